@@ -1,0 +1,260 @@
+// Package agentproto is the wire contract between ecp and agent-exporter.
+//
+// It holds the paths, the JSON bodies and the few rules both sides must agree
+// on, and nothing else: it imports neither side, so either can be replaced as
+// long as it speaks this package. The agent always opens the connection; ecp
+// never calls the agent.
+//
+// Every call but Register authenticates with the agent's own credential in
+// "Authorization: Bearer <credential>". Register authenticates with the
+// single-use registration token in the request body. Errors use ecp's
+// envelope, ErrorBody.
+package agentproto
+
+import (
+	"time"
+)
+
+// Paths of the agent-side API, relative to ecp's base URL.
+const (
+	PathRegister   = "/api/v1/agent/register"
+	PathReport     = "/api/v1/agent/report"
+	PathDesired    = "/api/v1/agent/desired"
+	PathWrite      = "/api/v1/agent/write"
+	PathLogs       = "/api/v1/agent/logs"
+	PathUnregister = "/api/v1/agent/unregister"
+)
+
+// Query parameters of PathDesired.
+const (
+	// QueryAfter is the revision the agent already holds; the call returns
+	// as soon as the desired state has a newer one.
+	QueryAfter = "after"
+	// QueryTimeout bounds the long-poll, as a Go duration ("30s"). ecp caps
+	// it at MaxDesiredWait and answers 204 No Content when nothing changed.
+	QueryTimeout = "timeout"
+)
+
+// Timing rules both sides share.
+const (
+	// DefaultReportInterval is used until ecp says otherwise in a
+	// RegisterResponse or ReportResponse.
+	DefaultReportInterval = 15 * time.Second
+	// SilentIntervals is how many report intervals may pass without a
+	// report before ecp marks the cluster abnormal with AgentSilent.
+	SilentIntervals = 3
+	// MaxDesiredWait is the longest ecp holds a desired-state long-poll.
+	MaxDesiredWait = 60 * time.Second
+)
+
+// HeaderRetryAfter is set with 429 and 503 replies; the agent waits at least
+// that many seconds (plus its own jitter) before trying again.
+const HeaderRetryAfter = "Retry-After"
+
+// RegisterRequest is the body of PathRegister.
+type RegisterRequest struct {
+	// Token is the registration token rendered by ecp; single use.
+	Token string `json:"token"`
+	// AgentVersion is the agent's build version.
+	AgentVersion string `json:"agentVersion"`
+	// Hostname of the machine the agent runs on, for the operator.
+	Hostname string `json:"hostname,omitempty"`
+	// DashboardURL and APIURL are what the operator gave to register; ecp
+	// shows the dashboard URL and may use it as the service URL when the
+	// entry has none. The EMQX password never travels to ecp.
+	DashboardURL string `json:"dashboardUrl"`
+	APIURL       string `json:"apiUrl"`
+	// LogCollection is the initial log collection choice.
+	LogCollection LogCollection `json:"logCollection"`
+}
+
+// RegisterResponse is the reply to a successful registration.
+type RegisterResponse struct {
+	ClusterID string `json:"clusterId"`
+	Project   string `json:"project"`
+	// Credential authenticates every later call; ecp keeps only its hash.
+	// The agent stores it with mode 0600 and never logs it.
+	Credential string `json:"credential"`
+	// ReportIntervalSeconds is how often the agent reports.
+	ReportIntervalSeconds int `json:"reportIntervalSeconds"`
+	// Desired is the state the agent must apply at once.
+	Desired DesiredState `json:"desired"`
+}
+
+// LogCollection says whether the agent tails EMQX's log directory.
+type LogCollection struct {
+	Enabled bool   `json:"enabled"`
+	Dir     string `json:"dir,omitempty"`
+}
+
+// DesiredState is what ecp wants the agent to enforce. Revision grows with
+// every change; an agent applies a state only if its revision is newer than
+// the one it holds.
+type DesiredState struct {
+	Revision int64 `json:"revision"`
+	// MaxConnections is the connection limit to keep on EMQX through its
+	// licence setting (dynamic_max_connections).
+	MaxConnections int `json:"maxConnections"`
+	// LogCollection switches log shipping on or off.
+	LogCollection LogCollection `json:"logCollection"`
+	// Unregister tells the agent to forget its credential and stop: the
+	// entry was deleted or re-registered elsewhere.
+	Unregister bool `json:"unregister,omitempty"`
+}
+
+// ReportRequest is sent every report interval; it is a snapshot of one
+// collection, never a delta, so a lost report loses nothing.
+type ReportRequest struct {
+	// CollectedAt is when the agent finished the collection.
+	CollectedAt time.Time `json:"collectedAt"`
+	// AgentVersion is the agent's build version.
+	AgentVersion string `json:"agentVersion"`
+	// AppliedRevision is the desired-state revision the agent has applied.
+	AppliedRevision int64 `json:"appliedRevision"`
+	// EMQX is what the agent saw of the cluster. When it could not reach
+	// EMQX, Reachable is false, Problem says why and the rest is empty.
+	EMQX EMQXStatus `json:"emqx"`
+}
+
+// EMQXStatus is the cluster snapshot carried by a report.
+type EMQXStatus struct {
+	Reachable bool `json:"reachable"`
+	// Problem is set when Reachable is false or when the agent could not
+	// apply the desired state.
+	Problem *Problem `json:"problem,omitempty"`
+
+	Version string `json:"version,omitempty"`
+	Edition string `json:"edition,omitempty"`
+	// StartedAt is the start of the longest-running node (now - uptime).
+	StartedAt time.Time `json:"startedAt,omitzero"`
+	Nodes     []Node    `json:"nodes,omitempty"`
+	// Connections counts sessions (EMQX "connections"), LiveConnections
+	// connected clients, both summed over running nodes.
+	Connections     int `json:"connections"`
+	LiveConnections int `json:"liveConnections"`
+	// MaxConnections is the effective licence limit EMQX reports.
+	MaxConnections int `json:"maxConnections"`
+
+	Rules      ResourceCounts `json:"rules"`
+	Connectors ResourceCounts `json:"connectors"`
+	Actions    ResourceCounts `json:"actions"`
+	Sources    ResourceCounts `json:"sources"`
+	// Abnormal lists the rules, connectors, actions and sources that are
+	// not healthy, so ecp can show and alert on them.
+	Abnormal []Resource `json:"abnormal,omitempty"`
+}
+
+// Node is one EMQX node as /api/v5/nodes lists it.
+type Node struct {
+	Name    string `json:"name"`
+	Status  string `json:"status"` // "running" or "stopped"
+	Role    string `json:"role,omitempty"`
+	Version string `json:"version,omitempty"`
+	// UptimeSeconds is zero for a stopped node.
+	UptimeSeconds   int64 `json:"uptimeSeconds,omitempty"`
+	Connections     int   `json:"connections"`
+	LiveConnections int   `json:"liveConnections"`
+}
+
+// ResourceCounts summarises one kind of data-integration object. Healthy
+// means running rules and connected connectors, actions and sources.
+type ResourceCounts struct {
+	Total     int `json:"total"`
+	Healthy   int `json:"healthy"`
+	Unhealthy int `json:"unhealthy"`
+}
+
+// Kinds of Resource.
+const (
+	KindRule      = "rule"
+	KindConnector = "connector"
+	KindAction    = "action"
+	KindSource    = "source"
+)
+
+// Resource is one abnormal rule, connector, action or source.
+type Resource struct {
+	Kind string `json:"kind"`
+	// ID is the id EMQX itself uses: "rule_0ab1", "http:my_http".
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+	// Status is EMQX's own word: "stopped", "disconnected", "connecting",
+	// "inconsistent", or for a rule "failing" when its failed counters grow.
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// ReportResponse is the reply to a report.
+type ReportResponse struct {
+	ReportIntervalSeconds int          `json:"reportIntervalSeconds"`
+	Desired               DesiredState `json:"desired"`
+}
+
+// Problem codes an agent sends in EMQXStatus.Problem. They become the
+// cluster's stateReason code in ecp.
+const (
+	ProblemEMQXUnreachable    = "EMQXUnreachable"
+	ProblemEMQXAuthFailed     = "EMQXAuthFailed"
+	ProblemQuotaApplyFailed   = "QuotaApplyFailed"
+	ProblemLicenceUnsupported = "LicenceUnsupported"
+)
+
+// Problem is a stable code with a human message.
+type Problem struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// LogBatch is the body of PathLogs. Sequence numbers let ecp acknowledge
+// exactly what it stored; the agent advances its file offsets only after.
+type LogBatch struct {
+	// BatchID is unique per agent and stable across retries, so ecp can
+	// drop a batch it already stored.
+	BatchID string     `json:"batchId"`
+	Lines   []LogEntry `json:"lines"`
+}
+
+// LogEntry is one EMQX log line, parsed by the agent, raw line kept.
+type LogEntry struct {
+	Time    time.Time         `json:"time"`
+	Level   string            `json:"level"`
+	Node    string            `json:"node,omitempty"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+	Raw     string            `json:"raw"`
+	// File and Offset identify the line in the agent's source, for
+	// idempotent storage.
+	File   string `json:"file"`
+	Offset int64  `json:"offset"`
+}
+
+// LogBatchResponse acknowledges a stored batch.
+type LogBatchResponse struct {
+	Accepted int `json:"accepted"`
+}
+
+// ErrorBody is ecp's error envelope: {"error": {"code", "message", "field"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inside of ErrorBody.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// Error codes ecp returns on the agent API that an agent acts on.
+const (
+	// CodeTokenInvalid: the registration token is unknown, used or expired.
+	CodeTokenInvalid = "TokenInvalid"
+	// CodeTokenExpired: the registration token was valid but has expired.
+	CodeTokenExpired = "TokenExpired"
+	// CodeCredentialRevoked: the agent's credential is no longer valid (the
+	// entry was deleted, re-registered or unregistered); the agent forgets
+	// it and stops reporting.
+	CodeCredentialRevoked = "CredentialRevoked"
+	// CodeRateLimited comes with 429 and Retry-After.
+	CodeRateLimited = "RateLimited"
+)

@@ -1,0 +1,248 @@
+// Package httpapi is the one adapter between ecp's HTTP handlers and the
+// wire: it writes every JSON reply and every error in ecp's envelope, decodes
+// request bodies strictly, and measures request latency by route template.
+//
+// Handlers return an error instead of writing one; Handle turns it into the
+// envelope {"error": {"code", "message", "field"}} with the fitting status,
+// and never leaks an internal error's text to the caller.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecpio/ecp/agentproto"
+)
+
+// MaxBodyBytes bounds every JSON request body ecp decodes.
+const MaxBodyBytes = 1 << 20
+
+// Error is an error with an HTTP status, a stable code and, for invalid
+// input, the field it concerns. Its message is shown to the caller as is.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string
+	// RetryAfter, when set, is sent as the Retry-After header.
+	RetryAfter time.Duration
+	// Details are extra members of the error object (for example the
+	// licence's remaining quota on a refused change).
+	Details map[string]any
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Codes shared by every API. Packages may add their own.
+const (
+	CodeInvalid       = "Invalid"
+	CodeUnauthorized  = "Unauthorized"
+	CodeForbidden     = "Forbidden"
+	CodeNotFound      = "NotFound"
+	CodeConflict      = "Conflict"
+	CodeRefused       = "Refused"
+	CodeInternal      = "Internal"
+	CodeUnavailable   = "Unavailable"
+	CodeRateLimited   = agentproto.CodeRateLimited
+	CodeTooLarge      = "TooLarge"
+	CodeMethodInvalid = "MethodNotAllowed"
+)
+
+// Invalid is a 400 naming the field and what would be accepted.
+func Invalid(field, format string, args ...any) *Error {
+	return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// Unauthorized is a 401.
+func Unauthorized(message string) *Error {
+	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: message}
+}
+
+// Forbidden is a 403.
+func Forbidden(message string) *Error {
+	return &Error{Status: http.StatusForbidden, Code: CodeForbidden, Message: message}
+}
+
+// NotFound is a 404.
+func NotFound(format string, args ...any) *Error {
+	return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: fmt.Sprintf(format, args...)}
+}
+
+// Conflict is a 409.
+func Conflict(format string, args ...any) *Error {
+	return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: fmt.Sprintf(format, args...)}
+}
+
+// Refused is a 422: the input is well formed but policy refuses it.
+func Refused(format string, args ...any) *Error {
+	return &Error{Status: http.StatusUnprocessableEntity, Code: CodeRefused, Message: fmt.Sprintf(format, args...)}
+}
+
+// HandlerFunc is an API handler: it writes a reply itself (usually through
+// JSON) or returns an error for Handle to write.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Adapter turns HandlerFuncs into http.Handlers that share one logger and one
+// latency histogram.
+type Adapter struct {
+	logger   *slog.Logger
+	duration *prometheus.HistogramVec
+}
+
+// NewAdapter registers ecp_http_request_duration_seconds on reg.
+func NewAdapter(logger *slog.Logger, reg prometheus.Registerer) *Adapter {
+	a := &Adapter{
+		logger: logger,
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ecp_http_request_duration_seconds",
+			Help:    "Latency of HTTP requests served by ecp, by route template, method and status code.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
+		}, []string{"route", "method", "code"}),
+	}
+	reg.MustRegister(a.duration)
+	return a
+}
+
+// Handle adapts h: errors become the envelope, latency is observed under the
+// route's template (never the raw path, which would explode cardinality).
+func (a *Adapter) Handle(h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		if err := h(sw, r); err != nil {
+			a.WriteError(sw, r, err)
+		}
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		a.duration.WithLabelValues(RouteTemplate(r), r.Method, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+	})
+}
+
+// RouteTemplate is the mux template that matched r, or "other".
+func RouteTemplate(r *http.Request) string {
+	if route := mux.CurrentRoute(r); route != nil {
+		if tpl, err := route.GetPathTemplate(); err == nil {
+			return tpl
+		}
+	}
+	return "other"
+}
+
+// WriteError writes err in the envelope. An *Error is shown as is; anything
+// else is logged and answered with a generic 500, so internal details (etcd
+// addresses, stack traces) never reach the caller.
+func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	var apiErr *Error
+	if !errors.As(err, &apiErr) {
+		a.logger.Error("request failed", "method", r.Method, "route", RouteTemplate(r), "err", err)
+		apiErr = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; the server log has the details"}
+	}
+	if apiErr.RetryAfter > 0 {
+		w.Header().Set(agentproto.HeaderRetryAfter, strconv.Itoa(int((apiErr.RetryAfter+time.Second-1)/time.Second)))
+	}
+	body := map[string]any{"code": apiErr.Code, "message": apiErr.Message}
+	if apiErr.Field != "" {
+		body["field"] = apiErr.Field
+	}
+	for k, v := range apiErr.Details {
+		body[k] = v
+	}
+	writeJSON(w, apiErr.Status, map[string]any{"error": body})
+}
+
+// JSON writes v with status.
+func JSON(w http.ResponseWriter, status int, v any) error {
+	writeJSON(w, status, v)
+	return nil
+}
+
+// List writes {"items": items}, never {"items": null}.
+func List[T any](w http.ResponseWriter, items []T) error {
+	if items == nil {
+		items = []T{}
+	}
+	return JSON(w, http.StatusOK, map[string]any{"items": items})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v) // The client went away; nothing useful to do.
+}
+
+// Decode reads r's JSON body into v, refusing unknown fields, trailing data
+// and bodies over MaxBodyBytes with a 400 that says which.
+func Decode(r *http.Request, v any) error {
+	body := http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Invalid("", "request body must hold a single JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var (
+		syntaxErr *json.SyntaxError
+		typeErr   *json.UnmarshalTypeError
+		maxErr    *http.MaxBytesError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return Invalid("", "request body is empty; a JSON object is required")
+	case errors.As(err, &syntaxErr), errors.Is(err, io.ErrUnexpectedEOF):
+		return Invalid("", "request body is not valid JSON: %v", err)
+	case errors.As(err, &typeErr):
+		return Invalid(typeErr.Field, "field %q must be a JSON %s", typeErr.Field, typeErr.Type.Kind())
+	case errors.As(err, &maxErr):
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", maxErr.Limit)}
+	default:
+		// json reports unknown fields as `json: unknown field "x"`.
+		return Invalid("", "request body: %v", err)
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Flush lets long-polls and streams flush through the wrapper.
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
