@@ -23,7 +23,7 @@ func TestStringNeverPrintsItsValue(t *testing.T) {
 	}
 	for name, out := range map[string]string{
 		"%v":   fmt.Sprintf("%v", s),
-		"%s":   fmt.Sprintf("%s", s),
+		"%s":   fmt.Sprintf("%s", s), //nolint:staticcheck // the %s verb itself is under test
 		"%+v":  fmt.Sprintf("%+v", wrapper{s}),
 		"%#v":  fmt.Sprintf("%#v", wrapper{s}),
 		"json": string(js),
