@@ -1,0 +1,342 @@
+// Package rules holds, as code, the Prometheus alerting rules ecp generates
+// for each project: the alert kinds, their PromQL, labels and annotations,
+// and the file shape Prometheus 2.42 loads.
+//
+// Trigger and recovery counts become durations: an alert fires on the N-th
+// consecutive bad evaluation (`for: (N-1)×interval`) and resolves on the
+// M-th consecutive good one (`keep_firing_for: (M-1)×interval`); a count of
+// 1 leaves the field out (shared/research/prom-stack.md verified both on
+// 2.42). testdata/ holds a `promtool test rules` case per alert kind that
+// shows it with counts 1 and 3.
+//
+// The shape is Prometheus 2.42's: no group `labels`, no `query_offset`,
+// classic label names. File has exactly the fields 2.42's rulefmt knows.
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
+)
+
+// Alert names, one per kind. CamelCase with a shared EMQX prefix, as the
+// monitoring-mixins style guide asks.
+const (
+	AlertRuleAbnormal      = "EMQXRuleAbnormal"
+	AlertConnectorAbnormal = "EMQXConnectorAbnormal"
+	AlertActionAbnormal    = "EMQXActionAbnormal"
+	AlertClusterAbnormal   = "EMQXClusterAbnormal"
+	AlertNodeDown          = "EMQXNodeDown"
+	AlertConnectionsNear   = "EMQXConnectionsNearMax"
+	AlertEMQXAlarm         = "EMQXAlarm"
+)
+
+// Annotation keys every generated alert carries.
+const (
+	AnnotationSummary     = "summary"
+	AnnotationDescription = "description"
+	// AnnotationLink points back to the cluster's page in ecp's console.
+	AnnotationLink = "link"
+)
+
+// ClusterLinkPath is the console path of a cluster's page, appended to the
+// external URL; %s is the cluster id (a template reading $labels.cluster).
+const ClusterLinkPath = "/clusters/%s"
+
+// Defaults for Params fields left zero.
+const (
+	DefaultInterval         = 15 * time.Second
+	DefaultConnectionsRatio = 0.9
+)
+
+// MaxCount bounds trigger and recovery counts.
+const MaxCount = 100
+
+// projectIDPattern keeps a project id safe as a PromQL string, a label
+// value, a YAML scalar and a file name.
+var projectIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+
+// ValidProjectID reports whether id can name a project in rules, routes and
+// file names.
+func ValidProjectID(id string) bool { return projectIDPattern.MatchString(id) }
+
+// Params are what one project's rule group is rendered from.
+type Params struct {
+	// Project is the project id every rule selects on.
+	Project string
+	// Interval is the group's evaluation interval; the agent's collection
+	// interval is the natural choice, so that each evaluation sees a new
+	// sample. Zero means DefaultInterval.
+	Interval time.Duration
+	// TriggerCount and RecoveryCount are the consecutive bad and good
+	// evaluations needed to fire and to resolve (1..MaxCount).
+	TriggerCount  int
+	RecoveryCount int
+	// Severity is the severity label of every alert of the project.
+	Severity string
+	// ExternalURL is ecp's own URL as users reach it, for the link back.
+	ExternalURL string
+	// ConnectionsRatio is the share of max connections in use above which
+	// EMQXConnectionsNearMax fires. Zero means DefaultConnectionsRatio.
+	ConnectionsRatio float64
+	// EMQXAlarms adds EMQXAlarm, which forwards EMQX's own alarms (the
+	// project's "EMQX alert push" switch).
+	EMQXAlarms bool
+}
+
+// File is a Prometheus rule file.
+type File struct {
+	Groups []Group `yaml:"groups"`
+}
+
+// Group is a rule group with exactly the fields Prometheus 2.42 accepts.
+type Group struct {
+	Name     string `yaml:"name"`
+	Interval string `yaml:"interval"`
+	Rules    []Rule `yaml:"rules"`
+}
+
+// Rule is an alerting rule with exactly the fields Prometheus 2.42 accepts.
+type Rule struct {
+	Alert         string            `yaml:"alert"`
+	Expr          string            `yaml:"expr"`
+	For           string            `yaml:"for,omitempty"`
+	KeepFiringFor string            `yaml:"keep_firing_for,omitempty"`
+	Labels        map[string]string `yaml:"labels"`
+	Annotations   map[string]string `yaml:"annotations"`
+}
+
+// kind is one alert kind: its name, what it says and how it selects.
+type kind struct {
+	alert       string
+	summary     string
+	description string
+	expr        func(sel string, p Params) string
+	enabled     func(p Params) bool
+}
+
+// kinds lists every alert kind in the order they appear in a file.
+var kinds = []kind{
+	{
+		alert:   AlertClusterAbnormal,
+		summary: "EMQX cluster {{ $labels.cluster }} is abnormal.",
+		description: "Cluster {{ $labels.cluster }} of project {{ $labels.project }} is abnormal: " +
+			"its agent stopped reporting or cannot reach EMQX. The cluster page shows the reason.",
+		expr: func(sel string, _ Params) string {
+			// max across ecp replicas, which all export the same state.
+			return fmt.Sprintf(`max by (%s, %s) (%s{%s, %s=%q}) == 1`,
+				LabelProject, LabelCluster, SeriesClusterState, sel, LabelState, StateAbnormal)
+		},
+	},
+	{
+		alert:   AlertNodeDown,
+		summary: "EMQX nodes are down in cluster {{ $labels.cluster }}.",
+		description: `{{ $value | printf "%.0f" }} EMQX node(s) of cluster {{ $labels.cluster }} ` +
+			"in project {{ $labels.project }} are stopped.",
+		expr: func(sel string, _ Params) string {
+			return fmt.Sprintf(`max by (%s, %s) (%s{%s}) > 0`,
+				LabelProject, LabelCluster, SeriesClusterNodesStopped, sel)
+		},
+	},
+	{
+		alert:   AlertConnectionsNear,
+		summary: "EMQX cluster {{ $labels.cluster }} is near its max connections.",
+		description: "Cluster {{ $labels.cluster }} in project {{ $labels.project }} uses " +
+			"{{ $value | humanizePercentage }} of the max connections ecp assigned to it; " +
+			"new clients are refused at 100%.",
+		expr: func(sel string, p Params) string {
+			return fmt.Sprintf("sum by (%[1]s, %[2]s) (%[3]s{%[5]s})\n"+
+				"  / on (%[1]s, %[2]s)\n"+
+				"max by (%[1]s, %[2]s) (%[4]s{%[5]s} > 0)\n"+
+				"  > %[6]s",
+				LabelProject, LabelCluster, SeriesConnections, SeriesMaxConnections, sel,
+				strconv.FormatFloat(p.ConnectionsRatio, 'f', -1, 64))
+		},
+	},
+	{
+		alert:   AlertRuleAbnormal,
+		summary: "EMQX rule {{ $labels.id }} is failing in cluster {{ $labels.cluster }}.",
+		description: "Rule {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			`had {{ $value | printf "%.0f" }} failed executions or actions in the last ` + windowToken + ".",
+		expr: func(sel string, p Params) string {
+			w := window(p)
+			// The counters must grow within two intervals: one interval
+			// could hold a single sample (no increase), and a longer
+			// window would count one burst of failures many times.
+			return fmt.Sprintf("(\n"+
+				"  increase(%[1]s{%[4]s}[%[5]s]) > 0\n"+
+				"    or\n"+
+				"  increase(%[2]s{%[4]s}[%[5]s]) > 0\n"+
+				")\n"+
+				"unless on (%[6]s, %[7]s, %[8]s) (%[3]s{%[4]s} == 0)",
+				SeriesRuleFailed, SeriesRuleActionsFailed, SeriesRuleEnable, sel, w,
+				LabelProject, LabelCluster, LabelID)
+		},
+	},
+	{
+		alert:   AlertConnectorAbnormal,
+		summary: "EMQX connector {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
+		description: "Connector {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"is enabled but not connected.",
+		expr: statusExpr(SeriesConnectorStatus, SeriesConnectorEnable),
+	},
+	{
+		alert:   AlertActionAbnormal,
+		summary: "EMQX action {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
+		description: "Action {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"is enabled but not connected.",
+		expr: statusExpr(SeriesActionStatus, SeriesActionEnable),
+	},
+	{
+		alert:   AlertEMQXAlarm,
+		summary: "EMQX alarm {{ $labels.name }} is active in cluster {{ $labels.cluster }}.",
+		description: "EMQX raised its alarm {{ $labels.name }} on cluster {{ $labels.cluster }}" +
+			"{{ with $labels.node }} (node {{ . }}){{ end }} in project {{ $labels.project }}.",
+		expr: func(sel string, _ Params) string {
+			return fmt.Sprintf(`%s{%s} == 1`, SeriesAlarmActive, sel)
+		},
+		enabled: func(p Params) bool { return p.EMQXAlarms },
+	},
+}
+
+// statusExpr fires for an object whose status is not connected, unless it
+// is disabled (a disabled connector reports "stopped", which is 0 too). A
+// missing enable series does not hide a broken status.
+func statusExpr(status, enable string) func(sel string, p Params) string {
+	return func(sel string, _ Params) string {
+		return fmt.Sprintf("%[1]s{%[3]s} == 0\nunless on (%[4]s, %[5]s, %[6]s) (%[2]s{%[3]s} == 0)",
+			status, enable, sel, LabelProject, LabelCluster, LabelID)
+	}
+}
+
+// windowToken in a description stands for the window's duration.
+const windowToken = "WINDOW"
+
+// window is the range over which rule failure counters must grow.
+func window(p Params) string { return model.Duration(2 * p.Interval).String() }
+
+// Alerts returns the names of every alert kind, in file order.
+func Alerts() []string {
+	names := make([]string, len(kinds))
+	for i, k := range kinds {
+		names[i] = k.alert
+	}
+	return names
+}
+
+// withDefaults fills zero fields.
+func (p Params) withDefaults() Params {
+	if p.Interval == 0 {
+		p.Interval = DefaultInterval
+	}
+	if p.ConnectionsRatio == 0 {
+		p.ConnectionsRatio = DefaultConnectionsRatio
+	}
+	return p
+}
+
+// Validate reports the first parameter a rule file cannot be built from.
+func (p Params) Validate() error {
+	p = p.withDefaults()
+	switch {
+	case !ValidProjectID(p.Project):
+		return fmt.Errorf("project id %q: want 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit", p.Project)
+	case p.Interval < time.Second || p.Interval%time.Second != 0:
+		return fmt.Errorf("interval %s: want whole seconds, at least 1s", p.Interval)
+	case p.TriggerCount < 1 || p.TriggerCount > MaxCount:
+		return fmt.Errorf("trigger count %d: want 1 to %d", p.TriggerCount, MaxCount)
+	case p.RecoveryCount < 1 || p.RecoveryCount > MaxCount:
+		return fmt.Errorf("recovery count %d: want 1 to %d", p.RecoveryCount, MaxCount)
+	case !model.LegacyValidation.IsValidLabelName(p.Severity) || p.Severity == "":
+		return fmt.Errorf("severity %q: want a word of letters, digits and '_'", p.Severity)
+	case p.ConnectionsRatio <= 0 || p.ConnectionsRatio > 1:
+		return fmt.Errorf("connections ratio %v: want more than 0 and at most 1", p.ConnectionsRatio)
+	}
+	return ValidExternalURL(p.ExternalURL)
+}
+
+// ValidExternalURL checks the URL the link annotations start with.
+func ValidExternalURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("external URL %q: want an absolute http or https URL", s)
+	}
+	if strings.ContainsAny(s, "{}") {
+		// The link is a Go template: braces would change its meaning.
+		return errors.New("external URL must not contain '{' or '}'")
+	}
+	return nil
+}
+
+// GroupName is the name of a project's rule group.
+func GroupName(project string) string { return "ecp-project-" + project }
+
+// Project returns the rule file of one project.
+func Project(p Params) (File, error) {
+	p = p.withDefaults()
+	if err := p.Validate(); err != nil {
+		return File{}, fmt.Errorf("rendering rules: %w", err)
+	}
+	sel := fmt.Sprintf("%s=%q", LabelProject, p.Project)
+	link := strings.TrimRight(p.ExternalURL, "/") + fmt.Sprintf(ClusterLinkPath, "{{ $labels.cluster }}")
+	g := Group{Name: GroupName(p.Project), Interval: model.Duration(p.Interval).String()}
+	for _, k := range kinds {
+		if k.enabled != nil && !k.enabled(p) {
+			continue
+		}
+		desc := strings.ReplaceAll(k.description, windowToken, window(p))
+		g.Rules = append(g.Rules, Rule{
+			Alert:         k.alert,
+			Expr:          k.expr(sel, p),
+			For:           countDuration(p.TriggerCount, p.Interval),
+			KeepFiringFor: countDuration(p.RecoveryCount, p.Interval),
+			Labels: map[string]string{
+				LabelSeverity: p.Severity,
+				// Set even though every selector keeps it, so that the
+				// Alertmanager route for the project always matches.
+				LabelProject: p.Project,
+			},
+			Annotations: map[string]string{
+				AnnotationSummary:     k.summary,
+				AnnotationDescription: desc,
+				AnnotationLink:        link,
+			},
+		})
+	}
+	return File{Groups: []Group{g}}, nil
+}
+
+// countDuration turns a count of consecutive evaluations into the duration
+// Prometheus waits: (n-1)×interval, or "" (field left out) for 1.
+func countDuration(n int, interval time.Duration) string {
+	if n <= 1 {
+		return ""
+	}
+	return model.Duration(time.Duration(n-1) * interval).String()
+}
+
+// header opens every generated file, so that an operator who finds it
+// knows not to edit it by hand.
+const header = "# Generated by ecp from the project's alert settings. Do not edit: ecp rewrites this file.\n"
+
+// Marshal renders a rule file as YAML.
+func Marshal(f File) ([]byte, error) {
+	var b strings.Builder
+	b.WriteString(header)
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("encoding rule file: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encoding rule file: %w", err)
+	}
+	return []byte(b.String()), nil
+}

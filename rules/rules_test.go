@@ -1,0 +1,191 @@
+package rules
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden rule files in testdata/")
+
+// testParams are the two projects the promtool cases in testdata/ run
+// against: n1 fires and resolves at once, n3 needs three evaluations each
+// way. The interval is one minute so the cases read in whole minutes.
+var testParams = map[string]Params{
+	"n1.rules.yml": {
+		Project: "n1", Interval: time.Minute, TriggerCount: 1, RecoveryCount: 1,
+		Severity: "critical", ExternalURL: "https://ecp.example.test/", EMQXAlarms: true,
+	},
+	"n3.rules.yml": {
+		Project: "n3", Interval: time.Minute, TriggerCount: 3, RecoveryCount: 3,
+		Severity: "warning", ExternalURL: "https://ecp.example.test", EMQXAlarms: true,
+	},
+}
+
+func TestGoldenRuleFiles(t *testing.T) {
+	for name, p := range testParams {
+		t.Run(name, func(t *testing.T) {
+			f, err := Project(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", name)
+			if *update {
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("%v (run go test ./rules -update)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Fatalf("%s differs from the rendered rules; run go test ./rules -update and review the diff\ngot:\n%s", path, got)
+			}
+		})
+	}
+}
+
+// promtool finds Debian's promtool or fails the test with the install
+// command: CI must run these checks, never skip them.
+func promtool(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (%v): install it with `bash scripts/install-prometheus.sh`", err)
+	}
+	return p
+}
+
+func TestPromtoolCheckRules(t *testing.T) {
+	bin := promtool(t)
+	for name := range testParams {
+		t.Run(name, func(t *testing.T) {
+			out, err := exec.CommandContext(t.Context(), bin, "check", "rules", filepath.Join("testdata", name)).CombinedOutput()
+			if err != nil {
+				t.Fatalf("promtool check rules: %v\n%s", err, out)
+			}
+		})
+	}
+}
+
+// TestPromtoolTestRules runs every case in testdata/: one file per alert
+// kind, showing it fire after N bad evaluations and resolve after M good
+// ones, for counts 1 and 3.
+func TestPromtoolTestRules(t *testing.T) {
+	bin := promtool(t)
+	cases, err := filepath.Glob(filepath.Join("testdata", "*.test.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[strings.TrimSuffix(filepath.Base(c), ".test.yml")] = true
+		t.Run(filepath.Base(c), func(t *testing.T) {
+			out, err := exec.CommandContext(t.Context(), bin, "test", "rules", c).CombinedOutput()
+			if err != nil {
+				t.Fatalf("promtool test rules: %v\n%s", err, out)
+			}
+		})
+	}
+	for _, a := range Alerts() {
+		if !covered[a] {
+			t.Errorf("alert %s has no promtool case testdata/%s.test.yml", a, a)
+		}
+	}
+}
+
+func TestCountDurations(t *testing.T) {
+	for _, tc := range []struct {
+		trigger, recovery       int
+		wantFor, wantKeepFiring string
+	}{
+		{1, 1, "", ""},
+		{2, 1, "15s", ""},
+		{1, 5, "", "1m"},
+		{3, 3, "30s", "30s"},
+		{100, 100, "24m45s", "24m45s"},
+	} {
+		t.Run(tc.wantFor+"/"+tc.wantKeepFiring, func(t *testing.T) {
+			f, err := Project(Params{Project: "p", TriggerCount: tc.trigger, RecoveryCount: tc.recovery,
+				Severity: "warning", ExternalURL: "http://127.0.0.1:8080"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range f.Groups[0].Rules {
+				if r.For != tc.wantFor || r.KeepFiringFor != tc.wantKeepFiring {
+					t.Fatalf("%s: for %q keep_firing_for %q, want %q %q", r.Alert, r.For, r.KeepFiringFor, tc.wantFor, tc.wantKeepFiring)
+				}
+			}
+			out, err := Marshal(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantFor == "" && bytes.Contains(out, []byte(" for:")) {
+				t.Fatalf("count 1 must leave for out:\n%s", out)
+			}
+			if tc.wantKeepFiring == "" && bytes.Contains(out, []byte("keep_firing_for:")) {
+				t.Fatalf("count 1 must leave keep_firing_for out:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestParamsValidate(t *testing.T) {
+	good := Params{Project: "p-1", TriggerCount: 1, RecoveryCount: 1, Severity: "info", ExternalURL: "https://ecp.example.test"}
+	for _, tc := range []struct {
+		name   string
+		change func(*Params)
+		want   string
+	}{
+		{"project with quote", func(p *Params) { p.Project = `p"1` }, "project id"},
+		{"empty project", func(p *Params) { p.Project = "" }, "project id"},
+		{"sub-second interval", func(p *Params) { p.Interval = 1500 * time.Millisecond }, "interval"},
+		{"trigger 0", func(p *Params) { p.TriggerCount = 0 }, "trigger count"},
+		{"recovery 101", func(p *Params) { p.RecoveryCount = 101 }, "recovery count"},
+		{"severity with space", func(p *Params) { p.Severity = "very bad" }, "severity"},
+		{"ratio above 1", func(p *Params) { p.ConnectionsRatio = 1.5 }, "connections ratio"},
+		{"relative URL", func(p *Params) { p.ExternalURL = "/ecp" }, "external URL"},
+		{"template in URL", func(p *Params) { p.ExternalURL = "https://x.test/{{ . }}" }, "'{'"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := good
+			tc.change(&p)
+			_, err := Project(p)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error about %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Project(good); err != nil {
+		t.Fatalf("good params refused: %v", err)
+	}
+}
+
+func TestEMQXAlarmFollowsTheSwitch(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(map[bool]string{false: "off", true: "on"}[on], func(t *testing.T) {
+			f, err := Project(Params{Project: "p", TriggerCount: 1, RecoveryCount: 1, Severity: "info",
+				ExternalURL: "http://127.0.0.1:8080", EMQXAlarms: on})
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, r := range f.Groups[0].Rules {
+				found = found || r.Alert == AlertEMQXAlarm
+			}
+			if found != on {
+				t.Fatalf("EMQXAlarm present %v with the switch %v", found, on)
+			}
+		})
+	}
+}
