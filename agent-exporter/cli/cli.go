@@ -1,0 +1,423 @@
+// Package cli is agent-exporter's command line: it parses the
+// subcommands (run, register, unregister, status, version), builds the
+// logger and registry for run, and talks to the running daemon through the
+// control API for the others. main only calls Main.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ecpio/ecp/agent-exporter/control"
+	"github.com/ecpio/ecp/agent-exporter/daemon"
+	"github.com/ecpio/ecp/agent-exporter/state"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/secret"
+	"github.com/ecpio/ecp/internal/version"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+// DefaultLogFile is where the daemon logs, beside EMQX's own logs.
+const DefaultLogFile = "/opt/emqx/log/agent.log"
+
+// controlTimeout bounds a subcommand's call to the daemon; register waits
+// for EMQX and ecp behind it.
+const controlTimeout = 60 * time.Second
+
+var errNotTerminal = errors.New("standard input is not a terminal")
+
+// Env is the process environment a command runs in; tests fill it.
+type Env struct {
+	Stdin          *os.File
+	Stdout, Stderr io.Writer
+	// Signals, when set, replaces OS signal handling for run: a value on
+	// it stops the daemon (tests).
+	Context context.Context
+	// Ready, when set, receives the daemon once it is built (tests).
+	Ready func(*daemon.App)
+}
+
+const usage = `usage: agent-exporter <command> [flags]
+
+commands:
+  run          run the agent daemon
+  register     register this agent with ecp (the daemon must run)
+  unregister   unregister from ecp and forget the credential
+  status       show registration, EMQX and report status
+  version      print the version
+
+"agent-exporter <command> -h" lists a command's flags.
+`
+
+// Main runs the command line and returns the exit code.
+func Main(args []string, env Env) int {
+	if env.Stdout == nil {
+		env.Stdout = os.Stdout
+	}
+	if env.Stderr == nil {
+		env.Stderr = os.Stderr
+	}
+	if env.Stdin == nil {
+		env.Stdin = os.Stdin
+	}
+	if env.Context == nil {
+		env.Context = context.Background()
+	}
+	if len(args) == 0 {
+		fmt.Fprint(env.Stderr, usage)
+		return ExitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "run":
+		return runCmd(rest, env)
+	case "register":
+		return registerCmd(rest, env)
+	case "unregister":
+		return unregisterCmd(rest, env)
+	case "status":
+		return statusCmd(rest, env)
+	case "version", "--version":
+		fmt.Fprintf(env.Stdout, "agent-exporter %s (revision %s, %s, %s/%s)\n", version.Version, orNone(version.Revision), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		return ExitOK
+	case "help", "-h", "--help":
+		fmt.Fprint(env.Stdout, usage)
+		return ExitOK
+	default:
+		fmt.Fprintf(env.Stderr, "unknown command %q\n\n%s", cmd, usage)
+		return ExitUsage
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+func newFlagSet(name string, env Env) *flag.FlagSet {
+	fs := flag.NewFlagSet("agent-exporter "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	return fs
+}
+
+// parse returns an exit code when parsing ended the command.
+func parse(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK, true
+		}
+		return ExitUsage, true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+		return ExitUsage, true
+	}
+	return 0, false
+}
+
+func runCmd(args []string, env Env) int {
+	fs := newFlagSet("run", env)
+	opts := daemon.DefaultOptions()
+	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collect_interval, log_level); reloaded by SIGHUP and POST /-/reload.")
+	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection.")
+	fs.StringVar(&opts.ListenAddress, "web.listen-address", daemon.DefaultListenAddress, "Address for /metrics, probes and the local control API; keep it on loopback.")
+	fs.StringVar(&opts.StateDir, "state.dir", daemon.DefaultStateDir, "Directory for the credential and EMQX login (mode 0700).")
+	logFile := fs.String("log.file", DefaultLogFile, "Log file; its directory must exist. \"-\" logs to standard error.")
+	logLevel := fs.String("log.level", "info", "Log level: debug, info, warn, error.")
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	level := new(slog.LevelVar)
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(env.Stderr, "--log.level %q: want debug, info, warn or error\n", *logLevel)
+		return ExitUsage
+	}
+	var out io.Writer = env.Stderr
+	if *logFile != "-" {
+		f, err := openLogFile(*logFile)
+		if err != nil {
+			fmt.Fprintln(env.Stderr, err)
+			return ExitError
+		}
+		defer f.Close()
+		out = f
+	}
+	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Logger, opts.LogLevel, opts.Registerer, opts.Gatherer, opts.Stdout = logger, level, reg, reg, env.Stdout
+
+	app, err := daemon.New(opts)
+	if err != nil {
+		logger.Error("cannot start the agent", "err", err)
+		fmt.Fprintf(env.Stderr, "cannot start the agent: %v\n", err)
+		return ExitError
+	}
+	ctx, stop := signal.NotifyContext(env.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = app.Reload()
+			}
+		}
+	}()
+	if env.Ready != nil {
+		env.Ready(app)
+	}
+	if err := app.Run(ctx); err != nil {
+		logger.Error("agent failed", "err", err)
+		fmt.Fprintf(env.Stderr, "agent failed: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+func openLogFile(path string) (*os.File, error) {
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, fmt.Errorf("--log.file %s: directory %s does not exist; create it or choose another --log.file (\"-\" for standard error)", path, dir)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("--log.file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// target is where a subcommand finds the daemon.
+type target struct {
+	agentURL string
+	stateDir string
+}
+
+func (t *target) flags(fs *flag.FlagSet) {
+	fs.StringVar(&t.agentURL, "agent.url", "", "URL of the running agent's control API (default: read from --state.dir).")
+	fs.StringVar(&t.stateDir, "state.dir", daemon.DefaultStateDir, "The running agent's state directory; holds the control token.")
+}
+
+func (t *target) client() (*control.Client, error) {
+	c, err := state.At(t.stateDir).LoadControl()
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("the agent daemon is not running (no %s in %s); start it with `agent-exporter run`", state.ControlFile, t.stateDir)
+	case errors.Is(err, fs.ErrPermission):
+		return nil, fmt.Errorf("cannot read %s: permission denied; run this command as the agent's user (usually root)", filepath.Join(t.stateDir, state.ControlFile))
+	case err != nil:
+		return nil, err
+	}
+	if t.agentURL != "" {
+		c.URL = t.agentURL
+	}
+	return &control.Client{URL: c.URL, Token: c.Token}, nil
+}
+
+func describe(err error) string {
+	var ce *control.Error
+	switch {
+	case errors.As(err, &ce):
+		return ce.Message
+	case errors.Is(err, control.ErrDaemonUnreachable):
+		return err.Error() + "; start it with `agent-exporter run`"
+	default:
+		return err.Error()
+	}
+}
+
+func registerCmd(args []string, env Env) int {
+	fs := newFlagSet("register", env)
+	var (
+		req          control.RegisterRequest
+		token, pass  string
+		passwordFile string
+		t            target
+	)
+	fs.StringVar(&req.ECPURL, "ecp-url", "", "ecp's URL (required).")
+	fs.StringVar(&token, "token", "", "Single-use registration token from ecp (required).")
+	fs.StringVar(&req.Username, "username", "", "EMQX dashboard username (required).")
+	fs.StringVar(&pass, "password", "", "EMQX dashboard password; prefer --password-file or the prompt (keeps it out of shell history).")
+	fs.StringVar(&passwordFile, "password-file", "", "File holding the EMQX dashboard password.")
+	fs.StringVar(&req.DashboardURL, "dashboard-url", "", "EMQX dashboard URL as operators open it (required).")
+	fs.StringVar(&req.APIURL, "api-url", "", "EMQX API URL the agent calls, e.g. http://127.0.0.1:18083 (required).")
+	fs.BoolVar(&req.InsecureSkipVerify, "insecure-skip-verify", false, "Do not verify TLS certificates of ecp and EMQX.")
+	fs.BoolVar(&req.LogCollection.Enabled, "emqx-log-collection-enabled", false, "Ship EMQX's log files to ecp.")
+	fs.StringVar(&req.LogCollection.Dir, "emqx-log-collection-dir", "", "EMQX's log directory (with --emqx-log-collection-enabled).")
+	t.flags(fs)
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	for _, f := range []struct{ name, v string }{
+		{"ecp-url", req.ECPURL}, {"token", token}, {"username", req.Username},
+		{"dashboard-url", req.DashboardURL}, {"api-url", req.APIURL},
+	} {
+		if f.v == "" {
+			fmt.Fprintf(env.Stderr, "register: --%s is required\n", f.name)
+			return ExitUsage
+		}
+	}
+	if req.LogCollection.Enabled && req.LogCollection.Dir == "" {
+		fmt.Fprintln(env.Stderr, "register: --emqx-log-collection-dir is required with --emqx-log-collection-enabled")
+		return ExitUsage
+	}
+	if pass != "" && passwordFile != "" {
+		fmt.Fprintln(env.Stderr, "register: give either --password or --password-file, not both")
+		return ExitUsage
+	}
+	switch {
+	case pass != "":
+	case passwordFile != "":
+		b, err := os.ReadFile(passwordFile)
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "register: --password-file: %v\n", err)
+			return ExitError
+		}
+		pass = strings.TrimRight(string(b), "\r\n")
+	default:
+		p, err := readPassword(env.Stdin, env.Stderr, "EMQX password for "+req.Username+": ")
+		if errors.Is(err, errNotTerminal) {
+			fmt.Fprintln(env.Stderr, "register: no password: pass --password-file, or run in a terminal to be asked")
+			return ExitUsage
+		}
+		if err != nil {
+			fmt.Fprintf(env.Stderr, "register: %v\n", err)
+			return ExitError
+		}
+		pass = p
+	}
+	req.Token, req.Password = secret.String(token), secret.String(pass)
+
+	c, err := t.client()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "register failed: %v\n", err)
+		return ExitError
+	}
+	ctx, cancel := context.WithTimeout(env.Context, controlTimeout)
+	defer cancel()
+	resp, err := c.Register(ctx, req)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "register failed: %s\n", describe(err))
+		return ExitError
+	}
+	fmt.Fprintf(env.Stdout, "Registered with %s as cluster %s (project %s).\n", req.ECPURL, resp.ClusterID, resp.Project)
+	return ExitOK
+}
+
+func unregisterCmd(args []string, env Env) int {
+	fs := newFlagSet("unregister", env)
+	var t target
+	force := fs.Bool("force", false, "Forget the credential even if ecp cannot be told.")
+	t.flags(fs)
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	c, err := t.client()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "unregister failed: %v\n", err)
+		return ExitError
+	}
+	ctx, cancel := context.WithTimeout(env.Context, controlTimeout)
+	defer cancel()
+	if err := c.Unregister(ctx, control.UnregisterRequest{Force: *force}); err != nil {
+		fmt.Fprintf(env.Stderr, "unregister failed: %s\n", describe(err))
+		return ExitError
+	}
+	fmt.Fprintln(env.Stdout, "Unregistered; the agent forgot its credential.")
+	return ExitOK
+}
+
+func statusCmd(args []string, env Env) int {
+	fs := newFlagSet("status", env)
+	var t target
+	t.flags(fs)
+	if code, done := parse(fs, args); done {
+		return code
+	}
+	c, err := t.client()
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "status: %v\n", err)
+		return ExitError
+	}
+	ctx, cancel := context.WithTimeout(env.Context, 10*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "status: %s\n", describe(err))
+		return ExitError
+	}
+	printStatus(env.Stdout, st)
+	return ExitOK
+}
+
+func printStatus(w io.Writer, st control.Status) {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return "never"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	problem := func(p *agentproto.Problem) string {
+		if p == nil {
+			return ""
+		}
+		return fmt.Sprintf(" (%s: %s)", p.Code, p.Message)
+	}
+	fmt.Fprintf(w, "agent version:        %s\n", st.Version)
+	if !st.Registered {
+		fmt.Fprintln(w, "registered:           no")
+		if st.EndedReason != "" {
+			fmt.Fprintf(w, "registration ended:   %s at %s\n", st.EndedReason, ts(st.EndedAt))
+		}
+		return
+	}
+	fmt.Fprintln(w, "registered:           yes")
+	fmt.Fprintf(w, "cluster id:           %s\n", st.ClusterID)
+	fmt.Fprintf(w, "project:              %s\n", st.Project)
+	fmt.Fprintf(w, "ecp url:              %s\n", st.ECPURL)
+	fmt.Fprintf(w, "emqx api url:         %s\n", st.EMQXAPIURL)
+	reach := "no"
+	if st.EMQXReachable {
+		reach = "yes"
+	}
+	fmt.Fprintf(w, "emqx reachable:       %s%s\n", reach, problem(st.EMQXProblem))
+	fmt.Fprintf(w, "last collection:      %s\n", ts(st.LastCollectAt))
+	fmt.Fprintf(w, "last report:          %s\n", ts(st.LastReportAt))
+	if st.LastReportError != "" {
+		fmt.Fprintf(w, "last report error:    %s (%d buffered)\n", st.LastReportError, st.ReportsBuffered)
+	}
+	applied := "not applied"
+	if st.AppliedMaxConnections != nil {
+		applied = fmt.Sprint(*st.AppliedMaxConnections)
+	}
+	fmt.Fprintf(w, "max connections:      desired %d (revision %d), applied %s%s\n",
+		st.DesiredMaxConnections, st.DesiredRevision, applied, problem(st.QuotaProblem))
+}

@@ -1,0 +1,227 @@
+package collector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+
+	"github.com/ecpio/ecp/agent-exporter/collector"
+	"github.com/ecpio/ecp/agent-exporter/emqx"
+	"github.com/ecpio/ecp/agentproto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fakeAPI struct {
+	nodesErr   error
+	rulesErr   error
+	failed     map[string]float64
+	calls      map[string]int
+	customerBC bool
+}
+
+func (f *fakeAPI) count(n string) {
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[n]++
+}
+
+func (f *fakeAPI) Nodes(context.Context) ([]emqx.Node, error) {
+	f.count("nodes")
+	if f.nodesErr != nil {
+		return nil, f.nodesErr
+	}
+	return []emqx.Node{
+		{Node: "emqx@a", NodeStatus: "running", Version: "5.8.9", Edition: "Enterprise", Role: "core", Uptime: 7_200_000, Connections: 10, LiveConnections: 8},
+		{Node: "emqx@b", NodeStatus: "running", Version: "5.8.9", Edition: "Enterprise", Role: "core", Uptime: 3_600_000, Connections: 5, LiveConnections: 5},
+		{Node: "emqx@c", NodeStatus: "stopped", Role: "core"},
+	}, nil
+}
+
+func (f *fakeAPI) License(context.Context) (emqx.License, error) {
+	f.count("license")
+	ms := 100
+	ct := 1
+	if f.customerBC {
+		ct = 3
+	}
+	return emqx.License{Type: "official", CustomerType: ct, ExpiryAt: "2029-04-17", MaxConnections: 100, MaxSessions: &ms}, nil
+}
+
+func (f *fakeAPI) LicenseSetting(context.Context) (emqx.LicenseSetting, error) {
+	f.count("setting")
+	n := 100
+	return emqx.LicenseSetting{DynamicMaxConnections: &n}, nil
+}
+
+func (f *fakeAPI) Rules(context.Context) ([]emqx.Rule, error) {
+	f.count("rules")
+	if f.rulesErr != nil {
+		return nil, f.rulesErr
+	}
+	return []emqx.Rule{{ID: "r_ok", Enable: true}, {ID: "r_bad", Name: "bad", Enable: true}, {ID: "r_off", Enable: false}}, nil
+}
+
+func (f *fakeAPI) RuleMetrics(_ context.Context, id string) (emqx.RuleMetrics, error) {
+	f.count("rule_metrics")
+	return emqx.RuleMetrics{Matched: 10, Passed: 9, Failed: f.failed[id], ActionsTotal: 9, ActionsOK: 9}, nil
+}
+
+func (f *fakeAPI) Connectors(context.Context) ([]emqx.Resource, error) {
+	f.count("connectors")
+	return []emqx.Resource{
+		{Type: "http", Name: "ok", Enable: true, Status: "connected"},
+		{Type: "kafka_producer", Name: "k1", Enable: true, Status: "disconnected", StatusReason: "econnrefused"},
+	}, nil
+}
+
+func (f *fakeAPI) Actions(context.Context) ([]emqx.Resource, error) {
+	f.count("actions")
+	return []emqx.Resource{{Type: "http", Name: "a1", Enable: true, Status: "connected"}}, nil
+}
+
+func (f *fakeAPI) Sources(context.Context) ([]emqx.Resource, error) {
+	f.count("sources")
+	return nil, nil
+}
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func fixedNow() time.Time { return t0 }
+
+func TestStatus(t *testing.T) {
+	api := &fakeAPI{failed: map[string]float64{"r_bad": 1}}
+	c := collector.New(fixedNow)
+	c.SetAPI(api)
+	first := c.Collect(t.Context()).Status()
+	if first.Rules.Unhealthy != 1 {
+		t.Fatalf("first collection: only the disabled rule is unhealthy, got %+v", first.Rules)
+	}
+	api.failed["r_bad"] = 3 // failed grew: the rule is failing now
+	st := c.Collect(t.Context()).Status()
+
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"reachable", st.Reachable, true},
+		{"version", st.Version, "5.8.9"},
+		{"connections over running nodes", st.Connections, 15},
+		{"live connections", st.LiveConnections, 13},
+		{"max connections from max_sessions", st.MaxConnections, 100},
+		{"started at = now - longest uptime", st.StartedAt, t0.Add(-2 * time.Hour)},
+		{"nodes", len(st.Nodes), 3},
+		{"rules", st.Rules, agentproto.ResourceCounts{Total: 3, Healthy: 1, Unhealthy: 2}},
+		{"connectors", st.Connectors, agentproto.ResourceCounts{Total: 2, Healthy: 1, Unhealthy: 1}},
+		{"actions", st.Actions, agentproto.ResourceCounts{Total: 1, Healthy: 1}},
+		{"abnormal count", len(st.Abnormal), 3},
+		{"failing rule", st.Abnormal[0].ID + "/" + st.Abnormal[0].Status, "r_bad/failing"},
+		{"stopped rule", st.Abnormal[1].ID + "/" + st.Abnormal[1].Status, "r_off/stopped"},
+		{"connector", fmt.Sprint(st.Abnormal[2]), fmt.Sprint(agentproto.Resource{Kind: "connector", ID: "kafka_producer:k1", Name: "k1", Status: "disconnected", Reason: "econnrefused"})},
+		{"rule metrics only for enabled rules", api.calls["rule_metrics"], 4},
+	}
+	for _, tc := range checks {
+		t.Run(tc.name, func(t *testing.T) {
+			if fmt.Sprint(tc.got) != fmt.Sprint(tc.want) {
+				t.Fatalf("got %v, want %v", tc.got, tc.want)
+			}
+		})
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	tests := []struct {
+		name     string
+		err      error
+		wantCode string
+	}{
+		{"auth", fmt.Errorf("logging in: %w", emqx.ErrAuthFailed), agentproto.ProblemEMQXAuthFailed},
+		{"down", errors.New("connection refused"), agentproto.ProblemEMQXUnreachable},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			api := &fakeAPI{nodesErr: tc.err}
+			c := collector.New(fixedNow)
+			c.SetAPI(api)
+			s := c.Collect(t.Context())
+			st := s.Status()
+			if st.Reachable || st.Problem == nil || st.Problem.Code != tc.wantCode {
+				t.Fatalf("status = %+v", st)
+			}
+			if api.calls["rules"] != 0 || api.calls["connectors"] != 0 {
+				t.Fatalf("collection went on after nodes failed: %v", api.calls)
+			}
+			if len(s.Results) != len(collector.SubCollectors) {
+				t.Fatalf("results = %d, want one per sub-collector", len(s.Results))
+			}
+		})
+	}
+}
+
+func TestNotConfigured(t *testing.T) {
+	c := collector.New(fixedNow)
+	st := c.Collect(t.Context()).Status()
+	if st.Reachable || st.Problem == nil {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func TestMetricsLintAndValues(t *testing.T) {
+	api := &fakeAPI{customerBC: true, rulesErr: nil}
+	c := collector.New(fixedNow)
+	c.SetAPI(api)
+	c.Collect(t.Context())
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collector.NewExporter(c))
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	// A scrape serves the snapshot; it never calls EMQX.
+	before := api.calls["nodes"]
+	for range 3 {
+		if _, err := reg.Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if api.calls["nodes"] != before {
+		t.Fatalf("scrapes called EMQX: nodes calls %d → %d", before, api.calls["nodes"])
+	}
+	want := `# HELP emqx_license_dynamic_max_connections dynamic_max_connections of a business-critical licence.
+# TYPE emqx_license_dynamic_max_connections gauge
+emqx_license_dynamic_max_connections 100
+# HELP emqx_node_connections Sessions on the node, including disconnected persistent sessions.
+# TYPE emqx_node_connections gauge
+emqx_node_connections{node="emqx@a"} 10
+emqx_node_connections{node="emqx@b"} 5
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "emqx_license_dynamic_max_connections", "emqx_node_connections"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRulesFailureMarksSubCollector(t *testing.T) {
+	api := &fakeAPI{rulesErr: errors.New("boom")}
+	c := collector.New(fixedNow)
+	c.SetAPI(api)
+	s := c.Collect(t.Context())
+	for _, r := range s.Results {
+		if (r.Err != nil) != (r.Name == collector.SubRules) {
+			t.Fatalf("result %s err %v", r.Name, r.Err)
+		}
+	}
+	if !s.Up {
+		t.Fatal("one failing sub-collector must not mark EMQX down")
+	}
+}

@@ -1,0 +1,598 @@
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/ecpio/ecp/agent-exporter/collector"
+	"github.com/ecpio/ecp/agent-exporter/ecpclient"
+	"github.com/ecpio/ecp/agent-exporter/emqx"
+	"github.com/ecpio/ecp/agent-exporter/enforce"
+	"github.com/ecpio/ecp/agent-exporter/state"
+	"github.com/ecpio/ecp/agent-exporter/transport"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/secret"
+	"github.com/ecpio/ecp/internal/version"
+)
+
+// session is one registration in force: the clients built from it and a
+// context that ends with it, so unregister or revocation cancels every
+// call it has in flight.
+type session struct {
+	reg    state.Registration
+	emqx   *emqx.Client
+	ecp    *ecpclient.Client
+	poll   *ecpclient.Client // same ecp, with a client timeout above DesiredWait
+	hcs    []*http.Client
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (s *session) close() {
+	s.cancel()
+	for _, hc := range s.hcs {
+		hc.CloseIdleConnections()
+	}
+}
+
+// App is a running agent.
+type App struct {
+	opts     Options
+	log      *slog.Logger
+	dir      *state.Dir
+	ln       net.Listener
+	srv      *http.Server
+	col      *collector.Collector
+	enf      *enforce.Enforcer
+	m        *metrics
+	ctlToken secret.String
+	ready    atomic.Bool
+	runCtx   context.Context
+
+	// regMu serialises register and unregister.
+	regMu sync.Mutex
+
+	mu             sync.Mutex
+	sess           *session
+	changed        chan struct{} // closed and replaced when sess changes
+	interval       time.Duration
+	reportInterval time.Duration
+	nextReport     time.Time
+	backoff        ecpclient.Backoff
+	queue          []agentproto.ReportRequest
+	lastReportAt   time.Time
+	lastReportErr  string
+	ended          *state.Ended
+
+	kick     chan struct{}
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
+	started  atomic.Bool
+}
+
+type metrics struct {
+	sent, failures, dropped prometheus.Counter
+	buffered, registered    prometheus.Gauge
+	reloadOK, reloadTime    prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	f.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "agent_exporter_build_info",
+		Help: "Build of the running agent; always 1.",
+	}, []string{"version", "revision"}).WithLabelValues(version.Version, version.Revision).Set(1)
+	return &metrics{
+		sent: f.NewCounter(prometheus.CounterOpts{
+			Name: "agent_exporter_reports_sent_total", Help: "Reports ecp accepted.",
+		}),
+		failures: f.NewCounter(prometheus.CounterOpts{
+			Name: "agent_exporter_report_failures_total", Help: "Report attempts that failed (ecp unreachable, refused, rate limited).",
+		}),
+		dropped: f.NewCounter(prometheus.CounterOpts{
+			Name: "agent_exporter_reports_dropped_total", Help: "Reports dropped unsent because the buffer was full while ecp was unreachable.",
+		}),
+		buffered: f.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_reports_buffered", Help: "Reports waiting to be sent to ecp.",
+		}),
+		registered: f.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_registered", Help: "Whether the agent holds a credential of ecp.",
+		}),
+		reloadOK: f.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_config_last_reload_successful", Help: "Whether the last configuration reload succeeded.",
+		}),
+		reloadTime: f.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_config_last_reload_success_timestamp_seconds", Help: "When the configuration was last loaded, as a Unix time.",
+		}),
+	}
+}
+
+// New checks opts, opens the state directory and binds the listener, so
+// Addr is known before Run.
+func New(opts Options) (*App, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	a := &App{
+		opts:     opts,
+		log:      opts.Logger,
+		col:      collector.New(opts.Now),
+		interval: opts.CollectInterval,
+		changed:  make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		backoff:  ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+	}
+	a.reportInterval = agentproto.DefaultReportInterval
+	a.m = newMetrics(opts.Registerer)
+	a.enf = enforce.New(opts.Logger.With("component", "enforce"), opts.Registerer)
+	if err := opts.Registerer.Register(collector.NewExporter(a.col)); err != nil {
+		return nil, fmt.Errorf("registering the emqx exporter: %w", err)
+	}
+	if opts.ConfigFile != "" {
+		if err := a.applyConfig(); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := state.Open(opts.StateDir)
+	if err != nil {
+		return nil, fmt.Errorf("state dir %s (--state.dir): %w", opts.StateDir, err)
+	}
+	a.dir = dir
+	var tok [32]byte
+	if _, err := rand.Read(tok[:]); err != nil {
+		return nil, fmt.Errorf("making the control token: %w", err)
+	}
+	a.ctlToken = secret.String(hex.EncodeToString(tok[:]))
+	ln, err := net.Listen("tcp", opts.ListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s (--web.listen-address): %w", opts.ListenAddress, err)
+	}
+	a.ln = ln
+	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
+	return a, nil
+}
+
+// Addr is the address the daemon serves on.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// Run serves until ctx ends or Stop is called. Actors, in one run.Group:
+// the HTTP server, the collection loop (collect, enforce, report) and the
+// desired-state long-poll.
+func (a *App) Run(ctx context.Context) error {
+	if !a.started.CompareAndSwap(false, true) {
+		return errors.New("daemon: Run called twice")
+	}
+	defer close(a.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	a.runCtx = ctx
+
+	if reg, err := a.dir.LoadRegistration(); err == nil {
+		if err := a.resume(reg); err != nil {
+			a.log.Error("cannot resume the saved registration", "err", err)
+		}
+	} else if !errors.Is(err, state.ErrNotRegistered) {
+		a.log.Error("cannot read the saved registration", "err", err)
+	}
+	if e, ok := a.dir.LoadEnded(); ok {
+		a.mu.Lock()
+		if a.sess == nil {
+			a.ended = &e
+		}
+		a.mu.Unlock()
+	}
+	if err := a.dir.SaveControl(state.Control{URL: "http://" + a.Addr(), Token: a.ctlToken}); err != nil {
+		return fmt.Errorf("publishing the control file: %w", err)
+	}
+
+	var g run.Group
+	g.Add(func() error {
+		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving http: %w", err)
+		}
+		return nil
+	}, func(error) {
+		sctx, c := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer c()
+		_ = a.srv.Shutdown(sctx)
+	})
+	g.Add(func() error { return a.collectLoop(ctx) }, func(error) { cancel() })
+	g.Add(func() error { return a.desiredLoop(ctx) }, func(error) { cancel() })
+	g.Add(func() error {
+		select {
+		case <-ctx.Done():
+		case <-a.stop:
+		}
+		return nil
+	}, func(error) { cancel() })
+
+	a.ready.Store(true)
+	a.log.Info("agent started", "version", version.Version, "listen", a.Addr(), "stateDir", a.dir.Path())
+	fmt.Fprintf(a.opts.Stdout, "EMQX Agent %s is running!\n", version.Version)
+	err := g.Run()
+
+	// Teardown order: HTTP is already shut (first actor), loops have
+	// returned; now end the session's calls and withdraw the control file
+	// so the CLI says "not running" instead of timing out.
+	a.ready.Store(false)
+	a.dir.RemoveControl()
+	a.mu.Lock()
+	if a.sess != nil {
+		a.sess.close()
+	}
+	a.mu.Unlock()
+	a.log.Info("agent stopped")
+	return err
+}
+
+// Stop ends Run and waits for it, bounded by ctx. It is idempotent and
+// safe before Run (it then only closes the listener).
+func (a *App) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() { close(a.stop) })
+	if !a.started.Load() {
+		if a.started.CompareAndSwap(false, true) {
+			close(a.done)
+			return a.ln.Close()
+		}
+	}
+	select {
+	case <-a.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping the agent: %w", ctx.Err())
+	}
+}
+
+// Reload re-reads the configuration file.
+func (a *App) Reload() error {
+	if a.opts.ConfigFile == "" {
+		a.m.reloadOK.Set(1)
+		return nil
+	}
+	err := a.applyConfig()
+	if err != nil {
+		a.log.Error("configuration reload failed; keeping the previous one", "err", err)
+	}
+	return err
+}
+
+func (a *App) applyConfig() error {
+	c, err := LoadConfig(a.opts.ConfigFile)
+	if err != nil {
+		a.m.reloadOK.Set(0)
+		return err
+	}
+	r, _ := c.resolve()
+	a.mu.Lock()
+	if r.interval > 0 {
+		a.interval = r.interval
+	} else {
+		a.interval = a.opts.CollectInterval
+	}
+	a.mu.Unlock()
+	if r.level != nil && a.opts.LogLevel != nil {
+		a.opts.LogLevel.Set(*r.level)
+	}
+	a.m.reloadOK.Set(1)
+	a.m.reloadTime.Set(float64(a.opts.Now().Unix()))
+	a.wake()
+	return nil
+}
+
+func (a *App) wake() {
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// newSession builds the clients of a registration. emqxClient may be
+// given when register already logged in with it.
+func (a *App) newSession(reg state.Registration, ec *emqx.Client) (*session, error) {
+	hc := transport.New(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, Timeout: a.opts.HTTPTimeout})
+	pollHC := transport.New(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, Timeout: a.opts.DesiredWait + a.opts.HTTPTimeout})
+	if ec == nil {
+		var err error
+		ec, err = emqx.New(emqx.Config{APIURL: reg.EMQX.APIURL, Username: reg.EMQX.Username, Password: reg.EMQX.Password, HTTPClient: hc})
+		if err != nil {
+			return nil, err
+		}
+	}
+	ecp, err := ecpclient.New(reg.ECPURL, reg.Credential, hc)
+	if err != nil {
+		return nil, err
+	}
+	poll, err := ecpclient.New(reg.ECPURL, reg.Credential, pollHC)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(a.runCtx)
+	return &session{reg: reg, emqx: ec, ecp: ecp, poll: poll, hcs: []*http.Client{hc, pollHC}, ctx: ctx, cancel: cancel}, nil
+}
+
+func (a *App) resume(reg state.Registration) error {
+	s, err := a.newSession(reg, nil)
+	if err != nil {
+		return err
+	}
+	a.install(s)
+	a.log.Info("resumed registration", "clusterId", reg.ClusterID, "ecpUrl", reg.ECPURL)
+	return nil
+}
+
+// install makes s the session in force.
+func (a *App) install(s *session) {
+	a.mu.Lock()
+	a.sess = s
+	a.ended = nil
+	a.queue = nil
+	a.nextReport = time.Time{}
+	a.lastReportErr = ""
+	a.backoff.Reset()
+	if s.reg.ReportInterval > 0 {
+		a.reportInterval = s.reg.ReportInterval
+	}
+	close(a.changed)
+	a.changed = make(chan struct{})
+	a.mu.Unlock()
+	a.col.SetAPI(s.emqx)
+	a.m.registered.Set(1)
+	a.m.buffered.Set(0)
+	a.wake()
+}
+
+// endSession forgets the registration s, if it is still the one in force.
+func (a *App) endSession(s *session, reason string) {
+	a.mu.Lock()
+	if a.sess != s {
+		a.mu.Unlock()
+		return
+	}
+	a.sess = nil
+	a.queue = nil
+	e := state.Ended{At: a.opts.Now().UTC(), Reason: reason, ClusterID: s.reg.ClusterID}
+	a.ended = &e
+	close(a.changed)
+	a.changed = make(chan struct{})
+	a.mu.Unlock()
+	s.close()
+	a.col.SetAPI(nil)
+	a.enf.Reset()
+	a.m.registered.Set(0)
+	a.m.buffered.Set(0)
+	if err := a.dir.EndRegistration(e); err != nil {
+		a.log.Error("cannot remove the registration from the state dir", "err", err)
+	}
+	a.log.Warn("registration ended", "clusterId", s.reg.ClusterID, "reason", reason)
+}
+
+func (a *App) current() (*session, <-chan struct{}) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.sess, a.changed
+}
+
+func (a *App) currentInterval() time.Duration {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.interval
+}
+
+// collectLoop polls EMQX every interval, corrects drift of the connection
+// limit and reports to ecp when a report is due.
+func (a *App) collectLoop(ctx context.Context) error {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-a.kick:
+		}
+		a.tick(ctx)
+		t.Reset(a.currentInterval())
+	}
+}
+
+func (a *App) tick(ctx context.Context) {
+	s, _ := a.current()
+	cctx, cancel := context.WithTimeout(ctx, max(a.currentInterval(), a.opts.HTTPTimeout))
+	defer cancel()
+	snap := a.col.Collect(cctx)
+	if s == nil {
+		return
+	}
+	if snap.Up {
+		_ = a.enf.Enforce(s.ctx, s.emqx)
+	}
+	a.report(s, snap)
+}
+
+func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
+	st := a.enf.State()
+	req := agentproto.ReportRequest{
+		CollectedAt:  snap.CollectedAt.UTC(),
+		AgentVersion: version.Version,
+		EMQX:         snap.Status(),
+	}
+	if st.Problem == nil && st.AppliedOK {
+		req.AppliedRevision = st.Revision
+	}
+	if req.EMQX.Reachable && req.EMQX.Problem == nil && st.Problem != nil {
+		req.EMQX.Problem = st.Problem
+	}
+	return req
+}
+
+// report queues a report when one is due and sends the queue oldest
+// first. While ecp is unreachable the queue keeps at most ReportBuffer
+// reports; the oldest are dropped and counted.
+func (a *App) report(s *session, snap *collector.Snapshot) {
+	now := a.opts.Now()
+	a.mu.Lock()
+	if now.Before(a.nextReport) {
+		a.mu.Unlock()
+		return
+	}
+	a.queue = append(a.queue, a.buildReport(snap))
+	if over := len(a.queue) - a.opts.ReportBuffer; over > 0 {
+		a.queue = a.queue[over:]
+		a.m.dropped.Add(float64(over))
+	}
+	a.m.buffered.Set(float64(len(a.queue)))
+	a.mu.Unlock()
+
+	for {
+		a.mu.Lock()
+		if a.sess != s || len(a.queue) == 0 {
+			a.nextReport = a.opts.Now().Add(a.reportInterval)
+			a.mu.Unlock()
+			return
+		}
+		req := a.queue[0]
+		a.mu.Unlock()
+
+		rctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
+		resp, err := s.ecp.Report(rctx, req)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ecpclient.ErrCredentialRevoked) {
+				a.endSession(s, "credential revoked by ecp: "+err.Error())
+				return
+			}
+			a.m.failures.Inc()
+			a.mu.Lock()
+			wait := a.backoff.Next(ecpclient.RetryAfter(err))
+			a.nextReport = a.opts.Now().Add(wait)
+			a.lastReportErr = err.Error()
+			a.mu.Unlock()
+			a.log.Warn("report not delivered", "err", err, "retryIn", wait, "buffered", len(a.queue))
+			return
+		}
+		a.m.sent.Inc()
+		a.mu.Lock()
+		if a.sess == s && len(a.queue) > 0 {
+			a.queue = a.queue[1:]
+		}
+		a.m.buffered.Set(float64(len(a.queue)))
+		a.backoff.Reset()
+		a.lastReportAt = a.opts.Now()
+		a.lastReportErr = ""
+		if resp.ReportIntervalSeconds > 0 {
+			a.reportInterval = time.Duration(resp.ReportIntervalSeconds) * time.Second
+		}
+		a.mu.Unlock()
+		a.applyDesired(s, resp.Desired)
+	}
+}
+
+// applyDesired acts on a desired state from a report reply or the
+// long-poll: unregister, or a new connection limit applied at once.
+func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
+	if d.Unregister {
+		uctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
+		if err := s.ecp.Unregister(uctx); err != nil {
+			a.log.Warn("unregister asked by ecp; telling ecp failed", "err", err)
+		}
+		cancel()
+		a.endSession(s, "ecp asked the agent to unregister")
+		return
+	}
+	if d.Revision == 0 || !a.enf.SetDesired(d) {
+		return
+	}
+	a.log.Info("desired state changed", "revision", d.Revision, "maxConnections", d.MaxConnections)
+	_ = a.enf.Enforce(s.ctx, s.emqx)
+	// Tell ecp at once that the revision is applied.
+	a.mu.Lock()
+	a.nextReport = time.Time{}
+	a.mu.Unlock()
+	a.wake()
+}
+
+// desiredLoop long-polls ecp so a change decided there (max connections,
+// unregister) reaches EMQX within a second or two, not at the next report.
+func (a *App) desiredLoop(ctx context.Context) error {
+	bo := ecpclient.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
+	for {
+		s, changed := a.current()
+		if s == nil {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-changed:
+				continue
+			}
+		}
+		rev := a.enf.State().Revision
+		d, newer, err := s.poll.Desired(s.ctx, rev, a.opts.DesiredWait)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case s.ctx.Err() != nil:
+			continue
+		case errors.Is(err, ecpclient.ErrCredentialRevoked):
+			a.endSession(s, "credential revoked by ecp: "+err.Error())
+			continue
+		case err != nil:
+			wait := bo.Next(ecpclient.RetryAfter(err))
+			a.log.Warn("desired-state poll failed", "err", err, "retryIn", wait)
+			if !sleep(s.ctx, wait) && ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		bo.Reset()
+		if !newer {
+			continue
+		}
+		if d.Revision <= rev && !d.Unregister {
+			// A server answering at once with nothing new must not turn
+			// the long-poll into a busy loop.
+			if !sleep(s.ctx, a.opts.BackoffBase) && ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
+		a.applyDesired(s, d)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func hostname() string {
+	h, _ := os.Hostname()
+	return h
+}
+
+func secondsDuration(n int) time.Duration { return time.Duration(n) * time.Second }

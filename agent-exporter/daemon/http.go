@@ -1,0 +1,291 @@
+package daemon
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ecpio/ecp/agent-exporter/control"
+	"github.com/ecpio/ecp/agent-exporter/ecpclient"
+	"github.com/ecpio/ecp/agent-exporter/emqx"
+	"github.com/ecpio/ecp/agent-exporter/state"
+	"github.com/ecpio/ecp/agent-exporter/transport"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/secret"
+	"github.com/ecpio/ecp/internal/version"
+)
+
+func (a *App) routes() http.Handler {
+	r := mux.NewRouter()
+	r.Handle("/metrics", promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{
+		ErrorHandling:       promhttp.ContinueOnError,
+		MaxRequestsInFlight: 10,
+	})).Methods(http.MethodGet)
+	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			http.Error(w, "Not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/-/reload", func(w http.ResponseWriter, _ *http.Request) {
+		if err := a.Reload(); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "Reloaded")
+	}).Methods(http.MethodPost)
+	r.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "EMQX Agent %s\n\n/metrics\n/-/healthy\n/-/ready\n", version.Version)
+	}).Methods(http.MethodGet)
+
+	c := r.NewRoute().Subrouter()
+	c.Use(a.requireControlToken)
+	c.HandleFunc(control.PathRegister, a.handleRegister).Methods(http.MethodPost)
+	c.HandleFunc(control.PathUnregister, a.handleUnregister).Methods(http.MethodPost)
+	c.HandleFunc(control.PathStatus, a.handleStatus).Methods(http.MethodGet)
+	return r
+}
+
+func (a *App) requireControlToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.ctlToken.Reveal())) != 1 {
+			writeErr(w, &control.Error{Status: http.StatusUnauthorized, Code: control.CodeUnauthorized,
+				Message: "the control token does not match: use the same --state.dir as the running agent"})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, e *control.Error) {
+	writeJSON(w, e.Status, control.ErrorBody{Error: *e})
+}
+
+func ctlErr(status int, code, format string, args ...any) *control.Error {
+	return &control.Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+func checkURL(flag, v string) *control.Error {
+	u, err := url.Parse(v)
+	if v == "" {
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--%s is required", flag)
+	}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--%s %q: want an http:// or https:// URL with a host", flag, v)
+	}
+	return nil
+}
+
+func validateRegister(req control.RegisterRequest) *control.Error {
+	for _, f := range []struct{ flag, v string }{
+		{"ecp-url", req.ECPURL}, {"api-url", req.APIURL}, {"dashboard-url", req.DashboardURL},
+	} {
+		if e := checkURL(f.flag, f.v); e != nil {
+			return e
+		}
+	}
+	switch {
+	case req.Token.IsZero():
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--token is required (the registration token from ecp)")
+	case req.Username == "":
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--username is required (an EMQX dashboard user)")
+	case req.Password.IsZero():
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "the EMQX password is required (--password, --password-file or the prompt)")
+	case req.LogCollection.Enabled && req.LogCollection.Dir == "":
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--emqx-log-collection-dir is required with --emqx-log-collection-enabled")
+	}
+	return nil
+}
+
+func (a *App) handleRegister(w http.ResponseWriter, r *http.Request) {
+	req, err := control.DecodeRegister(http.MaxBytesReader(w, r.Body, 64<<10))
+	if err != nil {
+		writeErr(w, ctlErr(http.StatusBadRequest, control.CodeBadRequest, "%v", err))
+		return
+	}
+	if e := validateRegister(req); e != nil {
+		writeErr(w, e)
+		return
+	}
+	resp, e := a.register(r.Context(), req)
+	if e != nil {
+		a.log.Warn("registration failed", "code", e.Code, "err", e.Message)
+		writeErr(w, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// register checks the EMQX login first (so a typo in the password never
+// consumes the single-use token), then registers with ecp, then saves.
+func (a *App) register(ctx context.Context, req control.RegisterRequest) (control.RegisterResponse, *control.Error) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	if s, _ := a.current(); s != nil {
+		return control.RegisterResponse{}, ctlErr(http.StatusConflict, control.CodeAlreadyRegistered,
+			"already registered as cluster %s with %s; run `agent-exporter unregister` first", s.reg.ClusterID, s.reg.ECPURL)
+	}
+	hc := transport.New(transport.Options{InsecureSkipVerify: req.InsecureSkipVerify, Timeout: a.opts.HTTPTimeout})
+	defer hc.CloseIdleConnections()
+	ec, err := emqx.New(emqx.Config{APIURL: req.APIURL, Username: req.Username, Password: req.Password, HTTPClient: hc})
+	if err != nil {
+		return control.RegisterResponse{}, ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--api-url: %v", err)
+	}
+	if _, err := ec.Login(ctx); err != nil {
+		return control.RegisterResponse{}, emqxError(req.APIURL, err)
+	}
+	ecp, err := ecpclient.New(req.ECPURL, "", hc)
+	if err != nil {
+		return control.RegisterResponse{}, ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--ecp-url: %v", err)
+	}
+	rr, err := ecp.Register(ctx, agentproto.RegisterRequest{
+		Token: req.Token.Reveal(), AgentVersion: version.Version, Hostname: hostname(),
+		DashboardURL: req.DashboardURL, APIURL: req.APIURL, LogCollection: req.LogCollection,
+	})
+	if err != nil {
+		return control.RegisterResponse{}, ecpError(req.ECPURL, err)
+	}
+	if rr.Credential == "" {
+		return control.RegisterResponse{}, ctlErr(http.StatusBadGateway, control.CodeECPRefused, "ecp at %s answered the registration without a credential", req.ECPURL)
+	}
+	reg := state.Registration{
+		ECPURL: req.ECPURL, ClusterID: rr.ClusterID, Project: rr.Project, Credential: secret.String(rr.Credential),
+		RegisteredAt: a.opts.Now().UTC(),
+		EMQX:         state.EMQX{APIURL: req.APIURL, DashboardURL: req.DashboardURL, Username: req.Username, Password: req.Password},
+		InsecureSkipVerify: req.InsecureSkipVerify, LogCollection: req.LogCollection,
+	}
+	if rr.ReportIntervalSeconds > 0 {
+		reg.ReportInterval = secondsDuration(rr.ReportIntervalSeconds)
+	}
+	if err := a.dir.SaveRegistration(reg); err != nil {
+		return control.RegisterResponse{}, ctlErr(http.StatusInternalServerError, control.CodeInternal,
+			"registered with ecp as cluster %s but cannot save the credential in %s: %v", rr.ClusterID, a.dir.Path(), err)
+	}
+	a.dir.ClearEnded()
+	s, err := a.newSession(reg, nil)
+	if err != nil {
+		return control.RegisterResponse{}, ctlErr(http.StatusInternalServerError, control.CodeInternal, "starting the session: %v", err)
+	}
+	a.install(s)
+	a.log.Info("registered", "clusterId", rr.ClusterID, "project", rr.Project, "ecpUrl", req.ECPURL)
+	a.applyDesired(s, rr.Desired)
+	return control.RegisterResponse{ClusterID: rr.ClusterID, Project: rr.Project}, nil
+}
+
+func emqxError(apiURL string, err error) *control.Error {
+	var apiErr *emqx.APIError
+	switch {
+	case errors.Is(err, emqx.ErrAuthFailed):
+		return ctlErr(http.StatusBadGateway, control.CodeEMQXAuthFailed,
+			"EMQX at %s refused the username or password (%v); check --username and the password of an EMQX dashboard user", apiURL, err)
+	case transport.IsTLSError(err):
+		return ctlErr(http.StatusBadGateway, control.CodeEMQXTLS,
+			"TLS with EMQX at %s failed: %v; fix the certificate, or pass --insecure-skip-verify if you trust this network", apiURL, err)
+	case errors.As(err, &apiErr):
+		return ctlErr(http.StatusBadGateway, control.CodeEMQXError, "EMQX at %s answered the login with an error: %v; is --api-url EMQX's dashboard listener?", apiURL, err)
+	default:
+		return ctlErr(http.StatusBadGateway, control.CodeEMQXUnreachable, "cannot reach EMQX at %s (--api-url): %v", apiURL, err)
+	}
+}
+
+func ecpError(ecpURL string, err error) *control.Error {
+	var apiErr *ecpclient.APIError
+	if errors.As(err, &apiErr) {
+		switch {
+		case apiErr.Code == agentproto.CodeTokenExpired:
+			return ctlErr(http.StatusBadGateway, control.CodeTokenExpired,
+				"ecp refused the registration token: it has expired; issue a new one in ecp (cluster → registration) and run register again")
+		case apiErr.Code == agentproto.CodeTokenInvalid:
+			return ctlErr(http.StatusBadGateway, control.CodeTokenInvalid,
+				"ecp refused the registration token: it is unknown, already used or expired (%s); issue a new one in ecp", apiErr.Message)
+		case apiErr.Status == http.StatusTooManyRequests:
+			return ctlErr(http.StatusBadGateway, control.CodeRateLimited,
+				"ecp is busy (429); try again in %s", max(apiErr.RetryAfter, secondsDuration(1)))
+		default:
+			return ctlErr(http.StatusBadGateway, control.CodeECPRefused, "ecp at %s refused the registration: %v", ecpURL, err)
+		}
+	}
+	if transport.IsTLSError(err) {
+		return ctlErr(http.StatusBadGateway, control.CodeECPTLS,
+			"TLS with ecp at %s failed: %v; fix the certificate, or pass --insecure-skip-verify if you trust this network", ecpURL, err)
+	}
+	return ctlErr(http.StatusBadGateway, control.CodeECPUnreachable, "cannot reach ecp at %s (--ecp-url): %v", ecpURL, err)
+}
+
+func (a *App) handleUnregister(w http.ResponseWriter, r *http.Request) {
+	var req control.UnregisterRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&req); err != nil {
+		writeErr(w, ctlErr(http.StatusBadRequest, control.CodeBadRequest, "decoding unregister request: %v", err))
+		return
+	}
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	s, _ := a.current()
+	if s == nil {
+		writeErr(w, ctlErr(http.StatusConflict, control.CodeNotRegistered, "the agent is not registered"))
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), a.opts.HTTPTimeout)
+	err := s.ecp.Unregister(ctx)
+	cancel()
+	if err != nil && !errors.Is(err, ecpclient.ErrCredentialRevoked) && !req.Force {
+		e := ecpError(s.reg.ECPURL, err)
+		e.Message += "; the agent stays registered (pass --force to forget the credential anyway)"
+		writeErr(w, e)
+		return
+	}
+	reason := "unregistered by the operator"
+	if err != nil {
+		reason += " (ecp not told: " + err.Error() + ")"
+	}
+	a.endSession(s, reason)
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (a *App) handleStatus(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, a.Status())
+}
+
+// Status is what `agent-exporter status` shows.
+func (a *App) Status() control.Status {
+	st := control.Status{Version: version.Version}
+	if snap := a.col.Latest(); snap != nil {
+		st.EMQXReachable, st.EMQXProblem, st.LastCollectAt = snap.Up, snap.Problem, snap.CollectedAt
+	}
+	es := a.enf.State()
+	st.DesiredRevision, st.DesiredMaxConnections, st.QuotaProblem = es.Revision, es.Wanted, es.Problem
+	if es.AppliedOK {
+		n := es.Applied
+		st.AppliedMaxConnections = &n
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s := a.sess; s != nil {
+		st.Registered = true
+		st.ClusterID, st.Project, st.ECPURL, st.EMQXAPIURL = s.reg.ClusterID, s.reg.Project, s.reg.ECPURL, s.reg.EMQX.APIURL
+	}
+	st.LastReportAt, st.LastReportError, st.ReportsBuffered = a.lastReportAt, a.lastReportErr, len(a.queue)
+	if a.ended != nil {
+		st.EndedAt, st.EndedReason = a.ended.At, a.ended.Reason
+	}
+	return st
+}

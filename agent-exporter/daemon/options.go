@@ -1,0 +1,113 @@
+// Package daemon is the embeddable agent: it polls EMQX, serves /metrics
+// and the local control API, registers with ecp when asked, reports every
+// interval, long-polls ecp for the desired state and enforces it on EMQX.
+// `agent-exporter run` is a thin wrapper around it; tests start it
+// in-process on 127.0.0.1:0.
+package daemon
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecpio/ecp/agent-exporter/state"
+)
+
+// Defaults shared by the flags and DefaultOptions.
+const (
+	DefaultListenAddress   = "127.0.0.1:9733"
+	DefaultCollectInterval = 15 * time.Second
+	DefaultStateDir        = state.DefaultDir
+	DefaultHTTPTimeout     = 10 * time.Second
+	DefaultDesiredWait     = 30 * time.Second
+	DefaultReportBuffer    = 4
+	DefaultBackoffBase     = time.Second
+	DefaultBackoffMax      = 2 * time.Minute
+	shutdownTimeout        = 5 * time.Second
+)
+
+// Options configure a daemon.
+type Options struct {
+	// ListenAddress serves /metrics, the probes and the control API. It
+	// should stay on loopback: the control API carries EMQX passwords.
+	ListenAddress string
+	// StateDir holds the registration and the control file.
+	StateDir string
+	// CollectInterval is how often EMQX is polled (and drift corrected).
+	CollectInterval time.Duration
+	// ConfigFile is an optional YAML file (see Config); reloaded by
+	// POST /-/reload and Reload.
+	ConfigFile string
+	// HTTPTimeout bounds one call to EMQX or ecp.
+	HTTPTimeout time.Duration
+	// DesiredWait is how long one desired-state long-poll may be held.
+	DesiredWait time.Duration
+	// ReportBuffer is how many reports are kept while ecp is unreachable;
+	// older ones are dropped and counted.
+	ReportBuffer int
+	// BackoffBase and BackoffMax shape the jittered exponential backoff
+	// towards ecp.
+	BackoffBase, BackoffMax time.Duration
+
+	// Logger is required; LogLevel, when set, is changed by a reload.
+	Logger   *slog.Logger
+	LogLevel *slog.LevelVar
+	// Registerer and Gatherer are required (normally one registry).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Stdout receives the one "is running" line.
+	Stdout io.Writer
+	// Now is injected for tests; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultOptions returns the options of a production daemon, without the
+// injected dependencies (Logger, Registerer, Gatherer).
+func DefaultOptions() Options {
+	return Options{
+		ListenAddress:   DefaultListenAddress,
+		StateDir:        DefaultStateDir,
+		CollectInterval: DefaultCollectInterval,
+		HTTPTimeout:     DefaultHTTPTimeout,
+		DesiredWait:     DefaultDesiredWait,
+		ReportBuffer:    DefaultReportBuffer,
+		BackoffBase:     DefaultBackoffBase,
+		BackoffMax:      DefaultBackoffMax,
+		Stdout:          io.Discard,
+	}
+}
+
+func (o *Options) validate() error {
+	var errs []error
+	if o.Logger == nil {
+		errs = append(errs, errors.New("daemon: Options.Logger is required"))
+	}
+	if o.Registerer == nil || o.Gatherer == nil {
+		errs = append(errs, errors.New("daemon: Options.Registerer and Options.Gatherer are required"))
+	}
+	if o.ListenAddress == "" {
+		errs = append(errs, errors.New("daemon: Options.ListenAddress is required"))
+	}
+	if o.StateDir == "" {
+		errs = append(errs, errors.New("daemon: Options.StateDir is required"))
+	}
+	if o.CollectInterval <= 0 {
+		errs = append(errs, errors.New("daemon: Options.CollectInterval must be positive"))
+	}
+	if o.HTTPTimeout <= 0 || o.DesiredWait <= 0 || o.BackoffBase <= 0 || o.BackoffMax < o.BackoffBase {
+		errs = append(errs, errors.New("daemon: timeouts and backoff must be positive (BackoffMax ≥ BackoffBase)"))
+	}
+	if o.ReportBuffer < 1 {
+		errs = append(errs, errors.New("daemon: Options.ReportBuffer must be at least 1"))
+	}
+	if o.Stdout == nil {
+		o.Stdout = io.Discard
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,155 @@
+package ecpclient_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ecpio/ecp/agent-exporter/ecpclient"
+	"github.com/ecpio/ecp/agent-exporter/internal/fakeecp"
+	"github.com/ecpio/ecp/agent-exporter/transport"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func client(t *testing.T, url string, cred secret.String) *ecpclient.Client {
+	t.Helper()
+	hc := transport.New(transport.Options{})
+	t.Cleanup(hc.CloseIdleConnections)
+	c, err := ecpclient.New(url, cred, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestRegisterErrors(t *testing.T) {
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("good")
+	ecp.ExpireToken("old")
+	tests := []struct {
+		name, token string
+		wantCode    string
+	}{
+		{"valid", "good", ""},
+		{"used", "good", agentproto.CodeTokenInvalid},
+		{"expired", "old", agentproto.CodeTokenExpired},
+		{"unknown", "nope", agentproto.CodeTokenInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, err := client(t, ecp.URL, "").Register(t.Context(), agentproto.RegisterRequest{Token: tc.token})
+			var apiErr *ecpclient.APIError
+			switch {
+			case tc.wantCode == "" && (err != nil || resp.Credential == ""):
+				t.Fatalf("register: %v %+v", err, resp)
+			case tc.wantCode != "" && (!errors.As(err, &apiErr) || apiErr.Code != tc.wantCode):
+				t.Fatalf("err = %v, want code %s", err, tc.wantCode)
+			case tc.wantCode != "" && errors.Is(err, ecpclient.ErrCredentialRevoked):
+				t.Fatalf("a token error must not read as a revoked credential: %v", err)
+			}
+		})
+	}
+}
+
+func TestReportRevokedAndRateLimited(t *testing.T) {
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	reg, err := client(t, ecp.URL, "").Register(t.Context(), agentproto.RegisterRequest{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, ecp.URL, secret.String(reg.Credential))
+	resp, err := c.Report(t.Context(), agentproto.ReportRequest{AgentVersion: "x"})
+	if err != nil || resp.Desired.MaxConnections != 10 || resp.ReportIntervalSeconds != 1 {
+		t.Fatalf("report: %v %+v", err, resp)
+	}
+
+	ecp.RateLimit(1, 7)
+	_, err = c.Report(t.Context(), agentproto.ReportRequest{})
+	if got := ecpclient.RetryAfter(err); got != 7*time.Second {
+		t.Fatalf("Retry-After = %v (err %v), want 7s", got, err)
+	}
+
+	ecp.RevokeAll()
+	_, err = c.Report(t.Context(), agentproto.ReportRequest{})
+	if !errors.Is(err, ecpclient.ErrCredentialRevoked) {
+		t.Fatalf("err = %v, want ErrCredentialRevoked", err)
+	}
+}
+
+func TestDesiredLongPoll(t *testing.T) {
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	reg, err := client(t, ecp.URL, "").Register(t.Context(), agentproto.RegisterRequest{Token: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client(t, ecp.URL, secret.String(reg.Credential))
+
+	// Nothing newer than what the agent holds: ecp answers 204 at timeout.
+	_, changed, err := c.Desired(t.Context(), reg.Desired.Revision, 50*time.Millisecond)
+	if err != nil || changed {
+		t.Fatalf("idle poll: changed=%v err=%v", changed, err)
+	}
+
+	// A change while the poll waits comes back at once.
+	done := make(chan agentproto.DesiredState, 1)
+	go func() {
+		d, _, _ := c.Desired(t.Context(), reg.Desired.Revision, 10*time.Second)
+		done <- d
+	}()
+	ecp.SetMaxConnections(42)
+	select {
+	case d := <-done:
+		if d.MaxConnections != 42 || d.Revision <= reg.Desired.Revision {
+			t.Fatalf("desired = %+v", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("long-poll did not return on change")
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		name     string
+		rand     float64
+		floor    time.Duration
+		attempts int
+		lo, hi   time.Duration
+	}{
+		{"first attempt, low jitter", 0, 0, 1, 500 * time.Millisecond, 500 * time.Millisecond},
+		{"first attempt, high jitter", 0.999, 0, 1, 500 * time.Millisecond, time.Second},
+		{"grows exponentially", 0, 0, 4, 4 * time.Second, 4 * time.Second},
+		{"capped at max", 0.999, 0, 40, 30 * time.Second, time.Minute},
+		{"Retry-After is a floor", 0, 20 * time.Second, 1, 20 * time.Second, 21 * time.Second},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := ecpclient.Backoff{Base: time.Second, Max: time.Minute, Rand: func() float64 { return tc.rand }}
+			var got time.Duration
+			for range tc.attempts {
+				got = b.Next(tc.floor)
+			}
+			if got < tc.lo || got > tc.hi {
+				t.Fatalf("wait = %v, want in [%v, %v]", got, tc.lo, tc.hi)
+			}
+		})
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	c := client(t, "http://127.0.0.1:1", "x")
+	_, err := c.Report(t.Context(), agentproto.ReportRequest{})
+	if err == nil || !transport.IsUnreachable(err) {
+		t.Fatalf("err = %v, want unreachable", err)
+	}
+	var apiErr *ecpclient.APIError
+	if errors.As(err, &apiErr) {
+		t.Fatalf("transport error read as an API reply: %v", err)
+	}
+}

@@ -1,0 +1,385 @@
+// Package emqx is the agent's client of the EMQX v5 REST API (/api/v5).
+//
+// It logs in to the dashboard with the operator's username and password,
+// keeps the bearer token and logs in again when EMQX answers 401
+// TOKEN_TIME_OUT or BAD_TOKEN. Every field name comes from EMQX's own API
+// (see shared/emqx-api.md); nothing here is invented.
+package emqx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// BasePath is the prefix of every EMQX v5 API call.
+const BasePath = "/api/v5"
+
+// Error codes EMQX returns that the client acts on.
+const (
+	CodeBadUsernameOrPwd = "BAD_USERNAME_OR_PWD"
+	CodeLoginLocked      = "LOGIN_LOCKED"
+	CodeBadMFAToken      = "BAD_MFA_TOKEN"
+	CodeTokenTimeOut     = "TOKEN_TIME_OUT"
+	CodeBadToken         = "BAD_TOKEN"
+)
+
+// ErrAuthFailed means EMQX refused the username and password.
+var ErrAuthFailed = errors.New("emqx: username or password refused")
+
+// APIError is a non-2xx reply from EMQX: {"code", "message"}.
+type APIError struct {
+	Method  string
+	Path    string
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *APIError) Error() string {
+	if e.Code == "" {
+		return fmt.Sprintf("emqx %s %s: http %d", e.Method, e.Path, e.Status)
+	}
+	return fmt.Sprintf("emqx %s %s: http %d %s: %s", e.Method, e.Path, e.Status, e.Code, e.Message)
+}
+
+// Config is what the client needs to reach one EMQX cluster.
+type Config struct {
+	// APIURL is the base of the dashboard listener, e.g.
+	// "http://127.0.0.1:18083"; BasePath is appended.
+	APIURL   string
+	Username string
+	Password secret.String
+	// HTTPClient carries timeouts and TLS settings (see package transport).
+	HTTPClient *http.Client
+}
+
+// Client talks to one EMQX cluster. It is safe for concurrent use.
+type Client struct {
+	base     *url.URL
+	username string
+	password secret.String
+	hc       *http.Client
+
+	mu    sync.Mutex
+	token secret.String
+}
+
+// New checks cfg and returns a client; it does not contact EMQX.
+func New(cfg Config) (*Client, error) {
+	if cfg.APIURL == "" {
+		return nil, errors.New("emqx: api url is required")
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.APIURL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("emqx: api url %q must be http(s)://host[:port]", cfg.APIURL)
+	}
+	if cfg.HTTPClient == nil {
+		return nil, errors.New("emqx: http client is required")
+	}
+	return &Client{base: u, username: cfg.Username, password: cfg.Password, hc: cfg.HTTPClient}, nil
+}
+
+// LoginInfo is the reply of POST /api/v5/login.
+type LoginInfo struct {
+	Version string `json:"version"`
+	License struct {
+		Edition string `json:"edition"`
+	} `json:"license"`
+	Role string `json:"role"`
+}
+
+type loginReply struct {
+	LoginInfo
+	Token string `json:"token"`
+}
+
+// Login logs in to the dashboard and keeps the token. A refused username
+// or password gives an error that wraps ErrAuthFailed.
+func (c *Client) Login(ctx context.Context) (LoginInfo, error) {
+	body := map[string]string{"username": c.username, "password": c.password.Reveal()}
+	var reply loginReply
+	if err := c.send(ctx, http.MethodPost, "/login", nil, body, &reply, ""); err != nil {
+		var apiErr *APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
+			return LoginInfo{}, fmt.Errorf("%w: %w", ErrAuthFailed, err)
+		}
+		return LoginInfo{}, fmt.Errorf("logging in to emqx: %w", err)
+	}
+	c.mu.Lock()
+	c.token = secret.String(reply.Token)
+	c.mu.Unlock()
+	return reply.LoginInfo, nil
+}
+
+// call does an authenticated request, logging in first when there is no
+// token and once more when EMQX says the token expired or is unknown.
+func (c *Client) call(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	c.mu.Lock()
+	tok := c.token
+	c.mu.Unlock()
+	if tok.IsZero() {
+		if _, err := c.Login(ctx); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		tok = c.token
+		c.mu.Unlock()
+	}
+	err := c.send(ctx, method, path, query, in, out, tok.Reveal())
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized &&
+		(apiErr.Code == CodeTokenTimeOut || apiErr.Code == CodeBadToken) {
+		if _, err := c.Login(ctx); err != nil {
+			return err
+		}
+		c.mu.Lock()
+		tok = c.token
+		c.mu.Unlock()
+		return c.send(ctx, method, path, query, in, out, tok.Reveal())
+	}
+	return err
+}
+
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, in, out any, token string) error {
+	u := *c.base
+	u.Path += BasePath + path
+	u.RawQuery = query.Encode()
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encoding request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("emqx %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
+	if err != nil {
+		return fmt.Errorf("reading emqx %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		apiErr := &APIError{Method: method, Path: path, Status: resp.StatusCode}
+		var eb struct {
+			Code    string          `json:"code"`
+			Message json.RawMessage `json:"message"`
+		}
+		if json.Unmarshal(b, &eb) == nil {
+			apiErr.Code = eb.Code
+			// message is usually a string but may be an object (5.9+ MFA).
+			var s string
+			if json.Unmarshal(eb.Message, &s) == nil {
+				apiErr.Message = s
+			} else {
+				apiErr.Message = string(eb.Message)
+			}
+		}
+		return apiErr
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("decoding emqx %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// Node is one item of GET /api/v5/nodes. Stopped nodes carry only Node,
+// NodeStatus and Role.
+type Node struct {
+	Node            string `json:"node"`
+	NodeStatus      string `json:"node_status"`
+	Version         string `json:"version"`
+	Edition         string `json:"edition"`
+	Role            string `json:"role"`
+	Uptime          int64  `json:"uptime"` // milliseconds
+	Connections     int    `json:"connections"`
+	LiveConnections int    `json:"live_connections"`
+	LogPath         string `json:"log_path"`
+}
+
+// Nodes lists the cluster's nodes, running first.
+func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
+	var out []Node
+	if err := c.call(ctx, http.MethodGet, "/nodes", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// License is GET /api/v5/license. MaxSessions exists from 5.8.5 on; both
+// carry the effective limit (including dynamic_max_connections).
+type License struct {
+	Customer       string `json:"customer"`
+	Type           string `json:"type"`
+	CustomerType   int    `json:"customer_type"`
+	ExpiryAt       string `json:"expiry_at"`
+	Expiry         bool   `json:"expiry"`
+	MaxConnections int    `json:"max_connections"`
+	MaxSessions    *int   `json:"max_sessions"`
+}
+
+// CustomerTypeBusinessCritical is the only licence customer type for
+// which EMQX honours dynamic_max_connections.
+const CustomerTypeBusinessCritical = 3
+
+// Limit is the effective connection limit: max_sessions where the version
+// has it (5.8.5+, primary from 5.9), else max_connections.
+func (l License) Limit() int {
+	if l.MaxSessions != nil {
+		return *l.MaxSessions
+	}
+	return l.MaxConnections
+}
+
+// License reads the loaded licence.
+func (c *Client) License(ctx context.Context) (License, error) {
+	var out License
+	err := c.call(ctx, http.MethodGet, "/license", nil, nil, &out)
+	return out, err
+}
+
+// LicenseSetting is GET/PUT /api/v5/license/setting. DynamicMaxConnections
+// is nil when EMQX hides it (licence not business-critical).
+type LicenseSetting struct {
+	ConnectionLowWatermark  string `json:"connection_low_watermark,omitempty"`
+	ConnectionHighWatermark string `json:"connection_high_watermark,omitempty"`
+	DynamicMaxConnections   *int   `json:"dynamic_max_connections,omitempty"`
+}
+
+// LicenseSetting reads the licence settings.
+func (c *Client) LicenseSetting(ctx context.Context) (LicenseSetting, error) {
+	var out LicenseSetting
+	err := c.call(ctx, http.MethodGet, "/license/setting", nil, nil, &out)
+	return out, err
+}
+
+// SetDynamicMaxConnections sets dynamic_max_connections and returns the
+// settings EMQX answers with, so the caller can see whether it was stored.
+func (c *Client) SetDynamicMaxConnections(ctx context.Context, n int) (LicenseSetting, error) {
+	var out LicenseSetting
+	err := c.call(ctx, http.MethodPut, "/license/setting", nil, map[string]int{"dynamic_max_connections": n}, &out)
+	return out, err
+}
+
+// Rule is one item of GET /api/v5/rules. EMQX has no runtime rule status:
+// a rule runs when it is enabled.
+type Rule struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Enable      bool   `json:"enable"`
+	Description string `json:"description"`
+}
+
+type page[T any] struct {
+	Data []T `json:"data"`
+	Meta struct {
+		Page    int  `json:"page"`
+		Limit   int  `json:"limit"`
+		HasNext bool `json:"hasnext"`
+	} `json:"meta"`
+}
+
+// RulesPageLimit is how many rules one page asks for.
+const RulesPageLimit = 100
+
+// maxPages stops a server that always says hasnext from looping forever.
+const maxPages = 10000
+
+// Rules lists every rule, following meta.hasnext to the last page.
+func (c *Client) Rules(ctx context.Context) ([]Rule, error) {
+	var all []Rule
+	for p := 1; p <= maxPages; p++ {
+		q := url.Values{"page": {strconv.Itoa(p)}, "limit": {strconv.Itoa(RulesPageLimit)}}
+		var out page[Rule]
+		if err := c.call(ctx, http.MethodGet, "/rules", q, nil, &out); err != nil {
+			return nil, err
+		}
+		all = append(all, out.Data...)
+		if !out.Meta.HasNext {
+			return all, nil
+		}
+	}
+	return nil, fmt.Errorf("emqx rules: more than %d pages", maxPages)
+}
+
+// RuleMetrics is the aggregate part of GET /api/v5/rules/{id}/metrics.
+type RuleMetrics struct {
+	Matched       float64 `json:"matched"`
+	Passed        float64 `json:"passed"`
+	Failed        float64 `json:"failed"`
+	ActionsTotal  float64 `json:"actions.total"`
+	ActionsOK     float64 `json:"actions.success"`
+	ActionsFailed float64 `json:"actions.failed"`
+}
+
+// RuleMetrics reads one rule's cluster-wide counters.
+func (c *Client) RuleMetrics(ctx context.Context, id string) (RuleMetrics, error) {
+	var out struct {
+		Metrics RuleMetrics `json:"metrics"`
+	}
+	err := c.call(ctx, http.MethodGet, "/rules/"+url.PathEscape(id)+"/metrics", nil, nil, &out)
+	return out.Metrics, err
+}
+
+// Resource is one connector, action or source. Status is the aggregated
+// status (connected, connecting, disconnected, stopped, inconsistent).
+type Resource struct {
+	Type         string `json:"type"`
+	Name         string `json:"name"`
+	Enable       bool   `json:"enable"`
+	Status       string `json:"status"`
+	StatusReason string `json:"status_reason"`
+}
+
+// ID is the id EMQX uses for the resource: "type:name".
+func (r Resource) ID() string { return r.Type + ":" + r.Name }
+
+// Connectors lists the connectors (not paginated).
+func (c *Client) Connectors(ctx context.Context) ([]Resource, error) {
+	return c.resources(ctx, "/connectors")
+}
+
+// Actions lists the actions (not paginated).
+func (c *Client) Actions(ctx context.Context) ([]Resource, error) {
+	return c.resources(ctx, "/actions")
+}
+
+// Sources lists the sources (not paginated).
+func (c *Client) Sources(ctx context.Context) ([]Resource, error) {
+	return c.resources(ctx, "/sources")
+}
+
+func (c *Client) resources(ctx context.Context, path string) ([]Resource, error) {
+	var out []Resource
+	if err := c.call(ctx, http.MethodGet, path, nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -1,0 +1,286 @@
+// Package fakeecp is an in-process fake of ecp's agent API for the agent's
+// tests, built only on agentproto (the agent must not import ecp): register
+// with single-use tokens, report, the desired-state long-poll, unregister,
+// 401 CredentialRevoked and 429 with Retry-After.
+package fakeecp
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/agentproto"
+)
+
+// Server is a running fake ecp.
+type Server struct {
+	URL string
+
+	mu          sync.Mutex
+	tokens      map[string]string // token → state: "valid", "used", "expired"
+	creds       map[string]bool
+	clusterID   string
+	interval    int
+	desired     agentproto.DesiredState
+	changed     chan struct{}
+	reports     []agentproto.ReportRequest
+	registers   []agentproto.RegisterRequest
+	unregisters int
+	limited     int
+	retryAfter  int
+	failing     bool
+	closed      chan struct{}
+}
+
+// Start runs a fake ecp until the test ends. New clusters get max
+// connections 10, as in ecp.
+func Start(t *testing.T) *Server {
+	t.Helper()
+	s := &Server{
+		tokens:    map[string]string{},
+		creds:     map[string]bool{},
+		clusterID: "c-1",
+		interval:  1,
+		desired:   agentproto.DesiredState{Revision: 1, MaxConnections: 10},
+		changed:   make(chan struct{}),
+		closed:    make(chan struct{}),
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+agentproto.PathRegister, s.register)
+	mux.HandleFunc("POST "+agentproto.PathReport, s.auth(s.report))
+	mux.HandleFunc("GET "+agentproto.PathDesired, s.auth(s.desiredPoll))
+	mux.HandleFunc("POST "+agentproto.PathUnregister, s.auth(s.unregister))
+	srv := httptest.NewServer(s.gate(mux))
+	s.URL = srv.URL
+	t.Cleanup(func() {
+		close(s.closed)
+		srv.Close()
+	})
+	return s
+}
+
+func writeErr(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(agentproto.ErrorBody{Error: agentproto.ErrorDetail{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// gate answers 503 while failing and 429 + Retry-After for the next
+// rate-limited requests.
+func (s *Server) gate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		failing := s.failing
+		limited := s.limited > 0
+		if limited {
+			s.limited--
+		}
+		ra := s.retryAfter
+		s.mu.Unlock()
+		switch {
+		case failing:
+			writeErr(w, http.StatusServiceUnavailable, "Unavailable", "ecp is down")
+		case limited:
+			w.Header().Set(agentproto.HeaderRetryAfter, strconv.Itoa(ra))
+			writeErr(w, http.StatusTooManyRequests, agentproto.CodeRateLimited, "slow down")
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func (s *Server) auth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cred, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		s.mu.Lock()
+		ok := s.creds[cred]
+		s.mu.Unlock()
+		if !ok {
+			writeErr(w, http.StatusUnauthorized, agentproto.CodeCredentialRevoked, "credential revoked")
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) register(w http.ResponseWriter, r *http.Request) {
+	var req agentproto.RegisterRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "Invalid", err.Error())
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch s.tokens[req.Token] {
+	case "valid":
+	case "expired":
+		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenExpired, "registration token expired")
+		return
+	default:
+		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenInvalid, "registration token unknown or used")
+		return
+	}
+	s.tokens[req.Token] = "used"
+	// Registering again binds the new agent and revokes the old one.
+	s.creds = map[string]bool{}
+	cred := fmt.Sprintf("cred-%d", len(s.registers)+1)
+	s.creds[cred] = true
+	s.registers = append(s.registers, req)
+	writeJSON(w, agentproto.RegisterResponse{
+		ClusterID: s.clusterID, Project: "p-1", Credential: cred,
+		ReportIntervalSeconds: s.interval, Desired: s.desired,
+	})
+}
+
+func (s *Server) report(w http.ResponseWriter, r *http.Request) {
+	var req agentproto.ReportRequest
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeErr(w, http.StatusBadRequest, "Invalid", err.Error())
+		return
+	}
+	s.mu.Lock()
+	s.reports = append(s.reports, req)
+	resp := agentproto.ReportResponse{ReportIntervalSeconds: s.interval, Desired: s.desired}
+	s.mu.Unlock()
+	writeJSON(w, resp)
+}
+
+func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
+	after, err := strconv.ParseInt(r.URL.Query().Get(agentproto.QueryAfter), 10, 64)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "Invalid", "after must be an integer")
+		return
+	}
+	wait, err := time.ParseDuration(r.URL.Query().Get(agentproto.QueryTimeout))
+	if err != nil || wait <= 0 {
+		wait = agentproto.MaxDesiredWait
+	}
+	wait = min(wait, agentproto.MaxDesiredWait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		d, ch := s.desired, s.changed
+		s.mu.Unlock()
+		if d.Revision > after {
+			writeJSON(w, d)
+			return
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			w.WriteHeader(http.StatusNoContent)
+			return
+		case <-r.Context().Done():
+			return
+		case <-s.closed:
+			return
+		}
+	}
+}
+
+func (s *Server) unregister(w http.ResponseWriter, r *http.Request) {
+	cred, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.mu.Lock()
+	delete(s.creds, cred)
+	s.unregisters++
+	s.mu.Unlock()
+	writeJSON(w, struct{}{})
+}
+
+// IssueToken makes a single-use registration token valid.
+func (s *Server) IssueToken(tok string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[tok] = "valid"
+}
+
+// ExpireToken marks a token expired.
+func (s *Server) ExpireToken(tok string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tokens[tok] = "expired"
+}
+
+func (s *Server) change(f func(d *agentproto.DesiredState)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f(&s.desired)
+	s.desired.Revision++
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// SetMaxConnections changes the desired max connections (new revision).
+func (s *Server) SetMaxConnections(n int) {
+	s.change(func(d *agentproto.DesiredState) { d.MaxConnections = n })
+}
+
+// RequestUnregister tells the agent, through the desired state, to leave.
+func (s *Server) RequestUnregister() {
+	s.change(func(d *agentproto.DesiredState) { d.Unregister = true })
+}
+
+// RevokeAll revokes every credential (entry deleted or re-registered).
+func (s *Server) RevokeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.creds = map[string]bool{}
+}
+
+// RateLimit answers the next n requests with 429 and Retry-After seconds.
+func (s *Server) RateLimit(n, retryAfterSeconds int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limited, s.retryAfter = n, retryAfterSeconds
+}
+
+// SetFailing makes every request answer 503 (ecp unreachable).
+func (s *Server) SetFailing(v bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing = v
+}
+
+// Desired returns the current desired state.
+func (s *Server) Desired() agentproto.DesiredState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.desired
+}
+
+// Reports returns a copy of the reports received so far.
+func (s *Server) Reports() []agentproto.ReportRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]agentproto.ReportRequest(nil), s.reports...)
+}
+
+// Registrations returns the register requests accepted so far.
+func (s *Server) Registrations() []agentproto.RegisterRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]agentproto.RegisterRequest(nil), s.registers...)
+}
+
+// Unregisters counts unregister calls.
+func (s *Server) Unregisters() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.unregisters
+}
