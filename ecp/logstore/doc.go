@@ -1,0 +1,68 @@
+// Package logstore writes the EMQX log lines agents ship to ecp into the log
+// receiver the system admin configured, and reads them back per project.
+//
+// Two receiver types share one code path for writing: Elasticsearch, through
+// its bulk API, and VictoriaLogs, through its Elasticsearch-compatible bulk
+// endpoint (/insert/elasticsearch/_bulk with _msg_field, _time_field and
+// _stream_fields). Reading differs: the Elasticsearch query DSL with
+// search_after paging against Elasticsearch, LogsQL against VictoriaLogs.
+//
+// # Documents
+//
+// Each line becomes one document: @timestamp (RFC 3339, nanoseconds, UTC),
+// message, level, project, cluster, node, raw (the line as the agent read it),
+// file, offset, fields (the parsed key/values, stored but not indexed, so an
+// EMQX report key can never explode the index mapping) and log_id. The
+// project, cluster and node are stamped by ecp from the agent's credential,
+// never taken from the agent's lines. In Elasticsearch the documents go to
+// daily indices "<indexPrefix>-YYYY.MM.DD" (by the line's UTC date) whose
+// mapping an index template installed by the Writer fixes (keywords for the
+// filters, date_nanos for the time). In VictoriaLogs project, cluster and
+// node are the stream fields.
+//
+// log_id is derived from cluster, file, offset, the line's time and its raw
+// text, and is also the Elasticsearch _id. The time and text are in it because
+// EMQX's disk_log wraps: emqx.log.1 is overwritten and its offsets start again
+// at zero, so cluster+file+offset alone would let a new line replace an old
+// one. log_id is written in the letters a to p only (hex with a..p for
+// 0..f): VictoriaLogs sorts strings "naturally", comparing digit runs as
+// numbers, and a digit-free id sorts the same way there as in Elasticsearch
+// and as the LogsQL "<" comparison does, which paging relies on.
+//
+// # Exactly once
+//
+// The agent advances its file offsets only after ecp acknowledged a batch, and
+// ecp acknowledges only after Writer.Write returned without error, that is
+// after the store accepted every document (or rejected it for good, see
+// Result.Rejected). So no line is lost. Duplicates come from retries of a
+// batch the store did take but whose acknowledgement did not reach the agent.
+//
+//   - Elasticsearch: a retried line has the same _id and the "index" action
+//     overwrites the document with itself. Exactly once, whatever the path.
+//   - VictoriaLogs ignores _id and would store the line again. The Writer
+//     keeps a window of recently stored batches keyed by cluster and the
+//     agent's BatchID (stable across retries, see agentproto.LogBatch): a
+//     batch already stored within the window is acknowledged without being
+//     written again, and a batch still in flight is answered with
+//     backpressure, so the agent's retry cannot race the first attempt. The
+//     window is in memory, per ecp replica, sized by WriterOptions.DedupWindow
+//     and DedupMaxBatches; the agent retries within seconds, far inside it.
+//     Residual risks, accepted and written down: a retry that reaches another
+//     ecp replica after a lost acknowledgement, an ecp restart between the
+//     store's accept and the acknowledgement, and a bulk request cut off by a
+//     timeout after VictoriaLogs had already ingested part of it (it ingests
+//     while reading). Each can duplicate lines of one batch in VictoriaLogs;
+//     query results carry log_id, so duplicates are recognisable.
+//
+// # Backpressure
+//
+// The Writer never drops lines. Transient failures (connection errors, 429,
+// 5xx, per-document 429/5xx in a bulk reply) are retried with jittered
+// exponential backoff for at most WriterOptions.MaxRetryTime; only the
+// documents that failed are sent again. When the time runs out, or too many
+// bulk requests are already in flight, Write returns a *BackpressureError
+// (errors.Is(err, ErrBackpressure)) with a Retry-After hint, which ecp turns
+// into 429/503 for the agent, which keeps the lines and retries. Documents the
+// store refuses for good (a 400 mapping error) are reported per document in
+// Result.Rejected and counted, not retried forever.
+package logstore

@@ -1,0 +1,156 @@
+package logstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// testTimeout bounds the whole connection test: the admin is waiting.
+const testTimeout = 10 * time.Second
+
+// Test is the "test connection" call for a configuration before (or after)
+// it is saved: it reaches the store, checks the credentials and that the URL
+// answers as the configured type. The error wraps ErrUnreachable,
+// ErrUnauthorized or ErrWrongType (errors.Is) and its message says what to
+// fix; it never contains the password. transport may be nil.
+func Test(ctx context.Context, cfg ReceiverConfig, transport http.RoundTripper) error {
+	c, err := newConn(cfg, transport, testTimeout)
+	if err != nil {
+		return err
+	}
+	defer c.client.CloseIdleConnections()
+	return testConn(ctx, c)
+}
+
+func testConn(ctx context.Context, c *conn) error {
+	ctx, cancel := context.WithTimeout(ctx, testTimeout)
+	defer cancel()
+	switch c.cfg.Type {
+	case TypeElasticsearch:
+		return testElasticsearch(ctx, c)
+	default:
+		return testVictoriaLogs(ctx, c)
+	}
+}
+
+// testElasticsearch reads the root endpoint, which every Elasticsearch
+// answers with its name, version and tagline, and which needs the
+// "monitor" privilege or none.
+func testElasticsearch(ctx context.Context, c *conn) error {
+	body, hdr, err := getForTest(ctx, c, "/")
+	if err != nil {
+		return err
+	}
+	var root struct {
+		Version struct {
+			Number       string `json:"number"`
+			Distribution string `json:"distribution"`
+		} `json:"version"`
+		Tagline string `json:"tagline"`
+	}
+	if json.Unmarshal(body, &root) != nil || root.Version.Number == "" {
+		if strings.Contains(string(body), "VictoriaLogs") {
+			return fmt.Errorf("%w: %s answers as VictoriaLogs; set type %q", ErrWrongType, c.cfg.URL, TypeVictoriaLogs)
+		}
+		return fmt.Errorf("%w: %s does not answer as Elasticsearch (no version in the reply to GET /)", ErrWrongType, c.cfg.URL)
+	}
+	if hdr.Get("X-Elastic-Product") != "Elasticsearch" && root.Tagline == "" {
+		return fmt.Errorf("%w: %s answers GET / with a version but not as Elasticsearch (no tagline, no X-Elastic-Product header)", ErrWrongType, c.cfg.URL)
+	}
+	if root.Version.Distribution == "" && !atLeast(root.Version.Number, 7, 10) {
+		return fmt.Errorf("%w: Elasticsearch %s is too old; 7.10 or newer is needed (composable index templates, date_nanos)", ErrWrongType, root.Version.Number)
+	}
+	return nil
+}
+
+// testVictoriaLogs checks the ingestion endpoint ecp writes to and the query
+// endpoint the log page reads from.
+func testVictoriaLogs(ctx context.Context, c *conn) error {
+	body, hdr, err := getForTest(ctx, c, "/insert/elasticsearch/")
+	if err != nil {
+		if se, ok := errors.AsType[*testStatusError](err); ok && se.status == http.StatusNotFound {
+			return fmt.Errorf("%w: %s has no /insert/elasticsearch/ endpoint, so it is not VictoriaLogs; for Elasticsearch set type %q", ErrWrongType, c.cfg.URL, TypeElasticsearch)
+		}
+		return err
+	}
+	if hdr.Get("X-Elastic-Product") == "" || !strings.Contains(string(body), `"number"`) {
+		return fmt.Errorf("%w: %s does not answer /insert/elasticsearch/ as VictoriaLogs does", ErrWrongType, c.cfg.URL)
+	}
+	q := url.Values{"query": {"_time:1m | limit 1"}}
+	resp, err := c.do(ctx, http.MethodPost, "/select/logsql/query", nil, "application/x-www-form-urlencoded", []byte(q.Encode()))
+	if err != nil {
+		return err
+	}
+	defer drain(resp)
+	if resp.StatusCode/100 != 2 {
+		return classifyTestStatus(c, "/select/logsql/query", readStatusError(resp))
+	}
+	return nil
+}
+
+// testStatusError carries the status of a failed test request.
+type testStatusError struct {
+	status int
+	err    error
+}
+
+func (e *testStatusError) Error() string { return e.err.Error() }
+func (e *testStatusError) Unwrap() error { return e.err }
+
+func getForTest(ctx context.Context, c *conn, p string) ([]byte, http.Header, error) {
+	resp, err := c.do(ctx, http.MethodGet, p, nil, "", nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the log store at %s: %w", c.cfg.URL, err)
+	}
+	defer drain(resp)
+	if resp.StatusCode/100 != 2 {
+		return nil, nil, classifyTestStatus(c, p, readStatusError(resp))
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: reading GET %s: %w", ErrUnreachable, p, err)
+	}
+	return b, resp.Header, nil
+}
+
+func classifyTestStatus(c *conn, p string, se *statusError) error {
+	var err error
+	switch se.Status {
+	case http.StatusUnauthorized:
+		who := "without credentials"
+		if c.cfg.Username != "" {
+			who = "as user " + c.cfg.Username
+		}
+		err = fmt.Errorf("%w: the log store at %s refused the login %s (401); check username and password", ErrUnauthorized, c.cfg.URL, who)
+	case http.StatusForbidden:
+		err = fmt.Errorf("%w: the log store at %s denied GET %s to user %q (403); grant the user access", ErrUnauthorized, c.cfg.URL, p, c.cfg.Username)
+	case http.StatusNotFound:
+		err = fmt.Errorf("%w: the log store at %s has no %s (404); check the URL and type", ErrWrongType, c.cfg.URL, p)
+	default:
+		err = fmt.Errorf("the log store at %s answered GET %s: %w", c.cfg.URL, p, se)
+	}
+	return &testStatusError{status: se.Status, err: err}
+}
+
+// atLeast reports whether the version "major.minor.patch" is at least
+// major.minor; an unparsable version passes (let the writes tell).
+func atLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(version, ".", 3)
+	ma, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return true
+	}
+	mi := 0
+	if len(parts) > 1 {
+		mi, _ = strconv.Atoi(parts[1])
+	}
+	return ma > major || ma == major && mi >= minor
+}
