@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fakeAPI struct {
+	mu         sync.Mutex
 	nodesErr   error
 	rulesErr   error
 	failed     map[string]float64
@@ -28,6 +30,8 @@ type fakeAPI struct {
 }
 
 func (f *fakeAPI) count(n string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.calls == nil {
 		f.calls = map[string]int{}
 	}
@@ -72,6 +76,8 @@ func (f *fakeAPI) Rules(context.Context) ([]emqx.Rule, error) {
 
 func (f *fakeAPI) RuleMetrics(_ context.Context, id string) (emqx.RuleMetrics, error) {
 	f.count("rule_metrics")
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return emqx.RuleMetrics{Matched: 10, Passed: 9, Failed: f.failed[id], ActionsTotal: 9, ActionsOK: 9}, nil
 }
 
@@ -105,7 +111,9 @@ func TestStatus(t *testing.T) {
 	if first.Rules.Unhealthy != 1 {
 		t.Fatalf("first collection: only the disabled rule is unhealthy, got %+v", first.Rules)
 	}
+	api.mu.Lock()
 	api.failed["r_bad"] = 3 // failed grew: the rule is failing now
+	api.mu.Unlock()
 	st := c.Collect(t.Context()).Status()
 
 	checks := []struct {

@@ -138,4 +138,3 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	resources(s.Actions, descActionStatus, descActionEnable)
 	resources(s.Sources, descSourceStatus, descSourceEnable)
 }
-

@@ -365,9 +365,14 @@ func (a *App) endSession(s *session, reason string) {
 		a.mu.Unlock()
 		return
 	}
+	e := state.Ended{At: a.opts.Now().UTC(), Reason: reason, ClusterID: s.reg.ClusterID}
+	// Forget on disk first: once status says "not registered", a restart
+	// must not resume the old credential.
+	if err := a.dir.EndRegistration(e); err != nil {
+		a.log.Error("cannot remove the registration from the state dir", "err", err)
+	}
 	a.sess = nil
 	a.queue = nil
-	e := state.Ended{At: a.opts.Now().UTC(), Reason: reason, ClusterID: s.reg.ClusterID}
 	a.ended = &e
 	close(a.changed)
 	a.changed = make(chan struct{})
@@ -377,9 +382,6 @@ func (a *App) endSession(s *session, reason string) {
 	a.enf.Reset()
 	a.m.registered.Set(0)
 	a.m.buffered.Set(0)
-	if err := a.dir.EndRegistration(e); err != nil {
-		a.log.Error("cannot remove the registration from the state dir", "err", err)
-	}
 	a.log.Warn("registration ended", "clusterId", s.reg.ClusterID, "reason", reason)
 }
 
@@ -414,14 +416,17 @@ func (a *App) collectLoop(ctx context.Context) error {
 
 func (a *App) tick(ctx context.Context) {
 	s, _ := a.current()
+	// Enforce before collecting, so the snapshot (and /metrics) shows the
+	// corrected limit; skip it while EMQX is known to be down, where it
+	// could only fail.
+	if prev := a.col.Latest(); s != nil && (prev == nil || prev.Up) {
+		_ = a.enf.Enforce(s.ctx, s.emqx)
+	}
 	cctx, cancel := context.WithTimeout(ctx, max(a.currentInterval(), a.opts.HTTPTimeout))
 	defer cancel()
 	snap := a.col.Collect(cctx)
 	if s == nil {
 		return
-	}
-	if snap.Up {
-		_ = a.enf.Enforce(s.ctx, s.emqx)
 	}
 	a.report(s, snap)
 }

@@ -169,8 +169,8 @@ func (a *App) register(ctx context.Context, req control.RegisterRequest) (contro
 	}
 	reg := state.Registration{
 		ECPURL: req.ECPURL, ClusterID: rr.ClusterID, Project: rr.Project, Credential: secret.String(rr.Credential),
-		RegisteredAt: a.opts.Now().UTC(),
-		EMQX:         state.EMQX{APIURL: req.APIURL, DashboardURL: req.DashboardURL, Username: req.Username, Password: req.Password},
+		RegisteredAt:       a.opts.Now().UTC(),
+		EMQX:               state.EMQX{APIURL: req.APIURL, DashboardURL: req.DashboardURL, Username: req.Username, Password: req.Password},
 		InsecureSkipVerify: req.InsecureSkipVerify, LogCollection: req.LogCollection,
 	}
 	if rr.ReportIntervalSeconds > 0 {

@@ -250,6 +250,13 @@ func (s *Server) RateLimit(n, retryAfterSeconds int) {
 	s.limited, s.retryAfter = n, retryAfterSeconds
 }
 
+// SetInterval sets the report interval ecp tells agents, in seconds.
+func (s *Server) SetInterval(seconds int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.interval = seconds
+}
+
 // SetFailing makes every request answer 503 (ecp unreachable).
 func (s *Server) SetFailing(v bool) {
 	s.mu.Lock()

@@ -1,0 +1,500 @@
+package daemon_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+
+	"github.com/ecpio/ecp/agent-exporter/cli"
+	"github.com/ecpio/ecp/agent-exporter/daemon"
+	"github.com/ecpio/ecp/agent-exporter/internal/fakeecp"
+	"github.com/ecpio/ecp/agent-exporter/state"
+	"github.com/ecpio/ecp/agentproto"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+const collectInterval = 300 * time.Millisecond
+
+type harness struct {
+	t      *testing.T
+	app    *daemon.App
+	dir    string
+	logs   *syncBuffer
+	stdout *syncBuffer
+	reg    *prometheus.Registry
+	stop   func()
+}
+
+func startDaemon(t *testing.T, dir string, mods ...func(*daemon.Options)) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: dir, logs: &syncBuffer{}, stdout: &syncBuffer{}, reg: prometheus.NewRegistry()}
+	opts := daemon.DefaultOptions()
+	opts.ListenAddress = "127.0.0.1:0"
+	opts.StateDir = dir
+	opts.CollectInterval = collectInterval
+	opts.HTTPTimeout = 3 * time.Second
+	opts.DesiredWait = 2 * time.Second
+	opts.BackoffBase = 20 * time.Millisecond
+	opts.BackoffMax = 200 * time.Millisecond
+	opts.Logger = slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	opts.Registerer, opts.Gatherer, opts.Stdout = h.reg, h.reg, h.stdout
+	for _, m := range mods {
+		m(&opts)
+	}
+	app, err := daemon.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.app = app
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			sctx, c := context.WithTimeout(context.Background(), 10*time.Second)
+			defer c()
+			if err := app.Stop(sctx); err != nil {
+				t.Errorf("stop: %v", err)
+			}
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+	}
+	t.Cleanup(h.stop)
+	eventually(t, 5*time.Second, "daemon ready", func() bool {
+		resp, err := http.Get("http://" + app.Addr() + "/-/ready")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return h
+}
+
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// cli runs an agent-exporter subcommand in-process against this daemon.
+func (h *harness) cli(args ...string) (int, string, string) {
+	h.t.Helper()
+	var out, errOut bytes.Buffer
+	args = append(args, "--state.dir", h.dir)
+	code := cli.Main(args, cli.Env{Stdout: &out, Stderr: &errOut, Context: h.t.Context()})
+	return code, out.String(), errOut.String()
+}
+
+func registerArgs(ecpURL, token, emqxURL, password string) []string {
+	return []string{"register", "--ecp-url", ecpURL, "--token", token, "--username", "admin",
+		"--password", password, "--dashboard-url", emqxURL, "--api-url", emqxURL}
+}
+
+func lastReport(ecp *fakeecp.Server) (agentproto.ReportRequest, bool) {
+	r := ecp.Reports()
+	if len(r) == 0 {
+		return agentproto.ReportRequest{}, false
+	}
+	return r[len(r)-1], true
+}
+
+func scrape(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// TestEndToEnd is the agent's whole life against a fake ecp: register
+// through the CLI, report the cluster's numbers, apply a max-connections
+// change from ecp within 2 s, undo a change made on EMQX's dashboard within
+// one interval, unregister.
+func TestEndToEnd(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok-1")
+	h := startDaemon(t, t.TempDir())
+	if !strings.Contains(h.stdout.String(), "EMQX Agent ") || !strings.Contains(h.stdout.String(), " is running!") {
+		t.Fatalf("stdout = %q", h.stdout.String())
+	}
+
+	code, out, errOut := h.cli(registerArgs(ecp.URL, "tok-1", emqx.URL, "public")...)
+	if code != cli.ExitOK || !strings.Contains(out, "cluster c-1") {
+		t.Fatalf("register: code %d stdout %q stderr %q", code, out, errOut)
+	}
+	regs := ecp.Registrations()
+	if len(regs) != 1 || regs[0].APIURL != emqx.URL || regs[0].DashboardURL != emqx.URL || regs[0].AgentVersion == "" {
+		t.Fatalf("registrations = %+v", regs)
+	}
+
+	// Reports carry the cluster's numbers; the initial desired state
+	// (max connections 10) is applied at registration.
+	eventually(t, 5*time.Second, "a report with EMQX's numbers and revision 1 applied", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.EMQX.Reachable && r.EMQX.Connections == 150 && r.EMQX.LiveConnections == 147 &&
+			r.EMQX.MaxConnections == 10 && r.AppliedRevision == 1
+	})
+	r, _ := lastReport(ecp)
+	if len(r.EMQX.Nodes) != 2 || r.EMQX.Version != "5.8.9" || r.EMQX.Rules != (agentproto.ResourceCounts{Total: 2, Healthy: 1, Unhealthy: 1}) ||
+		r.EMQX.Connectors != (agentproto.ResourceCounts{Total: 2, Healthy: 1, Unhealthy: 1}) || r.EMQX.Problem != nil {
+		t.Fatalf("report = %+v", r.EMQX)
+	}
+	if emqx.Dynamic() != 10 {
+		t.Fatalf("dynamic_max_connections = %d, want 10", emqx.Dynamic())
+	}
+
+	// ecp changes max connections: EMQX follows within 2 s.
+	ecp.SetMaxConnections(77)
+	eventually(t, 2*time.Second, "dynamic_max_connections = 77 after ecp's change", func() bool { return emqx.Dynamic() == 77 })
+	eventually(t, 5*time.Second, "a report acknowledging revision 2", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.AppliedRevision == ecp.Desired().Revision
+	})
+
+	// Someone changes it on EMQX's dashboard: put back within one
+	// collection interval (plus scheduling slack on a loaded machine).
+	emqx.SetDynamic(500)
+	eventually(t, collectInterval+700*time.Millisecond, "drift corrected", func() bool { return emqx.Dynamic() == 77 })
+
+	code, out, _ = h.cli("status")
+	for _, want := range []string{"registered:           yes", "cluster id:           c-1", "ecp url:              " + ecp.URL, "emqx reachable:       yes", "applied 77"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Fatalf("status (code %d) lacks %q:\n%s", code, want, out)
+		}
+	}
+	metrics := scrape(t, h.app.Addr())
+	for _, want := range []string{"emqx_up 1", `emqx_node_connections{node="emqx@10.0.0.1"} 120`, "emqx_license_dynamic_max_connections 77", "agent_exporter_registered 1"} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+
+	code, out, errOut = h.cli("unregister")
+	if code != 0 || ecp.Unregisters() != 1 {
+		t.Fatalf("unregister: code %d %q %q, ecp saw %d", code, out, errOut, ecp.Unregisters())
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, state.RegistrationFile)); !os.IsNotExist(err) {
+		t.Fatalf("registration file still there: %v", err)
+	}
+	n := len(ecp.Reports())
+	time.Sleep(3 * collectInterval) // nothing may be reported after unregister
+	if len(ecp.Reports()) != n {
+		t.Fatal("reports continued after unregister")
+	}
+	code, out, _ = h.cli("status")
+	if code != 0 || !strings.Contains(out, "registered:           no") || !strings.Contains(out, "unregistered by the operator") {
+		t.Fatalf("status after unregister:\n%s", out)
+	}
+}
+
+func TestRegisterFailures(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("used")
+	ecp.ExpireToken("expired")
+	tlsEMQX := httptest.NewTLSServer(http.NotFoundHandler())
+	defer tlsEMQX.Close()
+	h := startDaemon(t, t.TempDir())
+	// Use the token once so it reads as used.
+	if code, _, e := h.cli(registerArgs(ecp.URL, "used", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("first register: %s", e)
+	}
+	if code, _, e := h.cli("unregister"); code != 0 {
+		t.Fatalf("unregister: %s", e)
+	}
+	ecp.IssueToken("fresh")
+
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantMsg  string
+	}{
+		{"wrong EMQX password", registerArgs(ecp.URL, "fresh", emqx.URL, "nope"), 1, "refused the username or password"},
+		{"used token", registerArgs(ecp.URL, "used", emqx.URL, "public"), 1, "unknown, already used or expired"},
+		{"expired token", registerArgs(ecp.URL, "expired", emqx.URL, "public"), 1, "has expired"},
+		{"ecp unreachable", registerArgs("http://127.0.0.1:1", "fresh", emqx.URL, "public"), 1, "cannot reach ecp"},
+		{"EMQX unreachable", registerArgs(ecp.URL, "fresh", "http://127.0.0.1:1", "public"), 1, "cannot reach EMQX"},
+		{"EMQX TLS failure", registerArgs(ecp.URL, "fresh", tlsEMQX.URL, "public"), 1, "--insecure-skip-verify"},
+		{"missing token", []string{"register", "--ecp-url", ecp.URL, "--username", "admin", "--password", "x", "--dashboard-url", emqx.URL, "--api-url", emqx.URL}, 2, "--token is required"},
+		{"bad URL", registerArgs("ftp://x", "fresh", emqx.URL, "public"), 1, "--ecp-url"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, errOut := h.cli(tc.args...)
+			if code != tc.wantCode || !strings.Contains(errOut, tc.wantMsg) {
+				t.Fatalf("code %d stderr %q, want %d and %q", code, errOut, tc.wantCode, tc.wantMsg)
+			}
+		})
+	}
+	t.Run("fresh token still usable after the failures", func(t *testing.T) {
+		if code, _, e := h.cli(registerArgs(ecp.URL, "fresh", emqx.URL, "public")...); code != 0 {
+			t.Fatalf("register: %s", e)
+		}
+	})
+	t.Run("already registered", func(t *testing.T) {
+		ecp.IssueToken("another")
+		code, _, errOut := h.cli(registerArgs(ecp.URL, "another", emqx.URL, "public")...)
+		if code != 1 || !strings.Contains(errOut, "already registered as cluster c-1") {
+			t.Fatalf("code %d %q", code, errOut)
+		}
+	})
+}
+
+func TestDaemonNotRunning(t *testing.T) {
+	dir := t.TempDir()
+	for _, cmd := range [][]string{registerArgs("http://e", "t", "http://x", "p"), {"status"}, {"unregister"}} {
+		t.Run(cmd[0], func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := cli.Main(append(cmd, "--state.dir", dir), cli.Env{Stdout: &out, Stderr: &errOut})
+			if code != 1 || !strings.Contains(errOut.String(), "not running") || !strings.Contains(errOut.String(), "agent-exporter run") {
+				t.Fatalf("code %d stderr %q", code, errOut.String())
+			}
+		})
+	}
+}
+
+func TestResumeWithoutRegistering(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	dir := t.TempDir()
+	h := startDaemon(t, dir)
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	h.stop()
+
+	st, err := os.Stat(dir)
+	if err != nil || st.Mode().Perm() != 0o700 {
+		t.Fatalf("state dir mode = %v (%v), want 0700", st.Mode().Perm(), err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, state.RegistrationFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("registration file mode = %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+
+	n := len(ecp.Reports())
+	h2 := startDaemon(t, dir)
+	eventually(t, 5*time.Second, "reports after restart", func() bool { return len(ecp.Reports()) > n })
+	if len(ecp.Registrations()) != 1 {
+		t.Fatalf("the restarted agent registered again: %d registrations", len(ecp.Registrations()))
+	}
+	ecp.SetMaxConnections(33)
+	eventually(t, 2*time.Second, "resumed agent applies ecp's change", func() bool { return emqx.Dynamic() == 33 })
+	_ = h2
+}
+
+func TestRevocation(t *testing.T) {
+	tests := []struct {
+		name       string
+		revoke     func(*fakeecp.Server)
+		wantReason string
+	}{
+		{"401 CredentialRevoked", (*fakeecp.Server).RevokeAll, "credential revoked by ecp"},
+		{"desired unregister", (*fakeecp.Server).RequestUnregister, "ecp asked the agent to unregister"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			emqx := startEMQX(t)
+			ecp := fakeecp.Start(t)
+			ecp.IssueToken("tok")
+			h := startDaemon(t, t.TempDir())
+			if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+				t.Fatalf("register: %s", e)
+			}
+			eventually(t, 5*time.Second, "first report", func() bool { return len(ecp.Reports()) > 0 })
+			tc.revoke(ecp)
+			eventually(t, 5*time.Second, "agent forgets its registration", func() bool {
+				return !h.app.Status().Registered
+			})
+			st := h.app.Status()
+			if !strings.Contains(st.EndedReason, tc.wantReason) {
+				t.Fatalf("ended reason = %q", st.EndedReason)
+			}
+			if _, err := os.Stat(filepath.Join(h.dir, state.RegistrationFile)); !os.IsNotExist(err) {
+				t.Fatalf("credential not forgotten: %v", err)
+			}
+			_, out, _ := h.cli("status")
+			if !strings.Contains(out, "registered:           no") || !strings.Contains(out, tc.wantReason) {
+				t.Fatalf("status:\n%s", out)
+			}
+		})
+	}
+}
+
+func TestProblemsReported(t *testing.T) {
+	tests := []struct {
+		name string
+		emqx func(*fakeEMQX)
+		want string
+	}{
+		{"licence not business-critical", func(f *fakeEMQX) { f.customerType = 1 }, agentproto.ProblemLicenceUnsupported},
+		{"EMQX refuses the setting", func(f *fakeEMQX) { f.refusePut = true }, agentproto.ProblemQuotaApplyFailed},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			emqx := startEMQX(t)
+			emqx.set(tc.emqx)
+			ecp := fakeecp.Start(t)
+			ecp.IssueToken("tok")
+			h := startDaemon(t, t.TempDir())
+			if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+				t.Fatalf("register: %s", e)
+			}
+			eventually(t, 5*time.Second, "a report with problem "+tc.want, func() bool {
+				r, ok := lastReport(ecp)
+				return ok && r.EMQX.Reachable && r.EMQX.Problem != nil && r.EMQX.Problem.Code == tc.want && r.AppliedRevision == 0
+			})
+		})
+	}
+}
+
+func TestReportBufferWhileECPDown(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) {
+		o.ReportBuffer = 2
+		o.CollectInterval = 50 * time.Millisecond
+	})
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	eventually(t, 5*time.Second, "first report", func() bool { return len(ecp.Reports()) > 0 })
+	ecp.SetFailing(true)
+	eventually(t, 10*time.Second, "reports dropped while ecp is down", func() bool {
+		return strings.Contains(scrape(t, h.app.Addr()), "agent_exporter_reports_buffered 2") &&
+			!strings.Contains(scrape(t, h.app.Addr()), "agent_exporter_reports_dropped_total 0")
+	})
+	if st := h.app.Status(); st.LastReportError == "" || st.ReportsBuffered != 2 {
+		t.Fatalf("status = %+v", st)
+	}
+	n := len(ecp.Reports())
+	ecp.SetFailing(false)
+	eventually(t, 5*time.Second, "buffer flushed after ecp is back", func() bool {
+		return len(ecp.Reports()) >= n+2 && h.app.Status().ReportsBuffered == 0
+	})
+}
+
+func TestSecretsNeverLeak(t *testing.T) {
+	const password, token = "s3cret-EMQX-pw", "tok-SECRET-123"
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken(token)
+	h := startDaemon(t, t.TempDir())
+	// A wrong password is logged as a failure, never by value.
+	h.cli(registerArgs(ecp.URL, token, emqx.URL, password)...)
+	emqx.set(func(f *fakeEMQX) {}) // same fake; now register with the right one
+	code, regOut, regErr := h.cli(registerArgs(ecp.URL, token, emqx.URL, "public")...)
+	if code != 0 {
+		t.Fatalf("register: %s", regErr)
+	}
+	eventually(t, 5*time.Second, "first report", func() bool { return len(ecp.Reports()) > 0 })
+	_, statusOut, _ := h.cli("status")
+	credential := "cred-1"
+	seen := h.logs.String() + regOut + regErr + statusOut + scrape(t, h.app.Addr()) + fmt.Sprintf("%+v %v", h.app.Status(), h.app.Status())
+	for _, s := range []string{password, token, credential, "public"} {
+		if strings.Contains(seen, s) {
+			t.Errorf("secret %q reached logs, CLI output, status or /metrics", s)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(h.dir, state.RegistrationFile))
+	if err != nil || !strings.Contains(string(b), credential) {
+		t.Fatalf("the credential must be kept on disk (mode 0600) to resume: %v", err)
+	}
+}
+
+func TestReload(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "agent.yml")
+	if err := os.WriteFile(cfg, []byte("collect_interval: 1s\nlog_level: debug\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.ConfigFile = cfg })
+	post := func() int {
+		resp, err := http.Post("http://"+h.app.Addr()+"/-/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(); got != http.StatusOK {
+		t.Fatalf("reload = %d", got)
+	}
+	if err := os.WriteFile(cfg, []byte("collect_interval: fast\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := post(); got != http.StatusInternalServerError {
+		t.Fatalf("bad config reload = %d, want 500", got)
+	}
+	if !strings.Contains(scrape(t, h.app.Addr()), "agent_exporter_config_last_reload_successful 0") {
+		t.Fatal("failed reload not visible in metrics")
+	}
+	resp, err := http.Get("http://" + h.app.Addr() + "/-/reload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /-/reload = %d, want 405", resp.StatusCode)
+	}
+}
+
+func TestControlAPINeedsToken(t *testing.T) {
+	h := startDaemon(t, t.TempDir())
+	resp, err := http.Get("http://" + h.app.Addr() + "/api/v1/control/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("status without token = %d, want 401", resp.StatusCode)
+	}
+}
