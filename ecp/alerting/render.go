@@ -1,0 +1,256 @@
+package alerting
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	amconfig "github.com/prometheus/alertmanager/config"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/rulefmt"
+	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ecpio/ecp/rules"
+)
+
+// RenderRules renders and validates one project's rule file. Settings must
+// be enabled; a disabled project has no file.
+func RenderRules(project string, s Settings, o Options) ([]byte, error) {
+	if !s.Enabled {
+		return nil, fmt.Errorf("rendering rules of project %q: alerting is disabled", project)
+	}
+	f, err := rules.Project(rules.Params{
+		Project:          project,
+		Interval:         o.Interval,
+		TriggerCount:     s.TriggerCount,
+		RecoveryCount:    s.RecoveryCount,
+		Severity:         s.Severity,
+		ExternalURL:      o.ExternalURL,
+		ConnectionsRatio: o.ConnectionsRatio,
+		EMQXAlarms:       s.EMQXAlertPush,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
+	}
+	b, err := rules.Marshal(f)
+	if err != nil {
+		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
+	}
+	if err := ValidateRules(b); err != nil {
+		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
+	}
+	return b, nil
+}
+
+// ValidateRules checks a rule file the way Prometheus 2.42 loads it:
+// strict YAML, valid PromQL and templates (rulefmt), classic label names,
+// and none of the group fields newer Prometheus versions added. rulefmt is
+// the 3.x one, which accepts group `labels` and `query_offset`; 2.42 refuses
+// them, so they are refused here too.
+func ValidateRules(b []byte) error {
+	groups, errs := rulefmt.Parse(b, false, model.LegacyValidation, parser.NewParser(parser.Options{}), slog.New(slog.DiscardHandler))
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid rule file: %w", errors.Join(errs...))
+	}
+	for _, g := range groups.Groups {
+		if len(g.Labels) > 0 {
+			return fmt.Errorf("invalid rule file: group %q: group labels need Prometheus 2.54+, ecp targets 2.42", g.Name)
+		}
+		if g.QueryOffset != nil {
+			return fmt.Errorf("invalid rule file: group %q: query_offset needs Prometheus 2.53+, ecp targets 2.42", g.Name)
+		}
+	}
+	return nil
+}
+
+// Receiver and route names in the Alertmanager configuration.
+const (
+	// ReceiverNone takes what no project route wants: nothing is sent.
+	ReceiverNone = "ecp-none"
+	// ReceiverECP is ecp's own webhook, which receives every alert for the
+	// active and history lists.
+	ReceiverECP = "ecp"
+	// receiverProjectPrefix + project id names a project's receiver.
+	receiverProjectPrefix = "project-"
+)
+
+// Timers of ecp's own route. With one alert per group, group_interval is
+// how soon a resolution reaches ecp's history; the repeat lets ecp rebuild
+// its active list after a restart without asking Alertmanager.
+const (
+	ecpGroupInterval  = "10s"
+	ecpRepeatInterval = "1h"
+)
+
+// ProjectReceiver is the name of a project's receiver.
+func ProjectReceiver(project string) string { return receiverProjectPrefix + project }
+
+// amFile is the subset of Alertmanager's configuration ecp writes, with the
+// field names Alertmanager 0.25 knows. It is generated here rather than
+// through the alertmanager/config types, whose secrets marshal as
+// "<secret>".
+type amFile struct {
+	Global    amGlobal `yaml:"global"`
+	Route     amRoute  `yaml:"route"`
+	Receivers []amRecv `yaml:"receivers"`
+}
+
+type amGlobal struct {
+	ResolveTimeout   string `yaml:"resolve_timeout"`
+	SMTPSmarthost    string `yaml:"smtp_smarthost,omitempty"`
+	SMTPFrom         string `yaml:"smtp_from,omitempty"`
+	SMTPAuthUsername string `yaml:"smtp_auth_username,omitempty"`
+	SMTPAuthPassword string `yaml:"smtp_auth_password,omitempty"`
+	SMTPRequireTLS   bool   `yaml:"smtp_require_tls"`
+}
+
+type amRoute struct {
+	Receiver       string    `yaml:"receiver"`
+	Matchers       []string  `yaml:"matchers,omitempty"`
+	GroupBy        []string  `yaml:"group_by,omitempty"`
+	GroupWait      string    `yaml:"group_wait,omitempty"`
+	GroupInterval  string    `yaml:"group_interval,omitempty"`
+	RepeatInterval string    `yaml:"repeat_interval,omitempty"`
+	Continue       bool      `yaml:"continue,omitempty"`
+	Routes         []amRoute `yaml:"routes,omitempty"`
+}
+
+type amRecv struct {
+	Name           string      `yaml:"name"`
+	EmailConfigs   []amEmail   `yaml:"email_configs,omitempty"`
+	WebhookConfigs []amWebhook `yaml:"webhook_configs,omitempty"`
+}
+
+type amEmail struct {
+	To           string `yaml:"to"`
+	SendResolved bool   `yaml:"send_resolved"`
+}
+
+type amWebhook struct {
+	URL          string        `yaml:"url"`
+	SendResolved bool          `yaml:"send_resolved"`
+	MaxAlerts    int           `yaml:"max_alerts,omitempty"`
+	HTTPConfig   *amHTTPConfig `yaml:"http_config,omitempty"`
+}
+
+type amHTTPConfig struct {
+	Authorization amAuthorization `yaml:"authorization"`
+}
+
+type amAuthorization struct {
+	Type        string `yaml:"type"`
+	Credentials string `yaml:"credentials"`
+}
+
+// RenderAlertmanager renders and validates Alertmanager's configuration for
+// every enabled project in projects (ids must be valid; see
+// rules.ValidProjectID). The result may hold the SMTP password and ecp's
+// webhook token: write it with mode 0600 and never log it.
+func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error) {
+	if err := o.validate(); err != nil {
+		return nil, fmt.Errorf("rendering alertmanager config: %w", err)
+	}
+	f := amFile{
+		Global: amGlobal{
+			ResolveTimeout:   "5m",
+			SMTPSmarthost:    o.SMTP.Smarthost,
+			SMTPFrom:         o.SMTP.From,
+			SMTPAuthUsername: o.SMTP.Username,
+			SMTPAuthPassword: o.SMTP.Password.Reveal(),
+			SMTPRequireTLS:   o.SMTP.RequireTLS,
+		},
+		Route: amRoute{
+			Receiver:       ReceiverNone,
+			GroupBy:        []string{rules.LabelProject, rules.LabelCluster, "alertname"},
+			GroupWait:      duration(o.Routing.GroupWait),
+			GroupInterval:  duration(o.Routing.GroupInterval),
+			RepeatInterval: duration(o.Routing.RepeatInterval),
+		},
+		Receivers: []amRecv{{Name: ReceiverNone}},
+	}
+
+	// No inhibit rules: an inhibited alert reaches no receiver, ecp's
+	// included, and ecp's lists must show every alert.
+	//
+	// ecp first and with continue, so it receives every alert whatever the
+	// project routes below do. Every alert its own group ("...") and no
+	// wait: the active list should not lag behind Alertmanager.
+	ecp := amWebhook{URL: o.WebhookURL, SendResolved: true}
+	if !o.WebhookToken.IsZero() {
+		ecp.HTTPConfig = &amHTTPConfig{Authorization: amAuthorization{Type: "Bearer", Credentials: o.WebhookToken.Reveal()}}
+	}
+	f.Route.Routes = append(f.Route.Routes, amRoute{
+		Receiver:       ReceiverECP,
+		GroupBy:        []string{"..."},
+		GroupWait:      "0s",
+		GroupInterval:  ecpGroupInterval,
+		RepeatInterval: ecpRepeatInterval,
+		Continue:       true,
+	})
+	f.Receivers = append(f.Receivers, amRecv{Name: ReceiverECP, WebhookConfigs: []amWebhook{ecp}})
+
+	for _, id := range sortedIDs(projects) {
+		s := projects[id]
+		if !s.Enabled || (len(s.Emails) == 0 && len(s.Webhooks) == 0) {
+			continue
+		}
+		if !rules.ValidProjectID(id) {
+			return nil, fmt.Errorf("rendering alertmanager config: project id %q is not usable as a label value and file name", id)
+		}
+		if len(s.Emails) > 0 && (o.SMTP.Smarthost == "" || o.SMTP.From == "") {
+			return nil, fmt.Errorf("rendering alertmanager config: project %q: %w", id, ErrNoSMTP)
+		}
+		r := amRecv{Name: ProjectReceiver(id)}
+		for _, e := range s.Emails {
+			// One config per recipient: nobody sees the others' addresses.
+			r.EmailConfigs = append(r.EmailConfigs, amEmail{To: e, SendResolved: true})
+		}
+		for _, w := range s.Webhooks {
+			r.WebhookConfigs = append(r.WebhookConfigs, amWebhook{URL: w.URL, SendResolved: true})
+		}
+		f.Receivers = append(f.Receivers, r)
+		f.Route.Routes = append(f.Route.Routes, amRoute{
+			Receiver: r.Name,
+			Matchers: []string{fmt.Sprintf("%s=%q", rules.LabelProject, id)},
+		})
+	}
+
+	var b strings.Builder
+	b.WriteString("# Generated by ecp from every project's alert settings. Do not edit: ecp rewrites this file.\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(f); err != nil {
+		return nil, fmt.Errorf("rendering alertmanager config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("rendering alertmanager config: %w", err)
+	}
+	out := []byte(b.String())
+	if err := ValidateAlertmanager(out); err != nil {
+		return nil, fmt.Errorf("rendering alertmanager config: %w", err)
+	}
+	return out, nil
+}
+
+// ErrNoSMTP is returned for a project with e-mail recipients when ecp has
+// no SMTP smarthost and sender.
+var ErrNoSMTP = errors.New("e-mail needs ecp started with --smtp.smarthost and --smtp.from")
+
+// ValidateAlertmanager loads an Alertmanager configuration with
+// Alertmanager's own loader: strict YAML, receivers that exist, a valid
+// route tree. Its messages name fields, not the secrets' values.
+func ValidateAlertmanager(b []byte) error {
+	if _, err := amconfig.Load(string(b)); err != nil {
+		return fmt.Errorf("invalid alertmanager config: %w", err)
+	}
+	return nil
+}
+
+func duration(d model.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return d.String()
+}

@@ -1,0 +1,231 @@
+package alerting
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+const (
+	testSMTPPassword = "smtp-pass-9f3c1b"
+	testWebhookToken = "ecp-hook-token-77a2e4"
+)
+
+// testOptions are the options every golden file is rendered with.
+func testOptions() Options {
+	o := DefaultOptions()
+	o.ExternalURL = "https://ecp.example.test"
+	o.WebhookURL = "http://127.0.0.1:8080/api/v1/alertmanager/webhook"
+	o.WebhookToken = secret.String(testWebhookToken)
+	o.SMTP = SMTP{Smarthost: "127.0.0.1:1025", From: "ecp@example.test", RequireTLS: false,
+		Username: "ecp", Password: secret.String(testSMTPPassword)}
+	return o
+}
+
+// testProjects cover every shape a project's settings can take.
+func testProjects() map[string]Settings {
+	return map[string]Settings{
+		// Counts of 1: no for, no keep_firing_for; webhooks only.
+		"alpha": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical,
+			Webhooks: []Webhook{{URL: "https://hooks.example.test/alpha"}, {URL: "http://127.0.0.1:9999/sink"}}},
+		// Counts of 3 and 2, e-mail only, EMQX alarms forwarded.
+		"beta": {Enabled: true, TriggerCount: 3, RecoveryCount: 2, Severity: SeverityWarning, EMQXAlertPush: true,
+			Emails: []string{"ops@example.test", "oncall@example.test"}},
+		// Enabled but no channel: ecp's own list still gets its alerts.
+		"gamma": {Enabled: true, TriggerCount: 2, RecoveryCount: 5, Severity: SeverityInfo},
+		// Disabled: no rules, no route, though it has channels.
+		"delta": {Enabled: false, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityWarning,
+			Emails: []string{"nobody@example.test"}},
+	}
+}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./ecp/alerting -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("%s differs from the rendered output; run go test ./ecp/alerting -update and review the diff\ngot:\n%s", path, got)
+	}
+}
+
+func TestGoldenRules(t *testing.T) {
+	for id, s := range testProjects() {
+		if !s.Enabled {
+			continue
+		}
+		t.Run(id, func(t *testing.T) {
+			b, err := RenderRules(id, s, testOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("rules", RuleFileName(id)), b)
+		})
+	}
+}
+
+func TestGoldenAlertmanager(t *testing.T) {
+	b, err := RenderAlertmanager(testProjects(), testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "alertmanager.yml", b)
+	for _, want := range []string{`project="alpha"`, `project="beta"`, "continue: true", testWebhookToken, testSMTPPassword} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("alertmanager.yml lacks %q", want)
+		}
+	}
+	for _, unwanted := range []string{`project="gamma"`, `project="delta"`, "nobody@example.test", "<secret>"} {
+		if bytes.Contains(b, []byte(unwanted)) {
+			t.Errorf("alertmanager.yml holds %q", unwanted)
+		}
+	}
+}
+
+// tool finds one of Debian's Prometheus tools or fails with the install
+// command: these checks are part of CI, never skipped.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		t.Fatalf("%s not found (%v): install it with `bash scripts/install-prometheus.sh`", name, err)
+	}
+	return p
+}
+
+func run(t *testing.T, bin string, args ...string) {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+}
+
+func TestGoldenRulesPassPromtoolCheck(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "rules", "*"+RuleFileSuffix))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden rule files (%v)", err)
+	}
+	run(t, tool(t, "promtool"), append([]string{"check", "rules"}, files...)...)
+}
+
+func TestGoldenAlertmanagerPassesAmtoolCheck(t *testing.T) {
+	run(t, tool(t, "amtool"), "check-config", filepath.Join("testdata", "alertmanager.yml"))
+}
+
+// TestRenderedRulesPassPromtoolCases runs the promtool cases of rules/
+// (one per alert kind, counts 1 and 3) against rule files rendered by this
+// package from Settings, so the whole path from settings to firing and
+// recovery is what is tested.
+func TestRenderedRulesPassPromtoolCases(t *testing.T) {
+	bin := tool(t, "promtool")
+	dir := t.TempDir()
+	o := testOptions()
+	o.Interval = time.Minute
+	for file, s := range map[string]Settings{
+		"n1.rules.yml": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical, EMQXAlertPush: true},
+		"n3.rules.yml": {Enabled: true, TriggerCount: 3, RecoveryCount: 3, Severity: SeverityWarning, EMQXAlertPush: true},
+	} {
+		b, err := RenderRules(strings.TrimSuffix(file, ".rules.yml"), s, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, file), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cases, err := filepath.Glob(filepath.Join("..", "..", "rules", "testdata", "*.test.yml"))
+	if err != nil || len(cases) == 0 {
+		t.Fatalf("no promtool cases in rules/testdata (%v)", err)
+	}
+	var args []string
+	for _, c := range cases {
+		b, err := os.ReadFile(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := filepath.Join(dir, filepath.Base(c))
+		if err := os.WriteFile(dst, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, dst)
+	}
+	run(t, bin, append([]string{"test", "rules"}, args...)...)
+}
+
+func TestValidateRulesRefuses(t *testing.T) {
+	good, err := RenderRules("p", Settings{Enabled: true, TriggerCount: 2, RecoveryCount: 2, Severity: SeverityInfo}, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ValidateRules(good); err != nil {
+		t.Fatalf("rendered rules refused: %v", err)
+	}
+	const head = "groups:\n  - name: g\n"
+	for _, tc := range []struct{ name, file, want string }{
+		{"bad PromQL", head + "    rules:\n      - alert: A\n        expr: sum(up\n", "parse error"},
+		{"unknown field", head + "    rules:\n      - alert: A\n        expr: up\n        bogus: 1\n", "bogus"},
+		{"bad template", head + "    rules:\n      - alert: A\n        expr: up\n        annotations: {summary: '{{ .Nope'}\n", "summary"},
+		{"UTF-8 label name", head + "    rules:\n      - alert: A\n        expr: up\n        labels: {\"1bad\": x}\n", "1bad"},
+		{"group labels", head + "    labels: {team: x}\n    rules:\n      - alert: A\n        expr: up\n", "group labels"},
+		{"query_offset", head + "    query_offset: 1m\n    rules:\n      - alert: A\n        expr: up\n", "query_offset"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateRules([]byte(tc.file))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateAlertmanagerRefuses(t *testing.T) {
+	for _, tc := range []struct{ name, file, want string }{
+		{"unknown field", "route: {receiver: a}\nreceivers: [{name: a}]\nbogus: 1\n", "bogus"},
+		{"undefined receiver", "route: {receiver: b}\nreceivers: [{name: a}]\n", `undefined receiver "b"`},
+		{"continue in root", "route: {receiver: a, continue: true}\nreceivers: [{name: a}]\n", "continue in root"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := ValidateAlertmanager([]byte(tc.file))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRenderAlertmanagerNeedsSMTPForEmail(t *testing.T) {
+	o := testOptions()
+	o.SMTP = SMTP{}
+	_, err := RenderAlertmanager(map[string]Settings{"beta": testProjects()["beta"]}, o)
+	if err == nil || !strings.Contains(err.Error(), "--smtp.smarthost") {
+		t.Fatalf("got %v, want a refusal naming --smtp.smarthost", err)
+	}
+	// Webhook-only projects need no SMTP, and the global section has none.
+	b, err := RenderAlertmanager(map[string]Settings{"alpha": testProjects()["alpha"]}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("smtp_smarthost")) {
+		t.Fatalf("no SMTP configured, yet:\n%s", b)
+	}
+}

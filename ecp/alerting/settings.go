@@ -1,0 +1,151 @@
+package alerting
+
+import (
+	"fmt"
+	"net/mail"
+	"net/url"
+	"strings"
+
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/rules"
+)
+
+// Severities a project's alerts may carry, as the monitoring-mixins
+// convention names them: critical pages now, warning goes to a ticket queue,
+// info is for troubleshooting.
+const (
+	SeverityCritical = "critical"
+	SeverityWarning  = "warning"
+	SeverityInfo     = "info"
+)
+
+// Severities lists the accepted severities.
+var Severities = []string{SeverityCritical, SeverityWarning, SeverityInfo}
+
+// Limits on a project's channels. Ten e-mail recipients is what ECP allows;
+// the same bound on webhooks keeps one project from fanning out without end.
+const (
+	MaxEmails   = 10
+	MaxWebhooks = 10
+	MaxCount    = rules.MaxCount
+)
+
+// Settings are one project's alert settings, the body of
+// GET/PUT /api/v1/projects/{project}/alert-settings.
+type Settings struct {
+	// Enabled switches the project's alerts on; off means no rules and no
+	// route, so nothing fires and nothing is sent.
+	Enabled bool `json:"enabled"`
+	// TriggerCount is how many consecutive bad evaluations fire an alert.
+	TriggerCount int `json:"triggerCount"`
+	// RecoveryCount is how many consecutive good evaluations resolve it.
+	RecoveryCount int `json:"recoveryCount"`
+	// Severity is the severity label of every alert of the project.
+	Severity string `json:"severity"`
+	// EMQXAlertPush forwards EMQX's own alarms as alerts too.
+	EMQXAlertPush bool `json:"emqxAlertPush"`
+	// Emails receive every alert of the project and its resolution.
+	Emails []string `json:"emails"`
+	// Webhooks receive Alertmanager's webhook payload (version 4).
+	Webhooks []Webhook `json:"webhooks"`
+}
+
+// Webhook is one webhook channel.
+type Webhook struct {
+	URL string `json:"url"`
+}
+
+// DefaultSettings are a project's settings until someone saves them:
+// alerting off, as ECP ships it, with counts that ride out one bad sample.
+func DefaultSettings() Settings {
+	return Settings{
+		Enabled:       false,
+		TriggerCount:  3,
+		RecoveryCount: 2,
+		Severity:      SeverityWarning,
+		Emails:        []string{},
+		Webhooks:      []Webhook{},
+	}
+}
+
+// Validate checks settings as a user sent them. The error is an
+// *httpapi.Error (400) naming the field and what would be accepted.
+func (s Settings) Validate() error {
+	if s.TriggerCount < 1 || s.TriggerCount > MaxCount {
+		return httpapi.Invalid("triggerCount", "triggerCount must be a whole number from 1 to %d, got %d", MaxCount, s.TriggerCount)
+	}
+	if s.RecoveryCount < 1 || s.RecoveryCount > MaxCount {
+		return httpapi.Invalid("recoveryCount", "recoveryCount must be a whole number from 1 to %d, got %d", MaxCount, s.RecoveryCount)
+	}
+	if !validSeverity(s.Severity) {
+		return httpapi.Invalid("severity", "severity must be one of %s, got %q", strings.Join(Severities, ", "), s.Severity)
+	}
+	if len(s.Emails) > MaxEmails {
+		return httpapi.Invalid("emails", "emails holds at most %d addresses, got %d", MaxEmails, len(s.Emails))
+	}
+	seen := map[string]bool{}
+	for i, e := range s.Emails {
+		field := fmt.Sprintf("emails[%d]", i)
+		a, err := mail.ParseAddress(e)
+		// Only a bare address: a display name or a comment would be
+		// rendered into Alertmanager's `to` as is.
+		if err != nil || a.Address != e {
+			return httpapi.Invalid(field, "%s must be an e-mail address such as ops@example.com (RFC 5322 addr-spec), got %q", field, e)
+		}
+		key := strings.ToLower(e)
+		if seen[key] {
+			return httpapi.Invalid(field, "%s repeats %q", field, e)
+		}
+		seen[key] = true
+	}
+	if len(s.Webhooks) > MaxWebhooks {
+		return httpapi.Invalid("webhooks", "webhooks holds at most %d entries, got %d", MaxWebhooks, len(s.Webhooks))
+	}
+	seen = map[string]bool{}
+	for i, w := range s.Webhooks {
+		field := fmt.Sprintf("webhooks[%d].url", i)
+		if err := validWebhookURL(w.URL); err != nil {
+			return httpapi.Invalid(field, "%s must be an absolute http:// or https:// URL with a host%s, got %q", field, err, w.URL)
+		}
+		if seen[w.URL] {
+			return httpapi.Invalid(field, "%s repeats %q", field, w.URL)
+		}
+		seen[w.URL] = true
+	}
+	return nil
+}
+
+func validSeverity(s string) bool {
+	for _, v := range Severities {
+		if s == v {
+			return true
+		}
+	}
+	return false
+}
+
+// validWebhookURL returns nil or a short reason appended to the message.
+func validWebhookURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return errReason("")
+	}
+	if u.User != nil {
+		// Credentials in the URL would sit in plain sight in
+		// Alertmanager's status page.
+		return errReason(" and no user:password part")
+	}
+	if u.Fragment != "" {
+		return errReason(" and no #fragment")
+	}
+	return nil
+}
+
+type errReason string
+
+func (e errReason) Error() string { return string(e) }
+
+// invalidNoSMTP refuses e-mail recipients this ecp cannot reach.
+func invalidNoSMTP() error {
+	return httpapi.Invalid("emails", "emails cannot be delivered: %v; use webhooks or ask the system admin to configure SMTP", ErrNoSMTP)
+}
