@@ -1,0 +1,438 @@
+// Package app is the ecp control plane as an embeddable server: main builds
+// Options from flags and runs it, and tests start it in-process on
+// 127.0.0.1:0 (several replicas on one etcd if they like).
+//
+// New does everything that can fail before serving (etcd, listener,
+// bootstrap of the first system admin); Run serves until its context ends
+// or an actor fails; Stop tears down in the order written above it.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/oklog/run"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/ecp/agentdownloads"
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/etcdserver"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/openapi"
+	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/internal/version"
+)
+
+// App is one ecp replica.
+type App struct {
+	opts   Options
+	logger *slog.Logger
+	reg    *prometheus.Registry
+
+	etcd *etcdserver.Server // nil with external etcd
+	cli  *clientv3.Client
+	ln   net.Listener
+	srv  *http.Server
+
+	router   *mux.Router
+	adapter  *httpapi.Adapter
+	users    *auth.Store
+	authz    *tenancy.Authorizer
+	ledger   *quota.Ledger
+	clusters *clusters.API
+	fleet    clusters.Fleet
+	// runFleet is the agent side's own loop (nil when Options.Fleet
+	// replaced it).
+	runFleet   func(context.Context) error
+	fleetReady <-chan struct{}
+
+	ready   atomic.Bool
+	reloads chan chan error
+	metrics *metrics
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+type metrics struct {
+	reloadOK   prometheus.Gauge
+	reloadTime prometheus.Gauge
+}
+
+// New prepares a replica: it starts (or connects to) etcd, binds the
+// listener, builds the router and creates the first system admin if
+// needed. On error everything started is torn down again.
+func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (a *App, err error) {
+	if logger == nil {
+		return nil, errors.New("ecp/app: logger is required")
+	}
+	if reg == nil {
+		return nil, errors.New("ecp/app: registry is required")
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	if opts.Out == nil {
+		opts.Out = os.Stderr
+	}
+	a = &App{opts: opts, logger: logger, reg: reg, reloads: make(chan chan error)}
+	defer func() {
+		if err != nil {
+			_ = a.Stop(context.Background())
+		}
+	}()
+	if opts.ConfigFile != "" {
+		if err := a.applyConfig(); err != nil {
+			return nil, err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), etcdserver.DefaultStartTimeout)
+	defer cancel()
+	endpoints := opts.EtcdEndpoints
+	if len(endpoints) == 0 {
+		a.etcd, err = etcdserver.Start(ctx, etcdserver.Options{Dir: opts.DataDir}, logger.With("component", "etcd"))
+		if err != nil {
+			return nil, err
+		}
+		endpoints = []string{a.etcd.Endpoint()}
+	}
+	if a.cli, err = etcdserver.NewClient(endpoints); err != nil {
+		return nil, err
+	}
+	if err := a.checkEtcd(ctx); err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	if a.ln, err = lc.Listen(ctx, "tcp", opts.ListenAddress); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
+	}
+	if a.opts.ExternalURL == "" {
+		a.opts.ExternalURL = "http://" + a.ln.Addr().String()
+		if host, _, _ := net.SplitHostPort(a.ln.Addr().String()); net.ParseIP(host).IsUnspecified() {
+			logger.Warn("ecp listens on every interface but has no --web.external-url; registration commands will name an address agents cannot reach", "externalUrl", a.opts.ExternalURL)
+		}
+	}
+	if err := a.build(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.bootstrapAdmin(ctx); err != nil {
+		return nil, err
+	}
+	a.srv = &http.Server{
+		Handler:           a.router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	return a, nil
+}
+
+// checkEtcd fails early and clearly when etcd is not reachable.
+func (a *App) checkEtcd(ctx context.Context) error {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	if _, err := a.cli.Get(ctx, "/ecp/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err != nil {
+		return fmt.Errorf("reach etcd: %w", err)
+	}
+	return nil
+}
+
+func (a *App) build(ctx context.Context) error {
+	reg := a.reg
+	a.metrics = &metrics{
+		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ecp_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or not (0).",
+		}),
+		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ecp_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration reload.",
+		}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ecp_build_info", Help: "Build of this ecp: version, revision and Go version, value 1.",
+	}, []string{"version", "revision", "goversion"})
+	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ecp_ready", Help: "Whether this replica is ready to serve (1) or not (0).",
+	}, func() float64 {
+		if a.ready.Load() {
+			return 1
+		}
+		return 0
+	})
+	if err := registerAll(reg, a.metrics.reloadOK, a.metrics.reloadTime, buildInfo, ready); err != nil {
+		return err
+	}
+	buildInfo.WithLabelValues(version.Version, version.Revision, runtime.Version()).Set(1)
+	a.metrics.reloadOK.Set(1)
+	a.metrics.reloadTime.SetToCurrentTime()
+
+	var err error
+	a.adapter = httpapi.NewAdapter(a.logger.With("component", "api"), reg)
+	if a.users, err = auth.NewStore(a.cli, auth.StoreOptions{BcryptCost: a.opts.BcryptCost, SessionTTL: a.opts.SessionTTL}); err != nil {
+		return err
+	}
+	tstore := tenancy.NewStore(a.cli)
+	a.authz = tenancy.NewAuthorizer(tstore)
+	if a.ledger, err = quota.NewLedger(a.cli, a.opts.Licence, reg); err != nil {
+		return err
+	}
+	if err := registerAll(reg, newLicenceCollector(a.ledger)); err != nil {
+		return err
+	}
+	if err := a.buildFleet(ctx); err != nil {
+		return err
+	}
+	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL},
+		a.authz, a.ledger, a.fleet, a.logger.With("component", "clusters")); err != nil {
+		return err
+	}
+	auditLog := audit.New(a.cli, a.logger.With("component", "audit"), reg)
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = a.adapter.Handle(func(_ http.ResponseWriter, req *http.Request) error {
+		return httpapi.NotFound("no route %s %s; the API is described at %s", req.Method, req.URL.Path, openapi.Path)
+	})
+	r.MethodNotAllowedHandler = a.adapter.Handle(func(_ http.ResponseWriter, req *http.Request) error {
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: httpapi.CodeMethodInvalid, Message: "method " + req.Method + " is not allowed on " + req.URL.Path}
+	})
+	a.registerOps(r)
+	// The agent API authenticates with agent credentials, not user tokens:
+	// it is mounted before (and outside) the user API's middleware.
+	a.registerFleetRoutes(r)
+	openapi.Register(r, a.adapter)
+	agentdownloads.New(a.opts.DownloadsDir).Register(r, a.adapter)
+
+	api := r.PathPrefix("/api/v1").Subrouter()
+	// Order matters: the principal must be known before the audit record
+	// is written.
+	api.Use(a.users.Middleware(a.adapter), auditLog.Middleware(auth.AuditActor))
+	auth.NewAPI(a.users, a.authz, reg).Register(api, a.adapter)
+	tenancy.NewAPI(a.authz, a.users).Register(api, a.adapter)
+	a.clusters.Register(api, a.adapter)
+	a.ledger.Register(api, a.adapter)
+	auditLog.Register(api, a.adapter, a.authz.AuditScope)
+	a.router = r
+	return nil
+}
+
+func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// registerOps mounts the operational endpoints, the same on every binary
+// of the project: /metrics, /-/healthy, /-/ready, POST /-/reload.
+func (a *App) registerOps(r *mux.Router) {
+	r.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 10})).Methods(http.MethodGet)
+	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ecp is healthy.\n"))
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("ecp is not ready.\n"))
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte("ecp is ready.\n"))
+	}).Methods(http.MethodGet, http.MethodHead)
+	r.Handle("/-/reload", a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
+		if err := a.Reload(req.Context()); err != nil {
+			return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
+		}
+		return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+	})).Methods(http.MethodPost)
+}
+
+// Addr is the address the HTTP server is bound to.
+func (a *App) Addr() string { return a.ln.Addr().String() }
+
+// URL is http://Addr.
+func (a *App) URL() string { return "http://" + a.Addr() }
+
+// ExternalURL is the URL the registration commands name.
+func (a *App) ExternalURL() string { return a.opts.ExternalURL }
+
+// Handler is the app's router (tests walk it).
+func (a *App) Handler() http.Handler { return a.router }
+
+// Router is the app's router as gorilla/mux, for tests that walk routes.
+func (a *App) Router() *mux.Router { return a.router }
+
+// EtcdClient is the app's etcd client.
+func (a *App) EtcdClient() *clientv3.Client { return a.cli }
+
+// EtcdEndpoint is the embedded etcd's client URL ("" with external etcd),
+// so another replica can share it.
+func (a *App) EtcdEndpoint() string {
+	if a.etcd == nil {
+		return ""
+	}
+	return a.etcd.Endpoint()
+}
+
+// Reload re-reads the configuration file; without one it does nothing. A
+// failed reload keeps the configuration in force.
+func (a *App) Reload(ctx context.Context) error {
+	if a.opts.ConfigFile == "" {
+		return nil
+	}
+	err := a.applyConfig()
+	if err != nil {
+		a.metrics.reloadOK.Set(0)
+		a.logger.Error("reload configuration", "file", a.opts.ConfigFile, "err", err)
+		return err
+	}
+	a.metrics.reloadOK.Set(1)
+	a.metrics.reloadTime.SetToCurrentTime()
+	l := a.ledger.Licence()
+	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile, "totalConnections", l.TotalConnections, "maxPerCluster", l.MaxPerCluster)
+	_ = ctx
+	return nil
+}
+
+// applyConfig loads the config file into the options (before New has built
+// anything) or into the running parts (on reload).
+func (a *App) applyConfig() error {
+	c, err := LoadConfig(a.opts.ConfigFile)
+	if err != nil {
+		return err
+	}
+	if c.Licence != nil {
+		a.opts.Licence = *c.Licence
+		if a.ledger != nil {
+			if err := a.ledger.SetLicence(*c.Licence); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Registration != nil {
+		a.opts.RegistrationTokenTTL = c.Registration.TokenTTL
+		if a.clusters != nil {
+			a.clusters.SetTokenTTL(c.Registration.TokenTTL)
+		}
+	}
+	return nil
+}
+
+// Run serves until ctx ends or an actor fails, then stops the app. Every
+// long-running loop is one actor of one run.Group.
+func (a *App) Run(ctx context.Context) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var g run.Group
+	g.Add(func() error {
+		<-runCtx.Done()
+		return nil
+	}, func(error) { cancel() })
+	g.Add(func() error {
+		a.logger.Info("ecp listening", "address", a.Addr(), "externalUrl", a.opts.ExternalURL, "version", version.Version)
+		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
+		return nil
+	}, func(error) {
+		a.ready.Store(false)
+		a.shutdownHTTP()
+	})
+	if a.runFleet != nil {
+		g.Add(func() error { return a.runFleet(runCtx) }, func(error) { cancel() })
+	}
+	g.Add(func() error {
+		// Ready once the agent side is (it must have loaded its state
+		// from etcd before it can answer agents correctly).
+		if a.fleetReady != nil {
+			select {
+			case <-a.fleetReady:
+			case <-runCtx.Done():
+				return nil
+			}
+		}
+		a.ready.Store(true)
+		a.logger.Info("ecp ready")
+		for {
+			select {
+			case <-runCtx.Done():
+				return nil
+			case reply := <-a.opts.Reload:
+				reply <- a.Reload(runCtx)
+			}
+		}
+	}, func(error) { cancel() })
+	if a.etcd != nil {
+		g.Add(func() error {
+			select {
+			case err := <-a.etcd.Err():
+				return fmt.Errorf("embedded etcd failed: %w", err)
+			case <-runCtx.Done():
+				return nil
+			}
+		}, func(error) { cancel() })
+	}
+	err := g.Run()
+	return errors.Join(err, a.Stop(context.Background()))
+}
+
+func (a *App) shutdownHTTP() {
+	ctx, cancel := context.WithTimeout(context.Background(), a.opts.ShutdownTimeout)
+	defer cancel()
+	if err := a.srv.Shutdown(ctx); err != nil {
+		a.logger.Warn("http shutdown did not finish in time; closing connections", "err", err)
+		_ = a.srv.Close()
+	}
+}
+
+// Stop tears the app down; it is idempotent and safe after a failed New.
+// The order:
+//  1. mark the replica not ready, so load balancers stop sending to it;
+//  2. stop the HTTP server: no new requests, in-flight ones finish within
+//     ShutdownTimeout (Run has usually done this and stopped the agent
+//     side's loop already);
+//  3. close the etcd client, after everything that writes through it;
+//  4. stop the embedded etcd member last, so every write above landed.
+func (a *App) Stop(ctx context.Context) error {
+	a.stopOnce.Do(func() {
+		a.ready.Store(false)
+		var errs []error
+		if a.srv != nil {
+			a.shutdownHTTP()
+		} else if a.ln != nil {
+			errs = append(errs, ignoreClosed(a.ln.Close()))
+		}
+		if a.cli != nil {
+			errs = append(errs, a.cli.Close())
+		}
+		if a.etcd != nil {
+			a.etcd.Close()
+		}
+		a.stopErr = errors.Join(errs...)
+	})
+	_ = ctx
+	return a.stopErr
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,145 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ecpio/ecp/ecp/agentdownloads"
+	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// Defaults shared by the flags of `ecp serve` and DefaultOptions.
+const (
+	DefaultListenAddress        = "127.0.0.1:8080"
+	DefaultDataDir              = "./data"
+	DefaultRegistrationTokenTTL = clusters.DefaultTokenTTL
+	DefaultAdminUsername        = "admin"
+	DefaultDownloadsDir         = agentdownloads.DefaultDir
+	DefaultShutdownTimeout      = 10 * time.Second
+	DefaultSessionTTL           = 12 * time.Hour
+)
+
+// Options configure an App. Field names follow the flags of `ecp serve`.
+type Options struct {
+	// ListenAddress is where the HTTP server binds; "127.0.0.1:0" picks a
+	// free port (Addr tells which).
+	ListenAddress string
+	// ExternalURL is ecp's URL as agents and browsers reach it; the
+	// registration commands use it. Default: http://<bound address>.
+	ExternalURL string
+	// DataDir holds the embedded etcd's data (unless EtcdEndpoints is set).
+	DataDir string
+	// EtcdEndpoints, when set, are used instead of the embedded etcd.
+	EtcdEndpoints []string
+	// ConfigFile is an optional YAML file (see Config); its settings
+	// override Licence and RegistrationTokenTTL, and POST /-/reload (or
+	// SIGHUP) re-reads it.
+	ConfigFile string
+	// Licence is the connection quota unless the config file sets it.
+	Licence quota.Licence
+	// RegistrationTokenTTL is how long a registration token stays valid.
+	RegistrationTokenTTL time.Duration
+	// DownloadsDir holds agent-exporter-<os>-<arch> (built by make dist).
+	DownloadsDir string
+	// AdminUsername and AdminPassword create the first system admin when
+	// that user does not exist yet. An empty password is generated and
+	// written once to Out.
+	AdminUsername string
+	AdminPassword secret.String
+	// Out receives the one-time generated admin password; os.Stderr when nil.
+	Out io.Writer
+	// SessionTTL is how long a login lasts.
+	SessionTTL time.Duration
+	// BcryptCost of password hashes; bcrypt's default when zero (tests
+	// lower it).
+	BcryptCost int
+	// ShutdownTimeout bounds each step of Stop.
+	ShutdownTimeout time.Duration
+	// Fleet replaces the agent side (tests); nil runs ecp's own.
+	Fleet clusters.Fleet
+	// Reload delivers reload requests from outside (main turns SIGHUP into
+	// one); the error goes back on the inner channel.
+	Reload <-chan chan error
+}
+
+// DefaultOptions returns the options `ecp serve` starts from.
+func DefaultOptions() Options {
+	return Options{
+		ListenAddress:        DefaultListenAddress,
+		DataDir:              DefaultDataDir,
+		Licence:              quota.Licence{TotalConnections: quota.DefaultTotalConnections, MaxPerCluster: quota.DefaultMaxPerCluster},
+		RegistrationTokenTTL: DefaultRegistrationTokenTTL,
+		DownloadsDir:         DefaultDownloadsDir,
+		AdminUsername:        DefaultAdminUsername,
+		SessionTTL:           DefaultSessionTTL,
+		ShutdownTimeout:      DefaultShutdownTimeout,
+	}
+}
+
+// validate rejects options that would fail later, with the option's name.
+func (o Options) validate() error {
+	switch {
+	case o.ListenAddress == "":
+		return errors.New("ecp/app: Options.ListenAddress is required")
+	case o.DataDir == "" && len(o.EtcdEndpoints) == 0:
+		return errors.New("ecp/app: Options.DataDir is required when no etcd endpoints are given")
+	case o.RegistrationTokenTTL <= 0:
+		return fmt.Errorf("ecp/app: Options.RegistrationTokenTTL must be positive, got %s", o.RegistrationTokenTTL)
+	case o.SessionTTL < time.Second:
+		return fmt.Errorf("ecp/app: Options.SessionTTL must be at least 1s, got %s", o.SessionTTL)
+	case o.ShutdownTimeout <= 0:
+		return fmt.Errorf("ecp/app: Options.ShutdownTimeout must be positive, got %s", o.ShutdownTimeout)
+	case o.AdminUsername == "":
+		return errors.New("ecp/app: Options.AdminUsername is required")
+	}
+	return o.Licence.Validate()
+}
+
+// Config is the YAML configuration file. Every field is optional; unknown
+// fields are an error, so a typo never silently falls back to a default.
+//
+//	licence:
+//	  totalConnections: 10000
+//	  maxPerCluster: 5000
+//	registration:
+//	  tokenTTL: 24h
+type Config struct {
+	Licence      *quota.Licence      `yaml:"licence"`
+	Registration *RegistrationConfig `yaml:"registration"`
+}
+
+// RegistrationConfig is the registration section of Config.
+type RegistrationConfig struct {
+	TokenTTL time.Duration `yaml:"tokenTTL"`
+}
+
+// LoadConfig reads and checks a configuration file.
+func LoadConfig(path string) (Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, fmt.Errorf("open config file: %w", err)
+	}
+	defer f.Close()
+	var c Config
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return Config{}, fmt.Errorf("parse config file %s: %w", path, err)
+	}
+	if c.Licence != nil {
+		if err := c.Licence.Validate(); err != nil {
+			return Config{}, fmt.Errorf("config file %s: %w", path, err)
+		}
+	}
+	if c.Registration != nil && c.Registration.TokenTTL <= 0 {
+		return Config{}, fmt.Errorf("config file %s: registration.tokenTTL must be a positive duration such as 24h", path)
+	}
+	return c, nil
+}

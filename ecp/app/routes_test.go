@@ -1,0 +1,309 @@
+package app
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gorilla/mux"
+)
+
+// Roles of the route table, in the order of the expectations.
+var roleNames = []string{"system-admin", "org-admin", "project-admin", "project-viewer", "no-binding", "anonymous"}
+
+const (
+	sysAdm = iota
+	orgAdm
+	prjAdm
+	viewer
+	nobody
+	anon
+)
+
+// tenants is the world the table runs in: the roles are held in org A
+// (org-admin of A; project-admin and project-viewer of A1 and A2); org B
+// with B1 and B2 is the foreign tenant.
+type tenants struct {
+	h                          *harness
+	token                      [6]string
+	orgA, orgB                 string
+	a1, a2, b1, b2             string
+	seq                        atomic.Int64
+	adminToken, otherUserToken string
+}
+
+func (w *tenants) unique(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, w.seq.Add(1))
+}
+
+func newTenants(t *testing.T, h *harness) *tenants {
+	t.Helper()
+	w := &tenants{h: h}
+	admin := h.login("admin", testAdminPassword)
+	w.adminToken = admin
+	w.orgA = h.id(h.must(201, "POST", "/api/v1/orgs", admin, map[string]string{"name": "org-a"}))
+	w.orgB = h.id(h.must(201, "POST", "/api/v1/orgs", admin, map[string]string{"name": "org-b"}))
+	w.a1 = h.id(h.must(201, "POST", "/api/v1/orgs/"+w.orgA+"/projects", admin, map[string]string{"name": "a1"}))
+	w.a2 = h.id(h.must(201, "POST", "/api/v1/orgs/"+w.orgA+"/projects", admin, map[string]string{"name": "a2"}))
+	w.b1 = h.id(h.must(201, "POST", "/api/v1/orgs/"+w.orgB+"/projects", admin, map[string]string{"name": "b1"}))
+	w.b2 = h.id(h.must(201, "POST", "/api/v1/orgs/"+w.orgB+"/projects", admin, map[string]string{"name": "b2"}))
+	users := []string{"", "orga-admin", "a1-admin", "a1-viewer", "nobody", "other"}
+	for _, u := range users[1:] {
+		h.must(201, "POST", "/api/v1/users", admin, map[string]string{"username": u, "password": "password-" + u})
+	}
+	bind := func(u, role, org, project string) {
+		h.must(201, "POST", "/api/v1/role-bindings", admin, map[string]string{"username": u, "role": role, "org": org, "project": project})
+	}
+	bind("orga-admin", "org-admin", w.orgA, "")
+	for _, p := range []string{w.a1, w.a2} {
+		bind("a1-admin", "project-admin", "", p)
+		bind("a1-viewer", "project-viewer", "", p)
+	}
+	w.token[sysAdm] = admin
+	for i := orgAdm; i <= nobody; i++ {
+		w.token[i] = h.login(users[i], "password-"+users[i])
+	}
+	w.otherUserToken = h.login("other", "password-other")
+	return w
+}
+
+func (w *tenants) project(foreign bool) string {
+	if foreign {
+		return w.b1
+	}
+	return w.a1
+}
+
+func (w *tenants) org(foreign bool) string {
+	if foreign {
+		return w.orgB
+	}
+	return w.orgA
+}
+
+// cluster creates a cluster entry (as system admin) in A1 or B1.
+func (w *tenants) cluster(foreign bool) string {
+	return w.h.id(w.h.must(201, "POST", "/api/v1/projects/"+w.project(foreign)+"/clusters", w.adminToken,
+		map[string]string{"name": w.unique("c"), "serviceUrl": "http://emqx.example:18083"}))
+}
+
+// freshUser creates a user with no roles.
+func (w *tenants) freshUser() string {
+	u := w.unique("u")
+	w.h.must(201, "POST", "/api/v1/users", w.adminToken, map[string]string{"username": u, "password": "password-" + u})
+	return u
+}
+
+type call struct {
+	path string
+	body any
+}
+
+type routeCase struct {
+	// prepare builds the call for role r against the own (foreign=false)
+	// or foreign tenant; it may create what the call acts on.
+	prepare func(w *tenants, r int, foreign bool) call
+	own     [6]int
+	foreign [6]int
+}
+
+// same is for routes where the tenant makes no difference.
+func same(codes [6]int) ([6]int, [6]int) { return codes, codes }
+
+func fixed(path string, body any) func(*tenants, int, bool) call {
+	return func(*tenants, int, bool) call { return call{path: path, body: body} }
+}
+
+// routeTable is every route of the app with the exact status each role
+// gets on its own and on a foreign tenant.
+func routeTable() map[string]routeCase {
+	all := func(code int) [6]int { return [6]int{code, code, code, code, code, 401} }
+	public := func(code int) [6]int { return [6]int{code, code, code, code, code, code} }
+	onlySys := func(code int) [6]int { return [6]int{code, 403, 403, 403, 403, 401} }
+	// Project-scoped reads: viewers and up; no binding is 404.
+	read := func(code int) ([6]int, [6]int) {
+		return [6]int{code, code, code, code, 404, 401}, [6]int{code, 404, 404, 404, 404, 401}
+	}
+	// Project-scoped changes: admins; viewer 403; no binding 404.
+	change := func(code int) ([6]int, [6]int) {
+		return [6]int{code, code, code, 403, 404, 401}, [6]int{code, 404, 404, 404, 404, 401}
+	}
+	rc := func(prepare func(*tenants, int, bool) call, own, foreign [6]int) routeCase {
+		return routeCase{prepare: prepare, own: own, foreign: foreign}
+	}
+	clusterPath := func(suffix string, body any) func(*tenants, int, bool) call {
+		return func(w *tenants, _ int, foreign bool) call {
+			return call{path: "/api/v1/clusters/" + w.cluster(foreign) + suffix, body: body}
+		}
+	}
+	bindingBody := func(w *tenants, foreign bool) map[string]string {
+		return map[string]string{"username": w.freshUser(), "role": "project-viewer", "project": w.project(foreign)}
+	}
+	existingBinding := func(w *tenants, foreign bool) (map[string]string, string) {
+		b := bindingBody(w, foreign)
+		return b, w.h.id(w.h.must(201, "POST", "/api/v1/role-bindings", w.adminToken, b))
+	}
+	t := map[string]routeCase{}
+	add := func(key string, prepare func(*tenants, int, bool) call, own, foreign [6]int) {
+		t[key] = rc(prepare, own, foreign)
+	}
+	o, f := same(public(200))
+	add("POST /api/v1/login", fixed("/api/v1/login", map[string]string{"username": "nobody", "password": "password-nobody"}), o, f)
+	o, f = same(all(200))
+	add("GET /api/v1/users", fixed("/api/v1/users", nil), o, f)
+	o, f = same(onlySys(201))
+	add("POST /api/v1/users", func(w *tenants, _ int, _ bool) call {
+		u := w.unique("new")
+		return call{path: "/api/v1/users", body: map[string]string{"username": u, "password": "password-" + u}}
+	}, o, f)
+	o, f = same(all(200))
+	add("GET /api/v1/api-tokens", fixed("/api/v1/api-tokens", nil), o, f)
+	o, f = same(all(201))
+	add("POST /api/v1/api-tokens", fixed("/api/v1/api-tokens", map[string]string{"name": "ci"}), o, f)
+	// Own: the caller's own token. Foreign: a token of another user.
+	add("DELETE /api/v1/api-tokens/{id}", func(w *tenants, r int, foreign bool) call {
+		owner := w.otherUserToken
+		if !foreign && r != anon {
+			owner = w.token[r]
+		}
+		id := w.h.id(w.h.must(201, "POST", "/api/v1/api-tokens", owner, map[string]string{"name": "t"}))
+		return call{path: "/api/v1/api-tokens/" + id}
+	}, all(204), [6]int{204, 404, 404, 404, 404, 401})
+	o, f = same(all(200))
+	add("GET /api/v1/orgs", fixed("/api/v1/orgs", nil), o, f)
+	o, f = same(onlySys(201))
+	add("POST /api/v1/orgs", func(w *tenants, _ int, _ bool) call {
+		return call{path: "/api/v1/orgs", body: map[string]string{"name": w.unique("org")}}
+	}, o, f)
+	add("GET /api/v1/orgs/{org}/projects", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/orgs/" + w.org(foreign) + "/projects"}
+	}, [6]int{200, 200, 200, 200, 404, 401}, [6]int{200, 404, 404, 404, 404, 401})
+	add("POST /api/v1/orgs/{org}/projects", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/orgs/" + w.org(foreign) + "/projects", body: map[string]string{"name": w.unique("p")}}
+	}, [6]int{201, 201, 403, 403, 404, 401}, [6]int{201, 404, 404, 404, 404, 401})
+	o, f = same(all(200))
+	add("GET /api/v1/projects", fixed("/api/v1/projects", nil), o, f)
+	add("GET /api/v1/role-bindings", fixed("/api/v1/role-bindings", nil), all(200), all(200))
+	o, f = change(201)
+	add("POST /api/v1/role-bindings", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/role-bindings", body: bindingBody(w, foreign)}
+	}, o, f)
+	o, f = change(204)
+	add("DELETE /api/v1/role-bindings", func(w *tenants, _ int, foreign bool) call {
+		b, _ := existingBinding(w, foreign)
+		return call{path: "/api/v1/role-bindings", body: b}
+	}, o, f)
+	add("DELETE /api/v1/role-bindings/{id}", func(w *tenants, _ int, foreign bool) call {
+		_, id := existingBinding(w, foreign)
+		return call{path: "/api/v1/role-bindings/" + id}
+	}, o, f)
+	o, f = read(200)
+	add("GET /api/v1/projects/{project}/clusters", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/clusters"}
+	}, o, f)
+	o, f = change(201)
+	add("POST /api/v1/projects/{project}/clusters", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/clusters", body: map[string]string{"name": w.unique("c")}}
+	}, o, f)
+	o, f = read(200)
+	add("GET /api/v1/clusters/{id}", clusterPath("", nil), o, f)
+	o, f = change(200)
+	add("PATCH /api/v1/clusters/{id}", clusterPath("", map[string]string{"name": "renamed"}), o, f)
+	o, f = change(204)
+	add("DELETE /api/v1/clusters/{id}", clusterPath("", nil), o, f)
+	o, f = change(201)
+	add("POST /api/v1/clusters/{id}/registration", clusterPath("/registration", nil), o, f)
+	o, f = change(200)
+	add("POST /api/v1/clusters/{id}/transfer", func(w *tenants, _ int, foreign bool) call {
+		target := w.a2
+		if foreign {
+			target = w.b2
+		}
+		return call{path: "/api/v1/clusters/" + w.cluster(foreign) + "/transfer", body: map[string]string{"project": target}}
+	}, o, f)
+	add("PUT /api/v1/clusters/{id}/max-connections", clusterPath("/max-connections", map[string]int{"maxConnections": 20}), o, f)
+	o, f = read(302)
+	add("GET /api/v1/clusters/{id}/dashboard", clusterPath("/dashboard", nil), o, f)
+	o, f = same(all(200))
+	add("GET /api/v1/licence", fixed("/api/v1/licence", nil), o, f)
+	o, f = same([6]int{200, 200, 200, 403, 403, 401})
+	add("GET /api/v1/audit", fixed("/api/v1/audit", nil), o, f)
+	o, f = same(public(200))
+	add("GET /api/v1/openapi.json", fixed("/api/v1/openapi.json", nil), o, f)
+	add("GET /downloads/agent-exporter/{os}/{arch}", fixed("/downloads/agent-exporter/linux/arm64", nil), o, f)
+	add("HEAD /downloads/agent-exporter/{os}/{arch}", fixed("/downloads/agent-exporter/linux/arm64", nil), o, f)
+	add("GET /metrics", fixed("/metrics", nil), o, f)
+	add("GET /-/healthy", fixed("/-/healthy", nil), o, f)
+	add("HEAD /-/healthy", fixed("/-/healthy", nil), o, f)
+	add("GET /-/ready", fixed("/-/ready", nil), o, f)
+	add("HEAD /-/ready", fixed("/-/ready", nil), o, f)
+	add("POST /-/reload", fixed("/-/reload", nil), o, f)
+	return t
+}
+
+// routeKeys walks the router: "METHOD template" of every route.
+func routeKeys(t *testing.T, r *mux.Router) []string {
+	t.Helper()
+	var keys []string
+	err := r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		tpl, err := route.GetPathTemplate()
+		if err != nil {
+			return nil //nolint:nilerr // A route without a path (a subrouter's prefix) is no endpoint.
+		}
+		methods, err := route.GetMethods()
+		if err != nil {
+			return nil //nolint:nilerr // Prefix routes have no methods.
+		}
+		for _, m := range methods {
+			keys = append(keys, m+" "+tpl)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(keys)
+	return slices.Compact(keys)
+}
+
+func TestEveryRouteEveryRole(t *testing.T) {
+	h := start(t, testOptions(t))
+	w := newTenants(t, h)
+	table := routeTable()
+	keys := routeKeys(t, h.app.Router())
+	for _, key := range keys {
+		if _, ok := table[key]; !ok {
+			t.Errorf("route %s has no entry in routeTable: add its expected status per role", key)
+		}
+	}
+	for key := range table {
+		if !slices.Contains(keys, key) {
+			t.Errorf("routeTable has %s but the router has no such route", key)
+		}
+	}
+	for _, key := range keys {
+		tc, ok := table[key]
+		if !ok {
+			continue
+		}
+		method, _, _ := strings.Cut(key, " ")
+		for _, foreign := range []bool{false, true} {
+			want := tc.own
+			tenant := "own"
+			if foreign {
+				want, tenant = tc.foreign, "foreign"
+			}
+			for r, role := range roleNames {
+				t.Run(key+"/"+role+"/"+tenant, func(t *testing.T) {
+					c := tc.prepare(w, r, foreign)
+					got := h.do(method, c.path, w.token[r], c.body)
+					if got.status != want[r] {
+						t.Fatalf("%s %s as %s = %d %s, want %d", method, c.path, role, got.status, got.body, want[r])
+					}
+				})
+			}
+		}
+	}
+}

@@ -1,0 +1,288 @@
+// Package audit records every state-changing API call (who, what, on which
+// tenant, when, with what outcome) in etcd, and serves the log to admins at
+// GET /api/v1/audit.
+//
+// Records are written by one middleware around the API router, from the
+// request line, the route template and what handlers annotate, never from
+// request bodies, so passwords and tokens cannot reach the log.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+)
+
+// Prefix is the etcd prefix of audit records; keys sort by time.
+const Prefix = "/ecp/audit/"
+
+// Record is one audited call.
+type Record struct {
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// Actor is the username that made the call, or "" when anonymous.
+	Actor string `json:"actor"`
+	// Via says how the actor authenticated: "session", "api-token" or "".
+	Via    string `json:"via,omitempty"`
+	Method string `json:"method"`
+	// Route is the route template; Path the concrete path.
+	Route  string `json:"route"`
+	Path   string `json:"path"`
+	Status int    `json:"status"`
+	// Org, Project and Target name what the call acted on, as the handler
+	// annotated it; admins of that org or project may read the record.
+	Org     string `json:"org,omitempty"`
+	Project string `json:"project,omitempty"`
+	Target  string `json:"target,omitempty"`
+	Remote  string `json:"remote,omitempty"`
+}
+
+// Note is what a handler adds to the record of the call it serves.
+type Note struct {
+	Actor   string
+	Org     string
+	Project string
+	Target  string
+}
+
+type noteKey struct{}
+
+type noteBox struct {
+	mu sync.Mutex
+	n  Note
+}
+
+// Annotate adds n's non-empty fields to the record of the call served with
+// ctx. Outside an audited call it does nothing.
+func Annotate(ctx context.Context, n Note) {
+	box, ok := ctx.Value(noteKey{}).(*noteBox)
+	if !ok {
+		return
+	}
+	box.mu.Lock()
+	defer box.mu.Unlock()
+	if n.Actor != "" {
+		box.n.Actor = n.Actor
+	}
+	if n.Org != "" {
+		box.n.Org = n.Org
+	}
+	if n.Project != "" {
+		box.n.Project = n.Project
+	}
+	if n.Target != "" {
+		box.n.Target = n.Target
+	}
+}
+
+// Actor reports who makes a request and how they authenticated.
+type Actor func(r *http.Request) (username, via string)
+
+// Log writes and reads audit records.
+type Log struct {
+	cli    *clientv3.Client
+	logger *slog.Logger
+	now    func() time.Time
+	// writes counts records by outcome, so a failing audit trail is
+	// visible on /metrics rather than only in logs.
+	writes *prometheus.CounterVec
+}
+
+// New returns a Log on cli; its metric is registered on reg.
+func New(cli *clientv3.Client, logger *slog.Logger, reg prometheus.Registerer) *Log {
+	l := &Log{
+		cli:    cli,
+		logger: logger,
+		now:    time.Now,
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ecp_audit_records_written_total",
+			Help: "Audit records written to etcd, by result (ok or error).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(l.writes)
+	l.writes.WithLabelValues("ok")
+	l.writes.WithLabelValues("error")
+	return l
+}
+
+// Middleware records every call whose method changes state (anything but
+// GET, HEAD and OPTIONS) after it was served, whatever its outcome: refused
+// and failed attempts are exactly what an auditor looks for.
+func (l *Log) Middleware(actor Actor) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch r.Method {
+			case http.MethodGet, http.MethodHead, http.MethodOptions:
+				next.ServeHTTP(w, r)
+				return
+			}
+			box := &noteBox{}
+			sw := &statusWriter{ResponseWriter: w}
+			r = r.WithContext(context.WithValue(r.Context(), noteKey{}, box))
+			next.ServeHTTP(sw, r)
+			username, via := actor(r)
+			box.mu.Lock()
+			n := box.n
+			box.mu.Unlock()
+			if username == "" {
+				username = n.Actor
+			}
+			status := sw.status
+			if status == 0 {
+				status = http.StatusOK
+			}
+			rec := Record{
+				Actor: username, Via: via, Method: r.Method,
+				Route: httpapi.RouteTemplate(r), Path: r.URL.Path, Status: status,
+				Org: n.Org, Project: n.Project, Target: n.Target, Remote: remoteHost(r.RemoteAddr),
+			}
+			// The reply is already sent; the record must still be written
+			// even if the client hung up, hence a context detached from it.
+			if err := l.Write(context.WithoutCancel(r.Context()), rec); err != nil {
+				l.logger.Error("write audit record", "route", rec.Route, "actor", rec.Actor, "err", err)
+			}
+		})
+	}
+}
+
+// Write stores rec, stamping its time and id.
+func (l *Log) Write(ctx context.Context, rec Record) error {
+	rec.Time = l.now().UTC()
+	// Zero-padded nanoseconds sort lexically by time; the random suffix
+	// keeps records of two replicas in the same nanosecond apart.
+	rec.ID = fmt.Sprintf("%020d-%s", rec.Time.UnixNano(), kv.NewID()[:8])
+	val, err := kv.Encode(Prefix+rec.ID, rec)
+	if err == nil {
+		ctx, cancel := kv.WithTimeout(ctx)
+		defer cancel()
+		_, err = l.cli.Put(ctx, Prefix+rec.ID, val)
+	}
+	if err != nil {
+		l.writes.WithLabelValues("error").Inc()
+		return fmt.Errorf("write audit record: %w", err)
+	}
+	l.writes.WithLabelValues("ok").Inc()
+	return nil
+}
+
+// Filter selects records.
+type Filter struct {
+	// Limit is the most records returned, newest first.
+	Limit int
+	// Visible, when set, keeps only the records it returns true for.
+	Visible func(Record) bool
+}
+
+// List returns the newest records that pass f, newest first. It reads in
+// pages so a long log with few visible records still answers.
+func (l *Log) List(ctx context.Context, f Filter) ([]Record, error) {
+	const page = 500
+	var out []Record
+	end := clientv3.GetPrefixRangeEnd(Prefix)
+	for len(out) < f.Limit {
+		cctx, cancel := kv.WithTimeout(ctx)
+		resp, err := l.cli.Get(cctx, Prefix, clientv3.WithRange(end),
+			clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend), clientv3.WithLimit(page))
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("list audit records: %w", err)
+		}
+		for _, item := range resp.Kvs {
+			var rec Record
+			if err := jsonUnmarshal(item.Value, &rec); err != nil {
+				return nil, fmt.Errorf("decode audit record %s: %w", item.Key, err)
+			}
+			if f.Visible == nil || f.Visible(rec) {
+				out = append(out, rec)
+				if len(out) == f.Limit {
+					break
+				}
+			}
+		}
+		if !resp.More || len(resp.Kvs) == 0 {
+			break
+		}
+		end = string(resp.Kvs[len(resp.Kvs)-1].Key)
+	}
+	return out, nil
+}
+
+// ParseLimit reads ?limit= (default 100, 1..1000).
+func ParseLimit(r *http.Request) (int, error) {
+	s := r.URL.Query().Get("limit")
+	if s == "" {
+		return 100, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, httpapi.Invalid("limit", "limit must be an integer from 1 to 1000, got %q", s)
+	}
+	return n, nil
+}
+
+func remoteHost(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i > 0 {
+		return strings.Trim(addr[:i], "[]")
+	}
+	return addr
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// Scope decides, for the caller of r, which records they may read. It
+// returns an *httpapi.Error (401, 403) when they may read none.
+type Scope func(r *http.Request) (func(Record) bool, error)
+
+// Register mounts GET /audit on r (the /api/v1 router).
+func (l *Log) Register(r *mux.Router, a *httpapi.Adapter, scope Scope) {
+	r.Handle("/audit", a.Handle(func(w http.ResponseWriter, req *http.Request) error {
+		visible, err := scope(req)
+		if err != nil {
+			return err
+		}
+		limit, err := ParseLimit(req)
+		if err != nil {
+			return err
+		}
+		recs, err := l.List(req.Context(), Filter{Limit: limit, Visible: visible})
+		if err != nil {
+			return err
+		}
+		return httpapi.List(w, recs)
+	})).Methods(http.MethodGet)
+}

@@ -1,0 +1,304 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p.
+func WithPrincipal(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// PrincipalFrom returns the caller of ctx, or nil when anonymous.
+func PrincipalFrom(ctx context.Context) *Principal {
+	p, _ := ctx.Value(principalKey{}).(*Principal)
+	return p
+}
+
+// Require returns the caller, or a 401 when the request is anonymous.
+func Require(r *http.Request) (*Principal, error) {
+	if p := PrincipalFrom(r.Context()); p != nil {
+		return p, nil
+	}
+	return nil, httpapi.Unauthorized("authentication required: send Authorization: Bearer <token> from POST /api/v1/login or an API token")
+}
+
+// Middleware resolves "Authorization: Bearer <token>" into the request's
+// principal. A request without the header continues anonymous (routes that
+// need a caller answer 401 themselves); a request with a bad token is
+// answered 401 at once, so a typo never silently degrades to anonymous.
+func (s *Store) Middleware(a *httpapi.Adapter) mux.MiddlewareFunc {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := r.Header.Get("Authorization")
+			if h == "" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			scheme, token, ok := strings.Cut(h, " ")
+			if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+				a.WriteError(w, r, httpapi.Unauthorized("Authorization header must be \"Bearer <token>\""))
+				return
+			}
+			p, err := s.Authenticate(r.Context(), secret.String(strings.TrimSpace(token)))
+			if err != nil {
+				if errors.Is(err, ErrBadCredentials) {
+					err = httpapi.Unauthorized("token is invalid or expired; log in again")
+				}
+				a.WriteError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(WithPrincipal(r.Context(), p)))
+		})
+	}
+}
+
+// AuditActor tells the audit log who made r.
+func AuditActor(r *http.Request) (string, string) {
+	if p := PrincipalFrom(r.Context()); p != nil {
+		return p.Username, p.Via
+	}
+	return "", ""
+}
+
+// Authorizer is what the user routes need to know about roles; tenancy
+// implements it.
+type Authorizer interface {
+	// SystemAdmin reports whether username holds the system-admin role.
+	SystemAdmin(ctx context.Context, username string) (bool, error)
+}
+
+// API serves login, users and API tokens.
+type API struct {
+	store  *Store
+	authz  Authorizer
+	logins *prometheus.CounterVec
+}
+
+// NewAPI returns the API; its metrics are registered on reg.
+func NewAPI(store *Store, authz Authorizer, reg prometheus.Registerer) *API {
+	api := &API{
+		store: store,
+		authz: authz,
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ecp_logins_total",
+			Help: "Login attempts, by result (success or failure).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(api.logins)
+	api.logins.WithLabelValues("success")
+	api.logins.WithLabelValues("failure")
+	return api
+}
+
+// Register mounts the routes on r (the /api/v1 router).
+func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
+	r.Handle("/login", a.Handle(api.login)).Methods(http.MethodPost)
+	r.Handle("/users", a.Handle(api.listUsers)).Methods(http.MethodGet)
+	r.Handle("/users", a.Handle(api.createUser)).Methods(http.MethodPost)
+	r.Handle("/api-tokens", a.Handle(api.listTokens)).Methods(http.MethodGet)
+	r.Handle("/api-tokens", a.Handle(api.createToken)).Methods(http.MethodPost)
+	r.Handle("/api-tokens/{id}", a.Handle(api.deleteToken)).Methods(http.MethodDelete)
+}
+
+type credentials struct {
+	Username string        `json:"username"`
+	Password secret.String `json:"password"`
+}
+
+func (api *API) login(w http.ResponseWriter, r *http.Request) error {
+	var c credentials
+	if err := httpapi.Decode(r, &c); err != nil {
+		return err
+	}
+	if c.Username == "" {
+		return httpapi.Invalid("username", "username is required")
+	}
+	if c.Password.IsZero() {
+		return httpapi.Invalid("password", "password is required")
+	}
+	audit.Annotate(r.Context(), audit.Note{Actor: c.Username, Target: "user/" + c.Username})
+	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
+	if errors.Is(err, ErrBadCredentials) {
+		api.logins.WithLabelValues("failure").Inc()
+		return httpapi.Unauthorized("username or password is wrong")
+	}
+	if err != nil {
+		return err
+	}
+	api.logins.WithLabelValues("success").Inc()
+	// The token is the one place a secret is revealed on purpose: the
+	// caller needs it, once, in this reply.
+	return httpapi.JSON(w, http.StatusOK, map[string]any{"token": token.Reveal(), "username": c.Username, "expiresAt": exp})
+}
+
+// UserView is a user as the API shows it.
+type UserView struct {
+	Username  string    `json:"username"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+func (api *API) listUsers(w http.ResponseWriter, r *http.Request) error {
+	p, err := Require(r)
+	if err != nil {
+		return err
+	}
+	admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+	if err != nil {
+		return err
+	}
+	var users []User
+	if admin {
+		if users, err = api.store.ListUsers(r.Context()); err != nil {
+			return err
+		}
+	} else {
+		// Everyone else sees only themselves: usernames are not a
+		// directory for other tenants to browse.
+		u, err := api.store.GetUser(r.Context(), p.Username)
+		if err != nil {
+			return err
+		}
+		users = []User{u}
+	}
+	views := make([]UserView, 0, len(users))
+	for _, u := range users {
+		views = append(views, UserView{Username: u.Username, CreatedAt: u.CreatedAt})
+	}
+	return httpapi.List(w, views)
+}
+
+func (api *API) createUser(w http.ResponseWriter, r *http.Request) error {
+	p, err := Require(r)
+	if err != nil {
+		return err
+	}
+	admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+	if err != nil {
+		return err
+	}
+	if !admin {
+		return httpapi.Forbidden("only a system admin may create users")
+	}
+	var c credentials
+	if err := httpapi.Decode(r, &c); err != nil {
+		return err
+	}
+	if msg := ValidateUsername(c.Username); msg != "" {
+		return httpapi.Invalid("username", "%s", msg)
+	}
+	if msg := ValidatePassword(c.Password); msg != "" {
+		return httpapi.Invalid("password", "%s", msg)
+	}
+	audit.Annotate(r.Context(), audit.Note{Target: "user/" + c.Username})
+	u, err := api.store.CreateUser(r.Context(), c.Username, c.Password)
+	if errors.Is(err, ErrUserExists) {
+		return httpapi.Conflict("user %q already exists", c.Username)
+	}
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusCreated, UserView{Username: u.Username, CreatedAt: u.CreatedAt})
+}
+
+type tokenRequest struct {
+	Name      string     `json:"name"`
+	ExpiresAt *time.Time `json:"expiresAt"`
+}
+
+func (api *API) listTokens(w http.ResponseWriter, r *http.Request) error {
+	p, err := Require(r)
+	if err != nil {
+		return err
+	}
+	toks, err := api.store.ListAPITokens(r.Context())
+	if err != nil {
+		return err
+	}
+	own := toks[:0]
+	for _, t := range toks {
+		if t.Username == p.Username {
+			own = append(own, t)
+		}
+	}
+	return httpapi.List(w, own)
+}
+
+func (api *API) createToken(w http.ResponseWriter, r *http.Request) error {
+	p, err := Require(r)
+	if err != nil {
+		return err
+	}
+	var req tokenRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if n := len(req.Name); n < 1 || n > 100 {
+		return httpapi.Invalid("name", "name is required, 1 to 100 characters")
+	}
+	if req.ExpiresAt != nil && !req.ExpiresAt.After(api.store.now()) {
+		return httpapi.Invalid("expiresAt", "expiresAt must be an RFC 3339 time in the future, or left out for a token that does not expire")
+	}
+	tok, value, err := api.store.CreateAPIToken(r.Context(), p.Username, req.Name, req.ExpiresAt)
+	if err != nil {
+		return err
+	}
+	audit.Annotate(r.Context(), audit.Note{Target: "api-token/" + tok.ID})
+	return httpapi.JSON(w, http.StatusCreated, map[string]any{
+		"id": tok.ID, "name": tok.Name, "username": tok.Username, "createdAt": tok.CreatedAt,
+		"expiresAt": tok.ExpiresAt, "token": value.Reveal(),
+	})
+}
+
+func (api *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	p, err := Require(r)
+	if err != nil {
+		return err
+	}
+	id := mux.Vars(r)["id"]
+	audit.Annotate(r.Context(), audit.Note{Target: "api-token/" + id})
+	notFound := httpapi.NotFound("no api token %q", id)
+	if !kv.ValidID(id) {
+		return notFound
+	}
+	tok, err := api.store.GetAPIToken(r.Context(), id)
+	if errors.Is(err, ErrTokenNotFound) {
+		return notFound
+	}
+	if err != nil {
+		return err
+	}
+	if tok.Username != p.Username {
+		admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+		if err != nil {
+			return err
+		}
+		// Another user's token is answered as absent, as if it did not
+		// exist: ids are not to be probed.
+		if !admin {
+			return notFound
+		}
+	}
+	if err := api.store.DeleteAPIToken(r.Context(), id); err != nil {
+		if errors.Is(err, ErrTokenNotFound) {
+			return notFound
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

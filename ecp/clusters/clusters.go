@@ -1,0 +1,64 @@
+// Package clusters serves the managed-cluster entries of the public API:
+// create, list, read, edit, delete and transfer entries, issue their
+// registration (with ready-to-paste agent commands), change their max
+// connections within the licence and jump into their dashboard.
+//
+// It writes only the operator-defined record, clusterspec.Spec at
+// clusterspec.Key(id), always through the quota ledger so allocations stay
+// consistent. What the agent side knows (state, version, connections, ...)
+// comes from Fleet and is merged into every reply.
+//
+// Access follows tenancy's rule: a caller who cannot see the entry's
+// project gets 404 for the entry; a viewer who tries to change it gets 403.
+package clusters
+
+import (
+	"context"
+	"time"
+
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// Fleet is what this package needs from the agent side of ecp. It is
+// declared here, by its consumer, so the cluster API can be built and tested
+// against a fake; ecp/fleet implements it.
+type Fleet interface {
+	// IssueRegistration makes a new single-use token for the entry (valid
+	// ttl) and revokes the credential of any agent bound to it
+	// (re-register). The token is returned once; fleet stores only its hash.
+	IssueRegistration(ctx context.Context, clusterID string, ttl time.Duration) (token secret.String, expiresAt time.Time, err error)
+	// Status is what the agent side knows of the entry. An entry fleet has
+	// no record of is StateCreated.
+	Status(ctx context.Context, clusterID string) (Status, error)
+	// Forget is called when the entry is deleted: revoke the credential,
+	// drop tokens and status, tell the agent to unregister.
+	Forget(ctx context.Context, clusterID string) error
+}
+
+// StateCreated is the state of an entry no agent has registered for.
+const StateCreated = "created"
+
+// Status mirrors fleet.Status field for field.
+type Status struct {
+	State                  string
+	StateReason            *Reason
+	Version                string
+	Nodes                  int
+	NodesRunning           int
+	Connections            int
+	LiveConnections        int
+	MaxConnectionsReported int
+	StartedAt              time.Time
+	ManagedSince           time.Time
+	LastReportAt           time.Time
+	AgentVersion           string
+	Hostname               string
+	DashboardURL           string
+}
+
+// Reason mirrors fleet.Reason.
+type Reason struct {
+	Code    string    `json:"code"`
+	Message string    `json:"message"`
+	Since   time.Time `json:"since"`
+}

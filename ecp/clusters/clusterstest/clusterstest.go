@@ -1,0 +1,88 @@
+// Package clusterstest is an in-memory clusters.Fleet for tests of the
+// cluster API: it issues tokens (keeping only their hash, like the real
+// one), reports scripted statuses and records what was forgotten.
+package clusterstest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"sync"
+	"time"
+
+	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// Fleet is a fake clusters.Fleet; the zero value is not usable, use New.
+type Fleet struct {
+	mu        sync.Mutex
+	now       func() time.Time
+	tokens    map[string]string // cluster id -> token hash
+	expires   map[string]time.Time
+	statuses  map[string]clusters.Status
+	forgotten []string
+	issued    []secret.String
+}
+
+// New returns an empty fake.
+func New() *Fleet {
+	return &Fleet{now: time.Now, tokens: map[string]string{}, expires: map[string]time.Time{}, statuses: map[string]clusters.Status{}}
+}
+
+// IssueRegistration implements clusters.Fleet.
+func (f *Fleet) IssueRegistration(_ context.Context, clusterID string, ttl time.Duration) (secret.String, time.Time, error) {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	tok := secret.String("ecpr_" + hex.EncodeToString(b))
+	h := sha256.Sum256([]byte(tok.Reveal()))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tokens[clusterID] = hex.EncodeToString(h[:])
+	f.expires[clusterID] = f.now().Add(ttl)
+	f.issued = append(f.issued, tok)
+	return tok, f.expires[clusterID], nil
+}
+
+// Status implements clusters.Fleet.
+func (f *Fleet) Status(_ context.Context, clusterID string) (clusters.Status, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.statuses[clusterID]
+	if !ok {
+		return clusters.Status{State: clusters.StateCreated}, nil
+	}
+	return st, nil
+}
+
+// Forget implements clusters.Fleet.
+func (f *Fleet) Forget(_ context.Context, clusterID string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.tokens, clusterID)
+	delete(f.statuses, clusterID)
+	f.forgotten = append(f.forgotten, clusterID)
+	return nil
+}
+
+// SetStatus scripts what Status returns for clusterID.
+func (f *Fleet) SetStatus(clusterID string, st clusters.Status) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.statuses[clusterID] = st
+}
+
+// Forgotten lists the clusters Forget was called for.
+func (f *Fleet) Forgotten() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.forgotten...)
+}
+
+// Issued lists every token issued, for leak checks.
+func (f *Fleet) Issued() []secret.String {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]secret.String(nil), f.issued...)
+}

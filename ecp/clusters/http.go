@@ -1,0 +1,439 @@
+package clusters
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/tenancy"
+)
+
+// DefaultTokenTTL is how long a registration token stays valid.
+const DefaultTokenTTL = 24 * time.Hour
+
+// Arches are the agent builds a registration guide covers, in order.
+var Arches = []string{"amd64", "arm64", "arm"}
+
+// Options configure the API.
+type Options struct {
+	// ExternalURL is ecp's base URL as agents reach it; the registration
+	// commands are rendered with it. Required.
+	ExternalURL string
+	// TokenTTL is the registration token lifetime; DefaultTokenTTL when zero.
+	TokenTTL time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// API serves the managed-cluster routes.
+type API struct {
+	opts Options
+	// tokenTTL is opts.TokenTTL, replaceable on reload.
+	tokenTTL atomic.Int64
+	authz    *tenancy.Authorizer
+	ledger   *quota.Ledger
+	fleet    Fleet
+	logger   *slog.Logger
+}
+
+// NewAPI returns the API.
+func NewAPI(opts Options, authz *tenancy.Authorizer, ledger *quota.Ledger, fleet Fleet, logger *slog.Logger) (*API, error) {
+	if opts.ExternalURL == "" {
+		return nil, errors.New("clusters: Options.ExternalURL is required")
+	}
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = DefaultTokenTTL
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
+	api := &API{opts: opts, authz: authz, ledger: ledger, fleet: fleet, logger: logger}
+	api.tokenTTL.Store(int64(opts.TokenTTL))
+	return api, nil
+}
+
+// SetTokenTTL changes the lifetime of registration tokens issued from now on.
+func (api *API) SetTokenTTL(d time.Duration) {
+	if d > 0 {
+		api.tokenTTL.Store(int64(d))
+	}
+}
+
+// Register mounts the routes on r (the /api/v1 router).
+func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
+	r.Handle("/projects/{project}/clusters", a.Handle(api.list)).Methods(http.MethodGet)
+	r.Handle("/projects/{project}/clusters", a.Handle(api.create)).Methods(http.MethodPost)
+	r.Handle("/clusters/{id}", a.Handle(api.get)).Methods(http.MethodGet)
+	r.Handle("/clusters/{id}", a.Handle(api.patch)).Methods(http.MethodPatch)
+	r.Handle("/clusters/{id}", a.Handle(api.delete)).Methods(http.MethodDelete)
+	r.Handle("/clusters/{id}/registration", a.Handle(api.registration)).Methods(http.MethodPost)
+	r.Handle("/clusters/{id}/transfer", a.Handle(api.transfer)).Methods(http.MethodPost)
+	r.Handle("/clusters/{id}/max-connections", a.Handle(api.maxConnections)).Methods(http.MethodPut)
+	r.Handle("/clusters/{id}/dashboard", a.Handle(api.dashboard)).Methods(http.MethodGet)
+}
+
+// Cluster is one entry as the API shows it: the spec merged with what the
+// agent side knows. Times the agent has not told yet are null.
+type Cluster struct {
+	ID              string     `json:"id"`
+	Name            string     `json:"name"`
+	Project         string     `json:"project"`
+	State           string     `json:"state"`
+	StateReason     *Reason    `json:"stateReason"`
+	ServiceURL      string     `json:"serviceUrl"`
+	Version         string     `json:"version"`
+	Nodes           int        `json:"nodes"`
+	NodesRunning    int        `json:"nodesRunning"`
+	Connections     int        `json:"connections"`
+	LiveConnections int        `json:"liveConnections"`
+	MaxConnections  int        `json:"maxConnections"`
+	StartedAt       *time.Time `json:"startedAt"`
+	ManagedSince    *time.Time `json:"managedSince"`
+	LastReportAt    *time.Time `json:"lastReportAt"`
+	AgentVersion    string     `json:"agentVersion,omitempty"`
+	CreatedAt       time.Time  `json:"createdAt"`
+	UpdatedAt       time.Time  `json:"updatedAt"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func (api *API) view(r *http.Request, s clusterspec.Spec) (Cluster, error) {
+	st, err := api.fleet.Status(r.Context(), s.ID)
+	if err != nil {
+		return Cluster{}, fmt.Errorf("read status of cluster %s: %w", s.ID, err)
+	}
+	if st.State == "" {
+		st.State = StateCreated
+	}
+	return Cluster{
+		ID: s.ID, Name: s.Name, Project: s.Project, ServiceURL: s.ServiceURL, MaxConnections: s.MaxConnections,
+		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
+		State: st.State, StateReason: st.StateReason, Version: st.Version, Nodes: st.Nodes, NodesRunning: st.NodesRunning,
+		Connections: st.Connections, LiveConnections: st.LiveConnections, AgentVersion: st.AgentVersion,
+		StartedAt: timePtr(st.StartedAt), ManagedSince: timePtr(st.ManagedSince), LastReportAt: timePtr(st.LastReportAt),
+	}, nil
+}
+
+// ValidateName says what a cluster name must be, or "": 1 to 200
+// characters (EMQX ECP's own bound), no control characters, no leading or
+// trailing spaces.
+func ValidateName(name string) string {
+	n := utf8.RuneCountInString(name)
+	if n < 1 || n > 200 || !utf8.ValidString(name) || strings.TrimSpace(name) != name || strings.ContainsFunc(name, unicode.IsControl) {
+		return "name is required: 1 to 200 characters, no control characters, no leading or trailing spaces"
+	}
+	return ""
+}
+
+// ValidateServiceURL says what a service URL must be, or "". Empty is
+// allowed (no service URL yet).
+func ValidateServiceURL(s string) string {
+	if s == "" {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || len(s) > 2048 {
+		return "serviceUrl must be an absolute http:// or https:// URL of the cluster's dashboard (e.g. http://emqx.example:18083), without credentials, at most 2048 characters"
+	}
+	return ""
+}
+
+func (api *API) list(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	p, err := api.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
+	if err != nil {
+		return err
+	}
+	specs, err := api.ledger.List(r.Context())
+	if err != nil {
+		return err
+	}
+	var out []Cluster
+	for _, s := range specs {
+		if s.Project != p.ID {
+			continue
+		}
+		c, err := api.view(r, s)
+		if err != nil {
+			return err
+		}
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Cluster) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+	return httpapi.List(w, out)
+}
+
+type createRequest struct {
+	Name       string `json:"name"`
+	ServiceURL string `json:"serviceUrl"`
+}
+
+func (api *API) create(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	p, err := api.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.Admin, "")
+	if err != nil {
+		return err
+	}
+	var req createRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if msg := ValidateName(req.Name); msg != "" {
+		return httpapi.Invalid("name", "%s", msg)
+	}
+	if msg := ValidateServiceURL(req.ServiceURL); msg != "" {
+		return httpapi.Invalid("serviceUrl", "%s", msg)
+	}
+	now := api.opts.Now().UTC()
+	spec := clusterspec.Spec{
+		ID: kv.NewID(), Name: req.Name, Project: p.ID, ServiceURL: req.ServiceURL,
+		MaxConnections: clusterspec.DefaultMaxConnections, CreatedAt: now, UpdatedAt: now,
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + spec.ID})
+	if err := api.ledger.Create(r.Context(), spec); err != nil {
+		return quota.APIError(err)
+	}
+	c, err := api.view(r, spec)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/clusters/"+spec.ID)
+	return httpapi.JSON(w, http.StatusCreated, c)
+}
+
+// load reads the entry in the path for a caller who needs level want on its
+// project: 404 when absent or invisible, 403 when only visible.
+func (api *API) load(r *http.Request, want tenancy.Level) (*tenancy.Access, clusterspec.Spec, tenancy.Project, error) {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return nil, clusterspec.Spec{}, tenancy.Project{}, err
+	}
+	id := mux.Vars(r)["id"]
+	notFound := httpapi.NotFound("no cluster %s", id)
+	if !kv.ValidID(id) {
+		return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+	}
+	spec, err := api.ledger.Get(r.Context(), id)
+	if err != nil {
+		if errors.Is(err, quota.ErrNotFound) {
+			return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+		}
+		return nil, clusterspec.Spec{}, tenancy.Project{}, err
+	}
+	p, err := api.authz.Store().GetProject(r.Context(), spec.Project)
+	if err != nil {
+		if errors.Is(err, tenancy.ErrNotFound) {
+			return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+		}
+		return nil, clusterspec.Spec{}, tenancy.Project{}, err
+	}
+	switch got := ac.Project(p); {
+	case got == tenancy.None:
+		return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+	case got < want:
+		return nil, clusterspec.Spec{}, tenancy.Project{}, httpapi.Forbidden("you may view cluster " + id + " but changing it needs project-admin, org-admin or system-admin on its project")
+	}
+	if want == tenancy.Admin {
+		audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + id})
+	}
+	return ac, spec, p, nil
+}
+
+func (api *API) get(w http.ResponseWriter, r *http.Request) error {
+	_, spec, _, err := api.load(r, tenancy.View)
+	if err != nil {
+		return err
+	}
+	c, err := api.view(r, spec)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, c)
+}
+
+type patchRequest struct {
+	Name       *string `json:"name"`
+	ServiceURL *string `json:"serviceUrl"`
+}
+
+func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
+	_, spec, _, err := api.load(r, tenancy.Admin)
+	if err != nil {
+		return err
+	}
+	var req patchRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if req.Name == nil && req.ServiceURL == nil {
+		return httpapi.Invalid("", "nothing to change: give name and/or serviceUrl (max connections change through PUT /clusters/{id}/max-connections)")
+	}
+	if req.Name != nil {
+		if msg := ValidateName(*req.Name); msg != "" {
+			return httpapi.Invalid("name", "%s", msg)
+		}
+	}
+	if req.ServiceURL != nil {
+		if msg := ValidateServiceURL(*req.ServiceURL); msg != "" {
+			return httpapi.Invalid("serviceUrl", "%s", msg)
+		}
+	}
+	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *clusterspec.Spec) error {
+		if req.Name != nil {
+			s.Name = *req.Name
+		}
+		if req.ServiceURL != nil {
+			s.ServiceURL = *req.ServiceURL
+		}
+		return nil
+	})
+	if errors.Is(err, quota.ErrNotFound) {
+		return httpapi.NotFound("no cluster %s", spec.ID)
+	}
+	if err != nil {
+		return err
+	}
+	c, err := api.view(r, updated)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, c)
+}
+
+func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
+	_, spec, _, err := api.load(r, tenancy.Admin)
+	if err != nil {
+		return err
+	}
+	// Forget first: if it fails the entry stays and the call can be
+	// retried; once the spec is gone the entry's id answers 404 and a
+	// retry could not revoke the agent any more.
+	if err := api.fleet.Forget(r.Context(), spec.ID); err != nil {
+		return fmt.Errorf("revoke the agent of cluster %s: %w", spec.ID, err)
+	}
+	if _, err := api.ledger.Delete(r.Context(), spec.ID); err != nil {
+		if errors.Is(err, quota.ErrNotFound) {
+			return httpapi.NotFound("no cluster %s", spec.ID)
+		}
+		return err
+	}
+	api.logger.Info("cluster entry deleted", "cluster", spec.ID, "project", spec.Project)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+type transferRequest struct {
+	Project string `json:"project"`
+}
+
+func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
+	ac, spec, _, err := api.load(r, tenancy.Admin)
+	if err != nil {
+		return err
+	}
+	var req transferRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if req.Project == "" {
+		return httpapi.Invalid("project", "project (the id of the project to move the cluster to) is required")
+	}
+	if req.Project == spec.Project {
+		return httpapi.Invalid("project", "cluster %s is already in project %s", spec.ID, spec.Project)
+	}
+	// The caller must administer the target too: moving a cluster into a
+	// project is as much a change of that project as creating one there.
+	target, err := api.authz.Project(r.Context(), ac, req.Project, tenancy.Admin, "project")
+	if err != nil {
+		return err
+	}
+	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *clusterspec.Spec) error {
+		s.Project = target.ID
+		return nil
+	})
+	if errors.Is(err, quota.ErrNotFound) {
+		return httpapi.NotFound("no cluster %s", spec.ID)
+	}
+	if err != nil {
+		return err
+	}
+	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID)
+	c, err := api.view(r, updated)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, c)
+}
+
+type maxConnectionsRequest struct {
+	MaxConnections *int `json:"maxConnections"`
+}
+
+func (api *API) maxConnections(w http.ResponseWriter, r *http.Request) error {
+	_, spec, _, err := api.load(r, tenancy.Admin)
+	if err != nil {
+		return err
+	}
+	var req maxConnectionsRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if req.MaxConnections == nil || *req.MaxConnections < 1 {
+		return httpapi.Invalid("maxConnections", "maxConnections is required: an integer from 1 to the licence's per-cluster ceiling (%d)", api.ledger.Licence().MaxPerCluster)
+	}
+	updated, err := api.ledger.SetMaxConnections(r.Context(), spec.ID, *req.MaxConnections)
+	if errors.Is(err, quota.ErrNotFound) {
+		return httpapi.NotFound("no cluster %s", spec.ID)
+	}
+	if err != nil {
+		return quota.APIError(err)
+	}
+	c, err := api.view(r, updated)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, c)
+}
+
+func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
+	_, spec, _, err := api.load(r, tenancy.View)
+	if err != nil {
+		return err
+	}
+	if spec.ServiceURL == "" {
+		return httpapi.Conflict("cluster %s has no service URL; set one with PATCH /api/v1/clusters/%s {\"serviceUrl\": ...} to open its dashboard", spec.ID, spec.ID)
+	}
+	// ecp holds no EMQX credentials (the password never leaves the
+	// operator's browser), so it cannot mint the dashboard's login_meta
+	// token: the jump lands on the dashboard, which asks for a login.
+	http.Redirect(w, r, spec.ServiceURL, http.StatusFound)
+	return nil
+}

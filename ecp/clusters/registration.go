@@ -1,0 +1,106 @@
+package clusters
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/tenancy"
+)
+
+// Registration is the reply of POST /clusters/{id}/registration: the token
+// (shown once) and the commands that install and register the agent.
+type Registration struct {
+	ClusterID string    `json:"clusterId"`
+	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	EcpURL    string    `json:"ecpUrl"`
+	// Placeholders lists the words of the register command the operator
+	// replaces (the console fills them in the browser, so the EMQX
+	// credentials never travel to ecp).
+	Placeholders []string  `json:"placeholders"`
+	Commands     []Command `json:"commands"`
+}
+
+// Command is the guide for one architecture.
+type Command struct {
+	OS       string `json:"os"`
+	Arch     string `json:"arch"`
+	Download string `json:"download"`
+	Chmod    string `json:"chmod"`
+	Run      string `json:"run"`
+	Register string `json:"register"`
+	// Script is the four lines above, ready to paste.
+	Script string `json:"script"`
+}
+
+// Placeholders of the register command.
+const (
+	PlaceholderUsername     = "<EMQX_USERNAME>"
+	PlaceholderDashboardURL = "<EMQX_DASHBOARD_URL>"
+	PlaceholderAPIURL       = "<EMQX_API_URL>"
+)
+
+// registration issues a new single-use token for the entry (revoking any
+// agent bound to it: this is also the re-register path) and renders the
+// guide.
+func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
+	_, spec, _, err := api.load(r, tenancy.Admin)
+	if err != nil {
+		return err
+	}
+	token, expires, err := api.fleet.IssueRegistration(r.Context(), spec.ID, time.Duration(api.tokenTTL.Load()))
+	if err != nil {
+		return fmt.Errorf("issue registration token for cluster %s: %w", spec.ID, err)
+	}
+	api.logger.Info("registration token issued", "cluster", spec.ID, "expiresAt", expires)
+	dashboardURL, apiURL := PlaceholderDashboardURL, PlaceholderAPIURL
+	placeholders := []string{PlaceholderUsername}
+	if spec.ServiceURL != "" {
+		// EMQX serves its REST API on the dashboard listener, so the
+		// service URL is the right default for both.
+		dashboardURL, apiURL = spec.ServiceURL, spec.ServiceURL
+	} else {
+		placeholders = append(placeholders, PlaceholderDashboardURL, PlaceholderAPIURL)
+	}
+	reg := Registration{
+		ClusterID: spec.ID, Token: token.Reveal(), ExpiresAt: expires.UTC(), EcpURL: api.opts.ExternalURL,
+		Placeholders: placeholders,
+	}
+	for _, arch := range Arches {
+		c := Command{
+			OS:       "linux",
+			Arch:     arch,
+			Download: "curl -fsSL -o agent-exporter " + shellQuote(api.opts.ExternalURL+"/downloads/agent-exporter/linux/"+arch),
+			Chmod:    "chmod +x agent-exporter",
+			Run:      "nohup ./agent-exporter run >/dev/null 2>&1 &",
+			// No --password: the agent asks for it without echo, so it
+			// stays out of shell history and process lists.
+			Register: strings.Join([]string{
+				"./agent-exporter register",
+				"--ecp-url " + shellQuote(api.opts.ExternalURL),
+				"--token " + shellQuote(token.Reveal()),
+				"--username " + shellQuote(PlaceholderUsername),
+				"--dashboard-url " + shellQuote(dashboardURL),
+				"--api-url " + shellQuote(apiURL),
+			}, " "),
+		}
+		c.Script = strings.Join([]string{c.Download, c.Chmod, c.Run, c.Register}, "\n")
+		reg.Commands = append(reg.Commands, c)
+	}
+	return httpapi.JSON(w, http.StatusCreated, reg)
+}
+
+// shellQuote quotes s for a POSIX shell; plain words stay unquoted so the
+// commands read naturally.
+func shellQuote(s string) string {
+	plain := func(r rune) bool {
+		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r)
+	}
+	if s != "" && strings.IndexFunc(s, func(r rune) bool { return !plain(r) }) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

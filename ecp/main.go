@@ -1,0 +1,148 @@
+// Command ecp is the control plane for fleets of EMQX v5 Enterprise
+// clusters. `ecp serve` runs it; `ecp version` prints its build. This file
+// only reads flags and the environment, builds the logger and the metrics
+// registry, turns signals into cancellation and reloads, and runs ecp/app.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ecpio/ecp/ecp/app"
+	"github.com/ecpio/ecp/internal/secret"
+	"github.com/ecpio/ecp/internal/version"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	opts := app.DefaultOptions()
+	var (
+		logLevel  string
+		logFormat string
+		endpoints string
+	)
+	ka := kingpin.New("ecp", "Control plane for fleets of EMQX v5 Enterprise clusters.")
+	ka.UsageWriter(stdout)
+	ka.ErrorWriter(stderr)
+	ka.HelpFlag.Short('h')
+	// kingpin would call os.Exit after --help; run must return instead.
+	helped := false
+	ka.Terminate(func(int) { helped = true })
+
+	serve := ka.Command("serve", "Run the control plane. The first system admin comes from ECP_ADMIN_USERNAME (default admin) and ECP_ADMIN_PASSWORD; without a password one is generated and printed once, when the user does not exist yet.")
+	serve.Flag("web.listen-address", "Address the HTTP server (API, console, agent API, /metrics) listens on.").Default(app.DefaultListenAddress).StringVar(&opts.ListenAddress)
+	serve.Flag("web.external-url", "URL under which agents and browsers reach ecp; registration commands use it. Default: http://<listen address>.").StringVar(&opts.ExternalURL)
+	serve.Flag("data.dir", "Directory of the embedded etcd's data (unused with --etcd.endpoints).").Default(app.DefaultDataDir).StringVar(&opts.DataDir)
+	serve.Flag("etcd.endpoints", "Comma-separated client URLs of an external etcd cluster; without them ecp embeds a single etcd member in --data.dir.").StringVar(&endpoints)
+	serve.Flag("config.file", "YAML configuration file (licence.totalConnections, licence.maxPerCluster, registration.tokenTTL); what it sets overrides the flags, and POST /-/reload or SIGHUP re-reads it.").StringVar(&opts.ConfigFile)
+	serve.Flag("licence.total-connections", "Total connection quota ecp may split between clusters.").Default(fmt.Sprint(opts.Licence.TotalConnections)).IntVar(&opts.Licence.TotalConnections)
+	serve.Flag("licence.max-per-cluster", "Most connections one cluster may be given.").Default(fmt.Sprint(opts.Licence.MaxPerCluster)).IntVar(&opts.Licence.MaxPerCluster)
+	serve.Flag("registration.token-ttl", "How long a registration token stays valid.").Default(app.DefaultRegistrationTokenTTL.String()).DurationVar(&opts.RegistrationTokenTTL)
+	serve.Flag("downloads.dir", "Directory holding agent-exporter-<os>-<arch> binaries (built by make dist), served at /downloads/agent-exporter/<os>/<arch>.").Default(app.DefaultDownloadsDir).StringVar(&opts.DownloadsDir)
+	serve.Flag("web.session-ttl", "How long a login session lasts.").Default(app.DefaultSessionTTL.String()).DurationVar(&opts.SessionTTL)
+	serve.Flag("log.level", "Only log messages with this severity or above: debug, info, warn, error.").Default("info").EnumVar(&logLevel, "debug", "info", "warn", "error")
+	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&logFormat, "logfmt", "json")
+
+	versionCmd := ka.Command("version", "Print the version of ecp.")
+
+	cmd, err := ka.Parse(args)
+	if helped {
+		return exitOK
+	}
+	if err != nil {
+		_, _ = fmt.Fprintf(stderr, "ecp: %v (try --help)\n", err)
+		return exitUsage
+	}
+	switch cmd {
+	case versionCmd.FullCommand():
+		_, _ = fmt.Fprintf(stdout, "ecp %s (revision %s, %s)\n", version.Version, version.Revision, runtime.Version())
+		return exitOK
+	case serve.FullCommand():
+	default:
+		// --help was shown.
+		return exitOK
+	}
+
+	logger := newLogger(stderr, logLevel, logFormat)
+	if endpoints != "" {
+		for _, e := range strings.Split(endpoints, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				opts.EtcdEndpoints = append(opts.EtcdEndpoints, e)
+			}
+		}
+	}
+	if u := os.Getenv("ECP_ADMIN_USERNAME"); u != "" {
+		opts.AdminUsername = u
+	}
+	opts.AdminPassword = secret.String(os.Getenv("ECP_ADMIN_PASSWORD"))
+	opts.Out = stdout
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	reloads := make(chan chan error)
+	opts.Reload = reloads
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				reply := make(chan error, 1)
+				select {
+				case reloads <- reply:
+					<-reply // Reload logs its own outcome.
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+
+	a, err := app.New(opts, logger, reg)
+	if err != nil {
+		logger.Error("start ecp", "err", err)
+		return exitError
+	}
+	if err := a.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		logger.Error("ecp stopped", "err", err)
+		return exitError
+	}
+	logger.Info("ecp stopped")
+	return exitOK
+}
+
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(level)) // The flag is an enum of valid levels.
+	hopts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, hopts))
+	}
+	return slog.New(slog.NewTextHandler(w, hopts))
+}

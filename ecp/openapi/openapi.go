@@ -1,0 +1,240 @@
+// Package openapi is ecp's OpenAPI 3 document, served at
+// /api/v1/openapi.json. It is written by hand next to the routes it
+// describes; a test walks the router and fails when a route is missing
+// here, so the document cannot fall behind the API.
+package openapi
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/internal/version"
+)
+
+// Path is where the document is served.
+const Path = "/api/v1/openapi.json"
+
+// Operation is one method on one path.
+type Operation struct {
+	Method  string
+	Path    string
+	Tag     string
+	Summary string
+	// Public operations need no bearer token.
+	Public bool
+	// Request names the component schema of the JSON body, if any.
+	Request string
+	// Responses maps status codes to the component schema of the reply
+	// ("" for none); error statuses are added from Errors.
+	Responses map[int]string
+	// Errors are the error statuses the operation can answer.
+	Errors []int
+}
+
+// Operations lists every documented operation.
+func Operations() []Operation {
+	const api = "/api/v1"
+	auth := []int{400, 401}
+	tenant := []int{400, 401, 403, 404}
+	return []Operation{
+		{Method: "POST", Path: api + "/login", Tag: "auth", Summary: "Log in; returns a bearer token and its expiry.", Public: true, Request: "LoginRequest", Responses: map[int]string{200: "LoginResponse"}, Errors: auth},
+		{Method: "GET", Path: api + "/users", Tag: "auth", Summary: "List users (a system admin sees all, anyone else only themselves).", Responses: map[int]string{200: "UserList"}, Errors: auth},
+		{Method: "POST", Path: api + "/users", Tag: "auth", Summary: "Create a user (system admin).", Request: "UserRequest", Responses: map[int]string{201: "User"}, Errors: []int{400, 401, 403, 409}},
+		{Method: "GET", Path: api + "/api-tokens", Tag: "auth", Summary: "List the caller's API tokens (metadata only).", Responses: map[int]string{200: "APITokenList"}, Errors: auth},
+		{Method: "POST", Path: api + "/api-tokens", Tag: "auth", Summary: "Create an API token acting as the caller; the token is shown once.", Request: "APITokenRequest", Responses: map[int]string{201: "APITokenCreated"}, Errors: auth},
+		{Method: "DELETE", Path: api + "/api-tokens/{id}", Tag: "auth", Summary: "Revoke an API token (its owner or a system admin).", Responses: map[int]string{204: ""}, Errors: []int{401, 404}},
+		{Method: "GET", Path: api + "/orgs", Tag: "tenancy", Summary: "List the organizations the caller can see.", Responses: map[int]string{200: "OrgList"}, Errors: auth},
+		{Method: "POST", Path: api + "/orgs", Tag: "tenancy", Summary: "Create an organization (system admin).", Request: "NameRequest", Responses: map[int]string{201: "Org"}, Errors: []int{400, 401, 403, 409}},
+		{Method: "GET", Path: api + "/orgs/{org}/projects", Tag: "tenancy", Summary: "List the organization's projects the caller can see.", Responses: map[int]string{200: "ProjectList"}, Errors: tenant},
+		{Method: "POST", Path: api + "/orgs/{org}/projects", Tag: "tenancy", Summary: "Create a project (org admin).", Request: "NameRequest", Responses: map[int]string{201: "Project"}, Errors: []int{400, 401, 403, 404, 409}},
+		{Method: "GET", Path: api + "/projects", Tag: "tenancy", Summary: "List every project the caller can see.", Responses: map[int]string{200: "ProjectList"}, Errors: auth},
+		{Method: "GET", Path: api + "/role-bindings", Tag: "tenancy", Summary: "List the caller's bindings and those of what they administer.", Responses: map[int]string{200: "BindingList"}, Errors: auth},
+		{Method: "POST", Path: api + "/role-bindings", Tag: "tenancy", Summary: "Grant a role.", Request: "BindingRequest", Responses: map[int]string{201: "Binding"}, Errors: []int{400, 401, 403, 404, 409}},
+		{Method: "DELETE", Path: api + "/role-bindings", Tag: "tenancy", Summary: "Revoke a role given by its content.", Request: "BindingRequest", Responses: map[int]string{204: ""}, Errors: []int{400, 401, 403, 404, 409}},
+		{Method: "DELETE", Path: api + "/role-bindings/{id}", Tag: "tenancy", Summary: "Revoke a role by binding id.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409}},
+		{Method: "GET", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "List the project's managed clusters.", Responses: map[int]string{200: "ClusterList"}, Errors: tenant},
+		{Method: "POST", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "Create a managed-cluster entry (max connections 10 from the licence).", Request: "ClusterCreate", Responses: map[int]string{201: "Cluster"}, Errors: []int{400, 401, 403, 404, 422}},
+		{Method: "GET", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "One managed cluster: its entry and live status.", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
+		{Method: "PATCH", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Edit name or service URL.", Request: "ClusterPatch", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
+		{Method: "DELETE", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Delete the entry; its agent is told to unregister and refused from then on.", Responses: map[int]string{204: ""}, Errors: tenant},
+		{Method: "POST", Path: api + "/clusters/{id}/registration", Tag: "clusters", Summary: "Issue a new single-use registration token (revoking any bound agent) and the agent commands per architecture.", Responses: map[int]string{201: "Registration"}, Errors: tenant},
+		{Method: "POST", Path: api + "/clusters/{id}/transfer", Tag: "clusters", Summary: "Move the cluster to another project the caller administers.", Request: "TransferRequest", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
+		{Method: "PUT", Path: api + "/clusters/{id}/max-connections", Tag: "clusters", Summary: "Set the cluster's max connections within the licence; 422 with remaining and ceiling when refused.", Request: "MaxConnectionsRequest", Responses: map[int]string{200: "Cluster"}, Errors: []int{400, 401, 403, 404, 422}},
+		{Method: "GET", Path: api + "/clusters/{id}/dashboard", Tag: "clusters", Summary: "Redirect (302) to the cluster's dashboard; 409 when it has no service URL.", Responses: map[int]string{302: ""}, Errors: []int{401, 404, 409}},
+		{Method: "GET", Path: api + "/licence", Tag: "licence", Summary: "Total connection quota, per-cluster ceiling, allocated and remaining.", Responses: map[int]string{200: "Licence"}, Errors: []int{401}},
+		{Method: "GET", Path: api + "/audit", Tag: "audit", Summary: "Audit log of state-changing calls, newest first (admins; scoped to what they administer).", Responses: map[int]string{200: "AuditList"}, Errors: []int{400, 401, 403}},
+		{Method: "GET", Path: Path, Tag: "meta", Summary: "This document.", Public: true, Responses: map[int]string{200: ""}},
+		{Method: "GET", Path: "/downloads/agent-exporter/{os}/{arch}", Tag: "downloads", Summary: "The agent-exporter binary for os/arch (linux amd64, arm64, arm).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{404}},
+		{Method: "HEAD", Path: "/downloads/agent-exporter/{os}/{arch}", Tag: "downloads", Summary: "Size and date of the agent-exporter binary.", Public: true, Responses: map[int]string{200: ""}, Errors: []int{404}},
+		{Method: "POST", Path: agentproto.PathRegister, Tag: "agent", Summary: "Agent: register with a single-use registration token (agentproto.RegisterRequest).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}},
+		{Method: "POST", Path: agentproto.PathReport, Tag: "agent", Summary: "Agent: report a snapshot; the reply carries the desired state (agent credential).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}},
+		{Method: "GET", Path: agentproto.PathDesired, Tag: "agent", Summary: "Agent: long-poll the desired state (after=REV, timeout) (agent credential).", Public: true, Responses: map[int]string{200: "", 204: ""}, Errors: []int{400, 401, 429}},
+		{Method: "POST", Path: agentproto.PathWrite, Tag: "agent", Summary: "Agent: Prometheus remote write (agent credential).", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401, 429}},
+		{Method: "POST", Path: agentproto.PathLogs, Tag: "agent", Summary: "Agent: a batch of EMQX log lines (agent credential).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}},
+		{Method: "POST", Path: agentproto.PathUnregister, Tag: "agent", Summary: "Agent: unregister; the credential is revoked (agent credential).", Public: true, Responses: map[int]string{204: ""}, Errors: []int{401}},
+	}
+}
+
+func obj(props map[string]any, required ...string) map[string]any {
+	o := map[string]any{"type": "object", "properties": props}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+var (
+	str     = map[string]any{"type": "string"}
+	integer = map[string]any{"type": "integer"}
+	when    = map[string]any{"type": "string", "format": "date-time"}
+	whenNil = map[string]any{"type": "string", "format": "date-time", "nullable": true}
+)
+
+func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+
+func list(item string) map[string]any {
+	return obj(map[string]any{"items": map[string]any{"type": "array", "items": ref(item)}}, "items")
+}
+
+func schemas() map[string]any {
+	return map[string]any{
+		"Error":           obj(map[string]any{"error": obj(map[string]any{"code": str, "message": str, "field": str}, "code", "message")}, "error"),
+		"LoginRequest":    obj(map[string]any{"username": str, "password": map[string]any{"type": "string", "format": "password"}}, "username", "password"),
+		"LoginResponse":   obj(map[string]any{"token": str, "username": str, "expiresAt": when}, "token", "expiresAt"),
+		"UserRequest":     obj(map[string]any{"username": str, "password": map[string]any{"type": "string", "format": "password", "minLength": 8, "maxLength": 72}}, "username", "password"),
+		"User":            obj(map[string]any{"username": str, "createdAt": when}),
+		"UserList":        list("User"),
+		"APITokenRequest": obj(map[string]any{"name": str, "expiresAt": when}, "name"),
+		"APIToken":        obj(map[string]any{"id": str, "name": str, "username": str, "createdAt": when, "expiresAt": when}),
+		"APITokenCreated": obj(map[string]any{"id": str, "name": str, "username": str, "createdAt": when, "expiresAt": when, "token": str}),
+		"APITokenList":    list("APIToken"),
+		"NameRequest":     obj(map[string]any{"name": str}, "name"),
+		"Org":             obj(map[string]any{"id": str, "name": str, "createdAt": when}),
+		"OrgList":         list("Org"),
+		"Project":         obj(map[string]any{"id": str, "name": str, "org": str, "createdAt": when}),
+		"ProjectList":     list("Project"),
+		"BindingRequest": obj(map[string]any{
+			"username": str,
+			"role":     map[string]any{"type": "string", "enum": []string{"system-admin", "org-admin", "project-admin", "project-viewer"}},
+			"org":      str, "project": str,
+		}, "username", "role"),
+		"Binding":     obj(map[string]any{"id": str, "username": str, "role": str, "org": str, "project": str, "createdAt": when}),
+		"BindingList": list("Binding"),
+		"StateReason": obj(map[string]any{"code": str, "message": str, "since": when}),
+		"Cluster": obj(map[string]any{
+			"id": str, "name": str, "project": str,
+			"state":       map[string]any{"type": "string", "enum": []string{"created", "registering", "running", "abnormal"}},
+			"stateReason": map[string]any{"allOf": []any{ref("StateReason")}, "nullable": true},
+			"serviceUrl":  str, "version": str, "nodes": integer, "nodesRunning": integer,
+			"connections": integer, "liveConnections": integer, "maxConnections": integer,
+			"startedAt": whenNil, "managedSince": whenNil, "lastReportAt": whenNil,
+			"agentVersion": str, "createdAt": when, "updatedAt": when,
+		}),
+		"ClusterList":           list("Cluster"),
+		"ClusterCreate":         obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}, "name"),
+		"ClusterPatch":          obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}),
+		"TransferRequest":       obj(map[string]any{"project": str}, "project"),
+		"MaxConnectionsRequest": obj(map[string]any{"maxConnections": map[string]any{"type": "integer", "minimum": 1}}, "maxConnections"),
+		"Registration": obj(map[string]any{
+			"clusterId": str, "token": str, "expiresAt": when, "ecpUrl": str,
+			"placeholders": map[string]any{"type": "array", "items": str},
+			"commands": map[string]any{"type": "array", "items": obj(map[string]any{
+				"os": str, "arch": str, "download": str, "chmod": str, "run": str, "register": str, "script": str,
+			})},
+		}),
+		"Licence":     obj(map[string]any{"totalConnections": integer, "maxPerCluster": integer, "allocated": integer, "remaining": integer}),
+		"AuditRecord": obj(map[string]any{"id": str, "time": when, "actor": str, "via": str, "method": str, "route": str, "path": str, "status": integer, "org": str, "project": str, "target": str, "remote": str}),
+		"AuditList":   list("AuditRecord"),
+	}
+}
+
+// Document builds the OpenAPI 3.0 document.
+func Document() map[string]any {
+	paths := map[string]any{}
+	for _, op := range Operations() {
+		item, _ := paths[op.Path].(map[string]any)
+		if item == nil {
+			item = map[string]any{}
+			paths[op.Path] = item
+		}
+		o := map[string]any{"summary": op.Summary, "tags": []string{op.Tag}, "operationId": operationID(op)}
+		var params []any
+		for _, seg := range strings.Split(op.Path, "/") {
+			if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": str})
+			}
+		}
+		if params != nil {
+			o["parameters"] = params
+		}
+		if op.Public {
+			o["security"] = []any{}
+		}
+		if op.Request != "" {
+			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": ref(op.Request)}}}
+		}
+		resps := map[string]any{}
+		for code, schema := range op.Responses {
+			r := map[string]any{"description": http.StatusText(code)}
+			if schema != "" {
+				r["content"] = map[string]any{"application/json": map[string]any{"schema": ref(schema)}}
+			}
+			resps[itoa(code)] = r
+		}
+		for _, code := range op.Errors {
+			resps[itoa(code)] = map[string]any{"description": http.StatusText(code), "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+		}
+		o["responses"] = resps
+		item[strings.ToLower(op.Method)] = o
+	}
+	sc := schemas()
+	return map[string]any{
+		"openapi": "3.0.3",
+		"info": map[string]any{
+			"title":       "ecp API",
+			"version":     version.Version,
+			"description": "Control plane for fleets of EMQX v5 Enterprise clusters. Errors are {\"error\": {\"code\", \"message\", \"field\"}}; lists are {\"items\": [...]}.",
+		},
+		"servers": []any{map[string]any{"url": "/"}},
+		"paths":   paths,
+		"components": map[string]any{
+			"schemas":         sc,
+			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
+		},
+		"security": []any{map[string]any{"bearer": []any{}}},
+	}
+}
+
+func operationID(op Operation) string {
+	var b strings.Builder
+	b.WriteString(strings.ToLower(op.Method))
+	for _, seg := range strings.Split(op.Path, "/") {
+		seg = strings.Trim(seg, "{}-")
+		if seg == "" || seg == "api" || seg == "v1" {
+			continue
+		}
+		for _, part := range strings.Split(seg, "-") {
+			if part != "" {
+				b.WriteString(strings.ToUpper(part[:1]) + part[1:])
+			}
+		}
+	}
+	return b.String()
+}
+
+func itoa(n int) string {
+	const digits = "0123456789"
+	return string([]byte{digits[n/100%10], digits[n/10%10], digits[n%10]})
+}
+
+// Register mounts GET /api/v1/openapi.json on r (the root router).
+func Register(r *mux.Router, a *httpapi.Adapter) {
+	doc := Document()
+	r.Handle(Path, a.Handle(func(w http.ResponseWriter, _ *http.Request) error {
+		return httpapi.JSON(w, http.StatusOK, doc)
+	})).Methods(http.MethodGet)
+}

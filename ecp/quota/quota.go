@@ -1,0 +1,353 @@
+// Package quota owns ecp's connection licence: the total connection quota,
+// the per-cluster ceiling, and the ledger of what is allocated to managed
+// clusters.
+//
+// Every change to a cluster's allocation (creating an entry, changing its
+// max connections, deleting it) is one etcd transaction over the entry's
+// spec (clusterspec.Key) and the allocation counter (AllocatedKey), both
+// compared at the revision they were read at. Concurrent changes, from one
+// replica or several, therefore serialise in etcd, and the sum of the
+// allocations can never exceed the total, whatever the interleaving.
+package quota
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/kv"
+)
+
+// AllocatedKey holds the sum of every entry's MaxConnections, as a decimal
+// integer; it changes only together with a spec, in one transaction.
+const AllocatedKey = "/ecp/quota/allocated"
+
+// Licence defaults.
+const (
+	DefaultTotalConnections = 10000
+	DefaultMaxPerCluster    = 5000
+)
+
+// Licence is the connection quota ecp may split between clusters.
+type Licence struct {
+	// TotalConnections is the sum all clusters' max connections may reach.
+	TotalConnections int `json:"totalConnections" yaml:"totalConnections"`
+	// MaxPerCluster is the most one cluster may be given.
+	MaxPerCluster int `json:"maxPerCluster" yaml:"maxPerCluster"`
+}
+
+// Validate says what is wrong with l, naming the field.
+func (l Licence) Validate() error {
+	switch {
+	case l.TotalConnections < 1:
+		return fmt.Errorf("licence.totalConnections must be at least 1, got %d", l.TotalConnections)
+	case l.MaxPerCluster < 1:
+		return fmt.Errorf("licence.maxPerCluster must be at least 1, got %d", l.MaxPerCluster)
+	case l.MaxPerCluster > l.TotalConnections:
+		return fmt.Errorf("licence.maxPerCluster (%d) must not exceed licence.totalConnections (%d)", l.MaxPerCluster, l.TotalConnections)
+	}
+	return nil
+}
+
+// Sentinel errors.
+var (
+	ErrNotFound = errors.New("quota: cluster entry not found")
+	ErrExists   = errors.New("quota: cluster entry exists")
+)
+
+// Refusal says why the licence refused an allocation and what it has left.
+type Refusal struct {
+	Requested int
+	// Current is what the cluster had before (0 for a new entry).
+	Current   int
+	Ceiling   int
+	Total     int
+	Allocated int
+	// Remaining is what may still be allocated on top of Current.
+	Remaining int
+	// OverCeiling is true when the ceiling, not the remaining quota,
+	// refused it.
+	OverCeiling bool
+}
+
+func (r *Refusal) Error() string {
+	if r.OverCeiling {
+		return fmt.Sprintf("maxConnections %d exceeds the licence's per-cluster ceiling of %d", r.Requested, r.Ceiling)
+	}
+	return fmt.Sprintf("maxConnections %d needs %d more connections but the licence has %d remaining (total %d, allocated %d)",
+		r.Requested, r.Requested-r.Current, r.Remaining, r.Total, r.Allocated)
+}
+
+// Usage is the licence and what is allocated.
+type Usage struct {
+	Licence
+	Allocated int `json:"allocated"`
+	Remaining int `json:"remaining"`
+}
+
+// Ledger allocates connections to cluster entries.
+type Ledger struct {
+	cli *clientv3.Client
+	now func() time.Time
+
+	mu      sync.RWMutex
+	licence Licence
+
+	conflicts prometheus.Counter
+	refusals  *prometheus.CounterVec
+}
+
+// NewLedger returns a Ledger enforcing l; its metrics are registered on reg.
+func NewLedger(cli *clientv3.Client, l Licence, reg prometheus.Registerer) (*Ledger, error) {
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	g := &Ledger{
+		cli: cli, now: time.Now, licence: l,
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ecp_quota_transaction_retries_total",
+			Help: "Quota transactions retried because another change touched the same keys first.",
+		}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ecp_quota_refusals_total",
+			Help: "Allocations refused by the licence, by reason (ceiling or remaining).",
+		}, []string{"reason"}),
+	}
+	reg.MustRegister(g.conflicts, g.refusals)
+	g.refusals.WithLabelValues("ceiling")
+	g.refusals.WithLabelValues("remaining")
+	return g, nil
+}
+
+// Licence returns the licence in force.
+func (g *Ledger) Licence() Licence {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.licence
+}
+
+// SetLicence replaces the licence (on reload). Lowering the total below
+// what is allocated takes nothing away; it only refuses further increases.
+func (g *Ledger) SetLicence(l Licence) error {
+	if err := l.Validate(); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.licence = l
+	return nil
+}
+
+// Usage reads the allocation counter.
+func (g *Ledger) Usage(ctx context.Context) (Usage, error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := g.cli.Get(ctx, AllocatedKey)
+	if err != nil {
+		return Usage{}, fmt.Errorf("read allocated connections: %w", err)
+	}
+	allocated := 0
+	if len(resp.Kvs) == 1 {
+		if allocated, err = strconv.Atoi(string(resp.Kvs[0].Value)); err != nil {
+			return Usage{}, fmt.Errorf("decode %s: %w", AllocatedKey, err)
+		}
+	}
+	l := g.Licence()
+	return Usage{Licence: l, Allocated: allocated, Remaining: max(0, l.TotalConnections-allocated)}, nil
+}
+
+// Create stores a new entry with spec.MaxConnections allocated from the
+// licence; a *Refusal when it does not fit, ErrExists when the id is taken.
+func (g *Ledger) Create(ctx context.Context, spec clusterspec.Spec) error {
+	return g.txn(ctx, func(stm concurrency.STM) error {
+		if stm.Rev(clusterspec.Key(spec.ID)) != 0 {
+			return ErrExists
+		}
+		allocated, err := readAllocated(stm)
+		if err != nil {
+			return err
+		}
+		if err := g.check(spec.MaxConnections, 0, allocated); err != nil {
+			return err
+		}
+		return g.put(stm, spec, allocated+spec.MaxConnections)
+	})
+}
+
+// SetMaxConnections changes one entry's allocation; a *Refusal when n is
+// over the ceiling or more than the remaining quota.
+func (g *Ledger) SetMaxConnections(ctx context.Context, id string, n int) (clusterspec.Spec, error) {
+	var out clusterspec.Spec
+	err := g.txn(ctx, func(stm concurrency.STM) error {
+		spec, err := readSpec(stm, id)
+		if err != nil {
+			return err
+		}
+		allocated, err := readAllocated(stm)
+		if err != nil {
+			return err
+		}
+		if err := g.check(n, spec.MaxConnections, allocated); err != nil {
+			return err
+		}
+		next := allocated - spec.MaxConnections + n
+		spec.MaxConnections = n
+		spec.UpdatedAt = g.now().UTC()
+		out = spec
+		return g.put(stm, spec, next)
+	})
+	return out, err
+}
+
+// Update changes fields of an entry that do not touch its allocation
+// (name, service URL, project), in a transaction so it never undoes a
+// concurrent max-connections change. fn must not change MaxConnections.
+func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spec) error) (clusterspec.Spec, error) {
+	var out clusterspec.Spec
+	err := g.txn(ctx, func(stm concurrency.STM) error {
+		spec, err := readSpec(stm, id)
+		if err != nil {
+			return err
+		}
+		before := spec.MaxConnections
+		if err := fn(&spec); err != nil {
+			return err
+		}
+		spec.MaxConnections = before
+		spec.UpdatedAt = g.now().UTC()
+		b, err := spec.Encode()
+		if err != nil {
+			return err
+		}
+		stm.Put(clusterspec.Key(id), string(b))
+		out = spec
+		return nil
+	})
+	return out, err
+}
+
+// Delete removes the entry and returns its allocation to the licence.
+func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error) {
+	var out clusterspec.Spec
+	err := g.txn(ctx, func(stm concurrency.STM) error {
+		spec, err := readSpec(stm, id)
+		if err != nil {
+			return err
+		}
+		allocated, err := readAllocated(stm)
+		if err != nil {
+			return err
+		}
+		stm.Del(clusterspec.Key(id))
+		stm.Put(AllocatedKey, strconv.Itoa(max(0, allocated-spec.MaxConnections)))
+		out = spec
+		return nil
+	})
+	return out, err
+}
+
+// check refuses n (replacing current) against the licence.
+func (g *Ledger) check(n, current, allocated int) error {
+	l := g.Licence()
+	remaining := max(0, l.TotalConnections-allocated)
+	r := &Refusal{Requested: n, Current: current, Ceiling: l.MaxPerCluster, Total: l.TotalConnections, Allocated: allocated, Remaining: remaining}
+	if n > l.MaxPerCluster {
+		r.OverCeiling = true
+		g.refusals.WithLabelValues("ceiling").Inc()
+		return r
+	}
+	// Lowering is always allowed, even when the licence shrank below what
+	// is allocated: it is how an operator gets back under it.
+	if n > current && n-current > remaining {
+		g.refusals.WithLabelValues("remaining").Inc()
+		return r
+	}
+	return nil
+}
+
+func (g *Ledger) put(stm concurrency.STM, spec clusterspec.Spec, allocated int) error {
+	b, err := spec.Encode()
+	if err != nil {
+		return err
+	}
+	stm.Put(clusterspec.Key(spec.ID), string(b))
+	stm.Put(AllocatedKey, strconv.Itoa(allocated))
+	return nil
+}
+
+// txn runs apply in an etcd software transaction: every key read is
+// compared at its read revision on commit, and apply is run again on a
+// conflict, so a decision is always taken on current values.
+func (g *Ledger) txn(ctx context.Context, apply func(concurrency.STM) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 4*kv.CallTimeout)
+	defer cancel()
+	attempts := 0
+	_, err := concurrency.NewSTM(g.cli, func(stm concurrency.STM) error {
+		attempts++
+		return apply(stm)
+	}, concurrency.WithAbortContext(ctx))
+	if attempts > 1 {
+		g.conflicts.Add(float64(attempts - 1))
+	}
+	var refusal *Refusal
+	if err != nil && !errors.As(err, &refusal) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) {
+		var passthrough passError
+		if errors.As(err, &passthrough) {
+			return passthrough.err
+		}
+		return fmt.Errorf("quota transaction: %w", err)
+	}
+	return err
+}
+
+// Pass wraps an error returned by an Update callback so it reaches the
+// caller as is (for example an *httpapi.Error).
+func Pass(err error) error { return passError{err: err} }
+
+type passError struct{ err error }
+
+func (p passError) Error() string { return p.err.Error() }
+func (p passError) Unwrap() error { return p.err }
+
+func readSpec(stm concurrency.STM, id string) (clusterspec.Spec, error) {
+	key := clusterspec.Key(id)
+	if stm.Rev(key) == 0 {
+		return clusterspec.Spec{}, ErrNotFound
+	}
+	return clusterspec.Decode([]byte(stm.Get(key)))
+}
+
+func readAllocated(stm concurrency.STM) (int, error) {
+	v := stm.Get(AllocatedKey)
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("decode %s: %w", AllocatedKey, err)
+	}
+	return n, nil
+}
+
+// Get reads one entry's spec; ErrNotFound when there is none.
+func (g *Ledger) Get(ctx context.Context, id string) (clusterspec.Spec, error) {
+	var s clusterspec.Spec
+	_, err := kv.Get(ctx, g.cli, clusterspec.Key(id), &s)
+	if errors.Is(err, kv.ErrNotFound) {
+		return s, ErrNotFound
+	}
+	return s, err
+}
+
+// List reads every entry's spec.
+func (g *Ledger) List(ctx context.Context) ([]clusterspec.Spec, error) {
+	return kv.List[clusterspec.Spec](ctx, g.cli, clusterspec.Prefix)
+}

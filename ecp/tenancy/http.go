@@ -1,0 +1,382 @@
+package tenancy
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+)
+
+// API serves organizations, projects and role bindings.
+type API struct {
+	authz *Authorizer
+	store *Store
+	users *auth.Store
+}
+
+// NewAPI returns the API.
+func NewAPI(authz *Authorizer, users *auth.Store) *API {
+	return &API{authz: authz, store: authz.store, users: users}
+}
+
+// Register mounts the routes on r (the /api/v1 router).
+func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
+	r.Handle("/orgs", a.Handle(api.listOrgs)).Methods(http.MethodGet)
+	r.Handle("/orgs", a.Handle(api.createOrg)).Methods(http.MethodPost)
+	r.Handle("/orgs/{org}/projects", a.Handle(api.listOrgProjects)).Methods(http.MethodGet)
+	r.Handle("/orgs/{org}/projects", a.Handle(api.createProject)).Methods(http.MethodPost)
+	r.Handle("/projects", a.Handle(api.listProjects)).Methods(http.MethodGet)
+	r.Handle("/role-bindings", a.Handle(api.listBindings)).Methods(http.MethodGet)
+	r.Handle("/role-bindings", a.Handle(api.createBinding)).Methods(http.MethodPost)
+	r.Handle("/role-bindings", a.Handle(api.deleteBindingByBody)).Methods(http.MethodDelete)
+	r.Handle("/role-bindings/{id}", a.Handle(api.deleteBindingByID)).Methods(http.MethodDelete)
+}
+
+// ValidateName returns what a display name must be, or "" when name is
+// fine: 1 to 100 characters, no control characters, no slash (names appear
+// in etcd keys of the name index and in URLs of the console).
+func ValidateName(name string) string {
+	n := utf8.RuneCountInString(name)
+	bad := !utf8.ValidString(name) || strings.ContainsRune(name, '/') || strings.TrimSpace(name) != name ||
+		strings.ContainsFunc(name, unicode.IsControl)
+	if n < 1 || n > 100 || bad {
+		return "name is required: 1 to 100 characters, no slash, no control characters, no leading or trailing spaces"
+	}
+	return ""
+}
+
+type nameRequest struct {
+	Name string `json:"name"`
+}
+
+func (api *API) listOrgs(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	orgs, err := api.store.ListOrgs(r.Context())
+	if err != nil {
+		return err
+	}
+	visible := orgs[:0]
+	for _, o := range orgs {
+		if ac.Org(o.ID) >= View {
+			visible = append(visible, o)
+		}
+	}
+	return httpapi.List(w, visible)
+}
+
+func (api *API) createOrg(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	if !ac.System {
+		return httpapi.Forbidden("only a system admin may create organizations")
+	}
+	var req nameRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if msg := ValidateName(req.Name); msg != "" {
+		return httpapi.Invalid("name", "%s", msg)
+	}
+	o, err := api.store.CreateOrg(r.Context(), req.Name)
+	if errors.Is(err, ErrExists) {
+		return httpapi.Conflict("an organization named %q exists", req.Name)
+	}
+	if err != nil {
+		return err
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: o.ID, Target: "org/" + o.ID})
+	return httpapi.JSON(w, http.StatusCreated, o)
+}
+
+func (api *API) listOrgProjects(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	o, err := api.authz.Org(r.Context(), ac, mux.Vars(r)["org"], View, "")
+	if err != nil {
+		return err
+	}
+	return api.writeProjects(w, r, ac, o.ID)
+}
+
+func (api *API) listProjects(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	return api.writeProjects(w, r, ac, "")
+}
+
+func (api *API) writeProjects(w http.ResponseWriter, r *http.Request, ac *Access, org string) error {
+	ps, err := api.store.ListProjects(r.Context())
+	if err != nil {
+		return err
+	}
+	visible := ps[:0]
+	for _, p := range ps {
+		if (org == "" || p.Org == org) && ac.Project(p) >= View {
+			visible = append(visible, p)
+		}
+	}
+	return httpapi.List(w, visible)
+}
+
+func (api *API) createProject(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	o, err := api.authz.Org(r.Context(), ac, mux.Vars(r)["org"], Admin, "")
+	if err != nil {
+		return err
+	}
+	var req nameRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if msg := ValidateName(req.Name); msg != "" {
+		return httpapi.Invalid("name", "%s", msg)
+	}
+	p, err := api.store.CreateProject(r.Context(), o.ID, req.Name)
+	if errors.Is(err, ErrExists) {
+		return httpapi.Conflict("organization %s already has a project named %q", o.ID, req.Name)
+	}
+	if err != nil {
+		return err
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: o.ID, Project: p.ID, Target: "project/" + p.ID})
+	return httpapi.JSON(w, http.StatusCreated, p)
+}
+
+type bindingRequest struct {
+	Username string `json:"username"`
+	Role     string `json:"role"`
+	Org      string `json:"org"`
+	Project  string `json:"project"`
+}
+
+func (api *API) listBindings(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	bs, err := api.store.ListBindings(r.Context())
+	if err != nil {
+		return err
+	}
+	visible := bs[:0]
+	for _, b := range bs {
+		if ac.canSeeBinding(b) {
+			visible = append(visible, b)
+		}
+	}
+	return httpapi.List(w, visible)
+}
+
+// canSeeBinding: everyone sees their own bindings, and the bindings on
+// whatever they can see (a project's viewers see who else holds a role on
+// it); system-admin bindings only system admins. Seeing is not changing:
+// that needs canManageBinding, and the difference is the 404/403 rule.
+func (ac *Access) canSeeBinding(b Binding) bool {
+	if b.Username == ac.Username {
+		return true
+	}
+	switch b.Role {
+	case RoleSystemAdmin:
+		return ac.System
+	case RoleOrgAdmin:
+		return ac.Org(b.Org) >= View
+	default:
+		return ac.Project(Project{ID: b.Project, Org: b.Org}) >= View
+	}
+}
+
+func (ac *Access) canManageBinding(b Binding) bool {
+	switch b.Role {
+	case RoleSystemAdmin:
+		return ac.System
+	case RoleOrgAdmin:
+		return ac.Org(b.Org) == Admin
+	default:
+		return ac.Project(Project{ID: b.Project, Org: b.Org}) == Admin
+	}
+}
+
+// resolveBinding validates req and checks the caller may grant or revoke
+// it, with the 404/403 rule for the org or project it names.
+func (api *API) resolveBinding(r *http.Request, ac *Access, req bindingRequest) (Binding, error) {
+	if req.Username == "" {
+		return Binding{}, httpapi.Invalid("username", "username is required")
+	}
+	b := Binding{Username: req.Username, Role: req.Role}
+	switch req.Role {
+	case RoleSystemAdmin:
+		if req.Org != "" || req.Project != "" {
+			return Binding{}, httpapi.Invalid("role", "role system-admin takes neither org nor project")
+		}
+		if !ac.System {
+			return Binding{}, httpapi.Forbidden("only a system admin may grant or revoke system-admin")
+		}
+	case RoleOrgAdmin:
+		if req.Org == "" || req.Project != "" {
+			return Binding{}, httpapi.Invalid("org", "role org-admin needs org (an organization id) and no project")
+		}
+		o, err := api.authz.Org(r.Context(), ac, req.Org, Admin, "org")
+		if err != nil {
+			return Binding{}, err
+		}
+		b.Org = o.ID
+	case RoleProjectAdmin, RoleProjectViewer:
+		if req.Project == "" {
+			return Binding{}, httpapi.Invalid("project", "role %s needs project (a project id)", req.Role)
+		}
+		p, err := api.authz.Project(r.Context(), ac, req.Project, Admin, "project")
+		if err != nil {
+			return Binding{}, err
+		}
+		if req.Org != "" && req.Org != p.Org {
+			return Binding{}, httpapi.Invalid("org", "project %s belongs to organization %s, not %s; leave org out for project roles", p.ID, p.Org, req.Org)
+		}
+		b.Org, b.Project = p.Org, p.ID
+	default:
+		return Binding{}, httpapi.Invalid("role", "role must be one of system-admin, org-admin, project-admin, project-viewer")
+	}
+	return b, nil
+}
+
+func (api *API) createBinding(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	var req bindingRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	b, err := api.resolveBinding(r, ac, req)
+	if err != nil {
+		return err
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
+	if _, err := api.users.GetUser(r.Context(), b.Username); err != nil {
+		if errors.Is(err, kv.ErrNotFound) {
+			return httpapi.Invalid("username", "no user %q; create it first with POST /api/v1/users", b.Username)
+		}
+		return err
+	}
+	b, err = api.store.CreateBinding(r.Context(), b)
+	if errors.Is(err, ErrExists) {
+		return httpapi.Conflict("user %q already holds this role", req.Username)
+	}
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusCreated, b)
+}
+
+func (api *API) deleteBindingByBody(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	var req bindingRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	b, err := api.resolveBinding(r, ac, req)
+	if err != nil {
+		return err
+	}
+	return api.deleteBinding(w, r, ac, BindingID(b.Username, b.Role, b.Org, b.Project))
+}
+
+func (api *API) deleteBindingByID(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	return api.deleteBinding(w, r, ac, mux.Vars(r)["id"])
+}
+
+func (api *API) deleteBinding(w http.ResponseWriter, r *http.Request, ac *Access, id string) error {
+	b, err := api.store.GetBinding(r.Context(), id)
+	notFound := httpapi.NotFound("no role binding %s", id)
+	if errors.Is(err, ErrNotFound) {
+		return notFound
+	}
+	if err != nil {
+		return err
+	}
+	switch {
+	case !ac.canSeeBinding(b):
+		return notFound
+	case !ac.canManageBinding(b):
+		return httpapi.Forbidden("revoking a " + b.Role + " binding needs an admin role over its scope")
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
+	if b.Role == RoleSystemAdmin {
+		all, err := api.store.ListBindings(r.Context())
+		if err != nil {
+			return err
+		}
+		admins := 0
+		for _, x := range all {
+			if x.Role == RoleSystemAdmin {
+				admins++
+			}
+		}
+		// Without a system admin nobody could create organizations or users
+		// again: keep the last one.
+		if admins <= 1 {
+			return httpapi.Conflict("this is the last system-admin binding; grant system-admin to another user first")
+		}
+	}
+	if err := api.store.DeleteBinding(r.Context(), b); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return notFound
+		}
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// AuditScope is the audit.Scope of ecp: system admins read every record,
+// org and project admins the records of what they administer, everyone else
+// none (403).
+func (a *Authorizer) AuditScope(r *http.Request) (func(audit.Record) bool, error) {
+	ac, err := a.Caller(r)
+	if err != nil {
+		return nil, err
+	}
+	if ac.System {
+		return func(audit.Record) bool { return true }, nil
+	}
+	admin := len(ac.orgAdmin) > 0
+	for _, l := range ac.projectLevel {
+		admin = admin || l == Admin
+	}
+	if !admin {
+		return nil, httpapi.Forbidden("reading the audit log needs an admin role")
+	}
+	return func(rec audit.Record) bool {
+		if rec.Org != "" && ac.orgAdmin[rec.Org] {
+			return true
+		}
+		return rec.Project != "" && ac.projectLevel[rec.Project] == Admin
+	}, nil
+}

@@ -1,0 +1,232 @@
+// Package tenancy owns organizations, projects and role bindings, and the
+// one Authorizer every ecp route asks before it acts.
+//
+// Roles: system-admin (everything), org-admin (every project of its
+// organization), project-admin (its project), project-viewer (read its
+// project).
+//
+// Visibility rule, applied by every route through Authorizer: a caller who
+// holds no role that lets them see a resource gets 404 for it, exactly as if
+// it did not exist, so ids of other tenants cannot be probed; a caller who
+// can see it (viewer or better) but lacks the right for the action gets 403.
+// Anonymous callers get 401 before either check.
+//
+// Keys it owns: /ecp/orgs/<id>, /ecp/org-names/<name>, /ecp/projects/<id>,
+// /ecp/project-names/<org>/<name>, /ecp/role-bindings/<id> and the per-user
+// index /ecp/user-roles/<username>/<id>.
+package tenancy
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/ecp/kv"
+)
+
+// Key prefixes owned by this package.
+const (
+	OrgsPrefix         = "/ecp/orgs/"
+	OrgNamesPrefix     = "/ecp/org-names/"
+	ProjectsPrefix     = "/ecp/projects/"
+	ProjectNamesPrefix = "/ecp/project-names/"
+	BindingsPrefix     = "/ecp/role-bindings/"
+	UserRolesPrefix    = "/ecp/user-roles/"
+)
+
+// Roles a binding can grant.
+const (
+	RoleSystemAdmin   = "system-admin"
+	RoleOrgAdmin      = "org-admin"
+	RoleProjectAdmin  = "project-admin"
+	RoleProjectViewer = "project-viewer"
+)
+
+// Sentinel errors.
+var (
+	ErrExists   = errors.New("tenancy: already exists")
+	ErrNotFound = errors.New("tenancy: not found")
+)
+
+// Org is an organization.
+type Org struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Project belongs to one organization and holds managed clusters.
+type Project struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Org       string    `json:"org"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Binding grants a user a role. Org is set for org-admin and, derived from
+// the project, for project roles; Project for project roles.
+type Binding struct {
+	ID        string    `json:"id"`
+	Username  string    `json:"username"`
+	Role      string    `json:"role"`
+	Org       string    `json:"org,omitempty"`
+	Project   string    `json:"project,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// BindingID is derived from the binding's content, so granting the same
+// role twice is a conflict rather than a duplicate, and a binding can be
+// deleted by its content as well as by id.
+func BindingID(username, role, org, project string) string {
+	h := sha256.Sum256([]byte(username + "\x00" + role + "\x00" + org + "\x00" + project))
+	return hex.EncodeToString(h[:8])
+}
+
+// Store keeps tenancy records in etcd.
+type Store struct {
+	cli *clientv3.Client
+	now func() time.Time
+}
+
+// NewStore returns a Store on cli.
+func NewStore(cli *clientv3.Client) *Store {
+	return &Store{cli: cli, now: time.Now}
+}
+
+// CreateOrg stores a new organization; ErrExists when the name is taken.
+func (s *Store) CreateOrg(ctx context.Context, name string) (Org, error) {
+	o := Org{ID: kv.NewID(), Name: name, CreatedAt: s.now().UTC()}
+	val, err := kv.Encode(OrgsPrefix+o.ID, o)
+	if err != nil {
+		return Org{}, err
+	}
+	// The name index and the record are written in one transaction, so two
+	// replicas creating the same name at once cannot both win.
+	ok, err := kv.Create(ctx, s.cli, OrgNamesPrefix+name, o.ID, clientv3.OpPut(OrgsPrefix+o.ID, val))
+	if err != nil {
+		return Org{}, err
+	}
+	if !ok {
+		return Org{}, ErrExists
+	}
+	return o, nil
+}
+
+// GetOrg returns an organization; ErrNotFound when absent.
+func (s *Store) GetOrg(ctx context.Context, id string) (Org, error) {
+	var o Org
+	if !kv.ValidID(id) {
+		return o, ErrNotFound
+	}
+	_, err := kv.Get(ctx, s.cli, OrgsPrefix+id, &o)
+	if errors.Is(err, kv.ErrNotFound) {
+		return o, ErrNotFound
+	}
+	return o, err
+}
+
+// ListOrgs returns every organization.
+func (s *Store) ListOrgs(ctx context.Context) ([]Org, error) {
+	return kv.List[Org](ctx, s.cli, OrgsPrefix)
+}
+
+// CreateProject stores a new project in org; ErrExists when the org already
+// has a project of that name.
+func (s *Store) CreateProject(ctx context.Context, org, name string) (Project, error) {
+	p := Project{ID: kv.NewID(), Name: name, Org: org, CreatedAt: s.now().UTC()}
+	val, err := kv.Encode(ProjectsPrefix+p.ID, p)
+	if err != nil {
+		return Project{}, err
+	}
+	ok, err := kv.Create(ctx, s.cli, ProjectNamesPrefix+org+"/"+name, p.ID, clientv3.OpPut(ProjectsPrefix+p.ID, val))
+	if err != nil {
+		return Project{}, err
+	}
+	if !ok {
+		return Project{}, ErrExists
+	}
+	return p, nil
+}
+
+// GetProject returns a project; ErrNotFound when absent.
+func (s *Store) GetProject(ctx context.Context, id string) (Project, error) {
+	var p Project
+	if !kv.ValidID(id) {
+		return p, ErrNotFound
+	}
+	_, err := kv.Get(ctx, s.cli, ProjectsPrefix+id, &p)
+	if errors.Is(err, kv.ErrNotFound) {
+		return p, ErrNotFound
+	}
+	return p, err
+}
+
+// ListProjects returns every project.
+func (s *Store) ListProjects(ctx context.Context) ([]Project, error) {
+	return kv.List[Project](ctx, s.cli, ProjectsPrefix)
+}
+
+// CreateBinding stores b (its ID derived from its content); ErrExists when
+// the same grant exists.
+func (s *Store) CreateBinding(ctx context.Context, b Binding) (Binding, error) {
+	b.ID = BindingID(b.Username, b.Role, b.Org, b.Project)
+	b.CreatedAt = s.now().UTC()
+	val, err := kv.Encode(BindingsPrefix+b.ID, b)
+	if err != nil {
+		return Binding{}, err
+	}
+	ok, err := kv.Create(ctx, s.cli, BindingsPrefix+b.ID, b, clientv3.OpPut(UserRolesPrefix+b.Username+"/"+b.ID, val))
+	if err != nil {
+		return Binding{}, err
+	}
+	if !ok {
+		return Binding{}, ErrExists
+	}
+	return b, nil
+}
+
+// GetBinding returns a binding; ErrNotFound when absent.
+func (s *Store) GetBinding(ctx context.Context, id string) (Binding, error) {
+	var b Binding
+	if !kv.ValidID(id) {
+		return b, ErrNotFound
+	}
+	_, err := kv.Get(ctx, s.cli, BindingsPrefix+id, &b)
+	if errors.Is(err, kv.ErrNotFound) {
+		return b, ErrNotFound
+	}
+	return b, err
+}
+
+// DeleteBinding removes b and its index entry.
+func (s *Store) DeleteBinding(ctx context.Context, b Binding) error {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpDelete(BindingsPrefix+b.ID),
+		clientv3.OpDelete(UserRolesPrefix+b.Username+"/"+b.ID),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("delete role binding %s: %w", b.ID, err)
+	}
+	if resp.Responses[0].GetResponseDeleteRange().Deleted == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// ListBindings returns every binding.
+func (s *Store) ListBindings(ctx context.Context) ([]Binding, error) {
+	return kv.List[Binding](ctx, s.cli, BindingsPrefix)
+}
+
+// UserBindings returns the bindings of one user, through the per-user index
+// (one range read per request, whatever the number of users).
+func (s *Store) UserBindings(ctx context.Context, username string) ([]Binding, error) {
+	return kv.List[Binding](ctx, s.cli, UserRolesPrefix+username+"/")
+}
