@@ -1,0 +1,291 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// clock is a settable time source shared by the fleets of a test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testFleet is a running Fleet with its HTTP API on a loopback server.
+type testFleet struct {
+	*Fleet
+	reg  *prometheus.Registry
+	url  string
+	stop func()
+}
+
+const testInterval = 15 * time.Second
+
+func startFleet(t *testing.T, cli *clientv3.Client, clk *clock, replica string) *testFleet {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	opts := Options{ReplicaID: replica, Now: clk.Now, ReportInterval: testInterval,
+		// The sweeper and digests are driven by the tests themselves.
+		SweepEvery: time.Hour}
+	f, err := New(opts, cli, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mux.NewRouter()
+	f.Register(r)
+	srv := httptest.NewServer(r)
+	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := f.Run(ctx); err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	var once sync.Once
+	tf := &testFleet{Fleet: f, reg: reg, url: srv.URL, stop: func() {
+		once.Do(func() {
+			srv.Close()
+			cancel()
+			<-done
+		})
+	}}
+	t.Cleanup(tf.stop)
+	select {
+	case <-f.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("fleet did not load its state")
+	}
+	return tf
+}
+
+// waitFor waits until cond holds, re-checking whenever the fleet applies a
+// watch batch; it fails after a generous bound instead of hanging.
+func (tf *testFleet) waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	limit := time.After(20 * time.Second)
+	for {
+		tf.mu.Lock()
+		ch := tf.applied
+		tf.mu.Unlock()
+		if cond() {
+			return
+		}
+		select {
+		case <-ch:
+		case <-limit:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func (tf *testFleet) waitLeader(t *testing.T) {
+	t.Helper()
+	tf.waitFor(t, "leadership", tf.isLeader)
+}
+
+func (tf *testFleet) status(t *testing.T, id string) Status {
+	t.Helper()
+	st, err := tf.Status(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func (tf *testFleet) waitState(t *testing.T, id, state, code string) Status {
+	t.Helper()
+	var st Status
+	tf.waitFor(t, fmt.Sprintf("cluster %s %s/%s", id, state, code), func() bool {
+		st = tf.status(t, id)
+		return st.State == state && reasonCode(st.StateReason) == code
+	})
+	return st
+}
+
+func (tf *testFleet) writes(reason string) float64 {
+	return testutil.ToFloat64(tf.metrics.etcdWrites.WithLabelValues(reason))
+}
+
+func putSpec(t *testing.T, cli *clientv3.Client, id string, maxConns int) int64 {
+	t.Helper()
+	spec := clusterspec.Spec{ID: id, Name: "cluster " + id, Project: "p1", MaxConnections: maxConns,
+		CreatedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
+	b, err := spec.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Put(t.Context(), clusterspec.Key(id), string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
+
+func issue(t *testing.T, f *testFleet, id string, ttl time.Duration) secret.String {
+	t.Helper()
+	tok, _, err := f.IssueRegistration(t.Context(), id, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// agent is a minimal client of the agent protocol.
+type agent struct {
+	base string
+	cred string
+	hc   *http.Client
+}
+
+func newAgent(base string) *agent {
+	return &agent{base: base, hc: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// reply is one decoded answer.
+type reply struct {
+	status int
+	code   string
+	header http.Header
+	body   []byte
+}
+
+func (a *agent) do(t *testing.T, method, path string, body any) reply {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(t.Context(), method, a.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.cred != "" {
+		req.Header.Set("Authorization", "Bearer "+a.cred)
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := reply{status: resp.StatusCode, header: resp.Header, body: b}
+	if resp.StatusCode >= 400 {
+		var eb agentproto.ErrorBody
+		if err := json.Unmarshal(b, &eb); err != nil {
+			t.Fatalf("%s %s: error body %q: %v", method, path, b, err)
+		}
+		out.code = eb.Error.Code
+	}
+	return out
+}
+
+func decodeBody[T any](t *testing.T, r reply) T {
+	t.Helper()
+	var v T
+	if r.status != http.StatusOK {
+		t.Fatalf("status %d (%s): %s", r.status, r.code, r.body)
+	}
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}
+
+func (a *agent) register(t *testing.T, token secret.String) reply {
+	t.Helper()
+	r := a.do(t, http.MethodPost, agentproto.PathRegister, agentproto.RegisterRequest{Token: token.Reveal(),
+		AgentVersion: "1.0.0", Hostname: "broker-1", DashboardURL: "http://broker-1:18083", APIURL: "http://broker-1:18083/api/v5",
+		LogCollection: agentproto.LogCollection{Enabled: true, Dir: "/opt/emqx/log"}})
+	if r.status == http.StatusOK {
+		a.cred = decodeBody[agentproto.RegisterResponse](t, r).Credential
+	}
+	return r
+}
+
+func mustRegister(t *testing.T, a *agent, token secret.String) agentproto.RegisterResponse {
+	t.Helper()
+	return decodeBody[agentproto.RegisterResponse](t, a.register(t, token))
+}
+
+func healthy() agentproto.EMQXStatus {
+	return agentproto.EMQXStatus{Reachable: true, Version: "5.8.1", StartedAt: time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC),
+		Nodes: []agentproto.Node{{Name: "emqx@a", Status: "running", Connections: 7, LiveConnections: 5},
+			{Name: "emqx@b", Status: "stopped"}},
+		Connections: 7, LiveConnections: 5, MaxConnections: 10}
+}
+
+func (a *agent) report(t *testing.T, em agentproto.EMQXStatus) reply {
+	t.Helper()
+	return a.do(t, http.MethodPost, agentproto.PathReport, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "1.0.0", EMQX: em})
+}
+
+func (a *agent) desired(t *testing.T, after int64, timeout string) reply {
+	t.Helper()
+	return a.do(t, http.MethodGet, agentproto.PathDesired+"?after="+strconv.FormatInt(after, 10)+"&timeout="+timeout, nil)
+}
+
+func (a *agent) unregister(t *testing.T) reply {
+	t.Helper()
+	return a.do(t, http.MethodPost, agentproto.PathUnregister, nil)
+}
+
+func wantCode(t *testing.T, r reply, status int, code string) {
+	t.Helper()
+	if r.status != status || r.code != code {
+		t.Fatalf("got %d %q (%s), want %d %q", r.status, r.code, r.body, status, code)
+	}
+}
+
+func secretOf(s string) secret.String { return secret.String(s) }
+
+func clientv3WithPrefix() clientv3.OpOption { return clientv3.WithPrefix() }
+
+func httptestRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
+
+func httptestRequest() *http.Request {
+	return httptest.NewRequest(http.MethodPost, agentproto.PathReport, nil)
+}

@@ -1,0 +1,159 @@
+package fleet
+
+import (
+	"container/heap"
+	"context"
+	"fmt"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+)
+
+// sessionLoop keeps an etcd session for this replica: it announces the
+// replica's presence, carries its digests and campaigns for the sweeper's
+// leadership. When the session's lease is lost it starts over.
+func (f *Fleet) sessionLoop(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		if err := f.runSession(ctx); err != nil && ctx.Err() == nil {
+			f.logger.Warn("etcd session ended; starting a new one", "err", err, "retryIn", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+	}
+}
+
+func (f *Fleet) runSession(ctx context.Context) error {
+	s, err := concurrency.NewSession(f.cli, concurrency.WithTTL(int(f.opts.SessionTTL/time.Second)), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("open etcd session: %w", err)
+	}
+	defer func() {
+		// Closing revokes the lease: presence and digests vanish and
+		// another replica may lead at once instead of after the TTL.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.EtcdTimeout)
+		defer cancel()
+		f.mu.Lock()
+		f.session, f.leader = nil, nil
+		f.mu.Unlock()
+		f.metrics.leader.Set(0)
+		_, _ = f.cli.Revoke(cctx, s.Lease())
+		_ = s.Close()
+	}()
+	cctx, cancel := f.etcdCtx(ctx)
+	_, err = f.cli.Put(cctx, replicasPrefix+f.opts.ReplicaID, "", clientv3.WithLease(s.Lease()))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("announce replica: %w", err)
+	}
+	f.mu.Lock()
+	f.session = s
+	f.digestChunks = 0
+	f.mu.Unlock()
+
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-s.Done():
+			stop()
+		case <-sctx.Done():
+		}
+	}()
+	el := concurrency.NewElection(s, leaderPrefix)
+	if err := el.Campaign(sctx, f.opts.ReplicaID); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("campaign for sweeper leadership: %w", err)
+	}
+	f.becomeLeader(el)
+	<-sctx.Done()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("etcd session lease lost")
+}
+
+// becomeLeader starts the sweeper's grace: every agent gets a full
+// SilentIntervals × interval from now, whatever this replica heard before,
+// because it may have missed reports served while no one led.
+func (f *Fleet) becomeLeader(el *concurrency.Election) {
+	f.mu.Lock()
+	f.leader = el
+	f.graceUntil = f.now().Add(f.silentAfter)
+	f.announceLocked()
+	f.mu.Unlock()
+	f.metrics.leader.Set(1)
+	f.logger.Info("leading the liveness sweeper", "replica", f.opts.ReplicaID, "graceUntil", f.graceUntil)
+}
+
+// isLeader reports whether this replica runs the sweeper.
+func (f *Fleet) isLeader() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.leader != nil
+}
+
+// due is an agent whose deadline passed, as the sweeper saw it.
+type due struct {
+	id      string
+	bindRev int64
+	heard   time.Time
+}
+
+// sweep marks silent agents abnormal. Only the leader acts, and only once
+// its grace is over; it pops the expired deadlines off the heap, so its
+// cost follows the number of silent agents, not the fleet's size. Each
+// write is guarded by the leader key, so a deposed leader cannot write.
+func (f *Fleet) sweep(ctx context.Context) {
+	now := f.now()
+	cutoff := now.Add(-f.silentAfter)
+	f.mu.Lock()
+	el := f.leader
+	if el == nil || now.Before(f.graceUntil) {
+		f.mu.Unlock()
+		return
+	}
+	var expired []due
+	for len(f.heap) > 0 && !f.heap[0].lastHeard.After(cutoff) {
+		e := heap.Pop(&f.heap).(*entry)
+		expired = append(expired, due{id: e.id, bindRev: e.bindRev, heard: e.lastHeard})
+	}
+	f.mu.Unlock()
+	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
+	for _, d := range expired {
+		err := f.updateStatus(ctx, d.id, "silent", []clientv3.Cmp{guard, bindCmp(d.id, d.bindRev)},
+			func(e *entry) (statusRecord, error) {
+				if !e.hasAgent || e.bindRev != d.bindRev || e.lastHeard.After(cutoff) {
+					return statusRecord{}, errNoChange
+				}
+				cur := e.status
+				if cur.State == StateCreated || (cur.State == StateAbnormal && reasonCode(cur.Reason) == ReasonAgentSilent) {
+					return statusRecord{}, errNoChange
+				}
+				next := cur
+				next.State = StateAbnormal
+				next.Reason = &Reason{Code: ReasonAgentSilent, Since: now, Message: fmt.Sprintf(
+					"no report from the agent for %s (%d report intervals); last heard at %s",
+					now.Sub(d.heard).Round(time.Second), int(f.silentAfter/f.opts.ReportInterval), d.heard.UTC().Format(time.RFC3339))}
+				next.UpdatedAt = now
+				return next, nil
+			})
+		if err != nil {
+			f.logger.Warn("could not mark a silent agent abnormal", "cluster", d.id, "err", err)
+			// Put it back so the next sweep tries again.
+			f.mu.Lock()
+			if e := f.entries[d.id]; e != nil && e.hasAgent && e.bindRev == d.bindRev {
+				f.heapPushLocked(e)
+			}
+			f.mu.Unlock()
+		}
+	}
+}

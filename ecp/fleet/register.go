@@ -1,0 +1,347 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// Limits on what an agent may send about itself.
+const (
+	maxShortField = 256
+	maxURLField   = 2048
+)
+
+// IssueRegistration returns a new single-use registration token for the
+// cluster, valid for ttl (Options.TokenTTL when ttl ≤ 0). It revokes the
+// agent bound to the cluster, if any, and any token issued before: the next
+// agent to register with this token is bound.
+func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl time.Duration) (secret.String, time.Time, error) {
+	if ttl <= 0 {
+		ttl = f.opts.TokenTTL
+	}
+	token, err := newToken()
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	hash := hashSecret(token.Reveal())
+	now := f.now()
+	expires := now.Add(ttl)
+	tokVal, err := encode(tokenRecord{ClusterID: clusterID, ExpiresAt: expires})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	cctx, cancel := f.etcdCtx(ctx)
+	defer cancel()
+	lease, err := f.cli.Grant(cctx, int64((ttl+tokenMemory)/time.Second))
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("grant registration token lease: %w", err)
+	}
+	for range maxCASAttempts {
+		f.mu.Lock()
+		e := f.entryLocked(clusterID)
+		prev := e.status.State
+		if !e.hasStatus {
+			prev = StateCreated
+		}
+		next := statusRecord{State: StateCreated, Reason: &Reason{Code: ReasonAwaitingRegistration,
+			Message: "a registration token was issued; run the register command before " + expires.UTC().Format(time.RFC3339),
+			Since:   now}, TokenHash: hash, TokenExpiresAt: expires, UpdatedAt: now}
+		ops := []clientv3.Op{
+			clientv3.OpPut(tokenKey(hash), tokVal, clientv3.WithLease(lease.ID)),
+			clientv3.OpDelete(agentKey(clusterID)),
+		}
+		if old := e.status.TokenHash; old != "" {
+			ops = append(ops, clientv3.OpDelete(tokenKey(old)))
+		}
+		cmps := []clientv3.Cmp{statusCmp(e), clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(clusterID)), ">", 0)}
+		f.mu.Unlock()
+		val, err := encode(next)
+		if err != nil {
+			return "", time.Time{}, err
+		}
+		ops = append(ops, clientv3.OpPut(statusKey(clusterID), val))
+		resp, err := f.cli.Txn(cctx).If(cmps...).Then(ops...).
+			Else(clientv3.OpGet(statusKey(clusterID)), clientv3.OpGet(agentKey(clusterID)), clientv3.OpGet(clusterspec.Key(clusterID))).
+			Commit()
+		if err != nil {
+			return "", time.Time{}, fmt.Errorf("store registration token of cluster %s: %w", clusterID, err)
+		}
+		f.metrics.etcdWrites.WithLabelValues("issue_token").Inc()
+		rev := resp.Header.Revision
+		f.mu.Lock()
+		if resp.Succeeded {
+			f.applyLocked(kv{key: agentKey(clusterID), modRev: rev, deleted: true})
+			f.applyLocked(kv{key: statusKey(clusterID), value: []byte(val), modRev: rev})
+			f.mu.Unlock()
+			f.metrics.tokens.Inc()
+			if prev != StateCreated {
+				f.metrics.transitions.WithLabelValues(StateCreated).Inc()
+			}
+			f.logger.Info("registration token issued", "cluster", clusterID, "expiresAt", expires, "revokedState", prev)
+			return token, expires, nil
+		}
+		f.applyGetsLocked(rev, resp.Responses, statusKey(clusterID), agentKey(clusterID), clusterspec.Key(clusterID))
+		specGone := !f.entries[clusterID].hasSpec
+		f.mu.Unlock()
+		if specGone {
+			_, _ = f.cli.Revoke(cctx, lease.ID)
+			return "", time.Time{}, fmt.Errorf("issue registration token for %s: %w", clusterID, ErrUnknownCluster)
+		}
+	}
+	_, _ = f.cli.Revoke(cctx, lease.ID)
+	return "", time.Time{}, fmt.Errorf("issue registration token for %s: still conflicting after %d attempts", clusterID, maxCASAttempts)
+}
+
+func tokenError(code, msg string) error {
+	return &httpapi.Error{Status: http.StatusUnauthorized, Code: code, Message: msg}
+}
+
+func revoked() error {
+	return &httpapi.Error{Status: http.StatusUnauthorized, Code: agentproto.CodeCredentialRevoked,
+		Message: "this agent's credential is not valid (the cluster was deleted, re-registered or unregistered); register again with a new token"}
+}
+
+func checkLen(field, v string, limit int) error {
+	if len(v) > limit {
+		return httpapi.Invalid(field, "%s must be at most %d bytes", field, limit)
+	}
+	return nil
+}
+
+// handleRegister exchanges a registration token for the agent's credential.
+// The token is consumed in the same transaction that binds the agent, so
+// of two agents racing with one token exactly one is bound.
+func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
+	var req agentproto.RegisterRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if req.Token == "" {
+		return httpapi.Invalid("token", "token is required: the registration token ecp issued for this cluster")
+	}
+	for _, c := range []struct {
+		field, v string
+		limit    int
+	}{
+		{"token", req.Token, maxShortField}, {"agentVersion", req.AgentVersion, maxShortField},
+		{"hostname", req.Hostname, maxShortField}, {"dashboardUrl", req.DashboardURL, maxURLField},
+		{"apiUrl", req.APIURL, maxURLField}, {"logCollection.dir", req.LogCollection.Dir, maxURLField},
+	} {
+		if err := checkLen(c.field, c.v, c.limit); err != nil {
+			return err
+		}
+	}
+	f.metrics.registrations.WithLabelValues("attempt").Inc()
+	ctx, cancel := f.etcdCtx(r.Context())
+	defer cancel()
+	hash := hashSecret(req.Token)
+	got, err := f.cli.Get(ctx, tokenKey(hash))
+	if err != nil {
+		return fmt.Errorf("read registration token: %w", err)
+	}
+	if len(got.Kvs) == 0 {
+		f.metrics.registrations.WithLabelValues(agentproto.CodeTokenInvalid).Inc()
+		return tokenError(agentproto.CodeTokenInvalid, "the registration token is unknown or was already used; issue a new one")
+	}
+	tok, err := decode[tokenRecord](got.Kvs[0].Value)
+	if err != nil {
+		return err
+	}
+	now := f.now()
+	if !now.Before(tok.ExpiresAt) {
+		f.metrics.registrations.WithLabelValues(agentproto.CodeTokenExpired).Inc()
+		return tokenError(agentproto.CodeTokenExpired, "the registration token expired at "+tok.ExpiresAt.UTC().Format(time.RFC3339)+"; issue a new one")
+	}
+	id := tok.ClusterID
+	cred, err := newCredential(id)
+	if err != nil {
+		return err
+	}
+	agentVal, err := encode(agentRecord{CredentialHash: hashSecret(cred.Reveal()), AgentVersion: req.AgentVersion,
+		Hostname: req.Hostname, DashboardURL: req.DashboardURL, APIURL: req.APIURL,
+		LogCollection: req.LogCollection, RegisteredAt: now})
+	if err != nil {
+		return err
+	}
+	statusVal, err := encode(statusRecord{State: StateRegistering, Reason: &Reason{Code: ReasonAwaitingFirstReport,
+		Message: "the agent registered; waiting for its first report", Since: now},
+		AgentVersion: req.AgentVersion, UpdatedAt: now})
+	if err != nil {
+		return err
+	}
+	resp, err := f.cli.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(tokenKey(hash)), "=", got.Kvs[0].ModRevision),
+			clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(id)), ">", 0)).
+		Then(clientv3.OpDelete(tokenKey(hash)), clientv3.OpPut(agentKey(id), agentVal), clientv3.OpPut(statusKey(id), statusVal),
+			clientv3.OpGet(agentKey(id)), clientv3.OpGet(clusterspec.Key(id))).
+		Else(clientv3.OpGet(clusterspec.Key(id))).
+		Commit()
+	if err != nil {
+		return fmt.Errorf("bind agent to cluster %s: %w", id, err)
+	}
+	rev := resp.Header.Revision
+	if !resp.Succeeded {
+		f.mu.Lock()
+		f.applyGetsLocked(rev, resp.Responses, clusterspec.Key(id))
+		f.mu.Unlock()
+		f.metrics.registrations.WithLabelValues(agentproto.CodeTokenInvalid).Inc()
+		return tokenError(agentproto.CodeTokenInvalid, "the registration token was already used or its cluster was deleted; issue a new one")
+	}
+	f.metrics.etcdWrites.WithLabelValues("register").Inc()
+	f.mu.Lock()
+	prev := StateCreated
+	if e := f.entries[id]; e != nil && e.hasStatus {
+		prev = e.status.State
+	}
+	f.applyGetsLocked(rev, resp.Responses[3:], agentKey(id), clusterspec.Key(id))
+	f.applyLocked(kv{key: statusKey(id), value: []byte(statusVal), modRev: rev})
+	e := f.entries[id]
+	out := agentproto.RegisterResponse{ClusterID: id, Project: e.spec.Project, Credential: cred.Reveal(),
+		ReportIntervalSeconds: f.intervalSeconds(), Desired: desiredLocked(e, hashSecret(cred.Reveal()))}
+	f.mu.Unlock()
+	f.metrics.registrations.WithLabelValues("ok").Inc()
+	if prev != StateRegistering {
+		f.metrics.transitions.WithLabelValues(StateRegistering).Inc()
+	}
+	f.logger.Info("agent registered", "cluster", id, "hostname", req.Hostname, "agentVersion", req.AgentVersion)
+	return httpapi.JSON(w, http.StatusOK, out)
+}
+
+func (f *Fleet) intervalSeconds() int { return int(f.opts.ReportInterval / time.Second) }
+
+// principal is an authenticated agent.
+type principal struct {
+	clusterID string
+	credHash  string
+	bindRev   int64
+}
+
+// authenticate checks the bearer credential against the bound agent's hash
+// held in memory: one map lookup and one SHA-256, no etcd round trip. Only
+// when memory disagrees does it read etcd, so a binding this replica has
+// not seen yet through its watch is never refused.
+func (f *Fleet) authenticate(r *http.Request) (principal, error) {
+	cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || cred == "" {
+		return principal{}, httpapi.Unauthorized("an agent credential is required: Authorization: Bearer <credential>")
+	}
+	id, ok := credentialCluster(cred)
+	if !ok {
+		return principal{}, revoked()
+	}
+	h := hashSecret(cred)
+	if p, ok := f.lookup(id, h); ok {
+		return p, nil
+	}
+	ctx, cancel := f.etcdCtx(r.Context())
+	defer cancel()
+	resp, err := f.cli.Get(ctx, agentKey(id))
+	if err != nil {
+		return principal{}, fmt.Errorf("read agent of cluster %s: %w", id, err)
+	}
+	f.mu.Lock()
+	f.applyRangeLocked(resp.Header.Revision, agentKey(id), resp.Kvs)
+	f.mu.Unlock()
+	if p, ok := f.lookup(id, h); ok {
+		return p, nil
+	}
+	f.metrics.refused.Inc()
+	return principal{}, revoked()
+}
+
+func (f *Fleet) lookup(id, credHash string) (principal, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.entries[id]
+	if e == nil || !e.bound(credHash) {
+		return principal{}, false
+	}
+	return principal{clusterID: id, credHash: credHash, bindRev: e.bindRev}, true
+}
+
+// handleUnregister revokes the calling agent's credential; the entry goes
+// back to created and stays.
+func (f *Fleet) handleUnregister(w http.ResponseWriter, r *http.Request) error {
+	p, err := f.authenticate(r)
+	if err != nil {
+		return err
+	}
+	now := f.now()
+	val, err := encode(statusRecord{State: StateCreated, Reason: &Reason{Code: ReasonNotRegistered,
+		Message: "the agent unregistered; issue a registration token to register one again", Since: now}, UpdatedAt: now})
+	if err != nil {
+		return err
+	}
+	ctx, cancel := f.etcdCtx(r.Context())
+	defer cancel()
+	resp, err := f.cli.Txn(ctx).If(bindCmp(p.clusterID, p.bindRev)).
+		Then(clientv3.OpDelete(agentKey(p.clusterID)), clientv3.OpPut(statusKey(p.clusterID), val)).
+		Else(clientv3.OpGet(agentKey(p.clusterID))).Commit()
+	if err != nil {
+		return fmt.Errorf("unregister agent of cluster %s: %w", p.clusterID, err)
+	}
+	rev := resp.Header.Revision
+	f.mu.Lock()
+	if !resp.Succeeded {
+		f.applyGetsLocked(rev, resp.Responses, agentKey(p.clusterID))
+		f.mu.Unlock()
+		return revoked()
+	}
+	f.applyLocked(kv{key: agentKey(p.clusterID), modRev: rev, deleted: true})
+	f.applyLocked(kv{key: statusKey(p.clusterID), value: []byte(val), modRev: rev})
+	f.mu.Unlock()
+	f.metrics.etcdWrites.WithLabelValues("unregister").Inc()
+	f.metrics.transitions.WithLabelValues(StateCreated).Inc()
+	f.logger.Info("agent unregistered", "cluster", p.clusterID)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Forget drops everything fleet stores about the cluster (its agent, state
+// and pending token) after the entry was deleted; the agent is refused from
+// then on. Forgetting an unknown cluster is not an error.
+func (f *Fleet) Forget(ctx context.Context, clusterID string) error {
+	cctx, cancel := f.etcdCtx(ctx)
+	defer cancel()
+	for range maxCASAttempts {
+		got, err := f.cli.Get(cctx, statusKey(clusterID))
+		if err != nil {
+			return fmt.Errorf("read status of cluster %s: %w", clusterID, err)
+		}
+		ops := []clientv3.Op{clientv3.OpDelete(agentKey(clusterID)), clientv3.OpDelete(statusKey(clusterID))}
+		cmp := clientv3.Compare(clientv3.CreateRevision(statusKey(clusterID)), "=", 0)
+		if len(got.Kvs) == 1 {
+			cmp = clientv3.Compare(clientv3.ModRevision(statusKey(clusterID)), "=", got.Kvs[0].ModRevision)
+			if rec, err := decode[statusRecord](got.Kvs[0].Value); err == nil && rec.TokenHash != "" {
+				ops = append(ops, clientv3.OpDelete(tokenKey(rec.TokenHash)))
+			}
+		}
+		resp, err := f.cli.Txn(cctx).If(cmp).Then(ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("forget cluster %s: %w", clusterID, err)
+		}
+		if !resp.Succeeded {
+			continue
+		}
+		f.metrics.etcdWrites.WithLabelValues("forget").Inc()
+		rev := resp.Header.Revision
+		f.mu.Lock()
+		f.applyLocked(kv{key: agentKey(clusterID), modRev: rev, deleted: true})
+		f.applyLocked(kv{key: statusKey(clusterID), modRev: rev, deleted: true})
+		f.mu.Unlock()
+		f.logger.Info("cluster forgotten", "cluster", clusterID)
+		return nil
+	}
+	return errors.New("forget cluster " + clusterID + ": still conflicting")
+}

@@ -1,0 +1,152 @@
+package fleet
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/httpapi"
+)
+
+// startedAtSlack absorbs the jitter of "now - uptime" between reports, so
+// that only a real restart of the longest-running node is a change worth
+// writing.
+const startedAtSlack = time.Minute
+
+const (
+	maxProblemCode    = 64
+	maxProblemMessage = 1024
+)
+
+func validateReport(req *agentproto.ReportRequest) error {
+	if p := req.EMQX.Problem; p != nil {
+		if p.Code == "" || len(p.Code) > maxProblemCode {
+			return httpapi.Invalid("emqx.problem.code", "emqx.problem.code must be a code of 1 to %d bytes, such as %s", maxProblemCode, agentproto.ProblemEMQXUnreachable)
+		}
+		for _, c := range p.Code {
+			if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+				return httpapi.Invalid("emqx.problem.code", "emqx.problem.code must be letters and digits, such as %s", agentproto.ProblemEMQXUnreachable)
+			}
+		}
+		if len(p.Message) > maxProblemMessage {
+			return httpapi.Invalid("emqx.problem.message", "emqx.problem.message must be at most %d bytes", maxProblemMessage)
+		}
+	}
+	return checkLen("agentVersion", req.AgentVersion, maxShortField)
+}
+
+// handleReport records a report in memory and writes the cluster's status
+// to etcd only when something an operator would see as a change happened
+// (state, reason code, version, node count, start time, managed since,
+// agent version). Counters and the report time stay in memory: they reach
+// the other replicas through digests, never through a write per report.
+func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
+	p, err := f.authenticate(r)
+	if err != nil {
+		return err
+	}
+	var req agentproto.ReportRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if err := validateReport(&req); err != nil {
+		return err
+	}
+	now := f.now()
+	f.metrics.reports.Inc()
+	f.mu.Lock()
+	e := f.entries[p.clusterID]
+	if e == nil || !e.bound(p.credHash) {
+		f.mu.Unlock()
+		return revoked()
+	}
+	l := live{BindRev: e.bindRev, At: now, Connections: req.EMQX.Connections, LiveConnections: req.EMQX.LiveConnections,
+		MaxConnections: req.EMQX.MaxConnections, Nodes: len(req.EMQX.Nodes), Version: req.EMQX.Version, AgentVersion: req.AgentVersion}
+	for _, n := range req.EMQX.Nodes {
+		if n.Status == "running" {
+			l.NodesRunning++
+		}
+	}
+	e.live = l
+	if !e.heardLocal {
+		e.heardLocal = true
+		f.heard = append(f.heard, e)
+	}
+	f.heardLocked(e, now)
+	_, changed := nextStatus(e.status, &req, now)
+	f.mu.Unlock()
+
+	if changed {
+		err := f.updateStatus(r.Context(), p.clusterID, "report", []clientv3.Cmp{bindCmp(p.clusterID, p.bindRev)},
+			func(e *entry) (statusRecord, error) {
+				if e.bindRev != p.bindRev || !e.hasAgent {
+					return statusRecord{}, errNotBound
+				}
+				next, changed := nextStatus(e.status, &req, now)
+				if !changed {
+					return statusRecord{}, errNoChange
+				}
+				return next, nil
+			})
+		if errors.Is(err, errNotBound) {
+			return revoked()
+		}
+		if err != nil {
+			return fmt.Errorf("record report of cluster %s: %w", p.clusterID, err)
+		}
+	}
+	f.mu.Lock()
+	out := agentproto.ReportResponse{ReportIntervalSeconds: f.intervalSeconds(), Desired: desiredLocked(f.entries[p.clusterID], p.credHash)}
+	f.mu.Unlock()
+	return httpapi.JSON(w, http.StatusOK, out)
+}
+
+// nextStatus derives the status a report implies from the current one and
+// says whether it differs in anything worth a write.
+func nextStatus(cur statusRecord, req *agentproto.ReportRequest, now time.Time) (statusRecord, bool) {
+	next := cur
+	next.TokenHash, next.TokenExpiresAt = "", time.Time{}
+	if req.AgentVersion != "" {
+		next.AgentVersion = req.AgentVersion
+	}
+	em := req.EMQX
+	if em.Reachable {
+		next.Version = em.Version
+		next.Nodes = len(em.Nodes)
+		if d := em.StartedAt.Sub(cur.StartedAt); !em.StartedAt.IsZero() && (d > startedAtSlack || d < -startedAtSlack) {
+			next.StartedAt = em.StartedAt
+		}
+		if next.ManagedSince.IsZero() {
+			next.ManagedSince = now
+		}
+	}
+	var code, msg string
+	switch {
+	case em.Problem != nil:
+		code, msg = em.Problem.Code, em.Problem.Message
+	case !em.Reachable:
+		code, msg = agentproto.ProblemEMQXUnreachable, "the agent could not reach the EMQX API"
+	}
+	if code == "" {
+		next.State, next.Reason = StateRunning, nil
+	} else {
+		next.State = StateAbnormal
+		// Only the code decides: a message that varies between reports
+		// (an error text with a port, a time) must not cost a write each.
+		if cur.State != StateAbnormal || reasonCode(cur.Reason) != code {
+			next.Reason = &Reason{Code: code, Message: msg, Since: now}
+		}
+	}
+	changed := next.State != cur.State || reasonCode(next.Reason) != reasonCode(cur.Reason) ||
+		next.Version != cur.Version || next.Nodes != cur.Nodes || !next.StartedAt.Equal(cur.StartedAt) ||
+		!next.ManagedSince.Equal(cur.ManagedSince) || next.AgentVersion != cur.AgentVersion ||
+		cur.TokenHash != "" || !cur.TokenExpiresAt.IsZero()
+	if changed {
+		next.UpdatedAt = now
+	}
+	return next, changed
+}

@@ -1,0 +1,303 @@
+package fleet
+
+import (
+	"container/heap"
+	"context"
+	"strings"
+	"time"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+)
+
+// entry is everything one replica knows of one cluster. The stored parts
+// (spec, agent, status) mirror etcd through the watch and carry the
+// revision of their last change, deletions included, so that an older
+// event never overwrites a newer one; the live part is fed by reports and
+// digests and never stored.
+type entry struct {
+	id string
+
+	spec    clusterspec.Spec
+	hasSpec bool
+	specRev int64
+
+	agent    agentRecord
+	hasAgent bool
+	agentRev int64
+	// bindRev is the create revision of the agent key: it names one
+	// binding, so a report or digest of a replaced agent is recognised.
+	bindRev int64
+
+	status    statusRecord
+	hasStatus bool
+	statusRev int64
+
+	live live
+	// lastHeard is when this replica last learnt that the bound agent was
+	// alive (a report, a digest, or registration; load time after a start).
+	lastHeard time.Time
+	// heardLocal is set when this replica served a report since its last
+	// digest.
+	heardLocal bool
+	// heapIndex is the entry's place in Fleet.heap, -1 when not in it.
+	heapIndex int
+
+	// changed is closed (and replaced) whenever a stored part changes;
+	// desired-state long-polls of this cluster wait on it.
+	changed chan struct{}
+}
+
+// live is the latest report snapshot, wherever it was served.
+type live struct {
+	BindRev         int64
+	At              time.Time
+	Connections     int
+	LiveConnections int
+	MaxConnections  int
+	Nodes           int
+	NodesRunning    int
+	Version         string
+	AgentVersion    string
+}
+
+func (f *Fleet) entryLocked(id string) *entry {
+	e := f.entries[id]
+	if e == nil {
+		e = &entry{id: id, heapIndex: -1, changed: make(chan struct{})}
+		f.entries[id] = e
+	}
+	return e
+}
+
+func (e *entry) notify() {
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// bound reports whether the credential with hash credHash is the one bound
+// to e now.
+func (e *entry) bound(credHash string) bool {
+	return e.hasAgent && sameHash(e.agent.CredentialHash, credHash)
+}
+
+// kv is the part of an etcd key-value fleet applies; deleted marks a
+// deletion at modRev.
+type kv struct {
+	key       string
+	value     []byte
+	modRev    int64
+	createRev int64
+	deleted   bool
+}
+
+// applyLocked brings memory up to kv, ignoring anything older than what is
+// already known. Callers hold f.mu.
+func (f *Fleet) applyLocked(k kv) {
+	now := f.now()
+	switch {
+	case strings.HasPrefix(k.key, clusterspec.Prefix):
+		id := strings.TrimPrefix(k.key, clusterspec.Prefix)
+		if id == "" || strings.Contains(id, "/") {
+			return
+		}
+		e := f.entryLocked(id)
+		if k.modRev <= e.specRev {
+			return
+		}
+		e.specRev = k.modRev
+		if k.deleted {
+			e.hasSpec = false
+		} else {
+			spec, err := clusterspec.Decode(k.value)
+			if err != nil {
+				f.logger.Warn("ignoring undecodable cluster spec", "key", k.key, "err", err)
+				return
+			}
+			e.spec, e.hasSpec = spec, true
+		}
+		e.notify()
+	case strings.HasPrefix(k.key, agentsPrefix):
+		e := f.entryLocked(strings.TrimPrefix(k.key, agentsPrefix))
+		if k.modRev <= e.agentRev {
+			return
+		}
+		e.agentRev = k.modRev
+		if k.deleted {
+			e.hasAgent, e.agent, e.bindRev = false, agentRecord{}, 0
+			e.live = live{}
+			f.heapRemoveLocked(e)
+		} else {
+			rec, err := decode[agentRecord](k.value)
+			if err != nil {
+				f.logger.Warn("ignoring undecodable agent record", "key", k.key, "err", err)
+				return
+			}
+			if e.bindRev != k.createRev {
+				// A new binding: it counts as heard now, and gets a full
+				// grace to send its first report.
+				e.live = live{}
+				e.bindRev = k.createRev
+				e.lastHeard = now
+			}
+			e.agent, e.hasAgent = rec, true
+			f.heapPushLocked(e)
+		}
+		e.notify()
+	case strings.HasPrefix(k.key, statusPrefix):
+		e := f.entryLocked(strings.TrimPrefix(k.key, statusPrefix))
+		if k.modRev <= e.statusRev {
+			return
+		}
+		e.statusRev = k.modRev
+		if k.deleted {
+			e.hasStatus, e.status = false, statusRecord{}
+		} else {
+			rec, err := decode[statusRecord](k.value)
+			if err != nil {
+				f.logger.Warn("ignoring undecodable cluster status", "key", k.key, "err", err)
+				return
+			}
+			e.status, e.hasStatus = rec, true
+		}
+		e.notify()
+	case strings.HasPrefix(k.key, replicasPrefix):
+		id := strings.TrimPrefix(k.key, replicasPrefix)
+		if id == f.opts.ReplicaID {
+			return
+		}
+		if k.deleted {
+			delete(f.peers, id)
+		} else {
+			f.peers[id] = struct{}{}
+		}
+	case strings.HasPrefix(k.key, digestsPrefix):
+		if k.deleted || strings.HasPrefix(k.key, digestsPrefix+f.opts.ReplicaID+"/") {
+			return
+		}
+		f.applyDigestLocked(k.key, k.value, now)
+	}
+}
+
+// heard records that the bound agent of e was alive at t.
+func (f *Fleet) heardLocked(e *entry, t time.Time) {
+	if t.After(e.lastHeard) {
+		e.lastHeard = t
+	}
+	if e.heapIndex >= 0 {
+		heap.Fix(&f.heap, e.heapIndex)
+	} else {
+		f.heapPushLocked(e)
+	}
+}
+
+func (f *Fleet) heapPushLocked(e *entry) {
+	if e.heapIndex >= 0 {
+		heap.Fix(&f.heap, e.heapIndex)
+		return
+	}
+	heap.Push(&f.heap, e)
+}
+
+func (f *Fleet) heapRemoveLocked(e *entry) {
+	if e.heapIndex >= 0 {
+		heap.Remove(&f.heap, e.heapIndex)
+	}
+}
+
+// deadlineHeap orders entries by lastHeard: the sweeper pops only those
+// whose deadline passed, so its work follows events, not fleet size.
+type deadlineHeap []*entry
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].lastHeard.Before(h[j].lastHeard) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex = i
+	h[j].heapIndex = j
+}
+
+func (h *deadlineHeap) Push(x any) {
+	e := x.(*entry)
+	e.heapIndex = len(*h)
+	*h = append(*h, e)
+}
+
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	n := len(old)
+	e := old[n-1]
+	old[n-1] = nil
+	e.heapIndex = -1
+	*h = old[:n-1]
+	return e
+}
+
+// statusLocked is what Status returns for e.
+func (f *Fleet) statusLocked(e *entry, now time.Time) Status {
+	var st Status
+	if e.hasStatus {
+		r := e.status
+		st = Status{State: r.State, Version: r.Version, Nodes: r.Nodes, StartedAt: r.StartedAt,
+			ManagedSince: r.ManagedSince, AgentVersion: r.AgentVersion}
+		if r.Reason != nil {
+			reason := *r.Reason
+			st.StateReason = &reason
+		}
+		if r.State == StateCreated && !r.TokenExpiresAt.IsZero() && !now.Before(r.TokenExpiresAt) {
+			st.StateReason = &Reason{Code: ReasonTokenExpired,
+				Message: "the registration token expired unused; issue a new one", Since: r.TokenExpiresAt}
+		}
+	} else {
+		st = Status{State: StateCreated, StateReason: &Reason{Code: ReasonNotRegistered,
+			Message: "no agent is registered; issue a registration token and run the register command",
+			Since:   e.spec.CreatedAt}}
+	}
+	if st.State == StateCreated || !e.hasAgent {
+		return Status{State: st.State, StateReason: st.StateReason}
+	}
+	st.Hostname, st.DashboardURL = e.agent.Hostname, e.agent.DashboardURL
+	if st.AgentVersion == "" {
+		st.AgentVersion = e.agent.AgentVersion
+	}
+	if l := e.live; l.BindRev == e.bindRev && !l.At.IsZero() {
+		st.Connections, st.LiveConnections = l.Connections, l.LiveConnections
+		st.MaxConnectionsReported = l.MaxConnections
+		st.NodesRunning, st.LastReportAt = l.NodesRunning, l.At
+		if l.AgentVersion != "" {
+			st.AgentVersion = l.AgentVersion
+		}
+	}
+	return st
+}
+
+// desiredLocked is the desired state for the agent holding credHash. Its
+// revision is the newest etcd revision of what it derives from (the spec
+// and the binding), so a deletion or a revocation also moves it forward.
+func desiredLocked(e *entry, credHash string) agentproto.DesiredState {
+	d := agentproto.DesiredState{Revision: max(e.specRev, e.agentRev)}
+	if !e.hasSpec || !e.bound(credHash) {
+		d.Unregister = true
+		return d
+	}
+	d.MaxConnections = e.spec.MaxConnections
+	d.LogCollection = e.agent.LogCollection
+	return d
+}
+
+// Status returns what fleet knows of the cluster, from memory. A cluster
+// fleet has never heard of is created (the spec may not have reached this
+// replica's watch yet). It waits only for the first load after start.
+func (f *Fleet) Status(ctx context.Context, clusterID string) (Status, error) {
+	if err := f.waitReady(ctx); err != nil {
+		return Status{}, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e := f.entries[clusterID]
+	if e == nil {
+		return Status{State: StateCreated, StateReason: &Reason{Code: ReasonNotRegistered,
+			Message: "no agent is registered; issue a registration token and run the register command"}}, nil
+	}
+	return f.statusLocked(e, f.now()), nil
+}
