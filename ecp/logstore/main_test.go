@@ -30,9 +30,9 @@ type fakeES struct {
 	srv *httptest.Server
 
 	mu        sync.Mutex
-	bulks     []fakeBulk     // every bulk request received
-	templates []string       // PUT _index_template names
-	searches  []fakeSearch   // every search received
+	bulks     []fakeBulk                                      // every bulk request received
+	templates []string                                        // PUT _index_template names
+	searches  []fakeSearch                                    // every search received
 	reply     func(n int, b fakeBulk) (int, http.Header, any) // bulk reply per request number
 	search    func(n int, s fakeSearch) (int, any)
 	user      string
@@ -100,6 +100,10 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 		f.templates = append(f.templates, name)
 		f.mu.Unlock()
 		_, _ = io.WriteString(w, `{"acknowledged":true}`)
+	case r.URL.Path == "/insert/elasticsearch/":
+		// What Elasticsearch answers for a path it has no handler for.
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"error":"no handler found for uri [/insert/elasticsearch/] and method [GET]"}`)
 	case r.Method == http.MethodPost && r.URL.Path == "/_bulk":
 		f.serveBulk(w, r)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/_search"):

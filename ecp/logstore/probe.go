@@ -76,7 +76,7 @@ func testElasticsearch(ctx context.Context, c *conn) error {
 func testVictoriaLogs(ctx context.Context, c *conn) error {
 	body, hdr, err := getForTest(ctx, c, "/insert/elasticsearch/")
 	if err != nil {
-		if se, ok := errors.AsType[*testStatusError](err); ok && se.status == http.StatusNotFound {
+		if se, ok := errors.AsType[*testStatusError](err); ok && noSuchEndpoint(se.status) {
 			return fmt.Errorf("%w: %s has no /insert/elasticsearch/ endpoint, so it is not VictoriaLogs; for Elasticsearch set type %q", ErrWrongType, c.cfg.URL, TypeElasticsearch)
 		}
 		return err
@@ -132,8 +132,8 @@ func classifyTestStatus(c *conn, p string, se *statusError) error {
 		err = fmt.Errorf("%w: the log store at %s refused the login %s (401); check username and password", ErrUnauthorized, c.cfg.URL, who)
 	case http.StatusForbidden:
 		err = fmt.Errorf("%w: the log store at %s denied GET %s to user %q (403); grant the user access", ErrUnauthorized, c.cfg.URL, p, c.cfg.Username)
-	case http.StatusNotFound:
-		err = fmt.Errorf("%w: the log store at %s has no %s (404); check the URL and type", ErrWrongType, c.cfg.URL, p)
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusMethodNotAllowed:
+		err = fmt.Errorf("%w: the log store at %s has no %s (%d); check the URL and type", ErrWrongType, c.cfg.URL, p, se.Status)
 	default:
 		err = fmt.Errorf("the log store at %s answered GET %s: %w", c.cfg.URL, p, se)
 	}
@@ -153,4 +153,11 @@ func atLeast(version string, major, minor int) bool {
 		mi, _ = strconv.Atoi(parts[1])
 	}
 	return ma > major || ma == major && mi >= minor
+}
+
+// noSuchEndpoint reports the statuses a server gives for a path it does not
+// serve: Elasticsearch answers 400 "no handler found for uri", most others
+// 404 or 405.
+func noSuchEndpoint(status int) bool {
+	return status == http.StatusBadRequest || status == http.StatusNotFound || status == http.StatusMethodNotAllowed
 }

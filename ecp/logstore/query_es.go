@@ -20,7 +20,7 @@ func (q *Querier) searchElasticsearch(ctx context.Context, qu *Query, cur *curso
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding search: %w", err)
 	}
-	path := "/" + url.PathEscape(q.c.cfg.indexPrefix()+"-*") + "/_search"
+	path := "/" + q.c.cfg.indexPrefix() + "-*/_search"
 	// A project whose logs never arrived has no index: that is an empty
 	// result, not an error.
 	args := url.Values{"ignore_unavailable": {"true"}, "allow_no_indices": {"true"}}

@@ -621,7 +621,7 @@ func (w *Writer) ensureTemplate(ctx context.Context, t *writeTarget) error {
 	if err != nil {
 		return fmt.Errorf("encoding index template: %w", err)
 	}
-	resp, err := t.do(ctx, http.MethodPut, "/_index_template/"+url.PathEscape(prefix), nil, "application/json", body)
+	resp, err := t.do(ctx, http.MethodPut, "/_index_template/"+prefix, nil, "application/json", body)
 	if err != nil {
 		return fmt.Errorf("installing index template %q: %w", prefix, err)
 	}
