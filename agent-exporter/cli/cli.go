@@ -51,8 +51,8 @@ var errNotTerminal = errors.New("standard input is not a terminal")
 type Env struct {
 	Stdin          *os.File
 	Stdout, Stderr io.Writer
-	// Signals, when set, replaces OS signal handling for run: a value on
-	// it stops the daemon (tests).
+	// Context, when set, is the parent of run's signal context: cancelling
+	// it stops the daemon as SIGTERM would (tests).
 	Context context.Context
 	// Ready, when set, receives the daemon once it is built (tests).
 	Ready func(*daemon.App)

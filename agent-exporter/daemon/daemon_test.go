@@ -23,6 +23,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/internal/fakeecp"
 	"github.com/ecpio/ecp/agent-exporter/state"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/emqx-sim/sim"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -177,12 +178,15 @@ func TestEndToEnd(t *testing.T) {
 	// (max connections 10) is applied at registration.
 	eventually(t, 5*time.Second, "a report with EMQX's numbers and revision 1 applied", func() bool {
 		r, ok := lastReport(ecp)
-		return ok && r.EMQX.Reachable && r.EMQX.Connections == 150 && r.EMQX.LiveConnections == 147 &&
-			r.EMQX.MaxConnections == 10 && r.AppliedRevision == 1
+		return ok && r.EMQX.Reachable && r.EMQX.MaxConnections == 10 && r.AppliedRevision == 1
 	})
 	r, _ := lastReport(ecp)
-	if len(r.EMQX.Nodes) != 2 || r.EMQX.Version != "5.8.9" || r.EMQX.Rules != (agentproto.ResourceCounts{Total: 2, Healthy: 1, Unhealthy: 1}) ||
-		r.EMQX.Connectors != (agentproto.ResourceCounts{Total: 2, Healthy: 1, Unhealthy: 1}) || r.EMQX.Problem != nil {
+	want := emqx.State()
+	if r.EMQX.Connections != want.Connections || r.EMQX.LiveConnections != want.LiveConnections || want.Connections == 0 {
+		t.Fatalf("report connections %d/%d, sim has %d/%d", r.EMQX.Connections, r.EMQX.LiveConnections, want.Connections, want.LiveConnections)
+	}
+	if len(r.EMQX.Nodes) != 2 || r.EMQX.Version != "5.8.9" || r.EMQX.Rules.Total != 4 || r.EMQX.Connectors.Total != 3 ||
+		r.EMQX.Problem != nil || r.EMQX.StartedAt.IsZero() {
 		t.Fatalf("report = %+v", r.EMQX)
 	}
 	if emqx.Dynamic() != 10 {
@@ -209,7 +213,7 @@ func TestEndToEnd(t *testing.T) {
 		}
 	}
 	metrics := scrape(t, h.app.Addr())
-	for _, want := range []string{"emqx_up 1", `emqx_node_connections{node="emqx@10.0.0.1"} 120`, "emqx_license_dynamic_max_connections 77", "agent_exporter_registered 1"} {
+	for _, want := range []string{"emqx_up 1", `emqx_node_running{node="emqx@10.0.0.1"} 1`, "emqx_license_dynamic_max_connections 77", "agent_exporter_registered 1"} {
 		if !strings.Contains(metrics, want) {
 			t.Fatalf("/metrics lacks %q", want)
 		}
@@ -372,17 +376,19 @@ func TestRevocation(t *testing.T) {
 func TestProblemsReported(t *testing.T) {
 	tests := []struct {
 		name string
-		emqx func(*fakeEMQX)
+		emqx func(*sim.Options)
+		ecp  func(*fakeecp.Server)
 		want string
 	}{
-		{"licence not business-critical", func(f *fakeEMQX) { f.customerType = 1 }, agentproto.ProblemLicenceUnsupported},
-		{"EMQX refuses the setting", func(f *fakeEMQX) { f.refusePut = true }, agentproto.ProblemQuotaApplyFailed},
+		{"licence not business-critical", func(o *sim.Options) { o.LicenseCustomerType = 1 }, func(*fakeecp.Server) {}, agentproto.ProblemLicenceUnsupported},
+		// EMQX answers 400 "Bad license setting" to a negative value.
+		{"EMQX refuses the setting", func(*sim.Options) {}, func(s *fakeecp.Server) { s.SetMaxConnections(-1) }, agentproto.ProblemQuotaApplyFailed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			emqx := startEMQX(t)
-			emqx.set(tc.emqx)
+			emqx := startEMQX(t, tc.emqx)
 			ecp := fakeecp.Start(t)
+			tc.ecp(ecp)
 			ecp.IssueToken("tok")
 			h := startDaemon(t, t.TempDir())
 			if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
@@ -431,7 +437,6 @@ func TestSecretsNeverLeak(t *testing.T) {
 	h := startDaemon(t, t.TempDir())
 	// A wrong password is logged as a failure, never by value.
 	h.cli(registerArgs(ecp.URL, token, emqx.URL, password)...)
-	emqx.set(func(f *fakeEMQX) {}) // same fake; now register with the right one
 	code, regOut, regErr := h.cli(registerArgs(ecp.URL, token, emqx.URL, "public")...)
 	if code != 0 {
 		t.Fatalf("register: %s", regErr)

@@ -1,0 +1,55 @@
+package emqx_test
+
+import (
+	"testing"
+
+	"github.com/ecpio/ecp/agent-exporter/emqx"
+	"github.com/ecpio/ecp/emqx-sim/sim"
+	"github.com/ecpio/ecp/emqx-sim/simtest"
+)
+
+// TestAgainstSimulator runs the client's calls against emqx-sim: paging
+// rules past one page, renewing a timed-out token, a refused login, and
+// the licence setting that only a business-critical licence keeps.
+func TestAgainstSimulator(t *testing.T) {
+	opts := sim.DefaultOptions()
+	opts.Rules = 250
+	c := simtest.Start(t, opts)
+	c.Step()
+	cl := newClient(t, c.URL(), sim.DefaultPassword)
+
+	rules, err := cl.Rules(t.Context())
+	if err != nil || len(rules) != 250 {
+		t.Fatalf("rules: %d, %v", len(rules), err)
+	}
+	seen := map[string]bool{}
+	for _, r := range rules {
+		if seen[r.ID] {
+			t.Fatalf("rule %s listed twice", r.ID)
+		}
+		seen[r.ID] = true
+	}
+
+	c.ExpireTokens()
+	nodes, err := cl.Nodes(t.Context())
+	if err != nil || len(nodes) != opts.Nodes {
+		t.Fatalf("nodes after token expiry: %d, %v", len(nodes), err)
+	}
+
+	set, err := cl.SetDynamicMaxConnections(t.Context(), 1234)
+	if err != nil || set.DynamicMaxConnections == nil || *set.DynamicMaxConnections != 1234 {
+		t.Fatalf("set dynamic: %+v %v", set, err)
+	}
+	lic, err := cl.License(t.Context())
+	if err != nil || lic.Limit() != 1234 || lic.CustomerType != emqx.CustomerTypeBusinessCritical {
+		t.Fatalf("licence: %+v %v", lic, err)
+	}
+
+	if err := c.RefuseLogin("BAD_USERNAME_OR_PWD"); err != nil {
+		t.Fatal(err)
+	}
+	c.ExpireTokens()
+	if _, err := cl.Nodes(t.Context()); err == nil {
+		t.Fatal("nodes succeeded with login refused")
+	}
+}
