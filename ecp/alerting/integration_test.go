@@ -1,0 +1,314 @@
+package alerting
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.yaml.in/yaml/v3"
+)
+
+// daemon is a real Prometheus or Alertmanager started for one test.
+type daemon struct {
+	url string
+	out *bytes.Buffer
+}
+
+// freeAddr picks a free loopback port. The daemon binds it a moment later;
+// another process taking it in between makes startDaemon fail loudly.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
+// startDaemon runs bin until the test ends and waits for /-/ready.
+func startDaemon(t *testing.T, bin, addr string, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{url: "http://" + addr, out: &bytes.Buffer{}}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = d.out, d.out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test binary
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(bin), d.out)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(d.url + "/-/ready")
+		if err == nil {
+			_ = resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready at %s within 15s (last error %v)\n%s", filepath.Base(bin), d.url, err, d.out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+}
+
+// promRules is the part of Prometheus' /api/v1/rules the test reads.
+type promRules struct {
+	Data struct {
+		Groups []struct {
+			Name  string `json:"name"`
+			File  string `json:"file"`
+			Rules []struct {
+				Name          string  `json:"name"`
+				Duration      float64 `json:"duration"`
+				KeepFiringFor float64 `json:"keepFiringFor"`
+			} `json:"rules"`
+		} `json:"groups"`
+	} `json:"data"`
+}
+
+func loadedGroups(t *testing.T, promURL string) map[string]map[string][2]float64 {
+	t.Helper()
+	var r promRules
+	getJSON(t, promURL+"/api/v1/rules", &r)
+	groups := map[string]map[string][2]float64{}
+	for _, g := range r.Data.Groups {
+		rules := map[string][2]float64{}
+		for _, rl := range g.Rules {
+			rules[rl.Name] = [2]float64{rl.Duration, rl.KeepFiringFor}
+		}
+		groups[g.Name] = rules
+	}
+	return groups
+}
+
+func loadedAlertmanagerConfig(t *testing.T, amURL string) string {
+	t.Helper()
+	var st struct {
+		Config struct {
+			Original string `json:"original"`
+		} `json:"config"`
+	}
+	getJSON(t, amURL+"/api/v2/status", &st)
+	return st.Config.Original
+}
+
+// routedProjects lists the projects Alertmanager's running config routes
+// to a receiver of their own. Its status shows the config as Alertmanager
+// re-marshalled it (secrets as <secret>), not the file's bytes.
+func routedProjects(t *testing.T, amURL string) []string {
+	t.Helper()
+	var cfg struct {
+		Route struct {
+			Routes []struct {
+				Receiver string   `yaml:"receiver"`
+				Matchers []string `yaml:"matchers"`
+				Continue bool     `yaml:"continue"`
+			} `yaml:"routes"`
+		} `yaml:"route"`
+	}
+	if err := yaml.Unmarshal([]byte(loadedAlertmanagerConfig(t, amURL)), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var projects []string
+	for i, r := range cfg.Route.Routes {
+		if i == 0 {
+			if r.Receiver != ReceiverECP || !r.Continue || len(r.Matchers) != 0 {
+				t.Fatalf("first route %+v, want ecp's catch-all with continue", r)
+			}
+			continue
+		}
+		id := strings.TrimPrefix(r.Receiver, "project-")
+		if len(r.Matchers) != 1 || r.Matchers[0] != fmt.Sprintf("project=%q", id) {
+			t.Fatalf("route %+v does not match its project alone", r)
+		}
+		projects = append(projects, id)
+	}
+	return projects
+}
+
+func groupNames(g map[string]map[string][2]float64) []string {
+	var names []string
+	for n := range g {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestIntegrationRealPrometheusAndAlertmanager applies settings to Debian's
+// Prometheus 2.42 and Alertmanager 0.25, checks through their APIs that
+// the rules and routes are what runs, and that a broken file is refused
+// with the server's message while the running configuration stays.
+func TestIntegrationRealPrometheusAndAlertmanager(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus and Alertmanager; skipped with -short")
+	}
+	promBin, amBin := tool(t, "prometheus"), tool(t, "prometheus-alertmanager")
+	dir := t.TempDir()
+	rulesDir := filepath.Join(dir, "rules")
+	amFile := filepath.Join(dir, "alertmanager.yml")
+	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Alertmanager needs a config to start: ecp's, with no project yet.
+	o := testOptions()
+	empty, err := RenderAlertmanager(nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(amFile, empty, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	amAddr, promAddr := freeAddr(t), freeAddr(t)
+	am := startDaemon(t, amBin, amAddr, "--config.file="+amFile, "--storage.path="+filepath.Join(dir, "am-data"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=")
+	promCfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(promCfg, fmt.Appendf(nil, `global:
+  evaluation_interval: 15s
+rule_files: [%q]
+alerting:
+  alertmanagers:
+    - static_configs: [{targets: [%q]}]
+`, filepath.Join(rulesDir, "*"+RuleFileSuffix), amAddr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := startDaemon(t, promBin, promAddr, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "prom-data"),
+		"--web.listen-address="+promAddr, "--web.enable-lifecycle", "--web.enable-remote-write-receiver")
+
+	reg := prometheus.NewRegistry()
+	o.RulesDir, o.AlertmanagerConfigFile = rulesDir, amFile
+	o.PrometheusURL, o.AlertmanagerURL = prom.url, am.url
+	o.Registerer = reg
+	a, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 1. Apply: the enabled projects' rules and routes are loaded.
+	projects := testProjects()
+	if err := a.Apply(t.Context(), projects); err != nil {
+		t.Fatal(err)
+	}
+	groups := loadedGroups(t, prom.url)
+	if got, want := groupNames(groups), []string{"ecp-project-alpha", "ecp-project-beta", "ecp-project-gamma"}; !slices.Equal(got, want) {
+		t.Fatalf("loaded groups %v, want %v", got, want)
+	}
+	// beta: trigger 3, recovery 2 at 15s → for 30s, keep_firing_for 15s.
+	if got := groups["ecp-project-beta"]["EMQXConnectorAbnormal"]; got != [2]float64{30, 15} {
+		t.Fatalf("beta's for/keep_firing_for as loaded: %v, want [30 15]", got)
+	}
+	if got := groups["ecp-project-alpha"]["EMQXConnectorAbnormal"]; got != [2]float64{0, 0} {
+		t.Fatalf("alpha's for/keep_firing_for as loaded: %v, want [0 0]", got)
+	}
+	if got, want := routedProjects(t, am.url), []string{"alpha", "beta"}; !slices.Equal(got, want) {
+		t.Fatalf("alertmanager routes projects %v, want %v", got, want)
+	}
+	if cfg := loadedAlertmanagerConfig(t, am.url); strings.Contains(cfg, testSMTPPassword) || strings.Contains(cfg, testWebhookToken) {
+		t.Fatal("alertmanager's status shows a secret")
+	}
+
+	// 2. Invalid settings are refused before anything is written: the
+	// others keep running, the bad project gets nothing.
+	bad := map[string]Settings{"alpha": projects["alpha"], "beta": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: "urgent"}}
+	err = a.Apply(t.Context(), bad)
+	var pe *ProjectError
+	if !errors.As(err, &pe) || pe.Project != "beta" || !strings.Contains(err.Error(), "severity") {
+		t.Fatalf("got %v, want beta refused on severity", err)
+	}
+	if got, want := groupNames(loadedGroups(t, prom.url)), []string{"ecp-project-alpha"}; !slices.Equal(got, want) {
+		t.Fatalf("loaded groups %v, want %v", got, want)
+	}
+	if err := a.Apply(t.Context(), projects); err != nil {
+		t.Fatal(err)
+	}
+
+	// 3. A broken rule file (as if edited by hand) is refused by
+	// Prometheus: the error carries its message, the metric counts it, and
+	// the previous rules stay loaded.
+	broken := filepath.Join(rulesDir, RuleFileName("broken"))
+	if err := os.WriteFile(broken, []byte("groups:\n  - name: broken\n    rules:\n      - alert: X\n        expr: sum(up\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = a.Reload(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "reloading prometheus: 500") || !strings.Contains(err.Error(), "failed to reload config") {
+		t.Fatalf("got %v, want Prometheus' refusal", err)
+	}
+	if got := groupNames(loadedGroups(t, prom.url)); len(got) != 3 {
+		t.Fatalf("after a refused reload Prometheus runs %v, want the 3 previous groups", got)
+	}
+	if got := testutil.ToFloat64(a.reloadFailures.WithLabelValues(TargetPrometheus)); got != 1 {
+		t.Fatalf("prometheus reload failures %v, want 1", got)
+	}
+
+	// 4. The same for a broken Alertmanager config.
+	before := loadedAlertmanagerConfig(t, am.url)
+	if err := os.WriteFile(amFile, []byte("route: {receiver: nowhere}\nreceivers: [{name: x}]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = a.Reload(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "reloading alertmanager: 500") || !strings.Contains(err.Error(), `undefined receiver "nowhere"`) {
+		t.Fatalf("got %v, want Alertmanager's refusal", err)
+	}
+	if got := loadedAlertmanagerConfig(t, am.url); got != before {
+		t.Fatal("Alertmanager dropped its running config after a refused reload")
+	}
+	if got := testutil.ToFloat64(a.reloadSuccess.WithLabelValues(TargetAlertmanager)); got != 0 {
+		t.Fatalf("alertmanager last reload success %v, want 0", got)
+	}
+
+	// 5. The next Apply repairs both: ecp's stale file is removed, the
+	// config rewritten, and both reloads succeed.
+	if err := a.Apply(t.Context(), projects); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(broken); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale ecp rule file still there: %v", err)
+	}
+	for _, target := range []string{TargetPrometheus, TargetAlertmanager} {
+		if got := testutil.ToFloat64(a.reloadSuccess.WithLabelValues(target)); got != 1 {
+			t.Fatalf("%s last reload success %v, want 1", target, got)
+		}
+	}
+	if got, want := routedProjects(t, am.url), []string{"alpha", "beta"}; !slices.Equal(got, want) {
+		t.Fatalf("after the repair alertmanager routes projects %v, want %v", got, want)
+	}
+}
