@@ -1,4 +1,96 @@
 // Package fleet is ecp's side of the agent protocol (agentproto): it
 // registers agents, receives their reports, keeps each managed cluster's
-// lifecycle state and tells every agent its desired state.
+// lifecycle state (created → registering → running ⇄ abnormal) and tells
+// every agent its desired state.
+//
+// # Stored state
+//
+// fleet reads the cluster specs the cluster API writes under
+// clusterspec.Prefix and owns the keys under Prefix:
+//
+//	/ecp/fleet/tokens/<sha256(token)>     pending registration token: cluster id and expiry,
+//	                                      on a lease that outlives the expiry by a week
+//	                                      (so its holder hears TokenExpired, then TokenInvalid)
+//	/ecp/fleet/agents/<cluster>           bound agent: sha256(credential), hostname, URLs,
+//	                                      log collection; its create revision names the binding
+//	/ecp/fleet/status/<cluster>           lifecycle state and reason, version, node count,
+//	                                      start time, managed since; written only on change
+//	/ecp/fleet/replicas/<replica>         presence, on the replica's session lease
+//	/ecp/fleet/digests/<replica>/<n>      what the replica heard lately, on its session lease
+//	/ecp/fleet/leader/…                   the sweeper's concurrency.Election
+//
+// Tokens and credentials carry 256 random bits and are stored only as
+// SHA-256 hashes. A token is consumed in the same transaction that binds the
+// agent, guarded by the token's mod revision, so of two agents racing with
+// one token exactly one is bound. A credential reads
+// "ecpagent_<cluster>.<random>": the cluster id in clear makes authentication
+// one map lookup and one constant-time hash compare against memory, with no
+// etcd round trip and no slow password hash on the report path. Issuing a
+// token deletes the bound agent and any earlier token; unregister deletes the
+// agent and returns the state to created; Forget deletes everything fleet
+// keeps about the cluster.
+//
+// # Memory and the one watch
+//
+// Every replica mirrors the specs and its own prefix in memory through one
+// load and one watch (per prefix), shared by Status, authentication and all
+// desired-state long-polls. Each mirrored record keeps the etcd revision of
+// its last change, deletions included, so the replica's own writes can be
+// applied at once (read-your-writes) without an older watch event undoing
+// them. When memory disagrees with a credential, the replica reads the agent
+// key once before refusing it, so a binding made on another replica that its
+// watch has not delivered yet is never refused.
+//
+// # Reports and writes
+//
+// A report updates the in-memory snapshot. etcd is written only when the
+// status record would change: state, reason code, EMQX version, node count,
+// start time (beyond a minute of jitter), managed since or agent version.
+// Counters and the report time are never written per report. Status writes
+// are compare-and-swap on the record's mod revision plus guards (the agent
+// binding; for the sweeper, its leader key), retried after reading the fresh
+// record.
+//
+// # Liveness
+//
+// Each replica keeps a min-heap of bound agents ordered by when it last heard
+// of them (one entry per cluster, fixed in place on every report). The
+// sweeper runs only on the leader elected with concurrency.Election and pops
+// just the entries whose deadline (SilentIntervals × the report interval)
+// passed, marking them abnormal with AgentSilent. After it becomes leader,
+// and so after any restart, it first waits a full SilentIntervals × interval:
+// a restart or failover marks no cluster abnormal. An agent that registered
+// but never reports goes silent the same way.
+//
+// # Several replicas
+//
+// Behind a load balancer a report may land on any replica; the leader must
+// hear of it. Every replica publishes, every interval/2 and only when another
+// replica is present, a digest of the clusters it served reports for since
+// its previous digest: per cluster the binding revision, report time and
+// latest counters, gzip'd JSON in chunks of at most 4000 clusters, under keys
+// on its session lease (they vanish with the replica). Every replica watches
+// the digests: the leader treats each item as hearing from the agent at the
+// report's time, and every replica uses the counters for Status. A digest
+// item is a complete observation, so order and loss of old digests do not
+// matter; items of a replaced binding are ignored. The cost is about two
+// etcd writes per replica per interval whatever the fleet size. A leader may
+// learn of a remote report up to interval/2 late, well inside the two spare
+// intervals of the silence threshold. State lives in etcd, so every replica
+// serves the same state; counters may lag by interval/2 on replicas that did
+// not serve the report.
+//
+// # Desired state
+//
+// The desired state's revision is the newer of the spec's and the binding's
+// etcd revision (a deletion counts), so a deleted entry or a revoked
+// credential also moves it forward and the reply then says unregister. A
+// long-poll waits on its cluster's change channel, closed by the shared watch,
+// and so answers within the watch's latency (milliseconds) of a change.
+//
+// # Load
+//
+// Register, report and unregister share MaxInFlight slots and long-polls
+// MaxWaiters; beyond them agents get 429 with Retry-After (their backoff adds
+// jitter), and 503 with Retry-After until this replica has loaded its state.
 package fleet

@@ -51,6 +51,7 @@ func (c *clock) Add(d time.Duration) {
 type testFleet struct {
 	*Fleet
 	reg  *prometheus.Registry
+	logs *syncBuffer
 	url  string
 	stop func()
 }
@@ -63,7 +64,8 @@ func startFleet(t *testing.T, cli *clientv3.Client, clk *clock, replica string) 
 	opts := Options{ReplicaID: replica, Now: clk.Now, ReportInterval: testInterval,
 		// The sweeper and digests are driven by the tests themselves.
 		SweepEvery: time.Hour}
-	f, err := New(opts, cli, slog.New(slog.DiscardHandler), reg)
+	logs := &syncBuffer{}
+	f, err := New(opts, cli, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func startFleet(t *testing.T, cli *clientv3.Client, clk *clock, replica string) 
 		}
 	}()
 	var once sync.Once
-	tf := &testFleet{Fleet: f, reg: reg, url: srv.URL, stop: func() {
+	tf := &testFleet{Fleet: f, reg: reg, logs: logs, url: srv.URL, stop: func() {
 		once.Do(func() {
 			srv.Close()
 			cancel()
@@ -288,4 +290,22 @@ func httptestRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder
 
 func httptestRequest() *http.Request {
 	return httptest.NewRequest(http.MethodPost, agentproto.PathReport, nil)
+}
+
+// syncBuffer collects a fleet's log.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
