@@ -174,3 +174,5 @@ func jsonType(v any) string {
 func sprintf(format string, a ...any) string { return fmt.Sprintf(format, a...) }
 
 func containsSub(s, sub string) bool { return strings.Contains(s, sub) }
+
+func fmtSscanf(s, format string, a ...any) (int, error) { return fmt.Sscanf(s, format, a...) }

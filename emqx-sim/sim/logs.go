@@ -351,7 +351,7 @@ func (s *Sim) logRuleFailed(now time.Time, ru *rule) {
 	s.emit(now, logRecord{"warning", []kv{{"msg", "SELECT_clause_exception"}, {"rule_id", ru.id}, {"reason", ru.failReason}}})
 }
 
-func (s *Sim) logLicenseRejected(now time.Time, _ *node) {
+func (s *Sim) logLicenseRejected(now time.Time) {
 	s.emit(now, logRecord{"error", []kv{{"tag", "LICENSE"}, {"msg", "connection_rejected_due_to_license_limit_reached"}}})
 }
 

@@ -592,14 +592,17 @@ func (s *Sim) stepConnections(now time.Time) {
 			s.updateHighWater(n)
 		}
 	}
+	// EMQX throttles this line per one-minute window.
 	if now.Sub(s.rejectAt) >= time.Minute {
+		rejected := 0
 		for _, n := range s.nodes {
-			if n.rejects > 0 {
-				s.logLicenseRejected(now, n)
-				n.rejects = 0
-			}
+			rejected += n.rejects
+			n.rejects = 0
 		}
-		s.rejectAt = now
+		if rejected > 0 {
+			s.logLicenseRejected(now)
+			s.rejectAt = now
+		}
 	}
 }
 

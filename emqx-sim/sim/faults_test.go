@@ -1,0 +1,208 @@
+package sim
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestConnectorFaults(t *testing.T) {
+	f := start(t, Options{Nodes: 3, LogDir: t.TempDir()})
+	tok := f.admin(t)
+	get := func(path string) map[string]any { return f.req(t, "GET", path, tok, "").object(t) }
+	cases := []struct {
+		name, body        string
+		status, reason    string
+		disconnectedNodes int
+	}{
+		{"all nodes", `{"reason":"econnrefused"}`, "disconnected", "econnrefused", 3},
+		{"one node", `{"reason":"timeout","nodes":["emqx@10.0.0.2"]}`, "inconsistent", "timeout", 1},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if r := f.req(t, "POST", "/sim/connectors/http:conn_0001/fail", "", c.body); r.status != 204 {
+				t.Fatalf("fail: %d %s", r.status, r.body)
+			}
+			for _, path := range []string{"/api/v5/connectors/http:conn_0001", "/api/v5/actions/http:action_0001"} {
+				m := get(path)
+				if m["status"] != c.status || m["status_reason"] != c.reason {
+					t.Fatalf("%s: status %v reason %v", path, m["status"], m["status_reason"])
+				}
+				down := 0
+				for _, ns := range m["node_status"].([]any) {
+					if ns.(map[string]any)["status"] == "disconnected" {
+						down++
+					}
+				}
+				if down != c.disconnectedNodes {
+					t.Fatalf("%s: %d nodes disconnected, want %d", path, down, c.disconnectedNodes)
+				}
+			}
+			if r := f.req(t, "POST", "/sim/connectors/http:conn_0001/heal", "", ""); r.status != 204 {
+				t.Fatalf("heal: %d", r.status)
+			}
+			if m := get("/api/v5/connectors/http:conn_0001"); m["status"] != "connected" || m["status_reason"] != nil {
+				t.Fatalf("healed connector %v", m)
+			}
+		})
+	}
+	wantError(t, f.req(t, "POST", "/sim/connectors/http:nope/fail", "", `{}`), 404, "NOT_FOUND", "")
+	if b, _ := os.ReadFile(filepath.Join(f.sim.opts.LogDir, "emqx.log.1")); !strings.Contains(string(b),
+		"[warning] msg: health_check_failed, resource_id: connector:http:conn_0001, status: disconnected") {
+		t.Fatalf("log lacks the health check line:\n%s", b)
+	}
+}
+
+func TestRuleFaultGrowsFailedCounters(t *testing.T) {
+	f := start(t, Options{Rules: 3, Connectors: 3, LogDir: t.TempDir()})
+	tok := f.admin(t)
+	var ru *rule
+	for _, r := range f.sim.rules {
+		if r.enable && r.rate > 0 {
+			ru = r
+			break
+		}
+	}
+	if ru == nil {
+		t.Fatal("no enabled rule with traffic")
+	}
+	metrics := func() map[string]any {
+		return f.req(t, "GET", "/api/v5/rules/"+ru.id+"/metrics", tok, "").object(t)["metrics"].(map[string]any)
+	}
+	before := metrics()
+	if r := f.req(t, "POST", "/sim/rules/"+ru.id+"/fail", "", `{"reason":"bad sql"}`); r.status != 204 {
+		t.Fatalf("fail: %d %s", r.status, r.body)
+	}
+	for range 10 {
+		f.clock.Advance(time.Second)
+		f.sim.Step()
+	}
+	mid := metrics()
+	if mid["failed"].(float64) <= before["failed"].(float64) || mid["failed.exception"] != mid["failed"] ||
+		mid["passed"] != before["passed"] {
+		t.Fatalf("while failing: before %v after %v", before, mid)
+	}
+	_ = f.req(t, "POST", "/sim/rules/"+ru.id+"/heal", "", "")
+	for range 10 {
+		f.clock.Advance(time.Second)
+		f.sim.Step()
+	}
+	after := metrics()
+	if after["failed"] != mid["failed"] || after["passed"].(float64) <= mid["passed"].(float64) {
+		t.Fatalf("after heal: %v then %v", mid, after)
+	}
+	if b, _ := os.ReadFile(filepath.Join(f.sim.opts.LogDir, "emqx.log.1")); !strings.Contains(string(b),
+		"msg: SELECT_clause_exception, rule_id: "+ru.id+", reason: bad sql") {
+		t.Fatalf("log lacks the rule failure:\n%s", b)
+	}
+}
+
+func TestActionsFailWhileConnectorDown(t *testing.T) {
+	f := start(t, Options{Rules: 3, Connectors: 3})
+	tok := f.admin(t)
+	a := f.sim.actions[0]
+	if err := f.sim.FailConnector(a.conn.id(), "econnrefused"); err != nil {
+		t.Fatal(err)
+	}
+	before := f.req(t, "GET", "/api/v5/actions/"+a.id()+"/metrics", tok, "").object(t)["metrics"].(map[string]any)
+	for range 20 {
+		f.clock.Advance(time.Second)
+		f.sim.Step()
+	}
+	after := f.req(t, "GET", "/api/v5/actions/"+a.id()+"/metrics", tok, "").object(t)["metrics"].(map[string]any)
+	if after["success"] != before["success"] || after["failed"].(float64) <= before["failed"].(float64) {
+		t.Fatalf("action metrics before %v after %v", before, after)
+	}
+}
+
+func TestAPIFault(t *testing.T) {
+	f := start(t, Options{})
+	tok := f.admin(t)
+	if r := f.req(t, "POST", "/sim/api/fault", "", `{"errorRate":1}`); r.status != 204 {
+		t.Fatalf("set fault: %d %s", r.status, r.body)
+	}
+	wantError(t, f.req(t, "GET", "/api/v5/nodes", tok, ""), 503, "SERVICE_UNAVAILABLE", "request timeout")
+	_ = f.req(t, "POST", "/sim/api/fault", "", `{"errorRate":1,"status":500}`)
+	wantError(t, f.req(t, "GET", "/api/v5/nodes", tok, ""), 500, "INTERNAL_ERROR", "")
+	if r := f.req(t, "GET", "/sim/state", "", ""); r.status != 200 {
+		t.Fatalf("/sim/ must not be faulted: %d", r.status)
+	}
+	_ = f.req(t, "POST", "/sim/api/fault", "", `{"errorRate":0.5}`)
+	fails := 0
+	for range 200 {
+		if f.req(t, "GET", "/api/v5/cluster", tok, "").status == 503 {
+			fails++
+		}
+	}
+	if fails < 60 || fails > 140 {
+		t.Fatalf("errorRate 0.5 failed %d of 200", fails)
+	}
+	wantError(t, f.req(t, "POST", "/sim/api/fault", "", `{"errorRate":2}`), 400, "BAD_REQUEST", "")
+	_ = f.req(t, "POST", "/sim/api/fault", "", `{"latencyMs":30}`)
+	t0 := time.Now()
+	if r := f.req(t, "GET", "/api/v5/cluster", tok, ""); r.status != 200 || time.Since(t0) < 30*time.Millisecond {
+		t.Fatalf("latency fault: %d after %v", r.status, time.Since(t0))
+	}
+	_ = f.req(t, "POST", "/sim/api/fault", "", `{}`)
+	if r := f.req(t, "GET", "/api/v5/cluster", tok, ""); r.status != http.StatusOK {
+		t.Fatalf("healed API: %d", r.status)
+	}
+}
+
+func TestLoginRefusalAndTokenExpiry(t *testing.T) {
+	f := start(t, Options{})
+	tok := f.admin(t)
+	for _, c := range []struct{ body, code, msg string }{
+		{`{}`, "BAD_USERNAME_OR_PWD", "Auth failed"},
+		{`{"code":"LOGIN_LOCKED"}`, "LOGIN_LOCKED", "Login locked"},
+	} {
+		_ = f.req(t, "POST", "/sim/login/refuse", "", c.body)
+		wantError(t, f.req(t, "POST", "/api/v5/login", "", `{"username":"admin","password":"public"}`), 401, c.code, c.msg)
+	}
+	wantError(t, f.req(t, "POST", "/sim/login/refuse", "", `{"code":"NOPE"}`), 400, "BAD_REQUEST", "")
+	_ = f.req(t, "POST", "/sim/login/accept", "", "")
+	_ = f.admin(t)
+	_ = f.req(t, "POST", "/sim/tokens/expire", "", "")
+	wantError(t, f.req(t, "GET", "/api/v5/nodes", tok, ""), 401, "TOKEN_TIME_OUT", msgTokenTimeout)
+}
+
+func TestLicenseResetAndAlarm(t *testing.T) {
+	f := start(t, Options{ClientsPerNode: 200, LogDir: t.TempDir()})
+	tok := f.admin(t)
+	_ = f.req(t, "PUT", "/api/v5/license/setting", tok, `{"dynamic_max_connections": 1000}`)
+	f.clock.Advance(time.Second)
+	f.sim.Step()
+	if a := f.req(t, "GET", "/api/v5/alarms", tok, "").object(t); len(a["data"].([]any)) != 0 {
+		t.Fatalf("alarm below the watermark: %v", a)
+	}
+	if r := f.req(t, "POST", "/sim/license/reset", "", ""); r.status != 204 {
+		t.Fatalf("reset: %d", r.status)
+	}
+	if m := f.req(t, "GET", "/api/v5/license", tok, "").object(t); m["max_connections"] != 25.0 {
+		t.Fatalf("after reset max_connections = %v, want 25", m["max_connections"])
+	}
+	f.clock.Advance(time.Second)
+	f.sim.Step()
+	al := f.req(t, "GET", "/api/v5/alarms", tok, "").object(t)["data"].([]any)
+	if len(al) != 1 || al[0].(map[string]any)["name"] != "license_quota" ||
+		al[0].(map[string]any)["message"] != "License: sessions quota exceeds 80%" {
+		t.Fatalf("alarms = %v", al)
+	}
+	_ = f.req(t, "PUT", "/api/v5/license/setting", tok, `{"dynamic_max_connections": 100000}`)
+	f.clock.Advance(time.Second)
+	f.sim.Step()
+	hist := f.req(t, "GET", "/api/v5/alarms?activated=false", tok, "").object(t)["data"].([]any)
+	if len(hist) != 1 || hist[0].(map[string]any)["deactivate_at"] == nil {
+		t.Fatalf("history = %v", hist)
+	}
+	b, _ := os.ReadFile(filepath.Join(f.sim.opts.LogDir, "emqx.log.1"))
+	for _, want := range []string{"msg: alarm_is_activated, name: license_quota",
+		"[error] tag: LICENSE, msg: connection_rejected_due_to_license_limit_reached"} {
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("log lacks %q:\n%s", want, b)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package sim
+
+import (
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+func parseProm(t *testing.T, body []byte) map[string]*dto.MetricFamily {
+	t.Helper()
+	p := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(string(body)))
+	if err != nil {
+		t.Fatalf("not Prometheus text: %v", err)
+	}
+	return fams
+}
+
+func labels(m *dto.Metric) string {
+	var out []string
+	for _, l := range m.GetLabel() {
+		out = append(out, l.GetName())
+	}
+	return strings.Join(out, ",")
+}
+
+func TestPrometheusStatsModes(t *testing.T) {
+	f := start(t, Options{Nodes: 3, Version: "5.10.4"})
+	f.sim.Step()
+	cases := []struct {
+		mode                     string
+		connLabels, vmLabels     string
+		connSeries, expirySeries int
+	}{
+		{"", "", "", 1, 1},
+		{"?mode=bogus", "", "", 1, 1},
+		{"?mode=all_nodes_aggregated", "", "node", 1, 1},
+		{"?mode=all_nodes_unaggregated", "node", "node", 3, 1},
+	}
+	for _, c := range cases {
+		t.Run(c.mode, func(t *testing.T) {
+			r := f.req(t, "GET", "/api/v5/prometheus/stats"+c.mode, "", "")
+			if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
+				t.Fatalf("%d %s", r.status, r.header.Get("Content-Type"))
+			}
+			if !strings.Contains(string(r.body), "# TYPE emqx_connections_count gauge\n# HELP emqx_connections_count \nemqx_connections_count") &&
+				c.connLabels == "" {
+				t.Fatalf("family layout differs from EMQX's:\n%.400s", r.body)
+			}
+			fams := parseProm(t, r.body)
+			conn := fams["emqx_connections_count"].GetMetric()
+			if len(conn) != c.connSeries || labels(conn[0]) != c.connLabels {
+				t.Fatalf("emqx_connections_count: %d series labels %q", len(conn), labels(conn[0]))
+			}
+			vm := fams["emqx_vm_total_memory"].GetMetric()
+			if labels(vm[0]) != c.vmLabels {
+				t.Fatalf("emqx_vm_total_memory labels %q, want %q", labels(vm[0]), c.vmLabels)
+			}
+			if n := len(fams["emqx_license_expiry_at"].GetMetric()); n != c.expirySeries {
+				t.Fatalf("emqx_license_expiry_at series %d", n)
+			}
+			for _, name := range []string{"emqx_messages_received", "emqx_cluster_nodes_running", "emqx_license_max_sessions",
+				"emqx_live_connections_count", "emqx_cluster_sessions_count", "emqx_packets_connack_auth_error"} {
+				if fams[name] == nil {
+					t.Fatalf("family %s missing", name)
+				}
+			}
+			if fams["emqx_messages_received"].GetType() != dto.MetricType_COUNTER {
+				t.Fatalf("emqx_messages_received is not a counter")
+			}
+		})
+	}
+	// Aggregated equals the sum of the per-node series.
+	agg := parseProm(t, f.req(t, "GET", "/api/v5/prometheus/stats?mode=all_nodes_aggregated", "", "").body)
+	un := parseProm(t, f.req(t, "GET", "/api/v5/prometheus/stats?mode=all_nodes_unaggregated", "", "").body)
+	var sum float64
+	for _, m := range un["emqx_connections_count"].GetMetric() {
+		sum += m.GetGauge().GetValue()
+	}
+	if got := agg["emqx_connections_count"].GetMetric()[0].GetGauge().GetValue(); got != sum || sum == 0 {
+		t.Fatalf("aggregated %v, sum of nodes %v", got, sum)
+	}
+}
+
+func TestPrometheusDataIntegration(t *testing.T) {
+	f := start(t, Options{Nodes: 2, Rules: 4, Connectors: 3, Version: "5.8.9"})
+	f.sim.Step()
+	if err := f.sim.FailConnector("http:conn_0001", "econnrefused", "emqx@10.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
+	node := parseProm(t, f.req(t, "GET", "/api/v5/prometheus/data_integration", "", "").body)
+	agg := parseProm(t, f.req(t, "GET", "/api/v5/prometheus/data_integration?mode=all_nodes_aggregated", "", "").body)
+	un := parseProm(t, f.req(t, "GET", "/api/v5/prometheus/data_integration?mode=all_nodes_unaggregated", "", "").body)
+	value := func(fams map[string]*dto.MetricFamily, name, id, node string) float64 {
+		for _, m := range fams[name].GetMetric() {
+			var gotID, gotNode string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "id":
+					gotID = l.GetValue()
+				case "node":
+					gotNode = l.GetValue()
+				}
+			}
+			if gotID == id && gotNode == node {
+				if m.GetGauge() != nil {
+					return m.GetGauge().GetValue()
+				}
+				return m.GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("%s{id=%q,node=%q} missing", name, id, node)
+		return 0
+	}
+	if value(node, "emqx_connector_status", "http:conn_0001", "") != 1 {
+		t.Fatal("node mode reads the local (first) node, where the connector is up")
+	}
+	if value(agg, "emqx_connector_status", "http:conn_0001", "") != 0 {
+		t.Fatal("aggregated status is a logical AND over nodes")
+	}
+	if value(un, "emqx_connector_status", "http:conn_0001", "emqx@10.0.0.2") != 0 ||
+		value(un, "emqx_connector_status", "http:conn_0001", "emqx@10.0.0.1") != 1 {
+		t.Fatal("unaggregated status per node")
+	}
+	if value(node, "emqx_rules_count", "", "") != 4 || value(node, "emqx_connectors_count", "", "") != 3 {
+		t.Fatal("overview counts")
+	}
+	if fams := un["emqx_rule_actions_discarded"]; fams == nil {
+		t.Fatal("5.8.9 has emqx_rule_actions_discarded")
+	}
+	ru := f.sim.rules[0].id
+	if labels(un["emqx_rule_matched"].GetMetric()[0]) != "node,id" {
+		t.Fatalf("unaggregated labels must put node first: %q", labels(un["emqx_rule_matched"].GetMetric()[0]))
+	}
+	sum := value(un, "emqx_rule_matched", ru, "emqx@10.0.0.1") + value(un, "emqx_rule_matched", ru, "emqx@10.0.0.2")
+	if value(agg, "emqx_rule_matched", ru, "") != sum {
+		t.Fatal("aggregated counter is the sum over nodes")
+	}
+	j := f.req(t, "GET", "/api/v5/prometheus/data_integration?mode=all_nodes_unaggregated", "", "", "Accept", "application/json").object(t)
+	rules := j["rules"].([]any)
+	if len(rules) != 8 || rules[0].(map[string]any)["node"] == nil {
+		t.Fatalf("unaggregated JSON: %d rule items, first %v", len(rules), rules[0])
+	}
+}
