@@ -65,4 +65,32 @@
 // into 429/503 for the agent, which keeps the lines and retries. Documents the
 // store refuses for good (a 400 mapping error) are reported per document in
 // Result.Rejected and counted, not retried forever.
+//
+// # Queries
+//
+// Query.Projects is the caller's scope and is mandatory (ErrNoScope). With
+// Elasticsearch every filter is a term, terms, range or match_phrase clause
+// in a bool filter, so user input is only ever a JSON string. With
+// VictoriaLogs the scope is the leading stream filter and every user value is
+// a strconv.Quote'd LogsQL literal. Paging is by cursor, not offset: the
+// token holds the last item's (time, log_id), as Elasticsearch search_after
+// sort values or as a LogsQL "strictly older" filter, so lines that arrive
+// late never shift a page. The token also carries a fingerprint of the
+// filters and is refused (FieldError on "pageToken") with other ones.
+//
+// # Wiring (for ecp's HTTP layer)
+//
+//   - PUT /system/log-receiver: decode into ReceiverConfig, KeepPassword(the
+//     stored one), Validate (a *FieldError is httpapi.Invalid(Field,
+//     Message)), persist with MarshalStored, then Writer.Configure. GET
+//     marshals ReceiverConfig, which never carries the password.
+//   - POST /system/log-receiver/test: Test(ctx, cfg, nil); its error message
+//     is meant for the admin (ErrUnreachable, ErrUnauthorized, ErrWrongType).
+//   - POST /agent/logs: Writer.Write(Batch{Project, Cluster, Node, BatchID,
+//     Lines}) with project and cluster from the agent's credential. nil:
+//     200 agentproto.LogBatchResponse{Accepted}; *BackpressureError: 429
+//     when Overloaded, else 503, with Retry-After; ErrNotConfigured or any
+//     other error: 503, the agent keeps its lines. Never acknowledge on error.
+//   - GET /projects/{project}/logs: Querier.Query with Projects set to the
+//     project the caller may read; a *FieldError is a 400 on that field.
 package logstore

@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
+	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ecpio/ecp/agentproto"
 )
@@ -71,17 +73,50 @@ func newDocument(b *Batch, e *agentproto.LogEntry, now time.Time) document {
 	}
 	return document{
 		Time:    t.UTC().Format(timeLayout),
-		Message: e.Message,
+		Message: truncate(e.Message),
 		Level:   e.Level,
 		Project: b.Project,
 		Cluster: b.Cluster,
 		Node:    node,
-		Raw:     e.Raw,
+		Raw:     truncate(e.Raw),
 		File:    e.File,
 		Offset:  e.Offset,
-		Fields:  e.Fields,
+		Fields:  truncateFields(e.Fields),
 		ID:      LineID(b.Cluster, e),
 	}
+}
+
+// MaxFieldBytes caps the message, the raw line and each parsed field of a
+// stored line. VictoriaLogs silently skips a document line longer than its
+// -insert.maxLineSizeBytes (256 KiB by default) while still acknowledging
+// it, which would lose the whole line; a truncated line that says so is
+// kept instead. EMQX lines are far shorter except when a payload is logged.
+const MaxFieldBytes = 32 << 10
+
+// truncate cuts s to MaxFieldBytes at a UTF-8 boundary and says how much
+// was cut.
+func truncate(s string) string {
+	if len(s) <= MaxFieldBytes {
+		return s
+	}
+	cut := MaxFieldBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…[truncated " + strconv.Itoa(len(s)-cut) + " bytes]"
+}
+
+func truncateFields(f map[string]string) map[string]string {
+	for _, v := range f {
+		if len(v) > MaxFieldBytes {
+			out := make(map[string]string, len(f))
+			for k2, v2 := range f {
+				out[k2] = truncate(v2)
+			}
+			return out
+		}
+	}
+	return f
 }
 
 // LineID is the deterministic id of a line: the same line of the same

@@ -237,6 +237,19 @@ func TestVictoriaLogsEndToEnd(t *testing.T) {
 			t.Fatalf("both projects: %d lines", len(both))
 		}
 	})
+	t.Run("line read back exactly", func(t *testing.T) {
+		page, err := qr.Query(t.Context(), Query{Projects: []string{"proj-a"}, Cluster: "a2", Text: "special_needle"})
+		if err != nil || len(page.Items) != 1 {
+			t.Fatalf("%+v %v", page, err)
+		}
+		it := page.Items[0]
+		wantTime := base.Add(4321 / 2 * time.Millisecond).Add(time.Microsecond)
+		wantMsg := "msg: special_needle, reason: not_authorized"
+		if !it.Time.Equal(wantTime) || it.Level != "warning" || it.Message != wantMsg || it.Node != "emqx@a2" ||
+			it.Raw != wantTime.Format(time.RFC3339Nano)+" [warning] "+wantMsg || !isLineID(it.ID) {
+			t.Fatalf("item %+v, want time %v", it, wantTime)
+		}
+	})
 	t.Run("filters", func(t *testing.T) {
 		tests := []struct {
 			name string

@@ -258,6 +258,11 @@ func (w *Writer) Write(ctx context.Context, b Batch) (Result, error) {
 	if t == nil {
 		return Result{}, ErrNotConfigured
 	}
+	if b.Project == "" || b.Cluster == "" {
+		// Never store a line no project's scope can find or that could be
+		// attributed to the wrong tenant.
+		return Result{}, errors.New("logstore: a batch needs the project and cluster ecp stamped on it")
+	}
 	if len(b.Lines) == 0 {
 		return Result{}, nil
 	}

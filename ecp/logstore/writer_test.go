@@ -432,3 +432,82 @@ func TestWriterMetricsRegisterOnce(t *testing.T) {
 		t.Fatal("second writer on the same registry should fail, not panic")
 	}
 }
+
+func TestWriterBackpressureWhileBusy(t *testing.T) {
+	es := newFakeES(t)
+	entered := make(chan struct{}, 1)
+	release := make(chan struct{})
+	es.reply = func(n int, b fakeBulk) (int, http.Header, any) {
+		if n == 0 {
+			entered <- struct{}{}
+			<-release
+		}
+		return http.StatusOK, nil, bulkOK(len(b.Docs))
+	}
+	opts := fastOptions()
+	opts.MaxInFlight = 1
+	opts.QueueWait = 5 * time.Millisecond
+	opts.MaxRetryTime = 20 * time.Millisecond
+	w, _ := newTestWriter(t, es.cfg(), opts)
+	batch := Batch{Project: "p", Cluster: "c", BatchID: "slow", Lines: testLines(2, time.Now(), "info")}
+	first := make(chan error, 1)
+	go func() {
+		_, err := w.Write(t.Context(), batch)
+		first <- err
+	}()
+	<-entered
+
+	// The agent's retry of the batch in flight must not race it.
+	_, err := w.Write(t.Context(), batch)
+	if bp, ok := errors.AsType[*BackpressureError](err); !ok || !bp.Overloaded {
+		t.Fatalf("same batch in flight: %v", err)
+	}
+	// Another batch finds no free request slot: backpressure, not a queue.
+	_, err = w.Write(t.Context(), Batch{Project: "p", Cluster: "c", BatchID: "other", Lines: testLines(2, time.Now(), "info")})
+	if bp, ok := errors.AsType[*BackpressureError](err); !ok || !bp.Overloaded {
+		t.Fatalf("no free slot: %v", err)
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("first write: %v", err)
+	}
+	if es.bulkCount() != 1 {
+		t.Fatalf("%d bulk requests, want only the first batch's", es.bulkCount())
+	}
+}
+
+func TestWriterRefusesUnscopedBatches(t *testing.T) {
+	es := newFakeES(t)
+	w, _ := newTestWriter(t, es.cfg(), fastOptions())
+	for _, b := range []Batch{{Cluster: "c"}, {Project: "p"}} {
+		b.Lines = testLines(1, time.Now(), "info")
+		if _, err := w.Write(t.Context(), b); err == nil {
+			t.Fatalf("batch %+v accepted", b)
+		}
+	}
+	if es.bulkCount() != 0 {
+		t.Fatal("unscoped lines reached the store")
+	}
+}
+
+func TestWriterTruncatesHugeLines(t *testing.T) {
+	es := newFakeES(t)
+	w, _ := newTestWriter(t, es.cfg(), fastOptions())
+	lines := testLines(1, time.Now(), "info")
+	huge := strings.Repeat("é", MaxFieldBytes) // 2 bytes each
+	lines[0].Raw, lines[0].Message, lines[0].Fields = huge, huge, map[string]string{"payload": huge, "k": "v"}
+	if _, err := w.Write(t.Context(), Batch{Project: "p", Cluster: "c", Lines: lines}); err != nil {
+		t.Fatal(err)
+	}
+	d := es.bulks[0].Docs[0]
+	for name, v := range map[string]string{"raw": d.Raw, "message": d.Message, "field": d.Fields["payload"]} {
+		if len(v) > MaxFieldBytes+64 || !strings.HasSuffix(v, "…[truncated 32768 bytes]") || !utf8ValidString(v) {
+			t.Errorf("%s: %d bytes, ends %q", name, len(v), v[len(v)-30:])
+		}
+	}
+	if d.Fields["k"] != "v" || d.ID != LineID("c", &lines[0]) {
+		t.Errorf("doc %+v", d.Fields["k"])
+	}
+}
+
+func utf8ValidString(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
