@@ -65,8 +65,8 @@ func testElasticsearch(ctx context.Context, c *conn) error {
 	if hdr.Get("X-Elastic-Product") != "Elasticsearch" && root.Tagline == "" {
 		return fmt.Errorf("%w: %s answers GET / with a version but not as Elasticsearch (no tagline, no X-Elastic-Product header)", ErrWrongType, c.cfg.URL)
 	}
-	if root.Version.Distribution == "" && !atLeast(root.Version.Number, 7, 10) {
-		return fmt.Errorf("%w: Elasticsearch %s is too old; 7.10 or newer is needed (composable index templates, date_nanos)", ErrWrongType, root.Version.Number)
+	if root.Version.Distribution == "" && !atLeast(root.Version.Number, 7, 13) {
+		return fmt.Errorf("%w: Elasticsearch %s is too old; 7.13 or newer is needed (composable index templates, date_nanos, formatted sort values for search_after)", ErrWrongType, root.Version.Number)
 	}
 	return nil
 }
