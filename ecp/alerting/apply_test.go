@@ -25,7 +25,7 @@ type fakeReloader struct {
 	failMsg atomic.Pointer[string]
 }
 
-func newFakeReloader(t *testing.T) *fakeReloader {
+func newFakeReloader(t testing.TB) *fakeReloader {
 	f := &fakeReloader{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/-/reload" || r.Method != http.MethodPost {
@@ -52,7 +52,7 @@ type applyEnv struct {
 	foreignAt string
 }
 
-func newApplyEnv(t *testing.T) *applyEnv {
+func newApplyEnv(t testing.TB) *applyEnv {
 	t.Helper()
 	e := &applyEnv{reg: prometheus.NewRegistry(), prom: newFakeReloader(t), am: newFakeReloader(t), logs: &bytes.Buffer{}}
 	dir := t.TempDir()

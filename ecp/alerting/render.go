@@ -18,6 +18,18 @@ import (
 // RenderRules renders and validates one project's rule file. Settings must
 // be enabled; a disabled project has no file.
 func RenderRules(project string, s Settings, o Options) ([]byte, error) {
+	b, err := renderRules(project, s, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateRules(b); err != nil {
+		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
+	}
+	return b, nil
+}
+
+// renderRules is RenderRules without the validation.
+func renderRules(project string, s Settings, o Options) ([]byte, error) {
 	if !s.Enabled {
 		return nil, fmt.Errorf("rendering rules of project %q: alerting is disabled", project)
 	}
@@ -36,9 +48,6 @@ func RenderRules(project string, s Settings, o Options) ([]byte, error) {
 	}
 	b, err := rules.Marshal(f)
 	if err != nil {
-		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
-	}
-	if err := ValidateRules(b); err != nil {
 		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
 	}
 	return b, nil
