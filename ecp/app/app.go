@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,7 +79,7 @@ type metrics struct {
 // New prepares a replica: it starts (or connects to) etcd, binds the
 // listener, builds the router and creates the first system admin if
 // needed. On error everything started is torn down again.
-func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (a *App, err error) {
+func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, err error) {
 	if logger == nil {
 		return nil, errors.New("ecp/app: logger is required")
 	}
@@ -91,7 +92,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (a *App, e
 	if opts.Out == nil {
 		opts.Out = os.Stderr
 	}
-	a = &App{opts: opts, logger: logger, reg: reg, reloads: make(chan chan error)}
+	a := &App{opts: opts, logger: logger, reg: reg, reloads: make(chan chan error)}
 	defer func() {
 		if err != nil {
 			_ = a.Stop(context.Background())
@@ -202,13 +203,27 @@ func (a *App) build(ctx context.Context) error {
 	}
 	auditLog := audit.New(a.cli, a.logger.With("component", "audit"), reg)
 
-	r := mux.NewRouter()
-	r.NotFoundHandler = a.adapter.Handle(func(_ http.ResponseWriter, req *http.Request) error {
+	var r *mux.Router
+	notAllowed := func(req *http.Request, allowed []string) error {
+		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: httpapi.CodeMethodInvalid,
+			Message: "method " + req.Method + " is not allowed on " + req.URL.Path + "; allowed: " + strings.Join(allowed, ", ")}
+	}
+	notFound := a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
+		// gorilla/mux reports a method mismatch inside a subrouter as not
+		// found; probing the other methods gives the caller the right 405.
+		if allowed := allowedMethods(r, req); len(allowed) > 0 {
+			w.Header().Set("Allow", strings.Join(allowed, ", "))
+			return notAllowed(req, allowed)
+		}
 		return httpapi.NotFound("no route %s %s; the API is described at %s", req.Method, req.URL.Path, openapi.Path)
 	})
-	r.MethodNotAllowedHandler = a.adapter.Handle(func(_ http.ResponseWriter, req *http.Request) error {
-		return &httpapi.Error{Status: http.StatusMethodNotAllowed, Code: httpapi.CodeMethodInvalid, Message: "method " + req.Method + " is not allowed on " + req.URL.Path}
+	methodNotAllowed := a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
+		allowed := allowedMethods(r, req)
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
+		return notAllowed(req, allowed)
 	})
+	r = mux.NewRouter()
+	r.NotFoundHandler, r.MethodNotAllowedHandler = notFound, methodNotAllowed
 	a.registerOps(r)
 	// The agent API authenticates with agent credentials, not user tokens:
 	// it is mounted before (and outside) the user API's middleware.
@@ -217,6 +232,7 @@ func (a *App) build(ctx context.Context) error {
 	agentdownloads.New(a.opts.DownloadsDir).Register(r, a.adapter)
 
 	api := r.PathPrefix("/api/v1").Subrouter()
+	api.NotFoundHandler, api.MethodNotAllowedHandler = notFound, methodNotAllowed
 	// Order matters: the principal must be known before the audit record
 	// is written.
 	api.Use(a.users.Middleware(a.adapter), auditLog.Middleware(auth.AuditActor))
@@ -227,6 +243,23 @@ func (a *App) build(ctx context.Context) error {
 	auditLog.Register(api, a.adapter, a.authz.AuditScope)
 	a.router = r
 	return nil
+}
+
+// allowedMethods lists the methods r has a route for at req's path.
+func allowedMethods(r *mux.Router, req *http.Request) []string {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+		if m == req.Method {
+			continue
+		}
+		probe := req.Clone(req.Context())
+		probe.Method = m
+		var match mux.RouteMatch
+		if r.Match(probe, &match) && match.MatchErr == nil && match.Route != nil {
+			allowed = append(allowed, m)
+		}
+	}
+	return allowed
 }
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ecpio/ecp/ecp/clusters/clusterstest"
@@ -185,3 +186,9 @@ func (h *harness) id(r reply) string {
 	}
 	return out.ID
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func newRegistry() *prometheus.Registry { return prometheus.NewRegistry() }
+
+func clientWithPrefix() clientv3.OpOption { return clientv3.WithPrefix() }
