@@ -3,6 +3,7 @@ package logstore
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -237,12 +238,36 @@ func testLines(n int, start time.Time, level string) []agentproto.LogEntry {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// fastOptions retries quickly so failure paths finish in milliseconds.
+// fakeClock is the Writer's clock in unit tests: waiting between retries
+// advances it instead of sleeping.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+	return nil
+}
+
+// fastOptions are the default options on a fake clock, so retry and
+// backoff paths run their full course without sleeping.
 func fastOptions() WriterOptions {
+	c := &fakeClock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
 	o := DefaultWriterOptions()
 	o.Logger = discardLogger()
-	o.MinBackoff = time.Millisecond
-	o.MaxBackoff = 2 * time.Millisecond
-	o.MaxRetryTime = 200 * time.Millisecond
+	o.Now = c.now
+	o.sleep = c.sleep
 	return o
 }

@@ -63,6 +63,9 @@ type WriterOptions struct {
 	DedupMaxBatches int
 	// Now is the clock (tests).
 	Now func() time.Time
+	// sleep waits between retries; tests replace it to advance a fake
+	// clock instead of sleeping.
+	sleep func(ctx context.Context, d time.Duration) error
 }
 
 // DefaultWriterOptions returns the defaults above.
@@ -134,6 +137,9 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.sleep == nil {
+		opts.sleep = sleep
 	}
 	m, err := newWriterMetrics(opts.Registerer)
 	if err != nil {
@@ -316,7 +322,7 @@ func (w *Writer) write(ctx context.Context, t *writeTarget, b *Batch, written ma
 				return res, w.failure(err, len(pending))
 			}
 			w.metrics.retries.Inc()
-			if err := sleep(ctx, wait); err != nil {
+			if err := w.opts.sleep(ctx, wait); err != nil {
 				return res, w.failure(err, len(pending))
 			}
 		}
@@ -370,7 +376,7 @@ func (w *Writer) write(ctx context.Context, t *writeTarget, b *Batch, written ma
 		}
 		w.metrics.retries.Inc()
 		w.logger.Debug("retrying log batch", "cluster", b.Cluster, "pending", len(retry), "wait", wait, "err", lastErr)
-		if err := sleep(ctx, wait); err != nil {
+		if err := w.opts.sleep(ctx, wait); err != nil {
 			return res, w.failure(err, len(retry))
 		}
 		pending = retry
@@ -495,7 +501,7 @@ var errShortReply = errors.New("log store acknowledged fewer documents than it w
 
 // sendChunk sends one bulk request and returns one outcome per document.
 func (w *Writer) sendChunk(ctx context.Context, t *writeTarget, c bulkChunk, deadline time.Time) ([]itemOutcome, error) {
-	wait := min(w.opts.QueueWait, time.Until(deadline))
+	wait := min(w.opts.QueueWait, deadline.Sub(w.opts.Now()))
 	if err := w.acquire(ctx, wait); err != nil {
 		return nil, err
 	}

@@ -243,7 +243,9 @@ func TestWriterTransientFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			es := newFakeES(t)
 			es.reply = func(n int, _ fakeBulk) (int, http.Header, any) { return tt.reply(n) }
-			w, reg := newTestWriter(t, es.cfg(), fastOptions())
+			opts := fastOptions()
+			began := opts.Now()
+			w, reg := newTestWriter(t, es.cfg(), opts)
 			res, err := w.Write(t.Context(), Batch{Project: "p", Cluster: "c", BatchID: "b", Lines: testLines(5, time.Now(), "info")})
 			if tt.wantOK {
 				if err != nil || res.Accepted != 5 {
@@ -264,6 +266,9 @@ func TestWriterTransientFailures(t *testing.T) {
 			if es.bulkCount() < 2 {
 				t.Fatalf("%d bulk requests: no retry before giving up", es.bulkCount())
 			}
+			if spent := opts.Now().Sub(began); spent > opts.MaxRetryTime || spent < opts.MaxRetryTime/2 {
+				t.Fatalf("gave up after %s of retrying, want about %s", spent, opts.MaxRetryTime)
+			}
 			if got := counter(t, reg, "ecp_logstore_backpressure_total"); got != 1 {
 				t.Errorf("backpressure counted %v", got)
 			}
@@ -275,10 +280,13 @@ func TestWriterStoreUnreachableIsBackpressure(t *testing.T) {
 	es := newFakeES(t)
 	cfg := es.cfg()
 	es.srv.Close()
-	w, _ := newTestWriter(t, cfg, fastOptions())
+	w, reg := newTestWriter(t, cfg, fastOptions())
 	_, err := w.Write(t.Context(), Batch{Project: "p", Cluster: "c", Lines: testLines(2, time.Now(), "info")})
 	if !errors.Is(err, ErrBackpressure) || !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("err %v, want backpressure wrapping unreachable", err)
+	}
+	if counter(t, reg, "ecp_logstore_retries_total") < 2 {
+		t.Fatal("gave up without retrying")
 	}
 }
 
