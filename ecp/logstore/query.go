@@ -162,6 +162,7 @@ func (qu *Query) normalize() error {
 	if !qu.From.IsZero() && !qu.To.IsZero() && !qu.From.Before(qu.To) {
 		return fieldErr("to", "must be after from")
 	}
+	qu.Text = strings.TrimSpace(qu.Text)
 	if len(qu.Text) > 1024 {
 		return fieldErr("q", "must be at most 1024 bytes")
 	}
