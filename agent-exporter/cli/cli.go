@@ -155,7 +155,7 @@ func runCmd(args []string, env Env) int {
 		fmt.Fprintf(env.Stderr, "--log.level %q: want debug, info, warn or error\n", *logLevel)
 		return ExitUsage
 	}
-	var out io.Writer = env.Stderr
+	out := env.Stderr
 	if *logFile != "-" {
 		f, err := openLogFile(*logFile)
 		if err != nil {

@@ -160,7 +160,8 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("making the control token: %w", err)
 	}
 	a.ctlToken = secret.String(hex.EncodeToString(tok[:]))
-	ln, err := net.Listen("tcp", opts.ListenAddress)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), "tcp", opts.ListenAddress)
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s (--web.listen-address): %w", opts.ListenAddress, err)
 	}
@@ -214,7 +215,7 @@ func (a *App) Run(ctx context.Context) error {
 		_ = a.srv.Shutdown(sctx)
 	})
 	g.Add(func() error { return a.collectLoop(ctx) }, func(error) { cancel() })
-	g.Add(func() error { return a.desiredLoop(ctx) }, func(error) { cancel() })
+	g.Add(func() error { a.desiredLoop(ctx); return nil }, func(error) { cancel() })
 	g.Add(func() error {
 		select {
 		case <-ctx.Done():
@@ -538,14 +539,14 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 
 // desiredLoop long-polls ecp so a change decided there (max connections,
 // unregister) reaches EMQX within a second or two, not at the next report.
-func (a *App) desiredLoop(ctx context.Context) error {
+func (a *App) desiredLoop(ctx context.Context) {
 	bo := ecpclient.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
 	for {
 		s, changed := a.current()
 		if s == nil {
 			select {
 			case <-ctx.Done():
-				return nil
+				return
 			case <-changed:
 				continue
 			}
@@ -554,7 +555,7 @@ func (a *App) desiredLoop(ctx context.Context) error {
 		d, newer, err := s.poll.Desired(s.ctx, rev, a.opts.DesiredWait)
 		switch {
 		case ctx.Err() != nil:
-			return nil
+			return
 		case s.ctx.Err() != nil:
 			continue
 		case errors.Is(err, ecpclient.ErrCredentialRevoked):
@@ -564,7 +565,7 @@ func (a *App) desiredLoop(ctx context.Context) error {
 			wait := bo.Next(ecpclient.RetryAfter(err))
 			a.log.Warn("desired-state poll failed", "err", err, "retryIn", wait)
 			if !sleep(s.ctx, wait) && ctx.Err() != nil {
-				return nil
+				return
 			}
 			continue
 		}
@@ -576,7 +577,7 @@ func (a *App) desiredLoop(ctx context.Context) error {
 			// A server answering at once with nothing new must not turn
 			// the long-poll into a busy loop.
 			if !sleep(s.ctx, a.opts.BackoffBase) && ctx.Err() != nil {
-				return nil
+				return
 			}
 			continue
 		}

@@ -3,7 +3,6 @@ package enforce_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 
@@ -50,7 +49,7 @@ func (f *fakeLicence) SetDynamicMaxConnections(ctx context.Context, n int) (emqx
 func newEnforcer(t *testing.T) (*enforce.Enforcer, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	return enforce.New(slog.New(slog.NewTextHandler(io.Discard, nil)), reg), reg
+	return enforce.New(slog.New(slog.DiscardHandler), reg), reg
 }
 
 func TestEnforce(t *testing.T) {
