@@ -72,7 +72,7 @@ func runMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "emqx-sim: %v\n", err)
 		return 2
 	}
-	ln, err := net.Listen("tcp", *listen)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", *listen)
 	if err != nil {
 		logger.Error("listen", "addr", *listen, "err", err)
 		return 1

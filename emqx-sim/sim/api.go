@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ecpio/ecp/internal/secret"
 )
 
 // Handler returns the HTTP handler serving the EMQX API under /api/v5, the
@@ -178,7 +180,7 @@ func validKeyName(n string) bool {
 		if i == 0 && !alpha {
 			return false
 		}
-		if !alpha && !(c >= '0' && c <= '9') && c != '-' && c != '_' {
+		if !alpha && (c < '0' || c > '9') && c != '-' && c != '_' {
 			return false
 		}
 	}
@@ -225,7 +227,7 @@ func (s *Sim) createAPIKey(w http.ResponseWriter, r *http.Request, _ principal, 
 		return
 	}
 	k := &apiKeyRec{name: *b.Name, key: s.randomHex(16), role: role, enable: true, createdAt: now, expiredAt: exp}
-	k.secret.UnmarshalText([]byte(s.randomHex(32)))
+	k.secret = secret.String(s.randomHex(32))
 	if b.Enable != nil {
 		k.enable = *b.Enable
 	}

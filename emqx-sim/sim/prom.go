@@ -41,28 +41,36 @@ func (f *promFamily) add(node, id string, v float64) {
 }
 
 func writePromText(w http.ResponseWriter, fams []*promFamily) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	// Families are rendered into a buffer that is handed to w in chunks, so
+	// a large unaggregated reply is never held whole.
 	var b bytes.Buffer
+	var num []byte
 	for _, f := range fams {
 		b.WriteString("# TYPE " + f.name + " " + f.typ + "\n# HELP " + f.name + " \n")
 		for _, s := range f.samples {
 			b.WriteString(f.name)
-			var labels []string
-			if s.node != "" {
-				labels = append(labels, `node="`+s.node+`"`)
-			}
-			if s.id != "" {
-				labels = append(labels, `id="`+s.id+`"`)
-			}
-			if len(labels) > 0 {
-				b.WriteString("{" + strings.Join(labels, ",") + "}")
+			switch {
+			case s.node != "" && s.id != "":
+				b.WriteString(`{node="` + s.node + `",id="` + s.id + `"}`)
+			case s.node != "":
+				b.WriteString(`{node="` + s.node + `"}`)
+			case s.id != "":
+				b.WriteString(`{id="` + s.id + `"}`)
 			}
 			b.WriteByte(' ')
-			b.WriteString(strconv.FormatFloat(s.value, 'f', -1, 64))
+			num = strconv.AppendFloat(num[:0], s.value, 'f', -1, 64)
+			b.Write(num)
 			b.WriteByte('\n')
+			if b.Len() >= 64*1024 {
+				if _, err := w.Write(b.Bytes()); err != nil {
+					return
+				}
+				b.Reset()
+			}
 		}
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(b.Bytes())
 }
 
@@ -357,7 +365,7 @@ type diItem struct {
 }
 
 // diFamilies builds the data-integration families and the JSON lists.
-func (s *Sim) diFamilies(mode string) ([]*promFamily, map[string]any) {
+func (s *Sim) diFamilies(mode string, wantJSON bool) ([]*promFamily, map[string]any) {
 	nodes := s.promNodes(mode)
 	actionsCount := 0
 	for _, ru := range s.rules {
@@ -407,6 +415,9 @@ func (s *Sim) diFamilies(mode string) ([]*promFamily, map[string]any) {
 			for _, it := range grp.items {
 				for _, smp := range s.diSamples(mode, nodes, ser, it) {
 					f.samples = append(f.samples, smp)
+					if !wantJSON {
+						continue
+					}
 					key := smp.node + "\x00" + it.id
 					item, ok := index[key]
 					if !ok {
@@ -459,7 +470,7 @@ func (s *Sim) diSamples(mode string, nodes []*node, ser diSeries, it diItem) []p
 func (s *Sim) promDataIntegration(w http.ResponseWriter, r *http.Request, _ principal, _ params) {
 	mode := promMode(r)
 	s.mu.Lock()
-	fams, body := s.diFamilies(mode)
+	fams, body := s.diFamilies(mode, wantsJSON(r))
 	s.mu.Unlock()
 	if wantsJSON(r) {
 		writeJSON(w, http.StatusOK, body)

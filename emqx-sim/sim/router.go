@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"html"
 	"net/http"
 	"sort"
@@ -157,7 +158,8 @@ func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 		body = []byte("{}")
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		if _, isSyntax := err.(*json.SyntaxError); isSyntax || !json.Valid(body) {
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) || !json.Valid(body) {
 			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "Invalid json message received")
 		} else {
 			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "Invalid request params")
