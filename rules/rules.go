@@ -137,27 +137,32 @@ var kinds = []kind{
 	},
 	{
 		alert:   AlertNodeDown,
-		summary: "EMQX nodes are down in cluster {{ $labels.cluster }}.",
-		description: `{{ $value | printf "%.0f" }} EMQX node(s) of cluster {{ $labels.cluster }} ` +
-			"in project {{ $labels.project }} are stopped.",
+		summary: "EMQX node {{ $labels.node }} is down in cluster {{ $labels.cluster }}.",
+		description: "EMQX node {{ $labels.node }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"is stopped.",
 		expr: func(sel string, _ Params) string {
-			return fmt.Sprintf(`max by (%s, %s) (%s{%s}) > 0`,
-				LabelProject, LabelCluster, SeriesClusterNodesStopped, sel)
+			return fmt.Sprintf(`%s{%s} == 0`, SeriesNodeRunning, sel)
 		},
 	},
 	{
 		alert:   AlertConnectionsNear,
 		summary: "EMQX cluster {{ $labels.cluster }} is near its max connections.",
 		description: "Cluster {{ $labels.cluster }} in project {{ $labels.project }} uses " +
-			"{{ $value | humanizePercentage }} of the max connections ecp assigned to it; " +
+			"{{ $value | humanizePercentage }} of its max connections; " +
 			"new clients are refused at 100%.",
 		expr: func(sel string, p Params) string {
-			return fmt.Sprintf("sum by (%[1]s, %[2]s) (%[3]s{%[5]s})\n"+
+			// The dynamic max connections is what ecp applied; without
+			// one (other licence types) the licence's own limit counts.
+			return fmt.Sprintf("sum by (%[1]s, %[2]s) (%[3]s{%[6]s})\n"+
 				"  / on (%[1]s, %[2]s)\n"+
-				"max by (%[1]s, %[2]s) (%[4]s{%[5]s} > 0)\n"+
-				"  > %[6]s",
-				LabelProject, LabelCluster, SeriesConnections, SeriesMaxConnections, sel,
-				strconv.FormatFloat(p.ConnectionsRatio, 'f', -1, 64))
+				"(\n"+
+				"  max by (%[1]s, %[2]s) (%[4]s{%[6]s} > 0)\n"+
+				"    or\n"+
+				"  max by (%[1]s, %[2]s) (%[5]s{%[6]s} > 0)\n"+
+				")\n"+
+				"  > %[7]s",
+				LabelProject, LabelCluster, SeriesNodeConnections, SeriesDynamicMaxConnections,
+				SeriesLicenseMaxConnections, sel, strconv.FormatFloat(p.ConnectionsRatio, 'f', -1, 64))
 		},
 	},
 	{
@@ -176,7 +181,7 @@ var kinds = []kind{
 				"  increase(%[2]s{%[4]s}[%[5]s]) > 0\n"+
 				")\n"+
 				"unless on (%[6]s, %[7]s, %[8]s) (%[3]s{%[4]s} == 0)",
-				SeriesRuleFailed, SeriesRuleActionsFailed, SeriesRuleEnable, sel, w,
+				SeriesRuleFailed, SeriesRuleActionsFailed, SeriesRuleEnabled, sel, w,
 				LabelProject, LabelCluster, LabelID)
 		},
 	},
@@ -185,14 +190,14 @@ var kinds = []kind{
 		summary: "EMQX connector {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
 		description: "Connector {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			"is enabled but not connected.",
-		expr: statusExpr(SeriesConnectorStatus, SeriesConnectorEnable),
+		expr: statusExpr(SeriesConnectorStatus, SeriesConnectorEnabled),
 	},
 	{
 		alert:   AlertActionAbnormal,
 		summary: "EMQX action {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
 		description: "Action {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			"is enabled but not connected.",
-		expr: statusExpr(SeriesActionStatus, SeriesActionEnable),
+		expr: statusExpr(SeriesActionStatus, SeriesActionEnabled),
 	},
 	{
 		alert:   AlertEMQXAlarm,
@@ -207,12 +212,15 @@ var kinds = []kind{
 }
 
 // statusExpr fires for an object whose status is not connected, unless it
-// is disabled (a disabled connector reports "stopped", which is 0 too). A
-// missing enable series does not hide a broken status.
-func statusExpr(status, enable string) func(sel string, p Params) string {
+// is disabled (a disabled connector reports "stopped"). A missing enabled
+// series does not hide a broken status. The status label is dropped: an
+// object going from connecting to disconnected is still the same alert, and
+// its trigger count must not start again.
+func statusExpr(status, enabled string) func(sel string, p Params) string {
 	return func(sel string, _ Params) string {
-		return fmt.Sprintf("%[1]s{%[3]s} == 0\nunless on (%[4]s, %[5]s, %[6]s) (%[2]s{%[3]s} == 0)",
-			status, enable, sel, LabelProject, LabelCluster, LabelID)
+		return fmt.Sprintf("max without (%[4]s) (%[1]s{%[3]s, %[4]s=%[5]q}) == 0\n"+
+			"unless on (%[6]s, %[7]s, %[8]s) (%[2]s{%[3]s} == 0)",
+			status, enabled, sel, LabelStatus, StatusConnected, LabelProject, LabelCluster, LabelID)
 	}
 }
 
