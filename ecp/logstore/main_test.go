@@ -38,6 +38,8 @@ type fakeES struct {
 	search    func(n int, s fakeSearch) (int, any)
 	user      string
 	pass      string
+	// denied lists the privileges has_privileges reports as missing.
+	denied map[string]bool
 }
 
 type fakeBulk struct {
@@ -105,6 +107,33 @@ func (f *fakeES) serve(w http.ResponseWriter, r *http.Request) {
 		// What Elasticsearch answers for a path it has no handler for.
 		w.WriteHeader(http.StatusBadRequest)
 		_, _ = io.WriteString(w, `{"error":"no handler found for uri [/insert/elasticsearch/] and method [GET]"}`)
+	case r.Method == http.MethodPost && r.URL.Path == "/_security/user/_has_privileges":
+		var body struct {
+			Cluster []string `json:"cluster"`
+			Index   []struct {
+				Names      []string `json:"names"`
+				Privileges []string `json:"privileges"`
+			} `json:"index"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || len(body.Index) != 1 || len(body.Index[0].Names) != 1 {
+			f.fail(w, "has_privileges body: %v", err)
+			return
+		}
+		f.mu.Lock()
+		denied := f.denied
+		f.mu.Unlock()
+		cluster := map[string]bool{}
+		for _, p := range body.Cluster {
+			cluster[p] = !denied[p]
+		}
+		index := map[string]bool{}
+		for _, p := range body.Index[0].Privileges {
+			index[p] = !denied[p]
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"username": f.user, "has_all_requested": len(denied) == 0, "cluster": cluster,
+			"index": map[string]any{body.Index[0].Names[0]: index}, "application": map[string]any{},
+		})
 	case r.Method == http.MethodPost && r.URL.Path == "/_bulk":
 		f.serveBulk(w, r)
 	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/_search"):

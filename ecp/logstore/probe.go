@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,7 +69,56 @@ func testElasticsearch(ctx context.Context, c *conn) error {
 	if root.Version.Distribution == "" && !atLeast(root.Version.Number, 7, 13) {
 		return fmt.Errorf("%w: Elasticsearch %s is too old; 7.13 or newer is needed (composable index templates, date_nanos, formatted sort values for search_after)", ErrWrongType, root.Version.Number)
 	}
-	return nil
+	return checkPrivileges(ctx, c)
+}
+
+// checkPrivileges asks Elasticsearch whether the user may do what the Writer
+// and the Querier will do, so a login that works but cannot write is caught
+// by the test and not by the first batch. Without security (the API is
+// missing or disabled) there is nothing to check.
+func checkPrivileges(ctx context.Context, c *conn) error {
+	pattern := c.cfg.indexPrefix() + "-*"
+	body, _ := json.Marshal(map[string]any{ // fixed shape of strings: cannot fail
+		"cluster": []string{"manage_index_templates"},
+		"index":   []any{map[string]any{"names": []string{pattern}, "privileges": []string{"create_index", "index", "read"}}},
+	})
+	resp, err := c.do(ctx, http.MethodPost, "/_security/user/_has_privileges", nil, "application/json", body)
+	if err != nil {
+		return fmt.Errorf("cannot reach the log store at %s: %w", c.cfg.URL, err)
+	}
+	defer drain(resp)
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return classifyTestStatus(c, "/_security/user/_has_privileges", readStatusError(resp))
+	case resp.StatusCode/100 != 2:
+		return nil
+	}
+	var reply struct {
+		HasAll  bool                       `json:"has_all_requested"`
+		Cluster map[string]bool            `json:"cluster"`
+		Index   map[string]map[string]bool `json:"index"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&reply); err != nil {
+		return fmt.Errorf("decoding the privileges reply: %w", err)
+	}
+	if reply.HasAll {
+		return nil
+	}
+	var missing []string
+	for p, ok := range reply.Cluster {
+		if !ok {
+			missing = append(missing, "cluster privilege "+p)
+		}
+	}
+	for name, privs := range reply.Index {
+		for p, ok := range privs {
+			if !ok {
+				missing = append(missing, "index privilege "+p+" on "+name)
+			}
+		}
+	}
+	slices.Sort(missing)
+	return fmt.Errorf("%w: user %q lacks %s", ErrUnauthorized, c.cfg.Username, strings.Join(missing, ", "))
 }
 
 // testVictoriaLogs checks the ingestion endpoint ecp writes to and the query

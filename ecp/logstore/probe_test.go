@@ -22,6 +22,18 @@ func TestConnectionTest(t *testing.T) {
 		_, _ = io.WriteString(w, `{"version":{"number":"6.8.23"},"tagline":"You Know, for Search"}`)
 	}))
 	defer oldES.Close()
+	// Elasticsearch with security off answers the privileges API with an
+	// error: nothing to check then.
+	noSecurity := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		if r.URL.Path == "/" {
+			_, _ = io.WriteString(w, `{"version":{"number":"8.15.0"},"tagline":"You Know, for Search"}`)
+			return
+		}
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"error":{"type":"security_exception","reason":"Security must be explicitly enabled when using a [basic] license."},"status":500}`)
+	}))
+	defer noSecurity.Close()
 	closed := httptest.NewServer(http.NotFoundHandler())
 	closed.Close()
 
@@ -38,6 +50,7 @@ func TestConnectionTest(t *testing.T) {
 		{"unreachable", ReceiverConfig{Type: TypeElasticsearch, URL: closed.URL}, ErrUnreachable, "cannot reach"},
 		{"victorialogs configured as elasticsearch", ReceiverConfig{Type: TypeElasticsearch, URL: vlLike.URL}, ErrWrongType, `set type "victorialogs"`},
 		{"elasticsearch configured as victorialogs", func() ReceiverConfig { c := es.cfg(); c.Type = TypeVictoriaLogs; return c }(), ErrWrongType, "not VictoriaLogs"},
+		{"elasticsearch without security", ReceiverConfig{Type: TypeElasticsearch, URL: noSecurity.URL}, nil, ""},
 		{"elasticsearch too old", ReceiverConfig{Type: TypeElasticsearch, URL: oldES.URL}, ErrWrongType, "too old"},
 	}
 	for _, tt := range tests {
@@ -57,6 +70,17 @@ func TestConnectionTest(t *testing.T) {
 			}
 		})
 	}
+	t.Run("missing privileges", func(t *testing.T) {
+		es.mu.Lock()
+		es.denied = map[string]bool{"manage_index_templates": true, "index": true}
+		es.mu.Unlock()
+		defer func() { es.mu.Lock(); es.denied = nil; es.mu.Unlock() }()
+		err := Test(t.Context(), es.cfg(), nil)
+		want := `user "ecp" lacks cluster privilege manage_index_templates, index privilege index on logs-*`
+		if !errors.Is(err, ErrUnauthorized) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("err %v, want %q", err, want)
+		}
+	})
 	if err := Test(t.Context(), ReceiverConfig{Type: "x", URL: es.srv.URL}, nil); err == nil {
 		t.Fatal("invalid config tested")
 	}
