@@ -24,6 +24,7 @@ type API interface {
 	LicenseSetting(ctx context.Context) (emqx.LicenseSetting, error)
 	Rules(ctx context.Context) ([]emqx.Rule, error)
 	RuleMetrics(ctx context.Context, id string) (emqx.RuleMetrics, error)
+	AllRuleMetrics(ctx context.Context) (map[string]emqx.RuleMetrics, error)
 	Connectors(ctx context.Context) ([]emqx.Resource, error)
 	Actions(ctx context.Context) ([]emqx.Resource, error)
 	Sources(ctx context.Context) ([]emqx.Resource, error)
@@ -184,12 +185,44 @@ func (c *Collector) collectRules(ctx context.Context, api API) ([]Rule, error) {
 		return nil, err
 	}
 	rules := make([]Rule, len(list))
+	for i, r := range list {
+		rules[i].Rule = r
+	}
+	// One call for all counters; per-rule calls only where that endpoint is
+	// missing or refused (older EMQX, Prometheus basic auth).
+	errs := []error{}
+	if all, err := api.AllRuleMetrics(ctx); err == nil {
+		for i := range rules {
+			if m, ok := all[rules[i].ID]; ok && rules[i].Enable {
+				rules[i].Metrics = &m
+			}
+		}
+	} else {
+		errs = c.perRuleMetrics(ctx, api, rules)
+	}
+	next := make(map[string]float64, len(rules))
+	for i := range rules {
+		m := rules[i].Metrics
+		if m == nil {
+			continue
+		}
+		failed := m.Failed + m.ActionsFailed
+		if prev, ok := c.prevFailed[rules[i].ID]; ok && failed > prev {
+			rules[i].Failing = true
+		}
+		next[rules[i].ID] = failed
+	}
+	c.prevFailed = next
+	return rules, errors.Join(errs...)
+}
+
+func (c *Collector) perRuleMetrics(ctx context.Context, api API, rules []Rule) []error {
 	sem := make(chan struct{}, c.ruleConc)
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var errs []error
-	for i, r := range list {
-		rules[i].Rule = r
+	for i := range rules {
+		r := rules[i].Rule
 		if !r.Enable {
 			continue
 		}
@@ -208,20 +241,7 @@ func (c *Collector) collectRules(ctx context.Context, api API) ([]Rule, error) {
 		}()
 	}
 	wg.Wait()
-	next := make(map[string]float64, len(rules))
-	for i := range rules {
-		m := rules[i].Metrics
-		if m == nil {
-			continue
-		}
-		failed := m.Failed + m.ActionsFailed
-		if prev, ok := c.prevFailed[rules[i].ID]; ok && failed > prev {
-			rules[i].Failing = true
-		}
-		next[rules[i].ID] = failed
-	}
-	c.prevFailed = next
-	return rules, errors.Join(errs...)
+	return errs
 }
 
 // ProblemFor maps a failed EMQX call to the problem code ecp shows.

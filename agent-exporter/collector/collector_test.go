@@ -22,6 +22,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 type fakeAPI struct {
 	mu         sync.Mutex
+	bulk       bool // serve AllRuleMetrics (EMQX 5.5+); else it fails
 	nodesErr   error
 	rulesErr   error
 	failed     map[string]float64
@@ -81,6 +82,20 @@ func (f *fakeAPI) RuleMetrics(_ context.Context, id string) (emqx.RuleMetrics, e
 	return emqx.RuleMetrics{Matched: 10, Passed: 9, Failed: f.failed[id], ActionsTotal: 9, ActionsOK: 9}, nil
 }
 
+func (f *fakeAPI) AllRuleMetrics(ctx context.Context) (map[string]emqx.RuleMetrics, error) {
+	f.count("all_rule_metrics")
+	if !f.bulk {
+		return nil, errors.New("http 404")
+	}
+	m := map[string]emqx.RuleMetrics{}
+	for _, id := range []string{"r_ok", "r_bad", "r_off"} {
+		f.mu.Lock()
+		m[id] = emqx.RuleMetrics{Matched: 10, Passed: 9, Failed: f.failed[id], ActionsTotal: 9, ActionsOK: 9}
+		f.mu.Unlock()
+	}
+	return m, nil
+}
+
 func (f *fakeAPI) Connectors(context.Context) ([]emqx.Resource, error) {
 	f.count("connectors")
 	return []emqx.Resource{
@@ -104,7 +119,13 @@ var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 func fixedNow() time.Time { return t0 }
 
 func TestStatus(t *testing.T) {
-	api := &fakeAPI{failed: map[string]float64{"r_bad": 1}}
+	for _, bulk := range []bool{true, false} {
+		t.Run(fmt.Sprintf("bulk rule metrics=%v", bulk), func(t *testing.T) { testStatus(t, bulk) })
+	}
+}
+
+func testStatus(t *testing.T, bulk bool) {
+	api := &fakeAPI{bulk: bulk, failed: map[string]float64{"r_bad": 1}}
 	c := collector.New(fixedNow)
 	c.SetAPI(api)
 	first := c.Collect(t.Context()).Status()
@@ -134,7 +155,7 @@ func TestStatus(t *testing.T) {
 		{"failing rule", st.Abnormal[0].ID + "/" + st.Abnormal[0].Status, "r_bad/failing"},
 		{"stopped rule", st.Abnormal[1].ID + "/" + st.Abnormal[1].Status, "r_off/stopped"},
 		{"connector", fmt.Sprint(st.Abnormal[2]), fmt.Sprint(agentproto.Resource{Kind: "connector", ID: "kafka_producer:k1", Name: "k1", Status: "disconnected", Reason: "econnrefused"})},
-		{"rule metrics only for enabled rules", api.calls["rule_metrics"], 4},
+		{"per-rule metric calls only without the bulk endpoint, for enabled rules", api.calls["rule_metrics"], map[bool]int{true: 0, false: 4}[bulk]},
 	}
 	for _, tc := range checks {
 		t.Run(tc.name, func(t *testing.T) {

@@ -30,6 +30,15 @@ func TestAgainstSimulator(t *testing.T) {
 		seen[r.ID] = true
 	}
 
+	all, err := cl.AllRuleMetrics(t.Context())
+	if err != nil || len(all) != 250 {
+		t.Fatalf("all rule metrics: %d, %v", len(all), err)
+	}
+	one, err := cl.RuleMetrics(t.Context(), rules[0].ID)
+	if err != nil || one != all[rules[0].ID] || one.Matched == 0 {
+		t.Fatalf("rule %s: per-rule %+v, bulk %+v, err %v", rules[0].ID, one, all[rules[0].ID], err)
+	}
+
 	c.ExpireTokens()
 	nodes, err := cl.Nodes(t.Context())
 	if err != nil || len(nodes) != opts.Nodes {
