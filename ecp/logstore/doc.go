@@ -12,7 +12,8 @@
 // Each line becomes one document: @timestamp (RFC 3339, nanoseconds, UTC),
 // message, level, project, cluster, node, raw (the line as the agent read it),
 // file, offset, fields (the parsed key/values, stored but not indexed, so an
-// EMQX report key can never explode the index mapping) and log_id. The
+// EMQX report key can never explode the index mapping) and log_id; message,
+// raw and each field are cut at MaxFieldBytes, saying so, rather than lost. The
 // project, cluster and node are stamped by ecp from the agent's credential,
 // never taken from the agent's lines. In Elasticsearch the documents go to
 // daily indices "<indexPrefix>-YYYY.MM.DD" (by the line's UTC date) whose
