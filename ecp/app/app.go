@@ -60,8 +60,9 @@ type App struct {
 	fleet    clusters.Fleet
 	// runFleet is the agent side's own loop (nil when Options.Fleet
 	// replaced it).
-	runFleet   func(context.Context) error
-	fleetReady <-chan struct{}
+	runFleet    func(context.Context) error
+	fleetReady  <-chan struct{}
+	agentRoutes func(*mux.Router)
 
 	ready   atomic.Bool
 	reloads chan chan error

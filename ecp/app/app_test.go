@@ -589,7 +589,7 @@ func TestStoredSecretsAreHashes(t *testing.T) {
 }
 
 func TestMetricsLint(t *testing.T) {
-	h := start(t, testOptions(t))
+	h := startReal(t, testOptions(t))
 	admin, project := setupProject(t, h)
 	h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"})
 	problems, err := testutil.GatherAndLint(h.reg)

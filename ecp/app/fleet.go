@@ -2,18 +2,37 @@ package app
 
 import (
 	"context"
-	"errors"
 
 	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/fleet"
 )
 
-// buildFleet sets up the agent side of ecp.
+// buildFleet sets up the agent side of ecp (ecp/fleet), unless
+// Options.Fleet replaces it.
 func (a *App) buildFleet(_ context.Context) error {
-	if a.opts.Fleet == nil {
-		return errors.New("ecp/app: the agent side (ecp/fleet) is not wired yet; Options.Fleet is required")
+	if a.opts.Fleet != nil {
+		a.fleet = a.opts.Fleet
+		return nil
 	}
-	a.fleet = a.opts.Fleet
+	fo := fleet.DefaultOptions()
+	fo.TokenTTL = a.opts.RegistrationTokenTTL
+	// One adapter per registry: it owns the request latency histogram.
+	fo.Adapter = a.adapter
+	f, err := fleet.New(fo, a.cli, a.logger.With("component", "fleet"), a.reg)
+	if err != nil {
+		return err
+	}
+	a.fleet = f
+	a.agentRoutes = f.Register
+	a.runFleet = f.Run
+	a.fleetReady = f.Ready()
 	return nil
 }
 
-func (a *App) registerFleetRoutes(_ *mux.Router) {}
+// registerFleetRoutes mounts the agent API, when ecp runs its own fleet.
+func (a *App) registerFleetRoutes(r *mux.Router) {
+	if a.agentRoutes != nil {
+		a.agentRoutes(r)
+	}
+}

@@ -72,11 +72,23 @@ func testOptions(t *testing.T) Options {
 	return opts
 }
 
-// start runs an app with opts until the test ends.
+// start runs an app with opts until the test ends, with a fake fleet
+// unless opts names one.
 func start(t *testing.T, opts Options) *harness {
 	t.Helper()
+	return startWith(t, opts, false)
+}
+
+// startReal runs an app with ecp's own fleet and agent API.
+func startReal(t *testing.T, opts Options) *harness {
+	t.Helper()
+	return startWith(t, opts, true)
+}
+
+func startWith(t *testing.T, opts Options, realFleet bool) *harness {
+	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, out: &syncBuffer{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
-	if opts.Fleet == nil {
+	if opts.Fleet == nil && !realFleet {
 		h.fleet = clusterstest.New()
 		opts.Fleet = h.fleet
 	}

@@ -62,7 +62,8 @@ type Options struct {
 	BcryptCost int
 	// ShutdownTimeout bounds each step of Stop.
 	ShutdownTimeout time.Duration
-	// Fleet replaces the agent side (tests); nil runs ecp's own.
+	// Fleet replaces the agent side (tests of the user API); nil runs
+	// ecp/fleet with its agent API.
 	Fleet clusters.Fleet
 	// Reload delivers reload requests from outside (main turns SIGHUP into
 	// one); the error goes back on the inner channel.

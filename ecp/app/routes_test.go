@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/agentproto"
 )
 
 // Roles of the route table, in the order of the expectations.
@@ -240,6 +242,13 @@ func routeTable() map[string]routeCase {
 	add("GET /-/ready", fixed("/-/ready", nil), o, f)
 	add("HEAD /-/ready", fixed("/-/ready", nil), o, f)
 	add("POST /-/reload", fixed("/-/reload", nil), o, f)
+	// The agent API takes agent credentials and registration tokens, never
+	// user tokens: every role is a stranger to it.
+	o, f = same(public(401))
+	add("POST "+agentproto.PathRegister, fixed(agentproto.PathRegister, agentproto.RegisterRequest{Token: "ecpr_not-a-token", AgentVersion: "t"}), o, f)
+	add("POST "+agentproto.PathReport, fixed(agentproto.PathReport, agentproto.ReportRequest{}), o, f)
+	add("POST "+agentproto.PathUnregister, fixed(agentproto.PathUnregister, nil), o, f)
+	add("GET "+agentproto.PathDesired, fixed(agentproto.PathDesired+"?timeout=1s", nil), o, f)
 	return t
 }
 
@@ -269,7 +278,7 @@ func routeKeys(t *testing.T, r *mux.Router) []string {
 }
 
 func TestEveryRouteEveryRole(t *testing.T) {
-	h := start(t, testOptions(t))
+	h := startReal(t, testOptions(t))
 	w := newTenants(t, h)
 	table := routeTable()
 	keys := routeKeys(t, h.app.Router())

@@ -16,6 +16,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -36,29 +37,10 @@ type Fleet interface {
 }
 
 // StateCreated is the state of an entry no agent has registered for.
-const StateCreated = "created"
+const StateCreated = fleet.StateCreated
 
-// Status mirrors fleet.Status field for field.
-type Status struct {
-	State                  string
-	StateReason            *Reason
-	Version                string
-	Nodes                  int
-	NodesRunning           int
-	Connections            int
-	LiveConnections        int
-	MaxConnectionsReported int
-	StartedAt              time.Time
-	ManagedSince           time.Time
-	LastReportAt           time.Time
-	AgentVersion           string
-	Hostname               string
-	DashboardURL           string
-}
+// Status is what the agent side knows of an entry (fleet owns its shape).
+type Status = fleet.Status
 
-// Reason mirrors fleet.Reason.
-type Reason struct {
-	Code    string    `json:"code"`
-	Message string    `json:"message"`
-	Since   time.Time `json:"since"`
-}
+// Reason says why an entry is not running.
+type Reason = fleet.Reason

@@ -1,0 +1,107 @@
+package app
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+)
+
+func registerAgent(h *harness, token string) reply {
+	h.t.Helper()
+	return h.do("POST", agentproto.PathRegister, "", agentproto.RegisterRequest{
+		Token: token, AgentVersion: "test", DashboardURL: "http://emqx.example:18083", APIURL: "http://emqx.example:18083",
+	})
+}
+
+// TestRegistrationThroughFleet runs the seam for real: the cluster API
+// issues the token through ecp/fleet, an agent registers with it once, the
+// entry's state follows, and delete revokes the agent.
+func TestRegistrationThroughFleet(t *testing.T) {
+	srv := etcdtest.Start(t)
+	opts := testOptions(t)
+	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	h := startReal(t, opts)
+	admin, project := setupProject(t, h)
+	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
+	var c clusterJSON
+	h.must(200, "GET", "/api/v1/clusters/"+id, admin, nil).decode(t, &c)
+	if c.State != "created" {
+		t.Fatalf("new entry state %q, want created", c.State)
+	}
+	var reg struct{ Token string }
+	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
+
+	// The token is stored only as a hash.
+	resp, err := etcdtest.ClientOf(t, srv).Get(t.Context(), "/", clientWithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if strings.Contains(string(kv.Key)+string(kv.Value), reg.Token) {
+			t.Fatalf("registration token stored in clear at %s", kv.Key)
+		}
+	}
+
+	var out agentproto.RegisterResponse
+	registerAgent(h, reg.Token).decode(t, &out)
+	if out.ClusterID != id || out.Credential == "" || out.Desired.MaxConnections != 10 {
+		t.Fatalf("register reply %+v", out)
+	}
+	// Single use.
+	if r := registerAgent(h, reg.Token); r.status != 401 {
+		t.Fatalf("second use of the token = %d %s, want 401", r.status, r.body)
+	}
+	h.must(200, "GET", "/api/v1/clusters/"+id, admin, nil).decode(t, &c)
+	if c.State != "registering" {
+		t.Fatalf("after register state %q, want registering", c.State)
+	}
+	// The credential works until the entry is deleted.
+	h.must(200, "POST", agentproto.PathReport, out.Credential, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "test"})
+	h.must(204, "DELETE", "/api/v1/clusters/"+id, admin, nil)
+	r := h.must(401, "POST", agentproto.PathReport, out.Credential, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "test"})
+	var e apiError
+	r.decode(t, &e)
+	if e.Error.Code != agentproto.CodeCredentialRevoked {
+		t.Fatalf("report after delete: code %q, want %s", e.Error.Code, agentproto.CodeCredentialRevoked)
+	}
+	if strings.Contains(h.logs.String(), reg.Token) || strings.Contains(h.logs.String(), out.Credential) {
+		t.Fatal("token or credential reached the log")
+	}
+}
+
+func TestExpiredRegistrationTokenRefused(t *testing.T) {
+	opts := testOptions(t)
+	// Expired by the time the agent uses it, without the test sleeping.
+	opts.RegistrationTokenTTL = time.Nanosecond
+	h := startReal(t, opts)
+	admin, project := setupProject(t, h)
+	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
+	var reg struct{ Token string }
+	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
+	r := registerAgent(h, reg.Token)
+	var e apiError
+	r.decode(t, &e)
+	if r.status != 401 || e.Error.Code != agentproto.CodeTokenExpired {
+		t.Fatalf("expired token = %d %s, want 401 TokenExpired", r.status, r.body)
+	}
+}
+
+// TestReRegistrationRevokesTheOldAgent: a new token for the entry revokes
+// the credential of the agent bound before.
+func TestReRegistrationRevokesTheOldAgent(t *testing.T) {
+	h := startReal(t, testOptions(t))
+	admin, project := setupProject(t, h)
+	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
+	var reg struct{ Token string }
+	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
+	var first agentproto.RegisterResponse
+	registerAgent(h, reg.Token).decode(t, &first)
+	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
+	h.must(401, "POST", agentproto.PathReport, first.Credential, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "test"})
+	var second agentproto.RegisterResponse
+	registerAgent(h, reg.Token).decode(t, &second)
+	h.must(200, "POST", agentproto.PathReport, second.Credential, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "test"})
+}
