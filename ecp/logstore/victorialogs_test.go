@@ -30,7 +30,11 @@ type victoriaLogs struct {
 // installs; without it the test fails with the install command.
 func victoriaLogsBinary(t testing.TB) string {
 	t.Helper()
+	const install = "victoria-logs is not installed; run scripts/install-victorialogs.sh (or set ECP_VICTORIALOGS_BIN)"
 	if p := os.Getenv("ECP_VICTORIALOGS_BIN"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%s: %v", install, err)
+		}
 		return p
 	}
 	dir, err := os.Getwd()
@@ -52,7 +56,7 @@ func victoriaLogsBinary(t testing.TB) string {
 	if p, err := exec.LookPath("victoria-logs"); err == nil {
 		return p
 	}
-	t.Fatalf("victoria-logs is not installed; run scripts/install-victorialogs.sh (or set ECP_VICTORIALOGS_BIN)")
+	t.Fatal(install)
 	return ""
 }
 
