@@ -1,0 +1,31 @@
+package main
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestBadUsageExitsTwo(t *testing.T) {
+	for _, args := range [][]string{
+		{"--no-such-flag"},
+		{"--version", "4.4.6"},
+		{"--log.format", "xml"},
+		{"--nodes", "0", "--rules", "-1"},
+		{"stray-argument"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			if code := runMain(args); code != 2 {
+				t.Fatalf("runMain(%q) = %d, want 2", args, code)
+			}
+		})
+	}
+}
+
+func TestHelpExitsZero(t *testing.T) {
+	if code := runMain([]string{"-h"}); code != 0 {
+		t.Fatalf("runMain(-h) = %d, want 0", code)
+	}
+}
