@@ -59,3 +59,7 @@ dist: ## Build static agent-exporter binaries for every supported arch into ./di
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=7 $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
 			-o $(CURDIR)/dist/agent-exporter-$$os-$$arch ./agent-exporter || exit 1; \
 	done
+
+.PHONY: demo
+demo: build dist ## Run the product locally: ecp, two simulated EMQX clusters, registered agents. Ctrl-C stops all.
+	$(GO) run ./demo --bin $(BIN) --dist $(CURDIR)/dist

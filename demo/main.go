@@ -1,0 +1,247 @@
+// Command demo runs the whole product on one machine: ecp with embedded
+// etcd, two simulated EMQX clusters in two projects, and for each an agent
+// registered through the commands ecp renders, exactly as an operator would
+// paste them. `make demo` builds the binaries and runs it; Ctrl-C stops
+// everything it started.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/ecpio/ecp/internal/testbed"
+)
+
+// Defaults of the demo's addresses; DEMO_ECP_ADDR overrides ecp's.
+const (
+	defaultECPAddr = "127.0.0.1:8080"
+	adminUsername  = "admin"
+)
+
+type cluster struct {
+	project, name string
+	simAddr       string
+	agentAddr     string
+	simArgs       []string
+}
+
+var clusters = []cluster{
+	{project: "factory-north", name: "north-line-1", simAddr: "127.0.0.1:18083", agentAddr: "127.0.0.1:9733",
+		simArgs: []string{"--nodes", "3", "--rules", "12", "--connectors", "6", "--seed", "1", "--version", "5.8.9", "--cluster.name", "north-line-1"}},
+	{project: "factory-south", name: "south-line-1", simAddr: "127.0.0.1:28083", agentAddr: "127.0.0.1:9734",
+		simArgs: []string{"--nodes", "2", "--rules", "8", "--connectors", "4", "--seed", "2", "--version", "5.9.3", "--cluster.name", "south-line-1"}},
+}
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout)) }
+
+func run(args []string, stdout io.Writer) int {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	binDir := fs.String("bin", "bin", "directory holding ecp, emqx-sim and agent-exporter (make build)")
+	distDir := fs.String("dist", "dist", "directory holding agent-exporter-linux-<arch> (make dist)")
+	workDir := fs.String("dir", ".demo", "working directory; emptied at start")
+	untilReady := fs.Bool("exit-when-ready", false, "stop everything and exit 0 once every cluster is running (for tests)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	d := &demo{out: stdout, bins: testbed.Binaries{Dir: *binDir, DistDir: *distDir}, dir: *workDir}
+	err := d.up(ctx)
+	if err == nil && !*untilReady {
+		_, _ = fmt.Fprintln(stdout, "\nPress Ctrl-C to stop the demo.")
+		<-ctx.Done()
+	}
+	d.down()
+	if err != nil {
+		_, _ = fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+type demo struct {
+	out   io.Writer
+	bins  testbed.Binaries
+	dir   string
+	procs []*testbed.Proc
+}
+
+func (d *demo) say(format string, args ...any) { _, _ = fmt.Fprintf(d.out, format+"\n", args...) }
+
+func (d *demo) up(ctx context.Context) error {
+	ecpAddr := os.Getenv("DEMO_ECP_ADDR")
+	if ecpAddr == "" {
+		ecpAddr = defaultECPAddr
+	}
+	if err := d.checkPorts(ecpAddr); err != nil {
+		return err
+	}
+	for _, name := range []string{"ecp", "emqx-sim", "agent-exporter"} {
+		if _, err := os.Stat(d.bins.Path(name)); err != nil {
+			return fmt.Errorf("%s is not built (run make build): %w", d.bins.Path(name), err)
+		}
+	}
+	if err := os.RemoveAll(d.dir); err != nil {
+		return fmt.Errorf("clean %s: %w", d.dir, err)
+	}
+	password := os.Getenv("ECP_ADMIN_PASSWORD")
+	generated := password == ""
+	if generated {
+		password = randomPassword()
+	}
+	dist, err := filepath.Abs(d.bins.DistDir)
+	if err != nil {
+		return err
+	}
+	base := "http://" + ecpAddr
+	d.say("Starting ecp on %s (embedded etcd in %s)…", base, filepath.Join(d.dir, "ecp"))
+	ecp, err := d.start("ecp", d.bins.Path("ecp"), []string{"serve",
+		"--web.listen-address", ecpAddr, "--web.external-url", base,
+		"--data.dir", filepath.Join(d.dir, "ecp", "data"), "--downloads.dir", dist},
+		[]string{"ECP_ADMIN_USERNAME=" + adminUsername, "ECP_ADMIN_PASSWORD=" + password})
+	if err != nil {
+		return err
+	}
+	if err := ecp.WaitReady(ctx, base+"/-/ready", 60*time.Second); err != nil {
+		return err
+	}
+	api, err := testbed.Login(ctx, base, adminUsername, password)
+	if err != nil {
+		return err
+	}
+	org, err := api.CreateOrg(ctx, "demo")
+	if err != nil {
+		return err
+	}
+
+	ids := make([]string, 0, len(clusters))
+	for _, c := range clusters {
+		id, err := d.manage(ctx, api, org.ID, c)
+		if err != nil {
+			return fmt.Errorf("take %s under management: %w", c.name, err)
+		}
+		ids = append(ids, id)
+	}
+	for i, id := range ids {
+		cl, err := api.WaitState(ctx, id, "running", 60*time.Second)
+		if err != nil {
+			return err
+		}
+		d.say("  %-14s %-8s EMQX %s, %d nodes, %d connections (max %d)", clusters[i].name, cl.State, cl.Version, cl.Nodes, cl.Connections, cl.MaxConnections)
+	}
+
+	d.say("\necp is managing %d clusters.", len(ids))
+	d.say("  API:       %s/api/v1  (OpenAPI at %s/api/v1/openapi.json)", base, base)
+	d.say("  Metrics:   %s/metrics", base)
+	if generated {
+		d.say("  Login:     %s / %s   (generated; set ECP_ADMIN_PASSWORD to choose one)", adminUsername, password)
+	} else {
+		d.say("  Login:     %s / the password in ECP_ADMIN_PASSWORD", adminUsername)
+	}
+	d.say("  Try:       curl -s -X POST %s/api/v1/login -d '{\"username\":\"%s\",\"password\":\"…\"}'", base, adminUsername)
+	for _, c := range clusters {
+		d.say("  EMQX %-14s dashboard http://%s (admin/public), agent metrics http://%s/metrics", c.name, c.simAddr, c.agentAddr)
+	}
+	d.say("  Break a connector: curl -X POST http://%s/sim/connectors/<type:name>/fail -d '{\"reason\":\"econnrefused\"}'", clusters[0].simAddr)
+	d.say("  Logs of every process are in %s.", d.dir)
+	return nil
+}
+
+// manage runs one simulated cluster and takes it under management: entry,
+// registration guide, agent download, run and register.
+func (d *demo) manage(ctx context.Context, api *testbed.Client, org string, c cluster) (string, error) {
+	dir := filepath.Join(d.dir, c.name)
+	simArgs := append([]string{"--listen", c.simAddr, "--log.dir", filepath.Join(dir, "emqx-log")}, c.simArgs...)
+	if err := os.MkdirAll(filepath.Join(dir, "emqx-log"), 0o750); err != nil {
+		return "", err
+	}
+	sim, err := d.start("emqx-sim "+c.name, d.bins.Path("emqx-sim"), simArgs, nil)
+	if err != nil {
+		return "", err
+	}
+	if err := sim.WaitReady(ctx, "http://"+c.simAddr+"/status", 30*time.Second); err != nil {
+		return "", err
+	}
+	project, err := api.CreateProject(ctx, org, c.project)
+	if err != nil {
+		return "", err
+	}
+	entry, err := api.CreateCluster(ctx, project.ID, c.name, "http://"+c.simAddr)
+	if err != nil {
+		return "", err
+	}
+	reg, err := api.Register(ctx, entry.ID)
+	if err != nil {
+		return "", err
+	}
+	d.say("Registering %s (project %s) with the commands ecp rendered…", c.name, c.project)
+	agent, err := testbed.RunAgent(ctx, reg, testbed.AgentSetup{
+		Dir: filepath.Join(dir, "agent"), ListenAddress: c.agentAddr,
+		EMQXUsername: "admin", EMQXPassword: "public",
+	})
+	if err != nil {
+		return "", err
+	}
+	d.procs = append(d.procs, agent)
+	return entry.ID, nil
+}
+
+func (d *demo) start(name, bin string, args, env []string) (*testbed.Proc, error) {
+	logPath := filepath.Join(d.dir, "logs", filepath.Base(bin)+"-"+fmt.Sprint(len(d.procs))+".log")
+	p, err := testbed.Start(name, bin, args, env, logPath)
+	if err != nil {
+		return nil, err
+	}
+	d.procs = append(d.procs, p)
+	return p, nil
+}
+
+// down stops every process in the reverse order of starting: agents before
+// the clusters they watch, ecp last.
+func (d *demo) down() {
+	if len(d.procs) == 0 {
+		return
+	}
+	d.say("Stopping…")
+	for _, p := range slices.Backward(d.procs) {
+		if err := p.Stop(); err != nil {
+			d.say("  %v", err)
+		}
+	}
+	d.say("Stopped; nothing of the demo is running.")
+}
+
+func (d *demo) checkPorts(ecpAddr string) error {
+	addrs := []string{ecpAddr}
+	for _, c := range clusters {
+		addrs = append(addrs, c.simAddr, c.agentAddr)
+	}
+	var errs []error
+	for _, a := range addrs {
+		if err := testbed.CheckFree(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("the demo needs these loopback ports free: %w (stop what uses them; set DEMO_ECP_ADDR to move ecp)", errors.Join(errs...))
+	}
+	return nil
+}
+
+func randomPassword() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
