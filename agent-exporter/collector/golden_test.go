@@ -85,7 +85,9 @@ func TestGoldenMetrics(t *testing.T) {
 	}
 }
 
-func client(t *testing.T, url string) *emqx.Client {
+func client(t *testing.T, url string) *emqx.Client { return benchClient(t, url) }
+
+func benchClient(t testing.TB, url string) *emqx.Client {
 	t.Helper()
 	hc := transport.New(transport.Options{Timeout: 5 * time.Second})
 	t.Cleanup(hc.CloseIdleConnections)
