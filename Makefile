@@ -22,9 +22,14 @@ build: ## Build ecp, agent-exporter and emqx-sim into ./bin.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./ecp ./agent-exporter ./emqx-sim
 
 .PHONY: test
-test: ## Run every test: vet, unit and integration (what CI runs).
+test: test-deps ## Run every test: vet, unit, integration and end-to-end (what CI runs).
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+.PHONY: test-deps
+test-deps: ## Install what the integration tests run for real (Prometheus, Alertmanager, VictoriaLogs).
+	bash scripts/install-prometheus.sh
+	bash scripts/install-victorialogs.sh
 
 .PHONY: test-short
 test-short: ## Run the unit tests only.
