@@ -95,14 +95,16 @@ func (s *Sim) FailConnector(id, reason string, nodes ...string) error {
 		}
 	}
 	for _, name := range nodes {
-		n, _ := s.nodeByName(name)
-		if n == nil {
+		if n, _ := s.nodeByName(name); n == nil {
 			return fmt.Errorf("fail connector %q on %q: %w", id, name, ErrUnknownNode)
 		}
+	}
+	for _, name := range nodes {
 		c.failed[name] = reason
-		if n.running {
-			s.logConnectorDown(now, c, n, reason)
-		}
+	}
+	// The log dir is the serving node's: it logs only its own failure.
+	if _, down := c.failed[s.self().name]; down && s.self().running {
+		s.logConnectorDown(now, c)
 	}
 	return nil
 }

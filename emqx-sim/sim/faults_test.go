@@ -206,3 +206,45 @@ func TestLicenseResetAndAlarm(t *testing.T) {
 		}
 	}
 }
+
+func TestFaultLinesRepeatWhileFaulty(t *testing.T) {
+	f := start(t, Options{Nodes: 2, LogDir: t.TempDir()})
+	count := func(sub string) int {
+		b, _ := os.ReadFile(filepath.Join(f.sim.opts.LogDir, "emqx.log.1"))
+		return strings.Count(string(b), sub)
+	}
+	// A failure on another node is not in this node's log.
+	_ = f.sim.FailConnector("http:conn_0001", "econnrefused", "emqx@10.0.0.2")
+	if n := count("health_check_failed"); n != 0 {
+		t.Fatalf("other node's failure logged here %d times", n)
+	}
+	_ = f.sim.FailConnector("http:conn_0001", "econnrefused")
+	for range 30 {
+		f.clock.Advance(time.Second)
+		f.sim.Step()
+	}
+	if n := count("health_check_failed, resource_id: connector:http:conn_0001"); n != 3 {
+		t.Fatalf("health checks logged %d times in 30 s, want 3 (every 15 s)", n)
+	}
+	_ = f.sim.HealConnector("http:conn_0001")
+	for range 30 {
+		f.clock.Advance(time.Second)
+		f.sim.Step()
+	}
+	if n := count("health_check_failed"); n != 3 {
+		t.Fatalf("healed connector still logged: %d", n)
+	}
+}
+
+func TestStoppedNodeRPC(t *testing.T) {
+	f := start(t, Options{})
+	tok := f.admin(t)
+	_ = f.sim.StopNode("emqx@10.0.0.2")
+	for _, p := range []string{"/api/v5/nodes/emqx@10.0.0.2/metrics", "/api/v5/nodes/emqx@10.0.0.2/stats"} {
+		wantError(t, f.req(t, "GET", p, tok, ""), 500, "NODE_DOWN", "")
+	}
+	wantError(t, f.req(t, "GET", "/api/v5/monitor_current/nodes/emqx@10.0.0.2", tok, ""), 404, "NOT_FOUND", "")
+	if r := f.req(t, "GET", "/api/v5/metrics?node=emqx@10.0.0.9", tok, ""); string(r.body) != "[]" {
+		t.Fatalf("unknown node filter: %s", r.body)
+	}
+}

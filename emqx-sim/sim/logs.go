@@ -342,7 +342,8 @@ func (s *Sim) emit(now time.Time, recs ...logRecord) {
 	}
 }
 
-func (s *Sim) logConnectorDown(now time.Time, c *connector, _ *node, _ string) {
+func (s *Sim) logConnectorDown(now time.Time, c *connector) {
+	c.lastHC = now
 	s.emit(now, logRecord{"warning", []kv{{"msg", "health_check_failed"}, {"resource_id", "connector:" + c.id()},
 		{"status", "disconnected"}}})
 }

@@ -62,6 +62,7 @@ type connector struct {
 	enable    bool
 	config    map[string]any
 	failed    map[string]string // node name -> status_reason
+	lastHC    time.Time         // last health_check_failed line written
 	createdAt time.Time
 	actions   []string // names of actions using it
 	sources   []string // names of sources using it
@@ -553,6 +554,7 @@ func (s *Sim) Step() {
 	s.stepConnections(now)
 	s.stepCounters(now, dt)
 	s.stepAlarms(now)
+	s.stepFaultLogs(now)
 	if s.logs != nil && s.opts.LogRate > 0 {
 		if err := s.logs.background(now, s.opts.LogRate); err != nil {
 			s.logger.Error("write emqx log", "err", err)
@@ -691,4 +693,27 @@ func (s *Sim) connStatusOn(c *connector, n *node) string {
 		return "disconnected"
 	}
 	return "connected"
+}
+
+// healthCheckInterval is the connectors' resource_opts.health_check_interval.
+const healthCheckInterval = 15 * time.Second
+
+// stepFaultLogs repeats the lines ongoing faults cause in the log of the
+// node serving the API: a failed health check every interval, and a rule
+// exception each tick a failing rule runs.
+func (s *Sim) stepFaultLogs(now time.Time) {
+	if s.logs == nil || !s.self().running {
+		return
+	}
+	self := s.self().name
+	for _, c := range s.connectors {
+		if _, down := c.failed[self]; down && c.enable && now.Sub(c.lastHC) >= healthCheckInterval {
+			s.logConnectorDown(now, c)
+		}
+	}
+	for _, ru := range s.rules {
+		if ru.failReason != "" && ru.enable && ru.rate > 0 {
+			s.logRuleFailed(now, ru)
+		}
+	}
 }
