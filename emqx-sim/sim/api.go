@@ -509,7 +509,7 @@ func (s *Sim) stats(w http.ResponseWriter, r *http.Request, _ principal, _ param
 		for _, n := range s.runningNodes() {
 			for k, v := range s.nodeStatsJSON(n, false) {
 				if strings.HasPrefix(k, "retained.") || strings.HasPrefix(k, "topics.") ||
-					strings.HasPrefix(k, "subscriptions.shared.") || strings.HasPrefix(k, "cluster_sessions.") {
+					strings.HasPrefix(k, "subscriptions.shared.") {
 					sum[k] = v // cluster-global: taken once
 					continue
 				}

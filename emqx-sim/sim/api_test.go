@@ -249,3 +249,19 @@ func TestMemString(t *testing.T) {
 		}
 	}
 }
+
+func TestStatsAggregate(t *testing.T) {
+	f := start(t, Options{Nodes: 3})
+	tok := f.admin(t)
+	per := f.req(t, "GET", "/api/v5/stats", tok, "").json(t).([]any)
+	agg := f.req(t, "GET", "/api/v5/stats?aggregate=true", tok, "").object(t)
+	var conns, topics float64
+	for _, n := range per {
+		conns += n.(map[string]any)["connections.count"].(float64)
+		topics = n.(map[string]any)["topics.count"].(float64)
+	}
+	if agg["connections.count"] != conns || agg["topics.count"] != topics || agg["node"] != nil {
+		t.Fatalf("aggregate %v: want summed connections %v and cluster-global topics %v", agg, conns, topics)
+	}
+	wantError(t, f.req(t, "GET", "/api/v5/stats?aggregate=maybe", tok, ""), 400, "BAD_REQUEST", "")
+}
