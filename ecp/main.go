@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -60,11 +61,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("registration.token-ttl", "How long a registration token stays valid.").Default(app.DefaultRegistrationTokenTTL.String()).DurationVar(&opts.RegistrationTokenTTL)
 	serve.Flag("downloads.dir", "Directory holding agent-exporter-<os>-<arch> binaries (built by make dist), served at /downloads/agent-exporter/<os>/<arch>.").Default(app.DefaultDownloadsDir).StringVar(&opts.DownloadsDir)
 	serve.Flag("web.session-ttl", "How long a login session lasts.").Default(app.DefaultSessionTTL.String()).DurationVar(&opts.SessionTTL)
-	serve.Flag("log.level", "Only log messages with this severity or above: debug, info, warn, error.").Default("info").EnumVar(&logLevel, "debug", "info", "warn", "error")
-	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").EnumVar(&logFormat, "logfmt", "json")
+	serve.Flag("log.level", "Only log messages with this severity or above: debug, info, warn or error.").Default("info").StringVar(&logLevel)
+	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&logFormat)
 
 	versionCmd := ka.Command("version", "Print the version of ecp.")
 
+	if len(args) == 0 {
+		ka.Usage(nil)
+		return exitUsage
+	}
 	cmd, err := ka.Parse(args)
 	if helped {
 		return exitOK
@@ -83,6 +88,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 
+	if err := checkFlags(logLevel, logFormat, opts); err != nil {
+		_, _ = fmt.Fprintf(stderr, "ecp: %v (try ecp serve --help)\n", err)
+		return exitUsage
+	}
 	logger := newLogger(stderr, logLevel, logFormat)
 	if endpoints != "" {
 		for _, e := range strings.Split(endpoints, ",") {
@@ -135,6 +144,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	logger.Info("ecp stopped")
 	return exitOK
+}
+
+// checkFlags catches bad flag values before anything starts, naming the
+// flag and what it accepts.
+func checkFlags(level, format string, opts app.Options) error {
+	switch {
+	case !slices.Contains([]string{"debug", "info", "warn", "error"}, level):
+		return fmt.Errorf("--log.level must be one of debug, info, warn, error; got %q", level)
+	case format != "logfmt" && format != "json":
+		return fmt.Errorf("--log.format must be logfmt or json; got %q", format)
+	case opts.Licence.TotalConnections < 1:
+		return fmt.Errorf("--licence.total-connections must be at least 1; got %d", opts.Licence.TotalConnections)
+	case opts.Licence.MaxPerCluster < 1 || opts.Licence.MaxPerCluster > opts.Licence.TotalConnections:
+		return fmt.Errorf("--licence.max-per-cluster must be from 1 to --licence.total-connections (%d); got %d", opts.Licence.TotalConnections, opts.Licence.MaxPerCluster)
+	case opts.RegistrationTokenTTL <= 0:
+		return fmt.Errorf("--registration.token-ttl must be positive; got %s", opts.RegistrationTokenTTL)
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

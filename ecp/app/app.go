@@ -339,8 +339,7 @@ func (a *App) Reload(ctx context.Context) error {
 	a.metrics.reloadOK.Set(1)
 	a.metrics.reloadTime.SetToCurrentTime()
 	l := a.ledger.Licence()
-	a.logger.Info("configuration reloaded", "file", a.opts.ConfigFile, "totalConnections", l.TotalConnections, "maxPerCluster", l.MaxPerCluster)
-	_ = ctx
+	a.logger.InfoContext(ctx, "configuration reloaded", "file", a.opts.ConfigFile, "totalConnections", l.TotalConnections, "maxPerCluster", l.MaxPerCluster)
 	return nil
 }
 
@@ -386,7 +385,7 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	}, func(error) {
 		a.ready.Store(false)
-		a.shutdownHTTP()
+		a.shutdownHTTP(context.Background())
 	})
 	if a.runFleet != nil {
 		g.Add(func() error { return a.runFleet(runCtx) }, func(error) { cancel() })
@@ -426,8 +425,8 @@ func (a *App) Run(ctx context.Context) error {
 	return errors.Join(err, a.Stop(context.Background()))
 }
 
-func (a *App) shutdownHTTP() {
-	ctx, cancel := context.WithTimeout(context.Background(), a.opts.ShutdownTimeout)
+func (a *App) shutdownHTTP(parent context.Context) {
+	ctx, cancel := context.WithTimeout(parent, a.opts.ShutdownTimeout)
 	defer cancel()
 	if err := a.srv.Shutdown(ctx); err != nil {
 		a.logger.Warn("http shutdown did not finish in time; closing connections", "err", err)
@@ -448,7 +447,7 @@ func (a *App) Stop(ctx context.Context) error {
 		a.ready.Store(false)
 		var errs []error
 		if a.srv != nil {
-			a.shutdownHTTP()
+			a.shutdownHTTP(ctx)
 		} else if a.ln != nil {
 			errs = append(errs, ignoreClosed(a.ln.Close()))
 		}
@@ -460,7 +459,6 @@ func (a *App) Stop(ctx context.Context) error {
 		}
 		a.stopErr = errors.Join(errs...)
 	})
-	_ = ctx
 	return a.stopErr
 }
 

@@ -128,12 +128,21 @@ func (api *API) view(r *http.Request, s clusterspec.Spec) (Cluster, error) {
 		st.State = StateCreated
 	}
 	return Cluster{
-		ID: s.ID, Name: s.Name, Project: s.Project, ServiceURL: s.ServiceURL, MaxConnections: s.MaxConnections,
+		ID: s.ID, Name: s.Name, Project: s.Project, ServiceURL: serviceURL(s, st), MaxConnections: s.MaxConnections,
 		CreatedAt: s.CreatedAt, UpdatedAt: s.UpdatedAt,
 		State: st.State, StateReason: st.StateReason, Version: st.Version, Nodes: st.Nodes, NodesRunning: st.NodesRunning,
 		Connections: st.Connections, LiveConnections: st.LiveConnections, AgentVersion: st.AgentVersion,
 		StartedAt: timePtr(st.StartedAt), ManagedSince: timePtr(st.ManagedSince), LastReportAt: timePtr(st.LastReportAt),
 	}, nil
+}
+
+// serviceURL is the entry's own service URL or, when the operator set
+// none, the dashboard URL its agent registered with.
+func serviceURL(s clusterspec.Spec, st Status) string {
+	if s.ServiceURL != "" {
+		return s.ServiceURL
+	}
+	return st.DashboardURL
 }
 
 // ValidateName says what a cluster name must be, or "": 1 to 200
@@ -428,12 +437,17 @@ func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if spec.ServiceURL == "" {
+	st, err := api.fleet.Status(r.Context(), spec.ID)
+	if err != nil {
+		return fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
+	}
+	target := serviceURL(spec, st)
+	if target == "" {
 		return httpapi.Conflict("cluster %s has no service URL; set one with PATCH /api/v1/clusters/%s {\"serviceUrl\": ...} to open its dashboard", spec.ID, spec.ID)
 	}
 	// ecp holds no EMQX credentials (the password never leaves the
 	// operator's browser), so it cannot mint the dashboard's login_meta
 	// token: the jump lands on the dashboard, which asks for a login.
-	http.Redirect(w, r, spec.ServiceURL, http.StatusFound)
+	http.Redirect(w, r, target, http.StatusFound)
 	return nil
 }

@@ -1,0 +1,37 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestRunExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		out  string
+	}{
+		{"version", []string{"version"}, exitOK, "ecp "},
+		{"help", []string{"--help"}, exitOK, "serve"},
+		{"serve help lists every flag", []string{"serve", "--help"}, exitOK, "--licence.max-per-cluster"},
+		{"no command", nil, exitUsage, "usage: ecp"},
+		{"unknown flag", []string{"serve", "--nope"}, exitUsage, "unknown long flag"},
+		{"bad log level", []string{"serve", "--log.level", "loud"}, exitUsage, "--log.level must be one of"},
+		{"bad licence", []string{"serve", "--licence.total-connections", "5", "--licence.max-per-cluster", "6"}, exitUsage, "--licence.max-per-cluster must be from 1"},
+		{"bad format", []string{"serve", "--log.format", "xml"}, exitUsage, "--log.format"},
+		{"bad ttl", []string{"serve", "--registration.token-ttl", "0s"}, exitUsage, "--registration.token-ttl"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := run(tc.args, &stdout, &stderr); code != tc.code {
+				t.Fatalf("run(%v) = %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, stdout.String(), stderr.String())
+			}
+			if all := stdout.String() + stderr.String(); !strings.Contains(all, tc.out) {
+				t.Fatalf("output lacks %q:\n%s", tc.out, all)
+			}
+		})
+	}
+}
