@@ -125,7 +125,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				reply := make(chan error, 1)
 				select {
 				case reloads <- reply:
-					<-reply // Reload logs its own outcome.
+					_ = <-reply // Reload logs its own outcome.
 				case <-ctx.Done():
 					return
 				}
