@@ -76,7 +76,9 @@ type SMTP struct {
 	Password secret.String
 }
 
-// Routing holds Alertmanager's grouping timers for every route.
+// Routing holds Alertmanager's grouping timers. A zero field is left out of
+// the file, so Alertmanager's own default applies (group_wait 30s,
+// group_interval 5m, repeat_interval 4h).
 type Routing struct {
 	// GroupWait is how long a new group waits for more alerts before its
 	// first notification.
@@ -86,6 +88,9 @@ type Routing struct {
 	GroupInterval model.Duration
 	// RepeatInterval is how long before a still-firing alert is sent again.
 	RepeatInterval model.Duration
+	// ECPGroupInterval is group_interval on ecp's own route, where every
+	// alert is its own group: how soon a resolution reaches ecp's history.
+	ECPGroupInterval model.Duration
 }
 
 // Options configure rendering, writing and reloading.
@@ -135,9 +140,10 @@ func DefaultOptions() Options {
 			// Short enough that a connector down reaches its channels
 			// within half a minute of firing, long enough to batch the
 			// alerts one outage raises at once.
-			GroupWait:      model.Duration(10 * time.Second),
-			GroupInterval:  model.Duration(time.Minute),
-			RepeatInterval: model.Duration(4 * time.Hour),
+			GroupWait:        model.Duration(10 * time.Second),
+			GroupInterval:    model.Duration(time.Minute),
+			RepeatInterval:   model.Duration(4 * time.Hour),
+			ECPGroupInterval: model.Duration(10 * time.Second),
 		},
 		ReloadTimeout: 10 * time.Second,
 	}

@@ -7,17 +7,22 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -174,6 +179,62 @@ func groupNames(g map[string]map[string][2]float64) []string {
 	return names
 }
 
+// stack is a real Prometheus and Alertmanager wired together, with the
+// options that point ecp at them.
+type stack struct {
+	prom, am *daemon
+	opts     Options
+}
+
+// startStack starts Debian's Alertmanager and Prometheus on free loopback
+// ports, data in t.TempDir(), killed when the test ends. scrapeTarget, when
+// set, is scraped every second with honor_labels (it plays the stamped agent
+// series).
+func startStack(t *testing.T, o Options, scrapeTarget string) *stack {
+	t.Helper()
+	promBin, amBin := tool(t, "prometheus"), tool(t, "prometheus-alertmanager")
+	dir := t.TempDir()
+	o.RulesDir = filepath.Join(dir, "rules")
+	o.AlertmanagerConfigFile = filepath.Join(dir, "alertmanager.yml")
+	if err := os.MkdirAll(o.RulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Alertmanager needs a config to start: ecp's, with no project yet.
+	empty, err := RenderAlertmanager(nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(o.AlertmanagerConfigFile, empty, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	amAddr, promAddr := freeAddr(t), freeAddr(t)
+	am := startDaemon(t, amBin, amAddr, "--config.file="+o.AlertmanagerConfigFile, "--storage.path="+filepath.Join(dir, "am-data"),
+		"--web.listen-address="+amAddr, "--cluster.listen-address=")
+	scrape := ""
+	if scrapeTarget != "" {
+		scrape = fmt.Sprintf(`scrape_configs:
+  - job_name: agent
+    scrape_interval: 1s
+    honor_labels: true
+    static_configs: [{targets: [%q]}]
+`, scrapeTarget)
+	}
+	promCfg := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(promCfg, fmt.Appendf(nil, `global:
+  evaluation_interval: 15s
+rule_files: [%q]
+alerting:
+  alertmanagers:
+    - static_configs: [{targets: [%q]}]
+%s`, filepath.Join(o.RulesDir, "*"+RuleFileSuffix), amAddr, scrape), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := startDaemon(t, promBin, promAddr, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "prom-data"),
+		"--web.listen-address="+promAddr, "--web.enable-lifecycle", "--web.enable-remote-write-receiver")
+	o.PrometheusURL, o.AlertmanagerURL = prom.url, am.url
+	return &stack{prom: prom, am: am, opts: o}
+}
+
 // TestIntegrationRealPrometheusAndAlertmanager applies settings to Debian's
 // Prometheus 2.42 and Alertmanager 0.25, checks through their APIs that
 // the rules and routes are what runs, and that a broken file is refused
@@ -182,43 +243,13 @@ func TestIntegrationRealPrometheusAndAlertmanager(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts Prometheus and Alertmanager; skipped with -short")
 	}
-	promBin, amBin := tool(t, "prometheus"), tool(t, "prometheus-alertmanager")
-	dir := t.TempDir()
-	rulesDir := filepath.Join(dir, "rules")
-	amFile := filepath.Join(dir, "alertmanager.yml")
-	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// Alertmanager needs a config to start: ecp's, with no project yet.
-	o := testOptions()
-	empty, err := RenderAlertmanager(nil, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(amFile, empty, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	amAddr, promAddr := freeAddr(t), freeAddr(t)
-	am := startDaemon(t, amBin, amAddr, "--config.file="+amFile, "--storage.path="+filepath.Join(dir, "am-data"),
-		"--web.listen-address="+amAddr, "--cluster.listen-address=")
-	promCfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(promCfg, fmt.Appendf(nil, `global:
-  evaluation_interval: 15s
-rule_files: [%q]
-alerting:
-  alertmanagers:
-    - static_configs: [{targets: [%q]}]
-`, filepath.Join(rulesDir, "*"+RuleFileSuffix), amAddr), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	prom := startDaemon(t, promBin, promAddr, "--config.file="+promCfg, "--storage.tsdb.path="+filepath.Join(dir, "prom-data"),
-		"--web.listen-address="+promAddr, "--web.enable-lifecycle", "--web.enable-remote-write-receiver")
-
 	reg := prometheus.NewRegistry()
-	o.RulesDir, o.AlertmanagerConfigFile = rulesDir, amFile
-	o.PrometheusURL, o.AlertmanagerURL = prom.url, am.url
+	o := testOptions()
 	o.Registerer = reg
-	a, err := New(o)
+	st := startStack(t, o, "")
+	prom, am := st.prom, st.am
+	rulesDir, amFile := st.opts.RulesDir, st.opts.AlertmanagerConfigFile
+	a, err := New(st.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,5 +341,180 @@ alerting:
 	}
 	if got, want := routedProjects(t, am.url), []string{"alpha", "beta"}; !slices.Equal(got, want) {
 		t.Fatalf("after the repair alertmanager routes projects %v, want %v", got, want)
+	}
+}
+
+// webhookSink records Alertmanager's webhook notifications by path.
+type webhookSink struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls []sinkCall
+}
+
+type sinkCall struct {
+	path, auth string
+	at         time.Time
+	msg        amMessage
+}
+
+// amMessage is the part of Alertmanager's webhook payload (version 4) the
+// tests read.
+type amMessage struct {
+	Version string `json:"version"`
+	Status  string `json:"status"`
+	Alerts  []struct {
+		Status      string            `json:"status"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"alerts"`
+}
+
+func newWebhookSink(t *testing.T) *webhookSink {
+	s := &webhookSink{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m amMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		s.mu.Lock()
+		s.calls = append(s.calls, sinkCall{path: r.URL.Path, auth: r.Header.Get("Authorization"), at: time.Now(), msg: m})
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// wait returns the first notification on path with the given status, or
+// fails after timeout.
+func (s *webhookSink) wait(t *testing.T, path, status string, timeout time.Duration) sinkCall {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s.mu.Lock()
+		for _, c := range s.calls {
+			if c.path == path && c.msg.Status == status {
+				s.mu.Unlock()
+				return c
+			}
+		}
+		s.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s notification on %s within %s", status, path, timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitForSeries waits until Prometheus has a sample for query.
+func waitForSeries(t *testing.T, promURL, query string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var r struct {
+			Data struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		getJSON(t, promURL+"/api/v1/query?query="+url.QueryEscape(query), &r)
+		if len(r.Data.Result) > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus has no %s within 30s", query)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestIntegrationConnectorAlertReachesWebhooks drives one alert through the
+// real pipeline: a connector reported down fires EMQXConnectorAbnormal
+// (trigger count 1), Alertmanager delivers it to ecp's webhook (with its
+// bearer token) and to the project's webhook, both carrying project,
+// cluster and connector; the connector heals and both get the resolution.
+// Intervals are one second here; the figure logged is for these intervals.
+func TestIntegrationConnectorAlertReachesWebhooks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus and Alertmanager; skipped with -short")
+	}
+	var connected atomic.Int32 // the value of the connected status series
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		c := connected.Load()
+		fmt.Fprintf(w, "emqx_connector_status{project=\"alpha\",cluster=\"c1\",id=\"http:sink\",status=\"connected\"} %d\n", c)
+		fmt.Fprintf(w, "emqx_connector_status{project=\"alpha\",cluster=\"c1\",id=\"http:sink\",status=\"disconnected\"} %d\n", 1-c)
+		fmt.Fprintln(w, "emqx_connector_enabled{project=\"alpha\",cluster=\"c1\",id=\"http:sink\"} 1")
+	}))
+	t.Cleanup(agent.Close)
+	connected.Store(1)
+	sink := newWebhookSink(t)
+
+	o := testOptions()
+	o.Interval = time.Second
+	o.WebhookURL = sink.URL + "/ecp"
+	// Zero timers would mean Alertmanager's defaults (30s group_wait).
+	o.Routing.GroupWait = model.Duration(100 * time.Millisecond)
+	o.Routing.GroupInterval, o.Routing.ECPGroupInterval = model.Duration(time.Second), model.Duration(time.Second)
+	st := startStack(t, o, strings.TrimPrefix(agent.URL, "http://"))
+	a, err := New(st.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	projects := map[string]Settings{
+		"alpha": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical,
+			Webhooks: []Webhook{{URL: sink.URL + "/alpha"}}},
+	}
+	if err := a.Apply(t.Context(), projects); err != nil {
+		t.Fatal(err)
+	}
+
+	// Prometheus starts scraping a new target only after its discovery
+	// settles (about 5 s): measure from a connector Prometheus already sees.
+	waitForSeries(t, st.prom.url, `emqx_connector_enabled{project="alpha"}`)
+	down := time.Now()
+	connected.Store(0)
+	for _, path := range []string{"/ecp", "/alpha"} {
+		c := sink.wait(t, path, "firing", 30*time.Second)
+		if path == "/ecp" {
+			t.Logf("connector down → ecp webhook: %s (1s scrape and evaluation, trigger count 1)", c.at.Sub(down).Round(10*time.Millisecond))
+			if c.auth != "Bearer "+testWebhookToken {
+				t.Fatalf("ecp webhook got Authorization %q", c.auth)
+			}
+		}
+		if len(c.msg.Alerts) != 1 {
+			t.Fatalf("%s got %d alerts, want 1", path, len(c.msg.Alerts))
+		}
+		al := c.msg.Alerts[0]
+		for k, v := range map[string]string{"alertname": "EMQXConnectorAbnormal", "project": "alpha", "cluster": "c1", "id": "http:sink", "severity": "critical"} {
+			if al.Labels[k] != v {
+				t.Fatalf("%s: label %s=%q, want %q (labels %v)", path, k, al.Labels[k], v, al.Labels)
+			}
+		}
+		if _, ok := al.Labels["status"]; ok {
+			t.Fatalf("%s: the status label leaked into the alert: %v", path, al.Labels)
+		}
+		if al.Annotations["link"] != "https://ecp.example.test/clusters/c1" || al.Annotations["summary"] == "" {
+			t.Fatalf("%s: annotations %v", path, al.Annotations)
+		}
+	}
+
+	healed := time.Now()
+	connected.Store(1)
+	for _, path := range []string{"/ecp", "/alpha"} {
+		c := sink.wait(t, path, "resolved", 30*time.Second)
+		if path == "/ecp" {
+			t.Logf("connector healed → resolution at ecp webhook: %s", c.at.Sub(healed).Round(10*time.Millisecond))
+		}
+	}
+
+	// Alerting switched off: the route leaves, nothing more is sent.
+	projects["alpha"] = Settings{Enabled: false, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical}
+	if err := a.Apply(t.Context(), projects); err != nil {
+		t.Fatal(err)
+	}
+	if got := routedProjects(t, st.am.url); len(got) != 0 {
+		t.Fatalf("alerting off, yet alertmanager routes %v", got)
+	}
+	if got := loadedGroups(t, st.prom.url); len(got) != 0 {
+		t.Fatalf("alerting off, yet prometheus runs %v", groupNames(got))
 	}
 }

@@ -85,13 +85,9 @@ const (
 	receiverProjectPrefix = "project-"
 )
 
-// Timers of ecp's own route. With one alert per group, group_interval is
-// how soon a resolution reaches ecp's history; the repeat lets ecp rebuild
-// its active list after a restart without asking Alertmanager.
-const (
-	ecpGroupInterval  = "10s"
-	ecpRepeatInterval = "1h"
-)
+// ecpRepeatInterval is repeat_interval on ecp's own route: the repeat lets
+// ecp rebuild its active list after a restart without asking Alertmanager.
+const ecpRepeatInterval = "1h"
 
 // ProjectReceiver is the name of a project's receiver.
 func ProjectReceiver(project string) string { return receiverProjectPrefix + project }
@@ -194,7 +190,7 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 		Receiver:       ReceiverECP,
 		GroupBy:        []string{"..."},
 		GroupWait:      "0s",
-		GroupInterval:  ecpGroupInterval,
+		GroupInterval:  duration(o.Routing.ECPGroupInterval),
 		RepeatInterval: ecpRepeatInterval,
 		Continue:       true,
 	})
