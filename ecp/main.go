@@ -125,7 +125,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 				reply := make(chan error, 1)
 				select {
 				case reloads <- reply:
-					_ = <-reply // Reload logs its own outcome.
+					if err := <-reply; err != nil {
+						logger.Warn("reload on SIGHUP failed; the previous configuration stays in force", "err", err)
+					}
 				case <-ctx.Done():
 					return
 				}
