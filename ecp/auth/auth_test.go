@@ -1,0 +1,154 @@
+package auth_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// clock is a settable time source.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newStore(t *testing.T) (*auth.Store, *clock) {
+	t.Helper()
+	c := &clock{t: time.Now()}
+	s, err := auth.NewStore(etcdtest.Client(t), auth.StoreOptions{BcryptCost: bcrypt.MinCost, SessionTTL: time.Hour, Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(t.Context(), "alice", "correct-horse"); err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+func TestSessions(t *testing.T) {
+	s, c := newStore(t)
+	ctx := t.Context()
+	if _, _, err := s.Login(ctx, "alice", "wrong-horse"); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("wrong password: %v", err)
+	}
+	if _, _, err := s.Login(ctx, "bob", "correct-horse"); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("unknown user: %v", err)
+	}
+	tok, exp, err := s.Login(ctx, "alice", "correct-horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !exp.Equal(c.now().Add(time.Hour).UTC()) {
+		t.Fatalf("expiresAt %v", exp)
+	}
+	p, err := s.Authenticate(ctx, tok)
+	if err != nil || p.Username != "alice" || p.Via != "session" {
+		t.Fatalf("Authenticate = %+v, %v", p, err)
+	}
+	c.advance(time.Hour)
+	if _, err := s.Authenticate(ctx, tok); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("expired session: %v", err)
+	}
+	for _, bad := range []secret.String{"", "ecps_", "ecpt_", "ecpt_zz_x", "ecpt_0123456789abcdef_x", "Bearer x"} {
+		if _, err := s.Authenticate(ctx, bad); !errors.Is(err, auth.ErrBadCredentials) {
+			t.Fatalf("Authenticate(%q) = %v, want ErrBadCredentials", bad.Reveal(), err)
+		}
+	}
+}
+
+func TestAPITokens(t *testing.T) {
+	s, c := newStore(t)
+	ctx := t.Context()
+	exp := c.now().Add(time.Minute)
+	meta, tok, err := s.CreateAPIToken(ctx, "alice", "ci", &exp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if meta.Hash != "" {
+		t.Fatal("CreateAPIToken returned the hash")
+	}
+	p, err := s.Authenticate(ctx, tok)
+	if err != nil || p.Username != "alice" || p.TokenID != meta.ID {
+		t.Fatalf("Authenticate = %+v, %v", p, err)
+	}
+	// A token with the right id and a wrong secret is refused.
+	forged := secret.String(tok.Reveal()[:len(tok.Reveal())-2] + "xx")
+	if _, err := s.Authenticate(ctx, forged); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("forged token: %v", err)
+	}
+	c.advance(time.Minute)
+	if _, err := s.Authenticate(ctx, tok); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("expired token: %v", err)
+	}
+	_, tok2, err := s.CreateAPIToken(ctx, "alice", "forever", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	toks, err := s.ListAPITokens(ctx)
+	if err != nil || len(toks) != 2 {
+		t.Fatalf("list = %v, %v", toks, err)
+	}
+	for _, tk := range toks {
+		if tk.Hash != "" {
+			t.Fatal("ListAPITokens returned a hash")
+		}
+	}
+	p, err = s.Authenticate(ctx, tok2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteAPIToken(ctx, p.TokenID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, tok2); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	if err := s.DeleteAPIToken(ctx, p.TokenID); !errors.Is(err, auth.ErrTokenNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	tests := []struct {
+		username string
+		password secret.String
+		okUser   bool
+		okPass   bool
+	}{
+		{"alice", "12345678", true, true},
+		{"a.b-c_d@e", "1234567", true, false},
+		{"", "x", false, false},
+		{"-lead", secret.String(make([]byte, 73)), false, false},
+		{"has space", secret.String(make([]byte, 72)), false, true},
+		{"a/b", "12345678", false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.username, func(t *testing.T) {
+			if got := auth.ValidateUsername(tc.username) == ""; got != tc.okUser {
+				t.Errorf("ValidateUsername(%q) ok = %v", tc.username, got)
+			}
+			if got := auth.ValidatePassword(tc.password) == ""; got != tc.okPass {
+				t.Errorf("ValidatePassword(len %d) ok = %v", len(tc.password.Reveal()), got)
+			}
+		})
+	}
+}
