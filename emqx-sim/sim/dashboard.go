@@ -94,6 +94,13 @@ var dashboardPage = template.Must(template.New("dashboard").Parse(`<!DOCTYPE htm
 // hash (#/dashboard/overview?login_meta=...), which never reaches a server:
 // read it here, post it to the simulator, then strip it as the real UI does.
 (function () {
+  // The server already saw a query login_meta; strip it like the real UI.
+  var q = new URLSearchParams(window.location.search);
+  if (q.has("login_meta")) {
+    q.delete("login_meta");
+    var rest = q.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? "?" + rest : "") + window.location.hash);
+  }
   var h = window.location.hash, i = h.indexOf("?");
   if (i < 0) { return; }
   var v = new URLSearchParams(h.slice(i + 1)).get("login_meta");
