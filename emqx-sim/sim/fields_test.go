@@ -170,7 +170,11 @@ func endpointTable() []endpointCase {
 			"subscriptions_durable", "disconnected_durable_sessions"))},
 		{path: "/api/v5/monitor_current/nodes/" + n1, fields: append(monitorFields, fl("node_uptime", "int"))},
 		{path: "/api/v5/alarms", fields: []field{fl("data", "array"), fl("meta/page", "int"), fl("meta/limit", "int"),
-			fl("meta/hasnext", "bool"), fl("meta/count", "int")}},
+			fl("meta/hasnext", "bool"), fl("meta/count", "int"), fl("data/0/node", "string"), fl("data/0/name", "string"),
+			fl("data/0/message", "string"), fl("data/0/details", "object"), fl("data/0/duration", "int"),
+			fl("data/0/activate_at", "string")}},
+		{path: "/api/v5/api_key", fields: concat(prefixed("0/", fieldsOf("string", "name", "api_key", "expired_at",
+			"created_at", "desc", "role")), []field{fl("0/enable", "bool"), fl("0/expired", "bool")})},
 		{path: "/api/v5/rules", fields: concat(prefixed("data/0/", ruleFields), []field{fl("meta/page", "int"),
 			fl("meta/limit", "int"), fl("meta/hasnext", "bool"), fl("meta/count", "int")})},
 		{path: "/api/v5/rules/{rule}", fields: ruleFields},
@@ -219,7 +223,8 @@ func TestEndpointFieldsAndTypes(t *testing.T) {
 	for _, version := range []string{"5.7.2", "5.8.0", "5.8.9", "5.9.3", "5.10.4"} {
 		t.Run(version, func(t *testing.T) {
 			rel, _ := parseRelease(version)
-			f := start(t, Options{Version: version, Rules: 12, Connectors: 6})
+			f := start(t, Options{Version: version, Rules: 12, Connectors: 6,
+				APIKeys: []APIKey{{Key: "k1", Secret: "s1", Role: RoleViewer}}})
 			f.sim.Step()
 			tok := f.admin(t)
 			ruleID := f.sim.rules[0].id
