@@ -67,6 +67,27 @@ func TestRegistrationTokens(t *testing.T) {
 		}
 	})
 
+	t.Run("tokens leave no lease behind", func(t *testing.T) {
+		leases := func() int {
+			resp, err := cli.Leases(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(resp.Leases)
+		}
+		putSpec(t, cli, "leases", 10)
+		before := leases()
+		issue(t, f, "leases", time.Hour)
+		token := issue(t, f, "leases", time.Hour) // replaces the first
+		if got := leases(); got != before+1 {
+			t.Fatalf("%d leases after two issues, want %d", got, before+1)
+		}
+		mustRegister(t, newAgent(f.url), token)
+		if got := leases(); got != before {
+			t.Fatalf("%d leases after registering, want %d", got, before)
+		}
+	})
+
 	t.Run("unknown cluster", func(t *testing.T) {
 		if _, _, err := f.IssueRegistration(t.Context(), "nosuch", time.Hour); err == nil {
 			t.Fatal("issued a token for a cluster without a spec")

@@ -75,6 +75,7 @@ type statusRecord struct {
 	// TokenHash and TokenExpiresAt describe the pending registration token,
 	// so a re-issue can delete it and an unused one can show TokenExpired.
 	TokenHash      string    `json:"tokenHash,omitempty"`
+	TokenLease     int64     `json:"tokenLease,omitempty"`
 	TokenExpiresAt time.Time `json:"tokenExpiresAt,omitzero"`
 	UpdatedAt      time.Time `json:"updatedAt"`
 }

@@ -56,7 +56,8 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 		}
 		next := statusRecord{State: StateCreated, Reason: &Reason{Code: ReasonAwaitingRegistration,
 			Message: "a registration token was issued; run the register command before " + expires.UTC().Format(time.RFC3339),
-			Since:   now}, TokenHash: hash, TokenExpiresAt: expires, UpdatedAt: now}
+			Since:   now}, TokenHash: hash, TokenLease: int64(lease.ID), TokenExpiresAt: expires, UpdatedAt: now}
+		oldLease := clientv3.LeaseID(e.status.TokenLease)
 		ops := []clientv3.Op{
 			clientv3.OpPut(tokenKey(hash), tokVal, clientv3.WithLease(lease.ID)),
 			clientv3.OpDelete(agentKey(clusterID)),
@@ -84,6 +85,9 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 			f.applyLocked(kv{key: agentKey(clusterID), modRev: rev, deleted: true})
 			f.applyLocked(kv{key: statusKey(clusterID), value: []byte(val), modRev: rev})
 			f.mu.Unlock()
+			if oldLease != clientv3.NoLease {
+				_, _ = f.cli.Revoke(cctx, oldLease) // Only garbage collection; it expires anyway.
+			}
 			f.metrics.tokens.Inc()
 			if prev != StateCreated {
 				f.metrics.transitions.WithLabelValues(StateCreated).Inc()
@@ -199,6 +203,13 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 		return tokenError(agentproto.CodeTokenInvalid, "the registration token was already used or its cluster was deleted; issue a new one")
 	}
 	f.metrics.etcdWrites.WithLabelValues("register").Inc()
+	// The token's lease only kept an expired token around; drop it now so
+	// that leases do not pile up with every registration.
+	if lease := clientv3.LeaseID(got.Kvs[0].Lease); lease != clientv3.NoLease {
+		if _, err := f.cli.Revoke(ctx, lease); err != nil {
+			f.logger.Debug("could not revoke a used token's lease; it will expire", "err", err)
+		}
+	}
 	f.mu.Lock()
 	prev := StateCreated
 	if e := f.entries[id]; e != nil && e.hasStatus {
@@ -320,11 +331,13 @@ func (f *Fleet) Forget(ctx context.Context, clusterID string) error {
 			return fmt.Errorf("read status of cluster %s: %w", clusterID, err)
 		}
 		ops := []clientv3.Op{clientv3.OpDelete(agentKey(clusterID)), clientv3.OpDelete(statusKey(clusterID))}
+		tokenLease := clientv3.NoLease
 		cmp := clientv3.Compare(clientv3.CreateRevision(statusKey(clusterID)), "=", 0)
 		if len(got.Kvs) == 1 {
 			cmp = clientv3.Compare(clientv3.ModRevision(statusKey(clusterID)), "=", got.Kvs[0].ModRevision)
 			if rec, err := decode[statusRecord](got.Kvs[0].Value); err == nil && rec.TokenHash != "" {
 				ops = append(ops, clientv3.OpDelete(tokenKey(rec.TokenHash)))
+				tokenLease = clientv3.LeaseID(rec.TokenLease)
 			}
 		}
 		resp, err := f.cli.Txn(cctx).If(cmp).Then(ops...).Commit()
@@ -335,6 +348,9 @@ func (f *Fleet) Forget(ctx context.Context, clusterID string) error {
 			continue
 		}
 		f.metrics.etcdWrites.WithLabelValues("forget").Inc()
+		if tokenLease != clientv3.NoLease {
+			_, _ = f.cli.Revoke(cctx, tokenLease) // Only garbage collection; it expires anyway.
+		}
 		rev := resp.Header.Revision
 		f.mu.Lock()
 		f.applyLocked(kv{key: agentKey(clusterID), modRev: rev, deleted: true})

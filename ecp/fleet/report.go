@@ -109,7 +109,7 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 // says whether it differs in anything worth a write.
 func nextStatus(cur statusRecord, req *agentproto.ReportRequest, now time.Time) (statusRecord, bool) {
 	next := cur
-	next.TokenHash, next.TokenExpiresAt = "", time.Time{}
+	next.TokenHash, next.TokenLease, next.TokenExpiresAt = "", 0, time.Time{}
 	if req.AgentVersion != "" {
 		next.AgentVersion = req.AgentVersion
 	}

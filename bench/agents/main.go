@@ -1,0 +1,637 @@
+// Command agents measures one ecp fleet (with its embedded etcd) under a
+// simulated fleet of agents: every agent registers once, holds a
+// desired-state long-poll and reports every interval, the reports spread
+// evenly over the interval. The server runs in a child process so that its
+// CPU time and memory are measured apart from the load generator's.
+//
+// It prints, for the steady-state window after a warm-up: report latency
+// (client and server side), server CPU as a share of one core, server RSS,
+// and etcd writes (revisions) per report.
+//
+//	go run ./bench/agents --agents.count 10000 --report.interval 15s --steady.duration 45s
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/etcdserver"
+	"github.com/ecpio/ecp/ecp/fleet"
+)
+
+// roleEnv makes the re-executed binary the server.
+const roleEnv = "ECP_BENCH_AGENTS_ROLE"
+
+// Defaults of the flags.
+const (
+	DefaultAgents   = 10000
+	DefaultInterval = 15 * time.Second
+	DefaultWorkers  = 64
+)
+
+func main() { os.Exit(run()) }
+
+// setup is what the server tells the load generator once it is ready.
+type setup struct {
+	URL    string   `json:"url"`
+	Etcd   string   `json:"etcd"`
+	Tokens []string `json:"tokens"`
+}
+
+type config struct {
+	agents   int
+	interval time.Duration
+	warmup   time.Duration
+	steady   time.Duration
+	workers  int
+	longPoll bool
+}
+
+func run() int {
+	if os.Getenv(roleEnv) == "server" {
+		return serve()
+	}
+	var cfg config
+	fs := flag.NewFlagSet("agents", flag.ContinueOnError)
+	fs.IntVar(&cfg.agents, "agents.count", DefaultAgents, "Number of simulated agents.")
+	fs.DurationVar(&cfg.interval, "report.interval", DefaultInterval, "Report interval the server tells agents.")
+	fs.DurationVar(&cfg.warmup, "warmup.duration", 0, "Warm-up before measuring (default: one interval plus 5s, covering every agent's first report).")
+	fs.DurationVar(&cfg.steady, "steady.duration", 0, "Measured steady-state window (default: three intervals).")
+	fs.IntVar(&cfg.workers, "report.workers", DefaultWorkers, "Concurrent report senders (and keep-alive connections).")
+	fs.BoolVar(&cfg.longPoll, "agents.long-poll", true, "Have every agent hold a desired-state long-poll, as real agents do.")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if cfg.agents <= 0 || cfg.interval <= 0 || cfg.workers <= 0 {
+		fmt.Fprintln(os.Stderr, "--agents.count, --report.interval and --report.workers must be positive")
+		return 2
+	}
+	if cfg.warmup == 0 {
+		cfg.warmup = cfg.interval + 5*time.Second
+	}
+	if cfg.steady == 0 {
+		cfg.steady = 3 * cfg.interval
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := drive(ctx, cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	return 0
+}
+
+// serve is the child: embedded etcd, one fleet, the agent API and
+// /metrics; it creates the cluster specs and their tokens, prints the setup
+// as one JSON line and serves until its stdin closes.
+func serve() int {
+	n, _ := strconv.Atoi(os.Getenv("ECP_BENCH_AGENTS"))
+	interval, _ := time.ParseDuration(os.Getenv("ECP_BENCH_INTERVAL"))
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		cancel()
+	}()
+	if err := serveCtx(ctx, n, interval, logger); err != nil {
+		logger.Error("bench server failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serveCtx(ctx context.Context, n int, interval time.Duration, logger *slog.Logger) error {
+	dir, err := os.MkdirTemp("", "ecp-bench-agents-")
+	if err != nil {
+		return fmt.Errorf("make data dir: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	srv, err := etcdserver.Start(ctx, etcdserver.Options{Dir: dir}, logger)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	cli, err := etcdserver.NewClient([]string{srv.Endpoint()})
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	reg := prometheus.NewRegistry()
+	f, err := fleet.New(fleet.Options{ReportInterval: interval, MaxInFlight: 4096}, cli, logger, reg)
+	if err != nil {
+		return err
+	}
+	r := mux.NewRouter()
+	f.Register(r)
+	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if os.Getenv("ECP_BENCH_PPROF") != "" {
+		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	hs := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = hs.Serve(ln) }()
+	defer hs.Close()
+	runDone := make(chan struct{})
+	go func() {
+		defer close(runDone)
+		_ = f.Run(ctx)
+	}()
+	defer func() { <-runDone }()
+	select {
+	case <-f.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+
+	ids := make([]string, n)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("bench-%05d", i)
+	}
+	for start := 0; start < n; start += 100 {
+		var ops []clientv3.Op
+		for _, id := range ids[start:min(start+100, n)] {
+			b, err := clusterspec.Spec{ID: id, Name: id, Project: "bench", MaxConnections: 1000,
+				CreatedAt: time.Now(), UpdatedAt: time.Now()}.Encode()
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpPut(clusterspec.Key(id), string(b)))
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return fmt.Errorf("create specs: %w", err)
+		}
+	}
+	tokens := make([]string, n)
+	if err := parallel(ctx, n, 32, func(i int) error {
+		tok, _, err := f.IssueRegistration(ctx, ids[i], time.Hour)
+		tokens[i] = tok.Reveal()
+		return err
+	}); err != nil {
+		return err
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(setup{URL: "http://" + ln.Addr().String(), Etcd: srv.Endpoint(), Tokens: tokens}); err != nil {
+		return fmt.Errorf("write setup: %w", err)
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
+	var next atomic.Int64
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}
+
+// simAgent is one simulated agent.
+type simAgent struct {
+	cred     string
+	started  time.Time
+	offset   time.Duration
+	revision int64
+	conns    int
+}
+
+// stats collects report outcomes in the measured window.
+type stats struct {
+	mu        sync.Mutex
+	measuring bool
+	latencies []time.Duration
+	codes     map[int]int
+	errs      int
+}
+
+func (s *stats) add(d time.Duration, code int, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.measuring {
+		return
+	}
+	if err != nil {
+		s.errs++
+		return
+	}
+	s.codes[code]++
+	s.latencies = append(s.latencies, d)
+}
+
+func drive(ctx context.Context, cfg config) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, self)
+	cmd.Env = append(os.Environ(), roleEnv+"=server", "ECP_BENCH_AGENTS="+strconv.Itoa(cfg.agents), "ECP_BENCH_INTERVAL="+cfg.interval.String())
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return fmt.Errorf("server stdin: %w", err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return fmt.Errorf("server stdout: %w", err)
+	}
+	t0 := time.Now()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start server: %w", err)
+	}
+	defer func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	}()
+	var su setup
+	rd := bufio.NewReaderSize(stdout, 1<<20)
+	line, err := rd.ReadBytes('\n')
+	if err != nil {
+		return fmt.Errorf("read server setup: %w", err)
+	}
+	if err := json.Unmarshal(line, &su); err != nil {
+		return fmt.Errorf("decode server setup: %w", err)
+	}
+	fmt.Printf("server pid %d ready with %d cluster specs and tokens in %s\n", cmd.Process.Pid, len(su.Tokens), time.Since(t0).Round(time.Millisecond))
+
+	etcd, err := etcdserver.NewClient([]string{su.Etcd})
+	if err != nil {
+		return err
+	}
+	defer etcd.Close()
+
+	reportHC := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: cfg.workers, MaxIdleConnsPerHost: cfg.workers, MaxConnsPerHost: cfg.workers}}
+	agents := make([]*simAgent, cfg.agents)
+	t1 := time.Now()
+	var retries atomic.Int64
+	if err := parallel(ctx, cfg.agents, 32, func(i int) error {
+		a := &simAgent{started: time.Now().Add(-time.Duration(rand.IntN(1000)) * time.Hour).Truncate(time.Second), offset: time.Duration(i) * cfg.interval / time.Duration(cfg.agents), conns: rand.IntN(1000)}
+		for {
+			var out agentproto.RegisterResponse
+			code, err := post(ctx, reportHC, su.URL+agentproto.PathRegister, "", agentproto.RegisterRequest{
+				Token: su.Tokens[i], AgentVersion: "bench", Hostname: fmt.Sprintf("broker-%d", i)}, &out)
+			if err != nil {
+				return err
+			}
+			if code == http.StatusTooManyRequests {
+				retries.Add(1)
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+			if code != http.StatusOK {
+				return fmt.Errorf("register agent %d: status %d", i, code)
+			}
+			a.cred, a.revision = out.Credential, out.Desired.Revision
+			agents[i] = a
+			return nil
+		}
+	}); err != nil {
+		return err
+	}
+	fmt.Printf("registered %d agents in %s (%d retried after 429)\n", cfg.agents, time.Since(t1).Round(time.Millisecond), retries.Load())
+
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	var pollCount atomic.Int64
+	if cfg.longPoll {
+		pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: cfg.agents + 10, MaxIdleConnsPerHost: cfg.agents + 10}}
+		for _, a := range agents {
+			wg.Go(func() { longPoll(lctx, pollHC, su.URL, a, cfg.interval, &pollCount) })
+		}
+	}
+	st := &stats{codes: map[int]int{}}
+	wg.Go(func() { schedule(lctx, reportHC, su.URL, agents, cfg, st) })
+
+	fmt.Printf("warming up for %s (every agent's first report, and the writes it causes)\n", cfg.warmup)
+	if !sleep(ctx, cfg.warmup) {
+		return ctx.Err()
+	}
+	before, err := snapshot(ctx, cmd.Process.Pid, su, etcd)
+	if err != nil {
+		return err
+	}
+	st.mu.Lock()
+	st.measuring = true
+	st.mu.Unlock()
+	fmt.Printf("measuring steady state for %s (server at %s)\n", cfg.steady, su.URL)
+	if !sleep(ctx, cfg.steady) {
+		return ctx.Err()
+	}
+	st.mu.Lock()
+	st.measuring = false
+	st.mu.Unlock()
+	after, err := snapshot(ctx, cmd.Process.Pid, su, etcd)
+	if err != nil {
+		return err
+	}
+	printResults(cfg, st, before, after, pollCount.Load())
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+// schedule sends each agent's report at its offset within every interval.
+func schedule(ctx context.Context, hc *http.Client, base string, agents []*simAgent, cfg config, st *stats) {
+	jobs := make(chan *simAgent, len(agents))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(jobs)
+	for range cfg.workers {
+		wg.Go(func() {
+			for a := range jobs {
+				a.conns = max(0, a.conns+rand.IntN(21)-10)
+				req := agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "bench", AppliedRevision: a.revision,
+					EMQX: agentproto.EMQXStatus{Reachable: true, Version: "5.8.1", Edition: "Enterprise",
+						StartedAt: a.started,
+						Nodes: []agentproto.Node{
+							{Name: "emqx@n1", Status: "running", Connections: a.conns / 2, LiveConnections: a.conns / 2},
+							{Name: "emqx@n2", Status: "running", Connections: a.conns - a.conns/2, LiveConnections: a.conns - a.conns/2},
+						},
+						Connections: a.conns, LiveConnections: a.conns, MaxConnections: 1000,
+						Rules: agentproto.ResourceCounts{Total: 3, Healthy: 3}, Connectors: agentproto.ResourceCounts{Total: 2, Healthy: 2}}}
+				var out agentproto.ReportResponse
+				start := time.Now()
+				code, err := post(ctx, hc, base+agentproto.PathReport, a.cred, req, &out)
+				if ctx.Err() != nil {
+					return
+				}
+				st.add(time.Since(start), code, err)
+			}
+		})
+	}
+	start := time.Now()
+	for round := 0; ; round++ {
+		for _, a := range agents {
+			at := start.Add(time.Duration(round)*cfg.interval + a.offset)
+			if d := time.Until(at); d > 0 {
+				if !sleep(ctx, d) {
+					return
+				}
+			}
+			jobs <- a
+		}
+	}
+}
+
+// longPoll keeps one desired-state long-poll open, as an agent does.
+func longPoll(ctx context.Context, hc *http.Client, base string, a *simAgent, interval time.Duration, count *atomic.Int64) {
+	// Spread the polls like the reports, so their timeouts do not align.
+	if !sleep(ctx, a.offset*2) {
+		return
+	}
+	for ctx.Err() == nil {
+		url := fmt.Sprintf("%s%s?%s=%d&%s=30s", base, agentproto.PathDesired, agentproto.QueryAfter, a.revision, agentproto.QueryTimeout)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+a.cred)
+		resp, err := hc.Do(req)
+		if err != nil {
+			if !sleep(ctx, interval) {
+				return
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		count.Add(1)
+		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+			if !sleep(ctx, interval) {
+				return
+			}
+		}
+	}
+}
+
+func post(ctx context.Context, hc *http.Client, url, cred string, body, out any) (int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, fmt.Errorf("encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("post %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return 0, fmt.Errorf("decode reply: %w", err)
+		}
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode, nil
+}
+
+// sample is the server's counters at one moment.
+type sample struct {
+	at         time.Time
+	cpuTicks   int64
+	rssKiB     int64
+	hwmKiB     int64
+	etcdRev    int64
+	reports    float64
+	writes     float64
+	buckets    map[float64]float64 // server-side report latency histogram
+	selfCPU    time.Duration
+	waitersNow float64
+}
+
+func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sample, error) {
+	s := sample{at: time.Now(), buckets: map[float64]float64{}}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, fmt.Errorf("read server stat: %w", err)
+	}
+	// Fields after the command name (which may hold spaces) start at ")".
+	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	s.cpuTicks = utime + stime
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, fmt.Errorf("read server status: %w", err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			s.rssKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			s.hwmKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		s.selfCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	resp, err := etcd.Get(ctx, "/ecp/", clientv3.WithCountOnly())
+	if err != nil {
+		return s, fmt.Errorf("read etcd revision: %w", err)
+	}
+	s.etcdRev = resp.Header.Revision
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, su.URL+"/metrics", nil)
+	if err != nil {
+		return s, err
+	}
+	mr, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return s, fmt.Errorf("scrape server: %w", err)
+	}
+	defer mr.Body.Close()
+	sc := bufio.NewScanner(mr.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(l, "ecp_agent_reports_total"):
+			s.reports = v
+		case strings.HasPrefix(l, "ecp_fleet_etcd_writes_total"):
+			s.writes += v
+		case strings.HasPrefix(l, "ecp_agent_desired_waiters"):
+			s.waitersNow = v
+		case strings.HasPrefix(l, "ecp_http_request_duration_seconds_bucket") && strings.Contains(l, `route="`+agentproto.PathReport+`"`) && strings.Contains(l, `code="200"`):
+			le := l[strings.Index(l, `le="`)+4:]
+			le = le[:strings.IndexByte(le, '"')]
+			b, err := strconv.ParseFloat(le, 64)
+			if err == nil {
+				s.buckets[b] += v
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return s, fmt.Errorf("read metrics: %w", err)
+	}
+	return s, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux this runs on.
+const clockTicks = 100
+
+func printResults(cfg config, st *stats, a, b sample, polls int64) {
+	wall := b.at.Sub(a.at)
+	st.mu.Lock()
+	lat := slices.Clone(st.latencies)
+	codes := st.codes
+	errs := st.errs
+	st.mu.Unlock()
+	slices.Sort(lat)
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
+	}
+	reports := b.reports - a.reports
+	serverCPU := time.Duration(b.cpuTicks-a.cpuTicks) * time.Second / clockTicks
+	fmt.Println()
+	fmt.Printf("agents %d, report interval %s, long-polls %v, steady window %s\n", cfg.agents, cfg.interval, cfg.longPoll, wall.Round(time.Millisecond))
+	fmt.Printf("reports served            %.0f (%.1f/s; expected %.1f/s), client errors %d, statuses %v\n",
+		reports, reports/wall.Seconds(), float64(cfg.agents)/cfg.interval.Seconds(), errs, codes)
+	fmt.Printf("report latency (client)   p50 %s  p99 %s  max %s\n", pct(0.50), pct(0.99), pct(1))
+	fmt.Printf("report latency (server)   p99 ≤ %s (histogram bucket)\n", bucketQuantile(a.buckets, b.buckets, 0.99))
+	fmt.Printf("server CPU                %.1f%% of one core (%s CPU in %s wall, ecp + embedded etcd)\n",
+		100*serverCPU.Seconds()/wall.Seconds(), serverCPU.Round(time.Millisecond), wall.Round(time.Millisecond))
+	fmt.Printf("load generator CPU        %.1f%% of one core\n", 100*(b.selfCPU-a.selfCPU).Seconds()/wall.Seconds())
+	fmt.Printf("server RSS                %d MiB (peak %d MiB)\n", b.rssKiB/1024, b.hwmKiB/1024)
+	fmt.Printf("etcd revisions            %d in the window: %.4f writes/report (fleet's own count: %.0f, %.4f/report)\n",
+		b.etcdRev-a.etcdRev, float64(b.etcdRev-a.etcdRev)/max(reports, 1), b.writes-a.writes, (b.writes-a.writes)/max(reports, 1))
+	fmt.Printf("desired long-polls        %.0f held open now, %d answered since start\n", b.waitersNow, polls)
+}
+
+// bucketQuantile is the upper bound of the histogram bucket holding the
+// q-quantile of the observations between a and b.
+func bucketQuantile(a, b map[float64]float64, q float64) string {
+	les := make([]float64, 0, len(b))
+	for le := range b {
+		les = append(les, le)
+	}
+	slices.Sort(les)
+	if len(les) == 0 {
+		return "n/a"
+	}
+	total := b[les[len(les)-1]] - a[les[len(les)-1]]
+	for _, le := range les {
+		if b[le]-a[le] >= q*total {
+			return time.Duration(le * float64(time.Second)).String()
+		}
+	}
+	return "+Inf"
+}
