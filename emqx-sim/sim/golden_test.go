@@ -2,6 +2,7 @@ package sim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"net/http"
@@ -54,7 +55,7 @@ func goldenSim(t *testing.T, version, logDir string) (*Sim, *clock) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = s.Stop(t.Context()) })
+	t.Cleanup(func() { _ = s.Stop(context.Background()) })
 	for i := range 5 {
 		c.Advance(time.Second)
 		s.Step()

@@ -32,3 +32,48 @@ func TestRunTicksUntilStopped(t *testing.T) {
 		}
 	})
 }
+
+// TestConcurrentUse runs the ticking model, API readers and fault writers at
+// once; with -race it proves the model is guarded.
+func TestConcurrentUse(t *testing.T) {
+	f := start(t, Options{TickInterval: time.Millisecond, LogDir: t.TempDir(), Now: time.Now})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = f.sim.Run(ctx)
+	}()
+	tok := f.admin(t)
+	paths := []string{"/api/v5/nodes", "/api/v5/rules", "/api/v5/connectors", "/api/v5/actions",
+		"/api/v5/monitor_current", "/api/v5/prometheus/data_integration", "/api/v5/prometheus/stats", "/api/v5/alarms"}
+	errs := make(chan string, 4)
+	for w := range 4 {
+		go func() {
+			for i := range 40 {
+				p := paths[(w+i)%len(paths)]
+				if r := f.req(t, "GET", p, tok, ""); r.status != 200 {
+					errs <- p
+					return
+				}
+				switch i % 4 {
+				case 0:
+					_ = f.sim.FailConnector("http:conn_0001", "econnrefused")
+				case 1:
+					_ = f.sim.HealConnector("http:conn_0001")
+				case 2:
+					_ = f.sim.WriteLogs(10)
+				case 3:
+					f.sim.ResetLicense()
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 4 {
+		if p := <-errs; p != "" {
+			t.Errorf("GET %s failed under concurrency", p)
+		}
+	}
+	cancel()
+	<-done
+}

@@ -382,9 +382,13 @@ func (s *Sim) Stop(ctx context.Context) error {
 		if running {
 			select {
 			case <-s.doneCh:
-			case <-ctx.Done():
-				err = fmt.Errorf("stop: %w", ctx.Err())
-				return
+			default:
+				select {
+				case <-s.doneCh:
+				case <-ctx.Done():
+					err = fmt.Errorf("stop: %w", ctx.Err())
+					return
+				}
 			}
 		}
 		s.mu.Lock()
