@@ -111,29 +111,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	reloads := make(chan chan error)
-	opts.Reload = reloads
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				reply := make(chan error, 1)
-				select {
-				case reloads <- reply:
-					if err := <-reply; err != nil {
-						logger.Warn("reload on SIGHUP failed; the previous configuration stays in force", "err", err)
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		}
-	}()
+	opts.Reload = hup
 
 	a, err := app.New(opts, logger, reg)
 	if err != nil {

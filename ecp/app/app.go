@@ -63,9 +63,10 @@ type App struct {
 	runFleet    func(context.Context) error
 	fleetReady  <-chan struct{}
 	agentRoutes func(*mux.Router)
+	// extensionRuns are the loops of Options.Extensions.
+	extensionRuns []func(context.Context) error
 
 	ready   atomic.Bool
-	reloads chan chan error
 	metrics *metrics
 
 	stopOnce sync.Once
@@ -93,7 +94,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	if opts.Out == nil {
 		opts.Out = os.Stderr
 	}
-	a := &App{opts: opts, logger: logger, reg: reg, reloads: make(chan chan error)}
+	a := &App{opts: opts, logger: logger, reg: reg}
 	defer func() {
 		if err != nil {
 			_ = a.Stop(context.Background())
@@ -231,6 +232,9 @@ func (a *App) build(ctx context.Context) error {
 	a.registerFleetRoutes(r)
 	openapi.Register(r, a.adapter)
 	agentdownloads.New(a.opts.DownloadsDir).Register(r, a.adapter)
+	// Extensions' own-auth routes go on a subrouter created before the
+	// /api/v1 one, so the /api/v1 prefix cannot shadow them.
+	root := r.NewRoute().Subrouter()
 
 	api := r.PathPrefix("/api/v1").Subrouter()
 	api.NotFoundHandler, api.MethodNotAllowedHandler = notFound, methodNotAllowed
@@ -242,6 +246,17 @@ func (a *App) build(ctx context.Context) error {
 	a.clusters.Register(api, a.adapter)
 	a.ledger.Register(api, a.adapter)
 	auditLog.Register(api, a.adapter, a.authz.AuditScope)
+	env := Env{API: api, Root: root, Adapter: a.adapter, Authz: a.authz, Etcd: a.cli, Registerer: reg}
+	for i, ext := range a.opts.Extensions {
+		env.Logger = a.logger.With("component", "extension", "extension", i)
+		runExt, err := ext(env)
+		if err != nil {
+			return fmt.Errorf("mount extension %d: %w", i, err)
+		}
+		if runExt != nil {
+			a.extensionRuns = append(a.extensionRuns, runExt)
+		}
+	}
 	a.router = r
 	return nil
 }
@@ -262,6 +277,30 @@ func allowedMethods(r *mux.Router, req *http.Request) []string {
 	}
 	return allowed
 }
+
+// Env is what an Extension gets to mount an API package on the app.
+type Env struct {
+	// API is the /api/v1 router: routes on it sit behind user
+	// authentication (auth.PrincipalFrom gives the caller) and the audit
+	// log. Paths are relative to /api/v1.
+	API *mux.Router
+	// Root is for routes that authenticate themselves (agent-facing);
+	// paths are absolute.
+	Root *mux.Router
+	// Adapter writes replies and errors; use it for every route.
+	Adapter *httpapi.Adapter
+	// Authz answers "may this caller do that" with the app's one rule.
+	Authz *tenancy.Authorizer
+	// Etcd is the app's etcd client.
+	Etcd       *clientv3.Client
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Extension mounts one more API package (alert settings, logs, ...) on the
+// app. A non-nil run is added to the app's run group: it must return when
+// its context ends.
+type Extension func(Env) (run func(context.Context) error, err error)
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	for _, c := range cs {
@@ -390,6 +429,9 @@ func (a *App) Run(ctx context.Context) error {
 	if a.runFleet != nil {
 		g.Add(func() error { return a.runFleet(runCtx) }, func(error) { cancel() })
 	}
+	for _, runExt := range a.extensionRuns {
+		g.Add(func() error { return runExt(runCtx) }, func(error) { cancel() })
+	}
 	g.Add(func() error {
 		// Ready once the agent side is (it must have loaded its state
 		// from etcd before it can answer agents correctly).
@@ -406,8 +448,9 @@ func (a *App) Run(ctx context.Context) error {
 			select {
 			case <-runCtx.Done():
 				return nil
-			case reply := <-a.opts.Reload:
-				reply <- a.Reload(runCtx)
+			case <-a.opts.Reload:
+				// Reload logs its own outcome and sets the metrics.
+				_ = a.Reload(runCtx)
 			}
 		}
 	}, func(error) { cancel() })

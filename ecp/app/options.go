@@ -65,9 +65,13 @@ type Options struct {
 	// Fleet replaces the agent side (tests of the user API); nil runs
 	// ecp/fleet with its agent API.
 	Fleet clusters.Fleet
-	// Reload delivers reload requests from outside (main turns SIGHUP into
-	// one); the error goes back on the inner channel.
-	Reload <-chan chan error
+	// Extensions mount further API packages on the app, in order.
+	Extensions []Extension
+	// Reload triggers a reload of the configuration file with every value
+	// received: main passes the channel it gets SIGHUP on, so the app
+	// itself never touches signals. The outcome is logged and exported as
+	// ecp_config_last_reload_successful.
+	Reload <-chan os.Signal
 }
 
 // DefaultOptions returns the options `ecp serve` starts from.
