@@ -72,6 +72,14 @@ type App struct {
 	interval       time.Duration
 	reportInterval time.Duration
 	nextReport     time.Time
+	// reportNow asks for a report at the next tick whatever nextReport
+	// says (a desired state was just applied); a flush in progress cannot
+	// lose it.
+	reportNow bool
+	// appliedGen counts desired states applied outside a tick; a tick that
+	// started before the latest one collected a stale snapshot and does not
+	// satisfy reportNow.
+	appliedGen uint64
 	backoff        ecpclient.Backoff
 	queue          []agentproto.ReportRequest
 	lastReportAt   time.Time
@@ -417,6 +425,9 @@ func (a *App) collectLoop(ctx context.Context) error {
 
 func (a *App) tick(ctx context.Context) {
 	s, _ := a.current()
+	a.mu.Lock()
+	gen := a.appliedGen
+	a.mu.Unlock()
 	// Enforce before collecting, so the snapshot (and /metrics) shows the
 	// corrected limit; skip it while EMQX is known to be down, where it
 	// could only fail.
@@ -429,7 +440,7 @@ func (a *App) tick(ctx context.Context) {
 	if s == nil {
 		return
 	}
-	a.report(s, snap)
+	a.report(s, snap, gen)
 }
 
 func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
@@ -451,12 +462,15 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 // report queues a report when one is due and sends the queue oldest
 // first. While ecp is unreachable the queue keeps at most ReportBuffer
 // reports; the oldest are dropped and counted.
-func (a *App) report(s *session, snap *collector.Snapshot) {
+func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 	now := a.opts.Now()
 	a.mu.Lock()
-	if now.Before(a.nextReport) {
+	if now.Before(a.nextReport) && !a.reportNow {
 		a.mu.Unlock()
 		return
+	}
+	if gen == a.appliedGen {
+		a.reportNow = false
 	}
 	a.queue = append(a.queue, a.buildReport(snap))
 	if over := len(a.queue) - a.opts.ReportBuffer; over > 0 {
@@ -532,7 +546,8 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 	_ = a.enf.Enforce(s.ctx, s.emqx)
 	// Tell ecp at once that the revision is applied.
 	a.mu.Lock()
-	a.nextReport = time.Time{}
+	a.reportNow = true
+	a.appliedGen++
 	a.mu.Unlock()
 	a.wake()
 }

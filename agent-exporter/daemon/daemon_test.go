@@ -159,6 +159,9 @@ func scrape(t *testing.T, addr string) string {
 func TestEndToEnd(t *testing.T) {
 	emqx := startEMQX(t)
 	ecp := fakeecp.Start(t)
+	// A long report interval: ecp's change can only arrive in time through
+	// the desired-state long-poll, not a report reply.
+	ecp.SetInterval(30)
 	ecp.IssueToken("tok-1")
 	h := startDaemon(t, t.TempDir())
 	if !strings.Contains(h.stdout.String(), "EMQX Agent ") || !strings.Contains(h.stdout.String(), " is running!") {
@@ -176,6 +179,14 @@ func TestEndToEnd(t *testing.T) {
 
 	// Reports carry the cluster's numbers; the initial desired state
 	// (max connections 10) is applied at registration.
+	defer func() {
+		if t.Failed() {
+			for _, r := range ecp.Reports() {
+				t.Logf("report: applied %d max %d reachable %v problem %+v", r.AppliedRevision, r.EMQX.MaxConnections, r.EMQX.Reachable, r.EMQX.Problem)
+			}
+			t.Logf("logs:\n%s", h.logs.String())
+		}
+	}()
 	eventually(t, 5*time.Second, "a report with EMQX's numbers and revision 1 applied", func() bool {
 		r, ok := lastReport(ecp)
 		return ok && r.EMQX.Reachable && r.EMQX.MaxConnections == 10 && r.AppliedRevision == 1
@@ -444,8 +455,12 @@ func TestSecretsNeverLeak(t *testing.T) {
 	eventually(t, 5*time.Second, "first report", func() bool { return len(ecp.Reports()) > 0 })
 	_, statusOut, _ := h.cli("status")
 	credential := "cred-1"
+	ctl, err := state.At(h.dir).LoadControl()
+	if err != nil {
+		t.Fatal(err)
+	}
 	seen := h.logs.String() + regOut + regErr + statusOut + scrape(t, h.app.Addr()) + fmt.Sprintf("%+v %v", h.app.Status(), h.app.Status())
-	for _, s := range []string{password, token, credential, "public"} {
+	for _, s := range []string{password, token, credential, "public", ctl.Token.Reveal()} {
 		if strings.Contains(seen, s) {
 			t.Errorf("secret %q reached logs, CLI output, status or /metrics", s)
 		}
@@ -501,5 +516,80 @@ func TestControlAPINeedsToken(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("status without token = %d, want 401", resp.StatusCode)
+	}
+}
+
+func TestInsecureSkipVerifyCoversECP(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.StartTLS(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir())
+	code, _, errOut := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...)
+	if code != 1 || !strings.Contains(errOut, "TLS with ecp") || !strings.Contains(errOut, "--insecure-skip-verify") {
+		t.Fatalf("verifying register: code %d %q", code, errOut)
+	}
+	code, _, errOut = h.cli(append(registerArgs(ecp.URL, "tok", emqx.URL, "public"), "--insecure-skip-verify")...)
+	if code != 0 {
+		t.Fatalf("register with --insecure-skip-verify: %q", errOut)
+	}
+	eventually(t, 5*time.Second, "reports over TLS", func() bool { return len(ecp.Reports()) > 0 })
+}
+
+// TestRetryAfterHonoured: while ecp answers 429 with Retry-After: 1, the
+// agent's report and long-poll retries wait at least that second instead
+// of its 20 ms backoff.
+func TestRetryAfterHonoured(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval = 50 * time.Millisecond })
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	eventually(t, 5*time.Second, "first report", func() bool { return len(ecp.Reports()) > 0 })
+	ecp.RateLimit(1_000_000, 1)
+	before := ecp.Requests()
+	// The change ends the long-poll held before the limit: the agent
+	// applies it, reports at once and polls again, and both meet 429s.
+	ecp.SetMaxConnections(11)
+	time.Sleep(1500 * time.Millisecond)
+	if emqx.Dynamic() != 11 {
+		t.Fatalf("dynamic = %d, want 11", emqx.Dynamic())
+	}
+	// At most: one report and one poll at once, then one of each after 1 s.
+	if n := ecp.Requests() - before; n > 5 {
+		t.Fatalf("%d requests in 1.5 s despite Retry-After: 1", n)
+	}
+	if st := h.app.Status(); !strings.Contains(st.LastReportError, agentproto.CodeRateLimited) {
+		t.Fatalf("last report error = %q", st.LastReportError)
+	}
+}
+
+func TestStopIsIdempotent(t *testing.T) {
+	opts := daemon.DefaultOptions()
+	opts.ListenAddress, opts.StateDir = "127.0.0.1:0", t.TempDir()
+	opts.Logger = slog.New(slog.DiscardHandler)
+	reg := prometheus.NewRegistry()
+	opts.Registerer, opts.Gatherer = reg, reg
+	app, err := daemon.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := app.Stop(t.Context()); err != nil {
+			t.Fatalf("stop before run: %v", err)
+		}
+	}
+	if err := app.Run(t.Context()); err == nil {
+		t.Fatal("run after stop must fail")
+	}
+
+	h := startDaemon(t, t.TempDir())
+	h.stop()
+	if err := h.app.Stop(t.Context()); err != nil {
+		t.Fatalf("second stop: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(h.dir, state.ControlFile)); !os.IsNotExist(err) {
+		t.Fatalf("control file left after stop: %v", err)
 	}
 }

@@ -62,3 +62,34 @@ func TestAgainstSimulator(t *testing.T) {
 		t.Fatal("nodes succeeded with login refused")
 	}
 }
+
+// TestLicenceLimitByVersion: the limit comes from max_sessions where the
+// version has it (5.8.5+) and from max_connections before.
+func TestLicenceLimitByVersion(t *testing.T) {
+	tests := []struct {
+		version      string
+		wantSessions bool
+	}{
+		{"5.7.2", false},
+		{"5.8.9", true},
+		{"5.9.3", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.version, func(t *testing.T) {
+			opts := sim.DefaultOptions()
+			opts.Version = tc.version
+			c := simtest.Start(t, opts)
+			cl := newClient(t, c.URL(), sim.DefaultPassword)
+			if _, err := cl.SetDynamicMaxConnections(t.Context(), 321); err != nil {
+				t.Fatal(err)
+			}
+			lic, err := cl.License(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (lic.MaxSessions != nil) != tc.wantSessions || lic.Limit() != 321 || lic.Limit() != c.State().EffectiveMax {
+				t.Fatalf("licence %+v (max_sessions present %v), sim effective max %d", lic, lic.MaxSessions != nil, c.State().EffectiveMax)
+			}
+		})
+	}
+}

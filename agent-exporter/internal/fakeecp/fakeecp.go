@@ -35,12 +35,19 @@ type Server struct {
 	limited     int
 	retryAfter  int
 	failing     bool
+	requests    int
 	closed      chan struct{}
 }
 
 // Start runs a fake ecp until the test ends. New clusters get max
 // connections 10, as in ecp.
-func Start(t *testing.T) *Server {
+func Start(t *testing.T) *Server { t.Helper(); return start(t, false) }
+
+// StartTLS is Start over HTTPS with httptest's self-signed certificate,
+// which a verifying client refuses.
+func StartTLS(t *testing.T) *Server { t.Helper(); return start(t, true) }
+
+func start(t *testing.T, tls bool) *Server {
 	t.Helper()
 	s := &Server{
 		tokens:    map[string]string{},
@@ -56,7 +63,12 @@ func Start(t *testing.T) *Server {
 	mux.HandleFunc("POST "+agentproto.PathReport, s.auth(s.report))
 	mux.HandleFunc("GET "+agentproto.PathDesired, s.auth(s.desiredPoll))
 	mux.HandleFunc("POST "+agentproto.PathUnregister, s.auth(s.unregister))
-	srv := httptest.NewServer(s.gate(mux))
+	srv := httptest.NewUnstartedServer(s.gate(mux))
+	if tls {
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	s.URL = srv.URL
 	t.Cleanup(func() {
 		close(s.closed)
@@ -81,6 +93,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 func (s *Server) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
+		s.requests++
 		failing := s.failing
 		limited := s.limited > 0
 		if limited {
@@ -283,6 +296,13 @@ func (s *Server) Registrations() []agentproto.RegisterRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]agentproto.RegisterRequest(nil), s.registers...)
+}
+
+// Requests counts every request, answered or refused.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
 }
 
 // Unregisters counts unregister calls.
