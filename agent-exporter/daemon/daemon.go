@@ -79,12 +79,12 @@ type App struct {
 	// appliedGen counts desired states applied outside a tick; a tick that
 	// started before the latest one collected a stale snapshot and does not
 	// satisfy reportNow.
-	appliedGen uint64
-	backoff        ecpclient.Backoff
-	queue          []agentproto.ReportRequest
-	lastReportAt   time.Time
-	lastReportErr  string
-	ended          *state.Ended
+	appliedGen    uint64
+	backoff       ecpclient.Backoff
+	queue         []agentproto.ReportRequest
+	lastReportAt  time.Time
+	lastReportErr string
+	ended         *state.Ended
 
 	kick     chan struct{}
 	stop     chan struct{}
