@@ -125,6 +125,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"unknown route", "GET", "/api/v1/nothing", nil, 404, ""},
 		{"wrong method", "PUT", "/api/v1/orgs", map[string]string{}, 405, ""},
 		{"audit bad limit", "GET", "/api/v1/audit?limit=0", nil, 400, "limit"},
+		{"bad state filter", "GET", "/api/v1/clusters?state=sleeping", nil, 400, "state"},
 		{"bad bearer", "GET", "/api/v1/orgs", nil, 401, ""},
 		{"download unknown arch", "GET", "/downloads/agent-exporter/linux/mips", nil, 404, ""},
 	}
@@ -269,7 +270,7 @@ func TestListsShowOnlyWhatTheCallerMaySee(t *testing.T) {
 	h := start(t, testOptions(t))
 	w := newTenants(t, h)
 	a1c := w.cluster(false)
-	w.cluster(true)
+	b1c := w.cluster(true)
 	ids := func(r reply) []string {
 		var l struct {
 			Items []struct{ ID, Username string }
@@ -294,6 +295,10 @@ func TestListsShowOnlyWhatTheCallerMaySee(t *testing.T) {
 		{"projects of org admin", "/api/v1/projects", orgAdm, sorted(w.a1, w.a2)},
 		{"projects of no-binding", "/api/v1/projects", nobody, nil},
 		{"clusters of A1 for viewer", "/api/v1/projects/" + w.a1 + "/clusters", viewer, []string{a1c}},
+		{"all clusters for viewer", "/api/v1/clusters", viewer, []string{a1c}},
+		{"all clusters for no-binding", "/api/v1/clusters", nobody, nil},
+		{"running clusters for viewer", "/api/v1/clusters?state=running", viewer, nil},
+		{"all clusters for admin", "/api/v1/clusters?state=created", sysAdm, sorted(a1c, b1c)},
 		{"users of no-binding", "/api/v1/users", nobody, []string{"nobody"}},
 	}
 	for _, tc := range tests {

@@ -201,6 +201,8 @@ func routeTable() map[string]routeCase {
 		_, id := existingBinding(w, foreign)
 		return call{path: "/api/v1/role-bindings/" + id}
 	}, o, f)
+	o, f = same(all(200))
+	add("GET /api/v1/clusters", fixed("/api/v1/clusters?state=created", nil), o, f)
 	o, f = read(200)
 	add("GET /api/v1/projects/{project}/clusters", func(w *tenants, _ int, foreign bool) call {
 		return call{path: "/api/v1/projects/" + w.project(foreign) + "/clusters"}

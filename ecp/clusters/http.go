@@ -18,6 +18,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/quota"
@@ -78,6 +79,7 @@ func (api *API) SetTokenTTL(d time.Duration) {
 
 // Register mounts the routes on r (the /api/v1 router).
 func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
+	r.Handle("/clusters", a.Handle(api.listAll)).Methods(http.MethodGet)
 	r.Handle("/projects/{project}/clusters", a.Handle(api.list)).Methods(http.MethodGet)
 	r.Handle("/projects/{project}/clusters", a.Handle(api.create)).Methods(http.MethodPost)
 	r.Handle("/clusters/{id}", a.Handle(api.get)).Methods(http.MethodGet)
@@ -178,20 +180,51 @@ func (api *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return api.writeList(w, r, func(s clusterspec.Spec) bool { return s.Project == p.ID })
+}
+
+// listAll is the fleet-wide view: every cluster of every project the caller
+// can see, in one list.
+func (api *API) listAll(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	projects, err := api.authz.Store().ListProjects(r.Context())
+	if err != nil {
+		return err
+	}
+	visible := map[string]bool{}
+	for _, p := range projects {
+		visible[p.ID] = ac.Project(p) >= tenancy.View
+	}
+	return api.writeList(w, r, func(s clusterspec.Spec) bool { return visible[s.Project] })
+}
+
+// States a cluster can be in, for the ?state= filter.
+var States = []string{fleet.StateCreated, fleet.StateRegistering, fleet.StateRunning, fleet.StateAbnormal}
+
+func (api *API) writeList(w http.ResponseWriter, r *http.Request, keep func(clusterspec.Spec) bool) error {
+	state := r.URL.Query().Get("state")
+	if state != "" && !slices.Contains(States, state) {
+		return httpapi.Invalid("state", "state must be one of %s", strings.Join(States, ", "))
+	}
 	specs, err := api.ledger.List(r.Context())
 	if err != nil {
 		return err
 	}
 	var out []Cluster
 	for _, s := range specs {
-		if s.Project != p.ID {
+		if !keep(s) {
 			continue
 		}
 		c, err := api.view(r, s)
 		if err != nil {
 			return err
 		}
-		out = append(out, c)
+		if state == "" || c.State == state {
+			out = append(out, c)
+		}
 	}
 	slices.SortFunc(out, func(a, b Cluster) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
 	return httpapi.List(w, out)
