@@ -208,6 +208,7 @@ func (a *App) Run(ctx context.Context) error {
 		a.mu.Unlock()
 	}
 	if err := a.dir.SaveControl(state.Control{URL: "http://" + a.Addr(), Token: a.ctlToken}); err != nil {
+		_ = a.ln.Close()
 		return fmt.Errorf("publishing the control file: %w", err)
 	}
 

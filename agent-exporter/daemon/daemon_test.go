@@ -315,6 +315,27 @@ func TestDaemonNotRunning(t *testing.T) {
 	}
 }
 
+func TestAgentURL(t *testing.T) {
+	h := startDaemon(t, t.TempDir())
+	tests := []struct {
+		name     string
+		url      string
+		wantCode int
+		wantOut  string
+	}{
+		{"the daemon's own URL", "http://" + h.app.Addr(), 0, "registered:           no"},
+		{"nothing listening", "http://127.0.0.1:1", 1, "not running"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errOut := h.cli("status", "--agent.url", tc.url)
+			if code != tc.wantCode || !strings.Contains(out+errOut, tc.wantOut) {
+				t.Fatalf("code %d out %q err %q", code, out, errOut)
+			}
+		})
+	}
+}
+
 func TestResumeWithoutRegistering(t *testing.T) {
 	emqx := startEMQX(t)
 	ecp := fakeecp.Start(t)
