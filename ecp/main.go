@@ -61,6 +61,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("registration.token-ttl", "How long a registration token stays valid.").Default(app.DefaultRegistrationTokenTTL.String()).DurationVar(&opts.RegistrationTokenTTL)
 	serve.Flag("downloads.dir", "Directory holding agent-exporter-<os>-<arch> binaries (built by make dist), served at /downloads/agent-exporter/<os>/<arch>.").Default(app.DefaultDownloadsDir).StringVar(&opts.DownloadsDir)
 	serve.Flag("web.session-ttl", "How long a login session lasts.").Default(app.DefaultSessionTTL.String()).DurationVar(&opts.SessionTTL)
+	serve.Flag("audit.retention", "How long audit records of state-changing API calls are kept; 0 keeps them forever.").Default(app.DefaultAuditRetention.String()).DurationVar(&opts.AuditRetention)
 	serve.Flag("log.level", "Only log messages with this severity or above: debug, info, warn or error.").Default("info").StringVar(&logLevel)
 	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&logFormat)
 
@@ -141,6 +142,8 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--licence.total-connections must be at least 1; got %d", opts.Licence.TotalConnections)
 	case opts.Licence.MaxPerCluster < 1 || opts.Licence.MaxPerCluster > opts.Licence.TotalConnections:
 		return fmt.Errorf("--licence.max-per-cluster must be from 1 to --licence.total-connections (%d); got %d", opts.Licence.TotalConnections, opts.Licence.MaxPerCluster)
+	case opts.AuditRetention < 0:
+		return fmt.Errorf("--audit.retention must not be negative; got %s", opts.AuditRetention)
 	case opts.RegistrationTokenTTL <= 0:
 		return fmt.Errorf("--registration.token-ttl must be positive; got %s", opts.RegistrationTokenTTL)
 	}

@@ -203,7 +203,7 @@ func (a *App) build(ctx context.Context) error {
 		a.authz, a.ledger, a.fleet, a.logger.With("component", "clusters")); err != nil {
 		return err
 	}
-	auditLog := audit.New(a.cli, a.logger.With("component", "audit"), reg)
+	auditLog := audit.New(a.cli, a.logger.With("component", "audit"), reg, a.opts.AuditRetention)
 
 	var r *mux.Router
 	notAllowed := func(req *http.Request, allowed []string) error {

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ecpio/ecp/ecp/agentdownloads"
+	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/internal/secret"
@@ -24,6 +25,7 @@ const (
 	DefaultDownloadsDir         = agentdownloads.DefaultDir
 	DefaultShutdownTimeout      = 10 * time.Second
 	DefaultSessionTTL           = 12 * time.Hour
+	DefaultAuditRetention       = audit.DefaultRetention
 )
 
 // Options configure an App. Field names follow the flags of `ecp serve`.
@@ -55,6 +57,8 @@ type Options struct {
 	AdminPassword secret.String
 	// Out receives the one-time generated admin password; os.Stderr when nil.
 	Out io.Writer
+	// AuditRetention is how long audit records are kept (forever when 0).
+	AuditRetention time.Duration
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	// BcryptCost of password hashes; bcrypt's default when zero (tests
@@ -84,6 +88,7 @@ func DefaultOptions() Options {
 		DownloadsDir:         DefaultDownloadsDir,
 		AdminUsername:        DefaultAdminUsername,
 		SessionTTL:           DefaultSessionTTL,
+		AuditRetention:       DefaultAuditRetention,
 		ShutdownTimeout:      DefaultShutdownTimeout,
 	}
 }
@@ -99,6 +104,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("ecp/app: Options.RegistrationTokenTTL must be positive, got %s", o.RegistrationTokenTTL)
 	case o.SessionTTL < time.Second:
 		return fmt.Errorf("ecp/app: Options.SessionTTL must be at least 1s, got %s", o.SessionTTL)
+	case o.AuditRetention < 0:
+		return fmt.Errorf("ecp/app: Options.AuditRetention must not be negative, got %s", o.AuditRetention)
 	case o.ShutdownTimeout <= 0:
 		return fmt.Errorf("ecp/app: Options.ShutdownTimeout must be positive, got %s", o.ShutdownTimeout)
 	case o.AdminUsername == "":

@@ -10,6 +10,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/httpapi"
@@ -91,22 +93,35 @@ func Annotate(ctx context.Context, n Note) {
 // Actor reports who makes a request and how they authenticated.
 type Actor func(r *http.Request) (username, via string)
 
+// DefaultRetention is how long records are kept.
+const DefaultRetention = 90 * 24 * time.Hour
+
 // Log writes and reads audit records.
 type Log struct {
-	cli    *clientv3.Client
-	logger *slog.Logger
-	now    func() time.Time
+	cli       *clientv3.Client
+	logger    *slog.Logger
+	now       func() time.Time
+	retention time.Duration
+
+	// Records of one hour share one lease of retention+1h, so etcd drops
+	// them by itself once they are old enough, without a lease per record
+	// or a cleanup scan.
+	leaseMu     sync.Mutex
+	leaseBucket int64
+	leaseID     clientv3.LeaseID
 	// writes counts records by outcome, so a failing audit trail is
 	// visible on /metrics rather than only in logs.
 	writes *prometheus.CounterVec
 }
 
-// New returns a Log on cli; its metric is registered on reg.
-func New(cli *clientv3.Client, logger *slog.Logger, reg prometheus.Registerer) *Log {
+// New returns a Log on cli keeping records for retention (forever when
+// zero); its metric is registered on reg.
+func New(cli *clientv3.Client, logger *slog.Logger, reg prometheus.Registerer, retention time.Duration) *Log {
 	l := &Log{
-		cli:    cli,
-		logger: logger,
-		now:    time.Now,
+		cli:       cli,
+		logger:    logger,
+		now:       time.Now,
+		retention: retention,
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_audit_records_written_total",
 			Help: "Audit records written to etcd, by result (ok or error).",
@@ -168,7 +183,7 @@ func (l *Log) Write(ctx context.Context, rec Record) error {
 	if err == nil {
 		ctx, cancel := kv.WithTimeout(ctx)
 		defer cancel()
-		_, err = l.cli.Put(ctx, Prefix+rec.ID, val)
+		err = l.put(ctx, Prefix+rec.ID, val, rec.Time)
 	}
 	if err != nil {
 		l.writes.WithLabelValues("error").Inc()
@@ -176,6 +191,43 @@ func (l *Log) Write(ctx context.Context, rec Record) error {
 	}
 	l.writes.WithLabelValues("ok").Inc()
 	return nil
+}
+
+func (l *Log) put(ctx context.Context, key, val string, at time.Time) error {
+	if l.retention <= 0 {
+		_, err := l.cli.Put(ctx, key, val)
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		lease, err := l.lease(ctx, at)
+		if err != nil {
+			return err
+		}
+		_, err = l.cli.Put(ctx, key, val, clientv3.WithLease(lease))
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) && attempt == 0 {
+			// Revoked or expired behind our back: take a new one.
+			l.leaseMu.Lock()
+			l.leaseID = 0
+			l.leaseMu.Unlock()
+			continue
+		}
+		return err
+	}
+}
+
+func (l *Log) lease(ctx context.Context, at time.Time) (clientv3.LeaseID, error) {
+	bucket := at.Unix() / 3600
+	l.leaseMu.Lock()
+	defer l.leaseMu.Unlock()
+	if l.leaseID != 0 && l.leaseBucket == bucket {
+		return l.leaseID, nil
+	}
+	resp, err := l.cli.Grant(ctx, int64((l.retention+time.Hour)/time.Second))
+	if err != nil {
+		return 0, fmt.Errorf("grant audit lease: %w", err)
+	}
+	l.leaseID, l.leaseBucket = resp.ID, bucket
+	return resp.ID, nil
 }
 
 // Filter selects records.

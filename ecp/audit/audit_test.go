@@ -6,9 +6,11 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
@@ -17,7 +19,7 @@ import (
 // TestListPagesNewestFirst: a filter that keeps few records still fills
 // the limit by reading on, page after page, newest first.
 func TestListPagesNewestFirst(t *testing.T) {
-	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), 0)
 	const n = 1100
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
@@ -52,7 +54,7 @@ func TestListPagesNewestFirst(t *testing.T) {
 // TestMiddlewareRecordsChangesOnly: reads are not audited, and the query
 // string (where a careless client may put a secret) is not recorded.
 func TestMiddlewareRecordsChangesOnly(t *testing.T) {
-	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), 0)
 	r := mux.NewRouter()
 	r.Use(l.Middleware(func(*http.Request) (string, string) { return "carol", "session" }))
 	r.HandleFunc("/things/{id}", func(w http.ResponseWriter, req *http.Request) {
@@ -74,5 +76,38 @@ func TestMiddlewareRecordsChangesOnly(t *testing.T) {
 		Status: http.StatusAccepted, Project: "p1", Target: "thing/7", Remote: rec.Remote}
 	if rec != want {
 		t.Fatalf("record\n%+v, want\n%+v", rec, want)
+	}
+}
+
+// TestRecordsExpireWithRetention: records live on a shared lease of about
+// the retention, so etcd removes them by itself.
+func TestRecordsExpireWithRetention(t *testing.T) {
+	cli := etcdtest.Client(t)
+	const retention = 48 * time.Hour
+	l := audit.New(cli, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), retention)
+	for range 3 {
+		if err := l.Write(t.Context(), audit.Record{Actor: "u"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, err := cli.Get(t.Context(), audit.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leases := map[int64]bool{}
+	for _, kv := range resp.Kvs {
+		leases[kv.Lease] = true
+	}
+	if len(resp.Kvs) != 3 || len(leases) > 2 || leases[0] {
+		t.Fatalf("%d records on leases %v, want 3 records sharing a lease", len(resp.Kvs), leases)
+	}
+	for id := range leases {
+		ttl, err := cli.TimeToLive(t.Context(), clientv3.LeaseID(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ttl.GrantedTTL < int64(retention/time.Second) || ttl.GrantedTTL > int64((retention+time.Hour)/time.Second) {
+			t.Fatalf("lease TTL %ds, want about %s", ttl.GrantedTTL, retention)
+		}
 	}
 }
