@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -109,5 +110,19 @@ func TestRun(t *testing.T) {
 	cancel()
 	if code := <-done; code != cli.ExitOK {
 		t.Fatalf("run exit = %d", code)
+	}
+}
+
+func TestRegisterWithoutPasswordOffTerminal(t *testing.T) {
+	devNull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devNull.Close()
+	var out, errOut bytes.Buffer
+	code := cli.Main([]string{"register", "--ecp-url", "http://e", "--token", "t", "--username", "u", "--dashboard-url", "http://d", "--api-url", "http://a"},
+		cli.Env{Stdin: devNull, Stdout: &out, Stderr: &errOut})
+	if code != cli.ExitUsage || !strings.Contains(errOut.String(), "--password-file") {
+		t.Fatalf("code %d stderr %q", code, errOut.String())
 	}
 }
