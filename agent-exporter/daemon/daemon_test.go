@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
 	"github.com/ecpio/ecp/agent-exporter/cli"
@@ -222,6 +223,13 @@ func TestEndToEnd(t *testing.T) {
 		if code != 0 || !strings.Contains(out, want) {
 			t.Fatalf("status (code %d) lacks %q:\n%s", code, want, out)
 		}
+	}
+	problems, err := testutil.GatherAndLint(h.reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 	metrics := scrape(t, h.app.Addr())
 	for _, want := range []string{"emqx_up 1", `emqx_node_running{node="emqx@10.0.0.1"} 1`, "emqx_license_dynamic_max_connections 77", "agent_exporter_registered 1"} {
