@@ -432,14 +432,21 @@ func (a *App) tick(ctx context.Context) {
 	// Enforce before collecting, so the snapshot (and /metrics) shows the
 	// corrected limit; skip it while EMQX is known to be down, where it
 	// could only fail.
+	enforced := false
 	if prev := a.col.Latest(); s != nil && (prev == nil || prev.Up) {
 		_ = a.enf.Enforce(s.ctx, s.emqx)
+		enforced = true
 	}
 	cctx, cancel := context.WithTimeout(ctx, max(a.currentInterval(), a.opts.HTTPTimeout))
 	defer cancel()
 	snap := a.col.Collect(cctx)
 	if s == nil {
 		return
+	}
+	if snap.Up && !enforced {
+		// EMQX is back: enforce now rather than report a stale problem
+		// for one more interval.
+		_ = a.enf.Enforce(s.ctx, s.emqx)
 	}
 	a.report(s, snap, gen)
 }

@@ -622,3 +622,35 @@ func TestStopIsIdempotent(t *testing.T) {
 		t.Fatalf("control file left after stop: %v", err)
 	}
 }
+
+// TestEMQXOutage: while EMQX's API fails the reports say EMQXUnreachable;
+// a licence reset during the outage is undone once EMQX is back, and the
+// reports are clean again.
+func TestEMQXOutage(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval = 100 * time.Millisecond })
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	if err := emqx.SetAPIFault(sim.APIFault{ErrorRate: 1, Status: http.StatusServiceUnavailable}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "a report saying EMQX is unreachable", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && !r.EMQX.Reachable && r.EMQX.Problem != nil && r.EMQX.Problem.Code == agentproto.ProblemEMQXUnreachable
+	})
+	if !strings.Contains(scrape(t, h.app.Addr()), "emqx_up 0") {
+		t.Fatal("emqx_up not 0 during the outage")
+	}
+	emqx.ResetLicense() // dynamic_max_connections back to 25 behind the agent's back
+	if err := emqx.SetAPIFault(sim.APIFault{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "limit restored after the outage", func() bool { return emqx.Dynamic() == 10 })
+	eventually(t, 5*time.Second, "a clean report after the outage", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.EMQX.Reachable && r.EMQX.Problem == nil && r.AppliedRevision == 1
+	})
+}
