@@ -27,6 +27,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -99,6 +100,9 @@ func run() int {
 	if cfg.steady == 0 {
 		cfg.steady = 3 * cfg.interval
 	}
+	// The load generator holds as many connections as the server; a lazier
+	// GC keeps its pauses from showing up as server latency.
+	debug.SetGCPercent(400)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := drive(ctx, cfg); err != nil {
@@ -153,6 +157,7 @@ func serveCtx(ctx context.Context, n int, interval time.Duration, logger *slog.L
 	f.Register(r)
 	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	if os.Getenv("ECP_BENCH_PPROF") != "" {
+		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
 	}
 	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")

@@ -33,13 +33,15 @@
 // # Memory and the one watch
 //
 // Every replica mirrors the specs and its own prefix in memory through one
-// load and one watch (per prefix), shared by Status, authentication and all
+// load and one watch over one key range (so spec and binding events arrive in
+// revision order), shared by Status, authentication and all
 // desired-state long-polls. Each mirrored record keeps the etcd revision of
 // its last change, deletions included, so the replica's own writes can be
 // applied at once (read-your-writes) without an older watch event undoing
-// them. When memory disagrees with a credential, the replica reads the agent
-// key once before refusing it, so a binding made on another replica that its
-// watch has not delivered yet is never refused.
+// them. When memory disagrees with a credential, the replica reads the spec,
+// the agent and the status keys at one revision before refusing it, so a
+// binding made on another replica that its watch has not delivered yet is
+// never refused nor told to unregister.
 //
 // # Reports and writes
 //

@@ -2,11 +2,13 @@ package fleet
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ecpio/ecp/agentproto"
@@ -468,4 +470,40 @@ func TestLoadShedding(t *testing.T) {
 		!strings.Contains(rec.Body.String(), agentproto.CodeRateLimited) {
 		t.Fatalf("got %d %q %s", rec.Code, rec.Header().Get(agentproto.HeaderRetryAfter), rec.Body)
 	}
+}
+
+// TestBindingNotYetWatched: an agent registered through one replica calls
+// another whose watch has not delivered the binding (here: no watch at
+// all); it must be served, never refused or told to unregister.
+func TestBindingNotYetWatched(t *testing.T) {
+	srv := etcdtest.Start(t)
+	clk := newClock()
+	r1 := startFleet(t, etcdtest.ClientOf(t, srv), clk, "r1")
+	cli := etcdtest.ClientOf(t, srv)
+
+	stale, err := New(Options{ReplicaID: "stale", Now: clk.Now}, etcdtest.ClientOf(t, srv), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stale.load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stale.markReady()
+	putSpec(t, cli, "c1", 10) // after the stale replica's load: it has not seen the spec either
+	r := mux.NewRouter()
+	stale.Register(r)
+	hs := httptest.NewServer(r)
+	defer hs.Close()
+
+	a := newAgent(r1.url)
+	reg := mustRegister(t, a, issue(t, r1, "c1", time.Hour))
+	a.base = hs.URL
+	rr := decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
+	if rr.Desired.Unregister || rr.Desired.MaxConnections != 10 || rr.Desired.Revision != reg.Desired.Revision {
+		t.Fatalf("desired from the stale replica %+v, want %+v", rr.Desired, reg.Desired)
+	}
+	if st, err := stale.Status(t.Context(), "c1"); err != nil || st.State != StateRunning {
+		t.Fatalf("stale replica status %+v, %v", st, err)
+	}
+	r1.waitState(t, "c1", StateRunning, "")
 }

@@ -255,14 +255,16 @@ func (f *Fleet) authenticate(r *http.Request) (principal, error) {
 	if p, ok := f.lookup(id, h); ok {
 		return p, nil
 	}
+	// Read the binding with the spec and the status at one revision, so
+	// that memory never holds a binding without the spec it was made for.
 	ctx, cancel := f.etcdCtx(r.Context())
 	defer cancel()
-	resp, err := f.cli.Get(ctx, agentKey(id))
+	resp, err := f.cli.Txn(ctx).Then(clientv3.OpGet(clusterspec.Key(id)), clientv3.OpGet(agentKey(id)), clientv3.OpGet(statusKey(id))).Commit()
 	if err != nil {
 		return principal{}, fmt.Errorf("read agent of cluster %s: %w", id, err)
 	}
 	f.mu.Lock()
-	f.applyRangeLocked(resp.Header.Revision, agentKey(id), resp.Kvs)
+	f.applyGetsLocked(resp.Header.Revision, resp.Responses, clusterspec.Key(id), agentKey(id), statusKey(id))
 	f.mu.Unlock()
 	if p, ok := f.lookup(id, h); ok {
 		return p, nil

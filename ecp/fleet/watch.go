@@ -11,8 +11,7 @@ import (
 )
 
 // watchLoop mirrors the cluster specs and fleet's own keys into memory:
-// one load, then one watch per prefix shared by every long-poll and every
-// Status call. When the watch breaks (compaction, a lost member) it loads
+// one load, then one watch shared by every long-poll and every Status call. When the watch breaks (compaction, a lost member) it loads
 // again from scratch.
 func (f *Fleet) watchLoop(ctx context.Context) {
 	backoff := 100 * time.Millisecond
@@ -41,10 +40,8 @@ func (f *Fleet) watchLoop(ctx context.Context) {
 func (f *Fleet) load(ctx context.Context) (int64, error) {
 	cctx, cancel := context.WithTimeout(ctx, 4*f.opts.EtcdTimeout)
 	defer cancel()
-	resp, err := f.cli.Txn(cctx).Then(
-		clientv3.OpGet(clusterspec.Prefix, clientv3.WithPrefix()),
-		clientv3.OpGet(Prefix, clientv3.WithPrefix()),
-	).Commit()
+	from, to := watchRange()
+	resp, err := f.cli.Get(cctx, from, clientv3.WithRange(to))
 	if err != nil {
 		return 0, fmt.Errorf("load fleet state: %w", err)
 	}
@@ -53,12 +50,10 @@ func (f *Fleet) load(ctx context.Context) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.peers)
-	for _, r := range resp.Responses {
-		for _, p := range r.GetResponseRange().Kvs {
-			k := fromPB(p)
-			seen[k.key] = true
-			f.applyLocked(k)
-		}
+	for _, p := range resp.Kvs {
+		k := fromPB(p)
+		seen[k.key] = true
+		f.applyLocked(k)
 	}
 	// Whatever memory holds that the snapshot lacks was deleted meanwhile.
 	for id, e := range f.entries {
@@ -81,20 +76,34 @@ func (f *Fleet) announceLocked() {
 	f.applied = make(chan struct{})
 }
 
+// watchRange is the one key range fleet loads and watches: from the spec
+// prefix to the end of its own. One range keeps the events of both in
+// revision order, so memory never sees a binding before the spec it was
+// made for; keys of others that sort in between are ignored.
+func watchRange() (from, to string) {
+	from, to = clusterspec.Prefix, clientv3.GetPrefixRangeEnd(Prefix)
+	if Prefix < from {
+		from = Prefix
+	}
+	if end := clientv3.GetPrefixRangeEnd(clusterspec.Prefix); end > to {
+		to = end
+	}
+	return from, to
+}
+
 // watch applies events from rev on until the watch fails or ctx ends.
 func (f *Fleet) watch(ctx context.Context, rev int64) error {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	specs := f.cli.Watch(wctx, clusterspec.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	own := f.cli.Watch(wctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
+	from, to := watchRange()
+	events := f.cli.Watch(wctx, from, clientv3.WithRange(to), clientv3.WithRev(rev))
 	for {
 		var wr clientv3.WatchResponse
 		var ok bool
 		select {
 		case <-ctx.Done():
 			return nil
-		case wr, ok = <-specs:
-		case wr, ok = <-own:
+		case wr, ok = <-events:
 		}
 		if !ok {
 			return fmt.Errorf("watch closed")
