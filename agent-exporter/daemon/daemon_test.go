@@ -654,3 +654,27 @@ func TestEMQXOutage(t *testing.T) {
 		return ok && r.EMQX.Reachable && r.EMQX.Problem == nil && r.AppliedRevision == 1
 	})
 }
+
+// TestEMQXAuthFailedLater: the EMQX password changed after registration;
+// once the token expires the agent cannot log in again and says so.
+func TestEMQXAuthFailedLater(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval = 100 * time.Millisecond })
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	if err := emqx.RefuseLogin("BAD_USERNAME_OR_PWD"); err != nil {
+		t.Fatal(err)
+	}
+	emqx.ExpireTokens()
+	eventually(t, 5*time.Second, "a report with EMQXAuthFailed", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && !r.EMQX.Reachable && r.EMQX.Problem != nil && r.EMQX.Problem.Code == agentproto.ProblemEMQXAuthFailed
+	})
+	_, out, _ := h.cli("status")
+	if !strings.Contains(out, "emqx reachable:       no (EMQXAuthFailed") {
+		t.Fatalf("status:\n%s", out)
+	}
+}
