@@ -636,3 +636,39 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		t.Fatalf("served document is not the OpenAPI 3 document: %v", doc.OpenAPI)
 	}
 }
+
+func TestPasswordChangeAndUserDeletion(t *testing.T) {
+	h := start(t, testOptions(t))
+	admin, project := setupProject(t, h)
+	h.must(201, "POST", "/api/v1/users", admin, map[string]string{"username": "dave", "password": "dave-password"})
+	h.must(201, "POST", "/api/v1/role-bindings", admin, map[string]string{"username": "dave", "role": "project-admin", "project": project})
+	first := h.login("dave", "dave-password")
+	second := h.login("dave", "dave-password")
+	var tok struct{ Token string }
+	h.must(201, "POST", "/api/v1/api-tokens", second, map[string]string{"name": "ci"}).decode(t, &tok)
+
+	h.must(400, "PUT", "/api/v1/users/dave/password", first, map[string]string{"password": "dave-password-2"})
+	h.must(400, "PUT", "/api/v1/users/dave/password", first, map[string]string{"currentPassword": "wrong", "password": "dave-password-2"})
+	h.must(204, "PUT", "/api/v1/users/dave/password", first, map[string]string{"currentPassword": "dave-password", "password": "dave-password-2"})
+	h.must(200, "GET", "/api/v1/projects/"+project+"/clusters", first, nil) // the session that changed it lives on
+	h.must(401, "GET", "/api/v1/projects/"+project+"/clusters", second, nil)
+	h.must(401, "POST", "/api/v1/login", "", map[string]string{"username": "dave", "password": "dave-password"})
+	h.login("dave", "dave-password-2")
+
+	h.must(409, "DELETE", "/api/v1/users/admin", admin, nil)
+	h.must(204, "DELETE", "/api/v1/users/dave", admin, nil)
+	h.must(401, "GET", "/api/v1/orgs", first, nil)
+	h.must(401, "GET", "/api/v1/orgs", tok.Token, nil)
+	h.must(401, "POST", "/api/v1/login", "", map[string]string{"username": "dave", "password": "dave-password-2"})
+	var bindings struct{ Items []struct{ Username string } }
+	h.must(200, "GET", "/api/v1/role-bindings", admin, nil).decode(t, &bindings)
+	for _, b := range bindings.Items {
+		if b.Username == "dave" {
+			t.Fatal("a binding of the deleted user remains")
+		}
+	}
+	// A user of the same name made later starts with nothing.
+	h.must(201, "POST", "/api/v1/users", admin, map[string]string{"username": "dave", "password": "dave-password-3"})
+	dave := h.login("dave", "dave-password-3")
+	h.must(404, "GET", "/api/v1/projects/"+project+"/clusters", dave, nil)
+}

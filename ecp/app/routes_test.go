@@ -160,6 +160,27 @@ func routeTable() map[string]routeCase {
 		u := w.unique("new")
 		return call{path: "/api/v1/users", body: map[string]string{"username": u, "password": "password-" + u}}
 	}, o, f)
+	// Own: the caller's own user (anonymous: "nobody"). Foreign: another.
+	users := []string{"admin", "orga-admin", "a1-admin", "a1-viewer", "nobody", "nobody"}
+	add("PUT /api/v1/users/{username}/password", func(w *tenants, r int, foreign bool) call {
+		u := users[r]
+		current := "password-" + u
+		if u == "admin" {
+			current = testAdminPassword
+		}
+		password := current
+		if foreign {
+			u, current, password = w.freshUser(), "", "a-new-password"
+		}
+		return call{path: "/api/v1/users/" + u + "/password", body: map[string]string{"currentPassword": current, "password": password}}
+	}, [6]int{204, 204, 204, 204, 204, 401}, [6]int{204, 404, 404, 404, 404, 401})
+	add("DELETE /api/v1/users/{username}", func(w *tenants, r int, foreign bool) call {
+		u := users[r]
+		if foreign {
+			u = w.freshUser()
+		}
+		return call{path: "/api/v1/users/" + u}
+	}, [6]int{409, 403, 403, 403, 403, 401}, [6]int{204, 404, 404, 404, 404, 401})
 	o, f = same(all(200))
 	add("GET /api/v1/api-tokens", fixed("/api/v1/api-tokens", nil), o, f)
 	o, f = same(all(201))

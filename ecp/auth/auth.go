@@ -15,6 +15,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -66,6 +67,8 @@ type Principal struct {
 	Via string
 	// TokenID is the API token's id when Via is "api-token".
 	TokenID string
+	// sessionKey is the etcd key of the session when Via is "session".
+	sessionKey string
 }
 
 // User is a stored user. The hash never leaves this package's store.
@@ -229,7 +232,7 @@ func (s *Store) Authenticate(ctx context.Context, token secret.String) (*Princip
 		if !s.now().Before(sess.ExpiresAt) {
 			return nil, ErrBadCredentials
 		}
-		return &Principal{Username: sess.Username, Via: "session"}, nil
+		return &Principal{Username: sess.Username, Via: "session", sessionKey: SessionsPrefix + hashHex(t)}, nil
 	case strings.HasPrefix(t, apiTokenPrefix):
 		id, sec, ok := strings.Cut(strings.TrimPrefix(t, apiTokenPrefix), "_")
 		if !ok || !kv.ValidID(id) {
@@ -302,6 +305,94 @@ func (s *Store) DeleteAPIToken(ctx context.Context, id string) error {
 	}
 	if resp.Deleted == 0 {
 		return ErrTokenNotFound
+	}
+	return nil
+}
+
+// SetPassword replaces a user's password (compare-and-swap on the record,
+// so a concurrent change is not silently lost); kv.ErrNotFound when the
+// user does not exist.
+func (s *Store) SetPassword(ctx context.Context, username string, password secret.String) error {
+	var u User
+	rev, err := kv.Get(ctx, s.cli, UsersPrefix+username, &u)
+	if err != nil {
+		return err
+	}
+	if u.PasswordHash, err = bcrypt.GenerateFromPassword([]byte(password.Reveal()), s.bcryptCost); err != nil {
+		return fmt.Errorf("hash password: %w", err)
+	}
+	val, err := kv.Encode(UsersPrefix+username, u)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(UsersPrefix+username), "=", rev)).
+		Then(clientv3.OpPut(UsersPrefix+username, val)).Commit()
+	if err != nil {
+		return fmt.Errorf("store password of %s: %w", username, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("store password of %s: the user changed meanwhile; try again", username)
+	}
+	return nil
+}
+
+// CheckPassword reports whether password is the user's.
+func (s *Store) CheckPassword(ctx context.Context, username string, password secret.String) (bool, error) {
+	u, err := s.GetUser(ctx, username)
+	if err != nil {
+		return false, err
+	}
+	return bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password.Reveal())) == nil, nil
+}
+
+// RevokeSessions ends every session of username except keep (a session
+// key, or "" for none). Sessions are keyed by token hash, so this reads
+// them all; it runs only on password changes and user deletion.
+func (s *Store) RevokeSessions(ctx context.Context, username, keep string) error {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, SessionsPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return fmt.Errorf("list sessions: %w", err)
+	}
+	for _, item := range resp.Kvs {
+		var sess session
+		if json.Unmarshal(item.Value, &sess) != nil || sess.Username != username || string(item.Key) == keep {
+			continue
+		}
+		if _, err := s.cli.Delete(ctx, string(item.Key)); err != nil {
+			return fmt.Errorf("revoke session: %w", err)
+		}
+	}
+	return nil
+}
+
+// DeleteUser removes the user, their API tokens and their sessions.
+func (s *Store) DeleteUser(ctx context.Context, username string) error {
+	toks, err := s.ListAPITokens(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range toks {
+		if t.Username == username {
+			if err := s.DeleteAPIToken(ctx, t.ID); err != nil && !errors.Is(err, ErrTokenNotFound) {
+				return err
+			}
+		}
+	}
+	if err := s.RevokeSessions(ctx, username, ""); err != nil {
+		return err
+	}
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Delete(ctx, UsersPrefix+username)
+	if err != nil {
+		return fmt.Errorf("delete user %s: %w", username, err)
+	}
+	if resp.Deleted == 0 {
+		return kv.ErrNotFound
 	}
 	return nil
 }

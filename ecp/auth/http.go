@@ -75,11 +75,18 @@ func AuditActor(r *http.Request) (string, string) {
 	return "", ""
 }
 
+// ErrLastSystemAdmin is returned by Authorizer.ForgetUser when removing the
+// user would leave nobody with the system-admin role.
+var ErrLastSystemAdmin = errors.New("auth: last system admin")
+
 // Authorizer is what the user routes need to know about roles; tenancy
 // implements it.
 type Authorizer interface {
 	// SystemAdmin reports whether username holds the system-admin role.
 	SystemAdmin(ctx context.Context, username string) (bool, error)
+	// ForgetUser removes every role binding of username, or returns
+	// ErrLastSystemAdmin and removes nothing.
+	ForgetUser(ctx context.Context, username string) error
 }
 
 // API serves login, users and API tokens.
@@ -110,6 +117,8 @@ func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
 	r.Handle("/login", a.Handle(api.login)).Methods(http.MethodPost)
 	r.Handle("/users", a.Handle(api.listUsers)).Methods(http.MethodGet)
 	r.Handle("/users", a.Handle(api.createUser)).Methods(http.MethodPost)
+	r.Handle("/users/{username}", a.Handle(api.deleteUser)).Methods(http.MethodDelete)
+	r.Handle("/users/{username}/password", a.Handle(api.setPassword)).Methods(http.MethodPut)
 	r.Handle("/api-tokens", a.Handle(api.listTokens)).Methods(http.MethodGet)
 	r.Handle("/api-tokens", a.Handle(api.createToken)).Methods(http.MethodPost)
 	r.Handle("/api-tokens/{id}", a.Handle(api.deleteToken)).Methods(http.MethodDelete)
@@ -213,6 +222,106 @@ func (api *API) createUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return httpapi.JSON(w, http.StatusCreated, UserView{Username: u.Username, CreatedAt: u.CreatedAt})
+}
+
+// userTarget resolves the {username} of the path for the caller: a system
+// admin reaches every user, anyone else only themselves (other users are
+// answered 404, as GET /users does not show them either).
+func (api *API) userTarget(r *http.Request) (*Principal, string, bool, error) {
+	p, err := Require(r)
+	if err != nil {
+		return nil, "", false, err
+	}
+	name := mux.Vars(r)["username"]
+	admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+	if err != nil {
+		return nil, "", false, err
+	}
+	audit.Annotate(r.Context(), audit.Note{Target: "user/" + name})
+	notFound := httpapi.NotFound("no user %q", name)
+	if !admin && name != p.Username {
+		return nil, "", false, notFound
+	}
+	if ValidateUsername(name) != "" {
+		return nil, "", false, notFound
+	}
+	if _, err := api.store.GetUser(r.Context(), name); err != nil {
+		if errors.Is(err, kv.ErrNotFound) {
+			return nil, "", false, notFound
+		}
+		return nil, "", false, err
+	}
+	return p, name, admin, nil
+}
+
+type passwordRequest struct {
+	// CurrentPassword is required when users change their own password.
+	CurrentPassword secret.String `json:"currentPassword"`
+	Password        secret.String `json:"password"`
+}
+
+// setPassword: users change their own password (giving the current one);
+// a system admin sets anyone's. Every other session of that user ends.
+func (api *API) setPassword(w http.ResponseWriter, r *http.Request) error {
+	p, name, _, err := api.userTarget(r)
+	if err != nil {
+		return err
+	}
+	var req passwordRequest
+	if err := httpapi.Decode(r, &req); err != nil {
+		return err
+	}
+	if msg := ValidatePassword(req.Password); msg != "" {
+		return httpapi.Invalid("password", "%s", msg)
+	}
+	if name == p.Username {
+		if req.CurrentPassword.IsZero() {
+			return httpapi.Invalid("currentPassword", "currentPassword is required to change your own password")
+		}
+		ok, err := api.store.CheckPassword(r.Context(), name, req.CurrentPassword)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return httpapi.Invalid("currentPassword", "currentPassword is wrong")
+		}
+	}
+	if err := api.store.SetPassword(r.Context(), name, req.Password); err != nil {
+		return err
+	}
+	keep := ""
+	if name == p.Username {
+		keep = p.sessionKey
+	}
+	if err := api.store.RevokeSessions(r.Context(), name, keep); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// deleteUser (system admin): removes the user's role bindings, API
+// tokens, sessions and the user. Users see themselves but may not delete
+// themselves (403).
+func (api *API) deleteUser(w http.ResponseWriter, r *http.Request) error {
+	_, name, admin, err := api.userTarget(r)
+	if err != nil {
+		return err
+	}
+	if !admin {
+		return httpapi.Forbidden("only a system admin may delete users")
+	}
+	if err := api.authz.ForgetUser(r.Context(), name); err != nil {
+		if errors.Is(err, ErrLastSystemAdmin) {
+			return httpapi.Conflict("user %q holds the last system-admin binding; grant system-admin to another user first", name)
+		}
+		return err
+	}
+	if err := api.store.DeleteUser(r.Context(), name); err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 type tokenRequest struct {

@@ -44,6 +44,8 @@ func Operations() []Operation {
 		{Method: "POST", Path: api + "/login", Tag: "auth", Summary: "Log in; returns a bearer token and its expiry.", Public: true, Request: "LoginRequest", Responses: map[int]string{200: "LoginResponse"}, Errors: auth},
 		{Method: "GET", Path: api + "/users", Tag: "auth", Summary: "List users (a system admin sees all, anyone else only themselves).", Responses: map[int]string{200: "UserList"}, Errors: auth},
 		{Method: "POST", Path: api + "/users", Tag: "auth", Summary: "Create a user (system admin).", Request: "UserRequest", Responses: map[int]string{201: "User"}, Errors: []int{400, 401, 403, 409}},
+		{Method: "PUT", Path: api + "/users/{username}/password", Tag: "auth", Summary: "Change a password: your own (with currentPassword) or, as system admin, anyone's. The user's other sessions end.", Request: "PasswordRequest", Responses: map[int]string{204: ""}, Errors: []int{400, 401, 404}},
+		{Method: "DELETE", Path: api + "/users/{username}", Tag: "auth", Summary: "Delete a user with their role bindings, API tokens and sessions (system admin).", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409}},
 		{Method: "GET", Path: api + "/api-tokens", Tag: "auth", Summary: "List the caller's API tokens (metadata only).", Responses: map[int]string{200: "APITokenList"}, Errors: auth},
 		{Method: "POST", Path: api + "/api-tokens", Tag: "auth", Summary: "Create an API token acting as the caller; the token is shown once.", Request: "APITokenRequest", Responses: map[int]string{201: "APITokenCreated"}, Errors: auth},
 		{Method: "DELETE", Path: api + "/api-tokens/{id}", Tag: "auth", Summary: "Revoke an API token (its owner or a system admin).", Responses: map[int]string{204: ""}, Errors: []int{401, 404}},

@@ -77,6 +77,33 @@ func (a *Authorizer) SystemAdmin(ctx context.Context, username string) (bool, er
 	return ac.System, nil
 }
 
+// ForgetUser implements auth.Authorizer: it removes every binding of
+// username, unless one of them is the last system-admin binding.
+func (a *Authorizer) ForgetUser(ctx context.Context, username string) error {
+	bs, err := a.store.UserBindings(ctx, username)
+	if err != nil {
+		return err
+	}
+	for _, b := range bs {
+		if b.Role != RoleSystemAdmin {
+			continue
+		}
+		n, err := a.store.countSystemAdmins(ctx)
+		if err != nil {
+			return err
+		}
+		if n <= 1 {
+			return auth.ErrLastSystemAdmin
+		}
+	}
+	for _, b := range bs {
+		if err := a.store.DeleteBinding(ctx, b); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
 // Org is the caller's level on an organization.
 func (ac *Access) Org(org string) Level {
 	switch {

@@ -329,15 +329,9 @@ func (api *API) deleteBinding(w http.ResponseWriter, r *http.Request, ac *Access
 	}
 	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
 	if b.Role == RoleSystemAdmin {
-		all, err := api.store.ListBindings(r.Context())
+		admins, err := api.store.countSystemAdmins(r.Context())
 		if err != nil {
 			return err
-		}
-		admins := 0
-		for _, x := range all {
-			if x.Role == RoleSystemAdmin {
-				admins++
-			}
 		}
 		// Without a system admin nobody could create organizations or users
 		// again: keep the last one.

@@ -230,3 +230,17 @@ func (s *Store) ListBindings(ctx context.Context) ([]Binding, error) {
 func (s *Store) UserBindings(ctx context.Context, username string) ([]Binding, error) {
 	return kv.List[Binding](ctx, s.cli, UserRolesPrefix+username+"/")
 }
+
+func (s *Store) countSystemAdmins(ctx context.Context) (int, error) {
+	all, err := s.ListBindings(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, b := range all {
+		if b.Role == RoleSystemAdmin {
+			n++
+		}
+	}
+	return n, nil
+}
