@@ -109,6 +109,7 @@ func schemas() map[string]any {
 		"LoginRequest":    obj(map[string]any{"username": str, "password": map[string]any{"type": "string", "format": "password"}}, "username", "password"),
 		"LoginResponse":   obj(map[string]any{"token": str, "username": str, "expiresAt": when}, "token", "expiresAt"),
 		"UserRequest":     obj(map[string]any{"username": str, "password": map[string]any{"type": "string", "format": "password", "minLength": 8, "maxLength": 72}}, "username", "password"),
+		"PasswordRequest": obj(map[string]any{"currentPassword": map[string]any{"type": "string", "format": "password"}, "password": map[string]any{"type": "string", "format": "password", "minLength": 8, "maxLength": 72}}, "password"),
 		"User":            obj(map[string]any{"username": str, "createdAt": when}),
 		"UserList":        list("User"),
 		"APITokenRequest": obj(map[string]any{"name": str, "expiresAt": when}, "name"),
