@@ -61,7 +61,7 @@ func main() { os.Exit(run()) }
 
 // setup is what the server tells the load generator once it is ready.
 type setup struct {
-	URL    string   `json:"url"`
+	URLs   []string `json:"urls"`
 	Etcd   string   `json:"etcd"`
 	Tokens []string `json:"tokens"`
 }
@@ -73,6 +73,7 @@ type config struct {
 	steady   time.Duration
 	workers  int
 	longPoll bool
+	replicas int
 }
 
 func run() int {
@@ -86,12 +87,13 @@ func run() int {
 	fs.DurationVar(&cfg.warmup, "warmup.duration", 0, "Warm-up before measuring (default: one interval plus 5s, covering every agent's first report).")
 	fs.DurationVar(&cfg.steady, "steady.duration", 0, "Measured steady-state window (default: three intervals).")
 	fs.IntVar(&cfg.workers, "report.workers", DefaultWorkers, "Concurrent report senders (and keep-alive connections).")
+	fs.IntVar(&cfg.replicas, "server.replicas", 1, "ecp replicas sharing the embedded etcd; agents spread their calls over all of them, as behind a load balancer.")
 	fs.BoolVar(&cfg.longPoll, "agents.long-poll", true, "Have every agent hold a desired-state long-poll, as real agents do.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
-	if cfg.agents <= 0 || cfg.interval <= 0 || cfg.workers <= 0 {
-		fmt.Fprintln(os.Stderr, "--agents.count, --report.interval and --report.workers must be positive")
+	if cfg.agents <= 0 || cfg.interval <= 0 || cfg.workers <= 0 || cfg.replicas <= 0 {
+		fmt.Fprintln(os.Stderr, "--agents.count, --report.interval, --report.workers and --server.replicas must be positive")
 		return 2
 	}
 	if cfg.warmup == 0 {
@@ -125,14 +127,15 @@ func serve() int {
 		_, _ = io.Copy(io.Discard, os.Stdin)
 		cancel()
 	}()
-	if err := serveCtx(ctx, n, interval, logger); err != nil {
+	replicas, _ := strconv.Atoi(os.Getenv("ECP_BENCH_REPLICAS"))
+	if err := serveCtx(ctx, n, max(replicas, 1), interval, logger); err != nil {
 		logger.Error("bench server failed", "err", err)
 		return 1
 	}
 	return 0
 }
 
-func serveCtx(ctx context.Context, n int, interval time.Duration, logger *slog.Logger) error {
+func serveCtx(ctx context.Context, n, replicas int, interval time.Duration, logger *slog.Logger) error {
 	dir, err := os.MkdirTemp("", "ecp-bench-agents-")
 	if err != nil {
 		return fmt.Errorf("make data dir: %w", err)
@@ -148,36 +151,48 @@ func serveCtx(ctx context.Context, n int, interval time.Duration, logger *slog.L
 		return err
 	}
 	defer cli.Close()
-	reg := prometheus.NewRegistry()
-	f, err := fleet.New(fleet.Options{ReportInterval: interval, MaxInFlight: 4096}, cli, logger, reg)
-	if err != nil {
-		return err
+
+	// Each replica is a whole fleet with its own etcd client, registry and
+	// listener, as separate ecp processes behind a load balancer would be.
+	var fleets []*fleet.Fleet
+	var urls []string
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := range replicas {
+		rcli, err := etcdserver.NewClient([]string{srv.Endpoint()})
+		if err != nil {
+			return err
+		}
+		defer rcli.Close()
+		reg := prometheus.NewRegistry()
+		f, err := fleet.New(fleet.Options{ReportInterval: interval, MaxInFlight: 4096, ReplicaID: fmt.Sprintf("bench-%d", i)}, rcli, logger, reg)
+		if err != nil {
+			return err
+		}
+		r := mux.NewRouter()
+		f.Register(r)
+		r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		if os.Getenv("ECP_BENCH_PPROF") != "" {
+			r.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
+		}
+		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+		if err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
+		hs := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = hs.Serve(ln) }()
+		defer hs.Close()
+		wg.Go(func() { _ = f.Run(ctx) })
+		select {
+		case <-f.Ready():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		fleets = append(fleets, f)
+		urls = append(urls, "http://"+ln.Addr().String())
 	}
-	r := mux.NewRouter()
-	f.Register(r)
-	r.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if os.Getenv("ECP_BENCH_PPROF") != "" {
-		r.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		r.PathPrefix("/debug/pprof/").HandlerFunc(pprof.Index)
-	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
-	hs := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = hs.Serve(ln) }()
-	defer hs.Close()
-	runDone := make(chan struct{})
-	go func() {
-		defer close(runDone)
-		_ = f.Run(ctx)
-	}()
-	defer func() { <-runDone }()
-	select {
-	case <-f.Ready():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	f := fleets[0]
 
 	ids := make([]string, n)
 	for i := range ids {
@@ -205,7 +220,7 @@ func serveCtx(ctx context.Context, n int, interval time.Duration, logger *slog.L
 	}); err != nil {
 		return err
 	}
-	if err := json.NewEncoder(os.Stdout).Encode(setup{URL: "http://" + ln.Addr().String(), Etcd: srv.Endpoint(), Tokens: tokens}); err != nil {
+	if err := json.NewEncoder(os.Stdout).Encode(setup{URLs: urls, Etcd: srv.Endpoint(), Tokens: tokens}); err != nil {
 		return fmt.Errorf("write setup: %w", err)
 	}
 	<-ctx.Done()
@@ -241,6 +256,7 @@ func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
 
 // simAgent is one simulated agent.
 type simAgent struct {
+	index    int
 	cred     string
 	started  time.Time
 	offset   time.Duration
@@ -277,7 +293,8 @@ func drive(ctx context.Context, cfg config) error {
 		return fmt.Errorf("find own binary: %w", err)
 	}
 	cmd := exec.CommandContext(ctx, self)
-	cmd.Env = append(os.Environ(), roleEnv+"=server", "ECP_BENCH_AGENTS="+strconv.Itoa(cfg.agents), "ECP_BENCH_INTERVAL="+cfg.interval.String())
+	cmd.Env = append(os.Environ(), roleEnv+"=server", "ECP_BENCH_AGENTS="+strconv.Itoa(cfg.agents), "ECP_BENCH_INTERVAL="+cfg.interval.String(),
+		"ECP_BENCH_REPLICAS="+strconv.Itoa(cfg.replicas))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -318,10 +335,10 @@ func drive(ctx context.Context, cfg config) error {
 	t1 := time.Now()
 	var retries atomic.Int64
 	if err := parallel(ctx, cfg.agents, 32, func(i int) error {
-		a := &simAgent{started: time.Now().Add(-time.Duration(rand.IntN(1000)) * time.Hour).Truncate(time.Second), offset: time.Duration(i) * cfg.interval / time.Duration(cfg.agents), conns: rand.IntN(1000)}
+		a := &simAgent{index: i, started: time.Now().Add(-time.Duration(rand.IntN(1000)) * time.Hour).Truncate(time.Second), offset: time.Duration(i) * cfg.interval / time.Duration(cfg.agents), conns: rand.IntN(1000)}
 		for {
 			var out agentproto.RegisterResponse
-			code, err := post(ctx, reportHC, su.URL+agentproto.PathRegister, "", agentproto.RegisterRequest{
+			code, err := post(ctx, reportHC, su.URLs[i%len(su.URLs)]+agentproto.PathRegister, "", agentproto.RegisterRequest{
 				Token: su.Tokens[i], AgentVersion: "bench", Hostname: fmt.Sprintf("broker-%d", i)}, &out)
 			if err != nil {
 				return err
@@ -352,11 +369,11 @@ func drive(ctx context.Context, cfg config) error {
 	if cfg.longPoll {
 		pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: cfg.agents + 10, MaxIdleConnsPerHost: cfg.agents + 10}}
 		for _, a := range agents {
-			wg.Go(func() { longPoll(lctx, pollHC, su.URL, a, cfg.interval, &pollCount) })
+			wg.Go(func() { longPoll(lctx, pollHC, su.URLs[a.index%len(su.URLs)], a, cfg.interval, &pollCount) })
 		}
 	}
 	st := &stats{codes: map[int]int{}}
-	wg.Go(func() { schedule(lctx, reportHC, su.URL, agents, cfg, st) })
+	wg.Go(func() { schedule(lctx, reportHC, su.URLs, agents, cfg, st) })
 
 	fmt.Printf("warming up for %s (every agent's first report, and the writes it causes)\n", cfg.warmup)
 	if !sleep(ctx, cfg.warmup) {
@@ -369,7 +386,7 @@ func drive(ctx context.Context, cfg config) error {
 	st.mu.Lock()
 	st.measuring = true
 	st.mu.Unlock()
-	fmt.Printf("measuring steady state for %s (server at %s)\n", cfg.steady, su.URL)
+	fmt.Printf("measuring steady state for %s (servers at %v)\n", cfg.steady, su.URLs)
 	if !sleep(ctx, cfg.steady) {
 		return ctx.Err()
 	}
@@ -394,14 +411,19 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // schedule sends each agent's report at its offset within every interval.
-func schedule(ctx context.Context, hc *http.Client, base string, agents []*simAgent, cfg config, st *stats) {
-	jobs := make(chan *simAgent, len(agents))
+func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*simAgent, cfg config, st *stats) {
+	type job struct {
+		a    *simAgent
+		base string
+	}
+	jobs := make(chan job, len(agents))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(jobs)
 	for range cfg.workers {
 		wg.Go(func() {
-			for a := range jobs {
+			for j := range jobs {
+				a := j.a
 				a.conns = max(0, a.conns+rand.IntN(21)-10)
 				req := agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "bench", AppliedRevision: a.revision,
 					EMQX: agentproto.EMQXStatus{Reachable: true, Version: "5.8.1", Edition: "Enterprise",
@@ -414,7 +436,7 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*simAg
 						Rules: agentproto.ResourceCounts{Total: 3, Healthy: 3}, Connectors: agentproto.ResourceCounts{Total: 2, Healthy: 2}}}
 				var out agentproto.ReportResponse
 				start := time.Now()
-				code, err := post(ctx, hc, base+agentproto.PathReport, a.cred, req, &out)
+				code, err := post(ctx, hc, j.base+agentproto.PathReport, a.cred, req, &out)
 				if ctx.Err() != nil {
 					return
 				}
@@ -431,7 +453,9 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*simAg
 					return
 				}
 			}
-			jobs <- a
+			// Round robin per report: with several replicas an agent's
+			// consecutive reports land on different ones.
+			jobs <- job{a: a, base: bases[(a.index+round)%len(bases)]}
 		}
 	}
 }
@@ -497,16 +521,18 @@ func post(ctx context.Context, hc *http.Client, url, cred string, body, out any)
 
 // sample is the server's counters at one moment.
 type sample struct {
-	at         time.Time
-	cpuTicks   int64
-	rssKiB     int64
-	hwmKiB     int64
-	etcdRev    int64
-	reports    float64
-	writes     float64
-	buckets    map[float64]float64 // server-side report latency histogram
-	selfCPU    time.Duration
-	waitersNow float64
+	at           time.Time
+	cpuTicks     int64
+	rssKiB       int64
+	hwmKiB       int64
+	etcdRev      int64
+	reports      float64
+	writes       float64
+	buckets      map[float64]float64 // server-side report latency histogram
+	selfCPU      time.Duration
+	waitersNow   float64
+	digestWrites float64
+	states       map[string]float64
 }
 
 func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sample, error) {
@@ -541,13 +567,24 @@ func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sa
 		return s, fmt.Errorf("read etcd revision: %w", err)
 	}
 	s.etcdRev = resp.Header.Revision
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, su.URL+"/metrics", nil)
+	for i, u := range su.URLs {
+		if err := scrape(ctx, u, i == 0, &s); err != nil {
+			return s, err
+		}
+	}
+	return s, nil
+}
+
+// scrape adds one replica's counters to s; the cluster states, the same on
+// every replica, are taken from the first.
+func scrape(ctx context.Context, base string, states bool, s *sample) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
-		return s, err
+		return fmt.Errorf("build scrape: %w", err)
 	}
 	mr, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return s, fmt.Errorf("scrape server: %w", err)
+		return fmt.Errorf("scrape server: %w", err)
 	}
 	defer mr.Body.Close()
 	sc := bufio.NewScanner(mr.Body)
@@ -567,11 +604,20 @@ func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sa
 		}
 		switch {
 		case strings.HasPrefix(l, "ecp_agent_reports_total"):
-			s.reports = v
+			s.reports += v
 		case strings.HasPrefix(l, "ecp_fleet_etcd_writes_total"):
 			s.writes += v
+			if strings.Contains(l, `reason="digest"`) {
+				s.digestWrites += v
+			}
 		case strings.HasPrefix(l, "ecp_agent_desired_waiters"):
-			s.waitersNow = v
+			s.waitersNow += v
+		case states && strings.HasPrefix(l, "ecp_clusters{"):
+			if s.states == nil {
+				s.states = map[string]float64{}
+			}
+			st := l[strings.Index(l, `state="`)+7:]
+			s.states[st[:strings.IndexByte(st, '"')]] = v
 		case strings.HasPrefix(l, "ecp_http_request_duration_seconds_bucket") && strings.Contains(l, `route="`+agentproto.PathReport+`"`) && strings.Contains(l, `code="200"`):
 			le := l[strings.Index(l, `le="`)+4:]
 			le = le[:strings.IndexByte(le, '"')]
@@ -582,9 +628,9 @@ func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sa
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return s, fmt.Errorf("read metrics: %w", err)
+		return fmt.Errorf("read metrics: %w", err)
 	}
-	return s, nil
+	return nil
 }
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
@@ -607,7 +653,7 @@ func printResults(cfg config, st *stats, a, b sample, polls int64) {
 	reports := b.reports - a.reports
 	serverCPU := time.Duration(b.cpuTicks-a.cpuTicks) * time.Second / clockTicks
 	fmt.Println()
-	fmt.Printf("agents %d, report interval %s, long-polls %v, steady window %s\n", cfg.agents, cfg.interval, cfg.longPoll, wall.Round(time.Millisecond))
+	fmt.Printf("agents %d, replicas %d, report interval %s, long-polls %v, steady window %s\n", cfg.agents, cfg.replicas, cfg.interval, cfg.longPoll, wall.Round(time.Millisecond))
 	fmt.Printf("reports served            %.0f (%.1f/s; expected %.1f/s), client errors %d, statuses %v\n",
 		reports, reports/wall.Seconds(), float64(cfg.agents)/cfg.interval.Seconds(), errs, codes)
 	fmt.Printf("report latency (client)   p50 %s  p99 %s  max %s\n", pct(0.50), pct(0.99), pct(1))
@@ -618,7 +664,9 @@ func printResults(cfg config, st *stats, a, b sample, polls int64) {
 	fmt.Printf("server RSS                %d MiB (peak %d MiB)\n", b.rssKiB/1024, b.hwmKiB/1024)
 	fmt.Printf("etcd revisions            %d in the window: %.4f writes/report (fleet's own count: %.0f, %.4f/report)\n",
 		b.etcdRev-a.etcdRev, float64(b.etcdRev-a.etcdRev)/max(reports, 1), b.writes-a.writes, (b.writes-a.writes)/max(reports, 1))
+	fmt.Printf("  of which digests        %.0f\n", b.digestWrites-a.digestWrites)
 	fmt.Printf("desired long-polls        %.0f held open now, %d answered since start\n", b.waitersNow, polls)
+	fmt.Printf("cluster states at the end %v\n", b.states)
 }
 
 // bucketQuantile is the upper bound of the histogram bucket holding the
