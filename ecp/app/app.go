@@ -69,6 +69,9 @@ type App struct {
 	ready   atomic.Bool
 	metrics *metrics
 
+	// cancelRequests ends the context of every in-flight request.
+	cancelRequests context.CancelFunc
+
 	stopOnce sync.Once
 	stopErr  error
 }
@@ -137,11 +140,21 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	if err := a.bootstrapAdmin(ctx); err != nil {
 		return nil, err
 	}
+	// Agents hold desired-state long-polls open for up to a minute; a
+	// graceful shutdown would wait for each. Requests run on a base context
+	// that is cancelled a short drain after shutdown begins: ordinary calls
+	// have finished by then, long-polls end and their agents reconnect to
+	// another replica.
+	baseCtx, cancelRequests := context.WithCancel(context.Background())
+	a.cancelRequests = cancelRequests
+	drain := min(DefaultDrainGrace, opts.ShutdownTimeout/2)
 	a.srv = &http.Server{
 		Handler:           a.router,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
+	a.srv.RegisterOnShutdown(func() { time.AfterFunc(drain, cancelRequests) })
 	return a, nil
 }
 
@@ -481,8 +494,8 @@ func (a *App) shutdownHTTP(parent context.Context) {
 // The order:
 //  1. mark the replica not ready, so load balancers stop sending to it;
 //  2. stop the HTTP server: no new requests, in-flight ones finish within
-//     ShutdownTimeout (Run has usually done this and stopped the agent
-//     side's loop already);
+//     ShutdownTimeout, long-polls are ended after DefaultDrainGrace (Run
+//     has usually done this and stopped the agent side's loop already);
 //  3. close the etcd client, after everything that writes through it;
 //  4. stop the embedded etcd member last, so every write above landed.
 func (a *App) Stop(ctx context.Context) error {
@@ -491,6 +504,7 @@ func (a *App) Stop(ctx context.Context) error {
 		var errs []error
 		if a.srv != nil {
 			a.shutdownHTTP(ctx)
+			a.cancelRequests()
 		} else if a.ln != nil {
 			errs = append(errs, ignoreClosed(a.ln.Close()))
 		}

@@ -1,6 +1,8 @@
 package app
 
 import (
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,4 +106,31 @@ func TestReRegistrationRevokesTheOldAgent(t *testing.T) {
 	var second agentproto.RegisterResponse
 	registerAgent(h, reg.Token).decode(t, &second)
 	h.must(200, "POST", agentproto.PathReport, second.Credential, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "test"})
+}
+
+// TestShutdownEndsLongPolls: an agent's desired-state long-poll does not
+// hold a shutdown for its full wait; it is ended after the drain grace.
+func TestShutdownEndsLongPolls(t *testing.T) {
+	opts := testOptions(t)
+	opts.ShutdownTimeout = 5 * time.Minute // a hang would fail the test run, not pass after a wait
+	h := startReal(t, opts)
+	admin, project := setupProject(t, h)
+	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
+	var reg struct{ Token string }
+	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
+	var agent agentproto.RegisterResponse
+	registerAgent(h, reg.Token).decode(t, &agent)
+	polled := make(chan reply, 1)
+	go func() {
+		polled <- h.do("GET", agentproto.PathDesired+"?timeout=60s&after="+strconv.FormatInt(agent.Desired.Revision, 10), agent.Credential, nil)
+	}()
+	// The poll is parked once the waiter gauge says so.
+	for !strings.Contains(string(h.must(200, "GET", "/metrics", "", nil).body), "ecp_agent_desired_waiters 1") {
+		runtime.Gosched()
+	}
+	h.stop()
+	r := <-polled
+	if r.status == 204 {
+		t.Fatal("the long-poll ran to its natural end: shutdown waited for it")
+	}
 }

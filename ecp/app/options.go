@@ -24,8 +24,11 @@ const (
 	DefaultAdminUsername        = "admin"
 	DefaultDownloadsDir         = agentdownloads.DefaultDir
 	DefaultShutdownTimeout      = 10 * time.Second
-	DefaultSessionTTL           = 12 * time.Hour
-	DefaultAuditRetention       = audit.DefaultRetention
+	// DefaultDrainGrace is how long a shutdown lets in-flight requests
+	// finish before it ends agents' long-polls.
+	DefaultDrainGrace     = 2 * time.Second
+	DefaultSessionTTL     = 12 * time.Hour
+	DefaultAuditRetention = audit.DefaultRetention
 )
 
 // Options configure an App. Field names follow the flags of `ecp serve`.
