@@ -672,3 +672,15 @@ func TestPasswordChangeAndUserDeletion(t *testing.T) {
 	dave := h.login("dave", "dave-password-3")
 	h.must(404, "GET", "/api/v1/projects/"+project+"/clusters", dave, nil)
 }
+
+func TestLoginThrottled(t *testing.T) {
+	h := start(t, testOptions(t))
+	wrong := map[string]string{"username": "admin", "password": "not-the-password"}
+	for range 6 {
+		h.must(401, "POST", "/api/v1/login", "", wrong)
+	}
+	r := h.must(429, "POST", "/api/v1/login", "", map[string]string{"username": "admin", "password": testAdminPassword})
+	if r.header.Get("Retry-After") == "" {
+		t.Fatal("429 without Retry-After")
+	}
+}

@@ -91,24 +91,27 @@ type Authorizer interface {
 
 // API serves login, users and API tokens.
 type API struct {
-	store  *Store
-	authz  Authorizer
-	logins *prometheus.CounterVec
+	store    *Store
+	authz    Authorizer
+	logins   *prometheus.CounterVec
+	throttle *throttle
 }
 
 // NewAPI returns the API; its metrics are registered on reg.
 func NewAPI(store *Store, authz Authorizer, reg prometheus.Registerer) *API {
 	api := &API{
-		store: store,
-		authz: authz,
+		store:    store,
+		authz:    authz,
+		throttle: newThrottle(store.now),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_logins_total",
-			Help: "Login attempts, by result (success or failure).",
+			Help: "Login attempts, by result (success, failure or throttled).",
 		}, []string{"result"}),
 	}
 	reg.MustRegister(api.logins)
-	api.logins.WithLabelValues("success")
-	api.logins.WithLabelValues("failure")
+	for _, r := range []string{"success", "failure", "throttled"} {
+		api.logins.WithLabelValues(r)
+	}
 	return api
 }
 
@@ -141,14 +144,21 @@ func (api *API) login(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Invalid("password", "password is required")
 	}
 	audit.Annotate(r.Context(), audit.Note{Actor: c.Username, Target: "user/" + c.Username})
+	if wait := api.throttle.wait(c.Username); wait > 0 {
+		api.logins.WithLabelValues("throttled").Inc()
+		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, RetryAfter: wait,
+			Message: "too many wrong passwords for this user; try again later (see Retry-After)"}
+	}
 	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
 	if errors.Is(err, ErrBadCredentials) {
+		api.throttle.failed(c.Username)
 		api.logins.WithLabelValues("failure").Inc()
 		return httpapi.Unauthorized("username or password is wrong")
 	}
 	if err != nil {
 		return err
 	}
+	api.throttle.succeeded(c.Username)
 	api.logins.WithLabelValues("success").Inc()
 	// The token is the one place a secret is revealed on purpose: the
 	// caller needs it, once, in this reply.
