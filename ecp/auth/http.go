@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -144,21 +145,24 @@ func (api *API) login(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Invalid("password", "password is required")
 	}
 	audit.Annotate(r.Context(), audit.Note{Actor: c.Username, Target: "user/" + c.Username})
-	if wait := api.throttle.wait(c.Username); wait > 0 {
+	// Keyed by user and client address: a guesser is slowed down, but
+	// cannot lock the real user out from elsewhere.
+	key := c.Username + " " + clientHost(r)
+	if wait := api.throttle.wait(key); wait > 0 {
 		api.logins.WithLabelValues("throttled").Inc()
 		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, RetryAfter: wait,
 			Message: "too many wrong passwords for this user; try again later (see Retry-After)"}
 	}
 	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
 	if errors.Is(err, ErrBadCredentials) {
-		api.throttle.failed(c.Username)
+		api.throttle.failed(key)
 		api.logins.WithLabelValues("failure").Inc()
 		return httpapi.Unauthorized("username or password is wrong")
 	}
 	if err != nil {
 		return err
 	}
-	api.throttle.succeeded(c.Username)
+	api.throttle.succeeded(key)
 	api.logins.WithLabelValues("success").Inc()
 	// The token is the one place a secret is revealed on purpose: the
 	// caller needs it, once, in this reply.
@@ -420,4 +424,12 @@ func (api *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+func clientHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
 }

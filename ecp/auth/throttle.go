@@ -6,8 +6,9 @@ import (
 )
 
 // Login throttling: after FreeLoginFailures wrong passwords in a row for
-// one username, further attempts for it are refused (429) for a delay that
-// doubles with each failure, up to MaxLoginDelay. A success resets it.
+// one username from one client address, further attempts are refused (429)
+// for a delay that doubles with each failure, up to MaxLoginDelay. A
+// success resets it.
 // The state is per replica and in memory: it slows a password guesser by
 // orders of magnitude without a write to etcd per attempt.
 const (
