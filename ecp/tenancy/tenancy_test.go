@@ -1,0 +1,45 @@
+package tenancy
+
+import "testing"
+
+func TestAccessLevels(t *testing.T) {
+	a1 := Project{ID: "a1", Org: "a"}
+	a2 := Project{ID: "a2", Org: "a"}
+	b1 := Project{ID: "b1", Org: "b"}
+	ac := &Access{
+		orgAdmin:     map[string]bool{"c": true},
+		orgMember:    map[string]bool{"a": true, "c": true},
+		projectLevel: map[string]Level{"a1": View, "a2": Admin},
+	}
+	tests := []struct {
+		name string
+		got  Level
+		want Level
+	}{
+		{"viewer of a1", ac.Project(a1), View},
+		{"admin of a2", ac.Project(a2), Admin},
+		{"stranger to b1", ac.Project(b1), None},
+		{"org admin of c sees its projects as admin", ac.Project(Project{ID: "c9", Org: "c"}), Admin},
+		{"member of org a views it", ac.Org("a"), View},
+		{"org admin of c", ac.Org("c"), Admin},
+		{"stranger to org b", ac.Org("b"), None},
+		{"system admin", (&Access{System: true}).Project(b1), Admin},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.got != tc.want {
+				t.Fatalf("level %d, want %d", tc.got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBindingIDIsContentAddressed(t *testing.T) {
+	if BindingID("u", RoleProjectViewer, "o", "p") != BindingID("u", RoleProjectViewer, "o", "p") {
+		t.Fatal("same grant, different ids")
+	}
+	// The separator keeps ("ab","c") and ("a","bc") apart.
+	if BindingID("ab", "c", "", "") == BindingID("a", "bc", "", "") {
+		t.Fatal("different grants share an id")
+	}
+}
