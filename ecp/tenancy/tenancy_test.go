@@ -35,8 +35,9 @@ func TestAccessLevels(t *testing.T) {
 }
 
 func TestBindingIDIsContentAddressed(t *testing.T) {
-	if BindingID("u", RoleProjectViewer, "o", "p") != BindingID("u", RoleProjectViewer, "o", "p") {
-		t.Fatal("same grant, different ids")
+	a, b := BindingID("u", RoleProjectViewer, "o", "p"), BindingID("u", RoleProjectViewer, "o", "p")
+	if a != b || len(a) != 16 {
+		t.Fatalf("same grant gave ids %q and %q, want one 16-digit id", a, b)
 	}
 	// The separator keeps ("ab","c") and ("a","bc") apart.
 	if BindingID("ab", "c", "", "") == BindingID("a", "bc", "", "") {
