@@ -69,6 +69,7 @@ type App struct {
 	ready   atomic.Bool
 	metrics *metrics
 
+	reloadMu sync.Mutex
 	// cancelRequests ends the context of every in-flight request.
 	cancelRequests context.CancelFunc
 
@@ -398,6 +399,9 @@ func (a *App) Reload(ctx context.Context) error {
 // applyConfig loads the config file into the options (before New has built
 // anything) or into the running parts (on reload).
 func (a *App) applyConfig() error {
+	// POST /-/reload and SIGHUP may arrive together.
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
 	c, err := LoadConfig(a.opts.ConfigFile)
 	if err != nil {
 		return err
