@@ -32,7 +32,7 @@ type Command struct {
 	Chmod    string `json:"chmod"`
 	Run      string `json:"run"`
 	Register string `json:"register"`
-	// Script is the four lines above, ready to paste.
+	// Script is the steps above, ready to paste.
 	Script string `json:"script"`
 }
 
@@ -75,7 +75,7 @@ func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
 			Arch:     arch,
 			Download: "curl -fsSL -o agent-exporter " + shellQuote(api.opts.ExternalURL+"/downloads/agent-exporter/linux/"+arch),
 			Chmod:    "chmod +x agent-exporter",
-			Run:      "nohup ./agent-exporter run >/dev/null 2>&1 &",
+			Run:      "./agent-exporter run &",
 			// No --password: the agent asks for it without echo, so it
 			// stays out of shell history and process lists.
 			Register: strings.Join([]string{
@@ -87,7 +87,9 @@ func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
 				"--api-url " + shellQuote(apiURL),
 			}, " "),
 		}
-		c.Script = strings.Join([]string{c.Download, c.Chmod, c.Run, c.Register}, "\n")
+		// register talks to the running daemon, which needs a moment to
+		// open its control API after `run` went to the background.
+		c.Script = strings.Join([]string{c.Download, c.Chmod, c.Run, "sleep 2", c.Register}, "\n")
 		reg.Commands = append(reg.Commands, c)
 	}
 	return httpapi.JSON(w, http.StatusCreated, reg)
