@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
@@ -142,12 +143,19 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--licence.total-connections must be at least 1; got %d", opts.Licence.TotalConnections)
 	case opts.Licence.MaxPerCluster < 1 || opts.Licence.MaxPerCluster > opts.Licence.TotalConnections:
 		return fmt.Errorf("--licence.max-per-cluster must be from 1 to --licence.total-connections (%d); got %d", opts.Licence.TotalConnections, opts.Licence.MaxPerCluster)
+	case opts.ExternalURL != "" && !validExternalURL(opts.ExternalURL):
+		return fmt.Errorf("--web.external-url must be an absolute http:// or https:// URL such as https://ecp.example.com; got %q", opts.ExternalURL)
 	case opts.AuditRetention < 0:
 		return fmt.Errorf("--audit.retention must not be negative; got %s", opts.AuditRetention)
 	case opts.RegistrationTokenTTL <= 0:
 		return fmt.Errorf("--registration.token-ttl must be positive; got %s", opts.RegistrationTokenTTL)
 	}
 	return nil
+}
+
+func validExternalURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
 func newLogger(w io.Writer, level, format string) *slog.Logger {

@@ -20,6 +20,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"unknown flag", []string{"serve", "--nope"}, exitUsage, "unknown long flag"},
 		{"bad log level", []string{"serve", "--log.level", "loud"}, exitUsage, "--log.level must be one of"},
 		{"bad licence", []string{"serve", "--licence.total-connections", "5", "--licence.max-per-cluster", "6"}, exitUsage, "--licence.max-per-cluster must be from 1"},
+		{"bad external url", []string{"serve", "--web.external-url", "ecp.example:8080"}, exitUsage, "--web.external-url"},
 		{"bad format", []string{"serve", "--log.format", "xml"}, exitUsage, "--log.format"},
 		{"bad ttl", []string{"serve", "--registration.token-ttl", "0s"}, exitUsage, "--registration.token-ttl"},
 	}
