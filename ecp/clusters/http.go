@@ -271,49 +271,57 @@ func (api *API) create(w http.ResponseWriter, r *http.Request) error {
 	return httpapi.JSON(w, http.StatusCreated, c)
 }
 
+// entry is a cluster entry loaded for a caller.
+type entry struct {
+	access  *tenancy.Access
+	spec    clusterspec.Spec
+	project tenancy.Project
+}
+
 // load reads the entry in the path for a caller who needs level want on its
 // project: 404 when absent or invisible, 403 when only visible.
-func (api *API) load(r *http.Request, want tenancy.Level) (*tenancy.Access, clusterspec.Spec, tenancy.Project, error) {
+func (api *API) load(r *http.Request, want tenancy.Level) (entry, error) {
 	ac, err := api.authz.Caller(r)
 	if err != nil {
-		return nil, clusterspec.Spec{}, tenancy.Project{}, err
+		return entry{}, err
 	}
 	id := mux.Vars(r)["id"]
 	notFound := httpapi.NotFound("no cluster %s", id)
 	if !kv.ValidID(id) {
-		return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+		return entry{}, notFound
 	}
 	spec, err := api.ledger.Get(r.Context(), id)
 	if err != nil {
 		if errors.Is(err, quota.ErrNotFound) {
-			return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+			return entry{}, notFound
 		}
-		return nil, clusterspec.Spec{}, tenancy.Project{}, err
+		return entry{}, err
 	}
 	p, err := api.authz.Store().GetProject(r.Context(), spec.Project)
 	if err != nil {
 		if errors.Is(err, tenancy.ErrNotFound) {
-			return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+			return entry{}, notFound
 		}
-		return nil, clusterspec.Spec{}, tenancy.Project{}, err
+		return entry{}, err
 	}
 	switch got := ac.Project(p); {
 	case got == tenancy.None:
-		return nil, clusterspec.Spec{}, tenancy.Project{}, notFound
+		return entry{}, notFound
 	case got < want:
-		return nil, clusterspec.Spec{}, tenancy.Project{}, httpapi.Forbidden("you may view cluster " + id + " but changing it needs project-admin, org-admin or system-admin on its project")
+		return entry{}, httpapi.Forbidden("you may view cluster " + id + " but changing it needs project-admin, org-admin or system-admin on its project")
 	}
 	if want == tenancy.Admin {
 		audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + id})
 	}
-	return ac, spec, p, nil
+	return entry{access: ac, spec: spec, project: p}, nil
 }
 
 func (api *API) get(w http.ResponseWriter, r *http.Request) error {
-	_, spec, _, err := api.load(r, tenancy.View)
+	e, err := api.load(r, tenancy.View)
 	if err != nil {
 		return err
 	}
+	spec := e.spec
 	c, err := api.view(r, spec)
 	if err != nil {
 		return err
@@ -327,10 +335,11 @@ type patchRequest struct {
 }
 
 func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
-	_, spec, _, err := api.load(r, tenancy.Admin)
+	e, err := api.load(r, tenancy.Admin)
 	if err != nil {
 		return err
 	}
+	spec := e.spec
 	var req patchRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
@@ -371,10 +380,11 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
-	_, spec, _, err := api.load(r, tenancy.Admin)
+	e, err := api.load(r, tenancy.Admin)
 	if err != nil {
 		return err
 	}
+	spec := e.spec
 	// Forget first: if it fails the entry stays and the call can be
 	// retried; once the spec is gone the entry's id answers 404 and a
 	// retry could not revoke the agent any more.
@@ -397,10 +407,11 @@ type transferRequest struct {
 }
 
 func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
-	ac, spec, _, err := api.load(r, tenancy.Admin)
+	e, err := api.load(r, tenancy.Admin)
 	if err != nil {
 		return err
 	}
+	ac, spec := e.access, e.spec
 	var req transferRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
@@ -440,10 +451,11 @@ type maxConnectionsRequest struct {
 }
 
 func (api *API) maxConnections(w http.ResponseWriter, r *http.Request) error {
-	_, spec, _, err := api.load(r, tenancy.Admin)
+	e, err := api.load(r, tenancy.Admin)
 	if err != nil {
 		return err
 	}
+	spec := e.spec
 	var req maxConnectionsRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
@@ -466,10 +478,11 @@ func (api *API) maxConnections(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
-	_, spec, _, err := api.load(r, tenancy.View)
+	e, err := api.load(r, tenancy.View)
 	if err != nil {
 		return err
 	}
+	spec := e.spec
 	st, err := api.fleet.Status(r.Context(), spec.ID)
 	if err != nil {
 		return fmt.Errorf("read status of cluster %s: %w", spec.ID, err)

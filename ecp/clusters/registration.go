@@ -47,10 +47,11 @@ const (
 // agent bound to it: this is also the re-register path) and renders the
 // guide.
 func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
-	_, spec, _, err := api.load(r, tenancy.Admin)
+	e, err := api.load(r, tenancy.Admin)
 	if err != nil {
 		return err
 	}
+	spec := e.spec
 	token, expires, err := api.fleet.IssueRegistration(r.Context(), spec.ID, time.Duration(api.tokenTTL.Load()))
 	if err != nil {
 		return fmt.Errorf("issue registration token for cluster %s: %w", spec.ID, err)
