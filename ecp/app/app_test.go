@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/clusters/clusterstest"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/openapi"
@@ -373,7 +374,9 @@ func TestReplicaSharesState(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
 	opts.EtcdEndpoints = []string{srv.Endpoint()}
-	h1, h2 := start(t, opts), start(t, opts)
+	// Both replicas run the real agent side (each with its own election
+	// and watch) to prove they coexist on one etcd.
+	h1, h2 := startReal(t, opts), startReal(t, opts)
 	admin, project := setupProject(t, h1)
 	id := h1.id(h1.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
 	// The session made on replica 1 works on replica 2.
@@ -381,6 +384,14 @@ func TestReplicaSharesState(t *testing.T) {
 	h2.must(200, "GET", "/api/v1/clusters/"+id, admin, nil).decode(t, &c)
 	if c.Name != "c" {
 		t.Fatalf("replica 2 sees %+v", c)
+	}
+	// A token issued on replica 2 registers an agent on replica 1.
+	var reg struct{ Token string }
+	h2.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
+	var agent agentproto.RegisterResponse
+	registerAgent(h1, reg.Token).decode(t, &agent)
+	if agent.ClusterID != id {
+		t.Fatalf("registered for %q, want %q", agent.ClusterID, id)
 	}
 	h2.must(204, "DELETE", "/api/v1/clusters/"+id, admin, nil)
 	h1.must(404, "GET", "/api/v1/clusters/"+id, admin, nil)
