@@ -200,6 +200,13 @@ func routeTable() map[string]routeCase {
 	add("POST /api/v1/orgs", func(w *tenants, _ int, _ bool) call {
 		return call{path: "/api/v1/orgs", body: map[string]string{"name": w.unique("org")}}
 	}, o, f)
+	add("GET /api/v1/orgs/{org}", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/orgs/" + w.org(foreign)}
+	}, [6]int{200, 200, 200, 200, 404, 401}, [6]int{200, 404, 404, 404, 404, 401})
+	o, f = read(200)
+	add("GET /api/v1/projects/{project}", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign)}
+	}, o, f)
 	add("GET /api/v1/orgs/{org}/projects", func(w *tenants, _ int, foreign bool) call {
 		return call{path: "/api/v1/orgs/" + w.org(foreign) + "/projects"}
 	}, [6]int{200, 200, 200, 200, 404, 401}, [6]int{200, 404, 404, 404, 404, 401})

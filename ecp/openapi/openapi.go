@@ -51,6 +51,8 @@ func Operations() []Operation {
 		{Method: "DELETE", Path: api + "/api-tokens/{id}", Tag: "auth", Summary: "Revoke an API token (its owner or a system admin).", Responses: map[int]string{204: ""}, Errors: []int{401, 404}},
 		{Method: "GET", Path: api + "/orgs", Tag: "tenancy", Summary: "List the organizations the caller can see.", Responses: map[int]string{200: "OrgList"}, Errors: auth},
 		{Method: "POST", Path: api + "/orgs", Tag: "tenancy", Summary: "Create an organization (system admin).", Request: "NameRequest", Responses: map[int]string{201: "Org"}, Errors: []int{400, 401, 403, 409}},
+		{Method: "GET", Path: api + "/orgs/{org}", Tag: "tenancy", Summary: "One organization.", Responses: map[int]string{200: "Org"}, Errors: []int{401, 404}},
+		{Method: "GET", Path: api + "/projects/{project}", Tag: "tenancy", Summary: "One project.", Responses: map[int]string{200: "Project"}, Errors: []int{401, 404}},
 		{Method: "GET", Path: api + "/orgs/{org}/projects", Tag: "tenancy", Summary: "List the organization's projects the caller can see.", Responses: map[int]string{200: "ProjectList"}, Errors: tenant},
 		{Method: "POST", Path: api + "/orgs/{org}/projects", Tag: "tenancy", Summary: "Create a project (org admin).", Request: "NameRequest", Responses: map[int]string{201: "Project"}, Errors: []int{400, 401, 403, 404, 409}},
 		{Method: "GET", Path: api + "/projects", Tag: "tenancy", Summary: "List every project the caller can see.", Responses: map[int]string{200: "ProjectList"}, Errors: auth},

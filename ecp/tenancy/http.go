@@ -31,9 +31,11 @@ func NewAPI(authz *Authorizer, users *auth.Store) *API {
 func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
 	r.Handle("/orgs", a.Handle(api.listOrgs)).Methods(http.MethodGet)
 	r.Handle("/orgs", a.Handle(api.createOrg)).Methods(http.MethodPost)
+	r.Handle("/orgs/{org}", a.Handle(api.getOrg)).Methods(http.MethodGet)
 	r.Handle("/orgs/{org}/projects", a.Handle(api.listOrgProjects)).Methods(http.MethodGet)
 	r.Handle("/orgs/{org}/projects", a.Handle(api.createProject)).Methods(http.MethodPost)
 	r.Handle("/projects", a.Handle(api.listProjects)).Methods(http.MethodGet)
+	r.Handle("/projects/{project}", a.Handle(api.getProject)).Methods(http.MethodGet)
 	r.Handle("/role-bindings", a.Handle(api.listBindings)).Methods(http.MethodGet)
 	r.Handle("/role-bindings", a.Handle(api.createBinding)).Methods(http.MethodPost)
 	r.Handle("/role-bindings", a.Handle(api.deleteBindingByBody)).Methods(http.MethodDelete)
@@ -99,6 +101,30 @@ func (api *API) createOrg(w http.ResponseWriter, r *http.Request) error {
 	}
 	audit.Annotate(r.Context(), audit.Note{Org: o.ID, Target: "org/" + o.ID})
 	return httpapi.JSON(w, http.StatusCreated, o)
+}
+
+func (api *API) getOrg(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	o, err := api.authz.Org(r.Context(), ac, mux.Vars(r)["org"], View, "")
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, o)
+}
+
+func (api *API) getProject(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	p, err := api.authz.Project(r.Context(), ac, mux.Vars(r)["project"], View, "")
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, p)
 }
 
 func (api *API) listOrgProjects(w http.ResponseWriter, r *http.Request) error {
