@@ -42,7 +42,7 @@ func (s *syncBuffer) String() string {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	app    *App
 	fleet  *clusterstest.Fleet
 	logs   *syncBuffer
@@ -85,7 +85,7 @@ func startReal(t *testing.T, opts Options) *harness {
 	return startWith(t, opts, true)
 }
 
-func startWith(t *testing.T, opts Options, realFleet bool) *harness {
+func startWith(t testing.TB, opts Options, realFleet bool) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, out: &syncBuffer{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
 	if opts.Fleet == nil && !realFleet {
@@ -125,7 +125,7 @@ type reply struct {
 	header http.Header
 }
 
-func (r reply) decode(t *testing.T, v any) {
+func (r reply) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
