@@ -563,12 +563,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	seen = append(seen, string(h.must(200, "GET", "/metrics", "", nil).body))
 	h.stop()
 	seen = append(seen, h.logs.String())
-	// Whatever the store holds: passwords hashed, tokens hashed.
-	resp, err := h.app.EtcdClient().Get(t.Context(), "/ecp/", clientWithPrefix())
-	if err == nil {
-		t.Fatal("etcd client still usable after Stop")
-	}
-	_ = resp
+	// What etcd holds is checked by TestStoredSecretsAreHashes.
 	for _, s := range secrets {
 		for _, text := range seen {
 			if strings.Contains(text, s) {
