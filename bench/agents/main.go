@@ -74,6 +74,8 @@ type config struct {
 	workers  int
 	longPoll bool
 	replicas int
+	memLimit string
+	pollWait time.Duration
 }
 
 func run() int {
@@ -84,10 +86,12 @@ func run() int {
 	fs := flag.NewFlagSet("agents", flag.ContinueOnError)
 	fs.IntVar(&cfg.agents, "agents.count", DefaultAgents, "Number of simulated agents.")
 	fs.DurationVar(&cfg.interval, "report.interval", DefaultInterval, "Report interval the server tells agents.")
-	fs.DurationVar(&cfg.warmup, "warmup.duration", 0, "Warm-up before measuring (default: one interval plus 5s, covering every agent's first report).")
+	fs.DurationVar(&cfg.warmup, "warmup.duration", 0, "Warm-up before measuring (default: 5s more than one interval and than the long-poll wait, covering every agent's first report and first poll).")
 	fs.DurationVar(&cfg.steady, "steady.duration", 0, "Measured steady-state window (default: three intervals).")
 	fs.IntVar(&cfg.workers, "report.workers", DefaultWorkers, "Concurrent report senders (and keep-alive connections).")
 	fs.IntVar(&cfg.replicas, "server.replicas", 1, "ecp replicas sharing the embedded etcd; agents spread their calls over all of them, as behind a load balancer.")
+	fs.StringVar(&cfg.memLimit, "server.gomemlimit", "", "GOMEMLIMIT for the server process only (e.g. 400MiB); empty leaves Go's default.")
+	fs.DurationVar(&cfg.pollWait, "agents.desired-wait", 30*time.Second, "Timeout each agent asks for on its desired-state long-poll (agent-exporter's default is 30s; ecp caps it at 60s).")
 	fs.BoolVar(&cfg.longPoll, "agents.long-poll", true, "Have every agent hold a desired-state long-poll, as real agents do.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
@@ -98,6 +102,9 @@ func run() int {
 	}
 	if cfg.warmup == 0 {
 		cfg.warmup = cfg.interval + 5*time.Second
+		if cfg.longPoll {
+			cfg.warmup = max(cfg.warmup, cfg.pollWait+5*time.Second)
+		}
 	}
 	if cfg.steady == 0 {
 		cfg.steady = 3 * cfg.interval
@@ -295,6 +302,9 @@ func drive(ctx context.Context, cfg config) error {
 	cmd := exec.CommandContext(ctx, self)
 	cmd.Env = append(os.Environ(), roleEnv+"=server", "ECP_BENCH_AGENTS="+strconv.Itoa(cfg.agents), "ECP_BENCH_INTERVAL="+cfg.interval.String(),
 		"ECP_BENCH_REPLICAS="+strconv.Itoa(cfg.replicas))
+	if cfg.memLimit != "" {
+		cmd.Env = append(cmd.Env, "GOMEMLIMIT="+cfg.memLimit)
+	}
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -369,7 +379,7 @@ func drive(ctx context.Context, cfg config) error {
 	if cfg.longPoll {
 		pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: cfg.agents + 10, MaxIdleConnsPerHost: cfg.agents + 10}}
 		for _, a := range agents {
-			wg.Go(func() { longPoll(lctx, pollHC, su.URLs[a.index%len(su.URLs)], a, cfg.interval, &pollCount) })
+			wg.Go(func() { longPoll(lctx, pollHC, su.URLs[a.index%len(su.URLs)], a, cfg, &pollCount) })
 		}
 	}
 	st := &stats{codes: map[int]int{}}
@@ -461,13 +471,14 @@ func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*si
 }
 
 // longPoll keeps one desired-state long-poll open, as an agent does.
-func longPoll(ctx context.Context, hc *http.Client, base string, a *simAgent, interval time.Duration, count *atomic.Int64) {
+func longPoll(ctx context.Context, hc *http.Client, base string, a *simAgent, cfg config, count *atomic.Int64) {
+	interval := cfg.interval
 	// Spread the polls like the reports, so their timeouts do not align.
-	if !sleep(ctx, a.offset*2) {
+	if !sleep(ctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
 		return
 	}
 	for ctx.Err() == nil {
-		url := fmt.Sprintf("%s%s?%s=%d&%s=30s", base, agentproto.PathDesired, agentproto.QueryAfter, a.revision, agentproto.QueryTimeout)
+		url := fmt.Sprintf("%s%s?%s=%d&%s=%s", base, agentproto.PathDesired, agentproto.QueryAfter, a.revision, agentproto.QueryTimeout, cfg.pollWait)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return
@@ -653,7 +664,8 @@ func printResults(cfg config, st *stats, a, b sample, polls int64) {
 	reports := b.reports - a.reports
 	serverCPU := time.Duration(b.cpuTicks-a.cpuTicks) * time.Second / clockTicks
 	fmt.Println()
-	fmt.Printf("agents %d, replicas %d, report interval %s, long-polls %v, steady window %s\n", cfg.agents, cfg.replicas, cfg.interval, cfg.longPoll, wall.Round(time.Millisecond))
+	fmt.Printf("agents %d, replicas %d, report interval %s, long-polls %v (wait %s), server GOMEMLIMIT %q, steady window %s\n",
+		cfg.agents, cfg.replicas, cfg.interval, cfg.longPoll, cfg.pollWait, cfg.memLimit, wall.Round(time.Millisecond))
 	fmt.Printf("reports served            %.0f (%.1f/s; expected %.1f/s), client errors %d, statuses %v\n",
 		reports, reports/wall.Seconds(), float64(cfg.agents)/cfg.interval.Seconds(), errs, codes)
 	fmt.Printf("report latency (client)   p50 %s  p99 %s  max %s\n", pct(0.50), pct(0.99), pct(1))
