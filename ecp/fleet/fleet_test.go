@@ -507,3 +507,30 @@ func TestBindingNotYetWatched(t *testing.T) {
 	}
 	r1.waitState(t, "c1", StateRunning, "")
 }
+
+func TestMadeUpCredentials(t *testing.T) {
+	cli := etcdtest.Client(t)
+	f := startFleet(t, cli, newClock(), "r1")
+	tests := []struct {
+		name, cred string
+		status     int
+		code       string
+	}{
+		{"no credential", "", http.StatusUnauthorized, "Unauthorized"},
+		{"not a credential", "hello", http.StatusUnauthorized, agentproto.CodeCredentialRevoked},
+		{"unknown cluster", "ecpagent_nosuch.AAAA", http.StatusUnauthorized, agentproto.CodeCredentialRevoked},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			a := newAgent(f.url)
+			a.cred = tc.cred
+			wantCode(t, a.report(t, healthy()), tc.status, tc.code)
+			wantCode(t, a.desired(t, 0, "1ms"), tc.status, tc.code)
+		})
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.entries) != 0 {
+		t.Fatalf("made-up credentials left %d entries in memory", len(f.entries))
+	}
+}

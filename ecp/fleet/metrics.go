@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer, f *Fleet) (*metrics, error) {
 		}, []string{"state"}),
 		etcdWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_fleet_etcd_writes_total",
-			Help: "Write transactions fleet sent to etcd, by reason.",
+			Help: "Successful write transactions fleet made in etcd, by reason.",
 		}, []string{"reason"}),
 		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_agent_desired_waiters",

@@ -78,10 +78,10 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 		if err != nil {
 			return "", time.Time{}, fmt.Errorf("store registration token of cluster %s: %w", clusterID, err)
 		}
-		f.metrics.etcdWrites.WithLabelValues("issue_token").Inc()
 		rev := resp.Header.Revision
 		f.mu.Lock()
 		if resp.Succeeded {
+			f.metrics.etcdWrites.WithLabelValues("issue_token").Inc()
 			f.applyLocked(kv{key: agentKey(clusterID), modRev: rev, deleted: true})
 			f.applyLocked(kv{key: statusKey(clusterID), value: []byte(val), modRev: rev})
 			f.mu.Unlock()

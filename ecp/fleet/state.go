@@ -95,6 +95,17 @@ type kv struct {
 // already known. Callers hold f.mu.
 func (f *Fleet) applyLocked(k kv) {
 	now := f.now()
+	if k.deleted {
+		// A deletion of a cluster memory does not hold changes nothing
+		// (its own watch event, if any, comes later and is ignored the same
+		// way); creating an entry for it would let made-up credentials grow
+		// memory.
+		for _, p := range []string{clusterspec.Prefix, agentsPrefix, statusPrefix} {
+			if id, ok := strings.CutPrefix(k.key, p); ok && f.entries[id] == nil {
+				return
+			}
+		}
+	}
 	switch {
 	case strings.HasPrefix(k.key, clusterspec.Prefix):
 		id := strings.TrimPrefix(k.key, clusterspec.Prefix)

@@ -75,10 +75,10 @@ func (f *Fleet) updateStatus(ctx context.Context, id, reason string, guards []cl
 		if err != nil {
 			return fmt.Errorf("write status of cluster %s: %w", id, err)
 		}
-		f.metrics.etcdWrites.WithLabelValues(reason).Inc()
 		rev := resp.Header.Revision
 		f.mu.Lock()
 		if resp.Succeeded {
+			f.metrics.etcdWrites.WithLabelValues(reason).Inc()
 			f.applyLocked(kv{key: statusKey(id), value: []byte(val), modRev: rev})
 			f.mu.Unlock()
 			if next.State != prev {
