@@ -66,8 +66,11 @@ type App struct {
 	// extensionRuns are the loops of Options.Extensions.
 	extensionRuns []func(context.Context) error
 
-	ready   atomic.Bool
-	metrics *metrics
+	ready atomic.Bool
+	// etcdDown is set by the etcd probe while etcd does not answer: the
+	// replica cannot serve anything useful then, so it reports not ready.
+	etcdDown atomic.Bool
+	metrics  *metrics
 
 	reloadMu sync.Mutex
 	// cancelRequests ends the context of every in-flight request.
@@ -185,7 +188,7 @@ func (a *App) build(ctx context.Context) error {
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ecp_ready", Help: "Whether this replica is ready to serve (1) or not (0).",
 	}, func() float64 {
-		if a.ready.Load() {
+		if a.ready.Load() && !a.etcdDown.Load() {
 			return 1
 		}
 		return 0
@@ -339,6 +342,11 @@ func (a *App) registerOps(r *mux.Router) {
 			_, _ = w.Write([]byte("ecp is not ready.\n"))
 			return
 		}
+		if a.etcdDown.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("ecp is not ready: etcd does not answer.\n"))
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ecp is ready.\n"))
 	}).Methods(http.MethodGet, http.MethodHead)
@@ -471,6 +479,10 @@ func (a *App) Run(ctx context.Context) error {
 			}
 		}
 	}, func(error) { cancel() })
+	g.Add(func() error {
+		a.probeEtcd(runCtx)
+		return nil
+	}, func(error) { cancel() })
 	if a.etcd != nil {
 		g.Add(func() error {
 			select {
@@ -483,6 +495,29 @@ func (a *App) Run(ctx context.Context) error {
 	}
 	err := g.Run()
 	return errors.Join(err, a.Stop(context.Background()))
+}
+
+// probeEtcd keeps etcdDown current until ctx ends.
+func (a *App) probeEtcd(ctx context.Context) {
+	t := time.NewTicker(a.opts.EtcdProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, a.opts.EtcdProbeInterval/2)
+		_, err := a.cli.Get(pctx, "/ecp/probe", clientv3.WithCountOnly())
+		cancel()
+		if down := err != nil && ctx.Err() == nil; down != a.etcdDown.Swap(down) {
+			if down {
+				a.logger.Error("etcd does not answer; reporting not ready", "err", err)
+			} else {
+				a.logger.Info("etcd answers again; reporting ready")
+			}
+		}
+	}
 }
 
 func (a *App) shutdownHTTP(parent context.Context) {

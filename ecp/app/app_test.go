@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -688,5 +690,26 @@ func TestLoginThrottled(t *testing.T) {
 	r := h.must(429, "POST", "/api/v1/login", "", map[string]string{"username": "admin", "password": testAdminPassword})
 	if r.header.Get("Retry-After") == "" {
 		t.Fatal("429 without Retry-After")
+	}
+}
+
+// TestNotReadyWhileEtcdIsDown: a replica whose etcd stops answering says
+// 503 on /-/ready, so a load balancer sends its traffic elsewhere.
+func TestNotReadyWhileEtcdIsDown(t *testing.T) {
+	srv := etcdtest.Start(t)
+	opts := testOptions(t)
+	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdProbeInterval = 20 * time.Millisecond
+	opts.ShutdownTimeout = time.Second
+	h := start(t, opts)
+	for h.do("GET", "/-/ready", "", nil).status != 200 {
+		runtime.Gosched()
+	}
+	srv.Close()
+	for h.do("GET", "/-/ready", "", nil).status != 503 {
+		runtime.Gosched()
+	}
+	if body := string(h.must(200, "GET", "/metrics", "", nil).body); !strings.Contains(body, "\necp_ready 0\n") {
+		t.Fatal("ecp_ready is not 0 while etcd is down")
 	}
 }

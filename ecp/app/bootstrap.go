@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -91,7 +92,11 @@ func (c *licenceCollector) Collect(ch chan<- prometheus.Metric) {
 	l := c.ledger.Licence()
 	ch <- prometheus.MustNewConstMetric(c.total, prometheus.GaugeValue, float64(l.TotalConnections))
 	ch <- prometheus.MustNewConstMetric(c.ceiling, prometheus.GaugeValue, float64(l.MaxPerCluster))
-	u, err := c.ledger.Usage(context.Background())
+	// A scrape must not hang on a dead etcd: one second, then the metric
+	// is reported invalid and the rest of the scrape goes on.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	u, err := c.ledger.Usage(ctx)
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(c.allocated, err)
 		return

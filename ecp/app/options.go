@@ -24,6 +24,8 @@ const (
 	DefaultAdminUsername        = "admin"
 	DefaultDownloadsDir         = agentdownloads.DefaultDir
 	DefaultShutdownTimeout      = 10 * time.Second
+	// DefaultEtcdProbeInterval is how often readiness checks etcd.
+	DefaultEtcdProbeInterval = 5 * time.Second
 	// DefaultDrainGrace is how long a shutdown lets in-flight requests
 	// finish before it ends agents' long-polls.
 	DefaultDrainGrace     = 2 * time.Second
@@ -67,6 +69,9 @@ type Options struct {
 	// BcryptCost of password hashes; bcrypt's default when zero (tests
 	// lower it).
 	BcryptCost int
+	// EtcdProbeInterval is how often the replica checks that etcd answers;
+	// while it does not, /-/ready says 503.
+	EtcdProbeInterval time.Duration
 	// ShutdownTimeout bounds each step of Stop.
 	ShutdownTimeout time.Duration
 	// Fleet replaces the agent side (tests of the user API); nil runs
@@ -93,6 +98,7 @@ func DefaultOptions() Options {
 		SessionTTL:           DefaultSessionTTL,
 		AuditRetention:       DefaultAuditRetention,
 		ShutdownTimeout:      DefaultShutdownTimeout,
+		EtcdProbeInterval:    DefaultEtcdProbeInterval,
 	}
 }
 
@@ -109,6 +115,8 @@ func (o Options) validate() error {
 		return fmt.Errorf("ecp/app: Options.SessionTTL must be at least 1s, got %s", o.SessionTTL)
 	case o.AuditRetention < 0:
 		return fmt.Errorf("ecp/app: Options.AuditRetention must not be negative, got %s", o.AuditRetention)
+	case o.EtcdProbeInterval <= 0:
+		return fmt.Errorf("ecp/app: Options.EtcdProbeInterval must be positive, got %s", o.EtcdProbeInterval)
 	case o.ShutdownTimeout <= 0:
 		return fmt.Errorf("ecp/app: Options.ShutdownTimeout must be positive, got %s", o.ShutdownTimeout)
 	case o.AdminUsername == "":

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -32,8 +33,9 @@ type Options struct {
 
 // Server is a running embedded etcd member.
 type Server struct {
-	etcd     *embed.Etcd
-	endpoint string
+	etcd      *embed.Etcd
+	endpoint  string
+	closeOnce sync.Once
 }
 
 // Start starts the member and waits until it serves.
@@ -93,8 +95,9 @@ func (s *Server) Endpoint() string { return s.endpoint }
 // Err reports a fatal error of the running member.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
 
-// Close stops the member; safe to call more than once.
-func (s *Server) Close() { s.etcd.Close() }
+// Close stops the member; safe to call more than once (embed.Etcd.Close
+// itself panics on a second call).
+func (s *Server) Close() { s.closeOnce.Do(s.etcd.Close) }
 
 // NewClient connects to endpoints with ecp's settings.
 func NewClient(endpoints []string) (*clientv3.Client, error) {
