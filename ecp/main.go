@@ -60,6 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("licence.total-connections", "Total connection quota ecp may split between clusters.").Default(fmt.Sprint(opts.Licence.TotalConnections)).IntVar(&opts.Licence.TotalConnections)
 	serve.Flag("licence.max-per-cluster", "Most connections one cluster may be given.").Default(fmt.Sprint(opts.Licence.MaxPerCluster)).IntVar(&opts.Licence.MaxPerCluster)
 	serve.Flag("registration.token-ttl", "How long a registration token stays valid.").Default(app.DefaultRegistrationTokenTTL.String()).DurationVar(&opts.RegistrationTokenTTL)
+	serve.Flag("agent.report-interval", "How often agents report; a cluster whose agent is silent for 3 intervals turns abnormal. Agents are told the value when they register and with every report.").Default(app.DefaultReportInterval.String()).DurationVar(&opts.ReportInterval)
 	serve.Flag("downloads.dir", "Directory holding agent-exporter-<os>-<arch> binaries (built by make dist), served at /downloads/agent-exporter/<os>/<arch>.").Default(app.DefaultDownloadsDir).StringVar(&opts.DownloadsDir)
 	serve.Flag("web.session-ttl", "How long a login session lasts.").Default(app.DefaultSessionTTL.String()).DurationVar(&opts.SessionTTL)
 	serve.Flag("audit.retention", "How long audit records of state-changing API calls are kept; 0 keeps them forever.").Default(app.DefaultAuditRetention.String()).DurationVar(&opts.AuditRetention)

@@ -17,6 +17,7 @@ func (a *App) buildFleet(_ context.Context) error {
 	}
 	fo := fleet.DefaultOptions()
 	fo.TokenTTL = a.opts.RegistrationTokenTTL
+	fo.ReportInterval = a.opts.ReportInterval
 	// One adapter per registry: it owns the request latency histogram.
 	fo.Adapter = a.adapter
 	f, err := fleet.New(fo, a.cli, a.logger.With("component", "fleet"), a.reg)

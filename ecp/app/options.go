@@ -9,6 +9,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/agentdownloads"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusters"
@@ -28,8 +29,10 @@ const (
 	DefaultEtcdProbeInterval = 5 * time.Second
 	// DefaultDrainGrace is how long a shutdown lets in-flight requests
 	// finish before it ends agents' long-polls.
-	DefaultDrainGrace     = 2 * time.Second
-	DefaultSessionTTL     = 12 * time.Hour
+	DefaultDrainGrace = 2 * time.Second
+	DefaultSessionTTL = 12 * time.Hour
+	// DefaultReportInterval is what agents are told to report at.
+	DefaultReportInterval = agentproto.DefaultReportInterval
 	DefaultAuditRetention = audit.DefaultRetention
 )
 
@@ -53,6 +56,9 @@ type Options struct {
 	Licence quota.Licence
 	// RegistrationTokenTTL is how long a registration token stays valid.
 	RegistrationTokenTTL time.Duration
+	// ReportInterval is what agents are told to report at; an agent silent
+	// for agentproto.SilentIntervals of it makes its cluster abnormal.
+	ReportInterval time.Duration
 	// DownloadsDir holds agent-exporter-<os>-<arch> (built by make dist).
 	DownloadsDir string
 	// AdminUsername and AdminPassword create the first system admin when
@@ -93,6 +99,7 @@ func DefaultOptions() Options {
 		DataDir:              DefaultDataDir,
 		Licence:              quota.Licence{TotalConnections: quota.DefaultTotalConnections, MaxPerCluster: quota.DefaultMaxPerCluster},
 		RegistrationTokenTTL: DefaultRegistrationTokenTTL,
+		ReportInterval:       DefaultReportInterval,
 		DownloadsDir:         DefaultDownloadsDir,
 		AdminUsername:        DefaultAdminUsername,
 		SessionTTL:           DefaultSessionTTL,
@@ -111,6 +118,9 @@ func (o Options) validate() error {
 		return errors.New("ecp/app: Options.DataDir is required when no etcd endpoints are given")
 	case o.RegistrationTokenTTL <= 0:
 		return fmt.Errorf("ecp/app: Options.RegistrationTokenTTL must be positive, got %s", o.RegistrationTokenTTL)
+	case o.ReportInterval < time.Second:
+		// The wire carries whole seconds.
+		return fmt.Errorf("ecp/app: Options.ReportInterval must be at least 1s, got %s", o.ReportInterval)
 	case o.SessionTTL < time.Second:
 		return fmt.Errorf("ecp/app: Options.SessionTTL must be at least 1s, got %s", o.SessionTTL)
 	case o.AuditRetention < 0:
