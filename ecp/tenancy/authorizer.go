@@ -1,9 +1,11 @@
 package tenancy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/httpapi"
@@ -78,30 +80,34 @@ func (a *Authorizer) SystemAdmin(ctx context.Context, username string) (bool, er
 }
 
 // ForgetUser implements auth.Authorizer: it removes every binding of
-// username, unless one of them is the last system-admin binding.
+// username; when one of them is the last system-admin binding it returns
+// auth.ErrLastSystemAdmin, having removed that one last.
 func (a *Authorizer) ForgetUser(ctx context.Context, username string) error {
 	bs, err := a.store.UserBindings(ctx, username)
 	if err != nil {
 		return err
 	}
+	// System-admin bindings go first: if one cannot go, nothing else has.
+	slices.SortStableFunc(bs, func(x, y Binding) int {
+		return cmp.Compare(boolInt(y.Role == RoleSystemAdmin), boolInt(x.Role == RoleSystemAdmin))
+	})
 	for _, b := range bs {
-		if b.Role != RoleSystemAdmin {
-			continue
-		}
-		n, err := a.store.countSystemAdmins(ctx)
-		if err != nil {
-			return err
-		}
-		if n <= 1 {
+		err := a.store.DeleteBindingKeepingAdmin(ctx, b)
+		switch {
+		case errors.Is(err, ErrLastSystemAdmin):
 			return auth.ErrLastSystemAdmin
-		}
-	}
-	for _, b := range bs {
-		if err := a.store.DeleteBinding(ctx, b); err != nil && !errors.Is(err, ErrNotFound) {
+		case err != nil && !errors.Is(err, ErrNotFound):
 			return err
 		}
 	}
 	return nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Org is the caller's level on an organization.

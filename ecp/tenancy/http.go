@@ -354,21 +354,15 @@ func (api *API) deleteBinding(w http.ResponseWriter, r *http.Request, ac *Access
 		return httpapi.Forbidden("revoking a " + b.Role + " binding needs an admin role over its scope")
 	}
 	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
-	if b.Role == RoleSystemAdmin {
-		admins, err := api.store.countSystemAdmins(r.Context())
-		if err != nil {
-			return err
-		}
-		// Without a system admin nobody could create organizations or users
-		// again: keep the last one.
-		if admins <= 1 {
-			return httpapi.Conflict("this is the last system-admin binding; grant system-admin to another user first")
-		}
-	}
-	if err := api.store.DeleteBinding(r.Context(), b); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			return notFound
-		}
+	// Without a system admin nobody could create organizations or users
+	// again: the last one stays.
+	err = api.store.DeleteBindingKeepingAdmin(r.Context(), b)
+	switch {
+	case errors.Is(err, ErrLastSystemAdmin):
+		return httpapi.Conflict("this is the last system-admin binding; grant system-admin to another user first")
+	case errors.Is(err, ErrNotFound):
+		return notFound
+	case err != nil:
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

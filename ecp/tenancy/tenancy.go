@@ -20,6 +20,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -231,16 +232,50 @@ func (s *Store) UserBindings(ctx context.Context, username string) ([]Binding, e
 	return kv.List[Binding](ctx, s.cli, UserRolesPrefix+username+"/")
 }
 
-func (s *Store) countSystemAdmins(ctx context.Context) (int, error) {
-	all, err := s.ListBindings(ctx)
-	if err != nil {
-		return 0, err
+// ErrLastSystemAdmin says the binding is the last system-admin binding.
+var ErrLastSystemAdmin = errors.New("tenancy: last system-admin binding")
+
+// DeleteBindingKeepingAdmin deletes b like DeleteBinding, but a
+// system-admin binding only while another one exists. The check and the
+// delete are one transaction conditioned on the other admin bindings, so
+// two admins revoking each other at once cannot leave none.
+func (s *Store) DeleteBindingKeepingAdmin(ctx context.Context, b Binding) error {
+	if b.Role != RoleSystemAdmin {
+		return s.DeleteBinding(ctx, b)
 	}
-	n := 0
-	for _, b := range all {
-		if b.Role == RoleSystemAdmin {
-			n++
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	for range 10 {
+		resp, err := s.cli.Get(ctx, BindingsPrefix, clientv3.WithPrefix())
+		if err != nil {
+			return fmt.Errorf("list role bindings: %w", err)
+		}
+		var others []clientv3.Cmp
+		for _, item := range resp.Kvs {
+			var x Binding
+			if err := json.Unmarshal(item.Value, &x); err != nil {
+				return fmt.Errorf("decode %s: %w", item.Key, err)
+			}
+			if x.Role == RoleSystemAdmin && x.ID != b.ID {
+				others = append(others, clientv3.Compare(clientv3.CreateRevision(string(item.Key)), "=", item.CreateRevision))
+			}
+		}
+		if len(others) == 0 {
+			return ErrLastSystemAdmin
+		}
+		txn, err := s.cli.Txn(ctx).If(others...).Then(
+			clientv3.OpDelete(BindingsPrefix+b.ID),
+			clientv3.OpDelete(UserRolesPrefix+b.Username+"/"+b.ID),
+		).Commit()
+		if err != nil {
+			return fmt.Errorf("delete role binding %s: %w", b.ID, err)
+		}
+		if txn.Succeeded {
+			if txn.Responses[0].GetResponseDeleteRange().Deleted == 0 {
+				return ErrNotFound
+			}
+			return nil
 		}
 	}
-	return n, nil
+	return fmt.Errorf("delete role binding %s: system-admin bindings kept changing; try again", b.ID)
 }

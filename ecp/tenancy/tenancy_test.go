@@ -1,6 +1,13 @@
 package tenancy
 
-import "testing"
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+)
 
 func TestAccessLevels(t *testing.T) {
 	a1 := Project{ID: "a1", Org: "a"}
@@ -42,5 +49,49 @@ func TestBindingIDIsContentAddressed(t *testing.T) {
 	// The separator keeps ("ab","c") and ("a","bc") apart.
 	if BindingID("ab", "c", "", "") == BindingID("a", "bc", "", "") {
 		t.Fatal("different grants share an id")
+	}
+}
+
+// TestLastSystemAdminSurvivesConcurrentRevocations: two system admins
+// revoked at the same moment leave exactly one.
+func TestLastSystemAdminSurvivesConcurrentRevocations(t *testing.T) {
+	s := NewStore(etcdtest.Client(t))
+	ctx := t.Context()
+	if _, err := s.CreateBinding(ctx, Binding{Username: "first", Role: RoleSystemAdmin}); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 10 {
+		// The survivor of the last round and a new admin race to revoke
+		// both.
+		if _, err := s.CreateBinding(ctx, Binding{Username: fmt.Sprint("admin", round), Role: RoleSystemAdmin}); err != nil {
+			t.Fatal(err)
+		}
+		bs, err := s.ListBindings(ctx)
+		if err != nil || len(bs) != 2 {
+			t.Fatalf("round %d: %d bindings, %v", round, len(bs), err)
+		}
+		errs := make(chan error, len(bs))
+		var wg sync.WaitGroup
+		for _, b := range bs {
+			wg.Go(func() { errs <- s.DeleteBindingKeepingAdmin(ctx, b) })
+		}
+		wg.Wait()
+		close(errs)
+		refused := 0
+		for err := range errs {
+			switch {
+			case errors.Is(err, ErrLastSystemAdmin):
+				refused++
+			case err != nil:
+				t.Fatal(err)
+			}
+		}
+		all, err := s.ListBindings(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) != 1 || refused != 1 {
+			t.Fatalf("round %d: %d bindings left, %d refused; want exactly one left", round, len(all), refused)
+		}
 	}
 }
