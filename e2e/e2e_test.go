@@ -1,0 +1,182 @@
+// Package e2e runs the built binaries together, as an operator would: ecp
+// with its embedded etcd, emqx-sim standing in for EMQX, and agent-exporter
+// downloaded from ecp and registered with the command ecp renders.
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/internal/testbed"
+)
+
+// reportInterval is short so liveness can be watched in seconds; ecp tells
+// the agents to use it.
+const reportInterval = time.Second
+
+const adminPassword = "e2e-admin-password"
+
+var bins testbed.Binaries
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		// No binaries are built in -short mode; each test skips itself.
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "ecp-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	bins, err = testbed.Build(ctx, "..", dir, filepath.Join(dir, "dist"))
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// stack is one ecp and its operator client.
+type stack struct {
+	t    *testing.T
+	dir  string
+	base string
+	ecp  *testbed.Proc
+	api  *testbed.Client
+}
+
+func startECP(t *testing.T) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: runs the built binaries")
+	}
+	s := &stack{t: t, dir: t.TempDir()}
+	addr, err := testbed.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.base = "http://" + addr
+	s.ecp = s.start("ecp", bins.Path("ecp"), []string{"serve",
+		"--web.listen-address", addr, "--web.external-url", s.base,
+		"--data.dir", filepath.Join(s.dir, "ecp"), "--downloads.dir", bins.DistDir,
+		"--agent.report-interval", reportInterval.String(), "--log.level", "debug"},
+		[]string{"ECP_ADMIN_USERNAME=admin", "ECP_ADMIN_PASSWORD=" + adminPassword})
+	if err := s.ecp.WaitReady(t.Context(), s.base+"/-/ready", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	s.api, err = testbed.Login(t.Context(), s.base, "admin", adminPassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *stack) start(name, bin string, args, env []string) *testbed.Proc {
+	s.t.Helper()
+	p, err := testbed.Start(name, bin, args, env, filepath.Join(s.dir, "logs", strings.ReplaceAll(name, " ", "-")+".log"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			s.t.Error(err)
+		}
+		if s.t.Failed() {
+			s.t.Logf("log of %s:\n%s", name, p.Tail(8192))
+		}
+	})
+	return p
+}
+
+// startSim runs a simulated EMQX cluster at addr.
+func (s *stack) startSim(addr string) *testbed.Proc {
+	s.t.Helper()
+	p := s.start("emqx-sim", bins.Path("emqx-sim"), []string{"--listen", addr, "--nodes", "3", "--rules", "10",
+		"--connectors", "4", "--seed", "7", "--version", "5.8.9", "--tick-interval", "200ms"}, nil)
+	if err := p.WaitReady(s.t.Context(), "http://"+addr+"/status", 30*time.Second); err != nil {
+		s.t.Fatal(err)
+	}
+	return p
+}
+
+func (s *stack) waitState(id, state string) testbed.Cluster {
+	s.t.Helper()
+	cl, err := s.api.WaitState(s.t.Context(), id, state, 30*time.Second)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return cl
+}
+
+// agentCmd runs an agent-exporter subcommand against the agent's state dir.
+func agentCmd(t *testing.T, setup testbed.AgentSetup, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), filepath.Join(setup.Dir, "agent-exporter"), append(args, "--state.dir", setup.StateDir())...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// simLicenceSetting reads dynamic_max_connections from EMQX's own API.
+func simLicenceSetting(t *testing.T, simURL string) int {
+	t.Helper()
+	c := &testbed.Client{BaseURL: simURL, HTTP: &http.Client{Timeout: 5 * time.Second}}
+	var login struct {
+		Token string `json:"token"`
+	}
+	if err := c.Do(t.Context(), http.MethodPost, "/api/v5/login", map[string]string{"username": "admin", "password": "public"}, &login); err != nil {
+		t.Fatalf("log in to emqx-sim: %v", err)
+	}
+	c.Token = login.Token
+	var setting struct {
+		DynamicMaxConnections int `json:"dynamic_max_connections"`
+	}
+	if err := c.Do(t.Context(), http.MethodGet, "/api/v5/license/setting", nil, &setting); err != nil {
+		t.Fatalf("read licence setting: %v", err)
+	}
+	return setting.DynamicMaxConnections
+}
+
+func setSimLicence(t *testing.T, simURL string, maxConns int) {
+	t.Helper()
+	c := &testbed.Client{BaseURL: simURL, HTTP: &http.Client{Timeout: 5 * time.Second}}
+	var login struct {
+		Token string `json:"token"`
+	}
+	if err := c.Do(t.Context(), http.MethodPost, "/api/v5/login", map[string]string{"username": "admin", "password": "public"}, &login); err != nil {
+		t.Fatal(err)
+	}
+	c.Token = login.Token
+	if err := c.Do(t.Context(), http.MethodPut, "/api/v5/license/setting", map[string]any{"dynamic_max_connections": maxConns}, nil); err != nil {
+		t.Fatalf("change licence setting on emqx-sim: %v", err)
+	}
+}
+
+// eventually polls cond every 100 ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, got := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s; last seen: %s", what, timeout, got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
