@@ -213,6 +213,11 @@ func (a *App) build(ctx context.Context) error {
 	if err := registerAll(reg, newLicenceCollector(a.ledger)); err != nil {
 		return err
 	}
+	if added, removed, err := a.ledger.Reindex(ctx); err != nil {
+		return err
+	} else if added+removed > 0 {
+		a.logger.Info("project index of cluster entries repaired", "added", added, "removed", removed)
+	}
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}

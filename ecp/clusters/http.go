@@ -2,6 +2,7 @@ package clusters
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -180,7 +181,7 @@ func (api *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return api.writeList(w, r, func(s clusterspec.Spec) bool { return s.Project == p.ID })
+	return api.writeList(w, r, func(ctx context.Context) ([]clusterspec.Spec, error) { return api.ledger.ListProject(ctx, p.ID) })
 }
 
 // listAll is the fleet-wide view: every cluster of every project the caller
@@ -198,26 +199,26 @@ func (api *API) listAll(w http.ResponseWriter, r *http.Request) error {
 	for _, p := range projects {
 		visible[p.ID] = ac.Project(p) >= tenancy.View
 	}
-	return api.writeList(w, r, func(s clusterspec.Spec) bool { return visible[s.Project] })
+	return api.writeList(w, r, func(ctx context.Context) ([]clusterspec.Spec, error) {
+		specs, err := api.ledger.List(ctx)
+		return slices.DeleteFunc(specs, func(s clusterspec.Spec) bool { return !visible[s.Project] }), err
+	})
 }
 
 // States a cluster can be in, for the ?state= filter.
 var States = []string{fleet.StateCreated, fleet.StateRegistering, fleet.StateRunning, fleet.StateAbnormal}
 
-func (api *API) writeList(w http.ResponseWriter, r *http.Request, keep func(clusterspec.Spec) bool) error {
+func (api *API) writeList(w http.ResponseWriter, r *http.Request, read func(context.Context) ([]clusterspec.Spec, error)) error {
 	state := r.URL.Query().Get("state")
 	if state != "" && !slices.Contains(States, state) {
 		return httpapi.Invalid("state", "state must be one of %s", strings.Join(States, ", "))
 	}
-	specs, err := api.ledger.List(r.Context())
+	specs, err := read(r.Context())
 	if err != nil {
 		return err
 	}
 	var out []Cluster
 	for _, s := range specs {
-		if !keep(s) {
-			continue
-		}
 		c, err := api.view(r, s)
 		if err != nil {
 			return err

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -25,6 +26,14 @@ import (
 	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/kv"
 )
+
+// ProjectIndexPrefix indexes entries by project,
+// ProjectIndexPrefix+<project>/<id> with an empty value, so a project's list
+// reads its own entries only. It changes in the same transactions as the
+// specs.
+const ProjectIndexPrefix = "/ecp/project-clusters/"
+
+func indexKey(project, id string) string { return ProjectIndexPrefix + project + "/" + id }
 
 // AllocatedKey holds the sum of every entry's MaxConnections, as a decimal
 // integer; it changes only together with a spec, in one transaction.
@@ -223,11 +232,15 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spe
 		if err != nil {
 			return err
 		}
-		before := spec.MaxConnections
+		before, project := spec.MaxConnections, spec.Project
 		if err := fn(&spec); err != nil {
 			return err
 		}
 		spec.MaxConnections = before
+		if spec.Project != project {
+			stm.Del(indexKey(project, id))
+			stm.Put(indexKey(spec.Project, id), "")
+		}
 		spec.UpdatedAt = g.now().UTC()
 		b, err := spec.Encode()
 		if err != nil {
@@ -253,6 +266,7 @@ func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error
 			return err
 		}
 		stm.Del(clusterspec.Key(id))
+		stm.Del(indexKey(spec.Project, id))
 		stm.Put(AllocatedKey, strconv.Itoa(max(0, allocated-spec.MaxConnections)))
 		out = spec
 		return nil
@@ -285,6 +299,7 @@ func (g *Ledger) put(stm concurrency.STM, spec clusterspec.Spec, allocated int) 
 		return err
 	}
 	stm.Put(clusterspec.Key(spec.ID), string(b))
+	stm.Put(indexKey(spec.Project, spec.ID), "")
 	stm.Put(AllocatedKey, strconv.Itoa(allocated))
 	return nil
 }
@@ -360,4 +375,101 @@ func (g *Ledger) Get(ctx context.Context, id string) (clusterspec.Spec, error) {
 // List reads every entry's spec.
 func (g *Ledger) List(ctx context.Context) ([]clusterspec.Spec, error) {
 	return kv.List[clusterspec.Spec](ctx, g.cli, clusterspec.Prefix)
+}
+
+// maxTxnOps stays under etcd's default limit of operations per transaction.
+const maxTxnOps = 100
+
+// ListProject reads the specs of one project's entries through the index,
+// all at the revision the index was read at, so the list is one snapshot.
+func (g *Ledger) ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	idx, err := g.cli.Get(ctx, ProjectIndexPrefix+project+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list clusters of project %s: %w", project, err)
+	}
+	rev := idx.Header.Revision
+	out := make([]clusterspec.Spec, 0, len(idx.Kvs))
+	for start := 0; start < len(idx.Kvs); start += maxTxnOps {
+		var ops []clientv3.Op
+		for _, item := range idx.Kvs[start:min(start+maxTxnOps, len(idx.Kvs))] {
+			id := string(item.Key)[len(ProjectIndexPrefix+project+"/"):]
+			ops = append(ops, clientv3.OpGet(clusterspec.Key(id), clientv3.WithRev(rev)))
+		}
+		resp, err := g.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("read clusters of project %s: %w", project, err)
+		}
+		for _, r := range resp.Responses {
+			for _, item := range r.GetResponseRange().Kvs {
+				s, err := clusterspec.Decode(item.Value)
+				if err != nil {
+					return nil, err
+				}
+				if s.Project == project {
+					out = append(out, s)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// Reindex adds the index keys of entries that lack one (entries written
+// before the index existed, or by hand) and drops keys of entries that are
+// gone or moved. It runs once at start; every later write keeps the index.
+// Specs and index are read at one revision, and each fix applies only if
+// its entry did not change since.
+func (g *Ledger) Reindex(ctx context.Context) (added, removed int, err error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	snap, err := g.cli.Txn(ctx).Then(
+		clientv3.OpGet(clusterspec.Prefix, clientv3.WithPrefix()),
+		clientv3.OpGet(ProjectIndexPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly()),
+	).Commit()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read specs and project index: %w", err)
+	}
+	rev := snap.Header.Revision
+	want := map[string]string{} // index key -> spec key
+	for _, item := range snap.Responses[0].GetResponseRange().Kvs {
+		s, err := clusterspec.Decode(item.Value)
+		if err != nil {
+			return 0, 0, err
+		}
+		want[indexKey(s.Project, s.ID)] = string(item.Key)
+	}
+	unchanged := func(specKey string) clientv3.Cmp {
+		return clientv3.Compare(clientv3.ModRevision(specKey), "<", rev+1)
+	}
+	seen := map[string]bool{}
+	for _, item := range snap.Responses[1].GetResponseRange().Kvs {
+		k := string(item.Key)
+		seen[k] = true
+		if _, ok := want[k]; ok {
+			continue
+		}
+		specKey := clusterspec.Key(k[strings.LastIndexByte(k, '/')+1:])
+		resp, err := g.cli.Txn(ctx).If(unchanged(specKey)).Then(clientv3.OpDelete(k)).Commit()
+		if err != nil {
+			return added, removed, fmt.Errorf("drop stale index key: %w", err)
+		}
+		if resp.Succeeded {
+			removed++
+		}
+	}
+	for k, specKey := range want {
+		if seen[k] {
+			continue
+		}
+		resp, err := g.cli.Txn(ctx).If(unchanged(specKey)).Then(clientv3.OpPut(k, "")).Commit()
+		if err != nil {
+			return added, removed, fmt.Errorf("add index key: %w", err)
+		}
+		if resp.Succeeded {
+			added++
+		}
+	}
+	return added, removed, nil
 }

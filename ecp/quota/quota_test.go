@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -219,5 +220,64 @@ func TestMetricsLint(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestProjectIndex(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ctx := t.Context()
+	g := newLedger(t, cli, quota.Licence{TotalConnections: 1000, MaxPerCluster: 100})
+	ids := func(specs []clusterspec.Spec) []string {
+		var out []string
+		for _, s := range specs {
+			out = append(out, s.ID)
+		}
+		slices.Sort(out)
+		return out
+	}
+	for i, p := range []string{"p", "p", "q"} {
+		s := spec("c"+strconv.Itoa(i), 10)
+		s.Project = p
+		if err := g.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(project string) []string {
+		t.Helper()
+		specs, err := g.ListProject(ctx, project)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids(specs)
+	}
+	if got := list("p"); !slices.Equal(got, []string{"c0", "c1"}) {
+		t.Fatalf("p lists %v", got)
+	}
+	if _, err := g.Update(ctx, "c1", func(s *clusterspec.Spec) error { s.Project = "q"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Delete(ctx, "c0"); err != nil {
+		t.Fatal(err)
+	}
+	if got := list("p"); len(got) != 0 {
+		t.Fatalf("p lists %v after move and delete", got)
+	}
+	if got := list("q"); !slices.Equal(got, []string{"c1", "c2"}) {
+		t.Fatalf("q lists %v", got)
+	}
+	// An entry written without its index key (as before the index
+	// existed) and a stale key are both repaired by Reindex.
+	if _, err := cli.Put(ctx, clusterspec.Key("old"), `{"id":"old","name":"old","project":"p","maxConnections":10}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Put(ctx, quota.ProjectIndexPrefix+"p/ghost", ""); err != nil {
+		t.Fatal(err)
+	}
+	added, removed, err := g.Reindex(ctx)
+	if err != nil || added != 1 || removed != 1 {
+		t.Fatalf("Reindex = %d added, %d removed, %v; want 1, 1", added, removed, err)
+	}
+	if got := list("p"); !slices.Equal(got, []string{"old"}) {
+		t.Fatalf("p lists %v after reindex", got)
 	}
 }
