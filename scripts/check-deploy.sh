@@ -4,7 +4,10 @@
 #     with apt-get when missing, as root);
 #   - the Helm chart deploy/helm/ecp with `helm lint --strict` and
 #     `helm template`, for the default values and each deploy/helm/ecp/ci/*.yaml,
-#     and that it refuses the values ecp cannot serve.
+#     and that it refuses the values ecp cannot serve;
+#   - deploy/prometheus/prometheus.yml with Debian's promtool (installed by
+#     scripts/install-prometheus.sh when missing);
+#   - the agent's systemd unit with systemd-analyze verify, where installed.
 # Helm is helm.sh/helm/v3/cmd/helm@HELM_VERSION built with the Go toolchain
 # into .tools/ once (a few minutes the first time, instant afterwards).
 set -euo pipefail
@@ -30,6 +33,31 @@ fi
 echo "check-deploy: $(docker-compose version --short 2>/dev/null || echo docker-compose) config -q docker-compose.yml"
 if ! out=$(docker-compose -f docker-compose.yml config -q 2>&1); then
 	fail "docker-compose.yml is not valid for docker-compose: $out"
+fi
+
+# --- Prometheus configuration of the compose stack ------------------------
+bash scripts/install-prometheus.sh >/dev/null || fail "cannot install promtool (bash scripts/install-prometheus.sh)"
+echo "check-deploy: promtool check config deploy/prometheus/prometheus.yml"
+if ! out=$(promtool check config deploy/prometheus/prometheus.yml 2>&1); then
+	fail "deploy/prometheus/prometheus.yml: $out"
+fi
+
+# --- systemd unit ----------------------------------------------------------
+if command -v systemd-analyze >/dev/null 2>&1; then
+	echo "check-deploy: systemd-analyze verify deploy/systemd/agent-exporter.service"
+	unit=$(mktemp -d)
+	# verify wants ExecStart's binary to exist: point it at a stand-in.
+	: >"$unit/agent-exporter" && chmod +x "$unit/agent-exporter"
+	sed "s#/usr/local/bin/agent-exporter#$unit/agent-exporter#" deploy/systemd/agent-exporter.service >"$unit/agent-exporter.service"
+	# verify exits 0 on directives it ignores; any line about the unit fails.
+	out=$(systemd-analyze verify "$unit/agent-exporter.service" 2>&1) || true
+	if grep -q "agent-exporter.service" <<<"$out"; then
+		rm -rf "$unit"
+		fail "deploy/systemd/agent-exporter.service: ${out//$unit\//}"
+	fi
+	rm -rf "$unit"
+else
+	echo "check-deploy: systemd-analyze not installed; the systemd unit is not verified"
 fi
 
 # --- Helm -----------------------------------------------------------------
