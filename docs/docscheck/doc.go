@@ -6,5 +6,6 @@
 // variable the code reads but the page does not name, and each field of
 // ecp's and the agent's configuration files the page leaves out.
 //
-// It builds binaries, so it is skipped under -short.
+// The flag check builds binaries, so it is skipped under -short; the
+// others run always.
 package docscheck

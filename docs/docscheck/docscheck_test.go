@@ -80,9 +80,6 @@ func TestConfigurationDocumentsEveryFlag(t *testing.T) {
 }
 
 func TestConfigurationDocumentsEnvironment(t *testing.T) {
-	if testing.Short() {
-		t.Skip("reads the whole source tree; skipped with -short")
-	}
 	root := moduleRoot(t)
 	doc := readDoc(t, root)
 	vars := envVars(t, root)
@@ -97,9 +94,6 @@ func TestConfigurationDocumentsEnvironment(t *testing.T) {
 }
 
 func TestConfigurationDocumentsConfigFiles(t *testing.T) {
-	if testing.Short() {
-		t.Skip("skipped with -short along with the other documentation checks")
-	}
 	doc := readDoc(t, moduleRoot(t))
 	for _, tc := range []struct {
 		heading string
