@@ -268,7 +268,9 @@ func (a *App) build(ctx context.Context) error {
 	a.clusters.Register(api, a.adapter)
 	a.ledger.Register(api, a.adapter)
 	auditLog.Register(api, a.adapter, a.authz.AuditScope)
-	env := Env{API: api, Root: root, Adapter: a.adapter, Authz: a.authz, Etcd: a.cli, Registerer: reg}
+	// Last: a catch-all (the web console at /) must not shadow anything.
+	fallback := r.NewRoute().Subrouter()
+	env := Env{API: api, Root: root, Fallback: fallback, Adapter: a.adapter, Authz: a.authz, Etcd: a.cli, Registerer: reg}
 	for i, ext := range a.opts.Extensions {
 		env.Logger = a.logger.With("component", "extension", "extension", i)
 		runExt, err := ext(env)
@@ -309,6 +311,9 @@ type Env struct {
 	// Root is for routes that authenticate themselves (agent-facing);
 	// paths are absolute.
 	Root *mux.Router
+	// Fallback is tried after every other route: the place for a
+	// catch-all such as the web console's PathPrefix("/").
+	Fallback *mux.Router
 	// Adapter writes replies and errors; use it for every route.
 	Adapter *httpapi.Adapter
 	// Authz answers "may this caller do that" with the app's one rule.

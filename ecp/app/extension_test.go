@@ -27,6 +27,9 @@ func TestExtensionsMountBehindAuthAndRun(t *testing.T) {
 		env.Root.Handle("/api/v1/agent/extra", env.Adapter.Handle(func(w http.ResponseWriter, _ *http.Request) error {
 			return httpapi.JSON(w, http.StatusOK, map[string]string{"agent": "ok"})
 		})).Methods(http.MethodGet)
+		env.Fallback.PathPrefix("/").Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = w.Write([]byte("console"))
+		})).Methods(http.MethodGet)
 		return func(ctx context.Context) error {
 			close(ran)
 			<-ctx.Done()
@@ -43,6 +46,13 @@ func TestExtensionsMountBehindAuthAndRun(t *testing.T) {
 		t.Fatalf("extension saw caller %q", out.Hello)
 	}
 	h.must(200, "GET", "/api/v1/agent/extra", "", nil)
+	// The console's catch-all shadows neither the API nor the probes.
+	if r := h.must(200, "GET", "/projects/x/overview", "", nil); string(r.body) != "console" {
+		t.Fatalf("fallback served %q", r.body)
+	}
+	h.must(200, "GET", "/-/healthy", "", nil)
+	h.must(401, "GET", "/api/v1/orgs", "", nil)
+	h.must(404, "GET", "/api/v1/nothing", admin, nil)
 	var recs struct{ Items []struct{ Route string } }
 	h.must(200, "GET", "/api/v1/audit", admin, nil).decode(t, &recs)
 	if len(recs.Items) == 0 || recs.Items[0].Route != "/api/v1/hello" {
