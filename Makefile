@@ -22,9 +22,10 @@ build: ## Build ecp, agent-exporter and emqx-sim into ./bin.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./ecp ./agent-exporter ./emqx-sim
 
 .PHONY: test
-test: test-deps ## Run every test: vet, unit, integration and end-to-end (what CI runs).
+test: test-deps ## Run every test: vet, unit, integration, end-to-end and the deployment checks (what CI runs).
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	bash scripts/check-deploy.sh
 
 .PHONY: test-deps
 test-deps: ## Install what the integration tests run for real (Prometheus, Alertmanager, VictoriaLogs).

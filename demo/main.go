@@ -52,6 +52,9 @@ func run(args []string, stdout io.Writer) int {
 	workDir := fs.String("dir", ".demo", "working directory; emptied at start")
 	untilReady := fs.Bool("exit-when-ready", false, "stop everything and exit 0 once every cluster is running (for tests)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
