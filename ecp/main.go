@@ -17,6 +17,7 @@ import (
 	"slices"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -148,6 +149,8 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--web.external-url must be an absolute http:// or https:// URL such as https://ecp.example.com; got %q", opts.ExternalURL)
 	case opts.AuditRetention < 0:
 		return fmt.Errorf("--audit.retention must not be negative; got %s", opts.AuditRetention)
+	case opts.ReportInterval < time.Second:
+		return fmt.Errorf("--agent.report-interval must be at least 1s (agents are told whole seconds); got %s", opts.ReportInterval)
 	case opts.RegistrationTokenTTL <= 0:
 		return fmt.Errorf("--registration.token-ttl must be positive; got %s", opts.RegistrationTokenTTL)
 	}

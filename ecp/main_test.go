@@ -22,6 +22,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad licence", []string{"serve", "--licence.total-connections", "5", "--licence.max-per-cluster", "6"}, exitUsage, "--licence.max-per-cluster must be from 1"},
 		{"bad external url", []string{"serve", "--web.external-url", "ecp.example:8080"}, exitUsage, "--web.external-url"},
 		{"bad format", []string{"serve", "--log.format", "xml"}, exitUsage, "--log.format"},
+		{"bad report interval", []string{"serve", "--agent.report-interval", "500ms"}, exitUsage, "--agent.report-interval"},
 		{"bad ttl", []string{"serve", "--registration.token-ttl", "0s"}, exitUsage, "--registration.token-ttl"},
 	}
 	for _, tc := range tests {
