@@ -49,7 +49,7 @@ func (f *Fleet) handleDesired(w http.ResponseWriter, r *http.Request) error {
 		f.mu.Lock()
 		e := f.entryLocked(p.clusterID)
 		d := desiredLocked(e, p.credHash)
-		changed := e.changed
+		changed, stopping := e.changed, f.stopping
 		if first && d.Revision <= after {
 			f.announceLocked()
 		}
@@ -60,6 +60,9 @@ func (f *Fleet) handleDesired(w http.ResponseWriter, r *http.Request) error {
 		select {
 		case <-changed:
 		case <-timer.C:
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		case <-stopping:
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		case <-r.Context().Done():

@@ -157,6 +157,10 @@ type Fleet struct {
 	session    *concurrency.Session
 	leader     *concurrency.Election
 	graceUntil time.Time
+	// stopping is closed when Run's context ends: held long-polls then
+	// answer 204 at once, so a graceful shutdown is not held for a minute
+	// and agents re-poll another replica.
+	stopping <-chan struct{}
 	// applied is closed and replaced after every batch of watch events;
 	// tests wait on it instead of sleeping.
 	applied chan struct{}
@@ -213,8 +217,12 @@ func (f *Fleet) Register(r *mux.Router) {
 
 // Run loads fleet's state from etcd, keeps it current with one watch, takes
 // part in the sweeper election and publishes digests. It returns nil when
-// ctx ends, after resigning leadership and closing its etcd session.
+// ctx ends, after closing its etcd session (which ends its leadership);
+// held long-polls are answered 204 as soon as ctx ends.
 func (f *Fleet) Run(ctx context.Context) error {
+	f.mu.Lock()
+	f.stopping = ctx.Done()
+	f.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Go(func() { f.watchLoop(ctx) })
 	wg.Go(func() { f.sessionLoop(ctx) })

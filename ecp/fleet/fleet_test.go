@@ -534,3 +534,18 @@ func TestMadeUpCredentials(t *testing.T) {
 		t.Fatalf("made-up credentials left %d entries in memory", len(f.entries))
 	}
 }
+
+func TestLongPollEndsWithRun(t *testing.T) {
+	cli := etcdtest.Client(t)
+	f := startFleet(t, cli, newClock(), "r1")
+	putSpec(t, cli, "c1", 10)
+	a := newAgent(f.url)
+	reg := mustRegister(t, a, issue(t, f, "c1", time.Hour))
+	polled := make(chan reply, 1)
+	go func() { polled <- a.desired(t, reg.Desired.Revision, "60s") }()
+	f.waitFor(t, "long-poll waiting", func() bool { return testutil.ToFloat64(f.metrics.waiters) == 1 })
+	f.stopRun()
+	if r := <-polled; r.status != http.StatusNoContent {
+		t.Fatalf("held long-poll answered %d when the fleet stopped, want 204", r.status)
+	}
+}

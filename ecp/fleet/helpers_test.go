@@ -53,7 +53,9 @@ type testFleet struct {
 	reg  *prometheus.Registry
 	logs *syncBuffer
 	url  string
-	stop func()
+	// stopRun ends Run and waits for it; stop also closes the server.
+	stopRun func()
+	stop    func()
 }
 
 const testInterval = 15 * time.Second
@@ -81,11 +83,14 @@ func startFleet(t *testing.T, cli *clientv3.Client, clk *clock, replica string) 
 		}
 	}()
 	var once sync.Once
-	tf := &testFleet{Fleet: f, reg: reg, logs: logs, url: srv.URL, stop: func() {
+	stopRun := func() {
+		cancel()
+		<-done
+	}
+	tf := &testFleet{Fleet: f, reg: reg, logs: logs, url: srv.URL, stopRun: stopRun, stop: func() {
 		once.Do(func() {
+			stopRun()
 			srv.Close()
-			cancel()
-			<-done
 		})
 	}}
 	t.Cleanup(tf.stop)
