@@ -76,6 +76,7 @@ type config struct {
 	replicas int
 	memLimit string
 	pollWait time.Duration
+	silence  int
 }
 
 func run() int {
@@ -92,6 +93,7 @@ func run() int {
 	fs.IntVar(&cfg.replicas, "server.replicas", 1, "ecp replicas sharing the embedded etcd; agents spread their calls over all of them, as behind a load balancer.")
 	fs.StringVar(&cfg.memLimit, "server.gomemlimit", "", "GOMEMLIMIT for the server process only (e.g. 400MiB); empty leaves Go's default.")
 	fs.DurationVar(&cfg.pollWait, "agents.desired-wait", 30*time.Second, "Timeout each agent asks for on its desired-state long-poll (agent-exporter's default is 30s; ecp caps it at 60s).")
+	fs.IntVar(&cfg.silence, "silence.count", 100, "After the steady window, agents to stop (reports and polls) to time their detection; 0 skips it.")
 	fs.BoolVar(&cfg.longPoll, "agents.long-poll", true, "Have every agent hold a desired-state long-poll, as real agents do.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
@@ -269,6 +271,9 @@ type simAgent struct {
 	offset   time.Duration
 	revision int64
 	conns    int
+	// silenced agents stop reporting and polling, as a dead agent does.
+	silenced   atomic.Bool
+	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
 }
 
 // stats collects report outcomes in the measured window.
@@ -408,7 +413,88 @@ func drive(ctx context.Context, cfg config) error {
 		return err
 	}
 	printResults(cfg, st, before, after, pollCount.Load())
+	if cfg.silence > 0 {
+		return measureSilence(ctx, cfg, su, agents)
+	}
 	return nil
+}
+
+// measureSilence stops some agents and watches the server mark them
+// abnormal, from the per-cluster state gauge: the time from each one's last
+// report to its abnormal state, and whether any other cluster was marked.
+func measureSilence(ctx context.Context, cfg config, su setup, agents []*simAgent) error {
+	n := min(cfg.silence, len(agents))
+	silenced := map[string]*simAgent{}
+	for i := range n {
+		a := agents[i*len(agents)/n]
+		a.silenced.Store(true)
+		silenced[fmt.Sprintf("bench-%05d", a.index)] = a
+	}
+	fmt.Printf("\nsilencing %d agents; waiting up to %s for them to turn abnormal\n", n, 4*cfg.interval+10*time.Second)
+	detected := map[string]time.Time{}
+	deadline := time.Now().Add(4*cfg.interval + 10*time.Second)
+	others := 0
+	for len(detected) < n && time.Now().Before(deadline) {
+		if !sleep(ctx, 250*time.Millisecond) {
+			return ctx.Err()
+		}
+		abnormal, err := abnormalClusters(ctx, su.URLs[0])
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		others = 0
+		for _, id := range abnormal {
+			if _, ok := silenced[id]; !ok {
+				others++
+				continue
+			}
+			if _, ok := detected[id]; !ok {
+				detected[id] = now
+			}
+		}
+	}
+	var lags []time.Duration
+	for id, at := range detected {
+		lags = append(lags, at.Sub(time.Unix(0, silenced[id].lastReport.Load())))
+	}
+	slices.Sort(lags)
+	fmt.Printf("silenced agents marked abnormal %d of %d; other clusters abnormal %d\n", len(detected), n, others)
+	if len(lags) > 0 {
+		fmt.Printf("last report → abnormal     min %s  p50 %s  p99 %s  max %s (threshold %s; sweeper tick 1s, gauge polled every 250ms)\n",
+			lags[0].Round(time.Millisecond), lags[len(lags)/2].Round(time.Millisecond),
+			lags[min(len(lags)-1, len(lags)*99/100)].Round(time.Millisecond), lags[len(lags)-1].Round(time.Millisecond),
+			agentproto.SilentIntervals*cfg.interval)
+	}
+	return nil
+}
+
+// abnormalClusters lists the clusters ecp_cluster_state shows abnormal.
+func abnormalClusters(ctx context.Context, base string) ([]string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("build scrape: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape server: %w", err)
+	}
+	defer resp.Body.Close()
+	var ids []string
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "ecp_cluster_state{") || !strings.Contains(l, `state="abnormal"`) {
+			continue
+		}
+		id := l[strings.Index(l, `cluster="`)+9:]
+		ids = append(ids, id[:strings.IndexByte(id, '"')])
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read metrics: %w", err)
+	}
+	return ids, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -451,6 +537,9 @@ func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*si
 					return
 				}
 				st.add(time.Since(start), code, err)
+				if err == nil && code == http.StatusOK {
+					a.lastReport.Store(time.Now().UnixNano())
+				}
 			}
 		})
 	}
@@ -465,7 +554,9 @@ func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*si
 			}
 			// Round robin per report: with several replicas an agent's
 			// consecutive reports land on different ones.
-			jobs <- job{a: a, base: bases[(a.index+round)%len(bases)]}
+			if !a.silenced.Load() {
+				jobs <- job{a: a, base: bases[(a.index+round)%len(bases)]}
+			}
 		}
 	}
 }
@@ -477,7 +568,7 @@ func longPoll(ctx context.Context, hc *http.Client, base string, a *simAgent, cf
 	if !sleep(ctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
 		return
 	}
-	for ctx.Err() == nil {
+	for ctx.Err() == nil && !a.silenced.Load() {
 		url := fmt.Sprintf("%s%s?%s=%d&%s=%s", base, agentproto.PathDesired, agentproto.QueryAfter, a.revision, agentproto.QueryTimeout, cfg.pollWait)
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
