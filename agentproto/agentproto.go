@@ -51,6 +51,20 @@ const (
 // that many seconds (plus its own jitter) before trying again.
 const HeaderRetryAfter = "Retry-After"
 
+// Remote write (PathWrite) is Prometheus remote write 1.0: a snappy block
+// of a prompb.WriteRequest with Content-Encoding: snappy, Content-Type:
+// application/x-protobuf and X-Prometheus-Remote-Write-Version: 0.1.0. ecp
+// answers 204 when it took the samples, and 429 with Retry-After when its
+// forwarding queue is full (the agent keeps the samples and retries).
+const (
+	// HeaderRemoteWrite is set on a 204 reply to PathWrite when ecp has no
+	// remote-write backend: the samples were counted and not stored, and
+	// the agent may pause pushing for a while.
+	HeaderRemoteWrite = "X-Ecp-Remote-Write"
+	// RemoteWriteDisabled is the value of HeaderRemoteWrite then.
+	RemoteWriteDisabled = "disabled"
+)
+
 // RegisterRequest is the body of PathRegister.
 type RegisterRequest struct {
 	// Token is the registration token rendered by ecp; single use.

@@ -1,0 +1,488 @@
+// Package remotewrite is ecp's remote-write gateway: agents push their
+// samples to POST /api/v1/agent/write (Prometheus remote write 1.0), the
+// gateway authenticates the agent, stamps every series with the project
+// and cluster the credential belongs to (overwriting whatever the agent
+// sent, so no agent can write into another tenant's series) and forwards
+// the result to the configured remote-write backend (Prometheus 2.42+ with
+// --web.enable-remote-write-receiver, or any remote-write 1.0 receiver).
+//
+// # Queues, retry and backpressure
+//
+// Stamped requests wait in Shards bounded queues; a cluster always maps to
+// the same shard, so one agent's requests reach the backend in the order it
+// sent them (remote write 1.0 backends refuse out-of-order samples). Each
+// shard has one sender that retries network errors, 5xx and 429 with
+// jittered exponential backoff (honouring Retry-After) for as long as it
+// takes. While a shard's queue is full the agent is answered 429 with
+// Retry-After: it keeps the samples and tries again, so an outage of the
+// backend moves the buffering to the agents instead of losing data here.
+// Only what the backend refuses for good (another 4xx) is dropped, and
+// counted in ecp_remote_write_samples_dropped_total{reason="rejected"}.
+//
+// # Without a backend
+//
+// Without a URL the gateway still authenticates and decodes (so a broken
+// agent is still visible), answers 204 with the header
+// agentproto.HeaderRemoteWrite set to agentproto.RemoteWriteDisabled and
+// counts the samples as dropped{reason="not_configured"}. The agent counts
+// them the same way on its side and pauses pushing for a while instead of
+// sending samples nobody stores.
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/klauspost/compress/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/httpapi"
+)
+
+// Labels the gateway stamps on every series.
+const (
+	LabelProject = "project"
+	LabelCluster = "cluster"
+)
+
+// Defaults of Options.
+const (
+	DefaultShards     = 4
+	DefaultQueueSize  = 64
+	DefaultTimeout    = 30 * time.Second
+	DefaultRetryAfter = 5 * time.Second
+	DefaultBackoffMin = 100 * time.Millisecond
+	DefaultBackoffMax = 10 * time.Second
+	// DefaultMaxBodyBytes bounds the compressed request an agent may send.
+	DefaultMaxBodyBytes = 8 << 20
+	// DefaultMaxDecodedBytes bounds the decompressed request (Prometheus'
+	// own receiver allows 32 MiB).
+	DefaultMaxDecodedBytes = 32 << 20
+)
+
+// Reasons of ecp_remote_write_samples_dropped_total.
+const (
+	ReasonNotConfigured = "not_configured"
+	ReasonRejected      = "rejected"
+	ReasonShutdown      = "shutdown"
+)
+
+// Authenticator maps an agent request to its cluster and the cluster's
+// current project; *fleet.Fleet implements it. Errors are httpapi errors.
+type Authenticator interface {
+	AuthenticateAgent(r *http.Request) (clusterID, project string, err error)
+}
+
+// Options configure a Gateway. Zero values mean the defaults.
+type Options struct {
+	// URL is the remote-write endpoint samples are forwarded to, e.g.
+	// http://prometheus:9090/api/v1/write. Empty: samples are not
+	// forwarded (see the package comment).
+	URL string
+	// Shards is the number of queues and senders.
+	Shards int
+	// QueueSize is how many requests each shard holds before agents are
+	// told to come back later.
+	QueueSize int
+	// Timeout bounds one call to the backend.
+	Timeout time.Duration
+	// RetryAfter is what a throttled agent is told to wait.
+	RetryAfter time.Duration
+	// BackoffMin and BackoffMax shape the retry backoff towards the backend.
+	BackoffMin, BackoffMax time.Duration
+	// MaxBodyBytes and MaxDecodedBytes bound a request before and after
+	// snappy decompression.
+	MaxBodyBytes, MaxDecodedBytes int
+	// HTTPClient talks to the backend; a client with Timeout when nil.
+	HTTPClient *http.Client
+}
+
+func (o Options) withDefaults() Options {
+	if o.Shards <= 0 {
+		o.Shards = DefaultShards
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = DefaultQueueSize
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = DefaultRetryAfter
+	}
+	if o.BackoffMin <= 0 {
+		o.BackoffMin = DefaultBackoffMin
+	}
+	if o.BackoffMax < o.BackoffMin {
+		o.BackoffMax = max(DefaultBackoffMax, o.BackoffMin)
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if o.MaxDecodedBytes <= 0 {
+		o.MaxDecodedBytes = DefaultMaxDecodedBytes
+	}
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: o.Timeout}
+	}
+	return o
+}
+
+// batch is one stamped, encoded request waiting for the backend.
+type batch struct {
+	body    []byte
+	samples int
+	cluster string
+}
+
+// Gateway is the remote-write gateway of one ecp replica.
+type Gateway struct {
+	opts   Options
+	authn  Authenticator
+	logger *slog.Logger
+	shards []chan batch
+
+	received  prometheus.Counter
+	forwarded prometheus.Counter
+	dropped   *prometheus.CounterVec
+	throttled prometheus.Counter
+	failures  prometheus.Counter
+
+	bufs sync.Pool
+}
+
+// New returns a Gateway; nothing is sent until Run.
+func New(opts Options, authn Authenticator, logger *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
+	if authn == nil {
+		return nil, errors.New("remotewrite: an authenticator is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if opts.URL != "" {
+		u, err := url.Parse(opts.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("remote-write url %q must be an absolute http(s) URL such as http://127.0.0.1:9090/api/v1/write", opts.URL)
+		}
+	}
+	opts = opts.withDefaults()
+	g := &Gateway{opts: opts, authn: authn, logger: logger}
+	g.shards = make([]chan batch, opts.Shards)
+	for i := range g.shards {
+		g.shards[i] = make(chan batch, opts.QueueSize)
+	}
+	g.received = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ecp_remote_write_samples_received_total", Help: "Samples agents pushed to ecp and ecp accepted (stamped and queued, or counted as not configured).",
+	})
+	g.forwarded = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ecp_remote_write_samples_forwarded_total", Help: "Samples the remote-write backend accepted.",
+	})
+	g.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ecp_remote_write_samples_dropped_total", Help: "Samples ecp accepted and did not forward: no backend configured, refused by the backend (4xx), or still queued at shutdown.",
+	}, []string{"reason"})
+	g.throttled = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ecp_remote_write_requests_throttled_total", Help: "Agent pushes answered 429 because the forwarding queue was full; the agent retries them.",
+	})
+	g.failures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ecp_remote_write_send_failures_total", Help: "Calls to the remote-write backend that failed and were retried (network errors, 5xx, 429).",
+	})
+	for _, r := range []string{ReasonNotConfigured, ReasonRejected, ReasonShutdown} {
+		g.dropped.WithLabelValues(r)
+	}
+	queued := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ecp_remote_write_queue_length", Help: "Requests waiting to be forwarded, over all shards.",
+	}, func() float64 { return float64(g.QueueLength()) })
+	capacity := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ecp_remote_write_queue_capacity", Help: "Requests the forwarding queues hold at most, over all shards.",
+	})
+	capacity.Set(float64(opts.Shards * opts.QueueSize))
+	configured := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "ecp_remote_write_configured", Help: "Whether a remote-write backend is configured (1) or agent samples are not forwarded (0).",
+	})
+	if opts.URL != "" {
+		configured.Set(1)
+	}
+	for _, c := range []prometheus.Collector{g.received, g.forwarded, g.dropped, g.throttled, g.failures, queued, capacity, configured} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register remote-write metrics: %w", err)
+		}
+	}
+	return g, nil
+}
+
+// QueueLength is the number of requests waiting, over all shards.
+func (g *Gateway) QueueLength() int {
+	n := 0
+	for _, s := range g.shards {
+		n += len(s)
+	}
+	return n
+}
+
+// Register mounts POST agentproto.PathWrite on r (the root router: the
+// route authenticates agents itself).
+func (g *Gateway) Register(r *mux.Router, a *httpapi.Adapter) {
+	r.Handle(agentproto.PathWrite, a.Handle(g.handleWrite)).Methods(http.MethodPost)
+}
+
+func (g *Gateway) handleWrite(w http.ResponseWriter, r *http.Request) error {
+	clusterID, project, err := g.authn.AuthenticateAgent(r)
+	if err != nil {
+		return err
+	}
+	if enc := r.Header.Get("Content-Encoding"); enc != "" && !strings.EqualFold(enc, "snappy") {
+		return &httpapi.Error{Status: http.StatusUnsupportedMediaType, Code: httpapi.CodeInvalid, Field: "Content-Encoding",
+			Message: "Content-Encoding must be snappy (Prometheus remote write 1.0), got " + enc}
+	}
+	buf := g.getBuf()
+	defer g.putBuf(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(nil, r.Body, int64(g.opts.MaxBodyBytes))); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: httpapi.CodeTooLarge,
+				Message: fmt.Sprintf("remote-write body is over %d bytes; send smaller batches", g.opts.MaxBodyBytes)}
+		}
+		return httpapi.Invalid("", "reading the remote-write body: %v", err)
+	}
+	shard := g.shardOf(clusterID)
+	if g.opts.URL != "" && len(shard) == cap(shard) {
+		// Refuse before decoding: under backpressure, spend nothing.
+		g.throttled.Inc()
+		return throttled(g.opts.RetryAfter)
+	}
+	body, samples, err := Stamp(buf.Bytes(), project, clusterID, g.opts.MaxDecodedBytes)
+	if err != nil {
+		return httpapi.Invalid("", "%v", err)
+	}
+	if g.opts.URL == "" {
+		g.received.Add(float64(samples))
+		g.dropped.WithLabelValues(ReasonNotConfigured).Add(float64(samples))
+		w.Header().Set(agentproto.HeaderRemoteWrite, agentproto.RemoteWriteDisabled)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	select {
+	case shard <- batch{body: body, samples: samples, cluster: clusterID}:
+		g.received.Add(float64(samples))
+	default:
+		// Filled up while this request was decoded; the agent resends.
+		g.throttled.Inc()
+		return throttled(g.opts.RetryAfter)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func throttled(after time.Duration) error {
+	return &httpapi.Error{Status: http.StatusTooManyRequests, Code: agentproto.CodeRateLimited,
+		Message: "the remote-write queue is full (the backend is slow or down); retry after the Retry-After delay", RetryAfter: after}
+}
+
+func (g *Gateway) shardOf(clusterID string) chan batch {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(clusterID))
+	return g.shards[h.Sum32()%uint32(len(g.shards))]
+}
+
+func (g *Gateway) getBuf() *bytes.Buffer {
+	if b, ok := g.bufs.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+func (g *Gateway) putBuf(b *bytes.Buffer) {
+	if b.Cap() <= g.opts.MaxBodyBytes {
+		g.bufs.Put(b)
+	}
+}
+
+// Stamp decodes a snappy-compressed remote-write 1.0 request, sets the
+// project and cluster labels of every series (replacing any the agent
+// sent), keeps each series' labels sorted by name as receivers expect, and
+// returns the request encoded again with the number of samples in it.
+func Stamp(compressed []byte, project, cluster string, maxDecoded int) ([]byte, int, error) {
+	n, err := snappy.DecodedLen(compressed)
+	if err != nil {
+		return nil, 0, fmt.Errorf("body is not snappy-compressed (remote write 1.0 needs Content-Encoding: snappy): %w", err)
+	}
+	if n > maxDecoded {
+		return nil, 0, fmt.Errorf("decompressed body would be %d bytes, over the %d allowed; send smaller batches", n, maxDecoded)
+	}
+	raw, err := snappy.Decode(nil, compressed)
+	if err != nil {
+		return nil, 0, fmt.Errorf("body is not snappy-compressed: %w", err)
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return nil, 0, fmt.Errorf("body is not a remote-write 1.0 WriteRequest (prompb): %w", err)
+	}
+	samples := 0
+	for i := range req.Timeseries {
+		ts := &req.Timeseries[i]
+		ts.Labels = stampLabels(ts.Labels, project, cluster)
+		samples += len(ts.Samples) + len(ts.Histograms)
+	}
+	out, err := req.Marshal()
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode stamped request: %w", err)
+	}
+	return snappy.Encode(nil, out), samples, nil
+}
+
+// stampLabels returns ls without project and cluster labels, plus the two
+// given, sorted by name.
+func stampLabels(ls []prompb.Label, project, cluster string) []prompb.Label {
+	out := ls[:0]
+	for _, l := range ls {
+		if l.Name != LabelProject && l.Name != LabelCluster {
+			out = append(out, l)
+		}
+	}
+	out = append(out, prompb.Label{Name: LabelCluster, Value: cluster}, prompb.Label{Name: LabelProject, Value: project})
+	if !slices.IsSortedFunc(out, compareLabel) {
+		slices.SortFunc(out, compareLabel)
+	}
+	return out
+}
+
+func compareLabel(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) }
+
+// Run sends the queued requests until ctx ends; what is still queued then
+// is counted as dropped{reason="shutdown"}. Without a URL it only waits.
+func (g *Gateway) Run(ctx context.Context) error {
+	if g.opts.URL == "" {
+		<-ctx.Done()
+		return nil
+	}
+	var wg sync.WaitGroup
+	for _, s := range g.shards {
+		wg.Go(func() { g.sendLoop(ctx, s) })
+	}
+	wg.Wait()
+	for _, s := range g.shards {
+		for {
+			select {
+			case b := <-s:
+				g.dropped.WithLabelValues(ReasonShutdown).Add(float64(b.samples))
+				continue
+			default:
+			}
+			break
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) sendLoop(ctx context.Context, q chan batch) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-q:
+			if !g.forward(ctx, b) {
+				g.dropped.WithLabelValues(ReasonShutdown).Add(float64(b.samples))
+				return
+			}
+		}
+	}
+}
+
+// forward delivers b, retrying what may succeed later; it returns false
+// only when ctx ended first.
+func (g *Gateway) forward(ctx context.Context, b batch) bool {
+	backoff := g.opts.BackoffMin
+	for {
+		retryAfter, err := g.send(ctx, b.body)
+		var perm *permanentError
+		switch {
+		case err == nil:
+			g.forwarded.Add(float64(b.samples))
+			return true
+		case errors.As(err, &perm):
+			g.dropped.WithLabelValues(ReasonRejected).Add(float64(b.samples))
+			g.logger.Warn("remote-write backend refused samples; dropped", "cluster", b.cluster, "samples", b.samples, "err", err)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		g.failures.Inc()
+		wait := max(retryAfter, backoff/2+rand.N(backoff/2+1))
+		g.logger.Warn("remote-write backend unavailable; retrying", "err", err, "retryIn", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		backoff = min(backoff*2, g.opts.BackoffMax)
+	}
+}
+
+// permanentError is a refusal that retrying cannot fix.
+type permanentError struct{ msg string }
+
+func (e *permanentError) Error() string { return e.msg }
+
+// send makes one call to the backend.
+func (g *Gateway) send(ctx context.Context, body []byte) (time.Duration, error) {
+	cctx, cancel := context.WithTimeout(ctx, g.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodPost, g.opts.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, &permanentError{msg: err.Error()}
+	}
+	SetHeaders(req.Header)
+	resp, err := g.opts.HTTPClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("post to remote-write backend: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	switch {
+	case resp.StatusCode/100 == 2:
+		return 0, nil
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode/100 == 5:
+		return parseRetryAfter(resp.Header.Get("Retry-After")), fmt.Errorf("remote-write backend answered %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
+	default:
+		return 0, &permanentError{msg: fmt.Sprintf("remote-write backend answered %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))}
+	}
+}
+
+// SetHeaders sets the headers of a remote-write 1.0 request.
+func SetHeaders(h http.Header) {
+	h.Set("Content-Encoding", "snappy")
+	h.Set("Content-Type", "application/x-protobuf")
+	h.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	h.Set("User-Agent", "ecp-remote-write")
+}
+
+func parseRetryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}

@@ -1,0 +1,360 @@
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/mux"
+	"github.com/klauspost/compress/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/prometheus/prometheus/prompb"
+	"go.uber.org/goleak"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/httpapi"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeAuthn maps bearer credentials to clusters; project can change
+// between calls, as a transfer does.
+type fakeAuthn struct {
+	mu       sync.Mutex
+	projects map[string]string // credential -> project
+}
+
+func (f *fakeAuthn) AuthenticateAgent(r *http.Request) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cred := r.Header.Get("Authorization")
+	p, ok := f.projects[cred]
+	if !ok {
+		return "", "", httpapi.Unauthorized("no such agent")
+	}
+	return "c-" + cred[len("Bearer "):], p, nil
+}
+
+func (f *fakeAuthn) move(cred, project string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.projects["Bearer "+cred] = project
+}
+
+// backend is a fake remote-write receiver recording decoded requests.
+type backend struct {
+	srv    *httptest.Server
+	mu     sync.Mutex
+	got    []prompb.WriteRequest
+	status atomic.Int32 // answered while > 0 remains in fail
+	fail   atomic.Int32
+}
+
+func newBackend(t *testing.T) *backend {
+	b := &backend{}
+	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b.fail.Add(-1) >= 0 {
+			w.WriteHeader(int(b.status.Load()))
+			return
+		}
+		if r.Header.Get("Content-Encoding") != "snappy" || r.Header.Get("X-Prometheus-Remote-Write-Version") != "0.1.0" {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		raw, err := snappy.Decode(nil, body)
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		b.mu.Lock()
+		b.got = append(b.got, req)
+		b.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(b.srv.Close)
+	return b
+}
+
+func (b *backend) requests() []prompb.WriteRequest {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]prompb.WriteRequest(nil), b.got...)
+}
+
+func writeRequest(t testing.TB, series ...[]prompb.Label) []byte {
+	t.Helper()
+	var req prompb.WriteRequest
+	for i, ls := range series {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: float64(i), Timestamp: 1000}}})
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return snappy.Encode(nil, raw)
+}
+
+func labels(kv ...string) []prompb.Label {
+	var ls []prompb.Label
+	for i := 0; i < len(kv); i += 2 {
+		ls = append(ls, prompb.Label{Name: kv[i], Value: kv[i+1]})
+	}
+	return ls
+}
+
+type harness struct {
+	g     *Gateway
+	reg   *prometheus.Registry
+	authn *fakeAuthn
+	srv   *httptest.Server
+}
+
+func newHarness(t *testing.T, opts Options) *harness {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	authn := &fakeAuthn{projects: map[string]string{"Bearer a1": "p1", "Bearer a2": "p2"}}
+	g, err := New(opts, authn, slog.New(slog.DiscardHandler), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mux.NewRouter()
+	g.Register(r, httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg))
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return &harness{g: g, reg: reg, authn: authn, srv: srv}
+}
+
+func (h *harness) push(t *testing.T, cred string, body []byte) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.srv.URL+agentproto.PathWrite, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	SetHeaders(req.Header)
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// run starts the senders and returns a stop that waits for them.
+func (h *harness) run(t *testing.T) func() {
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = h.g.Run(ctx); close(done) }()
+	return func() { cancel(); <-done }
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func labelMap(ls []prompb.Label) map[string]string {
+	m := map[string]string{}
+	for _, l := range ls {
+		m[l.Name] = l.Value
+	}
+	return m
+}
+
+func TestStampLabels(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []prompb.Label
+		want []prompb.Label
+	}{
+		{"adds both", labels("__name__", "emqx_up"), labels("__name__", "emqx_up", "cluster", "c1", "project", "p1")},
+		{"overwrites forged ones", labels("__name__", "emqx_up", "cluster", "other", "project", "evil"),
+			labels("__name__", "emqx_up", "cluster", "c1", "project", "p1")},
+		{"keeps order with labels after project", labels("__name__", "x", "a", "1", "cluster", "zz", "status", "ok", "zone", "z"),
+			labels("__name__", "x", "a", "1", "cluster", "c1", "project", "p1", "status", "ok", "zone", "z")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := stampLabels(append([]prompb.Label(nil), tt.in...), "p1", "c1")
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i].Name != tt.want[i].Name || got[i].Value != tt.want[i].Value {
+					t.Fatalf("got %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestGatewayStampsAndForwards(t *testing.T) {
+	be := newBackend(t)
+	h := newHarness(t, Options{URL: be.srv.URL, Shards: 2, QueueSize: 4})
+	stop := h.run(t)
+	defer stop()
+
+	// The agent tries to write into another tenant's series.
+	body := writeRequest(t, labels("__name__", "emqx_up", "cluster", "victim", "project", "victim-project"), labels("__name__", "emqx_node_running", "node", "n1"))
+	if resp := h.push(t, "a1", body); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("push: %d, want 204", resp.StatusCode)
+	}
+	waitFor(t, "the backend to receive", func() bool { return len(be.requests()) == 1 })
+	for _, ts := range be.requests()[0].Timeseries {
+		m := labelMap(ts.Labels)
+		if m["project"] != "p1" || m["cluster"] != "c-a1" {
+			t.Fatalf("series %v stamped project=%q cluster=%q, want p1 and c-a1", m, m["project"], m["cluster"])
+		}
+	}
+	waitFor(t, "the forwarded counter", func() bool {
+		return testutil.ToFloat64(h.g.forwarded) == 2
+	})
+	if err := testutil.GatherAndCompare(h.reg, bytes.NewBufferString(`
+# HELP ecp_remote_write_samples_received_total Samples agents pushed to ecp and ecp accepted (stamped and queued, or counted as not configured).
+# TYPE ecp_remote_write_samples_received_total counter
+ecp_remote_write_samples_received_total 2
+`), "ecp_remote_write_samples_received_total"); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.GatherAndLint(h.reg); err != nil || len(problems) > 0 {
+		t.Fatalf("metrics lint: %v %v", problems, err)
+	}
+}
+
+func TestGatewayTransferChangesStamp(t *testing.T) {
+	be := newBackend(t)
+	h := newHarness(t, Options{URL: be.srv.URL, Shards: 1, QueueSize: 4})
+	stop := h.run(t)
+	defer stop()
+
+	body := writeRequest(t, labels("__name__", "emqx_up"))
+	h.push(t, "a1", body)
+	waitFor(t, "first request", func() bool { return len(be.requests()) == 1 })
+	h.authn.move("a1", "p9")
+	h.push(t, "a1", body)
+	waitFor(t, "second request", func() bool { return len(be.requests()) == 2 })
+	for i, want := range []string{"p1", "p9"} {
+		if got := labelMap(be.requests()[i].Timeseries[0].Labels)["project"]; got != want {
+			t.Fatalf("request %d stamped project %q, want %q", i, got, want)
+		}
+	}
+}
+
+func TestGatewayQueueFullAnswers429(t *testing.T) {
+	// No Run: nothing drains the one-slot queue.
+	h := newHarness(t, Options{URL: "http://127.0.0.1:1/api/v1/write", Shards: 1, QueueSize: 1, RetryAfter: 7 * time.Second})
+	body := writeRequest(t, labels("__name__", "emqx_up"))
+	if resp := h.push(t, "a1", body); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("first push: %d, want 204", resp.StatusCode)
+	}
+	resp := h.push(t, "a2", body)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "7" {
+		t.Fatalf("second push: %d Retry-After %q, want 429 and 7", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if got := testutil.ToFloat64(h.g.throttled); got != 1 {
+		t.Fatalf("throttled %v, want 1", got)
+	}
+	if got := h.g.QueueLength(); got != 1 {
+		t.Fatalf("queue length %d, want 1", got)
+	}
+}
+
+func TestGatewayRetriesAndDrops(t *testing.T) {
+	tests := []struct {
+		name          string
+		status        int
+		fail          int32
+		wantForwarded float64
+		wantRejected  float64
+	}{
+		{"5xx is retried", http.StatusServiceUnavailable, 2, 1, 0},
+		{"429 is retried", http.StatusTooManyRequests, 1, 1, 0},
+		{"4xx is dropped", http.StatusBadRequest, 1, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			be := newBackend(t)
+			be.status.Store(int32(tt.status))
+			be.fail.Store(tt.fail)
+			h := newHarness(t, Options{URL: be.srv.URL, Shards: 1, BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond})
+			stop := h.run(t)
+			defer stop()
+			h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up")))
+			waitFor(t, "the outcome", func() bool {
+				return testutil.ToFloat64(h.g.forwarded)+testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonRejected)) == 1
+			})
+			if got := testutil.ToFloat64(h.g.forwarded); got != tt.wantForwarded {
+				t.Fatalf("forwarded %v, want %v", got, tt.wantForwarded)
+			}
+			if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonRejected)); got != tt.wantRejected {
+				t.Fatalf("rejected %v, want %v", got, tt.wantRejected)
+			}
+		})
+	}
+}
+
+func TestGatewayRefusals(t *testing.T) {
+	good := writeRequest(t, labels("__name__", "emqx_up"))
+	tests := []struct {
+		name   string
+		cred   string
+		body   []byte
+		want   int
+		header string
+	}{
+		{"no credential", "", good, http.StatusUnauthorized, ""},
+		{"unknown credential", "zz", good, http.StatusUnauthorized, ""},
+		{"not snappy", "a1", []byte("plain text"), http.StatusBadRequest, ""},
+		{"snappy but not protobuf", "a1", snappy.Encode(nil, []byte{0xff, 0xff, 0xff}), http.StatusBadRequest, ""},
+		{"not configured", "a1", good, http.StatusNoContent, agentproto.RemoteWriteDisabled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, Options{})
+			resp := h.push(t, tt.cred, tt.body)
+			if resp.StatusCode != tt.want || resp.Header.Get(agentproto.HeaderRemoteWrite) != tt.header {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get(agentproto.HeaderRemoteWrite), tt.want, tt.header)
+			}
+		})
+	}
+	t.Run("not configured is counted", func(t *testing.T) {
+		h := newHarness(t, Options{})
+		h.push(t, "a1", good)
+		if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonNotConfigured)); got != 1 {
+			t.Fatalf("dropped not_configured %v, want 1", got)
+		}
+	})
+}
+
+func TestNewRefusesBadURL(t *testing.T) {
+	for _, u := range []string{"ftp://x/y", "127.0.0.1:9090/api/v1/write", "http://"} {
+		t.Run(u, func(t *testing.T) {
+			if _, err := New(Options{URL: u}, &fakeAuthn{}, nil, nil); err == nil {
+				t.Fatalf("New accepted %q", u)
+			}
+		})
+	}
+}
