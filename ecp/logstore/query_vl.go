@@ -66,6 +66,15 @@ func (q *Querier) searchVictoriaLogs(ctx context.Context, qu *Query, cur *cursor
 // phrase filter on the message or the raw line.
 func logsQL(qu *Query, cur *cursor) string {
 	var b strings.Builder
+	b.WriteString(logsQLFilter(qu, cur))
+	fmt.Fprintf(&b, " | sort by (_time desc, %s desc) limit %d", fieldID, qu.Limit+1)
+	fmt.Fprintf(&b, " | fields _time, _msg, %s, %s, %s, %s, %s, %s", fieldLevel, fieldProject, fieldCluster, fieldNode, fieldRaw, fieldID)
+	return b.String()
+}
+
+// logsQLFilter is the filter part of logsQL, shared with Count.
+func logsQLFilter(qu *Query, cur *cursor) string {
+	var b strings.Builder
 	b.WriteString("{" + fieldProject + " in (")
 	for i, p := range qu.Projects {
 		if i > 0 {
@@ -98,7 +107,5 @@ func logsQL(qu *Query, cur *cursor) string {
 		// order. cur.Time and cur.ID were validated by decodeToken.
 		fmt.Fprintf(&b, " (_time:<%s or (_time:[%s, %s] %s:<%s))", cur.Time, cur.Time, cur.Time, fieldID, strconv.Quote(cur.ID))
 	}
-	fmt.Fprintf(&b, " | sort by (_time desc, %s desc) limit %d", fieldID, qu.Limit+1)
-	fmt.Fprintf(&b, " | fields _time, _msg, %s, %s, %s, %s, %s, %s", fieldLevel, fieldProject, fieldCluster, fieldNode, fieldRaw, fieldID)
 	return b.String()
 }

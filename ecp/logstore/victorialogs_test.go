@@ -240,6 +240,18 @@ func TestVictoriaLogsEndToEnd(t *testing.T) {
 		if len(both) != 4*perCluster {
 			t.Fatalf("both projects: %d lines", len(both))
 		}
+		for _, c := range []struct {
+			q    Query
+			want int64
+		}{
+			{Query{Projects: []string{"proj-a"}}, 2 * perCluster},
+			{Query{Projects: []string{"proj-a"}, Cluster: "a2", Level: "error"}, perCluster / 10},
+			{Query{Projects: []string{"proj-c"}}, 0},
+		} {
+			if n, err := qr.Count(t.Context(), c.q); err != nil || n != c.want {
+				t.Fatalf("Count(%+v) = %d, %v; want %d", c.q, n, err, c.want)
+			}
+		}
 	})
 	t.Run("line read back exactly", func(t *testing.T) {
 		page, err := qr.Query(t.Context(), Query{Projects: []string{"proj-a"}, Cluster: "a2", Text: "special_needle"})
