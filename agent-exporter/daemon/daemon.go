@@ -22,6 +22,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/ecpclient"
 	"github.com/ecpio/ecp/agent-exporter/emqx"
 	"github.com/ecpio/ecp/agent-exporter/enforce"
+	"github.com/ecpio/ecp/agent-exporter/remotewrite"
 	"github.com/ecpio/ecp/agent-exporter/state"
 	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
@@ -37,6 +38,7 @@ type session struct {
 	emqx   *emqx.Client
 	ecp    *ecpclient.Client
 	poll   *ecpclient.Client // same ecp, with a client timeout above DesiredWait
+	push   *remotewrite.Target
 	hcs    []*http.Client
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,6 +60,7 @@ type App struct {
 	srv      *http.Server
 	col      *collector.Collector
 	enf      *enforce.Enforcer
+	rw       *remotewrite.Sender
 	m        *metrics
 	ctlToken secret.String
 	ready    atomic.Bool
@@ -153,6 +156,18 @@ func New(opts Options) (*App, error) {
 	if err := opts.Registerer.Register(collector.NewExporter(a.col)); err != nil {
 		return nil, fmt.Errorf("registering the emqx exporter: %w", err)
 	}
+	// Remote write pushes the series of the same snapshot /metrics serves.
+	pushed := prometheus.NewRegistry()
+	if err := pushed.Register(collector.NewExporter(a.col)); err != nil {
+		return nil, fmt.Errorf("registering the pushed emqx exporter: %w", err)
+	}
+	rw, err := remotewrite.New(remotewrite.Options{Gatherer: pushed, Timeout: opts.HTTPTimeout,
+		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Now: opts.Now},
+		opts.Logger.With("component", "remotewrite"), opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	a.rw = rw
 	if opts.ConfigFile != "" {
 		if err := a.applyConfig(); err != nil {
 			return nil, err
@@ -225,6 +240,7 @@ func (a *App) Run(ctx context.Context) error {
 	})
 	g.Add(func() error { return a.collectLoop(ctx) }, func(error) { cancel() })
 	g.Add(func() error { a.desiredLoop(ctx); return nil }, func(error) { cancel() })
+	g.Add(func() error { return a.rw.Run(ctx) }, func(error) { cancel() })
 	g.Add(func() error {
 		select {
 		case <-ctx.Done():
@@ -334,7 +350,8 @@ func (a *App) newSession(reg state.Registration, ec *emqx.Client) (*session, err
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)
-	return &session{reg: reg, emqx: ec, ecp: ecp, poll: poll, hcs: []*http.Client{hc, pollHC}, ctx: ctx, cancel: cancel}, nil
+	push := &remotewrite.Target{ECPURL: reg.ECPURL, Credential: reg.Credential, Client: hc}
+	return &session{reg: reg, emqx: ec, ecp: ecp, poll: poll, push: push, hcs: []*http.Client{hc, pollHC}, ctx: ctx, cancel: cancel}, nil
 }
 
 func (a *App) resume(reg state.Registration) error {
@@ -362,6 +379,7 @@ func (a *App) install(s *session) {
 	close(a.changed)
 	a.changed = make(chan struct{})
 	a.mu.Unlock()
+	a.rw.Reset()
 	a.col.SetAPI(s.emqx)
 	a.m.registered.Set(1)
 	a.m.buffered.Set(0)
@@ -388,6 +406,7 @@ func (a *App) endSession(s *session, reason string) {
 	a.changed = make(chan struct{})
 	a.mu.Unlock()
 	s.close()
+	a.rw.Reset()
 	a.col.SetAPI(nil)
 	a.enf.Reset()
 	a.m.registered.Set(0)
@@ -447,6 +466,9 @@ func (a *App) tick(ctx context.Context) {
 		// EMQX is back: enforce now rather than report a stale problem
 		// for one more interval.
 		_ = a.enf.Enforce(s.ctx, s.emqx)
+	}
+	if err := a.rw.Push(s.push, snap.CollectedAt); err != nil {
+		a.log.Warn("collection not queued for remote write", "err", err)
 	}
 	a.report(s, snap, gen)
 }

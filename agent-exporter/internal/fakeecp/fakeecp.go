@@ -36,6 +36,7 @@ type Server struct {
 	retryAfter  int
 	failing     bool
 	requests    int
+	writes      int
 	closed      chan struct{}
 }
 
@@ -63,6 +64,7 @@ func start(t *testing.T, tls bool) *Server {
 	mux.HandleFunc("POST "+agentproto.PathReport, s.auth(s.report))
 	mux.HandleFunc("GET "+agentproto.PathDesired, s.auth(s.desiredPoll))
 	mux.HandleFunc("POST "+agentproto.PathUnregister, s.auth(s.unregister))
+	mux.HandleFunc("POST "+agentproto.PathWrite, s.auth(s.write))
 	srv := httptest.NewUnstartedServer(s.gate(mux))
 	if tls {
 		srv.StartTLS()
@@ -296,6 +298,23 @@ func (s *Server) Registrations() []agentproto.RegisterRequest {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]agentproto.RegisterRequest(nil), s.registers...)
+}
+
+// write answers a remote-write push as an ecp without a remote-write
+// backend does: taken, not stored, and the agent may pause pushing.
+func (s *Server) write(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	s.writes++
+	s.mu.Unlock()
+	w.Header().Set(agentproto.HeaderRemoteWrite, agentproto.RemoteWriteDisabled)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Writes counts the remote-write pushes answered.
+func (s *Server) Writes() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writes
 }
 
 // Requests counts every request, answered or refused.

@@ -1,0 +1,417 @@
+// Package remotewrite pushes every collection to ecp as Prometheus remote
+// write 1.0 (agentproto.PathWrite), with the agent's credential. The series
+// are the ones /metrics serves, gathered from the same snapshot, so a
+// scrape and a push never disagree and EMQX is polled once per interval
+// whatever the number of consumers.
+//
+// Each collection becomes one request waiting in a bounded queue. While ecp
+// is unreachable, answers 5xx or throttles with 429, the oldest request is
+// retried with jittered exponential backoff (at least the Retry-After ecp
+// asked for) and new collections queue behind it; when the queue is full
+// the oldest collection is dropped and counted, so a long outage costs
+// memory for QueueSize collections and no more. A request ecp refuses for
+// good (another 4xx) is dropped and counted; a 401 drops the whole queue
+// (the credential is gone; the report loop ends the session). When ecp says
+// it has no remote-write backend (agentproto.HeaderRemoteWrite), pushing
+// pauses for DisabledPause and the collections are counted as not sent.
+package remotewrite
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ecpio/ecp/agent-exporter/ecpclient"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// Defaults of Options.
+const (
+	// DefaultQueueSize keeps 8 collections: two minutes at the default
+	// 15 s interval.
+	DefaultQueueSize     = 8
+	DefaultTimeout       = 10 * time.Second
+	DefaultBackoffBase   = time.Second
+	DefaultBackoffMax    = 2 * time.Minute
+	DefaultDisabledPause = 5 * time.Minute
+)
+
+// Reasons of agent_exporter_remote_write_samples_dropped_total.
+const (
+	ReasonQueueFull     = "queue_full"
+	ReasonRejected      = "rejected"
+	ReasonNotConfigured = "not_configured"
+	ReasonUnregistered  = "unregistered"
+)
+
+// Options configure a Sender. Zero values mean the defaults.
+type Options struct {
+	// Gatherer yields the series to push (the agent's EMQX exporter).
+	Gatherer prometheus.Gatherer
+	// QueueSize is how many collections wait while ecp is unreachable.
+	QueueSize int
+	// Timeout bounds one push.
+	Timeout time.Duration
+	// BackoffBase and BackoffMax shape the retry backoff.
+	BackoffBase, BackoffMax time.Duration
+	// DisabledPause is how long pushing pauses once ecp said it has no
+	// remote-write backend.
+	DisabledPause time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Target is where and as whom to push: the ecp of the registration in force.
+type Target struct {
+	ECPURL     string
+	Credential secret.String
+	Client     *http.Client
+}
+
+// request is one collection waiting to be pushed.
+type request struct {
+	seq     uint64
+	target  *Target
+	body    []byte
+	samples int
+}
+
+// Sender queues collections and pushes them to ecp.
+type Sender struct {
+	opts   Options
+	logger *slog.Logger
+
+	mu          sync.Mutex
+	queue       []request
+	seq         uint64
+	pausedUntil time.Time
+	backoff     ecpclient.Backoff
+	kick        chan struct{}
+
+	sent     prometheus.Counter
+	dropped  *prometheus.CounterVec
+	failures prometheus.Counter
+	queued   prometheus.Gauge
+}
+
+// New returns a Sender registering its metrics on reg; nothing is sent
+// until Run.
+func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sender, error) {
+	if opts.Gatherer == nil {
+		return nil, errors.New("remotewrite: Options.Gatherer is required")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.QueueSize <= 0 {
+		opts.QueueSize = DefaultQueueSize
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	if opts.BackoffBase <= 0 {
+		opts.BackoffBase = DefaultBackoffBase
+	}
+	if opts.BackoffMax < opts.BackoffBase {
+		opts.BackoffMax = max(DefaultBackoffMax, opts.BackoffBase)
+	}
+	if opts.DisabledPause <= 0 {
+		opts.DisabledPause = DefaultDisabledPause
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Sender{
+		opts: opts, logger: logger, kick: make(chan struct{}, 1),
+		backoff: ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+		sent: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agent_exporter_remote_write_samples_sent_total", Help: "Samples pushed to ecp by remote write and accepted by it.",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agent_exporter_remote_write_samples_dropped_total", Help: "Samples collected and not delivered: queue full while ecp was unreachable, refused by ecp, ecp without a remote-write backend, or the registration ended.",
+		}, []string{"reason"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "agent_exporter_remote_write_failures_total", Help: "Pushes that failed and will be retried (ecp unreachable, 5xx, 429).",
+		}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_remote_write_queue_length", Help: "Collections waiting to be pushed to ecp.",
+		}),
+	}
+	for _, r := range []string{ReasonQueueFull, ReasonRejected, ReasonNotConfigured, ReasonUnregistered} {
+		s.dropped.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{s.sent, s.dropped, s.failures, s.queued} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register remote-write metrics: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// Push gathers the series now served (one collection), stamps them with
+// at and queues them for target.
+func (s *Sender) Push(target *Target, at time.Time) error {
+	mfs, err := s.opts.Gatherer.Gather()
+	if err != nil && len(mfs) == 0 {
+		return fmt.Errorf("gather series to push: %w", err)
+	}
+	body, samples, err := Encode(mfs, at)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.Now().Before(s.pausedUntil) {
+		s.dropped.WithLabelValues(ReasonNotConfigured).Add(float64(samples))
+		return nil
+	}
+	s.seq++
+	s.queue = append(s.queue, request{seq: s.seq, target: target, body: body, samples: samples})
+	for len(s.queue) > s.opts.QueueSize {
+		s.dropped.WithLabelValues(ReasonQueueFull).Add(float64(s.queue[0].samples))
+		s.queue[0] = request{}
+		s.queue = s.queue[1:]
+	}
+	s.queued.Set(float64(len(s.queue)))
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Reset drops everything queued: the registration ended or changed, and
+// its credential must not push any more.
+func (s *Sender) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropAllLocked(ReasonUnregistered)
+	s.pausedUntil = time.Time{}
+	s.backoff.Reset()
+}
+
+func (s *Sender) dropAllLocked(reason string) {
+	for _, r := range s.queue {
+		s.dropped.WithLabelValues(reason).Add(float64(r.samples))
+	}
+	s.queue = nil
+	s.queued.Set(0)
+}
+
+// Run pushes queued collections until ctx ends.
+func (s *Sender) Run(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-s.kick:
+		}
+		for {
+			wait, more := s.sendHead(ctx)
+			if !more {
+				break
+			}
+			if wait > 0 {
+				t := time.NewTimer(wait)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return nil
+				case <-t.C:
+				}
+			}
+		}
+	}
+}
+
+// sendHead pushes the oldest queued collection once. It says how long to
+// wait before the next attempt and whether anything is left to send.
+func (s *Sender) sendHead(ctx context.Context) (time.Duration, bool) {
+	s.mu.Lock()
+	if len(s.queue) == 0 {
+		s.mu.Unlock()
+		return 0, false
+	}
+	head := s.queue[0]
+	s.mu.Unlock()
+
+	disabled, err := s.send(ctx, head)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 || s.queue[0].seq != head.seq {
+		// Reset or dropped for room while sending: the outcome is moot.
+		return 0, len(s.queue) > 0
+	}
+	var perm *permanentError
+	switch {
+	case err == nil && disabled:
+		s.dropped.WithLabelValues(ReasonNotConfigured).Add(float64(head.samples))
+		s.popLocked()
+		s.dropAllLocked(ReasonNotConfigured)
+		s.pausedUntil = s.opts.Now().Add(s.opts.DisabledPause)
+		s.logger.Info("ecp has no remote-write backend; pausing pushes", "pause", s.opts.DisabledPause)
+	case err == nil:
+		s.sent.Add(float64(head.samples))
+		s.popLocked()
+		s.backoff.Reset()
+	case errors.Is(err, ecpclient.ErrCredentialRevoked):
+		s.dropAllLocked(ReasonUnregistered)
+	case errors.As(err, &perm):
+		s.dropped.WithLabelValues(ReasonRejected).Add(float64(head.samples))
+		s.popLocked()
+		s.logger.Warn("ecp refused pushed samples; dropped", "samples", head.samples, "err", err)
+	default:
+		if ctx.Err() != nil {
+			return 0, false
+		}
+		s.failures.Inc()
+		wait := s.backoff.Next(ecpclient.RetryAfter(err))
+		s.logger.Warn("remote write to ecp failed; retrying", "err", err, "retryIn", wait, "queued", len(s.queue))
+		return wait, true
+	}
+	return 0, len(s.queue) > 0
+}
+
+func (s *Sender) popLocked() {
+	s.queue[0] = request{}
+	s.queue = s.queue[1:]
+	s.queued.Set(float64(len(s.queue)))
+}
+
+// permanentError is a refusal that resending cannot fix.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// send makes one push; disabled reports ecp's "no backend" answer.
+func (s *Sender) send(ctx context.Context, r request) (disabled bool, err error) {
+	u, err := url.JoinPath(strings.TrimRight(r.target.ECPURL, "/"), agentproto.PathWrite)
+	if err != nil {
+		return false, &permanentError{err: fmt.Errorf("ecp url %q: %w", r.target.ECPURL, err)}
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(cctx, http.MethodPost, u, bytes.NewReader(r.body))
+	if err != nil {
+		return false, &permanentError{err: err}
+	}
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	req.Header.Set("Authorization", "Bearer "+r.target.Credential.Reveal())
+	resp, err := r.target.Client.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("push to ecp: %w", err)
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	if resp.StatusCode/100 == 2 {
+		return resp.Header.Get(agentproto.HeaderRemoteWrite) == agentproto.RemoteWriteDisabled, nil
+	}
+	apiErr := &ecpclient.APIError{Status: resp.StatusCode, Message: strings.TrimSpace(string(msg)),
+		RetryAfter: parseRetryAfter(resp.Header.Get(agentproto.HeaderRetryAfter))}
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode/100 == 5:
+		return false, apiErr
+	case resp.StatusCode == http.StatusUnauthorized:
+		return false, fmt.Errorf("push to ecp: %w", ecpclient.ErrCredentialRevoked)
+	default:
+		return false, &permanentError{err: apiErr}
+	}
+}
+
+func parseRetryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return time.Duration(n) * time.Second
+}
+
+// Encode turns gathered metric families into a snappy-compressed remote
+// write 1.0 request with every sample at time at, and counts the samples.
+// Histograms and summaries become their classic _bucket/_sum/_count and
+// quantile series, as a scrape would store them.
+func Encode(mfs []*dto.MetricFamily, at time.Time) ([]byte, int, error) {
+	ts := at.UnixMilli()
+	var req prompb.WriteRequest
+	add := func(name string, m *dto.Metric, value float64, extra ...string) {
+		ls := make([]prompb.Label, 0, len(m.GetLabel())+1+len(extra)/2)
+		ls = append(ls, prompb.Label{Name: "__name__", Value: name})
+		for _, l := range m.GetLabel() {
+			ls = append(ls, prompb.Label{Name: l.GetName(), Value: l.GetValue()})
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			ls = append(ls, prompb.Label{Name: extra[i], Value: extra[i+1]})
+		}
+		sortLabels(ls)
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: value, Timestamp: ts}}})
+	}
+	for _, mf := range mfs {
+		name := mf.GetName()
+		for _, m := range mf.GetMetric() {
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				add(name, m, m.GetCounter().GetValue())
+			case dto.MetricType_GAUGE:
+				add(name, m, m.GetGauge().GetValue())
+			case dto.MetricType_UNTYPED:
+				add(name, m, m.GetUntyped().GetValue())
+			case dto.MetricType_SUMMARY:
+				sm := m.GetSummary()
+				for _, q := range sm.GetQuantile() {
+					add(name, m, q.GetValue(), "quantile", formatFloat(q.GetQuantile()))
+				}
+				add(name+"_sum", m, sm.GetSampleSum())
+				add(name+"_count", m, float64(sm.GetSampleCount()))
+			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+				h := m.GetHistogram()
+				for _, b := range h.GetBucket() {
+					add(name+"_bucket", m, float64(b.GetCumulativeCount()), "le", formatFloat(b.GetUpperBound()))
+				}
+				add(name+"_bucket", m, float64(h.GetSampleCount()), "le", "+Inf")
+				add(name+"_sum", m, h.GetSampleSum())
+				add(name+"_count", m, float64(h.GetSampleCount()))
+			}
+		}
+	}
+	raw, err := req.Marshal()
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode remote-write request: %w", err)
+	}
+	return snappy.Encode(nil, raw), len(req.Timeseries), nil
+}
+
+func formatFloat(f float64) string {
+	if math.IsInf(f, 1) {
+		return "+Inf"
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64)
+}
+
+// sortLabels sorts by name (insertion sort: a handful of labels, mostly
+// in order already).
+func sortLabels(ls []prompb.Label) {
+	for i := 1; i < len(ls); i++ {
+		for j := i; j > 0 && ls[j].Name < ls[j-1].Name; j-- {
+			ls[j], ls[j-1] = ls[j-1], ls[j]
+		}
+	}
+}
