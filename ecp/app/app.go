@@ -281,6 +281,9 @@ func (a *App) build(ctx context.Context) error {
 			a.extensionRuns = append(a.extensionRuns, runExt)
 		}
 	}
+	if err := a.mountConsole(r, fallback); err != nil {
+		return err
+	}
 	a.router = r
 	return nil
 }

@@ -369,6 +369,20 @@ func (s *Store) RevokeSessions(ctx context.Context, username, keep string) error
 	return nil
 }
 
+// EndSession ends the session of a session token (logout). An unknown or
+// expired token is not an error: the session is gone either way.
+func (s *Store) EndSession(ctx context.Context, token secret.String) error {
+	if !strings.HasPrefix(token.Reveal(), sessionTokenPrefix) {
+		return nil
+	}
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	if _, err := s.cli.Delete(ctx, SessionsPrefix+hashHex(token.Reveal())); err != nil {
+		return fmt.Errorf("end session: %w", err)
+	}
+	return nil
+}
+
 // DeleteUser removes the user, their API tokens and their sessions.
 func (s *Store) DeleteUser(ctx context.Context, username string) error {
 	toks, err := s.ListAPITokens(ctx)

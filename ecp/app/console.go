@@ -1,0 +1,26 @@
+package app
+
+import (
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/console"
+)
+
+// mountConsole serves the web console on the fallback router. The console
+// calls the API in-process through root (the whole router), so it shows
+// exactly what the API allows.
+func (a *App) mountConsole(root, fallback *mux.Router) error {
+	c, err := console.New(console.Options{
+		API:           root,
+		Sessions:      a.users,
+		Authz:         a.authz,
+		SecureCookies: strings.HasPrefix(a.opts.ExternalURL, "https://"),
+	}, a.logger.With("component", "console"))
+	if err != nil {
+		return err
+	}
+	c.Register(fallback)
+	return nil
+}

@@ -1,0 +1,698 @@
+package console
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"html/template"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// base is what the layout needs on every page.
+type base struct {
+	Title        string
+	User         string
+	CSRF         string
+	AssetVersion string
+	Orgs         []navOrg
+	Project      *tenancy.Project
+	OrgName      string
+	CanAdmin     bool
+	Active       string
+	Flash        string
+	RefreshMs    int
+}
+
+type navOrg struct {
+	tenancy.Org
+	Projects []tenancy.Project
+}
+
+// fieldErrors maps a form field to the message shown beside it; "" is a
+// message about the whole form.
+type fieldErrors map[string]string
+
+func (c *Console) base(r *http.Request, title string) base {
+	b := base{Title: title, AssetVersion: c.assetVersion, RefreshMs: int(c.opts.RefreshInterval / time.Millisecond)}
+	if s := sessionFrom(r.Context()); s != nil {
+		b.User, b.CSRF = s.principal.Username, s.csrf
+	}
+	return b
+}
+
+// projectBase loads the project in the path (404 when the caller may not
+// see it) and the navigation: every org and project the caller may see.
+func (c *Console) projectBase(r *http.Request, title, active string) (base, error) {
+	b := c.base(r, title)
+	b.Active = active
+	var p tenancy.Project
+	if err := c.get(r, "/projects/"+pathEscape(mux.Vars(r)["project"]), &p); err != nil {
+		return b, err
+	}
+	b.Project = &p
+	if err := c.nav(r, &b); err != nil {
+		return b, err
+	}
+	ac, err := c.opts.Authz.Access(r.Context(), sessionFrom(r.Context()).principal)
+	if err != nil {
+		return b, err
+	}
+	b.CanAdmin = ac.Project(p) >= tenancy.Admin
+	b.Flash = flashes[r.URL.Query().Get("done")]
+	return b, nil
+}
+
+func (c *Console) nav(r *http.Request, b *base) error {
+	var os struct{ Items []tenancy.Org }
+	var ps struct{ Items []tenancy.Project }
+	if err := c.get(r, "/orgs", &os); err != nil {
+		return err
+	}
+	if err := c.get(r, "/projects", &ps); err != nil {
+		return err
+	}
+	for _, o := range os.Items {
+		n := navOrg{Org: o}
+		for _, p := range ps.Items {
+			if p.Org == o.ID {
+				n.Projects = append(n.Projects, p)
+			}
+		}
+		slices.SortFunc(n.Projects, func(a, b tenancy.Project) int { return strings.Compare(a.Name, b.Name) })
+		if len(n.Projects) > 0 {
+			b.Orgs = append(b.Orgs, n)
+		}
+		if b.Project != nil && o.ID == b.Project.Org {
+			b.OrgName = o.Name
+		}
+	}
+	slices.SortFunc(b.Orgs, func(a, b navOrg) int { return strings.Compare(a.Name, b.Name) })
+	return nil
+}
+
+var flashes = map[string]string{
+	"created":     "Cluster created.",
+	"saved":       "Changes saved.",
+	"max":         "Max connections changed; the agent applies it to EMQX within seconds.",
+	"transferred": "Cluster transferred to this project.",
+	"deleted":     "Cluster deleted. Its agent is told to unregister; the EMQX cluster itself is not touched.",
+}
+
+// --- login and session ---
+
+type loginData struct {
+	base
+	Next     string
+	Username string
+	Message  string
+	Errors   fieldErrors
+	LoginTok string
+}
+
+var loginReasons = map[string]string{
+	"expired": "Your session has expired. Log in again.",
+	"logout":  "You have logged out.",
+}
+
+func (c *Console) loginPage(w http.ResponseWriter, r *http.Request) {
+	c.renderLogin(w, r, http.StatusOK, loginData{Message: loginReasons[r.URL.Query().Get("reason")], Next: safeNext(r.URL.Query().Get("next"))})
+}
+
+func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int, d loginData) {
+	d.base = c.base(r, "Log in")
+	d.LoginTok = randomToken()
+	c.setCookie(w, loginCookie, d.LoginTok, time.Time{})
+	w.Header().Set("X-Frame-Options", "DENY")
+	c.render(w, status, "login", "", d)
+}
+
+func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	d := loginData{Username: r.PostFormValue("username"), Next: safeNext(r.PostFormValue("next")), Errors: fieldErrors{}}
+	ck, err := r.Cookie(loginCookie)
+	if err != nil || ck.Value == "" || r.PostFormValue(CSRFField) != ck.Value {
+		d.Errors[""] = "The login form expired. Please try again."
+		c.renderLogin(w, r, http.StatusForbidden, d)
+		return
+	}
+	var out struct {
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}
+	body := map[string]any{"username": d.Username, "password": secret.String(r.PostFormValue("password")).Reveal()}
+	if _, err := c.call(r, http.MethodPost, "/login", body, &out); err != nil {
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) {
+			c.renderError(w, r, err)
+			return
+		}
+		d.Errors[apiErr.Field] = apiErr.Message
+		c.renderLogin(w, r, apiErr.Status, d)
+		return
+	}
+	c.clearCookie(w, loginCookie)
+	// A browser-session cookie: were it to expire with the session, the
+	// browser would drop it silently and the console could not tell the
+	// user that the session ended rather than never existed.
+	c.setCookie(w, SessionCookie, out.Token, time.Time{})
+	next := d.Next
+	if next == "" {
+		next = "/"
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// safeNext keeps only same-site paths, so the login page cannot be used to
+// send a user elsewhere.
+func safeNext(s string) string {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.HasPrefix(s, "/login") {
+		return ""
+	}
+	return s
+}
+
+func randomToken() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (c *Console) logout(w http.ResponseWriter, r *http.Request) error {
+	if err := c.opts.Sessions.EndSession(r.Context(), sessionFrom(r.Context()).token); err != nil {
+		return err
+	}
+	c.clearCookie(w, SessionCookie)
+	http.Redirect(w, r, "/login?reason=logout", http.StatusSeeOther)
+	return nil
+}
+
+// --- navigation ---
+
+func (c *Console) home(w http.ResponseWriter, r *http.Request) error {
+	b := c.base(r, "Projects")
+	if err := c.nav(r, &b); err != nil {
+		return err
+	}
+	if len(b.Orgs) > 0 {
+		http.Redirect(w, r, "/projects/"+pathEscape(b.Orgs[0].Projects[0].ID)+"/clusters", http.StatusSeeOther)
+		return nil
+	}
+	c.render(w, http.StatusOK, "empty", "", b)
+	return nil
+}
+
+func (c *Console) switchProject(w http.ResponseWriter, r *http.Request) error {
+	p := r.URL.Query().Get("project")
+	if p == "" {
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return nil
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(p)+"/clusters", http.StatusSeeOther)
+	return nil
+}
+
+func (c *Console) projectHome(w http.ResponseWriter, r *http.Request) error {
+	http.Redirect(w, r, "/projects/"+pathEscape(mux.Vars(r)["project"])+"/clusters", http.StatusSeeOther)
+	return nil
+}
+
+// --- cluster list ---
+
+type listData struct {
+	base
+	State    string
+	Q        string
+	States   []stateCount
+	Clusters []clusters.Cluster
+	Total    int // matching the filter
+	All      int // in the project
+	Page     int
+	Pages    int
+	From, To int
+	Updated  time.Time
+	Now      time.Time
+}
+
+type stateCount struct {
+	State string
+	Count int
+}
+
+func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Clusters", "clusters")
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	d := listData{base: b, State: q.Get("state"), Q: strings.TrimSpace(q.Get("q")), Now: c.opts.Now()}
+	if d.State != "" && !slices.Contains(clusters.States, d.State) {
+		d.State = ""
+	}
+	var list struct{ Items []clusters.Cluster }
+	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/clusters", &list); err != nil {
+		return err
+	}
+	d.All = len(list.Items)
+	counts := map[string]int{}
+	needle := strings.ToLower(d.Q)
+	matched := list.Items[:0]
+	for _, cl := range list.Items {
+		counts[cl.State]++
+		if (d.State == "" || cl.State == d.State) && (needle == "" || strings.Contains(strings.ToLower(cl.Name), needle) || cl.ID == d.Q) {
+			matched = append(matched, cl)
+		}
+	}
+	for _, s := range clusters.States {
+		d.States = append(d.States, stateCount{State: s, Count: counts[s]})
+	}
+	d.Total = len(matched)
+	size := c.opts.PageSize
+	d.Pages = max(1, (d.Total+size-1)/size)
+	d.Page = min(max(1, atoiOr(q.Get("page"), 1)), d.Pages)
+	lo := (d.Page - 1) * size
+	hi := min(lo+size, d.Total)
+	d.Clusters = matched[lo:hi]
+	d.From, d.To = lo+1, hi
+	d.Updated = d.Now
+	if r.Header.Get("HX-Request") != "" && r.Header.Get("HX-Target") == "cluster-table" {
+		c.render(w, http.StatusOK, "clusters", "cluster-table", d)
+		return nil
+	}
+	c.render(w, http.StatusOK, "clusters", "", d)
+	return nil
+}
+
+func atoiOr(s string, def int) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return def
+	}
+	return n
+}
+
+// --- add cluster ---
+
+type newData struct {
+	base
+	Name       string
+	ServiceURL string
+	Errors     fieldErrors
+}
+
+func (c *Console) newCluster(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Add cluster", "clusters")
+	if err != nil {
+		return err
+	}
+	if !b.CanAdmin {
+		c.renderStatus(w, r, http.StatusForbidden, "Adding a cluster needs project-admin, org-admin or system-admin on this project.")
+		return nil
+	}
+	c.render(w, http.StatusOK, "cluster_new", "", newData{base: b})
+	return nil
+}
+
+func (c *Console) createCluster(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Add cluster", "clusters")
+	if err != nil {
+		return err
+	}
+	d := newData{base: b, Name: strings.TrimSpace(r.PostFormValue("name")), ServiceURL: strings.TrimSpace(r.PostFormValue("serviceUrl"))}
+	var created clusters.Cluster
+	_, err = c.call(r, http.MethodPost, "/projects/"+pathEscape(b.Project.ID)+"/clusters", map[string]string{"name": d.Name, "serviceUrl": d.ServiceURL}, &created)
+	if fe, ok := formError(err); ok {
+		d.Errors = fe
+		c.render(w, statusOf(err), "cluster_new", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	// Straight on to the guide: a new entry is only useful registered.
+	return c.renderRegistration(w, r, b, created)
+}
+
+// formError turns an API refusal of user input into messages per field.
+func formError(err error) (fieldErrors, bool) {
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) {
+		return nil, false
+	}
+	switch apiErr.Status {
+	case http.StatusBadRequest, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusForbidden:
+		return fieldErrors{apiErr.Field: apiErr.Message}, true
+	}
+	return nil, false
+}
+
+func statusOf(err error) int {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Status
+	}
+	return http.StatusInternalServerError
+}
+
+// --- registration guide ---
+
+type registrationData struct {
+	base
+	Cluster      clusters.Cluster
+	Reg          clusters.Registration
+	Register     string // the register command as the API renders it
+	DashboardURL string // defaults the API filled in, or ""
+	APIURL       string
+	Now          time.Time
+}
+
+func (c *Console) registration(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Register", "clusters")
+	if err != nil {
+		return err
+	}
+	cl, err := c.cluster(r, b)
+	if err != nil {
+		return err
+	}
+	return c.renderRegistration(w, r, b, cl)
+}
+
+func (c *Console) renderRegistration(w http.ResponseWriter, r *http.Request, b base, cl clusters.Cluster) error {
+	var reg clusters.Registration
+	if _, err := c.call(r, http.MethodPost, "/clusters/"+pathEscape(cl.ID)+"/registration", nil, &reg); err != nil {
+		return err
+	}
+	b.Title = "Register " + cl.Name
+	d := registrationData{base: b, Cluster: cl, Reg: reg, Now: c.opts.Now()}
+	if len(reg.Commands) > 0 {
+		d.Register = reg.Commands[0].Register
+	}
+	if !slices.Contains(reg.Placeholders, clusters.PlaceholderDashboardURL) {
+		d.DashboardURL, d.APIURL = cl.ServiceURL, cl.ServiceURL
+	}
+	c.render(w, http.StatusOK, "registration", "", d)
+	return nil
+}
+
+// --- cluster detail ---
+
+type detailData struct {
+	base
+	Cluster   clusters.Cluster
+	Licence   quota.Usage
+	Targets   []tenancy.Project
+	Errors    fieldErrors
+	Max       string
+	Name      string
+	Service   string
+	Now       time.Time
+	MaxDetail map[string]any
+}
+
+// cluster loads the entry in the path; it must belong to the project in the
+// path (a stale link after a transfer answers 404 like any unknown id).
+func (c *Console) cluster(r *http.Request, b base) (clusters.Cluster, error) {
+	var cl clusters.Cluster
+	if err := c.get(r, "/clusters/"+pathEscape(mux.Vars(r)["id"]), &cl); err != nil {
+		return cl, err
+	}
+	if cl.Project != b.Project.ID {
+		return cl, &APIError{Status: http.StatusNotFound, Message: "no cluster " + mux.Vars(r)["id"] + " in this project"}
+	}
+	return cl, nil
+}
+
+func (c *Console) detail(r *http.Request) (detailData, error) {
+	b, err := c.projectBase(r, "Cluster", "clusters")
+	if err != nil {
+		return detailData{}, err
+	}
+	cl, err := c.cluster(r, b)
+	if err != nil {
+		return detailData{}, err
+	}
+	b.Title = cl.Name
+	d := detailData{base: b, Cluster: cl, Errors: fieldErrors{}, Max: strconv.Itoa(cl.MaxConnections), Name: cl.Name, Service: cl.ServiceURL, Now: c.opts.Now()}
+	if err := c.get(r, "/licence", &d.Licence); err != nil {
+		return d, err
+	}
+	if b.CanAdmin {
+		ac, err := c.opts.Authz.Access(r.Context(), sessionFrom(r.Context()).principal)
+		if err != nil {
+			return d, err
+		}
+		for _, o := range b.Orgs {
+			for _, p := range o.Projects {
+				if p.ID != b.Project.ID && ac.Project(p) >= tenancy.Admin {
+					d.Targets = append(d.Targets, p)
+				}
+			}
+		}
+	}
+	return d, nil
+}
+
+func (c *Console) clusterDetail(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.detail(r)
+	if err != nil {
+		return err
+	}
+	c.render(w, http.StatusOK, "cluster", "", d)
+	return nil
+}
+
+// clusterState is the state badge alone, polled by the detail and guide
+// pages so a registering agent shows up without a reload.
+func (c *Console) clusterState(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "", "")
+	if err != nil {
+		return err
+	}
+	cl, err := c.cluster(r, b)
+	if err != nil {
+		return err
+	}
+	c.render(w, http.StatusOK, "cluster", "cluster-state", struct {
+		base
+		Cluster clusters.Cluster
+		Now     time.Time
+	}{b, cl, c.opts.Now()})
+	return nil
+}
+
+func (c *Console) openDashboard(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "", "")
+	if err != nil {
+		return err
+	}
+	cl, err := c.cluster(r, b)
+	if err != nil {
+		return err
+	}
+	rec, err := c.call(r, http.MethodGet, "/clusters/"+pathEscape(cl.ID)+"/dashboard", nil, nil)
+	if err != nil {
+		return err
+	}
+	loc := rec.header.Get("Location")
+	if loc == "" {
+		return fmt.Errorf("dashboard of cluster %s: no redirect target", cl.ID)
+	}
+	http.Redirect(w, r, loc, http.StatusFound)
+	return nil
+}
+
+// change runs one change of the detail page's forms; a refusal is shown on
+// the page next to the field, success redirects with a message.
+func (c *Console) change(w http.ResponseWriter, r *http.Request, method, apiPath string, body any, done string, fill func(*detailData)) error {
+	d, err := c.detail(r)
+	if err != nil {
+		return err
+	}
+	if fill != nil {
+		fill(&d)
+	}
+	if len(d.Errors) == 0 {
+		_, err = c.call(r, method, "/clusters/"+pathEscape(d.Cluster.ID)+apiPath, body, nil)
+		if fe, ok := formError(err); ok {
+			d.Errors = fe
+			var apiErr *APIError
+			if errors.As(err, &apiErr) && apiErr.Field == "maxConnections" {
+				d.MaxDetail = apiErr.Details
+			}
+			c.render(w, statusOf(err), "cluster", "", d)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	} else {
+		c.render(w, http.StatusBadRequest, "cluster", "", d)
+		return nil
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/clusters/"+pathEscape(d.Cluster.ID)+"?done="+done, http.StatusSeeOther)
+	return nil
+}
+
+func (c *Console) editCluster(w http.ResponseWriter, r *http.Request) error {
+	name, service := strings.TrimSpace(r.PostFormValue("name")), strings.TrimSpace(r.PostFormValue("serviceUrl"))
+	return c.change(w, r, http.MethodPatch, "", map[string]string{"name": name, "serviceUrl": service}, "saved", func(d *detailData) {
+		d.Name, d.Service = name, service
+	})
+}
+
+func (c *Console) setMaxConnections(w http.ResponseWriter, r *http.Request) error {
+	raw := strings.TrimSpace(r.PostFormValue("maxConnections"))
+	n, convErr := strconv.Atoi(raw)
+	return c.change(w, r, http.MethodPut, "/max-connections", map[string]int{"maxConnections": n}, "max", func(d *detailData) {
+		d.Max = raw
+		if convErr != nil || n > math.MaxInt32 {
+			d.Errors["maxConnections"] = fmt.Sprintf("max connections must be a whole number from 1 to the licence's per-cluster ceiling (%d)", d.Licence.MaxPerCluster)
+		}
+	})
+}
+
+func (c *Console) transfer(w http.ResponseWriter, r *http.Request) error {
+	target := r.PostFormValue("project")
+	d, err := c.detail(r)
+	if err != nil {
+		return err
+	}
+	_, err = c.call(r, http.MethodPost, "/clusters/"+pathEscape(d.Cluster.ID)+"/transfer", map[string]string{"project": target}, nil)
+	if fe, ok := formError(err); ok {
+		d.Errors = fe
+		c.render(w, statusOf(err), "cluster", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(target)+"/clusters/"+pathEscape(d.Cluster.ID)+"?done=transferred", http.StatusSeeOther)
+	return nil
+}
+
+func (c *Console) deleteCluster(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.detail(r)
+	if err != nil {
+		return err
+	}
+	if r.PostFormValue("confirm") != d.Cluster.Name {
+		d.Errors["confirm"] = "type the cluster's name exactly (" + d.Cluster.Name + ") to confirm the deletion"
+		c.render(w, http.StatusBadRequest, "cluster", "", d)
+		return nil
+	}
+	_, err = c.call(r, http.MethodDelete, "/clusters/"+pathEscape(d.Cluster.ID), nil, nil)
+	if fe, ok := formError(err); ok {
+		d.Errors = fe
+		c.render(w, statusOf(err), "cluster", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/clusters?done=deleted", http.StatusSeeOther)
+	return nil
+}
+
+// --- errors ---
+
+type errorData struct {
+	base
+	Status  int
+	Message string
+}
+
+func (c *Console) renderStatus(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	d := errorData{base: c.base(r, http.StatusText(status)), Status: status, Message: msg}
+	c.render(w, status, "error", "", d)
+}
+
+func (c *Console) renderError(w http.ResponseWriter, r *http.Request, err error) {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.Status {
+		case http.StatusUnauthorized:
+			c.clearCookie(w, SessionCookie)
+			c.toLogin(w, r, "expired")
+			return
+		case http.StatusInternalServerError:
+		default:
+			c.renderStatus(w, r, apiErr.Status, apiErr.Message)
+			return
+		}
+	}
+	c.logger.Error("console request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	c.renderStatus(w, r, http.StatusInternalServerError, "Something went wrong on the server; its log has the details.")
+}
+
+// --- template functions ---
+
+func (c *Console) funcs() template.FuncMap {
+	return template.FuncMap{
+		"ago": func(now time.Time, t *time.Time) string {
+			if t == nil {
+				return "—"
+			}
+			return ago(now.Sub(*t))
+		},
+		"stamp": func(t *time.Time) string {
+			if t == nil {
+				return ""
+			}
+			return t.UTC().Format("2006-01-02 15:04:05 UTC")
+		},
+		"until": func(now, t time.Time) string { return ago(t.Sub(now)) },
+		"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
+		"add":   func(a, b int) int { return a + b },
+		"pageURL": func(d listData, page int) string {
+			v := []string{}
+			if d.State != "" {
+				v = append(v, "state="+urlQueryEscape(d.State))
+			}
+			if d.Q != "" {
+				v = append(v, "q="+urlQueryEscape(d.Q))
+			}
+			if page > 1 {
+				v = append(v, "page="+strconv.Itoa(page))
+			}
+			u := "/projects/" + pathEscape(d.Project.ID) + "/clusters"
+			if len(v) > 0 {
+				u += "?" + strings.Join(v, "&")
+			}
+			return u
+		},
+		"percent": func(a, b int) int {
+			if b <= 0 {
+				return 0
+			}
+			return min(100, a*100/b)
+		},
+	}
+}
+
+// ago is a short duration for humans: "12s", "5m", "3h", "2d".
+func ago(d time.Duration) string {
+	if d < 0 {
+		d = -d
+	}
+	switch {
+	case d < time.Minute:
+		return strconv.Itoa(int(d/time.Second)) + "s"
+	case d < time.Hour:
+		return strconv.Itoa(int(d/time.Minute)) + "m"
+	case d < 48*time.Hour:
+		return strconv.Itoa(int(d/time.Hour)) + "h"
+	}
+	return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+}
