@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/app"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
@@ -43,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logLevel  string
 		logFormat string
 		endpoints string
+		// smtpPasswordFile keeps the SMTP password out of process lists.
+		smtpPasswordFile string
 	)
 	ka := kingpin.New("ecp", "Control plane for fleets of EMQX v5 Enterprise clusters.")
 	ka.UsageWriter(stdout)
@@ -65,6 +68,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("downloads.dir", "Directory holding agent-exporter-<os>-<arch> binaries (built by make dist), served at /downloads/agent-exporter/<os>/<arch>.").Default(app.DefaultDownloadsDir).StringVar(&opts.DownloadsDir)
 	serve.Flag("web.session-ttl", "How long a login session lasts.").Default(app.DefaultSessionTTL.String()).DurationVar(&opts.SessionTTL)
 	serve.Flag("audit.retention", "How long audit records of state-changing API calls are kept; 0 keeps them forever.").Default(app.DefaultAuditRetention.String()).DurationVar(&opts.AuditRetention)
+	serve.Flag("prometheus.url", "Prometheus to reload (POST /-/reload, needs --web.enable-lifecycle) after ecp rewrites its rule files.").StringVar(&opts.Alerts.PrometheusURL)
+	serve.Flag("prometheus.rules-dir", "Directory Prometheus loads rules from (rule_files: [DIR/*.rules.yml]); ecp writes one ecp_<project>.rules.yml per project with alerting on. Without it and --alertmanager.config-file alert settings are stored but nothing is written.").StringVar(&opts.Alerts.RulesDir)
+	serve.Flag("alertmanager.url", "Alertmanager to reload after ecp rewrites its configuration, and to send test notifications through.").StringVar(&opts.Alerts.AlertmanagerURL)
+	serve.Flag("alertmanager.config-file", "Alertmanager's configuration file, written by ecp (mode 0600): a route per project plus ecp's own webhook.").StringVar(&opts.Alerts.AlertmanagerConfigFile)
+	serve.Flag("alertmanager.webhook-url", "URL Alertmanager reaches ecp's webhook at. Default: <--web.external-url>/api/v1/alertmanager/webhook.").StringVar(&opts.Alerts.WebhookURL)
+	serve.Flag("alerts.history-retention", "How long resolved alerts stay in the history list.").Default(alerts.DefaultHistoryRetention.String()).DurationVar(&opts.Alerts.HistoryRetention)
+	serve.Flag("smtp.smarthost", "host:port of the SMTP server Alertmanager sends alert e-mail through; without it projects cannot have e-mail recipients.").StringVar(&opts.Alerts.SMTP.Smarthost)
+	serve.Flag("smtp.from", "Sender address of alert e-mail.").StringVar(&opts.Alerts.SMTP.From)
+	serve.Flag("smtp.require-tls", "Insist on STARTTLS when sending alert e-mail (--no-smtp.require-tls for a plain relay).").Default("true").BoolVar(&opts.Alerts.SMTP.RequireTLS)
+	serve.Flag("smtp.auth-username", "Username Alertmanager logs in to the SMTP server with, when it asks.").StringVar(&opts.Alerts.SMTP.Username)
+	serve.Flag("smtp.auth-password-file", "File holding the SMTP password (read at start).").StringVar(&smtpPasswordFile)
 	serve.Flag("log.level", "Only log messages with this severity or above: debug, info, warn or error.").Default("info").StringVar(&logLevel)
 	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&logFormat)
 
@@ -95,6 +109,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := checkFlags(logLevel, logFormat, opts); err != nil {
 		_, _ = fmt.Fprintf(stderr, "ecp: %v (try ecp serve --help)\n", err)
 		return exitUsage
+	}
+	if smtpPasswordFile != "" {
+		b, err := os.ReadFile(smtpPasswordFile)
+		if err != nil {
+			_, _ = fmt.Fprintf(stderr, "ecp: --smtp.auth-password-file: %v\n", err)
+			return exitUsage
+		}
+		opts.Alerts.SMTP.Password = secret.String(strings.TrimRight(string(b), "\r\n"))
 	}
 	logger := newLogger(stderr, logLevel, logFormat)
 	if endpoints != "" {
@@ -153,6 +175,9 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--agent.report-interval must be at least 1s (agents are told whole seconds); got %s", opts.ReportInterval)
 	case opts.RegistrationTokenTTL <= 0:
 		return fmt.Errorf("--registration.token-ttl must be positive; got %s", opts.RegistrationTokenTTL)
+	}
+	if err := opts.Alerts.Validate(); err != nil {
+		return err
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/agentdownloads"
+	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/quota"
@@ -83,6 +84,10 @@ type Options struct {
 	// Fleet replaces the agent side (tests of the user API); nil runs
 	// ecp/fleet with its agent API.
 	Fleet clusters.Fleet
+	// Alerts wires alert settings to Prometheus and Alertmanager
+	// (--prometheus.*, --alertmanager.*, --smtp.*); without rules dir and
+	// config file settings are only stored.
+	Alerts alerts.Config
 	// Extensions mount further API packages on the app, in order.
 	Extensions []Extension
 	// Reload triggers a reload of the configuration file with every value
@@ -106,6 +111,7 @@ func DefaultOptions() Options {
 		AuditRetention:       DefaultAuditRetention,
 		ShutdownTimeout:      DefaultShutdownTimeout,
 		EtcdProbeInterval:    DefaultEtcdProbeInterval,
+		Alerts:               alerts.DefaultConfig(),
 	}
 }
 

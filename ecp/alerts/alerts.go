@@ -1,0 +1,288 @@
+// Package alerts is the product side of ecp's alerting: each project's alert
+// settings (GET/PUT /api/v1/projects/{project}/alert-settings and a test
+// notification), the Alertmanager webhook receiver that keeps the alert
+// lists, and the lists themselves (GET /api/v1/projects/{project}/alerts,
+// DELETE /api/v1/alerts/{id}).
+//
+// # Settings to Prometheus and Alertmanager
+//
+// Settings live in etcd. One replica, elected with concurrency.Election
+// (its own election, independent of the fleet's sweeper: applying files and
+// sweeping agents fail and move independently), watches them and, on every
+// change, at start-up and on becoming leader, hands all projects' settings
+// to ecp/alerting, which renders, validates, writes and reloads Prometheus'
+// rule files and Alertmanager's configuration. The outcome (applied etcd
+// revision, errors per project, reload failures with the servers' own
+// messages) is stored in etcd, so every replica shows it: in each project's
+// settings reply (`status`) and, in full, to system admins at
+// GET /api/v1/system/alerting. ecp_alerts_apply_success and ecp/alerting's
+// reload metrics show it on /metrics. A failed apply is retried.
+//
+// Without --prometheus.rules-dir and --alertmanager.config-file settings are
+// stored and validated, nothing is written, and the status says so.
+//
+// # Alert lists
+//
+// Alertmanager's configuration routes every alert first to ecp's own webhook
+// (POST /api/v1/alertmanager/webhook, bearer token generated once and kept
+// in etcd), each alert its own group with send_resolved. A firing alert is
+// stored under /ecp/alerts/active/<project>/<id>; its resolution moves it to
+// /ecp/alerts/history/<project>/<id> on a lease, so etcd drops history after
+// the retention by itself. The id is derived from Alertmanager's fingerprint
+// and startsAt: the same episode notified again (repeats, another replica,
+// a retry) maps to the same record, a new episode gets a new one. An active
+// alert Alertmanager has not re-notified for StaleAfter (its route repeats
+// hourly) is moved to history by the leader with endReason "stale", so a
+// resolution lost while ecp was down cannot leave it active forever.
+package alerts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/internal/secret"
+)
+
+// WebhookPath is where Alertmanager posts notifications for ecp's lists.
+const WebhookPath = "/api/v1/alertmanager/webhook"
+
+// Defaults of Config.
+const (
+	DefaultHistoryRetention = 30 * 24 * time.Hour
+	// DefaultStaleAfter is three of the hourly repeats Alertmanager sends
+	// ecp for a still-firing alert.
+	DefaultStaleAfter     = 3 * time.Hour
+	DefaultResyncInterval = 5 * time.Minute
+	DefaultRetryInterval  = 10 * time.Second
+	DefaultSessionTTL     = 10 * time.Second
+)
+
+// Config is what `ecp serve` flags set. Every field is optional.
+type Config struct {
+	// PrometheusURL is posted /-/reload after the rule files change.
+	PrometheusURL string
+	// RulesDir is Prometheus' rules directory ecp writes to.
+	RulesDir string
+	// AlertmanagerURL is posted /-/reload (and test alerts) after the
+	// configuration changes.
+	AlertmanagerURL string
+	// AlertmanagerConfigFile is the file Alertmanager loads.
+	AlertmanagerConfigFile string
+	// WebhookURL is where Alertmanager reaches ecp's webhook; default
+	// <external URL>/api/v1/alertmanager/webhook.
+	WebhookURL string
+	// SMTP is how Alertmanager sends e-mail.
+	SMTP alerting.SMTP
+	// HistoryRetention is how long resolved alerts are kept.
+	HistoryRetention time.Duration
+}
+
+// DefaultConfig is the configuration `ecp serve` starts from.
+func DefaultConfig() Config {
+	return Config{SMTP: alerting.SMTP{RequireTLS: true}, HistoryRetention: DefaultHistoryRetention}
+}
+
+// Configured reports whether ecp writes files for Prometheus and
+// Alertmanager.
+func (c Config) Configured() bool { return c.RulesDir != "" || c.AlertmanagerConfigFile != "" }
+
+// Validate names the first flag that is set wrongly.
+func (c Config) Validate() error {
+	switch {
+	case (c.RulesDir == "") != (c.AlertmanagerConfigFile == ""):
+		return errors.New("--prometheus.rules-dir and --alertmanager.config-file go together: ecp writes rules and the routes that deliver them")
+	case c.PrometheusURL != "" && c.RulesDir == "":
+		return errors.New("--prometheus.url needs --prometheus.rules-dir (ecp reloads Prometheus after writing rules there)")
+	case c.AlertmanagerURL != "" && c.AlertmanagerConfigFile == "":
+		return errors.New("--alertmanager.url needs --alertmanager.config-file (ecp reloads Alertmanager after writing it)")
+	case c.HistoryRetention < time.Hour:
+		return fmt.Errorf("--alerts.history-retention must be at least 1h; got %s", c.HistoryRetention)
+	case (c.SMTP.Smarthost == "") != (c.SMTP.From == ""):
+		return errors.New("--smtp.smarthost and --smtp.from go together")
+	}
+	for flag, u := range map[string]string{"--prometheus.url": c.PrometheusURL, "--alertmanager.url": c.AlertmanagerURL, "--alertmanager.webhook-url": c.WebhookURL} {
+		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("%s must be an absolute http:// or https:// URL; got %q", flag, u)
+		}
+	}
+	return nil
+}
+
+// Options configure a Service.
+type Options struct {
+	Config
+	// ExternalURL is ecp's URL as users reach it (links in alerts, default
+	// webhook URL). Required.
+	ExternalURL string
+	// Interval is the rules' evaluation interval (ecp uses the agents'
+	// report interval).
+	Interval time.Duration
+	// Routing overrides Alertmanager's grouping timers when non-zero.
+	Routing alerting.Routing
+	// ReplicaID names this replica in the election; the hostname and pid
+	// when empty.
+	ReplicaID string
+	// StaleAfter, ResyncInterval, RetryInterval, SessionTTL: see the
+	// Default constants.
+	StaleAfter     time.Duration
+	ResyncInterval time.Duration
+	RetryInterval  time.Duration
+	SessionTTL     time.Duration
+	// HTTPClient posts reloads and test alerts; http.DefaultClient when nil.
+	HTTPClient *http.Client
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Service serves the routes and runs the leader's loop.
+type Service struct {
+	opts   Options
+	cli    *clientv3.Client
+	authz  *tenancy.Authorizer
+	logger *slog.Logger
+	// alerting is nil when ecp writes no files.
+	alerting *alerting.Alerting
+	token    secret.String
+	client   *http.Client
+	history  *leases
+	metrics  *metrics
+
+	mu       sync.Mutex
+	isLeader bool
+}
+
+// New loads (or creates) the webhook token and prepares the service.
+func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy.Authorizer, logger *slog.Logger, reg prometheus.Registerer) (*Service, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, fmt.Errorf("alerts: %w", err)
+	}
+	if opts.ExternalURL == "" {
+		return nil, errors.New("alerts: Options.ExternalURL is required")
+	}
+	if opts.HistoryRetention == 0 {
+		opts.HistoryRetention = DefaultHistoryRetention
+	}
+	if opts.WebhookURL == "" {
+		opts.WebhookURL = strings.TrimRight(opts.ExternalURL, "/") + WebhookPath
+	}
+	setDefault(&opts.StaleAfter, DefaultStaleAfter)
+	setDefault(&opts.ResyncInterval, DefaultResyncInterval)
+	setDefault(&opts.RetryInterval, DefaultRetryInterval)
+	setDefault(&opts.SessionTTL, DefaultSessionTTL)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ReplicaID == "" {
+		host, _ := os.Hostname()
+		opts.ReplicaID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), kv.NewID()[:6])
+	}
+	s := &Service{opts: opts, cli: cli, authz: authz, logger: logger, client: opts.HTTPClient}
+	if s.client == nil {
+		s.client = http.DefaultClient
+	}
+	var err error
+	if s.token, err = WebhookToken(ctx, cli); err != nil {
+		return nil, err
+	}
+	s.history = &leases{cli: cli, ttl: opts.HistoryRetention + time.Hour}
+	if s.metrics, err = newMetrics(reg); err != nil {
+		return nil, err
+	}
+	if opts.Configured() {
+		ao := alerting.DefaultOptions()
+		ao.RulesDir, ao.AlertmanagerConfigFile = opts.RulesDir, opts.AlertmanagerConfigFile
+		ao.PrometheusURL, ao.AlertmanagerURL = opts.PrometheusURL, opts.AlertmanagerURL
+		ao.ExternalURL, ao.WebhookURL, ao.WebhookToken = opts.ExternalURL, opts.WebhookURL, s.token
+		ao.SMTP = opts.SMTP
+		if opts.Interval > 0 {
+			ao.Interval = opts.Interval
+		}
+		mergeRouting(&ao.Routing, opts.Routing)
+		ao.HTTPClient, ao.Logger, ao.Registerer = opts.HTTPClient, logger.With("component", "alerting"), reg
+		if s.alerting, err = alerting.New(ao); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func setDefault(d *time.Duration, def time.Duration) {
+	if *d <= 0 {
+		*d = def
+	}
+}
+
+func mergeRouting(dst *alerting.Routing, src alerting.Routing) {
+	if src.GroupWait != 0 {
+		dst.GroupWait = src.GroupWait
+	}
+	if src.GroupInterval != 0 {
+		dst.GroupInterval = src.GroupInterval
+	}
+	if src.RepeatInterval != 0 {
+		dst.RepeatInterval = src.RepeatInterval
+	}
+	if src.ECPGroupInterval != 0 {
+		dst.ECPGroupInterval = src.ECPGroupInterval
+	}
+}
+
+type metrics struct {
+	applySuccess  prometheus.Gauge
+	applyTime     prometheus.Gauge
+	leader        prometheus.Gauge
+	notifications *prometheus.CounterVec
+	moved         *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		applySuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ecp_alerts_apply_success",
+			Help: "Whether this replica's last apply of alert settings to Prometheus and Alertmanager succeeded (1) or failed (0); only the leader applies.",
+		}),
+		applyTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ecp_alerts_apply_success_timestamp_seconds",
+			Help: "When this replica last applied alert settings successfully.",
+		}),
+		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ecp_alerts_leader",
+			Help: "Whether this replica is the one applying alert settings (1) or not (0).",
+		}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ecp_alerts_webhook_alerts_total",
+			Help: "Alerts received on the Alertmanager webhook, by result: stored, unchanged, ignored (no project label or a test alert) or error.",
+		}, []string{"result"}),
+		moved: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ecp_alerts_moved_to_history_total",
+			Help: "Alerts moved from the active list to history, by reason: resolved or stale.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{"stored", "unchanged", "ignored", "error"} {
+		m.notifications.WithLabelValues(r)
+	}
+	for _, r := range []string{EndResolved, EndStale} {
+		m.moved.WithLabelValues(r)
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.applySuccess, m.applyTime, m.leader, m.notifications, m.moved} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("alerts: registering metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

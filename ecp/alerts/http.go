@@ -1,0 +1,423 @@
+package alerts
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/rules"
+)
+
+// Register mounts the user routes on api (the /api/v1 router, behind user
+// authentication) and the webhook on root (it authenticates itself).
+func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
+	api.Handle("/projects/{project}/alert-settings", a.Handle(s.getSettings)).Methods(http.MethodGet)
+	api.Handle("/projects/{project}/alert-settings", a.Handle(s.putSettings)).Methods(http.MethodPut)
+	api.Handle("/projects/{project}/alert-settings/test", a.Handle(s.testNotification)).Methods(http.MethodPost)
+	api.Handle("/projects/{project}/alerts", a.Handle(s.list)).Methods(http.MethodGet)
+	api.Handle("/alerts/{id}", a.Handle(s.delete)).Methods(http.MethodDelete)
+	api.Handle("/system/alerting", a.Handle(s.systemStatus)).Methods(http.MethodGet)
+	root.Handle(WebhookPath, a.Handle(s.webhook)).Methods(http.MethodPost)
+}
+
+// Delivery states of a project's settings.
+const (
+	// DeliveryApplied: Prometheus and Alertmanager run these settings.
+	DeliveryApplied = "applied"
+	// DeliveryPending: saved, not applied yet.
+	DeliveryPending = "pending"
+	// DeliveryFailed: the last apply failed; message says why.
+	DeliveryFailed = "failed"
+	// DeliveryNotConfigured: ecp writes no files (no --prometheus.rules-dir
+	// and --alertmanager.config-file); settings are only stored.
+	DeliveryNotConfigured = "not-configured"
+)
+
+// SettingsReply is GET/PUT alert-settings' reply: the settings and whether
+// they run.
+type SettingsReply struct {
+	alerting.Settings
+	UpdatedAt *time.Time     `json:"updatedAt"`
+	Status    DeliveryStatus `json:"status"`
+}
+
+// DeliveryStatus says whether a project's settings run on Prometheus and
+// Alertmanager.
+type DeliveryStatus struct {
+	Delivery  string     `json:"delivery"`
+	Message   string     `json:"message"`
+	AppliedAt *time.Time `json:"appliedAt"`
+}
+
+// settingsBody is what PUT accepts: the settings, and the read-only fields
+// of the reply (ignored), so a console may send back what it read.
+type settingsBody struct {
+	alerting.Settings
+	UpdatedAt json.RawMessage `json:"updatedAt"`
+	Status    json.RawMessage `json:"status"`
+}
+
+func (s *Service) project(r *http.Request, want tenancy.Level) (tenancy.Project, *tenancy.Access, error) {
+	ac, err := s.authz.Caller(r)
+	if err != nil {
+		return tenancy.Project{}, nil, err
+	}
+	p, err := s.authz.Project(r.Context(), ac, mux.Vars(r)["project"], want, "")
+	return p, ac, err
+}
+
+func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) error {
+	p, _, err := s.project(r, tenancy.View)
+	if err != nil {
+		return err
+	}
+	reply, err := s.settingsReply(r.Context(), p.ID)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, reply)
+}
+
+func (s *Service) settingsReply(ctx context.Context, project string) (SettingsReply, error) {
+	var st storedSettings
+	rev, err := kv.Get(ctx, s.cli, settingsPrefix+project, &st)
+	reply := SettingsReply{Settings: alerting.DefaultSettings()}
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+	case err != nil:
+		return SettingsReply{}, err
+	default:
+		reply.Settings = normalise(st.Settings)
+		at := st.UpdatedAt
+		reply.UpdatedAt = &at
+	}
+	reply.Status, err = s.delivery(ctx, project, rev)
+	return reply, err
+}
+
+func normalise(st alerting.Settings) alerting.Settings {
+	if st.Emails == nil {
+		st.Emails = []string{}
+	}
+	if st.Webhooks == nil {
+		st.Webhooks = []alerting.Webhook{}
+	}
+	return st
+}
+
+// delivery tells a project whether its settings (stored at rev, 0 when
+// never saved) run.
+func (s *Service) delivery(ctx context.Context, project string, rev int64) (DeliveryStatus, error) {
+	if !s.opts.Configured() {
+		return DeliveryStatus{Delivery: DeliveryNotConfigured,
+			Message: "settings are stored, but this ecp writes no Prometheus rules or Alertmanager configuration: a system admin starts it with --prometheus.rules-dir and --alertmanager.config-file"}, nil
+	}
+	var st applyStatus
+	_, err := kv.Get(ctx, s.cli, statusKey, &st)
+	if err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return DeliveryStatus{}, err
+	}
+	var at *time.Time
+	if !st.AppliedAt.IsZero() {
+		t := st.AppliedAt
+		at = &t
+	}
+	switch {
+	case st.Revision == 0 || st.Revision < rev:
+		return DeliveryStatus{Delivery: DeliveryPending, Message: "saved; waiting for the leading ecp replica to write and reload Prometheus and Alertmanager", AppliedAt: at}, nil
+	case st.ProjectErrors[project] != "":
+		return DeliveryStatus{Delivery: DeliveryFailed, Message: "these settings could not be rendered: " + st.ProjectErrors[project], AppliedAt: at}, nil
+	case !st.OK:
+		return DeliveryStatus{Delivery: DeliveryFailed, Message: "the last apply failed (Prometheus or Alertmanager refused or could not be reached); ecp retries, and a system admin sees the details at GET /api/v1/system/alerting", AppliedAt: at}, nil
+	}
+	return DeliveryStatus{Delivery: DeliveryApplied, Message: "Prometheus and Alertmanager run these settings", AppliedAt: at}, nil
+}
+
+func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) error {
+	p, _, err := s.project(r, tenancy.Admin)
+	if err != nil {
+		return err
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "alert-settings/" + p.ID})
+	var body settingsBody
+	if err := httpapi.Decode(r, &body); err != nil {
+		return err
+	}
+	st := normalise(body.Settings)
+	if s.alerting != nil {
+		err = s.alerting.Check(p.ID, st)
+	} else {
+		err = st.Validate()
+	}
+	if err != nil {
+		return err
+	}
+	rec := storedSettings{Settings: st, UpdatedAt: s.opts.Now().UTC()}
+	if pr := auth.PrincipalFrom(r.Context()); pr != nil {
+		rec.UpdatedBy = pr.Username
+	}
+	val, err := kv.Encode(settingsPrefix+p.ID, rec)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := kv.WithTimeout(r.Context())
+	defer cancel()
+	if _, err := s.cli.Put(ctx, settingsPrefix+p.ID, val); err != nil {
+		return fmt.Errorf("store alert settings of %s: %w", p.ID, err)
+	}
+	reply, err := s.settingsReply(r.Context(), p.ID)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, reply)
+}
+
+// TestReply is the reply of POST alert-settings/test.
+type TestReply struct {
+	// Alert is the test alert's name and id label.
+	Alertname string    `json:"alertname"`
+	TestID    string    `json:"testId"`
+	SentAt    time.Time `json:"sentAt"`
+	Message   string    `json:"message"`
+}
+
+// TestAlertName is the alertname of test notifications.
+const TestAlertName = "ECPTestNotification"
+
+// testNotification posts a test alert to Alertmanager, routed by its project
+// label to the project's channels exactly as real alerts are; ecp's own
+// lists ignore it (label ecp_test).
+func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error {
+	p, _, err := s.project(r, tenancy.Admin)
+	if err != nil {
+		return err
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "alert-settings/" + p.ID})
+	if s.alerting == nil || s.opts.AlertmanagerURL == "" {
+		return httpapi.Conflict("test notifications go through Alertmanager, and this ecp has none: a system admin starts it with --alertmanager.url, --alertmanager.config-file and --prometheus.rules-dir")
+	}
+	reply, err := s.settingsReply(r.Context(), p.ID)
+	if err != nil {
+		return err
+	}
+	switch {
+	case !reply.Enabled:
+		return httpapi.Conflict("alerting is off for project %s, so nothing would be sent; enable it first", p.ID)
+	case len(reply.Emails) == 0 && len(reply.Webhooks) == 0:
+		return httpapi.Conflict("project %s has no e-mail or webhook channel to test", p.ID)
+	case reply.Status.Delivery != DeliveryApplied:
+		return httpapi.Conflict("the project's settings are not running yet (%s: %s); try again in a moment", reply.Status.Delivery, reply.Status.Message)
+	}
+	now := s.opts.Now().UTC()
+	id := kv.NewID()
+	link := strings.TrimRight(s.opts.ExternalURL, "/") + "/projects/" + p.ID + "/alert-settings"
+	alert := []map[string]any{{
+		"labels": map[string]string{
+			"alertname": TestAlertName, rules.LabelProject: p.ID, rules.LabelSeverity: reply.Severity, LabelTest: id,
+		},
+		"annotations": map[string]string{
+			rules.AnnotationSummary:     "Test notification for project " + p.Name + " from ecp.",
+			rules.AnnotationDescription: "Someone sent a test notification from the alert settings of project " + p.Name + "; the channels of this project receive alerts like this one.",
+			rules.AnnotationLink:        link,
+		},
+		"startsAt": now, "endsAt": now.Add(5 * time.Minute), "generatorURL": link,
+	}}
+	b, _ := json.Marshal(alert)
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.opts.AlertmanagerURL, "/")+"/api/v2/alerts", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerUnreachable", Message: "Alertmanager could not be reached: " + err.Error()}
+	}
+	defer func() { _ = resp.Body.Close() }()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
+	if resp.StatusCode/100 != 2 {
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
+	}
+	return httpapi.JSON(w, http.StatusAccepted, TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
+		Message: "Alertmanager accepted the test alert; it reaches the project's channels after the route's group wait, and its resolution after five minutes"})
+}
+
+// Filters of the alert list.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
+	p, _, err := s.project(r, tenancy.View)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		state = StateActive
+	}
+	prefix := activePrefix
+	switch state {
+	case StateActive:
+	case StateHistory:
+		prefix = historyPrefix
+	default:
+		return httpapi.Invalid("state", "state must be active or history, got %q", state)
+	}
+	var from, to time.Time
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &from}, {"to", &to}} {
+		if v := q.Get(f.name); v != "" {
+			if *f.t, err = time.Parse(time.RFC3339, v); err != nil {
+				return httpapi.Invalid(f.name, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", f.name, v)
+			}
+		}
+	}
+	if !from.IsZero() && !to.IsZero() && to.Before(from) {
+		return httpapi.Invalid("to", "to must not be before from")
+	}
+	limit := DefaultListLimit
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxListLimit {
+			return httpapi.Invalid("limit", "limit must be a whole number from 1 to %d, got %q", MaxListLimit, v)
+		}
+	}
+	severity, cluster := q.Get("severity"), q.Get("cluster")
+	if severity != "" && !slices.Contains(alerting.Severities, severity) {
+		return httpapi.Invalid("severity", "severity must be one of %s, got %q", strings.Join(alerting.Severities, ", "), severity)
+	}
+	all, err := kv.List[Alert](r.Context(), s.cli, prefix+p.ID+"/")
+	if err != nil {
+		return err
+	}
+	now := s.opts.Now()
+	out := all[:0]
+	for _, a := range all {
+		end := now
+		if a.EndsAt != nil {
+			end = *a.EndsAt
+		}
+		switch {
+		case cluster != "" && a.Cluster != cluster,
+			severity != "" && a.Severity != severity,
+			!from.IsZero() && end.Before(from),
+			!to.IsZero() && a.StartsAt.After(to):
+			continue
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b Alert) int {
+		if c := b.StartsAt.Compare(a.StartsAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return httpapi.List(w, out)
+}
+
+func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
+	ac, err := s.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	id := mux.Vars(r)["id"]
+	notFound := httpapi.NotFound("no alert %s", id)
+	var idx idRecord
+	if _, err := kv.Get(r.Context(), s.cli, idsPrefix+id, &idx); errors.Is(err, kv.ErrNotFound) {
+		return notFound
+	} else if err != nil {
+		return err
+	}
+	p, err := s.authz.Project(r.Context(), ac, idx.Project, tenancy.Admin, "")
+	var apiErr *httpapi.Error
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+		return notFound // the alert's project, not "no project", is what the caller asked about
+	}
+	if err != nil {
+		return err
+	}
+	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "alert/" + id})
+	ctx, cancel := kv.WithTimeout(r.Context())
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).Then(
+		clientv3.OpDelete(activeKey(p.ID, id)),
+		clientv3.OpDelete(historyKey(p.ID, id)),
+		clientv3.OpDelete(idsPrefix+id),
+	).Commit()
+	if err != nil {
+		return fmt.Errorf("delete alert %s: %w", id, err)
+	}
+	if resp.Responses[0].GetResponseDeleteRange().Deleted+resp.Responses[1].GetResponseDeleteRange().Deleted == 0 {
+		return notFound
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// SystemStatus is GET /api/v1/system/alerting: how ecp's alerting wiring
+// is doing, for system admins.
+type SystemStatus struct {
+	Configured             bool              `json:"configured"`
+	PrometheusURL          string            `json:"prometheusUrl"`
+	RulesDir               string            `json:"rulesDir"`
+	AlertmanagerURL        string            `json:"alertmanagerUrl"`
+	AlertmanagerConfigFile string            `json:"alertmanagerConfigFile"`
+	WebhookURL             string            `json:"webhookUrl"`
+	SMTP                   bool              `json:"smtp"`
+	Leader                 string            `json:"leader"`
+	Revision               int64             `json:"revision"`
+	AppliedAt              *time.Time        `json:"appliedAt"`
+	OK                     bool              `json:"ok"`
+	Error                  string            `json:"error,omitempty"`
+	ProjectErrors          map[string]string `json:"projectErrors,omitempty"`
+	Projects               int               `json:"projects"`
+}
+
+func (s *Service) systemStatus(w http.ResponseWriter, r *http.Request) error {
+	ac, err := s.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	if !ac.System {
+		return httpapi.Forbidden("the alerting wiring is shown to system admins only")
+	}
+	var st applyStatus
+	if _, err := kv.Get(r.Context(), s.cli, statusKey, &st); err != nil && !errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	out := SystemStatus{
+		Configured: s.opts.Configured(), PrometheusURL: s.opts.PrometheusURL, RulesDir: s.opts.RulesDir,
+		AlertmanagerURL: s.opts.AlertmanagerURL, AlertmanagerConfigFile: s.opts.AlertmanagerConfigFile,
+		WebhookURL: s.opts.WebhookURL, SMTP: s.opts.SMTP.Smarthost != "",
+		Leader: st.Leader, Revision: st.Revision, OK: st.OK, Error: st.Error, ProjectErrors: st.ProjectErrors, Projects: st.Projects,
+	}
+	if !st.AppliedAt.IsZero() {
+		out.AppliedAt = &st.AppliedAt
+	}
+	return httpapi.JSON(w, http.StatusOK, out)
+}

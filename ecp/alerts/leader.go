@@ -1,0 +1,221 @@
+package alerts
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/kv"
+)
+
+// Run campaigns for the applier's leadership and, while it leads, applies
+// the settings on every change (and every ResyncInterval, which also
+// repairs files changed by hand) and moves stale alerts to history. It
+// returns when ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := s.runSession(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.logger.Warn("alert settings leadership ended; campaigning again", "err", err, "retryIn", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+	return nil
+}
+
+// IsLeader reports whether this replica applies the settings.
+func (s *Service) IsLeader() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isLeader
+}
+
+func (s *Service) setLeader(v bool) {
+	s.mu.Lock()
+	s.isLeader = v
+	s.mu.Unlock()
+	if v {
+		s.metrics.leader.Set(1)
+	} else {
+		s.metrics.leader.Set(0)
+	}
+}
+
+func (s *Service) runSession(ctx context.Context) error {
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(int(s.opts.SessionTTL/time.Second)), concurrency.WithContext(ctx))
+	if err != nil {
+		return fmt.Errorf("open etcd session: %w", err)
+	}
+	defer func() {
+		// Revoking the lease lets another replica lead at once rather
+		// than after the TTL.
+		cctx, cancel := kv.WithTimeout(context.WithoutCancel(ctx))
+		defer cancel()
+		_, _ = s.cli.Revoke(cctx, sess.Lease())
+		_ = sess.Close()
+	}()
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() {
+		select {
+		case <-sess.Done():
+			stop()
+		case <-sctx.Done():
+		}
+	}()
+	el := concurrency.NewElection(sess, leaderPrefix)
+	if err := el.Campaign(sctx, s.opts.ReplicaID); err != nil {
+		return fmt.Errorf("campaign for alert settings leadership: %w", err)
+	}
+	s.setLeader(true)
+	defer s.setLeader(false)
+	s.logger.Info("leading the alert settings applier", "replica", s.opts.ReplicaID)
+	err = s.lead(sctx, el)
+	if err == nil && ctx.Err() == nil {
+		err = errors.New("etcd session lease lost")
+	}
+	return err
+}
+
+// lead applies on every change until ctx ends or the watch fails.
+func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
+	// The watch starts before the first apply reads, so no change falls
+	// between the two.
+	changes := s.cli.Watch(clientv3.WithRequireLeader(ctx), settingsPrefix, clientv3.WithPrefix())
+	resync := time.NewTicker(s.opts.ResyncInterval)
+	defer resync.Stop()
+	var retry <-chan time.Time
+	pending, sweep := true, true
+	for {
+		if pending {
+			pending = false
+			retry = nil
+			if err := s.apply(ctx, el); err != nil && ctx.Err() == nil {
+				s.logger.Error("applying alert settings failed; retrying", "err", err, "retryIn", s.opts.RetryInterval)
+				retry = time.After(s.opts.RetryInterval)
+			}
+		}
+		if sweep {
+			sweep = false
+			if err := s.sweepStale(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Error("moving stale alerts to history failed", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case wr, ok := <-changes:
+			if !ok {
+				return nil
+			}
+			if err := wr.Err(); err != nil {
+				return fmt.Errorf("watch alert settings: %w", err)
+			}
+			pending = true
+		case <-retry:
+			pending = true
+		case <-resync.C:
+			pending, sweep = true, true
+		}
+	}
+}
+
+// apply hands every project's settings to ecp/alerting and stores the
+// outcome for every replica to show. Projects whose settings cannot be
+// rendered are reported per project and not retried (they would fail the
+// same way); any other failure is returned so the caller retries.
+func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
+	gctx, cancel := kv.WithTimeout(ctx)
+	resp, err := s.cli.Get(gctx, settingsPrefix, clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("read alert settings: %w", err)
+	}
+	projects := map[string]alerting.Settings{}
+	st := applyStatus{Configured: s.alerting != nil, Leader: s.opts.ReplicaID, Revision: resp.Header.Revision, AppliedAt: s.opts.Now().UTC(), OK: true}
+	for _, item := range resp.Kvs {
+		var rec storedSettings
+		if err := json.Unmarshal(item.Value, &rec); err != nil {
+			return fmt.Errorf("decode %s: %w", item.Key, err)
+		}
+		id := strings.TrimPrefix(string(item.Key), settingsPrefix)
+		projects[id] = rec.Settings
+		if rec.Enabled {
+			st.Projects++
+		}
+	}
+	var failed error
+	if s.alerting != nil {
+		var others []error
+		for _, e := range flatten(s.alerting.Apply(ctx, projects)) {
+			var pe *alerting.ProjectError
+			if errors.As(e, &pe) {
+				if st.ProjectErrors == nil {
+					st.ProjectErrors = map[string]string{}
+				}
+				st.ProjectErrors[pe.Project] = pe.Err.Error()
+				st.Projects--
+				continue
+			}
+			others = append(others, e)
+		}
+		if failed = errors.Join(others...); failed != nil {
+			st.OK, st.Error = false, failed.Error()
+		}
+	}
+	if st.OK {
+		s.metrics.applySuccess.Set(1)
+		s.metrics.applyTime.SetToCurrentTime()
+	} else {
+		s.metrics.applySuccess.Set(0)
+	}
+	val, err := kv.Encode(statusKey, st)
+	if err != nil {
+		return err
+	}
+	pctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	// Guarded by the leader key: a deposed leader cannot overwrite what
+	// the new one reported.
+	tresp, err := s.cli.Txn(pctx).If(clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())).
+		Then(clientv3.OpPut(statusKey, val)).Commit()
+	if err != nil {
+		return errors.Join(failed, fmt.Errorf("store alerting status: %w", err))
+	}
+	if !tresp.Succeeded {
+		return errors.Join(failed, errors.New("store alerting status: no longer the leader"))
+	}
+	if failed == nil {
+		s.logger.Info("alert settings applied", "revision", st.Revision, "projects", st.Projects, "invalidProjects", len(st.ProjectErrors), "configured", st.Configured)
+	}
+	return failed
+}
+
+// flatten splits errors.Join trees into their leaves.
+func flatten(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
