@@ -271,7 +271,7 @@ func (a *App) build(ctx context.Context) error {
 	// Last: a catch-all (the web console at /) must not shadow anything.
 	fallback := r.NewRoute().Subrouter()
 	env := Env{API: api, Root: root, Fallback: fallback, Adapter: a.adapter, Authz: a.authz, Etcd: a.cli, Registerer: reg}
-	if err := a.buildAlerts(ctx, env); err != nil {
+	if err := a.buildLogs(ctx, env); err != nil {
 		return err
 	}
 	for i, ext := range a.opts.Extensions {

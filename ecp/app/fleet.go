@@ -6,6 +6,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/ecp/fleet"
+	"github.com/ecpio/ecp/ecp/monitoring"
 )
 
 // buildFleet sets up the agent side of ecp (ecp/fleet), unless
@@ -25,7 +26,8 @@ func (a *App) buildFleet(_ context.Context) error {
 		return err
 	}
 	a.fleet = f
-	a.agentRoutes = f.Register
+	a.reports = monitoring.NewStore(nil)
+	a.agentRoutes = func(r *mux.Router) { f.RegisterObserved(r, a.reports.Observe) }
 	a.runFleet = f.Run
 	a.fleetReady = f.Ready()
 	return nil

@@ -1,18 +1,15 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/alerts"
 )
 
 // Roles of the route table, in the order of the expectations.
@@ -265,42 +262,21 @@ func routeTable() map[string]routeCase {
 	add("GET /api/v1/licence", fixed("/api/v1/licence", nil), o, f)
 	o, f = same([6]int{200, 200, 200, 403, 403, 401})
 	add("GET /api/v1/audit", fixed("/api/v1/audit", nil), o, f)
-	o, f = read(200)
-	add("GET /api/v1/projects/{project}/alert-settings", func(w *tenants, _ int, foreign bool) call {
-		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alert-settings"}
+	// Logs: this app has no log receiver, so whoever may read the project
+	// hears 503 LogReceiverNotConfigured; a store at a closed port fails
+	// the connection test (422).
+	o, f = [6]int{503, 503, 503, 503, 404, 401}, [6]int{503, 404, 404, 404, 404, 401}
+	add("GET /api/v1/projects/{project}/logs", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/logs"}
 	}, o, f)
-	add("GET /api/v1/projects/{project}/alerts", func(w *tenants, _ int, foreign bool) call {
-		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alerts?state=history"}
-	}, o, f)
-	o, f = change(200)
-	add("PUT /api/v1/projects/{project}/alert-settings", func(w *tenants, _ int, foreign bool) call {
-		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alert-settings", body: map[string]any{
-			"enabled": true, "triggerCount": 2, "recoveryCount": 1, "severity": "warning", "webhooks": []map[string]string{{"url": "http://127.0.0.1:9/hook"}}}}
-	}, o, f)
-	// This app has no Alertmanager to send a test through.
-	o, f = change(409)
-	add("POST /api/v1/projects/{project}/alert-settings/test", func(w *tenants, _ int, foreign bool) call {
-		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alert-settings/test"}
-	}, o, f)
-	o, f = change(204)
-	add("DELETE /api/v1/alerts/{id}", func(w *tenants, _ int, foreign bool) call {
-		token, err := alerts.WebhookToken(context.Background(), w.h.app.EtcdClient())
-		if err != nil {
-			w.h.t.Fatal(err)
-		}
-		starts := time.Now().UTC().Truncate(time.Second)
-		fp := w.unique("fp")
-		w.h.must(204, "POST", alerts.WebhookPath, token.Reveal(), map[string]any{"version": "4", "status": "firing", "alerts": []map[string]any{{
-			"status": "firing", "fingerprint": fp, "startsAt": starts,
-			"labels": map[string]string{"alertname": "EMQXConnectorAbnormal", "project": w.project(foreign), "cluster": "c1", "severity": "warning"},
-		}}})
-		return call{path: "/api/v1/alerts/" + alerts.AlertID(fp, starts)}
+	add("GET /api/v1/projects/{project}/logs/count", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/logs/count"}
 	}, o, f)
 	o, f = same(onlySys(200))
-	add("GET /api/v1/system/alerting", fixed("/api/v1/system/alerting", nil), o, f)
-	// Alertmanager's webhook takes its own token, never a user's.
-	o, f = same(public(401))
-	add("POST "+alerts.WebhookPath, fixed(alerts.WebhookPath, map[string]any{"version": "4", "alerts": []any{}}), o, f)
+	add("GET /api/v1/system/log-receiver", fixed("/api/v1/system/log-receiver", nil), o, f)
+	o, f = same(onlySys(422))
+	add("PUT /api/v1/system/log-receiver", fixed("/api/v1/system/log-receiver", map[string]any{"type": "victorialogs", "url": "http://127.0.0.1:1"}), o, f)
+	add("POST /api/v1/system/log-receiver/test", fixed("/api/v1/system/log-receiver/test", nil), o, f)
 	o, f = same(public(200))
 	add("GET /api/v1/openapi.json", fixed("/api/v1/openapi.json", nil), o, f)
 	add("GET /downloads/agent-exporter/{os}/{arch}", fixed("/downloads/agent-exporter/linux/arm64", nil), o, f)
@@ -317,6 +293,7 @@ func routeTable() map[string]routeCase {
 	add("POST "+agentproto.PathRegister, fixed(agentproto.PathRegister, agentproto.RegisterRequest{Token: "ecpr_not-a-token", AgentVersion: "t"}), o, f)
 	add("POST "+agentproto.PathReport, fixed(agentproto.PathReport, agentproto.ReportRequest{}), o, f)
 	add("POST "+agentproto.PathUnregister, fixed(agentproto.PathUnregister, nil), o, f)
+	add("POST "+agentproto.PathLogs, fixed(agentproto.PathLogs, agentproto.LogBatch{BatchID: "b"}), o, f)
 	add("GET "+agentproto.PathDesired, fixed(agentproto.PathDesired+"?timeout=1s", nil), o, f)
 	return t
 }

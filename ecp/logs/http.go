@@ -1,0 +1,282 @@
+package logs
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/logstore"
+	"github.com/ecpio/ecp/ecp/tenancy"
+)
+
+// maxRejectedLogged bounds the per-line log records of one batch.
+const maxRejectedLogged = 10
+
+// handleIngest stores one agent batch and acknowledges it only once stored.
+func (a *API) handleIngest(w http.ResponseWriter, r *http.Request) error {
+	cluster, project, err := a.agents(r)
+	if err != nil {
+		return err
+	}
+	if a.cfg.Load() == nil {
+		a.m.batches.WithLabelValues("not_configured").Inc()
+		return notConfigured(a.opts.NotConfiguredRetryAfter)
+	}
+	var b agentproto.LogBatch
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.opts.MaxBatchBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		a.m.batches.WithLabelValues("invalid").Inc()
+		var maxErr *http.MaxBytesError
+		if errors.As(err, &maxErr) {
+			return &httpapi.Error{Status: http.StatusRequestEntityTooLarge, Code: httpapi.CodeTooLarge,
+				Message: "log batch is over " + strconv.FormatInt(a.opts.MaxBatchBytes, 10) + " bytes; send smaller batches"}
+		}
+		return httpapi.Invalid("", "log batch is not valid JSON: %v", err)
+	}
+	switch {
+	case b.BatchID == "" || len(b.BatchID) > 128:
+		a.m.batches.WithLabelValues("invalid").Inc()
+		return httpapi.Invalid("batchId", "a batch id of 1 to 128 characters is required, stable across retries")
+	case len(b.Lines) > a.opts.MaxBatchLines:
+		a.m.batches.WithLabelValues("invalid").Inc()
+		return httpapi.Invalid("lines", "at most %d lines per batch", a.opts.MaxBatchLines)
+	}
+	res, err := a.writer.Write(r.Context(), logstore.Batch{Project: project, Cluster: cluster, BatchID: b.BatchID, Lines: b.Lines})
+	if err != nil {
+		return a.writeFailed(cluster, len(b.Lines), err)
+	}
+	outcome := "stored"
+	if res.Duplicate {
+		outcome = "duplicate"
+	}
+	a.m.batches.WithLabelValues(outcome).Inc()
+	if len(res.Rejected) > 0 {
+		a.m.rejected.Add(float64(len(res.Rejected)))
+		for i, de := range res.Rejected {
+			if i == maxRejectedLogged {
+				a.logger.Warn("more log lines rejected by the store", "cluster", cluster, "batch", b.BatchID, "count", len(res.Rejected)-i)
+				break
+			}
+			a.logger.Warn("log store rejected a line", "cluster", cluster, "batch", b.BatchID, "file", de.File, "offset", de.Offset,
+				"status", de.Status, "type", de.Type, "reason", de.Reason)
+		}
+	}
+	a.m.lines.Add(float64(res.Accepted))
+	return httpapi.JSON(w, http.StatusOK, agentproto.LogBatchResponse{Accepted: res.Accepted})
+}
+
+// writeFailed turns a Writer error into backpressure for the agent: it
+// keeps the lines and retries after Retry-After.
+func (a *API) writeFailed(cluster string, lines int, err error) error {
+	var bp *logstore.BackpressureError
+	switch {
+	case errors.As(err, &bp):
+		a.m.batches.WithLabelValues("backpressure").Inc()
+		status := http.StatusServiceUnavailable
+		code := CodeStoreUnavailable
+		if bp.Overloaded {
+			status, code = http.StatusTooManyRequests, httpapi.CodeRateLimited
+		}
+		return &httpapi.Error{Status: status, Code: code, RetryAfter: max(bp.RetryAfter, time.Second),
+			Message: "the log store cannot take the batch now; keep it and retry: " + bp.Err.Error()}
+	case errors.Is(err, logstore.ErrNotConfigured):
+		a.m.batches.WithLabelValues("not_configured").Inc()
+		return notConfigured(a.opts.NotConfiguredRetryAfter)
+	default:
+		a.m.batches.WithLabelValues("failed").Inc()
+		a.logger.Error("log store refused a batch", "cluster", cluster, "lines", lines, "err", err)
+		return &httpapi.Error{Status: http.StatusServiceUnavailable, Code: CodeStoreUnavailable, RetryAfter: logstore.DefaultRetryAfter,
+			Message: "the log store failed: " + err.Error()}
+	}
+}
+
+// systemAdmin refuses everyone but system admins (401 anonymous, 403 others).
+func (a *API) systemAdmin(r *http.Request) error {
+	ac, err := a.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	if !ac.System {
+		return httpapi.Forbidden("only a system admin may read or change the log receiver")
+	}
+	return nil
+}
+
+func (a *API) current() logstore.ReceiverConfig {
+	if c := a.cfg.Load(); c != nil {
+		return *c
+	}
+	return logstore.ReceiverConfig{}
+}
+
+// handleGetReceiver returns the setting without its password; an empty
+// type means none is configured.
+func (a *API) handleGetReceiver(w http.ResponseWriter, r *http.Request) error {
+	if err := a.systemAdmin(r); err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, a.current())
+}
+
+// decodeReceiver reads a setting from the body, keeps the stored password
+// when the same store and user are echoed back without one, and validates.
+func (a *API) decodeReceiver(r *http.Request) (logstore.ReceiverConfig, error) {
+	var in logstore.ReceiverConfig
+	if err := httpapi.Decode(r, &in); err != nil {
+		return in, err
+	}
+	cfg := in.KeepPassword(a.current())
+	if err := cfg.Validate(); err != nil {
+		var fe *logstore.FieldError
+		if errors.As(err, &fe) {
+			return cfg, httpapi.Invalid(fe.Field, "%s", fe.Message)
+		}
+		return cfg, httpapi.Invalid("", "%v", err)
+	}
+	return cfg, nil
+}
+
+func testFailed(err error) error {
+	return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: CodeTestFailed, Message: "connection test failed: " + err.Error()}
+}
+
+// handlePutReceiver tests the new setting, stores it and applies it.
+func (a *API) handlePutReceiver(w http.ResponseWriter, r *http.Request) error {
+	if err := a.systemAdmin(r); err != nil {
+		return err
+	}
+	cfg, err := a.decodeReceiver(r)
+	if err != nil {
+		return err
+	}
+	if err := logstore.Test(r.Context(), cfg, a.opts.Transport); err != nil {
+		return testFailed(err)
+	}
+	val, err := cfg.MarshalStored()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := kv.WithTimeout(r.Context())
+	defer cancel()
+	resp, err := a.cli.Put(ctx, ReceiverKey, string(val))
+	if err != nil {
+		return err
+	}
+	a.apply(cfg, resp.Header.Revision)
+	a.logger.Info("log receiver changed", "type", cfg.Type, "url", cfg.URL)
+	return httpapi.JSON(w, http.StatusOK, cfg)
+}
+
+// handleTestReceiver tests the setting in the body (with the stored
+// password when it is echoed without one) or, without a body, the stored
+// setting.
+func (a *API) handleTestReceiver(w http.ResponseWriter, r *http.Request) error {
+	if err := a.systemAdmin(r); err != nil {
+		return err
+	}
+	cfg := a.current()
+	if r.ContentLength != 0 {
+		body, err := io.ReadAll(io.LimitReader(r.Body, httpapi.MaxBodyBytes))
+		if err != nil {
+			return httpapi.Invalid("", "cannot read the request body")
+		}
+		if len(body) > 0 {
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			if cfg, err = a.decodeReceiver(r); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg == (logstore.ReceiverConfig{}) {
+		return testFailed(logstore.ErrNotConfigured)
+	}
+	if err := logstore.Test(r.Context(), cfg, a.opts.Transport); err != nil {
+		return testFailed(err)
+	}
+	return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "ok", "message": "the log store at " + cfg.URL + " answers as " + cfg.Type})
+}
+
+// query parses the filters of GET /projects/{project}/logs for a caller
+// who may view the project.
+func (a *API) query(r *http.Request) (*logstore.Querier, logstore.Query, error) {
+	ac, err := a.authz.Caller(r)
+	if err != nil {
+		return nil, logstore.Query{}, err
+	}
+	p, err := a.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
+	if err != nil {
+		return nil, logstore.Query{}, err
+	}
+	v := r.URL.Query()
+	q := logstore.Query{Projects: []string{p.ID}, Cluster: v.Get("cluster"), Level: v.Get("level"), Text: v.Get("q"), PageToken: v.Get("pageToken")}
+	for _, f := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &q.From}, {"to", &q.To}} {
+		if s := v.Get(f.name); s != "" {
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return nil, q, httpapi.Invalid(f.name, "must be an RFC 3339 time such as 2025-01-31T12:00:00Z")
+			}
+			*f.t = t
+		}
+	}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > logstore.MaxQueryLimit {
+			return nil, q, httpapi.Invalid("limit", "must be a number from 1 to %d", logstore.MaxQueryLimit)
+		}
+		q.Limit = n
+	}
+	qr := a.querier.Load()
+	if qr == nil {
+		return nil, q, &httpapi.Error{Status: http.StatusServiceUnavailable, Code: CodeNotConfigured,
+			Message: "no log receiver is configured; a system admin sets one with PUT /api/v1/system/log-receiver"}
+	}
+	return qr, q, nil
+}
+
+func queryFailed(err error) error {
+	var fe *logstore.FieldError
+	if errors.As(err, &fe) {
+		return httpapi.Invalid(fe.Field, "%s", fe.Message)
+	}
+	return &httpapi.Error{Status: http.StatusBadGateway, Code: CodeStoreUnavailable, Message: "the log store failed: " + err.Error()}
+}
+
+// handleQuery returns one page of the project's lines, newest first.
+func (a *API) handleQuery(w http.ResponseWriter, r *http.Request) error {
+	qr, q, err := a.query(r)
+	if err != nil {
+		return err
+	}
+	page, err := qr.Query(r.Context(), q)
+	if err != nil {
+		return queryFailed(err)
+	}
+	return httpapi.JSON(w, http.StatusOK, page)
+}
+
+// handleCount returns how many of the project's lines match the filters.
+func (a *API) handleCount(w http.ResponseWriter, r *http.Request) error {
+	qr, q, err := a.query(r)
+	if err != nil {
+		return err
+	}
+	n, err := qr.Count(r.Context(), q)
+	if err != nil {
+		return queryFailed(err)
+	}
+	return httpapi.JSON(w, http.StatusOK, map[string]int64{"count": n})
+}
+

@@ -1,0 +1,274 @@
+// Package monitoring serves a project's monitoring overview,
+// GET /api/v1/projects/{project}/monitoring: connections, rules and
+// connectors summed over the project's clusters, and the list of abnormal
+// rules, connectors, actions and sources with a deep link into the page of
+// that object on its cluster's own EMQX dashboard.
+//
+// The data is the latest agent report of each cluster: the Store keeps,
+// per cluster, the counts and the abnormal list of the last report this
+// replica accepted (fleet hands them over through fleet.ReportObserver),
+// and connections come from fleet's status, which every replica shares.
+// Membership is read from the cluster entries at query time, so a cluster
+// transferred to another project shows there at once.
+//
+// Limitation: the counts and the abnormal list are per replica. Behind a
+// load balancer with several replicas, a replica shows a cluster's rules and
+// connectors only once it has served one of that cluster's reports (agents
+// report every interval to whichever replica the balancer picks, so with
+// sticky or few replicas this fills quickly); the overview says which
+// clusters it has no report for (reported=false).
+package monitoring
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/fleet"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/tenancy"
+)
+
+// Snapshot is what the Store keeps of one cluster's latest report.
+type Snapshot struct {
+	CollectedAt time.Time
+	ReceivedAt  time.Time
+	Reachable   bool
+	Rules       agentproto.ResourceCounts
+	Connectors  agentproto.ResourceCounts
+	Actions     agentproto.ResourceCounts
+	Sources     agentproto.ResourceCounts
+	Abnormal    []agentproto.Resource
+}
+
+// Store holds the latest report snapshot of each cluster, in memory.
+type Store struct {
+	now  func() time.Time
+	mu   sync.RWMutex
+	snap map[string]Snapshot
+}
+
+// NewStore returns an empty Store; now is the clock (time.Now when nil).
+func NewStore(now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{now: now, snap: map[string]Snapshot{}}
+}
+
+// Observe records a report; its signature is fleet.ReportObserver.
+func (s *Store) Observe(clusterID string, req *agentproto.ReportRequest) {
+	em := req.EMQX
+	sn := Snapshot{CollectedAt: req.CollectedAt, ReceivedAt: s.now(), Reachable: em.Reachable,
+		Rules: em.Rules, Connectors: em.Connectors, Actions: em.Actions, Sources: em.Sources,
+		Abnormal: slices.Clone(em.Abnormal)}
+	s.mu.Lock()
+	s.snap[clusterID] = sn
+	s.mu.Unlock()
+}
+
+// Snapshot returns the cluster's latest snapshot, if any.
+func (s *Store) Snapshot(clusterID string) (Snapshot, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	sn, ok := s.snap[clusterID]
+	return sn, ok
+}
+
+// Forget drops what the Store keeps of a cluster.
+func (s *Store) Forget(clusterID string) {
+	s.mu.Lock()
+	delete(s.snap, clusterID)
+	s.mu.Unlock()
+}
+
+// Clusters lists a project's cluster entries; *quota.Ledger implements it.
+type Clusters interface {
+	ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error)
+}
+
+// Statuses gives what fleet knows of a cluster; *fleet.Fleet implements it.
+type Statuses interface {
+	Status(ctx context.Context, clusterID string) (fleet.Status, error)
+}
+
+// API serves the overview.
+type API struct {
+	authz    *tenancy.Authorizer
+	clusters Clusters
+	statuses Statuses
+	store    *Store
+}
+
+// NewAPI returns the overview API.
+func NewAPI(authz *tenancy.Authorizer, clusters Clusters, statuses Statuses, store *Store) *API {
+	return &API{authz: authz, clusters: clusters, statuses: statuses, store: store}
+}
+
+// Register mounts the route on r (the /api/v1 router).
+func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
+	r.Handle("/projects/{project}/monitoring", a.Handle(api.overview)).Methods(http.MethodGet)
+}
+
+// Overview is the reply of GET /projects/{project}/monitoring.
+type Overview struct {
+	Project     string          `json:"project"`
+	Connections ConnectionCount `json:"connections"`
+	Rules       RuleCount       `json:"rules"`
+	Connectors  StatusCount     `json:"connectors"`
+	Actions     StatusCount     `json:"actions"`
+	Sources     StatusCount     `json:"sources"`
+	// Clusters are the clusters counted, with their state and when their
+	// latest report was collected.
+	Clusters []ClusterSummary `json:"clusters"`
+	// Abnormal lists every rule, connector, action and source that is
+	// not healthy, rules first.
+	Abnormal []Abnormal `json:"abnormal"`
+}
+
+// ConnectionCount: Total counts sessions (EMQX "connections"), Online the
+// connected clients ("live_connections").
+type ConnectionCount struct {
+	Total  int `json:"total"`
+	Online int `json:"online"`
+}
+
+// RuleCount counts rules; Running includes enabled rules whose counters
+// show failures (they are listed as abnormal with status "failing").
+type RuleCount struct {
+	Total   int `json:"total"`
+	Running int `json:"running"`
+	Stopped int `json:"stopped"`
+}
+
+// StatusCount counts connectors, actions or sources; Disconnected is
+// everything not connected (disconnected, connecting, stopped, inconsistent).
+type StatusCount struct {
+	Total        int `json:"total"`
+	Connected    int `json:"connected"`
+	Disconnected int `json:"disconnected"`
+}
+
+// ClusterSummary is one cluster of the overview.
+type ClusterSummary struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	State string `json:"state"`
+	// Reported says whether this replica holds a report of the cluster.
+	Reported    bool       `json:"reported"`
+	Reachable   bool       `json:"reachable"`
+	CollectedAt *time.Time `json:"collectedAt"`
+}
+
+// Abnormal is one unhealthy object with the link to its dashboard page.
+type Abnormal struct {
+	ClusterID   string `json:"clusterId"`
+	ClusterName string `json:"clusterName"`
+	Kind        string `json:"kind"`
+	// ID is the id EMQX uses: "rule_0ab1", "http:my_http".
+	ID     string `json:"id"`
+	Name   string `json:"name,omitempty"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	// DashboardURL opens the object's page on the cluster's EMQX dashboard;
+	// empty while the cluster has no service URL.
+	DashboardURL string `json:"dashboardUrl,omitempty"`
+}
+
+func (api *API) overview(w http.ResponseWriter, r *http.Request) error {
+	ac, err := api.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	p, err := api.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
+	if err != nil {
+		return err
+	}
+	specs, err := api.clusters.ListProject(r.Context(), p.ID)
+	if err != nil {
+		return err
+	}
+	if filter := r.URL.Query().Get("cluster"); filter != "" {
+		specs = slices.DeleteFunc(specs, func(s clusterspec.Spec) bool { return s.ID != filter })
+		if len(specs) == 0 {
+			return httpapi.Invalid("cluster", "cluster %s is not a cluster of project %s", filter, p.ID)
+		}
+	}
+	slices.SortFunc(specs, func(a, b clusterspec.Spec) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+	out := Overview{Project: p.ID, Clusters: []ClusterSummary{}, Abnormal: []Abnormal{}}
+	for _, spec := range specs {
+		st, err := api.statuses.Status(r.Context(), spec.ID)
+		if err != nil {
+			return fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
+		}
+		cs := ClusterSummary{ID: spec.ID, Name: spec.Name, State: st.State}
+		out.Connections.Total += st.Connections
+		out.Connections.Online += st.LiveConnections
+		if sn, ok := api.store.Snapshot(spec.ID); ok {
+			cs.Reported, cs.Reachable = true, sn.Reachable
+			at := sn.CollectedAt
+			cs.CollectedAt = &at
+			add(&out, spec, st, sn)
+		}
+		out.Clusters = append(out.Clusters, cs)
+	}
+	return httpapi.JSON(w, http.StatusOK, out)
+}
+
+func add(out *Overview, spec clusterspec.Spec, st fleet.Status, sn Snapshot) {
+	stopped := 0
+	for _, a := range sn.Abnormal {
+		if a.Kind == agentproto.KindRule && a.Status == "stopped" {
+			stopped++
+		}
+	}
+	out.Rules.Total += sn.Rules.Total
+	out.Rules.Stopped += stopped
+	out.Rules.Running += sn.Rules.Total - stopped
+	for _, c := range []struct {
+		into *StatusCount
+		from agentproto.ResourceCounts
+	}{{&out.Connectors, sn.Connectors}, {&out.Actions, sn.Actions}, {&out.Sources, sn.Sources}} {
+		c.into.Total += c.from.Total
+		c.into.Connected += c.from.Healthy
+		c.into.Disconnected += c.from.Total - c.from.Healthy
+	}
+	base := spec.ServiceURL
+	if base == "" {
+		base = st.DashboardURL
+	}
+	for _, a := range sn.Abnormal {
+		out.Abnormal = append(out.Abnormal, Abnormal{ClusterID: spec.ID, ClusterName: spec.Name, Kind: a.Kind, ID: a.ID,
+			Name: a.Name, Status: a.Status, Reason: a.Reason, DashboardURL: DashboardLink(base, a.Kind, a.ID)})
+	}
+}
+
+// Dashboard pages of EMQX 5's dashboard (emqx/emqx-dashboard5,
+// src/router/index.ts, hash history): the rule, action and source detail
+// pages live under /rule, the connector detail page under /connector.
+var dashboardPages = map[string]string{
+	agentproto.KindRule:      "/#/rule/rules/",
+	agentproto.KindAction:    "/#/rule/actions/",
+	agentproto.KindSource:    "/#/rule/source/",
+	agentproto.KindConnector: "/#/connector/",
+}
+
+// DashboardLink is the URL of the object's page on the dashboard at base,
+// or "" without a base or for an unknown kind.
+func DashboardLink(base, kind, id string) string {
+	page, ok := dashboardPages[kind]
+	if base == "" || !ok {
+		return ""
+	}
+	return strings.TrimRight(base, "/") + page + url.PathEscape(id)
+}
