@@ -34,6 +34,7 @@ import (
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/ecp/tenancy"
@@ -58,6 +59,9 @@ type App struct {
 	ledger   *quota.Ledger
 	clusters *clusters.API
 	fleet    clusters.Fleet
+	// reports keeps each cluster's latest report for the monitoring
+	// overview; fleet feeds it.
+	reports *monitoring.Store
 	// runFleet is the agent side's own loop (nil when Options.Fleet
 	// replaced it).
 	runFleet    func(context.Context) error
@@ -271,6 +275,9 @@ func (a *App) build(ctx context.Context) error {
 	// Last: a catch-all (the web console at /) must not shadow anything.
 	fallback := r.NewRoute().Subrouter()
 	env := Env{API: api, Root: root, Fallback: fallback, Adapter: a.adapter, Authz: a.authz, Etcd: a.cli, Registerer: reg}
+	if err := a.buildMetrics(env); err != nil {
+		return err
+	}
 	if err := a.buildLogs(ctx, env); err != nil {
 		return err
 	}

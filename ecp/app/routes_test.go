@@ -240,6 +240,10 @@ func routeTable() map[string]routeCase {
 		return call{path: "/api/v1/projects/" + w.project(foreign) + "/clusters", body: map[string]string{"name": w.unique("c")}}
 	}, o, f)
 	o, f = read(200)
+	add("GET /api/v1/projects/{project}/monitoring", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/monitoring"}
+	}, o, f)
+	o, f = read(200)
 	add("GET /api/v1/clusters/{id}", clusterPath("", nil), o, f)
 	o, f = change(200)
 	add("PATCH /api/v1/clusters/{id}", clusterPath("", map[string]string{"name": "renamed"}), o, f)
@@ -292,6 +296,7 @@ func routeTable() map[string]routeCase {
 	o, f = same(public(401))
 	add("POST "+agentproto.PathRegister, fixed(agentproto.PathRegister, agentproto.RegisterRequest{Token: "ecpr_not-a-token", AgentVersion: "t"}), o, f)
 	add("POST "+agentproto.PathReport, fixed(agentproto.PathReport, agentproto.ReportRequest{}), o, f)
+	add("POST "+agentproto.PathWrite, fixed(agentproto.PathWrite, nil), o, f)
 	add("POST "+agentproto.PathUnregister, fixed(agentproto.PathUnregister, nil), o, f)
 	add("POST "+agentproto.PathLogs, fixed(agentproto.PathLogs, agentproto.LogBatch{BatchID: "b"}), o, f)
 	add("GET "+agentproto.PathDesired, fixed(agentproto.PathDesired+"?timeout=1s", nil), o, f)

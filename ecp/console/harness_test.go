@@ -216,6 +216,7 @@ func mustStatus(t testing.TB, p page, want int, what string) {
 // then report a healthy EMQX.
 type agent struct {
 	e          *env
+	cluster    string
 	credential string
 }
 
@@ -228,7 +229,7 @@ func (e *env) register(token string) *agent {
 	if err := json.Unmarshal(b, &out); err != nil {
 		e.t.Fatal(err)
 	}
-	return &agent{e: e, credential: out.Credential}
+	return &agent{e: e, cluster: out.ClusterID, credential: out.Credential}
 }
 
 func (a *agent) report() {
