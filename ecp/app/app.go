@@ -278,6 +278,9 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildMetrics(env); err != nil {
 		return err
 	}
+	if err := a.buildAlerts(ctx, env); err != nil {
+		return err
+	}
 	if err := a.buildLogs(ctx, env); err != nil {
 		return err
 	}

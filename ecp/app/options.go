@@ -88,10 +88,6 @@ type Options struct {
 	// 2.42+ /api/v1/write or any remote-write 1.0 receiver); empty: agents
 	// are told samples are not stored.
 	RemoteWriteURL string
-	// RemoteWriteURL is where agent samples are forwarded (a Prometheus
-	// 2.42+ /api/v1/write or any remote-write 1.0 receiver); empty: agents
-	// are told samples are not stored.
-	RemoteWriteURL string
 	// Alerts wires alert settings to Prometheus and Alertmanager
 	// (--prometheus.*, --alertmanager.*, --smtp.*); without rules dir and
 	// config file settings are only stored.

@@ -1,15 +1,18 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/alerts"
 )
 
 // Roles of the route table, in the order of the expectations.
@@ -266,6 +269,42 @@ func routeTable() map[string]routeCase {
 	add("GET /api/v1/licence", fixed("/api/v1/licence", nil), o, f)
 	o, f = same([6]int{200, 200, 200, 403, 403, 401})
 	add("GET /api/v1/audit", fixed("/api/v1/audit", nil), o, f)
+	o, f = read(200)
+	add("GET /api/v1/projects/{project}/alert-settings", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alert-settings"}
+	}, o, f)
+	add("GET /api/v1/projects/{project}/alerts", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alerts?state=history"}
+	}, o, f)
+	o, f = change(200)
+	add("PUT /api/v1/projects/{project}/alert-settings", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alert-settings", body: map[string]any{
+			"enabled": true, "triggerCount": 2, "recoveryCount": 1, "severity": "warning", "webhooks": []map[string]string{{"url": "http://127.0.0.1:9/hook"}}}}
+	}, o, f)
+	// This app has no Alertmanager to send a test through.
+	o, f = change(409)
+	add("POST /api/v1/projects/{project}/alert-settings/test", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alert-settings/test"}
+	}, o, f)
+	o, f = change(204)
+	add("DELETE /api/v1/alerts/{id}", func(w *tenants, _ int, foreign bool) call {
+		token, err := alerts.WebhookToken(context.Background(), w.h.app.EtcdClient())
+		if err != nil {
+			w.h.t.Fatal(err)
+		}
+		starts := time.Now().UTC().Truncate(time.Second)
+		fp := w.unique("fp")
+		w.h.must(204, "POST", alerts.WebhookPath, token.Reveal(), map[string]any{"version": "4", "status": "firing", "alerts": []map[string]any{{
+			"status": "firing", "fingerprint": fp, "startsAt": starts,
+			"labels": map[string]string{"alertname": "EMQXConnectorAbnormal", "project": w.project(foreign), "cluster": "c1", "severity": "warning"},
+		}}})
+		return call{path: "/api/v1/alerts/" + alerts.AlertID(fp, starts)}
+	}, o, f)
+	o, f = same(onlySys(200))
+	add("GET /api/v1/system/alerting", fixed("/api/v1/system/alerting", nil), o, f)
+	// Alertmanager's webhook takes its own token, never a user's.
+	o, f = same(public(401))
+	add("POST "+alerts.WebhookPath, fixed(alerts.WebhookPath, map[string]any{"version": "4", "alerts": []any{}}), o, f)
 	// Logs: this app has no log receiver, so whoever may read the project
 	// hears 503 LogReceiverNotConfigured; a store at a closed port fails
 	// the connection test (422).
