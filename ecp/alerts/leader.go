@@ -24,7 +24,8 @@ func (s *Service) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		err := s.runSession(ctx)
 		if ctx.Err() != nil {
-			return nil
+			// Stopping: the session's end is expected, not a failure.
+			return nil //nolint:nilerr // err is the stop itself.
 		}
 		s.logger.Warn("alert settings leadership ended; campaigning again", "err", err, "retryIn", backoff)
 		select {
