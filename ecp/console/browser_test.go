@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -81,6 +82,13 @@ func newSession(t *testing.T, exe string) *session {
 			s.sent = append(s.sent, entry)
 		case *runtime.EventExceptionThrown:
 			s.errors = append(s.errors, ev.ExceptionDetails.Text)
+		case *cdplog.EventEntryAdded:
+			// The browser's own log: CSP violations and the like. HTTP
+			// statuses ("network") are the test's own business: a refused
+			// form answers 422 on purpose.
+			if string(ev.Entry.Level) == "error" && string(ev.Entry.Source) != "network" {
+				s.errors = append(s.errors, ev.Entry.URL+": "+ev.Entry.Text)
+			}
 		case *runtime.EventConsoleAPICalled:
 			if string(ev.Type) == "error" {
 				s.errors = append(s.errors, "console.error")

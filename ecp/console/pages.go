@@ -135,7 +135,7 @@ func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int
 	d.base = c.base(r, "Log in")
 	d.LoginTok = randomToken()
 	c.setCookie(w, loginCookie, d.LoginTok, time.Time{})
-	w.Header().Set("X-Frame-Options", "DENY")
+	securityHeaders(w)
 	c.render(w, status, "login", "", d)
 }
 
