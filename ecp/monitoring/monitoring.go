@@ -136,8 +136,8 @@ type Overview struct {
 	Abnormal []Abnormal `json:"abnormal"`
 }
 
-// ConnectionCount: Total counts sessions (EMQX "connections"), Online the
-// connected clients ("live_connections").
+// ConnectionCount counts connections: Total counts sessions (EMQX
+// "connections"), Online the connected clients ("live_connections").
 type ConnectionCount struct {
 	Total  int `json:"total"`
 	Online int `json:"online"`
