@@ -27,17 +27,15 @@ const adminPassword = "admin-password-1"
 // env is one ecp with the console, started in-process with ecp's own
 // fleet, an org and two projects.
 type env struct {
-	t        testing.TB
-	app      *app.App
-	url      string
-	admin    string // API token of the system admin
-	org      string
-	project  string
-	other    string // a second project
-	cancel   context.CancelFunc
-	done     chan error
-	logs     *bytes.Buffer
-	apiCalls int
+	t       testing.TB
+	app     *app.App
+	url     string
+	admin   string // API token of the system admin
+	org     string
+	project string
+	other   string // a second project
+	cancel  context.CancelFunc
+	done    chan error
 }
 
 func start(t testing.TB, mod func(*app.Options)) *env {
@@ -51,13 +49,12 @@ func start(t testing.TB, mod func(*app.Options)) *env {
 	if mod != nil {
 		mod(&opts)
 	}
-	logs := &bytes.Buffer{}
-	a, err := app.New(opts, slog.New(slog.NewTextHandler(io.Discard, nil)), prometheus.NewRegistry())
+	a, err := app.New(opts, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatalf("app.New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &env{t: t, app: a, url: a.URL(), cancel: cancel, done: make(chan error, 1), logs: logs}
+	e := &env{t: t, app: a, url: a.URL(), cancel: cancel, done: make(chan error, 1)}
 	go func() { e.done <- a.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
