@@ -61,6 +61,7 @@ type App struct {
 	col      *collector.Collector
 	enf      *enforce.Enforcer
 	rw       *remotewrite.Sender
+	logs     *logControl
 	m        *metrics
 	ctlToken secret.String
 	ready    atomic.Bool
@@ -168,6 +169,7 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	a.rw = rw
+	a.logs = newLogControl(a)
 	if opts.ConfigFile != "" {
 		if err := a.applyConfig(); err != nil {
 			return nil, err
@@ -258,6 +260,7 @@ func (a *App) Run(ctx context.Context) error {
 	// returned; now end the session's calls and withdraw the control file
 	// so the CLI says "not running" instead of timing out.
 	a.ready.Store(false)
+	a.logs.stop(true)
 	a.dir.RemoveControl()
 	a.mu.Lock()
 	if a.sess != nil {
@@ -381,6 +384,7 @@ func (a *App) install(s *session) {
 	a.mu.Unlock()
 	a.rw.Reset()
 	a.col.SetAPI(s.emqx)
+	a.logs.apply(s, s.reg.LogCollection)
 	a.m.registered.Set(1)
 	a.m.buffered.Set(0)
 	a.wake()
@@ -405,6 +409,7 @@ func (a *App) endSession(s *session, reason string) {
 	close(a.changed)
 	a.changed = make(chan struct{})
 	a.mu.Unlock()
+	a.logs.stop(false)
 	s.close()
 	a.rw.Reset()
 	a.col.SetAPI(nil)
@@ -568,6 +573,10 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 		cancel()
 		a.endSession(s, "ecp asked the agent to unregister")
 		return
+	}
+	if d.Revision != 0 {
+		// Log collection follows ecp's desired state once ecp sent one.
+		a.logs.apply(s, d.LogCollection)
 	}
 	if d.Revision == 0 || !a.enf.SetDesired(d) {
 		return

@@ -43,9 +43,9 @@ type Options struct {
 	// Cluster is the registration the offsets belong to; another cluster
 	// starts over.
 	Cluster string
-	// Node names the EMQX node whose logs Dir holds; "" lets ecp fill in
-	// the agent's host.
-	Node string
+	// Node names the EMQX node whose logs Dir holds, asked for every
+	// batch (the agent learns it from EMQX); nil or "" leaves it empty.
+	Node func() string
 	// MaxBatchLines and MaxBatchBytes bound one batch (and so the memory
 	// the shipper holds); MaxLineBytes bounds one line.
 	MaxBatchLines, MaxBatchBytes, MaxLineBytes int
@@ -110,6 +110,8 @@ type Shipper struct {
 	// sizes remembers each fingerprint's last seen size, to count what a
 	// wrap-around overwrote unread.
 	sizes map[string]int64
+	// node is Options.Node's answer for the batch being built.
+	node string
 }
 
 // New checks opts and returns a Shipper.
@@ -195,6 +197,9 @@ func (s *Shipper) next() (*batch, error) {
 	files, err := scan(s.opts.Dir)
 	if err != nil {
 		return nil, err
+	}
+	if s.opts.Node != nil {
+		s.node = s.opts.Node()
 	}
 	byFP := make(map[string]logFile, len(files))
 	for _, f := range files {
@@ -307,7 +312,7 @@ func (s *Shipper) build(files []logFile) (*batch, error) {
 
 func (s *Shipper) entry(line []byte, name string, off int64) agentproto.LogEntry {
 	e := Parse(line, s.opts.Now().UTC())
-	e.File, e.Offset, e.Node = name, off, s.opts.Node
+	e.File, e.Offset, e.Node = name, off, s.node
 	return e
 }
 

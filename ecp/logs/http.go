@@ -279,4 +279,3 @@ func (a *API) handleCount(w http.ResponseWriter, r *http.Request) error {
 	}
 	return httpapi.JSON(w, http.StatusOK, map[string]int64{"count": n})
 }
-

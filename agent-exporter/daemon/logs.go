@@ -1,0 +1,120 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ecpio/ecp/agent-exporter/ecpclient"
+	"github.com/ecpio/ecp/agent-exporter/logship"
+	"github.com/ecpio/ecp/agent-exporter/transport"
+	"github.com/ecpio/ecp/agentproto"
+)
+
+// logBatchTimeout is the least time one log batch may take: ecp answers
+// only once its store took the batch.
+const logBatchTimeout = 30 * time.Second
+
+// logControl runs at most one log shipper, for the session in force and
+// the log collection it asks for (at registration, then ecp's desired
+// state), and stops it when either changes.
+type logControl struct {
+	a       *App
+	metrics *logship.Metrics
+
+	mu      sync.Mutex
+	sess    *session
+	lc      agentproto.LogCollection
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopped bool
+}
+
+func newLogControl(a *App) *logControl {
+	return &logControl{a: a, metrics: logship.NewMetrics(a.opts.Registerer)}
+}
+
+// apply makes the shipper match (s, lc): started, restarted on another
+// directory or session, or stopped when collection is off.
+func (c *logControl) apply(s *session, lc agentproto.LogCollection) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped || (c.sess == s && c.lc == lc && (c.done != nil) == lc.Enabled) {
+		return
+	}
+	c.stopLocked()
+	c.sess, c.lc = s, lc
+	if !lc.Enabled || lc.Dir == "" || s == nil {
+		return
+	}
+	// Log batches wait for the store behind ecp (which retries for up to
+	// 10 s before answering 503), so they get a longer timeout than
+	// reports.
+	hc := transport.New(transport.Options{InsecureSkipVerify: s.reg.InsecureSkipVerify, Timeout: max(3*c.a.opts.HTTPTimeout, logBatchTimeout)})
+	client, err := ecpclient.New(s.reg.ECPURL, s.reg.Credential, hc)
+	if err != nil {
+		c.a.log.Error("log collection not started", "err", err)
+		return
+	}
+	sh, err := logship.New(logship.Options{
+		Dir: lc.Dir, StateDir: c.a.dir.Path(), Cluster: s.reg.ClusterID, Node: c.a.emqxNode,
+		BackoffBase: c.a.opts.BackoffBase, BackoffMax: c.a.opts.BackoffMax,
+		RetryAfter: ecpclient.RetryAfter,
+		Permanent:  func(err error) bool { return errors.Is(err, ecpclient.ErrCredentialRevoked) },
+		Sender:     client, Logger: c.a.log.With("component", "logship"), Metrics: c.metrics, Now: c.a.opts.Now,
+	})
+	if err != nil {
+		c.a.log.Error("log collection not started", "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	c.cancel, c.done = cancel, done
+	go func() {
+		defer close(done)
+		defer hc.CloseIdleConnections()
+		if err := sh.Run(ctx); err != nil {
+			c.a.log.Warn("log collection ended", "err", err)
+		}
+	}()
+}
+
+func (c *logControl) stopLocked() {
+	if c.cancel != nil {
+		c.cancel()
+		<-c.done
+	}
+	c.cancel, c.done = nil, nil
+}
+
+// stop ends the shipper; with final set it also refuses later starts
+// (the daemon is stopping).
+func (c *logControl) stop(final bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopLocked()
+	c.sess = nil
+	c.stopped = c.stopped || final
+}
+
+// emqxNode names the EMQX node whose log directory the agent reads: the
+// only node, or the one on this host; "" when it cannot tell.
+func (a *App) emqxNode() string {
+	snap := a.col.Latest()
+	if snap == nil || len(snap.Nodes) == 0 {
+		return ""
+	}
+	if len(snap.Nodes) == 1 {
+		return snap.Nodes[0].Node
+	}
+	host, _ := os.Hostname()
+	for _, n := range snap.Nodes {
+		if _, h, ok := strings.Cut(n.Node, "@"); ok && (h == host || strings.HasPrefix(h, host+".")) {
+			return n.Node
+		}
+	}
+	return ""
+}
