@@ -157,6 +157,8 @@ type Fleet struct {
 	session    *concurrency.Session
 	leader     *concurrency.Election
 	graceUntil time.Time
+	// observe, when set by RegisterObserved, sees every accepted report.
+	observe ReportObserver
 	// stopping is closed when Run's context ends: held long-polls then
 	// answer 204 at once, so a graceful shutdown is not held for a minute
 	// and agents re-poll another replica.

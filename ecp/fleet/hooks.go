@@ -1,9 +1,6 @@
 package fleet
 
 import (
-	"bytes"
-	"encoding/json"
-	"io"
 	"net/http"
 
 	"github.com/gorilla/mux"
@@ -48,62 +45,12 @@ func (f *Fleet) AuthenticateAgent(r *http.Request) (clusterID, project string, e
 type ReportObserver func(clusterID string, req *agentproto.ReportRequest)
 
 // RegisterObserved mounts the agent API like Register and also hands every
-// accepted report to observe. The observed report route is mounted first,
-// so it is the one gorilla/mux matches.
+// accepted report to observe, from inside the report handler (after the
+// report is recorded, before the reply), so the report is authenticated and
+// decoded once. Call it before serving, once.
 func (f *Fleet) RegisterObserved(r *mux.Router, observe ReportObserver) {
-	if observe != nil {
-		r.Handle(agentproto.PathReport, f.adapter.Handle(f.limited(f.observedReport(observe)))).Methods(http.MethodPost)
-	}
+	f.mu.Lock()
+	f.observe = observe
+	f.mu.Unlock()
 	f.Register(r)
 }
-
-// observedReport runs handleReport on a copy of the body and, when fleet
-// answered 200, decodes the copy again for observe. The second decode costs
-// microseconds once per report interval per agent.
-func (f *Fleet) observedReport(observe ReportObserver) httpapi.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, httpapi.MaxBodyBytes))
-		if err != nil {
-			return httpapi.Invalid("", "request body is over %d bytes or unreadable", httpapi.MaxBodyBytes)
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		sw := &codeWriter{ResponseWriter: w}
-		if err := f.handleReport(sw, r); err != nil {
-			return err
-		}
-		if sw.code != http.StatusOK {
-			return nil
-		}
-		p, err := f.authenticate(r)
-		if err != nil {
-			return nil // Revoked between the two checks: nothing to observe.
-		}
-		var req agentproto.ReportRequest
-		if json.Unmarshal(body, &req) == nil {
-			observe(p.clusterID, &req)
-		}
-		return nil
-	}
-}
-
-// codeWriter remembers the status a handler wrote.
-type codeWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (c *codeWriter) WriteHeader(code int) {
-	if c.code == 0 {
-		c.code = code
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *codeWriter) Write(b []byte) (int, error) {
-	if c.code == 0 {
-		c.code = http.StatusOK
-	}
-	return c.ResponseWriter.Write(b)
-}
-
-func (c *codeWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

@@ -95,7 +95,7 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 			f.logger.Info("registration token issued", "cluster", clusterID, "expiresAt", expires, "revokedState", prev)
 			return token, expires, nil
 		}
-		f.applyGetsLocked(rev, resp.Responses, statusKey(clusterID), agentKey(clusterID), clusterspec.Key(clusterID))
+		f.applyGetsLocked(resp, 0, statusKey(clusterID), agentKey(clusterID), clusterspec.Key(clusterID))
 		specGone := !f.entries[clusterID].hasSpec
 		f.mu.Unlock()
 		if specGone {
@@ -197,7 +197,7 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	rev := resp.Header.Revision
 	if !resp.Succeeded {
 		f.mu.Lock()
-		f.applyGetsLocked(rev, resp.Responses, clusterspec.Key(id))
+		f.applyGetsLocked(resp, 0, clusterspec.Key(id))
 		f.mu.Unlock()
 		f.metrics.registrations.WithLabelValues(agentproto.CodeTokenInvalid).Inc()
 		return tokenError(agentproto.CodeTokenInvalid, "the registration token was already used or its cluster was deleted; issue a new one")
@@ -215,7 +215,7 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if e := f.entries[id]; e != nil && e.hasStatus {
 		prev = e.status.State
 	}
-	f.applyGetsLocked(rev, resp.Responses[3:], agentKey(id), clusterspec.Key(id))
+	f.applyGetsLocked(resp, 3, agentKey(id), clusterspec.Key(id))
 	f.applyLocked(kv{key: statusKey(id), value: []byte(statusVal), modRev: rev})
 	e := f.entries[id]
 	out := agentproto.RegisterResponse{ClusterID: id, Project: e.spec.Project, Credential: cred.Reveal(),
@@ -264,7 +264,7 @@ func (f *Fleet) authenticate(r *http.Request) (principal, error) {
 		return principal{}, fmt.Errorf("read agent of cluster %s: %w", id, err)
 	}
 	f.mu.Lock()
-	f.applyGetsLocked(resp.Header.Revision, resp.Responses, clusterspec.Key(id), agentKey(id), statusKey(id))
+	f.applyGetsLocked(resp, 0, clusterspec.Key(id), agentKey(id), statusKey(id))
 	f.mu.Unlock()
 	if p, ok := f.lookup(id, h); ok {
 		return p, nil
@@ -307,7 +307,7 @@ func (f *Fleet) handleUnregister(w http.ResponseWriter, r *http.Request) error {
 	rev := resp.Header.Revision
 	f.mu.Lock()
 	if !resp.Succeeded {
-		f.applyGetsLocked(rev, resp.Responses, agentKey(p.clusterID))
+		f.applyGetsLocked(resp, 0, agentKey(p.clusterID))
 		f.mu.Unlock()
 		return revoked()
 	}

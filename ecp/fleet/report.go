@@ -101,7 +101,11 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	f.mu.Lock()
 	out := agentproto.ReportResponse{ReportIntervalSeconds: f.intervalSeconds(), Desired: desiredLocked(f.entries[p.clusterID], p.credHash)}
+	observe := f.observe
 	f.mu.Unlock()
+	if observe != nil {
+		observe(p.clusterID, &req)
+	}
 	return httpapi.JSON(w, http.StatusOK, out)
 }
 

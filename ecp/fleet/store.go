@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -87,38 +85,38 @@ func (f *Fleet) updateStatus(ctx context.Context, id, reason string, guards []cl
 			}
 			return nil
 		}
-		f.applyGetsLocked(rev, resp.Responses, statusKey(id), agentKey(id))
+		f.applyGetsLocked(resp, 0, statusKey(id), agentKey(id))
 		f.mu.Unlock()
 	}
 	return fmt.Errorf("write status of cluster %s: still conflicting after %d attempts", id, maxCASAttempts)
 }
 
-// applyGetsLocked applies the Get responses of a transaction, one per key
-// in keys, in order; a key a Get did not find is applied as deleted at rev.
-func (f *Fleet) applyGetsLocked(rev int64, responses []*pb.ResponseOp, keys ...string) {
+// applyGetsLocked applies the Get responses of a transaction, from the
+// skip-th response on, one per key in keys; a key a Get did not find is
+// applied as deleted at the transaction's revision.
+func (f *Fleet) applyGetsLocked(resp *clientv3.TxnResponse, skip int, keys ...string) {
+	rev := resp.Header.Revision
 	for i, key := range keys {
-		if i >= len(responses) {
+		if skip+i >= len(resp.Responses) {
 			return
 		}
-		rr := responses[i].GetResponseRange()
+		rr := resp.Responses[skip+i].GetResponseRange()
 		if rr == nil {
 			continue
 		}
-		f.applyRangeLocked(rev, key, rr.Kvs)
+		if len(rr.Kvs) == 0 {
+			f.applyLocked(kv{key: key, modRev: rev, deleted: true})
+			continue
+		}
+		p := rr.Kvs[0]
+		f.applyLocked(fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision))
 	}
 }
 
-// applyRangeLocked applies the result of a Get of one key at rev.
-func (f *Fleet) applyRangeLocked(rev int64, key string, kvs []*mvccpb.KeyValue) {
-	if len(kvs) == 0 {
-		f.applyLocked(kv{key: key, modRev: rev, deleted: true})
-		return
-	}
-	f.applyLocked(fromPB(kvs[0]))
-}
-
-func fromPB(p *mvccpb.KeyValue) kv {
-	return kv{key: string(p.Key), value: p.Value, modRev: p.ModRevision, createRev: p.CreateRevision}
+// fromPB takes the fields fleet reads of an etcd key-value. Passing the
+// fields rather than the mvccpb type keeps fleet on the client module's API.
+func fromPB(key, value []byte, modRev, createRev int64) kv {
+	return kv{key: string(key), value: value, modRev: modRev, createRev: createRev}
 }
 
 func reasonCode(r *Reason) string {

@@ -51,7 +51,7 @@ func (f *Fleet) load(ctx context.Context) (int64, error) {
 	defer f.mu.Unlock()
 	clear(f.peers)
 	for _, p := range resp.Kvs {
-		k := fromPB(p)
+		k := fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision)
 		seen[k.key] = true
 		f.applyLocked(k)
 	}
@@ -113,7 +113,7 @@ func (f *Fleet) watch(ctx context.Context, rev int64) error {
 		}
 		f.mu.Lock()
 		for _, ev := range wr.Events {
-			k := fromPB(ev.Kv)
+			k := fromPB(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
 			k.deleted = ev.Type == clientv3.EventTypeDelete
 			f.applyLocked(k)
 		}
