@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/ecpio/ecp/agentproto"
 )
 
 // screenshotDirEnv names a directory the browser test writes its
@@ -242,6 +244,29 @@ func TestBrowser(t *testing.T) {
 		t.Errorf("refusal message: %q", text)
 	}
 	s.screenshot(shots, "cluster")
+
+	// A broken connector shows on the monitoring page, with its cause.
+	ag.report(agentproto.Resource{Kind: agentproto.KindConnector, ID: "http:sink", Name: "sink", Status: "disconnected", Reason: "econnrefused"})
+	s.run("monitoring",
+		chromedp.Click(css(`nav.tabs a[href$="/monitoring"]`)),
+		chromedp.WaitVisible(css(`[data-abnormal="http:sink"]`)),
+	)
+	if text := value(s, "abnormal row", chromedp.Text(css(`[data-abnormal="http:sink"]`))); !strings.Contains(text, "econnrefused") {
+		t.Errorf("abnormal connector row: %q", text)
+	}
+	s.screenshot(shots, "monitoring")
+	s.run("alert settings",
+		chromedp.Click(css(`nav.tabs a[href$="/alerts"]`)),
+		chromedp.WaitVisible(css(`a[href$="/alert-settings"]`)),
+		chromedp.Click(css(`a[href$="/alert-settings"]`)),
+		chromedp.WaitVisible(css("#triggerCount")),
+	)
+	s.screenshot(shots, "alert-settings")
+	s.run("logs",
+		chromedp.Click(css(`nav.tabs a[href$="/logs"]`)),
+		chromedp.WaitVisible(css("#log-q")),
+	)
+	s.screenshot(shots, "logs")
 
 	s.run("log out", chromedp.Click(css(`form.user button`)), chromedp.WaitVisible(css("#username")))
 	if text := value(s, "login page", chromedp.Text(css("main"))); !strings.Contains(text, "You have logged out") {

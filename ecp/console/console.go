@@ -201,6 +201,7 @@ func (c *Console) Register(r *mux.Router) {
 	r.Handle(cl+"/max-connections", c.page(c.setMaxConnections)).Methods(http.MethodPost)
 	r.Handle(cl+"/transfer", c.page(c.transfer)).Methods(http.MethodPost)
 	r.Handle(cl+"/delete", c.page(c.deleteCluster)).Methods(http.MethodPost)
+	c.registerOps(r)
 }
 
 // session is the signed-in caller of one request.

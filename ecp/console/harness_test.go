@@ -229,11 +229,15 @@ func (e *env) register(token string) *agent {
 	return &agent{e: e, cluster: out.ClusterID, credential: out.Credential}
 }
 
-func (a *agent) report() {
+func (a *agent) report(abnormal ...agentproto.Resource) {
 	a.e.t.Helper()
 	a.e.api(200, "POST", agentproto.PathReport, a.credential, agentproto.ReportRequest{
 		CollectedAt: time.Now(), AgentVersion: "test",
 		EMQX: agentproto.EMQXStatus{Reachable: true, Version: "5.8.6", StartedAt: time.Now().Add(-time.Hour),
-			Nodes: []agentproto.Node{{Name: "emqx@127.0.0.1", Status: "running", Connections: 3, LiveConnections: 2}}, Connections: 3, LiveConnections: 2, MaxConnections: 10},
+			Nodes:       []agentproto.Node{{Name: "emqx@127.0.0.1", Status: "running", Connections: 3, LiveConnections: 2}},
+			Connections: 3, LiveConnections: 2, MaxConnections: 10,
+			Rules:       agentproto.ResourceCounts{Total: 2, Healthy: 2},
+			Connectors:  agentproto.ResourceCounts{Total: 2, Healthy: 2 - len(abnormal)},
+			Abnormal:    abnormal},
 	})
 }

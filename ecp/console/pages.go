@@ -104,11 +104,13 @@ func (c *Console) nav(r *http.Request, b *base) error {
 }
 
 var flashes = map[string]string{
-	"created":     "Cluster created.",
-	"saved":       "Changes saved.",
-	"max":         "Max connections changed; the agent applies it to EMQX within seconds.",
-	"transferred": "Cluster transferred to this project.",
-	"deleted":     "Cluster deleted. Its agent is told to unregister; the EMQX cluster itself is not touched.",
+	"created":       "Cluster created.",
+	"saved":         "Changes saved.",
+	"max":           "Max connections changed; the agent applies it to EMQX within seconds.",
+	"transferred":   "Cluster transferred to this project.",
+	"deleted":       "Cluster deleted. Its agent is told to unregister; the EMQX cluster itself is not touched.",
+	"alert-removed": "Alert removed.",
+	"test-sent":     "Test notification sent to every channel of the project.",
 }
 
 // --- login and session ---
@@ -653,6 +655,7 @@ func (c *Console) funcs() template.FuncMap {
 			return t.UTC().Format("2006-01-02 15:04:05 UTC")
 		},
 		"until": func(now, t time.Time) string { return ago(t.Sub(now)) },
+		"ptr":   func(t time.Time) *time.Time { return &t },
 		"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 		"add":   func(a, b int) int { return a + b },
 		"pageURL": func(d listData, page int) string {

@@ -1,0 +1,349 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/alerts"
+	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/logstore"
+	"github.com/ecpio/ecp/ecp/monitoring"
+)
+
+// registerOps mounts the monitoring, alert and log pages.
+func (c *Console) registerOps(r *mux.Router) {
+	p := "/projects/{project}"
+	r.Handle(p+"/monitoring", c.page(c.monitoring)).Methods(http.MethodGet)
+	r.Handle(p+"/alerts", c.page(c.alertList)).Methods(http.MethodGet)
+	r.Handle(p+"/alerts/{id}/delete", c.page(c.deleteAlert)).Methods(http.MethodPost)
+	r.Handle(p+"/alert-settings", c.page(c.alertSettings)).Methods(http.MethodGet)
+	r.Handle(p+"/alert-settings", c.page(c.saveAlertSettings)).Methods(http.MethodPost)
+	r.Handle(p+"/alert-settings/test", c.page(c.testAlert)).Methods(http.MethodPost)
+	r.Handle(p+"/logs", c.page(c.logs)).Methods(http.MethodGet)
+}
+
+// clusterNames lists the project's clusters for the filters, by name.
+func (c *Console) clusterNames(r *http.Request, project string) ([]clusters.Cluster, map[string]string, error) {
+	var list struct{ Items []clusters.Cluster }
+	if err := c.get(r, "/projects/"+pathEscape(project)+"/clusters", &list); err != nil {
+		return nil, nil, err
+	}
+	names := make(map[string]string, len(list.Items))
+	for _, cl := range list.Items {
+		names[cl.ID] = cl.Name
+	}
+	return list.Items, names, nil
+}
+
+// --- monitoring ---
+
+type monitoringData struct {
+	base
+	Cluster  string
+	Clusters []clusters.Cluster
+	Overview monitoring.Overview
+	Now      time.Time
+}
+
+func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Monitoring", "monitoring")
+	if err != nil {
+		return err
+	}
+	d := monitoringData{base: b, Cluster: r.URL.Query().Get("cluster"), Now: c.opts.Now()}
+	if d.Clusters, _, err = c.clusterNames(r, b.Project.ID); err != nil {
+		return err
+	}
+	path := "/projects/" + pathEscape(b.Project.ID) + "/monitoring"
+	if d.Cluster != "" {
+		path += "?cluster=" + urlQueryEscape(d.Cluster)
+	}
+	if err := c.get(r, path, &d.Overview); err != nil {
+		return err
+	}
+	if r.Header.Get("HX-Target") == "monitoring-body" {
+		c.render(w, http.StatusOK, "monitoring", "monitoring-body", d)
+		return nil
+	}
+	c.render(w, http.StatusOK, "monitoring", "", d)
+	return nil
+}
+
+// --- alerts ---
+
+type alertsData struct {
+	base
+	State      string
+	Severity   string
+	Cluster    string
+	Severities []string
+	Clusters   []clusters.Cluster
+	Names      map[string]string
+	Alerts     []alerts.Alert
+	Error      string
+	Now        time.Time
+}
+
+func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Alerts", "alerts")
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities, Now: c.opts.Now()}
+	if d.State != alerts.StateHistory {
+		d.State = alerts.StateActive
+	}
+	if d.Clusters, d.Names, err = c.clusterNames(r, b.Project.ID); err != nil {
+		return err
+	}
+	v := url.Values{"state": {d.State}}
+	if d.Severity != "" {
+		v.Set("severity", d.Severity)
+	}
+	if d.Cluster != "" {
+		v.Set("cluster", d.Cluster)
+	}
+	var list struct{ Items []alerts.Alert }
+	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/alerts?"+v.Encode(), &list); err != nil {
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest {
+			return err
+		}
+		d.Error = apiErr.Message
+	}
+	d.Alerts = list.Items
+	c.render(w, http.StatusOK, "alerts", "", d)
+	return nil
+}
+
+func (c *Console) deleteAlert(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Alerts", "alerts")
+	if err != nil {
+		return err
+	}
+	if _, err := c.call(r, http.MethodDelete, "/alerts/"+pathEscape(mux.Vars(r)["id"]), nil, nil); err != nil {
+		return err
+	}
+	back := "/projects/" + pathEscape(b.Project.ID) + "/alerts?done=alert-removed"
+	if s := r.PostFormValue("state"); s == alerts.StateHistory {
+		back += "&state=" + s
+	}
+	http.Redirect(w, r, back, http.StatusSeeOther)
+	return nil
+}
+
+type settingsData struct {
+	base
+	Settings   alerts.SettingsReply
+	Emails     string
+	Webhooks   string
+	Severities []string
+	Errors     fieldErrors
+}
+
+func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
+	b, err := c.projectBase(r, "Alert settings", "alerts")
+	if err != nil {
+		return settingsData{}, err
+	}
+	d := settingsData{base: b, Severities: alerting.Severities, Errors: fieldErrors{}}
+	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/alert-settings", &d.Settings); err != nil {
+		return d, err
+	}
+	d.Emails = strings.Join(d.Settings.Emails, "\n")
+	hooks := make([]string, 0, len(d.Settings.Webhooks))
+	for _, h := range d.Settings.Webhooks {
+		hooks = append(hooks, h.URL)
+	}
+	d.Webhooks = strings.Join(hooks, "\n")
+	return d, nil
+}
+
+func (c *Console) alertSettings(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.alertSettingsData(r)
+	if err != nil {
+		return err
+	}
+	c.render(w, http.StatusOK, "alert_settings", "", d)
+	return nil
+}
+
+// lines splits a textarea into its non-empty lines.
+func lines(s string) []string {
+	out := []string{}
+	for l := range strings.Lines(s) {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.alertSettingsData(r)
+	if err != nil {
+		return err
+	}
+	st := alerting.Settings{
+		Enabled:       r.PostFormValue("enabled") == "on",
+		EMQXAlertPush: r.PostFormValue("emqxAlertPush") == "on",
+		Severity:      r.PostFormValue("severity"),
+		Emails:        lines(r.PostFormValue("emails")),
+		Webhooks:      []alerting.Webhook{},
+	}
+	for _, u := range lines(r.PostFormValue("webhooks")) {
+		st.Webhooks = append(st.Webhooks, alerting.Webhook{URL: u})
+	}
+	for _, f := range []struct {
+		name string
+		into *int
+	}{{"triggerCount", &st.TriggerCount}, {"recoveryCount", &st.RecoveryCount}} {
+		n, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue(f.name)))
+		if err != nil {
+			d.Errors[f.name] = f.name + " must be a whole number"
+		}
+		*f.into = n
+	}
+	d.Settings.Settings = st
+	d.Emails, d.Webhooks = r.PostFormValue("emails"), r.PostFormValue("webhooks")
+	if len(d.Errors) == 0 {
+		_, err = c.call(r, http.MethodPut, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings", st, nil)
+		if fe, ok := formError(err); ok {
+			for field, msg := range fe {
+				d.Errors[settingsField(field)] = msg
+			}
+			c.render(w, statusOf(err), "alert_settings", "", d)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=saved", http.StatusSeeOther)
+		return nil
+	}
+	c.render(w, http.StatusBadRequest, "alert_settings", "", d)
+	return nil
+}
+
+// settingsField maps an API field ("emails[1]", "webhooks[0].url") to the
+// form field that holds it.
+func settingsField(f string) string {
+	for _, name := range []string{"emails", "webhooks"} {
+		if strings.HasPrefix(f, name) {
+			return name
+		}
+	}
+	return f
+}
+
+func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.alertSettingsData(r)
+	if err != nil {
+		return err
+	}
+	_, err = c.call(r, http.MethodPost, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings/test", nil, nil)
+	if fe, ok := formError(err); ok {
+		d.Errors["test"] = fe[""]
+		for _, m := range fe {
+			d.Errors["test"] = m
+		}
+		c.render(w, statusOf(err), "alert_settings", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=test-sent", http.StatusSeeOther)
+	return nil
+}
+
+// --- logs ---
+
+// Levels are EMQX's log levels, for the filter.
+var Levels = []string{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
+
+type logsData struct {
+	base
+	Cluster, Level, Q, From, To string
+	Levels                      []string
+	Clusters                    []clusters.Cluster
+	Names                       map[string]string
+	Page                        logstore.Page
+	Next                        string
+	Errors                      fieldErrors
+}
+
+// localForm is how <input type="datetime-local"> sends a time; the page
+// labels the fields as UTC.
+const localForm = "2006-01-02T15:04"
+
+func (c *Console) logs(w http.ResponseWriter, r *http.Request) error {
+	b, err := c.projectBase(r, "Logs", "logs")
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	d := logsData{base: b, Cluster: q.Get("cluster"), Level: q.Get("level"), Q: q.Get("q"), From: q.Get("from"), To: q.Get("to"),
+		Levels: Levels, Errors: fieldErrors{}}
+	if d.Clusters, d.Names, err = c.clusterNames(r, b.Project.ID); err != nil {
+		return err
+	}
+	v := url.Values{}
+	for k, val := range map[string]string{"cluster": d.Cluster, "level": d.Level, "q": d.Q, "pageToken": q.Get("pageToken")} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	for _, f := range []struct{ name, val string }{{"from", d.From}, {"to", d.To}} {
+		if f.val == "" {
+			continue
+		}
+		t, err := time.Parse(localForm, f.val)
+		if err != nil {
+			d.Errors[f.name] = f.name + " must be a date and time such as 2026-01-31T12:00 (UTC)"
+			continue
+		}
+		v.Set(f.name, t.UTC().Format(time.RFC3339))
+	}
+	status := http.StatusOK
+	if len(d.Errors) == 0 {
+		err = c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/logs?"+v.Encode(), &d.Page)
+		var apiErr *APIError
+		switch {
+		case errors.As(err, &apiErr) && apiErr.Status != http.StatusUnauthorized && apiErr.Status != http.StatusNotFound && apiErr.Status < 500:
+			// No receiver, a bad filter: say so on the page, keep the form.
+			d.Errors[apiErr.Field] = apiErr.Message
+			status = apiErr.Status
+		case errors.As(err, &apiErr) && apiErr.Status >= 500:
+			d.Errors[""] = apiErr.Message
+			status = apiErr.Status
+		case err != nil:
+			return err
+		}
+	} else {
+		status = http.StatusBadRequest
+	}
+	if d.Page.NextPageToken != "" {
+		next := url.Values{}
+		for k, val := range map[string]string{"cluster": d.Cluster, "level": d.Level, "q": d.Q, "from": d.From, "to": d.To, "pageToken": d.Page.NextPageToken} {
+			if val != "" {
+				next.Set(k, val)
+			}
+		}
+		d.Next = "/projects/" + pathEscape(b.Project.ID) + "/logs?" + next.Encode()
+	}
+	if !slices.Contains(Levels, d.Level) {
+		d.Level = ""
+	}
+	c.render(w, status, "logs", "", d)
+	return nil
+}
