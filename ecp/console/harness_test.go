@@ -236,8 +236,8 @@ func (a *agent) report(abnormal ...agentproto.Resource) {
 		EMQX: agentproto.EMQXStatus{Reachable: true, Version: "5.8.6", StartedAt: time.Now().Add(-time.Hour),
 			Nodes:       []agentproto.Node{{Name: "emqx@127.0.0.1", Status: "running", Connections: 3, LiveConnections: 2}},
 			Connections: 3, LiveConnections: 2, MaxConnections: 10,
-			Rules:       agentproto.ResourceCounts{Total: 2, Healthy: 2},
-			Connectors:  agentproto.ResourceCounts{Total: 2, Healthy: 2 - len(abnormal)},
-			Abnormal:    abnormal},
+			Rules:      agentproto.ResourceCounts{Total: 2, Healthy: 2},
+			Connectors: agentproto.ResourceCounts{Total: 2, Healthy: 2 - len(abnormal)},
+			Abnormal:   abnormal},
 	})
 }
