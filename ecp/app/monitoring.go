@@ -4,6 +4,7 @@ import (
 	"net/http"
 
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/remotewrite"
 )
@@ -16,7 +17,8 @@ func (f agentAuthn) AuthenticateAgent(r *http.Request) (string, string, error) {
 // buildMetrics mounts the metrics path: the remote-write gateway agents
 // push to (ecp/remotewrite, forwarding to Options.RemoteWriteURL), whose
 // senders join the run group, and the project monitoring overview
-// (ecp/monitoring), fed with the reports fleet accepts.
+// (ecp/monitoring), fed with the reports fleet accepts and shared with the
+// other replicas through etcd.
 func (a *App) buildMetrics(env Env) error {
 	authn := agentAuthn(func(*http.Request) (string, string, error) {
 		return "", "", &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable,
@@ -36,6 +38,9 @@ func (a *App) buildMetrics(env Env) error {
 	if a.reports == nil {
 		a.reports = monitoring.NewStore(nil)
 	}
+	// Replicas share what they heard through etcd, written on change.
+	a.reports.Share(a.cli, kv.NewID(), a.logger.With("component", "monitoring"))
+	a.extensionRuns = append(a.extensionRuns, a.reports.Run)
 	monitoring.NewAPI(a.authz, a.ledger, a.fleet, a.reports).Register(env.API, env.Adapter)
 	return nil
 }

@@ -11,18 +11,19 @@
 // Membership is read from the cluster entries at query time, so a cluster
 // transferred to another project shows there at once.
 //
-// Limitation: the counts and the abnormal list are per replica. Behind a
-// load balancer with several replicas, a replica shows a cluster's rules and
-// connectors only once it has served one of that cluster's reports (agents
-// report every interval to whichever replica the balancer picks, so with
-// sticky or few replicas this fills quickly); the overview says which
-// clusters it has no report for (reported=false).
+// With several replicas (Store.Share), a replica writes a cluster's
+// snapshot to etcd only when its counts or abnormal list changed, and every
+// replica watches those keys, so a report served by one replica shows on
+// all of them within the watch's latency, at the cost of one etcd write per
+// change rather than per report. The overview says which clusters no
+// replica has a report of yet (reported=false).
 package monitoring
 
 import (
 	"cmp"
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -31,6 +32,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/clusterspec"
@@ -56,6 +58,16 @@ type Store struct {
 	now  func() time.Time
 	mu   sync.RWMutex
 	snap map[string]Snapshot
+
+	// Set by Share: the etcd client, this replica's name, the snapshots
+	// waiting to be written and the last content written or seen per
+	// cluster.
+	cli     *clientv3.Client
+	replica string
+	logger  *slog.Logger
+	pending map[string]Snapshot
+	written map[string]Snapshot
+	wake    chan struct{}
 }
 
 // NewStore returns an empty Store; now is the clock (time.Now when nil).
@@ -74,6 +86,7 @@ func (s *Store) Observe(clusterID string, req *agentproto.ReportRequest) {
 		Abnormal: slices.Clone(em.Abnormal)}
 	s.mu.Lock()
 	s.snap[clusterID] = sn
+	s.queueLocked(clusterID, sn)
 	s.mu.Unlock()
 }
 

@@ -1,0 +1,209 @@
+package monitoring
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// Prefix holds, per cluster, the last report snapshot whose counts or
+// abnormal list changed: /ecp/monitoring/reports/<cluster>.
+const Prefix = "/ecp/monitoring/reports/"
+
+// shareRetry is the pause after a failed etcd write or a broken watch.
+const shareRetry = time.Second
+
+// shared is the stored form of a Snapshot.
+type shared struct {
+	Snapshot
+	// Replica names the writer, so a replica ignores its own writes.
+	Replica string `json:"replica"`
+}
+
+// Share makes the Store exchange snapshots with the other replicas through
+// etcd while Run runs: a replica writes a cluster's snapshot only when its
+// counts or abnormal list differ from the last one written or seen (not on
+// every report: those change rarely, so the cost is an etcd write per
+// change, not per report), and every replica watches the others' writes.
+// Call it before Run; replica names this replica.
+func (s *Store) Share(cli *clientv3.Client, replica string, logger *slog.Logger) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cli, s.replica, s.logger = cli, replica, logger
+	s.pending = map[string]Snapshot{}
+	s.wake = make(chan struct{}, 1)
+	s.written = map[string]Snapshot{}
+}
+
+// sameContent says whether two snapshots show the same thing apart from
+// their times.
+func sameContent(a, b Snapshot) bool {
+	return a.Reachable == b.Reachable && a.Rules == b.Rules && a.Connectors == b.Connectors &&
+		a.Actions == b.Actions && a.Sources == b.Sources && reflect.DeepEqual(a.Abnormal, b.Abnormal)
+}
+
+// queueLocked schedules sn for writing when its content changed.
+func (s *Store) queueLocked(clusterID string, sn Snapshot) {
+	if s.cli == nil {
+		return
+	}
+	if prev, ok := s.written[clusterID]; ok && sameContent(prev, sn) {
+		return
+	}
+	s.pending[clusterID] = sn
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes changed snapshots and applies the other replicas' until ctx
+// ends. Without Share it only waits.
+func (s *Store) Run(ctx context.Context) error {
+	s.mu.RLock()
+	cli := s.cli
+	s.mu.RUnlock()
+	if cli == nil {
+		<-ctx.Done()
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.watchLoop(ctx)
+	}()
+	s.writeLoop(ctx)
+	<-done
+	return nil
+}
+
+func (s *Store) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		batch := s.pending
+		s.pending = map[string]Snapshot{}
+		// Counted as written while in flight, so an identical report
+		// meanwhile queues nothing.
+		for id, sn := range batch {
+			s.written[id] = sn
+		}
+		s.mu.Unlock()
+		failed := false
+		for id, sn := range batch {
+			if err := s.put(ctx, id, sn); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				s.logger.Warn("share monitoring snapshot", "cluster", id, "err", err)
+				failed = true
+				s.mu.Lock()
+				delete(s.written, id)
+				if _, newer := s.pending[id]; !newer {
+					s.pending[id] = sn
+				}
+				s.mu.Unlock()
+			}
+		}
+		if failed {
+			sleepCtx(ctx, shareRetry)
+			select {
+			case s.wake <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+func (s *Store) put(ctx context.Context, id string, sn Snapshot) error {
+	b, err := json.Marshal(shared{Snapshot: sn, Replica: s.replica})
+	if err != nil {
+		return fmt.Errorf("encode snapshot: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := s.cli.Put(cctx, Prefix+id, string(b)); err != nil {
+		return fmt.Errorf("write snapshot of cluster %s: %w", id, err)
+	}
+	return nil
+}
+
+// watchLoop loads every stored snapshot, then follows changes.
+func (s *Store) watchLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := s.loadAndWatch(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		s.logger.Warn("watch monitoring snapshots; retrying", "err", err)
+		sleepCtx(ctx, shareRetry)
+	}
+}
+
+func (s *Store) loadAndWatch(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	resp, err := s.cli.Get(cctx, Prefix, clientv3.WithPrefix())
+	cancel()
+	if err != nil {
+		return fmt.Errorf("load monitoring snapshots: %w", err)
+	}
+	for _, kv := range resp.Kvs {
+		s.apply(string(kv.Key), kv.Value)
+	}
+	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer wcancel()
+	for wr := range s.cli.Watch(wctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
+		if err := wr.Err(); err != nil {
+			return fmt.Errorf("watch monitoring snapshots: %w", err)
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == clientv3.EventTypeDelete {
+				s.Forget(strings.TrimPrefix(string(ev.Kv.Key), Prefix))
+				continue
+			}
+			s.apply(string(ev.Kv.Key), ev.Kv.Value)
+		}
+	}
+	return errors.New("watch channel closed")
+}
+
+// apply takes another replica's snapshot unless this replica holds a
+// newer report of the cluster.
+func (s *Store) apply(key string, value []byte) {
+	var sh shared
+	if json.Unmarshal(value, &sh) != nil || sh.Replica == s.replica {
+		return
+	}
+	id := strings.TrimPrefix(key, Prefix)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.snap[id]; ok && !cur.CollectedAt.Before(sh.CollectedAt) {
+		return
+	}
+	s.snap[id] = sh.Snapshot
+	// Seen: an identical report here needs no write of its own.
+	s.written[id] = sh.Snapshot
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

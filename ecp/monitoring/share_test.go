@@ -1,0 +1,73 @@
+package monitoring
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+)
+
+// waitUntil polls cond: the other replica learns through an etcd watch.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestShareAcrossReplicas(t *testing.T) {
+	cli := etcdtest.Client(t)
+	a, b := NewStore(nil), NewStore(nil)
+	a.Share(cli, "a", nil)
+	b.Share(cli, "b", nil)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{}, 2)
+	for _, s := range []*Store{a, b} {
+		go func() { _ = s.Run(ctx); done <- struct{}{} }()
+	}
+	defer func() { cancel(); <-done; <-done }()
+
+	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	report := func(at time.Time, status string) *agentproto.ReportRequest {
+		return &agentproto.ReportRequest{CollectedAt: at, EMQX: agentproto.EMQXStatus{Reachable: true,
+			Connectors: agentproto.ResourceCounts{Total: 1, Unhealthy: 1},
+			Abnormal:   []agentproto.Resource{{Kind: agentproto.KindConnector, ID: "http:c", Status: status}}}}
+	}
+	a.Observe("c1", report(at, "disconnected"))
+	waitUntil(t, "replica b to see a's report", func() bool {
+		sn, ok := b.Snapshot("c1")
+		return ok && len(sn.Abnormal) == 1 && sn.Abnormal[0].Status == "disconnected"
+	})
+	resp, err := cli.Get(t.Context(), Prefix+"c1")
+	if err != nil || len(resp.Kvs) != 1 {
+		t.Fatalf("stored snapshot: %v %v", resp, err)
+	}
+	firstRev := resp.Kvs[0].ModRevision
+
+	// The same content again, later: no write.
+	a.Observe("c1", report(at.Add(time.Second), "disconnected"))
+	// A change on the other replica: written, and seen by a.
+	b.Observe("c1", report(at.Add(2*time.Second), "connecting"))
+	waitUntil(t, "replica a to see b's change", func() bool {
+		sn, _ := a.Snapshot("c1")
+		return len(sn.Abnormal) == 1 && sn.Abnormal[0].Status == "connecting"
+	})
+	resp, err = cli.Get(t.Context(), Prefix+"c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Kvs[0].Version; got != 2 {
+		t.Fatalf("snapshot key written %d times (first at revision %d), want 2: once per change", got, firstRev)
+	}
+	// An older snapshot never replaces a newer one.
+	a.apply(Prefix+"c1", []byte(`{"CollectedAt":"2026-11-27T11:00:00Z","Reachable":true,"replica":"z"}`))
+	if sn, _ := a.Snapshot("c1"); len(sn.Abnormal) != 1 {
+		t.Fatalf("an older snapshot replaced a newer one: %+v", sn)
+	}
+}
