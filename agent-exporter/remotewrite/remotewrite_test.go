@@ -4,9 +4,10 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/klauspost/compress/snappy"
@@ -88,94 +89,69 @@ func TestEncode(t *testing.T) {
 	}
 }
 
-// fakeECP answers pushes with the statuses in script, then 204.
+// fakeECP answers pushes with the statuses in script, then 204; it is an
+// http.RoundTripper, so tests run in a synctest bubble without network.
 type fakeECP struct {
-	srv    *httptest.Server
 	mu     sync.Mutex
 	script []int
 	header string
 	got    []prompb.WriteRequest
 	auth   []string
-	hit    chan struct{}
+	calls  int
 }
 
-func newFakeECP(t *testing.T, script ...int) *fakeECP {
-	f := &fakeECP{script: script, hit: make(chan struct{}, 100)}
-	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() { f.hit <- struct{}{} }()
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		f.auth = append(f.auth, r.Header.Get("Authorization"))
-		if r.URL.Path != agentproto.PathWrite || r.Header.Get("Content-Encoding") != "snappy" ||
-			r.Header.Get("Content-Type") != "application/x-protobuf" || r.Header.Get("X-Prometheus-Remote-Write-Version") != "0.1.0" {
-			w.WriteHeader(http.StatusBadRequest)
-			return
+func (f *fakeECP) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(r.Body)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	f.auth = append(f.auth, r.Header.Get("Authorization"))
+	resp := &http.Response{StatusCode: http.StatusNoContent, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}
+	switch {
+	case r.URL.Path != agentproto.PathWrite || r.Header.Get("Content-Encoding") != "snappy" ||
+		r.Header.Get("Content-Type") != "application/x-protobuf" || r.Header.Get("X-Prometheus-Remote-Write-Version") != "0.1.0":
+		resp.StatusCode = http.StatusBadRequest
+	case len(f.script) > 0:
+		resp.StatusCode = f.script[0]
+		f.script = f.script[1:]
+		resp.Header.Set("Retry-After", "2")
+	default:
+		raw, err := snappy.Decode(nil, body)
+		var req prompb.WriteRequest
+		if err != nil || req.Unmarshal(raw) != nil {
+			resp.StatusCode = http.StatusBadRequest
+			break
 		}
-		if len(f.script) > 0 {
-			code := f.script[0]
-			f.script = f.script[1:]
-			if code != http.StatusNoContent {
-				w.Header().Set("Retry-After", "0")
-				w.WriteHeader(code)
-				return
-			}
-		}
-		f.got = append(f.got, decode(t, body))
+		f.got = append(f.got, req)
 		if f.header != "" {
-			w.Header().Set(agentproto.HeaderRemoteWrite, f.header)
-		}
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeECP) wait(t *testing.T, n int) {
-	t.Helper()
-	for range n {
-		select {
-		case <-f.hit:
-		case <-time.After(5 * time.Second):
-			t.Fatal("no push reached the fake ecp")
+			resp.Header.Set(agentproto.HeaderRemoteWrite, f.header)
 		}
 	}
-}
-
-// eventually waits for cond, which an asynchronous sender makes true
-// right after the fake ecp answered.
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	return resp, nil
 }
 
 type fixture struct {
 	s      *Sender
+	ecp    *fakeECP
 	gauge  prometheus.Gauge
 	target *Target
-	now    time.Time
 	stop   func()
 }
 
-func newFixture(t *testing.T, f *fakeECP, queue int) *fixture {
+// newFixture builds a sender pushing to a fake ecp; call it inside the
+// bubble.
+func newFixture(t *testing.T, queue int, script ...int) *fixture {
 	t.Helper()
 	src := prometheus.NewRegistry()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{Name: "emqx_up", Help: "h"})
 	src.MustRegister(g)
-	fx := &fixture{gauge: g, now: time.Unix(1_764_000_000, 0)}
-	s, err := New(Options{Gatherer: src, QueueSize: queue, BackoffBase: time.Millisecond, BackoffMax: 2 * time.Millisecond,
-		Now: func() time.Time { return fx.now }}, nil, prometheus.NewRegistry())
+	f := &fakeECP{script: script}
+	s, err := New(Options{Gatherer: src, QueueSize: queue, BackoffBase: time.Second, BackoffMax: 4 * time.Second}, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx.s = s
-	fx.target = &Target{ECPURL: f.srv.URL, Credential: "ecpagent_c1.secret", Client: f.srv.Client()}
+	fx := &fixture{s: s, ecp: f, gauge: g, stop: func() {}}
+	fx.target = &Target{ECPURL: "http://ecp.test", Credential: "ecpagent_c1.secret", Client: &http.Client{Transport: f}}
 	return fx
 }
 
@@ -186,49 +162,79 @@ func (fx *fixture) run() {
 	fx.stop = func() { cancel(); <-done }
 }
 
+// settle lets the sender finish everything it can, backoff included (the
+// bubble's clock jumps over the waits).
+func settle() {
+	time.Sleep(10 * time.Minute)
+	synctest.Wait()
+}
+
 func TestSenderRetriesThenDelivers(t *testing.T) {
-	f := newFakeECP(t, http.StatusServiceUnavailable, http.StatusTooManyRequests)
-	fx := newFixture(t, f, 4)
-	fx.run()
-	defer fx.stop()
-	fx.gauge.Set(1)
-	if err := fx.s.Push(fx.target, fx.now); err != nil {
-		t.Fatal(err)
-	}
-	f.wait(t, 3)
-	eventually(t, func() bool { return testutil.ToFloat64(fx.s.sent) == 1 })
-	if got := testutil.ToFloat64(fx.s.sent); got != 1 {
-		t.Fatalf("sent %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(fx.s.failures); got != 2 {
-		t.Fatalf("failures %v, want 2", got)
-	}
-	if f.auth[0] != "Bearer ecpagent_c1.secret" {
-		t.Fatalf("authorization %q", f.auth[0])
-	}
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t, 4, http.StatusServiceUnavailable, http.StatusTooManyRequests)
+		fx.run()
+		defer fx.stop()
+		fx.gauge.Set(1)
+		start := time.Now()
+		if err := fx.s.Push(fx.target, start); err != nil {
+			t.Fatal(err)
+		}
+		settle()
+		if got := testutil.ToFloat64(fx.s.sent); got != 1 {
+			t.Fatalf("sent %v, want 1", got)
+		}
+		if got := testutil.ToFloat64(fx.s.failures); got != 2 {
+			t.Fatalf("failures %v, want 2", got)
+		}
+		if fx.ecp.calls != 3 || fx.ecp.auth[0] != "Bearer ecpagent_c1.secret" {
+			t.Fatalf("calls %d, authorization %q", fx.ecp.calls, fx.ecp.auth[0])
+		}
+	})
+}
+
+func TestSenderHonoursRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t, 4, http.StatusTooManyRequests)
+		fx.run()
+		defer fx.stop()
+		if err := fx.s.Push(fx.target, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		// The fake asked for 2 s: nothing is resent before.
+		time.Sleep(1900 * time.Millisecond)
+		synctest.Wait()
+		if fx.ecp.calls != 1 {
+			t.Fatalf("%d calls before Retry-After passed, want 1", fx.ecp.calls)
+		}
+		settle()
+		if fx.ecp.calls != 2 || testutil.ToFloat64(fx.s.sent) != 1 {
+			t.Fatalf("after Retry-After: %d calls, sent %v", fx.ecp.calls, testutil.ToFloat64(fx.s.sent))
+		}
+	})
 }
 
 func TestSenderQueueDropsOldest(t *testing.T) {
-	f := newFakeECP(t)
-	fx := newFixture(t, f, 2)
-	// Not running: collections pile up as while ecp is unreachable.
-	for i := range 3 {
-		fx.gauge.Set(float64(i))
-		if err := fx.s.Push(fx.target, fx.now.Add(time.Duration(i)*time.Second)); err != nil {
-			t.Fatal(err)
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t, 2)
+		// Not running: collections pile up as while ecp is unreachable.
+		for i := range 3 {
+			fx.gauge.Set(float64(i))
+			if err := fx.s.Push(fx.target, time.Now()); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
-	if got := testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonQueueFull)); got != 1 {
-		t.Fatalf("dropped queue_full %v, want 1", got)
-	}
-	fx.run()
-	defer fx.stop()
-	f.wait(t, 2)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if len(f.got) != 2 || f.got[0].Timeseries[0].Samples[0].Value != 1 || f.got[1].Timeseries[0].Samples[0].Value != 2 {
-		t.Fatalf("delivered %v, want the two newest collections in order", f.got)
-	}
+		if got := testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonQueueFull)); got != 1 {
+			t.Fatalf("dropped queue_full %v, want 1", got)
+		}
+		fx.run()
+		defer fx.stop()
+		settle()
+		got := fx.ecp.got
+		if len(got) != 2 || got[0].Timeseries[0].Samples[0].Value != 1 || got[1].Timeseries[0].Samples[0].Value != 2 {
+			t.Fatalf("delivered %v, want the two newest collections in order", got)
+		}
+	})
 }
 
 func TestSenderDropsOnRefusal(t *testing.T) {
@@ -242,54 +248,73 @@ func TestSenderDropsOnRefusal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeECP(t, tt.status)
-			fx := newFixture(t, f, 4)
-			if err := fx.s.Push(fx.target, fx.now); err != nil {
-				t.Fatal(err)
-			}
-			fx.run()
-			defer fx.stop()
-			f.wait(t, 1)
-			eventually(t, func() bool { return testutil.ToFloat64(fx.s.dropped.WithLabelValues(tt.reason)) > 0 })
-			if got := testutil.ToFloat64(fx.s.dropped.WithLabelValues(tt.reason)); got != 1 {
-				t.Fatalf("dropped %s %v, want 1", tt.reason, got)
-			}
-			if got := testutil.ToFloat64(fx.s.queued); got != 0 {
-				t.Fatalf("queue length %v, want 0", got)
-			}
+			synctest.Test(t, func(t *testing.T) {
+				fx := newFixture(t, 4, tt.status)
+				if err := fx.s.Push(fx.target, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+				fx.run()
+				defer fx.stop()
+				settle()
+				if got := testutil.ToFloat64(fx.s.dropped.WithLabelValues(tt.reason)); got != 1 {
+					t.Fatalf("dropped %s %v, want 1", tt.reason, got)
+				}
+				if got := testutil.ToFloat64(fx.s.queued); got != 0 {
+					t.Fatalf("queue length %v, want 0", got)
+				}
+				if fx.ecp.calls != 1 {
+					t.Fatalf("%d calls, want 1: a refusal is not retried", fx.ecp.calls)
+				}
+			})
 		})
 	}
 }
 
+func TestSenderResetForgetsTheQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t, 4)
+		for range 2 {
+			if err := fx.s.Push(fx.target, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fx.s.Reset()
+		fx.run()
+		defer fx.stop()
+		settle()
+		if fx.ecp.calls != 0 || testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonUnregistered)) != 2 {
+			t.Fatalf("after Reset: %d calls, dropped unregistered %v; want 0 and 2", fx.ecp.calls, testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonUnregistered)))
+		}
+	})
+}
+
 func TestSenderPausesWhenECPHasNoBackend(t *testing.T) {
-	f := newFakeECP(t)
-	f.header = agentproto.RemoteWriteDisabled
-	fx := newFixture(t, f, 4)
-	fx.run()
-	defer fx.stop()
-	if err := fx.s.Push(fx.target, fx.now); err != nil {
-		t.Fatal(err)
-	}
-	f.wait(t, 1)
-	eventually(t, func() bool { return testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonNotConfigured)) == 1 })
-	// Paused: the next collection is counted, not queued.
-	if err := fx.s.Push(fx.target, fx.now); err != nil {
-		t.Fatal(err)
-	}
-	if got := testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonNotConfigured)); got != 2 {
-		t.Fatalf("dropped not_configured %v, want 2", got)
-	}
-	if got := testutil.ToFloat64(fx.s.queued); got != 0 {
-		t.Fatalf("queued %v during the pause, want 0", got)
-	}
-	// After the pause pushes queue again (sender stopped, so it stays queued).
-	fx.stop()
-	fx.stop = func() {}
-	fx.now = fx.now.Add(DefaultDisabledPause + time.Second)
-	if err := fx.s.Push(fx.target, fx.now); err != nil {
-		t.Fatal(err)
-	}
-	if got := testutil.ToFloat64(fx.s.queued); got != 1 {
-		t.Fatalf("queued %v after the pause, want 1", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t, 4)
+		fx.ecp.header = agentproto.RemoteWriteDisabled
+		fx.run()
+		if err := fx.s.Push(fx.target, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		fx.stop()
+		// Paused: the next collection is counted, not queued.
+		if err := fx.s.Push(fx.target, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonNotConfigured)); got != 2 {
+			t.Fatalf("dropped not_configured %v, want 2", got)
+		}
+		if got := testutil.ToFloat64(fx.s.queued); got != 0 {
+			t.Fatalf("queued %v during the pause, want 0", got)
+		}
+		// After the pause pushes queue again.
+		time.Sleep(DefaultDisabledPause + time.Second)
+		if err := fx.s.Push(fx.target, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if got := testutil.ToFloat64(fx.s.queued); got != 1 {
+			t.Fatalf("queued %v after the pause, want 1", got)
+		}
+	})
 }

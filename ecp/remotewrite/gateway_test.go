@@ -7,9 +7,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -49,44 +50,42 @@ func (f *fakeAuthn) move(cred, project string) {
 	f.projects["Bearer "+cred] = project
 }
 
-// backend is a fake remote-write receiver recording decoded requests.
+// backend is a fake remote-write receiver behind an http.RoundTripper, so
+// tests run in a synctest bubble with no network and no real time.
 type backend struct {
-	srv    *httptest.Server
-	mu     sync.Mutex
+	mu sync.Mutex
+	// script holds the statuses of the next calls; then 204.
+	script []int
 	got    []prompb.WriteRequest
-	status atomic.Int32 // answered while > 0 remains in fail
-	fail   atomic.Int32
+	calls  int
 }
 
-func newBackend(t *testing.T) *backend {
-	b := &backend{}
-	b.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if b.fail.Add(-1) >= 0 {
-			w.WriteHeader(int(b.status.Load()))
-			return
-		}
-		if r.Header.Get("Content-Encoding") != "snappy" || r.Header.Get("X-Prometheus-Remote-Write-Version") != "0.1.0" {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		body, _ := io.ReadAll(r.Body)
-		raw, err := snappy.Decode(nil, body)
-		if err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		var req prompb.WriteRequest
-		if err := req.Unmarshal(raw); err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			return
-		}
-		b.mu.Lock()
-		b.got = append(b.got, req)
-		b.mu.Unlock()
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(b.srv.Close)
-	return b
+func (b *backend) RoundTrip(r *http.Request) (*http.Response, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.calls++
+	reply := func(code int) (*http.Response, error) {
+		return &http.Response{StatusCode: code, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("")), Request: r}, nil
+	}
+	if len(b.script) > 0 {
+		code := b.script[0]
+		b.script = b.script[1:]
+		return reply(code)
+	}
+	if r.Header.Get("Content-Encoding") != "snappy" || r.Header.Get("X-Prometheus-Remote-Write-Version") != "0.1.0" {
+		return reply(http.StatusBadRequest)
+	}
+	body, _ := io.ReadAll(r.Body)
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		return reply(http.StatusBadRequest)
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		return reply(http.StatusBadRequest)
+	}
+	b.got = append(b.got, req)
+	return reply(http.StatusNoContent)
 }
 
 func (b *backend) requests() []prompb.WriteRequest {
@@ -117,64 +116,51 @@ func labels(kv ...string) []prompb.Label {
 }
 
 type harness struct {
-	g     *Gateway
-	reg   *prometheus.Registry
-	authn *fakeAuthn
-	srv   *httptest.Server
+	g       *Gateway
+	reg     *prometheus.Registry
+	authn   *fakeAuthn
+	router  *mux.Router
+	backend *backend
 }
 
+// newHarness builds a gateway forwarding to a fake backend (when url is
+// set). Call it inside the synctest bubble.
 func newHarness(t *testing.T, opts Options) *harness {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	authn := &fakeAuthn{projects: map[string]string{"Bearer a1": "p1", "Bearer a2": "p2"}}
+	be := &backend{}
+	opts.HTTPClient = &http.Client{Transport: be}
 	g, err := New(opts, authn, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := mux.NewRouter()
 	g.Register(r, httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg))
-	srv := httptest.NewServer(r)
-	t.Cleanup(srv.Close)
-	return &harness{g: g, reg: reg, authn: authn, srv: srv}
+	return &harness{g: g, reg: reg, authn: authn, router: r, backend: be}
 }
 
 func (h *harness) push(t *testing.T, cred string, body []byte) *http.Response {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, h.srv.URL+agentproto.PathWrite, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, agentproto.PathWrite, bytes.NewReader(body))
 	SetHeaders(req.Header)
 	if cred != "" {
 		req.Header.Set("Authorization", "Bearer "+cred)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
+	rec := httptest.NewRecorder()
+	h.router.ServeHTTP(rec, req)
+	return rec.Result()
 }
 
 // run starts the senders and returns a stop that waits for them.
-func (h *harness) run(t *testing.T) func() {
-	ctx, cancel := context.WithCancel(t.Context())
+func (h *harness) run() func() {
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = h.g.Run(ctx); close(done) }()
 	return func() { cancel(); <-done }
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+const backendURL = "http://backend.test/api/v1/write"
 
 func labelMap(ls []prompb.Label) map[string]string {
 	m := map[string]string{}
@@ -211,10 +197,12 @@ func TestStampLabels(t *testing.T) {
 	}
 }
 
-func TestGatewayStampsAndForwards(t *testing.T) {
-	be := newBackend(t)
-	h := newHarness(t, Options{URL: be.srv.URL, Shards: 2, QueueSize: 4})
-	stop := h.run(t)
+func TestGatewayStampsAndForwards(t *testing.T) { synctest.Test(t, testStampsAndForwards) }
+
+func testStampsAndForwards(t *testing.T) {
+	h := newHarness(t, Options{URL: backendURL, Shards: 2, QueueSize: 4})
+	be := h.backend
+	stop := h.run()
 	defer stop()
 
 	// The agent tries to write into another tenant's series.
@@ -222,16 +210,19 @@ func TestGatewayStampsAndForwards(t *testing.T) {
 	if resp := h.push(t, "a1", body); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("push: %d, want 204", resp.StatusCode)
 	}
-	waitFor(t, "the backend to receive", func() bool { return len(be.requests()) == 1 })
+	synctest.Wait()
+	if len(be.requests()) != 1 {
+		t.Fatalf("backend got %d requests, want 1", len(be.requests()))
+	}
 	for _, ts := range be.requests()[0].Timeseries {
 		m := labelMap(ts.Labels)
 		if m["project"] != "p1" || m["cluster"] != "c-a1" {
 			t.Fatalf("series %v stamped project=%q cluster=%q, want p1 and c-a1", m, m["project"], m["cluster"])
 		}
 	}
-	waitFor(t, "the forwarded counter", func() bool {
-		return testutil.ToFloat64(h.g.forwarded) == 2
-	})
+	if got := testutil.ToFloat64(h.g.forwarded); got != 2 {
+		t.Fatalf("forwarded %v, want 2", got)
+	}
 	if err := testutil.GatherAndCompare(h.reg, bytes.NewBufferString(`
 # HELP ecp_remote_write_samples_received_total Samples agents pushed to ecp and ecp accepted (stamped and queued, or counted as not configured).
 # TYPE ecp_remote_write_samples_received_total counter
@@ -244,18 +235,23 @@ ecp_remote_write_samples_received_total 2
 	}
 }
 
-func TestGatewayTransferChangesStamp(t *testing.T) {
-	be := newBackend(t)
-	h := newHarness(t, Options{URL: be.srv.URL, Shards: 1, QueueSize: 4})
-	stop := h.run(t)
+func TestGatewayTransferChangesStamp(t *testing.T) { synctest.Test(t, testTransferChangesStamp) }
+
+func testTransferChangesStamp(t *testing.T) {
+	h := newHarness(t, Options{URL: backendURL, Shards: 1, QueueSize: 4})
+	be := h.backend
+	stop := h.run()
 	defer stop()
 
 	body := writeRequest(t, labels("__name__", "emqx_up"))
 	h.push(t, "a1", body)
-	waitFor(t, "first request", func() bool { return len(be.requests()) == 1 })
+	synctest.Wait()
 	h.authn.move("a1", "p9")
 	h.push(t, "a1", body)
-	waitFor(t, "second request", func() bool { return len(be.requests()) == 2 })
+	synctest.Wait()
+	if len(be.requests()) != 2 {
+		t.Fatalf("backend got %d requests, want 2", len(be.requests()))
+	}
 	for i, want := range []string{"p1", "p9"} {
 		if got := labelMap(be.requests()[i].Timeseries[0].Labels)["project"]; got != want {
 			t.Fatalf("request %d stamped project %q, want %q", i, got, want)
@@ -265,7 +261,7 @@ func TestGatewayTransferChangesStamp(t *testing.T) {
 
 func TestGatewayQueueFullAnswers429(t *testing.T) {
 	// No Run: nothing drains the one-slot queue.
-	h := newHarness(t, Options{URL: "http://127.0.0.1:1/api/v1/write", Shards: 1, QueueSize: 1, RetryAfter: 7 * time.Second})
+	h := newHarness(t, Options{URL: backendURL, Shards: 1, QueueSize: 1, RetryAfter: 7 * time.Second})
 	body := writeRequest(t, labels("__name__", "emqx_up"))
 	if resp := h.push(t, "a1", body); resp.StatusCode != http.StatusNoContent {
 		t.Fatalf("first push: %d, want 204", resp.StatusCode)
@@ -285,35 +281,54 @@ func TestGatewayQueueFullAnswers429(t *testing.T) {
 func TestGatewayRetriesAndDrops(t *testing.T) {
 	tests := []struct {
 		name          string
-		status        int
-		fail          int32
+		script        []int
+		wantCalls     int
 		wantForwarded float64
 		wantRejected  float64
 	}{
-		{"5xx is retried", http.StatusServiceUnavailable, 2, 1, 0},
-		{"429 is retried", http.StatusTooManyRequests, 1, 1, 0},
-		{"4xx is dropped", http.StatusBadRequest, 1, 0, 1},
+		{"5xx is retried", []int{http.StatusServiceUnavailable, http.StatusBadGateway}, 3, 1, 0},
+		{"429 is retried", []int{http.StatusTooManyRequests}, 2, 1, 0},
+		{"4xx is dropped", []int{http.StatusBadRequest}, 1, 0, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			be := newBackend(t)
-			be.status.Store(int32(tt.status))
-			be.fail.Store(tt.fail)
-			h := newHarness(t, Options{URL: be.srv.URL, Shards: 1, BackoffMin: time.Millisecond, BackoffMax: 2 * time.Millisecond})
-			stop := h.run(t)
-			defer stop()
-			h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up")))
-			waitFor(t, "the outcome", func() bool {
-				return testutil.ToFloat64(h.g.forwarded)+testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonRejected)) == 1
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, Options{URL: backendURL, Shards: 1})
+				h.backend.script = tt.script
+				stop := h.run()
+				defer stop()
+				h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up")))
+				// Backoff sleeps on the bubble's clock: Wait returns once
+				// every retry is done.
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				if h.backend.calls != tt.wantCalls {
+					t.Fatalf("backend called %d times, want %d", h.backend.calls, tt.wantCalls)
+				}
+				if got := testutil.ToFloat64(h.g.forwarded); got != tt.wantForwarded {
+					t.Fatalf("forwarded %v, want %v", got, tt.wantForwarded)
+				}
+				if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonRejected)); got != tt.wantRejected {
+					t.Fatalf("rejected %v, want %v", got, tt.wantRejected)
+				}
 			})
-			if got := testutil.ToFloat64(h.g.forwarded); got != tt.wantForwarded {
-				t.Fatalf("forwarded %v, want %v", got, tt.wantForwarded)
-			}
-			if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonRejected)); got != tt.wantRejected {
-				t.Fatalf("rejected %v, want %v", got, tt.wantRejected)
-			}
 		})
 	}
+}
+
+func TestGatewayShutdownCountsQueued(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// The backend keeps failing: the request stays in retry.
+		h := newHarness(t, Options{URL: backendURL, Shards: 1})
+		h.backend.script = []int{503, 503, 503, 503, 503, 503, 503, 503}
+		stop := h.run()
+		h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up")))
+		synctest.Wait()
+		stop()
+		if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonShutdown)); got != 1 {
+			t.Fatalf("dropped shutdown %v, want 1", got)
+		}
+	})
 }
 
 func TestGatewayRefusals(t *testing.T) {
@@ -335,6 +350,7 @@ func TestGatewayRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, Options{})
 			resp := h.push(t, tt.cred, tt.body)
+			defer resp.Body.Close()
 			if resp.StatusCode != tt.want || resp.Header.Get(agentproto.HeaderRemoteWrite) != tt.header {
 				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, resp.Header.Get(agentproto.HeaderRemoteWrite), tt.want, tt.header)
 			}
