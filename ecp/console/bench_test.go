@@ -31,7 +31,7 @@ func BenchmarkClusterListPage10k(b *testing.B) {
 		wg.Go(func() { // 16 writers: creating 10,000 entries one by one takes a minute
 			for i := w; i < n; i += 16 {
 				body := strings.NewReader(`{"name": "edge-` + strconv.Itoa(i) + `"}`)
-				req, _ := http.NewRequest("POST", e.url+"/api/v1/projects/"+e.project+"/clusters", body)
+				req, _ := http.NewRequest(http.MethodPost, e.url+"/api/v1/projects/"+e.project+"/clusters", body)
 				req.Header.Set("Authorization", "Bearer "+e.admin)
 				req.Header.Set("Content-Type", "application/json")
 				resp, err := http.DefaultClient.Do(req)
