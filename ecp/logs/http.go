@@ -2,6 +2,7 @@ package logs
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -51,7 +52,14 @@ func (a *API) handleIngest(w http.ResponseWriter, r *http.Request) error {
 		a.m.batches.WithLabelValues("invalid").Inc()
 		return httpapi.Invalid("lines", "at most %d lines per batch", a.opts.MaxBatchLines)
 	}
-	res, err := a.writer.Write(r.Context(), logstore.Batch{Project: project, Cluster: cluster, BatchID: b.BatchID, Lines: b.Lines})
+	// The write outlives the agent's request: an agent killed mid-request
+	// must not cut the bulk request to the store in the middle, because
+	// VictoriaLogs keeps what it had read and the agent's retry of the
+	// batch would store that part again. Finished, the batch is in the
+	// duplicate window and the retry is acknowledged without a write.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), a.opts.WriteTimeout)
+	defer cancel()
+	res, err := a.writer.Write(wctx, logstore.Batch{Project: project, Cluster: cluster, BatchID: b.BatchID, Lines: b.Lines})
 	if err != nil {
 		return a.writeFailed(cluster, len(b.Lines), err)
 	}

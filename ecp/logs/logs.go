@@ -59,6 +59,9 @@ const (
 	// that logs flow soon after the admin configured one.
 	DefaultNotConfiguredRetryAfter = 30 * time.Second
 	DefaultQueryTimeout            = 30 * time.Second
+	// DefaultWriteTimeout bounds one batch's write to the store, retries
+	// included; it is not tied to the agent's request (see handleIngest).
+	DefaultWriteTimeout = time.Minute
 )
 
 // Error codes of this API.
@@ -89,6 +92,8 @@ type Options struct {
 	NotConfiguredRetryAfter time.Duration
 	// QueryTimeout bounds one query to the store.
 	QueryTimeout time.Duration
+	// WriteTimeout bounds one batch's write to the store.
+	WriteTimeout time.Duration
 	// Transport replaces the HTTP transport to the store (tests).
 	Transport http.RoundTripper
 }
@@ -99,6 +104,7 @@ func DefaultOptions() Options {
 		Writer:        logstore.DefaultWriterOptions(),
 		MaxBatchBytes: DefaultMaxBatchBytes, MaxBatchLines: DefaultMaxBatchLines,
 		NotConfiguredRetryAfter: DefaultNotConfiguredRetryAfter, QueryTimeout: DefaultQueryTimeout,
+		WriteTimeout: DefaultWriteTimeout,
 	}
 }
 
@@ -144,6 +150,9 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 	}
 	if opts.QueryTimeout <= 0 {
 		opts.QueryTimeout = def.QueryTimeout
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = def.WriteTimeout
 	}
 	wo := opts.Writer
 	wo.Logger, wo.Registerer = logger, reg
