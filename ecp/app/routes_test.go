@@ -13,6 +13,7 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/alerts"
+	"github.com/ecpio/ecp/ecp/console"
 )
 
 // Roles of the route table, in the order of the expectations.
@@ -347,6 +348,11 @@ func routeKeys(t *testing.T, r *mux.Router) []string {
 	t.Helper()
 	var keys []string
 	err := r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		if strings.HasPrefix(route.GetName(), console.RouteNamePrefix) {
+			// Console pages authenticate by session cookie and CSRF token;
+			// ecp/console tests them per role through the same API.
+			return nil
+		}
 		tpl, err := route.GetPathTemplate()
 		if err != nil {
 			return nil //nolint:nilerr // A route without a path (a subrouter's prefix) is no endpoint.

@@ -202,7 +202,21 @@ func (c *Console) Register(r *mux.Router) {
 	r.Handle(cl+"/transfer", c.page(c.transfer)).Methods(http.MethodPost)
 	r.Handle(cl+"/delete", c.page(c.deleteCluster)).Methods(http.MethodPost)
 	c.registerOps(r)
+	// Name every route, so walkers of the whole router (the API's
+	// every-route-every-role test) can tell the console's cookie-session
+	// pages from bearer-token API routes.
+	_ = r.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		if route.GetName() == "" {
+			tpl, _ := route.GetPathTemplate()
+			methods, _ := route.GetMethods()
+			route.Name(RouteNamePrefix + strings.Join(methods, ",") + " " + tpl)
+		}
+		return nil
+	})
 }
+
+// RouteNamePrefix starts the name of every console route.
+const RouteNamePrefix = "console: "
 
 // session is the signed-in caller of one request.
 type session struct {
