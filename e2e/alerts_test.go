@@ -1,0 +1,430 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/internal/testbed"
+)
+
+// tool finds a binary the alerting test runs for real, or fails with the
+// command that installs it.
+func tool(t *testing.T, name, install string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	p := filepath.Join("..", ".tools", name)
+	if _, err := os.Stat(p); err == nil {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return abs
+	}
+	t.Fatalf("%s is not installed: run `%s` (make test-deps does)", name, install)
+	return ""
+}
+
+// sink records webhook notifications (Alertmanager's payload, version 4).
+type sink struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls []sinkMessage
+}
+
+type sinkMessage struct {
+	at     time.Time
+	Status string `json:"status"`
+	Alerts []struct {
+		Status string            `json:"status"`
+		Labels map[string]string `json:"labels"`
+	} `json:"alerts"`
+}
+
+func newSink(t *testing.T) *sink {
+	s := &sink{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m sinkMessage
+		if err := json.NewDecoder(r.Body).Decode(&m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		m.at = time.Now()
+		s.mu.Lock()
+		s.calls = append(s.calls, m)
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// find returns the first notification carrying alertname with labels
+// matching want, in the given status.
+func (s *sink) find(status, alertname string, want map[string]string) (sinkMessage, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.calls {
+		for _, a := range c.Alerts {
+			if a.Status != status || a.Labels["alertname"] != alertname {
+				continue
+			}
+			ok := true
+			for k, v := range want {
+				ok = ok && a.Labels[k] == v
+			}
+			if ok {
+				return c, true
+			}
+		}
+	}
+	return sinkMessage{}, false
+}
+
+// listedAlert is the part of ecp's alert list the test reads.
+type listedAlert struct {
+	ID       string            `json:"id"`
+	Name     string            `json:"name"`
+	Project  string            `json:"project"`
+	Cluster  string            `json:"cluster"`
+	Severity string            `json:"severity"`
+	Summary  string            `json:"summary"`
+	Link     string            `json:"link"`
+	Labels   map[string]string `json:"labels"`
+	State    string            `json:"state"`
+	StartsAt time.Time         `json:"startsAt"`
+	EndsAt   *time.Time        `json:"endsAt"`
+}
+
+// TestAlertsEndToEnd: with the built binaries, Debian's Prometheus and
+// Alertmanager and a real Mailpit, a connector failed on emqx-sim raises
+// EMQXConnectorAbnormal (trigger count 2): it shows in ecp's active list,
+// reaches the project's webhook and arrives by e-mail, all naming project,
+// cluster and connector; healed, it moves to ecp's history by itself.
+// Agent samples reach Prometheus through ecp's remote-write gateway;
+// Prometheus scrapes ecp's own /metrics for ecp_cluster_state.
+func TestAlertsEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs the built binaries, Prometheus, Alertmanager and Mailpit")
+	}
+	promBin := tool(t, "prometheus", "bash scripts/install-prometheus.sh")
+	amBin := tool(t, "prometheus-alertmanager", "bash scripts/install-prometheus.sh")
+	mailpitBin := tool(t, "mailpit", "bash scripts/install-mailpit.sh")
+	ctx := t.Context()
+	s := &stack{t: t, dir: t.TempDir()}
+	addrs := make([]string, 6)
+	for i := range addrs {
+		a, err := testbed.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = a
+	}
+	ecpAddr, promAddr, amAddr, smtpAddr, mailAddr, simAddr := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], addrs[5]
+	s.base = "http://" + ecpAddr
+	promURL, amURL, mailURL := "http://"+promAddr, "http://"+amAddr, "http://"+mailAddr
+
+	// Mailpit: the SMTP server Alertmanager delivers to, read over its API.
+	mail := s.start("mailpit", mailpitBin, []string{"--smtp", smtpAddr, "--listen", mailAddr,
+		"--smtp-auth-accept-any", "--smtp-auth-allow-insecure", "--disable-version-check",
+		"--database", filepath.Join(s.dir, "mailpit.db")}, nil)
+	if err := mail.WaitReady(ctx, mailURL+"/readyz", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Alertmanager starts from an empty route until ecp writes its file.
+	rulesDir := filepath.Join(s.dir, "rules")
+	amFile := filepath.Join(s.dir, "alertmanager.yml")
+	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(amFile, []byte("route:\n  receiver: ecp-none\nreceivers:\n  - name: ecp-none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	am := s.start("alertmanager", amBin, []string{"--config.file=" + amFile, "--storage.path=" + filepath.Join(s.dir, "am-data"),
+		"--web.listen-address=" + amAddr, "--cluster.listen-address="}, nil)
+	if err := am.WaitReady(ctx, amURL+"/-/ready", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	promCfg := filepath.Join(s.dir, "prometheus.yml")
+	if err := os.WriteFile(promCfg, fmt.Appendf(nil, `global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+alerting:
+  alertmanagers:
+    - static_configs: [{targets: [%q]}]
+scrape_configs:
+  - job_name: ecp
+    honor_labels: true
+    static_configs: [{targets: [%q]}]
+`, filepath.Join(rulesDir, "*.rules.yml"), amAddr, ecpAddr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := s.start("prometheus", promBin, []string{"--config.file=" + promCfg, "--storage.tsdb.path=" + filepath.Join(s.dir, "prom-data"),
+		"--web.listen-address=" + promAddr, "--web.enable-lifecycle", "--web.enable-remote-write-receiver",
+		// Each reload ecp posts re-discovers Alertmanager; alerts that fire
+		// in that gap are dropped and re-sent only after the resend delay
+		// (1m by default), which this test cannot wait for.
+		"--rules.alert.resend-delay=1s"}, nil)
+	if err := prom.WaitReady(ctx, promURL+"/-/ready", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	s.ecp = s.start("ecp", bins.Path("ecp"), []string{"serve",
+		"--web.listen-address", ecpAddr, "--web.external-url", s.base,
+		"--data.dir", filepath.Join(s.dir, "ecp"), "--downloads.dir", bins.DistDir,
+		"--agent.report-interval", reportInterval.String(), "--log.level", "debug",
+		"--remote-write.url", promURL + "/api/v1/write",
+		"--prometheus.url", promURL, "--prometheus.rules-dir", rulesDir,
+		"--alertmanager.url", amURL, "--alertmanager.config-file", amFile,
+		"--smtp.smarthost", smtpAddr, "--smtp.from", "ecp@example.test", "--no-smtp.require-tls"},
+		[]string{"ECP_ADMIN_USERNAME=admin", "ECP_ADMIN_PASSWORD=" + adminPassword})
+	if err := s.ecp.WaitReady(ctx, s.base+"/-/ready", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if s.api, err = testbed.Login(ctx, s.base, "admin", adminPassword); err != nil {
+		t.Fatal(err)
+	}
+
+	simURL := "http://" + simAddr
+	s.startSim(simAddr)
+	org, err := s.api.CreateOrg(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	project, err := s.api.CreateProject(ctx, org.ID, "plant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := s.api.CreateCluster(ctx, project.ID, "line-1", simURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := s.api.Register(ctx, entry.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := testbed.AgentSetup{Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: reportInterval}
+	if setup.ListenAddress, err = testbed.FreeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := testbed.RunAgent(ctx, reg, setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agent.Stop() })
+	s.waitState(entry.ID, "running")
+
+	// Alert settings: trigger count 2, e-mail and a webhook.
+	hook := newSink(t)
+	settingsPath := "/api/v1/projects/" + project.ID + "/alert-settings"
+	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
+		"enabled": true, "triggerCount": 2, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": false,
+		"emails": []string{"ops@example.test"}, "webhooks": []map[string]string{{"url": hook.URL + "/plant"}},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "settings applied to Prometheus and Alertmanager", func() (bool, string) {
+		var st struct {
+			Status struct{ Delivery, Message string }
+		}
+		if err := s.api.Do(ctx, http.MethodGet, settingsPath, nil, &st); err != nil {
+			return false, err.Error()
+		}
+		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
+	})
+
+	// The agent's series reach Prometheus through ecp, stamped with the
+	// project and cluster; pick a connector from them.
+	var connector string
+	eventually(t, 30*time.Second, "agent series in Prometheus via ecp's remote-write gateway", func() (bool, string) {
+		ids := promLabelValues(t, promURL, fmt.Sprintf(`emqx_connector_enabled{project=%q,cluster=%q} == 1`, project.ID, entry.ID), "id")
+		if len(ids) == 0 {
+			return false, "no series"
+		}
+		connector = ids[0]
+		return true, ""
+	})
+
+	t.Cleanup(func() {
+		if t.Failed() {
+			// E2E_KEEP_LOGS=DIR keeps every daemon's log for a post-mortem.
+			if dir := os.Getenv("E2E_KEEP_LOGS"); dir != "" {
+				_ = exec.Command("cp", "-r", filepath.Join(s.dir, "logs"), dir).Run()
+			}
+			for _, u := range []string{amURL + "/api/v2/alerts", s.base + "/metrics", promURL + "/metrics", promURL + "/api/v1/alerts"} {
+				if resp, err := http.Get(u); err == nil {
+					b, _ := io.ReadAll(resp.Body)
+					_ = resp.Body.Close()
+					for _, line := range strings.Split(string(b), "\n") {
+						if !strings.HasPrefix(line, "#") && (strings.Contains(line, "ecp_alert") || strings.Contains(line, "prometheus_notifications") || strings.Contains(u, "/api/")) {
+							t.Logf("%s: %.3000s", u, line)
+						}
+					}
+				}
+			}
+			for _, q := range []string{fmt.Sprintf("emqx_connector_status{id=%q}", connector), "ALERTS"} {
+				t.Logf("prometheus %s: %s", q, promRaw(t, promURL, q))
+			}
+		}
+	})
+	down := time.Now()
+	simPost(t, simURL+"/sim/connectors/"+connector+"/fail", `{"reason":"e2e: broker of the sink is down"}`)
+	want := map[string]string{"project": project.ID, "cluster": entry.ID, "id": connector, "severity": "critical"}
+	var active listedAlert
+	eventually(t, 45*time.Second, "the alert in ecp's active list", func() (bool, string) {
+		items := listAlerts(t, s, project.ID, "active")
+		for _, a := range items {
+			if a.Name == "EMQXConnectorAbnormal" && a.Labels["id"] == connector {
+				active = a
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(items)
+	})
+	t.Logf("connector down → active in ecp's list: %s (trigger count 2, 1s intervals)", time.Since(down).Round(100*time.Millisecond))
+	if active.Project != project.ID || active.Cluster != entry.ID || active.Severity != "critical" || active.Summary == "" ||
+		active.Link != s.base+"/clusters/"+entry.ID || active.State != "active" {
+		t.Fatalf("active alert %+v", active)
+	}
+	eventually(t, 30*time.Second, "the project's webhook notified", func() (bool, string) {
+		_, ok := hook.find("firing", "EMQXConnectorAbnormal", want)
+		return ok, ""
+	})
+	msg, _ := hook.find("firing", "EMQXConnectorAbnormal", want)
+	t.Logf("connector down → project webhook: %s (includes Alertmanager's group_wait)", msg.at.Sub(down).Round(100*time.Millisecond))
+	eventually(t, 30*time.Second, "the e-mail in Mailpit", func() (bool, string) {
+		body, n := mailFor(t, mailURL, "ops@example.test", connector)
+		return n > 0 && strings.Contains(body, project.ID) && strings.Contains(body, entry.ID), fmt.Sprintf("%d messages", n)
+	})
+
+	healed := time.Now()
+	simPost(t, simURL+"/sim/connectors/"+connector+"/heal", "")
+	eventually(t, 45*time.Second, "the alert in ecp's history", func() (bool, string) {
+		for _, a := range listAlerts(t, s, project.ID, "active") {
+			if a.ID == active.ID {
+				return false, "still active"
+			}
+		}
+		for _, a := range listAlerts(t, s, project.ID, "history") {
+			if a.ID == active.ID {
+				return a.State == "history" && a.EndsAt != nil, fmt.Sprint(a)
+			}
+		}
+		return false, "not in history"
+	})
+	t.Logf("connector healed → history in ecp: %s", time.Since(healed).Round(100*time.Millisecond))
+}
+
+func listAlerts(t *testing.T, s *stack, project, state string) []listedAlert {
+	t.Helper()
+	var out struct{ Items []listedAlert }
+	if err := s.api.Do(t.Context(), http.MethodGet, "/api/v1/projects/"+project+"/alerts?state="+state, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Items
+}
+
+// promLabelValues runs an instant query and returns label's values.
+func promLabelValues(t *testing.T, promURL, query, label string) []string {
+	t.Helper()
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var r struct {
+		Data struct {
+			Result []struct {
+				Metric map[string]string `json:"metric"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, m := range r.Data.Result {
+		out = append(out, m.Metric[label])
+	}
+	return out
+}
+
+// promRaw is an instant query's raw reply, for failure logs.
+func promRaw(t *testing.T, promURL, query string) string {
+	t.Helper()
+	resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(query))
+	if err != nil {
+		return err.Error()
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
+	return string(b)
+}
+
+func simPost(t *testing.T, u, body string) {
+	t.Helper()
+	resp, err := http.Post(u, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode/100 != 2 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST %s: %s %s", u, resp.Status, b)
+	}
+}
+
+// mailFor returns the text of the messages to addr that mention needle,
+// and how many there are, from Mailpit's API.
+func mailFor(t *testing.T, mailURL, addr, needle string) (string, int) {
+	t.Helper()
+	var list struct {
+		Messages []struct {
+			ID      string `json:"ID"`
+			Subject string `json:"Subject"`
+		} `json:"messages"`
+	}
+	getJSON(t, mailURL+"/api/v1/search?query="+url.QueryEscape("to:"+addr), &list)
+	var texts []string
+	for _, m := range list.Messages {
+		var msg struct {
+			Text string `json:"Text"`
+			HTML string `json:"HTML"`
+		}
+		getJSON(t, mailURL+"/api/v1/message/"+m.ID, &msg)
+		text := m.Subject + "\n" + msg.Text + "\n" + msg.HTML
+		if strings.Contains(text, needle) {
+			texts = append(texts, text)
+		}
+	}
+	return strings.Join(texts, "\n---\n"), len(texts)
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s", u, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+}
