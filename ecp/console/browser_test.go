@@ -267,6 +267,8 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(css("#log-q")),
 	)
 	s.screenshot(shots, "logs")
+	s.run("system", chromedp.Click(css(`a[href="/system"]`)), chromedp.WaitVisible(css("#rcv-url")))
+	s.screenshot(shots, "system")
 
 	s.run("log out", chromedp.Click(css(`form.user button`)), chromedp.WaitVisible(css("#username")))
 	if text := value(s, "login page", chromedp.Text(css("main"))); !strings.Contains(text, "You have logged out") {

@@ -106,3 +106,33 @@ func TestLogsWithoutReceiverSaysWhy(t *testing.T) {
 		t.Fatalf("bad from not named:\n%s", p.body)
 	}
 }
+
+func TestSystemPageOnlyForSystemAdmins(t *testing.T) {
+	e := start(t, nil)
+	e.user("alice", "project-admin", e.project)
+	b := e.browser()
+	mustStatus(t, b.login("admin", adminPassword), http.StatusSeeOther, "login")
+	p := b.get("/system")
+	mustStatus(t, p, 200, "system")
+	for _, want := range []string{"Total connections", "alice", "project-admin", "acme / factory", "POST /api/v1/users"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("system page lacks %q", want)
+		}
+	}
+	// A receiver that does not answer is refused with the API's reason.
+	p = b.post("/system/log-receiver/test", url.Values{"type": {"victorialogs"}, "url": {"http://127.0.0.1:9"}})
+	if p.status < 400 || !strings.Contains(p.body, `class="error"`) && !strings.Contains(p.body, "field-error") {
+		t.Fatalf("test of a dead receiver: %d\n%s", p.status, p.body)
+	}
+	p = b.post("/system/log-receiver", url.Values{"type": {"victorialogs"}, "url": {"not a url"}})
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, `id="url-error"`) {
+		t.Fatalf("bad receiver URL: %d\n%s", p.status, p.body)
+	}
+
+	a := e.browser()
+	mustStatus(t, a.login("alice", "alice-password"), http.StatusSeeOther, "login")
+	if p := a.get("/projects/" + e.project + "/clusters"); strings.Contains(p.body, `href="/system"`) {
+		t.Error("a project admin is offered the system page")
+	}
+	mustStatus(t, a.get("/system"), http.StatusForbidden, "system as project admin")
+}

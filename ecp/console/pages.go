@@ -31,9 +31,11 @@ type base struct {
 	Project      *tenancy.Project
 	OrgName      string
 	CanAdmin     bool
-	Active       string
-	Flash        string
-	RefreshMs    int
+	// System: the caller is a system admin (the System page is theirs).
+	System    bool
+	Active    string
+	Flash     string
+	RefreshMs int
 }
 
 type navOrg struct {
@@ -71,6 +73,7 @@ func (c *Console) projectBase(r *http.Request, title, active string) (base, erro
 		return b, err
 	}
 	b.CanAdmin = ac.Project(p) >= tenancy.Admin
+	b.System = ac.System
 	b.Flash = flashes[r.URL.Query().Get("done")]
 	return b, nil
 }

@@ -1,0 +1,140 @@
+package console
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/tenancy"
+)
+
+// registerSystem mounts the system admin's page.
+func (c *Console) registerSystem(r *mux.Router) {
+	r.Handle("/system", c.page(c.system)).Methods(http.MethodGet)
+	r.Handle("/system/log-receiver", c.page(c.saveReceiver)).Methods(http.MethodPost)
+	r.Handle("/system/log-receiver/test", c.page(c.testReceiver)).Methods(http.MethodPost)
+}
+
+// receiverView is the log receiver as the API shows it (no password).
+type receiverView struct {
+	Type               string `json:"type"`
+	URL                string `json:"url"`
+	Username           string `json:"username"`
+	PasswordSet        bool   `json:"passwordSet"`
+	IndexPrefix        string `json:"indexPrefix"`
+	InsecureSkipVerify bool   `json:"insecureSkipVerify"`
+}
+
+type systemData struct {
+	base
+	Licence  quota.Usage
+	Users    []auth.UserView
+	Bindings []tenancy.Binding
+	Audit    []audit.Record
+	Receiver receiverView
+	Errors   fieldErrors
+	Tested   string
+	Projects map[string]string
+}
+
+func (c *Console) systemData(r *http.Request) (systemData, error) {
+	d := systemData{base: c.base(r, "System"), Errors: fieldErrors{}, Projects: map[string]string{}}
+	d.Active = "system"
+	if err := c.nav(r, &d.base); err != nil {
+		return d, err
+	}
+	ac, err := c.opts.Authz.Access(r.Context(), sessionFrom(r.Context()).principal)
+	if err != nil {
+		return d, err
+	}
+	if !ac.System {
+		return d, &APIError{Status: http.StatusForbidden, Message: "the system page needs the system-admin role"}
+	}
+	d.System = true
+	d.Flash = flashes[r.URL.Query().Get("done")]
+	for _, o := range d.Orgs {
+		for _, p := range o.Projects {
+			d.Projects[p.ID] = o.Name + " / " + p.Name
+		}
+	}
+	var users struct{ Items []auth.UserView }
+	var bindings struct{ Items []tenancy.Binding }
+	var records struct{ Items []audit.Record }
+	for _, g := range []struct {
+		path string
+		out  any
+	}{{"/licence", &d.Licence}, {"/users", &users}, {"/role-bindings", &bindings}, {"/audit?limit=50", &records}, {"/system/log-receiver", &d.Receiver}} {
+		if err := c.get(r, g.path, g.out); err != nil {
+			return d, err
+		}
+	}
+	d.Users, d.Bindings, d.Audit = users.Items, bindings.Items, records.Items
+	slices.SortFunc(d.Bindings, func(a, b tenancy.Binding) int { return strings.Compare(a.Username+a.Role, b.Username+b.Role) })
+	return d, nil
+}
+
+func (c *Console) system(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.systemData(r)
+	if err != nil {
+		return err
+	}
+	c.render(w, http.StatusOK, "system", "", d)
+	return nil
+}
+
+// receiverForm reads the log receiver form; an empty password keeps the
+// stored one (the API does that when the same store and user come back).
+func receiverForm(r *http.Request) (receiverView, map[string]any) {
+	v := receiverView{
+		Type: r.PostFormValue("type"), URL: strings.TrimSpace(r.PostFormValue("url")), Username: strings.TrimSpace(r.PostFormValue("username")),
+		IndexPrefix: strings.TrimSpace(r.PostFormValue("indexPrefix")), InsecureSkipVerify: r.PostFormValue("insecureSkipVerify") == "on",
+	}
+	body := map[string]any{"type": v.Type, "url": v.URL, "username": v.Username, "indexPrefix": v.IndexPrefix, "insecureSkipVerify": v.InsecureSkipVerify}
+	if pw := r.PostFormValue("password"); pw != "" {
+		body["password"] = pw
+	}
+	return v, body
+}
+
+func (c *Console) receiverCall(w http.ResponseWriter, r *http.Request, method, apiPath, done string) error {
+	d, err := c.systemData(r)
+	if err != nil {
+		return err
+	}
+	view, body := receiverForm(r)
+	var out struct {
+		Message string `json:"message"`
+	}
+	_, err = c.call(r, method, apiPath, body, &out)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status < 500 && apiErr.Status != http.StatusUnauthorized {
+		d.Receiver = view
+		d.Errors[apiErr.Field] = apiErr.Message
+		c.render(w, apiErr.Status, "system", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if done == "" {
+		d.Receiver, d.Tested = view, out.Message
+		c.render(w, http.StatusOK, "system", "", d)
+		return nil
+	}
+	http.Redirect(w, r, "/system?done="+done, http.StatusSeeOther)
+	return nil
+}
+
+func (c *Console) saveReceiver(w http.ResponseWriter, r *http.Request) error {
+	return c.receiverCall(w, r, http.MethodPut, "/system/log-receiver", "saved")
+}
+
+func (c *Console) testReceiver(w http.ResponseWriter, r *http.Request) error {
+	return c.receiverCall(w, r, http.MethodPost, "/system/log-receiver/test", "")
+}
