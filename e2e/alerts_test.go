@@ -247,6 +247,13 @@ scrape_configs:
 		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
 	})
 
+	// A test notification goes through Alertmanager to both channels, and
+	// stays out of ecp's lists.
+	if err := s.api.Do(ctx, http.MethodPost, settingsPath+"/test", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	testSent := time.Now()
+
 	// The agent's series reach Prometheus through ecp, stamped with the
 	// project and cluster; pick a connector from them.
 	var connector string
@@ -311,6 +318,18 @@ scrape_configs:
 		return n > 0 && strings.Contains(body, project.ID) && strings.Contains(body, entry.ID), fmt.Sprintf("%d messages", n)
 	})
 
+	eventually(t, 30*time.Second, "the test notification by webhook and e-mail", func() (bool, string) {
+		_, hooked := hook.find("firing", "ECPTestNotification", map[string]string{"project": project.ID})
+		_, mailed := mailFor(t, mailURL, "ops@example.test", "ECPTestNotification")
+		return hooked && mailed > 0, fmt.Sprintf("webhook %v, e-mails %d", hooked, mailed)
+	})
+	t.Logf("test notification → webhook and e-mail within %s", time.Since(testSent).Round(100*time.Millisecond))
+	for _, a := range listAlerts(t, s, project.ID, "active") {
+		if a.Name == "ECPTestNotification" {
+			t.Fatalf("the test notification entered ecp's list: %+v", a)
+		}
+	}
+
 	healed := time.Now()
 	simPost(t, simURL+"/sim/connectors/"+connector+"/heal", "")
 	eventually(t, 45*time.Second, "the alert in ecp's history", func() (bool, string) {
@@ -327,6 +346,29 @@ scrape_configs:
 		return false, "not in history"
 	})
 	t.Logf("connector healed → history in ecp: %s", time.Since(healed).Round(100*time.Millisecond))
+
+	// Alerting off: Prometheus drops the project's rules, so nothing fires
+	// or is sent for it any more.
+	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
+		"enabled": false, "triggerCount": 2, "recoveryCount": 1, "severity": "critical",
+		"emails": []string{"ops@example.test"}, "webhooks": []map[string]string{{"url": hook.URL + "/plant"}},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the project's rules gone from Prometheus", func() (bool, string) {
+		var r struct {
+			Data struct {
+				Groups []struct{ Name string } `json:"groups"`
+			} `json:"data"`
+		}
+		getJSON(t, promURL+"/api/v1/rules", &r)
+		for _, g := range r.Data.Groups {
+			if strings.Contains(g.Name, project.ID) {
+				return false, g.Name
+			}
+		}
+		return true, ""
+	})
 }
 
 func listAlerts(t *testing.T, s *stack, project, state string) []listedAlert {
