@@ -1,11 +1,22 @@
 package remotewrite
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"sync"
 	"testing"
 
+	"github.com/gorilla/mux"
 	"github.com/klauspost/compress/snappy"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
 // agentRequest is what one agent pushes per collection for a cluster with
@@ -59,4 +70,52 @@ func BenchmarkStamp(b *testing.B) {
 			b.ReportMetric(float64(samples), "samples/op")
 		})
 	}
+}
+
+// BenchmarkHandler measures the whole push path on all cores: the HTTP
+// handler with authentication, body read, stamping and queueing (the queue
+// is drained as fast as it fills, as by an instant backend). It reports
+// samples/s in total and per core.
+func BenchmarkHandler(b *testing.B) {
+	body, samples := agentRequest(b, 100, 100)
+	reg := prometheus.NewRegistry()
+	authn := &fakeAuthn{projects: map[string]string{"Bearer a1": "p1"}}
+	g, err := New(Options{URL: "http://backend.test/api/v1/write", QueueSize: 1024}, authn, nil, reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := mux.NewRouter()
+	g.Register(r, httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg))
+	done := make(chan struct{})
+	var drained sync.WaitGroup
+	for _, q := range g.shards {
+		drained.Go(func() {
+			for {
+				select {
+				case <-q:
+				case <-done:
+					return
+				}
+			}
+		})
+	}
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req := httptest.NewRequest(http.MethodPost, agentproto.PathWrite, bytes.NewReader(body))
+			SetHeaders(req.Header)
+			req.Header.Set("Authorization", "Bearer a1")
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, req)
+			if rec.Code != http.StatusNoContent {
+				b.Fatalf("push: %d %s", rec.Code, rec.Body)
+			}
+		}
+	})
+	perSecond := float64(samples) * float64(b.N) / b.Elapsed().Seconds()
+	b.ReportMetric(perSecond, "samples/s")
+	b.ReportMetric(perSecond/float64(runtime.GOMAXPROCS(0)), "samples/s/core")
+	close(done)
+	drained.Wait()
 }

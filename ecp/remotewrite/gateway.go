@@ -40,16 +40,13 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
-	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
@@ -316,57 +313,6 @@ func (g *Gateway) putBuf(b *bytes.Buffer) {
 		g.bufs.Put(b)
 	}
 }
-
-// Stamp decodes a snappy-compressed remote-write 1.0 request, sets the
-// project and cluster labels of every series (replacing any the agent
-// sent), keeps each series' labels sorted by name as receivers expect, and
-// returns the request encoded again with the number of samples in it.
-func Stamp(compressed []byte, project, cluster string, maxDecoded int) ([]byte, int, error) {
-	n, err := snappy.DecodedLen(compressed)
-	if err != nil {
-		return nil, 0, fmt.Errorf("body is not snappy-compressed (remote write 1.0 needs Content-Encoding: snappy): %w", err)
-	}
-	if n > maxDecoded {
-		return nil, 0, fmt.Errorf("decompressed body would be %d bytes, over the %d allowed; send smaller batches", n, maxDecoded)
-	}
-	raw, err := snappy.Decode(nil, compressed)
-	if err != nil {
-		return nil, 0, fmt.Errorf("body is not snappy-compressed: %w", err)
-	}
-	var req prompb.WriteRequest
-	if err := req.Unmarshal(raw); err != nil {
-		return nil, 0, fmt.Errorf("body is not a remote-write 1.0 WriteRequest (prompb): %w", err)
-	}
-	samples := 0
-	for i := range req.Timeseries {
-		ts := &req.Timeseries[i]
-		ts.Labels = stampLabels(ts.Labels, project, cluster)
-		samples += len(ts.Samples) + len(ts.Histograms)
-	}
-	out, err := req.Marshal()
-	if err != nil {
-		return nil, 0, fmt.Errorf("encode stamped request: %w", err)
-	}
-	return snappy.Encode(nil, out), samples, nil
-}
-
-// stampLabels returns ls without project and cluster labels, plus the two
-// given, sorted by name.
-func stampLabels(ls []prompb.Label, project, cluster string) []prompb.Label {
-	out := ls[:0]
-	for _, l := range ls {
-		if l.Name != LabelProject && l.Name != LabelCluster {
-			out = append(out, l)
-		}
-	}
-	out = append(out, prompb.Label{Name: LabelCluster, Value: cluster}, prompb.Label{Name: LabelProject, Value: project})
-	if !slices.IsSortedFunc(out, compareLabel) {
-		slices.SortFunc(out, compareLabel)
-	}
-	return out
-}
-
-func compareLabel(a, b prompb.Label) int { return strings.Compare(a.Name, b.Name) }
 
 // Run sends the queued requests until ctx ends; what is still queued then
 // is counted as dropped{reason="shutdown"}. Without a URL it only waits.

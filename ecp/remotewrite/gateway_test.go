@@ -170,7 +170,7 @@ func labelMap(ls []prompb.Label) map[string]string {
 	return m
 }
 
-func TestStampLabels(t *testing.T) {
+func TestStamp(t *testing.T) {
 	tests := []struct {
 		name string
 		in   []prompb.Label
@@ -179,22 +179,70 @@ func TestStampLabels(t *testing.T) {
 		{"adds both", labels("__name__", "emqx_up"), labels("__name__", "emqx_up", "cluster", "c1", "project", "p1")},
 		{"overwrites forged ones", labels("__name__", "emqx_up", "cluster", "other", "project", "evil"),
 			labels("__name__", "emqx_up", "cluster", "c1", "project", "p1")},
-		{"keeps order with labels after project", labels("__name__", "x", "a", "1", "cluster", "zz", "status", "ok", "zone", "z"),
+		{"keeps order around them", labels("__name__", "x", "a", "1", "cluster", "zz", "status", "ok", "zone", "z"),
 			labels("__name__", "x", "a", "1", "cluster", "c1", "project", "p1", "status", "ok", "zone", "z")},
+		{"sorts unsorted input", labels("zone", "z", "__name__", "x", "project", "evil"),
+			labels("__name__", "x", "cluster", "c1", "project", "p1", "zone", "z")},
+		{"labels after both", labels("__name__", "x", "status", "s"), labels("__name__", "x", "cluster", "c1", "project", "p1", "status", "s")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := stampLabels(append([]prompb.Label(nil), tt.in...), "p1", "c1")
-			if len(got) != len(tt.want) {
-				t.Fatalf("got %v, want %v", got, tt.want)
+			in := prompb.WriteRequest{
+				Timeseries: []prompb.TimeSeries{{Labels: tt.in, Samples: []prompb.Sample{{Value: 1.5, Timestamp: 1000}, {Value: 2.5, Timestamp: 2000}},
+					Exemplars: []prompb.Exemplar{{Labels: labels("trace_id", "t"), Value: 1, Timestamp: 1000}}}},
+				Metadata: []prompb.MetricMetadata{{MetricFamilyName: "x", Help: "h"}},
 			}
-			for i := range got {
-				if got[i].Name != tt.want[i].Name || got[i].Value != tt.want[i].Value {
-					t.Fatalf("got %v, want %v", got, tt.want)
+			raw, err := in.Marshal()
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, n, err := Stamp(snappy.Encode(nil, raw), "p1", "c1", DefaultMaxDecodedBytes)
+			if err != nil || n != 2 {
+				t.Fatalf("stamp: %d samples, %v", n, err)
+			}
+			dec, err := snappy.Decode(nil, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got prompb.WriteRequest
+			if err := got.Unmarshal(dec); err != nil {
+				t.Fatal(err)
+			}
+			ts := got.Timeseries[0]
+			if len(ts.Labels) != len(tt.want) {
+				t.Fatalf("labels %v, want %v", ts.Labels, tt.want)
+			}
+			for i := range ts.Labels {
+				if ts.Labels[i].Name != tt.want[i].Name || ts.Labels[i].Value != tt.want[i].Value {
+					t.Fatalf("labels %v, want %v", ts.Labels, tt.want)
 				}
+			}
+			// Everything else passes unchanged.
+			if len(ts.Samples) != 2 || ts.Samples[1].Value != 2.5 || ts.Samples[1].Timestamp != 2000 ||
+				len(ts.Exemplars) != 1 || ts.Exemplars[0].Labels[0].Value != "t" || len(got.Metadata) != 1 || got.Metadata[0].Help != "h" {
+				t.Fatalf("stamping changed other fields: %+v", got)
 			}
 		})
 	}
+}
+
+func TestStampRefusesMalformed(t *testing.T) {
+	for name, raw := range map[string][]byte{
+		"truncated field": {0x0a, 0x05, 0x01},
+		"bad tag":         {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"bad label":       {0x0a, 0x03, 0x0a, 0x01, 0xff},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if _, _, err := Stamp(snappy.Encode(nil, raw), "p", "c", DefaultMaxDecodedBytes); err == nil {
+				t.Fatal("malformed request accepted")
+			}
+		})
+	}
+	t.Run("over the decoded limit", func(t *testing.T) {
+		if _, _, err := Stamp(snappy.Encode(nil, make([]byte, 100)), "p", "c", 99); err == nil {
+			t.Fatal("oversized request accepted")
+		}
+	})
 }
 
 func TestGatewayStampsAndForwards(t *testing.T) { synctest.Test(t, testStampsAndForwards) }
