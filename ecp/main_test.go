@@ -24,6 +24,11 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad format", []string{"serve", "--log.format", "xml"}, exitUsage, "--log.format"},
 		{"bad report interval", []string{"serve", "--agent.report-interval", "500ms"}, exitUsage, "--agent.report-interval"},
 		{"bad ttl", []string{"serve", "--registration.token-ttl", "0s"}, exitUsage, "--registration.token-ttl"},
+		{"rules dir without alertmanager file", []string{"serve", "--prometheus.rules-dir", "/tmp/r"}, exitUsage, "--alertmanager.config-file"},
+		{"prometheus url without rules dir", []string{"serve", "--prometheus.url", "http://127.0.0.1:9090"}, exitUsage, "--prometheus.url needs --prometheus.rules-dir"},
+		{"smtp host without sender", []string{"serve", "--smtp.smarthost", "127.0.0.1:25"}, exitUsage, "--smtp.from"},
+		{"short history", []string{"serve", "--alerts.history-retention", "1m"}, exitUsage, "--alerts.history-retention"},
+		{"missing smtp password file", []string{"serve", "--smtp.auth-password-file", "/nonexistent/pw"}, exitUsage, "--smtp.auth-password-file"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
