@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
@@ -146,6 +147,17 @@ func (s *session) screenshot(dir, name string) {
 	}
 }
 
+// colorScheme makes the page see prefers-color-scheme: scheme.
+func (s *session) colorScheme(scheme string) {
+	s.t.Helper()
+	_, err := chromedp.Call(s.ctx, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+		Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: scheme}},
+	})
+	if err != nil {
+		s.t.Fatalf("emulate %s colour scheme: %v", scheme, err)
+	}
+}
+
 func (s *session) login(url, user, pw string) {
 	s.t.Helper()
 	s.run("log in as "+user,
@@ -231,6 +243,11 @@ func TestBrowser(t *testing.T) {
 	}
 	s.run("refresh", chromedp.Reload(), chromedp.WaitVisible(css("#cluster-table .badge-running")))
 	s.screenshot(shots, "clusters")
+	// The dark theme follows the system setting.
+	s.colorScheme("dark")
+	s.run("dark list", chromedp.Reload(), chromedp.WaitVisible(css("#cluster-table .badge-running")))
+	s.screenshot(shots, "clusters-dark")
+	s.colorScheme("light")
 
 	// Max connections beyond the licence: the refusal shows at the field.
 	s.run("refuse max connections",
