@@ -23,7 +23,7 @@ type segment struct {
 	To   int64  `json:"to"`
 }
 
-// inFlight is the batch sent but not yet acknowledged. It is written before
+// inFlight is a batch sent but not yet acknowledged. It is written before
 // the batch goes out, so after a crash the same byte ranges are sent again
 // under the same id and ecp recognises a batch it already stored.
 type inFlight struct {
@@ -39,8 +39,9 @@ type offsets struct {
 	Cluster string `json:"cluster"`
 	// Acked maps a file fingerprint to the offset up to which ecp has
 	// acknowledged its lines.
-	Acked    map[string]int64 `json:"acked"`
-	InFlight *inFlight        `json:"inFlight,omitempty"`
+	Acked map[string]int64 `json:"acked"`
+	// InFlight are the batches sent and not yet acknowledged, in order.
+	InFlight []inFlight `json:"inFlight,omitempty"`
 }
 
 // loadOffsets reads the state file; a missing file or one for another

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,7 +21,8 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMaxBatchLines = 5000
+	DefaultMaxBatchLines = 2000
+	DefaultMaxInFlight   = 4
 	DefaultMaxBatchBytes = 2 << 20
 	DefaultMaxLineBytes  = 64 << 10
 	DefaultPollInterval  = 250 * time.Millisecond
@@ -49,6 +51,8 @@ type Options struct {
 	// MaxBatchLines and MaxBatchBytes bound one batch (and so the memory
 	// the shipper holds); MaxLineBytes bounds one line.
 	MaxBatchLines, MaxBatchBytes, MaxLineBytes int
+	// MaxInFlight is how many batches may be unacknowledged at once.
+	MaxInFlight int
 	// PollInterval is how often the directory is looked at when there is
 	// nothing new.
 	PollInterval time.Duration
@@ -112,6 +116,13 @@ type Shipper struct {
 	sizes map[string]int64
 	// node is Options.Node's answer for the batch being built.
 	node string
+	// pending are the batches sent and not yet folded into the acked
+	// offsets, in file order; pos is where reading goes on per file
+	// (the end of the last built batch); resume are the batches found in
+	// flight on disk at start, sent first.
+	pending []*batch
+	pos     map[string]int64
+	resume  []inFlight
 }
 
 // New checks opts and returns a Shipper.
@@ -121,6 +132,9 @@ func New(opts Options) (*Shipper, error) {
 	}
 	if opts.MaxBatchLines <= 0 {
 		opts.MaxBatchLines = DefaultMaxBatchLines
+	}
+	if opts.MaxInFlight <= 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
 	}
 	if opts.MaxBatchBytes <= 0 {
 		opts.MaxBatchBytes = DefaultMaxBatchBytes
@@ -155,11 +169,16 @@ type batch struct {
 	id       string
 	segments []segment
 	lines    []agentproto.LogEntry
+	// done is set once ecp acknowledged the batch.
+	done bool
 }
 
 // Run ships until ctx ends or the Sender reports a permanent error (which
-// it returns). A batch in flight when the agent stopped is sent first, with
-// its old id.
+// it returns). Up to Options.MaxInFlight batches are sent at once, so
+// reading, ecp and the store work side by side; the acknowledged offsets
+// advance only over a prefix of acknowledged batches, in file order. The
+// batches in flight when the agent stopped are sent first, with their old
+// ids.
 func (s *Shipper) Run(ctx context.Context) error {
 	st, err := loadOffsets(s.path, s.opts.Dir, s.opts.Cluster)
 	if err != nil {
@@ -167,32 +186,136 @@ func (s *Shipper) Run(ctx context.Context) error {
 		// duplicates rather than loses.
 		s.log.Error("cannot read log offsets; starting from the beginning of the files", "err", err)
 	}
-	s.state = st
+	s.state, s.resume, s.pending, s.pos = st, st.InFlight, nil, map[string]int64{}
+	s.state.InFlight = nil
 	s.log.Info("log collection started", "dir", s.opts.Dir)
 	defer s.log.Info("log collection stopped", "dir", s.opts.Dir)
+
+	sendCtx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	acked := make(chan *batch)
+	failed := make(chan error, 1)
+	poll := time.NewTimer(0)
+	defer poll.Stop()
 	for {
-		if ctx.Err() != nil {
-			return nil
-		}
-		b, err := s.next()
-		if err != nil {
-			s.log.Warn("cannot read the emqx log dir", "dir", s.opts.Dir, "err", err)
-		}
-		if b == nil {
-			if !sleep(ctx, s.opts.PollInterval) {
-				return nil
+		for len(s.pending) < s.opts.MaxInFlight {
+			b, err := s.next()
+			if err != nil {
+				s.log.Warn("cannot read the emqx log dir", "dir", s.opts.Dir, "err", err)
 			}
-			continue
+			if b == nil {
+				break
+			}
+			// Recorded as in flight before it goes out: after a crash
+			// the same ranges go out again under the same id.
+			s.pending = append(s.pending, b)
+			if err := s.save(); err != nil {
+				s.log.Error("cannot save log offsets; not sending", "path", s.path, "err", err)
+				s.pending = s.pending[:len(s.pending)-1]
+				s.resume, s.pos = nil, map[string]int64{}
+				break
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.send(sendCtx, b); err != nil {
+					select {
+					case failed <- err:
+					default:
+					}
+					return
+				}
+				select {
+				case acked <- b:
+				case <-sendCtx.Done():
+				}
+			}()
 		}
-		if err := s.ship(ctx, b); err != nil {
+		if len(s.pending) < s.opts.MaxInFlight {
+			poll.Reset(s.opts.PollInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-failed:
 			return err
+		case b := <-acked:
+			b.done = true
+			s.advance()
+		case <-poll.C:
 		}
 	}
 }
 
-// next returns the batch to send: the one in flight when the agent last
-// stopped, if its bytes are still there, else the next lines after the
-// acknowledged offsets. nil means nothing to send.
+// inFlight lists the pending batches for the offsets file.
+func (s *Shipper) save() error {
+	s.state.InFlight = s.state.InFlight[:0]
+	for _, b := range s.pending {
+		s.state.InFlight = append(s.state.InFlight, inFlight{ID: b.id, Segments: b.segments})
+	}
+	return s.state.save(s.path)
+}
+
+// send delivers one batch, retrying until ecp acknowledges it, ctx ends
+// (ctx.Err()) or the Sender reports a permanent error.
+func (s *Shipper) send(ctx context.Context, b *batch) error {
+	for attempt := 0; ; attempt++ {
+		_, err := s.opts.Sender.SendLogs(ctx, agentproto.LogBatch{BatchID: b.id, Lines: b.lines})
+		if err == nil {
+			s.m.linesShipped.Add(float64(len(b.lines)))
+			s.m.batches.Inc()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if s.opts.Permanent(err) {
+			return err
+		}
+		s.m.retried.Inc()
+		wait := s.backoff(attempt, s.opts.RetryAfter(err))
+		s.log.Warn("log batch not accepted; retrying", "batch", b.id, "lines", len(b.lines), "retryIn", wait, "err", err)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
+
+// advance moves the acknowledged offsets over the acknowledged batches at
+// the head of the pending list and saves them.
+func (s *Shipper) advance() {
+	n := 0
+	for n < len(s.pending) && s.pending[n].done {
+		for _, sg := range s.pending[n].segments {
+			s.state.Acked[sg.Fingerprint] = sg.To
+		}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	s.pending = s.pending[n:]
+	if err := s.save(); err != nil {
+		// The batches stay recorded as in flight on disk: after a
+		// restart they are sent again under their ids and ecp
+		// recognises them.
+		s.log.Error("cannot save log offsets", "path", s.path, "err", err)
+	}
+}
+
+// position is where reading file fp goes on: after the last batch built.
+func (s *Shipper) position(fp string) int64 {
+	if p, ok := s.pos[fp]; ok {
+		return p
+	}
+	return s.state.Acked[fp]
+}
+
+// next returns the next batch to send: first the ones in flight when the
+// agent last stopped, if their bytes are still there, else the next lines
+// after the read position. nil means nothing to send.
 func (s *Shipper) next() (*batch, error) {
 	files, err := scan(s.opts.Dir)
 	if err != nil {
@@ -206,11 +329,15 @@ func (s *Shipper) next() (*batch, error) {
 		byFP[f.fingerprint] = f
 	}
 	s.forget(byFP)
-	if inf := s.state.InFlight; inf != nil {
-		s.state.InFlight = nil
-		if b := s.rebuild(inf, byFP); b != nil {
+	if len(s.resume) > 0 {
+		inf := s.resume[0]
+		s.resume = s.resume[1:]
+		if b := s.rebuild(&inf, byFP); b != nil {
 			return b, nil
 		}
+		// EMQX overwrote part of it meanwhile: go on from the read
+		// position; later in-flight batches cannot follow it.
+		s.resume = nil
 	}
 	return s.build(files)
 }
@@ -230,6 +357,11 @@ func (s *Shipper) forget(byFP map[string]logFile) {
 			delete(s.sizes, fp)
 		}
 	}
+	for fp := range s.pos {
+		if _, ok := byFP[fp]; !ok {
+			delete(s.pos, fp)
+		}
+	}
 	for fp, f := range byFP {
 		s.sizes[fp] = f.size
 		if d := f.size - s.state.Acked[fp]; d > 0 {
@@ -247,7 +379,7 @@ func (s *Shipper) rebuild(inf *inFlight, byFP map[string]logFile) *batch {
 	b := &batch{id: inf.ID}
 	for _, sg := range inf.Segments {
 		f, ok := byFP[sg.Fingerprint]
-		if !ok || f.size < sg.To || s.state.Acked[sg.Fingerprint] != sg.From {
+		if !ok || f.size < sg.To || s.position(sg.Fingerprint) != sg.From {
 			return nil
 		}
 		end, _, err := readLines(f.path, sg.From, int(sg.To-sg.From), s.opts.MaxLineBytes, s.opts.MaxBatchLines, func(line []byte, off int64) {
@@ -257,6 +389,9 @@ func (s *Shipper) rebuild(inf *inFlight, byFP map[string]logFile) *batch {
 			return nil
 		}
 		b.segments = append(b.segments, segment{Fingerprint: sg.Fingerprint, Name: f.name, From: sg.From, To: sg.To})
+	}
+	for _, sg := range b.segments {
+		s.pos[sg.Fingerprint] = sg.To
 	}
 	s.m.linesRead.Add(float64(len(b.lines)))
 	return b
@@ -270,13 +405,12 @@ func (s *Shipper) build(files []logFile) (*batch, error) {
 		if room <= 0 || bytesLeft <= 0 {
 			break
 		}
-		from := s.state.Acked[f.fingerprint]
+		from := s.position(f.fingerprint)
 		if from > f.size {
 			// Same first line, shorter file: it was truncated and
 			// rewritten identically so far. Read it again from the start
 			// rather than lose what follows.
 			from = 0
-			s.state.Acked[f.fingerprint] = 0
 		}
 		if from == f.size {
 			continue
@@ -306,6 +440,9 @@ func (s *Shipper) build(files []logFile) (*batch, error) {
 		return nil, nil
 	}
 	b.id = batchID(s.opts.Cluster, b.segments)
+	for _, sg := range b.segments {
+		s.pos[sg.Fingerprint] = sg.To
+	}
 	s.m.linesRead.Add(float64(len(b.lines)))
 	return b, nil
 }
@@ -327,56 +464,6 @@ func batchID(cluster string, segs []segment) string {
 		h.Write(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(sg.From)), uint64(sg.To)))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// ship records the batch as in flight, sends it until ecp acknowledges it,
-// then advances the offsets. The offsets move only after the
-// acknowledgement: a crash at any point sends the batch again (same id),
-// never skips it.
-func (s *Shipper) ship(ctx context.Context, b *batch) error {
-	s.state.InFlight = &inFlight{ID: b.id, Segments: b.segments}
-	for {
-		if err := s.state.save(s.path); err == nil {
-			break
-		} else {
-			s.log.Error("cannot save log offsets; retrying", "path", s.path, "err", err)
-		}
-		if !sleep(ctx, s.opts.BackoffMax) {
-			return nil
-		}
-	}
-	attempt := 0
-	for {
-		_, err := s.opts.Sender.SendLogs(ctx, agentproto.LogBatch{BatchID: b.id, Lines: b.lines})
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		if s.opts.Permanent(err) {
-			return err
-		}
-		s.m.retried.Inc()
-		wait := s.backoff(attempt, s.opts.RetryAfter(err))
-		attempt++
-		s.log.Warn("log batch not accepted; retrying", "batch", b.id, "lines", len(b.lines), "retryIn", wait, "err", err)
-		if !sleep(ctx, wait) {
-			return nil
-		}
-	}
-	s.m.linesShipped.Add(float64(len(b.lines)))
-	s.m.batches.Inc()
-	for _, sg := range b.segments {
-		s.state.Acked[sg.Fingerprint] = sg.To
-	}
-	s.state.InFlight = nil
-	if err := s.state.save(s.path); err != nil {
-		// The batch stays recorded as in flight on disk: after a restart
-		// it is sent again under its id and ecp recognises it.
-		s.log.Error("cannot save log offsets", "path", s.path, "err", err)
-	}
-	return nil
 }
 
 // backoff is jittered exponential backoff with floor as the minimum.
