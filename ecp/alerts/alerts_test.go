@@ -445,3 +445,29 @@ func TestFailover(t *testing.T) {
 		t.Fatalf("r2 wrote no rule file: %v", err)
 	}
 }
+
+// TestWebhookTokenNeverShown: the token Alertmanager sends ecp is the same
+// on every replica, and no API reply carries it.
+func TestWebhookTokenNeverShown(t *testing.T) {
+	srv := etcdtest.Start(t)
+	w := newWorld(t, etcdtest.ClientOf(t, srv))
+	dir := t.TempDir()
+	o := Options{Config: DefaultConfig()}
+	o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
+	a, b := newService(t, w, o), newService(t, w, o)
+	if a.svc.token.IsZero() || a.svc.token != b.svc.token {
+		t.Fatal("replicas disagree on the webhook token")
+	}
+	token := a.svc.token.Reveal()
+	path := "/api/v1/projects/" + w.project.ID + "/alert-settings"
+	for _, r := range []result{
+		a.must(200, "padmin", http.MethodPut, path, map[string]any{"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "info"}),
+		a.must(200, "root", http.MethodGet, path, nil),
+		a.must(200, "root", http.MethodGet, "/api/v1/system/alerting", nil),
+		a.must(200, "root", http.MethodGet, "/api/v1/projects/"+w.project.ID+"/alerts", nil),
+	} {
+		if strings.Contains(string(r.body), token) {
+			t.Fatalf("reply carries the webhook token: %s", r.body)
+		}
+	}
+}

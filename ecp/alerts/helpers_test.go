@@ -28,7 +28,7 @@ type world struct {
 	project, foreign tenancy.Project
 }
 
-func newWorld(t *testing.T, cli *clientv3.Client) *world {
+func newWorld(t testing.TB, cli *clientv3.Client) *world {
 	t.Helper()
 	ctx := t.Context()
 	store := tenancy.NewStore(cli)
@@ -76,13 +76,13 @@ func (c *clock) add(d time.Duration) {
 // api serves a Service's routes with the caller set by the X-Test-User
 // header, standing in for ecp's authentication middleware.
 type api struct {
-	t       *testing.T
+	t       testing.TB
 	svc     *Service
 	handler http.Handler
 	reg     *prometheus.Registry
 }
 
-func newService(t *testing.T, w *world, o Options) *api {
+func newService(t testing.TB, w *world, o Options) *api {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	if o.ExternalURL == "" {
@@ -147,7 +147,7 @@ func (a *api) must(want int, user, method, path string, body any, header ...stri
 	return r
 }
 
-func (r result) decode(t *testing.T, v any) {
+func (r result) decode(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.body, err)
@@ -170,7 +170,7 @@ func (a *api) list(project, query string) []Alert {
 
 // waitStatus blocks until the stored apply status satisfies ok, reading it
 // at once and then on every change (no polling).
-func waitStatus(t *testing.T, cli *clientv3.Client, ok func(applyStatus) bool) applyStatus {
+func waitStatus(t testing.TB, cli *clientv3.Client, ok func(applyStatus) bool) applyStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
@@ -211,7 +211,7 @@ type fake struct {
 	posted  [][]byte
 }
 
-func newFake(t *testing.T) *fake {
+func newFake(t testing.TB) *fake {
 	f := &fake{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
@@ -252,7 +252,7 @@ func (f *fake) alerts() [][]byte {
 }
 
 // run runs svc until the returned function is called (or the test ends).
-func run(t *testing.T, svc *Service) func() {
+func run(t testing.TB, svc *Service) func() {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
