@@ -17,7 +17,9 @@
 // Retry-After: it keeps the samples and tries again, so an outage of the
 // backend moves the buffering to the agents instead of losing data here.
 // Only what the backend refuses for good (another 4xx) is dropped, and
-// counted in ecp_remote_write_samples_dropped_total{reason="rejected"}.
+// counted in ecp_remote_write_samples_dropped_total{reason="rejected"}. At
+// shutdown the queues are flushed for at most DrainTimeout; what a dead
+// backend leaves is counted as reason="shutdown".
 //
 // # Without a backend
 //
@@ -66,6 +68,8 @@ const (
 	DefaultRetryAfter = 5 * time.Second
 	DefaultBackoffMin = 100 * time.Millisecond
 	DefaultBackoffMax = 10 * time.Second
+	// DefaultDrainTimeout bounds the flush of the queues at shutdown.
+	DefaultDrainTimeout = 5 * time.Second
 	// DefaultMaxBodyBytes bounds the compressed request an agent may send.
 	DefaultMaxBodyBytes = 8 << 20
 	// DefaultMaxDecodedBytes bounds the decompressed request (Prometheus'
@@ -103,6 +107,9 @@ type Options struct {
 	RetryAfter time.Duration
 	// BackoffMin and BackoffMax shape the retry backoff towards the backend.
 	BackoffMin, BackoffMax time.Duration
+	// DrainTimeout bounds how long Run keeps forwarding queued requests
+	// after its context ended.
+	DrainTimeout time.Duration
 	// MaxBodyBytes and MaxDecodedBytes bound a request before and after
 	// snappy decompression.
 	MaxBodyBytes, MaxDecodedBytes int
@@ -128,6 +135,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.BackoffMax < o.BackoffMin {
 		o.BackoffMax = max(DefaultBackoffMax, o.BackoffMin)
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = DefaultDrainTimeout
 	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = DefaultMaxBodyBytes
@@ -314,42 +324,60 @@ func (g *Gateway) putBuf(b *bytes.Buffer) {
 	}
 }
 
-// Run sends the queued requests until ctx ends; what is still queued then
-// is counted as dropped{reason="shutdown"}. Without a URL it only waits.
+// Run sends the queued requests until ctx ends. Then it keeps sending
+// what is queued (the agents were told it was taken) for at most
+// DrainTimeout; what is left after that is counted as
+// dropped{reason="shutdown"}. Without a URL it only waits.
 func (g *Gateway) Run(ctx context.Context) error {
 	if g.opts.URL == "" {
 		<-ctx.Done()
 		return nil
 	}
 	var wg sync.WaitGroup
-	for _, s := range g.shards {
-		wg.Go(func() { g.sendLoop(ctx, s) })
+	unfinished := make([]*batch, len(g.shards))
+	for i, s := range g.shards {
+		wg.Go(func() { unfinished[i] = g.sendLoop(ctx, s) })
 	}
 	wg.Wait()
-	for _, s := range g.shards {
-		for {
-			select {
-			case b := <-s:
-				g.dropped.WithLabelValues(ReasonShutdown).Add(float64(b.samples))
-				continue
-			default:
-			}
-			break
-		}
+	// Shutdown: a fresh deadline, so a slow backend cannot hold it up.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), g.opts.DrainTimeout)
+	defer cancel()
+	for i, s := range g.shards {
+		wg.Go(func() { g.drain(dctx, unfinished[i], s) })
 	}
+	wg.Wait()
 	return nil
 }
 
-func (g *Gateway) sendLoop(ctx context.Context, q chan batch) {
+// sendLoop forwards q's requests until ctx ends; it returns the request it
+// was retrying then, if any.
+func (g *Gateway) sendLoop(ctx context.Context, q chan batch) *batch {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case b := <-q:
 			if !g.forward(ctx, b) {
-				g.dropped.WithLabelValues(ReasonShutdown).Add(float64(b.samples))
-				return
+				return &b
 			}
+		}
+	}
+}
+
+// drain forwards first, then everything queued in q, until ctx ends;
+// what it could not forward is counted as dropped at shutdown.
+func (g *Gateway) drain(ctx context.Context, first *batch, q chan batch) {
+	if first != nil && !g.forward(ctx, *first) {
+		g.dropped.WithLabelValues(ReasonShutdown).Add(float64(first.samples))
+	}
+	for {
+		select {
+		case b := <-q:
+			if ctx.Err() != nil || !g.forward(ctx, b) {
+				g.dropped.WithLabelValues(ReasonShutdown).Add(float64(b.samples))
+			}
+		default:
+			return
 		}
 	}
 }

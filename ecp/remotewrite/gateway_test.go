@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -364,19 +365,42 @@ func TestGatewayRetriesAndDrops(t *testing.T) {
 	}
 }
 
-func TestGatewayShutdownCountsQueued(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		// The backend keeps failing: the request stays in retry.
-		h := newHarness(t, Options{URL: backendURL, Shards: 1})
-		h.backend.script = []int{503, 503, 503, 503, 503, 503, 503, 503}
-		stop := h.run()
-		h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up")))
-		synctest.Wait()
-		stop()
-		if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonShutdown)); got != 1 {
-			t.Fatalf("dropped shutdown %v, want 1", got)
-		}
-	})
+func TestGatewayShutdown(t *testing.T) {
+	tests := []struct {
+		name          string
+		script        []int
+		wantForwarded float64
+		wantDropped   float64
+	}{
+		// The agents were told the samples were taken: Run flushes them.
+		{"queued requests are flushed", nil, 1, 0},
+		// A backend that stays down past DrainTimeout loses them, counted.
+		{"a dead backend loses them, counted", slices.Repeat([]int{http.StatusServiceUnavailable}, 1000), 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, Options{URL: backendURL, Shards: 1})
+				h.backend.script = tt.script
+				h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up")))
+				ctx, cancel := context.WithCancel(t.Context())
+				cancel()
+				start := time.Now()
+				if err := h.g.Run(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if took := time.Since(start); took > DefaultDrainTimeout {
+					t.Fatalf("shutdown took %s, over DrainTimeout %s", took, DefaultDrainTimeout)
+				}
+				if got := testutil.ToFloat64(h.g.forwarded); got != tt.wantForwarded {
+					t.Fatalf("forwarded %v, want %v", got, tt.wantForwarded)
+				}
+				if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonShutdown)); got != tt.wantDropped {
+					t.Fatalf("dropped at shutdown %v, want %v", got, tt.wantDropped)
+				}
+			})
+		})
+	}
 }
 
 func TestGatewayRefusals(t *testing.T) {
