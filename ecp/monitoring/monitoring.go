@@ -177,9 +177,14 @@ type ClusterSummary struct {
 	ID    string `json:"id"`
 	Name  string `json:"name"`
 	State string `json:"state"`
-	// Reported says whether this replica holds a report of the cluster.
-	Reported    bool       `json:"reported"`
-	Reachable   bool       `json:"reachable"`
+	// Reported says whether a report of the cluster reached ecp yet.
+	Reported  bool `json:"reported"`
+	Reachable bool `json:"reachable"`
+	// CollectedAt is when the report the counts come from was collected.
+	// Replicas share a report only when its counts or abnormal list
+	// change, so elsewhere it is the time of the latest change; the
+	// cluster's lastReportAt (GET /clusters/{id}) says when it last
+	// reported.
 	CollectedAt *time.Time `json:"collectedAt"`
 }
 
