@@ -80,9 +80,5 @@
     }
   });
 
-  document.addEventListener("change", function (ev) {
-    if (ev.target.matches("select[data-autosubmit]")) ev.target.form.submit();
-  });
-
   document.addEventListener("DOMContentLoaded", initGuide);
 })();
