@@ -6,8 +6,10 @@
 // Apply renders everything, validates it with Prometheus' rulefmt and
 // Alertmanager's config loader before a byte reaches disk, writes each file
 // atomically (temporary file and rename in the same directory), removes the
-// files of projects that switched alerting off or are gone, and reloads both
-// servers through POST /-/reload. A failed reload is returned with the
+// files of projects that switched alerting off or are gone, and reloads
+// through POST /-/reload each server whose files changed or whose last
+// reload failed (a Prometheus reload restarts its Alertmanager discovery,
+// so needless ones delay alerts; Reload forces both). A failed reload is returned with the
 // server's own message and counted in ecp_alerting_reload_failures_total;
 // ecp_alerting_last_reload_success says whether the last one worked. The
 // servers keep their previous configuration when they refuse a new one.
@@ -173,6 +175,12 @@ type Alerting struct {
 	// about 2 ms a project (template parsing), so an Apply over 1000
 	// projects validates only the files whose content changed.
 	validated map[[sha256.Size]byte]bool
+	// current holds the targets known to run what is on disk: their last
+	// reload succeeded and ecp has written nothing of theirs since. Apply
+	// reloads only the others, because every Prometheus reload restarts
+	// its Alertmanager discovery, and alerts sent in that gap wait for
+	// the next resend (--rules.alert.resend-delay, 1m by default).
+	current map[string]bool
 
 	reloadFailures *prometheus.CounterVec
 	reloadSuccess  *prometheus.GaugeVec
@@ -199,6 +207,7 @@ func New(o Options) (*Alerting, error) {
 		logger:    o.Logger,
 		client:    o.HTTPClient,
 		validated: map[[sha256.Size]byte]bool{},
+		current:   map[string]bool{},
 		reloadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerting_reload_failures_total",
 			Help: "Reloads of Prometheus or Alertmanager that failed, by target.",
@@ -291,14 +300,21 @@ func (a *Alerting) Apply(ctx context.Context, projects map[string]Settings) erro
 		return errors.Join(append(errs, err)...)
 	}
 
-	if err := a.writeRules(ruleFiles); err != nil {
+	rulesChanged, err := a.writeRules(ruleFiles)
+	if rulesChanged || err != nil {
+		a.current[TargetPrometheus] = false
+	}
+	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	if err := writeAtomic(a.opts.AlertmanagerConfigFile, am, 0o600); err != nil {
-		return errors.Join(append(errs, fmt.Errorf("writing alertmanager config: %w", err))...)
+	if old, err := os.ReadFile(a.opts.AlertmanagerConfigFile); err != nil || !bytes.Equal(old, am) {
+		a.current[TargetAlertmanager] = false
+		if err := writeAtomic(a.opts.AlertmanagerConfigFile, am, 0o600); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("writing alertmanager config: %w", err))...)
+		}
 	}
 	a.logger.Info("alerting configuration written", "projects", len(good), "invalidProjects", len(errs))
-	if err := a.reload(ctx); err != nil {
+	if err := a.reload(ctx, false); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -342,35 +358,38 @@ func check(project string, s Settings, o Options) error {
 }
 
 // writeRules writes every wanted rule file whose content changed and
-// removes ecp's files that are no longer wanted.
-func (a *Alerting) writeRules(want map[string][]byte) error {
+// removes ecp's files that are no longer wanted; it reports whether it
+// changed anything.
+func (a *Alerting) writeRules(want map[string][]byte) (changed bool, err error) {
 	if err := os.MkdirAll(a.opts.RulesDir, 0o755); err != nil {
-		return fmt.Errorf("creating rules directory: %w", err)
+		return false, fmt.Errorf("creating rules directory: %w", err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		path := filepath.Join(a.opts.RulesDir, name)
 		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, want[name]) {
 			continue
 		}
+		changed = true
 		if err := writeAtomic(path, want[name], 0o644); err != nil {
-			return fmt.Errorf("writing rule file: %w", err)
+			return changed, fmt.Errorf("writing rule file: %w", err)
 		}
 	}
 	entries, err := os.ReadDir(a.opts.RulesDir)
 	if err != nil {
-		return fmt.Errorf("listing rules directory: %w", err)
+		return changed, fmt.Errorf("listing rules directory: %w", err)
 	}
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || !strings.HasPrefix(name, RuleFilePrefix) || !strings.HasSuffix(name, RuleFileSuffix) || want[name] != nil {
 			continue
 		}
+		changed = true
 		if err := os.Remove(filepath.Join(a.opts.RulesDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("removing rule file: %w", err)
+			return changed, fmt.Errorf("removing rule file: %w", err)
 		}
 		a.logger.Info("rule file removed", "file", name)
 	}
-	return nil
+	return changed, nil
 }
 
 // writeAtomic replaces path with data: a reader (Prometheus reloading at the
@@ -421,25 +440,29 @@ func writeAtomic(path string, data []byte, perm os.FileMode) (err error) {
 func (a *Alerting) Reload(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.reload(ctx)
+	return a.reload(ctx, true)
 }
 
-func (a *Alerting) reload(ctx context.Context) error {
+// reload posts /-/reload to each configured target that is not known to
+// run its files already (all of them when force is set).
+func (a *Alerting) reload(ctx context.Context, force bool) error {
 	var errs []error
 	for _, t := range []struct{ name, url string }{
 		{TargetPrometheus, a.opts.PrometheusURL},
 		{TargetAlertmanager, a.opts.AlertmanagerURL},
 	} {
-		if t.url == "" {
+		if t.url == "" || (!force && a.current[t.name]) {
 			continue
 		}
 		if err := a.reloadOne(ctx, t.name, t.url); err != nil {
+			a.current[t.name] = false
 			a.reloadFailures.WithLabelValues(t.name).Inc()
 			a.reloadSuccess.WithLabelValues(t.name).Set(0)
 			a.logger.Error("reload failed", "target", t.name, "err", err)
 			errs = append(errs, err)
 			continue
 		}
+		a.current[t.name] = true
 		a.reloadSuccess.WithLabelValues(t.name).Set(1)
 		a.reloadTime.WithLabelValues(t.name).SetToCurrentTime()
 	}

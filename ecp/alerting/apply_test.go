@@ -302,3 +302,51 @@ func TestNewRefusesIncompleteOptions(t *testing.T) {
 		})
 	}
 }
+
+// TestApplyReloadsOnlyWhatChanged: an Apply that changes nothing reloads
+// nothing (every Prometheus reload restarts its Alertmanager discovery);
+// a change to routes alone reloads only Alertmanager; a failed reload is
+// retried by the next Apply even without a change; Reload forces both.
+func TestApplyReloadsOnlyWhatChanged(t *testing.T) {
+	e := newApplyEnv(t)
+	projects := testProjects()
+	calls := func() [2]int32 { return [2]int32{e.prom.calls.Load(), e.am.calls.Load()} }
+	for _, step := range []struct {
+		name   string
+		change func()
+		want   [2]int32
+		err    bool
+	}{
+		{"first apply reloads both", func() {}, [2]int32{1, 1}, false},
+		{"nothing changed", func() {}, [2]int32{1, 1}, false},
+		{"only a route changed", func() {
+			b := projects["beta"]
+			b.Emails = []string{"night@example.test"}
+			projects["beta"] = b
+		}, [2]int32{1, 2}, false},
+		{"prometheus refuses a rule change", func() {
+			a := projects["alpha"]
+			a.TriggerCount = 5
+			projects["alpha"] = a
+			msg := "boom"
+			e.prom.failMsg.Store(&msg)
+		}, [2]int32{2, 2}, true},
+		{"the refused reload is retried without a change", func() { e.prom.failMsg.Store(nil) }, [2]int32{3, 2}, false},
+		{"and then left alone", func() {}, [2]int32{3, 2}, false},
+	} {
+		step.change()
+		err := e.a.Apply(t.Context(), projects)
+		if (err != nil) != step.err {
+			t.Fatalf("%s: Apply error %v, want error %v", step.name, err, step.err)
+		}
+		if got := calls(); got != step.want {
+			t.Fatalf("%s: reloads (prometheus, alertmanager) %v, want %v", step.name, got, step.want)
+		}
+	}
+	if err := e.a.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls(); got != [2]int32{4, 3} {
+		t.Fatalf("Reload: reloads %v, want both", got)
+	}
+}
