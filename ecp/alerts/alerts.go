@@ -33,7 +33,10 @@
 // a retry) maps to the same record, a new episode gets a new one. An active
 // alert Alertmanager has not re-notified for StaleAfter (its route repeats
 // hourly) is moved to history by the leader with endReason "stale", so a
-// resolution lost while ecp was down cannot leave it active forever.
+// resolution lost while ecp was down cannot leave it active forever. With
+// --alertmanager.url the leader also compares the active list with
+// Alertmanager's own every ResyncInterval and moves what Alertmanager no
+// longer holds to history with endReason "gone".
 package alerts
 
 import (
@@ -268,13 +271,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		moved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerts_moved_to_history_total",
-			Help: "Alerts moved from the active list to history, by reason: resolved or stale.",
+			Help: "Alerts moved from the active list to history, by reason: resolved, stale or gone (Alertmanager no longer holds it).",
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{"stored", "unchanged", "ignored", "error"} {
 		m.notifications.WithLabelValues(r)
 	}
-	for _, r := range []string{EndResolved, EndStale} {
+	for _, r := range []string{EndResolved, EndStale, EndGone} {
 		m.moved.WithLabelValues(r)
 	}
 	if reg != nil {

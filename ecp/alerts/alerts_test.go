@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -469,5 +470,42 @@ func TestWebhookTokenNeverShown(t *testing.T) {
 		if strings.Contains(string(r.body), token) {
 			t.Fatalf("reply carries the webhook token: %s", r.body)
 		}
+	}
+}
+
+// TestReconcileWithAlertmanager: an active alert Alertmanager no longer
+// holds (its resolution lost) moves to history as "gone"; one it holds, and
+// one notified a moment ago, stay.
+func TestReconcileWithAlertmanager(t *testing.T) {
+	w := newWorld(t, etcdtest.Client(t))
+	am := newFake(t)
+	clk := &clock{t: t0}
+	// The URL alone is enough to reconcile; no files are written here.
+	a := newService(t, w, Options{Now: clk.now})
+	a.svc.opts.AlertmanagerURL = am.URL
+	p := w.project.ID
+	held, lost, recent := connectorAlert(p, t0), connectorAlert(p, t0), connectorAlert(p, t0)
+	lost.Fingerprint, recent.Fingerprint = "fp-lost", "fp-recent"
+	a.notify("firing", held, lost)
+	clk.add(5 * time.Minute)
+	a.notify("firing", recent)
+	am.hold(fmt.Appendf(nil, `[{"fingerprint":%q,"startsAt":%q,"labels":{}}]`, held.Fingerprint, t0.Format(time.RFC3339Nano)))
+	if err := a.svc.reconcile(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var active []string
+	for _, al := range a.list(p, "state=active") {
+		active = append(active, al.Fingerprint)
+	}
+	hist := a.list(p, "state=history")
+	if strings.Join(active, " ") != "fp-recent "+held.Fingerprint && strings.Join(active, " ") != held.Fingerprint+" fp-recent" {
+		t.Fatalf("active %v, want the held and the recent alert", active)
+	}
+	if len(hist) != 1 || hist[0].Fingerprint != "fp-lost" || hist[0].EndReason != EndGone {
+		t.Fatalf("history %+v, want the lost alert, gone", hist)
+	}
+	am.hold([]byte("not json"))
+	if err := a.svc.reconcile(t.Context()); err == nil {
+		t.Fatal("a broken Alertmanager reply was taken as an empty list")
 	}
 }

@@ -209,6 +209,8 @@ type fake struct {
 	n       int
 	failMsg string
 	posted  [][]byte
+	// held is what GET /api/v2/alerts answers.
+	held []byte
 }
 
 func newFake(t testing.TB) *fake {
@@ -223,6 +225,10 @@ func newFake(t testing.TB) *fake {
 				http.Error(w, f.failMsg, http.StatusInternalServerError)
 			}
 		case "/api/v2/alerts":
+			if r.Method == http.MethodGet {
+				_, _ = w.Write(f.held)
+				return
+			}
 			b, _ := io.ReadAll(r.Body)
 			f.posted = append(f.posted, b)
 		default:
@@ -242,6 +248,12 @@ func (f *fake) reloads() int {
 func (f *fake) fail(msg string) {
 	f.mu.Lock()
 	f.failMsg = msg
+	f.mu.Unlock()
+}
+
+func (f *fake) hold(b []byte) {
+	f.mu.Lock()
+	f.held = b
 	f.mu.Unlock()
 }
 

@@ -115,6 +115,9 @@ func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
 			if err := s.sweepStale(ctx); err != nil && ctx.Err() == nil {
 				s.logger.Error("moving stale alerts to history failed", "err", err)
 			}
+			if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+				s.logger.Warn("comparing the active list with Alertmanager's failed", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

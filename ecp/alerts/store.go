@@ -49,6 +49,9 @@ const (
 	EndResolved = "resolved"
 	// EndStale: Alertmanager stopped re-notifying it (see StaleAfter).
 	EndStale = "stale"
+	// EndGone: Alertmanager no longer holds it, though ecp never heard
+	// its resolution.
+	EndGone = "gone"
 )
 
 // Alert is one alert episode as the lists show it.
@@ -71,7 +74,7 @@ type Alert struct {
 	// EndsAt is null while active.
 	EndsAt *time.Time `json:"endsAt"`
 	State  string     `json:"state"`
-	// EndReason says why it ended: resolved or stale.
+	// EndReason says why it ended: resolved, stale or gone.
 	EndReason string `json:"endReason,omitempty"`
 	// LastNotifiedAt is when Alertmanager last told ecp about it.
 	LastNotifiedAt time.Time `json:"lastNotifiedAt"`

@@ -249,3 +249,70 @@ func (s *Service) sweepStale(ctx context.Context) error {
 	}
 	return errors.Join(errs...)
 }
+
+// reconcileGrace keeps the reconciliation off alerts notified lately: their
+// notification may be on its way while Alertmanager's list already moved.
+const reconcileGrace = 2 * time.Minute
+
+// reconcile moves to history the active alerts Alertmanager no longer
+// holds (their resolution never reached ecp, say while every replica was
+// down), so they do not wait StaleAfter. Without an Alertmanager URL it
+// does nothing. Only the leader calls it.
+func (s *Service) reconcile(ctx context.Context) error {
+	if s.opts.AlertmanagerURL == "" {
+		return nil
+	}
+	held, err := s.alertmanagerIDs(ctx)
+	if err != nil {
+		return err
+	}
+	all, err := kv.List[Alert](ctx, s.cli, activePrefix)
+	if err != nil {
+		return err
+	}
+	now := s.opts.Now()
+	var errs []error
+	for _, a := range all {
+		if held[a.ID] || now.Sub(a.LastNotifiedAt) < reconcileGrace {
+			continue
+		}
+		if _, err := s.end(ctx, Alert{ID: a.ID, Project: a.Project}, now, EndGone); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.logger.Info("active alert unknown to Alertmanager; moved to history", "alert", a.ID, "name", a.Name, "project", a.Project)
+	}
+	return errors.Join(errs...)
+}
+
+// alertmanagerIDs lists the ids of every alert Alertmanager holds (active,
+// silenced, inhibited or unprocessed).
+func (s *Service) alertmanagerIDs(ctx context.Context) (map[string]bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.opts.AlertmanagerURL, "/")+"/api/v2/alerts", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("list alertmanager's alerts: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("list alertmanager's alerts: %s", resp.Status)
+	}
+	var list []struct {
+		Fingerprint string            `json:"fingerprint"`
+		StartsAt    time.Time         `json:"startsAt"`
+		Labels      map[string]string `json:"labels"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		return nil, fmt.Errorf("list alertmanager's alerts: %w", err)
+	}
+	ids := make(map[string]bool, len(list))
+	for _, a := range list {
+		ids[AlertID(fingerprintOf(webhookAlert{Fingerprint: a.Fingerprint, Labels: a.Labels}), a.StartsAt)] = true
+	}
+	return ids, nil
+}

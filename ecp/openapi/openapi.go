@@ -204,7 +204,7 @@ func schemas() map[string]any {
 			"labels":   map[string]any{"type": "object", "additionalProperties": str},
 			"startsAt": when, "endsAt": whenNil,
 			"state":          map[string]any{"type": "string", "enum": []string{"active", "history"}},
-			"endReason":      map[string]any{"type": "string", "enum": []string{"resolved", "stale"}},
+			"endReason":      map[string]any{"type": "string", "enum": []string{"resolved", "stale", "gone"}},
 			"lastNotifiedAt": when, "fingerprint": str, "generatorUrl": str,
 		}),
 		"AlertList": list("Alert"),
