@@ -36,7 +36,7 @@ func logLines(t *testing.T) int {
 const logStoreDown = 12 * time.Second
 
 // victoriaLogsBin finds the binary scripts/install-victorialogs.sh installs.
-func victoriaLogsBin(t *testing.T) string {
+func victoriaLogsBin(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("ECP_VICTORIALOGS_BIN"); p != "" {
 		return p
@@ -307,7 +307,7 @@ func TestLogs(t *testing.T) {
 }
 
 // agentMetric reads one sample of the agent's /metrics ("" when absent).
-func agentMetric(t *testing.T, addr, name string) string {
+func agentMetric(t testing.TB, addr, name string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {

@@ -22,8 +22,8 @@ import (
 // Defaults of Options.
 const (
 	DefaultMaxBatchLines = 2000
-	DefaultMaxInFlight   = 4
-	DefaultMaxBatchBytes = 2 << 20
+	DefaultMaxInFlight   = 8
+	DefaultMaxBatchBytes = 1 << 20
 	DefaultMaxLineBytes  = 64 << 10
 	DefaultPollInterval  = 250 * time.Millisecond
 	DefaultBackoffBase   = 500 * time.Millisecond

@@ -40,7 +40,7 @@ type fakeVL struct {
 	count string
 }
 
-func newFakeVL(t *testing.T) *fakeVL {
+func newFakeVL(t testing.TB) *fakeVL {
 	f := &fakeVL{count: "7"}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -78,7 +78,7 @@ func (f *fakeVL) stored() int {
 }
 
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	api     *API
 	router  *mux.Router
 	vl      *fakeVL
@@ -89,7 +89,7 @@ type fixture struct {
 // header (the app's session middleware stands behind it in production):
 // "root" is system admin, "viewer" views the project, "stranger" has no
 // binding.
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	cli := etcdtest.Client(t)
 	store := tenancy.NewStore(cli)
 	ctx := t.Context()

@@ -3,7 +3,6 @@ package logstore
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/json"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -152,7 +151,8 @@ func indexName(prefix, docTime string) string {
 	return prefix + "-" + docTime[0:4] + "." + docTime[5:7] + "." + docTime[8:10]
 }
 
-// bulkAction is the action line before each document.
+// bulkAction is the action line before each document (appendBulk writes
+// it by hand; the type documents its shape and tests decode with it).
 type bulkAction struct {
 	Index bulkActionMeta `json:"index"`
 }
@@ -164,16 +164,11 @@ type bulkActionMeta struct {
 
 // appendBulk appends one action and document line (NDJSON) to buf.
 func appendBulk(buf []byte, prefix string, d *document) ([]byte, error) {
-	a, err := json.Marshal(bulkAction{Index: bulkActionMeta{Index: indexName(prefix, d.Time), ID: d.ID}})
-	if err != nil {
-		return buf, err
-	}
-	buf = append(buf, a...)
-	buf = append(buf, '\n')
-	doc, err := json.Marshal(d)
-	if err != nil {
-		return buf, err
-	}
-	buf = append(buf, doc...)
+	buf = append(buf, `{"index":{"_index":`...)
+	buf = appendJSONString(buf, indexName(prefix, d.Time))
+	buf = append(buf, `,"_id":`...)
+	buf = appendJSONString(buf, d.ID)
+	buf = append(buf, "}}\n"...)
+	buf = appendDocument(buf, d)
 	return append(buf, '\n'), nil
 }
