@@ -229,10 +229,11 @@ scrape_configs:
 	s.waitState(entry.ID, "running")
 
 	// Alert settings: trigger count 2, e-mail and a webhook.
+	const triggerCount = 2
 	hook := newSink(t)
 	settingsPath := "/api/v1/projects/" + project.ID + "/alert-settings"
 	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
-		"enabled": true, "triggerCount": 2, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": false,
+		"enabled": true, "triggerCount": triggerCount, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": false,
 		"emails": []string{"ops@example.test"}, "webhooks": []map[string]string{{"url": hook.URL + "/plant"}},
 	}, nil); err != nil {
 		t.Fatal(err)
@@ -302,7 +303,7 @@ scrape_configs:
 		}
 		return false, fmt.Sprint(items)
 	})
-	t.Logf("connector down → active in ecp's list: %s (trigger count 2, 1s intervals)", time.Since(down).Round(100*time.Millisecond))
+	t.Logf("connector down → active in ecp's list: %s (trigger count %d, %s collection and evaluation)", time.Since(down).Round(100*time.Millisecond), triggerCount, reportInterval)
 	if active.Project != project.ID || active.Cluster != entry.ID || active.Severity != "critical" || active.Summary == "" ||
 		active.Link != s.base+"/clusters/"+entry.ID || active.State != "active" {
 		t.Fatalf("active alert %+v", active)
