@@ -28,9 +28,10 @@ test: test-deps ## Run every test: vet, unit, integration, end-to-end and the de
 	bash scripts/check-deploy.sh
 
 .PHONY: test-deps
-test-deps: ## Install what the integration tests run for real (Prometheus, Alertmanager, VictoriaLogs, Chromium for the console).
+test-deps: ## Install what the integration tests run for real (Prometheus, Alertmanager, VictoriaLogs, Mailpit, Chromium).
 	bash scripts/install-prometheus.sh
 	bash scripts/install-victorialogs.sh
+	bash scripts/install-mailpit.sh
 	bash scripts/install-chromium.sh
 
 .PHONY: test-short
