@@ -170,7 +170,9 @@ func (e *env) drain(s *Shipper) {
 	for !e.caughtUp() {
 		if time.Now().After(deadline) {
 			cancel()
-			<-done
+			if err := <-done; err != nil {
+				e.t.Error(err)
+			}
 			e.t.Fatalf("shipper did not catch up: %d of %d lines stored", e.stored(), len(e.written))
 		}
 		time.Sleep(time.Millisecond)
@@ -233,7 +235,9 @@ func TestShipAcrossRotation(t *testing.T) {
 				time.Sleep(time.Millisecond)
 			}
 			cancel() // "killed" with batches stored but never acknowledged
-			<-done
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
 			e.ecp.mu.Lock()
 			e.ecp.loseAck = false
 			e.ecp.mu.Unlock()

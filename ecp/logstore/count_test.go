@@ -2,6 +2,7 @@ package logstore
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -37,7 +38,7 @@ func TestCountElasticsearch(t *testing.T) {
 	if string(b) != want {
 		t.Fatalf("count body %s, want %s", b, want)
 	}
-	if _, err := q.Count(t.Context(), Query{}); err != ErrNoScope {
+	if _, err := q.Count(t.Context(), Query{}); !errors.Is(err, ErrNoScope) {
 		t.Fatalf("Count without scope: %v, want ErrNoScope", err)
 	}
 }
