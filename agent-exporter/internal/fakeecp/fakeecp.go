@@ -37,6 +37,8 @@ type Server struct {
 	failing     bool
 	requests    int
 	writes      int
+	logLines    map[string]int // raw line → times stored
+	logBatches  map[string]bool
 	closed      chan struct{}
 }
 
@@ -65,6 +67,7 @@ func start(t *testing.T, tls bool) *Server {
 	mux.HandleFunc("GET "+agentproto.PathDesired, s.auth(s.desiredPoll))
 	mux.HandleFunc("POST "+agentproto.PathUnregister, s.auth(s.unregister))
 	mux.HandleFunc("POST "+agentproto.PathWrite, s.auth(s.write))
+	mux.HandleFunc("POST "+agentproto.PathLogs, s.auth(s.logs))
 	srv := httptest.NewUnstartedServer(s.gate(mux))
 	if tls {
 		srv.StartTLS()
@@ -149,6 +152,9 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.tokens[req.Token] = "used"
+	// As ecp does, the desired state carries the registration's log
+	// collection choice until ecp changes it.
+	s.desired.LogCollection = req.LogCollection
 	// Registering again binds the new agent and revokes the old one.
 	s.creds = map[string]bool{}
 	cred := fmt.Sprintf("cred-%d", len(s.registers)+1)
@@ -329,4 +335,41 @@ func (s *Server) Unregisters() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.unregisters
+}
+
+// logs stores a log batch once per batch id, as ecp's duplicate window does.
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
+	var b agentproto.LogBatch
+	if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+		writeErr(w, http.StatusBadRequest, "Invalid", err.Error())
+		return
+	}
+	s.mu.Lock()
+	if s.logLines == nil {
+		s.logLines, s.logBatches = map[string]int{}, map[string]bool{}
+	}
+	if !s.logBatches[b.BatchID] {
+		s.logBatches[b.BatchID] = true
+		for _, l := range b.Lines {
+			s.logLines[l.Raw]++
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, agentproto.LogBatchResponse{Accepted: len(b.Lines)})
+}
+
+// LogLines returns how many times each log line was stored.
+func (s *Server) LogLines() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.logLines))
+	for k, v := range s.logLines {
+		out[k] = v
+	}
+	return out
+}
+
+// SetLogCollection changes the desired log collection (new revision).
+func (s *Server) SetLogCollection(lc agentproto.LogCollection) {
+	s.change(func(d *agentproto.DesiredState) { d.LogCollection = lc })
 }
