@@ -162,6 +162,7 @@ func BenchmarkLogShipping(b *testing.B) {
 	b.ReportMetric(per10k(ecpCPU), "ecp-cpu-ms/10k-lines")
 	b.ReportMetric(per10k(vlCPU), "store-cpu-ms/10k-lines")
 	b.ReportMetric(per10k(simCPU), "emqx-sim-cpu-ms/10k-lines")
+	b.ReportMetric(peakRSSMB(b, agent.PID()), "agent-peak-rss-MB")
 	b.ReportMetric(0, "ns/op")
 }
 
@@ -179,4 +180,20 @@ func cpuTime(b *testing.B, pid int) time.Duration {
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks
+}
+
+// peakRSSMB is the process's peak resident set (VmHWM) in MB.
+func peakRSSMB(b *testing.B, pid int) float64 {
+	b.Helper()
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
 }

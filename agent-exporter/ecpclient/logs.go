@@ -8,22 +8,17 @@ import (
 	"net/http"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/ecpio/ecp/agentproto"
 )
 
-// SendLogs posts a log batch (agentproto.PathLogs). It returns nil only when
-// ecp acknowledged the batch as stored; a 429/503 is an *APIError whose
-// RetryAfter says when to try again. Batches are encoded with
-// encoding/json/v2 (go-json-experiment), which takes less than half the CPU
-// of v1 for thousands of lines, the agent's main cost while it catches up.
-func (c *Client) SendLogs(ctx context.Context, b agentproto.LogBatch) (agentproto.LogBatchResponse, error) {
+// SendLogs posts a log batch (agentproto.PathLogs); body is the JSON of an
+// agentproto.LogBatch, encoded once by the caller and sent again as is on
+// every retry. It returns nil only when ecp acknowledged the batch as
+// stored; a 429/503 is an *APIError whose RetryAfter says when to try
+// again.
+func (c *Client) SendLogs(ctx context.Context, body []byte) (agentproto.LogBatchResponse, error) {
 	var out agentproto.LogBatchResponse
-	body, err := jsonv2.Marshal(b, jsontext.AllowInvalidUTF8(true))
-	if err != nil {
-		return out, fmt.Errorf("encoding %s: %w", agentproto.PathLogs, err)
-	}
 	u := *c.base
 	u.Path += agentproto.PathLogs
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u.String(), bytes.NewReader(body))

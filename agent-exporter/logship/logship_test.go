@@ -2,6 +2,7 @@ package logship
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,7 +74,11 @@ func newFake() *fakeECP { return &fakeECP{lines: map[string]int{}, ids: map[stri
 
 var errDown = errors.New("ecp down")
 
-func (f *fakeECP) SendLogs(_ context.Context, b agentproto.LogBatch) (agentproto.LogBatchResponse, error) {
+func (f *fakeECP) SendLogs(_ context.Context, body []byte) (agentproto.LogBatchResponse, error) {
+	var b agentproto.LogBatch
+	if err := json.Unmarshal(body, &b); err != nil {
+		return agentproto.LogBatchResponse{}, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++

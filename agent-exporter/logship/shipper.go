@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
@@ -21,7 +23,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultMaxBatchLines = 2000
+	DefaultMaxBatchLines = 4000
 	DefaultMaxInFlight   = 8
 	DefaultMaxBatchBytes = 1 << 20
 	DefaultMaxLineBytes  = 64 << 10
@@ -30,10 +32,11 @@ const (
 	DefaultBackoffMax    = 30 * time.Second
 )
 
-// Sender delivers a batch to ecp (agentproto.PathLogs). It returns nil only
-// when ecp acknowledged the batch as stored.
+// Sender delivers a batch to ecp (agentproto.PathLogs): body is the JSON of
+// an agentproto.LogBatch. It returns nil only when ecp acknowledged the
+// batch as stored.
 type Sender interface {
-	SendLogs(ctx context.Context, b agentproto.LogBatch) (agentproto.LogBatchResponse, error)
+	SendLogs(ctx context.Context, body []byte) (agentproto.LogBatchResponse, error)
 }
 
 // Options configure a Shipper.
@@ -221,6 +224,9 @@ func (s *Shipper) Run(ctx context.Context) error {
 			go func() {
 				defer wg.Done()
 				if err := s.send(sendCtx, b); err != nil {
+					if sendCtx.Err() != nil {
+						return // stopping, not failing
+					}
 					select {
 					case failed <- err:
 					default:
@@ -261,10 +267,19 @@ func (s *Shipper) save() error {
 // send delivers one batch, retrying until ecp acknowledges it, ctx ends
 // (ctx.Err()) or the Sender reports a permanent error.
 func (s *Shipper) send(ctx context.Context, b *batch) error {
+	// Encoded once, and the parsed lines let go: a batch waiting for
+	// ecp holds only its JSON (encoding/json/v2 from go-json-experiment,
+	// less than half the CPU of v1).
+	n := len(b.lines)
+	body, err := jsonv2.Marshal(agentproto.LogBatch{BatchID: b.id, Lines: b.lines}, jsontext.AllowInvalidUTF8(true))
+	if err != nil {
+		return fmt.Errorf("encoding log batch: %w", err)
+	}
+	b.lines = nil
 	for attempt := 0; ; attempt++ {
-		_, err := s.opts.Sender.SendLogs(ctx, agentproto.LogBatch{BatchID: b.id, Lines: b.lines})
+		_, err := s.opts.Sender.SendLogs(ctx, body)
 		if err == nil {
-			s.m.linesShipped.Add(float64(len(b.lines)))
+			s.m.linesShipped.Add(float64(n))
 			s.m.batches.Inc()
 			return nil
 		}
@@ -276,7 +291,7 @@ func (s *Shipper) send(ctx context.Context, b *batch) error {
 		}
 		s.m.retried.Inc()
 		wait := s.backoff(attempt, s.opts.RetryAfter(err))
-		s.log.Warn("log batch not accepted; retrying", "batch", b.id, "lines", len(b.lines), "retryIn", wait, "err", err)
+		s.log.Warn("log batch not accepted; retrying", "batch", b.id, "lines", n, "retryIn", wait, "err", err)
 		if !sleep(ctx, wait) {
 			return ctx.Err()
 		}
