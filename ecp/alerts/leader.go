@@ -79,7 +79,7 @@ func (s *Service) runSession(ctx context.Context) error {
 		}
 	}()
 	el := concurrency.NewElection(sess, leaderPrefix)
-	if err := el.Campaign(sctx, s.opts.ReplicaID); err != nil {
+	if err := kv.Campaign(sctx, el, s.opts.ReplicaID); err != nil {
 		return fmt.Errorf("campaign for alert settings leadership: %w", err)
 	}
 	s.setLeader(true)

@@ -8,6 +8,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	ecpkv "github.com/ecpio/ecp/ecp/kv"
 )
 
 // sessionLoop keeps an etcd session for this replica: it announces the
@@ -67,7 +69,7 @@ func (f *Fleet) runSession(ctx context.Context) error {
 		}
 	}()
 	el := concurrency.NewElection(s, leaderPrefix)
-	if err := el.Campaign(sctx, f.opts.ReplicaID); err != nil {
+	if err := ecpkv.Campaign(sctx, el, f.opts.ReplicaID); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}

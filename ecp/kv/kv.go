@@ -14,6 +14,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 // CallTimeout bounds every single etcd call made through this package, so a
@@ -104,3 +105,21 @@ var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
 // ValidID reports whether s can be an id made by NewID (or a legacy id of
 // the same alphabet); anything else cannot exist and is answered as absent.
 func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// Campaign is concurrency.Election.Campaign that returns as soon as ctx
+// ends. etcd's Campaign, when its ctx ends while it waits, resigns with
+// the client's own context: with etcd unreachable that call never returns
+// until the client is closed, and the client is closed only after every
+// loop using it has returned, so waiting for it would hang shutdown. The
+// resignation still runs in the background and ends when the client closes;
+// the caller's session revoking its lease removes the candidacy anyway.
+func Campaign(ctx context.Context, el *concurrency.Election, value string) error {
+	done := make(chan error, 1)
+	go func() { done <- el.Campaign(ctx, value) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
