@@ -193,6 +193,7 @@ func (c *Console) Register(r *mux.Router) {
 	r.Handle(p+"/clusters", c.page(c.createCluster)).Methods(http.MethodPost)
 	r.Handle(p+"/clusters/new", c.page(c.newCluster)).Methods(http.MethodGet)
 	cl := p + "/clusters/{id}"
+	r.Handle("/clusters/{id}", c.page(c.clusterLink)).Methods(http.MethodGet)
 	r.Handle(cl, c.page(c.clusterDetail)).Methods(http.MethodGet)
 	r.Handle(cl+"/state", c.page(c.clusterState)).Methods(http.MethodGet)
 	r.Handle(cl+"/dashboard", c.page(c.openDashboard)).Methods(http.MethodGet)

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -280,6 +281,12 @@ func TestClusterLifecycleInConsole(t *testing.T) {
 	p = b.post("/projects/"+e.project+"/clusters/"+id+"/transfer", url.Values{"project": {e.other}})
 	mustStatus(t, p, http.StatusSeeOther, "transfer")
 	mustStatus(t, b.get("/projects/"+e.project+"/clusters/"+id), http.StatusNotFound, "old address after transfer")
+	// Alerts link to /clusters/{id}: it leads to the entry's current project.
+	link := b.get("/clusters/" + id)
+	mustStatus(t, link, http.StatusSeeOther, "alert link")
+	if got, want := link.header.Get("Location"), "/projects/"+e.other+"/clusters/"+id; got != want {
+		t.Fatalf("alert link redirects to %q, want %q", got, want)
+	}
 	p = b.post("/projects/"+e.other+"/clusters/"+id+"/delete", url.Values{"confirm": {"wrong"}})
 	mustStatus(t, p, http.StatusBadRequest, "delete with wrong confirmation")
 	p = b.post("/projects/"+e.other+"/clusters/"+id+"/delete", url.Values{"confirm": {"edge-1"}})
@@ -294,20 +301,55 @@ func TestListPages(t *testing.T) {
 	}
 	b := e.browser()
 	mustStatus(t, b.login("admin", adminPassword), http.StatusSeeOther, "login")
-	p := b.get("/projects/" + e.project + "/clusters")
-	if n := strings.Count(p.body, "data-cluster="); n != console.DefaultPageSize {
-		t.Fatalf("page 1 shows %d clusters, want %d", n, console.DefaultPageSize)
+	list := "/projects/" + e.project + "/clusters"
+	p := b.get(list)
+	if n := strings.Count(p.body, "data-cluster="); n != console.DefaultPageSize || !strings.Contains(p.body, "1–50 of 60") || !strings.Contains(p.body, "Page 1 of 2") {
+		t.Fatalf("page 1 shows %d clusters:\n%s", n, p.body)
 	}
-	p = b.get("/projects/" + e.project + "/clusters?page=2")
-	if n := strings.Count(p.body, "data-cluster="); n != 10 || !strings.Contains(p.body, "51–60 of 60") {
-		t.Fatalf("page 2 shows %d clusters", n)
+	if strings.Contains(p.body, `rel="prev"`) {
+		t.Fatal("page 1 links to a previous page")
 	}
-	p = b.get("/projects/" + e.project + "/clusters?q=c-ab&state=created")
+	next := pagerLink(t, p.body, "next")
+	p = b.get(next)
+	if n := strings.Count(p.body, "data-cluster="); n != 10 || !strings.Contains(p.body, "51–60 of 60") || !strings.Contains(p.body, "Page 2 of 2") {
+		t.Fatalf("page 2 shows %d clusters:\n%s", n, p.body)
+	}
+	if strings.Contains(p.body, `rel="next"`) || !strings.Contains(p.body, `data-cluster="`) || !strings.Contains(p.body, ">c-ch<") {
+		t.Fatalf("page 2 is not the last page ending with c-ch:\n%s", p.body)
+	}
+	// The table refreshes itself with the same page token.
+	if !strings.Contains(p.body, `hx-get="`+strings.ReplaceAll(next, "&", "&amp;")+`"`) {
+		t.Fatalf("page 2 does not refresh itself with its own token %s", next)
+	}
+	p = b.get(pagerLink(t, p.body, "prev"))
+	if n := strings.Count(p.body, "data-cluster="); n != console.DefaultPageSize || !strings.Contains(p.body, "1–50 of 60") {
+		t.Fatalf("back to page 1 shows %d clusters", n)
+	}
+	// A token of another filter (or a mangled one) starts over at page 1.
+	p = b.get(next + "&q=c-a")
+	if n := strings.Count(p.body, "data-cluster="); n != 26 || !strings.Contains(p.body, "1–26 of 26") {
+		t.Fatalf("stale token with a new filter shows %d clusters", n)
+	}
+	p = b.get(list + "?q=c-ab&state=created")
 	if n := strings.Count(p.body, "data-cluster="); n != 1 {
 		t.Fatalf("filter q=c-ab shows %d clusters, want 1", n)
 	}
-	p = b.get("/projects/" + e.project + "/clusters?state=running")
-	if n := strings.Count(p.body, "data-cluster="); n != 0 || !strings.Contains(p.body, "No cluster matches") {
+	p = b.get(list + "?q=C-AB")
+	if n := strings.Count(p.body, "data-cluster="); n != 1 {
+		t.Fatalf("filter q=C-AB shows %d clusters, want 1 (case-insensitive)", n)
+	}
+	p = b.get(list + "?state=running")
+	if n := strings.Count(p.body, "data-cluster="); n != 0 || !strings.Contains(p.body, "No cluster matches") || !strings.Contains(p.body, "created (60)") {
 		t.Fatalf("filter state=running shows %d clusters", n)
 	}
+}
+
+// pagerLink is the href of the pager's rel=next or rel=prev link.
+func pagerLink(t *testing.T, body, rel string) string {
+	t.Helper()
+	m := regexp.MustCompile(`href="([^"]+)" rel="` + rel + `"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no %s link in:\n%s", rel, body)
+	}
+	return html.UnescapeString(m[1])
 }

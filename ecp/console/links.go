@@ -1,0 +1,22 @@
+package console
+
+import (
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/ecpio/ecp/ecp/clusters"
+)
+
+// clusterLink answers /clusters/{id}, the address alerts link to (rules
+// know the cluster, not the console's URL layout): it looks the entry up
+// with the caller's rights and redirects to its page in its current
+// project, so an alert raised before a transfer still leads to it.
+func (c *Console) clusterLink(w http.ResponseWriter, r *http.Request) error {
+	var cl clusters.Cluster
+	if err := c.get(r, "/clusters/"+pathEscape(mux.Vars(r)["id"]), &cl); err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(cl.Project)+"/clusters/"+pathEscape(cl.ID), http.StatusSeeOther)
+	return nil
+}
