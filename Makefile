@@ -69,5 +69,12 @@ dist: ## Build static agent-exporter binaries for every supported arch into ./di
 	done
 
 .PHONY: demo
-demo: build dist ## Run the product locally: ecp, two simulated EMQX clusters, registered agents. Ctrl-C stops all.
+demo: build dist ## Run the product locally: ecp, two simulated EMQX clusters, registered agents, alerting and logs. Ctrl-C stops all.
+	@bash scripts/install-prometheus.sh || echo "demo: Prometheus and Alertmanager could not be installed (apt-get needs root); the demo runs without alerting"
+	@bash scripts/install-mailpit.sh || echo "demo: Mailpit could not be installed; the demo runs without alerting"
+	@bash scripts/install-victorialogs.sh || echo "demo: VictoriaLogs could not be installed; the demo runs without log collection"
 	$(GO) run ./demo --bin $(BIN) --dist $(CURDIR)/dist
+
+.PHONY: demo-fault
+demo-fault: ## Break a connector of the running demo's first cluster, to watch the alert arrive.
+	$(GO) run ./demo --fault

@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -27,6 +28,18 @@ import (
 const (
 	defaultECPAddr = "127.0.0.1:8080"
 	adminUsername  = "admin"
+	// reportInterval is shorter than the product's 15 s default so an
+	// alert arrives within seconds of a fault; rules evaluate at it too.
+	reportInterval = 5 * time.Second
+)
+
+// Addresses of the real components the demo runs when they are installed.
+const (
+	prometheusAddr   = "127.0.0.1:9090"
+	alertmanagerAddr = "127.0.0.1:9093"
+	smtpAddr         = "127.0.0.1:1025"
+	mailpitAddr      = "127.0.0.1:8025"
+	victoriaLogsAddr = "127.0.0.1:9428"
 )
 
 type cluster struct {
@@ -51,6 +64,7 @@ func run(args []string, stdout io.Writer) int {
 	distDir := fs.String("dist", "dist", "directory holding agent-exporter-linux-<arch> (make dist)")
 	workDir := fs.String("dir", ".demo", "working directory; emptied at start")
 	untilReady := fs.Bool("exit-when-ready", false, "stop everything and exit 0 once every cluster is running (for tests)")
+	fault := fs.Bool("fault", false, "break the first connector of the running demo's first cluster, to watch the alert arrive, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -59,6 +73,13 @@ func run(args []string, stdout io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *fault {
+		if err := breakConnector(ctx, stdout, "http://"+clusters[0].simAddr); err != nil {
+			_, _ = fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+			return 1
+		}
+		return 0
+	}
 
 	d := &demo{out: stdout, bins: testbed.Binaries{Dir: *binDir, DistDir: *distDir}, dir: *workDir}
 	err := d.up(ctx)
@@ -79,6 +100,9 @@ type demo struct {
 	bins  testbed.Binaries
 	dir   string
 	procs []*testbed.Proc
+	// alerting and logs say whether Prometheus, Alertmanager and Mailpit,
+	// and VictoriaLogs, are installed and running.
+	alerting, logs bool
 }
 
 func (d *demo) say(format string, args ...any) { _, _ = fmt.Fprintf(d.out, format+"\n", args...) }
@@ -109,10 +133,15 @@ func (d *demo) up(ctx context.Context) error {
 		return err
 	}
 	base := "http://" + ecpAddr
+	ecpArgs, err := d.startStack(ctx, ecpAddr)
+	if err != nil {
+		return err
+	}
 	d.say("Starting ecp on %s (embedded etcd in %s)…", base, filepath.Join(d.dir, "ecp"))
-	ecp, err := d.start("ecp", d.bins.Path("ecp"), []string{"serve",
+	ecp, err := d.start("ecp", d.bins.Path("ecp"), append([]string{"serve",
 		"--web.listen-address", ecpAddr, "--web.external-url", base,
-		"--data.dir", filepath.Join(d.dir, "ecp", "data"), "--downloads.dir", dist},
+		"--data.dir", filepath.Join(d.dir, "ecp", "data"), "--downloads.dir", dist,
+		"--agent.report-interval", reportInterval.String()}, ecpArgs...),
 		[]string{"ECP_ADMIN_USERNAME=" + adminUsername, "ECP_ADMIN_PASSWORD=" + password})
 	if err != nil {
 		return err
@@ -127,6 +156,12 @@ func (d *demo) up(ctx context.Context) error {
 	org, err := api.CreateOrg(ctx, "demo")
 	if err != nil {
 		return err
+	}
+	if d.logs {
+		if err := api.Do(ctx, http.MethodPut, "/api/v1/system/log-receiver",
+			map[string]any{"type": "victorialogs", "url": "http://" + victoriaLogsAddr}, nil); err != nil {
+			return fmt.Errorf("configure the log receiver: %w", err)
+		}
 	}
 
 	ids := make([]string, 0, len(clusters))
@@ -146,6 +181,7 @@ func (d *demo) up(ctx context.Context) error {
 	}
 
 	d.say("\necp is managing %d clusters.", len(ids))
+	d.say("  Console:   %s/", base)
 	d.say("  API:       %s/api/v1  (OpenAPI at %s/api/v1/openapi.json)", base, base)
 	d.say("  Metrics:   %s/metrics", base)
 	if generated {
@@ -157,7 +193,14 @@ func (d *demo) up(ctx context.Context) error {
 	for _, c := range clusters {
 		d.say("  EMQX %-14s dashboard http://%s (admin/public), agent metrics http://%s/metrics", c.name, c.simAddr, c.agentAddr)
 	}
-	d.say("  Break a connector: curl -X POST http://%s/sim/connectors/<type:name>/fail -d '{\"reason\":\"econnrefused\"}'", clusters[0].simAddr)
+	if d.alerting {
+		d.say("  Prometheus http://%s, Alertmanager http://%s, mail (Mailpit) http://%s", prometheusAddr, alertmanagerAddr, mailpitAddr)
+		d.say("  Alerts go to ops@<project>.example; break a connector with `make demo-fault` and watch")
+		d.say("  the project's alerts page and Mailpit (about %s).", 3*reportInterval)
+	}
+	if d.logs {
+		d.say("  EMQX logs are collected into VictoriaLogs (http://%s); search them on each project's logs page.", victoriaLogsAddr)
+	}
 	d.say("  Logs of every process are in %s.", d.dir)
 	return nil
 }
@@ -190,12 +233,27 @@ func (d *demo) manage(ctx context.Context, api *testbed.Client, org string, c cl
 		return "", err
 	}
 	d.say("Registering %s (project %s) with the commands ecp rendered…", c.name, c.project)
-	agent, err := testbed.RunAgent(ctx, reg, testbed.AgentSetup{
+	setup := testbed.AgentSetup{
 		Dir: filepath.Join(dir, "agent"), ListenAddress: c.agentAddr,
-		EMQXUsername: "admin", EMQXPassword: "public",
-	})
+		EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: reportInterval,
+	}
+	if d.logs {
+		logDir, err := filepath.Abs(filepath.Join(dir, "emqx-log"))
+		if err != nil {
+			return "", err
+		}
+		setup.ExtraRegisterArgs = []string{"--emqx-log-collection-enabled", "--emqx-log-collection-dir", logDir}
+	}
+	agent, err := testbed.RunAgent(ctx, reg, setup)
 	if err != nil {
 		return "", err
+	}
+	if d.alerting {
+		settings := map[string]any{"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical",
+			"emqxAlertPush": false, "emails": []string{"ops@" + c.project + ".example"}, "webhooks": []any{}}
+		if err := api.Do(ctx, http.MethodPut, "/api/v1/projects/"+project.ID+"/alert-settings", settings, nil); err != nil {
+			return "", fmt.Errorf("alert settings: %w", err)
+		}
 	}
 	d.procs = append(d.procs, agent)
 	return entry.ID, nil
@@ -231,6 +289,10 @@ func (d *demo) checkPorts(ecpAddr string) error {
 	for _, c := range clusters {
 		addrs = append(addrs, c.simAddr, c.agentAddr)
 	}
+	return d.checkFree(addrs...)
+}
+
+func (d *demo) checkFree(addrs ...string) error {
 	var errs []error
 	for _, a := range addrs {
 		if err := testbed.CheckFree(a); err != nil {

@@ -3,7 +3,10 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,13 +19,15 @@ import (
 )
 
 // TestDemoStopsCleanly runs the demo as `make demo` does, waits until it
-// manages both clusters, presses Ctrl-C and checks that no process it
+// manages both clusters, breaks a connector as `make demo-fault` does and
+// waits for the alert mail, presses Ctrl-C and checks that no process it
 // started is left.
 func TestDemoStopsCleanly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries")
 	}
-	for _, addr := range []string{"127.0.0.1:18083", "127.0.0.1:28083", "127.0.0.1:9733", "127.0.0.1:9734"} {
+	for _, addr := range []string{"127.0.0.1:18083", "127.0.0.1:28083", "127.0.0.1:9733", "127.0.0.1:9734",
+		"127.0.0.1:9090", "127.0.0.1:9093", "127.0.0.1:1025", "127.0.0.1:8025", "127.0.0.1:9428"} {
 		if err := testbed.CheckFree(addr); err != nil {
 			t.Fatalf("the demo's fixed ports must be free for this test: %v", err)
 		}
@@ -41,6 +46,7 @@ func TestDemoStopsCleanly(t *testing.T) {
 	work := filepath.Join(dir, "work")
 	cmd := exec.CommandContext(t.Context(), demoBin, "--bin", bins.Dir, "--dist", bins.DistDir, "--dir", work)
 	cmd.Env = append(os.Environ(), "DEMO_ECP_ADDR="+ecpAddr, "ECP_ADMIN_PASSWORD=demo-test-password")
+	cmd.Dir = ".." // as make demo runs it: the installed tools are found in .tools
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -62,7 +68,8 @@ func TestDemoStopsCleanly(t *testing.T) {
 	}()
 	select {
 	case out := <-ready:
-		for _, want := range []string{"north-line-1   running", "south-line-1   running", "ecp is managing 2 clusters"} {
+		for _, want := range []string{"north-line-1   running", "south-line-1   running", "ecp is managing 2 clusters",
+			"Prometheus http://127.0.0.1:9090", "collected into VictoriaLogs"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("demo output lacks %q:\n%s", want, out)
 			}
@@ -70,6 +77,34 @@ func TestDemoStopsCleanly(t *testing.T) {
 	case <-time.After(3 * time.Minute):
 		_ = cmd.Process.Kill()
 		t.Fatalf("demo not ready within 3 minutes:\n%s\n%s", transcript.String(), stderr.String())
+	}
+
+	// make demo-fault breaks a connector; the alert must reach the
+	// project's mailbox through Prometheus, Alertmanager and Mailpit.
+	fault := exec.CommandContext(t.Context(), demoBin, "--fault")
+	if out, err := fault.CombinedOutput(); err != nil {
+		t.Fatalf("demo --fault: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		var inbox struct {
+			Messages []struct {
+				Subject string `json:"Subject"`
+				To      []struct {
+					Address string `json:"Address"`
+				} `json:"To"`
+			} `json:"messages"`
+		}
+		if err := getJSONFrom("http://127.0.0.1:8025/api/v1/messages", &inbox); err == nil && len(inbox.Messages) > 0 {
+			if to := inbox.Messages[0].To; len(to) == 0 || to[0].Address != "ops@factory-north.example" {
+				t.Fatalf("alert mail went to %+v, want ops@factory-north.example", to)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no alert mail within 2 minutes of breaking a connector; demo output:\n%s", transcript.String())
+		}
+		time.Sleep(time.Second)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
@@ -81,6 +116,18 @@ func TestDemoStopsCleanly(t *testing.T) {
 	if left := processesUnder(t, bins.Dir, work); len(left) > 0 {
 		t.Fatalf("processes left after Ctrl-C: %v", left)
 	}
+}
+
+func getJSONFrom(url string, v any) error {
+	resp, err := http.Get(url) //nolint:gosec,noctx // a loopback URL of the test's own making
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // processesUnder lists running processes whose command line names any of dirs.
