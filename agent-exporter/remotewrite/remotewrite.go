@@ -1,8 +1,18 @@
 // Package remotewrite pushes every collection to ecp as Prometheus remote
 // write 1.0 (agentproto.PathWrite), with the agent's credential. The series
-// are the ones /metrics serves, gathered from the same snapshot, so a
-// scrape and a push never disagree and EMQX is polled once per interval
-// whatever the number of consumers.
+// come from the snapshot /metrics serves, so a scrape and a push never
+// disagree and EMQX is polled once per interval whatever the number of
+// consumers.
+//
+// A fleet of clusters with thousands of rules and connectors each would
+// push more series than anyone looks at, so a push holds at most
+// Options.MaxSeries series (selection.go): every cluster-level series, every
+// object ecp's alert rules would fire on (a rule whose failure counters
+// grew, an enabled connector, action or source that is not connected),
+// every object that was abnormal within the recovery hold (so the alert
+// sees it resolve), then the busiest other rules and the remaining objects
+// while they fit. The cap never hides an abnormal object: when those alone
+// exceed it, they are all pushed. /metrics keeps every series.
 //
 // Each collection becomes one request waiting in a bounded queue. While ecp
 // is unreachable, answers 5xx or throttles with 429, the oldest request is
@@ -73,6 +83,13 @@ type Options struct {
 	// DisabledPause is how long pushing pauses once ecp said it has no
 	// remote-write backend.
 	DisabledPause time.Duration
+	// MaxSeries caps the series of one push (0: no cap). Cluster-level
+	// series and abnormal objects are pushed whatever the cap; see
+	// selection.go. /metrics always serves everything.
+	MaxSeries int
+	// RecoveryHold is how long a recovered object is still pushed; zero
+	// means DefaultRecoveryHold.
+	RecoveryHold time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -104,10 +121,15 @@ type Sender struct {
 	backoff     ecpclient.Backoff
 	kick        chan struct{}
 
+	selMu sync.Mutex // one selection at a time
+	sel   *selector
+
 	sent     prometheus.Counter
 	dropped  *prometheus.CounterVec
 	failures prometheus.Counter
 	queued   prometheus.Gauge
+	pushed   prometheus.Gauge
+	capped   prometheus.Gauge
 }
 
 // New returns a Sender registering its metrics on reg; nothing is sent
@@ -137,7 +159,11 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sender,
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.RecoveryHold <= 0 {
+		opts.RecoveryHold = DefaultRecoveryHold
+	}
 	s := &Sender{
+		sel:  newSelector(opts.MaxSeries, opts.RecoveryHold),
 		opts: opts, logger: logger, kick: make(chan struct{}, 1),
 		backoff: ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
@@ -152,11 +178,17 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sender,
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "agent_exporter_remote_write_queue_length", Help: "Collections waiting to be pushed to ecp.",
 		}),
+		pushed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_remote_write_series", Help: "Series in the push of the last collection.",
+		}),
+		capped: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_remote_write_series_capped", Help: "Series of the last collection left out of its push by --remote-write.max-series (healthy, quiet objects; /metrics serves them all).",
+		}),
 	}
 	for _, r := range []string{ReasonQueueFull, ReasonRejected, ReasonNotConfigured, ReasonUnregistered} {
 		s.dropped.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{s.sent, s.dropped, s.failures, s.queued} {
+	for _, c := range []prometheus.Collector{s.sent, s.dropped, s.failures, s.queued, s.pushed, s.capped} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register remote-write metrics: %w", err)
 		}
@@ -165,13 +197,18 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sender,
 }
 
 // Push gathers the series now served (one collection), stamps them with
-// at and queues them for target.
+// at, keeps those the series cap allows and queues them for target.
 func (s *Sender) Push(target *Target, at time.Time) error {
 	mfs, err := s.opts.Gatherer.Gather()
 	if err != nil && len(mfs) == 0 {
 		return fmt.Errorf("gather series to push: %w", err)
 	}
-	body, samples, err := Encode(mfs, at)
+	s.selMu.Lock()
+	series, capped := s.sel.choose(flatten(mfs, at), at)
+	s.selMu.Unlock()
+	s.pushed.Set(float64(len(series)))
+	s.capped.Set(float64(capped))
+	body, samples, err := marshal(series)
 	if err != nil {
 		return err
 	}
@@ -199,6 +236,9 @@ func (s *Sender) Push(target *Target, at time.Time) error {
 // Reset drops everything queued: the registration ended or changed, and
 // its credential must not push any more.
 func (s *Sender) Reset() {
+	s.selMu.Lock()
+	s.sel.reset()
+	s.selMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.dropAllLocked(ReasonUnregistered)
@@ -350,8 +390,32 @@ func parseRetryAfter(v string) time.Duration {
 // Histograms and summaries become their classic _bucket/_sum/_count and
 // quantile series, as a scrape would store them.
 func Encode(mfs []*dto.MetricFamily, at time.Time) ([]byte, int, error) {
+	return marshal(flatten(mfs, at))
+}
+
+// marshal encodes series as a snappy-compressed write request and counts
+// their samples.
+func marshal(series []prompb.TimeSeries) ([]byte, int, error) {
+	req := prompb.WriteRequest{Timeseries: series}
+	raw, err := req.Marshal()
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode remote-write request: %w", err)
+	}
+	samples := 0
+	for _, ts := range series {
+		samples += len(ts.Samples)
+	}
+	return snappy.Encode(nil, raw), samples, nil
+}
+
+// flatten turns metric families into one series per sample, at time at.
+func flatten(mfs []*dto.MetricFamily, at time.Time) []prompb.TimeSeries {
 	ts := at.UnixMilli()
-	var req prompb.WriteRequest
+	n := 0
+	for _, mf := range mfs {
+		n += len(mf.GetMetric())
+	}
+	out := make([]prompb.TimeSeries, 0, n)
 	add := func(name string, m *dto.Metric, value float64, extra ...string) {
 		ls := make([]prompb.Label, 0, len(m.GetLabel())+1+len(extra)/2)
 		ls = append(ls, prompb.Label{Name: "__name__", Value: name})
@@ -362,7 +426,7 @@ func Encode(mfs []*dto.MetricFamily, at time.Time) ([]byte, int, error) {
 			ls = append(ls, prompb.Label{Name: extra[i], Value: extra[i+1]})
 		}
 		sortLabels(ls)
-		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: value, Timestamp: ts}}})
+		out = append(out, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: value, Timestamp: ts}}})
 	}
 	for _, mf := range mfs {
 		name := mf.GetName()
@@ -392,11 +456,7 @@ func Encode(mfs []*dto.MetricFamily, at time.Time) ([]byte, int, error) {
 			}
 		}
 	}
-	raw, err := req.Marshal()
-	if err != nil {
-		return nil, 0, fmt.Errorf("encode remote-write request: %w", err)
-	}
-	return snappy.Encode(nil, raw), len(req.Timeseries), nil
+	return out
 }
 
 func formatFloat(f float64) string {

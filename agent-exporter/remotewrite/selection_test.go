@@ -1,0 +1,229 @@
+package remotewrite
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+)
+
+// world is a cluster's series as the exporter would give them: a few
+// cluster-level series, connectors (enabled + status set) and rules
+// (enabled + counters).
+type world struct {
+	connStatus  map[string]string
+	connEnabled map[string]float64
+	ruleFailed  map[string]float64
+	ruleMatched map[string]float64
+	connectors  []string
+	rules       []string
+}
+
+const clusterSeries = 3
+
+func newWorld(connectors, rules int) *world {
+	w := &world{connStatus: map[string]string{}, connEnabled: map[string]float64{}, ruleFailed: map[string]float64{}, ruleMatched: map[string]float64{}}
+	for i := range connectors {
+		id := fmt.Sprintf("http:c%03d", i)
+		w.connectors = append(w.connectors, id)
+		w.connStatus[id], w.connEnabled[id] = "connected", 1
+	}
+	for i := range rules {
+		w.rules = append(w.rules, fmt.Sprintf("r%03d", i))
+	}
+	return w
+}
+
+func (w *world) series(at time.Time) []prompb.TimeSeries {
+	var out []prompb.TimeSeries
+	add := func(v float64, ls ...string) {
+		var labels []prompb.Label
+		for i := 0; i < len(ls); i += 2 {
+			labels = append(labels, prompb.Label{Name: ls[i], Value: ls[i+1]})
+		}
+		sortLabels(labels)
+		out = append(out, prompb.TimeSeries{Labels: labels, Samples: []prompb.Sample{{Value: v, Timestamp: at.UnixMilli()}}})
+	}
+	add(1, "__name__", "emqx_up")
+	add(1, "__name__", "emqx_node_running", "node", "n1")
+	add(100, "__name__", "emqx_node_connections", "node", "n1")
+	for _, id := range w.connectors {
+		add(w.connEnabled[id], "__name__", "emqx_connector_enabled", "id", id)
+		for _, st := range []string{"connected", "connecting", "disconnected", "stopped", "inconsistent"} {
+			add(b2f(w.connStatus[id] == st), "__name__", "emqx_connector_status", "id", id, "status", st)
+		}
+	}
+	for _, id := range w.rules {
+		add(1, "__name__", "emqx_rule_enabled", "id", id)
+		add(w.ruleMatched[id], "__name__", "emqx_rule_matched_total", "id", id)
+		add(w.ruleFailed[id], "__name__", "emqx_rule_failed_total", "id", id)
+		add(0, "__name__", "emqx_rule_actions_failed_total", "id", id)
+	}
+	return out
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// pushed indexes a push by "name{id,status}".
+func pushed(series []prompb.TimeSeries) map[string][]prompb.Sample {
+	out := map[string][]prompb.Sample{}
+	for _, ts := range series {
+		name, id := nameAndID(ts.Labels)
+		key := name
+		if id != "" {
+			key += "{" + id
+			if st := labelValue(ts.Labels, "status"); st != "" {
+				key += "," + st
+			}
+			key += "}"
+		}
+		out[key] = ts.Samples
+	}
+	return out
+}
+
+func TestSelectionCap(t *testing.T) {
+	const connectors, rules = 100, 100
+	total := clusterSeries + connectors*6 + rules*4
+	tests := []struct {
+		name   string
+		max    int
+		fault  func(w *world)
+		want   []string // keys that must be pushed
+		absent []string // keys that must not be
+		pushed int      // exact number of series pushed
+	}{
+		{name: "no cap pushes everything", max: 0, pushed: total},
+		{name: "a cap above the total pushes everything", max: total, pushed: total},
+		{
+			name: "cluster-level series and an abnormal connector are kept; healthy ones fill the rest", max: 50,
+			fault:  func(w *world) { w.connStatus["http:c057"] = "disconnected" },
+			want:   []string{"emqx_up", "emqx_node_running", "emqx_connector_status{http:c057,connected}", "emqx_connector_enabled{http:c057}"},
+			pushed: 3 + 6 + 6*6 + 1*4, // cluster, c057, then six more connectors and one rule fit
+		},
+		{
+			name: "a disabled connector is not abnormal", max: clusterSeries,
+			fault:  func(w *world) { w.connStatus["http:c057"], w.connEnabled["http:c057"] = "stopped", 0 },
+			want:   []string{"emqx_up"},
+			absent: []string{"emqx_connector_enabled{http:c057}"},
+			pushed: clusterSeries,
+		},
+		{
+			name: "abnormal objects are pushed even over the cap", max: 1,
+			fault: func(w *world) {
+				for _, id := range w.connectors[:3] {
+					w.connStatus[id] = "connecting"
+				}
+			},
+			want:   []string{"emqx_up", "emqx_connector_status{http:c000,connected}", "emqx_connector_status{http:c002,connecting}"},
+			pushed: clusterSeries + 3*6,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := newWorld(connectors, rules)
+			if tt.fault != nil {
+				tt.fault(w)
+			}
+			sel := newSelector(tt.max, DefaultRecoveryHold)
+			got, capped := sel.choose(w.series(time.Unix(1000, 0)), time.Unix(1000, 0))
+			if len(got) != tt.pushed || capped != total-tt.pushed {
+				t.Fatalf("pushed %d, capped %d; want %d and %d", len(got), capped, tt.pushed, total-tt.pushed)
+			}
+			p := pushed(got)
+			for _, k := range tt.want {
+				if _, ok := p[k]; !ok {
+					t.Errorf("%s not pushed", k)
+				}
+			}
+			for _, k := range tt.absent {
+				if _, ok := p[k]; ok {
+					t.Errorf("%s pushed, want it left out", k)
+				}
+			}
+		})
+	}
+}
+
+// TestSelectionRecovery: a connector that fails is pushed at once; after
+// it heals its healthy sample keeps being pushed for the recovery hold, so
+// the alert sees it resolve instead of the last abnormal sample lingering
+// for Prometheus's lookback; after that it gives way to the cap again.
+func TestSelectionRecovery(t *testing.T) {
+	const interval = 15 * time.Second
+	const id = "http:c042"
+	key := "emqx_connector_status{" + id + ",connected}"
+	w := newWorld(100, 0)
+	sel := newSelector(clusterSeries, DefaultRecoveryHold)
+	at := time.Unix(1_764_000_000, 0)
+	push := func() map[string][]prompb.Sample {
+		at = at.Add(interval)
+		got, _ := sel.choose(w.series(at), at)
+		return pushed(got)
+	}
+	if _, ok := push()[key]; ok {
+		t.Fatal("healthy connector pushed under a cap that only fits the cluster series")
+	}
+	w.connStatus[id] = "disconnected"
+	if got := push()[key]; len(got) != 1 || got[0].Value != 0 {
+		t.Fatalf("failed connector: pushed %v, want connected=0", got)
+	}
+	// Prometheus shows the abnormal sample of lastBad for a lookback
+	// (the hold): healthy samples must be pushed until then.
+	lastBad := at
+	w.connStatus[id] = "connected"
+	for at.Add(interval).Sub(lastBad) <= DefaultRecoveryHold {
+		if got := push()[key]; len(got) != 1 || got[0].Value != 1 {
+			t.Fatalf("%s after the last failure: pushed %v, want connected=1", at.Sub(lastBad), got)
+		}
+	}
+	if got, ok := push()[key]; ok {
+		t.Fatalf("%s after the last failure, past the hold: still pushed %v", at.Sub(lastBad), got)
+	}
+}
+
+// TestSelectionRuleStartsFailing: a rule left out by the cap that starts
+// failing is pushed with its failure counter's previous sample too, so
+// the alert's increase() over two intervals sees the growth at the first
+// failing collection; a busy rule wins over quiet ones for the free room.
+func TestSelectionRuleStartsFailing(t *testing.T) {
+	const interval = 15 * time.Second
+	w := newWorld(0, 50)
+	sel := newSelector(clusterSeries+4, DefaultRecoveryHold)
+	t0 := time.Unix(1_764_000_000, 0)
+	w.ruleMatched["r010"] = 5
+	if _, capped := sel.choose(w.series(t0), t0); capped != 49*4 {
+		t.Fatalf("capped %d, want %d", capped, 49*4)
+	}
+	t1 := t0.Add(interval)
+	w.ruleMatched["r010"], w.ruleMatched["r020"] = 6, 100 // r020 is now the busiest
+	got := pushed(first(sel.choose(w.series(t1), t1)))
+	if _, ok := got["emqx_rule_matched_total{r020}"]; !ok {
+		t.Fatalf("busiest rule r020 not pushed: %v", got)
+	}
+	t2 := t1.Add(interval)
+	w.ruleFailed["r030"] = 7
+	got = pushed(first(sel.choose(w.series(t2), t2)))
+	want := []prompb.Sample{{Value: 0, Timestamp: t1.UnixMilli()}, {Value: 7, Timestamp: t2.UnixMilli()}}
+	if s := got["emqx_rule_failed_total{r030}"]; fmt.Sprint(s) != fmt.Sprint(want) {
+		t.Fatalf("failing rule's counter pushed as %v, want %v", s, want)
+	}
+	if s := got["emqx_rule_enabled{r030}"]; len(s) != 1 {
+		t.Fatalf("failing rule's enabled series pushed as %v", s)
+	}
+	// Still pushed (recovering) while it no longer fails, now without the
+	// extra sample: the previous collection was pushed.
+	t3 := t2.Add(interval)
+	got = pushed(first(sel.choose(w.series(t3), t3)))
+	if s := got["emqx_rule_failed_total{r030}"]; len(s) != 1 || s[0].Value != 7 {
+		t.Fatalf("recovering rule's counter pushed as %v", s)
+	}
+}
+
+func first[T any](v T, _ int) T { return v }
