@@ -225,7 +225,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}
-	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL},
+	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Etcd: a.cli},
 		a.authz, a.ledger, a.fleet, a.logger.With("component", "clusters")); err != nil {
 		return err
 	}
@@ -480,18 +480,27 @@ func (a *App) Run(ctx context.Context) error {
 	if a.runFleet != nil {
 		g.Add(func() error { return a.runFleet(runCtx) }, func(error) { cancel() })
 	}
+	// The cluster lists are served from an index of the specs kept current
+	// by its own watch.
+	g.Add(func() error { return a.clusters.Run(runCtx) }, func(error) { cancel() })
 	for _, runExt := range a.extensionRuns {
 		g.Add(func() error { return runExt(runCtx) }, func(error) { cancel() })
 	}
 	g.Add(func() error {
 		// Ready once the agent side is (it must have loaded its state
-		// from etcd before it can answer agents correctly).
+		// from etcd before it can answer agents correctly) and the
+		// cluster lists have their index.
 		if a.fleetReady != nil {
 			select {
 			case <-a.fleetReady:
 			case <-runCtx.Done():
 				return nil
 			}
+		}
+		select {
+		case <-a.clusters.Ready():
+		case <-runCtx.Done():
+			return nil
 		}
 		a.ready.Store(true)
 		a.logger.Info("ecp ready")

@@ -1,14 +1,12 @@
 package clusters
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/mux"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusterspec"
@@ -41,6 +40,9 @@ type Options struct {
 	TokenTTL time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Etcd is the client the list index loads and watches the specs
+	// through. Required.
+	Etcd *clientv3.Client
 }
 
 // API serves the managed-cluster routes.
@@ -52,12 +54,17 @@ type API struct {
 	ledger   *quota.Ledger
 	fleet    Fleet
 	logger   *slog.Logger
+	// index serves the lists from memory.
+	index *Index
 }
 
 // NewAPI returns the API.
 func NewAPI(opts Options, authz *tenancy.Authorizer, ledger *quota.Ledger, fleet Fleet, logger *slog.Logger) (*API, error) {
 	if opts.ExternalURL == "" {
 		return nil, errors.New("clusters: Options.ExternalURL is required")
+	}
+	if opts.Etcd == nil {
+		return nil, errors.New("clusters: Options.Etcd is required")
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = DefaultTokenTTL
@@ -66,9 +73,28 @@ func NewAPI(opts Options, authz *tenancy.Authorizer, ledger *quota.Ledger, fleet
 		opts.Now = time.Now
 	}
 	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
-	api := &API{opts: opts, authz: authz, ledger: ledger, fleet: fleet, logger: logger}
+	api := &API{opts: opts, authz: authz, ledger: ledger, fleet: fleet, logger: logger, index: NewIndex(opts.Etcd, logger)}
 	api.tokenTTL.Store(int64(opts.TokenTTL))
 	return api, nil
+}
+
+// Run keeps the list index current until ctx ends; the lists wait for its
+// first load.
+func (api *API) Run(ctx context.Context) error { return api.index.Run(ctx) }
+
+// Ready is closed once the list index has loaded.
+func (api *API) Ready() <-chan struct{} { return api.index.Ready() }
+
+// Index is the in-memory index the lists are served from.
+func (api *API) Index() *Index { return api.index }
+
+// refresh brings the index up to a write this replica just made, so the
+// caller's next list shows it. The write is done either way: a failed read
+// back is logged, and the watch delivers the write moments later.
+func (api *API) refresh(r *http.Request, id string) {
+	if err := api.index.Refresh(r.Context(), id); err != nil {
+		api.logger.Warn("cluster list may lag behind a write", "cluster", id, "err", err)
+	}
 }
 
 // SetTokenTTL changes the lifetime of registration tokens issued from now on.
@@ -127,6 +153,11 @@ func (api *API) view(r *http.Request, s clusterspec.Spec) (Cluster, error) {
 	if err != nil {
 		return Cluster{}, fmt.Errorf("read status of cluster %s: %w", s.ID, err)
 	}
+	return toCluster(s, st), nil
+}
+
+// toCluster merges a spec with what the agent side knows of it.
+func toCluster(s clusterspec.Spec, st Status) Cluster {
 	if st.State == "" {
 		st.State = StateCreated
 	}
@@ -136,7 +167,7 @@ func (api *API) view(r *http.Request, s clusterspec.Spec) (Cluster, error) {
 		State: st.State, StateReason: st.StateReason, Version: st.Version, Nodes: st.Nodes, NodesRunning: st.NodesRunning,
 		Connections: st.Connections, LiveConnections: st.LiveConnections, AgentVersion: st.AgentVersion,
 		StartedAt: timePtr(st.StartedAt), ManagedSince: timePtr(st.ManagedSince), LastReportAt: timePtr(st.LastReportAt),
-	}, nil
+	}
 }
 
 // serviceURL is the entry's own service URL or, when the operator set
@@ -172,6 +203,7 @@ func ValidateServiceURL(s string) string {
 	return ""
 }
 
+// list serves one project's entries, a page at a time (see ListPage).
 func (api *API) list(w http.ResponseWriter, r *http.Request) error {
 	ac, err := api.authz.Caller(r)
 	if err != nil {
@@ -181,7 +213,18 @@ func (api *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return api.writeList(w, r, func(ctx context.Context) ([]clusterspec.Spec, error) { return api.ledger.ListProject(ctx, p.ID) })
+	q, err := parseListQuery(r.URL.Query(), "project\x00"+p.ID)
+	if err != nil {
+		return err
+	}
+	if err := api.index.wait(r.Context()); err != nil {
+		return err
+	}
+	page, err := api.page(r.Context(), p.ID, nil, q)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, page)
 }
 
 // listAll is the fleet-wide view: every cluster of every project the caller
@@ -191,45 +234,30 @@ func (api *API) listAll(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	q, err := parseListQuery(r.URL.Query(), "fleet")
+	if err != nil {
+		return err
+	}
 	projects, err := api.authz.Store().ListProjects(r.Context())
 	if err != nil {
 		return err
 	}
-	visible := map[string]bool{}
+	visible := make(map[string]bool, len(projects))
 	for _, p := range projects {
 		visible[p.ID] = ac.Project(p) >= tenancy.View
 	}
-	return api.writeList(w, r, func(ctx context.Context) ([]clusterspec.Spec, error) {
-		specs, err := api.ledger.List(ctx)
-		return slices.DeleteFunc(specs, func(s clusterspec.Spec) bool { return !visible[s.Project] }), err
-	})
+	if err := api.index.wait(r.Context()); err != nil {
+		return err
+	}
+	page, err := api.page(r.Context(), "", func(project string) bool { return visible[project] }, q)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, page)
 }
 
 // States a cluster can be in, for the ?state= filter.
 var States = []string{fleet.StateCreated, fleet.StateRegistering, fleet.StateRunning, fleet.StateAbnormal}
-
-func (api *API) writeList(w http.ResponseWriter, r *http.Request, read func(context.Context) ([]clusterspec.Spec, error)) error {
-	state := r.URL.Query().Get("state")
-	if state != "" && !slices.Contains(States, state) {
-		return httpapi.Invalid("state", "state must be one of %s", strings.Join(States, ", "))
-	}
-	specs, err := read(r.Context())
-	if err != nil {
-		return err
-	}
-	var out []Cluster
-	for _, s := range specs {
-		c, err := api.view(r, s)
-		if err != nil {
-			return err
-		}
-		if state == "" || c.State == state {
-			out = append(out, c)
-		}
-	}
-	slices.SortFunc(out, func(a, b Cluster) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
-	return httpapi.List(w, out)
-}
 
 type createRequest struct {
 	Name       string `json:"name"`
@@ -264,6 +292,7 @@ func (api *API) create(w http.ResponseWriter, r *http.Request) error {
 	if err := api.ledger.Create(r.Context(), spec); err != nil {
 		return quota.APIError(err)
 	}
+	api.refresh(r, spec.ID)
 	c, err := api.view(r, spec)
 	if err != nil {
 		return err
@@ -373,6 +402,7 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	api.refresh(r, spec.ID)
 	c, err := api.view(r, updated)
 	if err != nil {
 		return err
@@ -398,6 +428,7 @@ func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	api.refresh(r, spec.ID)
 	api.logger.Info("cluster entry deleted", "cluster", spec.ID, "project", spec.Project)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -439,6 +470,7 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	api.refresh(r, spec.ID)
 	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID)
 	c, err := api.view(r, updated)
 	if err != nil {
@@ -471,6 +503,7 @@ func (api *API) maxConnections(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return quota.APIError(err)
 	}
+	api.refresh(r, spec.ID)
 	c, err := api.view(r, updated)
 	if err != nil {
 		return err

@@ -30,17 +30,27 @@ func (c *Console) registerOps(r *mux.Router) {
 	r.Handle(p+"/logs", c.page(c.logs)).Methods(http.MethodGet)
 }
 
-// clusterNames lists the project's clusters for the filters, by name.
+// clusterNames lists every cluster of the project for the filters, by
+// name, reading the API's list page after page.
 func (c *Console) clusterNames(r *http.Request, project string) ([]clusters.Cluster, map[string]string, error) {
-	var list struct{ Items []clusters.Cluster }
-	if err := c.get(r, "/projects/"+pathEscape(project)+"/clusters", &list); err != nil {
-		return nil, nil, err
+	var all []clusters.Cluster
+	token := ""
+	for {
+		var list clusters.ListPage
+		if err := c.get(r, clusterListPath(project, "", "", token, clusters.MaxListLimit), &list); err != nil {
+			return nil, nil, err
+		}
+		all = append(all, list.Items...)
+		if list.NextPageToken == "" {
+			break
+		}
+		token = list.NextPageToken
 	}
-	names := make(map[string]string, len(list.Items))
-	for _, cl := range list.Items {
+	names := make(map[string]string, len(all))
+	for _, cl := range all {
 		names[cl.ID] = cl.Name
 	}
-	return list.Items, names, nil
+	return all, names, nil
 }
 
 // --- monitoring ---

@@ -8,6 +8,7 @@ import (
 	"html/template"
 	"math"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -243,6 +244,13 @@ type listData struct {
 	Clusters []clusters.Cluster
 	Total    int // matching the filter
 	All      int // in the project
+	// Token is the API page token this page was read with ("" for the
+	// first page); the refresh re-reads the same page with it.
+	Token string
+	// NextToken and PrevToken lead to the neighbouring pages.
+	NextToken, PrevToken string
+	// Page and Pages number the pages for people. The API pages by token,
+	// so the number travels in the URL beside it and only labels the page.
 	Page     int
 	Pages    int
 	From, To int
@@ -255,41 +263,53 @@ type stateCount struct {
 	Count int
 }
 
+// clusterList renders one page of the project's clusters from one page of
+// the API's list: filters, paging and counts are the API's, so the page
+// costs the same at 10 or 10,000 clusters.
 func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	b, err := c.projectBase(r, "Clusters", "clusters")
 	if err != nil {
 		return err
 	}
 	q := r.URL.Query()
-	d := listData{base: b, State: q.Get("state"), Q: strings.TrimSpace(q.Get("q")), Now: c.opts.Now()}
+	d := listData{base: b, State: q.Get("state"), Q: strings.TrimSpace(q.Get("q")), Token: q.Get("pageToken"), Now: c.opts.Now()}
 	if d.State != "" && !slices.Contains(clusters.States, d.State) {
 		d.State = ""
 	}
-	var list struct{ Items []clusters.Cluster }
-	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/clusters", &list); err != nil {
+	d.Page = 1
+	if d.Token != "" {
+		d.Page = max(1, atoiOr(q.Get("page"), 1))
+	}
+	var list clusters.ListPage
+	err = c.get(r, clusterListPath(b.Project.ID, d.Q, d.State, d.Token, c.opts.PageSize), &list)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest && apiErr.Field == "pageToken" && d.Token != "" {
+		// A token from another filter or an old link: start over.
+		d.Token, d.Page = "", 1
+		err = c.get(r, clusterListPath(b.Project.ID, d.Q, d.State, "", c.opts.PageSize), &list)
+	}
+	if err != nil {
 		return err
 	}
-	d.All = len(list.Items)
-	counts := map[string]int{}
-	needle := strings.ToLower(d.Q)
-	matched := list.Items[:0]
-	for _, cl := range list.Items {
-		counts[cl.State]++
-		if (d.State == "" || cl.State == d.State) && (needle == "" || strings.Contains(strings.ToLower(cl.Name), needle) || cl.ID == d.Q) {
-			matched = append(matched, cl)
-		}
-	}
 	for _, s := range clusters.States {
-		d.States = append(d.States, stateCount{State: s, Count: counts[s]})
+		d.States = append(d.States, stateCount{State: s, Count: list.StateCounts[s]})
+		d.All += list.StateCounts[s]
 	}
-	d.Total = len(matched)
+	switch {
+	case list.PrevPageToken == "":
+		d.Page = 1 // whatever the URL said: the API says this is the first page
+	case d.Page == 1:
+		d.Page = 2
+	}
+	d.Clusters, d.Total = list.Items, list.Total
+	d.NextToken, d.PrevToken = list.NextPageToken, list.PrevPageToken
 	size := c.opts.PageSize
-	d.Pages = max(1, (d.Total+size-1)/size)
-	d.Page = min(max(1, atoiOr(q.Get("page"), 1)), d.Pages)
-	lo := (d.Page - 1) * size
-	hi := min(lo+size, d.Total)
-	d.Clusters = matched[lo:hi]
-	d.From, d.To = lo+1, hi
+	d.Pages = max(1, (d.Total+size-1)/size, d.Page)
+	if d.NextToken == "" {
+		d.Pages = d.Page
+	}
+	d.From = (d.Page-1)*size + 1
+	d.To = d.From + len(d.Clusters) - 1
 	d.Updated = d.Now
 	if r.Header.Get("HX-Request") != "" && r.Header.Get("HX-Target") == "cluster-table" {
 		c.render(w, http.StatusOK, "clusters", "cluster-table", d)
@@ -297,6 +317,21 @@ func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	}
 	c.render(w, http.StatusOK, "clusters", "", d)
 	return nil
+}
+
+// clusterListPath is the API list of a project with the console's filters.
+func clusterListPath(project, q, state, token string, limit int) string {
+	v := url.Values{"limit": {strconv.Itoa(limit)}}
+	if q != "" {
+		v.Set("q", q)
+	}
+	if state != "" {
+		v.Set("state", state)
+	}
+	if token != "" {
+		v.Set("pageToken", token)
+	}
+	return "/projects/" + pathEscape(project) + "/clusters?" + v.Encode()
 }
 
 func atoiOr(s string, def int) int {
@@ -661,20 +696,21 @@ func (c *Console) funcs() template.FuncMap {
 		"ptr":   func(t time.Time) *time.Time { return &t },
 		"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 		"add":   func(a, b int) int { return a + b },
-		"pageURL": func(d listData, page int) string {
-			v := []string{}
+		"pageURL": func(d listData, token string, page int) string {
+			v := url.Values{}
 			if d.State != "" {
-				v = append(v, "state="+urlQueryEscape(d.State))
+				v.Set("state", d.State)
 			}
 			if d.Q != "" {
-				v = append(v, "q="+urlQueryEscape(d.Q))
+				v.Set("q", d.Q)
 			}
-			if page > 1 {
-				v = append(v, "page="+strconv.Itoa(page))
+			if token != "" {
+				v.Set("pageToken", token)
+				v.Set("page", strconv.Itoa(page))
 			}
 			u := "/projects/" + pathEscape(d.Project.ID) + "/clusters"
 			if len(v) > 0 {
-				u += "?" + strings.Join(v, "&")
+				u += "?" + v.Encode()
 			}
 			return u
 		},

@@ -33,6 +33,23 @@ type Operation struct {
 	Responses map[int]string
 	// Errors are the error statuses the operation can answer.
 	Errors []int
+	// Query are the query parameters the operation takes.
+	Query []Param
+}
+
+// Param is one query parameter.
+type Param struct {
+	Name        string
+	Description string
+	Schema      map[string]any
+}
+
+// clusterListQuery are the paging and filters of both cluster lists.
+var clusterListQuery = []Param{
+	{Name: "limit", Description: "Entries per page, 1 to 1000; 100 when absent.", Schema: map[string]any{"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+	{Name: "pageToken", Description: "nextPageToken or prevPageToken of the previous reply, with the same q and state (400 naming pageToken otherwise); limit may change.", Schema: str},
+	{Name: "q", Description: "A part of the cluster name, whatever the case, or the cluster's whole id.", Schema: map[string]any{"type": "string", "maxLength": 200}},
+	{Name: "state", Description: "Only clusters in this state.", Schema: map[string]any{"type": "string", "enum": []string{"created", "registering", "running", "abnormal"}}},
 }
 
 // Operations lists every documented operation.
@@ -60,8 +77,8 @@ func Operations() []Operation {
 		{Method: "POST", Path: api + "/role-bindings", Tag: "tenancy", Summary: "Grant a role.", Request: "BindingRequest", Responses: map[int]string{201: "Binding"}, Errors: []int{400, 401, 403, 404, 409}},
 		{Method: "DELETE", Path: api + "/role-bindings", Tag: "tenancy", Summary: "Revoke a role given by its content.", Request: "BindingRequest", Responses: map[int]string{204: ""}, Errors: []int{400, 401, 403, 404, 409}},
 		{Method: "DELETE", Path: api + "/role-bindings/{id}", Tag: "tenancy", Summary: "Revoke a role by binding id.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409}},
-		{Method: "GET", Path: api + "/clusters", Tag: "clusters", Summary: "Every managed cluster the caller can see, across projects (?state= filter).", Responses: map[int]string{200: "ClusterList"}, Errors: auth},
-		{Method: "GET", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "List the project's managed clusters (?state= filter).", Responses: map[int]string{200: "ClusterList"}, Errors: tenant},
+		{Method: "GET", Path: api + "/clusters", Tag: "clusters", Summary: "Every managed cluster the caller can see, across projects, a page at a time in (name, id) order.", Responses: map[int]string{200: "ClusterList"}, Errors: auth, Query: clusterListQuery},
+		{Method: "GET", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "The project's managed clusters, a page at a time in (name, id) order.", Responses: map[int]string{200: "ClusterList"}, Errors: tenant, Query: clusterListQuery},
 		{Method: "POST", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "Create a managed-cluster entry (max connections 10 from the licence).", Request: "ClusterCreate", Responses: map[int]string{201: "Cluster"}, Errors: []int{400, 401, 403, 404, 422}},
 		{Method: "GET", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "One managed cluster: its entry and live status.", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
 		{Method: "PATCH", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Edit name or service URL.", Request: "ClusterPatch", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
@@ -153,7 +170,13 @@ func schemas() map[string]any {
 			"startedAt": whenNil, "managedSince": whenNil, "lastReportAt": whenNil,
 			"agentVersion": str, "createdAt": when, "updatedAt": when,
 		}),
-		"ClusterList":           list("Cluster"),
+		"ClusterList": obj(map[string]any{
+			"items":         map[string]any{"type": "array", "items": ref("Cluster")},
+			"nextPageToken": map[string]any{"type": "string", "description": "Continues after the last item; absent on the last page."},
+			"prevPageToken": map[string]any{"type": "string", "description": "Leads to the page before the first item; absent on the first page."},
+			"total":         map[string]any{"type": "integer", "description": "Entries matching q and state."},
+			"stateCounts":   map[string]any{"type": "object", "description": "Entries of the list in each state, before the q and state filters.", "additionalProperties": integer},
+		}, "items", "total", "stateCounts"),
 		"ClusterCreate":         obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}, "name"),
 		"ClusterPatch":          obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}),
 		"TransferRequest":       obj(map[string]any{"project": str}, "project"),
@@ -243,6 +266,9 @@ func Document() map[string]any {
 			if strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
 				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": str})
 			}
+		}
+		for _, q := range op.Query {
+			params = append(params, map[string]any{"name": q.Name, "in": "query", "description": q.Description, "schema": q.Schema})
 		}
 		if params != nil {
 			o["parameters"] = params

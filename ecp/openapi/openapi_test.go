@@ -38,3 +38,30 @@ func TestDocumentIsConsistent(t *testing.T) {
 		t.Fatalf("%d operations in the document, %d listed", len(ids), len(openapi.Operations()))
 	}
 }
+
+// TestClusterListsDocumentPaging: both cluster lists name their paging
+// and filter parameters and the page fields of the reply.
+func TestClusterListsDocumentPaging(t *testing.T) {
+	doc := openapi.Document()
+	paths := doc["paths"].(map[string]any)
+	for _, path := range []string{"/api/v1/clusters", "/api/v1/projects/{project}/clusters"} {
+		get := paths[path].(map[string]any)["get"].(map[string]any)
+		got := map[string]bool{}
+		for _, p := range get["parameters"].([]any) {
+			if p := p.(map[string]any); p["in"] == "query" {
+				got[p["name"].(string)] = true
+			}
+		}
+		for _, name := range []string{"limit", "pageToken", "q", "state"} {
+			if !got[name] {
+				t.Errorf("GET %s does not document ?%s", path, name)
+			}
+		}
+	}
+	list := doc["components"].(map[string]any)["schemas"].(map[string]any)["ClusterList"].(map[string]any)["properties"].(map[string]any)
+	for _, field := range []string{"items", "nextPageToken", "prevPageToken", "total", "stateCounts"} {
+		if list[field] == nil {
+			t.Errorf("ClusterList lacks %s", field)
+		}
+	}
+}

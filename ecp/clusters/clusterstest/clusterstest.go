@@ -1,6 +1,7 @@
 // Package clusterstest is an in-memory clusters.Fleet for tests of the
 // cluster API: it issues tokens (keeping only their hash, like the real
-// one), reports scripted statuses and records what was forgotten.
+// one), reports scripted statuses and records what was forgotten. Seed
+// stores many entries at once for benchmarks.
 package clusterstest
 
 import (
@@ -8,10 +9,16 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -85,4 +92,44 @@ func (f *Fleet) Issued() []secret.String {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]secret.String(nil), f.issued...)
+}
+
+// Seed stores specs as the ledger would (spec, project index key, and
+// their max connections added to the allocation counter), many per etcd
+// transaction: creating 10,000 entries one API call at a time takes a
+// minute, and benchmarks are about reading them. It does not check the
+// licence; the caller keeps the entries within it.
+func Seed(ctx context.Context, cli *clientv3.Client, specs []clusterspec.Spec) error {
+	const perTxn = 50 // two keys each, under etcd's 128 operations per transaction
+	allocated := 0
+	for start := 0; start < len(specs); start += perTxn {
+		var ops []clientv3.Op
+		for _, s := range specs[start:min(start+perTxn, len(specs))] {
+			b, err := s.Encode()
+			if err != nil {
+				return err
+			}
+			ops = append(ops, clientv3.OpPut(clusterspec.Key(s.ID), string(b)),
+				clientv3.OpPut(quota.ProjectIndexPrefix+s.Project+"/"+s.ID, ""))
+			allocated += s.MaxConnections
+		}
+		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
+			return fmt.Errorf("seed cluster specs: %w", err)
+		}
+	}
+	resp, err := cli.Get(ctx, quota.AllocatedKey)
+	if err != nil {
+		return fmt.Errorf("read allocated connections: %w", err)
+	}
+	if len(resp.Kvs) == 1 {
+		n, err := strconv.Atoi(string(resp.Kvs[0].Value))
+		if err != nil {
+			return fmt.Errorf("decode %s: %w", quota.AllocatedKey, err)
+		}
+		allocated += n
+	}
+	if _, err := cli.Put(ctx, quota.AllocatedKey, strconv.Itoa(allocated)); err != nil {
+		return fmt.Errorf("write allocated connections: %w", err)
+	}
+	return nil
 }
