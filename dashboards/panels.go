@@ -87,7 +87,9 @@ func thresholds(steps ...dashboard.Threshold) *dashboard.ThresholdsConfigBuilder
 	return dashboard.NewThresholdsConfigBuilder().Mode(dashboard.ThresholdsModeAbsolute).Steps(steps)
 }
 
-func step(v *float64, color string) dashboard.Threshold { return dashboard.Threshold{Value: v, Color: color} }
+func step(v *float64, color string) dashboard.Threshold {
+	return dashboard.Threshold{Value: v, Color: color}
+}
 
 // badAbove is green, then red from n on.
 func badAbove(n float64) *dashboard.ThresholdsConfigBuilder {
