@@ -23,6 +23,9 @@ const (
 	PathWrite      = "/api/v1/agent/write"
 	PathLogs       = "/api/v1/agent/logs"
 	PathUnregister = "/api/v1/agent/unregister"
+	// PathDashboardSession takes the agent's answer to a
+	// DashboardSessionRequest (POST, DashboardSessionReply, 204).
+	PathDashboardSession = "/api/v1/agent/dashboard-session"
 )
 
 // Query parameters of PathDesired.
@@ -114,6 +117,11 @@ type DesiredState struct {
 	// Unregister tells the agent to forget its credential and stop: the
 	// entry was deleted or re-registered elsewhere.
 	Unregister bool `json:"unregister,omitempty"`
+	// DashboardSessions are pending requests of a user of ecp to open the
+	// cluster's dashboard without a second login. Each lives about 30 s;
+	// the agent answers each id once at PathDashboardSession. A new request
+	// raises Revision, so it wakes the long-poll.
+	DashboardSessions []DashboardSessionRequest `json:"dashboardSessions,omitempty"`
 }
 
 // ReportRequest is sent every report interval; it is a snapshot of one

@@ -90,6 +90,9 @@ type App struct {
 	lastReportErr string
 	ended         *state.Ended
 
+	// dash answers dashboard session requests (dashboard.go).
+	dash dashboards
+
 	kick     chan struct{}
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -267,6 +270,8 @@ func (a *App) Run(ctx context.Context) error {
 		a.sess.close()
 	}
 	a.mu.Unlock()
+	// Dashboard answers end with the session's context.
+	a.dash.wg.Wait()
 	a.log.Info("agent stopped")
 	return err
 }
@@ -574,6 +579,7 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 		a.endSession(s, "ecp asked the agent to unregister")
 		return
 	}
+	a.answerDashboards(s, d.DashboardSessions)
 	if d.Revision != 0 {
 		// Log collection follows ecp's desired state once ecp sent one.
 		a.logs.apply(s, d.LogCollection)

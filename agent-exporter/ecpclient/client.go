@@ -210,3 +210,8 @@ func (b *Backoff) Next(floor time.Duration) time.Duration {
 
 // Reset starts over after a success.
 func (b *Backoff) Reset() { b.attempt = 0 }
+
+// DashboardSession answers a dashboard session request of ecp.
+func (c *Client) DashboardSession(ctx context.Context, reply agentproto.DashboardSessionReply) error {
+	return c.do(ctx, http.MethodPost, agentproto.PathDashboardSession, nil, reply, nil, true)
+}

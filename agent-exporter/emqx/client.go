@@ -414,3 +414,30 @@ func (c *Client) AllRuleMetrics(ctx context.Context) (map[string]RuleMetrics, er
 	}
 	return m, nil
 }
+
+// DashboardSession is a dashboard login made for a person, not for the
+// agent: EMQX's POST /api/v5/login answer with the username it was made for.
+type DashboardSession struct {
+	LoginInfo
+	Username string
+	Token    secret.String
+}
+
+// NewDashboardSession logs in once more with the registered credentials
+// and returns the new token without keeping it: it is handed over for the
+// dashboard jump, and the agent's own session is left alone.
+func (c *Client) NewDashboardSession(ctx context.Context) (DashboardSession, error) {
+	body := map[string]string{"username": c.username, "password": c.password.Reveal()}
+	var reply loginReply
+	if err := c.send(ctx, http.MethodPost, "/login", nil, body, &reply, ""); err != nil {
+		var apiErr *APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusUnauthorized {
+			return DashboardSession{}, fmt.Errorf("%w: %w", ErrAuthFailed, err)
+		}
+		return DashboardSession{}, fmt.Errorf("logging in to emqx: %w", err)
+	}
+	if reply.Token == "" {
+		return DashboardSession{}, errors.New("emqx login answered without a token")
+	}
+	return DashboardSession{LoginInfo: reply.LoginInfo, Username: c.username, Token: secret.String(reply.Token)}, nil
+}

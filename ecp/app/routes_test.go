@@ -340,6 +340,7 @@ func routeTable() map[string]routeCase {
 	add("POST "+agentproto.PathUnregister, fixed(agentproto.PathUnregister, nil), o, f)
 	add("POST "+agentproto.PathLogs, fixed(agentproto.PathLogs, agentproto.LogBatch{BatchID: "b"}), o, f)
 	add("GET "+agentproto.PathDesired, fixed(agentproto.PathDesired+"?timeout=1s", nil), o, f)
+	add("POST "+agentproto.PathDashboardSession, fixed(agentproto.PathDashboardSession, agentproto.DashboardSessionReply{RequestID: "r", Sealed: "x"}), o, f)
 	return t
 }
 

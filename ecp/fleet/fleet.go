@@ -215,6 +215,7 @@ func (f *Fleet) Register(r *mux.Router) {
 	r.Handle(agentproto.PathReport, f.adapter.Handle(f.limited(f.handleReport))).Methods(http.MethodPost)
 	r.Handle(agentproto.PathUnregister, f.adapter.Handle(f.limited(f.handleUnregister))).Methods(http.MethodPost)
 	r.Handle(agentproto.PathDesired, f.adapter.Handle(f.whenReady(f.handleDesired))).Methods(http.MethodGet)
+	r.Handle(agentproto.PathDashboardSession, f.adapter.Handle(f.whenReady(f.limited(f.handleDashboardSession)))).Methods(http.MethodPost)
 }
 
 // Run loads fleet's state from etcd, keeps it current with one watch, takes

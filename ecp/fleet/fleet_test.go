@@ -3,6 +3,7 @@ package fleet
 import (
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -396,7 +397,7 @@ func TestDesiredLongPoll(t *testing.T) {
 
 	t.Run("older revision answers at once", func(t *testing.T) {
 		d := decodeBody[agentproto.DesiredState](t, a.desired(t, 0, "30s"))
-		if d != reg.Desired {
+		if !reflect.DeepEqual(d, reg.Desired) {
 			t.Fatalf("got %+v, want %+v", d, reg.Desired)
 		}
 	})

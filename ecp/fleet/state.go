@@ -46,6 +46,11 @@ type entry struct {
 	// changed is closed (and replaced) whenever a stored part changes;
 	// desired-state long-polls of this cluster wait on it.
 	changed chan struct{}
+
+	// dashboard maps pending dashboard request ids to their public keys;
+	// dashRev is the newest request's revision (see dashboard.go).
+	dashboard map[string]string
+	dashRev   int64
 }
 
 // live is the latest report snapshot, wherever it was served.
@@ -182,6 +187,8 @@ func (f *Fleet) applyLocked(k kv) {
 		} else {
 			f.peers[id] = struct{}{}
 		}
+	case strings.HasPrefix(k.key, dashboardPrefix):
+		f.applyDashboardLocked(k)
 	case strings.HasPrefix(k.key, digestsPrefix):
 		if k.deleted || strings.HasPrefix(k.key, digestsPrefix+f.opts.ReplicaID+"/") {
 			return
@@ -293,6 +300,7 @@ func desiredLocked(e *entry, credHash string) agentproto.DesiredState {
 	}
 	d.MaxConnections = e.spec.MaxConnections
 	d.LogCollection = e.agent.LogCollection
+	addDashboardLocked(e, &d)
 	return d
 }
 

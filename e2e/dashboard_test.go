@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/internal/testbed"
+)
+
+// TestDashboardJump: the jump hands the browser a fresh EMQX login made by
+// the agent, which EMQX (the simulator) accepts; a viewer of another project
+// gets 404; the token reaches neither ecp's nor the agent's logs.
+func TestDashboardJump(t *testing.T) {
+	s := startECP(t)
+	ctx := t.Context()
+	simAddr, err := testbed.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	simURL := "http://" + simAddr
+	s.startSim(simAddr)
+
+	org, err := s.api.CreateOrg(ctx, "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plant, err := s.api.CreateProject(ctx, org.ID, "plant")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab, err := s.api.CreateProject(ctx, org.ID, "lab")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := s.api.CreateCluster(ctx, plant.ID, "line-1", simURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := s.api.Register(ctx, entry.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := testbed.AgentSetup{Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: reportInterval}
+	if setup.ListenAddress, err = testbed.FreeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := testbed.RunAgent(ctx, reg, setup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = agent.Stop() })
+	s.waitState(entry.ID, "running")
+
+	noFollow := &http.Client{Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	jump := func(t *testing.T, token string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/api/v1/clusters/"+entry.ID+"/dashboard", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp
+	}
+
+	var token string
+	t.Run("the redirect logs the browser in", func(t *testing.T) {
+		start := time.Now()
+		resp := jump(t, s.api.Token)
+		took := time.Since(start)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("X-Ecp-Dashboard-Login") != "login_meta" {
+			t.Fatalf("jump: %d %q (%s), want 302 with login_meta", resp.StatusCode, loc, resp.Header.Get("X-Ecp-Dashboard-Reason"))
+		}
+		t.Logf("jump answered in %s", took)
+		prefix := simURL + "/#/dashboard/overview?login_meta="
+		if !strings.HasPrefix(loc, prefix) {
+			t.Fatalf("Location %q, want the hash form %q…", loc, prefix)
+		}
+		raw, err := url.QueryUnescape(strings.TrimPrefix(loc, prefix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := base64.StdEncoding.DecodeString(raw)
+		if err != nil {
+			t.Fatalf("login_meta is not base64: %v", err)
+		}
+		var meta struct {
+			Username string `json:"username"`
+			Token    string `json:"token"`
+			Role     string `json:"role"`
+			Version  string `json:"version"`
+			License  struct {
+				Edition string `json:"edition"`
+			} `json:"license"`
+		}
+		if err := json.Unmarshal(b, &meta); err != nil {
+			t.Fatal(err)
+		}
+		if meta.Username != "admin" || meta.Version != "5.8.9" || meta.Token == "" || meta.License.Edition != "ee" || meta.Role == "" {
+			t.Fatalf("login_meta = %s", b)
+		}
+		token = meta.Token
+		c := &testbed.Client{BaseURL: simURL, HTTP: &http.Client{Timeout: 5 * time.Second}, Token: token}
+		var nodes []map[string]any
+		if err := c.Do(ctx, http.MethodGet, "/api/v5/nodes", nil, &nodes); err != nil {
+			t.Fatalf("EMQX refuses the jump's token: %v", err)
+		}
+		if len(nodes) != 3 {
+			t.Fatalf("nodes with the jump's token: %d, want 3", len(nodes))
+		}
+	})
+
+	t.Run("a viewer of another project gets 404", func(t *testing.T) {
+		if err := s.api.Do(ctx, http.MethodPost, "/api/v1/users", map[string]string{"username": "lab-viewer", "password": "lab-viewer-password"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.api.Do(ctx, http.MethodPost, "/api/v1/role-bindings", map[string]string{"username": "lab-viewer", "role": "project-viewer", "project": lab.ID}, nil); err != nil {
+			t.Fatal(err)
+		}
+		viewer, err := testbed.Login(ctx, s.base, "lab-viewer", "lab-viewer-password")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp := jump(t, viewer.Token); resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("viewer of another project: %d %q, want 404", resp.StatusCode, resp.Header.Get("Location"))
+		}
+	})
+
+	t.Run("the token is in no log", func(t *testing.T) {
+		if token == "" {
+			t.Skip("no token was handed out")
+		}
+		logs := map[string]string{"ecp": s.ecp.Tail(64 << 20), "agent stdout": agent.Tail(64 << 20)}
+		if b, err := os.ReadFile(filepath.Join(setup.Dir, "agent.log")); err == nil {
+			logs["agent.log"] = string(b)
+		} else {
+			t.Fatalf("read the agent's log: %v", err)
+		}
+		for name, text := range logs {
+			if text == "" && name != "agent stdout" {
+				t.Fatalf("%s log is empty: the check would prove nothing", name)
+			}
+			if strings.Contains(text, token) {
+				t.Fatalf("the dashboard token appears in the %s log", name)
+			}
+		}
+		if !strings.Contains(logs["agent.log"], "dashboard session handed to ecp") {
+			t.Fatalf("the agent's log does not show the hand-over")
+		}
+	})
+}

@@ -1,0 +1,126 @@
+package clusters
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/fleet"
+)
+
+// The login-free dashboard jump.
+//
+// GET /clusters/{id}/dashboard (project viewer or better) asks the cluster's
+// agent, through fleet, for a fresh EMQX dashboard login: fleet stores a
+// request on a 30 s etcd lease, which wakes the agent's desired-state
+// long-poll on whichever replica holds it; the agent logs in to EMQX's
+// POST /api/v5/login with the credentials given at registration (a new
+// token, not its own API session) and posts the result sealed to a key pair
+// this request made (HPKE); the answer reaches this replica through etcd,
+// still sealed. The reply is then a 302 to
+//
+//	<serviceUrl>/#/dashboard/overview?login_meta=<base64 JSON>
+//
+// with login_meta = {"username","token","role","license":{"edition"},"version"},
+// the form EMQX's dashboard reads for ECP (emqx-api.md §9). The hash form
+// keeps the token out of the request line: browsers do not send the
+// fragment, so it reaches neither EMQX's access log nor proxies; the
+// dashboard strips login_meta from the URL once read, but the redirect URL
+// may stay in the browser's history, and the token is a full dashboard
+// session of the registered user (60 min sliding TTL) — whoever may view
+// the cluster in ecp may act on its dashboard with that user's role. ecp
+// keeps the token in memory for this one reply only (secret.String), never
+// logs or stores it in the clear; the jump is audited (who, which cluster).
+//
+// When no agent is bound, the agent does not answer within DashboardWait
+// (agent silent, EMQX down) or it could not log in, the reply is the plain
+// 302 to the service URL (the dashboard then asks for a login) with
+// HeaderDashboardLogin "none" and HeaderDashboardReason saying why. It
+// never hangs.
+
+// Headers of the dashboard redirect.
+const (
+	// HeaderDashboardLogin is "login_meta" when the redirect carries a
+	// login, "none" when it is the plain fallback.
+	HeaderDashboardLogin = "X-Ecp-Dashboard-Login"
+	// HeaderDashboardReason says why the fallback has no login.
+	HeaderDashboardReason = "X-Ecp-Dashboard-Reason"
+)
+
+// DashboardWait bounds how long the jump waits for the agent.
+const DashboardWait = 5 * time.Second
+
+// DashboardSessions is implemented by fleet: a fresh dashboard login made
+// by the agent of the cluster. A Fleet without it (fakes) gets the plain
+// redirect.
+type DashboardSessions interface {
+	DashboardSession(ctx context.Context, clusterID string, wait time.Duration) (fleet.DashboardLogin, error)
+}
+
+func (api *API) jump(w http.ResponseWriter, r *http.Request, spec clusterspec.Spec, target string) error {
+	audit.Annotate(r.Context(), audit.Note{Project: spec.Project, Target: "cluster/" + spec.ID, Read: true})
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	ds, ok := api.fleet.(DashboardSessions)
+	if !ok {
+		return plainJump(w, r, target, "this ecp has no agent side to ask for a dashboard login")
+	}
+	l, err := ds.DashboardSession(r.Context(), spec.ID, DashboardWait)
+	if err != nil {
+		reason := err.Error()
+		if errors.Is(err, fleet.ErrDashboardTimeout) {
+			reason += " (agent silent or EMQX slow); log in on the dashboard"
+		}
+		api.logger.Info("dashboard jump without login", "cluster", spec.ID, "err", err)
+		return plainJump(w, r, target, reason)
+	}
+	loc, err := LoginURL(target, l)
+	if err != nil {
+		return err
+	}
+	w.Header().Set(HeaderDashboardLogin, "login_meta")
+	http.Redirect(w, r, loc, http.StatusFound)
+	return nil
+}
+
+func plainJump(w http.ResponseWriter, r *http.Request, target, reason string) error {
+	w.Header().Set(HeaderDashboardLogin, "none")
+	w.Header().Set(HeaderDashboardReason, reason)
+	http.Redirect(w, r, target, http.StatusFound)
+	return nil
+}
+
+type loginMeta struct {
+	Username string `json:"username"`
+	Token    string `json:"token"`
+	Role     string `json:"role,omitempty"`
+	License  struct {
+		Edition string `json:"edition"`
+	} `json:"license"`
+	Version string `json:"version"`
+}
+
+// LoginURL is the dashboard URL that logs the browser in with l: the
+// overview route with login_meta in the query inside the hash.
+func LoginURL(serviceURL string, l fleet.DashboardLogin) (string, error) {
+	m := loginMeta{Username: l.Username, Token: l.Token.Reveal(), Role: l.Role, Version: l.Version}
+	m.License.Edition = l.Edition
+	if m.License.Edition == "" {
+		m.License.Edition = "ee"
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return "", err
+	}
+	// Standard base64 as the dashboard decodes it (atob); '+', '/' and
+	// '=' are escaped for the query.
+	meta := base64.StdEncoding.EncodeToString(b)
+	meta = strings.NewReplacer("+", "%2B", "/", "%2F", "=", "%3D").Replace(meta)
+	return strings.TrimRight(serviceURL, "/") + "/#/dashboard/overview?login_meta=" + meta, nil
+}
