@@ -525,9 +525,5 @@ func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
 	if target == "" {
 		return httpapi.Conflict("cluster %s has no service URL; set one with PATCH /api/v1/clusters/%s {\"serviceUrl\": ...} to open its dashboard", spec.ID, spec.ID)
 	}
-	// ecp holds no EMQX credentials (the password never leaves the
-	// operator's browser), so it cannot mint the dashboard's login_meta
-	// token: the jump lands on the dashboard, which asks for a login.
-	http.Redirect(w, r, target, http.StatusFound)
-	return nil
+	return api.jump(w, r, spec, target)
 }
