@@ -40,6 +40,7 @@ type Server struct {
 	logLines    map[string]int // raw line → times stored
 	logBatches  map[string]bool
 	closed      chan struct{}
+	dashReplies []agentproto.DashboardSessionReply
 }
 
 // Start runs a fake ecp until the test ends. New clusters get max
@@ -68,6 +69,7 @@ func start(t *testing.T, tls bool) *Server {
 	mux.HandleFunc("POST "+agentproto.PathUnregister, s.auth(s.unregister))
 	mux.HandleFunc("POST "+agentproto.PathWrite, s.auth(s.write))
 	mux.HandleFunc("POST "+agentproto.PathLogs, s.auth(s.logs))
+	mux.HandleFunc("POST "+agentproto.PathDashboardSession, s.auth(s.dashboardSession))
 	srv := httptest.NewUnstartedServer(s.gate(mux))
 	if tls {
 		srv.StartTLS()
@@ -372,4 +374,37 @@ func (s *Server) LogLines() map[string]int {
 // SetLogCollection changes the desired log collection (new revision).
 func (s *Server) SetLogCollection(lc agentproto.LogCollection) {
 	s.change(func(d *agentproto.DesiredState) { d.LogCollection = lc })
+}
+
+// RequestDashboardSession adds a dashboard session request to the desired
+// state (new revision), as ecp does when a user opens the dashboard, and
+// returns its id and the key that opens the agent's sealed answer.
+func (s *Server) RequestDashboardSession(id string) (*agentproto.DashboardKey, error) {
+	key, pub, err := agentproto.NewDashboardKey()
+	if err != nil {
+		return nil, err
+	}
+	s.change(func(d *agentproto.DesiredState) {
+		d.DashboardSessions = append(d.DashboardSessions, agentproto.DashboardSessionRequest{ID: id, PublicKey: pub})
+	})
+	return key, nil
+}
+
+func (s *Server) dashboardSession(w http.ResponseWriter, r *http.Request) {
+	var in agentproto.DashboardSessionReply
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		writeErr(w, http.StatusBadRequest, "Invalid", err.Error())
+		return
+	}
+	s.mu.Lock()
+	s.dashReplies = append(s.dashReplies, in)
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// DashboardReplies returns the agent's answers to dashboard session requests.
+func (s *Server) DashboardReplies() []agentproto.DashboardSessionReply {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]agentproto.DashboardSessionReply(nil), s.dashReplies...)
 }
