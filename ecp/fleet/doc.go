@@ -18,6 +18,8 @@
 //	/ecp/fleet/replicas/<replica>         presence, on the replica's session lease
 //	/ecp/fleet/digests/<replica>/<n>      what the replica heard lately, on its session lease
 //	/ecp/fleet/leader/…                   the sweeper's concurrency.Election
+//	/ecp/fleet/dashboard/…, dashboard-answers/…  dashboard jump requests and sealed answers,
+//	                                      on 30 s leases (see "Dashboard jump")
 //
 // Tokens and credentials carry 256 random bits and are stored only as
 // SHA-256 hashes. A token is consumed in the same transaction that binds the
@@ -89,6 +91,30 @@
 // credential also moves it forward and the reply then says unregister. A
 // long-poll waits on its cluster's change channel, closed by the shared watch,
 // and so answers within the watch's latency (milliseconds) of a change.
+//
+// # Dashboard jump
+//
+// DashboardSession serves the login-free jump into a cluster's EMQX
+// dashboard. It makes an HPKE key pair (X25519) for the one request and
+// stores {publicKey} at
+//
+//	/ecp/fleet/dashboard/<cluster>/<request>   on a lease of DashboardRequestTTL (30 s)
+//
+// The shared watch mirrors it into the entry and raises the desired
+// revision, so the agent's long-poll, on whatever replica, wakes with it in
+// DashboardSessions. The agent logs in to EMQX and posts its login sealed to
+// the public key at agentproto.PathDashboardSession; the replica that takes
+// it checks that the request exists for the agent's own cluster and stores
+// the answer, still sealed, at
+//
+//	/ecp/fleet/dashboard-answers/<request>     on the request's lease, first answer only
+//
+// which the waiting replica watches, opens with the private key that never
+// left its memory, and returns as a secret.String; it then revokes the lease.
+// etcd never holds the token in the clear. No agent, no answer within the
+// wait, or an agent's problem (EMQX down, password refused) is an error the
+// caller turns into the plain redirect. An expired request drops out of the
+// desired state without a new revision.
 //
 // # Load
 //
