@@ -25,6 +25,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/app"
+	"github.com/ecpio/ecp/ecp/grafana"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
 )
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		endpoints string
 		// smtpPasswordFile keeps the SMTP password out of process lists.
 		smtpPasswordFile string
+		// grafanaTokenFile keeps the Grafana token out of process lists.
+		grafanaTokenFile string
 	)
 	ka := kingpin.New("ecp", "Control plane for fleets of EMQX v5 Enterprise clusters.")
 	ka.UsageWriter(stdout)
@@ -80,6 +83,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("smtp.require-tls", "Insist on STARTTLS when sending alert e-mail (--no-smtp.require-tls for a plain relay).").Default("true").BoolVar(&opts.Alerts.SMTP.RequireTLS)
 	serve.Flag("smtp.auth-username", "Username Alertmanager logs in to the SMTP server with, when it asks.").StringVar(&opts.Alerts.SMTP.Username)
 	serve.Flag("smtp.auth-password-file", "File holding the SMTP password (read at start).").StringVar(&smtpPasswordFile)
+	serve.Flag("grafana.url", "Grafana ecp provisions a folder per project into, with the fleet overview, cluster detail and data integration dashboards (needs --grafana.token-file).").StringVar(&opts.Grafana.URL)
+	serve.Flag("grafana.token-file", "File holding a Grafana service-account token with the Editor role (read at start).").StringVar(&grafanaTokenFile)
+	serve.Flag("grafana.resync-interval", "How often ecp re-provisions Grafana without a project change, repairing edits made there.").Default(grafana.DefaultResyncInterval.String()).DurationVar(&opts.Grafana.ResyncInterval)
 	serve.Flag("log.level", "Only log messages with this severity or above: debug, info, warn or error.").Default("info").StringVar(&logLevel)
 	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&logFormat)
 
@@ -118,6 +124,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		opts.Alerts.SMTP.Password = secret.String(strings.TrimRight(string(b), "\r\n"))
+	}
+	if grafanaTokenFile != "" {
+		b, err := os.ReadFile(grafanaTokenFile)
+		if err != nil {
+			_, _ = fmt.Fprintf(stderr, "ecp: --grafana.token-file: %v\n", err)
+			return exitUsage
+		}
+		opts.Grafana.Token = secret.String(strings.TrimSpace(string(b)))
 	}
 	logger := newLogger(stderr, logLevel, logFormat)
 	if endpoints != "" {
@@ -178,6 +192,9 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--registration.token-ttl must be positive; got %s", opts.RegistrationTokenTTL)
 	}
 	if err := opts.Alerts.Validate(); err != nil {
+		return err
+	}
+	if err := opts.Grafana.Validate(); err != nil {
 		return err
 	}
 	return nil

@@ -284,6 +284,9 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildLogs(ctx, env); err != nil {
 		return err
 	}
+	if err := a.buildGrafana(); err != nil {
+		return err
+	}
 	for i, ext := range a.opts.Extensions {
 		env.Logger = a.logger.With("component", "extension", "extension", i)
 		runExt, err := ext(env)

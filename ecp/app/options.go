@@ -14,6 +14,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/grafana"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/internal/secret"
 )
@@ -92,6 +93,9 @@ type Options struct {
 	// (--prometheus.*, --alertmanager.*, --smtp.*); without rules dir and
 	// config file settings are only stored.
 	Alerts alerts.Config
+	// Grafana is where ecp provisions a folder per project with its
+	// dashboards (--grafana.url, --grafana.token-file); off without both.
+	Grafana grafana.Config
 	// Extensions mount further API packages on the app, in order.
 	Extensions []Extension
 	// Reload triggers a reload of the configuration file with every value
@@ -116,6 +120,7 @@ func DefaultOptions() Options {
 		ShutdownTimeout:      DefaultShutdownTimeout,
 		EtcdProbeInterval:    DefaultEtcdProbeInterval,
 		Alerts:               alerts.DefaultConfig(),
+		Grafana:              grafana.DefaultConfig(),
 	}
 }
 
@@ -141,6 +146,11 @@ func (o Options) validate() error {
 		return fmt.Errorf("ecp/app: Options.ShutdownTimeout must be positive, got %s", o.ShutdownTimeout)
 	case o.AdminUsername == "":
 		return errors.New("ecp/app: Options.AdminUsername is required")
+	}
+	if o.Grafana.URL != "" {
+		if err := o.Grafana.Validate(); err != nil {
+			return fmt.Errorf("ecp/app: Options.Grafana: %w", err)
+		}
 	}
 	return o.Licence.Validate()
 }

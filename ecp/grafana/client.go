@@ -125,5 +125,4 @@ func (c *Client) PutDashboard(ctx context.Context, folderUID string, dashboard a
 	return nil
 }
 
-
 func ptr[T any](v T) *T { return &v }
