@@ -549,6 +549,20 @@ func (c *Console) openDashboard(w http.ResponseWriter, r *http.Request) error {
 	if loc == "" {
 		return fmt.Errorf("dashboard of cluster %s: no redirect target", cl.ID)
 	}
+	if rec.header.Get(clusters.HeaderDashboardLogin) == "none" {
+		// Say why the dashboard will ask for a login instead of leaving
+		// the user at EMQX's login page without a word.
+		c.render(w, http.StatusOK, "dashboard", "", struct {
+			base
+			Cluster     clusters.Cluster
+			Reason, URL string
+		}{b, cl, rec.header.Get(clusters.HeaderDashboardReason), loc})
+		return nil
+	}
+	// The login travels in the URL's fragment; keep it out of caches and
+	// of the Referer the dashboard's own requests would send.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, loc, http.StatusFound)
 	return nil
 }
