@@ -145,10 +145,15 @@ func runCmd(args []string, env Env) int {
 	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection.")
 	fs.StringVar(&opts.ListenAddress, "web.listen-address", daemon.DefaultListenAddress, "Address for /metrics, probes and the local control API; keep it on loopback.")
 	fs.StringVar(&opts.StateDir, "state.dir", daemon.DefaultStateDir, "Directory for the credential and EMQX login (mode 0700).")
+	fs.IntVar(&opts.RemoteWriteMaxSeries, "remote-write.max-series", daemon.DefaultRemoteWriteMaxSeries, "Most series pushed to ecp per collection (0: no cap); cluster-level series and abnormal objects are pushed whatever the cap, /metrics serves everything.")
 	logFile := fs.String("log.file", DefaultLogFile, "Log file; its directory must exist. \"-\" logs to standard error.")
 	logLevel := fs.String("log.level", "info", "Log level: debug, info, warn, error.")
 	if code, done := parse(fs, args); done {
 		return code
+	}
+	if opts.RemoteWriteMaxSeries < 0 {
+		fmt.Fprintf(env.Stderr, "--remote-write.max-series %d: want 0 (no cap) or more\n", opts.RemoteWriteMaxSeries)
+		return ExitUsage
 	}
 	level := new(slog.LevelVar)
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -50,6 +50,7 @@ func TestUsage(t *testing.T) {
 		{"unknown command", []string{"frobnicate"}, cli.ExitUsage, `unknown command "frobnicate"`},
 		{"unknown flag", []string{"run", "--nope"}, cli.ExitUsage, "flag provided but not defined"},
 		{"bad log level", []string{"run", "--log.level", "loud", "--log.file", "-"}, cli.ExitUsage, "--log.level"},
+		{"negative series cap", []string{"run", "--remote-write.max-series", "-1", "--log.file", "-"}, cli.ExitUsage, "--remote-write.max-series -1: want 0 (no cap) or more"},
 		{"version", []string{"version"}, cli.ExitOK, "agent-exporter "},
 		{"help", []string{"run", "-h"}, cli.ExitOK, "collect.interval"},
 		{"missing log dir", []string{"run", "--log.file", "/nonexistent-dir-for-test/agent.log"}, cli.ExitError, "--log.file /nonexistent-dir-for-test/agent.log: directory /nonexistent-dir-for-test does not exist"},

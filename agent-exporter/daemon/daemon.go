@@ -166,7 +166,7 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("registering the pushed emqx exporter: %w", err)
 	}
 	rw, err := remotewrite.New(remotewrite.Options{Gatherer: pushed, Timeout: opts.HTTPTimeout,
-		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Now: opts.Now},
+		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Now: opts.Now, MaxSeries: opts.RemoteWriteMaxSeries},
 		opts.Logger.With("component", "remotewrite"), opts.Registerer)
 	if err != nil {
 		return nil, err

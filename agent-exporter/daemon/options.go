@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ecpio/ecp/agent-exporter/remotewrite"
 	"github.com/ecpio/ecp/agent-exporter/state"
 )
 
@@ -28,6 +29,9 @@ const (
 	DefaultBackoffMax      = 2 * time.Minute
 	shutdownTimeout        = 5 * time.Second
 )
+
+// DefaultRemoteWriteMaxSeries caps one push (--remote-write.max-series).
+const DefaultRemoteWriteMaxSeries = remotewrite.DefaultMaxSeries
 
 // Options configure a daemon.
 type Options struct {
@@ -51,6 +55,9 @@ type Options struct {
 	// BackoffBase and BackoffMax shape the jittered exponential backoff
 	// towards ecp.
 	BackoffBase, BackoffMax time.Duration
+	// RemoteWriteMaxSeries caps the series pushed per collection (0: no
+	// cap); see remotewrite.Options.MaxSeries.
+	RemoteWriteMaxSeries int
 
 	// Logger is required; LogLevel, when set, is changed by a reload.
 	Logger   *slog.Logger
@@ -77,6 +84,8 @@ func DefaultOptions() Options {
 		BackoffBase:     DefaultBackoffBase,
 		BackoffMax:      DefaultBackoffMax,
 		Stdout:          io.Discard,
+
+		RemoteWriteMaxSeries: DefaultRemoteWriteMaxSeries,
 	}
 }
 
@@ -99,6 +108,9 @@ func (o *Options) validate() error {
 	}
 	if o.HTTPTimeout <= 0 || o.DesiredWait <= 0 || o.BackoffBase <= 0 || o.BackoffMax < o.BackoffBase {
 		errs = append(errs, errors.New("daemon: timeouts and backoff must be positive (BackoffMax ≥ BackoffBase)"))
+	}
+	if o.RemoteWriteMaxSeries < 0 {
+		errs = append(errs, errors.New("daemon: Options.RemoteWriteMaxSeries must be 0 (no cap) or more"))
 	}
 	if o.ReportBuffer < 1 {
 		errs = append(errs, errors.New("daemon: Options.ReportBuffer must be at least 1"))

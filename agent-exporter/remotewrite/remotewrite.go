@@ -122,7 +122,7 @@ type Sender struct {
 	kick        chan struct{}
 
 	selMu sync.Mutex // one selection at a time
-	sel   *selector
+	sel   *Selector
 
 	sent     prometheus.Counter
 	dropped  *prometheus.CounterVec
@@ -159,11 +159,8 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sender,
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.RecoveryHold <= 0 {
-		opts.RecoveryHold = DefaultRecoveryHold
-	}
 	s := &Sender{
-		sel:  newSelector(opts.MaxSeries, opts.RecoveryHold),
+		sel:  NewSelector(opts.MaxSeries, opts.RecoveryHold),
 		opts: opts, logger: logger, kick: make(chan struct{}, 1),
 		backoff: ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
@@ -204,14 +201,14 @@ func (s *Sender) Push(target *Target, at time.Time) error {
 		return fmt.Errorf("gather series to push: %w", err)
 	}
 	s.selMu.Lock()
-	series, capped := s.sel.choose(flatten(mfs, at), at)
+	p, err := s.sel.Encode(mfs, at)
 	s.selMu.Unlock()
-	s.pushed.Set(float64(len(series)))
-	s.capped.Set(float64(capped))
-	body, samples, err := marshal(series)
 	if err != nil {
 		return err
 	}
+	s.pushed.Set(float64(p.Series))
+	s.capped.Set(float64(p.Capped))
+	body, samples := p.Body, p.Samples
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.opts.Now().Before(s.pausedUntil) {
@@ -410,49 +407,86 @@ func marshal(series []prompb.TimeSeries) ([]byte, int, error) {
 
 // flatten turns metric families into one series per sample, at time at.
 func flatten(mfs []*dto.MetricFamily, at time.Time) []prompb.TimeSeries {
-	ts := at.UnixMilli()
-	n := 0
-	for _, mf := range mfs {
-		n += len(mf.GetMetric())
+	return flattenKept(mfs, at, nil, nil)
+}
+
+// flattenKept is flatten limited to the metrics kept: keep[f] nil (or
+// keep nil) keeps family f whole, else keep[f][m] says whether metric m
+// is. earlier adds an earlier sample to a metric's series. Labels and
+// samples of all series share two arrays: a push is built and dropped
+// every collection, and thousands of small allocations would cost more
+// than the work itself.
+func flattenKept(mfs []*dto.MetricFamily, at time.Time, keep [][]bool, earlier map[ref]prompb.Sample) []prompb.TimeSeries {
+	kept := func(f, m int) bool { return keep == nil || keep[f] == nil || keep[f][m] }
+	nSeries, nLabels := 0, 0
+	for f, mf := range mfs {
+		for m, metric := range mf.GetMetric() {
+			if !kept(f, m) {
+				continue
+			}
+			n := 1
+			switch mf.GetType() {
+			case dto.MetricType_SUMMARY:
+				n = len(metric.GetSummary().GetQuantile()) + 2
+			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+				n = len(metric.GetHistogram().GetBucket()) + 3
+			}
+			nSeries += n
+			nLabels += n * (len(metric.GetLabel()) + 2)
+		}
 	}
-	out := make([]prompb.TimeSeries, 0, n)
+	ts := at.UnixMilli()
+	out := make([]prompb.TimeSeries, 0, nSeries)
+	labels := make([]prompb.Label, 0, nLabels)
+	samples := make([]prompb.Sample, 0, nSeries+len(earlier))
+	var cur ref
 	add := func(name string, m *dto.Metric, value float64, extra ...string) {
-		ls := make([]prompb.Label, 0, len(m.GetLabel())+1+len(extra)/2)
-		ls = append(ls, prompb.Label{Name: "__name__", Value: name})
+		start := len(labels)
+		labels = append(labels, prompb.Label{Name: "__name__", Value: name})
 		for _, l := range m.GetLabel() {
-			ls = append(ls, prompb.Label{Name: l.GetName(), Value: l.GetValue()})
+			labels = append(labels, prompb.Label{Name: l.GetName(), Value: l.GetValue()})
 		}
 		for i := 0; i+1 < len(extra); i += 2 {
-			ls = append(ls, prompb.Label{Name: extra[i], Value: extra[i+1]})
+			labels = append(labels, prompb.Label{Name: extra[i], Value: extra[i+1]})
 		}
+		ls := labels[start:len(labels):len(labels)]
 		sortLabels(ls)
-		out = append(out, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: value, Timestamp: ts}}})
+		first := len(samples)
+		if e, ok := earlier[cur]; ok {
+			samples = append(samples, e)
+		}
+		samples = append(samples, prompb.Sample{Value: value, Timestamp: ts})
+		out = append(out, prompb.TimeSeries{Labels: ls, Samples: samples[first:len(samples):len(samples)]})
 	}
-	for _, mf := range mfs {
+	for f, mf := range mfs {
 		name := mf.GetName()
-		for _, m := range mf.GetMetric() {
+		for m, metric := range mf.GetMetric() {
+			if !kept(f, m) {
+				continue
+			}
+			cur = ref{int32(f), int32(m)}
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
-				add(name, m, m.GetCounter().GetValue())
+				add(name, metric, metric.GetCounter().GetValue())
 			case dto.MetricType_GAUGE:
-				add(name, m, m.GetGauge().GetValue())
+				add(name, metric, metric.GetGauge().GetValue())
 			case dto.MetricType_UNTYPED:
-				add(name, m, m.GetUntyped().GetValue())
+				add(name, metric, metric.GetUntyped().GetValue())
 			case dto.MetricType_SUMMARY:
-				sm := m.GetSummary()
+				sm := metric.GetSummary()
 				for _, q := range sm.GetQuantile() {
-					add(name, m, q.GetValue(), "quantile", formatFloat(q.GetQuantile()))
+					add(name, metric, q.GetValue(), "quantile", formatFloat(q.GetQuantile()))
 				}
-				add(name+"_sum", m, sm.GetSampleSum())
-				add(name+"_count", m, float64(sm.GetSampleCount()))
+				add(name+"_sum", metric, sm.GetSampleSum())
+				add(name+"_count", metric, float64(sm.GetSampleCount()))
 			case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
-				h := m.GetHistogram()
+				h := metric.GetHistogram()
 				for _, b := range h.GetBucket() {
-					add(name+"_bucket", m, float64(b.GetCumulativeCount()), "le", formatFloat(b.GetUpperBound()))
+					add(name+"_bucket", metric, float64(b.GetCumulativeCount()), "le", formatFloat(b.GetUpperBound()))
 				}
-				add(name+"_bucket", m, float64(h.GetSampleCount()), "le", "+Inf")
-				add(name+"_sum", m, h.GetSampleSum())
-				add(name+"_count", m, float64(h.GetSampleCount()))
+				add(name+"_bucket", metric, float64(h.GetSampleCount()), "le", "+Inf")
+				add(name+"_sum", metric, h.GetSampleSum())
+				add(name+"_count", metric, float64(h.GetSampleCount()))
 			}
 		}
 	}

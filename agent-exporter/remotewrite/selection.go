@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -45,16 +46,33 @@ const (
 	statusConnected         = "connected"
 )
 
-// selector chooses the series of one push under a cap: every cluster-level
+// Selector chooses the series of one push under a cap: every cluster-level
 // series, every abnormal object, every object that recovered less than
 // hold ago, then the busiest other objects while they fit. It remembers
-// each object across collections to see counters grow and recoveries.
-type selector struct {
+// each object across collections to see counters grow and recoveries, so
+// one Selector serves one stream of collections; it is not safe for
+// concurrent use.
+//
+// It works on the gathered metric families and flattens only the series
+// it keeps: with thousands of objects most series are left out, and
+// building them only to drop them would be most of a push's cost.
+type Selector struct {
 	max  int
 	hold time.Duration
-	objs map[string]*objState
+	objs [numKinds]map[string]*objState
 	gen  uint64 // collections chosen from, to forget vanished objects
 }
+
+// Object kinds, by metric name prefix.
+const (
+	kindRule = iota
+	kindConnector
+	kindAction
+	kindSource
+	numKinds
+)
+
+var kindPrefixes = [numKinds]string{prefixRule, prefixConnector, prefixAction, prefixSource}
 
 // objState is what the selector remembers of one object.
 type objState struct {
@@ -67,85 +85,143 @@ type objState struct {
 	abnormalAt time.Time // last collection it was abnormal at; zero: never
 }
 
+// ref is one metric of the gathered families: family and metric index.
+type ref struct{ f, m int32 }
+
 // object is one object's series in the collection being pushed.
 type object struct {
-	key    string
-	rule   bool
-	series []int
+	kind   int
+	id     string
+	series []ref
 	st     *objState
-	// Rule counters; for resources connected and enabled.
+	// Rule counters; for connectors, actions and sources connected and
+	// enabled.
 	failed, actFailed, matched float64
-	failedIdx, actFailedIdx    int
+	failedRef, actFailedRef    ref
 	connected, enabled         float64
-	mandatory                  bool
+	keep                       bool
 	score                      float64
 }
 
-func newSelector(maxSeries int, hold time.Duration) *selector {
-	return &selector{max: maxSeries, hold: hold, objs: map[string]*objState{}}
+// NewSelector returns a Selector pushing at most maxSeries series (0: no
+// cap) and holding recovered objects for hold (0: DefaultRecoveryHold).
+func NewSelector(maxSeries int, hold time.Duration) *Selector {
+	if hold <= 0 {
+		hold = DefaultRecoveryHold
+	}
+	s := &Selector{max: maxSeries, hold: hold}
+	s.reset()
+	return s
 }
 
-// choose returns the series to push out of all (one collection at at) and
-// how many it left out. It may add the previous collection's sample to the
+// Push is one collection's request, ready to send.
+type Push struct {
+	// Body is the snappy-compressed write request.
+	Body []byte
+	// Series and Samples are in the request (a failing rule's counter may
+	// carry two samples); Capped series were left out by the cap.
+	Series, Samples, Capped int
+}
+
+// Encode turns one collection's metric families into the request to push
+// (as the package's Encode does), keeping the series the cap allows.
+func (s *Selector) Encode(mfs []*dto.MetricFamily, at time.Time) (Push, error) {
+	series, capped := s.choose(mfs, at)
+	body, samples, err := marshal(series)
+	if err != nil {
+		return Push{}, err
+	}
+	return Push{Body: body, Series: len(series), Samples: samples, Capped: capped}, nil
+}
+
+// choose returns the series to push out of one collection at at and how
+// many it left out. It may add the previous collection's sample to the
 // failure counters of a rule that starts failing while it was left out,
-// so that increase() over the alert's window sees the growth at once. all
-// is modified and reused in place.
-func (s *selector) choose(all []prompb.TimeSeries, at time.Time) ([]prompb.TimeSeries, int) {
+// so that increase() over the alert's window sees the growth at once.
+func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeSeries, int) {
 	if s.max <= 0 {
-		return all, 0
+		return flatten(mfs, at), 0
 	}
 	s.gen++
-	gen := s.gen
-	byKey := map[string]*object{}
+	var byID [numKinds]map[string]*object
 	var objs []*object
-	cluster := 0
-	for i := range all {
-		name, id := nameAndID(all[i].Labels)
-		prefix, rule := objectPrefix(name)
-		if prefix == "" || id == "" {
-			cluster++
+	// keep[f] is nil for a cluster-level family (all kept), else one flag
+	// per metric.
+	keep := make([][]bool, len(mfs))
+	cluster, total := 0, 0
+	for f, mf := range mfs {
+		name := mf.GetName()
+		kind := objectKind(name)
+		if kind < 0 {
+			n := seriesOf(mf)
+			cluster += n
+			total += n
 			continue
 		}
-		key := prefix + id
-		o := byKey[key]
-		if o == nil {
-			st := s.objs[key]
-			if st == nil {
-				st = &objState{}
-				s.objs[key] = st
+		total += len(mf.GetMetric())
+		keep[f] = make([]bool, len(mf.GetMetric()))
+		for m, metric := range mf.GetMetric() {
+			id, status := "", ""
+			for _, l := range metric.GetLabel() {
+				switch l.GetName() {
+				case "id":
+					id = l.GetValue()
+				case "status":
+					status = l.GetValue()
+				}
 			}
-			st.seen = gen
-			o = &object{key: key, rule: rule, st: st, enabled: 1, connected: -1, failedIdx: -1, actFailedIdx: -1}
-			byKey[key] = o
-			objs = append(objs, o)
-		}
-		o.series = append(o.series, i)
-		v := all[i].Samples[0].Value
-		switch {
-		case name == seriesRuleFailed:
-			o.failed, o.failedIdx = v, i
-		case name == seriesRuleActionsFailed:
-			o.actFailed, o.actFailedIdx = v, i
-		case name == seriesRuleMatched:
-			o.matched = v
-		case !rule && strings.HasSuffix(name, suffixEnabled):
-			o.enabled = v
-		case !rule && strings.HasSuffix(name, suffixStatus) && labelValue(all[i].Labels, "status") == statusConnected:
-			o.connected = v
+			if id == "" {
+				keep[f][m] = true
+				cluster++
+				continue
+			}
+			if byID[kind] == nil {
+				byID[kind] = map[string]*object{}
+			}
+			o := byID[kind][id]
+			if o == nil {
+				st := s.objs[kind][id]
+				if st == nil {
+					st = &objState{}
+					s.objs[kind][id] = st
+				}
+				st.seen = s.gen
+				o = &object{kind: kind, id: id, st: st, enabled: 1, connected: -1, failedRef: ref{-1, -1}, actFailedRef: ref{-1, -1}}
+				byID[kind][id] = o
+				objs = append(objs, o)
+			}
+			r := ref{int32(f), int32(m)}
+			o.series = append(o.series, r)
+			v := value(mf.GetType(), metric)
+			switch {
+			case name == seriesRuleFailed:
+				o.failed, o.failedRef = v, r
+			case name == seriesRuleActionsFailed:
+				o.actFailed, o.actFailedRef = v, r
+			case name == seriesRuleMatched:
+				o.matched = v
+			case kind != kindRule && strings.HasSuffix(name, suffixEnabled):
+				o.enabled = v
+			case kind != kindRule && strings.HasSuffix(name, suffixStatus) && status == statusConnected:
+				o.connected = v
+			}
 		}
 	}
-	for key, st := range s.objs {
-		if st.seen != gen {
-			delete(s.objs, key)
+	for _, m := range s.objs {
+		for id, st := range m {
+			if st.seen != s.gen {
+				delete(m, id)
+			}
 		}
 	}
 
 	budget := s.max - cluster
+	var extra map[ref]prompb.Sample
 	var optional []*object
 	for _, o := range objs {
 		st := o.st
 		abnormal := false
-		if o.rule {
+		if o.kind == kindRule {
 			if !st.prevAt.IsZero() {
 				abnormal = o.failed > st.failed || o.actFailed > st.actFailed
 				o.score = max(o.matched-st.matched, 0) + max(o.failed-st.failed, 0) + max(o.actFailed-st.actFailed, 0)
@@ -158,19 +234,23 @@ func (s *selector) choose(all []prompb.TimeSeries, at time.Time) ([]prompb.TimeS
 		if abnormal {
 			st.abnormalAt = at
 		}
-		o.mandatory = abnormal || (!st.abnormalAt.IsZero() && at.Sub(st.abnormalAt) <= s.hold)
-		if o.mandatory {
-			budget -= len(o.series)
-			if abnormal && o.rule && !st.pushed && !st.prevAt.IsZero() {
-				prependSample(all, o.failedIdx, st.failed, st.prevAt)
-				prependSample(all, o.actFailedIdx, st.actFailed, st.prevAt)
-			}
-		} else {
+		o.keep = abnormal || (!st.abnormalAt.IsZero() && at.Sub(st.abnormalAt) <= s.hold)
+		if !o.keep {
 			optional = append(optional, o)
+			continue
+		}
+		budget -= len(o.series)
+		if abnormal && o.kind == kindRule && !st.pushed && !st.prevAt.IsZero() {
+			if extra == nil {
+				extra = map[ref]prompb.Sample{}
+			}
+			prev := st.prevAt.UnixMilli()
+			extra[o.failedRef] = prompb.Sample{Value: st.failed, Timestamp: prev}
+			extra[o.actFailedRef] = prompb.Sample{Value: st.actFailed, Timestamp: prev}
 		}
 	}
 	// The busiest first: rules by matched and failed growth, then by their
-	// counters (first collection), then by id for a stable choice.
+	// counters (first collection), then by kind and id for a stable choice.
 	slices.SortFunc(optional, func(a, b *object) int {
 		if c := cmp.Compare(b.score, a.score); c != 0 {
 			return c
@@ -178,76 +258,74 @@ func (s *selector) choose(all []prompb.TimeSeries, at time.Time) ([]prompb.TimeS
 		if c := cmp.Compare(b.matched, a.matched); c != 0 {
 			return c
 		}
-		return strings.Compare(a.key, b.key)
+		if a.kind != b.kind {
+			return a.kind - b.kind
+		}
+		return strings.Compare(a.id, b.id)
 	})
 	for _, o := range optional {
 		if len(o.series) <= budget {
-			o.mandatory = true
+			o.keep = true
 			budget -= len(o.series)
 		}
 	}
-
-	keep := make([]bool, len(all))
 	for _, o := range objs {
 		st := o.st
-		st.pushed = o.mandatory
+		st.pushed = o.keep
 		st.prevAt, st.failed, st.actFailed, st.matched = at, o.failed, o.actFailed, o.matched
-		if o.mandatory {
-			for _, i := range o.series {
-				keep[i] = true
+		if o.keep {
+			for _, r := range o.series {
+				keep[r.f][r.m] = true
 			}
 		}
 	}
-	out := all[:0]
-	capped := 0
-	for i := range all {
-		name, id := nameAndID(all[i].Labels)
-		if prefix, _ := objectPrefix(name); prefix != "" && id != "" && !keep[i] {
-			capped++
-			continue
-		}
-		out = append(out, all[i])
-	}
-	return out, capped
+	out := flattenKept(mfs, at, keep, extra)
+	return out, total - len(out)
 }
 
 // reset forgets every object: the pushes of another registration say
 // nothing about what ecp holds now.
-func (s *selector) reset() { clear(s.objs) }
-
-func prependSample(all []prompb.TimeSeries, i int, v float64, at time.Time) {
-	if i < 0 {
-		return
+func (s *Selector) reset() {
+	for k := range s.objs {
+		s.objs[k] = map[string]*objState{}
 	}
-	all[i].Samples = append([]prompb.Sample{{Value: v, Timestamp: at.UnixMilli()}}, all[i].Samples...)
 }
 
-func objectPrefix(name string) (prefix string, rule bool) {
-	for _, p := range []string{prefixRule, prefixConnector, prefixAction, prefixSource} {
+// value is a counter's, gauge's or untyped metric's value.
+func value(t dto.MetricType, m *dto.Metric) float64 {
+	switch t {
+	case dto.MetricType_COUNTER:
+		return m.GetCounter().GetValue()
+	case dto.MetricType_GAUGE:
+		return m.GetGauge().GetValue()
+	default:
+		return m.GetUntyped().GetValue()
+	}
+}
+
+// seriesOf counts the series a family flattens to.
+func seriesOf(mf *dto.MetricFamily) int {
+	n := 0
+	for _, m := range mf.GetMetric() {
+		switch mf.GetType() {
+		case dto.MetricType_SUMMARY:
+			n += len(m.GetSummary().GetQuantile()) + 2
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			n += len(m.GetHistogram().GetBucket()) + 3
+		default:
+			n++
+		}
+	}
+	return n
+}
+
+// objectKind is the kind of object a family describes, or -1 for a
+// cluster-level family.
+func objectKind(name string) int {
+	for k, p := range kindPrefixes {
 		if strings.HasPrefix(name, p) {
-			return p, p == prefixRule
+			return k
 		}
 	}
-	return "", false
-}
-
-func nameAndID(ls []prompb.Label) (name, id string) {
-	for _, l := range ls {
-		switch l.Name {
-		case "__name__":
-			name = l.Value
-		case "id":
-			id = l.Value
-		}
-	}
-	return name, id
-}
-
-func labelValue(ls []prompb.Label, name string) string {
-	for _, l := range ls {
-		if l.Name == name {
-			return l.Value
-		}
-	}
-	return ""
+	return -1
 }

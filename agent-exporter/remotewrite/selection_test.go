@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -35,32 +37,43 @@ func newWorld(connectors, rules int) *world {
 	return w
 }
 
-func (w *world) series(at time.Time) []prompb.TimeSeries {
-	var out []prompb.TimeSeries
-	add := func(v float64, ls ...string) {
-		var labels []prompb.Label
-		for i := 0; i < len(ls); i += 2 {
-			labels = append(labels, prompb.Label{Name: ls[i], Value: ls[i+1]})
-		}
-		sortLabels(labels)
-		out = append(out, prompb.TimeSeries{Labels: labels, Samples: []prompb.Sample{{Value: v, Timestamp: at.UnixMilli()}}})
+// families gathers the world as the exporter would.
+func (w *world) families(t *testing.T) []*dto.MetricFamily {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	gauge := func(name string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: "h"}, labels)
+		reg.MustRegister(g)
+		return g
 	}
-	add(1, "__name__", "emqx_up")
-	add(1, "__name__", "emqx_node_running", "node", "n1")
-	add(100, "__name__", "emqx_node_connections", "node", "n1")
+	counter := func(name string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: "h"}, []string{"id"})
+		reg.MustRegister(c)
+		return c
+	}
+	gauge("emqx_up").WithLabelValues().Set(1)
+	gauge("emqx_node_running", "node").WithLabelValues("n1").Set(1)
+	gauge("emqx_node_connections", "node").WithLabelValues("n1").Set(100)
+	enabled, status := gauge("emqx_connector_enabled", "id"), gauge("emqx_connector_status", "id", "status")
 	for _, id := range w.connectors {
-		add(w.connEnabled[id], "__name__", "emqx_connector_enabled", "id", id)
+		enabled.WithLabelValues(id).Set(w.connEnabled[id])
 		for _, st := range []string{"connected", "connecting", "disconnected", "stopped", "inconsistent"} {
-			add(b2f(w.connStatus[id] == st), "__name__", "emqx_connector_status", "id", id, "status", st)
+			status.WithLabelValues(id, st).Set(b2f(w.connStatus[id] == st))
 		}
 	}
+	ruleEnabled := gauge("emqx_rule_enabled", "id")
+	matched, failed, actFailed := counter("emqx_rule_matched_total"), counter("emqx_rule_failed_total"), counter("emqx_rule_actions_failed_total")
 	for _, id := range w.rules {
-		add(1, "__name__", "emqx_rule_enabled", "id", id)
-		add(w.ruleMatched[id], "__name__", "emqx_rule_matched_total", "id", id)
-		add(w.ruleFailed[id], "__name__", "emqx_rule_failed_total", "id", id)
-		add(0, "__name__", "emqx_rule_actions_failed_total", "id", id)
+		ruleEnabled.WithLabelValues(id).Set(1)
+		matched.WithLabelValues(id).Add(w.ruleMatched[id])
+		failed.WithLabelValues(id).Add(w.ruleFailed[id])
+		actFailed.WithLabelValues(id)
 	}
-	return out
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
 }
 
 func b2f(b bool) float64 {
@@ -105,7 +118,7 @@ func TestSelectionCap(t *testing.T) {
 			name: "cluster-level series and an abnormal connector are kept; healthy ones fill the rest", max: 50,
 			fault:  func(w *world) { w.connStatus["http:c057"] = "disconnected" },
 			want:   []string{"emqx_up", "emqx_node_running", "emqx_connector_status{http:c057,connected}", "emqx_connector_enabled{http:c057}"},
-			pushed: 3 + 6 + 6*6 + 1*4, // cluster, c057, then six more connectors and one rule fit
+			pushed: 3 + 6 + 10*4, // cluster, c057, then ten quiet rules fill the room (rules before connectors on a tie)
 		},
 		{
 			name: "a disabled connector is not abnormal", max: clusterSeries,
@@ -131,8 +144,8 @@ func TestSelectionCap(t *testing.T) {
 			if tt.fault != nil {
 				tt.fault(w)
 			}
-			sel := newSelector(tt.max, DefaultRecoveryHold)
-			got, capped := sel.choose(w.series(time.Unix(1000, 0)), time.Unix(1000, 0))
+			sel := NewSelector(tt.max, DefaultRecoveryHold)
+			got, capped := sel.choose(w.families(t), time.Unix(1000, 0))
 			if len(got) != tt.pushed || capped != total-tt.pushed {
 				t.Fatalf("pushed %d, capped %d; want %d and %d", len(got), capped, tt.pushed, total-tt.pushed)
 			}
@@ -160,11 +173,11 @@ func TestSelectionRecovery(t *testing.T) {
 	const id = "http:c042"
 	key := "emqx_connector_status{" + id + ",connected}"
 	w := newWorld(100, 0)
-	sel := newSelector(clusterSeries, DefaultRecoveryHold)
+	sel := NewSelector(clusterSeries, DefaultRecoveryHold)
 	at := time.Unix(1_764_000_000, 0)
 	push := func() map[string][]prompb.Sample {
 		at = at.Add(interval)
-		got, _ := sel.choose(w.series(at), at)
+		got, _ := sel.choose(w.families(t), at)
 		return pushed(got)
 	}
 	if _, ok := push()[key]; ok {
@@ -195,21 +208,21 @@ func TestSelectionRecovery(t *testing.T) {
 func TestSelectionRuleStartsFailing(t *testing.T) {
 	const interval = 15 * time.Second
 	w := newWorld(0, 50)
-	sel := newSelector(clusterSeries+4, DefaultRecoveryHold)
+	sel := NewSelector(clusterSeries+4, DefaultRecoveryHold)
 	t0 := time.Unix(1_764_000_000, 0)
 	w.ruleMatched["r010"] = 5
-	if _, capped := sel.choose(w.series(t0), t0); capped != 49*4 {
+	if _, capped := sel.choose(w.families(t), t0); capped != 49*4 {
 		t.Fatalf("capped %d, want %d", capped, 49*4)
 	}
 	t1 := t0.Add(interval)
 	w.ruleMatched["r010"], w.ruleMatched["r020"] = 6, 100 // r020 is now the busiest
-	got := pushed(first(sel.choose(w.series(t1), t1)))
+	got := pushed(first(sel.choose(w.families(t), t1)))
 	if _, ok := got["emqx_rule_matched_total{r020}"]; !ok {
 		t.Fatalf("busiest rule r020 not pushed: %v", got)
 	}
 	t2 := t1.Add(interval)
 	w.ruleFailed["r030"] = 7
-	got = pushed(first(sel.choose(w.series(t2), t2)))
+	got = pushed(first(sel.choose(w.families(t), t2)))
 	want := []prompb.Sample{{Value: 0, Timestamp: t1.UnixMilli()}, {Value: 7, Timestamp: t2.UnixMilli()}}
 	if s := got["emqx_rule_failed_total{r030}"]; fmt.Sprint(s) != fmt.Sprint(want) {
 		t.Fatalf("failing rule's counter pushed as %v, want %v", s, want)
@@ -220,10 +233,31 @@ func TestSelectionRuleStartsFailing(t *testing.T) {
 	// Still pushed (recovering) while it no longer fails, now without the
 	// extra sample: the previous collection was pushed.
 	t3 := t2.Add(interval)
-	got = pushed(first(sel.choose(w.series(t3), t3)))
+	got = pushed(first(sel.choose(w.families(t), t3)))
 	if s := got["emqx_rule_failed_total{r030}"]; len(s) != 1 || s[0].Value != 7 {
 		t.Fatalf("recovering rule's counter pushed as %v", s)
 	}
 }
 
 func first[T any](v T, _ int) T { return v }
+
+func nameAndID(ls []prompb.Label) (name, id string) {
+	for _, l := range ls {
+		switch l.Name {
+		case "__name__":
+			name = l.Value
+		case "id":
+			id = l.Value
+		}
+	}
+	return name, id
+}
+
+func labelValue(ls []prompb.Label, name string) string {
+	for _, l := range ls {
+		if l.Name == name {
+			return l.Value
+		}
+	}
+	return ""
+}
