@@ -10,8 +10,9 @@ import (
 // base is what every dashboard shares: time, refresh, tags, the links to
 // the other ecp dashboards and the variables datasource, project and
 // cluster (several clusters at once unless singleCluster).
-func base(p Params, singleCluster bool) *dashboard.DashboardBuilder {
-	return dashboard.NewDashboardBuilder("").
+func base(p Params, singleCluster bool) *dashboard.DashboardBuilder { //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
+	b := dashboard.NewDashboardBuilder("") //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
+	return b.
 		Tags([]string{Tag}).
 		Editable().
 		Refresh("30s").
@@ -61,7 +62,7 @@ func clusterVariable(single bool) *dashboard.QueryVariableBuilder {
 
 // fleet is the overview of every chosen cluster: states, connections
 // against max connections, and what is abnormal in data integration.
-func fleet(p Params) *dashboard.DashboardBuilder {
+func fleet(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
 	byState := fmt.Sprintf("sum by (state) (max by (project, cluster, state) (%s{%s}))", seriesClusterState, sel)
 	abnormal := fmt.Sprintf(`count(max by (project, cluster) (%s{%s, state="abnormal"})) or vector(0)`, seriesClusterState, sel)
 	conns := fmt.Sprintf("sum by (project, cluster) (%s{%s})", seriesNodeConns, sel)
@@ -110,7 +111,7 @@ func fleet(p Params) *dashboard.DashboardBuilder {
 // cluster is one cluster in detail: nodes, connections against max
 // connections, licence, rule rates and the status of every connector,
 // action and source.
-func cluster(p Params) *dashboard.DashboardBuilder {
+func cluster(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
 	return base(p, true).
 		Description("One managed EMQX cluster: nodes, connections and max connections, licence, rule rates, connectors, actions and sources, and the agent's own collection.").
 		WithRow(row(100, "Cluster")).
@@ -161,7 +162,7 @@ func cluster(p Params) *dashboard.DashboardBuilder {
 			query(fmt.Sprintf("max by (collector) (%s{%s})", seriesCollectTime, sel), "{{collector}}")))
 }
 
-// dataIntegration shows rules, connectors and actions one by one.
+// dataIntegration shows rules, connectors and actions one by one. //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
 func dataIntegration(p Params) *dashboard.DashboardBuilder {
 	perRule := func(series string) string {
 		return fmt.Sprintf("sum by (cluster, id) (rate(%s{%s}[$__rate_interval]))", series, sel)

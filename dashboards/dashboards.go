@@ -59,7 +59,7 @@ type Spec struct {
 	Name  string
 	title string
 	uid   string
-	build func(p Params) *dashboard.DashboardBuilder
+	build func(p Params) *dashboard.DashboardBuilder //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
 }
 
 // Specs lists every dashboard in a stable order.
@@ -107,10 +107,10 @@ func ProjectKey(project string) string {
 }
 
 // Build builds the dashboard for p.
-func (s Spec) Build(p Params) (dashboard.Dashboard, error) {
+func (s Spec) Build(p Params) (dashboard.Dashboard, error) { //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
 	d, err := s.build(p).Uid(s.UID(p)).Title(s.Title(p)).Build()
 	if err != nil {
-		return dashboard.Dashboard{}, fmt.Errorf("build dashboard %s: %w", s.Name, err)
+		return dashboard.Dashboard{}, fmt.Errorf("build dashboard %s: %w", s.Name, err) //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
 	}
 	return d, nil
 }

@@ -190,8 +190,7 @@ func checkExpr(t *testing.T, panel, expr string, series map[string]map[string]bo
 		t.Errorf("panel %q: %v\n%s", panel, err, expr)
 		return
 	}
-	var labelsOK func(names []string, allowed map[string]bool) []string
-	labelsOK = func(names []string, allowed map[string]bool) []string {
+	labelsOK := func(names []string, allowed map[string]bool) []string {
 		var bad []string
 		for _, n := range names {
 			if !allowed[n] && n != model.MetricNameLabel {
@@ -200,7 +199,7 @@ func checkExpr(t *testing.T, panel, expr string, series map[string]map[string]bo
 		}
 		return bad
 	}
-	var all map[string]bool = map[string]bool{}
+	all := map[string]bool{}
 	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
 		if vs, ok := node.(*parser.VectorSelector); ok {
 			labels := series[vs.Name]

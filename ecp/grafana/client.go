@@ -46,7 +46,7 @@ func NewClient(base string, token secret.String, hc *http.Client) (*Client, erro
 }
 
 func withContext(ctx context.Context) func(*runtime.ClientOperation) {
-	return func(op *runtime.ClientOperation) { op.Context = ctx }
+	return func(op *runtime.ClientOperation) { op.Context = ctx } //nolint:staticcheck // the generated client offers no other way to pass the context.
 }
 
 // isCode reports whether err is Grafana's answer with that status.
