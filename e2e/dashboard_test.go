@@ -138,6 +138,24 @@ func TestDashboardJump(t *testing.T) {
 		}
 	})
 
+	t.Run("the jump is audited", func(t *testing.T) {
+		var recs struct {
+			Items []struct {
+				Actor, Route, Target string
+				Status               int
+			} `json:"items"`
+		}
+		if err := s.api.Do(ctx, http.MethodGet, "/api/v1/audit", nil, &recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs.Items {
+			if r.Route == "/api/v1/clusters/{id}/dashboard" && r.Actor == "admin" && r.Target == "cluster/"+entry.ID && r.Status == http.StatusFound {
+				return
+			}
+		}
+		t.Fatalf("no audit record of admin's jump into %s: %+v", entry.ID, recs.Items)
+	})
+
 	t.Run("the token is in no log", func(t *testing.T) {
 		if token == "" {
 			t.Skip("no token was handed out")
@@ -159,5 +177,20 @@ func TestDashboardJump(t *testing.T) {
 		if !strings.Contains(logs["agent.log"], "dashboard session handed to ecp") {
 			t.Fatalf("the agent's log does not show the hand-over")
 		}
+	})
+
+	t.Run("a silent agent gives the plain redirect, not a hang", func(t *testing.T) {
+		if err := agent.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		resp := jump(t, s.api.Token)
+		took := time.Since(start)
+		if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != simURL || resp.Header.Get("X-Ecp-Dashboard-Login") != "none" ||
+			!strings.Contains(resp.Header.Get("X-Ecp-Dashboard-Reason"), "did not answer") {
+			t.Fatalf("jump with the agent stopped: %d %q %v", resp.StatusCode, resp.Header.Get("Location"), resp.Header)
+		}
+		// The client's 15 s timeout fails the test if ecp hangs.
+		t.Logf("fallback answered in %s", took)
 	})
 }

@@ -79,6 +79,30 @@ func TestMiddlewareRecordsChangesOnly(t *testing.T) {
 	}
 }
 
+// TestMiddlewareRecordsReadsThatAskForIt: a GET whose handler marks its
+// note Read (the dashboard jump) is recorded; other reads are not.
+func TestMiddlewareRecordsReadsThatAskForIt(t *testing.T) {
+	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), 0)
+	r := mux.NewRouter()
+	r.Use(l.Middleware(func(*http.Request) (string, string) { return "dave", "api-token" }))
+	r.HandleFunc("/clusters/{id}/dashboard", func(w http.ResponseWriter, req *http.Request) {
+		audit.Annotate(req.Context(), audit.Note{Project: "p1", Target: "cluster/" + mux.Vars(req)["id"], Read: true})
+		http.Redirect(w, req, "http://emqx.example:18083/", http.StatusFound)
+	}).Methods(http.MethodGet)
+	r.HandleFunc("/clusters/{id}", func(w http.ResponseWriter, req *http.Request) {
+		audit.Annotate(req.Context(), audit.Note{Project: "p1", Target: "cluster/" + mux.Vars(req)["id"]})
+	}).Methods(http.MethodGet)
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/clusters/c9", nil))
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/clusters/c9/dashboard", nil))
+	got, err := l.List(t.Context(), audit.Filter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Route != "/clusters/{id}/dashboard" || got[0].Actor != "dave" || got[0].Target != "cluster/c9" || got[0].Status != http.StatusFound {
+		t.Fatalf("records %+v, want only the dashboard jump", got)
+	}
+}
+
 // TestRecordsExpireWithRetention: records live on a shared lease of about
 // the retention, so etcd removes them by itself.
 func TestRecordsExpireWithRetention(t *testing.T) {
