@@ -163,7 +163,7 @@ func cluster(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Gra
 }
 
 // dataIntegration shows rules, connectors and actions one by one. //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
-func dataIntegration(p Params) *dashboard.DashboardBuilder {
+func dataIntegration(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
 	perRule := func(series string) string {
 		return fmt.Sprintf("sum by (cluster, id) (rate(%s{%s}[$__rate_interval]))", series, sel)
 	}

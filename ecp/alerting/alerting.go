@@ -43,6 +43,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 
+	"github.com/ecpio/ecp/alertmanager"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/rules"
 )
@@ -306,6 +307,14 @@ func (a *Alerting) Apply(ctx context.Context, projects map[string]Settings) erro
 	}
 	if err != nil {
 		return errors.Join(append(errs, err)...)
+	}
+	// The e-mail templates first: the configuration names them.
+	tmpl := filepath.Join(filepath.Dir(a.opts.AlertmanagerConfigFile), alertmanager.EmailTemplateFile)
+	if old, err := os.ReadFile(tmpl); err != nil || !bytes.Equal(old, alertmanager.EmailTemplate) {
+		a.current[TargetAlertmanager] = false
+		if err := writeAtomic(tmpl, alertmanager.EmailTemplate, 0o644); err != nil {
+			return errors.Join(append(errs, fmt.Errorf("writing alertmanager e-mail templates: %w", err))...)
+		}
 	}
 	if old, err := os.ReadFile(a.opts.AlertmanagerConfigFile); err != nil || !bytes.Equal(old, am) {
 		a.current[TargetAlertmanager] = false

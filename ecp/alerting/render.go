@@ -1,17 +1,20 @@
 package alerting
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 
 	amconfig "github.com/prometheus/alertmanager/config"
+	amtemplate "github.com/prometheus/alertmanager/template"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ecpio/ecp/alertmanager"
 	"github.com/ecpio/ecp/rules"
 )
 
@@ -98,6 +101,7 @@ func ProjectReceiver(project string) string { return receiverProjectPrefix + pro
 // "<secret>".
 type amFile struct {
 	Global    amGlobal `yaml:"global"`
+	Templates []string `yaml:"templates,omitempty"`
 	Route     amRoute  `yaml:"route"`
 	Receivers []amRecv `yaml:"receivers"`
 }
@@ -129,8 +133,22 @@ type amRecv struct {
 }
 
 type amEmail struct {
-	To           string `yaml:"to"`
-	SendResolved bool   `yaml:"send_resolved"`
+	To           string            `yaml:"to"`
+	SendResolved bool              `yaml:"send_resolved"`
+	Headers      map[string]string `yaml:"headers,omitempty"`
+	HTML         string            `yaml:"html,omitempty"`
+	Text         string            `yaml:"text,omitempty"`
+}
+
+// newEmail is one recipient's e-mail config, with ecp's templates
+// (alertmanager/email.tmpl): subject and bodies name project, cluster, the
+// object and the link back to ecp.
+func newEmail(to string) amEmail {
+	use := func(name string) string { return `{{ template "` + name + `" . }}` }
+	return amEmail{To: to, SendResolved: true,
+		Headers: map[string]string{"Subject": use(alertmanager.EmailSubject)},
+		HTML:    use(alertmanager.EmailHTML),
+		Text:    use(alertmanager.EmailText)}
 }
 
 type amWebhook struct {
@@ -198,6 +216,11 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 
 	for _, id := range sortedIDs(projects) {
 		s := projects[id]
+		if s.Enabled && len(s.Emails) > 0 && len(f.Templates) == 0 {
+			// Relative: Alertmanager resolves it against the directory
+			// of its configuration file, where Apply writes it.
+			f.Templates = []string{alertmanager.EmailTemplateFile}
+		}
 		if !s.Enabled || (len(s.Emails) == 0 && len(s.Webhooks) == 0) {
 			continue
 		}
@@ -210,7 +233,7 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 		r := amRecv{Name: ProjectReceiver(id)}
 		for _, e := range s.Emails {
 			// One config per recipient: nobody sees the others' addresses.
-			r.EmailConfigs = append(r.EmailConfigs, amEmail{To: e, SendResolved: true})
+			r.EmailConfigs = append(r.EmailConfigs, newEmail(e))
 		}
 		for _, w := range s.Webhooks {
 			r.WebhookConfigs = append(r.WebhookConfigs, amWebhook{URL: w.URL, SendResolved: true})
@@ -251,6 +274,19 @@ func ValidateAlertmanager(b []byte) error {
 		return fmt.Errorf("invalid alertmanager config: %w", err)
 	}
 	return nil
+}
+
+// EmailTemplates parses ecp's e-mail templates with Alertmanager's own
+// template package, as Alertmanager does when it loads them.
+func EmailTemplates() (*amtemplate.Template, error) {
+	t, err := amtemplate.New()
+	if err != nil {
+		return nil, fmt.Errorf("alertmanager templates: %w", err)
+	}
+	if err := t.Parse(bytes.NewReader(alertmanager.EmailTemplate)); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", alertmanager.EmailTemplateFile, err)
+	}
+	return t, nil
 }
 
 func duration(d model.Duration) string {

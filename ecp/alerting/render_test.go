@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	amtemplate "github.com/prometheus/alertmanager/template"
+
+	"github.com/ecpio/ecp/alertmanager"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -89,7 +92,10 @@ func TestGoldenAlertmanager(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "alertmanager.yml", b)
-	for _, want := range []string{`project="alpha"`, `project="beta"`, "continue: true", testWebhookToken, testSMTPPassword} {
+	// Beside it, as Apply writes it, so amtool finds what it names.
+	golden(t, alertmanager.EmailTemplateFile, alertmanager.EmailTemplate)
+	for _, want := range []string{`project="alpha"`, `project="beta"`, "continue: true", testWebhookToken, testSMTPPassword,
+		"- " + alertmanager.EmailTemplateFile, `Subject: '{{ template "ecp.email.subject" . }}'`} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("alertmanager.yml lacks %q", want)
 		}
@@ -227,5 +233,70 @@ func TestRenderAlertmanagerNeedsSMTPForEmail(t *testing.T) {
 	}
 	if bytes.Contains(b, []byte("smtp_smarthost")) {
 		t.Fatalf("no SMTP configured, yet:\n%s", b)
+	}
+}
+
+// TestEmailTemplates renders ecp's e-mail templates with Alertmanager's own
+// template package for a firing and a resolved connector alert: subject
+// and bodies name project, cluster, the connector and the link to ecp.
+func TestEmailTemplates(t *testing.T) {
+	tmpl, err := EmailTemplates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := amtemplate.KV{"alertname": "EMQXConnectorAbnormal", "project": "p-0a1b", "cluster": "c-9f8e", "id": "http:sink_1", "severity": "critical"}
+	link := "https://ecp.example.test/clusters/c-9f8e"
+	annotations := amtemplate.KV{"summary": "EMQX connector http:sink_1 is not connected in cluster c-9f8e.", "description": "Connector <b>http:sink_1</b> is enabled but not connected.", "link": link}
+	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		status, subject string
+	}{
+		{"firing", "[FIRING:1] EMQXConnectorAbnormal · project p-0a1b · cluster c-9f8e · http:sink_1"},
+		{"resolved", "[RESOLVED] EMQXConnectorAbnormal · project p-0a1b · cluster c-9f8e · http:sink_1"},
+	} {
+		t.Run(tc.status, func(t *testing.T) {
+			a := amtemplate.Alert{Status: tc.status, Labels: labels, Annotations: annotations, StartsAt: start, EndsAt: start.Add(time.Minute)}
+			data := &amtemplate.Data{Receiver: "project-p-0a1b", Status: tc.status, Alerts: amtemplate.Alerts{a},
+				GroupLabels:  amtemplate.KV{"project": "p-0a1b", "cluster": "c-9f8e", "alertname": "EMQXConnectorAbnormal"},
+				CommonLabels: labels, CommonAnnotations: annotations}
+			e := newEmail("ops@example.test")
+			subject, err := tmpl.ExecuteTextString(e.Headers["Subject"], data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if subject != tc.subject {
+				t.Errorf("subject %q; want %q", subject, tc.subject)
+			}
+			text, err := tmpl.ExecuteTextString(e.Text, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			html, err := tmpl.ExecuteHTMLString(e.HTML, data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, body := range []string{text, html} {
+				for _, want := range []string{"p-0a1b", "c-9f8e", "http:sink_1", link, strings.ToUpper(tc.status)} {
+					if !strings.Contains(body, want) {
+						t.Errorf("body lacks %q:\n%s", want, body)
+					}
+				}
+			}
+			if strings.Contains(html, "<b>http:sink_1</b>") {
+				t.Errorf("the HTML body does not escape the description:\n%s", html)
+			}
+		})
+	}
+}
+
+// TestGoldenTemplatesPassAmtoolCheck: Debian's amtool (Alertmanager 0.25)
+// finds the templates the golden configuration names and parses them.
+func TestGoldenTemplatesPassAmtoolCheck(t *testing.T) {
+	out, err := exec.CommandContext(t.Context(), tool(t, "amtool"), "check-config", filepath.Join("testdata", "alertmanager.yml")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("amtool check-config: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "1 templates") || strings.Count(string(out), "SUCCESS") < 2 {
+		t.Fatalf("amtool did not check the e-mail templates:\n%s", out)
 	}
 }
