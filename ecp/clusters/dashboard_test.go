@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -46,7 +45,7 @@ func TestDashboardJump(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := &API{fleet: tt.fleet, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			api := &API{fleet: tt.fleet, logger: slog.New(slog.DiscardHandler)}
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest(http.MethodGet, "/api/v1/clusters/c1/dashboard", nil)
 			if err := api.jump(w, r, clusterspec.Spec{ID: "c1", Project: "p1"}, "http://emqx.example:18083/"); err != nil {

@@ -62,6 +62,12 @@ func (f *Fleet) load(ctx context.Context) (int64, error) {
 				f.applyLocked(kv{key: key, modRev: rev, deleted: true})
 			}
 		}
+		// A dashboard request whose expiry the broken watch missed.
+		for req := range e.dashboard {
+			if !seen[dashboardPrefix+id+"/"+req] {
+				delete(e.dashboard, req)
+			}
+		}
 		if !e.hasSpec && !e.hasAgent && !e.hasStatus {
 			delete(f.entries, id)
 		}
