@@ -130,6 +130,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- with .Values.grafana.url }}
 - {{ printf "--grafana.url=%v" . | quote }}
 {{- end }}
+{{- if and .Values.grafana.url .Values.grafana.tokenSecret }}
+- {{ printf "--grafana.token-file=/etc/ecp/grafana/%v" .Values.grafana.tokenSecretKey | quote }}
+{{- end }}
 {{- with .Values.agent.reportInterval }}
 - {{ printf "--agent.report-interval=%v" . | quote }}
 {{- end }}
