@@ -1,10 +1,13 @@
 package collector
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ecpio/ecp/agent-exporter/emqx"
 )
@@ -13,8 +16,24 @@ import (
 // actions and sources; each is one series of the *_status state set.
 var ResourceStatuses = []string{"connected", "connecting", "disconnected", "stopped", "inconsistent"}
 
-func desc(name, help string, labels ...string) *prometheus.Desc {
-	return prometheus.NewDesc(name, help, labels, nil)
+// metricDesc is one metric's description, both as the client library's
+// Desc (for Collect) and as the plain fields Gather builds families from.
+type metricDesc struct {
+	*prometheus.Desc
+	name, help string
+	labels     []string
+	// sorted lists label indexes by label name: a metric's label pairs
+	// are sorted by name, as the client library sorts them.
+	sorted []int
+}
+
+func desc(name, help string, labels ...string) *metricDesc {
+	sorted := make([]int, len(labels))
+	for i := range sorted {
+		sorted[i] = i
+	}
+	slices.SortFunc(sorted, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
+	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, labels: labels, sorted: sorted}
 }
 
 var (
@@ -52,18 +71,21 @@ type Exporter struct {
 	c *Collector
 }
 
-// NewExporter returns a prometheus.Collector over c's latest snapshot.
+// NewExporter returns a prometheus.Collector over c's latest snapshot. It
+// is also a prometheus.Gatherer of the same series (see Gather).
 func NewExporter(c *Collector) *Exporter { return &Exporter{c: c} }
+
+var allDescs = []*metricDesc{
+	descUp, descCollectionTime, descDuration, descSuccess, descNodeInfo, descNodeRunning, descNodeStart,
+	descNodeConns, descNodeLiveConns, descLicenseMax, descLicenseExpiry, descLicenseInfo, descLicenseDynamic,
+	descRuleEnabled, descRuleMatched, descRulePassed, descRuleFailed, descRuleActOK, descRuleActFailed,
+	descConnectorStatus, descConnectorEnable, descActionStatus, descActionEnable, descSourceStatus, descSourceEnable,
+}
 
 // Describe implements prometheus.Collector.
 func (e *Exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{
-		descUp, descCollectionTime, descDuration, descSuccess, descNodeInfo, descNodeRunning, descNodeStart,
-		descNodeConns, descNodeLiveConns, descLicenseMax, descLicenseExpiry, descLicenseInfo, descLicenseDynamic,
-		descRuleEnabled, descRuleMatched, descRulePassed, descRuleFailed, descRuleActOK, descRuleActFailed,
-		descConnectorStatus, descConnectorEnable, descActionStatus, descActionEnable, descSourceStatus, descSourceEnable,
-	} {
-		ch <- d
+	for _, d := range allDescs {
+		ch <- d.Desc
 	}
 }
 
@@ -76,17 +98,20 @@ func b2f(b bool) float64 {
 
 // Collect implements prometheus.Collector.
 func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
-	s := e.c.Latest()
+	emit(e.c.Latest(), func(d *metricDesc, t prometheus.ValueType, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d.Desc, t, v, l...)
+	})
+}
+
+// emit calls fn once per series of snapshot s (nil: none yet); Collect and
+// Gather both build on it, so they cannot disagree.
+func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64, labels ...string)) {
 	if s == nil {
-		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, 0)
+		fn(descUp, prometheus.GaugeValue, 0)
 		return
 	}
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
-	}
-	counter := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
-	}
+	gauge := func(d *metricDesc, v float64, l ...string) { fn(d, prometheus.GaugeValue, v, l...) }
+	counter := func(d *metricDesc, v float64, l ...string) { fn(d, prometheus.CounterValue, v, l...) }
 	gauge(descUp, b2f(s.Up))
 	gauge(descCollectionTime, float64(s.CollectedAt.UnixMilli())/1000)
 	for _, r := range s.Results {
@@ -125,7 +150,7 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 			counter(descRuleActFailed, m.ActionsFailed, r.ID)
 		}
 	}
-	resources := func(list []emqx.Resource, status, enabled *prometheus.Desc) {
+	resources := func(list []emqx.Resource, status, enabled *metricDesc) {
 		for _, r := range list {
 			id := r.ID()
 			gauge(enabled, b2f(r.Enable), id)
@@ -137,4 +162,104 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 	resources(s.Connectors, descConnectorStatus, descConnectorEnable)
 	resources(s.Actions, descActionStatus, descActionEnable)
 	resources(s.Sources, descSourceStatus, descSourceEnable)
+}
+
+// Gather implements prometheus.Gatherer over the latest snapshot, for the
+// remote-write push. It builds the families directly, in a few large
+// allocations, instead of one const metric per series checked and sorted
+// by a registry: with thousands of rules and connectors that is most of
+// the cost of a push. Families come in emission order and metrics in
+// snapshot order (unsorted, which a push does not need); /metrics goes
+// through a registry as usual.
+func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
+	s := e.c.Latest()
+	var b familyBuilder
+	if s != nil {
+		b.reserve(seriesHint(s))
+	}
+	emit(s, b.add)
+	return b.families, nil
+}
+
+// seriesHint estimates how many series a snapshot emits.
+func seriesHint(s *Snapshot) int {
+	return 16 + 2*len(s.Results) + 5*len(s.Nodes) + 6*len(s.Rules) +
+		(1+len(ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources))
+}
+
+// familyBuilder collects emitted series into metric families, taking the
+// many small protobuf structs from chunked arenas.
+type familyBuilder struct {
+	families []*dto.MetricFamily
+	byDesc   map[*metricDesc]*dto.MetricFamily
+	metrics  arena[dto.Metric]
+	pairs    arena[dto.LabelPair]
+	ptrs     arena[*dto.LabelPair]
+	strs     arena[string]
+	floats   arena[float64]
+	gauges   arena[dto.Gauge]
+	counters arena[dto.Counter]
+}
+
+func (b *familyBuilder) reserve(series int) {
+	b.byDesc = make(map[*metricDesc]*dto.MetricFamily, len(allDescs))
+	b.metrics.chunk, b.floats.chunk, b.gauges.chunk = series, series, series
+	b.counters.chunk = series / 2
+	b.pairs.chunk, b.ptrs.chunk, b.strs.chunk = 2*series, 2*series, 2*series
+}
+
+func (b *familyBuilder) add(d *metricDesc, t prometheus.ValueType, v float64, labels ...string) {
+	if b.byDesc == nil {
+		b.reserve(16)
+	}
+	mf := b.byDesc[d]
+	if mf == nil {
+		typ := dto.MetricType_GAUGE
+		if t == prometheus.CounterValue {
+			typ = dto.MetricType_COUNTER
+		}
+		mf = &dto.MetricFamily{Name: &d.name, Help: &d.help, Type: &typ}
+		b.byDesc[d] = mf
+		b.families = append(b.families, mf)
+	}
+	m := b.metrics.next()
+	if len(labels) > 0 {
+		m.Label = b.ptrs.take(len(labels))
+		for i, li := range d.sorted {
+			p := b.pairs.next()
+			sv := b.strs.next()
+			*sv = labels[li]
+			p.Name, p.Value = &d.labels[li], sv
+			m.Label[i] = p
+		}
+	}
+	f := b.floats.next()
+	*f = v
+	if t == prometheus.CounterValue {
+		c := b.counters.next()
+		c.Value = f
+		m.Counter = c
+	} else {
+		g := b.gauges.next()
+		g.Value = f
+		m.Gauge = g
+	}
+	mf.Metric = append(mf.Metric, m)
+}
+
+// arena hands out elements of large chunks; a full chunk is replaced, never
+// grown, so handed-out pointers stay valid.
+type arena[T any] struct {
+	buf   []T
+	chunk int
+}
+
+func (a *arena[T]) next() *T { return &a.take(1)[0] }
+
+func (a *arena[T]) take(n int) []T {
+	if len(a.buf)+n > cap(a.buf) {
+		a.buf = make([]T, 0, max(a.chunk, n, 64))
+	}
+	a.buf = a.buf[:len(a.buf)+n]
+	return a.buf[len(a.buf)-n : len(a.buf) : len(a.buf)]
 }

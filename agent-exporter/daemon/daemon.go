@@ -160,12 +160,9 @@ func New(opts Options) (*App, error) {
 	if err := opts.Registerer.Register(collector.NewExporter(a.col)); err != nil {
 		return nil, fmt.Errorf("registering the emqx exporter: %w", err)
 	}
-	// Remote write pushes the series of the same snapshot /metrics serves.
-	pushed := prometheus.NewRegistry()
-	if err := pushed.Register(collector.NewExporter(a.col)); err != nil {
-		return nil, fmt.Errorf("registering the pushed emqx exporter: %w", err)
-	}
-	rw, err := remotewrite.New(remotewrite.Options{Gatherer: pushed, Timeout: opts.HTTPTimeout,
+	// Remote write pushes the series of the same snapshot /metrics serves,
+	// gathered by the exporter itself (cheaper than a registry's checks).
+	rw, err := remotewrite.New(remotewrite.Options{Gatherer: collector.NewExporter(a.col), Timeout: opts.HTTPTimeout,
 		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Now: opts.Now, MaxSeries: opts.RemoteWriteMaxSeries},
 		opts.Logger.With("component", "remotewrite"), opts.Registerer)
 	if err != nil {

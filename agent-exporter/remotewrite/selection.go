@@ -92,7 +92,7 @@ type ref struct{ f, m int32 }
 type object struct {
 	kind   int
 	id     string
-	series []ref
+	series int // how many
 	st     *objState
 	// Rule counters; for connectors, actions and sources connected and
 	// enabled.
@@ -143,11 +143,19 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 		return flatten(mfs, at), 0
 	}
 	s.gen++
-	var byID [numKinds]map[string]*object
-	var objs []*object
+	var byID [numKinds]map[string]int32
+	// objs is allocated once: objects are at most the object metrics.
+	n := 0
+	for _, mf := range mfs {
+		if objectKind(mf.GetName()) >= 0 {
+			n += len(mf.GetMetric())
+		}
+	}
+	objs := make([]object, 0, n)
 	// keep[f] is nil for a cluster-level family (all kept), else one flag
-	// per metric.
+	// per metric; owner[f][m] is the metric's object (-1: none).
 	keep := make([][]bool, len(mfs))
+	owner := make([][]int32, len(mfs))
 	cluster, total := 0, 0
 	for f, mf := range mfs {
 		name := mf.GetName()
@@ -160,6 +168,7 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 		}
 		total += len(mf.GetMetric())
 		keep[f] = make([]bool, len(mf.GetMetric()))
+		owner[f] = make([]int32, len(mf.GetMetric()))
 		for m, metric := range mf.GetMetric() {
 			id, status := "", ""
 			for _, l := range metric.GetLabel() {
@@ -172,26 +181,29 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 			}
 			if id == "" {
 				keep[f][m] = true
+				owner[f][m] = -1
 				cluster++
 				continue
 			}
 			if byID[kind] == nil {
-				byID[kind] = map[string]*object{}
+				byID[kind] = make(map[string]int32, len(mf.GetMetric()))
 			}
-			o := byID[kind][id]
-			if o == nil {
+			oi, ok := byID[kind][id]
+			if !ok {
 				st := s.objs[kind][id]
 				if st == nil {
 					st = &objState{}
 					s.objs[kind][id] = st
 				}
 				st.seen = s.gen
-				o = &object{kind: kind, id: id, st: st, enabled: 1, connected: -1, failedRef: ref{-1, -1}, actFailedRef: ref{-1, -1}}
-				byID[kind][id] = o
-				objs = append(objs, o)
+				oi = int32(len(objs))
+				objs = append(objs, object{kind: kind, id: id, st: st, enabled: 1, connected: -1, failedRef: ref{-1, -1}, actFailedRef: ref{-1, -1}})
+				byID[kind][id] = oi
 			}
+			o := &objs[oi]
+			owner[f][m] = oi
 			r := ref{int32(f), int32(m)}
-			o.series = append(o.series, r)
+			o.series++
 			v := value(mf.GetType(), metric)
 			switch {
 			case name == seriesRuleFailed:
@@ -218,7 +230,8 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 	budget := s.max - cluster
 	var extra map[ref]prompb.Sample
 	var optional []*object
-	for _, o := range objs {
+	for i := range objs {
+		o := &objs[i]
 		st := o.st
 		abnormal := false
 		if o.kind == kindRule {
@@ -239,7 +252,7 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 			optional = append(optional, o)
 			continue
 		}
-		budget -= len(o.series)
+		budget -= o.series
 		if abnormal && o.kind == kindRule && !st.pushed && !st.prevAt.IsZero() {
 			if extra == nil {
 				extra = map[ref]prompb.Sample{}
@@ -264,18 +277,21 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 		return strings.Compare(a.id, b.id)
 	})
 	for _, o := range optional {
-		if len(o.series) <= budget {
+		if o.series <= budget {
 			o.keep = true
-			budget -= len(o.series)
+			budget -= o.series
 		}
 	}
-	for _, o := range objs {
+	for i := range objs {
+		o := &objs[i]
 		st := o.st
 		st.pushed = o.keep
 		st.prevAt, st.failed, st.actFailed, st.matched = at, o.failed, o.actFailed, o.matched
-		if o.keep {
-			for _, r := range o.series {
-				keep[r.f][r.m] = true
+	}
+	for f := range owner {
+		for m, oi := range owner[f] {
+			if oi >= 0 {
+				keep[f][m] = objs[oi].keep
 			}
 		}
 	}

@@ -32,9 +32,8 @@ func TestPushAtFleetScale(t *testing.T) {
 	now := time.Unix(1_764_000_000, 0)
 	col := collector.New(func() time.Time { return now })
 	col.SetAPI(api)
-	src := prometheus.NewRegistry()
-	src.MustRegister(collector.NewExporter(col))
-	s, err := New(Options{Gatherer: src, MaxSeries: DefaultMaxSeries, QueueSize: 100}, nil, prometheus.NewRegistry())
+	// As the daemon does: the exporter gathers the pushed series itself.
+	s, err := New(Options{Gatherer: collector.NewExporter(col), MaxSeries: DefaultMaxSeries, QueueSize: 100}, nil, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -221,6 +221,12 @@ func (s stats) avg() time.Duration {
 
 func (s stats) max() time.Duration { return slices.Max(s) }
 
+func (s stats) median() time.Duration {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c[len(c)/2]
+}
+
 func ms(d time.Duration) string {
 	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 1, 64) + " ms"
 }
@@ -249,12 +255,11 @@ func measureAgent(ctx context.Context, cfg config) error {
 	}
 	col := collector.New(nil)
 	col.SetAPI(api)
-	// The registries of the daemon: /metrics with Go and process
-	// collectors, and the pushed one with the EMQX series only.
+	// As the daemon: /metrics from a registry with Go and process
+	// collectors, the push gathered by the EMQX exporter itself.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector.NewExporter(col), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pushed := prometheus.NewRegistry()
-	pushed.MustRegister(collector.NewExporter(col))
+	pushed := collector.NewExporter(col)
 	sel := remotewrite.NewSelector(cfg.maxSeries, 0)
 
 	collect := func() (*collector.Snapshot, time.Duration, time.Duration) {
@@ -320,18 +325,19 @@ func measureAgent(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	rss, peak := procStatus("VmRSS"), procStatus("VmHWM")
+	rss, peak, anon, file := procStatus("VmRSS"), procStatus("VmHWM"), procStatus("RssAnon"), procStatus("RssFile")
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 
 	fmt.Printf("agentcollect: emqx-sim %d nodes, %d rules, %d connectors, %d actions, %d sources; %d collections, %d /metrics fetches; %s/%s, GOMAXPROCS %d\n",
 		len(snap.Nodes), len(snap.Rules), len(snap.Connectors), len(snap.Actions), len(snap.Sources), cfg.collections, cfg.renders,
 		runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
-	fmt.Printf("collection wall        avg %-9s max %-9s (target ≤ %s) %s\n", ms(wall.avg()), ms(wall.max()), ms(targetWall), verdict(wall.avg() <= targetWall))
-	fmt.Printf("collection cpu         avg %-9s max %-9s (target ≤ %s) %s\n", ms(cpu.avg()), ms(cpu.max()), ms(targetCPU), verdict(cpu.avg() <= targetCPU))
-	fmt.Printf("push encode wall       avg %-9s max %s\n", ms(pushWall.avg()), ms(pushWall.max()))
-	fmt.Printf("push encode cpu        avg %-9s max %s\n", ms(pushCPU.avg()), ms(pushCPU.max()))
-	fmt.Printf("agent rss              %s, peak %s, Go heap in use %s (target ≤ %s) %s\n", mib(rss), mib(peak), mib(int64(mem.HeapInuse)), mib(targetRSS), verdict(rss <= targetRSS))
+	fmt.Printf("collection wall        avg %-9s median %-9s max %-9s (target ≤ %s) %s\n", ms(wall.avg()), ms(wall.median()), ms(wall.max()), ms(targetWall), verdict(wall.avg() <= targetWall))
+	fmt.Printf("collection cpu         avg %-9s median %-9s max %-9s (target ≤ %s) %s\n", ms(cpu.avg()), ms(cpu.median()), ms(cpu.max()), ms(targetCPU), verdict(cpu.avg() <= targetCPU))
+	fmt.Printf("push encode wall       avg %-9s median %-9s max %s\n", ms(pushWall.avg()), ms(pushWall.median()), ms(pushWall.max()))
+	fmt.Printf("push encode cpu        avg %-9s median %-9s max %s\n", ms(pushCPU.avg()), ms(pushCPU.median()), ms(pushCPU.max()))
+	fmt.Printf("agent rss              %s (anonymous %s, file-backed %s), peak %s, Go heap in use %s, released %s (target ≤ %s) %s\n",
+		mib(rss), mib(anon), mib(file), mib(peak), mib(int64(mem.HeapInuse)), mib(int64(mem.HeapReleased)), mib(targetRSS), verdict(rss <= targetRSS))
 	scrape.print("/metrics")
 	fmt.Printf("remote write full      %d series, %d bytes, %.2f bytes/sample\n", fullSamples, len(full), float64(len(full))/float64(max(fullSamples, 1)))
 	fmt.Printf("remote write capped    %d series (%d samples), %d left out by --remote-write.max-series %d, %d bytes, %.2f bytes/sample\n",
