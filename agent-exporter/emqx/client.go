@@ -19,6 +19,9 @@ import (
 	"strings"
 	"sync"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -204,11 +207,19 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
-	if err := json.Unmarshal(b, out); err != nil {
+	// The JSON v2 decoder takes a third of encoding/json's CPU time on
+	// EMQX's large lists (a collection decodes about 2.6 MB at 1,000 rules
+	// and 1,000 connectors); the options keep encoding/json's leniency.
+	if err := jsonv2.Unmarshal(b, out, lenient); err != nil {
 		return fmt.Errorf("decoding emqx %s %s: %w", method, path, err)
 	}
 	return nil
 }
+
+// lenient makes the JSON v2 decoder accept what encoding/json accepts:
+// names in any case, duplicate names and invalid UTF-8.
+var lenient = jsonv2.JoinOptions(jsonv2.MatchCaseInsensitiveNames(true),
+	jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 
 // Node is one item of GET /api/v5/nodes. Stopped nodes carry only Node,
 // NodeStatus and Role.
