@@ -307,14 +307,6 @@ func measureAgent(ctx context.Context, cfg config) error {
 	}
 	pprof.StopCPUProfile()
 	snap := col.Latest()
-	mfs, err := pushed.Gather()
-	if err != nil {
-		return fmt.Errorf("gather pushed series: %w", err)
-	}
-	full, fullSamples, err := remotewrite.Encode(mfs, snap.CollectedAt)
-	if err != nil {
-		return err
-	}
 
 	srv, metricsURL, err := serveMetrics(ctx, reg)
 	if err != nil {
@@ -325,9 +317,22 @@ func measureAgent(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
+	// Memory now, after collections, pushes and scrapes: what follows is
+	// the benchmark's own analysis, which the agent never does.
 	rss, peak, anon, file := procStatus("VmRSS"), procStatus("VmHWM"), procStatus("RssAnon"), procStatus("RssFile")
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
+	if err := scrape.analyse(); err != nil {
+		return err
+	}
+	mfs, err := pushed.Gather()
+	if err != nil {
+		return fmt.Errorf("gather pushed series: %w", err)
+	}
+	full, fullSamples, err := remotewrite.Encode(mfs, snap.CollectedAt)
+	if err != nil {
+		return err
+	}
 
 	fmt.Printf("agentcollect: emqx-sim %d nodes, %d rules, %d connectors, %d actions, %d sources; %d collections, %d /metrics fetches; %s/%s, GOMAXPROCS %d\n",
 		len(snap.Nodes), len(snap.Rules), len(snap.Connectors), len(snap.Actions), len(snap.Sources), cfg.collections, cfg.renders,
@@ -367,10 +372,15 @@ type scrape struct {
 	series    int
 	rwBytes   int
 	rwSamples int
+	body      []byte // the last fetch
 }
 
 func (s scrape) print(what string) {
-	fmt.Printf("%-22s %d bytes (%d gzipped), %d series, fetch+render avg %s max %s\n", what, s.bytes, s.gzipBytes, s.series, ms(s.times.avg()), ms(s.times.max()))
+	gz := fmt.Sprintf("%d gzipped", s.gzipBytes)
+	if s.gzipBytes == s.bytes {
+		gz = "the server does not gzip"
+	}
+	fmt.Printf("%-22s %d bytes (%s), %d series, fetch+render avg %s median %s max %s\n", what, s.bytes, gz, s.series, ms(s.times.avg()), ms(s.times.median()), ms(s.times.max()))
 	fmt.Printf("%-22s %d samples, %d bytes, %.2f bytes/sample (same series as remote write 1.0, snappy)\n", what+" as remote write", s.rwSamples, s.rwBytes, float64(s.rwBytes)/float64(max(s.rwSamples, 1)))
 }
 
@@ -421,22 +431,29 @@ func fetch(ctx context.Context, url string, n int) (scrape, error) {
 		return out, err
 	}
 	out.gzipBytes = len(gz)
+	out.body = body
+	return out, nil
+}
+
+// analyse counts the series of the fetched exposition and encodes them as
+// a remote-write request.
+func (s *scrape) analyse() error {
 	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(s.body))
 	if err != nil {
-		return out, fmt.Errorf("parse %s: %w", url, err)
+		return fmt.Errorf("parse the fetched exposition: %w", err)
 	}
 	mfs := make([]*dto.MetricFamily, 0, len(fams))
 	for _, mf := range fams {
 		mfs = append(mfs, mf)
 	}
-	out.rwBytesFrom(mfs)
-	for line := range strings.SplitSeq(string(body), "\n") {
+	s.rwBytesFrom(mfs)
+	for line := range strings.SplitSeq(string(s.body), "\n") {
 		if line != "" && !strings.HasPrefix(line, "#") {
-			out.series++
+			s.series++
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func (s *scrape) rwBytesFrom(mfs []*dto.MetricFamily) {
@@ -449,6 +466,9 @@ func (s *scrape) rwBytesFrom(mfs []*dto.MetricFamily) {
 func measureTarget(ctx context.Context, cfg config) error {
 	s, err := fetch(ctx, cfg.target, cfg.renders)
 	if err != nil {
+		return err
+	}
+	if err := s.analyse(); err != nil {
 		return err
 	}
 	fmt.Printf("agentcollect: target %s, %d fetches\n", cfg.target, cfg.renders)
