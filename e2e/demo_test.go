@@ -1,16 +1,15 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -44,39 +43,47 @@ func TestDemoStopsCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := filepath.Join(dir, "work")
-	cmd := exec.CommandContext(t.Context(), demoBin, "--bin", bins.Dir, "--dist", bins.DistDir, "--dir", work)
+	// Not CommandContext: its cancel would SIGKILL the demo before it could
+	// stop what it started; the cleanup below presses Ctrl-C instead.
+	cmd := exec.Command(demoBin, "--bin", bins.Dir, "--dist", bins.DistDir, "--dir", work) //nolint:noctx // see above
 	cmd.Env = append(os.Environ(), "DEMO_ECP_ADDR="+ecpAddr, "ECP_ADMIN_PASSWORD=demo-test-password")
 	cmd.Dir = ".." // as make demo runs it: the installed tools are found in .tools
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
+	stdout := &transcript{want: "Press Ctrl-C", seen: make(chan struct{})}
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	cmd.Stdout, cmd.Stderr = stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan string, 1)
-	var transcript bytes.Buffer
-	go func() {
-		sc := bufio.NewScanner(io.TeeReader(stdout, &transcript))
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), "Press Ctrl-C") {
-				ready <- transcript.String()
-			}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	waited := false // set once the test itself received from exited
+	t.Cleanup(func() {
+		// On an early failure, stop the demo the way a user would.
+		if waited {
+			return
 		}
-	}()
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		select {
+		case err := <-exited:
+			t.Logf("demo stopped by the cleanup: %v", err)
+		case <-time.After(time.Minute):
+			_ = cmd.Process.Kill()
+		}
+	})
 	select {
-	case out := <-ready:
+	case <-stdout.seen:
+		out := stdout.String()
 		for _, want := range []string{"north-line-1   running", "south-line-1   running", "ecp is managing 2 clusters",
 			"Prometheus http://127.0.0.1:9090", "collected into VictoriaLogs"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("demo output lacks %q:\n%s", want, out)
 			}
 		}
+	case err := <-exited:
+		waited = true
+		t.Fatalf("demo exited before it was ready (%v):\n%s\n%s", err, stdout.String(), stderr.String())
 	case <-time.After(3 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("demo not ready within 3 minutes:\n%s\n%s", transcript.String(), stderr.String())
+		t.Fatalf("demo not ready within 3 minutes:\n%s\n%s", stdout.String(), stderr.String())
 	}
 
 	// make demo-fault breaks a connector; the alert must reach the
@@ -102,7 +109,7 @@ func TestDemoStopsCleanly(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no alert mail within 2 minutes of breaking a connector; demo output:\n%s", transcript.String())
+			t.Fatalf("no alert mail within 2 minutes of breaking a connector; demo output:\n%s", stdout.String())
 		}
 		time.Sleep(time.Second)
 	}
@@ -110,7 +117,9 @@ func TestDemoStopsCleanly(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Wait(); err != nil {
+	err = <-exited
+	waited = true
+	if err != nil {
 		t.Fatalf("demo after Ctrl-C: %v\n%s", err, stderr.String())
 	}
 	if left := processesUnder(t, bins.Dir, work); len(left) > 0 {
@@ -152,4 +161,30 @@ func processesUnder(t *testing.T, dirs ...string) []string {
 		}
 	}
 	return found
+}
+
+// transcript keeps what the demo prints and closes seen once a line
+// containing want was written.
+type transcript struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *transcript) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return n, err
+}
+
+func (w *transcript) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }

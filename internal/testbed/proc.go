@@ -47,7 +47,10 @@ func Start(name, bin string, args []string, env []string, logPath string) (*Proc
 
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.Env = append(os.Environ(), env...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so Stop reaches everything the process started;
+	// and a SIGTERM should the starter die without stopping it (a test
+	// binary killed at its timeout), so nothing outlives a run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
