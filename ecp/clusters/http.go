@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/mux"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
@@ -137,8 +138,12 @@ type Cluster struct {
 	ManagedSince    *time.Time `json:"managedSince"`
 	LastReportAt    *time.Time `json:"lastReportAt"`
 	AgentVersion    string     `json:"agentVersion,omitempty"`
-	CreatedAt       time.Time  `json:"createdAt"`
-	UpdatedAt       time.Time  `json:"updatedAt"`
+	// LogCollection is what the agent is told to do: the operator's
+	// switch if set, else the agent's registration choice, with the
+	// directory the agent registered.
+	LogCollection agentproto.LogCollection `json:"logCollection"`
+	CreatedAt     time.Time                `json:"createdAt"`
+	UpdatedAt     time.Time                `json:"updatedAt"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -167,6 +172,7 @@ func toCluster(s clusterspec.Spec, st Status) Cluster {
 		State: st.State, StateReason: st.StateReason, Version: st.Version, Nodes: st.Nodes, NodesRunning: st.NodesRunning,
 		Connections: st.Connections, LiveConnections: st.LiveConnections, AgentVersion: st.AgentVersion,
 		StartedAt: timePtr(st.StartedAt), ManagedSince: timePtr(st.ManagedSince), LastReportAt: timePtr(st.LastReportAt),
+		LogCollection: s.EffectiveLogCollection(st.RegisteredLogCollection),
 	}
 }
 
@@ -360,8 +366,34 @@ func (api *API) get(w http.ResponseWriter, r *http.Request) error {
 }
 
 type patchRequest struct {
-	Name       *string `json:"name"`
-	ServiceURL *string `json:"serviceUrl"`
+	Name          *string             `json:"name"`
+	ServiceURL    *string             `json:"serviceUrl"`
+	LogCollection *logCollectionPatch `json:"logCollection"`
+}
+
+type logCollectionPatch struct {
+	Enabled *bool `json:"enabled"`
+}
+
+// checkLogCollection validates a log collection switch. Switching it on
+// needs a directory to tail, which only the agent knows: an agent that
+// registered without one is refused. With no agent bound the switch is
+// kept, and applies once an agent registers with a directory.
+func (api *API) checkLogCollection(r *http.Request, id string, lc *logCollectionPatch) error {
+	if lc.Enabled == nil {
+		return httpapi.Invalid("logCollection.enabled", "logCollection.enabled is required: true to ship the cluster's EMQX logs, false to stop")
+	}
+	if !*lc.Enabled {
+		return nil
+	}
+	st, err := api.fleet.Status(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("read status of cluster %s: %w", id, err)
+	}
+	if st.State != StateCreated && st.RegisteredLogCollection.Dir == "" {
+		return httpapi.Invalid("logCollection.enabled", "the agent of cluster %s registered no log directory; re-register it with --emqx-log-collection-dir to collect logs", id)
+	}
+	return nil
 }
 
 func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
@@ -374,8 +406,8 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	if req.Name == nil && req.ServiceURL == nil {
-		return httpapi.Invalid("", "nothing to change: give name and/or serviceUrl (max connections change through PUT /clusters/{id}/max-connections)")
+	if req.Name == nil && req.ServiceURL == nil && req.LogCollection == nil {
+		return httpapi.Invalid("", "nothing to change: give name, serviceUrl and/or logCollection (max connections change through PUT /clusters/{id}/max-connections)")
 	}
 	if req.Name != nil {
 		if msg := ValidateName(*req.Name); msg != "" {
@@ -387,12 +419,20 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 			return httpapi.Invalid("serviceUrl", "%s", msg)
 		}
 	}
+	if req.LogCollection != nil {
+		if err := api.checkLogCollection(r, spec.ID, req.LogCollection); err != nil {
+			return err
+		}
+	}
 	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *clusterspec.Spec) error {
 		if req.Name != nil {
 			s.Name = *req.Name
 		}
 		if req.ServiceURL != nil {
 			s.ServiceURL = *req.ServiceURL
+		}
+		if req.LogCollection != nil {
+			s.LogCollection = &clusterspec.LogCollectionSpec{Enabled: *req.LogCollection.Enabled}
 		}
 		return nil
 	})

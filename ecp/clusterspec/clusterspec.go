@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/ecpio/ecp/agentproto"
 )
 
 // Prefix is the etcd prefix under which every Spec is stored at Key(id).
@@ -29,9 +31,33 @@ type Spec struct {
 	ServiceURL string `json:"serviceUrl,omitempty"`
 	// MaxConnections is what the licence allocated to this cluster; the
 	// agent enforces it on EMQX.
-	MaxConnections int       `json:"maxConnections"`
-	CreatedAt      time.Time `json:"createdAt"`
-	UpdatedAt      time.Time `json:"updatedAt"`
+	MaxConnections int `json:"maxConnections"`
+	// LogCollection is the operator's switch for log shipping; nil keeps
+	// what the agent chose when it registered. It survives a
+	// re-registration: the operator's word outlasts the agent's flags.
+	LogCollection *LogCollectionSpec `json:"logCollection,omitempty"`
+	CreatedAt     time.Time          `json:"createdAt"`
+	UpdatedAt     time.Time          `json:"updatedAt"`
+}
+
+// LogCollectionSpec switches log shipping on or off. The directory is not
+// here: only the agent knows where EMQX writes its logs, so it stays the
+// one the agent registered with.
+type LogCollectionSpec struct {
+	Enabled bool `json:"enabled"`
+}
+
+// EffectiveLogCollection is the log collection the agent must apply: the
+// registered choice, with Enabled replaced by the operator's switch when
+// one is set. Collection is never on without a directory to tail, so
+// switching it on for an agent that registered none leaves it off.
+func (s Spec) EffectiveLogCollection(registered agentproto.LogCollection) agentproto.LogCollection {
+	lc := registered
+	if s.LogCollection != nil {
+		lc.Enabled = s.LogCollection.Enabled
+	}
+	lc.Enabled = lc.Enabled && lc.Dir != ""
+	return lc
 }
 
 // Decode parses a stored Spec.

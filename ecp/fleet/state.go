@@ -275,6 +275,7 @@ func (f *Fleet) statusLocked(e *entry, now time.Time) Status {
 		return Status{State: st.State, StateReason: st.StateReason}
 	}
 	st.Hostname, st.DashboardURL = e.agent.Hostname, e.agent.DashboardURL
+	st.RegisteredLogCollection = e.agent.LogCollection
 	if st.AgentVersion == "" {
 		st.AgentVersion = e.agent.AgentVersion
 	}
@@ -299,7 +300,7 @@ func desiredLocked(e *entry, credHash string) agentproto.DesiredState {
 		return d
 	}
 	d.MaxConnections = e.spec.MaxConnections
-	d.LogCollection = e.agent.LogCollection
+	d.LogCollection = e.spec.EffectiveLogCollection(e.agent.LogCollection)
 	addDashboardLocked(e, &d)
 	return d
 }

@@ -1,6 +1,10 @@
 package fleet
 
-import "time"
+import (
+	"time"
+
+	"github.com/ecpio/ecp/agentproto"
+)
 
 // States of a managed cluster, as ARCHITECTURE.md's lifecycle names them.
 const (
@@ -55,6 +59,10 @@ type Status struct {
 	AgentVersion string `json:"agentVersion,omitempty"`
 	Hostname     string `json:"hostname,omitempty"`
 	DashboardURL string `json:"dashboardUrl,omitempty"`
+	// RegisteredLogCollection is the log collection the agent chose when
+	// it registered (zero when none is bound). What it applies is
+	// clusterspec.Spec.EffectiveLogCollection of it.
+	RegisteredLogCollection agentproto.LogCollection `json:"registeredLogCollection"`
 }
 
 // Reason says why a cluster is in a state other than running: a stable

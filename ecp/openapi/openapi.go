@@ -81,7 +81,7 @@ func Operations() []Operation {
 		{Method: "GET", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "The project's managed clusters, a page at a time in (name, id) order.", Responses: map[int]string{200: "ClusterList"}, Errors: tenant, Query: clusterListQuery},
 		{Method: "POST", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "Create a managed-cluster entry (max connections 10 from the licence).", Request: "ClusterCreate", Responses: map[int]string{201: "Cluster"}, Errors: []int{400, 401, 403, 404, 422}},
 		{Method: "GET", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "One managed cluster: its entry and live status.", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
-		{Method: "PATCH", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Edit name or service URL.", Request: "ClusterPatch", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
+		{Method: "PATCH", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Edit name, service URL or the log collection switch (project admin). Switching log collection on is refused (400, field logCollection.enabled) when the cluster's agent registered no log directory; the agent follows the switch through its desired state within about 2 s.", Request: "ClusterPatch", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
 		{Method: "DELETE", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Delete the entry; its agent is told to unregister and refused from then on.", Responses: map[int]string{204: ""}, Errors: tenant},
 		{Method: "POST", Path: api + "/clusters/{id}/registration", Tag: "clusters", Summary: "Issue a new single-use registration token (revoking any bound agent) and the agent commands per architecture.", Responses: map[int]string{201: "Registration"}, Errors: tenant},
 		{Method: "POST", Path: api + "/clusters/{id}/transfer", Tag: "clusters", Summary: "Move the cluster to another project the caller administers.", Request: "TransferRequest", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
@@ -170,7 +170,9 @@ func schemas() map[string]any {
 			"connections": integer, "liveConnections": integer, "maxConnections": integer,
 			"startedAt": whenNil, "managedSince": whenNil, "lastReportAt": whenNil,
 			"agentVersion": str, "createdAt": when, "updatedAt": when,
+			"logCollection": map[string]any{"allOf": []any{ref("LogCollection")}, "description": "What the agent is told to do: the operator's switch (PATCH logCollection) when set, else the agent's registration choice; never enabled without the log directory the agent registered."},
 		}),
+		"LogCollection": obj(map[string]any{"enabled": map[string]any{"type": "boolean"}, "dir": map[string]any{"type": "string", "description": "EMQX's log directory on the agent's host, as the agent registered it; absent when none."}}, "enabled"),
 		"ClusterList": obj(map[string]any{
 			"items":         map[string]any{"type": "array", "items": ref("Cluster")},
 			"nextPageToken": map[string]any{"type": "string", "description": "Continues after the last item; absent on the last page."},
@@ -178,8 +180,12 @@ func schemas() map[string]any {
 			"total":         map[string]any{"type": "integer", "description": "Entries matching q and state."},
 			"stateCounts":   map[string]any{"type": "object", "description": "Entries of the list in each state, before the q and state filters.", "additionalProperties": integer},
 		}, "items", "total", "stateCounts"),
-		"ClusterCreate":         obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}, "name"),
-		"ClusterPatch":          obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}),
+		"ClusterCreate": obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}, "name"),
+		"ClusterPatch": obj(map[string]any{
+			"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"},
+			"logCollection": map[string]any{"allOf": []any{obj(map[string]any{"enabled": map[string]any{"type": "boolean"}}, "enabled")},
+				"description": "Switches log shipping on or off, overriding the agent's registration choice from now on (also across re-registrations). Before any agent registered the switch is stored and applies once one registers with a log directory."},
+		}),
 		"TransferRequest":       obj(map[string]any{"project": str}, "project"),
 		"MaxConnectionsRequest": obj(map[string]any{"maxConnections": map[string]any{"type": "integer", "minimum": 1}}, "maxConnections"),
 		"Registration": obj(map[string]any{
