@@ -31,6 +31,8 @@ const (
 	// reportInterval is shorter than the product's 15 s default so an
 	// alert arrives within seconds of a fault; rules evaluate at it too.
 	reportInterval = 5 * time.Second
+	// demoMaxConnections is each cluster's allocation from the licence.
+	demoMaxConnections = 1000
 )
 
 // Addresses of the real components the demo runs when they are installed.
@@ -247,6 +249,12 @@ func (d *demo) manage(ctx context.Context, api *testbed.Client, org string, c cl
 	agent, err := testbed.RunAgent(ctx, reg, setup)
 	if err != nil {
 		return "", err
+	}
+	// The simulated clients want more than the 10 connections a new entry
+	// gets; a real allocation keeps "connections near max" quiet, so the
+	// first alert the user sees is the one they cause.
+	if err := api.Do(ctx, http.MethodPut, "/api/v1/clusters/"+entry.ID+"/max-connections", map[string]int{"maxConnections": demoMaxConnections}, nil); err != nil {
+		return "", fmt.Errorf("max connections: %w", err)
 	}
 	if d.alerting {
 		settings := map[string]any{"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical",

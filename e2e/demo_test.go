@@ -88,6 +88,7 @@ func TestDemoStopsCleanly(t *testing.T) {
 
 	// make demo-fault breaks a connector; the alert must reach the
 	// project's mailbox through Prometheus, Alertmanager and Mailpit.
+	brokeAt := time.Now()
 	fault := exec.CommandContext(t.Context(), demoBin, "--fault")
 	if out, err := fault.CombinedOutput(); err != nil {
 		t.Fatalf("demo --fault: %v\n%s", err, out)
@@ -95,17 +96,10 @@ func TestDemoStopsCleanly(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		var inbox struct {
-			Messages []struct {
-				Subject string `json:"Subject"`
-				To      []struct {
-					Address string `json:"Address"`
-				} `json:"To"`
-			} `json:"messages"`
+			Messages []mailMessage `json:"messages"`
 		}
-		if err := getJSONFrom("http://127.0.0.1:8025/api/v1/messages", &inbox); err == nil && len(inbox.Messages) > 0 {
-			if to := inbox.Messages[0].To; len(to) == 0 || to[0].Address != "ops@factory-north.example" {
-				t.Fatalf("alert mail went to %+v, want ops@factory-north.example", to)
-			}
+		if err := getJSONFrom("http://127.0.0.1:8025/api/v1/messages", &inbox); err == nil && alertMailed(inbox.Messages) {
+			t.Logf("the alert mail arrived %s after the connector broke (demo intervals: %s)", time.Since(brokeAt).Round(time.Second), "5s")
 			break
 		}
 		if time.Now().After(deadline) {
@@ -125,6 +119,25 @@ func TestDemoStopsCleanly(t *testing.T) {
 	if left := processesUnder(t, bins.Dir, work); len(left) > 0 {
 		t.Fatalf("processes left after Ctrl-C: %v", left)
 	}
+}
+
+// alertMailed says whether the broken connector's alert (or its action's)
+// reached the mailbox of the project the first cluster belongs to.
+func alertMailed(messages []mailMessage) bool {
+	for _, m := range messages {
+		north := len(m.To) > 0 && m.To[0].Address == "ops@factory-north.example"
+		if north && (strings.Contains(m.Subject, "EMQXConnectorAbnormal") || strings.Contains(m.Subject, "EMQXActionAbnormal")) {
+			return true
+		}
+	}
+	return false
+}
+
+type mailMessage struct {
+	Subject string `json:"Subject"`
+	To      []struct {
+		Address string `json:"Address"`
+	} `json:"To"`
 }
 
 func getJSONFrom(url string, v any) error {
