@@ -8,11 +8,13 @@
 package httpapi
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -121,11 +123,22 @@ func (a *Adapter) Handle(h HandlerFunc) http.Handler {
 		if err := h(sw, r); err != nil {
 			a.WriteError(sw, r, err)
 		}
+		if sw.hijacked {
+			// The handler took the connection over and answers later; it
+			// observes its latency through Observe.
+			return
+		}
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		a.duration.WithLabelValues(RouteTemplate(r), r.Method, strconv.Itoa(sw.status)).Observe(time.Since(start).Seconds())
+		a.Observe(RouteTemplate(r), r.Method, sw.status, time.Since(start))
 	})
+}
+
+// Observe records one request's latency, for a handler that took its
+// connection over (http.Hijacker) and answered after returning.
+func (a *Adapter) Observe(route, method string, status int, elapsed time.Duration) {
+	a.duration.WithLabelValues(route, method, strconv.Itoa(status)).Observe(elapsed.Seconds())
 }
 
 // RouteTemplate is the mux template that matched r, or "other".
@@ -220,7 +233,22 @@ func decodeError(err error) error {
 
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	hijacked bool
+}
+
+// Hijack hands the connection over and notes it, so that Handle neither
+// writes to it nor observes a latency the handler has not finished.
+func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	c, rw, err := h.Hijack()
+	if err == nil {
+		s.hijacked = true
+	}
+	return c, rw, err
 }
 
 func (s *statusWriter) WriteHeader(code int) {

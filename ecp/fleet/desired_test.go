@@ -1,0 +1,124 @@
+package fleet
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+)
+
+// TestHeldPollOnTheWire checks what a poll whose connection the fleet took
+// over answers, byte for byte where net/http would decide, and that the
+// connection then serves the agent's next request.
+func TestHeldPollOnTheWire(t *testing.T) {
+	cli := etcdtest.Client(t)
+	f := startFleet(t, cli, newClock(), "r1")
+	putSpec(t, cli, "c1", 10)
+	a := newAgent(f.url)
+	reg := mustRegister(t, a, issue(t, f, "c1", time.Hour))
+	rev := reg.Desired.Revision
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+	defer hc.CloseIdleConnections()
+	get := func(t *testing.T, after int64, timeout string) (*http.Response, string, bool) {
+		t.Helper()
+		var reused bool
+		ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s%s?%s=%d&%s=%s", f.url, agentproto.PathDesired, agentproto.QueryAfter, after, agentproto.QueryTimeout, timeout), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+a.cred)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(b), reused
+	}
+
+	// Not held: net/http writes it; the reference for the held reply.
+	ref, refBody, _ := get(t, 0, "30s")
+	if ref.StatusCode != http.StatusOK {
+		t.Fatalf("unheld poll status %d", ref.StatusCode)
+	}
+
+	t.Run("timeout", func(t *testing.T) {
+		resp, body, _ := get(t, rev, "20ms")
+		if resp.StatusCode != http.StatusNoContent || body != "" || resp.ContentLength > 0 || resp.Header.Get("Date") == "" {
+			t.Fatalf("held timeout answered %d %v %q, want an empty 204 with a Date", resp.StatusCode, resp.Header, body)
+		}
+		if got := count204(t, f); got != 1 {
+			t.Fatalf("%d long-polls observed with status 204, want 1", got)
+		}
+	})
+	t.Run("next request reuses the connection", func(t *testing.T) {
+		resp, _, reused := get(t, 0, "30s")
+		if resp.StatusCode != http.StatusOK || !reused {
+			t.Fatalf("status %d, reused %v; want 200 on the kept-alive connection", resp.StatusCode, reused)
+		}
+	})
+	t.Run("change", func(t *testing.T) {
+		type result struct {
+			resp   *http.Response
+			body   string
+			reused bool
+		}
+		done := make(chan result, 1)
+		go func() {
+			resp, body, reused := get(t, rev, "30s")
+			done <- result{resp, body, reused}
+		}()
+		f.waitFor(t, "long-poll waiting", func() bool { return testutil.ToFloat64(f.metrics.waiters) == 1 })
+		newRev := putSpec(t, cli, "c1", 25)
+		r := <-done
+		if r.resp.StatusCode != http.StatusOK || r.resp.Header.Get("Content-Type") != ref.Header.Get("Content-Type") ||
+			r.resp.ContentLength != int64(len(r.body)) || !strings.HasSuffix(r.body, "\n") {
+			t.Fatalf("held change answered %d %v %q; unheld reference %v %q", r.resp.StatusCode, r.resp.Header, r.body, ref.Header, refBody)
+		}
+		d := decodeBody[agentproto.DesiredState](t, reply{status: r.resp.StatusCode, body: []byte(r.body)})
+		if d.MaxConnections != 25 || d.Revision != newRev {
+			t.Fatalf("got %+v, want max 25 at revision %d", d, newRev)
+		}
+		if testutil.ToFloat64(f.metrics.waiters) != 0 {
+			t.Fatal("answered poll still counted as waiting")
+		}
+	})
+}
+
+// count204 is how many desired-state polls the latency histogram counted
+// as answered 204.
+func count204(t *testing.T, f *testFleet) uint64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "ecp_http_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["route"] == agentproto.PathDesired && labels["code"] == "204" {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
+}
