@@ -200,6 +200,7 @@ func (c *Console) Register(r *mux.Router) {
 	r.Handle(cl+"/registration", c.page(c.registration)).Methods(http.MethodPost)
 	r.Handle(cl+"/edit", c.page(c.editCluster)).Methods(http.MethodPost)
 	r.Handle(cl+"/max-connections", c.page(c.setMaxConnections)).Methods(http.MethodPost)
+	r.Handle(cl+"/log-collection", c.page(c.setLogCollection)).Methods(http.MethodPost)
 	r.Handle(cl+"/transfer", c.page(c.transfer)).Methods(http.MethodPost)
 	r.Handle(cl+"/delete", c.page(c.deleteCluster)).Methods(http.MethodPost)
 	c.registerOps(r)

@@ -111,6 +111,7 @@ var flashes = map[string]string{
 	"created":       "Cluster created.",
 	"saved":         "Changes saved.",
 	"max":           "Max connections changed; the agent applies it to EMQX within seconds.",
+	"logs":          "Log collection switched; the agent follows within seconds.",
 	"transferred":   "Cluster transferred to this project.",
 	"deleted":       "Cluster deleted. Its agent is told to unregister; the EMQX cluster itself is not touched.",
 	"alert-removed": "Alert removed.",
@@ -604,6 +605,12 @@ func (c *Console) editCluster(w http.ResponseWriter, r *http.Request) error {
 	return c.change(w, r, http.MethodPatch, "", map[string]string{"name": name, "serviceUrl": service}, "saved", func(d *detailData) {
 		d.Name, d.Service = name, service
 	})
+}
+
+// setLogCollection switches the agent's log shipping on or off.
+func (c *Console) setLogCollection(w http.ResponseWriter, r *http.Request) error {
+	on := r.PostFormValue("enabled") == "true"
+	return c.change(w, r, http.MethodPatch, "", map[string]any{"logCollection": map[string]bool{"enabled": on}}, "logs", nil)
 }
 
 func (c *Console) setMaxConnections(w http.ResponseWriter, r *http.Request) error {
