@@ -126,8 +126,9 @@ type heldPoll struct {
 
 // takeOver hijacks the connection of a poll that must wait, when that can
 // be done without losing anything: an HTTP/1.1 keep-alive request with no
-// body and nothing read ahead, on a server it can hand the connection back
-// to. Otherwise the poll waits in the handler.
+// body, on a server it can hand the connection back to (bytes the server
+// read past the request are replayed). Otherwise, as for HTTP/2, the poll
+// waits in the handler.
 func (f *Fleet) takeOver(w http.ResponseWriter, r *http.Request, p principal, after int64, deadline time.Time, changed <-chan struct{}, start time.Time) (*heldPoll, bool) {
 	srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if !ok || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.Close || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
