@@ -201,32 +201,8 @@ scrape_configs:
 
 	simURL := "http://" + simAddr
 	s.startSim(simAddr)
-	org, err := s.api.CreateOrg(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	project, err := s.api.CreateProject(ctx, org.ID, "plant")
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := s.api.CreateCluster(ctx, project.ID, "line-1", simURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := s.api.Register(ctx, entry.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	setup := testbed.AgentSetup{Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: reportInterval}
-	if setup.ListenAddress, err = testbed.FreeAddr(); err != nil {
-		t.Fatal(err)
-	}
-	agent, err := testbed.RunAgent(ctx, reg, setup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = agent.Stop() })
-	s.waitState(entry.ID, "running")
+	project := s.projects("plant")[0]
+	entry := s.manage(project.ID, simURL).entry
 
 	// Alert settings: trigger count 2, e-mail and a webhook.
 	const triggerCount = 2

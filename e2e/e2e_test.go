@@ -180,3 +180,65 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// newSim runs a simulated EMQX cluster on a free port and returns its URL.
+func (s *stack) newSim() string {
+	s.t.Helper()
+	addr, err := testbed.FreeAddr()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.startSim(addr)
+	return "http://" + addr
+}
+
+// projects creates an organization holding the named projects.
+func (s *stack) projects(names ...string) []testbed.Named {
+	s.t.Helper()
+	org, err := s.api.CreateOrg(s.t.Context(), "acme")
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	out := make([]testbed.Named, 0, len(names))
+	for _, n := range names {
+		p, err := s.api.CreateProject(s.t.Context(), org.ID, n)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// managed is a simulated cluster under management.
+type managed struct {
+	entry testbed.Cluster
+	setup testbed.AgentSetup
+	agent *testbed.Proc
+}
+
+// manage creates an entry for the EMQX cluster at simURL in project, runs
+// an agent with the registration commands ecp renders, and waits until the
+// entry is running.
+func (s *stack) manage(project, simURL string) managed {
+	s.t.Helper()
+	ctx := s.t.Context()
+	entry, err := s.api.CreateCluster(ctx, project, "line-1", simURL)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	reg, err := s.api.Register(ctx, entry.ID)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	setup := testbed.AgentSetup{Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: reportInterval}
+	if setup.ListenAddress, err = testbed.FreeAddr(); err != nil {
+		s.t.Fatal(err)
+	}
+	agent, err := testbed.RunAgent(ctx, reg, setup)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { _ = agent.Stop() })
+	return managed{entry: s.waitState(entry.ID, "running"), setup: setup, agent: agent}
+}

@@ -57,42 +57,10 @@ func TestMetricsPath(t *testing.T) {
 	}
 
 	s := startECPWith(t, "--remote-write.url", promURL+"/api/v1/write")
-	simAddr, err := testbed.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	simURL := "http://" + simAddr
-	s.startSim(simAddr)
-	org, err := s.api.CreateOrg(ctx, "acme")
-	if err != nil {
-		t.Fatal(err)
-	}
-	plant, err := s.api.CreateProject(ctx, org.ID, "plant")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lab, err := s.api.CreateProject(ctx, org.ID, "lab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	entry, err := s.api.CreateCluster(ctx, plant.ID, "line-1", simURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := s.api.Register(ctx, entry.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	setup := testbed.AgentSetup{Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: reportInterval}
-	if setup.ListenAddress, err = testbed.FreeAddr(); err != nil {
-		t.Fatal(err)
-	}
-	agent, err := testbed.RunAgent(ctx, reg, setup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = agent.Stop() })
-	s.waitState(entry.ID, "running")
+	simURL := s.newSim()
+	ps := s.projects("plant", "lab")
+	plant, lab := ps[0], ps[1]
+	entry := s.manage(plant.ID, simURL).entry
 
 	t.Run("agent series arrive in Prometheus stamped with project and cluster", func(t *testing.T) {
 		eventually(t, 30*time.Second, "emqx_up of the cluster in Prometheus", func() (bool, string) {
