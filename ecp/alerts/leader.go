@@ -20,22 +20,14 @@ import (
 // repairs files changed by hand) and moves stale alerts to history. It
 // returns when ctx ends.
 func (s *Service) Run(ctx context.Context) error {
-	backoff := time.Second
-	for ctx.Err() == nil {
-		err := s.runSession(ctx)
-		if ctx.Err() != nil {
-			// Stopping: the session's end is expected, not a failure.
-			return nil //nolint:nilerr // err is the stop itself.
-		}
-		s.logger.Warn("alert settings leadership ended; campaigning again", "err", err, "retryIn", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-	return nil
+	l := kv.Leadership{Client: s.cli, Prefix: leaderPrefix, Value: s.opts.ReplicaID, TTL: s.opts.SessionTTL,
+		Logger: s.logger, Name: "the alert settings applier"}
+	return l.Run(ctx, func(ctx context.Context, el *concurrency.Election) error {
+		s.setLeader(true)
+		defer s.setLeader(false)
+		s.logger.Info("leading the alert settings applier", "replica", s.opts.ReplicaID)
+		return s.lead(ctx, el)
+	})
 }
 
 // IsLeader reports whether this replica applies the settings.
@@ -54,42 +46,6 @@ func (s *Service) setLeader(v bool) {
 	} else {
 		s.metrics.leader.Set(0)
 	}
-}
-
-func (s *Service) runSession(ctx context.Context) error {
-	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(int(s.opts.SessionTTL/time.Second)), concurrency.WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("open etcd session: %w", err)
-	}
-	defer func() {
-		// Revoking the lease lets another replica lead at once rather
-		// than after the TTL.
-		cctx, cancel := kv.WithTimeout(context.WithoutCancel(ctx))
-		defer cancel()
-		_, _ = s.cli.Revoke(cctx, sess.Lease())
-		_ = sess.Close()
-	}()
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		select {
-		case <-sess.Done():
-			stop()
-		case <-sctx.Done():
-		}
-	}()
-	el := concurrency.NewElection(sess, leaderPrefix)
-	if err := kv.Campaign(sctx, el, s.opts.ReplicaID); err != nil {
-		return fmt.Errorf("campaign for alert settings leadership: %w", err)
-	}
-	s.setLeader(true)
-	defer s.setLeader(false)
-	s.logger.Info("leading the alert settings applier", "replica", s.opts.ReplicaID)
-	err = s.lead(sctx, el)
-	if err == nil && ctx.Err() == nil {
-		err = errors.New("etcd session lease lost")
-	}
-	return err
 }
 
 // lead applies on every change until ctx ends or the watch fails.

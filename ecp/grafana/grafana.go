@@ -177,54 +177,14 @@ func (p *Provisioner) Sync(ctx context.Context, projects []tenancy.Project) erro
 // Run campaigns for leadership and, while it leads, syncs on start, on
 // every project change and every ResyncInterval; it returns when ctx ends.
 func (p *Provisioner) Run(ctx context.Context) error {
-	backoff := time.Second
-	for ctx.Err() == nil {
-		err := p.session(ctx)
-		if ctx.Err() != nil {
-			return nil //nolint:nilerr // Stopping ends the session.
-		}
-		p.logger.Warn("grafana provisioning leadership ended; campaigning again", "err", err, "retryIn", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-	return nil
-}
-
-func (p *Provisioner) session(ctx context.Context) error {
-	sess, err := concurrency.NewSession(p.cli, concurrency.WithTTL(10), concurrency.WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("open etcd session: %w", err)
-	}
-	defer func() {
-		cctx, cancel := kv.WithTimeout(context.WithoutCancel(ctx))
-		defer cancel()
-		_, _ = p.cli.Revoke(cctx, sess.Lease())
-		_ = sess.Close()
-	}()
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		select {
-		case <-sess.Done():
-			stop()
-		case <-sctx.Done():
-		}
-	}()
-	if err := kv.Campaign(sctx, concurrency.NewElection(sess, leaderPrefix), p.replica); err != nil {
-		return fmt.Errorf("campaign for grafana provisioning: %w", err)
-	}
-	p.leader.Set(1)
-	defer p.leader.Set(0)
-	p.logger.Info("provisioning grafana", "url", p.cfg.URL)
-	err = p.lead(sctx)
-	if err == nil && ctx.Err() == nil {
-		err = errors.New("etcd session lease lost")
-	}
-	return err
+	l := kv.Leadership{Client: p.cli, Prefix: leaderPrefix, Value: p.replica, TTL: 10 * time.Second,
+		Logger: p.logger, Name: "grafana provisioning"}
+	return l.Run(ctx, func(ctx context.Context, _ *concurrency.Election) error {
+		p.leader.Set(1)
+		defer p.leader.Set(0)
+		p.logger.Info("provisioning grafana", "url", p.cfg.URL)
+		return p.lead(ctx)
+	})
 }
 
 func (p *Provisioner) lead(ctx context.Context) error {
