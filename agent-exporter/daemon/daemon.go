@@ -371,6 +371,11 @@ func (a *App) resume(reg state.Registration) error {
 
 // install makes s the session in force.
 func (a *App) install(s *session) {
+	// Point the collector at EMQX before the session is visible: a
+	// collection woken by the new session (its desired state, a report)
+	// must not run without EMQX and have its empty snapshot reported,
+	// since the next report comes only an interval later.
+	a.col.SetAPI(s.emqx)
 	a.mu.Lock()
 	a.sess = s
 	a.ended = nil
@@ -385,7 +390,6 @@ func (a *App) install(s *session) {
 	a.changed = make(chan struct{})
 	a.mu.Unlock()
 	a.rw.Reset()
-	a.col.SetAPI(s.emqx)
 	a.logs.apply(s, s.reg.LogCollection)
 	a.m.registered.Set(1)
 	a.m.buffered.Set(0)
