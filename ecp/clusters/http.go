@@ -442,7 +442,13 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	api.refresh(r, spec.ID)
+	return api.replyUpdated(w, r, updated)
+}
+
+// replyUpdated answers a change of an entry with its new view, after making
+// this replica's index hold the change (read-your-writes).
+func (api *API) replyUpdated(w http.ResponseWriter, r *http.Request, updated clusterspec.Spec) error {
+	api.refresh(r, updated.ID)
 	c, err := api.view(r, updated)
 	if err != nil {
 		return err
@@ -510,13 +516,8 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	api.refresh(r, spec.ID)
 	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID)
-	c, err := api.view(r, updated)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, c)
+	return api.replyUpdated(w, r, updated)
 }
 
 type maxConnectionsRequest struct {
@@ -543,12 +544,7 @@ func (api *API) maxConnections(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return quota.APIError(err)
 	}
-	api.refresh(r, spec.ID)
-	c, err := api.view(r, updated)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, c)
+	return api.replyUpdated(w, r, updated)
 }
 
 func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
