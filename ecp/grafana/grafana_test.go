@@ -297,9 +297,9 @@ func TestRunRetries(t *testing.T) {
 	if n := testutil.ToFloat64(p.failures); n < 1 {
 		t.Errorf("ecp_grafana_sync_failures_total %v after a 503; want ≥ 1", n)
 	}
-	if testutil.ToFloat64(p.success) != 1 {
-		t.Error("ecp_grafana_last_sync_success is not 1 after the retry")
-	}
+	// The gauge is set when the sync that created the folders returns, a
+	// moment after the fake saw its last request.
+	waitFor(t, "ecp_grafana_last_sync_success 1 after the retry", func() bool { return testutil.ToFloat64(p.success) == 1 })
 	second, err := store.CreateProject(t.Context(), org.ID, "second")
 	if err != nil {
 		t.Fatal(err)
@@ -308,6 +308,17 @@ func TestRunRetries(t *testing.T) {
 }
 
 // waitFolders waits (bounded) until the fake holds exactly these folders.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func waitFolders(t *testing.T, f *fakeGrafana, uids ...string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
