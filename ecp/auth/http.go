@@ -103,7 +103,7 @@ func NewAPI(store *Store, authz Authorizer, reg prometheus.Registerer) *API {
 	api := &API{
 		store:    store,
 		authz:    authz,
-		throttle: newThrottle(store.now),
+		throttle: newThrottle(store.cli, store.now),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_logins_total",
 			Help: "Login attempts, by result (success, failure or throttled).",
@@ -145,24 +145,31 @@ func (api *API) login(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Invalid("password", "password is required")
 	}
 	audit.Annotate(r.Context(), audit.Note{Actor: c.Username, Target: "user/" + c.Username})
-	// Keyed by user and client address: a guesser is slowed down, but
-	// cannot lock the real user out from elsewhere.
-	key := c.Username + " " + clientHost(r)
-	if wait := api.throttle.wait(key); wait > 0 {
+	// Recorded before the password is compared (see throttle.go): a burst
+	// of guesses is refused, right password or not, once over the limit.
+	// The address is the connection's own: a forwarded-for header is the
+	// caller's to forge.
+	at, err := api.throttle.begin(r.Context(), c.Username, clientHost(r))
+	var throttled *errThrottled
+	if errors.As(err, &throttled) {
 		api.logins.WithLabelValues("throttled").Inc()
-		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, RetryAfter: wait,
-			Message: "too many wrong passwords for this user; try again later (see Retry-After)"}
-	}
-	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
-	if errors.Is(err, ErrBadCredentials) {
-		api.throttle.failed(key)
-		api.logins.WithLabelValues("failure").Inc()
-		return httpapi.Unauthorized("username or password is wrong")
+		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, RetryAfter: throttled.wait,
+			Message: "too many failed logins for this user or from this address; try again later (see Retry-After)"}
 	}
 	if err != nil {
 		return err
 	}
-	api.throttle.succeeded(key)
+	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
+	if errors.Is(err, ErrBadCredentials) {
+		api.logins.WithLabelValues("failure").Inc()
+		return httpapi.Unauthorized("username or password is wrong")
+	}
+	if err != nil {
+		return errors.Join(err, api.throttle.end(r.Context(), at))
+	}
+	if err := api.throttle.end(r.Context(), at); err != nil {
+		return err
+	}
 	api.logins.WithLabelValues("success").Inc()
 	// The token is the one place a secret is revealed on purpose: the
 	// caller needs it, once, in this reply.
