@@ -29,6 +29,8 @@ type replica struct {
 	router   *mux.Router
 }
 
+const rootPassword = "root-password"
+
 // newReplica serves /api/v1 as ecp does (authentication middleware, the
 // auth and tenancy APIs) on cli.
 func newReplica(t *testing.T, cli *clientv3.Client, now func() time.Time) *replica {
@@ -49,6 +51,30 @@ func newReplica(t *testing.T, cli *clientv3.Client, now func() time.Time) *repli
 	return &replica{t: t, store: store, bindings: bindings, router: router}
 }
 
+// bootstrap creates the system admin "root".
+func (r *replica) bootstrap() {
+	r.t.Helper()
+	u, err := r.store.CreateUser(r.t.Context(), "root", rootPassword)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if _, err := r.bindings.CreateBinding(r.t.Context(), tenancy.Binding{Username: u.Username, Role: tenancy.RoleSystemAdmin, UserGeneration: u.Generation}); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// login returns a session token of username, failing the test otherwise.
+func (r *replica) login(username, password string) string {
+	r.t.Helper()
+	rp := r.do(http.MethodPost, "/api/v1/login", "", "192.0.2.1:1234", map[string]string{"username": username, "password": password})
+	if rp.status != http.StatusOK {
+		r.t.Fatalf("login %s: %d %s", username, rp.status, rp.body)
+	}
+	var out struct{ Token string }
+	rp.decode(r.t, &out)
+	return out.Token
+}
+
 // must sends the request and fails the test unless it is answered status.
 func (r *replica) must(status int, method, path, token string, body any) reply {
 	r.t.Helper()
@@ -59,10 +85,25 @@ func (r *replica) must(status int, method, path, token string, body any) reply {
 	return rp
 }
 
+// id is the "id" of a created object.
+func (rp reply) id(t *testing.T) string {
+	t.Helper()
+	var out struct{ ID string }
+	rp.decode(t, &out)
+	return out.ID
+}
+
 type reply struct {
 	status int
 	header http.Header
 	body   []byte
+}
+
+func (rp reply) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(rp.body, v); err != nil {
+		t.Fatalf("decode %s: %v", rp.body, err)
+	}
 }
 
 // do sends one request from remote (host:port) with token ("" for none).

@@ -298,17 +298,22 @@ func (api *API) createBinding(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
-	if _, err := api.users.GetUser(r.Context(), b.Username); err != nil {
+	noUser := httpapi.Invalid("username", "no user %q; create it first with POST /api/v1/users", b.Username)
+	u, err := api.users.GetUser(r.Context(), b.Username)
+	if err != nil {
 		if errors.Is(err, kv.ErrNotFound) {
-			return httpapi.Invalid("username", "no user %q; create it first with POST /api/v1/users", b.Username)
+			return noUser
 		}
 		return err
 	}
+	b.UserGeneration = u.Generation
 	b, err = api.store.CreateBinding(r.Context(), b)
-	if errors.Is(err, ErrExists) {
+	switch {
+	case errors.Is(err, ErrExists):
 		return httpapi.Conflict("user %q already holds this role", req.Username)
-	}
-	if err != nil {
+	case errors.Is(err, ErrUserGone):
+		return noUser
+	case err != nil:
 		return err
 	}
 	return httpapi.JSON(w, http.StatusCreated, b)
