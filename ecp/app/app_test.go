@@ -105,7 +105,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"binding org-admin without org", "POST", "/api/v1/role-bindings", map[string]string{"username": "admin", "role": "org-admin"}, 400, "org"},
 		{"binding project role without project", "POST", "/api/v1/role-bindings", map[string]string{"username": "admin", "role": "project-viewer"}, 400, "project"},
 		{"binding unknown project", "POST", "/api/v1/role-bindings", map[string]string{"username": "admin", "role": "project-viewer", "project": "0123456789abcdef"}, 404, "project"},
-		{"binding unknown user", "POST", "/api/v1/role-bindings", map[string]string{"username": "ghost", "role": "project-viewer", "project": project}, 400, "username"},
+		{"binding unknown user", "POST", "/api/v1/role-bindings", map[string]string{"username": "ghost", "role": "project-viewer", "project": project}, 404, "username"},
 		{"last system admin", "DELETE", "/api/v1/role-bindings", map[string]string{"username": "admin", "role": "system-admin"}, 409, ""},
 		{"token without name", "POST", "/api/v1/api-tokens", map[string]string{}, 400, "name"},
 		{"token expired", "POST", "/api/v1/api-tokens", map[string]string{"name": "x", "expiresAt": "2001-01-01T00:00:00Z"}, 400, "expiresAt"},

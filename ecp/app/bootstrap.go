@@ -60,7 +60,11 @@ func (a *App) bootstrapAdmin(ctx context.Context) error {
 			return nil
 		}
 	}
-	if _, err := a.authz.Store().CreateBinding(ctx, tenancy.Binding{Username: name, Role: tenancy.RoleSystemAdmin}); err != nil && !errors.Is(err, tenancy.ErrExists) {
+	u, err := a.users.GetUser(ctx, name)
+	if err != nil {
+		return fmt.Errorf("look up first admin: %w", err)
+	}
+	if _, err := a.authz.Store().CreateBinding(ctx, tenancy.Binding{Username: name, Role: tenancy.RoleSystemAdmin, UserGeneration: u.Generation}); err != nil && !errors.Is(err, tenancy.ErrExists) {
 		return fmt.Errorf("bind first admin to system-admin: %w", err)
 	}
 	return nil

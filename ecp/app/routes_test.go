@@ -144,8 +144,13 @@ func routeTable() map[string]routeCase {
 			return call{path: "/api/v1/clusters/" + w.cluster(foreign) + suffix, body: body}
 		}
 	}
+	// The grantee is a viewer of A1: admins of A1 (and A) see it, so they
+	// may grant it more (issue #11 finding 10: a user they cannot see is
+	// answered as absent).
 	bindingBody := func(w *tenants, foreign bool) map[string]string {
-		return map[string]string{"username": w.freshUser(), "role": "project-viewer", "project": w.project(foreign)}
+		u := w.freshUser()
+		w.h.must(201, "POST", "/api/v1/role-bindings", w.adminToken, map[string]string{"username": u, "role": "project-viewer", "project": w.a1})
+		return map[string]string{"username": u, "role": "project-admin", "project": w.project(foreign)}
 	}
 	existingBinding := func(w *tenants, foreign bool) (map[string]string, string) {
 		b := bindingBody(w, foreign)

@@ -5,7 +5,15 @@
 // Principal; what that principal may do is decided elsewhere (tenancy).
 //
 // Keys it owns: /ecp/users/<username>, /ecp/sessions/<sha256 of token>,
-// /ecp/api-tokens/<id>.
+// /ecp/api-tokens/<id>, and the login throttle's /ecp/login-attempts/.
+//
+// A user's generation is the etcd create revision of its user key: unique
+// for every user ever created, also when a name is deleted and created
+// again. Every session, API token (and role binding, in tenancy) records the
+// generation it was made for, is created only in a transaction that checks
+// that generation still exists, and authenticates only while it does. So a
+// credential minted while its user is being deleted never works, and no
+// credential of an earlier user of a name works for a later one.
 package auth
 
 import (
@@ -19,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +67,9 @@ var (
 	ErrUserExists     = errors.New("auth: user exists")
 	ErrBadCredentials = errors.New("auth: bad credentials")
 	ErrTokenNotFound  = errors.New("auth: token not found")
+	// ErrUserGone says the user a credential was to be made for no longer
+	// exists (deleted, or deleted and created again).
+	ErrUserGone = errors.New("auth: user no longer exists")
 )
 
 // Principal is an authenticated caller.
@@ -67,6 +79,9 @@ type Principal struct {
 	Via string
 	// TokenID is the API token's id when Via is "api-token".
 	TokenID string
+	// Generation is the generation of the user the credential was made
+	// for (see the package comment); roles are honoured only for it.
+	Generation int64
 	// sessionKey is the etcd key of the session when Via is "session".
 	sessionKey string
 }
@@ -76,11 +91,15 @@ type User struct {
 	Username     string    `json:"username"`
 	PasswordHash []byte    `json:"passwordHash"`
 	CreatedAt    time.Time `json:"createdAt"`
+	// Generation is the create revision of the user's key (not stored).
+	Generation int64 `json:"-"`
 }
 
 type session struct {
-	Username  string    `json:"username"`
-	ExpiresAt time.Time `json:"expiresAt"`
+	Username string `json:"username"`
+	// UserGeneration: the generation of the user that logged in.
+	UserGeneration int64     `json:"userGeneration"`
+	ExpiresAt      time.Time `json:"expiresAt"`
 }
 
 // APIToken is a stored API token's metadata; Hash is SHA-256 of its secret
@@ -92,6 +111,9 @@ type APIToken struct {
 	Hash      string     `json:"hash,omitempty"`
 	CreatedAt time.Time  `json:"createdAt"`
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// UserGeneration is the generation of the owner the token was made
+	// for; never shown by the API.
+	UserGeneration int64 `json:"userGeneration,omitempty"`
 }
 
 // Store keeps users, sessions and API tokens in etcd.
@@ -159,21 +181,49 @@ func (s *Store) CreateUser(ctx context.Context, username string, password secret
 		return User{}, fmt.Errorf("hash password: %w", err)
 	}
 	u := User{Username: username, PasswordHash: hash, CreatedAt: s.now().UTC()}
-	ok, err := kv.Create(ctx, s.cli, UsersPrefix+username, u)
+	key := UsersPrefix + username
+	val, err := kv.Encode(key, u)
 	if err != nil {
 		return User{}, err
 	}
-	if !ok {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).Then(clientv3.OpPut(key, val)).Commit()
+	if err != nil {
+		return User{}, fmt.Errorf("create user %s: %w", username, err)
+	}
+	if !resp.Succeeded {
 		return User{}, ErrUserExists
 	}
+	// The transaction's revision is the key's create revision.
+	u.Generation = resp.Header.Revision
 	return u, nil
 }
 
-// GetUser returns the user; kv.ErrNotFound if there is none.
+// GetUser returns the user with its generation; kv.ErrNotFound if there is
+// none.
 func (s *Store) GetUser(ctx context.Context, username string) (User, error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, UsersPrefix+username)
+	if err != nil {
+		return User{}, fmt.Errorf("get user %s: %w", username, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return User{}, kv.ErrNotFound
+	}
 	var u User
-	_, err := kv.Get(ctx, s.cli, UsersPrefix+username, &u)
-	return u, err
+	if err := json.Unmarshal(resp.Kvs[0].Value, &u); err != nil {
+		return User{}, fmt.Errorf("decode user %s: %w", username, err)
+	}
+	u.Generation = resp.Kvs[0].CreateRevision
+	return u, nil
+}
+
+// sameUser is the transaction guard of every credential made for a user:
+// the user key still has the create revision it had when it was read.
+func sameUser(username string, generation int64) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(UsersPrefix+username), "=", generation)
 }
 
 // ListUsers returns every user, by name.
@@ -204,12 +254,19 @@ func (s *Store) Login(ctx context.Context, username string, password secret.Stri
 		return "", time.Time{}, fmt.Errorf("grant session lease: %w", err)
 	}
 	key := SessionsPrefix + hashHex(token.Reveal())
-	val, err := kv.Encode(key, session{Username: username, ExpiresAt: expires})
+	val, err := kv.Encode(key, session{Username: username, UserGeneration: u.Generation, ExpiresAt: expires})
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	if _, err := s.cli.Put(ctx, key, val, clientv3.WithLease(lease.ID)); err != nil {
+	// Only while the user that was checked still exists: a login racing
+	// the user's deletion leaves no session behind.
+	resp, err := s.cli.Txn(ctx).If(sameUser(username, u.Generation)).
+		Then(clientv3.OpPut(key, val, clientv3.WithLease(lease.ID))).Commit()
+	if err != nil {
 		return "", time.Time{}, fmt.Errorf("store session: %w", err)
+	}
+	if !resp.Succeeded {
+		return "", time.Time{}, ErrBadCredentials
 	}
 	return token, expires, nil
 }
@@ -221,10 +278,8 @@ func (s *Store) Authenticate(ctx context.Context, token secret.String) (*Princip
 	switch {
 	case strings.HasPrefix(t, sessionTokenPrefix):
 		var sess session
-		if _, err := kv.Get(ctx, s.cli, SessionsPrefix+hashHex(t), &sess); err != nil {
-			if errors.Is(err, kv.ErrNotFound) {
-				return nil, ErrBadCredentials
-			}
+		rev, err := s.getCredential(ctx, SessionsPrefix+hashHex(t), &sess)
+		if err != nil {
 			return nil, err
 		}
 		// The lease removes the key soon after expiry; the check closes the
@@ -232,17 +287,19 @@ func (s *Store) Authenticate(ctx context.Context, token secret.String) (*Princip
 		if !s.now().Before(sess.ExpiresAt) {
 			return nil, ErrBadCredentials
 		}
-		return &Principal{Username: sess.Username, Via: "session", sessionKey: SessionsPrefix + hashHex(t)}, nil
+		gen, err := s.checkGeneration(ctx, sess.Username, sess.UserGeneration, rev)
+		if err != nil {
+			return nil, err
+		}
+		return &Principal{Username: sess.Username, Via: "session", Generation: gen, sessionKey: SessionsPrefix + hashHex(t)}, nil
 	case strings.HasPrefix(t, apiTokenPrefix):
 		id, sec, ok := strings.Cut(strings.TrimPrefix(t, apiTokenPrefix), "_")
 		if !ok || !kv.ValidID(id) {
 			return nil, ErrBadCredentials
 		}
 		var tok APIToken
-		if _, err := kv.Get(ctx, s.cli, APITokensPrefix+id, &tok); err != nil {
-			if errors.Is(err, kv.ErrNotFound) {
-				return nil, ErrBadCredentials
-			}
+		rev, err := s.getCredential(ctx, APITokensPrefix+id, &tok)
+		if err != nil {
 			return nil, err
 		}
 		if subtle.ConstantTimeCompare([]byte(hashHex(sec)), []byte(tok.Hash)) != 1 {
@@ -251,25 +308,80 @@ func (s *Store) Authenticate(ctx context.Context, token secret.String) (*Princip
 		if tok.ExpiresAt != nil && !s.now().Before(*tok.ExpiresAt) {
 			return nil, ErrBadCredentials
 		}
-		return &Principal{Username: tok.Username, Via: "api-token", TokenID: tok.ID}, nil
+		gen, err := s.checkGeneration(ctx, tok.Username, tok.UserGeneration, rev)
+		if err != nil {
+			return nil, err
+		}
+		return &Principal{Username: tok.Username, Via: "api-token", TokenID: tok.ID, Generation: gen}, nil
 	default:
 		return nil, ErrBadCredentials
 	}
 }
 
-// CreateAPIToken makes a token acting as username. The token is returned
-// once; only its hash is stored.
-func (s *Store) CreateAPIToken(ctx context.Context, username, name string, expiresAt *time.Time) (APIToken, secret.String, error) {
+// getCredential decodes the session or API token at key and returns the
+// key's create revision; ErrBadCredentials when there is none.
+func (s *Store) getCredential(ctx context.Context, key string, v any) (int64, error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("get credential: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, ErrBadCredentials
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, v); err != nil {
+		return 0, fmt.Errorf("decode credential: %w", err)
+	}
+	return resp.Kvs[0].CreateRevision, nil
+}
+
+// checkGeneration returns the generation of the credential's user, or
+// ErrBadCredentials when that user no longer exists or is another user of
+// the same name (see the package comment). A credential stored before
+// generations were recorded (generation 0, credentialRev its key's create
+// revision) passes only when it was created after the current user, which
+// no credential of an earlier user of the name can be.
+func (s *Store) checkGeneration(ctx context.Context, username string, generation, credentialRev int64) (int64, error) {
+	u, err := s.GetUser(ctx, username)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+		return 0, ErrBadCredentials
+	case err != nil:
+		return 0, err
+	case generation == 0 && u.Generation < credentialRev, generation != 0 && u.Generation == generation:
+		return u.Generation, nil
+	}
+	return 0, ErrBadCredentials
+}
+
+// CreateAPIToken makes a token acting as owner (an authenticated caller,
+// whose generation the token keeps). The token is returned once; only its
+// hash is stored. ErrUserGone when the owner was deleted meanwhile.
+func (s *Store) CreateAPIToken(ctx context.Context, owner *Principal, name string, expiresAt *time.Time) (APIToken, secret.String, error) {
 	sec := randomSecret()
-	tok := APIToken{ID: kv.NewID(), Name: name, Username: username, Hash: hashHex(sec), CreatedAt: s.now().UTC(), ExpiresAt: expiresAt}
-	ok, err := kv.Create(ctx, s.cli, APITokensPrefix+tok.ID, tok)
+	tok := APIToken{ID: kv.NewID(), Name: name, Username: owner.Username, Hash: hashHex(sec), CreatedAt: s.now().UTC(),
+		ExpiresAt: expiresAt, UserGeneration: owner.Generation}
+	key := APITokensPrefix + tok.ID
+	val, err := kv.Encode(key, tok)
 	if err != nil {
 		return APIToken{}, "", err
 	}
-	if !ok {
-		return APIToken{}, "", fmt.Errorf("create api token: id %s collided", tok.ID)
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	// One transaction with the owner's existence: DeleteUser removes the
+	// user key first, so from then on no token can be made for it, and
+	// its sweep of the tokens misses none.
+	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0), sameUser(owner.Username, owner.Generation)).
+		Then(clientv3.OpPut(key, val)).Commit()
+	if err != nil {
+		return APIToken{}, "", fmt.Errorf("create api token: %w", err)
 	}
-	tok.Hash = ""
+	if !resp.Succeeded {
+		// (An id collision of 64 random bits is not worth its own answer.)
+		return APIToken{}, "", ErrUserGone
+	}
+	tok.Hash, tok.UserGeneration = "", 0
 	return tok, secret.String(apiTokenPrefix + tok.ID + "_" + sec), nil
 }
 
@@ -282,7 +394,7 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
 		}
 		return APIToken{}, err
 	}
-	tok.Hash = ""
+	tok.Hash, tok.UserGeneration = "", 0
 	return tok, nil
 }
 
@@ -290,7 +402,7 @@ func (s *Store) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
 func (s *Store) ListAPITokens(ctx context.Context) ([]APIToken, error) {
 	toks, err := kv.List[APIToken](ctx, s.cli, APITokensPrefix)
 	for i := range toks {
-		toks[i].Hash = ""
+		toks[i].Hash, toks[i].UserGeneration = "", 0
 	}
 	return toks, err
 }
@@ -347,24 +459,36 @@ func (s *Store) CheckPassword(ctx context.Context, username string, password sec
 	return bcrypt.CompareHashAndPassword(u.PasswordHash, []byte(password.Reveal())) == nil, nil
 }
 
-// RevokeSessions ends every session of username except keep (a session
-// key, or "" for none). Sessions are keyed by token hash, so this reads
-// them all; it runs only on password changes and user deletion.
+// RevokeSessions ends every session of the current user named username
+// except keep (a session key, or "" for none).
 func (s *Store) RevokeSessions(ctx context.Context, username, keep string) error {
-	ctx, cancel := kv.WithTimeout(ctx)
+	u, err := s.GetUser(ctx, username)
+	if err != nil {
+		return err
+	}
+	return s.revokeSessions(ctx, username, u.Generation, keep)
+}
+
+// revokeSessions ends the sessions of username made for generation or an
+// earlier one. Sessions are keyed by token hash, so this reads them all; it
+// runs only on password changes and user deletion.
+func (s *Store) revokeSessions(ctx context.Context, username string, generation int64, keep string) error {
+	tctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	resp, err := s.cli.Get(ctx, SessionsPrefix, clientv3.WithPrefix())
+	resp, err := s.cli.Get(tctx, SessionsPrefix, clientv3.WithPrefix())
 	if err != nil {
 		return fmt.Errorf("list sessions: %w", err)
 	}
+	var keys []string
 	for _, item := range resp.Kvs {
 		var sess session
-		if json.Unmarshal(item.Value, &sess) != nil || sess.Username != username || string(item.Key) == keep {
+		if json.Unmarshal(item.Value, &sess) != nil || sess.Username != username || sess.UserGeneration > generation || string(item.Key) == keep {
 			continue
 		}
-		if _, err := s.cli.Delete(ctx, string(item.Key)); err != nil {
-			return fmt.Errorf("revoke session: %w", err)
-		}
+		keys = append(keys, string(item.Key))
+	}
+	if err := s.deleteKeys(ctx, keys); err != nil {
+		return fmt.Errorf("revoke sessions of %s: %w", username, err)
 	}
 	return nil
 }
@@ -383,30 +507,54 @@ func (s *Store) EndSession(ctx context.Context, token secret.String) error {
 	return nil
 }
 
-// DeleteUser removes the user, their API tokens and their sessions.
-func (s *Store) DeleteUser(ctx context.Context, username string) error {
-	toks, err := s.ListAPITokens(ctx)
-	if err != nil {
-		return err
-	}
-	for _, t := range toks {
-		if t.Username == username {
-			if err := s.DeleteAPIToken(ctx, t.ID); err != nil && !errors.Is(err, ErrTokenNotFound) {
-				return err
-			}
-		}
-	}
-	if err := s.RevokeSessions(ctx, username, ""); err != nil {
-		return err
-	}
-	ctx, cancel := kv.WithTimeout(ctx)
+// DeleteUser removes the user of that generation, then every API token and
+// session made for it. The user key goes first, in a transaction on its
+// generation: from then on Login and CreateAPIToken, guarded by the same
+// generation, can make nothing for it, so the sweep that follows is
+// complete; and a credential it misses (say the replica dies midway) is
+// refused by Authenticate anyway. kv.ErrNotFound when that user is gone.
+func (s *Store) DeleteUser(ctx context.Context, username string, generation int64) error {
+	tctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	resp, err := s.cli.Delete(ctx, UsersPrefix+username)
+	resp, err := s.cli.Txn(tctx).If(sameUser(username, generation)).Then(clientv3.OpDelete(UsersPrefix + username)).Commit()
 	if err != nil {
 		return fmt.Errorf("delete user %s: %w", username, err)
 	}
-	if resp.Deleted == 0 {
+	if !resp.Succeeded {
 		return kv.ErrNotFound
+	}
+	// Only the credentials of this generation (or older ones, recorded
+	// without): those of a user created again meanwhile stay.
+	toks, err := kv.List[APIToken](ctx, s.cli, APITokensPrefix)
+	if err != nil {
+		return err
+	}
+	var keys []string
+	for _, t := range toks {
+		if t.Username == username && t.UserGeneration <= generation {
+			keys = append(keys, APITokensPrefix+t.ID)
+		}
+	}
+	if err := s.deleteKeys(ctx, keys); err != nil {
+		return fmt.Errorf("revoke api tokens of %s: %w", username, err)
+	}
+	return s.revokeSessions(ctx, username, generation, "")
+}
+
+// deleteKeys deletes keys, many per transaction (etcd's default limit is
+// 128 operations).
+func (s *Store) deleteKeys(ctx context.Context, keys []string) error {
+	for chunk := range slices.Chunk(keys, 100) {
+		ops := make([]clientv3.Op, 0, len(chunk))
+		for _, k := range chunk {
+			ops = append(ops, clientv3.OpDelete(k))
+		}
+		tctx, cancel := kv.WithTimeout(ctx)
+		_, err := s.cli.Txn(tctx).Then(ops...).Commit()
+		cancel()
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

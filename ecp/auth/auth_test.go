@@ -1,7 +1,10 @@
 package auth_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -79,7 +82,7 @@ func TestAPITokens(t *testing.T) {
 	s, c := newStore(t)
 	ctx := t.Context()
 	exp := c.now().Add(time.Minute)
-	meta, tok, err := s.CreateAPIToken(ctx, "alice", "ci", &exp)
+	meta, tok, err := s.CreateAPIToken(ctx, alice(t, s), "ci", &exp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +102,7 @@ func TestAPITokens(t *testing.T) {
 	if _, err := s.Authenticate(ctx, tok); !errors.Is(err, auth.ErrBadCredentials) {
 		t.Fatalf("expired token: %v", err)
 	}
-	_, tok2, err := s.CreateAPIToken(ctx, "alice", "forever", nil)
+	_, tok2, err := s.CreateAPIToken(ctx, alice(t, s), "forever", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +153,51 @@ func TestValidation(t *testing.T) {
 				t.Errorf("ValidatePassword(len %d) ok = %v", len(tc.password.Reveal()), got)
 			}
 		})
+	}
+}
+
+// alice is the Principal of the user newStore made.
+func alice(t *testing.T, s *auth.Store) *auth.Principal {
+	t.Helper()
+	u, err := s.GetUser(t.Context(), "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &auth.Principal{Username: u.Username, Generation: u.Generation}
+}
+
+// TestLegacyCredentialsFollowTheirUser: a token stored before tokens
+// recorded their user's generation acts for the user it was made for, and
+// not for a later user of the same name.
+func TestLegacyCredentialsFollowTheirUser(t *testing.T) {
+	cli := etcdtest.Client(t)
+	s, err := auth.NewStore(cli, auth.StoreOptions{BcryptCost: bcrypt.MinCost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	u, err := s.CreateUser(ctx, "alice", "correct-horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("legacy-secret"))
+	legacy := fmt.Sprintf(`{"id":"0123456789abcdef","name":"old","username":"alice","hash":%q,"createdAt":"2020-01-01T00:00:00Z"}`, hex.EncodeToString(sum[:]))
+	if _, err := cli.Put(ctx, auth.APITokensPrefix+"0123456789abcdef", legacy); err != nil {
+		t.Fatal(err)
+	}
+	tok := secret.String("ecpt_0123456789abcdef_legacy-secret")
+	p, err := s.Authenticate(ctx, tok)
+	if err != nil || p.Username != "alice" || p.Generation != u.Generation {
+		t.Fatalf("legacy token: %+v, %v; want alice of generation %d", p, err, u.Generation)
+	}
+	// The name is deleted behind the store's back and created again.
+	if _, err := cli.Delete(ctx, auth.UsersPrefix+"alice"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, "alice", "another-horse"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, tok); !errors.Is(err, auth.ErrBadCredentials) {
+		t.Fatalf("a legacy token of the earlier alice: %v, want ErrBadCredentials", err)
 	}
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -83,11 +84,12 @@ var ErrLastSystemAdmin = errors.New("auth: last system admin")
 // Authorizer is what the user routes need to know about roles; tenancy
 // implements it.
 type Authorizer interface {
-	// SystemAdmin reports whether username holds the system-admin role.
-	SystemAdmin(ctx context.Context, username string) (bool, error)
-	// ForgetUser removes every role binding of username, or returns
-	// ErrLastSystemAdmin and removes nothing.
-	ForgetUser(ctx context.Context, username string) error
+	// SystemAdmin reports whether p holds the system-admin role.
+	SystemAdmin(ctx context.Context, p *Principal) (bool, error)
+	// ForgetUser removes every role binding granted to that generation of
+	// username (or to an earlier one), or returns ErrLastSystemAdmin and
+	// removes nothing.
+	ForgetUser(ctx context.Context, username string, generation int64) error
 }
 
 // API serves login, users and API tokens.
@@ -103,7 +105,7 @@ func NewAPI(store *Store, authz Authorizer, reg prometheus.Registerer) *API {
 	api := &API{
 		store:    store,
 		authz:    authz,
-		throttle: newThrottle(store.now),
+		throttle: newThrottle(store.cli, store.now),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_logins_total",
 			Help: "Login attempts, by result (success, failure or throttled).",
@@ -145,24 +147,31 @@ func (api *API) login(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Invalid("password", "password is required")
 	}
 	audit.Annotate(r.Context(), audit.Note{Actor: c.Username, Target: "user/" + c.Username})
-	// Keyed by user and client address: a guesser is slowed down, but
-	// cannot lock the real user out from elsewhere.
-	key := c.Username + " " + clientHost(r)
-	if wait := api.throttle.wait(key); wait > 0 {
+	// Recorded before the password is compared (see throttle.go): a burst
+	// of guesses is refused, right password or not, once over the limit.
+	// The address is the connection's own: a forwarded-for header is the
+	// caller's to forge.
+	at, err := api.throttle.begin(r.Context(), c.Username, clientHost(r))
+	var throttled *errThrottled
+	if errors.As(err, &throttled) {
 		api.logins.WithLabelValues("throttled").Inc()
-		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, RetryAfter: wait,
-			Message: "too many wrong passwords for this user; try again later (see Retry-After)"}
-	}
-	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
-	if errors.Is(err, ErrBadCredentials) {
-		api.throttle.failed(key)
-		api.logins.WithLabelValues("failure").Inc()
-		return httpapi.Unauthorized("username or password is wrong")
+		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, RetryAfter: throttled.wait,
+			Message: "too many failed logins for this user or from this address; try again later (see Retry-After)"}
 	}
 	if err != nil {
 		return err
 	}
-	api.throttle.succeeded(key)
+	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
+	if errors.Is(err, ErrBadCredentials) {
+		api.logins.WithLabelValues("failure").Inc()
+		return httpapi.Unauthorized("username or password is wrong")
+	}
+	if err != nil {
+		return errors.Join(err, api.throttle.end(r.Context(), at))
+	}
+	if err := api.throttle.end(r.Context(), at); err != nil {
+		return err
+	}
 	api.logins.WithLabelValues("success").Inc()
 	// The token is the one place a secret is revealed on purpose: the
 	// caller needs it, once, in this reply.
@@ -180,7 +189,7 @@ func (api *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+	admin, err := api.authz.SystemAdmin(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -210,7 +219,7 @@ func (api *API) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+	admin, err := api.authz.SystemAdmin(r.Context(), p)
 	if err != nil {
 		return err
 	}
@@ -241,31 +250,32 @@ func (api *API) createUser(w http.ResponseWriter, r *http.Request) error {
 // userTarget resolves the {username} of the path for the caller: a system
 // admin reaches every user, anyone else only themselves (other users are
 // answered 404, as GET /users does not show them either).
-func (api *API) userTarget(r *http.Request) (*Principal, string, bool, error) {
+func (api *API) userTarget(r *http.Request) (*Principal, User, bool, error) {
 	p, err := Require(r)
 	if err != nil {
-		return nil, "", false, err
+		return nil, User{}, false, err
 	}
 	name := mux.Vars(r)["username"]
-	admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+	admin, err := api.authz.SystemAdmin(r.Context(), p)
 	if err != nil {
-		return nil, "", false, err
+		return nil, User{}, false, err
 	}
 	audit.Annotate(r.Context(), audit.Note{Target: "user/" + name})
 	notFound := httpapi.NotFound("no user %q", name)
 	if !admin && name != p.Username {
-		return nil, "", false, notFound
+		return nil, User{}, false, notFound
 	}
 	if ValidateUsername(name) != "" {
-		return nil, "", false, notFound
+		return nil, User{}, false, notFound
 	}
-	if _, err := api.store.GetUser(r.Context(), name); err != nil {
+	u, err := api.store.GetUser(r.Context(), name)
+	if err != nil {
 		if errors.Is(err, kv.ErrNotFound) {
-			return nil, "", false, notFound
+			return nil, User{}, false, notFound
 		}
-		return nil, "", false, err
+		return nil, User{}, false, err
 	}
-	return p, name, admin, nil
+	return p, u, admin, nil
 }
 
 type passwordRequest struct {
@@ -277,10 +287,11 @@ type passwordRequest struct {
 // setPassword: users change their own password (giving the current one);
 // a system admin sets anyone's. Every other session of that user ends.
 func (api *API) setPassword(w http.ResponseWriter, r *http.Request) error {
-	p, name, _, err := api.userTarget(r)
+	p, u, _, err := api.userTarget(r)
 	if err != nil {
 		return err
 	}
+	name := u.Username
 	var req passwordRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
@@ -317,22 +328,33 @@ func (api *API) setPassword(w http.ResponseWriter, r *http.Request) error {
 // deleteUser (system admin): removes the user's role bindings, API
 // tokens, sessions and the user. Users see themselves but may not delete
 // themselves (403).
+//
+// Order: the bindings first, so that refusing to remove the last system
+// admin leaves everything as it was; then the user with its credentials
+// (see Store.DeleteUser); then the bindings once more, for a grant that
+// raced the first pass. Every binding records the user's generation and
+// tenancy creates it only while that generation exists, so after the user
+// key is gone nothing new can appear, and a binding either pass missed is
+// ignored for any later user of the name.
 func (api *API) deleteUser(w http.ResponseWriter, r *http.Request) error {
-	_, name, admin, err := api.userTarget(r)
+	_, u, admin, err := api.userTarget(r)
 	if err != nil {
 		return err
 	}
 	if !admin {
 		return httpapi.Forbidden("only a system admin may delete users")
 	}
-	if err := api.authz.ForgetUser(r.Context(), name); err != nil {
+	if err := api.authz.ForgetUser(r.Context(), u.Username, u.Generation); err != nil {
 		if errors.Is(err, ErrLastSystemAdmin) {
-			return httpapi.Conflict("user %q holds the last system-admin binding; grant system-admin to another user first", name)
+			return httpapi.Conflict("user %q holds the last system-admin binding; grant system-admin to another user first", u.Username)
 		}
 		return err
 	}
-	if err := api.store.DeleteUser(r.Context(), name); err != nil && !errors.Is(err, kv.ErrNotFound) {
+	if err := api.store.DeleteUser(r.Context(), u.Username, u.Generation); err != nil && !errors.Is(err, kv.ErrNotFound) {
 		return err
+	}
+	if err := api.authz.ForgetUser(r.Context(), u.Username, u.Generation); err != nil {
+		return fmt.Errorf("remove role bindings of deleted user %s: %w", u.Username, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -376,7 +398,10 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(api.store.now()) {
 		return httpapi.Invalid("expiresAt", "expiresAt must be an RFC 3339 time in the future, or left out for a token that does not expire")
 	}
-	tok, value, err := api.store.CreateAPIToken(r.Context(), p.Username, req.Name, req.ExpiresAt)
+	tok, value, err := api.store.CreateAPIToken(r.Context(), p, req.Name, req.ExpiresAt)
+	if errors.Is(err, ErrUserGone) {
+		return httpapi.Unauthorized("token is invalid or expired; log in again")
+	}
 	if err != nil {
 		return err
 	}
@@ -406,7 +431,7 @@ func (api *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if tok.Username != p.Username {
-		admin, err := api.authz.SystemAdmin(r.Context(), p.Username)
+		admin, err := api.authz.SystemAdmin(r.Context(), p)
 		if err != nil {
 			return err
 		}

@@ -53,6 +53,9 @@ func (a *Authorizer) Access(ctx context.Context, p *auth.Principal) (*Access, er
 	}
 	ac := &Access{Username: p.Username, orgAdmin: map[string]bool{}, orgMember: map[string]bool{}, projectLevel: map[string]Level{}}
 	for _, b := range bs {
+		if b.UserGeneration != 0 && b.UserGeneration != p.Generation {
+			continue // granted to an earlier user of this name
+		}
 		switch b.Role {
 		case RoleSystemAdmin:
 			ac.System = true
@@ -71,8 +74,8 @@ func (a *Authorizer) Access(ctx context.Context, p *auth.Principal) (*Access, er
 }
 
 // SystemAdmin implements auth.Authorizer.
-func (a *Authorizer) SystemAdmin(ctx context.Context, username string) (bool, error) {
-	ac, err := a.Access(ctx, &auth.Principal{Username: username})
+func (a *Authorizer) SystemAdmin(ctx context.Context, p *auth.Principal) (bool, error) {
+	ac, err := a.Access(ctx, p)
 	if err != nil {
 		return false, err
 	}
@@ -80,13 +83,15 @@ func (a *Authorizer) SystemAdmin(ctx context.Context, username string) (bool, er
 }
 
 // ForgetUser implements auth.Authorizer: it removes every binding of
-// username; when one of them is the last system-admin binding it returns
-// auth.ErrLastSystemAdmin, having removed that one last.
-func (a *Authorizer) ForgetUser(ctx context.Context, username string) error {
-	bs, err := a.store.UserBindings(ctx, username)
+// username granted to generation or an earlier one (those of a user created
+// again meanwhile stay); when one of them is the last system-admin binding
+// it returns auth.ErrLastSystemAdmin, having removed that one last.
+func (a *Authorizer) ForgetUser(ctx context.Context, username string, generation int64) error {
+	all, err := a.store.UserBindings(ctx, username)
 	if err != nil {
 		return err
 	}
+	bs := slices.DeleteFunc(all, func(b Binding) bool { return b.UserGeneration > generation })
 	// System-admin bindings go first: if one cannot go, nothing else has.
 	slices.SortStableFunc(bs, func(x, y Binding) int {
 		return cmp.Compare(boolInt(y.Role == RoleSystemAdmin), boolInt(x.Role == RoleSystemAdmin))

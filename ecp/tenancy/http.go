@@ -2,7 +2,9 @@ package tenancy
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -298,20 +300,58 @@ func (api *API) createBinding(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
-	if _, err := api.users.GetUser(r.Context(), b.Username); err != nil {
-		if errors.Is(err, kv.ErrNotFound) {
-			return httpapi.Invalid("username", "no user %q; create it first with POST /api/v1/users", b.Username)
-		}
+	if b.UserGeneration, err = api.grantee(r, ac, b.Username); err != nil {
 		return err
 	}
 	b, err = api.store.CreateBinding(r.Context(), b)
-	if errors.Is(err, ErrExists) {
+	switch {
+	case errors.Is(err, ErrExists):
 		return httpapi.Conflict("user %q already holds this role", req.Username)
-	}
-	if err != nil {
+	case errors.Is(err, ErrUserGone):
+		return granteeNotFound(b.Username)
+	case err != nil:
 		return err
 	}
 	return httpapi.JSON(w, http.StatusCreated, b)
+}
+
+// grantee returns the generation of the user a role is granted to.
+//
+// Who may be granted a role follows the visibility rule: a system admin
+// (who lists every user) may grant one to any user; anyone else only to
+// themselves or to a user who already holds a role they can see (in GET
+// /role-bindings), such as a viewer of their project. Any other username,
+// existing or not, is answered with the same 404, so that a project admin
+// cannot probe which usernames exist. New users get their first role from
+// a system admin, who creates them.
+func (api *API) grantee(r *http.Request, ac *Access, username string) (int64, error) {
+	u, err := api.users.GetUser(r.Context(), username)
+	if errors.Is(err, kv.ErrNotFound) {
+		return 0, granteeNotFound(username)
+	}
+	if err != nil || ac.System || username == ac.Username {
+		return u.Generation, err
+	}
+	bs, err := api.store.UserBindings(r.Context(), username)
+	if err != nil {
+		return 0, err
+	}
+	visible := func(b Binding) bool {
+		return (b.UserGeneration == 0 || b.UserGeneration == u.Generation) && ac.canSeeBinding(b)
+	}
+	if !slices.ContainsFunc(bs, visible) {
+		return 0, granteeNotFound(username)
+	}
+	return u.Generation, nil
+}
+
+// granteeNotFound is the one answer for a user who does not exist and for
+// one the caller may not grant roles to: the same status, code, field and
+// message, whoever asks (a system admin gets it only for users that do not
+// exist).
+func granteeNotFound(username string) error {
+	return &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Field: "username",
+		Message: fmt.Sprintf("no user %q that you may grant roles to; a system admin creates users and grants their first role", username)}
 }
 
 func (api *API) deleteBindingByBody(w http.ResponseWriter, r *http.Request) error {

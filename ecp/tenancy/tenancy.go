@@ -27,6 +27,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/kv"
 )
 
@@ -78,6 +79,11 @@ type Binding struct {
 	Org       string    `json:"org,omitempty"`
 	Project   string    `json:"project,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
+	// UserGeneration is the generation of the user it was granted to (see
+	// package auth): Access honours it only for that user, so a grant
+	// racing the user's deletion gives nothing to a later user of the
+	// name. 0 for bindings stored before generations were recorded.
+	UserGeneration int64 `json:"userGeneration,omitempty"`
 }
 
 // BindingID is derived from the binding's content, so granting the same
@@ -172,23 +178,40 @@ func (s *Store) ListProjects(ctx context.Context) ([]Project, error) {
 	return kv.List[Project](ctx, s.cli, ProjectsPrefix)
 }
 
+// ErrUserGone says the user generation a binding was for no longer exists.
+var ErrUserGone = errors.New("tenancy: user no longer exists")
+
 // CreateBinding stores b (its ID derived from its content); ErrExists when
-// the same grant exists.
+// the same grant exists. When b.UserGeneration is set, only while that user
+// generation exists (ErrUserGone otherwise), in the same transaction: a
+// grant cannot outlive a deletion it raced.
 func (s *Store) CreateBinding(ctx context.Context, b Binding) (Binding, error) {
 	b.ID = BindingID(b.Username, b.Role, b.Org, b.Project)
 	b.CreatedAt = s.now().UTC()
-	val, err := kv.Encode(BindingsPrefix+b.ID, b)
+	key := BindingsPrefix + b.ID
+	val, err := kv.Encode(key, b)
 	if err != nil {
 		return Binding{}, err
 	}
-	ok, err := kv.Create(ctx, s.cli, BindingsPrefix+b.ID, b, clientv3.OpPut(UserRolesPrefix+b.Username+"/"+b.ID, val))
-	if err != nil {
-		return Binding{}, err
+	exists := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(key), "=", 0)}
+	if b.UserGeneration != 0 {
+		exists = append(exists, clientv3.Compare(clientv3.CreateRevision(auth.UsersPrefix+b.Username), "=", b.UserGeneration))
 	}
-	if !ok {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Txn(ctx).If(exists...).
+		Then(clientv3.OpPut(key, val), clientv3.OpPut(UserRolesPrefix+b.Username+"/"+b.ID, val)).
+		Else(clientv3.OpGet(key, clientv3.WithCountOnly())).Commit()
+	if err != nil {
+		return Binding{}, fmt.Errorf("create role binding: %w", err)
+	}
+	switch {
+	case resp.Succeeded:
+		return b, nil
+	case resp.Responses[0].GetResponseRange().Count > 0:
 		return Binding{}, ErrExists
 	}
-	return b, nil
+	return Binding{}, ErrUserGone
 }
 
 // GetBinding returns a binding; ErrNotFound when absent.

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
 
@@ -93,5 +94,55 @@ func TestLastSystemAdminSurvivesConcurrentRevocations(t *testing.T) {
 		if len(all) != 1 || refused != 1 {
 			t.Fatalf("round %d: %d bindings left, %d refused; want exactly one left", round, len(all), refused)
 		}
+	}
+}
+
+// TestBindingsBelongToOneUserGeneration: a role granted to a user is not
+// inherited by a later user of the same name, cannot be granted once that
+// user is gone, and removing the earlier user's roles leaves the later
+// one's.
+func TestBindingsBelongToOneUserGeneration(t *testing.T) {
+	cli := etcdtest.Client(t)
+	s := NewStore(cli)
+	a := NewAuthorizer(s)
+	ctx := t.Context()
+	createUser := func() int64 {
+		resp, err := cli.Put(ctx, auth.UsersPrefix+"x", "{}")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Header.Revision
+	}
+	first := createUser()
+	p1, p2 := Project{ID: "p1", Org: "o"}, Project{ID: "p2", Org: "o"}
+	if _, err := s.CreateBinding(ctx, Binding{Username: "x", Role: RoleProjectAdmin, Org: "o", Project: p1.ID, UserGeneration: first}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(ctx, auth.UsersPrefix+"x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateBinding(ctx, Binding{Username: "x", Role: RoleProjectViewer, Org: "o", Project: p2.ID, UserGeneration: first}); !errors.Is(err, ErrUserGone) {
+		t.Fatalf("granting a role to a deleted user: %v, want ErrUserGone", err)
+	}
+	second := createUser()
+	if _, err := s.CreateBinding(ctx, Binding{Username: "x", Role: RoleProjectViewer, Org: "o", Project: p2.ID, UserGeneration: second}); err != nil {
+		t.Fatal(err)
+	}
+	ac, err := a.Access(ctx, &auth.Principal{Username: "x", Generation: second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac.Project(p1) != None || ac.Project(p2) != View {
+		t.Fatalf("the second x holds %d on p1 (the first x's) and %d on p2, want none and view", ac.Project(p1), ac.Project(p2))
+	}
+	if err := a.ForgetUser(ctx, "x", first); err != nil {
+		t.Fatal(err)
+	}
+	left, err := s.UserBindings(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != 1 || left[0].Project != p2.ID {
+		t.Fatalf("after forgetting the first x, bindings %+v, want only the second x's on p2", left)
 	}
 }
