@@ -170,7 +170,7 @@ func TestSec03AuditCapsCallerInput(t *testing.T) {
 		}
 	}
 	if !strings.HasPrefix(rec.Actor, "xxxx") || !strings.HasPrefix(rec.Path, "/login/pppp") || !rec.Truncated {
-		t.Errorf("record %+v: want the start of each field kept and truncated set", rec)
+		t.Errorf("record with actor %.20q…, path %.20q…, truncated %v: want the start of each field kept and truncated set", rec.Actor, rec.Path, rec.Truncated)
 	}
 	if n := gathered(t, reg, "ecp_audit_records_truncated_total"); n != 1 {
 		t.Errorf("ecp_audit_records_truncated_total = %v, want 1", n)
