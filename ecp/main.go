@@ -63,6 +63,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("web.external-url", "URL under which agents and browsers reach ecp; registration commands use it. Default: http://<listen address>.").StringVar(&opts.ExternalURL)
 	serve.Flag("data.dir", "Directory of the embedded etcd's data (unused with --etcd.endpoints).").Default(app.DefaultDataDir).StringVar(&opts.DataDir)
 	serve.Flag("etcd.endpoints", "Comma-separated client URLs of an external etcd cluster; without them ecp embeds a single etcd member in --data.dir.").StringVar(&endpoints)
+	serve.Flag("etcd.quota-backend-bytes", "Backend quota of the embedded etcd member in bytes (unused with --etcd.endpoints); past it etcd raises NOSPACE and refuses writes, shown in ecp_etcd_alarm and /-/ready.").Default(fmt.Sprint(app.DefaultEtcdQuotaBackendBytes)).Int64Var(&opts.EtcdQuotaBackendBytes)
 	serve.Flag("config.file", "YAML configuration file (licence.totalConnections, licence.maxPerCluster, registration.tokenTTL); what it sets overrides the flags, and POST /-/reload or SIGHUP re-reads it.").StringVar(&opts.ConfigFile)
 	serve.Flag("licence.total-connections", "Total connection quota ecp may split between clusters.").Default(fmt.Sprint(opts.Licence.TotalConnections)).IntVar(&opts.Licence.TotalConnections)
 	serve.Flag("licence.max-per-cluster", "Most connections one cluster may be given.").Default(fmt.Sprint(opts.Licence.MaxPerCluster)).IntVar(&opts.Licence.MaxPerCluster)
@@ -70,8 +71,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("agent.report-interval", "How often agents report; a cluster whose agent is silent for 3 intervals turns abnormal. Agents are told the value when they register and with every report.").Default(app.DefaultReportInterval.String()).DurationVar(&opts.ReportInterval)
 	serve.Flag("downloads.dir", "Directory holding agent-exporter-<os>-<arch> binaries (built by make dist), served at /downloads/agent-exporter/<os>/<arch>.").Default(app.DefaultDownloadsDir).StringVar(&opts.DownloadsDir)
 	serve.Flag("web.session-ttl", "How long a login session lasts.").Default(app.DefaultSessionTTL.String()).DurationVar(&opts.SessionTTL)
+	serve.Flag("web.read-timeout", "Longest time to read a request, headers and body; a slower body is cut with 408. Long-polls are not affected; 0 disables it.").Default(app.DefaultReadTimeout.String()).DurationVar(&opts.ReadTimeout)
 	serve.Flag("remote-write.url", "Remote-write 1.0 endpoint agent samples are forwarded to, stamped with project and cluster (Prometheus 2.42+ started with --web.enable-remote-write-receiver: http://HOST:9090/api/v1/write). Without it agents are told nothing is stored.").StringVar(&opts.RemoteWriteURL)
 	serve.Flag("audit.retention", "How long audit records of state-changing API calls are kept; 0 keeps them forever.").Default(app.DefaultAuditRetention.String()).DurationVar(&opts.AuditRetention)
+	serve.Flag("audit.max-records", "Most audit records kept (each at most 2 KiB), the oldest removed first; 0 keeps any number.").Default(fmt.Sprint(app.DefaultAuditMaxRecords)).IntVar(&opts.AuditMaxRecords)
 	serve.Flag("prometheus.url", "Prometheus to reload (POST /-/reload, needs --web.enable-lifecycle) after ecp rewrites its rule files.").StringVar(&opts.Alerts.PrometheusURL)
 	serve.Flag("prometheus.rules-dir", "Directory Prometheus loads rules from (rule_files: [DIR/*.rules.yml]); ecp writes one ecp_<project>.rules.yml per project with alerting on. Without it and --alertmanager.config-file alert settings are stored but nothing is written.").StringVar(&opts.Alerts.RulesDir)
 	serve.Flag("alertmanager.url", "Alertmanager to reload after ecp rewrites its configuration, and to send test notifications through.").StringVar(&opts.Alerts.AlertmanagerURL)
@@ -186,6 +189,12 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--web.external-url must be an absolute http:// or https:// URL such as https://ecp.example.com; got %q", opts.ExternalURL)
 	case opts.AuditRetention < 0:
 		return fmt.Errorf("--audit.retention must not be negative; got %s", opts.AuditRetention)
+	case opts.AuditMaxRecords < 0:
+		return fmt.Errorf("--audit.max-records must not be negative; got %d", opts.AuditMaxRecords)
+	case opts.EtcdQuotaBackendBytes < 0:
+		return fmt.Errorf("--etcd.quota-backend-bytes must not be negative; got %d", opts.EtcdQuotaBackendBytes)
+	case opts.ReadTimeout < 0:
+		return fmt.Errorf("--web.read-timeout must not be negative; got %s", opts.ReadTimeout)
 	case opts.ReportInterval < time.Second:
 		return fmt.Errorf("--agent.report-interval must be at least 1s (agents are told whole seconds); got %s", opts.ReportInterval)
 	case opts.RegistrationTokenTTL <= 0:

@@ -74,6 +74,10 @@ type App struct {
 	// etcdDown is set by the etcd probe while etcd does not answer: the
 	// replica cannot serve anything useful then, so it reports not ready.
 	etcdDown atomic.Bool
+	// etcdAlarms are the alarms etcd raised, as the probe last saw them.
+	etcdAlarms *etcdAlarms
+	// runAudit keeps the audit log within its record budget.
+	runAudit func(context.Context) error
 	metrics  *metrics
 
 	reloadMu sync.Mutex
@@ -120,7 +124,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	defer cancel()
 	endpoints := opts.EtcdEndpoints
 	if len(endpoints) == 0 {
-		a.etcd, err = etcdserver.Start(ctx, etcdserver.Options{Dir: opts.DataDir}, logger.With("component", "etcd"))
+		a.etcd, err = etcdserver.Start(ctx, etcdserver.Options{Dir: opts.DataDir, QuotaBackendBytes: opts.EtcdQuotaBackendBytes}, logger.With("component", "etcd"))
 		if err != nil {
 			return nil, err
 		}
@@ -161,6 +165,14 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+
+		// A body must arrive within ReadTimeout. Long-polls are not cut:
+		// net/http lifts the read deadline once a request's body is read
+		// (a poll has none), and a poll fleet took over is served on the
+		// bare socket, whose deadlines net/http sets anew when the
+		// connection is handed back.
+		ReadTimeout: opts.ReadTimeout,
+		IdleTimeout: DefaultIdleTimeout,
 	}
 	a.srv.RegisterOnShutdown(func() { time.AfterFunc(drain, cancelRequests) })
 	return a, nil
@@ -178,6 +190,7 @@ func (a *App) checkEtcd(ctx context.Context) error {
 
 func (a *App) build(ctx context.Context) error {
 	reg := a.reg
+	var err error
 	a.metrics = &metrics{
 		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or not (0).",
@@ -192,7 +205,7 @@ func (a *App) build(ctx context.Context) error {
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ecp_ready", Help: "Whether this replica is ready to serve (1) or not (0).",
 	}, func() float64 {
-		if a.ready.Load() && !a.etcdDown.Load() {
+		if a.ready.Load() && !a.etcdDown.Load() && !a.etcdAlarms.noSpace.Load() {
 			return 1
 		}
 		return 0
@@ -200,11 +213,13 @@ func (a *App) build(ctx context.Context) error {
 	if err := registerAll(reg, a.metrics.reloadOK, a.metrics.reloadTime, buildInfo, ready); err != nil {
 		return err
 	}
+	if a.etcdAlarms, err = newEtcdAlarms(reg); err != nil {
+		return err
+	}
 	buildInfo.WithLabelValues(version.Version, version.Revision, runtime.Version()).Set(1)
 	a.metrics.reloadOK.Set(1)
 	a.metrics.reloadTime.SetToCurrentTime()
 
-	var err error
 	a.adapter = httpapi.NewAdapter(a.logger.With("component", "api"), reg)
 	if a.users, err = auth.NewStore(a.cli, auth.StoreOptions{BcryptCost: a.opts.BcryptCost, SessionTTL: a.opts.SessionTTL}); err != nil {
 		return err
@@ -229,7 +244,8 @@ func (a *App) build(ctx context.Context) error {
 		a.authz, a.ledger, a.fleet, a.logger.With("component", "clusters")); err != nil {
 		return err
 	}
-	auditLog := audit.New(a.cli, a.logger.With("component", "audit"), reg, a.opts.AuditRetention)
+	auditLog := audit.New(a.cli, a.logger.With("component", "audit"), reg, audit.Options{Retention: a.opts.AuditRetention, MaxRecords: a.opts.AuditMaxRecords})
+	a.runAudit = auditLog.Run
 
 	var r *mux.Router
 	notAllowed := func(req *http.Request, allowed []string) error {
@@ -376,6 +392,11 @@ func (a *App) registerOps(r *mux.Router) {
 			_, _ = w.Write([]byte("ecp is not ready: etcd does not answer.\n"))
 			return
 		}
+		if a.etcdAlarms.noSpace.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(noSpaceReason))
+			return
+		}
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ecp is ready.\n"))
 	}).Methods(http.MethodGet, http.MethodHead)
@@ -486,6 +507,7 @@ func (a *App) Run(ctx context.Context) error {
 	// The cluster lists are served from an index of the specs kept current
 	// by its own watch.
 	g.Add(func() error { return a.clusters.Run(runCtx) }, func(error) { cancel() })
+	g.Add(func() error { return a.runAudit(runCtx) }, func(error) { cancel() })
 	for _, runExt := range a.extensionRuns {
 		g.Add(func() error { return runExt(runCtx) }, func(error) { cancel() })
 	}
@@ -547,6 +569,9 @@ func (a *App) probeEtcd(ctx context.Context) {
 		}
 		pctx, cancel := context.WithTimeout(ctx, a.opts.EtcdProbeInterval/2)
 		_, err := a.cli.Get(pctx, "/ecp/probe", clientv3.WithCountOnly())
+		if err == nil {
+			a.etcdAlarms.check(pctx, a.cli, a.logger)
+		}
 		cancel()
 		if down := err != nil && ctx.Err() == nil; down != a.etcdDown.Swap(down) {
 			if down {

@@ -14,6 +14,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/grafana"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/internal/secret"
@@ -36,6 +37,18 @@ const (
 	// DefaultReportInterval is what agents are told to report at.
 	DefaultReportInterval = agentproto.DefaultReportInterval
 	DefaultAuditRetention = audit.DefaultRetention
+	// DefaultAuditMaxRecords bounds the audit log by size besides age.
+	DefaultAuditMaxRecords = audit.DefaultMaxRecords
+	// DefaultEtcdQuotaBackendBytes is the embedded etcd member's backend
+	// quota: past it etcd raises NOSPACE and refuses writes.
+	DefaultEtcdQuotaBackendBytes = etcdserver.DefaultQuotaBackendBytes
+	// DefaultReadTimeout bounds reading a whole request, body included,
+	// so a slow or stalled body cannot hold a connection and a handler.
+	// An agent's largest body (a 1 MiB log batch) needs 35 KiB/s.
+	DefaultReadTimeout = 30 * time.Second
+	// DefaultIdleTimeout is how long a keep-alive connection may wait for
+	// its next request: agents report every 15 s on the same connection.
+	DefaultIdleTimeout = 2 * time.Minute
 )
 
 // Options configure an App. Field names follow the flags of `ecp serve`.
@@ -72,6 +85,14 @@ type Options struct {
 	Out io.Writer
 	// AuditRetention is how long audit records are kept (forever when 0).
 	AuditRetention time.Duration
+	// AuditMaxRecords is how many audit records are kept at most, the
+	// oldest removed first (no limit when 0).
+	AuditMaxRecords int
+	// EtcdQuotaBackendBytes is the embedded etcd member's backend quota
+	// (unused with EtcdEndpoints); etcd's own default when 0.
+	EtcdQuotaBackendBytes int64
+	// ReadTimeout bounds reading a request, headers and body (none when 0).
+	ReadTimeout time.Duration
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	// BcryptCost of password hashes; bcrypt's default when zero (tests
@@ -121,6 +142,11 @@ func DefaultOptions() Options {
 		EtcdProbeInterval:    DefaultEtcdProbeInterval,
 		Alerts:               alerts.DefaultConfig(),
 		Grafana:              grafana.DefaultConfig(),
+
+		// Bounds on what a caller can make ecp hold or store.
+		AuditMaxRecords:       DefaultAuditMaxRecords,
+		EtcdQuotaBackendBytes: DefaultEtcdQuotaBackendBytes,
+		ReadTimeout:           DefaultReadTimeout,
 	}
 }
 
@@ -140,6 +166,12 @@ func (o Options) validate() error {
 		return fmt.Errorf("ecp/app: Options.SessionTTL must be at least 1s, got %s", o.SessionTTL)
 	case o.AuditRetention < 0:
 		return fmt.Errorf("ecp/app: Options.AuditRetention must not be negative, got %s", o.AuditRetention)
+	case o.AuditMaxRecords < 0:
+		return fmt.Errorf("ecp/app: Options.AuditMaxRecords must not be negative, got %d", o.AuditMaxRecords)
+	case o.EtcdQuotaBackendBytes < 0:
+		return fmt.Errorf("ecp/app: Options.EtcdQuotaBackendBytes must not be negative, got %d", o.EtcdQuotaBackendBytes)
+	case o.ReadTimeout < 0:
+		return fmt.Errorf("ecp/app: Options.ReadTimeout must not be negative, got %s", o.ReadTimeout)
 	case o.EtcdProbeInterval <= 0:
 		return fmt.Errorf("ecp/app: Options.EtcdProbeInterval must be positive, got %s", o.EtcdProbeInterval)
 	case o.ShutdownTimeout <= 0:

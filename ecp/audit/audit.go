@@ -5,6 +5,11 @@
 // Records are written by one middleware around the API router, from the
 // request line, the route template and what handlers annotate, never from
 // request bodies, so passwords and tokens cannot reach the log.
+//
+// The log is bounded, since anyone may cause a record (a failed login is
+// one): every field is cut to MaxFieldBytes (and the record marked
+// truncated), so a record takes at most MaxRecordBytes; records expire after
+// the retention, and beyond MaxRecords the oldest are removed first.
 package audit
 
 import (
@@ -17,7 +22,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,7 +57,18 @@ type Record struct {
 	Project string `json:"project,omitempty"`
 	Target  string `json:"target,omitempty"`
 	Remote  string `json:"remote,omitempty"`
+	// Truncated says that a field was longer than MaxFieldBytes and was
+	// cut (its value then ends with "…").
+	Truncated bool `json:"truncated,omitempty"`
 }
+
+// MaxFieldBytes bounds what each field of a record takes in its stored
+// JSON: a typed username or a path is caller input of any length.
+const MaxFieldBytes = 128
+
+// MaxRecordBytes bounds a stored record: its nine string fields at
+// MaxFieldBytes each, plus id, time, status and the JSON around them.
+const MaxRecordBytes = 2 << 10
 
 // Note is what a handler adds to the record of the call it serves.
 type Note struct {
@@ -101,12 +119,39 @@ type Actor func(r *http.Request) (username, via string)
 // DefaultRetention is how long records are kept.
 const DefaultRetention = 90 * 24 * time.Hour
 
+// DefaultMaxRecords is how many records are kept at most: with records of
+// at most MaxRecordBytes (about 300 bytes is usual) the log takes at most
+// 200 MiB of etcd, typically 30 MiB.
+const DefaultMaxRecords = 100_000
+
+// trimInterval is how often a replica counts the records against the
+// budget, besides after every hundredth of the budget it wrote itself.
+const trimInterval = time.Minute
+
+// trimBatch bounds the keys read and deleted by one call of a trim.
+const trimBatch = 1000
+
+// Options bound the log.
+type Options struct {
+	// Retention is how long records are kept (forever when zero).
+	Retention time.Duration
+	// MaxRecords is how many records are kept at most, the oldest removed
+	// first (no limit when zero).
+	MaxRecords int
+}
+
 // Log writes and reads audit records.
 type Log struct {
-	cli       *clientv3.Client
-	logger    *slog.Logger
-	now       func() time.Time
-	retention time.Duration
+	cli        *clientv3.Client
+	logger     *slog.Logger
+	now        func() time.Time
+	retention  time.Duration
+	maxRecords int64
+	// trimEvery local writes wake the trim loop through trimNow, so a burst
+	// is trimmed before the next tick.
+	trimEvery int64
+	written   atomic.Int64
+	trimNow   chan struct{}
 
 	// Records of one hour share one lease of retention+1h, so etcd drops
 	// them by itself once they are old enough, without a lease per record
@@ -117,22 +162,41 @@ type Log struct {
 	// writes counts records by outcome, so a failing audit trail is
 	// visible on /metrics rather than only in logs.
 	writes *prometheus.CounterVec
+	// records, trimmed and truncated show the budget at work.
+	records   prometheus.Gauge
+	trimmed   prometheus.Counter
+	truncated prometheus.Counter
 }
 
-// New returns a Log on cli keeping records for retention (forever when
-// zero); its metric is registered on reg.
-func New(cli *clientv3.Client, logger *slog.Logger, reg prometheus.Registerer, retention time.Duration) *Log {
+// New returns a Log on cli bounded by opts; its metrics are registered on
+// reg. Run keeps it within opts.MaxRecords.
+func New(cli *clientv3.Client, logger *slog.Logger, reg prometheus.Registerer, opts Options) *Log {
 	l := &Log{
-		cli:       cli,
-		logger:    logger,
-		now:       time.Now,
-		retention: retention,
+		cli:        cli,
+		logger:     logger,
+		now:        time.Now,
+		retention:  opts.Retention,
+		maxRecords: int64(opts.MaxRecords),
+		trimEvery:  max(int64(opts.MaxRecords)/100, 1),
+		trimNow:    make(chan struct{}, 1),
 		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_audit_records_written_total",
 			Help: "Audit records written to etcd, by result (ok or error).",
 		}, []string{"result"}),
+		records: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ecp_audit_records",
+			Help: "Audit records in etcd when this replica last counted them against --audit.max-records.",
+		}),
+		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ecp_audit_records_trimmed_total",
+			Help: "Oldest audit records this replica removed to keep the log within --audit.max-records.",
+		}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ecp_audit_records_truncated_total",
+			Help: "Audit records written with a field cut to its maximum length.",
+		}),
 	}
-	reg.MustRegister(l.writes)
+	reg.MustRegister(l.writes, l.records, l.trimmed, l.truncated)
 	l.writes.WithLabelValues("ok")
 	l.writes.WithLabelValues("error")
 	return l
@@ -181,12 +245,22 @@ func (l *Log) Middleware(actor Actor) mux.MiddlewareFunc {
 	}
 }
 
-// Write stores rec, stamping its time and id.
+// Write stores rec, stamping its time and id and cutting every field to
+// MaxFieldBytes.
 func (l *Log) Write(ctx context.Context, rec Record) error {
 	rec.Time = l.now().UTC()
 	// Zero-padded nanoseconds sort lexically by time; the random suffix
 	// keeps records of two replicas in the same nanosecond apart.
 	rec.ID = fmt.Sprintf("%020d-%s", rec.Time.UnixNano(), kv.NewID()[:8])
+	for _, f := range []*string{&rec.Actor, &rec.Via, &rec.Method, &rec.Route, &rec.Path, &rec.Org, &rec.Project, &rec.Target, &rec.Remote} {
+		var cut bool
+		if *f, cut = capField(*f, MaxFieldBytes); cut {
+			rec.Truncated = true
+		}
+	}
+	if rec.Truncated {
+		l.truncated.Inc()
+	}
 	val, err := kv.Encode(Prefix+rec.ID, rec)
 	if err == nil {
 		ctx, cancel := kv.WithTimeout(ctx)
@@ -198,6 +272,107 @@ func (l *Log) Write(ctx context.Context, rec Record) error {
 		return fmt.Errorf("write audit record: %w", err)
 	}
 	l.writes.WithLabelValues("ok").Inc()
+	if l.maxRecords > 0 && l.written.Add(1)%l.trimEvery == 0 {
+		select {
+		case l.trimNow <- struct{}{}:
+		default: // A trim is due already.
+		}
+	}
+	return nil
+}
+
+// ellipsis ends a cut field.
+const ellipsis = "…"
+
+// capField cuts s, on a character boundary, so that its JSON encoding
+// takes at most limit bytes, ellipsis included; it reports whether it cut.
+// Each character is counted at what encoding/json makes of it at worst, so
+// control characters and invalid bytes cannot make a capped field longer.
+func capField(s string, limit int) (string, bool) {
+	if len(s)*6 <= limit {
+		return s, false // Short enough even if every byte were escaped.
+	}
+	cost, cut := 0, 0
+	for i, r := range s {
+		if cost <= limit-len(ellipsis) {
+			cut = i // The longest prefix that leaves room for the ellipsis.
+		}
+		switch {
+		case r < 0x20, r == '<', r == '>', r == '&', r == '\u2028', r == '\u2029', r == utf8.RuneError:
+			cost += 6 // \u00XX, or \ufffd for an invalid byte
+		case r == '"', r == '\\':
+			cost += 2
+		default:
+			cost += utf8.RuneLen(r)
+		}
+		if cost > limit {
+			return s[:cut] + ellipsis, true
+		}
+	}
+	return s, false
+}
+
+// Run keeps the log within MaxRecords until ctx ends: it counts the records
+// every minute, and sooner after this replica wrote a hundredth of the
+// budget, and removes the oldest beyond it. Counting is etcd's (one count
+// query), never a scan per request.
+func (l *Log) Run(ctx context.Context) error {
+	if l.maxRecords <= 0 {
+		<-ctx.Done()
+		return nil
+	}
+	t := time.NewTicker(trimInterval)
+	defer t.Stop()
+	for {
+		if err := l.Trim(ctx); err != nil && ctx.Err() == nil {
+			l.logger.Warn("trim audit log", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-l.trimNow:
+		}
+	}
+}
+
+// Trim removes the oldest records beyond MaxRecords. Replicas trimming at
+// once read the same oldest keys and delete the same ranges.
+func (l *Log) Trim(ctx context.Context) error {
+	if l.maxRecords <= 0 {
+		return nil
+	}
+	end := clientv3.GetPrefixRangeEnd(Prefix)
+	cctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := l.cli.Get(cctx, Prefix, clientv3.WithRange(end), clientv3.WithCountOnly())
+	if err != nil {
+		return fmt.Errorf("count audit records: %w", err)
+	}
+	count, rev := resp.Count, resp.Header.Revision
+	from := Prefix
+	for excess := count - l.maxRecords; excess > 0; {
+		// Keys read at the count's revision: the oldest excess ones then,
+		// whatever another replica deleted meanwhile.
+		keys, err := l.cli.Get(cctx, from, clientv3.WithRange(end), clientv3.WithRev(rev), clientv3.WithKeysOnly(),
+			clientv3.WithLimit(min(excess, trimBatch)))
+		if err != nil {
+			return fmt.Errorf("read oldest audit records: %w", err)
+		}
+		if len(keys.Kvs) == 0 {
+			break
+		}
+		last := string(keys.Kvs[len(keys.Kvs)-1].Key) + "\x00"
+		del, err := l.cli.Delete(cctx, from, clientv3.WithRange(last))
+		if err != nil {
+			return fmt.Errorf("delete oldest audit records: %w", err)
+		}
+		l.trimmed.Add(float64(del.Deleted))
+		count -= del.Deleted
+		excess -= int64(len(keys.Kvs))
+		from = last
+	}
+	l.records.Set(float64(count))
 	return nil
 }
 

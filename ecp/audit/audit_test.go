@@ -4,12 +4,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/audit"
@@ -19,7 +22,7 @@ import (
 // TestListPagesNewestFirst: a filter that keeps few records still fills
 // the limit by reading on, page after page, newest first.
 func TestListPagesNewestFirst(t *testing.T) {
-	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), 0)
+	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), audit.Options{})
 	const n = 1100
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 32)
@@ -54,7 +57,7 @@ func TestListPagesNewestFirst(t *testing.T) {
 // TestMiddlewareRecordsChangesOnly: reads are not audited, and the query
 // string (where a careless client may put a secret) is not recorded.
 func TestMiddlewareRecordsChangesOnly(t *testing.T) {
-	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), 0)
+	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), audit.Options{})
 	r := mux.NewRouter()
 	r.Use(l.Middleware(func(*http.Request) (string, string) { return "carol", "session" }))
 	r.HandleFunc("/things/{id}", func(w http.ResponseWriter, req *http.Request) {
@@ -82,7 +85,7 @@ func TestMiddlewareRecordsChangesOnly(t *testing.T) {
 // TestMiddlewareRecordsReadsThatAskForIt: a GET whose handler marks its
 // note Read (the dashboard jump) is recorded; other reads are not.
 func TestMiddlewareRecordsReadsThatAskForIt(t *testing.T) {
-	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), 0)
+	l := audit.New(etcdtest.Client(t), slog.New(slog.DiscardHandler), prometheus.NewRegistry(), audit.Options{})
 	r := mux.NewRouter()
 	r.Use(l.Middleware(func(*http.Request) (string, string) { return "dave", "api-token" }))
 	r.HandleFunc("/clusters/{id}/dashboard", func(w http.ResponseWriter, req *http.Request) {
@@ -108,7 +111,7 @@ func TestMiddlewareRecordsReadsThatAskForIt(t *testing.T) {
 func TestRecordsExpireWithRetention(t *testing.T) {
 	cli := etcdtest.Client(t)
 	const retention = 48 * time.Hour
-	l := audit.New(cli, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), retention)
+	l := audit.New(cli, slog.New(slog.DiscardHandler), prometheus.NewRegistry(), audit.Options{Retention: retention})
 	for range 3 {
 		if err := l.Write(t.Context(), audit.Record{Actor: "u"}); err != nil {
 			t.Fatal(err)
@@ -134,4 +137,122 @@ func TestRecordsExpireWithRetention(t *testing.T) {
 			t.Fatalf("lease TTL %ds, want about %s", ttl.GrantedTTL, retention)
 		}
 	}
+}
+
+// TestSec03AuditCapsCallerInput: issue #11 finding 3: a failed login with a
+// 650 KB username stored the username whole in its audit record (20 of them
+// added 31 MB to etcd). Every field is now cut to MaxFieldBytes, the record
+// says so, and no input makes a stored record exceed MaxRecordBytes.
+func TestSec03AuditCapsCallerInput(t *testing.T) {
+	cli := etcdtest.Client(t)
+	reg := prometheus.NewRegistry()
+	l := audit.New(cli, slog.New(slog.DiscardHandler), reg, audit.Options{})
+	r := mux.NewRouter()
+	r.Use(l.Middleware(func(*http.Request) (string, string) { return "", "" }))
+	typed := strings.Repeat("x", 650_000)
+	r.HandleFunc("/login/{rest:.*}", func(w http.ResponseWriter, req *http.Request) {
+		// What the login handler notes: the typed username.
+		audit.Annotate(req.Context(), audit.Note{Actor: typed, Target: "user/" + typed})
+		w.WriteHeader(http.StatusUnauthorized)
+	}).Methods(http.MethodPost)
+	r.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/login/"+strings.Repeat("p", 5000), nil))
+	got, err := l.List(t.Context(), audit.Filter{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("%d records, want 1", len(got))
+	}
+	rec := got[0]
+	for name, v := range map[string]string{"actor": rec.Actor, "target": rec.Target, "path": rec.Path} {
+		if len(v) > audit.MaxFieldBytes || !strings.HasSuffix(v, "…") {
+			t.Errorf("%s is %d bytes (%.20q…), want at most %d ending in …", name, len(v), v, audit.MaxFieldBytes)
+		}
+	}
+	if !strings.HasPrefix(rec.Actor, "xxxx") || !strings.HasPrefix(rec.Path, "/login/pppp") || !rec.Truncated {
+		t.Errorf("record with actor %.20q…, path %.20q…, truncated %v: want the start of each field kept and truncated set", rec.Actor, rec.Path, rec.Truncated)
+	}
+	if n := gathered(t, reg, "ecp_audit_records_truncated_total"); n != 1 {
+		t.Errorf("ecp_audit_records_truncated_total = %v, want 1", n)
+	}
+
+	// The worst a caller can type: characters JSON escapes sixfold, in
+	// every field.
+	nasty := strings.Repeat("<\x01\xff\u2028\"", 10_000)
+	if err := l.Write(t.Context(), audit.Record{Actor: nasty, Via: nasty, Method: nasty, Route: nasty, Path: nasty,
+		Org: nasty, Project: nasty, Target: nasty, Remote: nasty, Status: 599}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cli.Get(t.Context(), audit.Prefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range resp.Kvs {
+		if len(kv.Value) > audit.MaxRecordBytes {
+			t.Errorf("record %s stored as %d bytes, want at most %d", kv.Key, len(kv.Value), audit.MaxRecordBytes)
+		}
+	}
+}
+
+// TestSec03AuditKeepsNewestWithinBudget: issue #11 finding 3: the audit log
+// was bounded by age only, so a flood of failed logins grew it for 90 days.
+// Beyond MaxRecords the oldest records go first.
+func TestSec03AuditKeepsNewestWithinBudget(t *testing.T) {
+	cli := etcdtest.Client(t)
+	reg := prometheus.NewRegistry()
+	l := audit.New(cli, slog.New(slog.DiscardHandler), reg, audit.Options{MaxRecords: 10})
+	for i := range 35 {
+		if err := l.Write(t.Context(), audit.Record{Actor: "u", Status: i}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 { // A second trim finds nothing to do.
+		if err := l.Trim(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := l.List(t.Context(), audit.Filter{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var statuses []int
+	for _, r := range got {
+		statuses = append(statuses, r.Status)
+	}
+	if want := []int{34, 33, 32, 31, 30, 29, 28, 27, 26, 25}; !slices.Equal(statuses, want) {
+		t.Fatalf("kept records with statuses %v, want the newest ten %v", statuses, want)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP ecp_audit_records Audit records in etcd when this replica last counted them against --audit.max-records.
+# TYPE ecp_audit_records gauge
+ecp_audit_records 10
+# HELP ecp_audit_records_trimmed_total Oldest audit records this replica removed to keep the log within --audit.max-records.
+# TYPE ecp_audit_records_trimmed_total counter
+ecp_audit_records_trimmed_total 25
+`), "ecp_audit_records", "ecp_audit_records_trimmed_total"); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Fatalf("metric lint: %v %v", problems, err)
+	}
+}
+
+// gathered is the value of the unlabelled metric name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			m := mf.GetMetric()[0]
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not found", name)
+	return 0
 }

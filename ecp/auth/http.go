@@ -120,7 +120,7 @@ func NewAPI(store *Store, authz Authorizer, reg prometheus.Registerer) *API {
 
 // Register mounts the routes on r (the /api/v1 router).
 func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
-	r.Handle("/login", a.Handle(api.login)).Methods(http.MethodPost)
+	r.Handle("/login", a.Handle(api.login, httpapi.BodyLimit(MaxLoginBodyBytes))).Methods(http.MethodPost)
 	r.Handle("/users", a.Handle(api.listUsers)).Methods(http.MethodGet)
 	r.Handle("/users", a.Handle(api.createUser)).Methods(http.MethodPost)
 	r.Handle("/users/{username}", a.Handle(api.deleteUser)).Methods(http.MethodDelete)
@@ -129,6 +129,10 @@ func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
 	r.Handle("/api-tokens", a.Handle(api.createToken)).Methods(http.MethodPost)
 	r.Handle("/api-tokens/{id}", a.Handle(api.deleteToken)).Methods(http.MethodDelete)
 }
+
+// MaxLoginBodyBytes bounds a login's body: a username and a password fit
+// many times over, and anyone may call it.
+const MaxLoginBodyBytes = 4 << 10
 
 type credentials struct {
 	Username string        `json:"username"`

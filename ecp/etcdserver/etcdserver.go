@@ -19,6 +19,11 @@ import (
 // DefaultStartTimeout bounds how long Start waits for the member to serve.
 const DefaultStartTimeout = 60 * time.Second
 
+// DefaultQuotaBackendBytes is the member's backend quota, set explicitly
+// rather than left to etcd: past it etcd raises the NOSPACE alarm and
+// refuses every write until space is freed and the alarm disarmed.
+const DefaultQuotaBackendBytes = 2 << 30
+
 // Options configure the embedded member.
 type Options struct {
 	// Dir holds the member's data; it survives restarts.
@@ -29,6 +34,9 @@ type Options struct {
 	ClientURL string
 	// StartTimeout bounds Start; DefaultStartTimeout when zero.
 	StartTimeout time.Duration
+	// QuotaBackendBytes is the backend quota; DefaultQuotaBackendBytes
+	// when zero.
+	QuotaBackendBytes int64
 }
 
 // Server is a running embedded etcd member.
@@ -45,6 +53,9 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (*Server, err
 	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = DefaultStartTimeout
+	}
+	if opts.QuotaBackendBytes == 0 {
+		opts.QuotaBackendBytes = DefaultQuotaBackendBytes
 	}
 	clientURL, err := url.Parse(opts.ClientURL)
 	if err != nil {
@@ -65,6 +76,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (*Server, err
 	// Keep history bounded: ecp's watches need minutes of it, not days.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
+	cfg.QuotaBackendBytes = opts.QuotaBackendBytes
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

@@ -25,8 +25,24 @@ import (
 	"github.com/ecpio/ecp/agentproto"
 )
 
-// MaxBodyBytes bounds every JSON request body ecp decodes.
-const MaxBodyBytes = 1 << 20
+// DefaultBodyLimit bounds the request body of every route that sets no
+// limit of its own (BodyLimit): an ordinary API call is a small JSON object,
+// and a body ecp never needs must not cost it memory, time or storage.
+const DefaultBodyLimit = 64 << 10
+
+// Option refines how Handle serves one route.
+type Option func(*route)
+
+type route struct {
+	bodyLimit int64
+}
+
+// BodyLimit sets the most bytes a route's request body may hold, in place
+// of DefaultBodyLimit: smaller for routes an anonymous caller reaches (the
+// login), larger for agent routes that carry batches.
+func BodyLimit(n int64) Option {
+	return func(r *route) { r.bodyLimit = n }
+}
 
 // Error is an error with an HTTP status, a stable code and, for invalid
 // input, the field it concerns. Its message is shown to the caller as is.
@@ -56,6 +72,7 @@ const (
 	CodeUnavailable   = "Unavailable"
 	CodeRateLimited   = agentproto.CodeRateLimited
 	CodeTooLarge      = "TooLarge"
+	CodeTimeout       = "Timeout"
 	CodeMethodInvalid = "MethodNotAllowed"
 )
 
@@ -116,11 +133,29 @@ func NewAdapter(logger *slog.Logger, reg prometheus.Registerer) *Adapter {
 
 // Handle adapts h: errors become the envelope, latency is observed under the
 // route's template (never the raw path, which would explode cardinality).
-func (a *Adapter) Handle(h HandlerFunc) http.Handler {
+// The request body is bounded by the route's limit (DefaultBodyLimit unless
+// BodyLimit says otherwise), whoever reads it: a body declared larger is
+// refused with 413 before h runs, and a longer one fails its reader with
+// *http.MaxBytesError, which WriteError answers with 413 too.
+func (a *Adapter) Handle(h HandlerFunc, opts ...Option) http.Handler {
+	rt := route{bodyLimit: DefaultBodyLimit}
+	for _, o := range opts {
+		o(&rt)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		if err := h(sw, r); err != nil {
+		var err error
+		if r.ContentLength > rt.bodyLimit {
+			err = &http.MaxBytesError{Limit: rt.bodyLimit}
+		} else {
+			// w, not sw: where w is net/http's own writer, it then closes
+			// the connection after the reply instead of reading the rest
+			// of an oversized body.
+			r.Body = http.MaxBytesReader(w, r.Body, rt.bodyLimit)
+			err = h(sw, r)
+		}
+		if err != nil {
 			a.WriteError(sw, r, err)
 		}
 		if sw.hijacked {
@@ -157,6 +192,9 @@ func RouteTemplate(r *http.Request) string {
 func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var apiErr *Error
 	if !errors.As(err, &apiErr) {
+		apiErr = bodyError(err)
+	}
+	if apiErr == nil {
 		a.logger.Error("request failed", "method", r.Method, "route", RouteTemplate(r), "err", err)
 		apiErr = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; the server log has the details"}
 	}
@@ -195,11 +233,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v) // The client went away; nothing useful to do.
 }
 
-// Decode reads r's JSON body into v, refusing unknown fields, trailing data
-// and bodies over MaxBodyBytes with a 400 that says which.
+// Decode reads r's JSON body into v, refusing unknown fields and trailing
+// data with a 400 that says which; Handle bounds the body (413 beyond the
+// route's limit) and its arrival (408 after the server's read timeout).
 func Decode(r *http.Request, v any) error {
-	body := http.MaxBytesReader(nil, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
+	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err)
@@ -210,12 +248,45 @@ func Decode(r *http.Request, v any) error {
 	return nil
 }
 
+// bodyError answers a failure to read the request body, whoever read it:
+// 413 naming the route's limit, or 408 when the body did not arrive within
+// the server's read timeout. Any other error is not about the body: nil.
+func bodyError(err error) *Error {
+	var (
+		maxErr *http.MaxBytesError
+		netErr net.Error
+	)
+	switch {
+	case errors.As(err, &maxErr):
+		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes, the limit of this route", maxErr.Limit)}
+	case errors.As(err, &netErr) && netErr.Timeout():
+		return &Error{Status: http.StatusRequestTimeout, Code: CodeTimeout, Message: "request body did not arrive within the server's read timeout"}
+	}
+	return nil
+}
+
+// ReadBody reads r's whole body, bounded as Handle bounds it, for a handler
+// that must look at the bytes before decoding them; a failure is answered
+// as Decode answers it.
+func ReadBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		if apiErr := bodyError(err); apiErr != nil {
+			return nil, apiErr
+		}
+		return nil, Invalid("", "cannot read the request body: %v", err)
+	}
+	return b, nil
+}
+
 func decodeError(err error) error {
 	var (
 		syntaxErr *json.SyntaxError
 		typeErr   *json.UnmarshalTypeError
-		maxErr    *http.MaxBytesError
 	)
+	if apiErr := bodyError(err); apiErr != nil {
+		return apiErr
+	}
 	switch {
 	case errors.Is(err, io.EOF):
 		return Invalid("", "request body is empty; a JSON object is required")
@@ -223,8 +294,6 @@ func decodeError(err error) error {
 		return Invalid("", "request body is not valid JSON: %v", err)
 	case errors.As(err, &typeErr):
 		return Invalid(typeErr.Field, "field %q must be a JSON %s", typeErr.Field, typeErr.Type.Kind())
-	case errors.As(err, &maxErr):
-		return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("request body is larger than %d bytes", maxErr.Limit)}
 	default:
 		// json reports unknown fields as `json: unknown field "x"`.
 		return Invalid("", "request body: %v", err)

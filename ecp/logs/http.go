@@ -195,9 +195,9 @@ func (a *API) handleTestReceiver(w http.ResponseWriter, r *http.Request) error {
 	}
 	cfg := a.current()
 	if r.ContentLength != 0 {
-		body, err := io.ReadAll(io.LimitReader(r.Body, httpapi.MaxBodyBytes))
+		body, err := httpapi.ReadBody(r)
 		if err != nil {
-			return httpapi.Invalid("", "cannot read the request body")
+			return err
 		}
 		if len(body) > 0 {
 			r.Body = io.NopCloser(bytes.NewReader(body))

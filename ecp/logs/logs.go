@@ -184,7 +184,7 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 // Register mounts the user routes on api (the /api/v1 router, behind user
 // authentication) and the agent route on root (absolute paths).
 func (a *API) Register(api, root *mux.Router, ad *httpapi.Adapter) {
-	root.Handle(agentproto.PathLogs, ad.Handle(a.handleIngest)).Methods(http.MethodPost)
+	root.Handle(agentproto.PathLogs, ad.Handle(a.handleIngest, httpapi.BodyLimit(a.opts.MaxBatchBytes))).Methods(http.MethodPost)
 	api.Handle("/system/log-receiver", ad.Handle(a.handleGetReceiver)).Methods(http.MethodGet)
 	api.Handle("/system/log-receiver", ad.Handle(a.handlePutReceiver)).Methods(http.MethodPut)
 	api.Handle("/system/log-receiver/test", ad.Handle(a.handleTestReceiver)).Methods(http.MethodPost)

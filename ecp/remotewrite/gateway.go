@@ -248,7 +248,7 @@ func (g *Gateway) QueueLength() int {
 // Register mounts POST agentproto.PathWrite on r (the root router: the
 // route authenticates agents itself).
 func (g *Gateway) Register(r *mux.Router, a *httpapi.Adapter) {
-	r.Handle(agentproto.PathWrite, a.Handle(g.handleWrite)).Methods(http.MethodPost)
+	r.Handle(agentproto.PathWrite, a.Handle(g.handleWrite, httpapi.BodyLimit(int64(g.opts.MaxBodyBytes)))).Methods(http.MethodPost)
 }
 
 func (g *Gateway) handleWrite(w http.ResponseWriter, r *http.Request) error {
