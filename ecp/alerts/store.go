@@ -14,6 +14,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -21,7 +22,7 @@ import (
 //
 //	/ecp/alerts/settings/<project>          alerting.Settings plus updatedAt
 //	/ecp/alerts/status                      the leader's last apply (applyStatus)
-//	/ecp/alerts/webhook-token               bearer token Alertmanager sends ecp
+//	/ecp/alerts/webhook-token               bearer token Alertmanager sends ecp, sealed
 //	/ecp/alerts/active/<project>/<id>       a firing alert (Alert)
 //	/ecp/alerts/history/<project>/<id>      an ended alert, on a retention lease
 //	/ecp/alerts/ids/<id>                    the project of alert id, for DELETE
@@ -108,15 +109,16 @@ type applyStatus struct {
 }
 
 // WebhookToken returns the bearer token Alertmanager sends to ecp's webhook,
-// creating it on first use. Every replica reads the same one.
-func WebhookToken(ctx context.Context, cli *clientv3.Client) (secret.String, error) {
+// creating it on first use. Every replica reads the same one. It is stored
+// sealed with key; a token an older ecp stored in clear is sealed here.
+func WebhookToken(ctx context.Context, cli *clientv3.Client, key *seal.Key) (secret.String, error) {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms.
 	fresh := "ecpam_" + base64.RawURLEncoding.EncodeToString(b)
 	cctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
 	resp, err := cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(tokenKey), "=", 0)).
-		Then(clientv3.OpPut(tokenKey, fresh)).Else(clientv3.OpGet(tokenKey)).Commit()
+		Then(clientv3.OpPut(tokenKey, key.Seal(tokenKey, []byte(fresh)))).Else(clientv3.OpGet(tokenKey)).Commit()
 	if err != nil {
 		return "", fmt.Errorf("load alertmanager webhook token: %w", err)
 	}
@@ -127,7 +129,18 @@ func WebhookToken(ctx context.Context, cli *clientv3.Client) (secret.String, err
 	if len(kvs) == 0 || len(kvs[0].Value) == 0 {
 		return "", errors.New("load alertmanager webhook token: stored token is empty")
 	}
-	return secret.String(kvs[0].Value), nil
+	token, sealed, err := key.Open(tokenKey, kvs[0].Value)
+	if err != nil {
+		return "", fmt.Errorf("load alertmanager webhook token: %w", err)
+	}
+	if !sealed {
+		// Only if unchanged: a concurrent replica sealing it wins.
+		if _, err := cli.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(tokenKey), "=", kvs[0].ModRevision)).
+			Then(clientv3.OpPut(tokenKey, key.Seal(tokenKey, token))).Commit(); err != nil {
+			return "", fmt.Errorf("seal alertmanager webhook token: %w", err)
+		}
+	}
+	return secret.String(token), nil
 }
 
 // leases hands out one lease per hour of history records, each living
