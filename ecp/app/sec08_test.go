@@ -10,6 +10,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/ecpio/ecp/ecp/alerts"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/seal"
 )
 
@@ -93,4 +95,61 @@ func TestSec08ReplicaWithAnotherKeyRefusesToStart(t *testing.T) {
 	opts.SecretsKeyFile = filepath.Join(first.app.opts.DataDir, seal.DefaultKeyFile)
 	second := start(t, opts)
 	second.must(200, "GET", "/api/v1/licence", second.login("admin", testAdminPassword), nil)
+}
+
+// TestSecretsStoredInClearBeforeSealingAreSealedAtStart: an etcd written
+// by an ecp that did not seal yet keeps working, and its secrets are
+// sealed by the first start of this one.
+func TestSecretsStoredInClearBeforeSealingAreSealedAtStart(t *testing.T) {
+	const (
+		token    = "ecpam_written-in-clear-by-an-older-ecp"
+		password = "older-password-in-clear"
+	)
+	var (
+		mu   sync.Mutex
+		seen []string
+	)
+	vl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pw, ok := r.BasicAuth(); ok {
+			mu.Lock()
+			seen = append(seen, pw)
+			mu.Unlock()
+		}
+		w.Header().Set("X-Elastic-Product", "Elasticsearch")
+		_, _ = w.Write([]byte(`{"version":{"number":"8.9.0"}}`))
+	}))
+	t.Cleanup(vl.Close)
+	srv := etcdtest.Start(t)
+	cli := etcdtest.ClientOf(t, srv)
+	legacy := map[string]string{
+		"/ecp/alerts/webhook-token": token,
+		"/ecp/logs/receiver":        `{"type":"victorialogs","url":"` + vl.URL + `","username":"ecp","password":"` + password + `"}`,
+	}
+	for k, v := range legacy {
+		if _, err := cli.Put(t.Context(), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := testOptions(t)
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
+	h := start(t, opts)
+	for k, clear := range legacy {
+		resp, err := cli.Get(t.Context(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := string(resp.Kvs[0].Value); v == clear || strings.Contains(v, password) || strings.Contains(v, token) {
+			t.Errorf("%s is still in clear after a start: %s", k, v)
+		}
+	}
+	got, err := alerts.WebhookToken(t.Context(), h.app.EtcdClient(), h.app.SecretsKey())
+	if err != nil || got.Reveal() != token {
+		t.Fatalf("webhook token after sealing: %v; want the one stored in clear", err)
+	}
+	h.must(200, "POST", "/api/v1/system/log-receiver/test", h.login("admin", testAdminPassword), nil)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) == 0 || seen[len(seen)-1] != password {
+		t.Fatalf("the log store got passwords %q, want the one stored in clear", seen)
+	}
 }
