@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -20,7 +21,7 @@ import (
 
 // Keys this package owns in etcd.
 //
-//	/ecp/alerts/settings/<project>          alerting.Settings plus updatedAt
+//	/ecp/alerts/settings/<project>          alerting.Settings plus updatedAt, sealed
 //	/ecp/alerts/status                      the leader's last apply (applyStatus)
 //	/ecp/alerts/webhook-token               bearer token Alertmanager sends ecp, sealed
 //	/ecp/alerts/active/<project>/<id>       a firing alert (Alert)
@@ -91,6 +92,47 @@ type storedSettings struct {
 	alerting.Settings
 	UpdatedAt time.Time `json:"updatedAt"`
 	UpdatedBy string    `json:"updatedBy,omitempty"`
+}
+
+// sealSettings encodes a project's settings record sealed: its webhook URLs
+// may carry credentials (a Slack-style URL is one; Alertmanager treats
+// webhook URLs as secrets too).
+func (s *Service) sealSettings(project string, rec storedSettings) (string, error) {
+	val, err := kv.Encode(settingsPrefix+project, rec)
+	if err != nil {
+		return "", err
+	}
+	return s.opts.Seal.Seal(settingsPrefix+project, []byte(val)), nil
+}
+
+// openSettings decodes a stored settings record; one an older ecp stored in
+// clear is read as it is and sealed by its next save.
+func (s *Service) openSettings(key string, value []byte) (storedSettings, error) {
+	var rec storedSettings
+	b, _, err := s.opts.Seal.Open(key, value)
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return rec, nil
+}
+
+// loadSettings reads project's settings record and its mod revision;
+// kv.ErrNotFound when none was saved.
+func (s *Service) loadSettings(ctx context.Context, project string) (storedSettings, int64, error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, settingsPrefix+project)
+	if err != nil {
+		return storedSettings{}, 0, fmt.Errorf("get %s: %w", settingsPrefix+project, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return storedSettings{}, 0, kv.ErrNotFound
+	}
+	rec, err := s.openSettings(settingsPrefix+project, resp.Kvs[0].Value)
+	return rec, resp.Kvs[0].ModRevision, err
 }
 
 // applyStatus is the leader's last apply, shown by every replica.

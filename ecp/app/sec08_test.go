@@ -17,7 +17,7 @@ import (
 
 // TestSec08SecretsAreSealedInEtcd: issue #11 finding 8: a local etcd
 // client read the Alertmanager webhook bearer token and the log receiver's
-// password in clear. Whoever reads etcd's values (a backup, a snapshot, a
+// password in clear (and a project's webhook URLs, which may carry one). Whoever reads etcd's values (a backup, a snapshot, a
 // process past etcd's TLS) must see neither; ecp itself, restarted on the
 // same data directory, still uses both.
 func TestSec08SecretsAreSealedInEtcd(t *testing.T) {
@@ -42,6 +42,15 @@ func TestSec08SecretsAreSealedInEtcd(t *testing.T) {
 	admin := h.login("admin", testAdminPassword)
 	h.must(200, "PUT", "/api/v1/system/log-receiver", admin, map[string]any{
 		"type": "victorialogs", "url": vl.URL, "username": "ecp", "password": password})
+	// A webhook URL may carry its credential (as Slack's do).
+	const hookSecret = "B0000000/XXXXhooksecret"
+	_, project := setupProject(t, h)
+	h.must(200, "PUT", "/api/v1/projects/"+project+"/alert-settings", admin, map[string]any{
+		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "warning",
+		"webhooks": []map[string]string{{"url": "https://203.0.113.7/services/T0000000/" + hookSecret}}})
+	if body := string(h.must(200, "GET", "/api/v1/projects/"+project+"/alert-settings", admin, nil).body); !strings.Contains(body, hookSecret) {
+		t.Fatalf("the project's admin no longer sees the webhook URL: %s", body)
+	}
 
 	resp, err := h.app.EtcdClient().Get(t.Context(), "/", clientv3.WithPrefix())
 	if err != nil {
@@ -52,6 +61,9 @@ func TestSec08SecretsAreSealedInEtcd(t *testing.T) {
 		k, v := string(kv.Key), string(kv.Value)
 		if strings.Contains(v, password) {
 			t.Errorf("etcd key %s holds the log receiver's password in clear: %s", k, v)
+		}
+		if strings.Contains(v, hookSecret) {
+			t.Errorf("etcd key %s holds a webhook URL's credential in clear: %s", k, v)
 		}
 		// Every webhook token starts so (alerts.WebhookToken).
 		if strings.Contains(v, "ecpam_") {
