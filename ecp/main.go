@@ -64,6 +64,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("data.dir", "Directory of the embedded etcd's data (unused with --etcd.endpoints).").Default(app.DefaultDataDir).StringVar(&opts.DataDir)
 	serve.Flag("etcd.endpoints", "Comma-separated client URLs of an external etcd cluster; without them ecp embeds a single etcd member in --data.dir.").StringVar(&endpoints)
 	serve.Flag("etcd.quota-backend-bytes", "Backend quota of the embedded etcd member in bytes (unused with --etcd.endpoints); past it etcd raises NOSPACE and refuses writes, shown in ecp_etcd_alarm and /-/ready.").Default(fmt.Sprint(app.DefaultEtcdQuotaBackendBytes)).Int64Var(&opts.EtcdQuotaBackendBytes)
+	serve.Flag("etcd.tls.ca-file", "PEM CA bundle that verifies the external etcd's server certificates (https:// endpoints); the system's roots when empty.").StringVar(&opts.EtcdTLS.CAFile)
+	serve.Flag("etcd.tls.cert-file", "PEM client certificate ecp presents to the external etcd (with --etcd.tls.key-file).").StringVar(&opts.EtcdTLS.CertFile)
+	serve.Flag("etcd.tls.key-file", "PEM private key of --etcd.tls.cert-file.").StringVar(&opts.EtcdTLS.KeyFile)
+	serve.Flag("secrets.key-file", "File holding the key (32 bytes, base64) that seals the secrets ecp stores in etcd; created (mode 0600) on first start when missing. Default: <--data.dir>/secrets.key. Replicas sharing an etcd need the same file.").StringVar(&opts.SecretsKeyFile)
 	serve.Flag("config.file", "YAML configuration file (licence.totalConnections, licence.maxPerCluster, registration.tokenTTL); what it sets overrides the flags, and POST /-/reload or SIGHUP re-reads it.").StringVar(&opts.ConfigFile)
 	serve.Flag("licence.total-connections", "Total connection quota ecp may split between clusters.").Default(fmt.Sprint(opts.Licence.TotalConnections)).IntVar(&opts.Licence.TotalConnections)
 	serve.Flag("licence.max-per-cluster", "Most connections one cluster may be given.").Default(fmt.Sprint(opts.Licence.MaxPerCluster)).IntVar(&opts.Licence.MaxPerCluster)
@@ -144,6 +148,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 	}
+	if !opts.EtcdTLS.IsZero() && len(opts.EtcdEndpoints) == 0 {
+		_, _ = fmt.Fprintln(stderr, "ecp: --etcd.tls.* are for --etcd.endpoints; the embedded etcd makes its own certificates in --data.dir (try ecp serve --help)")
+		return exitUsage
+	}
 	if u := os.Getenv("ECP_ADMIN_USERNAME"); u != "" {
 		opts.AdminUsername = u
 	}
@@ -199,6 +207,8 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--agent.report-interval must be at least 1s (agents are told whole seconds); got %s", opts.ReportInterval)
 	case opts.RegistrationTokenTTL <= 0:
 		return fmt.Errorf("--registration.token-ttl must be positive; got %s", opts.RegistrationTokenTTL)
+	case (opts.EtcdTLS.CertFile == "") != (opts.EtcdTLS.KeyFile == ""):
+		return errors.New("--etcd.tls.cert-file and --etcd.tls.key-file go together: give both or neither")
 	}
 	if err := opts.Alerts.Validate(); err != nil {
 		return err

@@ -61,9 +61,11 @@ func main() { os.Exit(run()) }
 
 // setup is what the server tells the load generator once it is ready.
 type setup struct {
-	URLs   []string `json:"urls"`
-	Etcd   string   `json:"etcd"`
-	Tokens []string `json:"tokens"`
+	URLs []string `json:"urls"`
+	Etcd string   `json:"etcd"`
+	// EtcdTLS is the client certificate the embedded member demands.
+	EtcdTLS etcdserver.TLSFiles `json:"etcdTls"`
+	Tokens  []string            `json:"tokens"`
 }
 
 type config struct {
@@ -155,7 +157,7 @@ func serveCtx(ctx context.Context, n, replicas int, interval time.Duration, logg
 		return err
 	}
 	defer srv.Close()
-	cli, err := etcdserver.NewClient([]string{srv.Endpoint()})
+	cli, err := etcdserver.NewClient([]string{srv.Endpoint()}, srv.ClientTLS())
 	if err != nil {
 		return err
 	}
@@ -168,7 +170,7 @@ func serveCtx(ctx context.Context, n, replicas int, interval time.Duration, logg
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for i := range replicas {
-		rcli, err := etcdserver.NewClient([]string{srv.Endpoint()})
+		rcli, err := etcdserver.NewClient([]string{srv.Endpoint()}, srv.ClientTLS())
 		if err != nil {
 			return err
 		}
@@ -229,7 +231,7 @@ func serveCtx(ctx context.Context, n, replicas int, interval time.Duration, logg
 	}); err != nil {
 		return err
 	}
-	if err := json.NewEncoder(os.Stdout).Encode(setup{URLs: urls, Etcd: srv.Endpoint(), Tokens: tokens}); err != nil {
+	if err := json.NewEncoder(os.Stdout).Encode(setup{URLs: urls, Etcd: srv.Endpoint(), EtcdTLS: srv.ClientTLS(), Tokens: tokens}); err != nil {
 		return fmt.Errorf("write setup: %w", err)
 	}
 	<-ctx.Done()
@@ -338,7 +340,7 @@ func drive(ctx context.Context, cfg config) error {
 	}
 	fmt.Printf("server pid %d ready with %d cluster specs and tokens in %s\n", cmd.Process.Pid, len(su.Tokens), time.Since(t0).Round(time.Millisecond))
 
-	etcd, err := etcdserver.NewClient([]string{su.Etcd})
+	etcd, err := etcdserver.NewClient([]string{su.Etcd}, su.EtcdTLS)
 	if err != nil {
 		return err
 	}

@@ -55,6 +55,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/secret"
 )
@@ -148,6 +149,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Seal seals the webhook token in etcd. Required.
+	Seal *seal.Key
 }
 
 // Service serves the routes and runs the leader's loop.
@@ -175,6 +178,9 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 	if opts.ExternalURL == "" {
 		return nil, errors.New("alerts: Options.ExternalURL is required")
 	}
+	if opts.Seal == nil {
+		return nil, errors.New("alerts: Options.Seal is required")
+	}
 	if opts.HistoryRetention == 0 {
 		opts.HistoryRetention = DefaultHistoryRetention
 	}
@@ -197,7 +203,7 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 		s.client = http.DefaultClient
 	}
 	var err error
-	if s.token, err = WebhookToken(ctx, cli); err != nil {
+	if s.token, err = WebhookToken(ctx, cli, opts.Seal); err != nil {
 		return nil, err
 	}
 	s.history = &leases{cli: cli, ttl: opts.HistoryRetention + time.Hour}

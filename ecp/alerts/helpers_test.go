@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -26,6 +28,8 @@ type world struct {
 	cli              *clientv3.Client
 	authz            *tenancy.Authorizer
 	project, foreign tenancy.Project
+	// seal is the key every service of the world shares, as replicas do.
+	seal *seal.Key
 }
 
 func newWorld(t testing.TB, cli *clientv3.Client) *world {
@@ -37,6 +41,9 @@ func newWorld(t testing.TB, cli *clientv3.Client) *world {
 		t.Fatal(err)
 	}
 	w := &world{cli: cli, authz: tenancy.NewAuthorizer(store)}
+	if w.seal, err = seal.LoadOrCreate(filepath.Join(t.TempDir(), seal.DefaultKeyFile)); err != nil {
+		t.Fatal(err)
+	}
 	if w.project, err = store.CreateProject(ctx, org.ID, "plant"); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +97,9 @@ func newService(t testing.TB, w *world, o Options) *api {
 	}
 	if o.HistoryRetention == 0 {
 		o.HistoryRetention = DefaultHistoryRetention
+	}
+	if o.Seal == nil {
+		o.Seal = w.seal
 	}
 	svc, err := New(t.Context(), o, w.cli, w.authz, slog.New(slog.DiscardHandler), reg)
 	if err != nil {

@@ -96,8 +96,7 @@ func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Service) settingsReply(ctx context.Context, project string) (SettingsReply, error) {
-	var st storedSettings
-	rev, err := kv.Get(ctx, s.cli, settingsPrefix+project, &st)
+	st, rev, err := s.loadSettings(ctx, project)
 	reply := SettingsReply{Settings: alerting.DefaultSettings()}
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
@@ -173,7 +172,7 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) error {
 	if pr := auth.PrincipalFrom(r.Context()); pr != nil {
 		rec.UpdatedBy = pr.Username
 	}
-	val, err := kv.Encode(settingsPrefix+p.ID, rec)
+	val, err := s.sealSettings(p.ID, rec)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package alerts
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -108,9 +107,9 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 	projects := map[string]alerting.Settings{}
 	st := applyStatus{Configured: s.alerting != nil, Leader: s.opts.ReplicaID, Revision: resp.Header.Revision, AppliedAt: s.opts.Now().UTC(), OK: true}
 	for _, item := range resp.Kvs {
-		var rec storedSettings
-		if err := json.Unmarshal(item.Value, &rec); err != nil {
-			return fmt.Errorf("decode %s: %w", item.Key, err)
+		rec, err := s.openSettings(string(item.Key), item.Value)
+		if err != nil {
+			return err
 		}
 		id := strings.TrimPrefix(string(item.Key), settingsPrefix)
 		projects[id] = rec.Settings

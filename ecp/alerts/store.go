@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -14,14 +15,15 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
 // Keys this package owns in etcd.
 //
-//	/ecp/alerts/settings/<project>          alerting.Settings plus updatedAt
+//	/ecp/alerts/settings/<project>          alerting.Settings plus updatedAt, sealed
 //	/ecp/alerts/status                      the leader's last apply (applyStatus)
-//	/ecp/alerts/webhook-token               bearer token Alertmanager sends ecp
+//	/ecp/alerts/webhook-token               bearer token Alertmanager sends ecp, sealed
 //	/ecp/alerts/active/<project>/<id>       a firing alert (Alert)
 //	/ecp/alerts/history/<project>/<id>      an ended alert, on a retention lease
 //	/ecp/alerts/ids/<id>                    the project of alert id, for DELETE
@@ -92,6 +94,47 @@ type storedSettings struct {
 	UpdatedBy string    `json:"updatedBy,omitempty"`
 }
 
+// sealSettings encodes a project's settings record sealed: its webhook URLs
+// may carry credentials (a Slack-style URL is one; Alertmanager treats
+// webhook URLs as secrets too).
+func (s *Service) sealSettings(project string, rec storedSettings) (string, error) {
+	val, err := kv.Encode(settingsPrefix+project, rec)
+	if err != nil {
+		return "", err
+	}
+	return s.opts.Seal.Seal(settingsPrefix+project, []byte(val)), nil
+}
+
+// openSettings decodes a stored settings record; one an older ecp stored in
+// clear is read as it is and sealed by its next save.
+func (s *Service) openSettings(key string, value []byte) (storedSettings, error) {
+	var rec storedSettings
+	b, _, err := s.opts.Seal.Open(key, value)
+	if err != nil {
+		return rec, err
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		return rec, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return rec, nil
+}
+
+// loadSettings reads project's settings record and its mod revision;
+// kv.ErrNotFound when none was saved.
+func (s *Service) loadSettings(ctx context.Context, project string) (storedSettings, int64, error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, settingsPrefix+project)
+	if err != nil {
+		return storedSettings{}, 0, fmt.Errorf("get %s: %w", settingsPrefix+project, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return storedSettings{}, 0, kv.ErrNotFound
+	}
+	rec, err := s.openSettings(settingsPrefix+project, resp.Kvs[0].Value)
+	return rec, resp.Kvs[0].ModRevision, err
+}
+
 // applyStatus is the leader's last apply, shown by every replica.
 type applyStatus struct {
 	Configured bool   `json:"configured"`
@@ -108,15 +151,16 @@ type applyStatus struct {
 }
 
 // WebhookToken returns the bearer token Alertmanager sends to ecp's webhook,
-// creating it on first use. Every replica reads the same one.
-func WebhookToken(ctx context.Context, cli *clientv3.Client) (secret.String, error) {
+// creating it on first use. Every replica reads the same one. It is stored
+// sealed with key; a token an older ecp stored in clear is sealed here.
+func WebhookToken(ctx context.Context, cli *clientv3.Client, key *seal.Key) (secret.String, error) {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms.
 	fresh := "ecpam_" + base64.RawURLEncoding.EncodeToString(b)
 	cctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
 	resp, err := cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(tokenKey), "=", 0)).
-		Then(clientv3.OpPut(tokenKey, fresh)).Else(clientv3.OpGet(tokenKey)).Commit()
+		Then(clientv3.OpPut(tokenKey, key.Seal(tokenKey, []byte(fresh)))).Else(clientv3.OpGet(tokenKey)).Commit()
 	if err != nil {
 		return "", fmt.Errorf("load alertmanager webhook token: %w", err)
 	}
@@ -127,7 +171,18 @@ func WebhookToken(ctx context.Context, cli *clientv3.Client) (secret.String, err
 	if len(kvs) == 0 || len(kvs[0].Value) == 0 {
 		return "", errors.New("load alertmanager webhook token: stored token is empty")
 	}
-	return secret.String(kvs[0].Value), nil
+	token, sealed, err := key.Open(tokenKey, kvs[0].Value)
+	if err != nil {
+		return "", fmt.Errorf("load alertmanager webhook token: %w", err)
+	}
+	if !sealed {
+		// Only if unchanged: a concurrent replica sealing it wins.
+		if _, err := cli.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(tokenKey), "=", kvs[0].ModRevision)).
+			Then(clientv3.OpPut(tokenKey, key.Seal(tokenKey, token))).Commit(); err != nil {
+			return "", fmt.Errorf("seal alertmanager webhook token: %w", err)
+		}
+	}
+	return secret.String(token), nil
 }
 
 // leases hands out one lease per hour of history records, each living

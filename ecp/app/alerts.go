@@ -16,6 +16,7 @@ func (a *App) buildAlerts(ctx context.Context, env Env) error {
 		Config:      a.opts.Alerts,
 		ExternalURL: a.opts.ExternalURL,
 		Interval:    a.opts.ReportInterval,
+		Seal:        a.sealKey,
 	}
 	svc, err := alerts.New(ctx, o, a.cli, a.authz, a.logger.With("component", "alerts"), a.reg)
 	if err != nil {

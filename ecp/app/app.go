@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -37,6 +38,7 @@ import (
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/version"
 )
@@ -51,6 +53,9 @@ type App struct {
 	cli  *clientv3.Client
 	ln   net.Listener
 	srv  *http.Server
+
+	// sealKey seals the secrets stored in etcd.
+	sealKey *seal.Key
 
 	router   *mux.Router
 	adapter  *httpapi.Adapter
@@ -120,20 +125,30 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 			return nil, err
 		}
 	}
+	keyFile := opts.SecretsKeyFile
+	if keyFile == "" {
+		keyFile = filepath.Join(opts.DataDir, seal.DefaultKeyFile)
+	}
+	if a.sealKey, err = seal.LoadOrCreate(keyFile); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), etcdserver.DefaultStartTimeout)
 	defer cancel()
-	endpoints := opts.EtcdEndpoints
+	endpoints, etcdTLS := opts.EtcdEndpoints, opts.EtcdTLS
 	if len(endpoints) == 0 {
 		a.etcd, err = etcdserver.Start(ctx, etcdserver.Options{Dir: opts.DataDir, QuotaBackendBytes: opts.EtcdQuotaBackendBytes}, logger.With("component", "etcd"))
 		if err != nil {
 			return nil, err
 		}
-		endpoints = []string{a.etcd.Endpoint()}
+		endpoints, etcdTLS = []string{a.etcd.Endpoint()}, a.etcd.ClientTLS()
 	}
-	if a.cli, err = etcdserver.NewClient(endpoints); err != nil {
+	if a.cli, err = etcdserver.NewClient(endpoints, etcdTLS); err != nil {
 		return nil, err
 	}
 	if err := a.checkEtcd(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.sealKey.Verify(ctx, a.cli); err != nil {
 		return nil, err
 	}
 	var lc net.ListenConfig
@@ -434,6 +449,18 @@ func (a *App) EtcdEndpoint() string {
 	}
 	return a.etcd.Endpoint()
 }
+
+// EtcdTLS names the embedded etcd's CA and client certificate files (zero
+// with external etcd), which another replica sharing it needs.
+func (a *App) EtcdTLS() etcdserver.TLSFiles {
+	if a.etcd == nil {
+		return etcdserver.TLSFiles{}
+	}
+	return a.etcd.ClientTLS()
+}
+
+// SecretsKey is the key sealing the secrets this replica stores in etcd.
+func (a *App) SecretsKey() *seal.Key { return a.sealKey }
 
 // Reload re-reads the configuration file; without one it does nothing. A
 // failed reload keeps the configuration in force.

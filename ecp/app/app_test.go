@@ -317,7 +317,7 @@ func TestListsShowOnlyWhatTheCallerMaySee(t *testing.T) {
 func TestConcurrentMaxConnectionsAcrossReplicas(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	opts.Licence = quota.Licence{TotalConnections: 1000, MaxPerCluster: 300}
 	h1 := start(t, opts)
 	h2 := start(t, opts)
@@ -375,7 +375,7 @@ func TestConcurrentMaxConnectionsAcrossReplicas(t *testing.T) {
 func TestReplicaSharesState(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	// Both replicas run the real agent side (each with its own election
 	// and watch) to prove they coexist on one etcd.
 	h1, h2 := startReal(t, opts), startReal(t, opts)
@@ -583,7 +583,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 func TestStoredSecretsAreHashes(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	h := start(t, opts)
 	admin, _ := setupProject(t, h)
 	var tok struct{ Token string }
@@ -698,7 +698,7 @@ func TestLoginThrottled(t *testing.T) {
 func TestNotReadyWhileEtcdIsDown(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	opts.EtcdProbeInterval = 20 * time.Millisecond
 	opts.ShutdownTimeout = time.Second
 	h := start(t, opts)

@@ -24,7 +24,7 @@ func registerAgent(h *harness, token string) reply {
 func TestRegistrationThroughFleet(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
 	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))

@@ -25,7 +25,9 @@ func (a *App) buildLogs(ctx context.Context, env Env) error {
 	if f, ok := a.fleet.(agentAuthenticator); ok {
 		authn = f.AuthenticateAgent
 	}
-	svc, err := logs.New(ctx, logs.DefaultOptions(), a.cli, a.authz, authn, a.logger.With("component", "logs"), a.reg)
+	lo := logs.DefaultOptions()
+	lo.Seal = a.sealKey
+	svc, err := logs.New(ctx, lo, a.cli, a.authz, authn, a.logger.With("component", "logs"), a.reg)
 	if err != nil {
 		return err
 	}

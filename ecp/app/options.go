@@ -63,6 +63,13 @@ type Options struct {
 	DataDir string
 	// EtcdEndpoints, when set, are used instead of the embedded etcd.
 	EtcdEndpoints []string
+	// EtcdTLS is the CA and client certificate for EtcdEndpoints
+	// (--etcd.tls.*); the embedded etcd uses its own (App.EtcdTLS).
+	EtcdTLS etcdserver.TLSFiles
+	// SecretsKeyFile holds the key that seals secrets stored in etcd
+	// (--secrets.key-file); <DataDir>/secrets.key, created on first start,
+	// when empty. Replicas sharing an etcd need the same key.
+	SecretsKeyFile string
 	// ConfigFile is an optional YAML file (see Config); its settings
 	// override Licence and RegistrationTokenTTL, and POST /-/reload (or
 	// SIGHUP) re-reads it.
@@ -157,6 +164,10 @@ func (o Options) validate() error {
 		return errors.New("ecp/app: Options.ListenAddress is required")
 	case o.DataDir == "" && len(o.EtcdEndpoints) == 0:
 		return errors.New("ecp/app: Options.DataDir is required when no etcd endpoints are given")
+	case o.DataDir == "" && o.SecretsKeyFile == "":
+		return errors.New("ecp/app: Options.SecretsKeyFile or Options.DataDir (for its default) is required")
+	case len(o.EtcdEndpoints) == 0 && !o.EtcdTLS.IsZero():
+		return errors.New("ecp/app: Options.EtcdTLS is for external etcd endpoints; the embedded etcd makes its own certificates")
 	case o.RegistrationTokenTTL <= 0:
 		return fmt.Errorf("ecp/app: Options.RegistrationTokenTTL must be positive, got %s", o.RegistrationTokenTTL)
 	case o.ReportInterval < time.Second:

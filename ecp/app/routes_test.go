@@ -294,7 +294,7 @@ func routeTable() map[string]routeCase {
 	}, o, f)
 	o, f = change(204)
 	add("DELETE /api/v1/alerts/{id}", func(w *tenants, _ int, foreign bool) call {
-		token, err := alerts.WebhookToken(context.Background(), w.h.app.EtcdClient())
+		token, err := alerts.WebhookToken(context.Background(), w.h.app.EtcdClient(), w.h.app.SecretsKey())
 		if err != nil {
 			w.h.t.Fatal(err)
 		}

@@ -1,5 +1,10 @@
 // Package etcdserver runs the single-member etcd that ecp embeds when no
 // external etcd endpoints are given, and gives tests the same real etcd.
+//
+// The member serves only ecp: it listens on 127.0.0.1 with mutual TLS
+// (certificates made in its data directory on first start, see TLSDir),
+// so a local process that can reach the port but not read the data
+// directory can neither read ecp's records nor write them.
 package etcdserver
 
 import (
@@ -8,9 +13,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -26,12 +34,9 @@ const DefaultQuotaBackendBytes = 2 << 30
 
 // Options configure the embedded member.
 type Options struct {
-	// Dir holds the member's data; it survives restarts.
+	// Dir holds the member's data and, in Dir/TLSDir, its certificates;
+	// both survive restarts.
 	Dir string
-	// ClientURL is where the member serves clients. The default,
-	// http://127.0.0.1:0, picks a free loopback port; Server.Endpoint says
-	// which, so another ecp replica can share this member.
-	ClientURL string
 	// StartTimeout bounds Start; DefaultStartTimeout when zero.
 	StartTimeout time.Duration
 	// QuotaBackendBytes is the backend quota; DefaultQuotaBackendBytes
@@ -43,33 +48,47 @@ type Options struct {
 type Server struct {
 	etcd      *embed.Etcd
 	endpoint  string
+	certs     memberCerts
 	closeOnce sync.Once
 }
 
+// loopback is where the member listens, client and peer port alike; port 0
+// picks a free one (Server.Endpoint says which).
+const loopback = "https://127.0.0.1:0"
+
 // Start starts the member and waits until it serves.
 func Start(ctx context.Context, opts Options, logger *slog.Logger) (*Server, error) {
-	if opts.ClientURL == "" {
-		opts.ClientURL = "http://127.0.0.1:0"
-	}
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = DefaultStartTimeout
 	}
 	if opts.QuotaBackendBytes == 0 {
 		opts.QuotaBackendBytes = DefaultQuotaBackendBytes
 	}
-	clientURL, err := url.Parse(opts.ClientURL)
-	if err != nil {
-		return nil, fmt.Errorf("parse etcd client URL %q: %w", opts.ClientURL, err)
+	if opts.Dir == "" {
+		return nil, errors.New("embedded etcd: Options.Dir is required")
 	}
-	peerURL, _ := url.Parse("http://127.0.0.1:0")
+	certs, err := ensureCerts(filepath.Join(opts.Dir, TLSDir), time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd certificates in %s: %w", filepath.Join(opts.Dir, TLSDir), err)
+	}
+	listen, _ := url.Parse(loopback)
 
 	cfg := embed.NewConfig()
 	cfg.Name = "ecp"
 	cfg.Dir = opts.Dir
-	cfg.ListenClientUrls = []url.URL{*clientURL}
-	cfg.AdvertiseClientUrls = []url.URL{*clientURL}
-	cfg.ListenPeerUrls = []url.URL{*peerURL}
-	cfg.AdvertisePeerUrls = []url.URL{*peerURL}
+	cfg.ListenClientUrls = []url.URL{*listen}
+	cfg.AdvertiseClientUrls = []url.URL{*listen}
+	// A single member has no peers, but etcd needs a peer listener; it gets
+	// the same mutual TLS, so it answers nobody either.
+	cfg.ListenPeerUrls = []url.URL{*listen}
+	cfg.AdvertisePeerUrls = []url.URL{*listen}
+	tlsInfo := transport.TLSInfo{
+		CertFile:       certs.path(serverCertFile),
+		KeyFile:        certs.path(serverKeyFile),
+		TrustedCAFile:  certs.path(caCertFile),
+		ClientCertAuth: true,
+	}
+	cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	// etcd's own zap logs would drown ecp's; its failures surface as errors.
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
@@ -96,13 +115,18 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (*Server, err
 		e.Close()
 		return nil, ctx.Err()
 	}
-	s := &Server{etcd: e, endpoint: "http://" + e.Clients[0].Addr().String()}
+	s := &Server{etcd: e, endpoint: "https://" + e.Clients[0].Addr().String(), certs: certs}
 	logger.Info("embedded etcd ready", "dir", opts.Dir, "endpoint", s.endpoint)
 	return s, nil
 }
 
 // Endpoint is the client URL the member serves on.
 func (s *Server) Endpoint() string { return s.endpoint }
+
+// ClientTLS names the CA and the client certificate and key a client of
+// this member needs (files in Dir/TLSDir): another replica sharing the
+// member, a test, or etcdctl with --cacert, --cert and --key.
+func (s *Server) ClientTLS() TLSFiles { return s.certs.client() }
 
 // Err reports a fatal error of the running member.
 func (s *Server) Err() <-chan error { return s.etcd.Err() }
@@ -111,16 +135,39 @@ func (s *Server) Err() <-chan error { return s.etcd.Err() }
 // itself panics on a second call).
 func (s *Server) Close() { s.closeOnce.Do(s.etcd.Close) }
 
-// NewClient connects to endpoints with ecp's settings.
-func NewClient(endpoints []string) (*clientv3.Client, error) {
+// NewClient connects to endpoints with ecp's settings. With TLS files, or
+// with an https:// endpoint (then the system's roots verify etcd), the
+// connection uses TLS; TLS files with an http:// endpoint are refused
+// rather than silently sent in clear.
+func NewClient(endpoints []string, files TLSFiles) (*clientv3.Client, error) {
 	if len(endpoints) == 0 {
 		return nil, errors.New("no etcd endpoints given")
 	}
-	cli, err := clientv3.New(clientv3.Config{
+	secure := 0
+	for _, e := range endpoints {
+		if strings.HasPrefix(e, "https://") {
+			secure++
+		}
+	}
+	if secure != 0 && secure != len(endpoints) {
+		return nil, fmt.Errorf("etcd endpoints %v mix http:// and https://; use https:// for all", endpoints)
+	}
+	if !files.IsZero() && secure == 0 {
+		return nil, fmt.Errorf("etcd TLS files are given but endpoints %v are not https://", endpoints)
+	}
+	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	if secure > 0 {
+		tc, err := files.Config()
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tc
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to etcd %v: %w", endpoints, err)
 	}

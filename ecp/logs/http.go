@@ -171,13 +171,13 @@ func (a *API) handlePutReceiver(w http.ResponseWriter, r *http.Request) error {
 	if err := logstore.Test(r.Context(), cfg, a.opts.Transport); err != nil {
 		return testFailed(err)
 	}
-	val, err := cfg.MarshalStored()
+	val, err := a.sealReceiver(cfg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := kv.WithTimeout(r.Context())
 	defer cancel()
-	resp, err := a.cli.Put(ctx, ReceiverKey, string(val))
+	resp, err := a.cli.Put(ctx, ReceiverKey, val)
 	if err != nil {
 		return err
 	}

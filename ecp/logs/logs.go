@@ -18,9 +18,10 @@
 //
 // # The receiver setting
 //
-// The setting is stored in etcd at ReceiverKey, password included (etcd is
-// ecp's secret store like for every other credential); the API never
-// returns the password, only whether one is set. A PUT is saved only after
+// The setting is stored in etcd at ReceiverKey, password included, sealed
+// with Options.Seal (a setting an older ecp stored in clear is sealed when
+// New loads it); the API never returns the password, only whether one is
+// set. A PUT is saved only after
 // the connection test passed. Every replica watches the key, so a change
 // made on one applies on all within the watch's latency.
 package logs
@@ -44,6 +45,7 @@ import (
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/logstore"
+	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -96,6 +98,9 @@ type Options struct {
 	WriteTimeout time.Duration
 	// Transport replaces the HTTP transport to the store (tests).
 	Transport http.RoundTripper
+	// Seal seals the stored setting (it holds the store's password).
+	// Required.
+	Seal *seal.Key
 }
 
 // DefaultOptions returns the defaults above.
@@ -135,8 +140,8 @@ type metrics struct {
 // New builds the API and loads the stored setting from etcd.
 func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy.Authorizer, agents AuthenticateAgent,
 	logger *slog.Logger, reg prometheus.Registerer) (*API, error) {
-	if cli == nil || authz == nil || agents == nil || logger == nil || reg == nil {
-		return nil, errors.New("logs: etcd client, authorizer, agent authenticator, logger and registerer are required")
+	if cli == nil || authz == nil || agents == nil || logger == nil || reg == nil || opts.Seal == nil {
+		return nil, errors.New("logs: etcd client, authorizer, agent authenticator, logger, registerer and Options.Seal are required")
 	}
 	def := DefaultOptions()
 	if opts.MaxBatchBytes <= 0 {
@@ -208,7 +213,7 @@ func (a *API) Run(ctx context.Context) error {
 			for _, ev := range resp.Events {
 				var cfg logstore.ReceiverConfig
 				if ev.Type == clientv3.EventTypePut {
-					c, err := logstore.UnmarshalStored(ev.Kv.Value)
+					c, _, err := a.openReceiver(ev.Kv.Value)
 					if err != nil {
 						a.logger.Error("stored log receiver is unreadable; keeping the current one", "err", err)
 						continue
@@ -252,12 +257,47 @@ func (a *API) reload(ctx context.Context) (logstore.ReceiverConfig, error) {
 	var cfg logstore.ReceiverConfig
 	rev := resp.Header.Revision
 	if len(resp.Kvs) == 1 {
-		if cfg, err = logstore.UnmarshalStored(resp.Kvs[0].Value); err != nil {
+		stored := resp.Kvs[0]
+		var sealed bool
+		if cfg, sealed, err = a.openReceiver(stored.Value); err != nil {
 			return logstore.ReceiverConfig{}, err
+		}
+		if !sealed {
+			// Written in clear by an ecp before sealing: seal it now,
+			// unless someone changed it meanwhile (then it is sealed).
+			val, err := a.sealReceiver(cfg)
+			if err != nil {
+				return logstore.ReceiverConfig{}, err
+			}
+			if _, err := a.cli.Txn(cctx).If(clientv3.Compare(clientv3.ModRevision(ReceiverKey), "=", stored.ModRevision)).
+				Then(clientv3.OpPut(ReceiverKey, val)).Commit(); err != nil {
+				return logstore.ReceiverConfig{}, fmt.Errorf("seal stored log receiver setting: %w", err)
+			}
+			a.logger.Info("sealed the log receiver setting an older ecp stored in clear")
 		}
 	}
 	a.apply(cfg, rev)
 	return cfg, nil
+}
+
+// sealReceiver encodes cfg, password included, sealed for ReceiverKey.
+func (a *API) sealReceiver(cfg logstore.ReceiverConfig) (string, error) {
+	b, err := cfg.MarshalStored()
+	if err != nil {
+		return "", err
+	}
+	return a.opts.Seal.Seal(ReceiverKey, b), nil
+}
+
+// openReceiver decodes a stored setting; sealed is false for one an older
+// ecp wrote in clear.
+func (a *API) openReceiver(stored []byte) (cfg logstore.ReceiverConfig, sealed bool, err error) {
+	b, sealed, err := a.opts.Seal.Open(ReceiverKey, stored)
+	if err != nil {
+		return cfg, sealed, err
+	}
+	cfg, err = logstore.UnmarshalStored(b)
+	return cfg, sealed, err
 }
 
 // apply makes cfg the receiver unless a newer revision is applied already.

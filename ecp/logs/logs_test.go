@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/logstore"
+	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -113,6 +115,9 @@ func newFixture(t testing.TB) *fixture {
 		return "c1", p.ID, nil
 	}
 	opts := DefaultOptions()
+	if opts.Seal, err = seal.LoadOrCreate(filepath.Join(t.TempDir(), seal.DefaultKeyFile)); err != nil {
+		t.Fatal(err)
+	}
 	opts.Writer.MaxRetryTime, opts.Writer.MinBackoff, opts.Writer.MaxBackoff = 50*time.Millisecond, time.Millisecond, 5*time.Millisecond
 	a, err := New(ctx, opts, cli, tenancy.NewAuthorizer(store), agents, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	if err != nil {

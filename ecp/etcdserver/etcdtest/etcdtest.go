@@ -31,7 +31,7 @@ func Client(t testing.TB) *clientv3.Client {
 // ClientOf returns a new client to srv, closed when t ends.
 func ClientOf(t testing.TB, srv *etcdserver.Server) *clientv3.Client {
 	t.Helper()
-	cli, err := etcdserver.NewClient([]string{srv.Endpoint()})
+	cli, err := etcdserver.NewClient([]string{srv.Endpoint()}, srv.ClientTLS())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,6 +52,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-data" (include "ecp.fullname" .)) .Values.persistence.existingClaim }}
 {{- end }}
 
+{{/* secretsKeySecretName is the Secret holding --secrets.key-file. */}}
+{{- define "ecp.secretsKeySecretName" -}}
+{{- default (printf "%s-secrets-key" (include "ecp.fullname" .)) .Values.secretsKey.existingSecret }}
+{{- end }}
+
 {{/* embedded is true when ecp runs its own single etcd member. */}}
 {{- define "ecp.embedded" -}}
 {{- if not .Values.etcd.endpoints }}true{{ end }}
@@ -75,7 +80,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- fail "etcd.endpoints is required when replicaCount > 1: replicas share one external etcd cluster (the embedded etcd serves a single replica)" }}
 {{- end }}
 {{- if .Values.etcd.tls.enabled }}
-{{- fail "etcd.tls.enabled: ecp has no etcd client TLS flags yet, so it cannot reach an etcd that requires TLS; reach etcd over a private network, or leave etcd.tls.enabled false" }}
+{{- if not .Values.etcd.endpoints }}
+{{- fail "etcd.tls.enabled is for an external etcd (etcd.endpoints); the embedded etcd makes its own certificates" }}
+{{- end }}
+{{- if not .Values.etcd.tls.secretName }}
+{{- fail "etcd.tls.enabled needs etcd.tls.secretName: a Secret with ca.crt, tls.crt and tls.key" }}
+{{- end }}
+{{- range .Values.etcd.endpoints }}
+{{- if not (hasPrefix "https://" .) }}
+{{- fail (printf "etcd.tls.enabled needs https:// endpoints; got %q" .) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if not (has .Values.alerting.mode (list "files" "none" "operator")) }}
 {{- fail (printf "alerting.mode must be files, none or operator; got %q" .Values.alerting.mode) }}
@@ -101,6 +116,12 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.etcd.endpoints }}
 - {{ printf "--etcd.endpoints=%v" (join "," .Values.etcd.endpoints) | quote }}
 {{- end }}
+{{- if .Values.etcd.tls.enabled }}
+- "--etcd.tls.ca-file=/etc/ecp/etcd-tls/ca.crt"
+- "--etcd.tls.cert-file=/etc/ecp/etcd-tls/tls.crt"
+- "--etcd.tls.key-file=/etc/ecp/etcd-tls/tls.key"
+{{- end }}
+- "--secrets.key-file=/etc/ecp/secrets-key/secrets.key"
 {{- with .Values.remoteWrite.url }}
 - {{ printf "--remote-write.url=%v" . | quote }}
 {{- end }}
