@@ -17,6 +17,7 @@ func (a *App) buildAlerts(ctx context.Context, env Env) error {
 		ExternalURL: a.opts.ExternalURL,
 		Interval:    a.opts.ReportInterval,
 	}
+	o.Destinations = a.buildNotificationPolicy(env)
 	svc, err := alerts.New(ctx, o, a.cli, a.authz, a.logger.With("component", "alerts"), a.reg)
 	if err != nil {
 		return err
