@@ -134,6 +134,19 @@ func TestSystemPageOnlyForSystemAdmins(t *testing.T) {
 	if p.status != http.StatusBadRequest || !strings.Contains(p.body, `id="url-error"`) {
 		t.Fatalf("bad receiver URL: %d\n%s", p.status, p.body)
 	}
+	// The notification policy: a bad range shows beside its list; a good
+	// one is stored and shown again.
+	p = b.post("/system/notification-policy", url.Values{"allowCidrs": {"127.0.0.0/8"}, "denyCidrs": {"10.0.0.0/8\n10.1.2.3/8"}})
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, `id="denyCidrs-error"`) || !strings.Contains(p.body, "denyCidrs[1] has bits set past its prefix length") {
+		t.Fatalf("bad deny range: %d\n%s", p.status, p.body)
+	}
+	mustStatus(t, b.post("/system/notification-policy", url.Values{"allowCidrs": {"127.0.0.0/8\n"}, "denyCidrs": {"10.0.0.0/8"}}), http.StatusSeeOther, "policy")
+	if got := string(e.api(200, "GET", "/api/v1/system/notification-policy", e.admin, nil)); !strings.Contains(got, `"allowCidrs":["127.0.0.0/8"],"denyCidrs":["10.0.0.0/8"]`) {
+		t.Fatalf("stored policy %s", got)
+	}
+	if p = b.get("/system"); !strings.Contains(p.body, ">127.0.0.0/8</textarea>") || !strings.Contains(p.body, "Always refused: ecp (") {
+		t.Fatalf("system page does not show the policy:\n%s", p.body)
+	}
 
 	a := e.browser()
 	mustStatus(t, a.login("alice", "alice-password"), http.StatusSeeOther, "login")
