@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -208,6 +209,20 @@ scrape_configs:
 	const triggerCount = 2
 	hook := newSink(t)
 	settingsPath := "/api/v1/projects/" + project.ID + "/alert-settings"
+	// The sink listens on loopback, which the notification policy refuses
+	// by default: the system admin allows it, as a single-host deployment
+	// would. Prometheus, on loopback too, stays out of reach
+	// (issue #11 finding 2).
+	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/system/notification-policy", map[string]any{"allowCidrs": []string{"127.0.0.0/8"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var refused *testbed.APIError
+	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
+		"enabled": true, "triggerCount": triggerCount, "recoveryCount": 1, "severity": "critical",
+		"webhooks": []map[string]string{{"url": promURL + "/-/quit"}},
+	}, nil); !errors.As(err, &refused) || refused.Status != http.StatusUnprocessableEntity || refused.Field != "webhooks[0].url" {
+		t.Fatalf("a webhook at Prometheus' /-/quit: got %v, want 422 on webhooks[0].url", err)
+	}
 	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
 		"enabled": true, "triggerCount": triggerCount, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": false,
 		"emails": []string{"ops@example.test"}, "webhooks": []map[string]string{{"url": hook.URL + "/plant"}},

@@ -44,6 +44,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/ecpio/ecp/alertmanager"
+	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/rules"
 )
@@ -121,6 +122,10 @@ type Options struct {
 	WebhookToken secret.String
 	// SMTP is needed by projects with e-mail recipients.
 	SMTP SMTP
+	// Destinations is the notification policy: every Apply resolves each
+	// webhook's host again and leaves out the ones it refuses now (DNS
+	// rebinding after the settings were saved). Required by New.
+	Destinations Destinations
 	// Routing sets Alertmanager's grouping timers.
 	Routing Routing
 	// ReloadTimeout bounds each /-/reload call.
@@ -163,6 +168,12 @@ func (o Options) validate() error {
 	return nil
 }
 
+// Destinations gives the notification destination policy in force now;
+// *destpolicy.Store is the one ecp runs with.
+type Destinations interface {
+	Load(ctx context.Context) (*destpolicy.Checker, error)
+}
+
 // Alerting renders, writes and reloads. It is safe for concurrent use; Apply
 // calls run one at a time.
 type Alerting struct {
@@ -199,6 +210,9 @@ func New(o Options) (*Alerting, error) {
 	}
 	if err := o.validate(); err != nil {
 		return nil, fmt.Errorf("alerting: %w", err)
+	}
+	if o.Destinations == nil {
+		return nil, errors.New("alerting: a notification destination policy is required")
 	}
 	if o.ReloadTimeout <= 0 {
 		o.ReloadTimeout = DefaultOptions().ReloadTimeout
@@ -263,16 +277,39 @@ func (e *ProjectError) Error() string { return fmt.Sprintf("project %q: %v", e.P
 // Unwrap returns the cause.
 func (e *ProjectError) Unwrap() error { return e.Err }
 
+// DroppedError is a webhook left out of an Apply because the notification
+// policy refuses where its host resolves now; the project's other channels
+// run.
+type DroppedError struct {
+	Project string
+	// Field is the webhook's field in the settings, "webhooks[0].url".
+	Field string
+	Err   error
+}
+
+func (e *DroppedError) Error() string {
+	return fmt.Sprintf("project %q: %s left out: %v", e.Project, e.Field, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *DroppedError) Unwrap() error { return e.Err }
+
 // Apply makes Prometheus and Alertmanager run exactly the given projects'
 // settings (project id → settings; projects absent or disabled get no rules
 // and no route). A project whose settings cannot be rendered is left out and
 // reported as a *ProjectError, so that one bad project never silences the
-// others; every other failure (writing, reloading) is returned too. Nothing
-// is written unless the whole output validated.
+// others; a webhook the notification policy refuses now is left out and
+// reported as a *DroppedError; every other failure (the policy, writing,
+// reloading) is returned too. Nothing is written unless the whole output
+// validated.
 func (a *Alerting) Apply(ctx context.Context, projects map[string]Settings) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 
+	policy, err := a.opts.Destinations.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("loading the notification policy: %w", err)
+	}
 	var errs []error
 	ruleFiles := map[string][]byte{}
 	good := map[string]Settings{}
@@ -285,6 +322,11 @@ func (a *Alerting) Apply(ctx context.Context, projects map[string]Settings) erro
 			errs = append(errs, &ProjectError{Project: id, Err: err})
 			continue
 		}
+		s, dropped, err := allowedWebhooks(ctx, policy, id, s)
+		if err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		errs = append(errs, dropped...)
 		b, err := a.renderValidRules(id, s)
 		if err != nil {
 			errs = append(errs, &ProjectError{Project: id, Err: err})
@@ -293,7 +335,7 @@ func (a *Alerting) Apply(ctx context.Context, projects map[string]Settings) erro
 		ruleFiles[RuleFileName(id)] = b
 		good[id] = s
 	}
-	a.invalid.Set(float64(len(errs)))
+	a.invalid.Set(float64(countProjectErrors(errs)))
 	am, err := RenderAlertmanager(good, a.opts)
 	if err != nil {
 		// Every project passed check, so this is ecp's own fault: write
@@ -327,6 +369,39 @@ func (a *Alerting) Apply(ctx context.Context, projects map[string]Settings) erro
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// allowedWebhooks returns s without the webhooks policy refuses now, and a
+// *DroppedError for each; an error that is not a refusal (ctx ended) is
+// returned alone.
+func allowedWebhooks(ctx context.Context, policy *destpolicy.Checker, project string, s Settings) (Settings, []error, error) {
+	var dropped []error
+	kept := make([]Webhook, 0, len(s.Webhooks))
+	for i, w := range s.Webhooks {
+		err := policy.CheckURL(ctx, w.URL)
+		var re *destpolicy.RefusedError
+		switch {
+		case err == nil:
+			kept = append(kept, w)
+		case errors.As(err, &re):
+			dropped = append(dropped, &DroppedError{Project: project, Field: fmt.Sprintf("webhooks[%d].url", i), Err: err})
+		default:
+			return s, nil, fmt.Errorf("checking the webhooks of project %q: %w", project, err)
+		}
+	}
+	s.Webhooks = kept
+	return s, dropped, nil
+}
+
+func countProjectErrors(errs []error) int {
+	n := 0
+	for _, e := range errs {
+		var pe *ProjectError
+		if errors.As(e, &pe) {
+			n++
+		}
+	}
+	return n
 }
 
 // renderValidRules is RenderRules with validation results remembered.

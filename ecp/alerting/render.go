@@ -159,7 +159,10 @@ type amWebhook struct {
 }
 
 type amHTTPConfig struct {
-	Authorization amAuthorization `yaml:"authorization"`
+	Authorization *amAuthorization `yaml:"authorization,omitempty"`
+	// FollowRedirects is false on tenants' webhooks: a redirect would take
+	// Alertmanager past the destination policy ecp checked.
+	FollowRedirects *bool `yaml:"follow_redirects,omitempty"`
 }
 
 type amAuthorization struct {
@@ -202,7 +205,7 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 	// wait: the active list should not lag behind Alertmanager.
 	ecp := amWebhook{URL: o.WebhookURL, SendResolved: true}
 	if !o.WebhookToken.IsZero() {
-		ecp.HTTPConfig = &amHTTPConfig{Authorization: amAuthorization{Type: "Bearer", Credentials: o.WebhookToken.Reveal()}}
+		ecp.HTTPConfig = &amHTTPConfig{Authorization: &amAuthorization{Type: "Bearer", Credentials: o.WebhookToken.Reveal()}}
 	}
 	f.Route.Routes = append(f.Route.Routes, amRoute{
 		Receiver:       ReceiverECP,
@@ -235,8 +238,10 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 			// One config per recipient: nobody sees the others' addresses.
 			r.EmailConfigs = append(r.EmailConfigs, newEmail(e))
 		}
+		noRedirects := false
 		for _, w := range s.Webhooks {
-			r.WebhookConfigs = append(r.WebhookConfigs, amWebhook{URL: w.URL, SendResolved: true})
+			r.WebhookConfigs = append(r.WebhookConfigs, amWebhook{URL: w.URL, SendResolved: true,
+				HTTPConfig: &amHTTPConfig{FollowRedirects: &noRedirects}})
 		}
 		f.Receivers = append(f.Receivers, r)
 		f.Route.Routes = append(f.Route.Routes, amRoute{

@@ -13,6 +13,7 @@ import (
 	amtemplate "github.com/prometheus/alertmanager/template"
 
 	"github.com/ecpio/ecp/alertmanager"
+	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -31,6 +32,9 @@ func testOptions() Options {
 	o.WebhookToken = secret.String(testWebhookToken)
 	o.SMTP = SMTP{Smarthost: "127.0.0.1:1025", From: "ecp@example.test", RequireTLS: false,
 		Username: "ecp", Password: secret.String(testSMTPPassword)}
+	// As a system admin of a test deployment, where every sink is on
+	// loopback, would set it (PUT /api/v1/system/notification-policy).
+	o.Destinations = newTestPolicy(destpolicy.Rules{AllowCIDRs: []string{"127.0.0.0/8"}})
 	return o
 }
 

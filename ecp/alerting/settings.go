@@ -92,6 +92,12 @@ func (s Settings) Validate() error {
 		if err != nil || a.Address != e {
 			return httpapi.Invalid(field, "%s must be an e-mail address such as ops@example.com (RFC 5322 addr-spec), got %q", field, e)
 		}
+		if strings.HasSuffix(e, "]") {
+			// user@[127.0.0.1] would have the SMTP relay connect to an
+			// address of the tenant's choosing, past the notification
+			// policy; a recipient names a mail domain.
+			return httpapi.Invalid(field, "%s must name a mail domain, not an address literal, got %q", field, e)
+		}
 		key := strings.ToLower(e)
 		if seen[key] {
 			return httpapi.Invalid(field, "%s repeats %q", field, e)

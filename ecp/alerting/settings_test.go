@@ -62,6 +62,7 @@ func TestSettingsValidate(t *testing.T) {
 		{"email not an address", func(s *Settings) { s.Emails = []string{"ops"} }, "emails[0]", "ops@example.com"},
 		{"email with display name", func(s *Settings) { s.Emails = []string{"a@x.test", "Ops <ops@x.test>"} }, "emails[1]", "addr-spec"},
 		{"email repeated", func(s *Settings) { s.Emails = []string{"a@x.test", "A@x.test"} }, "emails[1]", "repeats"},
+		{"email to an address literal", func(s *Settings) { s.Emails = []string{"ops@[127.0.0.1]"} }, "emails[0]", "address literal"},
 		{"too many emails", func(s *Settings) { s.Emails = make([]string, 11) }, "emails", "at most 10"},
 		{"webhook ftp", func(s *Settings) { s.Webhooks = []Webhook{{URL: "ftp://x.test/"}} }, "webhooks[0].url", "http:// or https://"},
 		{"webhook relative", func(s *Settings) { s.Webhooks = []Webhook{{URL: "/hook"}} }, "webhooks[0].url", "http:// or https://"},

@@ -145,6 +145,9 @@ type Options struct {
 	ResyncInterval time.Duration
 	RetryInterval  time.Duration
 	SessionTTL     time.Duration
+	// Destinations is the notification policy webhooks are checked
+	// against when saved, tested and rendered. Required.
+	Destinations alerting.Destinations
 	// HTTPClient posts reloads and test alerts; http.DefaultClient when nil.
 	HTTPClient *http.Client
 	// Now is the clock; time.Now when nil.
@@ -181,6 +184,9 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 	if opts.Seal == nil {
 		return nil, errors.New("alerts: Options.Seal is required")
 	}
+	if opts.Destinations == nil {
+		return nil, errors.New("alerts: Options.Destinations is required")
+	}
 	if opts.HistoryRetention == 0 {
 		opts.HistoryRetention = DefaultHistoryRetention
 	}
@@ -215,7 +221,7 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 		ao.RulesDir, ao.AlertmanagerConfigFile = opts.RulesDir, opts.AlertmanagerConfigFile
 		ao.PrometheusURL, ao.AlertmanagerURL = opts.PrometheusURL, opts.AlertmanagerURL
 		ao.ExternalURL, ao.WebhookURL, ao.WebhookToken = opts.ExternalURL, opts.WebhookURL, s.token
-		ao.SMTP = opts.SMTP
+		ao.SMTP, ao.Destinations = opts.SMTP, opts.Destinations
 		if opts.Interval > 0 {
 			ao.Interval = opts.Interval
 		}

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +20,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
@@ -87,6 +90,30 @@ type api struct {
 	svc     *Service
 	handler http.Handler
 	reg     *prometheus.Registry
+	// dns answers the notification policy's lookups.
+	dns *fakeDNS
+}
+
+// fakeDNS resolves names from a map the test can change (DNS rebinding);
+// hooks.example.test, the tests' usual webhook host, is a public address.
+type fakeDNS struct {
+	mu    sync.Mutex
+	names map[string]string
+}
+
+func (d *fakeDNS) point(name, addr string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.names[name] = addr
+}
+
+func (d *fakeDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if a, ok := d.names[host]; ok {
+		return []netip.Addr{netip.MustParseAddr(a)}, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
 func newService(t testing.TB, w *world, o Options) *api {
@@ -100,6 +127,13 @@ func newService(t testing.TB, w *world, o Options) *api {
 	}
 	if o.Seal == nil {
 		o.Seal = w.seal
+	}
+	dns := &fakeDNS{names: map[string]string{"hooks.example.test": "203.0.113.7"}}
+	policy := destpolicy.NewStore(w.cli, w.authz, destpolicy.Options{Resolver: dns, Dependencies: func() []destpolicy.Dependency {
+		return []destpolicy.Dependency{{Name: "Prometheus", Endpoint: o.PrometheusURL}, {Name: "Alertmanager", Endpoint: o.AlertmanagerURL}}
+	}})
+	if o.Destinations == nil {
+		o.Destinations = policy
 	}
 	svc, err := New(t.Context(), o, w.cli, w.authz, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
@@ -117,8 +151,10 @@ func newService(t testing.TB, w *world, o Options) *api {
 			next.ServeHTTP(rw, req)
 		})
 	})
-	svc.Register(apiR, root, httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg))
-	return &api{t: t, svc: svc, handler: r, reg: reg}
+	ad := httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg)
+	svc.Register(apiR, root, ad)
+	policy.Register(apiR, ad)
+	return &api{t: t, svc: svc, handler: r, reg: reg, dns: dns}
 }
 
 type result struct {

@@ -19,6 +19,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/tenancy"
@@ -43,6 +44,10 @@ const (
 	DeliveryApplied = "applied"
 	// DeliveryPending: saved, not applied yet.
 	DeliveryPending = "pending"
+	// DeliveryPartial: applied without some webhooks, which the
+	// notification policy refuses where they resolve now; message says
+	// which and why.
+	DeliveryPartial = "partial"
 	// DeliveryFailed: the last apply failed; message says why.
 	DeliveryFailed = "failed"
 	// DeliveryNotConfigured: ecp writes no files (no --prometheus.rules-dir
@@ -146,8 +151,42 @@ func (s *Service) delivery(ctx context.Context, project string, rev int64) (Deli
 	case !st.OK:
 		return DeliveryStatus{Delivery: DeliveryFailed, Message: "the last apply failed (Prometheus or Alertmanager refused or could not be reached); ecp retries, and a system admin sees the details at GET /api/v1/system/alerting", AppliedAt: at}, nil
 	}
+	if d := st.Dropped[project]; len(d) > 0 {
+		return DeliveryStatus{Delivery: DeliveryPartial, AppliedAt: at,
+			Message: "Prometheus and Alertmanager run these settings without the webhooks the notification policy refuses now: " + strings.Join(d, "; ")}, nil
+	}
 	return DeliveryStatus{Delivery: DeliveryApplied, Message: "Prometheus and Alertmanager run these settings", AppliedAt: at}, nil
 }
+
+// checkDestinations resolves every webhook's host now and refuses the
+// settings with a 422 naming the first webhook the notification policy
+// refuses, and why.
+func (s *Service) checkDestinations(ctx context.Context, st alerting.Settings) error {
+	if len(st.Webhooks) == 0 {
+		return nil
+	}
+	policy, err := s.opts.Destinations.Load(ctx)
+	if err != nil {
+		return err
+	}
+	for i, w := range st.Webhooks {
+		err := policy.CheckURL(ctx, w.URL)
+		var re *destpolicy.RefusedError
+		if errors.As(err, &re) {
+			field := fmt.Sprintf("webhooks[%d].url", i)
+			return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: CodeDestinationRefused, Field: field,
+				Message: fmt.Sprintf("%s is refused by the notification policy: %s", field, re.Reason)}
+		}
+		if err != nil {
+			return fmt.Errorf("checking %s: %w", w.URL, err)
+		}
+	}
+	return nil
+}
+
+// CodeDestinationRefused is the error code of a webhook the notification
+// policy refuses.
+const CodeDestinationRefused = "DestinationRefused"
 
 func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) error {
 	p, _, err := s.project(r, tenancy.Admin)
@@ -166,6 +205,9 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) error {
 		err = st.Validate()
 	}
 	if err != nil {
+		return err
+	}
+	if err := s.checkDestinations(r.Context(), st); err != nil {
 		return err
 	}
 	rec := storedSettings{Settings: st, UpdatedAt: s.opts.Now().UTC()}
@@ -221,8 +263,13 @@ func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error
 		return httpapi.Conflict("alerting is off for project %s, so nothing would be sent; enable it first", p.ID)
 	case len(reply.Emails) == 0 && len(reply.Webhooks) == 0:
 		return httpapi.Conflict("project %s has no e-mail or webhook channel to test", p.ID)
-	case reply.Status.Delivery != DeliveryApplied:
+	case reply.Status.Delivery != DeliveryApplied && reply.Status.Delivery != DeliveryPartial:
 		return httpapi.Conflict("the project's settings are not running yet (%s: %s); try again in a moment", reply.Status.Delivery, reply.Status.Message)
+	}
+	// Alertmanager runs what the leader rendered; a name may have been
+	// rebound since. Nothing is sent while any webhook is refused now.
+	if err := s.checkDestinations(r.Context(), reply.Settings); err != nil {
+		return err
 	}
 	now := s.opts.Now().UTC()
 	id := kv.NewID()
@@ -381,20 +428,21 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
 // SystemStatus is GET /api/v1/system/alerting: how ecp's alerting wiring
 // is doing, for system admins.
 type SystemStatus struct {
-	Configured             bool              `json:"configured"`
-	PrometheusURL          string            `json:"prometheusUrl"`
-	RulesDir               string            `json:"rulesDir"`
-	AlertmanagerURL        string            `json:"alertmanagerUrl"`
-	AlertmanagerConfigFile string            `json:"alertmanagerConfigFile"`
-	WebhookURL             string            `json:"webhookUrl"`
-	SMTP                   bool              `json:"smtp"`
-	Leader                 string            `json:"leader"`
-	Revision               int64             `json:"revision"`
-	AppliedAt              *time.Time        `json:"appliedAt"`
-	OK                     bool              `json:"ok"`
-	Error                  string            `json:"error,omitempty"`
-	ProjectErrors          map[string]string `json:"projectErrors,omitempty"`
-	Projects               int               `json:"projects"`
+	Configured             bool                `json:"configured"`
+	PrometheusURL          string              `json:"prometheusUrl"`
+	RulesDir               string              `json:"rulesDir"`
+	AlertmanagerURL        string              `json:"alertmanagerUrl"`
+	AlertmanagerConfigFile string              `json:"alertmanagerConfigFile"`
+	WebhookURL             string              `json:"webhookUrl"`
+	SMTP                   bool                `json:"smtp"`
+	Leader                 string              `json:"leader"`
+	Revision               int64               `json:"revision"`
+	AppliedAt              *time.Time          `json:"appliedAt"`
+	OK                     bool                `json:"ok"`
+	Error                  string              `json:"error,omitempty"`
+	ProjectErrors          map[string]string   `json:"projectErrors,omitempty"`
+	Dropped                map[string][]string `json:"dropped,omitempty"`
+	Projects               int                 `json:"projects"`
 }
 
 func (s *Service) systemStatus(w http.ResponseWriter, r *http.Request) error {
@@ -413,7 +461,7 @@ func (s *Service) systemStatus(w http.ResponseWriter, r *http.Request) error {
 		Configured: s.opts.Configured(), PrometheusURL: s.opts.PrometheusURL, RulesDir: s.opts.RulesDir,
 		AlertmanagerURL: s.opts.AlertmanagerURL, AlertmanagerConfigFile: s.opts.AlertmanagerConfigFile,
 		WebhookURL: s.opts.WebhookURL, SMTP: s.opts.SMTP.Smarthost != "",
-		Leader: st.Leader, Revision: st.Revision, OK: st.OK, Error: st.Error, ProjectErrors: st.ProjectErrors, Projects: st.Projects,
+		Leader: st.Leader, Revision: st.Revision, OK: st.OK, Error: st.Error, ProjectErrors: st.ProjectErrors, Dropped: st.Dropped, Projects: st.Projects,
 	}
 	if !st.AppliedAt.IsZero() {
 		out.AppliedAt = &st.AppliedAt

@@ -11,6 +11,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/kv"
 )
 
@@ -52,6 +53,8 @@ func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
 	// The watch starts before the first apply reads, so no change falls
 	// between the two.
 	changes := s.cli.Watch(clientv3.WithRequireLeader(ctx), settingsPrefix, clientv3.WithPrefix())
+	// A new notification policy may admit or refuse webhooks.
+	policyChanges := s.cli.Watch(clientv3.WithRequireLeader(ctx), destpolicy.Key)
 	resync := time.NewTicker(s.opts.ResyncInterval)
 	defer resync.Stop()
 	var retry <-chan time.Time
@@ -83,6 +86,14 @@ func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
 			}
 			if err := wr.Err(); err != nil {
 				return fmt.Errorf("watch alert settings: %w", err)
+			}
+			pending = true
+		case wr, ok := <-policyChanges:
+			if !ok {
+				return nil
+			}
+			if err := wr.Err(); err != nil {
+				return fmt.Errorf("watch notification policy: %w", err)
 			}
 			pending = true
 		case <-retry:
@@ -121,6 +132,14 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 	if s.alerting != nil {
 		var others []error
 		for _, e := range flatten(s.alerting.Apply(ctx, projects)) {
+			var de *alerting.DroppedError
+			if errors.As(e, &de) {
+				if st.Dropped == nil {
+					st.Dropped = map[string][]string{}
+				}
+				st.Dropped[de.Project] = append(st.Dropped[de.Project], de.Field+": "+de.Err.Error())
+				continue
+			}
 			var pe *alerting.ProjectError
 			if errors.As(e, &pe) {
 				if st.ProjectErrors == nil {

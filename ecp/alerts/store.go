@@ -146,6 +146,9 @@ type applyStatus struct {
 	Error     string    `json:"error,omitempty"`
 	// ProjectErrors are projects left out, and why.
 	ProjectErrors map[string]string `json:"projectErrors,omitempty"`
+	// Dropped are the webhooks left out of applied projects because the
+	// notification policy refused where they resolved: project → reasons.
+	Dropped map[string][]string `json:"dropped,omitempty"`
 	// Projects counts the enabled projects applied.
 	Projects int `json:"projects"`
 }

@@ -18,6 +18,7 @@ func (a *App) buildAlerts(ctx context.Context, env Env) error {
 		Interval:    a.opts.ReportInterval,
 		Seal:        a.sealKey,
 	}
+	o.Destinations = a.buildNotificationPolicy(env)
 	svc, err := alerts.New(ctx, o, a.cli, a.authz, a.logger.With("component", "alerts"), a.reg)
 	if err != nil {
 		return err

@@ -74,6 +74,9 @@ type App struct {
 	agentRoutes func(*mux.Router)
 	// extensionRuns are the loops of Options.Extensions.
 	extensionRuns []func(context.Context) error
+	// logReceiverURL gives the log store's URL now (a func() string),
+	// for the notification policy; set once the log API is built.
+	logReceiverURL atomic.Value
 
 	ready atomic.Bool
 	// etcdDown is set by the etcd probe while etcd does not answer: the

@@ -285,7 +285,7 @@ func routeTable() map[string]routeCase {
 	o, f = change(200)
 	add("PUT /api/v1/projects/{project}/alert-settings", func(w *tenants, _ int, foreign bool) call {
 		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alert-settings", body: map[string]any{
-			"enabled": true, "triggerCount": 2, "recoveryCount": 1, "severity": "warning", "webhooks": []map[string]string{{"url": "http://127.0.0.1:9/hook"}}}}
+			"enabled": true, "triggerCount": 2, "recoveryCount": 1, "severity": "warning", "webhooks": []map[string]string{{"url": "http://203.0.113.9/hook"}}}}
 	}, o, f)
 	// This app has no Alertmanager to send a test through.
 	o, f = change(409)
@@ -308,6 +308,8 @@ func routeTable() map[string]routeCase {
 	}, o, f)
 	o, f = same(onlySys(200))
 	add("GET /api/v1/system/alerting", fixed("/api/v1/system/alerting", nil), o, f)
+	add("GET /api/v1/system/notification-policy", fixed("/api/v1/system/notification-policy", nil), o, f)
+	add("PUT /api/v1/system/notification-policy", fixed("/api/v1/system/notification-policy", map[string]any{"denyCidrs": []string{"198.51.100.0/24"}}), o, f)
 	// Alertmanager's webhook takes its own token, never a user's.
 	o, f = same(public(401))
 	add("POST "+alerts.WebhookPath, fixed(alerts.WebhookPath, map[string]any{"version": "4", "alerts": []any{}}), o, f)

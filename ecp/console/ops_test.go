@@ -57,7 +57,10 @@ func TestAlertSettingsForm(t *testing.T) {
 	}{
 		{"bad count", url.Values{"triggerCount": {"x"}, "recoveryCount": {"1"}, "severity": {"warning"}}, 400, "triggerCount"},
 		{"bad email", url.Values{"enabled": {"on"}, "triggerCount": {"3"}, "recoveryCount": {"2"}, "severity": {"warning"}, "emails": {"not-an-address"}}, 400, "emails"},
-		{"ok", url.Values{"enabled": {"on"}, "triggerCount": {"4"}, "recoveryCount": {"2"}, "severity": {"critical"}, "emails": {"ops@example.com\n"}, "webhooks": {"http://127.0.0.1:9/hook"}}, 303, ""},
+		// The notification policy refuses the cloud metadata address:
+		// the 422 shows beside the webhooks, with the reason.
+		{"refused webhook", url.Values{"enabled": {"on"}, "triggerCount": {"4"}, "recoveryCount": {"2"}, "severity": {"critical"}, "webhooks": {"http://203.0.113.9/hook\nhttp://169.254.169.254/latest/meta-data/"}}, 422, "webhooks"},
+		{"ok", url.Values{"enabled": {"on"}, "triggerCount": {"4"}, "recoveryCount": {"2"}, "severity": {"critical"}, "emails": {"ops@example.com\n"}, "webhooks": {"http://203.0.113.9/hook"}}, 303, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := b.post(path, tc.form)
@@ -65,10 +68,13 @@ func TestAlertSettingsForm(t *testing.T) {
 			if tc.field != "" && !strings.Contains(p.body, `id="`+tc.field+`-error"`) {
 				t.Fatalf("error not shown at %s:\n%s", tc.field, p.body)
 			}
+			if tc.status == 422 && !strings.Contains(p.body, "webhooks[1].url is refused by the notification policy: 169.254.169.254 is a link-local address") {
+				t.Fatalf("refusal without its reason:\n%s", p.body)
+			}
 		})
 	}
 	got := string(e.api(200, "GET", "/api/v1/projects/"+e.project+"/alert-settings", e.admin, nil))
-	for _, want := range []string{`"triggerCount":4`, `"severity":"critical"`, `"ops@example.com"`, `"http://127.0.0.1:9/hook"`} {
+	for _, want := range []string{`"triggerCount":4`, `"severity":"critical"`, `"ops@example.com"`, `"http://203.0.113.9/hook"`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("stored settings lack %s: %s", want, got)
 		}
@@ -127,6 +133,19 @@ func TestSystemPageOnlyForSystemAdmins(t *testing.T) {
 	p = b.post("/system/log-receiver", url.Values{"type": {"victorialogs"}, "url": {"not a url"}})
 	if p.status != http.StatusBadRequest || !strings.Contains(p.body, `id="url-error"`) {
 		t.Fatalf("bad receiver URL: %d\n%s", p.status, p.body)
+	}
+	// The notification policy: a bad range shows beside its list; a good
+	// one is stored and shown again.
+	p = b.post("/system/notification-policy", url.Values{"allowCidrs": {"127.0.0.0/8"}, "denyCidrs": {"10.0.0.0/8\n10.1.2.3/8"}})
+	if p.status != http.StatusBadRequest || !strings.Contains(p.body, `id="denyCidrs-error"`) || !strings.Contains(p.body, "denyCidrs[1] has bits set past its prefix length") {
+		t.Fatalf("bad deny range: %d\n%s", p.status, p.body)
+	}
+	mustStatus(t, b.post("/system/notification-policy", url.Values{"allowCidrs": {"127.0.0.0/8\n"}, "denyCidrs": {"10.0.0.0/8"}}), http.StatusSeeOther, "policy")
+	if got := string(e.api(200, "GET", "/api/v1/system/notification-policy", e.admin, nil)); !strings.Contains(got, `"allowCidrs":["127.0.0.0/8"],"denyCidrs":["10.0.0.0/8"]`) {
+		t.Fatalf("stored policy %s", got)
+	}
+	if p = b.get("/system"); !strings.Contains(p.body, ">127.0.0.0/8</textarea>") || !strings.Contains(p.body, "Always refused: ecp (") {
+		t.Fatalf("system page does not show the policy:\n%s", p.body)
 	}
 
 	a := e.browser()

@@ -19,6 +19,17 @@ func (c *Console) registerSystem(r *mux.Router) {
 	r.Handle("/system", c.page(c.system)).Methods(http.MethodGet)
 	r.Handle("/system/log-receiver", c.page(c.saveReceiver)).Methods(http.MethodPost)
 	r.Handle("/system/log-receiver/test", c.page(c.testReceiver)).Methods(http.MethodPost)
+	r.Handle("/system/notification-policy", c.page(c.savePolicy)).Methods(http.MethodPost)
+}
+
+// policyView is the notification policy as the API shows it.
+type policyView struct {
+	AllowCIDRs   []string `json:"allowCidrs"`
+	DenyCIDRs    []string `json:"denyCidrs"`
+	Dependencies []struct {
+		Name     string `json:"name"`
+		Endpoint string `json:"endpoint"`
+	} `json:"dependencies"`
 }
 
 // receiverView is the log receiver as the API shows it (no password).
@@ -38,6 +49,10 @@ type systemData struct {
 	Bindings []tenancy.Binding
 	Audit    []audit.Record
 	Receiver receiverView
+	Policy   policyView
+	// Allowed and Denied are the policy form's text, one range a line.
+	Allowed  string
+	Denied   string
 	Errors   fieldErrors
 	Tested   string
 	Projects map[string]string
@@ -75,6 +90,10 @@ func (c *Console) systemData(r *http.Request) (systemData, error) {
 		}
 	}
 	d.Users, d.Bindings, d.Audit = users.Items, bindings.Items, records.Items
+	if err := c.get(r, "/system/notification-policy", &d.Policy); err != nil {
+		return d, err
+	}
+	d.Allowed, d.Denied = strings.Join(d.Policy.AllowCIDRs, "\n"), strings.Join(d.Policy.DenyCIDRs, "\n")
 	slices.SortFunc(d.Bindings, func(a, b tenancy.Binding) int { return strings.Compare(a.Username+a.Role, b.Username+b.Role) })
 	return d, nil
 }
@@ -137,4 +156,31 @@ func (c *Console) saveReceiver(w http.ResponseWriter, r *http.Request) error {
 
 func (c *Console) testReceiver(w http.ResponseWriter, r *http.Request) error {
 	return c.receiverCall(w, r, http.MethodPost, "/system/log-receiver/test", "")
+}
+
+// savePolicy puts the notification policy form; a refused range shows
+// beside its list.
+func (c *Console) savePolicy(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.systemData(r)
+	if err != nil {
+		return err
+	}
+	body := map[string][]string{"allowCidrs": lines(r.PostFormValue("allowCidrs")), "denyCidrs": lines(r.PostFormValue("denyCidrs"))}
+	_, err = c.call(r, http.MethodPut, "/system/notification-policy", body, nil)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status < 500 && apiErr.Status != http.StatusUnauthorized {
+		d.Allowed, d.Denied = r.PostFormValue("allowCidrs"), r.PostFormValue("denyCidrs")
+		field := "allowCidrs"
+		if strings.HasPrefix(apiErr.Field, "denyCidrs") {
+			field = "denyCidrs"
+		}
+		d.Errors[field] = apiErr.Message
+		c.render(w, apiErr.Status, "system", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/system?done=saved", http.StatusSeeOther)
+	return nil
 }

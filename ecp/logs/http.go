@@ -121,6 +121,10 @@ func (a *API) systemAdmin(r *http.Request) error {
 	return nil
 }
 
+// ReceiverURL is the log store's URL, "" when none is configured: the
+// notification policy keeps webhooks away from it.
+func (a *API) ReceiverURL() string { return a.current().URL }
+
 func (a *API) current() logstore.ReceiverConfig {
 	if c := a.cfg.Load(); c != nil {
 		return *c

@@ -90,9 +90,11 @@ func Operations() []Operation {
 		{Method: "GET", Path: api + "/projects/{project}/monitoring", Tag: "monitoring", Summary: "Connections, rules, connectors, actions and sources summed over the project's clusters (?cluster= for one), and every abnormal one with a link to its page on the cluster's EMQX dashboard; from each cluster's latest agent report.", Responses: map[int]string{200: "MonitoringOverview"}, Errors: tenant},
 		{Method: "GET", Path: api + "/licence", Tag: "licence", Summary: "Total connection quota, per-cluster ceiling, allocated and remaining.", Responses: map[int]string{200: "Licence"}, Errors: []int{401}},
 		{Method: "GET", Path: api + "/audit", Tag: "audit", Summary: "Audit log of state-changing calls, newest first (admins; scoped to what they administer).", Responses: map[int]string{200: "AuditList"}, Errors: []int{400, 401, 403}},
-		{Method: "GET", Path: api + "/projects/{project}/alert-settings", Tag: "alerts", Summary: "The project's alert settings and whether Prometheus and Alertmanager run them (status.delivery: applied, pending, failed, not-configured).", Responses: map[int]string{200: "AlertSettingsReply"}, Errors: tenant},
-		{Method: "PUT", Path: api + "/projects/{project}/alert-settings", Tag: "alerts", Summary: "Replace the project's alert settings (project admin); the leading replica renders and reloads Prometheus rules and Alertmanager routes.", Request: "AlertSettings", Responses: map[int]string{200: "AlertSettingsReply"}, Errors: tenant},
-		{Method: "POST", Path: api + "/projects/{project}/alert-settings/test", Tag: "alerts", Summary: "Send a test alert through Alertmanager to the project's channels (project admin); 409 when alerting is off, not applied yet or not configured.", Responses: map[int]string{202: "AlertTestReply"}, Errors: []int{401, 403, 404, 409, 502}},
+		{Method: "GET", Path: api + "/projects/{project}/alert-settings", Tag: "alerts", Summary: "The project's alert settings and whether Prometheus and Alertmanager run them (status.delivery: applied, pending, partial (some webhooks left out: the notification policy refuses where they resolve now), failed, not-configured).", Responses: map[int]string{200: "AlertSettingsReply"}, Errors: tenant},
+		{Method: "PUT", Path: api + "/projects/{project}/alert-settings", Tag: "alerts", Summary: "Replace the project's alert settings (project admin); the leading replica renders and reloads Prometheus rules and Alertmanager routes. A webhook whose host resolves to an address the notification policy refuses is 422 DestinationRefused naming the field (webhooks[i].url).", Request: "AlertSettings", Responses: map[int]string{200: "AlertSettingsReply"}, Errors: []int{400, 401, 403, 404, 422}},
+		{Method: "POST", Path: api + "/projects/{project}/alert-settings/test", Tag: "alerts", Summary: "Send a test alert through Alertmanager to the project's channels (project admin); 409 when alerting is off, not applied yet or not configured; 422 DestinationRefused when a webhook resolves to a refused address now.", Responses: map[int]string{202: "AlertTestReply"}, Errors: []int{401, 403, 404, 409, 422, 502}},
+		{Method: "GET", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Where webhooks may point (system admin): allowCidrs and denyCidrs, and ecp's own dependencies, which are refused whatever the lists say.", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{401, 403}},
+		{Method: "PUT", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Set the notification policy (system admin). By default loopback, link-local, unspecified, broadcast and multicast addresses are refused; allowCidrs admits some of them, denyCidrs refuses more and wins over allowCidrs; at most 64 ranges each.", Request: "NotificationPolicyRules", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{400, 401, 403}},
 		{Method: "GET", Path: api + "/projects/{project}/alerts", Tag: "alerts", Summary: "Active alerts or history (?state=active|history, cluster, severity, from, to (RFC 3339, overlapping the alert), limit), newest first.", Responses: map[int]string{200: "AlertList"}, Errors: tenant},
 		{Method: "DELETE", Path: api + "/alerts/{id}", Tag: "alerts", Summary: "Remove an alert from the lists by hand (project admin); one still firing comes back at Alertmanager's next repeat.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404}},
 		{Method: "GET", Path: api + "/system/alerting", Tag: "alerts", Summary: "The alerting wiring and the last apply to Prometheus and Alertmanager, with their errors (system admin).", Responses: map[int]string{200: "AlertingStatus"}, Errors: []int{401, 403}},
@@ -222,11 +224,21 @@ func schemas() map[string]any {
 		"AlertSettingsReply": map[string]any{"allOf": []any{ref("AlertSettings"), obj(map[string]any{
 			"updatedAt": whenNil,
 			"status": obj(map[string]any{
-				"delivery":  map[string]any{"type": "string", "enum": []string{"applied", "pending", "failed", "not-configured"}},
+				"delivery":  map[string]any{"type": "string", "enum": []string{"applied", "pending", "partial", "failed", "not-configured"}},
 				"message":   str,
 				"appliedAt": whenNil,
 			}),
 		})}},
+		"NotificationPolicyRules": obj(map[string]any{
+			"allowCidrs": map[string]any{"type": "array", "maxItems": 64, "items": str},
+			"denyCidrs":  map[string]any{"type": "array", "maxItems": 64, "items": str},
+		}),
+		"NotificationPolicy": obj(map[string]any{
+			"allowCidrs": map[string]any{"type": "array", "items": str},
+			"denyCidrs":  map[string]any{"type": "array", "items": str},
+			"updatedAt":  whenNil, "updatedBy": str,
+			"dependencies": map[string]any{"type": "array", "readOnly": true, "items": obj(map[string]any{"name": str, "endpoint": str})},
+		}),
 		"AlertTestReply": obj(map[string]any{"alertname": str, "testId": str, "sentAt": when, "message": str}),
 		"Alert": obj(map[string]any{
 			"id": str, "name": str, "project": str, "cluster": str, "severity": str,
@@ -254,6 +266,7 @@ func schemas() map[string]any {
 			"alertmanagerUrl": str, "alertmanagerConfigFile": str, "webhookUrl": str, "smtp": map[string]any{"type": "boolean"},
 			"leader": str, "revision": integer, "appliedAt": whenNil, "ok": map[string]any{"type": "boolean"}, "error": str,
 			"projectErrors": map[string]any{"type": "object", "additionalProperties": str}, "projects": integer,
+			"dropped": map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "array", "items": str}},
 		}),
 	}
 }
