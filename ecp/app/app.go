@@ -255,6 +255,11 @@ func (a *App) build(ctx context.Context) error {
 	} else if added+removed > 0 {
 		a.logger.Info("project index of cluster entries repaired", "added", added, "removed", removed)
 	}
+	if changed, err := a.ledger.Recount(ctx); err != nil {
+		return err
+	} else if changed > 0 {
+		a.logger.Info("connection allocation counters recounted", "changed", changed)
+	}
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}
@@ -305,6 +310,7 @@ func (a *App) build(ctx context.Context) error {
 	tenancy.NewAPI(a.authz, a.users).Register(api, a.adapter)
 	a.clusters.Register(api, a.adapter)
 	a.ledger.Register(api, a.adapter)
+	a.ledger.RegisterScopes(api, a.adapter, a.authz)
 	auditLog.Register(api, a.adapter, a.authz.AuditScope)
 	// Last: a catch-all (the web console at /) must not shadow anything.
 	fallback := r.NewRoute().Subrouter()

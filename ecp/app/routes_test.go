@@ -273,6 +273,22 @@ func routeTable() map[string]routeCase {
 	add("GET /api/v1/clusters/{id}/dashboard", clusterPath("/dashboard", nil), o, f)
 	o, f = same(all(200))
 	add("GET /api/v1/licence", fixed("/api/v1/licence", nil), o, f)
+	// Quotas: members read; the admin above sets (system admin for an
+	// organization, org admin for a project). null keeps the world
+	// unbounded for the other rows.
+	add("GET /api/v1/orgs/{org}/quota", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/orgs/" + w.org(foreign) + "/quota"}
+	}, [6]int{200, 200, 200, 200, 404, 401}, [6]int{200, 404, 404, 404, 404, 401})
+	add("PUT /api/v1/orgs/{org}/quota", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/orgs/" + w.org(foreign) + "/quota", body: map[string]any{"maxConnections": nil}}
+	}, [6]int{200, 403, 403, 403, 404, 401}, [6]int{200, 404, 404, 404, 404, 401})
+	o, f = read(200)
+	add("GET /api/v1/projects/{project}/quota", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/quota"}
+	}, o, f)
+	add("PUT /api/v1/projects/{project}/quota", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/quota", body: map[string]any{"maxConnections": nil}}
+	}, [6]int{200, 200, 403, 403, 404, 401}, [6]int{200, 404, 404, 404, 404, 401})
 	o, f = same([6]int{200, 200, 200, 403, 403, 401})
 	add("GET /api/v1/audit", fixed("/api/v1/audit", nil), o, f)
 	o, f = read(200)

@@ -514,7 +514,8 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
-		return err
+		// The target project's or organization's quota may refuse it.
+		return quota.APIError(err)
 	}
 	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID)
 	return api.replyUpdated(w, r, updated)

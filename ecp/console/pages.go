@@ -116,6 +116,7 @@ var flashes = map[string]string{
 	"deleted":       "Cluster deleted. Its agent is told to unregister; the EMQX cluster itself is not touched.",
 	"alert-removed": "Alert removed.",
 	"test-sent":     "Test notification sent to every channel of the project.",
+	"quota":         "Connection quota saved.",
 }
 
 // --- login and session ---
@@ -453,6 +454,7 @@ type detailData struct {
 	base
 	Cluster   clusters.Cluster
 	Licence   quota.Usage
+	Quota     quota.ScopeUsage
 	Targets   []tenancy.Project
 	Errors    fieldErrors
 	Max       string
@@ -487,6 +489,9 @@ func (c *Console) detail(r *http.Request) (detailData, error) {
 	b.Title = cl.Name
 	d := detailData{base: b, Cluster: cl, Errors: fieldErrors{}, Max: strconv.Itoa(cl.MaxConnections), Name: cl.Name, Service: cl.ServiceURL, Now: c.opts.Now()}
 	if err := c.get(r, "/licence", &d.Licence); err != nil {
+		return d, err
+	}
+	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/quota", &d.Quota); err != nil {
 		return d, err
 	}
 	if b.CanAdmin {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -20,6 +21,7 @@ func (c *Console) registerSystem(r *mux.Router) {
 	r.Handle("/system/log-receiver", c.page(c.saveReceiver)).Methods(http.MethodPost)
 	r.Handle("/system/log-receiver/test", c.page(c.testReceiver)).Methods(http.MethodPost)
 	r.Handle("/system/notification-policy", c.page(c.savePolicy)).Methods(http.MethodPost)
+	r.Handle("/system/quota", c.page(c.saveQuota)).Methods(http.MethodPost)
 }
 
 // policyView is the notification policy as the API shows it.
@@ -56,6 +58,15 @@ type systemData struct {
 	Errors   fieldErrors
 	Tested   string
 	Projects map[string]string
+	// Quotas lists every organization, each followed by its projects,
+	// with their connection quota and its use.
+	Quotas []quotaRow
+}
+
+// quotaRow is one organization's or project's connection quota.
+type quotaRow struct {
+	Kind, ID, Name string
+	Usage          quota.ScopeUsage
 }
 
 func (c *Console) systemData(r *http.Request) (systemData, error) {
@@ -87,6 +98,20 @@ func (c *Console) systemData(r *http.Request) (systemData, error) {
 	}{{"/licence", &d.Licence}, {"/users", &users}, {"/role-bindings", &bindings}, {"/audit?limit=50", &records}, {"/system/log-receiver", &d.Receiver}} {
 		if err := c.get(r, g.path, g.out); err != nil {
 			return d, err
+		}
+	}
+	for _, o := range d.Orgs {
+		row := quotaRow{Kind: "org", ID: o.ID, Name: o.Name}
+		if err := c.get(r, "/orgs/"+pathEscape(o.ID)+"/quota", &row.Usage); err != nil {
+			return d, err
+		}
+		d.Quotas = append(d.Quotas, row)
+		for _, p := range o.Projects {
+			row := quotaRow{Kind: "project", ID: p.ID, Name: p.Name}
+			if err := c.get(r, "/projects/"+pathEscape(p.ID)+"/quota", &row.Usage); err != nil {
+				return d, err
+			}
+			d.Quotas = append(d.Quotas, row)
 		}
 	}
 	d.Users, d.Bindings, d.Audit = users.Items, bindings.Items, records.Items
@@ -182,5 +207,41 @@ func (c *Console) savePolicy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	http.Redirect(w, r, "/system?done=saved", http.StatusSeeOther)
+	return nil
+}
+
+// saveQuota sets (or, when the field is left empty, removes) the
+// connection quota of the organization or project named by the form,
+// through the API; a refusal shows in that row.
+func (c *Console) saveQuota(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.systemData(r)
+	if err != nil {
+		return err
+	}
+	kind, id := r.PostFormValue("kind"), r.PostFormValue("id")
+	apiPath := "/projects/" + pathEscape(id) + "/quota"
+	if kind == "org" {
+		apiPath = "/orgs/" + pathEscape(id) + "/quota"
+	}
+	// Empty sends null, which removes the quota; anything but a whole
+	// number goes as text, for the API to refuse with its own message.
+	var limit any
+	if v := strings.TrimSpace(r.PostFormValue("maxConnections")); v != "" {
+		limit = v
+		if n, convErr := strconv.Atoi(v); convErr == nil {
+			limit = n
+		}
+	}
+	_, err = c.call(r, http.MethodPut, apiPath, map[string]any{"maxConnections": limit}, nil)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status < 500 && apiErr.Status != http.StatusUnauthorized {
+		d.Errors["quota:"+id] = apiErr.Message
+		c.render(w, apiErr.Status, "system", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/system?done=quota#quota-title", http.StatusSeeOther)
 	return nil
 }

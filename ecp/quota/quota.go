@@ -8,6 +8,11 @@
 // compared at the revision they were read at. Concurrent changes, from one
 // replica or several, therefore serialise in etcd, and the sum of the
 // allocations can never exceed the total, whatever the interleaving.
+//
+// Organizations and projects may carry their own connection quota (see
+// scopes.go): the same transactions keep a per-project and a per-org
+// allocation counter beside AllocatedKey and check every level at once, so
+// no interleaving lets a project or an organization pass its quota either.
 package quota
 
 import (
@@ -72,27 +77,53 @@ var (
 	ErrExists   = errors.New("quota: cluster entry exists")
 )
 
-// Refusal says why the licence refused an allocation and what it has left.
+// Quotas a Refusal can name.
+const (
+	QuotaLicence = "licence"
+	QuotaOrg     = "organization"
+	QuotaProject = "project"
+)
+
+// Refusal says why an allocation was refused: which quota and what it has
+// left.
 type Refusal struct {
 	Requested int
-	// Current is what the cluster had before (0 for a new entry).
-	Current   int
-	Ceiling   int
+	// Current is what the cluster had before (0 for a new entry and for
+	// the target of a transfer).
+	Current int
+	Ceiling int
+	// Quota is the quota that refused (QuotaLicence, QuotaOrg or
+	// QuotaProject); Scope is the id of the organization or project.
+	Quota string
+	Scope string
+	// Total, Allocated and Remaining are that quota's figures: its limit,
+	// what is allocated under it, and what may still be allocated on top of
+	// Current.
 	Total     int
 	Allocated int
-	// Remaining is what may still be allocated on top of Current.
 	Remaining int
-	// OverCeiling is true when the ceiling, not the remaining quota,
-	// refused it.
+	// OverCeiling is true when the per-cluster ceiling, not a remaining
+	// quota, refused it.
 	OverCeiling bool
+	// Transfer names the cluster whose move into Scope was refused.
+	Transfer string
 }
 
 func (r *Refusal) Error() string {
 	if r.OverCeiling {
 		return fmt.Sprintf("maxConnections %d exceeds the licence's per-cluster ceiling of %d", r.Requested, r.Ceiling)
 	}
-	return fmt.Sprintf("maxConnections %d needs %d more connections but the licence has %d remaining (total %d, allocated %d)",
-		r.Requested, r.Requested-r.Current, r.Remaining, r.Total, r.Allocated)
+	if r.Quota == QuotaLicence || r.Quota == "" {
+		return fmt.Sprintf("maxConnections %d needs %d more connections but the licence has %d remaining (total %d, allocated %d)",
+			r.Requested, r.Requested-r.Current, r.Remaining, r.Total, r.Allocated)
+	}
+	whose := fmt.Sprintf("%s %s's connection quota", r.Quota, r.Scope)
+	if r.Transfer != "" {
+		return fmt.Sprintf("moving cluster %s (maxConnections %d) needs %d connections in %s but it has %d remaining (quota %d, allocated %d)",
+			r.Transfer, r.Requested, r.Requested, whose, r.Remaining, r.Total, r.Allocated)
+	}
+	return fmt.Sprintf("maxConnections %d needs %d more connections but %s has %d remaining (quota %d, allocated %d)",
+		r.Requested, r.Requested-r.Current, whose, r.Remaining, r.Total, r.Allocated)
 }
 
 // Usage is the licence and what is allocated.
@@ -133,12 +164,14 @@ func NewLedger(cli *clientv3.Client, l Licence, reg prometheus.Registerer) (*Led
 		}),
 		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_quota_refusals_total",
-			Help: "Allocations refused by the licence, by reason (ceiling or remaining).",
+			Help: "Allocations refused, by reason: ceiling or remaining (the licence's), organization or project (their connection quota).",
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(g.conflicts, g.refusals)
 	g.refusals.WithLabelValues("ceiling")
 	g.refusals.WithLabelValues("remaining")
+	g.refusals.WithLabelValues(QuotaOrg)
+	g.refusals.WithLabelValues(QuotaProject)
 	return g, nil
 }
 
@@ -190,15 +223,21 @@ func (g *Ledger) Create(ctx context.Context, spec clusterspec.Spec) error {
 		if err != nil {
 			return err
 		}
-		if err := g.check(spec.MaxConnections, 0, allocated); err != nil {
+		sc, err := readScopes(stm, spec.Project)
+		if err != nil {
 			return err
 		}
+		if err := g.check(spec.MaxConnections, 0, allocated, sc); err != nil {
+			return err
+		}
+		sc.add(stm, spec.MaxConnections)
 		return g.put(stm, spec, allocated+spec.MaxConnections)
-	})
+	}, scopePrefetch(spec.Project)...)
 }
 
 // SetMaxConnections changes one entry's allocation; a *Refusal when n is
-// over the ceiling or more than the remaining quota.
+// over the ceiling or needs more than the licence, the entry's organization
+// or its project has remaining.
 func (g *Ledger) SetMaxConnections(ctx context.Context, id string, n int) (clusterspec.Spec, error) {
 	var out clusterspec.Spec
 	err := g.txn(ctx, id, func(stm concurrency.STM) error {
@@ -210,9 +249,14 @@ func (g *Ledger) SetMaxConnections(ctx context.Context, id string, n int) (clust
 		if err != nil {
 			return err
 		}
-		if err := g.check(n, spec.MaxConnections, allocated); err != nil {
+		sc, err := readScopes(stm, spec.Project)
+		if err != nil {
 			return err
 		}
+		if err := g.check(n, spec.MaxConnections, allocated, sc); err != nil {
+			return err
+		}
+		sc.add(stm, n-spec.MaxConnections)
 		next := allocated - spec.MaxConnections + n
 		spec.MaxConnections = n
 		spec.UpdatedAt = g.now().UTC()
@@ -225,6 +269,8 @@ func (g *Ledger) SetMaxConnections(ctx context.Context, id string, n int) (clust
 // Update changes fields of an entry that do not touch its allocation
 // (name, service URL, project), in a transaction so it never undoes a
 // concurrent max-connections change. fn must not change MaxConnections.
+// A change of project moves the entry's allocation with it: a *Refusal
+// when the target project or its organization has not that much remaining.
 func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spec) error) (clusterspec.Spec, error) {
 	var out clusterspec.Spec
 	err := g.txn(ctx, id, func(stm concurrency.STM) error {
@@ -238,6 +284,9 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spe
 		}
 		spec.MaxConnections = before
 		if spec.Project != project {
+			if err := g.move(stm, spec, project); err != nil {
+				return err
+			}
 			stm.Del(indexKey(project, id))
 			stm.Put(indexKey(spec.Project, id), "")
 		}
@@ -253,6 +302,42 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spe
 	return out, err
 }
 
+// move takes spec's allocation from project from to spec.Project, checking
+// the target's quotas (the licence total does not change).
+func (g *Ledger) move(stm concurrency.STM, spec clusterspec.Spec, from string) error {
+	src, err := readScopes(stm, from)
+	if err != nil {
+		return err
+	}
+	dst, err := readScopes(stm, spec.Project)
+	if err != nil {
+		return err
+	}
+	n := spec.MaxConnections
+	var orgRefusal *Refusal
+	if dst.org != src.org {
+		orgRefusal = dst.orgRefusal(n, 0)
+	}
+	if r := g.tightest(orgRefusal, dst.projectRefusal(n, 0)); r != nil {
+		r.Transfer = spec.ID
+		return r
+	}
+	if src.org == dst.org {
+		// Within one organization its counter stays as it is.
+		src.org, dst.org = "", ""
+	}
+	src.add(stm, -n)
+	dst.add(stm, n)
+	// Every change of an allocation writes AllocatedKey, even one that
+	// leaves the total as it is, so Recount's compare on it sees them all.
+	allocated, err := readAllocated(stm)
+	if err != nil {
+		return err
+	}
+	stm.Put(AllocatedKey, strconv.Itoa(allocated))
+	return nil
+}
+
 // Delete removes the entry and returns its allocation to the licence.
 func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error) {
 	var out clusterspec.Spec
@@ -265,6 +350,11 @@ func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error
 		if err != nil {
 			return err
 		}
+		sc, err := readScopes(stm, spec.Project)
+		if err != nil {
+			return err
+		}
+		sc.add(stm, -spec.MaxConnections)
 		stm.Del(clusterspec.Key(id))
 		stm.Del(indexKey(spec.Project, id))
 		stm.Put(AllocatedKey, strconv.Itoa(max(0, allocated-spec.MaxConnections)))
@@ -274,23 +364,54 @@ func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error
 	return out, err
 }
 
-// check refuses n (replacing current) against the licence.
-func (g *Ledger) check(n, current, allocated int) error {
+// check refuses n (replacing current) against the licence's ceiling, then
+// against every quota above the entry: the licence, its organization's and
+// its project's.
+func (g *Ledger) check(n, current, allocated int, sc scopes) error {
 	l := g.Licence()
-	remaining := max(0, l.TotalConnections-allocated)
-	r := &Refusal{Requested: n, Current: current, Ceiling: l.MaxPerCluster, Total: l.TotalConnections, Allocated: allocated, Remaining: remaining}
 	if n > l.MaxPerCluster {
-		r.OverCeiling = true
+		remaining := max(0, l.TotalConnections-allocated)
 		g.refusals.WithLabelValues("ceiling").Inc()
-		return r
+		return &Refusal{Requested: n, Current: current, Ceiling: l.MaxPerCluster, Quota: QuotaLicence,
+			Total: l.TotalConnections, Allocated: allocated, Remaining: remaining, OverCeiling: true}
 	}
-	// Lowering is always allowed, even when the licence shrank below what
-	// is allocated: it is how an operator gets back under it.
-	if n > current && n-current > remaining {
-		g.refusals.WithLabelValues("remaining").Inc()
-		return r
+	// Lowering is always allowed, even when a quota shrank below what is
+	// allocated: it is how an operator gets back under it.
+	if n <= current {
+		return nil
 	}
-	return nil
+	lic := &Refusal{Requested: n, Current: current, Quota: QuotaLicence,
+		Total: l.TotalConnections, Allocated: allocated, Remaining: max(0, l.TotalConnections-allocated)}
+	r := g.tightest(lic, sc.orgRefusal(n, current), sc.projectRefusal(n, current))
+	if r == nil {
+		return nil // not a nil *Refusal: that would be a non-nil error
+	}
+	r.Ceiling = l.MaxPerCluster
+	return r
+}
+
+// tightest returns, of the candidates that refuse (a nil candidate is a
+// quota that is not set), the one with the least remaining, so the caller
+// hears of the quota that binds first; on a tie the most specific one
+// (the later in the list). It counts the refusal by reason.
+func (g *Ledger) tightest(candidates ...*Refusal) *Refusal {
+	var out *Refusal
+	for _, r := range candidates {
+		if r == nil || r.Requested-r.Current <= r.Remaining {
+			continue
+		}
+		if out == nil || r.Remaining <= out.Remaining {
+			out = r
+		}
+	}
+	if out != nil {
+		reason := "remaining"
+		if out.Quota != QuotaLicence {
+			reason = out.Quota
+		}
+		g.refusals.WithLabelValues(reason).Inc()
+	}
+	return out
 }
 
 func (g *Ledger) put(stm concurrency.STM, spec clusterspec.Spec, allocated int) error {
@@ -307,7 +428,7 @@ func (g *Ledger) put(stm concurrency.STM, spec clusterspec.Spec, allocated int) 
 // txn runs apply in an etcd software transaction: every key read is
 // compared at its read revision on commit, and apply is run again on a
 // conflict, so a decision is always taken on current values.
-func (g *Ledger) txn(ctx context.Context, id string, apply func(concurrency.STM) error) error {
+func (g *Ledger) txn(ctx context.Context, id string, apply func(concurrency.STM) error, prefetch ...string) error {
 	ctx, cancel := context.WithTimeout(ctx, 4*kv.CallTimeout)
 	defer cancel()
 	g.txnMu.Lock()
@@ -317,8 +438,9 @@ func (g *Ledger) txn(ctx context.Context, id string, apply func(concurrency.STM)
 		attempts++
 		return apply(stm)
 	}, concurrency.WithAbortContext(ctx),
-		// Both keys in one read instead of one round trip each.
-		concurrency.WithPrefetch(clusterspec.Key(id), AllocatedKey))
+		// The keys known up front in one read instead of one round trip
+		// each.
+		concurrency.WithPrefetch(append([]string{clusterspec.Key(id), AllocatedKey}, prefetch...)...))
 	if attempts > 1 {
 		g.conflicts.Add(float64(attempts - 1))
 	}

@@ -98,7 +98,9 @@ func (f *Fleet) Issued() []secret.String {
 // their max connections added to the allocation counter), many per etcd
 // transaction: creating 10,000 entries one API call at a time takes a
 // minute, and benchmarks are about reading them. It does not check the
-// licence; the caller keeps the entries within it.
+// licence; the caller keeps the entries within it. Nor does it keep the
+// per-organization and per-project allocation counters: a test that sets
+// quotas seeds before the app starts, whose Recount fills them.
 func Seed(ctx context.Context, cli *clientv3.Client, specs []clusterspec.Spec) error {
 	const perTxn = 50 // two keys each, under etcd's 128 operations per transaction
 	allocated := 0
