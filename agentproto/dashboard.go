@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 )
 
 // The dashboard jump: ecp asks the agent for a fresh EMQX dashboard login
@@ -17,6 +19,49 @@ import (
 // request (HPKE, RFC 9180: DHKEM(X25519), HKDF-SHA256, AES-128-GCM). Any
 // replica may take the agent's reply and pass it on through etcd; what it
 // passes on, and what etcd holds for the request's ~30 s, is ciphertext.
+//
+// A request names the EMQX dashboard role the session may have, so that
+// the jump never gives more than the ecp user's own role: administrator
+// for whoever may change the cluster in ecp, viewer for a project viewer.
+// The agent makes a viewer session with an EMQX dashboard user of role
+// viewer that it keeps for this purpose, never with the registered user.
+// ecp checks the role of the login it receives, so an agent that predates
+// the field (and answers every request with the registered user) cannot
+// hand a viewer an administrator session.
+
+// Dashboard roles, as EMQX names the roles of its dashboard users.
+const (
+	DashboardRoleAdministrator = "administrator"
+	DashboardRoleViewer        = "viewer"
+)
+
+// ProblemDashboardViewerUnavailable answers a viewer request the agent
+// cannot serve with a viewer session (EMQX without dashboard roles, or the
+// registered user may not manage dashboard users).
+const ProblemDashboardViewerUnavailable = "DashboardViewerUnavailable"
+
+// MaxDashboardURL bounds a dashboard or service URL.
+const MaxDashboardURL = 2048
+
+// CheckDashboardURL says what is wrong with a dashboard URL given by an
+// operator or an agent, or returns nil: it must be an absolute http or
+// https URL with a host, no credentials, query or fragment (the jump
+// appends the dashboard's own "#/..." route), at most MaxDashboardURL
+// bytes. Anything else (javascript:, data:, relative URLs) would become
+// a link in the console or the target of the jump's redirect.
+func CheckDashboardURL(s string) error {
+	if len(s) > MaxDashboardURL {
+		return fmt.Errorf("must be at most %d bytes", MaxDashboardURL)
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
+		return errors.New("must be an absolute http:// or https:// URL with a host, e.g. http://emqx.example:18083")
+	}
+	if u.User != nil || strings.ContainsAny(s, "?#") {
+		return errors.New("must carry no credentials, query or fragment, e.g. http://emqx.example:18083")
+	}
+	return nil
+}
 
 // DashboardSessionRequest is one pending dashboard jump in DesiredState.
 type DashboardSessionRequest struct {
@@ -25,6 +70,10 @@ type DashboardSessionRequest struct {
 	// PublicKey is the HPKE public key (X25519, base64 std) the agent
 	// seals its DashboardLogin to.
 	PublicKey string `json:"publicKey"`
+	// Role is the EMQX dashboard role the session may have
+	// (DashboardRoleAdministrator or DashboardRoleViewer). ecp refuses a
+	// login whose role differs from a viewer request's.
+	Role string `json:"role"`
 }
 
 // DashboardSessionReply is the body of PathDashboardSession.

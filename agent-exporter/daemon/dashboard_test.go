@@ -29,7 +29,7 @@ func TestDashboardSession(t *testing.T) {
 		return ok && r.AppliedRevision == 1
 	})
 
-	key, err := ecp.RequestDashboardSession("req-1")
+	key, err := ecp.RequestDashboardSession("req-1", agentproto.DashboardRoleAdministrator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestDashboardSession(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { _ = emqx.SetAPIFault(sim.APIFault{}) }()
-		if _, err := ecp.RequestDashboardSession("req-2"); err != nil {
+		if _, err := ecp.RequestDashboardSession("req-2", agentproto.DashboardRoleAdministrator); err != nil {
 			t.Fatal(err)
 		}
 		var r agentproto.DashboardSessionReply

@@ -438,7 +438,14 @@ type DashboardSession struct {
 // and returns the new token without keeping it: it is handed over for the
 // dashboard jump, and the agent's own session is left alone.
 func (c *Client) NewDashboardSession(ctx context.Context) (DashboardSession, error) {
-	body := map[string]string{"username": c.username, "password": c.password.Reveal()}
+	return c.NewDashboardSessionAs(ctx, c.username, c.password)
+}
+
+// NewDashboardSessionAs logs in as another dashboard user (the agent's
+// viewer user) and returns the token without keeping it. A refused login
+// wraps ErrAuthFailed.
+func (c *Client) NewDashboardSessionAs(ctx context.Context, username string, password secret.String) (DashboardSession, error) {
+	body := map[string]string{"username": username, "password": password.Reveal()}
 	var reply loginReply
 	if err := c.send(ctx, http.MethodPost, "/login", nil, body, &reply, ""); err != nil {
 		var apiErr *APIError
@@ -450,5 +457,30 @@ func (c *Client) NewDashboardSession(ctx context.Context) (DashboardSession, err
 	if reply.Token == "" {
 		return DashboardSession{}, errors.New("emqx login answered without a token")
 	}
-	return DashboardSession{LoginInfo: reply.LoginInfo, Username: c.username, Token: secret.String(reply.Token)}, nil
+	return DashboardSession{LoginInfo: reply.LoginInfo, Username: username, Token: secret.String(reply.Token)}, nil
+}
+
+// CreateDashboardUser adds a dashboard user (POST /api/v5/users, which
+// takes a Bearer token of an administrator only). EMQX answers 400
+// BAD_REQUEST for a name that exists or a password it finds too weak.
+func (c *Client) CreateDashboardUser(ctx context.Context, username string, password secret.String, role, description string) error {
+	body := map[string]string{"username": username, "password": password.Reveal(), "role": role, "description": description}
+	if err := c.call(ctx, http.MethodPost, "/users", nil, body, nil); err != nil {
+		return fmt.Errorf("creating emqx dashboard user %s: %w", username, err)
+	}
+	return nil
+}
+
+// DeleteDashboardUser removes a dashboard user and with it every session
+// of that user; a user that does not exist is no error.
+func (c *Client) DeleteDashboardUser(ctx context.Context, username string) error {
+	err := c.call(ctx, http.MethodDelete, "/users/"+url.PathEscape(username), nil, nil, nil)
+	var apiErr *APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("deleting emqx dashboard user %s: %w", username, err)
+	}
+	return nil
 }

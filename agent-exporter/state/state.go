@@ -25,6 +25,7 @@ const (
 	RegistrationFile = "registration.json"
 	EndedFile        = "registration-ended.json"
 	ControlFile      = "control.json"
+	ViewerFile       = "dashboard-viewer.json"
 )
 
 // ErrNotRegistered means the directory holds no registration.
@@ -159,6 +160,40 @@ func (d *Dir) LoadEnded() (Ended, bool) {
 // ClearEnded removes the note (a new registration started).
 func (d *Dir) ClearEnded() {
 	_ = os.Remove(filepath.Join(d.path, EndedFile))
+}
+
+// DashboardViewer is the EMQX dashboard user of role viewer the agent
+// keeps for read-only dashboard jumps, with the password it chose. APIURL
+// names the EMQX it was made on, so a registration against another
+// cluster does not try it there.
+type DashboardViewer struct {
+	APIURL   string
+	Username string
+	Password secret.String
+}
+
+type viewerDisk struct {
+	APIURL   string `json:"emqxApiUrl"`
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// LoadDashboardViewer reads the viewer user; ok is false when there is
+// none yet.
+func (d *Dir) LoadDashboardViewer() (v DashboardViewer, ok bool, err error) {
+	var dv viewerDisk
+	if err := d.read(ViewerFile, &dv); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return DashboardViewer{}, false, nil
+		}
+		return DashboardViewer{}, false, err
+	}
+	return DashboardViewer{APIURL: dv.APIURL, Username: dv.Username, Password: secret.String(dv.Password)}, true, nil
+}
+
+// SaveDashboardViewer writes the viewer user atomically with mode 0600.
+func (d *Dir) SaveDashboardViewer(v DashboardViewer) error {
+	return d.write(ViewerFile, viewerDisk{APIURL: v.APIURL, Username: v.Username, Password: v.Password.Reveal()})
 }
 
 // SaveControl publishes the daemon's control address and token.

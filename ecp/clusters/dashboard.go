@@ -5,13 +5,16 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
+	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
 // The login-free dashboard jump.
@@ -20,10 +23,9 @@ import (
 // agent, through fleet, for a fresh EMQX dashboard login: fleet stores a
 // request on a 30 s etcd lease, which wakes the agent's desired-state
 // long-poll on whichever replica holds it; the agent logs in to EMQX's
-// POST /api/v5/login with the credentials given at registration (a new
-// token, not its own API session) and posts the result sealed to a key pair
-// this request made (HPKE); the answer reaches this replica through etcd,
-// still sealed. The reply is then a 302 to
+// POST /api/v5/login (a new token, not its own API session) and posts the
+// result sealed to a key pair this request made (HPKE); the answer reaches
+// this replica through etcd, still sealed. The reply is then a 302 to
 //
 //	<serviceUrl>/#/dashboard/overview?login_meta=<base64 JSON>
 //
@@ -32,11 +34,20 @@ import (
 // keeps the token out of the request line: browsers do not send the
 // fragment, so it reaches neither EMQX's access log nor proxies; the
 // dashboard strips login_meta from the URL once read, but the redirect URL
-// may stay in the browser's history, and the token is a full dashboard
-// session of the registered user (60 min sliding TTL) — whoever may view
-// the cluster in ecp may act on its dashboard with that user's role. ecp
-// keeps the token in memory for this one reply only (secret.String), never
-// logs or stores it in the clear; the jump is audited (who, which cluster).
+// may stay in the browser's history. ecp keeps the token in memory for
+// this one reply only (secret.String), never logs or stores it in the
+// clear; the jump is audited (who, which cluster).
+//
+// The session never gives more than the caller's role in ecp (issue #11
+// finding 1): whoever may change the cluster (project admin, org admin,
+// system admin) gets an EMQX administrator session, made with the user
+// the agent registered; a project viewer gets a session of an EMQX
+// dashboard user with EMQX's viewer role, which the agent keeps for this
+// purpose. The request names the role; ecp checks the role EMQX answered
+// and refuses with 403 a viewer's jump whose login is not a viewer's (an
+// agent too old to know roles answers with the registered user) or which
+// the agent says it cannot serve. It never falls back to an administrator
+// login for a viewer.
 //
 // When no agent is bound, the agent does not answer within DashboardWait
 // (agent silent, EMQX down) or it could not log in, the reply is the plain
@@ -60,10 +71,12 @@ const DashboardWait = 5 * time.Second
 // by the agent of the cluster. A Fleet without it (fakes) gets the plain
 // redirect.
 type DashboardSessions interface {
-	DashboardSession(ctx context.Context, clusterID string, wait time.Duration) (fleet.DashboardLogin, error)
+	DashboardSession(ctx context.Context, clusterID, role string, wait time.Duration) (fleet.DashboardLogin, error)
 }
 
-func (api *API) jump(w http.ResponseWriter, r *http.Request, spec clusterspec.Spec, target string) error {
+// jump redirects into the dashboard at target with a session of EMQX's
+// dashboard role role (agentproto.DashboardRole*).
+func (api *API) jump(w http.ResponseWriter, r *http.Request, spec clusterspec.Spec, target, role string) error {
 	audit.Annotate(r.Context(), audit.Note{Project: spec.Project, Target: "cluster/" + spec.ID, Read: true})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
@@ -71,7 +84,19 @@ func (api *API) jump(w http.ResponseWriter, r *http.Request, spec clusterspec.Sp
 	if !ok {
 		return plainJump(w, r, target, "this ecp has no agent side to ask for a dashboard login")
 	}
-	l, err := ds.DashboardSession(r.Context(), spec.ID, DashboardWait)
+	l, err := ds.DashboardSession(r.Context(), spec.ID, role, DashboardWait)
+	if errors.Is(err, fleet.ErrDashboardViewerUnavailable) {
+		api.logger.Info("dashboard jump refused: no viewer session", "cluster", spec.ID, "err", err)
+		return httpapi.Forbidden(fmt.Sprintf("you may only view cluster %s, and its agent cannot make a read-only (EMQX viewer) dashboard session: %v; "+
+			"a project admin can open the dashboard, or upgrade the agent and give it an EMQX administrator login", spec.ID, err))
+	}
+	if err == nil && role == agentproto.DashboardRoleViewer && l.Role != agentproto.DashboardRoleViewer {
+		// The token is dropped here, never used: an agent that predates
+		// roles answers with the registered (administrator) user.
+		api.logger.Warn("dashboard jump refused: the agent answered a viewer request with another role", "cluster", spec.ID, "role", l.Role)
+		return httpapi.Forbidden(fmt.Sprintf("you may only view cluster %s, and its agent answered with an EMQX %q session instead of a viewer session "+
+			"(an agent older than this ecp); upgrade the agent, or ask a project admin to open the dashboard", spec.ID, l.Role))
+	}
 	if err != nil {
 		reason := err.Error()
 		if errors.Is(err, fleet.ErrDashboardTimeout) {

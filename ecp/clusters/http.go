@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -177,10 +176,15 @@ func toCluster(s clusterspec.Spec, st Status) Cluster {
 }
 
 // serviceURL is the entry's own service URL or, when the operator set
-// none, the dashboard URL its agent registered with.
+// none, the dashboard URL its agent registered with. An agent URL that
+// fails the check (stored before ecp checked them at registration) is
+// neither shown nor followed.
 func serviceURL(s clusterspec.Spec, st Status) string {
 	if s.ServiceURL != "" {
 		return s.ServiceURL
+	}
+	if agentproto.CheckDashboardURL(st.DashboardURL) != nil {
+		return ""
 	}
 	return st.DashboardURL
 }
@@ -197,14 +201,14 @@ func ValidateName(name string) string {
 }
 
 // ValidateServiceURL says what a service URL must be, or "". Empty is
-// allowed (no service URL yet).
+// allowed (no service URL yet); otherwise agentproto.CheckDashboardURL's
+// rule, the one agents' dashboard URLs follow too.
 func ValidateServiceURL(s string) string {
 	if s == "" {
 		return ""
 	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || len(s) > 2048 {
-		return "serviceUrl must be an absolute http:// or https:// URL of the cluster's dashboard (e.g. http://emqx.example:18083), without credentials, at most 2048 characters"
+	if err := agentproto.CheckDashboardURL(s); err != nil {
+		return "serviceUrl " + err.Error() + " (the cluster's dashboard)"
 	}
 	return ""
 }
@@ -482,6 +486,10 @@ func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
 
 type transferRequest struct {
 	Project string `json:"project"`
+	// ServiceURL, when given, is the service URL the entry keeps in its
+	// new project ("" for the agent's dashboard URL). When absent, a
+	// service URL set by hand is dropped (see transfer).
+	ServiceURL *string `json:"serviceUrl"`
 }
 
 func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
@@ -500,14 +508,30 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 	if req.Project == spec.Project {
 		return httpapi.Invalid("project", "cluster %s is already in project %s", spec.ID, spec.Project)
 	}
+	if req.ServiceURL != nil {
+		if msg := ValidateServiceURL(*req.ServiceURL); msg != "" {
+			return httpapi.Invalid("serviceUrl", "%s", msg)
+		}
+	}
 	// The caller must administer the target too: moving a cluster into a
 	// project is as much a change of that project as creating one there.
 	target, err := api.authz.Project(r.Context(), ac, req.Project, tenancy.Admin, "project")
 	if err != nil {
 		return err
 	}
+	// A service URL set by hand in the old project is where the new
+	// project's users would be sent, with their dashboard sessions, by
+	// every jump (issue #11 finding 1). It does not move along silently:
+	// the entry falls back to the dashboard URL its agent registered,
+	// unless the request names the URL to keep; the reply shows the
+	// result either way.
+	keep := ""
+	if req.ServiceURL != nil {
+		keep = *req.ServiceURL
+	}
 	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *clusterspec.Spec) error {
 		s.Project = target.ID
+		s.ServiceURL = keep
 		return nil
 	})
 	if errors.Is(err, quota.ErrNotFound) {
@@ -517,7 +541,8 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 		// The target project's or organization's quota may refuse it.
 		return quota.APIError(err)
 	}
-	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID)
+	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID,
+		"serviceUrlKept", keep != "", "serviceUrlDropped", spec.ServiceURL != "" && spec.ServiceURL != keep)
 	return api.replyUpdated(w, r, updated)
 }
 
@@ -562,5 +587,10 @@ func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
 	if target == "" {
 		return httpapi.Conflict("cluster %s has no service URL; set one with PATCH /api/v1/clusters/%s {\"serviceUrl\": ...} to open its dashboard", spec.ID, spec.ID)
 	}
-	return api.jump(w, r, spec, target)
+	// Never more than the caller's own role (issue #11 finding 1).
+	role := agentproto.DashboardRoleViewer
+	if e.access.Project(e.project) >= tenancy.Admin {
+		role = agentproto.DashboardRoleAdministrator
+	}
+	return api.jump(w, r, spec, target, role)
 }

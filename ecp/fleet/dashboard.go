@@ -36,6 +36,9 @@ var (
 	ErrDashboardNoAgent = errors.New("no agent is registered for the cluster")
 	// ErrDashboardTimeout: the agent did not answer in time.
 	ErrDashboardTimeout = errors.New("the cluster's agent did not answer in time")
+	// ErrDashboardViewerUnavailable: the agent says it cannot make a
+	// viewer session; the caller must not fall back to another login.
+	ErrDashboardViewerUnavailable = errors.New("the cluster's agent cannot make an EMQX viewer session")
 )
 
 // DashboardLogin is a fresh EMQX dashboard login made by the agent. Token
@@ -51,6 +54,7 @@ type DashboardLogin struct {
 
 type dashboardRecord struct {
 	PublicKey string `json:"publicKey"`
+	Role      string `json:"role"`
 }
 
 type dashboardAnswer struct {
@@ -83,9 +87,9 @@ func (f *Fleet) applyDashboardLocked(k kv) {
 		return
 	}
 	if e.dashboard == nil {
-		e.dashboard = map[string]string{}
+		e.dashboard = map[string]dashboardRecord{}
 	}
-	e.dashboard[req] = rec.PublicKey
+	e.dashboard[req] = rec
 	e.dashRev = max(e.dashRev, k.modRev)
 	e.notify()
 }
@@ -93,19 +97,24 @@ func (f *Fleet) applyDashboardLocked(k kv) {
 // addDashboardLocked puts e's pending requests into d.
 func addDashboardLocked(e *entry, d *agentproto.DesiredState) {
 	d.Revision = max(d.Revision, e.dashRev)
-	for id, pk := range e.dashboard {
-		d.DashboardSessions = append(d.DashboardSessions, agentproto.DashboardSessionRequest{ID: id, PublicKey: pk})
+	for id, rec := range e.dashboard {
+		d.DashboardSessions = append(d.DashboardSessions, agentproto.DashboardSessionRequest{ID: id, PublicKey: rec.PublicKey, Role: rec.Role})
 	}
 }
 
 // DashboardSession asks the agent bound to clusterID for a fresh EMQX
-// dashboard login and waits for it up to wait (DefaultDashboardWait when
-// zero). The request is an etcd key on a short lease under fleet's prefix,
+// dashboard login of EMQX dashboard role role (agentproto.DashboardRole*)
+// and waits for it up to wait (DefaultDashboardWait when zero). The
+// caller checks the role of the login it gets: an agent that predates
+// roles ignores the request's. The request is an etcd key on a short lease under fleet's prefix,
 // so the shared watch of whichever replica holds the agent's long-poll
 // wakes it; the agent's answer may land on any replica, which stores it,
 // sealed to the key pair made here, on the same lease; this replica
 // watches for it and opens it. Revoking the lease when done removes both.
-func (f *Fleet) DashboardSession(ctx context.Context, clusterID string, wait time.Duration) (DashboardLogin, error) {
+func (f *Fleet) DashboardSession(ctx context.Context, clusterID, role string, wait time.Duration) (DashboardLogin, error) {
+	if role != agentproto.DashboardRoleAdministrator && role != agentproto.DashboardRoleViewer {
+		return DashboardLogin{}, fmt.Errorf("dashboard session role %q: want %s or %s", role, agentproto.DashboardRoleAdministrator, agentproto.DashboardRoleViewer)
+	}
 	if err := f.waitReady(ctx); err != nil {
 		return DashboardLogin{}, err
 	}
@@ -128,7 +137,7 @@ func (f *Fleet) DashboardSession(ctx context.Context, clusterID string, wait tim
 		return DashboardLogin{}, err
 	}
 	reqID = reqID[:22]
-	val, err := encode(dashboardRecord{PublicKey: pub})
+	val, err := encode(dashboardRecord{PublicKey: pub, Role: role})
 	if err != nil {
 		return DashboardLogin{}, err
 	}
@@ -171,6 +180,9 @@ func (f *Fleet) DashboardSession(ctx context.Context, clusterID string, wait tim
 				ans, err := decode[dashboardAnswer](ev.Kv.Value)
 				if err != nil {
 					return DashboardLogin{}, fmt.Errorf("decode dashboard answer: %w", err)
+				}
+				if ans.Problem != nil && ans.Problem.Code == agentproto.ProblemDashboardViewerUnavailable {
+					return DashboardLogin{}, fmt.Errorf("%w: %s", ErrDashboardViewerUnavailable, ans.Problem.Message)
 				}
 				if ans.Problem != nil {
 					return DashboardLogin{}, fmt.Errorf("the agent could not log in to EMQX: %s: %s", ans.Problem.Code, ans.Problem.Message)

@@ -39,7 +39,7 @@ func TestDashboardSessionAcrossReplicas(t *testing.T) {
 
 	got := make(chan sessionResult, 1)
 	go func() {
-		l, err := r1.DashboardSession(t.Context(), "c1", 20*time.Second)
+		l, err := r1.DashboardSession(t.Context(), "c1", agentproto.DashboardRoleAdministrator, 20*time.Second)
 		got <- sessionResult{l, err}
 	}()
 	// The request wakes the long-poll held on r2.
@@ -103,19 +103,19 @@ func TestDashboardSessionFailsFast(t *testing.T) {
 			defer f.mu.Unlock()
 			return f.entries["c1"] != nil
 		})
-		if _, err := f.DashboardSession(t.Context(), "c1", time.Second); !errors.Is(err, ErrDashboardNoAgent) {
+		if _, err := f.DashboardSession(t.Context(), "c1", agentproto.DashboardRoleAdministrator, time.Second); !errors.Is(err, ErrDashboardNoAgent) {
 			t.Fatalf("err = %v, want ErrDashboardNoAgent", err)
 		}
 	})
 	t.Run("silent agent", func(t *testing.T) {
-		if _, err := f.DashboardSession(t.Context(), "c2", 200*time.Millisecond); !errors.Is(err, ErrDashboardTimeout) {
+		if _, err := f.DashboardSession(t.Context(), "c2", agentproto.DashboardRoleAdministrator, 200*time.Millisecond); !errors.Is(err, ErrDashboardTimeout) {
 			t.Fatalf("err = %v, want ErrDashboardTimeout", err)
 		}
 	})
 	t.Run("agent reports EMQX refused the login", func(t *testing.T) {
 		got := make(chan sessionResult, 1)
 		go func() {
-			l, err := f.DashboardSession(t.Context(), "c2", 20*time.Second)
+			l, err := f.DashboardSession(t.Context(), "c2", agentproto.DashboardRoleAdministrator, 20*time.Second)
 			got <- sessionResult{l, err}
 		}()
 		var req agentproto.DashboardSessionRequest

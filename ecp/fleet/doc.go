@@ -96,7 +96,7 @@
 //
 // DashboardSession serves the login-free jump into a cluster's EMQX
 // dashboard. It makes an HPKE key pair (X25519) for the one request and
-// stores {publicKey} at
+// stores {publicKey, role} at
 //
 //	/ecp/fleet/dashboard/<cluster>/<request>   on a lease of DashboardRequestTTL (30 s)
 //

@@ -146,6 +146,11 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	// The dashboard URL becomes a link in the console and the target of
+	// the dashboard jump: only http(s) with a host, or none (issue #11).
+	if err := agentproto.CheckDashboardURL(req.DashboardURL); req.DashboardURL != "" && err != nil {
+		return httpapi.Invalid("dashboardUrl", "dashboardUrl %q %v", req.DashboardURL, err)
+	}
 	f.metrics.registrations.WithLabelValues("attempt").Inc()
 	ctx, cancel := f.etcdCtx(r.Context())
 	defer cancel()

@@ -47,9 +47,9 @@ type entry struct {
 	// desired-state long-polls of this cluster wait on it.
 	changed chan struct{}
 
-	// dashboard maps pending dashboard request ids to their public keys;
-	// dashRev is the newest request's revision (see dashboard.go).
-	dashboard map[string]string
+	// dashboard maps pending dashboard request ids to their public key
+	// and role; dashRev is the newest request's revision (see dashboard.go).
+	dashboard map[string]dashboardRecord
 	dashRev   int64
 }
 

@@ -262,7 +262,8 @@ func add(out *Overview, spec clusterspec.Spec, st fleet.Status, sn Snapshot) {
 		c.into.Disconnected += c.from.Total - c.from.Healthy
 	}
 	base := spec.ServiceURL
-	if base == "" {
+	if base == "" && agentproto.CheckDashboardURL(st.DashboardURL) == nil {
+		// An agent URL stored before ecp checked them may be javascript:.
 		base = st.DashboardURL
 	}
 	for _, a := range sn.Abnormal {

@@ -26,6 +26,11 @@ func (s *Sim) routes() http.Handler {
 	rt.handle(http.MethodGet, v5+"/api_key/{name}", authBearerOnly, s.getAPIKey)
 	rt.handle(http.MethodPut, v5+"/api_key/{name}", authBearerOnly, s.updateAPIKey)
 	rt.handle(http.MethodDelete, v5+"/api_key/{name}", authBearerOnly, s.deleteAPIKey)
+	rt.handle(http.MethodGet, v5+"/users", authBearerOnly, s.listUsers)
+	rt.handle(http.MethodPost, v5+"/users", authBearerOnly, s.createUser)
+	rt.handle(http.MethodPut, v5+"/users/{username}", authBearerOnly, s.updateUser)
+	rt.handle(http.MethodDelete, v5+"/users/{username}", authBearerOnly, s.deleteUser)
+	rt.handle(http.MethodPost, v5+"/users/{username}/change_pwd", authBearerOnly, s.changePassword)
 
 	rt.handle(http.MethodGet, "/status", authNone, s.status)
 	rt.handle(http.MethodGet, v5+"/status", authNone, s.status)

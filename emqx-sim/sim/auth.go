@@ -18,6 +18,7 @@ type dashUser struct {
 	username string
 	password secret.String
 	role     string
+	desc     string
 }
 
 type token struct {
@@ -49,12 +50,12 @@ func (s *Sim) initAuth(now time.Time) error {
 	s.users = map[string]*dashUser{}
 	s.tokens = map[string]*token{}
 	s.apiKeys = map[string]*apiKeyRec{}
-	s.users[s.opts.DashboardUsername] = &dashUser{s.opts.DashboardUsername, s.opts.DashboardPassword, RoleAdministrator}
+	s.users[s.opts.DashboardUsername] = &dashUser{username: s.opts.DashboardUsername, password: s.opts.DashboardPassword, role: RoleAdministrator, desc: "administrator"}
 	for _, u := range s.opts.Users {
 		if _, dup := s.users[u.Username]; dup || u.Username == "" {
 			return fmt.Errorf("options: duplicate or empty dashboard user %q", u.Username)
 		}
-		s.users[u.Username] = &dashUser{u.Username, u.Password, u.Role}
+		s.users[u.Username] = &dashUser{username: u.Username, password: u.Password, role: u.Role}
 	}
 	for _, k := range s.opts.APIKeys {
 		if _, dup := s.apiKeys[k.Key]; dup || k.Key == "" {
@@ -132,7 +133,7 @@ func (s *Sim) authenticate(w http.ResponseWriter, r *http.Request, mode authMode
 			return principal{}, false
 		}
 		p := principal{username: t.username, role: t.role, token: cred}
-		if !roleAllows(p.role, r.Method, r.URL.Path) {
+		if !roleAllows(p.role, r.Method, r.URL.Path) && !ownPassword(p, r) {
 			writeError(w, http.StatusForbidden, "UNAUTHORIZED_ROLE", msgRoleUser)
 			return principal{}, false
 		}
@@ -164,8 +165,9 @@ func (s *Sim) authenticate(w http.ResponseWriter, r *http.Request, mode authMode
 	}
 }
 
-// roleAllows applies EMQX's RBAC: administrators do everything, viewers
-// every GET plus logout, publishers only publish.
+// roleAllows applies EMQX's RBAC (emqx_dashboard_rbac:check_rbac):
+// administrators do everything, viewers every GET plus logout (and their
+// own password, see ownPassword), publishers only publish.
 func roleAllows(role, method, path string) bool {
 	switch role {
 	case RoleAdministrator:
@@ -176,6 +178,12 @@ func roleAllows(role, method, path string) bool {
 		return method == http.MethodPost && (path == "/api/v5/publish" || path == "/api/v5/publish/bulk")
 	}
 	return false
+}
+
+// ownPassword is the one write emqx_dashboard_rbac grants a viewer beyond
+// logout: POST /users/<itself>/change_pwd.
+func ownPassword(p principal, r *http.Request) bool {
+	return p.role == RoleViewer && r.Method == http.MethodPost && r.URL.Path == "/api/v5/users/"+p.username+"/change_pwd"
 }
 
 func unauthorized(w http.ResponseWriter, code, msg string) {

@@ -378,14 +378,16 @@ func (s *Server) SetLogCollection(lc agentproto.LogCollection) {
 
 // RequestDashboardSession adds a dashboard session request to the desired
 // state (new revision), as ecp does when a user opens the dashboard, and
-// returns its id and the key that opens the agent's sealed answer.
-func (s *Server) RequestDashboardSession(id string) (*agentproto.DashboardKey, error) {
+// returns the key that opens the agent's sealed answer. role is the
+// EMQX dashboard role asked for (agentproto.DashboardRole*, or "" as an
+// ecp from before roles sends).
+func (s *Server) RequestDashboardSession(id, role string) (*agentproto.DashboardKey, error) {
 	key, pub, err := agentproto.NewDashboardKey()
 	if err != nil {
 		return nil, err
 	}
 	s.change(func(d *agentproto.DesiredState) {
-		d.DashboardSessions = append(d.DashboardSessions, agentproto.DashboardSessionRequest{ID: id, PublicKey: pub})
+		d.DashboardSessions = append(d.DashboardSessions, agentproto.DashboardSessionRequest{ID: id, PublicKey: pub, Role: role})
 	})
 	return key, nil
 }
