@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -29,6 +30,7 @@ import (
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
+	"github.com/ecpio/ecp/internal/webconfig"
 )
 
 // Exit codes.
@@ -144,6 +146,7 @@ func runCmd(args []string, env Env) int {
 	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collect_interval, log_level); reloaded by SIGHUP and POST /-/reload.")
 	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection.")
 	fs.StringVar(&opts.ListenAddress, "web.listen-address", daemon.DefaultListenAddress, "Address for /metrics, probes and the local control API; keep it on loopback.")
+	fs.StringVar(&opts.WebConfigFile, "web.config.file", "", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.")
 	fs.StringVar(&opts.StateDir, "state.dir", daemon.DefaultStateDir, "Directory for the credential and EMQX login (mode 0700).")
 	fs.IntVar(&opts.RemoteWriteMaxSeries, "remote-write.max-series", daemon.DefaultRemoteWriteMaxSeries, "Most series pushed to ecp per collection (0: no cap); cluster-level series and abnormal objects are pushed whatever the cap, /metrics serves everything.")
 	logFile := fs.String("log.file", DefaultLogFile, "Log file; its directory must exist. \"-\" logs to standard error.")
@@ -244,7 +247,17 @@ func (t *target) client() (*control.Client, error) {
 	if t.agentURL != "" {
 		c.URL = t.agentURL
 	}
-	return &control.Client{URL: c.URL, Token: c.Token}, nil
+	cl := &control.Client{URL: c.URL, Token: c.Token}
+	if c.WebConfigFile != "" {
+		// The daemon serves https: trust the certificate its web
+		// configuration names, and only that one.
+		tc, err := webconfig.ClientTLS(c.WebConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("the agent serves https under %s, which this command cannot use: %w", c.WebConfigFile, err)
+		}
+		cl.HTTP = &http.Client{Transport: &http.Transport{TLSClientConfig: tc}}
+	}
+	return cl, nil
 }
 
 func describe(err error) string {

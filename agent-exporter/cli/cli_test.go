@@ -3,6 +3,7 @@ package cli_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/cli"
 	"github.com/ecpio/ecp/agent-exporter/daemon"
 	"github.com/ecpio/ecp/internal/version"
+	"github.com/ecpio/ecp/internal/webconfig/webconfigtest"
 )
 
 // os/signal starts one process-wide goroutine on first use; it is not ours
@@ -125,5 +127,79 @@ func TestRegisterWithoutPasswordOffTerminal(t *testing.T) {
 		cli.Env{Stdin: devNull, Stdout: &out, Stderr: &errOut})
 	if code != cli.ExitUsage || !strings.Contains(errOut.String(), "--password-file") {
 		t.Fatalf("code %d stderr %q", code, errOut.String())
+	}
+}
+
+// issue #11 finding 9: the agent's /metrics answered anyone who reached its
+// listener. With --web.config.file (the exporter-toolkit format) the
+// listener serves https and /metrics needs the configured basic auth, while
+// the agent's own CLI still drives the control API: it keeps its token from
+// the state directory and pins the certificate the web configuration names.
+func TestSec09AgentMetricsNeedTheWebConfigsBasicAuth(t *testing.T) {
+	wc := webconfigtest.Write(t, map[string]string{"prometheus": "scrape-secret"}, true)
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	apps := make(chan *daemon.App, 1)
+	done := make(chan int, 1)
+	logs := &syncBuffer{}
+	go func() {
+		done <- cli.Main([]string{"run", "--web.listen-address", "127.0.0.1:0", "--state.dir", stateDir,
+			"--log.file", "-", "--web.config.file", wc.Path},
+			cli.Env{Stdout: logs, Stderr: logs, Context: ctx, Ready: func(a *daemon.App) { apps <- a }})
+	}()
+	app := <-apps
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: wc.Roots, MinVersion: tls.VersionTLS12}}}
+	defer client.CloseIdleConnections()
+	scrape := func(user, pass string) int {
+		t.Helper()
+		// The listener is bound before Ready: the request waits for Run
+		// to serve it.
+		req, _ := http.NewRequest(http.MethodGet, "https://"+app.Addr()+"/metrics", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("/metrics over https: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := scrape("", ""); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics without credentials = %d, want 401", code)
+	}
+	if code := scrape("prometheus", "wrong"); code != http.StatusUnauthorized {
+		t.Fatalf("/metrics with a wrong password = %d, want 401", code)
+	}
+	if code := scrape("prometheus", "scrape-secret"); code != http.StatusOK {
+		t.Fatalf("/metrics with credentials = %d, want 200", code)
+	}
+	// The CLI reaches the control API over https without basic auth.
+	var out, errOut bytes.Buffer
+	if code := cli.Main([]string{"status", "--state.dir", stateDir}, cli.Env{Stdout: &out, Stderr: &errOut}); code != 0 ||
+		!strings.Contains(out.String(), "registered:           no") {
+		t.Fatalf("status over https: %d %q %q", code, out.String(), errOut.String())
+	}
+	// Another certificate on the daemon's address is refused.
+	other := webconfigtest.Write(t, nil, true)
+	ctl := filepath.Join(stateDir, "control.json")
+	b, err := os.ReadFile(ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(ctl, bytes.Replace(b, []byte(wc.Path), []byte(other.Path), 1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	if code := cli.Main([]string{"status", "--state.dir", stateDir}, cli.Env{Stdout: &out, Stderr: &errOut}); code == 0 ||
+		!strings.Contains(errOut.String(), "another certificate") {
+		t.Fatalf("status against an unpinned certificate: %d %q %q", code, out.String(), errOut.String())
+	}
+	cancel()
+	if code := <-done; code != cli.ExitOK {
+		t.Fatalf("run exit = %d; log %s", code, logs.String())
 	}
 }

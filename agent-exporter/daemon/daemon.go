@@ -28,6 +28,7 @@ import (
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
+	"github.com/ecpio/ecp/internal/webconfig"
 )
 
 // session is one registration in force: the clients built from it and a
@@ -58,6 +59,7 @@ type App struct {
 	dir      *state.Dir
 	ln       net.Listener
 	srv      *http.Server
+	web      *webconfig.Web
 	col      *collector.Collector
 	enf      *enforce.Enforcer
 	rw       *remotewrite.Sender
@@ -175,6 +177,9 @@ func New(opts Options) (*App, error) {
 			return nil, err
 		}
 	}
+	if a.web, err = webconfig.Load(opts.WebConfigFile, opts.Logger.With("component", "web")); err != nil {
+		return nil, err
+	}
 	dir, err := state.Open(opts.StateDir)
 	if err != nil {
 		return nil, fmt.Errorf("state dir %s (--state.dir): %w", opts.StateDir, err)
@@ -224,14 +229,18 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 	}
-	if err := a.dir.SaveControl(state.Control{URL: "http://" + a.Addr(), Token: a.ctlToken}); err != nil {
+	ctl := state.Control{URL: a.web.Scheme() + "://" + a.Addr(), Token: a.ctlToken}
+	if a.web.TLS() {
+		ctl.WebConfigFile = a.web.Path()
+	}
+	if err := a.dir.SaveControl(ctl); err != nil {
 		_ = a.ln.Close()
 		return fmt.Errorf("publishing the control file: %w", err)
 	}
 
 	var g run.Group
 	g.Add(func() error {
-		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := a.web.Serve(a.ln, a.srv); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving http: %w", err)
 		}
 		return nil

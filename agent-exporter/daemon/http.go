@@ -25,10 +25,13 @@ import (
 
 func (a *App) routes() http.Handler {
 	r := mux.NewRouter()
-	r.Handle("/metrics", promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{
+	// The web configuration's basic auth guards what scrapers and operators
+	// call; the control API below keeps its own token, which the CLI reads
+	// from the state directory (package webconfig).
+	r.Handle("/metrics", a.web.Protect(promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 10,
-	})).Methods(http.MethodGet)
+	}))).Methods(http.MethodGet)
 	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
 	}).Methods(http.MethodGet, http.MethodHead)
@@ -39,13 +42,13 @@ func (a *App) routes() http.Handler {
 		}
 		fmt.Fprintln(w, "Ready")
 	}).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/-/reload", func(w http.ResponseWriter, _ *http.Request) {
+	r.Handle("/-/reload", a.web.Protect(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		if err := a.Reload(); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
 		fmt.Fprintln(w, "Reloaded")
-	}).Methods(http.MethodPost)
+	}))).Methods(http.MethodPost)
 	r.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "EMQX Agent %s\n\n/metrics\n/-/healthy\n/-/ready\n", version.Version)
 	}).Methods(http.MethodGet)

@@ -38,6 +38,12 @@ type Options struct {
 	// ListenAddress serves /metrics, the probes and the control API. It
 	// should stay on loopback: the control API carries EMQX passwords.
 	ListenAddress string
+	// WebConfigFile is an optional web configuration file in the format of
+	// github.com/prometheus/exporter-toolkit: TLS for the whole listener
+	// (the CLI pins its certificate), basic auth for /metrics and
+	// POST /-/reload; the control API keeps its own token (package
+	// webconfig).
+	WebConfigFile string
 	// StateDir holds the registration and the control file.
 	StateDir string
 	// CollectInterval is how often EMQX is polled (and drift corrected).

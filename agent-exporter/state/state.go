@@ -85,11 +85,15 @@ type Ended struct {
 type Control struct {
 	URL   string        `json:"url"`
 	Token secret.String `json:"-"`
+	// WebConfigFile is the daemon's --web.config.file (absolute), when
+	// it serves https: the CLI trusts exactly the certificate it names.
+	WebConfigFile string `json:"webConfigFile,omitempty"`
 }
 
 type controlDisk struct {
-	URL   string `json:"url"`
-	Token string `json:"token"`
+	URL           string `json:"url"`
+	Token         string `json:"token"`
+	WebConfigFile string `json:"webConfigFile,omitempty"`
 }
 
 // Dir is a state directory.
@@ -198,7 +202,7 @@ func (d *Dir) SaveDashboardViewer(v DashboardViewer) error {
 
 // SaveControl publishes the daemon's control address and token.
 func (d *Dir) SaveControl(c Control) error {
-	return d.write(ControlFile, controlDisk{URL: c.URL, Token: c.Token.Reveal()})
+	return d.write(ControlFile, controlDisk{URL: c.URL, Token: c.Token.Reveal(), WebConfigFile: c.WebConfigFile})
 }
 
 // LoadControl reads the daemon's control address and token.
@@ -207,7 +211,7 @@ func (d *Dir) LoadControl() (Control, error) {
 	if err := d.read(ControlFile, &c); err != nil {
 		return Control{}, err
 	}
-	return Control{URL: c.URL, Token: secret.String(c.Token)}, nil
+	return Control{URL: c.URL, Token: secret.String(c.Token), WebConfigFile: c.WebConfigFile}, nil
 }
 
 // RemoveControl withdraws the control file when the daemon stops.

@@ -41,6 +41,7 @@ import (
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/version"
+	"github.com/ecpio/ecp/internal/webconfig"
 )
 
 // App is one ecp replica.
@@ -53,6 +54,7 @@ type App struct {
 	cli  *clientv3.Client
 	ln   net.Listener
 	srv  *http.Server
+	web  *webconfig.Web
 
 	// sealKey seals the secrets stored in etcd.
 	sealKey *seal.Key
@@ -135,6 +137,9 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	if a.sealKey, err = seal.LoadOrCreate(keyFile); err != nil {
 		return nil, err
 	}
+	if a.web, err = webconfig.Load(opts.WebConfigFile, logger.With("component", "web")); err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), etcdserver.DefaultStartTimeout)
 	defer cancel()
 	endpoints, etcdTLS := opts.EtcdEndpoints, opts.EtcdTLS
@@ -159,7 +164,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
 	}
 	if a.opts.ExternalURL == "" {
-		a.opts.ExternalURL = "http://" + a.ln.Addr().String()
+		a.opts.ExternalURL = a.web.Scheme() + "://" + a.ln.Addr().String()
 		if host, _, _ := net.SplitHostPort(a.ln.Addr().String()); net.ParseIP(host).IsUnspecified() {
 			logger.Warn("ecp listens on every interface but has no --web.external-url; registration commands will name an address agents cannot reach", "externalUrl", a.opts.ExternalURL)
 		}
@@ -400,7 +405,9 @@ func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 // registerOps mounts the operational endpoints, the same on every binary
 // of the project: /metrics, /-/healthy, /-/ready, POST /-/reload.
 func (a *App) registerOps(r *mux.Router) {
-	r.Handle("/metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 10})).Methods(http.MethodGet)
+	// The web configuration's basic auth guards what scrapers and operators
+	// call, not the bearer-token API beside it (package webconfig).
+	r.Handle("/metrics", a.web.Protect(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 10}))).Methods(http.MethodGet)
 	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ecp is healthy.\n"))
@@ -424,19 +431,19 @@ func (a *App) registerOps(r *mux.Router) {
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write([]byte("ecp is ready.\n"))
 	}).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/-/reload", a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
+	r.Handle("/-/reload", a.web.Protect(a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
 		if err := a.Reload(req.Context()); err != nil {
 			return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
 		}
 		return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
-	})).Methods(http.MethodPost)
+	}))).Methods(http.MethodPost)
 }
 
 // Addr is the address the HTTP server is bound to.
 func (a *App) Addr() string { return a.ln.Addr().String() }
 
-// URL is http://Addr.
-func (a *App) URL() string { return "http://" + a.Addr() }
+// URL is http://Addr, or https://Addr when the web configuration sets TLS.
+func (a *App) URL() string { return a.web.Scheme() + "://" + a.Addr() }
 
 // ExternalURL is the URL the registration commands name.
 func (a *App) ExternalURL() string { return a.opts.ExternalURL }
@@ -529,7 +536,7 @@ func (a *App) Run(ctx context.Context) error {
 	}, func(error) { cancel() })
 	g.Add(func() error {
 		a.logger.Info("ecp listening", "address", a.Addr(), "externalUrl", a.opts.ExternalURL, "version", version.Version)
-		if err := a.srv.Serve(a.ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := a.web.Serve(a.ln, a.srv); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
 		return nil

@@ -70,6 +70,10 @@ type Options struct {
 	// (--secrets.key-file); <DataDir>/secrets.key, created on first start,
 	// when empty. Replicas sharing an etcd need the same key.
 	SecretsKeyFile string
+	// WebConfigFile is an optional web configuration file in the format of
+	// github.com/prometheus/exporter-toolkit: TLS for the whole listener,
+	// basic auth for /metrics and POST /-/reload (package webconfig).
+	WebConfigFile string
 	// ConfigFile is an optional YAML file (see Config); its settings
 	// override Licence and RegistrationTokenTTL, and POST /-/reload (or
 	// SIGHUP) re-reads it.

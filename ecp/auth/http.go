@@ -15,6 +15,7 @@ import (
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/names"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -396,8 +397,8 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	if n := len(req.Name); n < 1 || n > 100 {
-		return httpapi.Invalid("name", "name is required, 1 to 100 characters")
+	if msg := names.Validate(req.Name, 100); msg != "" {
+		return httpapi.Invalid("name", "%s", msg)
 	}
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(api.store.now()) {
 		return httpapi.Invalid("expiresAt", "expiresAt must be an RFC 3339 time in the future, or left out for a token that does not expire")

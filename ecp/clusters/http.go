@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -21,6 +19,7 @@ import (
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/names"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
@@ -189,15 +188,10 @@ func serviceURL(s clusterspec.Spec, st Status) string {
 	return st.DashboardURL
 }
 
-// ValidateName says what a cluster name must be, or "": 1 to 200
-// characters (EMQX ECP's own bound), no control characters, no leading or
-// trailing spaces.
+// ValidateName says what a cluster name must be, or "": the rule of
+// package names with at most 200 characters (EMQX ECP's own bound).
 func ValidateName(name string) string {
-	n := utf8.RuneCountInString(name)
-	if n < 1 || n > 200 || !utf8.ValidString(name) || strings.TrimSpace(name) != name || strings.ContainsFunc(name, unicode.IsControl) {
-		return "name is required: 1 to 200 characters, no control characters, no leading or trailing spaces"
-	}
-	return ""
+	return names.Validate(name, 200)
 }
 
 // ValidateServiceURL says what a service URL must be, or "". Empty is

@@ -270,6 +270,10 @@ func (c *Console) page(h pageFunc) http.Handler {
 		}
 		s := &session{principal: p, token: token, csrf: csrfToken(token)}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if e := readForm(w, r, maxFormBytes); e != nil {
+				c.renderStatus(w, r, e.Status, e.Message)
+				return
+			}
 			got := r.Header.Get(CSRFHeader)
 			if got == "" {
 				got = r.PostFormValue(CSRFField)

@@ -148,6 +148,10 @@ func (c *Console) renderLogin(w http.ResponseWriter, r *http.Request, status int
 }
 
 func (c *Console) login(w http.ResponseWriter, r *http.Request) {
+	if e := readForm(w, r, maxLoginFormBytes); e != nil {
+		c.renderLogin(w, r, e.Status, loginData{Errors: fieldErrors{"": e.Message}})
+		return
+	}
 	d := loginData{Username: r.PostFormValue("username"), Next: safeNext(r.PostFormValue("next")), Errors: fieldErrors{}}
 	ck, err := r.Cookie(loginCookie)
 	if err != nil || ck.Value == "" || r.PostFormValue(CSRFField) != ck.Value {
@@ -182,10 +186,23 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-// safeNext keeps only same-site paths, so the login page cannot be used to
-// send a user elsewhere.
+// safeNext keeps only same-site absolute paths, so the login page cannot
+// be used to send a user elsewhere: printable ASCII only (the console's own
+// links are escaped; a tab or newline is dropped by browsers and turns
+// "/\t/host" into "//host"), no backslash (browsers read it as "/"), no
+// "//" start (another host), and nothing url.Parse reads as more than a
+// path and query. Anything else leaves next empty: the caller lands on /.
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.HasPrefix(s, "/login") {
+	for i := range len(s) {
+		if s[i] <= ' ' || s[i] >= 0x7f || s[i] == '\\' {
+			return ""
+		}
+	}
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/login") {
+		return ""
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") || strings.HasPrefix(u.Path, "//") {
 		return ""
 	}
 	return s

@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/gorilla/mux"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/names"
 )
 
 // API serves organizations, projects and role bindings.
@@ -45,16 +44,13 @@ func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
 }
 
 // ValidateName returns what a display name must be, or "" when name is
-// fine: 1 to 100 characters, no control characters, no slash (names appear
-// in etcd keys of the name index and in URLs of the console).
+// fine: the rule of package names with at most 100 characters, and no slash
+// (names appear in etcd keys of the name index and in URLs of the console).
 func ValidateName(name string) string {
-	n := utf8.RuneCountInString(name)
-	bad := !utf8.ValidString(name) || strings.ContainsRune(name, '/') || strings.TrimSpace(name) != name ||
-		strings.ContainsFunc(name, unicode.IsControl)
-	if n < 1 || n > 100 || bad {
-		return "name is required: 1 to 100 characters, no slash, no control characters, no leading or trailing spaces"
+	if strings.ContainsRune(name, '/') {
+		return "name must not contain a slash"
 	}
-	return ""
+	return names.Validate(name, 100)
 }
 
 type nameRequest struct {

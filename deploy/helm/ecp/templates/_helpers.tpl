@@ -70,7 +70,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $host := (first .Values.ingress.hosts).host }}
 {{- if .Values.ingress.tls }}https://{{ $host }}{{ else }}http://{{ $host }}{{ end }}
 {{- else }}
-{{- printf "http://%s.%s.svc:%v" (include "ecp.fullname" .) .Release.Namespace .Values.service.port }}
+{{- printf "%s://%s.%s.svc:%v" (ternary "https" "http" .Values.webConfig.tls) (include "ecp.fullname" .) .Release.Namespace .Values.service.port }}
 {{- end }}
 {{- end }}
 
@@ -157,7 +157,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- with .Values.agent.reportInterval }}
 - {{ printf "--agent.report-interval=%v" . | quote }}
 {{- end }}
+{{- if .Values.webConfig.secretName }}
+- {{ printf "--web.config.file=/etc/ecp/web/%v" .Values.webConfig.secretKey | quote }}
+{{- end }}
 {{- range .Values.extraArgs }}
 - {{ printf "%v" . | quote }}
 {{- end }}
+{{- end }}
+
+{{/* probe renders a probe of values, over https when webConfig.tls is set. */}}
+{{- define "ecp.probe" -}}
+{{- $p := deepCopy .probe }}
+{{- if and .root.Values.webConfig.tls $p.httpGet }}
+{{- $_ := set $p.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- toYaml $p }}
 {{- end }}
