@@ -182,9 +182,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // safeNext keeps only same-site paths, so the login page cannot be used to
-// send a user elsewhere.
+// send a user elsewhere. Browsers drop tabs and newlines from a Location
+// and read a backslash as a slash ("/\t/host" is "//host"), so a value
+// with a control character or a backslash anywhere is refused too.
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/\\") || strings.HasPrefix(s, "/login") {
+	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.HasPrefix(s, "/login") ||
+		strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
 		return ""
 	}
 	return s
