@@ -167,10 +167,10 @@ func TestEveryListShowsOnlyWhatTheCallerMaySee(t *testing.T) {
 			var wantBindings []string
 			for _, b := range allBindings {
 				visible := b.Username == s.username
-				switch {
-				case b.Role == "system-admin":
+				switch b.Role {
+				case "system-admin":
 					visible = visible || s.system
-				case b.Role == "org-admin":
+				case "org-admin":
 					visible = visible || s.seesOrg(b.Org)
 				default:
 					visible = visible || s.seesProject(b.Project)
