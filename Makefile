@@ -22,8 +22,8 @@ build: ## Build ecp, agent-exporter and emqx-sim into ./bin.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./ecp ./agent-exporter ./emqx-sim
 
 .PHONY: test
-test: test-deps lint ## Run every check: lint, unit, integration, end-to-end and the deployment checks (what CI runs).
-	$(GO) test -count=1 -timeout 20m ./...
+test: test-deps lint ## Run every check: lint, unit, integration, end-to-end (all under the race detector, fuzz seeds included) and the deployment checks (what CI runs).
+	$(GO) test -race -count=1 -timeout 20m ./...
 	bash scripts/check-deploy.sh
 
 .PHONY: test-deps

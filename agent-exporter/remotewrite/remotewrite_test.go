@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -100,6 +101,30 @@ type fakeECP struct {
 	calls  int
 }
 
+// callCount, firstAuth and received read what the sender's goroutine
+// wrote under mu: synctest's fake clock orders them for the test, not for
+// the race detector.
+func (f *fakeECP) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+func (f *fakeECP) firstAuth() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.auth) == 0 {
+		return ""
+	}
+	return f.auth[0]
+}
+
+func (f *fakeECP) received() []prompb.WriteRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.got)
+}
+
 func (f *fakeECP) RoundTrip(r *http.Request) (*http.Response, error) {
 	body, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
@@ -186,8 +211,8 @@ func TestSenderRetriesThenDelivers(t *testing.T) {
 		if got := testutil.ToFloat64(fx.s.failures); got != 2 {
 			t.Fatalf("failures %v, want 2", got)
 		}
-		if fx.ecp.calls != 3 || fx.ecp.auth[0] != "Bearer ecpagent_c1.secret" {
-			t.Fatalf("calls %d, authorization %q", fx.ecp.calls, fx.ecp.auth[0])
+		if fx.ecp.callCount() != 3 || fx.ecp.firstAuth() != "Bearer ecpagent_c1.secret" {
+			t.Fatalf("calls %d, authorization %q", fx.ecp.callCount(), fx.ecp.firstAuth())
 		}
 	})
 }
@@ -204,12 +229,12 @@ func TestSenderHonoursRetryAfter(t *testing.T) {
 		// The fake asked for 2 s: nothing is resent before.
 		time.Sleep(1900 * time.Millisecond)
 		synctest.Wait()
-		if fx.ecp.calls != 1 {
-			t.Fatalf("%d calls before Retry-After passed, want 1", fx.ecp.calls)
+		if fx.ecp.callCount() != 1 {
+			t.Fatalf("%d calls before Retry-After passed, want 1", fx.ecp.callCount())
 		}
 		settle()
-		if fx.ecp.calls != 2 || testutil.ToFloat64(fx.s.sent) != 1 {
-			t.Fatalf("after Retry-After: %d calls, sent %v", fx.ecp.calls, testutil.ToFloat64(fx.s.sent))
+		if fx.ecp.callCount() != 2 || testutil.ToFloat64(fx.s.sent) != 1 {
+			t.Fatalf("after Retry-After: %d calls, sent %v", fx.ecp.callCount(), testutil.ToFloat64(fx.s.sent))
 		}
 	})
 }
@@ -230,7 +255,7 @@ func TestSenderQueueDropsOldest(t *testing.T) {
 		fx.run()
 		defer fx.stop()
 		settle()
-		got := fx.ecp.got
+		got := fx.ecp.received()
 		if len(got) != 2 || got[0].Timeseries[0].Samples[0].Value != 1 || got[1].Timeseries[0].Samples[0].Value != 2 {
 			t.Fatalf("delivered %v, want the two newest collections in order", got)
 		}
@@ -262,8 +287,8 @@ func TestSenderDropsOnRefusal(t *testing.T) {
 				if got := testutil.ToFloat64(fx.s.queued); got != 0 {
 					t.Fatalf("queue length %v, want 0", got)
 				}
-				if fx.ecp.calls != 1 {
-					t.Fatalf("%d calls, want 1: a refusal is not retried", fx.ecp.calls)
+				if fx.ecp.callCount() != 1 {
+					t.Fatalf("%d calls, want 1: a refusal is not retried", fx.ecp.callCount())
 				}
 			})
 		})
@@ -282,8 +307,8 @@ func TestSenderResetForgetsTheQueue(t *testing.T) {
 		fx.run()
 		defer fx.stop()
 		settle()
-		if fx.ecp.calls != 0 || testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonUnregistered)) != 2 {
-			t.Fatalf("after Reset: %d calls, dropped unregistered %v; want 0 and 2", fx.ecp.calls, testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonUnregistered)))
+		if fx.ecp.callCount() != 0 || testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonUnregistered)) != 2 {
+			t.Fatalf("after Reset: %d calls, dropped unregistered %v; want 0 and 2", fx.ecp.callCount(), testutil.ToFloat64(fx.s.dropped.WithLabelValues(ReasonUnregistered)))
 		}
 	})
 }

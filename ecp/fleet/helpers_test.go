@@ -60,7 +60,7 @@ type testFleet struct {
 
 const testInterval = 15 * time.Second
 
-func startFleet(t *testing.T, cli *clientv3.Client, clk *clock, replica string) *testFleet {
+func startFleet(t testing.TB, cli *clientv3.Client, clk *clock, replica string) *testFleet {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts := Options{ReplicaID: replica, Now: clk.Now, ReportInterval: testInterval,
@@ -150,7 +150,7 @@ func (tf *testFleet) writes(reason string) float64 {
 	return testutil.ToFloat64(tf.metrics.etcdWrites.WithLabelValues(reason))
 }
 
-func putSpec(t *testing.T, cli *clientv3.Client, id string, maxConns int) int64 {
+func putSpec(t testing.TB, cli *clientv3.Client, id string, maxConns int) int64 {
 	t.Helper()
 	spec := clusterspec.Spec{ID: id, Name: "cluster " + id, Project: "p1", MaxConnections: maxConns,
 		CreatedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}

@@ -36,6 +36,10 @@ func validateReport(req *agentproto.ReportRequest) error {
 			return httpapi.Invalid("emqx.problem.message", "emqx.problem.message must be at most %d bytes", maxProblemMessage)
 		}
 	}
+	// The version is stored and shown: the agent does not get to size it.
+	if err := checkLen("emqx.version", req.EMQX.Version, maxShortField); err != nil {
+		return err
+	}
 	return checkLen("agentVersion", req.AgentVersion, maxShortField)
 }
 

@@ -60,10 +60,13 @@ type document struct {
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
 // newDocument stamps one entry. now replaces a missing line time (the agent
-// could not parse one) so the line is still stored and findable.
+// could not parse one) so the line is still stored and findable, and a time
+// whose UTC year is outside 1 to 9999 (a line of "0000-01-01T00:00:00+01:00"
+// is in year -1): timeLayout would not be four-digit years there, and the
+// index name and the stores' time parsing both need them.
 func newDocument(b *Batch, e *agentproto.LogEntry, now time.Time) document {
 	t := e.Time
-	if t.IsZero() {
+	if y := t.UTC().Year(); t.IsZero() || y < 1 || y > 9999 {
 		t = now
 	}
 	node := e.Node
