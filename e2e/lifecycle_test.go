@@ -54,7 +54,7 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	setup := testbed.AgentSetup{
-		Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public",
+		Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", EMQXURL: simURL,
 		CollectInterval: reportInterval,
 	}
 	if setup.ListenAddress, err = testbed.FreeAddr(); err != nil {

@@ -163,7 +163,7 @@ func TestSec07QuotaSemanticsOverHTTP(t *testing.T) {
 func TestSec07QuotaHoldsAcrossReplicas(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	h1, h2 := start(t, opts), start(t, opts)
 	s := newShares(t, h1)
 	h1.must(200, "PUT", "/api/v1/projects/"+s.attacker+"/quota", s.admin, map[string]int{"maxConnections": 300})

@@ -133,7 +133,7 @@ func loginMeta(t *testing.T, loc string) (m struct{ Username, Token, Role string
 func TestSec01DashboardJumpNeverExceedsCallerRole(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
 	for user, role := range map[string]string{"vera": "project-viewer", "pam": "project-admin"} {
@@ -209,7 +209,7 @@ func TestSec01DashboardJumpNeverExceedsCallerRole(t *testing.T) {
 func TestSec01TransferDropsHandSetServiceURL(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
 	var orgs struct{ Items []struct{ ID string } }
@@ -244,7 +244,7 @@ func TestSec01TransferDropsHandSetServiceURL(t *testing.T) {
 func TestSec01DashboardURLsAreHTTP(t *testing.T) {
 	srv := etcdtest.Start(t)
 	opts := testOptions(t)
-	opts.EtcdEndpoints = []string{srv.Endpoint()}
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
 	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))

@@ -52,6 +52,12 @@ func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	spec := e.spec
+	// The service URL the entry shows: the operator's, or the dashboard
+	// URL its last agent registered with (a transfer drops a hand-set one).
+	st, err := api.fleet.Status(r.Context(), spec.ID)
+	if err != nil {
+		return fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
+	}
 	token, expires, err := api.fleet.IssueRegistration(r.Context(), spec.ID, time.Duration(api.tokenTTL.Load()))
 	if err != nil {
 		return fmt.Errorf("issue registration token for cluster %s: %w", spec.ID, err)
@@ -59,10 +65,10 @@ func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
 	api.logger.Info("registration token issued", "cluster", spec.ID, "expiresAt", expires)
 	dashboardURL, apiURL := PlaceholderDashboardURL, PlaceholderAPIURL
 	placeholders := []string{PlaceholderUsername}
-	if spec.ServiceURL != "" {
+	if known := serviceURL(spec, st); known != "" {
 		// EMQX serves its REST API on the dashboard listener, so the
 		// service URL is the right default for both.
-		dashboardURL, apiURL = spec.ServiceURL, spec.ServiceURL
+		dashboardURL, apiURL = known, known
 	} else {
 		placeholders = append(placeholders, PlaceholderDashboardURL, PlaceholderAPIURL)
 	}

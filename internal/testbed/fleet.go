@@ -58,6 +58,9 @@ type AgentSetup struct {
 	ListenAddress string
 	// EMQXUsername and EMQXPassword log the agent in to EMQX.
 	EMQXUsername, EMQXPassword string
+	// EMQXURL is what the operator types where the guide has the dashboard
+	// and API URL placeholders (the entry has no service URL to fill them).
+	EMQXURL string
 	// CollectInterval overrides the agent's collection interval when set.
 	CollectInterval time.Duration
 	// ExtraRegisterArgs are appended to the register command.
@@ -121,7 +124,12 @@ func Registered(ctx context.Context, register string, s AgentSetup) error {
 	if err := os.WriteFile(pwFile, []byte(s.EMQXPassword+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write password file: %w", err)
 	}
-	cmdline := strings.ReplaceAll(register, "<EMQX_USERNAME>", s.EMQXUsername) +
+	register = strings.ReplaceAll(register, "<EMQX_USERNAME>", s.EMQXUsername)
+	if s.EMQXURL != "" {
+		register = strings.ReplaceAll(register, "<EMQX_DASHBOARD_URL>", s.EMQXURL)
+		register = strings.ReplaceAll(register, "<EMQX_API_URL>", s.EMQXURL)
+	}
+	cmdline := register +
 		" --password-file " + pwFile + " --state.dir " + s.StateDir() + " " + strings.Join(s.ExtraRegisterArgs, " ")
 	cmd := exec.CommandContext(ctx, "sh", "-c", cmdline)
 	cmd.Dir = s.Dir
