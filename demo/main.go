@@ -41,6 +41,8 @@ const (
 	alertmanagerAddr = "127.0.0.1:9093"
 	smtpAddr         = "127.0.0.1:1025"
 	mailpitAddr      = "127.0.0.1:8025"
+	// inboxAddr serves the demo's own mail inbox page (see inbox.go).
+	inboxAddr        = "127.0.0.1:8026"
 	victoriaLogsAddr = "127.0.0.1:9428"
 )
 
@@ -102,6 +104,8 @@ type demo struct {
 	bins  testbed.Binaries
 	dir   string
 	procs []*testbed.Proc
+	// inbox serves the mail inbox page while alerting runs.
+	inbox *http.Server
 	// alerting and logs say whether Prometheus, Alertmanager and Mailpit,
 	// and VictoriaLogs, are installed and running.
 	alerting, logs bool
@@ -196,9 +200,10 @@ func (d *demo) up(ctx context.Context) error {
 		d.say("  EMQX %-14s dashboard http://%s (admin/public), agent metrics http://%s/metrics", c.name, c.simAddr, c.agentAddr)
 	}
 	if d.alerting {
-		d.say("  Prometheus http://%s, Alertmanager http://%s, mail (Mailpit) http://%s", prometheusAddr, alertmanagerAddr, mailpitAddr)
+		d.say("  Mail inbox: http://%s  (every alert e-mail; Mailpit's API at http://%s/api/v1)", inboxAddr, mailpitAddr)
+		d.say("  Prometheus http://%s, Alertmanager http://%s", prometheusAddr, alertmanagerAddr)
 		d.say("  Alerts go to ops@<project>.example; break a connector with `make demo-fault` and watch")
-		d.say("  the project's alerts page and Mailpit (about %s).", 3*reportInterval)
+		d.say("  the project's alerts page and the mail inbox (about %s).", 3*reportInterval)
 	}
 	if d.logs {
 		d.say("  EMQX logs are collected into VictoriaLogs (http://%s); search them on each project's logs page.", victoriaLogsAddr)
@@ -277,13 +282,20 @@ func (d *demo) start(name, bin string, args, env []string) (*testbed.Proc, error
 	return p, nil
 }
 
-// down stops every process in the reverse order of starting: agents before
-// the clusters they watch, ecp last.
+// down stops the inbox page, then every process in the reverse order of
+// starting: agents before the clusters they watch, ecp last.
 func (d *demo) down() {
 	if len(d.procs) == 0 {
 		return
 	}
 	d.say("Stopping…")
+	if d.inbox != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := d.inbox.Shutdown(ctx); err != nil {
+			d.say("  mail inbox: %v", err)
+		}
+		cancel()
+	}
 	for _, p := range slices.Backward(d.procs) {
 		if err := p.Stop(); err != nil {
 			d.say("  %v", err)

@@ -32,12 +32,15 @@ func (d *demo) startStack(ctx context.Context, ecpAddr string) ([]string, error)
 	if err := errors.Join(errP, errA, errM); err != nil {
 		d.say("Alerting is left out of the demo: %v", err)
 	} else {
-		if err := d.checkFree(prometheusAddr, alertmanagerAddr, smtpAddr, mailpitAddr); err != nil {
+		if err := d.checkFree(prometheusAddr, alertmanagerAddr, smtpAddr, mailpitAddr, inboxAddr); err != nil {
 			return nil, err
 		}
 		d.say("Starting Mailpit, Alertmanager and Prometheus…")
 		rulesDir, amConfig := filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
 		if err := d.adopt(testbed.StartMailpit(ctx, mail, dir, smtpAddr, mailpitAddr)); err != nil {
+			return nil, err
+		}
+		if d.inbox, err = serveInbox(ctx, inboxAddr, "http://"+mailpitAddr); err != nil {
 			return nil, err
 		}
 		if err := d.adopt(testbed.StartAlertmanager(ctx, am, dir, alertmanagerAddr, amConfig)); err != nil {

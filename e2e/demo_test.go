@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"html"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,14 +21,15 @@ import (
 
 // TestDemoStopsCleanly runs the demo as `make demo` does, waits until it
 // manages both clusters, breaks a connector as `make demo-fault` does and
-// waits for the alert mail, presses Ctrl-C and checks that no process it
-// started is left.
+// waits for the alert mail, which the demo's own inbox page (the one its
+// banner names) must list and show, presses Ctrl-C and checks that the demo
+// exits 0 and no process it started is left.
 func TestDemoStopsCleanly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries")
 	}
 	for _, addr := range []string{"127.0.0.1:18083", "127.0.0.1:28083", "127.0.0.1:9733", "127.0.0.1:9734",
-		"127.0.0.1:9090", "127.0.0.1:9093", "127.0.0.1:1025", "127.0.0.1:8025", "127.0.0.1:9428"} {
+		"127.0.0.1:9090", "127.0.0.1:9093", "127.0.0.1:1025", "127.0.0.1:8025", "127.0.0.1:8026", "127.0.0.1:9428"} {
 		if err := testbed.CheckFree(addr); err != nil {
 			t.Fatalf("the demo's fixed ports must be free for this test: %v", err)
 		}
@@ -74,7 +77,7 @@ func TestDemoStopsCleanly(t *testing.T) {
 	case <-stdout.seen:
 		out := stdout.String()
 		for _, want := range []string{"north-line-1   running", "south-line-1   running", "ecp is managing 2 clusters",
-			"Prometheus http://127.0.0.1:9090", "collected into VictoriaLogs"} {
+			"Prometheus http://127.0.0.1:9090", "Mail inbox: http://127.0.0.1:8026", "collected into VictoriaLogs"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("demo output lacks %q:\n%s", want, out)
 			}
@@ -94,11 +97,16 @@ func TestDemoStopsCleanly(t *testing.T) {
 		t.Fatalf("demo --fault: %v\n%s", err, out)
 	}
 	deadline := time.Now().Add(2 * time.Minute)
+	var alert mailMessage
 	for {
 		var inbox struct {
 			Messages []mailMessage `json:"messages"`
 		}
-		if err := getJSONFrom("http://127.0.0.1:8025/api/v1/messages", &inbox); err == nil && alertMailed(inbox.Messages) {
+		var ok bool
+		if err := getJSONFrom("http://127.0.0.1:8025/api/v1/messages", &inbox); err == nil {
+			alert, ok = alertMailed(inbox.Messages)
+		}
+		if ok {
 			t.Logf("the alert mail arrived %s after the connector broke (demo intervals: %s)", time.Since(brokeAt).Round(time.Second), "5s")
 			break
 		}
@@ -107,6 +115,8 @@ func TestDemoStopsCleanly(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+
+	checkInboxShows(t, alert)
 
 	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
@@ -121,23 +131,66 @@ func TestDemoStopsCleanly(t *testing.T) {
 	}
 }
 
-// alertMailed says whether the broken connector's alert (or its action's)
-// reached the mailbox of the project the first cluster belongs to.
-func alertMailed(messages []mailMessage) bool {
+// alertMailed finds the broken connector's alert (or its action's) in the
+// mailbox of the project the first cluster belongs to.
+func alertMailed(messages []mailMessage) (mailMessage, bool) {
 	for _, m := range messages {
 		north := len(m.To) > 0 && m.To[0].Address == "ops@factory-north.example"
 		if north && (strings.Contains(m.Subject, "EMQXConnectorAbnormal") || strings.Contains(m.Subject, "EMQXActionAbnormal")) {
-			return true
+			return m, true
 		}
 	}
-	return false
+	return mailMessage{}, false
 }
 
 type mailMessage struct {
+	ID      string `json:"ID"`
 	Subject string `json:"Subject"`
 	To      []struct {
 		Address string `json:"Address"`
 	} `json:"To"`
+}
+
+// checkInboxShows checks that the demo's inbox page lists the alert mail with
+// its subject and a link to it, and that the linked page shows its subject,
+// sender, recipient and text body as Mailpit holds them.
+func checkInboxShows(t *testing.T, alert mailMessage) {
+	t.Helper()
+	list := getPage(t, "http://127.0.0.1:8026/")
+	link := `href="/message/` + alert.ID + `"`
+	if !strings.Contains(list, link) || !strings.Contains(html.UnescapeString(list), alert.Subject) {
+		t.Fatalf("inbox page lacks the alert mail (%s, %q):\n%s", link, alert.Subject, list)
+	}
+	var full struct {
+		Text string `json:"Text"`
+	}
+	if err := getJSONFrom("http://127.0.0.1:8025/api/v1/message/"+alert.ID, &full); err != nil {
+		t.Fatal(err)
+	}
+	page := html.UnescapeString(getPage(t, "http://127.0.0.1:8026/message/"+alert.ID))
+	for _, want := range []string{alert.Subject, "ecp@demo.example", "ops@factory-north.example", strings.TrimSpace(full.Text)} {
+		if want == "" || !strings.Contains(page, want) {
+			t.Errorf("message page lacks %q:\n%s", want, page)
+		}
+	}
+}
+
+// getPage fetches an HTML page and returns its body.
+func getPage(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url) //nolint:gosec,noctx // a loopback URL of the test's own making
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s\n%s", url, resp.Status, body)
+	}
+	return string(body)
 }
 
 func getJSONFrom(url string, v any) error {
