@@ -148,6 +148,10 @@ type ReportRequest struct {
 	// the two before it calls the agent silent. Zero (an agent older than
 	// the field) means ecp's interval.
 	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+	// IntervalPinned says the operator chose IntervalSeconds; otherwise
+	// the agent follows ecp's, and a difference is one it has not yet
+	// caught up with (ecp's interval changed since the last reply).
+	IntervalPinned bool `json:"intervalPinned,omitempty"`
 }
 
 // EMQXStatus is the cluster snapshot carried by a report.

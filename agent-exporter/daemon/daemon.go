@@ -531,6 +531,7 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 		EMQX:         snap.Status(),
 		// Rounded up, so ecp never expects samples faster than they come.
 		IntervalSeconds: max(1, int((a.interval+time.Second-1)/time.Second)),
+		IntervalPinned:  a.fileInterval > 0 || !a.opts.FollowECPInterval,
 	}
 	if st.Problem == nil && st.AppliedOK {
 		req.AppliedRevision = st.Revision

@@ -58,6 +58,9 @@ func TestJourneyAgentFollowsECPInterval(t *testing.T) {
 			if gap < want-100*time.Millisecond || gap > want+900*time.Millisecond {
 				t.Fatalf("reports %s apart, want about %s (ecp at 1s, agent at %s, follow %v)", gap, want, 2*time.Second, tc.follow)
 			}
+			if last.IntervalPinned == tc.follow {
+				t.Fatalf("report says pinned %v, agent follows ecp %v", last.IntervalPinned, tc.follow)
+			}
 			if !tc.follow {
 				return
 			}

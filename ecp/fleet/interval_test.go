@@ -10,10 +10,10 @@ import (
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
 
-func (a *agent) reportEvery(t *testing.T, seconds int) reply {
+func (a *agent) reportEvery(t *testing.T, seconds int, pinned bool) reply {
 	t.Helper()
 	return a.do(t, http.MethodPost, agentproto.PathReport, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "1.0.0",
-		EMQX: healthy(), IntervalSeconds: seconds})
+		EMQX: healthy(), IntervalSeconds: seconds, IntervalPinned: pinned})
 }
 
 // TestJourneyAgentIntervalLiveness: under an ecp at 5 s, an agent whose
@@ -32,10 +32,16 @@ func TestJourneyAgentIntervalLiveness(t *testing.T) {
 	mustRegister(t, pinned, issue(t, f, "pinned", time.Hour))
 	mustRegister(t, follows, issue(t, f, "follows", time.Hour))
 
-	if got := decodeBody[agentproto.ReportResponse](t, pinned.reportEvery(t, 15)); got.ReportIntervalSeconds != 5 {
+	if got := decodeBody[agentproto.ReportResponse](t, pinned.reportEvery(t, 15, true)); got.ReportIntervalSeconds != 5 {
 		t.Fatalf("report reply interval %d, want ecp's 5", got.ReportIntervalSeconds)
 	}
-	decodeBody[agentproto.ReportResponse](t, follows.reportEvery(t, 5))
+	// An agent that follows ecp and still runs at ecp's old interval is
+	// catching up, not flagged.
+	decodeBody[agentproto.ReportResponse](t, follows.reportEvery(t, 15, false))
+	if st := f.status(t, "follows"); st.State != StateRunning {
+		t.Fatalf("agent following ecp, one reply behind: %+v", st)
+	}
+	decodeBody[agentproto.ReportResponse](t, follows.reportEvery(t, 5, false))
 	st := f.waitState(t, "pinned", StateAbnormal, ReasonAgentIntervalTooLong)
 	for _, want := range []string{"every 15s", "5s", "--collect.interval", "may never alert"} {
 		if !strings.Contains(st.StateReason.Message, want) {
@@ -63,12 +69,12 @@ func TestJourneyAgentIntervalLiveness(t *testing.T) {
 	}
 
 	// Unpinned again, it is running at ecp's interval.
-	decodeBody[agentproto.ReportResponse](t, pinned.reportEvery(t, 5))
+	decodeBody[agentproto.ReportResponse](t, pinned.reportEvery(t, 5, false))
 	if st := f.status(t, "pinned"); st.State != StateRunning || st.StateReason != nil {
 		t.Fatalf("agent back at ecp's interval: %+v", st)
 	}
 
 	for _, bad := range []int{-1, 301} {
-		wantCode(t, pinned.reportEvery(t, bad), http.StatusBadRequest, "Invalid")
+		wantCode(t, pinned.reportEvery(t, bad, true), http.StatusBadRequest, "Invalid")
 	}
 }

@@ -144,10 +144,11 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, interval time.D
 		code, msg = em.Problem.Code, em.Problem.Message
 	case !em.Reachable:
 		code, msg = agentproto.ProblemEMQXUnreachable, "the agent could not reach the EMQX API"
-	case time.Duration(req.IntervalSeconds)*time.Second > interval:
+	case req.IntervalPinned && time.Duration(req.IntervalSeconds)*time.Second > interval:
 		// A rule-failure alert needs two samples within two of ecp's
 		// intervals; a slower agent would never fire it, and saying so
-		// beats a silent promise.
+		// beats a silent promise. An agent that follows ecp is only
+		// catching up with a change of ecp's interval.
 		code, msg = ReasonAgentIntervalTooLong, fmt.Sprintf("the agent collects every %ds, slower than ecp's report interval of %s "+
 			"that the alert rules are built for, so failing rules may never alert; start the agent without --collect.interval "+
 			"(and without collect_interval in its configuration file) to follow ecp, or pin at most %s",
