@@ -48,6 +48,11 @@ const (
 	SilentIntervals = 3
 	// MaxDesiredWait is the longest ecp holds a desired-state long-poll.
 	MaxDesiredWait = 60 * time.Second
+	// MinAgentInterval and MaxAgentInterval bound the collection interval
+	// an agent reports (ReportRequest.IntervalSeconds); ecp refuses a
+	// report outside them.
+	MinAgentInterval = time.Second
+	MaxAgentInterval = 5 * time.Minute
 )
 
 // HeaderRetryAfter is set with 429 and 503 replies; the agent waits at least
@@ -136,6 +141,17 @@ type ReportRequest struct {
 	// EMQX is what the agent saw of the cluster. When it could not reach
 	// EMQX, Reachable is false, Problem says why and the rest is empty.
 	EMQX EMQXStatus `json:"emqx"`
+	// IntervalSeconds is how often the agent really collects (and pushes
+	// samples), in whole seconds rounded up: ecp's report interval unless
+	// the operator pinned one. It reports at the first collection after
+	// each report interval, so ecp allows SilentIntervals of the longer of
+	// the two before it calls the agent silent. Zero (an agent older than
+	// the field) means ecp's interval.
+	IntervalSeconds int `json:"intervalSeconds,omitempty"`
+	// IntervalPinned says the operator chose IntervalSeconds; otherwise
+	// the agent follows ecp's, and a difference is one it has not yet
+	// caught up with (ecp's interval changed since the last reply).
+	IntervalPinned bool `json:"intervalPinned,omitempty"`
 }
 
 // EMQXStatus is the cluster snapshot carried by a report.

@@ -222,6 +222,13 @@ type managed struct {
 // entry is running.
 func (s *stack) manage(project, simURL string) managed {
 	s.t.Helper()
+	return s.manageCollecting(project, simURL, reportInterval)
+}
+
+// manageCollecting is manage with the agent's --collect.interval; zero
+// leaves the flag out, as the registration guide's run command does.
+func (s *stack) manageCollecting(project, simURL string, collect time.Duration) managed {
+	s.t.Helper()
 	ctx := s.t.Context()
 	entry, err := s.api.CreateCluster(ctx, project, "line-1", simURL)
 	if err != nil {
@@ -231,7 +238,7 @@ func (s *stack) manage(project, simURL string) managed {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	setup := testbed.AgentSetup{Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: reportInterval}
+	setup := testbed.AgentSetup{Dir: filepath.Join(s.dir, "agent"), EMQXUsername: "admin", EMQXPassword: "public", CollectInterval: collect}
 	if setup.ListenAddress, err = testbed.FreeAddr(); err != nil {
 		s.t.Fatal(err)
 	}

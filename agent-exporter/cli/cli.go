@@ -144,7 +144,7 @@ func runCmd(args []string, env Env) int {
 	fs := newFlagSet("run", env)
 	opts := daemon.DefaultOptions()
 	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collect_interval, log_level); reloaded by SIGHUP and POST /-/reload.")
-	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection.")
+	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection. Unset, the agent follows the report interval ecp sends.")
 	fs.StringVar(&opts.ListenAddress, "web.listen-address", daemon.DefaultListenAddress, "Address for /metrics, probes and the local control API; keep it on loopback.")
 	fs.StringVar(&opts.WebConfigFile, "web.config.file", "", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.")
 	fs.StringVar(&opts.StateDir, "state.dir", daemon.DefaultStateDir, "Directory for the credential and EMQX login (mode 0700).")
@@ -153,6 +153,19 @@ func runCmd(args []string, env Env) int {
 	logLevel := fs.String("log.level", "info", "Log level: debug, info, warn, error.")
 	if code, done := parse(fs, args); done {
 		return code
+	}
+	// An interval the operator did not give is only a starting value:
+	// the agent follows the one ecp sends, which ecp's alert rules and
+	// liveness are built for.
+	opts.FollowECPInterval = true
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "collect.interval" {
+			opts.FollowECPInterval = false
+		}
+	})
+	if opts.CollectInterval < agentproto.MinAgentInterval || opts.CollectInterval > agentproto.MaxAgentInterval {
+		fmt.Fprintf(env.Stderr, "--collect.interval %s: want %s to %s (ecp refuses reports outside it)\n", opts.CollectInterval, agentproto.MinAgentInterval, agentproto.MaxAgentInterval)
+		return ExitUsage
 	}
 	if opts.RemoteWriteMaxSeries < 0 {
 		fmt.Fprintf(env.Stderr, "--remote-write.max-series %d: want 0 (no cap) or more\n", opts.RemoteWriteMaxSeries)

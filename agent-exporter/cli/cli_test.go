@@ -53,6 +53,8 @@ func TestUsage(t *testing.T) {
 		{"unknown flag", []string{"run", "--nope"}, cli.ExitUsage, "flag provided but not defined"},
 		{"bad log level", []string{"run", "--log.level", "loud", "--log.file", "-"}, cli.ExitUsage, "--log.level"},
 		{"negative series cap", []string{"run", "--remote-write.max-series", "-1", "--log.file", "-"}, cli.ExitUsage, "--remote-write.max-series -1: want 0 (no cap) or more"},
+		{"interval too short", []string{"run", "--collect.interval", "500ms", "--log.file", "-"}, cli.ExitUsage, "--collect.interval 500ms: want 1s to 5m0s"},
+		{"interval too long", []string{"run", "--collect.interval", "10m", "--log.file", "-"}, cli.ExitUsage, "--collect.interval 10m0s: want 1s to 5m0s"},
 		{"version", []string{"version"}, cli.ExitOK, "agent-exporter "},
 		{"help", []string{"run", "-h"}, cli.ExitOK, "collect.interval"},
 		{"missing log dir", []string{"run", "--log.file", "/nonexistent-dir-for-test/agent.log"}, cli.ExitError, "--log.file /nonexistent-dir-for-test/agent.log: directory /nonexistent-dir-for-test does not exist"},

@@ -7,10 +7,13 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v2"
+
+	"github.com/ecpio/ecp/agentproto"
 )
 
 // Config is the optional configuration file. Every field is optional; a
-// field that is set overrides the flag. Unknown fields are errors.
+// field that is set overrides the flag (a collect_interval pins the
+// interval, as the flag does). Unknown fields are errors.
 //
 //	collect_interval: 15s
 //	log_level: info
@@ -45,8 +48,8 @@ func (c Config) resolve() (resolved, error) {
 	var r resolved
 	if c.CollectInterval != "" {
 		d, err := time.ParseDuration(c.CollectInterval)
-		if err != nil || d <= 0 {
-			return r, fmt.Errorf("collect_interval %q: want a positive duration such as 15s", c.CollectInterval)
+		if err != nil || d < agentproto.MinAgentInterval || d > agentproto.MaxAgentInterval {
+			return r, fmt.Errorf("collect_interval %q: want a duration from %s to %s, such as 15s", c.CollectInterval, agentproto.MinAgentInterval, agentproto.MaxAgentInterval)
 		}
 		r.interval = d
 	}

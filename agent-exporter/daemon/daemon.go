@@ -72,10 +72,14 @@ type App struct {
 	// regMu serialises register and unregister.
 	regMu sync.Mutex
 
-	mu             sync.Mutex
-	sess           *session
-	changed        chan struct{} // closed and replaced when sess changes
+	mu      sync.Mutex
+	sess    *session
+	changed chan struct{} // closed and replaced when sess changes
+	// interval is the collection interval in force (setIntervalLocked);
+	// fileInterval is the configuration file's collect_interval (zero when
+	// unset) and reportInterval is ecp's (zero until ecp sent one).
 	interval       time.Duration
+	fileInterval   time.Duration
 	reportInterval time.Duration
 	nextReport     time.Time
 	// reportNow asks for a report at the next tick whatever nextReport
@@ -156,7 +160,6 @@ func New(opts Options) (*App, error) {
 		done:     make(chan struct{}),
 		backoff:  ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
 	}
-	a.reportInterval = agentproto.DefaultReportInterval
 	a.m = newMetrics(opts.Registerer)
 	a.enf = enforce.New(opts.Logger.With("component", "enforce"), opts.Registerer)
 	if err := opts.Registerer.Register(collector.NewExporter(a.col)); err != nil {
@@ -321,11 +324,8 @@ func (a *App) applyConfig() error {
 	}
 	r, _ := c.resolve()
 	a.mu.Lock()
-	if r.interval > 0 {
-		a.interval = r.interval
-	} else {
-		a.interval = a.opts.CollectInterval
-	}
+	a.fileInterval = r.interval
+	a.setIntervalLocked()
 	a.mu.Unlock()
 	if r.level != nil && a.opts.LogLevel != nil {
 		a.opts.LogLevel.Set(*r.level)
@@ -394,6 +394,7 @@ func (a *App) install(s *session) {
 	a.backoff.Reset()
 	if s.reg.ReportInterval > 0 {
 		a.reportInterval = s.reg.ReportInterval
+		a.setIntervalLocked()
 	}
 	close(a.changed)
 	a.changed = make(chan struct{})
@@ -446,6 +447,34 @@ func (a *App) currentInterval() time.Duration {
 	return a.interval
 }
 
+// setIntervalLocked picks the collection interval: the configuration
+// file's collect_interval, else ecp's report interval when the agent
+// follows ecp and ecp sent one, else --collect.interval. The collect loop
+// re-arms its timer with it after every tick, and a change made outside a
+// tick (registration, reload) wakes the loop, so it takes effect at once.
+func (a *App) setIntervalLocked() {
+	next := a.opts.CollectInterval
+	switch {
+	case a.fileInterval > 0:
+		next = a.fileInterval
+	case a.opts.FollowECPInterval && a.reportInterval > 0:
+		next = a.reportInterval
+	}
+	if next != a.interval {
+		a.log.Info("collection interval changed", "from", a.interval, "to", next)
+		a.interval = next
+	}
+}
+
+// reportEveryLocked is ecp's report interval, or the protocol's default
+// until ecp sent one.
+func (a *App) reportEveryLocked() time.Duration {
+	if a.reportInterval > 0 {
+		return a.reportInterval
+	}
+	return agentproto.DefaultReportInterval
+}
+
 // collectLoop polls EMQX every interval, corrects drift of the connection
 // limit and reports to ecp when a report is due.
 func (a *App) collectLoop(ctx context.Context) error {
@@ -493,12 +522,16 @@ func (a *App) tick(ctx context.Context) {
 	a.report(s, snap, gen)
 }
 
+// buildReport is called with a.mu held.
 func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 	st := a.enf.State()
 	req := agentproto.ReportRequest{
 		CollectedAt:  snap.CollectedAt.UTC(),
 		AgentVersion: version.Version,
 		EMQX:         snap.Status(),
+		// Rounded up, so ecp never expects samples faster than they come.
+		IntervalSeconds: max(1, int((a.interval+time.Second-1)/time.Second)),
+		IntervalPinned:  a.fileInterval > 0 || !a.opts.FollowECPInterval,
 	}
 	if st.Problem == nil && st.AppliedOK {
 		req.AppliedRevision = st.Revision
@@ -533,7 +566,7 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 	for {
 		a.mu.Lock()
 		if a.sess != s || len(a.queue) == 0 {
-			a.nextReport = a.opts.Now().Add(a.reportInterval)
+			a.nextReport = a.opts.Now().Add(a.reportEveryLocked())
 			a.mu.Unlock()
 			return
 		}
@@ -570,7 +603,10 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 		a.lastReportAt = a.opts.Now()
 		a.lastReportErr = ""
 		if resp.ReportIntervalSeconds > 0 {
-			a.reportInterval = time.Duration(resp.ReportIntervalSeconds) * time.Second
+			// Inside a tick: the collect loop re-arms with the new
+			// interval as soon as this tick ends.
+			a.reportInterval = secondsDuration(resp.ReportIntervalSeconds)
+			a.setIntervalLocked()
 		}
 		a.mu.Unlock()
 		a.applyDesired(s, resp.Desired)

@@ -48,6 +48,13 @@ type Options struct {
 	StateDir string
 	// CollectInterval is how often EMQX is polled (and drift corrected).
 	CollectInterval time.Duration
+	// FollowECPInterval makes CollectInterval a starting value only: once
+	// ecp sends its report interval (at registration and in every report
+	// reply) the agent collects at that interval, so that ecp's alert
+	// rules and liveness see the samples they are built for. The CLI sets
+	// it when the operator did not pin --collect.interval; a
+	// collect_interval in the configuration file pins it too.
+	FollowECPInterval bool
 	// ConfigFile is an optional YAML file (see Config); reloaded by
 	// POST /-/reload and Reload.
 	ConfigFile string

@@ -57,11 +57,13 @@
 //
 // # Liveness
 //
-// Each replica keeps a min-heap of bound agents ordered by when it last heard
-// of them (one entry per cluster, fixed in place on every report). The
-// sweeper runs only on the leader elected with concurrency.Election and pops
-// just the entries whose deadline (SilentIntervals × the report interval)
-// passed, marking them abnormal with AgentSilent. After it becomes leader,
+// Each replica keeps a min-heap of bound agents ordered by their deadline:
+// when it last heard of them plus SilentIntervals × the longer of ecp's
+// report interval and the interval the agent reports it runs (stored in the
+// status record, so every replica agrees; one entry per cluster, fixed in
+// place on every report). The sweeper runs only on the leader elected with
+// concurrency.Election and pops just the entries whose deadline passed,
+// marking them abnormal with AgentSilent. After it becomes leader,
 // and so after any restart, it first waits a full SilentIntervals × interval:
 // a restart or failover marks no cluster abnormal. An agent that registered
 // but never reports goes silent the same way.

@@ -60,12 +60,15 @@ type testFleet struct {
 
 const testInterval = 15 * time.Second
 
-func startFleet(t testing.TB, cli *clientv3.Client, clk *clock, replica string) *testFleet {
+func startFleet(t testing.TB, cli *clientv3.Client, clk *clock, replica string, mods ...func(*Options)) *testFleet {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	opts := Options{ReplicaID: replica, Now: clk.Now, ReportInterval: testInterval,
 		// The sweeper and digests are driven by the tests themselves.
 		SweepEvery: time.Hour}
+	for _, m := range mods {
+		m(&opts)
+	}
 	logs := &syncBuffer{}
 	f, err := New(opts, cli, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})), reg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
+	"github.com/ecpio/ecp/agentproto"
 	ecpkv "github.com/ecpio/ecp/ecp/kv"
 )
 
@@ -84,12 +85,17 @@ func (f *Fleet) runSession(ctx context.Context) error {
 }
 
 // becomeLeader starts the sweeper's grace: every agent gets a full
-// SilentIntervals × interval from now, whatever this replica heard before,
-// because it may have missed reports served while no one led.
+// SilentIntervals × interval from now (its own interval when it runs
+// slower than ecp's), whatever this replica heard before, because it may
+// have missed reports served while no one led.
 func (f *Fleet) becomeLeader(el *concurrency.Election) {
 	f.mu.Lock()
 	f.leader = el
-	f.graceUntil = f.now().Add(f.silentAfter)
+	grace := f.silentAfter
+	for _, e := range f.entries {
+		grace = max(grace, f.silentAfterLocked(e))
+	}
+	f.graceUntil = f.now().Add(grace)
 	f.announceLocked()
 	f.mu.Unlock()
 	f.metrics.leader.Set(1)
@@ -108,6 +114,7 @@ type due struct {
 	id      string
 	bindRev int64
 	heard   time.Time
+	allowed time.Duration
 }
 
 // sweep marks silent agents abnormal. Only the leader acts, and only once
@@ -116,7 +123,6 @@ type due struct {
 // write is guarded by the leader key, so a deposed leader cannot write.
 func (f *Fleet) sweep(ctx context.Context) {
 	now := f.now()
-	cutoff := now.Add(-f.silentAfter)
 	f.mu.Lock()
 	el := f.leader
 	if el == nil || now.Before(f.graceUntil) {
@@ -124,16 +130,16 @@ func (f *Fleet) sweep(ctx context.Context) {
 		return
 	}
 	var expired []due
-	for len(f.heap) > 0 && !f.heap[0].lastHeard.After(cutoff) {
+	for len(f.heap) > 0 && !f.heap[0].deadline.After(now) {
 		e := heap.Pop(&f.heap).(*entry)
-		expired = append(expired, due{id: e.id, bindRev: e.bindRev, heard: e.lastHeard})
+		expired = append(expired, due{id: e.id, bindRev: e.bindRev, heard: e.lastHeard, allowed: f.silentAfterLocked(e)})
 	}
 	f.mu.Unlock()
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
 	for _, d := range expired {
 		err := f.updateStatus(ctx, d.id, "silent", []clientv3.Cmp{guard, bindCmp(d.id, d.bindRev)},
 			func(e *entry) (statusRecord, error) {
-				if !e.hasAgent || e.bindRev != d.bindRev || e.lastHeard.After(cutoff) {
+				if !e.hasAgent || e.bindRev != d.bindRev || e.deadline.After(now) {
 					return statusRecord{}, errNoChange
 				}
 				cur := e.status
@@ -143,8 +149,8 @@ func (f *Fleet) sweep(ctx context.Context) {
 				next := cur
 				next.State = StateAbnormal
 				next.Reason = &Reason{Code: ReasonAgentSilent, Since: now, Message: fmt.Sprintf(
-					"no report from the agent for %s (%d report intervals); last heard at %s",
-					now.Sub(d.heard).Round(time.Second), int(f.silentAfter/f.opts.ReportInterval), d.heard.UTC().Format(time.RFC3339))}
+					"no report from the agent for %s (%d report intervals of %s); last heard at %s",
+					now.Sub(d.heard).Round(time.Second), agentproto.SilentIntervals, d.allowed/agentproto.SilentIntervals, d.heard.UTC().Format(time.RFC3339))}
 				next.UpdatedAt = now
 				return next, nil
 			})

@@ -72,6 +72,10 @@ type statusRecord struct {
 	StartedAt    time.Time `json:"startedAt,omitzero"`
 	ManagedSince time.Time `json:"managedSince,omitzero"`
 	AgentVersion string    `json:"agentVersion,omitempty"`
+	// AgentIntervalSeconds is the collection interval the agent reports
+	// it runs (zero: ecp's). Stored, so every replica's sweeper allows
+	// the same silence.
+	AgentIntervalSeconds int `json:"agentIntervalSeconds,omitempty"`
 	// TokenHash and TokenExpiresAt describe the pending registration token,
 	// so a re-issue can delete it and an unused one can show TokenExpired.
 	TokenHash      string    `json:"tokenHash,omitempty"`

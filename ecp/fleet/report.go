@@ -36,6 +36,10 @@ func validateReport(req *agentproto.ReportRequest) error {
 			return httpapi.Invalid("emqx.problem.message", "emqx.problem.message must be at most %d bytes", maxProblemMessage)
 		}
 	}
+	if n := req.IntervalSeconds; n != 0 && (n < int(agentproto.MinAgentInterval/time.Second) || n > int(agentproto.MaxAgentInterval/time.Second)) {
+		return httpapi.Invalid("intervalSeconds", "intervalSeconds must be %d to %d (seconds), got %d",
+			int(agentproto.MinAgentInterval/time.Second), int(agentproto.MaxAgentInterval/time.Second), n)
+	}
 	// The version is stored and shown: the agent does not get to size it.
 	if err := checkLen("emqx.version", req.EMQX.Version, maxShortField); err != nil {
 		return err
@@ -81,7 +85,7 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 		f.heard = append(f.heard, e)
 	}
 	f.heardLocked(e, now)
-	_, changed := nextStatus(e.status, &req, now)
+	_, changed := nextStatus(e.status, &req, f.opts.ReportInterval, now)
 	f.mu.Unlock()
 
 	if changed {
@@ -90,7 +94,7 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 				if e.bindRev != p.bindRev || !e.hasAgent {
 					return statusRecord{}, errNotBound
 				}
-				next, changed := nextStatus(e.status, &req, now)
+				next, changed := nextStatus(e.status, &req, f.opts.ReportInterval, now)
 				if !changed {
 					return statusRecord{}, errNoChange
 				}
@@ -114,9 +118,11 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 }
 
 // nextStatus derives the status a report implies from the current one and
-// says whether it differs in anything worth a write.
-func nextStatus(cur statusRecord, req *agentproto.ReportRequest, now time.Time) (statusRecord, bool) {
+// says whether it differs in anything worth a write. interval is ecp's
+// report interval, which the alert rules' windows are built for.
+func nextStatus(cur statusRecord, req *agentproto.ReportRequest, interval time.Duration, now time.Time) (statusRecord, bool) {
 	next := cur
+	next.AgentIntervalSeconds = req.IntervalSeconds
 	next.TokenHash, next.TokenLease, next.TokenExpiresAt = "", 0, time.Time{}
 	if req.AgentVersion != "" {
 		next.AgentVersion = req.AgentVersion
@@ -138,6 +144,15 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, now time.Time) 
 		code, msg = em.Problem.Code, em.Problem.Message
 	case !em.Reachable:
 		code, msg = agentproto.ProblemEMQXUnreachable, "the agent could not reach the EMQX API"
+	case req.IntervalPinned && time.Duration(req.IntervalSeconds)*time.Second > interval:
+		// A rule-failure alert needs two samples within two of ecp's
+		// intervals; a slower agent would never fire it, and saying so
+		// beats a silent promise. An agent that follows ecp is only
+		// catching up with a change of ecp's interval.
+		code, msg = ReasonAgentIntervalTooLong, fmt.Sprintf("the agent collects every %ds, slower than ecp's report interval of %s "+
+			"that the alert rules are built for, so failing rules may never alert; start the agent without --collect.interval "+
+			"(and without collect_interval in its configuration file) to follow ecp, or pin at most %s",
+			req.IntervalSeconds, interval, interval)
 	}
 	if code == "" {
 		next.State, next.Reason = StateRunning, nil
@@ -152,6 +167,7 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, now time.Time) 
 	changed := next.State != cur.State || reasonCode(next.Reason) != reasonCode(cur.Reason) ||
 		next.Version != cur.Version || next.Nodes != cur.Nodes || !next.StartedAt.Equal(cur.StartedAt) ||
 		!next.ManagedSince.Equal(cur.ManagedSince) || next.AgentVersion != cur.AgentVersion ||
+		next.AgentIntervalSeconds != cur.AgentIntervalSeconds ||
 		cur.TokenHash != "" || !cur.TokenExpiresAt.IsZero()
 	if changed {
 		next.UpdatedAt = now

@@ -37,6 +37,10 @@ type entry struct {
 	// lastHeard is when this replica last learnt that the bound agent was
 	// alive (a report, a digest, or registration; load time after a start).
 	lastHeard time.Time
+	// deadline is when the agent counts as silent: lastHeard plus
+	// SilentIntervals of the longer of ecp's interval and the agent's
+	// (setDeadlineLocked).
+	deadline time.Time
 	// heardLocal is set when this replica served a report since its last
 	// digest.
 	heardLocal bool
@@ -155,6 +159,7 @@ func (f *Fleet) applyLocked(k kv) {
 				e.live = live{}
 				e.bindRev = k.createRev
 				e.lastHeard = now
+				f.setDeadlineLocked(e)
 			}
 			e.agent, e.hasAgent = rec, true
 			f.heapPushLocked(e)
@@ -175,6 +180,11 @@ func (f *Fleet) applyLocked(k kv) {
 				return
 			}
 			e.status, e.hasStatus = rec, true
+		}
+		// The agent's interval may have changed its deadline.
+		if e.heapIndex >= 0 {
+			f.setDeadlineLocked(e)
+			heap.Fix(&f.heap, e.heapIndex)
 		}
 		e.notify()
 	case strings.HasPrefix(k.key, replicasPrefix):
@@ -202,11 +212,29 @@ func (f *Fleet) heardLocked(e *entry, t time.Time) {
 	if t.After(e.lastHeard) {
 		e.lastHeard = t
 	}
+	f.setDeadlineLocked(e)
 	if e.heapIndex >= 0 {
 		heap.Fix(&f.heap, e.heapIndex)
 	} else {
 		f.heapPushLocked(e)
 	}
+}
+
+// silentAfterLocked is how long the bound agent of e may stay silent:
+// SilentIntervals of ecp's interval, or of the agent's own when it runs
+// slower (an operator pinned --collect.interval).
+func (f *Fleet) silentAfterLocked(e *entry) time.Duration {
+	return agentproto.SilentIntervals * max(f.opts.ReportInterval, e.agentInterval())
+}
+
+func (f *Fleet) setDeadlineLocked(e *entry) {
+	e.deadline = e.lastHeard.Add(f.silentAfterLocked(e))
+}
+
+// agentInterval is the interval the bound agent last reported, zero when
+// unknown.
+func (e *entry) agentInterval() time.Duration {
+	return time.Duration(e.status.AgentIntervalSeconds) * time.Second
 }
 
 func (f *Fleet) heapPushLocked(e *entry) {
@@ -223,12 +251,12 @@ func (f *Fleet) heapRemoveLocked(e *entry) {
 	}
 }
 
-// deadlineHeap orders entries by lastHeard: the sweeper pops only those
+// deadlineHeap orders entries by deadline: the sweeper pops only those
 // whose deadline passed, so its work follows events, not fleet size.
 type deadlineHeap []*entry
 
 func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].lastHeard.Before(h[j].lastHeard) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
 func (h deadlineHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].heapIndex = i

@@ -32,6 +32,10 @@ const (
 	ReasonAwaitingFirstReport = "AwaitingFirstReport"
 	// ReasonAgentSilent: no report for agentproto.SilentIntervals intervals.
 	ReasonAgentSilent = "AgentSilent"
+	// ReasonAgentIntervalTooLong: the agent collects slower than ecp's
+	// report interval (its operator pinned --collect.interval), so the
+	// alert rules, built for ecp's interval, cannot see its samples.
+	ReasonAgentIntervalTooLong = "AgentIntervalTooLong"
 )
 
 // Status is what fleet knows of one managed cluster: its lifecycle state

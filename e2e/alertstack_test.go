@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/internal/testbed"
+)
+
+// alertStack is ecp with real Prometheus, Alertmanager and Mailpit, and a
+// free address for an EMQX simulator.
+type alertStack struct {
+	*stack
+	promURL, amURL, mailURL string
+	simAddr                 string
+}
+
+// startAlertStack starts Mailpit, Alertmanager, Prometheus (evaluating
+// every second) and ecp telling agents to report every interval, and logs
+// in as the system admin.
+func startAlertStack(t *testing.T, interval time.Duration) alertStack {
+	t.Helper()
+	promBin := tool(t, "prometheus", "bash scripts/install-prometheus.sh")
+	amBin := tool(t, "prometheus-alertmanager", "bash scripts/install-prometheus.sh")
+	mailpitBin := tool(t, "mailpit", "bash scripts/install-mailpit.sh")
+	ctx := t.Context()
+	s := &stack{t: t, dir: t.TempDir()}
+	addrs := make([]string, 6)
+	for i := range addrs {
+		a, err := testbed.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[i] = a
+	}
+	ecpAddr, promAddr, amAddr, smtpAddr, mailAddr, simAddr := addrs[0], addrs[1], addrs[2], addrs[3], addrs[4], addrs[5]
+	s.base = "http://" + ecpAddr
+	promURL, amURL, mailURL := "http://"+promAddr, "http://"+amAddr, "http://"+mailAddr
+
+	// Mailpit: the SMTP server Alertmanager delivers to, read over its API.
+	mail := s.start("mailpit", mailpitBin, []string{"--smtp", smtpAddr, "--listen", mailAddr,
+		"--smtp-auth-accept-any", "--smtp-auth-allow-insecure", "--disable-version-check",
+		"--database", filepath.Join(s.dir, "mailpit.db")}, nil)
+	if err := mail.WaitReady(ctx, mailURL+"/readyz", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	// Alertmanager starts from an empty route until ecp writes its file.
+	rulesDir := filepath.Join(s.dir, "rules")
+	amFile := filepath.Join(s.dir, "alertmanager.yml")
+	if err := os.MkdirAll(rulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(amFile, []byte("route:\n  receiver: ecp-none\nreceivers:\n  - name: ecp-none\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	am := s.start("alertmanager", amBin, []string{"--config.file=" + amFile, "--storage.path=" + filepath.Join(s.dir, "am-data"),
+		"--web.listen-address=" + amAddr, "--cluster.listen-address="}, nil)
+	if err := am.WaitReady(ctx, amURL+"/-/ready", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	promCfg := filepath.Join(s.dir, "prometheus.yml")
+	if err := os.WriteFile(promCfg, fmt.Appendf(nil, `global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files: [%q]
+alerting:
+  alertmanagers:
+    - static_configs: [{targets: [%q]}]
+scrape_configs:
+  - job_name: ecp
+    honor_labels: true
+    static_configs: [{targets: [%q]}]
+`, filepath.Join(rulesDir, "*.rules.yml"), amAddr, ecpAddr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := s.start("prometheus", promBin, []string{"--config.file=" + promCfg, "--storage.tsdb.path=" + filepath.Join(s.dir, "prom-data"),
+		"--web.listen-address=" + promAddr, "--web.enable-lifecycle", "--web.enable-remote-write-receiver",
+		// Each reload ecp posts re-discovers Alertmanager; alerts that fire
+		// in that gap are dropped and re-sent only after the resend delay
+		// (1m by default), which this test cannot wait for.
+		"--rules.alert.resend-delay=1s"}, nil)
+	if err := prom.WaitReady(ctx, promURL+"/-/ready", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	s.ecp = s.start("ecp", bins.Path("ecp"), []string{"serve",
+		"--web.listen-address", ecpAddr, "--web.external-url", s.base,
+		"--data.dir", filepath.Join(s.dir, "ecp"), "--downloads.dir", bins.DistDir,
+		"--agent.report-interval", interval.String(), "--log.level", "debug",
+		"--remote-write.url", promURL + "/api/v1/write",
+		"--prometheus.url", promURL, "--prometheus.rules-dir", rulesDir,
+		"--alertmanager.url", amURL, "--alertmanager.config-file", amFile,
+		"--smtp.smarthost", smtpAddr, "--smtp.from", "ecp@example.test", "--no-smtp.require-tls"},
+		[]string{"ECP_ADMIN_USERNAME=admin", "ECP_ADMIN_PASSWORD=" + adminPassword})
+	if err := s.ecp.WaitReady(ctx, s.base+"/-/ready", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if s.api, err = testbed.Login(ctx, s.base, "admin", adminPassword); err != nil {
+		t.Fatal(err)
+	}
+	return alertStack{stack: s, promURL: promURL, amURL: amURL, mailURL: mailURL, simAddr: simAddr}
+}

@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestJourneyRuleAlertsWithGuideAgent: ecp tells agents to report every
+// 5 s and the agent is started as the registration guide says, without
+// --collect.interval. It follows ecp's interval, so a failing rule alerts
+// within two intervals plus Alertmanager's group wait, and the cluster
+// stays running (no AgentSilent) on the way.
+func TestJourneyRuleAlertsWithGuideAgent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs the built binaries, Prometheus, Alertmanager and Mailpit")
+	}
+	const (
+		interval = 5 * time.Second
+		// groupWait is Alertmanager's default: ecp's project routes leave
+		// it out.
+		groupWait = 30 * time.Second
+	)
+	as := startAlertStack(t, interval)
+	ctx, s := t.Context(), as.stack
+	simURL := "http://" + as.simAddr
+	s.startSim(as.simAddr)
+	project := s.projects("guide")[0]
+	entry := s.manageCollecting(project.ID, simURL, 0).entry
+
+	hook := newSink(t)
+	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/system/notification-policy", map[string]any{"allowCidrs": []string{"127.0.0.0/8"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	settingsPath := "/api/v1/projects/" + project.ID + "/alert-settings"
+	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
+		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": false,
+		"webhooks": []map[string]string{{"url": hook.URL + "/guide"}},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "settings applied to Prometheus and Alertmanager", func() (bool, string) {
+		var st struct {
+			Status struct{ Delivery, Message string }
+		}
+		if err := s.api.Do(ctx, http.MethodGet, settingsPath, nil, &st); err != nil {
+			return false, err.Error()
+		}
+		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
+	})
+	var rule string
+	eventually(t, 4*interval, "the agent's rule series in Prometheus", func() (bool, string) {
+		ids := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_rule_enabled{project=%q,cluster=%q} == 1`, project.ID, entry.ID), "id")
+		if len(ids) == 0 {
+			return false, "no series"
+		}
+		rule = ids[0]
+		return true, ""
+	})
+
+	failed := time.Now()
+	simPost(t, simURL+"/sim/rules/"+rule+"/fail", `{"reason":"e2e: bad SQL"}`)
+	// Two intervals for the counter to grow across two samples, the
+	// group wait, and a second of evaluation and resend each.
+	budget := 2*interval + groupWait + 2*time.Second
+	want := map[string]string{"project": project.ID, "cluster": entry.ID, "id": rule}
+	var states []string
+	eventually(t, budget, "the failing rule's alert at the project's webhook", func() (bool, string) {
+		// Over the 40 s the agent is never silent: it reports every 5 s.
+		if cl, err := s.api.Cluster(ctx, entry.ID); err == nil && cl.State != "running" {
+			states = append(states, fmt.Sprintf("%s %+v", cl.State, cl.StateReason))
+		}
+		_, ok := hook.find("firing", "EMQXRuleAbnormal", want)
+		return ok, fmt.Sprint(states)
+	})
+	if len(states) > 0 {
+		t.Fatalf("the cluster left running while the rule failed: %v", states)
+	}
+	msg, _ := hook.find("firing", "EMQXRuleAbnormal", want)
+	t.Logf("rule failing → webhook: %s (budget %s: 2 × %s + group wait %s)", msg.at.Sub(failed).Round(100*time.Millisecond), budget, interval, groupWait)
+}
