@@ -757,6 +757,7 @@ func (c *Console) funcs() template.FuncMap {
 			}
 			return u
 		},
+		"connLimit": connLimit,
 		"percent": func(a, b int) int {
 			if b <= 0 {
 				return 0
@@ -780,4 +781,32 @@ func ago(d time.Duration) string {
 		return strconv.Itoa(int(d/time.Hour)) + "h"
 	}
 	return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+}
+
+// nearLimitPercent is where a cluster's connections start to show as near
+// its max connections: a warning while EMQX still accepts clients.
+const nearLimitPercent = 80
+
+// limitState says how a cluster's connections stand against its max
+// connections, in words and as a CSS class, so the pages never show it by
+// colour alone.
+type limitState struct {
+	Level string // "over", "near" or "" (fine)
+	Text  string
+	// NearAt is where near begins, for the meter's high mark.
+	NearAt int
+}
+
+// connLimit judges connections against max. Over the limit EMQX refuses new
+// clients (it keeps the ones it has), which is why it is shown loudest.
+func connLimit(connections, maxConns int) limitState {
+	l := limitState{NearAt: maxConns * nearLimitPercent / 100}
+	switch {
+	case maxConns <= 0:
+	case connections > maxConns:
+		l.Level, l.Text = "over", fmt.Sprintf("over limit: %d / %d — EMQX refuses new clients", connections, maxConns)
+	case connections*100 >= maxConns*nearLimitPercent:
+		l.Level, l.Text = "near", fmt.Sprintf("near limit: %d / %d (%d%%)", connections, maxConns, connections*100/maxConns)
+	}
+	return l
 }

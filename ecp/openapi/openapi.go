@@ -195,7 +195,7 @@ func schemas() map[string]any {
 		"TransferRequest":       obj(map[string]any{"project": str, "serviceUrl": str}, "project"),
 		"MaxConnectionsRequest": obj(map[string]any{"maxConnections": map[string]any{"type": "integer", "minimum": 1}}, "maxConnections"),
 		"Registration": obj(map[string]any{
-			"clusterId": str, "token": str, "expiresAt": when, "ecpUrl": str,
+			"clusterId": str, "token": str, "expiresAt": when, "ecpUrl": str, "maxConnections": integer, "note": str,
 			"placeholders": map[string]any{"type": "array", "items": str},
 			"commands": map[string]any{"type": "array", "items": obj(map[string]any{
 				"os": str, "arch": str, "download": str, "chmod": str, "run": str, "register": str, "script": str,
