@@ -78,3 +78,25 @@ func TestJourneyOverConnectionLimitIsShown(t *testing.T) {
 		t.Fatalf("list flags a cluster well under its limit:\n%s", list.body)
 	}
 }
+
+// TestJourneyDuplicateClusterNameShownAtField: the console's add and edit
+// forms show the refusal of a name the project already has beside the
+// name, naming the entry that has it.
+func TestJourneyDuplicateClusterNameShownAtField(t *testing.T) {
+	e := start(t, nil)
+	first := e.createCluster(e.project, "edge-1")
+	second := e.createCluster(e.project, "edge-2")
+	b := e.browser()
+	mustStatus(t, b.login("admin", adminPassword), http.StatusSeeOther, "login")
+	want := `<p class="field-error" id="name-error">name &#34;edge-1&#34; is already used by cluster ` + first
+	p := b.post("/projects/"+e.project+"/clusters", url.Values{"name": {"edge-1"}})
+	mustStatus(t, p, http.StatusConflict, "create a second edge-1")
+	if !strings.Contains(p.body, want) {
+		t.Fatalf("add form does not show the taken name at the field:\n%s", p.body)
+	}
+	p = b.post("/projects/"+e.project+"/clusters/"+second+"/edit", url.Values{"name": {"edge-1"}})
+	mustStatus(t, p, http.StatusConflict, "rename edge-2 to edge-1")
+	if !strings.Contains(p.body, strings.Replace(want, `id="name-error">`, `id="name-error" role="alert">`, 1)) {
+		t.Fatalf("edit form does not show the taken name at the field:\n%s", p.body)
+	}
+}
