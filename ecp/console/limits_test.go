@@ -40,8 +40,15 @@ func TestJourneyOverConnectionLimitIsShown(t *testing.T) {
 	token := regexp.MustCompile(`data-token="([^"]+)"`).FindStringSubmatch(p.body)[1]
 	id := regexp.MustCompile(`/clusters/([0-9a-z]+)/state`).FindStringSubmatch(p.body)[1]
 	detailPath := "/projects/" + e.project + "/clusters/" + id
-	if d := b.get(detailPath); !strings.Contains(d.body, warning) || !strings.Contains(d.body, `href="#maxConnections"`) {
+	if d := b.get(detailPath); !strings.Contains(d.body, warning) || !strings.Contains(d.body, `<label for="reg-maxConnections">Max connections once registered</label>`) {
 		t.Fatalf("cluster page of an unregistered entry does not warn of the cap or offer to set it:\n%s", d.body)
+	}
+	// The Register panel's form shows a quota refusal at its own field.
+	p = b.post(detailPath+"/max-connections", url.Values{"form": {"register"}, "maxConnections": {"6000"}})
+	mustStatus(t, p, http.StatusUnprocessableEntity, "max connections over the ceiling from the register panel")
+	if !strings.Contains(p.body, `<p class="field-error" id="reg-max-error" role="alert">maxConnections 6000 exceeds the licence&#39;s per-cluster ceiling of 5000</p>`) ||
+		strings.Contains(p.body, `id="max-error"`) {
+		t.Fatalf("refusal not shown at the register panel's field:\n%s", p.body)
 	}
 
 	ag := e.register(token)

@@ -479,6 +479,9 @@ type detailData struct {
 	Service   string
 	Now       time.Time
 	MaxDetail map[string]any
+	// MaxFromGuide is set when the max connections change came from the
+	// Register panel's form, so its refusal shows there.
+	MaxFromGuide bool
 }
 
 // cluster loads the entry in the path; it must belong to the project in the
@@ -638,8 +641,9 @@ func (c *Console) setLogCollection(w http.ResponseWriter, r *http.Request) error
 func (c *Console) setMaxConnections(w http.ResponseWriter, r *http.Request) error {
 	raw := strings.TrimSpace(r.PostFormValue("maxConnections"))
 	n, convErr := strconv.Atoi(raw)
+	fromGuide := r.PostFormValue("form") == "register"
 	return c.change(w, r, http.MethodPut, "/max-connections", map[string]int{"maxConnections": n}, "max", func(d *detailData) {
-		d.Max = raw
+		d.Max, d.MaxFromGuide = raw, fromGuide
 		if convErr != nil || n > math.MaxInt32 {
 			d.Errors["maxConnections"] = fmt.Sprintf("max connections must be a whole number from 1 to the licence's per-cluster ceiling (%d)", d.Licence.MaxPerCluster)
 		}
