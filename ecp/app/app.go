@@ -260,6 +260,11 @@ func (a *App) build(ctx context.Context) error {
 	} else if added+removed > 0 {
 		a.logger.Info("project index of cluster entries repaired", "added", added, "removed", removed)
 	}
+	if added, removed, err := a.ledger.ReindexNames(ctx); err != nil {
+		return err
+	} else if added+removed > 0 {
+		a.logger.Info("name index of cluster entries repaired", "added", added, "removed", removed)
+	}
 	if changed, err := a.ledger.Recount(ctx); err != nil {
 		return err
 	} else if changed > 0 {

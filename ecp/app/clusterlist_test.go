@@ -82,6 +82,7 @@ func TestClusterListPagingOverHTTP(t *testing.T) {
 	foreign := w.cluster(true)
 	list := "/api/v1/projects/" + w.a1 + "/clusters"
 
+	run := 0
 	for _, tc := range []struct {
 		name, path, token string
 		want              []string
@@ -90,15 +91,18 @@ func TestClusterListPagingOverHTTP(t *testing.T) {
 		{"project", list, admin, before, foreign},
 		{"fleet for a viewer of A1", "/api/v1/clusters", w.token[viewer], before, foreign},
 	} {
+		run++
 		t.Run(tc.name, func(t *testing.T) {
 			// A writer creates clusters (with names before, among and
-			// after those already listed) between every two pages.
+			// after those already listed) between every two pages; the
+			// run number keeps the names of the two runs apart, as names
+			// are unique within a project.
 			stop, created := make(chan struct{}), make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Go(func() {
 				for i := 0; ; i++ {
 					// Not must: Fatal belongs to the test's goroutine.
-					if r := h.do("POST", list, admin, map[string]string{"name": fmt.Sprintf("%c-new-%d", 'a'+i%26, i)}); r.status != 201 {
+					if r := h.do("POST", list, admin, map[string]string{"name": fmt.Sprintf("%c-new-%d-%d", 'a'+i%26, run, i)}); r.status != 201 {
 						t.Errorf("create during the walk: %d %s", r.status, r.body)
 						close(created)
 						return

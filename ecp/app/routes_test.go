@@ -255,7 +255,10 @@ func routeTable() map[string]routeCase {
 	o, f = read(200)
 	add("GET /api/v1/clusters/{id}", clusterPath("", nil), o, f)
 	o, f = change(200)
-	add("PATCH /api/v1/clusters/{id}", clusterPath("", map[string]string{"name": "renamed"}), o, f)
+	// A fresh name each time: cluster names are unique within a project.
+	add("PATCH /api/v1/clusters/{id}", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/clusters/" + w.cluster(foreign), body: map[string]string{"name": w.unique("renamed")}}
+	}, o, f)
 	o, f = change(204)
 	add("DELETE /api/v1/clusters/{id}", clusterPath("", nil), o, f)
 	o, f = change(201)

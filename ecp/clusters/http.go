@@ -438,7 +438,8 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
-		return err
+		// A rename to a name another entry of the project has.
+		return quota.APIError(err)
 	}
 	return api.replyUpdated(w, r, updated)
 }

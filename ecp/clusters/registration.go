@@ -20,8 +20,13 @@ type Registration struct {
 	// Placeholders lists the words of the register command the operator
 	// replaces (the console fills them in the browser, so the EMQX
 	// credentials never travel to ecp).
-	Placeholders []string  `json:"placeholders"`
-	Commands     []Command `json:"commands"`
+	Placeholders []string `json:"placeholders"`
+	// MaxConnections is what the agent will cap EMQX at once registered,
+	// and Note says so in words: a new entry starts low, and a busy
+	// cluster would start refusing clients the moment it is bound.
+	MaxConnections int       `json:"maxConnections"`
+	Note           string    `json:"note"`
+	Commands       []Command `json:"commands"`
 }
 
 // Command is the guide for one architecture.
@@ -74,7 +79,9 @@ func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
 	}
 	reg := Registration{
 		ClusterID: spec.ID, Token: token.Reveal(), ExpiresAt: expires.UTC(), EcpURL: api.opts.ExternalURL,
-		Placeholders: placeholders,
+		Placeholders: placeholders, MaxConnections: spec.MaxConnections,
+		Note: fmt.Sprintf("Once registered, the agent caps EMQX at this entry's max connections, %d: beyond that EMQX refuses new clients. "+
+			"If the cluster serves more, raise it first (PUT /api/v1/clusters/%s/max-connections).", spec.MaxConnections, spec.ID),
 	}
 	for _, arch := range Arches {
 		c := Command{

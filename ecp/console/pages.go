@@ -479,6 +479,9 @@ type detailData struct {
 	Service   string
 	Now       time.Time
 	MaxDetail map[string]any
+	// MaxFromGuide is set when the max connections change came from the
+	// Register panel's form, so its refusal shows there.
+	MaxFromGuide bool
 }
 
 // cluster loads the entry in the path; it must belong to the project in the
@@ -638,8 +641,9 @@ func (c *Console) setLogCollection(w http.ResponseWriter, r *http.Request) error
 func (c *Console) setMaxConnections(w http.ResponseWriter, r *http.Request) error {
 	raw := strings.TrimSpace(r.PostFormValue("maxConnections"))
 	n, convErr := strconv.Atoi(raw)
+	fromGuide := r.PostFormValue("form") == "register"
 	return c.change(w, r, http.MethodPut, "/max-connections", map[string]int{"maxConnections": n}, "max", func(d *detailData) {
-		d.Max = raw
+		d.Max, d.MaxFromGuide = raw, fromGuide
 		if convErr != nil || n > math.MaxInt32 {
 			d.Errors["maxConnections"] = fmt.Sprintf("max connections must be a whole number from 1 to the licence's per-cluster ceiling (%d)", d.Licence.MaxPerCluster)
 		}
@@ -757,6 +761,7 @@ func (c *Console) funcs() template.FuncMap {
 			}
 			return u
 		},
+		"connLimit": connLimit,
 		"percent": func(a, b int) int {
 			if b <= 0 {
 				return 0
@@ -780,4 +785,32 @@ func ago(d time.Duration) string {
 		return strconv.Itoa(int(d/time.Hour)) + "h"
 	}
 	return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+}
+
+// nearLimitPercent is where a cluster's connections start to show as near
+// its max connections: a warning while EMQX still accepts clients.
+const nearLimitPercent = 80
+
+// limitState says how a cluster's connections stand against its max
+// connections, in words and as a CSS class, so the pages never show it by
+// colour alone.
+type limitState struct {
+	Level string // "over", "near" or "" (fine)
+	Text  string
+	// NearAt is where near begins, for the meter's high mark.
+	NearAt int
+}
+
+// connLimit judges connections against max. Over the limit EMQX refuses new
+// clients (it keeps the ones it has), which is why it is shown loudest.
+func connLimit(connections, maxConns int) limitState {
+	l := limitState{NearAt: maxConns * nearLimitPercent / 100}
+	switch {
+	case maxConns <= 0:
+	case connections > maxConns:
+		l.Level, l.Text = "over", fmt.Sprintf("over limit: %d / %d — EMQX refuses new clients", connections, maxConns)
+	case connections*100 >= maxConns*nearLimitPercent:
+		l.Level, l.Text = "near", fmt.Sprintf("near limit: %d / %d (%d%%)", connections, maxConns, connections*100/maxConns)
+	}
+	return l
 }

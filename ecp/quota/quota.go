@@ -16,9 +16,11 @@
 package quota
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,6 +41,18 @@ import (
 const ProjectIndexPrefix = "/ecp/project-clusters/"
 
 func indexKey(project, id string) string { return ProjectIndexPrefix + project + "/" + id }
+
+// NameIndexPrefix holds one key per entry name in a project,
+// NameIndexPrefix+<project>/<name>, whose value is the id of the entry that
+// has the name. It changes in the same transactions as the specs, so two
+// creates, renames or transfers to one name in one project serialise in etcd
+// and only one wins. Entries that shared a name before the index existed
+// keep it; only the oldest holds the key (see ReindexNames). The prefix
+// sorts outside the range the fleet watches, which need not see it.
+const NameIndexPrefix = "/ecp/cluster-names/"
+
+// NameKey is the name index key of name in project.
+func NameKey(project, name string) string { return NameIndexPrefix + project + "/" + name }
 
 // AllocatedKey holds the sum of every entry's MaxConnections, as a decimal
 // integer; it changes only together with a spec, in one transaction.
@@ -76,6 +90,23 @@ var (
 	ErrNotFound = errors.New("quota: cluster entry not found")
 	ErrExists   = errors.New("quota: cluster entry exists")
 )
+
+// NameTaken refuses a name another entry of the same project has.
+type NameTaken struct {
+	Name, Project string
+	// Holder is the id of the entry that has the name.
+	Holder string
+	// Transfer names the cluster whose move into Project was refused.
+	Transfer string
+}
+
+func (e *NameTaken) Error() string {
+	if e.Transfer != "" {
+		return fmt.Sprintf("project %s already has a cluster named %q (cluster %s): rename one of them before moving cluster %s there",
+			e.Project, e.Name, e.Holder, e.Transfer)
+	}
+	return fmt.Sprintf("name %q is already used by cluster %s in this project; cluster names are unique within a project", e.Name, e.Holder)
+}
 
 // Quotas a Refusal can name.
 const (
@@ -219,6 +250,9 @@ func (g *Ledger) Create(ctx context.Context, spec clusterspec.Spec) error {
 		if stm.Rev(clusterspec.Key(spec.ID)) != 0 {
 			return ErrExists
 		}
+		if err := claimName(stm, spec, ""); err != nil {
+			return err
+		}
 		allocated, err := readAllocated(stm)
 		if err != nil {
 			return err
@@ -278,11 +312,21 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spe
 		if err != nil {
 			return err
 		}
-		before, project := spec.MaxConnections, spec.Project
+		before, project, name := spec.MaxConnections, spec.Project, spec.Name
 		if err := fn(&spec); err != nil {
 			return err
 		}
 		spec.MaxConnections = before
+		if spec.Project != project || spec.Name != name {
+			transfer := ""
+			if spec.Project != project {
+				transfer = id
+			}
+			if err := claimName(stm, spec, transfer); err != nil {
+				return err
+			}
+			releaseName(stm, clusterspec.Spec{ID: id, Project: project, Name: name})
+		}
 		if spec.Project != project {
 			if err := g.move(stm, spec, project); err != nil {
 				return err
@@ -357,6 +401,7 @@ func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error
 		sc.add(stm, -spec.MaxConnections)
 		stm.Del(clusterspec.Key(id))
 		stm.Del(indexKey(spec.Project, id))
+		releaseName(stm, spec)
 		stm.Put(AllocatedKey, strconv.Itoa(max(0, allocated-spec.MaxConnections)))
 		out = spec
 		return nil
@@ -445,7 +490,8 @@ func (g *Ledger) txn(ctx context.Context, id string, apply func(concurrency.STM)
 		g.conflicts.Add(float64(attempts - 1))
 	}
 	var refusal *Refusal
-	if err != nil && !errors.As(err, &refusal) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) {
+	var taken *NameTaken
+	if err != nil && !errors.As(err, &refusal) && !errors.As(err, &taken) && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) {
 		var passthrough passError
 		if errors.As(err, &passthrough) {
 			return passthrough.err
@@ -463,6 +509,36 @@ type passError struct{ err error }
 
 func (p passError) Error() string { return p.err.Error() }
 func (p passError) Unwrap() error { return p.err }
+
+// claimName takes spec's name in spec's project for spec.ID, or returns a
+// *NameTaken naming the entry that has it (transfer, when set, is the
+// cluster being moved). A key whose holder is gone or has another name by
+// now is stale and taken over. Reading the key and the holder's spec in the
+// transaction makes etcd refuse the commit if either changed meanwhile.
+func claimName(stm concurrency.STM, spec clusterspec.Spec, transfer string) error {
+	k := NameKey(spec.Project, spec.Name)
+	if holder := stm.Get(k); holder != "" && holder != spec.ID {
+		other, err := readSpec(stm, holder)
+		switch {
+		case errors.Is(err, ErrNotFound):
+		case err != nil:
+			return err
+		case other.Project == spec.Project && other.Name == spec.Name:
+			return &NameTaken{Name: spec.Name, Project: spec.Project, Holder: holder, Transfer: transfer}
+		}
+	}
+	stm.Put(k, spec.ID)
+	return nil
+}
+
+// releaseName drops the name key of spec's old name and project if spec
+// holds it (an entry that shares a name from before the index holds none).
+func releaseName(stm concurrency.STM, old clusterspec.Spec) {
+	k := NameKey(old.Project, old.Name)
+	if stm.Get(k) == old.ID {
+		stm.Del(k)
+	}
+}
 
 func readSpec(stm concurrency.STM, id string) (clusterspec.Spec, error) {
 	key := clusterspec.Key(id)
@@ -588,6 +664,82 @@ func (g *Ledger) Reindex(ctx context.Context) (added, removed int, err error) {
 		resp, err := g.cli.Txn(ctx).If(unchanged(specKey)).Then(clientv3.OpPut(k, "")).Commit()
 		if err != nil {
 			return added, removed, fmt.Errorf("add index key: %w", err)
+		}
+		if resp.Succeeded {
+			added++
+		}
+	}
+	return added, removed, nil
+}
+
+// ReindexNames gives every name in use a key in the name index, held by the
+// entry that holds it already or else by the oldest entry with that name,
+// and drops keys no entry's name matches. It runs once at start, after
+// which every write keeps the index. Entries that shared a name before the
+// index existed keep working; only new duplicates are refused. Each fix
+// applies only if the key and its holder's spec did not change since the
+// snapshot.
+func (g *Ledger) ReindexNames(ctx context.Context) (added, removed int, err error) {
+	ctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	snap, err := g.cli.Txn(ctx).Then(
+		clientv3.OpGet(clusterspec.Prefix, clientv3.WithPrefix()),
+		clientv3.OpGet(NameIndexPrefix, clientv3.WithPrefix()),
+	).Commit()
+	if err != nil {
+		return 0, 0, fmt.Errorf("read specs and name index: %w", err)
+	}
+	rev := snap.Header.Revision
+	var specs []clusterspec.Spec
+	byID := map[string]clusterspec.Spec{}
+	for _, item := range snap.Responses[0].GetResponseRange().Kvs {
+		s, err := clusterspec.Decode(item.Value)
+		if err != nil {
+			return 0, 0, err
+		}
+		specs = append(specs, s)
+		byID[s.ID] = s
+	}
+	have := map[string]string{} // name key -> holder id
+	for _, item := range snap.Responses[1].GetResponseRange().Kvs {
+		have[string(item.Key)] = string(item.Value)
+	}
+	want := map[string]string{}
+	for k, id := range have {
+		if s, ok := byID[id]; ok && NameKey(s.Project, s.Name) == k {
+			want[k] = id
+		}
+	}
+	slices.SortFunc(specs, func(a, b clusterspec.Spec) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
+	})
+	for _, s := range specs {
+		if k := NameKey(s.Project, s.Name); want[k] == "" {
+			want[k] = s.ID
+		}
+	}
+	unchanged := func(key string) clientv3.Cmp {
+		return clientv3.Compare(clientv3.ModRevision(key), "<", rev+1)
+	}
+	for k, id := range have {
+		if _, ok := want[k]; ok {
+			continue
+		}
+		resp, err := g.cli.Txn(ctx).If(unchanged(k), unchanged(clusterspec.Key(id))).Then(clientv3.OpDelete(k)).Commit()
+		if err != nil {
+			return added, removed, fmt.Errorf("drop stale name key: %w", err)
+		}
+		if resp.Succeeded {
+			removed++
+		}
+	}
+	for k, id := range want {
+		if have[k] == id {
+			continue
+		}
+		resp, err := g.cli.Txn(ctx).If(unchanged(k), unchanged(clusterspec.Key(id))).Then(clientv3.OpPut(k, id)).Commit()
+		if err != nil {
+			return added, removed, fmt.Errorf("add name key: %w", err)
 		}
 		if resp.Succeeded {
 			added++

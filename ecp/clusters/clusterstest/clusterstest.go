@@ -94,7 +94,7 @@ func (f *Fleet) Issued() []secret.String {
 	return append([]secret.String(nil), f.issued...)
 }
 
-// Seed stores specs as the ledger would (spec, project index key, and
+// Seed stores specs as the ledger would (spec, project and name index keys, and
 // their max connections added to the allocation counter), many per etcd
 // transaction: creating 10,000 entries one API call at a time takes a
 // minute, and benchmarks are about reading them. It does not check the
@@ -102,7 +102,7 @@ func (f *Fleet) Issued() []secret.String {
 // per-organization and per-project allocation counters: a test that sets
 // quotas seeds before the app starts, whose Recount fills them.
 func Seed(ctx context.Context, cli *clientv3.Client, specs []clusterspec.Spec) error {
-	const perTxn = 50 // two keys each, under etcd's 128 operations per transaction
+	const perTxn = 40 // three keys each, under etcd's 128 operations per transaction
 	allocated := 0
 	for start := 0; start < len(specs); start += perTxn {
 		var ops []clientv3.Op
@@ -112,7 +112,8 @@ func Seed(ctx context.Context, cli *clientv3.Client, specs []clusterspec.Spec) e
 				return err
 			}
 			ops = append(ops, clientv3.OpPut(clusterspec.Key(s.ID), string(b)),
-				clientv3.OpPut(quota.ProjectIndexPrefix+s.Project+"/"+s.ID, ""))
+				clientv3.OpPut(quota.ProjectIndexPrefix+s.Project+"/"+s.ID, ""),
+				clientv3.OpPut(quota.NameKey(s.Project, s.Name), s.ID))
 			allocated += s.MaxConnections
 		}
 		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
