@@ -2,6 +2,7 @@ package quota
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -80,10 +81,10 @@ func APIError(err error) error {
 // by the admin above it, never by the admin it bounds.
 func (g *Ledger) RegisterScopes(r *mux.Router, a *httpapi.Adapter, authz *tenancy.Authorizer) {
 	s := &scopeAPI{ledger: g, authz: authz}
-	r.Handle("/orgs/{org}/quota", a.Handle(s.getOrg)).Methods(http.MethodGet)
-	r.Handle("/orgs/{org}/quota", a.Handle(s.putOrg)).Methods(http.MethodPut)
-	r.Handle("/projects/{project}/quota", a.Handle(s.getProject)).Methods(http.MethodGet)
-	r.Handle("/projects/{project}/quota", a.Handle(s.putProject)).Methods(http.MethodPut)
+	r.Handle("/orgs/{org}/quota", a.Handle(s.get(s.org))).Methods(http.MethodGet)
+	r.Handle("/orgs/{org}/quota", a.Handle(s.put(s.org))).Methods(http.MethodPut)
+	r.Handle("/projects/{project}/quota", a.Handle(s.get(s.project))).Methods(http.MethodGet)
+	r.Handle("/projects/{project}/quota", a.Handle(s.put(s.project))).Methods(http.MethodPut)
 }
 
 type scopeAPI struct {
@@ -91,90 +92,98 @@ type scopeAPI struct {
 	authz  *tenancy.Authorizer
 }
 
-func (s *scopeAPI) getOrg(w http.ResponseWriter, r *http.Request) error {
-	ac, err := s.authz.Caller(r)
-	if err != nil {
-		return err
-	}
-	o, err := s.authz.Org(r.Context(), ac, mux.Vars(r)["org"], tenancy.View, "")
-	if err != nil {
-		return err
-	}
-	u, err := s.ledger.OrgUsage(r.Context(), o.ID)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, u)
+// scope is one organization or project whose quota a request reads or
+// sets, resolved for the caller.
+type scope struct {
+	usage func(context.Context) (ScopeUsage, error)
+	set   func(context.Context, *int) error
+	note  audit.Note
+	// refused says why the caller may read but not set the quota; nil
+	// when it may set it.
+	refused error
 }
 
-func (s *scopeAPI) putOrg(w http.ResponseWriter, r *http.Request) error {
+// org resolves the organization in the path: visible to its members,
+// set by a system admin.
+func (s *scopeAPI) org(r *http.Request) (scope, error) {
 	ac, err := s.authz.Caller(r)
 	if err != nil {
-		return err
+		return scope{}, err
 	}
 	o, err := s.authz.Org(r.Context(), ac, mux.Vars(r)["org"], tenancy.View, "")
 	if err != nil {
-		return err
+		return scope{}, err
+	}
+	sc := scope{
+		usage: func(ctx context.Context) (ScopeUsage, error) { return s.ledger.OrgUsage(ctx, o.ID) },
+		set:   func(ctx context.Context, n *int) error { return s.ledger.SetOrgQuota(ctx, o.ID, n) },
+		note:  audit.Note{Org: o.ID, Target: "quota/org/" + o.ID},
 	}
 	if !ac.System {
-		return httpapi.Forbidden("setting the connection quota of organization " + o.ID + " needs system-admin")
+		sc.refused = httpapi.Forbidden("setting the connection quota of organization " + o.ID + " needs system-admin")
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: o.ID, Target: "quota/org/" + o.ID})
-	n, err := s.decode(r)
-	if err != nil {
-		return err
-	}
-	if err := s.ledger.SetOrgQuota(r.Context(), o.ID, n); err != nil {
-		return err
-	}
-	u, err := s.ledger.OrgUsage(r.Context(), o.ID)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, u)
+	return sc, nil
 }
 
-func (s *scopeAPI) getProject(w http.ResponseWriter, r *http.Request) error {
+// project resolves the project in the path: visible to its members, set
+// by an org admin of its organization or a system admin.
+func (s *scopeAPI) project(r *http.Request) (scope, error) {
 	ac, err := s.authz.Caller(r)
 	if err != nil {
-		return err
+		return scope{}, err
 	}
 	p, err := s.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
 	if err != nil {
-		return err
+		return scope{}, err
 	}
-	u, err := s.ledger.ProjectUsage(r.Context(), p.Org, p.ID)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, u)
-}
-
-func (s *scopeAPI) putProject(w http.ResponseWriter, r *http.Request) error {
-	ac, err := s.authz.Caller(r)
-	if err != nil {
-		return err
-	}
-	p, err := s.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
-	if err != nil {
-		return err
+	sc := scope{
+		usage: func(ctx context.Context) (ScopeUsage, error) { return s.ledger.ProjectUsage(ctx, p.Org, p.ID) },
+		set:   func(ctx context.Context, n *int) error { return s.ledger.SetProjectQuota(ctx, p.ID, n) },
+		note:  audit.Note{Org: p.Org, Project: p.ID, Target: "quota/project/" + p.ID},
 	}
 	if ac.Org(p.Org) < tenancy.Admin {
-		return httpapi.Forbidden("setting the connection quota of project " + p.ID + " needs org-admin of organization " + p.Org + " or system-admin")
+		sc.refused = httpapi.Forbidden("setting the connection quota of project " + p.ID + " needs org-admin of organization " + p.Org + " or system-admin")
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "quota/project/" + p.ID})
-	n, err := s.decode(r)
-	if err != nil {
-		return err
+	return sc, nil
+}
+
+func (s *scopeAPI) get(resolve func(*http.Request) (scope, error)) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		sc, err := resolve(r)
+		if err != nil {
+			return err
+		}
+		u, err := sc.usage(r.Context())
+		if err != nil {
+			return err
+		}
+		return httpapi.JSON(w, http.StatusOK, u)
 	}
-	if err := s.ledger.SetProjectQuota(r.Context(), p.ID, n); err != nil {
-		return err
+}
+
+func (s *scopeAPI) put(resolve func(*http.Request) (scope, error)) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		sc, err := resolve(r)
+		if err != nil {
+			return err
+		}
+		if sc.refused != nil {
+			return sc.refused
+		}
+		audit.Annotate(r.Context(), sc.note)
+		n, err := s.decode(r)
+		if err != nil {
+			return err
+		}
+		if err := sc.set(r.Context(), n); err != nil {
+			return err
+		}
+		u, err := sc.usage(r.Context())
+		if err != nil {
+			return err
+		}
+		return httpapi.JSON(w, http.StatusOK, u)
 	}
-	u, err := s.ledger.ProjectUsage(r.Context(), p.Org, p.ID)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, u)
 }
 
 // decode reads {"maxConnections": N} (N from 0, which freezes the scope,
