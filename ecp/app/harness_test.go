@@ -18,6 +18,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ecpio/ecp/ecp/clusters/clusterstest"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -69,6 +70,17 @@ func testOptions(t *testing.T) Options {
 		}
 	}
 	opts.DownloadsDir = dist
+	return opts
+}
+
+// sharedEtcdOptions are testOptions on an etcd member of the test's own,
+// which several replicas can share (it speaks mutual TLS, as the embedded
+// one does).
+func sharedEtcdOptions(t *testing.T) Options {
+	t.Helper()
+	srv := etcdtest.Start(t)
+	opts := testOptions(t)
+	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
 	return opts
 }
 

@@ -5,8 +5,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
 
 type nameConflict struct {
@@ -33,9 +31,7 @@ func mustNameTaken(t *testing.T, r reply, holder string, what string) {
 // its project, on create, rename and transfer, and two creates of one name
 // at once on two replicas leave exactly one entry.
 func TestJourneyDuplicateClusterNamesRefused(t *testing.T) {
-	srv := etcdtest.Start(t)
-	opts := testOptions(t)
-	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
+	opts := sharedEtcdOptions(t)
 	h1, h2 := start(t, opts), start(t, opts)
 	admin, project := setupProject(t, h1)
 	create := func(h *harness, project, name string) reply {

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/quota"
 )
 
@@ -161,9 +160,7 @@ func TestSec07QuotaSemanticsOverHTTP(t *testing.T) {
 // in one project, through two replicas, never take it over its quota, and
 // the quota's allocation is the sum of its clusters.
 func TestSec07QuotaHoldsAcrossReplicas(t *testing.T) {
-	srv := etcdtest.Start(t)
-	opts := testOptions(t)
-	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
+	opts := sharedEtcdOptions(t)
 	h1, h2 := start(t, opts), start(t, opts)
 	s := newShares(t, h1)
 	h1.must(200, "PUT", "/api/v1/projects/"+s.attacker+"/quota", s.admin, map[string]int{"maxConnections": 300})

@@ -14,7 +14,6 @@ import (
 	"testing"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
 
 // jumpAgent is a fake agent for the dashboard jump: it long-polls its
@@ -131,9 +130,7 @@ func loginMeta(t *testing.T, loc string) (m struct{ Username, Token, Role string
 // before roles) or cannot make a viewer session gets 403, never the admin
 // token.
 func TestSec01DashboardJumpNeverExceedsCallerRole(t *testing.T) {
-	srv := etcdtest.Start(t)
-	opts := testOptions(t)
-	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
+	opts := sharedEtcdOptions(t)
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
 	for user, role := range map[string]string{"vera": "project-viewer", "pam": "project-admin"} {
@@ -207,9 +204,7 @@ func TestSec01DashboardJumpNeverExceedsCallerRole(t *testing.T) {
 // falls back to the dashboard URL the agent registered unless the request
 // names the URL to keep, and the reply shows it.
 func TestSec01TransferDropsHandSetServiceURL(t *testing.T) {
-	srv := etcdtest.Start(t)
-	opts := testOptions(t)
-	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
+	opts := sharedEtcdOptions(t)
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
 	var orgs struct{ Items []struct{ ID string } }
@@ -242,9 +237,7 @@ func TestSec01TransferDropsHandSetServiceURL(t *testing.T) {
 // refused unless they are absolute http(s) URLs with a host, whether a
 // user or an agent sends them, with the field named.
 func TestSec01DashboardURLsAreHTTP(t *testing.T) {
-	srv := etcdtest.Start(t)
-	opts := testOptions(t)
-	opts.EtcdEndpoints, opts.EtcdTLS = []string{srv.Endpoint()}, srv.ClientTLS()
+	opts := sharedEtcdOptions(t)
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
 	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
