@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -224,6 +225,20 @@ func TestSec01TransferDropsHandSetServiceURL(t *testing.T) {
 	if r := h.do("GET", "/api/v1/clusters/"+id+"/dashboard", admin, nil); strings.HasPrefix(r.header.Get("Location"), planted) {
 		t.Fatalf("the jump still goes to the old project's URL: %s", r.header.Get("Location"))
 	}
+	t.Run("the registration guide names the URL the entry shows", func(t *testing.T) {
+		// Re-registering after the transfer: the guide fills in what the
+		// entry shows (the agent's URL), not placeholders the operator
+		// would have to look up again.
+		var guide struct {
+			Placeholders []string
+			Commands     []struct{ Register string }
+		}
+		h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &guide)
+		if len(guide.Commands) == 0 || !strings.Contains(guide.Commands[0].Register, "--api-url http://emqx.example:18083") ||
+			!slices.Equal(guide.Placeholders, []string{"<EMQX_USERNAME>"}) {
+			t.Fatalf("guide after the transfer: placeholders %v, commands %+v; want the agent's http://emqx.example:18083 filled in", guide.Placeholders, guide.Commands)
+		}
+	})
 	t.Run("kept when the transfer names it", func(t *testing.T) {
 		h.must(200, "POST", "/api/v1/clusters/"+id+"/transfer", admin, map[string]string{"project": project, "serviceUrl": "https://emqx.plant.example"}).decode(t, &c)
 		if c.ServiceURL != "https://emqx.plant.example" {
