@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,31 +54,78 @@ func TestConfigurationDocumentsEveryFlag(t *testing.T) {
 			flags := helpFlags(t, bin, c)
 			section, ok := doc.section(c.title())
 			if !ok {
+				names := make([]string, len(flags))
+				for i, f := range flags {
+					names[i] = "--" + f.name
+				}
 				t.Fatalf("%s has no section for `%s` (a heading naming it in backquotes); its flags: %s",
-					docFile, c.title(), strings.Join(dashed(flags), ", "))
+					docFile, c.title(), strings.Join(names, ", "))
 			}
+			rows := tableRows(section)
 			var missing []string
 			for _, f := range flags {
-				if !strings.Contains(section, "`--"+f+"`") && !strings.Contains(section, "`--[no-]"+f+"`") {
-					missing = append(missing, "--"+f)
+				cell, ok := rows[f.name]
+				if !ok {
+					missing = append(missing, "--"+f.name)
+					continue
+				}
+				if problem := checkDefault(f, cell); problem != "" {
+					t.Errorf("%s, section `%s`, row `--%s`: %s", docFile, c.title(), f.name, problem)
 				}
 			}
 			if len(missing) > 0 {
-				t.Errorf("%s, section `%s`, does not document %s (write each as `--name` in the section)",
+				t.Errorf("%s, section `%s`, has no row for %s (give each flag a row of its own in the section's table: | `--name` | default | meaning |)",
 					docFile, c.title(), strings.Join(missing, ", "))
 			}
 			var stale []string
-			for _, f := range tableFlags(section) {
-				if !slices.Contains(flags, f) {
+			for f := range rows {
+				if !slices.ContainsFunc(flags, func(h helpFlag) bool { return h.name == f }) {
 					stale = append(stale, "--"+f)
 				}
 			}
+			slices.Sort(stale)
 			if len(stale) > 0 {
 				t.Errorf("%s, section `%s`, documents %s, which `%s --help` does not list",
 					docFile, c.title(), strings.Join(stale, ", "), c.title())
 			}
 		})
 	}
+}
+
+// concreteDefault is how a row writes a fixed default: one backquoted
+// value, optionally followed by a note in parentheses ("`2160h` (90
+// days)"). Anything else (none, required, "from `--state.dir`", a
+// computed "`<data.dir>/secrets.key`") describes a default the help cannot
+// show as a value.
+var concreteDefault = regexp.MustCompile("^`([^`]*)`(?: \\(.*\\))?$")
+
+// checkDefault compares a flag's documented default (the row's second
+// cell) with the one its help shows, and says what is wrong, or "".
+func checkDefault(f helpFlag, cell string) string {
+	if !f.shown {
+		return "" // kingpin's booleans: the help shows no default to compare with.
+	}
+	m := concreteDefault.FindStringSubmatch(cell)
+	switch {
+	case f.def != "" && m == nil:
+		return fmt.Sprintf("the default is written %q, but --help shows %q (write it as `%s`)", cell, f.def, f.def)
+	case f.def != "" && !sameDefault(m[1], f.def):
+		return fmt.Sprintf("the documented default `%s` is not the %q --help shows", m[1], f.def)
+	case f.def == "" && m != nil && !strings.Contains(m[1], "<") && !slices.Contains([]string{"", "0", "false"}, m[1]):
+		return fmt.Sprintf("the documented default `%s` is not in --help, which shows none", m[1])
+	}
+	return ""
+}
+
+// sameDefault reports whether a documented default and the help's are the
+// same value: durations compare by length ("24h" is kingpin's "24h0m0s").
+func sameDefault(doc, help string) bool {
+	if doc == help {
+		return true
+	}
+	d, err1 := time.ParseDuration(doc)
+	h, err2 := time.ParseDuration(help)
+	return err1 == nil && err2 == nil && d == h
 }
 
 func TestConfigurationDocumentsEnvironment(t *testing.T) {
@@ -173,10 +222,13 @@ func run(t *testing.T, bin string, name string, args ...string) string {
 }
 
 var (
-	// kingpin (ecp): "  -h, --[no-]help", "      --web.listen-address=…".
-	kingpinFlag = regexp.MustCompile(`^(?:  -\S, |      )--(?:\[no-\])?([A-Za-z0-9][A-Za-z0-9._-]*)`)
+	// kingpin (ecp): "  -h, --[no-]help", "      --web.listen-address=\"…\"",
+	// "      --licence.total-connections=10000", "      --smtp.from=SMTP.FROM".
+	kingpinFlag = regexp.MustCompile(`^(?:  -\S, |      )--(\[no-\])?([A-Za-z0-9][A-Za-z0-9._-]*)(?:=("(?:[^"\\]|\\.)*"|\S+))?`)
 	// Go's flag package (agent-exporter, emqx-sim, demo): "  -state.dir string".
 	goFlag = regexp.MustCompile(`^  -([A-Za-z0-9][A-Za-z0-9._-]*)(?:\s|$)`)
+	// The end of a Go flag's usage: " (default \"info\")", " (default 15s)".
+	goDefault = regexp.MustCompile(` \(default (.*)\)$`)
 	// kingpin's command list: "serve [<flags>]" at the start of a line.
 	kingpinCommand = regexp.MustCompile(`^([a-z][a-z0-9-]*)(?:\s|$)`)
 	// agent-exporter's usage: "  run          run the agent daemon".
@@ -220,26 +272,77 @@ func discoverCommands(t *testing.T, bin string) []command {
 	return cmds
 }
 
-// helpFlags runs the command's help and returns the flag names it lists,
+// helpFlag is one flag as a command's help lists it.
+type helpFlag struct {
+	name string
+	// def is the default the help shows, "" when it shows none (a Go
+	// flag's zero value, a kingpin flag without a default).
+	def string
+	// shown is false where the help never shows a default: kingpin's
+	// booleans ("--[no-]smtp.require-tls").
+	shown bool
+}
+
+// helpFlags runs the command's help and returns the flags it lists,
 // without help itself.
-func helpFlags(t *testing.T, bin string, c command) []string {
+func helpFlags(t *testing.T, bin string, c command) []helpFlag {
 	t.Helper()
 	help := "-h"
 	if c.bin == "ecp" {
 		help = "--help"
 	}
-	out := run(t, bin, c.bin, append(slices.Clone(c.args), help)...)
-	var flags []string
-	for _, line := range lines(out) {
-		m := kingpinFlag.FindStringSubmatch(line)
-		if m == nil {
-			m = goFlag.FindStringSubmatch(line)
+	return parseHelp(run(t, bin, c.bin, append(slices.Clone(c.args), help)...))
+}
+
+// parseHelp reads the flags and their defaults from kingpin's help or
+// from Go's flag.PrintDefaults.
+func parseHelp(out string) []helpFlag {
+	var flags []helpFlag
+	var usage []string // the current Go flag's usage lines
+	endUsage := func() {
+		if len(flags) > 0 && len(usage) > 0 {
+			if m := goDefault.FindStringSubmatch(strings.Join(usage, " ")); m != nil {
+				flags[len(flags)-1].def = unquote(m[1])
+			}
 		}
-		if m != nil && m[1] != "help" && m[1] != "h" && !slices.Contains(flags, m[1]) {
-			flags = append(flags, m[1])
+		usage = nil
+	}
+	for _, line := range lines(out) {
+		if m := kingpinFlag.FindStringSubmatch(line); m != nil {
+			f := helpFlag{name: m[2], shown: m[1] == ""}
+			// kingpin writes a default as its placeholder, quoted for a
+			// string; without one the placeholder is the name in capitals.
+			if v := m[3]; v != "" && v != strings.ToUpper(f.name) {
+				f.def = unquote(v)
+			}
+			flags = appendFlag(flags, f)
+			continue
+		}
+		if m := goFlag.FindStringSubmatch(line); m != nil {
+			endUsage()
+			flags = appendFlag(flags, helpFlag{name: m[1], shown: true})
+			continue
+		}
+		if strings.HasPrefix(line, "    \t") {
+			usage = append(usage, strings.TrimPrefix(line, "    \t"))
 		}
 	}
+	endUsage()
 	return flags
+}
+
+func appendFlag(flags []helpFlag, f helpFlag) []helpFlag {
+	if f.name == "help" || f.name == "h" || slices.ContainsFunc(flags, func(g helpFlag) bool { return g.name == f.name }) {
+		return flags
+	}
+	return append(flags, f)
+}
+
+func unquote(v string) string {
+	if s, err := strconv.Unquote(v); err == nil {
+		return s
+	}
+	return v
 }
 
 func lines(s string) []string {
@@ -247,14 +350,6 @@ func lines(s string) []string {
 	sc := bufio.NewScanner(strings.NewReader(s))
 	for sc.Scan() {
 		out = append(out, sc.Text())
-	}
-	return out
-}
-
-func dashed(flags []string) []string {
-	out := make([]string, len(flags))
-	for i, f := range flags {
-		out[i] = "--" + f
 	}
 	return out
 }
@@ -300,16 +395,46 @@ func (d doc) section(title string) (string, bool) {
 
 var tableFlag = regexp.MustCompile("^\\| *`--(?:\\[no-\\])?([A-Za-z0-9][A-Za-z0-9._-]*)`")
 
-// tableFlags are the flags a section documents in the first column of its
-// tables.
-func tableFlags(section string) []string {
-	var out []string
+// tableRows are the flags a section documents in the first column of its
+// tables, each with the row's second cell (the default).
+func tableRows(section string) map[string]string {
+	out := map[string]string{}
 	for _, l := range lines(section) {
-		if m := tableFlag.FindStringSubmatch(l); m != nil {
-			out = append(out, m[1])
+		m := tableFlag.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		if cells := tableCells(l); len(cells) > 1 {
+			out[m[1]] = cells[1]
+		} else {
+			out[m[1]] = ""
 		}
 	}
 	return out
+}
+
+// tableCells splits a Markdown table row at its unescaped pipes.
+func tableCells(row string) []string {
+	var cells []string
+	var b strings.Builder
+	row = strings.TrimSpace(row)
+	row = strings.TrimPrefix(row, "|")
+	for i := 0; i < len(row); i++ {
+		switch {
+		case row[i] == '\\' && i+1 < len(row) && row[i+1] == '|':
+			b.WriteByte('|')
+			i++
+		case row[i] == '|':
+			cells = append(cells, strings.TrimSpace(b.String()))
+			b.Reset()
+		default:
+			b.WriteByte(row[i])
+		}
+	}
+	if rest := strings.TrimSpace(b.String()); rest != "" {
+		cells = append(cells, rest)
+	}
+	return cells
 }
 
 var getenv = regexp.MustCompile(`os\.(?:Getenv|LookupEnv)\("([A-Z0-9_]+)"\)`)
@@ -409,30 +534,85 @@ func TestSection(t *testing.T) {
 }
 
 func TestHelpParsing(t *testing.T) {
+	kingpin := `usage: ecp serve [<flags>]
+
+Flags:
+  -h, --[no-]help                Show context-sensitive help (also try
+                                 --help-long and --help-man).
+      --web.listen-address="127.0.0.1:8080"  
+                                 Address the HTTP server listens on.
+      --config.file=CONFIG.FILE  YAML configuration file
+      --licence.total-connections=10000  
+      --registration.token-ttl=24h0m0s  
+      --[no-]smtp.require-tls    Insist on STARTTLS.
+      --log.level="info"         Only log messages with this severity or above:
+`
+	goflag := "Usage of agent-exporter run:\n" +
+		"  -collect.interval duration\n    \tHow often EMQX is polled. (default 15s)\n" +
+		"  -config.file string\n    \tOptional YAML configuration file.\n" +
+		"  -force\n    \tforget the credential\n" +
+		"  -log.file string\n    \tLog file; \"-\" logs to standard error.\n    \tSecond line. (default \"/opt/emqx/log/agent.log\")\n" +
+		"  -agent.url string\n    \tURL of the control API (default: read from --state.dir).\n"
 	for _, tc := range []struct {
-		line, want string
+		name, help string
+		want       []helpFlag
 	}{
-		{"  -h, --[no-]help                Show context-sensitive help (also try", "help"},
-		{`      --web.listen-address="127.0.0.1:8080"  `, "web.listen-address"},
-		{"      --[no-]smtp.require-tls    Insist on STARTTLS.", "smtp.require-tls"},
-		{"      --config.file=CONFIG.FILE  YAML configuration file", "config.file"},
-		{"  -state.dir string", "state.dir"},
-		{"  -force", "force"},
-		{"                                 --help-long and --help-man).", ""},
-		{"    \tLog file; \"-\" logs to standard error.", ""},
+		{"kingpin", kingpin, []helpFlag{
+			{"web.listen-address", "127.0.0.1:8080", true},
+			{"config.file", "", true},
+			{"licence.total-connections", "10000", true},
+			{"registration.token-ttl", "24h0m0s", true},
+			{"smtp.require-tls", "", false},
+			{"log.level", "info", true},
+		}},
+		{"flag", goflag, []helpFlag{
+			{"collect.interval", "15s", true},
+			{"config.file", "", true},
+			{"force", "", true},
+			{"log.file", "/opt/emqx/log/agent.log", true},
+			{"agent.url", "", true},
+		}},
 	} {
-		t.Run(tc.line, func(t *testing.T) {
-			m := kingpinFlag.FindStringSubmatch(tc.line)
-			if m == nil {
-				m = goFlag.FindStringSubmatch(tc.line)
-			}
-			got := ""
-			if m != nil {
-				got = m[1]
-			}
-			if got != tc.want {
-				t.Errorf("flag in %q = %q, want %q", tc.line, got, tc.want)
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseHelp(tc.help); !slices.Equal(got, tc.want) {
+				t.Errorf("parseHelp =\n%+v\nwant\n%+v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCheckDefault(t *testing.T) {
+	for _, tc := range []struct {
+		flag helpFlag
+		cell string
+		ok   bool
+	}{
+		{helpFlag{"a", "127.0.0.1:8080", true}, "`127.0.0.1:8080`", true},
+		{helpFlag{"a", "2160h0m0s", true}, "`2160h` (90 days)", true},
+		{helpFlag{"a", "2147483648", true}, "`2147483648` (2 GiB)", true},
+		{helpFlag{"a", "30s", true}, "`1m`", false},
+		{helpFlag{"a", "/var/lib/x", true}, "none", false},
+		{helpFlag{"a", "5000", true}, "`500`", false},
+		{helpFlag{"a", "", true}, "none", true},
+		{helpFlag{"a", "", true}, "required", true},
+		{helpFlag{"a", "", true}, "`false`", true},
+		{helpFlag{"a", "", true}, "from `--state.dir`", true},
+		{helpFlag{"a", "", true}, "`<data.dir>/secrets.key`", true},
+		{helpFlag{"a", "", true}, "`./data`", false},
+		{helpFlag{"a", "", false}, "`true`", true},
+	} {
+		t.Run(tc.cell, func(t *testing.T) {
+			if problem := checkDefault(tc.flag, tc.cell); (problem == "") != tc.ok {
+				t.Errorf("checkDefault(%+v, %q) = %q, want ok=%v", tc.flag, tc.cell, problem, tc.ok)
+			}
+		})
+	}
+}
+
+func TestTableRows(t *testing.T) {
+	got := tableRows("| flag | default | meaning |\n| --- | --- | --- |\n| `--a` | `x` | one `\"a\"\\|\"b\"` |\n| `--[no-]b` | none | two |\nprose `--c`\n")
+	want := map[string]string{"a": "`x`", "b": "none"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("tableRows = %v, want %v", got, want)
 	}
 }
