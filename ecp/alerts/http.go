@@ -35,7 +35,7 @@ func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
 	api.Handle("/projects/{project}/alerts", a.Handle(s.list)).Methods(http.MethodGet)
 	api.Handle("/alerts/{id}", a.Handle(s.delete)).Methods(http.MethodDelete)
 	api.Handle("/system/alerting", a.Handle(s.systemStatus)).Methods(http.MethodGet)
-	root.Handle(WebhookPath, a.Handle(s.webhook, httpapi.BodyLimit(maxWebhookBody))).Methods(http.MethodPost)
+	root.Handle(WebhookPath, a.Handle(s.webhook, httpapi.BodyLimit(MaxWebhookBody))).Methods(http.MethodPost)
 }
 
 // Delivery states of a project's settings.

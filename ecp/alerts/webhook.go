@@ -21,9 +21,9 @@ import (
 	"github.com/ecpio/ecp/rules"
 )
 
-// maxWebhookBody bounds a notification. ecp's own route sends one alert per
+// MaxWebhookBody bounds a notification. ecp's own route sends one alert per
 // notification; the bound only guards against a misrouted flood.
-const maxWebhookBody = 8 << 20
+const MaxWebhookBody = 8 << 20
 
 // LabelTest marks the alerts of "send test notification": they reach the
 // project's channels but never ecp's lists.
@@ -55,7 +55,7 @@ func (s *Service) webhook(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Unauthorized("the Alertmanager webhook needs the bearer token ecp writes into Alertmanager's configuration")
 	}
 	var m webhookMessage
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxWebhookBody)).Decode(&m); err != nil {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxWebhookBody)).Decode(&m); err != nil {
 		return httpapi.Invalid("", "body must be Alertmanager's webhook JSON: %v", err)
 	}
 	if m.Version != "4" {

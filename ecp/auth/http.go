@@ -135,6 +135,9 @@ func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
 // many times over, and anyone may call it.
 const MaxLoginBodyBytes = 4 << 10
 
+// MaxTokenNameRunes bounds the name of an API token.
+const MaxTokenNameRunes = 100
+
 type credentials struct {
 	Username string        `json:"username"`
 	Password secret.String `json:"password"`
@@ -397,7 +400,7 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	if msg := names.Validate(req.Name, 100); msg != "" {
+	if msg := names.Validate(req.Name, MaxTokenNameRunes); msg != "" {
 		return httpapi.Invalid("name", "%s", msg)
 	}
 	if req.ExpiresAt != nil && !req.ExpiresAt.After(api.store.now()) {

@@ -188,10 +188,13 @@ func serviceURL(s clusterspec.Spec, st Status) string {
 	return st.DashboardURL
 }
 
+// MaxNameRunes bounds a cluster's name (EMQX ECP's own bound).
+const MaxNameRunes = 200
+
 // ValidateName says what a cluster name must be, or "": the rule of
-// package names with at most 200 characters (EMQX ECP's own bound).
+// package names with at most MaxNameRunes characters.
 func ValidateName(name string) string {
-	return names.Validate(name, 200)
+	return names.Validate(name, MaxNameRunes)
 }
 
 // ValidateServiceURL says what a service URL must be, or "". Empty is

@@ -22,9 +22,9 @@ const (
 	DefaultListLimit = 100
 	// MaxListLimit is the largest page a caller may ask for.
 	MaxListLimit = 1000
-	// maxQueryRunes bounds q: no name is longer, so a longer q matches
+	// MaxQueryRunes bounds q: no name is longer, so a longer q matches
 	// nothing.
-	maxQueryRunes = 200
+	MaxQueryRunes = MaxNameRunes
 )
 
 // ListPage is the reply of the cluster lists: one page of entries in
@@ -88,8 +88,8 @@ func parseListQuery(v url.Values, scope string) (*listQuery, error) {
 	if q.state != "" && !slices.Contains(States, q.state) {
 		return nil, httpapi.Invalid("state", "state must be one of %s", strings.Join(States, ", "))
 	}
-	if utf8.RuneCountInString(q.q) > maxQueryRunes {
-		return nil, httpapi.Invalid("q", "q (a part of the cluster name, or its id) must be at most %d characters", maxQueryRunes)
+	if utf8.RuneCountInString(q.q) > MaxQueryRunes {
+		return nil, httpapi.Invalid("q", "q (a part of the cluster name, or its id) must be at most %d characters", MaxQueryRunes)
 	}
 	q.lowerQ = strings.ToLower(q.q)
 	if s := v.Get("limit"); s != "" {

@@ -208,17 +208,17 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 	return f, nil
 }
 
-// maxAgentBody bounds a register or report body: a report lists every node
+// MaxAgentBody bounds a register or report body: a report lists every node
 // of the cluster, so it keeps the 1 MiB every body had before routes had
 // their own limits. The other agent calls carry a few fields and keep
 // httpapi's default.
-const maxAgentBody = 1 << 20
+const MaxAgentBody = 1 << 20
 
 // Register mounts the agent API (agentproto paths) on r. The write and logs
 // paths belong to other packages.
 func (f *Fleet) Register(r *mux.Router) {
-	r.Handle(agentproto.PathRegister, f.adapter.Handle(f.limited(f.handleRegister), httpapi.BodyLimit(maxAgentBody))).Methods(http.MethodPost)
-	r.Handle(agentproto.PathReport, f.adapter.Handle(f.limited(f.handleReport), httpapi.BodyLimit(maxAgentBody))).Methods(http.MethodPost)
+	r.Handle(agentproto.PathRegister, f.adapter.Handle(f.limited(f.handleRegister), httpapi.BodyLimit(MaxAgentBody))).Methods(http.MethodPost)
+	r.Handle(agentproto.PathReport, f.adapter.Handle(f.limited(f.handleReport), httpapi.BodyLimit(MaxAgentBody))).Methods(http.MethodPost)
 	r.Handle(agentproto.PathUnregister, f.adapter.Handle(f.limited(f.handleUnregister))).Methods(http.MethodPost)
 	r.Handle(agentproto.PathDesired, f.adapter.Handle(f.whenReady(f.handleDesired))).Methods(http.MethodGet)
 	r.Handle(agentproto.PathDashboardSession, f.adapter.Handle(f.whenReady(f.limited(f.handleDashboardSession)))).Methods(http.MethodPost)

@@ -5,13 +5,27 @@
 package openapi
 
 import (
+	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/alerts"
+	ecpauth "github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/destpolicy"
+	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/logs"
+	"github.com/ecpio/ecp/ecp/logstore"
+	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/remotewrite"
+	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/version"
 )
 
@@ -35,7 +49,22 @@ type Operation struct {
 	Errors []int
 	// Query are the query parameters the operation takes.
 	Query []Param
+	// Body says the operation reads a request body that Request does not
+	// name (the agent's and Alertmanager's); 408 is documented for every
+	// operation that reads one.
+	Body bool
+	// BodyLimit is the route's bound on the request body (413 beyond it),
+	// httpapi.DefaultBodyLimit when 0: httpapi bounds every route's body.
+	BodyLimit int64
 }
+
+// The document's info.license. No licence file grants rights to this code,
+// so it is proprietary; the URL is the module's home (go.mod), where its
+// terms are to be found. OpenAPI linters want both.
+const (
+	LicenseName = "Proprietary"
+	LicenseURL  = "https://github.com/ecpio/ecp"
+)
 
 // Param is one query parameter.
 type Param struct {
@@ -46,11 +75,28 @@ type Param struct {
 
 // clusterListQuery are the paging and filters of both cluster lists.
 var clusterListQuery = []Param{
-	{Name: "limit", Description: "Entries per page, 1 to 1000; 100 when absent.", Schema: map[string]any{"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}},
+	{Name: "limit", Description: fmt.Sprintf("Entries per page, 1 to %d; %d when absent.", clusters.MaxListLimit, clusters.DefaultListLimit), Schema: map[string]any{"type": "integer", "minimum": 1, "maximum": clusters.MaxListLimit, "default": clusters.DefaultListLimit}},
 	{Name: "pageToken", Description: "nextPageToken or prevPageToken of the previous reply, with the same q and state (400 naming pageToken otherwise); limit may change.", Schema: str},
-	{Name: "q", Description: "A part of the cluster name, whatever the case, or the cluster's whole id.", Schema: map[string]any{"type": "string", "maxLength": 200}},
-	{Name: "state", Description: "Only clusters in this state.", Schema: map[string]any{"type": "string", "enum": []string{"created", "registering", "running", "abnormal"}}},
+	{Name: "q", Description: "A part of the cluster name, whatever the case, or the cluster's whole id.", Schema: map[string]any{"type": "string", "maxLength": clusters.MaxQueryRunes}},
+	{Name: "state", Description: "Only clusters in this state.", Schema: map[string]any{"type": "string", "enum": clusterStates}},
 }
+
+// Enums, from the constants of the packages that own them.
+var (
+	clusterStates = []string{fleet.StateCreated, fleet.StateRegistering, fleet.StateRunning, fleet.StateAbnormal}
+	roles         = []string{tenancy.RoleSystemAdmin, tenancy.RoleOrgAdmin, tenancy.RoleProjectAdmin, tenancy.RoleProjectViewer}
+	// stateReasons are the codes ecp sets and those the agent reports.
+	stateReasons = []string{
+		fleet.ReasonNotRegistered, fleet.ReasonAwaitingRegistration, fleet.ReasonTokenExpired, fleet.ReasonAwaitingFirstReport,
+		fleet.ReasonAgentSilent, fleet.ReasonAgentIntervalTooLong,
+		agentproto.ProblemEMQXUnreachable, agentproto.ProblemEMQXAuthFailed, agentproto.ProblemQuotaApplyFailed, agentproto.ProblemLicenceUnsupported,
+	}
+	deliveries  = []string{alerts.DeliveryApplied, alerts.DeliveryPending, alerts.DeliveryPartial, alerts.DeliveryFailed, alerts.DeliveryNotConfigured}
+	alertStates = []string{alerts.StateActive, alerts.StateHistory}
+	endReasons  = []string{alerts.EndResolved, alerts.EndStale, alerts.EndGone}
+	quotaScopes = []string{quota.QuotaProject, quota.QuotaOrg, quota.QuotaLicence}
+	receivers   = []string{logstore.TypeElasticsearch, logstore.TypeVictoriaLogs}
+)
 
 // Operations lists every documented operation.
 func Operations() []Operation {
@@ -58,7 +104,7 @@ func Operations() []Operation {
 	auth := []int{400, 401}
 	tenant := []int{400, 401, 403, 404}
 	return []Operation{
-		{Method: "POST", Path: api + "/login", Tag: "auth", Summary: "Log in; returns a bearer token and its expiry.", Public: true, Request: "LoginRequest", Responses: map[int]string{200: "LoginResponse"}, Errors: auth},
+		{Method: "POST", Path: api + "/login", Tag: "auth", Summary: "Log in; returns a bearer token and its expiry.", Public: true, Request: "LoginRequest", Responses: map[int]string{200: "LoginResponse"}, Errors: auth, BodyLimit: ecpauth.MaxLoginBodyBytes},
 		{Method: "GET", Path: api + "/users", Tag: "auth", Summary: "List users (a system admin sees all, anyone else only themselves).", Responses: map[int]string{200: "UserList"}, Errors: auth},
 		{Method: "POST", Path: api + "/users", Tag: "auth", Summary: "Create a user (system admin).", Request: "UserRequest", Responses: map[int]string{201: "User"}, Errors: []int{400, 401, 403, 409}},
 		{Method: "PUT", Path: api + "/users/{username}/password", Tag: "auth", Summary: "Change a password: your own (with currentPassword) or, as system admin, anyone's. The user's other sessions end.", Request: "PasswordRequest", Responses: map[int]string{204: ""}, Errors: []int{400, 401, 404}},
@@ -79,7 +125,7 @@ func Operations() []Operation {
 		{Method: "DELETE", Path: api + "/role-bindings/{id}", Tag: "tenancy", Summary: "Revoke a role by binding id.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409}},
 		{Method: "GET", Path: api + "/clusters", Tag: "clusters", Summary: "Every managed cluster the caller can see, across projects, a page at a time in (name, id) order.", Responses: map[int]string{200: "ClusterList"}, Errors: auth, Query: clusterListQuery},
 		{Method: "GET", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "The project's managed clusters, a page at a time in (name, id) order.", Responses: map[int]string{200: "ClusterList"}, Errors: tenant, Query: clusterListQuery},
-		{Method: "POST", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "Create a managed-cluster entry (max connections 10 from the licence). Names are unique within a project: 409 NameTaken (field name, cluster: the entry that has it).", Request: "ClusterCreate", Responses: map[int]string{201: "Cluster"}, Errors: []int{400, 401, 403, 404, 409, 422}},
+		{Method: "POST", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "Create a managed-cluster entry (max connections " + strconv.Itoa(clusterspec.DefaultMaxConnections) + " from the licence). Names are unique within a project: 409 NameTaken (field name, cluster: the entry that has it).", Request: "ClusterCreate", Responses: map[int]string{201: "Cluster"}, Errors: []int{400, 401, 403, 404, 409, 422}},
 		{Method: "GET", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "One managed cluster: its entry and live status.", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
 		{Method: "PATCH", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Edit name, service URL or the log collection switch (project admin). Switching log collection on is refused (400, field logCollection.enabled) when the cluster's agent registered no log directory; the agent follows the switch through its desired state within about 2 s. A name another entry of the project has is refused (409 NameTaken).", Request: "ClusterPatch", Responses: map[int]string{200: "Cluster"}, Errors: []int{400, 401, 403, 404, 409}},
 		{Method: "DELETE", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Delete the entry; its agent is told to unregister and refused from then on.", Responses: map[int]string{204: ""}, Errors: tenant},
@@ -98,12 +144,12 @@ func Operations() []Operation {
 		{Method: "PUT", Path: api + "/projects/{project}/alert-settings", Tag: "alerts", Summary: "Replace the project's alert settings (project admin); the leading replica renders and reloads Prometheus rules and Alertmanager routes. A webhook whose host resolves to an address the notification policy refuses is 422 DestinationRefused naming the field (webhooks[i].url).", Request: "AlertSettings", Responses: map[int]string{200: "AlertSettingsReply"}, Errors: []int{400, 401, 403, 404, 422}},
 		{Method: "POST", Path: api + "/projects/{project}/alert-settings/test", Tag: "alerts", Summary: "Send a test alert through Alertmanager to the project's channels (project admin); 409 when alerting is off, not applied yet or not configured; 422 DestinationRefused when a webhook resolves to a refused address now.", Responses: map[int]string{202: "AlertTestReply"}, Errors: []int{401, 403, 404, 409, 422, 502}},
 		{Method: "GET", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Where webhooks may point (system admin): allowCidrs and denyCidrs, and ecp's own dependencies, which are refused whatever the lists say.", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{401, 403}},
-		{Method: "PUT", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Set the notification policy (system admin). By default loopback, link-local, unspecified, broadcast and multicast addresses are refused; allowCidrs admits some of them, denyCidrs refuses more and wins over allowCidrs; at most 64 ranges each.", Request: "NotificationPolicyRules", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{400, 401, 403}},
-		{Method: "GET", Path: api + "/projects/{project}/alerts", Tag: "alerts", Summary: "Active alerts or history (?state=active|history, cluster, severity, from, to (RFC 3339, overlapping the alert), limit), newest first.", Responses: map[int]string{200: "AlertList"}, Errors: tenant},
+		{Method: "PUT", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Set the notification policy (system admin). By default loopback, link-local, unspecified, broadcast and multicast addresses are refused; allowCidrs admits some of them, denyCidrs refuses more and wins over allowCidrs; at most " + strconv.Itoa(destpolicy.MaxCIDRs) + " ranges each.", Request: "NotificationPolicyRules", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{400, 401, 403}},
+		{Method: "GET", Path: api + "/projects/{project}/alerts", Tag: "alerts", Summary: "Active alerts or history (?state=active|history, cluster, severity, from, to (RFC 3339, overlapping the alert), limit up to " + strconv.Itoa(alerts.MaxListLimit) + "), newest first.", Responses: map[int]string{200: "AlertList"}, Errors: tenant},
 		{Method: "DELETE", Path: api + "/alerts/{id}", Tag: "alerts", Summary: "Remove an alert from the lists by hand (project admin); one still firing comes back at Alertmanager's next repeat.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404}},
 		{Method: "GET", Path: api + "/system/alerting", Tag: "alerts", Summary: "The alerting wiring and the last apply to Prometheus and Alertmanager, with their errors (system admin).", Responses: map[int]string{200: "AlertingStatus"}, Errors: []int{401, 403}},
-		{Method: "POST", Path: api + "/alertmanager/webhook", Tag: "alerts", Summary: "Alertmanager's webhook (payload version 4) feeding the alert lists; bearer token generated by ecp and written into Alertmanager's configuration.", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401}},
-		{Method: "GET", Path: api + "/projects/{project}/logs", Tag: "logs", Summary: "The project's EMQX log lines, newest first (cluster, level, q, from, to (RFC 3339), limit up to 1000, pageToken); 503 LogReceiverNotConfigured while no receiver is set.", Responses: map[int]string{200: "LogPage"}, Errors: []int{400, 401, 404, 502, 503}},
+		{Method: "POST", Path: api + "/alertmanager/webhook", Tag: "alerts", Summary: "Alertmanager's webhook (payload version 4) feeding the alert lists; bearer token generated by ecp and written into Alertmanager's configuration.", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401}, Body: true, BodyLimit: alerts.MaxWebhookBody},
+		{Method: "GET", Path: api + "/projects/{project}/logs", Tag: "logs", Summary: "The project's EMQX log lines, newest first (cluster, level, q, from, to (RFC 3339), limit up to " + strconv.Itoa(logstore.MaxQueryLimit) + ", pageToken); 503 LogReceiverNotConfigured while no receiver is set.", Responses: map[int]string{200: "LogPage"}, Errors: []int{400, 401, 404, 502, 503}},
 		{Method: "GET", Path: api + "/projects/{project}/logs/count", Tag: "logs", Summary: "How many of the project's log lines match the same filters as the list.", Responses: map[int]string{200: "LogCount"}, Errors: []int{400, 401, 404, 502, 503}},
 		{Method: "GET", Path: api + "/system/log-receiver", Tag: "logs", Summary: "The log receiver (system admin); the password is never returned, passwordSet says whether one is held; an empty type means none is set.", Responses: map[int]string{200: "LogReceiver"}, Errors: []int{401, 403}},
 		{Method: "PUT", Path: api + "/system/log-receiver", Tag: "logs", Summary: "Set the log receiver (system admin); saved only after its connection test passed (422 LogReceiverTestFailed otherwise). Without a password the stored one is kept for the same URL and user.", Request: "LogReceiver", Responses: map[int]string{200: "LogReceiver"}, Errors: []int{400, 401, 403, 422}},
@@ -111,12 +157,12 @@ func Operations() []Operation {
 		{Method: "GET", Path: Path, Tag: "meta", Summary: "This document.", Public: true, Responses: map[int]string{200: ""}},
 		{Method: "GET", Path: "/downloads/agent-exporter/{os}/{arch}", Tag: "downloads", Summary: "The agent-exporter binary for os/arch (linux amd64, arm64, arm).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{404}},
 		{Method: "HEAD", Path: "/downloads/agent-exporter/{os}/{arch}", Tag: "downloads", Summary: "Size and date of the agent-exporter binary.", Public: true, Responses: map[int]string{200: ""}, Errors: []int{404}},
-		{Method: "POST", Path: agentproto.PathRegister, Tag: "agent", Summary: "Agent: register with a single-use registration token (agentproto.RegisterRequest).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}},
-		{Method: "POST", Path: agentproto.PathReport, Tag: "agent", Summary: "Agent: report a snapshot; the reply carries the desired state (agent credential).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}},
+		{Method: "POST", Path: agentproto.PathRegister, Tag: "agent", Summary: "Agent: register with a single-use registration token (agentproto.RegisterRequest).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}, Body: true, BodyLimit: fleet.MaxAgentBody},
+		{Method: "POST", Path: agentproto.PathReport, Tag: "agent", Summary: "Agent: report a snapshot; the reply carries the desired state (agent credential).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}, Body: true, BodyLimit: fleet.MaxAgentBody},
 		{Method: "GET", Path: agentproto.PathDesired, Tag: "agent", Summary: "Agent: long-poll the desired state (after=REV, timeout) (agent credential).", Public: true, Responses: map[int]string{200: "", 204: ""}, Errors: []int{400, 401, 429}},
-		{Method: "POST", Path: agentproto.PathWrite, Tag: "agent", Summary: "Agent: Prometheus remote write (agent credential).", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401, 429}},
-		{Method: "POST", Path: agentproto.PathLogs, Tag: "agent", Summary: "Agent: a batch of EMQX log lines (agent credential); acknowledged only once stored, else 429/503 with Retry-After (LogReceiverNotConfigured, LogStoreUnavailable) and the agent keeps the lines.", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 413, 429, 503}},
-		{Method: "POST", Path: agentproto.PathDashboardSession, Tag: "agent", Summary: "Agent: answer to a dashboard session request of its own cluster from the desired state: {requestId, sealed} (the EMQX login, HPKE-sealed to the request's key) or {requestId, problem}; 404 when no such request is pending (agent credential).", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401, 404}},
+		{Method: "POST", Path: agentproto.PathWrite, Tag: "agent", Summary: "Agent: Prometheus remote write (agent credential).", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401, 429}, Body: true, BodyLimit: remotewrite.DefaultMaxBodyBytes},
+		{Method: "POST", Path: agentproto.PathLogs, Tag: "agent", Summary: "Agent: a batch of EMQX log lines (agent credential); acknowledged only once stored, else 429/503 with Retry-After (LogReceiverNotConfigured, LogStoreUnavailable) and the agent keeps the lines.", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429, 503}, Body: true, BodyLimit: logs.DefaultMaxBatchBytes},
+		{Method: "POST", Path: agentproto.PathDashboardSession, Tag: "agent", Summary: "Agent: answer to a dashboard session request of its own cluster from the desired state: {requestId, sealed} (the EMQX login, HPKE-sealed to the request's key) or {requestId, problem}; 404 when no such request is pending (agent credential).", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401, 404}, Body: true},
 		{Method: "POST", Path: agentproto.PathUnregister, Tag: "agent", Summary: "Agent: unregister; the credential is revoked (agent credential).", Public: true, Responses: map[int]string{204: ""}, Errors: []int{401}},
 	}
 }
@@ -134,7 +180,14 @@ var (
 	integer = map[string]any{"type": "integer"}
 	when    = map[string]any{"type": "string", "format": "date-time"}
 	whenNil = map[string]any{"type": "string", "format": "date-time", "nullable": true}
+	// password is a new password, within auth's bounds.
+	password = map[string]any{"type": "string", "format": "password", "minLength": ecpauth.MinPasswordLen, "maxLength": ecpauth.MaxPasswordLen}
 )
+
+// name is a display name of at most maxRunes characters (package names).
+func name(maxRunes int) map[string]any {
+	return map[string]any{"type": "string", "minLength": 1, "maxLength": maxRunes}
+}
 
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
 
@@ -147,31 +200,32 @@ func schemas() map[string]any {
 		"Error":           obj(map[string]any{"error": obj(map[string]any{"code": str, "message": str, "field": str}, "code", "message")}, "error"),
 		"LoginRequest":    obj(map[string]any{"username": str, "password": map[string]any{"type": "string", "format": "password"}}, "username", "password"),
 		"LoginResponse":   obj(map[string]any{"token": str, "username": str, "expiresAt": when}, "token", "expiresAt"),
-		"UserRequest":     obj(map[string]any{"username": str, "password": map[string]any{"type": "string", "format": "password", "minLength": 8, "maxLength": 72}}, "username", "password"),
-		"PasswordRequest": obj(map[string]any{"currentPassword": map[string]any{"type": "string", "format": "password"}, "password": map[string]any{"type": "string", "format": "password", "minLength": 8, "maxLength": 72}}, "password"),
+		"UserRequest":     obj(map[string]any{"username": str, "password": password}, "username", "password"),
+		"PasswordRequest": obj(map[string]any{"currentPassword": map[string]any{"type": "string", "format": "password"}, "password": password}, "password"),
 		"User":            obj(map[string]any{"username": str, "createdAt": when}),
 		"UserList":        list("User"),
-		"APITokenRequest": obj(map[string]any{"name": str, "expiresAt": when}, "name"),
+		"APITokenRequest": obj(map[string]any{"name": name(ecpauth.MaxTokenNameRunes), "expiresAt": when}, "name"),
 		"APIToken":        obj(map[string]any{"id": str, "name": str, "username": str, "createdAt": when, "expiresAt": when}),
 		"APITokenCreated": obj(map[string]any{"id": str, "name": str, "username": str, "createdAt": when, "expiresAt": when, "token": str}),
 		"APITokenList":    list("APIToken"),
-		"NameRequest":     obj(map[string]any{"name": str}, "name"),
+		"NameRequest":     obj(map[string]any{"name": name(tenancy.MaxNameRunes)}, "name"),
 		"Org":             obj(map[string]any{"id": str, "name": str, "createdAt": when}),
 		"OrgList":         list("Org"),
 		"Project":         obj(map[string]any{"id": str, "name": str, "org": str, "createdAt": when}),
 		"ProjectList":     list("Project"),
 		"BindingRequest": obj(map[string]any{
 			"username": str,
-			"role":     map[string]any{"type": "string", "enum": []string{"system-admin", "org-admin", "project-admin", "project-viewer"}},
+			"role":     map[string]any{"type": "string", "enum": roles},
 			"org":      str, "project": str,
 		}, "username", "role"),
-		"Binding":     obj(map[string]any{"id": str, "username": str, "role": str, "org": str, "project": str, "createdAt": when}),
+		"Binding": obj(map[string]any{"id": str, "username": str, "role": map[string]any{"type": "string", "enum": roles}, "org": str, "project": str, "createdAt": when,
+			"userGeneration": map[string]any{"type": "integer", "format": "int64", "description": "Generation of the user the role was granted to: the binding gives nothing to a later user of the same name. Absent on bindings granted before generations were recorded."}}),
 		"BindingList": list("Binding"),
-		"StateReason": obj(map[string]any{"code": str, "message": str, "since": when}),
+		"StateReason": obj(map[string]any{"code": map[string]any{"type": "string", "description": "Stable code of why the cluster is not running: " + strings.Join(stateReasons, ", ") + "; an agent may report codes added after this ecp."}, "message": str, "since": when}),
 		"Cluster": obj(map[string]any{
 			"id": str, "name": str, "project": str,
-			"state":       map[string]any{"type": "string", "enum": []string{"created", "registering", "running", "abnormal"}},
-			"stateReason": map[string]any{"allOf": []any{ref("StateReason")}, "nullable": true},
+			"state":       map[string]any{"type": "string", "enum": clusterStates},
+			"stateReason": map[string]any{"type": "object", "allOf": []any{ref("StateReason")}, "nullable": true},
 			"serviceUrl":  str, "version": str, "nodes": integer, "nodesRunning": integer,
 			"connections": integer, "liveConnections": integer, "maxConnections": integer,
 			"startedAt": whenNil, "managedSince": whenNil, "lastReportAt": whenNil,
@@ -186,9 +240,9 @@ func schemas() map[string]any {
 			"total":         map[string]any{"type": "integer", "description": "Entries matching q and state."},
 			"stateCounts":   map[string]any{"type": "object", "description": "Entries of the list in each state, before the q and state filters.", "additionalProperties": integer},
 		}, "items", "total", "stateCounts"),
-		"ClusterCreate": obj(map[string]any{"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"}}, "name"),
+		"ClusterCreate": obj(map[string]any{"name": name(clusters.MaxNameRunes), "serviceUrl": map[string]any{"type": "string", "format": "uri"}}, "name"),
 		"ClusterPatch": obj(map[string]any{
-			"name": map[string]any{"type": "string", "minLength": 1, "maxLength": 200}, "serviceUrl": map[string]any{"type": "string", "format": "uri"},
+			"name": name(clusters.MaxNameRunes), "serviceUrl": map[string]any{"type": "string", "format": "uri"},
 			"logCollection": map[string]any{"allOf": []any{obj(map[string]any{"enabled": map[string]any{"type": "boolean"}}, "enabled")},
 				"description": "Switches log shipping on or off, overriding the agent's registration choice from now on (also across re-registrations). Before any agent registered the switch is stored and applies once one registers with a log directory."},
 		}),
@@ -211,7 +265,7 @@ func schemas() map[string]any {
 			"maxConnections": map[string]any{"type": "integer", "nullable": true, "description": "The quota; null when unset."},
 			"allocated":      integer,
 			"remaining":      map[string]any{"type": "integer", "description": "How many more connections the clusters here may be given: the least of what this quota and every level above leave."},
-			"limitedBy":      map[string]any{"type": "string", "enum": []string{"project", "organization", "licence"}, "description": "The quota that bounds remaining."},
+			"limitedBy":      map[string]any{"type": "string", "enum": quotaScopes, "description": "The quota that bounds remaining."},
 			"overBy":         map[string]any{"type": "integer", "description": "How far the allocation is over the quota after it was lowered; 0 otherwise."},
 		}),
 		"MonitoringOverview": obj(map[string]any{
@@ -228,24 +282,24 @@ func schemas() map[string]any {
 		}),
 		"AlertSettings": obj(map[string]any{
 			"enabled":       map[string]any{"type": "boolean"},
-			"triggerCount":  map[string]any{"type": "integer", "minimum": 1, "maximum": 100},
-			"recoveryCount": map[string]any{"type": "integer", "minimum": 1, "maximum": 100},
-			"severity":      map[string]any{"type": "string", "enum": []string{"critical", "warning", "info"}},
+			"triggerCount":  map[string]any{"type": "integer", "minimum": 1, "maximum": alerting.MaxCount},
+			"recoveryCount": map[string]any{"type": "integer", "minimum": 1, "maximum": alerting.MaxCount},
+			"severity":      map[string]any{"type": "string", "enum": alerting.Severities},
 			"emqxAlertPush": map[string]any{"type": "boolean"},
-			"emails":        map[string]any{"type": "array", "maxItems": 10, "items": map[string]any{"type": "string", "format": "email"}},
-			"webhooks":      map[string]any{"type": "array", "maxItems": 10, "items": obj(map[string]any{"url": map[string]any{"type": "string", "format": "uri"}}, "url")},
+			"emails":        map[string]any{"type": "array", "maxItems": alerting.MaxEmails, "items": map[string]any{"type": "string", "format": "email"}},
+			"webhooks":      map[string]any{"type": "array", "maxItems": alerting.MaxWebhooks, "items": obj(map[string]any{"url": map[string]any{"type": "string", "format": "uri"}}, "url")},
 		}, "enabled", "triggerCount", "recoveryCount", "severity"),
 		"AlertSettingsReply": map[string]any{"allOf": []any{ref("AlertSettings"), obj(map[string]any{
 			"updatedAt": whenNil,
 			"status": obj(map[string]any{
-				"delivery":  map[string]any{"type": "string", "enum": []string{"applied", "pending", "partial", "failed", "not-configured"}},
+				"delivery":  map[string]any{"type": "string", "enum": deliveries},
 				"message":   str,
 				"appliedAt": whenNil,
 			}),
 		})}},
 		"NotificationPolicyRules": obj(map[string]any{
-			"allowCidrs": map[string]any{"type": "array", "maxItems": 64, "items": str},
-			"denyCidrs":  map[string]any{"type": "array", "maxItems": 64, "items": str},
+			"allowCidrs": map[string]any{"type": "array", "maxItems": destpolicy.MaxCIDRs, "items": str},
+			"denyCidrs":  map[string]any{"type": "array", "maxItems": destpolicy.MaxCIDRs, "items": str},
 		}),
 		"NotificationPolicy": obj(map[string]any{
 			"allowCidrs": map[string]any{"type": "array", "items": str},
@@ -259,8 +313,8 @@ func schemas() map[string]any {
 			"summary": str, "description": str, "link": str,
 			"labels":   map[string]any{"type": "object", "additionalProperties": str},
 			"startsAt": when, "endsAt": whenNil,
-			"state":          map[string]any{"type": "string", "enum": []string{"active", "history"}},
-			"endReason":      map[string]any{"type": "string", "enum": []string{"resolved", "stale", "gone"}},
+			"state":          map[string]any{"type": "string", "enum": alertStates},
+			"endReason":      map[string]any{"type": "string", "enum": endReasons},
 			"lastNotifiedAt": when, "fingerprint": str, "generatorUrl": str,
 		}),
 		"AlertList": list("Alert"),
@@ -268,7 +322,7 @@ func schemas() map[string]any {
 		"LogPage":   obj(map[string]any{"items": map[string]any{"type": "array", "items": ref("LogItem")}, "nextPageToken": str}),
 		"LogCount":  obj(map[string]any{"count": integer}),
 		"LogReceiver": obj(map[string]any{
-			"type": map[string]any{"type": "string", "enum": []string{"elasticsearch", "victorialogs"}},
+			"type": map[string]any{"type": "string", "enum": receivers},
 			"url":  map[string]any{"type": "string", "format": "uri"}, "username": str,
 			"password":    map[string]any{"type": "string", "format": "password", "writeOnly": true},
 			"passwordSet": map[string]any{"type": "boolean", "readOnly": true},
@@ -322,8 +376,19 @@ func Document() map[string]any {
 			resps[itoa(code)] = r
 		}
 		for _, code := range op.Errors {
-			resps[itoa(code)] = map[string]any{"description": http.StatusText(code), "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+			resps[itoa(code)] = errorResponse(http.StatusText(code))
 		}
+		limit := op.BodyLimit
+		if limit == 0 {
+			limit = httpapi.DefaultBodyLimit
+		}
+		resps[itoa(http.StatusRequestEntityTooLarge)] = errorResponse(fmt.Sprintf("%s: the request body is larger than %d bytes (%s), this route's limit.",
+			http.StatusText(http.StatusRequestEntityTooLarge), limit, size(limit)))
+		if op.Request != "" || op.Body {
+			resps[itoa(http.StatusRequestTimeout)] = errorResponse(http.StatusText(http.StatusRequestTimeout) +
+				": the request body did not arrive within the server's read timeout (--web.read-timeout).")
+		}
+		resps["default"] = errorResponse("Any other error, such as 500 Internal, in the same envelope.")
 		o["responses"] = resps
 		item[strings.ToLower(op.Method)] = o
 	}
@@ -333,6 +398,7 @@ func Document() map[string]any {
 		"info": map[string]any{
 			"title":       "ecp API",
 			"version":     version.Version,
+			"license":     map[string]any{"name": LicenseName, "url": LicenseURL},
 			"description": "Control plane for fleets of EMQX v5 Enterprise clusters. Errors are {\"error\": {\"code\", \"message\", \"field\"}}; lists are {\"items\": [...]}.",
 		},
 		"servers": []any{map[string]any{"url": "/"}},
@@ -360,6 +426,21 @@ func operationID(op Operation) string {
 		}
 	}
 	return b.String()
+}
+
+func errorResponse(description string) map[string]any {
+	return map[string]any{"description": description, "content": map[string]any{"application/json": map[string]any{"schema": ref("Error")}}}
+}
+
+// size writes a byte count as the limits are written: 4 KiB, 1 MiB.
+func size(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
 func itoa(n int) string {

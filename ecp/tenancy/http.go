@@ -43,14 +43,18 @@ func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
 	r.Handle("/role-bindings/{id}", a.Handle(api.deleteBindingByID)).Methods(http.MethodDelete)
 }
 
+// MaxNameRunes bounds the names of organizations and projects.
+const MaxNameRunes = 100
+
 // ValidateName returns what a display name must be, or "" when name is
-// fine: the rule of package names with at most 100 characters, and no slash
-// (names appear in etcd keys of the name index and in URLs of the console).
+// fine: the rule of package names with at most MaxNameRunes characters, and
+// no slash (names appear in etcd keys of the name index and in URLs of the
+// console).
 func ValidateName(name string) string {
 	if strings.ContainsRune(name, '/') {
 		return "name must not contain a slash"
 	}
-	return names.Validate(name, 100)
+	return names.Validate(name, MaxNameRunes)
 }
 
 type nameRequest struct {
