@@ -42,10 +42,11 @@ bench: ## Run the benchmarks and print their figures.
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
 
 .PHONY: lint
-lint: $(GOLANGCI_LINT) ## Run gofmt, go vet, golangci-lint and check go mod tidy.
+lint: $(GOLANGCI_LINT) ## Run gofmt, go vet, golangci-lint, the OpenAPI linter (Redocly, installed by its script) and check go mod tidy.
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo 'gofmt: files above need formatting'; exit 1; }
 	$(GO) vet ./...
 	$(GOLANGCI_LINT) run ./...
+	GO=$(GO) bash scripts/lint-openapi.sh
 	$(GO) mod tidy -diff
 
 $(GOLANGCI_LINT):
