@@ -58,12 +58,10 @@ type Operation struct {
 	BodyLimit int64
 }
 
-// The document's info.license. No licence file grants rights to this code,
-// so it is proprietary; the URL is the module's home (go.mod), where its
-// terms are to be found. OpenAPI linters want both.
+// The document's info.license: the repository's LICENSE file.
 const (
-	LicenseName = "Proprietary"
-	LicenseURL  = "https://github.com/ecpio/ecp"
+	LicenseName = "Apache-2.0"
+	LicenseURL  = "https://www.apache.org/licenses/LICENSE-2.0"
 )
 
 // Param is one query parameter.
