@@ -163,10 +163,6 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	orgName, projectName := map[string]string{}, map[string]string{}
 	slices.SortFunc(orgs.Items, func(a, b tenancy.Org) int { return strings.Compare(a.Name, b.Name) })
 	slices.SortFunc(projects.Items, func(a, b tenancy.Project) int { return strings.Compare(a.Name, b.Name) })
-	if ac.System {
-		d.Roles = append(d.Roles, option{tenancy.RoleSystemAdmin, roleLabels[tenancy.RoleSystemAdmin]})
-		d.Scopes = append(d.Scopes, option{"system", "Whole system"})
-	}
 	var orgScopes, projectScopes []option
 	for _, o := range orgs.Items {
 		so := setupOrg{Org: o, Admin: ac.Org(o.ID) >= tenancy.Admin}
@@ -187,15 +183,20 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 		}
 		d.Orgs = append(d.Orgs, so)
 	}
+	// Least power first: the form's default is the smallest grant.
+	if len(projectScopes) > 0 {
+		d.Roles = append(d.Roles,
+			option{tenancy.RoleProjectViewer, roleLabels[tenancy.RoleProjectViewer]},
+			option{tenancy.RoleProjectAdmin, roleLabels[tenancy.RoleProjectAdmin]})
+	}
 	if len(orgScopes) > 0 {
 		d.Roles = append(d.Roles, option{tenancy.RoleOrgAdmin, roleLabels[tenancy.RoleOrgAdmin]})
 	}
-	if len(projectScopes) > 0 {
-		d.Roles = append(d.Roles,
-			option{tenancy.RoleProjectAdmin, roleLabels[tenancy.RoleProjectAdmin]},
-			option{tenancy.RoleProjectViewer, roleLabels[tenancy.RoleProjectViewer]})
+	d.Scopes = slices.Concat(projectScopes, orgScopes)
+	if ac.System {
+		d.Roles = append(d.Roles, option{tenancy.RoleSystemAdmin, roleLabels[tenancy.RoleSystemAdmin]})
+		d.Scopes = append(d.Scopes, option{"system", "Whole system"})
 	}
-	d.Scopes = append(append(d.Scopes, orgScopes...), projectScopes...)
 
 	known := map[string]bool{}
 	for _, b := range bindings.Items {

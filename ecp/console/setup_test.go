@@ -105,7 +105,7 @@ func TestSetupFromConsole(t *testing.T) {
 	location(t, b.post("/setup/projects", url.Values{"org": {org}, "name": {"plant-1"}}), "create project")
 	var project string
 	p = b.get("/setup")
-	if m := regexp.MustCompile(`href="/projects/([^/"]+)/clusters">plant-1<`).FindStringSubmatch(p.body); m != nil {
+	if m := regexp.MustCompile(`href="/projects/([^/"]+)/clusters" data-project="plant-1">`).FindStringSubmatch(p.body); m != nil {
 		project = m[1]
 	} else {
 		t.Fatalf("the Setup page does not list the new project:\n%s", p.body)
