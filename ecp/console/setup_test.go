@@ -193,6 +193,21 @@ func TestSetupFromConsole(t *testing.T) {
 		t.Fatalf("the revoked token is still listed:\n%s", p.body)
 	}
 
+	// The last system admin's binding stays, and the page says why.
+	am := regexp.MustCompile(`<tr data-binding="([^"]+)" data-user="admin">`).FindStringSubmatch(p.body)
+	if am == nil {
+		t.Fatalf("the admin's binding is not listed:\n%s", p.body)
+	}
+	p = b.post("/setup/role-bindings/revoke", url.Values{"id": {am[1]}})
+	mustStatus(t, p, http.StatusConflict, "revoke the last system admin")
+	if !strings.Contains(p.body, "this is the last system-admin binding") {
+		t.Fatalf("revoking the last system admin: the page does not say why:\n%s", p.body)
+	}
+	// Nothing of the password reached the audit log.
+	if audit := e.api(200, "GET", "/api/v1/audit?limit=200", e.admin, nil); strings.Contains(string(audit), password) || !strings.Contains(string(audit), "user/olivia") {
+		t.Fatalf("audit log after creating olivia: %s", audit)
+	}
+
 	// The new user sees exactly that project.
 	ob := e.browser()
 	ob.signIn("olivia", password)
