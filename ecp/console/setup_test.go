@@ -371,11 +371,55 @@ func TestJourneyProjectSwitcherNeedsNoExtraClick(t *testing.T) {
 	if loc := location(t, b.get("/switch?project="+e.other), "switch without JavaScript"); loc.Path != "/projects/"+e.other+"/clusters" {
 		t.Errorf("/switch goes to %s", loc)
 	}
+	// From a project's Monitoring the switcher opens the other project's
+	// Monitoring, not its cluster list: no click to get back to the tab.
+	p = b.get("/projects/" + e.project + "/monitoring")
+	if !strings.Contains(p.body, `<input type="hidden" name="tab" value="monitoring">`) {
+		t.Errorf("the switcher on Monitoring does not send its tab")
+	}
+	for tab, want := range map[string]string{"monitoring": "monitoring", "logs": "logs", "alerts": "alerts", "system": "clusters", "../x": "clusters"} {
+		if loc := location(t, b.get("/switch?project="+e.other+"&tab="+url.QueryEscape(tab)), "switch from "+tab); loc.Path != "/projects/"+e.other+"/"+want {
+			t.Errorf("/switch from %s goes to %s, want %s", tab, loc.Path, want)
+		}
+	}
 	// Outside a project nothing is preselected, so that choosing the first
 	// project is a change too.
 	fresh := e.browser()
 	fresh.signIn("admin", adminPassword)
 	if sw := switcherOptions.FindString(fresh.get("/system").body); !strings.Contains(sw, `<option value="" selected disabled>Choose a project</option>`) {
 		t.Errorf("outside a project the switcher preselects a project:\n%s", sw)
+	}
+}
+
+// TestSetupFormsNeedCSRF: every Setup form is refused without the
+// session's CSRF token, and nothing is created.
+func TestSetupFormsNeedCSRF(t *testing.T) {
+	e := start(t, nil)
+	b := e.browser()
+	b.signIn("admin", adminPassword)
+	for path, form := range map[string]url.Values{
+		"/setup/orgs":                 {"name": {"evil"}},
+		"/setup/projects":             {"org": {e.org}, "name": {"evil"}},
+		"/setup/users":                {"username": {"evil"}, "password": {"evil-password"}, "password2": {"evil-password"}},
+		"/setup/role-bindings":        {"username": {"admin"}, "role": {"project-viewer"}, "scope": {"project:" + e.project}},
+		"/setup/role-bindings/revoke": {"id": {"x"}},
+		"/setup/api-tokens":           {"name": {"evil"}},
+		"/setup/api-tokens/revoke":    {"id": {"x"}},
+	} {
+		for _, token := range []string{"", "forged"} {
+			f := url.Values{}
+			for k, v := range form {
+				f[k] = v
+			}
+			if token != "" {
+				f.Set("csrf", token)
+			}
+			mustStatus(t, b.do("POST", path, f, nil), http.StatusForbidden, path+" with csrf "+token)
+		}
+	}
+	for _, path := range []string{"/api/v1/orgs", "/api/v1/users", "/api/v1/api-tokens", "/api/v1/orgs/" + e.org + "/projects"} {
+		if body := e.api(200, "GET", path, e.admin, nil); strings.Contains(string(body), "evil") {
+			t.Errorf("a form without its CSRF token changed %s: %s", path, body)
+		}
 	}
 }
