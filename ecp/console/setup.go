@@ -111,7 +111,6 @@ type setupData struct {
 	Errors     fieldErrors // keyed "<form>.<field>"
 	NewToken   string      // the token just created, shown this once
 	NewTokenOf string
-	Now        time.Time
 }
 
 // Roles in the words of the page.
@@ -132,7 +131,7 @@ var setupFlashes = map[string]string{
 }
 
 func (c *Console) setupData(r *http.Request) (setupData, error) {
-	d := setupData{base: c.base(r, "Setup"), Errors: fieldErrors{}, Now: c.opts.Now()}
+	d := setupData{base: c.base(r, "Setup"), Errors: fieldErrors{}}
 	d.Active = "setup"
 	c.lastProject(r, &d.base)
 	if err := c.nav(r, &d.base); err != nil {
