@@ -205,6 +205,7 @@ func (c *Console) Register(r *mux.Router) {
 	r.Handle(cl+"/delete", c.page(c.deleteCluster)).Methods(http.MethodPost)
 	c.registerOps(r)
 	c.registerSystem(r)
+	c.registerSetup(r)
 	// Name every route, so walkers of the whole router (the API's
 	// every-route-every-role test) can tell the console's cookie-session
 	// pages from bearer-token API routes.
@@ -283,6 +284,7 @@ func (c *Console) page(h pageFunc) http.Handler {
 				return
 			}
 		}
+		c.rememberProject(w, r)
 		ctx := auth.WithPrincipal(context.WithValue(r.Context(), sessionKey{}, s), p)
 		if err := h(w, r.WithContext(ctx)); err != nil {
 			c.renderError(w, r, err)

@@ -40,6 +40,17 @@ type env struct {
 
 func start(t testing.TB, mod func(*app.Options)) *env {
 	t.Helper()
+	e := startFresh(t, mod)
+	e.org = e.id(e.api(201, "POST", "/api/v1/orgs", e.admin, map[string]string{"name": "acme"}))
+	e.project = e.id(e.api(201, "POST", "/api/v1/orgs/"+e.org+"/projects", e.admin, map[string]string{"name": "factory"}))
+	e.other = e.id(e.api(201, "POST", "/api/v1/orgs/"+e.org+"/projects", e.admin, map[string]string{"name": "lab"}))
+	return e
+}
+
+// startFresh starts an ecp as a new operator finds it: the first system
+// admin and nothing else.
+func startFresh(t testing.TB, mod func(*app.Options)) *env {
+	t.Helper()
 	opts := app.DefaultOptions()
 	opts.ListenAddress = "127.0.0.1:0"
 	opts.DataDir = t.TempDir()
@@ -63,9 +74,6 @@ func start(t testing.TB, mod func(*app.Options)) *env {
 		}
 	})
 	e.admin = e.apiLogin("admin", adminPassword)
-	e.org = e.id(e.api(201, "POST", "/api/v1/orgs", e.admin, map[string]string{"name": "acme"}))
-	e.project = e.id(e.api(201, "POST", "/api/v1/orgs/"+e.org+"/projects", e.admin, map[string]string{"name": "factory"}))
-	e.other = e.id(e.api(201, "POST", "/api/v1/orgs/"+e.org+"/projects", e.admin, map[string]string{"name": "lab"}))
 	return e
 }
 

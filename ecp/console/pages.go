@@ -238,13 +238,19 @@ func (c *Console) home(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// switchProject opens the chosen project on the tab the caller was on
+// (the switcher sends it), so changing projects costs no further click.
 func (c *Console) switchProject(w http.ResponseWriter, r *http.Request) error {
 	p := r.URL.Query().Get("project")
 	if p == "" {
 		http.Redirect(w, r, "/", http.StatusSeeOther)
 		return nil
 	}
-	http.Redirect(w, r, "/projects/"+pathEscape(p)+"/clusters", http.StatusSeeOther)
+	tab := "clusters"
+	if t := r.URL.Query().Get("tab"); slices.Contains([]string{"monitoring", "alerts", "logs"}, t) {
+		tab = t
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(p)+"/"+tab, http.StatusSeeOther)
 	return nil
 }
 

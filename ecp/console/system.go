@@ -72,6 +72,7 @@ type quotaRow struct {
 func (c *Console) systemData(r *http.Request) (systemData, error) {
 	d := systemData{base: c.base(r, "System"), Errors: fieldErrors{}, Projects: map[string]string{}}
 	d.Active = "system"
+	c.lastProject(r, &d.base)
 	if err := c.nav(r, &d.base); err != nil {
 		return d, err
 	}

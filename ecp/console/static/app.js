@@ -80,5 +80,20 @@
     }
   });
 
+  // The project switcher opens the chosen project at once; without
+  // JavaScript its Open button (in <noscript>) does the same.
+  document.addEventListener("change", function (ev) {
+    var sel = ev.target.closest("select[data-navigate]");
+    if (sel && sel.value !== "") sel.form.submit();
+  });
+
+  // A page that answers a POST and must not be re-sent on reload (the
+  // one-time display of a new API token) puts its own address back.
+  function initReplaceURL() {
+    var el = document.querySelector("[data-replace-url]:not(.guide)");
+    if (el) history.replaceState(null, "", el.getAttribute("data-replace-url"));
+  }
+
   document.addEventListener("DOMContentLoaded", initGuide);
+  document.addEventListener("DOMContentLoaded", initReplaceURL);
 })();
