@@ -205,6 +205,7 @@ func (c *Console) Register(r *mux.Router) {
 	r.Handle(cl+"/delete", c.page(c.deleteCluster)).Methods(http.MethodPost)
 	c.registerOps(r)
 	c.registerSystem(r)
+	c.registerLive(r)
 	// Name every route, so walkers of the whole router (the API's
 	// every-route-every-role test) can tell the console's cookie-session
 	// pages from bearer-token API routes.

@@ -60,7 +60,6 @@ type monitoringData struct {
 	Cluster  string
 	Clusters []clusters.Cluster
 	Overview monitoring.Overview
-	Now      time.Time
 }
 
 func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
@@ -68,7 +67,7 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d := monitoringData{base: b, Cluster: r.URL.Query().Get("cluster"), Now: c.opts.Now()}
+	d := monitoringData{base: b, Cluster: r.URL.Query().Get("cluster")}
 	if d.Clusters, _, err = c.clusterNames(r, b.Project.ID); err != nil {
 		return err
 	}
@@ -99,7 +98,6 @@ type alertsData struct {
 	Names      map[string]string
 	Alerts     []alerts.Alert
 	Error      string
-	Now        time.Time
 }
 
 func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
@@ -108,7 +106,7 @@ func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities, Now: c.opts.Now()}
+	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities}
 	if d.State != alerts.StateHistory {
 		d.State = alerts.StateActive
 	}
