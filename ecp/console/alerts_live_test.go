@@ -5,6 +5,7 @@ import (
 	"html"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -121,3 +122,36 @@ func TestJourneySwitchingOffFiringAlertsWarns(t *testing.T) {
 		t.Fatalf("confirmed switch-off not stored: %s", got)
 	}
 }
+
+// TestJourneyRemovingFiringAlertWarns: removing an alert that still fires
+// says that it only leaves the list and comes back, and removes nothing
+// until confirmed.
+func TestJourneyRemovingFiringAlertWarns(t *testing.T) {
+	e := start(t, nil)
+	id := e.createCluster(e.project, "edge-1")
+	e.fire(e.project, id, "EMQXConnectorAbnormal")
+	b := e.browser()
+	mustStatus(t, b.login("admin", adminPassword), http.StatusSeeOther, "login")
+	list := b.get("/projects/" + e.project + "/alerts")
+	m := regexpAlertRow.FindStringSubmatch(list.body)
+	if m == nil {
+		t.Fatalf("no alert row:\n%s", list.body)
+	}
+	remove := "/projects/" + e.project + "/alerts/" + m[1] + "/delete"
+	p := b.post(remove, url.Values{"state": {"active"}})
+	mustStatus(t, p, http.StatusOK, "remove a firing alert")
+	for _, want := range []string{`id="firing-warning"`, "EMQXConnectorAbnormal</strong> on edge-1 is still firing", "comes back with its next notification", `name="confirm" value="yes"`} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("removal of a firing alert lacks %q:\n%s", want, p.body)
+		}
+	}
+	if got := string(e.api(200, "GET", "/api/v1/projects/"+e.project+"/alerts?state=active", e.admin, nil)); !strings.Contains(got, m[1]) {
+		t.Fatalf("removed without confirmation: %s", got)
+	}
+	mustStatus(t, b.post(remove, url.Values{"state": {"active"}, "confirm": {"yes"}}), http.StatusSeeOther, "confirmed removal")
+	if got := string(e.api(200, "GET", "/api/v1/projects/"+e.project+"/alerts?state=active", e.admin, nil)); strings.Contains(got, m[1]) {
+		t.Fatalf("confirmed removal left the alert: %s", got)
+	}
+}
+
+var regexpAlertRow = regexp.MustCompile(`data-alert="([^"]+)"`)

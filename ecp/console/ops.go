@@ -143,6 +143,9 @@ func (c *Console) deleteAlert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if asked, err := c.confirmFiringRemoval(w, r, b); asked || err != nil {
+		return err
+	}
 	if _, err := c.call(r, http.MethodDelete, "/alerts/"+pathEscape(mux.Vars(r)["id"]), nil, nil); err != nil {
 		return err
 	}
