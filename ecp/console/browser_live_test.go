@@ -18,9 +18,9 @@ func TestBrowserClusterPageFillsIn(t *testing.T) {
 	s.login(e.url, "admin", adminPassword)
 	s.run("open the cluster page",
 		chromedp.Navigate(e.url+"/projects/"+e.project+"/clusters/"+id),
-		chromedp.WaitVisible(chromedp.CSS("#cluster-status .badge-created")),
+		chromedp.WaitVisible(chromedp.CSS("main .badge-created")),
 	)
-	before := value(s, "status before", chromedp.Text(chromedp.CSS("#cluster-status")))
+	before := value(s, "status before", chromedp.Text(chromedp.CSS("main .facts")))
 	if !strings.Contains(before, "never") || strings.Contains(before, "5.8.6") {
 		t.Fatalf("status before registration: %q", before)
 	}
@@ -31,8 +31,8 @@ func TestBrowserClusterPageFillsIn(t *testing.T) {
 		t.Fatalf("registration token: %v", err)
 	}
 	e.register(reg.Token).report()
-	value(s, "the version shows up", chromedp.Poll[bool](`document.querySelector("#cluster-status .badge-running") !== null && document.querySelector("#cluster-status").textContent.includes("5.8.6")`))
-	after := value(s, "status after", chromedp.Text(chromedp.CSS("#cluster-status")))
+	value(s, "the version shows up", chromedp.Poll[bool](`document.querySelector("main .badge-running") !== null && document.querySelector("main .facts").textContent.includes("5.8.6")`))
+	after := value(s, "status after", chromedp.Text(chromedp.CSS("main .facts")))
 	for _, want := range []string{"1 running of 1", "3 (2 live) of max 10", "ago)"} {
 		if !strings.Contains(after, want) {
 			t.Errorf("status after the first report lacks %q: %q", want, after)
