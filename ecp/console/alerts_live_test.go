@@ -92,6 +92,15 @@ func TestJourneyAlertSettingsRejectedKeepsInput(t *testing.T) {
 			t.Errorf("rejected form shows %q", api)
 		}
 	}
+	// The notification policy's refusals come all at once too.
+	p = b.post(path, url.Values{"enabled": {"on"}, "triggerCount": {"3"}, "recoveryCount": {"2"}, "severity": {"warning"},
+		"webhooks": {"http://127.0.0.1:9/a\n\nhttp://169.254.169.254/latest/meta-data/"}})
+	mustStatus(t, p, http.StatusUnprocessableEntity, "refused webhooks")
+	for _, want := range []string{"Line 1 is refused by the notification policy", "Line 3 is refused by the notification policy: 169.254.169.254 is a link-local address"} {
+		if !strings.Contains(p.body, want) {
+			t.Errorf("refused webhooks: page lacks %q", want)
+		}
+	}
 }
 
 // TestJourneySwitchingOffFiringAlertsWarns: switching alerting off while
