@@ -32,3 +32,22 @@ func (c *Console) clusterStatus(w http.ResponseWriter, r *http.Request) error {
 	}{b, cl})
 	return nil
 }
+
+// registeredMeanwhile: the Register button was pressed on a page loaded
+// before an agent registered. The page stays open and current, but its
+// Register panel is as of the load, and a new token now would revoke the
+// agent that just registered.
+func registeredMeanwhile(r *http.Request, cl clusters.Cluster) bool {
+	return r.PostFormValue("seenState") == clusters.StateCreated && cl.State != clusters.StateCreated
+}
+
+func (c *Console) refuseStaleRegister(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.detail(r)
+	if err != nil {
+		return err
+	}
+	d.Errors[""] = d.Cluster.Name + " was registered while this page was open (it is " + d.Cluster.State +
+		" now): a new token would revoke its agent, so none was issued. Use Re-register if that is what you want."
+	c.render(w, http.StatusConflict, "cluster", "", d)
+	return nil
+}

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -66,4 +67,27 @@ func registrationToken(t *testing.T, b *browser, path string) string {
 		t.Fatalf("guide without a token:\n%s", p.body)
 	}
 	return m[1]
+}
+
+// TestJourneyRegisterOnStalePageRefused: the Register button of a page
+// loaded before the agent registered issues no token (which would revoke
+// the agent that just registered); the page says so and offers Re-register.
+func TestJourneyRegisterOnStalePageRefused(t *testing.T) {
+	e := start(t, nil)
+	id := e.createCluster(e.project, "edge-1")
+	b := e.browser()
+	mustStatus(t, b.login("admin", adminPassword), http.StatusSeeOther, "login")
+	path := "/projects/" + e.project + "/clusters/" + id
+	page := b.get(path)
+	if !strings.Contains(page.body, `name="seenState" value="created"`) {
+		t.Fatalf("Register form does not say what the page saw:\n%s", page.body)
+	}
+	ag := e.register(registrationToken(t, b, path))
+	ag.report()
+	p := b.post(path+"/registration", url.Values{"seenState": {"created"}})
+	mustStatus(t, p, http.StatusConflict, "register on a stale page")
+	if !strings.Contains(p.body, "edge-1 was registered while this page was open (it is running now)") || !strings.Contains(p.body, ">Re-register</button>") {
+		t.Fatalf("stale Register not explained:\n%s", p.body)
+	}
+	ag.report() // the agent's credential still works
 }

@@ -443,6 +443,9 @@ func (c *Console) registration(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if registeredMeanwhile(r, cl) {
+		return c.refuseStaleRegister(w, r)
+	}
 	return c.renderRegistration(w, r, b, cl)
 }
 
