@@ -69,56 +69,78 @@ func DefaultSettings() Settings {
 }
 
 // Validate checks settings as a user sent them. The error is an
-// *httpapi.Error (400) naming the field and what would be accepted.
+// *httpapi.Error (400) naming the first wrong field and what would be
+// accepted; its "errors" member lists every wrong field the same way
+// ({"field", "message"}), so a form can mark them all at once.
 func (s Settings) Validate() error {
+	var errs fieldErrors
 	if s.TriggerCount < 1 || s.TriggerCount > MaxCount {
-		return httpapi.Invalid("triggerCount", "triggerCount must be a whole number from 1 to %d, got %d", MaxCount, s.TriggerCount)
+		errs.add("triggerCount", "triggerCount must be a whole number from 1 to %d, got %d", MaxCount, s.TriggerCount)
 	}
 	if s.RecoveryCount < 1 || s.RecoveryCount > MaxCount {
-		return httpapi.Invalid("recoveryCount", "recoveryCount must be a whole number from 1 to %d, got %d", MaxCount, s.RecoveryCount)
+		errs.add("recoveryCount", "recoveryCount must be a whole number from 1 to %d, got %d", MaxCount, s.RecoveryCount)
 	}
 	if !validSeverity(s.Severity) {
-		return httpapi.Invalid("severity", "severity must be one of %s, got %q", strings.Join(Severities, ", "), s.Severity)
+		errs.add("severity", "severity must be one of %s, got %q", strings.Join(Severities, ", "), s.Severity)
 	}
 	if len(s.Emails) > MaxEmails {
-		return httpapi.Invalid("emails", "emails holds at most %d addresses, got %d", MaxEmails, len(s.Emails))
-	}
-	seen := map[string]bool{}
-	for i, e := range s.Emails {
-		field := fmt.Sprintf("emails[%d]", i)
-		a, err := mail.ParseAddress(e)
-		// Only a bare address: a display name or a comment would be
-		// rendered into Alertmanager's `to` as is.
-		if err != nil || a.Address != e {
-			return httpapi.Invalid(field, "%s must be an e-mail address such as ops@example.com (RFC 5322 addr-spec), got %q", field, e)
-		}
-		if strings.HasSuffix(e, "]") {
+		// Too many to be worth checking one by one.
+		errs.add("emails", "emails holds at most %d addresses, got %d", MaxEmails, len(s.Emails))
+	} else {
+		seen := map[string]bool{}
+		for i, e := range s.Emails {
+			field := fmt.Sprintf("emails[%d]", i)
+			a, err := mail.ParseAddress(e)
+			key := strings.ToLower(e)
+			switch {
+			// Only a bare address: a display name or a comment would be
+			// rendered into Alertmanager's `to` as is.
+			case err != nil || a.Address != e:
+				errs.add(field, "%s must be an e-mail address such as ops@example.com (RFC 5322 addr-spec), got %q", field, e)
 			// user@[127.0.0.1] would have the SMTP relay connect to an
 			// address of the tenant's choosing, past the notification
 			// policy; a recipient names a mail domain.
-			return httpapi.Invalid(field, "%s must name a mail domain, not an address literal, got %q", field, e)
+			case strings.HasSuffix(e, "]"):
+				errs.add(field, "%s must name a mail domain, not an address literal, got %q", field, e)
+			case seen[key]:
+				errs.add(field, "%s repeats %q", field, e)
+			}
+			seen[key] = true
 		}
-		key := strings.ToLower(e)
-		if seen[key] {
-			return httpapi.Invalid(field, "%s repeats %q", field, e)
-		}
-		seen[key] = true
 	}
 	if len(s.Webhooks) > MaxWebhooks {
-		return httpapi.Invalid("webhooks", "webhooks holds at most %d entries, got %d", MaxWebhooks, len(s.Webhooks))
-	}
-	seen = map[string]bool{}
-	for i, w := range s.Webhooks {
-		field := fmt.Sprintf("webhooks[%d].url", i)
-		if err := validWebhookURL(w.URL); err != nil {
-			return httpapi.Invalid(field, "%s must be an absolute http:// or https:// URL with a host%s, got %q", field, err, w.URL)
+		errs.add("webhooks", "webhooks holds at most %d entries, got %d", MaxWebhooks, len(s.Webhooks))
+	} else {
+		seen := map[string]bool{}
+		for i, w := range s.Webhooks {
+			field := fmt.Sprintf("webhooks[%d].url", i)
+			if err := validWebhookURL(w.URL); err != nil {
+				errs.add(field, "%s must be an absolute http:// or https:// URL with a host%s, got %q", field, err, w.URL)
+			} else if seen[w.URL] {
+				errs.add(field, "%s repeats %q", field, w.URL)
+			}
+			seen[w.URL] = true
 		}
-		if seen[w.URL] {
-			return httpapi.Invalid(field, "%s repeats %q", field, w.URL)
-		}
-		seen[w.URL] = true
 	}
-	return nil
+	return errs.err()
+}
+
+// fieldErrors collects every wrong field of a document.
+type fieldErrors []map[string]string
+
+func (e *fieldErrors) add(field, format string, args ...any) {
+	*e = append(*e, map[string]string{"field": field, "message": fmt.Sprintf(format, args...)})
+}
+
+// err is the 400 naming the first wrong field, with all of them in its
+// "errors" member; nil when there is none.
+func (e fieldErrors) err() error {
+	if len(e) == 0 {
+		return nil
+	}
+	he := httpapi.Invalid(e[0]["field"], "%s", e[0]["message"])
+	he.Details = map[string]any{"errors": []map[string]string(e)}
+	return he
 }
 
 func validSeverity(s string) bool {

@@ -86,3 +86,24 @@ func TestSettingsValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestJourneySettingsErrorsListEveryField: a form with several wrong
+// fields learns all of them from one refusal, not one per attempt.
+func TestJourneySettingsErrorsListEveryField(t *testing.T) {
+	s := DefaultSettings()
+	s.TriggerCount = 0
+	s.Emails = []string{"ok@example.test", "nope"}
+	s.Webhooks = []Webhook{{URL: "ftp://x.test/"}}
+	var he *httpapi.Error
+	if !errors.As(s.Validate(), &he) || he.Field != "triggerCount" {
+		t.Fatalf("got %v, want a 400 naming triggerCount first", he)
+	}
+	list, _ := he.Details["errors"].([]map[string]string)
+	var fields []string
+	for _, e := range list {
+		fields = append(fields, e["field"])
+	}
+	if got := strings.Join(fields, " "); got != "triggerCount emails[1] webhooks[0].url" {
+		t.Fatalf("errors name %q, want triggerCount emails[1] webhooks[0].url", got)
+	}
+}

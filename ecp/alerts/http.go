@@ -160,7 +160,7 @@ func (s *Service) delivery(ctx context.Context, project string, rev int64) (Deli
 
 // checkDestinations resolves every webhook's host now and refuses the
 // settings with a 422 naming the first webhook the notification policy
-// refuses, and why.
+// refuses, and why; its "errors" member lists every refused webhook.
 func (s *Service) checkDestinations(ctx context.Context, st alerting.Settings) error {
 	if len(st.Webhooks) == 0 {
 		return nil
@@ -169,19 +169,24 @@ func (s *Service) checkDestinations(ctx context.Context, st alerting.Settings) e
 	if err != nil {
 		return err
 	}
+	var refused []map[string]string
 	for i, w := range st.Webhooks {
 		err := policy.CheckURL(ctx, w.URL)
 		var re *destpolicy.RefusedError
 		if errors.As(err, &re) {
 			field := fmt.Sprintf("webhooks[%d].url", i)
-			return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: CodeDestinationRefused, Field: field,
-				Message: fmt.Sprintf("%s is refused by the notification policy: %s", field, re.Reason)}
+			refused = append(refused, map[string]string{"field": field, "message": fmt.Sprintf("%s is refused by the notification policy: %s", field, re.Reason)})
+			continue
 		}
 		if err != nil {
 			return fmt.Errorf("checking %s: %w", w.URL, err)
 		}
 	}
-	return nil
+	if len(refused) == 0 {
+		return nil
+	}
+	return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: CodeDestinationRefused, Field: refused[0]["field"],
+		Message: refused[0]["message"], Details: map[string]any{"errors": refused}}
 }
 
 // CodeDestinationRefused is the error code of a webhook the notification

@@ -206,6 +206,7 @@ func (c *Console) Register(r *mux.Router) {
 	c.registerOps(r)
 	c.registerSystem(r)
 	c.registerSetup(r)
+	c.registerLive(r)
 	// Name every route, so walkers of the whole router (the API's
 	// every-route-every-role test) can tell the console's cookie-session
 	// pages from bearer-token API routes.

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -60,7 +58,6 @@ type monitoringData struct {
 	Cluster  string
 	Clusters []clusters.Cluster
 	Overview monitoring.Overview
-	Now      time.Time
 }
 
 func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
@@ -68,7 +65,7 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	d := monitoringData{base: b, Cluster: r.URL.Query().Get("cluster"), Now: c.opts.Now()}
+	d := monitoringData{base: b, Cluster: r.URL.Query().Get("cluster")}
 	if d.Clusters, _, err = c.clusterNames(r, b.Project.ID); err != nil {
 		return err
 	}
@@ -99,7 +96,8 @@ type alertsData struct {
 	Names      map[string]string
 	Alerts     []alerts.Alert
 	Error      string
-	Now        time.Time
+	// Self is this list with its filters, which the table polls.
+	Self string
 }
 
 func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
@@ -108,7 +106,7 @@ func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities, Now: c.opts.Now()}
+	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities}
 	if d.State != alerts.StateHistory {
 		d.State = alerts.StateActive
 	}
@@ -131,6 +129,11 @@ func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 		d.Error = apiErr.Message
 	}
 	d.Alerts = list.Items
+	d.Self = "/projects/" + pathEscape(b.Project.ID) + "/alerts?" + v.Encode()
+	if r.Header.Get("HX-Target") == "alerts-body" {
+		c.render(w, http.StatusOK, "alerts", "alerts-body", d)
+		return nil
+	}
 	c.render(w, http.StatusOK, "alerts", "", d)
 	return nil
 }
@@ -138,6 +141,9 @@ func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 func (c *Console) deleteAlert(w http.ResponseWriter, r *http.Request) error {
 	b, err := c.projectBase(r, "Alerts", "alerts")
 	if err != nil {
+		return err
+	}
+	if asked, err := c.confirmFiringRemoval(w, r, b); asked || err != nil {
 		return err
 	}
 	if _, err := c.call(r, http.MethodDelete, "/alerts/"+pathEscape(mux.Vars(r)["id"]), nil, nil); err != nil {
@@ -151,129 +157,10 @@ func (c *Console) deleteAlert(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-type settingsData struct {
-	base
-	Settings   alerts.SettingsReply
-	Emails     string
-	Webhooks   string
-	Severities []string
-	Errors     fieldErrors
-}
-
-func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
-	b, err := c.projectBase(r, "Alert settings", "alerts")
-	if err != nil {
-		return settingsData{}, err
-	}
-	d := settingsData{base: b, Severities: alerting.Severities, Errors: fieldErrors{}}
-	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/alert-settings", &d.Settings); err != nil {
-		return d, err
-	}
-	d.Emails = strings.Join(d.Settings.Emails, "\n")
-	hooks := make([]string, 0, len(d.Settings.Webhooks))
-	for _, h := range d.Settings.Webhooks {
-		hooks = append(hooks, h.URL)
-	}
-	d.Webhooks = strings.Join(hooks, "\n")
-	return d, nil
-}
-
-func (c *Console) alertSettings(w http.ResponseWriter, r *http.Request) error {
-	d, err := c.alertSettingsData(r)
-	if err != nil {
-		return err
-	}
-	c.render(w, http.StatusOK, "alert_settings", "", d)
-	return nil
-}
-
 // lines splits a textarea into its non-empty lines.
 func lines(s string) []string {
-	out := []string{}
-	for l := range strings.Lines(s) {
-		if l = strings.TrimSpace(l); l != "" {
-			out = append(out, l)
-		}
-	}
+	out, _ := textLines(s)
 	return out
-}
-
-func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) error {
-	d, err := c.alertSettingsData(r)
-	if err != nil {
-		return err
-	}
-	st := alerting.Settings{
-		Enabled:       r.PostFormValue("enabled") == "on",
-		EMQXAlertPush: r.PostFormValue("emqxAlertPush") == "on",
-		Severity:      r.PostFormValue("severity"),
-		Emails:        lines(r.PostFormValue("emails")),
-		Webhooks:      []alerting.Webhook{},
-	}
-	for _, u := range lines(r.PostFormValue("webhooks")) {
-		st.Webhooks = append(st.Webhooks, alerting.Webhook{URL: u})
-	}
-	for _, f := range []struct {
-		name string
-		into *int
-	}{{"triggerCount", &st.TriggerCount}, {"recoveryCount", &st.RecoveryCount}} {
-		n, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue(f.name)))
-		if err != nil {
-			d.Errors[f.name] = f.name + " must be a whole number"
-		}
-		*f.into = n
-	}
-	d.Settings.Settings = st
-	d.Emails, d.Webhooks = r.PostFormValue("emails"), r.PostFormValue("webhooks")
-	if len(d.Errors) == 0 {
-		_, err = c.call(r, http.MethodPut, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings", st, nil)
-		if fe, ok := formError(err); ok {
-			for field, msg := range fe {
-				d.Errors[settingsField(field)] = msg
-			}
-			c.render(w, statusOf(err), "alert_settings", "", d)
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=saved", http.StatusSeeOther)
-		return nil
-	}
-	c.render(w, http.StatusBadRequest, "alert_settings", "", d)
-	return nil
-}
-
-// settingsField maps an API field ("emails[1]", "webhooks[0].url") to the
-// form field that holds it.
-func settingsField(f string) string {
-	for _, name := range []string{"emails", "webhooks"} {
-		if strings.HasPrefix(f, name) {
-			return name
-		}
-	}
-	return f
-}
-
-func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
-	d, err := c.alertSettingsData(r)
-	if err != nil {
-		return err
-	}
-	_, err = c.call(r, http.MethodPost, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings/test", nil, nil)
-	if fe, ok := formError(err); ok {
-		d.Errors["test"] = fe[""]
-		for _, m := range fe {
-			d.Errors["test"] = m
-		}
-		c.render(w, statusOf(err), "alert_settings", "", d)
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=test-sent", http.StatusSeeOther)
-	return nil
 }
 
 // --- logs ---

@@ -68,7 +68,7 @@ func TestAlertSettingsForm(t *testing.T) {
 			if tc.field != "" && !strings.Contains(p.body, `id="`+tc.field+`-error"`) {
 				t.Fatalf("error not shown at %s:\n%s", tc.field, p.body)
 			}
-			if tc.status == 422 && !strings.Contains(p.body, "webhooks[1].url is refused by the notification policy: 169.254.169.254 is a link-local address") {
+			if tc.status == 422 && !strings.Contains(p.body, "Line 2 is refused by the notification policy: 169.254.169.254 is a link-local address") {
 				t.Fatalf("refusal without its reason:\n%s", p.body)
 			}
 		})

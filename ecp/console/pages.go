@@ -280,7 +280,6 @@ type listData struct {
 	Pages    int
 	From, To int
 	Updated  time.Time
-	Now      time.Time
 }
 
 type stateCount struct {
@@ -297,7 +296,7 @@ func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	q := r.URL.Query()
-	d := listData{base: b, State: q.Get("state"), Q: strings.TrimSpace(q.Get("q")), Token: q.Get("pageToken"), Now: c.opts.Now()}
+	d := listData{base: b, State: q.Get("state"), Q: strings.TrimSpace(q.Get("q")), Token: q.Get("pageToken")}
 	if d.State != "" && !slices.Contains(clusters.States, d.State) {
 		d.State = ""
 	}
@@ -335,7 +334,7 @@ func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	}
 	d.From = (d.Page-1)*size + 1
 	d.To = d.From + len(d.Clusters) - 1
-	d.Updated = d.Now
+	d.Updated = c.opts.Now()
 	if r.Header.Get("HX-Request") != "" && r.Header.Get("HX-Target") == "cluster-table" {
 		c.render(w, http.StatusOK, "clusters", "cluster-table", d)
 		return nil
@@ -439,7 +438,6 @@ type registrationData struct {
 	Register     string // the register command as the API renders it
 	DashboardURL string // defaults the API filled in, or ""
 	APIURL       string
-	Now          time.Time
 }
 
 func (c *Console) registration(w http.ResponseWriter, r *http.Request) error {
@@ -451,6 +449,9 @@ func (c *Console) registration(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if registeredMeanwhile(r, cl) {
+		return c.refuseStaleRegister(w, r)
+	}
 	return c.renderRegistration(w, r, b, cl)
 }
 
@@ -460,7 +461,7 @@ func (c *Console) renderRegistration(w http.ResponseWriter, r *http.Request, b b
 		return err
 	}
 	b.Title = "Register " + cl.Name
-	d := registrationData{base: b, Cluster: cl, Reg: reg, Now: c.opts.Now()}
+	d := registrationData{base: b, Cluster: cl, Reg: reg}
 	if len(reg.Commands) > 0 {
 		d.Register = reg.Commands[0].Register
 	}
@@ -483,7 +484,6 @@ type detailData struct {
 	Max       string
 	Name      string
 	Service   string
-	Now       time.Time
 	MaxDetail map[string]any
 	// MaxFromGuide is set when the max connections change came from the
 	// Register panel's form, so its refusal shows there.
@@ -513,7 +513,7 @@ func (c *Console) detail(r *http.Request) (detailData, error) {
 		return detailData{}, err
 	}
 	b.Title = cl.Name
-	d := detailData{base: b, Cluster: cl, Errors: fieldErrors{}, Max: strconv.Itoa(cl.MaxConnections), Name: cl.Name, Service: cl.ServiceURL, Now: c.opts.Now()}
+	d := detailData{base: b, Cluster: cl, Errors: fieldErrors{}, Max: strconv.Itoa(cl.MaxConnections), Name: cl.Name, Service: cl.ServiceURL}
 	if err := c.get(r, "/licence", &d.Licence); err != nil {
 		return d, err
 	}
@@ -559,8 +559,7 @@ func (c *Console) clusterState(w http.ResponseWriter, r *http.Request) error {
 	c.render(w, http.StatusOK, "cluster", "cluster-state", struct {
 		base
 		Cluster clusters.Cluster
-		Now     time.Time
-	}{b, cl, c.opts.Now()})
+	}{b, cl})
 	return nil
 }
 
@@ -733,22 +732,12 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, err error)
 
 func (c *Console) funcs() template.FuncMap {
 	return template.FuncMap{
-		"ago": func(now time.Time, t *time.Time) string {
-			if t == nil {
-				return "—"
-			}
-			return ago(now.Sub(*t))
-		},
-		"stamp": func(t *time.Time) string {
-			if t == nil {
-				return ""
-			}
-			return t.UTC().Format("2006-01-02 15:04:05 UTC")
-		},
-		"until": func(now, t time.Time) string { return ago(t.Sub(now)) },
-		"ptr":   func(t time.Time) *time.Time { return &t },
-		"utc":   func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
-		"add":   func(a, b int) int { return a + b },
+		"when":    c.when,
+		"stamp":   stamp,
+		"restamp": c.restamp,
+		// utc is the log page's until it moves to when.
+		"utc": stamp,
+		"add": func(a, b int) int { return a + b },
 		"pageURL": func(d listData, token string, page int) string {
 			v := url.Values{}
 			if d.State != "" {

@@ -1,0 +1,249 @@
+package console
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/alerts"
+)
+
+// formErrors maps a form field to the messages shown beside it; "" holds
+// messages about the whole form.
+type formErrors map[string][]string
+
+func (e formErrors) add(field, msg string) { e[field] = append(e[field], msg) }
+
+type settingsData struct {
+	base
+	Settings alerts.SettingsReply
+	// Trigger, Recovery, Emails and Webhooks are the form's text as shown:
+	// the saved settings, or what the user typed when it was refused.
+	Trigger, Recovery string
+	Emails, Webhooks  string
+	Severities        []string
+	Errors            formErrors
+	// Rejected: the form shows input that was not saved, so the page must
+	// not show the saved settings' delivery status over it.
+	Rejected bool
+	// Firing lists the active alerts switching alerting off would end; the
+	// form asks to confirm before it does.
+	Firing []alerts.Alert
+	Names  map[string]string
+}
+
+func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
+	b, err := c.projectBase(r, "Alert settings", "alerts")
+	if err != nil {
+		return settingsData{}, err
+	}
+	d := settingsData{base: b, Severities: alerting.Severities, Errors: formErrors{}}
+	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/alert-settings", &d.Settings); err != nil {
+		return d, err
+	}
+	d.Trigger, d.Recovery = strconv.Itoa(d.Settings.TriggerCount), strconv.Itoa(d.Settings.RecoveryCount)
+	d.Emails = strings.Join(d.Settings.Emails, "\n")
+	hooks := make([]string, 0, len(d.Settings.Webhooks))
+	for _, h := range d.Settings.Webhooks {
+		hooks = append(hooks, h.URL)
+	}
+	d.Webhooks = strings.Join(hooks, "\n")
+	return d, nil
+}
+
+func (c *Console) alertSettings(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.alertSettingsData(r)
+	if err != nil {
+		return err
+	}
+	c.render(w, http.StatusOK, "alert_settings", "", d)
+	return nil
+}
+
+// textLines splits a textarea into its non-empty lines and the number (from
+// 1) of each line in the textarea, so an error about the API's n-th entry
+// names the line the user sees.
+func textLines(s string) (vals []string, lineNo []int) {
+	vals = []string{}
+	n := 0
+	for l := range strings.Lines(s) {
+		n++
+		if l = strings.TrimSpace(l); l != "" {
+			vals = append(vals, l)
+			lineNo = append(lineNo, n)
+		}
+	}
+	return vals, lineNo
+}
+
+// settingsFields is the one place that maps the API's alert-settings
+// fields to the form: the form field an error shows beside and the form's
+// words for it, which replace the API's name in the message. A %d in the
+// words is the textarea's line of the API's list index.
+var settingsFields = []struct {
+	api   *regexp.Regexp
+	field string
+	words string
+}{
+	{regexp.MustCompile(`^enabled$`), "enabled", "Alerting on"},
+	{regexp.MustCompile(`^triggerCount$`), "triggerCount", "Trigger count"},
+	{regexp.MustCompile(`^recoveryCount$`), "recoveryCount", "Recovery count"},
+	{regexp.MustCompile(`^severity$`), "severity", "Severity"},
+	{regexp.MustCompile(`^emqxAlertPush$`), "emqxAlertPush", "EMQX alert push"},
+	{regexp.MustCompile(`^emails$`), "emails", "E-mail recipients"},
+	{regexp.MustCompile(`^emails\[(\d+)\]$`), "emails", "Line %d"},
+	{regexp.MustCompile(`^webhooks$`), "webhooks", "Webhook URLs"},
+	{regexp.MustCompile(`^webhooks\[(\d+)\](?:\.url)?$`), "webhooks", "Line %d"},
+}
+
+// settingsError places one API error on the form in the form's words.
+// lines are the textareas' line numbers per form field.
+func settingsError(apiField, msg string, lines map[string][]int) (field, shown string) {
+	for _, f := range settingsFields {
+		m := f.api.FindStringSubmatch(apiField)
+		if m == nil {
+			continue
+		}
+		words := f.words
+		if len(m) > 1 {
+			i, _ := strconv.Atoi(m[1])
+			line := i + 1
+			if i < len(lines[f.field]) {
+				line = lines[f.field][i]
+			}
+			words = fmt.Sprintf(f.words, line)
+		}
+		return f.field, strings.Replace(msg, apiField, words, 1)
+	}
+	return "", msg // no field of this form: about the whole form
+}
+
+// apiErrors lists every field error of an API refusal: its "errors" member
+// when it has one, else its one field and message.
+func apiErrors(e *APIError) [][2]string {
+	var out [][2]string
+	list, _ := e.Details["errors"].([]any)
+	for _, item := range list {
+		m, _ := item.(map[string]any)
+		field, _ := m["field"].(string)
+		msg, _ := m["message"].(string)
+		if msg != "" {
+			out = append(out, [2]string{field, msg})
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, [2]string{e.Field, e.Message})
+	}
+	return out
+}
+
+func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.alertSettingsData(r)
+	if err != nil {
+		return err
+	}
+	wasEnabled := d.Settings.Enabled
+	emails, emailLines := textLines(r.PostFormValue("emails"))
+	hooks, hookLines := textLines(r.PostFormValue("webhooks"))
+	st := alerting.Settings{
+		Enabled:       r.PostFormValue("enabled") == "on",
+		EMQXAlertPush: r.PostFormValue("emqxAlertPush") == "on",
+		Severity:      r.PostFormValue("severity"),
+		Emails:        emails,
+		Webhooks:      []alerting.Webhook{},
+	}
+	for _, u := range hooks {
+		st.Webhooks = append(st.Webhooks, alerting.Webhook{URL: u})
+	}
+	d.Trigger, d.Recovery = r.PostFormValue("triggerCount"), r.PostFormValue("recoveryCount")
+	notNumber := map[string]string{}
+	for _, f := range []struct {
+		name, words, raw string
+		into             *int
+	}{{"triggerCount", "Trigger count", d.Trigger, &st.TriggerCount}, {"recoveryCount", "Recovery count", d.Recovery, &st.RecoveryCount}} {
+		n, err := strconv.Atoi(strings.TrimSpace(f.raw))
+		if err != nil {
+			// 0 is never accepted, so the API refuses the whole form and
+			// still names every other wrong field; this field's message
+			// is the console's, as the API never saw the text.
+			n = 0
+			notNumber[f.name] = fmt.Sprintf("%s must be a whole number, got %q", f.words, f.raw)
+		}
+		*f.into = n
+	}
+	d.Settings.Settings = st
+	d.Emails, d.Webhooks = r.PostFormValue("emails"), r.PostFormValue("webhooks")
+
+	if wasEnabled && !st.Enabled && r.PostFormValue("confirmFiring") != "yes" && len(notNumber) == 0 {
+		if d.Firing, d.Names, err = c.firing(r, d.Project.ID); err != nil {
+			return err
+		}
+		if len(d.Firing) > 0 {
+			// Not saved until confirmed: the page keeps the input and
+			// names what switching off would end.
+			d.Rejected = true
+			c.render(w, http.StatusConflict, "alert_settings", "", d)
+			return nil
+		}
+	}
+	_, err = c.call(r, http.MethodPut, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings", st, nil)
+	var apiErr *APIError
+	if !errors.As(err, &apiErr) || apiErr.Status >= 500 || apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusNotFound {
+		if err != nil {
+			return err
+		}
+		http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=saved", http.StatusSeeOther)
+		return nil
+	}
+	lines := map[string][]int{"emails": emailLines, "webhooks": hookLines}
+	for _, fe := range apiErrors(apiErr) {
+		field, msg := settingsError(fe[0], fe[1], lines)
+		if _, ok := notNumber[field]; ok {
+			continue
+		}
+		d.Errors.add(field, msg)
+	}
+	for field, msg := range notNumber {
+		d.Errors.add(field, msg)
+	}
+	d.Rejected = true
+	c.render(w, apiErr.Status, "alert_settings", "", d)
+	return nil
+}
+
+func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.alertSettingsData(r)
+	if err != nil {
+		return err
+	}
+	_, err = c.call(r, http.MethodPost, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings/test", nil, nil)
+	if fe, ok := formError(err); ok {
+		for _, m := range fe {
+			d.Errors.add("test", m)
+		}
+		c.render(w, statusOf(err), "alert_settings", "", d)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=test-sent", http.StatusSeeOther)
+	return nil
+}
+
+// firing lists the project's active alerts and the names of its clusters.
+func (c *Console) firing(r *http.Request, project string) ([]alerts.Alert, map[string]string, error) {
+	var list struct{ Items []alerts.Alert }
+	if err := c.get(r, "/projects/"+pathEscape(project)+"/alerts?state="+alerts.StateActive, &list); err != nil {
+		return nil, nil, err
+	}
+	if len(list.Items) == 0 {
+		return nil, nil, nil
+	}
+	_, names, err := c.clusterNames(r, project)
+	return list.Items, names, err
+}
