@@ -195,7 +195,11 @@ func list(item string) map[string]any {
 
 func schemas() map[string]any {
 	return map[string]any{
-		"Error":           obj(map[string]any{"error": obj(map[string]any{"code": str, "message": str, "field": str}, "code", "message")}, "error"),
+		"Error": obj(map[string]any{"error": obj(map[string]any{"code": str, "message": str, "field": str,
+			// A validation error names its first wrong field above and
+			// lists every one here, so a form can mark them all at once.
+			"errors": map[string]any{"type": "array", "items": obj(map[string]any{"field": str, "message": str}, "field", "message")},
+		}, "code", "message")}, "error"),
 		"LoginRequest":    obj(map[string]any{"username": str, "password": map[string]any{"type": "string", "format": "password"}}, "username", "password"),
 		"LoginResponse":   obj(map[string]any{"token": str, "username": str, "expiresAt": when}, "token", "expiresAt"),
 		"UserRequest":     obj(map[string]any{"username": str, "password": password}, "username", "password"),
