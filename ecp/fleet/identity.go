@@ -49,7 +49,8 @@ import (
 // identityPrefix + sha256 of one (cluster name, node name) pair.
 const identityPrefix = Prefix + "identity/"
 
-// Limits on a reported identity.
+// Limits on a reported identity. Node names are Erlang atoms, at most
+// 255 characters; EMQX clusters have tens of nodes, not hundreds.
 const (
 	maxIdentityNodes = 256
 	maxIdentityField = 255
