@@ -719,6 +719,9 @@ func TestJourneyAgentHeldByECP(t *testing.T) {
 	if !strings.Contains(h.logs.String(), "not enforcing max connections: another agent manages this EMQX cluster") {
 		t.Fatalf("log does not say the agent is held:\n%s", h.logs.String())
 	}
+	if code, out, _ := h.cli("status"); code != 0 || !strings.Contains(out, "(ClusterManagedElsewhere: managed by cluster north)") {
+		t.Fatalf("status does not say the agent is held (code %d):\n%s", code, out)
+	}
 	ecp.SetHold(nil)
 	eventually(t, 5*time.Second, "max connections enforced after the hold", func() bool { return emqx.Dynamic() == 77 })
 }

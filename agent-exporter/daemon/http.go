@@ -300,6 +300,10 @@ func (a *App) Status() control.Status {
 	}
 	es := a.enf.State()
 	st.DesiredRevision, st.DesiredMaxConnections, st.QuotaProblem = es.Revision, es.Wanted, es.Problem
+	if es.Held != nil {
+		// Not a failure, but what the operator must see beside the limit.
+		st.QuotaProblem = es.Held
+	}
 	if es.AppliedOK {
 		n := es.Applied
 		st.AppliedMaxConnections = &n
