@@ -157,7 +157,7 @@ type Fleet struct {
 	peers map[string]struct{}
 	// idHolders maps each identity key to the cluster it names, so that a
 	// key moving away tells that cluster to check again (identity.go).
-	idHolders map[string]string
+	idHolders map[string]idHolder
 	// session and election are set while this replica holds a session;
 	// leader is set while it leads, graceUntil is when its sweeper may
 	// first act.
@@ -202,7 +202,7 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		ready:       make(chan struct{}),
 		entries:     map[string]*entry{},
 		peers:       map[string]struct{}{},
-		idHolders:   map[string]string{},
+		idHolders:   map[string]idHolder{},
 		applied:     make(chan struct{}),
 	}
 	m, err := newMetrics(reg, f)

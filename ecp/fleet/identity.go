@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
@@ -32,7 +33,9 @@ import (
 // nothing: every claim checks the holder's agent key in the same etcd
 // transaction, so a key is released the moment its binding ends, with no
 // clean-up that could be lost; the next binding that reports the pair
-// takes the key over.
+// takes the key over. Ending a binding still deletes its keys, as garbage
+// collection (releaseIdentity), each guarded by its mod revision so that a
+// key a new binding took meanwhile stays.
 //
 // Registration creates the keys in the transaction that binds the agent,
 // each compared to what was read (absent, or held by an ended binding), so
@@ -221,16 +224,31 @@ func describeIdentity(name string, nodes []string) string {
 // project, since no tenant may learn another's names.
 func (f *Fleet) managedElsewhereMessage(ctx context.Context, id, holderID, what string) string {
 	const fix = "; one EMQX cluster is managed by one entry. If it is a different cluster, give it its own cluster name (cluster.name in emqx.conf)"
-	f.mu.Lock()
+	// Read from etcd, not memory: a refusal is rare, and an entry created
+	// a moment ago on another replica must not read as another project.
 	var project, holderName string
-	if e := f.entries[id]; e != nil && e.hasSpec {
-		project = e.spec.Project
-	}
 	same := false
-	if h := f.entries[holderID]; h != nil && h.hasSpec && project != "" && h.spec.Project == project {
-		same, holderName = true, h.spec.Name
+	cctx, cancel := f.etcdCtx(ctx)
+	resp, err := f.cli.Txn(cctx).Then(clientv3.OpGet(clusterspec.Key(id)), clientv3.OpGet(clusterspec.Key(holderID))).Commit()
+	cancel()
+	if err == nil {
+		specs := make([]clusterspec.Spec, 2)
+		ok := true
+		for i := range specs {
+			rr := resp.Responses[i].GetResponseRange()
+			if rr == nil || len(rr.Kvs) == 0 {
+				ok = false
+				break
+			}
+			if specs[i], err = clusterspec.Decode(rr.Kvs[0].Value); err != nil {
+				ok = false
+				break
+			}
+		}
+		if ok && specs[0].Project != "" && specs[0].Project == specs[1].Project {
+			same, project, holderName = true, specs[0].Project, specs[1].Name
+		}
 	}
-	f.mu.Unlock()
 	if !same {
 		return what + " is already managed by an entry in another project; ask a system admin to unregister or delete that entry first" + fix
 	}
@@ -268,15 +286,53 @@ func (f *Fleet) applyIdentityLocked(k kv) {
 		}
 	}
 	prev, ok := f.idHolders[k.key]
-	if ok && prev != holder {
-		if e := f.entries[prev]; e != nil {
+	if ok && k.modRev <= prev.modRev {
+		return
+	}
+	if ok && prev.clusterID != holder {
+		if e := f.entries[prev.clusterID]; e != nil {
 			e.idChecked = ""
 		}
 	}
 	if holder == "" {
 		delete(f.idHolders, k.key)
 	} else {
-		f.idHolders[k.key] = holder
+		f.idHolders[k.key] = idHolder{clusterID: holder, modRev: k.modRev}
+	}
+}
+
+// idHolder is the mirror of one identity key.
+type idHolder struct {
+	clusterID string
+	modRev    int64
+}
+
+// releaseIdentity deletes the identity keys memory knows to name the
+// cluster, after its binding ended. It is garbage collection only (a key of
+// an ended binding holds nothing), so it is best effort: a key changed since
+// memory saw it is left alone.
+func (f *Fleet) releaseIdentity(ctx context.Context, clusterID string) {
+	f.mu.Lock()
+	var ops []clientv3.Op
+	var cmps []clientv3.Cmp
+	for key, h := range f.idHolders {
+		if h.clusterID == clusterID {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", h.modRev))
+			ops = append(ops, clientv3.OpDelete(key))
+		}
+	}
+	f.mu.Unlock()
+	if len(ops) == 0 {
+		return
+	}
+	cctx, cancel := f.etcdCtx(ctx)
+	defer cancel()
+	// One transaction per key: one key taken over must not keep the rest.
+	for i := range ops {
+		if _, err := f.cli.Txn(cctx).If(cmps[i]).Then(ops[i]).Commit(); err != nil {
+			f.logger.Debug("could not release a cluster identity key; it holds nothing and stays until taken over", "cluster", clusterID, "err", err)
+			return
+		}
 	}
 }
 
@@ -354,6 +410,11 @@ func (f *Fleet) checkReportedIdentity(ctx context.Context, p principal, em *agen
 				continue // Someone claimed or released a key meanwhile: read again.
 			}
 			f.metrics.etcdWrites.WithLabelValues("identity").Inc()
+			f.mu.Lock()
+			for _, op := range puts {
+				f.applyLocked(kv{key: string(op.KeyBytes()), value: []byte(val), modRev: resp.Header.Revision})
+			}
+			f.mu.Unlock()
 		}
 		f.mu.Lock()
 		if e := f.entries[p.clusterID]; e != nil {

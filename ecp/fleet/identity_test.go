@@ -129,7 +129,33 @@ func TestJourneyClusterReleasedByReRegistration(t *testing.T) {
 	if err := f.Forget(t.Context(), "b"); err != nil {
 		t.Fatal(err)
 	}
-	decodeBody[agentproto.RegisterResponse](t, newAgent(f.url).registerOn(t, issue(t, f, "c", time.Hour), x))
+	// The deleted entry's keys are gone, not just powerless.
+	if n := identityKeysOf(t, cli, "b"); n != 0 {
+		t.Errorf("%d identity keys of the deleted entry remain", n)
+	}
+	c := newAgent(f.url)
+	decodeBody[agentproto.RegisterResponse](t, c.registerOn(t, issue(t, f, "c", time.Hour), x))
+	if r := c.unregister(t); r.status != http.StatusNoContent {
+		t.Fatalf("unregister: %d %s", r.status, r.body)
+	}
+	if n := identityKeysOf(t, cli, "c"); n != 0 {
+		t.Errorf("%d identity keys of the unregistered agent remain", n)
+	}
+}
+
+func identityKeysOf(t *testing.T, cli *clientv3.Client, clusterID string) int {
+	t.Helper()
+	resp, err := cli.Get(t.Context(), identityPrefix, clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, kv := range resp.Kvs {
+		if rec, err := decode[identityRecord](kv.Value); err == nil && rec.ClusterID == clusterID {
+			n++
+		}
+	}
+	return n
 }
 
 // TestJourneyClusterRegistrationRace: entries registered at once against one

@@ -92,6 +92,7 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 			if prev != StateCreated {
 				f.metrics.transitions.WithLabelValues(StateCreated).Inc()
 			}
+			f.releaseIdentity(ctx, clusterID)
 			f.logger.Info("registration token issued", "cluster", clusterID, "expiresAt", expires, "revokedState", prev)
 			return token, expires, nil
 		}
@@ -264,6 +265,9 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	f.applyGetsLocked(resp, 3, agentKey(id), clusterspec.Key(id))
 	f.applyLocked(kv{key: statusKey(id), value: []byte(statusVal), modRev: rev})
+	for _, k := range idKeys {
+		f.applyLocked(kv{key: k, value: []byte(idVal), modRev: rev})
+	}
 	e := f.entries[id]
 	out := agentproto.RegisterResponse{ClusterID: id, Project: e.spec.Project, Credential: cred.Reveal(),
 		ReportIntervalSeconds: f.intervalSeconds(), Desired: desiredLocked(e, hashSecret(cred.Reveal()))}
@@ -363,6 +367,7 @@ func (f *Fleet) handleUnregister(w http.ResponseWriter, r *http.Request) error {
 	f.mu.Unlock()
 	f.metrics.etcdWrites.WithLabelValues("unregister").Inc()
 	f.metrics.transitions.WithLabelValues(StateCreated).Inc()
+	f.releaseIdentity(r.Context(), p.clusterID)
 	f.logger.Info("agent unregistered", "cluster", p.clusterID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -405,6 +410,7 @@ func (f *Fleet) Forget(ctx context.Context, clusterID string) error {
 		f.applyLocked(kv{key: agentKey(clusterID), modRev: rev, deleted: true})
 		f.applyLocked(kv{key: statusKey(clusterID), modRev: rev, deleted: true})
 		f.mu.Unlock()
+		f.releaseIdentity(ctx, clusterID)
 		f.logger.Info("cluster forgotten", "cluster", clusterID)
 		return nil
 	}
