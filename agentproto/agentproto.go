@@ -88,6 +88,32 @@ type RegisterRequest struct {
 	APIURL       string `json:"apiUrl"`
 	// LogCollection is the initial log collection choice.
 	LogCollection LogCollection `json:"logCollection"`
+	// Cluster is the identity of the EMQX cluster the agent sits on, read
+	// from EMQX just before registering. ecp refuses the registration with
+	// CodeClusterAlreadyManaged when another entry's agent holds it. Nil
+	// (an agent older than the field, or EMQX did not say) defers the
+	// check to the first report that carries EMQXStatus.ClusterName.
+	Cluster *ClusterIdentity `json:"cluster,omitempty"`
+}
+
+// ClusterIdentity says which EMQX cluster an agent is on, from what EMQX
+// itself exposes: the cluster name (GET /api/v5/cluster "name", the
+// cluster.name setting, "emqxcl" by default) and the names of its nodes
+// (GET /api/v5/nodes, stopped core nodes included).
+//
+// Two identities are the same cluster when they share the cluster name and
+// at least one node name. Node names alone are not enough (emqx@127.0.0.1
+// and emqx@10.0.0.1 recur in every lab), the name alone is not either
+// (most clusters keep "emqxcl"), and the whole node set is not stable:
+// adding or removing a node changes it while the cluster stays the same,
+// and a node that joins a second managed cluster is exactly the case to
+// catch. The licence is no identity: one key is installed on many
+// clusters. Two distinct clusters that share a name and a node name (the
+// defaults, on separate private networks) look like one; giving one of
+// them its own cluster.name tells them apart.
+type ClusterIdentity struct {
+	Name  string   `json:"name"`
+	Nodes []string `json:"nodes"`
 }
 
 // RegisterResponse is the reply to a successful registration.
@@ -127,6 +153,12 @@ type DesiredState struct {
 	// the agent answers each id once at PathDashboardSession. A new request
 	// raises Revision, so it wakes the long-poll.
 	DashboardSessions []DashboardSessionRequest `json:"dashboardSessions,omitempty"`
+	// Hold, when set, tells the agent to write nothing to EMQX (no
+	// dynamic_max_connections) because the cluster it reports is held by
+	// another entry's agent (Code ProblemClusterManagedElsewhere); it keeps
+	// collecting and reporting, and enforces again once a desired state
+	// without Hold arrives.
+	Hold *Problem `json:"hold,omitempty"`
 }
 
 // ReportRequest is sent every report interval; it is a snapshot of one
@@ -172,6 +204,10 @@ type EMQXStatus struct {
 	LiveConnections int `json:"liveConnections"`
 	// MaxConnections is the effective licence limit EMQX reports.
 	MaxConnections int `json:"maxConnections"`
+	// ClusterName is EMQX's cluster name (GET /api/v5/cluster); with the
+	// names in Nodes it is the cluster's identity (see ClusterIdentity).
+	// Empty when unknown, and then ecp does not check the identity.
+	ClusterName string `json:"clusterName,omitempty"`
 
 	Rules      ResourceCounts `json:"rules"`
 	Connectors ResourceCounts `json:"connectors"`
@@ -235,6 +271,9 @@ const (
 	ProblemEMQXAuthFailed     = "EMQXAuthFailed"
 	ProblemQuotaApplyFailed   = "QuotaApplyFailed"
 	ProblemLicenceUnsupported = "LicenceUnsupported"
+	// ProblemClusterManagedElsewhere is the code of DesiredState.Hold: the
+	// cluster is held by another entry's agent. Only ecp sets it.
+	ProblemClusterManagedElsewhere = "ClusterManagedElsewhere"
 )
 
 // Problem is a stable code with a human message.
@@ -293,6 +332,10 @@ const (
 	// entry was deleted, re-registered or unregistered); the agent forgets
 	// it and stops reporting.
 	CodeCredentialRevoked = "CredentialRevoked"
+	// CodeClusterAlreadyManaged (409): the EMQX cluster the agent is on is
+	// already managed by another entry; the message names that entry when
+	// the caller may see it. The token is not spent.
+	CodeClusterAlreadyManaged = "ClusterAlreadyManaged"
 	// CodeRateLimited comes with 429 and Retry-After.
 	CodeRateLimited = "RateLimited"
 )

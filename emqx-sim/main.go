@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -24,6 +25,19 @@ import (
 
 func main() { os.Exit(runMain(os.Args[1:])) }
 
+// hostPrefixFor gives each listen port its own made-up subnet: ecp tells
+// clusters apart by their cluster name and node names (one agent per
+// cluster), so two sims started with the defaults must not look like one.
+// A sim restarted on the same port is the same cluster again.
+func hostPrefixFor(listen string) string {
+	_, port, err := net.SplitHostPort(listen)
+	n, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || n <= 0 {
+		return sim.DefaultNodeHostPrefix
+	}
+	return fmt.Sprintf("10.%d.%d.", n>>8, n&0xff)
+}
+
 func runMain(args []string) int {
 	d := sim.DefaultOptions()
 	fs := flag.NewFlagSet("emqx-sim", flag.ContinueOnError)
@@ -34,6 +48,7 @@ func runMain(args []string) int {
 	seed := fs.Int64("seed", d.Seed, "seed of every random choice")
 	version := fs.String("version", d.Version, "EMQX release to serve, e.g. 5.7.2, 5.8.9, 5.9.3")
 	cluster := fs.String("cluster.name", d.ClusterName, "cluster name")
+	nodeHost := fs.String("node.host-prefix", "", "node names are emqx@<prefix><n>; empty: 10.<a>.<b>. from the listen port, so that sims on one machine are distinct clusters to ecp")
 	ctype := fs.Int("license.customer-type", d.LicenseCustomerType, "licence customer type (3 = business critical, enables dynamic_max_connections)")
 	ltype := fs.Int("license.type", d.LicenseType, "licence type (0 trial, 1 official, 2 community)")
 	lmax := fs.Int("license.max-sessions", d.LicenseMaxSessions, "max sessions of the licence key")
@@ -61,6 +76,10 @@ func runMain(args []string) int {
 	opts := d
 	opts.Nodes, opts.Rules, opts.Connectors, opts.Seed, opts.Version = *nodes, *rules, *connectors, *seed, *version
 	opts.ClusterName = *cluster
+	opts.NodeHostPrefix = *nodeHost
+	if opts.NodeHostPrefix == "" {
+		opts.NodeHostPrefix = hostPrefixFor(*listen)
+	}
 	opts.LicenseCustomerType, opts.LicenseType, opts.LicenseMaxSessions = *ctype, *ltype, *lmax
 	opts.DashboardUsername, opts.DashboardPassword = *user, secret.String(*pass)
 	opts.ClientsPerNode, opts.TickInterval = *clients, *tick

@@ -29,3 +29,15 @@ func TestHelpExitsZero(t *testing.T) {
 		t.Fatalf("runMain(-h) = %d, want 0", code)
 	}
 }
+
+// Sims on one machine are distinct clusters to ecp unless told otherwise;
+// a sim restarted on its port is the same cluster again.
+func TestHostPrefixPerPort(t *testing.T) {
+	a, b := hostPrefixFor("127.0.0.1:18083"), hostPrefixFor("127.0.0.1:18084")
+	if a == b || a != "10.70.163." || hostPrefixFor("127.0.0.1:18083") != a {
+		t.Fatalf("prefixes %q and %q", a, b)
+	}
+	if got := hostPrefixFor("no-port"); got != "10.0.0." {
+		t.Fatalf("prefix without a port = %q", got)
+	}
+}

@@ -20,6 +20,7 @@ import (
 // implements it.
 type API interface {
 	Nodes(ctx context.Context) ([]emqx.Node, error)
+	ClusterName(ctx context.Context) (string, error)
 	License(ctx context.Context) (emqx.License, error)
 	LicenseSetting(ctx context.Context) (emqx.LicenseSetting, error)
 	Rules(ctx context.Context) ([]emqx.Rule, error)
@@ -68,14 +69,16 @@ type Snapshot struct {
 	Up      bool
 	Problem *agentproto.Problem
 
-	Nodes      []emqx.Node
-	License    *emqx.License
-	Setting    *emqx.LicenseSetting
-	Rules      []Rule
-	Connectors []emqx.Resource
-	Actions    []emqx.Resource
-	Sources    []emqx.Resource
-	Results    []Result
+	Nodes []emqx.Node
+	// ClusterName is EMQX's cluster name, empty when it could not be read.
+	ClusterName string
+	License     *emqx.License
+	Setting     *emqx.LicenseSetting
+	Rules       []Rule
+	Connectors  []emqx.Resource
+	Actions     []emqx.Resource
+	Sources     []emqx.Resource
+	Results     []Result
 }
 
 // ErrNotConfigured is the problem of a collection made before the agent
@@ -137,7 +140,14 @@ func (c *Collector) Collect(ctx context.Context) *Snapshot {
 	err := run(SubNodes, func() error {
 		n, err := api.Nodes(ctx)
 		s.Nodes = n
-		return err
+		if err != nil {
+			return err
+		}
+		// The name only serves the cluster's identity: without it ecp
+		// skips the identity check for this report, which beats calling
+		// a reachable EMQX down.
+		s.ClusterName, _ = api.ClusterName(ctx)
+		return nil
 	})
 	if err != nil {
 		// Nodes failing means EMQX is down or refuses us: the rest would
@@ -258,6 +268,7 @@ func (s *Snapshot) Status() agentproto.EMQXStatus {
 	if !s.Up {
 		return st
 	}
+	st.ClusterName = s.ClusterName
 	var oldest time.Duration
 	for _, n := range s.Nodes {
 		pn := agentproto.Node{

@@ -51,6 +51,11 @@ func (f *fakeAPI) Nodes(context.Context) ([]emqx.Node, error) {
 	}, nil
 }
 
+func (f *fakeAPI) ClusterName(context.Context) (string, error) {
+	f.count("cluster")
+	return "emqxcl", nil
+}
+
 func (f *fakeAPI) License(context.Context) (emqx.License, error) {
 	f.count("license")
 	ms := 100

@@ -44,7 +44,10 @@ const (
 	CodeTokenInvalid      = agentproto.CodeTokenInvalid
 	CodeTokenExpired      = agentproto.CodeTokenExpired
 	CodeRateLimited       = agentproto.CodeRateLimited
-	CodeInternal          = "Internal"
+	// CodeClusterAlreadyManaged: ecp refused because another entry manages
+	// this EMQX cluster; the message says which, or whom to ask.
+	CodeClusterAlreadyManaged = agentproto.CodeClusterAlreadyManaged
+	CodeInternal              = "Internal"
 )
 
 // RegisterRequest asks the daemon to register with ecp.

@@ -533,7 +533,7 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 		IntervalSeconds: max(1, int((a.interval+time.Second-1)/time.Second)),
 		IntervalPinned:  a.fileInterval > 0 || !a.opts.FollowECPInterval,
 	}
-	if st.Problem == nil && st.AppliedOK {
+	if st.Problem == nil && (st.AppliedOK || st.Held != nil) {
 		req.AppliedRevision = st.Revision
 	}
 	if req.EMQX.Reachable && req.EMQX.Problem == nil && st.Problem != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -676,4 +677,51 @@ func TestEMQXAuthFailedLater(t *testing.T) {
 	if !strings.Contains(out, "emqx reachable:       no (EMQXAuthFailed") {
 		t.Fatalf("status:\n%s", out)
 	}
+}
+
+// TestJourneyAgentHeldByECP: the agent tells ecp which EMQX cluster it is on
+// when it registers and in its reports, and while ecp says another entry's
+// agent manages that cluster it leaves dynamic_max_connections alone, and
+// says so on /metrics; once the hold is lifted it enforces again.
+func TestJourneyAgentHeldByECP(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok-1")
+	h := startDaemon(t, t.TempDir())
+	if code, out, errOut := h.cli(registerArgs(ecp.URL, "tok-1", emqx.URL, "public")...); code != cli.ExitOK {
+		t.Fatalf("register: code %d stdout %q stderr %q", code, out, errOut)
+	}
+	regs := ecp.Registrations()
+	if len(regs) != 1 || regs[0].Cluster == nil || regs[0].Cluster.Name != "emqxcl" ||
+		!slices.Equal(regs[0].Cluster.Nodes, []string{"emqx@10.0.0.1", "emqx@10.0.0.2"}) {
+		t.Fatalf("registration identity = %+v", regs[0].Cluster)
+	}
+	eventually(t, 5*time.Second, "a report naming the cluster", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.EMQX.ClusterName == "emqxcl" && len(r.EMQX.Nodes) == 2
+	})
+	eventually(t, 5*time.Second, "max connections 10 applied", func() bool { return emqx.Dynamic() == 10 })
+
+	ecp.SetHold(&agentproto.Problem{Code: agentproto.ProblemClusterManagedElsewhere, Message: "managed by cluster north"})
+	ecp.SetMaxConnections(77)
+	eventually(t, 5*time.Second, "a report acknowledging the hold", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.AppliedRevision == ecp.Desired().Revision
+	})
+	emqx.SetDynamic(1000) // The other agent's value.
+	time.Sleep(3 * collectInterval)
+	if got := emqx.Dynamic(); got != 1000 {
+		t.Fatalf("held agent wrote dynamic_max_connections: %d, want the other agent's 1000", got)
+	}
+	if m := scrape(t, h.app.Addr()); !strings.Contains(m, "agent_exporter_enforcement_held 1") {
+		t.Fatalf("/metrics does not say the agent is held")
+	}
+	if !strings.Contains(h.logs.String(), "not enforcing max connections: another agent manages this EMQX cluster") {
+		t.Fatalf("log does not say the agent is held:\n%s", h.logs.String())
+	}
+	if code, out, _ := h.cli("status"); code != 0 || !strings.Contains(out, "(ClusterManagedElsewhere: managed by cluster north)") {
+		t.Fatalf("status does not say the agent is held (code %d):\n%s", code, out)
+	}
+	ecp.SetHold(nil)
+	eventually(t, 5*time.Second, "max connections enforced after the hold", func() bool { return emqx.Dynamic() == 77 })
 }

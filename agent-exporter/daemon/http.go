@@ -163,6 +163,7 @@ func (a *App) register(ctx context.Context, req control.RegisterRequest) (contro
 	rr, err := ecp.Register(ctx, agentproto.RegisterRequest{
 		Token: req.Token.Reveal(), AgentVersion: version.Version, Hostname: hostname(),
 		DashboardURL: req.DashboardURL, APIURL: req.APIURL, LogCollection: req.LogCollection,
+		Cluster: a.clusterIdentity(ctx, ec),
 	})
 	if err != nil {
 		return control.RegisterResponse{}, ecpError(req.ECPURL, err)
@@ -194,6 +195,27 @@ func (a *App) register(ctx context.Context, req control.RegisterRequest) (contro
 	return control.RegisterResponse{ClusterID: rr.ClusterID, Project: rr.Project}, nil
 }
 
+// clusterIdentity reads which EMQX cluster this is, for ecp to refuse a
+// second entry on it before the token is spent. Nil when EMQX does not say:
+// ecp then checks at the first report.
+func (a *App) clusterIdentity(ctx context.Context, ec *emqx.Client) *agentproto.ClusterIdentity {
+	name, err := ec.ClusterName(ctx)
+	if err != nil {
+		a.log.Warn("cannot read the EMQX cluster name before registering; ecp checks it at the first report", "err", err)
+		return nil
+	}
+	nodes, err := ec.Nodes(ctx)
+	if err != nil {
+		a.log.Warn("cannot read the EMQX nodes before registering; ecp checks them at the first report", "err", err)
+		return nil
+	}
+	id := &agentproto.ClusterIdentity{Name: name}
+	for _, n := range nodes {
+		id.Nodes = append(id.Nodes, n.Node)
+	}
+	return id
+}
+
 func emqxError(apiURL string, err error) *control.Error {
 	var apiErr *emqx.APIError
 	switch {
@@ -220,6 +242,8 @@ func ecpError(ecpURL string, err error) *control.Error {
 		case apiErr.Code == agentproto.CodeTokenInvalid:
 			return ctlErr(http.StatusBadGateway, control.CodeTokenInvalid,
 				"ecp refused the registration token: it is unknown, already used or expired (%s); issue a new one in ecp", apiErr.Message)
+		case apiErr.Code == agentproto.CodeClusterAlreadyManaged:
+			return ctlErr(http.StatusConflict, control.CodeClusterAlreadyManaged, "ecp refused the registration: %s", apiErr.Message)
 		case apiErr.Status == http.StatusTooManyRequests:
 			return ctlErr(http.StatusBadGateway, control.CodeRateLimited,
 				"ecp is busy (429); try again in %s", max(apiErr.RetryAfter, secondsDuration(1)))
@@ -276,6 +300,10 @@ func (a *App) Status() control.Status {
 	}
 	es := a.enf.State()
 	st.DesiredRevision, st.DesiredMaxConnections, st.QuotaProblem = es.Revision, es.Wanted, es.Problem
+	if es.Held != nil {
+		// Not a failure, but what the operator must see beside the limit.
+		st.QuotaProblem = es.Held
+	}
 	if es.AppliedOK {
 		n := es.Applied
 		st.AppliedMaxConnections = &n

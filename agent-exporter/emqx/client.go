@@ -244,6 +244,19 @@ func (c *Client) Nodes(ctx context.Context) ([]Node, error) {
 	return out, nil
 }
 
+// ClusterName reads the cluster's name (GET /api/v5/cluster "name", the
+// cluster.name setting): with the node names it says which cluster this
+// is (agentproto.ClusterIdentity).
+func (c *Client) ClusterName(ctx context.Context) (string, error) {
+	var out struct {
+		Name string `json:"name"`
+	}
+	if err := c.call(ctx, http.MethodGet, "/cluster", nil, nil, &out); err != nil {
+		return "", err
+	}
+	return out.Name, nil
+}
+
 // License is GET /api/v5/license. MaxSessions exists from 5.8.5 on; both
 // carry the effective limit (including dynamic_max_connections).
 type License struct {

@@ -4,6 +4,10 @@
 // licence setting dynamic_max_connections (honoured only by a
 // business-critical licence, customer_type 3) and puts it back whenever
 // someone changes it on EMQX's own dashboard (drift correction).
+//
+// It writes nothing while ecp says the cluster is held by another entry's
+// agent (agentproto.DesiredState.Hold): two agents enforcing two limits on
+// one cluster would flip it between them at every collection.
 package enforce
 
 import (
@@ -39,8 +43,10 @@ type Enforcer struct {
 	applied  int
 	ok       bool
 	problem  *agentproto.Problem
+	hold     *agentproto.Problem
 
 	corrections prometheus.Counter
+	held        prometheus.Gauge
 	failures    prometheus.Counter
 	wanted      prometheus.Gauge
 }
@@ -57,6 +63,10 @@ func New(log *slog.Logger, reg prometheus.Registerer) *Enforcer {
 		failures: f.NewCounter(prometheus.CounterOpts{
 			Name: "agent_exporter_max_connections_apply_failures_total",
 			Help: "Times applying max connections to EMQX failed or was refused.",
+		}),
+		held: f.NewGauge(prometheus.GaugeOpts{
+			Name: "agent_exporter_enforcement_held",
+			Help: "1 while ecp says another entry's agent manages this EMQX cluster, so this agent writes nothing to it.",
 		}),
 		wanted: f.NewGauge(prometheus.GaugeOpts{
 			Name: "agent_exporter_desired_max_connections",
@@ -75,6 +85,15 @@ func (e *Enforcer) SetDesired(d agentproto.DesiredState) bool {
 	}
 	e.want, e.hasWant, e.revision = d.MaxConnections, true, d.Revision
 	e.wanted.Set(float64(d.MaxConnections))
+	switch {
+	case d.Hold != nil && e.hold == nil:
+		e.log.Warn("not enforcing max connections: another agent manages this EMQX cluster", "reason", d.Hold.Code, "message", d.Hold.Message)
+		e.held.Set(1)
+	case d.Hold == nil && e.hold != nil:
+		e.log.Info("enforcing max connections again: ecp lifted the hold", "want", d.MaxConnections)
+		e.held.Set(0)
+	}
+	e.hold = d.Hold
 	return true
 }
 
@@ -82,8 +101,9 @@ func (e *Enforcer) SetDesired(d agentproto.DesiredState) bool {
 func (e *Enforcer) Reset() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.want, e.hasWant, e.revision, e.applied, e.ok, e.problem = 0, false, 0, 0, false, nil
+	e.want, e.hasWant, e.revision, e.applied, e.ok, e.problem, e.hold = 0, false, 0, 0, false, nil, nil
 	e.wanted.Set(0)
+	e.held.Set(0)
 }
 
 // State is what status and the report show.
@@ -97,22 +117,26 @@ type State struct {
 	Applied   int
 	AppliedOK bool
 	Problem   *agentproto.Problem
+	// Held is ecp's hold when it said not to enforce: the desired state
+	// at Revision is then applied by writing nothing.
+	Held *agentproto.Problem
 }
 
 // State returns the current enforcement state.
 func (e *Enforcer) State() State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return State{Revision: e.revision, Wanted: e.want, Applied: e.applied, AppliedOK: e.ok, Problem: e.problem}
+	return State{Revision: e.revision, Wanted: e.want, Applied: e.applied, AppliedOK: e.ok, Problem: e.problem, Held: e.hold}
 }
 
 // Enforce makes EMQX hold the wanted limit: it reads the licence and the
 // setting and writes dynamic_max_connections only when it differs. With no
-// wanted value yet it does nothing.
+// wanted value yet, or while ecp holds this agent, it does nothing.
 func (e *Enforcer) Enforce(ctx context.Context, api API) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if !e.hasWant {
+	if !e.hasWant || e.hold != nil {
+		e.problem = nil
 		return nil
 	}
 	err := e.enforce(ctx, api)

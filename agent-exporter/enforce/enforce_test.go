@@ -3,7 +3,9 @@ package enforce_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -124,5 +126,50 @@ func TestRevisionOrdering(t *testing.T) {
 	api := &fakeLicence{customerType: 3, dynamic: 25}
 	if err := e.Enforce(t.Context(), api); err != nil || api.puts != 0 {
 		t.Fatalf("after reset the enforcer must do nothing: err %v puts %d", err, api.puts)
+	}
+}
+
+// TestJourneyHeldAgentDoesNotEnforce: an agent ecp holds (another entry's
+// agent manages the cluster) writes nothing to EMQX, says so on /metrics and
+// in its log, and enforces again once the hold is lifted.
+func TestJourneyHeldAgentDoesNotEnforce(t *testing.T) {
+	var logs strings.Builder
+	reg := prometheus.NewRegistry()
+	e := enforce.New(slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	api := &fakeLicence{customerType: 3, dynamic: 1000}
+	hold := &agentproto.Problem{Code: agentproto.ProblemClusterManagedElsewhere, Message: "managed by cluster north"}
+	e.SetDesired(agentproto.DesiredState{Revision: 1, MaxConnections: 10, Hold: hold})
+	for range 3 {
+		if err := e.Enforce(t.Context(), api); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if api.puts != 0 || api.dynamic != 1000 {
+		t.Fatalf("held agent wrote dynamic_max_connections: %d writes, now %d", api.puts, api.dynamic)
+	}
+	if st := e.State(); st.Held == nil || st.Problem != nil {
+		t.Fatalf("state while held: %+v", st)
+	}
+	wantHeld(t, reg, 1)
+	if !strings.Contains(logs.String(), "not enforcing max connections: another agent manages this EMQX cluster") {
+		t.Errorf("log does not say it holds: %s", logs.String())
+	}
+	e.SetDesired(agentproto.DesiredState{Revision: 2, MaxConnections: 10})
+	if err := e.Enforce(t.Context(), api); err != nil {
+		t.Fatal(err)
+	}
+	if api.dynamic != 10 {
+		t.Fatalf("after the hold: dynamic_max_connections %d, want 10", api.dynamic)
+	}
+	wantHeld(t, reg, 0)
+}
+
+func wantHeld(t *testing.T, reg prometheus.Gatherer, v int) {
+	t.Helper()
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`# HELP agent_exporter_enforcement_held 1 while ecp says another entry's agent manages this EMQX cluster, so this agent writes nothing to it.
+# TYPE agent_exporter_enforcement_held gauge
+agent_exporter_enforcement_held %d
+`, v)), "agent_exporter_enforcement_held"); err != nil {
+		t.Error(err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/monitoring"
+	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
 // buildFleet sets up the agent side of ecp (ecp/fleet), unless
@@ -21,6 +22,11 @@ func (a *App) buildFleet(_ context.Context) error {
 	fo.ReportInterval = a.opts.ReportInterval
 	// One adapter per registry: it owns the request latency histogram.
 	fo.Adapter = a.adapter
+	projects := tenancy.NewStore(a.cli)
+	fo.ProjectName = func(ctx context.Context, id string) (string, error) {
+		p, err := projects.GetProject(ctx, id)
+		return p.Name, err
+	}
 	f, err := fleet.New(fo, a.cli, a.logger.With("component", "fleet"), a.reg)
 	if err != nil {
 		return err

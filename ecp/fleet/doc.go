@@ -15,6 +15,9 @@
 //	                                      log collection; its create revision names the binding
 //	/ecp/fleet/status/<cluster>           lifecycle state and reason, version, node count,
 //	                                      start time, managed since; written only on change
+//	/ecp/fleet/identity/<sha256(name,node)>  one per (EMQX cluster name, node name) an agent
+//	                                      reported: the binding holding that cluster
+//	                                      (see identity.go: one cluster, one entry)
 //	/ecp/fleet/replicas/<replica>         presence, on the replica's session lease
 //	/ecp/fleet/digests/<replica>/<n>      what the replica heard lately, on its session lease
 //	/ecp/fleet/leader/…                   the sweeper's concurrency.Election

@@ -64,6 +64,10 @@ type Options struct {
 	EtcdTimeout time.Duration
 	// Now is the clock; tests inject one. Default time.Now.
 	Now func() time.Time
+	// ProjectName resolves a project id to its name for messages that
+	// name the entry holding a cluster (ClusterAlreadyManaged). Default:
+	// the id is shown.
+	ProjectName func(ctx context.Context, id string) (string, error)
 	// Adapter writes replies and errors. Pass the app's adapter: an
 	// httpapi.Adapter registers its latency histogram on a registerer once.
 	// Default: a new adapter on the registerer given to New.
@@ -151,6 +155,9 @@ type Fleet struct {
 	// peers are the other replicas alive in etcd; digests are published
 	// only when there is someone to read them.
 	peers map[string]struct{}
+	// idHolders maps each identity key to the cluster it names, so that a
+	// key moving away tells that cluster to check again (identity.go).
+	idHolders map[string]idHolder
 	// session and election are set while this replica holds a session;
 	// leader is set while it leads, graceUntil is when its sweeper may
 	// first act.
@@ -195,6 +202,7 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		ready:       make(chan struct{}),
 		entries:     map[string]*entry{},
 		peers:       map[string]struct{}{},
+		idHolders:   map[string]idHolder{},
 		applied:     make(chan struct{}),
 	}
 	m, err := newMetrics(reg, f)

@@ -76,6 +76,11 @@ type statusRecord struct {
 	// it runs (zero: ecp's). Stored, so every replica's sweeper allows
 	// the same silence.
 	AgentIntervalSeconds int `json:"agentIntervalSeconds,omitempty"`
+	// HeldBy is the entry whose agent holds the EMQX cluster this entry's
+	// agent reports (identity.go): this one is abnormal with
+	// ClusterManagedElsewhere and its agent holds. Stored, so every
+	// replica tells the agent the same.
+	HeldBy string `json:"heldBy,omitempty"`
 	// TokenHash and TokenExpiresAt describe the pending registration token,
 	// so a re-issue can delete it and an unused one can show TokenExpired.
 	TokenHash      string    `json:"tokenHash,omitempty"`

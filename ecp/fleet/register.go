@@ -92,6 +92,7 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 			if prev != StateCreated {
 				f.metrics.transitions.WithLabelValues(StateCreated).Inc()
 			}
+			f.releaseIdentity(ctx, clusterID)
 			f.logger.Info("registration token issued", "cluster", clusterID, "expiresAt", expires, "revokedState", prev)
 			return token, expires, nil
 		}
@@ -146,6 +147,13 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	var idKeys []string
+	if c := req.Cluster; c != nil {
+		if err := validateIdentity("cluster.name", "cluster.nodes", c.Name, c.Nodes); err != nil {
+			return err
+		}
+		idKeys = identityKeys(c.Name, c.Nodes)
+	}
 	// The dashboard URL becomes a link in the console and the target of
 	// the dashboard jump: only http(s) with a host, or none (issue #11).
 	if err := agentproto.CheckDashboardURL(req.DashboardURL); req.DashboardURL != "" && err != nil {
@@ -189,15 +197,50 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp, err := f.cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.ModRevision(tokenKey(hash)), "=", got.Kvs[0].ModRevision),
-			clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(id)), ">", 0)).
-		Then(clientv3.OpDelete(tokenKey(hash)), clientv3.OpPut(agentKey(id), agentVal), clientv3.OpPut(statusKey(id), statusVal),
-			clientv3.OpGet(agentKey(id)), clientv3.OpGet(clusterspec.Key(id))).
-		Else(clientv3.OpGet(clusterspec.Key(id))).
-		Commit()
+	idVal, err := encode(identityRecord{ClusterID: id})
 	if err != nil {
-		return fmt.Errorf("bind agent to cluster %s: %w", id, err)
+		return err
+	}
+	var resp *clientv3.TxnResponse
+	for attempt := 1; ; attempt++ {
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(tokenKey(hash)), "=", got.Kvs[0].ModRevision),
+			clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(id)), ">", 0)}
+		ops := []clientv3.Op{clientv3.OpDelete(tokenKey(hash)), clientv3.OpPut(agentKey(id), agentVal), clientv3.OpPut(statusKey(id), statusVal),
+			clientv3.OpGet(agentKey(id)), clientv3.OpGet(clusterspec.Key(id))}
+		if len(idKeys) > 0 {
+			// The identity keys are created with the binding, each compared
+			// to what was read: of two registrations racing for one EMQX
+			// cluster exactly one is bound (identity.go).
+			hs, err := f.readHolders(ctx, idKeys)
+			if err != nil {
+				return err
+			}
+			if h, ok := heldElsewhere(hs, id, 0); ok {
+				f.metrics.registrations.WithLabelValues(agentproto.CodeClusterAlreadyManaged).Inc()
+				msg := f.managedElsewhereMessage(r.Context(), id, h.clusterID, describeIdentity(req.Cluster.Name, req.Cluster.Nodes)) +
+					". The registration token was not used."
+				f.logger.Info("registration refused: cluster already managed", "cluster", id, "heldBy", h.clusterID)
+				return clusterAlreadyManaged(msg)
+			}
+			for _, h := range hs {
+				cmps = append(cmps, h.claimCmps()...)
+				ops = append(ops, clientv3.OpPut(h.key, idVal))
+			}
+		}
+		resp, err = f.cli.Txn(ctx).If(cmps...).Then(ops...).
+			Else(clientv3.OpGet(clusterspec.Key(id)), clientv3.OpGet(tokenKey(hash))).
+			Commit()
+		if err != nil {
+			return fmt.Errorf("bind agent to cluster %s: %w", id, err)
+		}
+		if resp.Succeeded || len(idKeys) == 0 || attempt == maxCASAttempts {
+			break
+		}
+		// Still the same token and entry: an identity key moved, read again.
+		spec, tok := resp.Responses[0].GetResponseRange(), resp.Responses[1].GetResponseRange()
+		if len(spec.Kvs) == 0 || len(tok.Kvs) == 0 || tok.Kvs[0].ModRevision != got.Kvs[0].ModRevision {
+			break
+		}
 	}
 	rev := resp.Header.Revision
 	if !resp.Succeeded {
@@ -222,6 +265,9 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	}
 	f.applyGetsLocked(resp, 3, agentKey(id), clusterspec.Key(id))
 	f.applyLocked(kv{key: statusKey(id), value: []byte(statusVal), modRev: rev})
+	for _, k := range idKeys {
+		f.applyLocked(kv{key: k, value: []byte(idVal), modRev: rev})
+	}
 	e := f.entries[id]
 	out := agentproto.RegisterResponse{ClusterID: id, Project: e.spec.Project, Credential: cred.Reveal(),
 		ReportIntervalSeconds: f.intervalSeconds(), Desired: desiredLocked(e, hashSecret(cred.Reveal()))}
@@ -321,6 +367,7 @@ func (f *Fleet) handleUnregister(w http.ResponseWriter, r *http.Request) error {
 	f.mu.Unlock()
 	f.metrics.etcdWrites.WithLabelValues("unregister").Inc()
 	f.metrics.transitions.WithLabelValues(StateCreated).Inc()
+	f.releaseIdentity(r.Context(), p.clusterID)
 	f.logger.Info("agent unregistered", "cluster", p.clusterID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -363,6 +410,7 @@ func (f *Fleet) Forget(ctx context.Context, clusterID string) error {
 		f.applyLocked(kv{key: agentKey(clusterID), modRev: rev, deleted: true})
 		f.applyLocked(kv{key: statusKey(clusterID), modRev: rev, deleted: true})
 		f.mu.Unlock()
+		f.releaseIdentity(ctx, clusterID)
 		f.logger.Info("cluster forgotten", "cluster", clusterID)
 		return nil
 	}

@@ -40,6 +40,17 @@ func validateReport(req *agentproto.ReportRequest) error {
 		return httpapi.Invalid("intervalSeconds", "intervalSeconds must be %d to %d (seconds), got %d",
 			int(agentproto.MinAgentInterval/time.Second), int(agentproto.MaxAgentInterval/time.Second), n)
 	}
+	if err := validateIdentity("emqx.clusterName", "emqx.nodes", req.EMQX.ClusterName, nil); err != nil {
+		return err
+	}
+	if len(req.EMQX.Nodes) > maxIdentityNodes {
+		return httpapi.Invalid("emqx.nodes", "emqx.nodes must list at most %d nodes", maxIdentityNodes)
+	}
+	for _, n := range req.EMQX.Nodes {
+		if err := checkLen("emqx.nodes.name", n.Name, maxIdentityField); err != nil {
+			return err
+		}
+	}
 	// The version is stored and shown: the agent does not get to size it.
 	if err := checkLen("emqx.version", req.EMQX.Version, maxShortField); err != nil {
 		return err
@@ -64,6 +75,15 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 	if err := validateReport(&req); err != nil {
 		return err
 	}
+	// Before anything is recorded: a cluster another entry holds makes this
+	// entry abnormal and its agent hold (identity.go).
+	held, err := f.checkReportedIdentity(r.Context(), p, &req.EMQX)
+	if errors.Is(err, errNotBound) {
+		return revoked()
+	}
+	if err != nil {
+		return err
+	}
 	now := f.now()
 	f.metrics.reports.Inc()
 	f.mu.Lock()
@@ -85,7 +105,7 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 		f.heard = append(f.heard, e)
 	}
 	f.heardLocked(e, now)
-	_, changed := nextStatus(e.status, &req, f.opts.ReportInterval, now)
+	_, changed := nextStatus(e.status, &req, held, f.opts.ReportInterval, now)
 	f.mu.Unlock()
 
 	if changed {
@@ -94,7 +114,7 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 				if e.bindRev != p.bindRev || !e.hasAgent {
 					return statusRecord{}, errNotBound
 				}
-				next, changed := nextStatus(e.status, &req, f.opts.ReportInterval, now)
+				next, changed := nextStatus(e.status, &req, held, f.opts.ReportInterval, now)
 				if !changed {
 					return statusRecord{}, errNoChange
 				}
@@ -118,10 +138,15 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 }
 
 // nextStatus derives the status a report implies from the current one and
-// says whether it differs in anything worth a write. interval is ecp's
-// report interval, which the alert rules' windows are built for.
-func nextStatus(cur statusRecord, req *agentproto.ReportRequest, interval time.Duration, now time.Time) (statusRecord, bool) {
+// says whether it differs in anything worth a write. held is the outcome of
+// the identity check (nil: the report said nothing about identity, so the
+// hold stays as it was). interval is ecp's report interval, which the
+// alert rules' windows are built for.
+func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held *heldBy, interval time.Duration, now time.Time) (statusRecord, bool) {
 	next := cur
+	if held != nil {
+		next.HeldBy = held.ClusterID
+	}
 	next.AgentIntervalSeconds = req.IntervalSeconds
 	next.TokenHash, next.TokenLease, next.TokenExpiresAt = "", 0, time.Time{}
 	if req.AgentVersion != "" {
@@ -144,6 +169,11 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, interval time.D
 		code, msg = em.Problem.Code, em.Problem.Message
 	case !em.Reachable:
 		code, msg = agentproto.ProblemEMQXUnreachable, "the agent could not reach the EMQX API"
+	case next.HeldBy != "":
+		code, msg = ReasonClusterManagedElsewhere, "the EMQX cluster is managed by another entry; this entry's agent does not enforce on it"
+		if held != nil && held.Message != "" {
+			msg = held.Message
+		}
 	case req.IntervalPinned && time.Duration(req.IntervalSeconds)*time.Second > interval:
 		// A rule-failure alert needs two samples within two of ecp's
 		// intervals; a slower agent would never fire it, and saying so
@@ -167,7 +197,7 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, interval time.D
 	changed := next.State != cur.State || reasonCode(next.Reason) != reasonCode(cur.Reason) ||
 		next.Version != cur.Version || next.Nodes != cur.Nodes || !next.StartedAt.Equal(cur.StartedAt) ||
 		!next.ManagedSince.Equal(cur.ManagedSince) || next.AgentVersion != cur.AgentVersion ||
-		next.AgentIntervalSeconds != cur.AgentIntervalSeconds ||
+		next.AgentIntervalSeconds != cur.AgentIntervalSeconds || next.HeldBy != cur.HeldBy ||
 		cur.TokenHash != "" || !cur.TokenExpiresAt.IsZero()
 	if changed {
 		next.UpdatedAt = now

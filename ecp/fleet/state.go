@@ -55,6 +55,17 @@ type entry struct {
 	// and role; dashRev is the newest request's revision (see dashboard.go).
 	dashboard map[string]dashboardRecord
 	dashRev   int64
+
+	// idChecked is the identity fingerprint (identity.go) this replica
+	// last checked for the binding, idHeldBy the cluster that held it then
+	// (empty: this binding holds it). A held identity is checked again at
+	// every report, so the entry recovers when the holder goes.
+	idChecked string
+	idHeldBy  string
+	// holdRev is the status revision at which the hold (status HeldBy)
+	// last began or ended: it raises the desired revision so the agent
+	// hears of it on its long-poll.
+	holdRev int64
 }
 
 // live is the latest report snapshot, wherever it was served.
@@ -171,6 +182,7 @@ func (f *Fleet) applyLocked(k kv) {
 			return
 		}
 		e.statusRev = k.modRev
+		wasHeld := e.status.HeldBy != ""
 		if k.deleted {
 			e.hasStatus, e.status = false, statusRecord{}
 		} else {
@@ -180,6 +192,9 @@ func (f *Fleet) applyLocked(k kv) {
 				return
 			}
 			e.status, e.hasStatus = rec, true
+		}
+		if (e.status.HeldBy != "") != wasHeld {
+			e.holdRev = k.modRev
 		}
 		// The agent's interval may have changed its deadline.
 		if e.heapIndex >= 0 {
@@ -197,6 +212,8 @@ func (f *Fleet) applyLocked(k kv) {
 		} else {
 			f.peers[id] = struct{}{}
 		}
+	case strings.HasPrefix(k.key, identityPrefix):
+		f.applyIdentityLocked(k)
 	case strings.HasPrefix(k.key, dashboardPrefix):
 		f.applyDashboardLocked(k)
 	case strings.HasPrefix(k.key, digestsPrefix):
@@ -322,10 +339,17 @@ func (f *Fleet) statusLocked(e *entry, now time.Time) Status {
 // revision is the newest etcd revision of what it derives from (the spec
 // and the binding), so a deletion or a revocation also moves it forward.
 func desiredLocked(e *entry, credHash string) agentproto.DesiredState {
-	d := agentproto.DesiredState{Revision: max(e.specRev, e.agentRev)}
+	d := agentproto.DesiredState{Revision: max(e.specRev, e.agentRev, e.holdRev)}
 	if !e.hasSpec || !e.bound(credHash) {
 		d.Unregister = true
 		return d
+	}
+	if e.status.HeldBy != "" {
+		msg := "the EMQX cluster is managed by another entry's agent; do not enforce on it"
+		if r := e.status.Reason; r != nil && r.Code == ReasonClusterManagedElsewhere {
+			msg = r.Message
+		}
+		d.Hold = &agentproto.Problem{Code: agentproto.ProblemClusterManagedElsewhere, Message: msg}
 	}
 	d.MaxConnections = e.spec.MaxConnections
 	d.LogCollection = e.spec.EffectiveLogCollection(e.agent.LogCollection)

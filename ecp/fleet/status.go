@@ -36,6 +36,10 @@ const (
 	// report interval (its operator pinned --collect.interval), so the
 	// alert rules, built for ecp's interval, cannot see its samples.
 	ReasonAgentIntervalTooLong = "AgentIntervalTooLong"
+	// ReasonClusterManagedElsewhere: the EMQX cluster the agent reports is
+	// held by another entry's agent (see identity.go); this agent is told
+	// not to enforce.
+	ReasonClusterManagedElsewhere = agentproto.ProblemClusterManagedElsewhere
 )
 
 // Status is what fleet knows of one managed cluster: its lifecycle state

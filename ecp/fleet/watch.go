@@ -50,6 +50,12 @@ func (f *Fleet) load(ctx context.Context) (int64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.peers)
+	// Identity keys may have moved while the watch was down: every
+	// cluster checks its identity again at its next report.
+	clear(f.idHolders)
+	for _, e := range f.entries {
+		e.idChecked = ""
+	}
 	for _, p := range resp.Kvs {
 		k := fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision)
 		seen[k.key] = true

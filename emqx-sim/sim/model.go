@@ -173,7 +173,7 @@ func (s *Sim) build(r *rand.Rand, now time.Time) {
 		}
 		memGiB := []float64{7.7, 15.52, 31.26, 62.8}[r.IntN(4)]
 		n := &node{
-			name:      fmt.Sprintf("emqx@10.0.0.%d", i+1),
+			name:      fmt.Sprintf("emqx@%s%d", o.NodeHostPrefix, i+1),
 			role:      role,
 			running:   true,
 			startedAt: now.Add(-time.Duration(1+r.IntN(72*60)) * time.Minute),

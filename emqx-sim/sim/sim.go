@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +30,7 @@ const (
 	DefaultSeed              = 1
 	DefaultVersion           = "5.8.9"
 	DefaultClusterName       = "emqxcl"
+	DefaultNodeHostPrefix    = "10.0.0."
 	DefaultCustomerType      = 3 // business critical: dynamic_max_connections applies
 	DefaultLicenseType       = 1 // official
 	DefaultLicenseMaxSession = 100000
@@ -83,6 +85,10 @@ type Options struct {
 	// Version is the EMQX release served, e.g. 5.7.2, 5.8.9, 5.9.3.
 	Version     string
 	ClusterName string
+	// NodeHostPrefix makes the node names: "emqx@" + NodeHostPrefix + n
+	// (n from 1). With ClusterName it is the cluster's identity to ecp,
+	// so simulated clusters under one ecp need their own.
+	NodeHostPrefix string
 
 	// The licence loaded at start: customer type (3 = business critical),
 	// licence type (0 trial, 1 official, 2 community) and the key's max
@@ -130,6 +136,7 @@ func DefaultOptions() Options {
 		Seed:                DefaultSeed,
 		Version:             DefaultVersion,
 		ClusterName:         DefaultClusterName,
+		NodeHostPrefix:      DefaultNodeHostPrefix,
 		LicenseCustomerType: DefaultCustomerType,
 		LicenseType:         DefaultLicenseType,
 		LicenseMaxSessions:  DefaultLicenseMaxSession,
@@ -168,6 +175,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ClusterName == "" {
 		o.ClusterName = d.ClusterName
+	}
+	if o.NodeHostPrefix == "" {
+		o.NodeHostPrefix = d.NodeHostPrefix
 	}
 	if o.LicenseCustomerType == 0 && o.LicenseType == 0 && o.LicenseMaxSessions == 0 {
 		o.LicenseCustomerType, o.LicenseType = d.LicenseCustomerType, d.LicenseType
@@ -215,6 +225,8 @@ func (o Options) validate() error {
 	switch {
 	case o.Nodes < 1 || o.Nodes > 128:
 		return fmt.Errorf("options: Nodes must be 1..128, got %d", o.Nodes)
+	case len(o.NodeHostPrefix) > 200 || strings.ContainsAny(o.NodeHostPrefix, "@ \t\n"):
+		return fmt.Errorf("options: NodeHostPrefix must be at most 200 bytes without @ or spaces, got %q", o.NodeHostPrefix)
 	case o.Rules < 0 || o.Rules > 100000:
 		return fmt.Errorf("options: Rules must be 0..100000, got %d", o.Rules)
 	case o.Connectors < 0 || o.Connectors > 100000:

@@ -254,6 +254,12 @@ func (s *Server) SetMaxConnections(n int) {
 	s.change(func(d *agentproto.DesiredState) { d.MaxConnections = n })
 }
 
+// SetHold sets or lifts (nil) the hold: another entry's agent manages the
+// cluster, so this one must not enforce (new revision).
+func (s *Server) SetHold(p *agentproto.Problem) {
+	s.change(func(d *agentproto.DesiredState) { d.Hold = p })
+}
+
 // RequestUnregister tells the agent, through the desired state, to leave.
 func (s *Server) RequestUnregister() {
 	s.change(func(d *agentproto.DesiredState) { d.Unregister = true })
