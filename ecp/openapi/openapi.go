@@ -86,7 +86,7 @@ var (
 	// stateReasons are the codes ecp sets and those the agent reports.
 	stateReasons = []string{
 		fleet.ReasonNotRegistered, fleet.ReasonAwaitingRegistration, fleet.ReasonTokenExpired, fleet.ReasonAwaitingFirstReport,
-		fleet.ReasonAgentSilent, fleet.ReasonAgentIntervalTooLong,
+		fleet.ReasonAgentSilent, fleet.ReasonAgentIntervalTooLong, fleet.ReasonClusterManagedElsewhere,
 		agentproto.ProblemEMQXUnreachable, agentproto.ProblemEMQXAuthFailed, agentproto.ProblemQuotaApplyFailed, agentproto.ProblemLicenceUnsupported,
 	}
 	deliveries  = []string{alerts.DeliveryApplied, alerts.DeliveryPending, alerts.DeliveryPartial, alerts.DeliveryFailed, alerts.DeliveryNotConfigured}
