@@ -95,6 +95,10 @@ type Routing struct {
 	// ECPGroupInterval is group_interval on ecp's own route, where every
 	// alert is its own group: how soon a resolution reaches ecp's history.
 	ECPGroupInterval model.Duration
+	// ResolveTimeout is Alertmanager's resolve_timeout: how long an alert
+	// posted without an end time (a test notification) stays firing.
+	// Zero means DefaultResolveTimeout.
+	ResolveTimeout model.Duration
 }
 
 // Options configure rendering, writing and reloading.
@@ -145,10 +149,11 @@ func DefaultOptions() Options {
 		ConnectionsRatio: rules.DefaultConnectionsRatio,
 		SMTP:             SMTP{RequireTLS: true},
 		Routing: Routing{
-			// Short enough that a connector down reaches its channels
-			// within half a minute of firing, long enough to batch the
-			// alerts one outage raises at once.
-			GroupWait:        model.Duration(10 * time.Second),
+			// Two evaluations: the alerts of one fault (a connector,
+			// its actions, the rules failing on it) fire within one
+			// evaluation of each other, so they go out as one
+			// notification; still within half a minute of firing.
+			GroupWait:        model.Duration(2 * rules.DefaultInterval),
 			GroupInterval:    model.Duration(time.Minute),
 			RepeatInterval:   model.Duration(4 * time.Hour),
 			ECPGroupInterval: model.Duration(10 * time.Second),

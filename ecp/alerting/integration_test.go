@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ecpio/ecp/rules"
 )
 
 // daemon is a real Prometheus or Alertmanager started for one test.
@@ -461,7 +463,8 @@ func TestIntegrationConnectorAlertReachesWebhooks(t *testing.T) {
 	}
 	projects := map[string]Settings{
 		"alpha": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical,
-			Webhooks: []Webhook{{URL: sink.URL + "/alpha"}}},
+			Webhooks: []Webhook{{URL: sink.URL + "/alpha"}},
+			Names:    Names{Organization: "Acme", Project: "Alpha", Clusters: []rules.Cluster{{ID: "c1", Name: "Plant North"}}}},
 	}
 	if err := a.Apply(t.Context(), projects); err != nil {
 		t.Fatal(err)
@@ -492,7 +495,9 @@ func TestIntegrationConnectorAlertReachesWebhooks(t *testing.T) {
 		if _, ok := al.Labels["status"]; ok {
 			t.Fatalf("%s: the status label leaked into the alert: %v", path, al.Labels)
 		}
-		if al.Annotations["link"] != "https://ecp.example.test/clusters/c1" || al.Annotations["summary"] == "" {
+		if al.Annotations["link"] != "https://ecp.example.test/clusters/c1" || al.Annotations["cluster_name"] != "Plant North" ||
+			al.Annotations["project_name"] != "Alpha" || al.Annotations["organization_name"] != "Acme" ||
+			al.Annotations["summary"] != "EMQX connector http:sink is not connected in cluster Plant North." {
 			t.Fatalf("%s: annotations %v", path, al.Annotations)
 		}
 	}

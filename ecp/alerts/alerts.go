@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/alerting"
@@ -224,6 +225,9 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 		ao.SMTP, ao.Destinations = opts.SMTP, opts.Destinations
 		if opts.Interval > 0 {
 			ao.Interval = opts.Interval
+			// Two evaluations, as alerting.DefaultOptions has for its
+			// interval: one fault's alerts make one notification.
+			ao.Routing.GroupWait = model.Duration(2 * opts.Interval)
 		}
 		mergeRouting(&ao.Routing, opts.Routing)
 		ao.HTTPClient, ao.Logger, ao.Registerer = opts.HTTPClient, logger.With("component", "alerting"), reg
@@ -252,6 +256,9 @@ func mergeRouting(dst *alerting.Routing, src alerting.Routing) {
 	}
 	if src.ECPGroupInterval != 0 {
 		dst.ECPGroupInterval = src.ECPGroupInterval
+	}
+	if src.ResolveTimeout != 0 {
+		dst.ResolveTimeout = src.ResolveTimeout
 	}
 }
 
@@ -283,13 +290,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		moved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerts_moved_to_history_total",
-			Help: "Alerts moved from the active list to history, by reason: resolved, stale or gone (Alertmanager no longer holds it).",
+			Help: "Alerts moved from the active list to history, by reason: resolved, stale, gone (Alertmanager no longer holds it) or removed (its cluster left the project).",
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{"stored", "unchanged", "ignored", "error"} {
 		m.notifications.WithLabelValues(r)
 	}
-	for _, r := range []string{EndResolved, EndStale, EndGone} {
+	for _, r := range []string{EndResolved, EndStale, EndGone, EndRemoved} {
 		m.moved.WithLabelValues(r)
 	}
 	if reg != nil {

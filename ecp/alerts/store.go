@@ -54,6 +54,9 @@ const (
 	// EndGone: Alertmanager no longer holds it, though ecp never heard
 	// its resolution.
 	EndGone = "gone"
+	// EndRemoved: its cluster was deleted or transferred to another
+	// project.
+	EndRemoved = "removed"
 )
 
 // Alert is one alert episode as the lists show it.
@@ -76,7 +79,7 @@ type Alert struct {
 	// EndsAt is null while active.
 	EndsAt *time.Time `json:"endsAt"`
 	State  string     `json:"state"`
-	// EndReason says why it ended: resolved, stale or gone.
+	// EndReason says why it ended: resolved, stale, gone or removed.
 	EndReason string `json:"endReason,omitempty"`
 	// LastNotifiedAt is when Alertmanager last told ecp about it.
 	LastNotifiedAt time.Time `json:"lastNotifiedAt"`

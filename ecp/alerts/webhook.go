@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/rules"
@@ -27,7 +28,7 @@ const maxWebhookBody = 8 << 20
 
 // LabelTest marks the alerts of "send test notification": they reach the
 // project's channels but never ecp's lists.
-const LabelTest = "ecp_test"
+const LabelTest = alerting.LabelTest
 
 // webhookMessage is Alertmanager's webhook payload, version 4 (the fields
 // ecp reads; 0.34 adds more, which are ignored).
