@@ -63,11 +63,14 @@ const (
 type Alert struct {
 	// ID is stable for one episode: derived from Alertmanager's
 	// fingerprint (the label set) and startsAt.
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Project  string `json:"project"`
-	Cluster  string `json:"cluster"`
-	Severity string `json:"severity"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Project string `json:"project"`
+	Cluster string `json:"cluster"`
+	// ClusterName is the cluster's name when the alert was last notified
+	// (annotation cluster_name), which outlives a deleted cluster.
+	ClusterName string `json:"clusterName,omitempty"`
+	Severity    string `json:"severity"`
 	// Summary, Description and Link are the rule's annotations; Link
 	// points back into ecp's console.
 	Summary     string `json:"summary"`

@@ -104,7 +104,8 @@ func (s *Service) toAlert(a webhookAlert) Alert {
 	return Alert{
 		ID: AlertID(fp, a.StartsAt), Name: a.Labels["alertname"],
 		Project: a.Labels[rules.LabelProject], Cluster: a.Labels[rules.LabelCluster], Severity: a.Labels[rules.LabelSeverity],
-		Summary: a.Annotations[rules.AnnotationSummary], Description: a.Annotations[rules.AnnotationDescription], Link: a.Annotations[rules.AnnotationLink],
+		ClusterName: a.Annotations[rules.AnnotationClusterName],
+		Summary:     a.Annotations[rules.AnnotationSummary], Description: a.Annotations[rules.AnnotationDescription], Link: a.Annotations[rules.AnnotationLink],
 		Labels: a.Labels, StartsAt: a.StartsAt.UTC(), State: StateActive,
 		LastNotifiedAt: s.opts.Now().UTC(), Fingerprint: fp, GeneratorURL: a.GeneratorURL,
 	}
@@ -168,7 +169,7 @@ func (s *Service) fire(ctx context.Context, al Alert) (string, error) {
 }
 
 func sameAlert(a, b Alert) bool {
-	return a.Name == b.Name && a.Severity == b.Severity && a.Summary == b.Summary && a.Description == b.Description &&
+	return a.Name == b.Name && a.Severity == b.Severity && a.Summary == b.Summary && a.Description == b.Description && a.ClusterName == b.ClusterName &&
 		a.Link == b.Link && maps.Equal(a.Labels, b.Labels) && a.StartsAt.Equal(b.StartsAt)
 }
 
