@@ -153,8 +153,10 @@ func DefaultOptions() Options {
 			// its actions, the rules failing on it) fire within one
 			// evaluation of each other, so they go out as one
 			// notification; still within half a minute of firing.
-			GroupWait:        model.Duration(2 * rules.DefaultInterval),
-			GroupInterval:    model.Duration(time.Minute),
+			GroupWait: model.Duration(2 * rules.DefaultInterval),
+			// Grouped by cluster, a new fault in a cluster that already
+			// notified waits for this: two evaluations, as group_wait.
+			GroupInterval:    model.Duration(2 * rules.DefaultInterval),
 			RepeatInterval:   model.Duration(4 * time.Hour),
 			ECPGroupInterval: model.Duration(10 * time.Second),
 		},

@@ -226,8 +226,12 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 		if opts.Interval > 0 {
 			ao.Interval = opts.Interval
 			// Two evaluations, as alerting.DefaultOptions has for its
-			// interval: one fault's alerts make one notification.
+			// interval: one fault's alerts make one notification. A
+			// cluster's group usually notified already (a new cluster
+			// is over its max connections at once), so a new fault in it
+			// waits for group_interval: as short, but at least 10 s.
 			ao.Routing.GroupWait = model.Duration(2 * opts.Interval)
+			ao.Routing.GroupInterval = model.Duration(max(2*opts.Interval, 10*time.Second))
 		}
 		mergeRouting(&ao.Routing, opts.Routing)
 		ao.HTTPClient, ao.Logger, ao.Registerer = opts.HTTPClient, logger.With("component", "alerting"), reg
