@@ -143,7 +143,8 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 	// First, so that the lists drop a removed cluster's alerts without
 	// waiting for the files and reloads below; a failure is retried with
 	// the next change or resync and holds no apply back.
-	if err := s.endRemoved(ctx, names); err != nil && ctx.Err() == nil {
+	removed, err := s.endRemoved(ctx, names)
+	if err != nil && ctx.Err() == nil {
 		s.logger.Error("moving the alerts of removed clusters to history failed", "err", err)
 	}
 	projects := map[string]alerting.Settings{}
@@ -188,6 +189,11 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 		}
 		if failed = errors.Join(others...); failed != nil {
 			st.OK, st.Error = false, failed.Error()
+		}
+		// After the files: Prometheus no longer fires them, so nothing
+		// turns them back on in Alertmanager.
+		if err := s.alerting.Resolve(ctx, removed, s.opts.Now()); err != nil && ctx.Err() == nil {
+			s.logger.Warn("resolving the alerts of removed clusters in Alertmanager failed; Prometheus resolves them after its resend delay", "err", err)
 		}
 	}
 	if st.OK {

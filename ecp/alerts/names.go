@@ -58,14 +58,16 @@ func (s *Service) loadNames(ctx context.Context) (map[string]alerting.Names, err
 // cluster that is no longer in the alert's project (deleted, or
 // transferred to another project): the project's list stops showing it
 // at once, rather than when the rules, rewritten without the cluster,
-// resolve it. Only the leader calls it.
-func (s *Service) endRemoved(ctx context.Context, names map[string]alerting.Names) error {
+// resolve it. It returns the alerts moved, for Alertmanager to resolve
+// too. Only the leader calls it.
+func (s *Service) endRemoved(ctx context.Context, names map[string]alerting.Names) ([]alerting.Resolution, error) {
 	all, err := kv.List[Alert](ctx, s.cli, activePrefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := s.opts.Now()
 	var errs []error
+	var moved []alerting.Resolution
 	for _, a := range all {
 		if a.Cluster == "" || slices.ContainsFunc(names[a.Project].Clusters, func(c rules.Cluster) bool { return c.ID == a.Cluster }) {
 			continue
@@ -75,6 +77,22 @@ func (s *Service) endRemoved(ctx context.Context, names map[string]alerting.Name
 			continue
 		}
 		s.logger.Info("alert of a cluster no longer in its project moved to history", "alert", a.ID, "name", a.Name, "project", a.Project, "cluster", a.Cluster)
+		moved = append(moved, resolution(a, names[a.Project]))
 	}
-	return errors.Join(errs...)
+	return moved, errors.Join(errs...)
+}
+
+// resolution is a as Alertmanager holds it: its labels and start, and
+// annotations that keep naming it in the resolution's notification.
+func resolution(a Alert, n alerting.Names) alerting.Resolution {
+	an := map[string]string{}
+	for k, v := range map[string]string{
+		rules.AnnotationSummary: a.Summary, rules.AnnotationDescription: a.Description, rules.AnnotationLink: a.Link,
+		rules.AnnotationClusterName: a.ClusterName, rules.AnnotationProjectName: n.Project, rules.AnnotationOrganizationName: n.Organization,
+	} {
+		if v != "" {
+			an[k] = v
+		}
+	}
+	return alerting.Resolution{Labels: a.Labels, Annotations: an, StartsAt: a.StartsAt}
 }

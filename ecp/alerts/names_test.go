@@ -1,6 +1,7 @@
 package alerts
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -89,6 +90,19 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 		t.Fatalf("history after the deletion: %+v", hist)
 	}
 	waitFor("the rules stop selecting c1", func() bool { return strings.Contains(rules(), `cluster=~"c2"`) })
+	// And Alertmanager is told it ended, under its names, rather than
+	// waiting for Prometheus' resend delay.
+	waitFor("alertmanager gets c1's alert resolved", func() bool {
+		for _, b := range am.alerts() {
+			var posted []alerting.Resolution
+			if json.Unmarshal(b, &posted) == nil && len(posted) == 1 && posted[0].Labels["cluster"] == "c1" &&
+				posted[0].Annotations["cluster_name"] == "name of c1" && posted[0].Annotations["project_name"] == "plant" &&
+				!posted[0].EndsAt.IsZero() && posted[0].StartsAt.Equal(t0) {
+				return true
+			}
+		}
+		return false
+	})
 
 	putSpec("c2", "Plant South", w.foreign.ID)
 	waitFor("c2's alert leaves the active list after its transfer", func() bool { return len(a.list(p, "state=active")) == 0 })
