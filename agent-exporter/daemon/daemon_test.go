@@ -279,8 +279,8 @@ func TestRegisterFailures(t *testing.T) {
 		wantMsg  string
 	}{
 		{"wrong EMQX password", registerArgs(ecp.URL, "fresh", emqx.URL, "nope"), 1, "refused the username or password"},
-		{"used token", registerArgs(ecp.URL, "used", emqx.URL, "public"), 1, "unknown, already used or expired"},
-		{"expired token", registerArgs(ecp.URL, "expired", emqx.URL, "public"), 1, "has expired"},
+		{"used token", registerArgs(ecp.URL, "used", emqx.URL, "public"), 1, "unknown or was already used"},
+		{"expired token", registerArgs(ecp.URL, "expired", emqx.URL, "public"), 1, "expired at"},
 		{"ecp unreachable", registerArgs("http://127.0.0.1:1", "fresh", emqx.URL, "public"), 1, "cannot reach ecp"},
 		{"EMQX unreachable", registerArgs(ecp.URL, "fresh", "http://127.0.0.1:1", "public"), 1, "cannot reach EMQX"},
 		{"EMQX TLS failure", registerArgs(ecp.URL, "fresh", tlsEMQX.URL, "public"), 1, "--insecure-skip-verify"},
@@ -675,5 +675,25 @@ func TestEMQXAuthFailedLater(t *testing.T) {
 	_, out, _ := h.cli("status")
 	if !strings.Contains(out, "emqx reachable:       no (EMQXAuthFailed") {
 		t.Fatalf("status:\n%s", out)
+	}
+}
+
+// TestJourneyTokenErrorSaysItOnce: a refused registration token is
+// explained once, in ecp's words, not wrapped in the agent's own account
+// of the same thing ("…unknown, already used or expired (registration
+// token unknown or used); issue a new one…").
+func TestJourneyTokenErrorSaysItOnce(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.ExpireToken("expired")
+	h := startDaemon(t, t.TempDir())
+	for _, tc := range []struct{ token, want string }{
+		{"never-issued", "register failed: the registration token is unknown or was already used; issue a new one\n"},
+		{"expired", "register failed: the registration token expired at 2026-01-01T00:00:00Z; issue a new one\n"},
+	} {
+		code, _, errOut := h.cli(registerArgs(ecp.URL, tc.token, emqx.URL, "public")...)
+		if code != 1 || errOut != tc.want {
+			t.Errorf("token %s: code %d stderr\n%q\nwant\n%q", tc.token, code, errOut, tc.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -214,12 +215,14 @@ func ecpError(ecpURL string, err error) *control.Error {
 	var apiErr *ecpclient.APIError
 	if errors.As(err, &apiErr) {
 		switch {
+		// ecp's message says what is wrong with the token and what to do;
+		// wrapping it in the agent's own words said everything twice.
 		case apiErr.Code == agentproto.CodeTokenExpired:
-			return ctlErr(http.StatusBadGateway, control.CodeTokenExpired,
-				"ecp refused the registration token: it has expired; issue a new one in ecp (cluster → registration) and run register again")
+			return ctlErr(http.StatusBadGateway, control.CodeTokenExpired, "%s",
+				cmp.Or(apiErr.Message, "the registration token expired; issue a new one"))
 		case apiErr.Code == agentproto.CodeTokenInvalid:
-			return ctlErr(http.StatusBadGateway, control.CodeTokenInvalid,
-				"ecp refused the registration token: it is unknown, already used or expired (%s); issue a new one in ecp", apiErr.Message)
+			return ctlErr(http.StatusBadGateway, control.CodeTokenInvalid, "%s",
+				cmp.Or(apiErr.Message, "the registration token is unknown or was already used; issue a new one"))
 		case apiErr.Status == http.StatusTooManyRequests:
 			return ctlErr(http.StatusBadGateway, control.CodeRateLimited,
 				"ecp is busy (429); try again in %s", max(apiErr.RetryAfter, secondsDuration(1)))

@@ -149,10 +149,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	switch s.tokens[req.Token] {
 	case "valid":
 	case "expired":
-		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenExpired, "registration token expired")
+		// ecp's own wording (ecp/fleet), which the agent passes on.
+		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenExpired, "the registration token expired at 2026-01-01T00:00:00Z; issue a new one")
 		return
 	default:
-		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenInvalid, "registration token unknown or used")
+		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenInvalid, "the registration token is unknown or was already used; issue a new one")
 		return
 	}
 	s.tokens[req.Token] = "used"
