@@ -111,6 +111,8 @@ func Operations() []Operation {
 		{Method: "GET", Path: Path, Tag: "meta", Summary: "This document.", Public: true, Responses: map[int]string{200: ""}},
 		{Method: "GET", Path: "/downloads/agent-exporter/{os}/{arch}", Tag: "downloads", Summary: "The agent-exporter binary for os/arch (linux amd64, arm64, arm).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{404}},
 		{Method: "HEAD", Path: "/downloads/agent-exporter/{os}/{arch}", Tag: "downloads", Summary: "Size and date of the agent-exporter binary.", Public: true, Responses: map[int]string{200: ""}, Errors: []int{404}},
+		{Method: "GET", Path: "/downloads/agent-exporter.service", Tag: "downloads", Summary: "The agent's systemd unit (deploy/systemd/agent-exporter.service); its header says how to install it.", Public: true, Responses: map[int]string{200: ""}},
+		{Method: "HEAD", Path: "/downloads/agent-exporter.service", Tag: "downloads", Summary: "Size of the agent's systemd unit.", Public: true, Responses: map[int]string{200: ""}},
 		{Method: "POST", Path: agentproto.PathRegister, Tag: "agent", Summary: "Agent: register with a single-use registration token (agentproto.RegisterRequest).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}},
 		{Method: "POST", Path: agentproto.PathReport, Tag: "agent", Summary: "Agent: report a snapshot; the reply carries the desired state (agent credential).", Public: true, Responses: map[int]string{200: ""}, Errors: []int{400, 401, 429}},
 		{Method: "GET", Path: agentproto.PathDesired, Tag: "agent", Summary: "Agent: long-poll the desired state (after=REV, timeout) (agent credential).", Public: true, Responses: map[int]string{200: "", 204: ""}, Errors: []int{400, 401, 429}},
@@ -196,7 +198,7 @@ func schemas() map[string]any {
 		"MaxConnectionsRequest": obj(map[string]any{"maxConnections": map[string]any{"type": "integer", "minimum": 1}}, "maxConnections"),
 		"Registration": obj(map[string]any{
 			"clusterId": str, "token": str, "expiresAt": when, "ecpUrl": str, "maxConnections": integer, "note": str,
-			"placeholders": map[string]any{"type": "array", "items": str},
+			"placeholders": map[string]any{"type": "array", "items": str}, "systemdUnit": str,
 			"commands": map[string]any{"type": "array", "items": obj(map[string]any{
 				"os": str, "arch": str, "download": str, "chmod": str, "run": str, "register": str, "script": str,
 			})},
