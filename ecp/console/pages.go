@@ -112,7 +112,7 @@ var flashes = map[string]string{
 	"saved":         "Changes saved.",
 	"max":           "Max connections changed; the agent applies it to EMQX within seconds.",
 	"logs":          "Log collection switched; the agent follows within seconds.",
-	"transferred":   "Cluster transferred to this project.",
+	"transferred":   "Cluster transferred to this project. Its log lines, alerts and series from before the transfer stay in the old project.",
 	"deleted":       "Cluster deleted. Its agent is told to unregister; the EMQX cluster itself is not touched.",
 	"alert-removed": "Alert removed.",
 	"test-sent":     "Test notification sent to every channel of the project.",
