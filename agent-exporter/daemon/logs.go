@@ -102,6 +102,10 @@ func (c *logControl) stop(final bool) {
 	c.stopped = c.stopped || final
 }
 
+// nodeAskInterval spaces the agent's questions to EMQX about which node it
+// is while EMQX does not answer.
+const nodeAskInterval = time.Minute
+
 // nodeNamer returns the shipper's Options.Node for session s: the name of
 // the EMQX node whose log directory the agent reads. In order: the only
 // node; the node whose host part is this machine (its hostname or one of
@@ -110,7 +114,10 @@ func (c *logControl) stop(final bool) {
 // EMQX talks to its own node, as the registration guide has it); else ""
 // rather than a guess. The shipper calls it from its one goroutine.
 func (a *App) nodeNamer(s *session) func() string {
-	var answering string // the API's node, asked once it is needed
+	var (
+		answering string    // the API's node, asked once it is needed
+		askAfter  time.Time // after a failed ask, not before (EMQX may be down)
+	)
 	apiLocal := isLocalHost(hostOf(s.reg.EMQX.APIURL))
 	return func() string {
 		if snap := a.col.Latest(); snap != nil {
@@ -128,10 +135,13 @@ func (a *App) nodeNamer(s *session) func() string {
 		if !apiLocal {
 			return ""
 		}
-		if answering == "" {
+		if answering == "" && !a.opts.Now().Before(askAfter) {
 			name, err := s.emqx.LocalNode(s.ctx)
 			if err != nil {
-				a.log.Warn("cannot tell which EMQX node this is; log lines go without a node", "err", err)
+				if askAfter.IsZero() {
+					a.log.Warn("cannot tell which EMQX node this is; log lines go without a node until it answers", "err", err)
+				}
+				askAfter = a.opts.Now().Add(nodeAskInterval)
 				return ""
 			}
 			answering = name
