@@ -697,3 +697,25 @@ func TestJourneyTokenErrorSaysItOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestJourneyRegisterChecksTheLogDir: register with log collection from a
+// directory this host does not have (the guide's /opt/emqx/log on a deb or
+// rpm install) is refused before the token is spent, saying where EMQX
+// keeps its logs; the same token then registers with the right directory.
+func TestJourneyRegisterChecksTheLogDir(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok-1")
+	h := startDaemon(t, t.TempDir())
+	missing := filepath.Join(t.TempDir(), "opt-emqx-log")
+	code, _, errOut := h.cli(append(registerArgs(ecp.URL, "tok-1", emqx.URL, "public"), "--emqx-log-collection-enabled", "--emqx-log-collection-dir", missing)...)
+	want := "register failed: --emqx-log-collection-dir " + missing + " does not exist on this host. " +
+		"EMQX writes its logs to /opt/emqx/log (tar.gz, Docker) or /var/log/emqx (deb, rpm); its dashboard shows the directory as the node's log path. " +
+		"Give that one, or register without --emqx-log-collection-enabled to collect no logs\n"
+	if code != 1 || errOut != want {
+		t.Fatalf("code %d stderr\n%q\nwant\n%q", code, errOut, want)
+	}
+	if code, _, errOut := h.cli(append(registerArgs(ecp.URL, "tok-1", emqx.URL, "public"), "--emqx-log-collection-enabled", "--emqx-log-collection-dir", t.TempDir())...); code != 0 {
+		t.Fatalf("the token was spent by the refused attempt: %s", errOut)
+	}
+}
