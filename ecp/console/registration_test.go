@@ -16,7 +16,8 @@ import (
 // holds until the field is filled in (the fields showed "admin" and
 // "http://127.0.0.1:18083" while the command said <EMQX_USERNAME>…); and
 // step 2 says what to do about the agent's port and log directory and
-// links the systemd unit ecp serves.
+// links the systemd unit ecp serves; the log directory field says which
+// directory EMQX uses where.
 func TestJourneyGuidePlaceholdersMatchTheCommand(t *testing.T) {
 	e := start(t, nil)
 	b := e.browser()
@@ -53,6 +54,7 @@ func TestJourneyGuidePlaceholdersMatchTheCommand(t *testing.T) {
 		"where that port is taken it stops and says so: add <code>--web.listen-address 127.0.0.1:9734</code>",
 		"or to the terminal with a warning where that directory does not exist",
 		`the systemd unit <a href="` + e.url + `/downloads/agent-exporter.service">agent-exporter.service</a>`,
+		"<code>/var/log/emqx</code> for deb and rpm. Register refuses one that does not exist on the host, before it uses the token.",
 	} {
 		if !strings.Contains(p.body, want) {
 			t.Errorf("step 2 lacks %q", want)
