@@ -735,7 +735,7 @@ func (c *Console) funcs() template.FuncMap {
 		"when":    c.when,
 		"stamp":   stamp,
 		"restamp": c.restamp,
-		"add": func(a, b int) int { return a + b },
+		"add":     func(a, b int) int { return a + b },
 		"pageURL": func(d listData, token string, page int) string {
 			v := url.Values{}
 			if d.State != "" {
