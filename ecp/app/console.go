@@ -16,6 +16,7 @@ func (a *App) mountConsole(root, fallback *mux.Router) error {
 		API:           root,
 		Sessions:      a.users,
 		Authz:         a.authz,
+		Clusters:      a.clusters,
 		SecureCookies: strings.HasPrefix(a.opts.ExternalURL, "https://"),
 	}, a.logger.With("component", "console"))
 	if err != nil {

@@ -151,8 +151,8 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (api *API) view(r *http.Request, s clusterspec.Spec) (Cluster, error) {
-	st, err := api.fleet.Status(r.Context(), s.ID)
+func (api *API) view(ctx context.Context, s clusterspec.Spec) (Cluster, error) {
+	st, err := api.fleet.Status(ctx, s.ID)
 	if err != nil {
 		return Cluster{}, fmt.Errorf("read status of cluster %s: %w", s.ID, err)
 	}
@@ -216,18 +216,7 @@ func (api *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := api.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
-	if err != nil {
-		return err
-	}
-	q, err := parseListQuery(r.URL.Query(), "project\x00"+p.ID)
-	if err != nil {
-		return err
-	}
-	if err := api.index.wait(r.Context()); err != nil {
-		return err
-	}
-	page, err := api.page(r.Context(), p.ID, nil, q)
+	page, err := api.List(r.Context(), ac, mux.Vars(r)["project"], listQueryOf(r.URL.Query()))
 	if err != nil {
 		return err
 	}
@@ -300,7 +289,7 @@ func (api *API) create(w http.ResponseWriter, r *http.Request) error {
 		return quota.APIError(err)
 	}
 	api.refresh(r, spec.ID)
-	c, err := api.view(r, spec)
+	c, err := api.view(r.Context(), spec)
 	if err != nil {
 		return err
 	}
@@ -322,44 +311,15 @@ func (api *API) load(r *http.Request, want tenancy.Level) (entry, error) {
 	if err != nil {
 		return entry{}, err
 	}
-	id := mux.Vars(r)["id"]
-	notFound := httpapi.NotFound("no cluster %s", id)
-	if !kv.ValidID(id) {
-		return entry{}, notFound
-	}
-	spec, err := api.ledger.Get(r.Context(), id)
-	if err != nil {
-		if errors.Is(err, quota.ErrNotFound) {
-			return entry{}, notFound
-		}
-		return entry{}, err
-	}
-	p, err := api.authz.Store().GetProject(r.Context(), spec.Project)
-	if err != nil {
-		if errors.Is(err, tenancy.ErrNotFound) {
-			return entry{}, notFound
-		}
-		return entry{}, err
-	}
-	switch got := ac.Project(p); {
-	case got == tenancy.None:
-		return entry{}, notFound
-	case got < want:
-		return entry{}, httpapi.Forbidden("you may view cluster " + id + " but changing it needs project-admin, org-admin or system-admin on its project")
-	}
-	if want == tenancy.Admin {
-		audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + id})
-	}
-	return entry{access: ac, spec: spec, project: p}, nil
+	return api.loadEntry(r.Context(), ac, mux.Vars(r)["id"], want)
 }
 
 func (api *API) get(w http.ResponseWriter, r *http.Request) error {
-	e, err := api.load(r, tenancy.View)
+	ac, err := api.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	spec := e.spec
-	c, err := api.view(r, spec)
+	c, err := api.Get(r.Context(), ac, mux.Vars(r)["id"])
 	if err != nil {
 		return err
 	}
@@ -451,7 +411,7 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 // this replica's index hold the change (read-your-writes).
 func (api *API) replyUpdated(w http.ResponseWriter, r *http.Request, updated clusterspec.Spec) error {
 	api.refresh(r, updated.ID)
-	c, err := api.view(r, updated)
+	c, err := api.view(r.Context(), updated)
 	if err != nil {
 		return err
 	}

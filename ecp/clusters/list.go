@@ -81,10 +81,30 @@ func (q *listQuery) fingerprint() string {
 	return base64.RawURLEncoding.EncodeToString(h[:9])
 }
 
+// listQueryOf reads a list request's query string. A limit that is not a
+// number is kept as -1, which newListQuery refuses in its turn.
+func listQueryOf(v url.Values) ListQuery {
+	in := ListQuery{Q: v.Get("q"), State: v.Get("state"), PageToken: v.Get("pageToken")}
+	if s := v.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			n = -1
+		}
+		in.Limit = n
+	}
+	return in
+}
+
 // parseListQuery validates the query of a list request; every refusal
 // names its field.
 func parseListQuery(v url.Values, scope string) (*listQuery, error) {
-	q := &listQuery{scope: scope, q: strings.TrimSpace(v.Get("q")), state: v.Get("state"), limit: DefaultListLimit}
+	return newListQuery(listQueryOf(v), scope)
+}
+
+// newListQuery validates a list request for the list named scope; every
+// refusal names its field.
+func newListQuery(in ListQuery, scope string) (*listQuery, error) {
+	q := &listQuery{scope: scope, q: strings.TrimSpace(in.Q), state: in.State, limit: DefaultListLimit}
 	if q.state != "" && !slices.Contains(States, q.state) {
 		return nil, httpapi.Invalid("state", "state must be one of %s", strings.Join(States, ", "))
 	}
@@ -92,14 +112,13 @@ func parseListQuery(v url.Values, scope string) (*listQuery, error) {
 		return nil, httpapi.Invalid("q", "q (a part of the cluster name, or its id) must be at most %d characters", MaxQueryRunes)
 	}
 	q.lowerQ = strings.ToLower(q.q)
-	if s := v.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > MaxListLimit {
+	if in.Limit != 0 {
+		if in.Limit < 1 || in.Limit > MaxListLimit {
 			return nil, httpapi.Invalid("limit", "limit must be an integer from 1 to %d (default %d)", MaxListLimit, DefaultListLimit)
 		}
-		q.limit = n
+		q.limit = in.Limit
 	}
-	if tok := v.Get("pageToken"); tok != "" {
+	if tok := in.PageToken; tok != "" {
 		c, err := decodeCursor(tok)
 		if err != nil {
 			return nil, httpapi.Invalid("pageToken", "pageToken is not a page token of this list; start again without it")

@@ -38,6 +38,7 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/ecp/auth"
+	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/secret"
 )
@@ -74,9 +75,12 @@ type Options struct {
 	API http.Handler
 	// Sessions resolves session tokens and ends them at logout. Required.
 	Sessions *auth.Store
-	// Authz tells the caller's level on a project, to hide controls.
-	// Required.
+	// Authz tells the caller's level on a project, to hide controls, and
+	// serves the navigation's organizations and projects. Required.
 	Authz *tenancy.Authorizer
+	// Clusters serves the cluster pages through its service methods.
+	// Required.
+	Clusters *clusters.API
 	// SecureCookies marks cookies Secure (ecp's external URL is https).
 	SecureCookies bool
 	// RefreshInterval is how often lists and states refresh themselves.
@@ -100,8 +104,8 @@ type Console struct {
 
 // New parses the embedded templates and returns the console.
 func New(opts Options, logger *slog.Logger) (*Console, error) {
-	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil {
-		return nil, errors.New("console: Options.API, Sessions and Authz are required")
+	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil {
+		return nil, errors.New("console: Options.API, Sessions, Authz and Clusters are required")
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultRefreshInterval
@@ -228,6 +232,9 @@ type session struct {
 	principal *auth.Principal
 	token     secret.String
 	csrf      string
+	// access is the caller's access with the tenancy records, loaded
+	// once for the request by access().
+	access *tenancy.Access
 }
 
 type sessionKey struct{}

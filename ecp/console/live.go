@@ -18,7 +18,7 @@ func (c *Console) registerLive(r *mux.Router) {
 // clusterStatus is the cluster page's Status panel alone: state, reason and
 // every fact the agent's reports fill in.
 func (c *Console) clusterStatus(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectBase(r, "", "")
+	b, err := c.projectPart(r)
 	if err != nil {
 		return err
 	}

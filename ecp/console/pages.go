@@ -59,19 +59,31 @@ func (c *Console) base(r *http.Request, title string) base {
 // projectBase loads the project in the path (404 when the caller may not
 // see it) and the navigation: every org and project the caller may see.
 func (c *Console) projectBase(r *http.Request, title, active string) (base, error) {
+	return c.projectView(r, title, active, true)
+}
+
+// projectPart is projectBase for a fragment a page polls: the navigation
+// is no part of it, so it is not built.
+func (c *Console) projectPart(r *http.Request) (base, error) {
+	return c.projectView(r, "", "", false)
+}
+
+func (c *Console) projectView(r *http.Request, title, active string, withNav bool) (base, error) {
 	b := c.base(r, title)
 	b.Active = active
-	var p tenancy.Project
-	if err := c.get(r, "/projects/"+pathEscape(mux.Vars(r)["project"]), &p); err != nil {
-		return b, err
-	}
-	b.Project = &p
-	if err := c.nav(r, &b); err != nil {
-		return b, err
-	}
-	ac, err := c.opts.Authz.Access(r.Context(), sessionFrom(r.Context()).principal)
+	ac, err := c.access(r)
 	if err != nil {
 		return b, err
+	}
+	p, err := c.opts.Authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
+	if err != nil {
+		return b, serviceError(err)
+	}
+	b.Project = &p
+	if withNav {
+		if err := c.nav(r, &b); err != nil {
+			return b, err
+		}
 	}
 	b.CanAdmin = ac.Project(p) >= tenancy.Admin
 	b.System = ac.System
@@ -80,17 +92,21 @@ func (c *Console) projectBase(r *http.Request, title, active string) (base, erro
 }
 
 func (c *Console) nav(r *http.Request, b *base) error {
-	var os struct{ Items []tenancy.Org }
-	var ps struct{ Items []tenancy.Project }
-	if err := c.get(r, "/orgs", &os); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return err
 	}
-	if err := c.get(r, "/projects", &ps); err != nil {
+	orgs, err := c.opts.Authz.Orgs(r.Context(), ac)
+	if err != nil {
 		return err
 	}
-	for _, o := range os.Items {
+	projects, err := c.opts.Authz.Projects(r.Context(), ac, "")
+	if err != nil {
+		return err
+	}
+	for _, o := range orgs {
 		n := navOrg{Org: o}
-		for _, p := range ps.Items {
+		for _, p := range projects {
 			if p.Org == o.ID {
 				n.Projects = append(n.Projects, p)
 			}
@@ -291,7 +307,18 @@ type stateCount struct {
 // the API's list: filters, paging and counts are the API's, so the page
 // costs the same at 10 or 10,000 clusters.
 func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectBase(r, "Clusters", "clusters")
+	part := r.Header.Get("HX-Request") != "" && r.Header.Get("HX-Target") == "cluster-table"
+	var b base
+	var err error
+	if part {
+		b, err = c.projectPart(r)
+	} else {
+		b, err = c.projectBase(r, "Clusters", "clusters")
+	}
+	if err != nil {
+		return err
+	}
+	ac, err := c.access(r)
 	if err != nil {
 		return err
 	}
@@ -304,13 +331,16 @@ func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	if d.Token != "" {
 		d.Page = max(1, atoiOr(q.Get("page"), 1))
 	}
-	var list clusters.ListPage
-	err = c.get(r, clusterListPath(b.Project.ID, d.Q, d.State, d.Token, c.opts.PageSize), &list)
+	lq := clusters.ListQuery{Q: d.Q, State: d.State, PageToken: d.Token, Limit: c.opts.PageSize}
+	list, err := c.opts.Clusters.List(r.Context(), ac, b.Project.ID, lq)
+	err = serviceError(err)
 	var apiErr *APIError
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest && apiErr.Field == "pageToken" && d.Token != "" {
 		// A token from another filter or an old link: start over.
 		d.Token, d.Page = "", 1
-		err = c.get(r, clusterListPath(b.Project.ID, d.Q, d.State, "", c.opts.PageSize), &list)
+		lq.PageToken = ""
+		list, err = c.opts.Clusters.List(r.Context(), ac, b.Project.ID, lq)
+		err = serviceError(err)
 	}
 	if err != nil {
 		return err
@@ -335,7 +365,7 @@ func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	d.From = (d.Page-1)*size + 1
 	d.To = d.From + len(d.Clusters) - 1
 	d.Updated = c.opts.Now()
-	if r.Header.Get("HX-Request") != "" && r.Header.Get("HX-Target") == "cluster-table" {
+	if part {
 		c.render(w, http.StatusOK, "clusters", "cluster-table", d)
 		return nil
 	}
@@ -493,9 +523,13 @@ type detailData struct {
 // cluster loads the entry in the path; it must belong to the project in the
 // path (a stale link after a transfer answers 404 like any unknown id).
 func (c *Console) cluster(r *http.Request, b base) (clusters.Cluster, error) {
-	var cl clusters.Cluster
-	if err := c.get(r, "/clusters/"+pathEscape(mux.Vars(r)["id"]), &cl); err != nil {
-		return cl, err
+	ac, err := c.access(r)
+	if err != nil {
+		return clusters.Cluster{}, err
+	}
+	cl, err := c.opts.Clusters.Get(r.Context(), ac, mux.Vars(r)["id"])
+	if err != nil {
+		return cl, serviceError(err)
 	}
 	if cl.Project != b.Project.ID {
 		return cl, &APIError{Status: http.StatusNotFound, Message: "no cluster " + mux.Vars(r)["id"] + " in this project"}
@@ -521,7 +555,7 @@ func (c *Console) detail(r *http.Request) (detailData, error) {
 		return d, err
 	}
 	if b.CanAdmin {
-		ac, err := c.opts.Authz.Access(r.Context(), sessionFrom(r.Context()).principal)
+		ac, err := c.access(r)
 		if err != nil {
 			return d, err
 		}
@@ -548,7 +582,7 @@ func (c *Console) clusterDetail(w http.ResponseWriter, r *http.Request) error {
 // clusterState is the state badge alone, polled by the detail and guide
 // pages so a registering agent shows up without a reload.
 func (c *Console) clusterState(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectBase(r, "", "")
+	b, err := c.projectPart(r)
 	if err != nil {
 		return err
 	}

@@ -32,6 +32,9 @@ type Access struct {
 	orgAdmin     map[string]bool
 	orgMember    map[string]bool
 	projectLevel map[string]Level
+	// records, when set (Snapshot), answer the Authorizer's reads of
+	// organizations and projects for this Access.
+	records *records
 }
 
 // Authorizer answers "may this caller do that" for every route.
@@ -51,6 +54,11 @@ func (a *Authorizer) Access(ctx context.Context, p *auth.Principal) (*Access, er
 	if err != nil {
 		return nil, err
 	}
+	return accessOf(p, bs), nil
+}
+
+// accessOf is what bindings bs of p grant.
+func accessOf(p *auth.Principal, bs []Binding) *Access {
 	ac := &Access{Username: p.Username, orgAdmin: map[string]bool{}, orgMember: map[string]bool{}, projectLevel: map[string]Level{}}
 	for _, b := range bs {
 		if b.UserGeneration != 0 && b.UserGeneration != p.Generation {
@@ -70,7 +78,7 @@ func (a *Authorizer) Access(ctx context.Context, p *auth.Principal) (*Access, er
 			ac.orgMember[b.Org] = true
 		}
 	}
-	return ac, nil
+	return ac
 }
 
 // SystemAdmin implements auth.Authorizer.
@@ -149,7 +157,7 @@ func (a *Authorizer) Caller(r *http.Request) (*Access, error) {
 // id came from ("" when it came from the path), so a refused reference in
 // a body says which field it was.
 func (a *Authorizer) Project(ctx context.Context, ac *Access, id string, want Level, field string) (Project, error) {
-	p, err := a.store.GetProject(ctx, id)
+	p, err := a.getProject(ctx, ac, id)
 	if errors.Is(err, ErrNotFound) {
 		return Project{}, projectNotFound(id, field)
 	}
@@ -168,7 +176,7 @@ func (a *Authorizer) Project(ctx context.Context, ac *Access, id string, want Le
 // Org loads the org id for a caller who needs at least level want on it,
 // with the same 404/403 rule as Project.
 func (a *Authorizer) Org(ctx context.Context, ac *Access, id string, want Level, field string) (Org, error) {
-	o, err := a.store.GetOrg(ctx, id)
+	o, err := a.getOrg(ctx, ac, id)
 	notFound := &httpapi.Error{Status: http.StatusNotFound, Code: httpapi.CodeNotFound, Field: field, Message: "no organization " + id}
 	if errors.Is(err, ErrNotFound) {
 		return Org{}, notFound

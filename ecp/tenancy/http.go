@@ -66,17 +66,11 @@ func (api *API) listOrgs(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	orgs, err := api.store.ListOrgs(r.Context())
+	orgs, err := api.authz.Orgs(r.Context(), ac)
 	if err != nil {
 		return err
 	}
-	visible := orgs[:0]
-	for _, o := range orgs {
-		if ac.Org(o.ID) >= View {
-			visible = append(visible, o)
-		}
-	}
-	return httpapi.List(w, visible)
+	return httpapi.List(w, orgs)
 }
 
 func (api *API) createOrg(w http.ResponseWriter, r *http.Request) error {
@@ -150,17 +144,11 @@ func (api *API) listProjects(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (api *API) writeProjects(w http.ResponseWriter, r *http.Request, ac *Access, org string) error {
-	ps, err := api.store.ListProjects(r.Context())
+	ps, err := api.authz.Projects(r.Context(), ac, org)
 	if err != nil {
 		return err
 	}
-	visible := ps[:0]
-	for _, p := range ps {
-		if (org == "" || p.Org == org) && ac.Project(p) >= View {
-			visible = append(visible, p)
-		}
-	}
-	return httpapi.List(w, visible)
+	return httpapi.List(w, ps)
 }
 
 func (api *API) createProject(w http.ResponseWriter, r *http.Request) error {

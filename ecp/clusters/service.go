@@ -1,0 +1,106 @@
+package clusters
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ecpio/ecp/ecp/audit"
+	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/tenancy"
+)
+
+// The service methods below are the API without HTTP: the routes decode a
+// request, call one and encode its result, and the console calls them
+// in-process with the access it loaded for its request. Authorization is
+// inside them, so both see the same 404/403 rule. Refusals are
+// *httpapi.Error.
+
+// ListQuery is a list request as the caller gives it. Limit 0 is
+// DefaultListLimit.
+type ListQuery struct {
+	Q, State, PageToken string
+	Limit               int
+}
+
+// List is one page of the project's entries (see ListPage): 404 when the
+// caller cannot see the project.
+func (api *API) List(ctx context.Context, ac *tenancy.Access, project string, in ListQuery) (ListPage, error) {
+	p, err := api.authz.Project(ctx, ac, project, tenancy.View, "")
+	if err != nil {
+		return ListPage{}, err
+	}
+	q, err := newListQuery(in, "project\x00"+p.ID)
+	if err != nil {
+		return ListPage{}, err
+	}
+	if err := api.index.wait(ctx); err != nil {
+		return ListPage{}, err
+	}
+	return api.page(ctx, p.ID, nil, q)
+}
+
+// Get is one entry: 404 when absent or the caller cannot see its project.
+func (api *API) Get(ctx context.Context, ac *tenancy.Access, id string) (Cluster, error) {
+	e, err := api.loadEntry(ctx, ac, id, tenancy.View)
+	if err != nil {
+		return Cluster{}, err
+	}
+	return api.view(ctx, e.spec)
+}
+
+// Name is an entry's id and name: what a filter's drop-down shows.
+type Name struct {
+	ID   string
+	Name string
+}
+
+// Names are the project's entries in (name, id) order, read from the list
+// index: no etcd read and no agent state, whatever the project's size.
+func (api *API) Names(ctx context.Context, ac *tenancy.Access, project string) ([]Name, error) {
+	p, err := api.authz.Project(ctx, ac, project, tenancy.View, "")
+	if err != nil {
+		return nil, err
+	}
+	if err := api.index.wait(ctx); err != nil {
+		return nil, err
+	}
+	items := api.index.appendSnapshot(nil, p.ID, nil)
+	out := make([]Name, len(items))
+	for i, it := range items {
+		out[i] = Name{ID: it.spec.ID, Name: it.spec.Name}
+	}
+	return out, nil
+}
+
+// loadEntry reads entry id for a caller who needs level want on its
+// project: 404 when absent or invisible, 403 when only visible.
+func (api *API) loadEntry(ctx context.Context, ac *tenancy.Access, id string, want tenancy.Level) (entry, error) {
+	notFound := httpapi.NotFound("no cluster %s", id)
+	if !kv.ValidID(id) {
+		return entry{}, notFound
+	}
+	spec, err := api.ledger.Get(ctx, id)
+	if err != nil {
+		if errors.Is(err, quota.ErrNotFound) {
+			return entry{}, notFound
+		}
+		return entry{}, err
+	}
+	p, err := api.authz.Project(ctx, ac, spec.Project, tenancy.View, "")
+	if err != nil {
+		var he *httpapi.Error
+		if errors.As(err, &he) && he.Status == 404 {
+			return entry{}, notFound
+		}
+		return entry{}, err
+	}
+	if ac.Project(p) < want {
+		return entry{}, httpapi.Forbidden("you may view cluster " + id + " but changing it needs project-admin, org-admin or system-admin on its project")
+	}
+	if want == tenancy.Admin {
+		audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + id})
+	}
+	return entry{access: ac, spec: spec, project: p}, nil
+}
