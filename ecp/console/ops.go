@@ -29,20 +29,15 @@ func (c *Console) registerOps(r *mux.Router) {
 }
 
 // clusterNames lists every cluster of the project for the filters, by
-// name, reading the API's list page after page.
-func (c *Console) clusterNames(r *http.Request, project string) ([]clusters.Cluster, map[string]string, error) {
-	var all []clusters.Cluster
-	token := ""
-	for {
-		var list clusters.ListPage
-		if err := c.get(r, clusterListPath(project, "", "", token, clusters.MaxListLimit), &list); err != nil {
-			return nil, nil, err
-		}
-		all = append(all, list.Items...)
-		if list.NextPageToken == "" {
-			break
-		}
-		token = list.NextPageToken
+// name: the clusters API's name projection, read from memory.
+func (c *Console) clusterNames(r *http.Request, project string) ([]clusters.Name, map[string]string, error) {
+	ac, err := c.access(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	all, err := c.opts.Clusters.Names(r.Context(), ac, project)
+	if err != nil {
+		return nil, nil, serviceError(err)
 	}
 	names := make(map[string]string, len(all))
 	for _, cl := range all {
@@ -56,12 +51,13 @@ func (c *Console) clusterNames(r *http.Request, project string) ([]clusters.Clus
 type monitoringData struct {
 	base
 	Cluster  string
-	Clusters []clusters.Cluster
+	Clusters []clusters.Name
 	Overview monitoring.Overview
 }
 
 func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectBase(r, "Monitoring", "monitoring")
+	part := r.Header.Get("HX-Target") == "monitoring-body"
+	b, err := c.projectPage(r, "Monitoring", "monitoring", part)
 	if err != nil {
 		return err
 	}
@@ -76,7 +72,7 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
 	if err := c.get(r, path, &d.Overview); err != nil {
 		return err
 	}
-	if r.Header.Get("HX-Target") == "monitoring-body" {
+	if part {
 		c.render(w, http.StatusOK, "monitoring", "monitoring-body", d)
 		return nil
 	}
@@ -92,7 +88,7 @@ type alertsData struct {
 	Severity   string
 	Cluster    string
 	Severities []string
-	Clusters   []clusters.Cluster
+	Clusters   []clusters.Name
 	Names      map[string]string
 	Alerts     []alerts.Alert
 	Error      string
@@ -101,7 +97,8 @@ type alertsData struct {
 }
 
 func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectBase(r, "Alerts", "alerts")
+	part := r.Header.Get("HX-Target") == "alerts-body"
+	b, err := c.projectPage(r, "Alerts", "alerts", part)
 	if err != nil {
 		return err
 	}
@@ -130,7 +127,7 @@ func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 	}
 	d.Alerts = list.Items
 	d.Self = "/projects/" + pathEscape(b.Project.ID) + "/alerts?" + v.Encode()
-	if r.Header.Get("HX-Target") == "alerts-body" {
+	if part {
 		c.render(w, http.StatusOK, "alerts", "alerts-body", d)
 		return nil
 	}
@@ -172,7 +169,7 @@ type logsData struct {
 	base
 	Cluster, Level, Q, From, To string
 	Levels                      []string
-	Clusters                    []clusters.Cluster
+	Clusters                    []clusters.Name
 	Names                       map[string]string
 	Page                        logstore.Page
 	Next                        string

@@ -68,6 +68,15 @@ func (c *Console) projectPart(r *http.Request) (base, error) {
 	return c.projectView(r, "", "", false)
 }
 
+// projectPage is projectBase, or projectPart when part: the request is
+// the poll of the page's fragment.
+func (c *Console) projectPage(r *http.Request, title, active string, part bool) (base, error) {
+	if part {
+		return c.projectPart(r)
+	}
+	return c.projectBase(r, title, active)
+}
+
 func (c *Console) projectView(r *http.Request, title, active string, withNav bool) (base, error) {
 	b := c.base(r, title)
 	b.Active = active
@@ -308,13 +317,7 @@ type stateCount struct {
 // costs the same at 10 or 10,000 clusters.
 func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	part := r.Header.Get("HX-Request") != "" && r.Header.Get("HX-Target") == "cluster-table"
-	var b base
-	var err error
-	if part {
-		b, err = c.projectPart(r)
-	} else {
-		b, err = c.projectBase(r, "Clusters", "clusters")
-	}
+	b, err := c.projectPage(r, "Clusters", "clusters", part)
 	if err != nil {
 		return err
 	}
@@ -371,21 +374,6 @@ func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	}
 	c.render(w, http.StatusOK, "clusters", "", d)
 	return nil
-}
-
-// clusterListPath is the API list of a project with the console's filters.
-func clusterListPath(project, q, state, token string, limit int) string {
-	v := url.Values{"limit": {strconv.Itoa(limit)}}
-	if q != "" {
-		v.Set("q", q)
-	}
-	if state != "" {
-		v.Set("state", state)
-	}
-	if token != "" {
-		v.Set("pageToken", token)
-	}
-	return "/projects/" + pathEscape(project) + "/clusters?" + v.Encode()
 }
 
 func atoiOr(s string, def int) int {
