@@ -69,6 +69,8 @@ type App struct {
 	// reports keeps each cluster's latest report for the monitoring
 	// overview; fleet feeds it.
 	reports *monitoring.Store
+	// overview serves the monitoring overview (route and console).
+	overview *monitoring.API
 	// runFleet is the agent side's own loop (nil when Options.Fleet
 	// replaced it).
 	runFleet    func(context.Context) error

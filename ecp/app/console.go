@@ -17,6 +17,7 @@ func (a *App) mountConsole(root, fallback *mux.Router) error {
 		Sessions:      a.users,
 		Authz:         a.authz,
 		Clusters:      a.clusters,
+		Monitoring:    a.overview,
 		SecureCookies: strings.HasPrefix(a.opts.ExternalURL, "https://"),
 	}, a.logger.With("component", "console"))
 	if err != nil {

@@ -41,6 +41,7 @@ func (a *App) buildMetrics(env Env) error {
 	// Replicas share what they heard through etcd, written on change.
 	a.reports.Share(a.cli, kv.NewID(), a.logger.With("component", "monitoring"))
 	a.extensionRuns = append(a.extensionRuns, a.reports.Run)
-	monitoring.NewAPI(a.authz, a.ledger, a.fleet, a.reports).Register(env.API, env.Adapter)
+	a.overview = monitoring.NewAPI(a.authz, a.ledger, a.fleet, a.reports)
+	a.overview.Register(env.API, env.Adapter)
 	return nil
 }

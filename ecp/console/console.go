@@ -39,6 +39,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/secret"
 )
@@ -81,6 +82,8 @@ type Options struct {
 	// Clusters serves the cluster pages through its service methods.
 	// Required.
 	Clusters *clusters.API
+	// Monitoring serves the Monitoring page's overview. Required.
+	Monitoring *monitoring.API
 	// SecureCookies marks cookies Secure (ecp's external URL is https).
 	SecureCookies bool
 	// RefreshInterval is how often lists and states refresh themselves.
@@ -104,8 +107,8 @@ type Console struct {
 
 // New parses the embedded templates and returns the console.
 func New(opts Options, logger *slog.Logger) (*Console, error) {
-	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil {
-		return nil, errors.New("console: Options.API, Sessions, Authz and Clusters are required")
+	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil || opts.Monitoring == nil {
+		return nil, errors.New("console: Options.API, Sessions, Authz, Clusters and Monitoring are required")
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultRefreshInterval

@@ -65,12 +65,12 @@ func (c *Console) monitoring(w http.ResponseWriter, r *http.Request) error {
 	if d.Clusters, _, err = c.clusterNames(r, b.Project.ID); err != nil {
 		return err
 	}
-	path := "/projects/" + pathEscape(b.Project.ID) + "/monitoring"
-	if d.Cluster != "" {
-		path += "?cluster=" + urlQueryEscape(d.Cluster)
-	}
-	if err := c.get(r, path, &d.Overview); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return err
+	}
+	if d.Overview, err = c.opts.Monitoring.Overview(r.Context(), ac, b.Project.ID, d.Cluster); err != nil {
+		return serviceError(err)
 	}
 	if part {
 		c.render(w, http.StatusOK, "monitoring", "monitoring-body", d)

@@ -208,26 +208,37 @@ func (api *API) overview(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	p, err := api.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
+	out, err := api.Overview(r.Context(), ac, mux.Vars(r)["project"], r.URL.Query().Get("cluster"))
 	if err != nil {
 		return err
 	}
-	specs, err := api.clusters.ListProject(r.Context(), p.ID)
+	return httpapi.JSON(w, http.StatusOK, out)
+}
+
+// Overview is the project's overview for the caller, of one cluster of it
+// unless cluster is "": 404 when the caller cannot see the project. The
+// route and the console both call it.
+func (api *API) Overview(ctx context.Context, ac *tenancy.Access, project, cluster string) (Overview, error) {
+	p, err := api.authz.Project(ctx, ac, project, tenancy.View, "")
 	if err != nil {
-		return err
+		return Overview{}, err
 	}
-	if filter := r.URL.Query().Get("cluster"); filter != "" {
-		specs = slices.DeleteFunc(specs, func(s clusterspec.Spec) bool { return s.ID != filter })
+	specs, err := api.clusters.ListProject(ctx, p.ID)
+	if err != nil {
+		return Overview{}, err
+	}
+	if cluster != "" {
+		specs = slices.DeleteFunc(specs, func(s clusterspec.Spec) bool { return s.ID != cluster })
 		if len(specs) == 0 {
-			return httpapi.Invalid("cluster", "cluster %s is not a cluster of project %s", filter, p.ID)
+			return Overview{}, httpapi.Invalid("cluster", "cluster %s is not a cluster of project %s", cluster, p.ID)
 		}
 	}
 	slices.SortFunc(specs, func(a, b clusterspec.Spec) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
 	out := Overview{Project: p.ID, Clusters: []ClusterSummary{}, Abnormal: []Abnormal{}}
 	for _, spec := range specs {
-		st, err := api.statuses.Status(r.Context(), spec.ID)
+		st, err := api.statuses.Status(ctx, spec.ID)
 		if err != nil {
-			return fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
+			return Overview{}, fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
 		}
 		cs := ClusterSummary{ID: spec.ID, Name: spec.Name, State: st.State}
 		out.Connections.Total += st.Connections
@@ -240,7 +251,7 @@ func (api *API) overview(w http.ResponseWriter, r *http.Request) error {
 		}
 		out.Clusters = append(out.Clusters, cs)
 	}
-	return httpapi.JSON(w, http.StatusOK, out)
+	return out, nil
 }
 
 func add(out *Overview, spec clusterspec.Spec, st fleet.Status, sn Snapshot) {
