@@ -329,12 +329,38 @@ const (
 )
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := s.project(r, tenancy.View)
+	ac, err := s.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	state := q.Get("state")
+	v := r.URL.Query()
+	out, err := s.List(r.Context(), ac, mux.Vars(r)["project"], ListQuery{
+		State: v.Get("state"), Severity: v.Get("severity"), Cluster: v.Get("cluster"),
+		From: v.Get("from"), To: v.Get("to"), Limit: v.Get("limit"),
+	})
+	if err != nil {
+		return err
+	}
+	return httpapi.List(w, out)
+}
+
+// ListQuery is a list request's filters as the caller wrote them (the
+// query string of GET /projects/{project}/alerts); List validates them.
+type ListQuery struct {
+	State, Severity, Cluster string
+	// From, To: RFC 3339 times; Limit a whole number.
+	From, To, Limit string
+}
+
+// List is the project's active or past alerts that pass q, newest first:
+// 404 when the caller cannot see the project. The route and the console
+// both call it.
+func (s *Service) List(ctx context.Context, ac *tenancy.Access, project string, q ListQuery) ([]Alert, error) {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.View, "")
+	if err != nil {
+		return nil, err
+	}
+	state := q.State
 	if state == "" {
 		state = StateActive
 	}
@@ -344,35 +370,36 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	case StateHistory:
 		prefix = historyPrefix
 	default:
-		return httpapi.Invalid("state", "state must be active or history, got %q", state)
+		return nil, httpapi.Invalid("state", "state must be active or history, got %q", state)
 	}
 	var from, to time.Time
 	for _, f := range []struct {
 		name string
 		t    *time.Time
-	}{{"from", &from}, {"to", &to}} {
-		if v := q.Get(f.name); v != "" {
+		v    string
+	}{{"from", &from, q.From}, {"to", &to, q.To}} {
+		if v := f.v; v != "" {
 			if *f.t, err = time.Parse(time.RFC3339, v); err != nil {
-				return httpapi.Invalid(f.name, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", f.name, v)
+				return nil, httpapi.Invalid(f.name, "%s must be an RFC 3339 time such as 2026-01-02T15:04:05Z, got %q", f.name, v)
 			}
 		}
 	}
 	if !from.IsZero() && !to.IsZero() && to.Before(from) {
-		return httpapi.Invalid("to", "to must not be before from")
+		return nil, httpapi.Invalid("to", "to must not be before from")
 	}
 	limit := DefaultListLimit
-	if v := q.Get("limit"); v != "" {
+	if v := q.Limit; v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxListLimit {
-			return httpapi.Invalid("limit", "limit must be a whole number from 1 to %d, got %q", MaxListLimit, v)
+			return nil, httpapi.Invalid("limit", "limit must be a whole number from 1 to %d, got %q", MaxListLimit, v)
 		}
 	}
-	severity, cluster := q.Get("severity"), q.Get("cluster")
+	severity, cluster := q.Severity, q.Cluster
 	if severity != "" && !slices.Contains(alerting.Severities, severity) {
-		return httpapi.Invalid("severity", "severity must be one of %s, got %q", strings.Join(alerting.Severities, ", "), severity)
+		return nil, httpapi.Invalid("severity", "severity must be one of %s, got %q", strings.Join(alerting.Severities, ", "), severity)
 	}
-	all, err := kv.List[Alert](r.Context(), s.cli, prefix+p.ID+"/")
+	all, err := kv.List[Alert](ctx, s.cli, prefix+p.ID+"/")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := s.opts.Now()
 	out := all[:0]
@@ -399,7 +426,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	if len(out) > limit {
 		out = out[:limit]
 	}
-	return httpapi.List(w, out)
+	return out, nil
 }
 
 func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {

@@ -24,6 +24,7 @@ func (a *App) buildAlerts(ctx context.Context, env Env) error {
 		return err
 	}
 	svc.Register(env.API, env.Root, env.Adapter)
+	a.alerts = svc
 	a.extensionRuns = append(a.extensionRuns, svc.Run)
 	return nil
 }

@@ -29,6 +29,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/agentdownloads"
+	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
@@ -71,6 +72,8 @@ type App struct {
 	reports *monitoring.Store
 	// overview serves the monitoring overview (route and console).
 	overview *monitoring.API
+	// alerts serves the alert lists and settings (routes and console).
+	alerts *alerts.Service
 	// runFleet is the agent side's own loop (nil when Options.Fleet
 	// replaced it).
 	runFleet    func(context.Context) error

@@ -18,6 +18,7 @@ func (a *App) mountConsole(root, fallback *mux.Router) error {
 		Authz:         a.authz,
 		Clusters:      a.clusters,
 		Monitoring:    a.overview,
+		Alerts:        a.alerts,
 		SecureCookies: strings.HasPrefix(a.opts.ExternalURL, "https://"),
 	}, a.logger.With("component", "console"))
 	if err != nil {

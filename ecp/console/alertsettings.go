@@ -237,13 +237,17 @@ func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
 
 // firing lists the project's active alerts and the names of its clusters.
 func (c *Console) firing(r *http.Request, project string) ([]alerts.Alert, map[string]string, error) {
-	var list struct{ Items []alerts.Alert }
-	if err := c.get(r, "/projects/"+pathEscape(project)+"/alerts?state="+alerts.StateActive, &list); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return nil, nil, err
 	}
-	if len(list.Items) == 0 {
+	list, err := c.opts.Alerts.List(r.Context(), ac, project, alerts.ListQuery{State: alerts.StateActive})
+	if err != nil {
+		return nil, nil, serviceError(err)
+	}
+	if len(list) == 0 {
 		return nil, nil, nil
 	}
 	_, names, err := c.clusterNames(r, project)
-	return list.Items, names, err
+	return list, names, err
 }

@@ -37,6 +37,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/monitoring"
@@ -84,6 +85,8 @@ type Options struct {
 	Clusters *clusters.API
 	// Monitoring serves the Monitoring page's overview. Required.
 	Monitoring *monitoring.API
+	// Alerts serves the alert lists. Required.
+	Alerts *alerts.Service
 	// SecureCookies marks cookies Secure (ecp's external URL is https).
 	SecureCookies bool
 	// RefreshInterval is how often lists and states refresh themselves.
@@ -107,8 +110,8 @@ type Console struct {
 
 // New parses the embedded templates and returns the console.
 func New(opts Options, logger *slog.Logger) (*Console, error) {
-	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil || opts.Monitoring == nil {
-		return nil, errors.New("console: Options.API, Sessions, Authz, Clusters and Monitoring are required")
+	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil {
+		return nil, errors.New("console: Options.API, Sessions, Authz, Clusters, Monitoring and Alerts are required")
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultRefreshInterval

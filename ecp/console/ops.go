@@ -117,15 +117,19 @@ func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 	if d.Cluster != "" {
 		v.Set("cluster", d.Cluster)
 	}
-	var list struct{ Items []alerts.Alert }
-	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/alerts?"+v.Encode(), &list); err != nil {
-		var apiErr *APIError
-		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusBadRequest {
-			return err
-		}
-		d.Error = apiErr.Message
+	ac, err := c.access(r)
+	if err != nil {
+		return err
 	}
-	d.Alerts = list.Items
+	d.Alerts, err = c.opts.Alerts.List(r.Context(), ac, b.Project.ID, alerts.ListQuery{State: d.State, Severity: d.Severity, Cluster: d.Cluster})
+	err = serviceError(err)
+	var apiErr *APIError
+	switch {
+	case errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest:
+		d.Error = apiErr.Message
+	case err != nil:
+		return err
+	}
 	d.Self = "/projects/" + pathEscape(b.Project.ID) + "/alerts?" + v.Encode()
 	if part {
 		c.render(w, http.StatusOK, "alerts", "alerts-body", d)
