@@ -112,7 +112,7 @@ func BenchmarkClusterListPage10k(b *testing.B) {
 // etcdRanges is how many ranges (reads, alone or in a transaction) the
 // embedded etcd has served: its etcd_mvcc_range_total, which it registers
 // with the default Prometheus registry.
-func etcdRanges(b *testing.B) float64 {
+func etcdRanges(b testing.TB) float64 {
 	b.Helper()
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {

@@ -1,0 +1,40 @@
+package console_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestClusterListRenderReadsTenancyOnce: a render of the cluster list (and
+// its 5-second refresh) reads etcd for the session (two ranges: the
+// session and its user) and once, in one transaction, for the caller's
+// bindings, orgs and projects (three ranges); the clusters come from the
+// list index. It made four in-process API calls with about thirteen
+// ranges before. The count is etcd's own (etcd_mvcc_range_total), so
+// background work of the replica can only make it larger.
+func TestClusterListRenderReadsTenancyOnce(t *testing.T) {
+	e := start(t, nil)
+	for _, name := range []string{"edge-a", "edge-b", "edge-c"} {
+		e.createCluster(e.project, name)
+	}
+	b := e.browser()
+	mustStatus(t, b.login("admin", adminPassword), http.StatusSeeOther, "login")
+	path := "/projects/" + e.project + "/clusters"
+	const renders = 20
+	var part page
+	reads0 := etcdRanges(t)
+	for range renders / 2 {
+		mustStatus(t, b.get(path), http.StatusOK, "list")
+		part = b.do("GET", path, nil, map[string]string{"HX-Request": "true", "HX-Target": "cluster-table"})
+		mustStatus(t, part, http.StatusOK, "list refresh")
+	}
+	perRender := (etcdRanges(t) - reads0) / renders
+	t.Logf("etcd ranges per render: %.2f", perRender)
+	if perRender > 6 {
+		t.Errorf("a cluster list render reads etcd %.2f times, want at most 6 (session 2, tenancy 3, and room for background work)", perRender)
+	}
+	if !strings.Contains(part.body, "edge-b") || strings.Contains(part.body, "<optgroup") {
+		t.Errorf("the refresh is not the table alone (clusters, no navigation):\n%s", part.body)
+	}
+}
