@@ -38,3 +38,47 @@ func TestClusterListRenderReadsTenancyOnce(t *testing.T) {
 		t.Errorf("the refresh is not the table alone (clusters, no navigation):\n%s", part.body)
 	}
 }
+
+// TestServicePagesKeepTheProjectCheck: the pages and polled fragments that
+// call the services directly answer a caller who cannot see the project
+// with the same 404 as the API, and their cluster filters list only the
+// caller's own project.
+func TestServicePagesKeepTheProjectCheck(t *testing.T) {
+	e := start(t, nil)
+	id := e.createCluster(e.project, "line-1")
+	e.createCluster(e.other, "secret-lab")
+	e.user("olga", "project-viewer", e.other)
+	b := e.browser()
+	mustStatus(t, b.login("olga", "olga-password"), http.StatusSeeOther, "login")
+	p := "/projects/" + e.project
+	for _, tc := range []struct{ path, target string }{
+		{p + "/clusters", ""},
+		{p + "/clusters", "cluster-table"},
+		{p + "/clusters/" + id, ""},
+		{p + "/clusters/" + id + "/state", "cluster-state"},
+		{p + "/clusters/" + id + "/status", "cluster-status"},
+		{"/projects/" + e.other + "/clusters/" + id, ""},
+		{p + "/monitoring", ""},
+		{p + "/monitoring", "monitoring-body"},
+		{p + "/alerts", ""},
+		{p + "/alerts", "alerts-body"},
+		{p + "/logs", ""},
+	} {
+		h := map[string]string{}
+		if tc.target != "" {
+			h = map[string]string{"HX-Request": "true", "HX-Target": tc.target}
+		}
+		got := b.do("GET", tc.path, nil, h)
+		mustStatus(t, got, http.StatusNotFound, tc.path+" "+tc.target)
+		if strings.Contains(got.body, "line-1") {
+			t.Errorf("%s %s shows a cluster of a project olga cannot see", tc.path, tc.target)
+		}
+	}
+	for _, tab := range []string{"monitoring", "alerts", "logs"} {
+		// Logs answers 503 here (no log receiver) and still shows its form.
+		own := b.get("/projects/" + e.other + "/" + tab)
+		if !strings.Contains(own.body, ">secret-lab</option>") || strings.Contains(own.body, "line-1") {
+			t.Errorf("the %s filter does not list exactly olga's project's clusters:\n%s", tab, own.body)
+		}
+	}
+}
