@@ -36,6 +36,7 @@ import (
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/logs"
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/quota"
@@ -74,6 +75,8 @@ type App struct {
 	overview *monitoring.API
 	// alerts serves the alert lists and settings (routes and console).
 	alerts *alerts.Service
+	// logs serves the log queries (routes and console).
+	logs *logs.API
 	// runFleet is the agent side's own loop (nil when Options.Fleet
 	// replaced it).
 	runFleet    func(context.Context) error

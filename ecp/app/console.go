@@ -19,6 +19,7 @@ func (a *App) mountConsole(root, fallback *mux.Router) error {
 		Clusters:      a.clusters,
 		Monitoring:    a.overview,
 		Alerts:        a.alerts,
+		Logs:          a.logs,
 		SecureCookies: strings.HasPrefix(a.opts.ExternalURL, "https://"),
 	}, a.logger.With("component", "console"))
 	if err != nil {

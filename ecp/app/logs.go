@@ -32,6 +32,7 @@ func (a *App) buildLogs(ctx context.Context, env Env) error {
 		return err
 	}
 	svc.Register(env.API, env.Root, env.Adapter)
+	a.logs = svc
 	a.logReceiverURL.Store(svc.ReceiverURL)
 	a.extensionRuns = append(a.extensionRuns, svc.Run)
 	return nil

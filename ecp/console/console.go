@@ -40,6 +40,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/logs"
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/secret"
@@ -87,6 +88,8 @@ type Options struct {
 	Monitoring *monitoring.API
 	// Alerts serves the alert lists. Required.
 	Alerts *alerts.Service
+	// Logs serves the log queries. Required.
+	Logs *logs.API
 	// SecureCookies marks cookies Secure (ecp's external URL is https).
 	SecureCookies bool
 	// RefreshInterval is how often lists and states refresh themselves.
@@ -110,8 +113,8 @@ type Console struct {
 
 // New parses the embedded templates and returns the console.
 func New(opts Options, logger *slog.Logger) (*Console, error) {
-	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil {
-		return nil, errors.New("console: Options.API, Sessions, Authz, Clusters, Monitoring and Alerts are required")
+	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil || opts.Logs == nil {
+		return nil, errors.New("console: Options.API, Sessions, Authz, Clusters, Monitoring, Alerts and Logs are required")
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultRefreshInterval

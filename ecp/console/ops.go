@@ -12,6 +12,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/logs"
 	"github.com/ecpio/ecp/ecp/logstore"
 	"github.com/ecpio/ecp/ecp/monitoring"
 )
@@ -195,26 +196,30 @@ func (c *Console) logs(w http.ResponseWriter, r *http.Request) error {
 	if d.Clusters, d.Names, err = c.clusterNames(r, b.Project.ID); err != nil {
 		return err
 	}
-	v := url.Values{}
-	for k, val := range map[string]string{"cluster": d.Cluster, "level": d.Level, "q": d.Q, "pageToken": q.Get("pageToken")} {
-		if val != "" {
-			v.Set(k, val)
-		}
-	}
-	for _, f := range []struct{ name, val string }{{"from", d.From}, {"to", d.To}} {
-		if f.val == "" {
+	f := logs.Filters{Cluster: d.Cluster, Level: d.Level, Q: d.Q, PageToken: q.Get("pageToken")}
+	for _, tf := range []struct{ name, val string }{{"from", d.From}, {"to", d.To}} {
+		if tf.val == "" {
 			continue
 		}
-		t, err := time.Parse(localForm, f.val)
+		t, err := time.Parse(localForm, tf.val)
 		if err != nil {
-			d.Errors[f.name] = f.name + " must be a date and time such as 2026-01-31T12:00 (UTC)"
+			d.Errors[tf.name] = tf.name + " must be a date and time such as 2026-01-31T12:00 (UTC)"
 			continue
 		}
-		v.Set(f.name, t.UTC().Format(time.RFC3339))
+		if tf.name == "from" {
+			f.From = t.UTC().Format(time.RFC3339)
+		} else {
+			f.To = t.UTC().Format(time.RFC3339)
+		}
 	}
 	status := http.StatusOK
 	if len(d.Errors) == 0 {
-		err = c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/logs?"+v.Encode(), &d.Page)
+		ac, err := c.access(r)
+		if err != nil {
+			return err
+		}
+		d.Page, err = c.opts.Logs.Lines(r.Context(), ac, b.Project.ID, f)
+		err = serviceError(err)
 		var apiErr *APIError
 		switch {
 		case errors.As(err, &apiErr) && apiErr.Status != http.StatusUnauthorized && apiErr.Status != http.StatusNotFound && apiErr.Status < 500:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -226,25 +227,61 @@ func (a *API) query(r *http.Request) (*logstore.Querier, logstore.Query, error) 
 	if err != nil {
 		return nil, logstore.Query{}, err
 	}
-	p, err := a.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
+	return a.resolve(r.Context(), ac, mux.Vars(r)["project"], filtersOf(r.URL.Query()))
+}
+
+// Filters are a log query's filters as the caller wrote them (the query
+// string of GET /projects/{project}/logs); Lines validates them.
+type Filters struct {
+	Cluster, Level, Q, PageToken string
+	// From, To: RFC 3339 times; Limit a whole number.
+	From, To, Limit string
+}
+
+func filtersOf(v url.Values) Filters {
+	return Filters{
+		Cluster: v.Get("cluster"), Level: v.Get("level"), Q: v.Get("q"), PageToken: v.Get("pageToken"),
+		From: v.Get("from"), To: v.Get("to"), Limit: v.Get("limit"),
+	}
+}
+
+// Lines is one page of the project's log lines that pass f, newest first:
+// 404 when the caller cannot see the project, 503 while no log receiver is
+// configured. The route and the console both call it.
+func (a *API) Lines(ctx context.Context, ac *tenancy.Access, project string, f Filters) (logstore.Page, error) {
+	qr, q, err := a.resolve(ctx, ac, project, f)
+	if err != nil {
+		return logstore.Page{}, err
+	}
+	page, err := qr.Query(ctx, q)
+	if err != nil {
+		return logstore.Page{}, queryFailed(err)
+	}
+	return page, nil
+}
+
+// resolve checks the caller may view the project and turns f into a
+// query of its lines.
+func (a *API) resolve(ctx context.Context, ac *tenancy.Access, project string, f Filters) (*logstore.Querier, logstore.Query, error) {
+	p, err := a.authz.Project(ctx, ac, project, tenancy.View, "")
 	if err != nil {
 		return nil, logstore.Query{}, err
 	}
-	v := r.URL.Query()
-	q := logstore.Query{Projects: []string{p.ID}, Cluster: v.Get("cluster"), Level: v.Get("level"), Text: v.Get("q"), PageToken: v.Get("pageToken")}
-	for _, f := range []struct {
+	q := logstore.Query{Projects: []string{p.ID}, Cluster: f.Cluster, Level: f.Level, Text: f.Q, PageToken: f.PageToken}
+	for _, tf := range []struct {
 		name string
 		t    *time.Time
-	}{{"from", &q.From}, {"to", &q.To}} {
-		if s := v.Get(f.name); s != "" {
+		v    string
+	}{{"from", &q.From, f.From}, {"to", &q.To, f.To}} {
+		if s := tf.v; s != "" {
 			t, err := time.Parse(time.RFC3339Nano, s)
 			if err != nil {
-				return nil, q, httpapi.Invalid(f.name, "must be an RFC 3339 time such as 2025-01-31T12:00:00Z")
+				return nil, q, httpapi.Invalid(tf.name, "must be an RFC 3339 time such as 2025-01-31T12:00:00Z")
 			}
-			*f.t = t
+			*tf.t = t
 		}
 	}
-	if s := v.Get("limit"); s != "" {
+	if s := f.Limit; s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > logstore.MaxQueryLimit {
 			return nil, q, httpapi.Invalid("limit", "must be a number from 1 to %d", logstore.MaxQueryLimit)
@@ -269,13 +306,13 @@ func queryFailed(err error) error {
 
 // handleQuery returns one page of the project's lines, newest first.
 func (a *API) handleQuery(w http.ResponseWriter, r *http.Request) error {
-	qr, q, err := a.query(r)
+	ac, err := a.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	page, err := qr.Query(r.Context(), q)
+	page, err := a.Lines(r.Context(), ac, mux.Vars(r)["project"], filtersOf(r.URL.Query()))
 	if err != nil {
-		return queryFailed(err)
+		return err
 	}
 	return httpapi.JSON(w, http.StatusOK, page)
 }
