@@ -2,11 +2,13 @@
 // with a little htmx, served by ecp at / with every asset embedded in the
 // binary, so building or running the product needs no Node toolchain.
 //
-// The console owns no business logic and no authorization. Every read and
+// The console owns no business logic and no authorization. The busiest
+// pages call the API packages' typed service methods with the caller's
+// access (service.go), which the routes call too; every other read and
 // every change is a call of ecp's own /api/v1 handlers, made in-process with
-// the session's principal in the request context: the console shows exactly
-// what the REST API allows, with the same validation, permission checks,
-// audit records and error messages. The one thing it asks the authorizer
+// the session's principal in the request context (client.go). Either way the
+// console shows exactly what the REST API allows, with the same validation,
+// permission checks, audit records and error messages. The one thing it asks the authorizer
 // directly is the caller's level on a project, to leave out controls the
 // caller cannot use; the API still refuses them if they are forced.
 //
