@@ -17,6 +17,10 @@ import (
 // process, as etcd expects (its periodic WAL purge calls Fatal on any
 // error, "too many open files" included), but the reason is in ecp's log
 // first instead of a silent exit 1.
+//
+// etcd's debug lines are dropped, and so is the "request content" of its
+// slow-request warnings: both name the keys of requests, and some of ecp's
+// keys hold token hashes, which never go to the log.
 func ZapLogger(logger *slog.Logger) *zap.Logger {
 	return zap.New(&slogCore{h: logger.Handler()})
 }
@@ -39,7 +43,7 @@ func slogLevel(l zapcore.Level) slog.Level {
 func (c *slogCore) Enabled(l zapcore.Level) bool {
 	// Fatal and Panic entries are always written: zap acts on them (exit,
 	// panic) whether or not a core takes them.
-	return l >= zapcore.DPanicLevel || c.h.Enabled(context.Background(), slogLevel(l))
+	return l >= zapcore.DPanicLevel || (l > zapcore.DebugLevel && c.h.Enabled(context.Background(), slogLevel(l)))
 }
 
 func (c *slogCore) With(fields []zapcore.Field) zapcore.Core {
@@ -55,7 +59,7 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
-	if e.Level != zapcore.DebugLevel && e.Level != zapcore.WarnLevel && e.Level != zapcore.ErrorLevel {
+	if e.Level != zapcore.WarnLevel && e.Level != zapcore.ErrorLevel {
 		r.AddAttrs(slog.String("etcdLevel", e.Level.String()))
 	}
 	if e.LoggerName != "" {
@@ -66,6 +70,9 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *slogCore) Sync() error { return nil }
+
+// redactedField is the etcd field that names request keys.
+const redactedField = "request content"
 
 // attrs turns zap fields into slog attributes, sorted by key (zap's map
 // encoder has no order); zap's "error" key becomes ecp's "err".
@@ -81,6 +88,9 @@ func attrs(fields []zapcore.Field) []slog.Attr {
 	slices.Sort(keys)
 	out := make([]slog.Attr, 0, len(keys))
 	for _, k := range keys {
+		if k == redactedField {
+			continue
+		}
 		name := k
 		if k == "error" {
 			name = "err"

@@ -78,7 +78,7 @@ func TestZapLoggerLevels(t *testing.T) {
 	h := &records{min: slog.LevelWarn}
 	lg := etcdserver.ZapLogger(slog.New(h)).With(zap.String("member", "ecp"))
 	lg.Info("chatty")
-	lg.Warn("slow apply", zap.Duration("took", 0))
+	lg.Warn("slow apply", zap.Duration("took", 0), zap.String("request content", `key:"/ecp/auth/tokens/0123abcd"`))
 	lg.Error("lost leader", zap.Error(errors.New("boom")))
 	got := h.all()
 	if len(got) != 2 {
@@ -86,6 +86,16 @@ func TestZapLoggerLevels(t *testing.T) {
 	}
 	if got[0].Level != slog.LevelWarn || got[0].Message != "slow apply" || got[1].Level != slog.LevelError || attrsOf(got[1])["err"] != "boom" {
 		t.Fatalf("records %v %v, want warn \"slow apply\" then error \"lost leader\" with err=boom", got[0], attrsOf(got[1]))
+	}
+	if _, ok := attrsOf(got[0])["request content"]; ok {
+		t.Fatalf("etcd's request content (keys holding token hashes) reached the log: %v", attrsOf(got[0]))
+	}
+	// etcd's debug lines (every request with its keys) never pass, even
+	// with ecp at debug.
+	h = &records{min: slog.LevelDebug}
+	etcdserver.ZapLogger(slog.New(h)).Debug("request stats", zap.String("request content", "key"))
+	if n := len(h.all()); n != 0 {
+		t.Fatalf("%d etcd debug records reached ecp's debug log, want 0", n)
 	}
 }
 
