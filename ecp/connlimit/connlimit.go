@@ -17,6 +17,7 @@
 package connlimit
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -41,8 +42,8 @@ const RetryAfterSeconds = 5
 // sees a reset and backs off all the same).
 const maxAnswering = 32
 
-// answerTimeout bounds writing the 503; drainTimeout bounds reading the
-// request after it (what a client sends at once, not a silent socket).
+// answerTimeout bounds reading the request head and writing the 503;
+// drainTimeout bounds reading what the client sends after it (not a silent socket).
 const (
 	answerTimeout = time.Second
 	drainTimeout  = 200 * time.Millisecond
@@ -167,12 +168,17 @@ func (l *Listener) refuse(c net.Conn) {
 	}()
 }
 
-// answer503 writes the 503, then reads what the client sent until it
-// closes or drainTimeout passes: closing with the request unread would
-// reset the connection and lose the answer.
+// answer503 reads the request's head, writes the 503, then reads what the
+// client sent until it closes or drainTimeout passes. An answer written
+// before the request arrives is one the client may take for an unsolicited
+// response and drop (Go's transport does); closing with the request unread
+// would reset the connection and lose the answer.
 func (l *Listener) answer503(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(answerTimeout))
+	if !readHead(c) {
+		return
+	}
 	if _, err := c.Write(l.answer); err != nil {
 		return
 	}
@@ -181,6 +187,24 @@ func (l *Listener) answer503(c net.Conn) {
 	}
 	_ = c.SetReadDeadline(time.Now().Add(drainTimeout))
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+}
+
+// readHead reads until the end of an HTTP request head (a blank line), at
+// most 16 KiB; false when the client closed or went quiet first.
+func readHead(c net.Conn) bool {
+	buf := make([]byte, 0, 1024)
+	chunk := make([]byte, 1024)
+	for len(buf) < 16<<10 {
+		n, err := c.Read(chunk)
+		buf = append(buf, chunk[:n]...)
+		if bytes.Contains(buf, []byte("\r\n\r\n")) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // Short says what ecp is short of while it refuses connections ("" when it
