@@ -229,7 +229,9 @@ func TestAlertsEndToEnd(t *testing.T) {
 	t.Logf("connector down → project webhook: %s (includes Alertmanager's group_wait)", msg.at.Sub(down).Round(100*time.Millisecond))
 	eventually(t, 30*time.Second, "the e-mail in Mailpit", func() (bool, string) {
 		body, n := mailFor(t, mailURL, "ops@example.test", connector)
-		return n > 0 && strings.Contains(body, project.ID) && strings.Contains(body, entry.ID), fmt.Sprintf("%d messages", n)
+		// Names for people (issue #12 defect 3), ids beside them.
+		return n > 0 && strings.Contains(body, "cluster "+entry.Name+" · project "+project.Name+" · acme") &&
+			strings.Contains(body, project.ID) && strings.Contains(body, entry.ID), fmt.Sprintf("%d messages", n)
 	})
 
 	eventually(t, 30*time.Second, "the test notification by webhook and e-mail", func() (bool, string) {

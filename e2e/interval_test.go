@@ -18,9 +18,9 @@ func TestJourneyRuleAlertsWithGuideAgent(t *testing.T) {
 	}
 	const (
 		interval = 5 * time.Second
-		// groupWait is Alertmanager's default: ecp's project routes leave
-		// it out.
-		groupWait = 30 * time.Second
+		// groupWait is what ecp writes: two evaluations, so that one
+		// fault's alerts make one notification.
+		groupWait = 2 * interval
 	)
 	as := startAlertStack(t, interval)
 	ctx, s := t.Context(), as.stack

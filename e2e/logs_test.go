@@ -251,6 +251,9 @@ func TestLogs(t *testing.T) {
 
 	// Page through every line as the operator's client would.
 	seen := make(map[string]bool, want)
+	// Part of a word, in another case, as a person types it.
+	const typed = "Permission_Den"
+	withTyped := 0
 	token := ""
 	for {
 		var page struct {
@@ -268,8 +271,11 @@ func TestLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, it := range page.Items {
-			if it.Cluster != entry.ID || it.Project != plant.ID || it.Level == "" || it.Message == "" {
-				t.Fatalf("line with wrong labels or unparsed: %+v", it)
+			if it.Cluster != entry.ID || it.Project != plant.ID || it.Level == "" || it.Message == "" || it.Node != "emqx@10.0.0.1" {
+				t.Fatalf("line with wrong labels, no node or unparsed: %+v", it)
+			}
+			if strings.Contains(strings.ToLower(it.Raw), strings.ToLower(typed)) {
+				withTyped++
 			}
 			if seen[it.Raw] {
 				t.Fatalf("line stored twice: %s", it.Raw)
@@ -282,6 +288,13 @@ func TestLogs(t *testing.T) {
 	}
 	if len(seen) != want {
 		t.Fatalf("paged through %d distinct lines, want %d", len(seen), want)
+	}
+	var found struct {
+		Count int `json:"count"`
+	}
+	if err := s.api.Do(ctx, http.MethodGet, "/api/v1/projects/"+plant.ID+"/logs/count?"+url.Values{"q": {typed}}.Encode(), nil, &found); err != nil ||
+		found.Count != withTyped || withTyped == 0 {
+		t.Fatalf("q=%s found %d lines (%v), want the %d that contain it", typed, found.Count, err, withTyped)
 	}
 
 	// A user of another project sees none of them.

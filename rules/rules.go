@@ -44,6 +44,15 @@ const (
 	AnnotationDescription = "description"
 	// AnnotationLink points back to the cluster's page in ecp's console.
 	AnnotationLink = "link"
+	// AnnotationClusterName, AnnotationProjectName and
+	// AnnotationOrganizationName are the names people gave the cluster,
+	// its project and their organization: what an on-call person reads.
+	// They are annotations, not labels, so that a rename changes what the
+	// next notification says without making the alert a new one (labels
+	// are its identity). The ids stay labels, for routing and links.
+	AnnotationClusterName      = "cluster_name"
+	AnnotationProjectName      = "project_name"
+	AnnotationOrganizationName = "organization_name"
 )
 
 // ClusterLinkPath is the console path of a cluster's page, appended to the
@@ -89,6 +98,25 @@ type Params struct {
 	// EMQXAlarms adds EMQXAlarm, which forwards EMQX's own alarms (the
 	// project's "EMQX alert push" switch).
 	EMQXAlarms bool
+	// ProjectName and OrganizationName are the names the alerts carry;
+	// an empty ProjectName falls back to the id, an empty
+	// OrganizationName leaves its annotation out.
+	ProjectName      string
+	OrganizationName string
+	// Clusters are the project's clusters now. Every rule selects only
+	// these, so that a cluster deleted or transferred away stops alerting
+	// in this project at the next evaluation after the file is rewritten,
+	// rather than when its last samples leave Prometheus' five-minute
+	// lookback; and each alert names its cluster from this list. None
+	// means the project has no cluster, and nothing can fire.
+	Clusters []Cluster
+}
+
+// Cluster is one managed cluster of a project: its id (the cluster label)
+// and the name people gave it.
+type Cluster struct {
+	ID   string
+	Name string
 }
 
 // File is a Prometheus rule file.
@@ -267,6 +295,13 @@ func (p Params) Validate() error {
 	case p.ConnectionsRatio <= 0 || p.ConnectionsRatio > 1:
 		return fmt.Errorf("connections ratio %v: want more than 0 and at most 1", p.ConnectionsRatio)
 	}
+	for _, c := range p.Clusters {
+		// Cluster ids are label values and sit in the selector: the
+		// same alphabet as project ids keeps them plain.
+		if !ValidProjectID(c.ID) {
+			return fmt.Errorf("cluster id %q: want 1 to 128 letters, digits, '_', '.' or '-', starting with a letter or digit", c.ID)
+		}
+	}
 	return ValidExternalURL(p.ExternalURL)
 }
 
@@ -292,14 +327,31 @@ func Project(p Params) (File, error) {
 	if err := p.Validate(); err != nil {
 		return File{}, fmt.Errorf("rendering rules: %w", err)
 	}
-	sel := fmt.Sprintf("%s=%q", LabelProject, p.Project)
+	sel := fmt.Sprintf("%s=%q, %s=~%q", LabelProject, p.Project, LabelCluster, clusterRegexp(p.Clusters))
 	link := strings.TrimRight(p.ExternalURL, "/") + fmt.Sprintf(ClusterLinkPath, "{{ $labels.cluster }}")
+	clusterName, projectName := clusterNameTemplate(p.Clusters), projectIDTemplate
+	if p.ProjectName != "" {
+		projectName = literal(p.ProjectName)
+	}
+	// The kinds' texts name cluster and project by label; the alert says
+	// their names instead.
+	named := strings.NewReplacer(clusterIDTemplate, clusterName, projectIDTemplate, projectName)
 	g := Group{Name: GroupName(p.Project), Interval: model.Duration(p.Interval).String()}
 	for _, k := range kinds {
 		if k.enabled != nil && !k.enabled(p) {
 			continue
 		}
-		desc := strings.ReplaceAll(k.description, windowToken, window(p))
+		desc := named.Replace(strings.ReplaceAll(k.description, windowToken, window(p)))
+		annotations := map[string]string{
+			AnnotationSummary:     named.Replace(k.summary),
+			AnnotationDescription: desc,
+			AnnotationLink:        link,
+			AnnotationClusterName: clusterName,
+			AnnotationProjectName: projectName,
+		}
+		if p.OrganizationName != "" {
+			annotations[AnnotationOrganizationName] = literal(p.OrganizationName)
+		}
 		g.Rules = append(g.Rules, Rule{
 			Alert:         k.alert,
 			Expr:          k.expr(sel, p),
@@ -311,14 +363,54 @@ func Project(p Params) (File, error) {
 				// Alertmanager route for the project always matches.
 				LabelProject: p.Project,
 			},
-			Annotations: map[string]string{
-				AnnotationSummary:     k.summary,
-				AnnotationDescription: desc,
-				AnnotationLink:        link,
-			},
+			Annotations: annotations,
 		})
 	}
 	return File{Groups: []Group{g}}, nil
+}
+
+// Templates of the kinds' texts that the rendered rules replace by names.
+const (
+	clusterIDTemplate = "{{ $labels.cluster }}"
+	projectIDTemplate = "{{ $labels.project }}"
+)
+
+// literal is a Prometheus template that prints s exactly: a Go string
+// literal inside an action. Names are tenants' input, and "{{", "$labels"
+// or quotes in them must print as themselves, never run as template code;
+// strconv.Quote leaves no unescaped quote or newline for the template lexer
+// to stop at.
+func literal(s string) string { return "{{ " + strconv.Quote(s) + " }}" }
+
+// clusterNameTemplate prints the name of the alert's cluster, or its id
+// for a cluster the list does not hold (which the selector keeps out).
+// Prometheus templates have no map literal, so the lookup is a chain of
+// comparisons; it is expanded only for firing alerts.
+func clusterNameTemplate(clusters []Cluster) string {
+	if len(clusters) == 0 {
+		return clusterIDTemplate
+	}
+	var b strings.Builder
+	for i, c := range clusters {
+		if i > 0 {
+			b.WriteString("{{ else if")
+		} else {
+			b.WriteString("{{ if")
+		}
+		fmt.Fprintf(&b, " eq $labels.%s %s }}%s", LabelCluster, strconv.Quote(c.ID), literal(c.Name))
+	}
+	b.WriteString("{{ else }}" + clusterIDTemplate + "{{ end }}")
+	return b.String()
+}
+
+// clusterRegexp matches exactly the given cluster ids; with none it matches
+// only an absent label, which no series of a project has.
+func clusterRegexp(clusters []Cluster) string {
+	ids := make([]string, len(clusters))
+	for i, c := range clusters {
+		ids[i] = regexp.QuoteMeta(c.ID)
+	}
+	return strings.Join(ids, "|")
 }
 
 // countDuration turns a count of consecutive evaluations into the duration

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden rule files in testdata/")
@@ -20,10 +22,14 @@ var testParams = map[string]Params{
 	"n1.rules.yml": {
 		Project: "n1", Interval: time.Minute, TriggerCount: 1, RecoveryCount: 1,
 		Severity: "critical", ExternalURL: "https://ecp.example.test/", EMQXAlarms: true,
+		ProjectName: "Line One", OrganizationName: "Acme Manufacturing",
+		Clusters: []Cluster{{ID: "c1", Name: "Plant North"}},
 	},
 	"n3.rules.yml": {
 		Project: "n3", Interval: time.Minute, TriggerCount: 3, RecoveryCount: 3,
 		Severity: "warning", ExternalURL: "https://ecp.example.test", EMQXAlarms: true,
+		ProjectName: "Line Three", OrganizationName: "Acme Manufacturing",
+		Clusters: []Cluster{{ID: "c2", Name: "Plant South"}, {ID: "c3", Name: "Plant East"}},
 	},
 }
 
@@ -187,5 +193,71 @@ func TestEMQXAlarmFollowsTheSwitch(t *testing.T) {
 				t.Fatalf("EMQXAlarm present %v with the switch %v", found, on)
 			}
 		})
+	}
+}
+
+// issue #12 defect 3: alerts name cluster, project and organization, and
+// those names are tenants' input. A name written to look like template
+// code, YAML or PromQL must print as itself in every annotation: promtool
+// loads the file and expands the templates exactly as Prometheus does.
+func TestJourneyHostileNamesPrintLiterally(t *testing.T) {
+	bin := promtool(t)
+	hostile := map[string]string{
+		"cluster":      "Site \"B\" {{ $labels.id }} $labels.cluster }}\nsecond line: - [x]",
+		"project":      `{{ template "x" }} {{ .Value }} ' \" \\`,
+		"organization": "{{ $value }} & <b>Acme</b> #",
+	}
+	p := Params{Project: "h1", Interval: time.Minute, TriggerCount: 1, RecoveryCount: 1, Severity: "critical",
+		ExternalURL: "https://ecp.example.test", ProjectName: hostile["project"], OrganizationName: hostile["organization"],
+		Clusters: []Cluster{{ID: "c1", Name: hostile["cluster"]}, {ID: "c2", Name: "Plain"}}}
+	f, err := Project(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "h1.rules.yml"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(t.Context(), bin, "check", "rules", filepath.Join(dir, "h1.rules.yml")).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules: %v\n%s\n%s", err, out, b)
+	}
+	name := hostile["cluster"]
+	test := map[string]any{
+		"rule_files":          []string{"h1.rules.yml"},
+		"evaluation_interval": "1m",
+		"tests": []any{map[string]any{
+			"interval": "1m",
+			"input_series": []any{
+				map[string]string{"series": `emqx_node_running{project="h1", cluster="c1", node="emqx@a"}`, "values": "0 0"},
+			},
+			"alert_rule_test": []any{map[string]any{
+				"eval_time": "1m", "alertname": AlertNodeDown,
+				"exp_alerts": []any{map[string]any{
+					"exp_labels": map[string]string{"severity": "critical", "project": "h1", "cluster": "c1", "node": "emqx@a"},
+					"exp_annotations": map[string]string{
+						AnnotationSummary:          "EMQX node emqx@a is down in cluster " + name + ".",
+						AnnotationDescription:      "EMQX node emqx@a of cluster " + name + " in project " + hostile["project"] + " is stopped.",
+						AnnotationLink:             "https://ecp.example.test/clusters/c1",
+						AnnotationClusterName:      name,
+						AnnotationProjectName:      hostile["project"],
+						AnnotationOrganizationName: hostile["organization"],
+					},
+				}},
+			}},
+		}},
+	}
+	tb, err := yaml.Marshal(test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "h1.test.yml"), tb, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(t.Context(), bin, "test", "rules", filepath.Join(dir, "h1.test.yml")).CombinedOutput(); err != nil {
+		t.Fatalf("promtool test rules: %v\n%s\nrules:\n%s", err, out, b)
 	}
 }

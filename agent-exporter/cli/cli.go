@@ -5,6 +5,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -58,6 +59,9 @@ type Env struct {
 	Context context.Context
 	// Ready, when set, receives the daemon once it is built (tests).
 	Ready func(*daemon.App)
+	// DefaultLogFile, when set, replaces DefaultLogFile as --log.file's
+	// default (tests).
+	DefaultLogFile string
 }
 
 const usage = `usage: agent-exporter <command> [flags]
@@ -149,7 +153,8 @@ func runCmd(args []string, env Env) int {
 	fs.StringVar(&opts.WebConfigFile, "web.config.file", "", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.")
 	fs.StringVar(&opts.StateDir, "state.dir", daemon.DefaultStateDir, "Directory for the credential and EMQX login (mode 0700).")
 	fs.IntVar(&opts.RemoteWriteMaxSeries, "remote-write.max-series", daemon.DefaultRemoteWriteMaxSeries, "Most series pushed to ecp per collection (0: no cap); cluster-level series and abnormal objects are pushed whatever the cap, /metrics serves everything.")
-	logFile := fs.String("log.file", DefaultLogFile, "Log file; its directory must exist. \"-\" logs to standard error.")
+	defaultLog := cmp.Or(env.DefaultLogFile, DefaultLogFile)
+	logFile := fs.String("log.file", defaultLog, "Log file; its directory must exist (where the default's does not, the agent logs to standard error and says so). \"-\" logs to standard error.")
 	logLevel := fs.String("log.level", "info", "Log level: debug, info, warn, error.")
 	if code, done := parse(fs, args); done {
 		return code
@@ -158,9 +163,13 @@ func runCmd(args []string, env Env) int {
 	// the agent follows the one ecp sends, which ecp's alert rules and
 	// liveness are built for.
 	opts.FollowECPInterval = true
+	logFileSet := false
 	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "collect.interval" {
+		switch f.Name {
+		case "collect.interval":
 			opts.FollowECPInterval = false
+		case "log.file":
+			logFileSet = true
 		}
 	})
 	if opts.CollectInterval < agentproto.MinAgentInterval || opts.CollectInterval > agentproto.MaxAgentInterval {
@@ -179,12 +188,19 @@ func runCmd(args []string, env Env) int {
 	out := env.Stderr
 	if *logFile != "-" {
 		f, err := openLogFile(*logFile)
-		if err != nil {
+		switch {
+		case errors.As(err, new(*noLogDirError)) && !logFileSet:
+			// The default is EMQX's log directory of the tar.gz and
+			// Docker installs; a deb/rpm host has /var/log/emqx instead.
+			// Starting beats failing over where the agent's own log goes.
+			fmt.Fprintf(env.Stderr, "warning: %s does not exist, so the agent logs to standard error; create it or choose a file with --log.file (the log directory of deb/rpm installs is /var/log/emqx)\n", filepath.Dir(*logFile))
+		case err != nil:
 			fmt.Fprintln(env.Stderr, err)
 			return ExitError
+		default:
+			defer f.Close()
+			out = f
 		}
-		defer f.Close()
-		out = f
 	}
 	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
 
@@ -224,10 +240,17 @@ func runCmd(args []string, env Env) int {
 	return ExitOK
 }
 
+// noLogDirError: the directory of --log.file does not exist.
+type noLogDirError struct{ path, dir string }
+
+func (e *noLogDirError) Error() string {
+	return fmt.Sprintf("--log.file %s: directory %s does not exist; create it or choose another --log.file (\"-\" for standard error)", e.path, e.dir)
+}
+
 func openLogFile(path string) (*os.File, error) {
 	dir := filepath.Dir(path)
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("--log.file %s: directory %s does not exist; create it or choose another --log.file (\"-\" for standard error)", path, dir)
+		return nil, &noLogDirError{path: path, dir: dir}
 	}
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
 	if err != nil {

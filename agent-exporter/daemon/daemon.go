@@ -12,6 +12,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -195,6 +196,10 @@ func New(opts Options) (*App, error) {
 	a.ctlToken = secret.String(hex.EncodeToString(tok[:]))
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", opts.ListenAddress)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("%s (--web.listen-address) is taken. If an agent-exporter runs there already, `agent-exporter status` shows it and no second one is needed; "+
+			"otherwise start the agent on a free address, e.g. --web.listen-address 127.0.0.1:9734 (register finds it through its state directory)", opts.ListenAddress)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listening on %s (--web.listen-address): %w", opts.ListenAddress, err)
 	}

@@ -280,8 +280,8 @@ func TestRegisterFailures(t *testing.T) {
 		wantMsg  string
 	}{
 		{"wrong EMQX password", registerArgs(ecp.URL, "fresh", emqx.URL, "nope"), 1, "refused the username or password"},
-		{"used token", registerArgs(ecp.URL, "used", emqx.URL, "public"), 1, "unknown, already used or expired"},
-		{"expired token", registerArgs(ecp.URL, "expired", emqx.URL, "public"), 1, "has expired"},
+		{"used token", registerArgs(ecp.URL, "used", emqx.URL, "public"), 1, "unknown or was already used"},
+		{"expired token", registerArgs(ecp.URL, "expired", emqx.URL, "public"), 1, "expired at"},
 		{"ecp unreachable", registerArgs("http://127.0.0.1:1", "fresh", emqx.URL, "public"), 1, "cannot reach ecp"},
 		{"EMQX unreachable", registerArgs(ecp.URL, "fresh", "http://127.0.0.1:1", "public"), 1, "cannot reach EMQX"},
 		{"EMQX TLS failure", registerArgs(ecp.URL, "fresh", tlsEMQX.URL, "public"), 1, "--insecure-skip-verify"},
@@ -724,4 +724,46 @@ func TestJourneyAgentHeldByECP(t *testing.T) {
 	}
 	ecp.SetHold(nil)
 	eventually(t, 5*time.Second, "max connections enforced after the hold", func() bool { return emqx.Dynamic() == 77 })
+}
+
+// TestJourneyTokenErrorSaysItOnce: a refused registration token is
+// explained once, in ecp's words, not wrapped in the agent's own account
+// of the same thing ("…unknown, already used or expired (registration
+// token unknown or used); issue a new one…").
+func TestJourneyTokenErrorSaysItOnce(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.ExpireToken("expired")
+	h := startDaemon(t, t.TempDir())
+	for _, tc := range []struct{ token, want string }{
+		{"never-issued", "register failed: the registration token is unknown or was already used; issue a new one\n"},
+		{"expired", "register failed: the registration token expired at 2026-01-01T00:00:00Z; issue a new one\n"},
+	} {
+		code, _, errOut := h.cli(registerArgs(ecp.URL, tc.token, emqx.URL, "public")...)
+		if code != 1 || errOut != tc.want {
+			t.Errorf("token %s: code %d stderr\n%q\nwant\n%q", tc.token, code, errOut, tc.want)
+		}
+	}
+}
+
+// TestJourneyRegisterChecksTheLogDir: register with log collection from a
+// directory this host does not have (the guide's /opt/emqx/log on a deb or
+// rpm install) is refused before the token is spent, saying where EMQX
+// keeps its logs; the same token then registers with the right directory.
+func TestJourneyRegisterChecksTheLogDir(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok-1")
+	h := startDaemon(t, t.TempDir())
+	missing := filepath.Join(t.TempDir(), "opt-emqx-log")
+	code, _, errOut := h.cli(append(registerArgs(ecp.URL, "tok-1", emqx.URL, "public"), "--emqx-log-collection-enabled", "--emqx-log-collection-dir", missing)...)
+	want := "register failed: --emqx-log-collection-dir " + missing + " does not exist on this host. " +
+		"EMQX writes its logs to /opt/emqx/log (tar.gz, Docker) or /var/log/emqx (deb, rpm); its dashboard shows the directory as the node's log path. " +
+		"Give that one, or register without --emqx-log-collection-enabled to collect no logs\n"
+	if code != 1 || errOut != want {
+		t.Fatalf("code %d stderr\n%q\nwant\n%q", code, errOut, want)
+	}
+	if code, _, errOut := h.cli(append(registerArgs(ecp.URL, "tok-1", emqx.URL, "public"), "--emqx-log-collection-enabled", "--emqx-log-collection-dir", t.TempDir())...); code != 0 {
+		t.Fatalf("the token was spent by the refused attempt: %s", errOut)
+	}
 }

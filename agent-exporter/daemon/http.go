@@ -1,13 +1,16 @@
 package daemon
 
 import (
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/gorilla/mux"
@@ -115,8 +118,29 @@ func validateRegister(req control.RegisterRequest) *control.Error {
 		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "the EMQX password is required (--password, --password-file or the prompt)")
 	case req.LogCollection.Enabled && req.LogCollection.Dir == "":
 		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--emqx-log-collection-dir is required with --emqx-log-collection-enabled")
+	case req.LogCollection.Enabled:
+		return checkLogDir(req.LogCollection.Dir)
 	}
 	return nil
+}
+
+// checkLogDir refuses, before the token is spent, an EMQX log directory the
+// agent cannot read: registered with it, the agent would collect nothing
+// and only say so in its own log.
+func checkLogDir(dir string) *control.Error {
+	_, err := os.ReadDir(dir)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrNotExist):
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--emqx-log-collection-dir %s does not exist on this host. "+
+			"EMQX writes its logs to /opt/emqx/log (tar.gz, Docker) or /var/log/emqx (deb, rpm); its dashboard shows the directory as the node's log path. "+
+			"Give that one, or register without --emqx-log-collection-enabled to collect no logs", dir)
+	case errors.Is(err, fs.ErrPermission):
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--emqx-log-collection-dir %s: the agent may not read it; run the agent as the user EMQX runs as (the systemd unit uses emqx)", dir)
+	default:
+		return ctlErr(http.StatusBadRequest, control.CodeBadRequest, "--emqx-log-collection-dir %s: %v", dir, err)
+	}
 }
 
 func (a *App) handleRegister(w http.ResponseWriter, r *http.Request) {
@@ -236,12 +260,14 @@ func ecpError(ecpURL string, err error) *control.Error {
 	var apiErr *ecpclient.APIError
 	if errors.As(err, &apiErr) {
 		switch {
+		// ecp's message says what is wrong with the token and what to do;
+		// wrapping it in the agent's own words said everything twice.
 		case apiErr.Code == agentproto.CodeTokenExpired:
-			return ctlErr(http.StatusBadGateway, control.CodeTokenExpired,
-				"ecp refused the registration token: it has expired; issue a new one in ecp (cluster → registration) and run register again")
+			return ctlErr(http.StatusBadGateway, control.CodeTokenExpired, "%s",
+				cmp.Or(apiErr.Message, "the registration token expired; issue a new one"))
 		case apiErr.Code == agentproto.CodeTokenInvalid:
-			return ctlErr(http.StatusBadGateway, control.CodeTokenInvalid,
-				"ecp refused the registration token: it is unknown, already used or expired (%s); issue a new one in ecp", apiErr.Message)
+			return ctlErr(http.StatusBadGateway, control.CodeTokenInvalid, "%s",
+				cmp.Or(apiErr.Message, "the registration token is unknown or was already used; issue a new one"))
 		case apiErr.Code == agentproto.CodeClusterAlreadyManaged:
 			return ctlErr(http.StatusConflict, control.CodeClusterAlreadyManaged, "ecp refused the registration: %s", apiErr.Message)
 		case apiErr.Status == http.StatusTooManyRequests:

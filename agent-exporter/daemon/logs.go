@@ -3,6 +3,8 @@ package daemon
 import (
 	"context"
 	"errors"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -60,7 +62,7 @@ func (c *logControl) apply(s *session, lc agentproto.LogCollection) {
 		return
 	}
 	sh, err := logship.New(logship.Options{
-		Dir: lc.Dir, StateDir: c.a.dir.Path(), Cluster: s.reg.ClusterID, Node: c.a.emqxNode,
+		Dir: lc.Dir, StateDir: c.a.dir.Path(), Cluster: s.reg.ClusterID, Node: c.a.nodeNamer(s),
 		BackoffBase: c.a.opts.BackoffBase, BackoffMax: c.a.opts.BackoffMax,
 		RetryAfter: ecpclient.RetryAfter,
 		Permanent:  func(err error) bool { return errors.Is(err, ecpclient.ErrCredentialRevoked) },
@@ -100,21 +102,91 @@ func (c *logControl) stop(final bool) {
 	c.stopped = c.stopped || final
 }
 
-// emqxNode names the EMQX node whose log directory the agent reads: the
-// only node, or the one on this host; "" when it cannot tell.
-func (a *App) emqxNode() string {
-	snap := a.col.Latest()
-	if snap == nil || len(snap.Nodes) == 0 {
+// nodeAskInterval spaces the agent's questions to EMQX about which node it
+// is while EMQX does not answer.
+const nodeAskInterval = time.Minute
+
+// nodeNamer returns the shipper's Options.Node for session s: the name of
+// the EMQX node whose log directory the agent reads. In order: the only
+// node; the node whose host part is this machine (its hostname or one of
+// its addresses, as EMQX names nodes emqx@<ip> or emqx@<fqdn>); the node
+// that answers the API when the API URL is this machine (an agent next to
+// EMQX talks to its own node, as the registration guide has it); else ""
+// rather than a guess. The shipper calls it from its one goroutine.
+func (a *App) nodeNamer(s *session) func() string {
+	var (
+		answering string    // the API's node, asked once it is needed
+		askAfter  time.Time // after a failed ask, not before (EMQX may be down)
+	)
+	apiLocal := isLocalHost(hostOf(s.reg.EMQX.APIURL))
+	return func() string {
+		if snap := a.col.Latest(); snap != nil {
+			if len(snap.Nodes) == 1 {
+				return snap.Nodes[0].Node
+			}
+			for _, n := range snap.Nodes {
+				if _, h, ok := strings.Cut(n.Node, "@"); ok && isLocalHost(h) {
+					return n.Node
+				}
+			}
+		}
+		// Also before the first collection: the first batches of a
+		// backlog are shipped while it runs.
+		if !apiLocal {
+			return ""
+		}
+		if answering == "" && !a.opts.Now().Before(askAfter) {
+			name, err := s.emqx.LocalNode(s.ctx)
+			if err != nil {
+				if askAfter.IsZero() {
+					a.log.Warn("cannot tell which EMQX node this is; log lines go without a node until it answers", "err", err)
+				}
+				askAfter = a.opts.Now().Add(nodeAskInterval)
+				return ""
+			}
+			answering = name
+		}
+		return answering
+	}
+}
+
+// hostOf is the host of a URL, "" when it has none.
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
 		return ""
 	}
-	if len(snap.Nodes) == 1 {
-		return snap.Nodes[0].Node
+	return u.Hostname()
+}
+
+// isLocalHost reports whether host names this machine: localhost, a
+// loopback address, the hostname (or a name under it) or an address of one
+// of its interfaces.
+func isLocalHost(host string) bool {
+	if host == "" {
+		return false
 	}
-	host, _ := os.Hostname()
-	for _, n := range snap.Nodes {
-		if _, h, ok := strings.Cut(n.Node, "@"); ok && (h == host || strings.HasPrefix(h, host+".")) {
-			return n.Node
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	if me, err := os.Hostname(); err == nil && me != "" && (strings.EqualFold(host, me) || strings.HasPrefix(strings.ToLower(host), strings.ToLower(me)+".")) {
+		return true
+	}
+	ip := net.ParseIP(host)
+	if ip == nil {
+		return false
+	}
+	if ip.IsLoopback() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.Equal(ip) {
+			return true
 		}
 	}
-	return ""
+	return false
 }

@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,5 +92,31 @@ func TestLogCollection(t *testing.T) {
 		if !strings.Contains(raw, "[") {
 			t.Fatalf("not an EMQX line: %q", raw)
 		}
+	}
+}
+
+// TestJourneyLogLinesNameTheirNode: in a cluster of several nodes whose
+// names are not this machine's (emqx@10.0.0.x), an agent that reaches EMQX
+// on this machine names the node that answers there on every line, the
+// very first batch included, instead of leaving the node empty.
+func TestJourneyLogLinesNameTheirNode(t *testing.T) {
+	logDir := t.TempDir()
+	emqx := startEMQX(t, func(o *sim.Options) {
+		o.LogDir, o.LogLevel, o.LogRate = logDir, "info", 0
+	})
+	if err := emqx.WriteLogs(50); err != nil { // a backlog before the agent starts
+		t.Fatal(err)
+	}
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok-1")
+	h := startDaemon(t, t.TempDir())
+	args := append(registerArgs(ecp.URL, "tok-1", emqx.URL, "public"), "--emqx-log-collection-enabled", "--emqx-log-collection-dir", logDir)
+	if code, out, errOut := h.cli(args...); code != cli.ExitOK {
+		t.Fatalf("register: code %d stdout %q stderr %q", code, out, errOut)
+	}
+	eventually(t, 10*time.Second, "the lines shipped", func() bool { return len(ecp.LogLines()) == int(emqx.LogLinesWritten()) })
+	want := map[string]int{"emqx@10.0.0.1": int(emqx.LogLinesWritten())}
+	if got := ecp.LogNodes(); !maps.Equal(got, want) {
+		t.Fatalf("lines per node %v, want %v", got, want)
 	}
 }

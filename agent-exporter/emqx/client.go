@@ -257,6 +257,23 @@ func (c *Client) ClusterName(ctx context.Context) (string, error) {
 	return out.Name, nil
 }
 
+// LocalNode names the node that answers the API: node_name of GET
+// /api/v5/status?format=json (5.7 and later). Behind a load balancer that is
+// any node of the cluster, so callers trust it only when the API URL is
+// the agent's own machine.
+func (c *Client) LocalNode(ctx context.Context) (string, error) {
+	var out struct {
+		NodeName string `json:"node_name"`
+	}
+	if err := c.call(ctx, http.MethodGet, "/status", url.Values{"format": {"json"}}, nil, &out); err != nil {
+		return "", err
+	}
+	if out.NodeName == "" {
+		return "", fmt.Errorf("emqx GET %s/status: no node_name in the reply", BasePath)
+	}
+	return out.NodeName, nil
+}
+
 // License is GET /api/v5/license. MaxSessions exists from 5.8.5 on; both
 // carry the effective limit (including dynamic_max_connections).
 type License struct {

@@ -93,3 +93,20 @@ func TestLicenceLimitByVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestLocalNodeNamesTheNodeThatAnswers: /status?format=json names the node
+// serving the API, on the first version with the JSON form and on the
+// latest, whatever else the reply carries.
+func TestLocalNodeNamesTheNodeThatAnswers(t *testing.T) {
+	for _, v := range []string{"5.7.2", "5.8.9", "5.10.4"} {
+		t.Run(v, func(t *testing.T) {
+			opts := sim.DefaultOptions()
+			opts.Nodes, opts.Version = 3, v
+			c := simtest.Start(t, opts)
+			cl := newClient(t, c.URL(), sim.DefaultPassword)
+			if got, err := cl.LocalNode(t.Context()); err != nil || got != "emqx@10.0.0.1" {
+				t.Fatalf("LocalNode = %q, %v; want emqx@10.0.0.1", got, err)
+			}
+		})
+	}
+}

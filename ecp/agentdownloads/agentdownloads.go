@@ -1,21 +1,25 @@
 // Package agentdownloads serves the agent-exporter binaries that the
 // registration guide tells operators to download, from a folder filled by
-// `make dist` (files named agent-exporter-<os>-<arch>).
+// `make dist` (files named agent-exporter-<os>-<arch>), and the agent's
+// systemd unit (deploy/systemd, built into ecp) at UnitPath.
 //
 // The route is public: the download runs on a broker host with nothing but
 // curl, and the binary is no secret (its registration token is).
 package agentdownloads
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"time"
 
 	"github.com/gorilla/mux"
 
+	"github.com/ecpio/ecp/deploy/systemd"
 	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
@@ -36,9 +40,21 @@ func New(dir string) *Handler { return &Handler{dir: dir} }
 // FileName is the file that holds the build for os/arch.
 func FileName(goos, arch string) string { return "agent-exporter-" + goos + "-" + arch }
 
-// Register mounts the route on r (the root router).
+// UnitPath is where ecp serves the agent's systemd unit.
+const UnitPath = "/downloads/agent-exporter.service"
+
+// Register mounts the routes on r (the root router).
 func (h *Handler) Register(r *mux.Router, a *httpapi.Adapter) {
 	r.Handle("/downloads/agent-exporter/{os}/{arch}", a.Handle(h.serve)).Methods(http.MethodGet, http.MethodHead)
+	r.Handle(UnitPath, a.Handle(serveUnit)).Methods(http.MethodGet, http.MethodHead)
+}
+
+// serveUnit serves deploy/systemd/agent-exporter.service as text, so a
+// browser shows it and curl saves it.
+func serveUnit(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	http.ServeContent(w, r, "agent-exporter.service", time.Time{}, bytes.NewReader(systemd.AgentUnit))
+	return nil
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request) error {

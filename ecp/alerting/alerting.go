@@ -27,6 +27,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -95,6 +96,10 @@ type Routing struct {
 	// ECPGroupInterval is group_interval on ecp's own route, where every
 	// alert is its own group: how soon a resolution reaches ecp's history.
 	ECPGroupInterval model.Duration
+	// ResolveTimeout is Alertmanager's resolve_timeout: how long an alert
+	// posted without an end time (a test notification) stays firing.
+	// Zero means DefaultResolveTimeout.
+	ResolveTimeout model.Duration
 }
 
 // Options configure rendering, writing and reloading.
@@ -145,11 +150,14 @@ func DefaultOptions() Options {
 		ConnectionsRatio: rules.DefaultConnectionsRatio,
 		SMTP:             SMTP{RequireTLS: true},
 		Routing: Routing{
-			// Short enough that a connector down reaches its channels
-			// within half a minute of firing, long enough to batch the
-			// alerts one outage raises at once.
-			GroupWait:        model.Duration(10 * time.Second),
-			GroupInterval:    model.Duration(time.Minute),
+			// Two evaluations: the alerts of one fault (a connector,
+			// its actions, the rules failing on it) fire within one
+			// evaluation of each other, so they go out as one
+			// notification; still within half a minute of firing.
+			GroupWait: model.Duration(2 * rules.DefaultInterval),
+			// Grouped by cluster, a new fault in a cluster that already
+			// notified waits for this: two evaluations, as group_wait.
+			GroupInterval:    model.Duration(2 * rules.DefaultInterval),
 			RepeatInterval:   model.Duration(4 * time.Hour),
 			ECPGroupInterval: model.Duration(10 * time.Second),
 		},
@@ -577,4 +585,51 @@ func (a *Alerting) reloadOne(ctx context.Context, target, base string) error {
 
 func sortedIDs(m map[string]Settings) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// Resolution is an alert whose cluster left its project, to be resolved in
+// Alertmanager at once: its labels, annotations and start as Prometheus
+// sent them.
+type Resolution struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	StartsAt    time.Time         `json:"startsAt"`
+	EndsAt      time.Time         `json:"endsAt"`
+}
+
+// Resolve posts alerts to Alertmanager as resolved now (EndsAt is set
+// here). Apply rewrites the rules so that Prometheus resolves them too, but
+// Prometheus sends that resolution only after its Alertmanager discovery,
+// restarted by the reload, settles and the resend delay (a minute by
+// default) passes; Alertmanager keeps the later of the two ends and
+// notifies the resolution within group_interval. Without an Alertmanager
+// URL it does nothing.
+func (a *Alerting) Resolve(ctx context.Context, alerts []Resolution, now time.Time) error {
+	if a.opts.AlertmanagerURL == "" || len(alerts) == 0 {
+		return nil
+	}
+	for i := range alerts {
+		alerts[i].EndsAt = now.UTC()
+	}
+	b, err := json.Marshal(alerts)
+	if err != nil {
+		return fmt.Errorf("resolving alerts: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.opts.ReloadTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(a.opts.AlertmanagerURL, "/")+"/api/v2/alerts", bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("resolving alerts: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := a.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("resolving alerts: %w", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxReloadBody))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("resolving alerts: alertmanager answered %s: %s", resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
 }

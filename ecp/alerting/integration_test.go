@@ -24,6 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ecpio/ecp/rules"
 )
 
 // daemon is a real Prometheus or Alertmanager started for one test.
@@ -366,6 +368,7 @@ type amMessage struct {
 		Status      string            `json:"status"`
 		Labels      map[string]string `json:"labels"`
 		Annotations map[string]string `json:"annotations"`
+		StartsAt    time.Time         `json:"startsAt"`
 	} `json:"alerts"`
 }
 
@@ -461,7 +464,8 @@ func TestIntegrationConnectorAlertReachesWebhooks(t *testing.T) {
 	}
 	projects := map[string]Settings{
 		"alpha": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical,
-			Webhooks: []Webhook{{URL: sink.URL + "/alpha"}}},
+			Webhooks: []Webhook{{URL: sink.URL + "/alpha"}},
+			Names:    Names{Organization: "Acme", Project: "Alpha", Clusters: []rules.Cluster{{ID: "c1", Name: "Plant North"}}}},
 	}
 	if err := a.Apply(t.Context(), projects); err != nil {
 		t.Fatal(err)
@@ -492,7 +496,9 @@ func TestIntegrationConnectorAlertReachesWebhooks(t *testing.T) {
 		if _, ok := al.Labels["status"]; ok {
 			t.Fatalf("%s: the status label leaked into the alert: %v", path, al.Labels)
 		}
-		if al.Annotations["link"] != "https://ecp.example.test/clusters/c1" || al.Annotations["summary"] == "" {
+		if al.Annotations["link"] != "https://ecp.example.test/clusters/c1" || al.Annotations["cluster_name"] != "Plant North" ||
+			al.Annotations["project_name"] != "Alpha" || al.Annotations["organization_name"] != "Acme" ||
+			al.Annotations["summary"] != "EMQX connector http:sink is not connected in cluster Plant North." {
 			t.Fatalf("%s: annotations %v", path, al.Annotations)
 		}
 	}
@@ -500,7 +506,7 @@ func TestIntegrationConnectorAlertReachesWebhooks(t *testing.T) {
 	healed := time.Now()
 	connected.Store(1)
 	for _, path := range []string{"/ecp", "/alpha"} {
-		c := sink.wait(t, path, "resolved", 30*time.Second)
+		c := sink.wait(t, path, "resolved", 90*time.Second)
 		if path == "/ecp" {
 			t.Logf("connector healed → resolution at ecp webhook: %s", c.at.Sub(healed).Round(10*time.Millisecond))
 		}
@@ -516,5 +522,65 @@ func TestIntegrationConnectorAlertReachesWebhooks(t *testing.T) {
 	}
 	if got := loadedGroups(t, st.prom.url); len(got) != 0 {
 		t.Fatalf("alerting off, yet prometheus runs %v", groupNames(got))
+	}
+}
+
+// issue #12 item 9: "a deleted cluster's alert lingers 5 minutes". Its
+// series stay in Prometheus' lookback for five minutes after the agent's
+// last sample (remote write carries no staleness), so the rule kept firing.
+// Here the series never stop (the worst case). Once the project's clusters
+// no longer include it, the rules stop selecting it and Resolve (which ecp
+// calls with the alerts it moved to history) resolves it in Alertmanager,
+// which sends the resolution to ecp and the project within seconds: the
+// rules alone take Prometheus' resend delay (1m2s measured), since the
+// reload restarts Prometheus' Alertmanager discovery.
+func TestJourneyRemovedClusterResolvesAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Prometheus and Alertmanager; skipped with -short")
+	}
+	agent := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, `emqx_connector_status{project="alpha",cluster="c1",id="http:sink",status="connected"} 0`)
+		fmt.Fprintln(w, `emqx_connector_enabled{project="alpha",cluster="c1",id="http:sink"} 1`)
+	}))
+	t.Cleanup(agent.Close)
+	sink := newWebhookSink(t)
+	o := testOptions()
+	o.Interval = time.Second
+	o.WebhookURL = sink.URL + "/ecp"
+	o.Routing.GroupWait = model.Duration(100 * time.Millisecond)
+	o.Routing.GroupInterval, o.Routing.ECPGroupInterval = model.Duration(time.Second), model.Duration(time.Second)
+	st := startStack(t, o, strings.TrimPrefix(agent.URL, "http://"))
+	a, err := New(st.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpha := Settings{Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical,
+		Webhooks: []Webhook{{URL: sink.URL + "/alpha"}},
+		Names:    Names{Organization: "Acme", Project: "Alpha", Clusters: []rules.Cluster{{ID: "c1", Name: "Plant North"}}}}
+	if err := a.Apply(t.Context(), map[string]Settings{"alpha": alpha}); err != nil {
+		t.Fatal(err)
+	}
+	var fired sinkCall
+	for _, path := range []string{"/ecp", "/alpha"} {
+		fired = sink.wait(t, path, "firing", 45*time.Second)
+	}
+
+	// The cluster is deleted (or transferred away): ecp applies again and
+	// resolves the alerts it moved to history.
+	removed := time.Now()
+	alpha.Names.Clusters = []rules.Cluster{}
+	if err := a.Apply(t.Context(), map[string]Settings{"alpha": alpha}); err != nil {
+		t.Fatal(err)
+	}
+	f := fired.msg.Alerts[0]
+	if err := a.Resolve(t.Context(), []Resolution{{Labels: f.Labels, Annotations: f.Annotations, StartsAt: f.StartsAt}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/ecp", "/alpha"} {
+		c := sink.wait(t, path, "resolved", 15*time.Second)
+		t.Logf("cluster removed → resolution on %s: %s", path, c.at.Sub(removed).Round(10*time.Millisecond))
+		if got := c.msg.Alerts[0].Annotations["cluster_name"]; got != "Plant North" {
+			t.Errorf("%s: the resolution names cluster %q, want Plant North", path, got)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	amconfig "github.com/prometheus/alertmanager/config"
 	amtemplate "github.com/prometheus/alertmanager/template"
@@ -45,6 +46,9 @@ func renderRules(project string, s Settings, o Options) ([]byte, error) {
 		ExternalURL:      o.ExternalURL,
 		ConnectionsRatio: o.ConnectionsRatio,
 		EMQXAlarms:       s.EMQXAlertPush,
+		ProjectName:      s.Names.Project,
+		OrganizationName: s.Names.Organization,
+		Clusters:         s.Names.Clusters,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
@@ -86,7 +90,15 @@ const (
 	ReceiverECP = "ecp"
 	// receiverProjectPrefix + project id names a project's receiver.
 	receiverProjectPrefix = "project-"
+	// receiverTestSuffix ends the name of a project's receiver for test
+	// notifications.
+	receiverTestSuffix = "-test"
 )
+
+// LabelTest marks the alerts of "send test notification" (its value is the
+// test's id): they reach the project's channels through the project's test
+// receiver, which sends no resolution, and never ecp's lists.
+const LabelTest = "ecp_test"
 
 // ecpRepeatInterval is repeat_interval on ecp's own route: the repeat lets
 // ecp rebuild its active list after a restart without asking Alertmanager.
@@ -107,6 +119,8 @@ type amFile struct {
 }
 
 type amGlobal struct {
+	// ResolveTimeout resolves an alert that came without an end time
+	// after this long without an update.
 	ResolveTimeout   string `yaml:"resolve_timeout"`
 	SMTPSmarthost    string `yaml:"smtp_smarthost,omitempty"`
 	SMTPFrom         string `yaml:"smtp_from,omitempty"`
@@ -141,11 +155,11 @@ type amEmail struct {
 }
 
 // newEmail is one recipient's e-mail config, with ecp's templates
-// (alertmanager/email.tmpl): subject and bodies name project, cluster, the
-// object and the link back to ecp.
-func newEmail(to string) amEmail {
+// (alertmanager/email.tmpl): subject and bodies name organization, project,
+// cluster, every object of the group and the link back to ecp.
+func newEmail(to string, sendResolved bool) amEmail {
 	use := func(name string) string { return `{{ template "` + name + `" . }}` }
-	return amEmail{To: to, SendResolved: true,
+	return amEmail{To: to, SendResolved: sendResolved,
 		Headers: map[string]string{"Subject": use(alertmanager.EmailSubject)},
 		HTML:    use(alertmanager.EmailHTML),
 		Text:    use(alertmanager.EmailText)}
@@ -180,7 +194,7 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 	}
 	f := amFile{
 		Global: amGlobal{
-			ResolveTimeout:   "5m",
+			ResolveTimeout:   resolveTimeout(o.Routing.ResolveTimeout),
 			SMTPSmarthost:    o.SMTP.Smarthost,
 			SMTPFrom:         o.SMTP.From,
 			SMTPAuthUsername: o.SMTP.Username,
@@ -188,8 +202,12 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 			SMTPRequireTLS:   o.SMTP.RequireTLS,
 		},
 		Route: amRoute{
-			Receiver:       ReceiverNone,
-			GroupBy:        []string{rules.LabelProject, rules.LabelCluster, "alertname"},
+			Receiver: ReceiverNone,
+			// One fault is one notification: a broken connector fires
+			// for the connector, its actions and the rules that use
+			// them, all in one cluster, and all arrive within the group
+			// wait; the e-mail lists each of them.
+			GroupBy:        []string{rules.LabelProject, rules.LabelCluster},
 			GroupWait:      duration(o.Routing.GroupWait),
 			GroupInterval:  duration(o.Routing.GroupInterval),
 			RepeatInterval: duration(o.Routing.RepeatInterval),
@@ -233,20 +251,20 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 		if len(s.Emails) > 0 && (o.SMTP.Smarthost == "" || o.SMTP.From == "") {
 			return nil, fmt.Errorf("rendering alertmanager config: project %q: %w", id, ErrNoSMTP)
 		}
-		r := amRecv{Name: ProjectReceiver(id)}
-		for _, e := range s.Emails {
-			// One config per recipient: nobody sees the others' addresses.
-			r.EmailConfigs = append(r.EmailConfigs, newEmail(e))
-		}
-		noRedirects := false
-		for _, w := range s.Webhooks {
-			r.WebhookConfigs = append(r.WebhookConfigs, amWebhook{URL: w.URL, SendResolved: true,
-				HTTPConfig: &amHTTPConfig{FollowRedirects: &noRedirects}})
-		}
-		f.Receivers = append(f.Receivers, r)
+		r, test := projectReceiver(ProjectReceiver(id), s, true), projectReceiver(ProjectReceiver(id)+receiverTestSuffix, s, false)
+		f.Receivers = append(f.Receivers, r, test)
 		f.Route.Routes = append(f.Route.Routes, amRoute{
 			Receiver: r.Name,
 			Matchers: []string{fmt.Sprintf("%s=%q", rules.LabelProject, id)},
+			// A test notification is one message: its receiver sends no
+			// resolution when Alertmanager resolves it later, and it
+			// goes out at once, alone.
+			Routes: []amRoute{{
+				Receiver:  test.Name,
+				Matchers:  []string{LabelTest + `=~".+"`},
+				GroupBy:   []string{"..."},
+				GroupWait: "0s",
+			}},
 		})
 	}
 
@@ -265,6 +283,32 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 		return nil, fmt.Errorf("rendering alertmanager config: %w", err)
 	}
 	return out, nil
+}
+
+// projectReceiver is a project's receiver with its channels.
+func projectReceiver(name string, s Settings, sendResolved bool) amRecv {
+	r := amRecv{Name: name}
+	for _, e := range s.Emails {
+		// One config per recipient: nobody sees the others' addresses.
+		r.EmailConfigs = append(r.EmailConfigs, newEmail(e, sendResolved))
+	}
+	noRedirects := false
+	for _, w := range s.Webhooks {
+		r.WebhookConfigs = append(r.WebhookConfigs, amWebhook{URL: w.URL, SendResolved: sendResolved,
+			HTTPConfig: &amHTTPConfig{FollowRedirects: &noRedirects}})
+	}
+	return r
+}
+
+// DefaultResolveTimeout is Alertmanager's resolve_timeout unless
+// Routing.ResolveTimeout is set.
+const DefaultResolveTimeout = 5 * time.Minute
+
+func resolveTimeout(d model.Duration) string {
+	if d == 0 {
+		return model.Duration(DefaultResolveTimeout).String()
+	}
+	return d.String()
 }
 
 // ErrNoSMTP is returned for a project with e-mail recipients when ecp has

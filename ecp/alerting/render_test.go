@@ -15,6 +15,7 @@ import (
 	"github.com/ecpio/ecp/alertmanager"
 	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/internal/secret"
+	"github.com/ecpio/ecp/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -43,10 +44,12 @@ func testProjects() map[string]Settings {
 	return map[string]Settings{
 		// Counts of 1: no for, no keep_firing_for; webhooks only.
 		"alpha": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical,
-			Webhooks: []Webhook{{URL: "https://hooks.example.test/alpha"}, {URL: "http://127.0.0.1:9999/sink"}}},
+			Webhooks: []Webhook{{URL: "https://hooks.example.test/alpha"}, {URL: "http://127.0.0.1:9999/sink"}},
+			Names:    Names{Organization: "Acme", Project: "Alpha", Clusters: []rules.Cluster{{ID: "c1", Name: "Plant North"}, {ID: "c2", Name: `Hall "2"`}}}},
 		// Counts of 3 and 2, e-mail only, EMQX alarms forwarded.
 		"beta": {Enabled: true, TriggerCount: 3, RecoveryCount: 2, Severity: SeverityWarning, EMQXAlertPush: true,
-			Emails: []string{"ops@example.test", "oncall@example.test"}},
+			Emails: []string{"ops@example.test", "oncall@example.test"},
+			Names:  Names{Organization: "Acme", Project: "Beta", Clusters: []rules.Cluster{{ID: "c3", Name: "Plant South"}}}},
 		// Enabled but no channel: ecp's own list still gets its alerts.
 		"gamma": {Enabled: true, TriggerCount: 2, RecoveryCount: 5, Severity: SeverityInfo},
 		// Disabled: no rules, no route, though it has channels.
@@ -151,9 +154,13 @@ func TestRenderedRulesPassPromtoolCases(t *testing.T) {
 	dir := t.TempDir()
 	o := testOptions()
 	o.Interval = time.Minute
+	// The names and clusters rules/rules_test.go renders these files with.
 	for file, s := range map[string]Settings{
-		"n1.rules.yml": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical, EMQXAlertPush: true},
-		"n3.rules.yml": {Enabled: true, TriggerCount: 3, RecoveryCount: 3, Severity: SeverityWarning, EMQXAlertPush: true},
+		"n1.rules.yml": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical, EMQXAlertPush: true,
+			Names: Names{Organization: "Acme Manufacturing", Project: "Line One", Clusters: []rules.Cluster{{ID: "c1", Name: "Plant North"}}}},
+		"n3.rules.yml": {Enabled: true, TriggerCount: 3, RecoveryCount: 3, Severity: SeverityWarning, EMQXAlertPush: true,
+			Names: Names{Organization: "Acme Manufacturing", Project: "Line Three",
+				Clusters: []rules.Cluster{{ID: "c2", Name: "Plant South"}, {ID: "c3", Name: "Plant East"}}}},
 	} {
 		b, err := RenderRules(strings.TrimSuffix(file, ".rules.yml"), s, o)
 		if err != nil {
@@ -241,48 +248,56 @@ func TestRenderAlertmanagerNeedsSMTPForEmail(t *testing.T) {
 }
 
 // TestEmailTemplates renders ecp's e-mail templates with Alertmanager's own
-// template package for a firing and a resolved connector alert: subject
-// and bodies name project, cluster, the connector and the link to ecp.
+// template package: a group of alerts of one fault (issue #12 defect 3) and
+// a single resolved alert. Subject and bodies name organization, project
+// and cluster, list every object and link back to ecp.
 func TestEmailTemplates(t *testing.T) {
 	tmpl, err := EmailTemplates()
 	if err != nil {
 		t.Fatal(err)
 	}
-	labels := amtemplate.KV{"alertname": "EMQXConnectorAbnormal", "project": "p-0a1b", "cluster": "c-9f8e", "id": "http:sink_1", "severity": "critical"}
-	link := "https://ecp.example.test/clusters/c-9f8e"
-	annotations := amtemplate.KV{"summary": "EMQX connector http:sink_1 is not connected in cluster c-9f8e.", "description": "Connector <b>http:sink_1</b> is enabled but not connected.", "link": link}
-	start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	names := amtemplate.KV{"cluster_name": "Plant North", "project_name": "Line One", "organization_name": "Acme Manufacturing"}
+	alert := func(status, alertname, id string) amtemplate.Alert {
+		labels := amtemplate.KV{"alertname": alertname, "project": "p-0a1b", "cluster": "c-9f8e", "id": id, "severity": "critical"}
+		annotations := amtemplate.KV{"summary": alertname + " " + id + " in cluster Plant North.", "description": "<b>" + id + "</b> is broken.",
+			"link": "https://ecp.example.test/clusters/c-9f8e"}
+		for k, v := range names {
+			annotations[k] = v
+		}
+		start := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+		return amtemplate.Alert{Status: status, Labels: labels, Annotations: annotations, StartsAt: start, EndsAt: start.Add(time.Minute)}
+	}
+	fault := amtemplate.Alerts{
+		alert("firing", "EMQXConnectorAbnormal", "http:sink_1"),
+		alert("firing", "EMQXActionAbnormal", "http:to_sink"),
+		alert("firing", "EMQXRuleAbnormal", "rule_a"),
+		alert("firing", "EMQXRuleAbnormal", "rule_b"),
+	}
 	for _, tc := range []struct {
-		status, subject string
+		name, status, subject string
+		alerts                amtemplate.Alerts
 	}{
-		{"firing", "[FIRING:1] EMQXConnectorAbnormal · project p-0a1b · cluster c-9f8e · http:sink_1"},
-		{"resolved", "[RESOLVED] EMQXConnectorAbnormal · project p-0a1b · cluster c-9f8e · http:sink_1"},
+		{"one fault", "firing", "[FIRING:4] cluster Plant North · project Line One · Acme Manufacturing · 4 alerts", fault},
+		{"resolved", "resolved", "[RESOLVED] cluster Plant North · project Line One · Acme Manufacturing · EMQXConnectorAbnormal http:sink_1",
+			amtemplate.Alerts{alert("resolved", "EMQXConnectorAbnormal", "http:sink_1")}},
 	} {
-		t.Run(tc.status, func(t *testing.T) {
-			a := amtemplate.Alert{Status: tc.status, Labels: labels, Annotations: annotations, StartsAt: start, EndsAt: start.Add(time.Minute)}
-			data := &amtemplate.Data{Receiver: "project-p-0a1b", Status: tc.status, Alerts: amtemplate.Alerts{a},
-				GroupLabels:  amtemplate.KV{"project": "p-0a1b", "cluster": "c-9f8e", "alertname": "EMQXConnectorAbnormal"},
-				CommonLabels: labels, CommonAnnotations: annotations}
-			e := newEmail("ops@example.test")
-			subject, err := tmpl.ExecuteTextString(e.Headers["Subject"], data)
-			if err != nil {
-				t.Fatal(err)
-			}
+		t.Run(tc.name, func(t *testing.T) {
+			data := &amtemplate.Data{Receiver: "project-p-0a1b", Status: tc.status, Alerts: tc.alerts,
+				GroupLabels:  amtemplate.KV{"project": "p-0a1b", "cluster": "c-9f8e"},
+				CommonLabels: amtemplate.KV{"project": "p-0a1b", "cluster": "c-9f8e", "severity": "critical"}, CommonAnnotations: names}
+			subject, text, html := renderEmail(t, tmpl, data)
 			if subject != tc.subject {
 				t.Errorf("subject %q; want %q", subject, tc.subject)
 			}
-			text, err := tmpl.ExecuteTextString(e.Text, data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			html, err := tmpl.ExecuteHTMLString(e.HTML, data)
-			if err != nil {
-				t.Fatal(err)
-			}
 			for _, body := range []string{text, html} {
-				for _, want := range []string{"p-0a1b", "c-9f8e", "http:sink_1", link, strings.ToUpper(tc.status)} {
+				for _, want := range []string{"Acme Manufacturing", "Line One", "Plant North", "p-0a1b", "c-9f8e", "https://ecp.example.test/clusters/c-9f8e", strings.ToUpper(tc.status)} {
 					if !strings.Contains(body, want) {
 						t.Errorf("body lacks %q:\n%s", want, body)
+					}
+				}
+				for _, a := range tc.alerts {
+					if want := a.Labels["alertname"] + " · " + a.Labels["id"]; !strings.Contains(body, want) {
+						t.Errorf("body does not list %q:\n%s", want, body)
 					}
 				}
 			}
@@ -290,6 +305,53 @@ func TestEmailTemplates(t *testing.T) {
 				t.Errorf("the HTML body does not escape the description:\n%s", html)
 			}
 		})
+	}
+}
+
+// renderEmail renders subject, text and HTML body as Alertmanager does for
+// one of ecp's e-mail configs.
+func renderEmail(t *testing.T, tmpl *amtemplate.Template, data *amtemplate.Data) (subject, text, html string) {
+	t.Helper()
+	e := newEmail("ops@example.test", true)
+	var err error
+	if subject, err = tmpl.ExecuteTextString(e.Headers["Subject"], data); err != nil {
+		t.Fatal(err)
+	}
+	if text, err = tmpl.ExecuteTextString(e.Text, data); err != nil {
+		t.Fatal(err)
+	}
+	if html, err = tmpl.ExecuteHTMLString(e.HTML, data); err != nil {
+		t.Fatal(err)
+	}
+	return subject, text, html
+}
+
+// issue #12 defect 3: names are tenants' input and reach e-mails through
+// the alerts' annotations. Template code, markup and line breaks in them
+// print as themselves (escaped in HTML) and run nothing.
+func TestJourneyHostileNamesInEmails(t *testing.T) {
+	tmpl, err := EmailTemplates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster := "Site \"B\" {{ template \"ecp.email.subject\" . }} $labels.cluster\nBcc: evil@example.test"
+	project := "<script>alert(1)</script> {{ .Status }}"
+	names := amtemplate.KV{"cluster_name": cluster, "project_name": project, "organization_name": "{{ len .Alerts }} & Co"}
+	a := amtemplate.Alert{Status: "firing", Labels: amtemplate.KV{"alertname": "EMQXNodeDown", "project": "p1", "cluster": "c1", "node": "emqx@a"},
+		Annotations: names, StartsAt: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)}
+	data := &amtemplate.Data{Status: "firing", Alerts: amtemplate.Alerts{a}, GroupLabels: amtemplate.KV{"project": "p1", "cluster": "c1"},
+		CommonLabels: a.Labels, CommonAnnotations: names}
+	subject, text, html := renderEmail(t, tmpl, data)
+	if want := "[FIRING:1] cluster " + cluster + " · project " + project + " · {{ len .Alerts }} & Co · EMQXNodeDown node emqx@a"; subject != want {
+		t.Errorf("subject %q; want %q", subject, want)
+	}
+	for _, want := range []string{cluster, project, "{{ len .Alerts }} & Co"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("text body lacks %q literally:\n%s", want, text)
+		}
+	}
+	if strings.Contains(html, "<script>") || !strings.Contains(html, "&lt;script&gt;") || !strings.Contains(html, "{{ len .Alerts }} &amp; Co") {
+		t.Errorf("the HTML body does not escape the names:\n%s", html)
 	}
 }
 

@@ -48,6 +48,18 @@ type Settings struct {
 	Emails []string `json:"emails"`
 	// Webhooks receive Alertmanager's webhook payload (version 4).
 	Webhooks []Webhook `json:"webhooks"`
+	// Names are what the project's alerts call its organization, itself
+	// and its clusters. ecp/alerts fills them from the tenancy and cluster
+	// records at every apply; they are never part of the API body.
+	Names Names `json:"-"`
+}
+
+// Names are the names a project's alerts carry. Clusters is the project's
+// clusters now: the rules select only these (see rules.Params.Clusters).
+type Names struct {
+	Organization string
+	Project      string
+	Clusters     []rules.Cluster
 }
 
 // Webhook is one webhook channel.

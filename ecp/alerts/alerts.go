@@ -11,7 +11,13 @@
 // sweeping agents fail and move independently), watches them and, on every
 // change, at start-up and on becoming leader, hands all projects' settings
 // to ecp/alerting, which renders, validates, writes and reloads Prometheus'
-// rule files and Alertmanager's configuration. The outcome (applied etcd
+// rule files and Alertmanager's configuration. It watches the cluster
+// entries, projects and organizations too: the rules name them
+// (annotations cluster_name, project_name, organization_name) and select
+// only the clusters each project holds now. When a cluster is deleted or
+// transferred away, its active alerts move to history at once (endReason
+// "removed") and are posted to Alertmanager as resolved, after the rules
+// stop selecting it. The outcome (applied etcd
 // revision, errors per project, reload failures with the servers' own
 // messages) is stored in etcd, so every replica shows it: in each project's
 // settings reply (`status`) and, in full, to system admins at
@@ -51,6 +57,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/alerting"
@@ -224,6 +231,13 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 		ao.SMTP, ao.Destinations = opts.SMTP, opts.Destinations
 		if opts.Interval > 0 {
 			ao.Interval = opts.Interval
+			// Two evaluations, as alerting.DefaultOptions has for its
+			// interval: one fault's alerts make one notification. A
+			// cluster's group usually notified already (a new cluster
+			// is over its max connections at once), so a new fault in it
+			// waits for group_interval: as short, but at least 10 s.
+			ao.Routing.GroupWait = model.Duration(2 * opts.Interval)
+			ao.Routing.GroupInterval = model.Duration(max(2*opts.Interval, 10*time.Second))
 		}
 		mergeRouting(&ao.Routing, opts.Routing)
 		ao.HTTPClient, ao.Logger, ao.Registerer = opts.HTTPClient, logger.With("component", "alerting"), reg
@@ -252,6 +266,9 @@ func mergeRouting(dst *alerting.Routing, src alerting.Routing) {
 	}
 	if src.ECPGroupInterval != 0 {
 		dst.ECPGroupInterval = src.ECPGroupInterval
+	}
+	if src.ResolveTimeout != 0 {
+		dst.ResolveTimeout = src.ResolveTimeout
 	}
 }
 
@@ -283,13 +300,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"result"}),
 		moved: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerts_moved_to_history_total",
-			Help: "Alerts moved from the active list to history, by reason: resolved, stale or gone (Alertmanager no longer holds it).",
+			Help: "Alerts moved from the active list to history, by reason: resolved, stale, gone (Alertmanager no longer holds it) or removed (its cluster left the project).",
 		}, []string{"reason"}),
 	}
 	for _, r := range []string{"stored", "unchanged", "ignored", "error"} {
 		m.notifications.WithLabelValues(r)
 	}
-	for _, r := range []string{EndResolved, EndStale, EndGone} {
+	for _, r := range []string{EndResolved, EndStale, EndGone, EndRemoved} {
 		m.moved.WithLabelValues(r)
 	}
 	if reg != nil {

@@ -404,7 +404,9 @@ func TestTestNotificationGoesThroughAlertmanager(t *testing.T) {
 		t.Fatalf("alertmanager got %d posts", len(posted))
 	}
 	var alerts []struct {
-		Labels map[string]string `json:"labels"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+		EndsAt      *time.Time        `json:"endsAt"`
 	}
 	if err := json.Unmarshal(posted[0], &alerts); err != nil || len(alerts) != 1 {
 		t.Fatalf("posted %s: %v", posted[0], err)
@@ -412,6 +414,12 @@ func TestTestNotificationGoesThroughAlertmanager(t *testing.T) {
 	l := alerts[0].Labels
 	if l["project"] != w.project.ID || l["severity"] != "critical" || l[LabelTest] != reply.TestID || l["alertname"] != TestAlertName {
 		t.Fatalf("test alert labels %v", l)
+	}
+	// Names for the e-mail; no end time, so Alertmanager's
+	// resolve_timeout ends it and the test receiver sends no resolution
+	// (TestJourneyTestNotificationIsOneEmail in ecp/alerting).
+	if an := alerts[0].Annotations; an["project_name"] != "plant" || an["organization_name"] != "acme" || alerts[0].EndsAt != nil {
+		t.Fatalf("test alert annotations %v, endsAt %v", an, alerts[0].EndsAt)
 	}
 }
 

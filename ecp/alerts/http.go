@@ -279,16 +279,27 @@ func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error
 	now := s.opts.Now().UTC()
 	id := kv.NewID()
 	link := strings.TrimRight(s.opts.ExternalURL, "/") + "/projects/" + p.ID + "/alert-settings"
+	annotations := map[string]string{
+		rules.AnnotationSummary:     "Test notification for project " + p.Name + " from ecp.",
+		rules.AnnotationDescription: "Someone sent a test notification from the alert settings of project " + p.Name + "; the channels of this project receive alerts like this one.",
+		rules.AnnotationLink:        link,
+		rules.AnnotationProjectName: p.Name,
+	}
+	var org tenancy.Org
+	if _, err := kv.Get(r.Context(), s.cli, tenancy.OrgsPrefix+p.Org, &org); err == nil {
+		annotations[rules.AnnotationOrganizationName] = org.Name
+	} else if !errors.Is(err, kv.ErrNotFound) {
+		return err
+	}
+	// No end time: Alertmanager resolves it after its resolve_timeout,
+	// and the project's test receiver sends no resolution, so the test is
+	// exactly one message per channel.
 	alert := []map[string]any{{
 		"labels": map[string]string{
 			"alertname": TestAlertName, rules.LabelProject: p.ID, rules.LabelSeverity: reply.Severity, LabelTest: id,
 		},
-		"annotations": map[string]string{
-			rules.AnnotationSummary:     "Test notification for project " + p.Name + " from ecp.",
-			rules.AnnotationDescription: "Someone sent a test notification from the alert settings of project " + p.Name + "; the channels of this project receive alerts like this one.",
-			rules.AnnotationLink:        link,
-		},
-		"startsAt": now, "endsAt": now.Add(5 * time.Minute), "generatorURL": link,
+		"annotations": annotations,
+		"startsAt":    now, "generatorURL": link,
 	}}
 	b, _ := json.Marshal(alert)
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -308,7 +319,7 @@ func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error
 		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 	}
 	return httpapi.JSON(w, http.StatusAccepted, TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
-		Message: "Alertmanager accepted the test alert; it reaches the project's channels after the route's group wait, and its resolution after five minutes"})
+		Message: "Alertmanager accepted the test alert; it reaches the project's channels at once, as one message with no resolution to follow"})
 }
 
 // Filters of the alert list.

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/rules"
 )
 
 // Run campaigns for the applier's leadership and, while it leads, applies
@@ -50,11 +54,20 @@ func (s *Service) setLeader(v bool) {
 
 // lead applies on every change until ctx ends or the watch fails.
 func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
+	// Ends the watches (and mergeWatches' goroutines) when lead returns.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	// The watch starts before the first apply reads, so no change falls
 	// between the two.
 	changes := s.cli.Watch(clientv3.WithRequireLeader(ctx), settingsPrefix, clientv3.WithPrefix())
 	// A new notification policy may admit or refuse webhooks.
 	policyChanges := s.cli.Watch(clientv3.WithRequireLeader(ctx), destpolicy.Key)
+	// Alerts carry the names of clusters, projects and organizations,
+	// and the rules select the clusters each project holds now.
+	nameChanges := mergeWatches(ctx,
+		s.cli.Watch(clientv3.WithRequireLeader(ctx), clusterspec.Prefix, clientv3.WithPrefix()),
+		s.cli.Watch(clientv3.WithRequireLeader(ctx), tenancy.ProjectsPrefix, clientv3.WithPrefix()),
+		s.cli.Watch(clientv3.WithRequireLeader(ctx), tenancy.OrgsPrefix, clientv3.WithPrefix()))
 	resync := time.NewTicker(s.opts.ResyncInterval)
 	defer resync.Stop()
 	var retry <-chan time.Time
@@ -96,6 +109,14 @@ func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
 				return fmt.Errorf("watch notification policy: %w", err)
 			}
 			pending = true
+		case wr, ok := <-nameChanges:
+			if !ok {
+				return nil
+			}
+			if err := wr.Err(); err != nil {
+				return fmt.Errorf("watch clusters and projects: %w", err)
+			}
+			pending = true
 		case <-retry:
 			pending = true
 		case <-resync.C:
@@ -115,6 +136,17 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 	if err != nil {
 		return fmt.Errorf("read alert settings: %w", err)
 	}
+	names, err := s.loadNames(ctx)
+	if err != nil {
+		return err
+	}
+	// First, so that the lists drop a removed cluster's alerts without
+	// waiting for the files and reloads below; a failure is retried with
+	// the next change or resync and holds no apply back.
+	removed, err := s.endRemoved(ctx, names)
+	if err != nil && ctx.Err() == nil {
+		s.logger.Error("moving the alerts of removed clusters to history failed", "err", err)
+	}
 	projects := map[string]alerting.Settings{}
 	st := applyStatus{Configured: s.alerting != nil, Leader: s.opts.ReplicaID, Revision: resp.Header.Revision, AppliedAt: s.opts.Now().UTC(), OK: true}
 	for _, item := range resp.Kvs {
@@ -123,6 +155,10 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 			return err
 		}
 		id := strings.TrimPrefix(string(item.Key), settingsPrefix)
+		rec.Names = names[id]
+		if rec.Names.Clusters == nil {
+			rec.Names.Clusters = []rules.Cluster{} // a project deleted since: nothing to select
+		}
 		projects[id] = rec.Settings
 		if rec.Enabled {
 			st.Projects++
@@ -154,6 +190,11 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 		if failed = errors.Join(others...); failed != nil {
 			st.OK, st.Error = false, failed.Error()
 		}
+		// After the files: Prometheus no longer fires them, so nothing
+		// turns them back on in Alertmanager.
+		if err := s.alerting.Resolve(ctx, removed, s.opts.Now()); err != nil && ctx.Err() == nil {
+			s.logger.Warn("resolving the alerts of removed clusters in Alertmanager failed; Prometheus resolves them after its resend delay", "err", err)
+		}
 	}
 	if st.OK {
 		s.metrics.applySuccess.Set(1)
@@ -181,6 +222,31 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 		s.logger.Info("alert settings applied", "revision", st.Revision, "projects", st.Projects, "invalidProjects", len(st.ProjectErrors), "configured", st.Configured)
 	}
 	return failed
+}
+
+// mergeWatches forwards every response of the watches to one channel,
+// closed when all of them end.
+func mergeWatches(ctx context.Context, watches ...clientv3.WatchChan) <-chan clientv3.WatchResponse {
+	out := make(chan clientv3.WatchResponse)
+	var wg sync.WaitGroup
+	for _, w := range watches {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for wr := range w {
+				select {
+				case out <- wr:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out
 }
 
 // flatten splits errors.Join trees into their leaves.

@@ -54,17 +54,23 @@ const (
 	// EndGone: Alertmanager no longer holds it, though ecp never heard
 	// its resolution.
 	EndGone = "gone"
+	// EndRemoved: its cluster was deleted or transferred to another
+	// project.
+	EndRemoved = "removed"
 )
 
 // Alert is one alert episode as the lists show it.
 type Alert struct {
 	// ID is stable for one episode: derived from Alertmanager's
 	// fingerprint (the label set) and startsAt.
-	ID       string `json:"id"`
-	Name     string `json:"name"`
-	Project  string `json:"project"`
-	Cluster  string `json:"cluster"`
-	Severity string `json:"severity"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Project string `json:"project"`
+	Cluster string `json:"cluster"`
+	// ClusterName is the cluster's name when the alert was last notified
+	// (annotation cluster_name), which outlives a deleted cluster.
+	ClusterName string `json:"clusterName,omitempty"`
+	Severity    string `json:"severity"`
 	// Summary, Description and Link are the rule's annotations; Link
 	// points back into ecp's console.
 	Summary     string `json:"summary"`
@@ -76,7 +82,7 @@ type Alert struct {
 	// EndsAt is null while active.
 	EndsAt *time.Time `json:"endsAt"`
 	State  string     `json:"state"`
-	// EndReason says why it ended: resolved, stale or gone.
+	// EndReason says why it ended: resolved, stale, gone or removed.
 	EndReason string `json:"endReason,omitempty"`
 	// LastNotifiedAt is when Alertmanager last told ecp about it.
 	LastNotifiedAt time.Time `json:"lastNotifiedAt"`

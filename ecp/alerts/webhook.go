@@ -16,6 +16,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/rules"
@@ -27,7 +28,7 @@ const MaxWebhookBody = 8 << 20
 
 // LabelTest marks the alerts of "send test notification": they reach the
 // project's channels but never ecp's lists.
-const LabelTest = "ecp_test"
+const LabelTest = alerting.LabelTest
 
 // webhookMessage is Alertmanager's webhook payload, version 4 (the fields
 // ecp reads; 0.34 adds more, which are ignored).
@@ -103,7 +104,8 @@ func (s *Service) toAlert(a webhookAlert) Alert {
 	return Alert{
 		ID: AlertID(fp, a.StartsAt), Name: a.Labels["alertname"],
 		Project: a.Labels[rules.LabelProject], Cluster: a.Labels[rules.LabelCluster], Severity: a.Labels[rules.LabelSeverity],
-		Summary: a.Annotations[rules.AnnotationSummary], Description: a.Annotations[rules.AnnotationDescription], Link: a.Annotations[rules.AnnotationLink],
+		ClusterName: a.Annotations[rules.AnnotationClusterName],
+		Summary:     a.Annotations[rules.AnnotationSummary], Description: a.Annotations[rules.AnnotationDescription], Link: a.Annotations[rules.AnnotationLink],
 		Labels: a.Labels, StartsAt: a.StartsAt.UTC(), State: StateActive,
 		LastNotifiedAt: s.opts.Now().UTC(), Fingerprint: fp, GeneratorURL: a.GeneratorURL,
 	}
@@ -167,7 +169,7 @@ func (s *Service) fire(ctx context.Context, al Alert) (string, error) {
 }
 
 func sameAlert(a, b Alert) bool {
-	return a.Name == b.Name && a.Severity == b.Severity && a.Summary == b.Summary && a.Description == b.Description &&
+	return a.Name == b.Name && a.Severity == b.Severity && a.Summary == b.Summary && a.Description == b.Description && a.ClusterName == b.ClusterName &&
 		a.Link == b.Link && maps.Equal(a.Labels, b.Labels) && a.StartsAt.Equal(b.StartsAt)
 }
 

@@ -351,6 +351,8 @@ func routeTable() map[string]routeCase {
 	add("GET /api/v1/openapi.json", fixed("/api/v1/openapi.json", nil), o, f)
 	add("GET /downloads/agent-exporter/{os}/{arch}", fixed("/downloads/agent-exporter/linux/arm64", nil), o, f)
 	add("HEAD /downloads/agent-exporter/{os}/{arch}", fixed("/downloads/agent-exporter/linux/arm64", nil), o, f)
+	add("GET /downloads/agent-exporter.service", fixed("/downloads/agent-exporter.service", nil), o, f)
+	add("HEAD /downloads/agent-exporter.service", fixed("/downloads/agent-exporter.service", nil), o, f)
 	add("GET /metrics", fixed("/metrics", nil), o, f)
 	add("GET /-/healthy", fixed("/-/healthy", nil), o, f)
 	add("HEAD /-/healthy", fixed("/-/healthy", nil), o, f)

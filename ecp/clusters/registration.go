@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ecpio/ecp/ecp/agentdownloads"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
@@ -27,6 +28,9 @@ type Registration struct {
 	MaxConnections int       `json:"maxConnections"`
 	Note           string    `json:"note"`
 	Commands       []Command `json:"commands"`
+	// SystemdUnit is where ecp serves the agent's systemd unit, to run it
+	// as a service rather than with `run &` (its header says how).
+	SystemdUnit string `json:"systemdUnit"`
 }
 
 // Command is the guide for one architecture.
@@ -79,7 +83,7 @@ func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
 	}
 	reg := Registration{
 		ClusterID: spec.ID, Token: token.Reveal(), ExpiresAt: expires.UTC(), EcpURL: api.opts.ExternalURL,
-		Placeholders: placeholders, MaxConnections: spec.MaxConnections,
+		Placeholders: placeholders, MaxConnections: spec.MaxConnections, SystemdUnit: api.opts.ExternalURL + agentdownloads.UnitPath,
 		Note: fmt.Sprintf("Once registered, the agent caps EMQX at this entry's max connections, %d: beyond that EMQX refuses new clients. "+
 			"If the cluster serves more, raise it first (PUT /api/v1/clusters/%s/max-connections).", spec.MaxConnections, spec.ID),
 	}

@@ -112,7 +112,7 @@ var flashes = map[string]string{
 	"saved":         "Changes saved.",
 	"max":           "Max connections changed; the agent applies it to EMQX within seconds.",
 	"logs":          "Log collection switched; the agent follows within seconds.",
-	"transferred":   "Cluster transferred to this project.",
+	"transferred":   "Cluster transferred to this project. Its log lines, alerts and series from before the transfer stay in the old project.",
 	"deleted":       "Cluster deleted. Its agent is told to unregister; the EMQX cluster itself is not touched.",
 	"alert-removed": "Alert removed.",
 	"test-sent":     "Test notification sent to every channel of the project.",
@@ -735,9 +735,7 @@ func (c *Console) funcs() template.FuncMap {
 		"when":    c.when,
 		"stamp":   stamp,
 		"restamp": c.restamp,
-		// utc is the log page's until it moves to when.
-		"utc": stamp,
-		"add": func(a, b int) int { return a + b },
+		"add":     func(a, b int) int { return a + b },
 		"pageURL": func(d listData, token string, page int) string {
 			v := url.Values{}
 			if d.State != "" {

@@ -11,8 +11,9 @@
 //
 // Each line becomes one document: @timestamp (RFC 3339, nanoseconds, UTC),
 // message, level, project, cluster, node, raw (the line as the agent read it),
-// file, offset, fields (the parsed key/values, stored but not indexed, so an
-// EMQX report key can never explode the index mapping) and log_id; message,
+// file, offset, fields (the parsed key/values, stored but not indexed in
+// Elasticsearch, so an EMQX report key can never explode the index mapping)
+// and log_id; message,
 // raw and each field are cut at MaxFieldBytes, saying so, rather than lost. The
 // project, cluster and node are stamped by ecp from the agent's credential,
 // never taken from the agent's lines. In Elasticsearch the documents go to
@@ -70,10 +71,15 @@
 // # Queries
 //
 // Query.Projects is the caller's scope and is mandatory (ErrNoScope). With
-// Elasticsearch every filter is a term, terms, range or match_phrase clause
-// in a bool filter, so user input is only ever a JSON string. With
-// VictoriaLogs the scope is the leading stream filter and every user value is
-// a strconv.Quote'd LogsQL literal. Paging is by cursor, not offset: the
+// Elasticsearch every filter is a term, terms, range, match_phrase or
+// wildcard clause in a bool filter, so user input is only ever a JSON
+// string. With VictoriaLogs the scope is the leading stream filter and every
+// user value is a strconv.Quote'd LogsQL literal. The text a user types
+// (Query.Text) finds lines that contain it anywhere, in any case: a
+// regexp.QuoteMeta'd case-insensitive regexp filter in LogsQL; in
+// Elasticsearch a phrase match or every typed word inside a word of raw
+// (escaped wildcard patterns on its analyzed terms). Results carry the
+// line's parsed fields. Paging is by cursor, not offset: the
 // token holds the last item's (time, log_id), as Elasticsearch search_after
 // sort values or as a LogsQL "strictly older" filter, so lines that arrive
 // late never shift a page. The token also carries a fingerprint of the

@@ -104,7 +104,12 @@ func FuzzLogQueryQuoting(f *testing.F) {
 					}
 				}
 				if qu.Text != "" {
-					wantLits = append(wantLits, qu.Text, qu.Text)
+					// The text is a regexp that matches exactly itself.
+					re := "(?i)" + regexp.QuoteMeta(qu.Text)
+					if !regexp.MustCompile(re).MatchString(qu.Text) {
+						t.Fatalf("text regexp %q does not match the text %q", re, qu.Text)
+					}
+					wantLits = append(wantLits, re, re)
 				}
 				if cur != nil {
 					wantLits = append(wantLits, cur.ID)
@@ -123,9 +128,20 @@ func FuzzLogQueryQuoting(f *testing.F) {
 					Bool struct {
 						Filter []map[string]map[string]any `json:"filter"`
 						Must   []struct {
-							MultiMatch struct {
-								Query string `json:"query"`
-							} `json:"multi_match"`
+							Bool struct {
+								Should []struct {
+									MultiMatch struct {
+										Query string `json:"query"`
+									} `json:"multi_match"`
+									Bool struct {
+										Filter []struct {
+											Wildcard map[string]struct {
+												Value string `json:"value"`
+											} `json:"wildcard"`
+										} `json:"filter"`
+									} `json:"bool"`
+								} `json:"should"`
+							} `json:"bool"`
 						} `json:"must"`
 					} `json:"bool"`
 				} `json:"query"`
@@ -153,14 +169,54 @@ func FuzzLogQueryQuoting(f *testing.F) {
 					}
 				}
 			}
-			if qu.Text != "" && (len(body.Query.Bool.Must) != 1 || body.Query.Bool.Must[0].MultiMatch.Query != viaJSON(t, qu.Text)) {
-				t.Fatalf("text clause %+v, want one phrase %q", body.Query.Bool.Must, qu.Text)
+			if qu.Text != "" {
+				must := body.Query.Bool.Must
+				if len(must) != 1 || len(must[0].Bool.Should) == 0 || must[0].Bool.Should[0].MultiMatch.Query != viaJSON(t, qu.Text) {
+					t.Fatalf("text clause %s, want a phrase %q first", b, qu.Text)
+				}
+				words := strings.Fields(strings.ToLower(viaJSON(t, qu.Text)))
+				var got []string
+				if len(must[0].Bool.Should) == 2 {
+					for _, f := range must[0].Bool.Should[1].Bool.Filter {
+						got = append(got, unwildcard(t, f.Wildcard[fieldRaw].Value))
+					}
+				}
+				if !slices.Equal(got, words) {
+					t.Fatalf("wildcards %q, want each word %q literally", got, words)
+				}
 			}
 			if cur != nil && (len(body.SearchAfter) != 2 || body.SearchAfter[1] != cur.ID) {
 				t.Fatalf("search_after %v, want [time, %s]", body.SearchAfter, cur.ID)
 			}
 		}
 	})
+}
+
+// unwildcard checks that an Elasticsearch wildcard pattern is "*word*"
+// with every special character of word escaped, and returns word.
+func unwildcard(t *testing.T, p string) string {
+	t.Helper()
+	inner, pre := strings.CutPrefix(p, "*")
+	inner, suf := strings.CutSuffix(inner, "*")
+	if !pre || !suf {
+		t.Fatalf("wildcard %q is not *word*", p)
+	}
+	var b strings.Builder
+	for i := 0; i < len(inner); i++ {
+		switch c := inner[i]; c {
+		case '\\':
+			if i+1 == len(inner) {
+				t.Fatalf("wildcard %q ends in a lone backslash", p)
+			}
+			i++
+			b.WriteByte(inner[i])
+		case '*', '?':
+			t.Fatalf("wildcard %q has an unescaped %c", p, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // viaJSON is s as a JSON string decodes: invalid bytes become U+FFFD.

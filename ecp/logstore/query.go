@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Limits of Query.Limit.
@@ -31,7 +32,10 @@ type Query struct {
 	// Cluster, Level narrow to one cluster id and one EMQX level (exact).
 	Cluster string
 	Level   string
-	// Text is a phrase searched in the message and the raw line.
+	// Text is what the user typed: lines whose message or raw line contain
+	// it, anywhere and in any case, match ("health" finds
+	// "health_check_failed"). It is matched literally: no character of it
+	// is query syntax.
 	Text string
 	// From (inclusive) and To (exclusive) bound the line time; zero means
 	// unbounded.
@@ -52,6 +56,9 @@ type Item struct {
 	Node    string    `json:"node"`
 	Message string    `json:"message"`
 	Raw     string    `json:"raw"`
+	// Fields are the key/values the agent parsed from the line (clientid,
+	// topic, connector…), empty for free text.
+	Fields map[string]string `json:"fields,omitempty"`
 	// ID is the line's log_id (stable, unique per line).
 	ID string `json:"id"`
 }
@@ -165,6 +172,9 @@ func (qu *Query) normalize() error {
 	qu.Text = strings.TrimSpace(qu.Text)
 	if len(qu.Text) > 1024 {
 		return fieldErr("q", "must be at most 1024 bytes")
+	}
+	if !utf8.ValidString(qu.Text) {
+		return fieldErr("q", "must be UTF-8 text")
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -62,7 +63,7 @@ func (q *Querier) searchElasticsearch(ctx context.Context, qu *Query, cur *curso
 		}
 		items = append(items, Item{
 			Time: t, Level: h.Source.Level, Cluster: h.Source.Cluster, Project: h.Source.Project,
-			Node: h.Source.Node, Message: h.Source.Message, Raw: h.Source.Raw, ID: id,
+			Node: h.Source.Node, Message: h.Source.Message, Raw: h.Source.Raw, Fields: h.Source.Fields, ID: id,
 		})
 		sorts = append(sorts, h.Sort)
 	}
@@ -71,19 +72,20 @@ func (q *Querier) searchElasticsearch(ctx context.Context, qu *Query, cur *curso
 
 // esSource is the part of a stored document a query returns.
 type esSource struct {
-	Time    string `json:"@timestamp"`
-	Message string `json:"message"`
-	Level   string `json:"level"`
-	Project string `json:"project"`
-	Cluster string `json:"cluster"`
-	Node    string `json:"node"`
-	Raw     string `json:"raw"`
-	ID      string `json:"log_id"`
+	Time    string            `json:"@timestamp"`
+	Message string            `json:"message"`
+	Level   string            `json:"level"`
+	Project string            `json:"project"`
+	Cluster string            `json:"cluster"`
+	Node    string            `json:"node"`
+	Raw     string            `json:"raw"`
+	Fields  map[string]string `json:"fields"`
+	ID      string            `json:"log_id"`
 }
 
 // esSearchBody is the search request. Every user value goes into a JSON
-// string of a term, range or match_phrase clause, never into query-string
-// syntax, so none of it can widen the project filter.
+// string of a term, range, match_phrase or wildcard clause, never into
+// query-string syntax, so none of it can widen the project filter.
 func esSearchBody(qu *Query, cur *cursor) map[string]any {
 	filter := []any{
 		map[string]any{"terms": map[string]any{fieldProject: qu.Projects}},
@@ -106,9 +108,7 @@ func esSearchBody(qu *Query, cur *cursor) map[string]any {
 	}
 	boolQ := map[string]any{"filter": filter}
 	if qu.Text != "" {
-		boolQ["must"] = []any{map[string]any{"multi_match": map[string]any{
-			"query": qu.Text, "type": "phrase", "fields": []string{fieldMessage, fieldRaw},
-		}}}
+		boolQ["must"] = []any{esTextQuery(qu.Text)}
 	}
 	body := map[string]any{
 		"size":             qu.Limit + 1,
@@ -118,7 +118,7 @@ func esSearchBody(qu *Query, cur *cursor) map[string]any {
 			map[string]any{fieldTime: map[string]any{"order": "desc", "format": esSortFormat}},
 			map[string]any{fieldID: map[string]any{"order": "desc"}},
 		},
-		"_source": []string{fieldTime, fieldMessage, fieldLevel, fieldProject, fieldCluster, fieldNode, fieldRaw, fieldID},
+		"_source": []string{fieldTime, fieldMessage, fieldLevel, fieldProject, fieldCluster, fieldNode, fieldRaw, fieldFields, fieldID},
 	}
 	if cur != nil {
 		if len(cur.Sort) > 0 {
@@ -128,4 +128,30 @@ func esSearchBody(qu *Query, cur *cursor) map[string]any {
 		}
 	}
 	return body
+}
+
+// esTextQuery finds what the user typed in the message or the raw line:
+// either as a phrase (whole words, punctuation ignored as the standard
+// analyzer does) or with every typed word inside a word of the raw line
+// ("health" finds "health_check_failed"), in any case. The wildcard
+// patterns run against the analyzed, lower-cased terms of raw, so the
+// index mapping needs no change and indices written before work the same.
+func esTextQuery(text string) map[string]any {
+	should := []any{map[string]any{"multi_match": map[string]any{
+		"query": text, "type": "phrase", "fields": []string{fieldMessage, fieldRaw},
+	}}}
+	var words []any
+	for w := range strings.FieldsSeq(strings.ToLower(text)) {
+		words = append(words, map[string]any{"wildcard": map[string]any{fieldRaw: map[string]any{"value": "*" + esWildcardEscape(w) + "*"}}})
+	}
+	if len(words) > 0 {
+		should = append(should, map[string]any{"bool": map[string]any{"filter": words}})
+	}
+	return map[string]any{"bool": map[string]any{"should": should, "minimum_should_match": 1}}
+}
+
+// esWildcardEscape makes every character of s literal in a wildcard
+// pattern, where "*", "?" and the backslash are special.
+func esWildcardEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`).Replace(s)
 }

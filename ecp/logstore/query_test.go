@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,15 +71,24 @@ func TestElasticsearchQueryBody(t *testing.T) {
 					"format": "strict_date_optional_time_nanos",
 				}}},
 			},
-			"must": []any{map[string]any{"multi_match": map[string]any{
-				"query": "connection refused", "type": "phrase", "fields": []any{"message", "raw"},
+			"must": []any{map[string]any{"bool": map[string]any{
+				"minimum_should_match": float64(1),
+				"should": []any{
+					map[string]any{"multi_match": map[string]any{
+						"query": "connection refused", "type": "phrase", "fields": []any{"message", "raw"},
+					}},
+					map[string]any{"bool": map[string]any{"filter": []any{
+						map[string]any{"wildcard": map[string]any{"raw": map[string]any{"value": "*connection*"}}},
+						map[string]any{"wildcard": map[string]any{"raw": map[string]any{"value": "*refused*"}}},
+					}}},
+				},
 			}}},
 		}},
 		"sort": []any{
 			map[string]any{"@timestamp": map[string]any{"order": "desc", "format": "strict_date_optional_time_nanos"}},
 			map[string]any{"log_id": map[string]any{"order": "desc"}},
 		},
-		"_source": []any{"@timestamp", "message", "level", "project", "cluster", "node", "raw", "log_id"},
+		"_source": []any{"@timestamp", "message", "level", "project", "cluster", "node", "raw", "fields", "log_id"},
 	}
 	if !reflect.DeepEqual(s.Body, want) {
 		got, _ := json.MarshalIndent(s.Body, "", " ")
@@ -186,6 +196,7 @@ func TestQueryValidation(t *testing.T) {
 		{"negative limit", Query{Projects: []string{"p"}, Limit: -1}, "limit", nil},
 		{"to before from", Query{Projects: []string{"p"}, From: now, To: now.Add(-time.Second)}, "to", nil},
 		{"garbage token", Query{Projects: []string{"p"}, PageToken: "not-a-token"}, "pageToken", nil},
+		{"text not UTF-8", Query{Projects: []string{"p"}, Text: "ab\xff"}, "q", nil},
 		{"forged token", Query{Projects: []string{"p"}, PageToken: cursor{Fingerprint: "x", Time: "now", ID: "x"}.encode()}, "pageToken", nil},
 	}
 	for _, tt := range tests {
@@ -211,7 +222,8 @@ func TestLogsQLKeepsUserInputInsideLiterals(t *testing.T) {
 	hostile := []string{`") or project:*`, `"} or {project=~".*`, "a\\\" | delete project", "\x00\xff'`", `x) or (*`}
 	for _, h := range hostile {
 		t.Run(strconv.Quote(h), func(t *testing.T) {
-			qu := Query{Projects: []string{"p1"}, Cluster: h, Level: "error", Text: h, Limit: 10}
+			text := strings.ToValidUTF8(h, "?") // normalize refuses other text
+			qu := Query{Projects: []string{"p1"}, Cluster: h, Level: "error", Text: text, Limit: 10}
 			if err := qu.normalize(); err != nil {
 				t.Fatal(err)
 			}
@@ -221,7 +233,8 @@ func TestLogsQLKeepsUserInputInsideLiterals(t *testing.T) {
 			}
 			// Removing the literals must leave only our own syntax.
 			rest := strings.ReplaceAll(q, strconv.Quote(h), "LIT")
-			want := `{project in ("p1"),cluster=LIT} level:="error" (_msg:LIT or raw:LIT) | sort by (_time desc, log_id desc) limit 11 | fields _time, _msg, level, project, cluster, node, raw, log_id`
+			rest = strings.ReplaceAll(rest, strconv.Quote("(?i)"+regexp.QuoteMeta(text)), "TEXT")
+			want := `{project in ("p1"),cluster=LIT} level:="error" (_msg:~TEXT or raw:~TEXT) | sort by (_time desc, log_id desc) limit 11 | fields _time, _msg, level, project, cluster, node, raw, log_id, fields.*`
 			if rest != want {
 				t.Fatalf("query\n got %s\nwant %s", rest, want)
 			}
@@ -249,10 +262,32 @@ func TestLogsQLTimeAndCursor(t *testing.T) {
 			tt.q.Projects = []string{"p"}
 			tt.q.Limit = 1
 			got := logsQL(&tt.q, tt.cur)
-			want := `{project in ("p")}` + tt.want + ` | sort by (_time desc, log_id desc) limit 2 | fields _time, _msg, level, project, cluster, node, raw, log_id`
+			want := `{project in ("p")}` + tt.want + ` | sort by (_time desc, log_id desc) limit 2 | fields _time, _msg, level, project, cluster, node, raw, log_id, fields.*`
 			if got != want {
 				t.Fatalf("\n got %s\nwant %s", got, want)
 			}
 		})
+	}
+}
+
+// TestJourneyLogSearchElasticsearchMatchesLiterally: with Elasticsearch,
+// typed text finds parts of words through wildcard patterns on raw's terms
+// in which every "*", "?" and backslash the user typed is escaped, beside
+// the phrase match; the project scope stays the first filter.
+func TestJourneyLogSearchElasticsearchMatchesLiterally(t *testing.T) {
+	qu := Query{Projects: []string{"p1"}, Text: `Health* OR project:p2 ? a\b`, Limit: 10}
+	if err := qu.normalize(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(esSearchBody(&qu, nil)["query"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"bool":{"filter":[{"terms":{"project":["p1"]}}],"must":[{"bool":{"minimum_should_match":1,"should":[` +
+		`{"multi_match":{"fields":["message","raw"],"query":"Health* OR project:p2 ? a\\b","type":"phrase"}},` +
+		`{"bool":{"filter":[{"wildcard":{"raw":{"value":"*health\\**"}}},{"wildcard":{"raw":{"value":"*or*"}}},` +
+		`{"wildcard":{"raw":{"value":"*project:p2*"}}},{"wildcard":{"raw":{"value":"*\\?*"}}},{"wildcard":{"raw":{"value":"*a\\\\b*"}}}]}}]}}]}}`
+	if string(b) != want {
+		t.Fatalf("query\n got %s\nwant %s", b, want)
 	}
 }

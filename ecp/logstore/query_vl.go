@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -31,27 +32,29 @@ func (q *Querier) searchVictoriaLogs(ctx context.Context, qu *Query, cur *cursor
 		if len(line) == 0 {
 			continue
 		}
-		var row struct {
-			Time    string `json:"_time"`
-			Msg     string `json:"_msg"`
-			Level   string `json:"level"`
-			Project string `json:"project"`
-			Cluster string `json:"cluster"`
-			Node    string `json:"node"`
-			Raw     string `json:"raw"`
-			ID      string `json:"log_id"`
-		}
+		// Every value VictoriaLogs returns is a string; the parsed fields
+		// come back flattened as "fields.<key>".
+		var row map[string]string
 		if err := json.Unmarshal(line, &row); err != nil {
 			return nil, fmt.Errorf("decoding query reply: %w", err)
 		}
-		t, err := time.Parse(time.RFC3339Nano, row.Time)
+		t, err := time.Parse(time.RFC3339Nano, row["_time"])
 		if err != nil {
-			return nil, fmt.Errorf("row %s has a bad _time %q: %w", row.ID, row.Time, err)
+			return nil, fmt.Errorf("row %s has a bad _time %q: %w", row[fieldID], row["_time"], err)
 		}
-		items = append(items, Item{
-			Time: t, Level: row.Level, Cluster: row.Cluster, Project: row.Project, Node: row.Node,
-			Message: row.Msg, Raw: row.Raw, ID: row.ID,
-		})
+		it := Item{
+			Time: t, Level: row[fieldLevel], Cluster: row[fieldCluster], Project: row[fieldProject], Node: row[fieldNode],
+			Message: row["_msg"], Raw: row[fieldRaw], ID: row[fieldID],
+		}
+		for k, v := range row {
+			if name, ok := strings.CutPrefix(k, fieldFields+"."); ok && name != "" {
+				if it.Fields == nil {
+					it.Fields = make(map[string]string)
+				}
+				it.Fields[name] = v
+			}
+		}
+		items = append(items, it)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading query reply: %w", err)
@@ -63,12 +66,13 @@ func (q *Querier) searchVictoriaLogs(ctx context.Context, qu *Query, cur *cursor
 // every user value enters only as a strconv.Quote'd string literal, which
 // LogsQL reads back with strconv.Unquote: no input can close the literal and
 // add "or project:*", so the scope cannot be widened. The user's text is a
-// phrase filter on the message or the raw line.
+// case-insensitive substring of the message or the raw line (see
+// textFilter).
 func logsQL(qu *Query, cur *cursor) string {
 	var b strings.Builder
 	b.WriteString(logsQLFilter(qu, cur))
 	fmt.Fprintf(&b, " | sort by (_time desc, %s desc) limit %d", fieldID, qu.Limit+1)
-	fmt.Fprintf(&b, " | fields _time, _msg, %s, %s, %s, %s, %s, %s", fieldLevel, fieldProject, fieldCluster, fieldNode, fieldRaw, fieldID)
+	fmt.Fprintf(&b, " | fields _time, _msg, %s, %s, %s, %s, %s, %s, %s.*", fieldLevel, fieldProject, fieldCluster, fieldNode, fieldRaw, fieldID, fieldFields)
 	return b.String()
 }
 
@@ -99,7 +103,7 @@ func logsQLFilter(qu *Query, cur *cursor) string {
 		b.WriteString(" " + fieldLevel + ":=" + strconv.Quote(qu.Level))
 	}
 	if qu.Text != "" {
-		t := strconv.Quote(qu.Text)
+		t := textFilter(qu.Text)
 		fmt.Fprintf(&b, " (_msg:%s or %s:%s)", t, fieldRaw, t)
 	}
 	if cur != nil {
@@ -108,4 +112,15 @@ func logsQLFilter(qu *Query, cur *cursor) string {
 		fmt.Fprintf(&b, " (_time:<%s or (_time:[%s, %s] %s:<%s))", cur.Time, cur.Time, cur.Time, fieldID, strconv.Quote(cur.ID))
 	}
 	return b.String()
+}
+
+// textFilter is the LogsQL filter for what the user typed: a regexp filter
+// (~"…") that finds text as a case-insensitive substring, so "health"
+// matches "Health_check_failed" where a phrase filter would need the whole
+// word. regexp.QuoteMeta makes every character of text literal in the
+// regexp (VictoriaLogs uses Go's regexp syntax), and strconv.Quote keeps the
+// regexp inside one LogsQL string literal (text is valid UTF-8, checked by
+// normalize, so the regexp always compiles).
+func textFilter(text string) string {
+	return "~" + strconv.Quote("(?i)"+regexp.QuoteMeta(text))
 }

@@ -3,12 +3,15 @@ package logstore
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -362,4 +365,97 @@ func quietWriterOptions() WriterOptions {
 	o := DefaultWriterOptions()
 	o.Logger = discardLogger()
 	return o
+}
+
+// TestJourneyLogSearchFindsWhatIsTyped: against a real VictoriaLogs, the
+// text a person types finds lines that contain it anywhere, in any case
+// ("health" finds "health_check_failed"), the line's parsed fields come
+// back, and text full of LogsQL and Elasticsearch syntax is matched
+// literally and never reaches another project's lines.
+func TestJourneyLogSearchFindsWhatIsTyped(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts victoria-logs; runs without -short")
+	}
+	vl := startVictoriaLogs(t)
+	w, _ := newTestWriter(t, vl.cfg(), quietWriterOptions())
+	base := time.Now().UTC().Add(-time.Minute).Truncate(time.Second)
+	// The same lines in both projects: a query that escaped its scope
+	// would return proj-b's copies.
+	authz := map[string]string{"tag": "AUTHZ", "clientid": "c1", "msg": "cannot_publish_to_topic_due_to_not_authorized", "topic": "a/+/b", "reason": `x*y|z:"q"`}
+	texts := []struct {
+		msg, raw string
+		fields   map[string]string
+	}{
+		{"health_check_failed", "tag: CONNECTOR, msg: health_check_failed, connector: http:c1, reason: timeout", nil},
+		{"Health_Check_Failed loudly", "msg: Health_Check_Failed loudly", nil},
+		{"cannot_publish_to_topic_due_to_not_authorized", `tag: AUTHZ, clientid: c1, msg: cannot_publish_to_topic_due_to_not_authorized, topic: a/+/b, reason: x*y|z:"q"`, authz},
+		{"literal syntax", `msg: literal syntax, note: ") or project:* | project:proj-b {"match_all":{}} (?i).* a\b`, nil},
+		{"plain", "msg: plain, clientid: c2", nil},
+	}
+	stored := map[string][]agentproto.LogEntry{}
+	for _, project := range []string{"proj-a", "proj-b"} {
+		var lines []agentproto.LogEntry
+		for i, x := range texts {
+			ts := base.Add(time.Duration(i) * time.Millisecond)
+			raw := ts.Format(time.RFC3339Nano) + " [warning] " + x.raw
+			e := agentproto.LogEntry{Time: ts, Level: "warning", Message: x.msg, Raw: raw, Fields: x.fields, File: "emqx.log.1", Offset: int64(i) * 200}
+			lines = append(lines, e)
+		}
+		stored[project] = lines
+		if _, err := w.Write(t.Context(), Batch{Project: project, Cluster: "c-" + project, Node: "emqx@n1", BatchID: project, Lines: lines}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vl.flush()
+	qr, err := NewQuerier(vl.cfg(), QuerierOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer qr.Close()
+
+	for _, text := range []string{
+		"health", "HEALTH", "ealth_che", "not_auth", "topic: a/+/b",
+		`x*y|z:"q"`, `"`, "*", "|", ":", `") or project:*`, "project:proj-b", `{"match_all":{}}`,
+		`(?i).*`, `a\b`, ".*", `"} or {project="proj-b"}`, "* | delete", "_msg:*", "nothing_like_this",
+	} {
+		t.Run(strconv.Quote(text), func(t *testing.T) {
+			var want []string
+			for _, e := range stored["proj-a"] {
+				if containsFold(e.Message, text) || containsFold(e.Raw, text) {
+					want = append(want, e.Raw)
+				}
+			}
+			q := Query{Projects: []string{"proj-a"}, Text: text, Limit: MaxQueryLimit}
+			var got []string
+			for _, it := range queryAll(t, qr, q) {
+				if it.Project != "proj-a" {
+					t.Fatalf("scope widened to %s by %q", it.Project, text)
+				}
+				got = append(got, it.Raw)
+			}
+			slices.Sort(want)
+			slices.Sort(got)
+			if !slices.Equal(got, want) {
+				t.Fatalf("q=%q found\n%q\nwant\n%q", text, got, want)
+			}
+			if n, err := qr.Count(t.Context(), q); err != nil || n != int64(len(want)) {
+				t.Fatalf("count %d, %v; want %d", n, err, len(want))
+			}
+		})
+	}
+	if n := len(queryAll(t, qr, Query{Projects: []string{"proj-a"}, Text: "health"})); n != 2 {
+		t.Fatalf("health found %d lines, want health_check_failed and Health_Check_Failed", n)
+	}
+
+	page, err := qr.Query(t.Context(), Query{Projects: []string{"proj-a"}, Text: "cannot_publish"})
+	if err != nil || len(page.Items) != 1 {
+		t.Fatalf("%+v %v", page, err)
+	}
+	if it := page.Items[0]; !maps.Equal(it.Fields, authz) || it.Node != "emqx@n1" {
+		t.Fatalf("fields %q node %q, want %q and emqx@n1", it.Fields, it.Node, authz)
+	}
+}
+
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }

@@ -7,6 +7,7 @@ package fakeecp
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -39,6 +40,7 @@ type Server struct {
 	writes      int
 	logLines    map[string]int // raw line → times stored
 	logBatches  map[string]bool
+	logNodes    map[string]int // node of each stored line → lines
 	closed      chan struct{}
 	dashReplies []agentproto.DashboardSessionReply
 }
@@ -147,10 +149,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	switch s.tokens[req.Token] {
 	case "valid":
 	case "expired":
-		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenExpired, "registration token expired")
+		// ecp's own wording (ecp/fleet), which the agent passes on.
+		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenExpired, "the registration token expired at 2026-01-01T00:00:00Z; issue a new one")
 		return
 	default:
-		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenInvalid, "registration token unknown or used")
+		writeErr(w, http.StatusUnauthorized, agentproto.CodeTokenInvalid, "the registration token is unknown or was already used; issue a new one")
 		return
 	}
 	s.tokens[req.Token] = "used"
@@ -360,10 +363,21 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) {
 		s.logBatches[b.BatchID] = true
 		for _, l := range b.Lines {
 			s.logLines[l.Raw]++
+			if s.logNodes == nil {
+				s.logNodes = map[string]int{}
+			}
+			s.logNodes[l.Node]++
 		}
 	}
 	s.mu.Unlock()
 	writeJSON(w, agentproto.LogBatchResponse{Accepted: len(b.Lines)})
+}
+
+// LogNodes returns how many stored lines named each node ("" for none).
+func (s *Server) LogNodes() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.logNodes)
 }
 
 // LogLines returns how many times each log line was stored.
