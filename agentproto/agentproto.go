@@ -125,6 +125,13 @@ type RegisterResponse struct {
 	Credential string `json:"credential"`
 	// ReportIntervalSeconds is how often the agent reports.
 	ReportIntervalSeconds int `json:"reportIntervalSeconds"`
+	// FirstReportDelayMillis is how long after registering the agent sends
+	// its first report, and so where in the interval its reports fall from
+	// then on. Zero (at once) for a registration on its own; during a burst
+	// of registrations (a fleet rolled out at once) ecp spreads it over the
+	// interval by cluster, so that those agents do not all report in the
+	// same instant, interval after interval.
+	FirstReportDelayMillis int64 `json:"firstReportDelayMillis,omitempty"`
 	// Desired is the state the agent must apply at once.
 	Desired DesiredState `json:"desired"`
 }

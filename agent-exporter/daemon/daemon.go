@@ -44,6 +44,9 @@ type session struct {
 	hcs    []*http.Client
 	ctx    context.Context
 	cancel context.CancelFunc
+	// firstReport is when, after registering, ecp asked for the first
+	// report (agentproto.RegisterResponse.FirstReportDelayMillis).
+	firstReport time.Duration
 }
 
 func (s *session) close() {
@@ -90,7 +93,11 @@ type App struct {
 	// appliedGen counts desired states applied outside a tick; a tick that
 	// started before the latest one collected a stale snapshot and does not
 	// satisfy reportNow.
-	appliedGen    uint64
+	appliedGen uint64
+	// firstReportAt is set from registration until the first report ecp
+	// placed in the interval is sent: the collect loop ticks then, and
+	// keeps that phase.
+	firstReportAt time.Time
 	backoff       ecpclient.Backoff
 	queue         []agentproto.ReportRequest
 	lastReportAt  time.Time
@@ -395,6 +402,11 @@ func (a *App) install(s *session) {
 	a.ended = nil
 	a.queue = nil
 	a.nextReport = time.Time{}
+	a.firstReportAt = time.Time{}
+	if s.firstReport > 0 {
+		a.nextReport = a.opts.Now().Add(s.firstReport)
+		a.firstReportAt = a.nextReport
+	}
 	a.lastReportErr = ""
 	a.backoff.Reset()
 	if s.reg.ReportInterval > 0 {
@@ -493,7 +505,7 @@ func (a *App) collectLoop(ctx context.Context) error {
 		case <-a.kick:
 		}
 		a.tick(ctx)
-		t.Reset(a.currentInterval())
+		t.Reset(a.nextTickIn())
 	}
 }
 
@@ -557,6 +569,7 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 		a.mu.Unlock()
 		return
 	}
+	a.firstReportAt = time.Time{}
 	if gen == a.appliedGen {
 		a.reportNow = false
 	}
@@ -640,9 +653,13 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 	}
 	a.log.Info("desired state changed", "revision", d.Revision, "maxConnections", d.MaxConnections)
 	_ = a.enf.Enforce(s.ctx, s.emqx)
-	// Tell ecp at once that the revision is applied.
+	// Tell ecp at once that the revision is applied, unless ecp placed
+	// the first report later in the interval (a burst of registrations):
+	// then the first report tells it.
 	a.mu.Lock()
-	a.reportNow = true
+	if a.firstReportAt.IsZero() {
+		a.reportNow = true
+	}
 	a.appliedGen++
 	a.mu.Unlock()
 	a.wake()

@@ -213,6 +213,7 @@ func (a *App) register(ctx context.Context, req control.RegisterRequest) (contro
 	if err != nil {
 		return control.RegisterResponse{}, ctlErr(http.StatusInternalServerError, control.CodeInternal, "starting the session: %v", err)
 	}
+	s.firstReport = firstReportDelay(rr.FirstReportDelayMillis)
 	a.install(s)
 	a.log.Info("registered", "clusterId", rr.ClusterID, "project", rr.Project, "ecpUrl", req.ECPURL)
 	a.applyDesired(s, rr.Desired)

@@ -32,6 +32,7 @@ import (
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/connlimit"
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
@@ -55,6 +56,8 @@ type App struct {
 	ln   net.Listener
 	srv  *http.Server
 	web  *webconfig.Web
+	// conns bounds the connections ln holds (connlimit.go).
+	conns *connlimit.Listener
 
 	// sealKey seals the secrets stored in etcd.
 	sealKey *seal.Key
@@ -162,6 +165,9 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	var lc net.ListenConfig
 	if a.ln, err = lc.Listen(ctx, "tcp", opts.ListenAddress); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
+	}
+	if err := a.limitConnections(); err != nil {
+		return nil, err
 	}
 	if a.opts.ExternalURL == "" {
 		a.opts.ExternalURL = a.web.Scheme() + "://" + a.ln.Addr().String()
@@ -431,6 +437,11 @@ func (a *App) registerOps(r *mux.Router) {
 		if a.etcdAlarms.noSpace.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte(noSpaceReason))
+			return
+		}
+		if short := a.conns.Short(); short != "" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("ecp is not ready: " + short + ".\n"))
 			return
 		}
 		w.WriteHeader(http.StatusOK)

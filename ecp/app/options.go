@@ -104,6 +104,9 @@ type Options struct {
 	EtcdQuotaBackendBytes int64
 	// ReadTimeout bounds reading a request, headers and body (none when 0).
 	ReadTimeout time.Duration
+	// MaxConnections bounds the connections the listener holds; 0 derives
+	// it from the open-file limit (connlimit.Headroom).
+	MaxConnections int
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	// BcryptCost of password hashes; bcrypt's default when zero (tests

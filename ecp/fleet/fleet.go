@@ -144,6 +144,8 @@ type Fleet struct {
 
 	inflight chan struct{}
 	waiters  chan struct{}
+	// spread places agents registered in a burst in the interval.
+	spread spreader
 
 	readyOnce sync.Once
 	ready     chan struct{}

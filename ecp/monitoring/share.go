@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/agentproto"
 )
 
 // Prefix holds, per cluster, the last report snapshot whose counts or
@@ -45,11 +47,19 @@ func (s *Store) Share(cli *clientv3.Client, replica string, logger *slog.Logger)
 	s.written = map[string]Snapshot{}
 }
 
-// sameContent says whether two snapshots show the same thing apart from
-// their times.
+// sameContent says whether two snapshots show the same thing to a user
+// apart from their times and the abnormal objects' reasons: an agent's
+// reason carries counters that grow with every collection ("failed 12,
+// actions failed 12", then "failed 15, …"), and writing them would cost an
+// etcd write per report of every cluster with a failing rule. An object
+// going abnormal, changing status or recovering is written; the fresh
+// reason stays in the memory of the replica that took the report.
 func sameContent(a, b Snapshot) bool {
 	return a.Reachable == b.Reachable && a.Rules == b.Rules && a.Connectors == b.Connectors &&
-		a.Actions == b.Actions && a.Sources == b.Sources && reflect.DeepEqual(a.Abnormal, b.Abnormal)
+		a.Actions == b.Actions && a.Sources == b.Sources &&
+		slices.EqualFunc(a.Abnormal, b.Abnormal, func(x, y agentproto.Resource) bool {
+			return x.Kind == y.Kind && x.ID == y.ID && x.Name == y.Name && x.Status == y.Status
+		})
 }
 
 // queueLocked schedules sn for writing when its content changed.

@@ -113,7 +113,9 @@ type Options struct {
 	// MaxBodyBytes and MaxDecodedBytes bound a request before and after
 	// snappy decompression.
 	MaxBodyBytes, MaxDecodedBytes int
-	// HTTPClient talks to the backend; a client with Timeout when nil.
+	// HTTPClient talks to the backend; when nil, a client with Timeout
+	// whose transport keeps one idle connection per sender (see
+	// backendTransport).
 	HTTPClient *http.Client
 }
 
@@ -146,9 +148,20 @@ func (o Options) withDefaults() Options {
 		o.MaxDecodedBytes = DefaultMaxDecodedBytes
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: o.Timeout}
+		o.HTTPClient = &http.Client{Timeout: o.Timeout, Transport: backendTransport(o.Shards)}
 	}
 	return o
+}
+
+// backendTransport keeps an idle connection to the backend for each of the
+// senders. Go's default keeps 2 per host: with more senders posting at
+// once, every round closed the surplus connections and dialled new ones
+// (hundreds of TCP and TLS handshakes a minute towards one backend).
+func backendTransport(senders int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = senders
+	t.MaxIdleConns = max(t.MaxIdleConns, senders)
+	return t
 }
 
 // batch is one stamped, encoded request waiting for the backend.
@@ -346,6 +359,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		wg.Go(func() { g.drain(dctx, unfinished[i], s) })
 	}
 	wg.Wait()
+	g.opts.HTTPClient.CloseIdleConnections()
 	return nil
 }
 
