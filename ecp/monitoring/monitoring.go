@@ -98,10 +98,13 @@ func (s *Store) Snapshot(clusterID string) (Snapshot, bool) {
 	return sn, ok
 }
 
-// Forget drops what the Store keeps of a cluster.
+// Forget drops what the Store keeps of a cluster, a write not yet made
+// included.
 func (s *Store) Forget(clusterID string) {
 	s.mu.Lock()
 	delete(s.snap, clusterID)
+	delete(s.pending, clusterID)
+	delete(s.written, clusterID)
 	s.mu.Unlock()
 }
 

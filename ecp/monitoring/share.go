@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/ecp/clusterspec"
 )
 
 // Prefix holds, per cluster, the last report snapshot whose counts or
@@ -136,11 +138,23 @@ func (s *Store) put(ctx context.Context, id string, sn Snapshot) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := s.cli.Put(cctx, Prefix+id, string(b)); err != nil {
+	// Only while the entry exists: a report taken before its deletion
+	// must not leave a key behind it (registry.Delete removes this one).
+	_, err = s.cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(id)), ">", 0)).
+		Then(clientv3.OpPut(Key(id), string(b))).Commit()
+	if err != nil {
 		return fmt.Errorf("write snapshot of cluster %s: %w", id, err)
 	}
 	return nil
 }
+
+// Key is where the snapshot of a cluster is shared; registry.Delete
+// removes it with the entry.
+func Key(clusterID string) string { return Prefix + clusterID }
+
+// Keys lists what the Store keeps in etcd of a cluster; its signature is
+// what registry.KeepsKeys takes.
+func Keys(clusterID string) []string { return []string{Key(clusterID)} }
 
 // watchLoop loads every stored snapshot, then follows changes.
 func (s *Store) watchLoop(ctx context.Context) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
 
@@ -33,6 +34,10 @@ func TestShareAcrossReplicas(t *testing.T) {
 	}
 	defer func() { cancel(); <-done; <-done }()
 
+	// Snapshots are shared only while their entry exists.
+	if _, err := cli.Put(t.Context(), clusterspec.Key("c1"), "{}"); err != nil {
+		t.Fatal(err)
+	}
 	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	report := func(at time.Time, status string) *agentproto.ReportRequest {
 		return &agentproto.ReportRequest{CollectedAt: at, EMQX: agentproto.EMQXStatus{Reachable: true,
