@@ -45,6 +45,8 @@ func (a *App) buildMetrics(env Env) error {
 	// A deleted entry's shared snapshot goes with it.
 	a.registry.KeepsKeys(monitoring.Keys)
 	a.registry.OnDelete(func(spec clusterspec.Spec) { a.reports.Forget(spec.ID) })
-	monitoring.NewAPI(a.authz, a.ledger, a.fleet, a.reports).Register(env.API, env.Adapter)
+	// The project's clusters come from the replica's mirror of the specs,
+	// as the cluster lists do.
+	monitoring.NewAPI(a.authz, a.clusters.Index(), a.fleet, a.reports).Register(env.API, env.Adapter)
 	return nil
 }

@@ -287,6 +287,22 @@ func (x *Index) waitFor(ctx context.Context, cond func() bool) error {
 	}
 }
 
+// ListProject returns the specs of one project's entries in (name, id)
+// order, from memory: it is the one answer to "which clusters are in
+// project p?" for every package of this replica (the monitoring overview
+// implements its Clusters with it).
+func (x *Index) ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error) {
+	if err := x.wait(ctx); err != nil {
+		return nil, err
+	}
+	items := x.appendSnapshot(nil, project, nil)
+	out := make([]clusterspec.Spec, len(items))
+	for i, it := range items {
+		out[i] = it.spec
+	}
+	return out, nil
+}
+
 // Len is the number of entries memory holds.
 func (x *Index) Len() int {
 	x.mu.RLock()

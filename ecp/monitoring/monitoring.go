@@ -108,7 +108,8 @@ func (s *Store) Forget(clusterID string) {
 	s.mu.Unlock()
 }
 
-// Clusters lists a project's cluster entries; *quota.Ledger implements it.
+// Clusters lists a project's cluster entries; the replica's mirror of the
+// specs (*clusters.Index) implements it.
 type Clusters interface {
 	ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error)
 }
