@@ -35,9 +35,10 @@ type Mirror struct {
 	// Name says what is followed, in log messages.
 	Name   string
 	Logger *slog.Logger
-	// Reset makes memory match the whole range as it stood at rev; it
-	// must also drop what memory holds and kvs lacks, unless memory
-	// learnt of it after rev.
+	// Reset makes memory match the whole range as it stood at rev: what
+	// memory holds and kvs lacks was deleted meanwhile (unless memory
+	// learnt of it after rev), and the watch that would have said so is
+	// the one that broke.
 	Reset func(kvs []*mvccpb.KeyValue, rev int64)
 	// Apply applies one batch of watch events, in revision order.
 	Apply func(events []*clientv3.Event)

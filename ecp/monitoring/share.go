@@ -161,6 +161,10 @@ func Keys(clusterID string) []string { return []string{Key(clusterID)} }
 // (kv.Mirror).
 func (s *Store) watchLoop(ctx context.Context) {
 	m := &kv.Mirror{Client: s.cli, From: Prefix, Name: "monitoring snapshots", Logger: s.logger,
+		// A reload only adds: this replica's own snapshots may be newer
+		// than their stored copy, and one of a deleted cluster is never
+		// shown (the overview lists the project's clusters from the
+		// mirror of the specs).
 		Reset: func(kvs []*mvccpb.KeyValue, _ int64) {
 			for _, p := range kvs {
 				s.apply(string(p.Key), p.Value)
