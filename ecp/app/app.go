@@ -39,6 +39,7 @@ import (
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/version"
@@ -72,6 +73,8 @@ type App struct {
 	// reports keeps each cluster's latest report for the monitoring
 	// overview; fleet feeds it.
 	reports *monitoring.Store
+	// registry runs "a cluster is deleted" (ecp/registry).
+	registry *registry.Registry
 	// runFleet is the agent side's own loop (nil when Options.Fleet
 	// replaced it).
 	runFleet    func(context.Context) error
@@ -279,7 +282,9 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}
-	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Etcd: a.cli},
+	a.registry = registry.New(a.ledger, a.logger.With("component", "registry"))
+	a.registry.SetBinder(a.fleet)
+	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Etcd: a.cli, Registry: a.registry},
 		a.authz, a.ledger, a.fleet, a.logger.With("component", "clusters")); err != nil {
 		return err
 	}

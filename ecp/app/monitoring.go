@@ -3,6 +3,7 @@ package app
 import (
 	"net/http"
 
+	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/monitoring"
@@ -41,6 +42,11 @@ func (a *App) buildMetrics(env Env) error {
 	// Replicas share what they heard through etcd, written on change.
 	a.reports.Share(a.cli, kv.NewID(), a.logger.With("component", "monitoring"))
 	a.extensionRuns = append(a.extensionRuns, a.reports.Run)
-	monitoring.NewAPI(a.authz, a.ledger, a.fleet, a.reports).Register(env.API, env.Adapter)
+	// A deleted entry's shared snapshot goes with it.
+	a.registry.KeepsKeys(monitoring.Keys)
+	a.registry.OnDelete(func(spec clusterspec.Spec) { a.reports.Forget(spec.ID) })
+	// The project's clusters come from the replica's mirror of the specs,
+	// as the cluster lists do.
+	monitoring.NewAPI(a.authz, a.clusters.Index(), a.fleet, a.reports).Register(env.API, env.Adapter)
 	return nil
 }

@@ -101,14 +101,18 @@ func (s *Store) Snapshot(clusterID string) (Snapshot, bool) {
 	return sn, ok
 }
 
-// Forget drops what the Store keeps of a cluster.
+// Forget drops what the Store keeps of a cluster, a write not yet made
+// included.
 func (s *Store) Forget(clusterID string) {
 	s.mu.Lock()
 	delete(s.snap, clusterID)
+	delete(s.pending, clusterID)
+	delete(s.written, clusterID)
 	s.mu.Unlock()
 }
 
-// Clusters lists a project's cluster entries; *quota.Ledger implements it.
+// Clusters lists a project's cluster entries; the replica's mirror of the
+// specs (*clusters.Index) implements it.
 type Clusters interface {
 	ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error)
 }

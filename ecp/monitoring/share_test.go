@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
 
@@ -34,6 +35,10 @@ func TestShareAcrossReplicas(t *testing.T) {
 	}
 	defer func() { cancel(); <-done; <-done }()
 
+	// Snapshots are shared only while their entry exists.
+	if _, err := cli.Put(t.Context(), clusterspec.Key("c1"), "{}"); err != nil {
+		t.Fatal(err)
+	}
 	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	report := func(at time.Time, status string) *agentproto.ReportRequest {
 		return &agentproto.ReportRequest{CollectedAt: at, EMQX: agentproto.EMQXStatus{Reachable: true,
@@ -85,6 +90,12 @@ func TestScaleMovingCountersWriteNothing(t *testing.T) {
 	go func() { _ = s.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
+	// Snapshots are shared only while their entry exists.
+	for _, id := range []string{"c1", "marker"} {
+		if _, err := cli.Put(t.Context(), clusterspec.Key(id), "{}"); err != nil {
+			t.Fatal(err)
+		}
+	}
 	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	report := func(i int, abnormal ...agentproto.Resource) *agentproto.ReportRequest {
 		return &agentproto.ReportRequest{CollectedAt: at.Add(time.Duration(i) * 15 * time.Second), EMQX: agentproto.EMQXStatus{
