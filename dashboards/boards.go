@@ -134,6 +134,8 @@ func cluster(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Gra
 			fmt.Sprintf("max by (node, version, edition, role) (%s{%s})", series.NodeInfo, sel))).
 		WithPanel(tablePanel(8, "Node uptime", "Since when each running node's VM runs.", 12,
 			fmt.Sprintf("time() - max by (node) (%s{%s})", series.NodeStartTime, sel)).Unit("s")).
+		WithPanel(tablePanel(18, "EMQX alarms", "Alarms EMQX holds active, by name and node; the \"EMQX alert push\" switch alerts on them.", 24,
+			fmt.Sprintf("max by (name, node) (%s{%s})", series.AlarmActive, sel))).
 		WithRow(row(101, "Connections")).
 		WithPanel(seriesPanel(9, "Connections", "Sessions and live connections of the cluster, and its max connections.", "short", 12,
 			query(fmt.Sprintf("sum(%s{%s})", series.NodeConnections, sel), "sessions"),

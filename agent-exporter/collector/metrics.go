@@ -62,6 +62,7 @@ var (
 	descActionEnable    = desc(series.ActionEnabled, "Whether the action is enabled.", series.LabelID)
 	descSourceStatus    = desc(series.SourceStatus, "Aggregated status of the source, one series per status.", series.LabelID, series.LabelStatus)
 	descSourceEnable    = desc(series.SourceEnabled, "Whether the source is enabled.", series.LabelID)
+	descAlarmActive     = desc(series.AlarmActive, "An alarm EMQX holds active, by alarm name and node; always 1 (a cleared alarm disappears).", series.LabelName, series.LabelNode)
 )
 
 // Exporter serves the latest snapshot as Prometheus metrics. A scrape never
@@ -79,6 +80,7 @@ var allDescs = []*metricDesc{
 	descNodeConns, descNodeLiveConns, descLicenseMax, descLicenseExpiry, descLicenseInfo, descLicenseDynamic,
 	descRuleEnabled, descRuleMatched, descRulePassed, descRuleFailed, descRuleActOK, descRuleActFailed,
 	descConnectorStatus, descConnectorEnable, descActionStatus, descActionEnable, descSourceStatus, descSourceEnable,
+	descAlarmActive,
 }
 
 // Describe implements prometheus.Collector.
@@ -161,6 +163,9 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 	resources(s.Connectors, descConnectorStatus, descConnectorEnable)
 	resources(s.Actions, descActionStatus, descActionEnable)
 	resources(s.Sources, descSourceStatus, descSourceEnable)
+	for _, a := range s.Alarms {
+		gauge(descAlarmActive, 1, a.Name, a.Node)
+	}
 }
 
 // Gather implements prometheus.Gatherer over the latest snapshot, for the
@@ -183,7 +188,7 @@ func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
 // seriesHint estimates how many series a snapshot emits.
 func seriesHint(s *Snapshot) int {
 	return 16 + 2*len(s.Results) + 5*len(s.Nodes) + 6*len(s.Rules) +
-		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources))
+		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources)) + len(s.Alarms)
 }
 
 // familyBuilder collects emitted series into metric families, taking the
