@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/ecpio/ecp/agentproto/series"
 )
@@ -98,18 +96,7 @@ func TestEMQXAlarmFiresOnGoldenSeries(t *testing.T) {
 	bin := promtool(t)
 	p := testParams["n1.rules.yml"]
 	cluster := p.Clusters[0]
-	f, err := Project(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := Marshal(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "n1.rules.yml"), b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	dir, file, _ := renderRules(t, p)
 	var input, alerts []any
 	for name, mf := range goldenScrape(t) {
 		for _, m := range mf.GetMetric() {
@@ -141,27 +128,13 @@ func TestEMQXAlarmFiresOnGoldenSeries(t *testing.T) {
 	if len(alerts) == 0 {
 		t.Fatalf("the golden scrape has no %s series: the agent exports no EMQX alarm", series.AlarmActive)
 	}
-	test := map[string]any{
-		"rule_files":          []string{"n1.rules.yml"},
-		"evaluation_interval": "1m",
-		"tests": []any{map[string]any{
-			"interval":     "1m",
-			"input_series": input,
-			"alert_rule_test": []any{map[string]any{
-				"eval_time": "1m", "alertname": AlertEMQXAlarm, "exp_alerts": alerts,
-			}},
+	promtoolTest(t, bin, dir, file, map[string]any{
+		"interval":     "1m",
+		"input_series": input,
+		"alert_rule_test": []any{map[string]any{
+			"eval_time": "1m", "alertname": AlertEMQXAlarm, "exp_alerts": alerts,
 		}},
-	}
-	tb, err := yaml.Marshal(test)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "golden.test.yml"), tb, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.CommandContext(t.Context(), bin, "test", "rules", filepath.Join(dir, "golden.test.yml")).CombinedOutput(); err != nil {
-		t.Fatalf("promtool test rules: %v\n%s", err, out)
-	}
+	})
 }
 
 // labelString writes labels as a PromQL selector body, sorted.
