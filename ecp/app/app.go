@@ -69,18 +69,18 @@ type App struct {
 	authz    *tenancy.Authorizer
 	ledger   *quota.Ledger
 	clusters *clusters.API
-	fleet    clusters.Fleet
+	fleet    agentSide
 	// reports keeps each cluster's latest report for the monitoring
 	// overview; fleet feeds it.
 	reports *monitoring.Store
 	// registry runs "a cluster is deleted" (ecp/registry).
 	registry *registry.Registry
-	// runFleet is the agent side's own loop (nil when Options.Fleet
-	// replaced it).
+	// runFleet is the agent side's own loop (nil when a test replaced
+	// it through Options.fleet).
 	runFleet    func(context.Context) error
 	fleetReady  <-chan struct{}
 	agentRoutes func(*mux.Router)
-	// extensionRuns are the loops of Options.Extensions.
+	// extensionRuns are the loops of the API packages mounted through Env.
 	extensionRuns []func(context.Context) error
 	// logReceiverURL gives the log store's URL now (a func() string),
 	// for the notification policy; set once the log API is built.
@@ -318,8 +318,9 @@ func (a *App) build(ctx context.Context) error {
 	a.registerFleetRoutes(r)
 	openapi.Register(r, a.adapter)
 	agentdownloads.New(a.opts.DownloadsDir).Register(r, a.adapter)
-	// Extensions' own-auth routes go on a subrouter created before the
-	// /api/v1 one, so the /api/v1 prefix cannot shadow them.
+	// Own-auth routes (remote write, log ingestion) go on a subrouter
+	// created before the /api/v1 one, so the /api/v1 prefix cannot shadow
+	// them.
 	root := r.NewRoute().Subrouter()
 
 	api := r.PathPrefix("/api/v1").Subrouter()
@@ -348,16 +349,6 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildGrafana(); err != nil {
 		return err
 	}
-	for i, ext := range a.opts.Extensions {
-		env.Logger = a.logger.With("component", "extension", "extension", i)
-		runExt, err := ext(env)
-		if err != nil {
-			return fmt.Errorf("mount extension %d: %w", i, err)
-		}
-		if runExt != nil {
-			a.extensionRuns = append(a.extensionRuns, runExt)
-		}
-	}
 	if err := a.mountConsole(r, fallback); err != nil {
 		return err
 	}
@@ -382,7 +373,7 @@ func allowedMethods(r *mux.Router, req *http.Request) []string {
 	return allowed
 }
 
-// Env is what an Extension gets to mount an API package on the app.
+// Env is what each API package the app mounts (metrics, alerts, logs) gets.
 type Env struct {
 	// API is the /api/v1 router: routes on it sit behind user
 	// authentication (auth.PrincipalFrom gives the caller) and the audit
@@ -400,14 +391,8 @@ type Env struct {
 	Authz *tenancy.Authorizer
 	// Etcd is the app's etcd client.
 	Etcd       *clientv3.Client
-	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
-
-// Extension mounts one more API package (alert settings, logs, ...) on the
-// app. A non-nil run is added to the app's run group: it must return when
-// its context ends.
-type Extension func(Env) (run func(context.Context) error, err error)
 
 func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	for _, c := range cs {

@@ -1,19 +1,11 @@
 package app
 
 import (
-	"net/http"
-
 	"github.com/ecpio/ecp/ecp/clusterspec"
-	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/remotewrite"
 )
-
-// agentAuthn adapts a function to remotewrite.Authenticator.
-type agentAuthn func(*http.Request) (string, string, error)
-
-func (f agentAuthn) AuthenticateAgent(r *http.Request) (string, string, error) { return f(r) }
 
 // buildMetrics mounts the metrics path: the remote-write gateway agents
 // push to (ecp/remotewrite, forwarding to Options.RemoteWriteURL), whose
@@ -21,16 +13,7 @@ func (f agentAuthn) AuthenticateAgent(r *http.Request) (string, string, error) {
 // (ecp/monitoring), fed with the reports fleet accepts and shared with the
 // other replicas through etcd.
 func (a *App) buildMetrics(env Env) error {
-	authn := agentAuthn(func(*http.Request) (string, string, error) {
-		return "", "", &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable,
-			Message: "this ecp does not serve the agent API"}
-	})
-	if f, ok := a.fleet.(interface {
-		AuthenticateAgent(*http.Request) (string, string, error)
-	}); ok {
-		authn = f.AuthenticateAgent
-	}
-	g, err := remotewrite.New(remotewrite.Options{URL: a.opts.RemoteWriteURL}, authn, a.logger.With("component", "remotewrite"), a.reg)
+	g, err := remotewrite.New(remotewrite.Options{URL: a.opts.RemoteWriteURL}, a.fleet, a.logger.With("component", "remotewrite"), a.reg)
 	if err != nil {
 		return err
 	}

@@ -117,9 +117,6 @@ type Options struct {
 	EtcdProbeInterval time.Duration
 	// ShutdownTimeout bounds each step of Stop.
 	ShutdownTimeout time.Duration
-	// Fleet replaces the agent side (tests of the user API); nil runs
-	// ecp/fleet with its agent API.
-	Fleet clusters.Fleet
 	// RemoteWriteURL is where agent samples are forwarded (a Prometheus
 	// 2.42+ /api/v1/write or any remote-write 1.0 receiver); empty: agents
 	// are told samples are not stored.
@@ -131,8 +128,9 @@ type Options struct {
 	// Grafana is where ecp provisions a folder per project with its
 	// dashboards (--grafana.url, --grafana.token-file); off without both.
 	Grafana grafana.Config
-	// Extensions mount further API packages on the app, in order.
-	Extensions []Extension
+	// fleet replaces the agent side in this package's tests of the user
+	// API (clusterstest.Fleet); nil runs ecp/fleet with its agent API.
+	fleet agentSide
 	// Reload triggers a reload of the configuration file with every value
 	// received: main passes the channel it gets SIGHUP on, so the app
 	// itself never touches signals. The outcome is logged and exported as

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 type metrics struct {
@@ -70,10 +72,10 @@ func newMetrics(reg prometheus.Registerer, f *Fleet) (*metrics, error) {
 }
 
 var (
-	clusterStateDesc = prometheus.NewDesc("ecp_cluster_state",
+	clusterStateDesc = prometheus.NewDesc(series.ClusterState,
 		"State of each managed cluster: 1 for its current state (one series per cluster). "+
 			"The state is the same on every replica.",
-		[]string{"cluster", "project", "state"}, nil)
+		[]string{series.LabelCluster, series.LabelProject, series.LabelState}, nil)
 	clustersDesc = prometheus.NewDesc("ecp_clusters",
 		"Managed clusters by state.", []string{"state"}, nil)
 )

@@ -201,14 +201,9 @@ func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 	if apiErr.RetryAfter > 0 {
 		w.Header().Set(agentproto.HeaderRetryAfter, strconv.Itoa(int((apiErr.RetryAfter+time.Second-1)/time.Second)))
 	}
-	body := map[string]any{"code": apiErr.Code, "message": apiErr.Message}
-	if apiErr.Field != "" {
-		body["field"] = apiErr.Field
-	}
-	for k, v := range apiErr.Details {
-		body[k] = v
-	}
-	writeJSON(w, apiErr.Status, map[string]any{"error": body})
+	writeJSON(w, apiErr.Status, agentproto.ErrorBody{Error: agentproto.ErrorDetail{
+		Code: apiErr.Code, Message: apiErr.Message, Field: apiErr.Field, Details: apiErr.Details,
+	}})
 }
 
 // JSON writes v with status.
