@@ -48,6 +48,7 @@ import (
 
 	"github.com/ecpio/ecp/agent-exporter/ecpclient"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/backoff"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -118,7 +119,7 @@ type Sender struct {
 	queue       []request
 	seq         uint64
 	pausedUntil time.Time
-	backoff     ecpclient.Backoff
+	backoff     backoff.Backoff
 	kick        chan struct{}
 
 	selMu sync.Mutex // one selection at a time
@@ -162,7 +163,7 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sender,
 	s := &Sender{
 		sel:  NewSelector(opts.MaxSeries, opts.RecoveryHold),
 		opts: opts, logger: logger, kick: make(chan struct{}, 1),
-		backoff: ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+		backoff: backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
 		sent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "agent_exporter_remote_write_samples_sent_total", Help: "Samples pushed to ecp by remote write and accepted by it.",
 		}),
