@@ -188,39 +188,20 @@ func (p *Provisioner) Run(ctx context.Context) error {
 }
 
 func (p *Provisioner) lead(ctx context.Context) error {
-	// Watch before the first read, so no change falls between the two.
-	changes := p.cli.Watch(clientv3.WithRequireLeader(ctx), tenancy.ProjectsPrefix, clientv3.WithPrefix())
-	resync := time.NewTicker(p.cfg.ResyncInterval)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	pending := true
-	for {
-		if pending {
-			pending, retry = false, nil
-			if err := p.syncAll(ctx); err != nil && ctx.Err() == nil {
+	return kv.Reconcile{
+		Client:  p.cli,
+		Watches: []kv.Watched{{Key: tenancy.ProjectsPrefix, Prefix: true, What: "projects"}},
+		Resync:  p.cfg.ResyncInterval, Retry: p.cfg.RetryInterval,
+		Apply: func(ctx context.Context) error {
+			err := p.syncAll(ctx)
+			if err != nil && ctx.Err() == nil {
 				p.failures.Inc()
 				p.success.Set(0)
-				p.logger.Error("provisioning grafana failed; retrying", "err", err, "retryIn", p.cfg.RetryInterval)
-				retry = time.After(p.cfg.RetryInterval)
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case wr, ok := <-changes:
-			if !ok {
-				return nil
-			}
-			if err := wr.Err(); err != nil {
-				return fmt.Errorf("watch projects: %w", err)
-			}
-			pending = true
-		case <-retry:
-			pending = true
-		case <-resync.C:
-			pending = true
-		}
-	}
+			return err
+		},
+		Logger: p.logger, Name: "grafana provisioning",
+	}.Run(ctx)
 }
 
 func (p *Provisioner) syncAll(ctx context.Context) error {
