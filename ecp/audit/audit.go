@@ -209,7 +209,7 @@ func (l *Log) Middleware(actor Actor) mux.MiddlewareFunc {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			box := &noteBox{}
-			sw := &statusWriter{ResponseWriter: w}
+			sw := httpapi.NewStatusWriter(w)
 			r = r.WithContext(context.WithValue(r.Context(), noteKey{}, box))
 			next.ServeHTTP(sw, r)
 			box.mu.Lock()
@@ -227,7 +227,7 @@ func (l *Log) Middleware(actor Actor) mux.MiddlewareFunc {
 			if username == "" {
 				username = n.Actor
 			}
-			status := sw.status
+			status := sw.Status()
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -474,28 +474,6 @@ func remoteHost(addr string) string {
 	}
 	return addr
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
