@@ -44,6 +44,9 @@ type Options struct {
 	// POST /-/reload; the control API keeps its own token (package
 	// webconfig).
 	WebConfigFile string
+	// EnablePprof serves net/http/pprof under /debug/pprof/, behind the
+	// web configuration's basic auth (package ops).
+	EnablePprof bool
 	// StateDir holds the registration and the control file.
 	StateDir string
 	// CollectInterval is how often EMQX is polled (and drift corrected).

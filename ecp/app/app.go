@@ -25,7 +25,6 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/agentdownloads"
@@ -40,6 +39,7 @@ import (
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
 )
@@ -408,40 +408,30 @@ func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 }
 
 // registerOps mounts the operational endpoints, the same on every binary
-// of the project: /metrics, /-/healthy, /-/ready, POST /-/reload.
+// of the project (package ops). The web configuration's basic auth guards
+// what scrapers and operators call, not the bearer-token API beside it
+// (package webconfig).
 func (a *App) registerOps(r *mux.Router) {
-	// The web configuration's basic auth guards what scrapers and operators
-	// call, not the bearer-token API beside it (package webconfig).
-	r.Handle("/metrics", a.web.Protect(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 10}))).Methods(http.MethodGet)
-	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ecp is healthy.\n"))
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("ecp is not ready.\n"))
-			return
-		}
-		if a.etcdDown.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("ecp is not ready: etcd does not answer.\n"))
-			return
-		}
-		if a.etcdAlarms.noSpace.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(noSpaceReason))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ecp is ready.\n"))
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/-/reload", a.web.Protect(a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
-		if err := a.Reload(req.Context()); err != nil {
-			return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
-		}
-		return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
-	}))).Methods(http.MethodPost)
+	ops.Endpoints{
+		Name: "ecp", Gatherer: a.reg, Protect: a.web.Protect, Pprof: a.opts.EnablePprof,
+		NotReady: func() string {
+			switch {
+			case !a.ready.Load():
+				return "starting."
+			case a.etcdDown.Load():
+				return "etcd does not answer."
+			case a.etcdAlarms.noSpace.Load():
+				return noSpaceReason
+			}
+			return ""
+		},
+		Reload: a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
+			if err := a.Reload(req.Context()); err != nil {
+				return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
+			}
+			return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+		}),
+	}.Register(r)
 }
 
 // Addr is the address the HTTP server is bound to.

@@ -12,7 +12,7 @@ import (
 )
 
 // noSpaceReason is what /-/ready answers while etcd reports NOSPACE.
-const noSpaceReason = "ecp is not ready: etcd reports NOSPACE: its backend quota (--etcd.quota-backend-bytes for the embedded member) is used up and it refuses every write. Free space (compact, defragment), or raise the quota, then disarm the alarm (etcdctl alarm disarm).\n"
+const noSpaceReason = "etcd reports NOSPACE: its backend quota (--etcd.quota-backend-bytes for the embedded member) is used up and it refuses every write. Free space (compact, defragment), or raise the quota, then disarm the alarm (etcdctl alarm disarm)."
 
 // etcdAlarms exports the alarms etcd has raised as ecp_etcd_alarm, from the
 // maintenance API's alarm list, which embedded and external etcd answer
