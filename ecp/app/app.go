@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/agentdownloads"
@@ -214,18 +215,19 @@ func (a *App) checkEtcd(ctx context.Context) error {
 func (a *App) build(ctx context.Context) error {
 	reg := a.reg
 	var err error
+	f := promauto.With(reg)
 	a.metrics = &metrics{
-		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+		reloadOK: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or not (0).",
 		}),
-		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+		reloadTime: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration reload.",
 		}),
 	}
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	buildInfo := f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ecp_build_info", Help: "Build of this ecp: version, revision and Go version, value 1.",
 	}, []string{"version", "revision", "goversion"})
-	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ecp_ready", Help: "Whether this replica is ready to serve (1) or not (0).",
 	}, func() float64 {
 		if a.ready.Load() && !a.etcdDown.Load() && !a.etcdAlarms.noSpace.Load() {
@@ -233,12 +235,7 @@ func (a *App) build(ctx context.Context) error {
 		}
 		return 0
 	})
-	if err := registerAll(reg, a.metrics.reloadOK, a.metrics.reloadTime, buildInfo, ready); err != nil {
-		return err
-	}
-	if a.etcdAlarms, err = newEtcdAlarms(reg); err != nil {
-		return err
-	}
+	a.etcdAlarms = newEtcdAlarms(reg)
 	buildInfo.WithLabelValues(version.Version, version.Revision, runtime.Version()).Set(1)
 	a.metrics.reloadOK.Set(1)
 	a.metrics.reloadTime.SetToCurrentTime()
@@ -252,9 +249,7 @@ func (a *App) build(ctx context.Context) error {
 	if a.ledger, err = quota.NewLedger(a.cli, a.opts.Licence, reg); err != nil {
 		return err
 	}
-	if err := registerAll(reg, newLicenceCollector(a.ledger)); err != nil {
-		return err
-	}
+	reg.MustRegister(newLicenceCollector(a.ledger))
 	if added, removed, err := a.ledger.Reindex(ctx); err != nil {
 		return err
 	} else if added+removed > 0 {
@@ -397,15 +392,6 @@ type Env struct {
 // app. A non-nil run is added to the app's run group: it must return when
 // its context ends.
 type Extension func(Env) (run func(context.Context) error, err error)
-
-func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	return nil
-}
 
 // registerOps mounts the operational endpoints, the same on every binary
 // of the project (package ops). The web configuration's basic auth guards

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -107,27 +108,23 @@ func New(cfg Config, cli *clientv3.Client, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, err
 	}
+	f := promauto.With(reg)
 	p := &Provisioner{cfg: cfg, cli: cli, grafana: g, logger: logger, replica: kv.NewID(),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{
+		failures: f.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_grafana_sync_failures_total", Help: "Syncs of ecp's folders and dashboards into Grafana that failed (each is retried).",
 		}),
-		success: prometheus.NewGauge(prometheus.GaugeOpts{
+		success: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_last_sync_success", Help: "Whether the last sync into Grafana succeeded (1) or not (0).",
 		}),
-		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+		lastOK: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_last_sync_success_timestamp_seconds", Help: "When ecp last synced Grafana successfully.",
 		}),
-		folders: prometheus.NewGauge(prometheus.GaugeOpts{
+		folders: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_project_folders", Help: "Project folders the last successful sync kept in Grafana.",
 		}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+		leader: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_leader", Help: "1 while this replica provisions Grafana.",
 		}),
-	}
-	for _, c := range []prometheus.Collector{p.failures, p.success, p.lastOK, p.folders, p.leader} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register grafana metrics: %w", err)
-		}
 	}
 	return p, nil
 }

@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/ecpio/ecp/agentproto"
 )
@@ -121,13 +122,12 @@ type Adapter struct {
 func NewAdapter(logger *slog.Logger, reg prometheus.Registerer) *Adapter {
 	a := &Adapter{
 		logger: logger,
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ecp_http_request_duration_seconds",
 			Help:    "Latency of HTTP requests served by ecp, by route template, method and status code.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
 		}, []string{"route", "method", "code"}),
 	}
-	reg.MustRegister(a.duration)
 	return a
 }
 
