@@ -148,7 +148,7 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 func runCmd(args []string, env Env) int {
 	fs := newFlagSet("run", env)
 	opts := daemon.DefaultOptions()
-	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collect_interval, log_level); reloaded by SIGHUP and POST /-/reload.")
+	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collectInterval, logLevel); reloaded by SIGHUP and POST /-/reload.")
 	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection. Unset, the agent follows the report interval ecp sends.")
 	fs.StringVar(&opts.ListenAddress, "web.listen-address", daemon.DefaultListenAddress, "Address for /metrics, probes and the local control API; keep it on loopback.")
 	fs.StringVar(&opts.WebConfigFile, "web.config.file", "", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.")

@@ -78,7 +78,7 @@ type App struct {
 	sess    *session
 	changed chan struct{} // closed and replaced when sess changes
 	// interval is the collection interval in force (setIntervalLocked);
-	// fileInterval is the configuration file's collect_interval (zero when
+	// fileInterval is the configuration file's collectInterval (zero when
 	// unset) and reportInterval is ecp's (zero until ecp sent one).
 	interval       time.Duration
 	fileInterval   time.Duration
@@ -454,7 +454,7 @@ func (a *App) currentInterval() time.Duration {
 }
 
 // setIntervalLocked picks the collection interval: the configuration
-// file's collect_interval, else ecp's report interval when the agent
+// file's collectInterval, else ecp's report interval when the agent
 // follows ecp and ecp sent one, else --collect.interval. The collect loop
 // re-arms its timer with it after every tick, and a change made outside a
 // tick (registration, reload) wakes the loop, so it takes effect at once.

@@ -56,7 +56,7 @@ type Options struct {
 	// reply) the agent collects at that interval, so that ecp's alert
 	// rules and liveness see the samples they are built for. The CLI sets
 	// it when the operator did not pin --collect.interval; a
-	// collect_interval in the configuration file pins it too.
+	// collectInterval in the configuration file pins it too.
 	FollowECPInterval bool
 	// ConfigFile is an optional YAML file (see Config); reloaded by
 	// POST /-/reload and Reload.
