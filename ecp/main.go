@@ -26,6 +26,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/app"
 	"github.com/ecpio/ecp/ecp/grafana"
+	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
@@ -63,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("web.listen-address", "Address the HTTP server (API, console, agent API, /metrics) listens on.").Default(app.DefaultListenAddress).StringVar(&opts.ListenAddress)
 	serve.Flag("web.external-url", "URL under which agents and browsers reach ecp; registration commands use it. Default: http://<listen address>.").StringVar(&opts.ExternalURL)
 	serve.Flag("web.config.file", webconfig.FlagHelp).StringVar(&opts.WebConfigFile)
+	serve.Flag("web.enable-pprof", ops.PprofFlagHelp).BoolVar(&opts.EnablePprof)
 	serve.Flag("data.dir", "Directory of the embedded etcd's data (unused with --etcd.endpoints).").Default(app.DefaultDataDir).StringVar(&opts.DataDir)
 	serve.Flag("etcd.endpoints", "Comma-separated client URLs of an external etcd cluster; without them ecp embeds a single etcd member in --data.dir.").StringVar(&endpoints)
 	serve.Flag("etcd.quota-backend-bytes", "Backend quota of the embedded etcd member in bytes (unused with --etcd.endpoints); past it etcd raises NOSPACE and refuses writes, shown in ecp_etcd_alarm and /-/ready.").Default(fmt.Sprint(app.DefaultEtcdQuotaBackendBytes)).Int64Var(&opts.EtcdQuotaBackendBytes)

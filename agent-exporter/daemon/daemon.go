@@ -27,6 +27,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/state"
 	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/backoff"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
@@ -80,7 +81,7 @@ type App struct {
 	sess    *session
 	changed chan struct{} // closed and replaced when sess changes
 	// interval is the collection interval in force (setIntervalLocked);
-	// fileInterval is the configuration file's collect_interval (zero when
+	// fileInterval is the configuration file's collectInterval (zero when
 	// unset) and reportInterval is ecp's (zero until ecp sent one).
 	interval       time.Duration
 	fileInterval   time.Duration
@@ -98,7 +99,7 @@ type App struct {
 	// placed in the interval is sent: the collect loop ticks then, and
 	// keeps that phase.
 	firstReportAt time.Time
-	backoff       ecpclient.Backoff
+	backoff       backoff.Backoff
 	queue         []agentproto.ReportRequest
 	lastReportAt  time.Time
 	lastReportErr string
@@ -166,7 +167,7 @@ func New(opts Options) (*App, error) {
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		backoff:  ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+		backoff:  backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
 	}
 	a.m = newMetrics(opts.Registerer)
 	a.enf = enforce.New(opts.Logger.With("component", "enforce"), opts.Registerer)
@@ -465,7 +466,7 @@ func (a *App) currentInterval() time.Duration {
 }
 
 // setIntervalLocked picks the collection interval: the configuration
-// file's collect_interval, else ecp's report interval when the agent
+// file's collectInterval, else ecp's report interval when the agent
 // follows ecp and ecp sent one, else --collect.interval. The collect loop
 // re-arms its timer with it after every tick, and a change made outside a
 // tick (registration, reload) wakes the loop, so it takes effect at once.
@@ -668,7 +669,7 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 // desiredLoop long-polls ecp so a change decided there (max connections,
 // unregister) reaches EMQX within a second or two, not at the next report.
 func (a *App) desiredLoop(ctx context.Context) {
-	bo := ecpclient.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
+	bo := backoff.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
 	for {
 		s, changed := a.current()
 		if s == nil {
@@ -692,7 +693,7 @@ func (a *App) desiredLoop(ctx context.Context) {
 		case err != nil:
 			wait := bo.Next(ecpclient.RetryAfter(err))
 			a.log.Warn("desired-state poll failed", "err", err, "retryIn", wait)
-			if !sleep(s.ctx, wait) && ctx.Err() != nil {
+			if backoff.Sleep(s.ctx, wait) != nil && ctx.Err() != nil {
 				return
 			}
 			continue
@@ -704,23 +705,12 @@ func (a *App) desiredLoop(ctx context.Context) {
 		if d.Revision <= rev && !d.Unregister {
 			// A server answering at once with nothing new must not turn
 			// the long-poll into a busy loop.
-			if !sleep(s.ctx, a.opts.BackoffBase) && ctx.Err() != nil {
+			if backoff.Sleep(s.ctx, a.opts.BackoffBase) != nil && ctx.Err() != nil {
 				return
 			}
 			continue
 		}
 		a.applyDesired(s, d)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

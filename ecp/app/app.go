@@ -25,7 +25,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/agentdownloads"
@@ -42,6 +42,7 @@ import (
 	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
 )
@@ -223,18 +224,19 @@ func (a *App) checkEtcd(ctx context.Context) error {
 func (a *App) build(ctx context.Context) error {
 	reg := a.reg
 	var err error
+	f := promauto.With(reg)
 	a.metrics = &metrics{
-		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+		reloadOK: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or not (0).",
 		}),
-		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+		reloadTime: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration reload.",
 		}),
 	}
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	buildInfo := f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ecp_build_info", Help: "Build of this ecp: version, revision and Go version, value 1.",
 	}, []string{"version", "revision", "goversion"})
-	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ecp_ready", Help: "Whether this replica is ready to serve (1) or not (0).",
 	}, func() float64 {
 		if a.ready.Load() && !a.etcdDown.Load() && !a.etcdAlarms.noSpace.Load() {
@@ -242,12 +244,7 @@ func (a *App) build(ctx context.Context) error {
 		}
 		return 0
 	})
-	if err := registerAll(reg, a.metrics.reloadOK, a.metrics.reloadTime, buildInfo, ready); err != nil {
-		return err
-	}
-	if a.etcdAlarms, err = newEtcdAlarms(reg); err != nil {
-		return err
-	}
+	a.etcdAlarms = newEtcdAlarms(reg)
 	buildInfo.WithLabelValues(version.Version, version.Revision, runtime.Version()).Set(1)
 	a.metrics.reloadOK.Set(1)
 	a.metrics.reloadTime.SetToCurrentTime()
@@ -261,9 +258,7 @@ func (a *App) build(ctx context.Context) error {
 	if a.ledger, err = quota.NewLedger(a.cli, a.opts.Licence, reg); err != nil {
 		return err
 	}
-	if err := registerAll(reg, newLicenceCollector(a.ledger)); err != nil {
-		return err
-	}
+	reg.MustRegister(newLicenceCollector(a.ledger))
 	if added, removed, err := a.ledger.Reindex(ctx); err != nil {
 		return err
 	} else if added+removed > 0 {
@@ -394,55 +389,34 @@ type Env struct {
 	Registerer prometheus.Registerer
 }
 
-func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	return nil
-}
-
 // registerOps mounts the operational endpoints, the same on every binary
-// of the project: /metrics, /-/healthy, /-/ready, POST /-/reload.
+// of the project (package ops). The web configuration's basic auth guards
+// what scrapers and operators call, not the bearer-token API beside it
+// (package webconfig).
 func (a *App) registerOps(r *mux.Router) {
-	// The web configuration's basic auth guards what scrapers and operators
-	// call, not the bearer-token API beside it (package webconfig).
-	r.Handle("/metrics", a.web.Protect(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 10}))).Methods(http.MethodGet)
-	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ecp is healthy.\n"))
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("ecp is not ready.\n"))
-			return
-		}
-		if a.etcdDown.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("ecp is not ready: etcd does not answer.\n"))
-			return
-		}
-		if a.etcdAlarms.noSpace.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(noSpaceReason))
-			return
-		}
-		if short := a.conns.Short(); short != "" {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("ecp is not ready: " + short + ".\n"))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ecp is ready.\n"))
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/-/reload", a.web.Protect(a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
-		if err := a.Reload(req.Context()); err != nil {
-			return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
-		}
-		return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
-	}))).Methods(http.MethodPost)
+	ops.Endpoints{
+		Name: "ecp", Gatherer: a.reg, Protect: a.web.Protect, Pprof: a.opts.EnablePprof,
+		NotReady: func() string {
+			switch {
+			case !a.ready.Load():
+				return "starting."
+			case a.etcdDown.Load():
+				return "etcd does not answer."
+			case a.etcdAlarms.noSpace.Load():
+				return noSpaceReason
+			}
+			if short := a.conns.Short(); short != "" {
+				return short + "."
+			}
+			return ""
+		},
+		Reload: a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
+			if err := a.Reload(req.Context()); err != nil {
+				return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
+			}
+			return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+		}),
+	}.Register(r)
 }
 
 // Addr is the address the HTTP server is bound to.

@@ -74,6 +74,9 @@ type Options struct {
 	// github.com/prometheus/exporter-toolkit: TLS for the whole listener,
 	// basic auth for /metrics and POST /-/reload (package webconfig).
 	WebConfigFile string
+	// EnablePprof serves net/http/pprof under /debug/pprof/, behind the
+	// web configuration's basic auth (package ops).
+	EnablePprof bool
 	// ConfigFile is an optional YAML file (see Config); its settings
 	// override Licence and RegistrationTokenTTL, and POST /-/reload (or
 	// SIGHUP) re-reads it.

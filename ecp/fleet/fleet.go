@@ -207,11 +207,7 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		idHolders:   map[string]idHolder{},
 		applied:     make(chan struct{}),
 	}
-	m, err := newMetrics(reg, f)
-	if err != nil {
-		return nil, err
-	}
-	f.metrics = m
+	f.metrics = newMetrics(reg, f)
 	if f.adapter == nil {
 		f.adapter = httpapi.NewAdapter(logger, reg)
 	}

@@ -8,6 +8,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/internal/backoff"
 )
 
 // Backoff bounds of Mirror.Run between a broken watch and the next load.
@@ -80,25 +82,21 @@ func (m *Mirror) Run(ctx context.Context) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	backoff := mirrorMinBackoff
+	retry := backoff.Backoff{Base: mirrorMinBackoff, Max: mirrorMaxBackoff}
 	for ctx.Err() == nil {
 		rev, err := m.Load(ctx)
 		if err == nil {
-			backoff = mirrorMinBackoff
+			retry.Reset()
 			err = m.watch(ctx, rev+1)
 		}
 		if ctx.Err() != nil {
 			return
 		}
-		logger.Warn("watch interrupted; reloading", "what", m.Name, "err", err, "retryIn", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := retry.Next(0)
+		logger.Warn("watch interrupted; reloading", "what", m.Name, "err", err, "retryIn", wait)
+		if backoff.Sleep(ctx, wait) != nil {
 			return
-		case <-t.C:
 		}
-		backoff = min(2*backoff, mirrorMaxBackoff)
 	}
 }
 

@@ -39,7 +39,6 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -52,6 +51,7 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/internal/backoff"
 )
 
 // Labels the gateway stamps on every series.
@@ -399,7 +399,7 @@ func (g *Gateway) drain(ctx context.Context, first *batch, q chan batch) {
 // forward delivers b, retrying what may succeed later; it returns false
 // only when ctx ended first.
 func (g *Gateway) forward(ctx context.Context, b batch) bool {
-	backoff := g.opts.BackoffMin
+	bo := backoff.Backoff{Base: g.opts.BackoffMin, Max: g.opts.BackoffMax}
 	for {
 		retryAfter, err := g.send(ctx, b.body)
 		var perm *permanentError
@@ -416,16 +416,11 @@ func (g *Gateway) forward(ctx context.Context, b batch) bool {
 			return false
 		}
 		g.failures.Inc()
-		wait := max(retryAfter, backoff/2+rand.N(backoff/2+1))
+		wait := bo.Next(retryAfter)
 		g.logger.Warn("remote-write backend unavailable; retrying", "err", err, "retryIn", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, wait) != nil {
 			return false
-		case <-t.C:
 		}
-		backoff = min(backoff*2, g.opts.BackoffMax)
 	}
 }
 
