@@ -12,6 +12,9 @@
 package agentproto
 
 import (
+	"bytes"
+	"encoding/json"
+	"maps"
 	"time"
 )
 
@@ -125,6 +128,13 @@ type RegisterResponse struct {
 	Credential string `json:"credential"`
 	// ReportIntervalSeconds is how often the agent reports.
 	ReportIntervalSeconds int `json:"reportIntervalSeconds"`
+	// FirstReportDelayMillis is how long after registering the agent sends
+	// its first report, and so where in the interval its reports fall from
+	// then on. Zero (at once) for a registration on its own; during a burst
+	// of registrations (a fleet rolled out at once) ecp spreads it over the
+	// interval by cluster, so that those agents do not all report in the
+	// same instant, interval after interval.
+	FirstReportDelayMillis int64 `json:"firstReportDelayMillis,omitempty"`
 	// Desired is the state the agent must apply at once.
 	Desired DesiredState `json:"desired"`
 }
@@ -310,7 +320,8 @@ type LogBatchResponse struct {
 	Accepted int `json:"accepted"`
 }
 
-// ErrorBody is ecp's error envelope: {"error": {"code", "message", "field"}}.
+// ErrorBody is ecp's error envelope, on the agent API and every other API
+// of ecp alike: {"error": {"code", "message", "field"?, ...details}}.
 type ErrorBody struct {
 	Error ErrorDetail `json:"error"`
 }
@@ -320,6 +331,49 @@ type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// Details are extra members of the error object, beside the three
+	// above (for example the licence's remaining quota on a refused
+	// change); a detail named like one of them is ignored.
+	Details map[string]any `json:"-"`
+}
+
+// MarshalJSON writes the three members and the details in one object, with
+// '<', '>' and '&' as themselves (ecp writes every reply that way).
+func (d ErrorDetail) MarshalJSON() ([]byte, error) {
+	m := make(map[string]any, len(d.Details)+3)
+	maps.Copy(m, d.Details)
+	m["code"], m["message"] = d.Code, d.Message
+	if d.Field != "" {
+		m["field"] = d.Field
+	} else {
+		delete(m, "field")
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(m); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// UnmarshalJSON reads the three members and keeps any other as a detail.
+func (d *ErrorDetail) UnmarshalJSON(b []byte) error {
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	code, _ := m["code"].(string)
+	message, _ := m["message"].(string)
+	field, _ := m["field"].(string)
+	delete(m, "code")
+	delete(m, "message")
+	delete(m, "field")
+	*d = ErrorDetail{Code: code, Message: message, Field: field}
+	if len(m) > 0 {
+		d.Details = m
+	}
+	return nil
 }
 
 // Error codes ecp returns on the agent API that an agent acts on.

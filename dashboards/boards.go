@@ -5,6 +5,8 @@ import (
 
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 // base is what every dashboard shares: time, refresh, tags, the links to
@@ -34,11 +36,11 @@ func projectVariable(p Params) *dashboard.QueryVariableBuilder {
 		Refresh(dashboard.VariableRefreshOnDashboardLoad).
 		Sort(dashboard.VariableSortAlphabeticalAsc)
 	if p.Project == "" {
-		q := fmt.Sprintf("label_values(%s, project)", seriesClusterState)
+		q := fmt.Sprintf("label_values(%s, project)", series.ClusterState)
 		return v.Query(dashboard.StringOrMap{String: ptr(q)}).Definition(q).
 			Multi(true).IncludeAll(true).AllValue(".*")
 	}
-	q := fmt.Sprintf("label_values(%s{project=%q}, project)", seriesClusterState, p.Project)
+	q := fmt.Sprintf("label_values(%s{project=%q}, project)", series.ClusterState, p.Project)
 	opt := dashboard.VariableOption{Selected: ptr(true),
 		Text: dashboard.StringOrArrayOfString{String: ptr(p.Project)}, Value: dashboard.StringOrArrayOfString{String: ptr(p.Project)}}
 	return v.Query(dashboard.StringOrMap{String: ptr(q)}).Definition(q).
@@ -48,7 +50,7 @@ func projectVariable(p Params) *dashboard.QueryVariableBuilder {
 // clusterVariable lists the clusters of the chosen projects (their ids:
 // the value of the `cluster` label ecp stamps).
 func clusterVariable(single bool) *dashboard.QueryVariableBuilder {
-	q := fmt.Sprintf(`label_values(%s{project=~"$project"}, cluster)`, seriesClusterState)
+	q := fmt.Sprintf(`label_values(%s{project=~"$project"}, cluster)`, series.ClusterState)
 	v := dashboard.NewQueryVariableBuilder("cluster").Label("Cluster").
 		Datasource(datasource()).
 		Query(dashboard.StringOrMap{String: ptr(q)}).Definition(q).
@@ -63,9 +65,9 @@ func clusterVariable(single bool) *dashboard.QueryVariableBuilder {
 // fleet is the overview of every chosen cluster: states, connections
 // against max connections, and what is abnormal in data integration.
 func fleet(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
-	byState := fmt.Sprintf("sum by (state) (max by (project, cluster, state) (%s{%s}))", seriesClusterState, sel)
-	abnormal := fmt.Sprintf(`count(max by (project, cluster) (%s{%s, state="abnormal"})) or vector(0)`, seriesClusterState, sel)
-	conns := fmt.Sprintf("sum by (project, cluster) (%s{%s})", seriesNodeConns, sel)
+	byState := fmt.Sprintf("sum by (state) (max by (project, cluster, state) (%s{%s}))", series.ClusterState, sel)
+	abnormal := fmt.Sprintf(`count(max by (project, cluster) (%s{%s, state="abnormal"})) or vector(0)`, series.ClusterState, sel)
+	conns := fmt.Sprintf("sum by (project, cluster) (%s{%s})", series.NodeConnections, sel)
 	return base(p, false).
 		Description("Every managed EMQX cluster of the chosen projects: state as ecp sees it, connections against max connections, abnormal rules, connectors and actions.").
 		WithRow(row(100, "Clusters")).
@@ -74,11 +76,11 @@ func fleet(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Grafa
 		WithPanel(statPanel(2, "Abnormal clusters", "Clusters whose agent stopped reporting or cannot reach EMQX.", 4,
 			query(abnormal, "abnormal")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(statPanel(3, "Connections", "Sessions on every chosen cluster (what the licence limit counts).", 4,
-			query(fmt.Sprintf("sum(%s{%s})", seriesNodeConns, sel), "connections"))).
+			query(fmt.Sprintf("sum(%s{%s})", series.NodeConnections, sel), "connections"))).
 		WithPanel(statPanel(4, "Live connections", "Clients connected now on every chosen cluster.", 4,
-			query(fmt.Sprintf("sum(%s{%s})", seriesNodeLive, sel), "live"))).
+			query(fmt.Sprintf("sum(%s{%s})", series.NodeLiveConnections, sel), "live"))).
 		WithPanel(tablePanel(5, "Clusters not running", "Clusters in any state but running; the state reason is on the cluster's page in ecp.", 24,
-			fmt.Sprintf(`max by (project, cluster, state) (%s{%s, state!="running"})`, seriesClusterState, sel)).
+			fmt.Sprintf(`max by (project, cluster, state) (%s{%s, state!="running"})`, series.ClusterState, sel)).
 			DataLinks(clusterLink(p))).
 		WithRow(row(101, "Connections")).
 		WithPanel(seriesPanel(6, "Connections per cluster", "Sessions per cluster.", "short", 12,
@@ -93,18 +95,18 @@ func fleet(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Grafa
 			DataLinks(clusterLink(p))).
 		WithRow(row(102, "Data integration")).
 		WithPanel(statPanel(9, "Rules stopped", "Rules that are disabled.", 6,
-			query(fmt.Sprintf("count(%s{%s} == 0) or vector(0)", seriesRuleEnabled, sel), "stopped"))).
+			query(fmt.Sprintf("count(%s{%s} == 0) or vector(0)", series.RuleEnabled, sel), "stopped"))).
 		WithPanel(statPanel(10, "Rules failing", "Enabled rules whose SQL or actions failed in the last 5 minutes.", 6,
 			query("count(\n"+failingRules("5m")+"\n) or vector(0)", "failing")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(statPanel(11, "Connectors not connected", "Enabled connectors whose status is not connected.", 6,
-			query("count(\n"+notConnected(seriesConnStatus, seriesConnEnabled)+"\n) or vector(0)", "connectors")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
+			query("count(\n"+notConnected(series.ConnectorStatus, series.ConnectorEnabled)+"\n) or vector(0)", "connectors")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(statPanel(12, "Actions not connected", "Enabled actions whose status is not connected.", 6,
-			query("count(\n"+notConnected(seriesActionStatus, seriesActionEnabled)+"\n) or vector(0)", "actions")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
+			query("count(\n"+notConnected(series.ActionStatus, series.ActionEnabled)+"\n) or vector(0)", "actions")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(tablePanel(13, "Abnormal connectors", "Enabled connectors not connected, with their status.", 12,
-			fmt.Sprintf("(%s{%s, status!=\"connected\"} == 1)\nunless on (project, cluster, id) (%s{%s} == 0)", seriesConnStatus, sel, seriesConnEnabled, sel)).
+			fmt.Sprintf("(%s{%s, status!=\"connected\"} == 1)\nunless on (project, cluster, id) (%s{%s} == 0)", series.ConnectorStatus, sel, series.ConnectorEnabled, sel)).
 			DataLinks(clusterLink(p))).
 		WithPanel(tablePanel(14, "Abnormal actions", "Enabled actions not connected, with their status.", 12,
-			fmt.Sprintf("(%s{%s, status!=\"connected\"} == 1)\nunless on (project, cluster, id) (%s{%s} == 0)", seriesActionStatus, sel, seriesActionEnabled, sel)).
+			fmt.Sprintf("(%s{%s, status!=\"connected\"} == 1)\nunless on (project, cluster, id) (%s{%s} == 0)", series.ActionStatus, sel, series.ActionEnabled, sel)).
 			DataLinks(clusterLink(p)))
 }
 
@@ -116,50 +118,52 @@ func cluster(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Gra
 		Description("One managed EMQX cluster: nodes, connections and max connections, licence, rule rates, connectors, actions and sources, and the agent's own collection.").
 		WithRow(row(100, "Cluster")).
 		WithPanel(statPanel(1, "State", "The cluster's state in ecp.", 4,
-			query(fmt.Sprintf("max by (state) (%s{%s})", seriesClusterState, sel), "{{state}}")).TextMode(common.BigValueTextModeName)).
+			query(fmt.Sprintf("max by (state) (%s{%s})", series.ClusterState, sel), "{{state}}")).TextMode(common.BigValueTextModeName)).
 		WithPanel(statPanel(2, "EMQX reachable", "Whether the agent's last collection reached EMQX's API and logged in.", 4,
-			query(fmt.Sprintf("min(%s{%s})", seriesUp, sel), "up")).Thresholds(thresholds(step(nil, "red"), step(ptr(1.0), "green"))).ColorMode(common.BigValueColorModeBackground)).
+			query(fmt.Sprintf("min(%s{%s})", series.Up, sel), "up")).Thresholds(thresholds(step(nil, "red"), step(ptr(1.0), "green"))).ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(statPanel(3, "Nodes running", "Running nodes of the cluster.", 4,
-			query(fmt.Sprintf("sum(%s{%s})", seriesNodeRunning, sel), "running"))).
+			query(fmt.Sprintf("sum(%s{%s})", series.NodeRunning, sel), "running"))).
 		WithPanel(statPanel(4, "Nodes stopped", "Stopped nodes of the cluster.", 4,
-			query(fmt.Sprintf("count(%s{%s} == 0) or vector(0)", seriesNodeRunning, sel), "stopped")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
+			query(fmt.Sprintf("count(%s{%s} == 0) or vector(0)", series.NodeRunning, sel), "stopped")).Thresholds(badAbove(1)).ColorMode(common.BigValueColorModeBackground)).
 		WithPanel(statPanel(5, "Max connections", "The dynamic max connections ecp applied, else the licence's limit.", 4,
 			query(maxConnections(), "max"))).
 		WithPanel(statPanel(6, "Licence expires in", "Time left before the licence expires.", 4,
-			query(fmt.Sprintf("max(%s{%s}) - time()", seriesLicenseExpiry, sel), "expires")).Unit("s").
+			query(fmt.Sprintf("max(%s{%s}) - time()", series.LicenseExpiry, sel), "expires")).Unit("s").
 			Thresholds(thresholds(step(nil, "red"), step(ptr(7*86400.0), "orange"), step(ptr(30*86400.0), "green")))).
 		WithPanel(tablePanel(7, "Nodes", "Running nodes with version, edition and role.", 12,
-			fmt.Sprintf("max by (node, version, edition, role) (%s{%s})", seriesNodeInfo, sel))).
+			fmt.Sprintf("max by (node, version, edition, role) (%s{%s})", series.NodeInfo, sel))).
 		WithPanel(tablePanel(8, "Node uptime", "Since when each running node's VM runs.", 12,
-			fmt.Sprintf("time() - max by (node) (%s{%s})", seriesNodeStart, sel)).Unit("s")).
+			fmt.Sprintf("time() - max by (node) (%s{%s})", series.NodeStartTime, sel)).Unit("s")).
+		WithPanel(tablePanel(18, "EMQX alarms", "Alarms EMQX holds active, by name and node; the \"EMQX alert push\" switch alerts on them.", 24,
+			fmt.Sprintf("max by (name, node) (%s{%s})", series.AlarmActive, sel))).
 		WithRow(row(101, "Connections")).
 		WithPanel(seriesPanel(9, "Connections", "Sessions and live connections of the cluster, and its max connections.", "short", 12,
-			query(fmt.Sprintf("sum(%s{%s})", seriesNodeConns, sel), "sessions"),
-			query(fmt.Sprintf("sum(%s{%s})", seriesNodeLive, sel), "live"),
+			query(fmt.Sprintf("sum(%s{%s})", series.NodeConnections, sel), "sessions"),
+			query(fmt.Sprintf("sum(%s{%s})", series.NodeLiveConnections, sel), "live"),
 			query("max(\n"+maxConnections()+"\n)", "max connections"))).
 		WithPanel(seriesPanel(10, "Connections per node", "Sessions per node.", "short", 12,
-			query(fmt.Sprintf("sum by (node) (%s{%s})", seriesNodeConns, sel), "{{node}}"),
-			query(fmt.Sprintf("sum by (node) (%s{%s})", seriesNodeLive, sel), "{{node}} live"))).
+			query(fmt.Sprintf("sum by (node) (%s{%s})", series.NodeConnections, sel), "{{node}}"),
+			query(fmt.Sprintf("sum by (node) (%s{%s})", series.NodeLiveConnections, sel), "{{node}} live"))).
 		WithRow(row(102, "Rules")).
 		WithPanel(seriesPanel(11, "Rule messages", "Messages matched, passed and failed by every rule of the cluster.", "ops", 12,
-			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", seriesRuleMatched, sel), "matched"),
-			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", seriesRulePassed, sel), "passed"),
-			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", seriesRuleFailed, sel), "failed"))).
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.RuleMatched, sel), "matched"),
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.RulePassed, sel), "passed"),
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.RuleFailed, sel), "failed"))).
 		WithPanel(seriesPanel(12, "Rule actions", "Action runs of every rule of the cluster, successful and failed.", "ops", 12,
-			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", seriesRuleActOK, sel), "success"),
-			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", seriesRuleActFailed, sel), "failed"))).
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.RuleActionsSuccess, sel), "success"),
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.RuleActionsFailed, sel), "failed"))).
 		WithRow(row(103, "Connectors, actions and sources")).
 		WithPanel(tablePanel(13, "Connectors", "Every connector's status and whether it is enabled.", 8,
-			fmt.Sprintf("max by (id, status) (%s{%s} == 1)", seriesConnStatus, sel))).
+			fmt.Sprintf("max by (id, status) (%s{%s} == 1)", series.ConnectorStatus, sel))).
 		WithPanel(tablePanel(14, "Actions", "Every action's status.", 8,
-			fmt.Sprintf("max by (id, status) (%s{%s} == 1)", seriesActionStatus, sel))).
+			fmt.Sprintf("max by (id, status) (%s{%s} == 1)", series.ActionStatus, sel))).
 		WithPanel(tablePanel(15, "Sources", "Every source's status.", 8,
-			fmt.Sprintf("max by (id, status) (%s{%s} == 1)", seriesSourceStatus, sel))).
+			fmt.Sprintf("max by (id, status) (%s{%s} == 1)", series.SourceStatus, sel))).
 		WithRow(row(104, "Agent")).
 		WithPanel(seriesPanel(16, "Collection success", "Whether each of the agent's sub-collectors succeeded in its last collection.", "short", 12,
-			query(fmt.Sprintf("min by (collector) (%s{%s})", seriesCollectSuccess, sel), "{{collector}}")).Max(1)).
+			query(fmt.Sprintf("min by (collector) (%s{%s})", series.CollectorSuccess, sel), "{{collector}}")).Max(1)).
 		WithPanel(seriesPanel(17, "Collection duration", "How long each of the agent's sub-collectors took.", "s", 12,
-			query(fmt.Sprintf("max by (collector) (%s{%s})", seriesCollectTime, sel), "{{collector}}")))
+			query(fmt.Sprintf("max by (collector) (%s{%s})", series.CollectorDuration, sel), "{{collector}}")))
 }
 
 // dataIntegration shows rules, connectors and actions one by one. //nolint:staticcheck // Grafana's /api/dashboards/db takes the classic (v1) dashboard schema, not v2.
@@ -170,25 +174,25 @@ func dataIntegration(p Params) *dashboard.DashboardBuilder { //nolint:staticchec
 	return base(p, false).
 		Description("Rules, connectors, actions and sources of the chosen clusters, one by one.").
 		WithRow(row(100, "Rules")).
-		WithPanel(seriesPanel(1, "Matched per rule", "Messages each rule's SQL matched.", "ops", 12, query(perRule(seriesRuleMatched), "{{cluster}} {{id}}"))).
-		WithPanel(seriesPanel(2, "Failed per rule", "Messages each rule's SQL failed on.", "ops", 12, query(perRule(seriesRuleFailed), "{{cluster}} {{id}}"))).
-		WithPanel(seriesPanel(3, "Passed per rule", "Messages that passed each rule's SQL.", "ops", 12, query(perRule(seriesRulePassed), "{{cluster}} {{id}}"))).
-		WithPanel(seriesPanel(4, "Action failures per rule", "Failed action runs of each rule.", "ops", 12, query(perRule(seriesRuleActFailed), "{{cluster}} {{id}}"))).
+		WithPanel(seriesPanel(1, "Matched per rule", "Messages each rule's SQL matched.", "ops", 12, query(perRule(series.RuleMatched), "{{cluster}} {{id}}"))).
+		WithPanel(seriesPanel(2, "Failed per rule", "Messages each rule's SQL failed on.", "ops", 12, query(perRule(series.RuleFailed), "{{cluster}} {{id}}"))).
+		WithPanel(seriesPanel(3, "Passed per rule", "Messages that passed each rule's SQL.", "ops", 12, query(perRule(series.RulePassed), "{{cluster}} {{id}}"))).
+		WithPanel(seriesPanel(4, "Action failures per rule", "Failed action runs of each rule.", "ops", 12, query(perRule(series.RuleActionsFailed), "{{cluster}} {{id}}"))).
 		WithPanel(tablePanel(5, "Rules failing", "Enabled rules whose SQL or actions failed in the last 5 minutes, with the count.", 12,
 			"sum by (project, cluster, id) (\n"+failingRules("5m")+"\n)").DataLinks(clusterLink(p))).
 		WithPanel(tablePanel(6, "Rules stopped", "Rules that are disabled.", 12,
-			fmt.Sprintf("max by (project, cluster, id) (%s{%s} == 0)", seriesRuleEnabled, sel)).DataLinks(clusterLink(p))).
+			fmt.Sprintf("max by (project, cluster, id) (%s{%s} == 0)", series.RuleEnabled, sel)).DataLinks(clusterLink(p))).
 		WithRow(row(101, "Connectors")).
 		WithPanel(seriesPanel(7, "Connectors not connected", "Enabled connectors whose status is not connected, per cluster.", "short", 12,
-			query("count by (cluster) (\n"+notConnected(seriesConnStatus, seriesConnEnabled)+"\n)", "{{cluster}}"))).
+			query("count by (cluster) (\n"+notConnected(series.ConnectorStatus, series.ConnectorEnabled)+"\n)", "{{cluster}}"))).
 		WithPanel(tablePanel(8, "Connector status", "Every connector of the chosen clusters with its status.", 12,
-			fmt.Sprintf("max by (project, cluster, id, status) (%s{%s} == 1)", seriesConnStatus, sel)).DataLinks(clusterLink(p))).
+			fmt.Sprintf("max by (project, cluster, id, status) (%s{%s} == 1)", series.ConnectorStatus, sel)).DataLinks(clusterLink(p))).
 		WithRow(row(102, "Actions")).
 		WithPanel(seriesPanel(9, "Actions not connected", "Enabled actions whose status is not connected, per cluster.", "short", 12,
-			query("count by (cluster) (\n"+notConnected(seriesActionStatus, seriesActionEnabled)+"\n)", "{{cluster}}"))).
+			query("count by (cluster) (\n"+notConnected(series.ActionStatus, series.ActionEnabled)+"\n)", "{{cluster}}"))).
 		WithPanel(tablePanel(10, "Action status", "Every action of the chosen clusters with its status.", 12,
-			fmt.Sprintf("max by (project, cluster, id, status) (%s{%s} == 1)", seriesActionStatus, sel)).DataLinks(clusterLink(p))).
+			fmt.Sprintf("max by (project, cluster, id, status) (%s{%s} == 1)", series.ActionStatus, sel)).DataLinks(clusterLink(p))).
 		WithRow(row(103, "Sources")).
 		WithPanel(tablePanel(11, "Source status", "Every source of the chosen clusters with its status.", 24,
-			fmt.Sprintf("max by (project, cluster, id, status) (%s{%s} == 1)", seriesSourceStatus, sel)).DataLinks(clusterLink(p)))
+			fmt.Sprintf("max by (project, cluster, id, status) (%s{%s} == 1)", series.SourceStatus, sel)).DataLinks(clusterLink(p)))
 }

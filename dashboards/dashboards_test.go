@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/promql/parser"
 
-	"github.com/ecpio/ecp/rules"
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 var update = flag.Bool("update", false, "rewrite the generated dashboard files")
@@ -101,10 +101,10 @@ func exported(t *testing.T) map[string]map[string]bool {
 		t.Fatal(err)
 	}
 	out := map[string]map[string]bool{
-		rules.SeriesClusterState: {rules.LabelProject: true, rules.LabelCluster: true, rules.LabelState: true},
+		series.ClusterState: {series.LabelProject: true, series.LabelCluster: true, series.LabelState: true},
 	}
 	for name, mf := range families {
-		labels := map[string]bool{rules.LabelProject: true, rules.LabelCluster: true}
+		labels := map[string]bool{series.LabelProject: true, series.LabelCluster: true}
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = true
@@ -114,11 +114,11 @@ func exported(t *testing.T) map[string]map[string]bool {
 	}
 	// The series the alert rules read must be among them, or this check
 	// would test against the wrong list.
-	for _, s := range []string{rules.SeriesRuleEnabled, rules.SeriesRuleFailed, rules.SeriesRuleActionsFailed,
-		rules.SeriesConnectorEnabled, rules.SeriesConnectorStatus, rules.SeriesActionEnabled, rules.SeriesActionStatus,
-		rules.SeriesNodeRunning, rules.SeriesNodeConnections, rules.SeriesDynamicMaxConnections, rules.SeriesLicenseMaxConnections} {
+	for _, s := range []string{series.RuleEnabled, series.RuleFailed, series.RuleActionsFailed,
+		series.ConnectorEnabled, series.ConnectorStatus, series.ActionEnabled, series.ActionStatus,
+		series.NodeRunning, series.NodeConnections, series.DynamicMaxConnections, series.LicenseMaxConnections} {
 		if out[s] == nil {
-			t.Fatalf("rules/series.go names %s, which the agent's golden output lacks", s)
+			t.Fatalf("agentproto/series names %s, which the agent's golden output lacks", s)
 		}
 	}
 	return out

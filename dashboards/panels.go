@@ -11,35 +11,13 @@ import (
 	"github.com/grafana/grafana-foundation-sdk/go/stat"
 	"github.com/grafana/grafana-foundation-sdk/go/table"
 	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
-// Series the dashboards read (agent-exporter/collector/metrics.go and
-// ecp/fleet/metrics.go; rules/series.go names those the alerts share).
-const (
-	seriesClusterState   = "ecp_cluster_state"
-	seriesUp             = "emqx_up"
-	seriesNodeRunning    = "emqx_node_running"
-	seriesNodeInfo       = "emqx_node_info"
-	seriesNodeStart      = "emqx_node_start_time_seconds"
-	seriesNodeConns      = "emqx_node_connections"
-	seriesNodeLive       = "emqx_node_live_connections"
-	seriesDynamicMax     = "emqx_license_dynamic_max_connections"
-	seriesLicenseMax     = "emqx_license_max_connections"
-	seriesLicenseExpiry  = "emqx_license_expiry_timestamp_seconds"
-	seriesRuleEnabled    = "emqx_rule_enabled"
-	seriesRuleMatched    = "emqx_rule_matched_total"
-	seriesRulePassed     = "emqx_rule_passed_total"
-	seriesRuleFailed     = "emqx_rule_failed_total"
-	seriesRuleActOK      = "emqx_rule_actions_success_total"
-	seriesRuleActFailed  = "emqx_rule_actions_failed_total"
-	seriesConnStatus     = "emqx_connector_status"
-	seriesConnEnabled    = "emqx_connector_enabled"
-	seriesActionStatus   = "emqx_action_status"
-	seriesActionEnabled  = "emqx_action_enabled"
-	seriesSourceStatus   = "emqx_source_status"
-	seriesCollectSuccess = "emqx_scrape_collector_success"
-	seriesCollectTime    = "emqx_scrape_collector_duration_seconds"
-)
+// The series the dashboards read are named in agentproto/series, which the
+// agent builds its metrics from; the tests check each appears in the agent's
+// golden scrape against emqx-sim (or is ecp's own ecp_cluster_state).
 
 // sel selects the chosen projects and clusters; every query uses it.
 const sel = `project=~"$project", cluster=~"$cluster"`
@@ -66,7 +44,7 @@ func instant(expr string) *prometheus.DataqueryBuilder {
 // choice as the EMQXConnectionsNearMax alert).
 func maxConnections() string {
 	return fmt.Sprintf("max by (project, cluster) (%s{%s} > 0)\n  or\nmax by (project, cluster) (%s{%s} > 0)",
-		seriesDynamicMax, sel, seriesLicenseMax, sel)
+		series.DynamicMaxConnections, sel, series.LicenseMaxConnections, sel)
 }
 
 // notConnected lists the enabled objects of one kind whose status is not
@@ -80,7 +58,7 @@ func notConnected(status, enabled string) string {
 // the window (the same condition as the rule alert).
 func failingRules(window string) string {
 	return fmt.Sprintf("(\n  increase(%s{%s}[%s]) > 0\n    or\n  increase(%s{%s}[%s]) > 0\n)\nunless on (project, cluster, id) (%s{%s} == 0)",
-		seriesRuleFailed, sel, window, seriesRuleActFailed, sel, window, seriesRuleEnabled, sel)
+		series.RuleFailed, sel, window, series.RuleActionsFailed, sel, window, series.RuleEnabled, sel)
 }
 
 func thresholds(steps ...dashboard.Threshold) *dashboard.ThresholdsConfigBuilder {

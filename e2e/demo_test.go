@@ -136,7 +136,12 @@ func TestDemoStopsCleanly(t *testing.T) {
 func alertMailed(messages []mailMessage) (mailMessage, bool) {
 	for _, m := range messages {
 		north := len(m.To) > 0 && m.To[0].Address == "ops@factory-north.example"
-		if north && (strings.Contains(m.Subject, "EMQXConnectorAbnormal") || strings.Contains(m.Subject, "EMQXActionAbnormal")) {
+		// One fault is one notification: the connector and its action
+		// arrive grouped in one mail per cluster, whose subject names the
+		// cluster (and the alert when it is alone) and whose text lists them.
+		text := m.Subject + " " + m.Snippet
+		if north && strings.Contains(m.Subject, "[FIRING") && strings.Contains(m.Subject, "north-line-1") &&
+			(strings.Contains(text, "EMQXConnectorAbnormal") || strings.Contains(text, "EMQXActionAbnormal")) {
 			return m, true
 		}
 	}
@@ -146,6 +151,7 @@ func alertMailed(messages []mailMessage) (mailMessage, bool) {
 type mailMessage struct {
 	ID      string `json:"ID"`
 	Subject string `json:"Subject"`
+	Snippet string `json:"Snippet"`
 	To      []struct {
 		Address string `json:"Address"`
 	} `json:"To"`

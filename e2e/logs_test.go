@@ -112,7 +112,8 @@ func TestLogs(t *testing.T) {
 	}
 	simURL := "http://" + simAddr
 	logDir := filepath.Join(s.dir, "emqx-log")
-	sim := s.start("emqx-sim", bins.Path("emqx-sim"), []string{"--listen", simAddr, "--nodes", "1", "--seed", "7",
+	// --node.host-prefix: the node is emqx@10.0.0.1, which every line must name.
+	sim := s.start("emqx-sim", bins.Path("emqx-sim"), []string{"--listen", simAddr, "--nodes", "1", "--seed", "7", "--node.host-prefix", "10.0.0.",
 		"--log.dir", logDir, "--log.level", "info", "--log.rate", "0", "--log.rotation-size", "1048576", "--log.rotation-count", "8"}, nil)
 	if err := sim.WaitReady(ctx, simURL+"/status", 30*time.Second); err != nil {
 		t.Fatal(err)

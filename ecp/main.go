@@ -26,6 +26,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/app"
 	"github.com/ecpio/ecp/ecp/grafana"
+	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
@@ -63,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("web.listen-address", "Address the HTTP server (API, console, agent API, /metrics) listens on.").Default(app.DefaultListenAddress).StringVar(&opts.ListenAddress)
 	serve.Flag("web.external-url", "URL under which agents and browsers reach ecp; registration commands use it. Default: http://<listen address>.").StringVar(&opts.ExternalURL)
 	serve.Flag("web.config.file", webconfig.FlagHelp).StringVar(&opts.WebConfigFile)
+	serve.Flag("web.enable-pprof", ops.PprofFlagHelp).BoolVar(&opts.EnablePprof)
 	serve.Flag("data.dir", "Directory of the embedded etcd's data (unused with --etcd.endpoints).").Default(app.DefaultDataDir).StringVar(&opts.DataDir)
 	serve.Flag("etcd.endpoints", "Comma-separated client URLs of an external etcd cluster; without them ecp embeds a single etcd member in --data.dir.").StringVar(&endpoints)
 	serve.Flag("etcd.quota-backend-bytes", "Backend quota of the embedded etcd member in bytes (unused with --etcd.endpoints); past it etcd raises NOSPACE and refuses writes, shown in ecp_etcd_alarm and /-/ready.").Default(fmt.Sprint(app.DefaultEtcdQuotaBackendBytes)).Int64Var(&opts.EtcdQuotaBackendBytes)
@@ -78,6 +80,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("downloads.dir", "Directory holding agent-exporter-<os>-<arch> binaries (built by make dist), served at /downloads/agent-exporter/<os>/<arch>.").Default(app.DefaultDownloadsDir).StringVar(&opts.DownloadsDir)
 	serve.Flag("web.session-ttl", "How long a login session lasts.").Default(app.DefaultSessionTTL.String()).DurationVar(&opts.SessionTTL)
 	serve.Flag("web.read-timeout", "Longest time to read a request, headers and body; a slower body is cut with 408. Long-polls are not affected; 0 disables it.").Default(app.DefaultReadTimeout.String()).DurationVar(&opts.ReadTimeout)
+	serve.Flag("web.max-connections", "Most connections ecp holds open; beyond it a connection is answered 503 with Retry-After and closed. 0 derives it from the open-file limit (ulimit -n), leaving a fifth of it (at least 256) for etcd, files and outgoing connections.").Default("0").IntVar(&opts.MaxConnections)
 	serve.Flag("remote-write.url", "Remote-write 1.0 endpoint agent samples are forwarded to, stamped with project and cluster (Prometheus 2.42+ started with --web.enable-remote-write-receiver: http://HOST:9090/api/v1/write). Without it agents are told nothing is stored.").StringVar(&opts.RemoteWriteURL)
 	serve.Flag("audit.retention", "How long audit records of state-changing API calls are kept; 0 keeps them forever.").Default(app.DefaultAuditRetention.String()).DurationVar(&opts.AuditRetention)
 	serve.Flag("audit.max-records", "Most audit records kept (each at most 2 KiB), the oldest removed first; 0 keeps any number.").Default(fmt.Sprint(app.DefaultAuditMaxRecords)).IntVar(&opts.AuditMaxRecords)
@@ -205,6 +208,8 @@ func checkFlags(level, format string, opts app.Options) error {
 		return fmt.Errorf("--etcd.quota-backend-bytes must not be negative; got %d", opts.EtcdQuotaBackendBytes)
 	case opts.ReadTimeout < 0:
 		return fmt.Errorf("--web.read-timeout must not be negative; got %s", opts.ReadTimeout)
+	case opts.MaxConnections < 0:
+		return fmt.Errorf("--web.max-connections must not be negative (0 derives it from the open-file limit); got %d", opts.MaxConnections)
 	case opts.ReportInterval < time.Second:
 		return fmt.Errorf("--agent.report-interval must be at least 1s (agents are told whole seconds); got %s", opts.ReportInterval)
 	case opts.RegistrationTokenTTL <= 0:

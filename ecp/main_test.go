@@ -24,6 +24,7 @@ func TestRunExitCodes(t *testing.T) {
 		{"bad format", []string{"serve", "--log.format", "xml"}, exitUsage, "--log.format"},
 		{"bad report interval", []string{"serve", "--agent.report-interval", "500ms"}, exitUsage, "--agent.report-interval"},
 		{"bad ttl", []string{"serve", "--registration.token-ttl", "0s"}, exitUsage, "--registration.token-ttl"},
+		{"negative max connections", []string{"serve", "--web.max-connections=-1"}, exitUsage, "--web.max-connections must not be negative"},
 		{"rules dir without alertmanager file", []string{"serve", "--prometheus.rules-dir", "/tmp/r"}, exitUsage, "--alertmanager.config-file"},
 		{"prometheus url without rules dir", []string{"serve", "--prometheus.url", "http://127.0.0.1:9090"}, exitUsage, "--prometheus.url needs --prometheus.rules-dir"},
 		{"smtp host without sender", []string{"serve", "--smtp.smarthost", "127.0.0.1:25"}, exitUsage, "--smtp.from"},

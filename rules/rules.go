@@ -24,6 +24,8 @@ import (
 
 	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 // Alert names, one per kind. CamelCase with a shared EMQX prefix, as the
@@ -160,7 +162,7 @@ var kinds = []kind{
 		expr: func(sel string, _ Params) string {
 			// max across ecp replicas, which all export the same state.
 			return fmt.Sprintf(`max by (%s, %s) (%s{%s, %s=%q}) == 1`,
-				LabelProject, LabelCluster, SeriesClusterState, sel, LabelState, StateAbnormal)
+				LabelProject, LabelCluster, series.ClusterState, sel, series.LabelState, series.StateAbnormal)
 		},
 	},
 	{
@@ -169,7 +171,7 @@ var kinds = []kind{
 		description: "EMQX node {{ $labels.node }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			"is stopped.",
 		expr: func(sel string, _ Params) string {
-			return fmt.Sprintf(`%s{%s} == 0`, SeriesNodeRunning, sel)
+			return fmt.Sprintf(`%s{%s} == 0`, series.NodeRunning, sel)
 		},
 	},
 	{
@@ -189,8 +191,8 @@ var kinds = []kind{
 				"  max by (%[1]s, %[2]s) (%[5]s{%[6]s} > 0)\n"+
 				")\n"+
 				"  > %[7]s",
-				LabelProject, LabelCluster, SeriesNodeConnections, SeriesDynamicMaxConnections,
-				SeriesLicenseMaxConnections, sel, strconv.FormatFloat(p.ConnectionsRatio, 'f', -1, 64))
+				LabelProject, LabelCluster, series.NodeConnections, series.DynamicMaxConnections,
+				series.LicenseMaxConnections, sel, strconv.FormatFloat(p.ConnectionsRatio, 'f', -1, 64))
 		},
 	},
 	{
@@ -209,8 +211,8 @@ var kinds = []kind{
 				"  increase(%[2]s{%[4]s}[%[5]s]) > 0\n"+
 				")\n"+
 				"unless on (%[6]s, %[7]s, %[8]s) (%[3]s{%[4]s} == 0)",
-				SeriesRuleFailed, SeriesRuleActionsFailed, SeriesRuleEnabled, sel, w,
-				LabelProject, LabelCluster, LabelID)
+				series.RuleFailed, series.RuleActionsFailed, series.RuleEnabled, sel, w,
+				LabelProject, LabelCluster, series.LabelID)
 		},
 	},
 	{
@@ -218,14 +220,14 @@ var kinds = []kind{
 		summary: "EMQX connector {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
 		description: "Connector {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			"is enabled but not connected.",
-		expr: statusExpr(SeriesConnectorStatus, SeriesConnectorEnabled),
+		expr: statusExpr(series.ConnectorStatus, series.ConnectorEnabled),
 	},
 	{
 		alert:   AlertActionAbnormal,
 		summary: "EMQX action {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
 		description: "Action {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			"is enabled but not connected.",
-		expr: statusExpr(SeriesActionStatus, SeriesActionEnabled),
+		expr: statusExpr(series.ActionStatus, series.ActionEnabled),
 	},
 	{
 		alert:   AlertEMQXAlarm,
@@ -233,7 +235,7 @@ var kinds = []kind{
 		description: "EMQX raised its alarm {{ $labels.name }} on cluster {{ $labels.cluster }}" +
 			"{{ with $labels.node }} (node {{ . }}){{ end }} in project {{ $labels.project }}.",
 		expr: func(sel string, _ Params) string {
-			return fmt.Sprintf(`%s{%s} == 1`, SeriesAlarmActive, sel)
+			return fmt.Sprintf(`%s{%s} == 1`, series.AlarmActive, sel)
 		},
 		enabled: func(p Params) bool { return p.EMQXAlarms },
 	},
@@ -248,7 +250,7 @@ func statusExpr(status, enabled string) func(sel string, p Params) string {
 	return func(sel string, _ Params) string {
 		return fmt.Sprintf("max without (%[4]s) (%[1]s{%[3]s, %[4]s=%[5]q}) == 0\n"+
 			"unless on (%[6]s, %[7]s, %[8]s) (%[2]s{%[3]s} == 0)",
-			status, enabled, sel, LabelStatus, StatusConnected, LabelProject, LabelCluster, LabelID)
+			status, enabled, sel, series.LabelStatus, series.StatusConnected, LabelProject, LabelCluster, series.LabelID)
 	}
 }
 

@@ -210,54 +210,65 @@ func TestJourneyHostileNamesPrintLiterally(t *testing.T) {
 	p := Params{Project: "h1", Interval: time.Minute, TriggerCount: 1, RecoveryCount: 1, Severity: "critical",
 		ExternalURL: "https://ecp.example.test", ProjectName: hostile["project"], OrganizationName: hostile["organization"],
 		Clusters: []Cluster{{ID: "c1", Name: hostile["cluster"]}, {ID: "c2", Name: "Plain"}}}
+	dir, file, b := renderRules(t, p)
+	if out, err := exec.CommandContext(t.Context(), bin, "check", "rules", filepath.Join(dir, file)).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check rules: %v\n%s\n%s", err, out, b)
+	}
+	name := hostile["cluster"]
+	promtoolTest(t, bin, dir, file, map[string]any{
+		"interval": "1m",
+		"input_series": []any{
+			map[string]string{"series": `emqx_node_running{project="h1", cluster="c1", node="emqx@a"}`, "values": "0 0"},
+		},
+		"alert_rule_test": []any{map[string]any{
+			"eval_time": "1m", "alertname": AlertNodeDown,
+			"exp_alerts": []any{map[string]any{
+				"exp_labels": map[string]string{"severity": "critical", "project": "h1", "cluster": "c1", "node": "emqx@a"},
+				"exp_annotations": map[string]string{
+					AnnotationSummary:          "EMQX node emqx@a is down in cluster " + name + ".",
+					AnnotationDescription:      "EMQX node emqx@a of cluster " + name + " in project " + hostile["project"] + " is stopped.",
+					AnnotationLink:             "https://ecp.example.test/clusters/c1",
+					AnnotationClusterName:      name,
+					AnnotationProjectName:      hostile["project"],
+					AnnotationOrganizationName: hostile["organization"],
+				},
+			}},
+		}},
+	})
+}
+
+// renderRules writes p's rule file into a new temporary directory and
+// returns the directory, the file's name and its content.
+func renderRules(t *testing.T, p Params) (dir, file string, content []byte) {
+	t.Helper()
 	f, err := Project(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := Marshal(f)
+	content, err = Marshal(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "h1.rules.yml"), b, 0o644); err != nil {
+	dir, file = t.TempDir(), p.Project+".rules.yml"
+	if err := os.WriteFile(filepath.Join(dir, file), content, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.CommandContext(t.Context(), bin, "check", "rules", filepath.Join(dir, "h1.rules.yml")).CombinedOutput(); err != nil {
-		t.Fatalf("promtool check rules: %v\n%s\n%s", err, out, b)
-	}
-	name := hostile["cluster"]
-	test := map[string]any{
-		"rule_files":          []string{"h1.rules.yml"},
-		"evaluation_interval": "1m",
-		"tests": []any{map[string]any{
-			"interval": "1m",
-			"input_series": []any{
-				map[string]string{"series": `emqx_node_running{project="h1", cluster="c1", node="emqx@a"}`, "values": "0 0"},
-			},
-			"alert_rule_test": []any{map[string]any{
-				"eval_time": "1m", "alertname": AlertNodeDown,
-				"exp_alerts": []any{map[string]any{
-					"exp_labels": map[string]string{"severity": "critical", "project": "h1", "cluster": "c1", "node": "emqx@a"},
-					"exp_annotations": map[string]string{
-						AnnotationSummary:          "EMQX node emqx@a is down in cluster " + name + ".",
-						AnnotationDescription:      "EMQX node emqx@a of cluster " + name + " in project " + hostile["project"] + " is stopped.",
-						AnnotationLink:             "https://ecp.example.test/clusters/c1",
-						AnnotationClusterName:      name,
-						AnnotationProjectName:      hostile["project"],
-						AnnotationOrganizationName: hostile["organization"],
-					},
-				}},
-			}},
-		}},
-	}
-	tb, err := yaml.Marshal(test)
+	return dir, file, content
+}
+
+// promtoolTest runs `promtool test rules` with the test groups tests
+// (evaluated every minute) against the rule file in dir.
+func promtoolTest(t *testing.T, bin, dir, file string, tests ...any) {
+	t.Helper()
+	tb, err := yaml.Marshal(map[string]any{"rule_files": []string{file}, "evaluation_interval": "1m", "tests": tests})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "h1.test.yml"), tb, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "unit.test.yml"), tb, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.CommandContext(t.Context(), bin, "test", "rules", filepath.Join(dir, "h1.test.yml")).CombinedOutput(); err != nil {
-		t.Fatalf("promtool test rules: %v\n%s\nrules:\n%s", err, out, b)
+	if out, err := exec.CommandContext(t.Context(), bin, "test", "rules", filepath.Join(dir, "unit.test.yml")).CombinedOutput(); err != nil {
+		rules, _ := os.ReadFile(filepath.Join(dir, file))
+		t.Fatalf("promtool test rules: %v\n%s\nrules:\n%s", err, out, rules)
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/daemon"
 	"github.com/ecpio/ecp/agent-exporter/state"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
@@ -147,10 +148,11 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 func runCmd(args []string, env Env) int {
 	fs := newFlagSet("run", env)
 	opts := daemon.DefaultOptions()
-	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collect_interval, log_level); reloaded by SIGHUP and POST /-/reload.")
+	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collectInterval, logLevel); reloaded by SIGHUP and POST /-/reload.")
 	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection. Unset, the agent follows the report interval ecp sends.")
 	fs.StringVar(&opts.ListenAddress, "web.listen-address", daemon.DefaultListenAddress, "Address for /metrics, probes and the local control API; keep it on loopback.")
 	fs.StringVar(&opts.WebConfigFile, "web.config.file", "", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.")
+	fs.BoolVar(&opts.EnablePprof, "web.enable-pprof", false, ops.PprofFlagHelp)
 	fs.StringVar(&opts.StateDir, "state.dir", daemon.DefaultStateDir, "Directory for the credential and EMQX login (mode 0700).")
 	fs.IntVar(&opts.RemoteWriteMaxSeries, "remote-write.max-series", daemon.DefaultRemoteWriteMaxSeries, "Most series pushed to ecp per collection (0: no cap); cluster-level series and abnormal objects are pushed whatever the cap, /metrics serves everything.")
 	defaultLog := cmp.Or(env.DefaultLogFile, DefaultLogFile)

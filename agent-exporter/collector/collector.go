@@ -14,6 +14,7 @@ import (
 
 	"github.com/ecpio/ecp/agent-exporter/emqx"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 // API is the part of the EMQX client a collection needs; *emqx.Client
@@ -29,6 +30,7 @@ type API interface {
 	Connectors(ctx context.Context) ([]emqx.Resource, error)
 	Actions(ctx context.Context) ([]emqx.Resource, error)
 	Sources(ctx context.Context) ([]emqx.Resource, error)
+	ActiveAlarms(ctx context.Context, limit int) ([]emqx.Alarm, bool, error)
 }
 
 // Names of the sub-collectors, the values of the "collector" label.
@@ -39,10 +41,11 @@ const (
 	SubConnectors = "connectors"
 	SubActions    = "actions"
 	SubSources    = "sources"
+	SubAlarms     = "alarms"
 )
 
 // SubCollectors lists every sub-collector in collection order.
-var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources}
+var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources, SubAlarms}
 
 // Rule is a rule with its counters; Metrics is nil for a disabled rule or
 // when reading them failed.
@@ -78,7 +81,10 @@ type Snapshot struct {
 	Connectors  []emqx.Resource
 	Actions     []emqx.Resource
 	Sources     []emqx.Resource
-	Results     []Result
+	// Alarms are EMQX's active alarms, one per name and node, at most
+	// series.MaxAlarms of them.
+	Alarms  []emqx.Alarm
+	Results []Result
 }
 
 // ErrNotConfigured is the problem of a collection made before the agent
@@ -184,9 +190,30 @@ func (c *Collector) Collect(ctx context.Context) *Snapshot {
 	_ = run(SubConnectors, func() (err error) { s.Connectors, err = api.Connectors(ctx); return err })
 	_ = run(SubActions, func() (err error) { s.Actions, err = api.Actions(ctx); return err })
 	_ = run(SubSources, func() (err error) { s.Sources, err = api.Sources(ctx); return err })
+	_ = run(SubAlarms, func() error {
+		alarms, _, err := api.ActiveAlarms(ctx, series.MaxAlarms)
+		s.Alarms = uniqueAlarms(alarms)
+		return err
+	})
 	s.CollectedAt = c.now()
 	c.latest.Store(s)
 	return s
+}
+
+// uniqueAlarms drops repeats of a name on a node, which EMQX never sends
+// but which would make /metrics fail with duplicate series.
+func uniqueAlarms(list []emqx.Alarm) []emqx.Alarm {
+	type key struct{ name, node string }
+	seen := make(map[key]bool, len(list))
+	out := list[:0]
+	for _, a := range list {
+		k := key{a.Name, a.Node}
+		if !seen[k] {
+			seen[k] = true
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func (c *Collector) collectRules(ctx context.Context, api API) ([]Rule, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/collector"
 	"github.com/ecpio/ecp/agent-exporter/emqx"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -28,7 +30,11 @@ type fakeAPI struct {
 	failed     map[string]float64
 	calls      map[string]int
 	customerBC bool
+	alarms     []emqx.Alarm
+	alarmLimit int
 }
+
+var _ collector.API = (*fakeAPI)(nil)
 
 func (f *fakeAPI) count(n string) {
 	f.mu.Lock()
@@ -117,6 +123,14 @@ func (f *fakeAPI) Actions(context.Context) ([]emqx.Resource, error) {
 func (f *fakeAPI) Sources(context.Context) ([]emqx.Resource, error) {
 	f.count("sources")
 	return nil, nil
+}
+
+func (f *fakeAPI) ActiveAlarms(_ context.Context, limit int) ([]emqx.Alarm, bool, error) {
+	f.count("alarms")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.alarmLimit = limit
+	return slices.Clone(f.alarms), false, nil
 }
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -257,5 +271,45 @@ func TestRulesFailureMarksSubCollector(t *testing.T) {
 	}
 	if !s.Up {
 		t.Fatal("one failing sub-collector must not mark EMQX down")
+	}
+}
+
+// TestActiveAlarmsExported: EMQX's active alarms become one emqx_alarm_active
+// series per name and node, read in the same collection with a bounded
+// limit; a repeat (which EMQX never sends) does not break /metrics, and a
+// cleared alarm disappears. Before, nothing produced the series the "EMQX
+// alert push" rule reads.
+func TestActiveAlarmsExported(t *testing.T) {
+	api := &fakeAPI{alarms: []emqx.Alarm{
+		{Node: "emqx@a", Name: "license_quota", Message: "License: sessions quota exceeds 80%"},
+		{Node: "emqx@b", Name: "high_cpu_usage"},
+		{Node: "emqx@b", Name: "high_cpu_usage"},
+	}}
+	c := collector.New(fixedNow)
+	c.SetAPI(api)
+	c.Collect(t.Context())
+	if api.alarmLimit != series.MaxAlarms {
+		t.Errorf("alarms read with limit %d, want %d", api.alarmLimit, series.MaxAlarms)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collector.NewExporter(c))
+	want := `# HELP emqx_alarm_active An alarm EMQX holds active, by alarm name and node; always 1 (a cleared alarm disappears).
+# TYPE emqx_alarm_active gauge
+emqx_alarm_active{name="high_cpu_usage",node="emqx@b"} 1
+emqx_alarm_active{name="license_quota",node="emqx@a"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), series.AlarmActive); err != nil {
+		t.Fatal(err)
+	}
+	api.mu.Lock()
+	api.alarms = api.alarms[1:2]
+	api.mu.Unlock()
+	c.Collect(t.Context())
+	want = `# HELP emqx_alarm_active An alarm EMQX holds active, by alarm name and node; always 1 (a cleared alarm disappears).
+# TYPE emqx_alarm_active gauge
+emqx_alarm_active{name="high_cpu_usage",node="emqx@b"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), series.AlarmActive); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -37,6 +37,11 @@ func TestGoldenMetrics(t *testing.T) {
 	if err := c.StopNode("emqx@10.0.0.3"); err != nil {
 		t.Fatal(err)
 	}
+	// One of EMQX's own alarms, for the "EMQX alert push" rule
+	// (rules/testdata/EMQXAlarm.golden.test.yml reads these series).
+	if err := c.RaiseAlarm("emqx@10.0.0.2", "high_cpu_usage", "", nil); err != nil {
+		t.Fatal(err)
+	}
 	c.Step()
 
 	col := collector.New(fixedNow)

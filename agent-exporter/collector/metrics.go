@@ -10,11 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ecpio/ecp/agent-exporter/emqx"
+	"github.com/ecpio/ecp/agentproto/series"
 )
-
-// ResourceStatuses are the aggregated statuses EMQX gives connectors,
-// actions and sources; each is one series of the *_status state set.
-var ResourceStatuses = []string{"connected", "connecting", "disconnected", "stopped", "inconsistent"}
 
 // metricDesc is one metric's description, both as the client library's
 // Desc (for Collect) and as the plain fields Gather builds families from.
@@ -36,33 +33,36 @@ func desc(name, help string, labels ...string) *metricDesc {
 	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, labels: labels, sorted: sorted}
 }
 
+// The names come from agentproto/series, which ecp's rules and dashboards
+// read too.
 var (
-	descUp             = desc("emqx_up", "Whether the last collection reached EMQX's API and logged in (1) or not (0).")
-	descCollectionTime = desc("emqx_last_collection_timestamp_seconds", "When the snapshot served here was collected, as a Unix time.")
-	descDuration       = desc("emqx_scrape_collector_duration_seconds", "How long a sub-collector took in the last collection.", "collector")
-	descSuccess        = desc("emqx_scrape_collector_success", "Whether a sub-collector succeeded in the last collection.", "collector")
+	descUp             = desc(series.Up, "Whether the last collection reached EMQX's API and logged in (1) or not (0).")
+	descCollectionTime = desc(series.CollectionTime, "When the snapshot served here was collected, as a Unix time.")
+	descDuration       = desc(series.CollectorDuration, "How long a sub-collector took in the last collection.", series.LabelCollector)
+	descSuccess        = desc(series.CollectorSuccess, "Whether a sub-collector succeeded in the last collection.", series.LabelCollector)
 
-	descNodeInfo        = desc("emqx_node_info", "EMQX node, with its version, edition and role; always 1.", "node", "version", "edition", "role")
-	descNodeRunning     = desc("emqx_node_running", "Whether the node is running (1) or stopped (0).", "node")
-	descNodeStart       = desc("emqx_node_start_time_seconds", "When the running node's VM started, as a Unix time.", "node")
-	descNodeConns       = desc("emqx_node_connections", "Sessions on the node, including disconnected persistent sessions.", "node")
-	descNodeLiveConns   = desc("emqx_node_live_connections", "Clients connected to the node.", "node")
-	descLicenseMax      = desc("emqx_license_max_connections", "Effective connection limit of the licence (max_sessions from 5.8.5, else max_connections).")
-	descLicenseExpiry   = desc("emqx_license_expiry_timestamp_seconds", "When the licence expires (00:00 UTC of expiry_at), as a Unix time.")
-	descLicenseInfo     = desc("emqx_license_info", "Loaded licence, with its type and customer type; always 1.", "type", "customer_type")
-	descLicenseDynamic  = desc("emqx_license_dynamic_max_connections", "dynamic_max_connections of a business-critical licence.")
-	descRuleEnabled     = desc("emqx_rule_enabled", "Whether the rule is enabled (running) or not.", "id")
-	descRuleMatched     = desc("emqx_rule_matched_total", "Messages the rule's SQL matched.", "id")
-	descRulePassed      = desc("emqx_rule_passed_total", "Messages that passed the rule's SQL.", "id")
-	descRuleFailed      = desc("emqx_rule_failed_total", "Messages the rule's SQL failed on.", "id")
-	descRuleActOK       = desc("emqx_rule_actions_success_total", "Successful action runs of the rule.", "id")
-	descRuleActFailed   = desc("emqx_rule_actions_failed_total", "Failed action runs of the rule.", "id")
-	descConnectorStatus = desc("emqx_connector_status", "Aggregated status of the connector, one series per status.", "id", "status")
-	descConnectorEnable = desc("emqx_connector_enabled", "Whether the connector is enabled.", "id")
-	descActionStatus    = desc("emqx_action_status", "Aggregated status of the action, one series per status.", "id", "status")
-	descActionEnable    = desc("emqx_action_enabled", "Whether the action is enabled.", "id")
-	descSourceStatus    = desc("emqx_source_status", "Aggregated status of the source, one series per status.", "id", "status")
-	descSourceEnable    = desc("emqx_source_enabled", "Whether the source is enabled.", "id")
+	descNodeInfo        = desc(series.NodeInfo, "EMQX node, with its version, edition and role; always 1.", series.LabelNode, series.LabelVersion, series.LabelEdition, series.LabelRole)
+	descNodeRunning     = desc(series.NodeRunning, "Whether the node is running (1) or stopped (0).", series.LabelNode)
+	descNodeStart       = desc(series.NodeStartTime, "When the running node's VM started, as a Unix time.", series.LabelNode)
+	descNodeConns       = desc(series.NodeConnections, "Sessions on the node, including disconnected persistent sessions.", series.LabelNode)
+	descNodeLiveConns   = desc(series.NodeLiveConnections, "Clients connected to the node.", series.LabelNode)
+	descLicenseMax      = desc(series.LicenseMaxConnections, "Effective connection limit of the licence (max_sessions from 5.8.5, else max_connections).")
+	descLicenseExpiry   = desc(series.LicenseExpiry, "When the licence expires (00:00 UTC of expiry_at), as a Unix time.")
+	descLicenseInfo     = desc(series.LicenseInfo, "Loaded licence, with its type and customer type; always 1.", series.LabelType, series.LabelCustomerType)
+	descLicenseDynamic  = desc(series.DynamicMaxConnections, "dynamic_max_connections of a business-critical licence.")
+	descRuleEnabled     = desc(series.RuleEnabled, "Whether the rule is enabled (running) or not.", series.LabelID)
+	descRuleMatched     = desc(series.RuleMatched, "Messages the rule's SQL matched.", series.LabelID)
+	descRulePassed      = desc(series.RulePassed, "Messages that passed the rule's SQL.", series.LabelID)
+	descRuleFailed      = desc(series.RuleFailed, "Messages the rule's SQL failed on.", series.LabelID)
+	descRuleActOK       = desc(series.RuleActionsSuccess, "Successful action runs of the rule.", series.LabelID)
+	descRuleActFailed   = desc(series.RuleActionsFailed, "Failed action runs of the rule.", series.LabelID)
+	descConnectorStatus = desc(series.ConnectorStatus, "Aggregated status of the connector, one series per status.", series.LabelID, series.LabelStatus)
+	descConnectorEnable = desc(series.ConnectorEnabled, "Whether the connector is enabled.", series.LabelID)
+	descActionStatus    = desc(series.ActionStatus, "Aggregated status of the action, one series per status.", series.LabelID, series.LabelStatus)
+	descActionEnable    = desc(series.ActionEnabled, "Whether the action is enabled.", series.LabelID)
+	descSourceStatus    = desc(series.SourceStatus, "Aggregated status of the source, one series per status.", series.LabelID, series.LabelStatus)
+	descSourceEnable    = desc(series.SourceEnabled, "Whether the source is enabled.", series.LabelID)
+	descAlarmActive     = desc(series.AlarmActive, "An alarm EMQX holds active, by alarm name and node; always 1 (a cleared alarm disappears).", series.LabelName, series.LabelNode)
 )
 
 // Exporter serves the latest snapshot as Prometheus metrics. A scrape never
@@ -80,6 +80,7 @@ var allDescs = []*metricDesc{
 	descNodeConns, descNodeLiveConns, descLicenseMax, descLicenseExpiry, descLicenseInfo, descLicenseDynamic,
 	descRuleEnabled, descRuleMatched, descRulePassed, descRuleFailed, descRuleActOK, descRuleActFailed,
 	descConnectorStatus, descConnectorEnable, descActionStatus, descActionEnable, descSourceStatus, descSourceEnable,
+	descAlarmActive,
 }
 
 // Describe implements prometheus.Collector.
@@ -154,7 +155,7 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 		for _, r := range list {
 			id := r.ID()
 			gauge(enabled, b2f(r.Enable), id)
-			for _, st := range ResourceStatuses {
+			for _, st := range series.ResourceStatuses {
 				gauge(status, b2f(r.Status == st), id, st)
 			}
 		}
@@ -162,6 +163,9 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 	resources(s.Connectors, descConnectorStatus, descConnectorEnable)
 	resources(s.Actions, descActionStatus, descActionEnable)
 	resources(s.Sources, descSourceStatus, descSourceEnable)
+	for _, a := range s.Alarms {
+		gauge(descAlarmActive, 1, a.Name, a.Node)
+	}
 }
 
 // Gather implements prometheus.Gatherer over the latest snapshot, for the
@@ -184,7 +188,7 @@ func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
 // seriesHint estimates how many series a snapshot emits.
 func seriesHint(s *Snapshot) int {
 	return 16 + 2*len(s.Results) + 5*len(s.Nodes) + 6*len(s.Rules) +
-		(1+len(ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources))
+		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources)) + len(s.Alarms)
 }
 
 // familyBuilder collects emitted series into metric families, taking the

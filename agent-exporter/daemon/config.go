@@ -1,25 +1,61 @@
 package daemon
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
 
-	"go.yaml.in/yaml/v2"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ecpio/ecp/agentproto"
 )
 
 // Config is the optional configuration file. Every field is optional; a
-// field that is set overrides the flag (a collect_interval pins the
-// interval, as the flag does). Unknown fields are errors.
+// field that is set overrides the flag (a collectInterval pins the
+// interval, as the flag does). Unknown fields are errors. Its keys are
+// camelCase, like ecp's configuration file and API.
 //
-//	collect_interval: 15s
-//	log_level: info
+//	collectInterval: 15s
+//	logLevel: info
 type Config struct {
+	CollectInterval string `yaml:"collectInterval"`
+	LogLevel        string `yaml:"logLevel"`
+}
+
+// file is what a configuration file may hold: Config's keys, and the
+// snake_case spellings documented before both binaries' files took one
+// key style, still accepted so that files written then keep working.
+type file struct {
+	Config          `yaml:",inline"`
 	CollectInterval string `yaml:"collect_interval"`
 	LogLevel        string `yaml:"log_level"`
+}
+
+// config folds the old spellings into Config; a key given both ways is
+// an error, since the two could disagree.
+func (f file) config() (Config, error) {
+	c := f.Config
+	for _, k := range []struct {
+		name, old string
+		val       *string
+		oldVal    string
+	}{
+		{"collectInterval", "collect_interval", &c.CollectInterval, f.CollectInterval},
+		{"logLevel", "log_level", &c.LogLevel, f.LogLevel},
+	} {
+		if k.oldVal == "" {
+			continue
+		}
+		if *k.val != "" {
+			return Config{}, fmt.Errorf("%s and %s are the same setting: keep %s", k.name, k.old, k.name)
+		}
+		*k.val = k.oldVal
+	}
+	return c, nil
 }
 
 // resolved is a checked Config.
@@ -34,9 +70,15 @@ func LoadConfig(path string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("reading config file: %w", err)
 	}
-	var c Config
-	if err := yaml.UnmarshalStrict(b, &c); err != nil {
+	var f file
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return Config{}, fmt.Errorf("parsing config file %s: %w", path, err)
+	}
+	c, err := f.config()
+	if err != nil {
+		return Config{}, fmt.Errorf("config file %s: %w", path, err)
 	}
 	if _, err := c.resolve(); err != nil {
 		return Config{}, fmt.Errorf("config file %s: %w", path, err)
@@ -49,14 +91,14 @@ func (c Config) resolve() (resolved, error) {
 	if c.CollectInterval != "" {
 		d, err := time.ParseDuration(c.CollectInterval)
 		if err != nil || d < agentproto.MinAgentInterval || d > agentproto.MaxAgentInterval {
-			return r, fmt.Errorf("collect_interval %q: want a duration from %s to %s, such as 15s", c.CollectInterval, agentproto.MinAgentInterval, agentproto.MaxAgentInterval)
+			return r, fmt.Errorf("collectInterval %q: want a duration from %s to %s, such as 15s", c.CollectInterval, agentproto.MinAgentInterval, agentproto.MaxAgentInterval)
 		}
 		r.interval = d
 	}
 	if c.LogLevel != "" {
 		var l slog.Level
 		if err := l.UnmarshalText([]byte(c.LogLevel)); err != nil {
-			return r, fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+			return r, fmt.Errorf("logLevel %q: want debug, info, warn or error", c.LogLevel)
 		}
 		r.level = &l
 	}

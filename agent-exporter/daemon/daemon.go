@@ -27,6 +27,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/state"
 	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/backoff"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
@@ -44,6 +45,9 @@ type session struct {
 	hcs    []*http.Client
 	ctx    context.Context
 	cancel context.CancelFunc
+	// firstReport is when, after registering, ecp asked for the first
+	// report (agentproto.RegisterResponse.FirstReportDelayMillis).
+	firstReport time.Duration
 }
 
 func (s *session) close() {
@@ -77,7 +81,7 @@ type App struct {
 	sess    *session
 	changed chan struct{} // closed and replaced when sess changes
 	// interval is the collection interval in force (setIntervalLocked);
-	// fileInterval is the configuration file's collect_interval (zero when
+	// fileInterval is the configuration file's collectInterval (zero when
 	// unset) and reportInterval is ecp's (zero until ecp sent one).
 	interval       time.Duration
 	fileInterval   time.Duration
@@ -90,8 +94,12 @@ type App struct {
 	// appliedGen counts desired states applied outside a tick; a tick that
 	// started before the latest one collected a stale snapshot and does not
 	// satisfy reportNow.
-	appliedGen    uint64
-	backoff       ecpclient.Backoff
+	appliedGen uint64
+	// firstReportAt is set from registration until the first report ecp
+	// placed in the interval is sent: the collect loop ticks then, and
+	// keeps that phase.
+	firstReportAt time.Time
+	backoff       backoff.Backoff
 	queue         []agentproto.ReportRequest
 	lastReportAt  time.Time
 	lastReportErr string
@@ -159,7 +167,7 @@ func New(opts Options) (*App, error) {
 		kick:     make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
-		backoff:  ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+		backoff:  backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
 	}
 	a.m = newMetrics(opts.Registerer)
 	a.enf = enforce.New(opts.Logger.With("component", "enforce"), opts.Registerer)
@@ -395,6 +403,11 @@ func (a *App) install(s *session) {
 	a.ended = nil
 	a.queue = nil
 	a.nextReport = time.Time{}
+	a.firstReportAt = time.Time{}
+	if s.firstReport > 0 {
+		a.nextReport = a.opts.Now().Add(s.firstReport)
+		a.firstReportAt = a.nextReport
+	}
 	a.lastReportErr = ""
 	a.backoff.Reset()
 	if s.reg.ReportInterval > 0 {
@@ -453,7 +466,7 @@ func (a *App) currentInterval() time.Duration {
 }
 
 // setIntervalLocked picks the collection interval: the configuration
-// file's collect_interval, else ecp's report interval when the agent
+// file's collectInterval, else ecp's report interval when the agent
 // follows ecp and ecp sent one, else --collect.interval. The collect loop
 // re-arms its timer with it after every tick, and a change made outside a
 // tick (registration, reload) wakes the loop, so it takes effect at once.
@@ -493,7 +506,7 @@ func (a *App) collectLoop(ctx context.Context) error {
 		case <-a.kick:
 		}
 		a.tick(ctx)
-		t.Reset(a.currentInterval())
+		t.Reset(a.nextTickIn())
 	}
 }
 
@@ -557,6 +570,7 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 		a.mu.Unlock()
 		return
 	}
+	a.firstReportAt = time.Time{}
 	if gen == a.appliedGen {
 		a.reportNow = false
 	}
@@ -640,9 +654,13 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 	}
 	a.log.Info("desired state changed", "revision", d.Revision, "maxConnections", d.MaxConnections)
 	_ = a.enf.Enforce(s.ctx, s.emqx)
-	// Tell ecp at once that the revision is applied.
+	// Tell ecp at once that the revision is applied, unless ecp placed
+	// the first report later in the interval (a burst of registrations):
+	// then the first report tells it.
 	a.mu.Lock()
-	a.reportNow = true
+	if a.firstReportAt.IsZero() {
+		a.reportNow = true
+	}
 	a.appliedGen++
 	a.mu.Unlock()
 	a.wake()
@@ -651,7 +669,7 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 // desiredLoop long-polls ecp so a change decided there (max connections,
 // unregister) reaches EMQX within a second or two, not at the next report.
 func (a *App) desiredLoop(ctx context.Context) {
-	bo := ecpclient.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
+	bo := backoff.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
 	for {
 		s, changed := a.current()
 		if s == nil {
@@ -675,7 +693,7 @@ func (a *App) desiredLoop(ctx context.Context) {
 		case err != nil:
 			wait := bo.Next(ecpclient.RetryAfter(err))
 			a.log.Warn("desired-state poll failed", "err", err, "retryIn", wait)
-			if !sleep(s.ctx, wait) && ctx.Err() != nil {
+			if backoff.Sleep(s.ctx, wait) != nil && ctx.Err() != nil {
 				return
 			}
 			continue
@@ -687,23 +705,12 @@ func (a *App) desiredLoop(ctx context.Context) {
 		if d.Revision <= rev && !d.Unregister {
 			// A server answering at once with nothing new must not turn
 			// the long-poll into a busy loop.
-			if !sleep(s.ctx, a.opts.BackoffBase) && ctx.Err() != nil {
+			if backoff.Sleep(s.ctx, a.opts.BackoffBase) != nil && ctx.Err() != nil {
 				return
 			}
 			continue
 		}
 		a.applyDesired(s, d)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 

@@ -14,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ecpio/ecp/agent-exporter/control"
 	"github.com/ecpio/ecp/agent-exporter/ecpclient"
@@ -22,6 +21,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/state"
 	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
 )
@@ -31,27 +31,22 @@ func (a *App) routes() http.Handler {
 	// The web configuration's basic auth guards what scrapers and operators
 	// call; the control API below keeps its own token, which the CLI reads
 	// from the state directory (package webconfig).
-	r.Handle("/metrics", a.web.Protect(promhttp.HandlerFor(a.opts.Gatherer, promhttp.HandlerOpts{
-		ErrorHandling:       promhttp.ContinueOnError,
-		MaxRequestsInFlight: 10,
-	}))).Methods(http.MethodGet)
-	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Healthy")
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			http.Error(w, "Not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Ready")
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/-/reload", a.web.Protect(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		if err := a.Reload(); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "Reloaded")
-	}))).Methods(http.MethodPost)
+	ops.Endpoints{
+		Name: "agent-exporter", Gatherer: a.opts.Gatherer, Protect: a.web.Protect, Pprof: a.opts.EnablePprof,
+		NotReady: func() string {
+			if !a.ready.Load() {
+				return "starting."
+			}
+			return ""
+		},
+		Reload: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if err := a.Reload(); err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			fmt.Fprintln(w, "Reloaded")
+		}),
+	}.Register(r)
 	r.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "EMQX Agent %s\n\n/metrics\n/-/healthy\n/-/ready\n", version.Version)
 	}).Methods(http.MethodGet)
@@ -213,6 +208,7 @@ func (a *App) register(ctx context.Context, req control.RegisterRequest) (contro
 	if err != nil {
 		return control.RegisterResponse{}, ctlErr(http.StatusInternalServerError, control.CodeInternal, "starting the session: %v", err)
 	}
+	s.firstReport = firstReportDelay(rr.FirstReportDelayMillis)
 	a.install(s)
 	a.log.Info("registered", "clusterId", rr.ClusterID, "project", rr.Project, "ecpUrl", req.ECPURL)
 	a.applyDesired(s, rr.Desired)

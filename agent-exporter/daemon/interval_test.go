@@ -77,3 +77,28 @@ func TestJourneyAgentFollowsECPInterval(t *testing.T) {
 		})
 	}
 }
+
+// TestScaleAgentHonoursFirstReportDelay: in a burst of registrations ecp
+// places each agent's first report in the interval; the agent reports
+// then, not at once (nor when it applies the registration's desired
+// state), and keeps that place in the interval afterwards.
+func TestScaleAgentHonoursFirstReportDelay(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.SetInterval(3)
+	ecp.SetFirstReportDelay(1500)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.FollowECPInterval = true })
+	registered := time.Now()
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	eventually(t, 10*time.Second, "two reports", func() bool { return len(ecp.Reports()) >= 2 })
+	rs := ecp.Reports()
+	if first := rs[0].CollectedAt.Sub(registered); first < 1400*time.Millisecond || first > 2900*time.Millisecond {
+		t.Fatalf("first report collected %s after registering, want about 1.5s (ecp's place for it in the 3s interval)", first)
+	}
+	if gap := rs[1].CollectedAt.Sub(rs[0].CollectedAt); gap < 2900*time.Millisecond || gap > 3900*time.Millisecond {
+		t.Fatalf("second report %s after the first, want one 3s interval", gap)
+	}
+}

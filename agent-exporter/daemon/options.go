@@ -44,6 +44,9 @@ type Options struct {
 	// POST /-/reload; the control API keeps its own token (package
 	// webconfig).
 	WebConfigFile string
+	// EnablePprof serves net/http/pprof under /debug/pprof/, behind the
+	// web configuration's basic auth (package ops).
+	EnablePprof bool
 	// StateDir holds the registration and the control file.
 	StateDir string
 	// CollectInterval is how often EMQX is polled (and drift corrected).
@@ -53,7 +56,7 @@ type Options struct {
 	// reply) the agent collects at that interval, so that ecp's alert
 	// rules and liveness see the samples they are built for. The CLI sets
 	// it when the operator did not pin --collect.interval; a
-	// collect_interval in the configuration file pins it too.
+	// collectInterval in the configuration file pins it too.
 	FollowECPInterval bool
 	// ConfigFile is an optional YAML file (see Config); reloaded by
 	// POST /-/reload and Reload.

@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -176,40 +175,6 @@ func RetryAfter(err error) time.Duration {
 	}
 	return 0
 }
-
-// Backoff is jittered exponential backoff: attempt n waits a random time
-// in [d/2, d] with d = min(Max, Base·2ⁿ), so a fleet of agents reconnecting
-// after an ecp restart spreads out instead of arriving together.
-type Backoff struct {
-	Base, Max time.Duration
-	attempt   int
-	// Rand returns a float in [0,1); nil uses math/rand/v2.
-	Rand func() float64
-}
-
-// Next returns the wait before the next attempt, at least floor (the
-// server's Retry-After), and counts the attempt.
-func (b *Backoff) Next(floor time.Duration) time.Duration {
-	d := b.Base << min(b.attempt, 30)
-	if d <= 0 || d > b.Max {
-		d = b.Max
-	}
-	b.attempt++
-	r := rand.Float64
-	if b.Rand != nil {
-		r = b.Rand
-	}
-	wait := d/2 + time.Duration(r()*float64(d/2))
-	if wait < floor {
-		// Jitter on top of the floor too, so a 429 storm does not come
-		// back at the same second.
-		wait = floor + time.Duration(r()*float64(b.Base))
-	}
-	return wait
-}
-
-// Reset starts over after a success.
-func (b *Backoff) Reset() { b.attempt = 0 }
 
 // DashboardSession answers a dashboard session request of ecp.
 func (c *Client) DashboardSession(ctx context.Context, reply agentproto.DashboardSessionReply) error {

@@ -425,6 +425,34 @@ func (c *Client) resources(ctx context.Context, path string) ([]Resource, error)
 	return out, nil
 }
 
+// Alarm is one item of GET /api/v5/alarms (emqx-api.md §3.8): an alarm
+// EMQX raised on one node. A name is unique per node while active.
+type Alarm struct {
+	Node    string `json:"node"`
+	Name    string `json:"name"`
+	Message string `json:"message"`
+}
+
+// MaxAlarmsPage is the largest page EMQX's alarm list accepts.
+const MaxAlarmsPage = 10000
+
+// ActiveAlarms reads the alarms EMQX holds active, at most limit of them
+// (1 to MaxAlarmsPage) in one call: what an alert needs is which alarms
+// are on, and EMQX names them itself, so their number is not ours to
+// trust. more says EMQX holds others past the limit.
+func (c *Client) ActiveAlarms(ctx context.Context, limit int) (alarms []Alarm, more bool, err error) {
+	limit = min(max(limit, 1), MaxAlarmsPage)
+	q := url.Values{"activated": {"true"}, "page": {"1"}, "limit": {strconv.Itoa(limit)}}
+	var out page[Alarm]
+	if err := c.call(ctx, http.MethodGet, "/alarms", q, nil, &out); err != nil {
+		return nil, false, err
+	}
+	if len(out.Data) > limit {
+		out.Data, out.Meta.HasNext = out.Data[:limit], true
+	}
+	return out.Data, out.Meta.HasNext, nil
+}
+
 // diRule is one rule of /prometheus/data_integration in JSON form.
 type diRule struct {
 	ID            string  `json:"id"`

@@ -110,3 +110,29 @@ func TestLocalNodeNamesTheNodeThatAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestActiveAlarmsAgainstSimulator reads EMQX's active alarms from emqx-sim,
+// bounded by the limit (more says some were left out), and sees a cleared
+// one go.
+func TestActiveAlarmsAgainstSimulator(t *testing.T) {
+	opts := sim.DefaultOptions()
+	opts.Nodes = 2
+	c := simtest.Start(t, opts)
+	cl := newClient(t, c.URL(), sim.DefaultPassword)
+	for _, a := range []struct{ node, name string }{{"emqx@10.0.0.1", "high_cpu_usage"}, {"emqx@10.0.0.2", "high_cpu_usage"}, {"emqx@10.0.0.2", "high_system_memory_usage"}} {
+		if err := c.RaiseAlarm(a.node, a.name, "", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, more, err := cl.ActiveAlarms(t.Context(), 2)
+	if err != nil || !more || len(got) != 2 || got[0] != (emqx.Alarm{Node: "emqx@10.0.0.1", Name: "high_cpu_usage", Message: "high_cpu_usage"}) {
+		t.Fatalf("first 2 alarms: %+v more %v err %v", got, more, err)
+	}
+	if err := c.ClearAlarm("emqx@10.0.0.1", "high_cpu_usage"); err != nil {
+		t.Fatal(err)
+	}
+	got, more, err = cl.ActiveAlarms(t.Context(), 100)
+	if err != nil || more || len(got) != 2 || got[0].Node != "emqx@10.0.0.2" {
+		t.Fatalf("alarms after clearing one: %+v more %v err %v", got, more, err)
+	}
+}

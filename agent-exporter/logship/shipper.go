@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/backoff"
 )
 
 // Defaults of Options.
@@ -276,7 +276,8 @@ func (s *Shipper) send(ctx context.Context, b *batch) error {
 		return fmt.Errorf("encoding log batch: %w", err)
 	}
 	b.lines = nil
-	for attempt := 0; ; attempt++ {
+	bo := backoff.Backoff{Base: s.opts.BackoffBase, Max: s.opts.BackoffMax}
+	for {
 		_, err := s.opts.Sender.SendLogs(ctx, body)
 		if err == nil {
 			s.m.linesShipped.Add(float64(n))
@@ -290,9 +291,9 @@ func (s *Shipper) send(ctx context.Context, b *batch) error {
 			return err
 		}
 		s.m.retried.Inc()
-		wait := s.backoff(attempt, s.opts.RetryAfter(err))
+		wait := bo.Next(s.opts.RetryAfter(err))
 		s.log.Warn("log batch not accepted; retrying", "batch", b.id, "lines", n, "retryIn", wait, "err", err)
-		if !sleep(ctx, wait) {
+		if backoff.Sleep(ctx, wait) != nil {
 			return ctx.Err()
 		}
 	}
@@ -479,28 +480,4 @@ func batchID(cluster string, segs []segment) string {
 		h.Write(binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, uint64(sg.From)), uint64(sg.To)))
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// backoff is jittered exponential backoff with floor as the minimum.
-func (s *Shipper) backoff(attempt int, floor time.Duration) time.Duration {
-	d := s.opts.BackoffBase << min(attempt, 20)
-	if d <= 0 || d > s.opts.BackoffMax {
-		d = s.opts.BackoffMax
-	}
-	wait := d/2 + rand.N(d/2+1)
-	if wait < floor {
-		wait = floor + rand.N(s.opts.BackoffBase)
-	}
-	return wait
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

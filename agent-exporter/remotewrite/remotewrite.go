@@ -43,11 +43,13 @@ import (
 
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/ecpio/ecp/agent-exporter/ecpclient"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/backoff"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -118,7 +120,7 @@ type Sender struct {
 	queue       []request
 	seq         uint64
 	pausedUntil time.Time
-	backoff     ecpclient.Backoff
+	backoff     backoff.Backoff
 	kick        chan struct{}
 
 	selMu sync.Mutex // one selection at a time
@@ -159,36 +161,32 @@ func New(opts Options, logger *slog.Logger, reg prometheus.Registerer) (*Sender,
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	f := promauto.With(reg)
 	s := &Sender{
 		sel:  NewSelector(opts.MaxSeries, opts.RecoveryHold),
 		opts: opts, logger: logger, kick: make(chan struct{}, 1),
-		backoff: ecpclient.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
-		sent: prometheus.NewCounter(prometheus.CounterOpts{
+		backoff: backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+		sent: f.NewCounter(prometheus.CounterOpts{
 			Name: "agent_exporter_remote_write_samples_sent_total", Help: "Samples pushed to ecp by remote write and accepted by it.",
 		}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+		dropped: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "agent_exporter_remote_write_samples_dropped_total", Help: "Samples collected and not delivered: queue full while ecp was unreachable, refused by ecp, ecp without a remote-write backend, or the registration ended.",
 		}, []string{"reason"}),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{
+		failures: f.NewCounter(prometheus.CounterOpts{
 			Name: "agent_exporter_remote_write_failures_total", Help: "Pushes that failed and will be retried (ecp unreachable, 5xx, 429).",
 		}),
-		queued: prometheus.NewGauge(prometheus.GaugeOpts{
+		queued: f.NewGauge(prometheus.GaugeOpts{
 			Name: "agent_exporter_remote_write_queue_length", Help: "Collections waiting to be pushed to ecp.",
 		}),
-		pushed: prometheus.NewGauge(prometheus.GaugeOpts{
+		pushed: f.NewGauge(prometheus.GaugeOpts{
 			Name: "agent_exporter_remote_write_series", Help: "Series in the push of the last collection.",
 		}),
-		capped: prometheus.NewGauge(prometheus.GaugeOpts{
+		capped: f.NewGauge(prometheus.GaugeOpts{
 			Name: "agent_exporter_remote_write_series_capped", Help: "Series of the last collection left out of its push by --remote-write.max-series (healthy, quiet objects; /metrics serves them all).",
 		}),
 	}
 	for _, r := range []string{ReasonQueueFull, ReasonRejected, ReasonNotConfigured, ReasonUnregistered} {
 		s.dropped.WithLabelValues(r)
-	}
-	for _, c := range []prometheus.Collector{s.sent, s.dropped, s.failures, s.queued, s.pushed, s.capped} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register remote-write metrics: %w", err)
-		}
 	}
 	return s, nil
 }

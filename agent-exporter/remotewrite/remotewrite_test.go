@@ -35,7 +35,7 @@ func decode(t *testing.T, body []byte) prompb.WriteRequest {
 	return req
 }
 
-func series(req prompb.WriteRequest) map[string]float64 {
+func seriesOfRequest(req prompb.WriteRequest) map[string]float64 {
 	out := map[string]float64{}
 	for _, ts := range req.Timeseries {
 		key := ""
@@ -74,7 +74,7 @@ func TestEncode(t *testing.T) {
 		"__name__=x_seconds_sum,":                                    0.5,
 		"__name__=x_seconds_count,":                                  1,
 	}
-	got := series(req)
+	got := seriesOfRequest(req)
 	if n != len(want) || len(got) != len(want) {
 		t.Fatalf("got %d samples %v, want %v", n, got, want)
 	}

@@ -8,6 +8,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 // Defaults of the selection of pushed series.
@@ -22,28 +24,6 @@ const (
 	// value that long, so the healthy samples must keep coming until the
 	// abnormal one can no longer be the latest, whatever pushes got lost.
 	DefaultRecoveryHold = 5 * time.Minute
-)
-
-// Metric name prefixes of per-object series; an object is one id under
-// one prefix. Everything else (emqx_up, nodes, licence, scrape results) is
-// cluster-level and always pushed.
-const (
-	prefixRule      = "emqx_rule_"
-	prefixConnector = "emqx_connector_"
-	prefixAction    = "emqx_action_"
-	prefixSource    = "emqx_source_"
-)
-
-// Series the selection reads to tell an abnormal object; they are the
-// series ecp's alert rules read (rules/series.go), so an object an alert
-// would fire on is always pushed.
-const (
-	seriesRuleFailed        = "emqx_rule_failed_total"
-	seriesRuleActionsFailed = "emqx_rule_actions_failed_total"
-	seriesRuleMatched       = "emqx_rule_matched_total"
-	suffixStatus            = "status"
-	suffixEnabled           = "enabled"
-	statusConnected         = "connected"
 )
 
 // Selector chooses the series of one push under a cap: every cluster-level
@@ -72,7 +52,19 @@ const (
 	numKinds
 )
 
-var kindPrefixes = [numKinds]string{prefixRule, prefixConnector, prefixAction, prefixSource}
+// Per-object series are named under one prefix per kind (series.Prefix*);
+// an object is one id under one prefix. Everything else (emqx_up, nodes,
+// licence, alarms, scrape results) is cluster-level and always pushed. The
+// selection reads the series ecp's alert rules read (agentproto/series),
+// so an object an alert would fire on is always pushed.
+var kindPrefixes = [numKinds]string{series.PrefixRule, series.PrefixConnector, series.PrefixAction, series.PrefixSource}
+
+// kindEnabled and kindStatus are the enabled and status series of the
+// kinds that have them (rules have neither status nor a connected state).
+var (
+	kindEnabled = [numKinds]string{kindConnector: series.ConnectorEnabled, kindAction: series.ActionEnabled, kindSource: series.SourceEnabled}
+	kindStatus  = [numKinds]string{kindConnector: series.ConnectorStatus, kindAction: series.ActionStatus, kindSource: series.SourceStatus}
+)
 
 // objState is what the selector remembers of one object.
 type objState struct {
@@ -173,9 +165,9 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 			id, status := "", ""
 			for _, l := range metric.GetLabel() {
 				switch l.GetName() {
-				case "id":
+				case series.LabelID:
 					id = l.GetValue()
-				case "status":
+				case series.LabelStatus:
 					status = l.GetValue()
 				}
 			}
@@ -206,15 +198,15 @@ func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeS
 			o.series++
 			v := value(mf.GetType(), metric)
 			switch {
-			case name == seriesRuleFailed:
+			case name == series.RuleFailed:
 				o.failed, o.failedRef = v, r
-			case name == seriesRuleActionsFailed:
+			case name == series.RuleActionsFailed:
 				o.actFailed, o.actFailedRef = v, r
-			case name == seriesRuleMatched:
+			case name == series.RuleMatched:
 				o.matched = v
-			case kind != kindRule && strings.HasSuffix(name, suffixEnabled):
+			case kind != kindRule && name == kindEnabled[kind]:
 				o.enabled = v
-			case kind != kindRule && strings.HasSuffix(name, suffixStatus) && status == statusConnected:
+			case kind != kindRule && name == kindStatus[kind] && status == series.StatusConnected:
 				o.connected = v
 			}
 		}

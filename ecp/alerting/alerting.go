@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 
 	"github.com/ecpio/ecp/alertmanager"
@@ -225,25 +226,26 @@ func New(o Options) (*Alerting, error) {
 	if o.ReloadTimeout <= 0 {
 		o.ReloadTimeout = DefaultOptions().ReloadTimeout
 	}
+	f := promauto.With(o.Registerer)
 	a := &Alerting{
 		opts:      o,
 		logger:    o.Logger,
 		client:    o.HTTPClient,
 		validated: map[[sha256.Size]byte]bool{},
 		current:   map[string]bool{},
-		reloadFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+		reloadFailures: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerting_reload_failures_total",
 			Help: "Reloads of Prometheus or Alertmanager that failed, by target.",
 		}, []string{"target"}),
-		reloadSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		reloadSuccess: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ecp_alerting_last_reload_success",
 			Help: "Whether the last reload of the target succeeded (1) or failed (0).",
 		}, []string{"target"}),
-		reloadTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		reloadTime: f.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ecp_alerting_last_reload_success_timestamp_seconds",
 			Help: "When the target was last reloaded successfully.",
 		}, []string{"target"}),
-		invalid: prometheus.NewGauge(prometheus.GaugeOpts{
+		invalid: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_alerting_invalid_projects",
 			Help: "Projects left out of the last Apply because their settings could not be rendered.",
 		}),
@@ -256,13 +258,6 @@ func New(o Options) (*Alerting, error) {
 	}
 	for _, t := range []string{TargetPrometheus, TargetAlertmanager} {
 		a.reloadFailures.WithLabelValues(t)
-	}
-	if o.Registerer != nil {
-		for _, c := range []prometheus.Collector{a.reloadFailures, a.reloadSuccess, a.reloadTime, a.invalid} {
-			if err := o.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("alerting: registering metrics: %w", err)
-			}
-		}
 	}
 	return a, nil
 }

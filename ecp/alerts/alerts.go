@@ -57,6 +57,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/common/model"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -220,9 +221,7 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 		return nil, err
 	}
 	s.history = &leases{cli: cli, ttl: opts.HistoryRetention + time.Hour}
-	if s.metrics, err = newMetrics(reg); err != nil {
-		return nil, err
-	}
+	s.metrics = newMetrics(reg)
 	if opts.Configured() {
 		ao := alerting.DefaultOptions()
 		ao.RulesDir, ao.AlertmanagerConfigFile = opts.RulesDir, opts.AlertmanagerConfigFile
@@ -280,25 +279,26 @@ type metrics struct {
 	moved         *prometheus.CounterVec
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
 	m := &metrics{
-		applySuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+		applySuccess: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_alerts_apply_success",
 			Help: "Whether this replica's last apply of alert settings to Prometheus and Alertmanager succeeded (1) or failed (0); only the leader applies.",
 		}),
-		applyTime: prometheus.NewGauge(prometheus.GaugeOpts{
+		applyTime: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_alerts_apply_success_timestamp_seconds",
 			Help: "When this replica last applied alert settings successfully.",
 		}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+		leader: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_alerts_leader",
 			Help: "Whether this replica is the one applying alert settings (1) or not (0).",
 		}),
-		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+		notifications: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerts_webhook_alerts_total",
 			Help: "Alerts received on the Alertmanager webhook, by result: stored, unchanged, ignored (no project label or a test alert) or error.",
 		}, []string{"result"}),
-		moved: prometheus.NewCounterVec(prometheus.CounterOpts{
+		moved: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerts_moved_to_history_total",
 			Help: "Alerts moved from the active list to history, by reason: resolved, stale, gone (Alertmanager no longer holds it) or removed (its cluster left the project).",
 		}, []string{"reason"}),
@@ -309,12 +309,5 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range []string{EndResolved, EndStale, EndGone, EndRemoved} {
 		m.moved.WithLabelValues(r)
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.applySuccess, m.applyTime, m.leader, m.notifications, m.moved} {
-			if err := reg.Register(c); err != nil {
-				return nil, fmt.Errorf("alerts: registering metrics: %w", err)
-			}
-		}
-	}
-	return m, nil
+	return m
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
@@ -54,74 +52,34 @@ func (s *Service) setLeader(v bool) {
 
 // lead applies on every change until ctx ends or the watch fails.
 func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
-	// Ends the watches (and mergeWatches' goroutines) when lead returns.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	// The watch starts before the first apply reads, so no change falls
-	// between the two.
-	changes := s.cli.Watch(clientv3.WithRequireLeader(ctx), settingsPrefix, clientv3.WithPrefix())
-	// A new notification policy may admit or refuse webhooks.
-	policyChanges := s.cli.Watch(clientv3.WithRequireLeader(ctx), destpolicy.Key)
-	// Alerts carry the names of clusters, projects and organizations,
-	// and the rules select the clusters each project holds now.
-	nameChanges := mergeWatches(ctx,
-		s.cli.Watch(clientv3.WithRequireLeader(ctx), clusterspec.Prefix, clientv3.WithPrefix()),
-		s.cli.Watch(clientv3.WithRequireLeader(ctx), tenancy.ProjectsPrefix, clientv3.WithPrefix()),
-		s.cli.Watch(clientv3.WithRequireLeader(ctx), tenancy.OrgsPrefix, clientv3.WithPrefix()))
-	resync := time.NewTicker(s.opts.ResyncInterval)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	pending, sweep := true, true
-	for {
-		if pending {
-			pending = false
-			retry = nil
-			if err := s.apply(ctx, el); err != nil && ctx.Err() == nil {
-				s.logger.Error("applying alert settings failed; retrying", "err", err, "retryIn", s.opts.RetryInterval)
-				retry = time.After(s.opts.RetryInterval)
-			}
-		}
-		if sweep {
-			sweep = false
-			if err := s.sweepStale(ctx); err != nil && ctx.Err() == nil {
-				s.logger.Error("moving stale alerts to history failed", "err", err)
-			}
-			if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
-				s.logger.Warn("comparing the active list with Alertmanager's failed", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case wr, ok := <-changes:
-			if !ok {
-				return nil
-			}
-			if err := wr.Err(); err != nil {
-				return fmt.Errorf("watch alert settings: %w", err)
-			}
-			pending = true
-		case wr, ok := <-policyChanges:
-			if !ok {
-				return nil
-			}
-			if err := wr.Err(); err != nil {
-				return fmt.Errorf("watch notification policy: %w", err)
-			}
-			pending = true
-		case wr, ok := <-nameChanges:
-			if !ok {
-				return nil
-			}
-			if err := wr.Err(); err != nil {
-				return fmt.Errorf("watch clusters and projects: %w", err)
-			}
-			pending = true
-		case <-retry:
-			pending = true
-		case <-resync.C:
-			pending, sweep = true, true
-		}
+	return kv.Reconcile{
+		Client: s.cli,
+		Watches: []kv.Watched{
+			{Key: settingsPrefix, Prefix: true, What: "alert settings"},
+			// A new notification policy may admit or refuse webhooks.
+			{Key: destpolicy.Key, What: "notification policy"},
+			// Alerts carry the names of clusters, projects and
+			// organizations, and the rules select the clusters each
+			// project holds now.
+			{Key: clusterspec.Prefix, Prefix: true, What: "clusters and projects"},
+			{Key: tenancy.ProjectsPrefix, Prefix: true, What: "clusters and projects"},
+			{Key: tenancy.OrgsPrefix, Prefix: true, What: "clusters and projects"},
+		},
+		Resync: s.opts.ResyncInterval, Retry: s.opts.RetryInterval,
+		Apply:    func(ctx context.Context) error { return s.apply(ctx, el) },
+		Resynced: s.sweep,
+		Logger:   s.logger, Name: "alert settings",
+	}.Run(ctx)
+}
+
+// sweep moves stale alerts to history and compares the active list with
+// Alertmanager's, on leading and every resync.
+func (s *Service) sweep(ctx context.Context) {
+	if err := s.sweepStale(ctx); err != nil && ctx.Err() == nil {
+		s.logger.Error("moving stale alerts to history failed", "err", err)
+	}
+	if err := s.reconcile(ctx); err != nil && ctx.Err() == nil {
+		s.logger.Warn("comparing the active list with Alertmanager's failed", "err", err)
 	}
 }
 
@@ -222,31 +180,6 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 		s.logger.Info("alert settings applied", "revision", st.Revision, "projects", st.Projects, "invalidProjects", len(st.ProjectErrors), "configured", st.Configured)
 	}
 	return failed
-}
-
-// mergeWatches forwards every response of the watches to one channel,
-// closed when all of them end.
-func mergeWatches(ctx context.Context, watches ...clientv3.WatchChan) <-chan clientv3.WatchResponse {
-	out := make(chan clientv3.WatchResponse)
-	var wg sync.WaitGroup
-	for _, w := range watches {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for wr := range w {
-				select {
-				case out <- wr:
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-	}
-	go func() {
-		wg.Wait()
-		close(out)
-	}()
-	return out
 }
 
 // flatten splits errors.Join trees into their leaves.

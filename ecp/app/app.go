@@ -25,7 +25,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/oklog/run"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/agentdownloads"
@@ -33,6 +33,7 @@ import (
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/connlimit"
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
@@ -40,8 +41,10 @@ import (
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
+	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/version"
 	"github.com/ecpio/ecp/internal/webconfig"
 )
@@ -57,6 +60,8 @@ type App struct {
 	ln   net.Listener
 	srv  *http.Server
 	web  *webconfig.Web
+	// conns bounds the connections ln holds (connlimit.go).
+	conns *connlimit.Listener
 
 	// sealKey seals the secrets stored in etcd.
 	sealKey *seal.Key
@@ -67,7 +72,7 @@ type App struct {
 	authz    *tenancy.Authorizer
 	ledger   *quota.Ledger
 	clusters *clusters.API
-	fleet    clusters.Fleet
+	fleet    agentSide
 	// reports keeps each cluster's latest report for the monitoring
 	// overview; fleet feeds it.
 	reports *monitoring.Store
@@ -77,12 +82,14 @@ type App struct {
 	alerts *alerts.Service
 	// logs serves the log queries (routes and console).
 	logs *logs.API
-	// runFleet is the agent side's own loop (nil when Options.Fleet
-	// replaced it).
+	// registry runs "a cluster is deleted" (ecp/registry).
+	registry *registry.Registry
+	// runFleet is the agent side's own loop (nil when a test replaced
+	// it through Options.fleet).
 	runFleet    func(context.Context) error
 	fleetReady  <-chan struct{}
 	agentRoutes func(*mux.Router)
-	// extensionRuns are the loops of Options.Extensions.
+	// extensionRuns are the loops of the API packages mounted through Env.
 	extensionRuns []func(context.Context) error
 	// logReceiverURL gives the log store's URL now (a func() string),
 	// for the notification policy; set once the log API is built.
@@ -171,6 +178,9 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	if a.ln, err = lc.Listen(ctx, "tcp", opts.ListenAddress); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
 	}
+	if err := a.limitConnections(); err != nil {
+		return nil, err
+	}
 	if a.opts.ExternalURL == "" {
 		a.opts.ExternalURL = a.web.Scheme() + "://" + a.ln.Addr().String()
 		if host, _, _ := net.SplitHostPort(a.ln.Addr().String()); net.ParseIP(host).IsUnspecified() {
@@ -222,18 +232,19 @@ func (a *App) checkEtcd(ctx context.Context) error {
 func (a *App) build(ctx context.Context) error {
 	reg := a.reg
 	var err error
+	f := promauto.With(reg)
 	a.metrics = &metrics{
-		reloadOK: prometheus.NewGauge(prometheus.GaugeOpts{
+		reloadOK: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_config_last_reload_successful", Help: "Whether the last configuration reload succeeded (1) or not (0).",
 		}),
-		reloadTime: prometheus.NewGauge(prometheus.GaugeOpts{
+		reloadTime: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_config_last_reload_success_timestamp_seconds", Help: "Time of the last successful configuration reload.",
 		}),
 	}
-	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	buildInfo := f.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ecp_build_info", Help: "Build of this ecp: version, revision and Go version, value 1.",
 	}, []string{"version", "revision", "goversion"})
-	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	f.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "ecp_ready", Help: "Whether this replica is ready to serve (1) or not (0).",
 	}, func() float64 {
 		if a.ready.Load() && !a.etcdDown.Load() && !a.etcdAlarms.noSpace.Load() {
@@ -241,12 +252,7 @@ func (a *App) build(ctx context.Context) error {
 		}
 		return 0
 	})
-	if err := registerAll(reg, a.metrics.reloadOK, a.metrics.reloadTime, buildInfo, ready); err != nil {
-		return err
-	}
-	if a.etcdAlarms, err = newEtcdAlarms(reg); err != nil {
-		return err
-	}
+	a.etcdAlarms = newEtcdAlarms(reg)
 	buildInfo.WithLabelValues(version.Version, version.Revision, runtime.Version()).Set(1)
 	a.metrics.reloadOK.Set(1)
 	a.metrics.reloadTime.SetToCurrentTime()
@@ -260,9 +266,7 @@ func (a *App) build(ctx context.Context) error {
 	if a.ledger, err = quota.NewLedger(a.cli, a.opts.Licence, reg); err != nil {
 		return err
 	}
-	if err := registerAll(reg, newLicenceCollector(a.ledger)); err != nil {
-		return err
-	}
+	reg.MustRegister(newLicenceCollector(a.ledger))
 	if added, removed, err := a.ledger.Reindex(ctx); err != nil {
 		return err
 	} else if added+removed > 0 {
@@ -281,7 +285,9 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}
-	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Etcd: a.cli},
+	a.registry = registry.New(a.ledger, a.logger.With("component", "registry"))
+	a.registry.SetBinder(a.fleet)
+	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Etcd: a.cli, Registry: a.registry},
 		a.authz, a.ledger, a.fleet, a.logger.With("component", "clusters")); err != nil {
 		return err
 	}
@@ -315,8 +321,9 @@ func (a *App) build(ctx context.Context) error {
 	a.registerFleetRoutes(r)
 	openapi.Register(r, a.adapter)
 	agentdownloads.New(a.opts.DownloadsDir).Register(r, a.adapter)
-	// Extensions' own-auth routes go on a subrouter created before the
-	// /api/v1 one, so the /api/v1 prefix cannot shadow them.
+	// Own-auth routes (remote write, log ingestion) go on a subrouter
+	// created before the /api/v1 one, so the /api/v1 prefix cannot shadow
+	// them.
 	root := r.NewRoute().Subrouter()
 
 	api := r.PathPrefix("/api/v1").Subrouter()
@@ -345,16 +352,6 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildGrafana(); err != nil {
 		return err
 	}
-	for i, ext := range a.opts.Extensions {
-		env.Logger = a.logger.With("component", "extension", "extension", i)
-		runExt, err := ext(env)
-		if err != nil {
-			return fmt.Errorf("mount extension %d: %w", i, err)
-		}
-		if runExt != nil {
-			a.extensionRuns = append(a.extensionRuns, runExt)
-		}
-	}
 	if err := a.mountConsole(r, fallback); err != nil {
 		return err
 	}
@@ -379,7 +376,7 @@ func allowedMethods(r *mux.Router, req *http.Request) []string {
 	return allowed
 }
 
-// Env is what an Extension gets to mount an API package on the app.
+// Env is what each API package the app mounts (metrics, alerts, logs) gets.
 type Env struct {
 	// API is the /api/v1 router: routes on it sit behind user
 	// authentication (auth.PrincipalFrom gives the caller) and the audit
@@ -397,59 +394,37 @@ type Env struct {
 	Authz *tenancy.Authorizer
 	// Etcd is the app's etcd client.
 	Etcd       *clientv3.Client
-	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
 
-// Extension mounts one more API package (alert settings, logs, ...) on the
-// app. A non-nil run is added to the app's run group: it must return when
-// its context ends.
-type Extension func(Env) (run func(context.Context) error, err error)
-
-func registerAll(reg prometheus.Registerer, cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("register metrics: %w", err)
-		}
-	}
-	return nil
-}
-
 // registerOps mounts the operational endpoints, the same on every binary
-// of the project: /metrics, /-/healthy, /-/ready, POST /-/reload.
+// of the project (package ops). The web configuration's basic auth guards
+// what scrapers and operators call, not the bearer-token API beside it
+// (package webconfig).
 func (a *App) registerOps(r *mux.Router) {
-	// The web configuration's basic auth guards what scrapers and operators
-	// call, not the bearer-token API beside it (package webconfig).
-	r.Handle("/metrics", a.web.Protect(promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 10}))).Methods(http.MethodGet)
-	r.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ecp is healthy.\n"))
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.ready.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("ecp is not ready.\n"))
-			return
-		}
-		if a.etcdDown.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte("ecp is not ready: etcd does not answer.\n"))
-			return
-		}
-		if a.etcdAlarms.noSpace.Load() {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(noSpaceReason))
-			return
-		}
-		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write([]byte("ecp is ready.\n"))
-	}).Methods(http.MethodGet, http.MethodHead)
-	r.Handle("/-/reload", a.web.Protect(a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
-		if err := a.Reload(req.Context()); err != nil {
-			return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
-		}
-		return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
-	}))).Methods(http.MethodPost)
+	ops.Endpoints{
+		Name: "ecp", Gatherer: a.reg, Protect: a.web.Protect, Pprof: a.opts.EnablePprof,
+		NotReady: func() string {
+			switch {
+			case !a.ready.Load():
+				return "starting."
+			case a.etcdDown.Load():
+				return "etcd does not answer."
+			case a.etcdAlarms.noSpace.Load():
+				return noSpaceReason
+			}
+			if short := a.conns.Short(); short != "" {
+				return short + "."
+			}
+			return ""
+		},
+		Reload: a.adapter.Handle(func(w http.ResponseWriter, req *http.Request) error {
+			if err := a.Reload(req.Context()); err != nil {
+				return &httpapi.Error{Status: http.StatusInternalServerError, Code: "ReloadFailed", Message: err.Error()}
+			}
+			return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+		}),
+	}.Register(r)
 }
 
 // Addr is the address the HTTP server is bound to.

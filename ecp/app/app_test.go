@@ -56,7 +56,7 @@ func setupProject(t *testing.T, h *harness) (string, string) {
 
 func TestReadyOnlyOnceRunning(t *testing.T) {
 	opts := testOptions(t)
-	opts.Fleet = clusterstest.New()
+	opts.fleet = clusterstest.New()
 	a, err := New(opts, discardLogger(), newRegistry())
 	if err != nil {
 		t.Fatal(err)
@@ -493,7 +493,7 @@ func TestBadConfigFailsNew(t *testing.T) {
 			if err := os.WriteFile(opts.ConfigFile, []byte(tc.yaml), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			opts.Fleet = clusterstest.New()
+			opts.fleet = clusterstest.New()
 			_, err := New(opts, discardLogger(), newRegistry())
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("New = %v, want error containing %q", err, tc.want)

@@ -2,17 +2,17 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // noSpaceReason is what /-/ready answers while etcd reports NOSPACE.
-const noSpaceReason = "ecp is not ready: etcd reports NOSPACE: its backend quota (--etcd.quota-backend-bytes for the embedded member) is used up and it refuses every write. Free space (compact, defragment), or raise the quota, then disarm the alarm (etcdctl alarm disarm).\n"
+const noSpaceReason = "etcd reports NOSPACE: its backend quota (--etcd.quota-backend-bytes for the embedded member) is used up and it refuses every write. Free space (compact, defragment), or raise the quota, then disarm the alarm (etcdctl alarm disarm)."
 
 // etcdAlarms exports the alarms etcd has raised as ecp_etcd_alarm, from the
 // maintenance API's alarm list, which embedded and external etcd answer
@@ -25,20 +25,17 @@ type etcdAlarms struct {
 	failing atomic.Bool
 }
 
-func newEtcdAlarms(reg prometheus.Registerer) (*etcdAlarms, error) {
-	e := &etcdAlarms{gauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+func newEtcdAlarms(reg prometheus.Registerer) *etcdAlarms {
+	e := &etcdAlarms{gauge: promauto.With(reg).NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ecp_etcd_alarm",
 		Help: "Whether etcd has raised the alarm (1) or not (0): NOSPACE when its backend quota is used up and it refuses writes, CORRUPT when a member's data differs.",
 	}, []string{"alarm"})}
-	if err := reg.Register(e.gauge); err != nil {
-		return nil, fmt.Errorf("register metrics: %w", err)
-	}
 	for v, name := range etcdserverpb.AlarmType_name {
 		if v != int32(etcdserverpb.AlarmType_NONE) {
 			e.gauge.WithLabelValues(name)
 		}
 	}
-	return e, nil
+	return e
 }
 
 // check reads etcd's alarms into the gauge and the NOSPACE flag.

@@ -2,19 +2,33 @@ package app
 
 import (
 	"context"
+	"net/http"
 
 	"github.com/gorilla/mux"
 
+	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
-// buildFleet sets up the agent side of ecp (ecp/fleet), unless
-// Options.Fleet replaces it.
+// agentSide is everything the app wires to the agent side, declared whole:
+// the cluster API's clusters.Fleet and the agent authentication the log and
+// remote-write APIs share. ecp runs *fleet.Fleet; this package's tests of
+// the user API put clusterstest.Fleet in its place, which must implement
+// all of it (no method is asserted for at run time).
+type agentSide interface {
+	clusters.Fleet
+	AuthenticateAgent(r *http.Request) (clusterID, project string, err error)
+}
+
+var _ agentSide = (*fleet.Fleet)(nil)
+
+// buildFleet sets up the agent side of ecp (ecp/fleet), unless a test of
+// this package replaced it (Options.fleet).
 func (a *App) buildFleet(_ context.Context) error {
-	if a.opts.Fleet != nil {
-		a.fleet = a.opts.Fleet
+	if a.opts.fleet != nil {
+		a.fleet = a.opts.fleet
 		return nil
 	}
 	fo := fleet.DefaultOptions()

@@ -97,12 +97,15 @@ func startReal(t *testing.T, opts Options) *harness {
 	return startWith(t, opts, true)
 }
 
+// The fake stands in for the whole agent side, or this fails to compile.
+var _ agentSide = (*clusterstest.Fleet)(nil)
+
 func startWith(t testing.TB, opts Options, realFleet bool) *harness {
 	t.Helper()
 	h := &harness{t: t, logs: &syncBuffer{}, out: &syncBuffer{}, reg: prometheus.NewRegistry(), done: make(chan error, 1)}
-	if opts.Fleet == nil && !realFleet {
+	if opts.fleet == nil && !realFleet {
 		h.fleet = clusterstest.New()
-		opts.Fleet = h.fleet
+		opts.fleet = h.fleet
 	}
 	opts.Out = h.out
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -74,6 +74,9 @@ type Options struct {
 	// github.com/prometheus/exporter-toolkit: TLS for the whole listener,
 	// basic auth for /metrics and POST /-/reload (package webconfig).
 	WebConfigFile string
+	// EnablePprof serves net/http/pprof under /debug/pprof/, behind the
+	// web configuration's basic auth (package ops).
+	EnablePprof bool
 	// ConfigFile is an optional YAML file (see Config); its settings
 	// override Licence and RegistrationTokenTTL, and POST /-/reload (or
 	// SIGHUP) re-reads it.
@@ -104,6 +107,9 @@ type Options struct {
 	EtcdQuotaBackendBytes int64
 	// ReadTimeout bounds reading a request, headers and body (none when 0).
 	ReadTimeout time.Duration
+	// MaxConnections bounds the connections the listener holds; 0 derives
+	// it from the open-file limit (connlimit.Headroom).
+	MaxConnections int
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration
 	// BcryptCost of password hashes; bcrypt's default when zero (tests
@@ -114,9 +120,6 @@ type Options struct {
 	EtcdProbeInterval time.Duration
 	// ShutdownTimeout bounds each step of Stop.
 	ShutdownTimeout time.Duration
-	// Fleet replaces the agent side (tests of the user API); nil runs
-	// ecp/fleet with its agent API.
-	Fleet clusters.Fleet
 	// RemoteWriteURL is where agent samples are forwarded (a Prometheus
 	// 2.42+ /api/v1/write or any remote-write 1.0 receiver); empty: agents
 	// are told samples are not stored.
@@ -128,8 +131,9 @@ type Options struct {
 	// Grafana is where ecp provisions a folder per project with its
 	// dashboards (--grafana.url, --grafana.token-file); off without both.
 	Grafana grafana.Config
-	// Extensions mount further API packages on the app, in order.
-	Extensions []Extension
+	// fleet replaces the agent side in this package's tests of the user
+	// API (clusterstest.Fleet); nil runs ecp/fleet with its agent API.
+	fleet agentSide
 	// Reload triggers a reload of the configuration file with every value
 	// received: main passes the channel it gets SIGHUP on, so the app
 	// itself never touches signals. The outcome is logged and exported as

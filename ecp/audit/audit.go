@@ -28,6 +28,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -171,6 +172,7 @@ type Log struct {
 // New returns a Log on cli bounded by opts; its metrics are registered on
 // reg. Run keeps it within opts.MaxRecords.
 func New(cli *clientv3.Client, logger *slog.Logger, reg prometheus.Registerer, opts Options) *Log {
+	f := promauto.With(reg)
 	l := &Log{
 		cli:        cli,
 		logger:     logger,
@@ -179,24 +181,23 @@ func New(cli *clientv3.Client, logger *slog.Logger, reg prometheus.Registerer, o
 		maxRecords: int64(opts.MaxRecords),
 		trimEvery:  max(int64(opts.MaxRecords)/100, 1),
 		trimNow:    make(chan struct{}, 1),
-		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		writes: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_audit_records_written_total",
 			Help: "Audit records written to etcd, by result (ok or error).",
 		}, []string{"result"}),
-		records: prometheus.NewGauge(prometheus.GaugeOpts{
+		records: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_audit_records",
 			Help: "Audit records in etcd when this replica last counted them against --audit.max-records.",
 		}),
-		trimmed: prometheus.NewCounter(prometheus.CounterOpts{
+		trimmed: f.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_audit_records_trimmed_total",
 			Help: "Oldest audit records this replica removed to keep the log within --audit.max-records.",
 		}),
-		truncated: prometheus.NewCounter(prometheus.CounterOpts{
+		truncated: f.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_audit_records_truncated_total",
 			Help: "Audit records written with a field cut to its maximum length.",
 		}),
 	}
-	reg.MustRegister(l.writes, l.records, l.trimmed, l.truncated)
 	l.writes.WithLabelValues("ok")
 	l.writes.WithLabelValues("error")
 	return l
@@ -209,7 +210,7 @@ func (l *Log) Middleware(actor Actor) mux.MiddlewareFunc {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			box := &noteBox{}
-			sw := &statusWriter{ResponseWriter: w}
+			sw := httpapi.NewStatusWriter(w)
 			r = r.WithContext(context.WithValue(r.Context(), noteKey{}, box))
 			next.ServeHTTP(sw, r)
 			box.mu.Lock()
@@ -227,7 +228,7 @@ func (l *Log) Middleware(actor Actor) mux.MiddlewareFunc {
 			if username == "" {
 				username = n.Actor
 			}
-			status := sw.status
+			status := sw.Status()
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -474,28 +475,6 @@ func remoteHost(addr string) string {
 	}
 	return addr
 }
-
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 

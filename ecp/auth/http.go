@@ -11,6 +11,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/httpapi"
@@ -107,12 +108,11 @@ func NewAPI(store *Store, authz Authorizer, reg prometheus.Registerer) *API {
 		store:    store,
 		authz:    authz,
 		throttle: newThrottle(store.cli, store.now),
-		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+		logins: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_logins_total",
 			Help: "Login attempts, by result (success, failure or throttled).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(api.logins)
 	for _, r := range []string{"success", "failure", "throttled"} {
 		api.logins.WithLabelValues(r)
 	}

@@ -41,7 +41,19 @@ type Fleet interface {
 	// Forget is called when the entry is deleted: revoke the credential,
 	// drop tokens and status, tell the agent to unregister.
 	Forget(ctx context.Context, clusterID string) error
+	// States fills out[i] with the state of ids[i] ("" for an entry with
+	// no record) at once: a list reads the state of every entry in its
+	// scope to filter and count, and Status one by one would cost a lock,
+	// a clock read and an allocation each.
+	States(ctx context.Context, ids, out []string) error
+	// DashboardSession asks the cluster's agent for a fresh dashboard
+	// login of EMQX's dashboard role role, waiting at most wait.
+	DashboardSession(ctx context.Context, clusterID, role string, wait time.Duration) (fleet.DashboardLogin, error)
 }
+
+// The agent side ecp runs is the whole Fleet: a fake that lacks a method
+// fails to compile instead of degrading at run time.
+var _ Fleet = (*fleet.Fleet)(nil)
 
 // StateCreated is the state of an entry no agent has registered for.
 const StateCreated = fleet.StateCreated

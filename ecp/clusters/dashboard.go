@@ -1,7 +1,6 @@
 package clusters
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -67,24 +66,13 @@ const (
 // DashboardWait bounds how long the jump waits for the agent.
 const DashboardWait = 5 * time.Second
 
-// DashboardSessions is implemented by fleet: a fresh dashboard login made
-// by the agent of the cluster. A Fleet without it (fakes) gets the plain
-// redirect.
-type DashboardSessions interface {
-	DashboardSession(ctx context.Context, clusterID, role string, wait time.Duration) (fleet.DashboardLogin, error)
-}
-
 // jump redirects into the dashboard at target with a session of EMQX's
 // dashboard role role (agentproto.DashboardRole*).
 func (api *API) jump(w http.ResponseWriter, r *http.Request, spec clusterspec.Spec, target, role string) error {
 	audit.Annotate(r.Context(), audit.Note{Project: spec.Project, Target: "cluster/" + spec.ID, Read: true})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	ds, ok := api.fleet.(DashboardSessions)
-	if !ok {
-		return plainJump(w, r, target, "this ecp has no agent side to ask for a dashboard login")
-	}
-	l, err := ds.DashboardSession(r.Context(), spec.ID, role, DashboardWait)
+	l, err := api.fleet.DashboardSession(r.Context(), spec.ID, role, DashboardWait)
 	if errors.Is(err, fleet.ErrDashboardViewerUnavailable) {
 		api.logger.Info("dashboard jump refused: no viewer session", "cluster", spec.ID, "err", err)
 		return httpapi.Forbidden(fmt.Sprintf("you may only view cluster %s, and its agent cannot make a read-only (EMQX viewer) dashboard session: %v; "+

@@ -42,7 +42,6 @@ func TestDashboardJump(t *testing.T) {
 		{"agent silent", jumpFleet{err: fleet.ErrDashboardTimeout}, false, "did not answer"},
 		{"no agent", jumpFleet{err: fleet.ErrDashboardNoAgent}, false, "no agent"},
 		{"EMQX refused", jumpFleet{err: errors.New("the agent could not log in to EMQX: EMQXAuthFailed")}, false, "EMQXAuthFailed"},
-		{"fleet without the jump", jumpFleet{}.Fleet, false, "no agent side"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

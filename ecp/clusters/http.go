@@ -21,6 +21,7 @@ import (
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/names"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -42,6 +43,9 @@ type Options struct {
 	// Etcd is the client the list index loads and watches the specs
 	// through. Required.
 	Etcd *clientv3.Client
+	// Registry runs deletions (registry.Delete); when nil, one over the
+	// ledger and the fleet with nothing else subscribed.
+	Registry *registry.Registry
 }
 
 // API serves the managed-cluster routes.
@@ -55,6 +59,8 @@ type API struct {
 	logger   *slog.Logger
 	// index serves the lists from memory.
 	index *Index
+	// registry deletes entries (every key of them, in one place).
+	registry *registry.Registry
 }
 
 // NewAPI returns the API.
@@ -72,7 +78,12 @@ func NewAPI(opts Options, authz *tenancy.Authorizer, ledger *quota.Ledger, fleet
 		opts.Now = time.Now
 	}
 	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
-	api := &API{opts: opts, authz: authz, ledger: ledger, fleet: fleet, logger: logger, index: NewIndex(opts.Etcd, logger)}
+	reg := opts.Registry
+	if reg == nil {
+		reg = registry.New(ledger, logger)
+		reg.SetBinder(fleet)
+	}
+	api := &API{opts: opts, authz: authz, ledger: ledger, fleet: fleet, logger: logger, index: NewIndex(opts.Etcd, logger), registry: reg}
 	api.tokenTTL.Store(int64(opts.TokenTTL))
 	return api, nil
 }
@@ -424,20 +435,14 @@ func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	spec := e.spec
-	// Forget first: if it fails the entry stays and the call can be
-	// retried; once the spec is gone the entry's id answers 404 and a
-	// retry could not revoke the agent any more.
-	if err := api.fleet.Forget(r.Context(), spec.ID); err != nil {
-		return fmt.Errorf("revoke the agent of cluster %s: %w", spec.ID, err)
-	}
-	if _, err := api.ledger.Delete(r.Context(), spec.ID); err != nil {
+	// What a deletion removes, and in which order, is registry.Delete's.
+	if _, err := api.registry.Delete(r.Context(), spec.ID); err != nil {
 		if errors.Is(err, quota.ErrNotFound) {
 			return httpapi.NotFound("no cluster %s", spec.ID)
 		}
 		return err
 	}
 	api.refresh(r, spec.ID)
-	api.logger.Info("cluster entry deleted", "cluster", spec.ID, "project", spec.Project)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

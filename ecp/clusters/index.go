@@ -8,8 +8,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/clusterspec"
@@ -20,9 +20,9 @@ import (
 // order overall and per project, so that a list is a walk over memory
 // instead of a read of every spec from etcd.
 //
-// It follows etcd the way ecp/fleet does: one load, then one watch from the
-// load's revision on; every entry remembers the etcd revision of its last
-// change, deletions included (as tombstones until the watch has passed
+// It follows etcd through kv.Mirror, as ecp/fleet does: one load, then one
+// watch from the load's revision on; every entry remembers the etcd
+// revision of its last change, deletions included (as tombstones until the watch has passed
 // them), so nothing older ever overwrites something newer. A write made
 // through this replica is read back and applied at its own revision before
 // the API answers (Refresh), so the next list on this replica shows it even
@@ -31,6 +31,8 @@ import (
 type Index struct {
 	cli    *clientv3.Client
 	logger *slog.Logger
+	// mirror loads and follows the specs into items (kv.Mirror).
+	mirror *kv.Mirror
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -66,10 +68,13 @@ func NewIndex(cli *clientv3.Client, logger *slog.Logger) *Index {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Index{
+	x := &Index{
 		cli: cli, logger: logger, ready: make(chan struct{}), applied: make(chan struct{}),
 		items: map[string]*item{}, byProject: map[string][]*item{}, gone: map[string]int64{},
 	}
+	x.mirror = &kv.Mirror{Client: cli, From: clusterspec.Prefix, Name: "cluster specs", Logger: logger,
+		Reset: x.reset, Apply: x.apply, Loaded: func() { x.readyOnce.Do(func() { close(x.ready) }) }}
+	return x
 }
 
 // Ready is closed once the first load from etcd is done.
@@ -88,45 +93,19 @@ func (x *Index) wait(ctx context.Context) error {
 // Run loads the specs and follows them with one watch until ctx ends. When
 // the watch breaks (compaction, a lost member) it loads again.
 func (x *Index) Run(ctx context.Context) error {
-	x.follow(ctx)
+	x.mirror.Run(ctx)
 	return nil
 }
 
-func (x *Index) follow(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		rev, err := x.load(ctx)
-		if err == nil {
-			x.readyOnce.Do(func() { close(x.ready) })
-			backoff = 100 * time.Millisecond
-			err = x.watch(ctx, rev+1)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		x.logger.Warn("cluster index watch interrupted; reloading", "err", err, "retryIn", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-}
-
 // load reads every spec at one revision and makes memory match it.
-func (x *Index) load(ctx context.Context) (int64, error) {
-	cctx, cancel := context.WithTimeout(ctx, 4*kv.CallTimeout)
-	defer cancel()
-	resp, err := x.cli.Get(cctx, clusterspec.Prefix, clientv3.WithPrefix())
-	if err != nil {
-		return 0, fmt.Errorf("load cluster specs: %w", err)
-	}
-	rev := resp.Header.Revision
-	seen := make(map[string]bool, len(resp.Kvs))
+func (x *Index) load(ctx context.Context) (int64, error) { return x.mirror.Load(ctx) }
+
+// reset makes memory match the specs as they stood at rev (kv.Mirror).
+func (x *Index) reset(kvs []*mvccpb.KeyValue, rev int64) {
+	seen := make(map[string]bool, len(kvs))
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, p := range resp.Kvs {
+	for _, p := range kvs {
 		id := strings.TrimPrefix(string(p.Key), clusterspec.Prefix)
 		seen[id] = true
 		x.putLocked(id, p.Value, p.ModRevision)
@@ -139,42 +118,23 @@ func (x *Index) load(ctx context.Context) (int64, error) {
 		}
 	}
 	x.passedLocked(rev)
-	return rev, nil
 }
 
-// watch applies events from rev on until the watch fails or ctx ends.
-func (x *Index) watch(ctx context.Context, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	events := x.cli.Watch(wctx, clusterspec.Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev))
-	for {
-		var wr clientv3.WatchResponse
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case wr, ok = <-events:
+// apply applies one batch of watch events (kv.Mirror).
+func (x *Index) apply(events []*clientv3.Event) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	last := int64(0)
+	for _, ev := range events {
+		id := strings.TrimPrefix(string(ev.Kv.Key), clusterspec.Prefix)
+		if ev.Type == clientv3.EventTypeDelete {
+			x.deleteLocked(id, ev.Kv.ModRevision)
+		} else {
+			x.putLocked(id, ev.Kv.Value, ev.Kv.ModRevision)
 		}
-		if !ok {
-			return fmt.Errorf("watch closed")
-		}
-		if err := wr.Err(); err != nil {
-			return fmt.Errorf("watch: %w", err)
-		}
-		x.mu.Lock()
-		last := int64(0)
-		for _, ev := range wr.Events {
-			id := strings.TrimPrefix(string(ev.Kv.Key), clusterspec.Prefix)
-			if ev.Type == clientv3.EventTypeDelete {
-				x.deleteLocked(id, ev.Kv.ModRevision)
-			} else {
-				x.putLocked(id, ev.Kv.Value, ev.Kv.ModRevision)
-			}
-			last = max(last, ev.Kv.ModRevision)
-		}
-		x.passedLocked(last)
-		x.mu.Unlock()
+		last = max(last, ev.Kv.ModRevision)
 	}
+	x.passedLocked(last)
 }
 
 // Refresh reads the entry id from etcd and applies it at its own revision:
@@ -325,6 +285,22 @@ func (x *Index) waitFor(ctx context.Context, cond func() bool) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// ListProject returns the specs of one project's entries in (name, id)
+// order, from memory: it is the one answer to "which clusters are in
+// project p?" for every package of this replica (the monitoring overview
+// implements its Clusters with it).
+func (x *Index) ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error) {
+	if err := x.wait(ctx); err != nil {
+		return nil, err
+	}
+	items := x.appendSnapshot(nil, project, nil)
+	out := make([]clusterspec.Spec, len(items))
+	for i, it := range items {
+		out[i] = it.spec
+	}
+	return out, nil
 }
 
 // Len is the number of entries memory holds.

@@ -193,3 +193,24 @@ func TestIndexRefreshReadsYourWrites(t *testing.T) {
 		t.Fatalf("after a reload: %v, %d tombstones", got, tombstones)
 	}
 }
+
+// TestIndexListProject: the one answer to "which clusters are in project
+// p?" is the mirror's, in (name, id) order, with no other project's.
+func TestIndexListProject(t *testing.T) {
+	cli := etcdtest.Client(t)
+	putSpec(t, cli, spec("a", "beta", "p"))
+	putSpec(t, cli, spec("b", "alpha", "p"))
+	putSpec(t, cli, spec("c", "alpha", "q"))
+	x := runIndex(t, cli)
+	specs, err := x.ListProject(t.Context(), "p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range specs {
+		got = append(got, s.ID+"="+s.Name)
+	}
+	if want := []string{"b=alpha", "a=beta"}; !slices.Equal(got, want) {
+		t.Fatalf("project p lists %v, want %v", got, want)
+	}
+}

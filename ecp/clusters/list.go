@@ -163,14 +163,6 @@ func compareCursor(it *item, c *cursor) int {
 	return strings.Compare(it.spec.ID, c.ID)
 }
 
-// stateReader is what a Fleet may add to read many states at once
-// (ecp/fleet does): a list reads the state of every entry in its scope to
-// filter and count, and Status one by one costs a lock, a clock read and an
-// allocation each.
-type stateReader interface {
-	States(ctx context.Context, ids, out []string) error
-}
-
 // scratch is the per-request memory of a list walk, pooled: at 10,000
 // entries it is a few hundred KiB that would otherwise be garbage on every
 // request (and every refresh of every open console).
@@ -198,18 +190,8 @@ func (api *API) readStates(ctx context.Context, s *scratch) error {
 		s.ids = append(s.ids, it.spec.ID)
 	}
 	s.states = slices.Grow(s.states[:0], n)[:n]
-	if sr, ok := api.fleet.(stateReader); ok {
-		if err := sr.States(ctx, s.ids, s.states); err != nil {
-			return fmt.Errorf("read cluster states: %w", err)
-		}
-	} else {
-		for i, id := range s.ids {
-			st, err := api.fleet.Status(ctx, id)
-			if err != nil {
-				return fmt.Errorf("read status of cluster %s: %w", id, err)
-			}
-			s.states[i] = st.State
-		}
+	if err := api.fleet.States(ctx, s.ids, s.states); err != nil {
+		return fmt.Errorf("read cluster states: %w", err)
 	}
 	for i, st := range s.states {
 		if st == "" {

@@ -29,6 +29,19 @@ func (stubFleet) IssueRegistration(context.Context, string, time.Duration) (secr
 
 func (stubFleet) Forget(context.Context, string) error { return errors.New("not in this test") }
 
+func (f stubFleet) States(_ context.Context, ids, out []string) error {
+	for i, id := range ids {
+		out[i] = f[id]
+	}
+	return nil
+}
+
+func (stubFleet) DashboardSession(context.Context, string, string, time.Duration) (fleet.DashboardLogin, error) {
+	return fleet.DashboardLogin{}, errors.New("not in this test")
+}
+
+var _ Fleet = stubFleet(nil)
+
 // listFixture is an index filled by hand (no etcd) and an API over it.
 type listFixture struct {
 	api   *API

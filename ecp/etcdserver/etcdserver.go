@@ -90,8 +90,11 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (*Server, err
 	}
 	cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	// etcd's own zap logs would drown ecp's; its failures surface as errors.
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
+	// etcd's logs go to ecp's (info at debug, see ZapLogger): a fatal error
+	// of etcd ends the process, and its reason must not be lost.
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(ZapLogger(logger))
+	// Left zero, etcd warns of every request as slow; its own default.
+	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	// Keep history bounded: ecp's watches need minutes of it, not days.
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"

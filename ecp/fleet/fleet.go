@@ -144,6 +144,8 @@ type Fleet struct {
 
 	inflight chan struct{}
 	waiters  chan struct{}
+	// spread places agents registered in a burst in the interval.
+	spread spreader
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -205,11 +207,7 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		idHolders:   map[string]idHolder{},
 		applied:     make(chan struct{}),
 	}
-	m, err := newMetrics(reg, f)
-	if err != nil {
-		return nil, err
-	}
-	f.metrics = m
+	f.metrics = newMetrics(reg, f)
 	if f.adapter == nil {
 		f.adapter = httpapi.NewAdapter(logger, reg)
 	}

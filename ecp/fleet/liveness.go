@@ -17,40 +17,20 @@ import (
 // replica's presence, carries its digests and campaigns for the sweeper's
 // leadership. When the session's lease is lost it starts over.
 func (f *Fleet) sessionLoop(ctx context.Context) {
-	backoff := time.Second
-	for ctx.Err() == nil {
-		if err := f.runSession(ctx); err != nil && ctx.Err() == nil {
-			f.logger.Warn("etcd session ended; starting a new one", "err", err, "retryIn", backoff)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
-			backoff = min(2*backoff, 30*time.Second)
-			continue
-		}
-		backoff = time.Second
-	}
+	l := ecpkv.Leadership{Client: f.cli, Prefix: leaderPrefix, Value: f.opts.ReplicaID, TTL: f.opts.SessionTTL,
+		Logger: f.logger, Name: "the liveness sweeper", Joined: f.joined, Left: f.left}
+	_ = l.Run(ctx, func(ctx context.Context, el *concurrency.Election) error {
+		f.becomeLeader(el)
+		<-ctx.Done()
+		return nil
+	})
 }
 
-func (f *Fleet) runSession(ctx context.Context) error {
-	s, err := concurrency.NewSession(f.cli, concurrency.WithTTL(int(f.opts.SessionTTL/time.Second)), concurrency.WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("open etcd session: %w", err)
-	}
-	defer func() {
-		// Closing revokes the lease: presence and digests vanish and
-		// another replica may lead at once instead of after the TTL.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.EtcdTimeout)
-		defer cancel()
-		f.mu.Lock()
-		f.session, f.leader = nil, nil
-		f.mu.Unlock()
-		f.metrics.leader.Set(0)
-		_, _ = f.cli.Revoke(cctx, s.Lease())
-		_ = s.Close()
-	}()
+// joined announces this replica on its new session's lease, on which its
+// digests live too.
+func (f *Fleet) joined(ctx context.Context, s *concurrency.Session) error {
 	cctx, cancel := f.etcdCtx(ctx)
-	_, err = f.cli.Put(cctx, replicasPrefix+f.opts.ReplicaID, "", clientv3.WithLease(s.Lease()))
+	_, err := f.cli.Put(cctx, replicasPrefix+f.opts.ReplicaID, "", clientv3.WithLease(s.Lease()))
 	cancel()
 	if err != nil {
 		return fmt.Errorf("announce replica: %w", err)
@@ -59,29 +39,17 @@ func (f *Fleet) runSession(ctx context.Context) error {
 	f.session = s
 	f.digestChunks = 0
 	f.mu.Unlock()
+	return nil
+}
 
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		select {
-		case <-s.Done():
-			stop()
-		case <-sctx.Done():
-		}
-	}()
-	el := concurrency.NewElection(s, leaderPrefix)
-	if err := ecpkv.Campaign(sctx, el, f.opts.ReplicaID); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("campaign for sweeper leadership: %w", err)
-	}
-	f.becomeLeader(el)
-	<-sctx.Done()
-	if ctx.Err() != nil {
-		return nil
-	}
-	return fmt.Errorf("etcd session lease lost")
+// left forgets the ended session; revoking its lease then removes
+// presence and digests, and another replica may lead at once instead of
+// after the TTL.
+func (f *Fleet) left() {
+	f.mu.Lock()
+	f.session, f.leader = nil, nil
+	f.mu.Unlock()
+	f.metrics.leader.Set(0)
 }
 
 // becomeLeader starts the sweeper's grace: every agent gets a full

@@ -1,9 +1,10 @@
 package fleet
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 type metrics struct {
@@ -18,62 +19,58 @@ type metrics struct {
 	leader        prometheus.Gauge
 }
 
-func newMetrics(reg prometheus.Registerer, f *Fleet) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, f *Fleet) *metrics {
+	auto := promauto.With(reg)
 	m := &metrics{
-		reports: prometheus.NewCounter(prometheus.CounterOpts{
+		reports: auto.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_agent_reports_total",
 			Help: "Agent reports accepted by this replica.",
 		}),
-		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+		registrations: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_agent_registrations_total",
 			Help: "Agent registrations by this replica, by result (attempt, ok, TokenInvalid, TokenExpired).",
 		}, []string{"result"}),
-		tokens: prometheus.NewCounter(prometheus.CounterOpts{
+		tokens: auto.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_registration_tokens_issued_total",
 			Help: "Registration tokens issued by this replica.",
 		}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+		transitions: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_cluster_state_transitions_total",
 			Help: "Managed-cluster state changes written by this replica, by the state entered.",
 		}, []string{"state"}),
-		etcdWrites: prometheus.NewCounterVec(prometheus.CounterOpts{
+		etcdWrites: auto.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_fleet_etcd_writes_total",
 			Help: "Successful write transactions fleet made in etcd, by reason.",
 		}, []string{"reason"}),
-		waiters: prometheus.NewGauge(prometheus.GaugeOpts{
+		waiters: auto.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_agent_desired_waiters",
 			Help: "Desired-state long-polls currently held open.",
 		}),
-		throttled: prometheus.NewCounter(prometheus.CounterOpts{
+		throttled: auto.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_agent_requests_throttled_total",
 			Help: "Agent requests answered 429 because too many were in flight.",
 		}),
-		refused: prometheus.NewCounter(prometheus.CounterOpts{
+		refused: auto.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_agent_credentials_refused_total",
 			Help: "Agent requests refused because the credential is not bound to a cluster.",
 		}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+		leader: auto.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_fleet_leader",
 			Help: "1 while this replica runs the liveness sweeper.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.reports, m.registrations, m.tokens, m.transitions, m.etcdWrites,
-		m.waiters, m.throttled, m.refused, m.leader, &stateCollector{f: f}} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register fleet metrics: %w", err)
-		}
-	}
+	reg.MustRegister(&stateCollector{f: f})
 	for _, s := range []string{StateCreated, StateRegistering, StateRunning, StateAbnormal} {
 		m.transitions.WithLabelValues(s)
 	}
-	return m, nil
+	return m
 }
 
 var (
-	clusterStateDesc = prometheus.NewDesc("ecp_cluster_state",
+	clusterStateDesc = prometheus.NewDesc(series.ClusterState,
 		"State of each managed cluster: 1 for its current state (one series per cluster). "+
 			"The state is the same on every replica.",
-		[]string{"cluster", "project", "state"}, nil)
+		[]string{series.LabelCluster, series.LabelProject, series.LabelState}, nil)
 	clustersDesc = prometheus.NewDesc("ecp_clusters",
 		"Managed clusters by state.", []string{"state"}, nil)
 )

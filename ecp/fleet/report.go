@@ -181,7 +181,7 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held *heldBy, i
 		// catching up with a change of ecp's interval.
 		code, msg = ReasonAgentIntervalTooLong, fmt.Sprintf("the agent collects every %ds, slower than ecp's report interval of %s "+
 			"that the alert rules are built for, so failing rules may never alert; start the agent without --collect.interval "+
-			"(and without collect_interval in its configuration file) to follow ecp, or pin at most %s",
+			"(and without collectInterval in its configuration file) to follow ecp, or pin at most %s",
 			req.IntervalSeconds, interval, interval)
 	}
 	if code == "" {

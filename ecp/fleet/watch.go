@@ -2,50 +2,33 @@ package fleet
 
 import (
 	"context"
-	"fmt"
-	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/clusterspec"
+	ecpkv "github.com/ecpio/ecp/ecp/kv"
 )
 
-// watchLoop mirrors the cluster specs and fleet's own keys into memory:
-// one load, then one watch shared by every long-poll and every Status call. When the watch breaks (compaction, a lost member) it loads
-// again from scratch.
-func (f *Fleet) watchLoop(ctx context.Context) {
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		rev, err := f.load(ctx)
-		if err == nil {
-			f.markReady()
-			backoff = 100 * time.Millisecond
-			err = f.watch(ctx, rev+1)
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		f.logger.Warn("fleet watch interrupted; reloading", "err", err, "retryIn", backoff)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
+// watchLoop mirrors the cluster specs and fleet's own keys into memory
+// through kv.Mirror: one load, then one watch shared by every long-poll
+// and every Status call. When the watch breaks (compaction, a lost member)
+// it loads again from scratch.
+func (f *Fleet) watchLoop(ctx context.Context) { f.mirror().Run(ctx) }
+
+// mirror follows watchRange into memory (reset, applyEvents).
+func (f *Fleet) mirror() *ecpkv.Mirror {
+	from, to := watchRange()
+	return &ecpkv.Mirror{Client: f.cli, From: from, To: to, LoadTimeout: 4 * f.opts.EtcdTimeout,
+		Name: "fleet state", Logger: f.logger, Reset: f.reset, Apply: f.applyEvents, Loaded: f.markReady}
 }
 
-// load reads both prefixes at one revision and makes memory match it,
-// keeping what only memory knows (live snapshots, long-poll channels).
-func (f *Fleet) load(ctx context.Context) (int64, error) {
-	cctx, cancel := context.WithTimeout(ctx, 4*f.opts.EtcdTimeout)
-	defer cancel()
-	from, to := watchRange()
-	resp, err := f.cli.Get(cctx, from, clientv3.WithRange(to))
-	if err != nil {
-		return 0, fmt.Errorf("load fleet state: %w", err)
-	}
-	rev := resp.Header.Revision
+// load reads both prefixes at one revision and makes memory match it.
+func (f *Fleet) load(ctx context.Context) (int64, error) { return f.mirror().Load(ctx) }
+
+// reset makes memory match both prefixes as they stood at rev, keeping
+// what only memory knows (live snapshots, long-poll channels).
+func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	seen := map[string]bool{}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -56,7 +39,7 @@ func (f *Fleet) load(ctx context.Context) (int64, error) {
 	for _, e := range f.entries {
 		e.idChecked = ""
 	}
-	for _, p := range resp.Kvs {
+	for _, p := range kvs {
 		k := fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision)
 		seen[k.key] = true
 		f.applyLocked(k)
@@ -79,7 +62,6 @@ func (f *Fleet) load(ctx context.Context) (int64, error) {
 		}
 	}
 	f.announceLocked()
-	return rev, nil
 }
 
 // announceLocked wakes whoever waits for memory to move (tests).
@@ -103,33 +85,14 @@ func watchRange() (from, to string) {
 	return from, to
 }
 
-// watch applies events from rev on until the watch fails or ctx ends.
-func (f *Fleet) watch(ctx context.Context, rev int64) error {
-	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer cancel()
-	from, to := watchRange()
-	events := f.cli.Watch(wctx, from, clientv3.WithRange(to), clientv3.WithRev(rev))
-	for {
-		var wr clientv3.WatchResponse
-		var ok bool
-		select {
-		case <-ctx.Done():
-			return nil
-		case wr, ok = <-events:
-		}
-		if !ok {
-			return fmt.Errorf("watch closed")
-		}
-		if err := wr.Err(); err != nil {
-			return fmt.Errorf("watch: %w", err)
-		}
-		f.mu.Lock()
-		for _, ev := range wr.Events {
-			k := fromPB(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
-			k.deleted = ev.Type == clientv3.EventTypeDelete
-			f.applyLocked(k)
-		}
-		f.announceLocked()
-		f.mu.Unlock()
+// applyEvents applies one batch of watch events (kv.Mirror).
+func (f *Fleet) applyEvents(events []*clientv3.Event) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, ev := range events {
+		k := fromPB(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
+		k.deleted = ev.Type == clientv3.EventTypeDelete
+		f.applyLocked(k)
 	}
+	f.announceLocked()
 }

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -107,27 +108,23 @@ func New(cfg Config, cli *clientv3.Client, logger *slog.Logger, reg prometheus.R
 	if err != nil {
 		return nil, err
 	}
+	f := promauto.With(reg)
 	p := &Provisioner{cfg: cfg, cli: cli, grafana: g, logger: logger, replica: kv.NewID(),
-		failures: prometheus.NewCounter(prometheus.CounterOpts{
+		failures: f.NewCounter(prometheus.CounterOpts{
 			Name: "ecp_grafana_sync_failures_total", Help: "Syncs of ecp's folders and dashboards into Grafana that failed (each is retried).",
 		}),
-		success: prometheus.NewGauge(prometheus.GaugeOpts{
+		success: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_last_sync_success", Help: "Whether the last sync into Grafana succeeded (1) or not (0).",
 		}),
-		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+		lastOK: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_last_sync_success_timestamp_seconds", Help: "When ecp last synced Grafana successfully.",
 		}),
-		folders: prometheus.NewGauge(prometheus.GaugeOpts{
+		folders: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_project_folders", Help: "Project folders the last successful sync kept in Grafana.",
 		}),
-		leader: prometheus.NewGauge(prometheus.GaugeOpts{
+		leader: f.NewGauge(prometheus.GaugeOpts{
 			Name: "ecp_grafana_leader", Help: "1 while this replica provisions Grafana.",
 		}),
-	}
-	for _, c := range []prometheus.Collector{p.failures, p.success, p.lastOK, p.folders, p.leader} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register grafana metrics: %w", err)
-		}
 	}
 	return p, nil
 }
@@ -188,39 +185,20 @@ func (p *Provisioner) Run(ctx context.Context) error {
 }
 
 func (p *Provisioner) lead(ctx context.Context) error {
-	// Watch before the first read, so no change falls between the two.
-	changes := p.cli.Watch(clientv3.WithRequireLeader(ctx), tenancy.ProjectsPrefix, clientv3.WithPrefix())
-	resync := time.NewTicker(p.cfg.ResyncInterval)
-	defer resync.Stop()
-	var retry <-chan time.Time
-	pending := true
-	for {
-		if pending {
-			pending, retry = false, nil
-			if err := p.syncAll(ctx); err != nil && ctx.Err() == nil {
+	return kv.Reconcile{
+		Client:  p.cli,
+		Watches: []kv.Watched{{Key: tenancy.ProjectsPrefix, Prefix: true, What: "projects"}},
+		Resync:  p.cfg.ResyncInterval, Retry: p.cfg.RetryInterval,
+		Apply: func(ctx context.Context) error {
+			err := p.syncAll(ctx)
+			if err != nil && ctx.Err() == nil {
 				p.failures.Inc()
 				p.success.Set(0)
-				p.logger.Error("provisioning grafana failed; retrying", "err", err, "retryIn", p.cfg.RetryInterval)
-				retry = time.After(p.cfg.RetryInterval)
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case wr, ok := <-changes:
-			if !ok {
-				return nil
-			}
-			if err := wr.Err(); err != nil {
-				return fmt.Errorf("watch projects: %w", err)
-			}
-			pending = true
-		case <-retry:
-			pending = true
-		case <-resync.C:
-			pending = true
-		}
-	}
+			return err
+		},
+		Logger: p.logger, Name: "grafana provisioning",
+	}.Run(ctx)
 }
 
 func (p *Provisioner) syncAll(ctx context.Context) error {

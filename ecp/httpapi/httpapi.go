@@ -21,6 +21,7 @@ import (
 
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 
 	"github.com/ecpio/ecp/agentproto"
 )
@@ -121,13 +122,12 @@ type Adapter struct {
 func NewAdapter(logger *slog.Logger, reg prometheus.Registerer) *Adapter {
 	a := &Adapter{
 		logger: logger,
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		duration: promauto.With(reg).NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ecp_http_request_duration_seconds",
 			Help:    "Latency of HTTP requests served by ecp, by route template, method and status code.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 10, 60},
 		}, []string{"route", "method", "code"}),
 	}
-	reg.MustRegister(a.duration)
 	return a
 }
 
@@ -144,7 +144,7 @@ func (a *Adapter) Handle(h HandlerFunc, opts ...Option) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
+		sw := NewStatusWriter(w)
 		var err error
 		if r.ContentLength > rt.bodyLimit {
 			err = &http.MaxBytesError{Limit: rt.bodyLimit}
@@ -201,14 +201,9 @@ func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 	if apiErr.RetryAfter > 0 {
 		w.Header().Set(agentproto.HeaderRetryAfter, strconv.Itoa(int((apiErr.RetryAfter+time.Second-1)/time.Second)))
 	}
-	body := map[string]any{"code": apiErr.Code, "message": apiErr.Message}
-	if apiErr.Field != "" {
-		body["field"] = apiErr.Field
-	}
-	for k, v := range apiErr.Details {
-		body[k] = v
-	}
-	writeJSON(w, apiErr.Status, map[string]any{"error": body})
+	writeJSON(w, apiErr.Status, agentproto.ErrorBody{Error: agentproto.ErrorDetail{
+		Code: apiErr.Code, Message: apiErr.Message, Field: apiErr.Field, Details: apiErr.Details,
+	}})
 }
 
 // JSON writes v with status.
@@ -300,15 +295,27 @@ func decodeError(err error) error {
 	}
 }
 
-type statusWriter struct {
+// StatusWriter remembers the status a handler answered with, for the
+// request metrics here and the audit log; it passes Hijack, Flush and
+// Unwrap through, so long-polls and streams work behind it.
+type StatusWriter struct {
 	http.ResponseWriter
 	status   int
 	hijacked bool
 }
 
+// NewStatusWriter wraps w.
+func NewStatusWriter(w http.ResponseWriter) *StatusWriter {
+	return &StatusWriter{ResponseWriter: w}
+}
+
+// Status is the status written so far (200 once a body was written
+// without one), or 0 when nothing was written.
+func (s *StatusWriter) Status() int { return s.status }
+
 // Hijack hands the connection over and notes it, so that Handle neither
 // writes to it nor observes a latency the handler has not finished.
-func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (s *StatusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h, ok := s.ResponseWriter.(http.Hijacker)
 	if !ok {
 		return nil, nil, http.ErrNotSupported
@@ -320,14 +327,16 @@ func (s *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return c, rw, err
 }
 
-func (s *statusWriter) WriteHeader(code int) {
+// WriteHeader notes the first status written and passes it on.
+func (s *StatusWriter) WriteHeader(code int) {
 	if s.status == 0 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
+// Write notes 200 when the handler wrote no status first.
+func (s *StatusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
 		s.status = http.StatusOK
 	}
@@ -335,11 +344,11 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 }
 
 // Flush lets long-polls and streams flush through the wrapper.
-func (s *statusWriter) Flush() {
+func (s *StatusWriter) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
 // Unwrap lets http.ResponseController reach the underlying writer.
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+func (s *StatusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
@@ -119,5 +120,30 @@ func TestSec03SlowBodyIs408(t *testing.T) {
 	}
 	if rec.Code != http.StatusRequestTimeout || env.Error.Code != httpapi.CodeTimeout || !strings.Contains(env.Error.Message, "read timeout") {
 		t.Fatalf("status %d, error %+v; want 408 %s saying the body did not arrive in time", rec.Code, env.Error, httpapi.CodeTimeout)
+	}
+}
+
+// TestErrorEnvelopeIsTheAgentprotoType: every error is written as
+// agentproto.ErrorBody, the one envelope type (it was a map here beside that
+// type), details sit beside code, message and field, and a detail cannot
+// overwrite those three (it could, when the map was filled in order).
+func TestErrorEnvelopeIsTheAgentprotoType(t *testing.T) {
+	a := httpapi.NewAdapter(slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	h := a.Handle(func(http.ResponseWriter, *http.Request) error {
+		return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: httpapi.CodeRefused, Message: "over <quota> & ceiling",
+			Field: "maxConnections", Details: map[string]any{"remaining": 5, "code": "Spoofed"}}
+	})
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/x", nil))
+	want := `{"error":{"code":"Refused","field":"maxConnections","message":"over <quota> & ceiling","remaining":5}}` + "\n"
+	if rec.Code != http.StatusUnprocessableEntity || rec.Body.String() != want {
+		t.Fatalf("got %d %s\nwant 422 %s", rec.Code, rec.Body, want)
+	}
+	var eb agentproto.ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &eb); err != nil {
+		t.Fatal(err)
+	}
+	if eb.Error.Code != httpapi.CodeRefused || eb.Error.Field != "maxConnections" || eb.Error.Details["remaining"] != 5.0 || len(eb.Error.Details) != 1 {
+		t.Fatalf("decoded %+v", eb)
 	}
 }

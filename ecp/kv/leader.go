@@ -9,6 +9,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"github.com/ecpio/ecp/internal/backoff"
 )
 
 // Leadership runs singleton work on one replica at a time: the elected
@@ -25,36 +27,48 @@ type Leadership struct {
 	Logger *slog.Logger
 	// Name says what is led, in logs and errors.
 	Name string
+	// Joined, when set, runs once the session is open and before the
+	// campaign: work that lives on the session's lease, such as a
+	// replica announcing itself. An error ends the term.
+	Joined func(ctx context.Context, sess *concurrency.Session) error
+	// Left, when set, runs when the session ends, before its lease is
+	// revoked.
+	Left func()
 }
 
 // Run campaigns and, while this replica leads, runs lead with a context
 // that ends when leadership is lost or ctx ends. It returns when ctx ends.
 func (l Leadership) Run(ctx context.Context, lead func(ctx context.Context, el *concurrency.Election) error) error {
-	backoff := time.Second
+	bo := backoff.Backoff{Base: time.Second, Max: 30 * time.Second}
 	for ctx.Err() == nil {
-		err := l.term(ctx, lead)
+		led, err := l.term(ctx, lead)
 		if ctx.Err() != nil {
 			// Stopping: the term's end is expected, not a failure.
 			return nil //nolint:nilerr // err is the stop itself.
 		}
-		l.Logger.Warn("leadership ended; campaigning again", "leading", l.Name, "err", err, "retryIn", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
+		if led {
+			// A term that led was no failure to campaign: the next
+			// campaign starts from the shortest wait.
+			bo.Reset()
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		wait := bo.Next(0)
+		l.Logger.Warn("leadership ended; campaigning again", "leading", l.Name, "err", err, "retryIn", wait)
+		_ = backoff.Sleep(ctx, wait) // an ended ctx ends the loop
 	}
 	return nil
 }
 
-// term is one session: campaign, lead until the session or ctx ends.
-func (l Leadership) term(ctx context.Context, lead func(context.Context, *concurrency.Election) error) error {
+// term is one session: campaign, lead until the session or ctx ends. led
+// says whether this replica led in it.
+func (l Leadership) term(ctx context.Context, lead func(context.Context, *concurrency.Election) error) (led bool, err error) {
 	sess, err := concurrency.NewSession(l.Client, concurrency.WithTTL(max(1, int(l.TTL/time.Second))), concurrency.WithContext(ctx))
 	if err != nil {
-		return fmt.Errorf("open etcd session: %w", err)
+		return false, fmt.Errorf("open etcd session: %w", err)
 	}
 	defer func() {
+		if l.Left != nil {
+			l.Left()
+		}
 		// Revoking the lease lets another replica lead at once rather
 		// than after the TTL.
 		cctx, cancel := WithTimeout(context.WithoutCancel(ctx))
@@ -62,6 +76,11 @@ func (l Leadership) term(ctx context.Context, lead func(context.Context, *concur
 		_, _ = l.Client.Revoke(cctx, sess.Lease())
 		_ = sess.Close()
 	}()
+	if l.Joined != nil {
+		if err := l.Joined(ctx, sess); err != nil {
+			return false, err
+		}
+	}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() {
@@ -73,11 +92,11 @@ func (l Leadership) term(ctx context.Context, lead func(context.Context, *concur
 	}()
 	el := concurrency.NewElection(sess, l.Prefix)
 	if err := Campaign(sctx, el, l.Value); err != nil {
-		return fmt.Errorf("campaign to lead %s: %w", l.Name, err)
+		return false, fmt.Errorf("campaign to lead %s: %w", l.Name, err)
 	}
 	err = lead(sctx, el)
 	if err == nil && ctx.Err() == nil {
 		err = errors.New("etcd session lease lost")
 	}
-	return err
+	return true, err
 }

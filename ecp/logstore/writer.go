@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecpio/ecp/internal/backoff"
 )
 
 // Defaults of WriterOptions.
@@ -139,7 +140,7 @@ func NewWriter(opts WriterOptions) (*Writer, error) {
 		opts.Now = time.Now
 	}
 	if opts.sleep == nil {
-		opts.sleep = sleep
+		opts.sleep = backoff.Sleep
 	}
 	m, err := newWriterMetrics(opts.Registerer)
 	if err != nil {
@@ -312,12 +313,13 @@ func (w *Writer) write(ctx context.Context, t *writeTarget, b *Batch, written ma
 		pending = append(pending, pendingDoc{line: i, doc: d})
 	}
 	if t.cfg.Type == TypeElasticsearch {
-		for attempt := 0; ; attempt++ {
+		bo := w.backoff()
+		for {
 			err := w.ensureTemplate(ctx, t)
 			if err == nil {
 				break
 			}
-			wait := w.backoff(attempt, err)
+			wait := bo.Next(w.retryAfter(err))
 			if !isTransient(err) || w.opts.Now().Add(wait).After(deadline) {
 				return res, w.failure(err, len(pending))
 			}
@@ -327,7 +329,8 @@ func (w *Writer) write(ctx context.Context, t *writeTarget, b *Batch, written ma
 			}
 		}
 	}
-	for attempt := 0; ; attempt++ {
+	bo := w.backoff()
+	for {
 		var retry []pendingDoc
 		var lastErr error
 		for chunk := range chunks(pending, t.cfg.indexPrefix(), w.opts.MaxBulkDocs, w.opts.MaxBulkBytes) {
@@ -367,7 +370,7 @@ func (w *Writer) write(ctx context.Context, t *writeTarget, b *Batch, written ma
 			}
 			return res, nil
 		}
-		wait := w.backoff(attempt, lastErr)
+		wait := bo.Next(w.retryAfter(lastErr))
 		if ctx.Err() != nil {
 			return res, w.failure(ctx.Err(), len(retry))
 		}
@@ -406,27 +409,19 @@ func (w *Writer) failure(err error, pending int) error {
 	return bp
 }
 
-// backoff is the wait before retry attempt+1: exponential with jitter, at
-// least the store's Retry-After, at most MaxBackoff.
-func (w *Writer) backoff(attempt int, err error) time.Duration {
-	d := w.opts.MinBackoff << min(attempt, 16)
-	d = min(d, w.opts.MaxBackoff)
-	d = d/2 + rand.N(d/2+1) //nolint:gosec // jitter, not security
-	if se, ok := errors.AsType[*statusError](err); ok && se.RetryAfter > d {
-		d = min(se.RetryAfter, w.opts.MaxBackoff)
-	}
-	return d
+// backoff paces the retries of one write: exponential with jitter.
+func (w *Writer) backoff() backoff.Backoff {
+	return backoff.Backoff{Base: w.opts.MinBackoff, Max: w.opts.MaxBackoff}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+// retryAfter is the store's Retry-After in err, the least wait before the
+// next retry; at most MaxBackoff, since a write gives up after
+// MaxRetryTime anyway.
+func (w *Writer) retryAfter(err error) time.Duration {
+	if se, ok := errors.AsType[*statusError](err); ok {
+		return min(se.RetryAfter, w.opts.MaxBackoff)
 	}
+	return 0
 }
 
 var errNoSlot = errors.New("too many bulk requests in flight")

@@ -12,10 +12,13 @@
 // transferred to another project shows there at once.
 //
 // With several replicas (Store.Share), a replica writes a cluster's
-// snapshot to etcd only when its counts or abnormal list changed, and every
-// replica watches those keys, so a report served by one replica shows on
-// all of them within the watch's latency, at the cost of one etcd write per
-// change rather than per report. The overview says which clusters no
+// snapshot to etcd only when its counts or abnormal list changed (an object
+// going abnormal, changing status or recovering; not the counters in an
+// object's reason, which move with every collection), and every replica
+// watches those keys, so a report served by one replica shows on all of
+// them within the watch's latency, at the cost of one etcd write per change
+// rather than per report. The replica that took the latest report shows its
+// reasons as reported; the others show them as of the last change. The overview says which clusters no
 // replica has a report of yet (reported=false).
 package monitoring
 
@@ -98,14 +101,18 @@ func (s *Store) Snapshot(clusterID string) (Snapshot, bool) {
 	return sn, ok
 }
 
-// Forget drops what the Store keeps of a cluster.
+// Forget drops what the Store keeps of a cluster, a write not yet made
+// included.
 func (s *Store) Forget(clusterID string) {
 	s.mu.Lock()
 	delete(s.snap, clusterID)
+	delete(s.pending, clusterID)
+	delete(s.written, clusterID)
 	s.mu.Unlock()
 }
 
-// Clusters lists a project's cluster entries; *quota.Ledger implements it.
+// Clusters lists a project's cluster entries; the replica's mirror of the
+// specs (*clusters.Index) implements it.
 type Clusters interface {
 	ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error)
 }

@@ -3,21 +3,25 @@ package monitoring
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"reflect"
+	"slices"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/kv"
 )
 
 // Prefix holds, per cluster, the last report snapshot whose counts or
 // abnormal list changed: /ecp/monitoring/reports/<cluster>.
 const Prefix = "/ecp/monitoring/reports/"
 
-// shareRetry is the pause after a failed etcd write or a broken watch.
+// shareRetry is the pause after a failed etcd write.
 const shareRetry = time.Second
 
 // shared is the stored form of a Snapshot.
@@ -45,11 +49,19 @@ func (s *Store) Share(cli *clientv3.Client, replica string, logger *slog.Logger)
 	s.written = map[string]Snapshot{}
 }
 
-// sameContent says whether two snapshots show the same thing apart from
-// their times.
+// sameContent says whether two snapshots show the same thing to a user
+// apart from their times and the abnormal objects' reasons: an agent's
+// reason carries counters that grow with every collection ("failed 12,
+// actions failed 12", then "failed 15, …"), and writing them would cost an
+// etcd write per report of every cluster with a failing rule. An object
+// going abnormal, changing status or recovering is written; the fresh
+// reason stays in the memory of the replica that took the report.
 func sameContent(a, b Snapshot) bool {
 	return a.Reachable == b.Reachable && a.Rules == b.Rules && a.Connectors == b.Connectors &&
-		a.Actions == b.Actions && a.Sources == b.Sources && reflect.DeepEqual(a.Abnormal, b.Abnormal)
+		a.Actions == b.Actions && a.Sources == b.Sources &&
+		slices.EqualFunc(a.Abnormal, b.Abnormal, func(x, y agentproto.Resource) bool {
+			return x.Kind == y.Kind && x.ID == y.ID && x.Name == y.Name && x.Status == y.Status
+		})
 }
 
 // queueLocked schedules sn for writing when its content changed.
@@ -136,49 +148,47 @@ func (s *Store) put(ctx context.Context, id string, sn Snapshot) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := s.cli.Put(cctx, Prefix+id, string(b)); err != nil {
+	// Only while the entry exists: a report taken before its deletion
+	// must not leave a key behind it (registry.Delete removes this one).
+	_, err = s.cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(id)), ">", 0)).
+		Then(clientv3.OpPut(Key(id), string(b))).Commit()
+	if err != nil {
 		return fmt.Errorf("write snapshot of cluster %s: %w", id, err)
 	}
 	return nil
 }
 
-// watchLoop loads every stored snapshot, then follows changes.
-func (s *Store) watchLoop(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := s.loadAndWatch(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		s.logger.Warn("watch monitoring snapshots; retrying", "err", err)
-		sleepCtx(ctx, shareRetry)
-	}
-}
+// Key is where the snapshot of a cluster is shared; registry.Delete
+// removes it with the entry.
+func Key(clusterID string) string { return Prefix + clusterID }
 
-func (s *Store) loadAndWatch(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	resp, err := s.cli.Get(cctx, Prefix, clientv3.WithPrefix())
-	cancel()
-	if err != nil {
-		return fmt.Errorf("load monitoring snapshots: %w", err)
-	}
-	for _, kv := range resp.Kvs {
-		s.apply(string(kv.Key), kv.Value)
-	}
-	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-	defer wcancel()
-	for wr := range s.cli.Watch(wctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
-		if err := wr.Err(); err != nil {
-			return fmt.Errorf("watch monitoring snapshots: %w", err)
-		}
-		for _, ev := range wr.Events {
-			if ev.Type == clientv3.EventTypeDelete {
-				s.Forget(strings.TrimPrefix(string(ev.Kv.Key), Prefix))
-				continue
+// Keys lists what the Store keeps in etcd of a cluster; its signature is
+// what registry.KeepsKeys takes.
+func Keys(clusterID string) []string { return []string{Key(clusterID)} }
+
+// watchLoop loads every stored snapshot, then follows changes
+// (kv.Mirror).
+func (s *Store) watchLoop(ctx context.Context) {
+	m := &kv.Mirror{Client: s.cli, From: Prefix, Name: "monitoring snapshots", Logger: s.logger,
+		// A reload only adds: this replica's own snapshots may be newer
+		// than their stored copy, and one of a deleted cluster is never
+		// shown (the overview lists the project's clusters from the
+		// mirror of the specs).
+		Reset: func(kvs []*mvccpb.KeyValue, _ int64) {
+			for _, p := range kvs {
+				s.apply(string(p.Key), p.Value)
 			}
-			s.apply(string(ev.Kv.Key), ev.Kv.Value)
-		}
-	}
-	return errors.New("watch channel closed")
+		},
+		Apply: func(events []*clientv3.Event) {
+			for _, ev := range events {
+				if ev.Type == clientv3.EventTypeDelete {
+					s.Forget(strings.TrimPrefix(string(ev.Kv.Key), Prefix))
+					continue
+				}
+				s.apply(string(ev.Kv.Key), ev.Kv.Value)
+			}
+		}}
+	m.Run(ctx)
 }
 
 // apply takes another replica's snapshot unless this replica holds a

@@ -382,8 +382,10 @@ func (g *Ledger) move(stm concurrency.STM, spec clusterspec.Spec, from string) e
 	return nil
 }
 
-// Delete removes the entry and returns its allocation to the licence.
-func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error) {
+// Delete removes the entry and returns its allocation to the licence. The
+// keys in also (what other packages keep of the entry, see ecp/registry)
+// go in the same transaction.
+func (g *Ledger) Delete(ctx context.Context, id string, also ...string) (clusterspec.Spec, error) {
 	var out clusterspec.Spec
 	err := g.txn(ctx, id, func(stm concurrency.STM) error {
 		spec, err := readSpec(stm, id)
@@ -402,6 +404,9 @@ func (g *Ledger) Delete(ctx context.Context, id string) (clusterspec.Spec, error
 		stm.Del(clusterspec.Key(id))
 		stm.Del(indexKey(spec.Project, id))
 		releaseName(stm, spec)
+		for _, k := range also {
+			stm.Del(k)
+		}
 		stm.Put(AllocatedKey, strconv.Itoa(max(0, allocated-spec.MaxConnections)))
 		out = spec
 		return nil

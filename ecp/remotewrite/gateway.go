@@ -39,7 +39,6 @@ import (
 	"hash/fnv"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -52,6 +51,7 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/internal/backoff"
 )
 
 // Labels the gateway stamps on every series.
@@ -113,7 +113,9 @@ type Options struct {
 	// MaxBodyBytes and MaxDecodedBytes bound a request before and after
 	// snappy decompression.
 	MaxBodyBytes, MaxDecodedBytes int
-	// HTTPClient talks to the backend; a client with Timeout when nil.
+	// HTTPClient talks to the backend; when nil, a client with Timeout
+	// whose transport keeps one idle connection per sender (see
+	// backendTransport).
 	HTTPClient *http.Client
 }
 
@@ -146,9 +148,20 @@ func (o Options) withDefaults() Options {
 		o.MaxDecodedBytes = DefaultMaxDecodedBytes
 	}
 	if o.HTTPClient == nil {
-		o.HTTPClient = &http.Client{Timeout: o.Timeout}
+		o.HTTPClient = &http.Client{Timeout: o.Timeout, Transport: backendTransport(o.Shards)}
 	}
 	return o
+}
+
+// backendTransport keeps an idle connection to the backend for each of the
+// senders. Go's default keeps 2 per host: with more senders posting at
+// once, every round closed the surplus connections and dialled new ones
+// (hundreds of TCP and TLS handshakes a minute towards one backend).
+func backendTransport(senders int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = senders
+	t.MaxIdleConns = max(t.MaxIdleConns, senders)
+	return t
 }
 
 // batch is one stamped, encoded request waiting for the backend.
@@ -346,6 +359,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 		wg.Go(func() { g.drain(dctx, unfinished[i], s) })
 	}
 	wg.Wait()
+	g.opts.HTTPClient.CloseIdleConnections()
 	return nil
 }
 
@@ -385,7 +399,7 @@ func (g *Gateway) drain(ctx context.Context, first *batch, q chan batch) {
 // forward delivers b, retrying what may succeed later; it returns false
 // only when ctx ended first.
 func (g *Gateway) forward(ctx context.Context, b batch) bool {
-	backoff := g.opts.BackoffMin
+	bo := backoff.Backoff{Base: g.opts.BackoffMin, Max: g.opts.BackoffMax}
 	for {
 		retryAfter, err := g.send(ctx, b.body)
 		var perm *permanentError
@@ -402,16 +416,11 @@ func (g *Gateway) forward(ctx context.Context, b batch) bool {
 			return false
 		}
 		g.failures.Inc()
-		wait := max(retryAfter, backoff/2+rand.N(backoff/2+1))
+		wait := bo.Next(retryAfter)
 		g.logger.Warn("remote-write backend unavailable; retrying", "err", err, "retryIn", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if backoff.Sleep(ctx, wait) != nil {
 			return false
-		case <-t.C:
 		}
-		backoff = min(backoff*2, g.opts.BackoffMax)
 	}
 }
 

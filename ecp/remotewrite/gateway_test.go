@@ -3,13 +3,16 @@ package remotewrite
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -444,5 +447,83 @@ func TestNewRefusesBadURL(t *testing.T) {
 				t.Fatalf("New accepted %q", u)
 			}
 		})
+	}
+}
+
+// anyAuthn takes any bearer credential as the cluster of that name.
+type anyAuthn struct{}
+
+func (anyAuthn) AuthenticateAgent(r *http.Request) (string, string, error) {
+	return strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "p", nil
+}
+
+// TestScaleForwarderKeepsOneConnectionPerSender: the senders post at once,
+// round after round, to a real backend; they must reuse their connections
+// rather than dial anew (Go's default transport keeps 2 idle per host).
+func TestScaleForwarderKeepsOneConnectionPerSender(t *testing.T) {
+	const shards, rounds = 4, 10
+	var dials atomic.Int64
+	arrived, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		arrived <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	g, err := New(Options{URL: srv.URL + "/api/v1/write", Shards: shards, QueueSize: 4}, anyAuthn{}, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := mux.NewRouter()
+	g.Register(r, httpapi.NewAdapter(slog.New(slog.DiscardHandler), prometheus.NewRegistry()))
+	// One cluster per shard, so every sender has a request each round.
+	var clusters []string
+	seen := map[chan batch]bool{}
+	for i := 0; len(clusters) < shards; i++ {
+		c := fmt.Sprintf("c%d", i)
+		if q := g.shardOf(c); !seen[q] {
+			seen[q] = true
+			clusters = append(clusters, c)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = g.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+
+	body := writeRequest(t, labels("__name__", "emqx_up"))
+	for round := range rounds {
+		for _, c := range clusters {
+			req := httptest.NewRequestWithContext(t.Context(), http.MethodPost, agentproto.PathWrite, bytes.NewReader(body))
+			SetHeaders(req.Header)
+			req.Header.Set("Authorization", "Bearer "+c)
+			rec := httptest.NewRecorder()
+			r.ServeHTTP(rec, req)
+			if rec.Code != http.StatusNoContent {
+				t.Fatalf("push: %d %s", rec.Code, rec.Body)
+			}
+		}
+		// All senders are in a call to the backend at the same time.
+		for range shards {
+			<-arrived
+		}
+		for range shards {
+			release <- struct{}{}
+		}
+		want := float64(shards * (round + 1))
+		for testutil.ToFloat64(g.forwarded) < want {
+			time.Sleep(time.Millisecond) // a real backend: wait for the senders to finish the round
+		}
+	}
+	if got := dials.Load(); got > shards {
+		t.Fatalf("%d senders opened %d connections to the backend over %d rounds, want at most %d", shards, got, rounds, shards)
 	}
 }

@@ -14,6 +14,7 @@ var (
 	ErrUnknownConnector = errors.New("unknown connector")
 	ErrUnknownRule      = errors.New("unknown rule")
 	ErrUnknownNode      = errors.New("unknown node")
+	ErrUnknownAlarm     = errors.New("unknown alarm")
 	ErrBadFault         = errors.New("bad fault")
 )
 
@@ -255,6 +256,78 @@ func (s *Sim) stepAlarms(now time.Time) {
 		s.history = append(s.history, active)
 		s.logAlarm(now, "license_quota", active.message, false)
 	}
+}
+
+// RaiseAlarm activates EMQX's alarm name on node (empty: the node the API
+// answers from), as emqx_alarm:activate does: it is listed by
+// GET /api/v5/alarms from now on, with message (empty: the name, as EMQX
+// words an alarm raised without one) and details. Raising an alarm that is
+// already active on that node changes nothing (EMQX answers
+// already_existed).
+func (s *Sim) RaiseAlarm(node, name, message string, details map[string]any) error {
+	if name == "" {
+		return errors.New("raise alarm: name is empty")
+	}
+	if message == "" {
+		message = name
+	}
+	if details == nil {
+		details = map[string]any{}
+	}
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.alarmNode(node)
+	if err != nil {
+		return fmt.Errorf("raise alarm %q: %w", name, err)
+	}
+	if s.findNodeAlarm(n, name) != nil {
+		return nil
+	}
+	s.alarms = append(s.alarms, &alarm{node: n, name: name, message: message, details: details, activateAt: now})
+	s.logAlarm(now, name, message, true)
+	return nil
+}
+
+// ClearAlarm deactivates the alarm name on node (empty: the node the API
+// answers from): it moves to the history (GET /api/v5/alarms?activated=false).
+func (s *Sim) ClearAlarm(node, name string) error {
+	now := s.opts.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := s.alarmNode(node)
+	if err != nil {
+		return fmt.Errorf("clear alarm %q: %w", name, err)
+	}
+	a := s.findNodeAlarm(n, name)
+	if a == nil {
+		return fmt.Errorf("clear alarm %q on %s: %w", name, n, ErrUnknownAlarm)
+	}
+	a.deactivateAt = now
+	s.removeAlarm(a)
+	s.history = append(s.history, a)
+	s.logAlarm(now, name, a.message, false)
+	return nil
+}
+
+// alarmNode resolves the node of an alarm call; s.mu is held.
+func (s *Sim) alarmNode(name string) (string, error) {
+	if name == "" {
+		return s.self().name, nil
+	}
+	if n, _ := s.nodeByName(name); n == nil {
+		return "", fmt.Errorf("node %q: %w", name, ErrUnknownNode)
+	}
+	return name, nil
+}
+
+func (s *Sim) findNodeAlarm(node, name string) *alarm {
+	for _, a := range s.alarms {
+		if a.node == node && a.name == name {
+			return a
+		}
+	}
+	return nil
 }
 
 func (s *Sim) findAlarm(name string) *alarm {

@@ -248,3 +248,42 @@ func TestStoppedNodeRPC(t *testing.T) {
 		t.Fatalf("unknown node filter: %s", r.body)
 	}
 }
+
+// TestRaiseAndClearAlarm: a test raises and clears one of EMQX's own alarms
+// through /sim/, and GET /api/v5/alarms lists it as EMQX does (one item per
+// alarm and node, duration in ms; cleared ones in the history).
+func TestRaiseAndClearAlarm(t *testing.T) {
+	f := start(t, Options{Nodes: 2})
+	tok := f.admin(t)
+	if r := f.req(t, "POST", "/sim/alarms/high_cpu_usage/raise", "", `{"node":"emqx@10.0.0.2","message":"CPU is high","details":{"usage":"91%"}}`); r.status != 204 {
+		t.Fatalf("raise: %d %s", r.status, r.body)
+	}
+	// Raising it again changes nothing; another node has its own.
+	_ = f.req(t, "POST", "/sim/alarms/high_cpu_usage/raise", "", `{"node":"emqx@10.0.0.2"}`)
+	_ = f.req(t, "POST", "/sim/alarms/high_cpu_usage/raise", "", `{}`)
+	f.clock.Advance(1500 * time.Millisecond)
+	al := f.req(t, "GET", "/api/v5/alarms", tok, "").object(t)["data"].([]any)
+	if len(al) != 2 {
+		t.Fatalf("alarms = %v, want two", al)
+	}
+	a := al[0].(map[string]any)
+	if a["node"] != "emqx@10.0.0.2" || a["name"] != "high_cpu_usage" || a["message"] != "CPU is high" ||
+		a["duration"] != 1500.0 || a["details"].(map[string]any)["usage"] != "91%" {
+		t.Fatalf("alarm = %v", a)
+	}
+	if b := al[1].(map[string]any); b["node"] != "emqx@10.0.0.1" || b["message"] != "high_cpu_usage" {
+		t.Fatalf("alarm on the first node = %v", b)
+	}
+	if r := f.req(t, "POST", "/sim/alarms/high_cpu_usage/clear", "", `{"node":"emqx@10.0.0.2"}`); r.status != 204 {
+		t.Fatalf("clear: %d %s", r.status, r.body)
+	}
+	wantError(t, f.req(t, "POST", "/sim/alarms/high_cpu_usage/clear", "", `{"node":"emqx@10.0.0.2"}`), 404, "NOT_FOUND",
+		`clear alarm "high_cpu_usage" on emqx@10.0.0.2: unknown alarm`)
+	wantError(t, f.req(t, "POST", "/sim/alarms/x/raise", "", `{"node":"emqx@9.9.9.9"}`), 404, "NOT_FOUND",
+		`raise alarm "x": node "emqx@9.9.9.9": unknown node`)
+	al = f.req(t, "GET", "/api/v5/alarms", tok, "").object(t)["data"].([]any)
+	hist := f.req(t, "GET", "/api/v5/alarms?activated=false", tok, "").object(t)["data"].([]any)
+	if len(al) != 1 || len(hist) != 1 || hist[0].(map[string]any)["node"] != "emqx@10.0.0.2" {
+		t.Fatalf("active %v, history %v", al, hist)
+	}
+}

@@ -39,6 +39,24 @@ func (s *Sim) simRoutes(rt *router) {
 	post("/sim/nodes/{node}/start", func(w http.ResponseWriter, _ *http.Request, _ principal, ps params) {
 		simReply(w, s.StartNode(ps["node"]))
 	})
+	post("/sim/alarms/{name}/raise", func(w http.ResponseWriter, r *http.Request, _ principal, ps params) {
+		var b struct {
+			Node    string         `json:"node"`
+			Message string         `json:"message"`
+			Details map[string]any `json:"details"`
+		}
+		if readJSON(w, r, &b) {
+			simReply(w, s.RaiseAlarm(b.Node, ps["name"], b.Message, b.Details))
+		}
+	})
+	post("/sim/alarms/{name}/clear", func(w http.ResponseWriter, r *http.Request, _ principal, ps params) {
+		var b struct {
+			Node string `json:"node"`
+		}
+		if readJSON(w, r, &b) {
+			simReply(w, s.ClearAlarm(b.Node, ps["name"]))
+		}
+	})
 	post("/sim/license/reset", func(w http.ResponseWriter, _ *http.Request, _ principal, _ params) {
 		s.ResetLicense()
 		simReply(w, nil)
@@ -100,7 +118,8 @@ func simReply(w http.ResponseWriter, err error) {
 	switch {
 	case err == nil:
 		w.WriteHeader(http.StatusNoContent)
-	case errors.Is(err, ErrUnknownConnector), errors.Is(err, ErrUnknownRule), errors.Is(err, ErrUnknownNode):
+	case errors.Is(err, ErrUnknownConnector), errors.Is(err, ErrUnknownRule), errors.Is(err, ErrUnknownNode),
+		errors.Is(err, ErrUnknownAlarm):
 		writeError(w, http.StatusNotFound, "NOT_FOUND", err.Error())
 	default:
 		writeError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())

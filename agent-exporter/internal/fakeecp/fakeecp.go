@@ -28,6 +28,7 @@ type Server struct {
 	creds       map[string]bool
 	clusterID   string
 	interval    int
+	firstReport int64
 	desired     agentproto.DesiredState
 	changed     chan struct{}
 	reports     []agentproto.ReportRequest
@@ -167,7 +168,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	s.registers = append(s.registers, req)
 	writeJSON(w, agentproto.RegisterResponse{
 		ClusterID: s.clusterID, Project: "p-1", Credential: cred,
-		ReportIntervalSeconds: s.interval, Desired: s.desired,
+		ReportIntervalSeconds: s.interval, FirstReportDelayMillis: s.firstReport, Desired: s.desired,
 	})
 }
 
@@ -280,6 +281,14 @@ func (s *Server) RateLimit(n, retryAfterSeconds int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.limited, s.retryAfter = n, retryAfterSeconds
+}
+
+// SetFirstReportDelay sets the registration reply's place of the first
+// report in the interval, as ecp does in a burst of registrations.
+func (s *Server) SetFirstReportDelay(millis int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.firstReport = millis
 }
 
 // SetInterval sets the report interval ecp tells agents, in seconds.

@@ -1,7 +1,8 @@
 // Package clusterstest is an in-memory clusters.Fleet for tests of the
 // cluster API: it issues tokens (keeping only their hash, like the real
-// one), reports scripted statuses and records what was forgotten. Seed
-// stores many entries at once for benchmarks.
+// one), reports scripted statuses and records what was forgotten; no agent
+// ever registers with it (dashboard jumps fall back, agent calls are
+// refused). Seed stores many entries at once for benchmarks.
 package clusterstest
 
 import (
@@ -10,6 +11,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +20,8 @@ import (
 
 	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/fleet"
+	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/internal/secret"
 )
@@ -62,6 +66,31 @@ func (f *Fleet) Status(_ context.Context, clusterID string) (clusters.Status, er
 	}
 	return st, nil
 }
+
+// States implements clusters.Fleet.
+func (f *Fleet) States(_ context.Context, ids, out []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, id := range ids {
+		out[i] = f.statuses[id].State
+	}
+	return nil
+}
+
+// DashboardSession implements clusters.Fleet: no agent ever registers with
+// the fake, so the jump falls back as it does for an entry without one.
+func (f *Fleet) DashboardSession(_ context.Context, clusterID, _ string, _ time.Duration) (fleet.DashboardLogin, error) {
+	return fleet.DashboardLogin{}, fmt.Errorf("cluster %s: %w", clusterID, fleet.ErrDashboardNoAgent)
+}
+
+// AuthenticateAgent refuses every agent, as an ecp that does not serve the
+// agent API: the fake stands in for the agent side of the user API only.
+func (f *Fleet) AuthenticateAgent(*http.Request) (clusterID, project string, err error) {
+	return "", "", &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable,
+		Message: "this ecp does not serve the agent API"}
+}
+
+var _ clusters.Fleet = (*Fleet)(nil)
 
 // Forget implements clusters.Fleet.
 func (f *Fleet) Forget(_ context.Context, clusterID string) error {

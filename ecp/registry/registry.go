@@ -1,0 +1,126 @@
+// Package registry owns the lifecycle of a managed-cluster entry across the
+// packages that keep something of it, and above all its end: Delete is the
+// one function that runs when a cluster is deleted, and it removes every
+// etcd key of the entry.
+//
+// Keys of one entry, by owner (grep the prefixes to check the list):
+//
+//	/ecp/clusters/<id>                          the record (clusterspec; written by quota.Ledger)
+//	/ecp/project-clusters/<project>/<id>        its project index (quota.Ledger)
+//	/ecp/cluster-names/<project>/<name>         its name key, value <id> (quota.Ledger)
+//	/ecp/fleet/agents/<id>, /ecp/fleet/status/<id>   the agent binding and state (fleet)
+//	/ecp/fleet/tokens/<sha256(token)>           its pending registration token (fleet)
+//	/ecp/fleet/identity/<sha256(name, node)>    the EMQX cluster identity it holds (fleet)
+//	/ecp/fleet/dashboard/<id>/<request>         dashboard-session requests, on a lease (fleet)
+//	/ecp/monitoring/reports/<id>                its last shared report (monitoring)
+//
+// The order is fixed in Delete: the agent is revoked first (so a failure
+// leaves the entry in place and the call can be retried; once the record
+// is gone its id answers 404), then the record, its indexes, its quota
+// allocation and every key another package keeps per entry go in one
+// transaction, then this replica's subscribers hear of it. Other replicas
+// learn of the deletion from their watches, as of any other change.
+//
+// The audit log keeps the record of the deletion on purpose: it is
+// history, not state of the entry.
+package registry
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/ecpio/ecp/ecp/clusterspec"
+)
+
+// Records is the writer of the record: *quota.Ledger. Delete removes the
+// entry's spec, its indexes and the keys in also in one transaction, and
+// returns its allocation to the licence (quota.ErrNotFound for an entry
+// that does not exist).
+type Records interface {
+	Delete(ctx context.Context, id string, also ...string) (clusterspec.Spec, error)
+}
+
+// Binder is the agent side: *fleet.Fleet. Forget revokes the entry's agent
+// and removes its binding, state, pending token and identity keys.
+type Binder interface {
+	Forget(ctx context.Context, clusterID string) error
+}
+
+// Registry runs the deletion of entries. Its zero value is not usable; use
+// New.
+type Registry struct {
+	records Records
+	logger  *slog.Logger
+
+	mu      sync.RWMutex
+	binder  Binder
+	keys    []func(id string) []string
+	deleted []func(spec clusterspec.Spec)
+}
+
+// New returns a Registry over records. The binder is set apart (SetBinder)
+// because the agent side is built after the record store.
+func New(records Records, logger *slog.Logger) *Registry {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{records: records, logger: logger}
+}
+
+// SetBinder names the agent side that Delete revokes first.
+func (r *Registry) SetBinder(b Binder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.binder = b
+}
+
+// KeepsKeys declares keys another package stores per entry: fn returns
+// them for an id, and Delete removes them in the record's transaction.
+func (r *Registry) KeepsKeys(fn func(id string) []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.keys = append(r.keys, fn)
+}
+
+// OnDelete subscribes fn to the deletions made through this replica; it
+// runs after the keys are gone, to drop what memory keeps of the entry.
+func (r *Registry) OnDelete(fn func(spec clusterspec.Spec)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.deleted = append(r.deleted, fn)
+}
+
+// Delete is what happens when a cluster is deleted; see the package
+// documentation for the keys and the order.
+func (r *Registry) Delete(ctx context.Context, id string) (clusterspec.Spec, error) {
+	r.mu.RLock()
+	binder := r.binder
+	var also []string
+	for _, fn := range r.keys {
+		also = append(also, fn(id)...)
+	}
+	subscribers := r.deleted
+	r.mu.RUnlock()
+
+	// 1. The agent: revoked, told to unregister, its binding, state,
+	// pending token and identity keys removed.
+	if binder != nil {
+		if err := binder.Forget(ctx, id); err != nil {
+			return clusterspec.Spec{}, fmt.Errorf("revoke the agent of cluster %s: %w", id, err)
+		}
+	}
+	// 2. The record, its project index and name key, its allocation, and
+	// every key others keep per entry, in one transaction.
+	spec, err := r.records.Delete(ctx, id, also...)
+	if err != nil {
+		return clusterspec.Spec{}, err
+	}
+	// 3. Memory of this replica.
+	for _, fn := range subscribers {
+		fn(spec)
+	}
+	r.logger.Info("cluster entry deleted", "cluster", spec.ID, "project", spec.Project)
+	return spec, nil
+}
