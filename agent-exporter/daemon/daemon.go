@@ -91,6 +91,9 @@ type App struct {
 	// says (a desired state was just applied); a flush in progress cannot
 	// lose it.
 	reportNow bool
+	// retryAt holds every report, reportNow's too, until ecp's
+	// Retry-After (or the backoff) has passed since a failed send.
+	retryAt time.Time
 	// appliedGen counts desired states applied outside a tick; a tick that
 	// started before the latest one collected a stale snapshot and does not
 	// satisfy reportNow.
@@ -402,7 +405,7 @@ func (a *App) install(s *session) {
 	a.sess = s
 	a.ended = nil
 	a.queue = nil
-	a.nextReport = time.Time{}
+	a.nextReport, a.retryAt = time.Time{}, time.Time{}
 	a.firstReportAt = time.Time{}
 	if s.firstReport > 0 {
 		a.nextReport = a.opts.Now().Add(s.firstReport)
@@ -566,7 +569,7 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 	now := a.opts.Now()
 	a.mu.Lock()
-	if now.Before(a.nextReport) && !a.reportNow {
+	if now.Before(a.retryAt) || now.Before(a.nextReport) && !a.reportNow {
 		a.mu.Unlock()
 		return
 	}
@@ -607,6 +610,7 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 			a.mu.Lock()
 			wait := a.backoff.Next(ecpclient.RetryAfter(err))
 			a.nextReport = a.opts.Now().Add(wait)
+			a.retryAt = a.nextReport
 			a.lastReportErr = err.Error()
 			a.mu.Unlock()
 			a.log.Warn("report not delivered", "err", err, "retryIn", wait, "buffered", len(a.queue))
@@ -619,6 +623,7 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 		}
 		a.m.buffered.Set(float64(len(a.queue)))
 		a.backoff.Reset()
+		a.retryAt = time.Time{}
 		a.lastReportAt = a.opts.Now()
 		a.lastReportErr = ""
 		if resp.ReportIntervalSeconds > 0 {
