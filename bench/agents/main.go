@@ -42,9 +42,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/fleet"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // roleEnv makes the re-executed binary the server.
@@ -212,12 +212,12 @@ func serveCtx(ctx context.Context, n, replicas int, interval time.Duration, logg
 	for start := 0; start < n; start += 100 {
 		var ops []clientv3.Op
 		for _, id := range ids[start:min(start+100, n)] {
-			b, err := clusterspec.Spec{ID: id, Name: id, Project: "bench", MaxConnections: 1000,
+			b, err := registry.Spec{ID: id, Name: id, Project: "bench", MaxConnections: 1000,
 				CreatedAt: time.Now(), UpdatedAt: time.Now()}.Encode()
 			if err != nil {
 				return err
 			}
-			ops = append(ops, clientv3.OpPut(clusterspec.Key(id), string(b)))
+			ops = append(ops, clientv3.OpPut(registry.Key(id), string(b)))
 		}
 		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
 			return fmt.Errorf("create specs: %w", err)

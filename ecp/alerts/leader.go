@@ -10,9 +10,9 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/ecpio/ecp/ecp/alerting"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/rules"
 )
@@ -61,7 +61,7 @@ func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
 			// Alerts carry the names of clusters, projects and
 			// organizations, and the rules select the clusters each
 			// project holds now.
-			{Key: clusterspec.Prefix, Prefix: true, What: "clusters and projects"},
+			{Key: registry.Prefix, Prefix: true, What: "clusters and projects"},
 			{Key: tenancy.ProjectsPrefix, Prefix: true, What: "clusters and projects"},
 			{Key: tenancy.OrgsPrefix, Prefix: true, What: "clusters and projects"},
 		},

@@ -7,8 +7,8 @@ import (
 	"strings"
 
 	"github.com/ecpio/ecp/ecp/alerting"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/rules"
 )
@@ -26,7 +26,7 @@ func (s *Service) loadNames(ctx context.Context) (map[string]alerting.Names, err
 	if err != nil {
 		return nil, err
 	}
-	specs, err := kv.List[clusterspec.Spec](ctx, s.cli, clusterspec.Prefix)
+	specs, err := kv.List[registry.Spec](ctx, s.cli, registry.Prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/ecp/alerting"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // issue #12 defect 3 and item 9: the rules name each project's clusters
@@ -30,11 +30,11 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 	p := w.project.ID
 	putSpec := func(id, name, project string) {
 		t.Helper()
-		b, err := clusterspec.Spec{ID: id, Name: name, Project: project}.Encode()
+		b, err := registry.Spec{ID: id, Name: name, Project: project}.Encode()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.cli.Put(t.Context(), clusterspec.Key(id), string(b)); err != nil {
+		if _, err := w.cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +77,7 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 		t.Fatalf("active list has %d alerts, want 2", len(got))
 	}
 
-	if _, err := w.cli.Delete(t.Context(), clusterspec.Key("c1")); err != nil {
+	if _, err := w.cli.Delete(t.Context(), registry.Key("c1")); err != nil {
 		t.Fatal(err)
 	}
 	waitFor("c1's alert leaves the active list after its deletion", func() bool {

@@ -12,8 +12,8 @@ import (
 
 	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/clusters/clusterstest"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // BenchmarkListClusters measures the cluster lists over HTTP with 10,000
@@ -32,13 +32,13 @@ func BenchmarkListClusters(b *testing.B) {
 	for i := range 10 {
 		projects = append(projects, h.id(h.must(201, "POST", "/api/v1/orgs/"+org+"/projects", admin, map[string]string{"name": fmt.Sprint("p", i)})))
 	}
-	var specs []clusterspec.Spec
+	var specs []registry.Spec
 	for i := range n + 900 {
 		p := projects[0]
 		if i >= n {
 			p = projects[1+(i-n)/100]
 		}
-		specs = append(specs, clusterspec.Spec{ID: fmt.Sprintf("c%05d", i), Name: fmt.Sprint("edge-", i), Project: p, MaxConnections: 10})
+		specs = append(specs, registry.Spec{ID: fmt.Sprintf("c%05d", i), Name: fmt.Sprint("edge-", i), Project: p, MaxConnections: 10})
 	}
 	// Entries go straight into etcd: the benchmark is about reading them.
 	if err := clusterstest.Seed(b.Context(), h.app.EtcdClient(), specs); err != nil {

@@ -1,9 +1,9 @@
 package app
 
 import (
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/monitoring"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/remotewrite"
 )
 
@@ -27,7 +27,7 @@ func (a *App) buildMetrics(env Env) error {
 	a.extensionRuns = append(a.extensionRuns, a.reports.Run)
 	// A deleted entry's shared snapshot goes with it.
 	a.registry.KeepsKeys(monitoring.Keys)
-	a.registry.OnDelete(func(spec clusterspec.Spec) { a.reports.Forget(spec.ID) })
+	a.registry.OnDelete(func(spec registry.Spec) { a.reports.Forget(spec.ID) })
 	// The project's clusters come from the replica's mirror of the specs,
 	// as the cluster lists do.
 	a.overview = monitoring.NewAPI(a.authz, a.clusters.Index(), a.fleet, a.reports)

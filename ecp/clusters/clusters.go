@@ -3,8 +3,8 @@
 // registration (with ready-to-paste agent commands), change their max
 // connections within the licence and jump into their dashboard.
 //
-// It writes only the operator-defined record, clusterspec.Spec at
-// clusterspec.Key(id), always through the quota ledger so allocations stay
+// It writes only the operator-defined record, registry.Spec at
+// registry.Key(id), always through the quota ledger so allocations stay
 // consistent. What the agent side knows (state, version, connections, ...)
 // comes from Fleet and is merged into every reply.
 //

@@ -11,9 +11,9 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/audit"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // The login-free dashboard jump.
@@ -68,7 +68,7 @@ const DashboardWait = 5 * time.Second
 
 // jump redirects into the dashboard at target with a session of EMQX's
 // dashboard role role (agentproto.DashboardRole*).
-func (api *API) jump(w http.ResponseWriter, r *http.Request, spec clusterspec.Spec, target, role string) error {
+func (api *API) jump(w http.ResponseWriter, r *http.Request, spec registry.Spec, target, role string) error {
 	audit.Annotate(r.Context(), audit.Note{Project: spec.Project, Target: "cluster/" + spec.ID, Read: true})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")

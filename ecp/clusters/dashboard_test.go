@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -48,7 +48,7 @@ func TestDashboardJump(t *testing.T) {
 			api := &API{fleet: tt.fleet, logger: slog.New(slog.DiscardHandler)}
 			w := httptest.NewRecorder()
 			r := httptest.NewRequest(http.MethodGet, "/api/v1/clusters/c1/dashboard", nil)
-			if err := api.jump(w, r, clusterspec.Spec{ID: "c1", Project: "p1"}, "http://emqx.example:18083/", agentproto.DashboardRoleAdministrator); err != nil {
+			if err := api.jump(w, r, registry.Spec{ID: "c1", Project: "p1"}, "http://emqx.example:18083/", agentproto.DashboardRoleAdministrator); err != nil {
 				t.Fatal(err)
 			}
 			loc := w.Header().Get("Location")

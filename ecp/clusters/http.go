@@ -15,7 +15,6 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/audit"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
@@ -162,7 +161,7 @@ func timePtr(t time.Time) *time.Time {
 	return &t
 }
 
-func (api *API) view(ctx context.Context, s clusterspec.Spec) (Cluster, error) {
+func (api *API) view(ctx context.Context, s registry.Spec) (Cluster, error) {
 	st, err := api.fleet.Status(ctx, s.ID)
 	if err != nil {
 		return Cluster{}, fmt.Errorf("read status of cluster %s: %w", s.ID, err)
@@ -171,7 +170,7 @@ func (api *API) view(ctx context.Context, s clusterspec.Spec) (Cluster, error) {
 }
 
 // toCluster merges a spec with what the agent side knows of it.
-func toCluster(s clusterspec.Spec, st Status) Cluster {
+func toCluster(s registry.Spec, st Status) Cluster {
 	if st.State == "" {
 		st.State = StateCreated
 	}
@@ -189,7 +188,7 @@ func toCluster(s clusterspec.Spec, st Status) Cluster {
 // none, the dashboard URL its agent registered with. An agent URL that
 // fails the check (stored before ecp checked them at registration) is
 // neither shown nor followed.
-func serviceURL(s clusterspec.Spec, st Status) string {
+func serviceURL(s registry.Spec, st Status) string {
 	if s.ServiceURL != "" {
 		return s.ServiceURL
 	}
@@ -291,9 +290,9 @@ func (api *API) create(w http.ResponseWriter, r *http.Request) error {
 		return httpapi.Invalid("serviceUrl", "%s", msg)
 	}
 	now := api.opts.Now().UTC()
-	spec := clusterspec.Spec{
+	spec := registry.Spec{
 		ID: kv.NewID(), Name: req.Name, Project: p.ID, ServiceURL: req.ServiceURL,
-		MaxConnections: clusterspec.DefaultMaxConnections, CreatedAt: now, UpdatedAt: now,
+		MaxConnections: registry.DefaultMaxConnections, CreatedAt: now, UpdatedAt: now,
 	}
 	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + spec.ID})
 	if err := api.ledger.Create(r.Context(), spec); err != nil {
@@ -311,7 +310,7 @@ func (api *API) create(w http.ResponseWriter, r *http.Request) error {
 // entry is a cluster entry loaded for a caller.
 type entry struct {
 	access  *tenancy.Access
-	spec    clusterspec.Spec
+	spec    registry.Spec
 	project tenancy.Project
 }
 
@@ -396,7 +395,7 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *clusterspec.Spec) error {
+	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
 		if req.Name != nil {
 			s.Name = *req.Name
 		}
@@ -404,7 +403,7 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 			s.ServiceURL = *req.ServiceURL
 		}
 		if req.LogCollection != nil {
-			s.LogCollection = &clusterspec.LogCollectionSpec{Enabled: *req.LogCollection.Enabled}
+			s.LogCollection = &registry.LogCollectionSpec{Enabled: *req.LogCollection.Enabled}
 		}
 		return nil
 	})
@@ -420,7 +419,7 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 
 // replyUpdated answers a change of an entry with its new view, after making
 // this replica's index hold the change (read-your-writes).
-func (api *API) replyUpdated(w http.ResponseWriter, r *http.Request, updated clusterspec.Spec) error {
+func (api *API) replyUpdated(w http.ResponseWriter, r *http.Request, updated registry.Spec) error {
 	api.refresh(r, updated.ID)
 	c, err := api.view(r.Context(), updated)
 	if err != nil {
@@ -492,7 +491,7 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 	if req.ServiceURL != nil {
 		keep = *req.ServiceURL
 	}
-	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *clusterspec.Spec) error {
+	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
 		s.Project = target.ID
 		s.ServiceURL = keep
 		return nil

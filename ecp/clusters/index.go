@@ -12,8 +12,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // Index is this replica's copy of every cluster spec, kept in (name, id)
@@ -57,7 +57,7 @@ type Index struct {
 
 // item is one spec as the index holds it.
 type item struct {
-	spec clusterspec.Spec
+	spec registry.Spec
 	// lowerName is the name for case-insensitive search, computed once.
 	lowerName string
 	rev       int64
@@ -72,7 +72,7 @@ func NewIndex(cli *clientv3.Client, logger *slog.Logger) *Index {
 		cli: cli, logger: logger, ready: make(chan struct{}), applied: make(chan struct{}),
 		items: map[string]*item{}, byProject: map[string][]*item{}, gone: map[string]int64{},
 	}
-	x.mirror = &kv.Mirror{Client: cli, From: clusterspec.Prefix, Name: "cluster specs", Logger: logger,
+	x.mirror = &kv.Mirror{Client: cli, From: registry.Prefix, Name: "cluster specs", Logger: logger,
 		Reset: x.reset, Apply: x.apply, Loaded: func() { x.readyOnce.Do(func() { close(x.ready) }) }}
 	return x
 }
@@ -106,7 +106,7 @@ func (x *Index) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, p := range kvs {
-		id := strings.TrimPrefix(string(p.Key), clusterspec.Prefix)
+		id := strings.TrimPrefix(string(p.Key), registry.Prefix)
 		seen[id] = true
 		x.putLocked(id, p.Value, p.ModRevision)
 	}
@@ -126,7 +126,7 @@ func (x *Index) apply(events []*clientv3.Event) {
 	defer x.mu.Unlock()
 	last := int64(0)
 	for _, ev := range events {
-		id := strings.TrimPrefix(string(ev.Kv.Key), clusterspec.Prefix)
+		id := strings.TrimPrefix(string(ev.Kv.Key), registry.Prefix)
 		if ev.Type == clientv3.EventTypeDelete {
 			x.deleteLocked(id, ev.Kv.ModRevision)
 		} else {
@@ -143,7 +143,7 @@ func (x *Index) apply(events []*clientv3.Event) {
 func (x *Index) Refresh(ctx context.Context, id string) error {
 	cctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	resp, err := x.cli.Get(cctx, clusterspec.Key(id))
+	resp, err := x.cli.Get(cctx, registry.Key(id))
 	if err != nil {
 		return fmt.Errorf("read back cluster %s: %w", id, err)
 	}
@@ -189,7 +189,7 @@ func (x *Index) putLocked(id string, value []byte, rev int64) {
 	if id == "" || strings.Contains(id, "/") || !x.newerLocked(id, rev) {
 		return
 	}
-	spec, err := clusterspec.Decode(value)
+	spec, err := registry.Decode(value)
 	if err != nil {
 		x.logger.Warn("ignoring undecodable cluster spec", "cluster", id, "err", err)
 		return
@@ -291,12 +291,12 @@ func (x *Index) waitFor(ctx context.Context, cond func() bool) error {
 // order, from memory: it is the one answer to "which clusters are in
 // project p?" for every package of this replica (the monitoring overview
 // implements its Clusters with it).
-func (x *Index) ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error) {
+func (x *Index) ListProject(ctx context.Context, project string) ([]registry.Spec, error) {
 	if err := x.wait(ctx); err != nil {
 		return nil, err
 	}
 	items := x.appendSnapshot(nil, project, nil)
-	out := make([]clusterspec.Spec, len(items))
+	out := make([]registry.Spec, len(items))
 	for i, it := range items {
 		out[i] = it.spec
 	}

@@ -9,8 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // TestMain fails the package when a test leaves goroutines behind: every
@@ -19,13 +19,13 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func putSpec(t *testing.T, cli *clientv3.Client, s clusterspec.Spec) int64 {
+func putSpec(t *testing.T, cli *clientv3.Client, s registry.Spec) int64 {
 	t.Helper()
 	b, err := s.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := cli.Put(t.Context(), clusterspec.Key(s.ID), string(b))
+	resp, err := cli.Put(t.Context(), registry.Key(s.ID), string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestIndexFollowsEtcd(t *testing.T) {
 	waitIDs(t, x, "p", "b")
 	waitIDs(t, x, "q", "a", "c")
 
-	if _, err := cli.Delete(t.Context(), clusterspec.Key("c")); err != nil {
+	if _, err := cli.Delete(t.Context(), registry.Key("c")); err != nil {
 		t.Fatal(err)
 	}
 	waitIDs(t, x, "q", "a")
@@ -109,7 +109,7 @@ func TestIndexFollowsEtcd(t *testing.T) {
 		t.Fatalf("index holds %d entries, want 2", x.Len())
 	}
 	// Keys beside the specs (another package's, or deeper) are not specs.
-	if _, err := cli.Put(t.Context(), clusterspec.Key("x/y"), "{}"); err != nil {
+	if _, err := cli.Put(t.Context(), registry.Key("x/y"), "{}"); err != nil {
 		t.Fatal(err)
 	}
 	putSpec(t, cli, spec("d", "omega", "q"))
@@ -153,7 +153,7 @@ func TestIndexRefreshReadsYourWrites(t *testing.T) {
 		t.Fatalf("a late event undid a newer write: %+v", got[0])
 	}
 
-	if _, err := cli.Delete(t.Context(), clusterspec.Key("a")); err != nil {
+	if _, err := cli.Delete(t.Context(), registry.Key("a")); err != nil {
 		t.Fatal(err)
 	}
 	if err := x.Refresh(t.Context(), "a"); err != nil {

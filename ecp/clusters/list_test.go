@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -57,7 +57,7 @@ func newListFixture(t *testing.T) *listFixture {
 }
 
 // put stores a spec in the index at the next revision.
-func (fx *listFixture) put(t *testing.T, s clusterspec.Spec) {
+func (fx *listFixture) put(t *testing.T, s registry.Spec) {
 	t.Helper()
 	b, err := s.Encode()
 	if err != nil {
@@ -133,8 +133,8 @@ func cloneValues(v url.Values) url.Values {
 	return out
 }
 
-func spec(id, name, project string) clusterspec.Spec {
-	return clusterspec.Spec{ID: id, Name: name, Project: project, MaxConnections: 10}
+func spec(id, name, project string) registry.Spec {
+	return registry.Spec{ID: id, Name: name, Project: project, MaxConnections: 10}
 }
 
 // TestListPagesReachEveryEntryOnce: whatever the page size, walking the

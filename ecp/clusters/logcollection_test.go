@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // scripted answers Status with one scripted status.
@@ -62,17 +62,17 @@ func TestClusterShowsEffectiveLogCollection(t *testing.T) {
 	registered := Status{State: "running", RegisteredLogCollection: agentproto.LogCollection{Enabled: true, Dir: "/opt/emqx/log"}}
 	tests := []struct {
 		name string
-		set  *clusterspec.LogCollectionSpec
+		set  *registry.LogCollectionSpec
 		st   Status
 		want agentproto.LogCollection
 	}{
 		{"as registered", nil, registered, registered.RegisteredLogCollection},
-		{"switched off", &clusterspec.LogCollectionSpec{Enabled: false}, registered, agentproto.LogCollection{Dir: "/opt/emqx/log"}},
-		{"switched on, no agent yet", &clusterspec.LogCollectionSpec{Enabled: true}, Status{State: StateCreated}, agentproto.LogCollection{}},
+		{"switched off", &registry.LogCollectionSpec{Enabled: false}, registered, agentproto.LogCollection{Dir: "/opt/emqx/log"}},
+		{"switched on, no agent yet", &registry.LogCollectionSpec{Enabled: true}, Status{State: StateCreated}, agentproto.LogCollection{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := toCluster(clusterspec.Spec{ID: "c1", LogCollection: tt.set}, tt.st)
+			c := toCluster(registry.Spec{ID: "c1", LogCollection: tt.set}, tt.st)
 			if c.LogCollection != tt.want {
 				t.Fatalf("got %+v, want %+v", c.LogCollection, tt.want)
 			}

@@ -16,8 +16,8 @@ import (
 
 	"github.com/ecpio/ecp/ecp/app"
 	"github.com/ecpio/ecp/ecp/clusters/clusterstest"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // BenchmarkClusterListPage10k measures the server time of the cluster list
@@ -34,9 +34,9 @@ func BenchmarkClusterListPage10k(b *testing.B) {
 	const n = 10000
 	// Each entry starts with max connections 10: the licence must hold them.
 	e := start(b, func(o *app.Options) { o.Licence = quota.Licence{TotalConnections: 10 * n, MaxPerCluster: 5000} })
-	specs := make([]clusterspec.Spec, n)
+	specs := make([]registry.Spec, n)
 	for i := range specs {
-		specs[i] = clusterspec.Spec{ID: fmt.Sprintf("c%05d", i), Name: "edge-" + strconv.Itoa(i), Project: e.project, MaxConnections: 10}
+		specs[i] = registry.Spec{ID: fmt.Sprintf("c%05d", i), Name: "edge-" + strconv.Itoa(i), Project: e.project, MaxConnections: 10}
 	}
 	// Straight into etcd as the ledger writes them: creating 10,000 entries
 	// one API call at a time takes a minute, and this is about reading.

@@ -6,7 +6,7 @@
 // # Stored state
 //
 // fleet reads the cluster specs the cluster API writes under
-// clusterspec.Prefix and owns the keys under Prefix:
+// registry.Prefix and owns the keys under Prefix:
 //
 //	/ecp/fleet/tokens/<sha256(token)>     pending registration token: cluster id and expiry,
 //	                                      on a lease that outlives the expiry by a week

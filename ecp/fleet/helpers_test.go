@@ -21,7 +21,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -155,13 +155,13 @@ func (tf *testFleet) writes(reason string) float64 {
 
 func putSpec(t testing.TB, cli *clientv3.Client, id string, maxConns int) int64 {
 	t.Helper()
-	spec := clusterspec.Spec{ID: id, Name: "cluster " + id, Project: "p1", MaxConnections: maxConns,
+	spec := registry.Spec{ID: id, Name: "cluster " + id, Project: "p1", MaxConnections: maxConns,
 		CreatedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
 	b, err := spec.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := cli.Put(t.Context(), clusterspec.Key(id), string(b))
+	resp, err := cli.Put(t.Context(), registry.Key(id), string(b))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 func agentRequest(cred string) *http.Request {
@@ -36,12 +36,12 @@ func TestAuthenticateAgentFollowsTransfers(t *testing.T) {
 		t.Fatalf("got %q %q %v, want c1 p1", id, project, err)
 	}
 	// Transfer: the spec's project changes; the next call says so.
-	spec := clusterspec.Spec{ID: "c1", Name: "cluster c1", Project: "p2", MaxConnections: 10}
+	spec := registry.Spec{ID: "c1", Name: "cluster c1", Project: "p2", MaxConnections: 10}
 	b, err := spec.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(t.Context(), clusterspec.Key("c1"), string(b)); err != nil {
+	if _, err := cli.Put(t.Context(), registry.Key("c1"), string(b)); err != nil {
 		t.Fatal(err)
 	}
 	f.waitFor(t, "the transfer", func() bool {

@@ -12,8 +12,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // One EMQX cluster, one entry, one agent. An agent says which cluster it is
@@ -229,10 +229,10 @@ func (f *Fleet) managedElsewhereMessage(ctx context.Context, id, holderID, what 
 	var project, holderName string
 	same := false
 	cctx, cancel := f.etcdCtx(ctx)
-	resp, err := f.cli.Txn(cctx).Then(clientv3.OpGet(clusterspec.Key(id)), clientv3.OpGet(clusterspec.Key(holderID))).Commit()
+	resp, err := f.cli.Txn(cctx).Then(clientv3.OpGet(registry.Key(id)), clientv3.OpGet(registry.Key(holderID))).Commit()
 	cancel()
 	if err == nil {
-		specs := make([]clusterspec.Spec, 2)
+		specs := make([]registry.Spec, 2)
 		ok := true
 		for i := range specs {
 			rr := resp.Responses[i].GetResponseRange()
@@ -240,7 +240,7 @@ func (f *Fleet) managedElsewhereMessage(ctx context.Context, id, holderID, what 
 				ok = false
 				break
 			}
-			if specs[i], err = clusterspec.Decode(rr.Kvs[0].Value); err != nil {
+			if specs[i], err = registry.Decode(rr.Kvs[0].Value); err != nil {
 				ok = false
 				break
 			}

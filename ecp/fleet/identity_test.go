@@ -13,19 +13,19 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
 func putSpecIn(t testing.TB, cli *clientv3.Client, id, name, project string) {
 	t.Helper()
-	b, err := clusterspec.Spec{ID: id, Name: name, Project: project, MaxConnections: 10}.Encode()
+	b, err := registry.Spec{ID: id, Name: name, Project: project, MaxConnections: 10}.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cli.Put(t.Context(), clusterspec.Key(id), string(b)); err != nil {
+	if _, err := cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
 		t.Fatal(err)
 	}
 }

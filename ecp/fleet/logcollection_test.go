@@ -9,21 +9,21 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // putLogSwitch stores the spec of id with the operator's log collection
 // switch (nil: as registered) and returns the write's revision.
-func putLogSwitch(t *testing.T, cli *clientv3.Client, id string, lc *clusterspec.LogCollectionSpec) int64 {
+func putLogSwitch(t *testing.T, cli *clientv3.Client, id string, lc *registry.LogCollectionSpec) int64 {
 	t.Helper()
-	spec := clusterspec.Spec{ID: id, Name: "cluster " + id, Project: "p1", MaxConnections: 10, LogCollection: lc,
+	spec := registry.Spec{ID: id, Name: "cluster " + id, Project: "p1", MaxConnections: 10, LogCollection: lc,
 		CreatedAt: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)}
 	b, err := spec.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := cli.Put(t.Context(), clusterspec.Key(id), string(b))
+	resp, err := cli.Put(t.Context(), registry.Key(id), string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,12 +50,12 @@ func TestDesiredLogCollectionFollowsSpec(t *testing.T) {
 	rev := reg.Desired.Revision
 	for _, step := range []struct {
 		name string
-		set  *clusterspec.LogCollectionSpec
+		set  *registry.LogCollectionSpec
 		want agentproto.LogCollection
 	}{
-		{"switched off", &clusterspec.LogCollectionSpec{Enabled: false}, agentproto.LogCollection{Dir: "/opt/emqx/log"}},
-		{"switched on", &clusterspec.LogCollectionSpec{Enabled: true}, registered},
-		{"switched off again", &clusterspec.LogCollectionSpec{Enabled: false}, agentproto.LogCollection{Dir: "/opt/emqx/log"}},
+		{"switched off", &registry.LogCollectionSpec{Enabled: false}, agentproto.LogCollection{Dir: "/opt/emqx/log"}},
+		{"switched on", &registry.LogCollectionSpec{Enabled: true}, registered},
+		{"switched off again", &registry.LogCollectionSpec{Enabled: false}, agentproto.LogCollection{Dir: "/opt/emqx/log"}},
 		{"no switch keeps the registration's", nil, registered},
 	} {
 		t.Run(step.name, func(t *testing.T) {
@@ -77,7 +77,7 @@ func TestDesiredLogCollectionFollowsSpec(t *testing.T) {
 func TestDesiredLogCollectionWithoutDir(t *testing.T) {
 	cli := etcdtest.Client(t)
 	f := startFleet(t, cli, newClock(), "r1")
-	putLogSwitch(t, cli, "c1", &clusterspec.LogCollectionSpec{Enabled: true})
+	putLogSwitch(t, cli, "c1", &registry.LogCollectionSpec{Enabled: true})
 	a := newAgent(f.url)
 	r := a.do(t, http.MethodPost, agentproto.PathRegister, agentproto.RegisterRequest{Token: issue(t, f, "c1", time.Hour).Reveal(),
 		AgentVersion: "1.0.0", Hostname: "broker-1"})

@@ -16,7 +16,7 @@ import (
 )
 
 // Keys fleet owns in etcd. Everything sits under Prefix; the cluster specs
-// it reads live under clusterspec.Prefix and belong to the cluster API.
+// it reads live under registry.Prefix and belong to the cluster API.
 const (
 	// Prefix holds every key fleet writes.
 	Prefix = "/ecp/fleet/"

@@ -11,8 +11,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -65,7 +65,7 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 		if old := e.status.TokenHash; old != "" {
 			ops = append(ops, clientv3.OpDelete(tokenKey(old)))
 		}
-		cmps := []clientv3.Cmp{statusCmp(e), clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(clusterID)), ">", 0)}
+		cmps := []clientv3.Cmp{statusCmp(e), clientv3.Compare(clientv3.CreateRevision(registry.Key(clusterID)), ">", 0)}
 		f.mu.Unlock()
 		val, err := encode(next)
 		if err != nil {
@@ -73,7 +73,7 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 		}
 		ops = append(ops, clientv3.OpPut(statusKey(clusterID), val))
 		resp, err := f.cli.Txn(cctx).If(cmps...).Then(ops...).
-			Else(clientv3.OpGet(statusKey(clusterID)), clientv3.OpGet(agentKey(clusterID)), clientv3.OpGet(clusterspec.Key(clusterID))).
+			Else(clientv3.OpGet(statusKey(clusterID)), clientv3.OpGet(agentKey(clusterID)), clientv3.OpGet(registry.Key(clusterID))).
 			Commit()
 		if err != nil {
 			return "", time.Time{}, fmt.Errorf("store registration token of cluster %s: %w", clusterID, err)
@@ -96,7 +96,7 @@ func (f *Fleet) IssueRegistration(ctx context.Context, clusterID string, ttl tim
 			f.logger.Info("registration token issued", "cluster", clusterID, "expiresAt", expires, "revokedState", prev)
 			return token, expires, nil
 		}
-		f.applyGetsLocked(resp, 0, statusKey(clusterID), agentKey(clusterID), clusterspec.Key(clusterID))
+		f.applyGetsLocked(resp, 0, statusKey(clusterID), agentKey(clusterID), registry.Key(clusterID))
 		specGone := !f.entries[clusterID].hasSpec
 		f.mu.Unlock()
 		if specGone {
@@ -204,9 +204,9 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	var resp *clientv3.TxnResponse
 	for attempt := 1; ; attempt++ {
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(tokenKey(hash)), "=", got.Kvs[0].ModRevision),
-			clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(id)), ">", 0)}
+			clientv3.Compare(clientv3.CreateRevision(registry.Key(id)), ">", 0)}
 		ops := []clientv3.Op{clientv3.OpDelete(tokenKey(hash)), clientv3.OpPut(agentKey(id), agentVal), clientv3.OpPut(statusKey(id), statusVal),
-			clientv3.OpGet(agentKey(id)), clientv3.OpGet(clusterspec.Key(id))}
+			clientv3.OpGet(agentKey(id)), clientv3.OpGet(registry.Key(id))}
 		if len(idKeys) > 0 {
 			// The identity keys are created with the binding, each compared
 			// to what was read: of two registrations racing for one EMQX
@@ -228,7 +228,7 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		resp, err = f.cli.Txn(ctx).If(cmps...).Then(ops...).
-			Else(clientv3.OpGet(clusterspec.Key(id)), clientv3.OpGet(tokenKey(hash))).
+			Else(clientv3.OpGet(registry.Key(id)), clientv3.OpGet(tokenKey(hash))).
 			Commit()
 		if err != nil {
 			return fmt.Errorf("bind agent to cluster %s: %w", id, err)
@@ -245,7 +245,7 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	rev := resp.Header.Revision
 	if !resp.Succeeded {
 		f.mu.Lock()
-		f.applyGetsLocked(resp, 0, clusterspec.Key(id))
+		f.applyGetsLocked(resp, 0, registry.Key(id))
 		f.mu.Unlock()
 		f.metrics.registrations.WithLabelValues(agentproto.CodeTokenInvalid).Inc()
 		return tokenError(agentproto.CodeTokenInvalid, "the registration token was already used or its cluster was deleted; issue a new one")
@@ -263,7 +263,7 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	if e := f.entries[id]; e != nil && e.hasStatus {
 		prev = e.status.State
 	}
-	f.applyGetsLocked(resp, 3, agentKey(id), clusterspec.Key(id))
+	f.applyGetsLocked(resp, 3, agentKey(id), registry.Key(id))
 	f.applyLocked(kv{key: statusKey(id), value: []byte(statusVal), modRev: rev})
 	for _, k := range idKeys {
 		f.applyLocked(kv{key: k, value: []byte(idVal), modRev: rev})
@@ -311,12 +311,12 @@ func (f *Fleet) authenticate(r *http.Request) (principal, error) {
 	// that memory never holds a binding without the spec it was made for.
 	ctx, cancel := f.etcdCtx(r.Context())
 	defer cancel()
-	resp, err := f.cli.Txn(ctx).Then(clientv3.OpGet(clusterspec.Key(id)), clientv3.OpGet(agentKey(id)), clientv3.OpGet(statusKey(id))).Commit()
+	resp, err := f.cli.Txn(ctx).Then(clientv3.OpGet(registry.Key(id)), clientv3.OpGet(agentKey(id)), clientv3.OpGet(statusKey(id))).Commit()
 	if err != nil {
 		return principal{}, fmt.Errorf("read agent of cluster %s: %w", id, err)
 	}
 	f.mu.Lock()
-	f.applyGetsLocked(resp, 0, clusterspec.Key(id), agentKey(id), statusKey(id))
+	f.applyGetsLocked(resp, 0, registry.Key(id), agentKey(id), statusKey(id))
 	f.mu.Unlock()
 	if p, ok := f.lookup(id, h); ok {
 		return p, nil

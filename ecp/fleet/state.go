@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // entry is everything one replica knows of one cluster. The stored parts
@@ -18,7 +18,7 @@ import (
 type entry struct {
 	id string
 
-	spec    clusterspec.Spec
+	spec    registry.Spec
 	hasSpec bool
 	specRev int64
 
@@ -120,15 +120,15 @@ func (f *Fleet) applyLocked(k kv) {
 		// (its own watch event, if any, comes later and is ignored the same
 		// way); creating an entry for it would let made-up credentials grow
 		// memory.
-		for _, p := range []string{clusterspec.Prefix, agentsPrefix, statusPrefix} {
+		for _, p := range []string{registry.Prefix, agentsPrefix, statusPrefix} {
 			if id, ok := strings.CutPrefix(k.key, p); ok && f.entries[id] == nil {
 				return
 			}
 		}
 	}
 	switch {
-	case strings.HasPrefix(k.key, clusterspec.Prefix):
-		id := strings.TrimPrefix(k.key, clusterspec.Prefix)
+	case strings.HasPrefix(k.key, registry.Prefix):
+		id := strings.TrimPrefix(k.key, registry.Prefix)
 		if id == "" || strings.Contains(id, "/") {
 			return
 		}
@@ -140,7 +140,7 @@ func (f *Fleet) applyLocked(k kv) {
 		if k.deleted {
 			e.hasSpec = false
 		} else {
-			spec, err := clusterspec.Decode(k.value)
+			spec, err := registry.Decode(k.value)
 			if err != nil {
 				f.logger.Warn("ignoring undecodable cluster spec", "key", k.key, "err", err)
 				return

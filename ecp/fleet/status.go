@@ -69,7 +69,7 @@ type Status struct {
 	DashboardURL string `json:"dashboardUrl,omitempty"`
 	// RegisteredLogCollection is the log collection the agent chose when
 	// it registered (zero when none is bound). What it applies is
-	// clusterspec.Spec.EffectiveLogCollection of it.
+	// registry.Spec.EffectiveLogCollection of it.
 	RegisteredLogCollection agentproto.LogCollection `json:"registeredLogCollection"`
 }
 

@@ -6,8 +6,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	ecpkv "github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // watchLoop mirrors the cluster specs and fleet's own keys into memory
@@ -46,7 +46,7 @@ func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	}
 	// Whatever memory holds that the snapshot lacks was deleted meanwhile.
 	for id, e := range f.entries {
-		for _, key := range []string{clusterspec.Key(id), agentKey(id), statusKey(id)} {
+		for _, key := range []string{registry.Key(id), agentKey(id), statusKey(id)} {
 			if !seen[key] {
 				f.applyLocked(kv{key: key, modRev: rev, deleted: true})
 			}
@@ -75,11 +75,11 @@ func (f *Fleet) announceLocked() {
 // revision order, so memory never sees a binding before the spec it was
 // made for; keys of others that sort in between are ignored.
 func watchRange() (from, to string) {
-	from, to = clusterspec.Prefix, clientv3.GetPrefixRangeEnd(Prefix)
+	from, to = registry.Prefix, clientv3.GetPrefixRangeEnd(Prefix)
 	if Prefix < from {
 		from = Prefix
 	}
-	if end := clientv3.GetPrefixRangeEnd(clusterspec.Prefix); end > to {
+	if end := clientv3.GetPrefixRangeEnd(registry.Prefix); end > to {
 		to = end
 	}
 	return from, to

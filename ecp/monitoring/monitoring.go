@@ -38,9 +38,9 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -114,7 +114,7 @@ func (s *Store) Forget(clusterID string) {
 // Clusters lists a project's cluster entries; the replica's mirror of the
 // specs (*clusters.Index) implements it.
 type Clusters interface {
-	ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error)
+	ListProject(ctx context.Context, project string) ([]registry.Spec, error)
 }
 
 // Statuses gives what fleet knows of a cluster; *fleet.Fleet implements it.
@@ -235,12 +235,12 @@ func (api *API) Overview(ctx context.Context, ac *tenancy.Access, project, clust
 		return Overview{}, err
 	}
 	if cluster != "" {
-		specs = slices.DeleteFunc(specs, func(s clusterspec.Spec) bool { return s.ID != cluster })
+		specs = slices.DeleteFunc(specs, func(s registry.Spec) bool { return s.ID != cluster })
 		if len(specs) == 0 {
 			return Overview{}, httpapi.Invalid("cluster", "cluster %s is not a cluster of project %s", cluster, p.ID)
 		}
 	}
-	slices.SortFunc(specs, func(a, b clusterspec.Spec) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
+	slices.SortFunc(specs, func(a, b registry.Spec) int { return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID)) })
 	out := Overview{Project: p.ID, Clusters: []ClusterSummary{}, Abnormal: []Abnormal{}}
 	for _, spec := range specs {
 		st, err := api.statuses.Status(ctx, spec.ID)
@@ -261,7 +261,7 @@ func (api *API) Overview(ctx context.Context, ac *tenancy.Access, project, clust
 	return out, nil
 }
 
-func add(out *Overview, spec clusterspec.Spec, st fleet.Status, sn Snapshot) {
+func add(out *Overview, spec registry.Spec, st fleet.Status, sn Snapshot) {
 	stopped := 0
 	for _, a := range sn.Abnormal {
 		if a.Kind == agentproto.KindRule && a.Status == "stopped" {

@@ -15,10 +15,10 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/auth"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -44,10 +44,10 @@ func TestDashboardLink(t *testing.T) {
 	}
 }
 
-type fakeClusters map[string][]clusterspec.Spec
+type fakeClusters map[string][]registry.Spec
 
-func (f fakeClusters) ListProject(_ context.Context, project string) ([]clusterspec.Spec, error) {
-	return append([]clusterspec.Spec(nil), f[project]...), nil
+func (f fakeClusters) ListProject(_ context.Context, project string) ([]registry.Spec, error) {
+	return append([]registry.Spec(nil), f[project]...), nil
 }
 
 type fakeStatuses map[string]fleet.Status

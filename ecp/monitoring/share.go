@@ -13,8 +13,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // Prefix holds, per cluster, the last report snapshot whose counts or
@@ -150,7 +150,7 @@ func (s *Store) put(ctx context.Context, id string, sn Snapshot) error {
 	defer cancel()
 	// Only while the entry exists: a report taken before its deletion
 	// must not leave a key behind it (registry.Delete removes this one).
-	_, err = s.cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(clusterspec.Key(id)), ">", 0)).
+	_, err = s.cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(registry.Key(id)), ">", 0)).
 		Then(clientv3.OpPut(Key(id), string(b))).Commit()
 	if err != nil {
 		return fmt.Errorf("write snapshot of cluster %s: %w", id, err)

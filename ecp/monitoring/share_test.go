@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // waitUntil polls cond: the other replica learns through an etcd watch.
@@ -36,7 +36,7 @@ func TestShareAcrossReplicas(t *testing.T) {
 	defer func() { cancel(); <-done; <-done }()
 
 	// Snapshots are shared only while their entry exists.
-	if _, err := cli.Put(t.Context(), clusterspec.Key("c1"), "{}"); err != nil {
+	if _, err := cli.Put(t.Context(), registry.Key("c1"), "{}"); err != nil {
 		t.Fatal(err)
 	}
 	at := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -92,7 +92,7 @@ func TestScaleMovingCountersWriteNothing(t *testing.T) {
 
 	// Snapshots are shared only while their entry exists.
 	for _, id := range []string{"c1", "marker"} {
-		if _, err := cli.Put(t.Context(), clusterspec.Key(id), "{}"); err != nil {
+		if _, err := cli.Put(t.Context(), registry.Key(id), "{}"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -17,13 +17,13 @@ import (
 	"github.com/ecpio/ecp/ecp/alerts"
 	ecpauth "github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/logs"
 	"github.com/ecpio/ecp/ecp/logstore"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/remotewrite"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/version"
@@ -123,7 +123,7 @@ func Operations() []Operation {
 		{Method: "DELETE", Path: api + "/role-bindings/{id}", Tag: "tenancy", Summary: "Revoke a role by binding id.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409}},
 		{Method: "GET", Path: api + "/clusters", Tag: "clusters", Summary: "Every managed cluster the caller can see, across projects, a page at a time in (name, id) order.", Responses: map[int]string{200: "ClusterList"}, Errors: auth, Query: clusterListQuery},
 		{Method: "GET", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "The project's managed clusters, a page at a time in (name, id) order.", Responses: map[int]string{200: "ClusterList"}, Errors: tenant, Query: clusterListQuery},
-		{Method: "POST", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "Create a managed-cluster entry (max connections " + strconv.Itoa(clusterspec.DefaultMaxConnections) + " from the licence). Names are unique within a project: 409 NameTaken (field name, cluster: the entry that has it).", Request: "ClusterCreate", Responses: map[int]string{201: "Cluster"}, Errors: []int{400, 401, 403, 404, 409, 422}},
+		{Method: "POST", Path: api + "/projects/{project}/clusters", Tag: "clusters", Summary: "Create a managed-cluster entry (max connections " + strconv.Itoa(registry.DefaultMaxConnections) + " from the licence). Names are unique within a project: 409 NameTaken (field name, cluster: the entry that has it).", Request: "ClusterCreate", Responses: map[int]string{201: "Cluster"}, Errors: []int{400, 401, 403, 404, 409, 422}},
 		{Method: "GET", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "One managed cluster: its entry and live status.", Responses: map[int]string{200: "Cluster"}, Errors: tenant},
 		{Method: "PATCH", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Edit name, service URL or the log collection switch (project admin). Switching log collection on is refused (400, field logCollection.enabled) when the cluster's agent registered no log directory; the agent follows the switch through its desired state within about 2 s. A name another entry of the project has is refused (409 NameTaken).", Request: "ClusterPatch", Responses: map[int]string{200: "Cluster"}, Errors: []int{400, 401, 403, 404, 409}},
 		{Method: "DELETE", Path: api + "/clusters/{id}", Tag: "clusters", Summary: "Delete the entry; its agent is told to unregister and refused from then on.", Responses: map[int]string{204: ""}, Errors: tenant},

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // TestNamesUniqueAcrossReplicas: creates, renames and moves to one name
@@ -34,7 +34,7 @@ func TestNamesUniqueAcrossReplicas(t *testing.T) {
 					if errs[i] = ledgers[i%2].Create(ctx, s); errs[i] != nil {
 						return
 					}
-					_, errs[i] = ledgers[i%2].Update(ctx, s.ID, func(s *clusterspec.Spec) error { s.Name = name; return nil })
+					_, errs[i] = ledgers[i%2].Update(ctx, s.ID, func(s *registry.Spec) error { s.Name = name; return nil })
 					return
 				}
 				errs[i] = ledgers[i%2].Create(ctx, s)
@@ -81,7 +81,7 @@ func TestNamesKeepLegacyDuplicates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := cli.Put(ctx, clusterspec.Key(id), string(b)); err != nil {
+		if _, err := cli.Put(ctx, registry.Key(id), string(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestNamesKeepLegacyDuplicates(t *testing.T) {
 	}
 	// Both legacy twins keep working, name unchanged.
 	for _, id := range []string{"young", "old"} {
-		if _, err := g.Update(ctx, id, func(s *clusterspec.Spec) error { s.ServiceURL = "http://x:18083"; return nil }); err != nil {
+		if _, err := g.Update(ctx, id, func(s *registry.Spec) error { s.ServiceURL = "http://x:18083"; return nil }); err != nil {
 			t.Fatalf("update of legacy %s: %v", id, err)
 		}
 		if _, err := g.SetMaxConnections(ctx, id, 20); err != nil {

@@ -4,7 +4,7 @@
 //
 // Every change to a cluster's allocation (creating an entry, changing its
 // max connections, deleting it) is one etcd transaction over the entry's
-// spec (clusterspec.Key) and the allocation counter (AllocatedKey), both
+// spec (registry.Key) and the allocation counter (AllocatedKey), both
 // compared at the revision they were read at. Concurrent changes, from one
 // replica or several, therefore serialise in etcd, and the sum of the
 // allocations can never exceed the total, whatever the interleaving.
@@ -30,8 +30,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // ProjectIndexPrefix indexes entries by project,
@@ -245,9 +245,9 @@ func (g *Ledger) Usage(ctx context.Context) (Usage, error) {
 
 // Create stores a new entry with spec.MaxConnections allocated from the
 // licence; a *Refusal when it does not fit, ErrExists when the id is taken.
-func (g *Ledger) Create(ctx context.Context, spec clusterspec.Spec) error {
+func (g *Ledger) Create(ctx context.Context, spec registry.Spec) error {
 	return g.txn(ctx, spec.ID, func(stm concurrency.STM) error {
-		if stm.Rev(clusterspec.Key(spec.ID)) != 0 {
+		if stm.Rev(registry.Key(spec.ID)) != 0 {
 			return ErrExists
 		}
 		if err := claimName(stm, spec, ""); err != nil {
@@ -272,8 +272,8 @@ func (g *Ledger) Create(ctx context.Context, spec clusterspec.Spec) error {
 // SetMaxConnections changes one entry's allocation; a *Refusal when n is
 // over the ceiling or needs more than the licence, the entry's organization
 // or its project has remaining.
-func (g *Ledger) SetMaxConnections(ctx context.Context, id string, n int) (clusterspec.Spec, error) {
-	var out clusterspec.Spec
+func (g *Ledger) SetMaxConnections(ctx context.Context, id string, n int) (registry.Spec, error) {
+	var out registry.Spec
 	err := g.txn(ctx, id, func(stm concurrency.STM) error {
 		spec, err := readSpec(stm, id)
 		if err != nil {
@@ -305,8 +305,8 @@ func (g *Ledger) SetMaxConnections(ctx context.Context, id string, n int) (clust
 // concurrent max-connections change. fn must not change MaxConnections.
 // A change of project moves the entry's allocation with it: a *Refusal
 // when the target project or its organization has not that much remaining.
-func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spec) error) (clusterspec.Spec, error) {
-	var out clusterspec.Spec
+func (g *Ledger) Update(ctx context.Context, id string, fn func(*registry.Spec) error) (registry.Spec, error) {
+	var out registry.Spec
 	err := g.txn(ctx, id, func(stm concurrency.STM) error {
 		spec, err := readSpec(stm, id)
 		if err != nil {
@@ -325,7 +325,7 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spe
 			if err := claimName(stm, spec, transfer); err != nil {
 				return err
 			}
-			releaseName(stm, clusterspec.Spec{ID: id, Project: project, Name: name})
+			releaseName(stm, registry.Spec{ID: id, Project: project, Name: name})
 		}
 		if spec.Project != project {
 			if err := g.move(stm, spec, project); err != nil {
@@ -339,7 +339,7 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spe
 		if err != nil {
 			return err
 		}
-		stm.Put(clusterspec.Key(id), string(b))
+		stm.Put(registry.Key(id), string(b))
 		out = spec
 		return nil
 	})
@@ -348,7 +348,7 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*clusterspec.Spe
 
 // move takes spec's allocation from project from to spec.Project, checking
 // the target's quotas (the licence total does not change).
-func (g *Ledger) move(stm concurrency.STM, spec clusterspec.Spec, from string) error {
+func (g *Ledger) move(stm concurrency.STM, spec registry.Spec, from string) error {
 	src, err := readScopes(stm, from)
 	if err != nil {
 		return err
@@ -385,8 +385,8 @@ func (g *Ledger) move(stm concurrency.STM, spec clusterspec.Spec, from string) e
 // Delete removes the entry and returns its allocation to the licence. The
 // keys in also (what other packages keep of the entry, see ecp/registry)
 // go in the same transaction.
-func (g *Ledger) Delete(ctx context.Context, id string, also ...string) (clusterspec.Spec, error) {
-	var out clusterspec.Spec
+func (g *Ledger) Delete(ctx context.Context, id string, also ...string) (registry.Spec, error) {
+	var out registry.Spec
 	err := g.txn(ctx, id, func(stm concurrency.STM) error {
 		spec, err := readSpec(stm, id)
 		if err != nil {
@@ -401,7 +401,7 @@ func (g *Ledger) Delete(ctx context.Context, id string, also ...string) (cluster
 			return err
 		}
 		sc.add(stm, -spec.MaxConnections)
-		stm.Del(clusterspec.Key(id))
+		stm.Del(registry.Key(id))
 		stm.Del(indexKey(spec.Project, id))
 		releaseName(stm, spec)
 		for _, k := range also {
@@ -464,12 +464,12 @@ func (g *Ledger) tightest(candidates ...*Refusal) *Refusal {
 	return out
 }
 
-func (g *Ledger) put(stm concurrency.STM, spec clusterspec.Spec, allocated int) error {
+func (g *Ledger) put(stm concurrency.STM, spec registry.Spec, allocated int) error {
 	b, err := spec.Encode()
 	if err != nil {
 		return err
 	}
-	stm.Put(clusterspec.Key(spec.ID), string(b))
+	stm.Put(registry.Key(spec.ID), string(b))
 	stm.Put(indexKey(spec.Project, spec.ID), "")
 	stm.Put(AllocatedKey, strconv.Itoa(allocated))
 	return nil
@@ -490,7 +490,7 @@ func (g *Ledger) txn(ctx context.Context, id string, apply func(concurrency.STM)
 	}, concurrency.WithAbortContext(ctx),
 		// The keys known up front in one read instead of one round trip
 		// each.
-		concurrency.WithPrefetch(append([]string{clusterspec.Key(id), AllocatedKey}, prefetch...)...))
+		concurrency.WithPrefetch(append([]string{registry.Key(id), AllocatedKey}, prefetch...)...))
 	if attempts > 1 {
 		g.conflicts.Add(float64(attempts - 1))
 	}
@@ -520,7 +520,7 @@ func (p passError) Unwrap() error { return p.err }
 // cluster being moved). A key whose holder is gone or has another name by
 // now is stale and taken over. Reading the key and the holder's spec in the
 // transaction makes etcd refuse the commit if either changed meanwhile.
-func claimName(stm concurrency.STM, spec clusterspec.Spec, transfer string) error {
+func claimName(stm concurrency.STM, spec registry.Spec, transfer string) error {
 	k := NameKey(spec.Project, spec.Name)
 	if holder := stm.Get(k); holder != "" && holder != spec.ID {
 		other, err := readSpec(stm, holder)
@@ -538,19 +538,19 @@ func claimName(stm concurrency.STM, spec clusterspec.Spec, transfer string) erro
 
 // releaseName drops the name key of spec's old name and project if spec
 // holds it (an entry that shares a name from before the index holds none).
-func releaseName(stm concurrency.STM, old clusterspec.Spec) {
+func releaseName(stm concurrency.STM, old registry.Spec) {
 	k := NameKey(old.Project, old.Name)
 	if stm.Get(k) == old.ID {
 		stm.Del(k)
 	}
 }
 
-func readSpec(stm concurrency.STM, id string) (clusterspec.Spec, error) {
-	key := clusterspec.Key(id)
+func readSpec(stm concurrency.STM, id string) (registry.Spec, error) {
+	key := registry.Key(id)
 	if stm.Rev(key) == 0 {
-		return clusterspec.Spec{}, ErrNotFound
+		return registry.Spec{}, ErrNotFound
 	}
-	return clusterspec.Decode([]byte(stm.Get(key)))
+	return registry.Decode([]byte(stm.Get(key)))
 }
 
 func readAllocated(stm concurrency.STM) (int, error) {
@@ -566,9 +566,9 @@ func readAllocated(stm concurrency.STM) (int, error) {
 }
 
 // Get reads one entry's spec; ErrNotFound when there is none.
-func (g *Ledger) Get(ctx context.Context, id string) (clusterspec.Spec, error) {
-	var s clusterspec.Spec
-	_, err := kv.Get(ctx, g.cli, clusterspec.Key(id), &s)
+func (g *Ledger) Get(ctx context.Context, id string) (registry.Spec, error) {
+	var s registry.Spec
+	_, err := kv.Get(ctx, g.cli, registry.Key(id), &s)
 	if errors.Is(err, kv.ErrNotFound) {
 		return s, ErrNotFound
 	}
@@ -576,8 +576,8 @@ func (g *Ledger) Get(ctx context.Context, id string) (clusterspec.Spec, error) {
 }
 
 // List reads every entry's spec.
-func (g *Ledger) List(ctx context.Context) ([]clusterspec.Spec, error) {
-	return kv.List[clusterspec.Spec](ctx, g.cli, clusterspec.Prefix)
+func (g *Ledger) List(ctx context.Context) ([]registry.Spec, error) {
+	return kv.List[registry.Spec](ctx, g.cli, registry.Prefix)
 }
 
 // maxTxnOps stays under etcd's default limit of operations per transaction.
@@ -585,7 +585,7 @@ const maxTxnOps = 100
 
 // ListProject reads the specs of one project's entries through the index,
 // all at the revision the index was read at, so the list is one snapshot.
-func (g *Ledger) ListProject(ctx context.Context, project string) ([]clusterspec.Spec, error) {
+func (g *Ledger) ListProject(ctx context.Context, project string) ([]registry.Spec, error) {
 	ctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
 	idx, err := g.cli.Get(ctx, ProjectIndexPrefix+project+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
@@ -593,12 +593,12 @@ func (g *Ledger) ListProject(ctx context.Context, project string) ([]clusterspec
 		return nil, fmt.Errorf("list clusters of project %s: %w", project, err)
 	}
 	rev := idx.Header.Revision
-	out := make([]clusterspec.Spec, 0, len(idx.Kvs))
+	out := make([]registry.Spec, 0, len(idx.Kvs))
 	for start := 0; start < len(idx.Kvs); start += maxTxnOps {
 		var ops []clientv3.Op
 		for _, item := range idx.Kvs[start:min(start+maxTxnOps, len(idx.Kvs))] {
 			id := string(item.Key)[len(ProjectIndexPrefix+project+"/"):]
-			ops = append(ops, clientv3.OpGet(clusterspec.Key(id), clientv3.WithRev(rev)))
+			ops = append(ops, clientv3.OpGet(registry.Key(id), clientv3.WithRev(rev)))
 		}
 		resp, err := g.cli.Txn(ctx).Then(ops...).Commit()
 		if err != nil {
@@ -606,7 +606,7 @@ func (g *Ledger) ListProject(ctx context.Context, project string) ([]clusterspec
 		}
 		for _, r := range resp.Responses {
 			for _, item := range r.GetResponseRange().Kvs {
-				s, err := clusterspec.Decode(item.Value)
+				s, err := registry.Decode(item.Value)
 				if err != nil {
 					return nil, err
 				}
@@ -628,7 +628,7 @@ func (g *Ledger) Reindex(ctx context.Context) (added, removed int, err error) {
 	ctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
 	snap, err := g.cli.Txn(ctx).Then(
-		clientv3.OpGet(clusterspec.Prefix, clientv3.WithPrefix()),
+		clientv3.OpGet(registry.Prefix, clientv3.WithPrefix()),
 		clientv3.OpGet(ProjectIndexPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly()),
 	).Commit()
 	if err != nil {
@@ -637,7 +637,7 @@ func (g *Ledger) Reindex(ctx context.Context) (added, removed int, err error) {
 	rev := snap.Header.Revision
 	want := map[string]string{} // index key -> spec key
 	for _, item := range snap.Responses[0].GetResponseRange().Kvs {
-		s, err := clusterspec.Decode(item.Value)
+		s, err := registry.Decode(item.Value)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -653,7 +653,7 @@ func (g *Ledger) Reindex(ctx context.Context) (added, removed int, err error) {
 		if _, ok := want[k]; ok {
 			continue
 		}
-		specKey := clusterspec.Key(k[strings.LastIndexByte(k, '/')+1:])
+		specKey := registry.Key(k[strings.LastIndexByte(k, '/')+1:])
 		resp, err := g.cli.Txn(ctx).If(unchanged(specKey)).Then(clientv3.OpDelete(k)).Commit()
 		if err != nil {
 			return added, removed, fmt.Errorf("drop stale index key: %w", err)
@@ -688,17 +688,17 @@ func (g *Ledger) ReindexNames(ctx context.Context) (added, removed int, err erro
 	ctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
 	snap, err := g.cli.Txn(ctx).Then(
-		clientv3.OpGet(clusterspec.Prefix, clientv3.WithPrefix()),
+		clientv3.OpGet(registry.Prefix, clientv3.WithPrefix()),
 		clientv3.OpGet(NameIndexPrefix, clientv3.WithPrefix()),
 	).Commit()
 	if err != nil {
 		return 0, 0, fmt.Errorf("read specs and name index: %w", err)
 	}
 	rev := snap.Header.Revision
-	var specs []clusterspec.Spec
-	byID := map[string]clusterspec.Spec{}
+	var specs []registry.Spec
+	byID := map[string]registry.Spec{}
 	for _, item := range snap.Responses[0].GetResponseRange().Kvs {
-		s, err := clusterspec.Decode(item.Value)
+		s, err := registry.Decode(item.Value)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -715,7 +715,7 @@ func (g *Ledger) ReindexNames(ctx context.Context) (added, removed int, err erro
 			want[k] = id
 		}
 	}
-	slices.SortFunc(specs, func(a, b clusterspec.Spec) int {
+	slices.SortFunc(specs, func(a, b registry.Spec) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 	})
 	for _, s := range specs {
@@ -730,7 +730,7 @@ func (g *Ledger) ReindexNames(ctx context.Context) (added, removed int, err erro
 		if _, ok := want[k]; ok {
 			continue
 		}
-		resp, err := g.cli.Txn(ctx).If(unchanged(k), unchanged(clusterspec.Key(id))).Then(clientv3.OpDelete(k)).Commit()
+		resp, err := g.cli.Txn(ctx).If(unchanged(k), unchanged(registry.Key(id))).Then(clientv3.OpDelete(k)).Commit()
 		if err != nil {
 			return added, removed, fmt.Errorf("drop stale name key: %w", err)
 		}
@@ -742,7 +742,7 @@ func (g *Ledger) ReindexNames(ctx context.Context) (added, removed int, err erro
 		if have[k] == id {
 			continue
 		}
-		resp, err := g.cli.Txn(ctx).If(unchanged(k), unchanged(clusterspec.Key(id))).Then(clientv3.OpPut(k, id)).Commit()
+		resp, err := g.cli.Txn(ctx).If(unchanged(k), unchanged(registry.Key(id))).Then(clientv3.OpPut(k, id)).Commit()
 		if err != nil {
 			return added, removed, fmt.Errorf("add name key: %w", err)
 		}

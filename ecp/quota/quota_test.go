@@ -15,9 +15,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 func newLedger(t *testing.T, cli *clientv3.Client, l quota.Licence) *quota.Ledger {
@@ -29,8 +29,8 @@ func newLedger(t *testing.T, cli *clientv3.Client, l quota.Licence) *quota.Ledge
 	return g
 }
 
-func spec(id string, maxConns int) clusterspec.Spec {
-	return clusterspec.Spec{ID: id, Name: id, Project: "p", MaxConnections: maxConns, CreatedAt: time.Now()}
+func spec(id string, maxConns int) registry.Spec {
+	return registry.Spec{ID: id, Name: id, Project: "p", MaxConnections: maxConns, CreatedAt: time.Now()}
 }
 
 func TestLicenceValidate(t *testing.T) {
@@ -227,7 +227,7 @@ func TestProjectIndex(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ctx := t.Context()
 	g := newLedger(t, cli, quota.Licence{TotalConnections: 1000, MaxPerCluster: 100})
-	ids := func(specs []clusterspec.Spec) []string {
+	ids := func(specs []registry.Spec) []string {
 		var out []string
 		for _, s := range specs {
 			out = append(out, s.ID)
@@ -253,7 +253,7 @@ func TestProjectIndex(t *testing.T) {
 	if got := list("p"); !slices.Equal(got, []string{"c0", "c1"}) {
 		t.Fatalf("p lists %v", got)
 	}
-	if _, err := g.Update(ctx, "c1", func(s *clusterspec.Spec) error { s.Project = "q"; return nil }); err != nil {
+	if _, err := g.Update(ctx, "c1", func(s *registry.Spec) error { s.Project = "q"; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := g.Delete(ctx, "c0"); err != nil {
@@ -267,7 +267,7 @@ func TestProjectIndex(t *testing.T) {
 	}
 	// An entry written without its index key (as before the index
 	// existed) and a stale key are both repaired by Reindex.
-	if _, err := cli.Put(ctx, clusterspec.Key("old"), `{"id":"old","name":"old","project":"p","maxConnections":10}`); err != nil {
+	if _, err := cli.Put(ctx, registry.Key("old"), `{"id":"old","name":"old","project":"p","maxConnections":10}`); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cli.Put(ctx, quota.ProjectIndexPrefix+"p/ghost", ""); err != nil {

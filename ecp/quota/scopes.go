@@ -9,8 +9,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -286,7 +286,7 @@ func (g *Ledger) recount(ctx context.Context) (changed int, done bool, err error
 	ctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
 	snap, err := g.cli.Txn(ctx).Then(
-		clientv3.OpGet(clusterspec.Prefix, clientv3.WithPrefix()),
+		clientv3.OpGet(registry.Prefix, clientv3.WithPrefix()),
 		clientv3.OpGet(tenancy.ProjectsPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(ProjectAllocatedPrefix, clientv3.WithPrefix()),
 		clientv3.OpGet(OrgAllocatedPrefix, clientv3.WithPrefix()),
@@ -306,7 +306,7 @@ func (g *Ledger) recount(ctx context.Context) (changed int, done bool, err error
 	want := map[string]int{}
 	total := 0
 	for _, item := range snap.Responses[0].GetResponseRange().Kvs {
-		s, err := clusterspec.Decode(item.Value)
+		s, err := registry.Decode(item.Value)
 		if err != nil {
 			return 0, false, err
 		}

@@ -12,9 +12,9 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -47,7 +47,7 @@ func newWorld(t *testing.T, cli *clientv3.Client) world {
 	return w
 }
 
-func in(project, id string, n int) clusterspec.Spec {
+func in(project, id string, n int) registry.Spec {
 	s := spec(id, n)
 	s.Project = project
 	return s
@@ -121,7 +121,7 @@ func TestScopeQuotas(t *testing.T) {
 	// only the target project's.
 	must(g.SetOrgQuota(ctx, w.o2, ptr(30)))
 	move := func(id, to string) error {
-		_, err := g.Update(ctx, id, func(s *clusterspec.Spec) error { s.Project = to; return nil })
+		_, err := g.Update(ctx, id, func(s *registry.Spec) error { s.Project = to; return nil })
 		return err
 	}
 	err = move("c1", w.q1)
@@ -180,7 +180,7 @@ func TestRecountFillsCounters(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := cli.Put(ctx, clusterspec.Key("old"+strconv.Itoa(i)), string(b)); err != nil {
+		if _, err := cli.Put(ctx, registry.Key("old"+strconv.Itoa(i)), string(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -248,7 +248,7 @@ func TestScopeQuotasHoldUnderRaces(t *testing.T) {
 			var err error
 			switch kind {
 			case 0:
-				_, err = g.Update(ctx, id, func(s *clusterspec.Spec) error { s.Project = to; return nil })
+				_, err = g.Update(ctx, id, func(s *registry.Spec) error { s.Project = to; return nil })
 			case 1:
 				err = g.Create(ctx, in(to, fmt.Sprintf("n%d", n*1000+rand.IntN(1000)), n))
 				if errors.Is(err, quota.ErrExists) {

@@ -5,7 +5,7 @@
 //
 // Keys of one entry, by owner (grep the prefixes to check the list):
 //
-//	/ecp/clusters/<id>                          the record (clusterspec; written by quota.Ledger)
+//	/ecp/clusters/<id>                          the record (Spec, record.go; written by quota.Ledger)
 //	/ecp/project-clusters/<project>/<id>        its project index (quota.Ledger)
 //	/ecp/cluster-names/<project>/<name>         its name key, value <id> (quota.Ledger)
 //	/ecp/fleet/agents/<id>, /ecp/fleet/status/<id>   the agent binding and state (fleet)
@@ -30,8 +30,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
-
-	"github.com/ecpio/ecp/ecp/clusterspec"
 )
 
 // Records is the writer of the record: *quota.Ledger. Delete removes the
@@ -39,7 +37,7 @@ import (
 // returns its allocation to the licence (quota.ErrNotFound for an entry
 // that does not exist).
 type Records interface {
-	Delete(ctx context.Context, id string, also ...string) (clusterspec.Spec, error)
+	Delete(ctx context.Context, id string, also ...string) (Spec, error)
 }
 
 // Binder is the agent side: *fleet.Fleet. Forget revokes the entry's agent
@@ -57,7 +55,7 @@ type Registry struct {
 	mu      sync.RWMutex
 	binder  Binder
 	keys    []func(id string) []string
-	deleted []func(spec clusterspec.Spec)
+	deleted []func(spec Spec)
 }
 
 // New returns a Registry over records. The binder is set apart (SetBinder)
@@ -86,7 +84,7 @@ func (r *Registry) KeepsKeys(fn func(id string) []string) {
 
 // OnDelete subscribes fn to the deletions made through this replica; it
 // runs after the keys are gone, to drop what memory keeps of the entry.
-func (r *Registry) OnDelete(fn func(spec clusterspec.Spec)) {
+func (r *Registry) OnDelete(fn func(spec Spec)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.deleted = append(r.deleted, fn)
@@ -94,7 +92,7 @@ func (r *Registry) OnDelete(fn func(spec clusterspec.Spec)) {
 
 // Delete is what happens when a cluster is deleted; see the package
 // documentation for the keys and the order.
-func (r *Registry) Delete(ctx context.Context, id string) (clusterspec.Spec, error) {
+func (r *Registry) Delete(ctx context.Context, id string) (Spec, error) {
 	r.mu.RLock()
 	binder := r.binder
 	var also []string
@@ -108,14 +106,14 @@ func (r *Registry) Delete(ctx context.Context, id string) (clusterspec.Spec, err
 	// pending token and identity keys removed.
 	if binder != nil {
 		if err := binder.Forget(ctx, id); err != nil {
-			return clusterspec.Spec{}, fmt.Errorf("revoke the agent of cluster %s: %w", id, err)
+			return Spec{}, fmt.Errorf("revoke the agent of cluster %s: %w", id, err)
 		}
 	}
 	// 2. The record, its project index and name key, its allocation, and
 	// every key others keep per entry, in one transaction.
 	spec, err := r.records.Delete(ctx, id, also...)
 	if err != nil {
-		return clusterspec.Spec{}, err
+		return Spec{}, err
 	}
 	// 3. Memory of this replica.
 	for _, fn := range subscribers {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"slices"
 	"testing"
-
-	"github.com/ecpio/ecp/ecp/clusterspec"
 )
 
 type fakeRecords struct {
@@ -14,10 +12,10 @@ type fakeRecords struct {
 	also  []string
 }
 
-func (f *fakeRecords) Delete(_ context.Context, id string, also ...string) (clusterspec.Spec, error) {
+func (f *fakeRecords) Delete(_ context.Context, id string, also ...string) (Spec, error) {
 	*f.calls = append(*f.calls, "records")
 	f.also = also
-	return clusterspec.Spec{ID: id, Project: "p"}, nil
+	return Spec{ID: id, Project: "p"}, nil
 }
 
 type fakeBinder struct {
@@ -49,7 +47,7 @@ func TestDeleteOrder(t *testing.T) {
 			r.SetBinder(fakeBinder{calls: &calls, err: tc.forgetErr})
 			r.KeepsKeys(func(id string) []string { return []string{"/a/" + id} })
 			r.KeepsKeys(func(id string) []string { return []string{"/b/" + id} })
-			r.OnDelete(func(spec clusterspec.Spec) { calls = append(calls, "subscriber") })
+			r.OnDelete(func(spec Spec) { calls = append(calls, "subscriber") })
 			_, err := r.Delete(t.Context(), "c1")
 			if (err != nil) != (tc.forgetErr != nil) {
 				t.Fatalf("Delete error %v, want %v", err, tc.forgetErr)

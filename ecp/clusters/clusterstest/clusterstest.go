@@ -19,10 +19,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/clusters"
-	"github.com/ecpio/ecp/ecp/clusterspec"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -130,7 +130,7 @@ func (f *Fleet) Issued() []secret.String {
 // licence; the caller keeps the entries within it. Nor does it keep the
 // per-organization and per-project allocation counters: a test that sets
 // quotas seeds before the app starts, whose Recount fills them.
-func Seed(ctx context.Context, cli *clientv3.Client, specs []clusterspec.Spec) error {
+func Seed(ctx context.Context, cli *clientv3.Client, specs []registry.Spec) error {
 	const perTxn = 40 // three keys each, under etcd's 128 operations per transaction
 	allocated := 0
 	for start := 0; start < len(specs); start += perTxn {
@@ -140,7 +140,7 @@ func Seed(ctx context.Context, cli *clientv3.Client, specs []clusterspec.Spec) e
 			if err != nil {
 				return err
 			}
-			ops = append(ops, clientv3.OpPut(clusterspec.Key(s.ID), string(b)),
+			ops = append(ops, clientv3.OpPut(registry.Key(s.ID), string(b)),
 				clientv3.OpPut(quota.ProjectIndexPrefix+s.Project+"/"+s.ID, ""),
 				clientv3.OpPut(quota.NameKey(s.Project, s.Name), s.ID))
 			allocated += s.MaxConnections

@@ -1,10 +1,11 @@
-// Package clusterspec is the stored record of a managed-cluster entry as the
-// operator defines it: name, project, service URL and the max connections
-// allocated from the licence. It is the seam between the user-facing cluster
-// API (which writes it) and the agent gateway (which reads and watches it to
-// derive each agent's desired state); what the agent reports lives beside it,
-// owned by the gateway, never in this record.
-package clusterspec
+package registry
+
+// The record of a managed-cluster entry as the operator defines it: name,
+// project, service URL and the max connections allocated from the licence.
+// It is the seam between the user-facing cluster API (which writes it) and
+// the agent gateway (which reads and watches it to derive each agent's
+// desired state); what the agent reports lives beside it, owned by the
+// gateway, never in this record.
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package clusterspec
+package registry
 
 import (
 	"strings"
