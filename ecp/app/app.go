@@ -267,10 +267,10 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	reg.MustRegister(newLicenceCollector(a.ledger))
-	if added, removed, err := a.ledger.Reindex(ctx); err != nil {
+	if dropped, err := a.ledger.DropProjectIndex(ctx); err != nil {
 		return err
-	} else if added+removed > 0 {
-		a.logger.Info("project index of cluster entries repaired", "added", added, "removed", removed)
+	} else if dropped > 0 {
+		a.logger.Info("retired project index of cluster entries dropped", "keys", dropped)
 	}
 	if added, removed, err := a.ledger.ReindexNames(ctx); err != nil {
 		return err

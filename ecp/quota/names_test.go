@@ -51,13 +51,13 @@ func TestNamesUniqueAcrossReplicas(t *testing.T) {
 				t.Fatalf("round %d: %v", round, err)
 			}
 		}
-		specs, err := ledgers[0].ListProject(ctx, "p")
+		specs, err := ledgers[0].List(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		have := 0
 		for _, s := range specs {
-			if s.Name == name {
+			if s.Project == "p" && s.Name == name {
 				have++
 			}
 		}

@@ -34,14 +34,6 @@ import (
 	"github.com/ecpio/ecp/ecp/registry"
 )
 
-// ProjectIndexPrefix indexes entries by project,
-// ProjectIndexPrefix+<project>/<id> with an empty value, so a project's list
-// reads its own entries only. It changes in the same transactions as the
-// specs.
-const ProjectIndexPrefix = "/ecp/project-clusters/"
-
-func indexKey(project, id string) string { return ProjectIndexPrefix + project + "/" + id }
-
 // NameIndexPrefix holds one key per entry name in a project,
 // NameIndexPrefix+<project>/<name>, whose value is the id of the entry that
 // has the name. It changes in the same transactions as the specs, so two
@@ -331,8 +323,6 @@ func (g *Ledger) Update(ctx context.Context, id string, fn func(*registry.Spec) 
 			if err := g.move(stm, spec, project); err != nil {
 				return err
 			}
-			stm.Del(indexKey(project, id))
-			stm.Put(indexKey(spec.Project, id), "")
 		}
 		spec.UpdatedAt = g.now().UTC()
 		b, err := spec.Encode()
@@ -402,7 +392,6 @@ func (g *Ledger) Delete(ctx context.Context, id string, also ...string) (registr
 		}
 		sc.add(stm, -spec.MaxConnections)
 		stm.Del(registry.Key(id))
-		stm.Del(indexKey(spec.Project, id))
 		releaseName(stm, spec)
 		for _, k := range also {
 			stm.Del(k)
@@ -470,7 +459,6 @@ func (g *Ledger) put(stm concurrency.STM, spec registry.Spec, allocated int) err
 		return err
 	}
 	stm.Put(registry.Key(spec.ID), string(b))
-	stm.Put(indexKey(spec.Project, spec.ID), "")
 	stm.Put(AllocatedKey, strconv.Itoa(allocated))
 	return nil
 }
@@ -583,98 +571,22 @@ func (g *Ledger) List(ctx context.Context) ([]registry.Spec, error) {
 // maxTxnOps stays under etcd's default limit of operations per transaction.
 const maxTxnOps = 100
 
-// ListProject reads the specs of one project's entries through the index,
-// all at the revision the index was read at, so the list is one snapshot.
-func (g *Ledger) ListProject(ctx context.Context, project string) ([]registry.Spec, error) {
-	ctx, cancel := kv.WithTimeout(ctx)
-	defer cancel()
-	idx, err := g.cli.Get(ctx, ProjectIndexPrefix+project+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, fmt.Errorf("list clusters of project %s: %w", project, err)
-	}
-	rev := idx.Header.Revision
-	out := make([]registry.Spec, 0, len(idx.Kvs))
-	for start := 0; start < len(idx.Kvs); start += maxTxnOps {
-		var ops []clientv3.Op
-		for _, item := range idx.Kvs[start:min(start+maxTxnOps, len(idx.Kvs))] {
-			id := string(item.Key)[len(ProjectIndexPrefix+project+"/"):]
-			ops = append(ops, clientv3.OpGet(registry.Key(id), clientv3.WithRev(rev)))
-		}
-		resp, err := g.cli.Txn(ctx).Then(ops...).Commit()
-		if err != nil {
-			return nil, fmt.Errorf("read clusters of project %s: %w", project, err)
-		}
-		for _, r := range resp.Responses {
-			for _, item := range r.GetResponseRange().Kvs {
-				s, err := registry.Decode(item.Value)
-				if err != nil {
-					return nil, err
-				}
-				if s.Project == project {
-					out = append(out, s)
-				}
-			}
-		}
-	}
-	return out, nil
-}
+// retiredProjectIndexPrefix held one key per entry by project
+// (<prefix><project>/<id>). Nothing reads it any more: the lists answer
+// from the replica's in-memory index (clusters.Index), so its keys are
+// dropped at start rather than left behind when their entries go.
+const retiredProjectIndexPrefix = "/ecp/project-clusters/"
 
-// Reindex adds the index keys of entries that lack one (entries written
-// before the index existed, or by hand) and drops keys of entries that are
-// gone or moved. It runs once at start; every later write keeps the index.
-// Specs and index are read at one revision, and each fix applies only if
-// its entry did not change since.
-func (g *Ledger) Reindex(ctx context.Context) (added, removed int, err error) {
+// DropProjectIndex deletes the keys of the retired project index and
+// returns how many there were. It runs once at start.
+func (g *Ledger) DropProjectIndex(ctx context.Context) (int64, error) {
 	ctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	snap, err := g.cli.Txn(ctx).Then(
-		clientv3.OpGet(registry.Prefix, clientv3.WithPrefix()),
-		clientv3.OpGet(ProjectIndexPrefix, clientv3.WithPrefix(), clientv3.WithKeysOnly()),
-	).Commit()
+	resp, err := g.cli.Delete(ctx, retiredProjectIndexPrefix, clientv3.WithPrefix())
 	if err != nil {
-		return 0, 0, fmt.Errorf("read specs and project index: %w", err)
+		return 0, fmt.Errorf("drop the retired project index: %w", err)
 	}
-	rev := snap.Header.Revision
-	want := map[string]string{} // index key -> spec key
-	for _, item := range snap.Responses[0].GetResponseRange().Kvs {
-		s, err := registry.Decode(item.Value)
-		if err != nil {
-			return 0, 0, err
-		}
-		want[indexKey(s.Project, s.ID)] = string(item.Key)
-	}
-	unchanged := func(specKey string) clientv3.Cmp {
-		return clientv3.Compare(clientv3.ModRevision(specKey), "<", rev+1)
-	}
-	seen := map[string]bool{}
-	for _, item := range snap.Responses[1].GetResponseRange().Kvs {
-		k := string(item.Key)
-		seen[k] = true
-		if _, ok := want[k]; ok {
-			continue
-		}
-		specKey := registry.Key(k[strings.LastIndexByte(k, '/')+1:])
-		resp, err := g.cli.Txn(ctx).If(unchanged(specKey)).Then(clientv3.OpDelete(k)).Commit()
-		if err != nil {
-			return added, removed, fmt.Errorf("drop stale index key: %w", err)
-		}
-		if resp.Succeeded {
-			removed++
-		}
-	}
-	for k, specKey := range want {
-		if seen[k] {
-			continue
-		}
-		resp, err := g.cli.Txn(ctx).If(unchanged(specKey)).Then(clientv3.OpPut(k, "")).Commit()
-		if err != nil {
-			return added, removed, fmt.Errorf("add index key: %w", err)
-		}
-		if resp.Succeeded {
-			added++
-		}
-	}
-	return added, removed, nil
+	return resp.Deleted, nil
 }
 
 // ReindexNames gives every name in use a key in the name index, held by the

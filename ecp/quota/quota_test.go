@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -223,61 +222,33 @@ func TestMetricsLint(t *testing.T) {
 	}
 }
 
-func TestProjectIndex(t *testing.T) {
+// TestDropProjectIndex: the retired project index (nothing reads it; the
+// lists answer from clusters.Index) is dropped at start, and the entries
+// it pointed at stay.
+func TestDropProjectIndex(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ctx := t.Context()
 	g := newLedger(t, cli, quota.Licence{TotalConnections: 1000, MaxPerCluster: 100})
-	ids := func(specs []registry.Spec) []string {
-		var out []string
-		for _, s := range specs {
-			out = append(out, s.ID)
-		}
-		slices.Sort(out)
-		return out
+	if err := g.Create(ctx, spec("c0", 10)); err != nil {
+		t.Fatal(err)
 	}
-	for i, p := range []string{"p", "p", "q"} {
-		s := spec("c"+strconv.Itoa(i), 10)
-		s.Project = p
-		if err := g.Create(ctx, s); err != nil {
+	for _, k := range []string{"/ecp/project-clusters/p/c0", "/ecp/project-clusters/p/ghost"} {
+		if _, err := cli.Put(ctx, k, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	list := func(project string) []string {
-		t.Helper()
-		specs, err := g.ListProject(ctx, project)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ids(specs)
+	dropped, err := g.DropProjectIndex(ctx)
+	if err != nil || dropped != 2 {
+		t.Fatalf("DropProjectIndex = %d, %v; want 2 keys dropped", dropped, err)
 	}
-	if got := list("p"); !slices.Equal(got, []string{"c0", "c1"}) {
-		t.Fatalf("p lists %v", got)
-	}
-	if _, err := g.Update(ctx, "c1", func(s *registry.Spec) error { s.Project = "q"; return nil }); err != nil {
+	left, err := cli.Get(ctx, "/ecp/project-clusters/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := g.Delete(ctx, "c0"); err != nil {
-		t.Fatal(err)
+	if left.Count != 0 {
+		t.Fatalf("%d project index keys left", left.Count)
 	}
-	if got := list("p"); len(got) != 0 {
-		t.Fatalf("p lists %v after move and delete", got)
-	}
-	if got := list("q"); !slices.Equal(got, []string{"c1", "c2"}) {
-		t.Fatalf("q lists %v", got)
-	}
-	// An entry written without its index key (as before the index
-	// existed) and a stale key are both repaired by Reindex.
-	if _, err := cli.Put(ctx, registry.Key("old"), `{"id":"old","name":"old","project":"p","maxConnections":10}`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := cli.Put(ctx, quota.ProjectIndexPrefix+"p/ghost", ""); err != nil {
-		t.Fatal(err)
-	}
-	added, removed, err := g.Reindex(ctx)
-	if err != nil || added != 1 || removed != 1 {
-		t.Fatalf("Reindex = %d added, %d removed, %v; want 1, 1", added, removed, err)
-	}
-	if got := list("p"); !slices.Equal(got, []string{"old"}) {
-		t.Fatalf("p lists %v after reindex", got)
+	if _, err := g.Get(ctx, "c0"); err != nil {
+		t.Fatalf("entry c0 after the drop: %v", err)
 	}
 }

@@ -6,7 +6,6 @@
 // Keys of one entry, by owner (grep the prefixes to check the list):
 //
 //	/ecp/clusters/<id>                          the record (Spec, record.go; written by quota.Ledger)
-//	/ecp/project-clusters/<project>/<id>        its project index (quota.Ledger)
 //	/ecp/cluster-names/<project>/<name>         its name key, value <id> (quota.Ledger)
 //	/ecp/fleet/agents/<id>, /ecp/fleet/status/<id>   the agent binding and state (fleet)
 //	/ecp/fleet/tokens/<sha256(token)>           its pending registration token (fleet)
@@ -16,7 +15,7 @@
 //
 // The order is fixed in Delete: the agent is revoked first (so a failure
 // leaves the entry in place and the call can be retried; once the record
-// is gone its id answers 404), then the record, its indexes, its quota
+// is gone its id answers 404), then the record, its name key, its quota
 // allocation and every key another package keeps per entry go in one
 // transaction, then this replica's subscribers hear of it. Other replicas
 // learn of the deletion from their watches, as of any other change.
@@ -33,7 +32,7 @@ import (
 )
 
 // Records is the writer of the record: *quota.Ledger. Delete removes the
-// entry's spec, its indexes and the keys in also in one transaction, and
+// entry's spec, its name key and the keys in also in one transaction, and
 // returns its allocation to the licence (quota.ErrNotFound for an entry
 // that does not exist).
 type Records interface {
@@ -109,7 +108,7 @@ func (r *Registry) Delete(ctx context.Context, id string) (Spec, error) {
 			return Spec{}, fmt.Errorf("revoke the agent of cluster %s: %w", id, err)
 		}
 	}
-	// 2. The record, its project index and name key, its allocation, and
+	// 2. The record, its name key, its allocation, and
 	// every key others keep per entry, in one transaction.
 	spec, err := r.records.Delete(ctx, id, also...)
 	if err != nil {
