@@ -126,8 +126,9 @@ type Store struct {
 	// login for an unknown user costs as much as one for a known user and
 	// does not reveal which usernames exist by timing.
 	dummyHash []byte
-	// gens is this replica's copy of the users' generations (RunMirror).
-	gens *generations
+	// users is this replica's copy of the users, for their generations
+	// (RunMirror, generations.go).
+	users *kv.Table
 }
 
 // StoreOptions configure a Store.
@@ -156,7 +157,7 @@ func NewStore(cli *clientv3.Client, opts StoreOptions) (*Store, error) {
 		return nil, fmt.Errorf("prepare password hashing: %w", err)
 	}
 	return &Store{cli: cli, bcryptCost: opts.BcryptCost, sessionTTL: opts.SessionTTL, now: opts.Now, dummyHash: dummy,
-		gens: newGenerations(cli)}, nil
+		users: kv.NewTable(cli, UsersPrefix, "users", nil)}, nil
 }
 
 var usernamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,63}$`)
@@ -200,7 +201,7 @@ func (s *Store) CreateUser(ctx context.Context, username string, password secret
 	}
 	// The transaction's revision is the key's create revision.
 	u.Generation = resp.Header.Revision
-	s.gens.set(username, u.Generation, u.Generation)
+	s.users.Set(username, []byte(val), u.Generation, u.Generation)
 	return u, nil
 }
 
@@ -346,10 +347,10 @@ func (s *Store) getCredential(ctx context.Context, key string, v any) (int64, er
 // generations were recorded (generation 0, credentialRev its key's create
 // revision) passes only when it was created after the current user, which
 // no credential of an earlier user of the name can be. When this
-// replica's mirror holds the user alive at that generation it answers
-// without reading etcd (see generations).
+// replica's copy holds the user alive at that generation it answers
+// without reading etcd (see generations.go).
 func (s *Store) checkGeneration(ctx context.Context, username string, generation, credentialRev int64) (int64, error) {
-	if s.gens.alive(username, generation) {
+	if s.userAlive(username, generation) {
 		return generation, nil
 	}
 	u, err := s.GetUser(ctx, username)
@@ -534,7 +535,7 @@ func (s *Store) DeleteUser(ctx context.Context, username string, generation int6
 	}
 	// This replica refuses the user's credentials from now on, before its
 	// watch says so.
-	s.gens.set(username, 0, resp.Header.Revision)
+	s.users.Set(username, nil, 0, resp.Header.Revision)
 	// Only the credentials of this generation (or older ones, recorded
 	// without): those of a user created again meanwhile stay.
 	toks, err := kv.List[APIToken](ctx, s.cli, APITokensPrefix)

@@ -6,27 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
-
-// etcdRanges is the ranges the process's embedded etcd members served.
-func etcdRanges(t *testing.T) float64 {
-	t.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "etcd_mvcc_range_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatal("the embedded etcd exports no etcd_mvcc_range_total")
-	return 0
-}
 
 // TestAuthenticateReadsTheUserFromTheMirror: issue #13: every
 // authenticated request read etcd twice (the credential, then its user's
@@ -51,11 +34,11 @@ func TestAuthenticateReadsTheUserFromTheMirror(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := etcdRanges(t)
+	before := etcdtest.Ranges(t)
 	if _, err := s.Authenticate(t.Context(), token); err != nil {
 		t.Fatalf("authenticate: %v", err)
 	}
-	if reads := etcdRanges(t) - before; reads != 1 {
+	if reads := etcdtest.Ranges(t) - before; reads != 1 {
 		t.Errorf("authenticate read etcd %v times, want 1 (the credential)", reads)
 	}
 
