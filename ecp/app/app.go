@@ -538,6 +538,10 @@ func (a *App) Run(ctx context.Context) error {
 	// The cluster lists are served from an index of the specs kept current
 	// by its own watch.
 	g.Add(func() error { return a.clusters.Run(runCtx) }, func(error) { cancel() })
+	// Credentials' users are checked against a mirror of their generations,
+	// and access is decided from a mirror of the tenancy records.
+	g.Add(func() error { a.users.RunMirror(runCtx, a.logger); return nil }, func(error) { cancel() })
+	g.Add(func() error { a.authz.Store().RunMirror(runCtx, a.logger); return nil }, func(error) { cancel() })
 	g.Add(func() error { return a.runAudit(runCtx) }, func(error) { cancel() })
 	for _, runExt := range a.extensionRuns {
 		g.Add(func() error { return runExt(runCtx) }, func(error) { cancel() })

@@ -126,6 +126,9 @@ type Store struct {
 	// login for an unknown user costs as much as one for a known user and
 	// does not reveal which usernames exist by timing.
 	dummyHash []byte
+	// users is this replica's copy of the users, for their generations
+	// (RunMirror, generations.go).
+	users *kv.Table
 }
 
 // StoreOptions configure a Store.
@@ -153,7 +156,8 @@ func NewStore(cli *clientv3.Client, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prepare password hashing: %w", err)
 	}
-	return &Store{cli: cli, bcryptCost: opts.BcryptCost, sessionTTL: opts.SessionTTL, now: opts.Now, dummyHash: dummy}, nil
+	return &Store{cli: cli, bcryptCost: opts.BcryptCost, sessionTTL: opts.SessionTTL, now: opts.Now, dummyHash: dummy,
+		users: kv.NewTable(cli, UsersPrefix, "users", nil)}, nil
 }
 
 var usernamePattern = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._@-]{0,63}$`)
@@ -197,6 +201,7 @@ func (s *Store) CreateUser(ctx context.Context, username string, password secret
 	}
 	// The transaction's revision is the key's create revision.
 	u.Generation = resp.Header.Revision
+	s.users.Set(username, []byte(val), u.Generation, u.Generation)
 	return u, nil
 }
 
@@ -341,8 +346,13 @@ func (s *Store) getCredential(ctx context.Context, key string, v any) (int64, er
 // the same name (see the package comment). A credential stored before
 // generations were recorded (generation 0, credentialRev its key's create
 // revision) passes only when it was created after the current user, which
-// no credential of an earlier user of the name can be.
+// no credential of an earlier user of the name can be. When this
+// replica's copy holds the user alive at that generation it answers
+// without reading etcd (see generations.go).
 func (s *Store) checkGeneration(ctx context.Context, username string, generation, credentialRev int64) (int64, error) {
+	if s.userAlive(username, generation) {
+		return generation, nil
+	}
 	u, err := s.GetUser(ctx, username)
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
@@ -523,6 +533,9 @@ func (s *Store) DeleteUser(ctx context.Context, username string, generation int6
 	if !resp.Succeeded {
 		return kv.ErrNotFound
 	}
+	// This replica refuses the user's credentials from now on, before its
+	// watch says so.
+	s.users.Set(username, nil, 0, resp.Header.Revision)
 	// Only the credentials of this generation (or older ones, recorded
 	// without): those of a user created again meanwhile stay.
 	toks, err := kv.List[APIToken](ctx, s.cli, APITokensPrefix)

@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -39,6 +40,11 @@ func newReplica(t *testing.T, cli *clientv3.Client, now func() time.Time) *repli
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every replica follows the users' generations, as ecp's do.
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); store.RunMirror(ctx, nil) }()
+	t.Cleanup(func() { cancel(); <-done })
 	reg := prometheus.NewRegistry()
 	adapter := httpapi.NewAdapter(slog.New(slog.NewTextHandler(testWriter{t}, nil)), reg)
 	bindings := tenancy.NewStore(cli)

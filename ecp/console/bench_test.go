@@ -12,10 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ecpio/ecp/ecp/app"
 	"github.com/ecpio/ecp/ecp/clusters/clusterstest"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/ecp/registry"
 )
@@ -81,7 +80,7 @@ func BenchmarkClusterListPage10k(b *testing.B) {
 	slices.Sort(apiLat)
 
 	var lat []time.Duration
-	reads0 := etcdRanges(b)
+	reads0 := etcdtest.Ranges(b)
 	b.ResetTimer()
 	for b.Loop() {
 		t0 := time.Now()
@@ -92,7 +91,7 @@ func BenchmarkClusterListPage10k(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	reads := etcdRanges(b) - reads0
+	reads := etcdtest.Ranges(b) - reads0
 	slices.Sort(lat)
 	q := func(lat []time.Duration, f float64) float64 {
 		return float64(lat[int(f*float64(len(lat)-1))]) / float64(time.Millisecond)
@@ -107,24 +106,6 @@ func BenchmarkClusterListPage10k(b *testing.B) {
 	b.ReportMetric(reads/float64(len(lat)), "etcd-reads/render")
 	b.ReportMetric(float64(total)/1024, "first-visit-KiB")
 	b.ReportMetric(float64(gz)/1024, "first-visit-gzip-KiB")
-}
-
-// etcdRanges is how many ranges (reads, alone or in a transaction) the
-// embedded etcd has served: its etcd_mvcc_range_total, which it registers
-// with the default Prometheus registry.
-func etcdRanges(b testing.TB) float64 {
-	b.Helper()
-	mfs, err := prometheus.DefaultGatherer.Gather()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == "etcd_mvcc_range_total" {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	b.Fatal("the embedded etcd exports no etcd_mvcc_range_total")
-	return 0
 }
 
 func gzipLen(b []byte) int {

@@ -48,13 +48,33 @@ func NewAuthorizer(store *Store) *Authorizer { return &Authorizer{store: store} 
 // Store returns the tenancy store the authorizer reads.
 func (a *Authorizer) Store() *Store { return a.store }
 
-// Access loads p's bindings.
+// Access loads p's bindings: from this replica's copy once it has loaded
+// (then the Access also answers the reads of organizations and projects
+// from it), else from etcd.
 func (a *Authorizer) Access(ctx context.Context, p *auth.Principal) (*Access, error) {
+	if a.store.view.ready() {
+		return a.fromView(p)
+	}
 	bs, err := a.store.UserBindings(ctx, p.Username)
 	if err != nil {
 		return nil, err
 	}
 	return accessOf(p, bs), nil
+}
+
+// fromView is p's Access from this replica's copy, with its records.
+func (a *Authorizer) fromView(p *auth.Principal) (*Access, error) {
+	bs, err := a.store.view.userBindings(p.Username)
+	if err != nil {
+		return nil, err
+	}
+	rec, err := a.store.view.records()
+	if err != nil {
+		return nil, err
+	}
+	ac := accessOf(p, bs)
+	ac.records = rec
+	return ac, nil
 }
 
 // accessOf is what bindings bs of p grant.

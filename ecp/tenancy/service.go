@@ -12,13 +12,17 @@ import (
 	"github.com/ecpio/ecp/ecp/kv"
 )
 
-// records are the organizations and projects as of one read, kept by an
-// Access made with Snapshot.
+// records are the organizations and projects as of one read (or of this
+// replica's copy), kept by an Access; shared, so read only.
 type records struct {
 	orgs     []Org
 	projects []Project
 	byOrg    map[string]Org
 	byID     map[string]Project
+	// mirrored says they are this replica's copy, which may not have seen
+	// a record another replica created a moment ago: a lookup it misses
+	// asks etcd.
+	mirrored bool
 }
 
 // Snapshot loads p's access together with every organization and project
@@ -26,8 +30,12 @@ type records struct {
 // that asks many tenancy questions: a console page needs its navigation,
 // its project and the project's lists. Project, Org, Orgs and Projects
 // answer such an Access from the records as of that transaction instead
-// of reading again, so keep it for one request only.
+// of reading again, so keep it for one request only. Once this replica's
+// copy has loaded it reads no etcd at all (Access).
 func (a *Authorizer) Snapshot(ctx context.Context, p *auth.Principal) (*Access, error) {
+	if a.store.view.ready() {
+		return a.fromView(p)
+	}
 	ctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
 	resp, err := a.store.cli.Txn(ctx).Then(
@@ -122,7 +130,10 @@ func (a *Authorizer) getOrg(ctx context.Context, ac *Access, id string) (Org, er
 		return a.store.GetOrg(ctx, id)
 	}
 	o, ok := ac.records.byOrg[id]
-	if !ok {
+	switch {
+	case !ok && ac.records.mirrored:
+		return a.store.GetOrg(ctx, id)
+	case !ok:
 		return Org{}, ErrNotFound
 	}
 	return o, nil
@@ -133,7 +144,10 @@ func (a *Authorizer) getProject(ctx context.Context, ac *Access, id string) (Pro
 		return a.store.GetProject(ctx, id)
 	}
 	p, ok := ac.records.byID[id]
-	if !ok {
+	switch {
+	case !ok && ac.records.mirrored:
+		return a.store.GetProject(ctx, id)
+	case !ok:
 		return Project{}, ErrNotFound
 	}
 	return p, nil

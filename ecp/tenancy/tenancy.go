@@ -23,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -98,11 +99,29 @@ func BindingID(username, role, org, project string) string {
 type Store struct {
 	cli *clientv3.Client
 	now func() time.Time
+	// view is this replica's copy of the records (RunMirror).
+	view *view
 }
 
 // NewStore returns a Store on cli.
 func NewStore(cli *clientv3.Client) *Store {
-	return &Store{cli: cli, now: time.Now}
+	return &Store{cli: cli, now: time.Now, view: newView(cli)}
+}
+
+// RunMirror follows organizations, projects and role bindings into this
+// replica's memory until ctx ends; once they have loaded, the Authorizer
+// answers from memory (see view).
+func (s *Store) RunMirror(ctx context.Context, logger *slog.Logger) {
+	s.view.run(ctx, logger)
+}
+
+// wrote makes this replica's copy show a write Store just made, key k of
+// table t, before the write returns (read-your-writes).
+func (s *Store) wrote(ctx context.Context, t *kv.Table, k string) error {
+	if !s.view.running.Load() {
+		return nil
+	}
+	return t.Refresh(ctx, s.cli, k)
 }
 
 // CreateOrg stores a new organization; ErrExists when the name is taken.
@@ -121,7 +140,7 @@ func (s *Store) CreateOrg(ctx context.Context, name string) (Org, error) {
 	if !ok {
 		return Org{}, ErrExists
 	}
-	return o, nil
+	return o, s.wrote(ctx, s.view.orgs, o.ID)
 }
 
 // GetOrg returns an organization; ErrNotFound when absent.
@@ -157,7 +176,7 @@ func (s *Store) CreateProject(ctx context.Context, org, name string) (Project, e
 	if !ok {
 		return Project{}, ErrExists
 	}
-	return p, nil
+	return p, s.wrote(ctx, s.view.projects, p.ID)
 }
 
 // GetProject returns a project; ErrNotFound when absent.
@@ -207,7 +226,7 @@ func (s *Store) CreateBinding(ctx context.Context, b Binding) (Binding, error) {
 	}
 	switch {
 	case resp.Succeeded:
-		return b, nil
+		return b, s.wrote(ctx, s.view.bindings, b.Username+"/"+b.ID)
 	case resp.Responses[0].GetResponseRange().Count > 0:
 		return Binding{}, ErrExists
 	}
@@ -241,7 +260,7 @@ func (s *Store) DeleteBinding(ctx context.Context, b Binding) error {
 	if resp.Responses[0].GetResponseDeleteRange().Deleted == 0 {
 		return ErrNotFound
 	}
-	return nil
+	return s.wrote(ctx, s.view.bindings, b.Username+"/"+b.ID)
 }
 
 // ListBindings returns every binding.
@@ -297,7 +316,7 @@ func (s *Store) DeleteBindingKeepingAdmin(ctx context.Context, b Binding) error 
 			if txn.Responses[0].GetResponseDeleteRange().Deleted == 0 {
 				return ErrNotFound
 			}
-			return nil
+			return s.wrote(ctx, s.view.bindings, b.Username+"/"+b.ID)
 		}
 	}
 	return fmt.Errorf("delete role binding %s: system-admin bindings kept changing; try again", b.ID)

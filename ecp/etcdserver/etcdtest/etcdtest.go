@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/etcdserver"
@@ -37,4 +38,21 @@ func ClientOf(t testing.TB, srv *etcdserver.Server) *clientv3.Client {
 	}
 	t.Cleanup(func() { _ = cli.Close() })
 	return cli
+}
+
+// Ranges is the number of range reads the process's embedded members have
+// served (etcd_mvcc_range_total), for tests that count a call's reads.
+func Ranges(t testing.TB) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_mvcc_range_total" {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("the embedded etcd exports no etcd_mvcc_range_total")
+	return 0
 }
