@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,6 +133,8 @@ type summary struct {
 	detectMin      time.Duration
 	detectMax      time.Duration
 	othersAbnormal int
+	// fleetWrites is ecp_fleet_etcd_writes_total's growth by reason.
+	fleetWrites map[string]float64
 }
 
 func (s summary) String() string {
@@ -139,10 +142,10 @@ func (s summary) String() string {
 	if s.detected > 0 {
 		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
 	}
-	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d",
+	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
-		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal)
+		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites)
 }
 
 // agent is one simulated agent.
@@ -256,6 +259,8 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	ecp, err := testbed.Start("ecp", bin, []string{"serve",
 		"--web.listen-address", addr, "--web.external-url", base, "--data.dir", dataDir,
 		"--agent.report-interval", cfg.interval.String(),
+		// Room for every cluster's default quota of 10 connections.
+		"--licence.total-connections", strconv.Itoa(max(10000, 10*cfg.agents)),
 		"--remote-write.url", "http://" + sinkLn.Addr().String() + "/api/v1/write"},
 		[]string{"ECP_ADMIN_USERNAME=admin", "ECP_ADMIN_PASSWORD=" + adminPassword}, filepath.Join(cfg.dir, "ecp.log"))
 	if err != nil {
@@ -316,7 +321,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	if !agentsim.Sleep(ctx, cfg.warmup) {
 		return sum, ctx.Err()
 	}
-	before, err := reading(ctx, ecp.PID(), etcd)
+	before, err := reading(ctx, ecp.PID(), base, etcd)
 	if err != nil {
 		return sum, err
 	}
@@ -327,7 +332,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		return sum, ctx.Err()
 	}
 	res.measure(false)
-	after, err := reading(ctx, ecp.PID(), etcd)
+	after, err := reading(ctx, ecp.PID(), base, etcd)
 	if err != nil {
 		return sum, err
 	}
@@ -335,6 +340,12 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	sum.cpu = (after.proc.CPU - before.proc.CPU).Seconds() / sum.window.Seconds()
 	sum.rssMiB, sum.hwmMiB = after.proc.RSSKiB/1024, after.proc.HWMKiB/1024
 	sum.revisions = after.rev - before.rev
+	sum.fleetWrites = map[string]float64{}
+	for reason, v := range after.fleetWrites {
+		if d := v - before.fleetWrites[reason]; d > 0 {
+			sum.fleetWrites[reason] = d
+		}
+	}
 	sum.pushSamples, sum.sinkSamples = pushed.Load()-pushedBefore, sk.samples.Load()-sinkBefore
 	res.mu.Lock()
 	lat := slices.Clone(res.latencies)
@@ -618,10 +629,12 @@ type measurement struct {
 	at   time.Time
 	proc agentsim.Proc
 	rev  int64
+	// fleetWrites is ecp_fleet_etcd_writes_total by reason, from /metrics.
+	fleetWrites map[string]float64
 }
 
-func reading(ctx context.Context, pid int, etcd *clientv3.Client) (measurement, error) {
-	m := measurement{at: time.Now()}
+func reading(ctx context.Context, pid int, base string, etcd *clientv3.Client) (measurement, error) {
+	m := measurement{at: time.Now(), fleetWrites: map[string]float64{}}
 	p, err := agentsim.ReadProc(pid)
 	if err != nil {
 		return m, err
@@ -632,8 +645,40 @@ func reading(ctx context.Context, pid int, etcd *clientv3.Client) (measurement, 
 		return m, fmt.Errorf("read etcd revision: %w", err)
 	}
 	m.rev = resp.Header.Revision
-	return m, nil
+	return m, scrapeWrites(ctx, base, m.fleetWrites)
 }
+
+// scrapeWrites reads ecp_fleet_etcd_writes_total by reason from ecp's
+// /metrics into writes.
+func scrapeWrites(ctx context.Context, base string, writes map[string]float64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return fmt.Errorf("build scrape: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("scrape ecp: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := fleetWrite.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err == nil {
+			writes[m[1]] += v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read ecp metrics: %w", err)
+	}
+	return nil
+}
+
+var fleetWrite = regexp.MustCompile(`^ecp_fleet_etcd_writes_total\{.*reason="([^"]*)".*\} (\S+)$`)
 
 var etcdReady = regexp.MustCompile(`embedded etcd ready.*endpoint=(\S+)`)
 
