@@ -135,6 +135,9 @@ type summary struct {
 	othersAbnormal int
 	// fleetWrites is ecp_fleet_etcd_writes_total's growth by reason.
 	fleetWrites map[string]float64
+	// written counts the keys written from the window's first revision,
+	// by prefix.
+	written map[string]int
 }
 
 func (s summary) String() string {
@@ -142,10 +145,10 @@ func (s summary) String() string {
 	if s.detected > 0 {
 		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
 	}
-	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v",
+	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
-		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites)
+		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written)
 }
 
 // agent is one simulated agent.
@@ -326,6 +329,25 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		return sum, err
 	}
 	pushedBefore, sinkBefore := pushed.Load(), sk.samples.Load()
+	// Which keys the window writes, from the revision read above.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var writtenMu sync.Mutex
+	written := map[string]int{}
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for wr := range etcd.Watch(wctx, "/", clientv3.WithPrefix(), clientv3.WithRev(before.rev+1)) {
+			writtenMu.Lock()
+			for _, ev := range wr.Events {
+				if wctx.Err() != nil {
+					continue
+				}
+				written[keyPrefix(string(ev.Kv.Key))]++
+			}
+			writtenMu.Unlock()
+		}
+	}()
 	res.measure(true)
 	fmt.Fprintf(log, "measuring for %s from etcd revision %d\n", cfg.steady, before.rev)
 	if !agentsim.Sleep(ctx, cfg.steady) {
@@ -340,6 +362,21 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	sum.cpu = (after.proc.CPU - before.proc.CPU).Seconds() / sum.window.Seconds()
 	sum.rssMiB, sum.hwmMiB = after.proc.RSSKiB/1024, after.proc.HWMKiB/1024
 	sum.revisions = after.rev - before.rev
+	// Let the watch catch up with the window's last revision.
+	for range 40 {
+		writtenMu.Lock()
+		n := 0
+		for _, c := range written {
+			n += c
+		}
+		writtenMu.Unlock()
+		if int64(n) >= sum.revisions || !agentsim.Sleep(ctx, 50*time.Millisecond) {
+			break
+		}
+	}
+	stopWatch()
+	<-watchDone
+	sum.written = written
 	sum.fleetWrites = map[string]float64{}
 	for reason, v := range after.fleetWrites {
 		if d := v - before.fleetWrites[reason]; d > 0 {
@@ -646,6 +683,13 @@ func reading(ctx context.Context, pid int, base string, etcd *clientv3.Client) (
 	}
 	m.rev = resp.Header.Revision
 	return m, scrapeWrites(ctx, base, m.fleetWrites)
+}
+
+// keyPrefix is key cut to its first three segments (/ecp/<kind>/<sub>),
+// leaving out the ids after them.
+func keyPrefix(key string) string {
+	parts := strings.SplitN(key, "/", 5)
+	return strings.Join(parts[:min(len(parts), 4)], "/")
 }
 
 // scrapeWrites reads ecp_fleet_etcd_writes_total by reason from ecp's
