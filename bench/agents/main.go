@@ -13,7 +13,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -42,6 +41,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/bench/internal/agentsim"
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/registry"
@@ -224,7 +224,7 @@ func serveCtx(ctx context.Context, n, replicas int, interval time.Duration, logg
 		}
 	}
 	tokens := make([]string, n)
-	if err := parallel(ctx, n, 32, func(i int) error {
+	if err := agentsim.Parallel(ctx, n, 32, func(i int) error {
 		tok, _, err := f.IssueRegistration(ctx, ids[i], time.Hour)
 		tokens[i] = tok.Reveal()
 		return err
@@ -236,33 +236,6 @@ func serveCtx(ctx context.Context, n, replicas int, interval time.Duration, logg
 	}
 	<-ctx.Done()
 	return nil
-}
-
-// parallel runs fn(0..n-1) on workers goroutines and returns the first error.
-func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
-	var next atomic.Int64
-	var first error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := fn(i); err != nil {
-					once.Do(func() { first = err })
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if first == nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return first
 }
 
 // simAgent is one simulated agent.
@@ -351,11 +324,11 @@ func drive(ctx context.Context, cfg config) error {
 	agents := make([]*simAgent, cfg.agents)
 	t1 := time.Now()
 	var retries atomic.Int64
-	if err := parallel(ctx, cfg.agents, 32, func(i int) error {
+	if err := agentsim.Parallel(ctx, cfg.agents, 32, func(i int) error {
 		a := &simAgent{index: i, started: time.Now().Add(-time.Duration(rand.IntN(1000)) * time.Hour).Truncate(time.Second), offset: time.Duration(i) * cfg.interval / time.Duration(cfg.agents), conns: rand.IntN(1000)}
 		for {
 			var out agentproto.RegisterResponse
-			code, err := post(ctx, reportHC, su.URLs[i%len(su.URLs)]+agentproto.PathRegister, "", agentproto.RegisterRequest{
+			code, err := agentsim.Post(ctx, reportHC, su.URLs[i%len(su.URLs)]+agentproto.PathRegister, "", agentproto.RegisterRequest{
 				Token: su.Tokens[i], AgentVersion: "bench", Hostname: fmt.Sprintf("broker-%d", i)}, &out)
 			if err != nil {
 				return err
@@ -386,14 +359,21 @@ func drive(ctx context.Context, cfg config) error {
 	if cfg.longPoll {
 		pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: cfg.agents + 10, MaxIdleConnsPerHost: cfg.agents + 10}}
 		for _, a := range agents {
-			wg.Go(func() { longPoll(lctx, pollHC, su.URLs[a.index%len(su.URLs)], a, cfg, &pollCount) })
+			wg.Go(func() {
+				// Spread the polls like the reports, so their timeouts do not align.
+				if !agentsim.Sleep(lctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
+					return
+				}
+				agentsim.Poller{HC: pollHC, Base: su.URLs[a.index%len(su.URLs)], Cred: a.cred, Revision: a.revision,
+					Wait: cfg.pollWait, Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &pollCount}.Run(lctx)
+			})
 		}
 	}
 	st := &stats{codes: map[int]int{}}
 	wg.Go(func() { schedule(lctx, reportHC, su.URLs, agents, cfg, st) })
 
 	fmt.Printf("warming up for %s (every agent's first report, and the writes it causes)\n", cfg.warmup)
-	if !sleep(ctx, cfg.warmup) {
+	if !agentsim.Sleep(ctx, cfg.warmup) {
 		return ctx.Err()
 	}
 	before, err := snapshot(ctx, cmd.Process.Pid, su, etcd)
@@ -404,7 +384,7 @@ func drive(ctx context.Context, cfg config) error {
 	st.measuring = true
 	st.mu.Unlock()
 	fmt.Printf("measuring steady state for %s (servers at %v)\n", cfg.steady, su.URLs)
-	if !sleep(ctx, cfg.steady) {
+	if !agentsim.Sleep(ctx, cfg.steady) {
 		return ctx.Err()
 	}
 	st.mu.Lock()
@@ -437,7 +417,7 @@ func measureSilence(ctx context.Context, cfg config, su setup, agents []*simAgen
 	deadline := time.Now().Add(4*cfg.interval + 10*time.Second)
 	others := 0
 	for len(detected) < n && time.Now().Before(deadline) {
-		if !sleep(ctx, 250*time.Millisecond) {
+		if !agentsim.Sleep(ctx, 250*time.Millisecond) {
 			return ctx.Err()
 		}
 		abnormal, err := abnormalClusters(ctx, su.URLs[0])
@@ -499,15 +479,6 @@ func abnormalClusters(ctx context.Context, base string) ([]string, error) {
 	return ids, nil
 }
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
-}
-
 // schedule sends each agent's report at its offset within every interval.
 func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*simAgent, cfg config, st *stats) {
 	type job struct {
@@ -534,7 +505,7 @@ func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*si
 						Rules: agentproto.ResourceCounts{Total: 3, Healthy: 3}, Connectors: agentproto.ResourceCounts{Total: 2, Healthy: 2}}}
 				var out agentproto.ReportResponse
 				start := time.Now()
-				code, err := post(ctx, hc, j.base+agentproto.PathReport, a.cred, req, &out)
+				code, err := agentsim.Post(ctx, hc, j.base+agentproto.PathReport, a.cred, req, &out)
 				if ctx.Err() != nil {
 					return
 				}
@@ -550,7 +521,7 @@ func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*si
 		for _, a := range agents {
 			at := start.Add(time.Duration(round)*cfg.interval + a.offset)
 			if d := time.Until(at); d > 0 {
-				if !sleep(ctx, d) {
+				if !agentsim.Sleep(ctx, d) {
 					return
 				}
 			}
@@ -563,70 +534,10 @@ func schedule(ctx context.Context, hc *http.Client, bases []string, agents []*si
 	}
 }
 
-// longPoll keeps one desired-state long-poll open, as an agent does.
-func longPoll(ctx context.Context, hc *http.Client, base string, a *simAgent, cfg config, count *atomic.Int64) {
-	interval := cfg.interval
-	// Spread the polls like the reports, so their timeouts do not align.
-	if !sleep(ctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
-		return
-	}
-	for ctx.Err() == nil && !a.silenced.Load() {
-		url := fmt.Sprintf("%s%s?%s=%d&%s=%s", base, agentproto.PathDesired, agentproto.QueryAfter, a.revision, agentproto.QueryTimeout, cfg.pollWait)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return
-		}
-		req.Header.Set("Authorization", "Bearer "+a.cred)
-		resp, err := hc.Do(req)
-		if err != nil {
-			if !sleep(ctx, interval) {
-				return
-			}
-			continue
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		count.Add(1)
-		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
-			if !sleep(ctx, interval) {
-				return
-			}
-		}
-	}
-}
-
-func post(ctx context.Context, hc *http.Client, url, cred string, body, out any) (int, error) {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return 0, fmt.Errorf("encode request: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
-	if err != nil {
-		return 0, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if cred != "" {
-		req.Header.Set("Authorization", "Bearer "+cred)
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("post %s: %w", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			return 0, fmt.Errorf("decode reply: %w", err)
-		}
-	} else {
-		_, _ = io.Copy(io.Discard, resp.Body)
-	}
-	return resp.StatusCode, nil
-}
-
 // sample is the server's counters at one moment.
 type sample struct {
 	at           time.Time
-	cpuTicks     int64
+	cpuTicks     time.Duration
 	rssKiB       int64
 	hwmKiB       int64
 	etcdRev      int64
@@ -641,27 +552,11 @@ type sample struct {
 
 func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sample, error) {
 	s := sample{at: time.Now(), buckets: map[float64]float64{}}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	p, err := agentsim.ReadProc(pid)
 	if err != nil {
-		return s, fmt.Errorf("read server stat: %w", err)
+		return s, err
 	}
-	// Fields after the command name (which may hold spaces) start at ")".
-	fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	s.cpuTicks = utime + stime
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return s, fmt.Errorf("read server status: %w", err)
-	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			s.rssKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-		}
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			s.hwmKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-		}
-	}
+	s.cpuTicks, s.rssKiB, s.hwmKiB = p.CPU, p.RSSKiB, p.HWMKiB
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		s.selfCPU = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
@@ -737,9 +632,6 @@ func scrape(ctx context.Context, base string, states bool, s *sample) error {
 	return nil
 }
 
-// clockTicks is USER_HZ, 100 on every Linux this runs on.
-const clockTicks = 100
-
 func printResults(cfg config, st *stats, a, b sample, polls int64) {
 	wall := b.at.Sub(a.at)
 	st.mu.Lock()
@@ -755,7 +647,7 @@ func printResults(cfg config, st *stats, a, b sample, polls int64) {
 		return lat[min(len(lat)-1, int(float64(len(lat))*p))]
 	}
 	reports := b.reports - a.reports
-	serverCPU := time.Duration(b.cpuTicks-a.cpuTicks) * time.Second / clockTicks
+	serverCPU := b.cpuTicks - a.cpuTicks
 	fmt.Println()
 	fmt.Printf("agents %d, replicas %d, report interval %s, long-polls %v (wait %s), server GOMEMLIMIT %q, steady window %s\n",
 		cfg.agents, cfg.replicas, cfg.interval, cfg.longPoll, cfg.pollWait, cfg.memLimit, wall.Round(time.Millisecond))

@@ -1,0 +1,748 @@
+// Command fleet measures the real `ecp serve`, started as users start it
+// (embedded etcd, auth, audit, monitoring, the remote-write gateway
+// forwarding to a sink), under a simulated fleet driven from outside through
+// the public API and the agent protocol: it creates an organization,
+// projects and clusters with an admin's token, registers one agent per
+// cluster with a registration token, and has every agent hold its
+// desired-state long-poll and report each interval, 1 % of them with a
+// failing rule whose counters grow each report and now and then a node
+// down. With --remote-write.series each agent also pushes that many series
+// per interval. After the measured window it stops a few agents and times
+// how long ecp takes to call their clusters abnormal.
+//
+// It prints one summary line: ecp's CPU (ecp with its embedded etcd, from
+// /proc) and RSS, report latency, 429s, etcd revisions per report and the
+// silent-to-abnormal times.
+//
+//	go run ./bench/fleet --agents.count 1000 --report.interval 15s --steady.duration 60s
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/klauspost/compress/snappy"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/prompb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ecpio/ecp/agent-exporter/remotewrite"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/bench/internal/agentsim"
+	"github.com/ecpio/ecp/ecp/etcdserver"
+	"github.com/ecpio/ecp/internal/testbed"
+)
+
+// adminPassword is the first admin's password on the benchmark's own ecp.
+const adminPassword = "bench-admin-password-1"
+
+type config struct {
+	ecpBinary string
+	agents    int
+	projects  int
+	interval  time.Duration
+	warmup    time.Duration
+	steady    time.Duration
+	workers   int
+	pollWait  time.Duration
+	abnormal  float64
+	silence   int
+	series    int
+	dir       string
+}
+
+func main() { os.Exit(run()) }
+
+func run() int {
+	var cfg config
+	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
+	fs.StringVar(&cfg.ecpBinary, "ecp.binary", "", "ecp binary to run; empty builds ./ecp of this module into a temporary directory.")
+	fs.IntVar(&cfg.agents, "agents.count", 1000, "Number of simulated agents (one cluster each).")
+	fs.IntVar(&cfg.projects, "projects.count", 10, "Projects the clusters are spread over.")
+	fs.DurationVar(&cfg.interval, "report.interval", 15*time.Second, "ecp's --agent.report-interval; agents report (and push) once per interval.")
+	fs.DurationVar(&cfg.warmup, "warmup.duration", 0, "Warm-up before measuring (default: 5s more than one interval and than the long-poll wait).")
+	fs.DurationVar(&cfg.steady, "steady.duration", 60*time.Second, "Measured steady-state window.")
+	fs.IntVar(&cfg.workers, "report.workers", 64, "Concurrent report and push senders (and their kept-alive connections).")
+	fs.DurationVar(&cfg.pollWait, "agents.desired-wait", 30*time.Second, "Timeout each agent asks for on its desired-state long-poll (agent-exporter's default).")
+	fs.Float64Var(&cfg.abnormal, "agents.abnormal-share", 0.01, "Share of agents reporting a failing rule whose counters grow each report.")
+	fs.IntVar(&cfg.silence, "silence.count", 5, "Agents stopped after the window to time their detection; 0 skips it.")
+	fs.IntVar(&cfg.series, "remote-write.series", 0, "Series each agent pushes per interval through ecp's remote-write gateway; 0 pushes nothing.")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if cfg.agents <= 0 || cfg.projects <= 0 || cfg.interval < time.Second || cfg.workers <= 0 || cfg.steady <= 0 ||
+		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 {
+		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "ecp-bench-fleet-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	cfg.dir = dir
+	sum, err := bench(ctx, cfg, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	fmt.Println(sum.String())
+	return 0
+}
+
+// summary is what one run measured.
+type summary struct {
+	cfg            config
+	window         time.Duration
+	cpu            float64 // share of one core, ecp and its embedded etcd
+	rssMiB         int64
+	hwmMiB         int64
+	reports        int
+	p50, p99       time.Duration
+	tooMany        int // reports and pushes answered 429
+	errs           int
+	revisions      int64
+	regRetries     int64
+	pushSamples    int64
+	sinkSamples    int64
+	detected       int
+	silenced       int
+	detectMin      time.Duration
+	detectMax      time.Duration
+	othersAbnormal int
+	// fleetWrites is ecp_fleet_etcd_writes_total's growth by reason.
+	fleetWrites map[string]float64
+	// written counts the keys written from the window's first revision,
+	// by prefix.
+	written map[string]int
+}
+
+func (s summary) String() string {
+	detect := "n/a"
+	if s.detected > 0 {
+		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
+	}
+	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v",
+		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
+		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
+		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written)
+}
+
+// agent is one simulated agent.
+type agent struct {
+	index    int
+	cluster  string
+	cred     string
+	revision int64
+	offset   time.Duration
+	started  time.Time
+	conns    int
+	// failing agents report a rule whose failure counters grow.
+	failing  bool
+	failures int
+	// silenced agents stop reporting, pushing and polling, as a dead one.
+	silenced   atomic.Bool
+	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
+}
+
+// results gathers report outcomes inside the measured window.
+type results struct {
+	mu        sync.Mutex
+	measuring bool
+	latencies []time.Duration
+	tooMany   int
+	errs      int
+}
+
+func (r *results) add(d time.Duration, code int, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.measuring {
+		return
+	}
+	switch {
+	case err != nil:
+		r.errs++
+	case code == http.StatusTooManyRequests:
+		r.tooMany++
+	case code == http.StatusOK || code == http.StatusNoContent:
+		if d >= 0 {
+			r.latencies = append(r.latencies, d)
+		}
+	default:
+		r.errs++
+	}
+}
+
+func (r *results) measure(on bool) {
+	r.mu.Lock()
+	r.measuring = on
+	r.mu.Unlock()
+}
+
+// sink stands in for Prometheus: it counts the samples ecp forwards.
+type sink struct{ samples atomic.Int64 }
+
+func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<20))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	raw, err := snappy.Decode(nil, body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	var req prompb.WriteRequest
+	if err := req.Unmarshal(raw); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	n := 0
+	for _, ts := range req.Timeseries {
+		n += len(ts.Samples)
+	}
+	s.samples.Add(int64(n))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
+	sum := summary{cfg: cfg}
+	if cfg.warmup == 0 {
+		cfg.warmup = max(cfg.interval, cfg.pollWait) + 5*time.Second
+	}
+	bin := cfg.ecpBinary
+	if bin == "" {
+		bin = filepath.Join(cfg.dir, "ecp")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/ecpio/ecp/ecp")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return sum, fmt.Errorf("build ecp: %w\n%s", err, out)
+		}
+	}
+
+	sk := &sink{}
+	sinkLn, err := (&net.ListenConfig{}).Listen(ctx, "tcp", "127.0.0.1:0")
+	if err != nil {
+		return sum, fmt.Errorf("listen for the sink: %w", err)
+	}
+	sinkSrv := &http.Server{Handler: sk, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = sinkSrv.Serve(sinkLn) }()
+	defer sinkSrv.Close()
+
+	addr, err := testbed.FreeAddr()
+	if err != nil {
+		return sum, err
+	}
+	base := "http://" + addr
+	dataDir := filepath.Join(cfg.dir, "data")
+	ecp, err := testbed.Start("ecp", bin, []string{"serve",
+		"--web.listen-address", addr, "--web.external-url", base, "--data.dir", dataDir,
+		"--agent.report-interval", cfg.interval.String(),
+		// Room for every cluster's default quota of 10 connections.
+		"--licence.total-connections", strconv.Itoa(max(10000, 10*cfg.agents)),
+		"--remote-write.url", "http://" + sinkLn.Addr().String() + "/api/v1/write"},
+		[]string{"ECP_ADMIN_USERNAME=admin", "ECP_ADMIN_PASSWORD=" + adminPassword}, filepath.Join(cfg.dir, "ecp.log"))
+	if err != nil {
+		return sum, err
+	}
+	defer func() { _ = ecp.Stop() }()
+	if err := ecp.WaitReady(ctx, base+"/-/ready", 2*time.Minute); err != nil {
+		return sum, fmt.Errorf("%w\n%s", err, ecp.Tail(4096))
+	}
+	etcd, err := etcdClient(ecp.LogPath, dataDir)
+	if err != nil {
+		return sum, err
+	}
+	defer etcd.Close()
+
+	t0 := time.Now()
+	agents, err := provision(ctx, cfg, base)
+	if err != nil {
+		return sum, err
+	}
+	fmt.Fprintf(log, "ecp pid %d: %d clusters in %d projects created and registration tokens issued in %s\n",
+		ecp.PID(), cfg.agents, cfg.projects, time.Since(t0).Round(time.Millisecond))
+
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		MaxIdleConns: cfg.workers, MaxIdleConnsPerHost: cfg.workers, MaxConnsPerHost: cfg.workers}}
+	t1 := time.Now()
+	var retries atomic.Int64
+	if err := agentsim.Parallel(ctx, len(agents), 32, func(i int) error {
+		return register(ctx, hc, base, agents[i], &retries)
+	}); err != nil {
+		return sum, err
+	}
+	sum.regRetries = retries.Load()
+	fmt.Fprintf(log, "registered %d agents in %s (%d retried after 429)\n", len(agents), time.Since(t1).Round(time.Millisecond), sum.regRetries)
+
+	lctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	// Every agent holds its own long-poll connection, as the real one does.
+	pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: cfg.agents + 10, MaxIdleConnsPerHost: cfg.agents + 10}}
+	var polls atomic.Int64
+	for _, a := range agents {
+		wg.Go(func() {
+			// Spread the polls like the reports, so their timeouts do not align.
+			if !agentsim.Sleep(lctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
+				return
+			}
+			agentsim.Poller{HC: pollHC, Base: base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
+				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &polls}.Run(lctx)
+		})
+	}
+	res := &results{}
+	var pushed atomic.Int64
+	wg.Go(func() { schedule(lctx, hc, base, agents, cfg, res, &pushed) })
+
+	fmt.Fprintf(log, "warming up for %s\n", cfg.warmup)
+	if !agentsim.Sleep(ctx, cfg.warmup) {
+		return sum, ctx.Err()
+	}
+	before, err := reading(ctx, ecp.PID(), base, etcd)
+	if err != nil {
+		return sum, err
+	}
+	pushedBefore, sinkBefore := pushed.Load(), sk.samples.Load()
+	// Which keys the window writes, from the revision read above.
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var writtenMu sync.Mutex
+	written := map[string]int{}
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		for wr := range etcd.Watch(wctx, "/", clientv3.WithPrefix(), clientv3.WithRev(before.rev+1)) {
+			writtenMu.Lock()
+			for _, ev := range wr.Events {
+				if wctx.Err() != nil {
+					continue
+				}
+				written[keyPrefix(string(ev.Kv.Key))]++
+			}
+			writtenMu.Unlock()
+		}
+	}()
+	res.measure(true)
+	fmt.Fprintf(log, "measuring for %s from etcd revision %d\n", cfg.steady, before.rev)
+	if !agentsim.Sleep(ctx, cfg.steady) {
+		return sum, ctx.Err()
+	}
+	res.measure(false)
+	after, err := reading(ctx, ecp.PID(), base, etcd)
+	if err != nil {
+		return sum, err
+	}
+	sum.window = after.at.Sub(before.at)
+	sum.cpu = (after.proc.CPU - before.proc.CPU).Seconds() / sum.window.Seconds()
+	sum.rssMiB, sum.hwmMiB = after.proc.RSSKiB/1024, after.proc.HWMKiB/1024
+	sum.revisions = after.rev - before.rev
+	// Let the watch catch up with the window's last revision.
+	for range 40 {
+		writtenMu.Lock()
+		n := 0
+		for _, c := range written {
+			n += c
+		}
+		writtenMu.Unlock()
+		if int64(n) >= sum.revisions || !agentsim.Sleep(ctx, 50*time.Millisecond) {
+			break
+		}
+	}
+	stopWatch()
+	<-watchDone
+	sum.written = written
+	sum.fleetWrites = map[string]float64{}
+	for reason, v := range after.fleetWrites {
+		if d := v - before.fleetWrites[reason]; d > 0 {
+			sum.fleetWrites[reason] = d
+		}
+	}
+	sum.pushSamples, sum.sinkSamples = pushed.Load()-pushedBefore, sk.samples.Load()-sinkBefore
+	res.mu.Lock()
+	lat := slices.Clone(res.latencies)
+	sum.tooMany, sum.errs = res.tooMany, res.errs
+	res.mu.Unlock()
+	slices.Sort(lat)
+	sum.reports = len(lat)
+	if len(lat) > 0 {
+		sum.p50, sum.p99 = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
+	}
+	if cfg.silence > 0 {
+		if err := detect(ctx, cfg, base, agents, &sum, log); err != nil {
+			return sum, err
+		}
+	}
+	if exited, err := ecp.Exited(); exited {
+		return sum, fmt.Errorf("ecp exited during the run: %w\n%s", err, ecp.Tail(4096))
+	}
+	return sum, nil
+}
+
+// provision creates the organization, projects and clusters through the
+// public API as an admin and issues each cluster a registration token.
+func provision(ctx context.Context, cfg config, base string) ([]*agent, error) {
+	api, err := testbed.Login(ctx, base, "admin", adminPassword)
+	if err != nil {
+		return nil, err
+	}
+	org, err := api.CreateOrg(ctx, "bench")
+	if err != nil {
+		return nil, fmt.Errorf("create org: %w", err)
+	}
+	projects := make([]string, cfg.projects)
+	for i := range projects {
+		p, err := api.CreateProject(ctx, org.ID, fmt.Sprintf("bench-%02d", i))
+		if err != nil {
+			return nil, fmt.Errorf("create project: %w", err)
+		}
+		projects[i] = p.ID
+	}
+	agents := make([]*agent, cfg.agents)
+	failing := int(float64(cfg.agents)*cfg.abnormal + 0.5)
+	err = agentsim.Parallel(ctx, cfg.agents, 8, func(i int) error {
+		name := fmt.Sprintf("bench-%05d", i)
+		cl, err := api.CreateCluster(ctx, projects[i%len(projects)], name, "")
+		if err != nil {
+			return fmt.Errorf("create cluster %s: %w", name, err)
+		}
+		reg, err := api.Register(ctx, cl.ID)
+		if err != nil {
+			return fmt.Errorf("issue registration for %s: %w", name, err)
+		}
+		agents[i] = &agent{index: i, cluster: cl.ID, cred: reg.Token,
+			offset:  time.Duration(i) * cfg.interval / time.Duration(cfg.agents),
+			started: time.Now().Add(-time.Duration(rand.IntN(1000)) * time.Hour).Truncate(time.Second),
+			conns:   rand.IntN(1000),
+			// Spread over the fleet rather than the first ones.
+			failing: failing > 0 && i%max(1, cfg.agents/failing) == 0 && i/max(1, cfg.agents/failing) < failing}
+		return nil
+	})
+	return agents, err
+}
+
+// register swaps the agent's registration token for its credential, as
+// `agent-exporter register` does, retrying after a 429.
+func register(ctx context.Context, hc *http.Client, base string, a *agent, retries *atomic.Int64) error {
+	token := a.cred
+	for {
+		var out agentproto.RegisterResponse
+		code, err := agentsim.Post(ctx, hc, base+agentproto.PathRegister, "", agentproto.RegisterRequest{
+			Token: token, AgentVersion: "bench", Hostname: fmt.Sprintf("broker-%d", a.index)}, &out)
+		if err != nil {
+			return err
+		}
+		if code == http.StatusTooManyRequests {
+			retries.Add(1)
+			if !agentsim.Sleep(ctx, 100*time.Millisecond) {
+				return ctx.Err()
+			}
+			continue
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("register agent %d: status %d", a.index, code)
+		}
+		a.cred, a.revision = out.Credential, out.Desired.Revision
+		return nil
+	}
+}
+
+// report is the agent's next report: two nodes, one stopped now and then,
+// and for a failing agent a rule whose counters grew since the last one.
+func (a *agent) report() agentproto.ReportRequest {
+	a.conns = max(0, a.conns+rand.IntN(21)-10)
+	// Each agent's EMQX is its own cluster: a name and node names shared
+	// with another entry would make ecp refuse it as managed elsewhere.
+	n1, n2 := agentproto.Node{Name: fmt.Sprintf("emqx@n1.c%05d", a.index), Status: "running", Connections: a.conns / 2, LiveConnections: a.conns / 2},
+		agentproto.Node{Name: fmt.Sprintf("emqx@n2.c%05d", a.index), Status: "running", Connections: a.conns - a.conns/2, LiveConnections: a.conns - a.conns/2}
+	if rand.IntN(200) == 0 {
+		// A node down for one report, back at the next.
+		n2 = agentproto.Node{Name: n2.Name, Status: "stopped"}
+	}
+	st := agentproto.EMQXStatus{Reachable: true, Version: "5.8.1", Edition: "Enterprise", StartedAt: a.started,
+		Nodes: []agentproto.Node{n1, n2}, Connections: n1.Connections + n2.Connections, LiveConnections: n1.LiveConnections + n2.LiveConnections,
+		MaxConnections: 1000, ClusterName: fmt.Sprintf("emqx-%05d", a.index),
+		Rules: agentproto.ResourceCounts{Total: 3, Healthy: 3}, Connectors: agentproto.ResourceCounts{Total: 2, Healthy: 2}}
+	if a.failing {
+		a.failures += 1 + rand.IntN(5)
+		st.Rules = agentproto.ResourceCounts{Total: 3, Healthy: 2, Unhealthy: 1}
+		st.Abnormal = []agentproto.Resource{{Kind: agentproto.KindRule, ID: "rule_bench", Name: "bench", Status: "failing",
+			Reason: fmt.Sprintf("failed %d, actions failed %d", a.failures, a.failures)}}
+	}
+	return agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "bench", AppliedRevision: a.revision, EMQX: st}
+}
+
+// schedule sends each agent's report (and push) at its offset within every
+// interval, on cfg.workers senders.
+func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
+	jobs := make(chan *agent, len(agents))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(jobs)
+	var payload atomic.Pointer[[]byte]
+	for range cfg.workers {
+		wg.Go(func() {
+			for a := range jobs {
+				var out agentproto.ReportResponse
+				start := time.Now()
+				code, err := agentsim.Post(ctx, hc, base+agentproto.PathReport, a.cred, a.report(), &out)
+				if ctx.Err() != nil {
+					return
+				}
+				res.add(time.Since(start), code, err)
+				if err == nil && code == http.StatusOK {
+					a.lastReport.Store(time.Now().UnixNano())
+				}
+				if p := payload.Load(); p != nil {
+					code, err := push(ctx, hc, base, a.cred, *p)
+					if ctx.Err() != nil {
+						return
+					}
+					// Pushes count for 429s and errors, not for report latency.
+					res.add(-1, code, err)
+					if err == nil && code/100 == 2 {
+						pushed.Add(int64(cfg.series))
+					}
+				}
+			}
+		})
+	}
+	start := time.Now()
+	for round := 0; ; round++ {
+		if cfg.series > 0 {
+			// One payload per round: ecp stamps each push with the
+			// agent's project and cluster, so agents may share it.
+			p, err := seriesPayload(cfg.series, time.Now())
+			if err != nil {
+				return
+			}
+			payload.Store(&p)
+		}
+		for _, a := range agents {
+			if d := time.Until(start.Add(time.Duration(round)*cfg.interval + a.offset)); d > 0 {
+				if !agentsim.Sleep(ctx, d) {
+					return
+				}
+			}
+			if !a.silenced.Load() {
+				jobs <- a
+			}
+		}
+	}
+}
+
+// seriesPayload is a remote-write body of n gauge series, encoded by the
+// agent's own encoder.
+func seriesPayload(n int, at time.Time) ([]byte, error) {
+	name, help := "emqx_bench_value", "bench series"
+	typ := dto.MetricType_GAUGE
+	mf := &dto.MetricFamily{Name: &name, Help: &help, Type: &typ}
+	for i := range n {
+		lname, lval, v := "i", fmt.Sprint(i), float64(rand.IntN(1000))
+		mf.Metric = append(mf.Metric, &dto.Metric{Label: []*dto.LabelPair{{Name: &lname, Value: &lval}}, Gauge: &dto.Gauge{Value: &v}})
+	}
+	b, _, err := remotewrite.Encode([]*dto.MetricFamily{mf}, at)
+	return b, err
+}
+
+func push(ctx context.Context, hc *http.Client, base, cred string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+agentproto.PathWrite, bytes.NewReader(body))
+	if err != nil {
+		return 0, fmt.Errorf("build push: %w", err)
+	}
+	req.Header.Set("Authorization", "Bearer "+cred)
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("push: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// detect stops some agents and times, through the public API, how long ecp
+// takes from each one's last report to its cluster being abnormal.
+func detect(ctx context.Context, cfg config, base string, agents []*agent, sum *summary, log io.Writer) error {
+	api, err := testbed.Login(ctx, base, "admin", adminPassword)
+	if err != nil {
+		return err
+	}
+	n := min(cfg.silence, len(agents))
+	silenced := make([]*agent, 0, n)
+	for i := range n {
+		// Not a failing one: their clusters are abnormal already.
+		a := agents[(i*len(agents)/n+1)%len(agents)]
+		if a.failing {
+			continue
+		}
+		a.silenced.Store(true)
+		silenced = append(silenced, a)
+	}
+	wait := 4*cfg.interval + 10*time.Second
+	fmt.Fprintf(log, "silenced %d agents; waiting up to %s for their clusters to turn abnormal\n", len(silenced), wait)
+	sum.silenced = len(silenced)
+	deadline := time.Now().Add(wait)
+	found := map[string]time.Duration{}
+	for len(found) < len(silenced) && time.Now().Before(deadline) {
+		if !agentsim.Sleep(ctx, 250*time.Millisecond) {
+			return ctx.Err()
+		}
+		for _, a := range silenced {
+			if _, ok := found[a.cluster]; ok {
+				continue
+			}
+			cl, err := api.Cluster(ctx, a.cluster)
+			if err != nil {
+				return fmt.Errorf("read cluster %s: %w", a.cluster, err)
+			}
+			if cl.State == "abnormal" && cl.StateReason != nil && cl.StateReason.Code == "AgentSilent" {
+				found[a.cluster] = time.Since(time.Unix(0, a.lastReport.Load()))
+			}
+		}
+	}
+	lags := make([]time.Duration, 0, len(found))
+	for _, d := range found {
+		lags = append(lags, d)
+	}
+	slices.Sort(lags)
+	sum.detected = len(lags)
+	if len(lags) > 0 {
+		sum.detectMin, sum.detectMax = lags[0], lags[len(lags)-1]
+	}
+	// Clusters abnormal without reason: neither failing nor silenced.
+	var list struct {
+		Items []testbed.Cluster `json:"items"`
+	}
+	if err := api.Do(ctx, http.MethodGet, "/api/v1/clusters?state=abnormal&limit=1000", nil, &list); err != nil {
+		return fmt.Errorf("list abnormal clusters: %w", err)
+	}
+	expected := map[string]bool{}
+	for _, a := range agents {
+		if a.failing || a.silenced.Load() {
+			expected[a.cluster] = true
+		}
+	}
+	for _, c := range list.Items {
+		if c.State == "abnormal" && !expected[c.ID] {
+			sum.othersAbnormal++
+			if sum.othersAbnormal <= 3 && c.StateReason != nil {
+				fmt.Fprintf(log, "cluster %s abnormal unexpectedly: %s: %s\n", c.Name, c.StateReason.Code, c.StateReason.Message)
+			}
+		}
+	}
+	return nil
+}
+
+// measurement is ecp's cost and etcd's revision at one moment.
+type measurement struct {
+	at   time.Time
+	proc agentsim.Proc
+	rev  int64
+	// fleetWrites is ecp_fleet_etcd_writes_total by reason, from /metrics.
+	fleetWrites map[string]float64
+}
+
+func reading(ctx context.Context, pid int, base string, etcd *clientv3.Client) (measurement, error) {
+	m := measurement{at: time.Now(), fleetWrites: map[string]float64{}}
+	p, err := agentsim.ReadProc(pid)
+	if err != nil {
+		return m, err
+	}
+	m.proc = p
+	resp, err := etcd.Get(ctx, "/", clientv3.WithCountOnly())
+	if err != nil {
+		return m, fmt.Errorf("read etcd revision: %w", err)
+	}
+	m.rev = resp.Header.Revision
+	return m, scrapeWrites(ctx, base, m.fleetWrites)
+}
+
+// keyPrefix is key cut to its first three segments (/ecp/<kind>/<sub>),
+// leaving out the ids after them.
+func keyPrefix(key string) string {
+	parts := strings.SplitN(key, "/", 5)
+	return strings.Join(parts[:min(len(parts), 4)], "/")
+}
+
+// scrapeWrites reads ecp_fleet_etcd_writes_total by reason from ecp's
+// /metrics into writes.
+func scrapeWrites(ctx context.Context, base string, writes map[string]float64) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return fmt.Errorf("build scrape: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("scrape ecp: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		m := fleetWrite.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		v, err := strconv.ParseFloat(m[2], 64)
+		if err == nil {
+			writes[m[1]] += v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read ecp metrics: %w", err)
+	}
+	return nil
+}
+
+var fleetWrite = regexp.MustCompile(`^ecp_fleet_etcd_writes_total\{.*reason="([^"]*)".*\} (\S+)$`)
+
+var etcdReady = regexp.MustCompile(`embedded etcd ready.*endpoint=(\S+)`)
+
+// etcdClient connects to ecp's embedded etcd as an operator would with
+// etcdctl: at the endpoint its log names, with the client certificate in
+// <data.dir>/tls.
+func etcdClient(logPath, dataDir string) (*clientv3.Client, error) {
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("open ecp log: %w", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if m := etcdReady.FindStringSubmatch(sc.Text()); m != nil {
+			tls := filepath.Join(dataDir, "tls")
+			return etcdserver.NewClient([]string{strings.Trim(m[1], `"`)}, etcdserver.TLSFiles{
+				CAFile: filepath.Join(tls, "ca.crt"), CertFile: filepath.Join(tls, "client.crt"), KeyFile: filepath.Join(tls, "client.key")})
+		}
+	}
+	return nil, errors.New("ecp's log names no embedded etcd endpoint")
+}

@@ -1,0 +1,181 @@
+// Package agentsim holds what the fleet benchmarks share to play agents
+// against ecp through the agent protocol (agentproto) and to read the
+// server process's cost from /proc: bench/agents drives the fleet package
+// in a custom server, bench/fleet the real `ecp serve`.
+package agentsim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ecpio/ecp/agentproto"
+)
+
+// Post sends body as JSON to url with the agent credential cred (none when
+// empty) and decodes a 200 reply into out. Any other status is returned
+// with its body discarded: a 429 is an answer the caller counts, not an
+// error.
+func Post(ctx context.Context, hc *http.Client, url, cred string, body, out any) (int, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return 0, fmt.Errorf("encode request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return 0, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if cred != "" {
+		req.Header.Set("Authorization", "Bearer "+cred)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("post %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return 0, fmt.Errorf("decode reply: %w", err)
+		}
+	} else {
+		_, _ = io.Copy(io.Discard, resp.Body)
+	}
+	return resp.StatusCode, nil
+}
+
+// Parallel runs fn(0..n-1) on workers goroutines and returns the first error.
+func Parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
+	var next atomic.Int64
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}
+
+// Sleep waits d and says false when ctx ended first.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// Poller is one agent's desired-state long-poll.
+type Poller struct {
+	HC *http.Client
+	// Base is ecp's URL, Cred the agent's credential.
+	Base, Cred string
+	// Revision is the desired-state revision the agent has applied.
+	Revision int64
+	// Wait is the timeout the agent asks for; Backoff the pause after a
+	// failed poll.
+	Wait, Backoff time.Duration
+	// Stopped, when it says true, ends the loop as a dead agent's would.
+	Stopped func() bool
+	// Answered counts the polls ecp answered.
+	Answered *atomic.Int64
+}
+
+// Run keeps one long-poll open until ctx ends or Stopped says so.
+func (p Poller) Run(ctx context.Context) {
+	for ctx.Err() == nil && !p.Stopped() {
+		url := fmt.Sprintf("%s%s?%s=%d&%s=%s", p.Base, agentproto.PathDesired, agentproto.QueryAfter, p.Revision, agentproto.QueryTimeout, p.Wait)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+p.Cred)
+		resp, err := p.HC.Do(req)
+		if err != nil {
+			if !Sleep(ctx, p.Backoff) {
+				return
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		p.Answered.Add(1)
+		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+			if !Sleep(ctx, p.Backoff) {
+				return
+			}
+		}
+	}
+}
+
+// ClockTicks is USER_HZ, 100 on every Linux this runs on.
+const ClockTicks = 100
+
+// Proc is one reading of a process's cost.
+type Proc struct {
+	// CPU is user plus system time so far.
+	CPU time.Duration
+	// RSSKiB is the resident set now, HWMKiB its peak.
+	RSSKiB, HWMKiB int64
+}
+
+// ReadProc reads pid's CPU time and memory from /proc.
+func ReadProc(pid int) (Proc, error) {
+	var p Proc
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return p, fmt.Errorf("read server stat: %w", err)
+	}
+	// Fields after the command name (which may hold spaces) start at ")".
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 > len(stat) {
+		return p, fmt.Errorf("parse /proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(stat[i+2:]))
+	if len(fields) < 13 {
+		return p, fmt.Errorf("parse /proc/%d/stat: %d fields", pid, len(fields))
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	p.CPU = time.Duration(utime+stime) * time.Second / ClockTicks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return p, fmt.Errorf("read server status: %w", err)
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			p.RSSKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			p.HWMKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	return p, nil
+}
