@@ -48,7 +48,7 @@ func (r Reconcile) Run(ctx context.Context) error {
 	defer cancel()
 	// The watches start before the first apply reads, so no change falls
 	// between the two.
-	changes := r.watch(ctx)
+	changed, ended := r.watch(ctx)
 	resync := time.NewTicker(r.Resync)
 	defer resync.Stop()
 	var retry <-chan time.Time
@@ -68,14 +68,13 @@ func (r Reconcile) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case c := <-changes:
-			if c.ended {
-				return nil
-			}
-			if err := c.resp.Err(); err != nil {
-				return fmt.Errorf("watch %s: %w", c.what, err)
-			}
+		case <-changed:
 			pending = true
+		case c := <-ended:
+			if c.err != nil {
+				return fmt.Errorf("watch %s: %w", c.what, c.err)
+			}
+			return nil
 		case <-retry:
 			pending = true
 		case <-resync.C:
@@ -84,18 +83,21 @@ func (r Reconcile) Run(ctx context.Context) error {
 	}
 }
 
-// change is one watch response and what it watched; ended says the watch
-// ended (with ctx or the client).
-type change struct {
-	what  string
-	resp  clientv3.WatchResponse
-	ended bool
+// watchEnd is how a watch ended: with an error, or with ctx or the
+// client (err nil).
+type watchEnd struct {
+	what string
+	err  error
 }
 
-// watch forwards every response of the watches to one channel, and then
-// the end of each. Its goroutines end with ctx.
-func (r Reconcile) watch(ctx context.Context) <-chan change {
-	out := make(chan change)
+// watch signals changed after every change of the watched keys and ended
+// when a watch ends. changed holds one signal: every change that arrives
+// while an apply runs is covered by one more apply, not one apply each,
+// which would fall ever further behind a burst (3,000 registrations kept
+// the alert leader applying 16 times a second a minute later). Its
+// goroutines end with ctx.
+func (r Reconcile) watch(ctx context.Context) (changed <-chan struct{}, ended <-chan watchEnd) {
+	signal, end := make(chan struct{}, 1), make(chan watchEnd)
 	for _, w := range r.Watches {
 		var opts []clientv3.OpOption
 		if w.Prefix {
@@ -103,18 +105,21 @@ func (r Reconcile) watch(ctx context.Context) <-chan change {
 		}
 		wc := r.Client.Watch(clientv3.WithRequireLeader(ctx), w.Key, opts...)
 		go func() {
+			var err error
 			for resp := range wc {
+				if err = resp.Err(); err != nil {
+					break
+				}
 				select {
-				case out <- change{what: w.What, resp: resp}:
-				case <-ctx.Done():
-					return
+				case signal <- struct{}{}:
+				default: // a signal is already waiting
 				}
 			}
 			select {
-			case out <- change{what: w.What, ended: true}:
+			case end <- watchEnd{what: w.What, err: err}:
 			case <-ctx.Done():
 			}
 		}()
 	}
-	return out
+	return signal, end
 }

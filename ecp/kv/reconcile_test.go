@@ -3,7 +3,9 @@ package kv_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,5 +70,63 @@ func TestReconcileAppliesOnStartChangeAndRetry(t *testing.T) {
 	}
 	if len(resynced) != 0 {
 		t.Fatal("Resynced ran again without a resync")
+	}
+}
+
+// TestReconcileCoalescesABurst: changes that arrive while an apply runs
+// are covered by one more apply, not one apply each.
+func TestReconcileCoalescesABurst(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.ClientOf(t, srv)
+	var applies atomic.Int64
+	started, release := make(chan struct{}, 1), make(chan struct{})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- kv.Reconcile{
+			Client:  cli,
+			Watches: []kv.Watched{{Key: "/test/clusters/", Prefix: true, What: "clusters"}},
+			Resync:  time.Hour, Retry: time.Hour,
+			Apply: func(context.Context) error {
+				if applies.Add(1) == 2 {
+					started <- struct{}{}
+					<-release // the first change's apply runs through the burst
+				}
+				time.Sleep(20 * time.Millisecond) // an apply takes time: it renders and reloads
+				return nil
+			},
+			Logger: slog.New(slog.DiscardHandler), Name: "test",
+		}.Run(ctx)
+	}()
+	const burst = 200
+	for i := range burst {
+		if _, err := cli.Put(t.Context(), fmt.Sprintf("/test/clusters/c%d", i), "x"); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			select {
+			case <-started:
+			case <-time.After(10 * time.Second):
+				t.Fatal("no apply after the first change")
+			}
+		}
+	}
+	close(release)
+	// Let the backlog reach the loop; one more apply covers all of it.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) && applies.Load() < 3 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// At start, the first change, then the rest of the burst in as many
+	// applies as the watch takes to hand its backlog over: 3 here, where
+	// one apply per watch response made 27 (201 with instant applies).
+	t.Logf("%d applies for %d changes", applies.Load(), burst)
+	if n := applies.Load(); n > burst/20 {
+		t.Fatalf("%d applies for a burst of %d changes, want at most %d", n, burst, burst/20)
 	}
 }
