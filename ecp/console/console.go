@@ -210,7 +210,7 @@ func (c *Console) Register(r *mux.Router) {
 	cl := p + "/clusters/{id}"
 	r.Handle("/clusters/{id}", c.page(c.clusterLink)).Methods(http.MethodGet)
 	r.Handle(cl, c.page(c.clusterDetail)).Methods(http.MethodGet)
-	r.Handle(cl+"/state", c.page(c.clusterState)).Methods(http.MethodGet)
+	r.Handle(cl+"/state", c.page(c.clusterPart("cluster-state"))).Methods(http.MethodGet)
 	r.Handle(cl+"/dashboard", c.page(c.openDashboard)).Methods(http.MethodGet)
 	r.Handle(cl+"/registration", c.page(c.registration)).Methods(http.MethodPost)
 	r.Handle(cl+"/edit", c.page(c.editCluster)).Methods(http.MethodPost)

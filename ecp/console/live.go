@@ -12,25 +12,7 @@ import (
 // reload; each page renders the same fragment in full, so it works without
 // script too.
 func (c *Console) registerLive(r *mux.Router) {
-	r.Handle("/projects/{project}/clusters/{id}/status", c.page(c.clusterStatus)).Methods(http.MethodGet)
-}
-
-// clusterStatus is the cluster page's Status panel alone: state, reason and
-// every fact the agent's reports fill in.
-func (c *Console) clusterStatus(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectPart(r)
-	if err != nil {
-		return err
-	}
-	cl, err := c.cluster(r, b)
-	if err != nil {
-		return err
-	}
-	c.render(w, http.StatusOK, "cluster", "cluster-status", struct {
-		base
-		Cluster clusters.Cluster
-	}{b, cl})
-	return nil
+	r.Handle("/projects/{project}/clusters/{id}/status", c.page(c.clusterPart("cluster-status"))).Methods(http.MethodGet)
 }
 
 // registeredMeanwhile: the Register button was pressed on a page loaded

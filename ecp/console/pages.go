@@ -567,22 +567,26 @@ func (c *Console) clusterDetail(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// clusterState is the state badge alone, polled by the detail and guide
-// pages so a registering agent shows up without a reload.
-func (c *Console) clusterState(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectPart(r)
-	if err != nil {
-		return err
+// clusterPart renders one fragment of the cluster page alone, polled so a
+// registering agent and every report show up without a reload: the state
+// badge ("cluster-state", on the detail and guide pages) and the Status
+// panel ("cluster-status").
+func (c *Console) clusterPart(fragment string) pageFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		b, err := c.projectPart(r)
+		if err != nil {
+			return err
+		}
+		cl, err := c.cluster(r, b)
+		if err != nil {
+			return err
+		}
+		c.render(w, http.StatusOK, "cluster", fragment, struct {
+			base
+			Cluster clusters.Cluster
+		}{b, cl})
+		return nil
 	}
-	cl, err := c.cluster(r, b)
-	if err != nil {
-		return err
-	}
-	c.render(w, http.StatusOK, "cluster", "cluster-state", struct {
-		base
-		Cluster clusters.Cluster
-	}{b, cl})
-	return nil
 }
 
 func (c *Console) openDashboard(w http.ResponseWriter, r *http.Request) error {
