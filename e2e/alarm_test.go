@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -17,32 +16,13 @@ func TestJourneyEMQXAlertPushFires(t *testing.T) {
 	}
 	const interval = 5 * time.Second
 	as := startAlertStack(t, interval)
-	ctx, s := t.Context(), as.stack
+	s := as.stack
 	simURL := "http://" + as.simAddr
 	s.startSim(as.simAddr)
 	project := s.projects("alarms")[0]
 	entry := s.manageCollecting(project.ID, simURL, 0).entry
 
-	hook := newSink(t)
-	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/system/notification-policy", map[string]any{"allowCidrs": []string{"127.0.0.0/8"}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	settingsPath := "/api/v1/projects/" + project.ID + "/alert-settings"
-	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
-		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": true,
-		"webhooks": []map[string]string{{"url": hook.URL + "/alarms"}},
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "settings applied to Prometheus and Alertmanager", func() (bool, string) {
-		var st struct {
-			Status struct{ Delivery, Message string }
-		}
-		if err := s.api.Do(ctx, http.MethodGet, settingsPath, nil, &st); err != nil {
-			return false, err.Error()
-		}
-		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
-	})
+	hook := alertToWebhook(t, s, project.ID, "/alarms", true)
 
 	raised := time.Now()
 	simPost(t, simURL+"/sim/alarms/high_cpu_usage/raise", `{"message":"e2e: CPU is high"}`)

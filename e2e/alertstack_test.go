@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -104,4 +105,34 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	return alertStack{stack: s, promURL: promURL, amURL: amURL, mailURL: mailURL, simAddr: simAddr}
+}
+
+// alertToWebhook lets the project's alerts reach a webhook on loopback (the
+// notification policy allows 127.0.0.0/8), switches alerting on at trigger
+// and recovery count 1 with that webhook at path, and waits until the
+// settings are applied to Prometheus and Alertmanager.
+func alertToWebhook(t *testing.T, s *stack, projectID, path string, emqxAlertPush bool) *sink {
+	t.Helper()
+	ctx := t.Context()
+	hook := newSink(t)
+	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/system/notification-policy", map[string]any{"allowCidrs": []string{"127.0.0.0/8"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	settingsPath := "/api/v1/projects/" + projectID + "/alert-settings"
+	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
+		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": emqxAlertPush,
+		"webhooks": []map[string]string{{"url": hook.URL + path}},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "settings applied to Prometheus and Alertmanager", func() (bool, string) {
+		var st struct {
+			Status struct{ Delivery, Message string }
+		}
+		if err := s.api.Do(ctx, http.MethodGet, settingsPath, nil, &st); err != nil {
+			return false, err.Error()
+		}
+		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
+	})
+	return hook
 }

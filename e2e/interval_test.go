@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"testing"
 	"time"
 )
@@ -29,26 +28,7 @@ func TestJourneyRuleAlertsWithGuideAgent(t *testing.T) {
 	project := s.projects("guide")[0]
 	entry := s.manageCollecting(project.ID, simURL, 0).entry
 
-	hook := newSink(t)
-	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/system/notification-policy", map[string]any{"allowCidrs": []string{"127.0.0.0/8"}}, nil); err != nil {
-		t.Fatal(err)
-	}
-	settingsPath := "/api/v1/projects/" + project.ID + "/alert-settings"
-	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
-		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": false,
-		"webhooks": []map[string]string{{"url": hook.URL + "/guide"}},
-	}, nil); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "settings applied to Prometheus and Alertmanager", func() (bool, string) {
-		var st struct {
-			Status struct{ Delivery, Message string }
-		}
-		if err := s.api.Do(ctx, http.MethodGet, settingsPath, nil, &st); err != nil {
-			return false, err.Error()
-		}
-		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
-	})
+	hook := alertToWebhook(t, s, project.ID, "/guide", false)
 	var rule string
 	eventually(t, 4*interval, "the agent's rule series in Prometheus", func() (bool, string) {
 		ids := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_rule_enabled{project=%q,cluster=%q} == 1`, project.ID, entry.ID), "id")
