@@ -577,30 +577,7 @@ func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sa
 // scrape adds one replica's counters to s; the cluster states, the same on
 // every replica, are taken from the first.
 func scrape(ctx context.Context, base string, states bool, s *sample) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return fmt.Errorf("build scrape: %w", err)
-	}
-	mr, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("scrape server: %w", err)
-	}
-	defer mr.Body.Close()
-	sc := bufio.NewScanner(mr.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if strings.HasPrefix(l, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(l, ' ')
-		if i < 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(l[i+1:], 64)
-		if err != nil {
-			continue
-		}
+	return agentsim.Scrape(ctx, base, func(l string, v float64) {
 		switch {
 		case strings.HasPrefix(l, "ecp_agent_reports_total"):
 			s.reports += v
@@ -625,11 +602,7 @@ func scrape(ctx context.Context, base string, states bool, s *sample) error {
 				s.buckets[b] += v
 			}
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read metrics: %w", err)
-	}
-	return nil
+	})
 }
 
 func printResults(cfg config, st *stats, a, b sample, polls int64) {

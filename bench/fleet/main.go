@@ -695,34 +695,14 @@ func keyPrefix(key string) string {
 // scrapeWrites reads ecp_fleet_etcd_writes_total by reason from ecp's
 // /metrics into writes.
 func scrapeWrites(ctx context.Context, base string, writes map[string]float64) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return fmt.Errorf("build scrape: %w", err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("scrape ecp: %w", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		m := fleetWrite.FindStringSubmatch(sc.Text())
-		if m == nil {
-			continue
-		}
-		v, err := strconv.ParseFloat(m[2], 64)
-		if err == nil {
+	return agentsim.Scrape(ctx, base, func(l string, v float64) {
+		if m := fleetWrite.FindStringSubmatch(l); m != nil {
 			writes[m[1]] += v
 		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read ecp metrics: %w", err)
-	}
-	return nil
+	})
 }
 
-var fleetWrite = regexp.MustCompile(`^ecp_fleet_etcd_writes_total\{.*reason="([^"]*)".*\} (\S+)$`)
+var fleetWrite = regexp.MustCompile(`^ecp_fleet_etcd_writes_total\{.*reason="([^"]*)".*\} `)
 
 var etcdReady = regexp.MustCompile(`embedded etcd ready.*endpoint=(\S+)`)
 

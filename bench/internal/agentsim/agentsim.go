@@ -5,6 +5,7 @@
 package agentsim
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -178,4 +179,39 @@ func ReadProc(pid int) (Proc, error) {
 		}
 	}
 	return p, nil
+}
+
+// Scrape reads base's /metrics and calls sample with each sample's line
+// (series and value, comments left out) and its value.
+func Scrape(ctx context.Context, base string, sample func(line string, value float64)) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return fmt.Errorf("build scrape: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("scrape %s: %w", base, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(l[i+1:], 64)
+		if err != nil {
+			continue
+		}
+		sample(l, v)
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read metrics of %s: %w", base, err)
+	}
+	return nil
 }
