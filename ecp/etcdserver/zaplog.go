@@ -2,7 +2,10 @@ package etcdserver
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"slices"
 
 	"go.uber.org/zap"
@@ -58,8 +61,18 @@ func (c *slogCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 }
 
 func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
-	r := slog.NewRecord(e.Time, slogLevel(e.Level), e.Message, 0)
-	if e.Level != zapcore.WarnLevel && e.Level != zapcore.ErrorLevel {
+	level := slogLevel(e.Level)
+	if (e.Level == zapcore.WarnLevel || e.Level == zapcore.ErrorLevel) && closedOnStop(fields) {
+		// etcd reports its listeners closing as warnings and errors when
+		// ecp stops it; an operator should not read them on every clean stop.
+		level = slog.LevelDebug
+		if !c.h.Enabled(context.Background(), level) {
+			return nil
+		}
+	}
+	r := slog.NewRecord(e.Time, level, e.Message, 0)
+	// Say etcd's own level where ecp's differs from it.
+	if level != slogLevel(e.Level) || e.Level != zapcore.WarnLevel && e.Level != zapcore.ErrorLevel {
 		r.AddAttrs(slog.String("etcdLevel", e.Level.String()))
 	}
 	if e.LoggerName != "" {
@@ -70,6 +83,17 @@ func (c *slogCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
 }
 
 func (c *slogCore) Sync() error { return nil }
+
+// closedOnStop says the entry's error is a server or listener closing.
+func closedOnStop(fields []zapcore.Field) bool {
+	for _, f := range fields {
+		if err, ok := f.Interface.(error); ok && f.Type == zapcore.ErrorType &&
+			(errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed)) {
+			return true
+		}
+	}
+	return false
+}
 
 // redactedField is the etcd field that names request keys.
 const redactedField = "request content"

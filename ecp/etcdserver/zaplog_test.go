@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -96,6 +98,22 @@ func TestZapLoggerLevels(t *testing.T) {
 	etcdserver.ZapLogger(slog.New(h)).Debug("request stats", zap.String("request content", "key"))
 	if n := len(h.all()); n != 0 {
 		t.Fatalf("%d etcd debug records reached ecp's debug log, want 0", n)
+	}
+}
+
+// TestZapLoggerStopIsNoError: etcd's listeners closing when ecp stops it
+// are logged at debug, not as the ERROR and WARN lines an operator saw on
+// every clean stop; other errors stay errors.
+func TestZapLoggerStopIsNoError(t *testing.T) {
+	h := &records{min: slog.LevelInfo}
+	lg := etcdserver.ZapLogger(slog.New(h))
+	lg.Error("setting up serving from embedded etcd failed.", zap.Error(http.ErrServerClosed))
+	lg.Error("setting up serving from embedded etcd failed.", zap.Error(&net.OpError{Op: "accept", Net: "tcp", Err: net.ErrClosed}))
+	lg.Warn("stopping secure grpc server due to error", zap.Error(&net.OpError{Op: "accept", Net: "tcp", Err: net.ErrClosed}))
+	lg.Error("lost leader", zap.Error(errors.New("boom")))
+	got := h.all()
+	if len(got) != 1 || got[0].Message != "lost leader" || got[0].Level != slog.LevelError {
+		t.Fatalf("records at info and above %v, want only the error \"lost leader\"", got)
 	}
 }
 
