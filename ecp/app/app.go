@@ -267,17 +267,18 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 	reg.MustRegister(newLicenceCollector(a.ledger))
-	if dropped, err := a.ledger.DropProjectIndex(ctx); err != nil {
+	store := registry.NewStore(a.cli, a.ledger)
+	if dropped, err := store.DropProjectIndex(ctx); err != nil {
 		return err
 	} else if dropped > 0 {
 		a.logger.Info("retired project index of cluster entries dropped", "keys", dropped)
 	}
-	if added, removed, err := a.ledger.ReindexNames(ctx); err != nil {
+	if added, removed, err := store.ReindexNames(ctx); err != nil {
 		return err
 	} else if added+removed > 0 {
 		a.logger.Info("name index of cluster entries repaired", "added", added, "removed", removed)
 	}
-	if changed, err := a.ledger.Recount(ctx); err != nil {
+	if changed, err := store.Recount(ctx); err != nil {
 		return err
 	} else if changed > 0 {
 		a.logger.Info("connection allocation counters recounted", "changed", changed)
@@ -285,10 +286,10 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}
-	a.registry = registry.New(a.ledger, a.logger.With("component", "registry"))
+	a.registry = registry.New(store, a.logger.With("component", "registry"))
 	a.registry.SetBinder(a.fleet)
 	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Etcd: a.cli, Registry: a.registry},
-		a.authz, a.ledger, a.fleet, a.logger.With("component", "clusters")); err != nil {
+		a.authz, store, a.fleet, a.logger.With("component", "clusters")); err != nil {
 		return err
 	}
 	auditLog := audit.New(a.cli, a.logger.With("component", "audit"), reg, audit.Options{Retention: a.opts.AuditRetention, MaxRecords: a.opts.AuditMaxRecords})

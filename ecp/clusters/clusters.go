@@ -4,8 +4,8 @@
 // connections within the licence and jump into their dashboard.
 //
 // It writes only the operator-defined record, registry.Spec at
-// registry.Key(id), always through the quota ledger so allocations stay
-// consistent. What the agent side knows (state, version, connections, ...)
+// registry.Key(id), always through registry.Store, whose transactions keep
+// the name index and the allocations consistent. What the agent side knows (state, version, connections, ...)
 // comes from Fleet and is merged into every reply.
 //
 // The lists are served from memory: Index mirrors every spec through one

@@ -19,7 +19,6 @@ import (
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/names"
-	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
@@ -43,7 +42,7 @@ type Options struct {
 	// through. Required.
 	Etcd *clientv3.Client
 	// Registry runs deletions (registry.Delete); when nil, one over the
-	// ledger and the fleet with nothing else subscribed.
+	// store and the fleet with nothing else subscribed.
 	Registry *registry.Registry
 }
 
@@ -53,7 +52,7 @@ type API struct {
 	// tokenTTL is opts.TokenTTL, replaceable on reload.
 	tokenTTL atomic.Int64
 	authz    *tenancy.Authorizer
-	ledger   *quota.Ledger
+	store    *registry.Store
 	fleet    Fleet
 	logger   *slog.Logger
 	// index serves the lists from memory.
@@ -63,7 +62,7 @@ type API struct {
 }
 
 // NewAPI returns the API.
-func NewAPI(opts Options, authz *tenancy.Authorizer, ledger *quota.Ledger, fleet Fleet, logger *slog.Logger) (*API, error) {
+func NewAPI(opts Options, authz *tenancy.Authorizer, store *registry.Store, fleet Fleet, logger *slog.Logger) (*API, error) {
 	if opts.ExternalURL == "" {
 		return nil, errors.New("clusters: Options.ExternalURL is required")
 	}
@@ -79,10 +78,10 @@ func NewAPI(opts Options, authz *tenancy.Authorizer, ledger *quota.Ledger, fleet
 	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
 	reg := opts.Registry
 	if reg == nil {
-		reg = registry.New(ledger, logger)
+		reg = registry.New(store, logger)
 		reg.SetBinder(fleet)
 	}
-	api := &API{opts: opts, authz: authz, ledger: ledger, fleet: fleet, logger: logger, index: NewIndex(opts.Etcd, logger), registry: reg}
+	api := &API{opts: opts, authz: authz, store: store, fleet: fleet, logger: logger, index: NewIndex(opts.Etcd, logger), registry: reg}
 	api.tokenTTL.Store(int64(opts.TokenTTL))
 	return api, nil
 }
@@ -295,8 +294,8 @@ func (api *API) create(w http.ResponseWriter, r *http.Request) error {
 		MaxConnections: registry.DefaultMaxConnections, CreatedAt: now, UpdatedAt: now,
 	}
 	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + spec.ID})
-	if err := api.ledger.Create(r.Context(), spec); err != nil {
-		return quota.APIError(err)
+	if err := api.store.Create(r.Context(), spec); err != nil {
+		return registry.APIError(err)
 	}
 	api.refresh(r, spec.ID)
 	c, err := api.view(r.Context(), spec)
@@ -395,7 +394,7 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
+	updated, err := api.store.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
 		if req.Name != nil {
 			s.Name = *req.Name
 		}
@@ -407,12 +406,12 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	})
-	if errors.Is(err, quota.ErrNotFound) {
+	if errors.Is(err, registry.ErrNotFound) {
 		return httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
 		// A rename to a name another entry of the project has.
-		return quota.APIError(err)
+		return registry.APIError(err)
 	}
 	return api.replyUpdated(w, r, updated)
 }
@@ -436,7 +435,7 @@ func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
 	spec := e.spec
 	// What a deletion removes, and in which order, is registry.Delete's.
 	if _, err := api.registry.Delete(r.Context(), spec.ID); err != nil {
-		if errors.Is(err, quota.ErrNotFound) {
+		if errors.Is(err, registry.ErrNotFound) {
 			return httpapi.NotFound("no cluster %s", spec.ID)
 		}
 		return err
@@ -491,17 +490,17 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 	if req.ServiceURL != nil {
 		keep = *req.ServiceURL
 	}
-	updated, err := api.ledger.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
+	updated, err := api.store.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
 		s.Project = target.ID
 		s.ServiceURL = keep
 		return nil
 	})
-	if errors.Is(err, quota.ErrNotFound) {
+	if errors.Is(err, registry.ErrNotFound) {
 		return httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
 		// The target project's or organization's quota may refuse it.
-		return quota.APIError(err)
+		return registry.APIError(err)
 	}
 	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID,
 		"serviceUrlKept", keep != "", "serviceUrlDropped", spec.ServiceURL != "" && spec.ServiceURL != keep)
@@ -523,14 +522,14 @@ func (api *API) maxConnections(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if req.MaxConnections == nil || *req.MaxConnections < 1 {
-		return httpapi.Invalid("maxConnections", "maxConnections is required: an integer from 1 to the licence's per-cluster ceiling (%d)", api.ledger.Licence().MaxPerCluster)
+		return httpapi.Invalid("maxConnections", "maxConnections is required: an integer from 1 to the licence's per-cluster ceiling (%d)", api.store.Licence().MaxPerCluster)
 	}
-	updated, err := api.ledger.SetMaxConnections(r.Context(), spec.ID, *req.MaxConnections)
-	if errors.Is(err, quota.ErrNotFound) {
+	updated, err := api.store.SetMaxConnections(r.Context(), spec.ID, *req.MaxConnections)
+	if errors.Is(err, registry.ErrNotFound) {
 		return httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
-		return quota.APIError(err)
+		return registry.APIError(err)
 	}
 	return api.replyUpdated(w, r, updated)
 }

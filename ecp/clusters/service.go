@@ -7,7 +7,7 @@ import (
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
-	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -81,9 +81,9 @@ func (api *API) loadEntry(ctx context.Context, ac *tenancy.Access, id string, wa
 	if !kv.ValidID(id) {
 		return entry{}, notFound
 	}
-	spec, err := api.ledger.Get(ctx, id)
+	spec, err := api.store.Get(ctx, id)
 	if err != nil {
-		if errors.Is(err, quota.ErrNotFound) {
+		if errors.Is(err, registry.ErrNotFound) {
 			return entry{}, notFound
 		}
 		return entry{}, err

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // BenchmarkSetMaxConnections measures allocation changes on one embedded
@@ -19,10 +20,11 @@ func BenchmarkSetMaxConnections(b *testing.B) {
 		b.Run("goroutines="+strconv.Itoa(parallel), func(b *testing.B) {
 			cli := etcdtest.Client(b)
 			reg := prometheus.NewRegistry()
-			g, err := quota.NewLedger(cli, quota.Licence{TotalConnections: 1 << 30, MaxPerCluster: 1 << 20}, reg)
+			ledger, err := quota.NewLedger(cli, quota.Licence{TotalConnections: 1 << 30, MaxPerCluster: 1 << 20}, reg)
 			if err != nil {
 				b.Fatal(err)
 			}
+			g := registry.NewStore(cli, ledger)
 			const clusters = 32
 			for i := range clusters {
 				if err := g.Create(b.Context(), spec("c"+strconv.Itoa(i), 10)); err != nil {

@@ -31,21 +31,11 @@ func (g *Ledger) Register(r *mux.Router, a *httpapi.Adapter) {
 	})).Methods(http.MethodGet)
 }
 
-// APIError turns a *NameTaken into a 409 naming the field name and the
-// entry that has the name ("cluster"), and a *Refusal into the 422 the API
-// answers, with the figures
+// APIError turns a *Refusal into the 422 the API answers, with the figures
 // of the quota that refused as members of the error object ("quota" names
 // it: licence, organization or project; "org" or "project" its id; "total"
 // its limit); other errors are returned unchanged.
 func APIError(err error) error {
-	var taken *NameTaken
-	if errors.As(err, &taken) {
-		e := httpapi.Conflict("%s", taken.Error())
-		e.Code = "NameTaken"
-		e.Field = "name"
-		e.Details = map[string]any{"cluster": taken.Holder, "project": taken.Project}
-		return e
-	}
 	var r *Refusal
 	if !errors.As(err, &r) {
 		return err

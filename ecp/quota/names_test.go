@@ -18,7 +18,7 @@ func TestNamesUniqueAcrossReplicas(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ctx := t.Context()
 	l := quota.Licence{TotalConnections: 100000, MaxPerCluster: 100}
-	ledgers := []*quota.Ledger{newLedger(t, cli, l), newLedger(t, cli, l)}
+	ledgers := []ledger{newLedger(t, cli, l), newLedger(t, cli, l)}
 	for round := range 10 {
 		name := fmt.Sprint("n", round)
 		var wg sync.WaitGroup
@@ -43,7 +43,7 @@ func TestNamesUniqueAcrossReplicas(t *testing.T) {
 		wg.Wait()
 		won := 0
 		for _, err := range errs {
-			var taken *quota.NameTaken
+			var taken *registry.NameTaken
 			switch {
 			case err == nil:
 				won++
@@ -86,7 +86,7 @@ func TestNamesKeepLegacyDuplicates(t *testing.T) {
 		}
 	}
 	// A key left by an entry that is gone.
-	if _, err := cli.Put(ctx, quota.NameKey("p", "ghost"), "gone"); err != nil {
+	if _, err := cli.Put(ctx, registry.NameKey("p", "ghost"), "gone"); err != nil {
 		t.Fatal(err)
 	}
 	added, removed, err := g.ReindexNames(ctx)
@@ -96,7 +96,7 @@ func TestNamesKeepLegacyDuplicates(t *testing.T) {
 	if added, removed, err := g.ReindexNames(ctx); err != nil || added+removed != 0 {
 		t.Fatalf("second ReindexNames = %d added, %d removed, %v; want nothing to do", added, removed, err)
 	}
-	var taken *quota.NameTaken
+	var taken *registry.NameTaken
 	s := spec("new", 10)
 	s.Name = "twin"
 	if err := g.Create(ctx, s); !errors.As(err, &taken) || taken.Holder != "old" {

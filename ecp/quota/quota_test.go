@@ -19,13 +19,20 @@ import (
 	"github.com/ecpio/ecp/ecp/registry"
 )
 
-func newLedger(t *testing.T, cli *clientv3.Client, l quota.Licence) *quota.Ledger {
+// ledger is one replica's quota side: the guards and the licence
+// (quota.Ledger), and the registry's writer whose transactions call them.
+type ledger struct {
+	*quota.Ledger
+	*registry.Store
+}
+
+func newLedger(t *testing.T, cli *clientv3.Client, l quota.Licence) ledger {
 	t.Helper()
 	g, err := quota.NewLedger(cli, l, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return g
+	return ledger{g, registry.NewStore(cli, g)}
 }
 
 func spec(id string, maxConns int) registry.Spec {
@@ -108,7 +115,7 @@ func TestRefusals(t *testing.T) {
 	if err := g.Create(ctx, spec("c", 10)); !errors.As(err, &r) || r.Remaining != 0 {
 		t.Fatalf("Create on a full licence = %v, want a refusal with 0 remaining", err)
 	}
-	if _, err := g.SetMaxConnections(ctx, "missing", 5); !errors.Is(err, quota.ErrNotFound) {
+	if _, err := g.SetMaxConnections(ctx, "missing", 5); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("SetMaxConnections(missing) = %v, want ErrNotFound", err)
 	}
 	// Deleting returns the allocation.

@@ -10,7 +10,6 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/ecpio/ecp/ecp/kv"
-	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
@@ -54,9 +53,10 @@ type scopes struct {
 	orgAllocated     int
 }
 
-// scopePrefetch lists the keys readScopes reads that are known without
-// reading the project first.
-func scopePrefetch(project string) []string {
+// Prefetch lists the keys the guards read for an entry of project that
+// are known without reading the project first (beside AllocatedKey), for
+// the registry's transaction to fetch in its first round trip.
+func Prefetch(project string) []string {
 	return []string{tenancy.ProjectsPrefix + project, ProjectLimitPrefix + project, ProjectAllocatedPrefix + project}
 }
 
@@ -68,7 +68,7 @@ func readScopes(stm concurrency.STM, project string) (scopes, error) {
 	// A multi-key Get fetches the keys in one round trip; its return value
 	// is not each key's, so the values are read one by one below (from the
 	// transaction's cache).
-	stm.Get(scopePrefetch(project)...)
+	stm.Get(Prefetch(project)...)
 	if v := stm.Get(tenancy.ProjectsPrefix + project); v != "" {
 		var p tenancy.Project
 		if err := json.Unmarshal([]byte(v), &p); err != nil {
@@ -263,96 +263,4 @@ func (g *Ledger) setLimit(ctx context.Context, key string, n *int) error {
 		return fmt.Errorf("write connection quota %s: %w", key, err)
 	}
 	return nil
-}
-
-// Recount sets the allocation counters (the licence's, every
-// organization's and every project's) to the sums of the specs, and
-// returns how many it changed. It runs at start, before the API serves:
-// counters of a deployment that predates them are filled in, and any drift
-// (specs written around the ledger) is repaired. Its writes apply only if
-// no allocation changed since it read the specs (every change writes
-// AllocatedKey); otherwise it reads again.
-func (g *Ledger) Recount(ctx context.Context) (int, error) {
-	for range 10 {
-		changed, done, err := g.recount(ctx)
-		if err != nil || done {
-			return changed, err
-		}
-	}
-	return 0, fmt.Errorf("recount connection allocations: allocations kept changing; try again")
-}
-
-func (g *Ledger) recount(ctx context.Context) (changed int, done bool, err error) {
-	ctx, cancel := kv.WithTimeout(ctx)
-	defer cancel()
-	snap, err := g.cli.Txn(ctx).Then(
-		clientv3.OpGet(registry.Prefix, clientv3.WithPrefix()),
-		clientv3.OpGet(tenancy.ProjectsPrefix, clientv3.WithPrefix()),
-		clientv3.OpGet(ProjectAllocatedPrefix, clientv3.WithPrefix()),
-		clientv3.OpGet(OrgAllocatedPrefix, clientv3.WithPrefix()),
-		clientv3.OpGet(AllocatedKey),
-	).Commit()
-	if err != nil {
-		return 0, false, fmt.Errorf("read specs and allocation counters: %w", err)
-	}
-	orgOf := map[string]string{}
-	for _, item := range snap.Responses[1].GetResponseRange().Kvs {
-		var p tenancy.Project
-		if err := json.Unmarshal(item.Value, &p); err != nil {
-			return 0, false, fmt.Errorf("decode %s: %w", item.Key, err)
-		}
-		orgOf[p.ID] = p.Org
-	}
-	want := map[string]int{}
-	total := 0
-	for _, item := range snap.Responses[0].GetResponseRange().Kvs {
-		s, err := registry.Decode(item.Value)
-		if err != nil {
-			return 0, false, err
-		}
-		total += s.MaxConnections
-		want[ProjectAllocatedPrefix+s.Project] += s.MaxConnections
-		if org := orgOf[s.Project]; org != "" {
-			want[OrgAllocatedPrefix+org] += s.MaxConnections
-		}
-	}
-	have := map[string]string{}
-	for _, r := range snap.Responses[2:] {
-		for _, item := range r.GetResponseRange().Kvs {
-			have[string(item.Key)] = string(item.Value)
-		}
-	}
-	var ops []clientv3.Op
-	for k, n := range want {
-		if n > 0 && have[k] != strconv.Itoa(n) {
-			ops = append(ops, clientv3.OpPut(k, strconv.Itoa(n)))
-		}
-	}
-	for k := range have {
-		if k != AllocatedKey && want[k] <= 0 {
-			ops = append(ops, clientv3.OpDelete(k))
-		}
-	}
-	// AllocatedKey goes last: writing it changes the revision every chunk
-	// compares.
-	if have[AllocatedKey] != strconv.Itoa(total) && (total != 0 || have[AllocatedKey] != "") {
-		ops = append(ops, clientv3.OpPut(AllocatedKey, strconv.Itoa(total)))
-	}
-	var allocRev int64
-	if kvs := snap.Responses[4].GetResponseRange().Kvs; len(kvs) == 1 {
-		allocRev = kvs[0].ModRevision
-	}
-	unchanged := clientv3.Compare(clientv3.ModRevision(AllocatedKey), "=", allocRev)
-	for start := 0; start < len(ops); start += maxTxnOps - 1 {
-		chunk := ops[start:min(start+maxTxnOps-1, len(ops))]
-		resp, err := g.cli.Txn(ctx).If(unchanged).Then(chunk...).Commit()
-		if err != nil {
-			return changed, false, fmt.Errorf("write allocation counters: %w", err)
-		}
-		if !resp.Succeeded {
-			return changed, false, nil
-		}
-		changed += len(chunk)
-	}
-	return changed, true, nil
 }

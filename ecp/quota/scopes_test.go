@@ -71,7 +71,7 @@ func refusal(t *testing.T, err error, q, scope string, remaining int) string {
 
 // checkCounters recounts from the specs: every counter the ledger kept
 // must already be right.
-func checkCounters(t *testing.T, g *quota.Ledger) {
+func checkCounters(t *testing.T, g ledger) {
 	t.Helper()
 	changed, err := g.Recount(t.Context())
 	if err != nil || changed != 0 {
@@ -251,7 +251,7 @@ func TestScopeQuotasHoldUnderRaces(t *testing.T) {
 				_, err = g.Update(ctx, id, func(s *registry.Spec) error { s.Project = to; return nil })
 			case 1:
 				err = g.Create(ctx, in(to, fmt.Sprintf("n%d", n*1000+rand.IntN(1000)), n))
-				if errors.Is(err, quota.ErrExists) {
+				if errors.Is(err, registry.ErrExists) {
 					err = nil
 				}
 			default:

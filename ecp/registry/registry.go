@@ -1,12 +1,21 @@
-// Package registry owns the lifecycle of a managed-cluster entry across the
-// packages that keep something of it, and above all its end: Delete is the
-// one function that runs when a cluster is deleted, and it removes every
-// etcd key of the entry.
+// Package registry owns "a managed cluster" in etcd: its record (Spec,
+// record.go), every write of it (Store, store.go: create, edit, transfer,
+// max connections, delete, each one transaction with the name check and
+// the licence and quota guards of ecp/quota inside it), and its lifecycle
+// across the packages that keep something of it, above all its end: Delete
+// is the one function that runs when a cluster is deleted, and it removes
+// every etcd key of the entry.
+//
+// registry imports quota, never the reverse: the record and its
+// transaction are the registry's, and quota keeps the arithmetic (the
+// licence, the scopes' limits and counters, the refusals) as guards that
+// run on the registry's concurrency.STM and know only a project and the
+// numbers.
 //
 // Keys of one entry, by owner (grep the prefixes to check the list):
 //
-//	/ecp/clusters/<id>                          the record (Spec, record.go; written by quota.Ledger)
-//	/ecp/cluster-names/<project>/<name>         its name key, value <id> (quota.Ledger)
+//	/ecp/clusters/<id>                          the record (Spec, record.go; written by Store)
+//	/ecp/cluster-names/<project>/<name>         its name key, value <id> (Store)
 //	/ecp/fleet/agents/<id>, /ecp/fleet/status/<id>   the agent binding and state (fleet)
 //	/ecp/fleet/tokens/<sha256(token)>           its pending registration token (fleet)
 //	/ecp/fleet/identity/<sha256(name, node)>    the EMQX cluster identity it holds (fleet)
@@ -31,10 +40,10 @@ import (
 	"sync"
 )
 
-// Records is the writer of the record: *quota.Ledger. Delete removes the
-// entry's spec, its name key and the keys in also in one transaction, and
-// returns its allocation to the licence (quota.ErrNotFound for an entry
-// that does not exist).
+// Records is the writer of the record: *Store. Delete removes the entry's
+// spec, its name key and the keys in also in one transaction, and returns
+// its allocation to the licence (ErrNotFound for an entry that does not
+// exist).
 type Records interface {
 	Delete(ctx context.Context, id string, also ...string) (Spec, error)
 }

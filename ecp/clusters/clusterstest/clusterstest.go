@@ -123,8 +123,8 @@ func (f *Fleet) Issued() []secret.String {
 	return append([]secret.String(nil), f.issued...)
 }
 
-// Seed stores specs as the ledger would (spec, project and name index keys, and
-// their max connections added to the allocation counter), many per etcd
+// Seed stores specs as registry.Store would (spec, project and name index
+// keys, and their max connections added to the allocation counter), many per etcd
 // transaction: creating 10,000 entries one API call at a time takes a
 // minute, and benchmarks are about reading them. It does not check the
 // licence; the caller keeps the entries within it. Nor does it keep the
@@ -141,7 +141,7 @@ func Seed(ctx context.Context, cli *clientv3.Client, specs []registry.Spec) erro
 				return err
 			}
 			ops = append(ops, clientv3.OpPut(registry.Key(s.ID), string(b)),
-				clientv3.OpPut(quota.NameKey(s.Project, s.Name), s.ID))
+				clientv3.OpPut(registry.NameKey(s.Project, s.Name), s.ID))
 			allocated += s.MaxConnections
 		}
 		if _, err := cli.Txn(ctx).Then(ops...).Commit(); err != nil {
