@@ -84,6 +84,10 @@ type App struct {
 	logs *logs.API
 	// registry runs "a cluster is deleted" (ecp/registry).
 	registry *registry.Registry
+	// records is the replica's one mirror of the cluster records: the
+	// cluster lists, the monitoring overview and the deletion
+	// subscribers read it.
+	records *registry.Mirror
 	// runFleet is the agent side's own loop (nil when a test replaced
 	// it through Options.fleet).
 	runFleet    func(context.Context) error
@@ -286,9 +290,10 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}
-	a.registry = registry.New(store, a.logger.With("component", "registry"))
+	a.records = registry.NewMirror(a.cli, a.logger.With("component", "registry"))
+	a.registry = registry.New(store, a.records, a.logger.With("component", "registry"))
 	a.registry.SetBinder(a.fleet)
-	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Etcd: a.cli, Registry: a.registry},
+	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Mirror: a.records, Registry: a.registry},
 		a.authz, store, a.fleet, a.logger.With("component", "clusters")); err != nil {
 		return err
 	}
@@ -536,9 +541,9 @@ func (a *App) Run(ctx context.Context) error {
 	if a.runFleet != nil {
 		g.Add(func() error { return a.runFleet(runCtx) }, func(error) { cancel() })
 	}
-	// The cluster lists are served from an index of the specs kept current
-	// by its own watch.
-	g.Add(func() error { return a.clusters.Run(runCtx) }, func(error) { cancel() })
+	// The cluster lists and overview are served from the replica's mirror
+	// of the records, kept current by its watch.
+	g.Add(func() error { return a.records.Run(runCtx) }, func(error) { cancel() })
 	// Credentials' users are checked against a mirror of their generations,
 	// and access is decided from a mirror of the tenancy records.
 	g.Add(func() error { a.users.RunMirror(runCtx, a.logger); return nil }, func(error) { cancel() })
@@ -559,7 +564,7 @@ func (a *App) Run(ctx context.Context) error {
 			}
 		}
 		select {
-		case <-a.clusters.Ready():
+		case <-a.records.Ready():
 		case <-runCtx.Done():
 			return nil
 		}

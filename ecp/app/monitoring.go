@@ -27,10 +27,16 @@ func (a *App) buildMetrics(env Env) error {
 	a.extensionRuns = append(a.extensionRuns, a.reports.Run)
 	// A deleted entry's shared snapshot goes with it.
 	a.registry.KeepsKeys(monitoring.Keys)
-	a.registry.OnDelete(func(spec registry.Spec) { a.reports.Forget(spec.ID) })
+	// Its report in memory goes when the mirror applies the deletion, on
+	// every replica.
+	a.records.Subscribe(func(c registry.Change) {
+		if c.New == nil {
+			a.reports.Forget(c.Old.ID)
+		}
+	})
 	// The project's clusters come from the replica's mirror of the specs,
 	// as the cluster lists do.
-	a.overview = monitoring.NewAPI(a.authz, a.clusters.Index(), a.fleet, a.reports)
+	a.overview = monitoring.NewAPI(a.authz, a.records, a.fleet, a.reports)
 	a.overview.Register(env.API, env.Adapter)
 	return nil
 }

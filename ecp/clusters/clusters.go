@@ -5,15 +5,17 @@
 //
 // It writes only the operator-defined record, registry.Spec at
 // registry.Key(id), always through registry.Store, whose transactions keep
-// the name index and the allocations consistent. What the agent side knows (state, version, connections, ...)
-// comes from Fleet and is merged into every reply.
+// the name index and the allocations consistent. What the agent side
+// knows (state, version, connections, ...) comes from Fleet and is merged
+// into every reply.
 //
-// The lists are served from memory: Index mirrors every spec through one
-// etcd watch per replica, in (name, id) order per project, and a list
-// request walks it once for its filters, counts and page (ListPage), so a
-// project of 10,000 clusters costs no etcd read per request. Writes made
-// through this package are read back into the index before the reply, so
-// the caller's next list on the same replica shows them.
+// The lists are served from memory: registry.Mirror, the replica's one
+// mirror of the records, follows every spec through one etcd watch and
+// keeps them in (name, id) order per project, and a list request walks it
+// once for its filters, counts and page (ListPage), so a project of 10,000
+// clusters costs no etcd read per request. Writes made through this
+// package are read back into the mirror before the reply, so the caller's
+// next list on the same replica shows them.
 //
 // Access follows tenancy's rule: a caller who cannot see the entry's
 // project gets 404 for the entry; a viewer who tries to change it gets 403.

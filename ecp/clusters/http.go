@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/audit"
@@ -38,9 +37,9 @@ type Options struct {
 	TokenTTL time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// Etcd is the client the list index loads and watches the specs
-	// through. Required.
-	Etcd *clientv3.Client
+	// Mirror is the replica's mirror of the records the lists are
+	// served from (its owner runs it). Required.
+	Mirror *registry.Mirror
 	// Registry runs deletions (registry.Delete); when nil, one over the
 	// store and the fleet with nothing else subscribed.
 	Registry *registry.Registry
@@ -56,7 +55,7 @@ type API struct {
 	fleet    Fleet
 	logger   *slog.Logger
 	// index serves the lists from memory.
-	index *Index
+	index *registry.Mirror
 	// registry deletes entries (every key of them, in one place).
 	registry *registry.Registry
 }
@@ -66,8 +65,8 @@ func NewAPI(opts Options, authz *tenancy.Authorizer, store *registry.Store, flee
 	if opts.ExternalURL == "" {
 		return nil, errors.New("clusters: Options.ExternalURL is required")
 	}
-	if opts.Etcd == nil {
-		return nil, errors.New("clusters: Options.Etcd is required")
+	if opts.Mirror == nil {
+		return nil, errors.New("clusters: Options.Mirror is required")
 	}
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = DefaultTokenTTL
@@ -78,23 +77,13 @@ func NewAPI(opts Options, authz *tenancy.Authorizer, store *registry.Store, flee
 	opts.ExternalURL = strings.TrimRight(opts.ExternalURL, "/")
 	reg := opts.Registry
 	if reg == nil {
-		reg = registry.New(store, logger)
+		reg = registry.New(store, opts.Mirror, logger)
 		reg.SetBinder(fleet)
 	}
-	api := &API{opts: opts, authz: authz, store: store, fleet: fleet, logger: logger, index: NewIndex(opts.Etcd, logger), registry: reg}
+	api := &API{opts: opts, authz: authz, store: store, fleet: fleet, logger: logger, index: opts.Mirror, registry: reg}
 	api.tokenTTL.Store(int64(opts.TokenTTL))
 	return api, nil
 }
-
-// Run keeps the list index current until ctx ends; the lists wait for its
-// first load.
-func (api *API) Run(ctx context.Context) error { return api.index.Run(ctx) }
-
-// Ready is closed once the list index has loaded.
-func (api *API) Ready() <-chan struct{} { return api.index.Ready() }
-
-// Index is the in-memory index the lists are served from.
-func (api *API) Index() *Index { return api.index }
 
 // refresh brings the index up to a write this replica just made, so the
 // caller's next list shows it. The write is done either way: a failed read
@@ -251,7 +240,7 @@ func (api *API) listAll(w http.ResponseWriter, r *http.Request) error {
 	for _, p := range projects {
 		visible[p.ID] = ac.Project(p) >= tenancy.View
 	}
-	if err := api.index.wait(r.Context()); err != nil {
+	if err := api.index.Wait(r.Context()); err != nil {
 		return err
 	}
 	page, err := api.page(r.Context(), "", func(project string) bool { return visible[project] }, q)
@@ -440,7 +429,6 @@ func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	api.refresh(r, spec.ID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

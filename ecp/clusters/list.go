@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // Paging of the cluster lists.
@@ -148,26 +149,26 @@ func decodeCursor(tok string) (*cursor, error) {
 
 // matches reports whether an entry in state passes q and the state filter.
 // q matches a part of the name, whatever the case, or the whole id.
-func (q *listQuery) matches(it *item, state string) bool {
+func (q *listQuery) matches(it *registry.Entry, state string) bool {
 	if q.state != "" && state != q.state {
 		return false
 	}
-	return q.lowerQ == "" || strings.Contains(it.lowerName, q.lowerQ) || it.spec.ID == q.q
+	return q.lowerQ == "" || strings.Contains(it.LowerName, q.lowerQ) || it.Spec.ID == q.q
 }
 
 // compareCursor orders an entry against the cursor's key.
-func compareCursor(it *item, c *cursor) int {
-	if n := strings.Compare(it.spec.Name, c.Name); n != 0 {
+func compareCursor(it *registry.Entry, c *cursor) int {
+	if n := strings.Compare(it.Spec.Name, c.Name); n != 0 {
 		return n
 	}
-	return strings.Compare(it.spec.ID, c.ID)
+	return strings.Compare(it.Spec.ID, c.ID)
 }
 
 // scratch is the per-request memory of a list walk, pooled: at 10,000
 // entries it is a few hundred KiB that would otherwise be garbage on every
 // request (and every refresh of every open console).
 type scratch struct {
-	items  []*item
+	items  []*registry.Entry
 	ids    []string
 	states []string
 }
@@ -187,7 +188,7 @@ func (api *API) readStates(ctx context.Context, s *scratch) error {
 	n := len(s.items)
 	s.ids = slices.Grow(s.ids[:0], n)
 	for _, it := range s.items {
-		s.ids = append(s.ids, it.spec.ID)
+		s.ids = append(s.ids, it.Spec.ID)
 	}
 	s.states = slices.Grow(s.states[:0], n)[:n]
 	if err := api.fleet.States(ctx, s.ids, s.states); err != nil {
@@ -208,7 +209,7 @@ func (api *API) readStates(ctx context.Context, s *scratch) error {
 func (api *API) page(ctx context.Context, project string, visible func(project string) bool, q *listQuery) (ListPage, error) {
 	s := scratchPool.Get().(*scratch)
 	defer s.release()
-	s.items = api.index.appendSnapshot(s.items[:0], project, visible)
+	s.items = api.index.AppendSnapshot(s.items[:0], project, visible)
 	if err := api.readStates(ctx, s); err != nil {
 		return ListPage{}, err
 	}
@@ -216,11 +217,11 @@ func (api *API) page(ctx context.Context, project string, visible func(project s
 }
 
 // pageOf picks the page q asks for from items in order, with their states.
-func (api *API) pageOf(ctx context.Context, items []*item, states []string, q *listQuery) (ListPage, error) {
+func (api *API) pageOf(ctx context.Context, items []*registry.Entry, states []string, q *listQuery) (ListPage, error) {
 	var counts [4]int // by index in States
 	out := ListPage{}
 	var (
-		sel           = make([]*item, 0, min(q.limit, len(items)))
+		sel           = make([]*registry.Entry, 0, min(q.limit, len(items)))
 		head          int // of the ring sel is while walking back
 		before, after int // matches outside the page
 	)
@@ -270,21 +271,21 @@ func (api *API) pageOf(ctx context.Context, items []*item, states []string, q *l
 	for _, it := range sel {
 		// The page shows each entry's status as of now, which may have
 		// moved on since the filter read its state.
-		st, err := api.fleet.Status(ctx, it.spec.ID)
+		st, err := api.fleet.Status(ctx, it.Spec.ID)
 		if err != nil {
-			return ListPage{}, fmt.Errorf("read status of cluster %s: %w", it.spec.ID, err)
+			return ListPage{}, fmt.Errorf("read status of cluster %s: %w", it.Spec.ID, err)
 		}
-		out.Items = append(out.Items, toCluster(it.spec, st))
+		out.Items = append(out.Items, toCluster(it.Spec, st))
 	}
 	fp := q.fingerprint()
 	switch {
 	case len(sel) > 0:
 		if after > 0 {
-			last := sel[len(sel)-1].spec
+			last := sel[len(sel)-1].Spec
 			out.NextPageToken = cursor{Fingerprint: fp, Name: last.Name, ID: last.ID}.encode()
 		}
 		if before > 0 {
-			first := sel[0].spec
+			first := sel[0].Spec
 			out.PrevPageToken = cursor{Fingerprint: fp, Back: true, Name: first.Name, ID: first.ID}.encode()
 		}
 	case before > 0:

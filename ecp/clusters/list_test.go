@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/registry"
@@ -52,7 +55,7 @@ type listFixture struct {
 func newListFixture(t *testing.T) *listFixture {
 	t.Helper()
 	fx := &listFixture{fleet: stubFleet{}}
-	fx.api = &API{fleet: fx.fleet, index: NewIndex(nil, nil)}
+	fx.api = &API{fleet: fx.fleet, index: registry.NewMirror(nil, nil)}
 	return fx
 }
 
@@ -64,16 +67,14 @@ func (fx *listFixture) put(t *testing.T, s registry.Spec) {
 		t.Fatal(err)
 	}
 	fx.rev++
-	fx.api.index.mu.Lock()
-	fx.api.index.putLocked(s.ID, b, fx.rev)
-	fx.api.index.mu.Unlock()
+	fx.api.index.Apply([]*clientv3.Event{{Type: clientv3.EventTypePut,
+		Kv: &mvccpb.KeyValue{Key: []byte(registry.Key(s.ID)), Value: b, ModRevision: fx.rev}}})
 }
 
 func (fx *listFixture) del(id string) {
 	fx.rev++
-	fx.api.index.mu.Lock()
-	fx.api.index.deleteLocked(id, fx.rev)
-	fx.api.index.mu.Unlock()
+	fx.api.index.Apply([]*clientv3.Event{{Type: clientv3.EventTypeDelete,
+		Kv: &mvccpb.KeyValue{Key: []byte(registry.Key(id)), ModRevision: fx.rev}}})
 }
 
 // list is one request of the project list with query v.
@@ -150,10 +151,11 @@ func TestListPagesReachEveryEntryOnce(t *testing.T) {
 		fx.put(t, spec(id, name, "p"))
 		fx.put(t, spec(fmt.Sprintf("other-%d", i), name, "q")) // another project's
 	}
-	for _, it := range fx.api.index.byProject["p"] {
-		want = append(want, it.spec.ID)
+	entries := fx.api.index.AppendSnapshot(nil, "p", nil)
+	for _, it := range entries {
+		want = append(want, it.Spec.ID)
 	}
-	if !slices.IsSortedFunc(fx.api.index.byProject["p"], compareItems) || len(want) != 53 {
+	if !slices.IsSortedFunc(entries, registry.CompareEntries) || len(want) != 53 {
 		t.Fatalf("index order broken: %v", want)
 	}
 	for _, limit := range []int{1, 7, 10, 53, 100} {

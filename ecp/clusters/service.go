@@ -35,7 +35,7 @@ func (api *API) List(ctx context.Context, ac *tenancy.Access, project string, in
 	if err != nil {
 		return ListPage{}, err
 	}
-	if err := api.index.wait(ctx); err != nil {
+	if err := api.index.Wait(ctx); err != nil {
 		return ListPage{}, err
 	}
 	return api.page(ctx, p.ID, nil, q)
@@ -63,13 +63,13 @@ func (api *API) Names(ctx context.Context, ac *tenancy.Access, project string) (
 	if err != nil {
 		return nil, err
 	}
-	if err := api.index.wait(ctx); err != nil {
+	if err := api.index.Wait(ctx); err != nil {
 		return nil, err
 	}
-	items := api.index.appendSnapshot(nil, p.ID, nil)
+	items := api.index.AppendSnapshot(nil, p.ID, nil)
 	out := make([]Name, len(items))
 	for i, it := range items {
-		out[i] = Name{ID: it.spec.ID, Name: it.spec.Name}
+		out[i] = Name{ID: it.Spec.ID, Name: it.Spec.Name}
 	}
 	return out, nil
 }

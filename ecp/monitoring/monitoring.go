@@ -112,7 +112,7 @@ func (s *Store) Forget(clusterID string) {
 }
 
 // Clusters lists a project's cluster entries; the replica's mirror of the
-// specs (*clusters.Index) implements it.
+// specs (*registry.Mirror) implements it.
 type Clusters interface {
 	ListProject(ctx context.Context, project string) ([]registry.Spec, error)
 }

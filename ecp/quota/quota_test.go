@@ -230,7 +230,7 @@ func TestMetricsLint(t *testing.T) {
 }
 
 // TestDropProjectIndex: the retired project index (nothing reads it; the
-// lists answer from clusters.Index) is dropped at start, and the entries
+// lists answer from registry.Mirror) is dropped at start, and the entries
 // it pointed at stay.
 func TestDropProjectIndex(t *testing.T) {
 	cli := etcdtest.Client(t)

@@ -26,8 +26,10 @@
 // leaves the entry in place and the call can be retried; once the record
 // is gone its id answers 404), then the record, its name key, its quota
 // allocation and every key another package keeps per entry go in one
-// transaction, then this replica's subscribers hear of it. Other replicas
-// learn of the deletion from their watches, as of any other change.
+// transaction, then this replica's Mirror reads the deletion back, so its
+// lists drop the entry at once and its subscribers (Mirror.Subscribe) hear
+// of it. Other replicas' mirrors learn of the deletion from their watches,
+// as of any other change, and tell their subscribers the same way.
 //
 // The audit log keeps the record of the deletion on purpose: it is
 // history, not state of the entry.
@@ -58,21 +60,24 @@ type Binder interface {
 // New.
 type Registry struct {
 	records Records
-	logger  *slog.Logger
+	// mirror is this replica's mirror of the records; nil in tests of the
+	// order alone.
+	mirror *Mirror
+	logger *slog.Logger
 
-	mu      sync.RWMutex
-	binder  Binder
-	keys    []func(id string) []string
-	deleted []func(spec Spec)
+	mu     sync.RWMutex
+	binder Binder
+	keys   []func(id string) []string
 }
 
-// New returns a Registry over records. The binder is set apart (SetBinder)
-// because the agent side is built after the record store.
-func New(records Records, logger *slog.Logger) *Registry {
+// New returns a Registry over records whose deletions mirror reads back.
+// The binder is set apart (SetBinder) because the agent side is built
+// after the record store.
+func New(records Records, mirror *Mirror, logger *slog.Logger) *Registry {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{records: records, logger: logger}
+	return &Registry{records: records, mirror: mirror, logger: logger}
 }
 
 // SetBinder names the agent side that Delete revokes first.
@@ -90,14 +95,6 @@ func (r *Registry) KeepsKeys(fn func(id string) []string) {
 	r.keys = append(r.keys, fn)
 }
 
-// OnDelete subscribes fn to the deletions made through this replica; it
-// runs after the keys are gone, to drop what memory keeps of the entry.
-func (r *Registry) OnDelete(fn func(spec Spec)) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.deleted = append(r.deleted, fn)
-}
-
 // Delete is what happens when a cluster is deleted; see the package
 // documentation for the keys and the order.
 func (r *Registry) Delete(ctx context.Context, id string) (Spec, error) {
@@ -107,7 +104,6 @@ func (r *Registry) Delete(ctx context.Context, id string) (Spec, error) {
 	for _, fn := range r.keys {
 		also = append(also, fn(id)...)
 	}
-	subscribers := r.deleted
 	r.mu.RUnlock()
 
 	// 1. The agent: revoked, told to unregister, its binding, state,
@@ -123,9 +119,13 @@ func (r *Registry) Delete(ctx context.Context, id string) (Spec, error) {
 	if err != nil {
 		return Spec{}, err
 	}
-	// 3. Memory of this replica.
-	for _, fn := range subscribers {
-		fn(spec)
+	// 3. Memory of this replica: the mirror drops the entry and tells its
+	// subscribers. The deletion is done either way; a failed read back is
+	// logged, and the watch delivers it moments later.
+	if r.mirror != nil {
+		if err := r.mirror.Refresh(ctx, id); err != nil {
+			r.logger.Warn("cluster lists may lag behind a deletion", "cluster", id, "err", err)
+		}
 	}
 	r.logger.Info("cluster entry deleted", "cluster", spec.ID, "project", spec.Project)
 	return spec, nil

@@ -29,25 +29,25 @@ func (f fakeBinder) Forget(context.Context, string) error {
 }
 
 // TestDeleteOrder: the agent is revoked first, then the record goes with
-// every declared key in one call, then subscribers hear of it; a failed
-// revocation leaves the record in place so the call can be retried.
+// every declared key in one call (then the mirror's subscribers hear of
+// it: TestDeleteTellsSubscribers); a failed revocation leaves the record
+// in place so the call can be retried.
 func TestDeleteOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		forgetErr error
 		want      []string
 	}{
-		{"ok", nil, []string{"binder", "records", "subscriber"}},
+		{"ok", nil, []string{"binder", "records"}},
 		{"revocation fails", errors.New("etcd down"), []string{"binder"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var calls []string
 			recs := &fakeRecords{calls: &calls}
-			r := New(recs, nil)
+			r := New(recs, nil, nil)
 			r.SetBinder(fakeBinder{calls: &calls, err: tc.forgetErr})
 			r.KeepsKeys(func(id string) []string { return []string{"/a/" + id} })
 			r.KeepsKeys(func(id string) []string { return []string{"/b/" + id} })
-			r.OnDelete(func(spec Spec) { calls = append(calls, "subscriber") })
 			_, err := r.Delete(t.Context(), "c1")
 			if (err != nil) != (tc.forgetErr != nil) {
 				t.Fatalf("Delete error %v, want %v", err, tc.forgetErr)

@@ -291,8 +291,8 @@ func (s *Store) Get(ctx context.Context, id string) (Spec, error) {
 	return spec, err
 }
 
-// List reads every entry's spec from etcd (the start-up repairs and tests;
-// requests read the Mirror).
+// List reads every entry's spec from etcd at once; requests read the
+// Mirror instead, this is for checks of what etcd holds.
 func (s *Store) List(ctx context.Context) ([]Spec, error) {
 	return kv.List[Spec](ctx, s.cli, Prefix)
 }

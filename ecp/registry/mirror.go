@@ -1,4 +1,4 @@
-package clusters
+package registry
 
 import (
 	"cmp"
@@ -13,38 +13,51 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/kv"
-	"github.com/ecpio/ecp/ecp/registry"
 )
 
-// Index is this replica's copy of every cluster spec, kept in (name, id)
-// order overall and per project, so that a list is a walk over memory
-// instead of a read of every spec from etcd.
+// Mirror is this replica's one copy of every cluster record, kept in
+// (name, id) order overall and per project: the lists, "which clusters
+// are in project p?" (the monitoring overview) and whoever subscribes to
+// its changes read it, so a list is a walk over memory instead of a read
+// of every spec from etcd.
 //
-// It follows etcd through kv.Mirror, as ecp/fleet does: one load, then one
-// watch from the load's revision on; every entry remembers the etcd
-// revision of its last change, deletions included (as tombstones until the watch has passed
+// It follows etcd through kv.Mirror: one load, then one watch from the
+// load's revision on; every entry remembers the etcd revision of its last
+// change, deletions included (as tombstones until the watch has passed
 // them), so nothing older ever overwrites something newer. A write made
 // through this replica is read back and applied at its own revision before
 // the API answers (Refresh), so the next list on this replica shows it even
 // when the watch has not delivered it yet. Other replicas see it within the
 // watch's latency.
-type Index struct {
+//
+// Subscribers (Subscribe) hear of every change the mirror applies, from
+// the watch, a reload or Refresh, once each, after the lock is released,
+// in the order applied; they run on the goroutine that applied the change
+// and must not block.
+type Mirror struct {
 	cli    *clientv3.Client
 	logger *slog.Logger
-	// mirror loads and follows the specs into items (kv.Mirror).
-	mirror *kv.Mirror
+	// follow loads and follows the specs into items (kv.Mirror).
+	follow *kv.Mirror
+
+	// subscribers hear of each change in pending once the lock is
+	// released (flush).
+	subMu       sync.Mutex
+	subscribers []func(Change)
+	// pending holds the changes applied under mu and not yet delivered.
+	pending []Change
 
 	readyOnce sync.Once
 	ready     chan struct{}
 
 	mu sync.RWMutex
 	// items are the live entries by id.
-	items map[string]*item
+	items map[string]*Entry
 	// all holds every live entry, byProject each project's, in (name, id)
 	// order. Items are never changed in place: a change replaces the
 	// pointer, so a copy of a slice is a consistent snapshot.
-	all       []*item
-	byProject map[string][]*item
+	all       []*Entry
+	byProject map[string][]*Entry
 	// gone holds the revision of each deletion the watch may still
 	// deliver older events for.
 	gone map[string]int64
@@ -55,58 +68,101 @@ type Index struct {
 	applied chan struct{}
 }
 
-// item is one spec as the index holds it.
-type item struct {
-	spec registry.Spec
-	// lowerName is the name for case-insensitive search, computed once.
-	lowerName string
+// Entry is one spec as the mirror holds it. Entries are never changed in
+// place, so a reader may keep one without the lock.
+type Entry struct {
+	Spec Spec
+	// LowerName is the name for case-insensitive search, computed once.
+	LowerName string
 	rev       int64
 }
 
-// NewIndex returns an empty index; Run fills it and keeps it current.
-func NewIndex(cli *clientv3.Client, logger *slog.Logger) *Index {
+// Change is one change of a record as this replica's mirror applied it:
+// Old is nil for an entry new to the mirror, New is nil for a deletion.
+type Change struct {
+	Old, New *Spec
+}
+
+// NewMirror returns an empty index; Run fills it and keeps it current.
+func NewMirror(cli *clientv3.Client, logger *slog.Logger) *Mirror {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	x := &Index{
+	x := &Mirror{
 		cli: cli, logger: logger, ready: make(chan struct{}), applied: make(chan struct{}),
-		items: map[string]*item{}, byProject: map[string][]*item{}, gone: map[string]int64{},
+		items: map[string]*Entry{}, byProject: map[string][]*Entry{}, gone: map[string]int64{},
 	}
-	x.mirror = &kv.Mirror{Client: cli, From: registry.Prefix, Name: "cluster specs", Logger: logger,
-		Reset: x.reset, Apply: x.apply, Loaded: func() { x.readyOnce.Do(func() { close(x.ready) }) }}
+	x.follow = &kv.Mirror{Client: cli, From: Prefix, Name: "cluster specs", Logger: logger,
+		Reset: x.reset, Apply: x.Apply, Loaded: func() { x.readyOnce.Do(func() { close(x.ready) }) }}
 	return x
 }
 
-// Ready is closed once the first load from etcd is done.
-func (x *Index) Ready() <-chan struct{} { return x.ready }
+// Subscribe makes fn hear of every change this mirror applies from now on
+// (see Mirror).
+func (x *Mirror) Subscribe(fn func(Change)) {
+	x.subMu.Lock()
+	defer x.subMu.Unlock()
+	x.subscribers = append(x.subscribers, fn)
+}
 
-// wait blocks until the first load is done or ctx ends.
-func (x *Index) wait(ctx context.Context) error {
+// flush delivers the pending changes; called after mu is released.
+func (x *Mirror) flush() {
+	x.subMu.Lock()
+	defer x.subMu.Unlock()
+	x.mu.Lock()
+	pending := x.pending
+	x.pending = nil
+	x.mu.Unlock()
+	for _, c := range pending {
+		for _, fn := range x.subscribers {
+			fn(c)
+		}
+	}
+}
+
+// noteLocked queues a change for the subscribers.
+func (x *Mirror) noteLocked(old, next *Entry) {
+	c := Change{}
+	if old != nil {
+		c.Old = &old.Spec
+	}
+	if next != nil {
+		c.New = &next.Spec
+	}
+	x.pending = append(x.pending, c)
+}
+
+// Ready is closed once the first load from etcd is done.
+func (x *Mirror) Ready() <-chan struct{} { return x.ready }
+
+// Wait blocks until the first load is done or ctx ends.
+func (x *Mirror) Wait(ctx context.Context) error {
 	select {
 	case <-x.ready:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("wait for the cluster index to load: %w", ctx.Err())
+		return fmt.Errorf("wait for the cluster mirror to load: %w", ctx.Err())
 	}
 }
 
 // Run loads the specs and follows them with one watch until ctx ends. When
 // the watch breaks (compaction, a lost member) it loads again.
-func (x *Index) Run(ctx context.Context) error {
-	x.mirror.Run(ctx)
+func (x *Mirror) Run(ctx context.Context) error {
+	x.follow.Run(ctx)
 	return nil
 }
 
 // load reads every spec at one revision and makes memory match it.
-func (x *Index) load(ctx context.Context) (int64, error) { return x.mirror.Load(ctx) }
+func (x *Mirror) load(ctx context.Context) (int64, error) { return x.follow.Load(ctx) }
 
 // reset makes memory match the specs as they stood at rev (kv.Mirror).
-func (x *Index) reset(kvs []*mvccpb.KeyValue, rev int64) {
+func (x *Mirror) reset(kvs []*mvccpb.KeyValue, rev int64) {
+	defer x.flush()
 	seen := make(map[string]bool, len(kvs))
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, p := range kvs {
-		id := strings.TrimPrefix(string(p.Key), registry.Prefix)
+		id := strings.TrimPrefix(string(p.Key), Prefix)
 		seen[id] = true
 		x.putLocked(id, p.Value, p.ModRevision)
 	}
@@ -120,13 +176,15 @@ func (x *Index) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	x.passedLocked(rev)
 }
 
-// apply applies one batch of watch events (kv.Mirror).
-func (x *Index) apply(events []*clientv3.Event) {
+// Apply applies one batch of watch events (kv.Mirror calls it; tests fill
+// a mirror without etcd with it).
+func (x *Mirror) Apply(events []*clientv3.Event) {
+	defer x.flush()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	last := int64(0)
 	for _, ev := range events {
-		id := strings.TrimPrefix(string(ev.Kv.Key), registry.Prefix)
+		id := strings.TrimPrefix(string(ev.Kv.Key), Prefix)
 		if ev.Type == clientv3.EventTypeDelete {
 			x.deleteLocked(id, ev.Kv.ModRevision)
 		} else {
@@ -140,13 +198,14 @@ func (x *Index) apply(events []*clientv3.Event) {
 // Refresh reads the entry id from etcd and applies it at its own revision:
 // the API calls it after every write it made, so this replica's next list
 // shows the write (read-your-writes) without waiting for the watch.
-func (x *Index) Refresh(ctx context.Context, id string) error {
+func (x *Mirror) Refresh(ctx context.Context, id string) error {
 	cctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	resp, err := x.cli.Get(cctx, registry.Key(id))
+	resp, err := x.cli.Get(cctx, Key(id))
 	if err != nil {
 		return fmt.Errorf("read back cluster %s: %w", id, err)
 	}
+	defer x.flush()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if len(resp.Kvs) == 0 {
@@ -159,7 +218,7 @@ func (x *Index) Refresh(ctx context.Context, id string) error {
 
 // passedLocked records that memory holds every change up to rev and drops
 // the tombstones no event can be older than any more.
-func (x *Index) passedLocked(rev int64) {
+func (x *Mirror) passedLocked(rev int64) {
 	close(x.applied)
 	x.applied = make(chan struct{})
 	if rev <= x.watched {
@@ -175,7 +234,7 @@ func (x *Index) passedLocked(rev int64) {
 
 // newerLocked reports whether a change of id at rev is newer than what
 // memory knows.
-func (x *Index) newerLocked(id string, rev int64) bool {
+func (x *Mirror) newerLocked(id string, rev int64) bool {
 	if it := x.items[id]; it != nil && rev <= it.rev {
 		return false
 	}
@@ -185,40 +244,43 @@ func (x *Index) newerLocked(id string, rev int64) bool {
 	return true
 }
 
-func (x *Index) putLocked(id string, value []byte, rev int64) {
+func (x *Mirror) putLocked(id string, value []byte, rev int64) {
 	if id == "" || strings.Contains(id, "/") || !x.newerLocked(id, rev) {
 		return
 	}
-	spec, err := registry.Decode(value)
+	spec, err := Decode(value)
 	if err != nil {
 		x.logger.Warn("ignoring undecodable cluster spec", "cluster", id, "err", err)
 		return
 	}
 	spec.ID = id
-	next := &item{spec: spec, lowerName: strings.ToLower(spec.Name), rev: rev}
-	if old := x.items[id]; old != nil {
+	next := &Entry{Spec: spec, LowerName: strings.ToLower(spec.Name), rev: rev}
+	old := x.items[id]
+	if old != nil {
 		x.unlinkLocked(old)
 	}
+	x.noteLocked(old, next)
 	delete(x.gone, id)
 	x.items[id] = next
 	x.all = insertSorted(x.all, next)
 	x.byProject[spec.Project] = insertSorted(x.byProject[spec.Project], next)
 }
 
-func (x *Index) deleteLocked(id string, rev int64) {
+func (x *Mirror) deleteLocked(id string, rev int64) {
 	if !x.newerLocked(id, rev) {
 		return
 	}
 	if old := x.items[id]; old != nil {
 		x.unlinkLocked(old)
 		delete(x.items, id)
+		x.noteLocked(old, nil)
 	}
 	x.gone[id] = rev
 }
 
-func (x *Index) unlinkLocked(it *item) {
+func (x *Mirror) unlinkLocked(it *Entry) {
 	x.all = removeSorted(x.all, it)
-	p := it.spec.Project
+	p := it.Spec.Project
 	if rest := removeSorted(x.byProject[p], it); len(rest) > 0 {
 		x.byProject[p] = rest
 	} else {
@@ -226,32 +288,32 @@ func (x *Index) unlinkLocked(it *item) {
 	}
 }
 
-// compareItems is the order of every list: name, then id (names need not
-// be unique; ids are).
-func compareItems(a, b *item) int {
-	return cmp.Or(strings.Compare(a.spec.Name, b.spec.Name), strings.Compare(a.spec.ID, b.spec.ID))
+// CompareEntries is the order of every list: name, then id (names need
+// not be unique; ids are).
+func CompareEntries(a, b *Entry) int {
+	return cmp.Or(strings.Compare(a.Spec.Name, b.Spec.Name), strings.Compare(a.Spec.ID, b.Spec.ID))
 }
 
 // insertSorted puts it into s at its place. A change costs a memmove of
 // the slice, microseconds at 10,000 entries, and keeps every list free of
 // sorting.
-func insertSorted(s []*item, it *item) []*item {
-	i, _ := slices.BinarySearchFunc(s, it, compareItems)
+func insertSorted(s []*Entry, it *Entry) []*Entry {
+	i, _ := slices.BinarySearchFunc(s, it, CompareEntries)
 	return slices.Insert(s, i, it)
 }
 
-func removeSorted(s []*item, it *item) []*item {
-	if i, ok := slices.BinarySearchFunc(s, it, compareItems); ok && s[i] == it {
+func removeSorted(s []*Entry, it *Entry) []*Entry {
+	if i, ok := slices.BinarySearchFunc(s, it, CompareEntries); ok && s[i] == it {
 		return slices.Delete(s, i, i+1)
 	}
 	return s
 }
 
-// appendSnapshot appends to dst the ordered entries of one project, or of
+// AppendSnapshot appends to dst the ordered entries of one project, or of
 // every project when project is "", keeping only those of projects visible
 // allows when it is not nil. The copy is taken under the lock; the items
 // it points to never change, so the caller reads them without it.
-func (x *Index) appendSnapshot(dst []*item, project string, visible func(project string) bool) []*item {
+func (x *Mirror) AppendSnapshot(dst []*Entry, project string, visible func(project string) bool) []*Entry {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	src := x.all
@@ -262,7 +324,7 @@ func (x *Index) appendSnapshot(dst []*item, project string, visible func(project
 		return append(dst, src...)
 	}
 	for _, it := range src {
-		if visible(it.spec.Project) {
+		if visible(it.Spec.Project) {
 			dst = append(dst, it)
 		}
 	}
@@ -271,7 +333,7 @@ func (x *Index) appendSnapshot(dst []*item, project string, visible func(project
 
 // waitFor blocks until cond (called with the lock held) holds or ctx
 // ends; it wakes after every load and watch batch.
-func (x *Index) waitFor(ctx context.Context, cond func() bool) error {
+func (x *Mirror) waitFor(ctx context.Context, cond func() bool) error {
 	for {
 		x.mu.RLock()
 		ok, applied := cond(), x.applied
@@ -291,20 +353,20 @@ func (x *Index) waitFor(ctx context.Context, cond func() bool) error {
 // order, from memory: it is the one answer to "which clusters are in
 // project p?" for every package of this replica (the monitoring overview
 // implements its Clusters with it).
-func (x *Index) ListProject(ctx context.Context, project string) ([]registry.Spec, error) {
-	if err := x.wait(ctx); err != nil {
+func (x *Mirror) ListProject(ctx context.Context, project string) ([]Spec, error) {
+	if err := x.Wait(ctx); err != nil {
 		return nil, err
 	}
-	items := x.appendSnapshot(nil, project, nil)
-	out := make([]registry.Spec, len(items))
+	items := x.AppendSnapshot(nil, project, nil)
+	out := make([]Spec, len(items))
 	for i, it := range items {
-		out[i] = it.spec
+		out[i] = it.Spec
 	}
 	return out, nil
 }
 
 // Len is the number of entries memory holds.
-func (x *Index) Len() int {
+func (x *Mirror) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	return len(x.items)

@@ -1,31 +1,37 @@
-package clusters
+package registry
 
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
-	"github.com/ecpio/ecp/ecp/registry"
+	"github.com/ecpio/ecp/ecp/quota"
 )
 
 // TestMain fails the package when a test leaves goroutines behind: every
-// index a test runs must stop with its context.
+// mirror a test runs must stop with its context.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func putSpec(t *testing.T, cli *clientv3.Client, s registry.Spec) int64 {
+func spec(id, name, project string) Spec {
+	return Spec{ID: id, Name: name, Project: project, MaxConnections: 10}
+}
+
+func putSpec(t *testing.T, cli *clientv3.Client, s Spec) int64 {
 	t.Helper()
 	b, err := s.Encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := cli.Put(t.Context(), registry.Key(s.ID), string(b))
+	resp, err := cli.Put(t.Context(), Key(s.ID), string(b))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,18 +40,18 @@ func putSpec(t *testing.T, cli *clientv3.Client, s registry.Spec) int64 {
 
 // projectIDs lists the ids the index holds for project ("" for all), in
 // order.
-func projectIDs(x *Index, project string) []string {
+func projectIDs(x *Mirror, project string) []string {
 	var out []string
-	for _, it := range x.appendSnapshot(nil, project, nil) {
-		out = append(out, it.spec.ID)
+	for _, it := range x.AppendSnapshot(nil, project, nil) {
+		out = append(out, it.Spec.ID)
 	}
 	return out
 }
 
 // runIndex runs an index on cli until the test ends.
-func runIndex(t *testing.T, cli *clientv3.Client) *Index {
+func runIndex(t *testing.T, cli *clientv3.Client) *Mirror {
 	t.Helper()
-	x := NewIndex(cli, nil)
+	x := NewMirror(cli, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -56,14 +62,14 @@ func runIndex(t *testing.T, cli *clientv3.Client) *Index {
 		cancel()
 		<-done
 	})
-	if err := x.wait(t.Context()); err != nil {
+	if err := x.Wait(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	return x
 }
 
 // waitIDs waits until the index lists want for project.
-func waitIDs(t *testing.T, x *Index, project string, want ...string) {
+func waitIDs(t *testing.T, x *Mirror, project string, want ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -75,7 +81,7 @@ func waitIDs(t *testing.T, x *Index, project string, want ...string) {
 		}
 		got = got[:0]
 		for _, it := range items {
-			got = append(got, it.spec.ID)
+			got = append(got, it.Spec.ID)
 		}
 		return slices.Equal(got, want)
 	})
@@ -101,7 +107,7 @@ func TestIndexFollowsEtcd(t *testing.T) {
 	waitIDs(t, x, "p", "b")
 	waitIDs(t, x, "q", "a", "c")
 
-	if _, err := cli.Delete(t.Context(), registry.Key("c")); err != nil {
+	if _, err := cli.Delete(t.Context(), Key("c")); err != nil {
 		t.Fatal(err)
 	}
 	waitIDs(t, x, "q", "a")
@@ -109,7 +115,7 @@ func TestIndexFollowsEtcd(t *testing.T) {
 		t.Fatalf("index holds %d entries, want 2", x.Len())
 	}
 	// Keys beside the specs (another package's, or deeper) are not specs.
-	if _, err := cli.Put(t.Context(), registry.Key("x/y"), "{}"); err != nil {
+	if _, err := cli.Put(t.Context(), Key("x/y"), "{}"); err != nil {
 		t.Fatal(err)
 	}
 	putSpec(t, cli, spec("d", "omega", "q"))
@@ -124,7 +130,7 @@ func TestIndexFollowsEtcd(t *testing.T) {
 // it afterwards.
 func TestIndexRefreshReadsYourWrites(t *testing.T) {
 	cli := etcdtest.Client(t)
-	x := NewIndex(cli, nil) // loaded, but its watch never runs
+	x := NewMirror(cli, nil) // loaded, but its watch never runs
 	loadRev, err := x.load(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -149,11 +155,11 @@ func TestIndexRefreshReadsYourWrites(t *testing.T) {
 	x.mu.Lock()
 	x.putLocked("a", b, first)
 	x.mu.Unlock()
-	if got := x.appendSnapshot(nil, "p", nil); len(got) != 1 || got[0].spec.Name != "new-name" || got[0].rev != second {
+	if got := x.AppendSnapshot(nil, "p", nil); len(got) != 1 || got[0].Spec.Name != "new-name" || got[0].rev != second {
 		t.Fatalf("a late event undid a newer write: %+v", got[0])
 	}
 
-	if _, err := cli.Delete(t.Context(), registry.Key("a")); err != nil {
+	if _, err := cli.Delete(t.Context(), Key("a")); err != nil {
 		t.Fatal(err)
 	}
 	if err := x.Refresh(t.Context(), "a"); err != nil {
@@ -212,5 +218,77 @@ func TestIndexListProject(t *testing.T) {
 	}
 	if want := []string{"b=alpha", "a=beta"}; !slices.Equal(got, want) {
 		t.Fatalf("project p lists %v, want %v", got, want)
+	}
+}
+
+// TestDeleteTellsSubscribers: a deletion reaches the subscribers of the
+// deleting replica's mirror before Delete returns (its watch need not
+// run), and those of another replica's mirror through its watch, each
+// once, with the record as it was; the lists of both drop it.
+func TestDeleteTellsSubscribers(t *testing.T) {
+	cli := etcdtest.Client(t)
+	ledger, err := quota.NewLedger(cli, quota.Licence{TotalConnections: 100, MaxPerCluster: 50}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := NewStore(cli, ledger)
+	for _, s := range []Spec{spec("a", "alpha", "p"), spec("b", "beta", "p")} {
+		if err := store.Create(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	here := NewMirror(cli, nil) // loaded, but its watch never runs
+	if _, err := here.load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	there := runIndex(t, cli)
+	waitIDs(t, there, "p", "a", "b")
+
+	var mu sync.Mutex
+	heard := map[string][]string{}
+	listen := func(name string, x *Mirror) {
+		x.Subscribe(func(c Change) {
+			mu.Lock()
+			defer mu.Unlock()
+			if c.New == nil {
+				heard[name] = append(heard[name], "deleted "+c.Old.ID+" of "+c.Old.Project)
+				return
+			}
+			heard[name] = append(heard[name], "changed "+c.New.ID)
+		})
+	}
+	listen("here", here)
+	listen("there", there)
+	thereHeard := make(chan struct{}, 1)
+	there.Subscribe(func(Change) {
+		select {
+		case thereHeard <- struct{}{}:
+		default:
+		}
+	})
+
+	if _, err := New(store, here, nil).Delete(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	got := slices.Clone(heard["here"])
+	mu.Unlock()
+	if want := []string{"deleted a of p"}; !slices.Equal(got, want) {
+		t.Fatalf("deleting replica's subscribers heard %v when Delete returned, want %v", got, want)
+	}
+	if ids := projectIDs(here, "p"); !slices.Equal(ids, []string{"b"}) {
+		t.Fatalf("deleting replica lists %v, want [b]", ids)
+	}
+	waitIDs(t, there, "p", "b")
+	// The subscribers hear of a change just after the lists show it.
+	select {
+	case <-thereHeard:
+	case <-time.After(10 * time.Second):
+	}
+	mu.Lock()
+	got = slices.Clone(heard["there"])
+	mu.Unlock()
+	if want := []string{"deleted a of p"}; !slices.Equal(got, want) {
+		t.Fatalf("other replica's subscribers heard %v, want %v", got, want)
 	}
 }
