@@ -216,24 +216,17 @@ func (g *Ledger) Allocate(stm concurrency.STM, project string, n, current int) e
 		return err
 	}
 	sc.add(stm, n-current)
-	stm.Put(AllocatedKey, strconv.Itoa(allocated-current+n))
+	// Never below 0, even if the counter drifted under the specs' sum
+	// (Recount repairs it at the next start).
+	stm.Put(AllocatedKey, strconv.Itoa(max(0, allocated-current+n)))
 	return nil
 }
 
-// Release returns n connections of an entry of project to the licence
-// and its scopes (the entry is deleted in stm); it never refuses.
+// Release returns the n connections of an entry of project to the
+// licence and its scopes (the entry is deleted in stm): an allocation
+// lowered to 0, which is never refused.
 func (g *Ledger) Release(stm concurrency.STM, project string, n int) error {
-	allocated, err := readAllocated(stm)
-	if err != nil {
-		return err
-	}
-	sc, err := readScopes(stm, project)
-	if err != nil {
-		return err
-	}
-	sc.add(stm, -n)
-	stm.Put(AllocatedKey, strconv.Itoa(max(0, allocated-n)))
-	return nil
+	return g.Allocate(stm, project, 0, n)
 }
 
 // Move takes the n connections of entry id from project from to project

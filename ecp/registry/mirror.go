@@ -33,7 +33,8 @@ import (
 // Subscribers (Subscribe) hear of every change the mirror applies, from
 // the watch, a reload or Refresh, once each, after the lock is released,
 // in the order applied; they run on the goroutine that applied the change
-// and must not block.
+// and must not block nor subscribe. A reload tells them of what changed
+// while the watch was down, the first load of every record.
 type Mirror struct {
 	cli    *clientv3.Client
 	logger *slog.Logger
@@ -44,8 +45,6 @@ type Mirror struct {
 	// released (flush).
 	subMu       sync.Mutex
 	subscribers []func(Change)
-	// pending holds the changes applied under mu and not yet delivered.
-	pending []Change
 
 	readyOnce sync.Once
 	ready     chan struct{}
@@ -66,6 +65,8 @@ type Mirror struct {
 	// applied is closed and replaced after every load and watch batch;
 	// tests wait on it instead of sleeping.
 	applied chan struct{}
+	// pending holds the changes applied and not yet delivered (flush).
+	pending []Change
 }
 
 // Entry is one spec as the mirror holds it. Entries are never changed in
@@ -83,7 +84,7 @@ type Change struct {
 	Old, New *Spec
 }
 
-// NewMirror returns an empty index; Run fills it and keeps it current.
+// NewMirror returns an empty mirror; Run fills it and keeps it current.
 func NewMirror(cli *clientv3.Client, logger *slog.Logger) *Mirror {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
