@@ -1,4 +1,4 @@
-package quota_test
+package registry_test
 
 import (
 	"errors"
@@ -7,10 +7,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/ecp/registry"
 )
+
+// newStore is one replica's writer of the records, guarded by a ledger
+// enforcing l.
+func newStore(t *testing.T, cli *clientv3.Client, l quota.Licence) *registry.Store {
+	t.Helper()
+	g, err := quota.NewLedger(cli, l, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return registry.NewStore(cli, g)
+}
+
+func spec(id string, maxConns int) registry.Spec {
+	return registry.Spec{ID: id, Name: id, Project: "p", MaxConnections: maxConns, CreatedAt: time.Now()}
+}
 
 // TestNamesUniqueAcrossReplicas: creates, renames and moves to one name
 // from two ledgers (two replicas, no lock in common) leave one holder.
@@ -18,7 +36,7 @@ func TestNamesUniqueAcrossReplicas(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ctx := t.Context()
 	l := quota.Licence{TotalConnections: 100000, MaxPerCluster: 100}
-	ledgers := []ledger{newLedger(t, cli, l), newLedger(t, cli, l)}
+	ledgers := []*registry.Store{newStore(t, cli, l), newStore(t, cli, l)}
 	for round := range 10 {
 		name := fmt.Sprint("n", round)
 		var wg sync.WaitGroup
@@ -73,7 +91,7 @@ func TestNamesUniqueAcrossReplicas(t *testing.T) {
 func TestNamesKeepLegacyDuplicates(t *testing.T) {
 	cli := etcdtest.Client(t)
 	ctx := t.Context()
-	g := newLedger(t, cli, quota.Licence{TotalConnections: 1000, MaxPerCluster: 100})
+	g := newStore(t, cli, quota.Licence{TotalConnections: 1000, MaxPerCluster: 100})
 	for i, id := range []string{"young", "old"} {
 		s := spec(id, 10)
 		s.Name, s.CreatedAt = "twin", time.Date(2026, 1, 2-i, 0, 0, 0, 0, time.UTC)
