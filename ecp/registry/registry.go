@@ -1,16 +1,22 @@
 // Package registry owns "a managed cluster" in etcd: its record (Spec,
 // record.go), every write of it (Store, store.go: create, edit, transfer,
 // max connections, delete, each one transaction with the name check and
-// the licence and quota guards of ecp/quota inside it), and its lifecycle
-// across the packages that keep something of it, above all its end: Delete
-// is the one function that runs when a cluster is deleted, and it removes
-// every etcd key of the entry.
+// the licence and quota guards of ecp/quota inside it), the replica's one
+// mirror of the records (Mirror, mirror.go: the lists and the monitoring
+// overview read it, and subscribers hear of each change and deletion), and
+// its lifecycle across the packages that keep something of it, above all
+// its end: Delete is the one function that runs when a cluster is deleted,
+// and it removes every etcd key of the entry.
 //
-// registry imports quota, never the reverse: the record and its
-// transaction are the registry's, and quota keeps the arithmetic (the
-// licence, the scopes' limits and counters, the refusals) as guards that
-// run on the registry's concurrency.STM and know only a project and the
-// numbers.
+// registry imports quota, never the reverse. The transaction must belong to
+// the record's owner: a create, rename or transfer checks the name and the
+// quotas and writes the record at one set of revisions, so one function
+// has to see all of it. quota keeps the arithmetic (the licence, the
+// scopes' limits and counters, the refusals) as guards that run on the
+// registry's concurrency.STM and need nothing of the record but a project
+// and the numbers, so they take no registry type. The reverse (quota
+// calling back into the registry, or guard interfaces declared here)
+// would put the record's rules in two places again.
 //
 // Keys of one entry, by owner (grep the prefixes to check the list):
 //
