@@ -34,8 +34,8 @@ func goldenScrape(t *testing.T) map[string]*dto.MetricFamily {
 	return families
 }
 
-// TestRulesReadOnlyExportedSeries: every series a generated rule reads (all
-// switches on) is in the agent's golden scrape against emqx-sim, or is ecp's
+// TestRulesReadOnlyExportedSeries: every series a generated rule reads (every
+// entry of the catalogue on) is in the agent's golden scrape against emqx-sim, or is ecp's
 // own ecp_cluster_state, and every label it matches on is one the series
 // has. It failed while the EMQXAlarm rule read emqx_alarm_active, which the
 // agent did not produce.
@@ -56,6 +56,9 @@ func TestRulesReadOnlyExportedSeries(t *testing.T) {
 	f, err := Project(p)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, want := len(f.Groups[0].Rules), len(Alerts()); got != want {
+		t.Fatalf("%d rules rendered, want every one of the %d kinds", got, want)
 	}
 	read := 0
 	for _, r := range f.Groups[0].Rules {

@@ -16,8 +16,10 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +40,10 @@ const (
 	AlertNodeDown          = "EMQXNodeDown"
 	AlertConnectionsNear   = "EMQXConnectionsNearMax"
 	AlertEMQXAlarm         = "EMQXAlarm"
+	AlertLicenseExpiring   = "EMQXLicenseExpiring"
+	AlertLicenseUsageHigh  = "EMQXLicenseUsageHigh"
+	AlertRuleFailures      = "EMQXRuleFailuresIncreasing"
+	AlertActionFailures    = "EMQXActionFailuresIncreasing"
 )
 
 // Annotation keys every generated alert carries.
@@ -61,11 +67,8 @@ const (
 // external URL; %s is the cluster id (a template reading $labels.cluster).
 const ClusterLinkPath = "/clusters/%s"
 
-// Defaults for Params fields left zero.
-const (
-	DefaultInterval         = 15 * time.Second
-	DefaultConnectionsRatio = 0.9
-)
+// DefaultInterval is the evaluation interval when Params.Interval is zero.
+const DefaultInterval = 15 * time.Second
 
 // MaxCount bounds trigger and recovery counts.
 const MaxCount = 100
@@ -87,19 +90,18 @@ type Params struct {
 	// sample. Zero means DefaultInterval.
 	Interval time.Duration
 	// TriggerCount and RecoveryCount are the consecutive bad and good
-	// evaluations needed to fire and to resolve (1..MaxCount).
+	// evaluations needed to fire and to resolve (1..MaxCount), for every
+	// entry of Rules that sets none of its own.
 	TriggerCount  int
 	RecoveryCount int
-	// Severity is the severity label of every alert of the project.
+	// Severity is the severity label of the alerts of every entry of Rules
+	// that sets none of its own.
 	Severity string
+	// Rules are the catalogue entries switched on, by id (see Catalogue);
+	// an entry not in the map renders nothing.
+	Rules map[string]RuleParams
 	// ExternalURL is ecp's own URL as users reach it, for the link back.
 	ExternalURL string
-	// ConnectionsRatio is the share of max connections in use above which
-	// EMQXConnectionsNearMax fires. Zero means DefaultConnectionsRatio.
-	ConnectionsRatio float64
-	// EMQXAlarms adds EMQXAlarm, which forwards EMQX's own alarms (the
-	// project's "EMQX alert push" switch).
-	EMQXAlarms bool
 	// ProjectName and OrganizationName are the names the alerts carry;
 	// an empty ProjectName falls back to the id, an empty
 	// OrganizationName leaves its annotation out.
@@ -145,42 +147,73 @@ type Rule struct {
 
 // kind is one alert kind: its name, what it says and how it selects.
 type kind struct {
+	// entry is the catalogue entry that switches the kind on.
+	entry       string
 	alert       string
 	summary     string
 	description string
-	expr        func(sel string, p Params) string
-	enabled     func(p Params) bool
+	expr        func(sel string, p Params, rp RuleParams) string
 }
 
 // kinds lists every alert kind in the order they appear in a file.
 var kinds = []kind{
 	{
+		entry:   CatalogueClusterStatus,
 		alert:   AlertClusterAbnormal,
 		summary: "EMQX cluster {{ $labels.cluster }} is abnormal.",
 		description: "Cluster {{ $labels.cluster }} of project {{ $labels.project }} is abnormal: " +
 			"its agent stopped reporting or cannot reach EMQX. The cluster page shows the reason.",
-		expr: func(sel string, _ Params) string {
+		expr: func(sel string, _ Params, _ RuleParams) string {
 			// max across ecp replicas, which all export the same state.
 			return fmt.Sprintf(`max by (%s, %s) (%s{%s, %s=%q}) == 1`,
 				LabelProject, LabelCluster, series.ClusterState, sel, series.LabelState, series.StateAbnormal)
 		},
 	},
 	{
+		entry:   CatalogueNodeDown,
 		alert:   AlertNodeDown,
 		summary: "EMQX node {{ $labels.node }} is down in cluster {{ $labels.cluster }}.",
 		description: "EMQX node {{ $labels.node }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			"is stopped.",
-		expr: func(sel string, _ Params) string {
+		expr: func(sel string, _ Params, _ RuleParams) string {
 			return fmt.Sprintf(`%s{%s} == 0`, series.NodeRunning, sel)
 		},
 	},
 	{
+		entry:   CatalogueLicenseExpiry,
+		alert:   AlertLicenseExpiring,
+		summary: "The EMQX licence of cluster {{ $labels.cluster }} expires soon.",
+		description: "The EMQX licence of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"expires in {{ $value | humanizeDuration }}" + thresholdToken + ".",
+		expr: func(sel string, _ Params, rp RuleParams) string {
+			// Seconds left; an expiry of 0 is one the agent could not
+			// read, not a licence that expired in 1970.
+			return fmt.Sprintf(`(%s{%s} > 0) - time() <= %s`,
+				series.LicenseExpiry, sel, number(rp.Threshold*86400))
+		},
+	},
+	{
+		entry:   CatalogueLicenseUsage,
+		alert:   AlertLicenseUsageHigh,
+		summary: "EMQX cluster {{ $labels.cluster }} uses most of its licence's connections.",
+		description: "Cluster {{ $labels.cluster }} in project {{ $labels.project }} uses " +
+			"{{ $value | humanizePercentage }} of the connections its licence allows" + thresholdToken + ".",
+		expr: func(sel string, _ Params, rp RuleParams) string {
+			return fmt.Sprintf("sum by (%[1]s, %[2]s) (%[3]s{%[5]s})\n"+
+				"  / on (%[1]s, %[2]s)\n"+
+				"max by (%[1]s, %[2]s) (%[4]s{%[5]s} > 0)\n"+
+				"  > %[6]s",
+				LabelProject, LabelCluster, series.NodeConnections, series.LicenseMaxConnections, sel, number(rp.Threshold/100))
+		},
+	},
+	{
+		entry:   CatalogueConnections,
 		alert:   AlertConnectionsNear,
 		summary: "EMQX cluster {{ $labels.cluster }} is near its max connections.",
 		description: "Cluster {{ $labels.cluster }} in project {{ $labels.project }} uses " +
 			"{{ $value | humanizePercentage }} of its max connections; " +
 			"new clients are refused at 100%.",
-		expr: func(sel string, p Params) string {
+		expr: func(sel string, _ Params, rp RuleParams) string {
 			// The dynamic max connections is what ecp applied; without
 			// one (other licence types) the licence's own limit counts.
 			return fmt.Sprintf("sum by (%[1]s, %[2]s) (%[3]s{%[6]s})\n"+
@@ -192,15 +225,16 @@ var kinds = []kind{
 				")\n"+
 				"  > %[7]s",
 				LabelProject, LabelCluster, series.NodeConnections, series.DynamicMaxConnections,
-				series.LicenseMaxConnections, sel, strconv.FormatFloat(p.ConnectionsRatio, 'f', -1, 64))
+				series.LicenseMaxConnections, sel, number(rp.Threshold/100))
 		},
 	},
 	{
+		entry:   CatalogueRuleAbnormal,
 		alert:   AlertRuleAbnormal,
 		summary: "EMQX rule {{ $labels.id }} is failing in cluster {{ $labels.cluster }}.",
 		description: "Rule {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			`had {{ $value | printf "%.0f" }} failed executions or actions in the last ` + windowToken + ".",
-		expr: func(sel string, p Params) string {
+		expr: func(sel string, p Params, _ RuleParams) string {
 			w := window(p)
 			// The counters must grow within two intervals: one interval
 			// could hold a single sample (no increase), and a longer
@@ -216,6 +250,7 @@ var kinds = []kind{
 		},
 	},
 	{
+		entry:   CatalogueConnectorAbnormal,
 		alert:   AlertConnectorAbnormal,
 		summary: "EMQX connector {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
 		description: "Connector {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
@@ -223,6 +258,7 @@ var kinds = []kind{
 		expr: statusExpr(series.ConnectorStatus, series.ConnectorEnabled),
 	},
 	{
+		entry:   CatalogueConnectorAbnormal,
 		alert:   AlertActionAbnormal,
 		summary: "EMQX action {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
 		description: "Action {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
@@ -230,32 +266,82 @@ var kinds = []kind{
 		expr: statusExpr(series.ActionStatus, series.ActionEnabled),
 	},
 	{
+		entry:   CatalogueRuleFailures,
+		alert:   AlertRuleFailures,
+		summary: "EMQX rule {{ $labels.id }} fails more often in cluster {{ $labels.cluster }}.",
+		description: "Rule {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			`failed {{ $value | printf "%.1f" }} executions per minute over the last ` + windowToken + thresholdToken + ".",
+		expr: failuresExpr(series.RuleFailed),
+	},
+	{
+		entry:   CatalogueActionFailures,
+		alert:   AlertActionFailures,
+		summary: "The actions of EMQX rule {{ $labels.id }} fail more often in cluster {{ $labels.cluster }}.",
+		description: "The actions of rule {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			`failed {{ $value | printf "%.1f" }} times per minute over the last ` + windowToken + thresholdToken + ".",
+		expr: failuresExpr(series.RuleActionsFailed),
+	},
+	{
+		entry:   CatalogueEMQXAlarm,
 		alert:   AlertEMQXAlarm,
 		summary: "EMQX alarm {{ $labels.name }} is active in cluster {{ $labels.cluster }}.",
 		description: "EMQX raised its alarm {{ $labels.name }} on cluster {{ $labels.cluster }}" +
 			"{{ with $labels.node }} (node {{ . }}){{ end }} in project {{ $labels.project }}.",
-		expr: func(sel string, _ Params) string {
+		expr: func(sel string, _ Params, _ RuleParams) string {
 			return fmt.Sprintf(`%s{%s} == 1`, series.AlarmActive, sel)
 		},
-		enabled: func(p Params) bool { return p.EMQXAlarms },
 	},
 }
+
+// failuresExpr fires for an enabled rule whose counter grew faster than the
+// threshold, in failures per minute over the window (two intervals, as
+// EMQXRuleAbnormal, so that one evaluation always has two samples).
+func failuresExpr(counter string) func(sel string, p Params, rp RuleParams) string {
+	return func(sel string, p Params, rp RuleParams) string {
+		return fmt.Sprintf("rate(%[1]s{%[2]s}[%[3]s]) * 60 > %[4]s\n"+
+			"unless on (%[5]s, %[6]s, %[7]s) (%[8]s{%[2]s} == 0)",
+			counter, sel, window(p), number(rp.Threshold), LabelProject, LabelCluster, series.LabelID, series.RuleEnabled)
+	}
+}
+
+// number prints a threshold as PromQL reads it back: the shortest
+// representation of the same float64.
+func number(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 // statusExpr fires for an object whose status is not connected, unless it
 // is disabled (a disabled connector reports "stopped"). A missing enabled
 // series does not hide a broken status. The status label is dropped: an
 // object going from connecting to disconnected is still the same alert, and
 // its trigger count must not start again.
-func statusExpr(status, enabled string) func(sel string, p Params) string {
-	return func(sel string, _ Params) string {
+func statusExpr(status, enabled string) func(sel string, p Params, rp RuleParams) string {
+	return func(sel string, _ Params, _ RuleParams) string {
 		return fmt.Sprintf("max without (%[4]s) (%[1]s{%[3]s, %[4]s=%[5]q}) == 0\n"+
 			"unless on (%[6]s, %[7]s, %[8]s) (%[2]s{%[3]s} == 0)",
 			status, enabled, sel, series.LabelStatus, series.StatusConnected, LabelProject, LabelCluster, series.LabelID)
 	}
 }
 
-// windowToken in a description stands for the window's duration.
-const windowToken = "WINDOW"
+// windowToken in a description stands for the window's duration, and
+// thresholdToken for ", more than <threshold> <unit>" (or the entry's
+// wording of it).
+const (
+	windowToken    = "WINDOW"
+	thresholdToken = "THRESHOLD"
+)
+
+// thresholdText is what thresholdToken becomes for an entry.
+func thresholdText(e Entry, rp RuleParams) string {
+	if e.Threshold == nil {
+		return ""
+	}
+	switch e.Threshold.Unit {
+	case UnitDays:
+		return ", within the " + number(rp.Threshold) + " days the project alerts at"
+	case UnitPercent:
+		return ", above the project's " + number(rp.Threshold) + "%"
+	}
+	return ", above the project's " + number(rp.Threshold)
+}
 
 // window is the range over which rule failure counters must grow.
 func window(p Params) string { return model.Duration(2 * p.Interval).String() }
@@ -274,10 +360,22 @@ func (p Params) withDefaults() Params {
 	if p.Interval == 0 {
 		p.Interval = DefaultInterval
 	}
-	if p.ConnectionsRatio == 0 {
-		p.ConnectionsRatio = DefaultConnectionsRatio
-	}
 	return p
+}
+
+// effective is an entry's parameters with the project's filled in.
+func (p Params) effective(id string) RuleParams {
+	rp := p.Rules[id]
+	if rp.Severity == "" {
+		rp.Severity = p.Severity
+	}
+	if rp.TriggerCount == 0 {
+		rp.TriggerCount = p.TriggerCount
+	}
+	if rp.RecoveryCount == 0 {
+		rp.RecoveryCount = p.RecoveryCount
+	}
+	return rp
 }
 
 // Validate reports the first parameter a rule file cannot be built from.
@@ -294,8 +392,11 @@ func (p Params) Validate() error {
 		return fmt.Errorf("recovery count %d: want 1 to %d", p.RecoveryCount, MaxCount)
 	case !model.LegacyValidation.IsValidLabelName(p.Severity) || p.Severity == "":
 		return fmt.Errorf("severity %q: want a word of letters, digits and '_'", p.Severity)
-	case p.ConnectionsRatio <= 0 || p.ConnectionsRatio > 1:
-		return fmt.Errorf("connections ratio %v: want more than 0 and at most 1", p.ConnectionsRatio)
+	}
+	for _, id := range slices.Sorted(maps.Keys(p.Rules)) {
+		if err := p.validateRule(id); err != nil {
+			return fmt.Errorf("rule %s: %w", id, err)
+		}
 	}
 	for _, c := range p.Clusters {
 		// Cluster ids are label values and sit in the selector: the
@@ -305,6 +406,27 @@ func (p Params) Validate() error {
 		}
 	}
 	return ValidExternalURL(p.ExternalURL)
+}
+
+func (p Params) validateRule(id string) error {
+	e, ok := CatalogueEntry(id)
+	if !ok {
+		return errors.New("not in the catalogue")
+	}
+	rp := p.effective(id)
+	switch t := e.Threshold; {
+	case t == nil && rp.Threshold != 0:
+		return fmt.Errorf("threshold %v: the rule has none", rp.Threshold)
+	case t != nil && !(rp.Threshold >= t.Min && rp.Threshold <= t.Max):
+		return fmt.Errorf("threshold %v: want %v to %v (%s)", rp.Threshold, t.Min, t.Max, t.Unit)
+	case rp.TriggerCount < 1 || rp.TriggerCount > MaxCount:
+		return fmt.Errorf("trigger count %d: want 1 to %d", rp.TriggerCount, MaxCount)
+	case rp.RecoveryCount < 1 || rp.RecoveryCount > MaxCount:
+		return fmt.Errorf("recovery count %d: want 1 to %d", rp.RecoveryCount, MaxCount)
+	case !model.LegacyValidation.IsValidLabelName(rp.Severity):
+		return fmt.Errorf("severity %q: want a word of letters, digits and '_'", rp.Severity)
+	}
+	return nil
 }
 
 // ValidExternalURL checks the URL the link annotations start with.
@@ -340,10 +462,12 @@ func Project(p Params) (File, error) {
 	named := strings.NewReplacer(clusterIDTemplate, clusterName, projectIDTemplate, projectName)
 	g := Group{Name: GroupName(p.Project), Interval: model.Duration(p.Interval).String()}
 	for _, k := range kinds {
-		if k.enabled != nil && !k.enabled(p) {
+		if _, on := p.Rules[k.entry]; !on {
 			continue
 		}
-		desc := named.Replace(strings.ReplaceAll(k.description, windowToken, window(p)))
+		e, _ := CatalogueEntry(k.entry)
+		rp := p.effective(k.entry)
+		desc := named.Replace(strings.NewReplacer(windowToken, window(p), thresholdToken, thresholdText(e, rp)).Replace(k.description))
 		annotations := map[string]string{
 			AnnotationSummary:     named.Replace(k.summary),
 			AnnotationDescription: desc,
@@ -356,11 +480,11 @@ func Project(p Params) (File, error) {
 		}
 		g.Rules = append(g.Rules, Rule{
 			Alert:         k.alert,
-			Expr:          k.expr(sel, p),
-			For:           countDuration(p.TriggerCount, p.Interval),
-			KeepFiringFor: countDuration(p.RecoveryCount, p.Interval),
+			Expr:          k.expr(sel, p, rp),
+			For:           countDuration(rp.TriggerCount, p.Interval),
+			KeepFiringFor: countDuration(rp.RecoveryCount, p.Interval),
 			Labels: map[string]string{
-				LabelSeverity: p.Severity,
+				LabelSeverity: rp.Severity,
 				// Set even though every selector keeps it, so that the
 				// Alertmanager route for the project always matches.
 				LabelProject: p.Project,

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -21,16 +22,29 @@ var update = flag.Bool("update", false, "rewrite the golden rule files in testda
 var testParams = map[string]Params{
 	"n1.rules.yml": {
 		Project: "n1", Interval: time.Minute, TriggerCount: 1, RecoveryCount: 1,
-		Severity: "critical", ExternalURL: "https://ecp.example.test/", EMQXAlarms: true,
+		Severity: "critical", ExternalURL: "https://ecp.example.test/", Rules: everyRule(),
 		ProjectName: "Line One", OrganizationName: "Acme Manufacturing",
 		Clusters: []Cluster{{ID: "c1", Name: "Plant North"}},
 	},
 	"n3.rules.yml": {
 		Project: "n3", Interval: time.Minute, TriggerCount: 3, RecoveryCount: 3,
-		Severity: "warning", ExternalURL: "https://ecp.example.test", EMQXAlarms: true,
+		Severity: "warning", ExternalURL: "https://ecp.example.test", Rules: everyRule(),
 		ProjectName: "Line Three", OrganizationName: "Acme Manufacturing",
 		Clusters: []Cluster{{ID: "c2", Name: "Plant South"}, {ID: "c3", Name: "Plant East"}},
 	},
+}
+
+// everyRule switches every catalogue entry on at its default threshold.
+func everyRule() map[string]RuleParams {
+	m := map[string]RuleParams{}
+	for _, e := range Catalogue {
+		var rp RuleParams
+		if e.Threshold != nil {
+			rp.Threshold = e.Threshold.Default
+		}
+		m[e.ID] = rp
+	}
+	return m
 }
 
 func TestGoldenRuleFiles(t *testing.T) {
@@ -123,7 +137,7 @@ func TestCountDurations(t *testing.T) {
 	} {
 		t.Run(tc.wantFor+"/"+tc.wantKeepFiring, func(t *testing.T) {
 			f, err := Project(Params{Project: "p", TriggerCount: tc.trigger, RecoveryCount: tc.recovery,
-				Severity: "warning", ExternalURL: "http://127.0.0.1:8080"})
+				Severity: "warning", ExternalURL: "http://127.0.0.1:8080", Rules: everyRule()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -159,7 +173,11 @@ func TestParamsValidate(t *testing.T) {
 		{"trigger 0", func(p *Params) { p.TriggerCount = 0 }, "trigger count"},
 		{"recovery 101", func(p *Params) { p.RecoveryCount = 101 }, "recovery count"},
 		{"severity with space", func(p *Params) { p.Severity = "very bad" }, "severity"},
-		{"ratio above 1", func(p *Params) { p.ConnectionsRatio = 1.5 }, "connections ratio"},
+		{"connections above 100%", func(p *Params) { p.Rules = map[string]RuleParams{CatalogueConnections: {Threshold: 101}} }, "rule connections: threshold 101: want 1 to 100 (percent)"},
+		{"threshold on a rule without one", func(p *Params) { p.Rules = map[string]RuleParams{CatalogueNodeDown: {Threshold: 1}} }, "rule nodeDown: threshold 1: the rule has none"},
+		{"rule trigger 101", func(p *Params) { p.Rules = map[string]RuleParams{CatalogueNodeDown: {TriggerCount: 101}} }, "rule nodeDown: trigger count"},
+		{"rule severity with space", func(p *Params) { p.Rules = map[string]RuleParams{CatalogueNodeDown: {Severity: "a b"}} }, "rule nodeDown: severity"},
+		{"unknown rule", func(p *Params) { p.Rules = map[string]RuleParams{"cpu": {}} }, "rule cpu: not in the catalogue"},
 		{"relative URL", func(p *Params) { p.ExternalURL = "/ecp" }, "external URL"},
 		{"template in URL", func(p *Params) { p.ExternalURL = "https://x.test/{{ . }}" }, "'{'"},
 	} {
@@ -177,22 +195,45 @@ func TestParamsValidate(t *testing.T) {
 	}
 }
 
-func TestEMQXAlarmFollowsTheSwitch(t *testing.T) {
-	for _, on := range []bool{false, true} {
-		t.Run(map[bool]string{false: "off", true: "on"}[on], func(t *testing.T) {
-			f, err := Project(Params{Project: "p", TriggerCount: 1, RecoveryCount: 1, Severity: "info",
-				ExternalURL: "http://127.0.0.1:8080", EMQXAlarms: on})
+// TestCatalogueEntriesSwitchTheirAlerts: each entry on alone renders
+// exactly its alert kinds, with its own severity and counts where it sets
+// them and the project's otherwise.
+func TestCatalogueEntriesSwitchTheirAlerts(t *testing.T) {
+	for _, e := range Catalogue {
+		t.Run(e.ID, func(t *testing.T) {
+			rp := everyRule()[e.ID]
+			rp.Severity, rp.TriggerCount = "info", 4
+			f, err := Project(Params{Project: "p", TriggerCount: 1, RecoveryCount: 2, Severity: "critical",
+				ExternalURL: "http://127.0.0.1:8080", Rules: map[string]RuleParams{e.ID: rp}})
 			if err != nil {
 				t.Fatal(err)
 			}
-			found := false
+			var got []string
 			for _, r := range f.Groups[0].Rules {
-				found = found || r.Alert == AlertEMQXAlarm
+				got = append(got, r.Alert)
+				if r.Labels[LabelSeverity] != "info" || r.For != "45s" || r.KeepFiringFor != "15s" {
+					t.Errorf("%s: severity %q for %q keep_firing_for %q, want info 45s 15s", r.Alert, r.Labels[LabelSeverity], r.For, r.KeepFiringFor)
+				}
 			}
-			if found != on {
-				t.Fatalf("EMQXAlarm present %v with the switch %v", found, on)
+			if !slices.Equal(got, e.Alerts) {
+				t.Fatalf("rendered %v, want %v", got, e.Alerts)
 			}
 		})
+	}
+	f, err := Project(Params{Project: "p", TriggerCount: 1, RecoveryCount: 1, Severity: "info", ExternalURL: "http://127.0.0.1:8080"})
+	if err != nil || len(f.Groups[0].Rules) != 0 {
+		t.Fatalf("no entry on rendered %v (%v), want no rule", f.Groups, err)
+	}
+}
+
+// TestEveryAlertHasOneEntry: the catalogue names every kind exactly once.
+func TestEveryAlertHasOneEntry(t *testing.T) {
+	var listed []string
+	for _, e := range Catalogue {
+		listed = append(listed, e.Alerts...)
+	}
+	if got, want := slices.Sorted(slices.Values(listed)), slices.Sorted(slices.Values(Alerts())); !slices.Equal(got, want) {
+		t.Fatalf("catalogue lists %v, kinds are %v", got, want)
 	}
 }
 
@@ -208,7 +249,7 @@ func TestJourneyHostileNamesPrintLiterally(t *testing.T) {
 		"organization": "{{ $value }} & <b>Acme</b> #",
 	}
 	p := Params{Project: "h1", Interval: time.Minute, TriggerCount: 1, RecoveryCount: 1, Severity: "critical",
-		ExternalURL: "https://ecp.example.test", ProjectName: hostile["project"], OrganizationName: hostile["organization"],
+		ExternalURL: "https://ecp.example.test", ProjectName: hostile["project"], OrganizationName: hostile["organization"], Rules: everyRule(),
 		Clusters: []Cluster{{ID: "c1", Name: hostile["cluster"]}, {ID: "c2", Name: "Plain"}}}
 	dir, file, b := renderRules(t, p)
 	if out, err := exec.CommandContext(t.Context(), bin, "check", "rules", filepath.Join(dir, file)).CombinedOutput(); err != nil {

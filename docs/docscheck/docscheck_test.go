@@ -19,6 +19,7 @@ import (
 
 	"github.com/ecpio/ecp/agent-exporter/daemon"
 	"github.com/ecpio/ecp/ecp/app"
+	"github.com/ecpio/ecp/rules"
 )
 
 // docFile is the page under test, relative to the module root.
@@ -168,6 +169,40 @@ func TestConfigurationDocumentsConfigFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestConfigurationDocumentsRuleCatalogue: the alert rule catalogue's table
+// has a row per rule naming its alerts and, for a rule with a threshold,
+// its unit and range as the code enforces them.
+func TestConfigurationDocumentsRuleCatalogue(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "CONFIGURATION.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if m := regexp.MustCompile("^\\| `([a-zA-Z]+)` \\| ").FindStringSubmatch(line); m != nil {
+			rows[m[1]] = line
+		}
+	}
+	for _, e := range rules.Catalogue {
+		row, ok := rows[e.ID]
+		if !ok {
+			t.Errorf("CONFIGURATION.md has no row for alert rule %s", e.ID)
+			continue
+		}
+		want := slices.Clone(e.Alerts)
+		if th := e.Threshold; th != nil {
+			want = append(want, fmt.Sprintf("%s, %s to %s, default %s", th.Unit, num(th.Min), num(th.Max), num(th.Default)))
+		}
+		for _, w := range want {
+			if !strings.Contains(row, w) {
+				t.Errorf("the row of alert rule %s lacks %q: %s", e.ID, w, row)
+			}
+		}
+	}
+}
+
+func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 func moduleRoot(t *testing.T) string {
 	t.Helper()

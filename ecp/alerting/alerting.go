@@ -119,9 +119,6 @@ type Options struct {
 	// Interval is the rule evaluation interval: the agents' collection
 	// interval, so each evaluation sees a new sample.
 	Interval time.Duration
-	// ConnectionsRatio is the share of max connections that raises
-	// EMQXConnectionsNearMax.
-	ConnectionsRatio float64
 	// WebhookURL is ecp's own webhook receiver, which gets every alert.
 	WebhookURL string
 	// WebhookToken, when set, is sent as a bearer token to WebhookURL.
@@ -147,9 +144,8 @@ type Options struct {
 // SMTP are left for the caller.
 func DefaultOptions() Options {
 	return Options{
-		Interval:         rules.DefaultInterval,
-		ConnectionsRatio: rules.DefaultConnectionsRatio,
-		SMTP:             SMTP{RequireTLS: true},
+		Interval: rules.DefaultInterval,
+		SMTP:     SMTP{RequireTLS: true},
 		Routing: Routing{
 			// Two evaluations: the alerts of one fault (a connector,
 			// its actions, the rules failing on it) fire within one

@@ -37,15 +37,25 @@ func renderRules(project string, s Settings, o Options) ([]byte, error) {
 	if !s.Enabled {
 		return nil, fmt.Errorf("rendering rules of project %q: alerting is disabled", project)
 	}
+	on := map[string]rules.RuleParams{}
+	for id, r := range s.Catalogue() {
+		if !r.Enabled {
+			continue
+		}
+		rp := rules.RuleParams{Severity: r.Severity, TriggerCount: r.TriggerCount, RecoveryCount: r.RecoveryCount}
+		if r.Threshold != nil {
+			rp.Threshold = *r.Threshold
+		}
+		on[id] = rp
+	}
 	f, err := rules.Project(rules.Params{
 		Project:          project,
 		Interval:         o.Interval,
 		TriggerCount:     s.TriggerCount,
 		RecoveryCount:    s.RecoveryCount,
 		Severity:         s.Severity,
+		Rules:            on,
 		ExternalURL:      o.ExternalURL,
-		ConnectionsRatio: o.ConnectionsRatio,
-		EMQXAlarms:       s.EMQXAlertPush,
 		ProjectName:      s.Names.Project,
 		OrganizationName: s.Names.Organization,
 		Clusters:         s.Names.Clusters,

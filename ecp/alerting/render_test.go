@@ -3,6 +3,7 @@ package alerting
 import (
 	"bytes"
 	"flag"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	amtemplate "github.com/prometheus/alertmanager/template"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ecpio/ecp/alertmanager"
 	"github.com/ecpio/ecp/ecp/destpolicy"
@@ -24,6 +26,19 @@ const (
 	testSMTPPassword = "smtp-pass-9f3c1b"
 	testWebhookToken = "ecp-hook-token-77a2e4"
 )
+
+// everyRuleOn is a catalogue with every rule on at its default, but for
+// the rules in set.
+func everyRuleOn(set map[string]RuleSettings) map[string]RuleSettings {
+	m := map[string]RuleSettings{}
+	for _, id := range rules.CatalogueIDs() {
+		m[id] = RuleSettings{Enabled: true}
+	}
+	maps.Copy(m, set)
+	return m
+}
+
+func ptr[T any](v T) *T { return &v }
 
 // testOptions are the options every golden file is rendered with.
 func testOptions() Options {
@@ -56,6 +71,77 @@ func testProjects() map[string]Settings {
 		"delta": {Enabled: false, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityWarning,
 			Emails: []string{"nobody@example.test"}},
 	}
+}
+
+// everyRuleProject has every rule of the catalogue on, some with their own
+// threshold, severity and counts: the "every rule on" project CI checks
+// with promtool and amtool.
+func everyRuleProject() Settings {
+	return Settings{Enabled: true, TriggerCount: 2, RecoveryCount: 2, Severity: SeverityWarning, EMQXAlertPush: true,
+		Rules: everyRuleOn(map[string]RuleSettings{
+			rules.CatalogueLicenseExpiry: {Enabled: true, Threshold: ptr(14.0), Severity: SeverityCritical, TriggerCount: 1},
+			rules.CatalogueConnections:   {Enabled: true, Threshold: ptr(75.5), RecoveryCount: 4},
+			rules.CatalogueRuleFailures:  {Enabled: true, Threshold: ptr(0.0), Severity: SeverityInfo},
+		}),
+		Webhooks: []Webhook{{URL: "http://127.0.0.1:9999/epsilon"}},
+		Emails:   []string{"ops@example.test"},
+		Names:    Names{Organization: "Acme", Project: "Epsilon", Clusters: []rules.Cluster{{ID: "c5", Name: "Plant West"}}}}
+}
+
+// TestEveryRuleOnPassesPromtoolAndAmtool renders a project with every rule
+// of the catalogue on: its rule file is golden (and so passes
+// TestGoldenRulesPassPromtoolCheck), holds every alert kind with the
+// rule's own severity and counts, and the Alertmanager configuration with
+// it passes amtool check-config.
+func TestEveryRuleOnPassesPromtoolAndAmtool(t *testing.T) {
+	s := everyRuleProject()
+	b, err := RenderRules("epsilon", s, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, filepath.Join("rules", RuleFileName("epsilon")), b)
+	var f rules.File
+	if err := yaml.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]rules.Rule{}
+	for _, r := range f.Groups[0].Rules {
+		got[r.Alert] = r
+	}
+	for _, a := range rules.Alerts() {
+		if _, ok := got[a]; !ok {
+			t.Errorf("every rule on, yet %s is not rendered", a)
+		}
+	}
+	for alert, want := range map[string][3]string{
+		rules.AlertLicenseExpiring: {SeverityCritical, "", "15s"},
+		rules.AlertConnectionsNear: {SeverityWarning, "15s", "45s"},
+		rules.AlertRuleFailures:    {SeverityInfo, "15s", "15s"},
+		rules.AlertNodeDown:        {SeverityWarning, "15s", "15s"},
+	} {
+		r := got[alert]
+		if have := [3]string{r.Labels[rules.LabelSeverity], r.For, r.KeepFiringFor}; have != want {
+			t.Errorf("%s: severity, for, keep_firing_for = %q, want %q", alert, have, want)
+		}
+	}
+	for _, want := range []string{"<= 1209600", "> 0.755", "* 60 > 0\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("rule file lacks %q", want)
+		}
+	}
+	projects := testProjects()
+	projects["epsilon"] = s
+	am, err := RenderAlertmanager(projects, testOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for name, content := range map[string][]byte{"alertmanager.yml": am, alertmanager.EmailTemplateFile: alertmanager.EmailTemplate} {
+		if err := os.WriteFile(filepath.Join(dir, name), content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, tool(t, "amtool"), "check-config", filepath.Join(dir, "alertmanager.yml"))
 }
 
 func golden(t *testing.T, name string, got []byte) {
@@ -156,9 +242,9 @@ func TestRenderedRulesPassPromtoolCases(t *testing.T) {
 	o.Interval = time.Minute
 	// The names and clusters rules/rules_test.go renders these files with.
 	for file, s := range map[string]Settings{
-		"n1.rules.yml": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical, EMQXAlertPush: true,
+		"n1.rules.yml": {Enabled: true, TriggerCount: 1, RecoveryCount: 1, Severity: SeverityCritical, EMQXAlertPush: true, Rules: everyRuleOn(nil),
 			Names: Names{Organization: "Acme Manufacturing", Project: "Line One", Clusters: []rules.Cluster{{ID: "c1", Name: "Plant North"}}}},
-		"n3.rules.yml": {Enabled: true, TriggerCount: 3, RecoveryCount: 3, Severity: SeverityWarning, EMQXAlertPush: true,
+		"n3.rules.yml": {Enabled: true, TriggerCount: 3, RecoveryCount: 3, Severity: SeverityWarning, EMQXAlertPush: true, Rules: everyRuleOn(nil),
 			Names: Names{Organization: "Acme Manufacturing", Project: "Line Three",
 				Clusters: []rules.Cluster{{ID: "c2", Name: "Plant South"}, {ID: "c3", Name: "Plant East"}}}},
 	} {

@@ -2,8 +2,10 @@ package alerting
 
 import (
 	"fmt"
+	"maps"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/ecpio/ecp/ecp/httpapi"
@@ -36,14 +38,23 @@ type Settings struct {
 	// Enabled switches the project's alerts on; off means no rules and no
 	// route, so nothing fires and nothing is sent.
 	Enabled bool `json:"enabled"`
-	// TriggerCount is how many consecutive bad evaluations fire an alert.
+	// TriggerCount is how many consecutive bad evaluations fire an alert,
+	// for every rule of the catalogue that sets none of its own.
 	TriggerCount int `json:"triggerCount"`
-	// RecoveryCount is how many consecutive good evaluations resolve it.
+	// RecoveryCount is how many consecutive good evaluations resolve it,
+	// likewise.
 	RecoveryCount int `json:"recoveryCount"`
-	// Severity is the severity label of every alert of the project.
+	// Severity is the severity label of the alerts of every rule that
+	// sets none of its own.
 	Severity string `json:"severity"`
-	// EMQXAlertPush forwards EMQX's own alarms as alerts too.
+	// EMQXAlertPush forwards EMQX's own alarms as alerts too: it is the
+	// on/off switch of the catalogue's emqxAlarm rule.
 	EMQXAlertPush bool `json:"emqxAlertPush"`
+	// Rules is the rule catalogue (rules.Catalogue), by rule id. A rule
+	// left out has its default; settings without the member at all, as
+	// ecp stored them before the catalogue, mean what they meant then
+	// (see Catalogue). Read them through Catalogue.
+	Rules map[string]RuleSettings `json:"rules,omitempty"`
 	// Emails receive every alert of the project and its resolution.
 	Emails []string `json:"emails"`
 	// Webhooks receive Alertmanager's webhook payload (version 4).
@@ -62,6 +73,48 @@ type Names struct {
 	Clusters     []rules.Cluster
 }
 
+// RuleSettings are one catalogue rule's settings. Zero counts and an empty
+// severity mean the project's (Settings.TriggerCount, ...), so settings
+// saved before the catalogue keep their meaning when those change.
+type RuleSettings struct {
+	Enabled bool `json:"enabled"`
+	// Threshold is in the rule's unit (rules.Threshold); nil means the
+	// rule's default, and a rule without a threshold must leave it out.
+	Threshold     *float64 `json:"threshold,omitempty"`
+	Severity      string   `json:"severity,omitempty"`
+	TriggerCount  int      `json:"triggerCount,omitempty"`
+	RecoveryCount int      `json:"recoveryCount,omitempty"`
+}
+
+// Catalogue returns every rule's settings, resolved: each rule of the
+// catalogue present, with its threshold. A rule the settings leave out is
+// off unless it is on by default (rules.Entry.DefaultOn); settings without
+// a "rules" member at all were saved before the catalogue, when alerting
+// rendered every rule then known, so those (rules.Entry.Legacy) are on.
+// emqxAlarm is on exactly when EMQXAlertPush is: that field stays its
+// switch, and what its entry says is ignored.
+func (s Settings) Catalogue() map[string]RuleSettings {
+	out := make(map[string]RuleSettings, len(rules.Catalogue))
+	for _, e := range rules.Catalogue {
+		r, ok := s.Rules[e.ID]
+		if !ok {
+			r = RuleSettings{Enabled: e.DefaultOn}
+			if s.Rules == nil {
+				r.Enabled = e.Legacy
+			}
+		}
+		if e.Threshold != nil && r.Threshold == nil {
+			t := e.Threshold.Default
+			r.Threshold = &t
+		}
+		if e.ID == rules.CatalogueEMQXAlarm {
+			r.Enabled = s.EMQXAlertPush
+		}
+		out[e.ID] = r
+	}
+	return out
+}
+
 // Webhook is one webhook channel.
 type Webhook struct {
 	URL string `json:"url"`
@@ -77,6 +130,7 @@ func DefaultSettings() Settings {
 		Severity:      SeverityWarning,
 		Emails:        []string{},
 		Webhooks:      []Webhook{},
+		Rules:         Settings{Rules: map[string]RuleSettings{}}.Catalogue(),
 	}
 }
 
@@ -134,7 +188,40 @@ func (s Settings) Validate() error {
 			seen[w.URL] = true
 		}
 	}
+	validateRules(s.Rules, &errs)
 	return errs.err()
+}
+
+// validateRules checks the catalogue as a user sent it, rule by rule in
+// catalogue order, then the ids that are not in it.
+func validateRules(rs map[string]RuleSettings, errs *fieldErrors) {
+	for _, id := range slices.Sorted(maps.Keys(rs)) {
+		if _, ok := rules.CatalogueEntry(id); !ok {
+			errs.add("rules."+id, "rules.%s is not a rule of the catalogue; want one of %s", id, strings.Join(rules.CatalogueIDs(), ", "))
+		}
+	}
+	for _, e := range rules.Catalogue {
+		r, ok := rs[e.ID]
+		if !ok {
+			continue
+		}
+		field := "rules." + e.ID + "."
+		switch t := e.Threshold; {
+		case t == nil && r.Threshold != nil:
+			errs.add(field+"threshold", "%sthreshold must be left out: %s has no threshold", field, e.ID)
+		case t != nil && r.Threshold != nil && !(*r.Threshold >= t.Min && *r.Threshold <= t.Max):
+			errs.add(field+"threshold", "%sthreshold must be from %v to %v (%s), got %v", field, t.Min, t.Max, t.Unit, *r.Threshold)
+		}
+		if r.Severity != "" && !validSeverity(r.Severity) {
+			errs.add(field+"severity", "%sseverity must be one of %s, or left out for the project's, got %q", field, strings.Join(Severities, ", "), r.Severity)
+		}
+		if r.TriggerCount < 0 || r.TriggerCount > MaxCount {
+			errs.add(field+"triggerCount", "%striggerCount must be a whole number from 1 to %d, or left out for the project's, got %d", field, MaxCount, r.TriggerCount)
+		}
+		if r.RecoveryCount < 0 || r.RecoveryCount > MaxCount {
+			errs.add(field+"recoveryCount", "%srecoveryCount must be a whole number from 1 to %d, or left out for the project's, got %d", field, MaxCount, r.RecoveryCount)
+		}
+	}
 }
 
 // fieldErrors collects every wrong field of a document.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+	"github.com/ecpio/ecp/rules"
 )
 
 func TestMain(m *testing.M) {
@@ -515,5 +516,52 @@ func TestReconcileWithAlertmanager(t *testing.T) {
 	am.hold([]byte("not json"))
 	if err := a.svc.reconcile(t.Context()); err == nil {
 		t.Fatal("a broken Alertmanager reply was taken as an empty list")
+	}
+}
+
+// TestSettingsStoredBeforeTheCatalogueLoadAsBefore: a record an ecp
+// without the rule catalogue stored reads back with the rules it rendered
+// on (cluster, node, connections at 90 %, rule, connector and action) and
+// the new ones off; a PUT that sets one rule keeps the others, and a rule
+// threshold out of range is refused naming the field.
+func TestSettingsStoredBeforeTheCatalogueLoadAsBefore(t *testing.T) {
+	w := newWorld(t, etcdtest.Client(t))
+	a := newService(t, w, Options{})
+	old := `{"enabled":true,"triggerCount":2,"recoveryCount":1,"severity":"critical","emqxAlertPush":false,` +
+		`"emails":null,"webhooks":null,"updatedAt":"2026-11-01T10:00:00Z","updatedBy":"padmin"}`
+	if _, err := w.cli.Put(t.Context(), settingsPrefix+w.project.ID, old); err != nil {
+		t.Fatal(err)
+	}
+	path := "/api/v1/projects/" + w.project.ID + "/alert-settings"
+	var got SettingsReply
+	a.must(200, "viewer", http.MethodGet, path, nil).decode(t, &got)
+	on := func(r SettingsReply) string {
+		var ids []string
+		for _, id := range rules.CatalogueIDs() {
+			if r.Rules[id].Enabled {
+				ids = append(ids, id)
+			}
+		}
+		return strings.Join(ids, " ")
+	}
+	if s := on(got); s != "clusterStatus nodeDown connections ruleAbnormal connectorAbnormal" || *got.Rules[rules.CatalogueConnections].Threshold != 90 ||
+		got.TriggerCount != 2 || got.Severity != "critical" {
+		t.Fatalf("old record reads as %+v (on: %s)", got, s)
+	}
+	expiry := 7.0
+	got.Rules[rules.CatalogueLicenseExpiry] = alerting.RuleSettings{Enabled: true, Threshold: &expiry, Severity: "warning"}
+	a.must(200, "padmin", http.MethodPut, path, got).decode(t, &got)
+	if s := on(got); s != "clusterStatus nodeDown licenseExpiry connections ruleAbnormal connectorAbnormal" ||
+		*got.Rules[rules.CatalogueLicenseExpiry].Threshold != 7 || got.Rules[rules.CatalogueLicenseExpiry].Severity != "warning" {
+		t.Fatalf("saved %+v (on: %s)", got.Rules, s)
+	}
+	bad := map[string]any{"enabled": true, "triggerCount": 2, "recoveryCount": 1, "severity": "critical",
+		"rules": map[string]any{"licenseUsage": map[string]any{"enabled": true, "threshold": 101}}}
+	var e struct {
+		Error struct{ Field, Message string }
+	}
+	a.must(400, "padmin", http.MethodPut, path, bad).decode(t, &e)
+	if e.Error.Field != "rules.licenseUsage.threshold" || !strings.Contains(e.Error.Message, "from 1 to 100 (percent), got 101") {
+		t.Fatalf("refusal %+v", e.Error)
 	}
 }

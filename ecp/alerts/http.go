@@ -116,7 +116,12 @@ func (s *Service) settingsReply(ctx context.Context, project string) (SettingsRe
 	return reply, err
 }
 
+// normalise fills what a body or a record may leave out. The catalogue is
+// resolved (alerting.Settings.Catalogue): a body or record without "rules"
+// keeps the meaning it had before the catalogue, and every reply and new
+// record lists each rule with its threshold.
 func normalise(st alerting.Settings) alerting.Settings {
+	st.Rules = st.Catalogue()
 	if st.Emails == nil {
 		st.Emails = []string{}
 	}

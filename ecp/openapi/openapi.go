@@ -27,6 +27,7 @@ import (
 	"github.com/ecpio/ecp/ecp/remotewrite"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/version"
+	"github.com/ecpio/ecp/rules"
 )
 
 // Path is where the document is served.
@@ -189,6 +190,41 @@ func name(maxRunes int) map[string]any {
 	return map[string]any{"type": "string", "minLength": 1, "maxLength": maxRunes}
 }
 
+// alertRules is the "rules" member of the alert settings: one property per
+// rule of the catalogue, with the rule's threshold range.
+func alertRules() map[string]any {
+	props := map[string]any{}
+	for _, e := range rules.Catalogue {
+		p := map[string]any{
+			"enabled":       map[string]any{"type": "boolean"},
+			"severity":      map[string]any{"type": "string", "enum": alerting.Severities, "description": "Left out: the project's severity."},
+			"triggerCount":  map[string]any{"type": "integer", "minimum": 1, "maximum": alerting.MaxCount, "description": "Left out: the project's triggerCount."},
+			"recoveryCount": map[string]any{"type": "integer", "minimum": 1, "maximum": alerting.MaxCount, "description": "Left out: the project's recoveryCount."},
+		}
+		desc := fmt.Sprintf("Alerts %s.", strings.Join(e.Alerts, ", "))
+		if t := e.Threshold; t != nil {
+			p["threshold"] = map[string]any{"type": "number", "minimum": t.Min, "maximum": t.Max,
+				"description": fmt.Sprintf("In %s; left out: %v.", t.Unit, t.Default)}
+		}
+		if e.DefaultOn {
+			desc += " On in a new project's settings."
+		}
+		if e.ID == rules.CatalogueEMQXAlarm {
+			desc += " On exactly when emqxAlertPush is: enabled is ignored on PUT."
+		}
+		o := obj(p, "enabled")
+		o["description"] = desc
+		o["additionalProperties"] = false
+		props[e.ID] = o
+	}
+	o := obj(props)
+	o["additionalProperties"] = false
+	o["description"] = "The rule catalogue, by rule id. A rule left out has its default (off, but for ruleAbnormal and connectorAbnormal); " +
+		"a body or record without this member at all keeps the meaning it had before the catalogue: clusterStatus, nodeDown, connections (90 %), " +
+		"ruleAbnormal and connectorAbnormal on. Replies list every rule with its threshold."
+	return o
+}
+
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
 
 func list(item string) map[string]any {
@@ -292,6 +328,7 @@ func schemas() map[string]any {
 			"emqxAlertPush": map[string]any{"type": "boolean"},
 			"emails":        map[string]any{"type": "array", "maxItems": alerting.MaxEmails, "items": map[string]any{"type": "string", "format": "email"}},
 			"webhooks":      map[string]any{"type": "array", "maxItems": alerting.MaxWebhooks, "items": obj(map[string]any{"url": map[string]any{"type": "string", "format": "uri"}}, "url")},
+			"rules":         alertRules(),
 		}, "enabled", "triggerCount", "recoveryCount", "severity"),
 		"AlertSettingsReply": map[string]any{"allOf": []any{ref("AlertSettings"), obj(map[string]any{
 			"updatedAt": whenNil,

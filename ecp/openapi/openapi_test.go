@@ -19,6 +19,7 @@ import (
 	"github.com/ecpio/ecp/ecp/logs"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/remotewrite"
+	"github.com/ecpio/ecp/rules"
 )
 
 // TestDocumentIsConsistent: operation ids are unique, every $ref resolves,
@@ -269,6 +270,32 @@ func walk(v any, path string, fn func(string, map[string]any)) {
 	case []any:
 		for i, c := range v {
 			walk(c, path+"/"+strconv.Itoa(i), fn)
+		}
+	}
+}
+
+// TestOpenAPIAlertRulesListTheCatalogue: the alert settings' "rules"
+// member has exactly one property per rule of the catalogue, each with the
+// threshold range the code enforces, and none for a rule without one.
+func TestOpenAPIAlertRulesListTheCatalogue(t *testing.T) {
+	schemas := openapi.Document()["components"].(map[string]any)["schemas"].(map[string]any)
+	props := schemas["AlertSettings"].(map[string]any)["properties"].(map[string]any)["rules"].(map[string]any)["properties"].(map[string]any)
+	if len(props) != len(rules.Catalogue) {
+		t.Errorf("rules documents %d rules, the catalogue has %d", len(props), len(rules.Catalogue))
+	}
+	for _, e := range rules.Catalogue {
+		p, ok := props[e.ID].(map[string]any)
+		if !ok {
+			t.Errorf("rule %s is not documented", e.ID)
+			continue
+		}
+		th, has := p["properties"].(map[string]any)["threshold"].(map[string]any)
+		switch {
+		case e.Threshold == nil && has:
+			t.Errorf("%s documents a threshold it does not have", e.ID)
+		case e.Threshold != nil && (!has || th["minimum"] != e.Threshold.Min || th["maximum"] != e.Threshold.Max ||
+			!strings.Contains(fmt.Sprint(th["description"]), e.Threshold.Unit)):
+			t.Errorf("%s threshold documented as %v, want %v..%v %s", e.ID, th, e.Threshold.Min, e.Threshold.Max, e.Threshold.Unit)
 		}
 	}
 }
