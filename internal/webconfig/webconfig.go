@@ -177,6 +177,9 @@ func (w *Web) Serve(ln net.Listener, srv *http.Server) error {
 	if !c.HTTPConfig.HTTP2 {
 		protos = []string{"http/1.1"}
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+		if srv.Protocols != nil {
+			srv.Protocols.SetHTTP2(false)
+		}
 	}
 	base.NextProtos = protos
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
