@@ -165,6 +165,11 @@ func (w *Web) Serve(ln net.Listener, srv *http.Server) error {
 		}
 		next.ServeHTTP(rw, r)
 	})
+	if !c.HTTPConfig.HTTP2 && srv.Protocols != nil {
+		// http_server_config.http2: false turns HTTP/2 off, h2c included.
+		srv.Protocols.SetHTTP2(false)
+		srv.Protocols.SetUnencryptedHTTP2(false)
+	}
 	if !c.TLSConfig.IsEnabled() {
 		w.logger.Info("tls is disabled", "address", ln.Addr().String())
 		return srv.Serve(ln)
@@ -177,9 +182,6 @@ func (w *Web) Serve(ln net.Listener, srv *http.Server) error {
 	if !c.HTTPConfig.HTTP2 {
 		protos = []string{"http/1.1"}
 		srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
-		if srv.Protocols != nil {
-			srv.Protocols.SetHTTP2(false)
-		}
 	}
 	base.NextProtos = protos
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
