@@ -37,11 +37,13 @@ import (
 // context that ends with it, so unregister or revocation cancels every
 // call it has in flight.
 type session struct {
-	reg    state.Registration
-	emqx   *emqx.Client
-	ecp    *ecpclient.Client
-	poll   *ecpclient.Client // same ecp, with a client timeout above DesiredWait
-	push   *remotewrite.Target
+	reg  state.Registration
+	emqx *emqx.Client
+	ecp  *ecpclient.Client
+	poll *ecpclient.Client // same ecp, with a client timeout above DesiredWait
+	push *remotewrite.Target
+	// toECP carries every call to ecp, the log shipper's too.
+	toECP  *transport.ECP
 	hcs    []*http.Client
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -362,11 +364,15 @@ func (a *App) wake() {
 // newSession builds the clients of a registration. emqxClient may be
 // given when register already logged in with it.
 func (a *App) newSession(reg state.Registration, ec *emqx.Client) (*session, error) {
-	hc := transport.New(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, Timeout: a.opts.HTTPTimeout})
-	pollHC := transport.New(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, Timeout: a.opts.DesiredWait + a.opts.HTTPTimeout})
+	// One transport towards ecp (report, long-poll, remote write, logs:
+	// one HTTP/2 connection); the clients differ only in their timeouts.
+	toECP := transport.NewECP(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify})
+	hc := toECP.Client(a.opts.HTTPTimeout)
+	pollHC := toECP.Client(a.opts.DesiredWait + a.opts.HTTPTimeout)
+	emqxHC := transport.New(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, Timeout: a.opts.HTTPTimeout})
 	if ec == nil {
 		var err error
-		ec, err = emqx.New(emqx.Config{APIURL: reg.EMQX.APIURL, Username: reg.EMQX.Username, Password: reg.EMQX.Password, HTTPClient: hc})
+		ec, err = emqx.New(emqx.Config{APIURL: reg.EMQX.APIURL, Username: reg.EMQX.Username, Password: reg.EMQX.Password, HTTPClient: emqxHC})
 		if err != nil {
 			return nil, err
 		}
@@ -381,7 +387,7 @@ func (a *App) newSession(reg state.Registration, ec *emqx.Client) (*session, err
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)
 	push := &remotewrite.Target{ECPURL: reg.ECPURL, Credential: reg.Credential, Client: hc}
-	return &session{reg: reg, emqx: ec, ecp: ecp, poll: poll, push: push, hcs: []*http.Client{hc, pollHC}, ctx: ctx, cancel: cancel}, nil
+	return &session{reg: reg, emqx: ec, ecp: ecp, poll: poll, push: push, toECP: toECP, hcs: []*http.Client{hc, emqxHC}, ctx: ctx, cancel: cancel}, nil
 }
 
 func (a *App) resume(reg state.Registration) error {

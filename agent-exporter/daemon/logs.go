@@ -12,7 +12,6 @@ import (
 
 	"github.com/ecpio/ecp/agent-exporter/ecpclient"
 	"github.com/ecpio/ecp/agent-exporter/logship"
-	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
 )
 
@@ -55,7 +54,7 @@ func (c *logControl) apply(s *session, lc agentproto.LogCollection) {
 	// Log batches wait for the store behind ecp (which retries for up to
 	// 10 s before answering 503), so they get a longer timeout than
 	// reports.
-	hc := transport.New(transport.Options{InsecureSkipVerify: s.reg.InsecureSkipVerify, Timeout: max(3*c.a.opts.HTTPTimeout, logBatchTimeout)})
+	hc := s.toECP.Client(max(3*c.a.opts.HTTPTimeout, logBatchTimeout))
 	client, err := ecpclient.New(s.reg.ECPURL, s.reg.Credential, hc)
 	if err != nil {
 		c.a.log.Error("log collection not started", "err", err)
@@ -77,7 +76,6 @@ func (c *logControl) apply(s *session, lc agentproto.LogCollection) {
 	c.cancel, c.done = cancel, done
 	go func() {
 		defer close(done)
-		defer hc.CloseIdleConnections()
 		if err := sh.Run(ctx); err != nil {
 			c.a.log.Warn("log collection ended", "err", err)
 		}

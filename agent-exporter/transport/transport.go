@@ -1,7 +1,9 @@
 // Package transport builds the HTTP clients the agent uses towards EMQX and
 // ecp, and tells apart the failures an operator must act on differently
 // (TLS verification versus an unreachable host), so both clients and the
-// register command can name the real cause.
+// register command can name the real cause. Towards ecp a session uses one
+// transport (ECP) for everything, preferring HTTP/2 so that ecp holds one
+// connection per agent.
 package transport
 
 import (

@@ -7,7 +7,9 @@
 // desired-state long-poll and report each interval, 1 % of them with a
 // failing rule whose counters grow each report and now and then a node
 // down. With --remote-write.series each agent also pushes that many series
-// per interval. After the measured window it stops a few agents and times
+// per interval. Each agent holds its connections as agent-exporter does
+// (--agents.connections h2: one HTTP/2 connection for everything, so ecp
+// holds one descriptor per agent; http1 as agents before HTTP/2). After the measured window it stops a few agents and times
 // how long ecp takes to call their clusters abnormal.
 //
 // It prints one summary line: ecp's CPU (ecp with its embedded etcd, from
@@ -68,6 +70,7 @@ type config struct {
 	abnormal  float64
 	silence   int
 	series    int
+	conns     string
 	dir       string
 }
 
@@ -87,12 +90,13 @@ func run() int {
 	fs.Float64Var(&cfg.abnormal, "agents.abnormal-share", 0.01, "Share of agents reporting a failing rule whose counters grow each report.")
 	fs.IntVar(&cfg.silence, "silence.count", 5, "Agents stopped after the window to time their detection; 0 skips it.")
 	fs.IntVar(&cfg.series, "remote-write.series", 0, "Series each agent pushes per interval through ecp's remote-write gateway; 0 pushes nothing.")
+	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsH2, "How each agent holds its connections to ecp: h2 (agent-exporter's transport: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	if cfg.agents <= 0 || cfg.projects <= 0 || cfg.interval < time.Second || cfg.workers <= 0 || cfg.steady <= 0 ||
-		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 {
-		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1")
+		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || (cfg.conns != agentsim.ConnsH2 && cfg.conns != agentsim.ConnsHTTP1) {
+		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --agents.connections h2 or http1")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -133,6 +137,8 @@ type summary struct {
 	detectMin      time.Duration
 	detectMax      time.Duration
 	othersAbnormal int
+	// ecpConns is ecp_http_connections_open at the window's end.
+	ecpConns int
 	// fleetWrites is ecp_fleet_etcd_writes_total's growth by reason.
 	fleetWrites map[string]float64
 	// written counts the keys written from the window's first revision,
@@ -145,10 +151,10 @@ func (s summary) String() string {
 	if s.detected > 0 {
 		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
 	}
-	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v",
+	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v connections=%s ecp_open_connections=%d",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
-		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written)
+		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written, s.cfg.conns, s.ecpConns)
 }
 
 // agent is one simulated agent.
@@ -166,6 +172,9 @@ type agent struct {
 	// silenced agents stop reporting, pushing and polling, as a dead one.
 	silenced   atomic.Bool
 	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
+	// hc and pollHC are the agent's own clients (--agents.connections h2),
+	// nil when agents share the benchmark's.
+	hc, pollHC *http.Client
 }
 
 // results gathers report outcomes inside the measured window.
@@ -297,6 +306,14 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		return sum, err
 	}
 	sum.regRetries = retries.Load()
+	if cfg.conns == agentsim.ConnsH2 {
+		// Registration's shared connections go; each agent holds its own.
+		hc.CloseIdleConnections()
+		for _, a := range agents {
+			a.hc, a.pollHC = agentsim.AgentClients(30 * time.Second)
+			defer a.hc.CloseIdleConnections()
+		}
+	}
 	fmt.Fprintf(log, "registered %d agents in %s (%d retried after 429)\n", len(agents), time.Since(t1).Round(time.Millisecond), sum.regRetries)
 
 	lctx, cancel := context.WithCancel(ctx)
@@ -312,7 +329,11 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 			if !agentsim.Sleep(lctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
 				return
 			}
-			agentsim.Poller{HC: pollHC, Base: base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
+			phc := pollHC
+			if a.pollHC != nil {
+				phc = a.pollHC
+			}
+			agentsim.Poller{HC: phc, Base: base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
 				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &polls}.Run(lctx)
 		})
 	}
@@ -361,6 +382,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	sum.window = after.at.Sub(before.at)
 	sum.cpu = (after.proc.CPU - before.proc.CPU).Seconds() / sum.window.Seconds()
 	sum.rssMiB, sum.hwmMiB = after.proc.RSSKiB/1024, after.proc.HWMKiB/1024
+	sum.ecpConns = int(after.openConns)
 	sum.revisions = after.rev - before.rev
 	// Let the watch catch up with the window's last revision.
 	for range 40 {
@@ -509,8 +531,12 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 		wg.Go(func() {
 			for a := range jobs {
 				var out agentproto.ReportResponse
+				c := hc
+				if a.hc != nil {
+					c = a.hc
+				}
 				start := time.Now()
-				code, err := agentsim.Post(ctx, hc, base+agentproto.PathReport, a.cred, a.report(), &out)
+				code, err := agentsim.Post(ctx, c, base+agentproto.PathReport, a.cred, a.report(), &out)
 				if ctx.Err() != nil {
 					return
 				}
@@ -519,7 +545,7 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 					a.lastReport.Store(time.Now().UnixNano())
 				}
 				if p := payload.Load(); p != nil {
-					code, err := push(ctx, hc, base, a.cred, *p)
+					code, err := push(ctx, c, base, a.cred, *p)
 					if ctx.Err() != nil {
 						return
 					}
@@ -668,6 +694,8 @@ type measurement struct {
 	rev  int64
 	// fleetWrites is ecp_fleet_etcd_writes_total by reason, from /metrics.
 	fleetWrites map[string]float64
+	// openConns is ecp_http_connections_open.
+	openConns float64
 }
 
 func reading(ctx context.Context, pid int, base string, etcd *clientv3.Client) (measurement, error) {
@@ -682,7 +710,15 @@ func reading(ctx context.Context, pid int, base string, etcd *clientv3.Client) (
 		return m, fmt.Errorf("read etcd revision: %w", err)
 	}
 	m.rev = resp.Header.Revision
-	return m, scrapeWrites(ctx, base, m.fleetWrites)
+	err = agentsim.Scrape(ctx, base, func(l string, v float64) {
+		if w := fleetWrite.FindStringSubmatch(l); w != nil {
+			m.fleetWrites[w[1]] += v
+		}
+		if strings.HasPrefix(l, "ecp_http_connections_open ") {
+			m.openConns = v
+		}
+	})
+	return m, err
 }
 
 // keyPrefix is key cut to its first three segments (/ecp/<kind>/<sub>),
@@ -690,16 +726,6 @@ func reading(ctx context.Context, pid int, base string, etcd *clientv3.Client) (
 func keyPrefix(key string) string {
 	parts := strings.SplitN(key, "/", 5)
 	return strings.Join(parts[:min(len(parts), 4)], "/")
-}
-
-// scrapeWrites reads ecp_fleet_etcd_writes_total by reason from ecp's
-// /metrics into writes.
-func scrapeWrites(ctx context.Context, base string, writes map[string]float64) error {
-	return agentsim.Scrape(ctx, base, func(l string, v float64) {
-		if m := fleetWrite.FindStringSubmatch(l); m != nil {
-			writes[m[1]] += v
-		}
-	})
 }
 
 var fleetWrite = regexp.MustCompile(`^ecp_fleet_etcd_writes_total\{.*reason="([^"]*)".*\} `)

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ecpio/ecp/bench/internal/agentsim"
 )
 
 // TestFleetSmoke runs the benchmark end to end at a handful of agents: the
@@ -15,7 +17,7 @@ func TestFleetSmoke(t *testing.T) {
 	}
 	var log strings.Builder
 	sum, err := bench(t.Context(), config{agents: 5, projects: 2, interval: time.Second, warmup: 3 * time.Second,
-		steady: 3 * time.Second, workers: 4, pollWait: 2 * time.Second, abnormal: 0.2, silence: 1, series: 5, dir: t.TempDir()}, &log)
+		steady: 3 * time.Second, workers: 4, pollWait: 2 * time.Second, abnormal: 0.2, silence: 1, series: 5, conns: agentsim.ConnsH2, dir: t.TempDir()}, &log)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
@@ -31,6 +33,11 @@ func TestFleetSmoke(t *testing.T) {
 	}
 	if sum.detected != 1 || sum.othersAbnormal != 0 {
 		t.Errorf("silenced agents detected %d of %d, other clusters abnormal %d; want 1 of 1 and none\n%s", sum.detected, sum.silenced, sum.othersAbnormal, log.String())
+	}
+	// One connection per agent, plus the benchmark's own scrape and API
+	// clients.
+	if sum.ecpConns > 5+3 {
+		t.Errorf("ecp holds %d connections for 5 agents, want one per agent (and the benchmark's own few)", sum.ecpConns)
 	}
 	if !strings.HasPrefix(sum.String(), "fleet agents=5 ") {
 		t.Errorf("summary %q", sum.String())

@@ -218,9 +218,22 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 		// connection is handed back.
 		ReadTimeout: opts.ReadTimeout,
 		IdleTimeout: DefaultIdleTimeout,
+
+		// HTTP/2 over TLS (ALPN) and, on plain http, with prior knowledge
+		// (h2c): an agent's report, long-poll, remote write and logs share
+		// one connection (package longpoll has the figures).
+		Protocols: serverProtocols(),
 	}
 	a.srv.RegisterOnShutdown(func() { time.AfterFunc(drain, cancelRequests) })
 	return a, nil
+}
+
+func serverProtocols() *http.Protocols {
+	p := new(http.Protocols)
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return p
 }
 
 // checkEtcd fails early and clearly when etcd is not reachable.

@@ -10,14 +10,18 @@
 // etcd's files and connections, the log and rule files, and ecp's own
 // outgoing connections (Prometheus, Alertmanager, the log store, remote
 // write). A connection beyond it is answered 503 with Retry-After and
-// closed (on a TLS listener, where no plain answer can be read, it is only
-// closed); agents back off with jitter and retry. Refusals are counted in
-// ecp_http_connections_refused_total, logged at most every LogEvery, and
-// reported by Listener.Short for /-/ready.
+// closed (on a TLS listener, where no plain answer can be read, and to an
+// HTTP/2 client without TLS, which would take an HTTP/1 answer for a
+// server without HTTP/2, it is only closed); agents back off with jitter
+// and retry. An HTTP/2 connection carries an agent's every call as
+// streams, so the limit counts agents, not requests. Refusals are counted
+// in ecp_http_connections_refused_total, logged at most every LogEvery,
+// and reported by Listener.Short for /-/ready.
 package connlimit
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -27,6 +31,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
 // LogEvery is the least time between two log lines about refusals, and how
@@ -98,7 +105,12 @@ func Wrap(ln net.Listener, opts Options, logger *slog.Logger, reg prometheus.Reg
 		opts.Now = time.Now
 	}
 	l := &Listener{Listener: ln, opts: opts, logger: logger, answering: make(chan struct{}, maxAnswering)}
-	body := fmt.Sprintf(`{"error":{"code":"Unavailable","message":"ecp holds its most connections (%d, %s); retry after the Retry-After delay"}}`+"\n", opts.Max, opts.Source)
+	body, err := json.Marshal(agentproto.ErrorBody{Error: agentproto.ErrorDetail{Code: httpapi.CodeUnavailable,
+		Message: fmt.Sprintf("ecp holds its most connections (%d, %s); retry after the Retry-After delay", opts.Max, opts.Source)}})
+	if err != nil {
+		return nil, fmt.Errorf("encode the refusal: %w", err)
+	}
+	body = append(body, '\n')
 	l.answer = fmt.Appendf(nil, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: %d\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
 		RetryAfterSeconds, len(body), body)
 	l.refused = prometheus.NewCounter(prometheus.CounterOpts{
@@ -176,7 +188,10 @@ func (l *Listener) refuse(c net.Conn) {
 func (l *Listener) answer503(c net.Conn) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(answerTimeout))
-	if !readHead(c) {
+	head, ok := readHead(c)
+	if !ok || bytes.HasPrefix(head, h2cPreface) {
+		// An HTTP/2 client (the agent, h2c) would read an HTTP/1 answer
+		// as a server that speaks only HTTP/1.1; closed, it backs off.
 		return
 	}
 	if _, err := c.Write(l.answer); err != nil {
@@ -189,22 +204,26 @@ func (l *Listener) answer503(c net.Conn) {
 	_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
 }
 
+// h2cPreface starts an HTTP/2 connection without TLS; it holds a blank
+// line, so readHead takes it for a request head.
+var h2cPreface = []byte("PRI * HTTP/2.0\r\n\r\n")
+
 // readHead reads until the end of an HTTP request head (a blank line), at
 // most 16 KiB; false when the client closed or went quiet first.
-func readHead(c net.Conn) bool {
+func readHead(c net.Conn) ([]byte, bool) {
 	buf := make([]byte, 0, 1024)
 	chunk := make([]byte, 1024)
 	for len(buf) < 16<<10 {
 		n, err := c.Read(chunk)
 		buf = append(buf, chunk[:n]...)
 		if bytes.Contains(buf, []byte("\r\n\r\n")) {
-			return true
+			return buf, true
 		}
 		if err != nil {
-			return false
+			return buf, false
 		}
 	}
-	return true
+	return buf, true
 }
 
 // Short says what ecp is short of while it refuses connections ("" when it

@@ -153,3 +153,64 @@ func TestHeadroom(t *testing.T) {
 		}
 	}
 }
+
+// TestScaleCountsH2ConnectionsNotStreams: HTTP/2 streams on a held
+// connection are served however many, and an h2c connection beyond the
+// limit is closed without an HTTP/1 answer (which the agent would take for
+// a server without HTTP/2).
+func TestScaleCountsH2ConnectionsNotStreams(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := Wrap(inner, Options{Max: 1, Plain: true, Source: "--web.max-connections"}, slog.New(&logs{}), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, r.Proto) }),
+		ReadHeaderTimeout: 5 * time.Second, Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	served := make(chan struct{})
+	go func() { _ = srv.Serve(ln); close(served) }()
+	defer func() { _ = srv.Close(); <-served }()
+
+	tr := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			resp, err := hc.Get("http://" + ln.Addr().String() + "/")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			if b, _ := io.ReadAll(resp.Body); string(b) != "HTTP/2.0" {
+				t.Errorf("stream answered %q, want it served over HTTP/2", b)
+			}
+		})
+	}
+	wg.Wait()
+	if got := testutil.ToFloat64(ln.refused); got != 0 {
+		t.Fatalf("%v refusals for streams on one connection, want none", got)
+	}
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(c); len(b) != 0 || err != nil {
+		t.Fatalf("h2c client beyond the limit read %q (%v), want the connection closed without an answer", b, err)
+	}
+	if got := testutil.ToFloat64(ln.refused); got != 1 {
+		t.Fatalf("ecp_http_connections_refused_total %v, want 1", got)
+	}
+}

@@ -3,12 +3,16 @@ package fleet
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ecpio/ecp/agentproto"
@@ -121,4 +125,77 @@ func count204(t *testing.T, f *testFleet) uint64 {
 		}
 	}
 	return 0
+}
+
+// TestWaitersLimitOnH2Streams: long-polls parked as HTTP/2 streams of one
+// connection count against MaxWaiters like polls on their own connections;
+// beyond it the next stream gets 429 with Retry-After in the envelope.
+func TestWaitersLimitOnH2Streams(t *testing.T) {
+	cli := etcdtest.Client(t)
+	f := startFleet(t, cli, newClock(), "r1", func(o *Options) { o.MaxWaiters = 2 })
+	putSpec(t, cli, "c1", 10)
+	a := newAgent(f.url)
+	rev := mustRegister(t, a, issue(t, f, "c1", time.Hour)).Desired.Revision
+
+	r := mux.NewRouter()
+	f.Register(r)
+	srv := httptest.NewUnstartedServer(r)
+	var conns atomic.Int64
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Config.Protocols = new(http.Protocols)
+	srv.Config.Protocols.SetHTTP1(true)
+	srv.Config.Protocols.SetUnencryptedHTTP2(true)
+	srv.Start()
+	defer srv.Close()
+	tr := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols)}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	poll := func() (*http.Response, []byte, error) {
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, fmt.Sprintf("%s%s?%s=%d&%s=30s", srv.URL, agentproto.PathDesired, agentproto.QueryAfter, rev, agentproto.QueryTimeout), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+a.cred)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
+	}
+	held := make(chan int, 2)
+	for range 2 {
+		go func() {
+			resp, _, err := poll()
+			if err != nil {
+				held <- 0
+				return
+			}
+			held <- resp.StatusCode
+		}()
+	}
+	f.waitFor(t, "two long-polls waiting", func() bool { return testutil.ToFloat64(f.metrics.waiters) == 2 })
+	resp, body, err := poll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") != "5" || resp.ProtoMajor != 2 ||
+		!strings.Contains(string(body), `"code":"`+agentproto.CodeRateLimited+`"`) {
+		t.Fatalf("third poll: %s %d Retry-After %q %s; want 429 with Retry-After 5 in the envelope", resp.Proto, resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	putSpec(t, cli, "c1", 25)
+	for range 2 {
+		if code := <-held; code != http.StatusOK {
+			t.Fatalf("held poll answered %d, want 200 with the change", code)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Fatalf("%d connections, want the three polls as streams of one", n)
+	}
 }

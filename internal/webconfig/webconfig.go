@@ -165,6 +165,11 @@ func (w *Web) Serve(ln net.Listener, srv *http.Server) error {
 		}
 		next.ServeHTTP(rw, r)
 	})
+	if !c.HTTPConfig.HTTP2 && srv.Protocols != nil {
+		// http_server_config.http2: false turns HTTP/2 off, h2c included.
+		srv.Protocols.SetHTTP2(false)
+		srv.Protocols.SetUnencryptedHTTP2(false)
+	}
 	if !c.TLSConfig.IsEnabled() {
 		w.logger.Info("tls is disabled", "address", ln.Addr().String())
 		return srv.Serve(ln)

@@ -89,3 +89,48 @@ func TestHeadersRateLimitAndReload(t *testing.T) {
 		t.Fatalf("new password after rotation: %d, want 200", r.StatusCode)
 	}
 }
+
+// TestHTTP2Off: http_server_config.http2: false turns HTTP/2 off on a plain
+// listener too (h2c), not only over TLS.
+func TestHTTP2Off(t *testing.T) {
+	wc := webconfigtest.Write(t, nil, false)
+	b, err := os.ReadFile(wc.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(wc.Path, append(b, "http_server_config:\n  http2: false\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := webconfig.Load(wc.Path, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
+	done := make(chan error, 1)
+	go func() { done <- w.Serve(ln, srv) }()
+	defer func() {
+		_ = srv.Shutdown(context.Background())
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve: %v", err)
+		}
+	}()
+	for _, h2c := range []bool{false, true} {
+		tr := &http.Transport{Protocols: new(http.Protocols)}
+		tr.Protocols.SetHTTP1(!h2c)
+		tr.Protocols.SetUnencryptedHTTP2(h2c)
+		resp, err := (&http.Client{Transport: tr}).Get("http://" + ln.Addr().String() + "/")
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		tr.CloseIdleConnections()
+		if (err == nil) == h2c {
+			t.Fatalf("h2c %v: err %v; want HTTP/1.1 served and h2c refused", h2c, err)
+		}
+	}
+}

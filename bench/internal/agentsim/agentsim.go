@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
 )
 
@@ -52,6 +53,24 @@ func Post(ctx context.Context, hc *http.Client, url, cred string, body, out any)
 		_, _ = io.Copy(io.Discard, resp.Body)
 	}
 	return resp.StatusCode, nil
+}
+
+// How a simulated agent holds its connections to ecp.
+const (
+	// ConnsH2 is agent-exporter's way: its own transport (package
+	// transport), one HTTP/2 connection for report, long-poll and push.
+	ConnsH2 = "h2"
+	// ConnsHTTP1 is the agents' way before HTTP/2: a connection of its own
+	// for the long-poll, reports and pushes on kept-alive connections.
+	ConnsHTTP1 = "http1"
+)
+
+// AgentClients returns one agent's clients on one transport, as
+// agent-exporter builds them: calls (report, push) bounded by timeout, and
+// the long-poll bounded by its own wait.
+func AgentClients(timeout time.Duration) (calls, poll *http.Client) {
+	t := transport.NewECP(transport.Options{})
+	return t.Client(timeout), t.Client(0)
 }
 
 // Parallel runs fn(0..n-1) on workers goroutines and returns the first error.

@@ -1,0 +1,165 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HTTP1Retry is how long the agent keeps to HTTP/1.1 after finding an ecp
+// that speaks only HTTP/1.1 (an older replica during a rolling upgrade, a
+// proxy in front of ecp) before it tries HTTP/2 again.
+const HTTP1Retry = 10 * time.Minute
+
+// h2 health checks: a connection that carries everything must not sit dead
+// behind a NAT that dropped it; a ping after SendPingTimeout of silence
+// finds out (the long-poll usually answers every 30 s anyway).
+const (
+	h2SendPingTimeout = 45 * time.Second
+	h2PingTimeout     = 15 * time.Second
+)
+
+// errHTTP1Only marks a connection refused because ecp answered in HTTP/1.
+var errHTTP1Only = errors.New("ecp speaks only HTTP/1.1")
+
+// ECP is the agent's one transport towards ecp: report, desired-state
+// long-poll, remote write and log batches all go through it, and with
+// HTTP/2 they share one TCP connection (so ecp holds one descriptor per
+// agent). It speaks HTTP/2 over TLS (ALPN) for https:// and HTTP/2 with
+// prior knowledge (h2c) for http://, and dials one connection at a time,
+// so requests started together do not each open their own.
+//
+// An ecp that speaks only HTTP/1.1 answers the h2c preface in HTTP/1 or
+// does not offer h2 in the TLS handshake (ALPN): nothing of the request reached a
+// handler, so ECP sends it again over HTTP/1.1 and keeps to HTTP/1.1 for
+// HTTP1Retry (the held long-poll then needs a connection of its own, two
+// per agent as before) before trying HTTP/2 again. Any other failure
+// (refused, reset, timed out) is the caller's to retry, as before.
+type ECP struct {
+	h2, h1 *http.Transport
+	now    func() time.Time
+
+	mu      sync.Mutex
+	h1Until time.Time
+}
+
+// NewECP returns the transport; wrap it with Client.
+func NewECP(opts Options) *ECP {
+	e := &ECP{now: time.Now}
+	tlsConf := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: opts.InsecureSkipVerify, //nolint:gosec // the operator's explicit choice
+	}
+	dialer := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+
+	e.h1 = http.DefaultTransport.(*http.Transport).Clone()
+	e.h1.TLSClientConfig = tlsConf.Clone() // net/http sets each transport's ALPN list in it
+	e.h1.MaxIdleConnsPerHost = 4
+	e.h1.Protocols = new(http.Protocols)
+	e.h1.Protocols.SetHTTP1(true)
+
+	e.h2 = http.DefaultTransport.(*http.Transport).Clone()
+	e.h2.TLSClientConfig = tlsConf
+	e.h2.Protocols = new(http.Protocols)
+	e.h2.Protocols.SetHTTP2(true)
+	e.h2.Protocols.SetUnencryptedHTTP2(true)
+	// For HTTP/2 this bounds dials, not streams: requests that start
+	// before the connection is up wait for it instead of dialing more.
+	e.h2.MaxConnsPerHost = 1
+	e.h2.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2SendPingTimeout, PingTimeout: h2PingTimeout}
+	e.h2.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dialer.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &sniffConn{Conn: c, e: e}, nil
+	}
+	return e
+}
+
+// Client is an http.Client on e with timeout: the agent's calls differ in
+// how long they may take, not in the connection they use.
+func (e *ECP) Client(timeout time.Duration) *http.Client {
+	return &http.Client{Transport: e, Timeout: timeout}
+}
+
+// RoundTrip sends req over HTTP/2, or HTTP/1.1 while ecp speaks only that.
+func (e *ECP) RoundTrip(req *http.Request) (*http.Response, error) {
+	if e.http1() {
+		return e.h1.RoundTrip(req)
+	}
+	resp, err := e.h2.RoundTrip(req)
+	if err != nil && refusedH2(err) {
+		e.fallBack()
+	}
+	if err == nil || !e.http1() {
+		return resp, err
+	}
+	// ecp refused HTTP/2 before reading the request: send it again.
+	retry := req.Clone(req.Context())
+	if req.Body != nil && req.Body != http.NoBody {
+		if req.GetBody == nil {
+			return nil, err
+		}
+		if retry.Body, err = req.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	return e.h1.RoundTrip(retry)
+}
+
+// CloseIdleConnections closes both transports' idle connections.
+func (e *ECP) CloseIdleConnections() {
+	e.h2.CloseIdleConnections()
+	e.h1.CloseIdleConnections()
+}
+
+func (e *ECP) http1() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.now().Before(e.h1Until)
+}
+
+func (e *ECP) fallBack() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.h1Until = e.now().Add(HTTP1Retry)
+}
+
+// refusedH2 says whether err is a TLS server refusing HTTP/2: it offers
+// ALPN without h2 (Go's "no application protocol" alert) or no ALPN at all.
+// crypto/tls keeps the received alert's type unexported, hence the text.
+func refusedH2(err error) bool {
+	var opErr *net.OpError
+	if errors.As(err, &opErr) && opErr.Op == "remote error" && strings.Contains(opErr.Err.Error(), "no application protocol") {
+		return true
+	}
+	return strings.Contains(err.Error(), "unexpected ALPN protocol")
+}
+
+// sniffConn watches the first bytes an h2c connection receives: an HTTP/2
+// server starts with a SETTINGS frame, an HTTP/1 one answers the preface
+// with a status line ("HTTP/1.1 505 ..." from Go, "400" from a proxy).
+type sniffConn struct {
+	net.Conn
+	e       *ECP
+	checked bool
+}
+
+func (c *sniffConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if !c.checked && n > 0 {
+		c.checked = true
+		if bytes.HasPrefix(b[:n], []byte("HTTP/")) {
+			c.e.fallBack()
+			return 0, errHTTP1Only
+		}
+	}
+	return n, err
+}

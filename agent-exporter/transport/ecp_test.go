@@ -1,0 +1,188 @@
+package transport
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// ecpStub is an ecp stand-in: /hold answers when release closes, /echo
+// echoes the body with the protocol it came over. It counts accepted
+// connections.
+type ecpStub struct {
+	*httptest.Server
+	conns   atomic.Int64
+	release chan struct{}
+	held    chan struct{}
+	protos  sync.Map // proto → count
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+// newStub serves HTTP/1.1 only, or with h2 also HTTP/2 (h2c on plain, ALPN
+// with TLS).
+func newStub(t *testing.T, h2, useTLS bool) *ecpStub {
+	t.Helper()
+	s := &ecpStub{release: make(chan struct{}), held: make(chan struct{}, 8)}
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.protos.Store(r.Proto, true)
+		switch r.URL.Path {
+		case "/hold":
+			s.held <- struct{}{}
+			<-s.release
+		case "/echo":
+			b, _ := io.ReadAll(r.Body)
+			_, _ = io.WriteString(w, r.Proto+" "+string(b))
+		}
+	}))
+	s.Listener = &countingListener{Listener: s.Listener, n: &s.conns}
+	s.Config.Protocols = new(http.Protocols)
+	s.Config.Protocols.SetHTTP1(true)
+	s.Config.Protocols.SetHTTP2(h2 && useTLS)
+	s.Config.Protocols.SetUnencryptedHTTP2(h2 && !useTLS)
+	if useTLS {
+		s.EnableHTTP2 = h2
+		s.StartTLS()
+	} else {
+		s.Start()
+	}
+	t.Cleanup(func() {
+		select {
+		case <-s.release:
+		default:
+			close(s.release)
+		}
+		s.Close()
+	})
+	return s
+}
+
+func echo(t *testing.T, hc *http.Client, url, body string) string {
+	t.Helper()
+	resp, err := hc.Post(url+"/echo", "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestECPOneConnection: against an ecp speaking HTTP/2, a held long-poll
+// and the calls beside it, even started together, share one connection.
+func TestECPOneConnection(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "h2c", true: "tls"}[useTLS], func(t *testing.T) {
+			s := newStub(t, true, useTLS)
+			e := NewECP(Options{InsecureSkipVerify: true})
+			defer e.CloseIdleConnections()
+			hc := e.Client(time.Minute)
+			done := make(chan error, 1)
+			go func() {
+				resp, err := hc.Get(s.URL + "/hold")
+				if err == nil {
+					_ = resp.Body.Close()
+				}
+				done <- err
+			}()
+			var wg sync.WaitGroup
+			for i := range 8 {
+				wg.Go(func() {
+					if got, want := echo(t, hc, s.URL, strings.Repeat("x", i)), "HTTP/2.0 "+strings.Repeat("x", i); got != want {
+						t.Errorf("got %q, want %q", got, want)
+					}
+				})
+			}
+			wg.Wait()
+			<-s.held
+			close(s.release)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if got := s.conns.Load(); got != 1 {
+				t.Fatalf("%d connections accepted, want 1", got)
+			}
+		})
+	}
+}
+
+// TestECPFallsBackToHTTP1: an ecp that speaks only HTTP/1.1 (an older
+// replica) gets the same request again over HTTP/1.1, body included, and
+// the agent keeps to HTTP/1.1 until HTTP1Retry has passed.
+func TestECPFallsBackToHTTP1(t *testing.T) {
+	for _, useTLS := range []bool{false, true} {
+		t.Run(map[bool]string{false: "plain", true: "tls"}[useTLS], func(t *testing.T) {
+			s := newStub(t, false, useTLS)
+			e := NewECP(Options{InsecureSkipVerify: true})
+			defer e.CloseIdleConnections()
+			now := time.Unix(1000, 0)
+			e.now = func() time.Time { return now }
+			hc := e.Client(time.Minute)
+			if got := echo(t, hc, s.URL, "report"); got != "HTTP/1.1 report" {
+				t.Fatalf("first call: %q, want it sent again over HTTP/1.1", got)
+			}
+			if got := echo(t, hc, s.URL, "again"); got != "HTTP/1.1 again" {
+				t.Fatalf("second call: %q", got)
+			}
+			h2Tries := s.conns.Load() - 1 // the HTTP/1.1 connection is kept alive
+			if h2Tries != 1 {
+				t.Fatalf("%d HTTP/2 attempts, want 1 until HTTP1Retry passes", h2Tries)
+			}
+			now = now.Add(HTTP1Retry)
+			if got := echo(t, hc, s.URL, "later"); got != "HTTP/1.1 later" {
+				t.Fatalf("after HTTP1Retry: %q", got)
+			}
+			if got := s.conns.Load(); got != 3 {
+				t.Fatalf("%d connections, want HTTP/2 tried once more after HTTP1Retry", got)
+			}
+		})
+	}
+}
+
+// TestECPRefusalIsNotHTTP1: a connection closed without an answer (ecp at
+// its connection limit) is an error for the caller to retry, not a reason
+// to give up HTTP/2.
+func TestECPRefusalIsNotHTTP1(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.Close()
+		}
+	}()
+	e := NewECP(Options{})
+	defer e.CloseIdleConnections()
+	if _, err := e.Client(time.Minute).Get("http://" + ln.Addr().String() + "/"); err == nil {
+		t.Fatal("a refused connection succeeded")
+	}
+	if e.http1() {
+		t.Fatal("a refused connection made the agent fall back to HTTP/1.1")
+	}
+}

@@ -1,0 +1,346 @@
+package longpoll
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httptrace"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	if spec := os.Getenv(costClientEnv); spec != "" {
+		os.Exit(costClient(spec))
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// source is what polls wait for: set makes the reply ready and wakes them.
+type source struct {
+	mu      sync.Mutex
+	reply   any
+	changed chan struct{}
+	// asked receives once per check that found nothing (the poll waits).
+	asked chan struct{}
+}
+
+func newSource() *source {
+	return &source{changed: make(chan struct{}), asked: make(chan struct{}, 16)}
+}
+
+func (s *source) check() (any, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reply != nil {
+		return s.reply, nil
+	}
+	s.asked <- struct{}{}
+	return nil, s.changed
+}
+
+func (s *source) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reply = nil
+}
+
+func (s *source) set(v any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reply = v
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// answer is one Answered call.
+type answer struct {
+	status   int
+	tookOver bool
+}
+
+// server serves Hold on /poll (?wait= its deadline) and a plain 200 on
+// /other, with a header set before the handler as middleware does.
+type server struct {
+	*httptest.Server
+	src      *source
+	stop     chan struct{}
+	answered chan answer
+	conns    atomic.Int64
+}
+
+func newServer(t *testing.T, h2c bool) *server {
+	t.Helper()
+	s := &server{src: newSource(), stop: make(chan struct{}), answered: make(chan answer, 16)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/poll", func(w http.ResponseWriter, r *http.Request) {
+		wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		_ = Hold(w, r, Poll{Deadline: time.Now().Add(wait), Stop: s.stop, Check: s.src.check,
+			Answered: func(status int, tookOver bool) { s.answered <- answer{status, tookOver} }})
+	})
+	mux.HandleFunc("/other", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "other\n") })
+	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Frame-Options", "deny")
+		mux.ServeHTTP(w, r)
+	}))
+	// Counted where they are accepted: a connection handed back after a
+	// take-over is new to ConnState, not to the listener.
+	s.Listener = &countingListener{Listener: s.Listener, n: &s.conns}
+	if h2c {
+		s.Config.Protocols = new(http.Protocols)
+		s.Config.Protocols.SetHTTP1(true)
+		s.Config.Protocols.SetUnencryptedHTTP2(true)
+	}
+	s.Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+type countingListener struct {
+	net.Listener
+	n *atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.n.Add(1)
+	}
+	return c, err
+}
+
+func client(h2c bool) *http.Client {
+	t := &http.Transport{MaxIdleConnsPerHost: 1}
+	if h2c {
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return &http.Client{Transport: t}
+}
+
+type result struct {
+	resp   *http.Response
+	body   string
+	reused bool
+	err    error
+}
+
+func get(ctx context.Context, hc *http.Client, url string) result {
+	var reused bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return result{err: err}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return result{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return result{resp: resp, body: string(b), reused: reused, err: err}
+}
+
+func goGet(ctx context.Context, hc *http.Client, url string) <-chan result {
+	done := make(chan result, 1)
+	go func() { done <- get(ctx, hc, url) }()
+	return done
+}
+
+type desired struct {
+	Revision int64  `json:"revision"`
+	Note     string `json:"note"`
+}
+
+func TestHold(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		h2c      bool
+		tookOver bool
+	}{
+		{"http1 takes the connection over", false, true},
+		{"h2c parks in the handler", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t, tc.h2c)
+			hc := client(tc.h2c)
+			defer hc.CloseIdleConnections()
+
+			t.Run("change is answered as net/http would", func(t *testing.T) {
+				done := goGet(t.Context(), hc, s.URL+"/poll?wait=1m")
+				<-s.src.asked
+				s.src.set(desired{Revision: 7, Note: "<a&b>"})
+				r := <-done
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				if a := <-s.answered; a != (answer{http.StatusOK, tc.tookOver}) {
+					t.Fatalf("answered %+v, want 200 taken over %v", a, tc.tookOver)
+				}
+				want := `{"revision":7,"note":"<a&b>"}` + "\n"
+				if r.resp.StatusCode != http.StatusOK || r.body != want || r.resp.Header.Get("Content-Type") != "application/json" ||
+					r.resp.ContentLength != int64(len(want)) || r.resp.Header.Get("Date") == "" || r.resp.Header.Get("X-Frame-Options") != "deny" {
+					t.Fatalf("got %d %v %q, want 200 %q with JSON type, length, date and the middleware's header", r.resp.StatusCode, r.resp.Header, r.body, want)
+				}
+				// Answered at once now, as a poll that finds its reply ready.
+				r = get(t.Context(), hc, s.URL+"/poll?wait=1m")
+				if r.err != nil || r.body != want || !r.reused {
+					t.Fatalf("next poll: %v %q reused %v; want the reply on the same connection", r.err, r.body, r.reused)
+				}
+				if a := <-s.answered; a != (answer{http.StatusOK, false}) {
+					t.Fatalf("answered %+v, want 200 in the handler", a)
+				}
+			})
+			s.src.reset()
+			t.Run("deadline answers an empty 204", func(t *testing.T) {
+				r := get(t.Context(), hc, s.URL+"/poll?wait=20ms")
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				if r.resp.StatusCode != http.StatusNoContent || r.body != "" || r.resp.ContentLength > 0 ||
+					r.resp.Header.Get("Content-Type") != "" || r.resp.Header.Get("Date") == "" || !r.reused {
+					t.Fatalf("got %d %v %q reused %v, want an empty 204 with a date on the kept connection", r.resp.StatusCode, r.resp.Header, r.body, r.reused)
+				}
+				if a := <-s.answered; a != (answer{http.StatusNoContent, tc.tookOver}) {
+					t.Fatalf("answered %+v, want 204 taken over %v", a, tc.tookOver)
+				}
+			})
+			t.Run("stop answers 204 at once", func(t *testing.T) {
+				done := goGet(t.Context(), hc, s.URL+"/poll?wait=1m")
+				<-s.src.asked
+				close(s.stop)
+				if r := <-done; r.err != nil || r.resp.StatusCode != http.StatusNoContent {
+					t.Fatalf("got %+v, want 204", r)
+				}
+				if a := <-s.answered; a.status != http.StatusNoContent {
+					t.Fatalf("answered %+v, want 204", a)
+				}
+			})
+			if got := s.conns.Load(); got != 1 {
+				t.Errorf("%d connections accepted, want every poll on one", got)
+			}
+		})
+	}
+}
+
+// TestHoldH2CMultiplexes: while a poll waits on an HTTP/2 connection, the
+// client's other requests travel on the same connection.
+func TestHoldH2CMultiplexes(t *testing.T) {
+	s := newServer(t, true)
+	hc := client(true)
+	defer hc.CloseIdleConnections()
+	done := goGet(t.Context(), hc, s.URL+"/poll?wait=1m")
+	<-s.src.asked
+	for range 3 {
+		if r := get(t.Context(), hc, s.URL+"/other"); r.err != nil || r.body != "other\n" || r.resp.ProtoMajor != 2 {
+			t.Fatalf("request beside the poll: %+v", r)
+		}
+	}
+	s.src.set(desired{Revision: 1})
+	if r := <-done; r.err != nil || r.resp.StatusCode != http.StatusOK {
+		t.Fatalf("poll: %+v", r)
+	}
+	<-s.answered
+	if got := s.conns.Load(); got != 1 {
+		t.Fatalf("%d connections accepted, want one for the poll and the requests beside it", got)
+	}
+}
+
+// TestHoldReplaysReadAhead: a client that pipelines its next request behind
+// the poll gets both answered, in order, on its one connection.
+func TestHoldReplaysReadAhead(t *testing.T) {
+	s := newServer(t, false)
+	c, err := net.Dial("tcp", s.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /poll?wait=20ms HTTP/1.1\r\nHost: x\r\n\r\nGET /other HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for _, want := range []struct {
+		status int
+		body   string
+	}{{http.StatusNoContent, ""}, {http.StatusOK, "other\n"}} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want.status || string(b) != want.body {
+			t.Fatalf("got %d %q, want %d %q", resp.StatusCode, b, want.status, want.body)
+		}
+	}
+	if a := <-s.answered; a != (answer{http.StatusNoContent, true}) {
+		t.Fatalf("answered %+v, want 204 taken over", a)
+	}
+}
+
+// TestHoldKeepsRequestsItCannotHandBack: a request that asks to close the
+// connection, or is not HTTP/1.1, waits in its handler.
+func TestHoldKeepsRequestsItCannotHandBack(t *testing.T) {
+	s := newServer(t, false)
+	for _, head := range []string{
+		"GET /poll?wait=20ms HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+		"GET /poll?wait=20ms HTTP/1.0\r\nHost: x\r\n\r\n",
+	} {
+		c, err := net.Dial("tcp", s.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, head)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		_ = c.Close()
+		if err != nil || resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("%q: %v %v", head, resp, err)
+		}
+		if a := <-s.answered; a != (answer{http.StatusNoContent, false}) {
+			t.Fatalf("%q answered %+v, want 204 in the handler", head, a)
+		}
+	}
+}
+
+// TestHoldOverTLS: over TLS with HTTP/2 negotiated the poll parks, with
+// HTTP/1.1 it is taken over; both answer.
+func TestHoldOverTLS(t *testing.T) {
+	src := newSource()
+	answered := make(chan answer, 4)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = Hold(w, r, Poll{Deadline: time.Now().Add(20 * time.Millisecond), Check: src.check,
+			Answered: func(status int, tookOver bool) { answered <- answer{status, tookOver} }})
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	for _, h2 := range []bool{true, false} {
+		tr := srv.Client().Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // test server
+		tr.Protocols = new(http.Protocols)
+		tr.Protocols.SetHTTP1(!h2)
+		tr.Protocols.SetHTTP2(h2)
+		hc := &http.Client{Transport: tr}
+		r := get(t.Context(), hc, srv.URL)
+		hc.CloseIdleConnections()
+		if r.err != nil || r.resp.StatusCode != http.StatusNoContent || (r.resp.ProtoMajor == 2) != h2 {
+			t.Fatalf("h2 %v: %+v", h2, r)
+		}
+		if a := <-answered; a != (answer{http.StatusNoContent, !h2}) {
+			t.Fatalf("h2 %v answered %+v", h2, a)
+		}
+	}
+	<-src.asked
+}
