@@ -37,8 +37,11 @@ import (
 // context that ends with it, so unregister or revocation cancels every
 // call it has in flight.
 type session struct {
-	reg    state.Registration
-	emqx   *emqx.Client
+	reg  state.Registration
+	emqx *emqx.Client
+	// reads is emqx as the collection loop uses it: one licence read per
+	// tick for the enforcer and the collector.
+	reads  *tickReads
 	ecp    *ecpclient.Client
 	poll   *ecpclient.Client // same ecp, with a client timeout above DesiredWait
 	push   *remotewrite.Target
@@ -381,7 +384,7 @@ func (a *App) newSession(reg state.Registration, ec *emqx.Client) (*session, err
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)
 	push := &remotewrite.Target{ECPURL: reg.ECPURL, Credential: reg.Credential, Client: hc}
-	return &session{reg: reg, emqx: ec, ecp: ecp, poll: poll, push: push, hcs: []*http.Client{hc, pollHC}, ctx: ctx, cancel: cancel}, nil
+	return &session{reg: reg, emqx: ec, reads: newTickReads(ec), ecp: ecp, poll: poll, push: push, hcs: []*http.Client{hc, pollHC}, ctx: ctx, cancel: cancel}, nil
 }
 
 func (a *App) resume(reg state.Registration) error {
@@ -400,7 +403,7 @@ func (a *App) install(s *session) {
 	// collection woken by the new session (its desired state, a report)
 	// must not run without EMQX and have its empty snapshot reported,
 	// since the next report comes only an interval later.
-	a.col.SetAPI(s.emqx)
+	a.col.SetAPI(s.reads)
 	a.mu.Lock()
 	a.sess = s
 	a.ended = nil
@@ -521,9 +524,13 @@ func (a *App) tick(ctx context.Context) {
 	// Enforce before collecting, so the snapshot (and /metrics) shows the
 	// corrected limit; skip it while EMQX is known to be down, where it
 	// could only fail.
+	if s != nil {
+		s.reads.begin()
+		defer s.reads.end()
+	}
 	enforced := false
 	if prev := a.col.Latest(); s != nil && (prev == nil || prev.Up) {
-		_ = a.enf.Enforce(s.ctx, s.emqx)
+		_ = a.enf.Enforce(s.ctx, s.reads)
 		enforced = true
 	}
 	cctx, cancel := context.WithTimeout(ctx, max(a.currentInterval(), a.opts.HTTPTimeout))
@@ -535,7 +542,7 @@ func (a *App) tick(ctx context.Context) {
 	if snap.Up && !enforced {
 		// EMQX is back: enforce now rather than report a stale problem
 		// for one more interval.
-		_ = a.enf.Enforce(s.ctx, s.emqx)
+		_ = a.enf.Enforce(s.ctx, s.reads)
 	}
 	if err := a.rw.Push(s.push, snap.CollectedAt); err != nil {
 		a.log.Warn("collection not queued for remote write", "err", err)
