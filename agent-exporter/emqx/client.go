@@ -207,6 +207,10 @@ func (c *Client) send(ctx context.Context, method, path string, query url.Values
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
+	if raw, ok := out.(*rawReply); ok {
+		raw.contentType, raw.body = resp.Header.Get("Content-Type"), b
+		return nil
+	}
 	// The JSON v2 decoder takes a third of encoding/json's CPU time on
 	// EMQX's large lists (a collection decodes about 2.6 MB at 1,000 rules
 	// and 1,000 connectors); the options keep encoding/json's leniency.
@@ -464,17 +468,36 @@ type diRule struct {
 	ActionsFailed float64 `json:"emqx_rule_actions_failed"`
 }
 
+// rawReply receives a reply undecoded, for the endpoints that may answer
+// in another format than JSON.
+type rawReply struct {
+	contentType string
+	body        []byte
+}
+
 // AllRuleMetrics reads every rule's cluster-wide counters in one call, from
-// /prometheus/data_integration (5.5.0+) in JSON with mode
-// all_nodes_aggregated. It replaces one /rules/{id}/metrics call per rule,
-// which matters with hundreds of rules.
+// /prometheus/data_integration (5.5.0+) with mode all_nodes_aggregated. It
+// replaces one /rules/{id}/metrics call per rule, which matters with
+// hundreds of rules. It asks for JSON and parses the Prometheus text a
+// node without the JSON variant answers instead (ruleMetricsText).
 func (c *Client) AllRuleMetrics(ctx context.Context) (map[string]RuleMetrics, error) {
+	var raw rawReply
+	q := url.Values{"mode": {"all_nodes_aggregated"}}
+	if err := c.call(ctx, http.MethodGet, "/prometheus/data_integration", q, nil, &raw); err != nil {
+		return nil, err
+	}
+	if !isJSON(raw) {
+		m, err := ruleMetricsText(raw.body)
+		if err != nil {
+			return nil, fmt.Errorf("emqx GET /prometheus/data_integration: %w", err)
+		}
+		return m, nil
+	}
 	var out struct {
 		Rules []diRule `json:"rules"`
 	}
-	q := url.Values{"mode": {"all_nodes_aggregated"}}
-	if err := c.call(ctx, http.MethodGet, "/prometheus/data_integration", q, nil, &out); err != nil {
-		return nil, err
+	if err := jsonv2.Unmarshal(raw.body, &out, lenient); err != nil {
+		return nil, fmt.Errorf("decoding emqx GET /prometheus/data_integration: %w", err)
 	}
 	m := make(map[string]RuleMetrics, len(out.Rules))
 	for _, r := range out.Rules {
@@ -482,6 +505,16 @@ func (c *Client) AllRuleMetrics(ctx context.Context) (map[string]RuleMetrics, er
 			ActionsTotal: r.ActionsTotal, ActionsOK: r.ActionsOK, ActionsFailed: r.ActionsFailed}
 	}
 	return m, nil
+}
+
+// isJSON says whether a reply is JSON: by its content type, else by its
+// first byte (a Prometheus text body starts with a comment or a name).
+func isJSON(r rawReply) bool {
+	if ct := r.contentType; ct != "" {
+		return strings.Contains(ct, "json")
+	}
+	b := bytes.TrimLeft(r.body, " \t\r\n")
+	return len(b) > 0 && (b[0] == '{' || b[0] == '[')
 }
 
 // DashboardSession is a dashboard login made for a person, not for the
