@@ -181,8 +181,9 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("registering the emqx exporter: %w", err)
 	}
 	// Remote write pushes the series of the same snapshot /metrics serves,
-	// gathered by the exporter itself (cheaper than a registry's checks).
-	rw, err := remotewrite.New(remotewrite.Options{Gatherer: collector.NewExporter(a.col), Timeout: opts.HTTPTimeout,
+	// gathered by the exporter itself (cheaper than a registry's checks),
+	// in the memory of the previous push (only the tick pushes).
+	rw, err := remotewrite.New(remotewrite.Options{Gatherer: collector.NewPushGatherer(a.col), Timeout: opts.HTTPTimeout,
 		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Now: opts.Now, MaxSeries: opts.RemoteWriteMaxSeries},
 		opts.Logger.With("component", "remotewrite"), opts.Registerer)
 	if err != nil {

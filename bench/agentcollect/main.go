@@ -275,7 +275,7 @@ func measureAgent(ctx context.Context, cfg config) error {
 	// collectors, the push gathered by the EMQX exporter itself.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector.NewExporter(col), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pushed := collector.NewExporter(col)
+	pushed := collector.NewPushGatherer(col)
 	sel := remotewrite.NewSelector(cfg.maxSeries, 0)
 
 	collect := func() (*collector.Snapshot, time.Duration, time.Duration) {
