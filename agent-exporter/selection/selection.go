@@ -67,6 +67,14 @@ type Selector struct {
 	hold time.Duration
 	objs [numKinds]map[string]*objState
 	gen  uint64 // collections chosen from, to forget vanished objects
+
+	// Scratch of one Choose, kept for the next: a push is chosen every
+	// collection over thousands of objects.
+	objBuf   []object
+	keepBuf  []bool
+	ownerBuf []int32
+	keepFams [][]bool
+	optional []*object
 }
 
 // Object kinds, by metric name prefix.
@@ -94,6 +102,7 @@ var (
 // objState is what the selector remembers of one object.
 type objState struct {
 	seen       uint64
+	idx        int32     // index in this collection's objects, valid when seen
 	prevAt     time.Time // collection the counters below are from
 	failed     float64
 	actFailed  float64
@@ -136,26 +145,30 @@ func (s *Selector) Reset() {
 	}
 }
 
-// Choose says which series of one collection at at to push.
+// Choose says which series of one collection at at to push. The Choice
+// is valid until the next Choose.
 func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 	if s.max <= 0 {
 		return Choice{}
 	}
 	s.gen++
-	var byID [numKinds]map[string]int32
-	// objs is allocated once: objects are at most the object metrics.
+	// Objects are at most the object metrics, so objs never grows past
+	// its capacity (its elements are pointed to).
 	n := 0
 	for _, mf := range mfs {
 		if objectKind(mf.GetName()) >= 0 {
 			n += len(mf.GetMetric())
 		}
 	}
-	objs := make([]object, 0, n)
+	objs := grow(s.objBuf, n)[:0]
 	// keep[f] is nil for a cluster-level family (all kept), else one flag
-	// per metric; owner[f][m] is the metric's object (-1: none).
-	keep := make([][]bool, len(mfs))
+	// per metric; owner[f][m] is the metric's object (-1: none). Both are
+	// views of one flat buffer each.
+	keepFlat, ownerFlat := grow(s.keepBuf, n), grow(s.ownerBuf, n)
+	keep := grow(s.keepFams, len(mfs))
+	clear(keep)
 	owner := make([][]int32, len(mfs))
-	cluster := 0
+	cluster, off := 0, 0
 	for f, mf := range mfs {
 		name := mf.GetName()
 		kind := objectKind(name)
@@ -163,8 +176,9 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 			cluster += seriesOf(mf)
 			continue
 		}
-		keep[f] = make([]bool, len(mf.GetMetric()))
-		owner[f] = make([]int32, len(mf.GetMetric()))
+		nm := len(mf.GetMetric())
+		keep[f], owner[f] = keepFlat[off:off+nm:off+nm], ownerFlat[off:off+nm:off+nm]
+		off += nm
 		for m, metric := range mf.GetMetric() {
 			id, status := "", ""
 			for _, l := range metric.GetLabel() {
@@ -181,21 +195,16 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 				cluster++
 				continue
 			}
-			if byID[kind] == nil {
-				byID[kind] = make(map[string]int32, len(mf.GetMetric()))
+			st := s.objs[kind][id]
+			if st == nil {
+				st = &objState{}
+				s.objs[kind][id] = st
 			}
-			oi, ok := byID[kind][id]
-			if !ok {
-				st := s.objs[kind][id]
-				if st == nil {
-					st = &objState{}
-					s.objs[kind][id] = st
-				}
-				st.seen = s.gen
-				oi = int32(len(objs))
+			if st.seen != s.gen {
+				st.seen, st.idx = s.gen, int32(len(objs))
 				objs = append(objs, object{kind: kind, id: id, st: st, enabled: 1, connected: -1, failedRef: Ref{-1, -1}, actFailedRef: Ref{-1, -1}})
-				byID[kind][id] = oi
 			}
+			oi := st.idx
 			o := &objs[oi]
 			owner[f][m] = oi
 			r := Ref{int32(f), int32(m)}
@@ -225,7 +234,7 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 
 	budget := s.max - cluster
 	var earlier map[Ref]prompb.Sample
-	var optional []*object
+	optional := s.optional[:0]
 	for i := range objs {
 		o := &objs[i]
 		st := o.st
@@ -295,7 +304,17 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 			}
 		}
 	}
+	clear(optional)
+	s.objBuf, s.keepBuf, s.ownerBuf, s.keepFams, s.optional = objs, keepFlat, ownerFlat, keep, optional[:0]
 	return Choice{Keep: keep, Earlier: earlier, Capped: capped}
+}
+
+// grow returns buf with length n, reallocated only when too small.
+func grow[T any](buf []T, n int) []T {
+	if cap(buf) < n {
+		return make([]T, n)
+	}
+	return buf[:n]
 }
 
 // Kept says whether metric m of family f is kept.
