@@ -80,36 +80,13 @@ type App struct {
 	// regMu serialises register and unregister.
 	regMu sync.Mutex
 
+	// mu guards sess, changed, ended, iv and rep.
 	mu      sync.Mutex
 	sess    *session
 	changed chan struct{} // closed and replaced when sess changes
-	// interval is the collection interval in force (setIntervalLocked);
-	// fileInterval is the configuration file's collectInterval (zero when
-	// unset) and reportInterval is ecp's (zero until ecp sent one).
-	interval       time.Duration
-	fileInterval   time.Duration
-	reportInterval time.Duration
-	nextReport     time.Time
-	// reportNow asks for a report at the next tick whatever nextReport
-	// says (a desired state was just applied); a flush in progress cannot
-	// lose it.
-	reportNow bool
-	// retryAt holds every report, reportNow's too, until ecp's
-	// Retry-After (or the backoff) has passed since a failed send.
-	retryAt time.Time
-	// appliedGen counts desired states applied outside a tick; a tick that
-	// started before the latest one collected a stale snapshot and does not
-	// satisfy reportNow.
-	appliedGen uint64
-	// firstReportAt is set from registration until the first report ecp
-	// placed in the interval is sent: the collect loop ticks then, and
-	// keeps that phase.
-	firstReportAt time.Time
-	backoff       backoff.Backoff
-	queue         []agentproto.ReportRequest
-	lastReportAt  time.Time
-	lastReportErr string
-	ended         *state.Ended
+	ended   *state.Ended
+	iv      intervals
+	rep     reports
 
 	// dash answers dashboard session requests (dashboard.go).
 	dash dashboards
@@ -165,15 +142,15 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{
-		opts:     opts,
-		log:      opts.Logger,
-		col:      collector.New(opts.Now),
-		interval: opts.CollectInterval,
-		changed:  make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		backoff:  backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+		opts:    opts,
+		log:     opts.Logger,
+		col:     collector.New(opts.Now),
+		iv:      intervals{flag: opts.CollectInterval, follow: opts.FollowECPInterval, current: opts.CollectInterval},
+		rep:     reports{limit: opts.ReportBuffer, backoff: backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax}},
+		changed: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	a.m = newMetrics(opts.Registerer)
 	a.enf = enforce.New(opts.Logger.With("component", "enforce"), opts.Registerer)
@@ -344,8 +321,8 @@ func (a *App) applyConfig() error {
 	}
 	r, _ := c.resolve()
 	a.mu.Lock()
-	a.fileInterval = r.interval
-	a.setIntervalLocked()
+	a.iv.file = r.interval
+	a.iv.pick(a.log)
 	a.mu.Unlock()
 	if r.level != nil && a.opts.LogLevel != nil {
 		a.opts.LogLevel.Set(*r.level)
@@ -408,18 +385,10 @@ func (a *App) install(s *session) {
 	a.mu.Lock()
 	a.sess = s
 	a.ended = nil
-	a.queue = nil
-	a.nextReport, a.retryAt = time.Time{}, time.Time{}
-	a.firstReportAt = time.Time{}
-	if s.firstReport > 0 {
-		a.nextReport = a.opts.Now().Add(s.firstReport)
-		a.firstReportAt = a.nextReport
-	}
-	a.lastReportErr = ""
-	a.backoff.Reset()
+	a.rep.start(a.opts.Now(), s.firstReport)
 	if s.reg.ReportInterval > 0 {
-		a.reportInterval = s.reg.ReportInterval
-		a.setIntervalLocked()
+		a.iv.ecp = s.reg.ReportInterval
+		a.iv.pick(a.log)
 	}
 	close(a.changed)
 	a.changed = make(chan struct{})
@@ -445,7 +414,7 @@ func (a *App) endSession(s *session, reason string) {
 		a.log.Error("cannot remove the registration from the state dir", "err", err)
 	}
 	a.sess = nil
-	a.queue = nil
+	a.rep.queue = nil
 	a.ended = &e
 	close(a.changed)
 	a.changed = make(chan struct{})
@@ -469,35 +438,7 @@ func (a *App) current() (*session, <-chan struct{}) {
 func (a *App) currentInterval() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.interval
-}
-
-// setIntervalLocked picks the collection interval: the configuration
-// file's collectInterval, else ecp's report interval when the agent
-// follows ecp and ecp sent one, else --collect.interval. The collect loop
-// re-arms its timer with it after every tick, and a change made outside a
-// tick (registration, reload) wakes the loop, so it takes effect at once.
-func (a *App) setIntervalLocked() {
-	next := a.opts.CollectInterval
-	switch {
-	case a.fileInterval > 0:
-		next = a.fileInterval
-	case a.opts.FollowECPInterval && a.reportInterval > 0:
-		next = a.reportInterval
-	}
-	if next != a.interval {
-		a.log.Info("collection interval changed", "from", a.interval, "to", next)
-		a.interval = next
-	}
-}
-
-// reportEveryLocked is ecp's report interval, or the protocol's default
-// until ecp sent one.
-func (a *App) reportEveryLocked() time.Duration {
-	if a.reportInterval > 0 {
-		return a.reportInterval
-	}
-	return agentproto.DefaultReportInterval
+	return a.iv.current
 }
 
 // collectLoop polls EMQX every interval, corrects drift of the connection
@@ -520,7 +461,7 @@ func (a *App) collectLoop(ctx context.Context) error {
 func (a *App) tick(ctx context.Context) {
 	s, _ := a.current()
 	a.mu.Lock()
-	gen := a.appliedGen
+	gen := a.rep.appliedGen
 	a.mu.Unlock()
 	// Enforce before collecting, so the snapshot (and /metrics) shows the
 	// corrected limit; skip it while EMQX is known to be down, where it
@@ -559,8 +500,8 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 		AgentVersion: version.Version,
 		EMQX:         snap.Status(),
 		// Rounded up, so ecp never expects samples faster than they come.
-		IntervalSeconds: max(1, int((a.interval+time.Second-1)/time.Second)),
-		IntervalPinned:  a.fileInterval > 0 || !a.opts.FollowECPInterval,
+		IntervalSeconds: max(1, int((a.iv.current+time.Second-1)/time.Second)),
+		IntervalPinned:  a.iv.pinned(),
 	}
 	if st.Problem == nil && (st.AppliedOK || st.Held != nil) {
 		req.AppliedRevision = st.Revision
@@ -575,32 +516,25 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 // first. While ecp is unreachable the queue keeps at most ReportBuffer
 // reports; the oldest are dropped and counted.
 func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
-	now := a.opts.Now()
 	a.mu.Lock()
-	if now.Before(a.retryAt) || now.Before(a.nextReport) && !a.reportNow {
+	if !a.rep.due(a.opts.Now()) {
 		a.mu.Unlock()
 		return
 	}
-	a.firstReportAt = time.Time{}
-	if gen == a.appliedGen {
-		a.reportNow = false
+	if dropped := a.rep.add(a.buildReport(snap), gen); dropped > 0 {
+		a.m.dropped.Add(float64(dropped))
 	}
-	a.queue = append(a.queue, a.buildReport(snap))
-	if over := len(a.queue) - a.opts.ReportBuffer; over > 0 {
-		a.queue = a.queue[over:]
-		a.m.dropped.Add(float64(over))
-	}
-	a.m.buffered.Set(float64(len(a.queue)))
+	a.m.buffered.Set(float64(len(a.rep.queue)))
 	a.mu.Unlock()
 
 	for {
 		a.mu.Lock()
-		if a.sess != s || len(a.queue) == 0 {
-			a.nextReport = a.opts.Now().Add(a.reportEveryLocked())
+		if a.sess != s || len(a.rep.queue) == 0 {
+			a.rep.next = a.opts.Now().Add(a.iv.reportEvery())
 			a.mu.Unlock()
 			return
 		}
-		req := a.queue[0]
+		req := a.rep.queue[0]
 		a.mu.Unlock()
 
 		rctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
@@ -616,29 +550,21 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 			}
 			a.m.failures.Inc()
 			a.mu.Lock()
-			wait := a.backoff.Next(ecpclient.RetryAfter(err))
-			a.nextReport = a.opts.Now().Add(wait)
-			a.retryAt = a.nextReport
-			a.lastReportErr = err.Error()
+			wait := a.rep.failed(a.opts.Now(), err)
+			buffered := len(a.rep.queue)
 			a.mu.Unlock()
-			a.log.Warn("report not delivered", "err", err, "retryIn", wait, "buffered", len(a.queue))
+			a.log.Warn("report not delivered", "err", err, "retryIn", wait, "buffered", buffered)
 			return
 		}
 		a.m.sent.Inc()
 		a.mu.Lock()
-		if a.sess == s && len(a.queue) > 0 {
-			a.queue = a.queue[1:]
-		}
-		a.m.buffered.Set(float64(len(a.queue)))
-		a.backoff.Reset()
-		a.retryAt = time.Time{}
-		a.lastReportAt = a.opts.Now()
-		a.lastReportErr = ""
+		a.rep.delivered(a.opts.Now(), a.sess == s)
+		a.m.buffered.Set(float64(len(a.rep.queue)))
 		if resp.ReportIntervalSeconds > 0 {
 			// Inside a tick: the collect loop re-arms with the new
 			// interval as soon as this tick ends.
-			a.reportInterval = secondsDuration(resp.ReportIntervalSeconds)
-			a.setIntervalLocked()
+			a.iv.ecp = secondsDuration(resp.ReportIntervalSeconds)
+			a.iv.pick(a.log)
 		}
 		a.mu.Unlock()
 		a.applyDesired(s, resp.Desired)
@@ -671,10 +597,7 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 	// the first report later in the interval (a burst of registrations):
 	// then the first report tells it.
 	a.mu.Lock()
-	if a.firstReportAt.IsZero() {
-		a.reportNow = true
-	}
-	a.appliedGen++
+	a.rep.applied()
 	a.mu.Unlock()
 	a.wake()
 }

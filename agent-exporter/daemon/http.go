@@ -336,7 +336,7 @@ func (a *App) Status() control.Status {
 		st.Registered = true
 		st.ClusterID, st.Project, st.ECPURL, st.EMQXAPIURL = s.reg.ClusterID, s.reg.Project, s.reg.ECPURL, s.reg.EMQX.APIURL
 	}
-	st.LastReportAt, st.LastReportError, st.ReportsBuffered = a.lastReportAt, a.lastReportErr, len(a.queue)
+	st.LastReportAt, st.LastReportError, st.ReportsBuffered = a.rep.lastAt, a.rep.lastErr, len(a.rep.queue)
 	if a.ended != nil {
 		st.EndedAt, st.EndedReason = a.ended.At, a.ended.Reason
 	}
