@@ -152,15 +152,15 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 		return Choice{}
 	}
 	s.gen++
-	// Objects are at most the object metrics, so objs never grows past
-	// its capacity (its elements are pointed to).
+	// objs grows as objects appear (no pointer into it is held across an
+	// append), so it holds the objects, not the six times more metrics.
 	n := 0
 	for _, mf := range mfs {
 		if objectKind(mf.GetName()) >= 0 {
 			n += len(mf.GetMetric())
 		}
 	}
-	objs := grow(s.objBuf, n)[:0]
+	objs := s.objBuf[:0]
 	// keep[f] is nil for a cluster-level family (all kept), else one flag
 	// per metric; owner[f][m] is the metric's object (-1: none). Both are
 	// views of one flat buffer each.
