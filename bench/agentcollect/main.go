@@ -90,6 +90,8 @@ type config struct {
 	interval    time.Duration
 	cpuProfile  string
 	agentBinary string
+	heapProfile string
+	textOnly    bool
 }
 
 func run() int {
@@ -104,6 +106,8 @@ func run() int {
 	fs.IntVar(&cfg.maxSeries, "remote-write.max-series", remotewrite.DefaultMaxSeries, "Series cap of the measured capped push (the agent's default).")
 	fs.DurationVar(&cfg.interval, "collect.pause", 0, "Pause between collections, letting the simulator's counters move (0: back to back).")
 	fs.StringVar(&cfg.cpuProfile, "profile.cpu", "", "Write a CPU profile of the measured collections and pushes to this file.")
+	fs.StringVar(&cfg.heapProfile, "profile.heap", "", "With --agent.binary: write the agent's heap profile at the end of the measurement to this file.")
+	fs.BoolVar(&cfg.textOnly, "sim.prometheus-text-only", false, "The simulator answers /prometheus/data_integration in text only, as a node without its JSON variant.")
 	fs.StringVar(&cfg.agentBinary, "agent.binary", "", "Measure this built agent-exporter running as a process (its ticks at 1 s, remote write to a local sink) instead of the collection in this process.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -145,6 +149,7 @@ func run() int {
 func serveSim(cfg config) int {
 	opts := sim.DefaultOptions()
 	opts.Nodes, opts.Rules, opts.Connectors = cfg.nodes, cfg.rules, cfg.connectors
+	opts.PrometheusTextOnly = cfg.textOnly
 	s, err := sim.New(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agentcollect sim:", err)

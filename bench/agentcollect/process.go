@@ -208,26 +208,30 @@ func (a *agentProc) register(ctx context.Context, ecpURL, emqxURL string) error 
 
 // profile fetches a CPU profile of d from the agent's pprof endpoint.
 func (a *agentProc) profile(ctx context.Context, d time.Duration, path string) error {
-	u := a.url + "/debug/pprof/profile?seconds=" + strconv.Itoa(int(d/time.Second))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	return a.pprof(ctx, "profile?seconds="+strconv.Itoa(int(d/time.Second)), d, path)
+}
+
+// pprof fetches one of the agent's pprof profiles (taking d) into path.
+func (a *agentProc) pprof(ctx context.Context, what string, d time.Duration, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.url+"/debug/pprof/"+what, nil)
 	if err != nil {
 		return err
 	}
 	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
 	if err != nil {
-		return fmt.Errorf("agent cpu profile: %w", err)
+		return fmt.Errorf("agent %s profile: %w", what, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("agent cpu profile: status %d", resp.StatusCode)
+		return fmt.Errorf("agent %s profile: status %d", what, resp.StatusCode)
 	}
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("agent cpu profile: %w", err)
+		return fmt.Errorf("agent %s profile: %w", what, err)
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		_ = f.Close()
-		return fmt.Errorf("agent cpu profile: %w", err)
+		return fmt.Errorf("agent %s profile: %w", what, err)
 	}
 	return f.Close()
 }
@@ -294,6 +298,11 @@ func measureProcess(ctx context.Context, cfg config) error {
 	ticks := ecp.pushes.Load() - n0
 	if cfg.cpuProfile != "" {
 		if err := <-profErr; err != nil {
+			return err
+		}
+	}
+	if cfg.heapProfile != "" {
+		if err := agent.pprof(ctx, "heap", 0, cfg.heapProfile); err != nil {
 			return err
 		}
 	}
