@@ -24,7 +24,7 @@ var ruleCounters = map[string]func(m *RuleMetrics, v float64){
 // Samples of one rule on several nodes (a node label) are summed into the
 // cluster-wide value, as all_nodes_aggregated would.
 func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
-	out := map[string]RuleMetrics{}
+	byID := map[string]*RuleMetrics{}
 	for n := 1; len(body) > 0; n++ {
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -52,25 +52,33 @@ func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %w", n, err)
 		}
-		m := out[id]
-		set(&m, v)
-		out[id] = m
+		m := byID[string(id)] // a lookup by converted bytes allocates nothing
+		if m == nil {
+			m = &RuleMetrics{}
+			byID[string(id)] = m
+		}
+		set(m, v)
+	}
+	out := make(map[string]RuleMetrics, len(byID))
+	for id, m := range byID {
+		out[id] = *m
 	}
 	return out, nil
 }
 
 // idLabel reads a label set ("{...}" or nothing) and returns the id label's
 // value and what follows the set.
-func idLabel(s []byte) (string, []byte, error) {
+func idLabel(s []byte) ([]byte, []byte, error) {
 	if len(s) == 0 || s[0] != '{' {
-		return "", nil, errors.New("a rule series without an id label")
+		return nil, nil, errors.New("a rule series without an id label")
 	}
 	s = s[1:]
-	id, found := "", false
+	var id []byte
+	found := false
 	for {
 		s = bytes.TrimLeft(s, " \t,")
 		if len(s) == 0 {
-			return "", nil, errors.New("unterminated label set")
+			return nil, nil, errors.New("unterminated label set")
 		}
 		if s[0] == '}' {
 			s = s[1:]
@@ -78,38 +86,38 @@ func idLabel(s []byte) (string, []byte, error) {
 		}
 		eq := bytes.IndexByte(s, '=')
 		if eq <= 0 || eq+1 >= len(s) || s[eq+1] != '"' {
-			return "", nil, errors.New("malformed label")
+			return nil, nil, errors.New("malformed label")
 		}
 		name := bytes.TrimSpace(s[:eq])
 		val, rest, err := quoted(s[eq+2:])
 		if err != nil {
-			return "", nil, err
+			return nil, nil, err
 		}
 		if string(name) == "id" {
 			id, found = val, true
 		}
 		s = rest
 	}
-	if !found || id == "" {
-		return "", nil, errors.New("a rule series without an id label")
+	if !found || len(id) == 0 {
+		return nil, nil, errors.New("a rule series without an id label")
 	}
 	return id, s, nil
 }
 
 // quoted reads a label value up to its closing quote, undoing the text
-// format's escapes (\\, \" and \n).
-func quoted(s []byte) (string, []byte, error) {
+// format's escapes (\\, \" and \n); without escapes it is a slice of s.
+func quoted(s []byte) ([]byte, []byte, error) {
 	var b []byte
 	for i := 0; i < len(s); i++ {
 		switch s[i] {
 		case '"':
 			if b == nil {
-				return string(s[:i]), s[i+1:], nil
+				return s[:i], s[i+1:], nil
 			}
-			return string(b), s[i+1:], nil
+			return b, s[i+1:], nil
 		case '\\':
 			if i+1 >= len(s) {
-				return "", nil, errors.New("unterminated label value")
+				return nil, nil, errors.New("unterminated label value")
 			}
 			if b == nil {
 				b = append([]byte{}, s[:i]...)
@@ -126,7 +134,7 @@ func quoted(s []byte) (string, []byte, error) {
 			}
 		}
 	}
-	return "", nil, errors.New("unterminated label value")
+	return nil, nil, errors.New("unterminated label value")
 }
 
 // sampleValue reads the value after a series (an optional timestamp
