@@ -2,17 +2,13 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -28,9 +24,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/internal/backoff"
-	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
-	"github.com/ecpio/ecp/internal/webconfig"
 )
 
 // session is one registration in force: the clients built from it and a
@@ -62,20 +56,16 @@ func (s *session) close() {
 
 // App is a running agent.
 type App struct {
-	opts     Options
-	log      *slog.Logger
-	dir      *state.Dir
-	ln       net.Listener
-	srv      *http.Server
-	web      *webconfig.Web
-	col      *collector.Collector
-	enf      *enforce.Enforcer
-	rw       *remotewrite.Sender
-	logs     *logControl
-	m        *metrics
-	ctlToken secret.String
-	ready    atomic.Bool
-	runCtx   context.Context
+	opts   Options
+	log    *slog.Logger
+	dir    *state.Dir
+	srv    *server
+	col    *collector.Collector
+	enf    *enforce.Enforcer
+	rw     *remotewrite.Sender
+	logs   *logControl
+	m      *metrics
+	runCtx context.Context
 
 	// regMu serialises register and unregister.
 	regMu sync.Mutex
@@ -173,7 +163,7 @@ func New(opts Options) (*App, error) {
 			return nil, err
 		}
 	}
-	if a.web, err = webconfig.Load(opts.WebConfigFile, opts.Logger.With("component", "web")); err != nil {
+	if a.srv, err = newServer(opts.WebConfigFile, opts.Logger.With("component", "web")); err != nil {
 		return nil, err
 	}
 	dir, err := state.Open(opts.StateDir)
@@ -181,27 +171,14 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("state dir %s (--state.dir): %w", opts.StateDir, err)
 	}
 	a.dir = dir
-	var tok [32]byte
-	if _, err := rand.Read(tok[:]); err != nil {
-		return nil, fmt.Errorf("making the control token: %w", err)
+	if err := a.srv.listen(opts.ListenAddress, a.routes()); err != nil {
+		return nil, err
 	}
-	a.ctlToken = secret.String(hex.EncodeToString(tok[:]))
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", opts.ListenAddress)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("%s (--web.listen-address) is taken. If an agent-exporter runs there already, `agent-exporter status` shows it and no second one is needed; "+
-			"otherwise start the agent on a free address, e.g. --web.listen-address 127.0.0.1:9734 (register finds it through its state directory)", opts.ListenAddress)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s (--web.listen-address): %w", opts.ListenAddress, err)
-	}
-	a.ln = ln
-	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
 }
 
 // Addr is the address the daemon serves on.
-func (a *App) Addr() string { return a.ln.Addr().String() }
+func (a *App) Addr() string { return a.srv.addr() }
 
 // Run serves until ctx ends or Stop is called. Actors, in one run.Group:
 // the HTTP server, the collection loop (collect, enforce, report) and the
@@ -229,26 +206,13 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 	}
-	ctl := state.Control{URL: a.web.Scheme() + "://" + a.Addr(), Token: a.ctlToken}
-	if a.web.TLS() {
-		ctl.WebConfigFile = a.web.Path()
-	}
-	if err := a.dir.SaveControl(ctl); err != nil {
-		_ = a.ln.Close()
+	if err := a.dir.SaveControl(a.srv.control()); err != nil {
+		_ = a.srv.ln.Close()
 		return fmt.Errorf("publishing the control file: %w", err)
 	}
 
 	var g run.Group
-	g.Add(func() error {
-		if err := a.web.Serve(a.ln, a.srv); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serving http: %w", err)
-		}
-		return nil
-	}, func(error) {
-		sctx, c := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer c()
-		_ = a.srv.Shutdown(sctx)
-	})
+	g.Add(a.srv.serve, func(error) { a.srv.shutdown() })
 	g.Add(func() error { return a.collectLoop(ctx) }, func(error) { cancel() })
 	g.Add(func() error { a.desiredLoop(ctx); return nil }, func(error) { cancel() })
 	g.Add(func() error { return a.rw.Run(ctx) }, func(error) { cancel() })
@@ -260,7 +224,7 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	}, func(error) { cancel() })
 
-	a.ready.Store(true)
+	a.srv.ready.Store(true)
 	a.log.Info("agent started", "version", version.Version, "listen", a.Addr(), "stateDir", a.dir.Path())
 	fmt.Fprintf(a.opts.Stdout, "EMQX Agent %s is running!\n", version.Version)
 	err := g.Run()
@@ -268,7 +232,7 @@ func (a *App) Run(ctx context.Context) error {
 	// Teardown order: HTTP is already shut (first actor), loops have
 	// returned; now end the session's calls and withdraw the control file
 	// so the CLI says "not running" instead of timing out.
-	a.ready.Store(false)
+	a.srv.ready.Store(false)
 	a.logs.stop(true)
 	a.dir.RemoveControl()
 	a.mu.Lock()
@@ -289,7 +253,7 @@ func (a *App) Stop(ctx context.Context) error {
 	if !a.started.Load() {
 		if a.started.CompareAndSwap(false, true) {
 			close(a.done)
-			return a.ln.Close()
+			return a.srv.ln.Close()
 		}
 	}
 	select {
