@@ -15,88 +15,72 @@ import (
 type tickReads struct {
 	*emqx.Client
 
-	mu      sync.Mutex
-	on      bool
-	lic     *emqx.License
-	licErr  error
-	set     *emqx.LicenseSetting
-	setErr  error
-	haveLic bool
-	haveSet bool
+	mu  sync.Mutex
+	on  bool
+	lic shared[emqx.License]
+	set shared[emqx.LicenseSetting]
+}
+
+// shared is one read shared within a tick, a failure too: a second caller
+// would only fail the same way.
+type shared[T any] struct {
+	have bool
+	v    T
+	err  error
+}
+
+// read returns the tick's read, reading through fn the first time; outside
+// a tick (on false) it always reads.
+func (s *shared[T]) read(on bool, fn func() (T, error)) (T, error) {
+	if on && s.have {
+		return s.v, s.err
+	}
+	v, err := fn()
+	if on {
+		*s = shared[T]{have: true, v: v, err: err}
+	}
+	return v, err
 }
 
 func newTickReads(c *emqx.Client) *tickReads { return &tickReads{Client: c} }
 
 // begin starts a tick: the next licence and setting reads are shared
 // until end.
-func (t *tickReads) begin() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.on, t.haveLic, t.haveSet = true, false, false
-	t.lic, t.licErr, t.set, t.setErr = nil, nil, nil, nil
-}
+func (t *tickReads) begin() { t.reset(true) }
 
 // end forgets what the tick read.
-func (t *tickReads) end() {
+func (t *tickReads) end() { t.reset(false) }
+
+func (t *tickReads) reset(on bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.on, t.haveLic, t.haveSet = false, false, false
-	t.lic, t.licErr, t.set, t.setErr = nil, nil, nil, nil
+	t.on = on
+	t.lic, t.set = shared[emqx.License]{}, shared[emqx.LicenseSetting]{}
 }
 
-// License reads the licence once per tick (a failure too: the second
-// caller would only fail the same way).
+// License reads the licence once per tick.
 func (t *tickReads) License(ctx context.Context) (emqx.License, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.on && t.haveLic {
-		if t.lic == nil {
-			return emqx.License{}, t.licErr
-		}
-		return *t.lic, nil
-	}
-	l, err := t.Client.License(ctx)
-	if t.on {
-		t.haveLic, t.licErr = true, err
-		if err == nil {
-			t.lic = &l
-		}
-	}
-	return l, err
+	return t.lic.read(t.on, func() (emqx.License, error) { return t.Client.License(ctx) })
 }
 
 // LicenseSetting reads the licence setting once per tick.
 func (t *tickReads) LicenseSetting(ctx context.Context) (emqx.LicenseSetting, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.on && t.haveSet {
-		if t.set == nil {
-			return emqx.LicenseSetting{}, t.setErr
-		}
-		return *t.set, nil
-	}
-	st, err := t.Client.LicenseSetting(ctx)
-	if t.on {
-		t.haveSet, t.setErr = true, err
-		if err == nil {
-			t.set = &st
-		}
-	}
-	return st, err
+	return t.set.read(t.on, func() (emqx.LicenseSetting, error) { return t.Client.LicenseSetting(ctx) })
 }
 
 // SetDynamicMaxConnections writes the limit; within a tick EMQX's answer
-// becomes the setting the rest of the tick reads.
+// becomes the setting the rest of the tick reads (after a failure the
+// setting is read again).
 func (t *tickReads) SetDynamicMaxConnections(ctx context.Context, n int) (emqx.LicenseSetting, error) {
 	st, err := t.Client.SetDynamicMaxConnections(ctx, n)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.on {
-		// Whatever happened, the setting is no longer what was read.
-		t.haveSet, t.set, t.setErr = err == nil, nil, nil
-		if err == nil {
-			t.set = &st
-		}
+		t.set = shared[emqx.LicenseSetting]{have: err == nil, v: st}
 	}
 	return st, err
 }

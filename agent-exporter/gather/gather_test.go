@@ -3,10 +3,12 @@ package gather
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 var (
@@ -15,19 +17,16 @@ var (
 	failed = NewDesc("emqx_rule_failed_total", "Failed.", "id")
 )
 
-// lines renders families as "type name{labels} help value", in order.
-func lines(mfs []*dto.MetricFamily) []string {
-	var out []string
+// lines renders families in the text exposition format, one line each.
+func lines(t *testing.T, mfs []*dto.MetricFamily) []string {
+	t.Helper()
+	var b strings.Builder
 	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			l := fmt.Sprintf("%s %s{", mf.GetType(), mf.GetName())
-			for _, p := range m.GetLabel() {
-				l += p.GetName() + "=" + p.GetValue() + ","
-			}
-			out = append(out, l+fmt.Sprintf("} %q %v %v", mf.GetHelp(), m.GetGauge().GetValue(), m.GetCounter().GetValue()))
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			t.Fatal(err)
 		}
 	}
-	return out
+	return strings.Split(strings.TrimSpace(b.String()), "\n")
 }
 
 // TestBuildsWhatARegistryGathers: the families equal a registry's of the
@@ -53,7 +52,7 @@ func TestBuildsWhatARegistryGathers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, w := lines(b.Families()), lines(want)
+	got, w := lines(t, b.Families()), lines(t, want)
 	slices.Sort(got)
 	slices.Sort(w)
 	if !slices.Equal(got, w) {
@@ -74,8 +73,9 @@ func TestReuseKeepsNothingOfThePreviousBuild(t *testing.T) {
 	b.Reset(0)
 	b.Add(up, prometheus.GaugeValue, 1)
 	b.Add(failed, prometheus.CounterValue, 3, "r9")
-	got := lines(b.Families())
-	want := []string{`GAUGE emqx_up{} "Up." 1 0`, `COUNTER emqx_rule_failed_total{id=r9,} "Failed." 0 3`}
+	got := lines(t, b.Families())
+	want := []string{"# HELP emqx_up Up.", "# TYPE emqx_up gauge", "emqx_up 1",
+		"# HELP emqx_rule_failed_total Failed.", "# TYPE emqx_rule_failed_total counter", `emqx_rule_failed_total{id="r9"} 3`}
 	if !slices.Equal(got, want) {
 		t.Fatalf("second build: %q, want %q", got, want)
 	}

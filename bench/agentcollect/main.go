@@ -215,8 +215,11 @@ func cpuTime() time.Duration {
 }
 
 // procStatus reads a "kB" field of /proc/self/status in bytes.
-func procStatus(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func procStatus(field string) int64 { return procStatusOf("self", field) }
+
+// procStatusOf reads a "kB" field of /proc/<pid>/status in bytes.
+func procStatusOf(pid, field string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}

@@ -271,11 +271,16 @@ func measureProcess(ctx context.Context, cfg config) error {
 		return err
 	}
 	pid := agent.cmd.Process.Pid
-	p0, err := agentsim.ReadProc(pid)
-	if err != nil {
-		return err
+	// reading is the agent's cost so far and the EMQX calls it made.
+	reading := func() (agentsim.Proc, int64, error) {
+		p, err := agentsim.ReadProc(pid)
+		if err != nil {
+			return p, 0, err
+		}
+		c, err := simCalls(ctx, simURL)
+		return p, c, err
 	}
-	c0, err := simCalls(ctx, simURL)
+	p0, c0, err := reading()
 	if err != nil {
 		return err
 	}
@@ -287,11 +292,7 @@ func measureProcess(ctx context.Context, cfg config) error {
 	if err := ecp.waitPushes(ctx, n0+int64(cfg.collections), time.Duration(cfg.collections)*5*time.Second+time.Minute); err != nil {
 		return err
 	}
-	p1, err := agentsim.ReadProc(pid)
-	if err != nil {
-		return err
-	}
-	c1, err := simCalls(ctx, simURL)
+	p1, c1, err := reading()
 	if err != nil {
 		return err
 	}
@@ -313,7 +314,9 @@ func measureProcess(ctx context.Context, cfg config) error {
 		cfg.agentBinary, cfg.nodes, cfg.rules, cfg.connectors, ticks)
 	fmt.Printf("agent process cpu/tick %-9s (target ≤ %s) %s  [/proc/%d/stat, %s over %d ticks, 10 ms clock ticks]\n",
 		ms(cpu), ms(targetProcessCPU), verdict(cpu <= targetProcessCPU), pid, ms(p1.CPU-p0.CPU), ticks)
-	fmt.Printf("agent process peak rss %-9s (target ≤ %s) %s  [VmHWM; rss now %s]\n", mib(peak), mib(targetRSS), verdict(peak <= targetRSS), mib(p1.RSSKiB<<10))
+	spid := strconv.Itoa(pid)
+	fmt.Printf("agent process peak rss %-9s (target ≤ %s) %s  [VmHWM; rss now %s: anonymous %s, file-backed %s]\n", mib(peak), mib(targetRSS), verdict(peak <= targetRSS),
+		mib(p1.RSSKiB<<10), mib(procStatusOf(spid, "RssAnon")), mib(procStatusOf(spid, "RssFile")))
 	fmt.Printf("emqx calls/tick        %-9.1f (target ≤ %d) %s\n", calls, targetCalls, verdict(calls <= targetCalls))
 	fmt.Printf("remote write           %.0f bytes/push\n", float64(ecp.bytes.Load())/float64(max(ecp.pushes.Load(), 1)))
 	if cfg.cpuProfile != "" {
