@@ -75,6 +75,7 @@ type Selector struct {
 	ownerBuf []int32
 	keepFams [][]bool
 	optional []*object
+	order    [numKinds][]int32
 }
 
 // Object kinds, by metric name prefix.
@@ -115,7 +116,8 @@ type objState struct {
 type object struct {
 	kind   int
 	id     string
-	series int // how many
+	pos    int32 // position among its kind's objects
+	series int   // how many
 	st     *objState
 	// Rule counters; for connectors, actions and sources connected and
 	// enabled.
@@ -168,6 +170,11 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 	keep := grow(s.keepFams, len(mfs))
 	clear(keep)
 	owner := make([][]int32, len(mfs))
+	// order lists each kind's objects as they first appeared.
+	var order [numKinds][]int32
+	for k := range order {
+		order[k] = s.order[k][:0]
+	}
 	cluster, off := 0, 0
 	for f, mf := range mfs {
 		name := mf.GetName()
@@ -179,6 +186,7 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 		nm := len(mf.GetMetric())
 		keep[f], owner[f] = keepFlat[off:off+nm:off+nm], ownerFlat[off:off+nm:off+nm]
 		off += nm
+		cur := 0 // position in order[kind] of the object expected next
 		for m, metric := range mf.GetMetric() {
 			id, status := "", ""
 			for _, l := range metric.GetLabel() {
@@ -195,16 +203,32 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 				cluster++
 				continue
 			}
-			st := s.objs[kind][id]
-			if st == nil {
-				st = &objState{}
-				s.objs[kind][id] = st
+			// Every family of a kind lists its objects in the same order
+			// (the snapshot's), a status family once per status: the
+			// object is most often the previous metric's or the next in
+			// that order, found without hashing its id.
+			ord := order[kind]
+			var oi int32
+			switch {
+			case cur > 0 && objs[ord[cur-1]].id == id:
+				oi = ord[cur-1]
+			case cur < len(ord) && objs[ord[cur]].id == id:
+				oi = ord[cur]
+				cur++
+			default:
+				st := s.objs[kind][id]
+				if st == nil {
+					st = &objState{}
+					s.objs[kind][id] = st
+				}
+				if st.seen != s.gen {
+					st.seen, st.idx = s.gen, int32(len(objs))
+					objs = append(objs, object{kind: kind, id: id, st: st, pos: int32(len(ord)), enabled: 1, connected: -1, failedRef: Ref{-1, -1}, actFailedRef: Ref{-1, -1}})
+					order[kind] = append(ord, st.idx)
+				}
+				oi = st.idx
+				cur = int(objs[oi].pos) + 1
 			}
-			if st.seen != s.gen {
-				st.seen, st.idx = s.gen, int32(len(objs))
-				objs = append(objs, object{kind: kind, id: id, st: st, enabled: 1, connected: -1, failedRef: Ref{-1, -1}, actFailedRef: Ref{-1, -1}})
-			}
-			oi := st.idx
 			o := &objs[oi]
 			owner[f][m] = oi
 			r := Ref{int32(f), int32(m)}
@@ -305,7 +329,7 @@ func (s *Selector) Choose(mfs []*dto.MetricFamily, at time.Time) Choice {
 		}
 	}
 	clear(optional)
-	s.objBuf, s.keepBuf, s.ownerBuf, s.keepFams, s.optional = objs, keepFlat, ownerFlat, keep, optional[:0]
+	s.objBuf, s.keepBuf, s.ownerBuf, s.keepFams, s.optional, s.order = objs, keepFlat, ownerFlat, keep, optional[:0], order
 	return Choice{Keep: keep, Earlier: earlier, Capped: capped}
 }
 

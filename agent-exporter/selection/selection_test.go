@@ -113,3 +113,25 @@ func TestResetForgetsObjects(t *testing.T) {
 		t.Fatal("rule kept as failing across a reset")
 	}
 }
+
+// TestObjectsInAnyOrder: families listing the same objects in different
+// orders still group each object's series (the lookup by the previous
+// family's order is only a shortcut).
+func TestObjectsInAnyOrder(t *testing.T) {
+	enabled := map[string]float64{"http:a": 1, "http:b": 1, "http:c": 1}
+	connected := map[string]float64{"http:a": 1, "http:b": 1}
+	mfs := []*dto.MetricFamily{
+		up(),
+		family("emqx_connector_enabled", dto.MetricType_GAUGE, enabled, "http:a", "http:b", "http:c"),
+		family("emqx_connector_status", dto.MetricType_GAUGE, connected, "http:c", "http:b", "http:a"),
+	}
+	for _, m := range mfs[2].Metric {
+		m.Label = append(m.Label, &dto.LabelPair{Name: proto.String("status"), Value: proto.String("connected")})
+	}
+	c := New(1, 0).Choose(mfs, time.Unix(1, 0))
+	for f := 1; f <= 2; f++ {
+		if got := kept(c, mfs, f); len(got) != 1 || got[0] != "http:c" {
+			t.Errorf("family %s: kept %v, want only the disconnected http:c", mfs[f].GetName(), got)
+		}
+	}
+}
