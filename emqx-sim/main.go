@@ -52,6 +52,7 @@ func runMain(args []string) int {
 	ctype := fs.Int("license.customer-type", d.LicenseCustomerType, "licence customer type (3 = business critical, enables dynamic_max_connections)")
 	ltype := fs.Int("license.type", d.LicenseType, "licence type (0 trial, 1 official, 2 community)")
 	lmax := fs.Int("license.max-sessions", d.LicenseMaxSessions, "max sessions of the licence key")
+	promText := fs.Bool("prometheus.text-only", false, "answer the Prometheus endpoints in text whatever Accept asks, as a node without their JSON variant")
 	user := fs.String("dashboard.username", d.DashboardUsername, "dashboard administrator user name")
 	pass := fs.String("dashboard.password", d.DashboardPassword.Reveal(), "dashboard administrator password")
 	clients := fs.Int("clients-per-node", d.ClientsPerNode, "client demand per node (the licence caps it)")
@@ -81,6 +82,7 @@ func runMain(args []string) int {
 		opts.NodeHostPrefix = hostPrefixFor(*listen)
 	}
 	opts.LicenseCustomerType, opts.LicenseType, opts.LicenseMaxSessions = *ctype, *ltype, *lmax
+	opts.PrometheusTextOnly = *promText
 	opts.DashboardUsername, opts.DashboardPassword = *user, secret.String(*pass)
 	opts.ClientsPerNode, opts.TickInterval = *clients, *tick
 	opts.LogDir, opts.LogFormat, opts.LogLevel = *logDir, *logFormat, *logLevel

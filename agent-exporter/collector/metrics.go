@@ -1,36 +1,27 @@
 package collector
 
 import (
-	"slices"
 	"strconv"
-	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ecpio/ecp/agent-exporter/emqx"
+	"github.com/ecpio/ecp/agent-exporter/gather"
 	"github.com/ecpio/ecp/agentproto/series"
 )
 
 // metricDesc is one metric's description, both as the client library's
-// Desc (for Collect) and as the plain fields Gather builds families from.
+// Desc (for Collect) and as package gather's (for the push's Gather).
 type metricDesc struct {
 	*prometheus.Desc
-	name, help string
-	labels     []string
-	// sorted lists label indexes by label name: a metric's label pairs
-	// are sorted by name, as the client library sorts them.
-	sorted []int
+	g *gather.Desc
 }
 
 func desc(name, help string, labels ...string) *metricDesc {
-	sorted := make([]int, len(labels))
-	for i := range sorted {
-		sorted[i] = i
-	}
-	slices.SortFunc(sorted, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
-	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), name: name, help: help, labels: labels, sorted: sorted}
+	return &metricDesc{Desc: prometheus.NewDesc(name, help, labels, nil), g: gather.NewDesc(name, help, labels...)}
 }
 
 // The names come from agentproto/series, which ecp's rules and dashboards
@@ -168,102 +159,51 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 	}
 }
 
-// Gather implements prometheus.Gatherer over the latest snapshot, for the
-// remote-write push. It builds the families directly, in a few large
-// allocations, instead of one const metric per series checked and sorted
-// by a registry: with thousands of rules and connectors that is most of
-// the cost of a push. Families come in emission order and metrics in
-// snapshot order (unsorted, which a push does not need); /metrics goes
-// through a registry as usual.
+// Gather implements prometheus.Gatherer over the latest snapshot, building
+// the families directly (package gather) rather than through a registry's
+// checks and sorting. Families come in emission order and metrics in
+// snapshot order. Each call builds afresh; the push gathers with a
+// PushGatherer, which builds in the memory of its previous gathering.
 func (e *Exporter) Gather() ([]*dto.MetricFamily, error) {
-	s := e.c.Latest()
-	var b familyBuilder
+	var b gather.Builder
+	return build(e.c.Latest(), &b), nil
+}
+
+// PushGatherer gathers the latest snapshot for the remote-write push as
+// Exporter.Gather does, in the memory of its previous gathering: the
+// families one Gather returns are valid until the next Gather. That suits
+// one consumer done with them before it gathers again (the push encodes
+// them at once), not a registry or a scrape.
+type PushGatherer struct {
+	c  *Collector
+	mu sync.Mutex
+	b  gather.Builder
+}
+
+// NewPushGatherer returns a PushGatherer over c's latest snapshot.
+func NewPushGatherer(c *Collector) *PushGatherer { return &PushGatherer{c: c} }
+
+// Gather implements prometheus.Gatherer; see PushGatherer for how long the
+// families stay valid.
+func (p *PushGatherer) Gather() ([]*dto.MetricFamily, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return build(p.c.Latest(), &p.b), nil
+}
+
+// build emits snapshot s (nil: none yet) into b.
+func build(s *Snapshot, b *gather.Builder) []*dto.MetricFamily {
+	hint := 16
 	if s != nil {
-		b.reserve(seriesHint(s))
+		hint = seriesHint(s)
 	}
-	emit(s, b.add)
-	return b.families, nil
+	b.Reset(hint)
+	emit(s, func(d *metricDesc, t prometheus.ValueType, v float64, l ...string) { b.Add(d.g, t, v, l...) })
+	return b.Families()
 }
 
 // seriesHint estimates how many series a snapshot emits.
 func seriesHint(s *Snapshot) int {
 	return 16 + 2*len(s.Results) + 5*len(s.Nodes) + 6*len(s.Rules) +
 		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources)) + len(s.Alarms)
-}
-
-// familyBuilder collects emitted series into metric families, taking the
-// many small protobuf structs from chunked arenas.
-type familyBuilder struct {
-	families []*dto.MetricFamily
-	byDesc   map[*metricDesc]*dto.MetricFamily
-	metrics  arena[dto.Metric]
-	pairs    arena[dto.LabelPair]
-	ptrs     arena[*dto.LabelPair]
-	strs     arena[string]
-	floats   arena[float64]
-	gauges   arena[dto.Gauge]
-	counters arena[dto.Counter]
-}
-
-func (b *familyBuilder) reserve(series int) {
-	b.byDesc = make(map[*metricDesc]*dto.MetricFamily, len(allDescs))
-	b.metrics.chunk, b.floats.chunk, b.gauges.chunk = series, series, series
-	b.counters.chunk = series / 2
-	b.pairs.chunk, b.ptrs.chunk, b.strs.chunk = 2*series, 2*series, 2*series
-}
-
-func (b *familyBuilder) add(d *metricDesc, t prometheus.ValueType, v float64, labels ...string) {
-	if b.byDesc == nil {
-		b.reserve(16)
-	}
-	mf := b.byDesc[d]
-	if mf == nil {
-		typ := dto.MetricType_GAUGE
-		if t == prometheus.CounterValue {
-			typ = dto.MetricType_COUNTER
-		}
-		mf = &dto.MetricFamily{Name: &d.name, Help: &d.help, Type: &typ}
-		b.byDesc[d] = mf
-		b.families = append(b.families, mf)
-	}
-	m := b.metrics.next()
-	if len(labels) > 0 {
-		m.Label = b.ptrs.take(len(labels))
-		for i, li := range d.sorted {
-			p := b.pairs.next()
-			sv := b.strs.next()
-			*sv = labels[li]
-			p.Name, p.Value = &d.labels[li], sv
-			m.Label[i] = p
-		}
-	}
-	f := b.floats.next()
-	*f = v
-	if t == prometheus.CounterValue {
-		c := b.counters.next()
-		c.Value = f
-		m.Counter = c
-	} else {
-		g := b.gauges.next()
-		g.Value = f
-		m.Gauge = g
-	}
-	mf.Metric = append(mf.Metric, m)
-}
-
-// arena hands out elements of large chunks; a full chunk is replaced, never
-// grown, so handed-out pointers stay valid.
-type arena[T any] struct {
-	buf   []T
-	chunk int
-}
-
-func (a *arena[T]) next() *T { return &a.take(1)[0] }
-
-func (a *arena[T]) take(n int) []T {
-	if len(a.buf)+n > cap(a.buf) {
-		a.buf = make([]T, 0, max(a.chunk, n, 64))
-	}
-	a.buf = a.buf[:len(a.buf)+n]
-	return a.buf[len(a.buf)-n : len(a.buf) : len(a.buf)]
 }

@@ -2,17 +2,13 @@ package daemon
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/oklog/run"
@@ -28,9 +24,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/transport"
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/internal/backoff"
-	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
-	"github.com/ecpio/ecp/internal/webconfig"
 )
 
 // session is one registration in force: the clients built from it and a
@@ -39,9 +33,12 @@ import (
 type session struct {
 	reg  state.Registration
 	emqx *emqx.Client
-	ecp  *ecpclient.Client
-	poll *ecpclient.Client // same ecp, with a client timeout above DesiredWait
-	push *remotewrite.Target
+	// reads is emqx as the collection loop uses it: one licence read per
+	// tick for the enforcer and the collector.
+	reads *tickReads
+	ecp   *ecpclient.Client
+	poll  *ecpclient.Client // same ecp, with a client timeout above DesiredWait
+	push  *remotewrite.Target
 	// toECP carries every call to ecp, the log shipper's too.
 	toECP  *transport.ECP
 	hcs    []*http.Client
@@ -61,54 +58,27 @@ func (s *session) close() {
 
 // App is a running agent.
 type App struct {
-	opts     Options
-	log      *slog.Logger
-	dir      *state.Dir
-	ln       net.Listener
-	srv      *http.Server
-	web      *webconfig.Web
-	col      *collector.Collector
-	enf      *enforce.Enforcer
-	rw       *remotewrite.Sender
-	logs     *logControl
-	m        *metrics
-	ctlToken secret.String
-	ready    atomic.Bool
-	runCtx   context.Context
+	opts   Options
+	log    *slog.Logger
+	dir    *state.Dir
+	srv    *server
+	col    *collector.Collector
+	enf    *enforce.Enforcer
+	rw     *remotewrite.Sender
+	logs   *logControl
+	m      *metrics
+	runCtx context.Context
 
 	// regMu serialises register and unregister.
 	regMu sync.Mutex
 
+	// mu guards sess, changed, ended, iv and rep.
 	mu      sync.Mutex
 	sess    *session
 	changed chan struct{} // closed and replaced when sess changes
-	// interval is the collection interval in force (setIntervalLocked);
-	// fileInterval is the configuration file's collectInterval (zero when
-	// unset) and reportInterval is ecp's (zero until ecp sent one).
-	interval       time.Duration
-	fileInterval   time.Duration
-	reportInterval time.Duration
-	nextReport     time.Time
-	// reportNow asks for a report at the next tick whatever nextReport
-	// says (a desired state was just applied); a flush in progress cannot
-	// lose it.
-	reportNow bool
-	// retryAt holds every report, reportNow's too, until ecp's
-	// Retry-After (or the backoff) has passed since a failed send.
-	retryAt time.Time
-	// appliedGen counts desired states applied outside a tick; a tick that
-	// started before the latest one collected a stale snapshot and does not
-	// satisfy reportNow.
-	appliedGen uint64
-	// firstReportAt is set from registration until the first report ecp
-	// placed in the interval is sent: the collect loop ticks then, and
-	// keeps that phase.
-	firstReportAt time.Time
-	backoff       backoff.Backoff
-	queue         []agentproto.ReportRequest
-	lastReportAt  time.Time
-	lastReportErr string
-	ended         *state.Ended
+	ended   *state.Ended
+	iv      intervals
+	rep     reports
 
 	// dash answers dashboard session requests (dashboard.go).
 	dash dashboards
@@ -164,15 +134,15 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{
-		opts:     opts,
-		log:      opts.Logger,
-		col:      collector.New(opts.Now),
-		interval: opts.CollectInterval,
-		changed:  make(chan struct{}),
-		kick:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		backoff:  backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax},
+		opts:    opts,
+		log:     opts.Logger,
+		col:     collector.New(opts.Now),
+		iv:      intervals{flag: opts.CollectInterval, follow: opts.FollowECPInterval, current: opts.CollectInterval},
+		rep:     reports{limit: opts.ReportBuffer, backoff: backoff.Backoff{Base: opts.BackoffBase, Max: opts.BackoffMax}},
+		changed: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	a.m = newMetrics(opts.Registerer)
 	a.enf = enforce.New(opts.Logger.With("component", "enforce"), opts.Registerer)
@@ -180,8 +150,9 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("registering the emqx exporter: %w", err)
 	}
 	// Remote write pushes the series of the same snapshot /metrics serves,
-	// gathered by the exporter itself (cheaper than a registry's checks).
-	rw, err := remotewrite.New(remotewrite.Options{Gatherer: collector.NewExporter(a.col), Timeout: opts.HTTPTimeout,
+	// gathered by the exporter itself (cheaper than a registry's checks),
+	// in the memory of the previous push (only the tick pushes).
+	rw, err := remotewrite.New(remotewrite.Options{Gatherer: collector.NewPushGatherer(a.col), Timeout: opts.HTTPTimeout,
 		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Now: opts.Now, MaxSeries: opts.RemoteWriteMaxSeries},
 		opts.Logger.With("component", "remotewrite"), opts.Registerer)
 	if err != nil {
@@ -194,7 +165,7 @@ func New(opts Options) (*App, error) {
 			return nil, err
 		}
 	}
-	if a.web, err = webconfig.Load(opts.WebConfigFile, opts.Logger.With("component", "web")); err != nil {
+	if a.srv, err = newServer(opts.WebConfigFile, opts.Logger.With("component", "web")); err != nil {
 		return nil, err
 	}
 	dir, err := state.Open(opts.StateDir)
@@ -202,27 +173,14 @@ func New(opts Options) (*App, error) {
 		return nil, fmt.Errorf("state dir %s (--state.dir): %w", opts.StateDir, err)
 	}
 	a.dir = dir
-	var tok [32]byte
-	if _, err := rand.Read(tok[:]); err != nil {
-		return nil, fmt.Errorf("making the control token: %w", err)
+	if err := a.srv.listen(opts.ListenAddress, a.routes()); err != nil {
+		return nil, err
 	}
-	a.ctlToken = secret.String(hex.EncodeToString(tok[:]))
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", opts.ListenAddress)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return nil, fmt.Errorf("%s (--web.listen-address) is taken. If an agent-exporter runs there already, `agent-exporter status` shows it and no second one is needed; "+
-			"otherwise start the agent on a free address, e.g. --web.listen-address 127.0.0.1:9734 (register finds it through its state directory)", opts.ListenAddress)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("listening on %s (--web.listen-address): %w", opts.ListenAddress, err)
-	}
-	a.ln = ln
-	a.srv = &http.Server{Handler: a.routes(), ReadHeaderTimeout: 10 * time.Second}
 	return a, nil
 }
 
 // Addr is the address the daemon serves on.
-func (a *App) Addr() string { return a.ln.Addr().String() }
+func (a *App) Addr() string { return a.srv.addr() }
 
 // Run serves until ctx ends or Stop is called. Actors, in one run.Group:
 // the HTTP server, the collection loop (collect, enforce, report) and the
@@ -250,26 +208,13 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		a.mu.Unlock()
 	}
-	ctl := state.Control{URL: a.web.Scheme() + "://" + a.Addr(), Token: a.ctlToken}
-	if a.web.TLS() {
-		ctl.WebConfigFile = a.web.Path()
-	}
-	if err := a.dir.SaveControl(ctl); err != nil {
-		_ = a.ln.Close()
+	if err := a.dir.SaveControl(a.srv.control()); err != nil {
+		_ = a.srv.ln.Close()
 		return fmt.Errorf("publishing the control file: %w", err)
 	}
 
 	var g run.Group
-	g.Add(func() error {
-		if err := a.web.Serve(a.ln, a.srv); !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serving http: %w", err)
-		}
-		return nil
-	}, func(error) {
-		sctx, c := context.WithTimeout(context.Background(), shutdownTimeout)
-		defer c()
-		_ = a.srv.Shutdown(sctx)
-	})
+	g.Add(a.srv.serve, func(error) { a.srv.shutdown() })
 	g.Add(func() error { return a.collectLoop(ctx) }, func(error) { cancel() })
 	g.Add(func() error { a.desiredLoop(ctx); return nil }, func(error) { cancel() })
 	g.Add(func() error { return a.rw.Run(ctx) }, func(error) { cancel() })
@@ -281,7 +226,7 @@ func (a *App) Run(ctx context.Context) error {
 		return nil
 	}, func(error) { cancel() })
 
-	a.ready.Store(true)
+	a.srv.ready.Store(true)
 	a.log.Info("agent started", "version", version.Version, "listen", a.Addr(), "stateDir", a.dir.Path())
 	fmt.Fprintf(a.opts.Stdout, "EMQX Agent %s is running!\n", version.Version)
 	err := g.Run()
@@ -289,7 +234,7 @@ func (a *App) Run(ctx context.Context) error {
 	// Teardown order: HTTP is already shut (first actor), loops have
 	// returned; now end the session's calls and withdraw the control file
 	// so the CLI says "not running" instead of timing out.
-	a.ready.Store(false)
+	a.srv.ready.Store(false)
 	a.logs.stop(true)
 	a.dir.RemoveControl()
 	a.mu.Lock()
@@ -310,7 +255,7 @@ func (a *App) Stop(ctx context.Context) error {
 	if !a.started.Load() {
 		if a.started.CompareAndSwap(false, true) {
 			close(a.done)
-			return a.ln.Close()
+			return a.srv.ln.Close()
 		}
 	}
 	select {
@@ -342,8 +287,8 @@ func (a *App) applyConfig() error {
 	}
 	r, _ := c.resolve()
 	a.mu.Lock()
-	a.fileInterval = r.interval
-	a.setIntervalLocked()
+	a.iv.file = r.interval
+	a.iv.pick(a.log)
 	a.mu.Unlock()
 	if r.level != nil && a.opts.LogLevel != nil {
 		a.opts.LogLevel.Set(*r.level)
@@ -387,7 +332,7 @@ func (a *App) newSession(reg state.Registration, ec *emqx.Client) (*session, err
 	}
 	ctx, cancel := context.WithCancel(a.runCtx)
 	push := &remotewrite.Target{ECPURL: reg.ECPURL, Credential: reg.Credential, Client: hc}
-	return &session{reg: reg, emqx: ec, ecp: ecp, poll: poll, push: push, toECP: toECP, hcs: []*http.Client{hc, emqxHC}, ctx: ctx, cancel: cancel}, nil
+	return &session{reg: reg, emqx: ec, reads: newTickReads(ec), ecp: ecp, poll: poll, push: push, toECP: toECP, hcs: []*http.Client{hc, emqxHC}, ctx: ctx, cancel: cancel}, nil
 }
 
 func (a *App) resume(reg state.Registration) error {
@@ -406,22 +351,14 @@ func (a *App) install(s *session) {
 	// collection woken by the new session (its desired state, a report)
 	// must not run without EMQX and have its empty snapshot reported,
 	// since the next report comes only an interval later.
-	a.col.SetAPI(s.emqx)
+	a.col.SetAPI(s.reads)
 	a.mu.Lock()
 	a.sess = s
 	a.ended = nil
-	a.queue = nil
-	a.nextReport, a.retryAt = time.Time{}, time.Time{}
-	a.firstReportAt = time.Time{}
-	if s.firstReport > 0 {
-		a.nextReport = a.opts.Now().Add(s.firstReport)
-		a.firstReportAt = a.nextReport
-	}
-	a.lastReportErr = ""
-	a.backoff.Reset()
+	a.rep.start(a.opts.Now(), s.firstReport)
 	if s.reg.ReportInterval > 0 {
-		a.reportInterval = s.reg.ReportInterval
-		a.setIntervalLocked()
+		a.iv.ecp = s.reg.ReportInterval
+		a.iv.pick(a.log)
 	}
 	close(a.changed)
 	a.changed = make(chan struct{})
@@ -447,7 +384,7 @@ func (a *App) endSession(s *session, reason string) {
 		a.log.Error("cannot remove the registration from the state dir", "err", err)
 	}
 	a.sess = nil
-	a.queue = nil
+	a.rep.queue = nil
 	a.ended = &e
 	close(a.changed)
 	a.changed = make(chan struct{})
@@ -471,35 +408,7 @@ func (a *App) current() (*session, <-chan struct{}) {
 func (a *App) currentInterval() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return a.interval
-}
-
-// setIntervalLocked picks the collection interval: the configuration
-// file's collectInterval, else ecp's report interval when the agent
-// follows ecp and ecp sent one, else --collect.interval. The collect loop
-// re-arms its timer with it after every tick, and a change made outside a
-// tick (registration, reload) wakes the loop, so it takes effect at once.
-func (a *App) setIntervalLocked() {
-	next := a.opts.CollectInterval
-	switch {
-	case a.fileInterval > 0:
-		next = a.fileInterval
-	case a.opts.FollowECPInterval && a.reportInterval > 0:
-		next = a.reportInterval
-	}
-	if next != a.interval {
-		a.log.Info("collection interval changed", "from", a.interval, "to", next)
-		a.interval = next
-	}
-}
-
-// reportEveryLocked is ecp's report interval, or the protocol's default
-// until ecp sent one.
-func (a *App) reportEveryLocked() time.Duration {
-	if a.reportInterval > 0 {
-		return a.reportInterval
-	}
-	return agentproto.DefaultReportInterval
+	return a.iv.current
 }
 
 // collectLoop polls EMQX every interval, corrects drift of the connection
@@ -522,14 +431,18 @@ func (a *App) collectLoop(ctx context.Context) error {
 func (a *App) tick(ctx context.Context) {
 	s, _ := a.current()
 	a.mu.Lock()
-	gen := a.appliedGen
+	gen := a.rep.appliedGen
 	a.mu.Unlock()
 	// Enforce before collecting, so the snapshot (and /metrics) shows the
 	// corrected limit; skip it while EMQX is known to be down, where it
 	// could only fail.
+	if s != nil {
+		s.reads.begin()
+		defer s.reads.end()
+	}
 	enforced := false
 	if prev := a.col.Latest(); s != nil && (prev == nil || prev.Up) {
-		_ = a.enf.Enforce(s.ctx, s.emqx)
+		_ = a.enf.Enforce(s.ctx, s.reads)
 		enforced = true
 	}
 	cctx, cancel := context.WithTimeout(ctx, max(a.currentInterval(), a.opts.HTTPTimeout))
@@ -541,7 +454,7 @@ func (a *App) tick(ctx context.Context) {
 	if snap.Up && !enforced {
 		// EMQX is back: enforce now rather than report a stale problem
 		// for one more interval.
-		_ = a.enf.Enforce(s.ctx, s.emqx)
+		_ = a.enf.Enforce(s.ctx, s.reads)
 	}
 	if err := a.rw.Push(s.push, snap.CollectedAt); err != nil {
 		a.log.Warn("collection not queued for remote write", "err", err)
@@ -557,8 +470,8 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 		AgentVersion: version.Version,
 		EMQX:         snap.Status(),
 		// Rounded up, so ecp never expects samples faster than they come.
-		IntervalSeconds: max(1, int((a.interval+time.Second-1)/time.Second)),
-		IntervalPinned:  a.fileInterval > 0 || !a.opts.FollowECPInterval,
+		IntervalSeconds: max(1, int((a.iv.current+time.Second-1)/time.Second)),
+		IntervalPinned:  a.iv.pinned(),
 	}
 	if st.Problem == nil && (st.AppliedOK || st.Held != nil) {
 		req.AppliedRevision = st.Revision
@@ -573,32 +486,25 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 // first. While ecp is unreachable the queue keeps at most ReportBuffer
 // reports; the oldest are dropped and counted.
 func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
-	now := a.opts.Now()
 	a.mu.Lock()
-	if now.Before(a.retryAt) || now.Before(a.nextReport) && !a.reportNow {
+	if !a.rep.due(a.opts.Now()) {
 		a.mu.Unlock()
 		return
 	}
-	a.firstReportAt = time.Time{}
-	if gen == a.appliedGen {
-		a.reportNow = false
+	if dropped := a.rep.add(a.buildReport(snap), gen); dropped > 0 {
+		a.m.dropped.Add(float64(dropped))
 	}
-	a.queue = append(a.queue, a.buildReport(snap))
-	if over := len(a.queue) - a.opts.ReportBuffer; over > 0 {
-		a.queue = a.queue[over:]
-		a.m.dropped.Add(float64(over))
-	}
-	a.m.buffered.Set(float64(len(a.queue)))
+	a.m.buffered.Set(float64(len(a.rep.queue)))
 	a.mu.Unlock()
 
 	for {
 		a.mu.Lock()
-		if a.sess != s || len(a.queue) == 0 {
-			a.nextReport = a.opts.Now().Add(a.reportEveryLocked())
+		if a.sess != s || len(a.rep.queue) == 0 {
+			a.rep.next = a.opts.Now().Add(a.iv.reportEvery())
 			a.mu.Unlock()
 			return
 		}
-		req := a.queue[0]
+		req := a.rep.queue[0]
 		a.mu.Unlock()
 
 		rctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
@@ -614,29 +520,21 @@ func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
 			}
 			a.m.failures.Inc()
 			a.mu.Lock()
-			wait := a.backoff.Next(ecpclient.RetryAfter(err))
-			a.nextReport = a.opts.Now().Add(wait)
-			a.retryAt = a.nextReport
-			a.lastReportErr = err.Error()
+			wait := a.rep.failed(a.opts.Now(), err)
+			buffered := len(a.rep.queue)
 			a.mu.Unlock()
-			a.log.Warn("report not delivered", "err", err, "retryIn", wait, "buffered", len(a.queue))
+			a.log.Warn("report not delivered", "err", err, "retryIn", wait, "buffered", buffered)
 			return
 		}
 		a.m.sent.Inc()
 		a.mu.Lock()
-		if a.sess == s && len(a.queue) > 0 {
-			a.queue = a.queue[1:]
-		}
-		a.m.buffered.Set(float64(len(a.queue)))
-		a.backoff.Reset()
-		a.retryAt = time.Time{}
-		a.lastReportAt = a.opts.Now()
-		a.lastReportErr = ""
+		a.rep.delivered(a.opts.Now(), a.sess == s)
+		a.m.buffered.Set(float64(len(a.rep.queue)))
 		if resp.ReportIntervalSeconds > 0 {
 			// Inside a tick: the collect loop re-arms with the new
 			// interval as soon as this tick ends.
-			a.reportInterval = secondsDuration(resp.ReportIntervalSeconds)
-			a.setIntervalLocked()
+			a.iv.ecp = secondsDuration(resp.ReportIntervalSeconds)
+			a.iv.pick(a.log)
 		}
 		a.mu.Unlock()
 		a.applyDesired(s, resp.Desired)
@@ -669,10 +567,7 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 	// the first report later in the interval (a burst of registrations):
 	// then the first report tells it.
 	a.mu.Lock()
-	if a.firstReportAt.IsZero() {
-		a.reportNow = true
-	}
-	a.appliedGen++
+	a.rep.applied()
 	a.mu.Unlock()
 	a.wake()
 }

@@ -32,9 +32,9 @@ func (a *App) routes() http.Handler {
 	// call; the control API below keeps its own token, which the CLI reads
 	// from the state directory (package webconfig).
 	ops.Endpoints{
-		Name: "agent-exporter", Gatherer: a.opts.Gatherer, Protect: a.web.Protect, Pprof: a.opts.EnablePprof,
+		Name: "agent-exporter", Gatherer: a.opts.Gatherer, Protect: a.srv.web.Protect, Pprof: a.opts.EnablePprof,
 		NotReady: func() string {
-			if !a.ready.Load() {
+			if !a.srv.ready.Load() {
 				return "starting."
 			}
 			return ""
@@ -62,7 +62,7 @@ func (a *App) routes() http.Handler {
 func (a *App) requireControlToken(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.ctlToken.Reveal())) != 1 {
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.srv.token.Reveal())) != 1 {
 			writeErr(w, &control.Error{Status: http.StatusUnauthorized, Code: control.CodeUnauthorized,
 				Message: "the control token does not match: use the same --state.dir as the running agent"})
 			return
@@ -336,7 +336,7 @@ func (a *App) Status() control.Status {
 		st.Registered = true
 		st.ClusterID, st.Project, st.ECPURL, st.EMQXAPIURL = s.reg.ClusterID, s.reg.Project, s.reg.ECPURL, s.reg.EMQX.APIURL
 	}
-	st.LastReportAt, st.LastReportError, st.ReportsBuffered = a.lastReportAt, a.lastReportErr, len(a.queue)
+	st.LastReportAt, st.LastReportError, st.ReportsBuffered = a.rep.lastAt, a.rep.lastErr, len(a.rep.queue)
 	if a.ended != nil {
 		st.EndedAt, st.EndedReason = a.ended.At, a.ended.Reason
 	}

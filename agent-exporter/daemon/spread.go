@@ -18,9 +18,9 @@ func firstReportDelay(millis int64) time.Duration {
 func (a *App) nextTickIn() time.Duration {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	d := a.interval
-	if !a.firstReportAt.IsZero() {
-		d = max(0, min(d, a.firstReportAt.Sub(a.opts.Now())))
+	d := a.iv.current
+	if !a.rep.firstAt.IsZero() {
+		d = max(0, min(d, a.rep.firstAt.Sub(a.opts.Now())))
 	}
 	return d
 }

@@ -136,3 +136,39 @@ func TestActiveAlarmsAgainstSimulator(t *testing.T) {
 		t.Fatalf("alarms after clearing one: %+v more %v err %v", got, more, err)
 	}
 }
+
+// TestAllRuleMetricsFromPrometheusText: a node that answers
+// /prometheus/data_integration in the Prometheus text format (no JSON
+// variant) gives every rule's counters in the one call, equal to what
+// /rules/{id}/metrics says; the client used to fail to decode it, so the
+// collector fell back to one /rules/{id}/metrics call per rule.
+func TestAllRuleMetricsFromPrometheusText(t *testing.T) {
+	opts := sim.DefaultOptions()
+	opts.Rules = 120
+	opts.PrometheusTextOnly = true
+	c := simtest.Start(t, opts)
+	c.Step()
+	cl := newClient(t, c.URL(), sim.DefaultPassword)
+	got, err := cl.AllRuleMetrics(t.Context())
+	if err != nil {
+		t.Fatalf("rule metrics from the text exposition: %v", err)
+	}
+	rules, err := cl.Rules(t.Context())
+	if err != nil || len(rules) != 120 || len(got) != 120 {
+		t.Fatalf("%d rules listed (%v), %d with counters; want 120", len(rules), err, len(got))
+	}
+	matched := 0.0
+	for _, r := range rules[:10] {
+		one, err := cl.RuleMetrics(t.Context(), r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got[r.ID] != one {
+			t.Errorf("rule %s: from the text %+v, per rule %+v", r.ID, got[r.ID], one)
+		}
+		matched += one.Matched
+	}
+	if matched == 0 {
+		t.Fatal("no rule matched anything: the comparison proves nothing")
+	}
+}

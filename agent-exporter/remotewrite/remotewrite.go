@@ -6,7 +6,7 @@
 //
 // A fleet of clusters with thousands of rules and connectors each would
 // push more series than anyone looks at, so a push holds at most
-// Options.MaxSeries series (selection.go): every cluster-level series, every
+// Options.MaxSeries series (package selection): every cluster-level series, every
 // object ecp's alert rules would fire on (a rule whose failure counters
 // grew, an enabled connector, action or source that is not connected),
 // every object that was abnormal within the recovery hold (so the alert
@@ -87,7 +87,7 @@ type Options struct {
 	DisabledPause time.Duration
 	// MaxSeries caps the series of one push (0: no cap). Cluster-level
 	// series and abnormal objects are pushed whatever the cap; see
-	// selection.go. /metrics always serves everything.
+	// package selection. /metrics always serves everything.
 	MaxSeries int
 	// RecoveryHold is how long a recovered object is still pushed; zero
 	// means DefaultRecoveryHold.
@@ -462,7 +462,7 @@ func flattenKept(mfs []*dto.MetricFamily, at time.Time, keep [][]bool, earlier m
 			if !kept(f, m) {
 				continue
 			}
-			cur = ref{int32(f), int32(m)}
+			cur = ref{Family: int32(f), Metric: int32(m)}
 			switch mf.GetType() {
 			case dto.MetricType_COUNTER:
 				add(name, metric, metric.GetCounter().GetValue())

@@ -12,6 +12,13 @@
 //
 //	go run ./bench/agentcollect
 //	go run ./bench/agentcollect --target http://127.0.0.1:9100/metrics
+//	go build -o /tmp/agent-exporter ./agent-exporter && go run ./bench/agentcollect --agent.binary /tmp/agent-exporter
+//
+// With --agent.binary it measures the built agent as users run it
+// (process.go): `agent-exporter run` registered with a fake ecp that
+// takes its remote write, collecting from the simulator every second, and
+// prints its CPU per tick and peak RSS from /proc and the EMQX calls per
+// tick the simulator served.
 //
 // With --target it measures only that URL's /metrics (size, fetch time,
 // series, remote-write bytes per sample of the same series), for a
@@ -82,6 +89,9 @@ type config struct {
 	maxSeries   int
 	interval    time.Duration
 	cpuProfile  string
+	agentBinary string
+	heapProfile string
+	textOnly    bool
 }
 
 func run() int {
@@ -96,6 +106,9 @@ func run() int {
 	fs.IntVar(&cfg.maxSeries, "remote-write.max-series", remotewrite.DefaultMaxSeries, "Series cap of the measured capped push (the agent's default).")
 	fs.DurationVar(&cfg.interval, "collect.pause", 0, "Pause between collections, letting the simulator's counters move (0: back to back).")
 	fs.StringVar(&cfg.cpuProfile, "profile.cpu", "", "Write a CPU profile of the measured collections and pushes to this file.")
+	fs.StringVar(&cfg.heapProfile, "profile.heap", "", "With --agent.binary: write the agent's heap profile at the end of the measurement to this file.")
+	fs.BoolVar(&cfg.textOnly, "sim.prometheus-text-only", false, "The simulator answers /prometheus/data_integration in text only, as a node without its JSON variant.")
+	fs.StringVar(&cfg.agentBinary, "agent.binary", "", "Measure this built agent-exporter running as a process (its ticks at 1 s, remote write to a local sink) instead of the collection in this process.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -112,9 +125,16 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if cfg.target != "" {
+	switch {
+	case cfg.target != "":
 		err = measureTarget(ctx, cfg)
-	} else {
+	case cfg.agentBinary != "":
+		if _, serr := os.Stat(cfg.agentBinary); serr != nil {
+			err = fmt.Errorf("%w (%w)", errNoBinary, serr)
+			break
+		}
+		err = measureProcess(ctx, cfg)
+	default:
 		err = measureAgent(ctx, cfg)
 	}
 	if err != nil {
@@ -129,6 +149,7 @@ func run() int {
 func serveSim(cfg config) int {
 	opts := sim.DefaultOptions()
 	opts.Nodes, opts.Rules, opts.Connectors = cfg.nodes, cfg.rules, cfg.connectors
+	opts.PrometheusTextOnly = cfg.textOnly
 	s, err := sim.New(opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "agentcollect sim:", err)
@@ -140,7 +161,7 @@ func serveSim(cfg config) int {
 		fmt.Fprintln(os.Stderr, "agentcollect sim:", err)
 		return 1
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: countCalls(s.Handler()), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _ = s.Run(ctx) }()
@@ -194,8 +215,11 @@ func cpuTime() time.Duration {
 }
 
 // procStatus reads a "kB" field of /proc/self/status in bytes.
-func procStatus(field string) int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func procStatus(field string) int64 { return procStatusOf("self", field) }
+
+// procStatusOf reads a "kB" field of /proc/<pid>/status in bytes.
+func procStatusOf(pid, field string) int64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return 0
 	}
@@ -259,7 +283,7 @@ func measureAgent(ctx context.Context, cfg config) error {
 	// collectors, the push gathered by the EMQX exporter itself.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector.NewExporter(col), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pushed := collector.NewExporter(col)
+	pushed := collector.NewPushGatherer(col)
 	sel := remotewrite.NewSelector(cfg.maxSeries, 0)
 
 	collect := func() (*collector.Snapshot, time.Duration, time.Duration) {

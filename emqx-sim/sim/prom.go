@@ -74,7 +74,9 @@ func writePromText(w http.ResponseWriter, fams []*promFamily) {
 	_, _ = w.Write(b.Bytes())
 }
 
-func wantsJSON(r *http.Request) bool { return r.Header.Get("Accept") == "application/json" }
+func (s *Sim) wantsJSON(r *http.Request) bool {
+	return !s.opts.PrometheusTextOnly && r.Header.Get("Accept") == "application/json"
+}
 
 // promNodes returns the nodes a mode reads and whether samples carry the node label.
 func (s *Sim) promNodes(mode string) []*node {
@@ -204,7 +206,7 @@ func (s *Sim) promStats(w http.ResponseWriter, r *http.Request, _ principal, _ p
 	s.mu.Lock()
 	fams := s.statsFamilies(mode)
 	s.mu.Unlock()
-	if !wantsJSON(r) {
+	if !s.wantsJSON(r) {
 		writePromText(w, fams)
 		return
 	}
@@ -470,9 +472,9 @@ func (s *Sim) diSamples(mode string, nodes []*node, ser diSeries, it diItem) []p
 func (s *Sim) promDataIntegration(w http.ResponseWriter, r *http.Request, _ principal, _ params) {
 	mode := promMode(r)
 	s.mu.Lock()
-	fams, body := s.diFamilies(mode, wantsJSON(r))
+	fams, body := s.diFamilies(mode, s.wantsJSON(r))
 	s.mu.Unlock()
-	if wantsJSON(r) {
+	if s.wantsJSON(r) {
 		writeJSON(w, http.StatusOK, body)
 		return
 	}

@@ -97,6 +97,11 @@ type Options struct {
 	LicenseType         int
 	LicenseMaxSessions  int
 
+	// PrometheusTextOnly answers /prometheus/stats and
+	// /prometheus/data_integration in the Prometheus text format whatever
+	// the Accept header asks, as a node without their JSON variant does.
+	PrometheusTextOnly bool
+
 	DashboardUsername string
 	DashboardPassword secret.String
 	// Users are extra dashboard users (e.g. a viewer).

@@ -1,0 +1,155 @@
+package emqx
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// ruleCounters add to one counter of a rule's metrics; the names are EMQX's
+// in /prometheus/data_integration (emqx-api.md §7.2).
+var ruleCounters = map[string]func(m *RuleMetrics, v float64){
+	"emqx_rule_matched":         func(m *RuleMetrics, v float64) { m.Matched += v },
+	"emqx_rule_passed":          func(m *RuleMetrics, v float64) { m.Passed += v },
+	"emqx_rule_failed":          func(m *RuleMetrics, v float64) { m.Failed += v },
+	"emqx_rule_actions_total":   func(m *RuleMetrics, v float64) { m.ActionsTotal += v },
+	"emqx_rule_actions_success": func(m *RuleMetrics, v float64) { m.ActionsOK += v },
+	"emqx_rule_actions_failed":  func(m *RuleMetrics, v float64) { m.ActionsFailed += v },
+}
+
+// ruleMetricsText reads the rule counters out of /prometheus/data_integration
+// in the Prometheus text format, one pass over the lines without building
+// metric families: of the thousands of series only six per rule matter.
+// Samples of one rule on several nodes (a node label) are summed into the
+// cluster-wide value, as all_nodes_aggregated would.
+func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
+	byID := map[string]*RuleMetrics{}
+	for n := 1; len(body) > 0; n++ {
+		line := body
+		if i := bytes.IndexByte(body, '\n'); i >= 0 {
+			line, body = body[:i], body[i+1:]
+		} else {
+			body = nil
+		}
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		end := bytes.IndexAny(line, "{ \t")
+		if end < 0 {
+			continue
+		}
+		set := ruleCounters[string(line[:end])] // no allocation: map lookup by converted bytes
+		if set == nil {
+			continue
+		}
+		id, rest, err := idLabel(line[end:])
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		v, err := sampleValue(rest)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %w", n, err)
+		}
+		m := byID[string(id)] // a lookup by converted bytes allocates nothing
+		if m == nil {
+			m = &RuleMetrics{}
+			byID[string(id)] = m
+		}
+		set(m, v)
+	}
+	out := make(map[string]RuleMetrics, len(byID))
+	for id, m := range byID {
+		out[id] = *m
+	}
+	return out, nil
+}
+
+// idLabel reads a label set ("{...}" or nothing) and returns the id label's
+// value and what follows the set.
+func idLabel(s []byte) ([]byte, []byte, error) {
+	if len(s) == 0 || s[0] != '{' {
+		return nil, nil, errors.New("a rule series without an id label")
+	}
+	s = s[1:]
+	var id []byte
+	found := false
+	for {
+		s = bytes.TrimLeft(s, " \t,")
+		if len(s) == 0 {
+			return nil, nil, errors.New("unterminated label set")
+		}
+		if s[0] == '}' {
+			s = s[1:]
+			break
+		}
+		eq := bytes.IndexByte(s, '=')
+		if eq <= 0 || eq+1 >= len(s) || s[eq+1] != '"' {
+			return nil, nil, errors.New("malformed label")
+		}
+		name := bytes.TrimSpace(s[:eq])
+		val, rest, err := quoted(s[eq+2:])
+		if err != nil {
+			return nil, nil, err
+		}
+		if string(name) == "id" {
+			id, found = val, true
+		}
+		s = rest
+	}
+	if !found || len(id) == 0 {
+		return nil, nil, errors.New("a rule series without an id label")
+	}
+	return id, s, nil
+}
+
+// quoted reads a label value up to its closing quote, undoing the text
+// format's escapes (\\, \" and \n); without escapes it is a slice of s.
+func quoted(s []byte) ([]byte, []byte, error) {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			if b == nil {
+				return s[:i], s[i+1:], nil
+			}
+			return b, s[i+1:], nil
+		case '\\':
+			if i+1 >= len(s) {
+				return nil, nil, errors.New("unterminated label value")
+			}
+			if b == nil {
+				b = append([]byte{}, s[:i]...)
+			}
+			i++
+			if s[i] == 'n' {
+				b = append(b, '\n')
+			} else {
+				b = append(b, s[i])
+			}
+		default:
+			if b != nil {
+				b = append(b, s[i])
+			}
+		}
+	}
+	return nil, nil, errors.New("unterminated label value")
+}
+
+// sampleValue reads the value after a series (an optional timestamp
+// follows it).
+func sampleValue(s []byte) (float64, error) {
+	s = bytes.TrimLeft(s, " \t")
+	if i := bytes.IndexAny(s, " \t"); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) == 0 {
+		return 0, errors.New("a sample without a value")
+	}
+	v, err := strconv.ParseFloat(string(s), 64)
+	if err != nil {
+		return 0, fmt.Errorf("sample value %q: %w", s, err)
+	}
+	return v, nil
+}

@@ -1,0 +1,76 @@
+package emqx
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRuleMetricsText(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       map[string]RuleMetrics
+		err        string
+	}{
+		{
+			name: "EMQX's exposition, other families ignored",
+			body: "# TYPE emqx_rules_count gauge\n# HELP emqx_rules_count \nemqx_rules_count 2\n" +
+				"# TYPE emqx_rule_enable gauge\n# HELP emqx_rule_enable \nemqx_rule_enable{id=\"r1\"} 1\n" +
+				"# TYPE emqx_rule_matched counter\n# HELP emqx_rule_matched \nemqx_rule_matched{id=\"r1\"} 10\nemqx_rule_matched{id=\"r2\"} 3\n" +
+				"emqx_rule_failed{id=\"r1\"} 2\nemqx_rule_failed_exception{id=\"r1\"} 99\nemqx_rule_actions_failed{id=\"r2\"} 1 1764000000000\n" +
+				"emqx_rule_passed{id=\"r1\"} 8\nemqx_rule_actions_total{id=\"r1\"} 8\nemqx_rule_actions_success{id=\"r1\"} 8\n" +
+				"emqx_connector_status{id=\"http:c\"} 1\n",
+			want: map[string]RuleMetrics{
+				"r1": {Matched: 10, Passed: 8, Failed: 2, ActionsTotal: 8, ActionsOK: 8},
+				"r2": {Matched: 3, ActionsFailed: 1},
+			},
+		},
+		{
+			name: "one series per node sums to the cluster's",
+			body: "emqx_rule_matched{node=\"emqx@n1\",id=\"r1\"} 4\nemqx_rule_matched{node=\"emqx@n2\",id=\"r1\"} 6\n",
+			want: map[string]RuleMetrics{"r1": {Matched: 10}},
+		},
+		{
+			name: "escaped label values",
+			body: `emqx_rule_matched{id="a\"b\\c"} 1` + "\n",
+			want: map[string]RuleMetrics{`a"b\c`: {Matched: 1}},
+		},
+		{name: "a rule series without id", body: "emqx_rule_matched 1\n", err: "line 1: a rule series without an id label"},
+		{name: "an unterminated value", body: "emqx_rule_matched{id=\"r1} 1\n", err: "line 1: unterminated label value"},
+		{name: "a bad value", body: "\n\nemqx_rule_failed{id=\"r1\"} many\n", err: `line 3: sample value "many"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ruleMetricsText([]byte(tt.body))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want one saying %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("got %v, want %v", got, tt.want)
+			}
+			for id, m := range tt.want {
+				if got[id] != m {
+					t.Errorf("rule %q: %+v, want %+v", id, got[id], m)
+				}
+			}
+		})
+	}
+}
+
+// FuzzRuleMetricsText: whatever a node answers, the parser returns
+// counters or an error, never panics.
+func FuzzRuleMetricsText(f *testing.F) {
+	f.Add([]byte("emqx_rule_matched{id=\"r1\"} 1\n"))
+	f.Add([]byte("emqx_rule_failed{node=\"n\",id=\"a\\\\\\\"\"} 2 3\n# TYPE x gauge\n"))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		m, err := ruleMetricsText(body)
+		if err != nil && m != nil {
+			t.Fatalf("counters %v returned with error %v", m, err)
+		}
+	})
+}

@@ -1,0 +1,163 @@
+// Package gather builds Prometheus metric families straight from emitted
+// series, for the agent's remote-write push.
+//
+// A registry gathering const metrics checks, sorts and allocates one small
+// object per series, label and value; with thousands of rules and
+// connectors that was most of a push's cost. A Builder takes the protobuf
+// structs from chunked arenas instead, and keeps the arenas from one build
+// to the next: a push is built every collection, and building it in the
+// memory of the previous one spares the allocations and the garbage
+// collection that would follow them.
+//
+// The price is a lifetime: the families of one build are valid until the
+// next Reset. A Builder serves one consumer that is done with the families
+// before it builds again (remote write encodes them and drops them).
+// Families come in emission order and metrics in the order added (unsorted,
+// which a push does not need).
+package gather
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Desc is one metric's name, help and label names as a Builder needs them.
+type Desc struct {
+	name, help string
+	labels     []string
+	// sorted lists label indexes by label name: a metric's label pairs
+	// are sorted by name, as the client library sorts them.
+	sorted []int
+}
+
+// NewDesc returns the description of a metric with these label names.
+func NewDesc(name, help string, labels ...string) *Desc {
+	sorted := make([]int, len(labels))
+	for i := range sorted {
+		sorted[i] = i
+	}
+	slices.SortFunc(sorted, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
+	return &Desc{name: name, help: help, labels: labels, sorted: sorted}
+}
+
+// Builder builds metric families; the zero value is ready to use. It is
+// not safe for concurrent use.
+type Builder struct {
+	gen      uint64
+	families []*dto.MetricFamily
+	byDesc   map[*Desc]*family
+	metrics  arena[dto.Metric]
+	pairs    arena[dto.LabelPair]
+	ptrs     arena[*dto.LabelPair]
+	strs     arena[string]
+	floats   arena[float64]
+	gauges   arena[dto.Gauge]
+	counters arena[dto.Counter]
+}
+
+// family is a family of the Builder and the build it was last used in.
+type family struct {
+	mf  *dto.MetricFamily
+	typ dto.MetricType
+	gen uint64
+}
+
+// Reset starts a build of about series series (a hint for the size of new
+// chunks). The families of the previous build are invalid from here on.
+func (b *Builder) Reset(series int) {
+	b.gen++
+	b.families = b.families[:0]
+	if b.byDesc == nil {
+		b.byDesc = map[*Desc]*family{}
+	}
+	series = max(series, 16)
+	b.metrics.reset(series)
+	b.floats.reset(series)
+	b.gauges.reset(series)
+	b.counters.reset(series / 2)
+	b.pairs.reset(2 * series)
+	b.ptrs.reset(2 * series)
+	b.strs.reset(2 * series)
+}
+
+// Add adds one series of d with these label values (in d's label order).
+func (b *Builder) Add(d *Desc, t prometheus.ValueType, v float64, labels ...string) {
+	if b.byDesc == nil {
+		b.Reset(16)
+	}
+	f := b.byDesc[d]
+	if f == nil {
+		f = &family{mf: &dto.MetricFamily{Name: &d.name, Help: &d.help}}
+		b.byDesc[d] = f
+	}
+	if f.gen != b.gen {
+		f.gen = b.gen
+		f.typ = dto.MetricType_GAUGE
+		if t == prometheus.CounterValue {
+			f.typ = dto.MetricType_COUNTER
+		}
+		f.mf.Type = &f.typ
+		clear(f.mf.Metric) // let go of the previous build's metrics
+		f.mf.Metric = f.mf.Metric[:0]
+		b.families = append(b.families, f.mf)
+	}
+	m := b.metrics.next()
+	*m = dto.Metric{}
+	if len(labels) > 0 {
+		m.Label = b.ptrs.take(len(labels))
+		for i, li := range d.sorted {
+			p := b.pairs.next()
+			sv := b.strs.next()
+			*sv = labels[li]
+			*p = dto.LabelPair{Name: &d.labels[li], Value: sv}
+			m.Label[i] = p
+		}
+	}
+	fv := b.floats.next()
+	*fv = v
+	if t == prometheus.CounterValue {
+		c := b.counters.next()
+		*c = dto.Counter{Value: fv}
+		m.Counter = c
+	} else {
+		g := b.gauges.next()
+		*g = dto.Gauge{Value: fv}
+		m.Gauge = g
+	}
+	f.mf.Metric = append(f.mf.Metric, m)
+}
+
+// Families returns the families built since Reset.
+func (b *Builder) Families() []*dto.MetricFamily { return b.families }
+
+// arena hands out elements of large chunks, kept across builds. A chunk
+// is never grown, so handed-out pointers stay valid until reset.
+type arena[T any] struct {
+	chunks [][]T
+	cur    int // chunk being filled
+	used   int // elements of chunks[cur] handed out
+	size   int // size of a new chunk
+}
+
+func (a *arena[T]) reset(size int) {
+	a.cur, a.used, a.size = 0, 0, size
+}
+
+func (a *arena[T]) next() *T { return &a.take(1)[0] }
+
+func (a *arena[T]) take(n int) []T {
+	for a.cur < len(a.chunks) && a.used+n > len(a.chunks[a.cur]) {
+		a.cur++
+		a.used = 0
+	}
+	if a.cur == len(a.chunks) {
+		a.chunks = append(a.chunks, make([]T, max(a.size, n, 64)))
+		a.used = 0
+	}
+	s := a.chunks[a.cur][a.used : a.used+n : a.used+n]
+	a.used += n
+	return s
+}
