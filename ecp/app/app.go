@@ -352,7 +352,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildGrafana(); err != nil {
 		return err
 	}
-	if err := a.mountConsole(r, fallback); err != nil {
+	if err := a.mountConsole(r, fallback, auditLog); err != nil {
 		return err
 	}
 	a.router = r
