@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -385,6 +386,23 @@ func (c *Console) clearCookie(w http.ResponseWriter, name string) {
 	})
 }
 
+// renderBuffers hold pages while they render, so that an error can still
+// answer 500 instead of half a page. A cluster list page is some 60 KiB;
+// reusing the buffers spares the allocator and the collector a page's
+// worth of growing copies on every render and every 5 s refresh.
+var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer keeps an unusually large page's buffer out of the pool.
+const maxPooledBuffer = 1 << 20
+
+func putRenderBuffer(b *bytes.Buffer) {
+	if b.Cap() > maxPooledBuffer {
+		return
+	}
+	b.Reset()
+	renderBuffers.Put(b)
+}
+
 // render writes a page (or, with fragment set, one named template of it).
 func (c *Console) render(w http.ResponseWriter, status int, page, fragment string, data any) {
 	t := c.pages[page]
@@ -397,8 +415,9 @@ func (c *Console) render(w http.ResponseWriter, status int, page, fragment strin
 	if fragment != "" {
 		name = fragment
 	}
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
+	buf := renderBuffers.Get().(*bytes.Buffer)
+	defer putRenderBuffer(buf)
+	if err := t.ExecuteTemplate(buf, name, data); err != nil {
 		c.logger.Error("render console page", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
