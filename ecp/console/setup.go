@@ -62,8 +62,11 @@ func (c *Console) lastProject(r *http.Request, b *base) {
 	if err != nil || !kv.ValidID(ck.Value) {
 		return
 	}
-	var p tenancy.Project
-	if c.get(r, "/projects/"+pathEscape(ck.Value), &p) == nil {
+	ac, err := c.access(r)
+	if err != nil {
+		return
+	}
+	if p, err := c.opts.Authz.Project(r.Context(), ac, ck.Value, tenancy.View, ""); err == nil {
 		b.Project = &p
 	}
 }
@@ -137,7 +140,7 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	if err := c.nav(r, &d.base); err != nil {
 		return d, err
 	}
-	ac, err := c.opts.Authz.Access(r.Context(), sessionFrom(r.Context()).principal)
+	ac, err := c.access(r)
 	if err != nil {
 		return d, err
 	}
@@ -147,30 +150,37 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	}
 	d.Flash = setupFlashes[r.URL.Query().Get("done")]
 
-	var orgs struct{ Items []tenancy.Org }
-	var projects struct{ Items []tenancy.Project }
+	// As GET /orgs and GET /projects answer them: what the caller may see.
+	orgs, err := c.opts.Authz.Orgs(r.Context(), ac)
+	if err != nil {
+		return d, err
+	}
+	projects, err := c.opts.Authz.Projects(r.Context(), ac, "")
+	if err != nil {
+		return d, err
+	}
 	var bindings struct{ Items []tenancy.Binding }
 	var tokens struct{ Items []auth.APIToken }
 	for _, g := range []struct {
 		path string
 		out  any
-	}{{"/orgs", &orgs}, {"/projects", &projects}, {"/role-bindings", &bindings}, {"/api-tokens", &tokens}} {
+	}{{"/role-bindings", &bindings}, {"/api-tokens", &tokens}} {
 		if err := c.get(r, g.path, g.out); err != nil {
 			return d, err
 		}
 	}
 	orgName, projectName := map[string]string{}, map[string]string{}
-	slices.SortFunc(orgs.Items, func(a, b tenancy.Org) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(projects.Items, func(a, b tenancy.Project) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(orgs, func(a, b tenancy.Org) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(projects, func(a, b tenancy.Project) int { return strings.Compare(a.Name, b.Name) })
 	var orgScopes, projectScopes []option
-	for _, o := range orgs.Items {
+	for _, o := range orgs {
 		so := setupOrg{Org: o, Admin: ac.Org(o.ID) >= tenancy.Admin}
 		orgName[o.ID] = o.Name
 		if so.Admin {
 			d.AdminOrgs = append(d.AdminOrgs, option{o.ID, o.Name})
 			orgScopes = append(orgScopes, option{"org:" + o.ID, "Organization " + o.Name})
 		}
-		for _, p := range projects.Items {
+		for _, p := range projects {
 			if p.Org != o.ID {
 				continue
 			}
