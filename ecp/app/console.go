@@ -8,16 +8,18 @@ import (
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/console"
+	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
 // mountConsole serves the web console on the fallback router. The console
 // calls the API in-process through root (the whole router), so it shows
 // exactly what the API allows.
-func (a *App) mountConsole(root, fallback *mux.Router, auditLog *audit.Log) error {
+func (a *App) mountConsole(root, fallback *mux.Router, auditLog *audit.Log, tenancyAPI *tenancy.API) error {
 	c, err := console.New(console.Options{
 		API:           root,
 		Sessions:      a.users,
 		Authz:         a.authz,
+		Tenancy:       tenancyAPI,
 		Clusters:      a.clusters,
 		Monitoring:    a.overview,
 		Alerts:        a.alerts,

@@ -4,10 +4,11 @@
 //
 // The console owns no business logic and no authorization. The cluster
 // pages (list, page, every change on it), Monitoring, Alerts and the alert
-// settings call the API packages' typed service methods with the caller's
-// access (service.go), which the routes call too; their changes are
-// recorded by the audit log's middleware around the console's route
-// (audited). Login, Setup, System and the connection quotas still call
+// settings, and Setup's organization, project and role forms call the API
+// packages' typed service methods with the caller's access (service.go),
+// which the routes call too; their changes are recorded by the audit log's
+// middleware around the console's route (audited). Login, Setup's users
+// and tokens, System and the connection quotas still call
 // ecp's own /api/v1 handlers, in-process with the session's principal in
 // the request context (client.go). Either way the console shows exactly
 // what the REST API allows, with the same validation, permission checks,
@@ -87,6 +88,10 @@ type Options struct {
 	// Authz tells the caller's level on a project, to hide controls, and
 	// serves the navigation's organizations and projects. Required.
 	Authz *tenancy.Authorizer
+	// Tenancy creates organizations, projects and role bindings for the
+	// Setup page.
+	// Required.
+	Tenancy *tenancy.API
 	// Clusters serves the cluster pages through its service methods.
 	// Required.
 	Clusters *clusters.API
@@ -124,8 +129,8 @@ type Console struct {
 
 // New parses the embedded templates and returns the console.
 func New(opts Options, logger *slog.Logger) (*Console, error) {
-	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil || opts.Logs == nil || opts.Audit == nil {
-		return nil, errors.New("console: Options.API, Sessions, Authz, Clusters, Monitoring, Alerts, Logs and Audit are required")
+	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Tenancy == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil || opts.Logs == nil || opts.Audit == nil {
+		return nil, errors.New("console: Options.API, Sessions, Authz, Tenancy, Clusters, Monitoring, Alerts, Logs and Audit are required")
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultRefreshInterval

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
 // TestForcedWritesRefusedLikeTheAPI: the console's changes call the API
@@ -81,6 +83,42 @@ func TestForcedWritesRefusedLikeTheAPI(t *testing.T) {
 				}
 			})
 		}
+	}
+	// The Setup page's organization, project and role forms, forced by the
+	// viewer: the API's status and reason, whatever they are.
+	vb := e.browser()
+	mustStatus(t, vb.login("victor", "victor-password"), http.StatusSeeOther, "login")
+	vt := e.apiLogin("victor", "victor-password")
+	ownBinding := tenancy.BindingID("victor", tenancy.RoleProjectViewer, e.org, e.project)
+	for _, w := range []struct {
+		name, path      string
+		form            url.Values
+		method, apiPath string
+		body            any
+	}{
+		{"create organization", "/setup/orgs", url.Values{"name": {"forced-org"}}, http.MethodPost, "/api/v1/orgs", map[string]string{"name": "forced-org"}},
+		{"create project", "/setup/projects", url.Values{"org": {e.org}, "name": {"forced-project"}},
+			http.MethodPost, "/api/v1/orgs/" + e.org + "/projects", map[string]string{"name": "forced-project"}},
+		{"grant", "/setup/role-bindings", url.Values{"username": {"victor"}, "role": {"project-admin"}, "scope": {"project:" + e.project}},
+			http.MethodPost, "/api/v1/role-bindings", map[string]string{"username": "victor", "role": "project-admin", "project": e.project}},
+		{"revoke", "/setup/role-bindings/revoke", url.Values{"id": {ownBinding}}, http.MethodDelete, "/api/v1/role-bindings/" + ownBinding, nil},
+	} {
+		status, msg := api(vt, w.method, w.apiPath, w.body)
+		got := vb.post(w.path, w.form)
+		mustStatus(t, got, status, w.name)
+		if status/100 != 4 || !strings.Contains(got.body, html.EscapeString(msg)) {
+			t.Errorf("%s: the console's refusal lacks the API's reason %q (%d)", w.name, msg, status)
+		}
+	}
+	if orgs := string(e.api(200, "GET", "/api/v1/orgs", e.admin, nil)); strings.Contains(orgs, "forced-org") {
+		t.Errorf("a forced organization was created: %s", orgs)
+	}
+	if ps := string(e.api(200, "GET", "/api/v1/projects", e.admin, nil)); strings.Contains(ps, "forced-project") {
+		t.Errorf("a forced project was created: %s", ps)
+	}
+	bs := string(e.api(200, "GET", "/api/v1/role-bindings", e.admin, nil))
+	if !strings.Contains(bs, ownBinding) || strings.Contains(bs, `"username":"victor","role":"project-admin"`) {
+		t.Errorf("the viewer's forced grant or revoke changed the bindings: %s", bs)
 	}
 	// Nothing changed.
 	cl := string(e.api(200, "GET", "/api/v1/clusters/"+id, e.admin, nil))
