@@ -89,15 +89,25 @@ func (s *Service) project(r *http.Request, want tenancy.Level) (tenancy.Project,
 }
 
 func (s *Service) getSettings(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := s.project(r, tenancy.View)
+	ac, err := s.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	reply, err := s.settingsReply(r.Context(), p.ID)
+	reply, err := s.Settings(r.Context(), ac, mux.Vars(r)["project"])
 	if err != nil {
 		return err
 	}
 	return httpapi.JSON(w, http.StatusOK, reply)
+}
+
+// Settings are project's alert settings and whether they run: 404 when
+// the caller cannot see the project.
+func (s *Service) Settings(ctx context.Context, ac *tenancy.Access, project string) (SettingsReply, error) {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.View, "")
+	if err != nil {
+		return SettingsReply{}, err
+	}
+	return s.settingsReply(ctx, p.ID)
 }
 
 func (s *Service) settingsReply(ctx context.Context, project string) (SettingsReply, error) {
@@ -208,36 +218,53 @@ func (s *Service) putSettings(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(r, &body); err != nil {
 		return err
 	}
-	st := normalise(body.Settings)
+	reply, err := s.save(r.Context(), p, body.Settings)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, reply)
+}
+
+// SaveSettings validates and stores project's alert settings (PUT
+// alert-settings): 404 when the caller cannot see the project, 403 when
+// they may not change it, 400 naming each refused field.
+func (s *Service) SaveSettings(ctx context.Context, ac *tenancy.Access, project string, st alerting.Settings) (SettingsReply, error) {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.Admin, "")
+	if err != nil {
+		return SettingsReply{}, err
+	}
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "alert-settings/" + p.ID})
+	return s.save(ctx, p, st)
+}
+
+func (s *Service) save(ctx context.Context, p tenancy.Project, st alerting.Settings) (SettingsReply, error) {
+	st = normalise(st)
+	var err error
 	if s.alerting != nil {
 		err = s.alerting.Check(p.ID, st)
 	} else {
 		err = st.Validate()
 	}
 	if err != nil {
-		return err
+		return SettingsReply{}, err
 	}
-	if err := s.checkDestinations(r.Context(), st); err != nil {
-		return err
+	if err := s.checkDestinations(ctx, st); err != nil {
+		return SettingsReply{}, err
 	}
 	rec := storedSettings{Settings: st, UpdatedAt: s.opts.Now().UTC()}
-	if pr := auth.PrincipalFrom(r.Context()); pr != nil {
+	if pr := auth.PrincipalFrom(ctx); pr != nil {
 		rec.UpdatedBy = pr.Username
 	}
 	val, err := s.sealSettings(p.ID, rec)
 	if err != nil {
-		return err
+		return SettingsReply{}, err
 	}
-	ctx, cancel := kv.WithTimeout(r.Context())
+	putCtx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	if _, err := s.cli.Put(ctx, settingsPrefix+p.ID, val); err != nil {
-		return fmt.Errorf("store alert settings of %s: %w", p.ID, err)
+	if _, err := s.cli.Put(putCtx, settingsPrefix+p.ID, val); err != nil {
+		return SettingsReply{}, fmt.Errorf("store alert settings of %s: %w", p.ID, err)
 	}
-	reply, err := s.settingsReply(r.Context(), p.ID)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, reply)
+	return s.settingsReply(ctx, p.ID)
 }
 
 // TestReply is the reply of POST alert-settings/test.
@@ -256,30 +283,45 @@ const TestAlertName = "ECPTestNotification"
 // label to the project's channels exactly as real alerts are; ecp's own
 // lists ignore it (label ecp_test).
 func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := s.project(r, tenancy.Admin)
+	ac, err := s.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "alert-settings/" + p.ID})
+	reply, err := s.TestNotification(r.Context(), ac, mux.Vars(r)["project"])
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusAccepted, reply)
+}
+
+// TestNotification posts a test alert to Alertmanager (POST
+// alert-settings/test): 404 when the caller cannot see the project, 403
+// when they may not change it.
+func (s *Service) TestNotification(ctx context.Context, ac *tenancy.Access, project string) (TestReply, error) {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.Admin, "")
+	if err != nil {
+		return TestReply{}, err
+	}
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "alert-settings/" + p.ID})
 	if s.alerting == nil || s.opts.AlertmanagerURL == "" {
-		return httpapi.Conflict("test notifications go through Alertmanager, and this ecp has none: a system admin starts it with --alertmanager.url, --alertmanager.config-file and --prometheus.rules-dir")
+		return TestReply{}, httpapi.Conflict("test notifications go through Alertmanager, and this ecp has none: a system admin starts it with --alertmanager.url, --alertmanager.config-file and --prometheus.rules-dir")
 	}
-	reply, err := s.settingsReply(r.Context(), p.ID)
+	reply, err := s.settingsReply(ctx, p.ID)
 	if err != nil {
-		return err
+		return TestReply{}, err
 	}
 	switch {
 	case !reply.Enabled:
-		return httpapi.Conflict("alerting is off for project %s, so nothing would be sent; enable it first", p.ID)
+		return TestReply{}, httpapi.Conflict("alerting is off for project %s, so nothing would be sent; enable it first", p.ID)
 	case len(reply.Emails) == 0 && len(reply.Webhooks) == 0:
-		return httpapi.Conflict("project %s has no e-mail or webhook channel to test", p.ID)
+		return TestReply{}, httpapi.Conflict("project %s has no e-mail or webhook channel to test", p.ID)
 	case reply.Status.Delivery != DeliveryApplied && reply.Status.Delivery != DeliveryPartial:
-		return httpapi.Conflict("the project's settings are not running yet (%s: %s); try again in a moment", reply.Status.Delivery, reply.Status.Message)
+		return TestReply{}, httpapi.Conflict("the project's settings are not running yet (%s: %s); try again in a moment", reply.Status.Delivery, reply.Status.Message)
 	}
 	// Alertmanager runs what the leader rendered; a name may have been
 	// rebound since. Nothing is sent while any webhook is refused now.
-	if err := s.checkDestinations(r.Context(), reply.Settings); err != nil {
-		return err
+	if err := s.checkDestinations(ctx, reply.Settings); err != nil {
+		return TestReply{}, err
 	}
 	now := s.opts.Now().UTC()
 	id := kv.NewID()
@@ -291,10 +333,10 @@ func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error
 		rules.AnnotationProjectName: p.Name,
 	}
 	var org tenancy.Org
-	if _, err := kv.Get(r.Context(), s.cli, tenancy.OrgsPrefix+p.Org, &org); err == nil {
+	if _, err := kv.Get(ctx, s.cli, tenancy.OrgsPrefix+p.Org, &org); err == nil {
 		annotations[rules.AnnotationOrganizationName] = org.Name
 	} else if !errors.Is(err, kv.ErrNotFound) {
-		return err
+		return TestReply{}, err
 	}
 	// No end time: Alertmanager resolves it after its resolve_timeout,
 	// and the project's test receiver sends no resolution, so the test is
@@ -307,24 +349,24 @@ func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error
 		"startsAt":    now, "generatorURL": link,
 	}}
 	b, _ := json.Marshal(alert)
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	sendCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(s.opts.AlertmanagerURL, "/")+"/api/v2/alerts", bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(sendCtx, http.MethodPost, strings.TrimRight(s.opts.AlertmanagerURL, "/")+"/api/v2/alerts", bytes.NewReader(b))
 	if err != nil {
-		return err
+		return TestReply{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerUnreachable", Message: "Alertmanager could not be reached: " + err.Error()}
+		return TestReply{}, &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerUnreachable", Message: "Alertmanager could not be reached: " + err.Error()}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 	if resp.StatusCode/100 != 2 {
-		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
+		return TestReply{}, &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 	}
-	return httpapi.JSON(w, http.StatusAccepted, TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
-		Message: "Alertmanager accepted the test alert; it reaches the project's channels at once, as one message with no resolution to follow"})
+	return TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
+		Message: "Alertmanager accepted the test alert; it reaches the project's channels at once, as one message with no resolution to follow"}, nil
 }
 
 // Filters of the alert list.
@@ -439,15 +481,24 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id := mux.Vars(r)["id"]
+	if err := s.Delete(r.Context(), ac, mux.Vars(r)["id"]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Delete removes alert id by hand, active or in history: 404 when absent
+// or the caller cannot see its project, 403 when they may only see it.
+func (s *Service) Delete(ctx context.Context, ac *tenancy.Access, id string) error {
 	notFound := httpapi.NotFound("no alert %s", id)
 	var idx idRecord
-	if _, err := kv.Get(r.Context(), s.cli, idsPrefix+id, &idx); errors.Is(err, kv.ErrNotFound) {
+	if _, err := kv.Get(ctx, s.cli, idsPrefix+id, &idx); errors.Is(err, kv.ErrNotFound) {
 		return notFound
 	} else if err != nil {
 		return err
 	}
-	p, err := s.authz.Project(r.Context(), ac, idx.Project, tenancy.Admin, "")
+	p, err := s.authz.Project(ctx, ac, idx.Project, tenancy.Admin, "")
 	var apiErr *httpapi.Error
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
 		return notFound // the alert's project, not "no project", is what the caller asked about
@@ -455,10 +506,10 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "alert/" + id})
-	ctx, cancel := kv.WithTimeout(r.Context())
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "alert/" + id})
+	txCtx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).Then(
+	resp, err := s.cli.Txn(txCtx).Then(
 		clientv3.OpDelete(activeKey(p.ID, id)),
 		clientv3.OpDelete(historyKey(p.ID, id)),
 		clientv3.OpDelete(idsPrefix+id),
@@ -469,7 +520,6 @@ func (s *Service) delete(w http.ResponseWriter, r *http.Request) error {
 	if resp.Responses[0].GetResponseDeleteRange().Deleted+resp.Responses[1].GetResponseDeleteRange().Deleted == 0 {
 		return notFound
 	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

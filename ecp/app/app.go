@@ -351,7 +351,8 @@ func (a *App) build(ctx context.Context) error {
 	// is written.
 	api.Use(a.users.Middleware(a.adapter), auditLog.Middleware(auth.AuditActor))
 	auth.NewAPI(a.users, a.authz, reg).Register(api, a.adapter)
-	tenancy.NewAPI(a.authz, a.users).Register(api, a.adapter)
+	tenancyAPI := tenancy.NewAPI(a.authz, a.users)
+	tenancyAPI.Register(api, a.adapter)
 	a.clusters.Register(api, a.adapter)
 	a.ledger.Register(api, a.adapter)
 	a.ledger.RegisterScopes(api, a.adapter, a.authz)
@@ -371,7 +372,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildGrafana(); err != nil {
 		return err
 	}
-	if err := a.mountConsole(r, fallback); err != nil {
+	if err := a.mountConsole(r, fallback, auditLog, tenancyAPI); err != nil {
 		return err
 	}
 	a.router = r

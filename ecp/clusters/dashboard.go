@@ -1,6 +1,7 @@
 package clusters
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/ecpio/ecp/ecp/fleet"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/registry"
+	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
 // The login-free dashboard jump.
@@ -66,23 +68,69 @@ const (
 // DashboardWait bounds how long the jump waits for the agent.
 const DashboardWait = 5 * time.Second
 
+// Jump is where the dashboard jump sends the browser.
+type Jump struct {
+	// URL is the dashboard, with a login in its fragment when Login.
+	URL   string
+	Login bool
+	// Reason says why the jump carries no login (the dashboard will ask
+	// for one), when not Login.
+	Reason string
+}
+
+// target is where e's dashboard jump goes and the EMQX dashboard role it
+// asks for: never more than the caller's own role (issue #11 finding 1).
+func (api *API) target(ctx context.Context, e entry) (target, role string, err error) {
+	spec := e.spec
+	st, err := api.fleet.Status(ctx, spec.ID)
+	if err != nil {
+		return "", "", fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
+	}
+	target = serviceURL(spec, st)
+	if target == "" {
+		return "", "", httpapi.Conflict("cluster %s has no service URL; set one with PATCH /api/v1/clusters/%s {\"serviceUrl\": ...} to open its dashboard", spec.ID, spec.ID)
+	}
+	role = agentproto.DashboardRoleViewer
+	if e.access.Project(e.project) >= tenancy.Admin {
+		role = agentproto.DashboardRoleAdministrator
+	}
+	return target, role, nil
+}
+
 // jump redirects into the dashboard at target with a session of EMQX's
 // dashboard role role (agentproto.DashboardRole*).
 func (api *API) jump(w http.ResponseWriter, r *http.Request, spec registry.Spec, target, role string) error {
-	audit.Annotate(r.Context(), audit.Note{Project: spec.Project, Target: "cluster/" + spec.ID, Read: true})
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	l, err := api.fleet.DashboardSession(r.Context(), spec.ID, role, DashboardWait)
+	j, err := api.session(r.Context(), spec, target, role)
+	if err != nil {
+		return err
+	}
+	if j.Login {
+		w.Header().Set(HeaderDashboardLogin, "login_meta")
+	} else {
+		w.Header().Set(HeaderDashboardLogin, "none")
+		w.Header().Set(HeaderDashboardReason, j.Reason)
+	}
+	http.Redirect(w, r, j.URL, http.StatusFound)
+	return nil
+}
+
+// session asks spec's agent for a dashboard session of role and says
+// where to send the browser.
+func (api *API) session(ctx context.Context, spec registry.Spec, target, role string) (Jump, error) {
+	audit.Annotate(ctx, audit.Note{Project: spec.Project, Target: "cluster/" + spec.ID, Read: true})
+	l, err := api.fleet.DashboardSession(ctx, spec.ID, role, DashboardWait)
 	if errors.Is(err, fleet.ErrDashboardViewerUnavailable) {
 		api.logger.Info("dashboard jump refused: no viewer session", "cluster", spec.ID, "err", err)
-		return httpapi.Forbidden(fmt.Sprintf("you may only view cluster %s, and its agent cannot make a read-only (EMQX viewer) dashboard session: %v; "+
+		return Jump{}, httpapi.Forbidden(fmt.Sprintf("you may only view cluster %s, and its agent cannot make a read-only (EMQX viewer) dashboard session: %v; "+
 			"a project admin can open the dashboard, or upgrade the agent and give it an EMQX administrator login", spec.ID, err))
 	}
 	if err == nil && role == agentproto.DashboardRoleViewer && l.Role != agentproto.DashboardRoleViewer {
 		// The token is dropped here, never used: an agent that predates
 		// roles answers with the registered (administrator) user.
 		api.logger.Warn("dashboard jump refused: the agent answered a viewer request with another role", "cluster", spec.ID, "role", l.Role)
-		return httpapi.Forbidden(fmt.Sprintf("you may only view cluster %s, and its agent answered with an EMQX %q session instead of a viewer session "+
+		return Jump{}, httpapi.Forbidden(fmt.Sprintf("you may only view cluster %s, and its agent answered with an EMQX %q session instead of a viewer session "+
 			"(an agent older than this ecp); upgrade the agent, or ask a project admin to open the dashboard", spec.ID, l.Role))
 	}
 	if err != nil {
@@ -91,22 +139,13 @@ func (api *API) jump(w http.ResponseWriter, r *http.Request, spec registry.Spec,
 			reason += " (agent silent or EMQX slow); log in on the dashboard"
 		}
 		api.logger.Info("dashboard jump without login", "cluster", spec.ID, "err", err)
-		return plainJump(w, r, target, reason)
+		return Jump{URL: target, Reason: reason}, nil
 	}
 	loc, err := LoginURL(target, l)
 	if err != nil {
-		return err
+		return Jump{}, err
 	}
-	w.Header().Set(HeaderDashboardLogin, "login_meta")
-	http.Redirect(w, r, loc, http.StatusFound)
-	return nil
-}
-
-func plainJump(w http.ResponseWriter, r *http.Request, target, reason string) error {
-	w.Header().Set(HeaderDashboardLogin, "none")
-	w.Header().Set(HeaderDashboardReason, reason)
-	http.Redirect(w, r, target, http.StatusFound)
-	return nil
+	return Jump{URL: loc, Login: true}, nil
 }
 
 type loginMeta struct {

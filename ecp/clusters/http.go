@@ -88,8 +88,8 @@ func NewAPI(opts Options, authz *tenancy.Authorizer, store *registry.Store, flee
 // refresh brings the index up to a write this replica just made, so the
 // caller's next list shows it. The write is done either way: a failed read
 // back is logged, and the watch delivers the write moments later.
-func (api *API) refresh(r *http.Request, id string) {
-	if err := api.index.Refresh(r.Context(), id); err != nil {
+func (api *API) refresh(ctx context.Context, id string) {
+	if err := api.index.Refresh(ctx, id); err != nil {
 		api.logger.Warn("cluster list may lag behind a write", "cluster", id, "err", err)
 	}
 }
@@ -107,11 +107,11 @@ func (api *API) Register(r *mux.Router, a *httpapi.Adapter) {
 	r.Handle("/projects/{project}/clusters", a.Handle(api.list)).Methods(http.MethodGet)
 	r.Handle("/projects/{project}/clusters", a.Handle(api.create)).Methods(http.MethodPost)
 	r.Handle("/clusters/{id}", a.Handle(api.get)).Methods(http.MethodGet)
-	r.Handle("/clusters/{id}", a.Handle(api.patch)).Methods(http.MethodPatch)
+	r.Handle("/clusters/{id}", a.Handle(withEntry(api, tenancy.Admin, http.StatusOK, api.update))).Methods(http.MethodPatch)
 	r.Handle("/clusters/{id}", a.Handle(api.delete)).Methods(http.MethodDelete)
-	r.Handle("/clusters/{id}/registration", a.Handle(api.registration)).Methods(http.MethodPost)
-	r.Handle("/clusters/{id}/transfer", a.Handle(api.transfer)).Methods(http.MethodPost)
-	r.Handle("/clusters/{id}/max-connections", a.Handle(api.maxConnections)).Methods(http.MethodPut)
+	r.Handle("/clusters/{id}/registration", a.Handle(withEntry(api, tenancy.Admin, http.StatusCreated, api.issue))).Methods(http.MethodPost)
+	r.Handle("/clusters/{id}/transfer", a.Handle(withEntry(api, tenancy.Admin, http.StatusOK, api.transfer))).Methods(http.MethodPost)
+	r.Handle("/clusters/{id}/max-connections", a.Handle(withEntry(api, tenancy.Admin, http.StatusOK, api.setMaxConnections))).Methods(http.MethodPut)
 	r.Handle("/clusters/{id}/dashboard", a.Handle(api.dashboard)).Methods(http.MethodGet)
 }
 
@@ -253,7 +253,8 @@ func (api *API) listAll(w http.ResponseWriter, r *http.Request) error {
 // States a cluster can be in, for the ?state= filter.
 var States = []string{fleet.StateCreated, fleet.StateRegistering, fleet.StateRunning, fleet.StateAbnormal}
 
-type createRequest struct {
+// CreateRequest is a new entry as the caller gives it.
+type CreateRequest struct {
 	Name       string `json:"name"`
 	ServiceURL string `json:"serviceUrl"`
 }
@@ -267,32 +268,37 @@ func (api *API) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req createRequest
+	var req CreateRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
+	c, err := api.createIn(r.Context(), p, req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/clusters/"+c.ID)
+	return httpapi.JSON(w, http.StatusCreated, c)
+}
+
+// createIn creates the entry in p, which the caller administers.
+func (api *API) createIn(ctx context.Context, p tenancy.Project, req CreateRequest) (Cluster, error) {
 	if msg := ValidateName(req.Name); msg != "" {
-		return httpapi.Invalid("name", "%s", msg)
+		return Cluster{}, httpapi.Invalid("name", "%s", msg)
 	}
 	if msg := ValidateServiceURL(req.ServiceURL); msg != "" {
-		return httpapi.Invalid("serviceUrl", "%s", msg)
+		return Cluster{}, httpapi.Invalid("serviceUrl", "%s", msg)
 	}
 	now := api.opts.Now().UTC()
 	spec := registry.Spec{
 		ID: kv.NewID(), Name: req.Name, Project: p.ID, ServiceURL: req.ServiceURL,
 		MaxConnections: registry.DefaultMaxConnections, CreatedAt: now, UpdatedAt: now,
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + spec.ID})
-	if err := api.store.Create(r.Context(), spec); err != nil {
-		return registry.APIError(err)
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "cluster/" + spec.ID})
+	if err := api.store.Create(ctx, spec); err != nil {
+		return Cluster{}, registry.APIError(err)
 	}
-	api.refresh(r, spec.ID)
-	c, err := api.view(r.Context(), spec)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Location", "/api/v1/clusters/"+spec.ID)
-	return httpapi.JSON(w, http.StatusCreated, c)
+	api.refresh(ctx, spec.ID)
+	return api.view(ctx, spec)
 }
 
 // entry is a cluster entry loaded for a caller.
@@ -324,28 +330,32 @@ func (api *API) get(w http.ResponseWriter, r *http.Request) error {
 	return httpapi.JSON(w, http.StatusOK, c)
 }
 
-type patchRequest struct {
+// PatchRequest is an edit of an entry; nil fields stay as they are.
+type PatchRequest struct {
 	Name          *string             `json:"name"`
 	ServiceURL    *string             `json:"serviceUrl"`
-	LogCollection *logCollectionPatch `json:"logCollection"`
+	LogCollection *LogCollectionPatch `json:"logCollection"`
 }
 
-type logCollectionPatch struct {
+// LogCollectionPatch switches the agent's log shipping.
+type LogCollectionPatch struct {
 	Enabled *bool `json:"enabled"`
 }
+
+type logCollectionPatch = LogCollectionPatch
 
 // checkLogCollection validates a log collection switch. Switching it on
 // needs a directory to tail, which only the agent knows: an agent that
 // registered without one is refused. With no agent bound the switch is
 // kept, and applies once an agent registers with a directory.
-func (api *API) checkLogCollection(r *http.Request, id string, lc *logCollectionPatch) error {
+func (api *API) checkLogCollection(ctx context.Context, id string, lc *logCollectionPatch) error {
 	if lc.Enabled == nil {
 		return httpapi.Invalid("logCollection.enabled", "logCollection.enabled is required: true to ship the cluster's EMQX logs, false to stop")
 	}
 	if !*lc.Enabled {
 		return nil
 	}
-	st, err := api.fleet.Status(r.Context(), id)
+	st, err := api.fleet.Status(ctx, id)
 	if err != nil {
 		return fmt.Errorf("read status of cluster %s: %w", id, err)
 	}
@@ -355,35 +365,51 @@ func (api *API) checkLogCollection(r *http.Request, id string, lc *logCollection
 	return nil
 }
 
-func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
-	e, err := api.load(r, tenancy.Admin)
-	if err != nil {
-		return err
+// withEntry is the shape of every route on one entry: authorize the caller
+// for level want on the entry's project (404 or 403 before anything else,
+// the body included, is read), decode the body into req when it is not
+// nil, run do and answer its result with status.
+func withEntry[Req, Res any](api *API, want tenancy.Level, status int, do func(context.Context, entry, Req) (Res, error)) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		e, err := api.load(r, want)
+		if err != nil {
+			return err
+		}
+		var req Req
+		if _, none := any(req).(struct{}); !none {
+			if err := httpapi.Decode(r, &req); err != nil {
+				return err
+			}
+		}
+		res, err := do(r.Context(), e, req)
+		if err != nil {
+			return err
+		}
+		return httpapi.JSON(w, status, res)
 	}
+}
+
+func (api *API) update(ctx context.Context, e entry, req PatchRequest) (Cluster, error) {
 	spec := e.spec
-	var req patchRequest
-	if err := httpapi.Decode(r, &req); err != nil {
-		return err
-	}
 	if req.Name == nil && req.ServiceURL == nil && req.LogCollection == nil {
-		return httpapi.Invalid("", "nothing to change: give name, serviceUrl and/or logCollection (max connections change through PUT /clusters/{id}/max-connections)")
+		return Cluster{}, httpapi.Invalid("", "nothing to change: give name, serviceUrl and/or logCollection (max connections change through PUT /clusters/{id}/max-connections)")
 	}
 	if req.Name != nil {
 		if msg := ValidateName(*req.Name); msg != "" {
-			return httpapi.Invalid("name", "%s", msg)
+			return Cluster{}, httpapi.Invalid("name", "%s", msg)
 		}
 	}
 	if req.ServiceURL != nil {
 		if msg := ValidateServiceURL(*req.ServiceURL); msg != "" {
-			return httpapi.Invalid("serviceUrl", "%s", msg)
+			return Cluster{}, httpapi.Invalid("serviceUrl", "%s", msg)
 		}
 	}
 	if req.LogCollection != nil {
-		if err := api.checkLogCollection(r, spec.ID, req.LogCollection); err != nil {
-			return err
+		if err := api.checkLogCollection(ctx, spec.ID, req.LogCollection); err != nil {
+			return Cluster{}, err
 		}
 	}
-	updated, err := api.store.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
+	updated, err := api.store.Update(ctx, spec.ID, func(s *registry.Spec) error {
 		if req.Name != nil {
 			s.Name = *req.Name
 		}
@@ -396,24 +422,20 @@ func (api *API) patch(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	})
 	if errors.Is(err, registry.ErrNotFound) {
-		return httpapi.NotFound("no cluster %s", spec.ID)
+		return Cluster{}, httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
 		// A rename to a name another entry of the project has.
-		return registry.APIError(err)
+		return Cluster{}, registry.APIError(err)
 	}
-	return api.replyUpdated(w, r, updated)
+	return api.updated(ctx, updated)
 }
 
-// replyUpdated answers a change of an entry with its new view, after making
-// this replica's index hold the change (read-your-writes).
-func (api *API) replyUpdated(w http.ResponseWriter, r *http.Request, updated registry.Spec) error {
-	api.refresh(r, updated.ID)
-	c, err := api.view(r.Context(), updated)
-	if err != nil {
-		return err
-	}
-	return httpapi.JSON(w, http.StatusOK, c)
+// updated is the new view of a changed entry, after making this replica's
+// index hold the change (read-your-writes).
+func (api *API) updated(ctx context.Context, updated registry.Spec) (Cluster, error) {
+	api.refresh(ctx, updated.ID)
+	return api.view(ctx, updated)
 }
 
 func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
@@ -421,19 +443,28 @@ func (api *API) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	spec := e.spec
-	// What a deletion removes, and in which order, is registry.Delete's.
-	if _, err := api.registry.Delete(r.Context(), spec.ID); err != nil {
-		if errors.Is(err, registry.ErrNotFound) {
-			return httpapi.NotFound("no cluster %s", spec.ID)
-		}
+	if err := api.remove(r.Context(), e); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-type transferRequest struct {
+func (api *API) remove(ctx context.Context, e entry) error {
+	id := e.spec.ID
+	// What a deletion removes, and in which order, is registry.Delete's.
+	if _, err := api.registry.Delete(ctx, id); err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return httpapi.NotFound("no cluster %s", id)
+		}
+		return err
+	}
+	api.refresh(ctx, id)
+	return nil
+}
+
+// TransferRequest moves an entry to another project.
+type TransferRequest struct {
 	Project string `json:"project"`
 	// ServiceURL, when given, is the service URL the entry keeps in its
 	// new project ("" for the agent's dashboard URL). When absent, a
@@ -441,32 +472,24 @@ type transferRequest struct {
 	ServiceURL *string `json:"serviceUrl"`
 }
 
-func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
-	e, err := api.load(r, tenancy.Admin)
-	if err != nil {
-		return err
-	}
+func (api *API) transfer(ctx context.Context, e entry, req TransferRequest) (Cluster, error) {
 	ac, spec := e.access, e.spec
-	var req transferRequest
-	if err := httpapi.Decode(r, &req); err != nil {
-		return err
-	}
 	if req.Project == "" {
-		return httpapi.Invalid("project", "project (the id of the project to move the cluster to) is required")
+		return Cluster{}, httpapi.Invalid("project", "project (the id of the project to move the cluster to) is required")
 	}
 	if req.Project == spec.Project {
-		return httpapi.Invalid("project", "cluster %s is already in project %s", spec.ID, spec.Project)
+		return Cluster{}, httpapi.Invalid("project", "cluster %s is already in project %s", spec.ID, spec.Project)
 	}
 	if req.ServiceURL != nil {
 		if msg := ValidateServiceURL(*req.ServiceURL); msg != "" {
-			return httpapi.Invalid("serviceUrl", "%s", msg)
+			return Cluster{}, httpapi.Invalid("serviceUrl", "%s", msg)
 		}
 	}
 	// The caller must administer the target too: moving a cluster into a
 	// project is as much a change of that project as creating one there.
-	target, err := api.authz.Project(r.Context(), ac, req.Project, tenancy.Admin, "project")
+	target, err := api.authz.Project(ctx, ac, req.Project, tenancy.Admin, "project")
 	if err != nil {
-		return err
+		return Cluster{}, err
 	}
 	// A service URL set by hand in the old project is where the new
 	// project's users would be sent, with their dashboard sessions, by
@@ -478,48 +501,41 @@ func (api *API) transfer(w http.ResponseWriter, r *http.Request) error {
 	if req.ServiceURL != nil {
 		keep = *req.ServiceURL
 	}
-	updated, err := api.store.Update(r.Context(), spec.ID, func(s *registry.Spec) error {
+	updated, err := api.store.Update(ctx, spec.ID, func(s *registry.Spec) error {
 		s.Project = target.ID
 		s.ServiceURL = keep
 		return nil
 	})
 	if errors.Is(err, registry.ErrNotFound) {
-		return httpapi.NotFound("no cluster %s", spec.ID)
+		return Cluster{}, httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
 		// The target project's or organization's quota may refuse it.
-		return registry.APIError(err)
+		return Cluster{}, registry.APIError(err)
 	}
 	api.logger.Info("cluster entry transferred", "cluster", spec.ID, "from", spec.Project, "to", target.ID,
 		"serviceUrlKept", keep != "", "serviceUrlDropped", spec.ServiceURL != "" && spec.ServiceURL != keep)
-	return api.replyUpdated(w, r, updated)
+	return api.updated(ctx, updated)
 }
 
-type maxConnectionsRequest struct {
+// MaxConnectionsRequest sets an entry's max connections.
+type MaxConnectionsRequest struct {
 	MaxConnections *int `json:"maxConnections"`
 }
 
-func (api *API) maxConnections(w http.ResponseWriter, r *http.Request) error {
-	e, err := api.load(r, tenancy.Admin)
-	if err != nil {
-		return err
-	}
+func (api *API) setMaxConnections(ctx context.Context, e entry, req MaxConnectionsRequest) (Cluster, error) {
 	spec := e.spec
-	var req maxConnectionsRequest
-	if err := httpapi.Decode(r, &req); err != nil {
-		return err
-	}
 	if req.MaxConnections == nil || *req.MaxConnections < 1 {
-		return httpapi.Invalid("maxConnections", "maxConnections is required: an integer from 1 to the licence's per-cluster ceiling (%d)", api.store.Licence().MaxPerCluster)
+		return Cluster{}, httpapi.Invalid("maxConnections", "maxConnections is required: an integer from 1 to the licence's per-cluster ceiling (%d)", api.store.Licence().MaxPerCluster)
 	}
-	updated, err := api.store.SetMaxConnections(r.Context(), spec.ID, *req.MaxConnections)
+	updated, err := api.store.SetMaxConnections(ctx, spec.ID, *req.MaxConnections)
 	if errors.Is(err, registry.ErrNotFound) {
-		return httpapi.NotFound("no cluster %s", spec.ID)
+		return Cluster{}, httpapi.NotFound("no cluster %s", spec.ID)
 	}
 	if err != nil {
-		return registry.APIError(err)
+		return Cluster{}, registry.APIError(err)
 	}
-	return api.replyUpdated(w, r, updated)
+	return api.updated(ctx, updated)
 }
 
 func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
@@ -527,19 +543,9 @@ func (api *API) dashboard(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	spec := e.spec
-	st, err := api.fleet.Status(r.Context(), spec.ID)
+	target, role, err := api.target(r.Context(), e)
 	if err != nil {
-		return fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
+		return err
 	}
-	target := serviceURL(spec, st)
-	if target == "" {
-		return httpapi.Conflict("cluster %s has no service URL; set one with PATCH /api/v1/clusters/%s {\"serviceUrl\": ...} to open its dashboard", spec.ID, spec.ID)
-	}
-	// Never more than the caller's own role (issue #11 finding 1).
-	role := agentproto.DashboardRoleViewer
-	if e.access.Project(e.project) >= tenancy.Admin {
-		role = agentproto.DashboardRoleAdministrator
-	}
-	return api.jump(w, r, spec, target, role)
+	return api.jump(w, r, e.spec, target, role)
 }

@@ -41,7 +41,7 @@ func TestCheckLogCollection(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			api := &API{fleet: scripted{st: tt.st}}
 			r := httptest.NewRequest(http.MethodPatch, "/api/v1/clusters/c1", nil)
-			err := api.checkLogCollection(r, "c1", &tt.req)
+			err := api.checkLogCollection(r.Context(), "c1", &tt.req)
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("refused: %v", err)

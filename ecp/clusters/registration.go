@@ -1,14 +1,12 @@
 package clusters
 
 import (
+	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"time"
 
 	"github.com/ecpio/ecp/ecp/agentdownloads"
-	"github.com/ecpio/ecp/ecp/httpapi"
-	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
 // Registration is the reply of POST /clusters/{id}/registration: the token
@@ -55,21 +53,17 @@ const (
 // registration issues a new single-use token for the entry (revoking any
 // agent bound to it: this is also the re-register path) and renders the
 // guide.
-func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
-	e, err := api.load(r, tenancy.Admin)
-	if err != nil {
-		return err
-	}
+func (api *API) issue(ctx context.Context, e entry, _ struct{}) (Registration, error) {
 	spec := e.spec
 	// The service URL the entry shows: the operator's, or the dashboard
 	// URL its last agent registered with (a transfer drops a hand-set one).
-	st, err := api.fleet.Status(r.Context(), spec.ID)
+	st, err := api.fleet.Status(ctx, spec.ID)
 	if err != nil {
-		return fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
+		return Registration{}, fmt.Errorf("read status of cluster %s: %w", spec.ID, err)
 	}
-	token, expires, err := api.fleet.IssueRegistration(r.Context(), spec.ID, time.Duration(api.tokenTTL.Load()))
+	token, expires, err := api.fleet.IssueRegistration(ctx, spec.ID, time.Duration(api.tokenTTL.Load()))
 	if err != nil {
-		return fmt.Errorf("issue registration token for cluster %s: %w", spec.ID, err)
+		return Registration{}, fmt.Errorf("issue registration token for cluster %s: %w", spec.ID, err)
 	}
 	api.logger.Info("registration token issued", "cluster", spec.ID, "expiresAt", expires)
 	dashboardURL, apiURL := PlaceholderDashboardURL, PlaceholderAPIURL
@@ -110,7 +104,7 @@ func (api *API) registration(w http.ResponseWriter, r *http.Request) error {
 		c.Script = strings.Join([]string{c.Download, c.Chmod, c.Run, "sleep 2", c.Register}, "\n")
 		reg.Commands = append(reg.Commands, c)
 	}
-	return httpapi.JSON(w, http.StatusCreated, reg)
+	return reg, nil
 }
 
 // shellQuote quotes s for a POSIX shell; plain words stay unquoted so the

@@ -42,8 +42,12 @@ func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
 		return settingsData{}, err
 	}
 	d := settingsData{base: b, Severities: alerting.Severities, Errors: formErrors{}}
-	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/alert-settings", &d.Settings); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return d, err
+	}
+	if d.Settings, err = c.opts.Alerts.Settings(r.Context(), ac, b.Project.ID); err != nil {
+		return d, serviceError(err)
 	}
 	d.Trigger, d.Recovery = strconv.Itoa(d.Settings.TriggerCount), strconv.Itoa(d.Settings.RecoveryCount)
 	d.Emails = strings.Join(d.Settings.Emails, "\n")
@@ -190,7 +194,12 @@ func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) erro
 			return nil
 		}
 	}
-	_, err = c.call(r, http.MethodPut, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings", st, nil)
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	_, err = c.opts.Alerts.SaveSettings(r.Context(), ac, d.Project.ID, st)
+	err = serviceError(err)
 	var apiErr *APIError
 	if !errors.As(err, &apiErr) || apiErr.Status >= 500 || apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusNotFound {
 		if err != nil {
@@ -220,8 +229,15 @@ func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.call(r, http.MethodPost, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings/test", nil, nil)
-	if fe, ok := formError(err); ok {
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	_, err = c.opts.Alerts.TestNotification(r.Context(), ac, d.Project.ID)
+	err = serviceError(err)
+	if fe, ok := formError(err); ok && d.CanAdmin {
+		// Only an admin's page has the test form to show the refusal
+		// in; anyone else's forced test gets the error page with it.
 		for _, m := range fe {
 			d.Errors.add("test", m)
 		}

@@ -2,13 +2,17 @@
 // with a little htmx, served by ecp at / with every asset embedded in the
 // binary, so building or running the product needs no Node toolchain.
 //
-// The console owns no business logic and no authorization. The busiest
-// pages call the API packages' typed service methods with the caller's
-// access (service.go), which the routes call too; every other read and
-// every change is a call of ecp's own /api/v1 handlers, made in-process with
-// the session's principal in the request context (client.go). Either way the
-// console shows exactly what the REST API allows, with the same validation,
-// permission checks, audit records and error messages. The one thing it asks the authorizer
+// The console owns no business logic and no authorization. The cluster
+// pages (list, page, every change on it), Monitoring, Alerts and the alert
+// settings, and Setup's organization, project and role forms call the API
+// packages' typed service methods with the caller's access (service.go),
+// which the routes call too; their changes are recorded by the audit log's
+// middleware around the console's route (audited). Login, Setup's users
+// and tokens, System and the connection quotas still call
+// ecp's own /api/v1 handlers, in-process with the session's principal in
+// the request context (client.go). Either way the console shows exactly
+// what the REST API allows, with the same validation, permission checks,
+// audit records and error messages. The one thing it asks the authorizer
 // directly is the caller's level on a project, to leave out controls the
 // caller cannot use; the API still refuses them if they are forced.
 //
@@ -35,6 +39,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -83,6 +88,10 @@ type Options struct {
 	// Authz tells the caller's level on a project, to hide controls, and
 	// serves the navigation's organizations and projects. Required.
 	Authz *tenancy.Authorizer
+	// Tenancy creates organizations, projects and role bindings for the
+	// Setup page.
+	// Required.
+	Tenancy *tenancy.API
 	// Clusters serves the cluster pages through its service methods.
 	// Required.
 	Clusters *clusters.API
@@ -92,6 +101,11 @@ type Options struct {
 	Alerts *alerts.Service
 	// Logs serves the log queries. Required.
 	Logs *logs.API
+	// Audit records a change made through the console as the API's audit
+	// middleware records one made through the API (who, what, on which
+	// tenant, with what outcome): the console calls the service methods,
+	// below the API's middleware. Required.
+	Audit mux.MiddlewareFunc
 	// SecureCookies marks cookies Secure (ecp's external URL is https).
 	SecureCookies bool
 	// RefreshInterval is how often lists and states refresh themselves.
@@ -115,8 +129,8 @@ type Console struct {
 
 // New parses the embedded templates and returns the console.
 func New(opts Options, logger *slog.Logger) (*Console, error) {
-	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil || opts.Logs == nil {
-		return nil, errors.New("console: Options.API, Sessions, Authz, Clusters, Monitoring, Alerts and Logs are required")
+	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Tenancy == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil || opts.Logs == nil || opts.Audit == nil {
+		return nil, errors.New("console: Options.API, Sessions, Authz, Tenancy, Clusters, Monitoring, Alerts, Logs and Audit are required")
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultRefreshInterval
@@ -205,19 +219,19 @@ func (c *Console) Register(r *mux.Router) {
 	p := "/projects/{project}"
 	r.Handle(p, c.page(c.projectHome)).Methods(http.MethodGet)
 	r.Handle(p+"/clusters", c.page(c.clusterList)).Methods(http.MethodGet)
-	r.Handle(p+"/clusters", c.page(c.createCluster)).Methods(http.MethodPost)
+	r.Handle(p+"/clusters", c.page(c.audited(c.createCluster))).Methods(http.MethodPost)
 	r.Handle(p+"/clusters/new", c.page(c.newCluster)).Methods(http.MethodGet)
 	cl := p + "/clusters/{id}"
 	r.Handle("/clusters/{id}", c.page(c.clusterLink)).Methods(http.MethodGet)
 	r.Handle(cl, c.page(c.clusterDetail)).Methods(http.MethodGet)
 	r.Handle(cl+"/state", c.page(c.clusterPart("cluster-state"))).Methods(http.MethodGet)
-	r.Handle(cl+"/dashboard", c.page(c.openDashboard)).Methods(http.MethodGet)
-	r.Handle(cl+"/registration", c.page(c.registration)).Methods(http.MethodPost)
-	r.Handle(cl+"/edit", c.page(c.editCluster)).Methods(http.MethodPost)
-	r.Handle(cl+"/max-connections", c.page(c.setMaxConnections)).Methods(http.MethodPost)
-	r.Handle(cl+"/log-collection", c.page(c.setLogCollection)).Methods(http.MethodPost)
-	r.Handle(cl+"/transfer", c.page(c.transfer)).Methods(http.MethodPost)
-	r.Handle(cl+"/delete", c.page(c.deleteCluster)).Methods(http.MethodPost)
+	r.Handle(cl+"/dashboard", c.page(c.audited(c.openDashboard))).Methods(http.MethodGet)
+	r.Handle(cl+"/registration", c.page(c.audited(c.registration))).Methods(http.MethodPost)
+	r.Handle(cl+"/edit", c.page(c.audited(c.editCluster))).Methods(http.MethodPost)
+	r.Handle(cl+"/max-connections", c.page(c.audited(c.setMaxConnections))).Methods(http.MethodPost)
+	r.Handle(cl+"/log-collection", c.page(c.audited(c.setLogCollection))).Methods(http.MethodPost)
+	r.Handle(cl+"/transfer", c.page(c.audited(c.transfer))).Methods(http.MethodPost)
+	r.Handle(cl+"/delete", c.page(c.audited(c.deleteCluster))).Methods(http.MethodPost)
 	c.registerOps(r)
 	c.registerSystem(r)
 	c.registerSetup(r)
@@ -311,6 +325,22 @@ func (c *Console) page(h pageFunc) http.Handler {
 	})
 }
 
+// audited runs h under the audit middleware, for a page that changes
+// something through a service method (or, like the dashboard jump, hands
+// out a login): the record names the console's route, the caller and what
+// the service annotated. A page still calling the API in-process (client.go)
+// is recorded by the API's own middleware instead, and is not wrapped.
+func (c *Console) audited(h pageFunc) pageFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		c.opts.Audit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if err := h(w, r); err != nil {
+				c.renderError(w, r, err)
+			}
+		})).ServeHTTP(w, r)
+		return nil
+	}
+}
+
 // contentSecurityPolicy allows only the console's own scripts and styles:
 // an injected <script> or inline handler does not run.
 const contentSecurityPolicy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -361,6 +391,23 @@ func (c *Console) clearCookie(w http.ResponseWriter, name string) {
 	})
 }
 
+// renderBuffers hold pages while they render, so that an error can still
+// answer 500 instead of half a page. A cluster list page is some 60 KiB;
+// reusing the buffers spares the allocator and the collector a page's
+// worth of growing copies on every render and every 5 s refresh.
+var renderBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// maxPooledBuffer keeps an unusually large page's buffer out of the pool.
+const maxPooledBuffer = 1 << 20
+
+func putRenderBuffer(b *bytes.Buffer) {
+	if b.Cap() > maxPooledBuffer {
+		return
+	}
+	b.Reset()
+	renderBuffers.Put(b)
+}
+
 // render writes a page (or, with fragment set, one named template of it).
 func (c *Console) render(w http.ResponseWriter, status int, page, fragment string, data any) {
 	t := c.pages[page]
@@ -373,8 +420,9 @@ func (c *Console) render(w http.ResponseWriter, status int, page, fragment strin
 	if fragment != "" {
 		name = fragment
 	}
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, name, data); err != nil {
+	buf := renderBuffers.Get().(*bytes.Buffer)
+	defer putRenderBuffer(buf)
+	if err := t.ExecuteTemplate(buf, name, data); err != nil {
 		c.logger.Error("render console page", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return

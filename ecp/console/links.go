@@ -4,8 +4,6 @@ import (
 	"net/http"
 
 	"github.com/gorilla/mux"
-
-	"github.com/ecpio/ecp/ecp/clusters"
 )
 
 // clusterLink answers /clusters/{id}, the address alerts link to (rules
@@ -13,9 +11,13 @@ import (
 // with the caller's rights and redirects to its page in its current
 // project, so an alert raised before a transfer still leads to it.
 func (c *Console) clusterLink(w http.ResponseWriter, r *http.Request) error {
-	var cl clusters.Cluster
-	if err := c.get(r, "/clusters/"+pathEscape(mux.Vars(r)["id"]), &cl); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return err
+	}
+	cl, err := c.opts.Clusters.Get(r.Context(), ac, mux.Vars(r)["id"])
+	if err != nil {
+		return serviceError(err)
 	}
 	http.Redirect(w, r, "/projects/"+pathEscape(cl.Project)+"/clusters/"+pathEscape(cl.ID), http.StatusSeeOther)
 	return nil

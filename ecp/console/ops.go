@@ -22,10 +22,10 @@ func (c *Console) registerOps(r *mux.Router) {
 	p := "/projects/{project}"
 	r.Handle(p+"/monitoring", c.page(c.monitoring)).Methods(http.MethodGet)
 	r.Handle(p+"/alerts", c.page(c.alertList)).Methods(http.MethodGet)
-	r.Handle(p+"/alerts/{id}/delete", c.page(c.deleteAlert)).Methods(http.MethodPost)
+	r.Handle(p+"/alerts/{id}/delete", c.page(c.audited(c.deleteAlert))).Methods(http.MethodPost)
 	r.Handle(p+"/alert-settings", c.page(c.alertSettings)).Methods(http.MethodGet)
-	r.Handle(p+"/alert-settings", c.page(c.saveAlertSettings)).Methods(http.MethodPost)
-	r.Handle(p+"/alert-settings/test", c.page(c.testAlert)).Methods(http.MethodPost)
+	r.Handle(p+"/alert-settings", c.page(c.audited(c.saveAlertSettings))).Methods(http.MethodPost)
+	r.Handle(p+"/alert-settings/test", c.page(c.audited(c.testAlert))).Methods(http.MethodPost)
 	r.Handle(p+"/logs", c.page(c.logs)).Methods(http.MethodGet)
 }
 
@@ -148,8 +148,12 @@ func (c *Console) deleteAlert(w http.ResponseWriter, r *http.Request) error {
 	if asked, err := c.confirmFiringRemoval(w, r, b); asked || err != nil {
 		return err
 	}
-	if _, err := c.call(r, http.MethodDelete, "/alerts/"+pathEscape(mux.Vars(r)["id"]), nil, nil); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return err
+	}
+	if err := c.opts.Alerts.Delete(r.Context(), ac, mux.Vars(r)["id"]); err != nil {
+		return serviceError(err)
 	}
 	back := "/projects/" + pathEscape(b.Project.ID) + "/alerts?done=alert-removed"
 	if s := r.PostFormValue("state"); s == alerts.StateHistory {

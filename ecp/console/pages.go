@@ -291,7 +291,7 @@ type listData struct {
 	State    string
 	Q        string
 	States   []stateCount
-	Clusters []clusters.Cluster
+	Clusters []clusterRow
 	Total    int // matching the filter
 	All      int // in the project
 	// Token is the API page token this page was read with ("" for the
@@ -305,6 +305,31 @@ type listData struct {
 	Pages    int
 	From, To int
 	Updated  time.Time
+}
+
+// clusterRow is one row of the list with what it shows worked out before
+// rendering: html/template calls a function through reflection, and the
+// four per row (when three times, connLimit) were some 200 such calls per
+// page, a good part of a render at every 5 s refresh of every open list.
+// Cluster is a named field, not embedded: text/template finds a promoted
+// field by a breadth-first walk of the embedded structs on every use.
+type clusterRow struct {
+	Cluster                clusters.Cluster
+	Limit                  limitState
+	Started, Managed, Last template.HTML
+}
+
+func (c *Console) clusterRows(items []clusters.Cluster) []clusterRow {
+	rows := make([]clusterRow, len(items))
+	for i, cl := range items {
+		rows[i] = clusterRow{Cluster: cl, Limit: connLimit(cl.Connections, cl.MaxConnections), Last: "never"}
+		rows[i].Started, _ = c.when(cl.StartedAt)
+		rows[i].Managed, _ = c.when(cl.ManagedSince)
+		if cl.LastReportAt != nil {
+			rows[i].Last, _ = c.when(*cl.LastReportAt)
+		}
+	}
+	return rows
 }
 
 type stateCount struct {
@@ -358,7 +383,7 @@ func (c *Console) clusterList(w http.ResponseWriter, r *http.Request) error {
 	case d.Page == 1:
 		d.Page = 2
 	}
-	d.Clusters, d.Total = list.Items, list.Total
+	d.Clusters, d.Total = c.clusterRows(list.Items), list.Total
 	d.NextToken, d.PrevToken = list.NextPageToken, list.PrevPageToken
 	size := c.opts.PageSize
 	d.Pages = max(1, (d.Total+size-1)/size, d.Page)
@@ -412,8 +437,12 @@ func (c *Console) createCluster(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	d := newData{base: b, Name: strings.TrimSpace(r.PostFormValue("name")), ServiceURL: strings.TrimSpace(r.PostFormValue("serviceUrl"))}
-	var created clusters.Cluster
-	_, err = c.call(r, http.MethodPost, "/projects/"+pathEscape(b.Project.ID)+"/clusters", map[string]string{"name": d.Name, "serviceUrl": d.ServiceURL}, &created)
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	created, err := c.opts.Clusters.Create(r.Context(), ac, b.Project.ID, clusters.CreateRequest{Name: d.Name, ServiceURL: d.ServiceURL})
+	err = serviceError(err)
 	if fe, ok := formError(err); ok {
 		d.Errors = fe
 		c.render(w, statusOf(err), "cluster_new", "", d)
@@ -474,9 +503,13 @@ func (c *Console) registration(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (c *Console) renderRegistration(w http.ResponseWriter, r *http.Request, b base, cl clusters.Cluster) error {
-	var reg clusters.Registration
-	if _, err := c.call(r, http.MethodPost, "/clusters/"+pathEscape(cl.ID)+"/registration", nil, &reg); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return err
+	}
+	reg, err := c.opts.Clusters.IssueRegistration(r.Context(), ac, cl.ID)
+	if err != nil {
+		return serviceError(err)
 	}
 	b.Title = "Register " + cl.Name
 	d := registrationData{base: b, Cluster: cl, Reg: reg}
@@ -536,17 +569,14 @@ func (c *Console) detail(r *http.Request) (detailData, error) {
 	}
 	b.Title = cl.Name
 	d := detailData{base: b, Cluster: cl, Errors: fieldErrors{}, Max: strconv.Itoa(cl.MaxConnections), Name: cl.Name, Service: cl.ServiceURL}
-	if err := c.get(r, "/licence", &d.Licence); err != nil {
+	ac, err := c.access(r)
+	if err != nil {
 		return d, err
 	}
-	if err := c.get(r, "/projects/"+pathEscape(b.Project.ID)+"/quota", &d.Quota); err != nil {
-		return d, err
+	if d.Licence, d.Quota, err = c.opts.Clusters.Limits(r.Context(), ac, b.Project.ID); err != nil {
+		return d, serviceError(err)
 	}
 	if b.CanAdmin {
-		ac, err := c.access(r)
-		if err != nil {
-			return d, err
-		}
 		for _, o := range b.Orgs {
 			for _, p := range o.Projects {
 				if p.ID != b.Project.ID && ac.Project(p) >= tenancy.Admin {
@@ -598,35 +628,36 @@ func (c *Console) openDashboard(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rec, err := c.call(r, http.MethodGet, "/clusters/"+pathEscape(cl.ID)+"/dashboard", nil, nil)
+	ac, err := c.access(r)
 	if err != nil {
 		return err
 	}
-	loc := rec.header.Get("Location")
-	if loc == "" {
-		return fmt.Errorf("dashboard of cluster %s: no redirect target", cl.ID)
+	j, err := c.opts.Clusters.Dashboard(r.Context(), ac, cl.ID)
+	if err != nil {
+		return serviceError(err)
 	}
-	if rec.header.Get(clusters.HeaderDashboardLogin) == "none" {
+	if !j.Login {
 		// Say why the dashboard will ask for a login instead of leaving
 		// the user at EMQX's login page without a word.
 		c.render(w, http.StatusOK, "dashboard", "", struct {
 			base
 			Cluster     clusters.Cluster
 			Reason, URL string
-		}{b, cl, rec.header.Get(clusters.HeaderDashboardReason), loc})
+		}{b, cl, j.Reason, j.URL})
 		return nil
 	}
 	// The login travels in the URL's fragment; keep it out of caches and
 	// of the Referer the dashboard's own requests would send.
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
-	http.Redirect(w, r, loc, http.StatusFound)
+	http.Redirect(w, r, j.URL, http.StatusFound)
 	return nil
 }
 
-// change runs one change of the detail page's forms; a refusal is shown on
-// the page next to the field, success redirects with a message.
-func (c *Console) change(w http.ResponseWriter, r *http.Request, method, apiPath string, body any, done string, fill func(*detailData)) error {
+// change runs one change of the detail page's forms, do, on the cluster
+// in the path with the caller's access; a refusal is shown on the page next
+// to the field, success redirects with a message.
+func (c *Console) change(w http.ResponseWriter, r *http.Request, do func(ac *tenancy.Access, id string) error, done string, fill func(*detailData)) error {
 	d, err := c.detail(r)
 	if err != nil {
 		return err
@@ -635,7 +666,11 @@ func (c *Console) change(w http.ResponseWriter, r *http.Request, method, apiPath
 		fill(&d)
 	}
 	if len(d.Errors) == 0 {
-		_, err = c.call(r, method, "/clusters/"+pathEscape(d.Cluster.ID)+apiPath, body, nil)
+		ac, err := c.access(r)
+		if err != nil {
+			return err
+		}
+		err = serviceError(do(ac, d.Cluster.ID))
 		if fe, ok := formError(err); ok {
 			d.Errors = fe
 			var apiErr *APIError
@@ -658,7 +693,11 @@ func (c *Console) change(w http.ResponseWriter, r *http.Request, method, apiPath
 
 func (c *Console) editCluster(w http.ResponseWriter, r *http.Request) error {
 	name, service := strings.TrimSpace(r.PostFormValue("name")), strings.TrimSpace(r.PostFormValue("serviceUrl"))
-	return c.change(w, r, http.MethodPatch, "", map[string]string{"name": name, "serviceUrl": service}, "saved", func(d *detailData) {
+	update := func(ac *tenancy.Access, id string) error {
+		_, err := c.opts.Clusters.Update(r.Context(), ac, id, clusters.PatchRequest{Name: &name, ServiceURL: &service})
+		return err
+	}
+	return c.change(w, r, update, "saved", func(d *detailData) {
 		d.Name, d.Service = name, service
 	})
 }
@@ -666,14 +705,21 @@ func (c *Console) editCluster(w http.ResponseWriter, r *http.Request) error {
 // setLogCollection switches the agent's log shipping on or off.
 func (c *Console) setLogCollection(w http.ResponseWriter, r *http.Request) error {
 	on := r.PostFormValue("enabled") == "true"
-	return c.change(w, r, http.MethodPatch, "", map[string]any{"logCollection": map[string]bool{"enabled": on}}, "logs", nil)
+	return c.change(w, r, func(ac *tenancy.Access, id string) error {
+		_, err := c.opts.Clusters.Update(r.Context(), ac, id, clusters.PatchRequest{LogCollection: &clusters.LogCollectionPatch{Enabled: &on}})
+		return err
+	}, "logs", nil)
 }
 
 func (c *Console) setMaxConnections(w http.ResponseWriter, r *http.Request) error {
 	raw := strings.TrimSpace(r.PostFormValue("maxConnections"))
 	n, convErr := strconv.Atoi(raw)
 	fromGuide := r.PostFormValue("form") == "register"
-	return c.change(w, r, http.MethodPut, "/max-connections", map[string]int{"maxConnections": n}, "max", func(d *detailData) {
+	set := func(ac *tenancy.Access, id string) error {
+		_, err := c.opts.Clusters.SetMaxConnections(r.Context(), ac, id, clusters.MaxConnectionsRequest{MaxConnections: &n})
+		return err
+	}
+	return c.change(w, r, set, "max", func(d *detailData) {
 		d.Max, d.MaxFromGuide = raw, fromGuide
 		if convErr != nil || n > math.MaxInt32 {
 			d.Errors["maxConnections"] = fmt.Sprintf("max connections must be a whole number from 1 to the licence's per-cluster ceiling (%d)", d.Licence.MaxPerCluster)
@@ -687,7 +733,12 @@ func (c *Console) transfer(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.call(r, http.MethodPost, "/clusters/"+pathEscape(d.Cluster.ID)+"/transfer", map[string]string{"project": target}, nil)
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	_, err = c.opts.Clusters.Transfer(r.Context(), ac, d.Cluster.ID, clusters.TransferRequest{Project: target})
+	err = serviceError(err)
 	if fe, ok := formError(err); ok {
 		d.Errors = fe
 		c.render(w, statusOf(err), "cluster", "", d)
@@ -710,7 +761,11 @@ func (c *Console) deleteCluster(w http.ResponseWriter, r *http.Request) error {
 		c.render(w, http.StatusBadRequest, "cluster", "", d)
 		return nil
 	}
-	_, err = c.call(r, http.MethodDelete, "/clusters/"+pathEscape(d.Cluster.ID), nil, nil)
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	err = serviceError(c.opts.Clusters.Delete(r.Context(), ac, d.Cluster.ID))
 	if fe, ok := formError(err); ok {
 		d.Errors = fe
 		c.render(w, statusOf(err), "cluster", "", d)

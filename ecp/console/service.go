@@ -1,6 +1,7 @@
 package console
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -38,8 +39,10 @@ func serviceError(err error) error {
 		if he.Field != "" {
 			d["field"] = he.Field
 		}
-		for k, v := range he.Details {
-			d[k] = v
+		// As the envelope's JSON has them: the pages read lists as []any
+		// of map[string]any, whatever Go types the API built them from.
+		if b, err := json.Marshal(he.Details); err == nil {
+			_ = json.Unmarshal(b, &d)
 		}
 		return &APIError{Status: he.Status, Code: he.Code, Message: he.Message, Field: he.Field, Details: d}
 	}

@@ -27,11 +27,11 @@ import (
 // registerSetup mounts the Setup page and its forms.
 func (c *Console) registerSetup(r *mux.Router) {
 	r.Handle("/setup", c.page(c.setup)).Methods(http.MethodGet)
-	r.Handle("/setup/orgs", c.page(c.setupCreateOrg)).Methods(http.MethodPost)
-	r.Handle("/setup/projects", c.page(c.setupCreateProject)).Methods(http.MethodPost)
+	r.Handle("/setup/orgs", c.page(c.audited(c.setupCreateOrg))).Methods(http.MethodPost)
+	r.Handle("/setup/projects", c.page(c.audited(c.setupCreateProject))).Methods(http.MethodPost)
 	r.Handle("/setup/users", c.page(c.setupCreateUser)).Methods(http.MethodPost)
-	r.Handle("/setup/role-bindings", c.page(c.setupGrant)).Methods(http.MethodPost)
-	r.Handle("/setup/role-bindings/revoke", c.page(c.setupRevoke)).Methods(http.MethodPost)
+	r.Handle("/setup/role-bindings", c.page(c.audited(c.setupGrant))).Methods(http.MethodPost)
+	r.Handle("/setup/role-bindings/revoke", c.page(c.audited(c.setupRevoke))).Methods(http.MethodPost)
 	r.Handle("/setup/api-tokens", c.page(c.setupCreateToken)).Methods(http.MethodPost)
 	r.Handle("/setup/api-tokens/revoke", c.page(c.setupRevokeToken)).Methods(http.MethodPost)
 }
@@ -62,8 +62,11 @@ func (c *Console) lastProject(r *http.Request, b *base) {
 	if err != nil || !kv.ValidID(ck.Value) {
 		return
 	}
-	var p tenancy.Project
-	if c.get(r, "/projects/"+pathEscape(ck.Value), &p) == nil {
+	ac, err := c.access(r)
+	if err != nil {
+		return
+	}
+	if p, err := c.opts.Authz.Project(r.Context(), ac, ck.Value, tenancy.View, ""); err == nil {
 		b.Project = &p
 	}
 }
@@ -137,7 +140,7 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	if err := c.nav(r, &d.base); err != nil {
 		return d, err
 	}
-	ac, err := c.opts.Authz.Access(r.Context(), sessionFrom(r.Context()).principal)
+	ac, err := c.access(r)
 	if err != nil {
 		return d, err
 	}
@@ -147,30 +150,37 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	}
 	d.Flash = setupFlashes[r.URL.Query().Get("done")]
 
-	var orgs struct{ Items []tenancy.Org }
-	var projects struct{ Items []tenancy.Project }
+	// As GET /orgs and GET /projects answer them: what the caller may see.
+	orgs, err := c.opts.Authz.Orgs(r.Context(), ac)
+	if err != nil {
+		return d, err
+	}
+	projects, err := c.opts.Authz.Projects(r.Context(), ac, "")
+	if err != nil {
+		return d, err
+	}
 	var bindings struct{ Items []tenancy.Binding }
 	var tokens struct{ Items []auth.APIToken }
 	for _, g := range []struct {
 		path string
 		out  any
-	}{{"/orgs", &orgs}, {"/projects", &projects}, {"/role-bindings", &bindings}, {"/api-tokens", &tokens}} {
+	}{{"/role-bindings", &bindings}, {"/api-tokens", &tokens}} {
 		if err := c.get(r, g.path, g.out); err != nil {
 			return d, err
 		}
 	}
 	orgName, projectName := map[string]string{}, map[string]string{}
-	slices.SortFunc(orgs.Items, func(a, b tenancy.Org) int { return strings.Compare(a.Name, b.Name) })
-	slices.SortFunc(projects.Items, func(a, b tenancy.Project) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(orgs, func(a, b tenancy.Org) int { return strings.Compare(a.Name, b.Name) })
+	slices.SortFunc(projects, func(a, b tenancy.Project) int { return strings.Compare(a.Name, b.Name) })
 	var orgScopes, projectScopes []option
-	for _, o := range orgs.Items {
+	for _, o := range orgs {
 		so := setupOrg{Org: o, Admin: ac.Org(o.ID) >= tenancy.Admin}
 		orgName[o.ID] = o.Name
 		if so.Admin {
 			d.AdminOrgs = append(d.AdminOrgs, option{o.ID, o.Name})
 			orgScopes = append(orgScopes, option{"org:" + o.ID, "Organization " + o.Name})
 		}
-		for _, p := range projects.Items {
+		for _, p := range projects {
 			if p.Org != o.ID {
 				continue
 			}
@@ -332,10 +342,15 @@ func (fw formWords) refusal(err error, form string) (fieldErrors, int, bool) {
 	return fieldErrors{key: msg}, apiErr.Status, true
 }
 
-// setupChange sends one form's call; a refusal renders the page with what
-// was typed and the message beside its field, success redirects to done.
-func (c *Console) setupChange(w http.ResponseWriter, r *http.Request, method, apiPath string, body any, form string, words formWords, fill func(*setupForm), done string) error {
-	_, err := c.call(r, method, apiPath, body, nil)
+// setupChange makes one form's change, do, with the caller's access; a
+// refusal renders the page with what was typed and the message beside its
+// field, success redirects to done.
+func (c *Console) setupChange(w http.ResponseWriter, r *http.Request, do func(*tenancy.Access) error, form string, words formWords, fill func(*setupForm), done string) error {
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	err = serviceError(do(ac))
 	if fe, status, ok := words.refusal(err, form); ok {
 		return c.setupRefused(w, r, status, fe, fill)
 	}
@@ -344,6 +359,15 @@ func (c *Console) setupChange(w http.ResponseWriter, r *http.Request, method, ap
 	}
 	http.Redirect(w, r, done, http.StatusSeeOther)
 	return nil
+}
+
+// viaAPI is a change of a form not moved to a service method yet: one call
+// of ecp's own /api/v1 (client.go).
+func (c *Console) viaAPI(r *http.Request, method, apiPath string, body any) func(*tenancy.Access) error {
+	return func(*tenancy.Access) error {
+		_, err := c.call(r, method, apiPath, body, nil)
+		return err
+	}
 }
 
 // setupRefused renders the page again with the form as typed.
@@ -362,8 +386,12 @@ func (c *Console) setupRefused(w http.ResponseWriter, r *http.Request, status in
 
 func (c *Console) setupCreateOrg(w http.ResponseWriter, r *http.Request) error {
 	name := strings.TrimSpace(r.PostFormValue("name"))
-	var o tenancy.Org
-	_, err := c.call(r, http.MethodPost, "/orgs", map[string]string{"name": name}, &o)
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	o, err := c.opts.Tenancy.CreateOrg(r.Context(), ac, name)
+	err = serviceError(err)
 	if fe, status, ok := orgWords.refusal(err, "org"); ok {
 		return c.setupRefused(w, r, status, fe, func(f *setupForm) { f.OrgName = name })
 	}
@@ -380,8 +408,11 @@ func (c *Console) setupCreateProject(w http.ResponseWriter, r *http.Request) err
 	if org == "" {
 		return c.setupRefused(w, r, http.StatusBadRequest, fieldErrors{"project.org": projectWords["org"].invalid}, fill)
 	}
-	return c.setupChange(w, r, http.MethodPost, "/orgs/"+pathEscape(org)+"/projects", map[string]string{"name": name},
-		"project", projectWords, fill, "/setup?done=project#orgs")
+	create := func(ac *tenancy.Access) error {
+		_, err := c.opts.Tenancy.CreateProject(r.Context(), ac, org, name)
+		return err
+	}
+	return c.setupChange(w, r, create, "project", projectWords, fill, "/setup?done=project#orgs")
 }
 
 func (c *Console) setupCreateUser(w http.ResponseWriter, r *http.Request) error {
@@ -391,20 +422,20 @@ func (c *Console) setupCreateUser(w http.ResponseWriter, r *http.Request) error 
 	if r.PostFormValue("password2") != password.Reveal() {
 		return c.setupRefused(w, r, http.StatusBadRequest, fieldErrors{"user.password2": "The two passwords differ: type the same password twice."}, fill)
 	}
-	return c.setupChange(w, r, http.MethodPost, "/users", map[string]string{"username": username, "password": password.Reveal()},
+	return c.setupChange(w, r, c.viaAPI(r, http.MethodPost, "/users", map[string]string{"username": username, "password": password.Reveal()}),
 		"user", userWords, fill, "/setup?done=user&grant="+urlQueryEscape(username)+"#roles")
 }
 
 // grantBody is the role binding the grant and revoke forms name: the
 // scope select says "system", "org:ID" or "project:ID".
-func grantBody(r *http.Request) (map[string]string, setupForm) {
+func grantBody(r *http.Request) (tenancy.BindingRequest, setupForm) {
 	f := setupForm{GrantUser: strings.TrimSpace(r.PostFormValue("username")), GrantRole: r.PostFormValue("role"), GrantScope: r.PostFormValue("scope")}
-	body := map[string]string{"username": f.GrantUser, "role": f.GrantRole}
+	body := tenancy.BindingRequest{Username: f.GrantUser, Role: f.GrantRole}
 	switch kind, id, _ := strings.Cut(f.GrantScope, ":"); kind {
 	case "org":
-		body["org"] = id
+		body.Org = id
 	case "project":
-		body["project"] = id
+		body.Project = id
 	}
 	return body, f
 }
@@ -414,7 +445,11 @@ func (c *Console) setupGrant(w http.ResponseWriter, r *http.Request) error {
 	fill := func(f *setupForm) {
 		f.GrantUser, f.GrantRole, f.GrantScope = typed.GrantUser, typed.GrantRole, typed.GrantScope
 	}
-	return c.setupChange(w, r, http.MethodPost, "/role-bindings", body, "grant", grantWords, fill, "/setup?done=granted#roles")
+	grant := func(ac *tenancy.Access) error {
+		_, err := c.opts.Tenancy.Grant(r.Context(), ac, body)
+		return err
+	}
+	return c.setupChange(w, r, grant, "grant", grantWords, fill, "/setup?done=granted#roles")
 }
 
 func (c *Console) setupRevoke(w http.ResponseWriter, r *http.Request) error {
@@ -422,7 +457,8 @@ func (c *Console) setupRevoke(w http.ResponseWriter, r *http.Request) error {
 	if id == "" {
 		return c.setupRefused(w, r, http.StatusBadRequest, fieldErrors{"revoke.": "The form named no role binding; reload the page and try again."}, nil)
 	}
-	return c.setupChange(w, r, http.MethodDelete, "/role-bindings/"+pathEscape(id), nil, "revoke", nil, nil, "/setup?done=revoked#roles")
+	revoke := func(ac *tenancy.Access) error { return c.opts.Tenancy.Revoke(r.Context(), ac, id) }
+	return c.setupChange(w, r, revoke, "revoke", nil, nil, "/setup?done=revoked#roles")
 }
 
 // tokenDateLayout is the value of an <input type=date>.
@@ -467,5 +503,5 @@ func (c *Console) setupRevokeToken(w http.ResponseWriter, r *http.Request) error
 	if id == "" {
 		return c.setupRefused(w, r, http.StatusBadRequest, fieldErrors{"tokens.": "The form named no API token; reload the page and try again."}, nil)
 	}
-	return c.setupChange(w, r, http.MethodDelete, "/api-tokens/"+pathEscape(id), nil, "tokens", nil, nil, "/setup?done=token-revoked#tokens")
+	return c.setupChange(w, r, c.viaAPI(r, http.MethodDelete, "/api-tokens/"+pathEscape(id), nil), "tokens", nil, nil, "/setup?done=token-revoked#tokens")
 }

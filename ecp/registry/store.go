@@ -92,6 +92,10 @@ func NewStore(cli *clientv3.Client, ledger *quota.Ledger) *Store {
 // Licence is the licence the guards enforce.
 func (s *Store) Licence() quota.Licence { return s.ledger.Licence() }
 
+// Ledger is the quota arithmetic guarding the store's writes; readers use it
+// for the usage figures the cluster page shows beside an entry's limit.
+func (s *Store) Ledger() *quota.Ledger { return s.ledger }
+
 // Create stores a new entry with spec.MaxConnections allocated from the
 // licence; a *quota.Refusal when it does not fit, a *NameTaken when its
 // project has the name, ErrExists when the id is taken.

@@ -1,6 +1,7 @@
 package tenancy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -78,25 +79,49 @@ func (api *API) createOrg(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if !ac.System {
-		return httpapi.Forbidden("only a system admin may create organizations")
+	if err := mayCreateOrg(ac); err != nil {
+		return err
 	}
 	var req nameRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	if msg := ValidateName(req.Name); msg != "" {
-		return httpapi.Invalid("name", "%s", msg)
-	}
-	o, err := api.store.CreateOrg(r.Context(), req.Name)
-	if errors.Is(err, ErrExists) {
-		return httpapi.Conflict("an organization named %q exists", req.Name)
-	}
+	o, err := api.newOrg(r.Context(), req.Name)
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: o.ID, Target: "org/" + o.ID})
 	return httpapi.JSON(w, http.StatusCreated, o)
+}
+
+// CreateOrg creates an organization named name (POST /orgs): system
+// admins only.
+func (api *API) CreateOrg(ctx context.Context, ac *Access, name string) (Org, error) {
+	if err := mayCreateOrg(ac); err != nil {
+		return Org{}, err
+	}
+	return api.newOrg(ctx, name)
+}
+
+func mayCreateOrg(ac *Access) error {
+	if !ac.System {
+		return httpapi.Forbidden("only a system admin may create organizations")
+	}
+	return nil
+}
+
+func (api *API) newOrg(ctx context.Context, name string) (Org, error) {
+	if msg := ValidateName(name); msg != "" {
+		return Org{}, httpapi.Invalid("name", "%s", msg)
+	}
+	o, err := api.store.CreateOrg(ctx, name)
+	if errors.Is(err, ErrExists) {
+		return Org{}, httpapi.Conflict("an organization named %q exists", name)
+	}
+	if err != nil {
+		return Org{}, err
+	}
+	audit.Annotate(ctx, audit.Note{Org: o.ID, Target: "org/" + o.ID})
+	return o, nil
 }
 
 func (api *API) getOrg(w http.ResponseWriter, r *http.Request) error {
@@ -164,21 +189,41 @@ func (api *API) createProject(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	if msg := ValidateName(req.Name); msg != "" {
-		return httpapi.Invalid("name", "%s", msg)
-	}
-	p, err := api.store.CreateProject(r.Context(), o.ID, req.Name)
-	if errors.Is(err, ErrExists) {
-		return httpapi.Conflict("organization %s already has a project named %q", o.ID, req.Name)
-	}
+	p, err := api.newProject(r.Context(), o, req.Name)
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: o.ID, Project: p.ID, Target: "project/" + p.ID})
 	return httpapi.JSON(w, http.StatusCreated, p)
 }
 
-type bindingRequest struct {
+// CreateProject creates a project named name in org (POST
+// /orgs/{org}/projects): 404 when the caller cannot see org, 403 when they
+// do not administer it.
+func (api *API) CreateProject(ctx context.Context, ac *Access, org, name string) (Project, error) {
+	o, err := api.authz.Org(ctx, ac, org, Admin, "")
+	if err != nil {
+		return Project{}, err
+	}
+	return api.newProject(ctx, o, name)
+}
+
+func (api *API) newProject(ctx context.Context, o Org, name string) (Project, error) {
+	if msg := ValidateName(name); msg != "" {
+		return Project{}, httpapi.Invalid("name", "%s", msg)
+	}
+	p, err := api.store.CreateProject(ctx, o.ID, name)
+	if errors.Is(err, ErrExists) {
+		return Project{}, httpapi.Conflict("organization %s already has a project named %q", o.ID, name)
+	}
+	if err != nil {
+		return Project{}, err
+	}
+	audit.Annotate(ctx, audit.Note{Org: o.ID, Project: p.ID, Target: "project/" + p.ID})
+	return p, nil
+}
+
+// BindingRequest names a role binding to grant or revoke.
+type BindingRequest struct {
 	Username string `json:"username"`
 	Role     string `json:"role"`
 	Org      string `json:"org"`
@@ -234,7 +279,7 @@ func (ac *Access) canManageBinding(b Binding) bool {
 
 // resolveBinding validates req and checks the caller may grant or revoke
 // it, with the 404/403 rule for the org or project it names.
-func (api *API) resolveBinding(r *http.Request, ac *Access, req bindingRequest) (Binding, error) {
+func (api *API) resolveBinding(ctx context.Context, ac *Access, req BindingRequest) (Binding, error) {
 	if req.Username == "" {
 		return Binding{}, httpapi.Invalid("username", "username is required")
 	}
@@ -251,7 +296,7 @@ func (api *API) resolveBinding(r *http.Request, ac *Access, req bindingRequest) 
 		if req.Org == "" || req.Project != "" {
 			return Binding{}, httpapi.Invalid("org", "role org-admin needs org (an organization id) and no project")
 		}
-		o, err := api.authz.Org(r.Context(), ac, req.Org, Admin, "org")
+		o, err := api.authz.Org(ctx, ac, req.Org, Admin, "org")
 		if err != nil {
 			return Binding{}, err
 		}
@@ -260,7 +305,7 @@ func (api *API) resolveBinding(r *http.Request, ac *Access, req bindingRequest) 
 		if req.Project == "" {
 			return Binding{}, httpapi.Invalid("project", "role %s needs project (a project id)", req.Role)
 		}
-		p, err := api.authz.Project(r.Context(), ac, req.Project, Admin, "project")
+		p, err := api.authz.Project(ctx, ac, req.Project, Admin, "project")
 		if err != nil {
 			return Binding{}, err
 		}
@@ -279,28 +324,39 @@ func (api *API) createBinding(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req bindingRequest
+	var req BindingRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	b, err := api.resolveBinding(r, ac, req)
+	b, err := api.Grant(r.Context(), ac, req)
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
-	if b.UserGeneration, err = api.grantee(r, ac, b.Username); err != nil {
-		return err
+	return httpapi.JSON(w, http.StatusCreated, b)
+}
+
+// Grant creates the role binding req names (POST /role-bindings), for a
+// caller who administers its scope, to a user the caller may grant roles
+// to (grantee).
+func (api *API) Grant(ctx context.Context, ac *Access, req BindingRequest) (Binding, error) {
+	b, err := api.resolveBinding(ctx, ac, req)
+	if err != nil {
+		return Binding{}, err
 	}
-	b, err = api.store.CreateBinding(r.Context(), b)
+	audit.Annotate(ctx, audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
+	if b.UserGeneration, err = api.grantee(ctx, ac, b.Username); err != nil {
+		return Binding{}, err
+	}
+	b, err = api.store.CreateBinding(ctx, b)
 	switch {
 	case errors.Is(err, ErrExists):
-		return httpapi.Conflict("user %q already holds this role", req.Username)
+		return Binding{}, httpapi.Conflict("user %q already holds this role", req.Username)
 	case errors.Is(err, ErrUserGone):
-		return granteeNotFound(b.Username)
+		return Binding{}, granteeNotFound(b.Username)
 	case err != nil:
-		return err
+		return Binding{}, err
 	}
-	return httpapi.JSON(w, http.StatusCreated, b)
+	return b, nil
 }
 
 // grantee returns the generation of the user a role is granted to.
@@ -312,15 +368,15 @@ func (api *API) createBinding(w http.ResponseWriter, r *http.Request) error {
 // existing or not, is answered with the same 404, so that a project admin
 // cannot probe which usernames exist. New users get their first role from
 // a system admin, who creates them.
-func (api *API) grantee(r *http.Request, ac *Access, username string) (int64, error) {
-	u, err := api.users.GetUser(r.Context(), username)
+func (api *API) grantee(ctx context.Context, ac *Access, username string) (int64, error) {
+	u, err := api.users.GetUser(ctx, username)
 	if errors.Is(err, kv.ErrNotFound) {
 		return 0, granteeNotFound(username)
 	}
 	if err != nil || ac.System || username == ac.Username {
 		return u.Generation, err
 	}
-	bs, err := api.store.UserBindings(r.Context(), username)
+	bs, err := api.store.UserBindings(ctx, username)
 	if err != nil {
 		return 0, err
 	}
@@ -347,15 +403,15 @@ func (api *API) deleteBindingByBody(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	var req bindingRequest
+	var req BindingRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	b, err := api.resolveBinding(r, ac, req)
+	b, err := api.resolveBinding(r.Context(), ac, req)
 	if err != nil {
 		return err
 	}
-	return api.deleteBinding(w, r, ac, BindingID(b.Username, b.Role, b.Org, b.Project))
+	return api.revokeRoute(r.Context(), w, ac, BindingID(b.Username, b.Role, b.Org, b.Project))
 }
 
 func (api *API) deleteBindingByID(w http.ResponseWriter, r *http.Request) error {
@@ -363,11 +419,22 @@ func (api *API) deleteBindingByID(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return api.deleteBinding(w, r, ac, mux.Vars(r)["id"])
+	return api.revokeRoute(r.Context(), w, ac, mux.Vars(r)["id"])
 }
 
-func (api *API) deleteBinding(w http.ResponseWriter, r *http.Request, ac *Access, id string) error {
-	b, err := api.store.GetBinding(r.Context(), id)
+func (api *API) revokeRoute(ctx context.Context, w http.ResponseWriter, ac *Access, id string) error {
+	if err := api.Revoke(ctx, ac, id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Revoke deletes role binding id (DELETE /role-bindings/{id}): 404 when
+// the caller cannot see it, 403 when they may not manage its scope, 409
+// for the last system-admin binding.
+func (api *API) Revoke(ctx context.Context, ac *Access, id string) error {
+	b, err := api.store.GetBinding(ctx, id)
 	notFound := httpapi.NotFound("no role binding %s", id)
 	if errors.Is(err, ErrNotFound) {
 		return notFound
@@ -381,10 +448,10 @@ func (api *API) deleteBinding(w http.ResponseWriter, r *http.Request, ac *Access
 	case !ac.canManageBinding(b):
 		return httpapi.Forbidden("revoking a " + b.Role + " binding needs an admin role over its scope")
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
+	audit.Annotate(ctx, audit.Note{Org: b.Org, Project: b.Project, Target: "user/" + b.Username})
 	// Without a system admin nobody could create organizations or users
 	// again: the last one stays.
-	err = api.store.DeleteBindingKeepingAdmin(r.Context(), b)
+	err = api.store.DeleteBindingKeepingAdmin(ctx, b)
 	switch {
 	case errors.Is(err, ErrLastSystemAdmin):
 		return httpapi.Conflict("this is the last system-admin binding; grant system-admin to another user first")
@@ -393,7 +460,6 @@ func (api *API) deleteBinding(w http.ResponseWriter, r *http.Request, ac *Access
 	case err != nil:
 		return err
 	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
