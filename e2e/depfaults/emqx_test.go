@@ -41,6 +41,11 @@ func TestEMQXFaults(t *testing.T) {
 		return reasons, overlap
 	}
 	_, slowOverlap := phase("EMQX answering in 2 s", `{"latencyMs":2000}`, outage(30*time.Second, 2*time.Minute))
+	// Healthy in between, so the next phase starts from running.
+	post(t, a.simURL+"/sim/api/fault", `{}`)
+	if _, err := s.api.WaitState(t.Context(), a.id, "running", 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	flaky, flakyOverlap := phase("EMQX answering 500 to half the calls", `{"errorRate":0.5,"status":500}`, outage(30*time.Second, 2*time.Minute))
 	post(t, a.simURL+"/sim/api/fault", `{}`)
 	healed := time.Now()

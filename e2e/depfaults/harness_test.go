@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -367,18 +368,27 @@ func (s *stack) logCount() (int, error) {
 	return n.Count, err
 }
 
-// hook counts Alertmanager's webhook deliveries per alert and status.
+// hook records Alertmanager's webhook notifications. A notification
+// carries every alert of its group (a project's cluster), so an alert shows
+// in several as its group changes; what it counts per alert is the
+// notifications in which the alert first appeared with a status, and per
+// group the notifications that repeated the group's previous one exactly
+// (a duplicate: nothing changed, yet it was sent again).
 type hook struct {
 	*httptest.Server
 	mu    sync.Mutex
-	count map[string]int // "firing EMQXConnectorAbnormal <cluster> http:conn_0001"
+	first map[string]int    // "firing EMQXConnectorAbnormal <cluster> <id>" → notifications where it first appeared so
+	seen  map[string]string // alert → its status in its group's last notification
+	last  map[string]string // group key → its last notification's alerts
+	dups  []string
 }
 
 func newHook(t *testing.T) *hook {
-	h := &hook{count: map[string]int{}}
+	h := &hook{first: map[string]int{}, seen: map[string]string{}, last: map[string]string{}}
 	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var m struct {
-			Alerts []struct {
+			GroupKey string `json:"groupKey"`
+			Alerts   []struct {
 				Status string            `json:"status"`
 				Labels map[string]string `json:"labels"`
 			} `json:"alerts"`
@@ -388,25 +398,45 @@ func newHook(t *testing.T) *hook {
 			return
 		}
 		h.mu.Lock()
+		defer h.mu.Unlock()
+		sig := make([]string, 0, len(m.Alerts))
 		for _, a := range m.Alerts {
-			h.count[a.Status+" "+a.Labels["alertname"]+" "+a.Labels["cluster"]+" "+a.Labels["id"]]++
+			alert := a.Labels["alertname"] + " " + a.Labels["cluster"] + " " + a.Labels["id"]
+			sig = append(sig, a.Status+" "+alert)
+			if h.seen[alert] != a.Status {
+				h.seen[alert] = a.Status
+				h.first[a.Status+" "+alert]++
+			}
 		}
-		h.mu.Unlock()
+		sort.Strings(sig)
+		if joined := strings.Join(sig, ", "); h.last[m.GroupKey] == joined {
+			h.dups = append(h.dups, joined)
+		} else {
+			h.last[m.GroupKey] = joined
+		}
 	}))
 	t.Cleanup(h.Close)
 	return h
 }
 
+// n is how many notifications announced key ("firing <alertname> <cluster> <id>").
 func (h *hook) n(key string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.count[key]
+	return h.first[key]
+}
+
+// duplicates lists the notifications that repeated their group's previous one.
+func (h *hook) duplicates() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.dups...)
 }
 
 func (h *hook) String() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return fmt.Sprint(h.count)
+	return fmt.Sprint(h.first)
 }
 
 // alertTo switches the project's alerting on at trigger and recovery
