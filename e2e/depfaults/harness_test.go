@@ -305,20 +305,10 @@ func rssMiB(t *testing.T, p *testbed.Proc) float64 {
 	return 0
 }
 
-// eventually polls cond every 200 ms until it holds or timeout passes.
+// eventually polls cond until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, got := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last seen: %s", what, timeout, got)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testbed.Eventually(t, timeout, what, cond)
 }
 
 // during runs check every step until d has passed.

@@ -7,15 +7,12 @@
 // durations of issue 14 (ecp down 10 min, Prometheus 5 min, VictoriaLogs
 // 2 min):
 //
-//	go test -count=1 -timeout 40m ./e2e/depfaults/ -depfaults.full -v
+//	go test -count=1 -timeout 40m -v ./e2e/depfaults/ -depfaults.full
 package depfaults
 
 import (
-	"context"
 	"flag"
-	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -36,23 +33,5 @@ var bins testbed.Binaries
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if testing.Short() {
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "ecp-depfaults-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	bins, err = testbed.Build(ctx, "../..", dir, filepath.Join(dir, "dist"))
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testbed.RunTests(m, testing.Short(), "../..", &bins))
 }

@@ -302,7 +302,10 @@ func TestSilenceAndRecovery(t *testing.T) {
 	}
 }
 
-func TestRestartGrace(t *testing.T) {
+// restartAfter runs ecp with a reporting agent on c1, stops it, and starts
+// it again after outage; the agent then talks to the new ecp.
+func restartAfter(t *testing.T, outage time.Duration) (*testFleet, *agent, *clock) {
+	t.Helper()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.ClientOf(t, srv)
 	clk := newClock()
@@ -313,11 +316,16 @@ func TestRestartGrace(t *testing.T) {
 	mustRegister(t, a, issue(t, f1, "c1", time.Hour))
 	decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
 	f1.stop()
-
-	// ecp was down for longer than the silence threshold.
-	clk.Add(10 * testInterval)
+	clk.Add(outage)
 	f2 := startFleet(t, etcdtest.ClientOf(t, srv), clk, "second")
+	a.base = f2.url
 	f2.waitLeader(t)
+	return f2, a, clk
+}
+
+func TestRestartGrace(t *testing.T) {
+	// ecp was down for longer than the silence threshold.
+	f2, _, clk := restartAfter(t, 10*testInterval)
 	clk.Add(3*testInterval - time.Second)
 	f2.sweep(t.Context())
 	if st := f2.status(t, "c1"); st.State != StateRunning {
@@ -337,22 +345,8 @@ func TestRestartGrace(t *testing.T) {
 // grace waits for it instead of marking every cluster AgentSilent (and
 // alerting on each) a few intervals after a long outage.
 func TestOutageGraceCoversReconnectBackoff(t *testing.T) {
-	srv := etcdtest.Start(t)
-	cli := etcdtest.ClientOf(t, srv)
-	clk := newClock()
-	f1 := startFleet(t, cli, clk, "first")
-	f1.waitLeader(t)
-	putSpec(t, cli, "c1", 10)
-	a := newAgent(f1.url)
-	mustRegister(t, a, issue(t, f1, "c1", time.Hour))
-	decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
-	f1.stop()
-
 	// ecp down 10 minutes: the agent's backoff reached its maximum.
-	clk.Add(10 * time.Minute)
-	f2 := startFleet(t, etcdtest.ClientOf(t, srv), clk, "second")
-	a.base = f2.url
-	f2.waitLeader(t)
+	f2, a, clk := restartAfter(t, 10*time.Minute)
 	clk.Add(agentproto.SilentIntervals*testInterval + agentproto.ReconnectBackoffMax - time.Second)
 	f2.sweep(t.Context())
 	if st := f2.status(t, "c1"); st.State != StateRunning {
