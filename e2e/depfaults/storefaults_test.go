@@ -56,7 +56,9 @@ func TestPrometheusDown(t *testing.T) {
 
 	s.startProm()
 	back := time.Now()
-	eventually(t, time.Minute, "queues drained", func() (bool, string) {
+	// After a long outage the agent's backoff has grown to its maximum:
+	// Retry-After is only its floor.
+	eventually(t, agentBackoffMax+30*time.Second, "queues drained", func() (bool, string) {
 		q, aq := mustMetric(t, ecpMetrics, "ecp_remote_write_queue_length"), mustMetric(t, a.metrics, "agent_exporter_remote_write_queue_length")
 		return q == 0 && aq == 0, fmt.Sprintf("ecp %v, agent %v", q, aq)
 	})
