@@ -49,6 +49,11 @@ const (
 	// SilentIntervals is how many report intervals may pass without a
 	// report before ecp marks the cluster abnormal with AgentSilent.
 	SilentIntervals = 3
+	// ReconnectBackoffMax is the longest an agent waits between attempts
+	// to reach ecp (jittered exponential backoff from one second). After a
+	// restart ecp's sweeper allows for it: an agent that failed for a
+	// while may be that long from its next attempt.
+	ReconnectBackoffMax = 2 * time.Minute
 	// MaxDesiredWait is the longest ecp holds a desired-state long-poll.
 	MaxDesiredWait = 60 * time.Second
 	// MinAgentInterval and MaxAgentInterval bound the collection interval

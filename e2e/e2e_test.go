@@ -4,9 +4,7 @@
 package e2e
 
 import (
-	"context"
 	"flag"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,26 +26,7 @@ var bins testbed.Binaries
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	if testing.Short() {
-		// No binaries are built in -short mode; each test skips itself.
-		os.Exit(m.Run())
-	}
-	dir, err := os.MkdirTemp("", "ecp-e2e-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	bins, err = testbed.Build(ctx, "..", dir, filepath.Join(dir, "dist"))
-	cancel()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		_ = os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	_ = os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testbed.RunTests(m, testing.Short(), "..", &bins))
 }
 
 // stack is one ecp and its operator client.
@@ -168,17 +147,7 @@ func setSimLicence(t *testing.T, simURL string, maxConns int) {
 // eventually polls cond every 100 ms until it holds or timeout passes.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, got := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s; last seen: %s", what, timeout, got)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	testbed.Eventually(t, timeout, what, cond)
 }
 
 // newSim runs a simulated EMQX cluster on a free port and returns its URL.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ecpio/ecp/agent-exporter/remotewrite"
 	"github.com/ecpio/ecp/agent-exporter/state"
+	"github.com/ecpio/ecp/agentproto"
 )
 
 // Defaults shared by the flags and DefaultOptions.
@@ -26,7 +27,7 @@ const (
 	DefaultDesiredWait     = 30 * time.Second
 	DefaultReportBuffer    = 4
 	DefaultBackoffBase     = time.Second
-	DefaultBackoffMax      = 2 * time.Minute
+	DefaultBackoffMax      = agentproto.ReconnectBackoffMax
 	shutdownTimeout        = 5 * time.Second
 )
 

@@ -67,8 +67,10 @@
 // place on every report). The sweeper runs only on the leader elected with
 // concurrency.Election and pops just the entries whose deadline passed,
 // marking them abnormal with AgentSilent. After it becomes leader,
-// and so after any restart, it first waits a full SilentIntervals × interval:
-// a restart or failover marks no cluster abnormal. An agent that registered
+// and so after any restart, it first waits a full SilentIntervals × interval
+// plus the reconnect backoff an agent may be in (up to
+// agentproto.ReconnectBackoffMax; see becomeLeader): a restart, a failover
+// or an outage of ecp marks no cluster abnormal. An agent that registered
 // but never reports goes silent the same way.
 //
 // # Several replicas

@@ -302,7 +302,10 @@ func TestSilenceAndRecovery(t *testing.T) {
 	}
 }
 
-func TestRestartGrace(t *testing.T) {
+// restartAfter runs ecp with a reporting agent on c1, stops it, and starts
+// it again after outage; the agent then talks to the new ecp.
+func restartAfter(t *testing.T, outage time.Duration) (*testFleet, *agent, *clock) {
+	t.Helper()
 	srv := etcdtest.Start(t)
 	cli := etcdtest.ClientOf(t, srv)
 	clk := newClock()
@@ -313,19 +316,48 @@ func TestRestartGrace(t *testing.T) {
 	mustRegister(t, a, issue(t, f1, "c1", time.Hour))
 	decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
 	f1.stop()
-
-	// ecp was down for longer than the silence threshold.
-	clk.Add(10 * testInterval)
+	clk.Add(outage)
 	f2 := startFleet(t, etcdtest.ClientOf(t, srv), clk, "second")
+	a.base = f2.url
 	f2.waitLeader(t)
+	return f2, a, clk
+}
+
+func TestRestartGrace(t *testing.T) {
+	// ecp was down for longer than the silence threshold.
+	f2, _, clk := restartAfter(t, 10*testInterval)
 	clk.Add(3*testInterval - time.Second)
 	f2.sweep(t.Context())
 	if st := f2.status(t, "c1"); st.State != StateRunning {
 		t.Fatalf("marked %s/%s within the restart grace", st.State, reasonCode(st.StateReason))
 	}
-	clk.Add(2 * time.Second)
+	// The grace also covers the reconnect backoff the agent may be in
+	// after the outage (TestOutageGraceCoversReconnectBackoff); past it,
+	// a silent agent is marked.
+	clk.Add(agentproto.ReconnectBackoffMax + 2*time.Second)
 	f2.sweep(t.Context())
 	f2.waitState(t, "c1", StateAbnormal, ReasonAgentSilent)
+}
+
+// TestOutageGraceCoversReconnectBackoff: while ecp was down its agents
+// backed off (doubling, up to agentproto.ReconnectBackoffMax), so when it
+// returns an agent may be that long from its next attempt. The restart
+// grace waits for it instead of marking every cluster AgentSilent (and
+// alerting on each) a few intervals after a long outage.
+func TestOutageGraceCoversReconnectBackoff(t *testing.T) {
+	// ecp down 10 minutes: the agent's backoff reached its maximum.
+	f2, a, clk := restartAfter(t, 10*time.Minute)
+	clk.Add(agentproto.SilentIntervals*testInterval + agentproto.ReconnectBackoffMax - time.Second)
+	f2.sweep(t.Context())
+	if st := f2.status(t, "c1"); st.State != StateRunning {
+		t.Fatalf("marked %s/%s while the agent could still be in its reconnect backoff", st.State, reasonCode(st.StateReason))
+	}
+	decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
+	clk.Add(2 * time.Second)
+	f2.sweep(t.Context())
+	if st := f2.status(t, "c1"); st.State != StateRunning || f2.writes("silent") != 0 {
+		t.Fatalf("after the agent came back: %+v, %v silent writes", st, f2.writes("silent"))
+	}
 }
 
 func TestTwoReplicas(t *testing.T) {

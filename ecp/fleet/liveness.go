@@ -55,15 +55,31 @@ func (f *Fleet) left() {
 // becomeLeader starts the sweeper's grace: every agent gets a full
 // SilentIntervals × interval from now (its own interval when it runs
 // slower than ecp's), whatever this replica heard before, because it may
-// have missed reports served while no one led.
+// have missed reports served while no one led. On top of that an agent
+// may be in its reconnect backoff (ecp or its replica was down): one this
+// replica has not heard since it started gets agentproto.ReconnectBackoffMax,
+// since the outage's length is unknown; one unheard for a while gets that
+// while again, up to the same maximum, since a doubling backoff never waits
+// longer than it has already been failing. Without it every cluster was
+// marked AgentSilent, alerts and all, a few intervals after an ecp outage
+// longer than about three intervals.
 func (f *Fleet) becomeLeader(el *concurrency.Election) {
 	f.mu.Lock()
 	f.leader = el
+	now := f.now()
 	grace := f.silentAfter
 	for _, e := range f.entries {
-		grace = max(grace, f.silentAfterLocked(e))
+		g := f.silentAfterLocked(e)
+		switch {
+		case !e.hasAgent || e.status.State == StateAbnormal && reasonCode(e.status.Reason) == ReasonAgentSilent:
+		case !e.heard:
+			g += agentproto.ReconnectBackoffMax
+		default:
+			g += min(agentproto.ReconnectBackoffMax, max(0, now.Sub(e.lastHeard)))
+		}
+		grace = max(grace, g)
 	}
-	f.graceUntil = f.now().Add(grace)
+	f.graceUntil = now.Add(grace)
 	f.announceLocked()
 	f.mu.Unlock()
 	f.metrics.leader.Set(1)

@@ -37,6 +37,10 @@ type entry struct {
 	// lastHeard is when this replica last learnt that the bound agent was
 	// alive (a report, a digest, or registration; load time after a start).
 	lastHeard time.Time
+	// heard is set when lastHeard came from a report or a digest, not from
+	// the binding's arrival: after a start ecp cannot tell how long the
+	// agent went unheard (becomeLeader).
+	heard bool
 	// deadline is when the agent counts as silent: lastHeard plus
 	// SilentIntervals of the longer of ecp's interval and the agent's
 	// (setDeadlineLocked).
@@ -169,7 +173,7 @@ func (f *Fleet) applyLocked(k kv) {
 				// grace to send its first report.
 				e.live = live{}
 				e.bindRev = k.createRev
-				e.lastHeard = now
+				e.lastHeard, e.heard = now, false
 				f.setDeadlineLocked(e)
 			}
 			e.agent, e.hasAgent = rec, true
@@ -229,6 +233,7 @@ func (f *Fleet) heardLocked(e *entry, t time.Time) {
 	if t.After(e.lastHeard) {
 		e.lastHeard = t
 	}
+	e.heard = true
 	f.setDeadlineLocked(e)
 	if e.heapIndex >= 0 {
 		heap.Fix(&f.heap, e.heapIndex)

@@ -46,8 +46,28 @@ func (s *Sim) SetAPIFault(f APIFault) error {
 	}
 	s.mu.Lock()
 	s.fault = apiFault{latency: f.Latency, errorRate: f.ErrorRate, status: f.Status}
+	s.apiPathMax = 0
 	s.mu.Unlock()
 	return nil
+}
+
+// enterAPI counts one more request in flight on path and returns its
+// release. The highest count on one path since the last SetAPIFault is
+// State.APIPathConcurrencyMax: a client that polls each path once per
+// round keeps it at 1 unless two rounds overlap, which tests of a slow
+// EMQX read to prove the agent never overlaps its collections.
+func (s *Sim) enterAPI(path string) func() {
+	s.mu.Lock()
+	s.apiInFlight[path]++
+	s.apiPathMax = max(s.apiPathMax, s.apiInFlight[path])
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		if s.apiInFlight[path]--; s.apiInFlight[path] == 0 {
+			delete(s.apiInFlight, path)
+		}
+		s.mu.Unlock()
+	}
 }
 
 // applyAPIFault delays and maybe fails one API request; false means the

@@ -1,10 +1,12 @@
 package sim
 
 import (
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -285,5 +287,41 @@ func TestRaiseAndClearAlarm(t *testing.T) {
 	hist := f.req(t, "GET", "/api/v5/alarms?activated=false", tok, "").object(t)["data"].([]any)
 	if len(al) != 1 || len(hist) != 1 || hist[0].(map[string]any)["node"] != "emqx@10.0.0.2" {
 		t.Fatalf("active %v, history %v", al, hist)
+	}
+}
+
+// TestAPIPathConcurrency: /sim/state counts the most requests in flight at
+// once on one path since the last fault change, so a test of a slow EMQX
+// can prove its client never asked for the same thing twice at once.
+func TestAPIPathConcurrency(t *testing.T) {
+	f := start(t, Options{})
+	tok := f.admin(t)
+	pathMax := func() int {
+		var st State
+		r := f.req(t, "GET", "/sim/state", "", "")
+		if err := json.Unmarshal(r.body, &st); err != nil {
+			t.Fatalf("/sim/state: %v: %s", err, r.body)
+		}
+		return st.APIPathConcurrencyMax
+	}
+	_ = f.req(t, "POST", "/sim/api/fault", "", `{"latencyMs":300}`)
+	var wg sync.WaitGroup
+	for _, p := range []string{"/api/v5/nodes", "/api/v5/cluster", "/api/v5/license"} {
+		wg.Go(func() { f.req(t, "GET", p, tok, "") })
+	}
+	wg.Wait()
+	if got := pathMax(); got != 1 {
+		t.Fatalf("three paths at once: apiPathConcurrencyMax = %d, want 1", got)
+	}
+	for range 2 {
+		wg.Go(func() { f.req(t, "GET", "/api/v5/nodes", tok, "") })
+	}
+	wg.Wait()
+	if got := pathMax(); got != 2 {
+		t.Fatalf("one path twice at once: apiPathConcurrencyMax = %d, want 2", got)
+	}
+	_ = f.req(t, "POST", "/sim/api/fault", "", `{}`)
+	if got := pathMax(); got != 0 {
+		t.Fatalf("after a fault change: apiPathConcurrencyMax = %d, want 0", got)
 	}
 }

@@ -94,8 +94,11 @@ func (rt *router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusMethodNotAllowed)
 		return
 	}
-	if ro.api && !rt.s.applyAPIFault(w, r) {
-		return
+	if ro.api {
+		defer rt.s.enterAPI(r.URL.Path)()
+		if !rt.s.applyAPIFault(w, r) {
+			return
+		}
 	}
 	resource := ""
 	if len(ro.segs) > 2 {

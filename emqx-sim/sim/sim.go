@@ -302,8 +302,12 @@ type Sim struct {
 	apiKeys  map[string]*apiKeyRec // by api_key
 	keyNames []string              // creation order of API key names
 
-	fault      apiFault
-	loginFault string // "" or the error code login answers with
+	fault apiFault
+	// apiInFlight counts requests in flight per /api/v5 path; apiPathMax
+	// is its highest value since the last SetAPIFault.
+	apiInFlight map[string]int
+	apiPathMax  int
+	loginFault  string // "" or the error code login answers with
 
 	entries []DashboardEntry
 
@@ -330,14 +334,15 @@ func New(opts Options) (*Sim, error) {
 	}
 	seed := uint64(opts.Seed)
 	s := &Sim{
-		opts:    opts,
-		rel:     rel,
-		logger:  opts.Logger,
-		rng:     rand.New(rand.NewPCG(seed, 1)),
-		authRng: rand.New(rand.NewPCG(seed, 2)),
-		apiRng:  rand.New(rand.NewPCG(seed, 3)),
-		stopCh:  make(chan struct{}),
-		doneCh:  make(chan struct{}),
+		opts:        opts,
+		rel:         rel,
+		logger:      opts.Logger,
+		rng:         rand.New(rand.NewPCG(seed, 1)),
+		authRng:     rand.New(rand.NewPCG(seed, 2)),
+		apiRng:      rand.New(rand.NewPCG(seed, 3)),
+		apiInFlight: map[string]int{},
+		stopCh:      make(chan struct{}),
+		doneCh:      make(chan struct{}),
 	}
 	now := opts.Now()
 	s.started = now

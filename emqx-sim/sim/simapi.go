@@ -140,6 +140,9 @@ type State struct {
 	DynamicMaxConnections int    `json:"dynamicMaxConnections"`
 	CustomerType          int    `json:"customerType"`
 	LogLines              int64  `json:"logLines"`
+	// APIPathConcurrencyMax is the most requests seen in flight at once
+	// on one /api/v5 path since the last API fault change.
+	APIPathConcurrencyMax int `json:"apiPathConcurrencyMax"`
 }
 
 // State returns the current summary.
@@ -150,6 +153,7 @@ func (s *Sim) State() State {
 		Version: s.rel.String(), NodesRunning: s.runningCount(), NodesStopped: len(s.nodes) - s.runningCount(),
 		LicenseCount: s.licenseCount(), EffectiveMax: s.effectiveMax(), ConnectionCap: s.connectionCap(),
 		DynamicMaxConnections: s.setting.dynamic, CustomerType: s.lic.CustomerType,
+		APIPathConcurrencyMax: s.apiPathMax,
 	}
 	for _, n := range s.runningNodes() {
 		st.Connections += n.sessions
