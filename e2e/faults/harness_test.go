@@ -225,7 +225,13 @@ func (f *fleet) addAgent(i int) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.t.Cleanup(func() { _ = p.Stop() })
+	f.t.Cleanup(func() {
+		_ = p.Stop()
+		if f.t.Failed() {
+			b, _ := os.ReadFile(filepath.Join(setup.Dir, "agent.log"))
+			f.t.Logf("agent log of %s (last 3000 bytes):\n%s", entry.ID, b[max(0, len(b)-3000):])
+		}
+	})
 	cl, err := f.api.WaitState(ctx, entry.ID, "running", time.Minute)
 	if err != nil {
 		f.t.Fatal(err)
