@@ -85,6 +85,7 @@ func (f *Fleet) publishDigest(ctx context.Context) {
 		if err != nil {
 			f.logger.Warn("could not publish digest", "err", err)
 			f.mu.Lock()
+			f.publishingSince = time.Time{}
 			for _, e := range heard {
 				if !e.heardLocal {
 					e.heardLocal = true
@@ -104,6 +105,9 @@ func (f *Fleet) publishDigest(ctx context.Context) {
 	}
 	f.mu.Lock()
 	f.digestChunks = chunks
+	if f.publishingSince.IsZero() {
+		f.publishingSince = time.UnixMilli(at)
+	}
 	f.mu.Unlock()
 }
 
@@ -175,11 +179,20 @@ func (f *Fleet) applyDigestLocked(key string, value []byte, now time.Time) {
 
 // coveredLocked is the time up to which every other replica has told this
 // one what it heard: the oldest of their latest digests, zero when one has
-// published none yet; now when there is no other replica.
+// published none yet; now when there is no other replica. A replica that
+// has published nothing since this one's digests started to go through
+// again, a silence window ago, is not waited for: etcd takes writes, so it
+// is stuck (its session may outlive it), and waiting for it would leave
+// every silent agent running.
 func (f *Fleet) coveredLocked(now time.Time) time.Time {
 	covered := now
+	healthy := !f.publishingSince.IsZero() && now.Sub(f.publishingSince) > f.silentAfter
 	for id := range f.peers {
-		if t := f.told[id]; t.Before(covered) {
+		t := f.told[id]
+		if healthy && t.Before(f.publishingSince) {
+			continue
+		}
+		if t.Before(covered) {
 			covered = t
 		}
 	}

@@ -88,7 +88,9 @@
 // has told what it heard up to one interval before the agent's deadline.
 // Reports served by a replica that could not publish (etcd without a leader
 // or quorum, or a replica killed whose lease has not expired yet) thus never
-// count as silence; a failed digest's clusters go into the next one. The
+// count as silence; a failed digest's clusters go into the next one. A
+// replica that publishes nothing for a silence window while the leader's
+// own digests go through is stuck and no longer waited for. The
 // cost is about two etcd writes per replica per interval whatever the fleet
 // size. A leader may
 // learn of a remote report up to interval/2 late, well inside the two spare

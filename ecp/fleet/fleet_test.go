@@ -434,6 +434,24 @@ func TestSweepDoesNotCountStoreOutageAgainstClusters(t *testing.T) {
 	}
 }
 
+// TestSweepDoesNotWaitForAStuckReplica: a replica that keeps its session
+// but publishes no digest while etcd takes this replica's digests for a
+// whole silence window is stuck; the sweeper stops waiting for it, or no
+// silent agent would ever be marked.
+func TestSweepDoesNotWaitForAStuckReplica(t *testing.T) {
+	leader, _, _, clk := reportingThroughFollower(t)
+	// The follower publishes nothing from here on; the agent is silent.
+	leader.publishDigest(t.Context())
+	leader.sweep(t.Context())
+	if n := leader.writes("silent"); n != 0 {
+		t.Fatalf("the leader marked %v agents silent before the follower had a window to publish", n)
+	}
+	clk.Add(3*testInterval + time.Second)
+	leader.publishDigest(t.Context())
+	leader.sweep(t.Context())
+	leader.waitState(t, "c1", StateAbnormal, ReasonAgentSilent)
+}
+
 func TestDesiredLongPoll(t *testing.T) {
 	cli := etcdtest.Client(t)
 	f := startFleet(t, cli, newClock(), "r1")
