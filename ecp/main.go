@@ -102,6 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&logFormat)
 
 	versionCmd := ka.Command("version", "Print the version of ecp.")
+	backups := addBackupCommands(ka)
 
 	if len(args) == 0 {
 		ka.Usage(nil)
@@ -119,6 +120,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case versionCmd.FullCommand():
 		_, _ = fmt.Fprintf(stdout, "ecp %s (revision %s, %s)\n", version.Version, version.Revision, runtime.Version())
 		return exitOK
+	case backups.save.FullCommand(), backups.restore.FullCommand():
+		return backups.run(cmd, stdout, stderr)
 	case serve.FullCommand():
 	default:
 		// --help was shown.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,8 +23,11 @@ const maxDigestBytes = 16 << 20
 
 // digest lists the clusters a replica served reports for since its
 // previous digest, each with its latest snapshot. Every item is a complete
-// observation, so chunks and digests can be applied in any order.
+// observation, so chunks and digests can be applied in any order. At is
+// when it was published (Unix milliseconds): the replica has told everything
+// it heard before then, which the sweeper needs to know (covered).
 type digest struct {
+	At    int64        `json:"p,omitempty"`
 	Items []digestItem `json:"i"`
 }
 
@@ -42,7 +46,9 @@ type digestItem struct {
 
 // publishDigest writes the clusters this replica heard from since the
 // previous digest under keys attached to its session lease. A lone replica
-// publishes nothing: no one would read it.
+// publishes nothing: no one would read it. A replica that heard nothing
+// still publishes, an empty digest, so the leader knows it has nothing to
+// tell; and what a failed write could not tell goes into the next one.
 func (f *Fleet) publishDigest(ctx context.Context) {
 	f.mu.Lock()
 	s := f.session
@@ -64,13 +70,11 @@ func (f *Fleet) publishDigest(ctx context.Context) {
 			Version: l.Version, AgentVersion: l.AgentVersion})
 	}
 	prevChunks := f.digestChunks
+	at := f.now().UnixMilli()
 	f.mu.Unlock()
-	if len(items) == 0 {
-		return
-	}
 	chunks := 0
-	for start := 0; start < len(items); start += digestChunk {
-		val, err := encodeDigest(digest{Items: items[start:min(start+digestChunk, len(items))]})
+	for start := 0; start == 0 || start < len(items); start += digestChunk {
+		val, err := encodeDigest(digest{At: at, Items: items[start:min(start+digestChunk, len(items))]})
 		if err != nil {
 			f.logger.Error("could not encode digest", "err", err)
 			return
@@ -80,6 +84,15 @@ func (f *Fleet) publishDigest(ctx context.Context) {
 		cancel()
 		if err != nil {
 			f.logger.Warn("could not publish digest", "err", err)
+			f.mu.Lock()
+			f.publishingSince = time.Time{}
+			for _, e := range heard {
+				if !e.heardLocal {
+					e.heardLocal = true
+					f.heard = append(f.heard, e)
+				}
+			}
+			f.mu.Unlock()
 			return
 		}
 		f.metrics.etcdWrites.WithLabelValues("digest").Inc()
@@ -92,6 +105,9 @@ func (f *Fleet) publishDigest(ctx context.Context) {
 	}
 	f.mu.Lock()
 	f.digestChunks = chunks
+	if f.publishingSince.IsZero() {
+		f.publishingSince = time.UnixMilli(at)
+	}
 	f.mu.Unlock()
 }
 
@@ -132,6 +148,17 @@ func (f *Fleet) applyDigestLocked(key string, value []byte, now time.Time) {
 		f.logger.Warn("ignoring undecodable digest", "key", key, "err", err)
 		return
 	}
+	if replica, _, ok := strings.Cut(strings.TrimPrefix(key, digestsPrefix), "/"); ok {
+		// A digest of an older ecp carries no time; its arrival is the
+		// best guess.
+		at := now
+		if d.At > 0 {
+			at = time.UnixMilli(d.At)
+		}
+		if at.After(f.told[replica]) {
+			f.told[replica] = at
+		}
+	}
 	for _, it := range d.Items {
 		e := f.entries[it.ID]
 		if e == nil || !e.hasAgent || e.bindRev != it.BindRev {
@@ -148,4 +175,26 @@ func (f *Fleet) applyDigestLocked(key string, value []byte, now time.Time) {
 			Nodes: it.Nodes, NodesRunning: it.NodesRunning, Version: it.Version, AgentVersion: it.AgentVersion}
 		f.heardLocked(e, at)
 	}
+}
+
+// coveredLocked is the time up to which every other replica has told this
+// one what it heard: the oldest of their latest digests, zero when one has
+// published none yet; now when there is no other replica. A replica that
+// has published nothing since this one's digests started to go through
+// again, a silence window ago, is not waited for: etcd takes writes, so it
+// is stuck (its session may outlive it), and waiting for it would leave
+// every silent agent running.
+func (f *Fleet) coveredLocked(now time.Time) time.Time {
+	covered := now
+	healthy := !f.publishingSince.IsZero() && now.Sub(f.publishingSince) > f.silentAfter
+	for id := range f.peers {
+		t := f.told[id]
+		if healthy && t.Before(f.publishingSince) {
+			continue
+		}
+		if t.Before(covered) {
+			covered = t
+		}
+	}
+	return covered
 }

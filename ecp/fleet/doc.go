@@ -84,8 +84,17 @@
 // the digests: the leader treats each item as hearing from the agent at the
 // report's time, and every replica uses the counters for Status. A digest
 // item is a complete observation, so order and loss of old digests do not
-// matter; items of a replaced binding are ignored. The cost is about two
-// etcd writes per replica per interval whatever the fleet size. A leader may
+// matter; items of a replaced binding are ignored. A replica that heard
+// nothing publishes an empty digest, and a digest carries when it was
+// published: the leader marks an agent silent only once every other replica
+// has told what it heard up to one interval before the agent's deadline.
+// Reports served by a replica that could not publish (etcd without a leader
+// or quorum, or a replica killed whose lease has not expired yet) thus never
+// count as silence; a failed digest's clusters go into the next one. A
+// replica that publishes nothing for a silence window while the leader's
+// own digests go through is stuck and no longer waited for. The
+// cost is about two etcd writes per replica per interval whatever the fleet
+// size. A leader may
 // learn of a remote report up to interval/2 late, well inside the two spare
 // intervals of the silence threshold. State lives in etcd, so every replica
 // serves the same state; counters may lag by interval/2 on replicas that did

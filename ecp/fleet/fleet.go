@@ -157,6 +157,11 @@ type Fleet struct {
 	// peers are the other replicas alive in etcd; digests are published
 	// only when there is someone to read them.
 	peers map[string]struct{}
+	// told is, per other replica, when its latest digest was published;
+	// publishingSince is since when this replica's own digests go through
+	// (zero after a failure).
+	told            map[string]time.Time
+	publishingSince time.Time
 	// idHolders maps each identity key to the cluster it names, so that a
 	// key moving away tells that cluster to check again (identity.go).
 	idHolders map[string]idHolder
@@ -204,6 +209,7 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		ready:       make(chan struct{}),
 		entries:     map[string]*entry{},
 		peers:       map[string]struct{}{},
+		told:        map[string]time.Time{},
 		idHolders:   map[string]idHolder{},
 		applied:     make(chan struct{}),
 	}

@@ -360,31 +360,35 @@ func TestOutageGraceCoversReconnectBackoff(t *testing.T) {
 	}
 }
 
-func TestTwoReplicas(t *testing.T) {
+// reportingThroughFollower starts a leading replica r1 and a follower r2,
+// registers an agent for c1 through the leader and has it report through
+// the follower, and ends the leader's grace.
+func reportingThroughFollower(t *testing.T) (leader, follower *testFleet, a *agent, clk *clock) {
+	t.Helper()
 	srv := etcdtest.Start(t)
-	clk := newClock()
-	r1 := startFleet(t, etcdtest.ClientOf(t, srv), clk, "r1")
-	r1.waitLeader(t)
-	r2 := startFleet(t, etcdtest.ClientOf(t, srv), clk, "r2")
-	leader, follower := r1, r2
-	cli := etcdtest.ClientOf(t, srv)
-	putSpec(t, cli, "c1", 10)
-
-	// The agent registers through one replica and reports through the other.
-	a := newAgent(leader.url)
+	clk = newClock()
+	leader = startFleet(t, etcdtest.ClientOf(t, srv), clk, "r1")
+	leader.waitLeader(t)
+	follower = startFleet(t, etcdtest.ClientOf(t, srv), clk, "r2")
+	putSpec(t, etcdtest.ClientOf(t, srv), "c1", 10)
+	a = newAgent(leader.url)
 	mustRegister(t, a, issue(t, leader, "c1", time.Hour))
 	a.base = follower.url
 	decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
 	leader.waitState(t, "c1", StateRunning, "")
-
-	// Reports keep landing on the follower only; its digests keep the
-	// leader from declaring the agent silent.
 	follower.waitFor(t, "peer presence", func() bool {
 		follower.mu.Lock()
 		defer follower.mu.Unlock()
 		return len(follower.peers) == 1
 	})
 	clk.Add(3*testInterval + time.Second) // the leader's grace is over
+	return leader, follower, a, clk
+}
+
+func TestTwoReplicas(t *testing.T) {
+	// Reports land on the follower only; its digests keep the leader from
+	// declaring the agent silent.
+	leader, follower, a, clk := reportingThroughFollower(t)
 	for range 4 {
 		clk.Add(testInterval)
 		decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
@@ -399,6 +403,15 @@ func TestTwoReplicas(t *testing.T) {
 	}
 
 	clk.Add(3*testInterval + time.Second)
+	// The follower heard nothing, and says so in its next digest (every
+	// interval/2); only then is the agent's silence certain.
+	follower.publishDigest(t.Context())
+	told := clk.Now()
+	leader.waitFor(t, "empty digest", func() bool {
+		leader.mu.Lock()
+		defer leader.mu.Unlock()
+		return leader.told["r2"].Equal(told)
+	})
 	follower.sweep(t.Context())
 	if follower.writes("silent") != 0 {
 		t.Fatal("the follower's sweeper acted")
@@ -418,6 +431,57 @@ func TestTwoReplicas(t *testing.T) {
 	follower.waitLeader(t)
 	decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
 	follower.waitState(t, "c1", StateRunning, "")
+}
+
+// TestSweepDoesNotCountStoreOutageAgainstClusters: the agent reports
+// through the follower, whose digests cannot reach etcd for longer than
+// the silence window (etcd lost its leader or quorum). The leader must not
+// mark the agent silent before the follower has told what it heard; once
+// it has, the agent is running all along.
+func TestSweepDoesNotCountStoreOutageAgainstClusters(t *testing.T) {
+	leader, follower, a, clk := reportingThroughFollower(t)
+	decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
+	follower.publishDigest(t.Context())
+	want := clk.Now()
+	leader.waitFor(t, "digest", func() bool { return leader.status(t, "c1").LastReportAt.Equal(want) })
+
+	// The store is out: the agent keeps reporting to the follower, which
+	// cannot publish, past the leader's silence deadline.
+	for range 4 {
+		clk.Add(testInterval)
+		decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
+	}
+	clk.Add(time.Second)
+	leader.sweep(t.Context())
+	if n := leader.writes("silent"); n != 0 {
+		t.Fatalf("the leader marked %v agents silent while a replica could not tell what it heard; status %+v", n, leader.status(t, "c1"))
+	}
+	// The store is back: the follower's digest tells of the reports.
+	follower.publishDigest(t.Context())
+	want = clk.Now().Add(-time.Second)
+	leader.waitFor(t, "digest after the outage", func() bool { return leader.status(t, "c1").LastReportAt.Equal(want) })
+	leader.sweep(t.Context())
+	if st := leader.status(t, "c1"); st.State != StateRunning || leader.writes("silent") != 0 {
+		t.Fatalf("after the outage the leader sees %+v and wrote %v silent marks", st, leader.writes("silent"))
+	}
+}
+
+// TestSweepDoesNotWaitForAStuckReplica: a replica that keeps its session
+// but publishes no digest while etcd takes this replica's digests for a
+// whole silence window is stuck; the sweeper stops waiting for it, or no
+// silent agent would ever be marked.
+func TestSweepDoesNotWaitForAStuckReplica(t *testing.T) {
+	leader, _, _, clk := reportingThroughFollower(t)
+	// The follower publishes nothing from here on; the agent is silent.
+	leader.publishDigest(t.Context())
+	leader.sweep(t.Context())
+	if n := leader.writes("silent"); n != 0 {
+		t.Fatalf("the leader marked %v agents silent before the follower had a window to publish", n)
+	}
+	clk.Add(3*testInterval + time.Second)
+	leader.publishDigest(t.Context())
+	leader.sweep(t.Context())
+	leader.waitState(t, "c1", StateAbnormal, ReasonAgentSilent)
 }
 
 func TestDesiredLongPoll(t *testing.T) {

@@ -114,11 +114,31 @@ func (f *Fleet) sweep(ctx context.Context) {
 		return
 	}
 	var expired []due
+	var unsure []*entry
+	covered := f.coveredLocked(now)
 	for len(f.heap) > 0 && !f.heap[0].deadline.After(now) {
 		e := heap.Pop(&f.heap).(*entry)
-		expired = append(expired, due{id: e.id, bindRev: e.bindRev, heard: e.lastHeard, allowed: f.silentAfterLocked(e)})
+		allowed := f.silentAfterLocked(e)
+		// The agent's later reports may have landed on a replica that
+		// could not publish them (etcd lost its leader or quorum, or the
+		// replica died and its lease has not expired yet): silence counts
+		// only once every replica has told what it heard up to one
+		// interval before the deadline, by which the agent reported again
+		// if it was alive. Otherwise an outage of ecp's own store would
+		// be counted against the clusters.
+		if covered.Before(e.deadline.Add(-allowed / agentproto.SilentIntervals)) {
+			unsure = append(unsure, e)
+			continue
+		}
+		expired = append(expired, due{id: e.id, bindRev: e.bindRev, heard: e.lastHeard, allowed: allowed})
+	}
+	for _, e := range unsure {
+		f.heapPushLocked(e)
 	}
 	f.mu.Unlock()
+	if len(unsure) > 0 {
+		f.logger.Debug("silence not yet certain: a replica has not published what it heard", "clusters", len(unsure), "toldUntil", covered)
+	}
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
 	for _, d := range expired {
 		err := f.updateStatus(ctx, d.id, "silent", []clientv3.Cmp{guard, bindCmp(d.id, d.bindRev)},

@@ -213,6 +213,7 @@ func (f *Fleet) applyLocked(k kv) {
 		}
 		if k.deleted {
 			delete(f.peers, id)
+			delete(f.told, id)
 		} else {
 			f.peers[id] = struct{}{}
 		}

@@ -33,6 +33,7 @@ func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.peers)
+	clear(f.told)
 	// Identity keys may have moved while the watch was down: every
 	// cluster checks its identity again at its next report.
 	clear(f.idHolders)

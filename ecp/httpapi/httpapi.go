@@ -9,6 +9,7 @@ package httpapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/ecpio/ecp/agentproto"
 )
@@ -186,12 +188,26 @@ func RouteTemplate(r *http.Request) string {
 	return "other"
 }
 
-// WriteError writes err in the envelope. An *Error is shown as is; anything
-// else is logged and answered with a generic 500, so internal details (etcd
-// addresses, stack traces) never reach the caller.
+// UnavailableRetryAfter is the Retry-After of a 503 answered because etcd
+// (or another service ecp waits on) did not answer in time.
+const UnavailableRetryAfter = 5 * time.Second
+
+// WriteError writes err in the envelope. An *Error is shown as is; an error
+// saying etcd lost its leader or quorum, or a call ran out of time, is a 503
+// with Retry-After, which agents honour, since retrying later will work;
+// anything else is logged and answered with a generic 500, so internal
+// details (etcd addresses, stack traces) never reach the caller.
 func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var apiErr *Error
-	if !errors.As(err, &apiErr) {
+	switch {
+	case errors.As(err, &apiErr):
+	case unavailable(err):
+		// Before bodyError: context.DeadlineExceeded is a net.Error that
+		// times out too, but says nothing about the request's body.
+		a.logger.Debug("request failed: a dependency is unavailable", "method", r.Method, "route", RouteTemplate(r), "err", err)
+		apiErr = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+			Message: "ecp's store or a service it depends on did not answer in time; retry later", RetryAfter: UnavailableRetryAfter}
+	default:
 		apiErr = bodyError(err)
 	}
 	if apiErr == nil {
@@ -204,6 +220,18 @@ func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) 
 	writeJSON(w, apiErr.Status, agentproto.ErrorBody{Error: agentproto.ErrorDetail{
 		Code: apiErr.Code, Message: apiErr.Message, Field: apiErr.Field, Details: apiErr.Details,
 	}})
+}
+
+// unavailable reports whether err is etcd being without a leader or timing
+// out, or a deadline passing while ecp waited.
+func unavailable(err error) bool {
+	for _, target := range []error{context.DeadlineExceeded, rpctypes.ErrNoLeader, rpctypes.ErrLeaderChanged,
+		rpctypes.ErrTimeout, rpctypes.ErrTimeoutDueToLeaderFail, rpctypes.ErrTimeoutDueToConnectionLost} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 // JSON writes v with status.

@@ -1,7 +1,10 @@
 package httpapi_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -11,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
@@ -145,5 +149,39 @@ func TestErrorEnvelopeIsTheAgentprotoType(t *testing.T) {
 	}
 	if eb.Error.Code != httpapi.CodeRefused || eb.Error.Field != "maxConnections" || eb.Error.Details["remaining"] != 5.0 || len(eb.Error.Details) != 1 {
 		t.Fatalf("decoded %+v", eb)
+	}
+}
+
+// TestStoreOutageIs503WithRetryAfter: the fault campaign (e2e/faults) found
+// that a call needing etcd while etcd had no leader or quorum was answered
+// 500 "internal error", which agents do not back off from. It is a 503 with
+// Retry-After; any other failure stays a 500.
+func TestStoreOutageIs503WithRetryAfter(t *testing.T) {
+	a := httpapi.NewAdapter(slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	for name, tc := range map[string]struct {
+		err    error
+		status int
+	}{
+		"etcd without a leader": {fmt.Errorf("write status: %w", rpctypes.ErrNoLeader), http.StatusServiceUnavailable},
+		"etcd timing out":       {fmt.Errorf("write status: %w", rpctypes.ErrTimeout), http.StatusServiceUnavailable},
+		"deadline passed":       {fmt.Errorf("write status: %w", context.DeadlineExceeded), http.StatusServiceUnavailable},
+		"any other failure":     {errors.New("boom"), http.StatusInternalServerError},
+	} {
+		t.Run(name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			a.Handle(func(http.ResponseWriter, *http.Request) error { return tc.err }).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/x", nil))
+			var env envelope
+			_ = json.Unmarshal(rec.Body.Bytes(), &env)
+			if rec.Code != tc.status {
+				t.Fatalf("status %d (%s), want %d", rec.Code, rec.Body, tc.status)
+			}
+			if tc.status == http.StatusServiceUnavailable && (rec.Header().Get("Retry-After") != "5" || env.Error.Code != httpapi.CodeUnavailable ||
+				!strings.Contains(env.Error.Message, "retry later")) {
+				t.Fatalf("Retry-After %q, envelope %+v", rec.Header().Get("Retry-After"), env)
+			}
+			if strings.Contains(rec.Body.String(), "etcdserver") || strings.Contains(rec.Body.String(), "boom") {
+				t.Fatalf("internal error text leaked: %s", rec.Body)
+			}
+		})
 	}
 }
