@@ -50,7 +50,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{"no command", nil, cli.ExitUsage, "usage:"},
 		{"unknown command", []string{"frobnicate"}, cli.ExitUsage, `unknown command "frobnicate"`},
-		{"unknown flag", []string{"run", "--nope"}, cli.ExitUsage, "flag provided but not defined"},
+		{"unknown flag", []string{"run", "--nope"}, cli.ExitUsage, "unknown long flag '--nope'"},
 		{"bad log level", []string{"run", "--log.level", "loud", "--log.file", "-"}, cli.ExitUsage, "--log.level"},
 		{"negative series cap", []string{"run", "--remote-write.max-series", "-1", "--log.file", "-"}, cli.ExitUsage, "--remote-write.max-series -1: want 0 (no cap) or more"},
 		{"interval too short", []string{"run", "--collect.interval", "500ms", "--log.file", "-"}, cli.ExitUsage, "--collect.interval 500ms: want 1s to 5m0s"},
