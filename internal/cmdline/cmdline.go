@@ -1,6 +1,6 @@
-// Package cmdline is how agent-exporter and emqx-sim read their flags:
-// kingpin, as ecp, Prometheus and Alertmanager do, set up for a command
-// that returns its exit code instead of exiting.
+// Package cmdline is how the shipped binaries (ecp, agent-exporter,
+// emqx-sim) read their flags: kingpin, as Prometheus and Alertmanager do,
+// set up for a command that returns its exit code instead of exiting.
 //
 // Three things differ from a bare kingpin.New, each for a reason:
 //   - kingpin calls os.Exit after --help; here Parse reports it instead, so
@@ -8,17 +8,19 @@
 //   - kingpin reads the arguments of any "@file" argument from that file.
 //     Nothing here asks for it, and a value such as a password that starts
 //     with @ must not open a file, so it is off.
-//   - These binaries used Go's flag package before, whose operators may
-//     have written "--count -1", "--password -x" or "--force=false". Parse
-//     rewrites those forms into kingpin's ("--count=-1", "--no-force")
-//     before parsing: a flag that takes a value takes the next argument
-//     whatever it looks like, and a boolean takes =true or =false. The
-//     one-dash "-state.dir" of Go's flag package is refused, naming the
-//     two-dash spelling.
+//   - agent-exporter and emqx-sim used Go's flag package before, whose
+//     operators may have written "--count -1", "--password -x" or
+//     "--force=false". Parse rewrites those forms into kingpin's
+//     ("--count=-1", "--no-force") before parsing: a flag that takes a
+//     value takes the next argument whatever it looks like, and a boolean
+//     takes =true or =false. The one-dash "-state.dir" of Go's flag
+//     package is refused, naming the two-dash spelling. ecp gets the same
+//     rules, so the three binaries read a command line alike.
 //
-// Binaries with subcommands (agent-exporter) build one App per subcommand,
-// named "<binary> <subcommand>", so each subcommand keeps its flags beside
-// the code that uses them.
+// ecp declares its subcommands on one App (kingpin's commands);
+// agent-exporter builds one App per subcommand, named "agent-exporter
+// <subcommand>", so each subcommand keeps its flags beside the code that
+// uses them and dispatches on the first argument itself.
 package cmdline
 
 import (
