@@ -19,13 +19,13 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/alecthomas/kingpin/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/app"
 	"github.com/ecpio/ecp/ecp/grafana"
+	"github.com/ecpio/ecp/internal/cmdline"
 	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
@@ -52,13 +52,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		// grafanaTokenFile keeps the Grafana token out of process lists.
 		grafanaTokenFile string
 	)
-	ka := kingpin.New("ecp", "Control plane for fleets of EMQX v5 Enterprise clusters.")
-	ka.UsageWriter(stdout)
-	ka.ErrorWriter(stderr)
-	ka.HelpFlag.Short('h')
-	// kingpin would call os.Exit after --help; run must return instead.
-	helped := false
-	ka.Terminate(func(int) { helped = true })
+	ka := cmdline.New("ecp", "Control plane for fleets of EMQX v5 Enterprise clusters.", stdout, stderr)
 
 	serve := ka.Command("serve", "Run the control plane. The first system admin comes from ECP_ADMIN_USERNAME (default admin) and ECP_ADMIN_PASSWORD; without a password one is generated and printed once, when the user does not exist yet.")
 	serve.Flag("web.listen-address", "Address the HTTP server (API, console, agent API, /metrics) listens on.").Default(app.DefaultListenAddress).StringVar(&opts.ListenAddress)
@@ -102,13 +96,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	serve.Flag("log.format", "Log format: logfmt or json.").Default("logfmt").StringVar(&logFormat)
 
 	versionCmd := ka.Command("version", "Print the version of ecp.")
-	backups := addBackupCommands(ka)
+	backups := addBackupCommands(ka.Application)
 
 	if len(args) == 0 {
 		ka.Usage(nil)
 		return exitUsage
 	}
-	cmd, err := ka.Parse(args)
+	cmd, helped, err := ka.Parse(args)
 	if helped {
 		return exitOK
 	}

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,6 +19,7 @@ import (
 	"github.com/oklog/run"
 
 	"github.com/ecpio/ecp/emqx-sim/sim"
+	"github.com/ecpio/ecp/internal/cmdline"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -40,37 +40,33 @@ func hostPrefixFor(listen string) string {
 
 func runMain(args []string) int {
 	d := sim.DefaultOptions()
-	fs := flag.NewFlagSet("emqx-sim", flag.ContinueOnError)
-	listen := fs.String("listen", sim.DefaultListen, "address of the dashboard listener (API, /status, Prometheus, /sim/)")
-	nodes := fs.Int("nodes", d.Nodes, "number of EMQX nodes")
-	rules := fs.Int("rules", d.Rules, "number of rules")
-	connectors := fs.Int("connectors", d.Connectors, "number of connectors (each with one action; mqtt ones also a source)")
-	seed := fs.Int64("seed", d.Seed, "seed of every random choice")
-	version := fs.String("version", d.Version, "EMQX release to serve, e.g. 5.7.2, 5.8.9, 5.9.3")
-	cluster := fs.String("cluster.name", d.ClusterName, "cluster name")
-	nodeHost := fs.String("node.host-prefix", "", "node names are emqx@<prefix><n>; empty: 10.<a>.<b>. from the listen port, so that sims on one machine are distinct clusters to ecp")
-	ctype := fs.Int("license.customer-type", d.LicenseCustomerType, "licence customer type (3 = business critical, enables dynamic_max_connections)")
-	ltype := fs.Int("license.type", d.LicenseType, "licence type (0 trial, 1 official, 2 community)")
-	lmax := fs.Int("license.max-sessions", d.LicenseMaxSessions, "max sessions of the licence key")
-	promText := fs.Bool("prometheus.text-only", false, "answer the Prometheus endpoints in text whatever Accept asks, as a node without their JSON variant")
-	user := fs.String("dashboard.username", d.DashboardUsername, "dashboard administrator user name")
-	pass := fs.String("dashboard.password", d.DashboardPassword.Reveal(), "dashboard administrator password")
-	clients := fs.Int("clients-per-node", d.ClientsPerNode, "client demand per node (the licence caps it)")
-	tick := fs.Duration("tick-interval", d.TickInterval, "how often the cluster model advances")
-	logDir := fs.String("log.dir", "", "directory for EMQX log files emqx.log.1..N (empty: console only, as in Docker)")
-	logFormat := fs.String("log.format", d.LogFormat, "EMQX log formatter: text or json")
-	logLevel := fs.String("log.level", d.LogLevel, "EMQX log level: debug, info, notice, warning, error, critical, alert, emergency")
-	rotSize := fs.Int64("log.rotation-size", d.LogRotationSize, "bytes per wrap log file")
-	rotCount := fs.Int("log.rotation-count", d.LogRotationCount, "number of wrap log files")
-	logRate := fs.Int("log.rate", d.LogRate, "background log lines written per tick")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "emqx-sim: unexpected arguments %q\n", fs.Args())
+	fs := cmdline.New("emqx-sim", "Serve a simulated EMQX v5 Enterprise cluster.", os.Stdout, os.Stderr)
+	listen := fs.Flag("listen", "address of the dashboard listener (API, /status, Prometheus, /sim/)").Default(sim.DefaultListen).String()
+	nodes := fs.Flag("nodes", "number of EMQX nodes").Default(fmt.Sprint(d.Nodes)).Int()
+	rules := fs.Flag("rules", "number of rules").Default(fmt.Sprint(d.Rules)).Int()
+	connectors := fs.Flag("connectors", "number of connectors (each with one action; mqtt ones also a source)").Default(fmt.Sprint(d.Connectors)).Int()
+	seed := fs.Flag("seed", "seed of every random choice").Default(fmt.Sprint(d.Seed)).Int64()
+	version := fs.Flag("version", "EMQX release to serve, e.g. 5.7.2, 5.8.9, 5.9.3").Default(d.Version).String()
+	cluster := fs.Flag("cluster.name", "cluster name").Default(d.ClusterName).String()
+	nodeHost := fs.Flag("node.host-prefix", "node names are emqx@<prefix><n>; empty: 10.<a>.<b>. from the listen port, so that sims on one machine are distinct clusters to ecp").String()
+	ctype := fs.Flag("license.customer-type", "licence customer type (3 = business critical, enables dynamic_max_connections)").Default(fmt.Sprint(d.LicenseCustomerType)).Int()
+	ltype := fs.Flag("license.type", "licence type (0 trial, 1 official, 2 community)").Default(fmt.Sprint(d.LicenseType)).Int()
+	lmax := fs.Flag("license.max-sessions", "max sessions of the licence key").Default(fmt.Sprint(d.LicenseMaxSessions)).Int()
+	promText := fs.Flag("prometheus.text-only", "answer the Prometheus endpoints in text whatever Accept asks, as a node without their JSON variant").Bool()
+	user := fs.Flag("dashboard.username", "dashboard administrator user name").Default(d.DashboardUsername).String()
+	pass := fs.Flag("dashboard.password", "dashboard administrator password").Default(d.DashboardPassword.Reveal()).String()
+	clients := fs.Flag("clients-per-node", "client demand per node (the licence caps it)").Default(fmt.Sprint(d.ClientsPerNode)).Int()
+	tick := fs.Flag("tick-interval", "how often the cluster model advances").Default(d.TickInterval.String()).Duration()
+	logDir := fs.Flag("log.dir", "directory for EMQX log files emqx.log.1..N (empty: console only, as in Docker)").String()
+	logFormat := fs.Flag("log.format", "EMQX log formatter: text or json").Default(d.LogFormat).String()
+	logLevel := fs.Flag("log.level", "EMQX log level: debug, info, notice, warning, error, critical, alert, emergency").Default(d.LogLevel).String()
+	rotSize := fs.Flag("log.rotation-size", "bytes per wrap log file").Default(fmt.Sprint(d.LogRotationSize)).Int64()
+	rotCount := fs.Flag("log.rotation-count", "number of wrap log files").Default(fmt.Sprint(d.LogRotationCount)).Int()
+	logRate := fs.Flag("log.rate", "background log lines written per tick").Default(fmt.Sprint(d.LogRate)).Int()
+	if _, helped, err := fs.Parse(args); helped {
+		return 0
+	} else if err != nil {
+		fs.Errorf("%v (try --help)", err)
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -15,6 +15,7 @@ func TestBadUsageExitsTwo(t *testing.T) {
 		{"--log.format", "xml"},
 		{"--nodes", "0", "--rules", "-1"},
 		{"stray-argument"},
+		{"-nodes", "3"}, // one dash: kingpin, as in ecp, takes two
 	} {
 		t.Run(args[0], func(t *testing.T) {
 			if code := runMain(args); code != 2 {

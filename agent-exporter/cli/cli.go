@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -30,6 +29,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/daemon"
 	"github.com/ecpio/ecp/agent-exporter/state"
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/cmdline"
 	"github.com/ecpio/ecp/internal/ops"
 	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/internal/version"
@@ -128,56 +128,47 @@ func orNone(s string) string {
 	return s
 }
 
-func newFlagSet(name string, env Env) *flag.FlagSet {
-	fs := flag.NewFlagSet("agent-exporter "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
-	return fs
+// newCommand returns the flag parser of one subcommand; "agent-exporter
+// <name> --help" lists its flags.
+func newCommand(name, help string, env Env) *cmdline.App {
+	return cmdline.New("agent-exporter "+name, help, env.Stdout, env.Stderr)
 }
 
-// parse returns an exit code when parsing ended the command.
-func parse(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK, true
-		}
-		return ExitUsage, true
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+// parse returns an exit code when parsing ended the command: 0 after
+// --help, ExitUsage for a flag kingpin refuses (its message names it).
+func parse(fs *cmdline.App, args []string) (int, bool) {
+	_, helped, err := fs.Parse(args)
+	switch {
+	case helped:
+		return ExitOK, true
+	case err != nil:
+		fs.Errorf("%v (try %s --help)", err, fs.Name)
 		return ExitUsage, true
 	}
 	return 0, false
 }
 
 func runCmd(args []string, env Env) int {
-	fs := newFlagSet("run", env)
+	fs := newCommand("run", "Run the agent daemon.", env)
 	opts := daemon.DefaultOptions()
-	fs.StringVar(&opts.ConfigFile, "config.file", "", "Optional YAML configuration file (collectInterval, logLevel); reloaded by SIGHUP and POST /-/reload.")
-	fs.DurationVar(&opts.CollectInterval, "collect.interval", daemon.DefaultCollectInterval, "How often EMQX is polled; /metrics serves the latest collection. Unset, the agent follows the report interval ecp sends.")
-	fs.StringVar(&opts.ListenAddress, "web.listen-address", daemon.DefaultListenAddress, "Address for /metrics, probes and the local control API; keep it on loopback.")
-	fs.StringVar(&opts.WebConfigFile, "web.config.file", "", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.")
-	fs.BoolVar(&opts.EnablePprof, "web.enable-pprof", false, ops.PprofFlagHelp)
-	fs.StringVar(&opts.StateDir, "state.dir", daemon.DefaultStateDir, "Directory for the credential and EMQX login (mode 0700).")
-	fs.IntVar(&opts.RemoteWriteMaxSeries, "remote-write.max-series", daemon.DefaultRemoteWriteMaxSeries, "Most series pushed to ecp per collection (0: no cap); cluster-level series and abnormal objects are pushed whatever the cap, /metrics serves everything.")
+	var intervalSet, logFileSet bool
+	fs.Flag("config.file", "Optional YAML configuration file (collectInterval, logLevel); reloaded by SIGHUP and POST /-/reload.").StringVar(&opts.ConfigFile)
+	fs.Flag("collect.interval", "How often EMQX is polled; /metrics serves the latest collection. Unset, the agent follows the report interval ecp sends.").Default(daemon.DefaultCollectInterval.String()).IsSetByUser(&intervalSet).DurationVar(&opts.CollectInterval)
+	fs.Flag("web.listen-address", "Address for /metrics, probes and the local control API; keep it on loopback.").Default(daemon.DefaultListenAddress).StringVar(&opts.ListenAddress)
+	fs.Flag("web.config.file", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.").StringVar(&opts.WebConfigFile)
+	fs.Flag("web.enable-pprof", ops.PprofFlagHelp).BoolVar(&opts.EnablePprof)
+	fs.Flag("state.dir", "Directory for the credential and EMQX login (mode 0700).").Default(daemon.DefaultStateDir).StringVar(&opts.StateDir)
+	fs.Flag("remote-write.max-series", "Most series pushed to ecp per collection (0: no cap); cluster-level series and abnormal objects are pushed whatever the cap, /metrics serves everything.").Default(fmt.Sprint(daemon.DefaultRemoteWriteMaxSeries)).IntVar(&opts.RemoteWriteMaxSeries)
 	defaultLog := cmp.Or(env.DefaultLogFile, DefaultLogFile)
-	logFile := fs.String("log.file", defaultLog, "Log file; its directory must exist (where the default's does not, the agent logs to standard error and says so). \"-\" logs to standard error.")
-	logLevel := fs.String("log.level", "info", "Log level: debug, info, warn, error.")
+	logFile := fs.Flag("log.file", "Log file; its directory must exist (where the default's does not, the agent logs to standard error and says so). \"-\" logs to standard error.").Default(defaultLog).IsSetByUser(&logFileSet).String()
+	logLevel := fs.Flag("log.level", "Log level: debug, info, warn, error.").Default("info").String()
 	if code, done := parse(fs, args); done {
 		return code
 	}
 	// An interval the operator did not give is only a starting value:
 	// the agent follows the one ecp sends, which ecp's alert rules and
 	// liveness are built for.
-	opts.FollowECPInterval = true
-	logFileSet := false
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "collect.interval":
-			opts.FollowECPInterval = false
-		case "log.file":
-			logFileSet = true
-		}
-	})
+	opts.FollowECPInterval = !intervalSet
 	if opts.CollectInterval < agentproto.MinAgentInterval || opts.CollectInterval > agentproto.MaxAgentInterval {
 		fmt.Fprintf(env.Stderr, "--collect.interval %s: want %s to %s (ecp refuses reports outside it)\n", opts.CollectInterval, agentproto.MinAgentInterval, agentproto.MaxAgentInterval)
 		return ExitUsage
@@ -280,9 +271,9 @@ type target struct {
 	stateDir string
 }
 
-func (t *target) flags(fs *flag.FlagSet) {
-	fs.StringVar(&t.agentURL, "agent.url", "", "URL of the running agent's control API (default: read from --state.dir).")
-	fs.StringVar(&t.stateDir, "state.dir", daemon.DefaultStateDir, "The running agent's state directory; holds the control token.")
+func (t *target) flags(fs *cmdline.App) {
+	fs.Flag("agent.url", "URL of the running agent's control API (default: read from --state.dir).").StringVar(&t.agentURL)
+	fs.Flag("state.dir", "The running agent's state directory; holds the control token.").Default(daemon.DefaultStateDir).StringVar(&t.stateDir)
 }
 
 func (t *target) client() (*control.Client, error) {
@@ -324,23 +315,23 @@ func describe(err error) string {
 }
 
 func registerCmd(args []string, env Env) int {
-	fs := newFlagSet("register", env)
+	fs := newCommand("register", "Register this agent with ecp (the daemon must run).", env)
 	var (
 		req          control.RegisterRequest
 		token, pass  string
 		passwordFile string
 		t            target
 	)
-	fs.StringVar(&req.ECPURL, "ecp-url", "", "ecp's URL (required).")
-	fs.StringVar(&token, "token", "", "Single-use registration token from ecp (required).")
-	fs.StringVar(&req.Username, "username", "", "EMQX dashboard username (required).")
-	fs.StringVar(&pass, "password", "", "EMQX dashboard password; prefer --password-file or the prompt (keeps it out of shell history).")
-	fs.StringVar(&passwordFile, "password-file", "", "File holding the EMQX dashboard password.")
-	fs.StringVar(&req.DashboardURL, "dashboard-url", "", "EMQX dashboard URL as operators open it (required).")
-	fs.StringVar(&req.APIURL, "api-url", "", "EMQX API URL the agent calls, e.g. http://127.0.0.1:18083 (required).")
-	fs.BoolVar(&req.InsecureSkipVerify, "insecure-skip-verify", false, "Do not verify TLS certificates of ecp and EMQX.")
-	fs.BoolVar(&req.LogCollection.Enabled, "emqx-log-collection-enabled", false, "Ship EMQX's log files to ecp.")
-	fs.StringVar(&req.LogCollection.Dir, "emqx-log-collection-dir", "", "EMQX's log directory (with --emqx-log-collection-enabled).")
+	fs.Flag("ecp-url", "ecp's URL (required).").StringVar(&req.ECPURL)
+	fs.Flag("token", "Single-use registration token from ecp (required).").StringVar(&token)
+	fs.Flag("username", "EMQX dashboard username (required).").StringVar(&req.Username)
+	fs.Flag("password", "EMQX dashboard password; prefer --password-file or the prompt (keeps it out of shell history).").StringVar(&pass)
+	fs.Flag("password-file", "File holding the EMQX dashboard password.").StringVar(&passwordFile)
+	fs.Flag("dashboard-url", "EMQX dashboard URL as operators open it (required).").StringVar(&req.DashboardURL)
+	fs.Flag("api-url", "EMQX API URL the agent calls, e.g. http://127.0.0.1:18083 (required).").StringVar(&req.APIURL)
+	fs.Flag("insecure-skip-verify", "Do not verify TLS certificates of ecp and EMQX.").BoolVar(&req.InsecureSkipVerify)
+	fs.Flag("emqx-log-collection-enabled", "Ship EMQX's log files to ecp.").BoolVar(&req.LogCollection.Enabled)
+	fs.Flag("emqx-log-collection-dir", "EMQX's log directory (with --emqx-log-collection-enabled).").StringVar(&req.LogCollection.Dir)
 	t.flags(fs)
 	if code, done := parse(fs, args); done {
 		return code
@@ -402,9 +393,9 @@ func registerCmd(args []string, env Env) int {
 }
 
 func unregisterCmd(args []string, env Env) int {
-	fs := newFlagSet("unregister", env)
+	fs := newCommand("unregister", "Unregister from ecp and forget the credential.", env)
 	var t target
-	force := fs.Bool("force", false, "Forget the credential even if ecp cannot be told.")
+	force := fs.Flag("force", "Forget the credential even if ecp cannot be told.").Bool()
 	t.flags(fs)
 	if code, done := parse(fs, args); done {
 		return code
@@ -425,7 +416,7 @@ func unregisterCmd(args []string, env Env) int {
 }
 
 func statusCmd(args []string, env Env) int {
-	fs := newFlagSet("status", env)
+	fs := newCommand("status", "Show registration, EMQX and report status.", env)
 	var t target
 	t.flags(fs)
 	if code, done := parse(fs, args); done {

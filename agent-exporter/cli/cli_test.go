@@ -42,6 +42,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestUsage(t *testing.T) {
+	empty := t.TempDir()
 	tests := []struct {
 		name     string
 		args     []string
@@ -50,7 +51,7 @@ func TestUsage(t *testing.T) {
 	}{
 		{"no command", nil, cli.ExitUsage, "usage:"},
 		{"unknown command", []string{"frobnicate"}, cli.ExitUsage, `unknown command "frobnicate"`},
-		{"unknown flag", []string{"run", "--nope"}, cli.ExitUsage, "flag provided but not defined"},
+		{"unknown flag", []string{"run", "--nope"}, cli.ExitUsage, "unknown long flag '--nope'"},
 		{"bad log level", []string{"run", "--log.level", "loud", "--log.file", "-"}, cli.ExitUsage, "--log.level"},
 		{"negative series cap", []string{"run", "--remote-write.max-series", "-1", "--log.file", "-"}, cli.ExitUsage, "--remote-write.max-series -1: want 0 (no cap) or more"},
 		{"interval too short", []string{"run", "--collect.interval", "500ms", "--log.file", "-"}, cli.ExitUsage, "--collect.interval 500ms: want 1s to 5m0s"},
@@ -61,6 +62,22 @@ func TestUsage(t *testing.T) {
 		{"register password-file missing", []string{"register", "--ecp-url", "http://e", "--token", "t", "--username", "u", "--password-file", "/nonexistent", "--dashboard-url", "http://d", "--api-url", "http://a"}, cli.ExitError, "--password-file"},
 		{"register both passwords", []string{"register", "--ecp-url", "http://e", "--token", "t", "--username", "u", "--password", "p", "--password-file", "f", "--dashboard-url", "http://d", "--api-url", "http://a"}, cli.ExitUsage, "not both"},
 		{"log collection without dir", []string{"register", "--ecp-url", "http://e", "--token", "t", "--username", "u", "--password", "p", "--dashboard-url", "http://d", "--api-url", "http://a", "--emqx-log-collection-enabled"}, cli.ExitUsage, "--emqx-log-collection-dir"},
+		// The agent parses flags with kingpin now, as ecp does (issue #13).
+		// What operators typed for Go's flag package with two dashes still
+		// works; the one-dash spelling is refused naming the two-dash one;
+		// bad values name the flag; help and version exit 0.
+		// Parsed, then stopped by the missing daemon: the flags were taken.
+		{"bool=true", []string{"unregister", "--force=true", "--state.dir", empty}, cli.ExitError, "the agent daemon is not running"},
+		{"bool=false", []string{"unregister", "--force=false", "--state.dir=" + empty}, cli.ExitError, "the agent daemon is not running"},
+		{"negated bool", []string{"unregister", "--no-force", "--state.dir", empty}, cli.ExitError, "the agent daemon is not running"},
+		{"password starting with a dash", []string{"register", "--ecp-url", "http://e", "--token", "t", "--username", "u", "--password", "-secret",
+			"--dashboard-url", "http://d", "--api-url", "http://a", "--state.dir", empty}, cli.ExitError, "the agent daemon is not running"},
+		{"one dash", []string{"status", "-state.dir", empty}, cli.ExitUsage, "-state.dir: flags take two dashes: --state.dir"},
+		{"bad duration", []string{"run", "--collect.interval", "soon"}, cli.ExitUsage, `invalid value "soon" for --collect.interval`},
+		{"stray argument", []string{"status", "extra"}, cli.ExitUsage, "unexpected extra"},
+		{"help flag", []string{"register", "--help"}, cli.ExitOK, "--[no-]insecure-skip-verify"},
+		{"help command", []string{"help"}, cli.ExitOK, "unregister"},
+		{"version flag", []string{"--version"}, cli.ExitOK, "agent-exporter "},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -257,10 +257,10 @@ func run(t *testing.T, bin string, name string, args ...string) string {
 }
 
 var (
-	// kingpin (ecp): "  -h, --[no-]help", "      --web.listen-address=\"…\"",
+	// kingpin (ecp, agent-exporter, emqx-sim): "  -h, --[no-]help", "      --web.listen-address=\"…\"",
 	// "      --licence.total-connections=10000", "      --smtp.from=SMTP.FROM".
 	kingpinFlag = regexp.MustCompile(`^(?:  -\S, |      )--(\[no-\])?([A-Za-z0-9][A-Za-z0-9._-]*)(?:=("(?:[^"\\]|\\.)*"|\S+))?`)
-	// Go's flag package (agent-exporter, emqx-sim, demo): "  -state.dir string".
+	// Go's flag package (demo): "  -dir string".
 	goFlag = regexp.MustCompile(`^  -([A-Za-z0-9][A-Za-z0-9._-]*)(?:\s|$)`)
 	// The end of a Go flag's usage: " (default \"info\")", " (default 15s)".
 	goDefault = regexp.MustCompile(` \(default (.*)\)$`)
