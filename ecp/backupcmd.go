@@ -52,6 +52,7 @@ func (b *backupCmds) run(cmd string, stdout, stderr io.Writer) int {
 	defer stop()
 	// etcd's own log goes to stderr at warn, so stdout holds the summary
 	// (or the backup itself with --output -).
+	b.target.Existing = cmd == b.save.FullCommand()
 	cli, closeFn, err := b.target.Connect(ctx, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		_, _ = fmt.Fprintf(stderr, "ecp: %v\n", err)

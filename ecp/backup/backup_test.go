@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -149,5 +151,19 @@ func TestRestoreKeepsRoleBindingsValid(t *testing.T) {
 	}
 	if resp, _ := dst.Get(ctx, "/ecp/role-bindings/b0"); len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != stale {
 		t.Fatalf("the stale binding changed: %v", resp.Kvs)
+	}
+}
+
+// TestBackupOfEmptyDataDirRefused: a backup of a --data.dir that holds no
+// member (a typo, or the wrong host) is an error naming the directory,
+// not an empty backup that looks like success.
+func TestBackupOfEmptyDataDirRefused(t *testing.T) {
+	dir := t.TempDir()
+	_, _, err := backup.Target{DataDir: dir, Existing: true}.Connect(t.Context(), slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "no embedded etcd data in "+dir) {
+		t.Fatalf("backup of an empty data dir: err %v, want one naming %s", err, dir)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("the refused backup left %d entries in %s", len(entries), dir)
 	}
 }

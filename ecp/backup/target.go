@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -18,6 +20,10 @@ type Target struct {
 	DataDir   string
 	Endpoints []string
 	TLS       etcdserver.TLSFiles
+	// Existing refuses a DataDir that holds no member yet: a backup of a
+	// mistyped --data.dir would otherwise start a fresh member there and
+	// save nothing, which looks like success.
+	Existing bool
 }
 
 // Connect returns a client to t and the function that closes it (and
@@ -26,6 +32,9 @@ func (t Target) Connect(ctx context.Context, logger *slog.Logger) (*clientv3.Cli
 	endpoints, files := t.Endpoints, t.TLS
 	var srv *etcdserver.Server
 	if len(endpoints) == 0 {
+		if _, err := os.Stat(filepath.Join(t.DataDir, "member")); t.Existing && err != nil {
+			return nil, nil, fmt.Errorf("no embedded etcd data in %s (is --data.dir the directory ecp serve uses?): %w", t.DataDir, err)
+		}
 		var err error
 		srv, err = etcdserver.Start(ctx, etcdserver.Options{Dir: t.DataDir}, logger)
 		if err != nil {
