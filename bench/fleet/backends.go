@@ -11,8 +11,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ecpio/ecp/bench/internal/agentsim"
@@ -134,7 +136,7 @@ func moduleRoot() (string, error) {
 // settle stops the fleet once the measurements are taken, lets the last
 // requests finish, and counts what the backends hold against what ecp
 // accepted (pushed samples) so a loss shows as a difference.
-func settle(ctx context.Context, agents []*agent, res *results, pushed int64, be *backends, sum *summary, log io.Writer) error {
+func settle(ctx context.Context, base string, agents []*agent, res *results, pushed *atomic.Int64, be *backends, sum *summary, log io.Writer) error {
 	for _, a := range agents {
 		a.silenced.Store(true)
 	}
@@ -143,7 +145,7 @@ func settle(ctx context.Context, agents []*agent, res *results, pushed int64, be
 			return ctx.Err()
 		}
 	}
-	sum.rwAccepted, sum.rwRefused = pushed, res.rwRefused.Load()
+	sum.rwAccepted, sum.rwRefused = pushed.Load(), res.rwRefused.Load()
 	sum.linesAccepted, sum.linesRefused = res.linesAccepted.Load(), res.linesRefused.Load()
 	for _, a := range agents {
 		sum.linesPending += a.logs.pending()
@@ -162,8 +164,19 @@ func settle(ctx context.Context, agents []*agent, res *results, pushed int64, be
 			return err
 		}
 	}
-	return nil
+	// What ecp says it dropped, so that a difference has a reason.
+	sum.dropped = map[string]float64{}
+	return agentsim.Scrape(ctx, base, func(l string, v float64) {
+		if m := dropped.FindStringSubmatch(l); m != nil && v > 0 {
+			sum.dropped[m[1]] += v
+		}
+	})
 }
+
+// dropped matches ecp's counters of samples and log lines it accepted and
+// did not store: ecp_remote_write_samples_dropped_total by reason and
+// ecp_log_lines_rejected_total.
+var dropped = regexp.MustCompile(`^(ecp_remote_write_samples_dropped_total\{reason="[^"]*"\}|ecp_log_lines_rejected_total) `)
 
 // until polls count until it reaches want or has not moved for 10 s (ecp's
 // remote-write queues and the stores' buffers drain in that time), and

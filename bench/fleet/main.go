@@ -160,6 +160,8 @@ type summary struct {
 	rwAccepted, rwRefused, rwHeld                        int64
 	linesWindow                                          int64
 	linesAccepted, linesRefused, linesPending, linesHeld int64
+	// dropped is what ecp counted as accepted and not stored, by counter.
+	dropped map[string]float64
 }
 
 func (s summary) String() string {
@@ -168,12 +170,12 @@ func (s summary) String() string {
 		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
 	}
 	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v"+
-		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d",
+		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
 		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written,
 		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
-		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld)
+		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped)
 }
 
 // agent is one simulated agent.
@@ -441,7 +443,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 			return sum, err
 		}
 	}
-	if err := settle(ctx, agents, res, pushed.Load(), be, &sum, log); err != nil {
+	if err := settle(ctx, base, agents, res, &pushed, be, &sum, log); err != nil {
 		return sum, err
 	}
 	if exited, err := ecp.Exited(); exited {
@@ -546,14 +548,22 @@ func (a *agent) report() agentproto.ReportRequest {
 // schedule sends each agent's report (and push) at its offset within every
 // interval, on cfg.workers senders.
 func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
-	jobs := make(chan *agent, len(agents))
+	// A job is one agent's turn in a round, with the round's push payload
+	// (nil without remote write): a turn sent late still pushes its own
+	// round's samples, not a copy of the next round's.
+	type job struct {
+		a       *agent
+		payload []byte
+	}
+	jobs := make(chan job, len(agents))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(jobs)
-	var payload atomic.Pointer[[]byte]
+	var payload []byte
 	for range cfg.workers {
 		wg.Go(func() {
-			for a := range jobs {
+			for j := range jobs {
+				a := j.a
 				var out agentproto.ReportResponse
 				start := time.Now()
 				code, err := agentsim.Post(ctx, hc, base+agentproto.PathReport, a.cred, a.report(), &out)
@@ -564,8 +574,8 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 				if err == nil && code == http.StatusOK {
 					a.lastReport.Store(time.Now().UnixNano())
 				}
-				if p := payload.Load(); p != nil {
-					code, err := push(ctx, hc, base, a.cred, *p)
+				if j.payload != nil {
+					code, err := push(ctx, hc, base, a.cred, j.payload)
 					if ctx.Err() != nil {
 						return
 					}
@@ -592,11 +602,10 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 		if cfg.series > 0 {
 			// One payload per round: ecp stamps each push with the
 			// agent's project and cluster, so agents may share it.
-			p, err := seriesPayload(cfg.series, time.Now())
-			if err != nil {
+			var err error
+			if payload, err = seriesPayload(cfg.series, time.Now()); err != nil {
 				return
 			}
-			payload.Store(&p)
 		}
 		for _, a := range agents {
 			if d := time.Until(start.Add(time.Duration(round)*cfg.interval + a.offset)); d > 0 {
@@ -606,7 +615,7 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 			}
 			if !a.silenced.Load() {
 				res.busy.Add(1)
-				jobs <- a
+				jobs <- job{a, payload}
 			}
 		}
 	}

@@ -18,7 +18,7 @@ func (s summary) record() fleetreport.Summary {
 		EtcdRevisions: s.revisions, RevisionsPerReport: float64(s.revisions) / float64(max(s.reports, 1)), RegisterRetries: s.regRetries,
 		SamplesPerSecond: float64(s.pushSamples) / window, SamplesAccepted: s.rwAccepted, SamplesRefused: s.rwRefused, SamplesHeld: s.rwHeld,
 		LinesPerSecond: float64(s.linesWindow) / window, LinesAccepted: s.linesAccepted, LinesRefused: s.linesRefused,
-		LinesPending: s.linesPending, LinesHeld: s.linesHeld,
+		LinesPending: s.linesPending, LinesHeld: s.linesHeld, Dropped: s.dropped,
 		Silenced: s.silenced, Detected: s.detected, SilentToAbnormalMinSecs: s.detectMin.Seconds(), SilentToAbnormalMaxSecs: s.detectMax.Seconds(),
 		OtherAbnormal: s.othersAbnormal,
 	}

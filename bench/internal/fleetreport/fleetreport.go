@@ -62,6 +62,11 @@ type Summary struct {
 	// LinesHeld is what VictoriaLogs holds at the end; -1 when not counted.
 	LinesHeld int64 `json:"log_lines_held_total"`
 
+	// Dropped is what ecp counted as accepted and not stored, by counter
+	// (ecp_remote_write_samples_dropped_total{reason=…},
+	// ecp_log_lines_rejected_total); empty when nothing was.
+	Dropped map[string]float64 `json:"ecp_dropped"`
+
 	Silenced                int     `json:"silenced"`
 	Detected                int     `json:"detected"`
 	SilentToAbnormalMinSecs float64 `json:"silent_to_abnormal_min_s"`
@@ -125,6 +130,12 @@ func WriteCSV(w io.Writer, sums []Summary) error {
 			switch f := v.Field(i); f.Kind() {
 			case reflect.Float64:
 				row[i] = strconv.FormatFloat(f.Float(), 'f', -1, 64)
+			case reflect.Map:
+				b, err := json.Marshal(f.Interface())
+				if err != nil {
+					return fmt.Errorf("write csv: %w", err)
+				}
+				row[i] = string(b)
 			default:
 				row[i] = fmt.Sprint(f.Interface())
 			}
