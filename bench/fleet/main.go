@@ -7,8 +7,12 @@
 // desired-state long-poll and report each interval, 1 % of them with a
 // failing rule whose counters grow each report and now and then a node
 // down. With --remote-write.series each agent also pushes that many series
-// per interval. After the measured window it stops a few agents and times
-// how long ecp takes to call their clusters abnormal.
+// per interval (forwarded to the sink or, with --remote-write.backend
+// prometheus, to a real Prometheus); with --logs.lines it ships that many
+// log lines per interval, which ecp stores in a real VictoriaLogs. After the
+// measured window it stops a few agents and times how long ecp takes to
+// call their clusters abnormal; then it stops the fleet and counts what the
+// stores hold against what ecp accepted (backends.go).
 //
 // It prints one summary line: ecp's CPU (ecp with its embedded etcd, from
 // /proc) and RSS, report latency, 429s, etcd revisions per report and the
@@ -170,11 +174,11 @@ func (s summary) String() string {
 		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
 	}
 	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v"+
-		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v",
+		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d rw_samples_per_s=%.0f log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
 		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written,
-		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
+		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, float64(s.pushSamples)/max(s.window.Seconds(), 1e-9), s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
 		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped)
 }
 
