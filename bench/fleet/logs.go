@@ -42,7 +42,7 @@ const lineBytes = 160
 // batch writes this interval's n new lines and returns every unacknowledged
 // one, up to two intervals' worth, as the next batch. Line i is the same
 // text at the same time and offset each time it is sent, and the batch id
-// names its range, so a retry is the batch the real agent would resend.
+// names the range, so a batch sent again unchanged keeps its id.
 func (a *agent) batch(n int, interval time.Duration) agentproto.LogBatch {
 	l := &a.logs
 	l.mu.Lock()
