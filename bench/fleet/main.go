@@ -7,10 +7,15 @@
 // desired-state long-poll and report each interval, 1 % of them with a
 // failing rule whose counters grow each report and now and then a node
 // down. With --remote-write.series each agent also pushes that many series
-// per interval. Each agent holds its connections as agent-exporter does
-// (--agents.connections h2: one HTTP/2 connection for everything, so ecp
-// holds one descriptor per agent; http1 as agents before HTTP/2). After the measured window it stops a few agents and times
-// how long ecp takes to call their clusters abnormal.
+// per interval (forwarded to the sink or, with --remote-write.backend
+// prometheus, to a real Prometheus); with --logs.lines it ships that many
+// log lines per interval, which ecp stores in a real VictoriaLogs. Each agent
+// holds its connections as agent-exporter does (--agents.connections h2: one
+// HTTP/2 connection for everything, so ecp holds one descriptor per agent;
+// http1 as agents before HTTP/2). After the measured window it stops a few
+// agents and times how long ecp takes to call their clusters abnormal; then
+// it stops the fleet and counts what the stores hold against what ecp
+// accepted (backends.go).
 //
 // It prints one summary line: ecp's CPU (ecp with its embedded etcd, from
 // /proc) and RSS, report latency, 429s, etcd revisions per report and the
@@ -51,6 +56,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/remotewrite"
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/bench/internal/agentsim"
+	"github.com/ecpio/ecp/bench/internal/fleetreport"
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/internal/testbed"
 )
@@ -72,6 +78,12 @@ type config struct {
 	series    int
 	conns     string
 	dir       string
+	// backend receives ecp's remote write: backendSink or backendPrometheus.
+	backend string
+	// logLines is what each agent ships to ecp per interval, stored in
+	// a real VictoriaLogs.
+	logLines    int
+	summaryJSON string
 }
 
 func main() { os.Exit(run()) }
@@ -90,13 +102,17 @@ func run() int {
 	fs.Float64Var(&cfg.abnormal, "agents.abnormal-share", 0.01, "Share of agents reporting a failing rule whose counters grow each report.")
 	fs.IntVar(&cfg.silence, "silence.count", 5, "Agents stopped after the window to time their detection; 0 skips it.")
 	fs.IntVar(&cfg.series, "remote-write.series", 0, "Series each agent pushes per interval through ecp's remote-write gateway; 0 pushes nothing.")
+	fs.StringVar(&cfg.backend, "remote-write.backend", backendSink, "Where ecp forwards remote write: sink (an in-process receiver counting samples) or prometheus (a real Prometheus with its remote-write receiver, from PATH or .tools).")
+	fs.IntVar(&cfg.logLines, "logs.lines", 0, "Log lines each agent ships per interval through ecp into a real VictoriaLogs (from PATH or .tools); 0 ships none.")
+	fs.StringVar(&cfg.summaryJSON, "summary.json", "", "Also write the summary as JSON to this file (what bench/fleet/sweep reads).")
 	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsH2, "How each agent holds its connections to ecp: h2 (agent-exporter's transport: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	if cfg.agents <= 0 || cfg.projects <= 0 || cfg.interval < time.Second || cfg.workers <= 0 || cfg.steady <= 0 ||
-		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || (cfg.conns != agentsim.ConnsH2 && cfg.conns != agentsim.ConnsHTTP1) {
-		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --agents.connections h2 or http1")
+		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || cfg.logLines < 0 || cfg.logLines > maxLogLines ||
+		(cfg.backend != backendSink && cfg.backend != backendPrometheus) || (cfg.conns != agentsim.ConnsH2 && cfg.conns != agentsim.ConnsHTTP1) {
+		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..`+strconv.Itoa(maxLogLines)+`, --remote-write.backend sink or prometheus, --agents.connections h2 or http1")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -114,6 +130,12 @@ func run() int {
 		return 1
 	}
 	fmt.Println(sum.String())
+	if cfg.summaryJSON != "" {
+		if err := fleetreport.WriteFile(cfg.summaryJSON, sum.record()); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+	}
 	return 0
 }
 
@@ -144,6 +166,13 @@ type summary struct {
 	// written counts the keys written from the window's first revision,
 	// by prefix.
 	written map[string]int
+	// Remote write and logs over the whole run (see fleetreport.Summary);
+	// held is -1 when the backend was not counted.
+	rwAccepted, rwRefused, rwHeld                        int64
+	linesWindow                                          int64
+	linesAccepted, linesRefused, linesPending, linesHeld int64
+	// dropped is what ecp counted as accepted and not stored, by counter.
+	dropped map[string]float64
 }
 
 func (s summary) String() string {
@@ -151,10 +180,13 @@ func (s summary) String() string {
 	if s.detected > 0 {
 		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
 	}
-	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v connections=%s ecp_open_connections=%d",
+	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v"+
+		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d rw_samples_per_s=%.0f log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v connections=%s ecp_open_connections=%d",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
-		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written, s.cfg.conns, s.ecpConns)
+		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written,
+		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, float64(s.pushSamples)/max(s.window.Seconds(), 1e-9), s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
+		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped, s.cfg.conns, s.ecpConns)
 }
 
 // agent is one simulated agent.
@@ -172,6 +204,7 @@ type agent struct {
 	// silenced agents stop reporting, pushing and polling, as a dead one.
 	silenced   atomic.Bool
 	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
+	logs       logState
 	// hc and pollHC are the agent's own clients (--agents.connections h2),
 	// nil when agents share the benchmark's.
 	hc, pollHC *http.Client
@@ -184,6 +217,10 @@ type results struct {
 	latencies []time.Duration
 	tooMany   int
 	errs      int
+	// Over the whole run: samples refused (429, 503), log lines ecp
+	// accepted or refused, and the jobs queued or in a sender (see settle).
+	rwRefused, linesAccepted, linesRefused atomic.Int64
+	busy                                   atomic.Int64
 }
 
 func (r *results) add(d time.Duration, code int, err error) {
@@ -268,12 +305,21 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	}
 	base := "http://" + addr
 	dataDir := filepath.Join(cfg.dir, "data")
+	rwURL := "http://" + sinkLn.Addr().String() + "/api/v1/write"
+	be, err := startBackends(ctx, cfg, addr, sk)
+	if err != nil {
+		return sum, err
+	}
+	defer be.stop()
+	if be.promURL != "" {
+		rwURL = be.promURL + "/api/v1/write"
+	}
 	ecp, err := testbed.Start("ecp", bin, []string{"serve",
 		"--web.listen-address", addr, "--web.external-url", base, "--data.dir", dataDir,
 		"--agent.report-interval", cfg.interval.String(),
 		// Room for every cluster's default quota of 10 connections.
 		"--licence.total-connections", strconv.Itoa(max(10000, 10*cfg.agents)),
-		"--remote-write.url", "http://" + sinkLn.Addr().String() + "/api/v1/write"},
+		"--remote-write.url", rwURL},
 		[]string{"ECP_ADMIN_USERNAME=admin", "ECP_ADMIN_PASSWORD=" + adminPassword}, filepath.Join(cfg.dir, "ecp.log"))
 	if err != nil {
 		return sum, err
@@ -287,6 +333,9 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		return sum, err
 	}
 	defer etcd.Close()
+	if err := be.configureLogs(ctx, base); err != nil {
+		return sum, err
+	}
 
 	t0 := time.Now()
 	agents, err := provision(ctx, cfg, base)
@@ -349,7 +398,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	if err != nil {
 		return sum, err
 	}
-	pushedBefore, sinkBefore := pushed.Load(), sk.samples.Load()
+	pushedBefore, sinkBefore, linesBefore := pushed.Load(), sk.samples.Load(), res.linesAccepted.Load()
 	// Which keys the window writes, from the revision read above.
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -406,6 +455,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		}
 	}
 	sum.pushSamples, sum.sinkSamples = pushed.Load()-pushedBefore, sk.samples.Load()-sinkBefore
+	sum.linesWindow = res.linesAccepted.Load() - linesBefore
 	res.mu.Lock()
 	lat := slices.Clone(res.latencies)
 	sum.tooMany, sum.errs = res.tooMany, res.errs
@@ -419,6 +469,9 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		if err := detect(ctx, cfg, base, agents, &sum, log); err != nil {
 			return sum, err
 		}
+	}
+	if err := settle(ctx, base, agents, res, &pushed, be, &sum, log); err != nil {
+		return sum, err
 	}
 	if exited, err := ecp.Exited(); exited {
 		return sum, fmt.Errorf("ecp exited during the run: %w\n%s", err, ecp.Tail(4096))
@@ -522,14 +575,22 @@ func (a *agent) report() agentproto.ReportRequest {
 // schedule sends each agent's report (and push) at its offset within every
 // interval, on cfg.workers senders.
 func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
-	jobs := make(chan *agent, len(agents))
+	// A job is one agent's turn in a round, with the round's push payload
+	// (nil without remote write): a turn sent late still pushes its own
+	// round's samples, not a copy of the next round's.
+	type job struct {
+		a       *agent
+		payload []byte
+	}
+	jobs := make(chan job, len(agents))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer close(jobs)
-	var payload atomic.Pointer[[]byte]
+	var payload []byte
 	for range cfg.workers {
 		wg.Go(func() {
-			for a := range jobs {
+			for j := range jobs {
+				a := j.a
 				var out agentproto.ReportResponse
 				c := hc
 				if a.hc != nil {
@@ -544,8 +605,8 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 				if err == nil && code == http.StatusOK {
 					a.lastReport.Store(time.Now().UnixNano())
 				}
-				if p := payload.Load(); p != nil {
-					code, err := push(ctx, c, base, a.cred, *p)
+				if j.payload != nil {
+					code, err := push(ctx, c, base, a.cred, j.payload)
 					if ctx.Err() != nil {
 						return
 					}
@@ -554,7 +615,16 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 					if err == nil && code/100 == 2 {
 						pushed.Add(int64(cfg.series))
 					}
+					res.countPush(code, err, cfg.series)
 				}
+				if cfg.logLines > 0 {
+					code, err := a.shipLogs(ctx, c, base, cfg, res)
+					if ctx.Err() != nil {
+						return
+					}
+					res.add(-1, code, err)
+				}
+				res.busy.Add(-1)
 			}
 		})
 	}
@@ -563,11 +633,10 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 		if cfg.series > 0 {
 			// One payload per round: ecp stamps each push with the
 			// agent's project and cluster, so agents may share it.
-			p, err := seriesPayload(cfg.series, time.Now())
-			if err != nil {
+			var err error
+			if payload, err = seriesPayload(cfg.series, time.Now()); err != nil {
 				return
 			}
-			payload.Store(&p)
 		}
 		for _, a := range agents {
 			if d := time.Until(start.Add(time.Duration(round)*cfg.interval + a.offset)); d > 0 {
@@ -576,7 +645,8 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 				}
 			}
 			if !a.silenced.Load() {
-				jobs <- a
+				res.busy.Add(1)
+				jobs <- job{a, payload}
 			}
 		}
 	}
