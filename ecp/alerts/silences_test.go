@@ -3,10 +3,13 @@ package alerts
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
@@ -93,5 +96,34 @@ func TestAmSilenceProject(t *testing.T) {
 			b, _ := json.Marshal(tc.ms)
 			t.Errorf("project of %s = %q, want %q", b, got, tc.want)
 		}
+	}
+}
+
+// TestSilencedAlertDoesNotGoStale: a silence stops Alertmanager's hourly
+// repeats to ecp too, so an alert silenced for longer than StaleAfter went
+// to history as stale though it still fired; one Alertmanager still holds
+// stays active, and one it no longer holds goes stale as before.
+func TestSilencedAlertDoesNotGoStale(t *testing.T) {
+	w := newWorld(t, etcdtest.Client(t))
+	am := newFake(t)
+	clk := &clock{t: t0}
+	a := newService(t, w, Options{Now: clk.now, StaleAfter: 3 * time.Hour})
+	a.svc.opts.AlertmanagerURL = am.URL
+	p := w.project.ID
+	silenced, lost := connectorAlert(p, t0), connectorAlert(p, t0)
+	lost.Fingerprint = "fp-lost"
+	a.notify("firing", silenced, lost)
+	am.hold(fmt.Appendf(nil, `[{"fingerprint":%q,"startsAt":%q,"labels":{"project":%q},"status":{"state":"suppressed","silencedBy":["s1"]}}]`,
+		silenced.Fingerprint, t0.Format(time.RFC3339Nano), p))
+	clk.add(4 * time.Hour)
+	if err := a.svc.sweepStale(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	active, hist := a.list(p, "state=active"), a.list(p, "state=history")
+	if len(active) != 1 || active[0].Fingerprint != silenced.Fingerprint || !slices.Equal(active[0].SilencedBy, []string{"s1"}) {
+		t.Fatalf("active %+v, want the silenced alert, with its silence", active)
+	}
+	if len(hist) != 1 || hist[0].Fingerprint != "fp-lost" || hist[0].EndReason != EndStale {
+		t.Fatalf("history %+v, want the alert Alertmanager dropped, stale", hist)
 	}
 }
