@@ -1,8 +1,8 @@
 // Package alerts is the product side of ecp's alerting: each project's alert
 // settings (GET/PUT /api/v1/projects/{project}/alert-settings and a test
 // notification), the Alertmanager webhook receiver that keeps the alert
-// lists, and the lists themselves (GET /api/v1/projects/{project}/alerts,
-// DELETE /api/v1/alerts/{id}).
+// lists, the lists themselves (GET /api/v1/projects/{project}/alerts,
+// DELETE /api/v1/alerts/{id}), the project's silences and its storm guard.
 //
 // # Settings to Prometheus and Alertmanager
 //

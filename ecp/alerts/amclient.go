@@ -80,6 +80,12 @@ func (s *Service) amCall(ctx context.Context, method, path string, query url.Val
 // maxAMReply bounds what ecp reads of one Alertmanager reply.
 const maxAMReply = 64 << 20
 
+// Codes of the errors Alertmanager causes.
+const (
+	CodeAlertmanagerRefused     = "AlertmanagerRefused"
+	CodeAlertmanagerUnreachable = "AlertmanagerUnreachable"
+)
+
 // amAPIError is what a user sees when Alertmanager could not do a call
 // made on their behalf: 409 without an Alertmanager, 502 otherwise, with
 // Alertmanager's own message.
@@ -89,9 +95,9 @@ func amAPIError(what string, err error) error {
 	case errors.Is(err, errNoAlertmanager):
 		return httpapi.Conflict("%s live in Alertmanager, and this ecp has none: a system admin starts it with --alertmanager.url, --alertmanager.config-file and --prometheus.rules-dir", what)
 	case errors.As(err, &ae):
-		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused %s: %d: %s", what, ae.Status, ae.Message)}
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: CodeAlertmanagerRefused, Message: fmt.Sprintf("Alertmanager refused %s: %d: %s", what, ae.Status, ae.Message)}
 	case err != nil:
-		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerUnreachable", Message: "Alertmanager could not be reached: " + err.Error()}
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: CodeAlertmanagerUnreachable, Message: "Alertmanager could not be reached: " + err.Error()}
 	}
 	return nil
 }
