@@ -324,12 +324,12 @@ func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return &httpapi.Error{Status: http.StatusBadGateway, Code: CodeAlertmanagerUnreachable, Message: "Alertmanager could not be reached: " + err.Error()}
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerUnreachable", Message: "Alertmanager could not be reached: " + err.Error()}
 	}
 	defer func() { _ = resp.Body.Close() }()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
 	if resp.StatusCode/100 != 2 {
-		return &httpapi.Error{Status: http.StatusBadGateway, Code: CodeAlertmanagerRefused, Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
+		return &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 	}
 	return httpapi.JSON(w, http.StatusAccepted, TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
 		Message: "Alertmanager accepted the test alert; it reaches the project's channels at once, as one message with no resolution to follow"})
