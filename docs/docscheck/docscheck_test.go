@@ -17,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/ecpio/ecp/agent-exporter/daemon"
+	"github.com/ecpio/ecp/ecp/alerting"
+	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/app"
 	"github.com/ecpio/ecp/rules"
 )
@@ -198,6 +202,29 @@ func TestConfigurationDocumentsRuleCatalogue(t *testing.T) {
 			if !strings.Contains(row, w) {
 				t.Errorf("the row of alert rule %s lacks %q: %s", e.ID, w, row)
 			}
+		}
+	}
+}
+
+// TestConfigurationDocumentsSilencesAndStorm: the bounds of a silence and
+// of the storm threshold are written as the code enforces them.
+func TestConfigurationDocumentsSilencesAndStorm(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "CONFIGURATION.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(b), "### Silences and the storm guard")
+	sec, _, _ = strings.Cut(sec, "\n### ")
+	for _, w := range []string{
+		fmt.Sprintf("`%s` to `%s`", model.Duration(alerts.MinSilenceDuration), model.Duration(alerts.MaxSilenceDuration)),
+		fmt.Sprintf("`comment` 1 to %d", alerts.MaxSilenceComment),
+		fmt.Sprintf("at most %d unexpired silences", alerts.MaxActiveSilences),
+		fmt.Sprintf("at most %d more labels", alerts.MaxSilenceLabels),
+		fmt.Sprintf("`%d` to `%d`, default `%d`", alerting.MinStormThreshold, alerting.MaxStormThreshold, alerting.DefaultStormThreshold),
+		alerts.CodeSilenceLimit, alerting.AlertStorm, "ecp_alerts_storms_total",
+	} {
+		if !strings.Contains(sec, w) {
+			t.Errorf("CONFIGURATION.md's section on silences and the storm guard lacks %q", w)
 		}
 	}
 }

@@ -263,7 +263,7 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 		}
 		r, test := projectReceiver(ProjectReceiver(id), s, true), projectReceiver(ProjectReceiver(id)+receiverTestSuffix, s, false)
 		f.Receivers = append(f.Receivers, r, test)
-		f.Route.Routes = append(f.Route.Routes, amRoute{
+		route := amRoute{
 			Receiver: r.Name,
 			Matchers: []string{fmt.Sprintf("%s=%q", rules.LabelProject, id)},
 			// A test notification is one message: its receiver sends no
@@ -275,7 +275,20 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 				GroupBy:   []string{"..."},
 				GroupWait: "0s",
 			}},
-		})
+		}
+		if s.Storm {
+			// In a storm the project's alerts reach ecp's lists (the
+			// route above) and nobody else; the storm notice goes out
+			// once, like a test notification.
+			route.Receiver = ReceiverNone
+			route.Routes = append(route.Routes, amRoute{
+				Receiver:  test.Name,
+				Matchers:  []string{fmt.Sprintf("%s=%q", model.AlertNameLabel, AlertStorm)},
+				GroupBy:   []string{"..."},
+				GroupWait: "0s",
+			})
+		}
+		f.Route.Routes = append(f.Route.Routes, route)
 	}
 
 	var b strings.Builder

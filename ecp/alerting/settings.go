@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/rules"
@@ -30,7 +31,19 @@ const (
 	MaxEmails   = 10
 	MaxWebhooks = 10
 	MaxCount    = rules.MaxCount
+	// DefaultStormThreshold is ECP's alarm-storm threshold: 50 alerts
+	// within a minute.
+	DefaultStormThreshold = 50
+	MinStormThreshold     = 5
+	MaxStormThreshold     = 10000
 )
+
+// StormWindow is the window StormThreshold counts alerts in.
+const StormWindow = time.Minute
+
+// AlertStorm is the alertname of the one notice that tells a project's
+// channels its notifications stopped.
+const AlertStorm = "ECPAlertStorm"
 
 // Settings are one project's alert settings, the body of
 // GET/PUT /api/v1/projects/{project}/alert-settings.
@@ -59,6 +72,13 @@ type Settings struct {
 	Emails []string `json:"emails"`
 	// Webhooks receive Alertmanager's webhook payload (version 4).
 	Webhooks []Webhook `json:"webhooks"`
+	// StormThreshold is how many new alerts within StormWindow stop the
+	// project's notifications until an admin clears the storm (ecp/alerts
+	// counts them); 0 in a body or record means DefaultStormThreshold.
+	StormThreshold int `json:"stormThreshold"`
+	// Storm is set by ecp/alerts while the project is in an alert storm:
+	// its route sends only the storm notice. Never part of the API body.
+	Storm bool `json:"-"`
 	// Names are what the project's alerts call its organization, itself
 	// and its clusters. ecp/alerts fills them from the tenancy and cluster
 	// records at every apply; they are never part of the API body.
@@ -124,13 +144,14 @@ type Webhook struct {
 // alerting off, as ECP ships it, with counts that ride out one bad sample.
 func DefaultSettings() Settings {
 	return Settings{
-		Enabled:       false,
-		TriggerCount:  3,
-		RecoveryCount: 2,
-		Severity:      SeverityWarning,
-		Emails:        []string{},
-		Webhooks:      []Webhook{},
-		Rules:         Settings{Rules: map[string]RuleSettings{}}.Catalogue(),
+		Enabled:        false,
+		TriggerCount:   3,
+		RecoveryCount:  2,
+		Severity:       SeverityWarning,
+		StormThreshold: DefaultStormThreshold,
+		Emails:         []string{},
+		Webhooks:       []Webhook{},
+		Rules:          Settings{Rules: map[string]RuleSettings{}}.Catalogue(),
 	}
 }
 
@@ -187,6 +208,9 @@ func (s Settings) Validate() error {
 			}
 			seen[w.URL] = true
 		}
+	}
+	if s.StormThreshold != 0 && (s.StormThreshold < MinStormThreshold || s.StormThreshold > MaxStormThreshold) {
+		errs.add("stormThreshold", "stormThreshold must be a whole number from %d to %d (or left out for %d), got %d", MinStormThreshold, MaxStormThreshold, DefaultStormThreshold, s.StormThreshold)
 	}
 	validateRules(s.Rules, &errs)
 	return errs.err()

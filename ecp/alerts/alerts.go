@@ -1,8 +1,8 @@
 // Package alerts is the product side of ecp's alerting: each project's alert
 // settings (GET/PUT /api/v1/projects/{project}/alert-settings and a test
 // notification), the Alertmanager webhook receiver that keeps the alert
-// lists, and the lists themselves (GET /api/v1/projects/{project}/alerts,
-// DELETE /api/v1/alerts/{id}).
+// lists, the lists themselves (GET /api/v1/projects/{project}/alerts,
+// DELETE /api/v1/alerts/{id}), the project's silences and its storm guard.
 //
 // # Settings to Prometheus and Alertmanager
 //
@@ -43,6 +43,53 @@
 // --alertmanager.url the leader also compares the active list with
 // Alertmanager's own every ResyncInterval and moves what Alertmanager no
 // longer holds to history with endReason "gone".
+//
+// # Silences
+//
+// GET/POST /api/v1/projects/{project}/silences and DELETE
+// /api/v1/silences/{id} are real Alertmanager silences (its API v2), made
+// and expired by ecp on a user's behalf: ecp writes every matcher itself
+// and always adds project="<project>" (a project label in the request is
+// refused), so no project can silence another's alerts; a silence belongs
+// to the project of its one equality matcher on project, and one made
+// outside ecp belongs to none (404 for everyone). Nothing is stored in
+// etcd: Alertmanager holds the silences and their history. A silence mutes
+// every receiver, ecp's own webhook included, so the active list also
+// reads Alertmanager's list: it marks silenced alerts (silencedBy) and adds
+// those that fired under a silence and never reached ecp; and the stale
+// sweep keeps an alert Alertmanager still holds, silenced or not.
+//
+// # Storm guard
+//
+// ECP's "alarm storm": when a project produces Settings.StormThreshold new
+// alerts within alerting.StormWindow, its notifications stop, its channels get one notice saying so, and
+// GET /projects/{project}/alerts/storm shows the storm until a project
+// admin clears it (DELETE on the same path).
+//
+// ecp counts the alert episodes its own webhook stores for the first time:
+// every alert of every project reaches that webhook at once (its route
+// waits 0s and groups nothing), whichever replica receives it. Each new
+// episode leaves a mark in etcd under /ecp/alerts/recent/<project>/ on a
+// lease of StormWindow (shared by the marks of a few seconds), and a
+// count-only read of the prefix is the number of alerts of the last
+// minute, the same on every replica, with no clean-up: etcd drops the
+// marks itself. The replica whose mark reaches the threshold creates the
+// storm record if none exists (a transaction: one storm, one notice).
+//
+// A storm does not use an Alertmanager silence. A silence mutes every
+// receiver, ecp's own webhook included, so the alert lists would go blind
+// exactly when an operator most needs them, and ecp could not see the
+// storm go on. Instead the leading replica, which watches the storm
+// records, renders the project's route to no receiver but a sub-route for
+// the storm notice (alerting.Settings.Storm): ecp's own route keeps every
+// alert in the lists, and the project's channels get nothing more once
+// Alertmanager reloaded (within a second; the project's group wait, two
+// evaluations, usually holds the storm's first alerts back until then).
+// After the reload the leader posts the notice (alertname ECPAlertStorm)
+// once and records that it did. Clearing deletes the record and the marks
+// (the storm's own alerts do not trip it again at once) and resolves the
+// notice; the next apply restores the route, and Alertmanager then
+// notifies what is still firing.
 package alerts
 
 import (
@@ -175,7 +222,9 @@ type Service struct {
 	token    secret.String
 	client   *http.Client
 	history  *leases
-	metrics  *metrics
+	// recent leases the storm guard's marks.
+	recent  *leases
+	metrics *metrics
 
 	mu       sync.Mutex
 	isLeader bool
@@ -221,6 +270,7 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 		return nil, err
 	}
 	s.history = &leases{cli: cli, ttl: opts.HistoryRetention + time.Hour}
+	s.recent = &leases{cli: cli, ttl: alerting.StormWindow, every: stormMarkEvery}
 	s.metrics = newMetrics(reg)
 	if opts.Configured() {
 		ao := alerting.DefaultOptions()
@@ -277,6 +327,7 @@ type metrics struct {
 	leader        prometheus.Gauge
 	notifications *prometheus.CounterVec
 	moved         *prometheus.CounterVec
+	storms        prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -302,6 +353,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ecp_alerts_moved_to_history_total",
 			Help: "Alerts moved from the active list to history, by reason: resolved, stale, gone (Alertmanager no longer holds it) or removed (its cluster left the project).",
 		}, []string{"reason"}),
+		storms: f.NewCounter(prometheus.CounterOpts{
+			Name: "ecp_alerts_storms_total",
+			Help: "Alert storms tripped: a project produced its storm threshold of new alerts within a minute, and its notifications stopped.",
+		}),
 	}
 	for _, r := range []string{"stored", "unchanged", "ignored", "error"} {
 		m.notifications.WithLabelValues(r)

@@ -35,6 +35,11 @@ func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
 	api.Handle("/projects/{project}/alerts", a.Handle(s.list)).Methods(http.MethodGet)
 	api.Handle("/alerts/{id}", a.Handle(s.delete)).Methods(http.MethodDelete)
 	api.Handle("/system/alerting", a.Handle(s.systemStatus)).Methods(http.MethodGet)
+	api.Handle("/projects/{project}/silences", a.Handle(s.listSilences)).Methods(http.MethodGet)
+	api.Handle("/projects/{project}/silences", a.Handle(s.createSilence)).Methods(http.MethodPost)
+	api.Handle("/silences/{id}", a.Handle(s.expireSilence)).Methods(http.MethodDelete)
+	api.Handle("/projects/{project}/alerts/storm", a.Handle(s.getStorm)).Methods(http.MethodGet)
+	api.Handle("/projects/{project}/alerts/storm", a.Handle(s.clearStorm)).Methods(http.MethodDelete)
 	root.Handle(WebhookPath, a.Handle(s.webhook, httpapi.BodyLimit(MaxWebhookBody))).Methods(http.MethodPost)
 }
 
@@ -132,6 +137,9 @@ func (s *Service) settingsReply(ctx context.Context, project string) (SettingsRe
 // record lists each rule with its threshold.
 func normalise(st alerting.Settings) alerting.Settings {
 	st.Rules = st.Catalogue()
+	if st.StormThreshold == 0 {
+		st.StormThreshold = alerting.DefaultStormThreshold
+	}
 	if st.Emails == nil {
 		st.Emails = []string{}
 	}
@@ -447,6 +455,9 @@ func (s *Service) List(ctx context.Context, ac *tenancy.Access, project string, 
 	all, err := kv.List[Alert](ctx, s.cli, prefix+p.ID+"/")
 	if err != nil {
 		return nil, err
+	}
+	if state == StateActive {
+		all = s.withSilences(ctx, p.ID, all)
 	}
 	now := s.opts.Now()
 	out := all[:0]

@@ -58,6 +58,8 @@ func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
 			{Key: settingsPrefix, Prefix: true, What: "alert settings"},
 			// A new notification policy may admit or refuse webhooks.
 			{Key: destpolicy.Key, What: "notification policy"},
+			// A storm mutes its project's route.
+			{Key: stormPrefix, Prefix: true, What: "alert storms"},
 			// Alerts carry the names of clusters, projects and
 			// organizations, and the rules select the clusters each
 			// project holds now.
@@ -105,6 +107,10 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 	if err != nil && ctx.Err() == nil {
 		s.logger.Error("moving the alerts of removed clusters to history failed", "err", err)
 	}
+	storms, stormRevs, err := s.storms(ctx)
+	if err != nil {
+		return err
+	}
 	projects := map[string]alerting.Settings{}
 	st := applyStatus{Configured: s.alerting != nil, Leader: s.opts.ReplicaID, Revision: resp.Header.Revision, AppliedAt: s.opts.Now().UTC(), OK: true}
 	for _, item := range resp.Kvs {
@@ -117,6 +123,7 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 		if rec.Names.Clusters == nil {
 			rec.Names.Clusters = []rules.Cluster{} // a project deleted since: nothing to select
 		}
+		_, rec.Storm = storms[id]
 		projects[id] = rec.Settings
 		if rec.Enabled {
 			st.Projects++
@@ -152,6 +159,12 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 		// turns them back on in Alertmanager.
 		if err := s.alerting.Resolve(ctx, removed, s.opts.Now()); err != nil && ctx.Err() == nil {
 			s.logger.Warn("resolving the alerts of removed clusters in Alertmanager failed; Prometheus resolves them after its resend delay", "err", err)
+		}
+		if failed == nil && s.opts.AlertmanagerURL != "" {
+			if err := s.sendStormNotices(ctx, storms, stormRevs, projects); err != nil {
+				failed = err // retried with the next apply
+				st.OK, st.Error = false, err.Error()
+			}
 		}
 	}
 	if st.OK {

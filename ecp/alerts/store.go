@@ -28,6 +28,8 @@ import (
 //	/ecp/alerts/history/<project>/<id>      an ended alert, on a retention lease
 //	/ecp/alerts/ids/<id>                    the project of alert id, for DELETE
 //	/ecp/alerts/leader/…                    concurrency.Election of the applier
+//	/ecp/alerts/storm/<project>             the project's alert storm (stormRecord), until cleared
+//	/ecp/alerts/recent/<project>/<id>       an alert first stored within StormWindow, on a short lease
 const (
 	Prefix         = "/ecp/alerts/"
 	settingsPrefix = Prefix + "settings/"
@@ -37,6 +39,8 @@ const (
 	historyPrefix  = Prefix + "history/"
 	idsPrefix      = Prefix + "ids/"
 	leaderPrefix   = Prefix + "leader"
+	stormPrefix    = Prefix + "storm/"
+	recentPrefix   = Prefix + "recent/"
 )
 
 // States of an alert in the lists.
@@ -88,6 +92,9 @@ type Alert struct {
 	LastNotifiedAt time.Time `json:"lastNotifiedAt"`
 	Fingerprint    string    `json:"fingerprint"`
 	GeneratorURL   string    `json:"generatorUrl,omitempty"`
+	// SilencedBy are the ids of the silences muting it now, as
+	// Alertmanager says when the list is read; never stored.
+	SilencedBy []string `json:"silencedBy,omitempty"`
 }
 
 func activeKey(project, id string) string  { return activePrefix + project + "/" + id }
@@ -196,10 +203,13 @@ func WebhookToken(ctx context.Context, cli *clientv3.Client, key *seal.Key) (sec
 
 // leases hands out one lease per hour of history records, each living
 // retention+1h, so etcd drops history by itself without a lease per record
-// or a cleanup scan.
+// or a cleanup scan. The storm guard's marks use one lease per every
+// (a few seconds) instead of an hour.
 type leases struct {
 	cli *clientv3.Client
 	ttl time.Duration
+	// every is how long one lease is handed out; an hour when zero.
+	every time.Duration
 
 	mu     sync.Mutex
 	bucket int64
@@ -207,7 +217,11 @@ type leases struct {
 }
 
 func (l *leases) get(ctx context.Context, at time.Time) (clientv3.LeaseID, error) {
-	bucket := at.Unix() / 3600
+	every := l.every
+	if every <= 0 {
+		every = time.Hour
+	}
+	bucket := at.UnixNano() / int64(every)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.id != 0 && l.bucket == bucket {

@@ -136,8 +136,9 @@ func (s *Service) fire(ctx context.Context, al Alert) (string, error) {
 	key := activeKey(al.Project, al.ID)
 	var cur Alert
 	rev, err := kv.Get(ctx, s.cli, key, &cur)
+	isNew := errors.Is(err, kv.ErrNotFound)
 	switch {
-	case errors.Is(err, kv.ErrNotFound):
+	case isNew:
 	case err != nil:
 		return "", err
 	case sameAlert(cur, al) && al.LastNotifiedAt.Sub(cur.LastNotifiedAt) < refreshEvery:
@@ -164,6 +165,13 @@ func (s *Service) fire(ctx context.Context, al Alert) (string, error) {
 	}
 	if !resp.Succeeded {
 		return "unchanged", nil
+	}
+	if isNew {
+		// The alert is stored: a failure here must not have
+		// Alertmanager retry it.
+		if err := s.markNew(ctx, al); err != nil {
+			s.logger.Warn("the storm guard could not count an alert", "alert", al.ID, "project", al.Project, "err", err)
+		}
 	}
 	return "stored", nil
 }
@@ -231,8 +239,17 @@ func (s *Service) end(ctx context.Context, al Alert, at time.Time, reason string
 }
 
 // sweepStale moves active alerts Alertmanager stopped re-notifying to
-// history. Only the leader calls it.
+// history. An alert Alertmanager still holds is alive though silent: a
+// silence stops its repeats to ecp too, and may last up to
+// MaxSilenceDuration. Only the leader calls it.
 func (s *Service) sweepStale(ctx context.Context) error {
+	var held map[string]bool
+	if s.opts.AlertmanagerURL != "" {
+		var err error
+		if held, err = s.alertmanagerIDs(ctx); err != nil {
+			return err
+		}
+	}
 	all, err := kv.List[Alert](ctx, s.cli, activePrefix)
 	if err != nil {
 		return err
@@ -240,7 +257,7 @@ func (s *Service) sweepStale(ctx context.Context) error {
 	cutoff := s.opts.Now().Add(-s.opts.StaleAfter)
 	var errs []error
 	for _, a := range all {
-		if a.LastNotifiedAt.After(cutoff) {
+		if a.LastNotifiedAt.After(cutoff) || held[a.ID] {
 			continue
 		}
 		if _, err := s.end(ctx, Alert{ID: a.ID, Project: a.Project}, a.LastNotifiedAt, EndStale); err != nil {
@@ -290,31 +307,13 @@ func (s *Service) reconcile(ctx context.Context) error {
 // alertmanagerIDs lists the ids of every alert Alertmanager holds (active,
 // silenced, inhibited or unprocessed).
 func (s *Service) alertmanagerIDs(ctx context.Context) (map[string]bool, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.opts.AlertmanagerURL, "/")+"/api/v2/alerts", nil)
+	list, err := s.amAlerts(ctx, "")
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("list alertmanager's alerts: %w", err)
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("list alertmanager's alerts: %s", resp.Status)
-	}
-	var list []struct {
-		Fingerprint string            `json:"fingerprint"`
-		StartsAt    time.Time         `json:"startsAt"`
-		Labels      map[string]string `json:"labels"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		return nil, fmt.Errorf("list alertmanager's alerts: %w", err)
-	}
 	ids := make(map[string]bool, len(list))
 	for _, a := range list {
-		ids[AlertID(fingerprintOf(webhookAlert{Fingerprint: a.Fingerprint, Labels: a.Labels}), a.StartsAt)] = true
+		ids[a.id()] = true
 	}
 	return ids, nil
 }

@@ -84,6 +84,26 @@ func Invalid(field, format string, args ...any) *Error {
 	return &Error{Status: http.StatusBadRequest, Code: CodeInvalid, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
+// FieldErrors collects every wrong field of a request body, so that a form
+// can mark them all at once.
+type FieldErrors []map[string]string
+
+// Add records one wrong field and what would be accepted.
+func (e *FieldErrors) Add(field, format string, args ...any) {
+	*e = append(*e, map[string]string{"field": field, "message": fmt.Sprintf(format, args...)})
+}
+
+// Err is the 400 naming the first wrong field, with every one of them
+// ({"field", "message"}) in its "errors" member; nil when there is none.
+func (e FieldErrors) Err() error {
+	if len(e) == 0 {
+		return nil
+	}
+	he := Invalid(e[0]["field"], "%s", e[0]["message"])
+	he.Details = map[string]any{"errors": []map[string]string(e)}
+	return he
+}
+
 // Unauthorized is a 401.
 func Unauthorized(message string) *Error {
 	return &Error{Status: http.StatusUnauthorized, Code: CodeUnauthorized, Message: message}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/gorilla/mux"
+	"github.com/prometheus/common/model"
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/alerting"
@@ -90,11 +91,13 @@ var (
 		fleet.ReasonAgentSilent, fleet.ReasonAgentIntervalTooLong, fleet.ReasonClusterManagedElsewhere,
 		agentproto.ProblemEMQXUnreachable, agentproto.ProblemEMQXAuthFailed, agentproto.ProblemQuotaApplyFailed, agentproto.ProblemLicenceUnsupported,
 	}
-	deliveries  = []string{alerts.DeliveryApplied, alerts.DeliveryPending, alerts.DeliveryPartial, alerts.DeliveryFailed, alerts.DeliveryNotConfigured}
-	alertStates = []string{alerts.StateActive, alerts.StateHistory}
-	endReasons  = []string{alerts.EndResolved, alerts.EndStale, alerts.EndGone, alerts.EndRemoved}
-	quotaScopes = []string{quota.QuotaProject, quota.QuotaOrg, quota.QuotaLicence}
-	receivers   = []string{logstore.TypeElasticsearch, logstore.TypeVictoriaLogs}
+	deliveries    = []string{alerts.DeliveryApplied, alerts.DeliveryPending, alerts.DeliveryPartial, alerts.DeliveryFailed, alerts.DeliveryNotConfigured}
+	alertStates   = []string{alerts.StateActive, alerts.StateHistory}
+	silenceStates = []string{alerts.SilenceActive, alerts.SilencePending, alerts.SilenceExpired}
+	stormStates   = []string{alerts.StormNormal, alerts.StormActive}
+	endReasons    = []string{alerts.EndResolved, alerts.EndStale, alerts.EndGone, alerts.EndRemoved}
+	quotaScopes   = []string{quota.QuotaProject, quota.QuotaOrg, quota.QuotaLicence}
+	receivers     = []string{logstore.TypeElasticsearch, logstore.TypeVictoriaLogs}
 )
 
 // Operations lists every documented operation.
@@ -146,6 +149,11 @@ func Operations() []Operation {
 		{Method: "PUT", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Set the notification policy (system admin). By default loopback, link-local, unspecified, broadcast and multicast addresses are refused; allowCidrs admits some of them, denyCidrs refuses more and wins over allowCidrs; at most " + strconv.Itoa(destpolicy.MaxCIDRs) + " ranges each.", Request: "NotificationPolicyRules", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{400, 401, 403}},
 		{Method: "GET", Path: api + "/projects/{project}/alerts", Tag: "alerts", Summary: "Active alerts or history (?state=active|history, cluster, severity, from, to (RFC 3339, overlapping the alert), limit up to " + strconv.Itoa(alerts.MaxListLimit) + "), newest first.", Responses: map[int]string{200: "AlertList"}, Errors: tenant},
 		{Method: "DELETE", Path: api + "/alerts/{id}", Tag: "alerts", Summary: "Remove an alert from the lists by hand (project admin); one still firing comes back at Alertmanager's next repeat.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404}},
+		{Method: "GET", Path: api + "/projects/{project}/silences", Tag: "alerts", Summary: "The project's Alertmanager silences, newest first: active and pending ones, or with ?state=expired those Alertmanager still keeps.", Query: []Param{{Name: "state", Description: "active (the default: active and pending) or expired.", Schema: map[string]any{"type": "string", "enum": []string{alerts.SilenceActive, alerts.SilenceExpired}}}}, Responses: map[int]string{200: "SilenceList"}, Errors: []int{400, 401, 404, 409, 502}},
+		{Method: "POST", Path: api + "/projects/{project}/silences", Tag: "alerts", Summary: "Silence one alert of the active list (alert), or a cluster, a catalogue rule and labels together, for a duration from " + model.Duration(alerts.MinSilenceDuration).String() + " to " + model.Duration(alerts.MaxSilenceDuration).String() + " with a comment (project admin). ecp creates an Alertmanager silence whose matchers it always scopes to the project; a project label in labels is 400. At most " + strconv.Itoa(alerts.MaxActiveSilences) + " unexpired silences per project (422 " + alerts.CodeSilenceLimit + "); 409 when ecp has no Alertmanager.", Request: "SilenceRequest", Responses: map[int]string{201: "Silence"}, Errors: []int{400, 401, 403, 404, 409, 422, 502}},
+		{Method: "DELETE", Path: api + "/silences/{id}", Tag: "alerts", Summary: "Expire a silence (project admin of its project); a silence of a project the caller cannot see, or not made by ecp, is 404; one expired already 409.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409, 502}},
+		{Method: "GET", Path: api + "/projects/{project}/alerts/storm", Tag: "alerts", Summary: "The project's storm guard: state storm once stormThreshold new alerts arrived within a minute, when its notifications stopped; the one notice (" + alerting.AlertStorm + ") went to the project's channels at noticeAt.", Responses: map[int]string{200: "AlertStorm"}, Errors: tenant},
+		{Method: "DELETE", Path: api + "/projects/{project}/alerts/storm", Tag: "alerts", Summary: "Clear the project's alert storm (project admin): notifications resume, and Alertmanager sends what is still firing; 409 when there is no storm.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409}},
 		{Method: "GET", Path: api + "/system/alerting", Tag: "alerts", Summary: "The alerting wiring and the last apply to Prometheus and Alertmanager, with their errors (system admin).", Responses: map[int]string{200: "AlertingStatus"}, Errors: []int{401, 403}},
 		{Method: "POST", Path: api + "/alertmanager/webhook", Tag: "alerts", Summary: "Alertmanager's webhook (payload version 4) feeding the alert lists; bearer token generated by ecp and written into Alertmanager's configuration.", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401}, Body: true, BodyLimit: alerts.MaxWebhookBody},
 		{Method: "GET", Path: api + "/projects/{project}/logs", Tag: "logs", Summary: "The project's EMQX log lines, newest first (cluster, level, q: text found anywhere in the line, in any case and literally, from, to (RFC 3339), limit up to " + strconv.Itoa(logstore.MaxQueryLimit) + ", pageToken); each line carries the fields the agent parsed from it; 503 LogReceiverNotConfigured while no receiver is set.", Responses: map[int]string{200: "LogPage"}, Errors: []int{400, 401, 404, 502, 503}},
@@ -329,6 +337,8 @@ func schemas() map[string]any {
 			"emails":        map[string]any{"type": "array", "maxItems": alerting.MaxEmails, "items": map[string]any{"type": "string", "format": "email"}},
 			"webhooks":      map[string]any{"type": "array", "maxItems": alerting.MaxWebhooks, "items": obj(map[string]any{"url": map[string]any{"type": "string", "format": "uri"}}, "url")},
 			"rules":         alertRules(),
+			"stormThreshold": map[string]any{"type": "integer", "minimum": alerting.MinStormThreshold, "maximum": alerting.MaxStormThreshold, "default": alerting.DefaultStormThreshold,
+				"description": "New alerts within a minute that stop the project's notifications until a project admin clears the storm (DELETE /projects/{project}/alerts/storm)."},
 		}, "enabled", "triggerCount", "recoveryCount", "severity"),
 		"AlertSettingsReply": map[string]any{"allOf": []any{ref("AlertSettings"), obj(map[string]any{
 			"updatedAt": whenNil,
@@ -357,6 +367,29 @@ func schemas() map[string]any {
 			"state":          map[string]any{"type": "string", "enum": alertStates},
 			"endReason":      map[string]any{"type": "string", "enum": endReasons},
 			"lastNotifiedAt": when, "fingerprint": str, "generatorUrl": str,
+			"silencedBy": map[string]any{"type": "array", "items": str, "description": "Active list only: the ids of the silences muting the alert now, as Alertmanager says; absent when none."},
+		}),
+		"SilenceRequest": obj(map[string]any{
+			"alert":    map[string]any{"type": "string", "description": "An alert id of the project's active list: its labels, exactly. Alone."},
+			"cluster":  map[string]any{"type": "string", "description": "A cluster id of the project."},
+			"rule":     map[string]any{"type": "string", "enum": rules.CatalogueIDs(), "description": "A catalogue rule: all its alerts."},
+			"labels":   map[string]any{"type": "object", "maxProperties": alerts.MaxSilenceLabels, "additionalProperties": map[string]any{"type": "string", "minLength": 1, "maxLength": alerts.MaxLabelValue}, "description": "More labels to match exactly; project is refused."},
+			"duration": map[string]any{"type": "string", "example": "2h", "description": "From now: a duration such as 30m, 2h or 3d, from " + model.Duration(alerts.MinSilenceDuration).String() + " to " + model.Duration(alerts.MaxSilenceDuration).String() + "."},
+			"comment":  map[string]any{"type": "string", "minLength": 1, "maxLength": alerts.MaxSilenceComment},
+		}, "duration", "comment"),
+		"Silence": obj(map[string]any{
+			"id": str, "project": str, "cluster": str,
+			"matchers": map[string]any{"type": "array", "items": obj(map[string]any{"name": str, "value": str,
+				"isRegex": map[string]any{"type": "boolean"}, "isEqual": map[string]any{"type": "boolean"}})},
+			"startsAt": when, "endsAt": when, "createdBy": str, "comment": str,
+			"state": map[string]any{"type": "string", "enum": silenceStates},
+		}),
+		"SilenceList": list("Silence"),
+		"AlertStorm": obj(map[string]any{
+			"state":     map[string]any{"type": "string", "enum": stormStates},
+			"threshold": integer,
+			"recent":    map[string]any{"type": "integer", "description": "The project's new alerts within the last minute."},
+			"since":     whenNil, "count": integer, "noticeAt": whenNil,
 		}),
 		"AlertList": list("Alert"),
 		"LogItem":   obj(map[string]any{"time": when, "level": str, "cluster": str, "project": str, "node": str, "message": str, "raw": str, "fields": map[string]any{"type": "object", "additionalProperties": str}, "id": str}),

@@ -193,6 +193,8 @@ func TestOpenAPIEnumsListEveryConstant(t *testing.T) {
 		{"../alerts/http.go", "Delivery", delivery},
 		{"../alerts/store.go", "State", prop("Alert", "state")},
 		{"../alerts/store.go", "End", prop("Alert", "endReason")},
+		{"../alerts/silences.go", "Silence", prop("Silence", "state")},
+		{"../alerts/storm.go", "Storm", prop("AlertStorm", "state")},
 		{"../quota/quota.go", "Quota", prop("ScopeQuota", "limitedBy")},
 		{"../logstore/config.go", "Type", prop("LogReceiver", "type")},
 	} {
