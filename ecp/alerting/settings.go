@@ -160,19 +160,19 @@ func DefaultSettings() Settings {
 // accepted; its "errors" member lists every wrong field the same way
 // ({"field", "message"}), so a form can mark them all at once.
 func (s Settings) Validate() error {
-	var errs fieldErrors
+	var errs httpapi.FieldErrors
 	if s.TriggerCount < 1 || s.TriggerCount > MaxCount {
-		errs.add("triggerCount", "triggerCount must be a whole number from 1 to %d, got %d", MaxCount, s.TriggerCount)
+		errs.Add("triggerCount", "triggerCount must be a whole number from 1 to %d, got %d", MaxCount, s.TriggerCount)
 	}
 	if s.RecoveryCount < 1 || s.RecoveryCount > MaxCount {
-		errs.add("recoveryCount", "recoveryCount must be a whole number from 1 to %d, got %d", MaxCount, s.RecoveryCount)
+		errs.Add("recoveryCount", "recoveryCount must be a whole number from 1 to %d, got %d", MaxCount, s.RecoveryCount)
 	}
 	if !validSeverity(s.Severity) {
-		errs.add("severity", "severity must be one of %s, got %q", strings.Join(Severities, ", "), s.Severity)
+		errs.Add("severity", "severity must be one of %s, got %q", strings.Join(Severities, ", "), s.Severity)
 	}
 	if len(s.Emails) > MaxEmails {
 		// Too many to be worth checking one by one.
-		errs.add("emails", "emails holds at most %d addresses, got %d", MaxEmails, len(s.Emails))
+		errs.Add("emails", "emails holds at most %d addresses, got %d", MaxEmails, len(s.Emails))
 	} else {
 		seen := map[string]bool{}
 		for i, e := range s.Emails {
@@ -183,45 +183,45 @@ func (s Settings) Validate() error {
 			// Only a bare address: a display name or a comment would be
 			// rendered into Alertmanager's `to` as is.
 			case err != nil || a.Address != e:
-				errs.add(field, "%s must be an e-mail address such as ops@example.com (RFC 5322 addr-spec), got %q", field, e)
+				errs.Add(field, "%s must be an e-mail address such as ops@example.com (RFC 5322 addr-spec), got %q", field, e)
 			// user@[127.0.0.1] would have the SMTP relay connect to an
 			// address of the tenant's choosing, past the notification
 			// policy; a recipient names a mail domain.
 			case strings.HasSuffix(e, "]"):
-				errs.add(field, "%s must name a mail domain, not an address literal, got %q", field, e)
+				errs.Add(field, "%s must name a mail domain, not an address literal, got %q", field, e)
 			case seen[key]:
-				errs.add(field, "%s repeats %q", field, e)
+				errs.Add(field, "%s repeats %q", field, e)
 			}
 			seen[key] = true
 		}
 	}
 	if len(s.Webhooks) > MaxWebhooks {
-		errs.add("webhooks", "webhooks holds at most %d entries, got %d", MaxWebhooks, len(s.Webhooks))
+		errs.Add("webhooks", "webhooks holds at most %d entries, got %d", MaxWebhooks, len(s.Webhooks))
 	} else {
 		seen := map[string]bool{}
 		for i, w := range s.Webhooks {
 			field := fmt.Sprintf("webhooks[%d].url", i)
 			if err := validWebhookURL(w.URL); err != nil {
-				errs.add(field, "%s must be an absolute http:// or https:// URL with a host%s, got %q", field, err, w.URL)
+				errs.Add(field, "%s must be an absolute http:// or https:// URL with a host%s, got %q", field, err, w.URL)
 			} else if seen[w.URL] {
-				errs.add(field, "%s repeats %q", field, w.URL)
+				errs.Add(field, "%s repeats %q", field, w.URL)
 			}
 			seen[w.URL] = true
 		}
 	}
 	if s.StormThreshold != 0 && (s.StormThreshold < MinStormThreshold || s.StormThreshold > MaxStormThreshold) {
-		errs.add("stormThreshold", "stormThreshold must be a whole number from %d to %d (or left out for %d), got %d", MinStormThreshold, MaxStormThreshold, DefaultStormThreshold, s.StormThreshold)
+		errs.Add("stormThreshold", "stormThreshold must be a whole number from %d to %d (or left out for %d), got %d", MinStormThreshold, MaxStormThreshold, DefaultStormThreshold, s.StormThreshold)
 	}
 	validateRules(s.Rules, &errs)
-	return errs.err()
+	return errs.Err()
 }
 
 // validateRules checks the catalogue as a user sent it, rule by rule in
 // catalogue order, then the ids that are not in it.
-func validateRules(rs map[string]RuleSettings, errs *fieldErrors) {
+func validateRules(rs map[string]RuleSettings, errs *httpapi.FieldErrors) {
 	for _, id := range slices.Sorted(maps.Keys(rs)) {
 		if _, ok := rules.CatalogueEntry(id); !ok {
-			errs.add("rules."+id, "rules.%s is not a rule of the catalogue; want one of %s", id, strings.Join(rules.CatalogueIDs(), ", "))
+			errs.Add("rules."+id, "rules.%s is not a rule of the catalogue; want one of %s", id, strings.Join(rules.CatalogueIDs(), ", "))
 		}
 	}
 	for _, e := range rules.Catalogue {
@@ -232,38 +232,20 @@ func validateRules(rs map[string]RuleSettings, errs *fieldErrors) {
 		field := "rules." + e.ID + "."
 		switch t := e.Threshold; {
 		case t == nil && r.Threshold != nil:
-			errs.add(field+"threshold", "%sthreshold must be left out: %s has no threshold", field, e.ID)
+			errs.Add(field+"threshold", "%sthreshold must be left out: %s has no threshold", field, e.ID)
 		case t != nil && r.Threshold != nil && !(*r.Threshold >= t.Min && *r.Threshold <= t.Max):
-			errs.add(field+"threshold", "%sthreshold must be from %v to %v (%s), got %v", field, t.Min, t.Max, t.Unit, *r.Threshold)
+			errs.Add(field+"threshold", "%sthreshold must be from %v to %v (%s), got %v", field, t.Min, t.Max, t.Unit, *r.Threshold)
 		}
 		if r.Severity != "" && !validSeverity(r.Severity) {
-			errs.add(field+"severity", "%sseverity must be one of %s, or left out for the project's, got %q", field, strings.Join(Severities, ", "), r.Severity)
+			errs.Add(field+"severity", "%sseverity must be one of %s, or left out for the project's, got %q", field, strings.Join(Severities, ", "), r.Severity)
 		}
 		if r.TriggerCount < 0 || r.TriggerCount > MaxCount {
-			errs.add(field+"triggerCount", "%striggerCount must be a whole number from 1 to %d, or left out for the project's, got %d", field, MaxCount, r.TriggerCount)
+			errs.Add(field+"triggerCount", "%striggerCount must be a whole number from 1 to %d, or left out for the project's, got %d", field, MaxCount, r.TriggerCount)
 		}
 		if r.RecoveryCount < 0 || r.RecoveryCount > MaxCount {
-			errs.add(field+"recoveryCount", "%srecoveryCount must be a whole number from 1 to %d, or left out for the project's, got %d", field, MaxCount, r.RecoveryCount)
+			errs.Add(field+"recoveryCount", "%srecoveryCount must be a whole number from 1 to %d, or left out for the project's, got %d", field, MaxCount, r.RecoveryCount)
 		}
 	}
-}
-
-// fieldErrors collects every wrong field of a document.
-type fieldErrors []map[string]string
-
-func (e *fieldErrors) add(field, format string, args ...any) {
-	*e = append(*e, map[string]string{"field": field, "message": fmt.Sprintf(format, args...)})
-}
-
-// err is the 400 naming the first wrong field, with all of them in its
-// "errors" member; nil when there is none.
-func (e fieldErrors) err() error {
-	if len(e) == 0 {
-		return nil
-	}
-	he := httpapi.Invalid(e[0]["field"], "%s", e[0]["message"])
-	he.Details = map[string]any{"errors": []map[string]string(e)}
-	return he
 }
 
 func validSeverity(s string) bool {
