@@ -812,3 +812,45 @@ func TestSlowEMQXReportsOnTime(t *testing.T) {
 		t.Errorf("collections overlapped: %d requests in flight on one EMQX path", got)
 	}
 }
+
+// TestSlowEMQXIntervalChangedMidTick: ecp moves its interval while EMQX
+// is slow; the agent hears of it in a report reply, at the end of a tick.
+// The ticks after it take their deadline from the new interval, and
+// reports stay inside ecp's silence threshold throughout.
+func TestSlowEMQXIntervalChangedMidTick(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.FollowECPInterval = true })
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	if err := emqx.SetAPIFault(sim.APIFault{Latency: 1200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emqx.SetAPIFault(sim.APIFault{}) })
+	timedOut := func(r agentproto.ReportRequest, budget string) bool {
+		p := r.EMQX.Problem
+		return p != nil && p.Code == agentproto.ProblemEMQXTimeout && strings.Contains(p.Message, "tick deadline of "+budget)
+	}
+	eventually(t, 10*time.Second, "a report at 1s naming the 500ms deadline", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.IntervalSeconds == 1 && timedOut(r, "500ms")
+	})
+	ecp.SetInterval(2)
+	eventually(t, 15*time.Second, "two reports at 2s naming the 1s deadline", func() bool {
+		n := 0
+		for _, r := range reportsAfter(ecp, 2) {
+			if timedOut(r, "1s") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	rs := reportsAfter(ecp, 2)
+	for i := 1; i < len(rs); i++ {
+		if gap := rs[i].CollectedAt.Sub(rs[i-1].CollectedAt); gap >= agentproto.SilentIntervals*2*time.Second {
+			t.Errorf("reports %s apart at a 2s interval", gap)
+		}
+	}
+}
