@@ -286,6 +286,12 @@ const (
 	ProblemEMQXAuthFailed     = "EMQXAuthFailed"
 	ProblemQuotaApplyFailed   = "QuotaApplyFailed"
 	ProblemLicenceUnsupported = "LicenceUnsupported"
+	// ProblemEMQXTimeout: EMQX did not answer a call before the agent's
+	// tick deadline (one collection interval, for enforcement and
+	// collection together); the message names the call. The report is
+	// sent on time with what EMQX answered before, so a slow EMQX shows
+	// as this reason, never as ecp's AgentSilent.
+	ProblemEMQXTimeout = "EMQXTimeout"
 	// ProblemClusterManagedElsewhere is the code of DesiredState.Hold: the
 	// cluster is held by another entry's agent. Only ecp sets it.
 	ProblemClusterManagedElsewhere = "ClusterManagedElsewhere"

@@ -433,20 +433,30 @@ func (a *App) tick(ctx context.Context) {
 	a.mu.Lock()
 	gen := a.rep.appliedGen
 	a.mu.Unlock()
-	// Enforce before collecting, so the snapshot (and /metrics) shows the
-	// corrected limit; skip it while EMQX is known to be down, where it
-	// could only fail.
+	// Everything the tick asks of EMQX shares one deadline (tickBudget),
+	// so a slow EMQX delays the report by at most the budget.
+	budget := tickBudget(a.currentInterval())
+	deadline := time.Now().Add(budget)
+	cctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	var enfErr error
+	var ectx context.Context
 	if s != nil {
 		s.reads.begin()
 		defer s.reads.end()
+		var ecancel context.CancelFunc
+		ectx, ecancel = context.WithDeadline(s.ctx, deadline)
+		defer ecancel()
 	}
+	// Enforce before collecting, so the snapshot (and /metrics) shows the
+	// corrected limit; skip it while EMQX is known to be down, where it
+	// could only fail.
 	enforced := false
 	if prev := a.col.Latest(); s != nil && (prev == nil || prev.Up) {
-		_ = a.enf.Enforce(s.ctx, s.reads)
+		_ = a.enf.Enforce(ectx, s.reads)
+		enfErr = s.reads.firstErr()
 		enforced = true
 	}
-	cctx, cancel := context.WithTimeout(ctx, max(a.currentInterval(), a.opts.HTTPTimeout))
-	defer cancel()
 	snap := a.col.Collect(cctx)
 	if s == nil {
 		return
@@ -454,27 +464,40 @@ func (a *App) tick(ctx context.Context) {
 	if snap.Up && !enforced {
 		// EMQX is back: enforce now rather than report a stale problem
 		// for one more interval.
-		_ = a.enf.Enforce(s.ctx, s.reads)
+		_ = a.enf.Enforce(ectx, s.reads)
+	}
+	var timedOut *agentproto.Problem
+	if errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		errs := []error{enfErr}
+		for _, r := range snap.Results {
+			errs = append(errs, r.Err)
+		}
+		timedOut = timeoutProblem(budget, append(errs, s.reads.firstErr())...)
+		a.log.Warn("emqx too slow for the tick deadline", "problem", timedOut.Message)
 	}
 	if err := a.rw.Push(s.push, snap.CollectedAt); err != nil {
 		a.log.Warn("collection not queued for remote write", "err", err)
 	}
-	a.report(s, snap, gen)
+	a.report(s, snap, timedOut, gen)
 }
 
-// buildReport is called with a.mu held.
-func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
+// buildReport is called with a.mu held. timedOut, when set, is the
+// problem of a tick cut by its deadline: it names the slow call, which
+// says more than the failures it caused.
+func (a *App) buildReport(snap *collector.Snapshot, timedOut *agentproto.Problem) agentproto.ReportRequest {
 	st := a.enf.State()
 	req := agentproto.ReportRequest{
-		CollectedAt:  snap.CollectedAt.UTC(),
-		AgentVersion: version.Version,
-		EMQX:         snap.Status(),
-		// Rounded up, so ecp never expects samples faster than they come.
-		IntervalSeconds: max(1, int((a.iv.current+time.Second-1)/time.Second)),
+		CollectedAt:     snap.CollectedAt.UTC(),
+		AgentVersion:    version.Version,
+		EMQX:            snap.Status(),
+		IntervalSeconds: intervalSeconds(a.iv.current),
 		IntervalPinned:  a.iv.pinned(),
 	}
 	if st.Problem == nil && (st.AppliedOK || st.Held != nil) {
 		req.AppliedRevision = st.Revision
+	}
+	if timedOut != nil {
+		req.EMQX.Problem = timedOut
 	}
 	if req.EMQX.Reachable && req.EMQX.Problem == nil && st.Problem != nil {
 		req.EMQX.Problem = st.Problem
@@ -485,13 +508,13 @@ func (a *App) buildReport(snap *collector.Snapshot) agentproto.ReportRequest {
 // report queues a report when one is due and sends the queue oldest
 // first. While ecp is unreachable the queue keeps at most ReportBuffer
 // reports; the oldest are dropped and counted.
-func (a *App) report(s *session, snap *collector.Snapshot, gen uint64) {
+func (a *App) report(s *session, snap *collector.Snapshot, timedOut *agentproto.Problem, gen uint64) {
 	a.mu.Lock()
 	if !a.rep.due(a.opts.Now()) {
 		a.mu.Unlock()
 		return
 	}
-	if dropped := a.rep.add(a.buildReport(snap), gen); dropped > 0 {
+	if dropped := a.rep.add(a.buildReport(snap, timedOut), gen); dropped > 0 {
 		a.m.dropped.Add(float64(dropped))
 	}
 	a.m.buffered.Set(float64(len(a.rep.queue)))

@@ -770,3 +770,87 @@ func TestJourneyRegisterChecksTheLogDir(t *testing.T) {
 		t.Fatalf("the token was spent by the refused attempt: %s", errOut)
 	}
 }
+
+// TestSlowEMQXReportsOnTime: EMQX answers every call slower than the
+// collection interval. The agent still reports at its interval, never
+// silent for ecp's SilentIntervals, and the report names the call that
+// timed out (EMQXTimeout) rather than leaving ecp to call the agent silent.
+func TestSlowEMQXReportsOnTime(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t) // reports every 1 s
+	ecp.IssueToken("tok")
+	// Pinned at 200 ms, reported as 1 s: ecp allows SilentIntervals × 1 s
+	// between reports, and a tick gets 500 ms.
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval = 200 * time.Millisecond })
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	eventually(t, 5*time.Second, "a clean report", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.EMQX.Reachable && r.EMQX.Problem == nil
+	})
+	// Each call takes 300 ms: a collection (a dozen calls) would take
+	// about 4 s, longer than ecp's three seconds.
+	if err := emqx.SetAPIFault(sim.APIFault{Latency: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emqx.SetAPIFault(sim.APIFault{}) })
+	from := len(ecp.Reports())
+	eventually(t, 15*time.Second, "three reports after EMQX slowed down", func() bool { return len(ecp.Reports()) >= from+3 })
+	silence := agentproto.SilentIntervals * time.Second
+	rs := ecp.Reports()[from:]
+	for i := 1; i < len(rs); i++ {
+		if gap := rs[i].CollectedAt.Sub(rs[i-1].CollectedAt); gap >= silence {
+			t.Errorf("reports %s apart with EMQX slow, ecp calls the agent silent after %s", gap, silence)
+		}
+	}
+	last := rs[len(rs)-1].EMQX.Problem
+	if last == nil || last.Code != agentproto.ProblemEMQXTimeout || !strings.Contains(last.Message, "EMQX timed out on GET /api/v5/") || !strings.Contains(last.Message, "500ms") {
+		t.Errorf("the report does not name the slow call and the deadline: %+v", last)
+	}
+	if got := emqx.State().APIPathConcurrencyMax; got > 1 {
+		t.Errorf("collections overlapped: %d requests in flight on one EMQX path", got)
+	}
+}
+
+// TestSlowEMQXIntervalChangedMidTick: ecp moves its interval while EMQX
+// is slow; the agent hears of it in a report reply, at the end of a tick.
+// The ticks after it take their deadline from the new interval, and
+// reports stay inside ecp's silence threshold throughout.
+func TestSlowEMQXIntervalChangedMidTick(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.FollowECPInterval = true })
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
+		t.Fatalf("register: %s", e)
+	}
+	if err := emqx.SetAPIFault(sim.APIFault{Latency: 1200 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = emqx.SetAPIFault(sim.APIFault{}) })
+	timedOut := func(r agentproto.ReportRequest, budget string) bool {
+		p := r.EMQX.Problem
+		return p != nil && p.Code == agentproto.ProblemEMQXTimeout && strings.Contains(p.Message, "tick deadline of "+budget)
+	}
+	eventually(t, 10*time.Second, "a report at 1s naming the 500ms deadline", func() bool {
+		r, ok := lastReport(ecp)
+		return ok && r.IntervalSeconds == 1 && timedOut(r, "500ms")
+	})
+	ecp.SetInterval(2)
+	eventually(t, 15*time.Second, "two reports at 2s naming the 1s deadline", func() bool {
+		n := 0
+		for _, r := range reportsAfter(ecp, 2) {
+			if timedOut(r, "1s") {
+				n++
+			}
+		}
+		return n >= 2
+	})
+	rs := reportsAfter(ecp, 2)
+	for i := 1; i < len(rs); i++ {
+		if gap := rs[i].CollectedAt.Sub(rs[i-1].CollectedAt); gap >= agentproto.SilentIntervals*2*time.Second {
+			t.Errorf("reports %s apart at a 2s interval", gap)
+		}
+	}
+}

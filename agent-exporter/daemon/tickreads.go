@@ -19,6 +19,9 @@ type tickReads struct {
 	on  bool
 	lic shared[emqx.License]
 	set shared[emqx.LicenseSetting]
+	// failed is the first error of the tick's calls, for the tick to name
+	// the call its deadline cut (the enforcer keeps only the message).
+	failed error
 }
 
 // shared is one read shared within a tick, a failure too: a second caller
@@ -56,20 +59,43 @@ func (t *tickReads) reset(on bool) {
 	defer t.mu.Unlock()
 	t.on = on
 	t.lic, t.set = shared[emqx.License]{}, shared[emqx.LicenseSetting]{}
+	t.failed = nil
+}
+
+// firstErr is the first error of the tick's calls so far.
+func (t *tickReads) firstErr() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.failed
+}
+
+// note keeps err when it is the tick's first; called with mu held.
+func (t *tickReads) note(err error) {
+	if t.on && t.failed == nil {
+		t.failed = err
+	}
 }
 
 // License reads the licence once per tick.
 func (t *tickReads) License(ctx context.Context) (emqx.License, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.lic.read(t.on, func() (emqx.License, error) { return t.Client.License(ctx) })
+	return t.lic.read(t.on, func() (emqx.License, error) {
+		l, err := t.Client.License(ctx)
+		t.note(err)
+		return l, err
+	})
 }
 
 // LicenseSetting reads the licence setting once per tick.
 func (t *tickReads) LicenseSetting(ctx context.Context) (emqx.LicenseSetting, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.set.read(t.on, func() (emqx.LicenseSetting, error) { return t.Client.LicenseSetting(ctx) })
+	return t.set.read(t.on, func() (emqx.LicenseSetting, error) {
+		st, err := t.Client.LicenseSetting(ctx)
+		t.note(err)
+		return st, err
+	})
 }
 
 // SetDynamicMaxConnections writes the limit; within a tick EMQX's answer
@@ -82,5 +108,6 @@ func (t *tickReads) SetDynamicMaxConnections(ctx context.Context, n int) (emqx.L
 	if t.on {
 		t.set = shared[emqx.LicenseSetting]{have: err == nil, v: st}
 	}
+	t.note(err)
 	return st, err
 }

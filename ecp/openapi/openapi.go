@@ -90,6 +90,7 @@ var (
 		fleet.ReasonNotRegistered, fleet.ReasonAwaitingRegistration, fleet.ReasonTokenExpired, fleet.ReasonAwaitingFirstReport,
 		fleet.ReasonAgentSilent, fleet.ReasonAgentIntervalTooLong, fleet.ReasonClusterManagedElsewhere,
 		agentproto.ProblemEMQXUnreachable, agentproto.ProblemEMQXAuthFailed, agentproto.ProblemQuotaApplyFailed, agentproto.ProblemLicenceUnsupported,
+		agentproto.ProblemEMQXTimeout,
 	}
 	deliveries    = []string{alerts.DeliveryApplied, alerts.DeliveryPending, alerts.DeliveryPartial, alerts.DeliveryFailed, alerts.DeliveryNotConfigured}
 	alertStates   = []string{alerts.StateActive, alerts.StateHistory}
