@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -209,6 +210,10 @@ func put(stm concurrency.STM, spec Spec) error {
 	return nil
 }
 
+// futureRevTries bounds the runs of one transaction that a lagging etcd
+// member answers "future revision" (see txn).
+const futureRevTries = 5
+
 // txn runs apply in an etcd software transaction: every key read is
 // compared at its read revision on commit, and apply is run again on a
 // conflict, so a decision is always taken on current values.
@@ -218,13 +223,26 @@ func (s *Store) txn(ctx context.Context, id string, apply func(concurrency.STM) 
 	s.txnMu.Lock()
 	defer s.txnMu.Unlock()
 	attempts := 0
-	_, err := concurrency.NewSTM(s.cli, func(stm concurrency.STM) error {
-		attempts++
-		return apply(stm)
-	}, concurrency.WithAbortContext(ctx),
-		// The keys known up front in one read instead of one round trip
-		// each.
-		concurrency.WithPrefetch(append([]string{Key(id), quota.AllocatedKey}, prefetch...)...))
+	var err error
+	for try := 1; ; try++ {
+		_, err = concurrency.NewSTM(s.cli, func(stm concurrency.STM) error {
+			attempts++
+			return apply(stm)
+		}, concurrency.WithAbortContext(ctx),
+			// The keys known up front in one read instead of one round trip
+			// each.
+			concurrency.WithPrefetch(append([]string{Key(id), quota.AllocatedKey}, prefetch...)...))
+		// The STM reads at the revision of its first read, from whichever
+		// member the client's balancer picks (serializable reads). Against
+		// a cluster of several members the next read may land on one that
+		// has not applied that revision yet: etcd answers "future
+		// revision" and the STM gives up instead of retrying. The member
+		// catches up within milliseconds, so run the transaction again.
+		if !errors.Is(err, rpctypes.ErrFutureRev) || try == futureRevTries || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+	}
 	s.ledger.Retried(attempts - 1)
 	var refusal *quota.Refusal
 	var taken *NameTaken
