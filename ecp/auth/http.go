@@ -172,7 +172,8 @@ func (api *API) listUsers(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (api *API) createUser(w http.ResponseWriter, r *http.Request) error {
-	if _, err := Require(r); err != nil {
+	// Who may comes first: anyone else hears 403 whatever they sent.
+	if err := api.mayCreateUsers(r.Context(), PrincipalFrom(r.Context())); err != nil {
 		return err
 	}
 	var c credentials

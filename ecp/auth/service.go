@@ -99,17 +99,25 @@ func (api *API) Users(ctx context.Context, p *Principal) ([]UserView, error) {
 	return views, nil
 }
 
-// CreateUser creates a user (system admin only).
-func (api *API) CreateUser(ctx context.Context, p *Principal, username string, password secret.String) (UserView, error) {
+// mayCreateUsers refuses everyone but system admins.
+func (api *API) mayCreateUsers(ctx context.Context, p *Principal) error {
 	if err := required(p); err != nil {
-		return UserView{}, err
+		return err
 	}
 	admin, err := api.authz.SystemAdmin(ctx, p)
 	if err != nil {
-		return UserView{}, err
+		return err
 	}
 	if !admin {
-		return UserView{}, httpapi.Forbidden("only a system admin may create users")
+		return httpapi.Forbidden("only a system admin may create users")
+	}
+	return nil
+}
+
+// CreateUser creates a user (system admin only).
+func (api *API) CreateUser(ctx context.Context, p *Principal, username string, password secret.String) (UserView, error) {
+	if err := api.mayCreateUsers(ctx, p); err != nil {
+		return UserView{}, err
 	}
 	if msg := ValidateUsername(username); msg != "" {
 		return UserView{}, httpapi.Invalid("username", "%s", msg)
