@@ -18,7 +18,8 @@ func (a *App) buildAlerts(ctx context.Context, env Env) error {
 		Interval:    a.opts.ReportInterval,
 		Seal:        a.sealKey,
 	}
-	o.Destinations = a.buildNotificationPolicy(env)
+	a.policy = a.buildNotificationPolicy(env)
+	o.Destinations = a.policy
 	svc, err := alerts.New(ctx, o, a.cli, a.authz, a.logger.With("component", "alerts"), a.reg)
 	if err != nil {
 		return err

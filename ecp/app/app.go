@@ -34,6 +34,7 @@ import (
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
 	"github.com/ecpio/ecp/ecp/connlimit"
+	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
@@ -82,6 +83,8 @@ type App struct {
 	alerts *alerts.Service
 	// logs serves the log queries (routes and console).
 	logs *logs.API
+	// policy serves the notification policy (routes and console).
+	policy *destpolicy.Store
 	// registry runs "a cluster is deleted" (ecp/registry).
 	registry *registry.Registry
 	// records is the replica's one mirror of the cluster records: the
@@ -350,12 +353,13 @@ func (a *App) build(ctx context.Context) error {
 	// Order matters: the principal must be known before the audit record
 	// is written.
 	api.Use(a.users.Middleware(a.adapter), auditLog.Middleware(auth.AuditActor))
-	auth.NewAPI(a.users, a.authz, reg).Register(api, a.adapter)
+	authAPI := auth.NewAPI(a.users, a.authz, reg)
+	authAPI.Register(api, a.adapter)
 	tenancyAPI := tenancy.NewAPI(a.authz, a.users)
 	tenancyAPI.Register(api, a.adapter)
 	a.clusters.Register(api, a.adapter)
 	a.ledger.Register(api, a.adapter)
-	a.ledger.RegisterScopes(api, a.adapter, a.authz)
+	quotas := a.ledger.RegisterScopes(api, a.adapter, a.authz)
 	auditLog.Register(api, a.adapter, a.authz.AuditScope)
 	// Last: a catch-all (the web console at /) must not shadow anything.
 	fallback := r.NewRoute().Subrouter()
@@ -372,7 +376,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := a.buildGrafana(); err != nil {
 		return err
 	}
-	if err := a.mountConsole(r, fallback, auditLog, tenancyAPI); err != nil {
+	if err := a.mountConsole(fallback, consoleServices{audit: auditLog, tenancy: tenancyAPI, auth: authAPI, quota: quotas}); err != nil {
 		return err
 	}
 	a.router = r

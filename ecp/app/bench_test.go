@@ -48,7 +48,7 @@ func BenchmarkListClusters(b *testing.B) {
 	waitListed(b, h, admin, project, n)
 	// Some entries in other states, for the state filter.
 	for i := 0; i < n; i += 7 {
-		h.fleet.SetStatus(fmt.Sprintf("c%05d", i), clusters.Status{State: "running"})
+		h.fleet.SetStatus(projects[0], fmt.Sprintf("c%05d", i), clusters.Status{State: "running"})
 	}
 	var deep struct {
 		NextPageToken string `json:"nextPageToken"`

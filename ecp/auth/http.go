@@ -16,7 +16,6 @@ import (
 	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
-	"github.com/ecpio/ecp/ecp/names"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -35,10 +34,11 @@ func PrincipalFrom(ctx context.Context) *Principal {
 
 // Require returns the caller, or a 401 when the request is anonymous.
 func Require(r *http.Request) (*Principal, error) {
-	if p := PrincipalFrom(r.Context()); p != nil {
-		return p, nil
+	p := PrincipalFrom(r.Context())
+	if err := required(p); err != nil {
+		return nil, err
 	}
-	return nil, httpapi.Unauthorized("authentication required: send Authorization: Bearer <token> from POST /api/v1/login or an API token")
+	return p, nil
 }
 
 // Middleware resolves "Authorization: Bearer <token>" into the request's
@@ -148,42 +148,13 @@ func (api *API) login(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(r, &c); err != nil {
 		return err
 	}
-	if c.Username == "" {
-		return httpapi.Invalid("username", "username is required")
-	}
-	if c.Password.IsZero() {
-		return httpapi.Invalid("password", "password is required")
-	}
-	audit.Annotate(r.Context(), audit.Note{Actor: c.Username, Target: "user/" + c.Username})
-	// Recorded before the password is compared (see throttle.go): a burst
-	// of guesses is refused, right password or not, once over the limit.
-	// The address is the connection's own: a forwarded-for header is the
-	// caller's to forge.
-	at, err := api.throttle.begin(r.Context(), c.Username, clientHost(r))
-	var throttled *errThrottled
-	if errors.As(err, &throttled) {
-		api.logins.WithLabelValues("throttled").Inc()
-		return &httpapi.Error{Status: http.StatusTooManyRequests, Code: httpapi.CodeRateLimited, RetryAfter: throttled.wait,
-			Message: "too many failed logins for this user or from this address; try again later (see Retry-After)"}
-	}
+	s, err := api.Login(r.Context(), c.Username, c.Password, r.RemoteAddr)
 	if err != nil {
 		return err
 	}
-	token, exp, err := api.store.Login(r.Context(), c.Username, c.Password)
-	if errors.Is(err, ErrBadCredentials) {
-		api.logins.WithLabelValues("failure").Inc()
-		return httpapi.Unauthorized("username or password is wrong")
-	}
-	if err != nil {
-		return errors.Join(err, api.throttle.end(r.Context(), at))
-	}
-	if err := api.throttle.end(r.Context(), at); err != nil {
-		return err
-	}
-	api.logins.WithLabelValues("success").Inc()
 	// The token is the one place a secret is revealed on purpose: the
 	// caller needs it, once, in this reply.
-	return httpapi.JSON(w, http.StatusOK, map[string]any{"token": token.Reveal(), "username": c.Username, "expiresAt": exp})
+	return httpapi.JSON(w, http.StatusOK, map[string]any{"token": s.Token.Reveal(), "username": s.Username, "expiresAt": s.ExpiresAt})
 }
 
 // UserView is a user as the API shows it.
@@ -193,66 +164,27 @@ type UserView struct {
 }
 
 func (api *API) listUsers(w http.ResponseWriter, r *http.Request) error {
-	p, err := Require(r)
+	views, err := api.Users(r.Context(), PrincipalFrom(r.Context()))
 	if err != nil {
 		return err
-	}
-	admin, err := api.authz.SystemAdmin(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	var users []User
-	if admin {
-		if users, err = api.store.ListUsers(r.Context()); err != nil {
-			return err
-		}
-	} else {
-		// Everyone else sees only themselves: usernames are not a
-		// directory for other tenants to browse.
-		u, err := api.store.GetUser(r.Context(), p.Username)
-		if err != nil {
-			return err
-		}
-		users = []User{u}
-	}
-	views := make([]UserView, 0, len(users))
-	for _, u := range users {
-		views = append(views, UserView{Username: u.Username, CreatedAt: u.CreatedAt})
 	}
 	return httpapi.List(w, views)
 }
 
 func (api *API) createUser(w http.ResponseWriter, r *http.Request) error {
-	p, err := Require(r)
-	if err != nil {
+	// Who may comes first: anyone else hears 403 whatever they sent.
+	if err := api.mayCreateUsers(r.Context(), PrincipalFrom(r.Context())); err != nil {
 		return err
-	}
-	admin, err := api.authz.SystemAdmin(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	if !admin {
-		return httpapi.Forbidden("only a system admin may create users")
 	}
 	var c credentials
 	if err := httpapi.Decode(r, &c); err != nil {
 		return err
 	}
-	if msg := ValidateUsername(c.Username); msg != "" {
-		return httpapi.Invalid("username", "%s", msg)
-	}
-	if msg := ValidatePassword(c.Password); msg != "" {
-		return httpapi.Invalid("password", "%s", msg)
-	}
-	audit.Annotate(r.Context(), audit.Note{Target: "user/" + c.Username})
-	u, err := api.store.CreateUser(r.Context(), c.Username, c.Password)
-	if errors.Is(err, ErrUserExists) {
-		return httpapi.Conflict("user %q already exists", c.Username)
-	}
+	u, err := api.CreateUser(r.Context(), PrincipalFrom(r.Context()), c.Username, c.Password)
 	if err != nil {
 		return err
 	}
-	return httpapi.JSON(w, http.StatusCreated, UserView{Username: u.Username, CreatedAt: u.CreatedAt})
+	return httpapi.JSON(w, http.StatusCreated, u)
 }
 
 // userTarget resolves the {username} of the path for the caller: a system
@@ -374,46 +306,25 @@ type tokenRequest struct {
 }
 
 func (api *API) listTokens(w http.ResponseWriter, r *http.Request) error {
-	p, err := Require(r)
+	own, err := api.Tokens(r.Context(), PrincipalFrom(r.Context()))
 	if err != nil {
 		return err
-	}
-	toks, err := api.store.ListAPITokens(r.Context())
-	if err != nil {
-		return err
-	}
-	own := toks[:0]
-	for _, t := range toks {
-		if t.Username == p.Username {
-			own = append(own, t)
-		}
 	}
 	return httpapi.List(w, own)
 }
 
 func (api *API) createToken(w http.ResponseWriter, r *http.Request) error {
-	p, err := Require(r)
-	if err != nil {
+	if _, err := Require(r); err != nil {
 		return err
 	}
 	var req tokenRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
-	if msg := names.Validate(req.Name, MaxTokenNameRunes); msg != "" {
-		return httpapi.Invalid("name", "%s", msg)
-	}
-	if req.ExpiresAt != nil && !req.ExpiresAt.After(api.store.now()) {
-		return httpapi.Invalid("expiresAt", "expiresAt must be an RFC 3339 time in the future, or left out for a token that does not expire")
-	}
-	tok, value, err := api.store.CreateAPIToken(r.Context(), p, req.Name, req.ExpiresAt)
-	if errors.Is(err, ErrUserGone) {
-		return httpapi.Unauthorized("token is invalid or expired; log in again")
-	}
+	tok, value, err := api.CreateToken(r.Context(), PrincipalFrom(r.Context()), req.Name, req.ExpiresAt)
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Target: "api-token/" + tok.ID})
 	return httpapi.JSON(w, http.StatusCreated, map[string]any{
 		"id": tok.ID, "name": tok.Name, "username": tok.Username, "createdAt": tok.CreatedAt,
 		"expiresAt": tok.ExpiresAt, "token": value.Reveal(),
@@ -421,48 +332,17 @@ func (api *API) createToken(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (api *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
-	p, err := Require(r)
-	if err != nil {
-		return err
-	}
-	id := mux.Vars(r)["id"]
-	audit.Annotate(r.Context(), audit.Note{Target: "api-token/" + id})
-	notFound := httpapi.NotFound("no api token %q", id)
-	if !kv.ValidID(id) {
-		return notFound
-	}
-	tok, err := api.store.GetAPIToken(r.Context(), id)
-	if errors.Is(err, ErrTokenNotFound) {
-		return notFound
-	}
-	if err != nil {
-		return err
-	}
-	if tok.Username != p.Username {
-		admin, err := api.authz.SystemAdmin(r.Context(), p)
-		if err != nil {
-			return err
-		}
-		// Another user's token is answered as absent, as if it did not
-		// exist: ids are not to be probed.
-		if !admin {
-			return notFound
-		}
-	}
-	if err := api.store.DeleteAPIToken(r.Context(), id); err != nil {
-		if errors.Is(err, ErrTokenNotFound) {
-			return notFound
-		}
+	if err := api.DeleteToken(r.Context(), PrincipalFrom(r.Context()), mux.Vars(r)["id"]); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-func clientHost(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+func clientHost(remote string) string {
+	host, _, err := net.SplitHostPort(remote)
 	if err != nil {
-		return r.RemoteAddr
+		return remote
 	}
 	return host
 }

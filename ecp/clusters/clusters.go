@@ -48,6 +48,11 @@ type Fleet interface {
 	// scope to filter and count, and Status one by one would cost a lock,
 	// a clock read and an allocation each.
 	States(ctx context.Context, ids, out []string) error
+	// StateCounts adds to out, by state, how many entries of project (of
+	// every project visible says when project is "") are in each state but
+	// StateCreated, from counts kept as states change: a list without a
+	// state filter counts its scope's states without reading each.
+	StateCounts(ctx context.Context, project string, visible func(project string) bool, out map[string]int) error
 	// DashboardSession asks the cluster's agent for a fresh dashboard
 	// login of EMQX's dashboard role role, waiting at most wait.
 	DashboardSession(ctx context.Context, clusterID, role string, wait time.Duration) (fleet.DashboardLogin, error)

@@ -210,13 +210,41 @@ func (api *API) page(ctx context.Context, project string, visible func(project s
 	s := scratchPool.Get().(*scratch)
 	defer s.release()
 	s.items = api.index.AppendSnapshot(s.items[:0], project, visible)
+	if q.state == "" {
+		// Nothing to filter by state: the counts come from fleet's tally,
+		// and only the page's entries need their state (their status).
+		out, err := api.pageOf(ctx, s.items, nil, q)
+		if err != nil {
+			return ListPage{}, err
+		}
+		return out, api.countStates(ctx, project, visible, len(s.items), out.StateCounts)
+	}
 	if err := api.readStates(ctx, s); err != nil {
 		return ListPage{}, err
 	}
 	return api.pageOf(ctx, s.items, s.states, q)
 }
 
-// pageOf picks the page q asks for from items in order, with their states.
+// countStates fills counts (zero for every state) for n entries of the
+// scope: fleet counts every state but created, which is the rest.
+func (api *API) countStates(ctx context.Context, project string, visible func(string) bool, n int, counts map[string]int) error {
+	if err := api.fleet.StateCounts(ctx, project, visible, counts); err != nil {
+		return fmt.Errorf("count cluster states: %w", err)
+	}
+	others := 0
+	for _, st := range States {
+		if st != StateCreated {
+			others += counts[st]
+		}
+	}
+	// Fleet's copy of the records may be a moment behind the index's.
+	counts[StateCreated] = max(n-others, 0)
+	return nil
+}
+
+// pageOf picks the page q asks for from items in order, with their states
+// (nil when q filters on no state: the counts are then left at zero, for
+// the caller to fill).
 func (api *API) pageOf(ctx context.Context, items []*registry.Entry, states []string, q *listQuery) (ListPage, error) {
 	var counts [4]int // by index in States
 	out := ListPage{}
@@ -227,9 +255,12 @@ func (api *API) pageOf(ctx context.Context, items []*registry.Entry, states []st
 	)
 	back := q.cur != nil && q.cur.Back
 	for i, it := range items {
-		state := states[i]
-		if k := slices.Index(States, state); k >= 0 {
-			counts[k]++
+		var state string
+		if states != nil {
+			state = states[i]
+			if k := slices.Index(States, state); k >= 0 {
+				counts[k]++
+			}
 		}
 		if !q.matches(it, state) {
 			continue

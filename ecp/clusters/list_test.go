@@ -39,6 +39,16 @@ func (f stubFleet) States(_ context.Context, ids, out []string) error {
 	return nil
 }
 
+// StateCounts counts every scripted state: the tests list one project.
+func (f stubFleet) StateCounts(_ context.Context, _ string, _ func(string) bool, out map[string]int) error {
+	for _, st := range f {
+		if st != "" && st != StateCreated {
+			out[st]++
+		}
+	}
+	return nil
+}
+
 func (stubFleet) DashboardSession(context.Context, string, string, time.Duration) (fleet.DashboardLogin, error) {
 	return fleet.DashboardLogin{}, errors.New("not in this test")
 }

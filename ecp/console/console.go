@@ -2,17 +2,13 @@
 // with a little htmx, served by ecp at / with every asset embedded in the
 // binary, so building or running the product needs no Node toolchain.
 //
-// The console owns no business logic and no authorization. The cluster
-// pages (list, page, every change on it), Monitoring, Alerts and the alert
-// settings, and Setup's organization, project and role forms call the API
-// packages' typed service methods with the caller's access (service.go),
-// which the routes call too; their changes are recorded by the audit log's
-// middleware around the console's route (audited). Login, Setup's users
-// and tokens, System and the connection quotas still call
-// ecp's own /api/v1 handlers, in-process with the session's principal in
-// the request context (client.go). Either way the console shows exactly
-// what the REST API allows, with the same validation, permission checks,
-// audit records and error messages. The one thing it asks the authorizer
+// The console owns no business logic and no authorization. Every page and
+// form calls the API packages' typed service methods with the caller's
+// access (service.go), which the routes of /api/v1 call too, so the console
+// shows exactly what the REST API allows, with the same validation,
+// permission checks and error messages; its changes (and logins) are
+// recorded by the audit log's middleware around the console's route
+// (audited), as the API's middleware records the API's. The one thing it asks the authorizer
 // directly is the caller's level on a project, to leave out controls the
 // caller cannot use; the API still refuses them if they are forced.
 //
@@ -45,10 +41,13 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/ecp/alerts"
+	"github.com/ecpio/ecp/ecp/audit"
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/logs"
 	"github.com/ecpio/ecp/ecp/monitoring"
+	"github.com/ecpio/ecp/ecp/quota"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/secret"
 )
@@ -80,9 +79,6 @@ const (
 
 // Options configure the console.
 type Options struct {
-	// API serves /api/v1 (the app's router); the console calls it
-	// in-process. Required.
-	API http.Handler
 	// Sessions resolves session tokens and ends them at logout. Required.
 	Sessions *auth.Store
 	// Authz tells the caller's level on a project, to hide controls, and
@@ -92,6 +88,15 @@ type Options struct {
 	// Setup page.
 	// Required.
 	Tenancy *tenancy.API
+	// Auth serves login, users and API tokens. Required.
+	Auth *auth.API
+	// Quota serves the licence and the organization and project quotas.
+	// Required.
+	Quota *quota.Scopes
+	// AuditLog serves the System page's latest audit records. Required.
+	AuditLog *audit.Log
+	// Policy serves the notification policy. Required.
+	Policy *destpolicy.Store
 	// Clusters serves the cluster pages through its service methods.
 	// Required.
 	Clusters *clusters.API
@@ -129,8 +134,9 @@ type Console struct {
 
 // New parses the embedded templates and returns the console.
 func New(opts Options, logger *slog.Logger) (*Console, error) {
-	if opts.API == nil || opts.Sessions == nil || opts.Authz == nil || opts.Tenancy == nil || opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil || opts.Logs == nil || opts.Audit == nil {
-		return nil, errors.New("console: Options.API, Sessions, Authz, Tenancy, Clusters, Monitoring, Alerts, Logs and Audit are required")
+	if opts.Sessions == nil || opts.Authz == nil || opts.Tenancy == nil || opts.Auth == nil || opts.Quota == nil || opts.AuditLog == nil || opts.Policy == nil ||
+		opts.Clusters == nil || opts.Monitoring == nil || opts.Alerts == nil || opts.Logs == nil || opts.Audit == nil {
+		return nil, errors.New("console: Options.Sessions, Authz, Tenancy, Auth, Quota, AuditLog, Policy, Clusters, Monitoring, Alerts, Logs and Audit are required")
 	}
 	if opts.RefreshInterval <= 0 {
 		opts.RefreshInterval = DefaultRefreshInterval
@@ -212,7 +218,8 @@ func (c *Console) Register(r *mux.Router) {
 	// No icon yet; an empty answer keeps browsers from logging a 404.
 	r.HandleFunc("/favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) }).Methods(http.MethodGet)
 	r.HandleFunc("/login", c.loginPage).Methods(http.MethodGet)
-	r.HandleFunc("/login", c.login).Methods(http.MethodPost)
+	// Audited as POST /api/v1/login is: who tried, from where, and how it went.
+	r.Handle("/login", c.opts.Audit(http.HandlerFunc(c.login))).Methods(http.MethodPost)
 	r.Handle("/logout", c.page(c.logout)).Methods(http.MethodPost)
 	r.Handle("/", c.page(c.home)).Methods(http.MethodGet)
 	r.Handle("/switch", c.page(c.switchProject)).Methods(http.MethodGet)
@@ -328,8 +335,7 @@ func (c *Console) page(h pageFunc) http.Handler {
 // audited runs h under the audit middleware, for a page that changes
 // something through a service method (or, like the dashboard jump, hands
 // out a login): the record names the console's route, the caller and what
-// the service annotated. A page still calling the API in-process (client.go)
-// is recorded by the API's own middleware instead, and is not wrapped.
+// the service annotated.
 func (c *Console) audited(h pageFunc) pageFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		c.opts.Audit(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -184,12 +184,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		c.renderLogin(w, r, http.StatusForbidden, d)
 		return
 	}
-	var out struct {
-		Token     string    `json:"token"`
-		ExpiresAt time.Time `json:"expiresAt"`
-	}
-	body := map[string]any{"username": d.Username, "password": secret.String(r.PostFormValue("password")).Reveal()}
-	if _, err := c.call(r, http.MethodPost, "/login", body, &out); err != nil {
+	s, err := c.opts.Auth.Login(r.Context(), d.Username, secret.String(r.PostFormValue("password")), r.RemoteAddr)
+	if err = serviceError(err); err != nil {
 		var apiErr *APIError
 		if !errors.As(err, &apiErr) {
 			c.renderError(w, r, err)
@@ -203,7 +199,7 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	// A browser-session cookie: were it to expire with the session, the
 	// browser would drop it silently and the console could not tell the
 	// user that the session ended rather than never existed.
-	c.setCookie(w, SessionCookie, out.Token, time.Time{})
+	c.setCookie(w, SessionCookie, s.Token.Reveal(), time.Time{})
 	next := d.Next
 	if next == "" {
 		next = "/"

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/tenancy"
@@ -12,7 +13,7 @@ import (
 // The pages moved off in-process HTTP call the API packages' service
 // methods with the caller's access instead: the same authorization and
 // validation as the routes, without routing, middleware and a JSON round
-// trip per call. Pages not moved yet still use call and get (client.go).
+// trip per call.
 
 // access is the caller's access for this request, with every organization
 // and project as of one etcd transaction (tenancy.Authorizer.Snapshot),
@@ -29,8 +30,24 @@ func (c *Console) access(r *http.Request) (*tenancy.Access, error) {
 	return s.access, nil
 }
 
+// APIError is a refusal of a service method, as the console shows it:
+// what the API's error envelope would say.
+type APIError struct {
+	Status  int
+	Code    string
+	Message string
+	Field   string
+	Details map[string]any
+}
+
+func (e *APIError) Error() string { return e.Message }
+
+func urlQueryEscape(s string) string { return url.QueryEscape(s) }
+
+func pathEscape(s string) string { return url.PathEscape(s) }
+
 // serviceError turns a service method's refusal into the APIError the
-// pages show, as the in-process HTTP call brought it back.
+// pages show, as the API's error envelope has it.
 func serviceError(err error) error {
 	var he *httpapi.Error
 	if errors.As(err, &he) {

@@ -29,11 +29,11 @@ func (c *Console) registerSetup(r *mux.Router) {
 	r.Handle("/setup", c.page(c.setup)).Methods(http.MethodGet)
 	r.Handle("/setup/orgs", c.page(c.audited(c.setupCreateOrg))).Methods(http.MethodPost)
 	r.Handle("/setup/projects", c.page(c.audited(c.setupCreateProject))).Methods(http.MethodPost)
-	r.Handle("/setup/users", c.page(c.setupCreateUser)).Methods(http.MethodPost)
+	r.Handle("/setup/users", c.page(c.audited(c.setupCreateUser))).Methods(http.MethodPost)
 	r.Handle("/setup/role-bindings", c.page(c.audited(c.setupGrant))).Methods(http.MethodPost)
 	r.Handle("/setup/role-bindings/revoke", c.page(c.audited(c.setupRevoke))).Methods(http.MethodPost)
-	r.Handle("/setup/api-tokens", c.page(c.setupCreateToken)).Methods(http.MethodPost)
-	r.Handle("/setup/api-tokens/revoke", c.page(c.setupRevokeToken)).Methods(http.MethodPost)
+	r.Handle("/setup/api-tokens", c.page(c.audited(c.setupCreateToken))).Methods(http.MethodPost)
+	r.Handle("/setup/api-tokens/revoke", c.page(c.audited(c.setupRevokeToken))).Methods(http.MethodPost)
 }
 
 // projectCookie remembers the project the caller last opened, so that the
@@ -159,15 +159,14 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	if err != nil {
 		return d, err
 	}
-	var bindings struct{ Items []tenancy.Binding }
-	var tokens struct{ Items []auth.APIToken }
-	for _, g := range []struct {
-		path string
-		out  any
-	}{{"/role-bindings", &bindings}, {"/api-tokens", &tokens}} {
-		if err := c.get(r, g.path, g.out); err != nil {
-			return d, err
-		}
+	bindings, err := c.opts.Tenancy.Bindings(r.Context(), ac)
+	if err != nil {
+		return d, err
+	}
+	p := sessionFrom(r.Context()).principal
+	tokens, err := c.opts.Auth.Tokens(r.Context(), p)
+	if err != nil {
+		return d, err
 	}
 	orgName, projectName := map[string]string{}, map[string]string{}
 	slices.SortFunc(orgs, func(a, b tenancy.Org) int { return strings.Compare(a.Name, b.Name) })
@@ -208,7 +207,7 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	}
 
 	known := map[string]bool{}
-	for _, b := range bindings.Items {
+	for _, b := range bindings {
 		row := bindingRow{Binding: b, RoleLabel: roleLabels[b.Role]}
 		switch b.Role {
 		case tenancy.RoleSystemAdmin:
@@ -225,19 +224,18 @@ func (c *Console) setupData(r *http.Request) (setupData, error) {
 	slices.SortFunc(d.Bindings, func(a, b bindingRow) int {
 		return strings.Compare(a.Username+"\x00"+a.Scope+"\x00"+a.Role, b.Username+"\x00"+b.Scope+"\x00"+b.Role)
 	})
-	d.Tokens = tokens.Items
+	d.Tokens = tokens
 	slices.SortFunc(d.Tokens, func(a, b auth.APIToken) int { return a.CreatedAt.Compare(b.CreatedAt) })
 
 	if ac.System {
-		var users struct{ Items []auth.UserView }
-		d.Licence = &quota.Usage{}
-		if err := c.get(r, "/users", &users); err != nil {
+		if d.Users, err = c.opts.Auth.Users(r.Context(), p); err != nil {
 			return d, err
 		}
-		if err := c.get(r, "/licence", d.Licence); err != nil {
+		lic, err := c.opts.Quota.Licence(r.Context(), ac)
+		if err != nil {
 			return d, err
 		}
-		d.Users = users.Items
+		d.Licence = &lic
 		slices.SortFunc(d.Users, func(a, b auth.UserView) int { return strings.Compare(a.Username, b.Username) })
 		for _, u := range d.Users {
 			known[u.Username] = true
@@ -361,15 +359,6 @@ func (c *Console) setupChange(w http.ResponseWriter, r *http.Request, do func(*t
 	return nil
 }
 
-// viaAPI is a change of a form not moved to a service method yet: one call
-// of ecp's own /api/v1 (client.go).
-func (c *Console) viaAPI(r *http.Request, method, apiPath string, body any) func(*tenancy.Access) error {
-	return func(*tenancy.Access) error {
-		_, err := c.call(r, method, apiPath, body, nil)
-		return err
-	}
-}
-
 // setupRefused renders the page again with the form as typed.
 func (c *Console) setupRefused(w http.ResponseWriter, r *http.Request, status int, fe fieldErrors, fill func(*setupForm)) error {
 	d, err := c.setupData(r)
@@ -422,8 +411,11 @@ func (c *Console) setupCreateUser(w http.ResponseWriter, r *http.Request) error 
 	if r.PostFormValue("password2") != password.Reveal() {
 		return c.setupRefused(w, r, http.StatusBadRequest, fieldErrors{"user.password2": "The two passwords differ: type the same password twice."}, fill)
 	}
-	return c.setupChange(w, r, c.viaAPI(r, http.MethodPost, "/users", map[string]string{"username": username, "password": password.Reveal()}),
-		"user", userWords, fill, "/setup?done=user&grant="+urlQueryEscape(username)+"#roles")
+	create := func(*tenancy.Access) error {
+		_, err := c.opts.Auth.CreateUser(r.Context(), sessionFrom(r.Context()).principal, username, password)
+		return err
+	}
+	return c.setupChange(w, r, create, "user", userWords, fill, "/setup?done=user&grant="+urlQueryEscape(username)+"#roles")
 }
 
 // grantBody is the role binding the grant and revoke forms name: the
@@ -467,20 +459,18 @@ const tokenDateLayout = "2006-01-02"
 func (c *Console) setupCreateToken(w http.ResponseWriter, r *http.Request) error {
 	name, expires := strings.TrimSpace(r.PostFormValue("name")), strings.TrimSpace(r.PostFormValue("expires"))
 	fill := func(f *setupForm) { f.TokenName, f.TokenExpires = name, expires }
-	body := map[string]any{"name": name}
+	var expiresAt *time.Time
 	if expires != "" {
 		day, err := time.Parse(tokenDateLayout, expires)
 		if err != nil {
 			return c.setupRefused(w, r, http.StatusBadRequest, fieldErrors{"token.expires": "Expires: a day such as 2030-01-31, or empty for a token that does not expire."}, fill)
 		}
 		// Valid through the day chosen (UTC).
-		body["expiresAt"] = day.AddDate(0, 0, 1)
+		end := day.AddDate(0, 0, 1)
+		expiresAt = &end
 	}
-	var out struct {
-		Name  string `json:"name"`
-		Token string `json:"token"`
-	}
-	_, err := c.call(r, http.MethodPost, "/api-tokens", body, &out)
+	tok, value, err := c.opts.Auth.CreateToken(r.Context(), sessionFrom(r.Context()).principal, name, expiresAt)
+	err = serviceError(err)
 	if fe, status, ok := tokenWords.refusal(err, "token"); ok {
 		return c.setupRefused(w, r, status, fe, fill)
 	}
@@ -493,7 +483,7 @@ func (c *Console) setupCreateToken(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	d.NewToken, d.NewTokenOf = out.Token, out.Name
+	d.NewToken, d.NewTokenOf = value.Reveal(), tok.Name
 	c.render(w, http.StatusOK, "setup", "", d)
 	return nil
 }
@@ -503,5 +493,8 @@ func (c *Console) setupRevokeToken(w http.ResponseWriter, r *http.Request) error
 	if id == "" {
 		return c.setupRefused(w, r, http.StatusBadRequest, fieldErrors{"tokens.": "The form named no API token; reload the page and try again."}, nil)
 	}
-	return c.setupChange(w, r, c.viaAPI(r, http.MethodDelete, "/api-tokens/"+pathEscape(id), nil), "tokens", nil, nil, "/setup?done=token-revoked#tokens")
+	revoke := func(*tenancy.Access) error {
+		return c.opts.Auth.DeleteToken(r.Context(), sessionFrom(r.Context()).principal, id)
+	}
+	return c.setupChange(w, r, revoke, "tokens", nil, nil, "/setup?done=token-revoked#tokens")
 }

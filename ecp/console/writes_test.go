@@ -84,8 +84,9 @@ func TestForcedWritesRefusedLikeTheAPI(t *testing.T) {
 			})
 		}
 	}
-	// The Setup page's organization, project and role forms, forced by the
-	// viewer: the API's status and reason, whatever they are.
+	// The Setup and System pages' forms, forced by the viewer: the API's
+	// status and reason, whatever they are.
+	adminToken := e.id(e.api(201, "POST", "/api/v1/api-tokens", e.admin, map[string]string{"name": "ci"}))
 	vb := e.browser()
 	mustStatus(t, vb.login("victor", "victor-password"), http.StatusSeeOther, "login")
 	vt := e.apiLogin("victor", "victor-password")
@@ -102,6 +103,19 @@ func TestForcedWritesRefusedLikeTheAPI(t *testing.T) {
 		{"grant", "/setup/role-bindings", url.Values{"username": {"victor"}, "role": {"project-admin"}, "scope": {"project:" + e.project}},
 			http.MethodPost, "/api/v1/role-bindings", map[string]string{"username": "victor", "role": "project-admin", "project": e.project}},
 		{"revoke", "/setup/role-bindings/revoke", url.Values{"id": {ownBinding}}, http.MethodDelete, "/api/v1/role-bindings/" + ownBinding, nil},
+		{"create user", "/setup/users", url.Values{"username": {"forced-user"}, "password": {"forced-password-1"}, "password2": {"forced-password-1"}},
+			http.MethodPost, "/api/v1/users", map[string]string{"username": "forced-user", "password": "forced-password-1"}},
+		{"revoke another's API token", "/setup/api-tokens/revoke", url.Values{"id": {adminToken}}, http.MethodDelete, "/api/v1/api-tokens/" + adminToken, nil},
+		{"log receiver", "/system/log-receiver", url.Values{"type": {"victorialogs"}, "url": {"http://127.0.0.1:1"}},
+			http.MethodPut, "/api/v1/system/log-receiver", map[string]string{"type": "victorialogs", "url": "http://127.0.0.1:1"}},
+		{"log receiver test", "/system/log-receiver/test", url.Values{"type": {"victorialogs"}, "url": {"http://127.0.0.1:1"}},
+			http.MethodPost, "/api/v1/system/log-receiver/test", map[string]string{"type": "victorialogs", "url": "http://127.0.0.1:1"}},
+		{"notification policy", "/system/notification-policy", url.Values{"allowCidrs": {"10.0.0.0/8"}},
+			http.MethodPut, "/api/v1/system/notification-policy", map[string][]string{"allowCidrs": {"10.0.0.0/8"}}},
+		{"project quota", "/system/quota", url.Values{"kind": {"project"}, "id": {e.project}, "maxConnections": {"5"}},
+			http.MethodPut, "/api/v1/projects/" + e.project + "/quota", map[string]int{"maxConnections": 5}},
+		{"organization quota", "/system/quota", url.Values{"kind": {"org"}, "id": {e.org}, "maxConnections": {"5"}},
+			http.MethodPut, "/api/v1/orgs/" + e.org + "/quota", map[string]int{"maxConnections": 5}},
 	} {
 		status, msg := api(vt, w.method, w.apiPath, w.body)
 		got := vb.post(w.path, w.form)
@@ -119,6 +133,23 @@ func TestForcedWritesRefusedLikeTheAPI(t *testing.T) {
 	bs := string(e.api(200, "GET", "/api/v1/role-bindings", e.admin, nil))
 	if !strings.Contains(bs, ownBinding) || strings.Contains(bs, `"username":"victor","role":"project-admin"`) {
 		t.Errorf("the viewer's forced grant or revoke changed the bindings: %s", bs)
+	}
+	if us := string(e.api(200, "GET", "/api/v1/users", e.admin, nil)); strings.Contains(us, "forced-user") {
+		t.Errorf("a forced user was created: %s", us)
+	}
+	if toks := string(e.api(200, "GET", "/api/v1/api-tokens", e.admin, nil)); !strings.Contains(toks, adminToken) {
+		t.Errorf("the viewer revoked the admin's API token: %s", toks)
+	}
+	if rcv := string(e.api(200, "GET", "/api/v1/system/log-receiver", e.admin, nil)); strings.Contains(rcv, "127.0.0.1:1") {
+		t.Errorf("a forced log receiver was saved: %s", rcv)
+	}
+	if pol := string(e.api(200, "GET", "/api/v1/system/notification-policy", e.admin, nil)); strings.Contains(pol, "10.0.0.0/8") {
+		t.Errorf("a forced notification policy was saved: %s", pol)
+	}
+	for _, q := range []string{"/api/v1/projects/" + e.project + "/quota", "/api/v1/orgs/" + e.org + "/quota"} {
+		if got := string(e.api(200, "GET", q, e.admin, nil)); strings.Contains(got, `"maxConnections":5`) {
+			t.Errorf("a forced quota was set: %s", got)
+		}
 	}
 	// Nothing changed.
 	cl := string(e.api(200, "GET", "/api/v1/clusters/"+id, e.admin, nil))

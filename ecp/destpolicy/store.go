@@ -11,7 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/audit"
-	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/tenancy"
@@ -78,54 +77,78 @@ func (s *Store) Register(api *mux.Router, a *httpapi.Adapter) {
 	api.Handle(Path, a.Handle(s.put)).Methods(http.MethodPut)
 }
 
-func (s *Store) systemAdmin(r *http.Request) error {
-	ac, err := s.authz.Caller(r)
-	if err != nil {
-		return err
-	}
+func systemAdmin(ac *tenancy.Access) error {
 	if !ac.System {
 		return httpapi.Forbidden("only a system admin may read or change the notification policy")
 	}
 	return nil
 }
 
-func (s *Store) get(w http.ResponseWriter, r *http.Request) error {
-	if err := s.systemAdmin(r); err != nil {
-		return err
+// Policy is the notification policy as a system admin reads it (GET
+// Path); the console calls it too.
+func (s *Store) Policy(ctx context.Context, ac *tenancy.Access) (Reply, error) {
+	if err := systemAdmin(ac); err != nil {
+		return Reply{}, err
 	}
-	st, err := s.read(r.Context())
+	st, err := s.read(ctx)
+	if err != nil {
+		return Reply{}, err
+	}
+	return s.reply(st), nil
+}
+
+// SetPolicy validates and stores a system admin's rules (PUT Path).
+func (s *Store) SetPolicy(ctx context.Context, ac *tenancy.Access, in Rules) (Reply, error) {
+	if err := systemAdmin(ac); err != nil {
+		return Reply{}, err
+	}
+	audit.Annotate(ctx, audit.Note{Target: "notification-policy"})
+	if err := in.Validate(); err != nil {
+		return Reply{}, err
+	}
+	st := stored{Rules: normalise(in), UpdatedAt: s.now().UTC(), UpdatedBy: ac.Username}
+	val, err := kv.Encode(Key, st)
+	if err != nil {
+		return Reply{}, err
+	}
+	pctx, cancel := kv.WithTimeout(ctx)
+	defer cancel()
+	if _, err := s.cli.Put(pctx, Key, val); err != nil {
+		return Reply{}, fmt.Errorf("store notification policy: %w", err)
+	}
+	return s.reply(st), nil
+}
+
+func (s *Store) get(w http.ResponseWriter, r *http.Request) error {
+	ac, err := s.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	return httpapi.JSON(w, http.StatusOK, s.reply(st))
+	out, err := s.Policy(r.Context(), ac)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, out)
 }
 
 func (s *Store) put(w http.ResponseWriter, r *http.Request) error {
-	if err := s.systemAdmin(r); err != nil {
+	ac, err := s.authz.Caller(r)
+	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Target: "notification-policy"})
+	// A caller who is not a system admin hears 403 whatever they sent.
+	if err := systemAdmin(ac); err != nil {
+		return err
+	}
 	var in Rules
 	if err := httpapi.Decode(r, &in); err != nil {
 		return err
 	}
-	if err := in.Validate(); err != nil {
-		return err
-	}
-	st := stored{Rules: normalise(in), UpdatedAt: s.now().UTC()}
-	if p := auth.PrincipalFrom(r.Context()); p != nil {
-		st.UpdatedBy = p.Username
-	}
-	val, err := kv.Encode(Key, st)
+	out, err := s.SetPolicy(r.Context(), ac, in)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := kv.WithTimeout(r.Context())
-	defer cancel()
-	if _, err := s.cli.Put(ctx, Key, val); err != nil {
-		return fmt.Errorf("store notification policy: %w", err)
-	}
-	return httpapi.JSON(w, http.StatusOK, s.reply(st))
+	return httpapi.JSON(w, http.StatusOK, out)
 }
 
 func (s *Store) reply(st stored) Reply {

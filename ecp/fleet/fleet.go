@@ -152,6 +152,9 @@ type Fleet struct {
 
 	mu      sync.Mutex
 	entries map[string]*entry
+	// tally counts, per project, the entries in each state but created
+	// (states.go), kept as specs and statuses change.
+	tally map[string]*stateTally
 	// heap orders bound agents by when they were last heard of.
 	heap deadlineHeap
 	// peers are the other replicas alive in etcd; digests are published
@@ -208,6 +211,7 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		waiters:     make(chan struct{}, opts.MaxWaiters),
 		ready:       make(chan struct{}),
 		entries:     map[string]*entry{},
+		tally:       map[string]*stateTally{},
 		peers:       map[string]struct{}{},
 		told:        map[string]time.Time{},
 		idHolders:   map[string]idHolder{},

@@ -141,16 +141,17 @@ func (f *Fleet) applyLocked(k kv) {
 			return
 		}
 		e.specRev = k.modRev
-		if k.deleted {
-			e.hasSpec = false
-		} else {
-			spec, err := registry.Decode(k.value)
-			if err != nil {
+		spec := e.spec
+		if !k.deleted {
+			var err error
+			if spec, err = registry.Decode(k.value); err != nil {
 				f.logger.Warn("ignoring undecodable cluster spec", "key", k.key, "err", err)
 				return
 			}
-			e.spec, e.hasSpec = spec, true
 		}
+		f.tallyLocked(e, -1)
+		e.spec, e.hasSpec = spec, !k.deleted
+		f.tallyLocked(e, +1)
 		e.notify()
 	case strings.HasPrefix(k.key, agentsPrefix):
 		e := f.entryLocked(strings.TrimPrefix(k.key, agentsPrefix))
@@ -187,16 +188,17 @@ func (f *Fleet) applyLocked(k kv) {
 		}
 		e.statusRev = k.modRev
 		wasHeld := e.status.HeldBy != ""
-		if k.deleted {
-			e.hasStatus, e.status = false, statusRecord{}
-		} else {
-			rec, err := decode[statusRecord](k.value)
-			if err != nil {
+		var rec statusRecord
+		if !k.deleted {
+			var err error
+			if rec, err = decode[statusRecord](k.value); err != nil {
 				f.logger.Warn("ignoring undecodable cluster status", "key", k.key, "err", err)
 				return
 			}
-			e.status, e.hasStatus = rec, true
 		}
+		f.tallyLocked(e, -1)
+		e.status, e.hasStatus = rec, !k.deleted
+		f.tallyLocked(e, +1)
 		if (e.status.HeldBy != "") != wasHeld {
 			e.holdRev = k.modRev
 		}

@@ -110,12 +110,8 @@ func (a *API) writeFailed(cluster string, lines int, err error) error {
 	}
 }
 
-// systemAdmin refuses everyone but system admins (401 anonymous, 403 others).
-func (a *API) systemAdmin(r *http.Request) error {
-	ac, err := a.authz.Caller(r)
-	if err != nil {
-		return err
-	}
+// systemAdmin refuses everyone but system admins.
+func systemAdmin(ac *tenancy.Access) error {
 	if !ac.System {
 		return httpapi.Forbidden("only a system admin may read or change the log receiver")
 	}
@@ -133,22 +129,21 @@ func (a *API) current() logstore.ReceiverConfig {
 	return logstore.ReceiverConfig{}
 }
 
-// handleGetReceiver returns the setting without its password; an empty
-// type means none is configured.
-func (a *API) handleGetReceiver(w http.ResponseWriter, r *http.Request) error {
-	if err := a.systemAdmin(r); err != nil {
-		return err
+// The receiver's service methods serve the routes below and the console
+// alike, for the caller's access.
+
+// Receiver returns the setting without its password; an empty type means
+// none is configured.
+func (a *API) Receiver(ac *tenancy.Access) (logstore.ReceiverConfig, error) {
+	if err := systemAdmin(ac); err != nil {
+		return logstore.ReceiverConfig{}, err
 	}
-	return httpapi.JSON(w, http.StatusOK, a.current())
+	return a.current(), nil
 }
 
-// decodeReceiver reads a setting from the body, keeps the stored password
-// when the same store and user are echoed back without one, and validates.
-func (a *API) decodeReceiver(r *http.Request) (logstore.ReceiverConfig, error) {
-	var in logstore.ReceiverConfig
-	if err := httpapi.Decode(r, &in); err != nil {
-		return in, err
-	}
+// checkReceiver keeps the stored password when the same store and user
+// are echoed back without one, and validates.
+func (a *API) checkReceiver(in logstore.ReceiverConfig) (logstore.ReceiverConfig, error) {
 	cfg := in.KeepPassword(a.current())
 	if err := cfg.Validate(); err != nil {
 		var fe *logstore.FieldError
@@ -164,41 +159,106 @@ func testFailed(err error) error {
 	return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: CodeTestFailed, Message: "connection test failed: " + err.Error()}
 }
 
-// handlePutReceiver tests the new setting, stores it and applies it.
-func (a *API) handlePutReceiver(w http.ResponseWriter, r *http.Request) error {
-	if err := a.systemAdmin(r); err != nil {
-		return err
+// SetReceiver tests the new setting, stores it and applies it.
+func (a *API) SetReceiver(ctx context.Context, ac *tenancy.Access, in logstore.ReceiverConfig) (logstore.ReceiverConfig, error) {
+	if err := systemAdmin(ac); err != nil {
+		return logstore.ReceiverConfig{}, err
 	}
-	cfg, err := a.decodeReceiver(r)
+	cfg, err := a.checkReceiver(in)
 	if err != nil {
-		return err
+		return cfg, err
 	}
-	if err := logstore.Test(r.Context(), cfg, a.opts.Transport); err != nil {
-		return testFailed(err)
+	if err := logstore.Test(ctx, cfg, a.opts.Transport); err != nil {
+		return cfg, testFailed(err)
 	}
 	val, err := a.sealReceiver(cfg)
 	if err != nil {
-		return err
+		return cfg, err
 	}
-	ctx, cancel := kv.WithTimeout(r.Context())
+	pctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	resp, err := a.cli.Put(ctx, ReceiverKey, val)
+	resp, err := a.cli.Put(pctx, ReceiverKey, val)
 	if err != nil {
-		return err
+		return cfg, err
 	}
 	a.apply(cfg, resp.Header.Revision)
 	a.logger.Info("log receiver changed", "type", cfg.Type, "url", cfg.URL)
+	return cfg, nil
+}
+
+// TestReceiver tests the setting in (with the stored password when it is
+// echoed without one) or, when in is nil, the stored setting, and says
+// what answered.
+func (a *API) TestReceiver(ctx context.Context, ac *tenancy.Access, in *logstore.ReceiverConfig) (string, error) {
+	if err := systemAdmin(ac); err != nil {
+		return "", err
+	}
+	cfg := a.current()
+	if in != nil {
+		var err error
+		if cfg, err = a.checkReceiver(*in); err != nil {
+			return "", err
+		}
+	}
+	if cfg == (logstore.ReceiverConfig{}) {
+		return "", testFailed(logstore.ErrNotConfigured)
+	}
+	if err := logstore.Test(ctx, cfg, a.opts.Transport); err != nil {
+		return "", testFailed(err)
+	}
+	return "the log store at " + cfg.URL + " answers as " + cfg.Type, nil
+}
+
+func (a *API) handleGetReceiver(w http.ResponseWriter, r *http.Request) error {
+	ac, err := a.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	cfg, err := a.Receiver(ac)
+	if err != nil {
+		return err
+	}
 	return httpapi.JSON(w, http.StatusOK, cfg)
 }
 
-// handleTestReceiver tests the setting in the body (with the stored
-// password when it is echoed without one) or, without a body, the stored
-// setting.
-func (a *API) handleTestReceiver(w http.ResponseWriter, r *http.Request) error {
-	if err := a.systemAdmin(r); err != nil {
+// decodeReceiver reads a setting from the body of a system admin's
+// request: anyone else hears 403 whatever they sent.
+func decodeReceiver(r *http.Request, ac *tenancy.Access) (logstore.ReceiverConfig, error) {
+	if err := systemAdmin(ac); err != nil {
+		return logstore.ReceiverConfig{}, err
+	}
+	var in logstore.ReceiverConfig
+	err := httpapi.Decode(r, &in)
+	return in, err
+}
+
+func (a *API) handlePutReceiver(w http.ResponseWriter, r *http.Request) error {
+	ac, err := a.authz.Caller(r)
+	if err != nil {
 		return err
 	}
-	cfg := a.current()
+	in, err := decodeReceiver(r, ac)
+	if err != nil {
+		return err
+	}
+	cfg, err := a.SetReceiver(r.Context(), ac, in)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusOK, cfg)
+}
+
+// handleTestReceiver tests the setting in the body or, without a body,
+// the stored setting.
+func (a *API) handleTestReceiver(w http.ResponseWriter, r *http.Request) error {
+	ac, err := a.authz.Caller(r)
+	if err != nil {
+		return err
+	}
+	var in *logstore.ReceiverConfig
+	if err := systemAdmin(ac); err != nil {
+		return err
+	}
 	if r.ContentLength != 0 {
 		body, err := httpapi.ReadBody(r)
 		if err != nil {
@@ -206,18 +266,18 @@ func (a *API) handleTestReceiver(w http.ResponseWriter, r *http.Request) error {
 		}
 		if len(body) > 0 {
 			r.Body = io.NopCloser(bytes.NewReader(body))
-			if cfg, err = a.decodeReceiver(r); err != nil {
+			cfg, err := decodeReceiver(r, ac)
+			if err != nil {
 				return err
 			}
+			in = &cfg
 		}
 	}
-	if cfg == (logstore.ReceiverConfig{}) {
-		return testFailed(logstore.ErrNotConfigured)
+	msg, err := a.TestReceiver(r.Context(), ac, in)
+	if err != nil {
+		return err
 	}
-	if err := logstore.Test(r.Context(), cfg, a.opts.Transport); err != nil {
-		return testFailed(err)
-	}
-	return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "ok", "message": "the log store at " + cfg.URL + " answers as " + cfg.Type})
+	return httpapi.JSON(w, http.StatusOK, map[string]string{"status": "ok", "message": msg})
 }
 
 // query parses the filters of GET /projects/{project}/logs for a caller

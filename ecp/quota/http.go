@@ -64,20 +64,34 @@ func APIError(err error) error {
 }
 
 // RegisterScopes mounts the organization and project quota routes on r
-// (the /api/v1 router). Reading needs view rights on the organization or
-// project (any member of an organization sees its quota, as they see the
-// licence); setting an organization's quota needs system-admin, a
-// project's org-admin of its organization or system-admin: a quota is set
-// by the admin above it, never by the admin it bounds.
-func (g *Ledger) RegisterScopes(r *mux.Router, a *httpapi.Adapter, authz *tenancy.Authorizer) {
-	s := &scopeAPI{ledger: g, authz: authz}
-	r.Handle("/orgs/{org}/quota", a.Handle(s.get(s.org))).Methods(http.MethodGet)
-	r.Handle("/orgs/{org}/quota", a.Handle(s.put(s.org))).Methods(http.MethodPut)
-	r.Handle("/projects/{project}/quota", a.Handle(s.get(s.project))).Methods(http.MethodGet)
-	r.Handle("/projects/{project}/quota", a.Handle(s.put(s.project))).Methods(http.MethodPut)
+// (the /api/v1 router) and returns their service methods, for the
+// console. Reading needs view rights on the organization or project (any
+// member of an organization sees its quota, as they see the licence);
+// setting an organization's quota needs system-admin, a project's
+// org-admin of its organization or system-admin: a quota is set by the
+// admin above it, never by the admin it bounds.
+func (g *Ledger) RegisterScopes(r *mux.Router, a *httpapi.Adapter, authz *tenancy.Authorizer) *Scopes {
+	s := &Scopes{ledger: g, authz: authz}
+	for _, k := range []Kind{KindOrg, KindProject} {
+		path := "/" + string(k) + "s/{" + string(k) + "}/quota"
+		r.Handle(path, a.Handle(s.get(k))).Methods(http.MethodGet)
+		r.Handle(path, a.Handle(s.put(k))).Methods(http.MethodPut)
+	}
+	return s
 }
 
-type scopeAPI struct {
+// Kind names what a connection quota bounds.
+type Kind string
+
+// The kinds of quota the routes serve, as their paths name them.
+const (
+	KindOrg     Kind = "org"
+	KindProject Kind = "project"
+)
+
+// Scopes serves the organization and project quotas to a caller's access:
+// the routes call its methods, and so does the console.
+type Scopes struct {
 	ledger *Ledger
 	authz  *tenancy.Authorizer
 }
@@ -93,36 +107,26 @@ type scope struct {
 	refused error
 }
 
-// org resolves the organization in the path: visible to its members,
-// set by a system admin.
-func (s *scopeAPI) org(r *http.Request) (scope, error) {
-	ac, err := s.authz.Caller(r)
-	if err != nil {
-		return scope{}, err
-	}
-	o, err := s.authz.Org(r.Context(), ac, mux.Vars(r)["org"], tenancy.View, "")
-	if err != nil {
-		return scope{}, err
-	}
-	sc := scope{
-		usage: func(ctx context.Context) (ScopeUsage, error) { return s.ledger.OrgUsage(ctx, o.ID) },
-		set:   func(ctx context.Context, n *int) error { return s.ledger.SetOrgQuota(ctx, o.ID, n) },
-		note:  audit.Note{Org: o.ID, Target: "quota/org/" + o.ID},
-	}
-	if !ac.System {
-		sc.refused = httpapi.Forbidden("setting the connection quota of organization " + o.ID + " needs system-admin")
-	}
-	return sc, nil
-}
-
-// project resolves the project in the path: visible to its members, set
+// resolve finds the organization or project id of kind for ac: 404 when
+// they cannot see it. An organization is set by a system admin; a project
 // by an org admin of its organization or a system admin.
-func (s *scopeAPI) project(r *http.Request) (scope, error) {
-	ac, err := s.authz.Caller(r)
-	if err != nil {
-		return scope{}, err
+func (s *Scopes) resolve(ctx context.Context, ac *tenancy.Access, kind Kind, id string) (scope, error) {
+	if kind == KindOrg {
+		o, err := s.authz.Org(ctx, ac, id, tenancy.View, "")
+		if err != nil {
+			return scope{}, err
+		}
+		sc := scope{
+			usage: func(ctx context.Context) (ScopeUsage, error) { return s.ledger.OrgUsage(ctx, o.ID) },
+			set:   func(ctx context.Context, n *int) error { return s.ledger.SetOrgQuota(ctx, o.ID, n) },
+			note:  audit.Note{Org: o.ID, Target: "quota/org/" + o.ID},
+		}
+		if !ac.System {
+			sc.refused = httpapi.Forbidden("setting the connection quota of organization " + o.ID + " needs system-admin")
+		}
+		return sc, nil
 	}
-	p, err := s.authz.Project(r.Context(), ac, mux.Vars(r)["project"], tenancy.View, "")
+	p, err := s.authz.Project(ctx, ac, id, tenancy.View, "")
 	if err != nil {
 		return scope{}, err
 	}
@@ -137,13 +141,58 @@ func (s *scopeAPI) project(r *http.Request) (scope, error) {
 	return sc, nil
 }
 
-func (s *scopeAPI) get(resolve func(*http.Request) (scope, error)) httpapi.HandlerFunc {
+// Licence is the licence's use; every signed-in user may read it: project
+// admins need the remaining quota to pick a cluster's max connections, and
+// the figures name no tenant.
+func (s *Scopes) Licence(ctx context.Context, _ *tenancy.Access) (Usage, error) {
+	return s.ledger.Usage(ctx)
+}
+
+// Usage is the quota of the organization or project id and its use.
+func (s *Scopes) Usage(ctx context.Context, ac *tenancy.Access, kind Kind, id string) (ScopeUsage, error) {
+	sc, err := s.resolve(ctx, ac, kind, id)
+	if err != nil {
+		return ScopeUsage{}, err
+	}
+	return sc.usage(ctx)
+}
+
+// Set sets the quota of the organization or project id to limit, the JSON
+// value of maxConnections as the API takes it: an integer from 0 (which
+// freezes the scope) to the licence's total, or null, which removes the
+// quota. The caller's right to set it is checked before the value.
+func (s *Scopes) Set(ctx context.Context, ac *tenancy.Access, kind Kind, id string, limit json.RawMessage) (ScopeUsage, error) {
+	sc, err := s.settable(ctx, ac, kind, id)
+	if err != nil {
+		return ScopeUsage{}, err
+	}
+	audit.Annotate(ctx, sc.note)
+	n, err := s.parse(limit)
+	if err != nil {
+		return ScopeUsage{}, err
+	}
+	if err := sc.set(ctx, n); err != nil {
+		return ScopeUsage{}, err
+	}
+	return sc.usage(ctx)
+}
+
+// settable resolves the scope for a caller who may set its quota.
+func (s *Scopes) settable(ctx context.Context, ac *tenancy.Access, kind Kind, id string) (scope, error) {
+	sc, err := s.resolve(ctx, ac, kind, id)
+	if err == nil && sc.refused != nil {
+		err = sc.refused
+	}
+	return sc, err
+}
+
+func (s *Scopes) get(kind Kind) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		sc, err := resolve(r)
+		ac, err := s.authz.Caller(r)
 		if err != nil {
 			return err
 		}
-		u, err := sc.usage(r.Context())
+		u, err := s.Usage(r.Context(), ac, kind, mux.Vars(r)[string(kind)])
 		if err != nil {
 			return err
 		}
@@ -151,24 +200,25 @@ func (s *scopeAPI) get(resolve func(*http.Request) (scope, error)) httpapi.Handl
 	}
 }
 
-func (s *scopeAPI) put(resolve func(*http.Request) (scope, error)) httpapi.HandlerFunc {
+func (s *Scopes) put(kind Kind) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		sc, err := resolve(r)
+		ac, err := s.authz.Caller(r)
 		if err != nil {
 			return err
 		}
-		if sc.refused != nil {
-			return sc.refused
+		id := mux.Vars(r)[string(kind)]
+		var req struct {
+			MaxConnections json.RawMessage `json:"maxConnections"`
 		}
-		audit.Annotate(r.Context(), sc.note)
-		n, err := s.decode(r)
-		if err != nil {
+		if err := httpapi.Decode(r, &req); err != nil {
+			// A caller who may not set the quota hears that (403 or
+			// 404), whatever they sent.
+			if _, refused := s.settable(r.Context(), ac, kind, id); refused != nil {
+				return refused
+			}
 			return err
 		}
-		if err := sc.set(r.Context(), n); err != nil {
-			return err
-		}
-		u, err := sc.usage(r.Context())
+		u, err := s.Set(r.Context(), ac, kind, id, req.MaxConnections)
 		if err != nil {
 			return err
 		}
@@ -176,26 +226,18 @@ func (s *scopeAPI) put(resolve func(*http.Request) (scope, error)) httpapi.Handl
 	}
 }
 
-// decode reads {"maxConnections": N} (N from 0, which freezes the scope,
-// to the licence's total) or {"maxConnections": null}, which removes the
-// quota.
-func (s *scopeAPI) decode(r *http.Request) (*int, error) {
-	var req struct {
-		MaxConnections json.RawMessage `json:"maxConnections"`
-	}
-	if err := httpapi.Decode(r, &req); err != nil {
-		return nil, err
-	}
+// parse reads the JSON value of maxConnections (see Set).
+func (s *Scopes) parse(raw json.RawMessage) (*int, error) {
 	limit := s.ledger.MaxQuota()
 	invalid := httpapi.Invalid("maxConnections", "maxConnections is required: an integer from 0 to the licence's total (%d), or null to remove the quota", limit)
-	if len(req.MaxConnections) == 0 {
+	if len(raw) == 0 {
 		return nil, invalid
 	}
-	if bytes.Equal(req.MaxConnections, []byte("null")) {
+	if bytes.Equal(raw, []byte("null")) {
 		return nil, nil
 	}
 	var n int
-	if err := json.Unmarshal(req.MaxConnections, &n); err != nil || n < 0 || n > limit {
+	if err := json.Unmarshal(raw, &n); err != nil || n < 0 || n > limit {
 		return nil, invalid
 	}
 	return &n, nil

@@ -235,9 +235,18 @@ func (api *API) listBindings(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	bs, err := api.store.ListBindings(r.Context())
+	bs, err := api.Bindings(r.Context(), ac)
 	if err != nil {
 		return err
+	}
+	return httpapi.List(w, bs)
+}
+
+// Bindings lists the role bindings ac may see (GET /role-bindings).
+func (api *API) Bindings(ctx context.Context, ac *Access) ([]Binding, error) {
+	bs, err := api.store.ListBindings(ctx)
+	if err != nil {
+		return nil, err
 	}
 	visible := bs[:0]
 	for _, b := range bs {
@@ -245,7 +254,7 @@ func (api *API) listBindings(w http.ResponseWriter, r *http.Request) error {
 			visible = append(visible, b)
 		}
 	}
-	return httpapi.List(w, visible)
+	return visible, nil
 }
 
 // canSeeBinding: everyone sees their own bindings, and the bindings on
@@ -471,6 +480,11 @@ func (a *Authorizer) AuditScope(r *http.Request) (func(audit.Record) bool, error
 	if err != nil {
 		return nil, err
 	}
+	return AuditVisible(ac)
+}
+
+// AuditVisible is AuditScope for the caller of ac.
+func AuditVisible(ac *Access) (func(audit.Record) bool, error) {
 	if ac.System {
 		return func(audit.Record) bool { return true }, nil
 	}

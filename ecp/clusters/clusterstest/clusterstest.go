@@ -33,13 +33,14 @@ type Fleet struct {
 	tokens    map[string]string // cluster id -> token hash
 	expires   map[string]time.Time
 	statuses  map[string]clusters.Status
+	projects  map[string]string // cluster id -> project, of scripted statuses
 	forgotten []string
 	issued    []secret.String
 }
 
 // New returns an empty fake.
 func New() *Fleet {
-	return &Fleet{now: time.Now, tokens: map[string]string{}, expires: map[string]time.Time{}, statuses: map[string]clusters.Status{}}
+	return &Fleet{now: time.Now, tokens: map[string]string{}, expires: map[string]time.Time{}, statuses: map[string]clusters.Status{}, projects: map[string]string{}}
 }
 
 // IssueRegistration implements clusters.Fleet.
@@ -77,6 +78,19 @@ func (f *Fleet) States(_ context.Context, ids, out []string) error {
 	return nil
 }
 
+// StateCounts implements clusters.Fleet over the scripted statuses.
+func (f *Fleet) StateCounts(_ context.Context, project string, visible func(string) bool, out map[string]int) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, st := range f.statuses {
+		p := f.projects[id]
+		if st.State != "" && st.State != clusters.StateCreated && (p == project || project == "" && (visible == nil || visible(p))) {
+			out[st.State]++
+		}
+	}
+	return nil
+}
+
 // DashboardSession implements clusters.Fleet: no agent ever registers with
 // the fake, so the jump falls back as it does for an entry without one.
 func (f *Fleet) DashboardSession(_ context.Context, clusterID, _ string, _ time.Duration) (fleet.DashboardLogin, error) {
@@ -98,15 +112,17 @@ func (f *Fleet) Forget(_ context.Context, clusterID string) error {
 	defer f.mu.Unlock()
 	delete(f.tokens, clusterID)
 	delete(f.statuses, clusterID)
+	delete(f.projects, clusterID)
 	f.forgotten = append(f.forgotten, clusterID)
 	return nil
 }
 
-// SetStatus scripts what Status returns for clusterID.
-func (f *Fleet) SetStatus(clusterID string, st clusters.Status) {
+// SetStatus scripts what Status returns for clusterID, of project.
+func (f *Fleet) SetStatus(project, clusterID string, st clusters.Status) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.statuses[clusterID] = st
+	f.projects[clusterID] = project
 }
 
 // Forgotten lists the clusters Forget was called for.
