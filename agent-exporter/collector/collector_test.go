@@ -133,6 +133,11 @@ func (f *fakeAPI) ActiveAlarms(_ context.Context, limit int) ([]emqx.Alarm, bool
 	return slices.Clone(f.alarms), false, nil
 }
 
+func (f *fakeAPI) Metrics(context.Context) (emqx.AuthFailures, error) {
+	f.count("metrics")
+	return emqx.AuthFailures{Connect: 3, Publish: 2, Subscribe: 1}, nil
+}
+
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func fixedNow() time.Time { return t0 }
