@@ -32,6 +32,7 @@ type API interface {
 	Sources(ctx context.Context) ([]emqx.Resource, error)
 	ActiveAlarms(ctx context.Context, limit int) ([]emqx.Alarm, bool, error)
 	Metrics(ctx context.Context) (emqx.AuthFailures, error)
+	AuthBackends(ctx context.Context) ([]emqx.AuthBackend, error)
 }
 
 // Names of the sub-collectors, the values of the "collector" label.
@@ -44,10 +45,11 @@ const (
 	SubSources    = "sources"
 	SubAlarms     = "alarms"
 	SubMetrics    = "metrics"
+	SubAuth       = "auth"
 )
 
 // SubCollectors lists every sub-collector in collection order.
-var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources, SubAlarms, SubMetrics}
+var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources, SubAlarms, SubMetrics, SubAuth}
 
 // Rule is a rule with its counters; Metrics is nil for a disabled rule or
 // when reading them failed.
@@ -89,6 +91,9 @@ type Snapshot struct {
 	// AuthFailures are the cluster's counters of refused CONNECTs,
 	// PUBLISHes and SUBSCRIBEs; nil when they could not be read.
 	AuthFailures *emqx.AuthFailures
+	// AuthBackends are the authenticators and authorization sources with
+	// their status.
+	AuthBackends []emqx.AuthBackend
 	Results      []Result
 }
 
@@ -207,6 +212,7 @@ func (c *Collector) Collect(ctx context.Context) *Snapshot {
 		}
 		return err
 	})
+	_ = run(SubAuth, func() (err error) { s.AuthBackends, err = api.AuthBackends(ctx); return err })
 	s.CollectedAt = c.now()
 	c.latest.Store(s)
 	return s

@@ -141,6 +141,14 @@ func (f *fakeAPI) Metrics(context.Context) (emqx.AuthFailures, error) {
 	return emqx.AuthFailures{Connect: 3, Publish: 2, Subscribe: 1}, nil
 }
 
+func (f *fakeAPI) AuthBackends(context.Context) ([]emqx.AuthBackend, error) {
+	f.count("auth")
+	return []emqx.AuthBackend{
+		{ID: "password_based:http", Enabled: true, Connected: false},
+		{Authorization: true, ID: "file", Enabled: true, Connected: true},
+	}, nil
+}
+
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func fixedNow() time.Time { return t0 }
@@ -289,7 +297,8 @@ func TestRulesFailureMarksSubCollector(t *testing.T) {
 // alert push" rule reads.
 // TestNodeHostAndAuthFailuresExported: load and memory per running node,
 // memory left out where EMQX says "0" (a total of 0 would make the memory
-// rule divide by zero), and the cluster's auth refusal counters.
+// rule divide by zero), the cluster's auth refusal counters, and each
+// authenticator's and authorization source's status.
 func TestNodeHostAndAuthFailuresExported(t *testing.T) {
 	c := collector.New(fixedNow)
 	c.SetAPI(&fakeAPI{})
@@ -312,9 +321,16 @@ emqx_packets_connack_auth_error_total 3
 # HELP emqx_packets_subscribe_auth_error_total SUBSCRIBEs the cluster's authorization denied (packets.subscribe.auth_error).
 # TYPE emqx_packets_subscribe_auth_error_total counter
 emqx_packets_subscribe_auth_error_total 1
+# HELP emqx_authn_connected Whether the authenticator is connected on every node (1) or not (0).
+# TYPE emqx_authn_connected gauge
+emqx_authn_connected{id="password_based:http"} 0
+# HELP emqx_authz_connected Whether the authorization source is connected on every node (1) or not (0); id is its type.
+# TYPE emqx_authz_connected gauge
+emqx_authz_connected{id="file"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), series.NodeLoad5, series.NodeMemoryTotal,
-		series.NodeMemoryUsed, series.ConnectAuthFailures, series.SubscribeAuthFailures); err != nil {
+		series.NodeMemoryUsed, series.ConnectAuthFailures, series.SubscribeAuthFailures,
+		series.AuthnConnected, series.AuthzConnected); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -49,6 +49,10 @@ var (
 	descConnectAuthErr  = desc(series.ConnectAuthFailures, "CONNECTs the cluster refused for failed authentication or authorization (packets.connack.auth_error).")
 	descPublishAuthErr  = desc(series.PublishAuthFailures, "PUBLISHes the cluster's authorization denied (packets.publish.auth_error).")
 	descSubAuthErr      = desc(series.SubscribeAuthFailures, "SUBSCRIBEs the cluster's authorization denied (packets.subscribe.auth_error).")
+	descAuthnEnabled    = desc(series.AuthnEnabled, "Whether the authenticator is enabled.", series.LabelID)
+	descAuthnConnected  = desc(series.AuthnConnected, "Whether the authenticator is connected on every node (1) or not (0).", series.LabelID)
+	descAuthzEnabled    = desc(series.AuthzEnabled, "Whether the authorization source is enabled; id is its type.", series.LabelID)
+	descAuthzConnected  = desc(series.AuthzConnected, "Whether the authorization source is connected on every node (1) or not (0); id is its type.", series.LabelID)
 	descRuleEnabled     = desc(series.RuleEnabled, "Whether the rule is enabled (running) or not.", series.LabelID)
 	descRuleMatched     = desc(series.RuleMatched, "Messages the rule's SQL matched.", series.LabelID)
 	descRulePassed      = desc(series.RulePassed, "Messages that passed the rule's SQL.", series.LabelID)
@@ -81,6 +85,7 @@ var allDescs = []*metricDesc{
 	descConnectorStatus, descConnectorEnable, descActionStatus, descActionEnable, descSourceStatus, descSourceEnable,
 	descAlarmActive, descNodeLoad1, descNodeLoad5, descNodeLoad15, descNodeMemTotal, descNodeMemUsed,
 	descConnectAuthErr, descPublishAuthErr, descSubAuthErr,
+	descAuthnEnabled, descAuthnConnected, descAuthzEnabled, descAuthzConnected,
 }
 
 // Describe implements prometheus.Collector.
@@ -182,6 +187,14 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 		counter(descPublishAuthErr, f.Publish)
 		counter(descSubAuthErr, f.Subscribe)
 	}
+	for _, b := range s.AuthBackends {
+		enabled, connected := descAuthnEnabled, descAuthnConnected
+		if b.Authorization {
+			enabled, connected = descAuthzEnabled, descAuthzConnected
+		}
+		gauge(enabled, b2f(b.Enabled), b.ID)
+		gauge(connected, b2f(b.Connected), b.ID)
+	}
 }
 
 // Gather implements prometheus.Gatherer over the latest snapshot, building
@@ -230,5 +243,5 @@ func build(s *Snapshot, b *gather.Builder) []*dto.MetricFamily {
 // seriesHint estimates how many series a snapshot emits.
 func seriesHint(s *Snapshot) int {
 	return 19 + 2*len(s.Results) + 10*len(s.Nodes) + 6*len(s.Rules) +
-		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources)) + len(s.Alarms)
+		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources)) + len(s.Alarms) + 2*len(s.AuthBackends)
 }

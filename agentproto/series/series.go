@@ -90,6 +90,17 @@ const (
 	SubscribeAuthFailures = "emqx_packets_subscribe_auth_error_total"
 )
 
+// Authenticators and authorization sources (GET /api/v5/prometheus/auth),
+// by LabelID: an authenticator's "mechanism:backend" id, an authorization
+// source's type. *Enabled is 1/0; *Connected is 1 when the backend is
+// connected on every node, 0 otherwise.
+const (
+	AuthnEnabled   = "emqx_authn_enabled"
+	AuthnConnected = "emqx_authn_connected"
+	AuthzEnabled   = "emqx_authz_enabled"
+	AuthzConnected = "emqx_authz_connected"
+)
+
 // AlarmActive is 1 for each alarm EMQX holds active (GET /api/v5/alarms),
 // labelled LabelName and LabelNode; an alarm that clears disappears. The
 // "EMQX alert push" switch turns on the alert that reads it.
