@@ -156,6 +156,10 @@ func cluster(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Gra
 			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.ConnectAuthFailures, sel), "connect"),
 			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.PublishAuthFailures, sel), "publish"),
 			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.SubscribeAuthFailures, sel), "subscribe"))).
+		WithPanel(tablePanel(22, "Authenticators", "Every authenticator: 1 when connected on every node.", 12,
+			fmt.Sprintf("max by (id) (%s{%s})", series.AuthnConnected, sel))).
+		WithPanel(tablePanel(23, "Authorization sources", "Every authorization source (by type): 1 when connected on every node.", 12,
+			fmt.Sprintf("max by (id) (%s{%s})", series.AuthzConnected, sel))).
 		WithRow(row(102, "Rules")).
 		WithPanel(seriesPanel(11, "Rule messages", "Messages matched, passed and failed by every rule of the cluster.", "ops", 12,
 			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.RuleMatched, sel), "matched"),

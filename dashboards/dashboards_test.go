@@ -118,7 +118,8 @@ func exported(t *testing.T) map[string]map[string]bool {
 		series.ConnectorEnabled, series.ConnectorStatus, series.ActionEnabled, series.ActionStatus,
 		series.NodeRunning, series.NodeConnections, series.DynamicMaxConnections, series.LicenseMaxConnections,
 		series.NodeLoad1, series.NodeLoad5, series.NodeLoad15, series.NodeMemoryTotal, series.NodeMemoryUsed,
-		series.ConnectAuthFailures, series.PublishAuthFailures, series.SubscribeAuthFailures} {
+		series.ConnectAuthFailures, series.PublishAuthFailures, series.SubscribeAuthFailures,
+		series.AuthnConnected, series.AuthnEnabled, series.AuthzConnected, series.AuthzEnabled} {
 		if out[s] == nil {
 			t.Fatalf("agentproto/series names %s, which the agent's golden output lacks", s)
 		}

@@ -25,6 +25,8 @@ const (
 	CatalogueConnectAuth       = "connectAuthFailures"
 	CataloguePublishAuth       = "publishAuthFailures"
 	CatalogueSubscribeAuth     = "subscribeAuthFailures"
+	CatalogueAuthnResource     = "authnResource"
+	CatalogueAuthzResource     = "authzResource"
 )
 
 // Threshold units, as the API documents them.
@@ -92,6 +94,8 @@ var Catalogue = []Entry{
 		Threshold: &Threshold{Unit: UnitFailuresPerMinute, Min: 0, Max: 1e6, Default: 10}},
 	{ID: CatalogueSubscribeAuth, Alerts: []string{AlertSubscribeAuthFailures},
 		Threshold: &Threshold{Unit: UnitFailuresPerMinute, Min: 0, Max: 1e6, Default: 10}},
+	{ID: CatalogueAuthnResource, Alerts: []string{AlertAuthnAbnormal}},
+	{ID: CatalogueAuthzResource, Alerts: []string{AlertAuthzAbnormal}},
 }
 
 // CatalogueEntry returns the entry with id, or false.

@@ -51,6 +51,8 @@ const (
 	AlertConnectAuthFailures   = "EMQXConnectAuthFailuresIncreasing"
 	AlertPublishAuthFailures   = "EMQXPublishAuthFailuresIncreasing"
 	AlertSubscribeAuthFailures = "EMQXSubscribeAuthFailuresIncreasing"
+	AlertAuthnAbnormal         = "EMQXAuthenticatorAbnormal"
+	AlertAuthzAbnormal         = "EMQXAuthorizationSourceAbnormal"
 )
 
 // Annotation keys every generated alert carries.
@@ -363,6 +365,32 @@ var kinds = []kind{
 			`{{ $value | printf "%.1f" }} SUBSCRIBEs per minute by authorization over the last ` + windowToken + thresholdToken + ".",
 		expr: clusterRateExpr(series.SubscribeAuthFailures),
 	},
+	{
+		entry:   CatalogueAuthnResource,
+		alert:   AlertAuthnAbnormal,
+		summary: "EMQX authenticator {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
+		description: "Authenticator {{ $labels.id }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"is enabled but not connected on every node: clients it should check cannot log in.",
+		expr: connectedExpr(series.AuthnConnected, series.AuthnEnabled),
+	},
+	{
+		entry:   CatalogueAuthzResource,
+		alert:   AlertAuthzAbnormal,
+		summary: "EMQX authorization source {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
+		description: "Authorization source {{ $labels.id }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"is enabled but not connected on every node.",
+		expr: connectedExpr(series.AuthzConnected, series.AuthzEnabled),
+	},
+}
+
+// connectedExpr fires for a backend that is not connected, unless it is
+// disabled; as statusExpr, a missing enabled series hides nothing.
+func connectedExpr(connected, enabled string) func(sel string, p Params, rp RuleParams) string {
+	return func(sel string, _ Params, _ RuleParams) string {
+		return fmt.Sprintf("%[1]s{%[3]s} == 0\n"+
+			"unless on (%[4]s, %[5]s, %[6]s) (%[2]s{%[3]s} == 0)",
+			connected, enabled, sel, LabelProject, LabelCluster, series.LabelID)
+	}
 }
 
 // clusterRateExpr fires when a cluster-wide counter grew faster than the
