@@ -42,48 +42,27 @@ func authStatusText(body []byte) ([]AuthBackend, error) {
 	}
 	byKey := map[key]*AuthBackend{}
 	var order []key
-	for n := 1; len(body) > 0; n++ {
-		line := body
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
-		} else {
-			body = nil
-		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		end := bytes.IndexAny(line, "{ \t")
-		if end < 0 {
-			continue
-		}
-		kind, ok := authStatus[string(line[:end])]
-		if !ok {
-			continue
-		}
-		id, rest, err := labelValue(line[end:], kind.label)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		v, err := sampleValue(rest)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		k := key{kind.authz, string(id)}
-		b := byKey[k]
-		if b == nil {
-			if len(byKey) >= MaxAuthBackends {
-				continue
+	err := scanSamples(body, func(name []byte) string { return authStatus[string(name)].label },
+		func(name, id []byte, v float64) {
+			kind := authStatus[string(name)]
+			k := key{kind.authz, string(id)}
+			b := byKey[k]
+			if b == nil {
+				if len(byKey) >= MaxAuthBackends {
+					return
+				}
+				b = &AuthBackend{Authorization: kind.authz, ID: k.id, Enabled: true, Connected: true}
+				byKey[k] = b
+				order = append(order, k)
 			}
-			b = &AuthBackend{Authorization: kind.authz, ID: k.id, Enabled: true, Connected: true}
-			byKey[k] = b
-			order = append(order, k)
-		}
-		if kind.status {
-			b.Connected = b.Connected && v == 1
-		} else {
-			b.Enabled = b.Enabled && v == 1
-		}
+			if kind.status {
+				b.Connected = b.Connected && v == 1
+			} else {
+				b.Enabled = b.Enabled && v == 1
+			}
+		})
+	if err != nil {
+		return nil, err
 	}
 	out := make([]AuthBackend, len(order))
 	for i, k := range order {
@@ -99,6 +78,33 @@ func authStatusText(body []byte) ([]AuthBackend, error) {
 // cluster-wide value, as all_nodes_aggregated would.
 func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
 	byID := map[string]*RuleMetrics{}
+	err := scanSamples(body, func(name []byte) string {
+		if ruleCounters[string(name)] == nil { // no allocation: map lookup by converted bytes
+			return ""
+		}
+		return "id"
+	}, func(name, id []byte, v float64) {
+		m := byID[string(id)] // a lookup by converted bytes allocates nothing
+		if m == nil {
+			m = &RuleMetrics{}
+			byID[string(id)] = m
+		}
+		ruleCounters[string(name)](m, v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]RuleMetrics, len(byID))
+	for id, m := range byID {
+		out[id] = *m
+	}
+	return out, nil
+}
+
+// scanSamples calls fn with each sample of body (the Prometheus text
+// format) whose metric name label accepts, the value of the label it names
+// and the sample's value; label returns "" for a name to skip.
+func scanSamples(body []byte, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
 	for n := 1; len(body) > 0; n++ {
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -114,30 +120,21 @@ func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
 		if end < 0 {
 			continue
 		}
-		set := ruleCounters[string(line[:end])] // no allocation: map lookup by converted bytes
-		if set == nil {
+		l := label(line[:end])
+		if l == "" {
 			continue
 		}
-		id, rest, err := labelValue(line[end:], "id")
+		val, rest, err := labelValue(line[end:], l)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return fmt.Errorf("line %d: %w", n, err)
 		}
 		v, err := sampleValue(rest)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return fmt.Errorf("line %d: %w", n, err)
 		}
-		m := byID[string(id)] // a lookup by converted bytes allocates nothing
-		if m == nil {
-			m = &RuleMetrics{}
-			byID[string(id)] = m
-		}
-		set(m, v)
+		fn(line[:end], val, v)
 	}
-	out := make(map[string]RuleMetrics, len(byID))
-	for id, m := range byID {
-		out[id] = *m
-	}
-	return out, nil
+	return nil
 }
 
 // labelValue reads a label set ("{...}" or nothing) and returns the value
