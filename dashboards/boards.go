@@ -144,6 +144,22 @@ func cluster(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Gra
 		WithPanel(seriesPanel(10, "Connections per node", "Sessions per node.", "short", 12,
 			query(fmt.Sprintf("sum by (node) (%s{%s})", series.NodeConnections, sel), "{{node}}"),
 			query(fmt.Sprintf("sum by (node) (%s{%s})", series.NodeLiveConnections, sel), "{{node}} live"))).
+		WithRow(row(105, "Node hosts")).
+		WithPanel(seriesPanel(19, "Memory used per node", "Memory in use on each running node's host (memory_used over memory_total).", "percentunit", 12,
+			query(fmt.Sprintf("max by (node) (%s{%s})\n  / on (node)\nmax by (node) (%s{%s})", series.NodeMemoryUsed, sel, series.NodeMemoryTotal, sel), "{{node}}")).Max(1)).
+		WithPanel(seriesPanel(20, "Load per node", "OS load averages of each running node's host over 1, 5 and 15 minutes.", "short", 12,
+			query(fmt.Sprintf("max by (node) (%s{%s})", series.NodeLoad1, sel), "{{node}} 1m"),
+			query(fmt.Sprintf("max by (node) (%s{%s})", series.NodeLoad5, sel), "{{node}} 5m"),
+			query(fmt.Sprintf("max by (node) (%s{%s})", series.NodeLoad15, sel), "{{node}} 15m"))).
+		WithRow(row(106, "Authentication and authorization")).
+		WithPanel(seriesPanel(21, "Refused by authentication or authorization", "CONNECTs refused, and PUBLISHes and SUBSCRIBEs denied, per second.", "ops", 24,
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.ConnectAuthFailures, sel), "connect"),
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.PublishAuthFailures, sel), "publish"),
+			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.SubscribeAuthFailures, sel), "subscribe"))).
+		WithPanel(tablePanel(22, "Authenticators", "Every authenticator: 1 when connected on every node.", 12,
+			fmt.Sprintf("max by (id) (%s{%s})", series.AuthnConnected, sel))).
+		WithPanel(tablePanel(23, "Authorization sources", "Every authorization source (by type): 1 when connected on every node.", 12,
+			fmt.Sprintf("max by (id) (%s{%s})", series.AuthzConnected, sel))).
 		WithRow(row(102, "Rules")).
 		WithPanel(seriesPanel(11, "Rule messages", "Messages matched, passed and failed by every rule of the cluster.", "ops", 12,
 			query(fmt.Sprintf("sum(rate(%s{%s}[$__rate_interval]))", series.RuleMatched, sel), "matched"),

@@ -116,7 +116,10 @@ func exported(t *testing.T) map[string]map[string]bool {
 	// would test against the wrong list.
 	for _, s := range []string{series.RuleEnabled, series.RuleFailed, series.RuleActionsFailed,
 		series.ConnectorEnabled, series.ConnectorStatus, series.ActionEnabled, series.ActionStatus,
-		series.NodeRunning, series.NodeConnections, series.DynamicMaxConnections, series.LicenseMaxConnections} {
+		series.NodeRunning, series.NodeConnections, series.DynamicMaxConnections, series.LicenseMaxConnections,
+		series.NodeLoad1, series.NodeLoad5, series.NodeLoad15, series.NodeMemoryTotal, series.NodeMemoryUsed,
+		series.ConnectAuthFailures, series.PublishAuthFailures, series.SubscribeAuthFailures,
+		series.AuthnConnected, series.AuthnEnabled, series.AuthzConnected, series.AuthzEnabled} {
 		if out[s] == nil {
 			t.Fatalf("agentproto/series names %s, which the agent's golden output lacks", s)
 		}

@@ -19,6 +19,14 @@ const (
 	CatalogueRuleFailures      = "ruleFailures"
 	CatalogueActionFailures    = "actionFailures"
 	CatalogueEMQXAlarm         = "emqxAlarm"
+	CatalogueNodeMemory        = "nodeMemory"
+	CatalogueNodeLoad          = "nodeLoad"
+	CatalogueRuleRateDrop      = "ruleRateDrop"
+	CatalogueConnectAuth       = "connectAuthFailures"
+	CataloguePublishAuth       = "publishAuthFailures"
+	CatalogueSubscribeAuth     = "subscribeAuthFailures"
+	CatalogueAuthnResource     = "authnResource"
+	CatalogueAuthzResource     = "authzResource"
 )
 
 // Threshold units, as the API documents them.
@@ -26,6 +34,7 @@ const (
 	UnitPercent           = "percent"
 	UnitDays              = "days"
 	UnitFailuresPerMinute = "failures per minute"
+	UnitLoad              = "load average"
 )
 
 // Threshold is the range and default of an entry's threshold.
@@ -70,6 +79,23 @@ var Catalogue = []Entry{
 		Threshold: &Threshold{Unit: UnitFailuresPerMinute, Min: 0, Max: 1e6, Default: 10}},
 	// On and off with the project's "EMQX alert push" switch.
 	{ID: CatalogueEMQXAlarm, Alerts: []string{AlertEMQXAlarm}},
+	{ID: CatalogueNodeMemory, Alerts: []string{AlertNodeMemoryHigh},
+		Threshold: &Threshold{Unit: UnitPercent, Min: 1, Max: 100, Default: 80}},
+	// The host's 5-minute load average: the load a node keeps, not a
+	// passing spike. It counts runnable tasks, so the right value depends
+	// on the host's cores, which EMQX's API does not give.
+	{ID: CatalogueNodeLoad, Alerts: []string{AlertNodeLoadHigh},
+		Threshold: &Threshold{Unit: UnitLoad, Min: 0, Max: 10000, Default: 8}},
+	{ID: CatalogueRuleRateDrop, Alerts: []string{AlertRuleRateDrop},
+		Threshold: &Threshold{Unit: UnitPercent, Min: 1, Max: 100, Default: 50}},
+	{ID: CatalogueConnectAuth, Alerts: []string{AlertConnectAuthFailures},
+		Threshold: &Threshold{Unit: UnitFailuresPerMinute, Min: 0, Max: 1e6, Default: 10}},
+	{ID: CataloguePublishAuth, Alerts: []string{AlertPublishAuthFailures},
+		Threshold: &Threshold{Unit: UnitFailuresPerMinute, Min: 0, Max: 1e6, Default: 10}},
+	{ID: CatalogueSubscribeAuth, Alerts: []string{AlertSubscribeAuthFailures},
+		Threshold: &Threshold{Unit: UnitFailuresPerMinute, Min: 0, Max: 1e6, Default: 10}},
+	{ID: CatalogueAuthnResource, Alerts: []string{AlertAuthnAbnormal}},
+	{ID: CatalogueAuthzResource, Alerts: []string{AlertAuthzAbnormal}},
 }
 
 // CatalogueEntry returns the entry with id, or false.

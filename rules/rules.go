@@ -44,6 +44,15 @@ const (
 	AlertLicenseUsageHigh  = "EMQXLicenseUsageHigh"
 	AlertRuleFailures      = "EMQXRuleFailuresIncreasing"
 	AlertActionFailures    = "EMQXActionFailuresIncreasing"
+
+	AlertNodeMemoryHigh        = "EMQXNodeMemoryHigh"
+	AlertNodeLoadHigh          = "EMQXNodeLoadHigh"
+	AlertRuleRateDrop          = "EMQXRuleRateDropped"
+	AlertConnectAuthFailures   = "EMQXConnectAuthFailuresIncreasing"
+	AlertPublishAuthFailures   = "EMQXPublishAuthFailuresIncreasing"
+	AlertSubscribeAuthFailures = "EMQXSubscribeAuthFailuresIncreasing"
+	AlertAuthnAbnormal         = "EMQXAuthenticatorAbnormal"
+	AlertAuthzAbnormal         = "EMQXAuthorizationSourceAbnormal"
 )
 
 // Annotation keys every generated alert carries.
@@ -291,6 +300,105 @@ var kinds = []kind{
 			return fmt.Sprintf(`%s{%s} == 1`, series.AlarmActive, sel)
 		},
 	},
+	{
+		entry:   CatalogueNodeMemory,
+		alert:   AlertNodeMemoryHigh,
+		summary: "EMQX node {{ $labels.node }} is short of memory in cluster {{ $labels.cluster }}.",
+		description: "The host of EMQX node {{ $labels.node }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"uses {{ $value | humanizePercentage }} of its memory" + thresholdToken + ".",
+		expr: func(sel string, _ Params, rp RuleParams) string {
+			return fmt.Sprintf("%s{%s}\n  / %s{%s}\n  > %s",
+				series.NodeMemoryUsed, sel, series.NodeMemoryTotal, sel, number(rp.Threshold/100))
+		},
+	},
+	{
+		entry:   CatalogueNodeLoad,
+		alert:   AlertNodeLoadHigh,
+		summary: "EMQX node {{ $labels.node }} is under high load in cluster {{ $labels.cluster }}.",
+		description: "The host of EMQX node {{ $labels.node }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			`has a 5-minute load average of {{ $value | printf "%.2f" }}` + thresholdToken + ".",
+		expr: func(sel string, _ Params, rp RuleParams) string {
+			return fmt.Sprintf(`%s{%s} > %s`, series.NodeLoad5, sel, number(rp.Threshold))
+		},
+	},
+	{
+		entry:   CatalogueRuleRateDrop,
+		alert:   AlertRuleRateDrop,
+		summary: "EMQX rule {{ $labels.id }} runs less often in cluster {{ $labels.cluster }}.",
+		description: "Rule {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			`matched {{ $value | printf "%.1f" }} messages per minute over the last ` + windowToken +
+			", a drop of more than THRESHOLD_PERCENT% against the same time an hour before.",
+		expr: func(sel string, p Params, rp RuleParams) string {
+			// The rule's match rate now against an hour ago, both over
+			// the window of the failure rules. A rule that matched
+			// nothing an hour ago cannot drop; a disabled rule is
+			// expected to.
+			return fmt.Sprintf("rate(%[1]s{%[2]s}[%[3]s]) * 60\n"+
+				"  < %[4]s * rate(%[1]s{%[2]s}[%[3]s] offset 1h) * 60\n"+
+				"unless on (%[5]s, %[6]s, %[7]s) (%[8]s{%[2]s} == 0)",
+				series.RuleMatched, sel, window(p), number(1-rp.Threshold/100),
+				LabelProject, LabelCluster, series.LabelID, series.RuleEnabled)
+		},
+	},
+	{
+		entry:   CatalogueConnectAuth,
+		alert:   AlertConnectAuthFailures,
+		summary: "EMQX cluster {{ $labels.cluster }} refuses more client connections for authentication or authorization.",
+		description: "Cluster {{ $labels.cluster }} in project {{ $labels.project }} refused " +
+			`{{ $value | printf "%.1f" }} CONNECTs per minute for failed authentication or authorization over the last ` +
+			windowToken + thresholdToken + ".",
+		expr: clusterRateExpr(series.ConnectAuthFailures),
+	},
+	{
+		entry:   CataloguePublishAuth,
+		alert:   AlertPublishAuthFailures,
+		summary: "EMQX cluster {{ $labels.cluster }} denies more publishes.",
+		description: "Cluster {{ $labels.cluster }} in project {{ $labels.project }} denied " +
+			`{{ $value | printf "%.1f" }} PUBLISHes per minute by authorization over the last ` + windowToken + thresholdToken + ".",
+		expr: clusterRateExpr(series.PublishAuthFailures),
+	},
+	{
+		entry:   CatalogueSubscribeAuth,
+		alert:   AlertSubscribeAuthFailures,
+		summary: "EMQX cluster {{ $labels.cluster }} denies more subscriptions.",
+		description: "Cluster {{ $labels.cluster }} in project {{ $labels.project }} denied " +
+			`{{ $value | printf "%.1f" }} SUBSCRIBEs per minute by authorization over the last ` + windowToken + thresholdToken + ".",
+		expr: clusterRateExpr(series.SubscribeAuthFailures),
+	},
+	{
+		entry:   CatalogueAuthnResource,
+		alert:   AlertAuthnAbnormal,
+		summary: "EMQX authenticator {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
+		description: "Authenticator {{ $labels.id }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"is enabled but not connected on every node: clients it should check cannot log in.",
+		expr: connectedExpr(series.AuthnConnected, series.AuthnEnabled),
+	},
+	{
+		entry:   CatalogueAuthzResource,
+		alert:   AlertAuthzAbnormal,
+		summary: "EMQX authorization source {{ $labels.id }} is not connected in cluster {{ $labels.cluster }}.",
+		description: "Authorization source {{ $labels.id }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"is enabled but not connected on every node.",
+		expr: connectedExpr(series.AuthzConnected, series.AuthzEnabled),
+	},
+}
+
+// connectedExpr fires for a backend that is not connected, unless it is
+// disabled; as statusExpr, a missing enabled series hides nothing.
+func connectedExpr(connected, enabled string) func(sel string, p Params, rp RuleParams) string {
+	return func(sel string, _ Params, _ RuleParams) string {
+		return fmt.Sprintf("%[1]s{%[3]s} == 0\n"+
+			"unless on (%[4]s, %[5]s, %[6]s) (%[2]s{%[3]s} == 0)",
+			connected, enabled, sel, LabelProject, LabelCluster, series.LabelID)
+	}
+}
+
+// clusterRateExpr fires when a cluster-wide counter grew faster than the
+// threshold, per minute over the window (as failuresExpr).
+func clusterRateExpr(counter string) func(sel string, p Params, rp RuleParams) string {
+	return func(sel string, p Params, rp RuleParams) string {
+		return fmt.Sprintf("rate(%s{%s}[%s]) * 60 > %s", counter, sel, window(p), number(rp.Threshold))
+	}
 }
 
 // failuresExpr fires for an enabled rule whose counter grew faster than the
@@ -327,6 +435,8 @@ func statusExpr(status, enabled string) func(sel string, p Params, rp RuleParams
 const (
 	windowToken    = "WINDOW"
 	thresholdToken = "THRESHOLD"
+	// thresholdPercentToken is the bare threshold number.
+	thresholdPercentToken = "THRESHOLD_PERCENT"
 )
 
 // thresholdText is what thresholdToken becomes for an entry.
@@ -339,6 +449,8 @@ func thresholdText(e Entry, rp RuleParams) string {
 		return ", within the " + number(rp.Threshold) + " days the project alerts at"
 	case UnitPercent:
 		return ", above the project's " + number(rp.Threshold) + "%"
+	case UnitLoad:
+		return ", above the project's " + number(rp.Threshold)
 	}
 	return ", above the project's " + number(rp.Threshold)
 }
@@ -467,7 +579,8 @@ func Project(p Params) (File, error) {
 		}
 		e, _ := CatalogueEntry(k.entry)
 		rp := p.effective(k.entry)
-		desc := named.Replace(strings.NewReplacer(windowToken, window(p), thresholdToken, thresholdText(e, rp)).Replace(k.description))
+		desc := named.Replace(strings.NewReplacer(windowToken, window(p), thresholdPercentToken, number(rp.Threshold),
+			thresholdToken, thresholdText(e, rp)).Replace(k.description))
 		annotations := map[string]string{
 			AnnotationSummary:     named.Replace(k.summary),
 			AnnotationDescription: desc,

@@ -31,6 +31,8 @@ type API interface {
 	Actions(ctx context.Context) ([]emqx.Resource, error)
 	Sources(ctx context.Context) ([]emqx.Resource, error)
 	ActiveAlarms(ctx context.Context, limit int) ([]emqx.Alarm, bool, error)
+	Metrics(ctx context.Context) (emqx.AuthFailures, error)
+	AuthBackends(ctx context.Context) ([]emqx.AuthBackend, error)
 }
 
 // Names of the sub-collectors, the values of the "collector" label.
@@ -42,10 +44,12 @@ const (
 	SubActions    = "actions"
 	SubSources    = "sources"
 	SubAlarms     = "alarms"
+	SubMetrics    = "metrics"
+	SubAuth       = "auth"
 )
 
 // SubCollectors lists every sub-collector in collection order.
-var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources, SubAlarms}
+var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources, SubAlarms, SubMetrics, SubAuth}
 
 // Rule is a rule with its counters; Metrics is nil for a disabled rule or
 // when reading them failed.
@@ -83,8 +87,14 @@ type Snapshot struct {
 	Sources     []emqx.Resource
 	// Alarms are EMQX's active alarms, one per name and node, at most
 	// series.MaxAlarms of them.
-	Alarms  []emqx.Alarm
-	Results []Result
+	Alarms []emqx.Alarm
+	// AuthFailures are the cluster's counters of refused CONNECTs,
+	// PUBLISHes and SUBSCRIBEs; nil when they could not be read.
+	AuthFailures *emqx.AuthFailures
+	// AuthBackends are the authenticators and authorization sources with
+	// their status.
+	AuthBackends []emqx.AuthBackend
+	Results      []Result
 }
 
 // ErrNotConfigured is the problem of a collection made before the agent
@@ -195,6 +205,14 @@ func (c *Collector) Collect(ctx context.Context) *Snapshot {
 		s.Alarms = uniqueAlarms(alarms)
 		return err
 	})
+	_ = run(SubMetrics, func() error {
+		m, err := api.Metrics(ctx)
+		if err == nil {
+			s.AuthFailures = &m
+		}
+		return err
+	})
+	_ = run(SubAuth, func() (err error) { s.AuthBackends, err = api.AuthBackends(ctx); return err })
 	s.CollectedAt = c.now()
 	c.latest.Store(s)
 	return s

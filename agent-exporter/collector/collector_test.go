@@ -51,8 +51,11 @@ func (f *fakeAPI) Nodes(context.Context) ([]emqx.Node, error) {
 		return nil, f.nodesErr
 	}
 	return []emqx.Node{
-		{Node: "emqx@a", NodeStatus: "running", Version: "5.8.9", Edition: "Enterprise", Role: "core", Uptime: 7_200_000, Connections: 10, LiveConnections: 8},
-		{Node: "emqx@b", NodeStatus: "running", Version: "5.8.9", Edition: "Enterprise", Role: "core", Uptime: 3_600_000, Connections: 5, LiveConnections: 5},
+		{Node: "emqx@a", NodeStatus: "running", Version: "5.8.9", Edition: "Enterprise", Role: "core", Uptime: 7_200_000, Connections: 10, LiveConnections: 8,
+			Load1: 1.5, Load5: 1.25, Load15: 1, MemoryTotal: "2.00G", MemoryUsed: "512.00M"},
+		// A node on a host EMQX cannot read memory from (not Linux).
+		{Node: "emqx@b", NodeStatus: "running", Version: "5.8.9", Edition: "Enterprise", Role: "core", Uptime: 3_600_000, Connections: 5, LiveConnections: 5,
+			MemoryTotal: "0", MemoryUsed: "0"},
 		{Node: "emqx@c", NodeStatus: "stopped", Role: "core"},
 	}, nil
 }
@@ -131,6 +134,19 @@ func (f *fakeAPI) ActiveAlarms(_ context.Context, limit int) ([]emqx.Alarm, bool
 	defer f.mu.Unlock()
 	f.alarmLimit = limit
 	return slices.Clone(f.alarms), false, nil
+}
+
+func (f *fakeAPI) Metrics(context.Context) (emqx.AuthFailures, error) {
+	f.count("metrics")
+	return emqx.AuthFailures{Connect: 3, Publish: 2, Subscribe: 1}, nil
+}
+
+func (f *fakeAPI) AuthBackends(context.Context) ([]emqx.AuthBackend, error) {
+	f.count("auth")
+	return []emqx.AuthBackend{
+		{ID: "password_based:http", Enabled: true, Connected: false},
+		{Authorization: true, ID: "file", Enabled: true, Connected: true},
+	}, nil
 }
 
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
@@ -279,6 +295,46 @@ func TestRulesFailureMarksSubCollector(t *testing.T) {
 // limit; a repeat (which EMQX never sends) does not break /metrics, and a
 // cleared alarm disappears. Before, nothing produced the series the "EMQX
 // alert push" rule reads.
+// TestNodeHostAndAuthFailuresExported: load and memory per running node,
+// memory left out where EMQX says "0" (a total of 0 would make the memory
+// rule divide by zero), the cluster's auth refusal counters, and each
+// authenticator's and authorization source's status.
+func TestNodeHostAndAuthFailuresExported(t *testing.T) {
+	c := collector.New(fixedNow)
+	c.SetAPI(&fakeAPI{})
+	c.Collect(t.Context())
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collector.NewExporter(c))
+	want := `# HELP emqx_node_load5 OS load average over 5 minutes of the running node's host.
+# TYPE emqx_node_load5 gauge
+emqx_node_load5{node="emqx@a"} 1.25
+emqx_node_load5{node="emqx@b"} 0
+# HELP emqx_node_memory_total_bytes Memory of the running node's host (memory_total), in bytes.
+# TYPE emqx_node_memory_total_bytes gauge
+emqx_node_memory_total_bytes{node="emqx@a"} 2.147483648e+09
+# HELP emqx_node_memory_used_bytes Memory in use on the running node's host (memory_used), in bytes.
+# TYPE emqx_node_memory_used_bytes gauge
+emqx_node_memory_used_bytes{node="emqx@a"} 5.36870912e+08
+# HELP emqx_packets_connack_auth_error_total CONNECTs the cluster refused for failed authentication or authorization (packets.connack.auth_error).
+# TYPE emqx_packets_connack_auth_error_total counter
+emqx_packets_connack_auth_error_total 3
+# HELP emqx_packets_subscribe_auth_error_total SUBSCRIBEs the cluster's authorization denied (packets.subscribe.auth_error).
+# TYPE emqx_packets_subscribe_auth_error_total counter
+emqx_packets_subscribe_auth_error_total 1
+# HELP emqx_authn_connected Whether the authenticator is connected on every node (1) or not (0).
+# TYPE emqx_authn_connected gauge
+emqx_authn_connected{id="password_based:http"} 0
+# HELP emqx_authz_connected Whether the authorization source is connected on every node (1) or not (0); id is its type.
+# TYPE emqx_authz_connected gauge
+emqx_authz_connected{id="file"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), series.NodeLoad5, series.NodeMemoryTotal,
+		series.NodeMemoryUsed, series.ConnectAuthFailures, series.SubscribeAuthFailures,
+		series.AuthnConnected, series.AuthzConnected); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestActiveAlarmsExported(t *testing.T) {
 	api := &fakeAPI{alarms: []emqx.Alarm{
 		{Node: "emqx@a", Name: "license_quota", Message: "License: sessions quota exceeds 80%"},

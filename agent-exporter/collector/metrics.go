@@ -41,6 +41,18 @@ var (
 	descLicenseExpiry   = desc(series.LicenseExpiry, "When the licence expires (00:00 UTC of expiry_at), as a Unix time.")
 	descLicenseInfo     = desc(series.LicenseInfo, "Loaded licence, with its type and customer type; always 1.", series.LabelType, series.LabelCustomerType)
 	descLicenseDynamic  = desc(series.DynamicMaxConnections, "dynamic_max_connections of a business-critical licence.")
+	descNodeLoad1       = desc(series.NodeLoad1, "OS load average over 1 minute of the running node's host.", series.LabelNode)
+	descNodeLoad5       = desc(series.NodeLoad5, "OS load average over 5 minutes of the running node's host.", series.LabelNode)
+	descNodeLoad15      = desc(series.NodeLoad15, "OS load average over 15 minutes of the running node's host.", series.LabelNode)
+	descNodeMemTotal    = desc(series.NodeMemoryTotal, "Memory of the running node's host (memory_total), in bytes.", series.LabelNode)
+	descNodeMemUsed     = desc(series.NodeMemoryUsed, "Memory in use on the running node's host (memory_used), in bytes.", series.LabelNode)
+	descConnectAuthErr  = desc(series.ConnectAuthFailures, "CONNECTs the cluster refused for failed authentication or authorization (packets.connack.auth_error).")
+	descPublishAuthErr  = desc(series.PublishAuthFailures, "PUBLISHes the cluster's authorization denied (packets.publish.auth_error).")
+	descSubAuthErr      = desc(series.SubscribeAuthFailures, "SUBSCRIBEs the cluster's authorization denied (packets.subscribe.auth_error).")
+	descAuthnEnabled    = desc(series.AuthnEnabled, "Whether the authenticator is enabled.", series.LabelID)
+	descAuthnConnected  = desc(series.AuthnConnected, "Whether the authenticator is connected on every node (1) or not (0).", series.LabelID)
+	descAuthzEnabled    = desc(series.AuthzEnabled, "Whether the authorization source is enabled; id is its type.", series.LabelID)
+	descAuthzConnected  = desc(series.AuthzConnected, "Whether the authorization source is connected on every node (1) or not (0); id is its type.", series.LabelID)
 	descRuleEnabled     = desc(series.RuleEnabled, "Whether the rule is enabled (running) or not.", series.LabelID)
 	descRuleMatched     = desc(series.RuleMatched, "Messages the rule's SQL matched.", series.LabelID)
 	descRulePassed      = desc(series.RulePassed, "Messages that passed the rule's SQL.", series.LabelID)
@@ -71,7 +83,9 @@ var allDescs = []*metricDesc{
 	descNodeConns, descNodeLiveConns, descLicenseMax, descLicenseExpiry, descLicenseInfo, descLicenseDynamic,
 	descRuleEnabled, descRuleMatched, descRulePassed, descRuleFailed, descRuleActOK, descRuleActFailed,
 	descConnectorStatus, descConnectorEnable, descActionStatus, descActionEnable, descSourceStatus, descSourceEnable,
-	descAlarmActive,
+	descAlarmActive, descNodeLoad1, descNodeLoad5, descNodeLoad15, descNodeMemTotal, descNodeMemUsed,
+	descConnectAuthErr, descPublishAuthErr, descSubAuthErr,
+	descAuthnEnabled, descAuthnConnected, descAuthzEnabled, descAuthzConnected,
 }
 
 // Describe implements prometheus.Collector.
@@ -121,6 +135,17 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 		gauge(descNodeStart, float64(start.Unix()), n.Node)
 		gauge(descNodeConns, float64(n.Connections), n.Node)
 		gauge(descNodeLiveConns, float64(n.LiveConnections), n.Node)
+		gauge(descNodeLoad1, float64(n.Load1), n.Node)
+		gauge(descNodeLoad5, float64(n.Load5), n.Node)
+		gauge(descNodeLoad15, float64(n.Load15), n.Node)
+		// "0" (non-Linux) is no reading: a total of 0 would make the
+		// memory rule divide by zero, so both are left out.
+		total, okT := emqx.MemoryBytes(n.MemoryTotal)
+		used, okU := emqx.MemoryBytes(n.MemoryUsed)
+		if okT && okU && total > 0 {
+			gauge(descNodeMemTotal, total, n.Node)
+			gauge(descNodeMemUsed, used, n.Node)
+		}
 	}
 	if l := s.License; l != nil {
 		gauge(descLicenseMax, float64(l.Limit()))
@@ -156,6 +181,19 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 	resources(s.Sources, descSourceStatus, descSourceEnable)
 	for _, a := range s.Alarms {
 		gauge(descAlarmActive, 1, a.Name, a.Node)
+	}
+	if f := s.AuthFailures; f != nil {
+		counter(descConnectAuthErr, f.Connect)
+		counter(descPublishAuthErr, f.Publish)
+		counter(descSubAuthErr, f.Subscribe)
+	}
+	for _, b := range s.AuthBackends {
+		enabled, connected := descAuthnEnabled, descAuthnConnected
+		if b.Authorization {
+			enabled, connected = descAuthzEnabled, descAuthzConnected
+		}
+		gauge(enabled, b2f(b.Enabled), b.ID)
+		gauge(connected, b2f(b.Connected), b.ID)
 	}
 }
 
@@ -204,6 +242,6 @@ func build(s *Snapshot, b *gather.Builder) []*dto.MetricFamily {
 
 // seriesHint estimates how many series a snapshot emits.
 func seriesHint(s *Snapshot) int {
-	return 16 + 2*len(s.Results) + 5*len(s.Nodes) + 6*len(s.Rules) +
-		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources)) + len(s.Alarms)
+	return 19 + 2*len(s.Results) + 10*len(s.Nodes) + 6*len(s.Rules) +
+		(1+len(series.ResourceStatuses))*(len(s.Connectors)+len(s.Actions)+len(s.Sources)) + len(s.Alarms) + 2*len(s.AuthBackends)
 }

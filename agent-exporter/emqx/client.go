@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -278,6 +279,51 @@ type Node struct {
 	Connections     int    `json:"connections"`
 	LiveConnections int    `json:"live_connections"`
 	LogPath         string `json:"log_path"`
+	// Load1, Load5 and Load15 are the OS load averages (0 where EMQX
+	// cannot read them).
+	Load1  Load `json:"load1"`
+	Load5  Load `json:"load5"`
+	Load15 Load `json:"load15"`
+	// MemoryTotal and MemoryUsed are EMQX's human-readable sizes
+	// ("15.52G", "256.00M", a bare integer under 1 KiB); MemoryBytes
+	// reads them.
+	MemoryTotal string `json:"memory_total"`
+	MemoryUsed  string `json:"memory_used"`
+}
+
+// Load is a load average. EMQX writes a number; 5.0.x wrote a string,
+// which is read too, and anything else is 0 rather than a failed nodes
+// call (the node list says whether EMQX is up).
+type Load float64
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (l *Load) UnmarshalJSON(b []byte) error {
+	f, err := strconv.ParseFloat(strings.Trim(string(b), `"`), 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		f = 0
+	}
+	*l = Load(f)
+	return nil
+}
+
+// MemoryBytes parses a memory_total or memory_used value: a number with an
+// optional K, M or G suffix (powers of 1024, as EMQX writes them). ok is
+// false for anything else, and for a negative or non-finite size.
+func MemoryBytes(s string) (bytes float64, ok bool) {
+	mult := 1.0
+	switch {
+	case strings.HasSuffix(s, "G"):
+		mult, s = 1<<30, strings.TrimSuffix(s, "G")
+	case strings.HasSuffix(s, "M"):
+		mult, s = 1<<20, strings.TrimSuffix(s, "M")
+	case strings.HasSuffix(s, "K"):
+		mult, s = 1<<10, strings.TrimSuffix(s, "K")
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
+	}
+	return f * mult, true
 }
 
 // Nodes lists the cluster's nodes, running first.
@@ -392,8 +438,10 @@ type page[T any] struct {
 	} `json:"meta"`
 }
 
-// RulesPageLimit is how many rules one page asks for.
-const RulesPageLimit = 100
+// RulesPageLimit is how many rules one page asks for. EMQX accepts up to
+// 10000; 1,000 rules in one call rather than ten keeps a tick within its
+// budget of EMQX calls (agent-exporter/README.md, "Cost per collection").
+const RulesPageLimit = 1000
 
 // maxPages stops a server that always says hasnext from looping forever.
 const maxPages = 10000
@@ -496,6 +544,67 @@ func (c *Client) ActiveAlarms(ctx context.Context, limit int) (alarms []Alarm, m
 		out.Data, out.Meta.HasNext = out.Data[:limit], true
 	}
 	return out.Data, out.Meta.HasNext, nil
+}
+
+// AuthFailures are the cluster's authentication and authorization refusals
+// since its nodes started, by what the client was doing: counters of GET
+// /api/v5/metrics?aggregate=true (emqx-api.md §3.5), summed over running
+// nodes by EMQX.
+type AuthFailures struct {
+	// Connect is packets.connack.auth_error: CONNECTs refused for bad
+	// credentials or not being authorized.
+	Connect float64 `json:"packets.connack.auth_error"`
+	// Publish is packets.publish.auth_error: PUBLISHes authorization
+	// denied.
+	Publish float64 `json:"packets.publish.auth_error"`
+	// Subscribe is packets.subscribe.auth_error: SUBSCRIBEs authorization
+	// denied.
+	Subscribe float64 `json:"packets.subscribe.auth_error"`
+}
+
+// Metrics reads the cluster's counters in one call, aggregated by EMQX.
+func (c *Client) Metrics(ctx context.Context) (AuthFailures, error) {
+	var out AuthFailures
+	if err := c.call(ctx, http.MethodGet, "/metrics", url.Values{"aggregate": {"true"}}, nil, &out); err != nil {
+		return AuthFailures{}, err
+	}
+	return out, nil
+}
+
+// AuthBackend is one authenticator or authorization source and whether it
+// is enabled and connected on every node.
+type AuthBackend struct {
+	// Authorization is true for an authorization source (ID its type,
+	// e.g. "http"), false for an authenticator (ID "mechanism:backend",
+	// e.g. "password_based:http").
+	Authorization bool
+	ID            string
+	Enabled       bool
+	Connected     bool
+}
+
+// MaxAuthBackends bounds the backends one reply may list: EMQX allows a
+// handful, and a reply with more is not EMQX's to trust.
+const MaxAuthBackends = 100
+
+// AuthBackends reads every authenticator and authorization source with its
+// status in one call: /prometheus/auth (5.5.0+) in the Prometheus text
+// format, mode all_nodes_aggregated, rather than GET /authentication and
+// /authorization/sources and a status call per backend.
+func (c *Client) AuthBackends(ctx context.Context) ([]AuthBackend, error) {
+	var out []AuthBackend
+	raw := rawReply{accept: "text/plain", decode: func(_ string, body []byte) error {
+		var err error
+		if out, err = authStatusText(body); err != nil {
+			return fmt.Errorf("emqx GET /prometheus/auth: %w", err)
+		}
+		return nil
+	}}
+	q := url.Values{"mode": {"all_nodes_aggregated"}}
+	if err := c.call(ctx, http.MethodGet, "/prometheus/auth", q, nil, &raw); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // diRule is one rule of /prometheus/data_integration in JSON form.

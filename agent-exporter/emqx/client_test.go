@@ -158,7 +158,8 @@ func TestTokenRenewal(t *testing.T) {
 }
 
 func TestRulesPaging(t *testing.T) {
-	tests := []struct{ rules int }{{0}, {1}, {100}, {101}, {250}}
+	const l = emqx.RulesPageLimit
+	tests := []struct{ rules int }{{0}, {1}, {l}, {l + 1}, {2*l + 50}}
 	for _, tc := range tests {
 		t.Run(strconv.Itoa(tc.rules), func(t *testing.T) {
 			f, srv := newFake(t)

@@ -18,6 +18,59 @@ var ruleCounters = map[string]func(m *RuleMetrics, v float64){
 	"emqx_rule_actions_failed":  func(m *RuleMetrics, v float64) { m.ActionsFailed += v },
 }
 
+// authStatus are the series of /prometheus/auth (emqx-api.md §7.3) an
+// AuthBackend is read from: for authenticators (label id) or authorization
+// sources (label type), their enable or their status (1 connected).
+var authStatus = map[string]struct {
+	authz  bool
+	label  string
+	status bool
+}{
+	"emqx_authn_enable": {false, "id", false},
+	"emqx_authn_status": {false, "id", true},
+	"emqx_authz_enable": {true, "type", false},
+	"emqx_authz_status": {true, "type", true},
+}
+
+// authStatusText reads the enable and status gauges out of /prometheus/auth
+// in the Prometheus text format. A backend is enabled or connected only if
+// every sample says so (1), as all_nodes_aggregated's logical AND does.
+func authStatusText(body []byte) ([]AuthBackend, error) {
+	type key struct {
+		authz bool
+		id    string
+	}
+	byKey := map[key]*AuthBackend{}
+	var order []key
+	err := scanSamples(body, func(name []byte) string { return authStatus[string(name)].label },
+		func(name, id []byte, v float64) {
+			kind := authStatus[string(name)]
+			k := key{kind.authz, string(id)}
+			b := byKey[k]
+			if b == nil {
+				if len(byKey) >= MaxAuthBackends {
+					return
+				}
+				b = &AuthBackend{Authorization: kind.authz, ID: k.id, Enabled: true, Connected: true}
+				byKey[k] = b
+				order = append(order, k)
+			}
+			if kind.status {
+				b.Connected = b.Connected && v == 1
+			} else {
+				b.Enabled = b.Enabled && v == 1
+			}
+		})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]AuthBackend, len(order))
+	for i, k := range order {
+		out[i] = *byKey[k]
+	}
+	return out, nil
+}
+
 // ruleMetricsText reads the rule counters out of /prometheus/data_integration
 // in the Prometheus text format, one pass over the lines without building
 // metric families: of the thousands of series only six per rule matter.
@@ -25,6 +78,33 @@ var ruleCounters = map[string]func(m *RuleMetrics, v float64){
 // cluster-wide value, as all_nodes_aggregated would.
 func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
 	byID := map[string]*RuleMetrics{}
+	err := scanSamples(body, func(name []byte) string {
+		if ruleCounters[string(name)] == nil { // no allocation: map lookup by converted bytes
+			return ""
+		}
+		return "id"
+	}, func(name, id []byte, v float64) {
+		m := byID[string(id)] // a lookup by converted bytes allocates nothing
+		if m == nil {
+			m = &RuleMetrics{}
+			byID[string(id)] = m
+		}
+		ruleCounters[string(name)](m, v)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]RuleMetrics, len(byID))
+	for id, m := range byID {
+		out[id] = *m
+	}
+	return out, nil
+}
+
+// scanSamples calls fn with each sample of body (the Prometheus text
+// format) whose metric name label accepts, the value of the label it names
+// and the sample's value; label returns "" for a name to skip.
+func scanSamples(body []byte, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
 	for n := 1; len(body) > 0; n++ {
 		line := body
 		if i := bytes.IndexByte(body, '\n'); i >= 0 {
@@ -40,37 +120,29 @@ func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
 		if end < 0 {
 			continue
 		}
-		set := ruleCounters[string(line[:end])] // no allocation: map lookup by converted bytes
-		if set == nil {
+		l := label(line[:end])
+		if l == "" {
 			continue
 		}
-		id, rest, err := idLabel(line[end:])
+		val, rest, err := labelValue(line[end:], l)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return fmt.Errorf("line %d: %w", n, err)
 		}
 		v, err := sampleValue(rest)
 		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+			return fmt.Errorf("line %d: %w", n, err)
 		}
-		m := byID[string(id)] // a lookup by converted bytes allocates nothing
-		if m == nil {
-			m = &RuleMetrics{}
-			byID[string(id)] = m
-		}
-		set(m, v)
+		fn(line[:end], val, v)
 	}
-	out := make(map[string]RuleMetrics, len(byID))
-	for id, m := range byID {
-		out[id] = *m
-	}
-	return out, nil
+	return nil
 }
 
-// idLabel reads a label set ("{...}" or nothing) and returns the id label's
-// value and what follows the set.
-func idLabel(s []byte) ([]byte, []byte, error) {
+// labelValue reads a label set ("{...}" or nothing) and returns the value
+// of the label named label and what follows the set.
+func labelValue(s []byte, label string) ([]byte, []byte, error) {
+	missing := fmt.Errorf("a series without the %s label", label)
 	if len(s) == 0 || s[0] != '{' {
-		return nil, nil, errors.New("a rule series without an id label")
+		return nil, nil, missing
 	}
 	s = s[1:]
 	var id []byte
@@ -93,13 +165,13 @@ func idLabel(s []byte) ([]byte, []byte, error) {
 		if err != nil {
 			return nil, nil, err
 		}
-		if string(name) == "id" {
+		if string(name) == label {
 			id, found = val, true
 		}
 		s = rest
 	}
 	if !found || len(id) == 0 {
-		return nil, nil, errors.New("a rule series without an id label")
+		return nil, nil, missing
 	}
 	return id, s, nil
 }

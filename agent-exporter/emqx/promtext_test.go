@@ -1,6 +1,7 @@
 package emqx
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -34,7 +35,7 @@ func TestRuleMetricsText(t *testing.T) {
 			body: `emqx_rule_matched{id="a\"b\\c"} 1` + "\n",
 			want: map[string]RuleMetrics{`a"b\c`: {Matched: 1}},
 		},
-		{name: "a rule series without id", body: "emqx_rule_matched 1\n", err: "line 1: a rule series without an id label"},
+		{name: "a rule series without id", body: "emqx_rule_matched 1\n", err: "line 1: a series without the id label"},
 		{name: "an unterminated value", body: "emqx_rule_matched{id=\"r1} 1\n", err: "line 1: unterminated label value"},
 		{name: "a bad value", body: "\n\nemqx_rule_failed{id=\"r1\"} many\n", err: `line 3: sample value "many"`},
 	}
@@ -73,4 +74,31 @@ func FuzzRuleMetricsText(f *testing.F) {
 			t.Fatalf("counters %v returned with error %v", m, err)
 		}
 	})
+}
+
+// TestAuthStatusText: a backend is connected (or enabled) only if every
+// node's sample says 1, and a series without its label is refused.
+func TestAuthStatusText(t *testing.T) {
+	body := []byte(`# TYPE emqx_authn_status gauge
+emqx_authn_enable{node="emqx@a",id="password_based:http"} 1
+emqx_authn_status{node="emqx@a",id="password_based:http"} 1
+emqx_authn_status{node="emqx@b",id="password_based:http"} 0
+emqx_authz_enable{type="file"} 0
+emqx_authz_status{type="file"} 1
+emqx_authn_total{id="password_based:http"} 7
+`)
+	got, err := authStatusText(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []AuthBackend{
+		{ID: "password_based:http", Enabled: true, Connected: false},
+		{Authorization: true, ID: "file", Enabled: false, Connected: true},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if _, err := authStatusText([]byte("emqx_authz_status{id=\"file\"} 1\n")); err == nil || err.Error() != "line 1: a series without the type label" {
+		t.Fatalf("err = %v, want the missing type label named", err)
+	}
 }

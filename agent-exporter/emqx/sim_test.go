@@ -13,13 +13,13 @@ import (
 // the licence setting that only a business-critical licence keeps.
 func TestAgainstSimulator(t *testing.T) {
 	opts := sim.DefaultOptions()
-	opts.Rules = 250
+	opts.Rules = emqx.RulesPageLimit + 50
 	c := simtest.Start(t, opts)
 	c.Step()
 	cl := newClient(t, c.URL(), sim.DefaultPassword)
 
 	rules, err := cl.Rules(t.Context())
-	if err != nil || len(rules) != 250 {
+	if err != nil || len(rules) != opts.Rules {
 		t.Fatalf("rules: %d, %v", len(rules), err)
 	}
 	seen := map[string]bool{}
@@ -31,7 +31,7 @@ func TestAgainstSimulator(t *testing.T) {
 	}
 
 	all, err := cl.AllRuleMetrics(t.Context())
-	if err != nil || len(all) != 250 {
+	if err != nil || len(all) != opts.Rules {
 		t.Fatalf("all rule metrics: %d, %v", len(all), err)
 	}
 	one, err := cl.RuleMetrics(t.Context(), rules[0].ID)

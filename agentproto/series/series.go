@@ -33,6 +33,15 @@ const (
 	NodeStartTime       = "emqx_node_start_time_seconds"
 	NodeConnections     = "emqx_node_connections" // {node} sessions: what the licence limit counts
 	NodeLiveConnections = "emqx_node_live_connections"
+	// NodeLoad1, NodeLoad5 and NodeLoad15 are the running node's OS
+	// load averages (GET /api/v5/nodes load1, load5, load15).
+	NodeLoad1  = "emqx_node_load1"
+	NodeLoad5  = "emqx_node_load5"
+	NodeLoad15 = "emqx_node_load15"
+	// NodeMemoryTotal and NodeMemoryUsed are the running node's memory
+	// (memory_total, memory_used), read from EMQX's "15.52G" strings.
+	NodeMemoryTotal = "emqx_node_memory_total_bytes"
+	NodeMemoryUsed  = "emqx_node_memory_used_bytes"
 	// LicenseMaxConnections is the licence's effective limit, used when
 	// there is no dynamic one.
 	LicenseMaxConnections = "emqx_license_max_connections"
@@ -67,6 +76,29 @@ const (
 	ActionEnabled    = PrefixAction + "enabled"
 	SourceStatus     = PrefixSource + "status"
 	SourceEnabled    = PrefixSource + "enabled"
+)
+
+// Authentication and authorization refusals, cluster-wide counters (GET
+// /api/v5/metrics?aggregate=true, named as EMQX's own Prometheus
+// endpoint names them): CONNECTs refused for bad credentials or
+// authorization (packets.connack.auth_error), PUBLISHes and SUBSCRIBEs
+// denied by authorization (packets.publish.auth_error,
+// packets.subscribe.auth_error).
+const (
+	ConnectAuthFailures   = "emqx_packets_connack_auth_error_total"
+	PublishAuthFailures   = "emqx_packets_publish_auth_error_total"
+	SubscribeAuthFailures = "emqx_packets_subscribe_auth_error_total"
+)
+
+// Authenticators and authorization sources (GET /api/v5/prometheus/auth),
+// by LabelID: an authenticator's "mechanism:backend" id, an authorization
+// source's type. *Enabled is 1/0; *Connected is 1 when the backend is
+// connected on every node, 0 otherwise.
+const (
+	AuthnEnabled   = "emqx_authn_enabled"
+	AuthnConnected = "emqx_authn_connected"
+	AuthzEnabled   = "emqx_authz_enabled"
+	AuthzConnected = "emqx_authz_connected"
 )
 
 // AlarmActive is 1 for each alarm EMQX holds active (GET /api/v5/alarms),

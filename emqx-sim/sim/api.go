@@ -70,6 +70,7 @@ func (s *Sim) routes() http.Handler {
 
 	rt.handle(http.MethodGet, v5+"/prometheus/stats", authNone, s.promStats)
 	rt.handle(http.MethodGet, v5+"/prometheus/data_integration", authNone, s.promDataIntegration)
+	rt.handle(http.MethodGet, v5+"/prometheus/auth", authNone, s.promAuth)
 
 	rt.handle(http.MethodGet, "/", authNone, s.dashboard)
 	s.simRoutes(rt)

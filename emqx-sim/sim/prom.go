@@ -27,6 +27,7 @@ func promMode(r *http.Request) string {
 type promSample struct {
 	node  string // "" = no node label
 	id    string // "" = no id label
+	label string // the id label's name; "" = "id"
 	value float64
 }
 
@@ -51,13 +52,17 @@ func writePromText(w http.ResponseWriter, fams []*promFamily) {
 		b.WriteString("# TYPE " + f.name + " " + f.typ + "\n# HELP " + f.name + " \n")
 		for _, s := range f.samples {
 			b.WriteString(f.name)
+			label := "id"
+			if s.label != "" {
+				label = s.label
+			}
 			switch {
 			case s.node != "" && s.id != "":
-				b.WriteString(`{node="` + s.node + `",id="` + s.id + `"}`)
+				b.WriteString(`{node="` + s.node + `",` + label + `="` + s.id + `"}`)
 			case s.node != "":
 				b.WriteString(`{node="` + s.node + `"}`)
 			case s.id != "":
-				b.WriteString(`{id="` + s.id + `"}`)
+				b.WriteString(`{` + label + `="` + s.id + `"}`)
 			}
 			b.WriteByte(' ')
 			num = strconv.AppendFloat(num[:0], s.value, 'f', -1, 64)

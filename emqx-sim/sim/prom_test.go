@@ -145,3 +145,41 @@ func TestPrometheusDataIntegration(t *testing.T) {
 		t.Fatalf("unaggregated JSON: %d rule items, first %v", len(rules), rules[0])
 	}
 }
+
+// TestPrometheusAuthModes: /prometheus/auth labels authenticators by id and
+// authorization sources by type, with a node label per node only in
+// all_nodes_unaggregated (emqx-api.md §7.3).
+func TestPrometheusAuthModes(t *testing.T) {
+	f := start(t, Options{Nodes: 3})
+	f.sim.Step()
+	for _, c := range []struct {
+		mode         string
+		authn, authz string
+		series       int
+	}{
+		{"?mode=all_nodes_aggregated", "id", "type", 1},
+		{"", "id", "type", 1},
+		{"?mode=all_nodes_unaggregated", "node,id", "node,type", 3},
+	} {
+		t.Run(c.mode, func(t *testing.T) {
+			r := f.req(t, "GET", "/api/v5/prometheus/auth"+c.mode, "", "")
+			if r.status != 200 || !strings.HasPrefix(r.header.Get("Content-Type"), "text/plain") {
+				t.Fatalf("%d %s", r.status, r.header.Get("Content-Type"))
+			}
+			fams := parseProm(t, r.body)
+			for name, want := range map[string]string{"emqx_authn_enable": c.authn, "emqx_authn_status": c.authn,
+				"emqx_authz_enable": c.authz, "emqx_authz_status": c.authz} {
+				ms := fams[name].GetMetric()
+				if len(ms) == 0 {
+					t.Fatalf("no %s series", name)
+				}
+				if labels(ms[0]) != want {
+					t.Fatalf("%s: labels %q, want %q", name, labels(ms[0]), want)
+				}
+			}
+			if n := len(fams["emqx_authn_status"].GetMetric()); n != c.series {
+				t.Fatalf("emqx_authn_status: %d series, want %d", n, c.series)
+			}
+		})
+	}
+}
