@@ -33,6 +33,7 @@ func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
 	api.Handle("/projects/{project}/alert-settings", a.Handle(s.putSettings)).Methods(http.MethodPut)
 	api.Handle("/projects/{project}/alert-settings/test", a.Handle(s.testNotification)).Methods(http.MethodPost)
 	api.Handle("/projects/{project}/alerts", a.Handle(s.list)).Methods(http.MethodGet)
+	api.Handle("/projects/{project}/alerts/history", a.Handle(s.clearHistory)).Methods(http.MethodDelete)
 	api.Handle("/alerts/{id}", a.Handle(s.delete)).Methods(http.MethodDelete)
 	api.Handle("/system/alerting", a.Handle(s.systemStatus)).Methods(http.MethodGet)
 	root.Handle(WebhookPath, a.Handle(s.webhook, httpapi.BodyLimit(MaxWebhookBody))).Methods(http.MethodPost)
@@ -383,7 +384,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	v := r.URL.Query()
 	out, err := s.List(r.Context(), ac, mux.Vars(r)["project"], ListQuery{
 		State: v.Get("state"), Severity: v.Get("severity"), Cluster: v.Get("cluster"),
-		From: v.Get("from"), To: v.Get("to"), Limit: v.Get("limit"),
+		From: v.Get("from"), To: v.Get("to"), Limit: v.Get("limit"), Rule: v.Get("rule"),
 	})
 	if err != nil {
 		return err
@@ -395,6 +396,8 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 // query string of GET /projects/{project}/alerts); List validates them.
 type ListQuery struct {
 	State, Severity, Cluster string
+	// Rule is an alert name (alertname): only that rule's alerts.
+	Rule string
 	// From, To: RFC 3339 times; Limit a whole number.
 	From, To, Limit string
 }
@@ -444,6 +447,9 @@ func (s *Service) List(ctx context.Context, ac *tenancy.Access, project string, 
 	if severity != "" && !slices.Contains(alerting.Severities, severity) {
 		return nil, httpapi.Invalid("severity", "severity must be one of %s, got %q", strings.Join(alerting.Severities, ", "), severity)
 	}
+	if len(q.Rule) > MaxRuleFilter {
+		return nil, httpapi.Invalid("rule", "rule must be an alert name of at most %d bytes", MaxRuleFilter)
+	}
 	all, err := kv.List[Alert](ctx, s.cli, prefix+p.ID+"/")
 	if err != nil {
 		return nil, err
@@ -458,6 +464,7 @@ func (s *Service) List(ctx context.Context, ac *tenancy.Access, project string, 
 		switch {
 		case cluster != "" && a.Cluster != cluster,
 			severity != "" && a.Severity != severity,
+			q.Rule != "" && a.Name != q.Rule,
 			!from.IsZero() && end.Before(from),
 			!to.IsZero() && a.StartsAt.After(to):
 			continue
