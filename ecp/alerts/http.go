@@ -1,12 +1,10 @@
 package alerts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -37,6 +35,7 @@ func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
 	api.Handle("/alerts/{id}", a.Handle(s.delete)).Methods(http.MethodDelete)
 	api.Handle("/system/alerting", a.Handle(s.systemStatus)).Methods(http.MethodGet)
 	root.Handle(WebhookPath, a.Handle(s.webhook, httpapi.BodyLimit(MaxWebhookBody))).Methods(http.MethodPost)
+	newCustomAlarms(s).register(api, root, a)
 }
 
 // Delivery states of a project's settings.
@@ -349,22 +348,8 @@ func (s *Service) TestNotification(ctx context.Context, ac *tenancy.Access, proj
 		"annotations": annotations,
 		"startsAt":    now, "generatorURL": link,
 	}}
-	b, _ := json.Marshal(alert)
-	sendCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(sendCtx, http.MethodPost, strings.TrimRight(s.opts.AlertmanagerURL, "/")+"/api/v2/alerts", bytes.NewReader(b))
-	if err != nil {
+	if err := s.postAlerts(ctx, "test alert", alert); err != nil {
 		return TestReply{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return TestReply{}, &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerUnreachable", Message: "Alertmanager could not be reached: " + err.Error()}
-	}
-	defer func() { _ = resp.Body.Close() }()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-	if resp.StatusCode/100 != 2 {
-		return TestReply{}, &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 	}
 	return TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
 		Message: "Alertmanager accepted the test alert; it reaches the project's channels at once, as one message with no resolution to follow"}, nil
