@@ -39,7 +39,6 @@ import (
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
-	"github.com/ecpio/ecp/internal/secret"
 	"github.com/ecpio/ecp/rules"
 )
 
@@ -114,12 +113,11 @@ const (
 )
 
 // AlarmToken is a project's custom-alarm token as stored: its hash and who
-// made it. Token is set only in the reply that creates it.
+// made it. Replies leave the hash out.
 type AlarmToken struct {
-	Token     secret.String `json:"token,omitempty"`
-	Hash      string        `json:"hash,omitempty"`
-	CreatedAt time.Time     `json:"createdAt"`
-	CreatedBy string        `json:"createdBy,omitempty"`
+	Hash      string    `json:"hash,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	CreatedBy string    `json:"createdBy,omitempty"`
 }
 
 // customAlarms serves the custom-alarm routes; it holds the per-project
@@ -179,11 +177,12 @@ func (c *customAlarms) createToken(w http.ResponseWriter, r *http.Request) error
 	if _, err := c.s.cli.Put(ctx, alarmTokensPrefix+p.ID, val); err != nil {
 		return fmt.Errorf("store custom-alarm token of %s: %w", p.ID, err)
 	}
-	tok.Hash, tok.Token = "", secret.String(AlarmTokenPrefix+sec.Reveal())
+	tok.Hash = ""
+	// The one place the token is revealed: this reply.
 	return httpapi.JSON(w, http.StatusCreated, struct {
 		Token string `json:"token"`
 		AlarmToken
-	}{Token: tok.Token.Reveal(), AlarmToken: tok})
+	}{Token: AlarmTokenPrefix + sec.Reveal(), AlarmToken: tok})
 }
 
 func (c *customAlarms) deleteToken(w http.ResponseWriter, r *http.Request) error {

@@ -185,6 +185,10 @@ func TestCustomAlarmRefusals(t *testing.T) {
 	if strings.Contains(string(r.body), token) || strings.Contains(string(r.body), "hash") || !strings.Contains(string(r.body), `"createdBy":"padmin"`) {
 		t.Fatalf("token metadata %s", r.body)
 	}
+	stored, err := w.cli.Get(t.Context(), alarmTokensPrefix+p)
+	if err != nil || len(stored.Kvs) != 1 || strings.Contains(string(stored.Kvs[0].Value), strings.TrimPrefix(token, AlarmTokenPrefix)) {
+		t.Fatalf("etcd holds the token itself, not only its hash: %v %v", stored, err)
+	}
 	a.must(403, "viewer", http.MethodPost, tokPath, nil)
 	a.must(404, "stranger", http.MethodGet, tokPath, nil)
 	a.must(403, "viewer", http.MethodDelete, tokPath, nil)
