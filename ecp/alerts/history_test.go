@@ -93,18 +93,25 @@ func TestHistoryClear(t *testing.T) {
 	for _, tc := range []struct {
 		user, query string
 		want        int
+		field       string
 	}{
-		{"viewer", before, 403},
-		{"stranger", before, 404},
-		{"", before, 401},
-		{"padmin", "", 400},
-		{"padmin", before + "&count=1", 400},
-		{"padmin", "before=yesterday", 400},
-		{"padmin", "count=0", 400},
-		{"padmin", fmt.Sprintf("count=%d", MaxClearCount+1), 400},
-		{"padmin", "count=many", 400},
+		{"viewer", before, 403, ""},
+		{"stranger", before, 404, ""},
+		{"", before, 401, ""},
+		{"padmin", "", 400, "before"},
+		{"padmin", before + "&count=1", 400, "before"},
+		{"padmin", "before=yesterday", 400, "before"},
+		{"padmin", "count=0", 400, "count"},
+		{"padmin", fmt.Sprintf("count=%d", MaxClearCount+1), 400, "count"},
+		{"padmin", "count=many", 400, "count"},
 	} {
-		a.must(tc.want, tc.user, http.MethodDelete, path+tc.query, nil)
+		var e struct {
+			Error struct{ Field, Message string }
+		}
+		a.must(tc.want, tc.user, http.MethodDelete, path+tc.query, nil).decode(t, &e)
+		if e.Error.Field != tc.field || e.Error.Message == "" {
+			t.Fatalf("%s as %q: error %+v, want field %q and a message", tc.query, tc.user, e.Error, tc.field)
+		}
 	}
 	if got := fps(a.list(p, "state=history")); got != "e d c b a" {
 		t.Fatalf("refused clears changed history: %q", got)
