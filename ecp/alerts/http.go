@@ -1,12 +1,10 @@
 package alerts
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -33,6 +31,7 @@ func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
 	api.Handle("/projects/{project}/alert-settings", a.Handle(s.putSettings)).Methods(http.MethodPut)
 	api.Handle("/projects/{project}/alert-settings/test", a.Handle(s.testNotification)).Methods(http.MethodPost)
 	api.Handle("/projects/{project}/alerts", a.Handle(s.list)).Methods(http.MethodGet)
+	api.Handle("/projects/{project}/alerts/history", a.Handle(s.clearHistory)).Methods(http.MethodDelete)
 	api.Handle("/alerts/{id}", a.Handle(s.delete)).Methods(http.MethodDelete)
 	api.Handle("/system/alerting", a.Handle(s.systemStatus)).Methods(http.MethodGet)
 	api.Handle("/projects/{project}/silences", a.Handle(s.listSilences)).Methods(http.MethodGet)
@@ -41,6 +40,7 @@ func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
 	api.Handle("/projects/{project}/alerts/storm", a.Handle(s.getStorm)).Methods(http.MethodGet)
 	api.Handle("/projects/{project}/alerts/storm", a.Handle(s.clearStorm)).Methods(http.MethodDelete)
 	root.Handle(WebhookPath, a.Handle(s.webhook, httpapi.BodyLimit(MaxWebhookBody))).Methods(http.MethodPost)
+	newCustomAlarms(s).register(api, root, a)
 }
 
 // Delivery states of a project's settings.
@@ -356,22 +356,8 @@ func (s *Service) TestNotification(ctx context.Context, ac *tenancy.Access, proj
 		"annotations": annotations,
 		"startsAt":    now, "generatorURL": link,
 	}}
-	b, _ := json.Marshal(alert)
-	sendCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(sendCtx, http.MethodPost, strings.TrimRight(s.opts.AlertmanagerURL, "/")+"/api/v2/alerts", bytes.NewReader(b))
-	if err != nil {
+	if err := s.postAlerts(ctx, "test alert", alert); err != nil {
 		return TestReply{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return TestReply{}, &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerUnreachable", Message: "Alertmanager could not be reached: " + err.Error()}
-	}
-	defer func() { _ = resp.Body.Close() }()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-	if resp.StatusCode/100 != 2 {
-		return TestReply{}, &httpapi.Error{Status: http.StatusBadGateway, Code: "AlertmanagerRefused", Message: fmt.Sprintf("Alertmanager refused the test alert: %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 	}
 	return TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
 		Message: "Alertmanager accepted the test alert; it reaches the project's channels at once, as one message with no resolution to follow"}, nil
@@ -391,7 +377,7 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 	v := r.URL.Query()
 	out, err := s.List(r.Context(), ac, mux.Vars(r)["project"], ListQuery{
 		State: v.Get("state"), Severity: v.Get("severity"), Cluster: v.Get("cluster"),
-		From: v.Get("from"), To: v.Get("to"), Limit: v.Get("limit"),
+		From: v.Get("from"), To: v.Get("to"), Limit: v.Get("limit"), Rule: v.Get("rule"),
 	})
 	if err != nil {
 		return err
@@ -403,6 +389,8 @@ func (s *Service) list(w http.ResponseWriter, r *http.Request) error {
 // query string of GET /projects/{project}/alerts); List validates them.
 type ListQuery struct {
 	State, Severity, Cluster string
+	// Rule is an alert name (alertname): only that rule's alerts.
+	Rule string
 	// From, To: RFC 3339 times; Limit a whole number.
 	From, To, Limit string
 }
@@ -452,6 +440,9 @@ func (s *Service) List(ctx context.Context, ac *tenancy.Access, project string, 
 	if severity != "" && !slices.Contains(alerting.Severities, severity) {
 		return nil, httpapi.Invalid("severity", "severity must be one of %s, got %q", strings.Join(alerting.Severities, ", "), severity)
 	}
+	if len(q.Rule) > MaxRuleFilter {
+		return nil, httpapi.Invalid("rule", "rule must be an alert name of at most %d bytes", MaxRuleFilter)
+	}
 	all, err := kv.List[Alert](ctx, s.cli, prefix+p.ID+"/")
 	if err != nil {
 		return nil, err
@@ -469,6 +460,7 @@ func (s *Service) List(ctx context.Context, ac *tenancy.Access, project string, 
 		switch {
 		case cluster != "" && a.Cluster != cluster,
 			severity != "" && a.Severity != severity,
+			q.Rule != "" && a.Name != q.Rule,
 			!from.IsZero() && end.Before(from),
 			!to.IsZero() && a.StartsAt.After(to):
 			continue
