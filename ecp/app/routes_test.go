@@ -325,6 +325,53 @@ func routeTable() map[string]routeCase {
 		}}})
 		return call{path: "/api/v1/alerts/" + alerts.AlertID(fp, starts)}
 	}, o, f)
+	// Silences live in Alertmanager, which this app has none of: whoever
+	// may act on the project hears 409 AlertmanagerNotConfigured.
+	o, f = read(409)
+	add("GET /api/v1/projects/{project}/silences", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/silences"}
+	}, o, f)
+	o, f = change(409)
+	add("POST /api/v1/projects/{project}/silences", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/silences", body: map[string]any{
+			"cluster": "c1", "duration": "1h", "comment": "maintenance window"}}
+	}, o, f)
+	o, f = same(all(409))
+	add("DELETE /api/v1/silences/{id}", fixed("/api/v1/silences/0b3f2c1e-5d6a-4b7c-8d9e-0f1a2b3c4d5e", nil), o, f)
+	o, f = read(200)
+	add("GET /api/v1/projects/{project}/alerts/storm", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alerts/storm"}
+	}, o, f)
+	// No storm to clear.
+	o, f = change(409)
+	add("DELETE /api/v1/projects/{project}/alerts/storm", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alerts/storm"}
+	}, o, f)
+	o, f = change(200)
+	add("DELETE /api/v1/projects/{project}/alerts/history", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/alerts/history?count=1"}
+	}, o, f)
+	// The custom-alarm token: the routes that read or revoke one find it
+	// made by the system admin first.
+	withToken := func(w *tenants, _ int, foreign bool) call {
+		path := "/api/v1/projects/" + w.project(foreign) + "/custom-alarm-token"
+		w.h.must(201, "POST", path, w.adminToken, nil)
+		return call{path: path}
+	}
+	o, f = read(200)
+	add("GET /api/v1/projects/{project}/custom-alarm-token", withToken, o, f)
+	o, f = change(201)
+	add("POST /api/v1/projects/{project}/custom-alarm-token", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/custom-alarm-token"}
+	}, o, f)
+	o, f = change(204)
+	add("DELETE /api/v1/projects/{project}/custom-alarm-token", withToken, o, f)
+	// Custom alarms take the project's alarm token, never a user's.
+	o, f = same(public(401))
+	add("POST /api/v1/projects/{project}/custom-alarms", func(w *tenants, _ int, foreign bool) call {
+		return call{path: "/api/v1/projects/" + w.project(foreign) + "/custom-alarms", body: map[string]any{
+			"name": "LineStopped", "severity": "warning", "message": "line 3 stopped"}}
+	}, o, f)
 	o, f = same(onlySys(200))
 	add("GET /api/v1/system/alerting", fixed("/api/v1/system/alerting", nil), o, f)
 	add("GET /api/v1/system/notification-policy", fixed("/api/v1/system/notification-policy", nil), o, f)

@@ -213,6 +213,15 @@ func (l *Log) Middleware(actor Actor) mux.MiddlewareFunc {
 			sw := httpapi.NewStatusWriter(w)
 			r = r.WithContext(context.WithValue(r.Context(), noteKey{}, box))
 			next.ServeHTTP(sw, r)
+			// A refusal of a body the client only offered (Expect:
+			// 100-continue, as curl does for large uploads) leaves before
+			// the record is written: held back behind the etcd write, the
+			// client went on to send the body and met a reset connection
+			// instead of the 415 or 413. Every other reply still follows
+			// its record, so a caller who reads the audit log next sees it.
+			if sw.Status() >= http.StatusBadRequest && r.Header.Get("Expect") != "" && !sw.Hijacked() {
+				sw.Flush()
+			}
 			box.mu.Lock()
 			n := box.n
 			box.mu.Unlock()

@@ -361,6 +361,9 @@ func NewStatusWriter(w http.ResponseWriter) *StatusWriter {
 // without one), or 0 when nothing was written.
 func (s *StatusWriter) Status() int { return s.status }
 
+// Hijacked reports whether the handler took the connection over.
+func (s *StatusWriter) Hijacked() bool { return s.hijacked }
+
 // Hijack hands the connection over and notes it, so that Handle neither
 // writes to it nor observes a latency the handler has not finished.
 func (s *StatusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
