@@ -164,6 +164,18 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), etcdserver.DefaultStartTimeout)
 	defer cancel()
+	// The web address is taken before the embedded etcd starts: a port in
+	// use fails at once, before etcd's work, and etcd's own listeners
+	// (bound to port 0) cannot be handed the port the operator chose in
+	// the moment between a caller finding it free and ecp taking it.
+	// Connections wait in the backlog until Run serves them.
+	var lc net.ListenConfig
+	if a.ln, err = lc.Listen(ctx, "tcp", opts.ListenAddress); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
+	}
+	if err := a.limitConnections(); err != nil {
+		return nil, err
+	}
 	endpoints, etcdTLS := opts.EtcdEndpoints, opts.EtcdTLS
 	if len(endpoints) == 0 {
 		a.etcd, err = etcdserver.Start(ctx, etcdserver.Options{Dir: opts.DataDir, QuotaBackendBytes: opts.EtcdQuotaBackendBytes}, logger.With("component", "etcd"))
@@ -179,13 +191,6 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 		return nil, err
 	}
 	if err := a.sealKey.Verify(ctx, a.cli); err != nil {
-		return nil, err
-	}
-	var lc net.ListenConfig
-	if a.ln, err = lc.Listen(ctx, "tcp", opts.ListenAddress); err != nil {
-		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
-	}
-	if err := a.limitConnections(); err != nil {
 		return nil, err
 	}
 	if a.opts.ExternalURL == "" {
