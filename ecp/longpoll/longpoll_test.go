@@ -127,6 +127,11 @@ func client(h2c bool) *http.Client {
 	if h2c {
 		t.Protocols = new(http.Protocols)
 		t.Protocols.SetUnencryptedHTTP2(true)
+		// One dial at a time, as the agent's transport does: otherwise
+		// net/http dials again for a request that starts while the first
+		// HTTP/2 connection is still being set up, and the count below
+		// measures that client race instead of the server.
+		t.MaxConnsPerHost = 1
 	}
 	return &http.Client{Transport: t}
 }
