@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
@@ -141,5 +143,55 @@ func TestNamesKeepLegacyDuplicates(t *testing.T) {
 	}
 	if err := g.Create(ctx, s); err != nil {
 		t.Fatalf("create once no entry has the name: %v", err)
+	}
+}
+
+// laggingKV answers the first fail transactions (the STM reads through
+// transactions too) as an etcd member that has not applied the revision
+// asked for yet.
+type laggingKV struct {
+	clientv3.KV
+	mu   sync.Mutex
+	fail int
+}
+
+func (k *laggingKV) Txn(ctx context.Context) clientv3.Txn {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fail > 0 {
+		k.fail--
+		return futureRevTxn{}
+	}
+	return k.KV.Txn(ctx)
+}
+
+type futureRevTxn struct{ clientv3.Txn }
+
+func (t futureRevTxn) If(...clientv3.Cmp) clientv3.Txn  { return t }
+func (t futureRevTxn) Then(...clientv3.Op) clientv3.Txn { return t }
+func (t futureRevTxn) Else(...clientv3.Op) clientv3.Txn { return t }
+func (futureRevTxn) Commit() (*clientv3.TxnResponse, error) {
+	return nil, rpctypes.ErrFutureRev
+}
+
+// TestWriteRidesOutLaggingMember: against several etcd members a read may
+// land on one that lags and answers "future revision"; the write is run
+// again instead of failing the user's request with a 500 (seen in
+// e2e/faults against a 3-member cluster).
+func TestWriteRidesOutLaggingMember(t *testing.T) {
+	cli := etcdtest.Client(t)
+	g, err := quota.NewLedger(cli, quota.Licence{TotalConnections: 100, MaxPerCluster: 10}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lagging := clientv3.NewCtxClient(t.Context())
+	lagging.KV = &laggingKV{KV: cli.KV, fail: 2}
+	store := registry.NewStore(lagging, g)
+	if err := store.Create(t.Context(), spec("c1", 10)); err != nil {
+		t.Fatalf("create against a lagging member: %v", err)
+	}
+	got, err := registry.NewStore(cli, g).Get(t.Context(), "c1")
+	if err != nil || got.MaxConnections != 10 {
+		t.Fatalf("record after the create: %+v, %v", got, err)
 	}
 }
