@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/clusters/clusterstest"
+	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/quota"
@@ -711,5 +713,29 @@ func TestNotReadyWhileEtcdIsDown(t *testing.T) {
 	}
 	if body := string(h.must(200, "GET", "/metrics", "", nil).body); !strings.Contains(body, "\necp_ready 0\n") {
 		t.Fatal("ecp_ready is not 0 while etcd is down")
+	}
+}
+
+// TestTakenPortFailsBeforeEtcd: the web address is taken before the
+// embedded etcd starts, so a port in use fails at once and leaves the data
+// directory untouched; etcd's own port-0 listeners then never race ecp for
+// the port the operator chose (TestJourneyNewOperatorInBrowser once lost
+// it to etcd's peer listener).
+func TestTakenPortFailsBeforeEtcd(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	opts := testOptions(t)
+	opts.ListenAddress = taken.Addr().String()
+	_, err = New(opts, discardLogger(), newRegistry())
+	if err == nil || !strings.Contains(err.Error(), "listen on "+opts.ListenAddress) {
+		t.Fatalf("New on a taken port = %v, want an error naming %s", err, opts.ListenAddress)
+	}
+	for _, etcdOwn := range []string{"member", etcdserver.TLSDir} {
+		if _, err := os.Stat(filepath.Join(opts.DataDir, etcdOwn)); err == nil {
+			t.Errorf("the data directory holds etcd's %s after the refused start: etcd started before the port was checked", etcdOwn)
+		}
 	}
 }
