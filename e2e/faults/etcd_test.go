@@ -19,10 +19,8 @@ import (
 // reported again.
 func TestEtcdMemberLoss(t *testing.T) {
 	f := newFleet(t)
-	ctx, stop := context.WithCancel(t.Context())
+	ctx, stop, w := f.watchSteady()
 	defer stop()
-	w := f.observe(ctx)
-	sleep(ctx, 2*f.interval)
 	before := f.agentReplies(ctx)
 
 	for _, which := range []string{"follower", "leader"} {

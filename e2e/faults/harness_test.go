@@ -262,6 +262,16 @@ type watch struct {
 	failStart, failEnd map[string]float64
 }
 
+// watchSteady is the run-up of every fault scenario: it watches the fleet
+// (observe) until stop or the end of the test, and lets the agents report
+// for two intervals before the fault.
+func (f *fleet) watchSteady() (ctx context.Context, stop context.CancelFunc, w *watch) {
+	ctx, stop = context.WithCancel(f.t.Context())
+	w = f.observe(ctx)
+	sleep(ctx, 2*f.interval)
+	return ctx, stop, w
+}
+
 // observe polls the API and every agent's metrics until ctx ends, noting
 // any cluster seen in a state other than running and every report sent.
 func (f *fleet) observe(ctx context.Context) *watch {

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -13,10 +12,8 @@ import (
 // sweeper over, and no cluster is marked abnormal.
 func TestKillReplicaUnderLoad(t *testing.T) {
 	f := newFleet(t)
-	ctx, stop := context.WithCancel(t.Context())
+	ctx, stop, w := f.watchSteady()
 	defer stop()
-	w := f.observe(ctx)
-	sleep(ctx, 2*f.interval)
 
 	victim := f.leaderReplica(ctx)
 	if victim == nil {

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -15,10 +14,8 @@ import (
 func TestRollingUpgrade(t *testing.T) {
 	f := newFleet(t)
 	second := buildSecond(t)
-	ctx, stop := context.WithCancel(t.Context())
+	ctx, stop, w := f.watchSteady()
 	defer stop()
-	w := f.observe(ctx)
-	sleep(ctx, 2*f.interval)
 	before := f.agentReplies(ctx)
 
 	started := time.Now()
