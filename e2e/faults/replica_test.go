@@ -11,9 +11,7 @@ import (
 // reconnect through the balancer to the others, another replica takes the
 // sweeper over, and no cluster is marked abnormal.
 func TestKillReplicaUnderLoad(t *testing.T) {
-	f := newFleet(t)
-	ctx, stop, w := f.watchSteady()
-	defer stop()
+	f, ctx, w := steadyFleet(t)
 
 	victim := f.leaderReplica(ctx)
 	if victim == nil {
@@ -32,7 +30,7 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	victim.proc.Kill()
 	// Past the silence window (3 intervals) and the new leader's grace.
 	sleep(ctx, 6*f.interval)
-	stop()
+	w.end()
 
 	if got := w.abnormal(); len(got) > 0 {
 		t.Errorf("clusters left running while a replica died: %v", got)
