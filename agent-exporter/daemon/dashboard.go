@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sync"
 	"time"
@@ -19,6 +20,11 @@ import (
 // jump, see README): each request id once, each in its own short call so
 // the long-poll never waits on EMQX.
 type dashboards struct {
+	now     func() time.Time
+	timeout time.Duration // of one answer, EMQX and ecp together
+	log     *slog.Logger
+	dir     *state.Dir // keeps the viewer user's password
+
 	mu   sync.Mutex
 	seen map[string]time.Time
 	wg   sync.WaitGroup
@@ -31,12 +37,13 @@ type dashboards struct {
 // request for 30 s, and it shows up in every desired state until then.
 const dashboardSeenFor = 2 * time.Minute
 
-func (a *App) answerDashboards(s *session, reqs []agentproto.DashboardSessionRequest) {
+// answer serves the requests of reqs not seen before, each in its own
+// goroutine, ended with the session's context.
+func (d *dashboards) answer(s *session, reqs []agentproto.DashboardSessionRequest) {
 	if len(reqs) == 0 {
 		return
 	}
-	now := a.opts.Now()
-	d := &a.dash
+	now := d.now()
 	d.mu.Lock()
 	if d.seen == nil {
 		d.seen = map[string]time.Time{}
@@ -55,16 +62,19 @@ func (a *App) answerDashboards(s *session, reqs []agentproto.DashboardSessionReq
 	}
 	d.mu.Unlock()
 	for _, r := range fresh {
-		d.wg.Go(func() { a.answerDashboard(s, r) })
+		d.wg.Go(func() { d.answerOne(s, r) })
 	}
 }
 
-// answerDashboard logs in to EMQX for a person and posts the login sealed
+// wait waits for the answers in flight.
+func (d *dashboards) wait() { d.wg.Wait() }
+
+// answerOne logs in to EMQX for a person and posts the login sealed
 // to the request's key; on failure it tells ecp why, so the user is not
 // left waiting. A viewer request is served by the viewer user, never by
 // the registered one. The token is never logged.
-func (a *App) answerDashboard(s *session, req agentproto.DashboardSessionRequest) {
-	ctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
+func (d *dashboards) answerOne(s *session, req agentproto.DashboardSessionRequest) {
+	ctx, cancel := context.WithTimeout(s.ctx, d.timeout)
 	defer cancel()
 	reply := agentproto.DashboardSessionReply{RequestID: req.ID}
 	var sess emqx.DashboardSession
@@ -75,7 +85,7 @@ func (a *App) answerDashboard(s *session, req agentproto.DashboardSessionRequest
 		// (ecp's own check is the guard there).
 		sess, err = s.emqx.NewDashboardSession(ctx)
 	case agentproto.DashboardRoleViewer:
-		sess, err = a.viewerSession(ctx, s)
+		sess, err = d.viewerSession(ctx, s)
 	default:
 		err = fmt.Errorf("%w: unknown dashboard role %q", errViewerUnavailable, req.Role)
 	}
@@ -97,13 +107,13 @@ func (a *App) answerDashboard(s *session, req agentproto.DashboardSessionRequest
 		}
 	}
 	if reply.Problem != nil {
-		a.log.Warn("dashboard session request not served", "request", req.ID, "role", req.Role, "err", reply.Problem.Message)
+		d.log.Warn("dashboard session request not served", "request", req.ID, "role", req.Role, "err", reply.Problem.Message)
 	}
 	if err := s.ecp.DashboardSession(ctx, reply); err != nil {
-		a.log.Warn("answer dashboard session request", "request", req.ID, "err", err)
+		d.log.Warn("answer dashboard session request", "request", req.ID, "err", err)
 		return
 	}
-	a.log.Info("dashboard session handed to ecp", "request", req.ID, "role", req.Role, "ok", reply.Problem == nil)
+	d.log.Info("dashboard session handed to ecp", "request", req.ID, "role", req.Role, "ok", reply.Problem == nil)
 }
 
 // ViewerUsername is the EMQX dashboard user of role viewer the agent keeps
@@ -121,12 +131,12 @@ var errViewerUnavailable = errors.New("no EMQX viewer session can be made")
 // password changed, which a viewer may do to itself) or when it no longer
 // has the viewer role. Its password is random and lives only in the state
 // directory (mode 0600) and in EMQX.
-func (a *App) viewerSession(ctx context.Context, s *session) (emqx.DashboardSession, error) {
-	a.dash.viewerMu.Lock()
-	defer a.dash.viewerMu.Unlock()
-	v, ok, err := a.dir.LoadDashboardViewer()
+func (d *dashboards) viewerSession(ctx context.Context, s *session) (emqx.DashboardSession, error) {
+	d.viewerMu.Lock()
+	defer d.viewerMu.Unlock()
+	v, ok, err := d.dir.LoadDashboardViewer()
 	if err != nil {
-		a.log.Warn("unreadable viewer user file; making a new viewer user", "err", err)
+		d.log.Warn("unreadable viewer user file; making a new viewer user", "err", err)
 		ok = false
 	}
 	if ok && v.APIURL == s.reg.EMQX.APIURL && v.Username == ViewerUsername {
@@ -135,21 +145,21 @@ func (a *App) viewerSession(ctx context.Context, s *session) (emqx.DashboardSess
 		case err == nil && sess.Role == agentproto.DashboardRoleViewer:
 			return sess, nil
 		case err == nil:
-			a.log.Warn("the viewer user lost its viewer role; recreating it", "user", v.Username, "role", sess.Role)
+			d.log.Warn("the viewer user lost its viewer role; recreating it", "user", v.Username, "role", sess.Role)
 		case errors.Is(err, emqx.ErrAuthFailed):
-			a.log.Info("the viewer user cannot log in (deleted or password changed); recreating it", "user", v.Username)
+			d.log.Info("the viewer user cannot log in (deleted or password changed); recreating it", "user", v.Username)
 		default:
 			return emqx.DashboardSession{}, err
 		}
 	}
-	return a.recreateViewer(ctx, s)
+	return d.recreateViewer(ctx, s)
 }
 
 // recreateViewer replaces the viewer user with a fresh one: EMQX lets no
 // administrator set another user's password without the old one, so an
 // existing user of that name is deleted first (which also ends its
 // sessions).
-func (a *App) recreateViewer(ctx context.Context, s *session) (emqx.DashboardSession, error) {
+func (d *dashboards) recreateViewer(ctx context.Context, s *session) (emqx.DashboardSession, error) {
 	if s.reg.EMQX.Username == ViewerUsername {
 		return emqx.DashboardSession{}, fmt.Errorf("%w: the agent is registered with the user %s it keeps for viewers; register with another EMQX user", errViewerUnavailable, ViewerUsername)
 	}
@@ -160,10 +170,10 @@ func (a *App) recreateViewer(ctx context.Context, s *session) (emqx.DashboardSes
 	if err := s.emqx.CreateDashboardUser(ctx, ViewerUsername, pw, agentproto.DashboardRoleViewer, viewerDescription); err != nil {
 		return emqx.DashboardSession{}, viewerError(err)
 	}
-	if err := a.dir.SaveDashboardViewer(state.DashboardViewer{APIURL: s.reg.EMQX.APIURL, Username: ViewerUsername, Password: pw}); err != nil {
+	if err := d.dir.SaveDashboardViewer(state.DashboardViewer{APIURL: s.reg.EMQX.APIURL, Username: ViewerUsername, Password: pw}); err != nil {
 		return emqx.DashboardSession{}, fmt.Errorf("keeping the viewer user's password: %w", err)
 	}
-	a.log.Info("created the EMQX viewer user for read-only dashboard jumps", "user", ViewerUsername)
+	d.log.Info("created the EMQX viewer user for read-only dashboard jumps", "user", ViewerUsername)
 	sess, err := s.emqx.NewDashboardSessionAs(ctx, ViewerUsername, pw)
 	if err != nil {
 		return emqx.DashboardSession{}, err

@@ -162,7 +162,7 @@ func (a *App) handleRegister(w http.ResponseWriter, r *http.Request) {
 func (a *App) register(ctx context.Context, req control.RegisterRequest) (control.RegisterResponse, *control.Error) {
 	a.regMu.Lock()
 	defer a.regMu.Unlock()
-	if s, _ := a.current(); s != nil {
+	if s, _ := a.sess.current(); s != nil {
 		return control.RegisterResponse{}, ctlErr(http.StatusConflict, control.CodeAlreadyRegistered,
 			"already registered as cluster %s with %s; run `agent-exporter unregister` first", s.reg.ClusterID, s.reg.ECPURL)
 	}
@@ -288,7 +288,7 @@ func (a *App) handleUnregister(w http.ResponseWriter, r *http.Request) {
 	}
 	a.regMu.Lock()
 	defer a.regMu.Unlock()
-	s, _ := a.current()
+	s, _ := a.sess.current()
 	if s == nil {
 		writeErr(w, ctlErr(http.StatusConflict, control.CodeNotRegistered, "the agent is not registered"))
 		return
@@ -330,15 +330,14 @@ func (a *App) Status() control.Status {
 		n := es.Applied
 		st.AppliedMaxConnections = &n
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if s := a.sess; s != nil {
+	s, ended := a.sess.status()
+	if s != nil {
 		st.Registered = true
 		st.ClusterID, st.Project, st.ECPURL, st.EMQXAPIURL = s.reg.ClusterID, s.reg.Project, s.reg.ECPURL, s.reg.EMQX.APIURL
 	}
-	st.LastReportAt, st.LastReportError, st.ReportsBuffered = a.rep.lastAt, a.rep.lastErr, len(a.rep.queue)
-	if a.ended != nil {
-		st.EndedAt, st.EndedReason = a.ended.At, a.ended.Reason
+	st.LastReportAt, st.LastReportError, st.ReportsBuffered = a.rep.status()
+	if ended != nil {
+		st.EndedAt, st.EndedReason = ended.At, ended.Reason
 	}
 	return st
 }

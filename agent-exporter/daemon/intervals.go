@@ -10,7 +10,7 @@ import (
 // intervals picks the collection interval from its three sources: the
 // configuration file's collectInterval, else ecp's report interval when
 // the agent follows ecp and ecp sent one, else --collect.interval. It is
-// guarded by App.mu.
+// guarded by reporter.mu.
 type intervals struct {
 	flag   time.Duration // --collect.interval
 	follow bool          // the agent follows ecp's interval

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ecpio/ecp/agent-exporter/collector"
 	"github.com/ecpio/ecp/agent-exporter/ecpclient"
 	"github.com/ecpio/ecp/agent-exporter/logship"
 	"github.com/ecpio/ecp/agentproto"
@@ -23,8 +25,11 @@ const logBatchTimeout = 30 * time.Second
 // the log collection it asks for (at registration, then ecp's desired
 // state), and stops it when either changes.
 type logControl struct {
-	a       *App
-	metrics *logship.Metrics
+	opts     Options
+	log      *slog.Logger
+	stateDir string                     // where the shipper keeps its offsets
+	latest   func() *collector.Snapshot // the last collection, naming the nodes
+	metrics  *logship.Metrics
 
 	mu      sync.Mutex
 	sess    *session
@@ -34,8 +39,8 @@ type logControl struct {
 	stopped bool
 }
 
-func newLogControl(a *App) *logControl {
-	return &logControl{a: a, metrics: logship.NewMetrics(a.opts.Registerer)}
+func newLogControl(opts Options, stateDir string, latest func() *collector.Snapshot) *logControl {
+	return &logControl{opts: opts, log: opts.Logger, stateDir: stateDir, latest: latest, metrics: logship.NewMetrics(opts.Registerer)}
 }
 
 // apply makes the shipper match (s, lc): started, restarted on another
@@ -54,21 +59,21 @@ func (c *logControl) apply(s *session, lc agentproto.LogCollection) {
 	// Log batches wait for the store behind ecp (which retries for up to
 	// 10 s before answering 503), so they get a longer timeout than
 	// reports.
-	hc := s.toECP.Client(max(3*c.a.opts.HTTPTimeout, logBatchTimeout))
+	hc := s.toECP.Client(max(3*c.opts.HTTPTimeout, logBatchTimeout))
 	client, err := ecpclient.New(s.reg.ECPURL, s.reg.Credential, hc)
 	if err != nil {
-		c.a.log.Error("log collection not started", "err", err)
+		c.log.Error("log collection not started", "err", err)
 		return
 	}
 	sh, err := logship.New(logship.Options{
-		Dir: lc.Dir, StateDir: c.a.dir.Path(), Cluster: s.reg.ClusterID, Node: c.a.nodeNamer(s),
-		BackoffBase: c.a.opts.BackoffBase, BackoffMax: c.a.opts.BackoffMax,
+		Dir: lc.Dir, StateDir: c.stateDir, Cluster: s.reg.ClusterID, Node: c.nodeNamer(s),
+		BackoffBase: c.opts.BackoffBase, BackoffMax: c.opts.BackoffMax,
 		RetryAfter: ecpclient.RetryAfter,
 		Permanent:  func(err error) bool { return errors.Is(err, ecpclient.ErrCredentialRevoked) },
-		Sender:     client, Logger: c.a.log.With("component", "logship"), Metrics: c.metrics, Now: c.a.opts.Now,
+		Sender:     client, Logger: c.log.With("component", "logship"), Metrics: c.metrics, Now: c.opts.Now,
 	})
 	if err != nil {
-		c.a.log.Error("log collection not started", "err", err)
+		c.log.Error("log collection not started", "err", err)
 		return
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
@@ -77,7 +82,7 @@ func (c *logControl) apply(s *session, lc agentproto.LogCollection) {
 	go func() {
 		defer close(done)
 		if err := sh.Run(ctx); err != nil {
-			c.a.log.Warn("log collection ended", "err", err)
+			c.log.Warn("log collection ended", "err", err)
 		}
 	}()
 }
@@ -111,14 +116,14 @@ const nodeAskInterval = time.Minute
 // that answers the API when the API URL is this machine (an agent next to
 // EMQX talks to its own node, as the registration guide has it); else ""
 // rather than a guess. The shipper calls it from its one goroutine.
-func (a *App) nodeNamer(s *session) func() string {
+func (c *logControl) nodeNamer(s *session) func() string {
 	var (
 		answering string    // the API's node, asked once it is needed
 		askAfter  time.Time // after a failed ask, not before (EMQX may be down)
 	)
 	apiLocal := isLocalHost(hostOf(s.reg.EMQX.APIURL))
 	return func() string {
-		if snap := a.col.Latest(); snap != nil {
+		if snap := c.latest(); snap != nil {
 			if len(snap.Nodes) == 1 {
 				return snap.Nodes[0].Node
 			}
@@ -133,13 +138,13 @@ func (a *App) nodeNamer(s *session) func() string {
 		if !apiLocal {
 			return ""
 		}
-		if answering == "" && !a.opts.Now().Before(askAfter) {
+		if answering == "" && !c.opts.Now().Before(askAfter) {
 			name, err := s.emqx.LocalNode(s.ctx)
 			if err != nil {
 				if askAfter.IsZero() {
-					a.log.Warn("cannot tell which EMQX node this is; log lines go without a node until it answers", "err", err)
+					c.log.Warn("cannot tell which EMQX node this is; log lines go without a node until it answers", "err", err)
 				}
-				askAfter = a.opts.Now().Add(nodeAskInterval)
+				askAfter = c.opts.Now().Add(nodeAskInterval)
 				return ""
 			}
 			answering = name

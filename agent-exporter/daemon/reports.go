@@ -10,8 +10,8 @@ import (
 
 // reports is the agent's side of reporting: the reports waiting for ecp,
 // when the next one is due, and the backoff after a failed send. It knows
-// nothing of sessions, clients or collections; App.report drives it. It is
-// guarded by App.mu.
+// nothing of sessions, clients or collections; reporter drives it under
+// its mutex.
 type reports struct {
 	limit   int // most reports kept while ecp is unreachable
 	queue   []agentproto.ReportRequest

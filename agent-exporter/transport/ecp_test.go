@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ecpio/ecp/internal/testbed"
 )
 
 // ecpStub is an ecp stand-in: /hold answers when release closes, /echo
@@ -21,19 +23,6 @@ type ecpStub struct {
 	release chan struct{}
 	held    chan struct{}
 	protos  sync.Map // proto → count
-}
-
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
 }
 
 // newStub serves HTTP/1.1 only, or with h2 also HTTP/2 (h2c on plain, ALPN
@@ -52,7 +41,7 @@ func newStub(t *testing.T, h2, useTLS bool) *ecpStub {
 			_, _ = io.WriteString(w, r.Proto+" "+string(b))
 		}
 	}))
-	s.Listener = &countingListener{Listener: s.Listener, n: &s.conns}
+	s.Listener = &testbed.CountingListener{Listener: s.Listener, N: &s.conns}
 	s.Config.Protocols = new(http.Protocols)
 	s.Config.Protocols.SetHTTP1(true)
 	s.Config.Protocols.SetHTTP2(h2 && useTLS)

@@ -58,6 +58,7 @@ import (
 	"github.com/ecpio/ecp/agent-exporter/emqx"
 	"github.com/ecpio/ecp/agent-exporter/remotewrite"
 	"github.com/ecpio/ecp/agent-exporter/transport"
+	"github.com/ecpio/ecp/bench/internal/agentsim"
 	"github.com/ecpio/ecp/emqx-sim/sim"
 )
 
@@ -214,24 +215,6 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// procStatus reads a "kB" field of /proc/self/status in bytes.
-func procStatus(field string) int64 { return procStatusOf("self", field) }
-
-// procStatusOf reads a "kB" field of /proc/<pid>/status in bytes.
-func procStatusOf(pid, field string) int64 {
-	b, err := os.ReadFile("/proc/" + pid + "/status")
-	if err != nil {
-		return 0
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, field+":"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
 // stats summarises repeated measurements.
 type stats []time.Duration
 
@@ -343,7 +326,11 @@ func measureAgent(ctx context.Context, cfg config) error {
 	}
 	// Memory now, after collections, pushes and scrapes: what follows is
 	// the benchmark's own analysis, which the agent never does.
-	rss, peak, anon, file := procStatus("VmRSS"), procStatus("VmHWM"), procStatus("RssAnon"), procStatus("RssFile")
+	kib, err := agentsim.StatusKiB("self", "VmRSS", "VmHWM", "RssAnon", "RssFile")
+	if err != nil {
+		return err
+	}
+	rss, peak, anon, file := kib[0]<<10, kib[1]<<10, kib[2]<<10, kib[3]<<10
 	var mem runtime.MemStats
 	runtime.ReadMemStats(&mem)
 	if err := scrape.analyse(); err != nil {

@@ -314,9 +314,12 @@ func measureProcess(ctx context.Context, cfg config) error {
 		cfg.agentBinary, cfg.nodes, cfg.rules, cfg.connectors, ticks)
 	fmt.Printf("agent process cpu/tick %-9s (target ≤ %s) %s  [/proc/%d/stat, %s over %d ticks, 10 ms clock ticks]\n",
 		ms(cpu), ms(targetProcessCPU), verdict(cpu <= targetProcessCPU), pid, ms(p1.CPU-p0.CPU), ticks)
-	spid := strconv.Itoa(pid)
+	kib, err := agentsim.StatusKiB(strconv.Itoa(pid), "RssAnon", "RssFile")
+	if err != nil {
+		return err
+	}
 	fmt.Printf("agent process peak rss %-9s (target ≤ %s) %s  [VmHWM; rss now %s: anonymous %s, file-backed %s]\n", mib(peak), mib(targetRSS), verdict(peak <= targetRSS),
-		mib(p1.RSSKiB<<10), mib(procStatusOf(spid, "RssAnon")), mib(procStatusOf(spid, "RssFile")))
+		mib(p1.RSSKiB<<10), mib(kib[0]<<10), mib(kib[1]<<10))
 	fmt.Printf("emqx calls/tick        %-9.1f (target ≤ %d) %s\n", calls, targetCalls, verdict(calls <= targetCalls))
 	fmt.Printf("remote write           %.0f bytes/push\n", float64(ecp.bytes.Load())/float64(max(ecp.pushes.Load(), 1)))
 	if cfg.cpuProfile != "" {

@@ -18,11 +18,7 @@ import (
 // interval of quorum's return every replica is ready and every agent has
 // reported again.
 func TestEtcdMemberLoss(t *testing.T) {
-	f := newFleet(t)
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	w := f.observe(ctx)
-	sleep(ctx, 2*f.interval)
+	f, ctx, w := steadyFleet(t)
 	before := f.agentReplies(ctx)
 
 	for _, which := range []string{"follower", "leader"} {
@@ -97,7 +93,7 @@ func TestEtcdMemberLoss(t *testing.T) {
 	// Past the silence window, so a sweep counting the outage against
 	// the clusters would have shown.
 	sleep(ctx, 4*f.interval)
-	stop()
+	w.end()
 
 	if len(notReady) != len(f.replicas) {
 		t.Errorf("while etcd had no quorum only %d of %d replicas reported not ready: %v", len(notReady), len(f.replicas), notReady)

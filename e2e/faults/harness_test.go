@@ -250,6 +250,8 @@ func (f *fleet) clusters(ctx context.Context) ([]testbed.Cluster, error) {
 
 // watch is what the observer saw during a scenario.
 type watch struct {
+	// end stops the watch, so what it saw is the scenario's alone.
+	end       context.CancelFunc
 	mu        sync.Mutex
 	notRun    []string // "cluster state (reason) at t"
 	apiErrors int
@@ -260,6 +262,19 @@ type watch struct {
 	last map[string]float64
 	// failures is each agent's agent_exporter_report_failures_total at start and end.
 	failStart, failEnd map[string]float64
+}
+
+// steadyFleet is the run-up of every fault scenario: a new fleet, watched
+// (observe) until w.end or the end of the test, whose agents have
+// reported for two intervals; ctx ends with the watch.
+func steadyFleet(t *testing.T) (f *fleet, ctx context.Context, w *watch) {
+	t.Helper()
+	f = newFleet(t)
+	ctx, end := context.WithCancel(t.Context())
+	w = f.observe(ctx)
+	w.end = end
+	sleep(ctx, 2*f.interval)
+	return f, ctx, w
 }
 
 // observe polls the API and every agent's metrics until ctx ends, noting

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
@@ -12,11 +11,7 @@ import (
 // reconnect through the balancer to the others, another replica takes the
 // sweeper over, and no cluster is marked abnormal.
 func TestKillReplicaUnderLoad(t *testing.T) {
-	f := newFleet(t)
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	w := f.observe(ctx)
-	sleep(ctx, 2*f.interval)
+	f, ctx, w := steadyFleet(t)
 
 	victim := f.leaderReplica(ctx)
 	if victim == nil {
@@ -35,7 +30,7 @@ func TestKillReplicaUnderLoad(t *testing.T) {
 	victim.proc.Kill()
 	// Past the silence window (3 intervals) and the new leader's grace.
 	sleep(ctx, 6*f.interval)
-	stop()
+	w.end()
 
 	if got := w.abnormal(); len(got) > 0 {
 		t.Errorf("clusters left running while a replica died: %v", got)

@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -13,12 +12,8 @@ import (
 // go on with the next. Nothing may go abnormal, and no report may be
 // refused other than with a Retry-After the agent honours.
 func TestRollingUpgrade(t *testing.T) {
-	f := newFleet(t)
 	second := buildSecond(t)
-	ctx, stop := context.WithCancel(t.Context())
-	defer stop()
-	w := f.observe(ctx)
-	sleep(ctx, 2*f.interval)
+	f, ctx, w := steadyFleet(t)
 	before := f.agentReplies(ctx)
 
 	started := time.Now()
@@ -31,7 +26,7 @@ func TestRollingUpgrade(t *testing.T) {
 	}
 	took := time.Since(started)
 	sleep(ctx, 4*f.interval)
-	stop()
+	w.end()
 
 	if got := w.abnormal(); len(got) > 0 {
 		t.Errorf("clusters left running during the rolling upgrade: %v", got)

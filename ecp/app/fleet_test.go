@@ -18,6 +18,32 @@ func registerAgent(h *harness, token string) reply {
 	})
 }
 
+// registeredAgent creates the cluster name in project as admin, issues its
+// registration token and registers an agent with it.
+func registeredAgent(h *harness, admin, project, name string) (id string, agent agentproto.RegisterResponse) {
+	h.t.Helper()
+	id = h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": name}))
+	var reg struct{ Token string }
+	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(h.t, &reg)
+	registerAgent(h, reg.Token).decode(h.t, &agent)
+	return id, agent
+}
+
+// parkPoll starts a desired-state long-poll of agent asking for 60 s and
+// returns once ecp holds it parked (the waiter gauge says so); the poll's
+// reply comes on the channel.
+func parkPoll(h *harness, agent agentproto.RegisterResponse) <-chan reply {
+	h.t.Helper()
+	polled := make(chan reply, 1)
+	go func() {
+		polled <- h.do("GET", agentproto.PathDesired+"?timeout=60s&after="+strconv.FormatInt(agent.Desired.Revision, 10), agent.Credential, nil)
+	}()
+	for !strings.Contains(string(h.must(200, "GET", "/metrics", "", nil).body), "ecp_agent_desired_waiters 1") {
+		runtime.Gosched()
+	}
+	return polled
+}
+
 // TestRegistrationThroughFleet runs the seam for real: the cluster API
 // issues the token through ecp/fleet, an agent registers with it once, the
 // entry's state follows, and delete revokes the agent.
@@ -115,19 +141,8 @@ func TestShutdownEndsLongPolls(t *testing.T) {
 	opts.ShutdownTimeout = 5 * time.Minute // a hang would fail the test run, not pass after a wait
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
-	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
-	var reg struct{ Token string }
-	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
-	var agent agentproto.RegisterResponse
-	registerAgent(h, reg.Token).decode(t, &agent)
-	polled := make(chan reply, 1)
-	go func() {
-		polled <- h.do("GET", agentproto.PathDesired+"?timeout=60s&after="+strconv.FormatInt(agent.Desired.Revision, 10), agent.Credential, nil)
-	}()
-	// The poll is parked once the waiter gauge says so.
-	for !strings.Contains(string(h.must(200, "GET", "/metrics", "", nil).body), "ecp_agent_desired_waiters 1") {
-		runtime.Gosched()
-	}
+	_, agent := registeredAgent(h, admin, project, "c")
+	polled := parkPoll(h, agent)
 	stopped := time.Now()
 	h.stop()
 	r := <-polled

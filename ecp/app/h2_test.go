@@ -4,9 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -34,18 +32,8 @@ func TestAgentAndAPICallsAsH2Streams(t *testing.T) {
 	h.client = &http.Client{Transport: tr, CheckRedirect: h.client.CheckRedirect}
 
 	admin, project := setupProject(t, h)
-	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
-	var reg struct{ Token string }
-	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
-	var agent agentproto.RegisterResponse
-	registerAgent(h, reg.Token).decode(t, &agent)
-	polled := make(chan reply, 1)
-	go func() {
-		polled <- h.do("GET", agentproto.PathDesired+"?timeout=60s&after="+strconv.FormatInt(agent.Desired.Revision, 10), agent.Credential, nil)
-	}()
-	for !strings.Contains(string(h.must(200, "GET", "/metrics", "", nil).body), "ecp_agent_desired_waiters 1") {
-		runtime.Gosched()
-	}
+	_, agent := registeredAgent(h, admin, project, "c")
+	polled := parkPoll(h, agent)
 	h.must(200, "POST", agentproto.PathReport, agent.Credential, agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "test"})
 	h.must(401, "POST", "/api/v1/login", "", map[string]string{"username": "admin", "password": "wrong-password"})
 

@@ -204,11 +204,7 @@ func TestLongPollOutlivesReadTimeout(t *testing.T) {
 	opts.ReadTimeout = 200 * time.Millisecond
 	h := startReal(t, opts)
 	admin, project := setupProject(t, h)
-	id := h.id(h.must(201, "POST", "/api/v1/projects/"+project+"/clusters", admin, map[string]string{"name": "c"}))
-	var reg struct{ Token string }
-	h.must(201, "POST", "/api/v1/clusters/"+id+"/registration", admin, nil).decode(t, &reg)
-	var agent agentproto.RegisterResponse
-	registerAgent(h, reg.Token).decode(t, &agent)
+	_, agent := registeredAgent(h, admin, project, "c")
 	polled := time.Now()
 	h.must(http.StatusNoContent, "GET", agentproto.PathDesired+"?timeout=1s&after="+strconv.FormatInt(agent.Desired.Revision, 10), agent.Credential, nil)
 	if waited := time.Since(polled); waited < time.Second {

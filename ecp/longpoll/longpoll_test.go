@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ecpio/ecp/internal/testbed"
 )
 
 func TestMain(m *testing.M) {
@@ -98,7 +100,7 @@ func newServer(t *testing.T, h2c bool) *server {
 	}))
 	// Counted where they are accepted: a connection handed back after a
 	// take-over is new to ConnState, not to the listener.
-	s.Listener = &countingListener{Listener: s.Listener, n: &s.conns}
+	s.Listener = &testbed.CountingListener{Listener: s.Listener, N: &s.conns}
 	if h2c {
 		s.Config.Protocols = new(http.Protocols)
 		s.Config.Protocols.SetHTTP1(true)
@@ -107,19 +109,6 @@ func newServer(t *testing.T, h2c bool) *server {
 	s.Start()
 	t.Cleanup(s.Close)
 	return s
-}
-
-type countingListener struct {
-	net.Listener
-	n *atomic.Int64
-}
-
-func (l *countingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err == nil {
-		l.n.Add(1)
-	}
-	return c, err
 }
 
 func client(h2c bool) *http.Client {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -185,19 +186,30 @@ func ReadProc(pid int) (Proc, error) {
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	p.CPU = time.Duration(utime+stime) * time.Second / ClockTicks
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kib, err := StatusKiB(strconv.Itoa(pid), "VmRSS", "VmHWM")
 	if err != nil {
-		return p, fmt.Errorf("read server status: %w", err)
+		return p, err
 	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			p.RSSKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-		}
-		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
-			p.HWMKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-		}
-	}
+	p.RSSKiB, p.HWMKiB = kib[0], kib[1]
 	return p, nil
+}
+
+// StatusKiB reads fields given in kB of /proc/<pid>/status (VmRSS, VmHWM,
+// RssAnon...), in the order asked; pid "self" is this process. A field the
+// kernel does not show reads 0.
+func StatusKiB(pid string, fields ...string) ([]int64, error) {
+	status, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return nil, fmt.Errorf("read /proc/%s/status: %w", pid, err)
+	}
+	kib := make([]int64, len(fields))
+	for line := range strings.SplitSeq(string(status), "\n") {
+		name, v, ok := strings.Cut(line, ":")
+		if i := slices.Index(fields, name); ok && i >= 0 {
+			kib[i], _ = strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		}
+	}
+	return kib, nil
 }
 
 // Scrape reads base's /metrics and calls sample with each sample's line

@@ -1,0 +1,87 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+
+	"github.com/ecpio/ecp/agent-exporter/ecpclient"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/backoff"
+)
+
+// applyDesired acts on a desired state from a report reply or the
+// long-poll: unregister, or a new connection limit applied at once.
+func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
+	if d.Unregister {
+		uctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
+		if err := s.ecp.Unregister(uctx); err != nil {
+			a.log.Warn("unregister asked by ecp; telling ecp failed", "err", err)
+		}
+		cancel()
+		a.endSession(s, "ecp asked the agent to unregister")
+		return
+	}
+	a.dash.answer(s, d.DashboardSessions)
+	if d.Revision != 0 {
+		// Log collection follows ecp's desired state once ecp sent one.
+		a.logs.apply(s, d.LogCollection)
+	}
+	if d.Revision == 0 || !a.enf.SetDesired(d) {
+		return
+	}
+	a.log.Info("desired state changed", "revision", d.Revision, "maxConnections", d.MaxConnections)
+	_ = a.enf.Enforce(s.ctx, s.emqx)
+	// Tell ecp at once that the revision is applied, unless ecp placed
+	// the first report later in the interval (a burst of registrations):
+	// then the first report tells it.
+	a.rep.applied()
+	a.wake()
+}
+
+// desiredLoop long-polls ecp so a change decided there (max connections,
+// unregister) reaches EMQX within a second or two, not at the next report.
+func (a *App) desiredLoop(ctx context.Context) {
+	bo := backoff.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
+	for {
+		s, changed := a.sess.current()
+		if s == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				continue
+			}
+		}
+		rev := a.enf.State().Revision
+		d, newer, err := s.poll.Desired(s.ctx, rev, a.opts.DesiredWait)
+		switch {
+		case ctx.Err() != nil:
+			return
+		case s.ctx.Err() != nil:
+			continue
+		case errors.Is(err, ecpclient.ErrCredentialRevoked):
+			a.endSession(s, "credential revoked by ecp: "+err.Error())
+			continue
+		case err != nil:
+			wait := bo.Next(ecpclient.RetryAfter(err))
+			a.log.Warn("desired-state poll failed", "err", err, "retryIn", wait)
+			if backoff.Sleep(s.ctx, wait) != nil && ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		bo.Reset()
+		if !newer {
+			continue
+		}
+		if d.Revision <= rev && !d.Unregister {
+			// A server answering at once with nothing new must not turn
+			// the long-poll into a busy loop.
+			if backoff.Sleep(s.ctx, a.opts.BackoffBase) != nil && ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		a.applyDesired(s, d)
+	}
+}
