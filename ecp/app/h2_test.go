@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"runtime"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/http2"
 
 	"github.com/ecpio/ecp/agentproto"
 )
@@ -75,5 +78,61 @@ func TestAgentAndAPICallsAsH2Streams(t *testing.T) {
 	}
 	if waited := time.Since(stopped); waited > 30*time.Second {
 		t.Fatalf("shutdown waited %s for the parked HTTP/2 poll instead of ending it", waited)
+	}
+}
+
+// TestHTTP2LimitsOnTheWire: ecp's HTTP/2 server announces the limits that
+// bound what one agent connection can make it hold (serverHTTP2), not Go's
+// defaults (250 streams, 1 MiB frames and windows), which let one frame of
+// a remote-write or log batch leave its size in a read buffer on every
+// agent's connection. Read as a client sees them: the server's first
+// SETTINGS frame and its connection WINDOW_UPDATE.
+func TestHTTP2LimitsOnTheWire(t *testing.T) {
+	h := startWith(t, testOptions(t), false)
+	h.must(200, "GET", "/-/healthy", "", nil) // serving
+	c, err := net.DialTimeout("tcp", h.app.Addr(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	got := map[http2.SettingID]uint32{}
+	var connWindow uint32
+	for gotSettings := false; !gotSettings || connWindow == 0; {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("reading the server's frames: %v (settings %v, window update %d)", err, got, connWindow)
+		}
+		switch f := f.(type) {
+		case *http2.SettingsFrame:
+			if !f.IsAck() {
+				gotSettings = true
+				_ = f.ForeachSetting(func(s http2.Setting) error { got[s.ID] = s.Val; return nil })
+			}
+		case *http2.WindowUpdateFrame:
+			if f.StreamID == 0 {
+				connWindow = 65535 + f.Increment // HTTP/2's initial window plus the update
+			}
+		}
+	}
+	want := map[http2.SettingID]uint32{
+		http2.SettingMaxConcurrentStreams: h2MaxStreams,
+		http2.SettingMaxFrameSize:         h2MaxFrame,
+		http2.SettingInitialWindowSize:    h2RecvStream,
+	}
+	for id, v := range want {
+		if got[id] != v {
+			t.Errorf("server announces %s = %d, want %d", id, got[id], v)
+		}
+	}
+	if connWindow != h2RecvConn {
+		t.Errorf("server opens a connection window of %d bytes, want %d", connWindow, h2RecvConn)
 	}
 }
