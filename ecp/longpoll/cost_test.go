@@ -29,6 +29,7 @@ const costClientEnv = "LONGPOLL_COST_CLIENT"
 // holding a desired-state poll, each agent as the real one connects:
 //
 //	http1-takeover  a poll taken over + the report's kept-alive connection (agents before HTTP/2)
+//	http1-oneconn   a poll taken over, the report sent before it on the same connection
 //	http1-handler   the same with the poll left in its handler (no take-over)
 //	h2c             one HTTP/2 connection: the poll parked in its handler, the report beside it
 //
@@ -37,11 +38,12 @@ const costClientEnv = "LONGPOLL_COST_CLIENT"
 //
 //	go test -run '^$' -bench HeldPollMemory -benchtime 1x ./ecp/longpoll/ [-longpoll.agents 2000]
 func BenchmarkHeldPollMemory(b *testing.B) {
-	for _, mode := range []string{"http1-takeover", "http1-handler", "h2c"} {
+	for _, mode := range []string{"http1-takeover", "http1-oneconn", "http1-handler", "h2c"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
-				heap, rss, fds := heldPollCost(b, mode, *costAgents)
-				b.ReportMetric(heap, "heap+stack-B/agent")
+				heap, stack, rss, fds := heldPollCost(b, mode, *costAgents)
+				b.ReportMetric(heap+stack, "heap+stack-B/agent")
+				b.ReportMetric(stack, "stack-B/agent")
 				b.ReportMetric(rss, "rss-B/agent")
 				b.ReportMetric(fds, "fds/agent")
 			}
@@ -49,7 +51,7 @@ func BenchmarkHeldPollMemory(b *testing.B) {
 	}
 }
 
-func heldPollCost(b *testing.B, mode string, n int) (heap, rss, fds float64) {
+func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float64) {
 	stop := make(chan struct{})
 	var held atomic.Int64
 	mux := http.NewServeMux()
@@ -77,7 +79,7 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, rss, fds float64) {
 	defer srv.Close()
 	defer close(stop)
 
-	heap0, rss0, fds0 := serverCost(b)
+	heap0, stack0, rss0, fds0 := serverCost(b)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", costClientEnv, mode, srv.URL, n))
 	out, err := cmd.StdoutPipe()
@@ -103,14 +105,14 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, rss, fds float64) {
 		}
 		time.Sleep(10 * time.Millisecond) // the child's polls arrive on their own
 	}
-	heap1, rss1, fds1 := serverCost(b)
+	heap1, stack1, rss1, fds1 := serverCost(b)
 	per := func(a, b int64) float64 { return float64(b-a) / float64(n) }
-	return per(heap0, heap1), per(rss0, rss1), per(fds0, fds1)
+	return per(heap0, heap1), per(stack0, stack1), per(rss0, rss1), per(fds0, fds1)
 }
 
-// serverCost is this process's heap and stacks in use, resident set and
-// open descriptors, after a collection.
-func serverCost(b *testing.B) (heap, rss, fds int64) {
+// serverCost is this process's heap in use, goroutine stacks, resident set
+// and open descriptors, after a collection.
+func serverCost(b *testing.B) (heap, stack, rss, fds int64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
@@ -129,7 +131,7 @@ func serverCost(b *testing.B) (heap, rss, fds int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return int64(ms.HeapInuse + ms.StackInuse), rss, int64(len(ents))
+	return int64(ms.HeapInuse), int64(ms.StackInuse), rss, int64(len(ents))
 }
 
 // costClient plays n agents against base, prints "ready" once every
@@ -153,13 +155,22 @@ func costClient(spec string) int {
 	for range n {
 		// As the agent: before HTTP/2 a client for the poll and another
 		// for the rest; with it one for everything.
+		// http1-oneconn: one HTTP/1.1 connection, the report answered
+		// before the poll is sent on it.
 		poll := &http.Client{Transport: newTransport(mode == "h2c")}
 		report := poll
-		if mode != "h2c" {
+		if mode != "h2c" && mode != "http1-oneconn" {
 			report = &http.Client{Transport: newTransport(false)}
 		}
-		go func() { _, _ = poll.Get(base + "/poll") }()
+		reported := make(chan struct{})
+		go func() {
+			if mode == "http1-oneconn" {
+				<-reported
+			}
+			_, _ = poll.Get(base + "/poll")
+		}()
 		wg.Go(func() {
+			defer close(reported)
 			resp, err := report.Get(base + "/report")
 			if err != nil {
 				errs <- err
