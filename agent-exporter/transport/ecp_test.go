@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/ecpio/ecp/internal/h2wire"
 )
 
 // ecpStub is an ecp stand-in: /hold answers when release closes, /echo
@@ -222,31 +224,17 @@ func TestECPHTTP2LimitsOnTheWire(t *testing.T) {
 	if _, err := io.ReadFull(c, preface); err != nil || string(preface) != http2.ClientPreface {
 		t.Fatalf("client preface %q: %v", preface, err)
 	}
-	fr := http2.NewFramer(c, c)
-	got := map[http2.SettingID]uint32{}
-	var connWindow uint32
-	for gotSettings := false; !gotSettings || connWindow == 0; {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("reading the agent's frames: %v (settings %v, window update %d)", err, got, connWindow)
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			gotSettings = true
-			_ = f.ForeachSetting(func(s http2.Setting) error { got[s.ID] = s.Val; return nil })
-		case *http2.WindowUpdateFrame:
-			if f.StreamID == 0 {
-				connWindow = 65535 + f.Increment
-			}
-		}
+	a, err := h2wire.Read(http2.NewFramer(c, c))
+	if err != nil {
+		t.Fatal(err)
 	}
 	for id, v := range map[http2.SettingID]uint32{http2.SettingMaxFrameSize: h2MaxFrame, http2.SettingInitialWindowSize: h2Recv} {
-		if got[id] != v {
-			t.Errorf("agent announces %s = %d, want %d", id, got[id], v)
+		if a.Settings[id] != v {
+			t.Errorf("agent announces %s = %d, want %d", id, a.Settings[id], v)
 		}
 	}
 	// Go's client adds its buffer to HTTP/2's initial window.
-	if connWindow != 65535+h2Recv {
-		t.Errorf("agent opens a connection window of %d bytes, want %d", connWindow, 65535+h2Recv)
+	if a.ConnWindow != 65535+h2Recv {
+		t.Errorf("agent opens a connection window of %d bytes, want %d", a.ConnWindow, 65535+h2Recv)
 	}
 }

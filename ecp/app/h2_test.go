@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/h2wire"
 )
 
 // TestAgentAndAPICallsAsH2Streams: with every call a stream of one h2c
@@ -103,24 +104,9 @@ func TestHTTP2LimitsOnTheWire(t *testing.T) {
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
-	got := map[http2.SettingID]uint32{}
-	var connWindow uint32
-	for gotSettings := false; !gotSettings || connWindow == 0; {
-		f, err := fr.ReadFrame()
-		if err != nil {
-			t.Fatalf("reading the server's frames: %v (settings %v, window update %d)", err, got, connWindow)
-		}
-		switch f := f.(type) {
-		case *http2.SettingsFrame:
-			if !f.IsAck() {
-				gotSettings = true
-				_ = f.ForeachSetting(func(s http2.Setting) error { got[s.ID] = s.Val; return nil })
-			}
-		case *http2.WindowUpdateFrame:
-			if f.StreamID == 0 {
-				connWindow = 65535 + f.Increment // HTTP/2's initial window plus the update
-			}
-		}
+	a, err := h2wire.Read(fr)
+	if err != nil {
+		t.Fatal(err)
 	}
 	want := map[http2.SettingID]uint32{
 		http2.SettingMaxConcurrentStreams: h2MaxStreams,
@@ -128,11 +114,11 @@ func TestHTTP2LimitsOnTheWire(t *testing.T) {
 		http2.SettingInitialWindowSize:    h2RecvStream,
 	}
 	for id, v := range want {
-		if got[id] != v {
-			t.Errorf("server announces %s = %d, want %d", id, got[id], v)
+		if a.Settings[id] != v {
+			t.Errorf("server announces %s = %d, want %d", id, a.Settings[id], v)
 		}
 	}
-	if connWindow != h2RecvConn {
-		t.Errorf("server opens a connection window of %d bytes, want %d", connWindow, h2RecvConn)
+	if a.ConnWindow != h2RecvConn {
+		t.Errorf("server opens a connection window of %d bytes, want %d", a.ConnWindow, h2RecvConn)
 	}
 }
