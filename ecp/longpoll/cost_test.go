@@ -2,6 +2,7 @@ package longpoll
 
 import (
 	"bufio"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -32,13 +33,14 @@ const costClientEnv = "LONGPOLL_COST_CLIENT"
 //	http1-oneconn   a poll taken over, the report sent before it on the same connection
 //	http1-handler   the same with the poll left in its handler (no take-over)
 //	h2c             one HTTP/2 connection: the poll parked in its handler, the report beside it
+//	h2-tls          the same over TLS, as a deployment with https:// serves its agents
 //
 // The agents run in a child process; the figures are the server's heap and
 // stacks (and resident set, and descriptors) per agent. Run with
 //
 //	go test -run '^$' -bench HeldPollMemory -benchtime 1x ./ecp/longpoll/ [-longpoll.agents 2000]
 func BenchmarkHeldPollMemory(b *testing.B) {
-	for _, mode := range []string{"http1-takeover", "http1-oneconn", "http1-handler", "h2c"} {
+	for _, mode := range []string{"http1-takeover", "http1-oneconn", "http1-handler", "h2c", "h2-tls"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
 				heap, stack, rss, fds := heldPollCost(b, mode, *costAgents)
@@ -75,7 +77,12 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
+	if mode == "h2-tls" {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	defer srv.Close()
 	defer close(stop)
 
@@ -144,10 +151,13 @@ func costClient(spec string) int {
 		fmt.Fprintln(os.Stderr, "client spec:", err)
 		return 2
 	}
-	newTransport := func(h2c bool) *http.Transport {
-		t := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols)}
-		t.Protocols.SetHTTP1(!h2c)
-		t.Protocols.SetUnencryptedHTTP2(h2c)
+	h2 := mode == "h2c" || mode == "h2-tls"
+	newTransport := func(h2 bool) *http.Transport {
+		t := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols),
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the benchmark's own test certificate
+		t.Protocols.SetHTTP1(!h2)
+		t.Protocols.SetUnencryptedHTTP2(h2)
+		t.Protocols.SetHTTP2(h2)
 		return t
 	}
 	var wg sync.WaitGroup
@@ -157,9 +167,9 @@ func costClient(spec string) int {
 		// for the rest; with it one for everything.
 		// http1-oneconn: one HTTP/1.1 connection, the report answered
 		// before the poll is sent on it.
-		poll := &http.Client{Transport: newTransport(mode == "h2c")}
+		poll := &http.Client{Transport: newTransport(h2)}
 		report := poll
-		if mode != "h2c" && mode != "http1-oneconn" {
+		if !h2 && mode != "http1-oneconn" {
 			report = &http.Client{Transport: newTransport(false)}
 		}
 		reported := make(chan struct{})
