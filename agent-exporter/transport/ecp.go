@@ -25,6 +25,16 @@ const (
 	h2PingTimeout     = 15 * time.Second
 )
 
+// h2 buffers: ecp's answers are small JSON, so the connection's framer
+// needs no more than HTTP/2's smallest frame (Go's default of 1 MiB keeps a
+// read buffer as large as the largest frame received), and the windows
+// need not let ecp (or whatever answers in its place) have the agent
+// buffer Go's default 1 GiB per connection and 4 MiB per call.
+const (
+	h2MaxFrame = 16 << 10
+	h2Recv     = 256 << 10
+)
+
 // errHTTP1Only marks a connection refused because ecp answered in HTTP/1.
 var errHTTP1Only = errors.New("ecp speaks only HTTP/1.1")
 
@@ -72,7 +82,10 @@ func NewECP(opts Options) *ECP {
 	// For HTTP/2 this bounds dials, not streams: requests that start
 	// before the connection is up wait for it instead of dialing more.
 	e.h2.MaxConnsPerHost = 1
-	e.h2.HTTP2 = &http.HTTP2Config{SendPingTimeout: h2SendPingTimeout, PingTimeout: h2PingTimeout}
+	e.h2.HTTP2 = &http.HTTP2Config{
+		SendPingTimeout: h2SendPingTimeout, PingTimeout: h2PingTimeout,
+		MaxReadFrameSize: h2MaxFrame, MaxReceiveBufferPerConnection: h2Recv, MaxReceiveBufferPerStream: h2Recv,
+	}
 	e.h2.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := dialer.DialContext(ctx, network, addr)
 		if err != nil {

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
+	"github.com/ecpio/ecp/internal/h2wire"
 	"github.com/ecpio/ecp/internal/testbed"
 )
 
@@ -173,5 +177,52 @@ func TestECPRefusalIsNotHTTP1(t *testing.T) {
 	}
 	if e.http1() {
 		t.Fatal("a refused connection made the agent fall back to HTTP/1.1")
+	}
+}
+
+// TestECPHTTP2LimitsOnTheWire: the agent announces small HTTP/2 buffers
+// (a 16 KiB frame, 256 KiB windows), not Go's defaults (1 MiB frames, a
+// 1 GiB connection window), as ecp reads them from its first frames.
+func TestECPHTTP2LimitsOnTheWire(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	e := NewECP(Options{})
+	defer e.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		if resp, err := e.RoundTrip(req); err == nil {
+			_ = resp.Body.Close()
+		}
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	preface := make([]byte, len(http2.ClientPreface))
+	if _, err := io.ReadFull(c, preface); err != nil || string(preface) != http2.ClientPreface {
+		t.Fatalf("client preface %q: %v", preface, err)
+	}
+	a, err := h2wire.Read(http2.NewFramer(c, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, v := range map[http2.SettingID]uint32{http2.SettingMaxFrameSize: h2MaxFrame, http2.SettingInitialWindowSize: h2Recv} {
+		if a.Settings[id] != v {
+			t.Errorf("agent announces %s = %d, want %d", id, a.Settings[id], v)
+		}
+	}
+	// Go's client adds its buffer to HTTP/2's initial window.
+	if a.ConnWindow != 65535+h2Recv {
+		t.Errorf("agent opens a connection window of %d bytes, want %d", a.ConnWindow, 65535+h2Recv)
 	}
 }

@@ -231,6 +231,7 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 		// (h2c): an agent's report, long-poll, remote write and logs share
 		// one connection (package longpoll has the figures).
 		Protocols: serverProtocols(),
+		HTTP2:     serverHTTP2(),
 	}
 	a.srv.RegisterOnShutdown(func() { time.AfterFunc(drain, cancelRequests) })
 	return a, nil
@@ -242,6 +243,45 @@ func serverProtocols() *http.Protocols {
 	p.SetHTTP2(true)
 	p.SetUnencryptedHTTP2(true)
 	return p
+}
+
+// HTTP/2 limits of ecp's server (docs/scaling.md, "What an HTTP/2 agent
+// costs"). An idle agent connection holds what net/http allocates per
+// connection whatever the settings (two goroutines, their stacks, the
+// h2c connection's buffers); these bound what a connection can make ecp
+// hold beyond that:
+//   - h2MaxStreams: an agent has at most four calls open (report,
+//     long-poll, remote write, a log batch); Go's default of 250 would let
+//     one hostile connection park 250 handler goroutines. A browser on the
+//     console waits for a free stream past 32 rather than failing.
+//   - h2MaxFrame: the framer keeps a read buffer as large as the largest
+//     frame the connection ever sent. With Go's 1 MiB, a remote-write or
+//     log batch sent as one frame left up to 1 MiB on every agent's
+//     connection for good; 16 KiB is HTTP/2's smallest.
+//   - h2RecvConn, h2RecvStream: the flow-control windows, so how much of
+//     request bodies a connection can have ecp buffer ahead of its
+//     handlers (Go: 1 MiB each). Bodies are bounded far below by the
+//     handlers (remote write, logs); 256 KiB keeps a connection at full
+//     speed up to 25 MB/s at 10 ms of round trip.
+//   - h2WriteByteTimeout: a client that stops reading is dropped after
+//     this long with nothing written, instead of holding its streams'
+//     goroutines and buffers until TCP gives up.
+const (
+	h2MaxStreams       = 32
+	h2MaxFrame         = 16 << 10
+	h2RecvConn         = 256 << 10
+	h2RecvStream       = 256 << 10
+	h2WriteByteTimeout = 30 * time.Second
+)
+
+func serverHTTP2() *http.HTTP2Config {
+	return &http.HTTP2Config{
+		MaxConcurrentStreams:          h2MaxStreams,
+		MaxReadFrameSize:              h2MaxFrame,
+		MaxReceiveBufferPerConnection: h2RecvConn,
+		MaxReceiveBufferPerStream:     h2RecvStream,
+		WriteByteTimeout:              h2WriteByteTimeout,
+	}
 }
 
 // checkEtcd fails early and clearly when etcd is not reachable.

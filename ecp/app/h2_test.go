@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -10,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
+
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/h2wire"
 )
 
 // TestAgentAndAPICallsAsH2Streams: with every call a stream of one h2c
@@ -63,5 +67,46 @@ func TestAgentAndAPICallsAsH2Streams(t *testing.T) {
 	}
 	if waited := time.Since(stopped); waited > 30*time.Second {
 		t.Fatalf("shutdown waited %s for the parked HTTP/2 poll instead of ending it", waited)
+	}
+}
+
+// TestHTTP2LimitsOnTheWire: ecp's HTTP/2 server announces the limits that
+// bound what one agent connection can make it hold (serverHTTP2), not Go's
+// defaults (250 streams, 1 MiB frames and windows), which let one frame of
+// a remote-write or log batch leave its size in a read buffer on every
+// agent's connection. Read as a client sees them: the server's first
+// SETTINGS frame and its connection WINDOW_UPDATE.
+func TestHTTP2LimitsOnTheWire(t *testing.T) {
+	h := startWith(t, testOptions(t), false)
+	h.must(200, "GET", "/-/healthy", "", nil) // serving
+	c, err := net.DialTimeout("tcp", h.app.Addr(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := h2wire.Read(fr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[http2.SettingID]uint32{
+		http2.SettingMaxConcurrentStreams: h2MaxStreams,
+		http2.SettingMaxFrameSize:         h2MaxFrame,
+		http2.SettingInitialWindowSize:    h2RecvStream,
+	}
+	for id, v := range want {
+		if a.Settings[id] != v {
+			t.Errorf("server announces %s = %d, want %d", id, a.Settings[id], v)
+		}
+	}
+	if a.ConnWindow != h2RecvConn {
+		t.Errorf("server opens a connection window of %d bytes, want %d", a.ConnWindow, h2RecvConn)
 	}
 }

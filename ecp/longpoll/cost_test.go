@@ -2,6 +2,7 @@ package longpoll
 
 import (
 	"bufio"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"io"
@@ -29,19 +30,22 @@ const costClientEnv = "LONGPOLL_COST_CLIENT"
 // holding a desired-state poll, each agent as the real one connects:
 //
 //	http1-takeover  a poll taken over + the report's kept-alive connection (agents before HTTP/2)
+//	http1-oneconn   a poll taken over, the report sent before it on the same connection
 //	http1-handler   the same with the poll left in its handler (no take-over)
 //	h2c             one HTTP/2 connection: the poll parked in its handler, the report beside it
+//	h2-tls          the same over TLS, as a deployment with https:// serves its agents
 //
 // The agents run in a child process; the figures are the server's heap and
 // stacks (and resident set, and descriptors) per agent. Run with
 //
 //	go test -run '^$' -bench HeldPollMemory -benchtime 1x ./ecp/longpoll/ [-longpoll.agents 2000]
 func BenchmarkHeldPollMemory(b *testing.B) {
-	for _, mode := range []string{"http1-takeover", "http1-handler", "h2c"} {
+	for _, mode := range []string{"http1-takeover", "http1-oneconn", "http1-handler", "h2c", "h2-tls"} {
 		b.Run(mode, func(b *testing.B) {
 			for b.Loop() {
-				heap, rss, fds := heldPollCost(b, mode, *costAgents)
-				b.ReportMetric(heap, "heap+stack-B/agent")
+				heap, stack, rss, fds := heldPollCost(b, mode, *costAgents)
+				b.ReportMetric(heap+stack, "heap+stack-B/agent")
+				b.ReportMetric(stack, "stack-B/agent")
 				b.ReportMetric(rss, "rss-B/agent")
 				b.ReportMetric(fds, "fds/agent")
 			}
@@ -49,7 +53,7 @@ func BenchmarkHeldPollMemory(b *testing.B) {
 	}
 }
 
-func heldPollCost(b *testing.B, mode string, n int) (heap, rss, fds float64) {
+func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float64) {
 	stop := make(chan struct{})
 	var held atomic.Int64
 	mux := http.NewServeMux()
@@ -73,11 +77,16 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, rss, fds float64) {
 	srv.Config.Protocols = new(http.Protocols)
 	srv.Config.Protocols.SetHTTP1(true)
 	srv.Config.Protocols.SetUnencryptedHTTP2(true)
-	srv.Start()
+	if mode == "h2-tls" {
+		srv.EnableHTTP2 = true
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	defer srv.Close()
 	defer close(stop)
 
-	heap0, rss0, fds0 := serverCost(b)
+	heap0, stack0, rss0, fds0 := serverCost(b)
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", costClientEnv, mode, srv.URL, n))
 	out, err := cmd.StdoutPipe()
@@ -103,14 +112,14 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, rss, fds float64) {
 		}
 		time.Sleep(10 * time.Millisecond) // the child's polls arrive on their own
 	}
-	heap1, rss1, fds1 := serverCost(b)
+	heap1, stack1, rss1, fds1 := serverCost(b)
 	per := func(a, b int64) float64 { return float64(b-a) / float64(n) }
-	return per(heap0, heap1), per(rss0, rss1), per(fds0, fds1)
+	return per(heap0, heap1), per(stack0, stack1), per(rss0, rss1), per(fds0, fds1)
 }
 
-// serverCost is this process's heap and stacks in use, resident set and
-// open descriptors, after a collection.
-func serverCost(b *testing.B) (heap, rss, fds int64) {
+// serverCost is this process's heap in use, goroutine stacks, resident set
+// and open descriptors, after a collection.
+func serverCost(b *testing.B) (heap, stack, rss, fds int64) {
 	runtime.GC()
 	debug.FreeOSMemory()
 	var ms runtime.MemStats
@@ -129,7 +138,7 @@ func serverCost(b *testing.B) (heap, rss, fds int64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return int64(ms.HeapInuse + ms.StackInuse), rss, int64(len(ents))
+	return int64(ms.HeapInuse), int64(ms.StackInuse), rss, int64(len(ents))
 }
 
 // costClient plays n agents against base, prints "ready" once every
@@ -142,10 +151,13 @@ func costClient(spec string) int {
 		fmt.Fprintln(os.Stderr, "client spec:", err)
 		return 2
 	}
-	newTransport := func(h2c bool) *http.Transport {
-		t := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols)}
-		t.Protocols.SetHTTP1(!h2c)
-		t.Protocols.SetUnencryptedHTTP2(h2c)
+	h2 := mode == "h2c" || mode == "h2-tls"
+	newTransport := func(h2 bool) *http.Transport {
+		t := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols),
+			TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // the benchmark's own test certificate
+		t.Protocols.SetHTTP1(!h2)
+		t.Protocols.SetUnencryptedHTTP2(h2)
+		t.Protocols.SetHTTP2(h2)
 		return t
 	}
 	var wg sync.WaitGroup
@@ -153,13 +165,22 @@ func costClient(spec string) int {
 	for range n {
 		// As the agent: before HTTP/2 a client for the poll and another
 		// for the rest; with it one for everything.
-		poll := &http.Client{Transport: newTransport(mode == "h2c")}
+		// http1-oneconn: one HTTP/1.1 connection, the report answered
+		// before the poll is sent on it.
+		poll := &http.Client{Transport: newTransport(h2)}
 		report := poll
-		if mode != "h2c" {
+		if !h2 && mode != "http1-oneconn" {
 			report = &http.Client{Transport: newTransport(false)}
 		}
-		go func() { _, _ = poll.Get(base + "/poll") }()
+		reported := make(chan struct{})
+		go func() {
+			if mode == "http1-oneconn" {
+				<-reported
+			}
+			_, _ = poll.Get(base + "/poll")
+		}()
 		wg.Go(func() {
+			defer close(reported)
 			resp, err := report.Get(base + "/report")
 			if err != nil {
 				errs <- err
