@@ -55,6 +55,9 @@ var refusedHeaders = []string{
 	"Host", "Content-Length", "Content-Type", "Content-Encoding", "Expect",
 }
 
+// RefusedHeaderNames lists the header names a webhook may not set.
+func RefusedHeaderNames() []string { return slices.Clone(refusedHeaders) }
+
 // Relayed reports whether Alertmanager hands this webhook's notifications
 // to ecp, which adds its headers and renders its template.
 func (w Webhook) Relayed() bool { return len(w.Headers) > 0 || w.Template != "" }
