@@ -11,6 +11,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/alerts"
+	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
 // formErrors maps a form field to the messages shown beside it; "" holds
@@ -226,15 +227,9 @@ func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	_, err = c.opts.Alerts.SaveSettings(r.Context(), ac, d.Project.ID, st)
-	err = serviceError(err)
-	var apiErr *APIError
-	if !errors.As(err, &apiErr) || apiErr.Status >= 500 || apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusNotFound {
-		if err != nil {
-			return err
-		}
-		http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=saved", http.StatusSeeOther)
-		return nil
+	apiErr, err := c.saveSettings(w, r, ac, d.Project.ID, st)
+	if apiErr == nil {
+		return err
 	}
 	lines := map[string][]int{"emails": emailLines, "webhooks": hookLines}
 	for _, fe := range apiErrors(apiErr) {
@@ -280,6 +275,22 @@ func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// saveSettings saves st and redirects to the settings page. A refusal the
+// form shows (a 4xx but 401 and 404) is returned as apiErr, with nothing
+// written to w; any other failure as err, for the error page.
+func (c *Console) saveSettings(w http.ResponseWriter, r *http.Request, ac *tenancy.Access, project string, st alerting.Settings) (apiErr *APIError, err error) {
+	_, err = c.opts.Alerts.SaveSettings(r.Context(), ac, project, st)
+	err = serviceError(err)
+	if errors.As(err, &apiErr) && apiErr.Status < 500 && apiErr.Status != http.StatusUnauthorized && apiErr.Status != http.StatusNotFound {
+		return apiErr, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(project)+"/alert-settings?done=saved", http.StatusSeeOther)
+	return nil, nil
+}
+
 // saveWebhook saves one webhook's headers and template (its form under
 // the channels), leaving the rest of the settings as saved.
 func (c *Console) saveWebhook(w http.ResponseWriter, r *http.Request) error {
@@ -313,15 +324,9 @@ func (c *Console) saveWebhook(w http.ResponseWriter, r *http.Request) error {
 	}
 	st.Webhooks = slices.Clone(st.Webhooks)
 	st.Webhooks[i] = hook
-	_, err = c.opts.Alerts.SaveSettings(r.Context(), ac, d.Project.ID, st)
-	err = serviceError(err)
-	var apiErr *APIError
-	if !errors.As(err, &apiErr) || apiErr.Status >= 500 || apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusNotFound {
-		if err != nil {
-			return err
-		}
-		http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=saved", http.StatusSeeOther)
-		return nil
+	apiErr, err := c.saveSettings(w, r, ac, d.Project.ID, st)
+	if apiErr == nil {
+		return err
 	}
 	// Shown under this webhook's form, as typed.
 	d.Hooks[i].Headers, d.Hooks[i].Template = r.PostFormValue("headers"), r.PostFormValue("template")
