@@ -229,6 +229,33 @@ func TestConfigurationDocumentsSilencesAndStorm(t *testing.T) {
 	}
 }
 
+// TestConfigurationDocumentsNotificationChannels: the bounds, refused
+// header names and placeholders of a project's channels are written as the
+// code enforces them.
+func TestConfigurationDocumentsNotificationChannels(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "CONFIGURATION.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, _ := strings.Cut(string(b), "### Notification channels")
+	sec, _, _ = strings.Cut(sec, "\n### ")
+	sec = strings.Join(strings.Fields(sec), " ")
+	want := []string{
+		fmt.Sprintf("at most %d recipients", alerting.MaxEmails), fmt.Sprintf("at most %d webhooks", alerting.MaxWebhooks),
+		fmt.Sprintf("at most %d, names HTTP tokens of at most %d bytes, values at most %d bytes", alerting.MaxHeaders, alerting.MaxHeaderName, alerting.MaxHeaderValue),
+		fmt.Sprintf("at most %d bytes", alerting.MaxTemplate), strings.Join(alerting.RefusedHeaderNames(), ", "),
+		"criticalOnly", "ecp_alerts_relay_total",
+	}
+	for _, p := range alerting.Placeholders {
+		want = append(want, "`{{"+p+"}}`")
+	}
+	for _, w := range want {
+		if !strings.Contains(sec, w) {
+			t.Errorf("CONFIGURATION.md's section on notification channels lacks %q", w)
+		}
+	}
+}
+
 func num(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
 
 func moduleRoot(t *testing.T) string {

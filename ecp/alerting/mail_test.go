@@ -203,3 +203,30 @@ func TestJourneyTestNotificationIsOneEmail(t *testing.T) {
 		}
 	}
 }
+
+// A test of one e-mail recipient (LabelTestChannel) reaches that recipient
+// alone, through the real Alertmanager and SMTP.
+func TestIntegrationTestOfOneRecipientIsOneEmail(t *testing.T) {
+	st := startMailStack(t, Routing{GroupWait: model.Duration(time.Second), GroupInterval: model.Duration(time.Second),
+		RepeatInterval: model.Duration(time.Hour), ECPGroupInterval: model.Duration(time.Second)})
+	st.post(t, map[string]any{
+		"labels": map[string]string{"alertname": "ECPTestNotification", "project": "p1", "severity": "critical", LabelTest: "t1",
+			LabelTestChannel: EmailChannel(mailRecipients[1])},
+		"annotations": map[string]string{"summary": "Test notification for project Line One from ecp."},
+		"startsAt":    time.Now().UTC(),
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for len(st.mails(t, mailRecipients[1])) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no e-mail reached %s within 30s", mailRecipients[1])
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // the other copy, if routed, would go out at once
+	if got := st.mails(t, mailRecipients[0]); len(got) != 0 {
+		t.Fatalf("%s got %d e-mails for a test of %s", mailRecipients[0], len(got), mailRecipients[1])
+	}
+	if got := st.mails(t, mailRecipients[1]); len(got) != 1 {
+		t.Fatalf("%s got %d e-mails, want 1", mailRecipients[1], len(got))
+	}
+}

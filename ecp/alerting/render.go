@@ -261,20 +261,28 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 		if len(s.Emails) > 0 && (o.SMTP.Smarthost == "" || o.SMTP.From == "") {
 			return nil, fmt.Errorf("rendering alertmanager config: project %q: %w", id, ErrNoSMTP)
 		}
-		r, test := projectReceiver(ProjectReceiver(id), s, true), projectReceiver(ProjectReceiver(id)+receiverTestSuffix, s, false)
+		r, test := projectReceiver(ProjectReceiver(id), id, s, o, true), projectReceiver(ProjectReceiver(id)+receiverTestSuffix, id, s, o, false)
 		f.Receivers = append(f.Receivers, r, test)
+		testRoute := amRoute{
+			Receiver:  test.Name,
+			Matchers:  []string{LabelTest + `=~".+"`},
+			GroupBy:   []string{"..."},
+			GroupWait: "0s",
+		}
+		// A test of one channel carries its key (LabelTestChannel) and
+		// reaches a receiver holding that channel alone.
+		for _, ch := range channels(id, s, o) {
+			f.Receivers = append(f.Receivers, ch.recv)
+			testRoute.Routes = append(testRoute.Routes, amRoute{Receiver: ch.recv.Name,
+				Matchers: []string{fmt.Sprintf("%s=%q", LabelTestChannel, ch.key)}})
+		}
 		route := amRoute{
 			Receiver: r.Name,
 			Matchers: []string{fmt.Sprintf("%s=%q", rules.LabelProject, id)},
 			// A test notification is one message: its receiver sends no
 			// resolution when Alertmanager resolves it later, and it
 			// goes out at once, alone.
-			Routes: []amRoute{{
-				Receiver:  test.Name,
-				Matchers:  []string{LabelTest + `=~".+"`},
-				GroupBy:   []string{"..."},
-				GroupWait: "0s",
-			}},
+			Routes: []amRoute{testRoute},
 		}
 		if s.Storm {
 			// In a storm the project's alerts reach ecp's lists (the
@@ -286,6 +294,14 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 				Matchers:  []string{fmt.Sprintf("%s=%q", model.AlertNameLabel, AlertStorm)},
 				GroupBy:   []string{"..."},
 				GroupWait: "0s",
+			})
+		} else if s.CriticalOnly {
+			// Only critical alerts reach the channels; the others end
+			// at ReceiverNone (ecp's own route above has them already).
+			route.Receiver = ReceiverNone
+			route.Routes = append(route.Routes, amRoute{
+				Receiver: r.Name,
+				Matchers: []string{fmt.Sprintf("%s=%q", rules.LabelSeverity, SeverityCritical)},
 			})
 		}
 		f.Route.Routes = append(f.Route.Routes, route)
@@ -309,19 +325,65 @@ func RenderAlertmanager(projects map[string]Settings, o Options) ([]byte, error)
 }
 
 // projectReceiver is a project's receiver with its channels.
-func projectReceiver(name string, s Settings, sendResolved bool) amRecv {
+func projectReceiver(name, project string, s Settings, o Options, sendResolved bool) amRecv {
 	r := amRecv{Name: name}
 	for _, e := range s.Emails {
 		// One config per recipient: nobody sees the others' addresses.
 		r.EmailConfigs = append(r.EmailConfigs, newEmail(e, sendResolved))
 	}
-	noRedirects := false
 	for _, w := range s.Webhooks {
-		r.WebhookConfigs = append(r.WebhookConfigs, amWebhook{URL: w.URL, SendResolved: sendResolved,
-			HTTPConfig: &amHTTPConfig{FollowRedirects: &noRedirects}})
+		r.WebhookConfigs = append(r.WebhookConfigs, newWebhook(project, w, o, sendResolved))
 	}
 	return r
 }
+
+// newWebhook is one webhook's config: Alertmanager posts to the webhook
+// itself, or to ecp's relay when ecp must add headers or render a template
+// (notify.go).
+func newWebhook(project string, w Webhook, o Options, sendResolved bool) amWebhook {
+	if w.Relayed() {
+		c := amWebhook{URL: RelayURL(o.WebhookURL, project, WebhookKey(w.URL)), SendResolved: sendResolved}
+		if !o.WebhookToken.IsZero() {
+			c.HTTPConfig = &amHTTPConfig{Authorization: &amAuthorization{Type: "Bearer", Credentials: o.WebhookToken.Reveal()}}
+		}
+		return c
+	}
+	noRedirects := false
+	return amWebhook{URL: w.URL, SendResolved: sendResolved, HTTPConfig: &amHTTPConfig{FollowRedirects: &noRedirects}}
+}
+
+// LabelTestChannel marks a test notification of one channel: its value is
+// the channel's key (EmailKey, WebhookKey), and the test reaches that
+// channel alone.
+const LabelTestChannel = "ecp_test_channel"
+
+// channel is one channel's own test receiver and its key.
+type channel struct {
+	key  string
+	recv amRecv
+}
+
+// channels lists a receiver per channel of the project, for per-channel
+// tests: they send no resolution, as the project's test receiver.
+func channels(project string, s Settings, o Options) []channel {
+	prefix := ProjectReceiver(project) + receiverTestSuffix + "-"
+	var out []channel
+	for _, e := range s.Emails {
+		k := EmailChannel(e)
+		out = append(out, channel{key: k, recv: amRecv{Name: prefix + k, EmailConfigs: []amEmail{newEmail(e, false)}}})
+	}
+	for _, w := range s.Webhooks {
+		k := WebhookChannel(w.URL)
+		out = append(out, channel{key: k, recv: amRecv{Name: prefix + k, WebhookConfigs: []amWebhook{newWebhook(project, w, o, false)}}})
+	}
+	return out
+}
+
+// EmailChannel is the LabelTestChannel value of an e-mail recipient.
+func EmailChannel(addr string) string { return "e" + EmailKey(addr) }
+
+// WebhookChannel is the LabelTestChannel value of a webhook.
+func WebhookChannel(url string) string { return "w" + WebhookKey(url) }
 
 // DefaultResolveTimeout is Alertmanager's resolve_timeout unless
 // Routing.ResolveTimeout is set.

@@ -68,9 +68,14 @@ type Settings struct {
 	// ecp stored them before the catalogue, mean what they meant then
 	// (see Catalogue). Read them through Catalogue.
 	Rules map[string]RuleSettings `json:"rules,omitempty"`
+	// CriticalOnly sends only alerts of severity critical to Emails and
+	// Webhooks; every alert still reaches ecp's lists, and test
+	// notifications and the storm notice go out whatever their severity.
+	CriticalOnly bool `json:"criticalOnly"`
 	// Emails receive every alert of the project and its resolution.
 	Emails []string `json:"emails"`
-	// Webhooks receive Alertmanager's webhook payload (version 4).
+	// Webhooks receive Alertmanager's webhook payload (version 4), or
+	// their template rendered per alert (see notify.go).
 	Webhooks []Webhook `json:"webhooks"`
 	// StormThreshold is how many new alerts within StormWindow stop the
 	// project's notifications until an admin clears the storm (ecp/alerts
@@ -138,6 +143,13 @@ func (s Settings) Catalogue() map[string]RuleSettings {
 // Webhook is one webhook channel.
 type Webhook struct {
 	URL string `json:"url"`
+	// Headers are added to every request to URL; their values are
+	// secrets (see Header).
+	Headers []Header `json:"headers,omitempty"`
+	// Template, when set, is the JSON body posted for each alert, with
+	// {{placeholders}} (Placeholders) inside its strings; empty means
+	// Alertmanager's payload as is.
+	Template string `json:"template,omitempty"`
 }
 
 // DefaultSettings are a project's settings until someone saves them:
@@ -207,6 +219,8 @@ func (s Settings) Validate() error {
 				errs.Add(field, "%s repeats %q", field, w.URL)
 			}
 			seen[w.URL] = true
+			validateHeaders(fmt.Sprintf("webhooks[%d]", i), w.Headers, &errs)
+			validateTemplate(fmt.Sprintf("webhooks[%d].template", i), w.Template, &errs)
 		}
 	}
 	if s.StormThreshold != 0 && (s.StormThreshold < MinStormThreshold || s.StormThreshold > MaxStormThreshold) {

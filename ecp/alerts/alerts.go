@@ -59,6 +59,22 @@
 // those that fired under a silence and never reached ecp; and the stale
 // sweep keeps an alert Alertmanager still holds, silenced or not.
 //
+// # Notification channels
+//
+// A project's e-mail recipients and webhooks get its alerts through its
+// Alertmanager route; with criticalOnly only alerts of severity critical
+// (ecp's lists still get every alert). A webhook with custom headers or a
+// JSON body template is relayed: Alertmanager 0.25 can add neither, so it
+// posts to RelayPath with ecp's bearer token, and ecp posts to the webhook
+// with its headers and, per alert, the template rendered
+// (alerting/notify.go), dialling only addresses the notification policy
+// allows at that moment. Header values are secrets: sealed in etcd with the
+// rest of the settings, left out of every reply, and kept when a body sends
+// a header back without its value for the same webhook URL. POST
+// alert-settings/test with {"email"} or {"webhook"} tests that one channel:
+// the test alert's ecp_test_channel label routes it to a receiver holding
+// that channel alone.
+//
 // # Storm guard
 //
 // ECP's "alarm storm": when a project produces Settings.StormThreshold new
@@ -328,6 +344,7 @@ type metrics struct {
 	notifications *prometheus.CounterVec
 	moved         *prometheus.CounterVec
 	storms        prometheus.Counter
+	relay         *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -357,6 +374,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ecp_alerts_storms_total",
 			Help: "Alert storms tripped: a project produced its storm threshold of new alerts within a minute, and its notifications stopped.",
 		}),
+	}
+	m.relay = f.NewCounterVec(prometheus.CounterOpts{
+		Name: "ecp_alerts_relay_total",
+		Help: "Posts of relayed webhooks (custom headers or template), by result: sent, failed (unreachable or not 2xx; Alertmanager retries), refused (the notification policy refused the address at dial time) or gone (the webhook left the settings).",
+	}, []string{"result"})
+	for _, r := range []string{relaySent, relayFailed, relayRefused, relayGone} {
+		m.relay.WithLabelValues(r)
 	}
 	for _, r := range []string{"stored", "unchanged", "ignored", "error"} {
 		m.notifications.WithLabelValues(r)

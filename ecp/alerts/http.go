@@ -40,6 +40,7 @@ func (s *Service) Register(api, root *mux.Router, a *httpapi.Adapter) {
 	api.Handle("/projects/{project}/alerts/storm", a.Handle(s.getStorm)).Methods(http.MethodGet)
 	api.Handle("/projects/{project}/alerts/storm", a.Handle(s.clearStorm)).Methods(http.MethodDelete)
 	root.Handle(WebhookPath, a.Handle(s.webhook, httpapi.BodyLimit(MaxWebhookBody))).Methods(http.MethodPost)
+	root.Handle(RelayPath, a.Handle(s.relay, httpapi.BodyLimit(MaxWebhookBody))).Methods(http.MethodPost)
 	newCustomAlarms(s).register(api, root, a)
 }
 
@@ -123,7 +124,9 @@ func (s *Service) settingsReply(ctx context.Context, project string) (SettingsRe
 	case err != nil:
 		return SettingsReply{}, err
 	default:
-		reply.Settings = normalise(st.Settings)
+		// Header values are secrets: never shown, kept when sent back
+		// empty (save).
+		reply.Settings = normalise(st.Settings).Redacted()
 		at := st.UpdatedAt
 		reply.UpdatedAt = &at
 	}
@@ -247,7 +250,14 @@ func (s *Service) SaveSettings(ctx context.Context, ac *tenancy.Access, project 
 
 func (s *Service) save(ctx context.Context, p tenancy.Project, st alerting.Settings) (SettingsReply, error) {
 	st = normalise(st)
-	var err error
+	stored, _, err := s.loadSettings(ctx, p.ID)
+	switch {
+	case errors.Is(err, kv.ErrNotFound):
+	case err != nil:
+		return SettingsReply{}, err
+	default:
+		st = st.KeepHeaderValues(stored.Settings)
+	}
 	if s.alerting != nil {
 		err = s.alerting.Check(p.ID, st)
 	} else {
@@ -287,6 +297,14 @@ type TestReply struct {
 // TestAlertName is the alertname of test notifications.
 const TestAlertName = "ECPTestNotification"
 
+// TestChannel picks one channel of a test notification (the body of POST
+// alert-settings/test): one of the project's e-mail recipients or one of
+// its webhooks, by URL. Neither means every channel.
+type TestChannel struct {
+	Email   string `json:"email,omitempty"`
+	Webhook string `json:"webhook,omitempty"`
+}
+
 // testNotification posts a test alert to Alertmanager, routed by its project
 // label to the project's channels exactly as real alerts are; ecp's own
 // lists ignore it (label ecp_test).
@@ -295,17 +313,32 @@ func (s *Service) testNotification(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	reply, err := s.TestNotification(r.Context(), ac, mux.Vars(r)["project"])
+	var ch TestChannel
+	if r.ContentLength != 0 {
+		if err := httpapi.Decode(r, &ch); err != nil {
+			return err
+		}
+	}
+	reply, err := s.TestChannel(r.Context(), ac, mux.Vars(r)["project"], ch)
 	if err != nil {
 		return err
 	}
 	return httpapi.JSON(w, http.StatusAccepted, reply)
 }
 
-// TestNotification posts a test alert to Alertmanager (POST
-// alert-settings/test): 404 when the caller cannot see the project, 403
-// when they may not change it.
+// TestNotification posts a test alert for every channel of the project to
+// Alertmanager (POST alert-settings/test): 404 when the caller cannot see
+// the project, 403 when they may not change it.
 func (s *Service) TestNotification(ctx context.Context, ac *tenancy.Access, project string) (TestReply, error) {
+	return s.TestChannel(ctx, ac, project, TestChannel{})
+}
+
+// TestChannel is TestNotification for the one channel ch names (every
+// channel when it names none): the alert carries the channel's key
+// (alerting.LabelTestChannel), which Alertmanager routes to a receiver
+// holding that channel alone. A channel that is not in the project's saved
+// settings is refused, naming the field.
+func (s *Service) TestChannel(ctx context.Context, ac *tenancy.Access, project string, ch TestChannel) (TestReply, error) {
 	p, err := s.authz.Project(ctx, ac, project, tenancy.Admin, "")
 	if err != nil {
 		return TestReply{}, err
@@ -326,9 +359,13 @@ func (s *Service) TestNotification(ctx context.Context, ac *tenancy.Access, proj
 	case reply.Status.Delivery != DeliveryApplied && reply.Status.Delivery != DeliveryPartial:
 		return TestReply{}, httpapi.Conflict("the project's settings are not running yet (%s: %s); try again in a moment", reply.Status.Delivery, reply.Status.Message)
 	}
+	key, what, checked, err := testTarget(reply.Settings, ch)
+	if err != nil {
+		return TestReply{}, err
+	}
 	// Alertmanager runs what the leader rendered; a name may have been
-	// rebound since. Nothing is sent while any webhook is refused now.
-	if err := s.checkDestinations(ctx, reply.Settings); err != nil {
+	// rebound since. Nothing is sent while a webhook tested is refused now.
+	if err := s.checkDestinations(ctx, checked); err != nil {
 		return TestReply{}, err
 	}
 	now := s.opts.Now().UTC()
@@ -349,10 +386,14 @@ func (s *Service) TestNotification(ctx context.Context, ac *tenancy.Access, proj
 	// No end time: Alertmanager resolves it after its resolve_timeout,
 	// and the project's test receiver sends no resolution, so the test is
 	// exactly one message per channel.
+	labels := map[string]string{
+		"alertname": TestAlertName, rules.LabelProject: p.ID, rules.LabelSeverity: reply.Severity, LabelTest: id,
+	}
+	if key != "" {
+		labels[alerting.LabelTestChannel] = key
+	}
 	alert := []map[string]any{{
-		"labels": map[string]string{
-			"alertname": TestAlertName, rules.LabelProject: p.ID, rules.LabelSeverity: reply.Severity, LabelTest: id,
-		},
+		"labels":      labels,
 		"annotations": annotations,
 		"startsAt":    now, "generatorURL": link,
 	}}
@@ -360,7 +401,32 @@ func (s *Service) TestNotification(ctx context.Context, ac *tenancy.Access, proj
 		return TestReply{}, err
 	}
 	return TestReply{Alertname: TestAlertName, TestID: id, SentAt: now,
-		Message: "Alertmanager accepted the test alert; it reaches the project's channels at once, as one message with no resolution to follow"}, nil
+		Message: "Alertmanager accepted the test alert; it reaches " + what + " at once, as one message with no resolution to follow"}, nil
+}
+
+// testTarget resolves ch against the project's settings: the channel key
+// for the test alert (empty for every channel), what the reply calls it,
+// and the settings whose webhooks the notification policy must allow.
+func testTarget(st alerting.Settings, ch TestChannel) (key, what string, checked alerting.Settings, err error) {
+	switch {
+	case ch.Email != "" && ch.Webhook != "":
+		return "", "", st, httpapi.Invalid("webhook", "name one channel to test, email or webhook, not both (or neither for every channel)")
+	case ch.Email != "":
+		for _, e := range st.Emails {
+			if strings.EqualFold(e, ch.Email) {
+				return alerting.EmailChannel(e), "the e-mail recipient " + e + " alone", alerting.Settings{}, nil
+			}
+		}
+		return "", "", st, httpapi.Invalid("email", "email %.200q is not one of the project's e-mail recipients; save it in the alert settings first", ch.Email)
+	case ch.Webhook != "":
+		for _, w := range st.Webhooks {
+			if w.URL == ch.Webhook {
+				return alerting.WebhookChannel(w.URL), "that webhook alone", alerting.Settings{Webhooks: []alerting.Webhook{w}}, nil
+			}
+		}
+		return "", "", st, httpapi.Invalid("webhook", "webhook is not the URL of one of the project's webhooks; save it in the alert settings first")
+	}
+	return "", "the project's channels", st, nil
 }
 
 // Filters of the alert list.

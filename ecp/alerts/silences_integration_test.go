@@ -1,7 +1,6 @@
 package alerts
 
 import (
-	"bytes"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -170,20 +169,11 @@ func startAMStack(t *testing.T, stormThreshold int) *amStack {
 // alertname/cluster/id, in the stack's project.
 func (s *amStack) fire(t *testing.T, project string, alerts ...[3]string) {
 	t.Helper()
-	var body []map[string]any
+	var labels []map[string]string
 	for _, a := range alerts {
-		body = append(body, map[string]any{"labels": map[string]string{"alertname": a[0], "cluster": a[1], "id": a[2], "project": project, "severity": "critical"},
-			"startsAt": time.Now().UTC()})
+		labels = append(labels, map[string]string{"alertname": a[0], "cluster": a[1], "id": a[2], "project": project, "severity": "critical"})
 	}
-	b, _ := json.Marshal(body)
-	resp, err := http.Post(s.am+"/api/v2/alerts", "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("alertmanager took the alerts with %s", resp.Status)
-	}
+	s.post(t, labels...)
 }
 
 func (s *amStack) silences(user, project, query string) []Silence {

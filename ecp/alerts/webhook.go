@@ -51,9 +51,8 @@ type webhookAlert struct {
 
 // webhook receives Alertmanager's notifications.
 func (s *Service) webhook(w http.ResponseWriter, r *http.Request) error {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token.Reveal())) != 1 {
-		return httpapi.Unauthorized("the Alertmanager webhook needs the bearer token ecp writes into Alertmanager's configuration")
+	if err := s.authorizeAlertmanager(r); err != nil {
+		return err
 	}
 	var m webhookMessage
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxWebhookBody)).Decode(&m); err != nil {
@@ -76,6 +75,16 @@ func (s *Service) webhook(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// authorizeAlertmanager checks the bearer token ecp writes into
+// Alertmanager's configuration for its webhook and relay.
+func (s *Service) authorizeAlertmanager(r *http.Request) error {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token.Reveal())) != 1 {
+		return httpapi.Unauthorized("the Alertmanager webhook needs the bearer token ecp writes into Alertmanager's configuration")
+	}
 	return nil
 }
 

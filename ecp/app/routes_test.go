@@ -379,6 +379,9 @@ func routeTable() map[string]routeCase {
 	// Alertmanager's webhook takes its own token, never a user's.
 	o, f = same(public(401))
 	add("POST "+alerts.WebhookPath, fixed(alerts.WebhookPath, map[string]any{"version": "4", "alerts": []any{}}), o, f)
+	add("POST "+alerts.RelayPath, func(w *tenants, _ int, foreign bool) call {
+		return call{path: alerts.WebhookPath + "/" + w.project(foreign) + "/0123456789abcdef", body: map[string]any{"version": "4", "alerts": []any{}}}
+	}, o, f)
 	// Logs: this app has no log receiver, so whoever may read the project
 	// hears 503 LogReceiverNotConfigured; a store at a closed port fails
 	// the connection test (422).

@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/alerts"
+	"github.com/ecpio/ecp/ecp/tenancy"
 )
 
 // formErrors maps a form field to the messages shown beside it; "" holds
@@ -34,6 +36,17 @@ type settingsData struct {
 	// form asks to confirm before it does.
 	Firing []alerts.Alert
 	Names  map[string]string
+	// Hooks are the saved webhooks' header and template forms.
+	Hooks []hookForm
+}
+
+// hookForm is one saved webhook's headers and template as its form shows
+// them: a header per line, "Name:" for a saved one (values are never
+// shown; left empty, the saved value stays).
+type hookForm struct {
+	Index             int
+	URL               string
+	Headers, Template string
 }
 
 func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
@@ -56,6 +69,13 @@ func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
 		hooks = append(hooks, h.URL)
 	}
 	d.Webhooks = strings.Join(hooks, "\n")
+	for i, h := range d.Settings.Webhooks {
+		var lines []string
+		for _, hd := range h.Headers {
+			lines = append(lines, hd.Name+":")
+		}
+		d.Hooks = append(d.Hooks, hookForm{Index: i, URL: h.URL, Headers: strings.Join(lines, "\n"), Template: h.Template})
+	}
 	return d, nil
 }
 
@@ -156,12 +176,21 @@ func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) erro
 	st := alerting.Settings{
 		Enabled:       r.PostFormValue("enabled") == "on",
 		EMQXAlertPush: r.PostFormValue("emqxAlertPush") == "on",
+		CriticalOnly:  r.PostFormValue("criticalOnly") == "on",
 		Severity:      r.PostFormValue("severity"),
 		Emails:        emails,
 		Webhooks:      []alerting.Webhook{},
 	}
+	// A webhook whose URL stays keeps its headers (their values are kept
+	// by the service) and template, edited in its own form.
+	saved := map[string]alerting.Webhook{}
+	for _, h := range d.Settings.Webhooks {
+		saved[h.URL] = h
+	}
 	for _, u := range hooks {
-		st.Webhooks = append(st.Webhooks, alerting.Webhook{URL: u})
+		h := saved[u]
+		h.URL = u
+		st.Webhooks = append(st.Webhooks, h)
 	}
 	d.Trigger, d.Recovery = r.PostFormValue("triggerCount"), r.PostFormValue("recoveryCount")
 	notNumber := map[string]string{}
@@ -198,15 +227,9 @@ func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	_, err = c.opts.Alerts.SaveSettings(r.Context(), ac, d.Project.ID, st)
-	err = serviceError(err)
-	var apiErr *APIError
-	if !errors.As(err, &apiErr) || apiErr.Status >= 500 || apiErr.Status == http.StatusUnauthorized || apiErr.Status == http.StatusNotFound {
-		if err != nil {
-			return err
-		}
-		http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=saved", http.StatusSeeOther)
-		return nil
+	apiErr, err := c.saveSettings(w, r, ac, d.Project.ID, st)
+	if apiErr == nil {
+		return err
 	}
 	lines := map[string][]int{"emails": emailLines, "webhooks": hookLines}
 	for _, fe := range apiErrors(apiErr) {
@@ -233,7 +256,8 @@ func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.opts.Alerts.TestNotification(r.Context(), ac, d.Project.ID)
+	ch := alerts.TestChannel{Email: r.PostFormValue("email"), Webhook: r.PostFormValue("webhook")}
+	_, err = c.opts.Alerts.TestChannel(r.Context(), ac, d.Project.ID, ch)
 	err = serviceError(err)
 	if fe, ok := formError(err); ok && d.CanAdmin {
 		// Only an admin's page has the test form to show the refusal
@@ -248,6 +272,69 @@ func (c *Console) testAlert(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	http.Redirect(w, r, "/projects/"+pathEscape(d.Project.ID)+"/alert-settings?done=test-sent", http.StatusSeeOther)
+	return nil
+}
+
+// saveSettings saves st and redirects to the settings page. A refusal the
+// form shows (a 4xx but 401 and 404) is returned as apiErr, with nothing
+// written to w; any other failure as err, for the error page.
+func (c *Console) saveSettings(w http.ResponseWriter, r *http.Request, ac *tenancy.Access, project string, st alerting.Settings) (apiErr *APIError, err error) {
+	_, err = c.opts.Alerts.SaveSettings(r.Context(), ac, project, st)
+	err = serviceError(err)
+	if errors.As(err, &apiErr) && apiErr.Status < 500 && apiErr.Status != http.StatusUnauthorized && apiErr.Status != http.StatusNotFound {
+		return apiErr, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	http.Redirect(w, r, "/projects/"+pathEscape(project)+"/alert-settings?done=saved", http.StatusSeeOther)
+	return nil, nil
+}
+
+// saveWebhook saves one webhook's headers and template (its form under
+// the channels), leaving the rest of the settings as saved.
+func (c *Console) saveWebhook(w http.ResponseWriter, r *http.Request) error {
+	d, err := c.alertSettingsData(r)
+	if err != nil {
+		return err
+	}
+	st := d.Settings.Settings
+	ac, err := c.access(r)
+	if err != nil {
+		return err
+	}
+	if !d.CanAdmin {
+		// The service's refusal, the one the API gives.
+		_, err := c.opts.Alerts.SaveSettings(r.Context(), ac, d.Project.ID, st)
+		return serviceError(err)
+	}
+	u := r.PostFormValue("url")
+	i := slices.IndexFunc(st.Webhooks, func(h alerting.Webhook) bool { return h.URL == u })
+	if i < 0 {
+		d.Errors.add("test", "That webhook is no longer in the settings; reload the page.")
+		c.render(w, http.StatusBadRequest, "alert_settings", "", d)
+		return nil
+	}
+	hook := st.Webhooks[i]
+	hook.Headers, hook.Template = nil, strings.TrimSpace(r.PostFormValue("template"))
+	headerLines, _ := textLines(r.PostFormValue("headers"))
+	for _, l := range headerLines {
+		name, value, _ := strings.Cut(l, ":")
+		hook.Headers = append(hook.Headers, alerting.Header{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)})
+	}
+	st.Webhooks = slices.Clone(st.Webhooks)
+	st.Webhooks[i] = hook
+	apiErr, err := c.saveSettings(w, r, ac, d.Project.ID, st)
+	if apiErr == nil {
+		return err
+	}
+	// Shown under this webhook's form, as typed.
+	d.Hooks[i].Headers, d.Hooks[i].Template = r.PostFormValue("headers"), r.PostFormValue("template")
+	for _, fe := range apiErrors(apiErr) {
+		d.Errors.add(fmt.Sprintf("hook%d", i), fe[1])
+	}
+	d.Rejected = true
+	c.render(w, apiErr.Status, "alert_settings", "", d)
 	return nil
 }
 

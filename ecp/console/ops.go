@@ -26,6 +26,7 @@ func (c *Console) registerOps(r *mux.Router) {
 	r.Handle(p+"/alert-settings", c.page(c.alertSettings)).Methods(http.MethodGet)
 	r.Handle(p+"/alert-settings", c.page(c.audited(c.saveAlertSettings))).Methods(http.MethodPost)
 	r.Handle(p+"/alert-settings/test", c.page(c.audited(c.testAlert))).Methods(http.MethodPost)
+	r.Handle(p+"/alert-settings/webhook", c.page(c.audited(c.saveWebhook))).Methods(http.MethodPost)
 	r.Handle(p+"/logs", c.page(c.logs)).Methods(http.MethodGet)
 }
 

@@ -62,6 +62,9 @@ func TestForcedWritesRefusedLikeTheAPI(t *testing.T) {
 		{"alert settings", p + "/alert-settings", url.Values{"enabled": {"on"}, "triggerCount": {"3"}, "recoveryCount": {"2"}, "severity": {"critical"}},
 			"PUT", "/api/v1" + p + "/alert-settings", map[string]any{"enabled": true, "triggerCount": 3, "recoveryCount": 2, "severity": "critical"}},
 		{"test notification", p + "/alert-settings/test", nil, "POST", "/api/v1" + p + "/alert-settings/test", nil},
+		{"test one channel", p + "/alert-settings/test", url.Values{"email": {"ops@example.com"}}, "POST", "/api/v1" + p + "/alert-settings/test", map[string]string{"email": "ops@example.com"}},
+		{"webhook headers", p + "/alert-settings/webhook", url.Values{"url": {"http://203.0.113.9/hook"}, "headers": {"X-Key: v"}},
+			"PUT", "/api/v1" + p + "/alert-settings", map[string]any{"enabled": true, "triggerCount": 3, "recoveryCount": 2, "severity": "critical"}},
 	}
 	for _, who := range []struct{ user, via string }{{"victor", "viewer"}, {"olga", "stranger"}} {
 		token := e.apiLogin(who.user, who.user+"-password")

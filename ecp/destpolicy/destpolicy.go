@@ -195,41 +195,45 @@ func (c *Checker) CheckURL(ctx context.Context, raw string) error {
 	if !ok {
 		return refused("port %q is not a number from 1 to 65535", u.Port())
 	}
-	return c.checkHost(ctx, u.Hostname(), port)
+	_, err = c.Resolve(ctx, u.Hostname(), port)
+	return err
 }
 
-// checkHost resolves host and judges every address it has.
-func (c *Checker) checkHost(ctx context.Context, host string, port uint16) error {
+// Resolve resolves host, judges every address it has for port, and
+// returns them when the policy allows them all: ecp dials exactly these
+// when it sends a notification itself, so a name rebound after the check
+// cannot take the connection elsewhere.
+func (c *Checker) Resolve(ctx context.Context, host string, port uint16) ([]netip.Addr, error) {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
 		if a.Zone() != "" {
-			return refused("host %s names an IPv6 zone, which is not allowed", host)
+			return nil, refused("host %s names an IPv6 zone, which is not allowed", host)
 		}
 		addrs = []netip.Addr{a}
 	} else {
 		if numericHost(host) {
-			return refused("host %.100q is a number but not a dotted-decimal IPv4 address; write addresses as a.b.c.d", host)
+			return nil, refused("host %.100q is a number but not a dotted-decimal IPv4 address; write addresses as a.b.c.d", host)
 		}
 		if !validName(host) {
-			return refused("host %.100q is not a valid DNS name", host)
+			return nil, refused("host %.100q is not a valid DNS name", host)
 		}
 		rctx, cancel := context.WithTimeout(ctx, ResolveTimeout)
 		addrs, err = c.resolver.LookupNetIP(rctx, "ip", host)
 		cancel()
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
 		if err != nil || len(addrs) == 0 {
-			return refused("host %s does not resolve%s", host, lookupReason(err))
+			return nil, refused("host %s does not resolve%s", host, lookupReason(err))
 		}
 	}
 	for _, a := range addrs {
 		if err := c.checkAddr(ctx, host, a.Unmap().WithZone(""), port); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	return nil
+	return addrs, nil
 }
 
 func lookupReason(err error) string {

@@ -44,6 +44,8 @@ type Operation struct {
 	Public bool
 	// Request names the component schema of the JSON body, if any.
 	Request string
+	// RequestOptional says the body may be left out.
+	RequestOptional bool
 	// Responses maps status codes to the component schema of the reply
 	// ("" for none); error statuses are added from Errors.
 	Responses map[int]string
@@ -145,7 +147,7 @@ func Operations() []Operation {
 		{Method: "GET", Path: api + "/audit", Tag: "audit", Summary: "Audit log of state-changing calls, newest first (admins; scoped to what they administer).", Responses: map[int]string{200: "AuditList"}, Errors: []int{400, 401, 403}},
 		{Method: "GET", Path: api + "/projects/{project}/alert-settings", Tag: "alerts", Summary: "The project's alert settings and whether Prometheus and Alertmanager run them (status.delivery: applied, pending, partial (some webhooks left out: the notification policy refuses where they resolve now), failed, not-configured).", Responses: map[int]string{200: "AlertSettingsReply"}, Errors: tenant},
 		{Method: "PUT", Path: api + "/projects/{project}/alert-settings", Tag: "alerts", Summary: "Replace the project's alert settings (project admin); the leading replica renders and reloads Prometheus rules and Alertmanager routes. A webhook whose host resolves to an address the notification policy refuses is 422 DestinationRefused naming the field (webhooks[i].url).", Request: "AlertSettings", Responses: map[int]string{200: "AlertSettingsReply"}, Errors: []int{400, 401, 403, 404, 422}},
-		{Method: "POST", Path: api + "/projects/{project}/alert-settings/test", Tag: "alerts", Summary: "Send a test alert through Alertmanager to the project's channels (project admin); 409 when alerting is off, not applied yet or not configured; 422 DestinationRefused when a webhook resolves to a refused address now.", Responses: map[int]string{202: "AlertTestReply"}, Errors: []int{401, 403, 404, 409, 422, 502}},
+		{Method: "POST", Path: api + "/projects/{project}/alert-settings/test", Tag: "alerts", Summary: "Send a test alert through Alertmanager to the project's channels (project admin), or, with a body naming one saved channel ({\"email\"} or {\"webhook\"}: its URL), to that channel alone; 400 naming the field when the channel is not saved; 409 when alerting is off, not applied yet or not configured; 422 DestinationRefused when a webhook tested resolves to a refused address now.", Request: "AlertTestChannel", RequestOptional: true, Responses: map[int]string{202: "AlertTestReply"}, Errors: []int{401, 403, 404, 409, 422, 502}},
 		{Method: "GET", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Where webhooks may point (system admin): allowCidrs and denyCidrs, and ecp's own dependencies, which are refused whatever the lists say.", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{401, 403}},
 		{Method: "PUT", Path: api + "/system/notification-policy", Tag: "alerts", Summary: "Set the notification policy (system admin). By default loopback, link-local, unspecified, broadcast and multicast addresses are refused; allowCidrs admits some of them, denyCidrs refuses more and wins over allowCidrs; at most " + strconv.Itoa(destpolicy.MaxCIDRs) + " ranges each.", Request: "NotificationPolicyRules", Responses: map[int]string{200: "NotificationPolicy"}, Errors: []int{400, 401, 403}},
 		{Method: "GET", Path: api + "/projects/{project}/alerts", Tag: "alerts", Summary: "Active alerts or history (?state=active|history, cluster, severity, rule (the alert name), from, to (RFC 3339, overlapping the alert), limit up to " + strconv.Itoa(alerts.MaxListLimit) + "), newest first.", Responses: map[int]string{200: "AlertList"}, Errors: tenant},
@@ -164,6 +166,7 @@ func Operations() []Operation {
 		{Method: "GET", Path: api + "/projects/{project}/alerts/storm", Tag: "alerts", Summary: "The project's storm guard: state storm once stormThreshold new alerts arrived within a minute, when its notifications stopped; the one notice (" + alerting.AlertStorm + ") went to the project's channels at noticeAt.", Responses: map[int]string{200: "AlertStorm"}, Errors: tenant},
 		{Method: "DELETE", Path: api + "/projects/{project}/alerts/storm", Tag: "alerts", Summary: "Clear the project's alert storm (project admin): notifications resume, and Alertmanager sends what is still firing; 409 when there is no storm.", Responses: map[int]string{204: ""}, Errors: []int{401, 403, 404, 409}},
 		{Method: "GET", Path: api + "/system/alerting", Tag: "alerts", Summary: "The alerting wiring and the last apply to Prometheus and Alertmanager, with their errors (system admin).", Responses: map[int]string{200: "AlertingStatus"}, Errors: []int{401, 403}},
+		{Method: "POST", Path: api + "/alertmanager/webhook/{project}/{webhook}", Tag: "alerts", Summary: "Alertmanager's relay for a project's webhook with custom headers or a template ({webhook} is the first 16 hex digits of the SHA-256 of its URL): ecp posts Alertmanager's payload, or the template rendered per alert, with the headers, dialling only addresses the notification policy allows. Alerts of another project are 400; a webhook no longer in the settings is 204 and nothing is sent; a webhook that fails or answers non-2xx is 502 DestinationFailed, which Alertmanager retries. Same bearer token as the webhook.", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401, 502}, Body: true, BodyLimit: alerts.MaxWebhookBody},
 		{Method: "POST", Path: api + "/alertmanager/webhook", Tag: "alerts", Summary: "Alertmanager's webhook (payload version 4) feeding the alert lists; bearer token generated by ecp and written into Alertmanager's configuration.", Public: true, Responses: map[int]string{204: ""}, Errors: []int{400, 401}, Body: true, BodyLimit: alerts.MaxWebhookBody},
 		{Method: "GET", Path: api + "/projects/{project}/logs", Tag: "logs", Summary: "The project's EMQX log lines, newest first (cluster, level, q: text found anywhere in the line, in any case and literally, from, to (RFC 3339), limit up to " + strconv.Itoa(logstore.MaxQueryLimit) + ", pageToken); each line carries the fields the agent parsed from it; 503 LogReceiverNotConfigured while no receiver is set.", Responses: map[int]string{200: "LogPage"}, Errors: []int{400, 401, 404, 502, 503}},
 		{Method: "GET", Path: api + "/projects/{project}/logs/count", Tag: "logs", Summary: "How many of the project's log lines match the same filters as the list.", Responses: map[int]string{200: "LogCount"}, Errors: []int{400, 401, 404, 502, 503}},
@@ -343,9 +346,20 @@ func schemas() map[string]any {
 			"recoveryCount": map[string]any{"type": "integer", "minimum": 1, "maximum": alerting.MaxCount},
 			"severity":      map[string]any{"type": "string", "enum": alerting.Severities},
 			"emqxAlertPush": map[string]any{"type": "boolean"},
+			"criticalOnly":  map[string]any{"type": "boolean", "description": "Only alerts of severity critical reach the e-mail recipients and webhooks; the alert lists still show every alert, and test notifications and the storm notice go out whatever their severity."},
 			"emails":        map[string]any{"type": "array", "maxItems": alerting.MaxEmails, "items": map[string]any{"type": "string", "format": "email"}},
-			"webhooks":      map[string]any{"type": "array", "maxItems": alerting.MaxWebhooks, "items": obj(map[string]any{"url": map[string]any{"type": "string", "format": "uri"}}, "url")},
-			"rules":         alertRules(),
+			"webhooks": map[string]any{"type": "array", "maxItems": alerting.MaxWebhooks, "items": obj(map[string]any{
+				"url": map[string]any{"type": "string", "format": "uri"},
+				"headers": map[string]any{"type": "array", "maxItems": alerting.MaxHeaders,
+					"description": "Custom headers ecp adds to each request (the webhook is then relayed by ecp). Names are HTTP tokens; " + strings.Join(alerting.RefusedHeaderNames(), ", ") + " are refused. Values are secrets: replies leave them out, and a header sent without a value keeps the value saved for the same webhook URL.",
+					"items": obj(map[string]any{
+						"name":  map[string]any{"type": "string", "maxLength": alerting.MaxHeaderName},
+						"value": map[string]any{"type": "string", "maxLength": alerting.MaxHeaderValue, "writeOnly": true},
+					}, "name")},
+				"template": map[string]any{"type": "string", "maxLength": alerting.MaxTemplate,
+					"description": "JSON body posted once per alert instead of Alertmanager's payload (the webhook is then relayed by ecp), with placeholders inside its strings: {{" + strings.Join(alerting.Placeholders, "}}, {{") + "}}. Checked when saved: it must render valid JSON with sample values, and every placeholder must be known."},
+			}, "url")},
+			"rules": alertRules(),
 			"stormThreshold": map[string]any{"type": "integer", "minimum": alerting.MinStormThreshold, "maximum": alerting.MaxStormThreshold, "default": alerting.DefaultStormThreshold,
 				"description": "New alerts within a minute that stop the project's notifications until a project admin clears the storm (DELETE /projects/{project}/alerts/storm)."},
 		}, "enabled", "triggerCount", "recoveryCount", "severity"),
@@ -382,6 +396,10 @@ func schemas() map[string]any {
 			"denyCidrs":  map[string]any{"type": "array", "items": str},
 			"updatedAt":  whenNil, "updatedBy": str,
 			"dependencies": map[string]any{"type": "array", "readOnly": true, "items": obj(map[string]any{"name": str, "endpoint": str})},
+		}),
+		"AlertTestChannel": obj(map[string]any{
+			"email":   map[string]any{"type": "string", "format": "email", "description": "One of the project's e-mail recipients."},
+			"webhook": map[string]any{"type": "string", "format": "uri", "description": "The URL of one of the project's webhooks."},
 		}),
 		"AlertTestReply": obj(map[string]any{"alertname": str, "testId": str, "sentAt": when, "message": str}),
 		"Alert": obj(map[string]any{
@@ -464,7 +482,7 @@ func Document() map[string]any {
 			o["security"] = []any{}
 		}
 		if op.Request != "" {
-			o["requestBody"] = map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": ref(op.Request)}}}
+			o["requestBody"] = map[string]any{"required": !op.RequestOptional, "content": map[string]any{"application/json": map[string]any{"schema": ref(op.Request)}}}
 		}
 		resps := map[string]any{}
 		for code, schema := range op.Responses {
