@@ -164,6 +164,8 @@ type Proc struct {
 	CPU time.Duration
 	// RSSKiB is the resident set now, HWMKiB its peak.
 	RSSKiB, HWMKiB int64
+	// FDs is the descriptors the process holds open now.
+	FDs int
 }
 
 // ReadProc reads pid's CPU time and memory from /proc.
@@ -197,21 +199,31 @@ func ReadProc(pid int) (Proc, error) {
 			p.HWMKiB, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 		}
 	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return p, fmt.Errorf("read server descriptors: %w", err)
+	}
+	p.FDs = len(fds)
 	return p, nil
 }
 
-// Scrape reads base's /metrics and calls sample with each sample's line
-// (series and value, comments left out) and its value.
-func Scrape(ctx context.Context, base string, sample func(line string, value float64)) error {
+// Scrape reads base's /metrics with hc and calls sample with each
+// sample's line (series and value, comments left out) and its value.
+func Scrape(ctx context.Context, hc *http.Client, base string, sample func(line string, value float64)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return fmt.Errorf("build scrape: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("scrape %s: %w", base, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// A refusal (503 at ecp's connection limit) is no metrics at all,
+		// not metrics that read zero.
+		return fmt.Errorf("scrape %s: status %d", base, resp.StatusCode)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
