@@ -349,10 +349,10 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
+func bench(ctx context.Context, cfg config, log io.Writer) (sum summary, err error) {
 	cfg.replicas, cfg.processes = max(1, cfg.replicas), max(1, cfg.processes)
 	log = &syncWriter{w: log}
-	sum := summary{cfg: cfg}
+	sum = summary{cfg: cfg, ecpUp: true}
 	if cfg.warmup == 0 {
 		cfg.warmup = max(cfg.interval, cfg.pollWait) + 5*time.Second
 	}
@@ -394,6 +394,13 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		return sum, err
 	}
 	defer d.stop()
+	defer func() {
+		// Whatever failed, a replica that exited is the first thing to say.
+		if down := d.down(); err != nil && len(down) > 0 && sum.ecpUp {
+			sum.ecpUp = false
+			err = fmt.Errorf("ecp exited during the run: %s (then: %w)", strings.Join(down, "\n"), err)
+		}
+	}()
 	base := d.bases[0]
 	if err := be.configureLogs(ctx, base); err != nil {
 		return sum, err
@@ -530,9 +537,8 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	}); err == nil {
 		sum.connsRefusedTotal = int64(refused)
 	}
-	down := d.down()
-	sum.ecpUp = len(down) == 0
-	if !sum.ecpUp {
+	if down := d.down(); len(down) > 0 {
+		sum.ecpUp = false
 		return sum, fmt.Errorf("ecp exited during the run: %s", strings.Join(down, "\n"))
 	}
 	return sum, nil
