@@ -220,15 +220,26 @@ func (d *deployment) down() []string {
 	return out
 }
 
+// procReading is one process's cost at one moment.
+type procReading struct {
+	agentsim.Proc
+	// fds is the descriptors it holds open.
+	fds int
+}
+
 // readProcs reads every replica's and member's cost.
-func (d *deployment) readProcs() (map[string]agentsim.Proc, error) {
-	out := map[string]agentsim.Proc{}
+func (d *deployment) readProcs() (map[string]procReading, error) {
+	out := map[string]procReading{}
 	for _, p := range append(append([]process(nil), d.ecps...), d.members...) {
 		r, err := agentsim.ReadProc(p.pid)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.name, err)
 		}
-		out[p.name] = r
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+		if err != nil {
+			return nil, fmt.Errorf("%s: read its descriptors: %w", p.name, err)
+		}
+		out[p.name] = procReading{Proc: r, fds: len(fds)}
 	}
 	return out, nil
 }

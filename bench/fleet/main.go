@@ -829,7 +829,7 @@ func detect(ctx context.Context, cfg config, base string, agents []*agent, ld lo
 type measurement struct {
 	at time.Time
 	// procs is each replica's and etcd member's cost by name.
-	procs map[string]agentsim.Proc
+	procs map[string]procReading
 	rev   int64
 	// fleetWrites is ecp_fleet_etcd_writes_total by reason, openConns
 	// ecp_http_connections_open, refused
@@ -879,7 +879,7 @@ func costs(d *deployment, before, after measurement, window time.Duration) []cos
 	for _, p := range append(append([]process(nil), d.ecps...), d.members...) {
 		b, a := before.procs[p.name], after.procs[p.name]
 		out = append(out, cost{name: p.name, etcd: slices.Contains(d.members, p),
-			cpu: (a.CPU - b.CPU).Seconds() / window.Seconds(), rssMiB: a.RSSKiB / 1024, hwmMiB: a.HWMKiB / 1024, fds: a.FDs})
+			cpu: (a.CPU - b.CPU).Seconds() / window.Seconds(), rssMiB: a.RSSKiB / 1024, hwmMiB: a.HWMKiB / 1024, fds: a.fds})
 	}
 	return out
 }
