@@ -200,8 +200,9 @@ func ReadProc(pid int) (Proc, error) {
 	return p, nil
 }
 
-// Scrape reads base's /metrics with hc and calls sample with each
-// sample's line (series and value, comments left out) and its value.
+// Scrape reads base's /metrics and calls sample with each sample's line
+// (series and value, comments left out) and its value. It asks with hc
+// (a scraper may need its connection kept, see bench/fleet).
 func Scrape(ctx context.Context, hc *http.Client, base string, sample func(line string, value float64)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
