@@ -577,7 +577,7 @@ func snapshot(ctx context.Context, pid int, su setup, etcd *clientv3.Client) (sa
 // scrape adds one replica's counters to s; the cluster states, the same on
 // every replica, are taken from the first.
 func scrape(ctx context.Context, base string, states bool, s *sample) error {
-	return agentsim.Scrape(ctx, base, func(l string, v float64) {
+	return agentsim.Scrape(ctx, http.DefaultClient, base, func(l string, v float64) {
 		switch {
 		case strings.HasPrefix(l, "ecp_agent_reports_total"):
 			s.reports += v

@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/ecpio/ecp/bench/internal/agentsim"
@@ -136,22 +135,16 @@ func moduleRoot() (string, error) {
 // settle stops the fleet once the measurements are taken, lets the last
 // requests finish, and counts what the backends hold against what ecp
 // accepted (pushed samples) so a loss shows as a difference.
-func settle(ctx context.Context, base string, agents []*agent, res *results, pushed *atomic.Int64, be *backends, sum *summary, log io.Writer) error {
-	for _, a := range agents {
-		a.silenced.Store(true)
+func settle(ctx context.Context, d *deployment, ld load, be *backends, sum *summary, log io.Writer) error {
+	a, err := ld.do(ctx, request{Op: opSettle})
+	if err != nil {
+		return err
 	}
-	for deadline := time.Now().Add(2 * time.Minute); res.busy.Load() > 0 && time.Now().Before(deadline); {
-		if !agentsim.Sleep(ctx, 50*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-	sum.rwAccepted, sum.rwRefused = pushed.Load(), res.rwRefused.Load()
-	sum.linesAccepted, sum.linesRefused = res.linesAccepted.Load(), res.linesRefused.Load()
-	for _, a := range agents {
-		sum.linesPending += a.logs.pending()
-	}
+	t := a.Totals
+	sum.rwAccepted, sum.rwRefused = t.Pushed, t.RWRefused
+	sum.linesAccepted, sum.linesRefused, sum.linesPending = t.LinesAccepted, t.LinesRefused, t.LinesPending
+	sum.servedEver = t.Served
 	sum.rwHeld, sum.linesHeld = -1, -1
-	var err error
 	if be.cfg.series > 0 {
 		fmt.Fprintf(log, "stopped the fleet; counting the %d samples ecp accepted in %s\n", sum.rwAccepted, be.cfg.backend)
 		if sum.rwHeld, err = until(ctx, sum.rwAccepted, be.heldSamples); err != nil {
@@ -166,7 +159,7 @@ func settle(ctx context.Context, base string, agents []*agent, res *results, pus
 	}
 	// What ecp says it dropped, so that a difference has a reason.
 	sum.dropped = map[string]float64{}
-	return agentsim.Scrape(ctx, base, func(l string, v float64) {
+	return d.scrape(ctx, func(l string, v float64) {
 		if m := dropped.FindStringSubmatch(l); m != nil && v > 0 {
 			sum.dropped[m[1]] += v
 		}

@@ -21,6 +21,14 @@
 // /proc) and RSS, report latency, 429s, etcd revisions per report and the
 // silent-to-abnormal times.
 //
+// Past one process and one ecp (deploy.go, load.go, children.go):
+// --agents.processes drives the agents from child load processes (this
+// binary re-executed) whose figures the parent merges, latency histograms
+// bucket by bucket; --ecp.replicas and --etcd.members run several replicas
+// on a cluster of real etcd processes, agents spread over the replicas and
+// each process's CPU, RSS and descriptors read from /proc; --ecp.nofile
+// runs ecp under a lowered open-file limit to show its refusals.
+//
 //	go run ./bench/fleet --agents.count 1000 --report.interval 15s --steady.duration 60s
 package main
 
@@ -41,7 +49,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +64,7 @@ import (
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/bench/internal/agentsim"
 	"github.com/ecpio/ecp/bench/internal/fleetreport"
+	"github.com/ecpio/ecp/bench/internal/latency"
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/internal/testbed"
 )
@@ -84,11 +92,23 @@ type config struct {
 	// a real VictoriaLogs.
 	logLines    int
 	summaryJSON string
+	// processes is how many child processes drive the agents (1: this
+	// one); see children.go.
+	processes int
+	// replicas is how many `ecp serve` run; members, when positive, the
+	// external etcd cluster's size (0: each replica's embedded etcd, which
+	// only one replica may have).
+	replicas, members int
+	// nofile, when positive, is the open-file limit ecp runs under.
+	nofile int
 }
 
 func main() { os.Exit(run()) }
 
 func run() int {
+	if os.Getenv(childEnv) != "" {
+		return childMain()
+	}
 	var cfg config
 	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
 	fs.StringVar(&cfg.ecpBinary, "ecp.binary", "", "ecp binary to run; empty builds ./ecp of this module into a temporary directory.")
@@ -106,13 +126,21 @@ func run() int {
 	fs.IntVar(&cfg.logLines, "logs.lines", 0, "Log lines each agent ships per interval through ecp into a real VictoriaLogs (from PATH or .tools); 0 ships none.")
 	fs.StringVar(&cfg.summaryJSON, "summary.json", "", "Also write the summary as JSON to this file (what bench/fleet/sweep reads).")
 	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsH2, "How each agent holds its connections to ecp: h2 (agent-exporter's transport: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
+	fs.IntVar(&cfg.processes, "agents.processes", 1, "Processes the agents are driven from: above 1, this benchmark runs itself again that many times, each child driving every n-th agent, and merges what they measured (one process holds at most its open-file limit of connections).")
+	fs.IntVar(&cfg.replicas, "ecp.replicas", 1, "ecp replicas to run; above 1 needs --etcd.members. Agent i reports to replica i mod n.")
+	fs.IntVar(&cfg.members, "etcd.members", 0, "Members of an external etcd cluster of real etcd processes (built from etcd's Go modules) the replicas share; 0 runs one ecp with its embedded etcd.")
+	fs.IntVar(&cfg.nofile, "ecp.nofile", 0, "Open-file limit (soft and hard) ecp runs under, to show what it does at the limit; 0 leaves the benchmark's own.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
+		return 2
+	}
+	if cfg.processes <= 0 || cfg.replicas <= 0 || cfg.members < 0 || cfg.nofile < 0 || (cfg.replicas > 1 && cfg.members == 0) {
+		fmt.Fprintln(os.Stderr, "--agents.processes and --ecp.replicas must be positive, --etcd.members and --ecp.nofile not negative, and more than one replica needs --etcd.members")
 		return 2
 	}
 	if cfg.agents <= 0 || cfg.projects <= 0 || cfg.interval < time.Second || cfg.workers <= 0 || cfg.steady <= 0 ||
 		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || cfg.logLines < 0 || cfg.logLines > maxLogLines ||
 		(cfg.backend != backendSink && cfg.backend != backendPrometheus) || (cfg.conns != agentsim.ConnsH2 && cfg.conns != agentsim.ConnsHTTP1) {
-		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..`+strconv.Itoa(maxLogLines)+`, --remote-write.backend sink or prometheus, --agents.connections h2 or http1")
+		fmt.Fprintf(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..%d, --remote-write.backend sink or prometheus, --agents.connections h2 or http1\n", maxLogLines)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -126,6 +154,10 @@ func run() int {
 	cfg.dir = dir
 	sum, err := bench(ctx, cfg, os.Stderr)
 	if err != nil {
+		if !sum.ecpUp && sum.window > 0 {
+			// What the fleet saw before ecp went is the finding.
+			fmt.Println(sum.String())
+		}
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
@@ -141,15 +173,31 @@ func run() int {
 
 // summary is what one run measured.
 type summary struct {
-	cfg            config
-	window         time.Duration
-	cpu            float64 // share of one core, ecp and its embedded etcd
-	rssMiB         int64
-	hwmMiB         int64
-	reports        int
-	p50, p99       time.Duration
-	tooMany        int // reports and pushes answered 429
-	errs           int
+	cfg         config
+	window      time.Duration
+	cpu         float64 // share of one core, ecp and its embedded etcd
+	rssMiB      int64
+	hwmMiB      int64
+	reports     int
+	p50, p99    time.Duration
+	tooMany     int // reports, pushes and log batches answered 429
+	unavailable int // … answered 503
+	errs        int // other statuses and calls without an answer
+	// servedWindow counts the agents with a report answered in the
+	// window, servedEver those with one answered at all.
+	servedWindow, servedEver int
+	// connsRefused is ecp_http_connections_refused_total's growth over the
+	// window, connsRefusedTotal its value at the end; ecpUp says every
+	// replica ran to the end.
+	connsRefused, connsRefusedTotal int64
+	ecpUp                           bool
+	// costs is each replica's and etcd member's cost; cpu, rssMiB, hwmMiB
+	// and ecpFDs sum the replicas, etcdCPU and etcdRSSMiB the external
+	// etcd's members.
+	costs          []cost
+	ecpFDs         int
+	etcdCPU        float64
+	etcdRSSMiB     int64
 	revisions      int64
 	regRetries     int64
 	pushSamples    int64
@@ -181,18 +229,40 @@ func (s summary) String() string {
 		detect = fmt.Sprintf("%d/%d in %s–%s", s.detected, s.silenced, s.detectMin.Round(100*time.Millisecond), s.detectMax.Round(100*time.Millisecond))
 	}
 	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v"+
-		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d rw_samples_per_s=%.0f log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v connections=%s ecp_open_connections=%d",
+		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d rw_samples_per_s=%.0f log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v connections=%s ecp_open_connections=%d"+
+		" load_processes=%d replicas=%d etcd_members=%d ecp_nofile=%d 503s=%d agents_served_window=%d agents_served_ever=%d connections_refused=%d connections_refused_total=%d ecp_up=%t ecp_fds=%d etcd_cpu=%.1f%% etcd_rss=%dMiB"+
+		" cpu_per_agent=%.3fmcore rss_per_agent=%.1fKiB fds_per_agent=%.2f per_process=%s",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
 		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written,
 		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, float64(s.pushSamples)/max(s.window.Seconds(), 1e-9), s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
-		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped, s.cfg.conns, s.ecpConns)
+		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped, s.cfg.conns, s.ecpConns,
+		max(1, s.cfg.processes), max(1, s.cfg.replicas), s.cfg.members, s.cfg.nofile, s.unavailable, s.servedWindow, s.servedEver, s.connsRefused, s.connsRefusedTotal, s.ecpUp, s.ecpFDs, 100*s.etcdCPU, s.etcdRSSMiB,
+		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess())
+}
+
+// perAgent is the deployment's cost (replicas and external etcd together)
+// divided by the fleet.
+func (s summary) perAgent() fleetreport.PerAgent {
+	n := float64(max(s.cfg.agents, 1))
+	return fleetreport.PerAgent{CPUMillicores: 1000 * (s.cpu + s.etcdCPU) / n, RSSKiB: 1024 * float64(s.rssMiB+s.etcdRSSMiB) / n, FDs: float64(s.ecpFDs) / n}
+}
+
+// perProcess lists each process's cost: name:cpu%/rssMiB/fds.
+func (s summary) perProcess() string {
+	parts := make([]string, len(s.costs))
+	for i, c := range s.costs {
+		parts[i] = fmt.Sprintf("%s:%.1f%%/%dMiB/%dfds", c.name, 100*c.cpu, c.rssMiB, c.fds)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
 }
 
 // agent is one simulated agent.
 type agent struct {
-	index    int
-	cluster  string
+	index   int
+	cluster string
+	// base is the replica the agent reports to.
+	base     string
 	cred     string
 	revision int64
 	offset   time.Duration
@@ -212,11 +282,12 @@ type agent struct {
 
 // results gathers report outcomes inside the measured window.
 type results struct {
-	mu        sync.Mutex
-	measuring bool
-	latencies []time.Duration
-	tooMany   int
-	errs      int
+	mu          sync.Mutex
+	measuring   bool
+	latency     latency.Histogram
+	tooMany     int
+	unavailable int
+	errs        int
 	// Over the whole run: samples refused (429, 503), log lines ecp
 	// accepted or refused, and the jobs queued or in a sender (see settle).
 	rwRefused, linesAccepted, linesRefused atomic.Int64
@@ -234,9 +305,11 @@ func (r *results) add(d time.Duration, code int, err error) {
 		r.errs++
 	case code == http.StatusTooManyRequests:
 		r.tooMany++
+	case code == http.StatusServiceUnavailable:
+		r.unavailable++
 	case code == http.StatusOK || code == http.StatusNoContent:
 		if d >= 0 {
-			r.latencies = append(r.latencies, d)
+			r.latency.Record(d)
 		}
 	default:
 		r.errs++
@@ -276,8 +349,10 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
-	sum := summary{cfg: cfg}
+func bench(ctx context.Context, cfg config, log io.Writer) (sum summary, err error) {
+	cfg.replicas, cfg.processes = max(1, cfg.replicas), max(1, cfg.processes)
+	log = &syncWriter{w: log}
+	sum = summary{cfg: cfg, ecpUp: true}
 	if cfg.warmup == 0 {
 		cfg.warmup = max(cfg.interval, cfg.pollWait) + 5*time.Second
 	}
@@ -299,14 +374,14 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	go func() { _ = sinkSrv.Serve(sinkLn) }()
 	defer sinkSrv.Close()
 
-	addr, err := testbed.FreeAddr()
+	rwURL := "http://" + sinkLn.Addr().String() + "/api/v1/write"
+	// Prometheus scrapes the first replica, as a deployment's scrapes one
+	// of them through its Service.
+	firstAddr, err := testbed.FreeAddr()
 	if err != nil {
 		return sum, err
 	}
-	base := "http://" + addr
-	dataDir := filepath.Join(cfg.dir, "data")
-	rwURL := "http://" + sinkLn.Addr().String() + "/api/v1/write"
-	be, err := startBackends(ctx, cfg, addr, sk)
+	be, err := startBackends(ctx, cfg, firstAddr, sk)
 	if err != nil {
 		return sum, err
 	}
@@ -314,91 +389,61 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	if be.promURL != "" {
 		rwURL = be.promURL + "/api/v1/write"
 	}
-	ecp, err := testbed.Start("ecp", bin, []string{"serve",
-		"--web.listen-address", addr, "--web.external-url", base, "--data.dir", dataDir,
-		"--agent.report-interval", cfg.interval.String(),
-		// Room for every cluster's default quota of 10 connections.
-		"--licence.total-connections", strconv.Itoa(max(10000, 10*cfg.agents)),
-		"--remote-write.url", rwURL},
-		[]string{"ECP_ADMIN_USERNAME=admin", "ECP_ADMIN_PASSWORD=" + adminPassword}, filepath.Join(cfg.dir, "ecp.log"))
+	d, err := deploy(ctx, cfg, bin, rwURL, firstAddr)
 	if err != nil {
 		return sum, err
 	}
-	defer func() { _ = ecp.Stop() }()
-	if err := ecp.WaitReady(ctx, base+"/-/ready", 2*time.Minute); err != nil {
-		return sum, fmt.Errorf("%w\n%s", err, ecp.Tail(4096))
-	}
-	etcd, err := etcdClient(ecp.LogPath, dataDir)
-	if err != nil {
-		return sum, err
-	}
-	defer etcd.Close()
+	defer d.stop()
+	defer func() {
+		// Whatever failed, a replica that exited is the first thing to say.
+		if down := d.down(); err != nil && len(down) > 0 && sum.ecpUp {
+			sum.ecpUp = false
+			err = fmt.Errorf("ecp exited during the run: %s (then: %w)", strings.Join(down, "\n"), err)
+		}
+	}()
+	base := d.bases[0]
 	if err := be.configureLogs(ctx, base); err != nil {
 		return sum, err
 	}
 
 	t0 := time.Now()
-	agents, err := provision(ctx, cfg, base)
+	agents, err := provision(ctx, cfg, base, d.bases)
 	if err != nil {
 		return sum, err
 	}
-	fmt.Fprintf(log, "ecp pid %d: %d clusters in %d projects created and registration tokens issued in %s\n",
-		ecp.PID(), cfg.agents, cfg.projects, time.Since(t0).Round(time.Millisecond))
+	fmt.Fprintf(log, "%s: %d clusters in %d projects created and registration tokens issued in %s\n",
+		d, cfg.agents, cfg.projects, time.Since(t0).Round(time.Millisecond))
 
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		MaxIdleConns: cfg.workers, MaxIdleConnsPerHost: cfg.workers, MaxConnsPerHost: cfg.workers}}
 	t1 := time.Now()
-	var retries atomic.Int64
-	if err := agentsim.Parallel(ctx, len(agents), 32, func(i int) error {
-		return register(ctx, hc, base, agents[i], &retries)
-	}); err != nil {
-		return sum, err
-	}
-	sum.regRetries = retries.Load()
-	if cfg.conns == agentsim.ConnsH2 {
-		// Registration's shared connections go; each agent holds its own.
-		hc.CloseIdleConnections()
-		for _, a := range agents {
-			a.hc, a.pollHC = agentsim.AgentClients(30 * time.Second)
-			defer a.hc.CloseIdleConnections()
+	var ld load
+	var retries int64
+	if cfg.processes > 1 {
+		cs, n, err := startChildren(ctx, cfg, d.bases, agents, log)
+		if err != nil {
+			return sum, err
 		}
+		ld, retries = cs, n
+	} else {
+		g, err := startGen(ctx, cfg, agents)
+		if err != nil {
+			return sum, err
+		}
+		ld, retries = g, g.retries.Load()
 	}
-	fmt.Fprintf(log, "registered %d agents in %s (%d retried after 429)\n", len(agents), time.Since(t1).Round(time.Millisecond), sum.regRetries)
-
-	lctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	// Every agent holds its own long-poll connection, as the real one does.
-	pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: cfg.agents + 10, MaxIdleConnsPerHost: cfg.agents + 10}}
-	var polls atomic.Int64
-	for _, a := range agents {
-		wg.Go(func() {
-			// Spread the polls like the reports, so their timeouts do not align.
-			if !agentsim.Sleep(lctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
-				return
-			}
-			phc := pollHC
-			if a.pollHC != nil {
-				phc = a.pollHC
-			}
-			agentsim.Poller{HC: phc, Base: base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
-				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &polls}.Run(lctx)
-		})
-	}
-	res := &results{}
-	var pushed atomic.Int64
-	wg.Go(func() { schedule(lctx, hc, base, agents, cfg, res, &pushed) })
+	defer ld.close()
+	sum.regRetries = retries
+	fmt.Fprintf(log, "registered %d agents over %d load processes in %s (%d retried after 429)\n",
+		len(agents), max(1, cfg.processes), time.Since(t1).Round(time.Millisecond), sum.regRetries)
 
 	fmt.Fprintf(log, "warming up for %s\n", cfg.warmup)
 	if !agentsim.Sleep(ctx, cfg.warmup) {
 		return sum, ctx.Err()
 	}
-	before, err := reading(ctx, ecp.PID(), base, etcd)
+	before, err := reading(ctx, d)
 	if err != nil {
 		return sum, err
 	}
-	pushedBefore, sinkBefore, linesBefore := pushed.Load(), sk.samples.Load(), res.linesAccepted.Load()
+	sinkBefore := sk.samples.Load()
 	// Which keys the window writes, from the revision read above.
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
@@ -407,7 +452,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		for wr := range etcd.Watch(wctx, "/", clientv3.WithPrefix(), clientv3.WithRev(before.rev+1)) {
+		for wr := range d.etcd.Watch(wctx, "/", clientv3.WithPrefix(), clientv3.WithRev(before.rev+1)) {
 			writtenMu.Lock()
 			for _, ev := range wr.Events {
 				if wctx.Err() != nil {
@@ -418,20 +463,36 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 			writtenMu.Unlock()
 		}
 	}()
-	res.measure(true)
+	if _, err := ld.do(ctx, request{Op: opMeasure}); err != nil {
+		return sum, err
+	}
 	fmt.Fprintf(log, "measuring for %s from etcd revision %d\n", cfg.steady, before.rev)
 	if !agentsim.Sleep(ctx, cfg.steady) {
 		return sum, ctx.Err()
 	}
-	res.measure(false)
-	after, err := reading(ctx, ecp.PID(), base, etcd)
+	w, err := ld.do(ctx, request{Op: opWindow})
+	if err != nil {
+		return sum, err
+	}
+	after, err := reading(ctx, d)
 	if err != nil {
 		return sum, err
 	}
 	sum.window = after.at.Sub(before.at)
-	sum.cpu = (after.proc.CPU - before.proc.CPU).Seconds() / sum.window.Seconds()
-	sum.rssMiB, sum.hwmMiB = after.proc.RSSKiB/1024, after.proc.HWMKiB/1024
+	sum.costs = costs(d, before, after, sum.window)
+	for _, c := range sum.costs {
+		if c.etcd {
+			sum.etcdCPU += c.cpu
+			sum.etcdRSSMiB += c.rssMiB
+		} else {
+			sum.cpu += c.cpu
+			sum.rssMiB += c.rssMiB
+			sum.hwmMiB += c.hwmMiB
+			sum.ecpFDs += c.fds
+		}
+	}
 	sum.ecpConns = int(after.openConns)
+	sum.connsRefused = int64(after.refused - before.refused)
 	sum.revisions = after.rev - before.rev
 	// Let the watch catch up with the window's last revision.
 	for range 40 {
@@ -454,34 +515,39 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 			sum.fleetWrites[reason] = d
 		}
 	}
-	sum.pushSamples, sum.sinkSamples = pushed.Load()-pushedBefore, sk.samples.Load()-sinkBefore
-	sum.linesWindow = res.linesAccepted.Load() - linesBefore
-	res.mu.Lock()
-	lat := slices.Clone(res.latencies)
-	sum.tooMany, sum.errs = res.tooMany, res.errs
-	res.mu.Unlock()
-	slices.Sort(lat)
-	sum.reports = len(lat)
-	if len(lat) > 0 {
-		sum.p50, sum.p99 = lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)]
-	}
+	ww := w.Window
+	sum.pushSamples, sum.sinkSamples = ww.Pushed, sk.samples.Load()-sinkBefore
+	sum.linesWindow = ww.Lines
+	sum.tooMany, sum.unavailable, sum.errs, sum.servedWindow = ww.TooMany, ww.Unavailable, ww.Errors, ww.Served
+	sum.reports = int(ww.Latency.Count())
+	sum.p50, sum.p99 = ww.Latency.Quantile(0.5), ww.Latency.Quantile(0.99)
 	if cfg.silence > 0 {
-		if err := detect(ctx, cfg, base, agents, &sum, log); err != nil {
+		if err := detect(ctx, cfg, base, agents, ld, &sum, log); err != nil {
 			return sum, err
 		}
 	}
-	if err := settle(ctx, base, agents, res, &pushed, be, &sum, log); err != nil {
+	if err := settle(ctx, d, ld, be, &sum, log); err != nil {
 		return sum, err
 	}
-	if exited, err := ecp.Exited(); exited {
-		return sum, fmt.Errorf("ecp exited during the run: %w\n%s", err, ecp.Tail(4096))
+	var refused float64
+	if err := d.scrape(ctx, func(l string, v float64) {
+		if strings.HasPrefix(l, "ecp_http_connections_refused_total ") {
+			refused += v
+		}
+	}); err == nil {
+		sum.connsRefusedTotal = int64(refused)
+	}
+	if down := d.down(); len(down) > 0 {
+		sum.ecpUp = false
+		return sum, fmt.Errorf("ecp exited during the run: %s", strings.Join(down, "\n"))
 	}
 	return sum, nil
 }
 
 // provision creates the organization, projects and clusters through the
-// public API as an admin and issues each cluster a registration token.
-func provision(ctx context.Context, cfg config, base string) ([]*agent, error) {
+// public API as an admin and issues each cluster a registration token;
+// agent i will report to bases[i%len(bases)].
+func provision(ctx context.Context, cfg config, base string, bases []string) ([]*agent, error) {
 	api, err := testbed.Login(ctx, base, "admin", adminPassword)
 	if err != nil {
 		return nil, err
@@ -499,7 +565,6 @@ func provision(ctx context.Context, cfg config, base string) ([]*agent, error) {
 		projects[i] = p.ID
 	}
 	agents := make([]*agent, cfg.agents)
-	failing := int(float64(cfg.agents)*cfg.abnormal + 0.5)
 	err = agentsim.Parallel(ctx, cfg.agents, 8, func(i int) error {
 		name := fmt.Sprintf("bench-%05d", i)
 		cl, err := api.CreateCluster(ctx, projects[i%len(projects)], name, "")
@@ -510,12 +575,7 @@ func provision(ctx context.Context, cfg config, base string) ([]*agent, error) {
 		if err != nil {
 			return fmt.Errorf("issue registration for %s: %w", name, err)
 		}
-		agents[i] = &agent{index: i, cluster: cl.ID, cred: reg.Token,
-			offset:  time.Duration(i) * cfg.interval / time.Duration(cfg.agents),
-			started: time.Now().Add(-time.Duration(rand.IntN(1000)) * time.Hour).Truncate(time.Second),
-			conns:   rand.IntN(1000),
-			// Spread over the fleet rather than the first ones.
-			failing: failing > 0 && i%max(1, cfg.agents/failing) == 0 && i/max(1, cfg.agents/failing) < failing}
+		agents[i] = newAgent(cfg, i, cl.ID, reg.Token, bases)
 		return nil
 	})
 	return agents, err
@@ -523,11 +583,11 @@ func provision(ctx context.Context, cfg config, base string) ([]*agent, error) {
 
 // register swaps the agent's registration token for its credential, as
 // `agent-exporter register` does, retrying after a 429.
-func register(ctx context.Context, hc *http.Client, base string, a *agent, retries *atomic.Int64) error {
+func register(ctx context.Context, hc *http.Client, a *agent, retries *atomic.Int64) error {
 	token := a.cred
 	for {
 		var out agentproto.RegisterResponse
-		code, err := agentsim.Post(ctx, hc, base+agentproto.PathRegister, "", agentproto.RegisterRequest{
+		code, err := agentsim.Post(ctx, hc, a.base+agentproto.PathRegister, "", agentproto.RegisterRequest{
 			Token: token, AgentVersion: "bench", Hostname: fmt.Sprintf("broker-%d", a.index)}, &out)
 		if err != nil {
 			return err
@@ -574,7 +634,7 @@ func (a *agent) report() agentproto.ReportRequest {
 
 // schedule sends each agent's report (and push) at its offset within every
 // interval, on cfg.workers senders.
-func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
+func schedule(ctx context.Context, hc *http.Client, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
 	// A job is one agent's turn in a round, with the round's push payload
 	// (nil without remote write): a turn sent late still pushes its own
 	// round's samples, not a copy of the next round's.
@@ -597,7 +657,7 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 					c = a.hc
 				}
 				start := time.Now()
-				code, err := agentsim.Post(ctx, c, base+agentproto.PathReport, a.cred, a.report(), &out)
+				code, err := agentsim.Post(ctx, c, a.base+agentproto.PathReport, a.cred, a.report(), &out)
 				if ctx.Err() != nil {
 					return
 				}
@@ -606,7 +666,7 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 					a.lastReport.Store(time.Now().UnixNano())
 				}
 				if j.payload != nil {
-					code, err := push(ctx, c, base, a.cred, j.payload)
+					code, err := push(ctx, c, a.base, a.cred, j.payload)
 					if ctx.Err() != nil {
 						return
 					}
@@ -618,7 +678,7 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 					res.countPush(code, err, cfg.series)
 				}
 				if cfg.logLines > 0 {
-					code, err := a.shipLogs(ctx, c, base, cfg, res)
+					code, err := a.shipLogs(ctx, c, a.base, cfg, res)
 					if ctx.Err() != nil {
 						return
 					}
@@ -686,47 +746,55 @@ func push(ctx context.Context, hc *http.Client, base, cred string, body []byte) 
 
 // detect stops some agents and times, through the public API, how long ecp
 // takes from each one's last report to its cluster being abnormal.
-func detect(ctx context.Context, cfg config, base string, agents []*agent, sum *summary, log io.Writer) error {
+func detect(ctx context.Context, cfg config, base string, agents []*agent, ld load, sum *summary, log io.Writer) error {
 	api, err := testbed.Login(ctx, base, "admin", adminPassword)
 	if err != nil {
 		return err
 	}
 	n := min(cfg.silence, len(agents))
-	silenced := make([]*agent, 0, n)
+	var silenced []int
+	isSilenced := map[int]bool{}
 	for i := range n {
 		// Not a failing one: their clusters are abnormal already.
 		a := agents[(i*len(agents)/n+1)%len(agents)]
 		if a.failing {
 			continue
 		}
-		a.silenced.Store(true)
-		silenced = append(silenced, a)
+		silenced = append(silenced, a.index)
+		isSilenced[a.index] = true
+	}
+	if _, err := ld.do(ctx, request{Op: opSilence, Agents: silenced}); err != nil {
+		return err
 	}
 	wait := 4*cfg.interval + 10*time.Second
 	fmt.Fprintf(log, "silenced %d agents; waiting up to %s for their clusters to turn abnormal\n", len(silenced), wait)
 	sum.silenced = len(silenced)
 	deadline := time.Now().Add(wait)
-	found := map[string]time.Duration{}
+	found := map[int]time.Time{}
 	for len(found) < len(silenced) && time.Now().Before(deadline) {
 		if !agentsim.Sleep(ctx, 250*time.Millisecond) {
 			return ctx.Err()
 		}
-		for _, a := range silenced {
-			if _, ok := found[a.cluster]; ok {
+		for _, i := range silenced {
+			if _, ok := found[i]; ok {
 				continue
 			}
-			cl, err := api.Cluster(ctx, a.cluster)
+			cl, err := api.Cluster(ctx, agents[i].cluster)
 			if err != nil {
-				return fmt.Errorf("read cluster %s: %w", a.cluster, err)
+				return fmt.Errorf("read cluster %s: %w", agents[i].cluster, err)
 			}
 			if cl.State == "abnormal" && cl.StateReason != nil && cl.StateReason.Code == "AgentSilent" {
-				found[a.cluster] = time.Since(time.Unix(0, a.lastReport.Load()))
+				found[i] = time.Now()
 			}
 		}
 	}
+	last, err := ld.do(ctx, request{Op: opLast, Agents: silenced})
+	if err != nil {
+		return err
+	}
 	lags := make([]time.Duration, 0, len(found))
-	for _, d := range found {
-		lags = append(lags, d)
+	for i, at := range found {
+		lags = append(lags, at.Sub(time.Unix(0, last.Last[i])))
 	}
 	slices.Sort(lags)
 	sum.detected = len(lags)
@@ -742,7 +810,7 @@ func detect(ctx context.Context, cfg config, base string, agents []*agent, sum *
 	}
 	expected := map[string]bool{}
 	for _, a := range agents {
-		if a.failing || a.silenced.Load() {
+		if a.failing || isSilenced[a.index] {
 			expected[a.cluster] = true
 		}
 	}
@@ -757,38 +825,63 @@ func detect(ctx context.Context, cfg config, base string, agents []*agent, sum *
 	return nil
 }
 
-// measurement is ecp's cost and etcd's revision at one moment.
+// measurement is the deployment's cost and etcd's revision at one moment.
 type measurement struct {
-	at   time.Time
-	proc agentsim.Proc
-	rev  int64
-	// fleetWrites is ecp_fleet_etcd_writes_total by reason, from /metrics.
-	fleetWrites map[string]float64
-	// openConns is ecp_http_connections_open.
-	openConns float64
+	at time.Time
+	// procs is each replica's and etcd member's cost by name.
+	procs map[string]procReading
+	rev   int64
+	// fleetWrites is ecp_fleet_etcd_writes_total by reason, openConns
+	// ecp_http_connections_open, refused
+	// ecp_http_connections_refused_total, all summed over the replicas.
+	fleetWrites        map[string]float64
+	openConns, refused float64
 }
 
-func reading(ctx context.Context, pid int, base string, etcd *clientv3.Client) (measurement, error) {
+func reading(ctx context.Context, d *deployment) (measurement, error) {
 	m := measurement{at: time.Now(), fleetWrites: map[string]float64{}}
-	p, err := agentsim.ReadProc(pid)
-	if err != nil {
+	var err error
+	if m.procs, err = d.readProcs(); err != nil {
 		return m, err
 	}
-	m.proc = p
-	resp, err := etcd.Get(ctx, "/", clientv3.WithCountOnly())
+	resp, err := d.etcd.Get(ctx, "/", clientv3.WithCountOnly())
 	if err != nil {
 		return m, fmt.Errorf("read etcd revision: %w", err)
 	}
 	m.rev = resp.Header.Revision
-	err = agentsim.Scrape(ctx, base, func(l string, v float64) {
+	err = d.scrape(ctx, func(l string, v float64) {
 		if w := fleetWrite.FindStringSubmatch(l); w != nil {
 			m.fleetWrites[w[1]] += v
 		}
-		if strings.HasPrefix(l, "ecp_http_connections_open ") {
-			m.openConns = v
+		switch {
+		case strings.HasPrefix(l, "ecp_http_connections_open "):
+			m.openConns += v
+		case strings.HasPrefix(l, "ecp_http_connections_refused_total "):
+			m.refused += v
 		}
 	})
 	return m, err
+}
+
+// cost is one process's share of the window.
+type cost struct {
+	name           string
+	etcd           bool
+	cpu            float64 // share of one core
+	rssMiB, hwmMiB int64
+	fds            int
+}
+
+// costs is every replica's and etcd member's cost over the window, at its
+// end for memory and descriptors.
+func costs(d *deployment, before, after measurement, window time.Duration) []cost {
+	var out []cost
+	for _, p := range append(append([]process(nil), d.ecps...), d.members...) {
+		b, a := before.procs[p.name], after.procs[p.name]
+		out = append(out, cost{name: p.name, etcd: slices.Contains(d.members, p),
+			cpu: (a.CPU - b.CPU).Seconds() / window.Seconds(), rssMiB: a.RSSKiB / 1024, hwmMiB: a.HWMKiB / 1024, fds: a.fds})
+	}
+	return out
 }
 
 // keyPrefix is key cut to its first three segments (/ecp/<kind>/<sub>),

@@ -16,6 +16,10 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		// A load process of a test run with --agents.processes.
+		os.Exit(childMain())
+	}
 	code := m.Run()
 	if binDir != "" {
 		_ = os.RemoveAll(binDir)
@@ -113,5 +117,97 @@ func TestFleetSmokeStores(t *testing.T) {
 	r := sum.record()
 	if r.RemoteWriteBackend != backendPrometheus || r.LogLines != 20 || r.SamplesHeld != r.SamplesAccepted || r.LinesPerSecond <= 0 {
 		t.Errorf("record %+v", r)
+	}
+}
+
+// TestFleetSmokeProcesses drives the agents from two child processes (the
+// test binary re-executed): both register and report their share, and the
+// parent's summary merges them (every agent served, every report in the
+// latency count, the silenced agent's last report found in its child).
+func TestFleetSmokeProcesses(t *testing.T) {
+	cfg := smokeConfig(t)
+	cfg.agents, cfg.processes = 6, 2
+	var log strings.Builder
+	sum, err := bench(t.Context(), cfg, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	t.Log(sum.String())
+	if sum.servedWindow != 6 || sum.servedEver != 6 || sum.reports < 6*2 || sum.errs != 0 {
+		t.Errorf("agents served in the window %d, ever %d, reports %d, errors %d; want all 6 agents of both processes served, at least 12 reports, no error\n%s",
+			sum.servedWindow, sum.servedEver, sum.reports, sum.errs, log.String())
+	}
+	if sum.pushSamples == 0 || sum.rwHeld != sum.rwAccepted {
+		t.Errorf("samples pushed %d; the sink holds %d of %d accepted; want all of them", sum.pushSamples, sum.rwHeld, sum.rwAccepted)
+	}
+	if sum.detected != 1 || sum.detectMax <= 0 || sum.detectMax > 3*cfg.interval+5*time.Second {
+		t.Errorf("silenced agents detected %d in %s; want 1 within 3 intervals and 5 s\n%s", sum.detected, sum.detectMax, log.String())
+	}
+	if !strings.Contains(sum.String(), " load_processes=2 ") {
+		t.Errorf("summary does not name its 2 load processes: %s", sum.String())
+	}
+}
+
+// TestFleetSmokeReplicas runs three replicas on a real three-member etcd
+// cluster, the agents spread over the replicas: every replica's and every
+// member's cost is read, and every agent (two per replica) is served.
+func TestFleetSmokeReplicas(t *testing.T) {
+	cfg := smokeConfig(t)
+	cfg.agents, cfg.replicas, cfg.members = 6, 3, 3
+	var log strings.Builder
+	sum, err := bench(t.Context(), cfg, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	t.Log(sum.String())
+	if sum.servedWindow != 6 || sum.errs != 0 || sum.tooMany != 0 {
+		t.Errorf("agents served %d, errors %d, 429s %d; want all 6 over the 3 replicas, no error\n%s", sum.servedWindow, sum.errs, sum.tooMany, log.String())
+	}
+	var replicas, members int
+	for _, c := range sum.costs {
+		if c.rssMiB <= 0 || c.fds <= 0 {
+			t.Errorf("%s: rss %d MiB, %d descriptors; want both read from /proc", c.name, c.rssMiB, c.fds)
+		}
+		if c.etcd {
+			members++
+		} else {
+			replicas++
+		}
+	}
+	if replicas != 3 || members != 3 || sum.etcdRSSMiB <= 0 {
+		t.Errorf("costs of %d replicas and %d etcd members (etcd rss %d MiB); want 3 and 3", replicas, members, sum.etcdRSSMiB)
+	}
+	if sum.detected != 1 || sum.othersAbnormal != 0 {
+		t.Errorf("silenced agents detected %d of %d, other clusters abnormal %d; want 1 of 1 and none\n%s", sum.detected, sum.silenced, sum.othersAbnormal, log.String())
+	}
+	r := sum.record()
+	if r.Replicas != 3 || r.EtcdMembers != 3 || len(r.Processes) != 6 || r.PerAgent.RSSKiB <= 0 {
+		t.Errorf("record replicas %d, members %d, processes %d, per agent %+v", r.Replicas, r.EtcdMembers, len(r.Processes), r.PerAgent)
+	}
+}
+
+// TestFleetAtOpenFileLimit runs ecp under a 200-descriptor limit (room for
+// 100 connections) with 160 agents each holding one: ecp refuses the
+// surplus in order and stays up, the agents it holds are served every
+// interval, and the refused ones keep trying without harm. The same run
+// at 20,000 agents against 20,000 descriptors is in docs/benchmarks.md.
+func TestFleetAtOpenFileLimit(t *testing.T) {
+	cfg := smokeConfig(t)
+	cfg.agents, cfg.nofile, cfg.series, cfg.silence = 160, 200, 0, 0
+	var log strings.Builder
+	sum, err := bench(t.Context(), cfg, &log)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, log.String())
+	}
+	t.Log(sum.String())
+	if !sum.ecpUp || sum.connsRefusedTotal == 0 {
+		t.Errorf("ecp up %t, connections refused %d; want ecp up and refusing the surplus", sum.ecpUp, sum.connsRefusedTotal)
+	}
+	// About 100 connections less the benchmark's own few.
+	if sum.servedWindow < 80 || sum.servedWindow >= cfg.agents || sum.servedEver >= cfg.agents {
+		t.Errorf("agents served in the window %d, ever %d of %d; want most of the 100 connections' worth served and the surplus refused", sum.servedWindow, sum.servedEver, cfg.agents)
+	}
+	if sum.reports < sum.servedWindow*2 || sum.p99 > time.Second {
+		t.Errorf("reports %d, p99 %s; want the agents ecp holds served each interval, promptly", sum.reports, sum.p99)
 	}
 }

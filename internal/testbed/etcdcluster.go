@@ -134,6 +134,15 @@ func (c *EtcdCluster) Stop() {
 	}
 }
 
+// PID is m's process id, 0 before it started (bench/fleet reads its cost
+// from /proc).
+func (m *EtcdMember) PID() int {
+	if m.proc == nil {
+		return 0
+	}
+	return m.proc.PID()
+}
+
 // Running reports whether m's process is up.
 func (m *EtcdMember) Running() bool {
 	if m.proc == nil {

@@ -213,17 +213,23 @@ func StatusKiB(pid string, fields ...string) ([]int64, error) {
 }
 
 // Scrape reads base's /metrics and calls sample with each sample's line
-// (series and value, comments left out) and its value.
-func Scrape(ctx context.Context, base string, sample func(line string, value float64)) error {
+// (series and value, comments left out) and its value. It asks with hc
+// (a scraper may need its connection kept, see bench/fleet).
+func Scrape(ctx context.Context, hc *http.Client, base string, sample func(line string, value float64)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
 	if err != nil {
 		return fmt.Errorf("build scrape: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("scrape %s: %w", base, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// A refusal (503 at ecp's connection limit) is no metrics at all,
+		// not metrics that read zero.
+		return fmt.Errorf("scrape %s: status %d", base, resp.StatusCode)
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {

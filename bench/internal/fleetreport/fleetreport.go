@@ -72,6 +72,59 @@ type Summary struct {
 	SilentToAbnormalMinSecs float64 `json:"silent_to_abnormal_min_s"`
 	SilentToAbnormalMaxSecs float64 `json:"silent_to_abnormal_max_s"`
 	OtherAbnormal           int     `json:"other_abnormal"`
+
+	// LoadProcesses is how many processes drove the agents (--agents.processes).
+	LoadProcesses int `json:"load_processes"`
+	// Replicas is how many `ecp serve` ran; EtcdMembers the external etcd
+	// cluster's size (0: ecp's embedded etcd).
+	Replicas    int `json:"replicas"`
+	EtcdMembers int `json:"etcd_members"`
+	// NoFile is the open-file limit ecp ran under (0: the benchmark's own).
+	NoFile int `json:"ecp_nofile"`
+	// Unavailable counts reports, pushes and log batches answered 503.
+	Unavailable int `json:"http_503s"`
+	// ServedWindow counts the agents with a report answered in the window,
+	// ServedEver those with one answered at all.
+	ServedWindow int `json:"agents_served_window"`
+	ServedEver   int `json:"agents_served_total"`
+	// ConnectionsRefused is ecp_http_connections_refused_total's growth in
+	// the window (summed over the replicas); ConnectionsRefusedTotal its
+	// value at the end.
+	ConnectionsRefused      int64 `json:"connections_refused"`
+	ConnectionsRefusedTotal int64 `json:"connections_refused_total"`
+	// ECPExited says a replica exited during the run.
+	ECPExited bool `json:"ecp_exited"`
+	// ECPFDs is the descriptors the replicas held at the window's end.
+	ECPFDs int `json:"ecp_fds"`
+	// EtcdCPUPercent and EtcdRSSMiB sum the external etcd's members (ECP*
+	// and RSSMiB sum the replicas).
+	EtcdCPUPercent float64 `json:"etcd_cpu_percent"`
+	EtcdRSSMiB     int64   `json:"etcd_rss_mib"`
+	// PerAgent is the deployment's cost divided by the fleet.
+	PerAgent PerAgent `json:"per_agent"`
+	// Processes is each replica's and etcd member's cost.
+	Processes []Process `json:"processes"`
+}
+
+// PerAgent is what one agent costs the deployment, the figures
+// docs/scaling.md projects from.
+type PerAgent struct {
+	// CPUMillicores is thousandths of a core, replicas and etcd together.
+	CPUMillicores float64 `json:"cpu_millicores"`
+	// RSSKiB is resident memory, replicas and etcd together.
+	RSSKiB float64 `json:"rss_kib"`
+	// FDs is the descriptors the replicas hold.
+	FDs float64 `json:"fds"`
+}
+
+// Process is one replica's or etcd member's cost over the window.
+type Process struct {
+	Name       string  `json:"name"`
+	Etcd       bool    `json:"etcd"`
+	CPUPercent float64 `json:"cpu_percent"`
+	RSSMiB     int64   `json:"rss_mib"`
+	PeakRSSMiB int64   `json:"peak_rss_mib"`
+	FDs        int     `json:"fds"`
 }
 
 // Variant names the load apart from the fleet size, so that runs of one
@@ -82,7 +135,10 @@ func (s Summary) Variant() string {
 		rw = fmt.Sprintf("%d series/agent to %s", s.RemoteWriteSeries, s.RemoteWriteBackend)
 	}
 	if s.LogLines > 0 {
-		return fmt.Sprintf("%s, %d log lines/agent", rw, s.LogLines)
+		rw = fmt.Sprintf("%s, %d log lines/agent", rw, s.LogLines)
+	}
+	if s.Replicas > 1 {
+		rw = fmt.Sprintf("%s, %d replicas on %d etcd members", rw, s.Replicas, s.EtcdMembers)
 	}
 	return rw
 }
@@ -130,7 +186,7 @@ func WriteCSV(w io.Writer, sums []Summary) error {
 			switch f := v.Field(i); f.Kind() {
 			case reflect.Float64:
 				row[i] = strconv.FormatFloat(f.Float(), 'f', -1, 64)
-			case reflect.Map:
+			case reflect.Map, reflect.Slice, reflect.Struct:
 				b, err := json.Marshal(f.Interface())
 				if err != nil {
 					return fmt.Errorf("write csv: %w", err)
