@@ -217,6 +217,24 @@ func (s *Sim) StartNode(name string) error {
 	return nil
 }
 
+// MaxClientsPerNode bounds SetClientsPerNode.
+const MaxClientsPerNode = 10_000_000
+
+// SetClientsPerNode sets every node's client demand to n: from the next
+// ticks the nodes' connections move towards it, within the licence's cap,
+// as clients connecting or leaving would make them.
+func (s *Sim) SetClientsPerNode(n int) error {
+	if n < 0 || n > MaxClientsPerNode {
+		return fmt.Errorf("%w: perNode must be 0..%d", ErrBadFault, MaxClientsPerNode)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, nd := range s.nodes {
+		nd.demand = n
+	}
+	return nil
+}
+
 // ResetLicense acts as if another licence had been uploaded on the dashboard:
 // the start licence is loaded again and dynamic_max_connections returns to
 // its default (25), so an agent must correct the drift.

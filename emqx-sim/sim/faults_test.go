@@ -325,3 +325,34 @@ func TestAPIPathConcurrency(t *testing.T) {
 		t.Fatalf("after a fault change: apiPathConcurrencyMax = %d, want 0", got)
 	}
 }
+
+// TestClientsPerNode: POST /sim/clients sets every node's client demand;
+// the connections follow it within the licence's cap over the next ticks,
+// down as well as up.
+func TestClientsPerNode(t *testing.T) {
+	f := start(t, Options{Nodes: 2, ClientsPerNode: 10, LicenseCustomerType: 3, LicenseType: 1, LicenseMaxSessions: 1000})
+	settle := func() State {
+		for range 40 {
+			f.clock.Advance(time.Second)
+			f.sim.Step()
+		}
+		return f.sim.State()
+	}
+	if st := settle(); st.Connections > 30 {
+		t.Fatalf("%d connections at 10 clients a node", st.Connections)
+	}
+	if r := f.req(t, "POST", "/sim/clients", "", `{"perNode":100}`); r.status != 204 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	// dynamic_max_connections is 25 (at most 25: refused at the limit).
+	if st := settle(); st.Connections != st.ConnectionCap || st.ConnectionCap != 25 {
+		t.Fatalf("%d connections, cap %d: want the cap reached", st.Connections, st.ConnectionCap)
+	}
+	// Demand 0 still jitters by a client or so a tick on each node.
+	_ = f.req(t, "POST", "/sim/clients", "", `{"perNode":0}`)
+	if st := settle(); st.Connections > 10 {
+		t.Fatalf("%d connections with no client left", st.Connections)
+	}
+	wantError(t, f.req(t, "POST", "/sim/clients", "", `{"perNode":-1}`), 400, "BAD_REQUEST", "bad fault: perNode must be 0..10000000")
+	wantError(t, f.req(t, "POST", "/sim/clients", "", `{}`), 400, "BAD_REQUEST", "perNode is required")
+}
