@@ -118,11 +118,20 @@ func alertToWebhook(t *testing.T, s *stack, projectID, path string, emqxAlertPus
 	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/system/notification-policy", map[string]any{"allowCidrs": []string{"127.0.0.0/8"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	settingsPath := "/api/v1/projects/" + projectID + "/alert-settings"
-	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
+	applyAlertSettings(t, s, projectID, map[string]any{
 		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": emqxAlertPush,
 		"webhooks": []map[string]string{{"url": hook.URL + path}},
-	}, nil); err != nil {
+	})
+	return hook
+}
+
+// applyAlertSettings puts the project's alert settings and waits until
+// they are applied to Prometheus and Alertmanager.
+func applyAlertSettings(t *testing.T, s *stack, projectID string, settings map[string]any) {
+	t.Helper()
+	ctx := t.Context()
+	settingsPath := "/api/v1/projects/" + projectID + "/alert-settings"
+	if err := s.api.Do(ctx, http.MethodPut, settingsPath, settings, nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "settings applied to Prometheus and Alertmanager", func() (bool, string) {
@@ -134,5 +143,4 @@ func alertToWebhook(t *testing.T, s *stack, projectID, path string, emqxAlertPus
 		}
 		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
 	})
-	return hook
 }

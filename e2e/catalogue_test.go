@@ -1,0 +1,379 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/emqx-sim/sim"
+)
+
+// TestJourneyAlertCatalogue drives four rules of the catalogue from a fault
+// in EMQX to an e-mail in Mailpit and back to resolved, with the built
+// binaries, emqx-sim and Debian's Prometheus and Alertmanager: a node
+// stopped (nodeDown), a licence uploaded that expires within the project's
+// 30 days (licenseExpiry), clients over 80 % of the max connections ecp
+// assigned (connections) and an alarm EMQX raises itself (emqxAlarm, "EMQX
+// alert push" on). It measures each alert's latency from the fault to its
+// e-mail at trigger count 1 and holds it to one collection interval, plus
+// one evaluation, plus Alertmanager's group wait, plus a delivery
+// allowance. A silence of one more alarm keeps exactly that alarm out of
+// every e-mail while the others arrive. Then, at stormThreshold 5, five new
+// alarms trip the storm guard: one ECPAlertStorm e-mail, none of the storm,
+// until the project admin clears it and the storm's alerts go out.
+func TestJourneyAlertCatalogue(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: runs the built binaries, Prometheus, Alertmanager and Mailpit")
+	}
+	// The agents' collection interval, which is the rules' evaluation
+	// interval too; ecp makes group_wait two of them and group_interval
+	// the longer of two and 10 s (ecp/alerts).
+	const (
+		interval      = 2 * time.Second
+		groupWait     = 2 * interval
+		groupInterval = 10 * time.Second
+		// delivery covers what no interval counts: the remote-write push
+		// through ecp, Prometheus posting to Alertmanager, the SMTP
+		// exchange with Mailpit and a loaded machine's scheduling.
+		delivery = 2 * time.Second
+	)
+	// Fault to e-mail: up to one collection interval until the agent
+	// sees the fault, one evaluation interval until a rule reads it, and
+	// group_wait in Alertmanager (every alert of the first faults opens
+	// the cluster's group). A resolution waits for group_interval instead,
+	// as the group has notified by then.
+	firingBound := interval + interval + groupWait + delivery
+	resolvedBound := interval + interval + groupInterval + delivery
+
+	as := startAlertStack(t, interval)
+	s := as.stack
+	ctx := t.Context()
+	simURL := "http://" + as.simAddr
+	// Ten clients a node: about 30 sessions of the 100 ecp assigns below.
+	s.startSim(as.simAddr, "--clients-per-node", "10")
+	project := s.projects("catalogue")[0]
+	entry := s.manageCollecting(project.ID, simURL, 0).entry
+	base := "/api/v1/projects/" + project.ID
+	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/clusters/"+entry.ID+"/max-connections", map[string]int{"maxConnections": 100}, nil); err != nil {
+		t.Fatal(err)
+	}
+	const oncall = "oncall@example.test"
+	settings := map[string]any{
+		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": true,
+		"emails": []string{oncall},
+		"rules": map[string]any{
+			"nodeDown":      map[string]any{"enabled": true},
+			"licenseExpiry": map[string]any{"enabled": true, "threshold": 30},
+			"connections":   map[string]any{"enabled": true, "threshold": 80},
+			// On by default; nothing here breaks them.
+			"ruleAbnormal": map[string]any{"enabled": false}, "connectorAbnormal": map[string]any{"enabled": false},
+		},
+	}
+	applyAlertSettings(t, s, project.ID, settings)
+
+	// Before any fault: the agent applied the max connections, the
+	// cluster is well under 80 % of it, and nothing fires.
+	sel := fmt.Sprintf(`project=%q, cluster=%q`, project.ID, entry.ID)
+	eventually(t, 30*time.Second, "max connections 100 applied and nothing firing", func() (bool, string) {
+		applied := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_license_dynamic_max_connections{%s} == 100`, sel), "cluster")
+		low := promLabelValues(t, as.promURL, fmt.Sprintf(`sum by (cluster) (emqx_node_connections{%s}) < 60`, sel), "cluster")
+		firing := promLabelValues(t, as.promURL, fmt.Sprintf(`ALERTS{project=%q}`, project.ID), "alertname")
+		return len(applied) == 1 && len(low) == 1 && len(firing) == 0,
+			fmt.Sprintf("max applied %v, connections low %v, firing %v", applied, low, firing)
+	})
+	var node string
+	if nodes := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_node_running{%s} == 1`, sel), "node"); len(nodes) == 3 {
+		slices.Sort(nodes)
+		node = nodes[2]
+	} else {
+		t.Fatalf("running nodes %v, want 3", nodes)
+	}
+
+	var sl struct{ ID string }
+	if err := s.api.Do(ctx, http.MethodPost, base+"/silences", map[string]any{"rule": "emqxAlarm", "cluster": entry.ID,
+		"labels": map[string]string{"name": "e2e_silenced"}, "duration": "1h", "comment": "e2e: known, being worked on"}, &sl); err != nil {
+		t.Fatal(err)
+	}
+
+	mail := &mailbox{url: as.mailURL, to: oncall}
+	faults := []struct {
+		alert  string
+		labels map[string]string
+		inject func()
+		heal   func()
+	}{
+		{"EMQXNodeDown", map[string]string{"node": node},
+			func() { simPost(t, simURL+"/sim/nodes/"+node+"/stop", "") },
+			func() { simPost(t, simURL+"/sim/nodes/"+node+"/start", "") }},
+		// A licence uploaded on EMQX's own API, expiring in 10 days;
+		// healed by one that runs for a year.
+		{"EMQXLicenseExpiring", nil,
+			func() { uploadLicence(t, simURL, 10) },
+			func() { uploadLicence(t, simURL, 365) }},
+		{"EMQXConnectionsNearMax", nil,
+			func() { simPost(t, simURL+"/sim/clients", `{"perNode":100}`) },
+			func() { simPost(t, simURL+"/sim/clients", `{"perNode":10}`) }},
+		{"EMQXAlarm", map[string]string{"name": "e2e_alarm"},
+			func() { simPost(t, simURL+"/sim/alarms/e2e_alarm/raise", `{"message":"e2e: an alarm of EMQX's own"}`) },
+			func() { simPost(t, simURL+"/sim/alarms/e2e_alarm/clear", `{}`) }},
+	}
+	want := func(i int) map[string]string {
+		l := map[string]string{"alertname": faults[i].alert, "project": project.ID, "cluster": entry.ID, "severity": "critical"}
+		for k, v := range faults[i].labels {
+			l[k] = v
+		}
+		return l
+	}
+	injected := make([]time.Time, len(faults))
+	for i, f := range faults {
+		injected[i] = time.Now()
+		f.inject()
+	}
+	simPost(t, simURL+"/sim/alarms/e2e_silenced/raise", `{"message":"e2e: silenced"}`)
+	eventually(t, 60*time.Second, "an e-mail for each fault", func() (bool, string) {
+		missing := []string{}
+		for i := range faults {
+			if _, ok := mail.first(t, "firing", want(i)); !ok {
+				missing = append(missing, faults[i].alert)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("missing %v; e-mailed %v", missing, mail.summary(t))
+	})
+	t.Logf("fault → e-mail at trigger count 1, bound %s = collection %s + evaluation %s + group_wait %s + delivery %s:",
+		firingBound, interval, interval, groupWait, delivery)
+	for i, f := range faults {
+		at, _ := mail.first(t, "firing", want(i))
+		latency := at.Sub(injected[i])
+		t.Logf("  %-24s %s", f.alert, latency.Round(10*time.Millisecond))
+		if latency > firingBound {
+			t.Errorf("%s: e-mailed %s after the fault, over the bound %s", f.alert, latency.Round(10*time.Millisecond), firingBound)
+		}
+	}
+
+	// The silenced alarm fired (ecp lists it, muted by the silence) and
+	// reached no e-mail.
+	silenced := map[string]string{"alertname": "EMQXAlarm", "name": "e2e_silenced"}
+	eventually(t, 30*time.Second, "the silenced alarm listed with its silence", func() (bool, string) {
+		for _, a := range listAlerts(t, s, project.ID, "active") {
+			if a.Labels["name"] == "e2e_silenced" {
+				return slices.Equal(a.SilencedBy, []string{sl.ID}), fmt.Sprint(a)
+			}
+		}
+		return false, "not listed"
+	})
+
+	healed := make([]time.Time, len(faults))
+	for i, f := range faults {
+		healed[i] = time.Now()
+		f.heal()
+	}
+	simPost(t, simURL+"/sim/alarms/e2e_silenced/clear", `{}`)
+	eventually(t, 60*time.Second, "a resolution e-mail for each fault", func() (bool, string) {
+		missing := []string{}
+		for i := range faults {
+			if _, ok := mail.first(t, "resolved", want(i)); !ok {
+				missing = append(missing, faults[i].alert)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("missing %v; e-mailed %v", missing, mail.summary(t))
+	})
+	t.Logf("healed → resolution e-mail, bound %s = collection %s + evaluation %s + group_interval %s + delivery %s:",
+		resolvedBound, interval, interval, groupInterval, delivery)
+	for i, f := range faults {
+		at, _ := mail.first(t, "resolved", want(i))
+		latency := at.Sub(healed[i])
+		t.Logf("  %-24s %s", f.alert, latency.Round(10*time.Millisecond))
+		if latency > resolvedBound {
+			t.Errorf("%s: resolution e-mailed %s after the heal, over the bound %s", f.alert, latency.Round(10*time.Millisecond), resolvedBound)
+		}
+	}
+	if _, ok := mail.first(t, "", silenced); ok {
+		t.Fatalf("the silenced alarm reached an e-mail: %v", mail.summary(t))
+	}
+
+	// The storm guard at 5 new alerts a minute: the faults above made 6
+	// (license_quota among them, which EMQX raised at 80 % of its
+	// licence), so five more trip it.
+	settings["stormThreshold"] = 5
+	applyAlertSettings(t, s, project.ID, settings)
+	for i := range 5 {
+		simPost(t, fmt.Sprintf("%s/sim/alarms/storm_%d/raise", simURL, i), `{"message":"e2e: storm"}`)
+	}
+	var storm struct {
+		State    string     `json:"state"`
+		NoticeAt *time.Time `json:"noticeAt"`
+	}
+	eventually(t, 60*time.Second, "the storm tripped and its notice sent", func() (bool, string) {
+		if err := s.api.Do(ctx, http.MethodGet, base+"/alerts/storm", nil, &storm); err != nil {
+			return false, err.Error()
+		}
+		return storm.State == "storm" && storm.NoticeAt != nil, fmt.Sprintf("%+v", storm)
+	})
+	stormNotice := map[string]string{"alertname": "ECPAlertStorm", "project": project.ID}
+	eventually(t, 30*time.Second, "the storm notice e-mailed", func() (bool, string) {
+		_, ok := mail.first(t, "firing", stormNotice)
+		return ok, mail.summary(t)
+	})
+	// Muted for longer than the cluster's group would wait to send its
+	// new alerts.
+	time.Sleep(groupInterval + delivery)
+	for i := range 5 {
+		if _, ok := mail.first(t, "", map[string]string{"name": fmt.Sprintf("storm_%d", i)}); ok {
+			t.Fatalf("alarm storm_%d of the storm reached an e-mail: %v", i, mail.summary(t))
+		}
+	}
+	t.Logf("before clearing: %s", mail.summary(t))
+	if err := s.api.Do(ctx, http.MethodDelete, base+"/alerts/storm", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	cleared := time.Now()
+	var resumed time.Time
+	eventually(t, 60*time.Second, "e-mails resume once the admin cleared the storm", func() (bool, string) {
+		var ok bool
+		resumed, ok = mail.first(t, "firing", map[string]string{"alertname": "EMQXAlarm", "name": "storm_0"})
+		return ok, mail.summary(t)
+	})
+	if err := s.api.Do(ctx, http.MethodGet, base+"/alerts/storm", nil, &storm); err != nil || storm.State != "normal" {
+		t.Fatalf("storm after clearing: %+v (%v), want normal", storm, err)
+	}
+	if n := mail.count(t, stormNotice); n != 1 {
+		t.Fatalf("%d e-mails carry the storm notice, want exactly one: %v", n, mail.summary(t))
+	}
+	t.Logf("storm cleared → the storm's alarms e-mailed: %s", resumed.Sub(cleared).Round(10*time.Millisecond))
+}
+
+// uploadLicence posts a business-critical licence key to EMQX's licence API
+// that expires in days (00:00 UTC of that day).
+func uploadLicence(t *testing.T, simURL string, days int) {
+	t.Helper()
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	key := sim.EncodeLicenseKey(sim.License{Type: 1, CustomerType: 3, Customer: "e2e", Email: "ops@example.test",
+		Deployment: "e2e", Start: today.AddDate(0, 0, days-365), Days: 365, MaxSessions: 100000})
+	if err := simClient(t, simURL).Do(t.Context(), http.MethodPost, "/api/v5/license", map[string]string{"key": key}, nil); err != nil {
+		t.Fatalf("upload a licence expiring in %d days: %v", days, err)
+	}
+}
+
+// mailbox reads the alert e-mails one recipient got in Mailpit: each
+// message's text body (alertmanager/email.tmpl) lists its alerts, each
+// opening with FIRING or RESOLVED and closing with its labels.
+type mailbox struct {
+	url, to string
+	mu      sync.Mutex
+	read    map[string]bool
+	alerts  []mailedAlert
+}
+
+// mailedAlert is one alert of one e-mail, with the time Mailpit received
+// the e-mail.
+type mailedAlert struct {
+	at     time.Time
+	status string
+	labels map[string]string
+}
+
+// refresh reads the messages not read yet.
+func (m *mailbox) refresh(t *testing.T) {
+	t.Helper()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.read == nil {
+		m.read = map[string]bool{}
+	}
+	var list struct {
+		Messages []struct {
+			ID      string    `json:"ID"`
+			Created time.Time `json:"Created"`
+		} `json:"messages"`
+	}
+	getJSON(t, m.url+"/api/v1/search?limit=1000&query="+url.QueryEscape("to:"+m.to), &list)
+	for _, msg := range list.Messages {
+		if m.read[msg.ID] {
+			continue
+		}
+		var body struct {
+			Text string `json:"Text"`
+		}
+		getJSON(t, m.url+"/api/v1/message/"+msg.ID, &body)
+		m.read[msg.ID] = true
+		var cur *mailedAlert
+		for _, line := range strings.Split(body.Text, "\n") {
+			switch {
+			case strings.HasPrefix(line, "FIRING "):
+				cur = &mailedAlert{at: msg.Created, status: "firing"}
+			case strings.HasPrefix(line, "RESOLVED "):
+				cur = &mailedAlert{at: msg.Created, status: "resolved"}
+			case cur != nil && strings.HasPrefix(strings.TrimSpace(line), "Labels:"):
+				cur.labels = map[string]string{}
+				for _, pair := range strings.Fields(strings.TrimPrefix(strings.TrimSpace(line), "Labels:")) {
+					if k, v, ok := strings.Cut(pair, "="); ok {
+						cur.labels[k] = v
+					}
+				}
+				m.alerts = append(m.alerts, *cur)
+				cur = nil
+			}
+		}
+	}
+}
+
+// matching returns the mailed alerts in status ("" any) whose labels hold
+// want.
+func (m *mailbox) matching(t *testing.T, status string, want map[string]string) []mailedAlert {
+	t.Helper()
+	m.refresh(t)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []mailedAlert
+	for _, a := range m.alerts {
+		if status != "" && a.status != status {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			ok = ok && a.labels[k] == v
+		}
+		if ok {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// first returns when the first e-mail carrying a matching alert arrived.
+func (m *mailbox) first(t *testing.T, status string, want map[string]string) (time.Time, bool) {
+	t.Helper()
+	found := m.matching(t, status, want)
+	if len(found) == 0 {
+		return time.Time{}, false
+	}
+	first := found[0].at
+	for _, a := range found[1:] {
+		if a.at.Before(first) {
+			first = a.at
+		}
+	}
+	return first, true
+}
+
+// count is how many mailed alerts match, in any status.
+func (m *mailbox) count(t *testing.T, want map[string]string) int {
+	t.Helper()
+	return len(m.matching(t, "", want))
+}
+
+// summary lists what was mailed, for failure messages.
+func (m *mailbox) summary(t *testing.T) string {
+	t.Helper()
+	var parts []string
+	for _, a := range m.matching(t, "", nil) {
+		parts = append(parts, fmt.Sprintf("%s %s %s %s%s", a.at.Format("15:04:05.000"), a.status, a.labels["alertname"],
+			a.labels["node"], a.labels["name"]))
+	}
+	return strings.Join(parts, "; ")
+}
