@@ -607,6 +607,26 @@ func (c *Client) AuthBackends(ctx context.Context) ([]AuthBackend, error) {
 	return out, nil
 }
 
+// NodeCPU reads each running node's CPU usage, in percent, in one call:
+// emqx_vm_cpu_use of /prometheus/stats in the Prometheus text format, mode
+// all_nodes_unaggregated (which labels the VM series by node). GET /nodes
+// has load averages and memory but no CPU usage.
+func (c *Client) NodeCPU(ctx context.Context) (map[string]float64, error) {
+	var out map[string]float64
+	raw := rawReply{accept: "text/plain", decode: func(_ string, body []byte) error {
+		var err error
+		if out, err = nodeCPUText(body); err != nil {
+			return fmt.Errorf("emqx GET /prometheus/stats: %w", err)
+		}
+		return nil
+	}}
+	q := url.Values{"mode": {"all_nodes_unaggregated"}}
+	if err := c.call(ctx, http.MethodGet, "/prometheus/stats", q, nil, &raw); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // diRule is one rule of /prometheus/data_integration in JSON form.
 type diRule struct {
 	ID            string  `json:"id"`
