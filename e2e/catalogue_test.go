@@ -11,15 +11,17 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/emqx-sim/sim"
+	"github.com/ecpio/ecp/internal/testbed"
 )
 
-// TestJourneyAlertCatalogue drives four rules of the catalogue from a fault
+// TestJourneyAlertCatalogue drives six rules of the catalogue from a fault
 // in EMQX to an e-mail in Mailpit and back to resolved, with the built
 // binaries, emqx-sim and Debian's Prometheus and Alertmanager: a node
 // stopped (nodeDown), a licence uploaded that expires within the project's
 // 30 days (licenseExpiry), clients over 80 % of the max connections ecp
-// assigned (connections) and an alarm EMQX raises itself (emqxAlarm, "EMQX
-// alert push" on). It measures each alert's latency from the fault to its
+// assigned (connections), an alarm EMQX raises itself (emqxAlarm, "EMQX
+// alert push" on), a node's CPU over 80 % (nodeCPU) and an authenticator
+// that lost its backend (authnResource). It measures each alert's latency from the fault to its
 // e-mail at trigger count 1 and holds it to one collection interval, plus
 // one evaluation, plus Alertmanager's group wait, plus a delivery
 // allowance. A silence of one more alarm keeps exactly that alarm out of
@@ -70,6 +72,8 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 			"nodeDown":      map[string]any{"enabled": true},
 			"licenseExpiry": map[string]any{"enabled": true, "threshold": 30},
 			"connections":   map[string]any{"enabled": true, "threshold": 80},
+			"nodeCPU":       map[string]any{"enabled": true, "threshold": 80},
+			"authnResource": map[string]any{"enabled": true},
 			// On by default; nothing here breaks them.
 			"ruleAbnormal": map[string]any{"enabled": false}, "connectorAbnormal": map[string]any{"enabled": false},
 		},
@@ -86,13 +90,13 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		return len(applied) == 1 && len(low) == 1 && len(firing) == 0,
 			fmt.Sprintf("max applied %v, connections low %v, firing %v", applied, low, firing)
 	})
-	var node string
-	if nodes := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_node_running{%s} == 1`, sel), "node"); len(nodes) == 3 {
-		slices.Sort(nodes)
-		node = nodes[2]
-	} else {
+	nodes := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_node_running{%s} == 1`, sel), "node")
+	if len(nodes) != 3 {
 		t.Fatalf("running nodes %v, want 3", nodes)
 	}
+	slices.Sort(nodes)
+	node, busy := nodes[2], nodes[0]
+	const authenticator = "password_based:built_in_database"
 
 	var sl struct{ ID string }
 	if err := s.api.Do(ctx, http.MethodPost, base+"/silences", map[string]any{"rule": "emqxAlarm", "cluster": entry.ID,
@@ -101,6 +105,9 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	}
 
 	mail := &mailbox{url: as.mailURL, to: oncall}
+	// Logged in before the faults, so that they all happen within a
+	// moment and open the cluster's group together.
+	emqxAPI := simClient(t, simURL)
 	faults := []struct {
 		alert  string
 		labels map[string]string
@@ -113,14 +120,20 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		// A licence uploaded on EMQX's own API, expiring in 10 days;
 		// healed by one that runs for a year.
 		{"EMQXLicenseExpiring", nil,
-			func() { uploadLicence(t, simURL, 10) },
-			func() { uploadLicence(t, simURL, 365) }},
+			func() { uploadLicence(t, emqxAPI, 10) },
+			func() { uploadLicence(t, emqxAPI, 365) }},
 		{"EMQXConnectionsNearMax", nil,
 			func() { simPost(t, simURL+"/sim/clients", `{"perNode":100}`) },
 			func() { simPost(t, simURL+"/sim/clients", `{"perNode":10}`) }},
 		{"EMQXAlarm", map[string]string{"name": "e2e_alarm"},
 			func() { simPost(t, simURL+"/sim/alarms/e2e_alarm/raise", `{"message":"e2e: an alarm of EMQX's own"}`) },
 			func() { simPost(t, simURL+"/sim/alarms/e2e_alarm/clear", `{}`) }},
+		{"EMQXNodeCPUHigh", map[string]string{"node": busy},
+			func() { simPost(t, simURL+"/sim/nodes/"+busy+"/cpu", `{"use":95}`) },
+			func() { simPost(t, simURL+"/sim/nodes/"+busy+"/cpu", `{}`) }},
+		{"EMQXAuthenticatorAbnormal", map[string]string{"id": authenticator},
+			func() { simPost(t, simURL+"/sim/authentication/"+authenticator+"/fail", `{}`) },
+			func() { simPost(t, simURL+"/sim/authentication/"+authenticator+"/heal", "") }},
 	}
 	want := func(i int) map[string]string {
 		l := map[string]string{"alertname": faults[i].alert, "project": project.ID, "cluster": entry.ID, "severity": "critical"}
@@ -135,6 +148,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		f.inject()
 	}
 	simPost(t, simURL+"/sim/alarms/e2e_silenced/raise", `{"message":"e2e: silenced"}`)
+	t.Logf("%d faults injected within %s", len(faults), time.Since(injected[0]).Round(time.Millisecond))
 	eventually(t, 60*time.Second, "an e-mail for each fault", func() (bool, string) {
 		missing := []string{}
 		for i := range faults {
@@ -149,7 +163,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	for i, f := range faults {
 		at, _ := mail.first(t, "firing", want(i))
 		latency := at.Sub(injected[i])
-		t.Logf("  %-24s %s", f.alert, latency.Round(10*time.Millisecond))
+		t.Logf("  %-26s %s", f.alert, latency.Round(10*time.Millisecond))
 		if latency > firingBound {
 			t.Errorf("%s: e-mailed %s after the fault, over the bound %s", f.alert, latency.Round(10*time.Millisecond), firingBound)
 		}
@@ -187,7 +201,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	for i, f := range faults {
 		at, _ := mail.first(t, "resolved", want(i))
 		latency := at.Sub(healed[i])
-		t.Logf("  %-24s %s", f.alert, latency.Round(10*time.Millisecond))
+		t.Logf("  %-26s %s", f.alert, latency.Round(10*time.Millisecond))
 		if latency > resolvedBound {
 			t.Errorf("%s: resolution e-mailed %s after the heal, over the bound %s", f.alert, latency.Round(10*time.Millisecond), resolvedBound)
 		}
@@ -196,7 +210,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		t.Fatalf("the silenced alarm reached an e-mail: %v", mail.summary(t))
 	}
 
-	// The storm guard at 5 new alerts a minute: the faults above made 6
+	// The storm guard at 5 new alerts a minute: the faults above made 8
 	// (license_quota among them, which EMQX raised at 80 % of its
 	// licence), so five more trip it.
 	settings["stormThreshold"] = 5
@@ -249,12 +263,12 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 
 // uploadLicence posts a business-critical licence key to EMQX's licence API
 // that expires in days (00:00 UTC of that day).
-func uploadLicence(t *testing.T, simURL string, days int) {
+func uploadLicence(t *testing.T, emqxAPI *testbed.Client, days int) {
 	t.Helper()
 	today := time.Now().UTC().Truncate(24 * time.Hour)
 	key := sim.EncodeLicenseKey(sim.License{Type: 1, CustomerType: 3, Customer: "e2e", Email: "ops@example.test",
 		Deployment: "e2e", Start: today.AddDate(0, 0, days-365), Days: 365, MaxSessions: 100000})
-	if err := simClient(t, simURL).Do(t.Context(), http.MethodPost, "/api/v5/license", map[string]string{"key": key}, nil); err != nil {
+	if err := emqxAPI.Do(t.Context(), http.MethodPost, "/api/v5/license", map[string]string{"key": key}, nil); err != nil {
 		t.Fatalf("upload a licence expiring in %d days: %v", days, err)
 	}
 }

@@ -217,6 +217,26 @@ func (s *Sim) StartNode(name string) error {
 	return nil
 }
 
+// SetNodeCPU pins a node's CPU usage (emqx_vm_cpu_use) to use percent, as
+// a busy host would show; nil lets it follow the node's load again.
+func (s *Sim) SetNodeCPU(name string, use *float64) error {
+	if use != nil && !(*use >= 0 && *use <= 100) {
+		return fmt.Errorf("%w: use must be 0..100", ErrBadFault)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, _ := s.nodeByName(name)
+	if n == nil {
+		return fmt.Errorf("set cpu of node %q: %w", name, ErrUnknownNode)
+	}
+	if use != nil {
+		v := *use
+		use = &v
+	}
+	n.cpuUse = use
+	return nil
+}
+
 // MaxClientsPerNode bounds SetClientsPerNode.
 const MaxClientsPerNode = 10_000_000
 

@@ -39,6 +39,14 @@ func (s *Sim) simRoutes(rt *router) {
 	post("/sim/nodes/{node}/start", func(w http.ResponseWriter, _ *http.Request, _ principal, ps params) {
 		simReply(w, s.StartNode(ps["node"]))
 	})
+	post("/sim/nodes/{node}/cpu", func(w http.ResponseWriter, r *http.Request, _ principal, ps params) {
+		var b struct {
+			Use *float64 `json:"use"`
+		}
+		if readJSON(w, r, &b) {
+			simReply(w, s.SetNodeCPU(ps["node"], b.Use))
+		}
+	})
 	post("/sim/clients", func(w http.ResponseWriter, r *http.Request, _ principal, _ params) {
 		var b struct {
 			PerNode *int `json:"perNode"`
