@@ -125,6 +125,30 @@ func alertToWebhook(t *testing.T, s *stack, projectID, path string, emqxAlertPus
 	return hook
 }
 
+// stormOf is the project's storm state (GET …/alerts/storm).
+type stormOf struct {
+	State    string     `json:"state"`
+	Count    int        `json:"count"`
+	NoticeAt *time.Time `json:"noticeAt"`
+}
+
+// raiseStorm raises five new EMQX alarms (storm_0 to storm_4) on the
+// simulator at simURL and waits until ecp says the project's storm guard
+// tripped and sent its notice.
+func raiseStorm(t *testing.T, s *stack, projectID, simURL string) {
+	t.Helper()
+	for i := range 5 {
+		simPost(t, fmt.Sprintf("%s/sim/alarms/storm_%d/raise", simURL, i), `{"message":"e2e: storm"}`)
+	}
+	eventually(t, 60*time.Second, "the storm tripped and its notice sent", func() (bool, string) {
+		var storm stormOf
+		if err := s.api.Do(t.Context(), http.MethodGet, "/api/v1/projects/"+projectID+"/alerts/storm", nil, &storm); err != nil {
+			return false, err.Error()
+		}
+		return storm.State == "storm" && storm.NoticeAt != nil, fmt.Sprintf("%+v", storm)
+	})
+}
+
 // applyAlertSettings puts the project's alert settings and waits until
 // they are applied to Prometheus and Alertmanager.
 func applyAlertSettings(t *testing.T, s *stack, projectID string, settings map[string]any) {

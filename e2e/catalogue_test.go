@@ -149,25 +149,31 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	}
 	simPost(t, simURL+"/sim/alarms/e2e_silenced/raise", `{"message":"e2e: silenced"}`)
 	t.Logf("%d faults injected within %s", len(faults), time.Since(injected[0]).Round(time.Millisecond))
-	eventually(t, 60*time.Second, "an e-mail for each fault", func() (bool, string) {
-		missing := []string{}
-		for i := range faults {
-			if _, ok := mail.first(t, "firing", want(i)); !ok {
-				missing = append(missing, faults[i].alert)
+	// mailed waits for an e-mail with each fault's alert in status and
+	// holds the time from since[i] to it to bound.
+	mailed := func(status string, since []time.Time, bound time.Duration, why string) {
+		t.Helper()
+		eventually(t, 60*time.Second, "a "+status+" e-mail for each fault", func() (bool, string) {
+			missing := []string{}
+			for i := range faults {
+				if _, ok := mail.first(t, status, want(i)); !ok {
+					missing = append(missing, faults[i].alert)
+				}
+			}
+			return len(missing) == 0, fmt.Sprintf("missing %v; e-mailed %v", missing, mail.summary(t))
+		})
+		t.Logf("%s e-mail, bound %s = %s:", status, bound, why)
+		for i, f := range faults {
+			at, _ := mail.first(t, status, want(i))
+			latency := at.Sub(since[i])
+			t.Logf("  %-26s %s", f.alert, latency.Round(10*time.Millisecond))
+			if latency > bound {
+				t.Errorf("%s: %s e-mail %s after the change, over the bound %s", f.alert, status, latency.Round(10*time.Millisecond), bound)
 			}
 		}
-		return len(missing) == 0, fmt.Sprintf("missing %v; e-mailed %v", missing, mail.summary(t))
-	})
-	t.Logf("fault → e-mail at trigger count 1, bound %s = collection %s + evaluation %s + group_wait %s + delivery %s:",
-		firingBound, interval, interval, groupWait, delivery)
-	for i, f := range faults {
-		at, _ := mail.first(t, "firing", want(i))
-		latency := at.Sub(injected[i])
-		t.Logf("  %-26s %s", f.alert, latency.Round(10*time.Millisecond))
-		if latency > firingBound {
-			t.Errorf("%s: e-mailed %s after the fault, over the bound %s", f.alert, latency.Round(10*time.Millisecond), firingBound)
-		}
 	}
+	mailed("firing", injected, firingBound, fmt.Sprintf("collection %s + evaluation %s + group_wait %s + delivery %s (trigger count 1)",
+		interval, interval, groupWait, delivery))
 
 	// The silenced alarm fired (ecp lists it, muted by the silence) and
 	// reached no e-mail.
@@ -187,25 +193,8 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		f.heal()
 	}
 	simPost(t, simURL+"/sim/alarms/e2e_silenced/clear", `{}`)
-	eventually(t, 60*time.Second, "a resolution e-mail for each fault", func() (bool, string) {
-		missing := []string{}
-		for i := range faults {
-			if _, ok := mail.first(t, "resolved", want(i)); !ok {
-				missing = append(missing, faults[i].alert)
-			}
-		}
-		return len(missing) == 0, fmt.Sprintf("missing %v; e-mailed %v", missing, mail.summary(t))
-	})
-	t.Logf("healed → resolution e-mail, bound %s = collection %s + evaluation %s + group_interval %s + delivery %s:",
-		resolvedBound, interval, interval, groupInterval, delivery)
-	for i, f := range faults {
-		at, _ := mail.first(t, "resolved", want(i))
-		latency := at.Sub(healed[i])
-		t.Logf("  %-26s %s", f.alert, latency.Round(10*time.Millisecond))
-		if latency > resolvedBound {
-			t.Errorf("%s: resolution e-mailed %s after the heal, over the bound %s", f.alert, latency.Round(10*time.Millisecond), resolvedBound)
-		}
-	}
+	mailed("resolved", healed, resolvedBound, fmt.Sprintf("collection %s + evaluation %s + group_interval %s + delivery %s (recovery count 1)",
+		interval, interval, groupInterval, delivery))
 	if _, ok := mail.first(t, "", silenced); ok {
 		t.Fatalf("the silenced alarm reached an e-mail: %v", mail.summary(t))
 	}
@@ -215,19 +204,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	// licence), so five more trip it.
 	settings["stormThreshold"] = 5
 	applyAlertSettings(t, s, project.ID, settings)
-	for i := range 5 {
-		simPost(t, fmt.Sprintf("%s/sim/alarms/storm_%d/raise", simURL, i), `{"message":"e2e: storm"}`)
-	}
-	var storm struct {
-		State    string     `json:"state"`
-		NoticeAt *time.Time `json:"noticeAt"`
-	}
-	eventually(t, 60*time.Second, "the storm tripped and its notice sent", func() (bool, string) {
-		if err := s.api.Do(ctx, http.MethodGet, base+"/alerts/storm", nil, &storm); err != nil {
-			return false, err.Error()
-		}
-		return storm.State == "storm" && storm.NoticeAt != nil, fmt.Sprintf("%+v", storm)
-	})
+	raiseStorm(t, s, project.ID, simURL)
 	stormNotice := map[string]string{"alertname": "ECPAlertStorm", "project": project.ID}
 	eventually(t, 30*time.Second, "the storm notice e-mailed", func() (bool, string) {
 		_, ok := mail.first(t, "firing", stormNotice)
@@ -241,7 +218,6 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 			t.Fatalf("alarm storm_%d of the storm reached an e-mail: %v", i, mail.summary(t))
 		}
 	}
-	t.Logf("before clearing: %s", mail.summary(t))
 	if err := s.api.Do(ctx, http.MethodDelete, base+"/alerts/storm", nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +228,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		resumed, ok = mail.first(t, "firing", map[string]string{"alertname": "EMQXAlarm", "name": "storm_0"})
 		return ok, mail.summary(t)
 	})
+	var storm stormOf
 	if err := s.api.Do(ctx, http.MethodGet, base+"/alerts/storm", nil, &storm); err != nil || storm.State != "normal" {
 		t.Fatalf("storm after clearing: %+v (%v), want normal", storm, err)
 	}

@@ -110,15 +110,9 @@ func (s *Sim) FailConnector(id, reason string, nodes ...string) error {
 	if c == nil {
 		return fmt.Errorf("fail connector %q: %w", id, ErrUnknownConnector)
 	}
-	if len(nodes) == 0 {
-		for _, n := range s.nodes {
-			nodes = append(nodes, n.name)
-		}
-	}
-	for _, name := range nodes {
-		if n, _ := s.nodeByName(name); n == nil {
-			return fmt.Errorf("fail connector %q on %q: %w", id, name, ErrUnknownNode)
-		}
+	nodes, err := s.faultNodes(nodes)
+	if err != nil {
+		return fmt.Errorf("fail connector %q on %w", id, err)
 	}
 	for _, name := range nodes {
 		c.failed[name] = reason
@@ -128,6 +122,22 @@ func (s *Sim) FailConnector(id, reason string, nodes ...string) error {
 		s.logConnectorDown(now, c)
 	}
 	return nil
+}
+
+// faultNodes are the nodes a fault names, every node when it names none;
+// the error names one the cluster does not have. s.mu is held.
+func (s *Sim) faultNodes(nodes []string) ([]string, error) {
+	if len(nodes) == 0 {
+		for _, n := range s.nodes {
+			nodes = append(nodes, n.name)
+		}
+	}
+	for _, name := range nodes {
+		if n, _ := s.nodeByName(name); n == nil {
+			return nil, fmt.Errorf("%q: %w", name, ErrUnknownNode)
+		}
+	}
+	return nodes, nil
 }
 
 // HealConnector reconnects connector id on every node.

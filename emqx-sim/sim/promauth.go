@@ -39,15 +39,9 @@ func (s *Sim) FailAuthBackend(authz bool, id string, nodes ...string) error {
 	if err != nil {
 		return fmt.Errorf("fail auth backend: %w", err)
 	}
-	if len(nodes) == 0 {
-		for _, n := range s.nodes {
-			nodes = append(nodes, n.name)
-		}
-	}
-	for _, name := range nodes {
-		if n, _ := s.nodeByName(name); n == nil {
-			return fmt.Errorf("fail auth backend %q on %q: %w", id, name, ErrUnknownNode)
-		}
+	nodes, err = s.faultNodes(nodes)
+	if err != nil {
+		return fmt.Errorf("fail auth backend %q on %w", id, err)
 	}
 	if s.authDown[b] == nil {
 		s.authDown[b] = map[string]bool{}
