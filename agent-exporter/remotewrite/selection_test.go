@@ -22,6 +22,9 @@ type world struct {
 	ruleMatched map[string]float64
 	connectors  []string
 	rules       []string
+	// results adds the connectors sub-collector's
+	// emqx_scrape_collector_success, 0 while failing.
+	results, failing bool
 }
 
 const clusterSeries = 3
@@ -54,6 +57,9 @@ func (w *world) families(t *testing.T) []*dto.MetricFamily {
 		return c
 	}
 	gauge("emqx_up").WithLabelValues().Set(1)
+	if w.results {
+		gauge("emqx_scrape_collector_success", "collector").WithLabelValues("connectors").Set(b2f(!w.failing))
+	}
 	gauge("emqx_node_running", "node").WithLabelValues("n1").Set(1)
 	gauge("emqx_node_connections", "node").WithLabelValues("n1").Set(100)
 	enabled, status := gauge("emqx_connector_enabled", "id"), gauge("emqx_connector_status", "id", "status")
@@ -270,12 +276,14 @@ func labelValue(ls []prompb.Label, name string) string {
 // seeing it at once. Without it the series stayed visible for Prometheus'
 // five-minute lookback, and e2e's TestJourneyAlertCatalogue saw the
 // EMQXAlarm alert of a cleared alarm keep firing. A series the cap leaves
-// out while it is still collected gets no marker until it vanishes.
+// out while it is still collected gets no marker until it vanishes, and a
+// collection in which a sub-collector failed marks nothing.
 func TestClearedAlarmResolvesAtOnce(t *testing.T) {
 	const interval = 15 * time.Second
 	w := newWorld(3, 0)
+	w.results = true
 	// Room for the cluster series and one connector's six.
-	sel := NewSelector(clusterSeries+6, DefaultRecoveryHold)
+	sel := NewSelector(clusterSeries+1+6, DefaultRecoveryHold)
 	at := time.Unix(1_764_000_000, 0)
 	push := func() map[string][]prompb.Sample {
 		at = at.Add(interval)
@@ -308,7 +316,14 @@ func TestClearedAlarmResolvesAtOnce(t *testing.T) {
 	without := func(id string) {
 		w.connectors = slices.DeleteFunc(w.connectors, func(c string) bool { return c == id })
 	}
+	// A collection in which a sub-collector failed marks nothing: it
+	// cannot tell a vanished series from one it could not read.
 	without(shown)
+	w.failing = true
+	if got := stale(push()); len(got) != 0 {
+		t.Fatalf("a partial collection marked %v stale", got)
+	}
+	w.failing = false
 	want := []string{"emqx_connector_enabled{" + shown + "}"}
 	for _, st := range []string{"connected", "connecting", "disconnected", "inconsistent", "stopped"} {
 		want = append(want, "emqx_connector_status{"+shown+","+st+"}")

@@ -7,6 +7,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ecpio/ecp/agentproto/series"
 )
 
 // staleness marks the series that vanished from a collection, as a scrape
@@ -20,7 +22,13 @@ import (
 // pushed that the latest collection no longer has.
 //
 // A series left out by the series cap while still collected is not
-// vanished: it is remembered, and marked when it does vanish.
+// vanished: it is remembered, and marked when it does vanish. Nor is a
+// series missing from a collection in which a sub-collector failed
+// (series.CollectorSuccess 0): that collection cannot tell a cleared alarm
+// from one it could not read, and marking would resolve every alert of the
+// failed call at once and fire it again at the next collection. Such a
+// collection marks nothing; the series then age out over the lookback, as
+// before.
 type staleness struct {
 	// last holds the labels of every series pushed and not marked since,
 	// by the hash of its name and labels (seriesHash).
@@ -40,10 +48,14 @@ type pushedSeries struct {
 func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out []prompb.TimeSeries, ts int64) []prompb.TimeSeries {
 	next := make(map[uint64]pushedSeries, len(st.last)+len(out))
 	seen := make(map[uint64]bool, len(out))
+	partial := false
 	i := 0
 	for f, mf := range mfs {
 		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
 		for m, metric := range mf.GetMetric() {
+			if mf.GetName() == series.CollectorSuccess && metric.GetGauge().GetValue() == 0 {
+				partial = true
+			}
 			h := seriesHash(mf.GetName(), metric)
 			seen[h] = true
 			if !kept(f, m) {
@@ -64,8 +76,8 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 		if _, pushed := next[h]; pushed {
 			continue
 		}
-		if seen[h] {
-			// Capped, still collected.
+		if seen[h] || partial {
+			// Capped while still collected, or not known to be gone.
 			if !p.own {
 				p = pushedSeries{labels: append([]prompb.Label(nil), p.labels...), own: true}
 			}
