@@ -4,11 +4,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ecpio/ecp/emqx-sim/sim"
 	"github.com/ecpio/ecp/internal/testbed"
@@ -32,26 +37,15 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries, Prometheus, Alertmanager and Mailpit")
 	}
-	// The agents' collection interval, which is the rules' evaluation
-	// interval too; ecp makes group_wait two of them and group_interval
-	// the longer of two and 10 s (ecp/alerts).
 	const (
-		interval      = 2 * time.Second
-		groupWait     = 2 * interval
-		groupInterval = 10 * time.Second
+		// interval is the agents' collection interval: ecp's report
+		// interval, which the agent follows.
+		interval = 2 * time.Second
 		// delivery covers what no interval counts: the remote-write push
 		// through ecp, Prometheus posting to Alertmanager, the SMTP
 		// exchange with Mailpit and a loaded machine's scheduling.
 		delivery = 2 * time.Second
 	)
-	// Fault to e-mail: up to one collection interval until the agent
-	// sees the fault, one evaluation interval until a rule reads it, and
-	// group_wait in Alertmanager (every alert of the first faults opens
-	// the cluster's group). A resolution waits for group_interval instead,
-	// as the group has notified by then.
-	firingBound := interval + interval + groupWait + delivery
-	resolvedBound := interval + interval + groupInterval + delivery
-
 	as := startAlertStack(t, interval)
 	s := as.stack
 	ctx := t.Context()
@@ -79,6 +73,15 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		},
 	}
 	applyAlertSettings(t, s, project.ID, settings)
+	// Fault to e-mail: up to one collection interval until the agent
+	// sees the fault, one evaluation interval until a rule reads it, and
+	// group_wait in Alertmanager (the first faults' alerts open the
+	// cluster's group). A resolution waits for group_interval instead, as
+	// the group has notified by then. The timers are read from what ecp
+	// configured.
+	evaluation, groupWait, groupInterval := alertTimers(t, as, project.ID)
+	firingBound := interval + evaluation + groupWait + delivery
+	resolvedBound := interval + evaluation + groupInterval + delivery
 
 	// Before any fault: the agent applied the max connections, the
 	// cluster is well under 80 % of it, and nothing fires.
@@ -173,7 +176,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		}
 	}
 	mailed("firing", injected, firingBound, fmt.Sprintf("collection %s + evaluation %s + group_wait %s + delivery %s (trigger count 1)",
-		interval, interval, groupWait, delivery))
+		interval, evaluation, groupWait, delivery))
 
 	// The silenced alarm fired (ecp lists it, muted by the silence) and
 	// reached no e-mail.
@@ -194,7 +197,7 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	}
 	simPost(t, simURL+"/sim/alarms/e2e_silenced/clear", `{}`)
 	mailed("resolved", healed, resolvedBound, fmt.Sprintf("collection %s + evaluation %s + group_interval %s + delivery %s (recovery count 1)",
-		interval, interval, groupInterval, delivery))
+		interval, evaluation, groupInterval, delivery))
 	if _, ok := mail.first(t, "", silenced); ok {
 		t.Fatalf("the silenced alarm reached an e-mail: %v", mail.summary(t))
 	}
@@ -236,6 +239,46 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 		t.Fatalf("%d e-mails carry the storm notice, want exactly one: %v", n, mail.summary(t))
 	}
 	t.Logf("storm cleared → the storm's alarms e-mailed: %s", resumed.Sub(cleared).Round(10*time.Millisecond))
+}
+
+// alertTimers reads the project's rule evaluation interval from
+// Prometheus and the group_wait and group_interval of the Alertmanager
+// configuration ecp wrote.
+func alertTimers(t *testing.T, as alertStack, projectID string) (evaluation, groupWait, groupInterval time.Duration) {
+	t.Helper()
+	var r struct {
+		Data struct {
+			Groups []struct {
+				Name     string  `json:"name"`
+				Interval float64 `json:"interval"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	getJSON(t, as.promURL+"/api/v1/rules", &r)
+	for _, g := range r.Data.Groups {
+		if strings.HasSuffix(g.Name, projectID) {
+			evaluation = time.Duration(g.Interval * float64(time.Second))
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(as.dir, "alertmanager.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var am struct {
+		Route struct {
+			GroupWait     string `yaml:"group_wait"`
+			GroupInterval string `yaml:"group_interval"`
+		} `yaml:"route"`
+	}
+	if err := yaml.Unmarshal(b, &am); err != nil {
+		t.Fatal(err)
+	}
+	wait, err1 := model.ParseDuration(am.Route.GroupWait)
+	every, err2 := model.ParseDuration(am.Route.GroupInterval)
+	if evaluation == 0 || err1 != nil || err2 != nil {
+		t.Fatalf("evaluation interval %s, group_wait %q (%v), group_interval %q (%v)", evaluation, am.Route.GroupWait, err1, am.Route.GroupInterval, err2)
+	}
+	return evaluation, time.Duration(wait), time.Duration(every)
 }
 
 // uploadLicence posts a business-critical licence key to EMQX's licence API
