@@ -106,6 +106,8 @@ type listedAlert struct {
 	State    string            `json:"state"`
 	StartsAt time.Time         `json:"startsAt"`
 	EndsAt   *time.Time        `json:"endsAt"`
+	// SilencedBy are the ids of the silences that mute it.
+	SilencedBy []string `json:"silencedBy"`
 }
 
 // TestAlertsEndToEnd: with the built binaries, Debian's Prometheus and

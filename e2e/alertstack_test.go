@@ -118,11 +118,44 @@ func alertToWebhook(t *testing.T, s *stack, projectID, path string, emqxAlertPus
 	if err := s.api.Do(ctx, http.MethodPut, "/api/v1/system/notification-policy", map[string]any{"allowCidrs": []string{"127.0.0.0/8"}}, nil); err != nil {
 		t.Fatal(err)
 	}
-	settingsPath := "/api/v1/projects/" + projectID + "/alert-settings"
-	if err := s.api.Do(ctx, http.MethodPut, settingsPath, map[string]any{
+	applyAlertSettings(t, s, projectID, map[string]any{
 		"enabled": true, "triggerCount": 1, "recoveryCount": 1, "severity": "critical", "emqxAlertPush": emqxAlertPush,
 		"webhooks": []map[string]string{{"url": hook.URL + path}},
-	}, nil); err != nil {
+	})
+	return hook
+}
+
+// stormOf is the project's storm state (GET …/alerts/storm).
+type stormOf struct {
+	State    string     `json:"state"`
+	Count    int        `json:"count"`
+	NoticeAt *time.Time `json:"noticeAt"`
+}
+
+// raiseStorm raises five new EMQX alarms (storm_0 to storm_4) on the
+// simulator at simURL and waits until ecp says the project's storm guard
+// tripped and sent its notice.
+func raiseStorm(t *testing.T, s *stack, projectID, simURL string) {
+	t.Helper()
+	for i := range 5 {
+		simPost(t, fmt.Sprintf("%s/sim/alarms/storm_%d/raise", simURL, i), `{"message":"e2e: storm"}`)
+	}
+	eventually(t, 60*time.Second, "the storm tripped and its notice sent", func() (bool, string) {
+		var storm stormOf
+		if err := s.api.Do(t.Context(), http.MethodGet, "/api/v1/projects/"+projectID+"/alerts/storm", nil, &storm); err != nil {
+			return false, err.Error()
+		}
+		return storm.State == "storm" && storm.NoticeAt != nil, fmt.Sprintf("%+v", storm)
+	})
+}
+
+// applyAlertSettings puts the project's alert settings and waits until
+// they are applied to Prometheus and Alertmanager.
+func applyAlertSettings(t *testing.T, s *stack, projectID string, settings map[string]any) {
+	t.Helper()
+	ctx := t.Context()
+	settingsPath := "/api/v1/projects/" + projectID + "/alert-settings"
+	if err := s.api.Do(ctx, http.MethodPut, settingsPath, settings, nil); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "settings applied to Prometheus and Alertmanager", func() (bool, string) {
@@ -134,5 +167,4 @@ func alertToWebhook(t *testing.T, s *stack, projectID, path string, emqxAlertPus
 		}
 		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
 	})
-	return hook
 }

@@ -81,11 +81,12 @@ func (s *stack) start(name, bin string, args, env []string) *testbed.Proc {
 	return p
 }
 
-// startSim runs a simulated EMQX cluster at addr.
-func (s *stack) startSim(addr string) *testbed.Proc {
+// startSim runs a simulated EMQX cluster at addr; extra flags follow the
+// usual ones.
+func (s *stack) startSim(addr string, extra ...string) *testbed.Proc {
 	s.t.Helper()
-	p := s.start("emqx-sim", bins.Path("emqx-sim"), []string{"--listen", addr, "--nodes", "3", "--rules", "10",
-		"--connectors", "4", "--seed", "7", "--version", "5.8.9", "--tick-interval", "200ms"}, nil)
+	p := s.start("emqx-sim", bins.Path("emqx-sim"), append([]string{"--listen", addr, "--nodes", "3", "--rules", "10",
+		"--connectors", "4", "--seed", "7", "--version", "5.8.9", "--tick-interval", "200ms"}, extra...), nil)
 	if err := p.WaitReady(s.t.Context(), "http://"+addr+"/status", 30*time.Second); err != nil {
 		s.t.Fatal(err)
 	}
@@ -109,8 +110,9 @@ func agentCmd(t *testing.T, setup testbed.AgentSetup, args ...string) (string, e
 	return string(out), err
 }
 
-// simLicenceSetting reads dynamic_max_connections from EMQX's own API.
-func simLicenceSetting(t *testing.T, simURL string) int {
+// simClient is logged in to the EMQX API of the simulator at simURL as its
+// dashboard administrator.
+func simClient(t *testing.T, simURL string) *testbed.Client {
 	t.Helper()
 	c := &testbed.Client{BaseURL: simURL, HTTP: &http.Client{Timeout: 5 * time.Second}}
 	var login struct {
@@ -120,6 +122,13 @@ func simLicenceSetting(t *testing.T, simURL string) int {
 		t.Fatalf("log in to emqx-sim: %v", err)
 	}
 	c.Token = login.Token
+	return c
+}
+
+// simLicenceSetting reads dynamic_max_connections from EMQX's own API.
+func simLicenceSetting(t *testing.T, simURL string) int {
+	t.Helper()
+	c := simClient(t, simURL)
 	var setting struct {
 		DynamicMaxConnections int `json:"dynamic_max_connections"`
 	}
@@ -131,14 +140,7 @@ func simLicenceSetting(t *testing.T, simURL string) int {
 
 func setSimLicence(t *testing.T, simURL string, maxConns int) {
 	t.Helper()
-	c := &testbed.Client{BaseURL: simURL, HTTP: &http.Client{Timeout: 5 * time.Second}}
-	var login struct {
-		Token string `json:"token"`
-	}
-	if err := c.Do(t.Context(), http.MethodPost, "/api/v5/login", map[string]string{"username": "admin", "password": "public"}, &login); err != nil {
-		t.Fatal(err)
-	}
-	c.Token = login.Token
+	c := simClient(t, simURL)
 	if err := c.Do(t.Context(), http.MethodPut, "/api/v5/license/setting", map[string]any{"dynamic_max_connections": maxConns}, nil); err != nil {
 		t.Fatalf("change licence setting on emqx-sim: %v", err)
 	}

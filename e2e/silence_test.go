@@ -72,20 +72,7 @@ func TestJourneySilenceAndStormGuard(t *testing.T) {
 	}, nil); err != nil {
 		t.Fatal(err)
 	}
-	for i := range 5 {
-		simPost(t, fmt.Sprintf("%s/sim/alarms/storm_%d/raise", simURL, i), `{"message":"e2e: storm"}`)
-	}
-	var storm struct {
-		State    string     `json:"state"`
-		Count    int        `json:"count"`
-		NoticeAt *time.Time `json:"noticeAt"`
-	}
-	eventually(t, 60*time.Second, "the storm tripped and its notice sent", func() (bool, string) {
-		if err := s.api.Do(ctx, http.MethodGet, base+"/alerts/storm", nil, &storm); err != nil {
-			return false, err.Error()
-		}
-		return storm.State == "storm" && storm.NoticeAt != nil, fmt.Sprintf("%+v", storm)
-	})
+	raiseStorm(t, s, project.ID, simURL)
 	eventually(t, 30*time.Second, "the storm notice at the project's webhook", func() (bool, string) {
 		_, ok := hook.find("firing", "ECPAlertStorm", map[string]string{"project": project.ID})
 		return ok, ""

@@ -19,6 +19,7 @@ const (
 	CatalogueRuleFailures      = "ruleFailures"
 	CatalogueActionFailures    = "actionFailures"
 	CatalogueEMQXAlarm         = "emqxAlarm"
+	CatalogueNodeCPU           = "nodeCPU"
 	CatalogueNodeMemory        = "nodeMemory"
 	CatalogueNodeLoad          = "nodeLoad"
 	CatalogueRuleRateDrop      = "ruleRateDrop"
@@ -79,6 +80,8 @@ var Catalogue = []Entry{
 		Threshold: &Threshold{Unit: UnitFailuresPerMinute, Min: 0, Max: 1e6, Default: 10}},
 	// On and off with the project's "EMQX alert push" switch.
 	{ID: CatalogueEMQXAlarm, Alerts: []string{AlertEMQXAlarm}},
+	{ID: CatalogueNodeCPU, Alerts: []string{AlertNodeCPUHigh},
+		Threshold: &Threshold{Unit: UnitPercent, Min: 1, Max: 100, Default: 80}},
 	{ID: CatalogueNodeMemory, Alerts: []string{AlertNodeMemoryHigh},
 		Threshold: &Threshold{Unit: UnitPercent, Min: 1, Max: 100, Default: 80}},
 	// The host's 5-minute load average: the load a node keeps, not a

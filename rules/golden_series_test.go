@@ -93,14 +93,24 @@ func TestRulesReadOnlyExportedSeries(t *testing.T) {
 // TestEMQXAlarmFiresOnGoldenSeries feeds promtool every series of the
 // agent's golden scrape (stamped with project and cluster, as ecp does on
 // remote write) and expects the "EMQX alert push" rule to fire once per
-// alarm emqx-sim held active: the switch works end to end on what the agent
-// really exports, not on a series fed by hand.
+// alarm emqx-sim held active, and the authnResource rule once for the
+// authenticator emqx-sim had lost its backend on one node: both work end
+// to end on what the agent really exports, not on a series fed by hand.
 func TestEMQXAlarmFiresOnGoldenSeries(t *testing.T) {
 	bin := promtool(t)
 	p := testParams["n1.rules.yml"]
 	cluster := p.Clusters[0]
 	dir, file, _ := renderRules(t, p)
-	var input, alerts []any
+	var input, alerts, authn []any
+	annotations := func(summary, description string) map[string]string {
+		return map[string]string{
+			AnnotationSummary: summary, AnnotationDescription: description,
+			AnnotationLink:             "https://ecp.example.test/clusters/" + cluster.ID,
+			AnnotationClusterName:      cluster.Name,
+			AnnotationProjectName:      p.ProjectName,
+			AnnotationOrganizationName: p.OrganizationName,
+		}
+	}
 	for name, mf := range goldenScrape(t) {
 		for _, m := range mf.GetMetric() {
 			l := map[string]string{series.LabelProject: p.Project, series.LabelCluster: cluster.ID}
@@ -109,6 +119,16 @@ func TestEMQXAlarmFiresOnGoldenSeries(t *testing.T) {
 			}
 			v := m.GetGauge().GetValue() + m.GetCounter().GetValue() + m.GetUntyped().GetValue()
 			input = append(input, map[string]string{"series": name + labelString(l), "values": fmt.Sprintf("%g %g", v, v)})
+			if name == series.AuthnConnected && v == 0 {
+				id := l[series.LabelID]
+				authn = append(authn, map[string]any{
+					"exp_labels": map[string]string{LabelSeverity: p.Severity, series.LabelProject: p.Project,
+						series.LabelCluster: cluster.ID, series.LabelID: id},
+					"exp_annotations": annotations("EMQX authenticator "+id+" is not connected in cluster "+cluster.Name+".",
+						"Authenticator "+id+" of cluster "+cluster.Name+" in project "+p.ProjectName+
+							" is enabled but not connected on every node: clients it should check cannot log in."),
+				})
+			}
 			if name != series.AlarmActive {
 				continue
 			}
@@ -116,27 +136,24 @@ func TestEMQXAlarmFiresOnGoldenSeries(t *testing.T) {
 			alerts = append(alerts, map[string]any{
 				"exp_labels": map[string]string{LabelSeverity: p.Severity, series.LabelProject: p.Project,
 					series.LabelCluster: cluster.ID, series.LabelName: alarm, series.LabelNode: node},
-				"exp_annotations": map[string]string{
-					AnnotationSummary: "EMQX alarm " + alarm + " is active in cluster " + cluster.Name + ".",
-					AnnotationDescription: "EMQX raised its alarm " + alarm + " on cluster " + cluster.Name +
-						" (node " + node + ") in project " + p.ProjectName + ".",
-					AnnotationLink:             "https://ecp.example.test/clusters/" + cluster.ID,
-					AnnotationClusterName:      cluster.Name,
-					AnnotationProjectName:      p.ProjectName,
-					AnnotationOrganizationName: p.OrganizationName,
-				},
+				"exp_annotations": annotations("EMQX alarm "+alarm+" is active in cluster "+cluster.Name+".",
+					"EMQX raised its alarm "+alarm+" on cluster "+cluster.Name+" (node "+node+") in project "+p.ProjectName+"."),
 			})
 		}
 	}
 	if len(alerts) == 0 {
 		t.Fatalf("the golden scrape has no %s series: the agent exports no EMQX alarm", series.AlarmActive)
 	}
+	if len(authn) == 0 {
+		t.Fatalf("the golden scrape has no %s series at 0: no authenticator failed", series.AuthnConnected)
+	}
 	promtoolTest(t, bin, dir, file, map[string]any{
 		"interval":     "1m",
 		"input_series": input,
-		"alert_rule_test": []any{map[string]any{
-			"eval_time": "1m", "alertname": AlertEMQXAlarm, "exp_alerts": alerts,
-		}},
+		"alert_rule_test": []any{
+			map[string]any{"eval_time": "1m", "alertname": AlertEMQXAlarm, "exp_alerts": alerts},
+			map[string]any{"eval_time": "1m", "alertname": AlertAuthnAbnormal, "exp_alerts": authn},
+		},
 	})
 }
 

@@ -45,6 +45,7 @@ const (
 	AlertRuleFailures      = "EMQXRuleFailuresIncreasing"
 	AlertActionFailures    = "EMQXActionFailuresIncreasing"
 
+	AlertNodeCPUHigh           = "EMQXNodeCPUHigh"
 	AlertNodeMemoryHigh        = "EMQXNodeMemoryHigh"
 	AlertNodeLoadHigh          = "EMQXNodeLoadHigh"
 	AlertRuleRateDrop          = "EMQXRuleRateDropped"
@@ -298,6 +299,16 @@ var kinds = []kind{
 			"{{ with $labels.node }} (node {{ . }}){{ end }} in project {{ $labels.project }}.",
 		expr: func(sel string, _ Params, _ RuleParams) string {
 			return fmt.Sprintf(`%s{%s} == 1`, series.AlarmActive, sel)
+		},
+	},
+	{
+		entry:   CatalogueNodeCPU,
+		alert:   AlertNodeCPUHigh,
+		summary: "EMQX node {{ $labels.node }} is short of CPU in cluster {{ $labels.cluster }}.",
+		description: "The host of EMQX node {{ $labels.node }} of cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
+			"uses {{ $value | humanizePercentage }} of its CPU" + thresholdToken + ".",
+		expr: func(sel string, _ Params, rp RuleParams) string {
+			return fmt.Sprintf("%s{%s} > %s", series.NodeCPUUsage, sel, number(rp.Threshold/100))
 		},
 	},
 	{

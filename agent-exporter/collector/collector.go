@@ -33,6 +33,7 @@ type API interface {
 	ActiveAlarms(ctx context.Context, limit int) ([]emqx.Alarm, bool, error)
 	Metrics(ctx context.Context) (emqx.AuthFailures, error)
 	AuthBackends(ctx context.Context) ([]emqx.AuthBackend, error)
+	NodeCPU(ctx context.Context) (map[string]float64, error)
 }
 
 // Names of the sub-collectors, the values of the "collector" label.
@@ -46,10 +47,11 @@ const (
 	SubAlarms     = "alarms"
 	SubMetrics    = "metrics"
 	SubAuth       = "auth"
+	SubCPU        = "cpu"
 )
 
 // SubCollectors lists every sub-collector in collection order.
-var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources, SubAlarms, SubMetrics, SubAuth}
+var SubCollectors = []string{SubNodes, SubLicense, SubRules, SubConnectors, SubActions, SubSources, SubAlarms, SubMetrics, SubAuth, SubCPU}
 
 // Rule is a rule with its counters; Metrics is nil for a disabled rule or
 // when reading them failed.
@@ -94,7 +96,9 @@ type Snapshot struct {
 	// AuthBackends are the authenticators and authorization sources with
 	// their status.
 	AuthBackends []emqx.AuthBackend
-	Results      []Result
+	// NodeCPU is each running node's CPU usage in percent, by node name.
+	NodeCPU map[string]float64
+	Results []Result
 }
 
 // ErrNotConfigured is the problem of a collection made before the agent
@@ -213,6 +217,7 @@ func (c *Collector) Collect(ctx context.Context) *Snapshot {
 		return err
 	})
 	_ = run(SubAuth, func() (err error) { s.AuthBackends, err = api.AuthBackends(ctx); return err })
+	_ = run(SubCPU, func() (err error) { s.NodeCPU, err = api.NodeCPU(ctx); return err })
 	s.CollectedAt = c.now()
 	c.latest.Store(s)
 	return s

@@ -149,6 +149,11 @@ func (f *fakeAPI) AuthBackends(context.Context) ([]emqx.AuthBackend, error) {
 	}, nil
 }
 
+func (f *fakeAPI) NodeCPU(context.Context) (map[string]float64, error) {
+	f.count("cpu")
+	return map[string]float64{"emqx@a": 42.5}, nil
+}
+
 var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 func fixedNow() time.Time { return t0 }
@@ -295,7 +300,8 @@ func TestRulesFailureMarksSubCollector(t *testing.T) {
 // limit; a repeat (which EMQX never sends) does not break /metrics, and a
 // cleared alarm disappears. Before, nothing produced the series the "EMQX
 // alert push" rule reads.
-// TestNodeHostAndAuthFailuresExported: load and memory per running node,
+// TestNodeHostAndAuthFailuresExported: CPU usage (as a ratio, where EMQX
+// gave one), load and memory per running node,
 // memory left out where EMQX says "0" (a total of 0 would make the memory
 // rule divide by zero), the cluster's auth refusal counters, and each
 // authenticator's and authorization source's status.
@@ -305,7 +311,10 @@ func TestNodeHostAndAuthFailuresExported(t *testing.T) {
 	c.Collect(t.Context())
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(collector.NewExporter(c))
-	want := `# HELP emqx_node_load5 OS load average over 5 minutes of the running node's host.
+	want := `# HELP emqx_node_cpu_usage_ratio CPU usage of the running node's host, 0 to 1 (emqx_vm_cpu_use of /prometheus/stats, a percentage, over 100).
+# TYPE emqx_node_cpu_usage_ratio gauge
+emqx_node_cpu_usage_ratio{node="emqx@a"} 0.425
+# HELP emqx_node_load5 OS load average over 5 minutes of the running node's host.
 # TYPE emqx_node_load5 gauge
 emqx_node_load5{node="emqx@a"} 1.25
 emqx_node_load5{node="emqx@b"} 0
@@ -328,7 +337,7 @@ emqx_authn_connected{id="password_based:http"} 0
 # TYPE emqx_authz_connected gauge
 emqx_authz_connected{id="file"} 1
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), series.NodeLoad5, series.NodeMemoryTotal,
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), series.NodeCPUUsage, series.NodeLoad5, series.NodeMemoryTotal,
 		series.NodeMemoryUsed, series.ConnectAuthFailures, series.SubscribeAuthFailures,
 		series.AuthnConnected, series.AuthzConnected); err != nil {
 		t.Fatal(err)

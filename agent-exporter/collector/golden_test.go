@@ -42,6 +42,11 @@ func TestGoldenMetrics(t *testing.T) {
 	if err := c.RaiseAlarm("emqx@10.0.0.2", "high_cpu_usage", "", nil); err != nil {
 		t.Fatal(err)
 	}
+	// An authenticator enabled but not connected on one node, for the
+	// authnResource rule (rules' TestAlertsFireOnGoldenSeries).
+	if err := c.FailAuthBackend(false, "password_based:built_in_database", "emqx@10.0.0.2"); err != nil {
+		t.Fatal(err)
+	}
 	c.Step()
 
 	col := collector.New(fixedNow)

@@ -44,6 +44,7 @@ var (
 	descNodeLoad1       = desc(series.NodeLoad1, "OS load average over 1 minute of the running node's host.", series.LabelNode)
 	descNodeLoad5       = desc(series.NodeLoad5, "OS load average over 5 minutes of the running node's host.", series.LabelNode)
 	descNodeLoad15      = desc(series.NodeLoad15, "OS load average over 15 minutes of the running node's host.", series.LabelNode)
+	descNodeCPU         = desc(series.NodeCPUUsage, "CPU usage of the running node's host, 0 to 1 (emqx_vm_cpu_use of /prometheus/stats, a percentage, over 100).", series.LabelNode)
 	descNodeMemTotal    = desc(series.NodeMemoryTotal, "Memory of the running node's host (memory_total), in bytes.", series.LabelNode)
 	descNodeMemUsed     = desc(series.NodeMemoryUsed, "Memory in use on the running node's host (memory_used), in bytes.", series.LabelNode)
 	descConnectAuthErr  = desc(series.ConnectAuthFailures, "CONNECTs the cluster refused for failed authentication or authorization (packets.connack.auth_error).")
@@ -83,7 +84,7 @@ var allDescs = []*metricDesc{
 	descNodeConns, descNodeLiveConns, descLicenseMax, descLicenseExpiry, descLicenseInfo, descLicenseDynamic,
 	descRuleEnabled, descRuleMatched, descRulePassed, descRuleFailed, descRuleActOK, descRuleActFailed,
 	descConnectorStatus, descConnectorEnable, descActionStatus, descActionEnable, descSourceStatus, descSourceEnable,
-	descAlarmActive, descNodeLoad1, descNodeLoad5, descNodeLoad15, descNodeMemTotal, descNodeMemUsed,
+	descAlarmActive, descNodeLoad1, descNodeLoad5, descNodeLoad15, descNodeCPU, descNodeMemTotal, descNodeMemUsed,
 	descConnectAuthErr, descPublishAuthErr, descSubAuthErr,
 	descAuthnEnabled, descAuthnConnected, descAuthzEnabled, descAuthzConnected,
 }
@@ -138,6 +139,9 @@ func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64,
 		gauge(descNodeLoad1, float64(n.Load1), n.Node)
 		gauge(descNodeLoad5, float64(n.Load5), n.Node)
 		gauge(descNodeLoad15, float64(n.Load15), n.Node)
+		if cpu, ok := s.NodeCPU[n.Node]; ok {
+			gauge(descNodeCPU, cpu/100, n.Node)
+		}
 		// "0" (non-Linux) is no reading: a total of 0 would make the
 		// memory rule divide by zero, so both are left out.
 		total, okT := emqx.MemoryBytes(n.MemoryTotal)

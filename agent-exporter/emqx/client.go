@@ -593,18 +593,36 @@ const MaxAuthBackends = 100
 // /authorization/sources and a status call per backend.
 func (c *Client) AuthBackends(ctx context.Context) ([]AuthBackend, error) {
 	var out []AuthBackend
+	err := c.promText(ctx, "/prometheus/auth", "all_nodes_aggregated", func(body []byte) (err error) {
+		out, err = authStatusText(body)
+		return err
+	})
+	return out, err
+}
+
+// promText reads a Prometheus endpoint of EMQX in the text format, with
+// mode, and hands the body to decode; its error names the endpoint.
+func (c *Client) promText(ctx context.Context, path, mode string, decode func(body []byte) error) error {
 	raw := rawReply{accept: "text/plain", decode: func(_ string, body []byte) error {
-		var err error
-		if out, err = authStatusText(body); err != nil {
-			return fmt.Errorf("emqx GET /prometheus/auth: %w", err)
+		if err := decode(body); err != nil {
+			return fmt.Errorf("emqx GET %s: %w", path, err)
 		}
 		return nil
 	}}
-	q := url.Values{"mode": {"all_nodes_aggregated"}}
-	if err := c.call(ctx, http.MethodGet, "/prometheus/auth", q, nil, &raw); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return c.call(ctx, http.MethodGet, path, url.Values{"mode": {mode}}, nil, &raw)
+}
+
+// NodeCPU reads each running node's CPU usage, in percent, in one call:
+// emqx_vm_cpu_use of /prometheus/stats in the Prometheus text format, mode
+// all_nodes_unaggregated (which labels the VM series by node). GET /nodes
+// has load averages and memory but no CPU usage.
+func (c *Client) NodeCPU(ctx context.Context) (map[string]float64, error) {
+	var out map[string]float64
+	err := c.promText(ctx, "/prometheus/stats", "all_nodes_unaggregated", func(body []byte) (err error) {
+		out, err = nodeCPUText(body)
+		return err
+	})
+	return out, err
 }
 
 // diRule is one rule of /prometheus/data_integration in JSON form.

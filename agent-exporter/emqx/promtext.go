@@ -101,6 +101,32 @@ func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
 	return out, nil
 }
 
+// MaxCPUNodes bounds the nodes one /prometheus/stats reply may give a CPU
+// usage for: an EMQX cluster has a few dozen nodes at most, and a reply
+// with more is not EMQX's to trust.
+const MaxCPUNodes = 1000
+
+// nodeCPUText reads emqx_vm_cpu_use (percent) by node out of
+// /prometheus/stats in the Prometheus text format (emqx-api.md §7.1),
+// skipping the hundreds of other series.
+func nodeCPUText(body []byte) (map[string]float64, error) {
+	out := map[string]float64{}
+	err := scanSamples(body, func(name []byte) string {
+		if string(name) != "emqx_vm_cpu_use" {
+			return ""
+		}
+		return "node"
+	}, func(_, node []byte, v float64) {
+		if len(out) < MaxCPUNodes {
+			out[string(node)] = v
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // scanSamples calls fn with each sample of body (the Prometheus text
 // format) whose metric name label accepts, the value of the label it names
 // and the sample's value; label returns "" for a name to skip.

@@ -1,6 +1,7 @@
 package emqx
 
 import (
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -100,5 +101,28 @@ emqx_authn_total{id="password_based:http"} 7
 	}
 	if _, err := authStatusText([]byte("emqx_authz_status{id=\"file\"} 1\n")); err == nil || err.Error() != "line 1: a series without the type label" {
 		t.Fatalf("err = %v, want the missing type label named", err)
+	}
+}
+
+// TestNodeCPUText: emqx_vm_cpu_use by node, the other series of
+// /prometheus/stats skipped, a series without its node label refused.
+func TestNodeCPUText(t *testing.T) {
+	body := []byte(`# TYPE emqx_vm_cpu_use gauge
+# HELP emqx_vm_cpu_use 
+emqx_vm_cpu_use{node="emqx@a"} 12.5
+emqx_vm_cpu_use{node="emqx@b"} 91
+# TYPE emqx_vm_cpu_idle gauge
+emqx_vm_cpu_idle{node="emqx@a"} 87.5
+emqx_connections_count{node="emqx@a"} 3
+`)
+	got, err := nodeCPUText(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]float64{"emqx@a": 12.5, "emqx@b": 91}; !maps.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if _, err := nodeCPUText([]byte("emqx_vm_cpu_use 12\n")); err == nil || err.Error() != "line 1: a series without the node label" {
+		t.Fatalf("err = %v, want the missing node label named", err)
 	}
 }

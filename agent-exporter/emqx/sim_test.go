@@ -172,3 +172,24 @@ func TestAllRuleMetricsFromPrometheusText(t *testing.T) {
 		t.Fatal("no rule matched anything: the comparison proves nothing")
 	}
 }
+
+// TestNodeCPUAgainstSimulator: one call gives the CPU usage of every
+// running node, as the simulator's /prometheus/stats has it; a stopped
+// node has none.
+func TestNodeCPUAgainstSimulator(t *testing.T) {
+	opts := sim.DefaultOptions()
+	opts.Nodes = 3
+	c := simtest.Start(t, opts)
+	if err := c.StopNode("emqx@10.0.0.3"); err != nil {
+		t.Fatal(err)
+	}
+	c.Step()
+	cl := newClient(t, c.URL(), sim.DefaultPassword)
+	got, err := cl.NodeCPU(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got["emqx@10.0.0.1"] <= 0 || got["emqx@10.0.0.2"] <= 0 {
+		t.Fatalf("CPU usage %v, want a value for each of the two running nodes", got)
+	}
+}

@@ -20,7 +20,12 @@ type ref = selection.Ref
 
 // Selector encodes one collection's push under the series cap: package
 // selection chooses the series, this flattens and encodes the kept ones.
-type Selector struct{ sel *selection.Selector }
+// It also marks the series that vanished since the previous push
+// (staleness).
+type Selector struct {
+	sel   *selection.Selector
+	stale staleness
+}
 
 // NewSelector returns a Selector pushing at most maxSeries series (0: no
 // cap) and holding recovered objects for hold (0: DefaultRecoveryHold).
@@ -52,8 +57,12 @@ func (s *Selector) Encode(mfs []*dto.MetricFamily, at time.Time) (Push, error) {
 // many it left out.
 func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeSeries, int) {
 	c := s.sel.Choose(mfs, at)
-	return flattenKept(mfs, at, c.Keep, c.Earlier), c.Capped
+	return s.stale.mark(mfs, c.Kept, flattenKept(mfs, at, c.Keep, c.Earlier), at.UnixMilli()), c.Capped
 }
 
-// reset forgets every object (selection.Selector.Reset).
-func (s *Selector) reset() { s.sel.Reset() }
+// reset forgets every object (selection.Selector.Reset) and every series
+// pushed: a new registration starts afresh.
+func (s *Selector) reset() {
+	s.sel.Reset()
+	s.stale = staleness{}
+}

@@ -2,11 +2,13 @@ package remotewrite
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/prompb"
 )
 
@@ -20,6 +22,9 @@ type world struct {
 	ruleMatched map[string]float64
 	connectors  []string
 	rules       []string
+	// results adds the connectors sub-collector's
+	// emqx_scrape_collector_success, 0 while failing.
+	results, failing bool
 }
 
 const clusterSeries = 3
@@ -52,6 +57,9 @@ func (w *world) families(t *testing.T) []*dto.MetricFamily {
 		return c
 	}
 	gauge("emqx_up").WithLabelValues().Set(1)
+	if w.results {
+		gauge("emqx_scrape_collector_success", "collector").WithLabelValues("connectors").Set(b2f(!w.failing))
+	}
 	gauge("emqx_node_running", "node").WithLabelValues("n1").Set(1)
 	gauge("emqx_node_connections", "node").WithLabelValues("n1").Set(100)
 	enabled, status := gauge("emqx_connector_enabled", "id"), gauge("emqx_connector_status", "id", "status")
@@ -260,4 +268,83 @@ func labelValue(ls []prompb.Label, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestClearedAlarmResolvesAtOnce: a series the agent stops exporting (an
+// alarm EMQX cleared, here a connector deleted) is pushed once more as a
+// staleness marker, as a scrape would record it, so Prometheus stops
+// seeing it at once. Without it the series stayed visible for Prometheus'
+// five-minute lookback, and e2e's TestJourneyAlertCatalogue saw the
+// EMQXAlarm alert of a cleared alarm keep firing. A series the cap leaves
+// out while it is still collected gets no marker until it vanishes, and a
+// collection in which a sub-collector failed marks nothing.
+func TestClearedAlarmResolvesAtOnce(t *testing.T) {
+	const interval = 15 * time.Second
+	w := newWorld(3, 0)
+	w.results = true
+	// Room for the cluster series and one connector's six.
+	sel := NewSelector(clusterSeries+1+6, DefaultRecoveryHold)
+	at := time.Unix(1_764_000_000, 0)
+	push := func() map[string][]prompb.Sample {
+		at = at.Add(interval)
+		got, _ := sel.choose(w.families(t), at)
+		return pushed(got)
+	}
+	stale := func(p map[string][]prompb.Sample) []string {
+		var keys []string
+		for k, s := range p {
+			if len(s) == 1 && value.IsStaleNaN(s[0].Value) {
+				if s[0].Timestamp != at.UnixMilli() {
+					t.Errorf("%s marked stale at %d, want the push's time %d", k, s[0].Timestamp, at.UnixMilli())
+				}
+				keys = append(keys, k)
+			}
+		}
+		slices.Sort(keys)
+		return keys
+	}
+	first := push()
+	var shown string // the connector the cap let through
+	for _, id := range w.connectors {
+		if _, ok := first["emqx_connector_enabled{"+id+"}"]; ok {
+			shown = id
+		}
+	}
+	if shown == "" {
+		t.Fatalf("no connector pushed: %v", first)
+	}
+	without := func(id string) {
+		w.connectors = slices.DeleteFunc(w.connectors, func(c string) bool { return c == id })
+	}
+	// A collection in which a sub-collector failed marks nothing: it
+	// cannot tell a vanished series from one it could not read.
+	without(shown)
+	w.failing = true
+	if got := stale(push()); len(got) != 0 {
+		t.Fatalf("a partial collection marked %v stale", got)
+	}
+	w.failing = false
+	want := []string{"emqx_connector_enabled{" + shown + "}"}
+	for _, st := range []string{"connected", "connecting", "disconnected", "inconsistent", "stopped"} {
+		want = append(want, "emqx_connector_status{"+shown+","+st+"}")
+	}
+	if got := stale(push()); !slices.Equal(got, want) {
+		t.Fatalf("after %s vanished, marked stale %v, want %v", shown, got, want)
+	}
+	if got := stale(push()); len(got) != 0 {
+		t.Fatalf("marked stale again: %v", got)
+	}
+	// A connector the cap leaves out, then deleted: never pushed, so no
+	// marker.
+	var capped string
+	p := push()
+	for _, id := range w.connectors {
+		if _, ok := p["emqx_connector_enabled{"+id+"}"]; !ok {
+			capped = id
+		}
+	}
+	without(capped)
+	if got := stale(push()); len(got) != 0 {
+		t.Fatalf("a connector never pushed was marked stale: %v", got)
+	}
 }

@@ -38,6 +38,10 @@ const (
 	NodeLoad1  = "emqx_node_load1"
 	NodeLoad5  = "emqx_node_load5"
 	NodeLoad15 = "emqx_node_load15"
+	// NodeCPUUsage is the running node's CPU usage as a ratio, 0 to 1:
+	// EMQX's emqx_vm_cpu_use (a percentage) of GET
+	// /api/v5/prometheus/stats, divided by 100.
+	NodeCPUUsage = "emqx_node_cpu_usage_ratio"
 	// NodeMemoryTotal and NodeMemoryUsed are the running node's memory
 	// (memory_total, memory_used), read from EMQX's "15.52G" strings.
 	NodeMemoryTotal = "emqx_node_memory_total_bytes"

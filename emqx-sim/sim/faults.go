@@ -110,15 +110,9 @@ func (s *Sim) FailConnector(id, reason string, nodes ...string) error {
 	if c == nil {
 		return fmt.Errorf("fail connector %q: %w", id, ErrUnknownConnector)
 	}
-	if len(nodes) == 0 {
-		for _, n := range s.nodes {
-			nodes = append(nodes, n.name)
-		}
-	}
-	for _, name := range nodes {
-		if n, _ := s.nodeByName(name); n == nil {
-			return fmt.Errorf("fail connector %q on %q: %w", id, name, ErrUnknownNode)
-		}
+	nodes, err := s.faultNodes(nodes)
+	if err != nil {
+		return fmt.Errorf("fail connector %q on %w", id, err)
 	}
 	for _, name := range nodes {
 		c.failed[name] = reason
@@ -128,6 +122,22 @@ func (s *Sim) FailConnector(id, reason string, nodes ...string) error {
 		s.logConnectorDown(now, c)
 	}
 	return nil
+}
+
+// faultNodes are the nodes a fault names, every node when it names none;
+// the error names one the cluster does not have. s.mu is held.
+func (s *Sim) faultNodes(nodes []string) ([]string, error) {
+	if len(nodes) == 0 {
+		for _, n := range s.nodes {
+			nodes = append(nodes, n.name)
+		}
+	}
+	for _, name := range nodes {
+		if n, _ := s.nodeByName(name); n == nil {
+			return nil, fmt.Errorf("%q: %w", name, ErrUnknownNode)
+		}
+	}
+	return nodes, nil
 }
 
 // HealConnector reconnects connector id on every node.
@@ -213,6 +223,44 @@ func (s *Sim) StartNode(name string) error {
 	}
 	for _, a := range s.sources {
 		a.perNode[ni] = actionCounters{}
+	}
+	return nil
+}
+
+// SetNodeCPU pins a node's CPU usage (emqx_vm_cpu_use) to use percent, as
+// a busy host would show; nil lets it follow the node's load again.
+func (s *Sim) SetNodeCPU(name string, use *float64) error {
+	if use != nil && !(*use >= 0 && *use <= 100) {
+		return fmt.Errorf("%w: use must be 0..100", ErrBadFault)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, _ := s.nodeByName(name)
+	if n == nil {
+		return fmt.Errorf("set cpu of node %q: %w", name, ErrUnknownNode)
+	}
+	if use != nil {
+		v := *use
+		use = &v
+	}
+	n.cpuUse = use
+	return nil
+}
+
+// MaxClientsPerNode bounds SetClientsPerNode.
+const MaxClientsPerNode = 10_000_000
+
+// SetClientsPerNode sets every node's client demand to n: from the next
+// ticks the nodes' connections move towards it, within the licence's cap,
+// as clients connecting or leaving would make them.
+func (s *Sim) SetClientsPerNode(n int) error {
+	if n < 0 || n > MaxClientsPerNode {
+		return fmt.Errorf("%w: perNode must be 0..%d", ErrBadFault, MaxClientsPerNode)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, nd := range s.nodes {
+		nd.demand = n
 	}
 	return nil
 }

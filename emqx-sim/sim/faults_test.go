@@ -325,3 +325,67 @@ func TestAPIPathConcurrency(t *testing.T) {
 		t.Fatalf("after a fault change: apiPathConcurrencyMax = %d, want 0", got)
 	}
 }
+
+// TestClientsPerNode: POST /sim/clients sets every node's client demand;
+// the connections follow it within the licence's cap over the next ticks,
+// down as well as up.
+func TestClientsPerNode(t *testing.T) {
+	f := start(t, Options{Nodes: 2, ClientsPerNode: 10, LicenseCustomerType: 3, LicenseType: 1, LicenseMaxSessions: 1000})
+	settle := func() State {
+		for range 40 {
+			f.clock.Advance(time.Second)
+			f.sim.Step()
+		}
+		return f.sim.State()
+	}
+	if st := settle(); st.Connections > 30 {
+		t.Fatalf("%d connections at 10 clients a node", st.Connections)
+	}
+	if r := f.req(t, "POST", "/sim/clients", "", `{"perNode":100}`); r.status != 204 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	// dynamic_max_connections is 25 (at most 25: refused at the limit).
+	if st := settle(); st.Connections != st.ConnectionCap || st.ConnectionCap != 25 {
+		t.Fatalf("%d connections, cap %d: want the cap reached", st.Connections, st.ConnectionCap)
+	}
+	// Demand 0 still jitters by a client or so a tick on each node.
+	_ = f.req(t, "POST", "/sim/clients", "", `{"perNode":0}`)
+	if st := settle(); st.Connections > 10 {
+		t.Fatalf("%d connections with no client left", st.Connections)
+	}
+	wantError(t, f.req(t, "POST", "/sim/clients", "", `{"perNode":-1}`), 400, "BAD_REQUEST", "bad fault: perNode must be 0..10000000")
+	wantError(t, f.req(t, "POST", "/sim/clients", "", `{}`), 400, "BAD_REQUEST", "perNode is required")
+}
+
+// TestNodeCPU: POST /sim/nodes/{node}/cpu pins the node's emqx_vm_cpu_use
+// (and idle its complement) in /prometheus/stats; {} lets it follow the
+// load again.
+func TestNodeCPU(t *testing.T) {
+	f := start(t, Options{Nodes: 2})
+	cpu := func() map[string]float64 {
+		out := map[string]float64{}
+		fams := parseProm(t, f.req(t, "GET", "/api/v5/prometheus/stats?mode=all_nodes_unaggregated", "", "").body)
+		for _, m := range fams["emqx_vm_cpu_use"].GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+		for _, m := range fams["emqx_vm_cpu_idle"].GetMetric() {
+			if use := out[m.GetLabel()[0].GetValue()]; use+m.GetGauge().GetValue() != 100 {
+				t.Errorf("use %v + idle %v != 100", use, m.GetGauge().GetValue())
+			}
+		}
+		return out
+	}
+	before := cpu()
+	if r := f.req(t, "POST", "/sim/nodes/emqx@10.0.0.2/cpu", "", `{"use":95.5}`); r.status != 204 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if got := cpu(); got["emqx@10.0.0.2"] != 95.5 || got["emqx@10.0.0.1"] != before["emqx@10.0.0.1"] {
+		t.Fatalf("cpu %v, want 95.5 on emqx@10.0.0.2 only (before %v)", got, before)
+	}
+	_ = f.req(t, "POST", "/sim/nodes/emqx@10.0.0.2/cpu", "", `{}`)
+	if got := cpu(); got["emqx@10.0.0.2"] != before["emqx@10.0.0.2"] {
+		t.Fatalf("cpu %v after unpinning, want %v", got, before)
+	}
+	wantError(t, f.req(t, "POST", "/sim/nodes/emqx@10.0.0.2/cpu", "", `{"use":101}`), 400, "BAD_REQUEST", "bad fault: use must be 0..100")
+	wantError(t, f.req(t, "POST", "/sim/nodes/emqx@9.9.9.9/cpu", "", `{"use":1}`), 404, "NOT_FOUND", `set cpu of node "emqx@9.9.9.9": unknown node`)
+}

@@ -22,6 +22,9 @@ type node struct {
 	maxFDs    int
 	procAvail int
 	load      [3]float64
+	// cpuUse, when set, is the CPU usage (percent) a fault pinned;
+	// otherwise it follows the load.
+	cpuUse *float64
 
 	demand     int // clients that want to connect to this node
 	sessions   int // "connections": channel table size incl. disconnected persistent sessions

@@ -151,8 +151,8 @@ func (s *Sim) statsFamilies(mode string) []*promFamily {
 		name string
 		val  func(n *node) float64
 	}{
-		{"emqx_vm_cpu_use", func(n *node) float64 { return round2(n.load[0] * 10) }},
-		{"emqx_vm_cpu_idle", func(n *node) float64 { return round2(100 - n.load[0]*10) }},
+		{"emqx_vm_cpu_use", func(n *node) float64 { return n.cpuUsage() }},
+		{"emqx_vm_cpu_idle", func(n *node) float64 { return round2(100 - n.cpuUsage()) }},
 		{"emqx_vm_run_queue", func(*node) float64 { return 0 }},
 		{"emqx_vm_process_messages_in_queues", func(*node) float64 { return 0 }},
 		{"emqx_vm_total_memory", func(n *node) float64 { return float64(int64(n.memTotal)) }},
@@ -178,6 +178,15 @@ func (s *Sim) statsFamilies(mode string) []*promFamily {
 		perNode("emqx_routes_max", "gauge", "stats", func(n *node, _ int) float64 { return float64(n.hw["subscriptions"] / 2) }, false, false)
 	}
 	return fams
+}
+
+// cpuUsage is the node's CPU usage in percent: the pinned one, or ten
+// times its 1-minute load.
+func (n *node) cpuUsage() float64 {
+	if n.cpuUse != nil {
+		return *n.cpuUse
+	}
+	return round2(n.load[0] * 10)
 }
 
 func metricGroup(k string) string {

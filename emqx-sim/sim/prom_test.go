@@ -183,3 +183,54 @@ func TestPrometheusAuthModes(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthBackendFault: an authenticator failed on one node through /sim/
+// reads 0 in emqx_authn_status on that node only, 0 aggregated (connected
+// nowhere but on every node is not connected) and stays enabled; an
+// authorization source fails by type; healed, both read 1 again.
+func TestAuthBackendFault(t *testing.T) {
+	f := start(t, Options{Nodes: 3})
+	f.sim.Step()
+	if r := f.req(t, "POST", "/sim/authentication/password_based:built_in_database/fail", "", `{"nodes":["emqx@10.0.0.2"]}`); r.status != 204 {
+		t.Fatalf("fail authenticator: %d %s", r.status, r.body)
+	}
+	if r := f.req(t, "POST", "/sim/authorization/sources/file/fail", "", ""); r.status != 204 {
+		t.Fatalf("fail authorization source: %d %s", r.status, r.body)
+	}
+	wantError(t, f.req(t, "POST", "/sim/authentication/password_based:http/fail", "", ""), 404, "NOT_FOUND",
+		`fail auth backend: "password_based:http": unknown authentication or authorization backend`)
+	wantError(t, f.req(t, "POST", "/sim/authorization/sources/file/fail", "", `{"nodes":["emqx@9.9.9.9"]}`), 404, "NOT_FOUND",
+		`fail auth backend "file" on "emqx@9.9.9.9": unknown node`)
+	values := func(mode, name string) map[string]float64 {
+		out := map[string]float64{}
+		for _, m := range parseProm(t, f.req(t, "GET", "/api/v5/prometheus/auth"+mode, "", "").body)[name].GetMetric() {
+			k := ""
+			for _, l := range m.GetLabel() {
+				k += l.GetValue() + " "
+			}
+			out[strings.TrimSpace(k)] = m.GetGauge().GetValue()
+		}
+		return out
+	}
+	un := values("?mode=all_nodes_unaggregated", "emqx_authn_status")
+	if un["emqx@10.0.0.1 password_based:built_in_database"] != 1 || un["emqx@10.0.0.2 password_based:built_in_database"] != 0 {
+		t.Fatalf("unaggregated authn status %v, want 0 on emqx@10.0.0.2 only", un)
+	}
+	if agg := values("?mode=all_nodes_aggregated", "emqx_authn_status"); agg["password_based:built_in_database"] != 0 {
+		t.Fatalf("aggregated authn status %v, want 0", agg)
+	}
+	if en := values("?mode=all_nodes_aggregated", "emqx_authn_enable"); en["password_based:built_in_database"] != 1 {
+		t.Fatalf("authn enable %v, want still 1", en)
+	}
+	if agg := values("?mode=all_nodes_aggregated", "emqx_authz_status"); agg["file"] != 0 || agg["built_in_database"] != 1 {
+		t.Fatalf("aggregated authz status %v, want file 0, built_in_database 1", agg)
+	}
+	_ = f.req(t, "POST", "/sim/authentication/password_based:built_in_database/heal", "", "")
+	_ = f.req(t, "POST", "/sim/authorization/sources/file/heal", "", "")
+	if agg := values("?mode=all_nodes_aggregated", "emqx_authn_status"); agg["password_based:built_in_database"] != 1 {
+		t.Fatalf("healed authn status %v", agg)
+	}
+	if agg := values("?mode=all_nodes_aggregated", "emqx_authz_status"); agg["file"] != 1 {
+		t.Fatalf("healed authz status %v", agg)
+	}
+}

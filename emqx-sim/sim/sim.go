@@ -296,6 +296,9 @@ type Sim struct {
 	alarms   []*alarm
 	history  []*alarm
 	rejectAt time.Time // last licence-limit log line (throttle)
+	// authDown holds the nodes on which an authenticator or authorization
+	// source is not connected, by authBackend.
+	authDown map[authBackend]map[string]bool
 
 	users    map[string]*dashUser
 	tokens   map[string]*token
@@ -341,6 +344,7 @@ func New(opts Options) (*Sim, error) {
 		authRng:     rand.New(rand.NewPCG(seed, 2)),
 		apiRng:      rand.New(rand.NewPCG(seed, 3)),
 		apiInFlight: map[string]int{},
+		authDown:    map[authBackend]map[string]bool{},
 		stopCh:      make(chan struct{}),
 		doneCh:      make(chan struct{}),
 	}

@@ -39,6 +39,43 @@ func (s *Sim) simRoutes(rt *router) {
 	post("/sim/nodes/{node}/start", func(w http.ResponseWriter, _ *http.Request, _ principal, ps params) {
 		simReply(w, s.StartNode(ps["node"]))
 	})
+	post("/sim/nodes/{node}/cpu", func(w http.ResponseWriter, r *http.Request, _ principal, ps params) {
+		var b struct {
+			Use *float64 `json:"use"`
+		}
+		if readJSON(w, r, &b) {
+			simReply(w, s.SetNodeCPU(ps["node"], b.Use))
+		}
+	})
+	post("/sim/clients", func(w http.ResponseWriter, r *http.Request, _ principal, _ params) {
+		var b struct {
+			PerNode *int `json:"perNode"`
+		}
+		if readJSON(w, r, &b) {
+			if b.PerNode == nil {
+				writeError(w, http.StatusBadRequest, "BAD_REQUEST", "perNode is required")
+				return
+			}
+			simReply(w, s.SetClientsPerNode(*b.PerNode))
+		}
+	})
+	// Paths as EMQX names the backends: /authentication/{id} and
+	// /authorization/sources/{type}.
+	authFault := func(authz bool, pattern string) {
+		post(pattern+"/fail", func(w http.ResponseWriter, r *http.Request, _ principal, ps params) {
+			var b struct {
+				Nodes []string `json:"nodes"`
+			}
+			if readJSON(w, r, &b) {
+				simReply(w, s.FailAuthBackend(authz, ps["id"], b.Nodes...))
+			}
+		})
+		post(pattern+"/heal", func(w http.ResponseWriter, _ *http.Request, _ principal, ps params) {
+			simReply(w, s.HealAuthBackend(authz, ps["id"]))
+		})
+	}
+	authFault(false, "/sim/authentication/{id}")
+	authFault(true, "/sim/authorization/sources/{id}")
 	post("/sim/alarms/{name}/raise", func(w http.ResponseWriter, r *http.Request, _ principal, ps params) {
 		var b struct {
 			Node    string         `json:"node"`
@@ -119,7 +156,7 @@ func simReply(w http.ResponseWriter, err error) {
 	case err == nil:
 		w.WriteHeader(http.StatusNoContent)
 	case errors.Is(err, ErrUnknownConnector), errors.Is(err, ErrUnknownRule), errors.Is(err, ErrUnknownNode),
-		errors.Is(err, ErrUnknownAlarm):
+		errors.Is(err, ErrUnknownAlarm), errors.Is(err, ErrUnknownAuthBackend):
 		writeError(w, http.StatusNotFound, "NOT_FOUND", err.Error())
 	default:
 		writeError(w, http.StatusBadRequest, "BAD_REQUEST", err.Error())

@@ -1,0 +1,116 @@
+package remotewrite
+
+import (
+	"hash/fnv"
+	"math"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/ecpio/ecp/agentproto/series"
+)
+
+// staleness marks the series that vanished from a collection, as a scrape
+// does: Prometheus writes a staleness marker for every series a target
+// stops exposing, so that a query stops seeing it at once. Samples that
+// arrive by remote write get no such marker from the receiver, so without
+// one a series the agent stopped sending (an alarm EMQX cleared, an
+// object deleted) would stay visible for Prometheus' five-minute lookback,
+// and the alert reading it would keep firing that long. The agent sends
+// the marker itself: one sample of value.StaleNaN for each series it
+// pushed that the latest collection no longer has.
+//
+// A series left out by the series cap while still collected is not
+// vanished: it is remembered, and marked when it does vanish. Nor is a
+// series missing from a collection in which a sub-collector failed
+// (series.CollectorSuccess 0): that collection cannot tell a cleared alarm
+// from one it could not read, and marking would resolve every alert of the
+// failed call at once and fire it again at the next collection. Such a
+// collection marks nothing; the series then age out over the lookback, as
+// before.
+type staleness struct {
+	// last holds the labels of every series pushed and not marked since,
+	// by the hash of its name and labels (seriesHash).
+	last map[uint64]pushedSeries
+}
+
+type pushedSeries struct {
+	labels []prompb.Label
+	// own is set when labels were copied out of the push they came in,
+	// which can then be freed.
+	own bool
+}
+
+// mark appends to out (the series pushed from mfs, flattenKept with kept)
+// a staleness marker at ts for each series pushed before that mfs lacks,
+// and remembers what is pushed now.
+func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out []prompb.TimeSeries, ts int64) []prompb.TimeSeries {
+	next := make(map[uint64]pushedSeries, len(st.last)+len(out))
+	seen := make(map[uint64]bool, len(out))
+	partial := false
+	i := 0
+	for f, mf := range mfs {
+		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
+		for m, metric := range mf.GetMetric() {
+			if mf.GetName() == series.CollectorSuccess && metric.GetGauge().GetValue() == 0 {
+				partial = true
+			}
+			h := seriesHash(mf.GetName(), metric)
+			seen[h] = true
+			if !kept(f, m) {
+				continue
+			}
+			if !simple {
+				// Summaries and histograms push several series a
+				// metric; the agent exports none, so they are not
+				// tracked.
+				i += flatCount(mf.GetType(), metric)
+				continue
+			}
+			next[h] = pushedSeries{labels: out[i].Labels}
+			i++
+		}
+	}
+	for h, p := range st.last {
+		if _, pushed := next[h]; pushed {
+			continue
+		}
+		if seen[h] || partial {
+			// Capped while still collected, or not known to be gone.
+			if !p.own {
+				p = pushedSeries{labels: append([]prompb.Label(nil), p.labels...), own: true}
+			}
+			next[h] = p
+			continue
+		}
+		out = append(out, prompb.TimeSeries{Labels: p.labels, Samples: []prompb.Sample{{Value: math.Float64frombits(value.StaleNaN), Timestamp: ts}}})
+	}
+	st.last = next
+	return out
+}
+
+// flatCount is how many series flattenKept makes of one metric.
+func flatCount(t dto.MetricType, m *dto.Metric) int {
+	switch t {
+	case dto.MetricType_SUMMARY:
+		return len(m.GetSummary().GetQuantile()) + 2
+	case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+		return len(m.GetHistogram().GetBucket()) + 3
+	}
+	return 1
+}
+
+// seriesHash identifies a series by its name and labels, in the order the
+// agent emits them (the same for one series in every collection).
+func seriesHash(name string, m *dto.Metric) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(name))
+	for _, l := range m.GetLabel() {
+		_, _ = h.Write([]byte{0xff})
+		_, _ = h.Write([]byte(l.GetName()))
+		_, _ = h.Write([]byte{0xfe})
+		_, _ = h.Write([]byte(l.GetValue()))
+	}
+	return h.Sum64()
+}
