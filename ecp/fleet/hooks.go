@@ -6,7 +6,6 @@ import (
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
 // Hooks for the packages that serve the rest of the agent API (remote
@@ -20,11 +19,8 @@ import (
 // httpapi errors (401 with CredentialRevoked for a credential that no
 // longer opens the door, 503 while the state is loading).
 func (f *Fleet) AuthenticateAgent(r *http.Request) (clusterID, project string, err error) {
-	select {
-	case <-f.ready:
-	default:
-		return "", "", &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable,
-			Message: "ecp is loading its state; retry later", RetryAfter: f.opts.RetryAfter}
+	if err := f.loading(); err != nil {
+		return "", "", err
 	}
 	p, err := f.authenticate(r)
 	if err != nil {

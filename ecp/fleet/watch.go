@@ -65,12 +65,6 @@ func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	f.announceLocked()
 }
 
-// announceLocked wakes whoever waits for memory to move (tests).
-func (f *Fleet) announceLocked() {
-	close(f.applied)
-	f.applied = make(chan struct{})
-}
-
 // watchRange is the one key range fleet loads and watches: from the spec
 // prefix to the end of its own. One range keeps the events of both in
 // revision order, so memory never sees a binding before the spec it was
