@@ -135,7 +135,9 @@ func (o Options) withDefaults() Options {
 // It is a composition of parts with one job each, wired here: gate admits
 // agent calls; memory holds what the replica knows of every cluster;
 // liveness keeps one deadline per agent and the sweeper's leadership;
-// gossip shares with the other replicas what each heard. Fleet itself
+// gossip shares with the other replicas what each heard; identities
+// keeps one EMQX cluster to one entry; dashboards carries the dashboard
+// jump. Fleet itself
 // serves the agent API (register, report, unregister, long-poll,
 // dashboard answers), routes every etcd key to the part that owns it
 // (applyLocked) and writes the agent's state (updateStatus).
@@ -152,6 +154,8 @@ type Fleet struct {
 	*memory
 	*liveness
 	*gossip
+	*identities
+	*dashboards
 
 	// observe, when set by RegisterObserved, sees every accepted report;
 	// memory's lock guards it.
@@ -183,6 +187,10 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		etcdTimeout: opts.EtcdTimeout, now: opts.Now, logger: logger, etcdWrites: f.metrics.etcdWrites,
 		peers: map[string]struct{}{}, told: map[string]time.Time{}}
 	f.covered = f.coveredLocked
+	f.identities = &identities{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
+		projectName: opts.ProjectName, logger: logger, etcdWrites: f.metrics.etcdWrites}
+	f.dashboards = &dashboards{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout, logger: logger,
+		loaded: f.waitReady}
 	return f, nil
 }
 

@@ -253,7 +253,7 @@ func (e *entry) agentInterval() time.Duration {
 }
 
 // statusLocked is what Status returns for e.
-func (f *Fleet) statusLocked(e *entry, now time.Time) Status {
+func (m *memory) statusLocked(e *entry, now time.Time) Status {
 	var st Status
 	if e.hasStatus {
 		r := e.status
