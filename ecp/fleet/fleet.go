@@ -16,6 +16,7 @@ import (
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // Defaults of Options.
@@ -67,6 +68,10 @@ type Options struct {
 	// name the entry holding a cluster (ClusterAlreadyManaged). Default:
 	// the id is shown.
 	ProjectName func(ctx context.Context, id string) (string, error)
+	// Records is the replica's mirror of the cluster records; fleet has it
+	// carry its own keys (registry.Mirror.Follow) and whoever made it runs
+	// it. Default: fleet makes one and runs it in Run (tests, benchmarks).
+	Records *registry.Mirror
 	// Adapter writes replies and errors. Pass the app's adapter: an
 	// httpapi.Adapter registers its latency histogram on a registerer once.
 	// Default: a new adapter on the registerer given to New.
@@ -147,6 +152,10 @@ type Fleet struct {
 	logger  *slog.Logger
 	metrics *metrics
 	adapter *httpapi.Adapter
+	// records carries fleet's keys with the records' (watch.go); Run runs
+	// it when fleet made it (ownRecords).
+	records    *registry.Mirror
+	ownRecords bool
 	// spread places agents registered in a burst in the interval.
 	spread spreader
 
@@ -187,6 +196,10 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		etcdTimeout: opts.EtcdTimeout, now: opts.Now, logger: logger, etcdWrites: f.metrics.etcdWrites,
 		peers: map[string]struct{}{}, told: map[string]time.Time{}}
 	f.covered = f.coveredLocked
+	if f.records = opts.Records; f.records == nil {
+		f.records, f.ownRecords = registry.NewMirror(cli, logger), true
+	}
+	f.follow()
 	f.identities = &identities{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
 		projectName: opts.ProjectName, logger: logger, etcdWrites: f.metrics.etcdWrites}
 	f.dashboards = &dashboards{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout, logger: logger,
@@ -210,8 +223,9 @@ func (f *Fleet) Register(r *mux.Router) {
 	r.Handle(agentproto.PathDashboardSession, f.adapter.Handle(f.whenReady(f.limited(f.handleDashboardSession)))).Methods(http.MethodPost)
 }
 
-// Run loads fleet's state from etcd, keeps it current with one watch, takes
-// part in the sweeper election and publishes digests. It returns nil when
+// Run takes part in the sweeper election and publishes digests; fleet's
+// state is loaded and kept current by the records mirror (Options.Records),
+// which Run also runs when fleet made it. It returns nil when
 // ctx ends, after closing its etcd session (which ends its leadership);
 // held long-polls are answered 204 as soon as ctx ends.
 func (f *Fleet) Run(ctx context.Context) error {
@@ -220,7 +234,9 @@ func (f *Fleet) Run(ctx context.Context) error {
 		<-ctx.Done()
 		f.stop()
 	})
-	wg.Go(func() { f.watchLoop(ctx) })
+	if f.ownRecords {
+		wg.Go(func() { _ = f.records.Run(ctx) })
+	}
 	wg.Go(func() { f.sessionLoop(ctx) })
 	wg.Go(func() { f.tickLoop(ctx, f.opts.SweepEvery, f.sweep) })
 	wg.Go(func() { f.tickLoop(ctx, f.opts.ReportInterval/2, f.publishDigest) })

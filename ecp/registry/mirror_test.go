@@ -131,7 +131,7 @@ func TestIndexFollowsEtcd(t *testing.T) {
 func TestIndexRefreshReadsYourWrites(t *testing.T) {
 	cli := etcdtest.Client(t)
 	x := NewMirror(cli, nil) // loaded, but its watch never runs
-	loadRev, err := x.load(t.Context())
+	loadRev, err := x.Load(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestIndexRefreshReadsYourWrites(t *testing.T) {
 	if got := projectIDs(x, "p"); !slices.Equal(got, []string{"b"}) {
 		t.Fatalf("an older snapshot dropped a newer entry: %v", got)
 	}
-	if _, err := x.load(t.Context()); err != nil {
+	if _, err := x.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	x.mu.RLock()
@@ -238,7 +238,7 @@ func TestDeleteTellsSubscribers(t *testing.T) {
 		}
 	}
 	here := NewMirror(cli, nil) // loaded, but its watch never runs
-	if _, err := here.load(t.Context()); err != nil {
+	if _, err := here.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	there := runIndex(t, cli)
