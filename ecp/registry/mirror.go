@@ -34,7 +34,9 @@ import (
 // the watch, a reload or Refresh, once each, after the lock is released,
 // in the order applied; they run on the goroutine that applied the change
 // and must not block nor subscribe. A reload tells them of what changed
-// while the watch was down, the first load of every record.
+// while the watch was down, the first load of every record. A part that
+// needs its own keys in one revision order with the records (fleet)
+// follows them through the same load and watch instead (Follow).
 type Mirror struct {
 	cli    *clientv3.Client
 	logger *slog.Logger
