@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -61,7 +60,6 @@ type dashboards struct {
 	*memory
 	cli         *clientv3.Client
 	etcdTimeout time.Duration
-	logger      *slog.Logger
 	// loaded waits for the first load (gate.waitReady).
 	loaded func(ctx context.Context) error
 }

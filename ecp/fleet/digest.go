@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -54,12 +53,9 @@ type digestItem struct {
 // entries' snapshots.
 type gossip struct {
 	*memory
-	live        *liveness
 	cli         *clientv3.Client
 	replicaID   string
 	etcdTimeout time.Duration
-	now         func() time.Time
-	logger      *slog.Logger
 	etcdWrites  *prometheus.CounterVec
 
 	// session is set while this replica holds one.
@@ -206,6 +202,14 @@ func decodeDigest(b []byte) (digest, error) {
 		return d, fmt.Errorf("decode digest: %w", err)
 	}
 	return d, nil
+}
+
+// digestLocked takes in a digest key: another replica's, still stored.
+func (g *gossip) digestLocked(k kv) {
+	if k.deleted || strings.HasPrefix(k.key, digestsPrefix+g.replicaID+"/") {
+		return
+	}
+	g.applyDigestLocked(k.key, k.value, g.now())
 }
 
 // applyDigestLocked takes in another replica's digest: newer snapshots of

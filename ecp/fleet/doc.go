@@ -54,16 +54,18 @@
 //
 // Fleet composes parts with one job each: gate (gate.go) admits agent
 // calls (503 while loading, 429 beyond the in-flight and long-poll
-// bounds); memory (state.go) holds the entries and the state tally;
+// bounds); memory (state.go) holds the entries and the state tally and
+// routes each mirrored key to the part that owns it (applyLocked);
 // liveness (liveness.go) keeps one deadline per agent in a heap, the
 // sweeper's leadership and grace; gossip (digest.go) announces the replica
 // and exchanges digests; identities (identity.go) keeps one EMQX cluster to
-// one entry; dashboards (dashboard.go) carries the dashboard jump. Fleet
-// itself serves the agent API, routes each mirrored key to the part that
-// owns it (applyLocked) and writes the agent's state (updateStatus).
-// memory's lock guards the parts that work on the entries (liveness,
-// gossip, identities, dashboards): a report's snapshot, deadline and digest
-// mark move in one step; gate holds no lock.
+// one entry; dashboards (dashboard.go) carries the dashboard jump;
+// credentials (credentials.go) authenticates agents. Fleet itself serves
+// the agent API (register, report, unregister, long-poll), writes the
+// agent's state (updateStatus) and wires the parts to the records mirror
+// (watch.go). memory's lock guards the parts that work on the entries: a
+// report's snapshot, deadline and digest mark move in one step; gate holds
+// no lock.
 //
 // # Reports and writes
 //

@@ -137,15 +137,9 @@ func (o Options) withDefaults() Options {
 // Fleet is the agent gateway of one ecp replica. Every replica of ecp runs
 // one; they share nothing but etcd.
 //
-// It is a composition of parts with one job each, wired here: gate admits
-// agent calls; memory holds what the replica knows of every cluster;
-// liveness keeps one deadline per agent and the sweeper's leadership;
-// gossip shares with the other replicas what each heard; identities
-// keeps one EMQX cluster to one entry; dashboards carries the dashboard
-// jump. Fleet itself
-// serves the agent API (register, report, unregister, long-poll,
-// dashboard answers), routes every etcd key to the part that owns it
-// (applyLocked) and writes the agent's state (updateStatus).
+// It is a composition of parts with one job each, wired in New (see the
+// package doc's "Parts"); Fleet itself serves the agent API and writes the
+// agent's state.
 type Fleet struct {
 	opts    Options
 	cli     *clientv3.Client
@@ -165,6 +159,7 @@ type Fleet struct {
 	*gossip
 	*identities
 	*dashboards
+	*credentials
 
 	// observe, when set by RegisterObserved, sees every accepted report;
 	// memory's lock guards it.
@@ -183,17 +178,17 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		reg = prometheus.NewRegistry()
 	}
 	opts = opts.withDefaults()
-	f := &Fleet{opts: opts, cli: cli, logger: logger, adapter: opts.Adapter, memory: newMemory()}
+	f := &Fleet{opts: opts, cli: cli, logger: logger, adapter: opts.Adapter, memory: newMemory(logger, opts.Now)}
 	f.metrics = newMetrics(reg, f)
 	if f.adapter == nil {
 		f.adapter = httpapi.NewAdapter(logger, reg)
 	}
 	f.gate = newGate(opts, f.metrics.throttled)
 	f.liveness = &liveness{memory: f.memory, interval: opts.ReportInterval,
-		silentAfter: agentproto.SilentIntervals * opts.ReportInterval, now: opts.Now,
-		logger: logger, replicaID: opts.ReplicaID, leaderGauge: f.metrics.leader}
-	f.gossip = &gossip{memory: f.memory, live: f.liveness, cli: cli, replicaID: opts.ReplicaID,
-		etcdTimeout: opts.EtcdTimeout, now: opts.Now, logger: logger, etcdWrites: f.metrics.etcdWrites,
+		silentAfter: agentproto.SilentIntervals * opts.ReportInterval,
+		replicaID:   opts.ReplicaID, leaderGauge: f.metrics.leader}
+	f.gossip = &gossip{memory: f.memory, cli: cli, replicaID: opts.ReplicaID,
+		etcdTimeout: opts.EtcdTimeout, etcdWrites: f.metrics.etcdWrites,
 		peers: map[string]struct{}{}, told: map[string]time.Time{}}
 	f.covered = f.coveredLocked
 	if f.records = opts.Records; f.records == nil {
@@ -201,9 +196,11 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 	}
 	f.follow()
 	f.identities = &identities{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
-		projectName: opts.ProjectName, logger: logger, etcdWrites: f.metrics.etcdWrites}
-	f.dashboards = &dashboards{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout, logger: logger,
-		loaded: f.waitReady}
+		projectName: opts.ProjectName, etcdWrites: f.metrics.etcdWrites}
+	f.dashboards = &dashboards{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout, loaded: f.waitReady}
+	f.credentials = &credentials{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
+		refused: f.metrics.refused, notLoaded: f.loading}
+	f.live, f.digests, f.ids, f.dash = f.liveness, f.gossip, f.identities, f.dashboards
 	return f, nil
 }
 
@@ -257,8 +254,6 @@ func (f *Fleet) tickLoop(ctx context.Context, period time.Duration, fn func(cont
 		}
 	}
 }
-
-func (f *Fleet) now() time.Time { return f.opts.Now() }
 
 func (f *Fleet) etcdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, f.opts.EtcdTimeout)

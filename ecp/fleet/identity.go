@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -71,7 +70,6 @@ type identities struct {
 	etcdTimeout time.Duration
 	// projectName names a project in a refusal (Options.ProjectName).
 	projectName func(ctx context.Context, id string) (string, error)
-	logger      *slog.Logger
 	etcdWrites  *prometheus.CounterVec
 }
 

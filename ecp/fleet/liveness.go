@@ -4,7 +4,6 @@ import (
 	"container/heap"
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,11 +48,9 @@ type liveness struct {
 	// of it.
 	interval    time.Duration
 	silentAfter time.Duration
-	now         func() time.Time
 	// covered is gossip's coveredLocked: until when every other replica
 	// told what it heard.
 	covered     func(now time.Time) time.Time
-	logger      *slog.Logger
 	replicaID   string
 	leaderGauge prometheus.Gauge
 

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -103,11 +104,20 @@ type memory struct {
 	// applied is closed and replaced after every batch of watch events;
 	// tests wait on it instead of sleeping.
 	applied chan struct{}
+	logger  *slog.Logger
+	now     func() time.Time
+
+	// The parts that own keys or follow an entry's binding: applyLocked
+	// tells each of what concerns it.
+	live    *liveness
+	digests *gossip
+	ids     *identities
+	dash    *dashboards
 }
 
-func newMemory() *memory {
+func newMemory(logger *slog.Logger, now func() time.Time) *memory {
 	return &memory{entries: map[string]*entry{}, tally: map[string]*stateTally{},
-		idHolders: map[string]idHolder{}, applied: make(chan struct{})}
+		idHolders: map[string]idHolder{}, applied: make(chan struct{}), logger: logger, now: now}
 }
 
 func (m *memory) entryLocked(id string) *entry {
@@ -147,16 +157,15 @@ type kv struct {
 }
 
 // applyLocked brings memory up to kv, ignoring anything older than what is
-// already known. Callers hold f.mu.
-func (f *Fleet) applyLocked(k kv) {
-	now := f.now()
+// already known. Callers hold m.mu.
+func (m *memory) applyLocked(k kv) {
 	if k.deleted {
 		// A deletion of a cluster memory does not hold changes nothing
 		// (its own watch event, if any, comes later and is ignored the same
 		// way); creating an entry for it would let made-up credentials grow
 		// memory.
 		for _, p := range []string{registry.Prefix, agentsPrefix, statusPrefix} {
-			if id, ok := strings.CutPrefix(k.key, p); ok && f.entries[id] == nil {
+			if id, ok := strings.CutPrefix(k.key, p); ok && m.entries[id] == nil {
 				return
 			}
 		}
@@ -167,7 +176,7 @@ func (f *Fleet) applyLocked(k kv) {
 		if id == "" || strings.Contains(id, "/") {
 			return
 		}
-		e := f.entryLocked(id)
+		e := m.entryLocked(id)
 		if k.modRev <= e.specRev {
 			return
 		}
@@ -176,16 +185,16 @@ func (f *Fleet) applyLocked(k kv) {
 		if !k.deleted {
 			var err error
 			if spec, err = registry.Decode(k.value); err != nil {
-				f.logger.Warn("ignoring undecodable cluster spec", "key", k.key, "err", err)
+				m.logger.Warn("ignoring undecodable cluster spec", "key", k.key, "err", err)
 				return
 			}
 		}
-		f.tallyLocked(e, -1)
+		m.tallyLocked(e, -1)
 		e.spec, e.hasSpec = spec, !k.deleted
-		f.tallyLocked(e, +1)
+		m.tallyLocked(e, +1)
 		e.notify()
 	case strings.HasPrefix(k.key, agentsPrefix):
-		e := f.entryLocked(strings.TrimPrefix(k.key, agentsPrefix))
+		e := m.entryLocked(strings.TrimPrefix(k.key, agentsPrefix))
 		if k.modRev <= e.agentRev {
 			return
 		}
@@ -193,11 +202,11 @@ func (f *Fleet) applyLocked(k kv) {
 		if k.deleted {
 			e.hasAgent, e.agent, e.bindRev = false, agentRecord{}, 0
 			e.live = live{}
-			f.heapRemoveLocked(e)
+			m.live.heapRemoveLocked(e)
 		} else {
 			rec, err := decode[agentRecord](k.value)
 			if err != nil {
-				f.logger.Warn("ignoring undecodable agent record", "key", k.key, "err", err)
+				m.logger.Warn("ignoring undecodable agent record", "key", k.key, "err", err)
 				return
 			}
 			newBinding := e.bindRev != k.createRev
@@ -206,11 +215,11 @@ func (f *Fleet) applyLocked(k kv) {
 				e.bindRev = k.createRev
 			}
 			e.agent, e.hasAgent = rec, true
-			f.boundLocked(e, newBinding)
+			m.live.boundLocked(e, newBinding)
 		}
 		e.notify()
 	case strings.HasPrefix(k.key, statusPrefix):
-		e := f.entryLocked(strings.TrimPrefix(k.key, statusPrefix))
+		e := m.entryLocked(strings.TrimPrefix(k.key, statusPrefix))
 		if k.modRev <= e.statusRev {
 			return
 		}
@@ -220,29 +229,26 @@ func (f *Fleet) applyLocked(k kv) {
 		if !k.deleted {
 			var err error
 			if rec, err = decode[statusRecord](k.value); err != nil {
-				f.logger.Warn("ignoring undecodable cluster status", "key", k.key, "err", err)
+				m.logger.Warn("ignoring undecodable cluster status", "key", k.key, "err", err)
 				return
 			}
 		}
-		f.tallyLocked(e, -1)
+		m.tallyLocked(e, -1)
 		e.status, e.hasStatus = rec, !k.deleted
-		f.tallyLocked(e, +1)
+		m.tallyLocked(e, +1)
 		if (e.status.HeldBy != "") != wasHeld {
 			e.holdRev = k.modRev
 		}
-		f.intervalChangedLocked(e)
+		m.live.intervalChangedLocked(e)
 		e.notify()
 	case strings.HasPrefix(k.key, replicasPrefix):
-		f.replicaLocked(strings.TrimPrefix(k.key, replicasPrefix), k.deleted)
+		m.digests.replicaLocked(strings.TrimPrefix(k.key, replicasPrefix), k.deleted)
 	case strings.HasPrefix(k.key, identityPrefix):
-		f.applyIdentityLocked(k)
+		m.ids.applyIdentityLocked(k)
 	case strings.HasPrefix(k.key, dashboardPrefix):
-		f.applyDashboardLocked(k)
+		m.dash.applyDashboardLocked(k)
 	case strings.HasPrefix(k.key, digestsPrefix):
-		if k.deleted || strings.HasPrefix(k.key, digestsPrefix+f.opts.ReplicaID+"/") {
-			return
-		}
-		f.applyDigestLocked(k.key, k.value, now)
+		m.digests.digestLocked(k)
 	}
 }
 
