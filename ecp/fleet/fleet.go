@@ -191,16 +191,17 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		etcdTimeout: opts.EtcdTimeout, etcdWrites: f.metrics.etcdWrites,
 		peers: map[string]struct{}{}, told: map[string]time.Time{}}
 	f.covered = f.coveredLocked
-	if f.records = opts.Records; f.records == nil {
-		f.records, f.ownRecords = registry.NewMirror(cli, logger), true
-	}
-	f.follow()
 	f.identities = &identities{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
 		projectName: opts.ProjectName, etcdWrites: f.metrics.etcdWrites}
 	f.dashboards = &dashboards{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout, loaded: f.waitReady}
 	f.credentials = &credentials{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
 		refused: f.metrics.refused, notLoaded: f.loading}
 	f.live, f.digests, f.ids, f.dash = f.liveness, f.gossip, f.identities, f.dashboards
+	// Only now that every part exists may the mirror deliver keys.
+	if f.records = opts.Records; f.records == nil {
+		f.records, f.ownRecords = registry.NewMirror(cli, logger), true
+	}
+	f.follow()
 	return f, nil
 }
 
