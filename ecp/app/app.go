@@ -348,10 +348,10 @@ func (a *App) build(ctx context.Context) error {
 	} else if changed > 0 {
 		a.logger.Info("connection allocation counters recounted", "changed", changed)
 	}
+	a.records = registry.NewMirror(a.cli, a.logger.With("component", "registry"))
 	if err := a.buildFleet(ctx); err != nil {
 		return err
 	}
-	a.records = registry.NewMirror(a.cli, a.logger.With("component", "registry"))
 	a.registry = registry.New(store, a.records, a.logger.With("component", "registry"))
 	a.registry.SetBinder(a.fleet)
 	if a.clusters, err = clusters.NewAPI(clusters.Options{ExternalURL: a.opts.ExternalURL, TokenTTL: a.opts.RegistrationTokenTTL, Mirror: a.records, Registry: a.registry},

@@ -36,6 +36,8 @@ func (a *App) buildFleet(_ context.Context) error {
 	fo.ReportInterval = a.opts.ReportInterval
 	// One adapter per registry: it owns the request latency histogram.
 	fo.Adapter = a.adapter
+	// Fleet's keys ride on the replica's one mirror of the records.
+	fo.Records = a.records
 	projects := tenancy.NewStore(a.cli)
 	fo.ProjectName = func(ctx context.Context, id string) (string, error) {
 		p, err := projects.GetProject(ctx, id)

@@ -52,6 +52,18 @@ type DashboardLogin struct {
 	Edition  string
 }
 
+// dashboards carries the dashboard jump between the console and the
+// agent: a request is a key on a short lease that the agent's long-poll
+// lists (memory's entries carry the pending ones, under memory's lock), the
+// answer a key on the same lease that the asking replica watches.
+type dashboards struct {
+	*memory
+	cli         *clientv3.Client
+	etcdTimeout time.Duration
+	// loaded waits for the first load (gate.waitReady).
+	loaded func(ctx context.Context) error
+}
+
 type dashboardRecord struct {
 	PublicKey string `json:"publicKey"`
 	Role      string `json:"role"`
@@ -65,13 +77,13 @@ type dashboardAnswer struct {
 // applyDashboardLocked mirrors a request key into its entry, so the
 // cluster's desired state lists it and its long-poll wakes. The revision
 // only grows: an expired request removes it without a new revision.
-func (f *Fleet) applyDashboardLocked(k kv) {
+func (d *dashboards) applyDashboardLocked(k kv) {
 	rest := strings.TrimPrefix(k.key, dashboardPrefix)
 	id, req, ok := strings.Cut(rest, "/")
 	if !ok || id == "" || req == "" || strings.Contains(req, "/") {
 		return
 	}
-	e := f.entries[id]
+	e := d.entries[id]
 	if e == nil {
 		// A request is only made for a bound agent; one for a cluster this
 		// replica does not know yet is useless to it.
@@ -83,7 +95,7 @@ func (f *Fleet) applyDashboardLocked(k kv) {
 	}
 	rec, err := decode[dashboardRecord](k.value)
 	if err != nil {
-		f.logger.Warn("ignoring undecodable dashboard request", "key", k.key, "err", err)
+		d.logger.Warn("ignoring undecodable dashboard request", "key", k.key, "err", err)
 		return
 	}
 	if e.dashboard == nil {
@@ -111,20 +123,20 @@ func addDashboardLocked(e *entry, d *agentproto.DesiredState) {
 // wakes it; the agent's answer may land on any replica, which stores it,
 // sealed to the key pair made here, on the same lease; this replica
 // watches for it and opens it. Revoking the lease when done removes both.
-func (f *Fleet) DashboardSession(ctx context.Context, clusterID, role string, wait time.Duration) (DashboardLogin, error) {
+func (d *dashboards) DashboardSession(ctx context.Context, clusterID, role string, wait time.Duration) (DashboardLogin, error) {
 	if role != agentproto.DashboardRoleAdministrator && role != agentproto.DashboardRoleViewer {
 		return DashboardLogin{}, fmt.Errorf("dashboard session role %q: want %s or %s", role, agentproto.DashboardRoleAdministrator, agentproto.DashboardRoleViewer)
 	}
-	if err := f.waitReady(ctx); err != nil {
+	if err := d.loaded(ctx); err != nil {
 		return DashboardLogin{}, err
 	}
 	if wait <= 0 {
 		wait = DefaultDashboardWait
 	}
-	f.mu.Lock()
-	e := f.entries[clusterID]
+	d.mu.Lock()
+	e := d.entries[clusterID]
 	bound := e != nil && e.hasSpec && e.hasAgent
-	f.mu.Unlock()
+	d.mu.Unlock()
 	if !bound {
 		return DashboardLogin{}, ErrDashboardNoAgent
 	}
@@ -143,14 +155,14 @@ func (f *Fleet) DashboardSession(ctx context.Context, clusterID, role string, wa
 	}
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	lease, err := f.cli.Grant(ctx, int64(DashboardRequestTTL/time.Second))
+	lease, err := d.cli.Grant(ctx, int64(DashboardRequestTTL/time.Second))
 	if err != nil {
 		return DashboardLogin{}, fmt.Errorf("grant dashboard request lease: %w", err)
 	}
 	defer func() {
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.EtcdTimeout)
-		if _, err := f.cli.Revoke(rctx, lease.ID); err != nil {
-			f.logger.Debug("revoke dashboard request lease; it expires by itself", "err", err)
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), d.etcdTimeout)
+		if _, err := d.cli.Revoke(rctx, lease.ID); err != nil {
+			d.logger.Debug("revoke dashboard request lease; it expires by itself", "err", err)
 		}
 		rcancel()
 	}()
@@ -158,8 +170,8 @@ func (f *Fleet) DashboardSession(ctx context.Context, clusterID, role string, wa
 	// Watch before the request exists, so no answer can be missed.
 	wctx, wcancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer wcancel()
-	events := f.cli.Watch(wctx, answerKey)
-	if _, err := f.cli.Put(ctx, dashboardPrefix+clusterID+"/"+reqID, val, clientv3.WithLease(lease.ID)); err != nil {
+	events := d.cli.Watch(wctx, answerKey)
+	if _, err := d.cli.Put(ctx, dashboardPrefix+clusterID+"/"+reqID, val, clientv3.WithLease(lease.ID)); err != nil {
 		return DashboardLogin{}, fmt.Errorf("store dashboard request: %w", err)
 	}
 	for {
@@ -217,10 +229,20 @@ func (f *Fleet) handleDashboardSession(w http.ResponseWriter, r *http.Request) e
 	if err := checkLen("sealed", in.Sealed, 16<<10); err != nil {
 		return err
 	}
-	ctx, cancel := f.etcdCtx(r.Context())
+	if err := f.answer(r.Context(), p.clusterID, in); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// answer stores an agent's answer to a dashboard request of its own
+// cluster, still sealed, on the request's lease.
+func (d *dashboards) answer(ctx context.Context, clusterID string, in agentproto.DashboardSessionReply) error {
+	ctx, cancel := context.WithTimeout(ctx, d.etcdTimeout)
 	defer cancel()
-	reqKey := dashboardPrefix + p.clusterID + "/" + in.RequestID
-	got, err := f.cli.Get(ctx, reqKey)
+	reqKey := dashboardPrefix + clusterID + "/" + in.RequestID
+	got, err := d.cli.Get(ctx, reqKey)
 	if err != nil {
 		return fmt.Errorf("read dashboard request: %w", err)
 	}
@@ -233,13 +255,12 @@ func (f *Fleet) handleDashboardSession(w http.ResponseWriter, r *http.Request) e
 	}
 	// Only the first answer counts, and only while the request exists.
 	answerKey := dashboardAnswersPrefix + in.RequestID
-	_, err = f.cli.Txn(ctx).If(
+	_, err = d.cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.ModRevision(reqKey), "=", got.Kvs[0].ModRevision),
 		clientv3.Compare(clientv3.CreateRevision(answerKey), "=", 0),
 	).Then(clientv3.OpPut(answerKey, val, clientv3.WithLease(clientv3.LeaseID(got.Kvs[0].Lease)))).Commit()
 	if err != nil {
 		return fmt.Errorf("store dashboard answer: %w", err)
 	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -36,11 +36,8 @@ func (f *Fleet) handleDesired(w http.ResponseWriter, r *http.Request) error {
 		}
 		wait = min(wait, agentproto.MaxDesiredWait)
 	}
-	select {
-	case f.waiters <- struct{}{}:
-	default:
-		f.metrics.throttled.Inc()
-		return rateLimited(f.opts.RetryAfter, "too many desired-state long-polls")
+	if err := f.admitWaiter(); err != nil {
+		return err
 	}
 	f.metrics.waiters.Inc()
 	route := httpapi.RouteTemplate(r)
@@ -63,7 +60,7 @@ func (f *Fleet) handleDesired(w http.ResponseWriter, r *http.Request) error {
 				f.adapter.Observe(route, http.MethodGet, status, time.Since(start))
 			}
 			f.metrics.waiters.Dec()
-			<-f.waiters
+			f.releaseWaiter()
 		},
 	})
 }

@@ -11,7 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/client/v3/concurrency"
 )
 
 // digestChunk bounds the clusters per digest key, keeping each value far
@@ -44,20 +46,86 @@ type digestItem struct {
 	AgentVersion string `json:"a,omitempty"`
 }
 
+// gossip shares what each replica heard from agents: its presence key and
+// its digests live on its etcd session's lease, and it keeps what the
+// other replicas told (peers, told) for the sweeper (coveredLocked). Its
+// fields are guarded by memory's lock: the digests read and write the
+// entries' snapshots.
+type gossip struct {
+	*memory
+	cli         *clientv3.Client
+	replicaID   string
+	etcdTimeout time.Duration
+	etcdWrites  *prometheus.CounterVec
+
+	// session is set while this replica holds one.
+	session *concurrency.Session
+	// peers are the other replicas alive in etcd; digests are published
+	// only when there is someone to read them.
+	peers map[string]struct{}
+	// told is, per other replica, when its latest digest was published;
+	// publishingSince is since when this replica's own digests go through
+	// (zero after a failure).
+	told            map[string]time.Time
+	publishingSince time.Time
+	// heard lists the entries with heardLocal set, for the next digest.
+	heard []*entry
+	// digestChunks is how many chunk keys the previous digest used.
+	digestChunks int
+}
+
+// joined announces this replica on its new session's lease, on which its
+// digests live too.
+func (g *gossip) joined(ctx context.Context, s *concurrency.Session) error {
+	cctx, cancel := context.WithTimeout(ctx, g.etcdTimeout)
+	_, err := g.cli.Put(cctx, replicasPrefix+g.replicaID, "", clientv3.WithLease(s.Lease()))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("announce replica: %w", err)
+	}
+	g.mu.Lock()
+	g.session = s
+	g.digestChunks = 0
+	g.mu.Unlock()
+	return nil
+}
+
+// replicaLocked follows another replica's presence key.
+func (g *gossip) replicaLocked(id string, deleted bool) {
+	if id == g.replicaID {
+		return
+	}
+	if deleted {
+		delete(g.peers, id)
+		delete(g.told, id)
+	} else {
+		g.peers[id] = struct{}{}
+	}
+}
+
+// heardLocalLocked marks e for the next digest: this replica served its
+// report.
+func (g *gossip) heardLocalLocked(e *entry) {
+	if !e.heardLocal {
+		e.heardLocal = true
+		g.heard = append(g.heard, e)
+	}
+}
+
 // publishDigest writes the clusters this replica heard from since the
 // previous digest under keys attached to its session lease. A lone replica
 // publishes nothing: no one would read it. A replica that heard nothing
 // still publishes, an empty digest, so the leader knows it has nothing to
 // tell; and what a failed write could not tell goes into the next one.
-func (f *Fleet) publishDigest(ctx context.Context) {
-	f.mu.Lock()
-	s := f.session
-	if s == nil || len(f.peers) == 0 {
-		f.mu.Unlock()
+func (g *gossip) publishDigest(ctx context.Context) {
+	g.mu.Lock()
+	s := g.session
+	if s == nil || len(g.peers) == 0 {
+		g.mu.Unlock()
 		return
 	}
-	heard := f.heard
-	f.heard = nil
+	heard := g.heard
+	g.heard = nil
 	var items []digestItem
 	for _, e := range heard {
 		e.heardLocal = false
@@ -69,50 +137,47 @@ func (f *Fleet) publishDigest(ctx context.Context) {
 			Live: l.LiveConnections, Max: l.MaxConnections, Nodes: l.Nodes, NodesRunning: l.NodesRunning,
 			Version: l.Version, AgentVersion: l.AgentVersion})
 	}
-	prevChunks := f.digestChunks
-	at := f.now().UnixMilli()
-	f.mu.Unlock()
+	prevChunks := g.digestChunks
+	at := g.now().UnixMilli()
+	g.mu.Unlock()
 	chunks := 0
 	for start := 0; start == 0 || start < len(items); start += digestChunk {
 		val, err := encodeDigest(digest{At: at, Items: items[start:min(start+digestChunk, len(items))]})
 		if err != nil {
-			f.logger.Error("could not encode digest", "err", err)
+			g.logger.Error("could not encode digest", "err", err)
 			return
 		}
-		cctx, cancel := f.etcdCtx(ctx)
-		_, err = f.cli.Put(cctx, f.digestKey(chunks), val, clientv3.WithLease(s.Lease()))
+		cctx, cancel := context.WithTimeout(ctx, g.etcdTimeout)
+		_, err = g.cli.Put(cctx, g.digestKey(chunks), val, clientv3.WithLease(s.Lease()))
 		cancel()
 		if err != nil {
-			f.logger.Warn("could not publish digest", "err", err)
-			f.mu.Lock()
-			f.publishingSince = time.Time{}
+			g.logger.Warn("could not publish digest", "err", err)
+			g.mu.Lock()
+			g.publishingSince = time.Time{}
 			for _, e := range heard {
-				if !e.heardLocal {
-					e.heardLocal = true
-					f.heard = append(f.heard, e)
-				}
+				g.heardLocalLocked(e)
 			}
-			f.mu.Unlock()
+			g.mu.Unlock()
 			return
 		}
-		f.metrics.etcdWrites.WithLabelValues("digest").Inc()
+		g.etcdWrites.WithLabelValues("digest").Inc()
 		chunks++
 	}
 	for n := chunks; n < prevChunks; n++ {
-		cctx, cancel := f.etcdCtx(ctx)
-		_, _ = f.cli.Delete(cctx, f.digestKey(n))
+		cctx, cancel := context.WithTimeout(ctx, g.etcdTimeout)
+		_, _ = g.cli.Delete(cctx, g.digestKey(n))
 		cancel()
 	}
-	f.mu.Lock()
-	f.digestChunks = chunks
-	if f.publishingSince.IsZero() {
-		f.publishingSince = time.UnixMilli(at)
+	g.mu.Lock()
+	g.digestChunks = chunks
+	if g.publishingSince.IsZero() {
+		g.publishingSince = time.UnixMilli(at)
 	}
-	f.mu.Unlock()
+	g.mu.Unlock()
 }
 
-func (f *Fleet) digestKey(n int) string {
-	return digestsPrefix + f.opts.ReplicaID + "/" + strconv.Itoa(n)
+func (g *gossip) digestKey(n int) string {
+	return digestsPrefix + g.replicaID + "/" + strconv.Itoa(n)
 }
 
 func encodeDigest(d digest) (string, error) {
@@ -139,13 +204,21 @@ func decodeDigest(b []byte) (digest, error) {
 	return d, nil
 }
 
+// digestLocked takes in a digest key: another replica's, still stored.
+func (g *gossip) digestLocked(k kv) {
+	if k.deleted || strings.HasPrefix(k.key, digestsPrefix+g.replicaID+"/") {
+		return
+	}
+	g.applyDigestLocked(k.key, k.value, g.now())
+}
+
 // applyDigestLocked takes in another replica's digest: newer snapshots of
 // the current bindings replace older ones, and each counts as hearing from
 // the agent (at the report's time, never in the future).
-func (f *Fleet) applyDigestLocked(key string, value []byte, now time.Time) {
+func (g *gossip) applyDigestLocked(key string, value []byte, now time.Time) {
 	d, err := decodeDigest(value)
 	if err != nil {
-		f.logger.Warn("ignoring undecodable digest", "key", key, "err", err)
+		g.logger.Warn("ignoring undecodable digest", "key", key, "err", err)
 		return
 	}
 	if replica, _, ok := strings.Cut(strings.TrimPrefix(key, digestsPrefix), "/"); ok {
@@ -155,12 +228,12 @@ func (f *Fleet) applyDigestLocked(key string, value []byte, now time.Time) {
 		if d.At > 0 {
 			at = time.UnixMilli(d.At)
 		}
-		if at.After(f.told[replica]) {
-			f.told[replica] = at
+		if at.After(g.told[replica]) {
+			g.told[replica] = at
 		}
 	}
 	for _, it := range d.Items {
-		e := f.entries[it.ID]
+		e := g.entries[it.ID]
 		if e == nil || !e.hasAgent || e.bindRev != it.BindRev {
 			continue
 		}
@@ -173,7 +246,7 @@ func (f *Fleet) applyDigestLocked(key string, value []byte, now time.Time) {
 		}
 		e.live = live{BindRev: it.BindRev, At: at, Connections: it.Conns, LiveConnections: it.Live, MaxConnections: it.Max,
 			Nodes: it.Nodes, NodesRunning: it.NodesRunning, Version: it.Version, AgentVersion: it.AgentVersion}
-		f.heardLocked(e, at)
+		g.live.heardLocked(e, at)
 	}
 }
 
@@ -184,12 +257,12 @@ func (f *Fleet) applyDigestLocked(key string, value []byte, now time.Time) {
 // again, a silence window ago, is not waited for: etcd takes writes, so it
 // is stuck (its session may outlive it), and waiting for it would leave
 // every silent agent running.
-func (f *Fleet) coveredLocked(now time.Time) time.Time {
+func (g *gossip) coveredLocked(now time.Time) time.Time {
 	covered := now
-	healthy := !f.publishingSince.IsZero() && now.Sub(f.publishingSince) > f.silentAfter
-	for id := range f.peers {
-		t := f.told[id]
-		if healthy && t.Before(f.publishingSince) {
+	healthy := !g.publishingSince.IsZero() && now.Sub(g.publishingSince) > g.live.silentAfter
+	for id := range g.peers {
+		t := g.told[id]
+		if healthy && t.Before(g.publishingSince) {
 			continue
 		}
 		if t.Before(covered) {

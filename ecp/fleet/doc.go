@@ -37,16 +37,35 @@
 //
 // # Memory and the one watch
 //
-// Every replica mirrors the specs and its own prefix in memory through one
-// load and one watch over one key range (so spec and binding events arrive in
-// revision order), shared by Status, authentication and all
-// desired-state long-polls. Each mirrored record keeps the etcd revision of
+// Every replica mirrors the specs and its own prefix in memory through the
+// replica's one mirror of the records (registry.Mirror, which the cluster
+// lists and the monitoring overview read too): fleet has it follow fleet's
+// keys as well (Follow), so one load and one watch over one key range
+// deliver spec and binding events in revision order, shared by Status,
+// authentication and all desired-state long-polls. Each mirrored record keeps the etcd revision of
 // its last change, deletions included, so the replica's own writes can be
 // applied at once (read-your-writes) without an older watch event undoing
 // them. When memory disagrees with a credential, the replica reads the spec,
 // the agent and the status keys at one revision before refusing it, so a
 // binding made on another replica that its watch has not delivered yet is
 // never refused nor told to unregister.
+//
+// # Parts
+//
+// Fleet composes parts with one job each: gate (gate.go) admits agent
+// calls (503 while loading, 429 beyond the in-flight and long-poll
+// bounds); memory (state.go) holds the entries and the state tally and
+// routes each mirrored key to the part that owns it (applyLocked);
+// liveness (liveness.go) keeps one deadline per agent in a heap, the
+// sweeper's leadership and grace; gossip (digest.go) announces the replica
+// and exchanges digests; identities (identity.go) keeps one EMQX cluster to
+// one entry; dashboards (dashboard.go) carries the dashboard jump;
+// credentials (credentials.go) authenticates agents. Fleet itself serves
+// the agent API (register, report, unregister, long-poll), writes the
+// agent's state (updateStatus) and wires the parts to the records mirror
+// (watch.go). memory's lock guards the parts that work on the entries: a
+// report's snapshot, deadline and digest mark move in one step; gate holds
+// no lock.
 //
 // # Reports and writes
 //

@@ -13,10 +13,10 @@ import (
 	"github.com/gorilla/mux"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // Defaults of Options.
@@ -68,6 +68,10 @@ type Options struct {
 	// name the entry holding a cluster (ClusterAlreadyManaged). Default:
 	// the id is shown.
 	ProjectName func(ctx context.Context, id string) (string, error)
+	// Records is the replica's mirror of the cluster records; fleet has it
+	// carry its own keys (registry.Mirror.Follow) and whoever made it runs
+	// it. Default: fleet makes one and runs it in Run (tests, benchmarks).
+	Records *registry.Mirror
 	// Adapter writes replies and errors. Pass the app's adapter: an
 	// httpapi.Adapter registers its latency histogram on a registerer once.
 	// Default: a new adapter on the registerer given to New.
@@ -132,61 +136,34 @@ func (o Options) withDefaults() Options {
 
 // Fleet is the agent gateway of one ecp replica. Every replica of ecp runs
 // one; they share nothing but etcd.
+//
+// It is a composition of parts with one job each, wired in New (see the
+// package doc's "Parts"); Fleet itself serves the agent API and writes the
+// agent's state.
 type Fleet struct {
 	opts    Options
 	cli     *clientv3.Client
 	logger  *slog.Logger
 	metrics *metrics
 	adapter *httpapi.Adapter
-
-	// silentAfter is SilentIntervals × ReportInterval.
-	silentAfter time.Duration
-
-	inflight chan struct{}
-	waiters  chan struct{}
+	// records carries fleet's keys with the records' (watch.go); Run runs
+	// it when fleet made it (ownRecords).
+	records    *registry.Mirror
+	ownRecords bool
 	// spread places agents registered in a burst in the interval.
 	spread spreader
 
-	readyOnce sync.Once
-	ready     chan struct{}
+	*gate
+	*memory
+	*liveness
+	*gossip
+	*identities
+	*dashboards
+	*credentials
 
-	mu      sync.Mutex
-	entries map[string]*entry
-	// tally counts, per project, the entries in each state but created
-	// (states.go), kept as specs and statuses change.
-	tally map[string]*stateTally
-	// heap orders bound agents by when they were last heard of.
-	heap deadlineHeap
-	// peers are the other replicas alive in etcd; digests are published
-	// only when there is someone to read them.
-	peers map[string]struct{}
-	// told is, per other replica, when its latest digest was published;
-	// publishingSince is since when this replica's own digests go through
-	// (zero after a failure).
-	told            map[string]time.Time
-	publishingSince time.Time
-	// idHolders maps each identity key to the cluster it names, so that a
-	// key moving away tells that cluster to check again (identity.go).
-	idHolders map[string]idHolder
-	// session and election are set while this replica holds a session;
-	// leader is set while it leads, graceUntil is when its sweeper may
-	// first act.
-	session    *concurrency.Session
-	leader     *concurrency.Election
-	graceUntil time.Time
-	// observe, when set by RegisterObserved, sees every accepted report.
+	// observe, when set by RegisterObserved, sees every accepted report;
+	// memory's lock guards it.
 	observe ReportObserver
-	// stopping is closed when Run's context ends: held long-polls then
-	// answer 204 at once, so a graceful shutdown is not held for a minute
-	// and agents re-poll another replica.
-	stopping <-chan struct{}
-	// applied is closed and replaced after every batch of watch events;
-	// tests wait on it instead of sleeping.
-	applied chan struct{}
-	// heard lists the entries with heardLocal set, for the next digest.
-	heard []*entry
-	// digestChunks is how many chunk keys the previous digest used.
-	digestChunks int
 }
 
 // New returns a Fleet on cli. Nothing runs until Run.
@@ -201,26 +178,30 @@ func New(opts Options, cli *clientv3.Client, logger *slog.Logger, reg prometheus
 		reg = prometheus.NewRegistry()
 	}
 	opts = opts.withDefaults()
-	f := &Fleet{
-		opts:        opts,
-		cli:         cli,
-		logger:      logger,
-		adapter:     opts.Adapter,
-		silentAfter: agentproto.SilentIntervals * opts.ReportInterval,
-		inflight:    make(chan struct{}, opts.MaxInFlight),
-		waiters:     make(chan struct{}, opts.MaxWaiters),
-		ready:       make(chan struct{}),
-		entries:     map[string]*entry{},
-		tally:       map[string]*stateTally{},
-		peers:       map[string]struct{}{},
-		told:        map[string]time.Time{},
-		idHolders:   map[string]idHolder{},
-		applied:     make(chan struct{}),
-	}
+	f := &Fleet{opts: opts, cli: cli, logger: logger, adapter: opts.Adapter, memory: newMemory(logger, opts.Now)}
 	f.metrics = newMetrics(reg, f)
 	if f.adapter == nil {
 		f.adapter = httpapi.NewAdapter(logger, reg)
 	}
+	f.gate = newGate(opts, f.metrics.throttled)
+	f.liveness = &liveness{memory: f.memory, interval: opts.ReportInterval,
+		silentAfter: agentproto.SilentIntervals * opts.ReportInterval,
+		replicaID:   opts.ReplicaID, leaderGauge: f.metrics.leader}
+	f.gossip = &gossip{memory: f.memory, cli: cli, replicaID: opts.ReplicaID,
+		etcdTimeout: opts.EtcdTimeout, etcdWrites: f.metrics.etcdWrites,
+		peers: map[string]struct{}{}, told: map[string]time.Time{}}
+	f.covered = f.coveredLocked
+	f.identities = &identities{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
+		projectName: opts.ProjectName, etcdWrites: f.metrics.etcdWrites}
+	f.dashboards = &dashboards{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout, loaded: f.waitReady}
+	f.credentials = &credentials{memory: f.memory, cli: cli, etcdTimeout: opts.EtcdTimeout,
+		refused: f.metrics.refused, notLoaded: f.loading}
+	f.live, f.digests, f.ids, f.dash = f.liveness, f.gossip, f.identities, f.dashboards
+	// Only now that every part exists may the mirror deliver keys.
+	if f.records = opts.Records; f.records == nil {
+		f.records, f.ownRecords = registry.NewMirror(cli, logger), true
+	}
+	f.follow()
 	return f, nil
 }
 
@@ -240,16 +221,20 @@ func (f *Fleet) Register(r *mux.Router) {
 	r.Handle(agentproto.PathDashboardSession, f.adapter.Handle(f.whenReady(f.limited(f.handleDashboardSession)))).Methods(http.MethodPost)
 }
 
-// Run loads fleet's state from etcd, keeps it current with one watch, takes
-// part in the sweeper election and publishes digests. It returns nil when
+// Run takes part in the sweeper election and publishes digests; fleet's
+// state is loaded and kept current by the records mirror (Options.Records),
+// which Run also runs when fleet made it. It returns nil when
 // ctx ends, after closing its etcd session (which ends its leadership);
 // held long-polls are answered 204 as soon as ctx ends.
 func (f *Fleet) Run(ctx context.Context) error {
-	f.mu.Lock()
-	f.stopping = ctx.Done()
-	f.mu.Unlock()
 	var wg sync.WaitGroup
-	wg.Go(func() { f.watchLoop(ctx) })
+	wg.Go(func() {
+		<-ctx.Done()
+		f.stop()
+	})
+	if f.ownRecords {
+		wg.Go(func() { _ = f.records.Run(ctx) })
+	}
 	wg.Go(func() { f.sessionLoop(ctx) })
 	wg.Go(func() { f.tickLoop(ctx, f.opts.SweepEvery, f.sweep) })
 	wg.Go(func() { f.tickLoop(ctx, f.opts.ReportInterval/2, f.publishDigest) })
@@ -271,57 +256,6 @@ func (f *Fleet) tickLoop(ctx context.Context, period time.Duration, fn func(cont
 	}
 }
 
-// Ready is closed once the first load from etcd is done.
-func (f *Fleet) Ready() <-chan struct{} { return f.ready }
-
-func (f *Fleet) markReady() { f.readyOnce.Do(func() { close(f.ready) }) }
-
-func (f *Fleet) waitReady(ctx context.Context) error {
-	select {
-	case <-f.ready:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for fleet state to load: %w", ctx.Err())
-	}
-}
-
-func (f *Fleet) now() time.Time { return f.opts.Now() }
-
 func (f *Fleet) etcdCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, f.opts.EtcdTimeout)
-}
-
-// whenReady answers 503 until the state is loaded: an agent must not be
-// told its credential is revoked only because this replica just started.
-func (f *Fleet) whenReady(h httpapi.HandlerFunc) httpapi.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		select {
-		case <-f.ready:
-			return h(w, r)
-		default:
-			return &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable,
-				Message: "ecp is loading its state; retry later", RetryAfter: f.opts.RetryAfter}
-		}
-	}
-}
-
-// limited sheds load beyond MaxInFlight with 429: a reconnect storm gets
-// told to come back (agents add jitter) instead of queueing until timeouts.
-func (f *Fleet) limited(h httpapi.HandlerFunc) httpapi.HandlerFunc {
-	h = f.whenReady(h)
-	return func(w http.ResponseWriter, r *http.Request) error {
-		select {
-		case f.inflight <- struct{}{}:
-			defer func() { <-f.inflight }()
-			return h(w, r)
-		default:
-			f.metrics.throttled.Inc()
-			return rateLimited(f.opts.RetryAfter, "too many agent requests in flight")
-		}
-	}
-}
-
-func rateLimited(after time.Duration, msg string) error {
-	return &httpapi.Error{Status: http.StatusTooManyRequests, Code: agentproto.CodeRateLimited,
-		Message: msg + "; retry after the Retry-After delay", RetryAfter: after}
 }

@@ -1,43 +1,14 @@
 package fleet
 
 import (
-	"net/http"
-
 	"github.com/gorilla/mux"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
-// Hooks for the packages that serve the rest of the agent API (remote
-// write) and read what agents report (the monitoring overview). They add
-// nothing to fleet's own state.
-
-// AuthenticateAgent checks the agent credential of r the way every agent
-// call is checked (memory first, etcd only when memory disagrees) and
-// returns the cluster the agent is bound to and the project the entry is in
-// now: a transfer changes the project from the next call on. Errors are
-// httpapi errors (401 with CredentialRevoked for a credential that no
-// longer opens the door, 503 while the state is loading).
-func (f *Fleet) AuthenticateAgent(r *http.Request) (clusterID, project string, err error) {
-	select {
-	case <-f.ready:
-	default:
-		return "", "", &httpapi.Error{Status: http.StatusServiceUnavailable, Code: httpapi.CodeUnavailable,
-			Message: "ecp is loading its state; retry later", RetryAfter: f.opts.RetryAfter}
-	}
-	p, err := f.authenticate(r)
-	if err != nil {
-		return "", "", err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.entries[p.clusterID]
-	if e == nil || !e.hasSpec || !e.bound(p.credHash) {
-		return "", "", revoked()
-	}
-	return p.clusterID, e.spec.Project, nil
-}
+// Hooks for the packages that read what agents report (the monitoring
+// overview); the one for the rest of the agent API (remote write, logs) is
+// credentials.AuthenticateAgent. They add nothing to fleet's own state.
 
 // ReportObserver receives every report fleet accepted, after fleet has
 // recorded it. It must not keep req's slices beyond the call unless it

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/agentproto"
@@ -58,6 +60,18 @@ const (
 	maxIdentityNodes = 256
 	maxIdentityField = 255
 )
+
+// identities keeps "one EMQX cluster, one entry": it claims, checks and
+// releases the identity keys and follows who holds each (memory's
+// idHolders, under memory's lock).
+type identities struct {
+	*memory
+	cli         *clientv3.Client
+	etcdTimeout time.Duration
+	// projectName names a project in a refusal (Options.ProjectName).
+	projectName func(ctx context.Context, id string) (string, error)
+	etcdWrites  *prometheus.CounterVec
+}
 
 // identityRecord is the value at an identity key.
 type identityRecord struct {
@@ -117,12 +131,12 @@ type identityHolder struct {
 // readHolders reads the identity keys and then the agent keys of the
 // clusters they name, to tell live holders from ended ones. The claim that
 // follows compares both, so the two reads need not share a revision.
-func (f *Fleet) readHolders(ctx context.Context, keys []string) ([]identityHolder, error) {
+func (ix *identities) readHolders(ctx context.Context, keys []string) ([]identityHolder, error) {
 	ops := make([]clientv3.Op, len(keys))
 	for i, k := range keys {
 		ops[i] = clientv3.OpGet(k)
 	}
-	resp, err := f.cli.Txn(ctx).Then(ops...).Commit()
+	resp, err := ix.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read cluster identity: %w", err)
 	}
@@ -157,7 +171,7 @@ func (f *Fleet) readHolders(ctx context.Context, keys []string) ([]identityHolde
 	for _, id := range ids {
 		ops = append(ops, clientv3.OpGet(agentKey(id), clientv3.WithKeysOnly()))
 	}
-	resp, err = f.cli.Txn(ctx).Then(ops...).Commit()
+	resp, err = ix.cli.Txn(ctx).Then(ops...).Commit()
 	if err != nil {
 		return nil, fmt.Errorf("read holders of cluster identity: %w", err)
 	}
@@ -222,14 +236,14 @@ func describeIdentity(name string, nodes []string) string {
 // managedElsewhereMessage says which entry holds the cluster, to a user of
 // the entry with id: the holder is named only when it is in the same
 // project, since no tenant may learn another's names.
-func (f *Fleet) managedElsewhereMessage(ctx context.Context, id, holderID, what string) string {
+func (ix *identities) managedElsewhereMessage(ctx context.Context, id, holderID, what string) string {
 	const fix = "; one EMQX cluster is managed by one entry. If it is a different cluster, give it its own cluster name (cluster.name in emqx.conf)"
 	// Read from etcd, not memory: a refusal is rare, and an entry created
 	// a moment ago on another replica must not read as another project.
 	var project, holderName string
 	same := false
-	cctx, cancel := f.etcdCtx(ctx)
-	resp, err := f.cli.Txn(cctx).Then(clientv3.OpGet(registry.Key(id)), clientv3.OpGet(registry.Key(holderID))).Commit()
+	cctx, cancel := context.WithTimeout(ctx, ix.etcdTimeout)
+	resp, err := ix.cli.Txn(cctx).Then(clientv3.OpGet(registry.Key(id)), clientv3.OpGet(registry.Key(holderID))).Commit()
 	cancel()
 	if err == nil {
 		specs := make([]registry.Spec, 2)
@@ -253,8 +267,8 @@ func (f *Fleet) managedElsewhereMessage(ctx context.Context, id, holderID, what 
 		return what + " is already managed by an entry in another project; ask a system admin to unregister or delete that entry first" + fix
 	}
 	projectName := project
-	if f.opts.ProjectName != nil {
-		if n, err := f.opts.ProjectName(ctx, project); err == nil && n != "" {
+	if ix.projectName != nil {
+		if n, err := ix.projectName(ctx, project); err == nil && n != "" {
 			projectName = n
 		}
 	}
@@ -277,27 +291,27 @@ type heldBy struct {
 // applyIdentityLocked follows the identity keys through the shared watch:
 // when a key moves away from a cluster, that cluster's next report checks
 // its identity again (so a younger binding learns that an older one took
-// the cluster). Callers hold f.mu.
-func (f *Fleet) applyIdentityLocked(k kv) {
+// the cluster). Callers hold memory's lock.
+func (ix *identities) applyIdentityLocked(k kv) {
 	holder := ""
 	if !k.deleted {
 		if rec, err := decode[identityRecord](k.value); err == nil {
 			holder = rec.ClusterID
 		}
 	}
-	prev, ok := f.idHolders[k.key]
+	prev, ok := ix.idHolders[k.key]
 	if ok && k.modRev <= prev.modRev {
 		return
 	}
 	if ok && prev.clusterID != holder {
-		if e := f.entries[prev.clusterID]; e != nil {
+		if e := ix.entries[prev.clusterID]; e != nil {
 			e.idChecked = ""
 		}
 	}
 	if holder == "" {
-		delete(f.idHolders, k.key)
+		delete(ix.idHolders, k.key)
 	} else {
-		f.idHolders[k.key] = idHolder{clusterID: holder, modRev: k.modRev}
+		ix.idHolders[k.key] = idHolder{clusterID: holder, modRev: k.modRev}
 	}
 }
 
@@ -311,26 +325,26 @@ type idHolder struct {
 // cluster, after its binding ended. It is garbage collection only (a key of
 // an ended binding holds nothing), so it is best effort: a key changed since
 // memory saw it is left alone.
-func (f *Fleet) releaseIdentity(ctx context.Context, clusterID string) {
-	f.mu.Lock()
+func (ix *identities) releaseIdentity(ctx context.Context, clusterID string) {
+	ix.mu.Lock()
 	var ops []clientv3.Op
 	var cmps []clientv3.Cmp
-	for key, h := range f.idHolders {
+	for key, h := range ix.idHolders {
 		if h.clusterID == clusterID {
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(key), "=", h.modRev))
 			ops = append(ops, clientv3.OpDelete(key))
 		}
 	}
-	f.mu.Unlock()
+	ix.mu.Unlock()
 	if len(ops) == 0 {
 		return
 	}
-	cctx, cancel := f.etcdCtx(ctx)
+	cctx, cancel := context.WithTimeout(ctx, ix.etcdTimeout)
 	defer cancel()
 	// One transaction per key: one key taken over must not keep the rest.
 	for i := range ops {
-		if _, err := f.cli.Txn(cctx).If(cmps[i]).Then(ops[i]).Commit(); err != nil {
-			f.logger.Debug("could not release a cluster identity key; it holds nothing and stays until taken over", "cluster", clusterID, "err", err)
+		if _, err := ix.cli.Txn(cctx).If(cmps[i]).Then(ops[i]).Commit(); err != nil {
+			ix.logger.Debug("could not release a cluster identity key; it holds nothing and stays until taken over", "cluster", clusterID, "err", err)
 			return
 		}
 	}
@@ -346,7 +360,7 @@ func identityFingerprint(bindRev int64, keys []string) string {
 // when this replica has not checked this identity for this binding, or
 // when it was held elsewhere last time. It returns nil when the report
 // says nothing about identity.
-func (f *Fleet) checkReportedIdentity(ctx context.Context, p principal, em *agentproto.EMQXStatus) (*heldBy, error) {
+func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em *agentproto.EMQXStatus) (*heldBy, error) {
 	if !em.Reachable {
 		return nil, nil
 	}
@@ -359,28 +373,28 @@ func (f *Fleet) checkReportedIdentity(ctx context.Context, p principal, em *agen
 		return nil, nil
 	}
 	fp := identityFingerprint(p.bindRev, keys)
-	f.mu.Lock()
-	e := f.entries[p.clusterID]
+	ix.mu.Lock()
+	e := ix.entries[p.clusterID]
 	if e != nil && e.idChecked == fp && e.idHeldBy == "" {
-		f.mu.Unlock()
+		ix.mu.Unlock()
 		return &heldBy{}, nil
 	}
-	f.mu.Unlock()
-	cctx, cancel := f.etcdCtx(ctx)
+	ix.mu.Unlock()
+	cctx, cancel := context.WithTimeout(ctx, ix.etcdTimeout)
 	defer cancel()
 	for range maxCASAttempts {
-		hs, err := f.readHolders(cctx, keys)
+		hs, err := ix.readHolders(cctx, keys)
 		if err != nil {
 			return nil, err
 		}
 		if h, ok := heldElsewhere(hs, p.clusterID, p.bindRev); ok {
-			out := &heldBy{ClusterID: h.clusterID, Message: f.managedElsewhereMessage(ctx, p.clusterID, h.clusterID,
+			out := &heldBy{ClusterID: h.clusterID, Message: ix.managedElsewhereMessage(ctx, p.clusterID, h.clusterID,
 				describeIdentity(em.ClusterName, nodes)) + ". Until then this entry's agent does not enforce max connections on it."}
-			f.mu.Lock()
-			if e := f.entries[p.clusterID]; e != nil {
+			ix.mu.Lock()
+			if e := ix.entries[p.clusterID]; e != nil {
 				e.idChecked, e.idHeldBy = fp, h.clusterID
 			}
-			f.mu.Unlock()
+			ix.mu.Unlock()
 			return out, nil
 		}
 		cmps := []clientv3.Cmp{bindCmp(p.clusterID, p.bindRev)}
@@ -399,7 +413,7 @@ func (f *Fleet) checkReportedIdentity(ctx context.Context, p principal, em *agen
 			puts = append(puts, clientv3.OpPut(h.key, val))
 		}
 		if len(puts) > 0 {
-			resp, err := f.cli.Txn(cctx).If(cmps...).Then(puts...).Else(clientv3.OpGet(agentKey(p.clusterID), clientv3.WithKeysOnly())).Commit()
+			resp, err := ix.cli.Txn(cctx).If(cmps...).Then(puts...).Else(clientv3.OpGet(agentKey(p.clusterID), clientv3.WithKeysOnly())).Commit()
 			if err != nil {
 				return nil, fmt.Errorf("claim identity of cluster %s: %w", p.clusterID, err)
 			}
@@ -409,18 +423,18 @@ func (f *Fleet) checkReportedIdentity(ctx context.Context, p principal, em *agen
 				}
 				continue // Someone claimed or released a key meanwhile: read again.
 			}
-			f.metrics.etcdWrites.WithLabelValues("identity").Inc()
-			f.mu.Lock()
+			ix.etcdWrites.WithLabelValues("identity").Inc()
+			ix.mu.Lock()
 			for _, op := range puts {
-				f.applyLocked(kv{key: string(op.KeyBytes()), value: []byte(val), modRev: resp.Header.Revision})
+				ix.applyIdentityLocked(kv{key: string(op.KeyBytes()), value: []byte(val), modRev: resp.Header.Revision})
 			}
-			f.mu.Unlock()
+			ix.mu.Unlock()
 		}
-		f.mu.Lock()
-		if e := f.entries[p.clusterID]; e != nil {
+		ix.mu.Lock()
+		if e := ix.entries[p.clusterID]; e != nil {
 			e.idChecked, e.idHeldBy = fp, ""
 		}
-		f.mu.Unlock()
+		ix.mu.Unlock()
 		return &heldBy{}, nil
 	}
 	return nil, fmt.Errorf("claim identity of cluster %s: still conflicting after %d attempts", p.clusterID, maxCASAttempts)

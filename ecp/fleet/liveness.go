@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/client/v3/concurrency"
 
@@ -26,22 +28,6 @@ func (f *Fleet) sessionLoop(ctx context.Context) {
 	})
 }
 
-// joined announces this replica on its new session's lease, on which its
-// digests live too.
-func (f *Fleet) joined(ctx context.Context, s *concurrency.Session) error {
-	cctx, cancel := f.etcdCtx(ctx)
-	_, err := f.cli.Put(cctx, replicasPrefix+f.opts.ReplicaID, "", clientv3.WithLease(s.Lease()))
-	cancel()
-	if err != nil {
-		return fmt.Errorf("announce replica: %w", err)
-	}
-	f.mu.Lock()
-	f.session = s
-	f.digestChunks = 0
-	f.mu.Unlock()
-	return nil
-}
-
 // left forgets the ended session; revoking its lease then removes
 // presence and digests, and another replica may lead at once instead of
 // after the TTL.
@@ -50,6 +36,116 @@ func (f *Fleet) left() {
 	f.session, f.leader = nil, nil
 	f.mu.Unlock()
 	f.metrics.leader.Set(0)
+}
+
+// liveness is the silence detector: one deadline per bound agent in a
+// heap, the sweeper's leadership and its grace after taking over. It
+// decides who is silent; Fleet.sweep writes the consequence. Its fields
+// are guarded by memory's lock: the heap orders the entries themselves.
+type liveness struct {
+	*memory
+	// interval is ecp's report interval; silentAfter is SilentIntervals
+	// of it.
+	interval    time.Duration
+	silentAfter time.Duration
+	// covered is gossip's coveredLocked: until when every other replica
+	// told what it heard.
+	covered     func(now time.Time) time.Time
+	replicaID   string
+	leaderGauge prometheus.Gauge
+
+	// heap orders bound agents by when they were last heard of.
+	heap deadlineHeap
+	// leader is set while this replica leads, graceUntil is when its
+	// sweeper may first act.
+	leader     *concurrency.Election
+	graceUntil time.Time
+}
+
+// heardLocked records that the bound agent of e was alive at t.
+func (l *liveness) heardLocked(e *entry, t time.Time) {
+	if t.After(e.lastHeard) {
+		e.lastHeard = t
+	}
+	e.heard = true
+	l.setDeadlineLocked(e)
+	if e.heapIndex >= 0 {
+		heap.Fix(&l.heap, e.heapIndex)
+	} else {
+		l.heapPushLocked(e)
+	}
+}
+
+// silentAfterLocked is how long the bound agent of e may stay silent:
+// SilentIntervals of ecp's interval, or of the agent's own when it runs
+// slower (an operator pinned --collect.interval).
+func (l *liveness) silentAfterLocked(e *entry) time.Duration {
+	return agentproto.SilentIntervals * max(l.interval, e.agentInterval())
+}
+
+func (l *liveness) setDeadlineLocked(e *entry) {
+	e.deadline = e.lastHeard.Add(l.silentAfterLocked(e))
+}
+
+// boundLocked starts or moves e's deadline: a new binding counts as heard
+// now and gets a full grace to send its first report.
+func (l *liveness) boundLocked(e *entry, newBinding bool) {
+	if newBinding {
+		e.lastHeard, e.heard = l.now(), false
+		l.setDeadlineLocked(e)
+	}
+	l.heapPushLocked(e)
+}
+
+// intervalChangedLocked moves e's deadline after its status changed: the
+// agent's interval may be another.
+func (l *liveness) intervalChangedLocked(e *entry) {
+	if e.heapIndex >= 0 {
+		l.setDeadlineLocked(e)
+		heap.Fix(&l.heap, e.heapIndex)
+	}
+}
+
+func (l *liveness) heapPushLocked(e *entry) {
+	if e.heapIndex >= 0 {
+		heap.Fix(&l.heap, e.heapIndex)
+		return
+	}
+	heap.Push(&l.heap, e)
+}
+
+func (l *liveness) heapRemoveLocked(e *entry) {
+	if e.heapIndex >= 0 {
+		heap.Remove(&l.heap, e.heapIndex)
+	}
+}
+
+// deadlineHeap orders entries by deadline: the sweeper pops only those
+// whose deadline passed, so its work follows events, not fleet size.
+type deadlineHeap []*entry
+
+func (h deadlineHeap) Len() int           { return len(h) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h deadlineHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex = i
+	h[j].heapIndex = j
+}
+
+func (h *deadlineHeap) Push(x any) {
+	e := x.(*entry)
+	e.heapIndex = len(*h)
+	*h = append(*h, e)
+}
+
+func (h *deadlineHeap) Pop() any {
+	old := *h
+	n := len(old)
+	e := old[n-1]
+	old[n-1] = nil
+	e.heapIndex = -1
+	*h = old[:n-1]
+	return e
 }
 
 // becomeLeader starts the sweeper's grace: every agent gets a full
@@ -63,13 +159,13 @@ func (f *Fleet) left() {
 // longer than it has already been failing. Without it every cluster was
 // marked AgentSilent, alerts and all, a few intervals after an ecp outage
 // longer than about three intervals.
-func (f *Fleet) becomeLeader(el *concurrency.Election) {
-	f.mu.Lock()
-	f.leader = el
-	now := f.now()
-	grace := f.silentAfter
-	for _, e := range f.entries {
-		g := f.silentAfterLocked(e)
+func (l *liveness) becomeLeader(el *concurrency.Election) {
+	l.mu.Lock()
+	l.leader = el
+	now := l.now()
+	grace := l.silentAfter
+	for _, e := range l.entries {
+		g := l.silentAfterLocked(e)
 		switch {
 		case !e.hasAgent || e.status.State == StateAbnormal && reasonCode(e.status.Reason) == ReasonAgentSilent:
 		case !e.heard:
@@ -79,18 +175,18 @@ func (f *Fleet) becomeLeader(el *concurrency.Election) {
 		}
 		grace = max(grace, g)
 	}
-	f.graceUntil = now.Add(grace)
-	f.announceLocked()
-	f.mu.Unlock()
-	f.metrics.leader.Set(1)
-	f.logger.Info("leading the liveness sweeper", "replica", f.opts.ReplicaID, "graceUntil", f.graceUntil)
+	l.graceUntil = now.Add(grace)
+	l.announceLocked()
+	l.mu.Unlock()
+	l.leaderGauge.Set(1)
+	l.logger.Info("leading the liveness sweeper", "replica", l.replicaID, "graceUntil", l.graceUntil)
 }
 
 // isLeader reports whether this replica runs the sweeper.
-func (f *Fleet) isLeader() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.leader != nil
+func (l *liveness) isLeader() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.leader != nil
 }
 
 // due is an agent whose deadline passed, as the sweeper saw it.
@@ -101,24 +197,22 @@ type due struct {
 	allowed time.Duration
 }
 
-// sweep marks silent agents abnormal. Only the leader acts, and only once
-// its grace is over; it pops the expired deadlines off the heap, so its
-// cost follows the number of silent agents, not the fleet's size. Each
-// write is guarded by the leader key, so a deposed leader cannot write.
-func (f *Fleet) sweep(ctx context.Context) {
-	now := f.now()
-	f.mu.Lock()
-	el := f.leader
-	if el == nil || now.Before(f.graceUntil) {
-		f.mu.Unlock()
-		return
+// expired pops the agents whose deadline passed by now, when this replica
+// leads and its grace is over (el is nil otherwise). It pops only expired
+// deadlines off the heap, so its cost follows the number of silent agents,
+// not the fleet's size.
+func (l *liveness) expired(now time.Time) (el *concurrency.Election, expired []due) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el = l.leader
+	if el == nil || now.Before(l.graceUntil) {
+		return nil, nil
 	}
-	var expired []due
 	var unsure []*entry
-	covered := f.coveredLocked(now)
-	for len(f.heap) > 0 && !f.heap[0].deadline.After(now) {
-		e := heap.Pop(&f.heap).(*entry)
-		allowed := f.silentAfterLocked(e)
+	covered := l.covered(now)
+	for len(l.heap) > 0 && !l.heap[0].deadline.After(now) {
+		e := heap.Pop(&l.heap).(*entry)
+		allowed := l.silentAfterLocked(e)
 		// The agent's later reports may have landed on a replica that
 		// could not publish them (etcd lost its leader or quorum, or the
 		// replica died and its lease has not expired yet): silence counts
@@ -133,11 +227,32 @@ func (f *Fleet) sweep(ctx context.Context) {
 		expired = append(expired, due{id: e.id, bindRev: e.bindRev, heard: e.lastHeard, allowed: allowed})
 	}
 	for _, e := range unsure {
-		f.heapPushLocked(e)
+		l.heapPushLocked(e)
 	}
-	f.mu.Unlock()
 	if len(unsure) > 0 {
-		f.logger.Debug("silence not yet certain: a replica has not published what it heard", "clusters", len(unsure), "toldUntil", covered)
+		l.logger.Debug("silence not yet certain: a replica has not published what it heard", "clusters", len(unsure), "toldUntil", covered)
+	}
+	return el, expired
+}
+
+// requeue puts back an agent the sweeper could not mark, so the next
+// sweep tries again.
+func (l *liveness) requeue(d due) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if e := l.entries[d.id]; e != nil && e.hasAgent && e.bindRev == d.bindRev {
+		l.heapPushLocked(e)
+	}
+}
+
+// sweep marks the agents liveness found silent abnormal. Only the leader
+// acts, and only once its grace is over. Each write is guarded by the
+// leader key, so a deposed leader cannot write.
+func (f *Fleet) sweep(ctx context.Context) {
+	now := f.now()
+	el, expired := f.expired(now)
+	if el == nil {
+		return
 	}
 	guard := clientv3.Compare(clientv3.CreateRevision(el.Key()), "=", el.Rev())
 	for _, d := range expired {
@@ -160,12 +275,7 @@ func (f *Fleet) sweep(ctx context.Context) {
 			})
 		if err != nil {
 			f.logger.Warn("could not mark a silent agent abnormal", "cluster", d.id, "err", err)
-			// Put it back so the next sweep tries again.
-			f.mu.Lock()
-			if e := f.entries[d.id]; e != nil && e.hasAgent && e.bindRev == d.bindRev {
-				f.heapPushLocked(e)
-			}
-			f.mu.Unlock()
+			f.requeue(d)
 		}
 	}
 }

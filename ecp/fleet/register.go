@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -282,58 +281,6 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (f *Fleet) intervalSeconds() int { return int(f.opts.ReportInterval / time.Second) }
-
-// principal is an authenticated agent.
-type principal struct {
-	clusterID string
-	credHash  string
-	bindRev   int64
-}
-
-// authenticate checks the bearer credential against the bound agent's hash
-// held in memory: one map lookup and one SHA-256, no etcd round trip. Only
-// when memory disagrees does it read etcd, so a binding this replica has
-// not seen yet through its watch is never refused.
-func (f *Fleet) authenticate(r *http.Request) (principal, error) {
-	cred, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || cred == "" {
-		return principal{}, httpapi.Unauthorized("an agent credential is required: Authorization: Bearer <credential>")
-	}
-	id, ok := credentialCluster(cred)
-	if !ok {
-		return principal{}, revoked()
-	}
-	h := hashSecret(cred)
-	if p, ok := f.lookup(id, h); ok {
-		return p, nil
-	}
-	// Read the binding with the spec and the status at one revision, so
-	// that memory never holds a binding without the spec it was made for.
-	ctx, cancel := f.etcdCtx(r.Context())
-	defer cancel()
-	resp, err := f.cli.Txn(ctx).Then(clientv3.OpGet(registry.Key(id)), clientv3.OpGet(agentKey(id)), clientv3.OpGet(statusKey(id))).Commit()
-	if err != nil {
-		return principal{}, fmt.Errorf("read agent of cluster %s: %w", id, err)
-	}
-	f.mu.Lock()
-	f.applyGetsLocked(resp, 0, registry.Key(id), agentKey(id), statusKey(id))
-	f.mu.Unlock()
-	if p, ok := f.lookup(id, h); ok {
-		return p, nil
-	}
-	f.metrics.refused.Inc()
-	return principal{}, revoked()
-}
-
-func (f *Fleet) lookup(id, credHash string) (principal, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	e := f.entries[id]
-	if e == nil || !e.bound(credHash) {
-		return principal{}, false
-	}
-	return principal{clusterID: id, credHash: credHash, bindRev: e.bindRev}, true
-}
 
 // handleUnregister revokes the calling agent's credential; the entry goes
 // back to created and stays.

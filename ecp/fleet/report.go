@@ -100,10 +100,7 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	e.live = l
-	if !e.heardLocal {
-		e.heardLocal = true
-		f.heard = append(f.heard, e)
-	}
+	f.heardLocalLocked(e)
 	f.heardLocked(e, now)
 	_, changed := nextStatus(e.status, &req, held, f.opts.ReportInterval, now)
 	f.mu.Unlock()

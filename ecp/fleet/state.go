@@ -1,9 +1,10 @@
 package fleet
 
 import (
-	"container/heap"
 	"context"
+	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
@@ -85,13 +86,53 @@ type live struct {
 	AgentVersion    string
 }
 
-func (f *Fleet) entryLocked(id string) *entry {
-	e := f.entries[id]
+// memory is what this replica knows of every cluster: the entries, kept
+// by the watch and by fleet's own writes (Fleet.applyLocked routes each
+// key to its owner), and the per-project state tally. Its lock also
+// guards the fields of liveness and gossip, which work on the same
+// entries (the deadline heap orders them, digests carry their snapshots):
+// a report's snapshot, deadline and digest mark move in one step.
+type memory struct {
+	mu      sync.Mutex
+	entries map[string]*entry
+	// tally counts, per project, the entries in each state but created
+	// (states.go), kept as specs and statuses change.
+	tally map[string]*stateTally
+	// idHolders maps each identity key to the cluster it names, so that a
+	// key moving away tells that cluster to check again (identity.go).
+	idHolders map[string]idHolder
+	// applied is closed and replaced after every batch of watch events;
+	// tests wait on it instead of sleeping.
+	applied chan struct{}
+	logger  *slog.Logger
+	now     func() time.Time
+
+	// The parts that own keys or follow an entry's binding: applyLocked
+	// tells each of what concerns it.
+	live    *liveness
+	digests *gossip
+	ids     *identities
+	dash    *dashboards
+}
+
+func newMemory(logger *slog.Logger, now func() time.Time) *memory {
+	return &memory{entries: map[string]*entry{}, tally: map[string]*stateTally{},
+		idHolders: map[string]idHolder{}, applied: make(chan struct{}), logger: logger, now: now}
+}
+
+func (m *memory) entryLocked(id string) *entry {
+	e := m.entries[id]
 	if e == nil {
 		e = &entry{id: id, heapIndex: -1, changed: make(chan struct{})}
-		f.entries[id] = e
+		m.entries[id] = e
 	}
 	return e
+}
+
+// announceLocked wakes whoever waits for memory to move (tests).
+func (m *memory) announceLocked() {
+	close(m.applied)
+	m.applied = make(chan struct{})
 }
 
 func (e *entry) notify() {
@@ -116,16 +157,15 @@ type kv struct {
 }
 
 // applyLocked brings memory up to kv, ignoring anything older than what is
-// already known. Callers hold f.mu.
-func (f *Fleet) applyLocked(k kv) {
-	now := f.now()
+// already known. Callers hold m.mu.
+func (m *memory) applyLocked(k kv) {
 	if k.deleted {
 		// A deletion of a cluster memory does not hold changes nothing
 		// (its own watch event, if any, comes later and is ignored the same
 		// way); creating an entry for it would let made-up credentials grow
 		// memory.
 		for _, p := range []string{registry.Prefix, agentsPrefix, statusPrefix} {
-			if id, ok := strings.CutPrefix(k.key, p); ok && f.entries[id] == nil {
+			if id, ok := strings.CutPrefix(k.key, p); ok && m.entries[id] == nil {
 				return
 			}
 		}
@@ -136,7 +176,7 @@ func (f *Fleet) applyLocked(k kv) {
 		if id == "" || strings.Contains(id, "/") {
 			return
 		}
-		e := f.entryLocked(id)
+		e := m.entryLocked(id)
 		if k.modRev <= e.specRev {
 			return
 		}
@@ -145,16 +185,16 @@ func (f *Fleet) applyLocked(k kv) {
 		if !k.deleted {
 			var err error
 			if spec, err = registry.Decode(k.value); err != nil {
-				f.logger.Warn("ignoring undecodable cluster spec", "key", k.key, "err", err)
+				m.logger.Warn("ignoring undecodable cluster spec", "key", k.key, "err", err)
 				return
 			}
 		}
-		f.tallyLocked(e, -1)
+		m.tallyLocked(e, -1)
 		e.spec, e.hasSpec = spec, !k.deleted
-		f.tallyLocked(e, +1)
+		m.tallyLocked(e, +1)
 		e.notify()
 	case strings.HasPrefix(k.key, agentsPrefix):
-		e := f.entryLocked(strings.TrimPrefix(k.key, agentsPrefix))
+		e := m.entryLocked(strings.TrimPrefix(k.key, agentsPrefix))
 		if k.modRev <= e.agentRev {
 			return
 		}
@@ -162,27 +202,24 @@ func (f *Fleet) applyLocked(k kv) {
 		if k.deleted {
 			e.hasAgent, e.agent, e.bindRev = false, agentRecord{}, 0
 			e.live = live{}
-			f.heapRemoveLocked(e)
+			m.live.heapRemoveLocked(e)
 		} else {
 			rec, err := decode[agentRecord](k.value)
 			if err != nil {
-				f.logger.Warn("ignoring undecodable agent record", "key", k.key, "err", err)
+				m.logger.Warn("ignoring undecodable agent record", "key", k.key, "err", err)
 				return
 			}
-			if e.bindRev != k.createRev {
-				// A new binding: it counts as heard now, and gets a full
-				// grace to send its first report.
+			newBinding := e.bindRev != k.createRev
+			if newBinding {
 				e.live = live{}
 				e.bindRev = k.createRev
-				e.lastHeard, e.heard = now, false
-				f.setDeadlineLocked(e)
 			}
 			e.agent, e.hasAgent = rec, true
-			f.heapPushLocked(e)
+			m.live.boundLocked(e, newBinding)
 		}
 		e.notify()
 	case strings.HasPrefix(k.key, statusPrefix):
-		e := f.entryLocked(strings.TrimPrefix(k.key, statusPrefix))
+		e := m.entryLocked(strings.TrimPrefix(k.key, statusPrefix))
 		if k.modRev <= e.statusRev {
 			return
 		}
@@ -192,68 +229,27 @@ func (f *Fleet) applyLocked(k kv) {
 		if !k.deleted {
 			var err error
 			if rec, err = decode[statusRecord](k.value); err != nil {
-				f.logger.Warn("ignoring undecodable cluster status", "key", k.key, "err", err)
+				m.logger.Warn("ignoring undecodable cluster status", "key", k.key, "err", err)
 				return
 			}
 		}
-		f.tallyLocked(e, -1)
+		m.tallyLocked(e, -1)
 		e.status, e.hasStatus = rec, !k.deleted
-		f.tallyLocked(e, +1)
+		m.tallyLocked(e, +1)
 		if (e.status.HeldBy != "") != wasHeld {
 			e.holdRev = k.modRev
 		}
-		// The agent's interval may have changed its deadline.
-		if e.heapIndex >= 0 {
-			f.setDeadlineLocked(e)
-			heap.Fix(&f.heap, e.heapIndex)
-		}
+		m.live.intervalChangedLocked(e)
 		e.notify()
 	case strings.HasPrefix(k.key, replicasPrefix):
-		id := strings.TrimPrefix(k.key, replicasPrefix)
-		if id == f.opts.ReplicaID {
-			return
-		}
-		if k.deleted {
-			delete(f.peers, id)
-			delete(f.told, id)
-		} else {
-			f.peers[id] = struct{}{}
-		}
+		m.digests.replicaLocked(strings.TrimPrefix(k.key, replicasPrefix), k.deleted)
 	case strings.HasPrefix(k.key, identityPrefix):
-		f.applyIdentityLocked(k)
+		m.ids.applyIdentityLocked(k)
 	case strings.HasPrefix(k.key, dashboardPrefix):
-		f.applyDashboardLocked(k)
+		m.dash.applyDashboardLocked(k)
 	case strings.HasPrefix(k.key, digestsPrefix):
-		if k.deleted || strings.HasPrefix(k.key, digestsPrefix+f.opts.ReplicaID+"/") {
-			return
-		}
-		f.applyDigestLocked(k.key, k.value, now)
+		m.digests.digestLocked(k)
 	}
-}
-
-// heard records that the bound agent of e was alive at t.
-func (f *Fleet) heardLocked(e *entry, t time.Time) {
-	if t.After(e.lastHeard) {
-		e.lastHeard = t
-	}
-	e.heard = true
-	f.setDeadlineLocked(e)
-	if e.heapIndex >= 0 {
-		heap.Fix(&f.heap, e.heapIndex)
-	} else {
-		f.heapPushLocked(e)
-	}
-}
-
-// silentAfterLocked is how long the bound agent of e may stay silent:
-// SilentIntervals of ecp's interval, or of the agent's own when it runs
-// slower (an operator pinned --collect.interval).
-func (f *Fleet) silentAfterLocked(e *entry) time.Duration {
-	return agentproto.SilentIntervals * max(f.opts.ReportInterval, e.agentInterval())
-}
-
-func (f *Fleet) setDeadlineLocked(e *entry) {
-	e.deadline = e.lastHeard.Add(f.silentAfterLocked(e))
 }
 
 // agentInterval is the interval the bound agent last reported, zero when
@@ -262,50 +258,8 @@ func (e *entry) agentInterval() time.Duration {
 	return time.Duration(e.status.AgentIntervalSeconds) * time.Second
 }
 
-func (f *Fleet) heapPushLocked(e *entry) {
-	if e.heapIndex >= 0 {
-		heap.Fix(&f.heap, e.heapIndex)
-		return
-	}
-	heap.Push(&f.heap, e)
-}
-
-func (f *Fleet) heapRemoveLocked(e *entry) {
-	if e.heapIndex >= 0 {
-		heap.Remove(&f.heap, e.heapIndex)
-	}
-}
-
-// deadlineHeap orders entries by deadline: the sweeper pops only those
-// whose deadline passed, so its work follows events, not fleet size.
-type deadlineHeap []*entry
-
-func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
-func (h deadlineHeap) Swap(i, j int) {
-	h[i], h[j] = h[j], h[i]
-	h[i].heapIndex = i
-	h[j].heapIndex = j
-}
-
-func (h *deadlineHeap) Push(x any) {
-	e := x.(*entry)
-	e.heapIndex = len(*h)
-	*h = append(*h, e)
-}
-
-func (h *deadlineHeap) Pop() any {
-	old := *h
-	n := len(old)
-	e := old[n-1]
-	old[n-1] = nil
-	e.heapIndex = -1
-	*h = old[:n-1]
-	return e
-}
-
 // statusLocked is what Status returns for e.
-func (f *Fleet) statusLocked(e *entry, now time.Time) Status {
+func (m *memory) statusLocked(e *entry, now time.Time) Status {
 	var st Status
 	if e.hasStatus {
 		r := e.status

@@ -34,7 +34,7 @@ type stateTally [len(tallied)]int
 // when e has a spec and a state the tally counts. Callers take e out
 // (-1) before changing its spec or status and put it back (+1) after, so
 // the tally follows every change without a scan.
-func (f *Fleet) tallyLocked(e *entry, d int) {
+func (m *memory) tallyLocked(e *entry, d int) {
 	if !e.hasSpec || !e.hasStatus {
 		return
 	}
@@ -42,14 +42,14 @@ func (f *Fleet) tallyLocked(e *entry, d int) {
 		if e.status.State != st {
 			continue
 		}
-		t := f.tally[e.spec.Project]
+		t := m.tally[e.spec.Project]
 		if t == nil {
 			t = new(stateTally)
-			f.tally[e.spec.Project] = t
+			m.tally[e.spec.Project] = t
 		}
 		t[k] += d
 		if *t == (stateTally{}) {
-			delete(f.tally, e.spec.Project)
+			delete(m.tally, e.spec.Project)
 		}
 	}
 }

@@ -52,7 +52,7 @@ func TestStatesAgreeWithStatus(t *testing.T) {
 func TestStateCountsFollowEveryChange(t *testing.T) {
 	ready := make(chan struct{})
 	close(ready)
-	f := &Fleet{entries: map[string]*entry{}, tally: map[string]*stateTally{}, ready: ready,
+	f := &Fleet{memory: &memory{entries: map[string]*entry{}, tally: map[string]*stateTally{}}, gate: &gate{ready: ready},
 		logger: slog.New(slog.DiscardHandler), opts: Options{Now: time.Now}}
 	rnd := rand.New(rand.NewPCG(1, 2))
 	projects := []string{"p0", "p1", "p2"}

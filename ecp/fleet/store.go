@@ -94,7 +94,7 @@ func (f *Fleet) updateStatus(ctx context.Context, id, reason string, guards []cl
 // applyGetsLocked applies the Get responses of a transaction, from the
 // skip-th response on, one per key in keys; a key a Get did not find is
 // applied as deleted at the transaction's revision.
-func (f *Fleet) applyGetsLocked(resp *clientv3.TxnResponse, skip int, keys ...string) {
+func (m *memory) applyGetsLocked(resp *clientv3.TxnResponse, skip int, keys ...string) {
 	rev := resp.Header.Revision
 	for i, key := range keys {
 		if skip+i >= len(resp.Responses) {
@@ -105,11 +105,11 @@ func (f *Fleet) applyGetsLocked(resp *clientv3.TxnResponse, skip int, keys ...st
 			continue
 		}
 		if len(rr.Kvs) == 0 {
-			f.applyLocked(kv{key: key, modRev: rev, deleted: true})
+			m.applyLocked(kv{key: key, modRev: rev, deleted: true})
 			continue
 		}
 		p := rr.Kvs[0]
-		f.applyLocked(fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision))
+		m.applyLocked(fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision))
 	}
 }
 

@@ -6,25 +6,23 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	ecpkv "github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/registry"
 )
 
-// watchLoop mirrors the cluster specs and fleet's own keys into memory
-// through kv.Mirror: one load, then one watch shared by every long-poll
-// and every Status call. When the watch breaks (compaction, a lost member)
-// it loads again from scratch.
-func (f *Fleet) watchLoop(ctx context.Context) { f.mirror().Run(ctx) }
-
-// mirror follows watchRange into memory (reset, applyEvents).
-func (f *Fleet) mirror() *ecpkv.Mirror {
-	from, to := watchRange()
-	return &ecpkv.Mirror{Client: f.cli, From: from, To: to, LoadTimeout: 4 * f.opts.EtcdTimeout,
-		Name: "fleet state", Logger: f.logger, Reset: f.reset, Apply: f.applyEvents, Loaded: f.markReady}
+// follow has the replica's mirror of the records (registry.Mirror) carry
+// fleet's keys too: one load, then one watch shared by the cluster lists,
+// every long-poll and every Status call, over one key range, so that the
+// events of a record and of its binding, state and tokens reach memory in
+// revision order (registry.Mirror.Follow says why that matters). When the
+// watch breaks (compaction, a lost member) the mirror loads again from
+// scratch and reset makes memory match.
+func (f *Fleet) follow() {
+	f.records.Follow("fleet state", Prefix, clientv3.GetPrefixRangeEnd(Prefix), f.reset, f.applyEvents)
 }
 
-// load reads both prefixes at one revision and makes memory match it.
-func (f *Fleet) load(ctx context.Context) (int64, error) { return f.mirror().Load(ctx) }
+// load reads the records and fleet's keys at one revision and makes memory
+// match it.
+func (f *Fleet) load(ctx context.Context) (int64, error) { return f.records.Load(ctx) }
 
 // reset makes memory match both prefixes as they stood at rev, keeping
 // what only memory knows (live snapshots, long-poll channels).
@@ -63,30 +61,10 @@ func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
 		}
 	}
 	f.announceLocked()
+	f.markReady()
 }
 
-// announceLocked wakes whoever waits for memory to move (tests).
-func (f *Fleet) announceLocked() {
-	close(f.applied)
-	f.applied = make(chan struct{})
-}
-
-// watchRange is the one key range fleet loads and watches: from the spec
-// prefix to the end of its own. One range keeps the events of both in
-// revision order, so memory never sees a binding before the spec it was
-// made for; keys of others that sort in between are ignored.
-func watchRange() (from, to string) {
-	from, to = registry.Prefix, clientv3.GetPrefixRangeEnd(Prefix)
-	if Prefix < from {
-		from = Prefix
-	}
-	if end := clientv3.GetPrefixRangeEnd(registry.Prefix); end > to {
-		to = end
-	}
-	return from, to
-}
-
-// applyEvents applies one batch of watch events (kv.Mirror).
+// applyEvents applies one batch of watch events (registry.Mirror.Follow).
 func (f *Fleet) applyEvents(events []*clientv3.Event) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

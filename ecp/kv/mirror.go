@@ -23,8 +23,9 @@ const (
 // memory sees every change once and in revision order. When the watch
 // breaks (compaction, a lost member, no leader) it backs off and loads
 // again from scratch. It is the one copy of this loop; the packages that
-// keep a replica-local view of etcd (the cluster lists, fleet, the
-// monitoring snapshots) differ only in Reset and Apply.
+// keep a replica-local view of etcd (the cluster records, which carry
+// fleet's keys too, and the monitoring snapshots) differ only in Reset and
+// Apply.
 type Mirror struct {
 	// Client is the etcd client. Required.
 	Client *clientv3.Client

@@ -34,7 +34,9 @@ import (
 // the watch, a reload or Refresh, once each, after the lock is released,
 // in the order applied; they run on the goroutine that applied the change
 // and must not block nor subscribe. A reload tells them of what changed
-// while the watch was down, the first load of every record.
+// while the watch was down, the first load of every record. A part that
+// needs its own keys in one revision order with the records (fleet)
+// follows them through the same load and watch instead (Follow).
 type Mirror struct {
 	cli    *clientv3.Client
 	logger *slog.Logger
@@ -98,6 +100,31 @@ func NewMirror(cli *clientv3.Client, logger *slog.Logger) *Mirror {
 	return x
 }
 
+// Follow makes the mirror's one load and one watch also cover the keys
+// [from, to) of a part that must see them and the records in one revision
+// order: fleet, whose memory must never hold a binding before the record
+// it was made for, and whose desired-state revision is the newest of a
+// record's and a binding's (an older record change arriving after a newer
+// binding through a second watch would never reach an agent that already
+// saw the binding's revision). The range followed becomes the smallest
+// one holding both; reset and apply get every key-value and event of it,
+// the records' included, in revision order, each right after the mirror
+// applied its own part and told its subscribers. name says what is
+// followed, in log messages. Call it once, before Run.
+func (x *Mirror) Follow(name, from, to string, reset func(kvs []*mvccpb.KeyValue, rev int64), apply func(events []*clientv3.Event)) {
+	f := x.follow
+	f.From, f.To = min(f.From, from), max(clientv3.GetPrefixRangeEnd(Prefix), to)
+	f.Name += " and " + name
+	f.Reset = func(kvs []*mvccpb.KeyValue, rev int64) {
+		x.reset(kvs, rev)
+		reset(kvs, rev)
+	}
+	f.Apply = func(events []*clientv3.Event) {
+		x.Apply(events)
+		apply(events)
+	}
+}
+
 // Subscribe makes fn hear of every change this mirror applies from now on
 // (see Mirror).
 func (x *Mirror) Subscribe(fn func(Change)) {
@@ -153,8 +180,10 @@ func (x *Mirror) Run(ctx context.Context) error {
 	return nil
 }
 
-// load reads every spec at one revision and makes memory match it.
-func (x *Mirror) load(ctx context.Context) (int64, error) { return x.follow.Load(ctx) }
+// Load reads every spec (and what Follow added) at one revision, makes
+// memory match it and returns the revision. Run calls it; tests call it
+// to reload without a watch.
+func (x *Mirror) Load(ctx context.Context) (int64, error) { return x.follow.Load(ctx) }
 
 // reset makes memory match the specs as they stood at rev (kv.Mirror).
 func (x *Mirror) reset(kvs []*mvccpb.KeyValue, rev int64) {
@@ -163,7 +192,10 @@ func (x *Mirror) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for _, p := range kvs {
-		id := strings.TrimPrefix(string(p.Key), Prefix)
+		id, ok := strings.CutPrefix(string(p.Key), Prefix)
+		if !ok {
+			continue // a key Follow added
+		}
 		seen[id] = true
 		x.putLocked(id, p.Value, p.ModRevision)
 	}
@@ -185,13 +217,16 @@ func (x *Mirror) Apply(events []*clientv3.Event) {
 	defer x.mu.Unlock()
 	last := int64(0)
 	for _, ev := range events {
-		id := strings.TrimPrefix(string(ev.Kv.Key), Prefix)
+		last = max(last, ev.Kv.ModRevision)
+		id, ok := strings.CutPrefix(string(ev.Kv.Key), Prefix)
+		if !ok {
+			continue // a key Follow added
+		}
 		if ev.Type == clientv3.EventTypeDelete {
 			x.deleteLocked(id, ev.Kv.ModRevision)
 		} else {
 			x.putLocked(id, ev.Kv.Value, ev.Kv.ModRevision)
 		}
-		last = max(last, ev.Kv.ModRevision)
 	}
 	x.passedLocked(last)
 }

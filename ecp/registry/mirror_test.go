@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
@@ -131,7 +132,7 @@ func TestIndexFollowsEtcd(t *testing.T) {
 func TestIndexRefreshReadsYourWrites(t *testing.T) {
 	cli := etcdtest.Client(t)
 	x := NewMirror(cli, nil) // loaded, but its watch never runs
-	loadRev, err := x.load(t.Context())
+	loadRev, err := x.Load(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func TestIndexRefreshReadsYourWrites(t *testing.T) {
 	if got := projectIDs(x, "p"); !slices.Equal(got, []string{"b"}) {
 		t.Fatalf("an older snapshot dropped a newer entry: %v", got)
 	}
-	if _, err := x.load(t.Context()); err != nil {
+	if _, err := x.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	x.mu.RLock()
@@ -238,7 +239,7 @@ func TestDeleteTellsSubscribers(t *testing.T) {
 		}
 	}
 	here := NewMirror(cli, nil) // loaded, but its watch never runs
-	if _, err := here.load(t.Context()); err != nil {
+	if _, err := here.Load(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	there := runIndex(t, cli)
@@ -291,4 +292,91 @@ func TestDeleteTellsSubscribers(t *testing.T) {
 	if want := []string{"deleted a of p"}; !slices.Equal(got, want) {
 		t.Fatalf("other replica's subscribers heard %v, want %v", got, want)
 	}
+}
+
+// TestFollowCarriesAnotherRangeInOneOrder: a follower (fleet) gets the
+// records and its own keys from the mirror's one load and one watch, every
+// event in revision order, the records' included; the mirror lists only
+// the records.
+func TestFollowCarriesAnotherRangeInOneOrder(t *testing.T) {
+	srv := etcdtest.Start(t)
+	cli := etcdtest.ClientOf(t, srv)
+	const own = "/ecp/fleet/"
+	putSpec(t, cli, spec("c1", "one", "p1"))
+	if _, err := cli.Put(t.Context(), own+"agents/c1", "a1"); err != nil {
+		t.Fatal(err)
+	}
+	x := NewMirror(cli, nil)
+	var loaded []string
+	resets := make(chan struct{}, 2)
+	events := make(chan *clientv3.Event, 16)
+	x.Follow("test keys", own, clientv3.GetPrefixRangeEnd(own), func(kvs []*mvccpb.KeyValue, _ int64) {
+		loaded = loaded[:0]
+		for _, kv := range kvs {
+			loaded = append(loaded, string(kv.Key))
+		}
+		select {
+		case resets <- struct{}{}:
+		default: // a reload after a broken watch
+		}
+	}, func(evs []*clientv3.Event) {
+		for _, ev := range evs {
+			events <- ev
+		}
+	})
+	if _, err := x.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	<-resets
+	if want := []string{Key("c1"), own + "agents/c1"}; !slices.Equal(loaded, want) {
+		t.Fatalf("the follower loaded %v, want %v", loaded, want)
+	}
+	if got := projectIDs(x, ""); !slices.Equal(got, []string{"c1"}) {
+		t.Fatalf("the mirror lists %v, want only the record c1", got)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = x.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	// Written after Run's own load: these come through the watch.
+	select {
+	case <-resets:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the mirror did not load")
+	}
+	putSpec(t, cli, spec("c2", "two", "p1"))
+	if _, err := cli.Put(t.Context(), own+"agents/c2", "a2"); err != nil {
+		t.Fatal(err)
+	}
+	putSpec(t, cli, spec("c2", "two renamed", "p1"))
+	if _, err := cli.Delete(t.Context(), own+"agents/c1"); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{Key("c2"), own + "agents/c2", Key("c2"), own + "agents/c1"}
+	var got []string
+	last := int64(0)
+	timeout := time.After(20 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case ev := <-events:
+			if ev.Kv.ModRevision <= last {
+				t.Fatalf("event %s at revision %d after one at %d", ev.Kv.Key, ev.Kv.ModRevision, last)
+			}
+			last = ev.Kv.ModRevision
+			got = append(got, string(ev.Kv.Key))
+		case <-timeout:
+			t.Fatalf("the follower got %v, want %v", got, want)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the follower got %v, want %v", got, want)
+	}
+	waitIDs(t, x, "p1", "c1", "c2")
 }
