@@ -34,6 +34,10 @@ type settingsData struct {
 	// form asks to confirm before it does.
 	Firing []alerts.Alert
 	Names  map[string]string
+	// Catalogue and StormThreshold are the rule table and the storm
+	// guard's threshold as shown (catalogue.go).
+	Catalogue      []catalogueRow
+	StormThreshold string
 }
 
 func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
@@ -56,6 +60,7 @@ func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
 		hooks = append(hooks, h.URL)
 	}
 	d.Webhooks = strings.Join(hooks, "\n")
+	d.Catalogue, d.StormThreshold = catalogueRows(d.Settings.Settings), strconv.Itoa(d.Settings.StormThreshold)
 	return d, nil
 }
 
@@ -107,6 +112,9 @@ var settingsFields = []struct {
 // settingsError places one API error on the form in the form's words.
 // lines are the textareas' line numbers per form field.
 func settingsError(apiField, msg string, lines map[string][]int) (field, shown string) {
+	if field, shown, ok := catalogueError(apiField, msg); ok {
+		return field, shown
+	}
 	for _, f := range settingsFields {
 		m := f.api.FindStringSubmatch(apiField)
 		if m == nil {
@@ -179,6 +187,7 @@ func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) erro
 		}
 		*f.into = n
 	}
+	d.Catalogue, d.StormThreshold = catalogueFromForm(r, &st, notNumber)
 	d.Settings.Settings = st
 	d.Emails, d.Webhooks = r.PostFormValue("emails"), r.PostFormValue("webhooks")
 
