@@ -27,6 +27,11 @@ func (c *Console) registerOps(r *mux.Router) {
 	r.Handle(p+"/alert-settings", c.page(c.audited(c.saveAlertSettings))).Methods(http.MethodPost)
 	r.Handle(p+"/alert-settings/test", c.page(c.audited(c.testAlert))).Methods(http.MethodPost)
 	r.Handle(p+"/logs", c.page(c.logs)).Methods(http.MethodGet)
+	r.Handle(p+"/alerts/history/clear", c.page(c.audited(c.clearHistory))).Methods(http.MethodPost)
+	r.Handle(p+"/alerts/storm/clear", c.page(c.audited(c.clearStorm))).Methods(http.MethodPost)
+	r.Handle(p+"/silences/new", c.page(c.newSilence)).Methods(http.MethodGet)
+	r.Handle(p+"/silences", c.page(c.audited(c.createSilence))).Methods(http.MethodPost)
+	r.Handle(p+"/silences/{id}/expire", c.page(c.audited(c.expireSilence))).Methods(http.MethodPost)
 }
 
 // clusterNames lists every cluster of the project for the filters, by
@@ -95,49 +100,101 @@ type alertsData struct {
 	Error      string
 	// Self is this list with its filters, which the table polls.
 	Self string
+	// History search (From and To as the datetime-local fields send
+	// them, in UTC) and clear; Errors are beside those fields.
+	From, To, Rule string
+	RuleNames      []string
+	Errors         fieldErrors
+	Deleted        string
+	// Storm, and the silences (silences.go).
+	Storm alerts.StormStatus
+	silencesView
 }
 
 func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 	part := r.Header.Get("HX-Target") == "alerts-body"
-	b, err := c.projectPage(r, "Alerts", "alerts", part)
+	d, status, err := c.alertsPage(r, part)
 	if err != nil {
 		return err
 	}
+	if part {
+		c.render(w, status, "alerts", "alerts-body", d)
+		return nil
+	}
+	c.render(w, status, "alerts", "", d)
+	return nil
+}
+
+// alertsPage reads the alert list with the filters in the URL, the storm
+// state and, on the active list, the silences; a refused filter is shown
+// beside its field with the status it got.
+func (c *Console) alertsPage(r *http.Request, part bool) (alertsData, int, error) {
+	b, err := c.projectPage(r, "Alerts", "alerts", part)
+	if err != nil {
+		return alertsData{}, 0, err
+	}
 	q := r.URL.Query()
-	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities}
+	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities,
+		From: q.Get("from"), To: q.Get("to"), Rule: q.Get("rule"), RuleNames: alertNames(), Errors: fieldErrors{}, Deleted: q.Get("deleted")}
 	if d.State != alerts.StateHistory {
 		d.State = alerts.StateActive
+		d.From, d.To, d.Rule = "", "", ""
 	}
 	if d.Clusters, d.Names, err = c.clusterNames(r, b.Project.ID); err != nil {
-		return err
+		return d, 0, err
 	}
 	v := url.Values{"state": {d.State}}
-	if d.Severity != "" {
-		v.Set("severity", d.Severity)
+	lq := alerts.ListQuery{State: d.State, Severity: d.Severity, Cluster: d.Cluster, Rule: d.Rule}
+	for k, val := range map[string]string{"severity": d.Severity, "cluster": d.Cluster, "rule": d.Rule, "from": d.From, "to": d.To} {
+		if val != "" {
+			v.Set(k, val)
+		}
 	}
-	if d.Cluster != "" {
-		v.Set("cluster", d.Cluster)
+	for _, tf := range []struct {
+		name, val string
+		into      *string
+	}{{"from", d.From, &lq.From}, {"to", d.To, &lq.To}} {
+		if tf.val == "" {
+			continue
+		}
+		t, err := time.Parse(localForm, tf.val)
+		if err != nil {
+			d.Errors[tf.name] = tf.name + " must be a date and time such as 2026-01-31T12:00 (UTC)"
+			continue
+		}
+		*tf.into = t.UTC().Format(time.RFC3339)
 	}
 	ac, err := c.access(r)
 	if err != nil {
-		return err
+		return d, 0, err
 	}
-	d.Alerts, err = c.opts.Alerts.List(r.Context(), ac, b.Project.ID, alerts.ListQuery{State: d.State, Severity: d.Severity, Cluster: d.Cluster})
-	err = serviceError(err)
-	var apiErr *APIError
-	switch {
-	case errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest:
-		d.Error = apiErr.Message
-	case err != nil:
-		return err
+	status := http.StatusOK
+	if len(d.Errors) > 0 {
+		status = http.StatusBadRequest
+	} else {
+		d.Alerts, err = c.opts.Alerts.List(r.Context(), ac, b.Project.ID, lq)
+		err = serviceError(err)
+		var apiErr *APIError
+		switch {
+		case errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest:
+			d.Error = apiErr.Message
+			if apiErr.Field != "" {
+				d.Errors[apiErr.Field] = apiErr.Message
+			}
+		case err != nil:
+			return d, 0, err
+		}
+	}
+	if d.Storm, err = c.opts.Alerts.Storm(r.Context(), ac, b.Project.ID); err != nil {
+		return d, 0, serviceError(err)
+	}
+	if d.State == alerts.StateActive {
+		if d.silencesView, err = c.silences(r, b.Project.ID, d.Names); err != nil {
+			return d, 0, err
+		}
 	}
 	d.Self = "/projects/" + pathEscape(b.Project.ID) + "/alerts?" + v.Encode()
-	if part {
-		c.render(w, http.StatusOK, "alerts", "alerts-body", d)
-		return nil
-	}
-	c.render(w, http.StatusOK, "alerts", "", d)
-	return nil
+	return d, status, nil
 }
 
 func (c *Console) deleteAlert(w http.ResponseWriter, r *http.Request) error {
