@@ -121,7 +121,7 @@ func TestAlertSettingsCatalogueTable(t *testing.T) {
 		`value="80" aria-label="nodeMemory threshold in percent"`, "percent, 1 to 100", "days, 1 to 365",
 		"EMQX node <node> is short of memory in cluster <cluster>.",
 		`name="rules.ruleAbnormal.enabled" aria-label="ruleAbnormal on" checked`,
-		"off, with “EMQX alert push”", `id="stormThreshold" name="stormThreshold" inputmode="numeric" value="50"`,
+		"off: “EMQX alert push”", `id="stormThreshold" name="stormThreshold" inputmode="numeric" value="50"`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("settings page lacks %q", want)

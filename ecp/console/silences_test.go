@@ -47,11 +47,13 @@ func withAlertmanager(t *testing.T) (func(*app.Options), string) {
 	}, am
 }
 
-// fireAt posts a firing alert to Alertmanager itself, as Prometheus does.
-func fireAt(t *testing.T, am, project, cluster, name string) {
+// fireAt posts a firing alert to Alertmanager itself, as Prometheus does
+// (its times in milliseconds), and returns its start.
+func fireAt(t testing.TB, am, project, cluster, name string) time.Time {
 	t.Helper()
+	start := time.Now().UTC().Truncate(time.Millisecond)
 	b, _ := json.Marshal([]map[string]any{{"labels": map[string]string{"alertname": name, "project": project, "cluster": cluster, "severity": "warning"},
-		"startsAt": time.Now().UTC()}})
+		"startsAt": start}})
 	resp, err := http.Post(am+"/api/v2/alerts", "application/json", bytes.NewReader(b))
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +62,7 @@ func fireAt(t *testing.T, am, project, cluster, name string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("alertmanager took the alert with %s", resp.Status)
 	}
+	return start
 }
 
 var alertRow = regexp.MustCompile(`<tr data-alert="([^"]+)">`)
