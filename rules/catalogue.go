@@ -1,6 +1,9 @@
 package rules
 
-import "regexp"
+import (
+	"regexp"
+	"strings"
+)
 
 // The catalogue is what a project switches on, one entry per check an
 // operator knows from ECP's alarm rules. An entry renders one alert kind,
@@ -127,6 +130,16 @@ type RuleParams struct {
 	Severity      string
 	TriggerCount  int
 	RecoveryCount int
+}
+
+// AlertPattern is a regular expression that matches exactly the entry's
+// alert names, as a silence of the entry matches alertname.
+func (e Entry) AlertPattern() string {
+	quoted := make([]string, len(e.Alerts))
+	for i, a := range e.Alerts {
+		quoted[i] = regexp.QuoteMeta(a)
+	}
+	return strings.Join(quoted, "|")
 }
 
 // labelPlaceholder is a label reference in an alert kind's text.

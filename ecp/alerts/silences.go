@@ -182,11 +182,7 @@ func (r SilenceRequest) matchers(project string, alert *Alert) ([]Matcher, time.
 		if !ok {
 			errs.Add("rule", "rule must be a rule of the catalogue, one of %s; got %q", strings.Join(rules.CatalogueIDs(), ", "), r.Rule)
 		} else {
-			quoted := make([]string, len(e.Alerts))
-			for i, a := range e.Alerts {
-				quoted[i] = regexp.QuoteMeta(a)
-			}
-			want[model.AlertNameLabel] = Matcher{Name: model.AlertNameLabel, Value: strings.Join(quoted, "|"), IsRegex: true, IsEqual: true}
+			want[model.AlertNameLabel] = Matcher{Name: model.AlertNameLabel, Value: e.AlertPattern(), IsRegex: true, IsEqual: true}
 		}
 	}
 	if len(r.Labels) > MaxSilenceLabels {

@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,7 +9,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/prometheus/common/model"
 
-	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/internal/testbed/headless"
 )
 
@@ -21,14 +19,10 @@ func (e *env) fireBoth(am, project, cluster, name string) {
 	e.t.Helper()
 	start := fireAt(e.t, am, project, cluster, name)
 	labels := model.LabelSet{"alertname": model.LabelValue(name), "project": model.LabelValue(project), "cluster": model.LabelValue(cluster), "severity": "warning"}
-	hook, err := alerts.WebhookToken(context.Background(), e.app.EtcdClient(), e.app.SecretsKey())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.api(204, "POST", alerts.WebhookPath, hook.Reveal(), map[string]any{"version": "4", "status": "firing", "alerts": []map[string]any{{
+	e.hook("firing", map[string]any{
 		"status": "firing", "fingerprint": labels.Fingerprint().String(), "startsAt": start, "labels": labels,
 		"annotations": map[string]string{"summary": "EMQX connector http:sink is not connected in cluster edge-shanghai-1."},
-	}}})
+	})
 }
 
 // TestBrowserAlerts drives the alert list in Chromium: an admin silences a

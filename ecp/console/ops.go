@@ -150,20 +150,7 @@ func (c *Console) alertsPage(r *http.Request, part bool) (alertsData, int, error
 			v.Set(k, val)
 		}
 	}
-	for _, tf := range []struct {
-		name, val string
-		into      *string
-	}{{"from", d.From, &lq.From}, {"to", d.To, &lq.To}} {
-		if tf.val == "" {
-			continue
-		}
-		t, err := time.Parse(localForm, tf.val)
-		if err != nil {
-			d.Errors[tf.name] = tf.name + " must be a date and time such as 2026-01-31T12:00 (UTC)"
-			continue
-		}
-		*tf.into = t.UTC().Format(time.RFC3339)
-	}
+	lq.From, lq.To = timeRange(d.From, d.To, d.Errors)
 	ac, err := c.access(r)
 	if err != nil {
 		return d, 0, err
@@ -246,6 +233,32 @@ type logsData struct {
 // labels the fields as UTC.
 const localForm = "2006-01-02T15:04"
 
+// utcTime reads a datetime-local field's value as UTC, in RFC 3339 as the
+// APIs take times; ok is false when it is not one.
+func utcTime(v string) (string, bool) {
+	t, err := time.Parse(localForm, v)
+	if err != nil {
+		return "", false
+	}
+	return t.UTC().Format(time.RFC3339), true
+}
+
+// timeRange reads the from and to fields of a search, each in RFC 3339 or
+// "" when empty, with an error beside a field that is not a time.
+func timeRange(from, to string, errs fieldErrors) (string, string) {
+	out := [2]string{}
+	for i, f := range [2][2]string{{"from", from}, {"to", to}} {
+		if f[1] == "" {
+			continue
+		}
+		var ok bool
+		if out[i], ok = utcTime(f[1]); !ok {
+			errs[f[0]] = f[0] + " must be a date and time such as 2026-01-31T12:00 (UTC)"
+		}
+	}
+	return out[0], out[1]
+}
+
 func (c *Console) logs(w http.ResponseWriter, r *http.Request) error {
 	b, err := c.projectBase(r, "Logs", "logs")
 	if err != nil {
@@ -258,21 +271,7 @@ func (c *Console) logs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	f := logs.Filters{Cluster: d.Cluster, Level: d.Level, Q: d.Q, PageToken: q.Get("pageToken")}
-	for _, tf := range []struct{ name, val string }{{"from", d.From}, {"to", d.To}} {
-		if tf.val == "" {
-			continue
-		}
-		t, err := time.Parse(localForm, tf.val)
-		if err != nil {
-			d.Errors[tf.name] = tf.name + " must be a date and time such as 2026-01-31T12:00 (UTC)"
-			continue
-		}
-		if tf.name == "from" {
-			f.From = t.UTC().Format(time.RFC3339)
-		} else {
-			f.To = t.UTC().Format(time.RFC3339)
-		}
-	}
+	f.From, f.To = timeRange(d.From, d.To, d.Errors)
 	status := http.StatusOK
 	if len(d.Errors) == 0 {
 		ac, err := c.access(r)

@@ -10,11 +10,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gorilla/mux"
 
@@ -105,11 +103,7 @@ func cmpOr(a, b string) string {
 // pattern names, as alerts.CreateSilence writes it; "" for another.
 func ruleOfPattern(pattern string) string {
 	for _, e := range rules.Catalogue {
-		quoted := make([]string, len(e.Alerts))
-		for i, a := range e.Alerts {
-			quoted[i] = regexp.QuoteMeta(a)
-		}
-		if strings.Join(quoted, "|") == pattern {
+		if e.AlertPattern() == pattern {
 			return e.ID
 		}
 	}
@@ -297,11 +291,10 @@ func (c *Console) clearHistory(w http.ResponseWriter, r *http.Request) error {
 	}
 	apiBefore := ""
 	if before != "" {
-		t, err := time.Parse(localForm, before)
-		if err != nil {
+		var ok bool
+		if apiBefore, ok = utcTime(before); !ok {
 			return refuse("before", "Before must be a date and time such as 2026-01-31T12:00 (UTC), got "+before, http.StatusBadRequest)
 		}
-		apiBefore = t.UTC().Format(time.RFC3339)
 	}
 	ac, err := c.access(r)
 	if err != nil {

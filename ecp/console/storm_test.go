@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"context"
 	"html"
 	"net/http"
 	"net/url"
@@ -9,22 +8,16 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ecpio/ecp/ecp/alerts"
 )
 
 // resolved posts an alert episode that ended to ecp's webhook, as
 // Alertmanager does, so that it lands in the history.
 func (e *env) resolved(project, cluster, name, severity string, start, end time.Time) {
 	e.t.Helper()
-	hook, err := alerts.WebhookToken(context.Background(), e.app.EtcdClient(), e.app.SecretsKey())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.api(204, "POST", alerts.WebhookPath, hook.Reveal(), map[string]any{"version": "4", "status": "resolved", "alerts": []map[string]any{{
+	e.hook("resolved", map[string]any{
 		"status": "resolved", "fingerprint": "fp-" + name + cluster, "startsAt": start.UTC(), "endsAt": end.UTC(),
 		"labels": map[string]string{"alertname": name, "project": project, "cluster": cluster, "severity": severity},
-	}}})
+	})
 }
 
 // TestAlertsStormGuard: when the project's storm guard trips, the alert
