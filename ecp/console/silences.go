@@ -18,6 +18,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerts"
 	"github.com/ecpio/ecp/ecp/clusters"
+	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/rules"
 )
 
@@ -239,22 +240,21 @@ func (c *Console) createSilence(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (c *Console) expireSilence(w http.ResponseWriter, r *http.Request) error {
-	b, err := c.projectBase(r, "Alerts", "alerts")
-	if err != nil {
-		return err
-	}
-	ac, err := c.access(r)
-	if err != nil {
-		return err
-	}
-	if err := c.opts.Alerts.ExpireSilence(r.Context(), ac, mux.Vars(r)["id"]); err != nil {
-		return serviceError(err)
-	}
-	http.Redirect(w, r, "/projects/"+pathEscape(b.Project.ID)+"/alerts?done=silence-ended", http.StatusSeeOther)
-	return nil
+	return c.alertsAction(w, r, "silence-ended", func(ac *tenancy.Access, _ string) error {
+		return c.opts.Alerts.ExpireSilence(r.Context(), ac, mux.Vars(r)["id"])
+	})
 }
 
 func (c *Console) clearStorm(w http.ResponseWriter, r *http.Request) error {
+	return c.alertsAction(w, r, "storm-cleared", func(ac *tenancy.Access, project string) error {
+		return c.opts.Alerts.ClearStorm(r.Context(), ac, project)
+	})
+}
+
+// alertsAction runs a button's service call on the project in the path
+// and goes back to the alert list saying done; a refusal gets the error
+// page with the service's message.
+func (c *Console) alertsAction(w http.ResponseWriter, r *http.Request, done string, do func(ac *tenancy.Access, project string) error) error {
 	b, err := c.projectBase(r, "Alerts", "alerts")
 	if err != nil {
 		return err
@@ -263,10 +263,10 @@ func (c *Console) clearStorm(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := c.opts.Alerts.ClearStorm(r.Context(), ac, b.Project.ID); err != nil {
+	if err := do(ac, b.Project.ID); err != nil {
 		return serviceError(err)
 	}
-	http.Redirect(w, r, "/projects/"+pathEscape(b.Project.ID)+"/alerts?done=storm-cleared", http.StatusSeeOther)
+	http.Redirect(w, r, "/projects/"+pathEscape(b.Project.ID)+"/alerts?done="+done, http.StatusSeeOther)
 	return nil
 }
 

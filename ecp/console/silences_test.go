@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"html"
-	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -29,12 +28,10 @@ func withAlertmanager(t *testing.T) (func(*app.Options), string) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testbed.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
 	config := filepath.Join(dir, "alertmanager.yml")
 	proc, err := testbed.StartAlertmanager(t.Context(), bin, dir, addr, config)
 	if err != nil {
