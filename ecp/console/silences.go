@@ -121,8 +121,8 @@ func ruleOfAlert(name string) string {
 	return ""
 }
 
-// alertNames lists the alert names of the catalogue, for the history's
-// rule filter.
+// alertNames lists the alert names of the catalogue, which the history's
+// alert filter suggests; it takes any other name too (a custom alarm's).
 func alertNames() []string {
 	var out []string
 	for _, e := range rules.Catalogue {

@@ -103,7 +103,7 @@ func TestAlertsHistorySearchAndClear(t *testing.T) {
 	}
 	for q, want := range map[string]int{
 		"": 3, "&rule=EMQXNodeDown": 2, "&rule=EMQXNodeDown&cluster=" + a: 1, "&severity=critical": 1,
-		"&from=2026-03-01T04:00&to=2026-03-01T08:00": 1, "&from=2026-03-01T04:00": 2,
+		"&from=2026-03-01T04:00&to=2026-03-01T08:00": 1, "&from=2026-03-01T04:00": 2, "&rule=BackupOverdue": 0,
 	} {
 		if got := rows(q); got != want {
 			t.Errorf("history%s: %d rows, want %d", q, got, want)
