@@ -79,9 +79,12 @@ func (s *Service) webhook(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// AlertID is the stable id of one alert episode.
+// AlertID is the stable id of one alert episode. Its start counts to the
+// millisecond: Alertmanager's API lists times so, while its webhook passes
+// on what the sender sent, and a sender other than Prometheus (a custom
+// alarm) sends finer ones; the same episode must have one id either way.
 func AlertID(fingerprint string, startsAt time.Time) string {
-	sum := sha256.Sum256([]byte(fingerprint + "|" + startsAt.UTC().Format(time.RFC3339Nano)))
+	sum := sha256.Sum256([]byte(fingerprint + "|" + startsAt.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)))
 	return hex.EncodeToString(sum[:8])
 }
 
