@@ -79,11 +79,12 @@ func (s *Service) webhook(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// AlertID is the stable id of one alert episode. Its start counts to the
-// millisecond: Alertmanager's API lists times so, while its webhook passes
-// on what the sender sent, and a sender other than Prometheus (a custom
-// alarm) sends finer ones; the same episode must have one id either way.
+// AlertID is the stable id of one alert episode.
 func AlertID(fingerprint string, startsAt time.Time) string {
+	// Its start counts to the millisecond: Alertmanager's API lists times
+	// so, while its webhook passes on what the sender sent, and a sender
+	// other than Prometheus (a custom alarm) sends finer ones; the same
+	// episode must have one id either way.
 	sum := sha256.Sum256([]byte(fingerprint + "|" + startsAt.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)))
 	return hex.EncodeToString(sum[:8])
 }

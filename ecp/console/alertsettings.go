@@ -21,6 +21,10 @@ func (e formErrors) add(field, msg string) { e[field] = append(e[field], msg) }
 type settingsData struct {
 	base
 	Settings alerts.SettingsReply
+	// Catalogue and StormThreshold are the rule table and the storm
+	// guard's threshold as shown (catalogue.go).
+	Catalogue      []catalogueRow
+	StormThreshold string
 	// Trigger, Recovery, Emails and Webhooks are the form's text as shown:
 	// the saved settings, or what the user typed when it was refused.
 	Trigger, Recovery string
@@ -34,10 +38,6 @@ type settingsData struct {
 	// form asks to confirm before it does.
 	Firing []alerts.Alert
 	Names  map[string]string
-	// Catalogue and StormThreshold are the rule table and the storm
-	// guard's threshold as shown (catalogue.go).
-	Catalogue      []catalogueRow
-	StormThreshold string
 }
 
 func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
@@ -53,6 +53,7 @@ func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
 	if d.Settings, err = c.opts.Alerts.Settings(r.Context(), ac, b.Project.ID); err != nil {
 		return d, serviceError(err)
 	}
+	d.Catalogue, d.StormThreshold = catalogueRows(d.Settings.Settings), strconv.Itoa(d.Settings.StormThreshold)
 	d.Trigger, d.Recovery = strconv.Itoa(d.Settings.TriggerCount), strconv.Itoa(d.Settings.RecoveryCount)
 	d.Emails = strings.Join(d.Settings.Emails, "\n")
 	hooks := make([]string, 0, len(d.Settings.Webhooks))
@@ -60,7 +61,6 @@ func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
 		hooks = append(hooks, h.URL)
 	}
 	d.Webhooks = strings.Join(hooks, "\n")
-	d.Catalogue, d.StormThreshold = catalogueRows(d.Settings.Settings), strconv.Itoa(d.Settings.StormThreshold)
 	return d, nil
 }
 
