@@ -1,5 +1,10 @@
 package rules
 
+import (
+	"regexp"
+	"strings"
+)
+
 // The catalogue is what a project switches on, one entry per check an
 // operator knows from ECP's alarm rules. An entry renders one alert kind,
 // or two for connectorAbnormal (connectors and actions are one check in
@@ -128,4 +133,30 @@ type RuleParams struct {
 	Severity      string
 	TriggerCount  int
 	RecoveryCount int
+}
+
+// AlertPattern is a regular expression that matches exactly the entry's
+// alert names, as a silence of the entry matches alertname.
+func (e Entry) AlertPattern() string {
+	quoted := make([]string, len(e.Alerts))
+	for i, a := range e.Alerts {
+		quoted[i] = regexp.QuoteMeta(a)
+	}
+	return strings.Join(quoted, "|")
+}
+
+// labelPlaceholder is a label reference in an alert kind's text.
+var labelPlaceholder = regexp.MustCompile(`\{\{ \$labels\.([a-zA-Z_][a-zA-Z0-9_]*) \}\}`)
+
+// Messages are what the entry's alerts say (their summaries), one per
+// alert kind, with each label shown as a placeholder such as <cluster>:
+// the console shows them beside the entry.
+func (e Entry) Messages() []string {
+	var out []string
+	for _, k := range kinds {
+		if k.entry == e.ID {
+			out = append(out, labelPlaceholder.ReplaceAllString(k.summary, "<$1>"))
+		}
+	}
+	return out
 }

@@ -182,11 +182,7 @@ func (r SilenceRequest) matchers(project string, alert *Alert) ([]Matcher, time.
 		if !ok {
 			errs.Add("rule", "rule must be a rule of the catalogue, one of %s; got %q", strings.Join(rules.CatalogueIDs(), ", "), r.Rule)
 		} else {
-			quoted := make([]string, len(e.Alerts))
-			for i, a := range e.Alerts {
-				quoted[i] = regexp.QuoteMeta(a)
-			}
-			want[model.AlertNameLabel] = Matcher{Name: model.AlertNameLabel, Value: strings.Join(quoted, "|"), IsRegex: true, IsEqual: true}
+			want[model.AlertNameLabel] = Matcher{Name: model.AlertNameLabel, Value: e.AlertPattern(), IsRegex: true, IsEqual: true}
 		}
 	}
 	if len(r.Labels) > MaxSilenceLabels {
@@ -244,17 +240,32 @@ func (s *Service) projectSilences(ctx context.Context, project string) ([]Silenc
 }
 
 func (s *Service) listSilences(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := s.project(r, tenancy.View)
+	ac, err := s.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	state := r.URL.Query().Get("state")
-	if state != "" && state != SilenceActive && state != SilenceExpired {
-		return httpapi.Invalid("state", "state must be active (active and pending, the default) or expired; got %q", state)
-	}
-	all, err := s.projectSilences(r.Context(), p.ID)
+	out, err := s.Silences(r.Context(), ac, mux.Vars(r)["project"], r.URL.Query().Get("state"))
 	if err != nil {
-		return amAPIError("silences", err)
+		return err
+	}
+	return httpapi.List(w, out)
+}
+
+// Silences lists project's silences, newest first: the unexpired ones
+// (active and pending) for state "" or active, the expired ones for
+// expired. 404 when the caller cannot see the project; 409 without
+// Alertmanager.
+func (s *Service) Silences(ctx context.Context, ac *tenancy.Access, project, state string) ([]Silence, error) {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.View, "")
+	if err != nil {
+		return nil, err
+	}
+	if state != "" && state != SilenceActive && state != SilenceExpired {
+		return nil, httpapi.Invalid("state", "state must be active (active and pending, the default) or expired; got %q", state)
+	}
+	all, err := s.projectSilences(ctx, p.ID)
+	if err != nil {
+		return nil, amAPIError("silences", err)
 	}
 	out := all[:0]
 	for _, sl := range all {
@@ -262,35 +273,54 @@ func (s *Service) listSilences(w http.ResponseWriter, r *http.Request) error {
 			out = append(out, sl)
 		}
 	}
-	return httpapi.List(w, out)
+	return out, nil
 }
 
 func (s *Service) createSilence(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := s.project(r, tenancy.Admin)
+	p, ac, err := s.project(r, tenancy.Admin)
 	if err != nil {
 		return err
 	}
+	// Annotated before the body is read, so a refused body is audited
+	// on its project too.
 	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "silences/" + p.ID})
 	var req SilenceRequest
 	if err := httpapi.Decode(r, &req); err != nil {
 		return err
 	}
+	out, err := s.CreateSilence(r.Context(), ac, p.ID, req)
+	if err != nil {
+		return err
+	}
+	return httpapi.JSON(w, http.StatusCreated, out)
+}
+
+// CreateSilence silences in project what req names, for its duration
+// (POST /projects/{project}/silences): 404 when the caller cannot see the
+// project, 403 when they may not change it, 400 naming each refused
+// field, 422 at MaxActiveSilences, 409 without Alertmanager.
+func (s *Service) CreateSilence(ctx context.Context, ac *tenancy.Access, project string, req SilenceRequest) (Silence, error) {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.Admin, "")
+	if err != nil {
+		return Silence{}, err
+	}
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "silences/" + p.ID})
 	var alert *Alert
 	if req.Alert != "" && kv.ValidID(req.Alert) {
 		var a Alert
-		if _, err := kv.Get(r.Context(), s.cli, activeKey(p.ID, req.Alert), &a); err == nil {
+		if _, err := kv.Get(ctx, s.cli, activeKey(p.ID, req.Alert), &a); err == nil {
 			alert = &a
 		} else if !errors.Is(err, kv.ErrNotFound) {
-			return err
+			return Silence{}, err
 		}
 	}
 	matchers, d, err := req.matchers(p.ID, alert)
 	if err != nil {
-		return err
+		return Silence{}, err
 	}
-	existing, err := s.projectSilences(r.Context(), p.ID)
+	existing, err := s.projectSilences(ctx, p.ID)
 	if err != nil {
-		return amAPIError("the silence", err)
+		return Silence{}, amAPIError("the silence", err)
 	}
 	live := 0
 	for _, sl := range existing {
@@ -299,26 +329,26 @@ func (s *Service) createSilence(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if live >= MaxActiveSilences {
-		return &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: CodeSilenceLimit,
+		return Silence{}, &httpapi.Error{Status: http.StatusUnprocessableEntity, Code: CodeSilenceLimit,
 			Message: fmt.Sprintf("project %s holds %d silences, the most it may; expire one first", p.ID, live)}
 	}
 	now := s.opts.Now().UTC()
 	in := amSilence{Matchers: matchers, StartsAt: now, EndsAt: now.Add(d), Comment: req.Comment, CreatedBy: "ecp"}
-	if pr := auth.PrincipalFrom(r.Context()); pr != nil {
+	if pr := auth.PrincipalFrom(ctx); pr != nil {
 		in.CreatedBy = pr.Username
 	}
 	var created struct {
 		SilenceID string `json:"silenceID"`
 	}
-	if err := s.amCall(r.Context(), http.MethodPost, "/silences", nil, in, &created); err != nil {
-		return amAPIError("the silence", err)
+	if err := s.amCall(ctx, http.MethodPost, "/silences", nil, in, &created); err != nil {
+		return Silence{}, amAPIError("the silence", err)
 	}
 	in.ID = created.SilenceID
 	in.Status = &struct {
 		State string `json:"state"`
 	}{State: SilenceActive}
-	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "silence/" + in.ID})
-	return httpapi.JSON(w, http.StatusCreated, in.view())
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "silence/" + in.ID})
+	return in.view(), nil
 }
 
 // silenceIDPattern is Alertmanager's silence ids (UUIDs), checked before
@@ -330,13 +360,23 @@ func (s *Service) expireSilence(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id := mux.Vars(r)["id"]
+	if err := s.ExpireSilence(r.Context(), ac, mux.Vars(r)["id"]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ExpireSilence ends silence id now (DELETE /silences/{id}): 404 when it
+// is not ecp's or the caller cannot see its project, 403 when they may
+// only see it, 409 when it expired already.
+func (s *Service) ExpireSilence(ctx context.Context, ac *tenancy.Access, id string) error {
 	notFound := httpapi.NotFound("no silence %s", id)
 	if !silenceIDPattern.MatchString(id) {
 		return notFound
 	}
 	var cur amSilence
-	err = s.amCall(r.Context(), http.MethodGet, "/silence/"+id, nil, nil, &cur)
+	err := s.amCall(ctx, http.MethodGet, "/silence/"+id, nil, nil, &cur)
 	var ae *amError
 	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
 		return notFound
@@ -348,7 +388,7 @@ func (s *Service) expireSilence(w http.ResponseWriter, r *http.Request) error {
 	if project == "" {
 		return notFound // not one of ecp's: no project may see it
 	}
-	p, err := s.authz.Project(r.Context(), ac, project, tenancy.Admin, "")
+	p, err := s.authz.Project(ctx, ac, project, tenancy.Admin, "")
 	var apiErr *httpapi.Error
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
 		return notFound
@@ -356,14 +396,13 @@ func (s *Service) expireSilence(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "silence/" + id})
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "silence/" + id})
 	if cur.Status != nil && cur.Status.State == SilenceExpired {
 		return httpapi.Conflict("silence %s expired already", id)
 	}
-	if err := s.amCall(r.Context(), http.MethodDelete, "/silence/"+id, nil, nil, nil); err != nil {
+	if err := s.amCall(ctx, http.MethodDelete, "/silence/"+id, nil, nil, nil); err != nil {
 		return amAPIError("expiring the silence", err)
 	}
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ecpio/ecp/ecp/alerting"
@@ -187,37 +188,68 @@ func (s *Service) stormNotice(project string, st alerting.Settings, rec stormRec
 }
 
 func (s *Service) getStorm(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := s.project(r, tenancy.View)
+	ac, err := s.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	out := StormStatus{State: StormNormal}
-	if out.Threshold, err = s.stormThreshold(r.Context(), p.ID); err != nil {
+	out, err := s.Storm(r.Context(), ac, mux.Vars(r)["project"])
+	if err != nil {
 		return err
-	}
-	if out.Recent, err = s.recentCount(r.Context(), p.ID); err != nil {
-		return err
-	}
-	var rec stormRecord
-	switch _, err := kv.Get(r.Context(), s.cli, stormPrefix+p.ID, &rec); {
-	case errors.Is(err, kv.ErrNotFound):
-	case err != nil:
-		return err
-	default:
-		out.State, out.Since, out.Count, out.NoticeAt = StormActive, &rec.Since, rec.Count, rec.NoticeAt
 	}
 	return httpapi.JSON(w, http.StatusOK, out)
 }
 
+// Storm is project's storm guard state (GET
+// /projects/{project}/alerts/storm): 404 when the caller cannot see the
+// project.
+func (s *Service) Storm(ctx context.Context, ac *tenancy.Access, project string) (StormStatus, error) {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.View, "")
+	if err != nil {
+		return StormStatus{}, err
+	}
+	out := StormStatus{State: StormNormal}
+	if out.Threshold, err = s.stormThreshold(ctx, p.ID); err != nil {
+		return StormStatus{}, err
+	}
+	if out.Recent, err = s.recentCount(ctx, p.ID); err != nil {
+		return StormStatus{}, err
+	}
+	var rec stormRecord
+	switch _, err := kv.Get(ctx, s.cli, stormPrefix+p.ID, &rec); {
+	case errors.Is(err, kv.ErrNotFound):
+	case err != nil:
+		return StormStatus{}, err
+	default:
+		out.State, out.Since, out.Count, out.NoticeAt = StormActive, &rec.Since, rec.Count, rec.NoticeAt
+	}
+	return out, nil
+}
+
 func (s *Service) clearStorm(w http.ResponseWriter, r *http.Request) error {
-	p, _, err := s.project(r, tenancy.Admin)
+	ac, err := s.authz.Caller(r)
 	if err != nil {
 		return err
 	}
-	audit.Annotate(r.Context(), audit.Note{Org: p.Org, Project: p.ID, Target: "alerts/storm/" + p.ID})
-	ctx, cancel := kv.WithTimeout(r.Context())
+	if err := s.ClearStorm(r.Context(), ac, mux.Vars(r)["project"]); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// ClearStorm ends project's alert storm, so its notifications flow again
+// (DELETE /projects/{project}/alerts/storm): 404 when the caller cannot
+// see the project, 403 when they may not change it, 409 when there is no
+// storm.
+func (s *Service) ClearStorm(ctx context.Context, ac *tenancy.Access, project string) error {
+	p, err := s.authz.Project(ctx, ac, project, tenancy.Admin, "")
+	if err != nil {
+		return err
+	}
+	audit.Annotate(ctx, audit.Note{Org: p.Org, Project: p.ID, Target: "alerts/storm/" + p.ID})
+	tctx, cancel := kv.WithTimeout(ctx)
 	defer cancel()
-	resp, err := s.cli.Txn(ctx).Then(
+	resp, err := s.cli.Txn(tctx).Then(
 		clientv3.OpGet(stormPrefix+p.ID),
 		clientv3.OpDelete(stormPrefix+p.ID),
 		clientv3.OpDelete(recentPrefix+p.ID+"/", clientv3.WithPrefix()),
@@ -237,11 +269,10 @@ func (s *Service) clearStorm(w http.ResponseWriter, r *http.Request) error {
 		// Resolved now, the notice cannot reach the channels again
 		// through the route the next apply restores.
 		now := s.opts.Now().UTC()
-		if err := s.amCall(r.Context(), http.MethodPost, "/alerts", nil, []map[string]any{s.stormNotice(p.ID, alerting.Settings{Names: alerting.Names{Project: p.Name}}, rec, &now)}, nil); err != nil {
+		if err := s.amCall(ctx, http.MethodPost, "/alerts", nil, []map[string]any{s.stormNotice(p.ID, alerting.Settings{Names: alerting.Names{Project: p.Name}}, rec, &now)}, nil); err != nil {
 			s.logger.Warn("resolving the storm notice in alertmanager failed; it resolves by itself", "project", p.ID, "err", err)
 		}
 	}
 	s.logger.Info("alert storm cleared", "project", p.ID)
-	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

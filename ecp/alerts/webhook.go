@@ -90,7 +90,11 @@ func (s *Service) authorizeAlertmanager(r *http.Request) error {
 
 // AlertID is the stable id of one alert episode.
 func AlertID(fingerprint string, startsAt time.Time) string {
-	sum := sha256.Sum256([]byte(fingerprint + "|" + startsAt.UTC().Format(time.RFC3339Nano)))
+	// Its start counts to the millisecond: Alertmanager's API lists times
+	// so, while its webhook passes on what the sender sent, and a sender
+	// other than Prometheus (a custom alarm) sends finer ones; the same
+	// episode must have one id either way.
+	sum := sha256.Sum256([]byte(fingerprint + "|" + startsAt.UTC().Truncate(time.Millisecond).Format(time.RFC3339Nano)))
 	return hex.EncodeToString(sum[:8])
 }
 

@@ -17,14 +17,21 @@ import (
 // does.
 func (e *env) fire(project, cluster, name string) {
 	e.t.Helper()
-	hook, err := alerts.WebhookToken(context.Background(), e.app.EtcdClient(), e.app.SecretsKey())
+	e.hook("firing", map[string]any{
+		"status": "firing", "fingerprint": "fp-" + name, "startsAt": time.Now().UTC().Add(-time.Minute).Truncate(time.Second),
+		"labels": map[string]string{"alertname": name, "project": project, "cluster": cluster, "severity": "warning"},
+	})
+}
+
+// hook posts one alert to ecp's Alertmanager webhook in a notification of
+// status, as Alertmanager does.
+func (e *env) hook(status string, alert map[string]any) {
+	e.t.Helper()
+	token, err := alerts.WebhookToken(context.Background(), e.app.EtcdClient(), e.app.SecretsKey())
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.api(204, "POST", alerts.WebhookPath, hook.Reveal(), map[string]any{"version": "4", "status": "firing", "alerts": []map[string]any{{
-		"status": "firing", "fingerprint": "fp-" + name, "startsAt": time.Now().UTC().Add(-time.Minute).Truncate(time.Second),
-		"labels": map[string]string{"alertname": name, "project": project, "cluster": cluster, "severity": "warning"},
-	}}})
+	e.api(204, "POST", alerts.WebhookPath, token.Reveal(), map[string]any{"version": "4", "status": status, "alerts": []map[string]any{alert}})
 }
 
 // TestJourneyAlertsPageRefreshes: the alert list polls its table with its

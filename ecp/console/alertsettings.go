@@ -23,6 +23,10 @@ func (e formErrors) add(field, msg string) { e[field] = append(e[field], msg) }
 type settingsData struct {
 	base
 	Settings alerts.SettingsReply
+	// Catalogue and StormThreshold are the rule table and the storm
+	// guard's threshold as shown (catalogue.go).
+	Catalogue      []catalogueRow
+	StormThreshold string
 	// Trigger, Recovery, Emails and Webhooks are the form's text as shown:
 	// the saved settings, or what the user typed when it was refused.
 	Trigger, Recovery string
@@ -62,6 +66,7 @@ func (c *Console) alertSettingsData(r *http.Request) (settingsData, error) {
 	if d.Settings, err = c.opts.Alerts.Settings(r.Context(), ac, b.Project.ID); err != nil {
 		return d, serviceError(err)
 	}
+	d.Catalogue, d.StormThreshold = catalogueRows(d.Settings.Settings), strconv.Itoa(d.Settings.StormThreshold)
 	d.Trigger, d.Recovery = strconv.Itoa(d.Settings.TriggerCount), strconv.Itoa(d.Settings.RecoveryCount)
 	d.Emails = strings.Join(d.Settings.Emails, "\n")
 	hooks := make([]string, 0, len(d.Settings.Webhooks))
@@ -127,6 +132,9 @@ var settingsFields = []struct {
 // settingsError places one API error on the form in the form's words.
 // lines are the textareas' line numbers per form field.
 func settingsError(apiField, msg string, lines map[string][]int) (field, shown string) {
+	if field, shown, ok := catalogueError(apiField, msg); ok {
+		return field, shown
+	}
 	for _, f := range settingsFields {
 		m := f.api.FindStringSubmatch(apiField)
 		if m == nil {
@@ -208,6 +216,7 @@ func (c *Console) saveAlertSettings(w http.ResponseWriter, r *http.Request) erro
 		}
 		*f.into = n
 	}
+	d.Catalogue, d.StormThreshold = catalogueFromForm(r, &st, notNumber)
 	d.Settings.Settings = st
 	d.Emails, d.Webhooks = r.PostFormValue("emails"), r.PostFormValue("webhooks")
 

@@ -28,6 +28,11 @@ func (c *Console) registerOps(r *mux.Router) {
 	r.Handle(p+"/alert-settings/test", c.page(c.audited(c.testAlert))).Methods(http.MethodPost)
 	r.Handle(p+"/alert-settings/webhook", c.page(c.audited(c.saveWebhook))).Methods(http.MethodPost)
 	r.Handle(p+"/logs", c.page(c.logs)).Methods(http.MethodGet)
+	r.Handle(p+"/alerts/history/clear", c.page(c.audited(c.clearHistory))).Methods(http.MethodPost)
+	r.Handle(p+"/alerts/storm/clear", c.page(c.audited(c.clearStorm))).Methods(http.MethodPost)
+	r.Handle(p+"/silences/new", c.page(c.newSilence)).Methods(http.MethodGet)
+	r.Handle(p+"/silences", c.page(c.audited(c.createSilence))).Methods(http.MethodPost)
+	r.Handle(p+"/silences/{id}/expire", c.page(c.audited(c.expireSilence))).Methods(http.MethodPost)
 }
 
 // clusterNames lists every cluster of the project for the filters, by
@@ -96,49 +101,88 @@ type alertsData struct {
 	Error      string
 	// Self is this list with its filters, which the table polls.
 	Self string
+	// History search (From and To as the datetime-local fields send
+	// them, in UTC) and clear; Errors are beside those fields.
+	From, To, Rule string
+	RuleNames      []string
+	Errors         fieldErrors
+	Deleted        string
+	// Storm, and the silences (silences.go).
+	Storm alerts.StormStatus
+	silencesView
 }
 
 func (c *Console) alertList(w http.ResponseWriter, r *http.Request) error {
 	part := r.Header.Get("HX-Target") == "alerts-body"
-	b, err := c.projectPage(r, "Alerts", "alerts", part)
+	d, status, err := c.alertsPage(r, part)
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities}
-	if d.State != alerts.StateHistory {
-		d.State = alerts.StateActive
-	}
-	if d.Clusters, d.Names, err = c.clusterNames(r, b.Project.ID); err != nil {
-		return err
-	}
-	v := url.Values{"state": {d.State}}
-	if d.Severity != "" {
-		v.Set("severity", d.Severity)
-	}
-	if d.Cluster != "" {
-		v.Set("cluster", d.Cluster)
-	}
-	ac, err := c.access(r)
-	if err != nil {
-		return err
-	}
-	d.Alerts, err = c.opts.Alerts.List(r.Context(), ac, b.Project.ID, alerts.ListQuery{State: d.State, Severity: d.Severity, Cluster: d.Cluster})
-	err = serviceError(err)
-	var apiErr *APIError
-	switch {
-	case errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest:
-		d.Error = apiErr.Message
-	case err != nil:
-		return err
-	}
-	d.Self = "/projects/" + pathEscape(b.Project.ID) + "/alerts?" + v.Encode()
 	if part {
-		c.render(w, http.StatusOK, "alerts", "alerts-body", d)
+		c.render(w, status, "alerts", "alerts-body", d)
 		return nil
 	}
-	c.render(w, http.StatusOK, "alerts", "", d)
+	c.render(w, status, "alerts", "", d)
 	return nil
+}
+
+// alertsPage reads the alert list with the filters in the URL, the storm
+// state and, on the active list, the silences; a refused filter is shown
+// beside its field with the status it got.
+func (c *Console) alertsPage(r *http.Request, part bool) (alertsData, int, error) {
+	b, err := c.projectPage(r, "Alerts", "alerts", part)
+	if err != nil {
+		return alertsData{}, 0, err
+	}
+	q := r.URL.Query()
+	d := alertsData{base: b, State: q.Get("state"), Severity: q.Get("severity"), Cluster: q.Get("cluster"), Severities: alerting.Severities,
+		From: q.Get("from"), To: q.Get("to"), Rule: q.Get("rule"), RuleNames: alertNames(), Errors: fieldErrors{}, Deleted: q.Get("deleted")}
+	if d.State != alerts.StateHistory {
+		d.State = alerts.StateActive
+		d.From, d.To, d.Rule = "", "", ""
+	}
+	if d.Clusters, d.Names, err = c.clusterNames(r, b.Project.ID); err != nil {
+		return d, 0, err
+	}
+	v := url.Values{"state": {d.State}}
+	lq := alerts.ListQuery{State: d.State, Severity: d.Severity, Cluster: d.Cluster, Rule: d.Rule}
+	for k, val := range map[string]string{"severity": d.Severity, "cluster": d.Cluster, "rule": d.Rule, "from": d.From, "to": d.To} {
+		if val != "" {
+			v.Set(k, val)
+		}
+	}
+	lq.From, lq.To = timeRange(d.From, d.To, d.Errors)
+	ac, err := c.access(r)
+	if err != nil {
+		return d, 0, err
+	}
+	status := http.StatusOK
+	if len(d.Errors) > 0 {
+		status = http.StatusBadRequest
+	} else {
+		d.Alerts, err = c.opts.Alerts.List(r.Context(), ac, b.Project.ID, lq)
+		err = serviceError(err)
+		var apiErr *APIError
+		switch {
+		case errors.As(err, &apiErr) && apiErr.Status == http.StatusBadRequest:
+			d.Error = apiErr.Message
+			if apiErr.Field != "" {
+				d.Errors[apiErr.Field] = apiErr.Message
+			}
+		case err != nil:
+			return d, 0, err
+		}
+	}
+	if d.Storm, err = c.opts.Alerts.Storm(r.Context(), ac, b.Project.ID); err != nil {
+		return d, 0, serviceError(err)
+	}
+	if d.State == alerts.StateActive {
+		if d.silencesView, err = c.silences(r, b.Project.ID, d.Names); err != nil {
+			return d, 0, err
+		}
+	}
+	d.Self = "/projects/" + pathEscape(b.Project.ID) + "/alerts?" + v.Encode()
+	return d, status, nil
 }
 
 func (c *Console) deleteAlert(w http.ResponseWriter, r *http.Request) error {
@@ -190,6 +234,32 @@ type logsData struct {
 // labels the fields as UTC.
 const localForm = "2006-01-02T15:04"
 
+// utcTime reads a datetime-local field's value as UTC, in RFC 3339 as the
+// APIs take times; ok is false when it is not one.
+func utcTime(v string) (string, bool) {
+	t, err := time.Parse(localForm, v)
+	if err != nil {
+		return "", false
+	}
+	return t.UTC().Format(time.RFC3339), true
+}
+
+// timeRange reads the from and to fields of a search, each in RFC 3339 or
+// "" when empty, with an error beside a field that is not a time.
+func timeRange(from, to string, errs fieldErrors) (string, string) {
+	out := [2]string{}
+	for i, f := range [2][2]string{{"from", from}, {"to", to}} {
+		if f[1] == "" {
+			continue
+		}
+		var ok bool
+		if out[i], ok = utcTime(f[1]); !ok {
+			errs[f[0]] = f[0] + " must be a date and time such as 2026-01-31T12:00 (UTC)"
+		}
+	}
+	return out[0], out[1]
+}
+
 func (c *Console) logs(w http.ResponseWriter, r *http.Request) error {
 	b, err := c.projectBase(r, "Logs", "logs")
 	if err != nil {
@@ -202,21 +272,7 @@ func (c *Console) logs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	f := logs.Filters{Cluster: d.Cluster, Level: d.Level, Q: d.Q, PageToken: q.Get("pageToken")}
-	for _, tf := range []struct{ name, val string }{{"from", d.From}, {"to", d.To}} {
-		if tf.val == "" {
-			continue
-		}
-		t, err := time.Parse(localForm, tf.val)
-		if err != nil {
-			d.Errors[tf.name] = tf.name + " must be a date and time such as 2026-01-31T12:00 (UTC)"
-			continue
-		}
-		if tf.name == "from" {
-			f.From = t.UTC().Format(time.RFC3339)
-		} else {
-			f.To = t.UTC().Format(time.RFC3339)
-		}
-	}
+	f.From, f.To = timeRange(d.From, d.To, d.Errors)
 	status := http.StatusOK
 	if len(d.Errors) == 0 {
 		ac, err := c.access(r)

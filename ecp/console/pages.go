@@ -142,6 +142,10 @@ var flashes = map[string]string{
 	"alert-removed": "Alert removed.",
 	"test-sent":     "Test notification sent to every channel of the project.",
 	"quota":         "Connection quota saved.",
+	"silenced":      "Silence created: Alertmanager sends nothing for what it matches until it ends.",
+	"silence-ended": "Silence expired: its alerts notify again.",
+	"storm-cleared": "Alert storm cleared: the project's notifications flow again.",
+	"history-clear": "Alert history cleared.",
 }
 
 // --- login and session ---
