@@ -145,9 +145,11 @@ func cluster(p Params) *dashboard.DashboardBuilder { //nolint:staticcheck // Gra
 			query(fmt.Sprintf("sum by (node) (%s{%s})", series.NodeConnections, sel), "{{node}}"),
 			query(fmt.Sprintf("sum by (node) (%s{%s})", series.NodeLiveConnections, sel), "{{node}} live"))).
 		WithRow(row(105, "Node hosts")).
-		WithPanel(seriesPanel(19, "Memory used per node", "Memory in use on each running node's host (memory_used over memory_total).", "percentunit", 12,
+		WithPanel(seriesPanel(24, "CPU used per node", "CPU in use on each running node (EMQX's emqx_vm_cpu_use).", "percentunit", 8,
+			query(fmt.Sprintf("max by (node) (%s{%s})", series.NodeCPUUsage, sel), "{{node}}")).Max(1)).
+		WithPanel(seriesPanel(19, "Memory used per node", "Memory in use on each running node's host (memory_used over memory_total).", "percentunit", 8,
 			query(fmt.Sprintf("max by (node) (%s{%s})\n  / on (node)\nmax by (node) (%s{%s})", series.NodeMemoryUsed, sel, series.NodeMemoryTotal, sel), "{{node}}")).Max(1)).
-		WithPanel(seriesPanel(20, "Load per node", "OS load averages of each running node's host over 1, 5 and 15 minutes.", "short", 12,
+		WithPanel(seriesPanel(20, "Load per node", "OS load averages of each running node's host over 1, 5 and 15 minutes.", "short", 8,
 			query(fmt.Sprintf("max by (node) (%s{%s})", series.NodeLoad1, sel), "{{node}} 1m"),
 			query(fmt.Sprintf("max by (node) (%s{%s})", series.NodeLoad5, sel), "{{node}} 5m"),
 			query(fmt.Sprintf("max by (node) (%s{%s})", series.NodeLoad15, sel), "{{node}} 15m"))).
