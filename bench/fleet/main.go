@@ -105,14 +105,14 @@ func run() int {
 	fs.StringVar(&cfg.backend, "remote-write.backend", backendSink, "Where ecp forwards remote write: sink (an in-process receiver counting samples) or prometheus (a real Prometheus with its remote-write receiver, from PATH or .tools).")
 	fs.IntVar(&cfg.logLines, "logs.lines", 0, "Log lines each agent ships per interval through ecp into a real VictoriaLogs (from PATH or .tools); 0 ships none.")
 	fs.StringVar(&cfg.summaryJSON, "summary.json", "", "Also write the summary as JSON to this file (what bench/fleet/sweep reads).")
-	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsH2, "How each agent holds its connections to ecp: h2 (agent-exporter's transport: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
+	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsOneConn, "How each agent holds its connections to ecp: http1-oneconn (agent-exporter's default: one HTTP/1.1 connection per agent, each long-poll held until just before the agent's next report, push and log batch, sent between polls), h2 (agent-exporter --ecp.http2: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
 	if cfg.agents <= 0 || cfg.projects <= 0 || cfg.interval < time.Second || cfg.workers <= 0 || cfg.steady <= 0 ||
 		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || cfg.logLines < 0 || cfg.logLines > maxLogLines ||
-		(cfg.backend != backendSink && cfg.backend != backendPrometheus) || (cfg.conns != agentsim.ConnsH2 && cfg.conns != agentsim.ConnsHTTP1) {
-		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..`+strconv.Itoa(maxLogLines)+`, --remote-write.backend sink or prometheus, --agents.connections h2 or http1")
+		(cfg.backend != backendSink && cfg.backend != backendPrometheus) || !slices.Contains([]string{agentsim.ConnsOneConn, agentsim.ConnsH2, agentsim.ConnsHTTP1}, cfg.conns) {
+		fmt.Fprintln(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..`+strconv.Itoa(maxLogLines)+`, --remote-write.backend sink or prometheus, --agents.connections http1-oneconn, h2 or http1")
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -205,9 +205,12 @@ type agent struct {
 	silenced   atomic.Bool
 	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
 	logs       logState
-	// hc and pollHC are the agent's own clients (--agents.connections h2),
-	// nil when agents share the benchmark's.
+	// hc and pollHC are the agent's own clients (--agents.connections h2
+	// or http1-oneconn), nil when agents share the benchmark's.
 	hc, pollHC *http.Client
+	// turns carries the agent's turns (the round's push payload) to its
+	// own loop (http1-oneconn), which sends them between polls.
+	turns chan []byte
 }
 
 // results gathers report outcomes inside the measured window.
@@ -355,12 +358,15 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 		return sum, err
 	}
 	sum.regRetries = retries.Load()
-	if cfg.conns == agentsim.ConnsH2 {
+	if cfg.conns != agentsim.ConnsHTTP1 {
 		// Registration's shared connections go; each agent holds its own.
 		hc.CloseIdleConnections()
 		for _, a := range agents {
-			a.hc, a.pollHC = agentsim.AgentClients(30 * time.Second)
+			a.hc, a.pollHC = agentsim.AgentClients(30*time.Second, cfg.conns == agentsim.ConnsH2)
 			defer a.hc.CloseIdleConnections()
+			if cfg.conns == agentsim.ConnsOneConn {
+				a.turns = make(chan []byte, 1)
+			}
 		}
 	}
 	fmt.Fprintf(log, "registered %d agents in %s (%d retried after 429)\n", len(agents), time.Since(t1).Round(time.Millisecond), sum.regRetries)
@@ -372,7 +378,17 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 	// Every agent holds its own long-poll connection, as the real one does.
 	pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: cfg.agents + 10, MaxIdleConnsPerHost: cfg.agents + 10}}
 	var polls atomic.Int64
+	res := &results{}
+	var pushed atomic.Int64
+	start := time.Now()
 	for _, a := range agents {
+		if a.turns != nil {
+			p := agentsim.Poller{HC: a.pollHC, Base: base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait, Backoff: cfg.interval, Answered: &polls}
+			wg.Go(func() {
+				oneConnAgent(lctx, a, p, start, cfg, func(payload []byte) { turn(lctx, a.hc, base, a, payload, cfg, res, &pushed) })
+			})
+			continue
+		}
 		wg.Go(func() {
 			// Spread the polls like the reports, so their timeouts do not align.
 			if !agentsim.Sleep(lctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
@@ -386,9 +402,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (summary, error) {
 				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &polls}.Run(lctx)
 		})
 	}
-	res := &results{}
-	var pushed atomic.Int64
-	wg.Go(func() { schedule(lctx, hc, base, agents, cfg, res, &pushed) })
+	wg.Go(func() { schedule(lctx, start, hc, base, agents, cfg, res, &pushed) })
 
 	fmt.Fprintf(log, "warming up for %s\n", cfg.warmup)
 	if !agentsim.Sleep(ctx, cfg.warmup) {
@@ -574,7 +588,7 @@ func (a *agent) report() agentproto.ReportRequest {
 
 // schedule sends each agent's report (and push) at its offset within every
 // interval, on cfg.workers senders.
-func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
+func schedule(ctx context.Context, start time.Time, hc *http.Client, base string, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
 	// A job is one agent's turn in a round, with the round's push payload
 	// (nil without remote write): a turn sent late still pushes its own
 	// round's samples, not a copy of the next round's.
@@ -590,45 +604,16 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 	for range cfg.workers {
 		wg.Go(func() {
 			for j := range jobs {
-				a := j.a
-				var out agentproto.ReportResponse
 				c := hc
-				if a.hc != nil {
-					c = a.hc
+				if j.a.hc != nil {
+					c = j.a.hc
 				}
-				start := time.Now()
-				code, err := agentsim.Post(ctx, c, base+agentproto.PathReport, a.cred, a.report(), &out)
-				if ctx.Err() != nil {
+				if !turn(ctx, c, base, j.a, j.payload, cfg, res, pushed) {
 					return
 				}
-				res.add(time.Since(start), code, err)
-				if err == nil && code == http.StatusOK {
-					a.lastReport.Store(time.Now().UnixNano())
-				}
-				if j.payload != nil {
-					code, err := push(ctx, c, base, a.cred, j.payload)
-					if ctx.Err() != nil {
-						return
-					}
-					// Pushes count for 429s and errors, not for report latency.
-					res.add(-1, code, err)
-					if err == nil && code/100 == 2 {
-						pushed.Add(int64(cfg.series))
-					}
-					res.countPush(code, err, cfg.series)
-				}
-				if cfg.logLines > 0 {
-					code, err := a.shipLogs(ctx, c, base, cfg, res)
-					if ctx.Err() != nil {
-						return
-					}
-					res.add(-1, code, err)
-				}
-				res.busy.Add(-1)
 			}
 		})
 	}
-	start := time.Now()
 	for round := 0; ; round++ {
 		if cfg.series > 0 {
 			// One payload per round: ecp stamps each push with the
@@ -646,8 +631,86 @@ func schedule(ctx context.Context, hc *http.Client, base string, agents []*agent
 			}
 			if !a.silenced.Load() {
 				res.busy.Add(1)
-				jobs <- job{a, payload}
+				if a.turns != nil {
+					a.turns <- payload
+				} else {
+					jobs <- job{a, payload}
+				}
 			}
+		}
+	}
+}
+
+// turn is one agent's turn in a round on c: its report, then its push
+// (payload, nil without remote write) and its log batch. It says false
+// when ctx ended.
+func turn(ctx context.Context, c *http.Client, base string, a *agent, payload []byte, cfg config, res *results, pushed *atomic.Int64) bool {
+	var out agentproto.ReportResponse
+	start := time.Now()
+	code, err := agentsim.Post(ctx, c, base+agentproto.PathReport, a.cred, a.report(), &out)
+	if ctx.Err() != nil {
+		return false
+	}
+	res.add(time.Since(start), code, err)
+	if err == nil && code == http.StatusOK {
+		a.lastReport.Store(time.Now().UnixNano())
+	}
+	if payload != nil {
+		code, err := push(ctx, c, base, a.cred, payload)
+		if ctx.Err() != nil {
+			return false
+		}
+		// Pushes count for 429s and errors, not for report latency.
+		res.add(-1, code, err)
+		if err == nil && code/100 == 2 {
+			pushed.Add(int64(cfg.series))
+		}
+		res.countPush(code, err, cfg.series)
+	}
+	if cfg.logLines > 0 {
+		code, err := a.shipLogs(ctx, c, base, cfg, res)
+		if ctx.Err() != nil {
+			return false
+		}
+		res.add(-1, code, err)
+	}
+	res.busy.Add(-1)
+	return true
+}
+
+// oneConnAgent is an agent on one HTTP/1.1 connection, as agent-exporter
+// by default: it long-polls until a margin before its next turn (due at
+// start + its offset + whole intervals), takes its turn when it comes (do)
+// and polls again right after. A silenced agent stops polling.
+func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.Time, cfg config, do func(payload []byte)) {
+	next := func(now time.Time) time.Time {
+		first := start.Add(a.offset)
+		if now.Before(first) {
+			return first
+		}
+		return first.Add((now.Sub(first)/cfg.interval + 1) * cfg.interval)
+	}
+	// As the agent: a tenth of a shorter interval.
+	margin := min(agentsim.PollMargin, cfg.interval/10)
+	for ctx.Err() == nil && !a.silenced.Load() {
+		select {
+		case payload := <-a.turns:
+			do(payload)
+			continue
+		default:
+		}
+		now := time.Now()
+		if hold := min(p.Wait, next(now).Sub(now)-margin); hold >= margin {
+			if !p.Once(ctx, hold) {
+				return
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case payload := <-a.turns:
+			do(payload)
 		}
 	}
 }
