@@ -70,9 +70,9 @@ type Options struct {
 	// calls run beside the held long-poll (--ecp.http2). By default it is
 	// HTTP/1.1, on which calls take turns: each poll is held only until
 	// just before the next tick, whose report, remote write and log
-	// batches go out between two polls. ecp holds a taken-over HTTP/1.1
-	// poll for about a fifth of the memory of an HTTP/2 connection
-	// (docs/scaling.md); both cost it one descriptor per agent.
+	// batches go out between two polls. ecp then grows by about a quarter
+	// of the memory an HTTP/2 agent costs it (docs/scaling.md); both cost
+	// it one descriptor per agent.
 	ECPHTTP2 bool
 	// ReportBuffer is how many reports are kept while ecp is unreachable;
 	// older ones are dropped and counted.

@@ -84,6 +84,19 @@ func echo(t *testing.T, hc *http.Client, url, body string) string {
 	return string(b)
 }
 
+// hold sends the stub a poll it holds; the channel gets its outcome.
+func hold(hc *http.Client, url string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		resp, err := hc.Get(url + "/hold")
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		done <- err
+	}()
+	return done
+}
+
 // TestECPOneConnection: against an ecp speaking HTTP/2, a held long-poll
 // and the calls beside it, even started together, share one connection.
 func TestECPOneConnection(t *testing.T) {
@@ -93,14 +106,7 @@ func TestECPOneConnection(t *testing.T) {
 			e := NewECP(Options{InsecureSkipVerify: true, HTTP2: true})
 			defer e.CloseIdleConnections()
 			hc := e.Client(time.Minute)
-			done := make(chan error, 1)
-			go func() {
-				resp, err := hc.Get(s.URL + "/hold")
-				if err == nil {
-					_ = resp.Body.Close()
-				}
-				done <- err
-			}()
+			done := hold(hc, s.URL)
 			var wg sync.WaitGroup
 			for i := range 8 {
 				wg.Go(func() {
@@ -244,14 +250,7 @@ func TestECPHTTP1OneConnection(t *testing.T) {
 	if got := echo(t, hc, s.URL, "report"); got != "HTTP/1.1 report" {
 		t.Fatalf("report: %q, want it over HTTP/1.1", got)
 	}
-	done := make(chan error, 1)
-	go func() {
-		resp, err := hc.Get(s.URL + "/hold")
-		if err == nil {
-			_ = resp.Body.Close()
-		}
-		done <- err
-	}()
+	done := hold(hc, s.URL)
 	<-s.held
 	var wg sync.WaitGroup
 	var answered atomic.Int64
