@@ -91,3 +91,47 @@ func TestOneConnectionBetweenTicks(t *testing.T) {
 		t.Errorf("revision %d, made while the agent pushed, did not come by the poll after the push", rev)
 	}
 }
+
+// TestHTTP2OneConnection: with --ecp.http2 the agent's calls run beside its
+// held long-poll, which it asks ecp to hold the whole DesiredWait, all on
+// one HTTP/2 connection.
+func TestHTTP2OneConnection(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.StoreWrites()
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) {
+		o.CollectInterval, o.DesiredWait, o.ECPHTTP2 = 500*time.Millisecond, 30*time.Second, true
+	})
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != cli.ExitOK {
+		t.Fatalf("register: %s", e)
+	}
+	polls := func() (n int) {
+		for _, c := range ecp.Calls() {
+			if c.Path == agentproto.PathDesired {
+				if c.Hold != 30*time.Second {
+					t.Errorf("a poll asked ecp to hold it %s, want DesiredWait (30s)", c.Hold)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	// A poll is held (ecp got a request it has not answered).
+	eventually(t, 5*time.Second, "a report answered and a poll held", func() bool {
+		return len(ecp.Reports()) > 0 && ecp.Requests() > len(ecp.Calls())
+	})
+	conns, answered, writes := ecp.Connections(), polls(), ecp.Writes()
+	eventually(t, 5*time.Second, "three pushes", func() bool { return ecp.Writes() >= writes+3 })
+	if n := ecp.Connections(); n != conns {
+		t.Fatalf("%d connections opened, want the calls on the one held", n-conns)
+	}
+	if n := polls(); n != answered {
+		t.Fatalf("%d polls answered while the agent pushed, want the poll held beside the pushes", n-answered)
+	}
+	for _, c := range ecp.Calls() {
+		if c.Path != agentproto.PathRegister && c.Proto != "HTTP/2.0" {
+			t.Fatalf("%s came over %s, want HTTP/2", c.Path, c.Proto)
+		}
+	}
+}

@@ -55,9 +55,9 @@ type Server struct {
 
 // Call is one request the fake answered, as it saw it.
 type Call struct {
-	Path       string
-	Start, End time.Time
-	Status     int
+	Path, Proto string
+	Start, End  time.Time
+	Status      int
 	// Hold is the timeout a long-poll asked for; Revision the desired
 	// revision a long-poll or report answered with.
 	Hold     time.Duration
@@ -126,6 +126,10 @@ func start(t *testing.T, tls bool) *Server {
 	if tls {
 		srv.StartTLS()
 	} else {
+		// HTTP/1.1 and h2c, as ecp serves plain HTTP.
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
 		srv.Start()
 	}
 	s.URL = srv.URL
@@ -151,7 +155,7 @@ func writeJSON(w http.ResponseWriter, v any) {
 // rate-limited requests.
 func (s *Server) gate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		c := &Call{Path: r.URL.Path, Start: time.Now()}
+		c := &Call{Path: r.URL.Path, Proto: r.Proto, Start: time.Now()}
 		w := &statusWriter{ResponseWriter: rw}
 		r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
 		defer func() {
