@@ -158,6 +158,7 @@ func runCmd(args []string, env Env) int {
 	fs.Flag("web.config.file", webconfig.FlagHelp+" The control API keeps its token; register, status and unregister pin the certificate.").StringVar(&opts.WebConfigFile)
 	fs.Flag("web.enable-pprof", ops.PprofFlagHelp).BoolVar(&opts.EnablePprof)
 	fs.Flag("state.dir", "Directory for the credential and EMQX login (mode 0700).").Default(daemon.DefaultStateDir).StringVar(&opts.StateDir)
+	fs.Flag("ecp.http2", "Reach ecp over one HTTP/2 connection, calls beside the held long-poll, instead of one HTTP/1.1 connection on which each long-poll ends before the next report (the default: it costs ecp about a quarter of the memory per agent).").BoolVar(&opts.ECPHTTP2)
 	fs.Flag("remote-write.max-series", "Most series pushed to ecp per collection (0: no cap); cluster-level series and abnormal objects are pushed whatever the cap, /metrics serves everything.").Default(fmt.Sprint(daemon.DefaultRemoteWriteMaxSeries)).IntVar(&opts.RemoteWriteMaxSeries)
 	defaultLog := cmp.Or(env.DefaultLogFile, DefaultLogFile)
 	logFile := fs.Flag("log.file", "Log file; its directory must exist (where the default's does not, the agent logs to standard error and says so). \"-\" logs to standard error.").Default(defaultLog).IsSetByUser(&logFileSet).String()

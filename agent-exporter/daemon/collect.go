@@ -21,10 +21,13 @@ func (a *App) collectLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-a.kick:
+		case <-a.sends.kick:
 		}
+		a.sends.begin()
 		a.tick(ctx)
-		t.Reset(a.rep.nextTickIn())
+		d := a.rep.nextTickIn()
+		a.sends.end(a.opts.Now(), d)
+		t.Reset(d)
 	}
 }
 

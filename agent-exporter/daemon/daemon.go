@@ -45,8 +45,8 @@ type App struct {
 
 	// regMu serialises register and unregister.
 	regMu sync.Mutex
-	// kick wakes the collection loop for a tick now.
-	kick chan struct{}
+	// sends is when the collection loop next sends to ecp (and wakes it).
+	sends *sendSchedule
 }
 
 // metrics are the agent's own series beside the reports' (reporter) and
@@ -78,14 +78,14 @@ func New(opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{
-		opts: opts,
-		log:  opts.Logger,
-		life: newLifecycle(),
-		m:    newMetrics(opts.Registerer),
-		sess: newSessions(opts.Registerer),
-		rep:  newReporter(opts),
-		col:  collector.New(opts.Now),
-		kick: make(chan struct{}, 1),
+		opts:  opts,
+		log:   opts.Logger,
+		life:  newLifecycle(),
+		m:     newMetrics(opts.Registerer),
+		sess:  newSessions(opts.Registerer),
+		rep:   newReporter(opts),
+		col:   collector.New(opts.Now),
+		sends: newSendSchedule(),
 	}
 	a.enf = enforce.New(opts.Logger.With("component", "enforce"), opts.Registerer)
 	if err := opts.Registerer.Register(collector.NewExporter(a.col)); err != nil {
@@ -94,7 +94,7 @@ func New(opts Options) (*App, error) {
 	// Remote write pushes the series of the same snapshot /metrics serves,
 	// gathered by the exporter itself (cheaper than a registry's checks),
 	// in the memory of the previous push (only the tick pushes).
-	rw, err := remotewrite.New(remotewrite.Options{Gatherer: collector.NewPushGatherer(a.col), Timeout: opts.HTTPTimeout,
+	rw, err := remotewrite.New(remotewrite.Options{Gatherer: collector.NewPushGatherer(a.col), Timeout: opts.HTTPTimeout + opts.queued(),
 		BackoffBase: opts.BackoffBase, BackoffMax: opts.BackoffMax, Now: opts.Now, MaxSeries: opts.RemoteWriteMaxSeries},
 		opts.Logger.With("component", "remotewrite"), opts.Registerer)
 	if err != nil {
@@ -226,17 +226,12 @@ func (a *App) applyConfig() error {
 	return nil
 }
 
-func (a *App) wake() {
-	select {
-	case a.kick <- struct{}{}:
-	default:
-	}
-}
+func (a *App) wake() { a.sends.wake() }
 
 // newSession builds the clients of a registration. ec may be given when
 // register already logged in with it.
 func (a *App) newSession(reg state.Registration, ec *emqx.Client) (*session, error) {
-	return newSession(a.life.runContext(), reg, ec, a.opts.HTTPTimeout, a.opts.DesiredWait)
+	return newSession(a.life.runContext(), reg, ec, a.opts.HTTPTimeout, a.opts.DesiredWait, a.opts.ECPHTTP2)
 }
 
 func (a *App) resume(reg state.Registration) error {

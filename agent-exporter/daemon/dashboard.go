@@ -109,7 +109,7 @@ func (d *dashboards) answerOne(s *session, req agentproto.DashboardSessionReques
 	if reply.Problem != nil {
 		d.log.Warn("dashboard session request not served", "request", req.ID, "role", req.Role, "err", reply.Problem.Message)
 	}
-	if err := s.ecp.DashboardSession(ctx, reply); err != nil {
+	if err := s.aside.DashboardSession(ctx, reply); err != nil {
 		d.log.Warn("answer dashboard session request", "request", req.ID, "err", err)
 		return
 	}

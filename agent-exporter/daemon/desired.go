@@ -40,6 +40,8 @@ func (a *App) applyDesired(s *session, d agentproto.DesiredState) {
 
 // desiredLoop long-polls ecp so a change decided there (max connections,
 // unregister) reaches EMQX within a second or two, not at the next report.
+// On one HTTP/1.1 connection each poll is held only until just before the
+// next tick, and the next is sent after the tick's sends (sendSchedule).
 func (a *App) desiredLoop(ctx context.Context) {
 	bo := backoff.Backoff{Base: a.opts.BackoffBase, Max: a.opts.BackoffMax}
 	for {
@@ -52,8 +54,21 @@ func (a *App) desiredLoop(ctx context.Context) {
 				continue
 			}
 		}
+		wait := a.opts.DesiredWait
+		if s.toECP.OneConn() {
+			var ticked <-chan struct{}
+			if wait, ticked = a.sends.pollHold(a.opts.Now(), wait); ticked != nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-s.ctx.Done():
+				case <-ticked:
+				}
+				continue
+			}
+		}
 		rev := a.enf.State().Revision
-		d, newer, err := s.poll.Desired(s.ctx, rev, a.opts.DesiredWait)
+		d, newer, err := s.poll.Desired(s.ctx, rev, wait)
 		switch {
 		case ctx.Err() != nil:
 			return

@@ -294,7 +294,7 @@ func (a *App) handleUnregister(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), a.opts.HTTPTimeout)
-	err := s.ecp.Unregister(ctx)
+	err := s.aside.Unregister(ctx)
 	cancel()
 	if err != nil && !errors.Is(err, ecpclient.ErrCredentialRevoked) && !req.Force {
 		e := ecpError(s.reg.ECPURL, err)

@@ -58,8 +58,10 @@ func (c *logControl) apply(s *session, lc agentproto.LogCollection) {
 	}
 	// Log batches wait for the store behind ecp (which retries for up to
 	// 10 s before answering 503), so they get a longer timeout than
-	// reports.
-	hc := s.toECP.Client(max(3*c.opts.HTTPTimeout, logBatchTimeout))
+	// reports, and on one HTTP/1.1 connection for the held poll to end:
+	// a batch read while the poll is held goes out when it is answered,
+	// before the next tick.
+	hc := s.toECP.Client(max(3*c.opts.HTTPTimeout, logBatchTimeout) + s.queued)
 	client, err := ecpclient.New(s.reg.ECPURL, s.reg.Credential, hc)
 	if err != nil {
 		c.log.Error("log collection not started", "err", err)

@@ -66,6 +66,14 @@ type Options struct {
 	HTTPTimeout time.Duration
 	// DesiredWait is how long one desired-state long-poll may be held.
 	DesiredWait time.Duration
+	// ECPHTTP2 makes the agent's one connection to ecp HTTP/2, on which
+	// calls run beside the held long-poll (--ecp.http2). By default it is
+	// HTTP/1.1, on which calls take turns: each poll is held only until
+	// just before the next tick, whose report, remote write and log
+	// batches go out between two polls. ecp then grows by about a quarter
+	// of the memory an HTTP/2 agent costs it (docs/scaling.md); both cost
+	// it one descriptor per agent.
+	ECPHTTP2 bool
 	// ReportBuffer is how many reports are kept while ecp is unreachable;
 	// older ones are dropped and counted.
 	ReportBuffer int
@@ -104,6 +112,15 @@ func DefaultOptions() Options {
 
 		RemoteWriteMaxSeries: DefaultRemoteWriteMaxSeries,
 	}
+}
+
+// queued is how long a call to ecp may wait for its turn on the
+// connection: a held poll's longest hold on HTTP/1.1, none on HTTP/2.
+func (o *Options) queued() time.Duration {
+	if o.ECPHTTP2 {
+		return 0
+	}
+	return o.DesiredWait
 }
 
 func (o *Options) validate() error {

@@ -27,9 +27,17 @@ type session struct {
 	reads *tickReads
 	ecp   *ecpclient.Client
 	poll  *ecpclient.Client // same ecp, with a client timeout above DesiredWait
+	// aside is ecp for calls that must not wait for a held poll (the
+	// operator's unregister, a person's dashboard jump): on one HTTP/1.1
+	// connection, a short-lived connection of their own; else ecp.
+	aside *ecpclient.Client
 	push  *remotewrite.Target
 	// toECP carries every call to ecp, the log shipper's too.
-	toECP  *transport.ECP
+	toECP *transport.ECP
+	// queued is how long a call other than the report may wait for the
+	// connection: the poll's longest hold on one HTTP/1.1 connection, else
+	// 0. The report is sent when no poll is held (sendSchedule).
+	queued time.Duration
 	hcs    []*http.Client
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -41,12 +49,18 @@ type session struct {
 // newSession builds the clients of reg, with a context under parent (the
 // run's). ec may be given when register already logged in with it.
 // timeout bounds each call; the long-poll's client waits pollWait longer.
-func newSession(parent context.Context, reg state.Registration, ec *emqx.Client, timeout, pollWait time.Duration) (*session, error) {
+// http2 makes the one connection to ecp HTTP/2 (transport.ECP).
+func newSession(parent context.Context, reg state.Registration, ec *emqx.Client, timeout, pollWait time.Duration, http2 bool) (*session, error) {
 	// One transport towards ecp (report, long-poll, remote write, logs:
-	// one HTTP/2 connection); the clients differ only in their timeouts.
-	toECP := transport.NewECP(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify})
+	// one connection); the clients differ only in their timeouts.
+	toECP := transport.NewECP(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, HTTP2: http2})
+	var queued time.Duration
+	if toECP.OneConn() {
+		queued = pollWait
+	}
 	hc := toECP.Client(timeout)
 	pollHC := toECP.Client(pollWait + timeout)
+	pushHC := toECP.Client(queued + timeout)
 	emqxHC := transport.New(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, Timeout: timeout})
 	if ec == nil {
 		var err error
@@ -63,9 +77,18 @@ func newSession(parent context.Context, reg state.Registration, ec *emqx.Client,
 	if err != nil {
 		return nil, err
 	}
+	aside := ecp
+	if toECP.OneConn() {
+		asideHC := transport.New(transport.Options{InsecureSkipVerify: reg.InsecureSkipVerify, Timeout: timeout})
+		asideHC.Transport.(*http.Transport).DisableKeepAlives = true
+		if aside, err = ecpclient.New(reg.ECPURL, reg.Credential, asideHC); err != nil {
+			return nil, err
+		}
+	}
 	ctx, cancel := context.WithCancel(parent)
-	push := &remotewrite.Target{ECPURL: reg.ECPURL, Credential: reg.Credential, Client: hc}
-	return &session{reg: reg, emqx: ec, reads: newTickReads(ec), ecp: ecp, poll: poll, push: push, toECP: toECP, hcs: []*http.Client{hc, emqxHC}, ctx: ctx, cancel: cancel}, nil
+	push := &remotewrite.Target{ECPURL: reg.ECPURL, Credential: reg.Credential, Client: pushHC}
+	return &session{reg: reg, emqx: ec, reads: newTickReads(ec), ecp: ecp, poll: poll, aside: aside, push: push, toECP: toECP, queued: queued,
+		hcs: []*http.Client{hc, emqxHC}, ctx: ctx, cancel: cancel}, nil
 }
 
 func (s *session) close() {

@@ -39,21 +39,32 @@ const (
 var errHTTP1Only = errors.New("ecp speaks only HTTP/1.1")
 
 // ECP is the agent's one transport towards ecp: report, desired-state
-// long-poll, remote write and log batches all go through it, and with
-// HTTP/2 they share one TCP connection (so ecp holds one descriptor per
-// agent). It speaks HTTP/2 over TLS (ALPN) for https:// and HTTP/2 with
-// prior knowledge (h2c) for http://, and dials one connection at a time,
-// so requests started together do not each open their own.
+// long-poll, remote write and log batches all go through it, on one TCP
+// connection, so ecp holds one descriptor per agent. It works in one of
+// two modes (Options.HTTP2).
 //
+// HTTP/1.1 (the default): one kept-alive connection (MaxConnsPerHost 1),
+// on which calls take turns; a call made while another holds the
+// connection waits for it. The caller keeps the long-poll's hold shorter
+// than the time to its next call (the daemon bounds each poll by its next
+// tick) and must never cancel a poll to make room: in Go cancelling an
+// HTTP/1.1 request closes its connection. ecp takes the held poll over
+// (package ecp/longpoll), which costs it a socket and one small goroutine
+// per agent, about a fifth of an HTTP/2 agent (docs/scaling.md).
+//
+// HTTP/2: HTTP/2 over TLS (ALPN) for https:// and with prior knowledge
+// (h2c) for http://, one connection dialled at a time, so requests started
+// together do not each open their own, and calls run beside a held poll.
 // An ecp that speaks only HTTP/1.1 answers the h2c preface in HTTP/1 or
-// does not offer h2 in the TLS handshake (ALPN): nothing of the request reached a
-// handler, so ECP sends it again over HTTP/1.1 and keeps to HTTP/1.1 for
-// HTTP1Retry (the held long-poll then needs a connection of its own, two
-// per agent as before) before trying HTTP/2 again. Any other failure
+// does not offer h2 in the TLS handshake (ALPN): nothing of the request
+// reached a handler, so ECP sends it again over HTTP/1.1 and keeps to
+// HTTP/1.1 for HTTP1Retry (the held long-poll then needs a connection of
+// its own, two per agent) before trying HTTP/2 again. Any other failure
 // (refused, reset, timed out) is the caller's to retry, as before.
 type ECP struct {
-	h2, h1 *http.Transport
-	now    func() time.Time
+	h2, h1  *http.Transport // h2 nil in HTTP/1.1 mode
+	oneConn bool            // HTTP/1.1 mode
+	now     func() time.Time
 
 	mu      sync.Mutex
 	h1Until time.Time
@@ -61,7 +72,7 @@ type ECP struct {
 
 // NewECP returns the transport; wrap it with Client.
 func NewECP(opts Options) *ECP {
-	e := &ECP{now: time.Now}
+	e := &ECP{now: time.Now, oneConn: !opts.HTTP2}
 	tlsConf := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: opts.InsecureSkipVerify, //nolint:gosec // the operator's explicit choice
@@ -73,6 +84,11 @@ func NewECP(opts Options) *ECP {
 	e.h1.MaxIdleConnsPerHost = 4
 	e.h1.Protocols = new(http.Protocols)
 	e.h1.Protocols.SetHTTP1(true)
+	if e.oneConn {
+		// Calls queue for the one connection instead of dialling more.
+		e.h1.MaxConnsPerHost, e.h1.MaxIdleConnsPerHost = 1, 1
+		return e
+	}
 
 	e.h2 = http.DefaultTransport.(*http.Transport).Clone()
 	e.h2.TLSClientConfig = tlsConf
@@ -102,9 +118,14 @@ func (e *ECP) Client(timeout time.Duration) *http.Client {
 	return &http.Client{Transport: e, Timeout: timeout}
 }
 
-// RoundTrip sends req over HTTP/2, or HTTP/1.1 while ecp speaks only that.
+// OneConn says whether calls take turns on one HTTP/1.1 connection, so
+// that a held long-poll delays every other call until it is answered.
+func (e *ECP) OneConn() bool { return e.oneConn }
+
+// RoundTrip sends req over HTTP/2, or HTTP/1.1 in HTTP/1.1 mode or while
+// ecp speaks only that.
 func (e *ECP) RoundTrip(req *http.Request) (*http.Response, error) {
-	if e.http1() {
+	if e.oneConn || e.http1() {
 		return e.h1.RoundTrip(req)
 	}
 	resp, err := e.h2.RoundTrip(req)
@@ -129,7 +150,9 @@ func (e *ECP) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // CloseIdleConnections closes both transports' idle connections.
 func (e *ECP) CloseIdleConnections() {
-	e.h2.CloseIdleConnections()
+	if e.h2 != nil {
+		e.h2.CloseIdleConnections()
+	}
 	e.h1.CloseIdleConnections()
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,10 +24,11 @@ import (
 // connections.
 type ecpStub struct {
 	*httptest.Server
-	conns   atomic.Int64
-	release chan struct{}
-	held    chan struct{}
-	protos  sync.Map // proto → count
+	conns    atomic.Int64
+	requests atomic.Int64
+	release  chan struct{}
+	held     chan struct{}
+	protos   sync.Map // proto → count
 }
 
 // newStub serves HTTP/1.1 only, or with h2 also HTTP/2 (h2c on plain, ALPN
@@ -35,6 +37,7 @@ func newStub(t *testing.T, h2, useTLS bool) *ecpStub {
 	t.Helper()
 	s := &ecpStub{release: make(chan struct{}), held: make(chan struct{}, 8)}
 	s.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
 		s.protos.Store(r.Proto, true)
 		switch r.URL.Path {
 		case "/hold":
@@ -81,23 +84,29 @@ func echo(t *testing.T, hc *http.Client, url, body string) string {
 	return string(b)
 }
 
+// hold sends the stub a poll it holds; the channel gets its outcome.
+func hold(hc *http.Client, url string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		resp, err := hc.Get(url + "/hold")
+		if err == nil {
+			_ = resp.Body.Close()
+		}
+		done <- err
+	}()
+	return done
+}
+
 // TestECPOneConnection: against an ecp speaking HTTP/2, a held long-poll
 // and the calls beside it, even started together, share one connection.
 func TestECPOneConnection(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "h2c", true: "tls"}[useTLS], func(t *testing.T) {
 			s := newStub(t, true, useTLS)
-			e := NewECP(Options{InsecureSkipVerify: true})
+			e := NewECP(Options{InsecureSkipVerify: true, HTTP2: true})
 			defer e.CloseIdleConnections()
 			hc := e.Client(time.Minute)
-			done := make(chan error, 1)
-			go func() {
-				resp, err := hc.Get(s.URL + "/hold")
-				if err == nil {
-					_ = resp.Body.Close()
-				}
-				done <- err
-			}()
+			done := hold(hc, s.URL)
 			var wg sync.WaitGroup
 			for i := range 8 {
 				wg.Go(func() {
@@ -126,7 +135,7 @@ func TestECPFallsBackToHTTP1(t *testing.T) {
 	for _, useTLS := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "tls"}[useTLS], func(t *testing.T) {
 			s := newStub(t, false, useTLS)
-			e := NewECP(Options{InsecureSkipVerify: true})
+			e := NewECP(Options{InsecureSkipVerify: true, HTTP2: true})
 			defer e.CloseIdleConnections()
 			now := time.Unix(1000, 0)
 			e.now = func() time.Time { return now }
@@ -170,7 +179,7 @@ func TestECPRefusalIsNotHTTP1(t *testing.T) {
 			_ = c.Close()
 		}
 	}()
-	e := NewECP(Options{})
+	e := NewECP(Options{HTTP2: true})
 	defer e.CloseIdleConnections()
 	if _, err := e.Client(time.Minute).Get("http://" + ln.Addr().String() + "/"); err == nil {
 		t.Fatal("a refused connection succeeded")
@@ -189,7 +198,7 @@ func TestECPHTTP2LimitsOnTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	e := NewECP(Options{})
+	e := NewECP(Options{HTTP2: true})
 	defer e.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -224,5 +233,65 @@ func TestECPHTTP2LimitsOnTheWire(t *testing.T) {
 	// Go's client adds its buffer to HTTP/2's initial window.
 	if a.ConnWindow != 65535+h2Recv {
 		t.Errorf("agent opens a connection window of %d bytes, want %d", a.ConnWindow, 65535+h2Recv)
+	}
+}
+
+// TestECPHTTP1OneConnection: in HTTP/1.1 mode every call takes its turn on
+// one connection: calls made while a poll is held wait for its answer
+// (none reaches ecp before it) instead of dialling another connection.
+func TestECPHTTP1OneConnection(t *testing.T) {
+	s := newStub(t, true, false) // an ecp that would speak h2c too
+	e := NewECP(Options{})
+	defer e.CloseIdleConnections()
+	if !e.OneConn() {
+		t.Fatal("the default transport is not in HTTP/1.1 mode")
+	}
+	hc := e.Client(time.Minute)
+	if got := echo(t, hc, s.URL, "report"); got != "HTTP/1.1 report" {
+		t.Fatalf("report: %q, want it over HTTP/1.1", got)
+	}
+	done := hold(hc, s.URL)
+	<-s.held
+	var wg sync.WaitGroup
+	var answered atomic.Int64
+	asking := make(chan struct{}, 3)
+	trace := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{GetConn: func(string) { asking <- struct{}{} }})
+	for i := range 3 {
+		wg.Go(func() {
+			body := strings.Repeat("x", i)
+			req, err := http.NewRequestWithContext(trace, http.MethodPost, s.URL+"/echo", strings.NewReader(body))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			if b, _ := io.ReadAll(resp.Body); string(b) != "HTTP/1.1 "+body {
+				t.Errorf("got %q, want %q", b, "HTTP/1.1 "+body)
+			}
+			answered.Add(1)
+		})
+	}
+	for range 3 {
+		<-asking
+	}
+	// The calls wait for the held poll; ecp has not seen them.
+	if n := s.requests.Load(); n != 2 {
+		t.Fatalf("ecp got %d requests while the poll was held, want the report and the poll only", n)
+	}
+	close(s.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if answered.Load() != 3 || s.requests.Load() != 5 {
+		t.Fatalf("%d calls answered, %d requests reached ecp; want 3 and 5", answered.Load(), s.requests.Load())
+	}
+	if got := s.conns.Load(); got != 1 {
+		t.Fatalf("%d connections accepted, want 1", got)
 	}
 }

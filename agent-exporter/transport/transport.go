@@ -2,8 +2,8 @@
 // ecp, and tells apart the failures an operator must act on differently
 // (TLS verification versus an unreachable host), so both clients and the
 // register command can name the real cause. Towards ecp a session uses one
-// transport (ECP) for everything, preferring HTTP/2 so that ecp holds one
-// connection per agent.
+// transport (ECP) for everything, on one connection, so that ecp holds one
+// descriptor per agent.
 package transport
 
 import (
@@ -27,6 +27,8 @@ type Options struct {
 	// Timeout bounds a whole request; zero means DefaultTimeout. Long-polls
 	// set a longer one per request through their context instead.
 	Timeout time.Duration
+	// HTTP2 makes NewECP speak HTTP/2 to ecp instead of HTTP/1.1 (see ECP).
+	HTTP2 bool
 }
 
 // New returns a client with its own transport, so that closing idle

@@ -166,7 +166,7 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 		// Registration's shared connections go; each agent holds its own.
 		g.hc.CloseIdleConnections()
 		for _, a := range agents {
-			a.hc, a.pollHC = agentsim.AgentClients(30 * time.Second)
+			a.hc, a.pollHC = agentsim.AgentClients(30*time.Second, true)
 		}
 	}
 	lctx, cancel := context.WithCancel(ctx)

@@ -35,12 +35,14 @@
 // goroutines: the connection's serve loop and frame reader and the parked
 // handler; docs/scaling.md has the whole breakdown.)
 //
-// So HTTP/2 costs about 7 KB more resident memory per agent than a
-// taken-over HTTP/1.1 poll (+70 MB at 10,000 agents) and half the
-// descriptors. Descriptors are what stopped a 10,000-agent ecp (package
-// connlimit): the agent prefers HTTP/2, and the take-over stays for
-// HTTP/1.1 clients (agents before HTTP/2, one that fell back to HTTP/1.1,
-// proxies that speak only HTTP/1.1).
+// So one HTTP/1.1 connection whose poll is taken over, with the agent's
+// other calls sent on it between polls, costs a fifth of an HTTP/2 agent's
+// connection and the same one descriptor. That is how agent-exporter talks to ecp by
+// default: it asks each poll to be held (?timeout=) only until just before
+// its next report, and sends its report, remote write and log batches on
+// the connection before polling again; with --ecp.http2 it holds one
+// HTTP/2 connection instead, and agents before either, or behind a proxy,
+// hold two HTTP/1.1 connections.
 //
 // # API
 //

@@ -5,6 +5,7 @@
 package fakeecp
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -13,10 +14,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/internal/testbed"
 )
 
 // Server is a running fake ecp.
@@ -44,6 +47,51 @@ type Server struct {
 	logNodes    map[string]int // node of each stored line → lines
 	closed      chan struct{}
 	dashReplies []agentproto.DashboardSessionReply
+	calls       []*Call
+	onWrite     func()
+	rwEnabled   bool
+	conns       atomic.Int64
+}
+
+// Call is one request the fake answered, as it saw it.
+type Call struct {
+	Path, Proto string
+	Start, End  time.Time
+	Status      int
+	// Hold is the timeout a long-poll asked for; Revision the desired
+	// revision a long-poll or report answered with.
+	Hold     time.Duration
+	Revision int64
+}
+
+type callKey struct{}
+
+// callOf is the Call of r, for its handler to complete.
+func callOf(r *http.Request) *Call {
+	c, _ := r.Context().Value(callKey{}).(*Call)
+	if c == nil {
+		return &Call{}
+	}
+	return c
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 // Start runs a fake ecp until the test ends. New clusters get max
@@ -74,9 +122,14 @@ func start(t *testing.T, tls bool) *Server {
 	mux.HandleFunc("POST "+agentproto.PathLogs, s.auth(s.logs))
 	mux.HandleFunc("POST "+agentproto.PathDashboardSession, s.auth(s.dashboardSession))
 	srv := httptest.NewUnstartedServer(s.gate(mux))
+	srv.Listener = &testbed.CountingListener{Listener: srv.Listener, N: &s.conns}
 	if tls {
 		srv.StartTLS()
 	} else {
+		// HTTP/1.1 and h2c, as ecp serves plain HTTP.
+		srv.Config.Protocols = new(http.Protocols)
+		srv.Config.Protocols.SetHTTP1(true)
+		srv.Config.Protocols.SetUnencryptedHTTP2(true)
 		srv.Start()
 	}
 	s.URL = srv.URL
@@ -101,7 +154,16 @@ func writeJSON(w http.ResponseWriter, v any) {
 // gate answers 503 while failing and 429 + Retry-After for the next
 // rate-limited requests.
 func (s *Server) gate(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		c := &Call{Path: r.URL.Path, Proto: r.Proto, Start: time.Now()}
+		w := &statusWriter{ResponseWriter: rw}
+		r = r.WithContext(context.WithValue(r.Context(), callKey{}, c))
+		defer func() {
+			s.mu.Lock()
+			c.End, c.Status = time.Now(), w.status
+			s.calls = append(s.calls, c)
+			s.mu.Unlock()
+		}()
 		s.mu.Lock()
 		s.requests++
 		failing := s.failing
@@ -183,6 +245,7 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.reports = append(s.reports, req)
 	resp := agentproto.ReportResponse{ReportIntervalSeconds: s.interval, Desired: s.desired}
+	callOf(r).Revision = s.desired.Revision
 	s.mu.Unlock()
 	writeJSON(w, resp)
 }
@@ -198,6 +261,7 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 		wait = agentproto.MaxDesiredWait
 	}
 	wait = min(wait, agentproto.MaxDesiredWait)
+	callOf(r).Hold = wait
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
@@ -205,6 +269,7 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 		d, ch := s.desired, s.changed
 		s.mu.Unlock()
 		if d.Revision > after {
+			callOf(r).Revision = d.Revision
 			writeJSON(w, d)
 			return
 		}
@@ -331,10 +396,55 @@ func (s *Server) Registrations() []agentproto.RegisterRequest {
 func (s *Server) write(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	s.writes++
+	f := s.onWrite
+	s.onWrite = nil
 	s.mu.Unlock()
+	if f != nil {
+		f()
+	}
+	if s.storesWrites() {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
 	w.Header().Set(agentproto.HeaderRemoteWrite, agentproto.RemoteWriteDisabled)
 	w.WriteHeader(http.StatusNoContent)
 }
+
+// StoreWrites makes the fake answer pushes as an ecp with a remote-write
+// backend (by default it answers that it has none, and the agent pauses).
+func (s *Server) StoreWrites() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rwEnabled = true
+}
+
+func (s *Server) storesWrites() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rwEnabled
+}
+
+// OnNextWrite calls f while ecp answers the next remote-write push (the
+// agent then holds no long-poll on a one-connection transport).
+func (s *Server) OnNextWrite(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.onWrite = f
+}
+
+// Calls are the requests answered so far, in the order they ended.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Call, len(s.calls))
+	for i, c := range s.calls {
+		out[i] = *c
+	}
+	return out
+}
+
+// Connections counts the TCP connections accepted so far.
+func (s *Server) Connections() int64 { return s.conns.Load() }
 
 // Writes counts the remote-write pushes answered.
 func (s *Server) Writes() int {

@@ -64,13 +64,22 @@ const (
 	// ConnsHTTP1 is the agents' way before HTTP/2: a connection of its own
 	// for the long-poll, reports and pushes on kept-alive connections.
 	ConnsHTTP1 = "http1"
+	// ConnsOneConn is agent-exporter's default: one HTTP/1.1 connection
+	// per agent, each long-poll held only until just before the agent's
+	// next report, push and log batch, which go out between two polls.
+	ConnsOneConn = "http1-oneconn"
 )
 
+// PollMargin is how long before its next send an agent on one HTTP/1.1
+// connection wants its poll answered (agent-exporter's daemon.pollMargin).
+const PollMargin = time.Second
+
 // AgentClients returns one agent's clients on one transport, as
-// agent-exporter builds them: calls (report, push) bounded by timeout, and
-// the long-poll bounded by its own wait.
-func AgentClients(timeout time.Duration) (calls, poll *http.Client) {
-	t := transport.NewECP(transport.Options{})
+// agent-exporter builds them (HTTP/2 with http2, else one HTTP/1.1
+// connection): calls (report, push) bounded by timeout, and the long-poll
+// bounded by its own wait.
+func AgentClients(timeout time.Duration, http2 bool) (calls, poll *http.Client) {
+	t := transport.NewECP(transport.Options{HTTP2: http2})
 	return t.Client(timeout), t.Client(0)
 }
 
@@ -132,28 +141,32 @@ type Poller struct {
 // Run keeps one long-poll open until ctx ends or Stopped says so.
 func (p Poller) Run(ctx context.Context) {
 	for ctx.Err() == nil && !p.Stopped() {
-		url := fmt.Sprintf("%s%s?%s=%d&%s=%s", p.Base, agentproto.PathDesired, agentproto.QueryAfter, p.Revision, agentproto.QueryTimeout, p.Wait)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
+		if !p.Once(ctx, p.Wait) {
 			return
 		}
-		req.Header.Set("Authorization", "Bearer "+p.Cred)
-		resp, err := p.HC.Do(req)
-		if err != nil {
-			if !Sleep(ctx, p.Backoff) {
-				return
-			}
-			continue
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		_ = resp.Body.Close()
-		p.Answered.Add(1)
-		if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
-			if !Sleep(ctx, p.Backoff) {
-				return
-			}
-		}
 	}
+}
+
+// Once sends one long-poll held at most wait, and after a failure waits
+// Backoff; it says false when ctx ended.
+func (p Poller) Once(ctx context.Context, wait time.Duration) bool {
+	url := fmt.Sprintf("%s%s?%s=%d&%s=%s", p.Base, agentproto.PathDesired, agentproto.QueryAfter, p.Revision, agentproto.QueryTimeout, wait)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Authorization", "Bearer "+p.Cred)
+	resp, err := p.HC.Do(req)
+	if err != nil {
+		return Sleep(ctx, p.Backoff)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	_ = resp.Body.Close()
+	p.Answered.Add(1)
+	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
+		return Sleep(ctx, p.Backoff)
+	}
+	return true
 }
 
 // ClockTicks is USER_HZ, 100 on every Linux this runs on.

@@ -1,0 +1,137 @@
+package daemon_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/agent-exporter/cli"
+	"github.com/ecpio/ecp/agent-exporter/daemon"
+	"github.com/ecpio/ecp/agent-exporter/internal/fakeecp"
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/emqx-sim/sim"
+)
+
+// TestOneConnectionBetweenTicks: on its one HTTP/1.1 connection (the
+// default) the agent holds each long-poll only until just before its next
+// tick, never the 30 s it may, sends its pushes and log batches between
+// polls (ecp sees no call while a poll is held) on that one connection,
+// and re-polls right after the tick's sends, so a change made while it
+// was sending reaches EMQX at once by the poll, not at the next report.
+func TestOneConnectionBetweenTicks(t *testing.T) {
+	const interval = time.Second
+	logDir := t.TempDir()
+	emqx := startEMQX(t, func(o *sim.Options) { o.LogDir, o.LogLevel, o.LogRate = logDir, "info", 0 })
+	ecp := fakeecp.Start(t)
+	ecp.StoreWrites()
+	ecp.SetInterval(30) // one report, then pushes and logs only: the poll brings changes
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval, o.DesiredWait = interval, 30*time.Second })
+	args := append(registerArgs(ecp.URL, "tok", emqx.URL, "public"), "--emqx-log-collection-enabled", "--emqx-log-collection-dir", logDir)
+	if code, _, e := h.cli(args...); code != cli.ExitOK {
+		t.Fatalf("register: %s", e)
+	}
+	defer func() {
+		if t.Failed() {
+			for _, c := range ecp.Calls() {
+				t.Logf("%s %s → %s status %d hold %s revision %d", c.Path, c.Start.Format("15:04:05.000"), c.End.Format("15:04:05.000"), c.Status, c.Hold, c.Revision)
+			}
+		}
+	}()
+	count := func(path string) int {
+		n := 0
+		for _, c := range ecp.Calls() {
+			if c.Path == path {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 5*time.Second, "a report, a push and a poll answered", func() bool {
+		return count(agentproto.PathReport) > 0 && count(agentproto.PathWrite) > 0 && count(agentproto.PathDesired) > 0
+	})
+	conns, start := ecp.Connections(), len(ecp.Calls())
+
+	if err := emqx.WriteLogs(50); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the log lines shipped", func() bool { return len(ecp.LogLines()) >= 50 })
+	changed := make(chan time.Time, 1)
+	ecp.OnNextWrite(func() {
+		ecp.SetMaxConnections(77)
+		changed <- time.Now()
+	})
+	eventually(t, 3*interval, "the change applied", func() bool { return emqx.Dynamic() == 77 })
+	at := <-changed
+	pushes := count(agentproto.PathWrite)
+	eventually(t, 3*interval, "two more ticks", func() bool { return count(agentproto.PathWrite) >= pushes+2 })
+
+	calls := ecp.Calls()[start:]
+	if n := ecp.Connections(); n != conns {
+		t.Fatalf("%d connections opened for the pushes, logs and polls, want none beyond the one held", n-conns)
+	}
+	rev := ecp.Desired().Revision
+	delivered := false
+	for _, p := range calls {
+		if p.Path != agentproto.PathDesired {
+			continue
+		}
+		if p.Hold > interval {
+			t.Errorf("a poll asked ecp to hold it %s, longer than the %s to the next tick", p.Hold, interval)
+		}
+		if p.Revision == rev && p.Start.After(at) {
+			delivered = true
+		}
+		for _, c := range calls {
+			if c.Path != agentproto.PathDesired && c.Start.After(p.Start) && c.Start.Before(p.End) {
+				t.Errorf("%s reached ecp at %s while a poll was held (%s to %s)", c.Path, c.Start.Format("15:04:05.000"), p.Start.Format("15:04:05.000"), p.End.Format("15:04:05.000"))
+			}
+		}
+	}
+	if !delivered {
+		t.Errorf("revision %d, made while the agent pushed, did not come by the poll after the push", rev)
+	}
+}
+
+// TestHTTP2OneConnection: with --ecp.http2 the agent's calls run beside its
+// held long-poll, which it asks ecp to hold the whole DesiredWait, all on
+// one HTTP/2 connection.
+func TestHTTP2OneConnection(t *testing.T) {
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.StoreWrites()
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) {
+		o.CollectInterval, o.DesiredWait, o.ECPHTTP2 = 500*time.Millisecond, 30*time.Second, true
+	})
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != cli.ExitOK {
+		t.Fatalf("register: %s", e)
+	}
+	polls := func() (n int) {
+		for _, c := range ecp.Calls() {
+			if c.Path == agentproto.PathDesired {
+				if c.Hold != 30*time.Second {
+					t.Errorf("a poll asked ecp to hold it %s, want DesiredWait (30s)", c.Hold)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	// A poll is held (ecp got a request it has not answered).
+	eventually(t, 5*time.Second, "a report answered and a poll held", func() bool {
+		return len(ecp.Reports()) > 0 && ecp.Requests() > len(ecp.Calls())
+	})
+	conns, answered, writes := ecp.Connections(), polls(), ecp.Writes()
+	eventually(t, 5*time.Second, "three pushes", func() bool { return ecp.Writes() >= writes+3 })
+	if n := ecp.Connections(); n != conns {
+		t.Fatalf("%d connections opened, want the calls on the one held", n-conns)
+	}
+	if n := polls(); n != answered {
+		t.Fatalf("%d polls answered while the agent pushed, want the poll held beside the pushes", n-answered)
+	}
+	for _, c := range ecp.Calls() {
+		if c.Path != agentproto.PathRegister && c.Proto != "HTTP/2.0" {
+			t.Fatalf("%s came over %s, want HTTP/2", c.Path, c.Proto)
+		}
+	}
+}

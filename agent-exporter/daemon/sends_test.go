@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"testing"
+	"time"
+)
+
+// TestSendSchedulePollHold: a poll is held until the margin before the next
+// tick, at most the limit; none is sent while a tick is due or running, nor
+// when less than the margin would be left; a wake during a tick keeps the
+// poll waiting for the tick it asked for.
+func TestSendSchedulePollHold(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	w := newSendSchedule()
+	if _, ticked := w.pollHold(t0, 30*time.Second); ticked == nil {
+		t.Fatal("a poll may go out before the first tick")
+	}
+	w.begin()
+	w.end(t0, 15*time.Second)
+	for _, c := range []struct {
+		at    time.Duration
+		limit time.Duration
+		want  time.Duration // 0: wait for the tick
+	}{
+		{0, 30 * time.Second, 14 * time.Second},
+		{0, 5 * time.Second, 5 * time.Second},
+		{12 * time.Second, 30 * time.Second, 2 * time.Second},
+		{13*time.Second + 500*time.Millisecond, 30 * time.Second, 0},
+		{15 * time.Second, 30 * time.Second, 0},
+	} {
+		got, ticked := w.pollHold(t0.Add(c.at), c.limit)
+		if got != c.want || (ticked == nil) != (c.want > 0) {
+			t.Errorf("at %s limit %s: hold %s (wait for the tick %v), want %s", c.at, c.limit, got, ticked != nil, c.want)
+		}
+	}
+	// A short interval gets a tenth of it as the margin.
+	w.begin()
+	w.end(t0, 300*time.Millisecond)
+	if got, _ := w.pollHold(t0, time.Minute); got != 270*time.Millisecond {
+		t.Errorf("300ms between ticks: hold %s, want 270ms", got)
+	}
+
+	w.begin()
+	_, ticked := w.pollHold(t0, time.Minute)
+	w.wake()
+	w.end(t0, 15*time.Second)
+	select {
+	case <-ticked:
+		t.Fatal("the tick's end released the poll although a wake asked for another tick")
+	default:
+	}
+	if _, again := w.pollHold(t0, time.Minute); again == nil {
+		t.Fatal("a poll may go out while a woken tick is due")
+	}
+	<-w.kick
+	w.begin()
+	w.end(t0, 15*time.Second)
+	<-ticked
+	if got, _ := w.pollHold(t0, time.Minute); got != 14*time.Second {
+		t.Fatalf("after the woken tick: hold %s, want 14s", got)
+	}
+}
