@@ -571,11 +571,15 @@ func TestRetryAfterHonoured(t *testing.T) {
 	emqx := startEMQX(t)
 	ecp := fakeecp.Start(t)
 	ecp.IssueToken("tok")
-	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval = 50 * time.Millisecond })
+	// Ticks 3 s apart: the agent's one connection holds each poll until
+	// just before the next tick, so a change made while a poll is held
+	// is answered by that poll.
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval = 3 * time.Second })
 	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != 0 {
 		t.Fatalf("register: %s", e)
 	}
 	eventually(t, 5*time.Second, "first report", func() bool { return len(ecp.Reports()) > 0 })
+	eventually(t, 10*time.Second, "a held poll", func() bool { return ecp.HeldPolls() == 1 })
 	ecp.RateLimit(1_000_000, 1)
 	before, start := ecp.Requests(), time.Now()
 	// The change ends the long-poll held before the limit: the agent

@@ -51,6 +51,8 @@ type Server struct {
 	onWrite     func()
 	rwEnabled   bool
 	conns       atomic.Int64
+	// held counts the long-polls waiting for a change.
+	held atomic.Int64
 }
 
 // Call is one request the fake answered, as it saw it.
@@ -264,6 +266,8 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 	callOf(r).Hold = wait
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	s.held.Add(1)
+	defer s.held.Add(-1)
 	for {
 		s.mu.Lock()
 		d, ch := s.desired, s.changed
@@ -442,6 +446,9 @@ func (s *Server) Calls() []Call {
 	}
 	return out
 }
+
+// HeldPolls returns how many desired-state long-polls are being held now.
+func (s *Server) HeldPolls() int64 { return s.held.Load() }
 
 // Connections counts the TCP connections accepted so far.
 func (s *Server) Connections() int64 { return s.conns.Load() }
