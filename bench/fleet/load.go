@@ -120,7 +120,8 @@ func (a *answer) merge(o answer) {
 
 // gen drives its agents from this process: registration, every agent's
 // long-poll, and reports, pushes and log batches at each agent's offset
-// within every interval on cfg.workers senders.
+// within every interval, on cfg.workers senders or, with http1-oneconn, on
+// each agent's own connection between its polls (oneConnAgent).
 type gen struct {
 	cfg     config
 	agents  []*agent
@@ -162,11 +163,14 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if cfg.conns == agentsim.ConnsH2 {
+	if cfg.conns != agentsim.ConnsHTTP1 {
 		// Registration's shared connections go; each agent holds its own.
 		g.hc.CloseIdleConnections()
 		for _, a := range agents {
-			a.hc, a.pollHC = agentsim.AgentClients(30*time.Second, true)
+			a.hc, a.pollHC = agentsim.AgentClients(30*time.Second, cfg.conns == agentsim.ConnsH2)
+			if cfg.conns == agentsim.ConnsOneConn {
+				a.turns = make(chan []byte, 1)
+			}
 		}
 	}
 	lctx, cancel := context.WithCancel(ctx)
@@ -174,7 +178,14 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 	// Every agent holds its own long-poll connection, as the real one does.
 	pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: len(agents) + 10, MaxIdleConnsPerHost: len(agents) + 10}}
 	var polls atomic.Int64
+	start := time.Now()
 	for _, a := range agents {
+		if a.turns != nil {
+			p := agentsim.Poller{HC: a.pollHC, Base: a.base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
+				Backoff: cfg.interval, Answered: &polls}
+			g.wg.Go(func() { oneConnAgent(lctx, a, p, start, cfg, g.res, &g.pushed) })
+			continue
+		}
 		g.wg.Go(func() {
 			// Spread the polls like the reports, so their timeouts do not align.
 			if !agentsim.Sleep(lctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
@@ -188,7 +199,7 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &polls}.Run(lctx)
 		})
 	}
-	g.wg.Go(func() { schedule(lctx, g.hc, g.agents, cfg, g.res, &g.pushed) })
+	g.wg.Go(func() { schedule(lctx, start, g.hc, g.agents, cfg, g.res, &g.pushed) })
 	return g, nil
 }
 

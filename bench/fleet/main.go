@@ -10,8 +10,10 @@
 // per interval (forwarded to the sink or, with --remote-write.backend
 // prometheus, to a real Prometheus); with --logs.lines it ships that many
 // log lines per interval, which ecp stores in a real VictoriaLogs. Each agent
-// holds its connections as agent-exporter does (--agents.connections h2: one
-// HTTP/2 connection for everything, so ecp holds one descriptor per agent;
+// holds its connections as agent-exporter does (--agents.connections
+// http1-oneconn, the agent's default: one HTTP/1.1 connection, its long-poll
+// held until just before each report, push and log batch; h2: one HTTP/2
+// connection for everything; either way ecp holds one descriptor per agent;
 // http1 as agents before HTTP/2). After the measured window it stops a few
 // agents and times how long ecp takes to call their clusters abnormal; then
 // it stops the fleet and counts what the stores hold against what ecp
@@ -125,7 +127,7 @@ func run() int {
 	fs.StringVar(&cfg.backend, "remote-write.backend", backendSink, "Where ecp forwards remote write: sink (an in-process receiver counting samples) or prometheus (a real Prometheus with its remote-write receiver, from PATH or .tools).")
 	fs.IntVar(&cfg.logLines, "logs.lines", 0, "Log lines each agent ships per interval through ecp into a real VictoriaLogs (from PATH or .tools); 0 ships none.")
 	fs.StringVar(&cfg.summaryJSON, "summary.json", "", "Also write the summary as JSON to this file (what bench/fleet/sweep reads).")
-	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsH2, "How each agent holds its connections to ecp: h2 (agent-exporter's transport: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
+	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsOneConn, "How each agent holds its connections to ecp: http1-oneconn (agent-exporter's default: one HTTP/1.1 connection per agent, each long-poll held until just before the agent's next report, push and log batch, sent between polls), h2 (agent-exporter --ecp.http2: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
 	fs.IntVar(&cfg.processes, "agents.processes", 1, "Processes the agents are driven from: above 1, this benchmark runs itself again that many times, each child driving every n-th agent, and merges what they measured (one process holds at most its open-file limit of connections).")
 	fs.IntVar(&cfg.replicas, "ecp.replicas", 1, "ecp replicas to run; above 1 needs --etcd.members. Agent i reports to replica i mod n.")
 	fs.IntVar(&cfg.members, "etcd.members", 0, "Members of an external etcd cluster of real etcd processes (built from etcd's Go modules) the replicas share; 0 runs one ecp with its embedded etcd.")
@@ -139,8 +141,8 @@ func run() int {
 	}
 	if cfg.agents <= 0 || cfg.projects <= 0 || cfg.interval < time.Second || cfg.workers <= 0 || cfg.steady <= 0 ||
 		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || cfg.logLines < 0 || cfg.logLines > maxLogLines ||
-		(cfg.backend != backendSink && cfg.backend != backendPrometheus) || (cfg.conns != agentsim.ConnsH2 && cfg.conns != agentsim.ConnsHTTP1) {
-		fmt.Fprintf(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..%d, --remote-write.backend sink or prometheus, --agents.connections h2 or http1\n", maxLogLines)
+		(cfg.backend != backendSink && cfg.backend != backendPrometheus) || !slices.Contains([]string{agentsim.ConnsOneConn, agentsim.ConnsH2, agentsim.ConnsHTTP1}, cfg.conns) {
+		fmt.Fprintf(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..%d, --remote-write.backend sink or prometheus, --agents.connections http1-oneconn, h2 or http1\n", maxLogLines)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -275,9 +277,12 @@ type agent struct {
 	silenced   atomic.Bool
 	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
 	logs       logState
-	// hc and pollHC are the agent's own clients (--agents.connections h2),
-	// nil when agents share the benchmark's.
+	// hc and pollHC are the agent's own clients (--agents.connections h2
+	// or http1-oneconn), nil when agents share the benchmark's.
 	hc, pollHC *http.Client
+	// turns carries the agent's turns (the round's push payload) to its
+	// own loop (http1-oneconn), which sends them between polls.
+	turns chan []byte
 }
 
 // results gathers report outcomes inside the measured window.
@@ -632,9 +637,10 @@ func (a *agent) report() agentproto.ReportRequest {
 	return agentproto.ReportRequest{CollectedAt: time.Now(), AgentVersion: "bench", AppliedRevision: a.revision, EMQX: st}
 }
 
-// schedule sends each agent's report (and push) at its offset within every
-// interval, on cfg.workers senders.
-func schedule(ctx context.Context, hc *http.Client, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
+// schedule hands each agent its turn (report, push, log batch) at its
+// offset within every interval after start: to cfg.workers senders, or to
+// the agent's own loop (http1-oneconn).
+func schedule(ctx context.Context, start time.Time, hc *http.Client, agents []*agent, cfg config, res *results, pushed *atomic.Int64) {
 	// A job is one agent's turn in a round, with the round's push payload
 	// (nil without remote write): a turn sent late still pushes its own
 	// round's samples, not a copy of the next round's.
@@ -650,45 +656,16 @@ func schedule(ctx context.Context, hc *http.Client, agents []*agent, cfg config,
 	for range cfg.workers {
 		wg.Go(func() {
 			for j := range jobs {
-				a := j.a
-				var out agentproto.ReportResponse
 				c := hc
-				if a.hc != nil {
-					c = a.hc
+				if j.a.hc != nil {
+					c = j.a.hc
 				}
-				start := time.Now()
-				code, err := agentsim.Post(ctx, c, a.base+agentproto.PathReport, a.cred, a.report(), &out)
-				if ctx.Err() != nil {
+				if !turn(ctx, c, j.a, j.payload, cfg, res, pushed) {
 					return
 				}
-				res.add(time.Since(start), code, err)
-				if err == nil && code == http.StatusOK {
-					a.lastReport.Store(time.Now().UnixNano())
-				}
-				if j.payload != nil {
-					code, err := push(ctx, c, a.base, a.cred, j.payload)
-					if ctx.Err() != nil {
-						return
-					}
-					// Pushes count for 429s and errors, not for report latency.
-					res.add(-1, code, err)
-					if err == nil && code/100 == 2 {
-						pushed.Add(int64(cfg.series))
-					}
-					res.countPush(code, err, cfg.series)
-				}
-				if cfg.logLines > 0 {
-					code, err := a.shipLogs(ctx, c, a.base, cfg, res)
-					if ctx.Err() != nil {
-						return
-					}
-					res.add(-1, code, err)
-				}
-				res.busy.Add(-1)
 			}
 		})
 	}
-	start := time.Now()
 	for round := 0; ; round++ {
 		if cfg.series > 0 {
 			// One payload per round: ecp stamps each push with the
@@ -704,10 +681,110 @@ func schedule(ctx context.Context, hc *http.Client, agents []*agent, cfg config,
 					return
 				}
 			}
-			if !a.silenced.Load() {
-				res.busy.Add(1)
-				jobs <- job{a, payload}
+			if a.silenced.Load() {
+				continue
 			}
+			res.busy.Add(1)
+			if a.turns == nil {
+				jobs <- job{a, payload}
+				continue
+			}
+			select {
+			case a.turns <- payload:
+			default:
+				// The agent has not taken its last turn yet (its poll
+				// failed and it is backing off): it skips this one, as
+				// a ticker drops the ticks of a slow receiver.
+				res.busy.Add(-1)
+			}
+		}
+	}
+}
+
+// turn is one agent's turn in a round on c: its report, then its push
+// (payload, nil without remote write) and its log batch. It says false
+// when ctx ended.
+func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg config, res *results, pushed *atomic.Int64) bool {
+	var out agentproto.ReportResponse
+	start := time.Now()
+	code, err := agentsim.Post(ctx, c, a.base+agentproto.PathReport, a.cred, a.report(), &out)
+	if ctx.Err() != nil {
+		return false
+	}
+	res.add(time.Since(start), code, err)
+	if err == nil && code == http.StatusOK {
+		a.lastReport.Store(time.Now().UnixNano())
+	}
+	if payload != nil {
+		code, err := push(ctx, c, a.base, a.cred, payload)
+		if ctx.Err() != nil {
+			return false
+		}
+		// Pushes count for 429s and errors, not for report latency.
+		res.add(-1, code, err)
+		if err == nil && code/100 == 2 {
+			pushed.Add(int64(cfg.series))
+		}
+		res.countPush(code, err, cfg.series)
+	}
+	if cfg.logLines > 0 {
+		code, err := a.shipLogs(ctx, c, a.base, cfg, res)
+		if ctx.Err() != nil {
+			return false
+		}
+		res.add(-1, code, err)
+	}
+	res.busy.Add(-1)
+	return true
+}
+
+// oneConnAgent is an agent on one HTTP/1.1 connection, as agent-exporter
+// by default: it long-polls (p) until a margin before its next turn (due
+// at start + its offset + whole intervals), takes its turn when schedule
+// hands it over and polls again right after. A silenced agent stops
+// polling and drops the turns still handed to it, so settle's count of
+// busy turns comes back to zero.
+func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.Time, cfg config, res *results, pushed *atomic.Int64) {
+	next := func(now time.Time) time.Time {
+		first := start.Add(a.offset)
+		if now.Before(first) {
+			return first
+		}
+		return first.Add((now.Sub(first)/cfg.interval + 1) * cfg.interval)
+	}
+	// As the agent: a tenth of a shorter interval.
+	margin := min(agentsim.PollMargin, cfg.interval/10)
+	for !a.silenced.Load() {
+		select {
+		case payload := <-a.turns:
+			if !turn(ctx, a.hc, a, payload, cfg, res, pushed) {
+				return
+			}
+			continue
+		default:
+		}
+		now := time.Now()
+		if hold := min(p.Wait, next(now).Sub(now)-margin); hold >= margin {
+			if !p.Once(ctx, hold) {
+				return
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case payload := <-a.turns:
+			if !turn(ctx, a.hc, a, payload, cfg, res, pushed) {
+				return
+			}
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.turns:
+			res.busy.Add(-1)
 		}
 	}
 }

@@ -52,14 +52,22 @@ func smokeConfig(t *testing.T) config {
 		t.Fatalf("build ecp: %v", err)
 	}
 	return config{ecpBinary: bin, agents: 5, projects: 2, interval: time.Second, warmup: 3 * time.Second,
-		steady: 3 * time.Second, workers: 4, pollWait: 2 * time.Second, abnormal: 0.2, silence: 1, series: 5, backend: backendSink, conns: agentsim.ConnsH2, dir: t.TempDir()}
+		steady: 3 * time.Second, workers: 4, pollWait: 2 * time.Second, abnormal: 0.2, silence: 1, series: 5, backend: backendSink, conns: agentsim.ConnsOneConn, dir: t.TempDir()}
 }
 
 // TestFleetSmoke runs the benchmark end to end at a handful of agents: the
 // real ecp built and started, clusters created through the API, agents
-// registered, reporting, pushing and polling, one of them silenced.
+// registered, reporting, pushing and polling, one of them silenced; agents
+// on one HTTP/1.1 connection each (the agent's default) and on HTTP/2.
 func TestFleetSmoke(t *testing.T) {
+	for _, conns := range []string{agentsim.ConnsOneConn, agentsim.ConnsH2} {
+		t.Run(conns, func(t *testing.T) { fleetSmoke(t, conns) })
+	}
+}
+
+func fleetSmoke(t *testing.T, conns string) {
 	cfg := smokeConfig(t)
+	cfg.conns = conns
 	var log strings.Builder
 	sum, err := bench(t.Context(), cfg, &log)
 	if err != nil {
