@@ -2,6 +2,7 @@ package longpoll
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/http/httptrace"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -107,8 +109,30 @@ func newServer(t *testing.T, h2c bool) *server {
 		s.Config.Protocols.SetUnencryptedHTTP2(true)
 	}
 	s.Start()
-	t.Cleanup(s.Close)
+	t.Cleanup(func() {
+		waitHandedBack(t)
+		s.Close()
+	})
 	return s
+}
+
+// waitHandedBack waits (bounded) until no taken-over poll is left: none
+// answering, none handing its connection back to a server (serveConn). httptest.Server counts each
+// connection it is handed in a WaitGroup that Close waits on; a hand-back
+// racing that Wait is a data race under -race (a poll answered by the
+// test's last step, then Close at cleanup). ecp's own server refuses a
+// hand-back once it shuts down, so only tests need this.
+func waitHandedBack(t *testing.T) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		n := runtime.Stack(buf, true)
+		if !bytes.Contains(buf[:n], []byte("longpoll.(*held).hold(")) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+	t.Log("a taken-over poll was still handing its connection back after 10 s")
 }
 
 func client(h2c bool) *http.Client {
