@@ -385,11 +385,7 @@ func TestLeaderAppliesSettings(t *testing.T) {
 // channels, and the marker that keeps it out of ecp's lists.
 func TestTestNotificationGoesThroughAlertmanager(t *testing.T) {
 	w := newWorld(t, etcdtest.Client(t))
-	prom, am := newFake(t), newFake(t)
-	dir := t.TempDir()
-	o := Options{Config: DefaultConfig(), ReplicaID: "r1"}
-	o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
-	o.PrometheusURL, o.AlertmanagerURL = prom.URL, am.URL
+	o, am := fakeStackOptions(t)
 	a := newService(t, w, o)
 	defer run(t, a.svc)()
 	path := "/api/v1/projects/" + w.project.ID + "/alert-settings"

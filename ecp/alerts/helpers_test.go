@@ -259,6 +259,19 @@ type fake struct {
 	held []byte
 }
 
+// fakeStackOptions are the Options of replica r1 writing its files into a
+// temporary directory, with fakes for Prometheus and Alertmanager; am is
+// the Alertmanager fake, which records what ecp sent it.
+func fakeStackOptions(t testing.TB) (o Options, am *fake) {
+	t.Helper()
+	prom, am := newFake(t), newFake(t)
+	dir := t.TempDir()
+	o = Options{Config: DefaultConfig(), ReplicaID: "r1"}
+	o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
+	o.PrometheusURL, o.AlertmanagerURL = prom.URL, am.URL
+	return o, am
+}
+
 func newFake(t testing.TB) *fake {
 	f := &fake{}
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -20,11 +20,7 @@ import (
 // there until Alertmanager resolved them, five minutes later).
 func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 	w := newWorld(t, etcdtest.Client(t))
-	prom, am := newFake(t), newFake(t)
-	dir := t.TempDir()
-	o := Options{Config: DefaultConfig(), ReplicaID: "r1"}
-	o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
-	o.PrometheusURL, o.AlertmanagerURL = prom.URL, am.URL
+	o, am := fakeStackOptions(t)
 	a := newService(t, w, o)
 	defer run(t, a.svc)()
 	p := w.project.ID

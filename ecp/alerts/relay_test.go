@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -187,11 +186,7 @@ func TestRelayFailureIsRetriedAndPolicyHoldsAtDialTime(t *testing.T) {
 // not saved is refused naming the field.
 func TestTestNotificationOfOneChannel(t *testing.T) {
 	w := newWorld(t, etcdtest.Client(t))
-	prom, am := newFake(t), newFake(t)
-	dir := t.TempDir()
-	o := Options{Config: DefaultConfig(), ReplicaID: "r1"}
-	o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
-	o.PrometheusURL, o.AlertmanagerURL = prom.URL, am.URL
+	o, am := fakeStackOptions(t)
 	o.SMTP = alerting.SMTP{Smarthost: "127.0.0.1:25", From: "ecp@example.test"}
 	a := newService(t, w, o)
 	defer run(t, a.svc)()
