@@ -106,6 +106,9 @@ func deploy(ctx context.Context, cfg config, bin, rwURL, firstAddr string) (*dep
 			// Room for every cluster's default quota of 10 connections.
 			"--licence.total-connections", strconv.Itoa(max(10000, 10*cfg.agents)),
 			"--remote-write.url", rwURL}, etcdArgs...)
+		if cfg.profileDir != "" {
+			args = append(args, "--web.enable-pprof")
+		}
 		path := bin
 		if cfg.nofile > 0 {
 			// Go raises its soft open-file limit to the hard one at start,

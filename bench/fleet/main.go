@@ -103,6 +103,9 @@ type config struct {
 	replicas, members int
 	// nofile, when positive, is the open-file limit ecp runs under.
 	nofile int
+	// profileDir, when set, receives pprof profiles of the first replica
+	// over the window (profile.go).
+	profileDir string
 }
 
 func main() { os.Exit(run()) }
@@ -131,6 +134,7 @@ func run() int {
 	fs.IntVar(&cfg.processes, "agents.processes", 1, "Processes the agents are driven from: above 1, this benchmark runs itself again that many times, each child driving every n-th agent, and merges what they measured (one process holds at most its open-file limit of connections).")
 	fs.IntVar(&cfg.replicas, "ecp.replicas", 1, "ecp replicas to run; above 1 needs --etcd.members. Agent i reports to replica i mod n.")
 	fs.IntVar(&cfg.members, "etcd.members", 0, "Members of an external etcd cluster of real etcd processes (built from etcd's Go modules) the replicas share; 0 runs one ecp with its embedded etcd.")
+	fs.StringVar(&cfg.profileDir, "ecp.profile", "", "Directory to write pprof profiles of the first ecp replica into: CPU over the measured window, heap and goroutines at its end (ecp runs with --web.enable-pprof); empty takes none.")
 	fs.IntVar(&cfg.nofile, "ecp.nofile", 0, "Open-file limit (soft and hard) ecp runs under, to show what it does at the limit; 0 leaves the benchmark's own.")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
@@ -472,8 +476,12 @@ func bench(ctx context.Context, cfg config, log io.Writer) (sum summary, err err
 		return sum, err
 	}
 	fmt.Fprintf(log, "measuring for %s from etcd revision %d\n", cfg.steady, before.rev)
+	prof := startProfile(ctx, cfg.profileDir, base, cfg.steady)
 	if !agentsim.Sleep(ctx, cfg.steady) {
 		return sum, ctx.Err()
+	}
+	if err := prof.finish(ctx, log); err != nil {
+		return sum, err
 	}
 	w, err := ld.do(ctx, request{Op: opWindow})
 	if err != nil {
