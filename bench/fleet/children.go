@@ -47,6 +47,7 @@ type loadConfig struct {
 	PollWait time.Duration `json:"poll_wait"`
 	Workers  int           `json:"workers"`
 	Abnormal float64       `json:"abnormal"`
+	Upgrades float64       `json:"upgrades"`
 	Series   int           `json:"series"`
 	LogLines int           `json:"log_lines"`
 	Conns    string        `json:"conns"`
@@ -54,12 +55,12 @@ type loadConfig struct {
 
 func (c config) load() loadConfig {
 	return loadConfig{Agents: c.agents, Interval: c.interval, PollWait: c.pollWait, Workers: c.workers,
-		Abnormal: c.abnormal, Series: c.series, LogLines: c.logLines, Conns: c.conns}
+		Abnormal: c.abnormal, Upgrades: c.upgrades, Series: c.series, LogLines: c.logLines, Conns: c.conns}
 }
 
 func (l loadConfig) config() config {
 	return config{agents: l.Agents, interval: l.Interval, pollWait: l.PollWait, workers: l.Workers,
-		abnormal: l.Abnormal, series: l.Series, logLines: l.LogLines, conns: l.Conns}
+		abnormal: l.Abnormal, upgrades: l.Upgrades, series: l.Series, logLines: l.LogLines, conns: l.Conns}
 }
 
 // childMain is main in a child: the parent's test binary re-executes

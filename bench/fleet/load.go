@@ -144,7 +144,7 @@ func newAgent(cfg config, i int, cluster, token string, bases []string) *agent {
 	return &agent{index: i, cluster: cluster, cred: token, base: bases[i%len(bases)],
 		offset:  time.Duration(i) * cfg.interval / time.Duration(cfg.agents),
 		started: time.Now().Add(-time.Duration(rand.IntN(1000)) * time.Hour).Truncate(time.Second),
-		conns:   rand.IntN(1000),
+		conns:   rand.IntN(1000), upgrades: cfg.upgrades,
 		// Spread over the fleet rather than the first ones.
 		failing: failing > 0 && i%max(1, cfg.agents/failing) == 0 && i/max(1, cfg.agents/failing) < failing}
 }

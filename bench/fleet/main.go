@@ -84,10 +84,13 @@ type config struct {
 	workers   int
 	pollWait  time.Duration
 	abnormal  float64
-	silence   int
-	series    int
-	conns     string
-	dir       string
+	// upgrades is the chance that a report is the first of its cluster's
+	// next EMQX version.
+	upgrades float64
+	silence  int
+	series   int
+	conns    string
+	dir      string
 	// backend receives ecp's remote write: backendSink or backendPrometheus.
 	backend string
 	// logLines is what each agent ships to ecp per interval, stored in
@@ -125,6 +128,7 @@ func run() int {
 	fs.IntVar(&cfg.workers, "report.workers", 64, "Concurrent report and push senders (and their kept-alive connections).")
 	fs.DurationVar(&cfg.pollWait, "agents.desired-wait", 30*time.Second, "Timeout each agent asks for on its desired-state long-poll (agent-exporter's default).")
 	fs.Float64Var(&cfg.abnormal, "agents.abnormal-share", 0.01, "Share of agents reporting a failing rule whose counters grow each report.")
+	fs.Float64Var(&cfg.upgrades, "agents.upgrade-share", 0.0005, "Share of reports in which the agent's EMQX has moved to its next patch version (an upgrade: a change a user sees, so one status write each).")
 	fs.IntVar(&cfg.silence, "silence.count", 5, "Agents stopped after the window to time their detection; 0 skips it.")
 	fs.IntVar(&cfg.series, "remote-write.series", 0, "Series each agent pushes per interval through ecp's remote-write gateway; 0 pushes nothing.")
 	fs.StringVar(&cfg.backend, "remote-write.backend", backendSink, "Where ecp forwards remote write: sink (an in-process receiver counting samples) or prometheus (a real Prometheus with its remote-write receiver, from PATH or .tools).")
@@ -144,9 +148,9 @@ func run() int {
 		return 2
 	}
 	if cfg.agents <= 0 || cfg.projects <= 0 || cfg.interval < time.Second || cfg.workers <= 0 || cfg.steady <= 0 ||
-		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || cfg.logLines < 0 || cfg.logLines > maxLogLines ||
+		cfg.series < 0 || cfg.silence < 0 || cfg.abnormal < 0 || cfg.abnormal > 1 || cfg.upgrades < 0 || cfg.upgrades > 1 || cfg.logLines < 0 || cfg.logLines > maxLogLines ||
 		(cfg.backend != backendSink && cfg.backend != backendPrometheus) || !slices.Contains([]string{agentsim.ConnsOneConn, agentsim.ConnsH2, agentsim.ConnsHTTP1}, cfg.conns) {
-		fmt.Fprintf(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share within 0..1, --logs.lines within 0..%d, --remote-write.backend sink or prometheus, --agents.connections http1-oneconn, h2 or http1\n", maxLogLines)
+		fmt.Fprintf(os.Stderr, "--agents.count, --projects.count, --report.workers and --steady.duration must be positive, --report.interval at least 1s, --agents.abnormal-share and --agents.upgrade-share within 0..1, --logs.lines within 0..%d, --remote-write.backend sink or prometheus, --agents.connections http1-oneconn, h2 or http1\n", maxLogLines)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -277,6 +281,10 @@ type agent struct {
 	// failing agents report a rule whose failure counters grow.
 	failing  bool
 	failures int
+	// upgrades is the chance that a report finds EMQX upgraded, patch the
+	// patch version it reports (5.8.<patch>).
+	upgrades float64
+	patch    int
 	// silenced agents stop reporting, pushing and polling, as a dead one.
 	silenced   atomic.Bool
 	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
@@ -621,18 +629,23 @@ func register(ctx context.Context, hc *http.Client, a *agent, retries *atomic.In
 }
 
 // report is the agent's next report: two nodes, one stopped now and then,
-// and for a failing agent a rule whose counters grew since the last one.
+// EMQX upgraded now and then, and for a failing agent a rule whose
+// counters grew since the last one.
 func (a *agent) report() agentproto.ReportRequest {
 	a.conns = max(0, a.conns+rand.IntN(21)-10)
+	if rand.Float64() < a.upgrades {
+		a.patch++
+	}
+	version := fmt.Sprintf("5.8.%d", 1+a.patch)
 	// Each agent's EMQX is its own cluster: a name and node names shared
 	// with another entry would make ecp refuse it as managed elsewhere.
-	n1, n2 := agentproto.Node{Name: fmt.Sprintf("emqx@n1.c%05d", a.index), Status: "running", Connections: a.conns / 2, LiveConnections: a.conns / 2},
-		agentproto.Node{Name: fmt.Sprintf("emqx@n2.c%05d", a.index), Status: "running", Connections: a.conns - a.conns/2, LiveConnections: a.conns - a.conns/2}
+	n1, n2 := agentproto.Node{Name: fmt.Sprintf("emqx@n1.c%05d", a.index), Status: "running", Version: version, Connections: a.conns / 2, LiveConnections: a.conns / 2},
+		agentproto.Node{Name: fmt.Sprintf("emqx@n2.c%05d", a.index), Status: "running", Version: version, Connections: a.conns - a.conns/2, LiveConnections: a.conns - a.conns/2}
 	if rand.IntN(200) == 0 {
 		// A node down for one report, back at the next.
-		n2 = agentproto.Node{Name: n2.Name, Status: "stopped"}
+		n2 = agentproto.Node{Name: n2.Name, Status: "stopped", Version: version}
 	}
-	st := agentproto.EMQXStatus{Reachable: true, Version: "5.8.1", Edition: "Enterprise", StartedAt: a.started,
+	st := agentproto.EMQXStatus{Reachable: true, Version: version, Edition: "Enterprise", StartedAt: a.started,
 		Nodes: []agentproto.Node{n1, n2}, Connections: n1.Connections + n2.Connections, LiveConnections: n1.LiveConnections + n2.LiveConnections,
 		MaxConnections: 1000, ClusterName: fmt.Sprintf("emqx-%05d", a.index),
 		Rules: agentproto.ResourceCounts{Total: 3, Healthy: 3}, Connectors: agentproto.ResourceCounts{Total: 2, Healthy: 2}}
