@@ -204,19 +204,22 @@ type summary struct {
 	// costs is each replica's and etcd member's cost; cpu, rssMiB, hwmMiB
 	// and ecpFDs sum the replicas, etcdCPU and etcdRSSMiB the external
 	// etcd's members.
-	costs          []cost
-	ecpFDs         int
-	etcdCPU        float64
-	etcdRSSMiB     int64
-	revisions      int64
-	regRetries     int64
-	pushSamples    int64
-	sinkSamples    int64
-	detected       int
-	silenced       int
-	detectMin      time.Duration
-	detectMax      time.Duration
-	othersAbnormal int
+	costs      []cost
+	ecpFDs     int
+	etcdCPU    float64
+	etcdRSSMiB int64
+	revisions  int64
+	// dbMiB and dbInUseMiB are etcd's database size and what of it is in
+	// use at the window's end.
+	dbMiB, dbInUseMiB float64
+	regRetries        int64
+	pushSamples       int64
+	sinkSamples       int64
+	detected          int
+	silenced          int
+	detectMin         time.Duration
+	detectMax         time.Duration
+	othersAbnormal    int
 	// ecpConns is ecp_http_connections_open at the window's end.
 	ecpConns int
 	// fleetWrites is ecp_fleet_etcd_writes_total's growth by reason.
@@ -248,7 +251,8 @@ func (s summary) String() string {
 		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, float64(s.pushSamples)/max(s.window.Seconds(), 1e-9), s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
 		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped, s.cfg.conns, s.ecpConns,
 		max(1, s.cfg.processes), max(1, s.cfg.replicas), s.cfg.members, s.cfg.nofile, s.unavailable, s.servedWindow, s.servedEver, s.connsRefused, s.connsRefusedTotal, s.ecpUp, s.ecpFDs, 100*s.etcdCPU, s.etcdRSSMiB,
-		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess())
+		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess()) +
+		fmt.Sprintf(" etcd_db=%.1fMiB etcd_db_in_use=%.1fMiB", s.dbMiB, s.dbInUseMiB)
 }
 
 // perAgent is the deployment's cost (replicas and external etcd together)
@@ -515,6 +519,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (sum summary, err err
 	sum.ecpConns = int(after.openConns)
 	sum.connsRefused = int64(after.refused - before.refused)
 	sum.revisions = after.rev - before.rev
+	sum.dbMiB, sum.dbInUseMiB = float64(after.dbSize)/(1<<20), float64(after.dbInUse)/(1<<20)
 	// Let the watch catch up with the window's last revision.
 	for range 40 {
 		writtenMu.Lock()
@@ -934,6 +939,9 @@ type measurement struct {
 	// ecp_http_connections_refused_total, all summed over the replicas.
 	fleetWrites        map[string]float64
 	openConns, refused float64
+	// dbSize and dbInUse are etcd's database file and the part of it in
+	// use (the largest member's), in bytes.
+	dbSize, dbInUse int64
 }
 
 func reading(ctx context.Context, d *deployment) (measurement, error) {
@@ -947,6 +955,13 @@ func reading(ctx context.Context, d *deployment) (measurement, error) {
 		return m, fmt.Errorf("read etcd revision: %w", err)
 	}
 	m.rev = resp.Header.Revision
+	for _, ep := range d.etcd.Endpoints() {
+		st, err := d.etcd.Status(ctx, ep)
+		if err != nil {
+			return m, fmt.Errorf("read etcd status of %s: %w", ep, err)
+		}
+		m.dbSize, m.dbInUse = max(m.dbSize, st.DbSize), max(m.dbInUse, st.DbSizeInUse)
+	}
 	err = d.scrape(ctx, func(l string, v float64) {
 		if w := fleetWrite.FindStringSubmatch(l); w != nil {
 			m.fleetWrites[w[1]] += v

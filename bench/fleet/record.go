@@ -28,6 +28,7 @@ func (s summary) record() fleetreport.Summary {
 		LoadProcesses: max(1, s.cfg.processes), Replicas: max(1, s.cfg.replicas), EtcdMembers: s.cfg.members, NoFile: s.cfg.nofile,
 		Unavailable: s.unavailable, ServedWindow: s.servedWindow, ServedEver: s.servedEver,
 		ConnectionsRefused: s.connsRefused, ConnectionsRefusedTotal: s.connsRefusedTotal, ECPExited: !s.ecpUp,
+		EtcdDBMiB: s.dbMiB, EtcdDBInUseMiB: s.dbInUseMiB,
 		ECPFDs: s.ecpFDs, EtcdCPUPercent: 100 * s.etcdCPU, EtcdRSSMiB: s.etcdRSSMiB, PerAgent: s.perAgent(), Processes: procs,
 	}
 }

@@ -35,9 +35,13 @@ type Summary struct {
 	ReportP50Millis float64 `json:"report_p50_ms"`
 	ReportP99Millis float64 `json:"report_p99_ms"`
 	// TooMany counts reports and pushes answered 429.
-	TooMany            int     `json:"http_429s"`
-	Errors             int     `json:"errors"`
-	EtcdRevisions      int64   `json:"etcd_revisions"`
+	TooMany       int   `json:"http_429s"`
+	Errors        int   `json:"errors"`
+	EtcdRevisions int64 `json:"etcd_revisions"`
+	// EtcdDBMiB is etcd's database size at the window's end (the largest
+	// member's), EtcdDBInUseMiB the part of it in use.
+	EtcdDBMiB          float64 `json:"etcd_db_mib"`
+	EtcdDBInUseMiB     float64 `json:"etcd_db_in_use_mib"`
 	RevisionsPerReport float64 `json:"revisions_per_report"`
 	RegisterRetries    int64   `json:"register_429_retries"`
 
