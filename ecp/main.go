@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"syscall"
@@ -38,6 +39,15 @@ const (
 	exitError = 1
 	exitUsage = 2
 )
+
+// defaultGCPercent is the Go GC target `ecp serve` runs with unless GOGC
+// is set. Go's 100 lets the heap grow to twice the live heap before a
+// collection; for ecp that headroom was the largest part of its memory
+// that held nothing (at 3,000 agents, 33 MB live in a heap of up to 70,
+// besides 37 MiB of binary and the embedded etcd's file). At 50 the
+// collector runs about twice as often: at 3,000 agents 20 MiB less
+// resident (148 -> 128 MiB) for about 0.7 % more of a core.
+const defaultGCPercent = 50
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
@@ -160,6 +170,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	opts.AdminPassword = secret.String(os.Getenv("ECP_ADMIN_PASSWORD"))
 	opts.Out = stdout
 
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 

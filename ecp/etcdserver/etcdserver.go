@@ -32,6 +32,16 @@ const DefaultStartTimeout = 60 * time.Second
 // refuses every write until space is freed and the alarm disarmed.
 const DefaultQuotaBackendBytes = 2 << 30
 
+// snapshotCatchUpEntries is how many applied raft entries the member keeps
+// in memory behind its latest snapshot (etcd's --snapshot-catchup-entries).
+// etcd keeps 5,000 for a follower that fell behind to catch up from, so a
+// burst of writes (registering thousands of agents writes several records
+// each) leaves 5,000 marshalled requests on the heap for good: the steady
+// state writes too little to push them out. The embedded member has no
+// followers (one member, peer port on loopback behind mutual TLS), so
+// those entries serve nobody; a few are kept in case etcd reads one back.
+const snapshotCatchUpEntries = 100
+
 // Options configure the embedded member.
 type Options struct {
 	// Dir holds the member's data and, in Dir/TLSDir, its certificates;
@@ -99,6 +109,7 @@ func Start(ctx context.Context, opts Options, logger *slog.Logger) (*Server, err
 	cfg.AutoCompactionMode = "periodic"
 	cfg.AutoCompactionRetention = "1h"
 	cfg.QuotaBackendBytes = opts.QuotaBackendBytes
+	cfg.SnapshotCatchUpEntries = snapshotCatchUpEntries
 
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
