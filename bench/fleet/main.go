@@ -773,10 +773,15 @@ func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.T
 		}
 		now := time.Now()
 		if hold := min(p.Wait, next(now).Sub(now)-margin); hold >= margin {
-			if !p.Once(ctx, hold) {
+			ok, nextSend := p.Once(ctx, hold)
+			if !ok {
 				return
 			}
-			continue
+			if !nextSend {
+				continue
+			}
+			// ecp is crowded and closed the connection: as the agent,
+			// poll again only after the next turn.
 		}
 		select {
 		case <-ctx.Done():
