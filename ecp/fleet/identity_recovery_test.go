@@ -66,13 +66,7 @@ func identityNotRewritten(t *testing.T, withIdentity bool) {
 			em.Nodes[1].Status = "running"
 			clk.Add(4 * testInterval)
 			// r2 says it heard nothing since: the silence is certain.
-			r2.publishDigest(t.Context())
-			told := clk.Now()
-			r1.waitFor(t, "r2's digest", func() bool {
-				r1.mu.Lock()
-				defer r1.mu.Unlock()
-				return r1.told["r2"].Equal(told)
-			})
+			r1.waitTold(t, r2, "r2", clk.Now())
 			r1.sweep(t.Context())
 			r1.waitState(t, "c1", StateAbnormal, ReasonAgentSilent)
 		}},
