@@ -53,8 +53,8 @@
 // BaseContext); Hold then holds nothing: it answers at once (the reply if
 // there is one, else 204), closes the connection after the answer (on
 // HTTP/2, a GOAWAY), and sets agentproto.HeaderHold so that the agent
-// holds no request before its next report. Every held request ecp serves
-// goes through Hold, so the rule holds for all of them.
+// sends no request to hold before its next scheduled send. Every held
+// request ecp serves goes through Hold, so the rule holds for all of them.
 //
 // # API
 //
