@@ -67,6 +67,21 @@ const (
 // that many seconds (plus its own jitter) before trying again.
 const HeaderRetryAfter = "Retry-After"
 
+// A request ecp may hold (the desired-state long-poll, QueryTimeout) holds
+// its connection while held. When ecp holds so many connections that it
+// would soon refuse new ones (docs/scaling.md, "Overload"), it holds none:
+// it answers such a request at once (204, or the newer state), closes the
+// connection after the answer, and sets HeaderHold to HoldNextSend. The
+// agent then sends no request ecp may hold before its next scheduled send
+// (its next report, or a tick's remote write or logs), which opens a new
+// connection. So each agent holds a connection only for a moment per
+// interval and every agent is served, instead of the first ones holding
+// every connection and the rest being refused.
+const (
+	HeaderHold   = "X-Ecp-Hold"
+	HoldNextSend = "next-send"
+)
+
 // Remote write (PathWrite) is Prometheus remote write 1.0: a snappy block
 // of a prompb.WriteRequest with Content-Encoding: snappy, Content-Type:
 // application/x-protobuf and X-Prometheus-Remote-Write-Version: 0.1.0. ecp

@@ -68,7 +68,8 @@ func (a *App) desiredLoop(ctx context.Context) {
 			}
 		}
 		rev := a.enf.State().Revision
-		d, newer, err := s.poll.Desired(s.ctx, rev, wait)
+		polled, err := s.poll.Desired(s.ctx, rev, wait)
+		d, newer := polled.Desired, polled.Changed
 		switch {
 		case ctx.Err() != nil:
 			return
@@ -86,6 +87,12 @@ func (a *App) desiredLoop(ctx context.Context) {
 			continue
 		}
 		bo.Reset()
+		if polled.NextSend {
+			if !a.pollAfterNextSend(ctx, s, polled, rev) {
+				return
+			}
+			continue
+		}
 		if !newer {
 			continue
 		}
@@ -99,4 +106,21 @@ func (a *App) desiredLoop(ctx context.Context) {
 		}
 		a.applyDesired(s, d)
 	}
+}
+
+// pollAfterNextSend follows a poll ecp answered at once because it is
+// crowded (agentproto.HeaderHold): it applies what came and waits until
+// the next tick's sends have ended, so that the agent holds a connection
+// only for its sends until ecp holds polls again. False when ctx ended.
+func (a *App) pollAfterNextSend(ctx context.Context, s *session, polled ecpclient.Polled, rev int64) bool {
+	if polled.Changed && (polled.Desired.Revision > rev || polled.Desired.Unregister) {
+		a.applyDesired(s, polled.Desired)
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.ctx.Done():
+	case <-a.sends.nextSendDone():
+	}
+	return true
 }

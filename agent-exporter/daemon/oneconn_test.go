@@ -135,3 +135,48 @@ func TestHTTP2OneConnection(t *testing.T) {
 		}
 	}
 }
+
+// TestCrowdedECPNoPollBeforeNextReport: when ecp answers a poll at once
+// because it holds too many connections (agentproto.HeaderHold), the agent
+// polls again only after its next tick's sends (here a report each tick),
+// on the connection they opened, instead of re-polling in a loop.
+func TestCrowdedECPNoPollBeforeNextReport(t *testing.T) {
+	const interval = time.Second // the fake's report interval: a report each tick
+	emqx := startEMQX(t)
+	ecp := fakeecp.Start(t)
+	ecp.IssueToken("tok")
+	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval, o.DesiredWait = interval, 30*time.Second })
+	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != cli.ExitOK {
+		t.Fatalf("register: %s", e)
+	}
+	eventually(t, 5*time.Second, "a report and a poll", func() bool { return len(ecp.Reports()) > 0 && ecp.Requests() > 1 })
+	ecp.SetCrowded(true)
+	start := len(ecp.Calls())
+	reports := len(ecp.Reports())
+	eventually(t, 20*interval, "four more reports", func() bool { return len(ecp.Reports()) >= reports+4 })
+
+	calls := ecp.Calls()[start:]
+	var polls []fakeecp.Call
+	for _, c := range calls {
+		if c.Path == agentproto.PathDesired {
+			polls = append(polls, c)
+		}
+	}
+	if len(polls) < 2 {
+		t.Fatalf("%d polls over four reports, want one after each report", len(polls))
+	}
+	if len(polls) > len(calls)/2+1 {
+		t.Errorf("%d polls among %d calls: the agent re-polls without waiting for its report", len(polls), len(calls))
+	}
+	for i := 1; i < len(polls); i++ {
+		reported := false
+		for _, c := range calls {
+			if c.Path == agentproto.PathReport && c.Start.After(polls[i-1].End) && c.End.Before(polls[i].Start) {
+				reported = true
+			}
+		}
+		if !reported {
+			t.Errorf("poll at %s followed the crowded answer at %s with no report between", polls[i].Start.Format("15:04:05.000"), polls[i-1].End.Format("15:04:05.000"))
+		}
+	}
+}

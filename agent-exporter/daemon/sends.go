@@ -86,3 +86,12 @@ func (w *sendSchedule) pollHold(now time.Time, limit time.Duration) (time.Durati
 	}
 	return min(limit, left), nil
 }
+
+// nextSendDone returns a channel closed when the next tick's sends (the
+// running tick's, if one is due or running) have ended: a poll ecp asked
+// to wait for them (agentproto.HeaderHold) waits for it.
+func (w *sendSchedule) nextSendDone() <-chan struct{} {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ticked
+}

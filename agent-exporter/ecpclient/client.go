@@ -84,19 +84,31 @@ func (c *Client) Report(ctx context.Context, req agentproto.ReportRequest) (agen
 	return out, err
 }
 
-// Desired long-polls for a desired state newer than after. It returns
-// changed=false when ecp held the call for wait and nothing changed.
-func (c *Client) Desired(ctx context.Context, after int64, wait time.Duration) (agentproto.DesiredState, bool, error) {
+// Polled is the answer to a desired-state long-poll.
+type Polled struct {
+	Desired agentproto.DesiredState
+	// Changed is false when ecp answered 204: nothing newer than after.
+	Changed bool
+	// NextSend says ecp is crowded: it answered at once, closed the
+	// connection, and wants no poll before the agent's next scheduled send
+	// (agentproto.HeaderHold).
+	NextSend bool
+}
+
+// Desired long-polls for a desired state newer than after.
+func (c *Client) Desired(ctx context.Context, after int64, wait time.Duration) (Polled, error) {
 	q := url.Values{
 		agentproto.QueryAfter:   {strconv.FormatInt(after, 10)},
 		agentproto.QueryTimeout: {wait.String()},
 	}
-	var out agentproto.DesiredState
-	status, err := c.doStatus(ctx, http.MethodGet, agentproto.PathDesired, q, nil, &out, true)
+	var out Polled
+	status, header, err := c.doStatus(ctx, http.MethodGet, agentproto.PathDesired, q, nil, &out.Desired, true)
 	if err != nil {
-		return out, false, err
+		return out, err
 	}
-	return out, status != http.StatusNoContent, nil
+	out.Changed = status != http.StatusNoContent
+	out.NextSend = header.Get(agentproto.HeaderHold) == agentproto.HoldNextSend
+	return out, nil
 }
 
 // Unregister tells ecp the agent leaves; ecp revokes its credential.
@@ -105,11 +117,11 @@ func (c *Client) Unregister(ctx context.Context) error {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any, auth bool) error {
-	_, err := c.doStatus(ctx, method, path, q, in, out, auth)
+	_, _, err := c.doStatus(ctx, method, path, q, in, out, auth)
 	return err
 }
 
-func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values, in, out any, auth bool) (int, error) {
+func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values, in, out any, auth bool) (int, http.Header, error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
@@ -117,13 +129,13 @@ func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return 0, fmt.Errorf("encoding %s: %w", path, err)
+			return 0, nil, fmt.Errorf("encoding %s: %w", path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return 0, fmt.Errorf("building request: %w", err)
+		return 0, nil, fmt.Errorf("building request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if in != nil {
@@ -134,12 +146,12 @@ func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("ecp %s %s: %w", method, path, err)
+		return 0, nil, fmt.Errorf("ecp %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("reading ecp %s: %w", path, err)
+		return resp.StatusCode, resp.Header, fmt.Errorf("reading ecp %s: %w", path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		apiErr := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get(agentproto.HeaderRetryAfter))}
@@ -147,15 +159,15 @@ func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values
 		if json.Unmarshal(b, &eb) == nil {
 			apiErr.Code, apiErr.Message, apiErr.Field = eb.Error.Code, eb.Error.Message, eb.Error.Field
 		}
-		return resp.StatusCode, apiErr
+		return resp.StatusCode, resp.Header, apiErr
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent || len(b) == 0 {
-		return resp.StatusCode, nil
+		return resp.StatusCode, resp.Header, nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return resp.StatusCode, fmt.Errorf("decoding ecp %s: %w", path, err)
+		return resp.StatusCode, resp.Header, fmt.Errorf("decoding ecp %s: %w", path, err)
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
 // parseRetryAfter reads delay-seconds; an HTTP-date is not used by ecp.

@@ -92,16 +92,16 @@ func TestDesiredLongPoll(t *testing.T) {
 	c := client(t, ecp.URL, secret.String(reg.Credential))
 
 	// Nothing newer than what the agent holds: ecp answers 204 at timeout.
-	_, changed, err := c.Desired(t.Context(), reg.Desired.Revision, 50*time.Millisecond)
-	if err != nil || changed {
-		t.Fatalf("idle poll: changed=%v err=%v", changed, err)
+	polled, err := c.Desired(t.Context(), reg.Desired.Revision, 50*time.Millisecond)
+	if err != nil || polled.Changed || polled.NextSend {
+		t.Fatalf("idle poll: %+v err=%v", polled, err)
 	}
 
 	// A change while the poll waits comes back at once.
 	done := make(chan agentproto.DesiredState, 1)
 	go func() {
-		d, _, _ := c.Desired(t.Context(), reg.Desired.Revision, 10*time.Second)
-		done <- d
+		polled, _ := c.Desired(t.Context(), reg.Desired.Revision, 10*time.Second)
+		done <- polled.Desired
 	}()
 	ecp.SetMaxConnections(42)
 	select {

@@ -613,8 +613,12 @@ func register(ctx context.Context, hc *http.Client, a *agent, retries *atomic.In
 	token := a.cred
 	for {
 		var out agentproto.RegisterResponse
+		// With the cluster's identity, as agent-exporter registers: ecp
+		// writes its keys with the binding. Without it the first report
+		// ecp accepts claims them, a write that a 429 storm after mass
+		// registration pushes into the measured window.
 		code, err := agentsim.Post(ctx, hc, a.base+agentproto.PathRegister, "", agentproto.RegisterRequest{
-			Token: token, AgentVersion: "bench", Hostname: fmt.Sprintf("broker-%d", a.index)}, &out)
+			Token: token, AgentVersion: "bench", Hostname: fmt.Sprintf("broker-%d", a.index), Cluster: a.identity()}, &out)
 		if err != nil {
 			return err
 		}
@@ -633,6 +637,14 @@ func register(ctx context.Context, hc *http.Client, a *agent, retries *atomic.In
 	}
 }
 
+// identity is the agent's EMQX cluster: each agent's is its own, since a
+// name and node names shared with another entry would make ecp refuse it
+// as managed elsewhere.
+func (a *agent) identity() *agentproto.ClusterIdentity {
+	return &agentproto.ClusterIdentity{Name: fmt.Sprintf("emqx-%05d", a.index),
+		Nodes: []string{fmt.Sprintf("emqx@n1.c%05d", a.index), fmt.Sprintf("emqx@n2.c%05d", a.index)}}
+}
+
 // report is the agent's next report: two nodes, one stopped now and then,
 // EMQX upgraded now and then, and for a failing agent a rule whose
 // counters grew since the last one.
@@ -642,17 +654,16 @@ func (a *agent) report() agentproto.ReportRequest {
 		a.patch++
 	}
 	version := fmt.Sprintf("5.8.%d", 1+a.patch)
-	// Each agent's EMQX is its own cluster: a name and node names shared
-	// with another entry would make ecp refuse it as managed elsewhere.
-	n1, n2 := agentproto.Node{Name: fmt.Sprintf("emqx@n1.c%05d", a.index), Status: "running", Version: version, Connections: a.conns / 2, LiveConnections: a.conns / 2},
-		agentproto.Node{Name: fmt.Sprintf("emqx@n2.c%05d", a.index), Status: "running", Version: version, Connections: a.conns - a.conns/2, LiveConnections: a.conns - a.conns/2}
+	id := a.identity()
+	n1, n2 := agentproto.Node{Name: id.Nodes[0], Status: "running", Version: version, Connections: a.conns / 2, LiveConnections: a.conns / 2},
+		agentproto.Node{Name: id.Nodes[1], Status: "running", Version: version, Connections: a.conns - a.conns/2, LiveConnections: a.conns - a.conns/2}
 	if rand.IntN(200) == 0 {
 		// A node down for one report, back at the next.
 		n2 = agentproto.Node{Name: n2.Name, Status: "stopped", Version: version}
 	}
 	st := agentproto.EMQXStatus{Reachable: true, Version: version, Edition: "Enterprise", StartedAt: a.started,
 		Nodes: []agentproto.Node{n1, n2}, Connections: n1.Connections + n2.Connections, LiveConnections: n1.LiveConnections + n2.LiveConnections,
-		MaxConnections: 1000, ClusterName: fmt.Sprintf("emqx-%05d", a.index),
+		MaxConnections: 1000, ClusterName: id.Name,
 		Rules: agentproto.ResourceCounts{Total: 3, Healthy: 3}, Connectors: agentproto.ResourceCounts{Total: 2, Healthy: 2}}
 	if a.failing {
 		a.failures += 1 + rand.IntN(5)
@@ -791,10 +802,15 @@ func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.T
 		}
 		now := time.Now()
 		if hold := min(p.Wait, next(now).Sub(now)-margin); hold >= margin {
-			if !p.Once(ctx, hold) {
+			ok, nextSend := p.Once(ctx, hold)
+			if !ok {
 				return
 			}
-			continue
+			if !nextSend {
+				continue
+			}
+			// ecp is crowded and closed the connection: as the agent,
+			// poll again only after the next turn.
 		}
 		select {
 		case <-ctx.Done():

@@ -195,10 +195,12 @@ func TestFleetSmokeReplicas(t *testing.T) {
 }
 
 // TestFleetAtOpenFileLimit runs ecp under a 200-descriptor limit (room for
-// 100 connections) with 160 agents each holding one: ecp refuses the
-// surplus in order and stays up, the agents it holds are served every
-// interval, and the refused ones keep trying without harm. The same run
-// at 20,000 agents against 20,000 descriptors is in docs/benchmarks.md.
+// 100 connections) with 160 agents each holding one: ecp stays up and, past
+// nine tenths of its connections, holds no long-poll (package longpoll,
+// "Crowding"), so agents take turns on connections and every one of them
+// is served every interval. Before, the first 100 agents held their
+// connections and the other 60 were refused and never served. The same
+// run at 20,000 agents against 20,000 descriptors is in docs/benchmarks.md.
 func TestFleetAtOpenFileLimit(t *testing.T) {
 	cfg := smokeConfig(t)
 	cfg.agents, cfg.nofile, cfg.series, cfg.silence = 160, 200, 0, 0
@@ -208,14 +210,15 @@ func TestFleetAtOpenFileLimit(t *testing.T) {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	t.Log(sum.String())
-	if !sum.ecpUp || sum.connsRefusedTotal == 0 {
-		t.Errorf("ecp up %t, connections refused %d; want ecp up and refusing the surplus", sum.ecpUp, sum.connsRefusedTotal)
+	if !sum.ecpUp {
+		t.Error("ecp is down")
 	}
-	// About 100 connections less the benchmark's own few.
-	if sum.servedWindow < 80 || sum.servedWindow >= cfg.agents || sum.servedEver >= cfg.agents {
-		t.Errorf("agents served in the window %d, ever %d of %d; want most of the 100 connections' worth served and the surplus refused", sum.servedWindow, sum.servedEver, cfg.agents)
+	if sum.servedWindow != cfg.agents {
+		t.Errorf("agents served in the window %d of %d; want every agent served", sum.servedWindow, cfg.agents)
 	}
-	if sum.reports < sum.servedWindow*2 || sum.p99 > time.Second {
-		t.Errorf("reports %d, p99 %s; want the agents ecp holds served each interval, promptly", sum.reports, sum.p99)
+	// Each agent reports once per interval; a few turns at the window's
+	// edges may fall out.
+	if want := int(float64(cfg.agents) * cfg.steady.Seconds() / cfg.interval.Seconds() * 0.9); sum.reports < want || sum.p99 > time.Second {
+		t.Errorf("reports %d, p99 %s; want at least %d (every agent each interval), promptly", sum.reports, sum.p99, want)
 	}
 }

@@ -39,6 +39,7 @@ import (
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/kv"
 	"github.com/ecpio/ecp/ecp/logs"
+	"github.com/ecpio/ecp/ecp/longpoll"
 	"github.com/ecpio/ecp/ecp/monitoring"
 	"github.com/ecpio/ecp/ecp/openapi"
 	"github.com/ecpio/ecp/ecp/quota"
@@ -212,6 +213,9 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	// another replica.
 	baseCtx, cancelRequests := context.WithCancel(context.Background())
 	a.cancelRequests = cancelRequests
+	// Near the connection limit no long-poll is held (package longpoll,
+	// "Crowding"), so that agents take turns on connections.
+	baseCtx = longpoll.WithCrowded(baseCtx, a.conns.Crowded)
 	drain := min(DefaultDrainGrace, opts.ShutdownTimeout/2)
 	a.srv = &http.Server{
 		Handler:           a.router,

@@ -17,6 +17,20 @@
 // streams, so the limit counts agents, not requests. Refusals are counted
 // in ecp_http_connections_refused_total, logged at most every LogEvery,
 // and reported by Listener.Short for /-/ready.
+//
+// # Crowding
+//
+// Refusing is not enough when every client holds its connection all the
+// time, as agents do (their long-poll is held until just before their next
+// report): the connections held stay held and the clients refused are
+// never served. So, well before the limit, the listener says it is
+// crowded (Crowded): from HighWater of Max open connections until the
+// count falls to LowWater (hysteresis, so that polls are not held and
+// released by turns around one mark). While crowded ecp holds no request
+// open (package longpoll answers it at once and closes the connection, and
+// tells the agent to hold none before its next report), so agents take a
+// connection only for a moment per interval and take turns with the rest.
+// ecp_http_connections_crowded says when.
 package connlimit
 
 import (
@@ -36,6 +50,10 @@ import (
 	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
+// crowdedLogEvery is the least time between two log lines saying ecp
+// turned crowded.
+const crowdedLogEvery = time.Minute
+
 // LogEvery is the least time between two log lines about refusals, and how
 // long after the last refusal Short still reports one.
 const LogEvery = 10 * time.Second
@@ -48,6 +66,13 @@ const RetryAfterSeconds = 5
 // Beyond it a refused connection is closed without an answer (the client
 // sees a reset and backs off all the same).
 const maxAnswering = 32
+
+// HighWater and LowWater, in tenths of Options.Max, are the open
+// connections at which the listener starts and stops being crowded.
+const (
+	HighWater = 9
+	LowWater  = 8
+)
 
 // answerTimeout bounds reading the request head and writing the 503;
 // drainTimeout bounds reading what the client sends after it (not a silent socket).
@@ -86,6 +111,10 @@ type Listener struct {
 
 	open      atomic.Int64
 	answering chan struct{}
+	// high and low are the marks of Crowded; crowded says which side of
+	// them the open count was last seen on.
+	high, low int64
+	crowded   atomic.Bool
 
 	refused   prometheus.Counter
 	openGauge prometheus.GaugeFunc
@@ -94,6 +123,7 @@ type Listener struct {
 	lastRefusal  time.Time
 	lastLog      time.Time
 	refusedSince int
+	lastCrowded  time.Time
 }
 
 // Wrap bounds ln's open connections; its metrics go on reg.
@@ -104,7 +134,8 @@ func Wrap(ln net.Listener, opts Options, logger *slog.Logger, reg prometheus.Reg
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	l := &Listener{Listener: ln, opts: opts, logger: logger, answering: make(chan struct{}, maxAnswering)}
+	l := &Listener{Listener: ln, opts: opts, logger: logger, answering: make(chan struct{}, maxAnswering),
+		high: int64(opts.Max) * HighWater / 10, low: int64(opts.Max) * LowWater / 10}
 	body, err := json.Marshal(agentproto.ErrorBody{Error: agentproto.ErrorDetail{Code: httpapi.CodeUnavailable,
 		Message: fmt.Sprintf("ecp holds its most connections (%d, %s); retry after the Retry-After delay", opts.Max, opts.Source)}})
 	if err != nil {
@@ -123,7 +154,15 @@ func Wrap(ln net.Listener, opts Options, logger *slog.Logger, reg prometheus.Reg
 		Name: "ecp_http_connections_limit", Help: "Most connections ecp's HTTP listener holds open (0: no limit).",
 	})
 	limit.Set(float64(opts.Max))
-	for _, c := range []prometheus.Collector{l.refused, l.openGauge, limit} {
+	crowded := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ecp_http_connections_crowded", Help: "1 while ecp holds so many connections that it holds no long-poll open (from nine tenths of ecp_http_connections_limit until eight tenths).",
+	}, func() float64 {
+		if l.crowded.Load() {
+			return 1
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{l.refused, l.openGauge, limit, crowded} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register connection limit metrics: %w", err)
 		}
@@ -237,6 +276,43 @@ func (l *Listener) Short() string {
 	}
 	return fmt.Sprintf("ecp holds its most connections (%d of %d, %s) and refuses new ones; raise the open-file limit (ulimit -n) or --web.max-connections, or add a replica",
 		l.open.Load(), l.opts.Max, l.opts.Source)
+}
+
+// Crowded says whether ecp holds so many connections that it should hold
+// no request open: true from HighWater tenths of Max open connections
+// until the count falls to LowWater tenths; never without a limit. It is
+// asked for each request that could be held, which is when it looks.
+func (l *Listener) Crowded() bool {
+	if l.opts.Max == 0 {
+		return false
+	}
+	n := l.open.Load()
+	switch {
+	case n >= l.high:
+		if l.crowded.CompareAndSwap(false, true) {
+			l.logCrowded(n)
+		}
+		return true
+	case n <= l.low:
+		l.crowded.Store(false)
+		return false
+	}
+	return l.crowded.Load()
+}
+
+// logCrowded says, at most every crowdedLogEvery (a fleet past the mark
+// goes in and out of crowding about once per report interval), that ecp
+// turned crowded with n connections open.
+func (l *Listener) logCrowded(n int64) {
+	now := l.opts.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.lastCrowded.IsZero() && now.Sub(l.lastCrowded) < crowdedLogEvery {
+		return
+	}
+	l.lastCrowded = now
+	l.logger.Warn("crowded: ecp holds no long-poll open until it holds fewer connections, so agents take turns on connections; raise the open-file limit (ulimit -n) or --web.max-connections, or add a replica",
+		"open", n, "limit", l.opts.Max, "limitFrom", l.opts.Source, "holdAgainAt", l.low)
 }
 
 // conn gives its place back when closed.

@@ -214,3 +214,104 @@ func TestScaleCountsH2ConnectionsNotStreams(t *testing.T) {
 		t.Fatalf("ecp_http_connections_refused_total %v, want 1", got)
 	}
 }
+
+// pipeListener accepts one end of a fresh net.Pipe per Accept.
+type pipeListener struct{ net.Listener }
+
+func (pipeListener) Accept() (net.Conn, error) {
+	c, _ := net.Pipe()
+	return c, nil
+}
+
+// TestCrowdedFromHighWaterUntilLowWater: the listener says it is crowded
+// from nine tenths of its limit until its connections fall to eight
+// tenths, not in between on the way up nor on the way down (so polls are
+// not held and released by turns around one mark), logs turning crowded
+// once however often it turns so within a minute, shows it in
+// ecp_http_connections_crowded, and is never crowded without a limit.
+func TestCrowdedFromHighWaterUntilLowWater(t *testing.T) {
+	h, clk, reg := &logs{}, &clock{t: time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)}, prometheus.NewRegistry()
+	ln, err := Wrap(pipeListener{}, Options{Max: 20, Plain: true, Source: "--web.max-connections", Now: clk.now}, slog.New(h), reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []net.Conn
+	accept := func(n int) {
+		t.Helper()
+		for range n {
+			c, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			open = append(open, c)
+		}
+	}
+	closeSome := func(n int) {
+		for _, c := range open[:n] {
+			_ = c.Close()
+		}
+		open = open[n:]
+	}
+	defer func() { closeSome(len(open)) }()
+	gauge := func() float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "ecp_http_connections_crowded" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no ecp_http_connections_crowded")
+		return 0
+	}
+	for _, step := range []struct {
+		accept, close int
+		want          bool
+	}{
+		{17, 0, false}, // 17 of 20: below the high-water mark of 18
+		{1, 0, true},   // 18: crowded
+		{0, 1, true},   // 17: still crowded on the way down
+		{0, 1, false},  // 16: the low-water mark, holding again
+		{1, 0, false},  // 17: not crowded on the way up
+		{3, 0, true},   // 20
+		{0, 4, false},  // 16
+		{2, 0, true},   // 18 again within the minute
+	} {
+		accept(step.accept)
+		closeSome(step.close)
+		if got := ln.Crowded(); got != step.want {
+			t.Fatalf("%d of 20 open: Crowded() = %v, want %v", len(open), got, step.want)
+		}
+		if g := gauge(); g != map[bool]float64{true: 1}[step.want] {
+			t.Fatalf("%d of 20 open: ecp_http_connections_crowded %v", len(open), g)
+		}
+	}
+	if n := h.count("crowded: ecp holds no long-poll open"); n != 1 {
+		t.Fatalf("%d log lines for turning crowded twice within a minute, want 1", n)
+	}
+	closeSome(len(open))
+	if ln.Crowded() {
+		t.Fatal("crowded with no connection open")
+	}
+	clk.add(crowdedLogEvery)
+	accept(18)
+	if !ln.Crowded() || h.count("crowded: ecp holds no long-poll open") != 2 {
+		t.Fatalf("crowded again a minute later: Crowded() %v, %d log lines, want true and 2", ln.Crowded(), h.count("crowded"))
+	}
+
+	unlimited, err := Wrap(pipeListener{}, Options{}, slog.New(&logs{}), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := unlimited.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if unlimited.Crowded() {
+		t.Fatal("a listener without a limit says it is crowded")
+	}
+}

@@ -405,13 +405,7 @@ func TestTwoReplicas(t *testing.T) {
 	clk.Add(3*testInterval + time.Second)
 	// The follower heard nothing, and says so in its next digest (every
 	// interval/2); only then is the agent's silence certain.
-	follower.publishDigest(t.Context())
-	told := clk.Now()
-	leader.waitFor(t, "empty digest", func() bool {
-		leader.mu.Lock()
-		defer leader.mu.Unlock()
-		return leader.told["r2"].Equal(told)
-	})
+	leader.waitTold(t, follower, "r2", clk.Now())
 	follower.sweep(t.Context())
 	if follower.writes("silent") != 0 {
 		t.Fatal("the follower's sweeper acted")

@@ -125,6 +125,18 @@ func (tf *testFleet) waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// waitTold publishes the digest of replica from (named name) and waits
+// until tf has it: tf then knows what from heard up to now.
+func (tf *testFleet) waitTold(t *testing.T, from *testFleet, name string, now time.Time) {
+	t.Helper()
+	from.publishDigest(t.Context())
+	tf.waitFor(t, name+"'s digest", func() bool {
+		tf.mu.Lock()
+		defer tf.mu.Unlock()
+		return tf.told[name].Equal(now)
+	})
+}
+
 func (tf *testFleet) waitLeader(t *testing.T) {
 	t.Helper()
 	tf.waitFor(t, "leadership", tf.isLeader)

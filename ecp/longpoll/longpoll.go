@@ -44,6 +44,18 @@
 // HTTP/2 connection instead, and agents before either, or behind a proxy,
 // hold two HTTP/1.1 connections.
 //
+// # Crowding
+//
+// A held poll holds its connection. When the server holds so many that it
+// would soon refuse new ones (package connlimit), holding them would serve
+// the agents that came first and leave the rest refused. A server says so
+// through its requests' context (WithCrowded, from http.Server's
+// BaseContext); Hold then holds nothing: it answers at once (the reply if
+// there is one, else 204), closes the connection after the answer (on
+// HTTP/2, a GOAWAY), and sets agentproto.HeaderHold so that the agent
+// sends no request to hold before its next scheduled send. Every held
+// request ecp serves goes through Hold, so the rule holds for all of them.
+//
 // # API
 //
 // Hold is the whole API: the caller bounds how many polls it holds (and
@@ -56,6 +68,7 @@ package longpoll
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -63,6 +76,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
@@ -88,13 +102,40 @@ type Poll struct {
 	Answered func(status int, tookOver bool)
 }
 
+// crowdedKey carries a server's crowding test in its requests' context.
+type crowdedKey struct{}
+
+// WithCrowded returns ctx carrying crowded, which says whether the server
+// holds so many connections that it should hold no poll. A server gives it
+// to its requests with http.Server.BaseContext.
+func WithCrowded(ctx context.Context, crowded func() bool) context.Context {
+	return context.WithValue(ctx, crowdedKey{}, crowded)
+}
+
+// crowded asks the test r's server gave (WithCrowded); false without one.
+func crowded(r *http.Request) bool {
+	f, ok := r.Context().Value(crowdedKey{}).(func() bool)
+	return ok && f()
+}
+
 // Hold answers r per p. On HTTP/1.1, a poll that must wait is taken over
-// and Hold returns at once; otherwise it waits in the handler.
+// and Hold returns at once; otherwise it waits in the handler. On a
+// crowded server it does not wait (WithCrowded).
 func Hold(w http.ResponseWriter, r *http.Request, p Poll) error {
+	atOnce := crowded(r)
+	if atOnce {
+		w.Header().Set(agentproto.HeaderHold, agentproto.HoldNextSend)
+		w.Header().Set("Connection", "close")
+	}
 	reply, changed := p.Check()
 	if reply != nil {
 		p.Answered(http.StatusOK, false)
 		return httpapi.JSON(w, http.StatusOK, reply)
+	}
+	if atOnce {
+		p.Answered(http.StatusNoContent, false)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 	if h, ok := takeOver(w, r, p, changed); ok {
 		go h.hold()

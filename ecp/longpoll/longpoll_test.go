@@ -82,7 +82,8 @@ type server struct {
 	conns    atomic.Int64
 }
 
-func newServer(t *testing.T, h2c bool) *server {
+// newServer starts the server; setup, if any, changes it before it starts.
+func newServer(t *testing.T, h2c bool, setup ...func(*httptest.Server)) *server {
 	t.Helper()
 	s := &server{src: newSource(), stop: make(chan struct{}), answered: make(chan answer, 16)}
 	mux := http.NewServeMux()
@@ -107,6 +108,9 @@ func newServer(t *testing.T, h2c bool) *server {
 		s.Config.Protocols = new(http.Protocols)
 		s.Config.Protocols.SetHTTP1(true)
 		s.Config.Protocols.SetUnencryptedHTTP2(true)
+	}
+	for _, f := range setup {
+		f(s.Server)
 	}
 	s.Start()
 	t.Cleanup(func() {

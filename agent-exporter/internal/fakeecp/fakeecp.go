@@ -53,6 +53,8 @@ type Server struct {
 	conns       atomic.Int64
 	// held counts the long-polls waiting for a change.
 	held atomic.Int64
+	// crowded answers polls at once, as ecp near its connection limit.
+	crowded atomic.Bool
 }
 
 // Call is one request the fake answered, as it saw it.
@@ -264,6 +266,12 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 	}
 	wait = min(wait, agentproto.MaxDesiredWait)
 	callOf(r).Hold = wait
+	if s.crowded.Load() {
+		// As ecp near its connection limit: at once, closing the connection.
+		w.Header().Set(agentproto.HeaderHold, agentproto.HoldNextSend)
+		w.Header().Set("Connection", "close")
+		wait = 0
+	}
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	s.held.Add(1)
@@ -366,6 +374,10 @@ func (s *Server) SetInterval(seconds int) {
 	defer s.mu.Unlock()
 	s.interval = seconds
 }
+
+// SetCrowded makes polls answered at once with agentproto.HeaderHold and
+// their connection closed, as ecp does near its connection limit.
+func (s *Server) SetCrowded(v bool) { s.crowded.Store(v) }
 
 // SetFailing makes every request answer 503 (ecp unreachable).
 func (s *Server) SetFailing(v bool) {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -138,35 +139,49 @@ type Poller struct {
 	Answered *atomic.Int64
 }
 
-// Run keeps one long-poll open until ctx ends or Stopped says so.
+// Run keeps one long-poll open until ctx ends or Stopped says so. When
+// ecp asks for no poll before the agent's next send (agentproto.HeaderHold)
+// it waits Backoff, an interval, as it knows no send schedule.
 func (p Poller) Run(ctx context.Context) {
 	for ctx.Err() == nil && !p.Stopped() {
-		if !p.Once(ctx, p.Wait) {
+		ok, nextSend := p.Once(ctx, p.Wait)
+		if !ok || (nextSend && !Sleep(ctx, p.Backoff)) {
 			return
 		}
 	}
 }
 
 // Once sends one long-poll held at most wait, and after a failure waits
-// Backoff; it says false when ctx ended.
-func (p Poller) Once(ctx context.Context, wait time.Duration) bool {
+// Backoff with jitter, as the agent backs off; ok is false when ctx ended,
+// nextSend says that ecp answered at once and wants no poll before the
+// agent's next send (agentproto.HeaderHold).
+func (p Poller) Once(ctx context.Context, wait time.Duration) (ok, nextSend bool) {
 	url := fmt.Sprintf("%s%s?%s=%d&%s=%s", p.Base, agentproto.PathDesired, agentproto.QueryAfter, p.Revision, agentproto.QueryTimeout, wait)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false
+		return false, false
 	}
 	req.Header.Set("Authorization", "Bearer "+p.Cred)
 	resp, err := p.HC.Do(req)
 	if err != nil {
-		return Sleep(ctx, p.Backoff)
+		return Sleep(ctx, Jitter(p.Backoff)), false
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()
 	p.Answered.Add(1)
 	if resp.StatusCode != http.StatusNoContent && resp.StatusCode != http.StatusOK {
-		return Sleep(ctx, p.Backoff)
+		return Sleep(ctx, Jitter(p.Backoff)), false
 	}
-	return true
+	return true, resp.Header.Get(agentproto.HeaderHold) == agentproto.HoldNextSend
+}
+
+// Jitter is d spread over [d/2, 3d/2), so that agents refused together do
+// not come back together.
+func Jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return d
+	}
+	return d/2 + rand.N(d)
 }
 
 // ClockTicks is USER_HZ, 100 on every Linux this runs on.
