@@ -15,6 +15,14 @@ import (
 // carries the desired state meanwhile). Cancelling the poll instead would
 // close the connection (Go closes an HTTP/1.1 connection whose request is
 // cancelled).
+//
+// A tick that reports sends its push first and then the report as the
+// long-poll itself (a held report, agentproto.HeaderReportHeld), bounded
+// the same way: one request per interval in steady state. The tick's
+// sends end with the hold, so the poll loop has nothing left to hold
+// unless the report came back early (a desired state to apply) or ecp
+// did not hold it (an ecp older than held reports): then it polls for
+// the rest of the interval as before.
 const pollMargin = time.Second
 
 // sendSchedule is when the collection loop next sends to ecp, for the
@@ -59,12 +67,13 @@ func (w *sendSchedule) begin() {
 	}
 }
 
-// end marks the tick's sends done and the next tick due at now+gap. A
-// wake during the tick keeps the schedule busy for the tick it asked for.
-func (w *sendSchedule) end(now time.Time, gap time.Duration) {
+// end marks the tick's sends done and the next tick due at next, every
+// after the tick that ended. A wake during the tick keeps the schedule
+// busy for the tick it asked for.
+func (w *sendSchedule) end(next time.Time, every time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.next, w.margin = now.Add(gap), min(pollMargin, gap/10)
+	w.next, w.margin = next, marginOf(every)
 	if w.woken {
 		return
 	}
@@ -80,9 +89,24 @@ func (w *sendSchedule) end(now time.Time, gap time.Duration) {
 func (w *sendSchedule) pollHold(now time.Time, limit time.Duration) (time.Duration, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	left := w.next.Sub(now) - w.margin
-	if w.busy || left < max(w.margin, time.Millisecond) {
+	hold := holdFor(now, w.next, w.margin, limit)
+	if w.busy || hold == 0 {
 		return 0, w.ticked
 	}
-	return min(limit, left), nil
+	return hold, nil
+}
+
+// marginOf is how long before the next tick a hold must end, with ticks
+// every apart: pollMargin, or a tenth of a shorter gap.
+func marginOf(every time.Duration) time.Duration { return min(pollMargin, every/10) }
+
+// holdFor is how long a call sent at now may be held so that it ends margin
+// before next, at most limit; 0 when less than the margin would be left.
+// The desired-state poll and the held report (App.report) are held alike.
+func holdFor(now, next time.Time, margin, limit time.Duration) time.Duration {
+	left := next.Sub(now) - margin
+	if left < max(margin, time.Millisecond) {
+		return 0
+	}
+	return min(limit, left)
 }

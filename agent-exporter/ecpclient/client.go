@@ -84,15 +84,29 @@ func (c *Client) Report(ctx context.Context, req agentproto.ReportRequest) (agen
 	return out, err
 }
 
-// Desired long-polls for a desired state newer than after. It returns
-// changed=false when ecp held the call for wait and nothing changed.
-func (c *Client) Desired(ctx context.Context, after int64, wait time.Duration) (agentproto.DesiredState, bool, error) {
-	q := url.Values{
+// ReportHeld sends a report that is also the desired-state long-poll
+// (agentproto.HeaderReportHeld): ecp records it at once and answers when
+// the desired state is newer than after, or after wait. held says ecp
+// honoured the hold; otherwise (an ecp older than held reports, or one
+// holding all the polls it may) the reply came at once and the caller
+// long-polls with Desired as before.
+func (c *Client) ReportHeld(ctx context.Context, req agentproto.ReportRequest, after int64, wait time.Duration) (resp agentproto.ReportResponse, held bool, err error) {
+	_, h, err := c.doStatus(ctx, http.MethodPost, agentproto.PathReport, pollQuery(after, wait), req, &resp, true)
+	return resp, err == nil && h.Get(agentproto.HeaderReportHeld) == agentproto.ReportHeld, err
+}
+
+func pollQuery(after int64, wait time.Duration) url.Values {
+	return url.Values{
 		agentproto.QueryAfter:   {strconv.FormatInt(after, 10)},
 		agentproto.QueryTimeout: {wait.String()},
 	}
+}
+
+// Desired long-polls for a desired state newer than after. It returns
+// changed=false when ecp held the call for wait and nothing changed.
+func (c *Client) Desired(ctx context.Context, after int64, wait time.Duration) (agentproto.DesiredState, bool, error) {
 	var out agentproto.DesiredState
-	status, err := c.doStatus(ctx, http.MethodGet, agentproto.PathDesired, q, nil, &out, true)
+	status, _, err := c.doStatus(ctx, http.MethodGet, agentproto.PathDesired, pollQuery(after, wait), nil, &out, true)
 	if err != nil {
 		return out, false, err
 	}
@@ -105,11 +119,12 @@ func (c *Client) Unregister(ctx context.Context) error {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any, auth bool) error {
-	_, err := c.doStatus(ctx, method, path, q, in, out, auth)
+	_, _, err := c.doStatus(ctx, method, path, q, in, out, auth)
 	return err
 }
 
-func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values, in, out any, auth bool) (int, error) {
+// doStatus makes one call and returns the reply's status and header.
+func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values, in, out any, auth bool) (int, http.Header, error) {
 	u := *c.base
 	u.Path += path
 	u.RawQuery = q.Encode()
@@ -117,13 +132,13 @@ func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return 0, fmt.Errorf("encoding %s: %w", path, err)
+			return 0, nil, fmt.Errorf("encoding %s: %w", path, err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
-		return 0, fmt.Errorf("building request: %w", err)
+		return 0, nil, fmt.Errorf("building request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if in != nil {
@@ -134,12 +149,12 @@ func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("ecp %s %s: %w", method, path, err)
+		return 0, nil, fmt.Errorf("ecp %s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return resp.StatusCode, fmt.Errorf("reading ecp %s: %w", path, err)
+		return resp.StatusCode, resp.Header, fmt.Errorf("reading ecp %s: %w", path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		apiErr := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get(agentproto.HeaderRetryAfter))}
@@ -147,15 +162,15 @@ func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values
 		if json.Unmarshal(b, &eb) == nil {
 			apiErr.Code, apiErr.Message, apiErr.Field = eb.Error.Code, eb.Error.Message, eb.Error.Field
 		}
-		return resp.StatusCode, apiErr
+		return resp.StatusCode, resp.Header, apiErr
 	}
 	if out == nil || resp.StatusCode == http.StatusNoContent || len(b) == 0 {
-		return resp.StatusCode, nil
+		return resp.StatusCode, resp.Header, nil
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return resp.StatusCode, fmt.Errorf("decoding ecp %s: %w", path, err)
+		return resp.StatusCode, resp.Header, fmt.Errorf("decoding ecp %s: %w", path, err)
 	}
-	return resp.StatusCode, nil
+	return resp.StatusCode, resp.Header, nil
 }
 
 // parseRetryAfter reads delay-seconds; an HTTP-date is not used by ecp.
