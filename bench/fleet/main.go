@@ -668,7 +668,7 @@ func schedule(ctx context.Context, start time.Time, hc *http.Client, agents []*a
 				if j.a.hc != nil {
 					c = j.a.hc
 				}
-				if !turn(ctx, c, j.a, j.payload, cfg, res, pushed) {
+				if !turn(ctx, c, j.a, j.payload, cfg, res, pushed, 0) {
 					return
 				}
 			}
@@ -710,18 +710,15 @@ func schedule(ctx context.Context, start time.Time, hc *http.Client, agents []*a
 }
 
 // turn is one agent's turn in a round on c: its report, then its push
-// (payload, nil without remote write) and its log batch. It says false
-// when ctx ended.
-func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg config, res *results, pushed *atomic.Int64) bool {
-	var out agentproto.ReportResponse
-	start := time.Now()
-	code, err := agentsim.Post(ctx, c, a.base+agentproto.PathReport, a.cred, a.report(), &out)
-	if ctx.Err() != nil {
+// (payload, nil without remote write) and its log batch. With hold > 0
+// (http1-oneconn) the push and log batch go first and the report last,
+// held by ecp as the long-poll for at most hold, as agent-exporter sends
+// it; its latency is then ecp's own time to record it (Server-Timing),
+// since the reply comes at the end of the hold. It says false when ctx
+// ended.
+func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg config, res *results, pushed *atomic.Int64, hold time.Duration) bool {
+	if hold <= 0 && !report(ctx, c, a, res) {
 		return false
-	}
-	res.add(time.Since(start), code, err)
-	if err == nil && code == http.StatusOK {
-		a.lastReport.Store(time.Now().UnixNano())
 	}
 	if payload != nil {
 		code, err := push(ctx, c, a.base, a.cred, payload)
@@ -742,16 +739,49 @@ func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg con
 		}
 		res.add(-1, code, err)
 	}
+	if hold > 0 {
+		start := time.Now()
+		r, err := agentsim.ReportHeld(ctx, c, a.base, a.cred, a.report(), a.revision, hold)
+		if ctx.Err() != nil {
+			return false
+		}
+		d := time.Since(start)
+		if r.Held {
+			d = r.Recorded
+		}
+		res.add(d, r.Code, err)
+		if err == nil && r.Code == http.StatusOK {
+			a.lastReport.Store(time.Now().UnixNano())
+			// Applied, as an agent would: the next hold waits for a newer one.
+			a.revision = max(a.revision, r.Reply.Desired.Revision)
+		}
+	}
 	res.busy.Add(-1)
 	return true
 }
 
+// report sends the agent's report unheld; false when ctx ended.
+func report(ctx context.Context, c *http.Client, a *agent, res *results) bool {
+	var out agentproto.ReportResponse
+	start := time.Now()
+	code, err := agentsim.Post(ctx, c, a.base+agentproto.PathReport, a.cred, a.report(), &out)
+	if ctx.Err() != nil {
+		return false
+	}
+	res.add(time.Since(start), code, err)
+	if err == nil && code == http.StatusOK {
+		a.lastReport.Store(time.Now().UnixNano())
+	}
+	return true
+}
+
 // oneConnAgent is an agent on one HTTP/1.1 connection, as agent-exporter
-// by default: it long-polls (p) until a margin before its next turn (due
-// at start + its offset + whole intervals), takes its turn when schedule
-// hands it over and polls again right after. A silenced agent stops
-// polling and drops the turns still handed to it, so settle's count of
-// busy turns comes back to zero.
+// by default: when schedule hands it its turn (due at start + its offset +
+// whole intervals) it pushes, ships its log batch and sends its report
+// held as the long-poll until a margin before its next turn; only when ecp
+// did not hold the report (or answered it early) does it long-poll (p)
+// for the rest of the interval. A silenced agent stops and drops the turns
+// still handed to it, so settle's count of busy turns comes back to zero.
 func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.Time, cfg config, res *results, pushed *atomic.Int64) {
 	next := func(now time.Time) time.Time {
 		first := start.Add(a.offset)
@@ -762,18 +792,27 @@ func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.T
 	}
 	// As the agent: a tenth of a shorter interval.
 	margin := min(agentsim.PollMargin, cfg.interval/10)
+	// hold is how long a call sent now may be held: until the margin
+	// before the next turn, 0 when less than the margin would be left.
+	hold := func() time.Duration {
+		now := time.Now()
+		if h := min(p.Wait, next(now).Sub(now)-margin); h >= margin {
+			return h
+		}
+		return 0
+	}
 	for !a.silenced.Load() {
 		select {
 		case payload := <-a.turns:
-			if !turn(ctx, a.hc, a, payload, cfg, res, pushed) {
+			if !turn(ctx, a.hc, a, payload, cfg, res, pushed, max(hold(), time.Millisecond)) {
 				return
 			}
 			continue
 		default:
 		}
-		now := time.Now()
-		if hold := min(p.Wait, next(now).Sub(now)-margin); hold >= margin {
-			if !p.Once(ctx, hold) {
+		if h := hold(); h > 0 {
+			p.Revision = a.revision
+			if !p.Once(ctx, h) {
 				return
 			}
 			continue
@@ -782,7 +821,7 @@ func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.T
 		case <-ctx.Done():
 			return
 		case payload := <-a.turns:
-			if !turn(ctx, a.hc, a, payload, cfg, res, pushed) {
+			if !turn(ctx, a.hc, a, payload, cfg, res, pushed, max(hold(), time.Millisecond)) {
 				return
 			}
 		}
