@@ -130,7 +130,7 @@ func run() int {
 	fs.StringVar(&cfg.backend, "remote-write.backend", backendSink, "Where ecp forwards remote write: sink (an in-process receiver counting samples) or prometheus (a real Prometheus with its remote-write receiver, from PATH or .tools).")
 	fs.IntVar(&cfg.logLines, "logs.lines", 0, "Log lines each agent ships per interval through ecp into a real VictoriaLogs (from PATH or .tools); 0 ships none.")
 	fs.StringVar(&cfg.summaryJSON, "summary.json", "", "Also write the summary as JSON to this file (what bench/fleet/sweep reads).")
-	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsOneConn, "How each agent holds its connections to ecp: http1-oneconn (agent-exporter's default: one HTTP/1.1 connection per agent, each long-poll held until just before the agent's next report, push and log batch, sent between polls), h2 (agent-exporter --ecp.http2: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
+	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsOneConn, "How each agent holds its connections to ecp: http1-oneconn (agent-exporter's default: one HTTP/1.1 connection per agent, each interval its push and log batch, then its report held as the long-poll until just before the next interval), h2 (agent-exporter --ecp.http2: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
 	fs.IntVar(&cfg.processes, "agents.processes", 1, "Processes the agents are driven from: above 1, this benchmark runs itself again that many times, each child driving every n-th agent, and merges what they measured (one process holds at most its open-file limit of connections).")
 	fs.IntVar(&cfg.replicas, "ecp.replicas", 1, "ecp replicas to run; above 1 needs --etcd.members. Agent i reports to replica i mod n.")
 	fs.IntVar(&cfg.members, "etcd.members", 0, "Members of an external etcd cluster of real etcd processes (built from etcd's Go modules) the replicas share; 0 runs one ecp with its embedded etcd.")
@@ -227,6 +227,8 @@ type summary struct {
 	linesAccepted, linesRefused, linesPending, linesHeld int64
 	// dropped is what ecp counted as accepted and not stored, by counter.
 	dropped map[string]float64
+	// polls counts the desired-state polls answered in the window.
+	polls int64
 }
 
 func (s summary) String() string {
@@ -237,14 +239,14 @@ func (s summary) String() string {
 	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v"+
 		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d rw_samples_per_s=%.0f log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v connections=%s ecp_open_connections=%d"+
 		" load_processes=%d replicas=%d etcd_members=%d ecp_nofile=%d 503s=%d agents_served_window=%d agents_served_ever=%d connections_refused=%d connections_refused_total=%d ecp_up=%t ecp_fds=%d etcd_cpu=%.1f%% etcd_rss=%dMiB"+
-		" cpu_per_agent=%.3fmcore rss_per_agent=%.1fKiB fds_per_agent=%.2f per_process=%s",
+		" cpu_per_agent=%.3fmcore rss_per_agent=%.1fKiB fds_per_agent=%.2f per_process=%s polls=%d",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
 		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written,
 		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, float64(s.pushSamples)/max(s.window.Seconds(), 1e-9), s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
 		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped, s.cfg.conns, s.ecpConns,
 		max(1, s.cfg.processes), max(1, s.cfg.replicas), s.cfg.members, s.cfg.nofile, s.unavailable, s.servedWindow, s.servedEver, s.connsRefused, s.connsRefusedTotal, s.ecpUp, s.ecpFDs, 100*s.etcdCPU, s.etcdRSSMiB,
-		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess())
+		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess(), s.polls)
 }
 
 // perAgent is the deployment's cost (replicas and external etcd together)
@@ -531,7 +533,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (sum summary, err err
 	ww := w.Window
 	sum.pushSamples, sum.sinkSamples = ww.Pushed, sk.samples.Load()-sinkBefore
 	sum.linesWindow = ww.Lines
-	sum.tooMany, sum.unavailable, sum.errs, sum.servedWindow = ww.TooMany, ww.Unavailable, ww.Errors, ww.Served
+	sum.tooMany, sum.unavailable, sum.errs, sum.servedWindow, sum.polls = ww.TooMany, ww.Unavailable, ww.Errors, ww.Served, ww.Polls
 	sum.reports = int(ww.Latency.Count())
 	sum.p50, sum.p99 = ww.Latency.Quantile(0.5), ww.Latency.Quantile(0.99)
 	if cfg.silence > 0 {
