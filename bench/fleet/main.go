@@ -753,7 +753,8 @@ func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg con
 		}
 		res.add(d, r.Code, err)
 		if err == nil && r.Code == http.StatusOK {
-			a.lastReport.Store(time.Now().UnixNano())
+			// When ecp recorded it: a held reply comes at the hold's end.
+			a.lastReport.Store(start.UnixNano())
 			// Applied, as an agent would: the next hold waits for a newer one.
 			a.revision = max(a.revision, r.Reply.Desired.Revision)
 		}
