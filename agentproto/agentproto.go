@@ -31,7 +31,7 @@ const (
 	PathDashboardSession = "/api/v1/agent/dashboard-session"
 )
 
-// Query parameters of PathDesired.
+// Query parameters of PathDesired, and of PathReport for a held report.
 const (
 	// QueryAfter is the revision the agent already holds; the call returns
 	// as soon as the desired state has a newer one.
@@ -39,6 +39,41 @@ const (
 	// QueryTimeout bounds the long-poll, as a Go duration ("30s"). ecp caps
 	// it at MaxDesiredWait and answers 204 No Content when nothing changed.
 	QueryTimeout = "timeout"
+)
+
+// A held report is a report that is also the desired-state long-poll, so
+// that an agent makes one request per interval instead of two:
+//
+//	POST PathReport?after=<revision>&timeout=<duration>
+//
+// ecp records the report on arrival exactly as an unheld one (liveness,
+// status, monitoring: nothing waits for the hold) and refuses it as one
+// (400, 401, 429 beyond the reports in flight, 503), at once and never
+// held. Then, when the desired revision is newer than after, it answers at
+// once; otherwise it holds the reply like a PathDesired poll (the same
+// limit of held polls, capped at MaxDesiredWait, answered early when ecp
+// shuts down) and answers when the desired state changes or the timeout
+// passes. The reply is always 200 with a ReportResponse carrying the
+// desired state then in force, never 204: a report always gets its reply.
+//
+// Every reply of an ecp that honoured the query carries HeaderReportHeld.
+// An ecp older than held reports ignores the query and answers at once
+// without it; so does an ecp holding all the polls it may (MaxWaiters),
+// whose next poll would be refused 429. Either way the agent long-polls
+// PathDesired as before. Both query parameters must be given for a hold;
+// an agent that gives neither gets the immediate reply it always got.
+const (
+	// HeaderReportHeld is set on the reply to a held report when ecp
+	// honoured the hold: the reply came when the desired state was newer
+	// than after, or at the timeout. Without it the agent polls PathDesired.
+	HeaderReportHeld = "X-Ecp-Report-Held"
+	// ReportHeld is the value of HeaderReportHeld.
+	ReportHeld = "true"
+	// HeaderServerTiming (the W3C Server-Timing header) is set on a
+	// held report's reply as "record;dur=<milliseconds>": how long ecp took
+	// to record the report, which the reply's own latency no longer shows.
+	// Informational; agents need not read it.
+	HeaderServerTiming = "Server-Timing"
 )
 
 // Timing rules both sides share.

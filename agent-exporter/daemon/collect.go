@@ -23,15 +23,19 @@ func (a *App) collectLoop(ctx context.Context) error {
 		case <-t.C:
 		case <-a.sends.kick:
 		}
+		start := a.opts.Now()
 		a.sends.begin()
-		a.tick(ctx)
-		d := a.rep.nextTickIn()
-		a.sends.end(a.opts.Now(), d)
-		t.Reset(d)
+		a.tick(ctx, start)
+		// From the tick's start: a held report ends the tick just before
+		// the next one is due.
+		next := a.rep.nextTickAt(start)
+		a.sends.end(next, next.Sub(start))
+		t.Reset(max(0, next.Sub(a.opts.Now())))
 	}
 }
 
-func (a *App) tick(ctx context.Context) {
+// tick collects, pushes and reports; start is when it began.
+func (a *App) tick(ctx context.Context, start time.Time) {
 	s, _ := a.sess.current()
 	gen := a.rep.gen()
 	// Everything the tick asks of EMQX shares one deadline (tickBudget),
@@ -79,7 +83,7 @@ func (a *App) tick(ctx context.Context) {
 	if err := a.rw.Push(s.push, snap.CollectedAt); err != nil {
 		a.log.Warn("collection not queued for remote write", "err", err)
 	}
-	a.report(s, snap, timedOut, gen)
+	a.report(s, snap, timedOut, gen, start)
 }
 
 // buildReport is called by reporter.queue with the intervals in force.
@@ -108,19 +112,35 @@ func (a *App) buildReport(iv intervals, snap *collector.Snapshot, timedOut *agen
 
 // report queues a report when one is due and sends the queue oldest
 // first. While ecp is unreachable the queue keeps at most ReportBuffer
-// reports; the oldest are dropped and counted.
-func (a *App) report(s *session, snap *collector.Snapshot, timedOut *agentproto.Problem, gen uint64) {
+// reports; the oldest are dropped and counted. On one HTTP/1.1 connection
+// the last report is held as the long-poll (reportHold); start is when
+// the tick began.
+func (a *App) report(s *session, snap *collector.Snapshot, timedOut *agentproto.Problem, gen uint64, start time.Time) {
 	if !a.rep.queue(gen, func(iv intervals) agentproto.ReportRequest { return a.buildReport(iv, snap, timedOut) }) {
 		return
 	}
 	for {
-		req, ok := a.rep.oldest(s)
+		req, ok := a.rep.oldest(s, start)
 		if !ok {
 			return
 		}
-		rctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
-		resp, err := s.ecp.Report(rctx, req)
-		cancel()
+		var (
+			resp agentproto.ReportResponse
+			err  error
+		)
+		if hold := a.reportHold(s, start); hold > 0 {
+			// Never cancelled to make room: it ends before the next tick.
+			var held ecpclient.HeldReport
+			held, err = s.poll.ReportHeld(s.ctx, req, a.enf.State().Revision, hold)
+			resp = held.ReportResponse
+			if held.NextSend {
+				a.sends.crowd()
+			}
+		} else {
+			rctx, cancel := context.WithTimeout(s.ctx, a.opts.HTTPTimeout)
+			resp, err = s.ecp.Report(rctx, req)
+			cancel()
+		}
 		if err != nil {
 			if s.ctx.Err() != nil {
 				return
@@ -136,4 +156,32 @@ func (a *App) report(s *session, snap *collector.Snapshot, timedOut *agentproto.
 		a.rep.delivered(s, secondsDuration(resp.ReportIntervalSeconds))
 		a.applyDesired(s, resp.Desired)
 	}
+}
+
+// reportHold is how long ecp may hold the report about to be sent, as the
+// desired-state long-poll (agentproto.HeaderReportHeld): on one HTTP/1.1
+// connection, for the only report queued, until the margin before the next
+// tick (holdFor), at most DesiredWait; else 0, sent unheld. It first lets
+// the tick's push go out, which would otherwise wait behind the hold; log
+// batches already waiting for the connection go first as well (calls take
+// the connection in the order they asked for it).
+func (a *App) reportHold(s *session, start time.Time) time.Duration {
+	if !s.toECP.OneConn() || a.rep.backlog(s) != 1 {
+		return 0
+	}
+	next := a.rep.nextTickAt(start)
+	margin := marginOf(next.Sub(start))
+	hold := holdFor(a.opts.Now(), next, margin, a.opts.DesiredWait)
+	if hold == 0 {
+		return 0
+	}
+	t := time.NewTimer(hold)
+	defer t.Stop()
+	select {
+	case <-a.rw.Tried():
+	case <-t.C:
+	case <-s.ctx.Done():
+		return 0
+	}
+	return holdFor(a.opts.Now(), next, margin, a.opts.DesiredWait)
 }

@@ -136,14 +136,65 @@ func TestHTTP2OneConnection(t *testing.T) {
 	}
 }
 
-// TestCrowdedECPNoPollBeforeNextReport: when ecp answers a poll at once
-// because it holds too many connections (agentproto.HeaderHold), the agent
-// polls again only after its next tick's sends (here a report each tick),
-// on the connection they opened, instead of re-polling in a loop.
+// TestCrowdedECPNoPollBeforeNextReport: when ecp answers at once because
+// it holds too many connections (agentproto.HeaderHold), the agent waits
+// for its next tick's sends instead of polling in a loop. Its held report
+// answered so is the interval's only call; against an ecp that does not
+// hold reports, it polls once after each report.
 func TestCrowdedECPNoPollBeforeNextReport(t *testing.T) {
+	t.Run("held report", func(t *testing.T) {
+		ecp, calls, reports := crowdedAgent(t, false)
+		for _, c := range calls {
+			if c.Path == agentproto.PathDesired {
+				t.Fatalf("poll at %s beside %d crowded held reports, want none: the held report's answer covers the interval",
+					c.Start.Format("15:04:05.000"), reports)
+			}
+		}
+		if n := len(calls); n > reports+2 {
+			t.Errorf("%d calls for %d reports, want one a tick", n, reports)
+		}
+		if ecp.CallsTo(agentproto.PathReport) == 0 {
+			t.Fatal("no report answered")
+		}
+	})
+	t.Run("ecp without held reports", func(t *testing.T) {
+		_, calls, _ := crowdedAgent(t, true)
+		var polls []fakeecp.Call
+		for _, c := range calls {
+			if c.Path == agentproto.PathDesired {
+				polls = append(polls, c)
+			}
+		}
+		if len(polls) < 2 {
+			t.Fatalf("%d polls over four reports, want one after each report", len(polls))
+		}
+		if len(polls) > len(calls)/2+1 {
+			t.Errorf("%d polls among %d calls: the agent re-polls without waiting for its report", len(polls), len(calls))
+		}
+		for i := 1; i < len(polls); i++ {
+			reported := false
+			for _, c := range calls {
+				if c.Path == agentproto.PathReport && c.Start.After(polls[i-1].End) && c.End.Before(polls[i].Start) {
+					reported = true
+				}
+			}
+			if !reported {
+				t.Errorf("poll at %s followed the crowded answer at %s with no report between", polls[i].Start.Format("15:04:05.000"), polls[i-1].End.Format("15:04:05.000"))
+			}
+		}
+	})
+}
+
+// crowdedAgent runs a registered agent reporting every second until ecp
+// turns crowded, then returns the calls of the next four reports and how
+// many reports they hold; oldECP makes the fake answer reports unheld.
+func crowdedAgent(t *testing.T, oldECP bool) (*fakeecp.Server, []fakeecp.Call, int) {
 	const interval = time.Second // the fake's report interval: a report each tick
 	emqx := startEMQX(t)
 	ecp := fakeecp.Start(t)
+	if oldECP {
+		ecp.IgnoreReportHold()
+	}
 	ecp.IssueToken("tok")
 	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval, o.DesiredWait = interval, 30*time.Second })
 	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != cli.ExitOK {
@@ -154,29 +205,12 @@ func TestCrowdedECPNoPollBeforeNextReport(t *testing.T) {
 	start := len(ecp.Calls())
 	reports := len(ecp.Reports())
 	eventually(t, 20*interval, "four more reports", func() bool { return len(ecp.Reports()) >= reports+4 })
-
 	calls := ecp.Calls()[start:]
-	var polls []fakeecp.Call
+	n := 0
 	for _, c := range calls {
-		if c.Path == agentproto.PathDesired {
-			polls = append(polls, c)
+		if c.Path == agentproto.PathReport {
+			n++
 		}
 	}
-	if len(polls) < 2 {
-		t.Fatalf("%d polls over four reports, want one after each report", len(polls))
-	}
-	if len(polls) > len(calls)/2+1 {
-		t.Errorf("%d polls among %d calls: the agent re-polls without waiting for its report", len(polls), len(calls))
-	}
-	for i := 1; i < len(polls); i++ {
-		reported := false
-		for _, c := range calls {
-			if c.Path == agentproto.PathReport && c.Start.After(polls[i-1].End) && c.End.Before(polls[i].Start) {
-				reported = true
-			}
-		}
-		if !reported {
-			t.Errorf("poll at %s followed the crowded answer at %s with no report between", polls[i].Start.Format("15:04:05.000"), polls[i-1].End.Format("15:04:05.000"))
-		}
-	}
+	return ecp, calls, n
 }

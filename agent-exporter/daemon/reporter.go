@@ -95,17 +95,28 @@ func (r *reporter) setFileInterval(d time.Duration) {
 	r.iv.pick(r.log)
 }
 
-// nextTickIn is the collection interval, or less when the first report ecp
-// placed in the interval is due sooner: that tick then reports, and the
-// ticks after it keep its place.
-func (r *reporter) nextTickIn() time.Duration {
+// nextTickAt is when the tick after one that started at start is due: an
+// interval later, or sooner when the first report ecp placed in the
+// interval is due sooner: that tick then reports, and the ticks after it
+// keep its place.
+func (r *reporter) nextTickAt(start time.Time) time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := r.iv.current
-	if !r.rep.firstAt.IsZero() {
-		d = max(0, min(d, r.rep.firstAt.Sub(r.now())))
+	next := start.Add(r.iv.current)
+	if !r.rep.firstAt.IsZero() && r.rep.firstAt.Before(next) {
+		next = r.rep.firstAt
 	}
-	return d
+	return next
+}
+
+// backlog is how many reports of s wait to be sent.
+func (r *reporter) backlog(s *session) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owner != s {
+		return 0
+	}
+	return len(r.rep.queue)
 }
 
 // gen is the count of desired states applied outside a tick, for a tick
@@ -141,12 +152,13 @@ func (r *reporter) queue(gen uint64, build func(iv intervals) agentproto.ReportR
 
 // oldest is the next report of s to send. When there is none, or s is no
 // longer the session reported for, the flush ends and the next report is
-// due an interval of ecp's from now.
-func (r *reporter) oldest(s *session) (agentproto.ReportRequest, bool) {
+// due an interval of ecp's after start, when the tick began (not when the
+// flush ended: a held report ends just before the next tick).
+func (r *reporter) oldest(s *session, start time.Time) (agentproto.ReportRequest, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.owner != s || len(r.rep.queue) == 0 {
-		r.rep.next = r.now().Add(r.iv.reportEvery())
+		r.rep.next = start.Add(r.iv.reportEvery())
 		return agentproto.ReportRequest{}, false
 	}
 	return r.rep.queue[0], true

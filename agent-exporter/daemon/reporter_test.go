@@ -42,10 +42,10 @@ func TestReporterKeepsToItsSession(t *testing.T) {
 			t.Fatalf("report %d not due", i)
 		}
 	}
-	if req, ok := r.oldest(s1); !ok || req.AgentVersion != "b" || testutil.ToFloat64(r.dropped) != 1 || testutil.ToFloat64(r.buffered) != 2 {
+	if req, ok := r.oldest(s1, now); !ok || req.AgentVersion != "b" || testutil.ToFloat64(r.dropped) != 1 || testutil.ToFloat64(r.buffered) != 2 {
 		t.Fatalf("oldest %q %v, dropped %v, buffered %v: want b of the two newest, one dropped", req.AgentVersion, ok, testutil.ToFloat64(r.dropped), testutil.ToFloat64(r.buffered))
 	}
-	if _, ok := r.oldest(s2); ok {
+	if _, ok := r.oldest(s2, now); ok {
 		t.Fatal("another session's flush got s1's report")
 	}
 	r.stop(s2)
@@ -77,15 +77,15 @@ func TestReporterSchedule(t *testing.T) {
 	r := testReporter(&now)
 	s := &session{reg: state.Registration{ReportInterval: 30 * time.Second}, firstReport: 7 * time.Second}
 	r.start(s)
-	if r.interval() != 30*time.Second || r.nextTickIn() != 7*time.Second {
-		t.Fatalf("interval %s, next tick in %s: want ecp's 30s and its first report's 7s", r.interval(), r.nextTickIn())
+	if r.interval() != 30*time.Second || r.nextTickAt(now).Sub(now) != 7*time.Second {
+		t.Fatalf("interval %s, next tick in %s: want ecp's 30s and its first report's 7s", r.interval(), r.nextTickAt(now).Sub(now))
 	}
 	if reportOf(r, 0) {
 		t.Fatal("a report before the place ecp gave the first")
 	}
 	now = now.Add(7 * time.Second)
-	if !reportOf(r, 0) || r.nextTickIn() != 30*time.Second {
-		t.Fatalf("first report not queued at its place, or the ticks do not return to the interval (next in %s)", r.nextTickIn())
+	if !reportOf(r, 0) || r.nextTickAt(now).Sub(now) != 30*time.Second {
+		t.Fatalf("first report not queued at its place, or the ticks do not return to the interval (next in %s)", r.nextTickAt(now).Sub(now))
 	}
 	wait, n := r.failed(&ecpclient.APIError{Status: 429, RetryAfter: 40 * time.Second})
 	if wait < 40*time.Second || n != 1 || testutil.ToFloat64(r.failures) != 1 {
@@ -100,7 +100,7 @@ func TestReporterSchedule(t *testing.T) {
 	if r.interval() != 20*time.Second {
 		t.Fatalf("interval %s after ecp's reply of 20s", r.interval())
 	}
-	if _, ok := r.oldest(s); ok {
+	if _, ok := r.oldest(s, now); ok {
 		t.Fatal("a delivered report still queued")
 	}
 	r.setFileInterval(5 * time.Second)

@@ -15,6 +15,14 @@ import (
 // carries the desired state meanwhile). Cancelling the poll instead would
 // close the connection (Go closes an HTTP/1.1 connection whose request is
 // cancelled).
+//
+// A tick that reports sends its push first and then the report as the
+// long-poll itself (a held report, agentproto.HeaderReportHeld), bounded
+// the same way: one request per interval in steady state. The tick's
+// sends end with the hold, so the poll loop has nothing left to hold
+// unless the report came back early (a desired state to apply) or ecp
+// did not hold it (an ecp older than held reports): then it polls for
+// the rest of the interval as before.
 const pollMargin = time.Second
 
 // sendSchedule is when the collection loop next sends to ecp, for the
@@ -28,7 +36,10 @@ type sendSchedule struct {
 	margin time.Duration // how long before next a poll must be answered
 	busy   bool          // a tick is due or running
 	woken  bool          // wake was called since the running tick began
-	ticked chan struct{} // closed when busy ends
+	// crowded: ecp answered this tick's held report at once and wants no
+	// poll before the next tick's sends (agentproto.HeaderHold).
+	crowded bool
+	ticked  chan struct{} // closed when busy ends
 }
 
 func newSendSchedule() *sendSchedule {
@@ -52,19 +63,29 @@ func (w *sendSchedule) wake() {
 func (w *sendSchedule) begin() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.busy, w.woken = true, false
+	w.busy, w.woken, w.crowded = true, false, false
 	select {
 	case <-w.kick:
 	default:
 	}
 }
 
-// end marks the tick's sends done and the next tick due at now+gap. A
-// wake during the tick keeps the schedule busy for the tick it asked for.
-func (w *sendSchedule) end(now time.Time, gap time.Duration) {
+// crowd says ecp answered the running tick's held report at once because
+// it is crowded: the poll loop then waits for the next tick's sends, as
+// after a poll answered so (App.pollAfterNextSend).
+func (w *sendSchedule) crowd() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.next, w.margin = now.Add(gap), min(pollMargin, gap/10)
+	w.crowded = true
+}
+
+// end marks the tick's sends done and the next tick due at next, every
+// after the tick that ended. A wake during the tick keeps the schedule
+// busy for the tick it asked for.
+func (w *sendSchedule) end(next time.Time, every time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.next, w.margin = next, marginOf(every)
 	if w.woken {
 		return
 	}
@@ -75,16 +96,32 @@ func (w *sendSchedule) end(now time.Time, gap time.Duration) {
 
 // pollHold is how long a poll sent at now may be held, at most limit:
 // until the margin before the next tick. When a tick is due or running, or
-// less than the margin would be left, it returns a channel closed when the
-// next tick has ended instead: poll after it.
+// less than the margin would be left, or ecp is crowded (crowd), it
+// returns a channel closed when the next tick has ended instead: poll
+// after it.
 func (w *sendSchedule) pollHold(now time.Time, limit time.Duration) (time.Duration, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	left := w.next.Sub(now) - w.margin
-	if w.busy || left < max(w.margin, time.Millisecond) {
+	hold := holdFor(now, w.next, w.margin, limit)
+	if w.busy || w.crowded || hold == 0 {
 		return 0, w.ticked
 	}
-	return min(limit, left), nil
+	return hold, nil
+}
+
+// marginOf is how long before the next tick a hold must end, with ticks
+// every apart: pollMargin, or a tenth of a shorter gap.
+func marginOf(every time.Duration) time.Duration { return min(pollMargin, every/10) }
+
+// holdFor is how long a call sent at now may be held so that it ends margin
+// before next, at most limit; 0 when less than the margin would be left.
+// The desired-state poll and the held report (App.report) are held alike.
+func holdFor(now, next time.Time, margin, limit time.Duration) time.Duration {
+	left := next.Sub(now) - margin
+	if left < max(margin, time.Millisecond) {
+		return 0
+	}
+	return min(limit, left)
 }
 
 // nextSendDone returns a channel closed when the next tick's sends (the

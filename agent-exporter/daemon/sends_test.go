@@ -16,7 +16,7 @@ func TestSendSchedulePollHold(t *testing.T) {
 		t.Fatal("a poll may go out before the first tick")
 	}
 	w.begin()
-	w.end(t0, 15*time.Second)
+	w.end(t0.Add(15*time.Second), 15*time.Second)
 	for _, c := range []struct {
 		at    time.Duration
 		limit time.Duration
@@ -35,7 +35,7 @@ func TestSendSchedulePollHold(t *testing.T) {
 	}
 	// A short interval gets a tenth of it as the margin.
 	w.begin()
-	w.end(t0, 300*time.Millisecond)
+	w.end(t0.Add(300*time.Millisecond), 300*time.Millisecond)
 	if got, _ := w.pollHold(t0, time.Minute); got != 270*time.Millisecond {
 		t.Errorf("300ms between ticks: hold %s, want 270ms", got)
 	}
@@ -43,7 +43,7 @@ func TestSendSchedulePollHold(t *testing.T) {
 	w.begin()
 	_, ticked := w.pollHold(t0, time.Minute)
 	w.wake()
-	w.end(t0, 15*time.Second)
+	w.end(t0.Add(15*time.Second), 15*time.Second)
 	select {
 	case <-ticked:
 		t.Fatal("the tick's end released the poll although a wake asked for another tick")
@@ -54,7 +54,7 @@ func TestSendSchedulePollHold(t *testing.T) {
 	}
 	<-w.kick
 	w.begin()
-	w.end(t0, 15*time.Second)
+	w.end(t0.Add(15*time.Second), 15*time.Second)
 	<-ticked
 	if got, _ := w.pollHold(t0, time.Minute); got != 14*time.Second {
 		t.Fatalf("after the woken tick: hold %s, want 14s", got)

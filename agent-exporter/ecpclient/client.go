@@ -95,14 +95,44 @@ type Polled struct {
 	NextSend bool
 }
 
-// Desired long-polls for a desired state newer than after.
-func (c *Client) Desired(ctx context.Context, after int64, wait time.Duration) (Polled, error) {
-	q := url.Values{
+// HeldReport is the reply to a report sent as the desired-state long-poll.
+type HeldReport struct {
+	agentproto.ReportResponse
+	// Held says ecp honoured the hold (agentproto.HeaderReportHeld);
+	// otherwise (an ecp older than held reports, or one holding all the
+	// polls it may) the reply came at once and the caller long-polls with
+	// Desired as before.
+	Held bool
+	// NextSend is Polled.NextSend: ecp is crowded, answered at once and
+	// wants no poll before the agent's next scheduled send.
+	NextSend bool
+}
+
+// ReportHeld sends a report that is also the desired-state long-poll:
+// ecp records it at once and answers when the desired state is newer than
+// after, or after wait.
+func (c *Client) ReportHeld(ctx context.Context, req agentproto.ReportRequest, after int64, wait time.Duration) (HeldReport, error) {
+	var out HeldReport
+	_, h, err := c.doStatus(ctx, http.MethodPost, agentproto.PathReport, pollQuery(after, wait), req, &out.ReportResponse, true)
+	if err != nil {
+		return out, err
+	}
+	out.Held = h.Get(agentproto.HeaderReportHeld) == agentproto.ReportHeld
+	out.NextSend = h.Get(agentproto.HeaderHold) == agentproto.HoldNextSend
+	return out, nil
+}
+
+func pollQuery(after int64, wait time.Duration) url.Values {
+	return url.Values{
 		agentproto.QueryAfter:   {strconv.FormatInt(after, 10)},
 		agentproto.QueryTimeout: {wait.String()},
 	}
+}
+
+// Desired long-polls for a desired state newer than after.
+func (c *Client) Desired(ctx context.Context, after int64, wait time.Duration) (Polled, error) {
 	var out Polled
-	status, header, err := c.doStatus(ctx, http.MethodGet, agentproto.PathDesired, q, nil, &out.Desired, true)
+	status, header, err := c.doStatus(ctx, http.MethodGet, agentproto.PathDesired, pollQuery(after, wait), nil, &out.Desired, true)
 	if err != nil {
 		return out, err
 	}
@@ -121,6 +151,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, 
 	return err
 }
 
+// doStatus makes one call and returns the reply's status and header.
 func (c *Client) doStatus(ctx context.Context, method, path string, q url.Values, in, out any, auth bool) (int, http.Header, error) {
 	u := *c.base
 	u.Path += path

@@ -122,6 +122,10 @@ type Sender struct {
 	pausedUntil time.Time
 	backoff     backoff.Backoff
 	kick        chan struct{}
+	// tried is the newest seq whose push was attempted (sent, refused or
+	// failed once); waiters are the Tried calls waiting for a seq.
+	tried   uint64
+	waiters []triedWaiter
 
 	selMu sync.Mutex // one selection at a time
 	sel   *Selector
@@ -220,12 +224,46 @@ func (s *Sender) Push(target *Target, at time.Time) error {
 		s.queue[0] = request{}
 		s.queue = s.queue[1:]
 	}
+	s.settleLocked()
 	s.queued.Set(float64(len(s.queue)))
 	select {
 	case s.kick <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+type triedWaiter struct {
+	seq uint64
+	ch  chan struct{}
+}
+
+// Tried returns a channel closed once every collection queued before the
+// call has been pushed once (sent, refused or failed) or dropped. An agent
+// on one HTTP/1.1 connection waits for it before sending a call that holds
+// the connection (a held report), so that its samples go out first.
+func (s *Sender) Tried() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch := make(chan struct{})
+	s.waiters = append(s.waiters, triedWaiter{seq: s.seq, ch: ch})
+	s.settleLocked()
+	return ch
+}
+
+// settleLocked closes the Tried channels whose collections were all tried
+// or are no longer queued.
+func (s *Sender) settleLocked() {
+	kept := s.waiters[:0]
+	for _, w := range s.waiters {
+		if w.seq <= s.tried || len(s.queue) == 0 || s.queue[0].seq > w.seq {
+			close(w.ch)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(s.waiters[len(kept):])
+	s.waiters = kept
 }
 
 // Reset drops everything queued: the registration ended or changed, and
@@ -247,6 +285,7 @@ func (s *Sender) dropAllLocked(reason string) {
 	}
 	s.queue = nil
 	s.queued.Set(0)
+	s.settleLocked()
 }
 
 // Run pushes queued collections until ctx ends.
@@ -289,6 +328,8 @@ func (s *Sender) sendHead(ctx context.Context) (time.Duration, bool) {
 	disabled, err := s.send(ctx, head)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.tried = max(s.tried, head.seq)
+	defer s.settleLocked()
 	if len(s.queue) == 0 || s.queue[0].seq != head.seq {
 		// Reset or dropped for room while sending: the outcome is moot.
 		return 0, len(s.queue) > 0

@@ -343,3 +343,39 @@ func TestSenderPausesWhenECPHasNoBackend(t *testing.T) {
 		}
 	})
 }
+
+// TestSenderTried: Tried is closed at once with nothing queued, and
+// otherwise once the collections queued before it were pushed once, even
+// when that push failed and waits for its retry (a held report must not
+// wait for ecp's Retry-After).
+func TestSenderTried(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t, 4, http.StatusServiceUnavailable)
+		select {
+		case <-fx.s.Tried():
+		default:
+			t.Fatal("Tried with nothing queued is not closed")
+		}
+		if err := fx.s.Push(fx.target, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		tried := fx.s.Tried()
+		synctest.Wait()
+		select {
+		case <-tried:
+			t.Fatal("Tried closed before the push was tried")
+		default:
+		}
+		fx.run()
+		defer fx.stop()
+		synctest.Wait()
+		select {
+		case <-tried:
+		default:
+			t.Fatalf("Tried not closed after the push failed once (%d calls)", fx.ecp.callCount())
+		}
+		if fx.ecp.callCount() != 1 {
+			t.Fatalf("%d calls, want the one failed push (its retry waits)", fx.ecp.callCount())
+		}
+	})
+}

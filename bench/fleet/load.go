@@ -71,6 +71,10 @@ type window struct {
 	Lines  int64 `json:"lines"`
 	// Served counts the agents with a report answered in the window.
 	Served int `json:"served"`
+	// Polls counts the desired-state polls answered in the window: with
+	// held reports (http1-oneconn) only those filling an interval whose
+	// report ecp did not hold or answered early.
+	Polls int64 `json:"polls"`
 }
 
 // totals are the run's figures, from registration to settling.
@@ -96,6 +100,7 @@ func (a *answer) merge(o answer) {
 		w.Pushed += o.Window.Pushed
 		w.Lines += o.Window.Lines
 		w.Served += o.Window.Served
+		w.Polls += o.Window.Polls
 	}
 	for i, t := range o.Last {
 		if a.Last == nil {
@@ -133,8 +138,10 @@ type gen struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	// At the window's start: the counters the window subtracts.
-	windowStart               time.Time
-	pushedBefore, linesBefore int64
+	windowStart                            time.Time
+	pushedBefore, linesBefore, pollsBefore int64
+	// polls counts the desired-state polls answered.
+	polls atomic.Int64
 }
 
 // newAgent is the agent for global index i of cfg.agents, reporting to
@@ -177,12 +184,12 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 	g.cancel = cancel
 	// Every agent holds its own long-poll connection, as the real one does.
 	pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: len(agents) + 10, MaxIdleConnsPerHost: len(agents) + 10}}
-	var polls atomic.Int64
+	polls := &g.polls
 	start := time.Now()
 	for _, a := range agents {
 		if a.turns != nil {
 			p := agentsim.Poller{HC: a.pollHC, Base: a.base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
-				Backoff: cfg.interval, Answered: &polls}
+				Backoff: cfg.interval, Answered: polls}
 			g.wg.Go(func() { oneConnAgent(lctx, a, p, start, cfg, g.res, &g.pushed) })
 			continue
 		}
@@ -196,7 +203,7 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 				phc = a.pollHC
 			}
 			agentsim.Poller{HC: phc, Base: a.base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
-				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &polls}.Run(lctx)
+				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: polls}.Run(lctx)
 		})
 	}
 	g.wg.Go(func() { schedule(lctx, start, g.hc, g.agents, cfg, g.res, &g.pushed) })
@@ -207,12 +214,12 @@ func (g *gen) do(ctx context.Context, req request) (answer, error) {
 	switch req.Op {
 	case opMeasure:
 		g.windowStart = time.Now()
-		g.pushedBefore, g.linesBefore = g.pushed.Load(), g.res.linesAccepted.Load()
+		g.pushedBefore, g.linesBefore, g.pollsBefore = g.pushed.Load(), g.res.linesAccepted.Load(), g.polls.Load()
 		g.res.measure(true)
 		return answer{}, nil
 	case opWindow:
 		g.res.measure(false)
-		w := &window{Pushed: g.pushed.Load() - g.pushedBefore, Lines: g.res.linesAccepted.Load() - g.linesBefore}
+		w := &window{Pushed: g.pushed.Load() - g.pushedBefore, Lines: g.res.linesAccepted.Load() - g.linesBefore, Polls: g.polls.Load() - g.pollsBefore}
 		g.res.mu.Lock()
 		w.Latency, w.TooMany, w.Unavailable, w.Errors = g.res.latency, g.res.tooMany, g.res.unavailable, g.res.errs
 		g.res.mu.Unlock()

@@ -134,7 +134,7 @@ func run() int {
 	fs.StringVar(&cfg.backend, "remote-write.backend", backendSink, "Where ecp forwards remote write: sink (an in-process receiver counting samples) or prometheus (a real Prometheus with its remote-write receiver, from PATH or .tools).")
 	fs.IntVar(&cfg.logLines, "logs.lines", 0, "Log lines each agent ships per interval through ecp into a real VictoriaLogs (from PATH or .tools); 0 ships none.")
 	fs.StringVar(&cfg.summaryJSON, "summary.json", "", "Also write the summary as JSON to this file (what bench/fleet/sweep reads).")
-	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsOneConn, "How each agent holds its connections to ecp: http1-oneconn (agent-exporter's default: one HTTP/1.1 connection per agent, each long-poll held until just before the agent's next report, push and log batch, sent between polls), h2 (agent-exporter --ecp.http2: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
+	fs.StringVar(&cfg.conns, "agents.connections", agentsim.ConnsOneConn, "How each agent holds its connections to ecp: http1-oneconn (agent-exporter's default: one HTTP/1.1 connection per agent, each interval its push and log batch, then its report held as the long-poll until just before the next interval), h2 (agent-exporter --ecp.http2: report, long-poll and push on one HTTP/2 connection per agent) or http1 (a long-poll connection per agent, reports and pushes on --report.workers shared kept-alive connections, as agents before HTTP/2).")
 	fs.IntVar(&cfg.processes, "agents.processes", 1, "Processes the agents are driven from: above 1, this benchmark runs itself again that many times, each child driving every n-th agent, and merges what they measured (one process holds at most its open-file limit of connections).")
 	fs.IntVar(&cfg.replicas, "ecp.replicas", 1, "ecp replicas to run; above 1 needs --etcd.members. Agent i reports to replica i mod n.")
 	fs.IntVar(&cfg.members, "etcd.members", 0, "Members of an external etcd cluster of real etcd processes (built from etcd's Go modules) the replicas share; 0 runs one ecp with its embedded etcd.")
@@ -234,6 +234,8 @@ type summary struct {
 	linesAccepted, linesRefused, linesPending, linesHeld int64
 	// dropped is what ecp counted as accepted and not stored, by counter.
 	dropped map[string]float64
+	// polls counts the desired-state polls answered in the window.
+	polls int64
 }
 
 func (s summary) String() string {
@@ -244,14 +246,14 @@ func (s summary) String() string {
 	return fmt.Sprintf("fleet agents=%d projects=%d interval=%s series=%d window=%s ecp_cpu=%.1f%% rss=%dMiB peak_rss=%dMiB reports=%d report_p50=%s report_p99=%s 429s=%d errors=%d etcd_revisions=%d revisions_per_report=%.4f register_429_retries=%d rw_samples_pushed=%d rw_samples_at_sink=%d silent_to_abnormal=%s other_abnormal=%d fleet_etcd_writes=%v etcd_writes_by_prefix=%v"+
 		" rw_backend=%s rw_samples_accepted_total=%d rw_samples_refused_total=%d rw_samples_held_total=%d rw_samples_per_s=%.0f log_lines=%d log_lines_per_s=%.0f log_lines_accepted_total=%d log_lines_refused_total=%d log_lines_pending_total=%d log_lines_held_total=%d ecp_dropped=%v connections=%s ecp_open_connections=%d"+
 		" load_processes=%d replicas=%d etcd_members=%d ecp_nofile=%d 503s=%d agents_served_window=%d agents_served_ever=%d connections_refused=%d connections_refused_total=%d ecp_up=%t ecp_fds=%d etcd_cpu=%.1f%% etcd_rss=%dMiB"+
-		" cpu_per_agent=%.3fmcore rss_per_agent=%.1fKiB fds_per_agent=%.2f per_process=%s",
+		" cpu_per_agent=%.3fmcore rss_per_agent=%.1fKiB fds_per_agent=%.2f per_process=%s polls=%d",
 		s.cfg.agents, s.cfg.projects, s.cfg.interval, s.cfg.series, s.window.Round(time.Second), 100*s.cpu, s.rssMiB, s.hwmMiB,
 		s.reports, s.p50.Round(10*time.Microsecond), s.p99.Round(10*time.Microsecond), s.tooMany, s.errs,
 		s.revisions, float64(s.revisions)/float64(max(s.reports, 1)), s.regRetries, s.pushSamples, s.sinkSamples, detect, s.othersAbnormal, s.fleetWrites, s.written,
 		s.cfg.backend, s.rwAccepted, s.rwRefused, s.rwHeld, float64(s.pushSamples)/max(s.window.Seconds(), 1e-9), s.cfg.logLines, float64(s.linesWindow)/max(s.window.Seconds(), 1e-9),
 		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped, s.cfg.conns, s.ecpConns,
 		max(1, s.cfg.processes), max(1, s.cfg.replicas), s.cfg.members, s.cfg.nofile, s.unavailable, s.servedWindow, s.servedEver, s.connsRefused, s.connsRefusedTotal, s.ecpUp, s.ecpFDs, 100*s.etcdCPU, s.etcdRSSMiB,
-		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess()) +
+		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess(), s.polls) +
 		fmt.Sprintf(" etcd_db=%.1fMiB etcd_db_in_use=%.1fMiB", s.dbMiB, s.dbInUseMiB)
 }
 
@@ -544,7 +546,7 @@ func bench(ctx context.Context, cfg config, log io.Writer) (sum summary, err err
 	ww := w.Window
 	sum.pushSamples, sum.sinkSamples = ww.Pushed, sk.samples.Load()-sinkBefore
 	sum.linesWindow = ww.Lines
-	sum.tooMany, sum.unavailable, sum.errs, sum.servedWindow = ww.TooMany, ww.Unavailable, ww.Errors, ww.Served
+	sum.tooMany, sum.unavailable, sum.errs, sum.servedWindow, sum.polls = ww.TooMany, ww.Unavailable, ww.Errors, ww.Served, ww.Polls
 	sum.reports = int(ww.Latency.Count())
 	sum.p50, sum.p99 = ww.Latency.Quantile(0.5), ww.Latency.Quantile(0.99)
 	if cfg.silence > 0 {
@@ -697,7 +699,7 @@ func schedule(ctx context.Context, start time.Time, hc *http.Client, agents []*a
 				if j.a.hc != nil {
 					c = j.a.hc
 				}
-				if !turn(ctx, c, j.a, j.payload, cfg, res, pushed) {
+				if ok, _ := turn(ctx, c, j.a, j.payload, cfg, res, pushed, 0); !ok {
 					return
 				}
 			}
@@ -739,23 +741,21 @@ func schedule(ctx context.Context, start time.Time, hc *http.Client, agents []*a
 }
 
 // turn is one agent's turn in a round on c: its report, then its push
-// (payload, nil without remote write) and its log batch. It says false
-// when ctx ended.
-func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg config, res *results, pushed *atomic.Int64) bool {
-	var out agentproto.ReportResponse
-	start := time.Now()
-	code, err := agentsim.Post(ctx, c, a.base+agentproto.PathReport, a.cred, a.report(), &out)
-	if ctx.Err() != nil {
-		return false
-	}
-	res.add(time.Since(start), code, err)
-	if err == nil && code == http.StatusOK {
-		a.lastReport.Store(time.Now().UnixNano())
+// (payload, nil without remote write) and its log batch. With hold > 0
+// (http1-oneconn) the push and log batch go first and the report last,
+// held by ecp as the long-poll for at most hold, as agent-exporter sends
+// it; its latency is then ecp's own time to record it (Server-Timing),
+// since the reply comes at the end of the hold. ok is false when ctx
+// ended; crowded says ecp answered the held report at once and wants no
+// poll before the next turn (agentproto.HeaderHold).
+func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg config, res *results, pushed *atomic.Int64, hold time.Duration) (ok, crowded bool) {
+	if hold <= 0 && !report(ctx, c, a, res) {
+		return false, false
 	}
 	if payload != nil {
 		code, err := push(ctx, c, a.base, a.cred, payload)
 		if ctx.Err() != nil {
-			return false
+			return false, false
 		}
 		// Pushes count for 429s and errors, not for report latency.
 		res.add(-1, code, err)
@@ -767,20 +767,55 @@ func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg con
 	if cfg.logLines > 0 {
 		code, err := a.shipLogs(ctx, c, a.base, cfg, res)
 		if ctx.Err() != nil {
-			return false
+			return false, false
 		}
 		res.add(-1, code, err)
 	}
+	if hold > 0 {
+		start := time.Now()
+		r, err := agentsim.ReportHeld(ctx, c, a.base, a.cred, a.report(), a.revision, hold)
+		if ctx.Err() != nil {
+			return false, false
+		}
+		d := time.Since(start)
+		if r.Held {
+			d = r.Recorded
+		}
+		res.add(d, r.Code, err)
+		if err == nil && r.Code == http.StatusOK {
+			// When ecp recorded it: a held reply comes at the hold's end.
+			a.lastReport.Store(start.UnixNano())
+			// Applied, as an agent would: the next hold waits for a newer one.
+			a.revision = max(a.revision, r.Reply.Desired.Revision)
+		}
+		crowded = r.NextSend
+	}
 	res.busy.Add(-1)
+	return true, crowded
+}
+
+// report sends the agent's report unheld; false when ctx ended.
+func report(ctx context.Context, c *http.Client, a *agent, res *results) bool {
+	var out agentproto.ReportResponse
+	start := time.Now()
+	code, err := agentsim.Post(ctx, c, a.base+agentproto.PathReport, a.cred, a.report(), &out)
+	if ctx.Err() != nil {
+		return false
+	}
+	res.add(time.Since(start), code, err)
+	if err == nil && code == http.StatusOK {
+		a.lastReport.Store(time.Now().UnixNano())
+	}
 	return true
 }
 
 // oneConnAgent is an agent on one HTTP/1.1 connection, as agent-exporter
-// by default: it long-polls (p) until a margin before its next turn (due
-// at start + its offset + whole intervals), takes its turn when schedule
-// hands it over and polls again right after. A silenced agent stops
-// polling and drops the turns still handed to it, so settle's count of
-// busy turns comes back to zero.
+// by default: when schedule hands it its turn (due at start + its offset +
+// whole intervals) it pushes, ships its log batch and sends its report
+// held as the long-poll until a margin before its next turn; only when ecp
+// did not hold the report (or answered it early) does it long-poll (p)
+// for the rest of the interval. A silenced agent stops and drops the turns
+// still handed to it, so settle's count of busy turns comes back to zero.
 func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.Time, cfg config, res *results, pushed *atomic.Int64) {
 	next := func(now time.Time) time.Time {
 		first := start.Add(a.offset)
@@ -791,18 +826,31 @@ func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.T
 	}
 	// As the agent: a tenth of a shorter interval.
 	margin := min(agentsim.PollMargin, cfg.interval/10)
+	// hold is how long a call sent now may be held: until the margin
+	// before the next turn, 0 when less than the margin would be left.
+	hold := func() time.Duration {
+		now := time.Now()
+		if h := min(p.Wait, next(now).Sub(now)-margin); h >= margin {
+			return h
+		}
+		return 0
+	}
+	// crowded: ecp answered the turn's held report at once and wants no
+	// poll before the next turn (agentproto.HeaderHold), as the agent.
+	crowded := false
 	for !a.silenced.Load() {
 		select {
 		case payload := <-a.turns:
-			if !turn(ctx, a.hc, a, payload, cfg, res, pushed) {
+			var ok bool
+			if ok, crowded = turn(ctx, a.hc, a, payload, cfg, res, pushed, max(hold(), time.Millisecond)); !ok {
 				return
 			}
 			continue
 		default:
 		}
-		now := time.Now()
-		if hold := min(p.Wait, next(now).Sub(now)-margin); hold >= margin {
-			ok, nextSend := p.Once(ctx, hold)
+		if h := hold(); h > 0 && !crowded {
+			p.Revision = a.revision
+			ok, nextSend := p.Once(ctx, h)
 			if !ok {
 				return
 			}
@@ -816,7 +864,8 @@ func oneConnAgent(ctx context.Context, a *agent, p agentsim.Poller, start time.T
 		case <-ctx.Done():
 			return
 		case payload := <-a.turns:
-			if !turn(ctx, a.hc, a, payload, cfg, res, pushed) {
+			var ok bool
+			if ok, crowded = turn(ctx, a.hc, a, payload, cfg, res, pushed, max(hold(), time.Millisecond)); !ok {
 				return
 			}
 		}

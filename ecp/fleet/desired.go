@@ -10,46 +10,77 @@ import (
 	"github.com/ecpio/ecp/ecp/longpoll"
 )
 
+// pollQuery is what a long-poll asks: the revision the agent holds
+// (?after=) and how long to wait for a newer one (?timeout=).
+type pollQuery struct {
+	after int64
+	wait  time.Duration
+	// timed says ?timeout= was given: a report asks to be held with it.
+	timed bool
+}
+
+// readPollQuery reads and checks a long-poll's query, the same for the
+// desired-state poll and a held report (agentproto.HeaderReportHeld).
+func readPollQuery(r *http.Request) (pollQuery, error) {
+	q := pollQuery{wait: DefaultDesiredWait}
+	vals := r.URL.Query()
+	var err error
+	if v := vals.Get(agentproto.QueryAfter); v != "" {
+		if q.after, err = strconv.ParseInt(v, 10, 64); err != nil || q.after < 0 {
+			return q, httpapi.Invalid(agentproto.QueryAfter, "%s must be a revision: a non-negative integer", agentproto.QueryAfter)
+		}
+	}
+	if v := vals.Get(agentproto.QueryTimeout); v != "" {
+		if q.wait, err = time.ParseDuration(v); err != nil || q.wait < 0 {
+			return q, httpapi.Invalid(agentproto.QueryTimeout, "%s must be a Go duration such as 30s", agentproto.QueryTimeout)
+		}
+		q.wait, q.timed = min(q.wait, agentproto.MaxDesiredWait), true
+	}
+	return q, nil
+}
+
 // handleDesired is the desired-state long-poll. It answers at once when the
 // desired revision is newer than ?after=, else waits on the cluster's
 // change channel (fed by the one shared watch) until it is, and answers 204
 // when ?timeout= passes first. A deleted entry or a revoked credential is a
-// change too: the reply then says unregister. Package longpoll holds the
-// waiting poll (on HTTP/1.1 without its connection's goroutine and buffers).
+// change too: the reply then says unregister.
 func (f *Fleet) handleDesired(w http.ResponseWriter, r *http.Request) error {
 	start := time.Now()
 	p, err := f.authenticate(r)
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	var after int64
-	if v := q.Get(agentproto.QueryAfter); v != "" {
-		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
-			return httpapi.Invalid(agentproto.QueryAfter, "%s must be a revision: a non-negative integer", agentproto.QueryAfter)
-		}
-	}
-	wait := DefaultDesiredWait
-	if v := q.Get(agentproto.QueryTimeout); v != "" {
-		if wait, err = time.ParseDuration(v); err != nil || wait < 0 {
-			return httpapi.Invalid(agentproto.QueryTimeout, "%s must be a Go duration such as 30s", agentproto.QueryTimeout)
-		}
-		wait = min(wait, agentproto.MaxDesiredWait)
+	q, err := readPollQuery(r)
+	if err != nil {
+		return err
 	}
 	if err := f.admitWaiter(); err != nil {
 		return err
 	}
+	return f.holdDesired(w, r, p, q, start, func(d agentproto.DesiredState) any { return d }, nil)
+}
+
+// holdDesired holds r as a long-poll for p's desired state, the one way
+// both the desired-state poll and a held report wait: reply(d) once the
+// desired state d is newer than q.after, and at q.wait or when the replica
+// stops final's reply (nil: 204). The caller has taken a MaxWaiters place
+// (admitWaiter); holdDesired gives it back when the poll is answered.
+// Package longpoll holds the waiting poll (on HTTP/1.1 without its
+// connection's goroutine and buffers).
+func (f *Fleet) holdDesired(w http.ResponseWriter, r *http.Request, p principal, q pollQuery, start time.Time,
+	reply func(agentproto.DesiredState) any, final func() any) error {
 	f.metrics.waiters.Inc()
-	route := httpapi.RouteTemplate(r)
+	route, method := httpapi.RouteTemplate(r), r.Method
 	return longpoll.Hold(w, r, longpoll.Poll{
-		Deadline: start.Add(wait),
+		Deadline: start.Add(q.wait),
 		Stop:     f.stopping,
+		Final:    final,
 		Check: func() (any, <-chan struct{}) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			e := f.entryLocked(p.clusterID)
-			if d := desiredLocked(e, p.credHash); d.Revision > after {
-				return d, nil
+			if d := desiredLocked(e, p.credHash); d.Revision > q.after {
+				return reply(d), nil
 			}
 			f.announceLocked()
 			return nil, e.changed
@@ -57,7 +88,7 @@ func (f *Fleet) handleDesired(w http.ResponseWriter, r *http.Request) error {
 		Answered: func(status int, tookOver bool) {
 			if tookOver {
 				// httpapi.Handle did not see this answer.
-				f.adapter.Observe(route, http.MethodGet, status, time.Since(start))
+				f.adapter.Observe(route, method, status, time.Since(start))
 			}
 			f.metrics.waiters.Dec()
 			f.releaseWaiter()

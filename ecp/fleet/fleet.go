@@ -215,7 +215,7 @@ const MaxAgentBody = 1 << 20
 // paths belong to other packages.
 func (f *Fleet) Register(r *mux.Router) {
 	r.Handle(agentproto.PathRegister, f.adapter.Handle(f.limited(f.handleRegister), httpapi.BodyLimit(MaxAgentBody))).Methods(http.MethodPost)
-	r.Handle(agentproto.PathReport, f.adapter.Handle(f.limited(f.handleReport), httpapi.BodyLimit(MaxAgentBody))).Methods(http.MethodPost)
+	r.Handle(agentproto.PathReport, f.adapter.Handle(f.whenReady(f.handleReport), httpapi.BodyLimit(MaxAgentBody))).Methods(http.MethodPost)
 	r.Handle(agentproto.PathUnregister, f.adapter.Handle(f.limited(f.handleUnregister))).Methods(http.MethodPost)
 	r.Handle(agentproto.PathDesired, f.adapter.Handle(f.whenReady(f.handleDesired))).Methods(http.MethodGet)
 	r.Handle(agentproto.PathDashboardSession, f.adapter.Handle(f.whenReady(f.limited(f.handleDashboardSession)))).Methods(http.MethodPost)

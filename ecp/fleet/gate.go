@@ -84,26 +84,47 @@ func (g *gate) whenReady(h httpapi.HandlerFunc) httpapi.HandlerFunc {
 func (g *gate) limited(h httpapi.HandlerFunc) httpapi.HandlerFunc {
 	h = g.whenReady(h)
 	return func(w http.ResponseWriter, r *http.Request) error {
-		select {
-		case g.inflight <- struct{}{}:
-			defer func() { <-g.inflight }()
-			return h(w, r)
-		default:
-			g.throttled.Inc()
-			return rateLimited(g.retryAfter, "too many agent requests in flight")
+		if err := g.enter(); err != nil {
+			return err
 		}
+		defer g.leave()
+		return h(w, r)
 	}
 }
+
+// enter takes an in-flight place, or says 429 when all MaxInFlight are
+// taken; leave gives it back. A held report leaves once recorded: its hold
+// counts against MaxWaiters instead.
+func (g *gate) enter() error {
+	select {
+	case g.inflight <- struct{}{}:
+		return nil
+	default:
+		g.throttled.Inc()
+		return rateLimited(g.retryAfter, "too many agent requests in flight")
+	}
+}
+
+func (g *gate) leave() { <-g.inflight }
 
 // admitWaiter takes a long-poll place, or says 429 when all MaxWaiters
 // are held; releaseWaiter gives it back.
 func (g *gate) admitWaiter() error {
+	if g.tryWaiter() {
+		return nil
+	}
+	g.throttled.Inc()
+	return rateLimited(g.retryAfter, "too many desired-state long-polls")
+}
+
+// tryWaiter takes a long-poll place if one is free: a held report that
+// finds none is answered at once instead of refused.
+func (g *gate) tryWaiter() bool {
 	select {
 	case g.waiters <- struct{}{}:
-		return nil
+		return true
 	default:
-		g.throttled.Inc()
-		return rateLimited(g.retryAfter, "too many desired-state long-polls")
+		return false
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -58,31 +59,74 @@ func validateReport(req *agentproto.ReportRequest) error {
 	return checkLen("agentVersion", req.AgentVersion, maxShortField)
 }
 
-// handleReport records a report in memory and writes the cluster's status
+// handleReport records a report (recordReport) and answers it with the
+// desired state: at once, or, when it asks to be held (?timeout=, see
+// agentproto.HeaderReportHeld), once the desired state is newer than
+// ?after= or at the timeout, as the desired-state long-poll would, so that
+// the agent needs one request per interval. The hold never delays the
+// recording, and a refused report is answered at once.
+func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
+	start := time.Now()
+	q, err := readPollQuery(r)
+	if err != nil {
+		return err
+	}
+	if err := f.enter(); err != nil {
+		return err
+	}
+	p, out, err := f.recordReport(r)
+	// The report is recorded: a hold counts against MaxWaiters, not the
+	// reports in flight.
+	f.leave()
+	if err != nil {
+		return err
+	}
+	if !q.timed || !f.tryWaiter() {
+		// Unheld, or every long-poll place is taken: the reply at once
+		// without HeaderReportHeld, and the agent's desired-state poll
+		// meets the 429 a poll gets then.
+		return httpapi.JSON(w, http.StatusOK, out)
+	}
+	h := w.Header()
+	h.Set(agentproto.HeaderReportHeld, agentproto.ReportHeld)
+	h.Set(agentproto.HeaderServerTiming, "record;dur="+strconv.FormatFloat(time.Since(start).Seconds()*1000, 'f', 3, 64))
+	reply := func(d agentproto.DesiredState) any {
+		return agentproto.ReportResponse{ReportIntervalSeconds: out.ReportIntervalSeconds, Desired: d}
+	}
+	return f.holdDesired(w, r, p, q, start, reply, func() any {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return reply(desiredLocked(f.entryLocked(p.clusterID), p.credHash))
+	})
+}
+
+// recordReport records a report in memory and writes the cluster's status
 // to etcd only when something an operator would see as a change happened
 // (state, reason code, version, node count, start time, managed since,
 // agent version). Counters and the report time stay in memory: they reach
 // the other replicas through digests, never through a write per report.
-func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
+// It returns the reply to send now.
+func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportResponse, error) {
+	var out agentproto.ReportResponse
 	p, err := f.authenticate(r)
 	if err != nil {
-		return err
+		return p, out, err
 	}
 	var req agentproto.ReportRequest
 	if err := httpapi.Decode(r, &req); err != nil {
-		return err
+		return p, out, err
 	}
 	if err := validateReport(&req); err != nil {
-		return err
+		return p, out, err
 	}
 	// Before anything is recorded: a cluster another entry holds makes this
 	// entry abnormal and its agent hold (identity.go).
 	held, err := f.checkReportedIdentity(r.Context(), p, &req.EMQX)
 	if errors.Is(err, errNotBound) {
-		return revoked()
+		return p, out, revoked()
 	}
 	if err != nil {
-		return err
+		return p, out, err
 	}
 	now := f.now()
 	f.metrics.reports.Inc()
@@ -90,7 +134,7 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 	e := f.entries[p.clusterID]
 	if e == nil || !e.bound(p.credHash) {
 		f.mu.Unlock()
-		return revoked()
+		return p, out, revoked()
 	}
 	l := live{BindRev: e.bindRev, At: now, Connections: req.EMQX.Connections, LiveConnections: req.EMQX.LiveConnections,
 		MaxConnections: req.EMQX.MaxConnections, Nodes: len(req.EMQX.Nodes), Version: req.EMQX.Version, AgentVersion: req.AgentVersion}
@@ -118,20 +162,20 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 				return next, nil
 			})
 		if errors.Is(err, errNotBound) {
-			return revoked()
+			return p, out, revoked()
 		}
 		if err != nil {
-			return fmt.Errorf("record report of cluster %s: %w", p.clusterID, err)
+			return p, out, fmt.Errorf("record report of cluster %s: %w", p.clusterID, err)
 		}
 	}
 	f.mu.Lock()
-	out := agentproto.ReportResponse{ReportIntervalSeconds: f.intervalSeconds(), Desired: desiredLocked(f.entries[p.clusterID], p.credHash)}
+	out = agentproto.ReportResponse{ReportIntervalSeconds: f.intervalSeconds(), Desired: desiredLocked(f.entries[p.clusterID], p.credHash)}
 	observe := f.observe
 	f.mu.Unlock()
 	if observe != nil {
 		observe(p.clusterID, &req)
 	}
-	return httpapi.JSON(w, http.StatusOK, out)
+	return p, out, nil
 }
 
 // nextStatus derives the status a report implies from the current one and

@@ -91,6 +91,10 @@ type Poll struct {
 	// Stop, when closed, answers the poll 204 at once (a server shutting
 	// down sends its clients elsewhere rather than holding them).
 	Stop <-chan struct{}
+	// Final, when set, is the reply (200) at the deadline or on Stop
+	// instead of 204: for a call that always gets a body, such as a held
+	// agent report.
+	Final func() any
 	// Check returns the reply (encoded as JSON with status 200) once there
 	// is one; until then nil and a channel closed when it is worth asking
 	// again. It is called from the handler or the poll's own goroutine,
@@ -147,13 +151,9 @@ func Hold(w http.ResponseWriter, r *http.Request, p Poll) error {
 		select {
 		case <-changed:
 		case <-timer.C:
-			p.Answered(http.StatusNoContent, false)
-			w.WriteHeader(http.StatusNoContent)
-			return nil
+			return p.final(w)
 		case <-p.Stop:
-			p.Answered(http.StatusNoContent, false)
-			w.WriteHeader(http.StatusNoContent)
-			return nil
+			return p.final(w)
 		case <-r.Context().Done():
 			p.Answered(0, false)
 			return nil
@@ -163,6 +163,18 @@ func Hold(w http.ResponseWriter, r *http.Request, p Poll) error {
 			return httpapi.JSON(w, http.StatusOK, reply)
 		}
 	}
+}
+
+// final answers a poll whose deadline passed or whose server stops: 204,
+// or Final's reply.
+func (p Poll) final(w http.ResponseWriter) error {
+	if p.Final == nil {
+		p.Answered(http.StatusNoContent, false)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	p.Answered(http.StatusOK, false)
+	return httpapi.JSON(w, http.StatusOK, p.Final())
 }
 
 // held is a poll whose connection Hold took over: all it keeps of the
@@ -176,13 +188,14 @@ type held struct {
 }
 
 // takeOver hijacks the connection of a poll that must wait, when that can
-// be done without losing anything: an HTTP/1.1 keep-alive request with no
-// body, on a server it can hand the connection back to (bytes the server
-// read past the request are replayed). Otherwise, as for HTTP/2, the poll
-// waits in the handler.
+// be done without losing anything: an HTTP/1.1 keep-alive request whose
+// body (none, or a held report's) the handler read to its end, on a server
+// it can hand the connection back to (bytes the server read past the
+// request are replayed). Otherwise, as for HTTP/2, the poll waits in the
+// handler.
 func takeOver(w http.ResponseWriter, r *http.Request, p Poll, changed <-chan struct{}) (*held, bool) {
 	srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
-	if !ok || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.Close || r.ContentLength != 0 || len(r.TransferEncoding) > 0 {
+	if !ok || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.Close || !bodyRead(r) {
 		return nil, false
 	}
 	// Headers middleware set before the handler (the web configuration's
@@ -197,6 +210,17 @@ func takeOver(w http.ResponseWriter, r *http.Request, p Poll, changed <-chan str
 		conn = &readAheadConn{Conn: conn, r: io.MultiReader(bytes.NewReader(peekAll(rw.Reader)), conn)}
 	}
 	return &held{p: p, conn: conn, srv: srv, header: header, changed: changed}, true
+}
+
+// bodyRead says whether r's body was read to its end, so that what the
+// server reads next on the connection is the client's next request.
+func bodyRead(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	var b [1]byte
+	n, err := r.Body.Read(b[:])
+	return n == 0 && err == io.EOF
 }
 
 func peekAll(br *bufio.Reader) []byte {
@@ -225,6 +249,9 @@ wait:
 			_ = httpapi.JSON(resp, http.StatusOK, reply)
 			break
 		}
+	}
+	if resp.status == http.StatusNoContent && h.p.Final != nil {
+		_ = httpapi.JSON(resp, http.StatusOK, h.p.Final())
 	}
 	h.p.Answered(resp.status, true)
 	if err := h.answer(resp); err != nil {

@@ -366,3 +366,31 @@ func TestHoldOverTLS(t *testing.T) {
 	}
 	<-src.asked
 }
+
+// TestHoldFinalReply: a poll with Final (a held agent report) is answered
+// 200 with Final's reply, never 204, whether its deadline passes or its
+// server stops, in the handler (here) as on a taken-over connection.
+func TestHoldFinalReply(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		deadline time.Duration
+		stop     bool
+	}{{"deadline", 0, false}, {"stop", time.Hour, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			stop := make(chan struct{})
+			if tc.stop {
+				close(stop)
+			}
+			src := newSource()
+			var answered int
+			w := httptest.NewRecorder()
+			r := httptest.NewRequestWithContext(t.Context(), http.MethodPost, "/report", nil)
+			err := Hold(w, r, Poll{Deadline: time.Now().Add(tc.deadline), Stop: stop, Check: src.check,
+				Final:    func() any { return map[string]int{"revision": 7} },
+				Answered: func(status int, _ bool) { answered = status }})
+			if err != nil || w.Code != http.StatusOK || answered != http.StatusOK || w.Body.String() != "{\"revision\":7}\n" {
+				t.Fatalf("answered %d (observed %d) %q, err %v; want 200 with Final's reply", w.Code, answered, w.Body.String(), err)
+			}
+		})
+	}
+}

@@ -51,10 +51,12 @@ type Server struct {
 	onWrite     func()
 	rwEnabled   bool
 	conns       atomic.Int64
-	// held counts the long-polls waiting for a change.
+	// held counts the long-polls (held reports too) waiting for a change.
 	held atomic.Int64
 	// crowded answers polls at once, as ecp near its connection limit.
 	crowded atomic.Bool
+	// ignoreHold answers reports as an ecp older than held reports.
+	ignoreHold bool
 }
 
 // Call is one request the fake answered, as it saw it.
@@ -62,8 +64,9 @@ type Call struct {
 	Path, Proto string
 	Start, End  time.Time
 	Status      int
-	// Hold is the timeout a long-poll asked for; Revision the desired
-	// revision a long-poll or report answered with.
+	// Hold is the timeout a long-poll or held report asked for (0 for a
+	// report sent unheld); Revision the desired revision a long-poll or
+	// report answered with.
 	Hold     time.Duration
 	Revision int64
 }
@@ -247,14 +250,30 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	// Recorded on arrival, held or not.
 	s.reports = append(s.reports, req)
-	resp := agentproto.ReportResponse{ReportIntervalSeconds: s.interval, Desired: s.desired}
-	callOf(r).Revision = s.desired.Revision
+	interval, desired, ignore := s.interval, s.desired, s.ignoreHold
 	s.mu.Unlock()
-	writeJSON(w, resp)
+	reply := func(d agentproto.DesiredState) any {
+		return agentproto.ReportResponse{ReportIntervalSeconds: interval, Desired: d}
+	}
+	if ignore || !r.URL.Query().Has(agentproto.QueryTimeout) {
+		callOf(r).Revision = desired.Revision
+		writeJSON(w, reply(desired))
+		return
+	}
+	w.Header().Set(agentproto.HeaderReportHeld, agentproto.ReportHeld)
+	s.hold(w, r, reply, true)
 }
 
 func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
+	s.hold(w, r, func(d agentproto.DesiredState) any { return d }, false)
+}
+
+// hold answers r as a long-poll, ecp's way: reply(d) once the desired
+// state d is newer than ?after=, at ?timeout= 204 or, for a held report
+// (final), reply with the state in force.
+func (s *Server) hold(w http.ResponseWriter, r *http.Request, reply func(agentproto.DesiredState) any, final bool) {
 	after, err := strconv.ParseInt(r.URL.Query().Get(agentproto.QueryAfter), 10, 64)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "Invalid", "after must be an integer")
@@ -282,12 +301,17 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 		if d.Revision > after {
 			callOf(r).Revision = d.Revision
-			writeJSON(w, d)
+			writeJSON(w, reply(d))
 			return
 		}
 		select {
 		case <-ch:
 		case <-t.C:
+			if final {
+				callOf(r).Revision = d.Revision
+				writeJSON(w, reply(d))
+				return
+			}
 			w.WriteHeader(http.StatusNoContent)
 			return
 		case <-r.Context().Done():
@@ -296,6 +320,25 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// IgnoreReportHold makes the fake answer every report at once without
+// agentproto.HeaderReportHeld, as an ecp older than held reports does.
+func (s *Server) IgnoreReportHold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ignoreHold = true
+}
+
+// CallsTo counts the requests answered on path.
+func (s *Server) CallsTo(path string) int {
+	n := 0
+	for _, c := range s.Calls() {
+		if c.Path == path {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) unregister(w http.ResponseWriter, r *http.Request) {

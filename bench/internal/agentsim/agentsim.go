@@ -57,6 +57,59 @@ func Post(ctx context.Context, hc *http.Client, url, cred string, body, out any)
 	return resp.StatusCode, nil
 }
 
+// HeldReport is a report sent as agent-exporter sends it on one HTTP/1.1
+// connection: held by ecp as the desired-state long-poll for at most hold
+// (agentproto.HeaderReportHeld). Held says ecp honoured the hold; then
+// Recorded is how long ecp took to record the report (its Server-Timing),
+// the report's latency that the held reply no longer shows. NextSend says
+// ecp is crowded: it answered at once and wants no poll before the agent's
+// next send (agentproto.HeaderHold).
+type HeldReport struct {
+	Code     int
+	Reply    agentproto.ReportResponse
+	Held     bool
+	Recorded time.Duration
+	NextSend bool
+}
+
+// ReportHeld posts body to base's report path asking ecp to hold the reply
+// until the desired revision is newer than after, at most hold.
+func ReportHeld(ctx context.Context, hc *http.Client, base, cred string, body agentproto.ReportRequest, after int64, hold time.Duration) (HeldReport, error) {
+	var out HeldReport
+	b, err := json.Marshal(body)
+	if err != nil {
+		return out, fmt.Errorf("encode report: %w", err)
+	}
+	url := fmt.Sprintf("%s%s?%s=%d&%s=%s", base, agentproto.PathReport, agentproto.QueryAfter, after, agentproto.QueryTimeout, hold)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return out, fmt.Errorf("build report: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+cred)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return out, fmt.Errorf("post report: %w", err)
+	}
+	defer resp.Body.Close()
+	out.Code = resp.StatusCode
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return out, nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out.Reply); err != nil {
+		return out, fmt.Errorf("decode reply: %w", err)
+	}
+	out.Held = resp.Header.Get(agentproto.HeaderReportHeld) == agentproto.ReportHeld
+	out.NextSend = resp.Header.Get(agentproto.HeaderHold) == agentproto.HoldNextSend
+	if v, ok := strings.CutPrefix(resp.Header.Get(agentproto.HeaderServerTiming), "record;dur="); ok {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil {
+			out.Recorded = time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	return out, nil
+}
+
 // How a simulated agent holds its connections to ecp.
 const (
 	// ConnsH2 is agent-exporter's way: its own transport (package
@@ -66,8 +119,11 @@ const (
 	// for the long-poll, reports and pushes on kept-alive connections.
 	ConnsHTTP1 = "http1"
 	// ConnsOneConn is agent-exporter's default: one HTTP/1.1 connection
-	// per agent, each long-poll held only until just before the agent's
-	// next report, push and log batch, which go out between two polls.
+	// per agent on which, each interval, the push and log batch go out
+	// and then the report, held as the long-poll until just before the
+	// next interval (ReportHeld): one request per interval beside the
+	// push. A desired-state poll fills the rest of an interval only when
+	// ecp did not hold the report or answered it early.
 	ConnsOneConn = "http1-oneconn"
 )
 
