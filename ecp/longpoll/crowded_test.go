@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -128,5 +129,26 @@ func TestScaleCrowdedServerHoldsNoPoll(t *testing.T) {
 	}
 	if resp, body := c.do(t, "/other", false); resp.StatusCode != http.StatusOK || body != "other\n" {
 		t.Fatalf("the held poll's connection after it: %d %q", resp.StatusCode, body)
+	}
+}
+
+// TestCrowdedHeldReportGetsItsReply: a held report (a poll with Final) on
+// a crowded server is answered at once with its reply, 200 and the
+// report's body, never the 204 of a bare poll, which would leave the
+// agent's report without its answer.
+func TestCrowdedHeldReportGetsItsReply(t *testing.T) {
+	src := newSource()
+	var answered int
+	w := httptest.NewRecorder()
+	ctx := WithCrowded(t.Context(), func() bool { return true })
+	r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/report", nil)
+	err := Hold(w, r, Poll{Deadline: time.Now().Add(time.Hour), Check: src.check,
+		Final:    func() any { return map[string]int{"revision": 7} },
+		Answered: func(status int, _ bool) { answered = status }})
+	if err != nil || w.Code != http.StatusOK || answered != http.StatusOK || w.Body.String() != "{\"revision\":7}\n" {
+		t.Fatalf("answered %d (observed %d) %q, err %v; want 200 with Final's reply at once", w.Code, answered, w.Body.String(), err)
+	}
+	if h := w.Header().Get(agentproto.HeaderHold); h != agentproto.HoldNextSend {
+		t.Errorf("%s: %q, want %q", agentproto.HeaderHold, h, agentproto.HoldNextSend)
 	}
 }

@@ -137,9 +137,7 @@ func Hold(w http.ResponseWriter, r *http.Request, p Poll) error {
 		return httpapi.JSON(w, http.StatusOK, reply)
 	}
 	if atOnce {
-		p.Answered(http.StatusNoContent, false)
-		w.WriteHeader(http.StatusNoContent)
-		return nil
+		return p.final(w)
 	}
 	if h, ok := takeOver(w, r, p, changed); ok {
 		go h.hold()
