@@ -191,9 +191,6 @@ wait:
 		}
 	}
 	h.p.Answered(resp.status, true)
-	// Writing the answer needs more stack than waiting did; grown here,
-	// with one frame to copy, rather than deep in the header writer.
-	growStack(resp.status)
 	if err := h.answer(resp); err != nil {
 		_ = h.conn.Close()
 		return
@@ -335,9 +332,11 @@ func (c *handedBackConn) Read(b []byte) (int, error) {
 const growStackFrame = 8 << 10
 
 // growStack needs a frame of growStackFrame bytes, so calling it grows the
-// caller's stack at once to hold that much more, copying only the frames
-// below it: cheap when called near the top of a goroutine. (It returns a
-// byte of the frame so that the compiler keeps the frame.)
+// caller's stack at once to hold that much more: one copy instead of one
+// per doubling. (It returns a byte of the frame so that the compiler keeps
+// the frame.) Each copy costs about the unwinding of the frames it moves,
+// so growing the poll's own goroutine before it answers saved nothing: it
+// grew once either way, from a frame or two below.
 //
 //go:noinline
 func growStack(i int) byte {
