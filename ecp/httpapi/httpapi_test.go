@@ -185,3 +185,35 @@ func TestStoreOutageIs503WithRetryAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownMethodsShareOneLatencySeries: any token is an HTTP method, and
+// the latency histogram was labelled with the caller's method as sent, so
+// an anonymous caller added a series (14 buckets) per made-up method to
+// ecp's memory and every scrape. Methods HTTP does not define share the
+// label "other"; the defined ones keep their names.
+func TestUnknownMethodsShareOneLatencySeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	a := httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg)
+	h := a.Handle(func(http.ResponseWriter, *http.Request) error { return httpapi.NotFound("no route") })
+	for i := range 50 {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(fmt.Sprintf("M%d", i), "/x", nil))
+	}
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodDelete, "/x", nil))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "method" {
+					got[l.GetValue()] = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	if len(got) != 2 || got["other"] != 50 || got[http.MethodDelete] != 1 {
+		t.Fatalf("series by method: %d of them, other=%d DELETE=%d; want other=50 and DELETE=1 only", len(got), got["other"], got[http.MethodDelete])
+	}
+}

@@ -394,3 +394,74 @@ func TestHoldFinalReply(t *testing.T) {
 		})
 	}
 }
+
+// TestHandBackWrapsOnce: a connection is handed back after every poll
+// taken over on it; it must carry one wrapper (which grows the serving
+// goroutine's stack on its first read), not one more per poll for as
+// long as the agent stays connected.
+func TestHandBackWrapsOnce(t *testing.T) {
+	var (
+		mu      sync.Mutex
+		newConn []net.Conn
+	)
+	answered := make(chan struct{}, 4)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = Hold(w, r, Poll{Deadline: time.Now().Add(20 * time.Millisecond),
+			Check:    func() (any, <-chan struct{}) { return nil, nil },
+			Answered: func(int, bool) { answered <- struct{}{} }})
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			mu.Lock()
+			newConn = append(newConn, c)
+			mu.Unlock()
+		}
+	}
+	srv.Start()
+	t.Cleanup(func() {
+		waitHandedBack(t)
+		srv.Close()
+	})
+	hc := client(false)
+	defer hc.CloseIdleConnections()
+	for i := range 3 {
+		if r := get(t.Context(), hc, srv.URL+"/poll"); r.err != nil || r.resp.StatusCode != http.StatusNoContent || (i > 0 && !r.reused) {
+			t.Fatalf("poll %d: %+v, want 204 on the kept connection", i, r)
+		}
+		<-answered
+	}
+	waitHandedBack(t)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(newConn) != 4 {
+		t.Fatalf("server saw %d new connections, want the accepted one and 3 handed back", len(newConn))
+	}
+	for i, c := range newConn[1:] {
+		hb, ok := c.(*handedBackConn)
+		if !ok {
+			t.Fatalf("hand-back %d served %T, want *handedBackConn", i+1, c)
+		}
+		if inner, nested := hb.Conn.(*handedBackConn); nested {
+			t.Fatalf("hand-back %d wraps another hand-back (%T in %T): one layer more per poll", i+1, inner, hb)
+		}
+	}
+}
+
+// TestAnswerDate: a taken-over poll's Date header is the second it is
+// answered in, formatted once per second.
+func TestAnswerDate(t *testing.T) {
+	t0 := time.Date(2026, 12, 5, 6, 40, 1, 0, time.FixedZone("CET", 3600))
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{t0, "Sat, 05 Dec 2026 05:40:01 GMT"},
+		{t0.Add(999 * time.Millisecond), "Sat, 05 Dec 2026 05:40:01 GMT"},
+		{t0.Add(time.Second), "Sat, 05 Dec 2026 05:40:02 GMT"},
+		{t0, "Sat, 05 Dec 2026 05:40:01 GMT"},
+	} {
+		if got := httpDate(tc.at); got != tc.want {
+			t.Errorf("httpDate(%v) = %q, want %q", tc.at, got, tc.want)
+		}
+	}
+}
