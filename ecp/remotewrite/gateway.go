@@ -332,6 +332,13 @@ func (g *Gateway) handleWrite(w http.ResponseWriter, r *http.Request) error {
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+	if cap(raw) > 2*len(raw)+64<<10 {
+		// A pooled buffer a larger push grew: a full queue of small pushes
+		// must not hold that much memory.
+		small := bytes.Clone(raw)
+		g.putStamped(raw)
+		raw = small
+	}
 	select {
 	case shard <- batch{raw: raw, samples: samples, cluster: clusterID}:
 		g.received.Add(float64(samples))

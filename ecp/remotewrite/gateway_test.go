@@ -622,3 +622,29 @@ func TestGatewayRefusedBatchIsSplit(t *testing.T) {
 		}
 	})
 }
+
+// TestGatewayQueuedPushHoldsItsOwnSize: a small push stamped into a pooled
+// buffer that a large push grew is queued in a buffer of its own size, so
+// a full queue of small pushes holds little memory.
+func TestGatewayQueuedPushHoldsItsOwnSize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Options{URL: backendURL, Shards: 1, QueueSize: 2})
+		var large [][]prompb.Label
+		for i := range 20000 {
+			large = append(large, labels("__name__", "emqx_large_series_name", "id", fmt.Sprintf("rule_%06d", i)))
+		}
+		// Forwarded, the large push's buffer goes back to the pool.
+		stop := h.run()
+		if resp := h.push(t, "a1", writeRequest(t, large...)); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("push: %d, want 204", resp.StatusCode)
+		}
+		synctest.Wait()
+		stop()
+		if resp := h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up"))); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("push: %d, want 204", resp.StatusCode)
+		}
+		if b := <-h.g.shards[0]; cap(b.raw) > 2*len(b.raw)+64<<10 {
+			t.Fatalf("a push of %d bytes is queued in a buffer of %d", len(b.raw), cap(b.raw))
+		}
+	})
+}
