@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -647,4 +648,21 @@ func TestGatewayQueuedPushHoldsItsOwnSize(t *testing.T) {
 			t.Fatalf("a push of %d bytes is queued in a buffer of %d", len(b.raw), cap(b.raw))
 		}
 	})
+}
+
+// TestStampRefusesOversizedWithoutAllocating: a 6-byte body announcing
+// 268 MB decompressed (found by FuzzStamp) is refused before any buffer is
+// sized from it.
+func TestStampRefusesOversizedWithoutAllocating(t *testing.T) {
+	body := []byte("\xe9\xe9\xff\x7f\xe9i")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := Stamp(body, "p", "c", DefaultMaxDecodedBytes)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "over the") {
+		t.Fatalf("Stamp: %v, want the decompressed size refused", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("Stamp allocated %d bytes to refuse a 6-byte body", n)
+	}
 }

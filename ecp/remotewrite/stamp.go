@@ -36,11 +36,12 @@ const (
 // copied unparsed, so the cost is a few allocations per request instead of
 // several per label.
 func Stamp(compressed []byte, project, cluster string, maxDecoded int) ([]byte, int, error) {
-	n, err := snappy.DecodedLen(compressed)
-	if err != nil {
-		n = 0 // appendStamped says why
+	var dst []byte
+	// Sized for the stamped request, unless appendStamped will refuse it.
+	if n, err := snappy.DecodedLen(compressed); err == nil && n <= maxDecoded {
+		dst = make([]byte, 0, n+n/4+64)
 	}
-	raw, samples, err := appendStamped(make([]byte, 0, min(n, maxDecoded)+n/4+64), compressed, project, cluster, maxDecoded)
+	raw, samples, err := appendStamped(dst, compressed, project, cluster, maxDecoded)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -153,18 +154,14 @@ func (sc *scratch) appendSeries(out, b []byte) ([]byte, int, error) {
 	samples := 0
 	size := len(sc.cluster) + len(sc.project)
 	for off := 0; off < len(b); {
-		num, typ, n := protowire.ConsumeTag(b[off:])
-		if n < 0 {
+		num, typ, val, end := nextField(b, off)
+		if end < 0 {
 			return nil, 0, errMalformed
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
-		if m < 0 {
-			return nil, 0, errMalformed
-		}
-		field := span{off, off + n + m}
-		off = field.end
+		field := span{off, end}
+		off = end
 		if num == fieldTimeSeriesLabels && typ == protowire.BytesType {
-			msg, _ := protowire.ConsumeBytes(b[field.start+n : field.end])
+			msg := b[val.start:val.end]
 			name, err := labelName(msg)
 			if err != nil {
 				return nil, 0, err
@@ -173,8 +170,7 @@ func (sc *scratch) appendSeries(out, b []byte) ([]byte, int, error) {
 				name.end-name.start == len(nameCluster) && bytes.Equal(msg[name.start:name.end], nameCluster) {
 				continue
 			}
-			msgStart := field.end - len(msg)
-			labels = append(labels, labelRef{field: field, name: span{msgStart + name.start, msgStart + name.end}})
+			labels = append(labels, labelRef{field: field, name: span{val.start + name.start, val.start + name.end}})
 			size += field.end - field.start
 			continue
 		}
@@ -218,21 +214,46 @@ func (sc *scratch) appendSeries(out, b []byte) ([]byte, int, error) {
 func labelName(msg []byte) (span, error) {
 	var name span
 	for off := 0; off < len(msg); {
-		num, typ, n := protowire.ConsumeTag(msg[off:])
-		if n < 0 {
-			return span{}, errMalformed
-		}
-		m := protowire.ConsumeFieldValue(num, typ, msg[off+n:])
-		if m < 0 {
+		num, typ, val, end := nextField(msg, off)
+		if end < 0 {
 			return span{}, errMalformed
 		}
 		if num == fieldLabelName && typ == protowire.BytesType {
-			v, _ := protowire.ConsumeBytes(msg[off+n:])
-			name = span{off + n + m - len(v), off + n + m}
+			name = val
 		}
-		off += n + m
+		off = end
 	}
 	return name, nil
+}
+
+// nextField reads the field at b[off:]: its number and type, where its
+// value's bytes are when it is length-delimited, and where it ends (-1:
+// malformed).
+func nextField(b []byte, off int) (protowire.Number, protowire.Type, span, int) {
+	// Labels and samples under 128 bytes have a one-byte tag and a
+	// one-byte length: read those without the general decoder.
+	if off+1 < len(b) && b[off] >= 1<<3 && b[off] < 0x80 && protowire.Type(b[off]&7) == protowire.BytesType && b[off+1] < 0x80 {
+		end := off + 2 + int(b[off+1])
+		if end > len(b) {
+			return 0, 0, span{}, -1
+		}
+		return protowire.Number(b[off] >> 3), protowire.BytesType, span{off + 2, end}, end
+	}
+	num, typ, n := protowire.ConsumeTag(b[off:])
+	if n < 0 {
+		return 0, 0, span{}, -1
+	}
+	m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+	if m < 0 {
+		return 0, 0, span{}, -1
+	}
+	end := off + n + m
+	var val span
+	if typ == protowire.BytesType {
+		v, _ := protowire.ConsumeBytes(b[off+n : end])
+		val = span{end - len(v), end}
+	}
+	return num, typ, val, end
 }
 
 // appendLabel appends a TimeSeries.labels field holding name and value.
