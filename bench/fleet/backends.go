@@ -142,6 +142,7 @@ func settle(ctx context.Context, d *deployment, ld load, be *backends, sum *summ
 	}
 	t := a.Totals
 	sum.rwAccepted, sum.rwRefused = t.Pushed, t.RWRefused
+	sum.rwPending, sum.rwAgentDropped = t.RWPending, t.RWAgentDropped
 	sum.linesAccepted, sum.linesRefused, sum.linesPending = t.LinesAccepted, t.LinesRefused, t.LinesPending
 	sum.servedEver = t.Served
 	sum.rwHeld, sum.linesHeld = -1, -1

@@ -80,6 +80,7 @@ type window struct {
 // totals are the run's figures, from registration to settling.
 type totals struct {
 	Pushed, RWRefused                         int64
+	RWPending, RWAgentDropped                 int64
 	LinesAccepted, LinesRefused, LinesPending int64
 	// Served counts the agents ever answered a report, of Agents.
 	Served, Agents int
@@ -115,6 +116,8 @@ func (a *answer) merge(o answer) {
 		t := a.Totals
 		t.Pushed += o.Totals.Pushed
 		t.RWRefused += o.Totals.RWRefused
+		t.RWPending += o.Totals.RWPending
+		t.RWAgentDropped += o.Totals.RWAgentDropped
 		t.LinesAccepted += o.Totals.LinesAccepted
 		t.LinesRefused += o.Totals.LinesRefused
 		t.LinesPending += o.Totals.LinesPending
@@ -263,6 +266,10 @@ func (g *gen) settle(ctx context.Context) (answer, error) {
 	t := &totals{Pushed: g.pushed.Load(), RWRefused: g.res.rwRefused.Load(),
 		LinesAccepted: g.res.linesAccepted.Load(), LinesRefused: g.res.linesRefused.Load(), Agents: len(g.agents)}
 	for _, a := range g.agents {
+		a.unsentMu.Lock()
+		t.RWPending += int64(len(a.unsent) * g.cfg.series)
+		t.RWAgentDropped += a.unsentDropped
+		a.unsentMu.Unlock()
 		t.LinesPending += a.logs.pending()
 		if a.lastReport.Load() != 0 {
 			t.Served++

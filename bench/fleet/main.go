@@ -236,6 +236,9 @@ type summary struct {
 	dropped map[string]float64
 	// polls counts the desired-state polls answered in the window.
 	polls int64
+	// rwPending and rwAgentDropped are the refused samples the agents
+	// still held at the end, and dropped from a full queue.
+	rwPending, rwAgentDropped int64
 }
 
 func (s summary) String() string {
@@ -254,7 +257,8 @@ func (s summary) String() string {
 		s.linesAccepted, s.linesRefused, s.linesPending, s.linesHeld, s.dropped, s.cfg.conns, s.ecpConns,
 		max(1, s.cfg.processes), max(1, s.cfg.replicas), s.cfg.members, s.cfg.nofile, s.unavailable, s.servedWindow, s.servedEver, s.connsRefused, s.connsRefusedTotal, s.ecpUp, s.ecpFDs, 100*s.etcdCPU, s.etcdRSSMiB,
 		s.perAgent().CPUMillicores, s.perAgent().RSSKiB, s.perAgent().FDs, s.perProcess(), s.polls) +
-		fmt.Sprintf(" etcd_db=%.1fMiB etcd_db_in_use=%.1fMiB", s.dbMiB, s.dbInUseMiB)
+		fmt.Sprintf(" etcd_db=%.1fMiB etcd_db_in_use=%.1fMiB rw_samples_pending_total=%d rw_samples_agent_dropped_total=%d",
+			s.dbMiB, s.dbInUseMiB, s.rwPending, s.rwAgentDropped)
 }
 
 // perAgent is the deployment's cost (replicas and external etcd together)
@@ -301,7 +305,18 @@ type agent struct {
 	// turns carries the agent's turns (the round's push payload) to its
 	// own loop (http1-oneconn), which sends them between polls.
 	turns chan []byte
+	// unsent holds the pushes ecp refused (429, 503), oldest first, sent
+	// again before the next one as agent-exporter does; beyond
+	// agentPushQueue the oldest is dropped (unsentDropped, in samples).
+	unsentMu      sync.Mutex
+	unsent        [][]byte
+	unsentDropped int64
 }
+
+// agentPushQueue is agent-exporter's remote-write queue
+// (remotewrite.DefaultQueueSize): the collections it keeps while ecp
+// refuses them.
+const agentPushQueue = 8
 
 // results gathers report outcomes inside the measured window.
 type results struct {
@@ -752,17 +767,8 @@ func turn(ctx context.Context, c *http.Client, a *agent, payload []byte, cfg con
 	if hold <= 0 && !report(ctx, c, a, res) {
 		return false, false
 	}
-	if payload != nil {
-		code, err := push(ctx, c, a.base, a.cred, payload)
-		if ctx.Err() != nil {
-			return false, false
-		}
-		// Pushes count for 429s and errors, not for report latency.
-		res.add(-1, code, err)
-		if err == nil && code/100 == 2 {
-			pushed.Add(int64(cfg.series))
-		}
-		res.countPush(code, err, cfg.series)
+	if payload != nil && !a.pushAll(ctx, c, payload, cfg, res, pushed) {
+		return false, false
 	}
 	if cfg.logLines > 0 {
 		code, err := a.shipLogs(ctx, c, a.base, cfg, res)
@@ -805,6 +811,38 @@ func report(ctx context.Context, c *http.Client, a *agent, res *results) bool {
 	res.add(time.Since(start), code, err)
 	if err == nil && code == http.StatusOK {
 		a.lastReport.Store(time.Now().UnixNano())
+	}
+	return true
+}
+
+// pushAll sends the agent's refused pushes again, oldest first, then
+// payload; it stops at the first one ecp refuses and keeps it and those
+// after it for the next turn. It says false when ctx ended.
+func (a *agent) pushAll(ctx context.Context, c *http.Client, payload []byte, cfg config, res *results, pushed *atomic.Int64) bool {
+	a.unsentMu.Lock()
+	defer a.unsentMu.Unlock()
+	queue := slices.Concat(a.unsent, [][]byte{payload})
+	a.unsent = nil
+	for i, p := range queue {
+		code, err := push(ctx, c, a.base, a.cred, p)
+		if ctx.Err() != nil {
+			return false
+		}
+		// Pushes count for 429s and errors, not for report latency.
+		res.add(-1, code, err)
+		if err == nil && code/100 == 2 {
+			pushed.Add(int64(cfg.series))
+			continue
+		}
+		res.countPush(code, err, cfg.series)
+		if err == nil && (code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable) {
+			a.unsent = queue[i:]
+			if over := len(a.unsent) - agentPushQueue; over > 0 {
+				a.unsent = a.unsent[over:]
+				a.unsentDropped += int64(over * cfg.series)
+			}
+		}
+		return true
 	}
 	return true
 }

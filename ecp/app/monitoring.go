@@ -13,7 +13,7 @@ import (
 // (ecp/monitoring), fed with the reports fleet accepts and shared with the
 // other replicas through etcd.
 func (a *App) buildMetrics(env Env) error {
-	g, err := remotewrite.New(remotewrite.Options{URL: a.opts.RemoteWriteURL}, a.fleet, a.logger.With("component", "remotewrite"), a.reg)
+	g, err := remotewrite.New(remotewrite.Options{URL: a.opts.RemoteWriteURL, BatchWait: a.opts.RemoteWriteBatchWait}, a.fleet, a.logger.With("component", "remotewrite"), a.reg)
 	if err != nil {
 		return err
 	}

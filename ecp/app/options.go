@@ -17,6 +17,7 @@ import (
 	"github.com/ecpio/ecp/ecp/etcdserver"
 	"github.com/ecpio/ecp/ecp/grafana"
 	"github.com/ecpio/ecp/ecp/quota"
+	"github.com/ecpio/ecp/ecp/remotewrite"
 	"github.com/ecpio/ecp/internal/secret"
 )
 
@@ -49,6 +50,8 @@ const (
 	// DefaultIdleTimeout is how long a keep-alive connection may wait for
 	// its next request: agents report every 15 s on the same connection.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultRemoteWriteBatchWait is --remote-write.batch-wait's default.
+	DefaultRemoteWriteBatchWait = remotewrite.DefaultBatchWait
 )
 
 // Options configure an App. Field names follow the flags of `ecp serve`.
@@ -124,6 +127,10 @@ type Options struct {
 	// 2.42+ /api/v1/write or any remote-write 1.0 receiver); empty: agents
 	// are told samples are not stored.
 	RemoteWriteURL string
+	// RemoteWriteBatchWait is how long a remote-write sender waits for
+	// more agents' pushes to post with the one it holds (one call to the
+	// backend for many pushes); 0 posts what is queued at once.
+	RemoteWriteBatchWait time.Duration
 	// Alerts wires alert settings to Prometheus and Alertmanager
 	// (--prometheus.*, --alertmanager.*, --smtp.*); without rules dir and
 	// config file settings are only stored.
@@ -149,6 +156,7 @@ func DefaultOptions() Options {
 		Licence:              quota.Licence{TotalConnections: quota.DefaultTotalConnections, MaxPerCluster: quota.DefaultMaxPerCluster},
 		RegistrationTokenTTL: DefaultRegistrationTokenTTL,
 		ReportInterval:       DefaultReportInterval,
+		RemoteWriteBatchWait: DefaultRemoteWriteBatchWait,
 		DownloadsDir:         DefaultDownloadsDir,
 		AdminUsername:        DefaultAdminUsername,
 		SessionTTL:           DefaultSessionTTL,

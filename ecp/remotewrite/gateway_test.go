@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -525,5 +526,143 @@ func TestScaleForwarderKeepsOneConnectionPerSender(t *testing.T) {
 	}
 	if got := dials.Load(); got > shards {
 		t.Fatalf("%d senders opened %d connections to the backend over %d rounds, want at most %d", shards, got, rounds, shards)
+	}
+}
+
+func (b *backend) callCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
+}
+
+// series is what the backend got, one "cluster/project/__name__" per
+// series, in order.
+func series(reqs []prompb.WriteRequest) []string {
+	var out []string
+	for _, r := range reqs {
+		for _, ts := range r.Timeseries {
+			m := labelMap(ts.Labels)
+			out = append(out, m["cluster"]+"/"+m["project"]+"/"+m["__name__"])
+		}
+	}
+	return out
+}
+
+// TestGatewayBatchesQueuedPushes: what waits in a shard goes to the
+// backend in one call, in the order the agents pushed it, each series
+// stamped with its own agent's tenant.
+func TestGatewayBatchesQueuedPushes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Options{URL: backendURL, Shards: 1, QueueSize: 4})
+		for _, p := range []struct{ cred, name string }{{"a1", "m1"}, {"a2", "m2"}, {"a1", "m3"}} {
+			if resp := h.push(t, p.cred, writeRequest(t, labels("__name__", p.name, "project", "forged"))); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("push: %d, want 204", resp.StatusCode)
+			}
+		}
+		stop := h.run()
+		defer stop()
+		synctest.Wait()
+		if h.backend.callCount() != 1 {
+			t.Fatalf("backend called %d times for 3 queued pushes, want 1", h.backend.callCount())
+		}
+		want := []string{"c-a1/p1/m1", "c-a2/p2/m2", "c-a1/p1/m3"}
+		if got := series(h.backend.requests()); !slices.Equal(got, want) {
+			t.Fatalf("backend got %v, want %v", got, want)
+		}
+		if got := testutil.ToFloat64(h.g.forwarded); got != 3 {
+			t.Fatalf("forwarded %v, want 3", got)
+		}
+	})
+}
+
+// TestGatewayBatchWaitsForMorePushes: with BatchWait a sender holds the
+// first push that long for others to join it.
+func TestGatewayBatchWaitsForMorePushes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Options{URL: backendURL, Shards: 1, BatchWait: time.Second})
+		stop := h.run()
+		defer stop()
+		h.push(t, "a1", writeRequest(t, labels("__name__", "m1")))
+		time.Sleep(500 * time.Millisecond)
+		h.push(t, "a2", writeRequest(t, labels("__name__", "m2")))
+		synctest.Wait()
+		if h.backend.callCount() != 0 {
+			t.Fatalf("backend called %d times before BatchWait ended, want 0", h.backend.callCount())
+		}
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		want := []string{"c-a1/p1/m1", "c-a2/p2/m2"}
+		if got := series(h.backend.requests()); h.backend.callCount() != 1 || !slices.Equal(got, want) {
+			t.Fatalf("backend called %d times with %v, want once with %v", h.backend.callCount(), got, want)
+		}
+	})
+}
+
+// TestGatewayRefusedBatchIsSplit: a call the backend refuses for good is
+// sent again push by push, so only the push the backend refuses alone is
+// dropped; the other agent's samples are stored.
+func TestGatewayRefusedBatchIsSplit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Options{URL: backendURL, Shards: 1})
+		// The call with both, then a1's push alone, are refused.
+		h.backend.script = []int{http.StatusBadRequest, http.StatusBadRequest}
+		h.push(t, "a1", writeRequest(t, labels("__name__", "too_old")))
+		h.push(t, "a2", writeRequest(t, labels("__name__", "m2"), labels("__name__", "m3")))
+		stop := h.run()
+		defer stop()
+		synctest.Wait()
+		want := []string{"c-a2/p2/m2", "c-a2/p2/m3"}
+		if got := series(h.backend.requests()); h.backend.callCount() != 3 || !slices.Equal(got, want) {
+			t.Fatalf("backend called %d times and stored %v, want 3 calls storing %v", h.backend.callCount(), got, want)
+		}
+		if got := testutil.ToFloat64(h.g.forwarded); got != 2 {
+			t.Fatalf("forwarded %v, want 2", got)
+		}
+		if got := testutil.ToFloat64(h.g.dropped.WithLabelValues(ReasonRejected)); got != 1 {
+			t.Fatalf("rejected %v, want 1", got)
+		}
+	})
+}
+
+// TestGatewayQueuedPushHoldsItsOwnSize: a small push stamped into a pooled
+// buffer that a large push grew is queued in a buffer of its own size, so
+// a full queue of small pushes holds little memory.
+func TestGatewayQueuedPushHoldsItsOwnSize(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, Options{URL: backendURL, Shards: 1, QueueSize: 2})
+		var large [][]prompb.Label
+		for i := range 20000 {
+			large = append(large, labels("__name__", "emqx_large_series_name", "id", fmt.Sprintf("rule_%06d", i)))
+		}
+		// Forwarded, the large push's buffer goes back to the pool.
+		stop := h.run()
+		if resp := h.push(t, "a1", writeRequest(t, large...)); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("push: %d, want 204", resp.StatusCode)
+		}
+		synctest.Wait()
+		stop()
+		if resp := h.push(t, "a1", writeRequest(t, labels("__name__", "emqx_up"))); resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("push: %d, want 204", resp.StatusCode)
+		}
+		if b := <-h.g.shards[0]; cap(b.raw) > 2*len(b.raw)+64<<10 {
+			t.Fatalf("a push of %d bytes is queued in a buffer of %d", len(b.raw), cap(b.raw))
+		}
+	})
+}
+
+// TestStampRefusesOversizedWithoutAllocating: a 6-byte body announcing
+// 268 MB decompressed (found by FuzzStamp) is refused before any buffer is
+// sized from it.
+func TestStampRefusesOversizedWithoutAllocating(t *testing.T) {
+	body := []byte("\xe9\xe9\xff\x7f\xe9i")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, _, err := Stamp(body, "p", "c", DefaultMaxDecodedBytes)
+	runtime.ReadMemStats(&after)
+	if err == nil || !strings.Contains(err.Error(), "over the") {
+		t.Fatalf("Stamp: %v, want the decompressed size refused", err)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Fatalf("Stamp allocated %d bytes to refuse a 6-byte body", n)
 	}
 }

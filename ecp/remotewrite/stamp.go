@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/snappy"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -26,12 +27,32 @@ const (
 // project and cluster labels of every series (replacing any the agent
 // sent), keeps each series' labels sorted by name as receivers expect, and
 // returns the request compressed again with the number of samples in it.
+// The gateway does the same in two halves: appendStamped in the agent's
+// request, encode in the sender, once for a batch of requests.
 //
 // It rewrites the protobuf encoding in place of decoding it into Go
 // structs: labels are compared as bytes and every other field (samples,
-// exemplars, histograms, metadata) is copied unparsed, so the cost is a
-// few allocations per request instead of several per label.
+// exemplars, histograms, metadata) and every label the agent may keep is
+// copied unparsed, so the cost is a few allocations per request instead of
+// several per label.
 func Stamp(compressed []byte, project, cluster string, maxDecoded int) ([]byte, int, error) {
+	var dst []byte
+	// Sized for the stamped request, unless appendStamped will refuse it.
+	if n, err := snappy.DecodedLen(compressed); err == nil && n <= maxDecoded {
+		dst = make([]byte, 0, n+n/4+64)
+	}
+	raw, samples, err := appendStamped(dst, compressed, project, cluster, maxDecoded)
+	if err != nil {
+		return nil, 0, err
+	}
+	return encode(nil, raw), samples, nil
+}
+
+// appendStamped appends the stamped request, uncompressed, to dst. The
+// WriteRequests of several agents appended one after the other make one
+// WriteRequest holding all their series (protobuf concatenates repeated
+// fields), which is how the senders batch them.
+func appendStamped(dst, compressed []byte, project, cluster string, maxDecoded int) ([]byte, int, error) {
 	n, err := snappy.DecodedLen(compressed)
 	if err != nil {
 		return nil, 0, fmt.Errorf("body is not snappy-compressed (remote write 1.0 needs Content-Encoding: snappy): %w", err)
@@ -46,30 +67,42 @@ func Stamp(compressed []byte, project, cluster string, maxDecoded int) ([]byte, 
 		return nil, 0, fmt.Errorf("body is not snappy-compressed: %w", err)
 	}
 	sc.raw = raw
-	out, samples, err := sc.stamp(raw, project, cluster)
+	out, samples, err := sc.stamp(dst, raw, project, cluster)
 	if err != nil {
 		return nil, 0, fmt.Errorf("body is not a remote-write 1.0 WriteRequest: %w", err)
 	}
-	return snappy.Encode(nil, out), samples, nil
+	return out, samples, nil
+}
+
+// encode returns raw as a snappy block in dst's memory when it is large
+// enough. It uses the fast encoder: the default one (s2's "better",
+// behind klauspost's snappy.Encode) cost the gateway twice as much CPU
+// for a body that only crosses to the backend.
+func encode(dst, raw []byte) []byte {
+	return s2.EncodeSnappy(dst[:cap(dst)], raw)
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
-// scratch holds the buffers of one Stamp call, reused across calls.
+// scratch holds the buffers of one Stamp call, reused across calls. It
+// holds offsets rather than slices so that filling it costs no write
+// barriers while the garbage collector runs.
 type scratch struct {
-	raw    []byte
-	out    []byte
-	series []byte
-	rest   []byte
-	labels []labelRef
+	raw []byte
+	// The two stamped Label fields, tag and length included.
+	cluster, project []byte
+	labels           []labelRef
+	rest             []span
 }
 
-// labelRef is one label of a series: its name and its whole encoded
-// Label message.
+// labelRef is one label field of a series: where the whole field and its
+// name are in the series message.
 type labelRef struct {
-	name []byte
-	msg  []byte
+	field, name span
 }
+
+// span is b[start:end] of the message being rewritten.
+type span struct{ start, end int }
 
 var (
 	nameProject = []byte(LabelProject)
@@ -78,10 +111,9 @@ var (
 
 var errMalformed = errors.New("malformed protobuf")
 
-func (sc *scratch) stamp(b []byte, project, cluster string) ([]byte, int, error) {
-	clusterLabel := encodeLabel(nil, LabelCluster, cluster)
-	projectLabel := encodeLabel(nil, LabelProject, project)
-	out := sc.out[:0]
+func (sc *scratch) stamp(out, b []byte, project, cluster string) ([]byte, int, error) {
+	sc.cluster = appendLabel(sc.cluster[:0], LabelCluster, cluster)
+	sc.project = appendLabel(sc.project[:0], LabelProject, project)
 	samples := 0
 	for len(b) > 0 {
 		num, typ, n := protowire.ConsumeTag(b)
@@ -93,13 +125,12 @@ func (sc *scratch) stamp(b []byte, project, cluster string) ([]byte, int, error)
 			if m < 0 {
 				return nil, 0, errMalformed
 			}
-			series, count, err := sc.stampSeries(v, clusterLabel, projectLabel)
-			if err != nil {
+			var count int
+			var err error
+			if out, count, err = sc.appendSeries(out, v); err != nil {
 				return nil, 0, err
 			}
 			samples += count
-			out = protowire.AppendTag(out, fieldWriteRequestTimeseries, protowire.BytesType)
-			out = protowire.AppendBytes(out, series)
 			b = b[n+m:]
 			continue
 		}
@@ -110,98 +141,125 @@ func (sc *scratch) stamp(b []byte, project, cluster string) ([]byte, int, error)
 		out = append(out, b[:n+m]...)
 		b = b[n+m:]
 	}
-	sc.out = out
 	return out, samples, nil
 }
 
-// stampSeries rewrites one TimeSeries message: its labels without project
-// and cluster, the two stamped ones inserted in name order, then every
-// other field unchanged. It returns the message (valid until the next
-// call) and its number of samples and histograms.
-func (sc *scratch) stampSeries(b, clusterLabel, projectLabel []byte) ([]byte, int, error) {
+// appendSeries appends one TimeSeries field to out: its labels without
+// project and cluster, the two stamped ones inserted in name order, then
+// every other field unchanged. It also returns the number of samples and
+// histograms in the series.
+func (sc *scratch) appendSeries(out, b []byte) ([]byte, int, error) {
 	labels := sc.labels[:0]
 	rest := sc.rest[:0]
 	samples := 0
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
+	size := len(sc.cluster) + len(sc.project)
+	for off := 0; off < len(b); {
+		num, typ, val, end := nextField(b, off)
+		if end < 0 {
 			return nil, 0, errMalformed
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return nil, 0, errMalformed
-		}
-		switch {
-		case num == fieldTimeSeriesLabels && typ == protowire.BytesType:
-			msg, _ := protowire.ConsumeBytes(b[n:])
+		field := span{off, end}
+		off = end
+		if num == fieldTimeSeriesLabels && typ == protowire.BytesType {
+			msg := b[val.start:val.end]
 			name, err := labelName(msg)
 			if err != nil {
 				return nil, 0, err
 			}
-			if !bytes.Equal(name, nameProject) && !bytes.Equal(name, nameCluster) {
-				labels = append(labels, labelRef{name: name, msg: msg})
+			if name.end-name.start == len(nameProject) && bytes.Equal(msg[name.start:name.end], nameProject) ||
+				name.end-name.start == len(nameCluster) && bytes.Equal(msg[name.start:name.end], nameCluster) {
+				continue
 			}
-		default:
-			if num == fieldTimeSeriesSamples || num == fieldTimeSeriesHistograms {
-				samples++
-			}
-			rest = append(rest, b[:n+m]...)
+			labels = append(labels, labelRef{field: field, name: span{val.start + name.start, val.start + name.end}})
+			size += field.end - field.start
+			continue
 		}
-		b = b[n+m:]
+		if num == fieldTimeSeriesSamples || num == fieldTimeSeriesHistograms {
+			samples++
+		}
+		if k := len(rest) - 1; k >= 0 && rest[k].end == field.start {
+			rest[k].end = field.end
+		} else {
+			rest = append(rest, field)
+		}
+		size += field.end - field.start
 	}
-	if !slices.IsSortedFunc(labels, compareRef) {
-		slices.SortStableFunc(labels, compareRef)
+	cmp := func(x, y labelRef) int { return bytes.Compare(b[x.name.start:x.name.end], b[y.name.start:y.name.end]) }
+	if !slices.IsSortedFunc(labels, cmp) {
+		slices.SortStableFunc(labels, cmp)
 	}
-	out := sc.series[:0]
-	stamped := [2]struct {
-		name []byte
-		msg  []byte
-	}{{nameCluster, clusterLabel}, {nameProject, projectLabel}}
+	out = protowire.AppendTag(out, fieldWriteRequestTimeseries, protowire.BytesType)
+	out = protowire.AppendVarint(out, uint64(size))
+	stamped := [2]struct{ name, field []byte }{{nameCluster, sc.cluster}, {nameProject, sc.project}}
 	next := 0
 	for _, l := range labels {
-		for next < len(stamped) && bytes.Compare(stamped[next].name, l.name) < 0 {
-			out = appendLabel(out, stamped[next].msg)
+		for next < len(stamped) && bytes.Compare(stamped[next].name, b[l.name.start:l.name.end]) < 0 {
+			out = append(out, stamped[next].field...)
 			next++
 		}
-		out = appendLabel(out, l.msg)
+		out = append(out, b[l.field.start:l.field.end]...)
 	}
 	for ; next < len(stamped); next++ {
-		out = appendLabel(out, stamped[next].msg)
+		out = append(out, stamped[next].field...)
 	}
-	out = append(out, rest...)
-	sc.labels, sc.rest, sc.series = labels[:0], rest[:0], out
+	for _, r := range rest {
+		out = append(out, b[r.start:r.end]...)
+	}
+	sc.labels, sc.rest = labels[:0], rest[:0]
 	return out, samples, nil
 }
 
-func compareRef(a, b labelRef) int { return bytes.Compare(a.name, b.name) }
-
-func appendLabel(b, msg []byte) []byte {
-	b = protowire.AppendTag(b, fieldTimeSeriesLabels, protowire.BytesType)
-	return protowire.AppendBytes(b, msg)
-}
-
-// labelName returns the name field of an encoded Label.
-func labelName(msg []byte) ([]byte, error) {
-	var name []byte
-	for len(msg) > 0 {
-		num, typ, n := protowire.ConsumeTag(msg)
-		if n < 0 {
-			return nil, errMalformed
-		}
-		m := protowire.ConsumeFieldValue(num, typ, msg[n:])
-		if m < 0 {
-			return nil, errMalformed
+// labelName returns where the name field of an encoded Label is (the last
+// one, as protobuf decoders read it).
+func labelName(msg []byte) (span, error) {
+	var name span
+	for off := 0; off < len(msg); {
+		num, typ, val, end := nextField(msg, off)
+		if end < 0 {
+			return span{}, errMalformed
 		}
 		if num == fieldLabelName && typ == protowire.BytesType {
-			name, _ = protowire.ConsumeBytes(msg[n:])
+			name = val
 		}
-		msg = msg[n+m:]
+		off = end
 	}
 	return name, nil
 }
 
-// encodeLabel appends an encoded Label message.
-func encodeLabel(b []byte, name, value string) []byte {
+// nextField reads the field at b[off:]: its number and type, where its
+// value's bytes are when it is length-delimited, and where it ends (-1:
+// malformed).
+func nextField(b []byte, off int) (protowire.Number, protowire.Type, span, int) {
+	// Labels and samples under 128 bytes have a one-byte tag and a
+	// one-byte length: read those without the general decoder.
+	if off+1 < len(b) && b[off] >= 1<<3 && b[off] < 0x80 && protowire.Type(b[off]&7) == protowire.BytesType && b[off+1] < 0x80 {
+		end := off + 2 + int(b[off+1])
+		if end > len(b) {
+			return 0, 0, span{}, -1
+		}
+		return protowire.Number(b[off] >> 3), protowire.BytesType, span{off + 2, end}, end
+	}
+	num, typ, n := protowire.ConsumeTag(b[off:])
+	if n < 0 {
+		return 0, 0, span{}, -1
+	}
+	m := protowire.ConsumeFieldValue(num, typ, b[off+n:])
+	if m < 0 {
+		return 0, 0, span{}, -1
+	}
+	end := off + n + m
+	var val span
+	if typ == protowire.BytesType {
+		v, _ := protowire.ConsumeBytes(b[off+n : end])
+		val = span{end - len(v), end}
+	}
+	return num, typ, val, end
+}
+
+// appendLabel appends a TimeSeries.labels field holding name and value.
+func appendLabel(b []byte, name, value string) []byte {
+	b = protowire.AppendTag(b, fieldTimeSeriesLabels, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(protowire.SizeTag(fieldLabelName)+protowire.SizeBytes(len(name))+protowire.SizeTag(fieldLabelValue)+protowire.SizeBytes(len(value))))
 	b = protowire.AppendTag(b, fieldLabelName, protowire.BytesType)
 	b = protowire.AppendString(b, name)
 	b = protowire.AppendTag(b, fieldLabelValue, protowire.BytesType)
