@@ -18,6 +18,9 @@ var ruleCounters = map[string]func(m *RuleMetrics, v float64){
 	"emqx_rule_actions_failed":  func(m *RuleMetrics, v float64) { m.ActionsFailed += v },
 }
 
+// ruleCounterPrefix starts every name of ruleCounters.
+var ruleCounterPrefix = []byte("emqx_rule_")
+
 // authStatus are the series of /prometheus/auth (emqx-api.md §7.3) an
 // AuthBackend is read from: for authenticators (label id) or authorization
 // sources (label type), their enable or their status (1 connected).
@@ -79,7 +82,9 @@ func authStatusText(body []byte) ([]AuthBackend, error) {
 func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
 	byID := map[string]*RuleMetrics{}
 	err := scanSamples(body, func(name []byte) string {
-		if ruleCounters[string(name)] == nil { // no allocation: map lookup by converted bytes
+		// Most of the reply is other series: the prefix rules them out
+		// before a map lookup hashes their name.
+		if !bytes.HasPrefix(name, ruleCounterPrefix) || ruleCounters[string(name)] == nil { // no allocation: map lookup by converted bytes
 			return ""
 		}
 		return "id"
@@ -142,7 +147,7 @@ func scanSamples(body []byte, label func(name []byte) string, fn func(name, labe
 		if len(line) == 0 || line[0] == '#' {
 			continue
 		}
-		end := bytes.IndexAny(line, "{ \t")
+		end := nameEnd(line)
 		if end < 0 {
 			continue
 		}
@@ -163,12 +168,26 @@ func scanSamples(body []byte, label func(name []byte) string, fn func(name, labe
 	return nil
 }
 
+// nameEnd is where the metric name of a sample line ends (its label set or
+// the blank before its value), -1 when nothing follows it. A loop rather
+// than bytes.IndexAny, which was a third of a scan's time.
+func nameEnd(line []byte) int {
+	for i, c := range line {
+		if c == '{' || c == ' ' || c == '\t' {
+			return i
+		}
+	}
+	return -1
+}
+
 // labelValue reads a label set ("{...}" or nothing) and returns the value
 // of the label named label and what follows the set.
 func labelValue(s []byte, label string) ([]byte, []byte, error) {
-	missing := fmt.Errorf("a series without the %s label", label)
+	// Built only when needed: labelValue runs for thousands of lines a
+	// collection.
+	missing := func() error { return fmt.Errorf("a series without the %s label", label) }
 	if len(s) == 0 || s[0] != '{' {
-		return nil, nil, missing
+		return nil, nil, missing()
 	}
 	s = s[1:]
 	var id []byte
@@ -197,7 +216,7 @@ func labelValue(s []byte, label string) ([]byte, []byte, error) {
 		s = rest
 	}
 	if !found || len(id) == 0 {
-		return nil, nil, missing
+		return nil, nil, missing()
 	}
 	return id, s, nil
 }

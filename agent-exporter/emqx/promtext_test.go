@@ -126,3 +126,14 @@ emqx_connections_count{node="emqx@a"} 3
 		t.Fatalf("err = %v, want the missing node label named", err)
 	}
 }
+
+// TestRuleCountersShareThePrefix: ruleMetricsText skips every series not
+// named with ruleCounterPrefix before looking its name up, so a counter
+// named otherwise would never be read.
+func TestRuleCountersShareThePrefix(t *testing.T) {
+	for name := range ruleCounters {
+		if !strings.HasPrefix(name, string(ruleCounterPrefix)) {
+			t.Errorf("rule counter %s lacks the prefix %q", name, ruleCounterPrefix)
+		}
+	}
+}

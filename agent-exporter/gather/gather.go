@@ -19,6 +19,7 @@ package gather
 import (
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -31,7 +32,13 @@ type Desc struct {
 	// sorted lists label indexes by label name: a metric's label pairs
 	// are sorted by name, as the client library sorts them.
 	sorted []int
+	// index numbers the Desc among all: a Builder finds its family by it
+	// rather than hashing the Desc for every series.
+	index int
 }
+
+// descs counts the Descs made, for their index.
+var descs atomic.Int64
 
 // NewDesc returns the description of a metric with these label names.
 func NewDesc(name, help string, labels ...string) *Desc {
@@ -40,7 +47,7 @@ func NewDesc(name, help string, labels ...string) *Desc {
 		sorted[i] = i
 	}
 	slices.SortFunc(sorted, func(a, b int) int { return strings.Compare(labels[a], labels[b]) })
-	return &Desc{name: name, help: help, labels: labels, sorted: sorted}
+	return &Desc{name: name, help: help, labels: labels, sorted: sorted, index: int(descs.Add(1) - 1)}
 }
 
 // Builder builds metric families; the zero value is ready to use. It is
@@ -48,7 +55,7 @@ func NewDesc(name, help string, labels ...string) *Desc {
 type Builder struct {
 	gen      uint64
 	families []*dto.MetricFamily
-	byDesc   map[*Desc]*family
+	byDesc   []*family // by Desc.index
 	metrics  arena[dto.Metric]
 	pairs    arena[dto.LabelPair]
 	ptrs     arena[*dto.LabelPair]
@@ -70,9 +77,6 @@ type family struct {
 func (b *Builder) Reset(series int) {
 	b.gen++
 	b.families = b.families[:0]
-	if b.byDesc == nil {
-		b.byDesc = map[*Desc]*family{}
-	}
 	series = max(series, 16)
 	b.metrics.reset(series)
 	b.floats.reset(series)
@@ -85,13 +89,16 @@ func (b *Builder) Reset(series int) {
 
 // Add adds one series of d with these label values (in d's label order).
 func (b *Builder) Add(d *Desc, t prometheus.ValueType, v float64, labels ...string) {
-	if b.byDesc == nil {
+	if b.gen == 0 {
 		b.Reset(16)
 	}
-	f := b.byDesc[d]
+	if d.index >= len(b.byDesc) {
+		b.byDesc = append(b.byDesc, make([]*family, d.index+1-len(b.byDesc))...)
+	}
+	f := b.byDesc[d.index]
 	if f == nil {
 		f = &family{mf: &dto.MetricFamily{Name: &d.name, Help: &d.help}}
-		b.byDesc[d] = f
+		b.byDesc[d.index] = f
 	}
 	if f.gen != b.gen {
 		f.gen = b.gen
