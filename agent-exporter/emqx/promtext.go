@@ -1,9 +1,11 @@
 package emqx
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 )
 
@@ -38,7 +40,7 @@ var authStatus = map[string]struct {
 // authStatusText reads the enable and status gauges out of /prometheus/auth
 // in the Prometheus text format. A backend is enabled or connected only if
 // every sample says so (1), as all_nodes_aggregated's logical AND does.
-func authStatusText(body []byte) ([]AuthBackend, error) {
+func authStatusText(body io.Reader) ([]AuthBackend, error) {
 	type key struct {
 		authz bool
 		id    string
@@ -79,7 +81,7 @@ func authStatusText(body []byte) ([]AuthBackend, error) {
 // metric families: of the thousands of series only six per rule matter.
 // Samples of one rule on several nodes (a node label) are summed into the
 // cluster-wide value, as all_nodes_aggregated would.
-func ruleMetricsText(body []byte) (map[string]RuleMetrics, error) {
+func ruleMetricsText(body io.Reader) (map[string]RuleMetrics, error) {
 	byID := map[string]*RuleMetrics{}
 	err := scanSamples(body, func(name []byte) string {
 		// Most of the reply is other series: the prefix rules them out
@@ -114,7 +116,7 @@ const MaxCPUNodes = 1000
 // nodeCPUText reads emqx_vm_cpu_use (percent) by node out of
 // /prometheus/stats in the Prometheus text format (emqx-api.md §7.1),
 // skipping the hundreds of other series.
-func nodeCPUText(body []byte) (map[string]float64, error) {
+func nodeCPUText(body io.Reader) (map[string]float64, error) {
 	out := map[string]float64{}
 	err := scanSamples(body, func(name []byte) string {
 		if string(name) != "emqx_vm_cpu_use" {
@@ -134,37 +136,61 @@ func nodeCPUText(body []byte) (map[string]float64, error) {
 
 // scanSamples calls fn with each sample of body (the Prometheus text
 // format) whose metric name label accepts, the value of the label it names
-// and the sample's value; label returns "" for a name to skip.
-func scanSamples(body []byte, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
-	for n := 1; len(body) > 0; n++ {
-		line := body
-		if i := bytes.IndexByte(body, '\n'); i >= 0 {
-			line, body = body[:i], body[i+1:]
-		} else {
-			body = nil
-		}
-		line = bytes.TrimSpace(line)
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		end := nameEnd(line)
-		if end < 0 {
-			continue
-		}
-		l := label(line[:end])
-		if l == "" {
-			continue
-		}
-		val, rest, err := labelValue(line[end:], l)
-		if err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
-		}
-		v, err := sampleValue(rest)
-		if err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
-		}
-		fn(line[:end], val, v)
+// and the sample's value; label returns "" for a name to skip. It reads
+// body a line at a time (the caller bounds its size); the slices fn gets
+// are valid only during the call.
+func scanSamples(body io.Reader, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
+	r, ok := body.(*bufio.Reader)
+	if !ok {
+		r = bufio.NewReader(body)
 	}
+	var long []byte // a line longer than r's buffer
+	for n := 1; ; n++ {
+		line, rerr := r.ReadSlice('\n')
+		if errors.Is(rerr, bufio.ErrBufferFull) {
+			long = append(long[:0], line...)
+			for errors.Is(rerr, bufio.ErrBufferFull) {
+				line, rerr = r.ReadSlice('\n')
+				long = append(long, line...)
+			}
+			line = long
+		}
+		end := errors.Is(rerr, io.EOF) // after a last line without a newline
+		if rerr != nil && !end {
+			return rerr
+		}
+		if err := scanLine(n, line, label, fn); err != nil {
+			return err
+		}
+		if end {
+			return nil
+		}
+	}
+}
+
+// scanLine is scanSamples' work on line n.
+func scanLine(n int, line []byte, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
+	line = bytes.TrimSpace(line)
+	if len(line) == 0 || line[0] == '#' {
+		return nil
+	}
+	end := nameEnd(line)
+	if end < 0 {
+		return nil
+	}
+	l := label(line[:end])
+	if l == "" {
+		return nil
+	}
+	val, rest, err := labelValue(line[end:], l)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n, err)
+	}
+	v, err := sampleValue(rest)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n, err)
+	}
+	fn(line[:end], val, v)
 	return nil
 }
 
