@@ -82,7 +82,9 @@ func authStatusText(body io.Reader) ([]AuthBackend, error) {
 // Samples of one rule on several nodes (a node label) are summed into the
 // cluster-wide value, as all_nodes_aggregated would.
 func ruleMetricsText(body io.Reader) (map[string]RuleMetrics, error) {
-	byID := map[string]*RuleMetrics{}
+	// Counters by rule, in one slice rather than one allocation a rule.
+	byID := map[string]int{}
+	var counters []RuleMetrics
 	err := scanSamples(body, func(name []byte) string {
 		// Most of the reply is other series: the prefix rules them out
 		// before a map lookup hashes their name.
@@ -91,19 +93,20 @@ func ruleMetricsText(body io.Reader) (map[string]RuleMetrics, error) {
 		}
 		return "id"
 	}, func(name, id []byte, v float64) {
-		m := byID[string(id)] // a lookup by converted bytes allocates nothing
-		if m == nil {
-			m = &RuleMetrics{}
-			byID[string(id)] = m
+		i, ok := byID[string(id)] // a lookup by converted bytes allocates nothing
+		if !ok {
+			i = len(counters)
+			counters = append(counters, RuleMetrics{})
+			byID[string(id)] = i
 		}
-		ruleCounters[string(name)](m, v)
+		ruleCounters[string(name)](&counters[i], v)
 	})
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]RuleMetrics, len(byID))
-	for id, m := range byID {
-		out[id] = *m
+	for id, i := range byID {
+		out[id] = counters[i]
 	}
 	return out, nil
 }
