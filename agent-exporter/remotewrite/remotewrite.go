@@ -36,6 +36,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -408,7 +409,8 @@ type pushBuf struct {
 // the next is built).
 func (b *pushBuf) marshal(series []prompb.TimeSeries) ([]byte, int, error) {
 	req := prompb.WriteRequest{Timeseries: series}
-	b.raw = grow(b.raw, req.Size())
+	size := req.Size()
+	b.raw = slices.Grow(b.raw[:0], size)[:size]
 	n, err := req.MarshalToSizedBuffer(b.raw)
 	if err != nil {
 		return nil, 0, fmt.Errorf("encode remote-write request: %w", err)
@@ -422,14 +424,6 @@ func (b *pushBuf) marshal(series []prompb.TimeSeries) ([]byte, int, error) {
 	// was allocated again after most garbage collections.
 	b.enc = s2.EncodeSnappy(b.enc[:cap(b.enc)], b.raw[len(b.raw)-n:])
 	return append([]byte(nil), b.enc...), samples, nil
-}
-
-// grow returns buf with length n, reallocated only when too small.
-func grow[T any](buf []T, n int) []T {
-	if cap(buf) < n {
-		return make([]T, n)
-	}
-	return buf[:n]
 }
 
 // flattenKept turns metric families into one series per sample, at time
@@ -460,9 +454,9 @@ func flattenKept(mfs []*dto.MetricFamily, at time.Time, keep [][]bool, earlier m
 	}
 	ts := at.UnixMilli()
 	buf.flip ^= 1
-	out := grow(buf.series, nSeries)[:0]
-	labels := grow(buf.labels[buf.flip], nLabels)[:0]
-	samples := grow(buf.samples, nSeries+len(earlier))[:0]
+	out := slices.Grow(buf.series[:0], nSeries)
+	labels := slices.Grow(buf.labels[buf.flip][:0], nLabels)
+	samples := slices.Grow(buf.samples[:0], nSeries+len(earlier))
 	defer func() { buf.series, buf.labels[buf.flip], buf.samples = out, labels, samples }()
 	var cur ref
 	add := func(name string, m *dto.Metric, value float64, extra ...string) {
