@@ -21,7 +21,7 @@ var ruleCounters = map[string]func(m *RuleMetrics, v float64){
 }
 
 // ruleCounterPrefix starts every name of ruleCounters.
-var ruleCounterPrefix = []byte("emqx_rule_")
+const ruleCounterPrefix = "emqx_rule_"
 
 // authStatus are the series of /prometheus/auth (emqx-api.md §7.3) an
 // AuthBackend is read from: for authenticators (label id) or authorization
@@ -47,7 +47,7 @@ func authStatusText(body io.Reader) ([]AuthBackend, error) {
 	}
 	byKey := map[key]*AuthBackend{}
 	var order []key
-	err := scanSamples(body, func(name []byte) string { return authStatus[string(name)].label },
+	err := scanSamples(body, "emqx_auth", func(name []byte) string { return authStatus[string(name)].label },
 		func(name, id []byte, v float64) {
 			kind := authStatus[string(name)]
 			k := key{kind.authz, string(id)}
@@ -85,10 +85,8 @@ func ruleMetricsText(body io.Reader) (map[string]RuleMetrics, error) {
 	// Counters by rule, in one slice rather than one allocation a rule.
 	byID := map[string]int{}
 	var counters []RuleMetrics
-	err := scanSamples(body, func(name []byte) string {
-		// Most of the reply is other series: the prefix rules them out
-		// before a map lookup hashes their name.
-		if !bytes.HasPrefix(name, ruleCounterPrefix) || ruleCounters[string(name)] == nil { // no allocation: map lookup by converted bytes
+	err := scanSamples(body, ruleCounterPrefix, func(name []byte) string {
+		if ruleCounters[string(name)] == nil { // no allocation: map lookup by converted bytes
 			return ""
 		}
 		return "id"
@@ -121,7 +119,7 @@ const MaxCPUNodes = 1000
 // skipping the hundreds of other series.
 func nodeCPUText(body io.Reader) (map[string]float64, error) {
 	out := map[string]float64{}
-	err := scanSamples(body, func(name []byte) string {
+	err := scanSamples(body, "emqx_vm_cpu_use", func(name []byte) string {
 		if string(name) != "emqx_vm_cpu_use" {
 			return ""
 		}
@@ -138,11 +136,13 @@ func nodeCPUText(body io.Reader) (map[string]float64, error) {
 }
 
 // scanSamples calls fn with each sample of body (the Prometheus text
-// format) whose metric name label accepts, the value of the label it names
-// and the sample's value; label returns "" for a name to skip. It reads
-// body a line at a time (the caller bounds its size); the slices fn gets
-// are valid only during the call.
-func scanSamples(body io.Reader, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
+// format) whose metric name starts with prefix and is one label accepts,
+// the value of the label it names and the sample's value; label returns ""
+// for a name to skip. Most of a reply is other series: the prefix rules
+// them out before their name is even delimited. It reads body a line at a
+// time (the caller bounds its size); the slices fn gets are valid only
+// during the call.
+func scanSamples(body io.Reader, prefix string, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
 	r, ok := body.(*bufio.Reader)
 	if !ok {
 		r = bufio.NewReader(body)
@@ -162,7 +162,7 @@ func scanSamples(body io.Reader, label func(name []byte) string, fn func(name, l
 		if rerr != nil && !end {
 			return rerr
 		}
-		if err := scanLine(n, line, label, fn); err != nil {
+		if err := scanLine(n, line, prefix, label, fn); err != nil {
 			return err
 		}
 		if end {
@@ -172,10 +172,10 @@ func scanSamples(body io.Reader, label func(name []byte) string, fn func(name, l
 }
 
 // scanLine is scanSamples' work on line n.
-func scanLine(n int, line []byte, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
+func scanLine(n int, line []byte, prefix string, label func(name []byte) string, fn func(name, labelValue []byte, v float64)) error {
 	line = bytes.TrimSpace(line)
-	if len(line) == 0 || line[0] == '#' {
-		return nil
+	if !bytes.HasPrefix(line, []byte(prefix)) {
+		return nil // a comment, a blank line or another series
 	}
 	end := nameEnd(line)
 	if end < 0 {

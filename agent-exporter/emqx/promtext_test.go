@@ -134,7 +134,7 @@ emqx_connections_count{node="emqx@a"} 3
 // named otherwise would never be read.
 func TestRuleCountersShareThePrefix(t *testing.T) {
 	for name := range ruleCounters {
-		if !strings.HasPrefix(name, string(ruleCounterPrefix)) {
+		if !strings.HasPrefix(name, ruleCounterPrefix) {
 			t.Errorf("rule counter %s lacks the prefix %q", name, ruleCounterPrefix)
 		}
 	}
