@@ -252,9 +252,11 @@ func (c *Collector) collectRules(ctx context.Context, api API) ([]Rule, error) {
 	// missing or refused (older EMQX, Prometheus basic auth).
 	errs := []error{}
 	if all, err := api.AllRuleMetrics(ctx); err == nil {
+		metrics := make([]emqx.RuleMetrics, len(rules)) // one allocation, not one a rule
 		for i := range rules {
 			if m, ok := all[rules[i].ID]; ok && rules[i].Enable {
-				rules[i].Metrics = &m
+				metrics[i] = m
+				rules[i].Metrics = &metrics[i]
 			}
 		}
 	} else {

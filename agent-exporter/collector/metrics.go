@@ -111,14 +111,24 @@ func (e *Exporter) Collect(ch chan<- prometheus.Metric) {
 }
 
 // emit calls fn once per series of snapshot s (nil: none yet); Collect and
-// Gather both build on it, so they cannot disagree.
+// Gather both build on it, so they cannot disagree. The labels fn gets are
+// valid only during the call: they are copied into one scratch slice, as
+// the slice of each call's labels would otherwise escape through fn to the
+// heap, tens of thousands of allocations a gathering.
 func emit(s *Snapshot, fn func(d *metricDesc, t prometheus.ValueType, v float64, labels ...string)) {
 	if s == nil {
 		fn(descUp, prometheus.GaugeValue, 0)
 		return
 	}
-	gauge := func(d *metricDesc, v float64, l ...string) { fn(d, prometheus.GaugeValue, v, l...) }
-	counter := func(d *metricDesc, v float64, l ...string) { fn(d, prometheus.CounterValue, v, l...) }
+	scratch := make([]string, 0, 4)
+	gauge := func(d *metricDesc, v float64, l ...string) {
+		scratch = append(scratch[:0], l...)
+		fn(d, prometheus.GaugeValue, v, scratch...)
+	}
+	counter := func(d *metricDesc, v float64, l ...string) {
+		scratch = append(scratch[:0], l...)
+		fn(d, prometheus.CounterValue, v, scratch...)
+	}
 	gauge(descUp, b2f(s.Up))
 	gauge(descCollectionTime, float64(s.CollectedAt.UnixMilli())/1000)
 	for _, r := range s.Results {

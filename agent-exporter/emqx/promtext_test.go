@@ -1,6 +1,8 @@
 package emqx
 
 import (
+	"bufio"
+	"bytes"
 	"maps"
 	"slices"
 	"strings"
@@ -42,7 +44,7 @@ func TestRuleMetricsText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ruleMetricsText([]byte(tt.body))
+			got, err := ruleMetricsText(strings.NewReader(tt.body))
 			if tt.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.err) {
 					t.Fatalf("error %v, want one saying %q", err, tt.err)
@@ -70,7 +72,7 @@ func FuzzRuleMetricsText(f *testing.F) {
 	f.Add([]byte("emqx_rule_matched{id=\"r1\"} 1\n"))
 	f.Add([]byte("emqx_rule_failed{node=\"n\",id=\"a\\\\\\\"\"} 2 3\n# TYPE x gauge\n"))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		m, err := ruleMetricsText(body)
+		m, err := ruleMetricsText(bytes.NewReader(body))
 		if err != nil && m != nil {
 			t.Fatalf("counters %v returned with error %v", m, err)
 		}
@@ -88,7 +90,7 @@ emqx_authz_enable{type="file"} 0
 emqx_authz_status{type="file"} 1
 emqx_authn_total{id="password_based:http"} 7
 `)
-	got, err := authStatusText(body)
+	got, err := authStatusText(bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ emqx_authn_total{id="password_based:http"} 7
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	if _, err := authStatusText([]byte("emqx_authz_status{id=\"file\"} 1\n")); err == nil || err.Error() != "line 1: a series without the type label" {
+	if _, err := authStatusText(strings.NewReader("emqx_authz_status{id=\"file\"} 1\n")); err == nil || err.Error() != "line 1: a series without the type label" {
 		t.Fatalf("err = %v, want the missing type label named", err)
 	}
 }
@@ -115,14 +117,41 @@ emqx_vm_cpu_use{node="emqx@b"} 91
 emqx_vm_cpu_idle{node="emqx@a"} 87.5
 emqx_connections_count{node="emqx@a"} 3
 `)
-	got, err := nodeCPUText(body)
+	got, err := nodeCPUText(bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := map[string]float64{"emqx@a": 12.5, "emqx@b": 91}; !maps.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
-	if _, err := nodeCPUText([]byte("emqx_vm_cpu_use 12\n")); err == nil || err.Error() != "line 1: a series without the node label" {
+	if _, err := nodeCPUText(strings.NewReader("emqx_vm_cpu_use 12\n")); err == nil || err.Error() != "line 1: a series without the node label" {
 		t.Fatalf("err = %v, want the missing node label named", err)
+	}
+}
+
+// TestRuleCountersShareThePrefix: ruleMetricsText skips every series not
+// named with ruleCounterPrefix before looking its name up, so a counter
+// named otherwise would never be read.
+func TestRuleCountersShareThePrefix(t *testing.T) {
+	for name := range ruleCounters {
+		if !strings.HasPrefix(name, ruleCounterPrefix) {
+			t.Errorf("rule counter %s lacks the prefix %q", name, ruleCounterPrefix)
+		}
+	}
+}
+
+// TestRuleMetricsTextLongLines: a line longer than the reader's buffer
+// is read whole, across buffer fills.
+func TestRuleMetricsTextLongLines(t *testing.T) {
+	id := strings.Repeat("r", 100)
+	body := "# HELP emqx_rule_matched " + strings.Repeat("long help ", 20) + "\n" +
+		`emqx_rule_matched{id="` + id + `",node="emqx@a"} 3` + "\n" +
+		`emqx_rule_failed{id="` + id + `"} 2`
+	got, err := ruleMetricsText(bufio.NewReaderSize(strings.NewReader(body), 16))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (RuleMetrics{Matched: 3, Failed: 2}); len(got) != 1 || got[id] != want {
+		t.Fatalf("got %+v, want %s: %+v", got, id, want)
 	}
 }

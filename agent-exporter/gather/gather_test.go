@@ -80,3 +80,49 @@ func TestReuseKeepsNothingOfThePreviousBuild(t *testing.T) {
 		t.Fatalf("second build: %q, want %q", got, want)
 	}
 }
+
+// TestSharedPairsKeepEachSeriesLabels: series share label pairs and the
+// gauges of 0 and 1 with recent series, and still each carry their own
+// labels and value, with more values of a label than are kept for
+// sharing and ids repeated out of order.
+func TestSharedPairsKeepEachSeriesLabels(t *testing.T) {
+	var b Builder
+	b.Reset(0)
+	reg := prometheus.NewPedanticRegistry()
+	gv := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "emqx_connector_status", Help: "Status."}, []string{"status", "id"})
+	reg.MustRegister(gv)
+	statuses := []string{"connected", "connecting", "disconnected", "inconsistent", "stopped", "s6", "s7", "s8"}
+	for round := range 2 {
+		for i := range 10 {
+			id := fmt.Sprintf("http:c%03d", (i*7+round)%10)
+			for j, st := range statuses {
+				v := float64((i + j + round) % 3) // 0, 1 and 2
+				b.Add(status, prometheus.GaugeValue, v, st, id)
+				gv.WithLabelValues(st, id).Set(v)
+			}
+		}
+	}
+	want, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The registry keeps the last value of each series; so does this
+	// build for the second round, which comes last.
+	got, w := lines(t, b.Families()), lines(t, want)
+	last := map[string]string{}
+	for _, l := range got[2:] {
+		k, v, _ := strings.Cut(l, "} ")
+		last[k] = v
+	}
+	var dedup []string
+	for k, v := range last {
+		dedup = append(dedup, k+"} "+v)
+	}
+	slices.Sort(dedup)
+	if !slices.Equal(dedup, w[2:]) {
+		t.Fatalf("built:\n%v\nregistry:\n%v", dedup, w[2:])
+	}
+	if n := len(got) - 2; n != 2*10*len(statuses) {
+		t.Fatalf("built %d series, want %d", n, 2*10*len(statuses))
+	}
+}

@@ -36,12 +36,13 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/klauspost/compress/snappy"
+	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	dto "github.com/prometheus/client_model/go"
@@ -426,14 +427,32 @@ func parseRetryAfter(v string) time.Duration {
 // Histograms and summaries become their classic _bucket/_sum/_count and
 // quantile series, as a scrape would store them.
 func Encode(mfs []*dto.MetricFamily, at time.Time) ([]byte, int, error) {
-	return marshal(flatten(mfs, at))
+	var buf pushBuf
+	return buf.marshal(flattenKept(mfs, at, nil, nil, &buf))
+}
+
+// pushBuf keeps the arrays a push is built in for the next push of the
+// same Selector: one is built every collection, and allocating them
+// afresh was most of the garbage a tick left. The series, samples and
+// encoded bytes of one push are valid until the next; the labels for one
+// push more, as staleness holds the labels of the previous push while the
+// next is built (labels alternate between two arrays).
+type pushBuf struct {
+	series   []prompb.TimeSeries
+	samples  []prompb.Sample
+	labels   [2][]prompb.Label
+	flip     int
+	raw, enc []byte
 }
 
 // marshal encodes series as a snappy-compressed write request and counts
-// their samples.
-func marshal(series []prompb.TimeSeries) ([]byte, int, error) {
+// their samples. The request returned is its own (a push is queued while
+// the next is built).
+func (b *pushBuf) marshal(series []prompb.TimeSeries) ([]byte, int, error) {
 	req := prompb.WriteRequest{Timeseries: series}
-	raw, err := req.Marshal()
+	size := req.Size()
+	b.raw = slices.Grow(b.raw[:0], size)[:size]
+	n, err := req.MarshalToSizedBuffer(b.raw)
 	if err != nil {
 		return nil, 0, fmt.Errorf("encode remote-write request: %w", err)
 	}
@@ -441,21 +460,21 @@ func marshal(series []prompb.TimeSeries) ([]byte, int, error) {
 	for _, ts := range series {
 		samples += len(ts.Samples)
 	}
-	return snappy.Encode(nil, raw), samples, nil
+	// s2's snappy encoder at its default level: the "better" level left
+	// a push 3 % smaller for four times the CPU, and its 576 KiB table
+	// was allocated again after most garbage collections.
+	b.enc = s2.EncodeSnappy(b.enc[:cap(b.enc)], b.raw[len(b.raw)-n:])
+	return append([]byte(nil), b.enc...), samples, nil
 }
 
-// flatten turns metric families into one series per sample, at time at.
-func flatten(mfs []*dto.MetricFamily, at time.Time) []prompb.TimeSeries {
-	return flattenKept(mfs, at, nil, nil)
-}
-
-// flattenKept is flatten limited to the metrics kept: keep[f] nil (or
-// keep nil) keeps family f whole, else keep[f][m] says whether metric m
-// is. earlier adds an earlier sample to a metric's series. Labels and
-// samples of all series share two arrays: a push is built and dropped
-// every collection, and thousands of small allocations would cost more
-// than the work itself.
-func flattenKept(mfs []*dto.MetricFamily, at time.Time, keep [][]bool, earlier map[ref]prompb.Sample) []prompb.TimeSeries {
+// flattenKept turns metric families into one series per sample, at time
+// at, limited to the metrics kept: keep[f] nil (or keep nil) keeps family
+// f whole, else keep[f][m] says whether metric m is. earlier adds an
+// earlier sample to a metric's series. Labels and samples of all series
+// share two arrays, buf's: a push is built and dropped every collection,
+// and thousands of small allocations would cost more than the work
+// itself.
+func flattenKept(mfs []*dto.MetricFamily, at time.Time, keep [][]bool, earlier map[ref]prompb.Sample, buf *pushBuf) []prompb.TimeSeries {
 	kept := func(f, m int) bool { return keep == nil || keep[f] == nil || keep[f][m] }
 	nSeries, nLabels := 0, 0
 	for f, mf := range mfs {
@@ -475,9 +494,11 @@ func flattenKept(mfs []*dto.MetricFamily, at time.Time, keep [][]bool, earlier m
 		}
 	}
 	ts := at.UnixMilli()
-	out := make([]prompb.TimeSeries, 0, nSeries)
-	labels := make([]prompb.Label, 0, nLabels)
-	samples := make([]prompb.Sample, 0, nSeries+len(earlier))
+	buf.flip ^= 1
+	out := slices.Grow(buf.series[:0], nSeries)
+	labels := slices.Grow(buf.labels[buf.flip][:0], nLabels)
+	samples := slices.Grow(buf.samples[:0], nSeries+len(earlier))
+	defer func() { buf.series, buf.labels[buf.flip], buf.samples = out, labels, samples }()
 	var cur ref
 	add := func(name string, m *dto.Metric, value float64, extra ...string) {
 		start := len(labels)

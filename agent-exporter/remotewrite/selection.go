@@ -25,6 +25,7 @@ type ref = selection.Ref
 type Selector struct {
 	sel   *selection.Selector
 	stale staleness
+	buf   pushBuf
 }
 
 // NewSelector returns a Selector pushing at most maxSeries series (0: no
@@ -46,7 +47,7 @@ type Push struct {
 // (as the package's Encode does), keeping the series the cap allows.
 func (s *Selector) Encode(mfs []*dto.MetricFamily, at time.Time) (Push, error) {
 	series, capped := s.choose(mfs, at)
-	body, samples, err := marshal(series)
+	body, samples, err := s.buf.marshal(series)
 	if err != nil {
 		return Push{}, err
 	}
@@ -54,10 +55,10 @@ func (s *Selector) Encode(mfs []*dto.MetricFamily, at time.Time) (Push, error) {
 }
 
 // choose returns the series to push out of one collection at at and how
-// many it left out.
+// many it left out. The series are valid until the next choose.
 func (s *Selector) choose(mfs []*dto.MetricFamily, at time.Time) ([]prompb.TimeSeries, int) {
 	c := s.sel.Choose(mfs, at)
-	return s.stale.mark(mfs, c.Kept, flattenKept(mfs, at, c.Keep, c.Earlier), at.UnixMilli()), c.Capped
+	return s.stale.mark(mfs, c.Kept, flattenKept(mfs, at, c.Keep, c.Earlier, &s.buf), at.UnixMilli()), c.Capped
 }
 
 // reset forgets every object (selection.Selector.Reset) and every series

@@ -1,7 +1,7 @@
 package remotewrite
 
 import (
-	"hash/fnv"
+	"hash/maphash"
 	"math"
 
 	dto "github.com/prometheus/client_model/go"
@@ -31,8 +31,13 @@ import (
 // before.
 type staleness struct {
 	// last holds the labels of every series pushed and not marked since,
-	// by the hash of its name and labels (seriesHash).
-	last map[uint64]pushedSeries
+	// by the hash of its name and labels (seriesHash). It is kept from one
+	// collection to the next and stamped with the collection (gen) rather
+	// than rebuilt: a collection holds tens of thousands of series, and
+	// building two maps of them every push was a tenth of a tick's CPU.
+	last map[uint64]*pushedSeries
+	gen  uint64
+	hash maphash.Hash
 }
 
 type pushedSeries struct {
@@ -40,24 +45,34 @@ type pushedSeries struct {
 	// own is set when labels were copied out of the push they came in,
 	// which can then be freed.
 	own bool
+	// seen and pushed are the last collection (gen) that had the series
+	// and that pushed it.
+	seen, pushed uint64
 }
 
 // mark appends to out (the series pushed from mfs, flattenKept with kept)
 // a staleness marker at ts for each series pushed before that mfs lacks,
 // and remembers what is pushed now.
 func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out []prompb.TimeSeries, ts int64) []prompb.TimeSeries {
-	next := make(map[uint64]pushedSeries, len(st.last)+len(out))
-	seen := make(map[uint64]bool, len(out))
+	if st.last == nil {
+		st.last = map[uint64]*pushedSeries{}
+	}
+	st.gen++
+	gen := st.gen
 	partial := false
 	i := 0
 	for f, mf := range mfs {
+		name := mf.GetName()
 		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
 		for m, metric := range mf.GetMetric() {
-			if mf.GetName() == series.CollectorSuccess && metric.GetGauge().GetValue() == 0 {
+			if name == series.CollectorSuccess && metric.GetGauge().GetValue() == 0 {
 				partial = true
 			}
-			h := seriesHash(mf.GetName(), metric)
-			seen[h] = true
+			h := st.seriesHash(name, metric)
+			p := st.last[h]
+			if p != nil {
+				p.seen = gen
+			}
 			if !kept(f, m) {
 				continue
 			}
@@ -68,25 +83,28 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 				i += flatCount(mf.GetType(), metric)
 				continue
 			}
-			next[h] = pushedSeries{labels: out[i].Labels}
+			if p == nil {
+				p = &pushedSeries{seen: gen}
+				st.last[h] = p
+			}
+			p.labels, p.own, p.pushed = out[i].Labels, false, gen
 			i++
 		}
 	}
 	for h, p := range st.last {
-		if _, pushed := next[h]; pushed {
+		if p.pushed == gen {
 			continue
 		}
-		if seen[h] || partial {
+		if p.seen == gen || partial {
 			// Capped while still collected, or not known to be gone.
 			if !p.own {
-				p = pushedSeries{labels: append([]prompb.Label(nil), p.labels...), own: true}
+				p.labels, p.own = append([]prompb.Label(nil), p.labels...), true
 			}
-			next[h] = p
 			continue
 		}
 		out = append(out, prompb.TimeSeries{Labels: p.labels, Samples: []prompb.Sample{{Value: math.Float64frombits(value.StaleNaN), Timestamp: ts}}})
+		delete(st.last, h)
 	}
-	st.last = next
 	return out
 }
 
@@ -102,15 +120,17 @@ func flatCount(t dto.MetricType, m *dto.Metric) int {
 }
 
 // seriesHash identifies a series by its name and labels, in the order the
-// agent emits them (the same for one series in every collection).
-func seriesHash(name string, m *dto.Metric) uint64 {
-	h := fnv.New64a()
-	_, _ = h.Write([]byte(name))
+// agent emits them (the same for one series in every collection), within
+// this process (maphash's seed is the staleness's own).
+func (st *staleness) seriesHash(name string, m *dto.Metric) uint64 {
+	h := &st.hash
+	h.Reset()
+	_, _ = h.WriteString(name)
 	for _, l := range m.GetLabel() {
-		_, _ = h.Write([]byte{0xff})
-		_, _ = h.Write([]byte(l.GetName()))
-		_, _ = h.Write([]byte{0xfe})
-		_, _ = h.Write([]byte(l.GetValue()))
+		_ = h.WriteByte(0xff)
+		_, _ = h.WriteString(l.GetName())
+		_ = h.WriteByte(0xfe)
+		_, _ = h.WriteString(l.GetValue())
 	}
 	return h.Sum64()
 }
