@@ -29,7 +29,10 @@
 // up to BatchWait for more, up to batchBytes) and posts them as one
 // WriteRequest, compressed once: one call to the backend for many agents'
 // pushes instead of one each, the largest saving of the gateway. Their
-// order within the shard is kept. When the backend refuses a call of
+// order within the shard is kept, and a call carries at most one push of
+// each cluster: Prometheus keeps one sample of a series that a request
+// names twice (an agent's backlog after an outage, one push per
+// collection), so a second push of a cluster starts the next call. When the backend refuses a call of
 // several pushes for good, each is sent again alone, so that one agent's
 // refused samples (too old, out of order) never cost another agent its
 // own: only what the backend refuses alone is dropped. (A backend that
@@ -426,26 +429,49 @@ func (g *Gateway) Run(ctx context.Context) error {
 // sendLoop forwards q's pushes, several per call, until ctx ends; it
 // returns what it was still forwarding then.
 func (g *Gateway) sendLoop(ctx context.Context, q chan batch) []batch {
-	var s sender
+	var (
+		s    sender
+		next *batch // a push collect took that starts the next call
+	)
 	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case p := <-q:
-			b := collect(ctx, q, p, g.opts.BatchWait)
-			if rest := g.forward(ctx, &s, b); rest != nil {
-				return rest
+		var first batch
+		if next != nil {
+			first, next = *next, nil
+		} else {
+			select {
+			case <-ctx.Done():
+				return nil
+			case first = <-q:
 			}
-			g.release(b)
 		}
+		b, carried := collect(ctx, q, first, g.opts.BatchWait)
+		if rest := g.forward(ctx, &s, b); rest != nil {
+			if carried != nil {
+				rest = append(rest, *carried)
+			}
+			return rest
+		}
+		g.release(b)
+		next = carried
 	}
 }
 
 // collect returns first and the pushes queued behind it, waiting up to
-// wait for more, until they hold batchBytes.
-func collect(ctx context.Context, q chan batch, first batch, wait time.Duration) []batch {
+// wait for more, until they hold batchBytes or a second push of a cluster
+// comes, which it returns apart to start the next call.
+func collect(ctx context.Context, q chan batch, first batch, wait time.Duration) ([]batch, *batch) {
 	b := []batch{first}
 	size := len(first.raw)
+	clusters := map[string]bool{first.cluster: true}
+	// add takes p into the call, or says it must start the next one.
+	add := func(p batch) bool {
+		if clusters[p.cluster] {
+			return false
+		}
+		clusters[p.cluster] = true
+		b, size = append(b, p), size+len(p.raw)
+		return true
+	}
 	var timeout <-chan time.Time
 	if wait > 0 {
 		t := time.NewTimer(wait)
@@ -455,23 +481,27 @@ func collect(ctx context.Context, q chan batch, first batch, wait time.Duration)
 	for size < batchBytes {
 		select {
 		case p := <-q:
-			b, size = append(b, p), size+len(p.raw)
+			if !add(p) {
+				return b, &p
+			}
 			continue
 		default:
 		}
 		if timeout == nil {
-			return b
+			return b, nil
 		}
 		select {
 		case p := <-q:
-			b, size = append(b, p), size+len(p.raw)
+			if !add(p) {
+				return b, &p
+			}
 		case <-timeout:
-			return b
+			return b, nil
 		case <-ctx.Done():
-			return b
+			return b, nil
 		}
 	}
-	return b
+	return b, nil
 }
 
 // drain forwards first, then everything queued in q, until ctx ends;
@@ -490,13 +520,16 @@ func (g *Gateway) drain(ctx context.Context, first []batch, q chan batch) {
 	for {
 		select {
 		case p := <-q:
-			b := collect(ctx, q, p, 0)
-			if ctx.Err() != nil {
-				lost(b)
-				continue
+			for next := &p; next != nil; {
+				var b []batch
+				b, next = collect(ctx, q, *next, 0)
+				if ctx.Err() != nil {
+					lost(b)
+					continue
+				}
+				lost(g.forward(ctx, &s, b))
+				g.release(b)
 			}
-			lost(g.forward(ctx, &s, b))
-			g.release(b)
 		default:
 			return
 		}
