@@ -436,7 +436,7 @@ func (g *Gateway) sendLoop(ctx context.Context, q chan batch) []batch {
 	for {
 		var first batch
 		if next != nil {
-			first, next = *next, nil
+			first = *next
 		} else {
 			select {
 			case <-ctx.Done():
