@@ -11,6 +11,7 @@ import (
 // webhook as EMQXAlarm, named and placed on its node. Before, the switch
 // rendered a rule on a series no agent exported, so it never fired.
 func TestJourneyEMQXAlertPushFires(t *testing.T) {
+	t.Parallel() // see TestMain
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries, Prometheus, Alertmanager and Mailpit")
 	}

@@ -118,6 +118,7 @@ type listedAlert struct {
 // Agent samples reach Prometheus through ecp's remote-write gateway;
 // Prometheus scrapes ecp's own /metrics for ecp_cluster_state.
 func TestAlertsEndToEnd(t *testing.T) {
+	t.Parallel() // see TestMain
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries, Prometheus, Alertmanager and Mailpit")
 	}

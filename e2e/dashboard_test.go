@@ -19,6 +19,7 @@ import (
 // the agent, which EMQX (the simulator) accepts; a viewer of another project
 // gets 404; the token reaches neither ecp's nor the agent's logs.
 func TestDashboardJump(t *testing.T) {
+	t.Parallel() // see TestMain
 	s := startECP(t)
 	ctx := t.Context()
 	simURL := s.newSim()

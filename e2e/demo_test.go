@@ -25,6 +25,7 @@ import (
 // banner names) must list and show, presses Ctrl-C and checks that the demo
 // exits 0 and no process it started is left.
 func TestDemoStopsCleanly(t *testing.T) {
+	t.Parallel() // see TestMain
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries")
 	}
@@ -41,6 +42,18 @@ func TestDemoStopsCleanly(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build demo: %v\n%s", err, out)
 	}
+	// The demo runs its own links to the binaries, so that the processes
+	// of the tests running beside this one (from bins.Dir) are not taken
+	// for what the demo left behind.
+	binDir := filepath.Join(dir, "bin")
+	if err := os.Mkdir(binDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"ecp", "emqx-sim", "agent-exporter"} {
+		if err := os.Link(bins.Path(name), filepath.Join(binDir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	ecpAddr, err := testbed.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +61,7 @@ func TestDemoStopsCleanly(t *testing.T) {
 	work := filepath.Join(dir, "work")
 	// Not CommandContext: its cancel would SIGKILL the demo before it could
 	// stop what it started; the cleanup below presses Ctrl-C instead.
-	cmd := exec.Command(demoBin, "--bin", bins.Dir, "--dist", bins.DistDir, "--dir", work) //nolint:noctx // see above
+	cmd := exec.Command(demoBin, "--bin", binDir, "--dist", bins.DistDir, "--dir", work) //nolint:noctx // see above
 	cmd.Env = append(os.Environ(), "DEMO_ECP_ADDR="+ecpAddr, "ECP_ADMIN_PASSWORD=demo-test-password")
 	cmd.Dir = ".." // as make demo runs it: the installed tools are found in .tools
 	stdout := &transcript{want: "Press Ctrl-C", seen: make(chan struct{})}
@@ -126,7 +139,7 @@ func TestDemoStopsCleanly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("demo after Ctrl-C: %v\n%s", err, stderr.String())
 	}
-	if left := processesUnder(t, bins.Dir, work); len(left) > 0 {
+	if left := processesUnder(t, binDir, work); len(left) > 0 {
 		t.Fatalf("processes left after Ctrl-C: %v", left)
 	}
 }

@@ -24,8 +24,21 @@ const adminPassword = "e2e-admin-password"
 
 var bins testbed.Binaries
 
+// TestMain builds the binaries once for the package. Most tests only wait
+// on the processes they start, on their own ports and directories, so they
+// call t.Parallel and run side by side after the others. These stay
+// serial, as their timing bounds would feel other tests' CPU use:
+// TestJourneyAlertCatalogue (fault-to-mail latency from the configured
+// timers), TestJourneyRuleAlertsWithGuideAgent (rule-to-webhook budget),
+// TestLifecycle and TestJourneySecondEntryOnManagedClusterIsRefused (an
+// allocation applied within 5 s at a 1 s interval) and
+// TestAgentHoldsOneConnection (one connection held over several reports: a
+// stalled agent would time out and reconnect). TestJourneyNewOperatorInBrowser
+// stays serial too: beside the others, a click once landed on the page
+// the browser was leaving ("Could not find node with given id").
 func TestMain(m *testing.M) {
 	flag.Parse()
+	testbed.AllowParallel(6)
 	os.Exit(testbed.RunTests(m, testing.Short(), "..", &bins))
 }
 

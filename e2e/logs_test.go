@@ -61,6 +61,7 @@ func victoriaLogsBin(t testing.TB) string {
 // the end ecp must hold every line exactly once, with the right cluster and
 // project, and a user of another project must see none of them.
 func TestLogs(t *testing.T) {
+	t.Parallel() // see TestMain
 	s := startECP(t)
 	ctx := t.Context()
 	total := logLines(t)

@@ -23,6 +23,7 @@ import (
 // then on, and a connector failed on the simulator shows in the project's
 // monitoring overview with a link to its page on the cluster's dashboard.
 func TestMetricsPath(t *testing.T) {
+	t.Parallel() // see TestMain
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries and Prometheus")
 	}

@@ -16,6 +16,7 @@ import (
 // the storm guard at stormThreshold 5: one ECPAlertStorm notice, nothing of
 // the storm, until the project admin clears it.
 func TestJourneySilenceAndStormGuard(t *testing.T) {
+	t.Parallel() // see TestMain
 	if testing.Short() {
 		t.Skip("end-to-end: runs the built binaries, Prometheus, Alertmanager and Mailpit")
 	}

@@ -12,6 +12,7 @@ import (
 // down is notified once it is back (Prometheus re-sends firing alerts),
 // and each resolves exactly once.
 func TestAlertmanagerRestart(t *testing.T) {
+	t.Parallel() // see TestMain
 	s := newStack(t, deps{am: true})
 	first, second := s.manage(), s.manage()
 	h := newHook(t)

@@ -25,6 +25,7 @@ const (
 // It prints the reconnect curve (reports per second ecp received after it
 // came back).
 func TestECPDown(t *testing.T) {
+	t.Parallel() // see TestMain
 	down := outage(20*time.Second, 10*time.Minute)
 	s := newStack(t, deps{prom: true, vl: true})
 	agents := []agent{s.manage(), s.manage(), s.manage()}

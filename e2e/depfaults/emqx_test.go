@@ -18,6 +18,7 @@ import (
 // reports on time, and ecp shows EMQXTimeout naming the call, never
 // AgentSilent.
 func TestEMQXFaults(t *testing.T) {
+	t.Parallel() // see TestMain
 	s := newStack(t, deps{})
 	a := s.manage()
 	// phase installs fault for d and returns the seconds ecp showed the

@@ -31,7 +31,14 @@ func outage(short, d time.Duration) time.Duration {
 
 var bins testbed.Binaries
 
+// TestMain builds the binaries once for the package. Every test runs its
+// own stack on its own ports and directories and mostly waits (outages,
+// intervals, backoff), so all of them run side by side. Their bounds are
+// whole intervals wide (a silent agent shows after 3 intervals, the agent
+// collected within 5, Prometheus holds all but 3 collections of an
+// outage), not a margin for scheduling delays.
 func TestMain(m *testing.M) {
 	flag.Parse()
+	testbed.AllowParallel(5)
 	os.Exit(testbed.RunTests(m, testing.Short(), "../..", &bins))
 }

@@ -22,6 +22,7 @@ const ecpShardQueue = 64
 // queues drain, and Prometheus holds a sample for every collection of the
 // outage the buffers could keep.
 func TestPrometheusDown(t *testing.T) {
+	t.Parallel() // see TestMain
 	down := outage(20*time.Second, 5*time.Minute)
 	s := newStack(t, deps{prom: true})
 	a := s.manage()
@@ -116,6 +117,7 @@ func promCount(t *testing.T, promURL, query string, ts time.Time) int {
 // EMQX's files later, and when the store returns every line is stored
 // exactly once.
 func TestVictoriaLogsDown(t *testing.T) {
+	t.Parallel() // see TestMain
 	down := outage(20*time.Second, 2*time.Minute)
 	s := newStack(t, deps{vl: true})
 	a := s.manage()

@@ -41,17 +41,31 @@ func Start(name, bin string, args []string, env []string, logPath string) (*Proc
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s: %w", name, err)
 	}
-	// Not CommandContext: its cancel would SIGKILL the leader alone, while
-	// Stop terminates the whole process group gracefully.
-	cmd := exec.Command(bin, args...) //nolint:noctx // see above
-
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(os.Environ(), env...)
-	// Own process group, so Stop reaches everything the process started;
-	// and a SIGTERM should the starter die without stopping it (a test
-	// binary killed at its timeout), so nothing outlives a run.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	command := func() *exec.Cmd {
+		// Not CommandContext: its cancel would SIGKILL the leader alone,
+		// while Stop terminates the whole process group gracefully.
+		cmd := exec.Command(bin, args...) //nolint:noctx // see above
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.Env = append(os.Environ(), env...)
+		// Own process group, so Stop reaches everything the process
+		// started; and a SIGTERM should the starter die without stopping
+		// it (a test binary killed at its timeout), so nothing outlives a
+		// run.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		return cmd
+	}
+	cmd := command()
+	err = cmd.Start()
+	// A binary this process has just written (an agent downloaded from
+	// ecp) is busy for a moment when a test running in parallel forked
+	// while it was open for writing: the child holds the descriptor until
+	// it execs (golang.org/issue/22315).
+	for i := 0; errors.Is(err, syscall.ETXTBSY) && i < 50; i++ {
+		time.Sleep(20 * time.Millisecond)
+		cmd = command()
+		err = cmd.Start()
+	}
+	if err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", name, bin, err)
 	}

@@ -2,9 +2,11 @@ package testbed
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -31,6 +33,20 @@ func RunTests(m interface{ Run() int }, short bool, moduleDir string, bins *Bina
 		return 1
 	}
 	return m.Run()
+}
+
+// AllowParallel lets up to n of the package's tests that call t.Parallel
+// run at once, unless the command line sets -parallel; call it from
+// TestMain after flag.Parse. go test's default, GOMAXPROCS, suits tests
+// that keep a CPU busy; end-to-end tests mostly wait on the processes
+// they started (report intervals, alert timers, outages), so on a 2-core
+// machine two at a time would leave the CPUs idle.
+func AllowParallel(n int) {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", strconv.Itoa(n))
+	}
 }
 
 // Fataler is the part of testing.TB Eventually needs.
