@@ -128,7 +128,9 @@ func (a *App) report(s *session, snap *collector.Snapshot, timedOut *agentproto.
 			resp agentproto.ReportResponse
 			err  error
 		)
-		if hold := a.reportHold(s, start); hold > 0 {
+		hold := a.reportHold(s, start)
+		a.rep.send(s)
+		if hold > 0 {
 			// Never cancelled to make room: it ends before the next tick.
 			var held ecpclient.HeldReport
 			held, err = s.poll.ReportHeld(s.ctx, req, a.enf.State().Revision, hold)

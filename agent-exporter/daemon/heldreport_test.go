@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,12 @@ import (
 // default) reporting every interval to ecp, registered and past its first
 // report.
 func startHeldAgent(t *testing.T, ecp *fakeecp.Server, interval time.Duration) *emqxSim {
+	_, emqx := startHeldAgentHarness(t, ecp, interval)
+	return emqx
+}
+
+// startHeldAgentHarness is startHeldAgent that also returns the daemon.
+func startHeldAgentHarness(t *testing.T, ecp *fakeecp.Server, interval time.Duration) (*harness, *emqxSim) {
 	t.Helper()
 	emqx := startEMQX(t)
 	ecp.StoreWrites()
@@ -32,7 +39,26 @@ func startHeldAgent(t *testing.T, ecp *fakeecp.Server, interval time.Duration) *
 	})
 	// Held: the report, or against an ecp that does not hold it the poll.
 	eventually(t, 5*time.Second, "a report held", func() bool { return len(ecp.Reports()) > 0 && ecp.HeldPolls() == 1 })
-	return emqx
+	return h, emqx
+}
+
+// TestHeldReportIsNotBuffered: a report ecp holds as the long-poll was
+// received; agent_exporter_reports_buffered ("reports waiting to be
+// sent") says 0 while its reply waits. It said 1 nine tenths of the time,
+// so an agent that had caught up looked behind (e2e/depfaults TestECPDown
+// saw "1 reports buffered" for 2.5 min).
+func TestHeldReportIsNotBuffered(t *testing.T) {
+	const interval = 3 * time.Second
+	ecp := fakeecp.Start(t)
+	h, _ := startHeldAgentHarness(t, ecp, interval)
+	if m := scrape(t, h.app.Addr()); ecp.HeldPolls() != 1 || !strings.Contains(m, "agent_exporter_reports_buffered 0\n") {
+		for _, l := range strings.Split(m, "\n") {
+			if strings.HasPrefix(l, "agent_exporter_reports_buffered ") {
+				t.Fatalf("held polls %d; while the report is held the agent says %q, want agent_exporter_reports_buffered 0", ecp.HeldPolls(), l)
+			}
+		}
+		t.Fatalf("held polls %d, no agent_exporter_reports_buffered in the scrape", ecp.HeldPolls())
+	}
 }
 
 // TestOneRequestPerInterval: in steady state the agent makes one request

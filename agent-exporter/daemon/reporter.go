@@ -30,6 +30,10 @@ type reporter struct {
 	owner *session // whose reports rep holds; nil between sessions
 	iv    intervals
 	rep   reports
+	// sending: the oldest report is on its way to ecp. It stays queued
+	// until ecp answers (a held report's answer comes just before the next
+	// tick) but no longer waits, so buffered does not count it.
+	sending bool
 }
 
 func newReporter(opts Options) *reporter {
@@ -65,6 +69,7 @@ func (r *reporter) start(s *session) {
 		r.iv.ecp = s.reg.ReportInterval
 		r.iv.pick(r.log)
 	}
+	r.sending = false
 	r.buffered.Set(0)
 }
 
@@ -77,6 +82,7 @@ func (r *reporter) stop(s *session) {
 	}
 	r.owner = nil
 	r.rep.queue = nil
+	r.sending = false
 	r.buffered.Set(0)
 }
 
@@ -146,9 +152,30 @@ func (r *reporter) queue(gen uint64, build func(iv intervals) agentproto.ReportR
 	if dropped := r.rep.add(build(r.iv), gen); dropped > 0 {
 		r.dropped.Add(float64(dropped))
 	}
-	r.buffered.Set(float64(len(r.rep.queue)))
+	r.setBufferedLocked()
 	return true
 }
+
+// send marks the oldest report of s as on its way to ecp, until delivered
+// or failed.
+func (r *reporter) send(s *session) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owner == s && len(r.rep.queue) > 0 {
+		r.sending = true
+		r.setBufferedLocked()
+	}
+}
+
+// waitingLocked is how many reports wait to be sent.
+func (r *reporter) waitingLocked() int {
+	if r.sending {
+		return len(r.rep.queue) - 1
+	}
+	return len(r.rep.queue)
+}
+
+func (r *reporter) setBufferedLocked() { r.buffered.Set(float64(r.waitingLocked())) }
 
 // oldest is the next report of s to send. When there is none, or s is no
 // longer the session reported for, the flush ends and the next report is
@@ -170,6 +197,8 @@ func (r *reporter) failed(err error) (time.Duration, int) {
 	r.failures.Inc()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.sending = false
+	r.setBufferedLocked()
 	return r.rep.failed(r.now(), err), len(r.rep.queue)
 }
 
@@ -181,7 +210,8 @@ func (r *reporter) delivered(s *session, ecpInterval time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.rep.delivered(r.now(), r.owner == s)
-	r.buffered.Set(float64(len(r.rep.queue)))
+	r.sending = false
+	r.setBufferedLocked()
 	if ecpInterval > 0 {
 		r.iv.ecp = ecpInterval
 		r.iv.pick(r.log)
@@ -192,5 +222,5 @@ func (r *reporter) delivered(s *session, ecpInterval time.Duration) {
 func (r *reporter) status() (lastAt time.Time, lastErr string, buffered int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.rep.lastAt, r.rep.lastErr, len(r.rep.queue)
+	return r.rep.lastAt, r.rep.lastErr, r.waitingLocked()
 }

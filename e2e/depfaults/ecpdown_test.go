@@ -81,6 +81,7 @@ func TestECPDown(t *testing.T) {
 	var prev float64
 	var peak float64
 	caughtUp := time.Duration(0)
+	var behind []string // the agents not caught up at the last look
 	for caughtUp == 0 && time.Since(back) < agentBackoffMax+30*time.Second {
 		time.Sleep(time.Second)
 		n := mustMetric(t, ecpMetrics, "ecp_agent_reports_total")
@@ -88,21 +89,27 @@ func TestECPDown(t *testing.T) {
 		peak = max(peak, n-prev)
 		prev = n
 		done := true
+		behind = behind[:0]
 		for _, a := range agents {
 			cl, err := s.api.Cluster(t.Context(), a.id)
 			if err != nil || cl.State != "running" {
 				t.Fatalf("cluster %s after ecp returned: %s %+v (%v)", a.id, cl.State, cl.StateReason, err)
 			}
-			done = done && cl.LastReportAt.After(back) &&
-				mustMetric(t, a.metrics, "agent_exporter_reports_buffered") == 0 &&
-				mustMetric(t, a.metrics, "agent_exporter_remote_write_queue_length") == 0
+			buffered := mustMetric(t, a.metrics, "agent_exporter_reports_buffered")
+			queued := mustMetric(t, a.metrics, "agent_exporter_remote_write_queue_length")
+			if !cl.LastReportAt.After(back) || buffered != 0 || queued != 0 {
+				done = false
+				behind = append(behind, fmt.Sprintf("%s: last report %s, %v reports buffered, %v pushes queued",
+					a.id, cl.LastReportAt.Format(time.TimeOnly), buffered, queued))
+			}
 		}
 		if done {
 			caughtUp = time.Since(back)
 		}
 	}
 	if caughtUp == 0 {
-		t.Fatalf("the agents had not caught up %s after ecp returned; reports per second: %s", time.Since(back).Round(time.Second), strings.Join(curve, " "))
+		t.Fatalf("the agents had not caught up %s after ecp returned (%s); reports per second: %s",
+			time.Since(back).Round(time.Second), strings.Join(behind, "; "), strings.Join(curve, " "))
 	}
 	throttled := mustMetric(t, ecpMetrics, "ecp_agent_requests_throttled_total")
 
