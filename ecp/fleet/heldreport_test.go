@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
@@ -67,12 +69,8 @@ func holdQuery(after int64, timeout string) string {
 // for the desired state to change, and the change wakes it with the new
 // state, marked as held, on a connection the agent then reuses.
 func TestHeldReportRecordedOnArrival(t *testing.T) {
-	cli := etcdtest.Client(t)
 	clk := newClock()
-	f := startFleet(t, cli, clk, "r1")
-	putSpec(t, cli, "c1", 10)
-	a := newAgent(f.url)
-	rev := mustRegister(t, a, issue(t, f, "c1", time.Hour)).Desired.Revision
+	cli, f, a, rev := heldReportAgent(t, clk)
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer hc.CloseIdleConnections()
 
@@ -110,11 +108,7 @@ func TestHeldReportRecordedOnArrival(t *testing.T) {
 // the desired state in force (never 204), and one whose agent is behind is
 // answered at once; both carry the hold header, with the recording time.
 func TestHeldReportTimeout(t *testing.T) {
-	cli := etcdtest.Client(t)
-	f := startFleet(t, cli, newClock(), "r1")
-	putSpec(t, cli, "c1", 10)
-	a := newAgent(f.url)
-	rev := mustRegister(t, a, issue(t, f, "c1", time.Hour)).Desired.Revision
+	_, f, a, rev := heldReportAgent(t, newClock())
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
 	defer hc.CloseIdleConnections()
 
@@ -134,11 +128,7 @@ func TestHeldReportTimeout(t *testing.T) {
 // older than held reports) gets today's immediate reply, without the hold
 // header, even when nothing changed.
 func TestReportWithoutHoldAnswersAtOnce(t *testing.T) {
-	cli := etcdtest.Client(t)
-	f := startFleet(t, cli, newClock(), "r1")
-	putSpec(t, cli, "c1", 10)
-	a := newAgent(f.url)
-	rev := mustRegister(t, a, issue(t, f, "c1", time.Hour)).Desired.Revision
+	_, _, a, rev := heldReportAgent(t, newClock())
 	r := a.report(t, healthy())
 	if got := decodeBody[agentproto.ReportResponse](t, r); got.Desired.Revision != rev || r.header.Get(agentproto.HeaderReportHeld) != "" {
 		t.Fatalf("report answered %+v with hold header %q; want revision %d and no header", got, r.header.Get(agentproto.HeaderReportHeld), rev)
@@ -150,12 +140,8 @@ func TestReportWithoutHoldAnswersAtOnce(t *testing.T) {
 // recorded and answered at once without the hold header, so the agent
 // falls back to a desired-state poll (which meets the 429).
 func TestHeldReportRefusalsNotHeld(t *testing.T) {
-	cli := etcdtest.Client(t)
 	clk := newClock()
-	f := startFleet(t, cli, clk, "r1", func(o *Options) { o.MaxWaiters = 1 })
-	putSpec(t, cli, "c1", 10)
-	a := newAgent(f.url)
-	rev := mustRegister(t, a, issue(t, f, "c1", time.Hour)).Desired.Revision
+	cli, f, a, rev := heldReportAgent(t, clk, func(o *Options) { o.MaxWaiters = 1 })
 	hc := &http.Client{Timeout: 10 * time.Second}
 
 	if r := sendReport(t.Context(), hc, f.url, a.cred, agentproto.QueryTimeout+"=soon", healthy()); r.status != http.StatusBadRequest {
@@ -195,4 +181,16 @@ func TestHeldReportRefusalsNotHeld(t *testing.T) {
 	if p := <-poll; p.status != http.StatusOK {
 		t.Fatalf("held poll answered %d", p.status)
 	}
+}
+
+// heldReportAgent starts a fleet on a fresh etcd with cluster c1 (10
+// connections) and registers its agent; it returns the etcd client, the
+// fleet, the agent and the desired revision the agent holds.
+func heldReportAgent(t *testing.T, clk *clock, mods ...func(*Options)) (*clientv3.Client, *testFleet, *agent, int64) {
+	t.Helper()
+	cli := etcdtest.Client(t)
+	f := startFleet(t, cli, clk, "r1", mods...)
+	putSpec(t, cli, "c1", 10)
+	a := newAgent(f.url)
+	return cli, f, a, mustRegister(t, a, issue(t, f, "c1", time.Hour)).Desired.Revision
 }
