@@ -24,8 +24,15 @@ func (a *App) collectLoop(ctx context.Context) error {
 		case <-a.sends.kick:
 		}
 		start := a.opts.Now()
+		// The applied generation is read before begin. A desired state
+		// applied between the two has its wake answered by this tick
+		// (begin drops it) and, counted as unseen, is reported by the next
+		// tick at the latest. Read after begin, such a state would count as
+		// seen here while its wake, left standing, ran a second tick that
+		// reports nothing.
+		gen := a.rep.gen()
 		a.sends.begin()
-		a.tick(ctx, start)
+		a.tick(ctx, start, gen)
 		// From the tick's start: a held report ends the tick just before
 		// the next one is due.
 		next := a.rep.nextTickAt(start)
@@ -34,10 +41,10 @@ func (a *App) collectLoop(ctx context.Context) error {
 	}
 }
 
-// tick collects, pushes and reports; start is when it began.
-func (a *App) tick(ctx context.Context, start time.Time) {
+// tick collects, pushes and reports; start is when it began, gen the
+// applied generation then (reporter.gen).
+func (a *App) tick(ctx context.Context, start time.Time, gen uint64) {
 	s, _ := a.sess.current()
-	gen := a.rep.gen()
 	// Everything the tick asks of EMQX shares one deadline (tickBudget),
 	// so a slow EMQX delays the report by at most the budget.
 	budget := tickBudget(a.rep.interval())
@@ -177,12 +184,7 @@ func (a *App) reportHold(s *session, start time.Time) time.Duration {
 	if hold == 0 {
 		return 0
 	}
-	t := time.NewTimer(hold)
-	defer t.Stop()
-	select {
-	case <-a.rw.Tried():
-	case <-t.C:
-	case <-s.ctx.Done():
+	if !a.pushTried(s, hold) {
 		return 0
 	}
 	return holdFor(a.opts.Now(), next, margin, a.opts.DesiredWait)

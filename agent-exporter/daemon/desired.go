@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/ecpio/ecp/agent-exporter/ecpclient"
 	"github.com/ecpio/ecp/agentproto"
@@ -56,6 +57,11 @@ func (a *App) desiredLoop(ctx context.Context) {
 		}
 		wait := a.opts.DesiredWait
 		if s.toECP.OneConn() {
+			// The last tick's push goes first: a held poll would keep it
+			// waiting for the connection until just before the next tick.
+			if !a.pushTried(s, wait) {
+				continue
+			}
 			var ticked <-chan struct{}
 			if wait, ticked = a.sends.pollHold(a.opts.Now(), wait); ticked != nil {
 				select {
@@ -121,6 +127,20 @@ func (a *App) pollAfterNextSend(ctx context.Context, s *session, polled ecpclien
 		return false
 	case <-s.ctx.Done():
 	case <-a.sends.nextSendDone():
+	}
+	return true
+}
+
+// pushTried waits until the collections queued for remote write have been
+// pushed once, at most limit; false when s ended first.
+func (a *App) pushTried(s *session, limit time.Duration) bool {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-a.rw.Tried():
+	case <-t.C:
+	case <-s.ctx.Done():
+		return false
 	}
 	return true
 }

@@ -15,8 +15,9 @@ import (
 // default) the agent holds each long-poll only until just before its next
 // tick, never the 30 s it may, sends its pushes and log batches between
 // polls (ecp sees no call while a poll is held) on that one connection,
-// and re-polls right after the tick's sends, so a change made while it
-// was sending reaches EMQX at once by the poll, not at the next report.
+// and re-polls right after the tick's sends (its push first), so a change
+// made while it was sending reaches EMQX at once by the poll, not at the
+// next report.
 func TestOneConnectionBetweenTicks(t *testing.T) {
 	const interval = time.Second
 	logDir := t.TempDir()
@@ -81,9 +82,16 @@ func TestOneConnectionBetweenTicks(t *testing.T) {
 		if p.Revision == rev && p.Start.After(at) {
 			delivered = true
 		}
+		// A poll held its whole term ends a tenth of the interval before
+		// the next tick; a push reaching ecp right after it waited behind
+		// it, queued by the tick before.
+		heldOut := p.Hold > 0 && p.End.Sub(p.Start) >= p.Hold-10*time.Millisecond
 		for _, c := range calls {
 			if c.Path != agentproto.PathDesired && c.Start.After(p.Start) && c.Start.Before(p.End) {
 				t.Errorf("%s reached ecp at %s while a poll was held (%s to %s)", c.Path, c.Start.Format("15:04:05.000"), p.Start.Format("15:04:05.000"), p.End.Format("15:04:05.000"))
+			}
+			if c.Path == agentproto.PathWrite && heldOut && !c.Start.Before(p.End) && c.Start.Sub(p.End) < interval/20 {
+				t.Errorf("push at %s reached ecp %s after a poll held to its end (%s to %s): it waited behind the poll", c.Start.Format("15:04:05.000"), c.Start.Sub(p.End), p.Start.Format("15:04:05.000"), p.End.Format("15:04:05.000"))
 			}
 		}
 	}
