@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -167,4 +170,28 @@ func applyAlertSettings(t *testing.T, s *stack, projectID string, settings map[s
 		}
 		return st.Status.Delivery == "applied", st.Status.Delivery + ": " + st.Status.Message
 	})
+}
+
+// alertTrail says where alert name stands on its way from the samples of
+// series (a selector) to ecp's active list, for a failure to tell which
+// stage held it: the samples Prometheus holds for the last minute, the
+// alert's state there, Alertmanager's copy and ecp's list.
+func (as alertStack) alertTrail(t *testing.T, project, name, series string) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nPrometheus %s[1m]: %s", series, promRaw(t, as.promURL, series+"[1m]"))
+	fmt.Fprintf(&b, "\nPrometheus ALERTS: %s", promRaw(t, as.promURL, `ALERTS{alertname="`+name+`"}`))
+	am := "unreachable"
+	if resp, err := http.Get(as.amURL + "/api/v2/alerts?filter=" + url.QueryEscape(`alertname="`+name+`"`)); err == nil {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
+		_ = resp.Body.Close()
+		am = resp.Status + " " + string(body)
+	}
+	fmt.Fprintf(&b, "\nAlertmanager: %s", am)
+	var listed []string
+	for _, a := range listAlerts(t, as.stack, project, "active") {
+		listed = append(listed, a.Name+" "+a.Labels["id"])
+	}
+	fmt.Fprintf(&b, "\necp's active list: %v", listed)
+	return b.String()
 }

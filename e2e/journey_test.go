@@ -218,9 +218,20 @@ func TestJourneyNewOperatorInBrowser(t *testing.T) {
 		return true, ""
 	})
 	simPost(t, simURL+"/sim/rules/"+rule+"/fail", `{"reason":"journey: bad SQL"}`)
+	failed := time.Now()
+	alertShown := false
+	defer func() {
+		// Which stage held it: the samples, Prometheus, Alertmanager or ecp.
+		if !alertShown && t.Failed() {
+			t.Log("the rule's alert after", time.Since(failed).Round(time.Second), as.alertTrail(t, strings.Split(clusterPath, "/")[2],
+				"EMQXRuleAbnormal", `{__name__=~"emqx_rule_failed_total|emqx_rule_actions_failed_total", id="`+rule+`"}`))
+		}
+	}()
 	s.Run("open the alerts", chromedp.Click(css(`nav.tabs a[href$="/alerts"]`)), chromedp.WaitVisible(css("#alerts-body")))
 	row := headless.ValueFor(s, "the rule's alert on the Alerts page", 2*interval+30*time.Second,
 		chromedp.Poll[string](`[...document.querySelectorAll("#alerts-body tr[data-alert]")].map(r => r.textContent).find(t => t.includes("EMQXRuleAbnormal")) || false`, slowPoll...))
+	alertShown = true
+	t.Logf("the rule's alert on the Alerts page %s after the rule failed", time.Since(failed).Round(100*time.Millisecond))
 	// The summary names the cluster, not only its id.
 	if want := rule + " is failing in cluster " + cluster; !strings.Contains(row, want) {
 		t.Errorf("the alert row lacks %q: %s", want, row)
