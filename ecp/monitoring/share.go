@@ -116,20 +116,18 @@ func (s *Store) writeLoop(ctx context.Context) {
 		}
 		s.mu.Unlock()
 		failed := false
-		for id, sn := range batch {
-			if err := s.put(ctx, id, sn); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				s.logger.Warn("share monitoring snapshot", "cluster", id, "err", err)
-				failed = true
-				s.mu.Lock()
-				delete(s.written, id)
-				if _, newer := s.pending[id]; !newer {
-					s.pending[id] = sn
-				}
-				s.mu.Unlock()
+		for _, part := range s.putBatch(ctx, batch) {
+			if ctx.Err() != nil {
+				return
 			}
+			s.logger.Warn("share monitoring snapshot", "cluster", part.id, "err", part.err)
+			failed = true
+			s.mu.Lock()
+			delete(s.written, part.id)
+			if _, newer := s.pending[part.id]; !newer {
+				s.pending[part.id] = batch[part.id]
+			}
+			s.mu.Unlock()
 		}
 		if failed {
 			sleepCtx(ctx, shareRetry)
@@ -141,21 +139,69 @@ func (s *Store) writeLoop(ctx context.Context) {
 	}
 }
 
-func (s *Store) put(ctx context.Context, id string, sn Snapshot) error {
-	b, err := json.Marshal(shared{Snapshot: sn, Replica: s.replica})
-	if err != nil {
-		return fmt.Errorf("encode snapshot: %w", err)
+// putsPerTxn bounds the snapshots written in one etcd transaction: below
+// etcd's default --max-txn-ops (128), and one revision for all of them.
+const putsPerTxn = 64
+
+// putFailure is a snapshot that could not be written.
+type putFailure struct {
+	id  string
+	err error
+}
+
+// putBatch writes the snapshots of batch, up to putsPerTxn per transaction,
+// and returns those it could not write. A burst of registrations queues a
+// first snapshot per cluster; one transaction per snapshot drained them at
+// etcd's latency each (minutes for tens of thousands) and spent a revision
+// on each.
+func (s *Store) putBatch(ctx context.Context, batch map[string]Snapshot) []putFailure {
+	ids := make([]string, 0, len(batch))
+	for id := range batch {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	var failed []putFailure
+	for part := range slices.Chunk(ids, putsPerTxn) {
+		ok, err := s.put(ctx, part, batch)
+		if err == nil && !ok && len(part) > 1 {
+			// An entry of the part is gone: write the others one by one.
+			for _, id := range part {
+				if _, err := s.put(ctx, []string{id}, batch); err != nil {
+					failed = append(failed, putFailure{id, err})
+				}
+			}
+			continue
+		}
+		if err != nil {
+			for _, id := range part {
+				failed = append(failed, putFailure{id, err})
+			}
+		}
+	}
+	return failed
+}
+
+// put writes the snapshots of ids in one transaction, only if every one's
+// entry exists: a report taken before its deletion must not leave a key
+// behind it (registry.Delete removes this one). It says whether they did.
+func (s *Store) put(ctx context.Context, ids []string, batch map[string]Snapshot) (bool, error) {
+	cmps := make([]clientv3.Cmp, 0, len(ids))
+	ops := make([]clientv3.Op, 0, len(ids))
+	for _, id := range ids {
+		b, err := json.Marshal(shared{Snapshot: batch[id], Replica: s.replica})
+		if err != nil {
+			return false, fmt.Errorf("encode snapshot of cluster %s: %w", id, err)
+		}
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(registry.Key(id)), ">", 0))
+		ops = append(ops, clientv3.OpPut(Key(id), string(b)))
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	// Only while the entry exists: a report taken before its deletion
-	// must not leave a key behind it (registry.Delete removes this one).
-	_, err = s.cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(registry.Key(id)), ">", 0)).
-		Then(clientv3.OpPut(Key(id), string(b))).Commit()
+	resp, err := s.cli.Txn(cctx).If(cmps...).Then(ops...).Commit()
 	if err != nil {
-		return fmt.Errorf("write snapshot of cluster %s: %w", id, err)
+		return false, fmt.Errorf("write snapshots of %d clusters: %w", len(ids), err)
 	}
-	return nil
+	return resp.Succeeded, nil
 }
 
 // Key is where the snapshot of a cluster is shared; registry.Delete

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
 	"github.com/ecpio/ecp/agentproto"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/registry"
@@ -147,4 +149,78 @@ func TestScaleMovingCountersWriteNothing(t *testing.T) {
 	if got := writes(); got != 2 {
 		t.Fatalf("c1's snapshot was written %d times, want 2: the rule recovering is one write", got)
 	}
+}
+
+// TestScaleFirstSnapshotsBatched: after a burst of registrations every
+// cluster's first snapshot is queued at once; they are written a
+// transaction of putsPerTxn at a time, not one each (at 20,000 agents the
+// writes drained for minutes, one etcd round trip and revision apiece),
+// and a cluster deleted meanwhile still gets no key.
+func TestScaleFirstSnapshotsBatched(t *testing.T) {
+	cli := etcdtest.Client(t)
+	s := NewStore(nil)
+	s.Share(cli, "a", nil)
+	const clusters = 200
+	at := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	report := func(rules int) *agentproto.ReportRequest {
+		return &agentproto.ReportRequest{CollectedAt: at, EMQX: agentproto.EMQXStatus{Reachable: true,
+			Rules: agentproto.ResourceCounts{Total: rules, Healthy: rules}}}
+	}
+	for i := range clusters {
+		id := fmt.Sprintf("c%03d", i)
+		if _, err := cli.Put(t.Context(), registry.Key(id), "{}"); err != nil {
+			t.Fatal(err)
+		}
+		s.Observe(id, report(1))
+	}
+	stored := func(want int) int64 {
+		t.Helper()
+		var rev int64
+		waitUntil(t, fmt.Sprintf("%d snapshots stored", want), func() bool {
+			resp, err := cli.Get(t.Context(), Prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			rev = resp.Header.Revision
+			return err == nil && resp.Count == int64(want)
+		})
+		return rev
+	}
+	before, err := cli.Get(t.Context(), "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = s.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	if got, want := stored(clusters)-before.Header.Revision, int64((clusters+putsPerTxn-1)/putsPerTxn); got != want {
+		t.Fatalf("%d first snapshots took %d etcd revisions, want %d: %d per transaction", clusters, got, want, putsPerTxn)
+	}
+
+	// c005 is deleted before its change is written: the other changes of
+	// its transaction are still written, c005's is not.
+	if _, err := cli.Delete(t.Context(), registry.Key("c005")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(t.Context(), Key("c005")); err != nil {
+		t.Fatal(err)
+	}
+	s.Forget("c005")
+	for i := range 10 {
+		s.Observe(fmt.Sprintf("c%03d", i), report(2))
+	}
+	waitUntil(t, "the changes of c000-c009 but c005 stored", func() bool {
+		resp, err := cli.Get(t.Context(), Prefix+"c00", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
+		}
+		changed := 0
+		for _, kv := range resp.Kvs {
+			if string(kv.Key) == Key("c005") {
+				t.Fatalf("c005's snapshot was written after its entry was deleted: %s", kv.Value)
+			}
+			if kv.Version == 2 {
+				changed++
+			}
+		}
+		return changed == 9
+	})
 }
