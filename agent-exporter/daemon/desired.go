@@ -55,23 +55,22 @@ func (a *App) desiredLoop(ctx context.Context) {
 				continue
 			}
 		}
-		wait := a.opts.DesiredWait
-		if s.toECP.OneConn() {
-			// The last tick's push goes first: a held poll would keep it
-			// waiting for the connection until just before the next tick.
-			if !a.pushTried(s, wait) {
-				continue
+		oneConn := s.toECP.OneConn()
+		// On one connection the last tick's push goes first: a held poll
+		// would keep it waiting for the connection until just before the
+		// next tick.
+		if oneConn && !a.pushTried(s, a.opts.DesiredWait) {
+			continue
+		}
+		wait, ticked := a.sends.pollHold(a.opts.Now(), a.opts.DesiredWait, oneConn)
+		if ticked != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.ctx.Done():
+			case <-ticked:
 			}
-			var ticked <-chan struct{}
-			if wait, ticked = a.sends.pollHold(a.opts.Now(), wait); ticked != nil {
-				select {
-				case <-ctx.Done():
-					return
-				case <-s.ctx.Done():
-				case <-ticked:
-				}
-				continue
-			}
+			continue
 		}
 		rev := a.enf.State().Revision
 		polled, err := s.poll.Desired(s.ctx, rev, wait)
@@ -94,8 +93,10 @@ func (a *App) desiredLoop(ctx context.Context) {
 		}
 		bo.Reset()
 		if polled.NextSend {
-			if !a.pollAfterNextSend(ctx, s, polled, rev) {
-				return
+			// Crowded: apply what came, then wait for the next tick's sends.
+			a.sends.crowd()
+			if newer && (d.Revision > rev || d.Unregister) {
+				a.applyDesired(s, d)
 			}
 			continue
 		}
@@ -112,23 +113,6 @@ func (a *App) desiredLoop(ctx context.Context) {
 		}
 		a.applyDesired(s, d)
 	}
-}
-
-// pollAfterNextSend follows a poll ecp answered at once because it is
-// crowded (agentproto.HeaderHold): it applies what came and waits until
-// the next tick's sends have ended, so that the agent holds a connection
-// only for its sends until ecp holds polls again. False when ctx ended.
-func (a *App) pollAfterNextSend(ctx context.Context, s *session, polled ecpclient.Polled, rev int64) bool {
-	if polled.Changed && (polled.Desired.Revision > rev || polled.Desired.Unregister) {
-		a.applyDesired(s, polled.Desired)
-	}
-	select {
-	case <-ctx.Done():
-		return false
-	case <-s.ctx.Done():
-	case <-a.sends.nextSendDone():
-	}
-	return true
 }
 
 // pushTried waits until the collections queued for remote write have been

@@ -165,38 +165,53 @@ func TestCrowdedECPNoPollBeforeNextReport(t *testing.T) {
 			t.Fatal("no report answered")
 		}
 	})
-	t.Run("ecp without held reports", func(t *testing.T) {
-		_, calls, _ := crowdedAgent(t, true)
-		var polls []fakeecp.Call
+	for name, mods := range map[string][]func(*daemon.Options){
+		"ecp without held reports": nil,
+		// Polls beside the sends, each held 2 s, so that one starts
+		// after the crowding.
+		"HTTP/2": {func(o *daemon.Options) { o.ECPHTTP2, o.DesiredWait = true, 2*time.Second }},
+	} {
+		t.Run(name, func(t *testing.T) { crowdedPollsFollowReports(t, mods...) })
+	}
+}
+
+// crowdedPollsFollowReports: an agent that long-polls beside unheld
+// reports (an ecp older than held reports, or HTTP/2) polls once after each
+// report while ecp is crowded.
+func crowdedPollsFollowReports(t *testing.T, mods ...func(*daemon.Options)) {
+	_, calls, _ := crowdedAgent(t, true, mods...)
+	var polls []fakeecp.Call
+	for _, c := range calls {
+		if c.Path == agentproto.PathDesired {
+			polls = append(polls, c)
+		}
+	}
+	if len(polls) < 2 {
+		t.Fatalf("%d polls over four reports, want one after each report", len(polls))
+	}
+	if len(polls) > len(calls)/2+1 {
+		t.Errorf("%d polls among %d calls: the agent re-polls without waiting for its report", len(polls), len(calls))
+	}
+	for i := 1; i < len(polls); i++ {
+		if prev := polls[i-1]; prev.End.Sub(prev.Start) > prev.Hold/2 {
+			continue // held, not answered at once: sent before the crowding
+		}
+		reported := false
 		for _, c := range calls {
-			if c.Path == agentproto.PathDesired {
-				polls = append(polls, c)
+			if c.Path == agentproto.PathReport && c.Start.After(polls[i-1].End) && c.End.Before(polls[i].Start) {
+				reported = true
 			}
 		}
-		if len(polls) < 2 {
-			t.Fatalf("%d polls over four reports, want one after each report", len(polls))
+		if !reported {
+			t.Errorf("poll at %s followed the crowded answer at %s with no report between", polls[i].Start.Format("15:04:05.000"), polls[i-1].End.Format("15:04:05.000"))
 		}
-		if len(polls) > len(calls)/2+1 {
-			t.Errorf("%d polls among %d calls: the agent re-polls without waiting for its report", len(polls), len(calls))
-		}
-		for i := 1; i < len(polls); i++ {
-			reported := false
-			for _, c := range calls {
-				if c.Path == agentproto.PathReport && c.Start.After(polls[i-1].End) && c.End.Before(polls[i].Start) {
-					reported = true
-				}
-			}
-			if !reported {
-				t.Errorf("poll at %s followed the crowded answer at %s with no report between", polls[i].Start.Format("15:04:05.000"), polls[i-1].End.Format("15:04:05.000"))
-			}
-		}
-	})
+	}
 }
 
 // crowdedAgent runs a registered agent reporting every second until ecp
 // turns crowded, then returns the calls of the next four reports and how
 // many reports they hold; oldECP makes the fake answer reports unheld.
-func crowdedAgent(t *testing.T, oldECP bool) (*fakeecp.Server, []fakeecp.Call, int) {
+func crowdedAgent(t *testing.T, oldECP bool, mods ...func(*daemon.Options)) (*fakeecp.Server, []fakeecp.Call, int) {
 	const interval = time.Second // the fake's report interval: a report each tick
 	emqx := startEMQX(t)
 	ecp := fakeecp.Start(t)
@@ -204,7 +219,8 @@ func crowdedAgent(t *testing.T, oldECP bool) (*fakeecp.Server, []fakeecp.Call, i
 		ecp.IgnoreReportHold()
 	}
 	ecp.IssueToken("tok")
-	h := startDaemon(t, t.TempDir(), func(o *daemon.Options) { o.CollectInterval, o.DesiredWait = interval, 30*time.Second })
+	mods = append([]func(*daemon.Options){func(o *daemon.Options) { o.CollectInterval, o.DesiredWait = interval, 30*time.Second }}, mods...)
+	h := startDaemon(t, t.TempDir(), mods...)
 	if code, _, e := h.cli(registerArgs(ecp.URL, "tok", emqx.URL, "public")...); code != cli.ExitOK {
 		t.Fatalf("register: %s", e)
 	}

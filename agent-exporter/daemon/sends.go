@@ -36,10 +36,12 @@ type sendSchedule struct {
 	margin time.Duration // how long before next a poll must be answered
 	busy   bool          // a tick is due or running
 	woken  bool          // wake was called since the running tick began
-	// crowded: ecp answered this tick's held report at once and wants no
-	// poll before the next tick's sends (agentproto.HeaderHold).
-	crowded bool
-	ticked  chan struct{} // closed when busy ends
+	// begun and ended count the ticks begun and ended. ecp answered a
+	// held report or a poll at once and wants no poll before the sends
+	// of the next tick (agentproto.HeaderHold): until tick crowdedUntil
+	// ended.
+	begun, ended, crowdedUntil uint64
+	ticked                     chan struct{} // closed when busy ends
 }
 
 func newSendSchedule() *sendSchedule {
@@ -63,20 +65,22 @@ func (w *sendSchedule) wake() {
 func (w *sendSchedule) begin() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.busy, w.woken, w.crowded = true, false, false
+	w.busy, w.woken = true, false
+	w.begun++
 	select {
 	case <-w.kick:
 	default:
 	}
 }
 
-// crowd says ecp answered the running tick's held report at once because
-// it is crowded: the poll loop then waits for the next tick's sends, as
-// after a poll answered so (App.pollAfterNextSend).
+// crowd says ecp answered a held report or a poll at once because it is
+// crowded: the poll loop then waits for the end of the next tick to begin,
+// so that the agent holds a connection only for its sends until ecp holds
+// requests again.
 func (w *sendSchedule) crowd() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.crowded = true
+	w.crowdedUntil = w.begun + 1
 }
 
 // end marks the tick's sends done and the next tick due at next, every
@@ -86,6 +90,7 @@ func (w *sendSchedule) end(next time.Time, every time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.next, w.margin = next, marginOf(every)
+	w.ended = w.begun
 	if w.woken {
 		return
 	}
@@ -94,16 +99,23 @@ func (w *sendSchedule) end(next time.Time, every time.Duration) {
 	w.ticked = make(chan struct{})
 }
 
-// pollHold is how long a poll sent at now may be held, at most limit:
-// until the margin before the next tick. When a tick is due or running, or
-// less than the margin would be left, or ecp is crowded (crowd), it
-// returns a channel closed when the next tick has ended instead: poll
-// after it.
-func (w *sendSchedule) pollHold(now time.Time, limit time.Duration) (time.Duration, <-chan struct{}) {
+// pollHold is how long a poll sent at now may be held, at most limit.
+// While ecp is crowded (crowd) it returns a channel closed when the next
+// tick has ended instead: poll after it. On one HTTP/1.1 connection
+// (oneConn) the poll is held only until the margin before the next tick,
+// and it waits for the tick likewise when one is due or running or less
+// than the margin would be left; on HTTP/2 it runs beside the sends.
+func (w *sendSchedule) pollHold(now time.Time, limit time.Duration, oneConn bool) (time.Duration, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.ended < w.crowdedUntil {
+		return 0, w.ticked
+	}
+	if !oneConn {
+		return limit, nil
+	}
 	hold := holdFor(now, w.next, w.margin, limit)
-	if w.busy || w.crowded || hold == 0 {
+	if w.busy || hold == 0 {
 		return 0, w.ticked
 	}
 	return hold, nil
@@ -122,13 +134,4 @@ func holdFor(now, next time.Time, margin, limit time.Duration) time.Duration {
 		return 0
 	}
 	return min(limit, left)
-}
-
-// nextSendDone returns a channel closed when the next tick's sends (the
-// running tick's, if one is due or running) have ended: a poll ecp asked
-// to wait for them (agentproto.HeaderHold) waits for it.
-func (w *sendSchedule) nextSendDone() <-chan struct{} {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.ticked
 }
