@@ -53,6 +53,12 @@ type pushedSeries struct {
 // mark appends to out (the series pushed from mfs, flattenKept with kept)
 // a staleness marker at ts for each series pushed before that mfs lacks,
 // and remembers what is pushed now.
+//
+// It hashes the series pushed, then the others only while some series
+// pushed before was not pushed now: under the series cap most of a
+// collection is left out, and finding out whether a series is still
+// there matters only for one remembered. With the same objects pushed as
+// before, the series left out are not hashed at all.
 func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out []prompb.TimeSeries, ts int64) []prompb.TimeSeries {
 	if st.last == nil {
 		st.last = map[uint64]*pushedSeries{}
@@ -60,18 +66,13 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 	st.gen++
 	gen := st.gen
 	partial := false
-	i := 0
+	i, pushed := 0, 0
 	for f, mf := range mfs {
 		name := mf.GetName()
 		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
 		for m, metric := range mf.GetMetric() {
 			if name == series.CollectorSuccess && metric.GetGauge().GetValue() == 0 {
 				partial = true
-			}
-			h := st.seriesHash(name, metric)
-			p := st.last[h]
-			if p != nil {
-				p.seen = gen
 			}
 			if !kept(f, m) {
 				continue
@@ -83,13 +84,23 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 				i += flatCount(mf.GetType(), metric)
 				continue
 			}
+			h := st.seriesHash(name, metric)
+			p := st.last[h]
 			if p == nil {
-				p = &pushedSeries{seen: gen}
+				p = &pushedSeries{}
 				st.last[h] = p
 			}
-			p.labels, p.own, p.pushed = out[i].Labels, false, gen
+			if p.pushed != gen {
+				pushed++
+			}
+			p.labels, p.own, p.seen, p.pushed = out[i].Labels, false, gen, gen
 			i++
 		}
+	}
+	// The series remembered and not pushed now: still collected (capped)
+	// or gone. A partial collection marks nothing, so it need not know.
+	if missing := len(st.last) - pushed; missing > 0 && !partial {
+		st.see(mfs, kept, missing)
 	}
 	for h, p := range st.last {
 		if p.pushed == gen {
@@ -106,6 +117,29 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 		delete(st.last, h)
 	}
 	return out
+}
+
+// see marks seen the remembered series that mfs has but does not push
+// (kept), stopping once the missing ones not pushed are all found.
+func (st *staleness) see(mfs []*dto.MetricFamily, kept func(f, m int) bool, missing int) {
+	gen := st.gen
+	for f, mf := range mfs {
+		name := mf.GetName()
+		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
+		for m, metric := range mf.GetMetric() {
+			if simple && kept(f, m) {
+				continue // seen by mark
+			}
+			p := st.last[st.seriesHash(name, metric)]
+			if p == nil || p.seen == gen {
+				continue
+			}
+			p.seen = gen
+			if missing--; missing == 0 {
+				return
+			}
+		}
+	}
 }
 
 // flatCount is how many series flattenKept makes of one metric.
