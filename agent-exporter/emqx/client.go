@@ -83,6 +83,8 @@ type Client struct {
 	// grown to it step by step (a tenth of a tick's garbage at 1,000
 	// rules and 1,000 connectors).
 	lengths map[string]int
+	// noSummary holds the lists EMQX has no summary of (summarized).
+	noSummary map[string]bool
 
 	// readers keeps the buffered readers replies are decoded through for
 	// the next calls. A reply is decoded as it arrives rather than read
@@ -550,14 +552,41 @@ func (c *Client) Connectors(ctx context.Context) ([]Resource, error) {
 	return c.resources(ctx, "/connectors")
 }
 
-// Actions lists the actions (not paginated).
+// Actions lists the actions (not paginated), from /actions_summary where
+// EMQX has it (summarized).
 func (c *Client) Actions(ctx context.Context) ([]Resource, error) {
-	return c.resources(ctx, "/actions")
+	return c.summarized(ctx, "/actions")
 }
 
-// Sources lists the sources (not paginated).
+// Sources lists the sources (not paginated), from /sources_summary where
+// EMQX has it (summarized).
 func (c *Client) Sources(ctx context.Context) ([]Resource, error) {
-	return c.resources(ctx, "/sources")
+	return c.summarized(ctx, "/sources")
+}
+
+// summarized lists path's actions or sources from path+"_summary" (5.8.5
+// and later): the same items with the members the agent reads, without
+// each one's configuration: half of /actions' bytes from emqx-sim.
+// An EMQX that answers it 404 (before 5.8.5) is read from path from then
+// on.
+func (c *Client) summarized(ctx context.Context, path string) ([]Resource, error) {
+	c.mu.Lock()
+	full := c.noSummary[path]
+	c.mu.Unlock()
+	if !full {
+		list, err := c.resources(ctx, path+"_summary")
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.Status != http.StatusNotFound {
+			return list, err
+		}
+		c.mu.Lock()
+		if c.noSummary == nil {
+			c.noSummary = map[string]bool{}
+		}
+		c.noSummary[path] = true
+		c.mu.Unlock()
+	}
+	return c.resources(ctx, path)
 }
 
 // resources reads a list of connectors, actions or sources with a scanner

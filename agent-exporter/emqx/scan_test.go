@@ -198,9 +198,9 @@ func FuzzScanRules(f *testing.F) {
 	})
 }
 
-// BenchmarkScanResources reads the simulator's /connectors and /actions
-// at 1,000 connectors with the scanner and, for comparison, with the JSON
-// v2 decoder it replaced.
+// BenchmarkScanResources reads the simulator's /connectors, /actions and
+// /actions_summary at 1,000 connectors with the scanner and, for
+// comparison, with the JSON v2 decoder it replaced.
 func BenchmarkScanResources(b *testing.B) {
 	opts := sim.DefaultOptions()
 	opts.Connectors = 1000
@@ -214,7 +214,7 @@ func BenchmarkScanResources(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, path := range []string{"/connectors", "/actions"} {
+	for _, path := range []string{"/connectors", "/actions", "/actions_summary"} {
 		var body []byte
 		raw := rawReply{decode: func(_ string, r *bufio.Reader) (err error) {
 			body, err = io.ReadAll(r)
