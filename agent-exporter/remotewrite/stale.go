@@ -48,17 +48,22 @@ type pushedSeries struct {
 	// seen and pushed are the last collection (gen) that had the series
 	// and that pushed it.
 	seen, pushed uint64
+	// f and m are where the series was last seen (family and metric
+	// index): a collection lists the same objects in the same order as
+	// the one before, so it is most often there again.
+	f, m int
 }
 
 // mark appends to out (the series pushed from mfs, flattenKept with kept)
 // a staleness marker at ts for each series pushed before that mfs lacks,
 // and remembers what is pushed now.
 //
-// It hashes the series pushed, then the others only while some series
-// pushed before was not pushed now: under the series cap most of a
-// collection is left out, and finding out whether a series is still
-// there matters only for one remembered. With the same objects pushed as
-// before, the series left out are not hashed at all.
+// It hashes the series pushed, then looks for the others (see) only while
+// some series pushed before was not pushed now: under the series cap most
+// of a collection is left out, and whether a series is still there matters
+// only for one remembered. With the same objects pushed as before, the
+// series left out are not hashed at all, and a remembered one left out is
+// most often found where it was last seen.
 func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out []prompb.TimeSeries, ts int64) []prompb.TimeSeries {
 	if st.last == nil {
 		st.last = map[uint64]*pushedSeries{}
@@ -93,7 +98,7 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 			if p.pushed != gen {
 				pushed++
 			}
-			p.labels, p.own, p.seen, p.pushed = out[i].Labels, false, gen, gen
+			p.labels, p.own, p.seen, p.pushed, p.f, p.m = out[i].Labels, false, gen, gen, f, m
 			i++
 		}
 	}
@@ -120,9 +125,22 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 }
 
 // see marks seen the remembered series that mfs has but does not push
-// (kept), stopping once the missing ones not pushed are all found.
+// (kept): first each where it was last seen, then, for those not found
+// there, by hashing the series left out until they are all found.
 func (st *staleness) see(mfs []*dto.MetricFamily, kept func(f, m int) bool, missing int) {
 	gen := st.gen
+	for h, p := range st.last {
+		if p.seen == gen || p.f >= len(mfs) || p.m >= len(mfs[p.f].GetMetric()) {
+			continue
+		}
+		if mf := mfs[p.f]; st.seriesHash(mf.GetName(), mf.GetMetric()[p.m]) == h {
+			p.seen = gen
+			missing--
+		}
+	}
+	if missing == 0 {
+		return
+	}
 	for f, mf := range mfs {
 		name := mf.GetName()
 		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
@@ -134,7 +152,7 @@ func (st *staleness) see(mfs []*dto.MetricFamily, kept func(f, m int) bool, miss
 			if p == nil || p.seen == gen {
 				continue
 			}
-			p.seen = gen
+			p.seen, p.f, p.m = gen, f, m
 			if missing--; missing == 0 {
 				return
 			}
