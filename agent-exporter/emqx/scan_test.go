@@ -89,7 +89,7 @@ func TestScanResourcesAsDecoder(t *testing.T) {
 			t.Errorf("%s: %v", c, err)
 			continue
 		}
-		if !equalResources(got, want) {
+		if !slices.Equal(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", c, got, want)
 		}
 	}
@@ -144,18 +144,6 @@ func TestScanResourcesDeep(t *testing.T) {
 	}
 }
 
-func equalResources(a, b []Resource) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // FuzzScanResources: whatever the decoder reads, the scanner reads the
 // same; it may accept malformed members it skips, never panics.
 func FuzzScanResources(f *testing.F) {
@@ -171,7 +159,7 @@ func FuzzScanResources(f *testing.F) {
 		if err != nil {
 			t.Fatalf("%q: %v (the decoder read %+v)", b, err, want)
 		}
-		if !equalResources(got, want) {
+		if !slices.Equal(got, want) {
 			t.Fatalf("%q:\n got %+v\nwant %+v", b, got, want)
 		}
 	})
