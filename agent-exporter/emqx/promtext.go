@@ -209,6 +209,16 @@ func nameEnd(line []byte) int {
 	return -1
 }
 
+// trimLeft drops the spaces, tabs and bytes equal to also that start s.
+// A loop rather than bytes.TrimLeft, which builds its set of bytes on
+// every call, for thousands of lines a collection.
+func trimLeft(s []byte, also byte) []byte {
+	for len(s) > 0 && (s[0] == ' ' || s[0] == '\t' || s[0] == also) {
+		s = s[1:]
+	}
+	return s
+}
+
 // labelValue reads a label set ("{...}" or nothing) and returns the value
 // of the label named label and what follows the set.
 func labelValue(s []byte, label string) ([]byte, []byte, error) {
@@ -222,7 +232,7 @@ func labelValue(s []byte, label string) ([]byte, []byte, error) {
 	var id []byte
 	found := false
 	for {
-		s = bytes.TrimLeft(s, " \t,")
+		s = trimLeft(s, ',')
 		if len(s) == 0 {
 			return nil, nil, errors.New("unterminated label set")
 		}
@@ -286,9 +296,12 @@ func quoted(s []byte) ([]byte, []byte, error) {
 // sampleValue reads the value after a series (an optional timestamp
 // follows it).
 func sampleValue(s []byte) (float64, error) {
-	s = bytes.TrimLeft(s, " \t")
-	if i := bytes.IndexAny(s, " \t"); i >= 0 {
-		s = s[:i]
+	s = trimLeft(s, ' ')
+	for i, c := range s {
+		if c == ' ' || c == '\t' {
+			s = s[:i]
+			break
+		}
 	}
 	if len(s) == 0 {
 		return 0, errors.New("a sample without a value")

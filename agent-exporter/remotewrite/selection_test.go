@@ -348,3 +348,53 @@ func TestClearedAlarmResolvesAtOnce(t *testing.T) {
 		t.Fatalf("a connector never pushed was marked stale: %v", got)
 	}
 }
+
+// TestCappedSeriesMarkedOnceGone: a series pushed, then left out by the
+// cap while still collected, gets no staleness marker; once it vanishes
+// it gets one, as a series pushed to the end does. Only the series
+// pushed before are looked for among those left out (stale.go), so this
+// is the path that looks.
+func TestCappedSeriesMarkedOnceGone(t *testing.T) {
+	w := newWorld(3, 0)
+	sel := NewSelector(clusterSeries+6, DefaultRecoveryHold) // room for one connector
+	at := time.Unix(1_764_000_000, 0)
+	push := func() (map[string][]prompb.Sample, []string) {
+		at = at.Add(15 * time.Second)
+		got, _ := sel.choose(w.families(t), at)
+		p := pushed(got)
+		var stale []string
+		for k, s := range p {
+			if len(s) == 1 && value.IsStaleNaN(s[0].Value) {
+				stale = append(stale, k)
+			}
+		}
+		slices.Sort(stale)
+		return p, stale
+	}
+	first, _ := push()
+	const shown = "http:c000" // the first connector by id fills the room
+	if _, ok := first["emqx_connector_enabled{"+shown+"}"]; !ok {
+		t.Fatalf("%s not pushed: %v", shown, first)
+	}
+	// A connector sorting before it takes the room: shown is capped while
+	// still collected.
+	w.connectors = append([]string{"http:a000"}, w.connectors...)
+	w.connStatus["http:a000"], w.connEnabled["http:a000"] = "connected", 1
+	for range 2 {
+		p, stale := push()
+		if _, ok := p["emqx_connector_enabled{"+shown+"}"]; ok || len(stale) != 0 {
+			t.Fatalf("with %s capped: pushed it %v, marked stale %v; want neither", shown, ok, stale)
+		}
+	}
+	w.connectors = slices.DeleteFunc(w.connectors, func(c string) bool { return c == shown })
+	want := []string{"emqx_connector_enabled{" + shown + "}"}
+	for _, st := range []string{"connected", "connecting", "disconnected", "inconsistent", "stopped"} {
+		want = append(want, "emqx_connector_status{"+shown+","+st+"}")
+	}
+	if _, stale := push(); !slices.Equal(stale, want) {
+		t.Fatalf("after %s vanished, marked stale %v, want %v", shown, stale, want)
+	}
+	if _, stale := push(); len(stale) != 0 {
+		t.Fatalf("marked stale again: %v", stale)
+	}
+}

@@ -48,11 +48,22 @@ type pushedSeries struct {
 	// seen and pushed are the last collection (gen) that had the series
 	// and that pushed it.
 	seen, pushed uint64
+	// f and m are where the series was last seen (family and metric
+	// index): a collection lists the same objects in the same order as
+	// the one before, so it is most often there again.
+	f, m int
 }
 
 // mark appends to out (the series pushed from mfs, flattenKept with kept)
 // a staleness marker at ts for each series pushed before that mfs lacks,
 // and remembers what is pushed now.
+//
+// It hashes the series pushed, then looks for the others (see) only while
+// some series pushed before was not pushed now: under the series cap most
+// of a collection is left out, and whether a series is still there matters
+// only for one remembered. With the same objects pushed as before, the
+// series left out are not hashed at all, and a remembered one left out is
+// most often found where it was last seen.
 func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out []prompb.TimeSeries, ts int64) []prompb.TimeSeries {
 	if st.last == nil {
 		st.last = map[uint64]*pushedSeries{}
@@ -60,18 +71,13 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 	st.gen++
 	gen := st.gen
 	partial := false
-	i := 0
+	i, pushed := 0, 0
 	for f, mf := range mfs {
 		name := mf.GetName()
 		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
 		for m, metric := range mf.GetMetric() {
 			if name == series.CollectorSuccess && metric.GetGauge().GetValue() == 0 {
 				partial = true
-			}
-			h := st.seriesHash(name, metric)
-			p := st.last[h]
-			if p != nil {
-				p.seen = gen
 			}
 			if !kept(f, m) {
 				continue
@@ -83,13 +89,23 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 				i += flatCount(mf.GetType(), metric)
 				continue
 			}
+			h := st.seriesHash(name, metric)
+			p := st.last[h]
 			if p == nil {
-				p = &pushedSeries{seen: gen}
+				p = &pushedSeries{}
 				st.last[h] = p
 			}
-			p.labels, p.own, p.pushed = out[i].Labels, false, gen
+			if p.pushed != gen {
+				pushed++
+			}
+			p.labels, p.own, p.seen, p.pushed, p.f, p.m = out[i].Labels, false, gen, gen, f, m
 			i++
 		}
+	}
+	// The series remembered and not pushed now: still collected (capped)
+	// or gone. A partial collection marks nothing, so it need not know.
+	if missing := len(st.last) - pushed; missing > 0 && !partial {
+		st.see(mfs, kept, missing)
 	}
 	for h, p := range st.last {
 		if p.pushed == gen {
@@ -106,6 +122,42 @@ func (st *staleness) mark(mfs []*dto.MetricFamily, kept func(f, m int) bool, out
 		delete(st.last, h)
 	}
 	return out
+}
+
+// see marks seen the remembered series that mfs has but does not push
+// (kept): first each where it was last seen, then, for those not found
+// there, by hashing the series left out until they are all found.
+func (st *staleness) see(mfs []*dto.MetricFamily, kept func(f, m int) bool, missing int) {
+	gen := st.gen
+	for h, p := range st.last {
+		if p.seen == gen || p.f >= len(mfs) || p.m >= len(mfs[p.f].GetMetric()) {
+			continue
+		}
+		if mf := mfs[p.f]; st.seriesHash(mf.GetName(), mf.GetMetric()[p.m]) == h {
+			p.seen = gen
+			missing--
+		}
+	}
+	if missing == 0 {
+		return
+	}
+	for f, mf := range mfs {
+		name := mf.GetName()
+		simple := mf.GetType() == dto.MetricType_COUNTER || mf.GetType() == dto.MetricType_GAUGE || mf.GetType() == dto.MetricType_UNTYPED
+		for m, metric := range mf.GetMetric() {
+			if simple && kept(f, m) {
+				continue // seen by mark
+			}
+			p := st.last[st.seriesHash(name, metric)]
+			if p == nil || p.seen == gen {
+				continue
+			}
+			p.seen, p.f, p.m = gen, f, m
+			if missing--; missing == 0 {
+				return
+			}
+		}
+	}
 }
 
 // flatCount is how many series flattenKept makes of one metric.

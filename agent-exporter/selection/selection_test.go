@@ -1,6 +1,10 @@
 package selection
 
 import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -132,6 +136,44 @@ func TestObjectsInAnyOrder(t *testing.T) {
 	for f := 1; f <= 2; f++ {
 		if got := kept(c, mfs, f); len(got) != 1 || got[0] != "http:c" {
 			t.Errorf("family %s: kept %v, want only the disconnected http:c", mfs[f].GetName(), got)
+		}
+	}
+}
+
+// TestFillAsSorted: taking the busiest objects from a heap until none
+// fits keeps exactly what sorting them all and taking each that fits
+// kept.
+func TestFillAsSorted(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		n := 1 + r.IntN(300)
+		var a, b []*object
+		for i := range n {
+			o := object{kind: r.IntN(numKinds), id: fmt.Sprintf("o%d", r.IntN(1000)+i*1000), series: 1 + r.IntN(8),
+				score: float64(r.IntN(4)), matched: float64(r.IntN(3))}
+			oa, ob := o, o
+			a, b = append(a, &oa), append(b, &ob)
+		}
+		budget := r.IntN(n * 5)
+		fill(a, budget)
+		slices.SortFunc(b, busier)
+		left := budget
+		for _, o := range b {
+			if o.series <= left {
+				o.keep, left = true, left-o.series
+			}
+		}
+		kept := func(objs []*object) map[string]bool {
+			m := map[string]bool{}
+			for _, o := range objs {
+				if o.keep {
+					m[fmt.Sprint(o.kind, o.id)] = true
+				}
+			}
+			return m
+		}
+		if ka, kb := kept(a), kept(b); !maps.Equal(ka, kb) {
+			t.Fatalf("round %d (%d objects, budget %d): heap kept %d, sort kept %d", round, n, budget, len(ka), len(kb))
 		}
 	}
 }
