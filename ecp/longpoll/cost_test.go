@@ -151,6 +151,14 @@ func costClient(spec string) int {
 		fmt.Fprintln(os.Stderr, "client spec:", err)
 		return 2
 	}
+	if mode == "answers" {
+		var hold time.Duration
+		if _, err := fmt.Sscanf(spec, "%s %s %d %d", &mode, &base, &n, &hold); err != nil {
+			fmt.Fprintln(os.Stderr, "client spec:", err)
+			return 2
+		}
+		return answersClient(base, n, hold)
+	}
 	h2 := mode == "h2c" || mode == "h2-tls"
 	newTransport := func(h2 bool) *http.Transport {
 		t := &http.Transport{MaxConnsPerHost: 1, Protocols: new(http.Protocols),
