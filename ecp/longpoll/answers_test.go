@@ -1,14 +1,12 @@
 package longpoll
 
 import (
-	"bufio"
 	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -75,24 +73,7 @@ func heldPollAnswers(b *testing.B, n int, hold, window time.Duration) (perAnswer
 	defer func() { _ = srv.Close() }()
 	defer close(stop)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=answers http://%s %d %d", costClientEnv, ln.Addr(), n, int64(hold)))
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
-		b.Fatalf("client: %q %v", line, err)
-	}
+	defer startCostClient(b, fmt.Sprintf("answers http://%s %d %d", ln.Addr(), n, int64(hold)))()
 	time.Sleep(2 * (hold + time.Second)) // every agent started and answered once: the steady state
 	cpu0, n0, t0 := processCPU(b), answered.Load(), time.Now()
 	time.Sleep(window)
