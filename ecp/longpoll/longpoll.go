@@ -144,7 +144,7 @@ func Hold(w http.ResponseWriter, r *http.Request, p Poll) error {
 		go h.hold()
 		return nil
 	}
-	timer := time.NewTimer(time.Until(p.due()))
+	timer := time.NewTimer(time.Until(p.Deadline))
 	defer timer.Stop()
 	for {
 		select {
@@ -162,28 +162,6 @@ func Hold(w http.ResponseWriter, r *http.Request, p Poll) error {
 			return httpapi.JSON(w, http.StatusOK, reply)
 		}
 	}
-}
-
-// answerSlot groups the deadlines of long holds: each is moved earlier
-// to a multiple of it, so that the polls due within one slot are answered
-// in one wake-up of the runtime rather than one each. ecp holds one poll
-// per agent, answered mostly at their deadlines (an agent asks to be held
-// until just before its next report), so without it every answer woke a
-// thread: the scheduler's wake-ups were a fifth of ecp's CPU at 10,000
-// agents. Moving a deadline earlier keeps the poll's promise (answered by
-// its timeout); an agent's margin before its next send (a second, or a
-// tenth of a shorter interval) is far longer than a slot. A variable only
-// so that BenchmarkHeldPollAnswers can compare it with none.
-var answerSlot = 20 * time.Millisecond
-
-// due is when the poll is answered if nothing comes first: its deadline,
-// moved earlier to a multiple of answerSlot unless the hold is short
-// enough for the slot to be a noticeable part of it.
-func (p Poll) due() time.Time {
-	if answerSlot == 0 || time.Until(p.Deadline) < time.Second {
-		return p.Deadline
-	}
-	return p.Deadline.Truncate(answerSlot)
 }
 
 // final answers a poll whose deadline passed or whose server stops: 204,
@@ -256,7 +234,7 @@ func peekAll(br *bufio.Reader) []byte {
 // hold waits as Hold would, answers on the socket and hands the connection
 // back for the client's next request.
 func (h *held) hold() {
-	timer := time.NewTimer(time.Until(h.p.due()))
+	timer := time.NewTimer(time.Until(h.p.Deadline))
 	defer timer.Stop()
 	resp := &response{header: h.header, status: http.StatusNoContent, body: getBuffer()}
 	defer putBuffer(resp.body)
