@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -16,11 +18,23 @@ import (
 // from the same run: a CPU profile of the whole window, then the heap and
 // goroutines at its end, and the Go runtime's memory breakdown from
 // /metrics (heap in use, stacks, what the runtime holds from the system).
+// A heap profile at the window's start as well lets the window's own
+// allocations be read apart from the setup's:
+//
+//	go tool pprof -sample_index=alloc_space -base ecp-1.heap-start.pprof ecp-1.heap.pprof
 type profiler struct {
 	dir, base string
 	hc        *http.Client
 	cpu       chan error
+	// start holds the runtime's allocation counters at the window's start
+	// (windowCounters), to print what the window allocated.
+	start map[string]float64
 }
+
+// windowCounters are the runtime's cumulative counters whose growth over
+// the window finish prints: what ecp allocated (GC work grows with it)
+// and how many collections that took.
+var windowCounters = []string{"go_memstats_alloc_bytes_total", "go_memstats_mallocs_total", "go_gc_duration_seconds_count"}
 
 // startProfile begins the window's CPU profile; it returns nil when
 // --ecp.profile is empty.
@@ -29,6 +43,16 @@ func startProfile(ctx context.Context, dir, base string, window time.Duration) *
 		return nil
 	}
 	p := &profiler{dir: dir, base: base, hc: &http.Client{}, cpu: make(chan error, 1)}
+	if err := p.fetch(ctx, "/debug/pprof/heap", "ecp-1.heap-start.pprof"); err != nil {
+		p.cpu <- err
+		return p
+	}
+	body, err := p.get(ctx, "/metrics")
+	if err != nil {
+		p.cpu <- err
+		return p
+	}
+	p.start = counters(body)
 	seconds := max(1, int(window.Seconds()))
 	go func() {
 		p.cpu <- p.fetch(ctx, fmt.Sprintf("/debug/pprof/profile?seconds=%d", seconds), "ecp-1.cpu.pprof")
@@ -66,7 +90,23 @@ func (p *profiler) finish(ctx context.Context, log io.Writer) error {
 		}
 	}
 	fmt.Fprintf(log, "ecp-1 runtime at the window's end: %s; profiles in %s\n", strings.Join(parts, " "), p.dir)
+	end := counters(body)
+	fmt.Fprintf(log, "ecp-1 during the window: %.1f MiB allocated in %.0f objects, %.0f GC cycles\n",
+		(end[windowCounters[0]]-p.start[windowCounters[0]])/(1<<20), end[windowCounters[1]]-p.start[windowCounters[1]],
+		end[windowCounters[2]]-p.start[windowCounters[2]])
 	return nil
+}
+
+// counters reads windowCounters from a /metrics body.
+func counters(body []byte) map[string]float64 {
+	m := map[string]float64{}
+	for _, l := range strings.Split(string(body), "\n") {
+		name, value, ok := strings.Cut(l, " ")
+		if ok && slices.Contains(windowCounters, name) {
+			m[name], _ = strconv.ParseFloat(value, 64)
+		}
+	}
+	return m
 }
 
 func (p *profiler) fetch(ctx context.Context, path, file string) error {

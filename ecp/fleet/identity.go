@@ -281,6 +281,21 @@ func clusterAlreadyManaged(msg string) error {
 	return &httpapi.Error{Status: http.StatusConflict, Code: agentproto.CodeClusterAlreadyManaged, Message: msg}
 }
 
+// checkedAsReported says whether the identity last checked (idChecked)
+// was for binding bindRev and the same cluster name and node names, in the
+// same order, as em: it has the same fingerprint.
+func (e *entry) checkedAsReported(bindRev int64, em *agentproto.EMQXStatus) bool {
+	if e.idBindRev != bindRev || e.idName != em.ClusterName || len(e.idNodes) != len(em.Nodes) {
+		return false
+	}
+	for i, n := range em.Nodes {
+		if e.idNodes[i] != n.Name {
+			return false
+		}
+	}
+	return true
+}
+
 // heldBy is the outcome of checking a reported identity: the cluster that
 // holds it (empty: this binding does) and what to tell the operator.
 type heldBy struct {
@@ -364,6 +379,12 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 	if !em.Reachable {
 		return nil, nil
 	}
+	ix.mu.Lock()
+	if e := ix.entries[p.clusterID]; e != nil && e.idChecked != "" && e.idHeldBy == "" && e.checkedAsReported(p.bindRev, em) {
+		ix.mu.Unlock()
+		return &heldBy{}, nil
+	}
+	ix.mu.Unlock()
 	nodes := make([]string, len(em.Nodes))
 	for i, n := range em.Nodes {
 		nodes[i] = n.Name
@@ -393,6 +414,7 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 			ix.mu.Lock()
 			if e := ix.entries[p.clusterID]; e != nil {
 				e.idChecked, e.idHeldBy = fp, h.clusterID
+				e.idBindRev, e.idName, e.idNodes = p.bindRev, em.ClusterName, nodes
 			}
 			ix.mu.Unlock()
 			return out, nil
@@ -433,6 +455,7 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 		ix.mu.Lock()
 		if e := ix.entries[p.clusterID]; e != nil {
 			e.idChecked, e.idHeldBy = fp, ""
+			e.idBindRev, e.idName, e.idNodes = p.bindRev, em.ClusterName, nodes
 		}
 		ix.mu.Unlock()
 		return &heldBy{}, nil

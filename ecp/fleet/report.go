@@ -113,7 +113,7 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 		return p, out, err
 	}
 	var req agentproto.ReportRequest
-	if err := httpapi.Decode(r, &req); err != nil {
+	if err := decodeReport(r, &req); err != nil {
 		return p, out, err
 	}
 	if err := validateReport(&req); err != nil {

@@ -67,6 +67,12 @@ type entry struct {
 	// every report, so the entry recovers when the holder goes.
 	idChecked string
 	idHeldBy  string
+	// idBindRev, idName and idNodes are the binding and what its agent
+	// reported when idChecked was set: a report saying the same again
+	// (nearly every one) skips hashing it into a fingerprint.
+	idBindRev int64
+	idName    string
+	idNodes   []string
 	// holdRev is the status revision at which the hold (status HeldBy)
 	// last began or ended: it raises the desired revision so the agent
 	// hears of it on its long-poll.

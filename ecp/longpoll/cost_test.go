@@ -87,8 +87,24 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float
 	defer close(stop)
 
 	heap0, stack0, rss0, fds0 := serverCost(b)
+	defer startCostClient(b, fmt.Sprintf("%s %s %d", mode, srv.URL, n))()
+	for deadline := time.Now().Add(time.Minute); held.Load() < int64(n); {
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d polls held", held.Load(), n)
+		}
+		time.Sleep(10 * time.Millisecond) // the child's polls arrive on their own
+	}
+	heap1, stack1, rss1, fds1 := serverCost(b)
+	per := func(a, b int64) float64 { return float64(b-a) / float64(n) }
+	return per(heap0, heap1), per(stack0, stack1), per(rss0, rss1), per(fds0, fds1)
+}
+
+// startCostClient runs this test binary as a benchmark's client process,
+// playing the agents spec (costClientEnv) says, and returns once they are
+// ready; calling what it returns ends the client.
+func startCostClient(b *testing.B, spec string) (stop func()) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %s %d", costClientEnv, mode, srv.URL, n))
+	cmd.Env = append(os.Environ(), costClientEnv+"="+spec)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -101,20 +117,12 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = stdin.Close(); _ = cmd.Wait() }()
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || line != "ready\n" {
+	stop = func() { _ = stdin.Close(); _ = cmd.Wait() }
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "ready\n" {
+		stop()
 		b.Fatalf("client: %q %v", line, err)
 	}
-	for deadline := time.Now().Add(time.Minute); held.Load() < int64(n); {
-		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d polls held", held.Load(), n)
-		}
-		time.Sleep(10 * time.Millisecond) // the child's polls arrive on their own
-	}
-	heap1, stack1, rss1, fds1 := serverCost(b)
-	per := func(a, b int64) float64 { return float64(b-a) / float64(n) }
-	return per(heap0, heap1), per(stack0, stack1), per(rss0, rss1), per(fds0, fds1)
+	return stop
 }
 
 // serverCost is this process's heap in use, goroutine stacks, resident set
@@ -150,6 +158,14 @@ func costClient(spec string) int {
 	if _, err := fmt.Sscanf(spec, "%s %s %d", &mode, &base, &n); err != nil {
 		fmt.Fprintln(os.Stderr, "client spec:", err)
 		return 2
+	}
+	if mode == "answers" {
+		var hold time.Duration
+		if _, err := fmt.Sscanf(spec, "%s %s %d %d", &mode, &base, &n, &hold); err != nil {
+			fmt.Fprintln(os.Stderr, "client spec:", err)
+			return 2
+		}
+		return answersClient(base, n, hold)
 	}
 	h2 := mode == "h2c" || mode == "h2-tls"
 	newTransport := func(h2 bool) *http.Transport {

@@ -236,7 +236,8 @@ func peekAll(br *bufio.Reader) []byte {
 func (h *held) hold() {
 	timer := time.NewTimer(time.Until(h.p.Deadline))
 	defer timer.Stop()
-	resp := &response{header: h.header, status: http.StatusNoContent}
+	resp := &response{header: h.header, status: http.StatusNoContent, body: getBuffer()}
+	defer putBuffer(resp.body)
 wait:
 	for {
 		select {
@@ -264,9 +265,27 @@ wait:
 	serveConn(h.srv, &handedBackConn{Conn: h.conn})
 }
 
+// answerBuffers holds the buffers answers are written from: one per
+// answer would be garbage at every agent's every interval.
+var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// answerBufferMax is the largest buffer kept for the next answer; a
+// desired state is well under it.
+const answerBufferMax = 64 << 10
+
+func getBuffer() *bytes.Buffer { return answerBuffers.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= answerBufferMax {
+		b.Reset()
+		answerBuffers.Put(b)
+	}
+}
+
 // answer writes the reply net/http would have written for resp.
 func (h *held) answer(resp *response) error {
-	var b bytes.Buffer
+	b := getBuffer()
+	defer putBuffer(b)
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(strconv.Itoa(resp.status))
 	b.WriteByte(' ')
@@ -279,7 +298,7 @@ func (h *held) answer(resp *response) error {
 	} else {
 		resp.header.Set("Content-Length", strconv.Itoa(resp.body.Len()))
 	}
-	_ = resp.header.Write(&b)
+	_ = resp.header.Write(b)
 	b.WriteString("\r\n")
 	b.Write(resp.body.Bytes())
 	d := writeTimeout
@@ -317,7 +336,7 @@ func httpDate(now time.Time) string {
 type response struct {
 	header http.Header
 	status int
-	body   bytes.Buffer
+	body   *bytes.Buffer
 }
 
 func (r *response) Header() http.Header         { return r.header }
