@@ -11,10 +11,11 @@
 // sweeping agents fail and move independently), watches them and, on every
 // change, at start-up and on becoming leader, hands all projects' settings
 // to ecp/alerting, which renders, validates, writes and reloads Prometheus'
-// rule files and Alertmanager's configuration. It watches the cluster
-// entries, projects and organizations too: the rules name them
-// (annotations cluster_name, project_name, organization_name) and select
-// only the clusters each project holds now. When a cluster is deleted or
+// rule files and Alertmanager's configuration. It follows the cluster
+// entries (through the replica's mirror of them, names.go), projects and
+// organizations too: the rules name them (annotations cluster_name,
+// project_name, organization_name) and select only the clusters each
+// project holds now. When a cluster is deleted or
 // transferred away, its active alerts move to history at once (endReason
 // "removed") and are posted to Alertmanager as resolved, after the rules
 // stop selecting it. The outcome (applied etcd

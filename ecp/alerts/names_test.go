@@ -46,25 +46,15 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 	a.must(200, "padmin", http.MethodPut, "/api/v1/projects/"+p+"/alert-settings", map[string]any{"enabled": true, "triggerCount": 1,
 		"recoveryCount": 1, "severity": "critical"})
 	ruleFile := filepath.Join(o.RulesDir, alerting.RuleFileName(p))
-	waitFor := func(what string, ok func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for !ok() {
-			if time.Now().After(deadline) {
-				t.Fatalf("not within 10s: %s", what)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
 	rules := func() string { b, _ := os.ReadFile(ruleFile); return string(b) }
-	waitFor("the rules name both clusters", func() bool {
+	waitUntil(t, "the rules name both clusters", func() bool {
 		r := rules()
 		return strings.Contains(r, `cluster=~"c1|c2"`) && strings.Contains(r, `{{ "Plant North" }}`) && strings.Contains(r, `{{ "plant" }}`) &&
 			strings.Contains(r, `organization_name: '{{ "acme" }}'`)
 	})
 
 	putSpec("c1", `Plant "North" {{ 1 }}`, p)
-	waitFor("the rules follow a rename", func() bool { return strings.Contains(rules(), `{{ "Plant \"North\" {{ 1 }}" }}`) })
+	waitUntil(t, "the rules follow a rename", func() bool { return strings.Contains(rules(), `{{ "Plant \"North\" {{ 1 }}" }}`) })
 
 	alert := func(cluster string) webhookAlert {
 		al := connectorAlert(p, t0)
@@ -83,7 +73,7 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 	if _, err := w.cli.Delete(t.Context(), registry.Key("c1")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("c1's alert leaves the active list after its deletion", func() bool {
+	waitUntil(t, "c1's alert leaves the active list after its deletion", func() bool {
 		got := a.list(p, "state=active")
 		return len(got) == 1 && got[0].Cluster == "c2"
 	})
@@ -92,10 +82,10 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 	if len(hist) != 1 || hist[0].Cluster != "c1" || hist[0].ClusterName != "name of c1" || hist[0].EndReason != EndRemoved {
 		t.Fatalf("history after the deletion: %+v", hist)
 	}
-	waitFor("the rules stop selecting c1", func() bool { return strings.Contains(rules(), `cluster=~"c2"`) })
+	waitUntil(t, "the rules stop selecting c1", func() bool { return strings.Contains(rules(), `cluster=~"c2"`) })
 	// And Alertmanager is told it ended, under its names, rather than
 	// waiting for Prometheus' resend delay.
-	waitFor("alertmanager gets c1's alert resolved", func() bool {
+	waitUntil(t, "alertmanager gets c1's alert resolved", func() bool {
 		for _, b := range am.alerts() {
 			var posted []alerting.Resolution
 			if json.Unmarshal(b, &posted) == nil && len(posted) == 1 && posted[0].Labels["cluster"] == "c1" &&
@@ -108,8 +98,8 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 	})
 
 	putSpec("c2", "Plant South", w.foreign.ID)
-	waitFor("c2's alert leaves the active list after its transfer", func() bool { return len(a.list(p, "state=active")) == 0 })
-	waitFor("the rules select no cluster", func() bool { return strings.Contains(rules(), `cluster=~""`) })
+	waitUntil(t, "c2's alert leaves the active list after its transfer", func() bool { return len(a.list(p, "state=active")) == 0 })
+	waitUntil(t, "the rules select no cluster", func() bool { return strings.Contains(rules(), `cluster=~""`) })
 }
 
 // getRecorder records the keys every Get reads.
