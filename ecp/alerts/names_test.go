@@ -254,3 +254,64 @@ func TestClusterIndexFollowsNamesAndProjects(t *testing.T) {
 		t.Fatalf("a replica that does not lead collects removals: %v", removed)
 	}
 }
+
+// Every replica follows the clusters, leading or not: a replica that
+// takes over names the clusters as they are now, changed while nobody
+// led, and moves the alerts of a cluster deleted meanwhile to history at
+// the start of its term.
+func TestNewLeaderNamesClustersChangedBeforeItLed(t *testing.T) {
+	srv := etcdtest.Start(t)
+	w := newWorld(t, etcdtest.ClientOf(t, srv))
+	dir := t.TempDir()
+	mk := func(id string) *api {
+		o, _ := fakeStackOptions(t)
+		o.ReplicaID, o.SessionTTL = id, 2*time.Second
+		o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
+		ww := *w
+		ww.cli = etcdtest.ClientOf(t, srv)
+		return newService(t, &ww, o)
+	}
+	r1, r2 := mk("r1"), mk("r2")
+	stop1 := run(t, r1.svc)
+	p := w.project.ID
+	r1.must(200, "padmin", http.MethodPut, "/api/v1/projects/"+p+"/alert-settings", map[string]any{"enabled": true, "triggerCount": 1,
+		"recoveryCount": 1, "severity": "critical"})
+	putSpec := func(id, name string) {
+		t.Helper()
+		b, err := registry.Spec{ID: id, Name: name, Project: p}.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putSpec("c1", "Plant North")
+	putSpec("c2", "Plant South")
+	ruleText := func() string {
+		b, _ := os.ReadFile(filepath.Join(dir, "rules", alerting.RuleFileName(p)))
+		return string(b)
+	}
+	waitUntil(t, "r1's rules select both clusters", func() bool { return strings.Contains(ruleText(), `cluster=~"c1|c2"`) })
+	al := connectorAlert(p, t0)
+	al.Fingerprint, al.Labels["cluster"], al.Annotations["cluster_name"] = "fp-c1", "c1", "Plant North"
+	if r := r1.notify("firing", al); r.status != http.StatusNoContent {
+		t.Fatalf("webhook: %d %s", r.status, r.body)
+	}
+	stop1()
+
+	if _, err := w.cli.Delete(t.Context(), registry.Key("c1")); err != nil {
+		t.Fatal(err)
+	}
+	putSpec("c2", "Plant South 2")
+	putSpec("c3", "Plant East")
+	defer run(t, r2.svc)()
+	waitUntil(t, "r2's rules name the clusters as they are now", func() bool {
+		r := ruleText()
+		return strings.Contains(r, `cluster=~"c2|c3"`) && strings.Contains(r, `{{ "Plant South 2" }}`) && strings.Contains(r, `{{ "Plant East" }}`)
+	})
+	waitUntil(t, "the deleted cluster's alert leaves the active list", func() bool { return len(r2.list(p, "state=active")) == 0 })
+	if hist := r2.list(p, "state=history"); len(hist) != 1 || hist[0].Cluster != "c1" || hist[0].ClusterName != "Plant North" || hist[0].EndReason != EndRemoved {
+		t.Fatalf("history after the deletion: %+v", hist)
+	}
+}
