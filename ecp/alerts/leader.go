@@ -108,7 +108,7 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 	}
 	// First, so that the lists drop a removed cluster's alerts without
 	// waiting for the files and reloads below; a failure is retried with
-	// the next apply and holds no apply back.
+	// the next change or resync and holds no apply back.
 	removed, err := s.endRemoved(ctx, names)
 	if err != nil && ctx.Err() == nil {
 		s.logger.Error("moving the alerts of removed clusters to history failed", "err", err)

@@ -82,8 +82,13 @@ func (x *clusterIndex) apply(c registry.Change) {
 			p = &projectClusters{}
 			x.byProject[c.New.Project] = p
 		}
-		i, _ := slices.BinarySearchFunc(p.list, c.New.ID, compareClusterID)
-		p.list, p.snapshot = slices.Insert(p.list, i, rules.Cluster{ID: c.New.ID, Name: c.New.Name}), nil
+		next := rules.Cluster{ID: c.New.ID, Name: c.New.Name}
+		if i, ok := slices.BinarySearchFunc(p.list, c.New.ID, compareClusterID); ok {
+			p.list[i] = next // the mirror said new what it held: keep one
+		} else {
+			p.list = slices.Insert(p.list, i, next)
+		}
+		p.snapshot = nil
 	}
 	x.mu.Unlock()
 	select {
