@@ -36,6 +36,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -192,6 +193,12 @@ type Alerting struct {
 	// about 2 ms a project (template parsing), so an Apply over 1000
 	// projects validates only the files whose content changed.
 	validated map[[sha256.Size]byte]bool
+	// rendered holds each project's last rule file and the settings it
+	// was rendered from: a file names every cluster of its project, and
+	// an Apply for a change of one project renders that one alone (the
+	// names' cluster lists of the others are the same slices, which
+	// compare at once).
+	rendered map[string]renderedRules
 	// current holds the targets known to run what is on disk: their last
 	// reload succeeded and ecp has written nothing of theirs since. Apply
 	// reloads only the others, because every Prometheus reload restarts
@@ -227,8 +234,8 @@ func New(o Options) (*Alerting, error) {
 		opts:      o,
 		logger:    o.Logger,
 		client:    o.HTTPClient,
-		validated: map[[sha256.Size]byte]bool{},
-		current:   map[string]bool{},
+		validated: map[[sha256.Size]byte]bool{}, rendered: map[string]renderedRules{},
+		current: map[string]bool{},
 		reloadFailures: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "ecp_alerting_reload_failures_total",
 			Help: "Reloads of Prometheus or Alertmanager that failed, by target.",
@@ -334,6 +341,12 @@ func (a *Alerting) Apply(ctx context.Context, projects map[string]Settings) erro
 		ruleFiles[RuleFileName(id)] = b
 		good[id] = s
 	}
+	// Projects turned off or invalid since keep no file in memory.
+	for id := range a.rendered {
+		if _, ok := good[id]; !ok {
+			delete(a.rendered, id)
+		}
+	}
 	a.invalid.Set(float64(countProjectErrors(errs)))
 	am, err := RenderAlertmanager(good, a.opts)
 	if err != nil {
@@ -403,23 +416,33 @@ func countProjectErrors(errs []error) int {
 	return n
 }
 
-// renderValidRules is RenderRules with validation results remembered.
+// renderedRules is a project's rule file and the settings it came from.
+type renderedRules struct {
+	settings Settings
+	file     []byte
+}
+
+// renderValidRules is RenderRules with the last file of each project and
+// validation results remembered.
 func (a *Alerting) renderValidRules(project string, s Settings) ([]byte, error) {
+	if r, ok := a.rendered[project]; ok && reflect.DeepEqual(r.settings, s) {
+		return r.file, nil
+	}
 	b, err := renderRules(project, s, a.opts)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(b)
-	if a.validated[sum] {
-		return b, nil
+	if !a.validated[sum] {
+		if err := ValidateRules(b); err != nil {
+			return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
+		}
+		if len(a.validated) >= maxValidated {
+			clear(a.validated)
+		}
+		a.validated[sum] = true
 	}
-	if err := ValidateRules(b); err != nil {
-		return nil, fmt.Errorf("rendering rules of project %q: %w", project, err)
-	}
-	if len(a.validated) >= maxValidated {
-		clear(a.validated)
-	}
-	a.validated[sum] = true
+	a.rendered[project] = renderedRules{settings: s, file: b}
 	return b, nil
 }
 

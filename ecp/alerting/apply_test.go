@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/rules"
 )
 
 // fakeReloader stands in for /-/reload of Prometheus or Alertmanager.
@@ -348,5 +350,40 @@ func TestApplyReloadsOnlyWhatChanged(t *testing.T) {
 	}
 	if got := calls(); got != [2]int32{4, 3} {
 		t.Fatalf("Reload: reloads %v, want both", got)
+	}
+}
+
+// issue #14: a rule file names every cluster of its project, and every
+// Apply rendered and validated every project's, so one new cluster cost
+// the whole fleet's files. An Apply renders only the projects whose
+// settings or names changed, and the files still follow the change.
+func TestApplyRendersOnlyTheProjectsThatChanged(t *testing.T) {
+	e := newApplyEnv(t)
+	projects := testProjects()
+	if err := e.a.Apply(t.Context(), projects); err != nil {
+		t.Fatal(err)
+	}
+	first := map[string][]byte{}
+	for id, r := range e.a.rendered {
+		first[id] = r.file
+	}
+	b := projects["beta"]
+	b.Names.Clusters = append(slices.Clone(b.Names.Clusters), rules.Cluster{ID: "c4", Name: "Plant East"})
+	projects["beta"] = b
+	if err := e.a.Apply(t.Context(), projects); err != nil {
+		t.Fatal(err)
+	}
+	for id, file := range first {
+		rendered := &e.a.rendered[id].file[0] != &file[0]
+		if rendered != (id == "beta") {
+			t.Errorf("project %s rendered again: %v, want %v", id, rendered, id == "beta")
+		}
+	}
+	got, err := os.ReadFile(filepath.Join(e.rulesDir, RuleFileName("beta")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), `cluster=~"c3|c4"`) || !strings.Contains(string(got), `{{ "Plant East" }}`) {
+		t.Fatalf("beta's rule file does not follow its new cluster:\n%s", got)
 	}
 }

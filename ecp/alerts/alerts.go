@@ -11,10 +11,11 @@
 // sweeping agents fail and move independently), watches them and, on every
 // change, at start-up and on becoming leader, hands all projects' settings
 // to ecp/alerting, which renders, validates, writes and reloads Prometheus'
-// rule files and Alertmanager's configuration. It watches the cluster
-// entries, projects and organizations too: the rules name them
-// (annotations cluster_name, project_name, organization_name) and select
-// only the clusters each project holds now. When a cluster is deleted or
+// rule files and Alertmanager's configuration. It follows the cluster
+// entries (through the replica's mirror of them, names.go), projects and
+// organizations too: the rules name them (annotations cluster_name,
+// project_name, organization_name) and select only the clusters each
+// project holds now. When a cluster is deleted or
 // transferred away, its active alerts move to history at once (endReason
 // "removed") and are posted to Alertmanager as resolved, after the rules
 // stop selecting it. The outcome (applied etcd
@@ -126,6 +127,7 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/kv"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/secret"
@@ -225,6 +227,10 @@ type Options struct {
 	Now func() time.Time
 	// Seal seals the webhook token in etcd. Required.
 	Seal *seal.Key
+	// Clusters is the replica's mirror of the cluster records, whose
+	// names and projects the rules carry. Required; New subscribes to it,
+	// so it must not have loaded yet.
+	Clusters *registry.Mirror
 }
 
 // Service serves the routes and runs the leader's loop.
@@ -238,6 +244,8 @@ type Service struct {
 	token    secret.String
 	client   *http.Client
 	history  *leases
+	// index is every project's clusters, kept from Clusters' changes.
+	index *clusterIndex
 	// recent leases the storm guard's marks.
 	recent  *leases
 	metrics *metrics
@@ -259,6 +267,14 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 	}
 	if opts.Destinations == nil {
 		return nil, errors.New("alerts: Options.Destinations is required")
+	}
+	if opts.Clusters == nil {
+		return nil, errors.New("alerts: Options.Clusters is required")
+	}
+	select {
+	case <-opts.Clusters.Ready():
+		return nil, errors.New("alerts: Options.Clusters has loaded already; New must subscribe to it before it runs")
+	default:
 	}
 	if opts.HistoryRetention == 0 {
 		opts.HistoryRetention = DefaultHistoryRetention
@@ -285,6 +301,7 @@ func New(ctx context.Context, opts Options, cli *clientv3.Client, authz *tenancy
 	if s.token, err = WebhookToken(ctx, cli, opts.Seal); err != nil {
 		return nil, err
 	}
+	s.index = newClusterIndex(opts.Clusters)
 	s.history = &leases{cli: cli, ttl: opts.HistoryRetention + time.Hour}
 	s.recent = &leases{cli: cli, ttl: alerting.StormWindow, every: stormMarkEvery}
 	s.metrics = newMetrics(reg)

@@ -22,6 +22,7 @@ import (
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/httpapi"
+	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/seal"
 	"github.com/ecpio/ecp/ecp/tenancy"
 )
@@ -116,6 +117,14 @@ func (d *fakeDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, 
 	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
+// runMirror runs m until t ends; New has subscribed to it.
+func runMirror(t testing.TB, m *registry.Mirror) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
 func newService(t testing.TB, w *world, o Options) *api {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -135,10 +144,15 @@ func newService(t testing.TB, w *world, o Options) *api {
 	if o.Destinations == nil {
 		o.Destinations = policy
 	}
+	if o.Clusters == nil {
+		// Each service its own mirror, as each replica has.
+		o.Clusters = registry.NewMirror(w.cli, nil)
+	}
 	svc, err := New(t.Context(), o, w.cli, w.authz, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	runMirror(t, o.Clusters)
 	r := mux.NewRouter()
 	// Root routes before the /api/v1 prefix, as in ecp/app.
 	root := r.NewRoute().Subrouter()

@@ -12,9 +12,7 @@ import (
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/destpolicy"
 	"github.com/ecpio/ecp/ecp/kv"
-	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
-	"github.com/ecpio/ecp/rules"
 )
 
 // Run campaigns for the applier's leadership and, while it leads, applies
@@ -52,6 +50,13 @@ func (s *Service) setLeader(v bool) {
 
 // lead applies on every change until ctx ends or the watch fails.
 func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
+	s.index.lead(true)
+	defer s.index.lead(false)
+	// The clusters come from the replica's mirror: applying before its
+	// first load would select none.
+	if err := s.opts.Clusters.Wait(ctx); err != nil {
+		return err
+	}
 	return kv.Reconcile{
 		Client: s.cli,
 		Watches: []kv.Watched{
@@ -60,13 +65,14 @@ func (s *Service) lead(ctx context.Context, el *concurrency.Election) error {
 			{Key: destpolicy.Key, What: "notification policy"},
 			// A storm mutes its project's route.
 			{Key: stormPrefix, Prefix: true, What: "alert storms"},
-			// Alerts carry the names of clusters, projects and
-			// organizations, and the rules select the clusters each
-			// project holds now.
-			{Key: registry.Prefix, Prefix: true, What: "clusters and projects"},
-			{Key: tenancy.ProjectsPrefix, Prefix: true, What: "clusters and projects"},
-			{Key: tenancy.OrgsPrefix, Prefix: true, What: "clusters and projects"},
+			// Alerts carry the names of projects and organizations
+			// (and of clusters: Signal).
+			{Key: tenancy.ProjectsPrefix, Prefix: true, What: "projects and organizations"},
+			{Key: tenancy.OrgsPrefix, Prefix: true, What: "projects and organizations"},
 		},
+		// The rules select the clusters each project holds now and name
+		// them: the index signals a change of a name or a project.
+		Signal: s.index.changed,
 		Resync: s.opts.ResyncInterval, Retry: s.opts.RetryInterval,
 		Apply:    func(ctx context.Context) error { return s.apply(ctx, el) },
 		Resynced: s.sweep,
@@ -96,7 +102,7 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 	if err != nil {
 		return fmt.Errorf("read alert settings: %w", err)
 	}
-	names, err := s.loadNames(ctx)
+	names, err := s.loadProjectNames(ctx)
 	if err != nil {
 		return err
 	}
@@ -119,10 +125,7 @@ func (s *Service) apply(ctx context.Context, el *concurrency.Election) error {
 			return err
 		}
 		id := strings.TrimPrefix(string(item.Key), settingsPrefix)
-		rec.Names = names[id]
-		if rec.Names.Clusters == nil {
-			rec.Names.Clusters = []rules.Cluster{} // a project deleted since: nothing to select
-		}
+		rec.Names = s.names(names, id)
 		_, rec.Storm = storms[id]
 		projects[id] = rec.Settings
 		if rec.Enabled {

@@ -17,6 +17,7 @@ func (a *App) buildAlerts(ctx context.Context, env Env) error {
 		ExternalURL: a.opts.ExternalURL,
 		Interval:    a.opts.ReportInterval,
 		Seal:        a.sealKey,
+		Clusters:    a.records,
 	}
 	a.policy = a.buildNotificationPolicy(env)
 	o.Destinations = a.policy

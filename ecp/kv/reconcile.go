@@ -26,6 +26,12 @@ type Watched struct {
 type Reconcile struct {
 	Client  *clientv3.Client
 	Watches []Watched
+	// Signal, when set, is a change as a watched key's: from a
+	// replica-local view that follows etcd itself (a registry.Mirror
+	// subscriber), which must signal after its memory changed, so that
+	// the apply it calls for reads the change. It holds at most one
+	// signal, as the watches' channel does.
+	Signal <-chan struct{}
 	// Resync and Retry are the periods of the unconditional apply and of
 	// the retry after a failure.
 	Resync, Retry time.Duration
@@ -69,6 +75,8 @@ func (r Reconcile) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-changed:
+			pending = true
+		case <-r.Signal:
 			pending = true
 		case c := <-ended:
 			if c.err != nil {
