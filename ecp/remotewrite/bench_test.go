@@ -181,6 +181,7 @@ func BenchmarkPacedPushes(b *testing.B) {
 		_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	b.ReportAllocs()
 	start := cpu()
 	tick := time.NewTicker(every)
 	defer tick.Stop()

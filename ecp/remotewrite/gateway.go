@@ -65,6 +65,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ecpio/ecp/agentproto"
@@ -544,11 +545,23 @@ type sender struct{ raw, body []byte }
 func (s *sender) encode(b []batch) []byte {
 	raw := b[0].raw
 	if len(b) > 1 {
+		// Grown once for the call, with room for the next calls, whose
+		// size varies with the pushes queued: not step by step.
+		size := 0
+		for _, p := range b {
+			size += len(p.raw)
+		}
+		if cap(s.raw) < size {
+			s.raw = make([]byte, 0, size+size/4)
+		}
 		s.raw = s.raw[:0]
 		for _, p := range b {
 			s.raw = append(s.raw, p.raw...)
 		}
 		raw = s.raw
+	}
+	if n := s2.MaxEncodedLen(len(raw)); cap(s.body) < n {
+		s.body = make([]byte, n+n/4)
 	}
 	s.body = encode(s.body, raw)
 	// Keep what a usual call needs, not what the largest one took.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -668,5 +669,26 @@ func TestStampRefusesOversizedWithoutAllocating(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
 		t.Fatalf("Stamp allocated %d bytes to refuse a 6-byte body", n)
+	}
+}
+
+// TestStampGrowsItsBufferOnce: stamping into a buffer too small for the
+// result (none left in the pool after a garbage collection) allocates the
+// buffer once at its final size, instead of growing it step by step as
+// the series are written, which allocated and copied several times its
+// size for every such push.
+func TestStampGrowsItsBufferOnce(t *testing.T) {
+	var series [][]prompb.Label
+	for i := range 200 {
+		series = append(series, labels("__name__", "emqx_bench_value", "i", strconv.Itoa(i)))
+	}
+	body := writeRequest(t, series...)
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, n, err := appendStamped(nil, body, "project-1", "5f0c2b8e-9d1a-4c47-a3b2-8e6f1d2c9a70", DefaultMaxDecodedBytes); err != nil || n != 200 {
+			t.Fatalf("stamp: %d samples, %v", n, err)
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("stamping a 200-series push into an empty buffer allocated %v times, want 1", allocs)
 	}
 }
