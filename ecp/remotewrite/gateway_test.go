@@ -603,6 +603,37 @@ func TestGatewayBatchWaitsForMorePushes(t *testing.T) {
 	})
 }
 
+// TestGatewayQueueTakesPushesDuringBatchWait: a sender waiting for more
+// pushes to join its call takes them from the queue as it fills (it is
+// woken when the queue is half full), so agents pushing during the wait
+// are not told to come back later, and all of them go in the one call.
+func TestGatewayQueueTakesPushesDuringBatchWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const pushes = 12
+		h := newHarness(t, Options{URL: backendURL, Shards: 1, QueueSize: 4, BatchWait: time.Second})
+		stop := h.run()
+		defer stop()
+		var want []string
+		for i := range pushes {
+			cred := fmt.Sprintf("b%d", i)
+			h.authn.move(cred, "p1")
+			if resp := h.push(t, cred, writeRequest(t, labels("__name__", "m"))); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("push %d of %d during the batch wait: %d, want 204", i+1, pushes, resp.StatusCode)
+			}
+			want = append(want, "c-"+cred+"/p1/m")
+			synctest.Wait()
+		}
+		if h.backend.callCount() != 0 {
+			t.Fatalf("backend called %d times before BatchWait ended, want 0", h.backend.callCount())
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := series(h.backend.requests()); h.backend.callCount() != 1 || !slices.Equal(got, want) {
+			t.Fatalf("backend called %d times with %v, want once with %v", h.backend.callCount(), got, want)
+		}
+	})
+}
+
 // TestGatewayRefusedBatchIsSplit: a call the backend refuses for good is
 // sent again push by push, so only the push the backend refuses alone is
 // dropped; the other agent's samples are stored.
