@@ -28,8 +28,9 @@
 // sender takes the oldest, adds what its shard queued behind it (waiting
 // up to BatchWait for more, up to batchBytes) and posts them as one
 // WriteRequest, compressed once: one call to the backend for many agents'
-// pushes instead of one each, the largest saving of the gateway. Their
-// order within the shard is kept, and a call carries at most one push of
+// pushes instead of one each, the largest saving of the gateway. While it
+// waits it sleeps, and takes what is queued when the wait ends or when the
+// queue is half full, rather than waking for each push. Their order within the shard is kept, and a call carries at most one push of
 // each cluster: Prometheus keeps one sample of a series that a request
 // names twice (an agent's backlog after an outage, one push per
 // collection), so a second push of a cluster starts the next call. When the backend refuses a call of
@@ -65,6 +66,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"github.com/klauspost/compress/s2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ecpio/ecp/agentproto"
@@ -209,6 +211,9 @@ type Gateway struct {
 	authn  Authenticator
 	logger *slog.Logger
 	shards []chan batch
+	// nudges[i] wakes shard i's sender, waiting for more pushes to join
+	// its call, when the shard's queue is half full.
+	nudges []chan struct{}
 
 	received  prometheus.Counter
 	forwarded prometheus.Counter
@@ -240,8 +245,10 @@ func New(opts Options, authn Authenticator, logger *slog.Logger, reg prometheus.
 	opts = opts.withDefaults()
 	g := &Gateway{opts: opts, authn: authn, logger: logger}
 	g.shards = make([]chan batch, opts.Shards)
+	g.nudges = make([]chan struct{}, opts.Shards)
 	for i := range g.shards {
 		g.shards[i] = make(chan batch, opts.QueueSize)
+		g.nudges[i] = make(chan struct{}, 1)
 	}
 	g.received = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ecp_remote_write_samples_received_total", Help: "Samples agents pushed to ecp and ecp accepted (stamped and queued, or counted as not configured).",
@@ -316,7 +323,8 @@ func (g *Gateway) handleWrite(w http.ResponseWriter, r *http.Request) error {
 		}
 		return httpapi.Invalid("", "reading the remote-write body: %v", err)
 	}
-	shard := g.shardOf(clusterID)
+	i := g.shardIndex(clusterID)
+	shard := g.shards[i]
 	if g.opts.URL != "" && len(shard) == cap(shard) {
 		// Refuse before decoding: under backpressure, spend nothing.
 		g.throttled.Inc()
@@ -345,6 +353,12 @@ func (g *Gateway) handleWrite(w http.ResponseWriter, r *http.Request) error {
 	select {
 	case shard <- batch{raw: raw, samples: samples, cluster: clusterID}:
 		g.received.Add(float64(samples))
+		if len(shard) >= max(1, cap(shard)/2) {
+			select {
+			case g.nudges[i] <- struct{}{}:
+			default:
+			}
+		}
 	default:
 		g.putStamped(raw)
 		// Filled up while this request was decoded; the agent resends.
@@ -361,9 +375,13 @@ func throttled(after time.Duration) error {
 }
 
 func (g *Gateway) shardOf(clusterID string) chan batch {
+	return g.shards[g.shardIndex(clusterID)]
+}
+
+func (g *Gateway) shardIndex(clusterID string) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(clusterID))
-	return g.shards[h.Sum32()%uint32(len(g.shards))]
+	return int(h.Sum32() % uint32(len(g.shards)))
 }
 
 func (g *Gateway) getBuf() *bytes.Buffer {
@@ -412,7 +430,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	unfinished := make([][]batch, len(g.shards))
 	for i, s := range g.shards {
-		wg.Go(func() { unfinished[i] = g.sendLoop(ctx, s) })
+		wg.Go(func() { unfinished[i] = g.sendLoop(ctx, s, g.nudges[i]) })
 	}
 	wg.Wait()
 	// Shutdown: a fresh deadline, so a slow backend cannot hold it up.
@@ -428,7 +446,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // sendLoop forwards q's pushes, several per call, until ctx ends; it
 // returns what it was still forwarding then.
-func (g *Gateway) sendLoop(ctx context.Context, q chan batch) []batch {
+func (g *Gateway) sendLoop(ctx context.Context, q chan batch, nudge <-chan struct{}) []batch {
 	var (
 		s    sender
 		next *batch // a push collect took that starts the next call
@@ -444,7 +462,7 @@ func (g *Gateway) sendLoop(ctx context.Context, q chan batch) []batch {
 			case first = <-q:
 			}
 		}
-		b, carried := collect(ctx, q, first, g.opts.BatchWait)
+		b, carried := collect(ctx, q, nudge, first, g.opts.BatchWait)
 		if rest := g.forward(ctx, &s, b); rest != nil {
 			if carried != nil {
 				rest = append(rest, *carried)
@@ -456,52 +474,52 @@ func (g *Gateway) sendLoop(ctx context.Context, q chan batch) []batch {
 	}
 }
 
-// collect returns first and the pushes queued behind it, waiting up to
-// wait for more, until they hold batchBytes or a second push of a cluster
-// comes, which it returns apart to start the next call.
-func collect(ctx context.Context, q chan batch, first batch, wait time.Duration) ([]batch, *batch) {
+// collect returns first and the pushes queued behind it, until they hold
+// batchBytes or a second push of a cluster comes, which it returns apart
+// to start the next call. With a wait, it gives others that long to join
+// first: it sleeps and takes what is queued when the wait ends, or earlier
+// when nudge says the queue is half full, rather than waking for each
+// push as it comes (at 10,000 agents, 40 wake-ups of the sender per call
+// instead of one or two).
+func collect(ctx context.Context, q chan batch, nudge <-chan struct{}, first batch, wait time.Duration) ([]batch, *batch) {
 	b := []batch{first}
 	size := len(first.raw)
 	clusters := map[string]bool{first.cluster: true}
-	// add takes p into the call, or says it must start the next one.
-	add := func(p batch) bool {
-		if clusters[p.cluster] {
-			return false
-		}
-		clusters[p.cluster] = true
-		b, size = append(b, p), size+len(p.raw)
-		return true
-	}
-	var timeout <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timeout = t.C
-	}
-	for size < batchBytes {
-		select {
-		case p := <-q:
-			if !add(p) {
-				return b, &p
+	// take adds what is queued now, and says whether the call is complete
+	// (with the push that starts the next one, if that is why).
+	take := func() (*batch, bool) {
+		for size < batchBytes {
+			select {
+			case p := <-q:
+				if clusters[p.cluster] {
+					return &p, true
+				}
+				clusters[p.cluster] = true
+				b, size = append(b, p), size+len(p.raw)
+			default:
+				return nil, false
 			}
-			continue
-		default:
 		}
-		if timeout == nil {
-			return b, nil
-		}
+		return nil, true
+	}
+	if carried, done := take(); done || wait <= 0 {
+		return b, carried
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
 		select {
-		case p := <-q:
-			if !add(p) {
-				return b, &p
+		case <-nudge:
+			if carried, done := take(); done {
+				return b, carried
 			}
-		case <-timeout:
-			return b, nil
+		case <-t.C:
+			carried, _ := take()
+			return b, carried
 		case <-ctx.Done():
 			return b, nil
 		}
 	}
-	return b, nil
 }
 
 // drain forwards first, then everything queued in q, until ctx ends;
@@ -522,7 +540,7 @@ func (g *Gateway) drain(ctx context.Context, first []batch, q chan batch) {
 		case p := <-q:
 			for next := &p; next != nil; {
 				var b []batch
-				b, next = collect(ctx, q, *next, 0)
+				b, next = collect(ctx, q, nil, *next, 0)
 				if ctx.Err() != nil {
 					lost(b)
 					continue
@@ -544,11 +562,23 @@ type sender struct{ raw, body []byte }
 func (s *sender) encode(b []batch) []byte {
 	raw := b[0].raw
 	if len(b) > 1 {
+		// Grown once for the call, with room for the next calls, whose
+		// size varies with the pushes queued: not step by step.
+		size := 0
+		for _, p := range b {
+			size += len(p.raw)
+		}
+		if cap(s.raw) < size {
+			s.raw = make([]byte, 0, size+size/4)
+		}
 		s.raw = s.raw[:0]
 		for _, p := range b {
 			s.raw = append(s.raw, p.raw...)
 		}
 		raw = s.raw
+	}
+	if n := s2.MaxEncodedLen(len(raw)); cap(s.body) < n {
+		s.body = make([]byte, n+n/4)
 	}
 	s.body = encode(s.body, raw)
 	// Keep what a usual call needs, not what the largest one took.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -602,6 +603,37 @@ func TestGatewayBatchWaitsForMorePushes(t *testing.T) {
 	})
 }
 
+// TestGatewayQueueTakesPushesDuringBatchWait: a sender waiting for more
+// pushes to join its call takes them from the queue as it fills (it is
+// woken when the queue is half full), so agents pushing during the wait
+// are not told to come back later, and all of them go in the one call.
+func TestGatewayQueueTakesPushesDuringBatchWait(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const pushes = 12
+		h := newHarness(t, Options{URL: backendURL, Shards: 1, QueueSize: 4, BatchWait: time.Second})
+		stop := h.run()
+		defer stop()
+		var want []string
+		for i := range pushes {
+			cred := fmt.Sprintf("b%d", i)
+			h.authn.move(cred, "p1")
+			if resp := h.push(t, cred, writeRequest(t, labels("__name__", "m"))); resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("push %d of %d during the batch wait: %d, want 204", i+1, pushes, resp.StatusCode)
+			}
+			want = append(want, "c-"+cred+"/p1/m")
+			synctest.Wait()
+		}
+		if h.backend.callCount() != 0 {
+			t.Fatalf("backend called %d times before BatchWait ended, want 0", h.backend.callCount())
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := series(h.backend.requests()); h.backend.callCount() != 1 || !slices.Equal(got, want) {
+			t.Fatalf("backend called %d times with %v, want once with %v", h.backend.callCount(), got, want)
+		}
+	})
+}
+
 // TestGatewayRefusedBatchIsSplit: a call the backend refuses for good is
 // sent again push by push, so only the push the backend refuses alone is
 // dropped; the other agent's samples are stored.
@@ -668,5 +700,26 @@ func TestStampRefusesOversizedWithoutAllocating(t *testing.T) {
 	}
 	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
 		t.Fatalf("Stamp allocated %d bytes to refuse a 6-byte body", n)
+	}
+}
+
+// TestStampGrowsItsBufferOnce: stamping into a buffer too small for the
+// result (none left in the pool after a garbage collection) allocates the
+// buffer once at its final size, instead of growing it step by step as
+// the series are written, which allocated and copied several times its
+// size for every such push.
+func TestStampGrowsItsBufferOnce(t *testing.T) {
+	var series [][]prompb.Label
+	for i := range 200 {
+		series = append(series, labels("__name__", "emqx_bench_value", "i", strconv.Itoa(i)))
+	}
+	body := writeRequest(t, series...)
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, n, err := appendStamped(nil, body, "project-1", "5f0c2b8e-9d1a-4c47-a3b2-8e6f1d2c9a70", DefaultMaxDecodedBytes); err != nil || n != 200 {
+			t.Fatalf("stamp: %d samples, %v", n, err)
+		}
+	})
+	if allocs > 1 {
+		t.Fatalf("stamping a 200-series push into an empty buffer allocated %v times, want 1", allocs)
 	}
 }

@@ -36,12 +36,7 @@ const (
 // copied unparsed, so the cost is a few allocations per request instead of
 // several per label.
 func Stamp(compressed []byte, project, cluster string, maxDecoded int) ([]byte, int, error) {
-	var dst []byte
-	// Sized for the stamped request, unless appendStamped will refuse it.
-	if n, err := snappy.DecodedLen(compressed); err == nil && n <= maxDecoded {
-		dst = make([]byte, 0, n+n/4+64)
-	}
-	raw, samples, err := appendStamped(dst, compressed, project, cluster, maxDecoded)
+	raw, samples, err := appendStamped(nil, compressed, project, cluster, maxDecoded)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -67,11 +62,51 @@ func appendStamped(dst, compressed []byte, project, cluster string, maxDecoded i
 		return nil, 0, fmt.Errorf("body is not snappy-compressed: %w", err)
 	}
 	sc.raw = raw
+	// Grow dst once to what the stamped request can take at most, rather
+	// than step by step as it is written: a new buffer (a pooled one being
+	// too small, or none left after a garbage collection) then costs one
+	// allocation of its size instead of a dozen adding up to twice or more.
+	if series, ok := countSeries(raw); ok {
+		dst = slices.Grow(dst, len(raw)+series*(labelSize(LabelProject, project)+labelSize(LabelCluster, cluster)+maxLengthGrowth))
+	}
 	out, samples, err := sc.stamp(dst, raw, project, cluster)
 	if err != nil {
 		return nil, 0, fmt.Errorf("body is not a remote-write 1.0 WriteRequest: %w", err)
 	}
 	return out, samples, nil
+}
+
+// maxLengthGrowth is how many bytes a TimeSeries' length prefix can grow
+// by when labels are added: from one byte to the four a length under
+// 256 MiB takes.
+const maxLengthGrowth = 3
+
+// countSeries counts the TimeSeries fields of a WriteRequest, reading only
+// their tags and lengths; false if b is malformed (stamp says how).
+func countSeries(b []byte) (int, bool) {
+	n := 0
+	for len(b) > 0 {
+		num, typ, m := protowire.ConsumeTag(b)
+		if m < 0 {
+			return 0, false
+		}
+		l := protowire.ConsumeFieldValue(num, typ, b[m:])
+		if l < 0 {
+			return 0, false
+		}
+		if num == fieldWriteRequestTimeseries && typ == protowire.BytesType {
+			n++
+		}
+		b = b[m+l:]
+	}
+	return n, true
+}
+
+// labelSize is the encoded size of the TimeSeries.labels field
+// appendLabel appends.
+func labelSize(name, value string) int {
+	return protowire.SizeTag(fieldTimeSeriesLabels) + protowire.SizeBytes(
+		protowire.SizeTag(fieldLabelName)+protowire.SizeBytes(len(name))+protowire.SizeTag(fieldLabelValue)+protowire.SizeBytes(len(value)))
 }
 
 // encode returns raw as a snappy block in dst's memory when it is large
