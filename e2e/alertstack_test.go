@@ -181,6 +181,7 @@ func (as alertStack) alertTrail(t *testing.T, project, name, series string) stri
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nPrometheus %s[1m]: %s", series, promRaw(t, as.promURL, series+"[1m]"))
 	fmt.Fprintf(&b, "\nPrometheus ALERTS: %s", promRaw(t, as.promURL, `ALERTS{alertname="`+name+`"}`))
+	fmt.Fprintf(&b, "\nPrometheus rule group: %s", as.ruleGroupTimes(t, project, name))
 	am := "unreachable"
 	if resp, err := http.Get(as.amURL + "/api/v2/alerts?filter=" + url.QueryEscape(`alertname="`+name+`"`)); err == nil {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
@@ -194,4 +195,44 @@ func (as alertStack) alertTrail(t *testing.T, project, name, series string) stri
 	}
 	fmt.Fprintf(&b, "\necp's active list: %v", listed)
 	return b.String()
+}
+
+// ruleGroupTimes says when Prometheus last evaluated the project's rule
+// group and alert name in it, with the time now: against the samples'
+// timestamps it shows which samples each evaluation could see.
+func (as alertStack) ruleGroupTimes(t *testing.T, project, name string) string {
+	t.Helper()
+	var r struct {
+		Data struct {
+			Groups []struct {
+				Name           string    `json:"name"`
+				Interval       float64   `json:"interval"`
+				LastEvaluation time.Time `json:"lastEvaluation"`
+				EvaluationTime float64   `json:"evaluationTime"`
+				Rules          []struct {
+					Name           string    `json:"name"`
+					Query          string    `json:"query"`
+					State          string    `json:"state"`
+					Health         string    `json:"health"`
+					LastError      string    `json:"lastError"`
+					LastEvaluation time.Time `json:"lastEvaluation"`
+				} `json:"rules"`
+			} `json:"groups"`
+		} `json:"data"`
+	}
+	getJSON(t, as.promURL+"/api/v1/rules", &r)
+	for _, g := range r.Data.Groups {
+		if !strings.HasSuffix(g.Name, project) {
+			continue
+		}
+		out := fmt.Sprintf("%s every %gs, last evaluated %s (took %.3fs), now %s", g.Name, g.Interval,
+			g.LastEvaluation.UTC().Format("15:04:05.000"), g.EvaluationTime, time.Now().UTC().Format("15:04:05.000"))
+		for _, rl := range g.Rules {
+			if rl.Name == name {
+				out += fmt.Sprintf("; %s %s %s %s, evaluating %q", rl.Name, rl.State, rl.Health, rl.LastError, rl.Query)
+			}
+		}
+		return out
+	}
+	return "no group for project " + project
 }

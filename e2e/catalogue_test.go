@@ -177,6 +177,21 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	}
 	mailed("firing", injected, firingBound, fmt.Sprintf("collection %s + evaluation %s + group_wait %s + delivery %s (trigger count 1)",
 		interval, evaluation, groupWait, delivery))
+	// Where the time went: Prometheus' evaluation that found the fault
+	// (the alert's start) and ecp's webhook, which Alertmanager calls
+	// without a group wait.
+	for _, a := range listAlerts(t, s, project.ID, "active") {
+		for i, f := range faults {
+			match := a.Name == f.alert
+			for k, v := range f.labels {
+				match = match && a.Labels[k] == v
+			}
+			if match {
+				t.Logf("  %-26s evaluated firing %s, at ecp %s after the fault", f.alert,
+					a.StartsAt.Sub(injected[i]).Round(10*time.Millisecond), a.LastNotifiedAt.Sub(injected[i]).Round(10*time.Millisecond))
+			}
+		}
+	}
 
 	// The silenced alarm fired (ecp lists it, muted by the silence) and
 	// reached no e-mail.
