@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/internal/testbed"
+	"github.com/ecpio/ecp/rules"
 )
 
 // alertStack is ecp with real Prometheus, Alertmanager and Mailpit, and a
@@ -197,42 +198,52 @@ func (as alertStack) alertTrail(t *testing.T, project, name, series string) stri
 	return b.String()
 }
 
+// promRuleGroup is a rule group as Prometheus' /api/v1/rules lists it.
+type promRuleGroup struct {
+	Name           string    `json:"name"`
+	Interval       float64   `json:"interval"`
+	LastEvaluation time.Time `json:"lastEvaluation"`
+	EvaluationTime float64   `json:"evaluationTime"`
+	Rules          []struct {
+		Name      string `json:"name"`
+		Query     string `json:"query"`
+		State     string `json:"state"`
+		Health    string `json:"health"`
+		LastError string `json:"lastError"`
+	} `json:"rules"`
+}
+
+// ruleGroup is the project's rule group in the Prometheus at promURL;
+// false while Prometheus has not loaded it.
+func ruleGroup(t *testing.T, promURL, project string) (promRuleGroup, bool) {
+	t.Helper()
+	var r struct {
+		Data struct{ Groups []promRuleGroup } `json:"data"`
+	}
+	getJSON(t, promURL+"/api/v1/rules", &r)
+	for _, g := range r.Data.Groups {
+		if g.Name == rules.GroupName(project) {
+			return g, true
+		}
+	}
+	return promRuleGroup{}, false
+}
+
 // ruleGroupTimes says when Prometheus last evaluated the project's rule
 // group and alert name in it, with the time now: against the samples'
 // timestamps it shows which samples each evaluation could see.
 func (as alertStack) ruleGroupTimes(t *testing.T, project, name string) string {
 	t.Helper()
-	var r struct {
-		Data struct {
-			Groups []struct {
-				Name           string    `json:"name"`
-				Interval       float64   `json:"interval"`
-				LastEvaluation time.Time `json:"lastEvaluation"`
-				EvaluationTime float64   `json:"evaluationTime"`
-				Rules          []struct {
-					Name           string    `json:"name"`
-					Query          string    `json:"query"`
-					State          string    `json:"state"`
-					Health         string    `json:"health"`
-					LastError      string    `json:"lastError"`
-					LastEvaluation time.Time `json:"lastEvaluation"`
-				} `json:"rules"`
-			} `json:"groups"`
-		} `json:"data"`
+	g, ok := ruleGroup(t, as.promURL, project)
+	if !ok {
+		return "no group for project " + project
 	}
-	getJSON(t, as.promURL+"/api/v1/rules", &r)
-	for _, g := range r.Data.Groups {
-		if !strings.HasSuffix(g.Name, project) {
-			continue
+	out := fmt.Sprintf("%s every %gs, last evaluated %s (took %.3fs), now %s", g.Name, g.Interval,
+		g.LastEvaluation.UTC().Format("15:04:05.000"), g.EvaluationTime, time.Now().UTC().Format("15:04:05.000"))
+	for _, rl := range g.Rules {
+		if rl.Name == name {
+			out += fmt.Sprintf("; %s %s %s %s, evaluating %q", rl.Name, rl.State, rl.Health, rl.LastError, rl.Query)
 		}
-		out := fmt.Sprintf("%s every %gs, last evaluated %s (took %.3fs), now %s", g.Name, g.Interval,
-			g.LastEvaluation.UTC().Format("15:04:05.000"), g.EvaluationTime, time.Now().UTC().Format("15:04:05.000"))
-		for _, rl := range g.Rules {
-			if rl.Name == name {
-				out += fmt.Sprintf("; %s %s %s %s, evaluating %q", rl.Name, rl.State, rl.Health, rl.LastError, rl.Query)
-			}
-		}
-		return out
 	}
-	return "no group for project " + project
+	return out
 }

@@ -261,19 +261,8 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 // configuration ecp wrote.
 func alertTimers(t *testing.T, as alertStack, projectID string) (evaluation, groupWait, groupInterval time.Duration) {
 	t.Helper()
-	var r struct {
-		Data struct {
-			Groups []struct {
-				Name     string  `json:"name"`
-				Interval float64 `json:"interval"`
-			} `json:"groups"`
-		} `json:"data"`
-	}
-	getJSON(t, as.promURL+"/api/v1/rules", &r)
-	for _, g := range r.Data.Groups {
-		if strings.HasSuffix(g.Name, projectID) {
-			evaluation = time.Duration(g.Interval * float64(time.Second))
-		}
+	if g, ok := ruleGroup(t, as.promURL, projectID); ok {
+		evaluation = time.Duration(g.Interval * float64(time.Second))
 	}
 	b, err := os.ReadFile(filepath.Join(as.dir, "alertmanager.yml"))
 	if err != nil {

@@ -77,8 +77,9 @@ func TestRuleAbnormalFiresWhileNewestSampleInFlight(t *testing.T) {
 	// The group's schedule, from its first evaluation.
 	var first time.Time
 	eventually(t, 30*time.Second, "the rule group evaluated", func() (bool, string) {
-		first = as.lastEvaluation(t, project)
-		return !first.IsZero(), "not yet"
+		g, _ := ruleGroup(t, promURL, project)
+		first = g.LastEvaluation
+		return first.Year() > 2000, "not yet"
 	})
 	series := fmt.Sprintf(`{__name__="emqx_rule_failed_total", project=%q, cluster=%q, id=%q}`, project, cluster, rule)
 	for k := 1; k <= 8; k++ {
@@ -99,27 +100,6 @@ func TestRuleAbnormalFiresWhileNewestSampleInFlight(t *testing.T) {
 	}
 	t.Fatalf("EMQXRuleAbnormal never fired while the rule failed at every collection;%s\nPrometheus %s[1m]: %s",
 		"\nPrometheus rule group: "+as.ruleGroupTimes(t, project, "EMQXRuleAbnormal"), series, promRaw(t, promURL, series+"[1m]"))
-}
-
-// lastEvaluation is when Prometheus last evaluated the project's group,
-// zero before its first evaluation.
-func (as alertStack) lastEvaluation(t *testing.T, project string) time.Time {
-	t.Helper()
-	var r struct {
-		Data struct {
-			Groups []struct {
-				Name           string    `json:"name"`
-				LastEvaluation time.Time `json:"lastEvaluation"`
-			} `json:"groups"`
-		} `json:"data"`
-	}
-	getJSON(t, as.promURL+"/api/v1/rules", &r)
-	for _, g := range r.Data.Groups {
-		if g.Name == rules.GroupName(project) && g.LastEvaluation.Year() > 2000 {
-			return g.LastEvaluation
-		}
-	}
-	return time.Time{}
 }
 
 // pushCounter remote-writes one sample of the rule's failure counter,
