@@ -468,8 +468,9 @@ func thresholdText(e Entry, rp RuleParams) string {
 }
 
 // window is the range rates are taken over: two intervals, so that an
-// evaluation has two samples (see growthWindow for what remote write does
-// to that).
+// evaluation has two samples. With the newest sample still on its way it
+// holds one (see growthWindow); the rate kinds share that flaw until their
+// promtool cases, written for two intervals, are reworked for three.
 func window(p Params) string { return model.Duration(2 * p.Interval).String() }
 
 // growthWindow is the range over which a rule's failure counters must grow
