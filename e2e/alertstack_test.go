@@ -173,6 +173,31 @@ func applyAlertSettings(t *testing.T, s *stack, projectID string, settings map[s
 	})
 }
 
+// waitAlertmanagerFound waits until Prometheus sends to Alertmanager
+// again. Each reload ecp posts makes Prometheus discover its Alertmanager
+// anew, which takes up to five seconds (its discovery's update period);
+// alerts that fire in that gap reach Alertmanager only at a later
+// evaluation, seconds late.
+func (as alertStack) waitAlertmanagerFound(t *testing.T) {
+	t.Helper()
+	eventually(t, 30*time.Second, "Prometheus sending to Alertmanager", func() (bool, string) {
+		var r struct {
+			Data struct {
+				Active []struct {
+					URL string `json:"url"`
+				} `json:"activeAlertmanagers"`
+			} `json:"data"`
+		}
+		getJSON(t, as.promURL+"/api/v1/alertmanagers", &r)
+		for _, am := range r.Data.Active {
+			if strings.HasPrefix(am.URL, as.amURL) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("active Alertmanagers %v", r.Data.Active)
+	})
+}
+
 // alertTrail says where alert name stands on its way from the samples of
 // series (a selector) to ecp's active list, for a failure to tell which
 // stage held it: the samples Prometheus holds for the last minute, the

@@ -87,6 +87,9 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 			fmt.Sprintf("max applied %v, connections low %v, alarms %v", applied, low, alarms)
 	})
 	applyAlertSettings(t, s, project.ID, settings)
+	applied := time.Now()
+	as.waitAlertmanagerFound(t)
+	t.Logf("Prometheus found Alertmanager %s after the settings were applied", time.Since(applied).Round(10*time.Millisecond))
 	// Fault to e-mail: up to one collection interval until the agent
 	// sees the fault, one evaluation interval until a rule reads it, and
 	// group_wait in Alertmanager (the first faults' alerts open the
