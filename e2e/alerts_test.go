@@ -106,6 +106,8 @@ type listedAlert struct {
 	State    string            `json:"state"`
 	StartsAt time.Time         `json:"startsAt"`
 	EndsAt   *time.Time        `json:"endsAt"`
+	// LastNotifiedAt is when Alertmanager last told ecp about it.
+	LastNotifiedAt time.Time `json:"lastNotifiedAt"`
 	// SilencedBy are the ids of the silences that mute it.
 	SilencedBy []string `json:"silencedBy"`
 }

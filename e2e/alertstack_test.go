@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/internal/testbed"
+	"github.com/ecpio/ecp/rules"
 )
 
 // alertStack is ecp with real Prometheus, Alertmanager and Mailpit, and a
@@ -172,6 +173,31 @@ func applyAlertSettings(t *testing.T, s *stack, projectID string, settings map[s
 	})
 }
 
+// waitAlertmanagerFound waits until Prometheus sends to Alertmanager
+// again. Each reload ecp posts makes Prometheus discover its Alertmanager
+// anew, which takes up to five seconds (its discovery's update period);
+// alerts that fire in that gap reach Alertmanager only at a later
+// evaluation, seconds late.
+func (as alertStack) waitAlertmanagerFound(t *testing.T) {
+	t.Helper()
+	eventually(t, 30*time.Second, "Prometheus sending to Alertmanager", func() (bool, string) {
+		var r struct {
+			Data struct {
+				Active []struct {
+					URL string `json:"url"`
+				} `json:"activeAlertmanagers"`
+			} `json:"data"`
+		}
+		getJSON(t, as.promURL+"/api/v1/alertmanagers", &r)
+		for _, am := range r.Data.Active {
+			if strings.HasPrefix(am.URL, as.amURL) {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("active Alertmanagers %v", r.Data.Active)
+	})
+}
+
 // alertTrail says where alert name stands on its way from the samples of
 // series (a selector) to ecp's active list, for a failure to tell which
 // stage held it: the samples Prometheus holds for the last minute, the
@@ -181,6 +207,7 @@ func (as alertStack) alertTrail(t *testing.T, project, name, series string) stri
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nPrometheus %s[1m]: %s", series, promRaw(t, as.promURL, series+"[1m]"))
 	fmt.Fprintf(&b, "\nPrometheus ALERTS: %s", promRaw(t, as.promURL, `ALERTS{alertname="`+name+`"}`))
+	fmt.Fprintf(&b, "\nPrometheus rule group: %s", as.ruleGroupTimes(t, project, name))
 	am := "unreachable"
 	if resp, err := http.Get(as.amURL + "/api/v2/alerts?filter=" + url.QueryEscape(`alertname="`+name+`"`)); err == nil {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 8192))
@@ -194,4 +221,54 @@ func (as alertStack) alertTrail(t *testing.T, project, name, series string) stri
 	}
 	fmt.Fprintf(&b, "\necp's active list: %v", listed)
 	return b.String()
+}
+
+// promRuleGroup is a rule group as Prometheus' /api/v1/rules lists it.
+type promRuleGroup struct {
+	Name           string    `json:"name"`
+	Interval       float64   `json:"interval"`
+	LastEvaluation time.Time `json:"lastEvaluation"`
+	EvaluationTime float64   `json:"evaluationTime"`
+	Rules          []struct {
+		Name      string `json:"name"`
+		Query     string `json:"query"`
+		State     string `json:"state"`
+		Health    string `json:"health"`
+		LastError string `json:"lastError"`
+	} `json:"rules"`
+}
+
+// ruleGroup is the project's rule group in the Prometheus at promURL;
+// false while Prometheus has not loaded it.
+func ruleGroup(t *testing.T, promURL, project string) (promRuleGroup, bool) {
+	t.Helper()
+	var r struct {
+		Data struct{ Groups []promRuleGroup } `json:"data"`
+	}
+	getJSON(t, promURL+"/api/v1/rules", &r)
+	for _, g := range r.Data.Groups {
+		if g.Name == rules.GroupName(project) {
+			return g, true
+		}
+	}
+	return promRuleGroup{}, false
+}
+
+// ruleGroupTimes says when Prometheus last evaluated the project's rule
+// group and alert name in it, with the time now: against the samples'
+// timestamps it shows which samples each evaluation could see.
+func (as alertStack) ruleGroupTimes(t *testing.T, project, name string) string {
+	t.Helper()
+	g, ok := ruleGroup(t, as.promURL, project)
+	if !ok {
+		return "no group for project " + project
+	}
+	out := fmt.Sprintf("%s every %gs, last evaluated %s (took %.3fs), now %s", g.Name, g.Interval,
+		g.LastEvaluation.UTC().Format("15:04:05.000"), g.EvaluationTime, time.Now().UTC().Format("15:04:05.000"))
+	for _, rl := range g.Rules {
+		if rl.Name == name {
+			out += fmt.Sprintf("; %s %s %s %s, evaluating %q", rl.Name, rl.State, rl.Health, rl.LastError, rl.Query)
+		}
+	}
+	return out
 }

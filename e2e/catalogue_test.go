@@ -72,7 +72,24 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 			"ruleAbnormal": map[string]any{"enabled": false}, "connectorAbnormal": map[string]any{"enabled": false},
 		},
 	}
+	// Before alerting is on: the agent applied the max connections, the
+	// cluster is well under 80 % of it, and EMQX cleared the licence alarm
+	// it raised while the default max held. Switched on earlier, that
+	// alarm's alert opened the cluster's group in Alertmanager a moment
+	// before the faults, and the faults' alerts that missed the group's
+	// first flush waited a group_interval (a fault e-mailed 12 s late).
+	sel := fmt.Sprintf(`project=%q, cluster=%q`, project.ID, entry.ID)
+	eventually(t, 30*time.Second, "max connections 100 applied and no EMQX alarm active", func() (bool, string) {
+		applied := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_license_dynamic_max_connections{%s} == 100`, sel), "cluster")
+		low := promLabelValues(t, as.promURL, fmt.Sprintf(`sum by (cluster) (emqx_node_connections{%s}) < 60`, sel), "cluster")
+		alarms := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_alarm_active{%s} == 1`, sel), "name")
+		return len(applied) == 1 && len(low) == 1 && len(alarms) == 0,
+			fmt.Sprintf("max applied %v, connections low %v, alarms %v", applied, low, alarms)
+	})
 	applyAlertSettings(t, s, project.ID, settings)
+	applied := time.Now()
+	as.waitAlertmanagerFound(t)
+	t.Logf("Prometheus found Alertmanager %s after the settings were applied", time.Since(applied).Round(10*time.Millisecond))
 	// Fault to e-mail: up to one collection interval until the agent
 	// sees the fault, one evaluation interval until a rule reads it, and
 	// group_wait in Alertmanager (the first faults' alerts open the
@@ -83,15 +100,10 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	firingBound := interval + evaluation + groupWait + delivery
 	resolvedBound := interval + evaluation + groupInterval + delivery
 
-	// Before any fault: the agent applied the max connections, the
-	// cluster is well under 80 % of it, and nothing fires.
-	sel := fmt.Sprintf(`project=%q, cluster=%q`, project.ID, entry.ID)
-	eventually(t, 30*time.Second, "max connections 100 applied and nothing firing", func() (bool, string) {
-		applied := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_license_dynamic_max_connections{%s} == 100`, sel), "cluster")
-		low := promLabelValues(t, as.promURL, fmt.Sprintf(`sum by (cluster) (emqx_node_connections{%s}) < 60`, sel), "cluster")
+	// Before any fault, nothing fires.
+	eventually(t, 30*time.Second, "nothing firing", func() (bool, string) {
 		firing := promLabelValues(t, as.promURL, fmt.Sprintf(`ALERTS{project=%q}`, project.ID), "alertname")
-		return len(applied) == 1 && len(low) == 1 && len(firing) == 0,
-			fmt.Sprintf("max applied %v, connections low %v, firing %v", applied, low, firing)
+		return len(firing) == 0, fmt.Sprintf("firing %v", firing)
 	})
 	nodes := promLabelValues(t, as.promURL, fmt.Sprintf(`emqx_node_running{%s} == 1`, sel), "node")
 	if len(nodes) != 3 {
@@ -177,6 +189,21 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 	}
 	mailed("firing", injected, firingBound, fmt.Sprintf("collection %s + evaluation %s + group_wait %s + delivery %s (trigger count 1)",
 		interval, evaluation, groupWait, delivery))
+	// Where the time went: Prometheus' evaluation that found the fault
+	// (the alert's start) and ecp's webhook, which Alertmanager calls
+	// without a group wait.
+	for _, a := range listAlerts(t, s, project.ID, "active") {
+		for i, f := range faults {
+			match := a.Name == f.alert
+			for k, v := range f.labels {
+				match = match && a.Labels[k] == v
+			}
+			if match {
+				t.Logf("  %-26s evaluated firing %s, at ecp %s after the fault", f.alert,
+					a.StartsAt.Sub(injected[i]).Round(10*time.Millisecond), a.LastNotifiedAt.Sub(injected[i]).Round(10*time.Millisecond))
+			}
+		}
+	}
 
 	// The silenced alarm fired (ecp lists it, muted by the silence) and
 	// reached no e-mail.
@@ -246,19 +273,8 @@ func TestJourneyAlertCatalogue(t *testing.T) {
 // configuration ecp wrote.
 func alertTimers(t *testing.T, as alertStack, projectID string) (evaluation, groupWait, groupInterval time.Duration) {
 	t.Helper()
-	var r struct {
-		Data struct {
-			Groups []struct {
-				Name     string  `json:"name"`
-				Interval float64 `json:"interval"`
-			} `json:"groups"`
-		} `json:"data"`
-	}
-	getJSON(t, as.promURL+"/api/v1/rules", &r)
-	for _, g := range r.Data.Groups {
-		if strings.HasSuffix(g.Name, projectID) {
-			evaluation = time.Duration(g.Interval * float64(time.Second))
-		}
+	if g, ok := ruleGroup(t, as.promURL, projectID); ok {
+		evaluation = time.Duration(g.Interval * float64(time.Second))
 	}
 	b, err := os.ReadFile(filepath.Join(as.dir, "alertmanager.yml"))
 	if err != nil {

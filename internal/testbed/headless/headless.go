@@ -6,6 +6,7 @@ package headless
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
@@ -151,10 +153,34 @@ func (s *Session) RunFor(what string, timeout time.Duration, actions ...chromedp
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(s.ctx, timeout)
 	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		s.Fail(what, err)
+	for _, a := range actions {
+		if err := doAgainIfStale(ctx, a); err != nil {
+			s.Fail(what, err)
+		}
 	}
 }
+
+// doAgainIfStale runs a, and runs it again while it fails on a node of a
+// document Chromium has just replaced. Around a navigation, chromedp asks
+// for the new document once per DOM.documentUpdated, and each time the
+// browser forgets the node ids it gave out before: an action that found
+// its node in between fails on the node's first use ("Could not find node
+// with given id"), on a loaded machine often enough to fail a test. That
+// first use (scroll into view, focus, resolve) comes before any click,
+// key or submit, so running the action again, which queries afresh, does
+// nothing twice.
+func doAgainIfStale(ctx context.Context, a chromedp.Action[chromedp.Void]) error {
+	for {
+		err := chromedp.Do(ctx, a)
+		var cdpErr *cdproto.Error
+		if err == nil || ctx.Err() != nil || !errors.As(err, &cdpErr) || cdpErr.Message != staleNode {
+			return err
+		}
+	}
+}
+
+// staleNode is Chromium's answer to a node id of a replaced document.
+const staleNode = "Could not find node with given id"
 
 // Value runs one action that gives a value.
 func Value[T any](s *Session, what string, a chromedp.Action[T]) T {
