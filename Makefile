@@ -22,8 +22,9 @@ build: ## Build ecp, agent-exporter and emqx-sim into ./bin.
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ ./ecp ./agent-exporter ./emqx-sim
 
 .PHONY: test
-test: test-deps lint ## Run every check: lint, unit, integration, end-to-end (all under the race detector, fuzz seeds included) and the deployment checks (what CI runs).
+test: test-deps lint ## Run every check: lint, unit, integration, end-to-end (all under the race detector, fuzz seeds included; allocation counts without it) and the deployment checks (what CI runs).
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -run '^TestStampGrowsItsBufferOnce$$' ./ecp/remotewrite/
 	bash scripts/check-deploy.sh
 
 .PHONY: test-deps
