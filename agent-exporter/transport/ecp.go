@@ -107,7 +107,7 @@ func NewECP(opts Options) *ECP {
 		if err != nil {
 			return nil, err
 		}
-		return &sniffConn{Conn: c, e: e}, nil
+		return newSniffConn(c, e), nil
 	}
 	return e
 }
@@ -182,20 +182,62 @@ func refusedH2(err error) bool {
 // sniffConn watches the first bytes an h2c connection receives: an HTTP/2
 // server starts with a SETTINGS frame, an HTTP/1 one answers the preface
 // with a status line ("HTTP/1.1 505 ..." from Go, "400" from a proxy).
+//
+// An HTTP/1 server closes the connection after its answer, so the client's
+// next write (the request's frames) can fail before its read loop has seen
+// that answer. A failed write therefore waits for the first read's verdict
+// (bounded by sniffWait, for a peer that never sends anything), so that
+// RoundTrip learns of the HTTP/1 server whichever side notices first.
 type sniffConn struct {
 	net.Conn
 	e       *ECP
-	checked bool
+	checked bool          // owned by the reading goroutine
+	sniffed chan struct{} // closed once the first read has returned
+	http1   bool          // set before sniffed closes
+}
+
+// sniffWait bounds how long a failed write waits for the first read: after
+// a reset that read returns at once, so this only matters for a peer that
+// neither sends nor resets.
+const sniffWait = 2 * time.Second
+
+func newSniffConn(c net.Conn, e *ECP) *sniffConn {
+	return &sniffConn{Conn: c, e: e, sniffed: make(chan struct{})}
 }
 
 func (c *sniffConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	if !c.checked && n > 0 {
+	if !c.checked && (n > 0 || err != nil) {
 		c.checked = true
-		if bytes.HasPrefix(b[:n], []byte("HTTP/")) {
+		c.http1 = bytes.HasPrefix(b[:n], []byte("HTTP/"))
+		if c.http1 {
 			c.e.fallBack()
+		}
+		close(c.sniffed)
+		if c.http1 {
 			return 0, errHTTP1Only
 		}
 	}
 	return n, err
+}
+
+func (c *sniffConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	if err != nil && c.answeredHTTP1() {
+		return n, errHTTP1Only
+	}
+	return n, err
+}
+
+// answeredHTTP1 waits up to sniffWait for the first read and says whether
+// it was an HTTP/1 answer.
+func (c *sniffConn) answeredHTTP1() bool {
+	t := time.NewTimer(sniffWait)
+	defer t.Stop()
+	select {
+	case <-c.sniffed:
+		return c.http1
+	case <-t.C:
+		return false
+	}
 }

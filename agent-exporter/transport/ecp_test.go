@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -293,5 +295,38 @@ func TestECPHTTP1OneConnection(t *testing.T) {
 	}
 	if got := s.conns.Load(); got != 1 {
 		t.Fatalf("%d connections accepted, want 1", got)
+	}
+}
+
+// answerAfterWriteFails is the connection an HTTP/1-only ecp leaves behind:
+// its "HTTP/1.1 505" answer reaches the reader only after the client's
+// write has already failed on the closed connection.
+type answerAfterWriteFails struct {
+	net.Conn
+	answer <-chan struct{}
+}
+
+func (c answerAfterWriteFails) Read(b []byte) (int, error) {
+	<-c.answer
+	return copy(b, "HTTP/1.1 505 HTTP Version Not Supported\r\n\r\n"), nil
+}
+
+func (answerAfterWriteFails) Write([]byte) (int, error) { return 0, syscall.EPIPE }
+
+// TestSniffConnWriteFailureWaitsForTheAnswer: when the request's write
+// fails before the read loop has seen the HTTP/1 answer, the write still
+// reports an HTTP/1-only ecp, so RoundTrip sends the request again instead
+// of failing it.
+func TestSniffConnWriteFailureWaitsForTheAnswer(t *testing.T) {
+	e := NewECP(Options{HTTP2: true})
+	answer := make(chan struct{})
+	c := newSniffConn(answerAfterWriteFails{answer: answer}, e)
+	go func() { _, _ = c.Read(make([]byte, 64)) }()
+	time.AfterFunc(50*time.Millisecond, func() { close(answer) })
+	if _, err := c.Write([]byte("HEADERS")); !errors.Is(err, errHTTP1Only) {
+		t.Fatalf("write failed with %v, want errHTTP1Only", err)
+	}
+	if !e.http1() {
+		t.Fatal("the agent did not fall back to HTTP/1.1")
 	}
 }
