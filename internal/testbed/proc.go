@@ -156,16 +156,6 @@ func (p *Proc) WaitReady(ctx context.Context, url string, timeout time.Duration)
 	}
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
-func FreeAddr() (string, error) {
-	l, err := new(net.ListenConfig).Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("find a free port: %w", err)
-	}
-	addr := l.Addr().String()
-	return addr, l.Close()
-}
-
 // ErrAddrInUse is returned by CheckFree for a taken address.
 var ErrAddrInUse = errors.New("address already in use")
 
