@@ -449,6 +449,23 @@ func (s *scanner) object(fs []field, read func(field int) error) error {
 	}
 }
 
+// into returns an object's read function that stores the value of member i
+// of its fields in dst[i], a *string or a *bool: the fields and dst are
+// listed in the same order.
+func (s *scanner) into(dst ...any) func(field int) error {
+	return func(f int) (err error) {
+		switch p := dst[f].(type) {
+		case *string:
+			*p, err = s.string()
+		case *bool:
+			*p, err = s.bool()
+		default:
+			panic(fmt.Sprintf("scanner.into: %T is no string or bool", p))
+		}
+		return err
+	}
+}
+
 // array reads an array (null reads as none), calling elem to read each
 // element.
 func (s *scanner) array(elem func() error) error {
@@ -487,23 +504,11 @@ var resourceFields = fields("type", "name", "enable", "status", "status_reason")
 // scanResources reads a list of connectors, actions or sources into out.
 func scanResources(r *bufio.Reader, out *[]Resource) error {
 	s := newScanner(r)
+	var res Resource
+	read := s.into(&res.Type, &res.Name, &res.Enable, &res.Status, &res.StatusReason)
 	err := s.array(func() error {
-		var res Resource
-		err := s.object(resourceFields, func(f int) (err error) {
-			switch f {
-			case 0:
-				res.Type, err = s.string()
-			case 1:
-				res.Name, err = s.string()
-			case 2:
-				res.Enable, err = s.bool()
-			case 3:
-				res.Status, err = s.string()
-			default:
-				res.StatusReason, err = s.string()
-			}
-			return err
-		})
+		res = Resource{}
+		err := s.object(resourceFields, read)
 		*out = append(*out, res)
 		return err
 	})
@@ -524,28 +529,18 @@ var (
 // actions, of which the agent keeps nothing.
 func scanRules(r *bufio.Reader, out *page[Rule]) error {
 	s := newScanner(r)
-	rule := func() error {
-		var rule Rule
-		err := s.object(ruleFields, func(f int) (err error) {
-			switch f {
-			case 0:
-				rule.ID, err = s.string()
-			case 1:
-				rule.Name, err = s.string()
-			case 2:
-				rule.Enable, err = s.bool()
-			default:
-				rule.Description, err = s.string()
-			}
-			return err
-		})
+	var rule Rule
+	read := s.into(&rule.ID, &rule.Name, &rule.Enable, &rule.Description)
+	elem := func() error {
+		rule = Rule{}
+		err := s.object(ruleFields, read)
 		out.Data = append(out.Data, rule)
 		return err
 	}
 	err := s.object(pageFields, func(f int) error {
 		if f == 0 {
 			out.Data = out.Data[:0] // the last of duplicate members wins
-			return s.array(rule)
+			return s.array(elem)
 		}
 		return s.object(metaFields, func(int) (err error) {
 			out.Meta.HasNext, err = s.bool()
