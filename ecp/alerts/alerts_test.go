@@ -426,14 +426,8 @@ func TestFailover(t *testing.T) {
 	srv := etcdtest.Start(t)
 	w := newWorld(t, etcdtest.ClientOf(t, srv))
 	dir := t.TempDir()
-	mk := func(id string) *api {
-		o := Options{Config: DefaultConfig(), ReplicaID: id, SessionTTL: 2 * time.Second}
-		o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
-		ww := *w
-		ww.cli = etcdtest.ClientOf(t, srv)
-		return newService(t, &ww, o)
-	}
-	r1, r2 := mk("r1"), mk("r2")
+	o := Options{Config: DefaultConfig()}
+	r1, r2 := newReplica(t, srv, w, dir, "r1", o), newReplica(t, srv, w, dir, "r2", o)
 	stop1 := run(t, r1.svc)
 	waitStatus(t, w.cli, func(s applyStatus) bool { return s.Leader == "r1" && s.OK })
 	defer run(t, r2.svc)()

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
-	"github.com/ecpio/ecp/ecp/registry"
 )
 
 // customWorld is a service with (fake) Alertmanager, clusters c1 in the
@@ -24,13 +23,7 @@ func customWorld(t *testing.T) (a *api, am *fake, clk *clock, w *world, token, f
 	o.AlertmanagerURL = am.URL
 	a = newService(t, w, o)
 	for id, project := range map[string]string{"c1": w.project.ID, "c9": w.foreign.ID} {
-		b, err := registry.Spec{ID: id, Name: "cluster " + id, Project: project}.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
-			t.Fatal(err)
-		}
+		w.putCluster(t, id, "cluster "+id, project)
 	}
 	var created struct{ Token string }
 	a.must(201, "padmin", http.MethodPost, "/api/v1/projects/"+w.project.ID+"/custom-alarm-token", nil).decode(t, &created)

@@ -21,6 +21,8 @@ import (
 
 	"github.com/ecpio/ecp/ecp/auth"
 	"github.com/ecpio/ecp/ecp/destpolicy"
+	"github.com/ecpio/ecp/ecp/etcdserver"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 	"github.com/ecpio/ecp/ecp/httpapi"
 	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/seal"
@@ -34,6 +36,31 @@ type world struct {
 	project, foreign tenancy.Project
 	// seal is the key every service of the world shares, as replicas do.
 	seal *seal.Key
+}
+
+// putCluster registers cluster id, named name, in project, as ecp's
+// registry stores it.
+func (w *world) putCluster(t testing.TB, id, name, project string) {
+	t.Helper()
+	b, err := registry.Spec{ID: id, Name: name, Project: project}.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newReplica starts replica id of a deployment whose replicas share srv and
+// dir (the rule and Alertmanager files), each with its own etcd client, o
+// giving the rest of its options.
+func newReplica(t testing.TB, srv *etcdserver.Server, w *world, dir, id string, o Options) *api {
+	t.Helper()
+	o.ReplicaID, o.SessionTTL = id, 2*time.Second
+	o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
+	ww := *w
+	ww.cli = etcdtest.ClientOf(t, srv)
+	return newService(t, &ww, o)
 }
 
 func newWorld(t testing.TB, cli *clientv3.Client) *world {

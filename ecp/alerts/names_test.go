@@ -31,18 +31,8 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 	a := newService(t, w, o)
 	defer run(t, a.svc)()
 	p := w.project.ID
-	putSpec := func(id, name, project string) {
-		t.Helper()
-		b, err := registry.Spec{ID: id, Name: name, Project: project}.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putSpec("c1", "Plant North", p)
-	putSpec("c2", "Plant South", p)
+	w.putCluster(t, "c1", "Plant North", p)
+	w.putCluster(t, "c2", "Plant South", p)
 	a.must(200, "padmin", http.MethodPut, "/api/v1/projects/"+p+"/alert-settings", map[string]any{"enabled": true, "triggerCount": 1,
 		"recoveryCount": 1, "severity": "critical"})
 	ruleFile := filepath.Join(o.RulesDir, alerting.RuleFileName(p))
@@ -53,7 +43,7 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 			strings.Contains(r, `organization_name: '{{ "acme" }}'`)
 	})
 
-	putSpec("c1", `Plant "North" {{ 1 }}`, p)
+	w.putCluster(t, "c1", `Plant "North" {{ 1 }}`, p)
 	waitUntil(t, "the rules follow a rename", func() bool { return strings.Contains(rules(), `{{ "Plant \"North\" {{ 1 }}" }}`) })
 
 	alert := func(cluster string) webhookAlert {
@@ -97,7 +87,7 @@ func TestJourneyRemovedClusterAlertsLeaveAtOnce(t *testing.T) {
 		return false
 	})
 
-	putSpec("c2", "Plant South", w.foreign.ID)
+	w.putCluster(t, "c2", "Plant South", w.foreign.ID)
 	waitUntil(t, "c2's alert leaves the active list after its transfer", func() bool { return len(a.list(p, "state=active")) == 0 })
 	waitUntil(t, "the rules select no cluster", func() bool { return strings.Contains(rules(), `cluster=~""`) })
 }
@@ -161,13 +151,7 @@ func TestClusterChangeReadsNoClusterRecords(t *testing.T) {
 	for i := range 20 {
 		id := fmt.Sprintf("c%02d", i)
 		ids = append(ids, id)
-		b, err := registry.Spec{ID: id, Name: "Plant " + id, Project: p}.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
-			t.Fatal(err)
-		}
+		w.putCluster(t, id, "Plant "+id, p)
 	}
 	waitUntil(t, "the rules select the 20 clusters", func() bool {
 		return strings.Contains(ruleText(), `cluster=~"`+strings.Join(ids, "|")+`"`) && strings.Contains(ruleText(), `{{ "Plant c19" }}`)
@@ -265,29 +249,15 @@ func TestNewLeaderNamesClustersChangedBeforeItLed(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(id string) *api {
 		o, _ := fakeStackOptions(t)
-		o.ReplicaID, o.SessionTTL = id, 2*time.Second
-		o.RulesDir, o.AlertmanagerConfigFile = filepath.Join(dir, "rules"), filepath.Join(dir, "alertmanager.yml")
-		ww := *w
-		ww.cli = etcdtest.ClientOf(t, srv)
-		return newService(t, &ww, o)
+		return newReplica(t, srv, w, dir, id, o)
 	}
 	r1, r2 := mk("r1"), mk("r2")
 	stop1 := run(t, r1.svc)
 	p := w.project.ID
 	r1.must(200, "padmin", http.MethodPut, "/api/v1/projects/"+p+"/alert-settings", map[string]any{"enabled": true, "triggerCount": 1,
 		"recoveryCount": 1, "severity": "critical"})
-	putSpec := func(id, name string) {
-		t.Helper()
-		b, err := registry.Spec{ID: id, Name: name, Project: p}.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.cli.Put(t.Context(), registry.Key(id), string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	putSpec("c1", "Plant North")
-	putSpec("c2", "Plant South")
+	w.putCluster(t, "c1", "Plant North", p)
+	w.putCluster(t, "c2", "Plant South", p)
 	ruleText := func() string {
 		b, _ := os.ReadFile(filepath.Join(dir, "rules", alerting.RuleFileName(p)))
 		return string(b)
@@ -303,8 +273,8 @@ func TestNewLeaderNamesClustersChangedBeforeItLed(t *testing.T) {
 	if _, err := w.cli.Delete(t.Context(), registry.Key("c1")); err != nil {
 		t.Fatal(err)
 	}
-	putSpec("c2", "Plant South 2")
-	putSpec("c3", "Plant East")
+	w.putCluster(t, "c2", "Plant South 2", p)
+	w.putCluster(t, "c3", "Plant East", p)
 	defer run(t, r2.svc)()
 	waitUntil(t, "r2's rules name the clusters as they are now", func() bool {
 		r := ruleText()

@@ -16,7 +16,6 @@ import (
 
 	"github.com/ecpio/ecp/ecp/alerting"
 	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
-	"github.com/ecpio/ecp/ecp/registry"
 	"github.com/ecpio/ecp/ecp/tenancy"
 	"github.com/ecpio/ecp/internal/testbed"
 )
@@ -146,13 +145,7 @@ func startAMStack(t *testing.T, stormThreshold int) *amStack {
 	// The alerts' clusters belong to the project: the leader resolves the
 	// alerts of clusters that do not (names.go).
 	for _, c := range []string{"c1", "c2", "c3"} {
-		b, err := registry.Spec{ID: c, Name: "Line " + c, Project: w.project.ID}.Encode()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := w.cli.Put(t.Context(), registry.Key(c), string(b)); err != nil {
-			t.Fatal(err)
-		}
+		w.putCluster(t, c, "Line "+c, w.project.ID)
 	}
 	// fadmin administers the foreign project.
 	s := &amStack{api: a, w: w, am: o.AlertmanagerURL, sink: newSink(t)}
