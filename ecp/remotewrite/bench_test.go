@@ -3,6 +3,7 @@ package remotewrite
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -45,11 +46,36 @@ func agentRequest(b *testing.B, rules, connectors int) ([]byte, int) {
 		}
 		add("__name__", "emqx_connector_enabled", "id", fmt.Sprintf("http:conn_%04d", i), "instance", "127.0.0.1:9733", "job", "agent")
 	}
+	return encodeWrite(b, &req), len(req.Timeseries)
+}
+
+// encodeWrite is req as an agent sends it: protobuf, snappy-compressed.
+func encodeWrite(b *testing.B, req *prompb.WriteRequest) []byte {
 	raw, err := req.Marshal()
 	if err != nil {
 		b.Fatal(err)
 	}
-	return snappy.Encode(nil, raw), len(req.Timeseries)
+	return snappy.Encode(nil, raw)
+}
+
+// benchGateway is a gateway with o and authn behind its HTTP routes.
+func benchGateway(b *testing.B, o Options, authn *fakeAuthn) (*Gateway, *mux.Router) {
+	reg := prometheus.NewRegistry()
+	g, err := New(o, authn, nil, reg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := mux.NewRouter()
+	g.Register(r, httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg))
+	return g, r
+}
+
+// pushRequest is an agent's push of body, authenticated by bearer.
+func pushRequest(body io.Reader, bearer string) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, agentproto.PathWrite, body)
+	SetHeaders(req.Header)
+	req.Header.Set("Authorization", bearer)
+	return req
 }
 
 // BenchmarkStamp measures the gateway's per-request work as it does it:
@@ -84,14 +110,7 @@ func BenchmarkStamp(b *testing.B) {
 // samples/s in total and per core.
 func BenchmarkHandler(b *testing.B) {
 	body, samples := agentRequest(b, 100, 100)
-	reg := prometheus.NewRegistry()
-	authn := &fakeAuthn{projects: map[string]string{"Bearer a1": "p1"}}
-	g, err := New(Options{URL: "http://backend.test/api/v1/write", QueueSize: 1024}, authn, nil, reg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r := mux.NewRouter()
-	g.Register(r, httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg))
+	g, r := benchGateway(b, Options{URL: "http://backend.test/api/v1/write", QueueSize: 1024}, &fakeAuthn{projects: map[string]string{"Bearer a1": "p1"}})
 	done := make(chan struct{})
 	var drained sync.WaitGroup
 	for _, q := range g.shards {
@@ -109,11 +128,8 @@ func BenchmarkHandler(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			req := httptest.NewRequest(http.MethodPost, agentproto.PathWrite, bytes.NewReader(body))
-			SetHeaders(req.Header)
-			req.Header.Set("Authorization", "Bearer a1")
 			rec := httptest.NewRecorder()
-			r.ServeHTTP(rec, req)
+			r.ServeHTTP(rec, pushRequest(bytes.NewReader(body), "Bearer a1"))
 			if rec.Code != http.StatusNoContent {
 				b.Fatalf("push: %d %s", rec.Code, rec.Body)
 			}

@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -16,13 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gorilla/mux"
-	"github.com/klauspost/compress/snappy"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
-
-	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/httpapi"
 )
 
 // nullBackend answers every call 204 after reading its body, as a fast
@@ -46,27 +39,19 @@ func (n *nullBackend) RoundTrip(r *http.Request) (*http.Response, error) {
 func BenchmarkPacedPushes(b *testing.B) {
 	const every = 1500 * time.Microsecond
 	body := benchPush(b, 200)
-	reg := prometheus.NewRegistry()
 	authn := &fakeAuthn{projects: map[string]string{}}
 	for i := range 1000 {
 		authn.projects[fmt.Sprintf("Bearer a%d", i)] = "p1"
 	}
 	be := &nullBackend{}
-	g, err := New(Options{URL: "http://backend.test/api/v1/write", BatchWait: DefaultBatchWait, HTTPClient: &http.Client{Transport: be}}, authn, nil, reg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	r := mux.NewRouter()
-	g.Register(r, httpapi.NewAdapter(slog.New(slog.DiscardHandler), reg))
+	g, r := benchGateway(b, Options{URL: "http://backend.test/api/v1/write", BatchWait: DefaultBatchWait, HTTPClient: &http.Client{Transport: be}}, authn)
 	ctx, cancel := context.WithCancel(b.Context())
 	done := make(chan struct{})
 	go func() { _ = g.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 	reqs := make([]*http.Request, 1000)
 	for i := range reqs {
-		reqs[i] = httptest.NewRequest(http.MethodPost, agentproto.PathWrite, nil)
-		SetHeaders(reqs[i].Header)
-		reqs[i].Header.Set("Authorization", fmt.Sprintf("Bearer a%d", i))
+		reqs[i] = pushRequest(nil, fmt.Sprintf("Bearer a%d", i))
 	}
 	rec := httptest.NewRecorder()
 	cpu := func() time.Duration {
@@ -106,9 +91,5 @@ func benchPush(b *testing.B, n int) []byte {
 			Samples: []prompb.Sample{{Value: float64(i), Timestamp: 1_764_000_000_000}},
 		})
 	}
-	raw, err := req.Marshal()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return snappy.Encode(nil, raw)
+	return encodeWrite(b, &req)
 }
