@@ -49,8 +49,8 @@ var errHTTP1Only = errors.New("ecp speaks only HTTP/1.1")
 // than the time to its next call (the daemon bounds each poll by its next
 // tick) and must never cancel a poll to make room: in Go cancelling an
 // HTTP/1.1 request closes its connection. ecp takes the held poll over
-// (package ecp/longpoll), which costs it a socket and one small goroutine
-// per agent, about a fifth of an HTTP/2 agent (docs/scaling.md).
+// (package ecp/longpoll), which costs it a socket and no goroutine per
+// agent, less than a fifth of an HTTP/2 agent (docs/scaling.md).
 //
 // HTTP/2: HTTP/2 over TLS (ALPN) for https:// and with prior knowledge
 // (h2c) for http://, one connection dialled at a time, so requests started

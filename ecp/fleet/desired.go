@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -75,7 +76,7 @@ func (f *Fleet) holdDesired(w http.ResponseWriter, r *http.Request, p principal,
 		Deadline: start.Add(q.wait),
 		Stop:     f.stopping,
 		Final:    final,
-		Check: func() (any, <-chan struct{}) {
+		Check: func() (any, context.Context) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			e := f.entryLocked(p.clusterID)

@@ -27,25 +27,24 @@ type gate struct {
 	inflight chan struct{}
 	waiters  chan struct{}
 
-	// stopping is closed when Run's context ends: held long-polls then
+	// stopping is done when Run's context ends: held long-polls then
 	// answer 204 at once, so a graceful shutdown is not held for a minute
 	// and agents re-poll another replica.
-	stopOnce sync.Once
-	stopping chan struct{}
+	stopping context.Context
+	stop     context.CancelFunc
 }
 
 func newGate(opts Options, throttled prometheus.Counter) *gate {
-	return &gate{retryAfter: opts.RetryAfter, throttled: throttled, ready: make(chan struct{}),
-		inflight: make(chan struct{}, opts.MaxInFlight), waiters: make(chan struct{}, opts.MaxWaiters),
-		stopping: make(chan struct{})}
+	g := &gate{retryAfter: opts.RetryAfter, throttled: throttled, ready: make(chan struct{}),
+		inflight: make(chan struct{}, opts.MaxInFlight), waiters: make(chan struct{}, opts.MaxWaiters)}
+	g.stopping, g.stop = context.WithCancel(context.Background())
+	return g
 }
 
 // Ready is closed once the first load from etcd is done.
 func (g *gate) Ready() <-chan struct{} { return g.ready }
 
 func (g *gate) markReady() { g.readyOnce.Do(func() { close(g.ready) }) }
-
-func (g *gate) stop() { g.stopOnce.Do(func() { close(g.stopping) }) }
 
 func (g *gate) waitReady(ctx context.Context) error {
 	select {

@@ -52,9 +52,12 @@ type entry struct {
 	// heapIndex is the entry's place in Fleet.heap, -1 when not in it.
 	heapIndex int
 
-	// changed is closed (and replaced) whenever a stored part changes;
-	// desired-state long-polls of this cluster wait on it.
-	changed chan struct{}
+	// changed is done (and replaced) whenever a stored part changes;
+	// desired-state long-polls of this cluster wait on it. A context
+	// because a taken-over poll waits with context.AfterFunc, without a
+	// goroutine (package longpoll).
+	changed     context.Context
+	fireChanged context.CancelFunc
 
 	// dashboard maps pending dashboard request ids to their public key
 	// and role; dashRev is the newest request's revision (see dashboard.go).
@@ -129,7 +132,8 @@ func newMemory(logger *slog.Logger, now func() time.Time) *memory {
 func (m *memory) entryLocked(id string) *entry {
 	e := m.entries[id]
 	if e == nil {
-		e = &entry{id: id, heapIndex: -1, changed: make(chan struct{})}
+		e = &entry{id: id, heapIndex: -1}
+		e.changed, e.fireChanged = context.WithCancel(context.Background())
 		m.entries[id] = e
 	}
 	return e
@@ -142,8 +146,8 @@ func (m *memory) announceLocked() {
 }
 
 func (e *entry) notify() {
-	close(e.changed)
-	e.changed = make(chan struct{})
+	e.fireChanged()
+	e.changed, e.fireChanged = context.WithCancel(context.Background())
 }
 
 // bound reports whether the credential with hash credHash is the one bound

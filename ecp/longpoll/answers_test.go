@@ -1,6 +1,7 @@
 package longpoll
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -43,7 +44,7 @@ func BenchmarkHeldPollAnswers(b *testing.B) {
 }
 
 func heldPollAnswers(b *testing.B, n int, hold, window time.Duration) (perAnswer, perSecond float64) {
-	stop := make(chan struct{})
+	stop, stopPolls := context.WithCancel(context.Background())
 	var answered atomic.Int64
 	type reply struct {
 		ReportIntervalSeconds int `json:"reportIntervalSeconds"`
@@ -56,7 +57,7 @@ func heldPollAnswers(b *testing.B, n int, hold, window time.Duration) (perAnswer
 	mux.HandleFunc("/poll", func(w http.ResponseWriter, r *http.Request) {
 		_ = Hold(w, r, Poll{Deadline: time.Now().Add(hold), Stop: stop,
 			Final:    func() any { return reply{ReportIntervalSeconds: 15} },
-			Check:    func() (any, <-chan struct{}) { return nil, stop },
+			Check:    func() (any, context.Context) { return nil, stop },
 			Answered: func(int, bool) { answered.Add(1) }})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -68,7 +69,7 @@ func heldPollAnswers(b *testing.B, n int, hold, window time.Duration) (perAnswer
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: time.Minute}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() { _ = srv.Close() }()
-	defer close(stop)
+	defer stopPolls()
 
 	defer startCostClient(b, fmt.Sprintf("answers http://%s %d %d", ln.Addr(), n, int64(hold)))()
 	time.Sleep(2 * (hold + time.Second)) // every agent started and answered once: the steady state

@@ -2,6 +2,7 @@ package longpoll
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -54,7 +55,7 @@ func BenchmarkHeldPollMemory(b *testing.B) {
 }
 
 func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float64) {
-	stop := make(chan struct{})
+	stop, stopPolls := context.WithCancel(context.Background())
 	var held atomic.Int64
 	mux := http.NewServeMux()
 	mux.HandleFunc("/poll", func(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +64,7 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float
 		}
 		counted := false
 		_ = Hold(w, r, Poll{Deadline: time.Now().Add(time.Hour), Stop: stop,
-			Check: func() (any, <-chan struct{}) {
+			Check: func() (any, context.Context) {
 				if !counted {
 					counted = true
 					held.Add(1)
@@ -84,7 +85,7 @@ func heldPollCost(b *testing.B, mode string, n int) (heap, stack, rss, fds float
 		srv.Start()
 	}
 	defer srv.Close()
-	defer close(stop)
+	defer stopPolls()
 
 	heap0, stack0, rss0, fds0 := serverCost(b)
 	defer startCostClient(b, fmt.Sprintf("%s %s %d", mode, srv.URL, n))()

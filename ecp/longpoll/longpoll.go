@@ -9,10 +9,10 @@
 // request in a handler the connection's goroutine with the stack the router
 // left it, a second goroutine reading ahead, two bufio buffers and the
 // request: about 40 KiB. So an HTTP/1.1 poll that must wait is taken over
-// (http.Hijacker): Hold keeps only the socket and one small goroutine,
-// answers on the socket itself what net/http would have written, then
-// hands the connection back to the http.Server for the client's next
-// request.
+// (http.Hijacker): Hold keeps only the socket and the poll's place in
+// the one holder that waits for every taken-over poll (holder.go), answers
+// on the socket itself what net/http would have written, then hands the
+// connection back to the http.Server for the client's next request.
 //
 // # HTTP/2
 //
@@ -69,9 +69,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -89,18 +91,20 @@ const writeTimeout = 10 * time.Second
 type Poll struct {
 	// Deadline is when the poll is answered 204 if no reply came first.
 	Deadline time.Time
-	// Stop, when closed, answers the poll 204 at once (a server shutting
-	// down sends its clients elsewhere rather than holding them).
-	Stop <-chan struct{}
+	// Stop, when done, answers the poll 204 at once (a server shutting
+	// down sends its clients elsewhere rather than holding them). Nil
+	// never stops.
+	Stop context.Context
 	// Final, when set, is the reply (200) at the deadline or on Stop
 	// instead of 204: for a call that always gets a body, such as a held
 	// agent report.
 	Final func() any
 	// Check returns the reply (encoded as JSON with status 200) once there
-	// is one; until then nil and a channel closed when it is worth asking
-	// again. It is called from the handler or the poll's own goroutine,
-	// never from two at once.
-	Check func() (reply any, changed <-chan struct{})
+	// is one; until then nil and a context done when it is worth asking
+	// again (nil: never). A context, not a channel, because a taken-over poll waits for
+	// it with context.AfterFunc, which needs no goroutine (holder.go). It
+	// is called from the handler or the holder, never from two at once.
+	Check func() (reply any, changed context.Context)
 	// Answered is called once, when the poll is answered and before the
 	// client can read the answer, with the status (0 when the client left
 	// first) and whether the connection was taken over.
@@ -141,17 +145,17 @@ func Hold(w http.ResponseWriter, r *http.Request, p Poll) error {
 		return p.final(w)
 	}
 	if h, ok := takeOver(w, r, p, changed); ok {
-		go h.hold()
+		heldPolls.add(h)
 		return nil
 	}
 	timer := time.NewTimer(time.Until(p.Deadline))
 	defer timer.Stop()
 	for {
 		select {
-		case <-changed:
+		case <-done(changed):
 		case <-timer.C:
 			return p.final(w)
-		case <-p.Stop:
+		case <-done(p.Stop):
 			return p.final(w)
 		case <-r.Context().Done():
 			p.Answered(0, false)
@@ -176,14 +180,29 @@ func (p Poll) final(w http.ResponseWriter) error {
 	return httpapi.JSON(w, http.StatusOK, p.Final())
 }
 
+// done is ctx's Done channel; for a nil ctx nil, which never closes.
+func done(ctx context.Context) <-chan struct{} {
+	if ctx == nil {
+		return nil
+	}
+	return ctx.Done()
+}
+
 // held is a poll whose connection Hold took over: all it keeps of the
-// request.
+// request while the holder keeps it (holder.go).
 type held struct {
 	p       Poll
 	conn    net.Conn
 	srv     *http.Server
 	header  http.Header
-	changed <-chan struct{}
+	changed context.Context
+	// index is the poll's place in the holder's deadline heap, -1 when
+	// it is not there; woken says a context it watched was done. Both are
+	// the holder's, under its lock.
+	index int
+	woken bool
+	// unwatch ends the watches on changed and p.Stop.
+	unwatch []func() bool
 }
 
 // takeOver hijacks the connection of a poll that must wait, when that can
@@ -192,7 +211,7 @@ type held struct {
 // it can hand the connection back to (bytes the server read past the
 // request are replayed). Otherwise, as for HTTP/2, the poll waits in the
 // handler.
-func takeOver(w http.ResponseWriter, r *http.Request, p Poll, changed <-chan struct{}) (*held, bool) {
+func takeOver(w http.ResponseWriter, r *http.Request, p Poll, changed context.Context) (*held, bool) {
 	srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if !ok || r.ProtoMajor != 1 || r.ProtoMinor != 1 || r.Close || !bodyRead(r) {
 		return nil, false
@@ -212,7 +231,7 @@ func takeOver(w http.ResponseWriter, r *http.Request, p Poll, changed <-chan str
 		// The client sent more than this request; keep what was read.
 		conn = &readAheadConn{Conn: conn, r: io.MultiReader(bytes.NewReader(peekAll(rw.Reader)), conn)}
 	}
-	return &held{p: p, conn: conn, srv: srv, header: header, changed: changed}, true
+	return &held{p: p, conn: conn, srv: srv, header: header, changed: changed, index: -1}, true
 }
 
 // bodyRead says whether r's body was read to its end, so that what the
@@ -231,38 +250,28 @@ func peekAll(br *bufio.Reader) []byte {
 	return bytes.Clone(b)
 }
 
-// hold waits as Hold would, answers on the socket and hands the connection
-// back for the client's next request.
-func (h *held) hold() {
-	timer := time.NewTimer(time.Until(h.p.Deadline))
-	defer timer.Stop()
+// respond answers a poll the holder let go (woken or due), or returns
+// false when it must wait on: its Check found nothing yet, and h.changed
+// is the new context to wait for.
+func (h *held) respond(timedOut bool) bool {
 	resp := &response{header: h.header, status: http.StatusNoContent, body: getBuffer()}
 	defer putBuffer(resp.body)
-wait:
-	for {
-		select {
-		case <-h.changed:
-		case <-timer.C:
-			break wait
-		case <-h.p.Stop:
-			break wait
+	stopped := h.p.Stop != nil && h.p.Stop.Err() != nil
+	if !timedOut && !stopped {
+		reply, changed := h.p.Check()
+		if reply == nil {
+			h.changed = changed
+			return false
 		}
-		var reply any
-		if reply, h.changed = h.p.Check(); reply != nil {
-			// The one writer of JSON replies, as in the handler.
-			_ = httpapi.JSON(resp, http.StatusOK, reply)
-			break
-		}
+		// The one writer of JSON replies, as in the handler.
+		_ = httpapi.JSON(resp, http.StatusOK, reply)
 	}
 	if resp.status == http.StatusNoContent && h.p.Final != nil {
 		_ = httpapi.JSON(resp, http.StatusOK, h.p.Final())
 	}
 	h.p.Answered(resp.status, true)
-	if err := h.answer(resp); err != nil {
-		_ = h.conn.Close()
-		return
-	}
-	serveConn(h.srv, &handedBackConn{Conn: h.conn})
+	h.answer(resp)
+	return true
 }
 
 // answerBuffers holds the buffers answers are written from: one per
@@ -282,10 +291,14 @@ func putBuffer(b *bytes.Buffer) {
 	}
 }
 
-// answer writes the reply net/http would have written for resp.
-func (h *held) answer(resp *response) error {
+// answer writes the reply net/http would have written for resp, then
+// hands the connection back to the server. The holder's one goroutine
+// answers every poll, so it must not wait on a client that reads slowly:
+// it writes for at most inlineWrite, and a goroutine of the answer's own
+// finishes what is left (and a TLS connection's whole answer, which a
+// timed-out write would break).
+func (h *held) answer(resp *response) {
 	b := getBuffer()
-	defer putBuffer(b)
 	b.WriteString("HTTP/1.1 ")
 	b.WriteString(strconv.Itoa(resp.status))
 	b.WriteByte(' ')
@@ -301,14 +314,57 @@ func (h *held) answer(resp *response) error {
 	_ = resp.header.Write(b)
 	b.WriteString("\r\n")
 	b.Write(resp.body.Bytes())
+	if !plainTCP(h.conn) {
+		go h.finish(b)
+		return
+	}
+	_ = h.conn.SetWriteDeadline(time.Now().Add(inlineWrite))
+	n, err := h.conn.Write(b.Bytes())
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.Next(n)
+		go h.finish(b)
+		return
+	}
+	putBuffer(b)
+	h.handBack(err)
+}
+
+// inlineWrite bounds the holder's own write of an answer: an answer is
+// a few hundred bytes, which an empty socket buffer takes at once.
+const inlineWrite = 100 * time.Microsecond
+
+// finish writes what is left of an answer, within the server's write
+// timeout, and hands the connection back.
+func (h *held) finish(rest *bytes.Buffer) {
+	defer putBuffer(rest)
 	d := writeTimeout
 	if h.srv.WriteTimeout > 0 {
 		d = h.srv.WriteTimeout
 	}
 	_ = h.conn.SetWriteDeadline(time.Now().Add(d))
-	_, err := h.conn.Write(b.Bytes())
+	_, err := h.conn.Write(rest.Bytes())
+	h.handBack(err)
+}
+
+// handBack gives the connection back to the server for the client's next
+// request, or closes it when the answer could not be written.
+func (h *held) handBack(writeErr error) {
+	if writeErr != nil {
+		_ = h.conn.Close()
+		return
+	}
 	_ = h.conn.SetWriteDeadline(time.Time{})
-	return err
+	serveConn(h.srv, &handedBackConn{Conn: h.conn})
+}
+
+// plainTCP says whether c writes straight to a TCP socket, where a write
+// cut short by its deadline can be finished later.
+func plainTCP(c net.Conn) bool {
+	if ra, ok := c.(*readAheadConn); ok {
+		c = ra.Conn
+	}
+	_, ok := c.(*net.TCPConn)
+	return ok
 }
 
 // lastDate is the Date header of the last answer written, for the next

@@ -33,16 +33,19 @@ func TestMain(m *testing.M) {
 type source struct {
 	mu      sync.Mutex
 	reply   any
-	changed chan struct{}
+	changed context.Context
+	fire    context.CancelFunc
 	// asked receives once per check that found nothing (the poll waits).
 	asked chan struct{}
 }
 
 func newSource() *source {
-	return &source{changed: make(chan struct{}), asked: make(chan struct{}, 16)}
+	s := &source{asked: make(chan struct{}, 16)}
+	s.changed, s.fire = context.WithCancel(context.Background())
+	return s
 }
 
-func (s *source) check() (any, <-chan struct{}) {
+func (s *source) check() (any, context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.reply != nil {
@@ -62,8 +65,8 @@ func (s *source) set(v any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.reply = v
-	close(s.changed)
-	s.changed = make(chan struct{})
+	s.fire()
+	s.changed, s.fire = context.WithCancel(context.Background())
 }
 
 // answer is one Answered call.
@@ -76,16 +79,19 @@ type answer struct {
 // /other, with a header set before the handler as middleware does.
 type server struct {
 	*httptest.Server
-	src      *source
-	stop     chan struct{}
-	answered chan answer
-	conns    atomic.Int64
+	src *source
+	// stop ends every poll (stopPolls), as a server shutting down does.
+	stop      context.Context
+	stopPolls context.CancelFunc
+	answered  chan answer
+	conns     atomic.Int64
 }
 
 // newServer starts the server; setup, if any, changes it before it starts.
 func newServer(t *testing.T, h2c bool, setup ...func(*httptest.Server)) *server {
 	t.Helper()
-	s := &server{src: newSource(), stop: make(chan struct{}), answered: make(chan answer, 16)}
+	s := &server{src: newSource(), answered: make(chan answer, 16)}
+	s.stop, s.stopPolls = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("/poll", func(w http.ResponseWriter, r *http.Request) {
 		wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
@@ -121,7 +127,7 @@ func newServer(t *testing.T, h2c bool, setup ...func(*httptest.Server)) *server 
 }
 
 // waitHandedBack waits (bounded) until no taken-over poll is left: none
-// answering, none handing its connection back to a server (serveConn). httptest.Server counts each
+// held, answering or handing its connection back to a server (serveConn). httptest.Server counts each
 // connection it is handed in a WaitGroup that Close waits on; a hand-back
 // racing that Wait is a data race under -race (a poll answered by the
 // test's last step, then Close at cleanup). ecp's own server refuses a
@@ -131,7 +137,7 @@ func waitHandedBack(t *testing.T) {
 	buf := make([]byte, 1<<20)
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		n := runtime.Stack(buf, true)
-		if !bytes.Contains(buf[:n], []byte("longpoll.(*held).hold(")) {
+		if !bytes.Contains(buf[:n], []byte("longpoll.(*holder).run(")) && !bytes.Contains(buf[:n], []byte("longpoll.(*held).finish(")) {
 			return
 		}
 		time.Sleep(time.Millisecond)
@@ -243,7 +249,7 @@ func TestHold(t *testing.T) {
 			t.Run("stop answers 204 at once", func(t *testing.T) {
 				done := goGet(t.Context(), hc, s.URL+"/poll?wait=1m")
 				<-s.src.asked
-				close(s.stop)
+				s.stopPolls()
 				if r := <-done; r.err != nil || r.resp.StatusCode != http.StatusNoContent {
 					t.Fatalf("got %+v, want 204", r)
 				}
@@ -377,9 +383,10 @@ func TestHoldFinalReply(t *testing.T) {
 		stop     bool
 	}{{"deadline", 0, false}, {"stop", time.Hour, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			stop := make(chan struct{})
+			stop, stopPolls := context.WithCancel(context.Background())
+			defer stopPolls()
 			if tc.stop {
-				close(stop)
+				stopPolls()
 			}
 			src := newSource()
 			var answered int
@@ -407,7 +414,7 @@ func TestHandBackWrapsOnce(t *testing.T) {
 	answered := make(chan struct{}, 4)
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_ = Hold(w, r, Poll{Deadline: time.Now().Add(20 * time.Millisecond),
-			Check:    func() (any, <-chan struct{}) { return nil, nil },
+			Check:    func() (any, context.Context) { return nil, nil },
 			Answered: func(int, bool) { answered <- struct{}{} }})
 	}))
 	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {

@@ -1,0 +1,161 @@
+package longpoll
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+)
+
+// holder keeps the polls Hold took over until they are answered, all from
+// one goroutine. A poll waiting here keeps no goroutine and no timer of its
+// own: only its place in a deadline heap and the two callbacks that
+// context.AfterFunc registers on its Check's context and its Stop. (A
+// goroutine and a timer per poll were some 3 KiB of stack per agent, and
+// a wake-up of the scheduler per answer.) The goroutine runs while polls
+// are held and ends when none is, so an idle server, or a test, keeps
+// none.
+type holder struct {
+	mu      sync.Mutex
+	waiting deadlines // by deadline, earliest first
+	woken   []*held   // woken by their Check's context or their Stop
+	running bool
+	wake    chan struct{} // the goroutine has something new to look at
+}
+
+// heldPolls is the process's holder: the taken-over polls of every server.
+var heldPolls = &holder{wake: make(chan struct{}, 1)}
+
+// coalesce is how much earlier than its deadline a poll may be answered
+// with others due at about the same time, so that one wake-up answers
+// several (at 10,000 agents a poll falls due every 1.5 ms).
+const coalesce = 5 * time.Millisecond
+
+// add holds h until its deadline, its Check's context or its Stop.
+func (a *holder) add(h *held) {
+	a.mu.Lock()
+	a.waitLocked(h)
+	start := !a.running
+	a.running = true
+	a.mu.Unlock()
+	if start {
+		go a.run()
+	} else {
+		a.signal()
+	}
+}
+
+// waitLocked puts h in the heap and watches its contexts. The callbacks
+// run on goroutines of their own and take a.mu, so they find h in place.
+func (a *holder) waitLocked(h *held) {
+	heap.Push(&a.waiting, h)
+	wake := func() { a.wakeUp(h) }
+	h.unwatch = h.unwatch[:0]
+	for _, ctx := range [...]context.Context{h.changed, h.p.Stop} {
+		if ctx != nil {
+			h.unwatch = append(h.unwatch, context.AfterFunc(ctx, wake))
+		}
+	}
+}
+
+// wakeUp moves h from the heap to the woken, unless the goroutine took it
+// already.
+func (a *holder) wakeUp(h *held) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if h.index < 0 {
+		return
+	}
+	heap.Remove(&a.waiting, h.index)
+	h.woken = true
+	a.woken = append(a.woken, h)
+	a.signal()
+}
+
+func (a *holder) signal() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// run answers the polls that fall due or are woken, until none is held.
+func (a *holder) run() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var due []*held
+	for {
+		a.mu.Lock()
+		due = append(due[:0], a.woken...)
+		clear(a.woken)
+		a.woken = a.woken[:0]
+		horizon := time.Now().Add(coalesce)
+		for len(a.waiting) > 0 && !a.waiting[0].p.Deadline.After(horizon) {
+			due = append(due, heap.Pop(&a.waiting).(*held))
+		}
+		if len(due) == 0 && len(a.waiting) == 0 {
+			a.running = false
+			a.mu.Unlock()
+			return
+		}
+		var next time.Time
+		if len(a.waiting) > 0 {
+			next = a.waiting[0].p.Deadline
+		}
+		a.mu.Unlock()
+
+		for i, h := range due {
+			a.settle(h)
+			due[i] = nil
+		}
+		if len(due) > 0 {
+			continue // settling took time, or woke nothing but put polls back
+		}
+		timer.Reset(time.Until(next))
+		select {
+		case <-timer.C:
+		case <-a.wake:
+			timer.Stop()
+		}
+	}
+}
+
+// settle answers h, or holds it again when it was woken for nothing.
+func (a *holder) settle(h *held) {
+	for _, stop := range h.unwatch {
+		stop()
+	}
+	woken := h.woken
+	h.woken = false
+	if h.respond(!woken) {
+		return
+	}
+	a.mu.Lock()
+	a.waitLocked(h)
+	a.mu.Unlock()
+}
+
+// deadlines is a min-heap of held polls by deadline.
+type deadlines []*held
+
+func (d deadlines) Len() int           { return len(d) }
+func (d deadlines) Less(i, j int) bool { return d[i].p.Deadline.Before(d[j].p.Deadline) }
+func (d deadlines) Swap(i, j int) {
+	d[i], d[j] = d[j], d[i]
+	d[i].index, d[j].index = i, j
+}
+
+func (d *deadlines) Push(x any) {
+	h := x.(*held)
+	h.index = len(*d)
+	*d = append(*d, h)
+}
+
+func (d *deadlines) Pop() any {
+	old := *d
+	h := old[len(old)-1]
+	old[len(old)-1] = nil
+	h.index = -1
+	*d = old[:len(old)-1]
+	return h
+}

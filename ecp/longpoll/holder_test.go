@@ -1,0 +1,59 @@
+package longpoll
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSlowReaderHoldsNoOtherAnswer: one goroutine answers every taken-over
+// poll, so a client that does not read its answer must not keep the other
+// clients' answers waiting, however long the server lets a write take.
+func TestSlowReaderHoldsNoOtherAnswer(t *testing.T) {
+	big := strings.Repeat("x", 8<<20) // more than the sockets buffer
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wait, err := time.ParseDuration(r.URL.Query().Get("wait"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		final := func() any { return "small" }
+		if r.URL.Query().Has("big") {
+			final = func() any { return big }
+		}
+		_ = Hold(w, r, Poll{Deadline: time.Now().Add(wait), Final: final,
+			Check: func() (any, context.Context) { return nil, nil }, Answered: func(int, bool) {}})
+	}))
+	srv.Config.WriteTimeout = time.Hour
+	srv.Start()
+	stalled, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = stalled.Close() // ends the write of its answer
+		waitHandedBack(t)
+		srv.Close()
+	})
+	_ = stalled.(*net.TCPConn).SetReadBuffer(4 << 10)
+	if _, err := io.WriteString(stalled, "GET /poll?wait=50ms&big=1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+
+	hc := client(false)
+	defer hc.CloseIdleConnections()
+	got := goGet(t.Context(), hc, srv.URL+"/poll?wait=300ms")
+	select {
+	case r := <-got:
+		if r.err != nil || r.resp.StatusCode != http.StatusOK || r.body != "\"small\"\n" {
+			t.Fatalf("answer: %+v, want 200 \"small\"", r)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a poll was not answered while another client left its answer unread")
+	}
+}
