@@ -163,9 +163,6 @@ type kind struct {
 	summary     string
 	description string
 	expr        func(sel string, p Params, rp RuleParams) string
-	// anyGrowth: the kind fires on any growth of a counter, over
-	// growthWindow rather than window.
-	anyGrowth bool
 }
 
 // kinds lists every alert kind in the order they appear in a file.
@@ -247,16 +244,14 @@ var kinds = []kind{
 		summary: "EMQX rule {{ $labels.id }} is failing in cluster {{ $labels.cluster }}.",
 		description: "Rule {{ $labels.id }} on cluster {{ $labels.cluster }} in project {{ $labels.project }} " +
 			`had {{ $value | printf "%.0f" }} failed executions or actions in the last ` + windowToken + ".",
-		anyGrowth: true,
 		expr: func(sel string, p Params, _ RuleParams) string {
-			w := growthWindow(p)
 			return fmt.Sprintf("(\n"+
 				"  increase(%[1]s{%[4]s}[%[5]s]) > 0\n"+
 				"    or\n"+
 				"  increase(%[2]s{%[4]s}[%[5]s]) > 0\n"+
 				")\n"+
 				"unless on (%[6]s, %[7]s, %[8]s) (%[3]s{%[4]s} == 0)",
-				series.RuleFailed, series.RuleActionsFailed, series.RuleEnabled, sel, w,
+				series.RuleFailed, series.RuleActionsFailed, series.RuleEnabled, sel, window(p),
 				LabelProject, LabelCluster, series.LabelID)
 		},
 	},
@@ -414,8 +409,7 @@ func clusterRateExpr(counter string) func(sel string, p Params, rp RuleParams) s
 }
 
 // failuresExpr fires for an enabled rule whose counter grew faster than the
-// threshold, in failures per minute over the window (two intervals, as
-// EMQXRuleAbnormal, so that one evaluation always has two samples).
+// threshold, in failures per minute over the window.
 func failuresExpr(counter string) func(sel string, p Params, rp RuleParams) string {
 	return func(sel string, p Params, rp RuleParams) string {
 		return fmt.Sprintf("rate(%[1]s{%[2]s}[%[3]s]) * 60 > %[4]s\n"+
@@ -467,24 +461,18 @@ func thresholdText(e Entry, rp RuleParams) string {
 	return ", above the project's " + number(rp.Threshold)
 }
 
-// window is the range rates are taken over: two intervals, so that an
-// evaluation has two samples. With the newest sample still on its way it
-// holds one (see growthWindow); the rate kinds share that flaw until their
-// promtool cases, written for two intervals, are reworked for three.
-func window(p Params) string { return model.Duration(2 * p.Interval).String() }
-
-// growthWindow is the range over which a rule's failure counters must grow
-// for EMQXRuleAbnormal: three intervals, so that every evaluation has two
-// samples that have arrived. The agent collects once an interval and the
-// group evaluates once an interval, in a fixed phase to each other, and a
-// sample reaches Prometheus some time after its timestamp (the agent's
-// push, ecp's batching, a busy host). Over two intervals, an evaluation
-// that falls between the newest sample's timestamp and its arrival holds
-// one sample, increase() gives nothing, and as the phase holds so does
-// every later evaluation: a rule failing all along never fired. Three
-// intervals allow up to an interval in flight; a longer window would
-// count one burst of failures at more evaluations still.
-func growthWindow(p Params) string { return model.Duration(3 * p.Interval).String() }
+// window is the range every counter kind takes its rate() or increase()
+// over: three intervals, so that every evaluation has two samples that have
+// arrived. The agent collects once an interval and the group evaluates once
+// an interval, in a fixed phase to each other, and a sample reaches
+// Prometheus some time after its timestamp (the agent's push, ecp's
+// batching, a busy host). Over two intervals, an evaluation that falls
+// between the newest sample's timestamp and its arrival holds one sample,
+// rate() and increase() give nothing, and as the phase holds so does every
+// later evaluation: a condition true all along never fired. Three intervals
+// allow up to an interval in flight; a longer window would smooth a rate
+// further and count one burst of failures at more evaluations still.
+func window(p Params) string { return model.Duration(3 * p.Interval).String() }
 
 // Alerts returns the names of every alert kind, in file order.
 func Alerts() []string {
@@ -607,11 +595,7 @@ func Project(p Params) (File, error) {
 		}
 		e, _ := CatalogueEntry(k.entry)
 		rp := p.effective(k.entry)
-		w := window(p)
-		if k.anyGrowth {
-			w = growthWindow(p)
-		}
-		desc := named.Replace(strings.NewReplacer(windowToken, w, thresholdPercentToken, number(rp.Threshold),
+		desc := named.Replace(strings.NewReplacer(windowToken, window(p), thresholdPercentToken, number(rp.Threshold),
 			thresholdToken, thresholdText(e, rp)).Replace(k.description))
 		annotations := map[string]string{
 			AnnotationSummary:     named.Replace(k.summary),

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -157,6 +158,41 @@ func TestCountDurations(t *testing.T) {
 				t.Fatalf("count 1 must leave keep_firing_for out:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestCounterKindsLookThreeIntervalsBack: every range a rendered rule
+// reads, and the window its description names, is three intervals, so that
+// an evaluation with the newest sample still on its way holds two that
+// arrived (e2e TestRateAlertsFireWhileNewestSampleInFlight shows it on
+// Prometheus). Over two, the rate kinds never fired.
+func TestCounterKindsLookThreeIntervalsBack(t *testing.T) {
+	f, err := Project(Params{Project: "p", Interval: 15 * time.Second, TriggerCount: 1, RecoveryCount: 1,
+		Severity: "warning", ExternalURL: "http://127.0.0.1:8080", Rules: everyRule()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ranges := regexp.MustCompile(`\[([^\]]*)\]`)
+	var counters []string
+	for _, r := range f.Groups[0].Rules {
+		found := ranges.FindAllStringSubmatch(r.Expr, -1)
+		if len(found) == 0 {
+			continue
+		}
+		counters = append(counters, r.Alert)
+		for _, m := range found {
+			if m[1] != "45s" {
+				t.Errorf("%s reads a range of %s, want 45s (three intervals of 15s):\n%s", r.Alert, m[1], r.Expr)
+			}
+		}
+		if d := r.Annotations[AnnotationDescription]; !strings.Contains(d, " the last 45s") {
+			t.Errorf("%s: description %q does not name the 45s window", r.Alert, d)
+		}
+	}
+	want := []string{AlertRuleAbnormal, AlertRuleFailures, AlertActionFailures, AlertRuleRateDrop,
+		AlertConnectAuthFailures, AlertPublishAuthFailures, AlertSubscribeAuthFailures}
+	if !slices.Equal(counters, want) {
+		t.Fatalf("kinds reading a range: %v, want %v", counters, want)
 	}
 }
 

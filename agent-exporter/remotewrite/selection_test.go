@@ -211,7 +211,7 @@ func TestSelectionRecovery(t *testing.T) {
 
 // TestSelectionRuleStartsFailing: a rule left out by the cap that starts
 // failing is pushed with its failure counter's previous sample too, so
-// the alert's increase() over two intervals sees the growth at the first
+// the alert's increase() over its window sees the growth at the first
 // failing collection; a busy rule wins over quiet ones for the free room.
 func TestSelectionRuleStartsFailing(t *testing.T) {
 	const interval = 15 * time.Second
