@@ -20,7 +20,10 @@ type holder struct {
 	waiting deadlines // by deadline, earliest first
 	woken   []*held   // woken by their Check's context or their Stop
 	running bool
-	wake    chan struct{} // the goroutine has something new to look at
+	// sleepUntil is the deadline the goroutine sleeps until; zero while
+	// it is busy (it looks at the heap again before it sleeps).
+	sleepUntil time.Time
+	wake       chan struct{} // the goroutine has something new to look at
 }
 
 // heldPolls is the process's holder: the taken-over polls of every server.
@@ -37,10 +40,13 @@ func (a *holder) add(h *held) {
 	a.waitLocked(h)
 	start := !a.running
 	a.running = true
+	// Most polls fall due after the one the goroutine sleeps until: it
+	// need not wake for them (a wake-up per report, otherwise).
+	wake := !a.sleepUntil.IsZero() && h.p.Deadline.Before(a.sleepUntil)
 	a.mu.Unlock()
 	if start {
 		go a.run()
-	} else {
+	} else if wake {
 		a.signal()
 	}
 }
@@ -98,24 +104,24 @@ func (a *holder) run() {
 			a.mu.Unlock()
 			return
 		}
-		var next time.Time
-		if len(a.waiting) > 0 {
-			next = a.waiting[0].p.Deadline
+		if len(due) == 0 {
+			a.sleepUntil = a.waiting[0].p.Deadline
+			timer.Reset(time.Until(a.sleepUntil))
+			a.mu.Unlock()
+			select {
+			case <-timer.C:
+			case <-a.wake:
+				timer.Stop()
+			}
+			a.mu.Lock()
+			a.sleepUntil = time.Time{}
+			a.mu.Unlock()
+			continue
 		}
 		a.mu.Unlock()
-
 		for i, h := range due {
 			a.settle(h)
 			due[i] = nil
-		}
-		if len(due) > 0 {
-			continue // settling took time, or woke nothing but put polls back
-		}
-		timer.Reset(time.Until(next))
-		select {
-		case <-timer.C:
-		case <-a.wake:
-			timer.Stop()
 		}
 	}
 }

@@ -57,3 +57,34 @@ func TestSlowReaderHoldsNoOtherAnswer(t *testing.T) {
 		t.Fatal("a poll was not answered while another client left its answer unread")
 	}
 }
+
+// TestEarlierPollWakesTheHolder: the holder sleeps until the earliest
+// deadline it holds, and wakes only for a poll due before that: a poll
+// of 50 ms held beside one of an hour is answered, and so is the next.
+func TestEarlierPollWakesTheHolder(t *testing.T) {
+	s := newServer(t, false)
+	t.Cleanup(s.stopPolls)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hc := client(false)
+	defer hc.CloseIdleConnections()
+	long := goGet(ctx, hc, s.URL+"/poll?wait=1h")
+	<-s.src.asked
+	for _, wait := range []string{"50ms", "100ms"} {
+		hc := client(false)
+		defer hc.CloseIdleConnections()
+		select {
+		case r := <-goGet(ctx, hc, s.URL+"/poll?wait="+wait):
+			if r.err != nil || r.resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("poll of %s: %+v, want 204", wait, r)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("a poll of %s beside one of an hour was not answered", wait)
+		}
+	}
+	select {
+	case r := <-long:
+		t.Fatalf("the poll of an hour was answered: %+v", r)
+	default:
+	}
+}
