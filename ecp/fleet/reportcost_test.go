@@ -1,0 +1,123 @@
+package fleet
+
+import (
+	"bytes"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ecpio/ecp/agentproto"
+	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
+)
+
+// BenchmarkReport is what ecp's own code spends on one agent report: the
+// router as Register mounts it, the adapter, authentication, decoding,
+// recording and the hold, without a network or net/http's server (whose
+// per-connection buffers package longpoll is about). B/op and allocs/op
+// are the garbage a report leaves, which is what drives ecp's GC at
+// 10,000 agents (bench/fleet --ecp.profile). Run it with
+//
+//	go test -run '^$' -bench Report -benchmem ./ecp/fleet/
+//
+// and profile what it allocates with -memprofile /tmp/report.heap.
+//
+// The cases are the report the agent sends each interval: asking to be
+// held (?after=&timeout=) and answered by a change of the desired state,
+// or at its timeout (the steady state: timeout=0s stands for the 15 s an
+// agent asks); and a report sent without the hold, as agents before the
+// held report did.
+func BenchmarkReport(b *testing.B) {
+	clk := newClock()
+	cli := etcdtest.Client(b)
+	f := startFleet(b, cli, clk, "r1")
+	putSpec(b, cli, "c1", 10)
+	a := newAgent(f.url)
+	rev := mustRegister(b, a, issue(b, f, "c1", time.Hour)).Desired.Revision
+	body := []byte(reportBodies(b)[0])
+	// The first report writes the cluster's status; the ones measured
+	// change nothing.
+	if r := serveReport(b, f.handler, a.cred, "", body); r.status != http.StatusOK {
+		b.Fatalf("first report: %d %s", r.status, r.body.String())
+	}
+	for _, bc := range []struct{ name, query string }{
+		{"held-changed", holdQuery(rev-1, "15s")},
+		{"held-timeout", holdQuery(rev, "0s")},
+		{"unheld", ""},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req, w := reportRequest(b, a.cred, bc.query, body)
+			b.ReportAllocs()
+			for b.Loop() {
+				req.Body.(*replayBody).Reset(body)
+				w.reset()
+				f.handler.ServeHTTP(w, req)
+				if w.status != http.StatusOK {
+					b.Fatalf("%d %s", w.status, w.body.String())
+				}
+			}
+			if bc.query != "" && w.Header().Get(agentproto.HeaderReportHeld) == "" {
+				b.Fatalf("the report was not held: %v", w.Header())
+			}
+		})
+	}
+}
+
+func serveReport(tb testing.TB, h http.Handler, cred, query string, body []byte) *reportWriter {
+	req, w := reportRequest(tb, cred, query, body)
+	h.ServeHTTP(w, req)
+	return w
+}
+
+// reportRequest is an agent's report as net/http hands it to the router,
+// and a writer for its reply, both reusable so that the benchmark counts
+// only what ecp allocates.
+func reportRequest(tb testing.TB, cred, query string, body []byte) (*http.Request, *reportWriter) {
+	tb.Helper()
+	url := agentproto.PathReport
+	if query != "" {
+		url += "?" + query
+	}
+	rb := &replayBody{}
+	rb.Reset(body)
+	req, err := http.NewRequestWithContext(tb.Context(), http.MethodPost, url, rb)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Authorization", "Bearer "+cred)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return req, &reportWriter{header: http.Header{}}
+}
+
+// replayBody is a request body read again from its start after Reset.
+type replayBody struct{ bytes.Reader }
+
+func (*replayBody) Close() error { return nil }
+
+// reportWriter is an http.ResponseWriter that keeps the reply.
+type reportWriter struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *reportWriter) reset() {
+	clear(w.header)
+	w.status = 0
+	w.body.Reset()
+}
+
+func (w *reportWriter) Header() http.Header { return w.header }
+
+func (w *reportWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *reportWriter) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(b)
+}
