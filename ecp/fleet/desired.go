@@ -2,7 +2,9 @@ package fleet
 
 import (
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ecpio/ecp/agentproto"
@@ -23,20 +25,52 @@ type pollQuery struct {
 // desired-state poll and a held report (agentproto.HeaderReportHeld).
 func readPollQuery(r *http.Request) (pollQuery, error) {
 	q := pollQuery{wait: DefaultDesiredWait}
-	vals := r.URL.Query()
 	var err error
-	if v := vals.Get(agentproto.QueryAfter); v != "" {
+	if v := queryValue(r.URL.RawQuery, agentproto.QueryAfter); v != "" {
 		if q.after, err = strconv.ParseInt(v, 10, 64); err != nil || q.after < 0 {
 			return q, httpapi.Invalid(agentproto.QueryAfter, "%s must be a revision: a non-negative integer", agentproto.QueryAfter)
 		}
 	}
-	if v := vals.Get(agentproto.QueryTimeout); v != "" {
+	if v := queryValue(r.URL.RawQuery, agentproto.QueryTimeout); v != "" {
 		if q.wait, err = time.ParseDuration(v); err != nil || q.wait < 0 {
 			return q, httpapi.Invalid(agentproto.QueryTimeout, "%s must be a Go duration such as 30s", agentproto.QueryTimeout)
 		}
 		q.wait, q.timed = min(q.wait, agentproto.MaxDesiredWait), true
 	}
 	return q, nil
+}
+
+// maxQueryParams is url.ParseQuery's limit: a query with more parameters
+// has none.
+const maxQueryParams = 10000
+
+// queryValue is r.URL.Query().Get(key) for the raw query raw, read in place:
+// building url.Values for two parameters was a map and a slice per value on
+// every report. The rules are url.ParseQuery's (TestQueryValueAsURLQuery):
+// pairs split at "&", one holding ";" or failing to unescape is skipped,
+// the first value given for key wins, and a query of more than
+// maxQueryParams parameters has none.
+func queryValue(raw, key string) string {
+	if strings.Count(raw, "&") >= maxQueryParams {
+		return ""
+	}
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" || strings.Contains(pair, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		// QueryUnescape returns a string without escapes as it is.
+		k, err := url.QueryUnescape(k)
+		if err != nil || k != key {
+			continue
+		}
+		if v, err := url.QueryUnescape(v); err == nil {
+			return v
+		}
+	}
+	return ""
 }
 
 // handleDesired is the desired-state long-poll. It answers at once when the
