@@ -89,15 +89,10 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set(agentproto.HeaderReportHeld, agentproto.ReportHeld)
-	h.Set(agentproto.HeaderServerTiming, "record;dur="+strconv.FormatFloat(time.Since(start).Seconds()*1000, 'f', 3, 64))
-	reply := func(d agentproto.DesiredState) any {
-		return agentproto.ReportResponse{ReportIntervalSeconds: out.ReportIntervalSeconds, Desired: d}
-	}
-	return f.holdDesired(w, r, p, q, start, reply, func() any {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return reply(desiredLocked(f.entryLocked(p.clusterID), p.credHash))
-	})
+	var timing [32]byte
+	h.Set(agentproto.HeaderServerTiming, string(strconv.AppendFloat(append(timing[:0], "record;dur="...),
+		time.Since(start).Seconds()*1000, 'f', 3, 64)))
+	return f.holdDesired(w, r, &heldPoll{f: f, p: p, q: q, start: start, report: true, interval: out.ReportIntervalSeconds})
 }
 
 // recordReport records a report in memory and writes the cluster's status
