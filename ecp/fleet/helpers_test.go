@@ -115,7 +115,7 @@ func (tf *testFleet) waitFor(t *testing.T, what string, cond func() bool) {
 	limit := time.After(20 * time.Second)
 	for {
 		tf.mu.Lock()
-		ch := tf.applied
+		ch := tf.appliedLocked()
 		tf.mu.Unlock()
 		if cond() {
 			return

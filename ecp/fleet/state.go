@@ -107,8 +107,11 @@ type memory struct {
 	// idHolders maps each identity key to the cluster it names, so that a
 	// key moving away tells that cluster to check again (identity.go).
 	idHolders map[string]idHolder
-	// applied is closed and replaced after every batch of watch events;
-	// tests wait on it instead of sleeping.
+	// applied, once a test asked for it (appliedLocked), is closed and
+	// cleared when memory next moves: a batch of watch events, the
+	// sweeper's lead taken, a poll that must wait. Tests wait on it
+	// instead of sleeping; while none does, it is nil and costs nothing
+	// (it was a channel made per held report).
 	applied chan struct{}
 	logger  *slog.Logger
 	now     func() time.Time
@@ -123,7 +126,7 @@ type memory struct {
 
 func newMemory(logger *slog.Logger, now func() time.Time) *memory {
 	return &memory{entries: map[string]*entry{}, tally: map[string]*stateTally{},
-		idHolders: map[string]idHolder{}, applied: make(chan struct{}), logger: logger, now: now}
+		idHolders: map[string]idHolder{}, logger: logger, now: now}
 }
 
 func (m *memory) entryLocked(id string) *entry {
@@ -137,8 +140,18 @@ func (m *memory) entryLocked(id string) *entry {
 
 // announceLocked wakes whoever waits for memory to move (tests).
 func (m *memory) announceLocked() {
-	close(m.applied)
-	m.applied = make(chan struct{})
+	if m.applied != nil {
+		close(m.applied)
+		m.applied = nil
+	}
+}
+
+// appliedLocked is a channel closed when memory next moves (tests).
+func (m *memory) appliedLocked() <-chan struct{} {
+	if m.applied == nil {
+		m.applied = make(chan struct{})
+	}
+	return m.applied
 }
 
 func (e *entry) notify() {
