@@ -175,12 +175,12 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 
 // nextStatus derives the status a report implies from the current one and
 // says whether it differs in anything worth a write. held is the outcome of
-// the identity check (nil: the report said nothing about identity, so the
-// hold stays as it was). interval is ecp's report interval, which the
-// alert rules' windows are built for.
-func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held *heldBy, interval time.Duration, now time.Time) (statusRecord, bool) {
+// the identity check (not Checked: the report said nothing about identity,
+// so the hold stays as it was). interval is ecp's report interval, which
+// the alert rules' windows are built for.
+func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held heldBy, interval time.Duration, now time.Time) (statusRecord, bool) {
 	next := cur
-	if held != nil {
+	if held.Checked {
 		next.HeldBy = held.ClusterID
 	}
 	next.AgentIntervalSeconds = req.IntervalSeconds
@@ -207,7 +207,7 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held *heldBy, i
 		code, msg = agentproto.ProblemEMQXUnreachable, "the agent could not reach the EMQX API"
 	case next.HeldBy != "":
 		code, msg = ReasonClusterManagedElsewhere, "the EMQX cluster is managed by another entry; this entry's agent does not enforce on it"
-		if held != nil && held.Message != "" {
+		if held.Message != "" {
 			msg = held.Message
 		}
 	case req.IntervalPinned && time.Duration(req.IntervalSeconds)*time.Second > interval:
