@@ -91,7 +91,7 @@ func (f *Fleet) handleDesired(w http.ResponseWriter, r *http.Request) error {
 	if err := f.admitWaiter(); err != nil {
 		return err
 	}
-	return f.holdDesired(w, r, &heldPoll{f: f, p: p, q: q, start: start})
+	return f.holdDesired(w, r, &heldPoll{f: f, p: p, q: q, start: start, route: agentproto.PathDesired})
 }
 
 // heldPoll is one long-poll holdDesired holds, for p's desired state
@@ -108,7 +108,7 @@ type heldPoll struct {
 	report   bool
 	interval int
 	// route and method label its latency when the connection was taken
-	// over.
+	// over: route is the template Register mounts the poll's route with.
 	route, method string
 }
 
@@ -121,7 +121,7 @@ type heldPoll struct {
 // without its connection's goroutine and buffers).
 func (f *Fleet) holdDesired(w http.ResponseWriter, r *http.Request, h *heldPoll) error {
 	f.metrics.waiters.Inc()
-	h.route, h.method = httpapi.RouteTemplate(r), r.Method
+	h.method = r.Method
 	poll := longpoll.Poll{Deadline: h.start.Add(h.q.wait), Stop: f.stopping, Check: h.check, Answered: h.answered}
 	if h.report {
 		poll.Final = h.final

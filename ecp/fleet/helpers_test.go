@@ -53,9 +53,10 @@ type testFleet struct {
 	reg  *prometheus.Registry
 	logs *syncBuffer
 	url  string
-	// handler is the router the server serves (benchmarks call it
-	// directly).
+	// handler is what the server serves, router behind Shortcut as in
+	// ecp (benchmarks call it directly).
 	handler http.Handler
+	router  *mux.Router
 	// stopRun ends Run and waits for it; stop also closes the server.
 	stopRun func()
 	stop    func()
@@ -79,7 +80,9 @@ func startFleet(t testing.TB, cli *clientv3.Client, clk *clock, replica string, 
 	}
 	r := mux.NewRouter()
 	f.Register(r)
-	srv := httptest.NewServer(r)
+	// As ecp serves it (ecp/app).
+	h := f.Shortcut(r)
+	srv := httptest.NewServer(h)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan struct{})
 	go func() {
@@ -93,7 +96,7 @@ func startFleet(t testing.TB, cli *clientv3.Client, clk *clock, replica string, 
 		cancel()
 		<-done
 	}
-	tf := &testFleet{Fleet: f, reg: reg, logs: logs, url: srv.URL, handler: r, stopRun: stopRun, stop: func() {
+	tf := &testFleet{Fleet: f, reg: reg, logs: logs, url: srv.URL, handler: h, router: r, stopRun: stopRun, stop: func() {
 		once.Do(func() {
 			stopRun()
 			srv.Close()

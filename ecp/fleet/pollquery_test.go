@@ -6,10 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ecpio/ecp/agentproto"
-	"github.com/ecpio/ecp/ecp/etcdserver/etcdtest"
 )
 
 // pollQueries are raw queries an agent, or anyone, may send: well formed,
@@ -58,11 +56,7 @@ func checkQueryValue(t *testing.T, raw string) {
 // is not what the protocol takes is refused with a 400 naming the
 // parameter and what it accepts, and the report is not recorded.
 func TestPollQueryRefused(t *testing.T) {
-	cli := etcdtest.Client(t)
-	f := startFleet(t, cli, newClock(), "r1")
-	putSpec(t, cli, "c1", 10)
-	a := newAgent(f.url)
-	mustRegister(t, a, issue(t, f, "c1", time.Hour))
+	_, f, a, _ := heldReportAgent(t, newClock())
 	afterMsg := "after must be a revision: a non-negative integer"
 	timeoutMsg := "timeout must be a Go duration such as 30s"
 	for _, c := range []struct{ query, field, message string }{

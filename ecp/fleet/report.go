@@ -92,7 +92,8 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 	var timing [32]byte
 	h.Set(agentproto.HeaderServerTiming, string(strconv.AppendFloat(append(timing[:0], "record;dur="...),
 		time.Since(start).Seconds()*1000, 'f', 3, 64)))
-	return f.holdDesired(w, r, &heldPoll{f: f, p: p, q: q, start: start, report: true, interval: out.ReportIntervalSeconds})
+	return f.holdDesired(w, r, &heldPoll{f: f, p: p, q: q, start: start, route: agentproto.PathReport,
+		report: true, interval: out.ReportIntervalSeconds})
 }
 
 // recordReport records a report in memory and writes the cluster's status
