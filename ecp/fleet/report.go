@@ -108,11 +108,14 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 	if err != nil {
 		return p, out, err
 	}
-	var req agentproto.ReportRequest
-	if err := decodeReport(r, &req); err != nil {
+	req := newReportRequest()
+	// Nothing keeps req past this call (ReportObserver copies what it
+	// keeps): the next report reuses it.
+	defer reuseReportRequest(req)
+	if err := decodeReport(r, req); err != nil {
 		return p, out, err
 	}
-	if err := validateReport(&req); err != nil {
+	if err := validateReport(req); err != nil {
 		return p, out, err
 	}
 	// Before anything is recorded: a cluster another entry holds makes this
@@ -142,7 +145,7 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 	e.live = l
 	f.heardLocalLocked(e)
 	f.heardLocked(e, now)
-	_, changed := nextStatus(e.status, &req, held, f.opts.ReportInterval, now)
+	_, changed := nextStatus(e.status, req, held, f.opts.ReportInterval, now)
 	f.mu.Unlock()
 
 	if changed {
@@ -151,7 +154,7 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 				if e.bindRev != p.bindRev || !e.hasAgent {
 					return statusRecord{}, errNotBound
 				}
-				next, changed := nextStatus(e.status, &req, held, f.opts.ReportInterval, now)
+				next, changed := nextStatus(e.status, req, held, f.opts.ReportInterval, now)
 				if !changed {
 					return statusRecord{}, errNoChange
 				}
@@ -169,7 +172,7 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 	observe := f.observe
 	f.mu.Unlock()
 	if observe != nil {
-		observe(p.clusterID, &req)
+		observe(p.clusterID, req)
 	}
 	return p, out, nil
 }
