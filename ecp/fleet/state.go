@@ -51,6 +51,11 @@ type entry struct {
 	heardLocal bool
 	// heapIndex is the entry's place in Fleet.heap, -1 when not in it.
 	heapIndex int
+	// heapKey is the deadline the heap orders the entry by: its deadline
+	// when queued, or moved earlier. A deadline moved later (the agent
+	// heard again) leaves it; the sweeper queues the entry again when
+	// heapKey comes (liveness.expired).
+	heapKey time.Time
 
 	// changed is closed (and replaced) whenever a stored part changes;
 	// desired-state long-polls of this cluster wait on it.
