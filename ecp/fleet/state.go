@@ -166,8 +166,8 @@ func (e *entry) notify() {
 
 // bound reports whether the credential with hash credHash is the one bound
 // to e now.
-func (e *entry) bound(credHash string) bool {
-	return e.hasAgent && sameHash(e.agent.CredentialHash, credHash)
+func (e *entry) bound(credHash secretHash) bool {
+	return e.hasAgent && credHash.matches(e.agent.CredentialHash)
 }
 
 // kv is the part of an etcd key-value fleet applies; deleted marks a
@@ -324,7 +324,7 @@ func (m *memory) statusLocked(e *entry, now time.Time) Status {
 // desiredLocked is the desired state for the agent holding credHash. Its
 // revision is the newest etcd revision of what it derives from (the spec
 // and the binding), so a deletion or a revocation also moves it forward.
-func desiredLocked(e *entry, credHash string) agentproto.DesiredState {
+func desiredLocked(e *entry, credHash secretHash) agentproto.DesiredState {
 	d := agentproto.DesiredState{Revision: max(e.specRev, e.agentRev, e.holdRev)}
 	if !e.hasSpec || !e.bound(credHash) {
 		d.Unregister = true
