@@ -97,6 +97,9 @@ type App struct {
 	runFleet    func(context.Context) error
 	fleetReady  <-chan struct{}
 	agentRoutes func(*mux.Router)
+	// agentShortcut, when set, serves the agent reports before the
+	// router does (fleet.Shortcut).
+	agentShortcut func(http.Handler) http.Handler
 	// extensionRuns are the loops of the API packages mounted through Env.
 	extensionRuns []func(context.Context) error
 	// logReceiverURL gives the log store's URL now (a func() string),
@@ -217,8 +220,12 @@ func New(opts Options, logger *slog.Logger, reg *prometheus.Registry) (_ *App, e
 	// "Crowding"), so that agents take turns on connections.
 	baseCtx = longpoll.WithCrowded(baseCtx, a.conns.Crowded)
 	drain := min(DefaultDrainGrace, opts.ShutdownTimeout/2)
+	handler := http.Handler(a.router)
+	if a.agentShortcut != nil {
+		handler = a.agentShortcut(handler)
+	}
 	a.srv = &http.Server{
-		Handler:           a.router,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return baseCtx },

@@ -50,6 +50,7 @@ func (a *App) buildFleet(_ context.Context) error {
 	a.fleet = f
 	a.reports = monitoring.NewStore(nil)
 	a.agentRoutes = func(r *mux.Router) { f.RegisterObserved(r, a.reports.Observe) }
+	a.agentShortcut = f.Shortcut
 	a.runFleet = f.Run
 	a.fleetReady = f.Ready()
 	return nil

@@ -52,7 +52,7 @@ func (c *credentials) AuthenticateAgent(r *http.Request) (clusterID, project str
 // principal is an authenticated agent.
 type principal struct {
 	clusterID string
-	credHash  string
+	credHash  secretHash
 	bindRev   int64
 }
 
@@ -69,7 +69,7 @@ func (c *credentials) authenticate(r *http.Request) (principal, error) {
 	if !ok {
 		return principal{}, revoked()
 	}
-	h := hashSecret(cred)
+	h := hashOf(cred)
 	if p, ok := c.lookup(id, h); ok {
 		return p, nil
 	}
@@ -91,7 +91,7 @@ func (c *credentials) authenticate(r *http.Request) (principal, error) {
 	return principal{}, revoked()
 }
 
-func (c *credentials) lookup(id, credHash string) (principal, bool) {
+func (c *credentials) lookup(id string, credHash secretHash) (principal, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.entries[id]

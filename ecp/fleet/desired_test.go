@@ -106,6 +106,13 @@ func TestHeldPollOnTheWire(t *testing.T) {
 // as answered 204.
 func count204(t *testing.T, f *testFleet) uint64 {
 	t.Helper()
+	return countRequests(t, f, agentproto.PathDesired, "204")
+}
+
+// countRequests is how many requests to route the latency histogram
+// counted as answered code.
+func countRequests(t *testing.T, f *testFleet, route, code string) uint64 {
+	t.Helper()
 	mfs, err := f.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +126,7 @@ func count204(t *testing.T, f *testFleet) uint64 {
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["route"] == agentproto.PathDesired && labels["code"] == "204" {
+			if labels["route"] == route && labels["code"] == code {
 				return m.GetHistogram().GetSampleCount()
 			}
 		}

@@ -146,6 +146,8 @@ type Fleet struct {
 	logger  *slog.Logger
 	metrics *metrics
 	adapter *httpapi.Adapter
+	// report is the report route's handler, for Shortcut.
+	report http.Handler
 	// records carries fleet's keys with the records' (watch.go); Run runs
 	// it when fleet made it (ownRecords).
 	records    *registry.Mirror
@@ -214,11 +216,37 @@ const MaxAgentBody = 1 << 20
 // Register mounts the agent API (agentproto paths) on r. The write and logs
 // paths belong to other packages.
 func (f *Fleet) Register(r *mux.Router) {
+	f.report = f.adapter.Handle(f.whenReady(f.handleReport), httpapi.BodyLimit(MaxAgentBody), httpapi.Route(agentproto.PathReport))
 	r.Handle(agentproto.PathRegister, f.adapter.Handle(f.limited(f.handleRegister), httpapi.BodyLimit(MaxAgentBody))).Methods(http.MethodPost)
-	r.Handle(agentproto.PathReport, f.adapter.Handle(f.whenReady(f.handleReport), httpapi.BodyLimit(MaxAgentBody))).Methods(http.MethodPost)
+	r.Handle(agentproto.PathReport, f.report).Methods(http.MethodPost)
 	r.Handle(agentproto.PathUnregister, f.adapter.Handle(f.limited(f.handleUnregister))).Methods(http.MethodPost)
 	r.Handle(agentproto.PathDesired, f.adapter.Handle(f.whenReady(f.handleDesired))).Methods(http.MethodGet)
 	r.Handle(agentproto.PathDashboardSession, f.adapter.Handle(f.whenReady(f.limited(f.handleDashboardSession)))).Methods(http.MethodPost)
+}
+
+// Shortcut serves agent reports (POST agentproto.PathReport) with the
+// handler Register mounted for them, and every other request through next,
+// the router Register mounted them on; call it after Register.
+//
+// The report is the request ecp serves most, one per agent per interval,
+// and gorilla/mux's match copies each request twice to put the route and
+// its variables in its context: about 850 B and 7 of the 25 allocations of
+// a held report (BenchmarkReport). The report's route has neither variables
+// nor middleware and names its template itself (httpapi.Route), so its
+// replies, metrics and logs are the same either way; any other method or
+// path, one mux would clean included, still gets mux's answer.
+func (f *Fleet) Shortcut(next http.Handler) http.Handler {
+	report := f.report
+	if report == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.URL.Path == agentproto.PathReport {
+			report.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Run takes part in the sweeper election and publishes digests; fleet's

@@ -302,6 +302,38 @@ func TestSilenceAndRecovery(t *testing.T) {
 	}
 }
 
+// TestSilenceCountsFromTheLastReport: an agent that kept reporting is
+// silent three intervals after its last report, not its first, however
+// often the sweeper looked in between (the deadline heap keeps an entry
+// where its first deadline put it; the sweeper moves it on).
+func TestSilenceCountsFromTheLastReport(t *testing.T) {
+	cli := etcdtest.Client(t)
+	clk := newClock()
+	f := startFleet(t, cli, clk, "r1")
+	f.waitLeader(t)
+	putSpec(t, cli, "c1", 10)
+	a := newAgent(f.url)
+	mustRegister(t, a, issue(t, f, "c1", time.Hour))
+	for range 3 {
+		decodeBody[agentproto.ReportResponse](t, a.report(t, healthy()))
+		clk.Add(testInterval)
+		f.sweep(t.Context())
+	}
+	// The first report's deadline comes now, the last one's in 30 s.
+	for _, step := range []time.Duration{testInterval, testInterval - 2*time.Second} {
+		clk.Add(step)
+		f.sweep(t.Context())
+		if st := f.status(t, "c1"); st.State != StateRunning {
+			t.Fatalf("abnormal before 3 intervals after the last report: %+v", st.StateReason)
+		}
+	}
+	clk.Add(2 * time.Second)
+	f.sweep(t.Context())
+	if st := f.status(t, "c1"); st.State != StateAbnormal || reasonCode(st.StateReason) != ReasonAgentSilent {
+		t.Fatalf("3 intervals after the last report: %+v", st)
+	}
+}
+
 // restartAfter runs ecp with a reporting agent on c1, stops it, and starts
 // it again after outage; the agent then talks to the new ecp.
 func restartAfter(t *testing.T, outage time.Duration) (*testFleet, *agent, *clock) {

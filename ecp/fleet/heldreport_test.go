@@ -186,7 +186,7 @@ func TestHeldReportRefusalsNotHeld(t *testing.T) {
 // heldReportAgent starts a fleet on a fresh etcd with cluster c1 (10
 // connections) and registers its agent; it returns the etcd client, the
 // fleet, the agent and the desired revision the agent holds.
-func heldReportAgent(t *testing.T, clk *clock, mods ...func(*Options)) (*clientv3.Client, *testFleet, *agent, int64) {
+func heldReportAgent(t testing.TB, clk *clock, mods ...func(*Options)) (*clientv3.Client, *testFleet, *agent, int64) {
 	t.Helper()
 	cli := etcdtest.Client(t)
 	f := startFleet(t, cli, clk, "r1", mods...)

@@ -53,6 +53,10 @@ type testFleet struct {
 	reg  *prometheus.Registry
 	logs *syncBuffer
 	url  string
+	// handler is what the server serves, router behind Shortcut as in
+	// ecp (benchmarks call it directly).
+	handler http.Handler
+	router  *mux.Router
 	// stopRun ends Run and waits for it; stop also closes the server.
 	stopRun func()
 	stop    func()
@@ -76,7 +80,9 @@ func startFleet(t testing.TB, cli *clientv3.Client, clk *clock, replica string, 
 	}
 	r := mux.NewRouter()
 	f.Register(r)
-	srv := httptest.NewServer(r)
+	// As ecp serves it (ecp/app).
+	h := f.Shortcut(r)
+	srv := httptest.NewServer(h)
 	ctx, cancel := context.WithCancel(context.WithoutCancel(t.Context()))
 	done := make(chan struct{})
 	go func() {
@@ -90,7 +96,7 @@ func startFleet(t testing.TB, cli *clientv3.Client, clk *clock, replica string, 
 		cancel()
 		<-done
 	}
-	tf := &testFleet{Fleet: f, reg: reg, logs: logs, url: srv.URL, stopRun: stopRun, stop: func() {
+	tf := &testFleet{Fleet: f, reg: reg, logs: logs, url: srv.URL, handler: h, router: r, stopRun: stopRun, stop: func() {
 		once.Do(func() {
 			stopRun()
 			srv.Close()
@@ -112,7 +118,7 @@ func (tf *testFleet) waitFor(t *testing.T, what string, cond func() bool) {
 	limit := time.After(20 * time.Second)
 	for {
 		tf.mu.Lock()
-		ch := tf.applied
+		ch := tf.appliedLocked()
 		tf.mu.Unlock()
 		if cond() {
 			return
@@ -180,7 +186,7 @@ func putSpec(t testing.TB, cli *clientv3.Client, id string, maxConns int) int64 
 	return resp.Header.Revision
 }
 
-func issue(t *testing.T, f *testFleet, id string, ttl time.Duration) secret.String {
+func issue(t testing.TB, f *testFleet, id string, ttl time.Duration) secret.String {
 	t.Helper()
 	tok, _, err := f.IssueRegistration(t.Context(), id, ttl)
 	if err != nil {
@@ -208,7 +214,7 @@ type reply struct {
 	body   []byte
 }
 
-func (a *agent) do(t *testing.T, method, path string, body any) reply {
+func (a *agent) do(t testing.TB, method, path string, body any) reply {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -245,7 +251,7 @@ func (a *agent) do(t *testing.T, method, path string, body any) reply {
 	return out
 }
 
-func decodeBody[T any](t *testing.T, r reply) T {
+func decodeBody[T any](t testing.TB, r reply) T {
 	t.Helper()
 	var v T
 	if r.status != http.StatusOK {
@@ -257,7 +263,7 @@ func decodeBody[T any](t *testing.T, r reply) T {
 	return v
 }
 
-func (a *agent) register(t *testing.T, token secret.String) reply {
+func (a *agent) register(t testing.TB, token secret.String) reply {
 	t.Helper()
 	r := a.do(t, http.MethodPost, agentproto.PathRegister, agentproto.RegisterRequest{Token: token.Reveal(),
 		AgentVersion: "1.0.0", Hostname: "broker-1", DashboardURL: "http://broker-1:18083", APIURL: "http://broker-1:18083/api/v5",
@@ -268,7 +274,7 @@ func (a *agent) register(t *testing.T, token secret.String) reply {
 	return r
 }
 
-func mustRegister(t *testing.T, a *agent, token secret.String) agentproto.RegisterResponse {
+func mustRegister(t testing.TB, a *agent, token secret.String) agentproto.RegisterResponse {
 	t.Helper()
 	return decodeBody[agentproto.RegisterResponse](t, a.register(t, token))
 }

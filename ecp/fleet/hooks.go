@@ -11,8 +11,9 @@ import (
 // credentials.AuthenticateAgent. They add nothing to fleet's own state.
 
 // ReportObserver receives every report fleet accepted, after fleet has
-// recorded it. It must not keep req's slices beyond the call unless it
-// copies them, and must return quickly: it runs on the report's request.
+// recorded it. It must not keep req or its slices beyond the call (fleet
+// reuses them for the next report) unless it copies them, and must return
+// quickly: it runs on the report's request.
 type ReportObserver func(clusterID string, req *agentproto.ReportRequest)
 
 // RegisterObserved mounts the agent API like Register and also hands every

@@ -296,9 +296,12 @@ func (e *entry) checkedAsReported(bindRev int64, em *agentproto.EMQXStatus) bool
 	return true
 }
 
-// heldBy is the outcome of checking a reported identity: the cluster that
-// holds it (empty: this binding does) and what to tell the operator.
+// heldBy is the outcome of checking a reported identity: whether it was
+// checked (not when the report says nothing about identity), the cluster
+// that holds it (empty: this binding does) and what to tell the operator.
+// A value, not a pointer: it is made on every report.
 type heldBy struct {
+	Checked   bool
 	ClusterID string
 	Message   string
 }
@@ -373,16 +376,16 @@ func identityFingerprint(bindRev int64, keys []string) string {
 // checkReportedIdentity checks the identity a report carries for the
 // binding p and claims the keys no live binding holds. It touches etcd only
 // when this replica has not checked this identity for this binding, or
-// when it was held elsewhere last time. It returns nil when the report
-// says nothing about identity.
-func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em *agentproto.EMQXStatus) (*heldBy, error) {
+// when it was held elsewhere last time. Its outcome is not Checked when
+// the report says nothing about identity.
+func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em *agentproto.EMQXStatus) (heldBy, error) {
 	if !em.Reachable {
-		return nil, nil
+		return heldBy{}, nil
 	}
 	ix.mu.Lock()
 	if e := ix.entries[p.clusterID]; e != nil && e.idChecked != "" && e.idHeldBy == "" && e.checkedAsReported(p.bindRev, em) {
 		ix.mu.Unlock()
-		return &heldBy{}, nil
+		return heldBy{Checked: true}, nil
 	}
 	ix.mu.Unlock()
 	nodes := make([]string, len(em.Nodes))
@@ -391,14 +394,14 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 	}
 	keys := identityKeys(em.ClusterName, nodes)
 	if len(keys) == 0 {
-		return nil, nil
+		return heldBy{}, nil
 	}
 	fp := identityFingerprint(p.bindRev, keys)
 	ix.mu.Lock()
 	e := ix.entries[p.clusterID]
 	if e != nil && e.idChecked == fp && e.idHeldBy == "" {
 		ix.mu.Unlock()
-		return &heldBy{}, nil
+		return heldBy{Checked: true}, nil
 	}
 	ix.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, ix.etcdTimeout)
@@ -406,10 +409,10 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 	for range maxCASAttempts {
 		hs, err := ix.readHolders(cctx, keys)
 		if err != nil {
-			return nil, err
+			return heldBy{}, err
 		}
 		if h, ok := heldElsewhere(hs, p.clusterID, p.bindRev); ok {
-			out := &heldBy{ClusterID: h.clusterID, Message: ix.managedElsewhereMessage(ctx, p.clusterID, h.clusterID,
+			out := heldBy{Checked: true, ClusterID: h.clusterID, Message: ix.managedElsewhereMessage(ctx, p.clusterID, h.clusterID,
 				describeIdentity(em.ClusterName, nodes)) + ". Until then this entry's agent does not enforce max connections on it."}
 			ix.mu.Lock()
 			if e := ix.entries[p.clusterID]; e != nil {
@@ -423,7 +426,7 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 		var puts []clientv3.Op
 		val, err := encode(identityRecord{ClusterID: p.clusterID, BindRev: p.bindRev})
 		if err != nil {
-			return nil, err
+			return heldBy{}, err
 		}
 		for _, h := range hs {
 			if h.mine(p.clusterID, p.bindRev) {
@@ -437,11 +440,11 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 		if len(puts) > 0 {
 			resp, err := ix.cli.Txn(cctx).If(cmps...).Then(puts...).Else(clientv3.OpGet(agentKey(p.clusterID), clientv3.WithKeysOnly())).Commit()
 			if err != nil {
-				return nil, fmt.Errorf("claim identity of cluster %s: %w", p.clusterID, err)
+				return heldBy{}, fmt.Errorf("claim identity of cluster %s: %w", p.clusterID, err)
 			}
 			if !resp.Succeeded {
 				if rr := resp.Responses[0].GetResponseRange(); rr == nil || len(rr.Kvs) == 0 || rr.Kvs[0].CreateRevision != p.bindRev {
-					return nil, errNotBound
+					return heldBy{}, errNotBound
 				}
 				continue // Someone claimed or released a key meanwhile: read again.
 			}
@@ -458,7 +461,7 @@ func (ix *identities) checkReportedIdentity(ctx context.Context, p principal, em
 			e.idBindRev, e.idName, e.idNodes = p.bindRev, em.ClusterName, nodes
 		}
 		ix.mu.Unlock()
-		return &heldBy{}, nil
+		return heldBy{Checked: true}, nil
 	}
-	return nil, fmt.Errorf("claim identity of cluster %s: still conflicting after %d attempts", p.clusterID, maxCASAttempts)
+	return heldBy{}, fmt.Errorf("claim identity of cluster %s: still conflicting after %d attempts", p.clusterID, maxCASAttempts)
 }

@@ -69,11 +69,14 @@ func (l *liveness) heardLocked(e *entry, t time.Time) {
 	}
 	e.heard = true
 	l.setDeadlineLocked(e)
-	if e.heapIndex >= 0 {
-		heap.Fix(&l.heap, e.heapIndex)
-	} else {
-		l.heapPushLocked(e)
+	// A report moves the deadline later: the entry keeps its place, and
+	// the sweeper queues it again when that place comes up, about once
+	// per SilentIntervals reports instead of a heap fix on each one (1 %
+	// of ecp's CPU at 10,000 agents).
+	if e.heapIndex >= 0 && !e.deadline.Before(e.heapKey) {
+		return
 	}
+	l.heapPushLocked(e)
 }
 
 // silentAfterLocked is how long the bound agent of e may stay silent:
@@ -102,11 +105,13 @@ func (l *liveness) boundLocked(e *entry, newBinding bool) {
 func (l *liveness) intervalChangedLocked(e *entry) {
 	if e.heapIndex >= 0 {
 		l.setDeadlineLocked(e)
-		heap.Fix(&l.heap, e.heapIndex)
+		l.heapPushLocked(e)
 	}
 }
 
+// heapPushLocked queues e at its deadline, or moves it there.
 func (l *liveness) heapPushLocked(e *entry) {
+	e.heapKey = e.deadline
 	if e.heapIndex >= 0 {
 		heap.Fix(&l.heap, e.heapIndex)
 		return
@@ -120,12 +125,12 @@ func (l *liveness) heapRemoveLocked(e *entry) {
 	}
 }
 
-// deadlineHeap orders entries by deadline: the sweeper pops only those
-// whose deadline passed, so its work follows events, not fleet size.
+// deadlineHeap orders entries by deadline (heapKey): the sweeper pops only
+// those whose deadline passed, so its work follows events, not fleet size.
 type deadlineHeap []*entry
 
 func (h deadlineHeap) Len() int           { return len(h) }
-func (h deadlineHeap) Less(i, j int) bool { return h[i].deadline.Before(h[j].deadline) }
+func (h deadlineHeap) Less(i, j int) bool { return h[i].heapKey.Before(h[j].heapKey) }
 func (h deadlineHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].heapIndex = i
@@ -199,8 +204,9 @@ type due struct {
 
 // expired pops the agents whose deadline passed by now, when this replica
 // leads and its grace is over (el is nil otherwise). It pops only expired
-// deadlines off the heap, so its cost follows the number of silent agents,
-// not the fleet's size.
+// deadlines off the heap and queues again the agents heard since they were
+// queued, so its cost follows the number of silent agents and reports
+// (one move per agent per SilentIntervals), not the fleet's size.
 func (l *liveness) expired(now time.Time) (el *concurrency.Election, expired []due) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -210,7 +216,12 @@ func (l *liveness) expired(now time.Time) (el *concurrency.Election, expired []d
 	}
 	var unsure []*entry
 	covered := l.covered(now)
-	for len(l.heap) > 0 && !l.heap[0].deadline.After(now) {
+	for len(l.heap) > 0 && !l.heap[0].heapKey.After(now) {
+		if e := l.heap[0]; e.deadline.After(now) {
+			// Heard since it was queued (heardLocked).
+			l.heapPushLocked(e)
+			continue
+		}
 		e := heap.Pop(&l.heap).(*entry)
 		allowed := l.silentAfterLocked(e)
 		// The agent's later reports may have landed on a replica that

@@ -111,15 +111,30 @@ func decode[T any](b []byte) (T, error) {
 	return v, nil
 }
 
-// hashSecret is the stored form of a token or credential.
-func hashSecret(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
+// secretHash is the stored form of a token or credential, the hex SHA-256
+// of its bytes, as an array. Every agent call hashes its credential and
+// compares it with the bound one: as an array, hashed in stack buffers (a
+// credential is well under 256 bytes; append moves a longer one to the
+// heap), that allocates nothing.
+type secretHash [2 * sha256.Size]byte
+
+func hashOf(s string) secretHash {
+	var in [256]byte
+	sum := sha256.Sum256(append(in[:0], s...))
+	var h secretHash
+	hex.Encode(h[:], sum[:])
+	return h
 }
 
-// sameHash compares two stored hashes in constant time.
-func sameHash(a, b string) bool {
-	return len(a) == len(b) && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+// hashSecret is the stored form of a token or credential as a string.
+func hashSecret(s string) string {
+	h := hashOf(s)
+	return string(h[:])
+}
+
+// matches compares h with a stored hash in constant time.
+func (h *secretHash) matches(stored string) bool {
+	return len(stored) == len(h) && subtle.ConstantTimeCompare([]byte(stored), h[:]) == 1
 }
 
 func randomPart() (string, error) {

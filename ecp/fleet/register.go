@@ -270,7 +270,7 @@ func (f *Fleet) handleRegister(w http.ResponseWriter, r *http.Request) error {
 	e := f.entries[id]
 	out := agentproto.RegisterResponse{ClusterID: id, Project: e.spec.Project, Credential: cred.Reveal(),
 		ReportIntervalSeconds: f.intervalSeconds(), FirstReportDelayMillis: f.spread.firstReport(f.now(), id, f.opts.ReportInterval).Milliseconds(),
-		Desired: desiredLocked(e, hashSecret(cred.Reveal()))}
+		Desired: desiredLocked(e, hashOf(cred.Reveal()))}
 	f.mu.Unlock()
 	f.metrics.registrations.WithLabelValues("ok").Inc()
 	if prev != StateRegistering {

@@ -89,15 +89,11 @@ func (f *Fleet) handleReport(w http.ResponseWriter, r *http.Request) error {
 	}
 	h := w.Header()
 	h.Set(agentproto.HeaderReportHeld, agentproto.ReportHeld)
-	h.Set(agentproto.HeaderServerTiming, "record;dur="+strconv.FormatFloat(time.Since(start).Seconds()*1000, 'f', 3, 64))
-	reply := func(d agentproto.DesiredState) any {
-		return agentproto.ReportResponse{ReportIntervalSeconds: out.ReportIntervalSeconds, Desired: d}
-	}
-	return f.holdDesired(w, r, p, q, start, reply, func() any {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return reply(desiredLocked(f.entryLocked(p.clusterID), p.credHash))
-	})
+	var timing [32]byte
+	h.Set(agentproto.HeaderServerTiming, string(strconv.AppendFloat(append(timing[:0], "record;dur="...),
+		time.Since(start).Seconds()*1000, 'f', 3, 64)))
+	return f.holdDesired(w, r, &heldPoll{f: f, p: p, q: q, start: start, route: agentproto.PathReport,
+		report: true, interval: out.ReportIntervalSeconds})
 }
 
 // recordReport records a report in memory and writes the cluster's status
@@ -112,11 +108,14 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 	if err != nil {
 		return p, out, err
 	}
-	var req agentproto.ReportRequest
-	if err := decodeReport(r, &req); err != nil {
+	req := newReportRequest()
+	// Nothing keeps req past this call (ReportObserver copies what it
+	// keeps): the next report reuses it.
+	defer reuseReportRequest(req)
+	if err := decodeReport(r, req); err != nil {
 		return p, out, err
 	}
-	if err := validateReport(&req); err != nil {
+	if err := validateReport(req); err != nil {
 		return p, out, err
 	}
 	// Before anything is recorded: a cluster another entry holds makes this
@@ -146,7 +145,7 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 	e.live = l
 	f.heardLocalLocked(e)
 	f.heardLocked(e, now)
-	_, changed := nextStatus(e.status, &req, held, f.opts.ReportInterval, now)
+	_, changed := nextStatus(e.status, req, held, f.opts.ReportInterval, now)
 	f.mu.Unlock()
 
 	if changed {
@@ -155,7 +154,7 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 				if e.bindRev != p.bindRev || !e.hasAgent {
 					return statusRecord{}, errNotBound
 				}
-				next, changed := nextStatus(e.status, &req, held, f.opts.ReportInterval, now)
+				next, changed := nextStatus(e.status, req, held, f.opts.ReportInterval, now)
 				if !changed {
 					return statusRecord{}, errNoChange
 				}
@@ -173,19 +172,19 @@ func (f *Fleet) recordReport(r *http.Request) (principal, agentproto.ReportRespo
 	observe := f.observe
 	f.mu.Unlock()
 	if observe != nil {
-		observe(p.clusterID, &req)
+		observe(p.clusterID, req)
 	}
 	return p, out, nil
 }
 
 // nextStatus derives the status a report implies from the current one and
 // says whether it differs in anything worth a write. held is the outcome of
-// the identity check (nil: the report said nothing about identity, so the
-// hold stays as it was). interval is ecp's report interval, which the
-// alert rules' windows are built for.
-func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held *heldBy, interval time.Duration, now time.Time) (statusRecord, bool) {
+// the identity check (not Checked: the report said nothing about identity,
+// so the hold stays as it was). interval is ecp's report interval, which
+// the alert rules' windows are built for.
+func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held heldBy, interval time.Duration, now time.Time) (statusRecord, bool) {
 	next := cur
-	if held != nil {
+	if held.Checked {
 		next.HeldBy = held.ClusterID
 	}
 	next.AgentIntervalSeconds = req.IntervalSeconds
@@ -212,7 +211,7 @@ func nextStatus(cur statusRecord, req *agentproto.ReportRequest, held *heldBy, i
 		code, msg = agentproto.ProblemEMQXUnreachable, "the agent could not reach the EMQX API"
 	case next.HeldBy != "":
 		code, msg = ReasonClusterManagedElsewhere, "the EMQX cluster is managed by another entry; this entry's agent does not enforce on it"
-		if held != nil && held.Message != "" {
+		if held.Message != "" {
 			msg = held.Message
 		}
 	case req.IntervalPinned && time.Duration(req.IntervalSeconds)*time.Second > interval:

@@ -51,6 +51,11 @@ type entry struct {
 	heardLocal bool
 	// heapIndex is the entry's place in Fleet.heap, -1 when not in it.
 	heapIndex int
+	// heapKey is the deadline the heap orders the entry by: its deadline
+	// when queued, or moved earlier. A deadline moved later (the agent
+	// heard again) leaves it; the sweeper queues the entry again when
+	// heapKey comes (liveness.expired).
+	heapKey time.Time
 
 	// changed is done (and replaced) whenever a stored part changes;
 	// desired-state long-polls of this cluster wait on it. A context
@@ -110,8 +115,11 @@ type memory struct {
 	// idHolders maps each identity key to the cluster it names, so that a
 	// key moving away tells that cluster to check again (identity.go).
 	idHolders map[string]idHolder
-	// applied is closed and replaced after every batch of watch events;
-	// tests wait on it instead of sleeping.
+	// applied, once a test asked for it (appliedLocked), is closed and
+	// cleared when memory next moves: a batch of watch events, the
+	// sweeper's lead taken, a poll that must wait. Tests wait on it
+	// instead of sleeping; while none does, it is nil and costs nothing
+	// (it was a channel made per held report).
 	applied chan struct{}
 	logger  *slog.Logger
 	now     func() time.Time
@@ -126,7 +134,7 @@ type memory struct {
 
 func newMemory(logger *slog.Logger, now func() time.Time) *memory {
 	return &memory{entries: map[string]*entry{}, tally: map[string]*stateTally{},
-		idHolders: map[string]idHolder{}, applied: make(chan struct{}), logger: logger, now: now}
+		idHolders: map[string]idHolder{}, logger: logger, now: now}
 }
 
 func (m *memory) entryLocked(id string) *entry {
@@ -141,8 +149,18 @@ func (m *memory) entryLocked(id string) *entry {
 
 // announceLocked wakes whoever waits for memory to move (tests).
 func (m *memory) announceLocked() {
-	close(m.applied)
-	m.applied = make(chan struct{})
+	if m.applied != nil {
+		close(m.applied)
+		m.applied = nil
+	}
+}
+
+// appliedLocked is a channel closed when memory next moves (tests).
+func (m *memory) appliedLocked() <-chan struct{} {
+	if m.applied == nil {
+		m.applied = make(chan struct{})
+	}
+	return m.applied
 }
 
 func (e *entry) notify() {
@@ -152,8 +170,8 @@ func (e *entry) notify() {
 
 // bound reports whether the credential with hash credHash is the one bound
 // to e now.
-func (e *entry) bound(credHash string) bool {
-	return e.hasAgent && sameHash(e.agent.CredentialHash, credHash)
+func (e *entry) bound(credHash secretHash) bool {
+	return e.hasAgent && credHash.matches(e.agent.CredentialHash)
 }
 
 // kv is the part of an etcd key-value fleet applies; deleted marks a
@@ -310,7 +328,7 @@ func (m *memory) statusLocked(e *entry, now time.Time) Status {
 // desiredLocked is the desired state for the agent holding credHash. Its
 // revision is the newest etcd revision of what it derives from (the spec
 // and the binding), so a deletion or a revocation also moves it forward.
-func desiredLocked(e *entry, credHash string) agentproto.DesiredState {
+func desiredLocked(e *entry, credHash secretHash) agentproto.DesiredState {
 	d := agentproto.DesiredState{Revision: max(e.specRev, e.agentRev, e.holdRev)}
 	if !e.hasSpec || !e.bound(credHash) {
 		d.Unregister = true

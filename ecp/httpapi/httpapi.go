@@ -39,6 +39,7 @@ type Option func(*route)
 
 type route struct {
 	bodyLimit int64
+	template  string
 }
 
 // BodyLimit sets the most bytes a route's request body may hold, in place
@@ -46,6 +47,15 @@ type route struct {
 // login), larger for agent routes that carry batches.
 func BodyLimit(n int64) Option {
 	return func(r *route) { r.bodyLimit = n }
+}
+
+// Route names the route's template for its latency and its error logs,
+// instead of the template gorilla/mux matched: for a handler that is also
+// served without mux's matching (fleet.Shortcut), so that its requests are
+// counted and logged the same either way. The template must be the one the
+// route is mounted with.
+func Route(template string) Option {
+	return func(r *route) { r.template = template }
 }
 
 // Error is an error with an HTTP status, a stable code and, for invalid
@@ -188,8 +198,12 @@ func (a *Adapter) Handle(h HandlerFunc, opts ...Option) http.Handler {
 			r.Body = http.MaxBytesReader(w, r.Body, rt.bodyLimit)
 			err = h(sw, r)
 		}
+		template := rt.template
+		if template == "" {
+			template = RouteTemplate(r)
+		}
 		if err != nil {
-			a.WriteError(sw, r, err)
+			a.writeError(sw, r, template, err)
 		}
 		if sw.hijacked {
 			// The handler took the connection over and answers later; it
@@ -199,7 +213,7 @@ func (a *Adapter) Handle(h HandlerFunc, opts ...Option) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
-		a.Observe(RouteTemplate(r), r.Method, sw.status, time.Since(start))
+		a.Observe(template, r.Method, sw.status, time.Since(start))
 	})
 }
 
@@ -246,20 +260,25 @@ const UnavailableRetryAfter = 5 * time.Second
 // anything else is logged and answered with a generic 500, so internal
 // details (etcd addresses, stack traces) never reach the caller.
 func (a *Adapter) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	a.writeError(w, r, RouteTemplate(r), err)
+}
+
+// writeError is WriteError for the route named template.
+func (a *Adapter) writeError(w http.ResponseWriter, r *http.Request, template string, err error) {
 	var apiErr *Error
 	switch {
 	case errors.As(err, &apiErr):
 	case unavailable(err):
 		// Before bodyError: context.DeadlineExceeded is a net.Error that
 		// times out too, but says nothing about the request's body.
-		a.logger.Debug("request failed: a dependency is unavailable", "method", r.Method, "route", RouteTemplate(r), "err", err)
+		a.logger.Debug("request failed: a dependency is unavailable", "method", r.Method, "route", template, "err", err)
 		apiErr = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 			Message: "ecp's store or a service it depends on did not answer in time; retry later", RetryAfter: UnavailableRetryAfter}
 	default:
 		apiErr = bodyError(err)
 	}
 	if apiErr == nil {
-		a.logger.Error("request failed", "method", r.Method, "route", RouteTemplate(r), "err", err)
+		a.logger.Error("request failed", "method", r.Method, "route", template, "err", err)
 		apiErr = &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error; the server log has the details"}
 	}
 	if apiErr.RetryAfter > 0 {

@@ -199,6 +199,35 @@ func TestUnknownMethodsShareOneLatencySeries(t *testing.T) {
 		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(fmt.Sprintf("M%d", i), "/x", nil))
 	}
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodDelete, "/x", nil))
+	got := requestsBy(t, reg, "method")
+	if len(got) != 2 || got["other"] != 50 || got[http.MethodDelete] != 1 {
+		t.Fatalf("series by method: %d of them, other=%d DELETE=%d; want other=50 and DELETE=1 only", len(got), got["other"], got[http.MethodDelete])
+	}
+}
+
+// TestRouteNamesTheTemplate: a handler given its template (Route) counts
+// and logs its requests under it without gorilla/mux having matched them;
+// one without is "other" then.
+func TestRouteNamesTheTemplate(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	var logs strings.Builder
+	a := httpapi.NewAdapter(slog.New(slog.NewTextHandler(&logs, nil)), reg)
+	fail := func(http.ResponseWriter, *http.Request) error { return errors.New("boom") }
+	a.Handle(fail, httpapi.Route("/api/v1/x/{id}")).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/v1/x/1", nil))
+	a.Handle(fail).ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodPost, "/api/v1/x/2", nil))
+	got := requestsBy(t, reg, "route")
+	if len(got) != 2 || got["/api/v1/x/{id}"] != 1 || got["other"] != 1 {
+		t.Fatalf("requests by route: %v, want one under /api/v1/x/{id} and one under other", got)
+	}
+	if !strings.Contains(logs.String(), "route=/api/v1/x/{id}") || !strings.Contains(logs.String(), "route=other") {
+		t.Fatalf("error log does not name the routes:\n%s", logs.String())
+	}
+}
+
+// requestsBy is how many requests the latency histogram on reg counted, by
+// the value of label (one series per value in these tests).
+func requestsBy(t *testing.T, reg *prometheus.Registry, label string) map[string]uint64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -207,13 +236,11 @@ func TestUnknownMethodsShareOneLatencySeries(t *testing.T) {
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "method" {
+				if l.GetName() == label {
 					got[l.GetValue()] = m.GetHistogram().GetSampleCount()
 				}
 			}
 		}
 	}
-	if len(got) != 2 || got["other"] != 50 || got[http.MethodDelete] != 1 {
-		t.Fatalf("series by method: %d of them, other=%d DELETE=%d; want other=50 and DELETE=1 only", len(got), got["other"], got[http.MethodDelete])
-	}
+	return got
 }
