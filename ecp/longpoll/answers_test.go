@@ -32,9 +32,10 @@ var (
 // It measured 232-340 us per answer (1,000 agents, 2 s holds, 400
 // answers/s, a loaded two-core host). Moving long holds' deadlines to
 // 20 ms slots, so that one wake-up of the runtime answers a slot's polls,
-// gave 175-229 us here, but not on ecp under bench/fleet: the bursts of
-// answers made their write syscalls dearer by about what the scheduler
-// saved (session 7), so deadlines stay as asked.
+// gave 175-229 us here, but not on ecp under bench/fleet in session 7,
+// with a goroutine and a timer per poll. With one goroutine holding every
+// poll (holder.go) answering polls up to 30 ms early with the one falling
+// due did pay on ecp (session 8; holder.go has the figures).
 func BenchmarkHeldPollAnswers(b *testing.B) {
 	for b.Loop() {
 		perAnswer, answers := heldPollAnswers(b, *answersAgents, *answersHold, *answersWindow)

@@ -88,3 +88,30 @@ func TestEarlierPollWakesTheHolder(t *testing.T) {
 	default:
 	}
 }
+
+// TestShortHoldAnsweredNearlyAsAsked: a poll may be answered early with
+// one that falls due, but by no more than a hundredth of its hold: one of
+// 200 ms is not answered with one of 190 ms beside it, nor before 198 ms.
+func TestShortHoldAnsweredNearlyAsAsked(t *testing.T) {
+	s := newServer(t, false)
+	for range 3 {
+		start := time.Now()
+		var got [2]<-chan result
+		for i, wait := range []string{"190ms", "200ms"} {
+			hc := client(false)
+			defer hc.CloseIdleConnections()
+			got[i] = goGet(t.Context(), hc, s.URL+"/poll?wait="+wait)
+		}
+		for i, want := range []time.Duration{188 * time.Millisecond, 198 * time.Millisecond} {
+			r := <-got[i]
+			if r.err != nil || r.resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("poll: %+v, want 204", r)
+			}
+			if took := time.Since(start); took < want {
+				t.Fatalf("a poll held for %s was answered after %s", want, took)
+			}
+		}
+		<-s.answered
+		<-s.answered
+	}
+}

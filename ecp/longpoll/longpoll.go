@@ -203,6 +203,9 @@ type held struct {
 	// the holder's, under its lock.
 	index int
 	woken bool
+	// answerFrom is the earliest the holder answers the poll at its
+	// deadline (holder.go, maxEarly).
+	answerFrom time.Time
 	// unwatch ends the watches on changed and p.Stop.
 	unwatch []func() bool
 }
