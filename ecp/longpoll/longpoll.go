@@ -35,16 +35,18 @@
 // goroutines: the connection's serve loop and frame reader and the parked
 // handler; docs/scaling.md has the whole breakdown.)
 //
+// (The taken-over rows are from after the holder, holder.go, which took a
+// goroutine per poll away: 6.4 KB and 7.6 KB before it; the other rows are
+// as measured before.)
+//
 // So one HTTP/1.1 connection whose poll is taken over, with the agent's
 // other calls sent on it between polls, costs a tenth of an HTTP/2 agent's
-// connection and the same one descriptor. (The taken-over rows are from
-// after the holder, holder.go, which took a goroutine per poll away: 6.4 KB
-// and 7.6 KB before it; the other rows are as measured before.) That is how agent-exporter talks to ecp by
-// default: it asks each poll to be held (?timeout=) only until just before
-// its next report, and sends its report, remote write and log batches on
-// the connection before polling again; with --ecp.http2 it holds one
-// HTTP/2 connection instead, and agents before either, or behind a proxy,
-// hold two HTTP/1.1 connections.
+// connection and the same one descriptor. That is how agent-exporter talks
+// to ecp by default: it asks each poll to be held (?timeout=) only until
+// just before its next report, and sends its report, remote write and log
+// batches on the connection before polling again; with --ecp.http2 it
+// holds one HTTP/2 connection instead, and agents before either, or behind
+// a proxy, hold two HTTP/1.1 connections.
 //
 // # Crowding
 //
@@ -103,9 +105,10 @@ type Poll struct {
 	Final func() any
 	// Check returns the reply (encoded as JSON with status 200) once there
 	// is one; until then nil and a context done when it is worth asking
-	// again (nil: never). A context, not a channel, because a taken-over poll waits for
-	// it with context.AfterFunc, which needs no goroutine (holder.go). It
-	// is called from the handler or the holder, never from two at once.
+	// again (nil: never). A context, not a channel, because a taken-over
+	// poll waits for it with context.AfterFunc, which needs no goroutine
+	// (holder.go). It is called from the handler or the holder, never from
+	// two at once.
 	Check func() (reply any, changed context.Context)
 	// Answered is called once, when the poll is answered and before the
 	// client can read the answer, with the status (0 when the client left
