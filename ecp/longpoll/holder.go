@@ -9,16 +9,20 @@ import (
 
 // holder keeps the polls Hold took over until they are answered, all from
 // one goroutine. A poll waiting here keeps no goroutine and no timer of its
-// own: only its place in a deadline heap and the two callbacks that
-// context.AfterFunc registers on its Check's context and its Stop. (A
-// goroutine and a timer per poll were some 3 KiB of stack per agent, and
-// a wake-up of the scheduler per answer.) The goroutine runs while polls
-// are held and ends when none is, so an idle server, or a test, keeps
-// none.
+// own: only its place in a deadline heap and the callback that
+// context.AfterFunc registers on its Check's context. (A goroutine and a
+// timer per poll were some 3 KiB of stack per agent, and a wake-up of the
+// scheduler per answer.) The goroutine runs while polls are held and ends
+// when none is, so an idle server, or a test, keeps none.
 type holder struct {
 	mu      sync.Mutex
 	waiting deadlines // by deadline, earliest first
 	woken   []*held   // woken by their Check's context or their Stop
+	// stops watches each Stop of the polls in waiting once, for all of
+	// them: every poll of a server shares its Stop, and a callback per
+	// poll on it was an entry per agent in its children and some 200
+	// bytes more per held poll.
+	stops   map[context.Context]*stopWatch
 	running bool
 	// sleepUntil is the deadline the goroutine sleeps until; zero while
 	// it is busy (it looks at the heap again before it sleeps).
@@ -27,7 +31,14 @@ type holder struct {
 }
 
 // heldPolls is the process's holder: the taken-over polls of every server.
-var heldPolls = &holder{wake: make(chan struct{}, 1)}
+var heldPolls = &holder{wake: make(chan struct{}, 1), stops: map[context.Context]*stopWatch{}}
+
+// stopWatch is the watch on one Stop context: how many polls in the heap
+// share it, and how to end the watch when none does.
+type stopWatch struct {
+	polls   int
+	unwatch func() bool
+}
 
 // A poll may be answered a little before its deadline, together with one
 // that falls due: a hundredth of its hold, at most maxEarly. At 10,000
@@ -67,13 +78,34 @@ func (a *holder) add(h *held) {
 // run on goroutines of their own and take a.mu, so they find h in place.
 func (a *holder) waitLocked(h *held) {
 	heap.Push(&a.waiting, h)
-	wake := func() { a.wakeUp(h) }
-	h.unwatch = h.unwatch[:0]
-	for _, ctx := range [...]context.Context{h.changed, h.p.Stop} {
-		if ctx != nil {
-			h.unwatch = append(h.unwatch, context.AfterFunc(ctx, wake))
+	h.unwatch = nil
+	if h.changed != nil {
+		h.unwatch = context.AfterFunc(h.changed, func() { a.wakeUp(h) })
+	}
+	stop := h.p.Stop
+	if stop == nil {
+		return
+	}
+	w := a.stops[stop]
+	if w == nil {
+		w = &stopWatch{}
+		w.unwatch = context.AfterFunc(stop, func() { a.stopped(stop) })
+		a.stops[stop] = w
+	}
+	w.polls++
+}
+
+// takeLocked removes the poll at index i of the heap, and ends the watch
+// on its Stop when no other poll in the heap shares it.
+func (a *holder) takeLocked(i int) *held {
+	h := heap.Remove(&a.waiting, i).(*held)
+	if w := a.stops[h.p.Stop]; w != nil {
+		if w.polls--; w.polls == 0 {
+			w.unwatch()
+			delete(a.stops, h.p.Stop)
 		}
 	}
+	return h
 }
 
 // wakeUp moves h from the heap to the woken, unless the goroutine took it
@@ -84,10 +116,32 @@ func (a *holder) wakeUp(h *held) {
 	if h.index < 0 {
 		return
 	}
-	heap.Remove(&a.waiting, h.index)
+	a.wakeLocked(h)
+	a.signal()
+}
+
+func (a *holder) wakeLocked(h *held) {
+	a.takeLocked(h.index)
 	h.woken = true
 	a.woken = append(a.woken, h)
-	a.signal()
+}
+
+// stopped wakes every poll in the heap whose Stop is stop, now done.
+func (a *holder) stopped(stop context.Context) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var stopping []*held
+	for _, h := range a.waiting {
+		if h.p.Stop == stop {
+			stopping = append(stopping, h)
+		}
+	}
+	for _, h := range stopping {
+		a.wakeLocked(h)
+	}
+	if len(stopping) > 0 {
+		a.signal()
+	}
 }
 
 func (a *holder) signal() {
@@ -112,7 +166,7 @@ func (a *holder) run() {
 		// hold, fewer milliseconds early).
 		now := time.Now()
 		for len(a.waiting) > 0 && !a.waiting[0].answerFrom.After(now) {
-			due = append(due, heap.Pop(&a.waiting).(*held))
+			due = append(due, a.takeLocked(0))
 		}
 		if len(due) == 0 && len(a.waiting) == 0 {
 			a.running = false
@@ -143,8 +197,8 @@ func (a *holder) run() {
 
 // settle answers h, or holds it again when it was woken for nothing.
 func (a *holder) settle(h *held) {
-	for _, stop := range h.unwatch {
-		stop()
+	if h.unwatch != nil {
+		h.unwatch()
 	}
 	woken := h.woken
 	h.woken = false

@@ -115,3 +115,47 @@ func TestShortHoldAnsweredNearlyAsAsked(t *testing.T) {
 		<-s.answered
 	}
 }
+
+// TestStopAnswersOnlyItsPolls: the holder watches each Stop once for all
+// the polls that share it; a server that stops answers its own polls at
+// once and leaves another server's held.
+func TestStopAnswersOnlyItsPolls(t *testing.T) {
+	a, b := newServer(t, false), newServer(t, false)
+	t.Cleanup(b.stopPolls)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	polls := map[*server][]<-chan result{}
+	for _, s := range []*server{a, b} {
+		for range 2 {
+			hc := client(false)
+			defer hc.CloseIdleConnections()
+			polls[s] = append(polls[s], goGet(ctx, hc, s.URL+"/poll?wait=1h"))
+			<-s.src.asked
+		}
+	}
+	a.stopPolls()
+	for _, got := range polls[a] {
+		select {
+		case r := <-got:
+			if r.err != nil || r.resp.StatusCode != http.StatusNoContent {
+				t.Fatalf("poll of a stopped server: %+v, want 204", r)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a poll of a stopped server was not answered")
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	for _, got := range polls[b] {
+		select {
+		case r := <-got:
+			t.Fatalf("a poll of the server still running was answered when another stopped: %+v", r)
+		default:
+		}
+	}
+	b.stopPolls()
+	for _, got := range polls[b] {
+		if r := <-got; r.err != nil || r.resp.StatusCode != http.StatusNoContent {
+			t.Fatalf("poll of the second server stopped: %+v, want 204", r)
+		}
+	}
+}

@@ -196,10 +196,13 @@ func done(ctx context.Context) <-chan struct{} {
 // held is a poll whose connection Hold took over: all it keeps of the
 // request while the holder keeps it (holder.go).
 type held struct {
-	p       Poll
-	conn    net.Conn
-	srv     *http.Server
-	header  http.Header
+	p    Poll
+	conn net.Conn
+	srv  *http.Server
+	// head is the header set before the poll was taken over (by
+	// middleware and the handler), rendered as the answer's header lines:
+	// kept as a map it was some 450 bytes per held poll.
+	head    []byte
 	changed context.Context
 	// index is the poll's place in the holder's deadline heap, -1 when
 	// it is not there; woken says a context it watched was done. Both are
@@ -209,8 +212,8 @@ type held struct {
 	// answerFrom is the earliest the holder answers the poll at its
 	// deadline (holder.go, maxEarly).
 	answerFrom time.Time
-	// unwatch ends the watches on changed and p.Stop.
-	unwatch []func() bool
+	// unwatch ends the watch on changed (the holder watches p.Stop).
+	unwatch func() bool
 }
 
 // takeOver hijacks the connection of a poll that must wait, when that can
@@ -226,7 +229,7 @@ func takeOver(w http.ResponseWriter, r *http.Request, p Poll, changed context.Co
 	}
 	// Headers middleware set before the handler (the web configuration's
 	// http_server_config.headers) belong on the answer too.
-	header := w.Header().Clone()
+	head := renderHead(w.Header())
 	conn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		return nil, false
@@ -239,7 +242,18 @@ func takeOver(w http.ResponseWriter, r *http.Request, p Poll, changed context.Co
 		// The client sent more than this request; keep what was read.
 		conn = &readAheadConn{Conn: conn, r: io.MultiReader(bytes.NewReader(peekAll(rw.Reader)), conn)}
 	}
-	return &held{p: p, conn: conn, srv: srv, header: header, changed: changed, index: -1}, true
+	return &held{p: p, conn: conn, srv: srv, head: head, changed: changed, index: -1}, true
+}
+
+// answerFields are the header fields an answer sets itself.
+var answerFields = map[string]bool{"Content-Length": true, "Content-Type": true, "Date": true}
+
+// renderHead renders h as header lines, but for answerFields.
+func renderHead(h http.Header) []byte {
+	b := getBuffer()
+	defer putBuffer(b)
+	_ = h.WriteSubset(b, answerFields)
+	return bytes.Clone(b.Bytes())
 }
 
 // bodyRead says whether r's body was read to its end, so that what the
@@ -262,8 +276,8 @@ func peekAll(br *bufio.Reader) []byte {
 // false when it must wait on: its Check found nothing yet, and h.changed
 // is the new context to wait for.
 func (h *held) respond(timedOut bool) bool {
-	resp := &response{header: h.header, status: http.StatusNoContent, body: getBuffer()}
-	defer putBuffer(resp.body)
+	resp := getResponse()
+	defer putResponse(resp)
 	stopped := h.p.Stop != nil && h.p.Stop.Err() != nil
 	if !timedOut && !stopped {
 		reply, changed := h.p.Check()
@@ -282,9 +296,13 @@ func (h *held) respond(timedOut bool) bool {
 	return true
 }
 
-// answerBuffers holds the buffers answers are written from: one per
-// answer would be garbage at every agent's every interval.
-var answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+// answerBuffers holds the buffers answers are written from, and responses
+// the replies they render: one per answer would be garbage at every
+// agent's every interval.
+var (
+	answerBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	responses     = sync.Pool{New: func() any { return &response{header: http.Header{}, body: new(bytes.Buffer)} }}
+)
 
 // answerBufferMax is the largest buffer kept for the next answer; a
 // desired state is well under it.
@@ -296,6 +314,21 @@ func putBuffer(b *bytes.Buffer) {
 	if b.Cap() <= answerBufferMax {
 		b.Reset()
 		answerBuffers.Put(b)
+	}
+}
+
+// getResponse returns an empty 204 to render a reply into.
+func getResponse() *response {
+	r := responses.Get().(*response)
+	r.status = http.StatusNoContent
+	return r
+}
+
+func putResponse(r *response) {
+	if r.body.Cap() <= answerBufferMax {
+		clear(r.header)
+		r.body.Reset()
+		responses.Put(r)
 	}
 }
 
@@ -312,7 +345,7 @@ func (h *held) answer(resp *response) {
 	b.WriteByte(' ')
 	b.WriteString(http.StatusText(resp.status))
 	b.WriteString("\r\n")
-	resp.header.Del("Content-Length")
+	b.Write(h.head)
 	resp.header.Set("Date", httpDate(time.Now()))
 	if resp.status == http.StatusNoContent {
 		resp.header.Del("Content-Type")
