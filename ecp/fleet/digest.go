@@ -204,23 +204,38 @@ func decodeDigest(b []byte) (digest, error) {
 	return d, nil
 }
 
-// digestLocked takes in a digest key: another replica's, still stored.
+// decodeDigests decodes the other replicas' digests among kvs, before
+// memory's lock is taken to apply them: decoding a chunk of 4,000 clusters
+// under the lock held every report of the replica for tens of
+// milliseconds (a 41 ms report p99 at 30,000 agents over 3 replicas).
+func (g *gossip) decodeDigests(kvs []kv) {
+	for i := range kvs {
+		k := &kvs[i]
+		if k.deleted || !strings.HasPrefix(k.key, digestsPrefix) || strings.HasPrefix(k.key, digestsPrefix+g.replicaID+"/") {
+			continue
+		}
+		d, err := decodeDigest(k.value)
+		if err != nil {
+			g.logger.Warn("ignoring undecodable digest", "key", k.key, "err", err)
+			continue
+		}
+		k.digest = &d
+	}
+}
+
+// digestLocked takes in a digest key: another replica's, still stored and
+// decoded (decodeDigests).
 func (g *gossip) digestLocked(k kv) {
-	if k.deleted || strings.HasPrefix(k.key, digestsPrefix+g.replicaID+"/") {
+	if k.deleted || k.digest == nil {
 		return
 	}
-	g.applyDigestLocked(k.key, k.value, g.now())
+	g.applyDigestLocked(k.key, k.digest, g.now())
 }
 
 // applyDigestLocked takes in another replica's digest: newer snapshots of
 // the current bindings replace older ones, and each counts as hearing from
 // the agent (at the report's time, never in the future).
-func (g *gossip) applyDigestLocked(key string, value []byte, now time.Time) {
-	d, err := decodeDigest(value)
-	if err != nil {
-		g.logger.Warn("ignoring undecodable digest", "key", key, "err", err)
-		return
-	}
+func (g *gossip) applyDigestLocked(key string, d *digest, now time.Time) {
 	if replica, _, ok := strings.Cut(strings.TrimPrefix(key, digestsPrefix), "/"); ok {
 		// A digest of an older ecp carries no time; its arrival is the
 		// best guess.

@@ -182,6 +182,9 @@ type kv struct {
 	modRev    int64
 	createRev int64
 	deleted   bool
+	// digest is another replica's digest, decoded before memory's lock
+	// is taken (Fleet.decodeDigests); nil for any other key.
+	digest *digest
 }
 
 // applyLocked brings memory up to kv, ignoring anything older than what is

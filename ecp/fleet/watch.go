@@ -26,7 +26,12 @@ func (f *Fleet) load(ctx context.Context) (int64, error) { return f.records.Load
 
 // reset makes memory match both prefixes as they stood at rev, keeping
 // what only memory knows (live snapshots, long-poll channels).
-func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
+func (f *Fleet) reset(pbs []*mvccpb.KeyValue, rev int64) {
+	kvs := make([]kv, len(pbs))
+	for i, p := range pbs {
+		kvs[i] = fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision)
+	}
+	f.digests.decodeDigests(kvs)
 	seen := map[string]bool{}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -38,8 +43,7 @@ func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
 	for _, e := range f.entries {
 		e.idChecked = ""
 	}
-	for _, p := range kvs {
-		k := fromPB(p.Key, p.Value, p.ModRevision, p.CreateRevision)
+	for _, k := range kvs {
 		seen[k.key] = true
 		f.applyLocked(k)
 	}
@@ -66,11 +70,15 @@ func (f *Fleet) reset(kvs []*mvccpb.KeyValue, rev int64) {
 
 // applyEvents applies one batch of watch events (registry.Mirror.Follow).
 func (f *Fleet) applyEvents(events []*clientv3.Event) {
+	kvs := make([]kv, len(events))
+	for i, ev := range events {
+		kvs[i] = fromPB(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
+		kvs[i].deleted = ev.Type == clientv3.EventTypeDelete
+	}
+	f.digests.decodeDigests(kvs)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, ev := range events {
-		k := fromPB(ev.Kv.Key, ev.Kv.Value, ev.Kv.ModRevision, ev.Kv.CreateRevision)
-		k.deleted = ev.Type == clientv3.EventTypeDelete
+	for _, k := range kvs {
 		f.applyLocked(k)
 	}
 	f.announceLocked()
