@@ -183,7 +183,7 @@ type kv struct {
 	createRev int64
 	deleted   bool
 	// digest is another replica's digest, decoded before memory's lock
-	// is taken (Fleet.decodeDigests); nil for any other key.
+	// is taken (gossip.decodeDigests); nil for any other key.
 	digest *digest
 }
 

@@ -48,9 +48,10 @@ type stopWatch struct {
 // more work and put to sleep again per answer. Answered in batches, ecp
 // took 34.5 % of a core at 10,000 agents answering each at its deadline,
 // 29.1 % with answers up to 5 ms early, 17.6 and 23.0 % (two runs) with
-// 15 ms and 16.9 % with 30 ms (bench/fleet, session 8). The agent asks to be held until a second
-// (a tenth of a shorter interval) before its next tick, so 30 ms earlier
-// costs it nothing; a short hold stays nearly as asked.
+// 15 ms and 16.9 % with 30 ms (bench/fleet, session 8). The agent asks to
+// be held until a second (a tenth of a shorter interval) before its next
+// tick, so 30 ms earlier costs it nothing; a short hold stays nearly as
+// asked.
 const (
 	maxEarly     = 30 * time.Millisecond
 	earlyPerHold = 100 // a hundredth
@@ -120,6 +121,8 @@ func (a *holder) wakeUp(h *held) {
 	a.signal()
 }
 
+// wakeLocked moves h, in the heap, to the woken for the goroutine to
+// settle.
 func (a *holder) wakeLocked(h *held) {
 	a.takeLocked(h.index)
 	h.woken = true
