@@ -371,6 +371,7 @@ type hook struct {
 	seen  map[string]string // alert → its status in its group's last notification
 	last  map[string]string // group key → its last notification's alerts
 	dups  []string
+	at    time.Time // when the last notification arrived
 }
 
 func newHook(t *testing.T) *hook {
@@ -389,6 +390,7 @@ func newHook(t *testing.T) *hook {
 		}
 		h.mu.Lock()
 		defer h.mu.Unlock()
+		h.at = time.Now()
 		sig := make([]string, 0, len(m.Alerts))
 		for _, a := range m.Alerts {
 			alert := a.Labels["alertname"] + " " + a.Labels["cluster"] + " " + a.Labels["id"]
@@ -414,6 +416,13 @@ func (h *hook) n(key string) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.first[key]
+}
+
+// quietFor is how long ago the last notification arrived.
+func (h *hook) quietFor() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return time.Since(h.at)
 }
 
 // duplicates lists the notifications that repeated their group's previous one.
