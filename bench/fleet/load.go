@@ -159,8 +159,12 @@ func newAgent(cfg config, i int, cluster, token string, bases []string) *agent {
 		failing: failing > 0 && i%max(1, cfg.agents/failing) == 0 && i/max(1, cfg.agents/failing) < failing}
 }
 
-// startGen registers agents and starts driving them; it returns once
-// every agent registered.
+// startGen registers agents and drives each from the moment it is
+// registered, as agent-exporter reports right after `register`: a fleet
+// that registered all at once and only then started reporting would have
+// its first agents silent for as long as the last ones took (77 s for
+// 30,000), marked abnormal and written back to running inside the window.
+// It returns once every agent registered.
 func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 	g := &gen{cfg: cfg, agents: agents, byIndex: map[int]*agent{}, res: &results{}}
 	for _, a := range agents {
@@ -168,14 +172,8 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 	}
 	g.hc = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		MaxIdleConns: cfg.workers, MaxIdleConnsPerHost: cfg.workers, MaxConnsPerHost: cfg.workers}}
-	if err := agentsim.Parallel(ctx, len(agents), 32, func(i int) error {
-		return register(ctx, g.hc, agents[i], &g.retries)
-	}); err != nil {
-		return nil, err
-	}
 	if cfg.conns != agentsim.ConnsHTTP1 {
-		// Registration's shared connections go; each agent holds its own.
-		g.hc.CloseIdleConnections()
+		// Each agent holds its own connections; registration shares g.hc's.
 		for _, a := range agents {
 			a.hc, a.pollHC = agentsim.AgentClients(30*time.Second, cfg.conns == agentsim.ConnsH2)
 			if cfg.conns == agentsim.ConnsOneConn {
@@ -187,30 +185,50 @@ func startGen(ctx context.Context, cfg config, agents []*agent) (*gen, error) {
 	g.cancel = cancel
 	// Every agent holds its own long-poll connection, as the real one does.
 	pollHC := &http.Client{Transport: &http.Transport{MaxIdleConns: len(agents) + 10, MaxIdleConnsPerHost: len(agents) + 10}}
-	polls := &g.polls
 	start := time.Now()
-	for _, a := range agents {
-		if a.turns != nil {
-			p := agentsim.Poller{HC: a.pollHC, Base: a.base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
-				Backoff: cfg.interval, Answered: polls}
-			g.wg.Go(func() { oneConnAgent(lctx, a, p, start, cfg, g.res, &g.pushed) })
-			continue
-		}
-		g.wg.Go(func() {
-			// Spread the polls like the reports, so their timeouts do not align.
-			if !agentsim.Sleep(lctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
-				return
-			}
-			phc := pollHC
-			if a.pollHC != nil {
-				phc = a.pollHC
-			}
-			agentsim.Poller{HC: phc, Base: a.base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
-				Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: polls}.Run(lctx)
-		})
-	}
 	g.wg.Go(func() { schedule(lctx, start, g.hc, g.agents, cfg, g.res, &g.pushed) })
+	err := agentsim.Parallel(ctx, len(agents), 32, func(i int) error {
+		a := agents[i]
+		if err := register(ctx, g.hc, a, &g.retries); err != nil {
+			return err
+		}
+		g.drive(lctx, a, start, pollHC)
+		a.registered.Store(true)
+		return nil
+	})
+	if err != nil {
+		g.close()
+		return nil, err
+	}
+	if cfg.conns != agentsim.ConnsHTTP1 {
+		// Registration's shared connections go.
+		g.hc.CloseIdleConnections()
+	}
 	return g, nil
+}
+
+// drive starts a registered agent's long-poll or, with http1-oneconn, its
+// own loop.
+func (g *gen) drive(ctx context.Context, a *agent, start time.Time, pollHC *http.Client) {
+	cfg := g.cfg
+	if a.turns != nil {
+		p := agentsim.Poller{HC: a.pollHC, Base: a.base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
+			Backoff: cfg.interval, Answered: &g.polls}
+		g.wg.Go(func() { oneConnAgent(ctx, a, p, start, cfg, g.res, &g.pushed) })
+		return
+	}
+	g.wg.Go(func() {
+		// Spread the polls like the reports, so their timeouts do not align.
+		if !agentsim.Sleep(ctx, time.Duration(float64(a.offset)*float64(cfg.pollWait)/float64(cfg.interval))) {
+			return
+		}
+		phc := pollHC
+		if a.pollHC != nil {
+			phc = a.pollHC
+		}
+		agentsim.Poller{HC: phc, Base: a.base, Cred: a.cred, Revision: a.revision, Wait: cfg.pollWait,
+			Backoff: cfg.interval, Stopped: a.silenced.Load, Answered: &g.polls}.Run(ctx)
+	})
 }
 
 func (g *gen) do(ctx context.Context, req request) (answer, error) {

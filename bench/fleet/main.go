@@ -295,6 +295,8 @@ type agent struct {
 	// patch version it reports (5.8.<patch>).
 	upgrades float64
 	patch    int
+	// registered: the agent has its credential and schedule hands it turns.
+	registered atomic.Bool
 	// silenced agents stop reporting, pushing and polling, as a dead one.
 	silenced   atomic.Bool
 	lastReport atomic.Int64 // Unix nanoseconds of the last answered report
@@ -735,7 +737,7 @@ func schedule(ctx context.Context, start time.Time, hc *http.Client, agents []*a
 					return
 				}
 			}
-			if a.silenced.Load() {
+			if !a.registered.Load() || a.silenced.Load() {
 				continue
 			}
 			res.busy.Add(1)
