@@ -27,8 +27,9 @@
 // queued push holds its samples as protobuf, about 80 bytes a sample). A
 // sender takes the oldest, adds what its shard queued behind it (waiting
 // up to BatchWait for more, up to batchBytes) and posts them as one
-// WriteRequest, compressed once: one call to the backend for many agents'
-// pushes instead of one each, the largest saving of the gateway. While it
+// WriteRequest, each push compressed into the one body (sender.encode):
+// one call to the backend for many agents' pushes instead of one each, the
+// largest saving of the gateway. While it
 // waits it sleeps, and takes what is queued when the wait ends or when the
 // queue is half full, rather than waking for each push. Their order within the shard is kept, and a call carries at most one push of
 // each cluster: Prometheus keeps one sample of a series that a request
@@ -53,6 +54,7 @@ package remotewrite
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -60,6 +62,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -554,37 +557,31 @@ func (g *Gateway) drain(ctx context.Context, first []batch, q chan batch) {
 	}
 }
 
-// sender holds a sender's buffers, reused from one call to the next.
-type sender struct{ raw, body []byte }
+// sender holds a sender's body buffer, reused from one call to the next.
+type sender struct{ body []byte }
 
 // encode returns b as one compressed WriteRequest, valid until the next
-// call.
+// call, without ever holding the call uncompressed (the pushes joined
+// before compressing took 33 MB in the 4 senders at 10,000 agents with
+// 200 series each). A snappy block is its decoded length followed by
+// elements, each a literal or a copy of bytes decoded before it, which
+// never reaches back past the start of what its encoder was given. So
+// each push is compressed on its own, in place at the end of the body,
+// and its elements follow the call's one length.
 func (s *sender) encode(b []batch) []byte {
-	raw := b[0].raw
-	if len(b) > 1 {
-		// Grown once for the call, with room for the next calls, whose
-		// size varies with the pushes queued: not step by step.
-		size := 0
-		for _, p := range b {
-			size += len(p.raw)
-		}
-		if cap(s.raw) < size {
-			s.raw = make([]byte, 0, size+size/4)
-		}
-		s.raw = s.raw[:0]
-		for _, p := range b {
-			s.raw = append(s.raw, p.raw...)
-		}
-		raw = s.raw
+	size := 0
+	for _, p := range b {
+		size += len(p.raw)
 	}
-	if n := s2.MaxEncodedLen(len(raw)); cap(s.body) < n {
-		s.body = make([]byte, n+n/4)
+	s.body = binary.AppendUvarint(s.body[:0], uint64(size))
+	for _, p := range b {
+		at := len(s.body)
+		s.body = slices.Grow(s.body, s2.MaxEncodedLen(len(p.raw)))
+		block := encode(s.body[at:at], p.raw)
+		_, n := binary.Uvarint(block)
+		s.body = append(s.body[:at], block[n:]...)
 	}
-	s.body = encode(s.body, raw)
 	// Keep what a usual call needs, not what the largest one took.
-	if cap(s.raw) > 2*batchBytes {
-		s.raw = nil
-	}
 	if cap(s.body) > 2*batchBytes {
 		defer func() { s.body = nil }()
 	}
