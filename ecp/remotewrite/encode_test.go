@@ -11,11 +11,11 @@ import (
 )
 
 // TestSenderEncodesACallPushByPush: a call's pushes, compressed one by one
-// into one snappy block, decode with the reference decoder (the one
-// Prometheus' receiver uses) to the pushes joined in order, and the sender
-// keeps about the compressed call, not a copy of the pushes uncompressed
-// beside a buffer as large for the compressed form (two of 4 MiB in each
-// of 4 senders before).
+// into one snappy block, decode with the reference decoder (golang/snappy,
+// which the Prometheus 2.42 of our tests decodes with) to the pushes
+// joined in order, and the sender keeps about the compressed call, not a
+// copy of the pushes uncompressed beside a buffer as large for the
+// compressed form (two of 4 MiB in each of 4 senders before).
 func TestSenderEncodesACallPushByPush(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var b []batch
