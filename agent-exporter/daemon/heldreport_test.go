@@ -64,14 +64,30 @@ func TestHeldReportIsNotBuffered(t *testing.T) {
 // TestOneRequestPerInterval: in steady state the agent makes one request
 // to ecp per interval beside its push: the report, held as the long-poll
 // until just before the next tick; no desired-state poll and no new
-// connection.
+// connection. Steady state starts with the second report: the agent
+// reports as it registers, and when its first tick comes before the next
+// report is due it polls until the tick after (as in
+// TestCrowdedECPNoPollBeforeNextReport).
 func TestOneRequestPerInterval(t *testing.T) {
 	const interval = time.Second
 	ecp := fakeecp.Start(t)
 	startHeldAgent(t, ecp, interval)
-	conns, start, reports := ecp.Connections(), len(ecp.Calls()), ecp.CallsTo(agentproto.PathReport)
+	eventually(t, 5*interval, "a second report", func() bool { return ecp.CallsTo(agentproto.PathReport) >= 2 })
+	var steady time.Time // when the second report was sent
+	reports := 0
+	for _, c := range ecp.Calls() {
+		if c.Path == agentproto.PathReport {
+			if reports++; reports == 2 {
+				steady = c.Start
+			}
+		}
+	}
+	conns := ecp.Connections()
 	eventually(t, 10*interval, "four more reports", func() bool { return ecp.CallsTo(agentproto.PathReport) >= reports+4 })
-	for _, c := range ecp.Calls()[start:] {
+	for _, c := range ecp.Calls() {
+		if c.Start.Before(steady) {
+			continue
+		}
 		switch c.Path {
 		case agentproto.PathReport:
 			if c.Hold == 0 || c.Hold > interval || c.Status != 200 {
